@@ -1,0 +1,2 @@
+/** The Users context's aggregate. */
+export * from "./user.js";

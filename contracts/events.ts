@@ -1,0 +1,104 @@
+/** The event envelope and the registry of every event type (CONTRACT.md §2). */
+import { z } from "zod";
+import { Payloads } from "./payloads.js";
+import { Contexts, type AggregateType, type Context } from "./subjects.js";
+import { EventId, Id, Timestamp } from "./values.js";
+
+/** An event type name. */
+export type EventType = keyof typeof Payloads;
+/** The payload of an event type (current version). */
+export type PayloadOf<T extends EventType> = z.infer<(typeof Payloads)[T]>;
+
+/** Which context publishes each event type. */
+export const EventContexts = {
+  UserRegistered: "users",
+  UserProfileUpdated: "users",
+  UserEmailChanged: "users",
+  CourseCreated: "courses",
+  CourseUpdated: "courses",
+  CourseDeprecated: "courses",
+  CoursePolicyChanged: "courses",
+  PolicyCreated: "policies",
+  PolicyUpdated: "policies",
+  PolicyDeprecated: "policies",
+  OrderPlaced: "orders",
+  OrderPaid: "orders",
+  OrderRefunded: "orders",
+  OrderCancelled: "orders",
+  CourseAccessGranted: "access",
+  AccessRevoked: "access",
+  AccessExpired: "access",
+  ProgressUpdated: "access",
+  CourseCompleted: "access",
+} as const satisfies Record<EventType, Context>;
+
+/** All event types, in contract order. */
+export const EVENT_TYPES = Object.keys(EventContexts) as EventType[];
+
+/** The current schema version of every event type. */
+export const CURRENT_EVENT_VERSION = 1 as const;
+
+/** Correlation and causation ids: opaque strings chosen by callers. */
+export const TraceId = z.string().min(1).max(128);
+
+/** The envelope fields every event carries, whatever its type. */
+export const EnvelopeBase = z.strictObject({
+  event_id: EventId,
+  event_type: z.string().regex(/^[A-Z][A-Za-z0-9]{0,63}$/),
+  event_version: z.number().int().min(1),
+  occurred_on: Timestamp,
+  aggregate_type: z.enum(Object.values(Contexts).map((c) => c.aggregate) as [AggregateType, ...AggregateType[]]),
+  aggregate_id: Id,
+  aggregate_version: z.number().int().min(1),
+  correlation_id: TraceId,
+  causation_id: TraceId.nullable(),
+  payload: z.record(z.string(), z.unknown()),
+});
+export type EnvelopeBase = z.infer<typeof EnvelopeBase>;
+
+function envelopeOf<T extends EventType>(type: T) {
+  return EnvelopeBase.extend({
+    event_type: z.literal(type),
+    event_version: z.literal(CURRENT_EVENT_VERSION),
+    aggregate_type: z.literal(Contexts[EventContexts[type]].aggregate),
+    payload: Payloads[type] as (typeof Payloads)[T],
+  });
+}
+
+/** Full envelope schemas, one per event type (current version). */
+export const EventSchemas = Object.fromEntries(EVENT_TYPES.map((t) => [t, envelopeOf(t)])) as {
+  [T in EventType]: ReturnType<typeof envelopeOf<T>>;
+};
+
+/** Any current-version event, discriminated by `event_type`. */
+export const AnyEvent = z.discriminatedUnion(
+  "event_type",
+  EVENT_TYPES.map((t) => EventSchemas[t]) as unknown as [
+    (typeof EventSchemas)[EventType],
+    ...(typeof EventSchemas)[EventType][],
+  ],
+);
+
+/** The envelope of one event type. */
+export type EventEnvelope<T extends EventType = EventType> = T extends EventType
+  ? Omit<EnvelopeBase, "event_type" | "event_version" | "payload"> & {
+      event_type: T;
+      event_version: typeof CURRENT_EVENT_VERSION;
+      payload: PayloadOf<T>;
+    }
+  : never;
+
+/** What a decider emits: the type and payload; the runtime adds the envelope. */
+export type DomainEvent<T extends EventType = EventType> = T extends EventType
+  ? { event_type: T; payload: PayloadOf<T> }
+  : never;
+
+/** Builds a domain event with a typed payload. */
+export function domainEvent<T extends EventType>(event_type: T, payload: PayloadOf<T>): DomainEvent<T> {
+  return { event_type, payload } as DomainEvent<T>;
+}
+
+/** Events of a context, by type. */
+export function eventTypesOf(context: Context): EventType[] {
+  return EVENT_TYPES.filter((t) => EventContexts[t] === context);
+}

@@ -1,0 +1,73 @@
+/** Version-1 payload schemas of the 19 domain events (CONTRACT.md §2, "Payloads"). */
+import { z } from "zod";
+import { AccessId, Email, HttpsUrl, Id, Locale, Money, Text, TimeZone, Timestamp } from "./values.js";
+
+/** A person's or a thing's display name. */
+export const Name = Text(200);
+/** A course description: may be empty. */
+export const Description = z.string().max(10_000);
+/** Course ids of an order: 1..50 distinct ids. */
+export const CourseIds = z
+  .array(Id)
+  .min(1)
+  .max(50)
+  .refine((ids) => new Set(ids).size === ids.length, "course_ids must be distinct");
+/** Refund policy types. */
+export const PolicyType = z.enum(["standard", "conditional", "no_refund"]);
+export type PolicyType = z.infer<typeof PolicyType>;
+/** Days a refund stays possible after payment. */
+export const RefundPeriodDays = z.number().int().min(0).max(365);
+/** A progress percentage. */
+export const Percent = z.number().int().min(0).max(100);
+/** A free-text reason. */
+export const Reason = Text(500);
+/** A payment provider's reference. */
+export const PaymentId = Text(128);
+
+/** The editable profile fields; `null` clears a field, unknown keys are refused. */
+export const ProfilePatch = z
+  .strictObject({
+    display_name: Text(100).nullable().optional(),
+    bio: z.string().max(2000).nullable().optional(),
+    avatar_url: HttpsUrl.nullable().optional(),
+    locale: Locale.nullable().optional(),
+    timezone: TimeZone.nullable().optional(),
+  })
+  .refine((p) => Object.keys(p).length > 0, "profile_data must name at least one field");
+export type ProfilePatch = z.infer<typeof ProfilePatch>;
+
+/** Conditions a policy update may change. */
+export const PolicyConditions = z
+  .strictObject({ refund_period_days: RefundPeriodDays.optional(), max_progress_percent: Percent.optional() })
+  .refine((c) => Object.keys(c).length > 0, "new_conditions must name at least one condition");
+
+const access = { access_id: AccessId, user_id: Id, course_id: Id };
+
+/** Payload schemas, keyed by event type. */
+export const Payloads = {
+  UserRegistered: z.strictObject({ user_id: Id, email: Email, name: Name }),
+  UserProfileUpdated: z.strictObject({ user_id: Id, profile_data: ProfilePatch }),
+  UserEmailChanged: z.strictObject({ user_id: Id, old_email: Email, new_email: Email }),
+  CourseCreated: z.strictObject({ course_id: Id, title: Name, instructor_id: Id, policy_id: Id }),
+  CourseUpdated: z.strictObject({ course_id: Id, title: Name, description: Description, price: Money.nullable() }),
+  CourseDeprecated: z.strictObject({ course_id: Id, title: Name }),
+  CoursePolicyChanged: z.strictObject({ course_id: Id, old_policy_id: Id, new_policy_id: Id }),
+  PolicyCreated: z.strictObject({
+    policy_id: Id,
+    name: Name,
+    type: PolicyType,
+    refund_period_days: RefundPeriodDays,
+    max_progress_percent: Percent.optional(),
+  }),
+  PolicyUpdated: z.strictObject({ policy_id: Id, new_conditions: PolicyConditions }),
+  PolicyDeprecated: z.strictObject({ policy_id: Id, name: Name, replacement_policy_id: Id.nullable() }),
+  OrderPlaced: z.strictObject({ order_id: Id, user_id: Id, course_ids: CourseIds, total_amount: Money }),
+  OrderPaid: z.strictObject({ order_id: Id, user_id: Id, course_ids: CourseIds, payment_id: PaymentId }),
+  OrderRefunded: z.strictObject({ order_id: Id, user_id: Id, course_ids: CourseIds, refund_reason: Reason }),
+  OrderCancelled: z.strictObject({ order_id: Id, user_id: Id }),
+  CourseAccessGranted: z.strictObject({ ...access, expires_at: Timestamp.nullable() }),
+  AccessRevoked: z.strictObject({ ...access, reason: Reason }),
+  AccessExpired: z.strictObject({ ...access, expired_at: Timestamp }),
+  ProgressUpdated: z.strictObject({ ...access, progress: Percent }),
+  CourseCompleted: z.strictObject({ ...access }),
+} as const;

@@ -1,0 +1,127 @@
+/** Queries of the contract (CONTRACT.md §5): subject parts, body and result schemas. */
+import { z } from "zod";
+import { EnvelopeBase } from "./events.js";
+import { CourseIds, Description, Name, Percent, PolicyType, RefundPeriodDays } from "./payloads.js";
+import { AccessId, Email, HttpsUrl, Id, Locale, Money, TimeZone, Timestamp } from "./values.js";
+
+const version = z.number().int().min(0);
+
+/** A user's full profile, every field present (`null` when unset). */
+export const Profile = z.strictObject({
+  display_name: z.string().nullable(),
+  bio: z.string().nullable(),
+  avatar_url: HttpsUrl.nullable(),
+  locale: Locale.nullable(),
+  timezone: TimeZone.nullable(),
+});
+
+/** The result of GetUser. */
+export const UserView = z.strictObject({ user_id: Id, email: Email, name: Name, profile_data: Profile, version });
+/** The result of GetPolicy. */
+export const PolicyView = z.strictObject({
+  policy_id: Id,
+  name: Name,
+  type: PolicyType,
+  refund_period_days: RefundPeriodDays,
+  max_progress_percent: Percent.nullable(),
+  status: z.enum(["active", "deprecated"]),
+  replacement_policy_id: Id.nullable(),
+  version,
+});
+/** The result of GetCourse. */
+export const CourseView = z.strictObject({
+  course_id: Id,
+  title: Name,
+  description: Description,
+  price: Money.nullable(),
+  instructor_id: Id,
+  policy_id: Id,
+  status: z.enum(["active", "deprecated"]),
+  version,
+});
+/** The result of GetOrder. */
+export const OrderView = z.strictObject({
+  order_id: Id,
+  user_id: Id,
+  course_ids: CourseIds,
+  total_amount: Money,
+  status: z.enum(["placed", "paid", "refunded", "cancelled"]),
+  payment_id: z.string().nullable(),
+  version,
+});
+/** The result of GetAccess. */
+export const AccessView = z.strictObject({
+  access_id: AccessId,
+  user_id: Id,
+  course_id: Id,
+  status: z.enum(["active", "revoked", "expired"]),
+  progress: Percent,
+  completed: z.boolean(),
+  expires_at: Timestamp.nullable(),
+  version,
+});
+/** A catalog entry as SearchCatalog returns it. */
+export const CatalogItem = z.strictObject({
+  course_id: Id,
+  title: Name,
+  description: Description,
+  price: Money.nullable(),
+  instructor_id: Id,
+  policy_id: Id,
+});
+/** A notification as ListNotifications returns it. */
+export const NotificationView = z.strictObject({
+  notification_id: z.string(),
+  user_id: Id,
+  kind: z.string(),
+  to: z.string().nullable(),
+  message: z.string(),
+  event_id: z.string(),
+  created_on: Timestamp,
+});
+/** A certificate as ListCertificates returns it. */
+export const CertificateView = z.strictObject({
+  certificate_id: z.string(),
+  user_id: Id,
+  course_id: Id,
+  access_id: AccessId,
+  issued_on: Timestamp,
+});
+
+const items = <T extends z.ZodType>(item: T) => z.strictObject({ items: z.array(item) });
+
+/** Every query: its context, body and result. */
+export const QueryDefinitions = {
+  GetUser: { context: "users", body: z.strictObject({ user_id: Id }), result: UserView },
+  GetPolicy: { context: "policies", body: z.strictObject({ policy_id: Id }), result: PolicyView },
+  GetCourse: { context: "courses", body: z.strictObject({ course_id: Id }), result: CourseView },
+  SearchCatalog: {
+    context: "courses",
+    body: z.strictObject({ text: z.string().trim().min(1).max(200), limit: z.number().int().min(1).max(100).optional() }),
+    result: items(CatalogItem),
+  },
+  GetOrder: { context: "orders", body: z.strictObject({ order_id: Id }), result: OrderView },
+  GetAccess: { context: "access", body: z.strictObject({ access_id: AccessId }), result: AccessView },
+  GetLearnerProgress: { context: "access", body: z.strictObject({ user_id: Id }), result: items(AccessView) },
+  CourseStats: {
+    context: "analytics",
+    body: z.strictObject({ course_id: Id }),
+    result: z.strictObject({ course_id: Id, learners: z.number().int().min(0), completions: z.number().int().min(0), average_progress: z.number().min(0).max(100) }),
+  },
+  ListNotifications: { context: "notifications", body: z.strictObject({ user_id: Id }), result: items(NotificationView) },
+  ListCertificates: { context: "certificates", body: z.strictObject({ user_id: Id }), result: items(CertificateView) },
+  History: {
+    context: "audit",
+    body: z.strictObject({ aggregate_type: z.enum(["User", "Course", "RefundPolicy", "Order", "AccessRecord"]), aggregate_id: Id }),
+    result: z.strictObject({ events: z.array(EnvelopeBase) }),
+  },
+} as const;
+
+/** A query type name. */
+export type QueryType = keyof typeof QueryDefinitions;
+/** The validated body of a query. */
+export type QueryBody<T extends QueryType> = z.infer<(typeof QueryDefinitions)[T]["body"]>;
+/** The result of a query. */
+export type QueryResult<T extends QueryType> = z.infer<(typeof QueryDefinitions)[T]["result"]>;
+/** All query types, in contract order. */
+export const QUERY_TYPES = Object.keys(QueryDefinitions) as QueryType[];

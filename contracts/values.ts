@@ -1,0 +1,79 @@
+/** Shared value objects of the contract (CONTRACT.md §1). */
+import { createHash } from "node:crypto";
+import { z } from "zod";
+
+/** Pattern of an aggregate id: one safe NATS subject token. */
+export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** An aggregate id: safe as one NATS subject token (no `.`, `*`, `>`, spaces). */
+export const Id = z.string().regex(ID_PATTERN, "must match ^[A-Za-z0-9_-]{1,64}$");
+export type Id = z.infer<typeof Id>;
+
+/** An access record id: `acc_` + 32 lower-case hex digits, always derived by {@link deriveAccessId}. */
+export const AccessId = z.string().regex(/^acc_[0-9a-f]{32}$/, "must be acc_ + 32 hex digits");
+export type AccessId = z.infer<typeof AccessId>;
+
+/** Derives the access id of a (user, course) pair: `acc_` + first 32 hex of sha256(user_id:course_id). */
+export function deriveAccessId(userId: string, courseId: string): AccessId {
+  return `acc_${createHash("sha256").update(`${userId}:${courseId}`).digest("hex").slice(0, 32)}`;
+}
+
+/** A UUID version 7 in lower-case canonical form. */
+export const EventId = z
+  .string()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, "must be a lower-case UUIDv7");
+export type EventId = z.infer<typeof EventId>;
+
+/** An ISO-8601 UTC timestamp with milliseconds and `Z`. */
+export const Timestamp = z.iso.datetime({ precision: 3 });
+export type Timestamp = z.infer<typeof Timestamp>;
+
+/** Formats a Date as a contract timestamp. */
+export const toTimestamp = (d: Date): Timestamp => d.toISOString();
+
+/** An amount of money in minor units with an ISO-4217 currency code. */
+export const Money = z.strictObject({
+  amount: z.number().int().min(0),
+  currency: z.string().regex(/^[A-Z]{3}$/, "must be three upper-case letters"),
+});
+export type Money = z.infer<typeof Money>;
+
+/** An e-mail address as it arrives in a command (any case). */
+export const EmailInput = z.email().max(254);
+
+/** An e-mail address as stored and published: lower-cased. */
+export const Email = EmailInput.regex(/^[^A-Z]*$/, "must be lower-case");
+export type Email = z.infer<typeof Email>;
+
+/** Normalises an address for storage and uniqueness checks. */
+export const normaliseEmail = (email: string): Email => email.trim().toLowerCase();
+
+/** A short human text: non-empty after trimming, bounded. */
+export const Text = (max: number) => z.string().trim().min(1).max(max);
+
+function isLocale(tag: string): boolean {
+  try {
+    return Intl.getCanonicalLocales(tag).length === 1;
+  } catch {
+    return false;
+  }
+}
+
+function isTimeZone(tz: string): boolean {
+  if (!/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(tz)) return false;
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A BCP 47 language tag, e.g. `en-GB`. */
+export const Locale = z.string().max(35).refine(isLocale, "must be a BCP 47 language tag");
+
+/** An IANA time-zone name, e.g. `Europe/Paris`. */
+export const TimeZone = z.string().max(64).refine(isTimeZone, "must be an IANA time-zone name");
+
+/** An https URL. */
+export const HttpsUrl = z.url({ protocol: /^https$/ }).max(2048);
