@@ -1,0 +1,110 @@
+/** The SQL of one group commit: many aggregates' snapshots, events, outbox rows and keys in one transaction. */
+import type { AbstractSqlConnection } from "@mikro-orm/knex";
+import type { Transaction } from "@mikro-orm/core";
+
+/** A SQL statement with positional parameters. */
+export interface SqlOp {
+  sql: string;
+  params: unknown[];
+}
+
+/** One stored event as the writer receives it: envelope columns plus the encoded outbox body. */
+export interface EventWrite {
+  event_id: string;
+  event_type: string;
+  event_version: number;
+  occurred_on: string;
+  aggregate_version: number;
+  correlation_id: string;
+  causation_id: string | null;
+  payload: unknown;
+  subject: string;
+  body: Uint8Array;
+}
+
+/** Everything one command changes, written atomically with the others of its batch. */
+export interface AggregateWrite {
+  aggregateType: string;
+  aggregateId: string;
+  /** The version the actor started from (0 when the aggregate is new). */
+  baseVersion: number;
+  /** The version after this write. */
+  version: number;
+  state: unknown;
+  now: string;
+  events: EventWrite[];
+  idempotency?: { key: string; fingerprint: string; reply: unknown } | undefined;
+  /** Further statements of the same transaction (an e-mail index, say). */
+  extra?: SqlOp[] | undefined;
+}
+
+/** A stale writer: the stored version was not the one the writer started from. */
+export class StaleWriteError extends Error {
+  override readonly name = "StaleWriteError";
+}
+
+const CHUNK = 200;
+
+function chunks<T>(items: T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function values(rows: number, cols: number): string {
+  const one = `(${new Array(cols).fill("?").join(",")})`;
+  return new Array(rows).fill(one).join(",");
+}
+
+/** Writes a batch inside `trx`; throws StaleWriteError when any snapshot's optimistic check fails. */
+export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, batch: AggregateWrite[]): Promise<void> {
+  // Snapshots: an upsert whose update only happens when the stored version is the writer's base.
+  // A new aggregate (base 0) that already exists fails the same check: version is never 0.
+  for (const part of chunks(batch)) {
+    const params: unknown[] = [];
+    for (const w of part) params.push(w.aggregateType, w.aggregateId, w.version, w.baseVersion, JSON.stringify(w.state), w.now);
+    const rows = await conn.execute<unknown[]>(
+      `insert into nerve_snapshots (aggregate_type, aggregate_id, version, base_version, state, updated_on) values ${values(part.length, 6)}
+       on conflict (aggregate_type, aggregate_id) do update set version = excluded.version, base_version = excluded.base_version,
+       state = excluded.state, updated_on = excluded.updated_on where nerve_snapshots.version = excluded.base_version
+       returning aggregate_id`,
+      params,
+      "all",
+      trx,
+    );
+    if (rows.length !== part.length) throw new StaleWriteError(`${part.length - rows.length} stale snapshot write(s)`);
+  }
+  const events = batch.flatMap((w) => w.events.map((e) => ({ w, e })));
+  for (const part of chunks(events)) {
+    const ev: unknown[] = [];
+    const ob: unknown[] = [];
+    for (const { w, e } of part) {
+      ev.push(e.event_id, e.event_type, e.event_version, e.occurred_on, w.aggregateType, w.aggregateId, e.aggregate_version, e.correlation_id, e.causation_id, JSON.stringify(e.payload));
+      ob.push(e.event_id, w.aggregateType, w.aggregateId, e.aggregate_version, e.subject, e.event_type, e.event_version, Buffer.from(e.body.buffer, e.body.byteOffset, e.body.byteLength));
+    }
+    await conn.execute(
+      `insert into nerve_events (event_id, event_type, event_version, occurred_on, aggregate_type, aggregate_id, aggregate_version, correlation_id, causation_id, payload) values ${values(part.length, 10)}`,
+      ev,
+      "run",
+      trx,
+    );
+    await conn.execute(
+      `insert into nerve_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, subject, event_type, event_version, body) values ${values(part.length, 8)}`,
+      ob,
+      "run",
+      trx,
+    );
+  }
+  const keyed = batch.filter((w) => w.idempotency);
+  for (const part of chunks(keyed)) {
+    const params: unknown[] = [];
+    for (const w of part) params.push(w.aggregateType, w.aggregateId, w.idempotency!.key, w.idempotency!.fingerprint, JSON.stringify(w.idempotency!.reply), w.now);
+    await conn.execute(
+      `insert into nerve_idempotency (aggregate_type, aggregate_id, key, fingerprint, reply, created_on) values ${values(part.length, 6)}`,
+      params,
+      "run",
+      trx,
+    );
+  }
+  for (const w of batch) for (const op of w.extra ?? []) await conn.execute(op.sql, op.params, "run", trx);
+}

@@ -1,0 +1,135 @@
+/** MikroORM entity schemas of the write side: snapshots, event log, outbox, idempotency keys, e-mail index. */
+import { EntitySchema } from "@mikro-orm/core";
+
+/** The latest state of one aggregate instance. */
+export interface SnapshotRow {
+  aggregate_type: string;
+  aggregate_id: string;
+  version: number;
+  /** The version the last writer started from: the optimistic check of the batched upsert. */
+  base_version: number;
+  state: string;
+  updated_on: string;
+}
+
+/** One stored event: the append-only audit and replay log. */
+export interface EventRow {
+  seq: number;
+  event_id: string;
+  event_type: string;
+  event_version: number;
+  occurred_on: string;
+  aggregate_type: string;
+  aggregate_id: string;
+  aggregate_version: number;
+  correlation_id: string;
+  causation_id: string | null;
+  payload: string;
+}
+
+/** An event waiting to reach JetStream; deleted once JetStream has acknowledged it. */
+export interface OutboxRow {
+  seq: number;
+  event_id: string;
+  aggregate_type: string;
+  aggregate_id: string;
+  aggregate_version: number;
+  subject: string;
+  event_type: string;
+  event_version: number;
+  body: Buffer;
+}
+
+/** A remembered idempotency key with the reply of its first success. */
+export interface IdempotencyRow {
+  aggregate_type: string;
+  aggregate_id: string;
+  key: string;
+  fingerprint: string;
+  reply: string;
+  created_on: string;
+}
+
+/** Which user holds an e-mail address: makes addresses unique across users. */
+export interface UserEmailRow {
+  email: string;
+  user_id: string;
+}
+
+/** Snapshot table. */
+export const SnapshotSchema = new EntitySchema<SnapshotRow>({
+  name: "Snapshot",
+  tableName: "nerve_snapshots",
+  properties: {
+    aggregate_type: { type: "string", length: 32, primary: true, fieldName: "aggregate_type" },
+    aggregate_id: { type: "string", length: 64, primary: true, fieldName: "aggregate_id" },
+    version: { type: "integer", fieldName: "version" },
+    base_version: { type: "integer", fieldName: "base_version" },
+    state: { type: "text", fieldName: "state" },
+    updated_on: { type: "string", length: 32, fieldName: "updated_on" },
+  },
+});
+
+/** Event log table. */
+export const EventSchema = new EntitySchema<EventRow>({
+  name: "EventRecord",
+  tableName: "nerve_events",
+  properties: {
+    seq: { type: "bigint", primary: true, autoincrement: true, fieldName: "seq" },
+    event_id: { type: "string", length: 36, unique: true, fieldName: "event_id" },
+    event_type: { type: "string", length: 64, fieldName: "event_type" },
+    event_version: { type: "integer", fieldName: "event_version" },
+    occurred_on: { type: "string", length: 32, fieldName: "occurred_on" },
+    aggregate_type: { type: "string", length: 32, fieldName: "aggregate_type" },
+    aggregate_id: { type: "string", length: 64, fieldName: "aggregate_id" },
+    aggregate_version: { type: "integer", fieldName: "aggregate_version" },
+    correlation_id: { type: "string", length: 128, fieldName: "correlation_id" },
+    causation_id: { type: "string", length: 128, nullable: true, fieldName: "causation_id" },
+    payload: { type: "text", fieldName: "payload" },
+  },
+  uniques: [{ name: "nerve_events_aggregate_version", properties: ["aggregate_type", "aggregate_id", "aggregate_version"] }],
+});
+
+/** Outbox table. */
+export const OutboxSchema = new EntitySchema<OutboxRow>({
+  name: "OutboxRecord",
+  tableName: "nerve_outbox",
+  properties: {
+    seq: { type: "bigint", primary: true, autoincrement: true, fieldName: "seq" },
+    event_id: { type: "string", length: 36, fieldName: "event_id" },
+    aggregate_type: { type: "string", length: 32, fieldName: "aggregate_type" },
+    aggregate_id: { type: "string", length: 64, fieldName: "aggregate_id" },
+    aggregate_version: { type: "integer", fieldName: "aggregate_version" },
+    subject: { type: "string", length: 255, fieldName: "subject" },
+    event_type: { type: "string", length: 64, fieldName: "event_type" },
+    event_version: { type: "integer", fieldName: "event_version" },
+    body: { type: "blob", fieldName: "body" },
+  },
+});
+
+/** Idempotency key table. */
+export const IdempotencySchema = new EntitySchema<IdempotencyRow>({
+  name: "IdempotencyKey",
+  tableName: "nerve_idempotency",
+  properties: {
+    aggregate_type: { type: "string", length: 32, primary: true, fieldName: "aggregate_type" },
+    aggregate_id: { type: "string", length: 64, primary: true, fieldName: "aggregate_id" },
+    key: { type: "string", length: 128, primary: true, fieldName: "key" },
+    fingerprint: { type: "string", length: 64, fieldName: "fingerprint" },
+    reply: { type: "text", fieldName: "reply" },
+    created_on: { type: "string", length: 32, index: true, fieldName: "created_on" },
+  },
+});
+
+/** E-mail uniqueness table. */
+export const UserEmailSchema = new EntitySchema<UserEmailRow>({
+  name: "UserEmail",
+  tableName: "user_emails",
+  properties: {
+    email: { type: "string", length: 254, primary: true, fieldName: "email" },
+    user_id: { type: "string", length: 64, fieldName: "user_id" },
+  },
+});
+
+/** Every entity of the write side. */
+export const writeSideEntities = [SnapshotSchema, EventSchema, OutboxSchema, IdempotencySchema, UserEmailSchema];

@@ -1,0 +1,6 @@
+/** Persistence: MikroORM on SQLite or PostgreSQL, group commit, the write-side tables. */
+export * from "./entities.js";
+export * from "./database.js";
+export * from "./commit-batch.js";
+export * from "./group-commit.js";
+export * from "./repository.js";

@@ -1,0 +1,3 @@
+/** Shared test helpers; each concern lives in its own file and is re-exported here. */
+export * from "./nats-server.js";
+export * from "./tmp.js";
