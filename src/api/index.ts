@@ -1,0 +1,3 @@
+/** The command and query API over NATS request-reply. */
+export * from "./wire.js";
+export * from "./service.js";

@@ -1,0 +1,119 @@
+/** The command and query API: the NATS service `nerve` with one endpoint per context and kind. */
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Svcm, type Service, type ServiceMsg } from "@nats-io/services";
+import {
+  CONTEXTS,
+  CommandDefinitions,
+  ID_PATTERN,
+  NerveError,
+  QueryDefinitions,
+  SERVICE_NAME,
+  errors,
+  isCommandOf,
+  parseCommandSubject,
+  type ContentType,
+  type QueryType,
+} from "../../contracts/index.js";
+import type { Logger } from "../log/index.js";
+import type { CommandBus } from "../runtime/index.js";
+import { parseBody, replyError, replyOk, requestContentType, requestHeaders } from "./wire.js";
+
+/** Answers one query with its result. */
+export type QueryHandler = (body: any) => Promise<unknown>;
+
+/** Dependencies of the API. */
+export interface ApiDeps {
+  nc: NatsConnection;
+  bus: CommandBus;
+  queries: Partial<Record<QueryType, QueryHandler>>;
+  logger: Logger;
+  version: string;
+}
+
+/** Figures of the API. */
+export interface ApiStats {
+  ok: number;
+  failed: Record<string, number>;
+}
+
+/** The running API; `stop` stops taking requests and waits for those in progress. */
+export interface Api {
+  readonly service: Service;
+  readonly stats: ApiStats;
+  stop(): Promise<void>;
+}
+
+const QUERY_CONTEXTS = [...new Set(Object.values(QueryDefinitions).map((q) => q.context))];
+
+/** Starts the `nerve` service with endpoints `cmd.<context>.>` and `query.<context>.>`. */
+export async function startApi(deps: ApiDeps): Promise<Api> {
+  const service = await new Svcm(deps.nc).add({ name: SERVICE_NAME, version: deps.version, description: "Nerve commands and queries" });
+  const stats: ApiStats = { ok: 0, failed: {} };
+  const inflight = new Set<Promise<void>>();
+  const track = (p: Promise<void>) => {
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+  };
+  const fail = (msg: ServiceMsg, ct: ContentType | undefined, err: unknown, what: string) => {
+    const e = err instanceof NerveError ? err : errors.internal(`${what} failed`, err);
+    if (e.code === "internal") deps.logger.error({ err, subject: msg.subject }, "request failed");
+    stats.failed[e.code] = (stats.failed[e.code] ?? 0) + 1;
+    replyError(msg, ct, e);
+  };
+
+  for (const context of CONTEXTS) {
+    service.addEndpoint(`cmd-${context}`, {
+      subject: `cmd.${context}.>`,
+      metadata: { commands: Object.keys(CommandDefinitions).filter((t) => isCommandOf(context, t)).join(",") },
+      handler: (_err, msg) => track(handleCommand(msg)),
+    });
+  }
+  for (const context of QUERY_CONTEXTS) {
+    service.addEndpoint(`query-${context}`, { subject: `query.${context}.>`, handler: (_err, msg) => track(handleQuery(msg)) });
+  }
+
+  async function handleCommand(msg: ServiceMsg): Promise<void> {
+    let ct: ContentType | undefined;
+    try {
+      ct = requestContentType(msg);
+      const parts = parseCommandSubject(msg.subject);
+      if (!parts) throw errors.invalidRequest("subject must be cmd.<context>.<CommandType>.<aggregate_id> with a safe id");
+      if (!ID_PATTERN.test(parts.aggregateId)) throw errors.invalidRequest("aggregate_id must match ^[A-Za-z0-9_-]{1,64}$");
+      if (!isCommandOf(parts.context, parts.commandType)) throw errors.invalidRequest(`unknown command ${parts.context}.${parts.commandType}`);
+      const def = CommandDefinitions[parts.commandType];
+      const body = parseBody(msg, ct, def.body);
+      const reply = await deps.bus.execute({ context: def.context, type: parts.commandType, aggregateId: parts.aggregateId, body, ...requestHeaders(msg) });
+      stats.ok++;
+      replyOk(msg, ct, reply);
+    } catch (err) {
+      fail(msg, ct, err, "command");
+    }
+  }
+
+  async function handleQuery(msg: ServiceMsg): Promise<void> {
+    let ct: ContentType | undefined;
+    try {
+      ct = requestContentType(msg);
+      const [, context, type, ...rest] = msg.subject.split(".");
+      const def = Object.hasOwn(QueryDefinitions, type ?? "") ? QueryDefinitions[type as QueryType] : undefined;
+      if (!def || def.context !== context || rest.length > 0) throw errors.invalidRequest(`unknown query ${context}.${type}`);
+      const body = parseBody(msg, ct, def.body);
+      const handler = deps.queries[type as QueryType];
+      if (!handler) throw errors.unavailable(`${type} is not served by this instance`);
+      const result = await handler(body);
+      stats.ok++;
+      replyOk(msg, ct, { ok: true, result });
+    } catch (err) {
+      fail(msg, ct, err, "query");
+    }
+  }
+
+  return {
+    service,
+    stats,
+    async stop() {
+      await service.stop();
+      await Promise.allSettled([...inflight]);
+    },
+  };
+}

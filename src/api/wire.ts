@@ -1,0 +1,82 @@
+/** Decoding requests and encoding replies of the command and query API. */
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/nats-core";
+import type { ServiceMsg } from "@nats-io/services";
+import type { z } from "zod";
+import {
+  ContentTypes,
+  Headers,
+  NerveError,
+  contentTypeOf,
+  decode,
+  encode,
+  errorReply,
+  errors,
+  type ContentType,
+} from "../../contracts/index.js";
+
+/** Largest request body accepted (the server's max_payload may be larger). */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Optional request headers of a command. */
+export interface RequestHeaders {
+  idempotencyKey?: string | undefined;
+  correlationId?: string | undefined;
+  causationId?: string | undefined;
+}
+
+function header(h: MsgHdrs | undefined, name: string, max: number): string | undefined {
+  const v = h?.get(name);
+  if (v === undefined || v === "") return undefined;
+  if (v.length > max) throw errors.invalidRequest(`${name} is longer than ${max} characters`);
+  return v;
+}
+
+/** Reads the content type; an unsupported one is `invalid_request` (answered in JSON). */
+export function requestContentType(msg: ServiceMsg): ContentType {
+  const ct = contentTypeOf(msg.headers?.get(Headers.ContentType));
+  if (!ct) throw errors.invalidRequest("Content-Type must be application/msgpack or application/json");
+  return ct;
+}
+
+/** Reads the optional causal and idempotency headers. */
+export function requestHeaders(msg: ServiceMsg): RequestHeaders {
+  return {
+    idempotencyKey: header(msg.headers, Headers.IdempotencyKey, 128),
+    correlationId: header(msg.headers, Headers.CorrelationId, 128),
+    causationId: header(msg.headers, Headers.CausationId, 128),
+  };
+}
+
+/** Decodes and validates a body against a schema; every failure is a clear `invalid_request`. */
+export function parseBody<T extends z.ZodType>(msg: ServiceMsg, ct: ContentType, schema: T): z.infer<T> {
+  if (msg.data.length > MAX_BODY_BYTES) throw errors.invalidRequest(`body is larger than ${MAX_BODY_BYTES} bytes`);
+  const decoded = decode(ct, msg.data);
+  if (!decoded.ok) throw decoded.error;
+  if (decoded.value === null || typeof decoded.value !== "object" || Array.isArray(decoded.value)) {
+    throw errors.invalidRequest("body must be a map");
+  }
+  const parsed = schema.safeParse(decoded.value);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));
+    throw errors.invalidRequest(`invalid body: ${issues.map((i) => `${i.path || "(body)"} ${i.message}`).join("; ")}`, { issues });
+  }
+  return parsed.data;
+}
+
+function replyHeaders(ct: ContentType): MsgHdrs {
+  const h = natsHeaders();
+  h.set(Headers.ContentType, ct);
+  return h;
+}
+
+/** Sends a success reply in the request's encoding. */
+export function replyOk(msg: ServiceMsg, ct: ContentType, body: unknown): void {
+  msg.respond(encode(ct, body), { headers: replyHeaders(ct) });
+}
+
+/** Sends the contract's failure reply with the Nats-Service-Error headers. */
+export function replyError(msg: ServiceMsg, ct: ContentType | undefined, err: NerveError): void {
+  const enc = ct ?? ContentTypes.Json;
+  const description = err.message.replace(/[\r\n]+/g, " ").slice(0, 512);
+  msg.respondError(err.status, description, encode(enc, errorReply(err)), { headers: replyHeaders(enc) });
+}

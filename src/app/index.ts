@@ -1,0 +1,3 @@
+/** The service's composition root. */
+export * from "./nerve.js";
+export * from "./queries.js";

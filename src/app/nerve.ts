@@ -1,0 +1,78 @@
+/** Composition of the service: database, actors, outbox relay, NATS API — and their ordered shutdown. */
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { startApi, type Api } from "../api/index.js";
+import { aggregateModules } from "../aggregates/index.js";
+import type { Config } from "../config/index.js";
+import type { Logger } from "../log/index.js";
+import { connectNats, ensureStreams } from "../nats/index.js";
+import { OutboxRelay } from "../outbox/index.js";
+import { GroupCommitWriter, Repository, openDatabase, type Database } from "../persistence/index.js";
+import { ActorSystem, CommandBus } from "../runtime/index.js";
+import { aggregateQueries } from "./queries.js";
+
+/** A running Nerve. */
+export interface Nerve {
+  readonly db: Database;
+  readonly nc: NatsConnection;
+  readonly system: ActorSystem;
+  readonly writer: GroupCommitWriter;
+  readonly relay: OutboxRelay;
+  readonly bus: CommandBus;
+  readonly api: Api;
+  /** Ordered shutdown: stop taking commands, drain mailboxes, flush the outbox, close NATS and the database. */
+  stop(): Promise<void>;
+}
+
+/** The version reported by the service API. */
+export const NERVE_VERSION = "0.1.0";
+
+/** Starts the whole service in this process. */
+export async function startNerve(config: Config, logger: Logger): Promise<Nerve> {
+  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC });
+  const repo = new Repository(db);
+  let nc: NatsConnection | undefined;
+  try {
+    nc = await connectNats({ url: config.NATS_URL, user: config.NATS_USER, password: config.NATS_PASSWORD, creds: config.NATS_CREDS }, logger);
+    await ensureStreams(await jetstreamManager(nc));
+  } catch (err) {
+    await nc?.close();
+    await db.close();
+    throw err;
+  }
+  const writer = new GroupCommitWriter(db);
+  const system = new ActorSystem({
+    load: (type, id) => repo.loadSnapshot(type, id),
+    mailboxSize: config.NERVE_MAILBOX_SIZE,
+    maxActors: config.NERVE_MAX_ACTORS,
+    idleMs: config.NERVE_ACTOR_IDLE_MS,
+  });
+  const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger });
+  const relay = new OutboxRelay({ repo, js: jetstream(nc), logger, window: config.NERVE_RELAY_WINDOW });
+  writer.on("committed", () => relay.wake());
+  relay.start();
+  const api = await startApi({ nc, bus, queries: aggregateQueries(bus), logger, version: NERVE_VERSION });
+  const prune = setInterval(() => {
+    void repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
+  }, 10 * 60_000);
+  prune.unref();
+  logger.info({ db: db.dialect }, "nerve started");
+
+  let stopping: Promise<void> | undefined;
+  const conn = nc;
+  const stop = async (): Promise<void> => {
+    const deadline = Date.now() + config.NERVE_SHUTDOWN_MS;
+    const left = () => Math.max(0, deadline - Date.now());
+    clearInterval(prune);
+    await api.stop();
+    await system.drain();
+    await writer.flushed();
+    if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
+    await relay.stop();
+    system.close();
+    await conn.drain().catch(() => conn.close());
+    await db.close();
+    logger.info("nerve stopped");
+  };
+  return { db, nc, system, writer, relay, bus, api, stop: () => (stopping ??= stop()) };
+}

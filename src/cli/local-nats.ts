@@ -1,0 +1,48 @@
+/** Development convenience: start a nats-server with the repository's nats.conf when none answers. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { connect as tcpConnect } from "node:net";
+import { delimiter, join } from "node:path";
+
+/** Whether something accepts TCP connections at the host and port of a nats:// URL. */
+export function isListening(url: string, timeoutMs = 1000): Promise<boolean> {
+  const u = new URL(url.replace(/^nats:/, "http:"));
+  return new Promise((resolve) => {
+    const s = tcpConnect({ host: u.hostname, port: Number(u.port || 4222) });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+  });
+}
+
+/** The nats-server binary on the PATH (or Debian's /usr/sbin), if any. */
+export function findNatsServer(): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/usr/local/sbin"];
+  for (const d of dirs) {
+    const p = join(d, "nats-server");
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Starts `nats-server -c <config>` and waits until it listens at `url`. */
+export async function startLocalNats(binary: string, config: string, url: string, cwd: string): Promise<ChildProcess> {
+  const child = spawn(binary, ["-c", config], { cwd, stdio: ["ignore", "ignore", "inherit"] });
+  const until = Date.now() + 10_000;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`nats-server exited with code ${child.exitCode}`);
+    if (await isListening(url, 200)) return child;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error("nats-server did not start within 10 s");
+}

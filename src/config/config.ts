@@ -1,0 +1,55 @@
+/** Configuration, parsed once at start-up from the environment (CONTRACT.md §7) by one zod schema. */
+import { z } from "zod";
+
+/** The development JWT secret, used (with a warning) when none is set outside production. */
+export const DEV_JWT_SECRET = "nerve-development-secret-do-not-use-in-production";
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+/** The environment schema with named defaults. */
+export const ConfigSchema = z
+  .object({
+    NODE_ENV: z.string().default("development"),
+    NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+    NATS_USER: z.string().optional(),
+    NATS_PASSWORD: z.string().optional(),
+    NATS_CREDS: z.string().optional(),
+    NERVE_DB: z
+      .string()
+      .regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)$/, "must be sqlite:<path> or a postgres:// URL")
+      .default("sqlite:./data/nerve.sqlite"),
+    NERVE_HTTP_PORT: int(8080).pipe(z.number().max(65535)),
+    NERVE_JWT_SECRET: z.string().min(16).optional(),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** Most commands waiting in one actor's mailbox before `unavailable`. */
+    NERVE_MAILBOX_SIZE: int(256, 1),
+    /** Most live actors before the least recently used idle ones are passivated. */
+    NERVE_MAX_ACTORS: int(100_000, 1),
+    /** An actor idle this long is passivated. */
+    NERVE_ACTOR_IDLE_MS: int(5 * 60_000, 10),
+    /** In-flight JetStream publishes of the outbox relay. */
+    NERVE_RELAY_WINDOW: int(256, 1),
+    /** Bound of an orderly shutdown. */
+    NERVE_SHUTDOWN_MS: int(15_000, 100),
+    /** SQLite synchronous pragma. */
+    NERVE_SQLITE_SYNC: z.enum(["FULL", "NORMAL"]).default("FULL"),
+  })
+  .superRefine((c, ctx) => {
+    if (c.NODE_ENV === "production" && !c.NERVE_JWT_SECRET) {
+      ctx.addIssue({ code: "custom", path: ["NERVE_JWT_SECRET"], message: "is required when NODE_ENV=production" });
+    }
+  });
+
+/** The parsed configuration. */
+export type Config = z.infer<typeof ConfigSchema> & { jwtSecret: string; jwtSecretIsDevelopment: boolean };
+
+/** Parses the environment; throws one error naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = ConfigSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  const c = parsed.data;
+  return { ...c, jwtSecret: c.NERVE_JWT_SECRET ?? DEV_JWT_SECRET, jwtSecretIsDevelopment: !c.NERVE_JWT_SECRET };
+}

@@ -1,0 +1,2 @@
+/** Configuration. */
+export * from "./config.js";

@@ -1,0 +1,2 @@
+/** Logging. */
+export * from "./logger.js";

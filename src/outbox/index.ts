@@ -1,0 +1,2 @@
+/** The outbox relay. */
+export * from "./relay.js";

@@ -1,0 +1,166 @@
+/** The outbox relay: publishes committed events to JetStream exactly once, in per-aggregate order. */
+import { headers } from "@nats-io/nats-core";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { ContentTypes, Headers } from "../../contracts/index.js";
+import type { Logger } from "../log/index.js";
+import type { OutboxRow, Repository } from "../persistence/index.js";
+
+/** Options of the relay. */
+export interface RelayOptions {
+  repo: Repository;
+  js: JetStreamClient;
+  logger: Logger;
+  /** Most publishes awaiting their JetStream ack at once. */
+  window: number;
+  /** Rows read per pass. */
+  batchSize?: number;
+  /** Fallback poll when nobody wakes the relay (recovery after a crash). */
+  pollMs?: number;
+}
+
+/** Figures of the relay. */
+export interface RelayStats {
+  published: number;
+  duplicates: number;
+  failures: number;
+}
+
+/**
+ * Reads unpublished outbox rows in commit order and publishes them with `Nats-Msg-Id` = event_id.
+ * Publishes of different aggregates overlap (up to `window`); one aggregate has at most one publish in
+ * flight, so a failed publish can never be overtaken by a later version of the same aggregate. After a
+ * failure, or a crash, it resumes from what is unmarked; JetStream drops the repeats by their msg id.
+ */
+export class OutboxRelay {
+  readonly #o: Required<RelayOptions>;
+  #running = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #pendingWake = false;
+  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0 };
+
+  constructor(opts: RelayOptions) {
+    this.#o = { batchSize: 1000, pollMs: 1000, ...opts };
+  }
+
+  /** Starts the publishing loop. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Tells the relay that new rows were committed. */
+  wake(): void {
+    this.#pendingWake = true;
+    this.#wake?.();
+  }
+
+  /** Waits until the outbox is empty, or the deadline passes; returns whether it emptied. */
+  async flush(timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      if ((await this.#o.repo.outboxSize()) === 0) return true;
+      this.wake();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return false;
+  }
+
+  /** Stops after the current pass. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#wake?.();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    let backoff = 0;
+    while (this.#running) {
+      this.#pendingWake = false;
+      let rows: OutboxRow[] = [];
+      try {
+        rows = await this.#o.repo.pendingOutbox(this.#o.batchSize);
+        if (rows.length > 0) {
+          const ok = await this.#publish(rows);
+          backoff = ok ? 0 : Math.min(2000, backoff ? backoff * 2 : 50);
+        }
+      } catch (err) {
+        this.#o.logger.error({ err }, "outbox relay pass failed");
+        backoff = Math.min(2000, backoff ? backoff * 2 : 50);
+      }
+      if (!this.#running) break;
+      if (backoff > 0) await this.#sleep(backoff, false);
+      else if (rows.length < this.#o.batchSize && !this.#pendingWake) await this.#sleep(this.#o.pollMs, true);
+    }
+  }
+
+  // A wakeable sleep ends early on wake(); a backoff sleep ends early only on stop().
+  async #sleep(ms: number, wakeable: boolean): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.#wake = () => {
+        if (wakeable || !this.#running) {
+          clearTimeout(t);
+          resolve();
+        }
+      };
+    });
+    this.#wake = undefined;
+  }
+
+  /** Publishes one batch; marks the acknowledged rows; returns false when any publish failed. */
+  async #publish(rows: OutboxRow[]): Promise<boolean> {
+    const queues = new Map<string, OutboxRow[]>();
+    for (const r of rows) {
+      const key = `${r.aggregate_type}\u0000${r.aggregate_id}`;
+      const q = queues.get(key);
+      if (q) q.push(r);
+      else queues.set(key, [r]);
+    }
+    const ready = [...queues.keys()];
+    const acked: number[] = [];
+    let inflight = 0;
+    let failed: unknown;
+    await new Promise<void>((resolve) => {
+      const pump = (): void => {
+        while (failed === undefined && inflight < this.#o.window && ready.length > 0) {
+          const key = ready.shift()!;
+          const row = queues.get(key)!.shift()!;
+          inflight++;
+          const h = headers();
+          h.set(Headers.ContentType, ContentTypes.MsgPack);
+          h.set(Headers.EventType, row.event_type);
+          h.set(Headers.EventVersion, String(row.event_version));
+          this.#o.js
+            .publish(row.subject, row.body, { msgID: row.event_id, headers: h })
+            .then(
+              (ack) => {
+                acked.push(Number(row.seq));
+                if (ack.duplicate) this.stats.duplicates++;
+                else this.stats.published++;
+                if (queues.get(key)!.length > 0) ready.push(key);
+              },
+              (err) => {
+                failed ??= err;
+              },
+            )
+            .finally(() => {
+              inflight--;
+              if (inflight === 0 && (failed !== undefined || ready.length === 0)) resolve();
+              else pump();
+            });
+        }
+        if (inflight === 0) resolve();
+      };
+      pump();
+    });
+    if (acked.length > 0) await this.#o.repo.markPublished(acked);
+    if (failed !== undefined) {
+      this.stats.failures++;
+      this.#o.logger.warn({ err: String(failed), published: acked.length }, "outbox publish failed; will retry");
+      return false;
+    }
+    return true;
+  }
+}

@@ -1,0 +1,64 @@
+/** One keyed actor: an aggregate instance's committed state and its mailbox. */
+
+/** Loads an aggregate's committed state from storage. */
+export type StateLoader = (aggregateType: string, aggregateId: string) => Promise<{ state: unknown; version: number } | undefined>;
+
+/** An aggregate instance in memory. Its state is always the committed one: commands swap it only after commit. */
+export class Actor {
+  state: unknown = null;
+  version = 0;
+  lastUsed = Date.now();
+  readonly #queue: Array<() => Promise<void>> = [];
+  #running = false;
+  #ready: Promise<void>;
+
+  constructor(
+    readonly aggregateType: string,
+    readonly aggregateId: string,
+    private readonly loader: StateLoader,
+  ) {
+    this.#ready = this.reload();
+  }
+
+  /** Resolves once the actor's state has been loaded. */
+  get ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** Jobs waiting or running. */
+  get backlog(): number {
+    return this.#queue.length + (this.#running ? 1 : 0);
+  }
+
+  /** Whether nothing runs or waits. */
+  get idle(): boolean {
+    return !this.#running && this.#queue.length === 0;
+  }
+
+  /** Replaces the in-memory state with the stored one (after a bug, or a stale write). */
+  async reload(): Promise<void> {
+    const snap = await this.loader(this.aggregateType, this.aggregateId);
+    this.state = snap?.state ?? null;
+    this.version = snap?.version ?? 0;
+  }
+
+  /** Queues an exclusive job; jobs of one actor run strictly one at a time, in arrival order. */
+  enqueue<T>(job: (actor: Actor) => Promise<T>): Promise<T> {
+    this.lastUsed = Date.now();
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push(() => job(this).then(resolve, reject));
+      if (!this.#running) void this.#run();
+    });
+  }
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    try {
+      await this.#ready.catch(() => undefined);
+      for (let next = this.#queue.shift(); next; next = this.#queue.shift()) await next();
+    } finally {
+      this.#running = false;
+      this.lastUsed = Date.now();
+    }
+  }
+}

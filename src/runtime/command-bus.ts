@@ -1,0 +1,188 @@
+/** Runs commands on actors: idempotency, facts, decide, one durable write, then the reply. */
+import { v7 as uuidv7 } from "uuid";
+import {
+  CURRENT_EVENT_VERSION,
+  EventSchemas,
+  NerveError,
+  encodeMsgPack,
+  errors,
+  eventSubject,
+  type AggregateType,
+  type Command,
+  type CommandSuccess,
+  type CommandType,
+  type Context,
+  type DomainEvent,
+} from "../../contracts/index.js";
+import type { Logger } from "../log/index.js";
+import { StaleWriteError, type AggregateWrite, type EventWrite, type GroupCommitWriter, type Repository } from "../persistence/index.js";
+import type { Actor } from "./actor.js";
+import type { ActorSystem } from "./actor-system.js";
+import type { AggregateModule, Lookups } from "./aggregate-module.js";
+import { fingerprint } from "./stable-json.js";
+
+/** A validated command with what the transport adds. */
+export interface CommandRequest {
+  context: Context;
+  type: CommandType;
+  aggregateId: string;
+  body: unknown;
+  idempotencyKey?: string | undefined;
+  correlationId?: string | undefined;
+  causationId?: string | undefined;
+}
+
+/** Dependencies of the command bus. */
+export interface CommandBusDeps {
+  system: ActorSystem;
+  writer: GroupCommitWriter;
+  repo: Repository;
+  modules: AggregateModule[];
+  logger: Logger;
+  /** The clock; tests move it. */
+  clock?: () => Date;
+}
+
+/** The command path of the service. */
+export class CommandBus implements Lookups {
+  readonly #deps: CommandBusDeps;
+  readonly #byContext = new Map<string, AggregateModule>();
+  readonly #byType = new Map<string, AggregateModule>();
+  readonly repo: Repository;
+
+  constructor(deps: CommandBusDeps) {
+    this.#deps = deps;
+    this.repo = deps.repo;
+    for (const m of deps.modules) {
+      this.#byContext.set(m.context, m);
+      this.#byType.set(m.aggregateType, m);
+    }
+  }
+
+  /** The module hosting a context, if any. */
+  moduleOf(context: string): AggregateModule | undefined {
+    return this.#byContext.get(context);
+  }
+
+  /** Another aggregate's committed state (activating its actor). */
+  readState<S>(aggregateType: AggregateType, aggregateId: string): Promise<{ state: S | null; version: number }> {
+    return this.#deps.system.read(aggregateType, aggregateId, (a) => ({ state: a.state as S | null, version: a.version }));
+  }
+
+  /** The query view of an aggregate; `not_found` when it does not exist. */
+  async view(context: Context, aggregateId: string): Promise<unknown> {
+    const m = this.#module(context);
+    const { state, version } = await this.readState(m.aggregateType, aggregateId);
+    if (state === null) throw errors.notFound(`${m.aggregateType} ${aggregateId} does not exist`);
+    return m.view(state, version);
+  }
+
+  /** Executes a command; resolves with the contract's success reply once its events are durable. */
+  execute(req: CommandRequest): Promise<CommandSuccess> {
+    const m = this.#module(req.context);
+    return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req));
+  }
+
+  #module(context: string): AggregateModule {
+    const m = this.#byContext.get(context);
+    if (!m) throw errors.invalidRequest(`unknown context ${context}`);
+    return m;
+  }
+
+  async #run(m: AggregateModule, actor: Actor, req: CommandRequest): Promise<CommandSuccess> {
+    const commandId = uuidv7();
+    const print = req.idempotencyKey ? fingerprint({ type: req.type, body: req.body }) : "";
+    if (req.idempotencyKey) {
+      const seen = await this.#deps.repo.findIdempotencyKey(m.aggregateType, req.aggregateId, req.idempotencyKey);
+      if (seen) {
+        if (seen.fingerprint !== print) throw errors.conflict("Idempotency-Key was used for a different command", { idempotency_key: req.idempotencyKey });
+        return JSON.parse(seen.reply) as CommandSuccess;
+      }
+    }
+    const now = (this.#deps.clock?.() ?? new Date()).toISOString();
+    const command = { type: req.type, aggregate_id: req.aggregateId, body: req.body, now } as Command;
+    let domainEvents: DomainEvent[];
+    try {
+      const facts = m.facts ? await m.facts(command, actor.state, this) : {};
+      domainEvents = m.decider.decide(command, actor.state, facts);
+    } catch (err) {
+      throw await this.#asNerveError(err, actor, req);
+    }
+    const correlation = req.correlationId ?? commandId;
+    const causation = req.causationId ?? commandId;
+    let state = actor.state;
+    let version = actor.version;
+    const events: EventWrite[] = [];
+    try {
+      for (const e of domainEvents) {
+        state = m.decider.evolve(state, { ...e, occurred_on: now });
+        version++;
+        events.push(this.#envelope(m, req.aggregateId, version, e, now, correlation, causation));
+      }
+    } catch (err) {
+      throw await this.#asNerveError(err, actor, req);
+    }
+    const reply: CommandSuccess = {
+      ok: true,
+      aggregate_id: req.aggregateId,
+      aggregate_version: version,
+      events: events.map((e) => ({ event_id: e.event_id, event_type: e.event_type })),
+    };
+    if (events.length === 0 && !req.idempotencyKey) return reply;
+    const write: AggregateWrite = {
+      aggregateType: m.aggregateType,
+      aggregateId: req.aggregateId,
+      baseVersion: actor.version,
+      version,
+      state,
+      now,
+      events,
+      idempotency: req.idempotencyKey ? { key: req.idempotencyKey, fingerprint: print, reply } : undefined,
+      extra: m.extra?.(req.aggregateId, domainEvents),
+    };
+    try {
+      await this.#deps.writer.submit(write);
+    } catch (err) {
+      await actor.reload();
+      if (err instanceof StaleWriteError) throw errors.unavailable("the aggregate changed concurrently; retry");
+      if (isUniqueViolation(err)) throw errors.conflict("a unique value is already taken");
+      this.#deps.logger.error({ err, correlation_id: correlation }, "commit failed");
+      throw errors.unavailable("storage is unavailable; retry");
+    }
+    actor.state = state;
+    actor.version = version;
+    return reply;
+  }
+
+  #envelope(m: AggregateModule, aggregateId: string, version: number, e: DomainEvent, now: string, correlation: string, causation: string): EventWrite {
+    const envelope = {
+      event_id: uuidv7(),
+      event_type: e.event_type,
+      event_version: CURRENT_EVENT_VERSION,
+      occurred_on: now,
+      aggregate_type: m.aggregateType,
+      aggregate_id: aggregateId,
+      aggregate_version: version,
+      correlation_id: correlation,
+      causation_id: causation,
+      payload: e.payload,
+    };
+    // A decider bug must never reach the wire: every event is checked against the contract.
+    const checked = EventSchemas[e.event_type].safeParse(envelope);
+    if (!checked.success) throw new Error(`decider emitted an invalid ${e.event_type}: ${checked.error.message}`);
+    return { ...envelope, subject: eventSubject(m.context, e.event_type, aggregateId), body: encodeMsgPack(envelope) };
+  }
+
+  async #asNerveError(err: unknown, actor: Actor, req: CommandRequest): Promise<NerveError> {
+    if (err instanceof NerveError) return err;
+    // A bug: fail this command, reload the actor from storage, leave every other actor alone.
+    this.#deps.logger.error({ err, command: req.type, aggregate_id: req.aggregateId, correlation_id: req.correlationId }, "decider failed");
+    await actor.reload().catch(() => undefined);
+    return errors.internal(`${req.type} failed unexpectedly`, err);
+  }
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  const text = `${(err as { code?: string })?.code ?? ""} ${(err as Error)?.message ?? ""}`;
+  return /UNIQUE constraint failed|SQLITE_CONSTRAINT|23505|duplicate key/i.test(text);
+}

@@ -1,0 +1,6 @@
+/** The actor runtime: keyed actors, the command bus, aggregate modules. */
+export * from "./actor.js";
+export * from "./actor-system.js";
+export * from "./aggregate-module.js";
+export * from "./command-bus.js";
+export * from "./stable-json.js";

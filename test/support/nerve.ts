@@ -1,0 +1,99 @@
+/** Runs Nerve for a test: in-process against a private nats-server and a temporary SQLite file. */
+import { connect } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection, type Msg } from "@nats-io/nats-core";
+import { startNerve, type Nerve } from "../../src/app/index.js";
+import { loadConfig } from "../../src/config/index.js";
+import { createLogger } from "../../src/log/index.js";
+import { decodeJson, decodeMsgPack, encodeJson, encodeMsgPack } from "../../contracts/index.js";
+import { startNatsServer, type NatsServerHandle } from "./nats-server.js";
+import { tempSqlitePath } from "./tmp.js";
+
+/** A test's Nerve with its own server, database and client connection. */
+export interface TestNerve {
+  nerve: Nerve;
+  nats: NatsServerHandle;
+  dbPath: string;
+  client: NatsConnection;
+  env: Record<string, string>;
+  /** Stops Nerve only (the server and database stay, for a restart). */
+  stopNerve(): Promise<void>;
+  /** Starts Nerve again on the same server and database. */
+  restartNerve(): Promise<void>;
+  /** Stops everything and removes the temporary files. */
+  close(): Promise<void>;
+}
+
+/** Starts a private nats-server, a temporary SQLite file and Nerve on them. */
+export async function startTestNerve(extraEnv: Record<string, string> = {}): Promise<TestNerve> {
+  const nats = await startNatsServer();
+  const db = await tempSqlitePath();
+  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "silent", ...extraEnv };
+  const logger = createLogger(env.LOG_LEVEL);
+  let nerve = await startNerve(loadConfig(env), logger);
+  const client = await connect({ servers: nats.url, noAsyncTraces: true });
+  const t: TestNerve = {
+    get nerve() {
+      return nerve;
+    },
+    nats,
+    dbPath: db.path,
+    client,
+    env,
+    stopNerve: () => nerve.stop(),
+    async restartNerve() {
+      nerve = await startNerve(loadConfig(env), logger);
+    },
+    async close() {
+      await nerve.stop().catch(() => undefined);
+      await client.close().catch(() => undefined);
+      await nats.stop();
+      await db.cleanup();
+    },
+  } as TestNerve;
+  return t;
+}
+
+/** A decoded reply with its headers. */
+export interface Reply<T = any> {
+  body: T;
+  headers: Record<string, string>;
+}
+
+/** Options of a test request. */
+export interface RequestOptions {
+  json?: boolean;
+  contentType?: string;
+  headers?: Record<string, string>;
+  raw?: Uint8Array;
+  timeout?: number;
+}
+
+/** Sends a request and decodes the reply by its Content-Type. */
+export async function request<T = any>(nc: NatsConnection, subject: string, body: unknown = {}, opts: RequestOptions = {}): Promise<Reply<T>> {
+  const h = natsHeaders();
+  const ct = opts.contentType ?? (opts.json ? "application/json" : "application/msgpack");
+  h.set("Content-Type", ct);
+  for (const [k, v] of Object.entries(opts.headers ?? {})) h.set(k, v);
+  const data = opts.raw ?? (opts.json ? encodeJson(body) : encodeMsgPack(body));
+  const msg = await nc.request(subject, data, { timeout: opts.timeout ?? 10_000, headers: h });
+  return decodeReply<T>(msg);
+}
+
+/** Decodes a reply message. */
+export function decodeReply<T>(msg: Msg): Reply<T> {
+  const headers: Record<string, string> = {};
+  for (const k of msg.headers?.keys() ?? []) headers[k] = msg.headers!.get(k);
+  const decoded = headers["Content-Type"] === "application/json" ? decodeJson(msg.data) : decodeMsgPack(msg.data);
+  if (!decoded.ok) throw decoded.error;
+  return { body: decoded.value as T, headers };
+}
+
+/** Sends a command: `cmd.<context>.<type>.<id>`. */
+export function command<T = any>(nc: NatsConnection, context: string, type: string, id: string, body: unknown = {}, opts: RequestOptions = {}): Promise<Reply<T>> {
+  return request<T>(nc, `cmd.${context}.${type}.${id}`, body, opts);
+}
+
+/** Sends a query: `query.<context>.<type>`. */
+export function query<T = any>(nc: NatsConnection, context: string, type: string, body: unknown, opts: RequestOptions = {}): Promise<Reply<T>> {
+  return request<T>(nc, `query.${context}.${type}`, body, opts);
+}
