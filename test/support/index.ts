@@ -1,3 +1,5 @@
 /** Shared test helpers; each concern lives in its own file and is re-exported here. */
 export * from "./nats-server.js";
 export * from "./tmp.js";
+export * from "./nerve.js";
+export * from "./decider-spec.js";

@@ -1,0 +1,114 @@
+/** The AccessRecord aggregate: one learner's access to one course, with progress and expiry (CONTRACT.md §2–§3). */
+import { deriveAccessId, domainEvent, errors, type DomainEvent, type QueryResult } from "../../contracts/index.js";
+import type { Decider, RecordedEvent } from "../decider.js";
+
+/** An access record's status; a revoked or expired record may be granted again. */
+export const AccessStatus = { Active: "active", Revoked: "revoked", Expired: "expired" } as const;
+/** An access record's status. */
+export type AccessStatus = (typeof AccessStatus)[keyof typeof AccessStatus];
+
+/** An access record's state; progress and completion survive revocation, expiry and re-granting. */
+export type AccessRecordState = {
+  access_id: string;
+  user_id: string;
+  course_id: string;
+  status: AccessStatus;
+  progress: number;
+  completed: boolean;
+  expires_at: string | null;
+};
+
+/** Facts the runtime supplies: none, every rule of an access record depends on its own state. */
+export type AccessRecordFacts = Record<string, never>;
+
+type AccessCommand = "GrantCourseAccess" | "RevokeCourseAccess" | "UpdateProgress";
+type AccessEvent = "CourseAccessGranted" | "AccessRevoked" | "AccessExpired" | "ProgressUpdated" | "CourseCompleted";
+
+/** Whether `t` is at or before `now` (both contract timestamps). */
+const reached = (t: string, now: string): boolean => Date.parse(t) <= Date.parse(now);
+
+const ids = (s: AccessRecordState) => ({ access_id: s.access_id, user_id: s.user_id, course_id: s.course_id });
+
+/** The AccessRecord decider; expiry is not a command but the timer operation {@link expire}. */
+export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, AccessEvent, AccessRecordFacts> = {
+  aggregateType: "AccessRecord",
+  commands: ["GrantCourseAccess", "RevokeCourseAccess", "UpdateProgress"],
+
+  decide(command, state) {
+    const id = command.aggregate_id;
+    switch (command.type) {
+      case "GrantCourseAccess": {
+        const { user_id, course_id } = command.body;
+        // The id is derived, never chosen, so one (user, course) pair can only ever have one record.
+        const derived = deriveAccessId(user_id, course_id);
+        if (id !== derived) throw errors.invalidRequest(`access id must be ${derived} for this user and course`, { expected: derived });
+        const expires_at = command.body.expires_at ?? null;
+        if (expires_at !== null && reached(expires_at, command.now)) {
+          throw errors.invalidRequest("expires_at must be in the future", { expires_at, now: command.now });
+        }
+        // An active grant is re-issued only to move its expiry; otherwise granting again changes nothing.
+        if (state?.status === AccessStatus.Active && state.expires_at === expires_at) return [];
+        return [domainEvent("CourseAccessGranted", { access_id: id, user_id, course_id, expires_at })];
+      }
+      case "RevokeCourseAccess": {
+        if (!state) throw errors.notFound(`access ${id} does not exist`);
+        if (state.status !== AccessStatus.Active) return [];
+        return [domainEvent("AccessRevoked", { ...ids(state), reason: command.body.reason })];
+      }
+      case "UpdateProgress": {
+        if (!state) throw errors.notFound(`access ${id} does not exist`);
+        const { progress } = command.body;
+        if (!Number.isInteger(progress) || progress < 0 || progress > 100) {
+          throw errors.invalidRequest("progress must be an integer from 0 to 100", { progress });
+        }
+        if (state.status !== AccessStatus.Active) throw errors.ruleViolated(`access ${id} is ${state.status}`, { status: state.status });
+        // The expiry timer may not have fired yet; the record is over all the same.
+        if (state.expires_at !== null && reached(state.expires_at, command.now)) {
+          throw errors.ruleViolated(`access ${id} expired at ${state.expires_at}`, { expires_at: state.expires_at });
+        }
+        if (progress <= state.progress) return [];
+        const events: DomainEvent<AccessEvent>[] = [domainEvent("ProgressUpdated", { ...ids(state), progress })];
+        if (progress === 100 && !state.completed) events.push(domainEvent("CourseCompleted", ids(state)));
+        return events;
+      }
+    }
+  },
+
+  evolve(state, event: RecordedEvent<AccessEvent>) {
+    switch (event.event_type) {
+      case "CourseAccessGranted": {
+        const p = event.payload;
+        return {
+          access_id: p.access_id,
+          user_id: p.user_id,
+          course_id: p.course_id,
+          status: AccessStatus.Active,
+          progress: state?.progress ?? 0,
+          completed: state?.completed ?? false,
+          expires_at: p.expires_at,
+        };
+      }
+      case "AccessRevoked":
+        return { ...state!, status: AccessStatus.Revoked };
+      case "AccessExpired":
+        return { ...state!, status: AccessStatus.Expired };
+      case "ProgressUpdated":
+        return { ...state!, progress: event.payload.progress };
+      case "CourseCompleted":
+        return { ...state!, completed: true };
+    }
+  },
+};
+
+/** The timer operation: an active record whose `expires_at` has come expires, as of its `expires_at`. */
+export function expire(state: AccessRecordState | null, now: string): DomainEvent<"AccessExpired">[] {
+  if (state?.status !== AccessStatus.Active || state.expires_at === null || !reached(state.expires_at, now)) return [];
+  return [domainEvent("AccessExpired", { ...ids(state), expired_at: state.expires_at })];
+}
+
+/** When the runtime should next run {@link expire}: the `expires_at` of an active record, else null. */
+export const nextDeadline = (state: AccessRecordState | null): string | null =>
+  state?.status === AccessStatus.Active ? state.expires_at : null;
+
+/** The GetAccess view of an access record. */
+export const accessView = (s: AccessRecordState, version: number): QueryResult<"GetAccess"> => ({ ...s, version });

@@ -1,0 +1,2 @@
+/** The Access context's aggregate. */
+export * from "./access-record.js";

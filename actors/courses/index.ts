@@ -1,0 +1,2 @@
+/** The Courses context's aggregate. */
+export * from "./course.js";

@@ -1,0 +1,2 @@
+/** The Orders context's aggregate. */
+export * from "./order.js";

@@ -1,0 +1,2 @@
+/** The Policies context's aggregate. */
+export * from "./refund-policy.js";

@@ -1,0 +1,154 @@
+import { describe, expect, it } from "vitest";
+import { deriveAccessId, domainEvent } from "../../../contracts/index.js";
+import { accessRecordDecider, accessView, expire, nextDeadline } from "../../../actors/access/index.js";
+import { deciderSpec } from "../../support/decider-spec.js";
+
+const now = "2026-05-01T08:00:00.000Z";
+const later = "2026-06-01T00:00:00.000Z";
+const spec = deciderSpec(accessRecordDecider, { now });
+const id = deriveAccessId("u1", "c1");
+const ids = { access_id: id, user_id: "u1", course_id: "c1" };
+const granted = (expires_at: string | null = null) => domainEvent("CourseAccessGranted", { ...ids, expires_at });
+const revoked = domainEvent("AccessRevoked", { ...ids, reason: "order_refunded" });
+const expired = domainEvent("AccessExpired", { ...ids, expired_at: later });
+const progressed = (progress: number) => domainEvent("ProgressUpdated", { ...ids, progress });
+const completed = domainEvent("CourseCompleted", ids);
+
+const grant = (expires_at?: string | null, aggregate_id = id) => ({
+  type: "GrantCourseAccess" as const,
+  aggregate_id,
+  body: { user_id: "u1", course_id: "c1", ...(expires_at === undefined ? {} : { expires_at }) },
+  now,
+});
+const revoke = { type: "RevokeCourseAccess" as const, aggregate_id: id, body: { reason: "order_refunded" }, now };
+const progress = (p: number, at = now) => ({ type: "UpdateProgress" as const, aggregate_id: id, body: { progress: p }, now: at });
+
+describe("AccessRecord: GrantCourseAccess", () => {
+  it("grants open-ended access", () => {
+    const state = spec.given([]).when(grant()).then([granted()]);
+    expect(state).toMatchObject({ status: "active", progress: 0, completed: false, expires_at: null });
+  });
+
+  it("grants access until a future moment", () => {
+    spec.given([]).when(grant(later)).then([granted(later)]);
+  });
+
+  it.each([now, "2026-04-30T00:00:00.000Z"])("refuses an expires_at that is not after now (%s)", (at) => {
+    spec.given([]).when(grant(at)).thenThrows("invalid_request", "expires_at");
+  });
+
+  it("refuses an aggregate id that is not derived from user and course", () => {
+    const err = spec.given([]).when(grant(null, deriveAccessId("u1", "c2"))).thenThrows("invalid_request", "access id");
+    expect(err.details).toEqual({ expected: id });
+  });
+
+  it("does nothing when the same grant is active already", () => {
+    spec.given([granted()]).when(grant()).thenNothingHappened();
+    spec.given([granted()]).when(grant(null)).thenNothingHappened();
+    spec.given([granted(later)]).when(grant(later)).thenNothingHappened();
+  });
+
+  it("re-grants an active record to move its expiry (the latest grant wins)", () => {
+    expect(spec.given([granted(later)]).when(grant()).then([granted()])?.expires_at).toBeNull();
+    expect(spec.given([granted()]).when(grant(later)).then([granted(later)])?.expires_at).toBe(later);
+  });
+
+  it("grants a revoked record again, keeping progress", () => {
+    const state = spec.given([granted(), progressed(40), revoked]).when(grant()).then([granted()]);
+    expect(state).toMatchObject({ status: "active", progress: 40, completed: false });
+  });
+
+  it("grants an expired record again, keeping progress and completion", () => {
+    const state = spec.given([granted(later), progressed(100), completed, expired]).when(grant()).then([granted()]);
+    expect(state).toMatchObject({ status: "active", progress: 100, completed: true });
+  });
+});
+
+describe("AccessRecord: RevokeCourseAccess", () => {
+  it("is not_found for an unknown record", () => {
+    spec.given([]).when(revoke).thenThrows("not_found");
+  });
+
+  it("revokes active access", () => {
+    expect(spec.given([granted()]).when(revoke).then([revoked])?.status).toBe("revoked");
+  });
+
+  it.each([
+    ["revoked", [granted(), revoked]],
+    ["expired", [granted(later), expired]],
+  ] as const)("does nothing when %s already", (_, given) => {
+    spec.given([...given]).when(revoke).thenNothingHappened();
+  });
+});
+
+describe("AccessRecord: UpdateProgress", () => {
+  it("is not_found for an unknown record", () => {
+    spec.given([]).when(progress(10)).thenThrows("not_found");
+  });
+
+  it("records progress that goes up", () => {
+    expect(spec.given([granted(), progressed(10)]).when(progress(35)).then([progressed(35)])?.progress).toBe(35);
+  });
+
+  it("completes the course on reaching 100: 99 → 100 emits both events", () => {
+    const state = spec.given([granted(), progressed(99)]).when(progress(100)).then([progressed(100), completed]);
+    expect(state).toMatchObject({ progress: 100, completed: true });
+  });
+
+  it("does nothing for 100 again", () => {
+    spec.given([granted(), progressed(100), completed]).when(progress(100)).thenNothingHappened();
+  });
+
+  it("does nothing for lower or equal progress: progress never goes down", () => {
+    spec.given([granted(), progressed(50)]).when(progress(20)).thenNothingHappened();
+    spec.given([granted(), progressed(50)]).when(progress(50)).thenNothingHappened();
+    spec.given([granted()]).when(progress(0)).thenNothingHappened();
+  });
+
+  it.each([
+    ["revoked", [granted(), revoked]],
+    ["expired", [granted(later), expired]],
+  ] as const)("refuses progress on a %s record", (status, given) => {
+    spec.given([...given]).when(progress(60)).thenThrows("rule_violated", status);
+  });
+
+  it("refuses progress once expires_at has come, even before the timer fires", () => {
+    spec.given([granted(later)]).when(progress(60, later)).thenThrows("rule_violated", "expired at");
+  });
+
+  it.each([101, -1, 2.5])("refuses progress %s as invalid_request", (p) => {
+    spec.given([granted()]).when(progress(p)).thenThrows("invalid_request", "progress");
+  });
+});
+
+describe("AccessRecord: expiry timer", () => {
+  const active = spec.given([granted(later)]).state;
+
+  it("expires an active record at its expires_at, and later", () => {
+    expect(expire(active, later)).toStrictEqual([expired]);
+    expect(expire(active, "2026-07-01T00:00:00.000Z")).toStrictEqual([expired]);
+  });
+
+  it("leaves a record alone before its expires_at", () => {
+    expect(expire(active, "2026-05-31T23:59:59.999Z")).toStrictEqual([]);
+  });
+
+  it("leaves open-ended, revoked, expired and missing records alone", () => {
+    expect(expire(spec.given([granted()]).state, later)).toStrictEqual([]);
+    expect(expire(spec.given([granted(later), revoked]).state, later)).toStrictEqual([]);
+    expect(expire(spec.given([granted(later), expired]).state, later)).toStrictEqual([]);
+    expect(expire(null, later)).toStrictEqual([]);
+  });
+
+  it("names the next deadline of an active record only", () => {
+    expect(nextDeadline(active)).toBe(later);
+    expect(nextDeadline(spec.given([granted()]).state)).toBeNull();
+    expect(nextDeadline(spec.given([granted(later), revoked]).state)).toBeNull();
+    expect(nextDeadline(null)).toBeNull();
+  });
+
+  it("evolves an expired record into status expired, keeping its expires_at", () => {
+    const state = accessRecordDecider.evolve(active, { ...expire(active, later)[0]!, occurred_on: later });
+    expect(accessView(state, 2)).toEqual({ ...ids, status: "expired", progress: 0, completed: false, expires_at: later, version: 2 });
+  });
+});
