@@ -2,13 +2,14 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { startApi, type Api } from "../api/index.js";
-import { aggregateModules } from "../aggregates/index.js";
+import { aggregateModules, timerKinds } from "../aggregates/index.js";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
 import { connectNats, ensureStreams } from "../nats/index.js";
 import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
+import { TimerService } from "../timers/index.js";
 import { aggregateQueries } from "./queries.js";
 
 /** A running Nerve. */
@@ -19,6 +20,7 @@ export interface Nerve {
   readonly writer: GroupCommitWriter;
   readonly relay: OutboxRelay;
   readonly bus: CommandBus;
+  readonly timers: TimerService;
   readonly api: Api;
   /** Ordered shutdown: stop taking commands, drain mailboxes, flush the outbox, close NATS and the database. */
   stop(): Promise<void>;
@@ -51,6 +53,8 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   const relay = new OutboxRelay({ repo, js: jetstream(nc), logger, window: config.NERVE_RELAY_WINDOW });
   writer.on("committed", () => relay.wake());
   relay.start();
+  const timers = new TimerService({ db, bus, logger, kinds: timerKinds });
+  timers.start();
   const api = await startApi({ nc, bus, queries: aggregateQueries(bus), logger, version: NERVE_VERSION });
   const prune = setInterval(() => {
     void repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
@@ -65,6 +69,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     const left = () => Math.max(0, deadline - Date.now());
     clearInterval(prune);
     await api.stop();
+    await timers.stop();
     await system.drain();
     await writer.flushed();
     if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
@@ -74,5 +79,5 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await db.close();
     logger.info("nerve stopped");
   };
-  return { db, nc, system, writer, relay, bus, api, stop: () => (stopping ??= stop()) };
+  return { db, nc, system, writer, relay, bus, timers, api, stop: () => (stopping ??= stop()) };
 }

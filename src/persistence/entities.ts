@@ -56,6 +56,14 @@ export interface UserEmailRow {
   user_id: string;
 }
 
+/** A durable timer: at `due_at` the runtime runs the aggregate's `kind` operation, also after downtime. */
+export interface TimerRow {
+  aggregate_type: string;
+  aggregate_id: string;
+  kind: string;
+  due_at: string;
+}
+
 /** Snapshot table. */
 export const SnapshotSchema = new EntitySchema<SnapshotRow>({
   name: "Snapshot",
@@ -131,5 +139,17 @@ export const UserEmailSchema = new EntitySchema<UserEmailRow>({
   },
 });
 
+/** Durable timer table. */
+export const TimerSchema = new EntitySchema<TimerRow>({
+  name: "Timer",
+  tableName: "nerve_timers",
+  properties: {
+    aggregate_type: { type: "string", length: 32, primary: true, fieldName: "aggregate_type" },
+    aggregate_id: { type: "string", length: 64, primary: true, fieldName: "aggregate_id" },
+    kind: { type: "string", length: 32, primary: true, fieldName: "kind" },
+    due_at: { type: "string", length: 32, index: true, fieldName: "due_at" },
+  },
+});
+
 /** Every entity of the write side. */
-export const writeSideEntities = [SnapshotSchema, EventSchema, OutboxSchema, IdempotencySchema, UserEmailSchema];
+export const writeSideEntities = [SnapshotSchema, EventSchema, OutboxSchema, IdempotencySchema, UserEmailSchema, TimerSchema];

@@ -18,7 +18,7 @@ export interface AggregateModule<S = any, F = any> {
   /** Looks up what the decider needs from outside the aggregate. */
   facts?(command: Command, state: S | null, lookups: Lookups): Promise<F>;
   /** Statements to run in the same transaction as the events (unique indexes, say). */
-  extra?(aggregateId: string, events: DomainEvent[]): SqlOp[];
+  extra?(aggregateId: string, events: DomainEvent[], state: S | null): SqlOp[];
   /** The aggregate's query view. */
   view(state: S, version: number): unknown;
 }

@@ -83,13 +83,23 @@ export class CommandBus implements Lookups {
     return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req));
   }
 
+  /**
+   * Runs an internal operation (a durable timer's, say) exclusively on an aggregate, like a command:
+   * `decide` gets the state and the clock, its events are stored and published the same way.
+   */
+  executeInternal(context: Context, aggregateId: string, name: string, decide: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
+    const m = this.#module(context);
+    const req: CommandRequest = { context, type: name as CommandType, aggregateId, body: {} };
+    return this.#deps.system.exclusive(m.aggregateType, aggregateId, (actor) => this.#run(m, actor, req, decide));
+  }
+
   #module(context: string): AggregateModule {
     const m = this.#byContext.get(context);
     if (!m) throw errors.invalidRequest(`unknown context ${context}`);
     return m;
   }
 
-  async #run(m: AggregateModule, actor: Actor, req: CommandRequest): Promise<CommandSuccess> {
+  async #run(m: AggregateModule, actor: Actor, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
     const commandId = uuidv7();
     const print = req.idempotencyKey ? fingerprint({ type: req.type, body: req.body }) : "";
     if (req.idempotencyKey) {
@@ -103,8 +113,12 @@ export class CommandBus implements Lookups {
     const command = { type: req.type, aggregate_id: req.aggregateId, body: req.body, now } as Command;
     let domainEvents: DomainEvent[];
     try {
-      const facts = m.facts ? await m.facts(command, actor.state, this) : {};
-      domainEvents = m.decider.decide(command, actor.state, facts);
+      if (internal) {
+        domainEvents = internal(actor.state, now);
+      } else {
+        const facts = m.facts ? await m.facts(command, actor.state, this) : {};
+        domainEvents = m.decider.decide(command, actor.state, facts);
+      }
     } catch (err) {
       throw await this.#asNerveError(err, actor, req);
     }
@@ -138,7 +152,7 @@ export class CommandBus implements Lookups {
       now,
       events,
       idempotency: req.idempotencyKey ? { key: req.idempotencyKey, fingerprint: print, reply } : undefined,
-      extra: m.extra?.(req.aggregateId, domainEvents),
+      extra: m.extra?.(req.aggregateId, domainEvents, state),
     };
     try {
       await this.#deps.writer.submit(write);

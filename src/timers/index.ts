@@ -1,0 +1,2 @@
+/** Durable timers. */
+export * from "./timer-service.js";

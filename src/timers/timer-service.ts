@@ -1,0 +1,86 @@
+/** Durable timers: rows written with the aggregate's state, fired by polling, so downtime delays but never loses them. */
+import type { Context, DomainEvent } from "../../contracts/index.js";
+import type { Logger } from "../log/index.js";
+import type { Database, SqlOp, TimerRow } from "../persistence/index.js";
+import type { CommandBus } from "../runtime/index.js";
+
+/** What a timer kind does when due, and when it is next due given the new state. */
+export interface TimerKind {
+  readonly context: Context;
+  readonly aggregateType: string;
+  readonly kind: string;
+  /** The operation run at the deadline. */
+  fire(state: unknown, now: string): DomainEvent[];
+  /** The next deadline of a state, or null for none. */
+  deadline(state: unknown): string | null;
+}
+
+/** The statement that keeps an aggregate's timer row in step with its state (same transaction). */
+export function timerOp(k: Pick<TimerKind, "aggregateType" | "kind">, aggregateId: string, due: string | null): SqlOp {
+  return due === null
+    ? { sql: "delete from nerve_timers where aggregate_type = ? and aggregate_id = ? and kind = ?", params: [k.aggregateType, aggregateId, k.kind] }
+    : {
+        sql: "insert into nerve_timers (aggregate_type, aggregate_id, kind, due_at) values (?, ?, ?, ?) on conflict (aggregate_type, aggregate_id, kind) do update set due_at = excluded.due_at",
+        params: [k.aggregateType, aggregateId, k.kind, due],
+      };
+}
+
+/** Options of the timer service. */
+export interface TimerServiceOptions {
+  db: Database;
+  bus: CommandBus;
+  logger: Logger;
+  kinds: TimerKind[];
+  pollMs?: number;
+  clock?: () => Date;
+}
+
+/** Polls for due timers and runs their operations on the aggregates' actors. */
+export class TimerService {
+  readonly #o: TimerServiceOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #tick: Promise<void> | undefined;
+  /** Timers fired since start. */
+  fired = 0;
+
+  constructor(opts: TimerServiceOptions) {
+    this.#o = opts;
+  }
+
+  /** Starts polling; the first poll runs at once (catching up on what fell due while down). */
+  start(): void {
+    const run = () => {
+      this.#tick ??= this.poll().finally(() => (this.#tick = undefined));
+    };
+    run();
+    this.#timer = setInterval(run, this.#o.pollMs ?? 1000);
+    this.#timer.unref();
+  }
+
+  /** Stops polling and waits for the poll in progress. */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#tick;
+  }
+
+  /** Fires every due timer once. */
+  async poll(): Promise<void> {
+    const now = (this.#o.clock?.() ?? new Date()).toISOString();
+    const due = await this.#o.db.connection.execute<TimerRow[]>("select * from nerve_timers where due_at <= ? order by due_at limit 500", [now], "all");
+    for (const row of due) {
+      const k = this.#o.kinds.find((x) => x.kind === row.kind && x.aggregateType === row.aggregate_type);
+      if (!k) continue;
+      try {
+        await this.#o.bus.executeInternal(k.context, row.aggregate_id, k.kind, (state, at) => k.fire(state, at));
+        // Whether or not it emitted, the row now follows the state (a no-op must not fire forever).
+        const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
+        const next = k.deadline(state);
+        const op = timerOp(k, row.aggregate_id, next !== null && next <= now ? null : next);
+        await this.#o.db.connection.execute(op.sql, op.params, "run");
+        this.fired++;
+      } catch (err) {
+        this.#o.logger.warn({ err, timer: row }, "timer failed; will retry");
+      }
+    }
+  }
+}
