@@ -43,9 +43,13 @@ function toPlain(value: unknown): unknown {
   }
 }
 
-/** Decodes plain MessagePack; extension types and trailing bytes are refused. */
+/** Decodes plain MessagePack; extension types, invalid UTF-8 strings and trailing bytes are refused. */
 export function decodeMsgPack(bytes: Uint8Array): Decoded {
   if (bytes.length === 0) return { ok: false, error: new NerveError("invalid_request", "empty MessagePack body") };
+  // msgpackr quietly honours its own extensions (ext 0 = undefined, records, bundled strings) and
+  // returns plain-looking values for them, so the bytes are checked before msgpackr sees them.
+  const refusal = scanPlainMsgPack(bytes);
+  if (refusal !== undefined) return { ok: false, error: new NerveError("invalid_request", `undecodable MessagePack body: ${refusal}`) };
   try {
     const value = unpackr.unpack(bytes);
     if (hasForeignValue(value)) return { ok: false, error: new NerveError("invalid_request", "MessagePack extension types are not accepted") };
@@ -87,10 +91,67 @@ export function decode(contentType: ContentType, bytes: Uint8Array): Decoded {
   return contentType === ContentTypes.Json ? decodeJson(bytes) : decodeMsgPack(bytes);
 }
 
+// Byte lengths of fixed-size payloads and of length prefixes, by token.
+const FIXED: Record<number, number> = { 0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8, 0xd0: 1, 0xd1: 2, 0xd2: 4, 0xd3: 8 };
+const PREFIXED: Record<number, { size: number; kind: "bin" | "str" | "array" | "map" }> = {
+  0xc4: { size: 1, kind: "bin" }, 0xc5: { size: 2, kind: "bin" }, 0xc6: { size: 4, kind: "bin" },
+  0xd9: { size: 1, kind: "str" }, 0xda: { size: 2, kind: "str" }, 0xdb: { size: 4, kind: "str" },
+  0xdc: { size: 2, kind: "array" }, 0xdd: { size: 4, kind: "array" }, 0xde: { size: 2, kind: "map" }, 0xdf: { size: 4, kind: "map" },
+};
+
+// Walks the token stream without recursion: exactly one value, no extension or never-used token,
+// nothing truncated, nothing trailing, strings in valid UTF-8 (msgpackr would silently put U+FFFD
+// in their place, and other libraries decode the same bytes differently). Returns why the bytes
+// are refused, or undefined.
+function scanPlainMsgPack(bytes: Uint8Array): string | undefined {
+  let pos = 0;
+  let pending = 1; // values still to read
+  while (pending > 0) {
+    if (pending > bytes.length - pos) return "unexpected end of data";
+    const token = bytes[pos++]!;
+    pending--;
+    if (token <= 0x7f || token >= 0xe0 || token === 0xc0 || token === 0xc2 || token === 0xc3) continue;
+    if (token <= 0x8f) pending += 2 * (token & 0x0f);
+    else if (token <= 0x9f) pending += token & 0x0f;
+    else if (token <= 0xbf) {
+      if (!isUtf8(bytes, pos, (pos += token & 0x1f))) return "a string is not valid UTF-8";
+    } else if (FIXED[token] !== undefined) {
+      pos += FIXED[token];
+    } else {
+      const prefixed = PREFIXED[token];
+      if (prefixed === undefined) return `token 0x${token.toString(16)} is an extension or never used`;
+      if (pos + prefixed.size > bytes.length) return "unexpected end of data";
+      let length = 0;
+      for (let i = 0; i < prefixed.size; i++) length = length * 256 + bytes[pos++]!;
+      if (prefixed.kind === "array") pending += length;
+      else if (prefixed.kind === "map") pending += 2 * length;
+      else if (prefixed.kind === "bin") pos += length;
+      else if (!isUtf8(bytes, pos, (pos += length))) return "a string is not valid UTF-8";
+    }
+    if (pos > bytes.length) return "unexpected end of data";
+  }
+  return pos === bytes.length ? undefined : "trailing bytes after the value";
+}
+
+function isUtf8(bytes: Uint8Array, start: number, end: number): boolean {
+  if (end > bytes.length) return true; // truncation is reported by the caller
+  for (let i = start; i < end; i++) if (bytes[i]! >= 0x80) return isUtf8Strict(bytes.subarray(start, end));
+  return true; // plain ASCII, the common case, needs no decoder
+}
+
+function isUtf8Strict(bytes: Uint8Array): boolean {
+  try {
+    decoder.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // Anything that is not plain data (Date from the timestamp extension, typed arrays from bin, Map, …).
 function hasForeignValue(value: unknown, depth = 0): boolean {
   if (depth > 64) return true;
-  if (value === null || typeof value !== "object") return typeof value === "bigint";
+  if (value === null || typeof value !== "object") return typeof value === "bigint" || value === undefined;
   if (Array.isArray(value)) return value.some((v) => hasForeignValue(v, depth + 1));
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) return true;

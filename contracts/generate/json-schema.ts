@@ -1,0 +1,71 @@
+/** JSON Schemas of every wire shape, converted from the zod schemas (CONTRACT.md §2–§6). */
+import { z } from "zod";
+import { CommandDefinitions, COMMAND_TYPES } from "../commands.js";
+import { EventContexts, EventSchemas, EVENT_TYPES } from "../events.js";
+import { QueryDefinitions, QUERY_TYPES } from "../queries.js";
+import { CommandSuccess, ErrorReply } from "../replies.js";
+import { AckFrame, ClientFrame, EventFrame, ResetFrame, ServerFrame, UpdateProgressFrame, WelcomeFrame } from "../websocket.js";
+
+/** A JSON Schema document or subschema. */
+export type JsonSchema = Record<string, unknown>;
+
+/** The JSON Schema dialects we emit: 2020-12 for the files, draft-07 inside AsyncAPI (its schema format). */
+export type SchemaTarget = "draft-2020-12" | "draft-07";
+
+/** One wire shape: its artefact name (file name without `.json`), what it is, and its zod schema. */
+export interface SchemaEntry {
+  readonly name: string;
+  readonly description: string;
+  readonly schema: z.ZodType;
+}
+
+/** What JSON Schema cannot say; noted in every description so nobody mistakes the files for the whole contract. */
+const REFINEMENTS_NOTE =
+  "Refinements (distinct course_ids, BCP 47 locales, IANA time zones, at least one field in a patch) are checked by the zod schemas in contracts/ only.";
+
+/** Every wire shape that gets a JSON Schema, in a fixed order (events, commands, queries, replies, frames). */
+export function schemaEntries(): SchemaEntry[] {
+  const entries: SchemaEntry[] = [];
+  for (const t of EVENT_TYPES) {
+    const context = EventContexts[t];
+    entries.push({ name: `event.${t}`, description: `${t} v1 event envelope, published on events.${context}.${t}.<aggregate_id>.`, schema: EventSchemas[t] });
+  }
+  for (const c of COMMAND_TYPES) {
+    const def = CommandDefinitions[c];
+    entries.push({ name: `command.${c}`, description: `Body of the ${c} command, sent to cmd.${def.context}.${c}.<aggregate_id>.`, schema: def.body });
+  }
+  for (const q of QUERY_TYPES) {
+    const def = QueryDefinitions[q];
+    entries.push({ name: `query.${q}`, description: `Body of the ${q} query, sent to query.${def.context}.${q}.`, schema: def.body });
+    entries.push({ name: `query.${q}.result`, description: `The result of ${q}: the \`result\` of its success reply { ok: true, result }.`, schema: def.result });
+  }
+  entries.push(
+    { name: "reply.CommandSuccess", description: "The reply to a command that succeeded (events is empty when nothing changed).", schema: CommandSuccess },
+    { name: "reply.ErrorReply", description: "The reply to a command or query that failed.", schema: ErrorReply },
+    { name: "ws.welcome", description: "WebSocket server frame sent once on connect.", schema: WelcomeFrame },
+    { name: "ws.event", description: "WebSocket server frame carrying one of the user's own events.", schema: EventFrame },
+    { name: "ws.ack", description: "WebSocket server frame answering a client frame.", schema: AckFrame },
+    { name: "ws.reset", description: "WebSocket server frame: the resume cursor is too old; a fresh welcome follows.", schema: ResetFrame },
+    { name: "ws.UpdateProgress", description: "WebSocket client frame: a progress update for the token's own user.", schema: UpdateProgressFrame },
+    { name: "ws.ServerFrame", description: "Any WebSocket frame the server sends.", schema: ServerFrame },
+    { name: "ws.ClientFrame", description: "Any WebSocket frame a client may send.", schema: ClientFrame },
+  );
+  return entries;
+}
+
+/** Converts a zod schema to JSON Schema as clients send it (`io: "input"`); refinements are simply left out. */
+export function toJsonSchema(schema: z.ZodType, target: SchemaTarget): JsonSchema {
+  return z.toJSONSchema(schema, { target, io: "input", unrepresentable: "any" }) as JsonSchema;
+}
+
+/** The standalone Draft 2020-12 document of an entry, with a title and description up front. */
+export function schemaDocument(entry: SchemaEntry): JsonSchema {
+  const { $schema, ...rest } = toJsonSchema(entry.schema, "draft-2020-12");
+  return { $schema, title: entry.name, description: `${entry.description} ${REFINEMENTS_NOTE}`, ...rest };
+}
+
+/** The draft-07 form of an entry for AsyncAPI `components.schemas` (AsyncAPI's default schema format has no `$schema`). */
+export function asyncApiSchema(entry: SchemaEntry): JsonSchema {
+  const { $schema: _dialect, ...rest } = toJsonSchema(entry.schema, "draft-07");
+  return { title: entry.name, description: entry.description, ...rest };
+}
