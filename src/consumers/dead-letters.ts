@@ -1,0 +1,45 @@
+/** The dead-letter store: events a consumer gave up on, listable and retryable by an operator. */
+import { EnvelopeBase } from "../../contracts/index.js";
+import type { Database } from "../persistence/index.js";
+import type { DeadLetterRow } from "./entities.js";
+import type { EventHandler } from "./event-handler.js";
+
+/** A dead letter as an operator sees it. */
+export type DeadLetter = Omit<DeadLetterRow, "envelope"> & { envelope: unknown };
+
+/** Reads and writes the dead letters. */
+export class DeadLetters {
+  constructor(private readonly db: Database) {}
+
+  /** Stores a dead letter. */
+  async add(row: Omit<DeadLetterRow, "id" | "created_on">): Promise<void> {
+    await this.db.connection.execute(
+      "insert into consumer_dead_letters (consumer, stream, stream_seq, event_id, event_type, envelope, reason, attempts, created_on) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      [row.consumer, row.stream, row.stream_seq, row.event_id, row.event_type, row.envelope, row.reason.slice(0, 4000), row.attempts, new Date().toISOString()],
+      "run",
+    );
+  }
+
+  /** Dead letters, oldest first, optionally of one consumer. */
+  async list(consumer?: string): Promise<DeadLetter[]> {
+    const rows = await this.db.connection.execute<DeadLetterRow[]>(
+      consumer ? "select * from consumer_dead_letters where consumer = ? order by id" : "select * from consumer_dead_letters order by id",
+      consumer ? [consumer] : [],
+      "all",
+    );
+    return rows.map((r) => ({ ...r, id: Number(r.id), stream_seq: Number(r.stream_seq), envelope: r.envelope ? JSON.parse(r.envelope) : null }));
+  }
+
+  /** Runs a dead letter through its consumer again; on success it leaves the store. */
+  async retry(id: number, handlers: Map<string, EventHandler>): Promise<"handled" | "duplicate" | "skipped"> {
+    const row = await this.db.connection.execute<any>("select * from consumer_dead_letters where id = ?", [id], "get");
+    if (!row) throw new Error(`no dead letter ${id}`);
+    const handler = handlers.get(row.consumer);
+    if (!handler) throw new Error(`no consumer ${row.consumer}`);
+    const parsed = EnvelopeBase.safeParse(row.envelope ? JSON.parse(row.envelope) : null);
+    if (!parsed.success) throw new Error(`dead letter ${id} holds no valid event: it cannot be retried`);
+    const outcome = await handler.handle(parsed.data);
+    await this.db.connection.execute("delete from consumer_dead_letters where id = ?", [id], "run");
+    return outcome;
+  }
+}

@@ -1,0 +1,70 @@
+/** Applies events to one subscriber exactly once per event_id, whatever the transport redelivers. */
+import type { EnvelopeBase, EventType } from "../../contracts/index.js";
+import { EventContexts } from "../../contracts/index.js";
+import type { Database } from "../persistence/index.js";
+import type { Subscriber, Tx } from "./subscriber.js";
+
+/** What became of one event. */
+export type Outcome = "handled" | "duplicate" | "skipped";
+
+/** Wraps MikroORM's connection (optionally inside a transaction) as a {@link Tx}. */
+export function txOf(db: Database, trx?: unknown): Tx {
+  return {
+    dialect: db.dialect,
+    execute: (sql, params = [], method = "all") => db.connection.execute(sql, params, method, trx as never) as Promise<any>,
+  };
+}
+
+/** The inbox-guarded application of events to one subscriber. */
+export class EventHandler {
+  constructor(
+    readonly db: Database,
+    readonly subscriber: Subscriber,
+  ) {}
+
+  /** Whether the subscriber cares about this event type at all. */
+  wants(eventType: string): boolean {
+    const context = EventContexts[eventType as EventType];
+    return context !== undefined && (this.subscriber.handles[context] ?? []).includes(eventType as EventType);
+  }
+
+  /** Applies a batch of events in ONE transaction (projections); throws when any of them fails. */
+  async applyBatch(events: EnvelopeBase[]): Promise<Outcome[]> {
+    if (!this.subscriber.apply) return Promise.all(events.map((e) => this.handle(e)));
+    return this.db.connection.transactional(async (trx) => {
+      const tx = txOf(this.db, trx);
+      const out: Outcome[] = [];
+      for (const e of events) out.push(await this.#applyIn(tx, e));
+      return out;
+    });
+  }
+
+  /** Handles one event: in its own transaction for a projection, or through commands for a process manager. */
+  async handle(event: EnvelopeBase): Promise<Outcome> {
+    if (!this.wants(event.event_type)) return "skipped";
+    if (this.subscriber.apply) return this.db.connection.transactional((trx) => this.#applyIn(txOf(this.db, trx), event));
+    const tx = txOf(this.db);
+    const seen = await tx.execute("select 1 as x from consumer_inbox where consumer = ? and event_id = ?", [this.subscriber.name, event.event_id], "get");
+    if (seen) return "duplicate";
+    await this.subscriber.react!(event);
+    await tx.execute(
+      "insert into consumer_inbox (consumer, event_id, handled_on) values (?, ?, ?) on conflict do nothing",
+      [this.subscriber.name, event.event_id, new Date().toISOString()],
+      "run",
+    );
+    return "handled";
+  }
+
+  async #applyIn(tx: Tx, event: EnvelopeBase): Promise<Outcome> {
+    if (!this.wants(event.event_type)) return "skipped";
+    // Recording the event and applying it commit together: a redelivery finds it and changes nothing.
+    const rows = await tx.execute<unknown[]>(
+      "insert into consumer_inbox (consumer, event_id, handled_on) values (?, ?, ?) on conflict do nothing returning event_id",
+      [this.subscriber.name, event.event_id, new Date().toISOString()],
+      "all",
+    );
+    if (rows.length === 0) return "duplicate";
+    await this.subscriber.apply!(event, tx);
+    return "handled";
+  }
+}

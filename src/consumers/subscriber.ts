@@ -1,0 +1,34 @@
+/** What a subscribing context is: a durable consumer with a read model (projection) or commands (process manager). */
+import type { EntitySchema } from "@mikro-orm/core";
+import type { ConsumerName, Context, EnvelopeBase, EventType } from "../../contracts/index.js";
+
+/** Runs SQL inside the consumer's transaction. */
+export interface Tx {
+  /** Runs one statement; `all` returns rows, `get` one row, `run` nothing useful. */
+  execute<T = any>(sql: string, params?: unknown[], method?: "all" | "get" | "run"): Promise<T>;
+  /** The database's dialect, for the rare statement that differs. */
+  readonly dialect: "sqlite" | "postgresql";
+}
+
+/** A subscribing context's definition. */
+export interface Subscriber {
+  /** The durable consumer's name (one per stream it reads, all with this name). */
+  readonly name: ConsumerName | (string & {});
+  /** The event types it handles, by the context that publishes them; every other event is acked and skipped. */
+  readonly handles: Partial<Record<Context, readonly EventType[]>>;
+  /** Read-model tables, created by MikroORM with the rest of the schema. */
+  readonly entities?: EntitySchema<any>[];
+  /** Extra DDL MikroORM cannot express (an FTS5 table, say); idempotent. */
+  setup?(tx: Tx): Promise<void>;
+  /** Applies one event to the read model, inside the transaction that also records it as handled. */
+  apply?(event: EnvelopeBase, tx: Tx): Promise<void>;
+  /** Reacts with commands (a process manager), outside any transaction; must be idempotent by itself. */
+  react?(event: EnvelopeBase): Promise<void>;
+  /** Empties the read model before a replay. */
+  reset?(tx: Tx): Promise<void>;
+}
+
+/** A consumer's failure that a retry cannot fix: it goes to the dead letters at once. */
+export class PoisonEventError extends Error {
+  override readonly name = "PoisonEventError";
+}
