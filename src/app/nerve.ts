@@ -1,8 +1,10 @@
 /** Composition of the service: database, actors, outbox relay, NATS API — and their ordered shutdown. */
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { startApi, type Api } from "../api/index.js";
 import { aggregateModules, timerKinds } from "../aggregates/index.js";
+import { ConsumerManager, consumerEntities } from "../consumers/index.js";
+import { createSubscribers, projectionQueries, readModelEntities } from "../projections/index.js";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
 import { connectNats, ensureStreams } from "../nats/index.js";
@@ -21,6 +23,7 @@ export interface Nerve {
   readonly relay: OutboxRelay;
   readonly bus: CommandBus;
   readonly timers: TimerService;
+  readonly consumers: ConsumerManager;
   readonly api: Api;
   /** Ordered shutdown: stop taking commands, drain mailboxes, flush the outbox, close NATS and the database. */
   stop(): Promise<void>;
@@ -31,12 +34,15 @@ export const NERVE_VERSION = "0.1.0";
 
 /** Starts the whole service in this process. */
 export async function startNerve(config: Config, logger: Logger): Promise<Nerve> {
-  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC });
+  const entities = [...consumerEntities, ...readModelEntities];
+  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, entities });
   const repo = new Repository(db);
   let nc: NatsConnection | undefined;
+  let jsm: JetStreamManager;
   try {
     nc = await connectNats({ url: config.NATS_URL, user: config.NATS_USER, password: config.NATS_PASSWORD, creds: config.NATS_CREDS }, logger);
-    await ensureStreams(await jetstreamManager(nc));
+    jsm = await jetstreamManager(nc);
+    await ensureStreams(jsm);
   } catch (err) {
     await nc?.close();
     await db.close();
@@ -55,7 +61,10 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   relay.start();
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds });
   timers.start();
-  const api = await startApi({ nc, bus, queries: aggregateQueries(bus), logger, version: NERVE_VERSION });
+  const deps = { bus, db, defaultPolicyId: config.NERVE_DEFAULT_POLICY_ID };
+  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers: createSubscribers(deps) });
+  await consumers.start();
+  const api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION });
   const prune = setInterval(() => {
     void repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
   }, 10 * 60_000);
@@ -72,6 +81,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await timers.stop();
     await system.drain();
     await writer.flushed();
+    await consumers.stop();
     if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
     await relay.stop();
     system.close();
@@ -79,5 +89,5 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await db.close();
     logger.info("nerve stopped");
   };
-  return { db, nc, system, writer, relay, bus, timers, api, stop: () => (stopping ??= stop()) };
+  return { db, nc, system, writer, relay, bus, timers, consumers, api, stop: () => (stopping ??= stop()) };
 }

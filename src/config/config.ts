@@ -31,6 +31,8 @@ export const ConfigSchema = z
     NERVE_RELAY_WINDOW: int(256, 1),
     /** Bound of an orderly shutdown. */
     NERVE_SHUTDOWN_MS: int(15_000, 100),
+    /** Where policy-sync moves courses of a deprecated policy that names no replacement. */
+    NERVE_DEFAULT_POLICY_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
     /** SQLite synchronous pragma. */
     NERVE_SQLITE_SYNC: z.enum(["FULL", "NORMAL"]).default("FULL"),
   })
