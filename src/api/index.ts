@@ -1,3 +1,4 @@
 /** The command and query API over NATS request-reply. */
 export * from "./wire.js";
 export * from "./service.js";
+export * from "./admin.js";

@@ -1,7 +1,7 @@
 /** Composition of the service: database, actors, outbox relay, NATS API — and their ordered shutdown. */
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { startApi, type Api } from "../api/index.js";
+import { addAdminEndpoints, startApi, type Api } from "../api/index.js";
 import { aggregateModules, timerKinds } from "../aggregates/index.js";
 import { ConsumerManager, consumerEntities } from "../consumers/index.js";
 import { createSubscribers, projectionQueries, readModelEntities } from "../projections/index.js";
@@ -65,6 +65,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers: createSubscribers(deps) });
   await consumers.start();
   const api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION });
+  addAdminEndpoints(api.service, consumers, logger);
   const prune = setInterval(() => {
     void repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
   }, 10 * 60_000);

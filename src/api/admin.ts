@@ -1,0 +1,77 @@
+/** Operator endpoints on the `nerve` service: consumer lag, replay with progress, dead letters. JSON in and out. */
+import type { Service, ServiceMsg } from "@nats-io/services";
+import { ContentTypes, NerveError, errors } from "../../contracts/index.js";
+import type { ConsumerManager, ReplayProgress } from "../consumers/index.js";
+import type { Logger } from "../log/index.js";
+import { replyError, replyOk } from "./wire.js";
+
+/** Admin subjects (the service user only; clients have no permission for them). */
+export const AdminSubjects = {
+  Lag: "nerve.admin.lag",
+  Replay: "nerve.admin.replay",
+  ReplayStatus: "nerve.admin.replay-status",
+  DeadLetters: "nerve.admin.dead-letters",
+  RetryDeadLetter: "nerve.admin.retry-dead-letter",
+} as const;
+
+/** A replay's state as the CLI polls it. */
+export type ReplayState = ReplayProgress & { running: boolean; error?: string };
+
+/** Adds the admin endpoints to the service. */
+export function addAdminEndpoints(service: Service, consumers: ConsumerManager, logger: Logger): void {
+  const replays = new Map<string, ReplayState>();
+  const json = ContentTypes.Json;
+  const body = (msg: ServiceMsg): Record<string, unknown> => {
+    if (msg.data.length === 0) return {};
+    try {
+      return JSON.parse(new TextDecoder().decode(msg.data)) as Record<string, unknown>;
+    } catch {
+      throw errors.invalidRequest("admin requests are JSON");
+    }
+  };
+  const handle = (fn: (b: Record<string, unknown>) => Promise<unknown>) => (_err: Error | null, msg: ServiceMsg) => {
+    void (async () => {
+      try {
+        replyOk(msg, json, { ok: true, result: await fn(body(msg)) });
+      } catch (err) {
+        replyError(msg, json, err instanceof NerveError ? err : errors.invalidRequest(String((err as Error)?.message ?? err)));
+      }
+    })();
+  };
+  const consumerName = (b: Record<string, unknown>): string => {
+    const name = String(b.consumer ?? "");
+    if (!consumers.runners.has(name)) throw errors.notFound(`no consumer ${name}; known: ${[...consumers.runners.keys()].join(", ")}`);
+    return name;
+  };
+
+  service.addEndpoint("admin-lag", { subject: AdminSubjects.Lag, handler: handle(() => consumers.lag()) });
+  service.addEndpoint("admin-replay", {
+    subject: AdminSubjects.Replay,
+    handler: handle(async (b) => {
+      const name = consumerName(b);
+      if (replays.get(name)?.running) throw errors.conflict(`a replay of ${name} is already running`);
+      const state: ReplayState = { consumer: name, done: 0, total: 0, running: true };
+      replays.set(name, state);
+      consumers
+        .replay(name, (p) => Object.assign(state, p))
+        .then(() => (state.running = false))
+        .catch((err) => {
+          Object.assign(state, { running: false, error: String((err as Error)?.message ?? err) });
+          logger.error({ err, consumer: name }, "replay failed");
+        });
+      return state;
+    }),
+  });
+  service.addEndpoint("admin-replay-status", {
+    subject: AdminSubjects.ReplayStatus,
+    handler: handle(async (b) => replays.get(consumerName(b)) ?? { consumer: b.consumer, running: false, done: 0, total: 0 }),
+  });
+  service.addEndpoint("admin-dead-letters", {
+    subject: AdminSubjects.DeadLetters,
+    handler: handle(async (b) => consumers.deadLetters.list(typeof b.consumer === "string" ? b.consumer : undefined)),
+  });
+  service.addEndpoint("admin-retry-dead-letter", {
+    subject: AdminSubjects.RetryDeadLetter,
+    handler: handle(async (b) => ({ outcome: await consumers.deadLetters.retry(Number(b.id), consumers.handlers) })),
+  });
+}
