@@ -75,6 +75,10 @@ export class ActorSystem {
   #get(aggregateType: string, aggregateId: string): Actor {
     const key = `${aggregateType}\u0000${aggregateId}`;
     let actor = this.#actors.get(key);
+    if (actor?.failed && actor.idle) {
+      this.#actors.delete(key);
+      actor = undefined;
+    }
     if (actor) {
       this.#actors.delete(key);
     } else {

@@ -10,6 +10,7 @@ export class Actor {
   lastUsed = Date.now();
   readonly #queue: Array<() => Promise<void>> = [];
   #running = false;
+  #inJob = 0;
   #ready: Promise<void>;
 
   constructor(
@@ -18,7 +19,11 @@ export class Actor {
     private readonly loader: StateLoader,
   ) {
     this.#ready = this.reload();
+    this.#ready.catch(() => (this.failed = true));
   }
+
+  /** Whether activation failed: the system then replaces the actor instead of using it. */
+  failed = false;
 
   /** Resolves once the actor's state has been loaded. */
   get ready(): Promise<void> {
@@ -27,7 +32,7 @@ export class Actor {
 
   /** Jobs waiting or running. */
   get backlog(): number {
-    return this.#queue.length + (this.#running ? 1 : 0);
+    return this.#queue.length + this.#inJob;
   }
 
   /** Whether nothing runs or waits. */
@@ -46,7 +51,8 @@ export class Actor {
   enqueue<T>(job: (actor: Actor) => Promise<T>): Promise<T> {
     this.lastUsed = Date.now();
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push(() => job(this).then(resolve, reject));
+      // A failed activation fails the job: never decide on a state that could not be loaded.
+      this.#queue.push(() => this.#ready.then(() => job(this)).then(resolve, reject));
       if (!this.#running) void this.#run();
     });
   }
@@ -55,7 +61,11 @@ export class Actor {
     this.#running = true;
     try {
       await this.#ready.catch(() => undefined);
-      for (let next = this.#queue.shift(); next; next = this.#queue.shift()) await next();
+      for (let next = this.#queue.shift(); next; next = this.#queue.shift()) {
+        this.#inJob = 1;
+        await next();
+        this.#inJob = 0;
+      }
     } finally {
       this.#running = false;
       this.lastUsed = Date.now();

@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isNerveError } from "../../contracts/index.js";
+import { usersModule } from "../../src/aggregates/index.js";
+import { createLogger } from "../../src/log/index.js";
+import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
+import { ActorSystem, CommandBus, type AggregateModule } from "../../src/runtime/index.js";
+import { tempSqlitePath } from "../support/index.js";
+
+let db: Database;
+let cleanup: () => Promise<void>;
+let bus: CommandBus;
+let system: ActorSystem;
+let writer: GroupCommitWriter;
+let explode = false;
+
+// The real User module, with a decider that can be made to throw a bug (not a NerveError).
+const buggyUsers: AggregateModule = {
+  ...usersModule,
+  decider: {
+    ...usersModule.decider,
+    decide(command, state, facts) {
+      if (explode && command.type === "UpdateUserProfile") throw new TypeError("cannot read properties of undefined");
+      return usersModule.decider.decide(command, state, facts);
+    },
+  },
+};
+
+beforeAll(async () => {
+  const tmp = await tempSqlitePath();
+  cleanup = tmp.cleanup;
+  db = await openDatabase({ url: `sqlite:${tmp.path}` });
+  const repo = new Repository(db);
+  writer = new GroupCommitWriter(db);
+  system = new ActorSystem({ load: (t, id) => repo.loadSnapshot(t, id), mailboxSize: 64, maxActors: 1000, idleMs: 60_000 });
+  bus = new CommandBus({ system, writer, repo, modules: [buggyUsers], logger: createLogger("silent") });
+});
+afterAll(async () => {
+  system.close();
+  await db.close();
+  await cleanup();
+});
+
+const register = (id: string) => bus.execute({ context: "users", type: "RegisterUser", aggregateId: id, body: { email: `${id}@example.com`, name: id } });
+const update = (id: string, bio: string) => bus.execute({ context: "users", type: "UpdateUserProfile", aggregateId: id, body: { profile_data: { bio } } });
+
+describe("CommandBus on a real SQLite file", () => {
+  it("stores snapshot, events and outbox rows of one command in one transaction", async () => {
+    const r = await register("a");
+    expect(r.aggregate_version).toBe(1);
+    expect(await bus.repo.loadSnapshot("User", "a")).toMatchObject({ version: 1 });
+    expect((await bus.repo.history("User", "a")).map((e) => e.event_id)).toEqual([r.events[0]!.event_id]);
+    expect((await bus.repo.pendingOutbox(100)).map((o) => o.event_id)).toContain(r.events[0]!.event_id);
+  });
+
+  it("groups concurrent writes from many actors into few transactions", async () => {
+    const before = writer.stats.transactions;
+    await Promise.all(Array.from({ length: 200 }, (_, i) => register(`g${i}`)));
+    expect(writer.stats.transactions - before).toBeLessThan(20);
+    expect(writer.stats.largestBatch).toBeGreaterThan(10);
+  });
+
+  it("fails a command whose decider has a bug with internal, reloads that actor, and leaves others alone", async () => {
+    await register("b");
+    explode = true;
+    const err = await update("a", "boom").catch((e) => e);
+    expect(isNerveError(err, "internal")).toBe(true);
+    explode = false;
+    expect((await register("c")).aggregate_version).toBe(1);
+    expect((await update("a", "fine")).aggregate_version).toBe(2);
+    expect((await bus.view("users", "a")) as { version: number }).toMatchObject({ version: 2 });
+  });
+
+  it("never lets a stale writer overwrite a newer state: it answers unavailable and reloads", async () => {
+    await update("b", "v2");
+    // Another writer (another instance) moves the stored snapshot on behind this actor's back.
+    await db.connection.execute("update nerve_snapshots set version = version + 1, base_version = version where aggregate_type = 'User' and aggregate_id = 'b'");
+    const err = await update("b", "v3").catch((e) => e);
+    expect(isNerveError(err, "unavailable")).toBe(true);
+    expect((await bus.repo.loadSnapshot("User", "b"))!.version).toBe(3);
+    expect((await update("b", "v4")).aggregate_version).toBe(4);
+  });
+});
