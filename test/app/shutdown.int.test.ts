@@ -1,0 +1,29 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { isNerveError } from "../../contracts/index.js";
+import { command, startTestNerve, type TestNerve } from "../support/index.js";
+
+let t: TestNerve;
+beforeAll(async () => {
+  t = await startTestNerve();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe("orderly shutdown", () => {
+  it("answers what it took, flushes the outbox to JetStream, then refuses new commands", async () => {
+    await Promise.all(Array.from({ length: 50 }, (_, i) => command(t.client, "users", "RegisterUser", `s${i}`, { email: `s${i}@example.com`, name: "S" })));
+    // Commands in flight when the stop begins are answered; the outbox is empty once stop resolves.
+    const late = Array.from({ length: 20 }, (_, i) => t.nerve.bus.execute({ context: "users", type: "UpdateUserProfile", aggregateId: `s${i}`, body: { profile_data: { bio: "late" } } }));
+    const nerve = t.nerve;
+    await nerve.stop();
+    const settled = await Promise.allSettled(late);
+    expect(settled.every((s) => s.status === "fulfilled")).toBe(true);
+    const jsm = await jetstreamManager(t.client);
+    expect((await jsm.streams.info("EVENTS_USERS")).state.messages).toBe(70);
+    const refused = await nerve.bus.execute({ context: "users", type: "UpdateUserProfile", aggregateId: "s1", body: { profile_data: { bio: "after" } } }).catch((e) => e);
+    expect(isNerveError(refused, "unavailable")).toBe(true);
+    await t.restartNerve();
+  });
+});
