@@ -3,3 +3,4 @@ export * from "./nats-server.js";
 export * from "./tmp.js";
 export * from "./nerve.js";
 export * from "./decider-spec.js";
+export * from "./service-process.js";

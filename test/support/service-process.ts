@@ -1,0 +1,99 @@
+/** Runs the real service (`node --import tsx src/main.ts`) as a child process, for crash tests. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect } from "@nats-io/transport-node";
+
+/** Options of {@link startServiceProcess}. */
+export interface ServiceProcessOptions {
+  /** Environment of the child, on top of this process's (NATS_URL, NERVE_DB, LOG_LEVEL, …). */
+  env: Record<string, string>;
+  /** How long to wait until the service answers `$SRV.PING.nerve` (default 20 s). */
+  readyTimeoutMs?: number;
+}
+
+/** A running service child process. */
+export interface ServiceProcess {
+  /** Pid of the child. */
+  readonly pid: number;
+  /** The tail of the child's stdout and stderr, for failure messages. */
+  output(): string;
+  /** SIGKILL (a crash at an arbitrary moment); resolves once the child is gone. */
+  kill9(): Promise<void>;
+  /** SIGTERM (orderly shutdown); resolves with the exit code once the child is gone. */
+  stop(timeoutMs?: number): Promise<number | null>;
+}
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const OUTPUT_TAIL = 16_000;
+
+// A test run that dies before its cleanup must not leave services running.
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const proc of live) proc.kill("SIGKILL");
+});
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/** Spawns the service with `env` and resolves once it answers on NATS as the service `nerve`. */
+export async function startServiceProcess(opts: ServiceProcessOptions): Promise<ServiceProcess> {
+  const url = opts.env.NATS_URL;
+  if (!url) throw new Error("startServiceProcess needs NATS_URL in env");
+  let output = "";
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    cwd: root,
+    env: { ...process.env, ...opts.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-OUTPUT_TAIL);
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  child.once("error", (err) => keep(Buffer.from(`\nspawn error: ${err.message}`)));
+
+  const gone = () => child.exitCode !== null || child.signalCode !== null || child.pid === undefined;
+  const handle: ServiceProcess = {
+    get pid() {
+      return child.pid ?? -1;
+    },
+    output: () => output,
+    async kill9() {
+      if (!gone()) child.kill("SIGKILL");
+      await exited(child);
+    },
+    async stop(timeoutMs = 20_000) {
+      if (!gone()) child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+      await exited(child);
+      clearTimeout(timer);
+      return child.exitCode;
+    },
+  };
+
+  const probe = await connect({ servers: url, noAsyncTraces: true, reconnect: false });
+  try {
+    const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
+    while (Date.now() < deadline) {
+      if (gone()) throw new Error(`service exited (${child.exitCode ?? child.signalCode}) during start:\n${output}`);
+      try {
+        await probe.request("$SRV.PING.nerve", new Uint8Array(), { timeout: 500 });
+        return handle;
+      } catch {
+        // no responders yet: still starting
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    throw new Error(`service did not answer $SRV.PING.nerve within ${opts.readyTimeoutMs ?? 20_000} ms:\n${output}`);
+  } catch (err) {
+    await handle.kill9();
+    throw err;
+  } finally {
+    await probe.close();
+  }
+}
