@@ -72,6 +72,9 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     service.addEndpoint(`query-${context}`, { subject: `query.${context}.>`, handler: (_err, msg) => track(handleQuery(msg)) });
   }
 
+  // Subscriptions are live on the server once flushed: a request sent right after start is answered.
+  await deps.nc.flush();
+
   async function handleCommand(msg: ServiceMsg): Promise<void> {
     let ct: ContentType | undefined;
     try {

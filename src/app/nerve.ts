@@ -25,7 +25,7 @@ export interface Nerve {
   readonly timers: TimerService;
   readonly consumers: ConsumerManager;
   readonly api: Api;
-  /** Ordered shutdown: stop taking commands, drain mailboxes, flush the outbox, close NATS and the database. */
+  /** Ordered shutdown: stop taking commands, drain mailboxes, flush the outbox, drain consumers, close NATS and the database. */
   stop(): Promise<void>;
 }
 
@@ -56,12 +56,12 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     idleMs: config.NERVE_ACTOR_IDLE_MS,
   });
   const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger });
-  const relay = new OutboxRelay({ repo, js: jetstream(nc), logger, window: config.NERVE_RELAY_WINDOW });
+  const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW });
   writer.on("committed", () => relay.wake());
   relay.start();
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds });
   timers.start();
-  const deps = { bus, db, defaultPolicyId: config.NERVE_DEFAULT_POLICY_ID };
+  const deps = { bus, db, logger, defaultPolicyId: config.NERVE_DEFAULT_POLICY_ID };
   const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers: createSubscribers(deps) });
   await consumers.start();
   const api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION });
@@ -82,9 +82,9 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await timers.stop();
     await system.drain();
     await writer.flushed();
-    await consumers.stop();
     if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
     await relay.stop();
+    await consumers.stop();
     system.close();
     await conn.drain().catch(() => conn.close());
     await db.close();

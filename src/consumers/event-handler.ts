@@ -30,7 +30,13 @@ export class EventHandler {
 
   /** Applies a batch of events in ONE transaction (projections); throws when any of them fails. */
   async applyBatch(events: EnvelopeBase[]): Promise<Outcome[]> {
-    if (!this.subscriber.apply) return Promise.all(events.map((e) => this.handle(e)));
+    if (!this.subscriber.apply) {
+      // One at a time, in stream order: a refund must never overtake the payment it undoes, and a
+      // failure must not leave commands running while the runner retries the batch one by one.
+      const out: Outcome[] = [];
+      for (const e of events) out.push(await this.handle(e));
+      return out;
+    }
     return this.db.connection.transactional(async (trx) => {
       const tx = txOf(this.db, trx);
       const out: Outcome[] = [];

@@ -1,7 +1,7 @@
 /** The outbox relay: publishes committed events to JetStream exactly once, in per-aggregate order. */
 import { headers } from "@nats-io/nats-core";
-import type { JetStreamClient } from "@nats-io/jetstream";
-import { ContentTypes, Headers } from "../../contracts/index.js";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { ContentTypes, Contexts, Headers, contextOf, type AggregateType } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { OutboxRow, Repository } from "../persistence/index.js";
 
@@ -9,6 +9,8 @@ import type { OutboxRow, Repository } from "../persistence/index.js";
 export interface RelayOptions {
   repo: Repository;
   js: JetStreamClient;
+  /** Used after a crash or a failed publish to ask the stream what it already holds. */
+  jsm: JetStreamManager;
   logger: Logger;
   /** Most publishes awaiting their JetStream ack at once. */
   window: number;
@@ -23,6 +25,8 @@ export interface RelayStats {
   published: number;
   duplicates: number;
   failures: number;
+  /** Rows found already stored when verifying after a crash or failure (not published again). */
+  verified: number;
 }
 
 /**
@@ -37,7 +41,9 @@ export class OutboxRelay {
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #pendingWake = false;
-  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0 };
+  // The first pass after start, and the one after any failure, may meet rows JetStream already stored.
+  #verify = true;
+  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0 };
 
   constructor(opts: RelayOptions) {
     this.#o = { batchSize: 1000, pollMs: 1000, ...opts };
@@ -109,6 +115,27 @@ export class OutboxRelay {
     this.#wake = undefined;
   }
 
+  /**
+   * With one publish in flight per aggregate, only an aggregate's first unmarked row can have been
+   * stored without its ack arriving (a crash, a timeout). If the stream's last message on that row's
+   * subject carries its event_id, the row is marked instead of published again: exactly once even
+   * when the outage outlasted JetStream's duplicate window.
+   */
+  async #dropStored(queues: Map<string, OutboxRow[]>, acked: number[]): Promise<void> {
+    await Promise.all(
+      [...queues.values()].map(async (q) => {
+        const head = q[0]!;
+        const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
+        const last = await this.#o.jsm.streams.getMessage(stream, { last_by_subj: head.subject }).catch(() => null);
+        if (last?.header?.get(Headers.MsgId) === head.event_id) {
+          q.shift();
+          acked.push(Number(head.seq));
+          this.stats.verified++;
+        }
+      }),
+    );
+  }
+
   /** Publishes one batch; marks the acknowledged rows; returns false when any publish failed. */
   async #publish(rows: OutboxRow[]): Promise<boolean> {
     const queues = new Map<string, OutboxRow[]>();
@@ -118,8 +145,9 @@ export class OutboxRelay {
       if (q) q.push(r);
       else queues.set(key, [r]);
     }
-    const ready = [...queues.keys()];
     const acked: number[] = [];
+    if (this.#verify) await this.#dropStored(queues, acked);
+    const ready = [...queues.keys()].filter((k) => queues.get(k)!.length > 0);
     let inflight = 0;
     let failed: unknown;
     await new Promise<void>((resolve) => {
@@ -156,6 +184,7 @@ export class OutboxRelay {
       pump();
     });
     if (acked.length > 0) await this.#o.repo.markPublished(acked);
+    this.#verify = failed !== undefined;
     if (failed !== undefined) {
       this.stats.failures++;
       this.#o.logger.warn({ err: String(failed), published: acked.length }, "outbox publish failed; will retry");

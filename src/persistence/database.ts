@@ -13,6 +13,13 @@ export interface DatabaseOptions {
   sqliteSynchronous?: "FULL" | "NORMAL";
 }
 
+/**
+ * Full-text tables are SQLite virtual tables made by hand and named `*_fts`; they and their FTS5 shadow
+ * tables are hidden from MikroORM, whose schema reader fails on their untyped columns (and which must
+ * never alter them). Every opener of the database needs this, so it is not an option.
+ */
+export const HAND_MADE_TABLES: RegExp[] = [/_fts(_(data|idx|content|docsize|config))?$/];
+
 /** An open database: the ORM, its raw connection, and its dialect. */
 export interface Database {
   readonly orm: MikroORM;
@@ -26,7 +33,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const entities = [...writeSideEntities, ...(opts.entities ?? [])];
   let orm: MikroORM;
   let dialect: Database["dialect"];
-  const common: Partial<Options> = { entities, discovery: { warnWhenNoEntities: false }, allowGlobalContext: true, debug: false };
+  const common: Partial<Options> = { entities, schemaGenerator: { skipTables: HAND_MADE_TABLES }, discovery: { warnWhenNoEntities: false }, allowGlobalContext: true, debug: false };
   if (opts.url.startsWith("sqlite:")) {
     const { SqliteDriver } = await import("@mikro-orm/sqlite");
     dialect = "sqlite";

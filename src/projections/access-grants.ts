@@ -1,0 +1,55 @@
+/** `access-grants`: the process manager that turns paid and refunded orders into access (CONTRACT.md §4). */
+import { Consumers, deriveAccessId, type EnvelopeBase } from "../../contracts/index.js";
+import type { Subscriber } from "../consumers/index.js";
+import type { Logger } from "../log/index.js";
+import type { CommandBus } from "../runtime/index.js";
+import { allOrFirstError, idempotencyKeyOf, issueCommand } from "./issue-command.js";
+import { typedEvent } from "./typed-event.js";
+
+/** The reason every refund-caused revocation carries. */
+export const REFUND_REVOCATION_REASON = "order_refunded";
+
+/** OrderPaid → GrantCourseAccess per course; OrderRefunded → RevokeCourseAccess per course. */
+export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscriber {
+  const logger = deps.logger.child({ consumer: Consumers.AccessGrants });
+  // Keys derive from the source event, so a redelivery after a partial success repeats nothing.
+  const trace = (e: EnvelopeBase, courseId: string) => ({
+    idempotencyKey: idempotencyKeyOf(e.event_id, courseId),
+    correlationId: e.correlation_id,
+    causationId: e.event_id,
+  });
+  return {
+    name: Consumers.AccessGrants,
+    handles: { orders: ["OrderPaid", "OrderRefunded"] },
+    async react(raw) {
+      const e = typedEvent(raw);
+      if (e.event_type === "OrderPaid") {
+        const { user_id } = e.payload;
+        await allOrFirstError(
+          e.payload.course_ids.map((course_id) =>
+            issueCommand(deps.bus, logger, {
+              context: "access",
+              type: "GrantCourseAccess",
+              aggregateId: deriveAccessId(user_id, course_id),
+              body: { user_id, course_id },
+              ...trace(e, course_id),
+            }),
+          ),
+        );
+      } else if (e.event_type === "OrderRefunded") {
+        const { user_id } = e.payload;
+        await allOrFirstError(
+          e.payload.course_ids.map((course_id) =>
+            issueCommand(deps.bus, logger, {
+              context: "access",
+              type: "RevokeCourseAccess",
+              aggregateId: deriveAccessId(user_id, course_id),
+              body: { reason: REFUND_REVOCATION_REASON },
+              ...trace(e, course_id),
+            }),
+          ),
+        );
+      }
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/** `certificates`: a certificate for every completed course, and ListCertificates (CONTRACT.md §4, §5). */
+import { EntitySchema } from "@mikro-orm/core";
+import { Consumers, type QueryResult } from "../../contracts/index.js";
+import type { Subscriber, Tx } from "../consumers/index.js";
+import { typedEvent } from "./typed-event.js";
+
+/** One certificate. */
+export interface CertificateRow {
+  certificate_id: string;
+  user_id: string;
+  course_id: string;
+  access_id: string;
+  issued_on: string;
+  event_id: string;
+}
+
+/** Certificate table. */
+export const CertificateSchema = new EntitySchema<CertificateRow>({
+  name: "Certificate",
+  tableName: "certificates",
+  properties: {
+    certificate_id: { type: "string", length: 40, primary: true, fieldName: "certificate_id" },
+    user_id: { type: "string", length: 64, index: true, fieldName: "user_id" },
+    course_id: { type: "string", length: 64, fieldName: "course_id" },
+    access_id: { type: "string", length: 36, fieldName: "access_id" },
+    issued_on: { type: "string", length: 32, fieldName: "issued_on" },
+    event_id: { type: "string", length: 36, fieldName: "event_id" },
+  },
+});
+
+/** A certificate id: one per access record, i.e. per learner and course, since a course is completed once. */
+export const certificateIdOf = (accessId: string): string => `crt_${accessId.slice("acc_".length)}`;
+
+/** The certificates projection: CourseCompleted → a certificate issued when the course was completed. */
+export function certificates(): Subscriber {
+  return {
+    name: Consumers.Certificates,
+    handles: { access: ["CourseCompleted"] },
+    entities: [CertificateSchema],
+    async apply(raw, tx) {
+      const e = typedEvent(raw);
+      if (e.event_type !== "CourseCompleted") return;
+      const { access_id, user_id, course_id } = e.payload;
+      await tx.execute(
+        "insert into certificates (certificate_id, user_id, course_id, access_id, issued_on, event_id) values (?, ?, ?, ?, ?, ?) on conflict (certificate_id) do nothing",
+        [certificateIdOf(access_id), user_id, course_id, access_id, e.occurred_on, e.event_id],
+        "run",
+      );
+    },
+    async reset(tx) {
+      await tx.execute("delete from certificates", [], "run");
+    },
+  };
+}
+
+/** ListCertificates: a learner's certificates, oldest first. */
+export function listCertificates(tx: Tx) {
+  return async (body: { user_id: string }): Promise<QueryResult<"ListCertificates">> => {
+    const rows = await tx.execute<CertificateRow[]>("select * from certificates where user_id = ? order by issued_on, course_id", [body.user_id], "all");
+    return { items: rows.map(({ certificate_id, user_id, course_id, access_id, issued_on }) => ({ certificate_id, user_id, course_id, access_id, issued_on })) };
+  };
+}

@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { headers, nanos, type NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
+import { createLogger } from "../../src/log/index.js";
+import { OutboxRelay } from "../../src/outbox/index.js";
+import { GroupCommitWriter, Repository, openDatabase, type AggregateWrite, type Database } from "../../src/persistence/index.js";
+import { startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
+
+let nats: NatsServerHandle;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let db: Database;
+let cleanup: () => Promise<void>;
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  nc = await connect({ servers: nats.url, noAsyncTraces: true });
+  jsm = await jetstreamManager(nc);
+  // A duplicate window far shorter than the contract's, to stand for an outage that outlasted it.
+  await jsm.streams.add({ name: "EVENTS_USERS", subjects: ["events.users.>"], duplicate_window: nanos(100) });
+  const tmp = await tempSqlitePath();
+  cleanup = tmp.cleanup;
+  db = await openDatabase({ url: `sqlite:${tmp.path}` });
+});
+afterAll(async () => {
+  await db?.close();
+  await nc?.close();
+  await nats?.stop();
+  await cleanup?.();
+});
+
+function write(id: string, version: number, eventId: string): AggregateWrite {
+  const envelope = { event_id: eventId, aggregate_id: id, aggregate_version: version };
+  return {
+    aggregateType: "User",
+    aggregateId: id,
+    baseVersion: version - 1,
+    version,
+    state: {},
+    now: new Date().toISOString(),
+    events: [
+      {
+        event_id: eventId,
+        event_type: "UserProfileUpdated",
+        event_version: 1,
+        occurred_on: new Date().toISOString(),
+        aggregate_version: version,
+        correlation_id: "c",
+        causation_id: null,
+        payload: {},
+        subject: `events.users.UserProfileUpdated.${id}`,
+        body: encodeMsgPack(envelope),
+      },
+    ],
+  };
+}
+
+describe("OutboxRelay", () => {
+  it("does not publish again what the stream already holds, even past the duplicate window", async () => {
+    const writer = new GroupCommitWriter(db);
+    const repo = new Repository(db);
+    const ids = ["0190a0b0-0000-7000-8000-000000000001", "0190a0b0-0000-7000-8000-000000000002"];
+    await writer.submit(write("u1", 1, ids[0]!));
+    await writer.submit(write("u1", 2, ids[1]!));
+    // The crash: JetStream stored version 1, the process died before marking its outbox row.
+    const h = headers();
+    h.set("Nats-Msg-Id", ids[0]!);
+    await jetstream(nc).publish("events.users.UserProfileUpdated.u1", encodeMsgPack({ aggregate_version: 1 }), { headers: h });
+    await new Promise((r) => setTimeout(r, 300));
+
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 16 });
+    relay.start();
+    expect(await relay.flush(5000)).toBe(true);
+    await relay.stop();
+    const info = await jsm.streams.info("EVENTS_USERS");
+    expect(info.state.messages).toBe(2);
+    expect(relay.stats.verified).toBe(1);
+    expect(relay.stats.published).toBe(1);
+    const last = await jsm.streams.getMessage("EVENTS_USERS", { last_by_subj: "events.users.UserProfileUpdated.u1" });
+    expect(last?.header?.get("Nats-Msg-Id")).toBe(ids[1]);
+  });
+
+  it("keeps per-aggregate order while publishing many aggregates with a bounded window", async () => {
+    const writer = new GroupCommitWriter(db);
+    const repo = new Repository(db);
+    const writes: Promise<void>[] = [];
+    for (let v = 1; v <= 5; v++) {
+      for (let a = 0; a < 40; a++) writes.push(writer.submit(write(`w${a}`, v, `0190a0b0-0000-7000-9000-${String(a * 10 + v).padStart(12, "0")}`)));
+      await Promise.all(writes);
+    }
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 8 });
+    relay.start();
+    expect(await relay.flush(10_000)).toBe(true);
+    await relay.stop();
+    for (const a of [0, 17, 39]) {
+      const seen: number[] = [];
+      const c = await jsm.consumers.add("EVENTS_USERS", { filter_subject: `events.users.UserProfileUpdated.w${a}` });
+      const consumer = await jetstream(nc).consumers.get("EVENTS_USERS", c.name);
+      const batch = await consumer.fetch({ max_messages: 10, expires: 1000 });
+      for await (const m of batch) {
+        const d = decodeMsgPack(m.data);
+        seen.push(d.ok ? (d.value as { aggregate_version: number }).aggregate_version : -1);
+        m.ack();
+        if (seen.length === 5) break;
+      }
+      expect(seen).toEqual([1, 2, 3, 4, 5]);
+    }
+  });
+});

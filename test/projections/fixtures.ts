@@ -1,0 +1,126 @@
+/** Fixtures of the projection tests: contract-valid envelopes, a real SQLite read-model database, a fake command bus. */
+import { pino } from "pino";
+import { v7 as uuidv7 } from "uuid";
+import { Contexts, EventContexts, EventSchemas, NerveError, type CommandSuccess, type EnvelopeBase, type EventType, type PayloadOf } from "../../contracts/index.js";
+import { EventHandler, consumerEntities, txOf, type Subscriber, type Tx } from "../../src/consumers/index.js";
+import { openDatabase, type Database } from "../../src/persistence/index.js";
+import { createSubscribers, readModelEntities, type SubscriberDeps } from "../../src/projections/index.js";
+import type { CommandBus, CommandRequest } from "../../src/runtime/index.js";
+import { tempSqlitePath } from "../support/tmp.js";
+
+/** A silent logger for subscribers under test. */
+export const quiet = pino({ level: "silent" });
+
+let clock = Date.parse("2026-03-01T09:00:00.000Z");
+
+/** A contract-valid envelope; `at` defaults to a clock that moves one second per event. */
+export function envelope<T extends EventType>(
+  type: T,
+  aggregateId: string,
+  version: number,
+  payload: PayloadOf<T>,
+  opts: { at?: string; correlation_id?: string } = {},
+): EnvelopeBase {
+  const e = {
+    event_id: uuidv7(),
+    event_type: type,
+    event_version: 1,
+    occurred_on: opts.at ?? new Date((clock += 1000)).toISOString(),
+    aggregate_type: Contexts[EventContexts[type]].aggregate,
+    aggregate_id: aggregateId,
+    aggregate_version: version,
+    correlation_id: opts.correlation_id ?? `corr-${aggregateId}`,
+    causation_id: null,
+    payload,
+  };
+  return EventSchemas[type].parse(e) as EnvelopeBase;
+}
+
+/** A stand-in for the command bus: records commands, serves aggregate states, fails on demand. */
+export class FakeBus {
+  readonly calls: CommandRequest[] = [];
+  /** Commands in the order they finished. */
+  readonly finished: string[] = [];
+  /** How long a command takes, in ms. */
+  latency: (req: CommandRequest) => number = () => 0;
+  readonly states = new Map<string, { state: unknown; version: number }>();
+  /** Decides a command's failure; undefined lets it succeed. */
+  fail: (req: CommandRequest) => Error | undefined = () => undefined;
+
+  /** Sets an aggregate's state. */
+  set(type: string, id: string, state: unknown, version = 1): void {
+    this.states.set(`${type}/${id}`, { state, version });
+  }
+
+  /** The state set for an aggregate, or none. */
+  async readState(type: string, id: string) {
+    return this.states.get(`${type}/${id}`) ?? { state: null, version: 0 };
+  }
+
+  /** Records the command, waits its latency, then fails or succeeds. */
+  async execute(req: CommandRequest): Promise<CommandSuccess> {
+    this.calls.push(req);
+    const ms = this.latency(req);
+    if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+    this.finished.push(req.type);
+    const err = this.fail(req);
+    if (err) throw err;
+    const key = `${req.context === "courses" ? "Course" : "AccessRecord"}/${req.aggregateId}`;
+    const current = this.states.get(key);
+    const version = (current?.version ?? 0) + 1;
+    // Enough of the Course aggregate for policy-sync: the move is visible to the next read.
+    if (req.type === "ChangeCoursePolicy" && current) this.states.set(key, { state: { ...(current.state as object), policy_id: (req.body as any).new_policy_id }, version });
+    return { ok: true, aggregate_id: req.aggregateId, aggregate_version: version, events: [] };
+  }
+
+  /** This fake as the command bus type. */
+  get bus(): CommandBus {
+    return this as unknown as CommandBus;
+  }
+}
+
+/** A NerveError of a code, as an aggregate would throw it. */
+export const nerveError = (code: NerveError["code"]) => new NerveError(code, `${code} for the test`);
+
+/** A real SQLite file with every read model, and the subscribers wired to a fake bus. */
+export interface ReadModels {
+  db: Database;
+  tx: Tx;
+  bus: FakeBus;
+  deps: SubscriberDeps;
+  subscriber(name: string): Subscriber;
+  /** Handles events through the inbox-guarded handler, as the runner does, one by one. */
+  handle(name: string, ...events: EnvelopeBase[]): Promise<string[]>;
+  /** Rows of a table, ordered by `order`. */
+  rows(table: string, order: string): Promise<any[]>;
+  close(): Promise<void>;
+}
+
+/** Opens a fresh read-model database and runs every subscriber's setup. */
+export async function openReadModels(opts: { defaultPolicyId?: string } = {}): Promise<ReadModels> {
+  const file = await tempSqlitePath();
+  const db = await openDatabase({ url: `sqlite:${file.path}`, entities: [...consumerEntities, ...readModelEntities] });
+  const bus = new FakeBus();
+  const deps: SubscriberDeps = { bus: bus.bus, db, logger: quiet, defaultPolicyId: opts.defaultPolicyId };
+  const subscribers = new Map(createSubscribers(deps).map((s) => [s.name as string, s]));
+  const tx = txOf(db);
+  for (const s of subscribers.values()) await s.setup?.(tx);
+  const handlers = new Map([...subscribers].map(([n, s]) => [n, new EventHandler(db, s)]));
+  return {
+    db,
+    tx,
+    bus,
+    deps,
+    subscriber: (name) => subscribers.get(name)!,
+    async handle(name, ...events) {
+      const out: string[] = [];
+      for (const e of events) out.push(await handlers.get(name)!.handle(e));
+      return out;
+    },
+    rows: (table, order) => tx.execute(`select * from ${table} order by ${order}`, [], "all"),
+    async close() {
+      await db.close();
+      await file.cleanup();
+    },
+  };
+}

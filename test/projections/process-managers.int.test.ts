@@ -1,0 +1,153 @@
+/** access-grants and policy-sync against a real SQLite file and a fake command bus. */
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { deriveAccessId } from "../../contracts/index.js";
+import { EventHandler, PoisonEventError } from "../../src/consumers/index.js";
+import { idempotencyKeyOf } from "../../src/projections/index.js";
+import { envelope, nerveError, openReadModels, type ReadModels } from "./fixtures.js";
+
+let m: ReadModels;
+beforeEach(async () => {
+  m = await openReadModels({ defaultPolicyId: "pol-default" });
+});
+afterEach(async () => {
+  await m.close();
+});
+
+describe("access-grants", () => {
+  const paid = () => envelope("OrderPaid", "o1", 2, { order_id: "o1", user_id: "u1", course_ids: ["c1", "c2"], payment_id: "pay" }, { correlation_id: "checkout" });
+
+  it("grants access per course of a paid order, keyed and traced by the event", async () => {
+    const e = paid();
+    expect(await m.handle("access-grants", e)).toEqual(["handled"]);
+    expect(m.bus.calls).toEqual(
+      ["c1", "c2"].map((c) => ({
+        context: "access",
+        type: "GrantCourseAccess",
+        aggregateId: deriveAccessId("u1", c),
+        body: { user_id: "u1", course_id: c },
+        idempotencyKey: `${e.event_id}:${c}`,
+        correlationId: "checkout",
+        causationId: e.event_id,
+      })),
+    );
+    expect(await m.handle("access-grants", e)).toEqual(["duplicate"]);
+    expect(m.bus.calls).toHaveLength(2);
+  });
+
+  it("revokes access per course of a refunded order with the reason order_refunded", async () => {
+    await m.handle("access-grants", envelope("OrderRefunded", "o1", 3, { order_id: "o1", user_id: "u1", course_ids: ["c1"], refund_reason: "meh" }));
+    expect(m.bus.calls).toEqual([expect.objectContaining({ type: "RevokeCourseAccess", aggregateId: deriveAccessId("u1", "c1"), body: { reason: "order_refunded" } })]);
+  });
+
+  it("handles a batch in stream order: a refund never overtakes the payment it undoes", async () => {
+    m.bus.latency = (req) => (req.type === "GrantCourseAccess" ? 30 : 0);
+    const refunded = envelope("OrderRefunded", "o1", 3, { order_id: "o1", user_id: "u1", course_ids: ["c1", "c2"], refund_reason: "meh" });
+    const outcomes = await new EventHandler(m.db, m.subscriber("access-grants")).applyBatch([paid(), refunded]);
+    expect(outcomes).toEqual(["handled", "handled"]);
+    expect(m.bus.finished).toEqual(["GrantCourseAccess", "GrantCourseAccess", "RevokeCourseAccess", "RevokeCourseAccess"]);
+  });
+
+  it.each(["rule_violated", "not_found", "conflict"] as const)("counts a %s answer as handled", async (code) => {
+    m.bus.fail = () => nerveError(code);
+    expect(await m.handle("access-grants", paid())).toEqual(["handled"]);
+  });
+
+  it.each(["unavailable", "internal"] as const)("throws on %s so the event is redelivered, and repeats nothing done", async (code) => {
+    m.bus.fail = (req) => (req.aggregateId === deriveAccessId("u1", "c2") ? nerveError(code) : undefined);
+    const e = paid();
+    await expect(m.handle("access-grants", e)).rejects.toMatchObject({ code });
+    m.bus.fail = () => undefined;
+    expect(await m.handle("access-grants", e)).toEqual(["handled"]);
+    // The redelivery issues the same keys, so the aggregate answers c1 from its idempotency store.
+    const keys = m.bus.calls.map((c) => c.idempotencyKey);
+    expect(new Set(keys).size).toBe(2);
+  });
+
+  it("dead-letters at once a command the contract refuses (a bug no retry fixes)", async () => {
+    m.bus.fail = () => nerveError("invalid_request");
+    await expect(m.handle("access-grants", paid())).rejects.toBeInstanceOf(PoisonEventError);
+  });
+
+  it("keeps idempotency keys within the contract's 128 characters", () => {
+    const id = "0190a7a4-4e55-7000-8000-000000000000";
+    expect(idempotencyKeyOf(id, "c".repeat(64))).toHaveLength(36 + 1 + 64);
+    expect(idempotencyKeyOf(id, "c".repeat(64), "d".repeat(64)).length).toBeLessThanOrEqual(128);
+  });
+});
+
+describe("policy-sync", () => {
+  const course = (id: string, policy_id: string, status = "active", version = 1) =>
+    m.bus.set("Course", id, { course_id: id, title: id, description: "", price: null, instructor_id: "i", policy_id, status }, version);
+  const policy = (id: string, status = "active", replacement_policy_id: string | null = null) =>
+    m.bus.set("RefundPolicy", id, { policy_id: id, name: id, type: "standard", refund_period_days: 14, max_progress_percent: null, status, replacement_policy_id });
+  const createdOn = (id: string, policy_id: string) => envelope("CourseCreated", id, 1, { course_id: id, title: id, instructor_id: "i", policy_id });
+  const deprecated = (id: string, replacement: string | null) => {
+    policy(id, "deprecated", replacement);
+    return envelope("PolicyDeprecated", id, 2, { policy_id: id, name: id, replacement_policy_id: replacement });
+  };
+  const moves = () => m.bus.calls.map((c) => [c.aggregateId, (c.body as { new_policy_id: string }).new_policy_id]);
+
+  beforeEach(() => {
+    for (const p of ["pol-a", "pol-b", "pol-c", "pol-default"]) policy(p);
+  });
+
+  it("moves every active course on the deprecated policy to its replacement, and no other course", async () => {
+    for (const [id, p] of [["c1", "pol-a"], ["c2", "pol-a"], ["c3", "pol-b"]] as const) {
+      course(id, p);
+      await m.handle("policy-sync", createdOn(id, p));
+    }
+    course("c4", "pol-a", "deprecated", 2);
+    await m.handle("policy-sync", createdOn("c4", "pol-a"), envelope("CourseDeprecated", "c4", 2, { course_id: "c4", title: "c4" }));
+    const e = deprecated("pol-a", "pol-c");
+    await m.handle("policy-sync", e);
+    expect(moves()).toEqual([["c1", "pol-c"], ["c2", "pol-c"]]);
+    expect(m.bus.calls[0]).toMatchObject({ context: "courses", type: "ChangeCoursePolicy", idempotencyKey: `${e.event_id}:c1`, causationId: e.event_id, correlationId: e.correlation_id });
+  });
+
+  it("uses the configured default when the policy names no replacement", async () => {
+    course("c1", "pol-a");
+    await m.handle("policy-sync", createdOn("c1", "pol-a"), deprecated("pol-a", null));
+    expect(moves()).toEqual([["c1", "pol-default"]]);
+  });
+
+  it("moves a course whose CourseCreated arrives after its policy was deprecated", async () => {
+    await m.handle("policy-sync", deprecated("pol-a", "pol-b"));
+    expect(moves()).toEqual([]);
+    course("c-late", "pol-a");
+    await m.handle("policy-sync", createdOn("c-late", "pol-a"));
+    expect(moves()).toEqual([["c-late", "pol-b"]]);
+  });
+
+  it("follows a chain of deprecated replacements to an active policy", async () => {
+    course("c1", "pol-a");
+    await m.handle("policy-sync", createdOn("c1", "pol-a"));
+    policy("pol-b", "deprecated", "pol-c");
+    await m.handle("policy-sync", deprecated("pol-a", "pol-b"));
+    expect(moves()).toEqual([["c1", "pol-c"]]);
+  });
+
+  it("retries a course stranded by a lost race when the next policy is deprecated", async () => {
+    course("c1", "pol-a");
+    await m.handle("policy-sync", createdOn("c1", "pol-a"));
+    m.bus.fail = () => nerveError("rule_violated"); // pol-b got deprecated between the read and the command
+    await m.handle("policy-sync", deprecated("pol-a", "pol-b"));
+    m.bus.fail = () => undefined;
+    await m.handle("policy-sync", deprecated("pol-b", "pol-c"));
+    expect(moves()).toEqual([["c1", "pol-b"], ["c1", "pol-c"]]);
+  });
+
+  it("leaves a course that has already left the policy, and courses with nowhere to go", async () => {
+    const lone = await openReadModels();
+    try {
+      lone.bus.set("RefundPolicy", "pol-x", { policy_id: "pol-x", status: "deprecated", replacement_policy_id: null });
+      lone.bus.set("Course", "c1", { course_id: "c1", policy_id: "pol-x", status: "active" });
+      await lone.handle("policy-sync", createdOn("c1", "pol-x"), envelope("PolicyDeprecated", "pol-x", 2, { policy_id: "pol-x", name: "x", replacement_policy_id: null }));
+      expect(lone.bus.calls).toEqual([]);
+    } finally {
+      await lone.close();
+    }
+    course("c2", "pol-b", "active", 2); // the aggregate already moved on; the index has not heard yet
+    await m.handle("policy-sync", createdOn("c2", "pol-a"), deprecated("pol-a", "pol-c"));
+    expect(moves()).toEqual([]);
+  });
+});
