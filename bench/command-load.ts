@@ -1,0 +1,96 @@
+/** Drives commands at the service over NATS from a client connection, with a bounded window of requests. */
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { decodeMsgPack, encodeMsgPack } from "../contracts/index.js";
+import { summarize, type LatencySummary } from "./percentiles.js";
+import { runWindowed } from "./window.js";
+
+/** A command load, as plain data so it can cross into the load worker. */
+export interface LoadSpec {
+  /** `register`: RegisterUser for each id once; `profile`: UpdateUserProfile round-robin over the ids, each with a new bio. */
+  kind: "register" | "profile";
+  ids: string[];
+  count: number;
+  inflight: number;
+  /** Makes every bio of this load unique, so no update is a no-op. */
+  tag: string;
+  /** Stop starting commands at this epoch ms. */
+  deadline: number;
+  /** Reply timeout per request. */
+  timeoutMs?: number;
+}
+
+/** What a command load measured. */
+export interface CommandLoadResult {
+  sent: number;
+  ok: number;
+  /** Failed replies by error code (or `transport` for a request that got no reply). */
+  failed: Record<string, number>;
+  /** Events the successful replies reported. */
+  events: number;
+  seconds: number;
+  perSecond: number;
+  latency: LatencySummary;
+  cutShort: boolean;
+  /** Epoch ms when the first command was sent. */
+  startedAt: number;
+}
+
+/** The i-th command of a load: subject and body. */
+export function commandOf(spec: LoadSpec, i: number): { subject: string; body: unknown } {
+  const id = spec.ids[i % spec.ids.length]!;
+  return spec.kind === "register"
+    ? { subject: `cmd.users.RegisterUser.${id}`, body: { email: `${id}@bench.example`, name: `Bench user ${i}` } }
+    : { subject: `cmd.users.UpdateUserProfile.${id}`, body: { profile_data: { bio: `${spec.tag} #${i}` } } };
+}
+
+/** Sends the load's MessagePack commands, `inflight` at a time, and times every reply. */
+export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promise<CommandLoadResult> {
+  const latencies = new Float64Array(spec.count);
+  const failed: Record<string, number> = {};
+  let ok = 0;
+  let events = 0;
+  // Headers are only read while a request is encoded, so one object serves every request.
+  const h = natsHeaders();
+  h.set("Content-Type", "application/msgpack");
+  const startedAt = Date.now();
+  const run = await runWindowed(spec.count, spec.inflight, async (i) => {
+    const c = commandOf(spec, i);
+    const data = encodeMsgPack(c.body);
+    const t0 = performance.now();
+    let reply;
+    try {
+      reply = await nc.request(c.subject, data, { timeout: spec.timeoutMs ?? 30_000, headers: h });
+    } catch {
+      failed.transport = (failed.transport ?? 0) + 1;
+      latencies[i] = performance.now() - t0;
+      return;
+    }
+    latencies[i] = performance.now() - t0;
+    const decoded = decodeMsgPack(reply.data);
+    const body = decoded.ok ? (decoded.value as { ok?: boolean; events?: unknown[]; error?: { code?: string } }) : undefined;
+    if (body?.ok === true) {
+      ok++;
+      events += body.events?.length ?? 0;
+    } else {
+      const code = body?.error?.code ?? "undecodable";
+      failed[code] = (failed[code] ?? 0) + 1;
+    }
+  }, spec.deadline);
+  const seconds = run.ms / 1000;
+  return {
+    sent: run.done,
+    ok,
+    failed,
+    events,
+    seconds,
+    perSecond: run.done / seconds,
+    latency: summarize(latencies.subarray(0, run.done)),
+    cutShort: run.cutShort,
+    startedAt,
+  };
+}
+
+/** The number of failed commands of a load. */
+export function failures(r: CommandLoadResult): number {
+  return Object.values(r.failed).reduce((a, b) => a + b, 0);
+}

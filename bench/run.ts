@@ -1,0 +1,204 @@
+/**
+ * `npm run bench`: the command path's figures in one run against one private nats-server —
+ * raw JetStream publishes, durable commands through Nerve, scaling with aggregates, cold
+ * activation, and heap per idle actor. Prints a table per section and writes bench/results/.
+ * Exits 0 on success, 1 on an error or any failed command, 2 past its time budget, 130 on a signal;
+ * its nats-server and temporary databases are removed in every case.
+ *
+ * `BENCH_QUICK=1` runs a tiny version for smoke tests (results in `*-command-path-quick.json`).
+ * `BENCH_CLIENT=worker` runs the load generator in a worker thread instead of beside the service.
+ * `BENCH_CPU_PROFILE=<file>` writes a V8 CPU profile of section 2 (that run does not become `latest`).
+ * The heap figures need a collector: `--expose-gc` is used when given, else it is enabled at run time.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { cpus, loadavg, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect } from "@nats-io/transport-node";
+import { startNerve, type Nerve } from "../src/app/index.js";
+import { loadConfig } from "../src/config/index.js";
+import { createLogger } from "../src/log/index.js";
+import { openDatabase } from "../src/persistence/index.js";
+import { startNatsServer } from "../test/support/nats-server.js";
+import { tempSqlitePath } from "../test/support/tmp.js";
+import { benchActivation, benchActorMemory } from "./actor-activation.js";
+import { Cleanup } from "./cleanup.js";
+import { failures } from "./command-load.js";
+import { profileLoad, registerUsers, userIds, waitConfirmed, type DurablePhase } from "./durable-commands.js";
+import { profiled } from "./cpu-profile.js";
+import { collector } from "./gc.js";
+import { benchPlan } from "./plan.js";
+import { benchRawPublish } from "./raw-publish.js";
+import { activationTable, durableTable, memoryTable, rawTable, scalingTable } from "./report.js";
+import { startLoadClient } from "./load-client.js";
+import { seedUserSnapshots } from "./seed-snapshots.js";
+import { table } from "./table.js";
+
+const RATIO_TARGET = 0.5;
+const P99_TARGET_MS = 25;
+const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
+
+const plan = benchPlan();
+const cleanup = new Cleanup();
+const logger = createLogger("silent");
+const { gc, access: gcAccess } = collector();
+const profileFile = process.env.BENCH_CPU_PROFILE || undefined;
+const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick: plan.quick, plan, cpuProfileOfSection2: profileFile };
+
+/** Starts Nerve in-process with the bench's settings; stopping it is registered for cleanup. */
+async function nerveOn(natsUrl: string, dbPath: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
+  const env = { NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: String(plan.mailboxSize) };
+  const nerve = await startNerve(loadConfig(env), logger);
+  return { nerve, stop: cleanup.add("nerve", () => nerve.stop()) };
+}
+
+function after(ms: number): number {
+  return Date.now() + ms;
+}
+
+async function main(): Promise<void> {
+  const began = Date.now();
+  const loadBefore = loadavg();
+  console.log(`Nerve command-path bench${plan.quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}; load generator on the ${plan.client === "main" ? "main thread" : "worker thread"}`);
+  if (loadBefore[0]! > 0.5) console.log(`note: load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before the run — other work shares these ${cpus().length} cores, so figures will be lower and noisier`);
+  const nats = await startNatsServer();
+  cleanup.add("nats-server", () => nats.stop());
+  const client = await connect({ servers: nats.url, name: "bench-client", noAsyncTraces: true });
+  cleanup.add("client connection", () => client.close());
+  const load = await startLoadClient(nats.url, plan.client);
+  cleanup.add("load client", () => load.close());
+  const sqliteA = await tempSqlitePath();
+  cleanup.add("sqlite (commands)", () => sqliteA.cleanup());
+  const sqliteB = await tempSqlitePath();
+  cleanup.add("sqlite (activation)", () => sqliteB.cleanup());
+
+  // 1. Raw publish baseline.
+  const raw = await benchRawPublish(client, { ...plan.raw, deadline: after(30_000) });
+  const rawRate = raw[0]!.perSecond;
+  results.rawPublish = raw;
+  console.log(rawTable(raw, plan.raw.bytes, plan.raw.window));
+
+  // 2. Durable commands through the service.
+  const a = await nerveOn(nats.url, sqliteA.path);
+  const sqliteVersion = ((await a.nerve.db.connection.execute("select sqlite_version() as v", [], "get")) as { v: string }).v;
+  const ids = userIds(plan.users);
+  const reg = await registerUsers(load, ids, plan.inflight, after(30_000));
+  await waitConfirmed(a.nerve, client, ids.length, after(30_000));
+  results.registration = { users: ids.length, seconds: reg.seconds, perSecond: reg.perSecond };
+  const durable = await profiled(profileFile, () =>
+    profileLoad(a.nerve, client, load, {
+      label: "durable",
+      ids,
+      count: plan.commands,
+      inflight: plan.inflight,
+      deadline: after(45_000),
+      confirm: { deadline: after(75_000) },
+    }),
+  );
+  if (durable.load.cutShort) throw new Error(`the durable load hit its deadline after ${durable.load.sent} commands`);
+  const ratio = durable.load.perSecond / rawRate;
+  results.durable = { ...durable, ratioToRaw: ratio, ratioTarget: RATIO_TARGET, ratioMet: ratio >= RATIO_TARGET, p99TargetMs: P99_TARGET_MS, p99Met: durable.load.latency.p99 <= P99_TARGET_MS };
+  console.log(durableTable(durable, plan.inflight, rawRate, { ratio, ratioTarget: RATIO_TARGET, p99TargetMs: P99_TARGET_MS }));
+
+  // 3. Scaling with aggregates; the relay is drained (untimed) between steps so steps do not overlap.
+  const scaling: DurablePhase[] = [];
+  for (const n of plan.scaling.aggregates.filter((k) => k <= ids.length)) {
+    const p = await profileLoad(a.nerve, client, load, { label: `scale-${n}`, ids: ids.slice(0, n), count: plan.scaling.commands, inflight: plan.inflight, deadline: after(plan.scaling.stepMs) });
+    scaling.push(p);
+    await waitConfirmed(a.nerve, client, p.expectedMessages, after(30_000));
+  }
+  results.scaling = scaling;
+  console.log(scalingTable(scaling, plan.inflight, plan.mailboxSize));
+  const writerTotals = { ...a.nerve.writer.stats };
+  const relayTotals = { ...a.nerve.relay.stats };
+  const systemTotals = { ...a.nerve.system.stats };
+  await a.stop();
+  results.writer = { ...writerTotals, averageBatch: writerTotals.writes / Math.max(1, writerTotals.transactions) };
+  results.relay = relayTotals;
+  results.actorSystem = systemTotals;
+  console.log(
+    table("Group-commit writer and relay, whole Nerve run (registrations, section 2, section 3)", ["transactions", "writes", "avg batch", "largest batch", "retried alone", "relay published", "relay duplicates", "relay failures"], [
+      [writerTotals.transactions, writerTotals.writes, writerTotals.writes / Math.max(1, writerTotals.transactions), writerTotals.largestBatch, writerTotals.retriedAlone, relayTotals.published, relayTotals.duplicates, relayTotals.failures],
+    ]),
+  );
+
+  // 4. Activation from snapshots, in a fresh Nerve over a seeded database.
+  const seedIds = userIds(plan.activation.stored).map((id) => id.replace("bench-u", "seed-u"));
+  const seedDb = await openDatabase({ url: `sqlite:${sqliteB.path}` });
+  const seeded = await seedUserSnapshots(seedDb, seedIds).finally(() => seedDb.close());
+  const b = await nerveOn(nats.url, sqliteB.path);
+  const activation = await benchActivation(b.nerve, client, seedIds.slice(0, plan.activation.cold), seedIds.length, plan.activation.window);
+  await b.stop();
+  results.activation = activation;
+  console.log(activationTable(activation));
+
+  // 5. Heap per idle live actor, in a fresh ActorSystem over the same database.
+  const memDb = await openDatabase({ url: `sqlite:${sqliteB.path}` });
+  const closeMemDb = cleanup.add("sqlite handle (memory)", () => memDb.close());
+  const memory = await benchActorMemory(memDb, seedIds.slice(0, plan.memory.actors), plan.activation.window, gc, gcAccess, seeded.averageStateBytes);
+  await closeMemDb();
+  results.memory = memory;
+  console.log(memoryTable(memory));
+
+  results.machine = {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? "unknown",
+    totalMemoryGB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    natsServer: client.info?.version ?? "unknown",
+    sqlite: sqliteVersion,
+    sqliteSynchronous: "FULL",
+    loadAverageBefore: loadBefore,
+    loadAverageAfter: loadavg(),
+    loadClient: plan.client,
+  };
+  results.seconds = (Date.now() - began) / 1000;
+  const m = results.machine as Record<string, unknown>;
+  console.log(
+    `\nmachine: ${m.cpus} cpus (${m.cpuModel}), node ${m.node}, nats-server ${m.natsServer}, SQLite ${m.sqlite} (synchronous FULL, WAL); ` +
+      `gc: ${gcAccess}; load average before/after ${loadBefore[0]!.toFixed(2)}/${loadavg()[0]!.toFixed(2)}; run took ${(results.seconds as number).toFixed(1)} s`,
+  );
+
+  const failed = failures(durable.load) + scaling.reduce((s, p) => s + failures(p.load), 0);
+  if (failed > 0) throw new Error(`${failed} command(s) failed; see the tables`);
+}
+
+async function writeResults(ok: boolean, error?: unknown): Promise<void> {
+  results.ok = ok;
+  if (error) results.error = String((error as Error)?.stack ?? error);
+  const stamp = (results.startedAt as string).replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
+  const suffix = plan.quick ? "command-path-quick" : "command-path";
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const json = `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`;
+  await writeFile(join(RESULTS_DIR, `${stamp}-${suffix}.json`), json);
+  // A profiled run is slower than a plain one, so it never becomes the latest figures.
+  const latest = ok && !profileFile;
+  if (latest) await writeFile(join(RESULTS_DIR, `latest-${suffix}.json`), json);
+  console.log(`\nresults: bench/results/${stamp}-${suffix}.json${latest ? ` and latest-${suffix}.json` : ` (${ok ? "profiled" : "failed"} run; latest untouched)`}`);
+}
+
+let finishing: Promise<never> | undefined;
+/** Ends the run once: results, then cleanup, then exit with the first code asked for (a later failure caused by the cleanup itself changes nothing). */
+function finish(code: number, error?: unknown): Promise<never> {
+  finishing ??= (async () => {
+    if (error) console.error(`\nbench failed: ${(error as Error)?.stack ?? String(error)}`);
+    await writeResults(code === 0, error).catch((err) => console.error(`writing results failed: ${String(err)}`));
+    await cleanup.run();
+    process.exit(code);
+  })();
+  return finishing;
+}
+
+const watchdog = setTimeout(() => void finish(2, new Error(`the bench exceeded its ${plan.budgetMs / 1000} s budget`)), plan.budgetMs);
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => void finish(130, new Error(`interrupted by ${sig}`)));
+main().then(
+  () => {
+    clearTimeout(watchdog);
+    return finish(0);
+  },
+  (err) => {
+    clearTimeout(watchdog);
+    return finish(1, err);
+  },
+);
