@@ -56,21 +56,50 @@ function values(rows: number, cols: number): string {
   return new Array(rows).fill(one).join(",");
 }
 
+/** Runs one statement inside the batch's transaction. */
+type Exec = <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>;
+
+interface Sqlite3Handle {
+  all(sql: string, params: unknown[], cb: (err: Error | null, rows: unknown[]) => void): void;
+  run(sql: string, params: unknown[], cb: (err: Error | null) => void): void;
+}
+
+/**
+ * The statement runner of a transaction. MikroORM manages the transaction (BEGIN/COMMIT on its
+ * connection); on SQLite the statements themselves go to the driver's handle of that same
+ * connection with bound parameters, because MikroORM inlines every parameter into the SQL text —
+ * hundreds of kilobytes of escaped text per batch on the hottest path of the service.
+ */
+async function executorOf(conn: AbstractSqlConnection, trx: Transaction): Promise<Exec> {
+  const client = (trx as unknown as { client?: { acquireConnection?: () => Promise<unknown>; dialect?: string } }).client;
+  if (conn.getPlatform().constructor.name === "SqlitePlatform" && client?.acquireConnection) {
+    const handle = (await client.acquireConnection()) as Sqlite3Handle;
+    if (typeof handle?.all === "function" && typeof handle.run === "function") {
+      return (sql, params, method) =>
+        new Promise((resolve, reject) => {
+          if (method === "all") handle.all(sql, params, (err, rows) => (err ? reject(err) : resolve(rows as never)));
+          else handle.run(sql, params, (err) => (err ? reject(err) : resolve([] as never)));
+        });
+    }
+  }
+  return (sql, params, method) => conn.execute(sql, params, method, trx) as never;
+}
+
 /** Writes a batch inside `trx`; throws StaleWriteError when any snapshot's optimistic check fails. */
 export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, batch: AggregateWrite[]): Promise<void> {
+  const exec = await executorOf(conn, trx);
   // Snapshots: an upsert whose update only happens when the stored version is the writer's base.
   // A new aggregate (base 0) that already exists fails the same check: version is never 0.
   for (const part of chunks(batch)) {
     const params: unknown[] = [];
     for (const w of part) params.push(w.aggregateType, w.aggregateId, w.version, w.baseVersion, JSON.stringify(w.state), w.now);
-    const rows = await conn.execute<unknown[]>(
+    const rows = await exec<unknown[]>(
       `insert into nerve_snapshots (aggregate_type, aggregate_id, version, base_version, state, updated_on) values ${values(part.length, 6)}
        on conflict (aggregate_type, aggregate_id) do update set version = excluded.version, base_version = excluded.base_version,
        state = excluded.state, updated_on = excluded.updated_on where nerve_snapshots.version = excluded.base_version
        returning aggregate_id`,
       params,
       "all",
-      trx,
     );
     if (rows.length !== part.length) throw new StaleWriteError(`${part.length - rows.length} stale snapshot write(s)`);
   }
@@ -82,29 +111,26 @@ export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, 
       ev.push(e.event_id, e.event_type, e.event_version, e.occurred_on, w.aggregateType, w.aggregateId, e.aggregate_version, e.correlation_id, e.causation_id, JSON.stringify(e.payload));
       ob.push(e.event_id, w.aggregateType, w.aggregateId, e.aggregate_version, e.subject, e.event_type, e.event_version, Buffer.from(e.body.buffer, e.body.byteOffset, e.body.byteLength));
     }
-    await conn.execute(
+    await exec(
       `insert into nerve_events (event_id, event_type, event_version, occurred_on, aggregate_type, aggregate_id, aggregate_version, correlation_id, causation_id, payload) values ${values(part.length, 10)}`,
       ev,
       "run",
-      trx,
     );
-    await conn.execute(
+    await exec(
       `insert into nerve_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, subject, event_type, event_version, body) values ${values(part.length, 8)}`,
       ob,
       "run",
-      trx,
     );
   }
   const keyed = batch.filter((w) => w.idempotency);
   for (const part of chunks(keyed)) {
     const params: unknown[] = [];
     for (const w of part) params.push(w.aggregateType, w.aggregateId, w.idempotency!.key, w.idempotency!.fingerprint, JSON.stringify(w.idempotency!.reply), w.now);
-    await conn.execute(
+    await exec(
       `insert into nerve_idempotency (aggregate_type, aggregate_id, key, fingerprint, reply, created_on) values ${values(part.length, 6)}`,
       params,
       "run",
-      trx,
     );
   }
-  for (const w of batch) for (const op of w.extra ?? []) await conn.execute(op.sql, op.params, "run", trx);
+  for (const w of batch) for (const op of w.extra ?? []) await exec(op.sql, op.params, "run");
 }
