@@ -47,7 +47,7 @@ const results: Record<string, unknown> = { startedAt: new Date().toISOString(), 
 
 /** Starts Nerve in-process with the bench's settings; stopping it is registered for cleanup. */
 async function nerveOn(natsUrl: string, dbPath: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
-  const env = { NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: String(plan.mailboxSize) };
+  const env = { NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: String(plan.mailboxSize) };
   const nerve = await startNerve(loadConfig(env), logger);
   return { nerve, stop: cleanup.add("nerve", () => nerve.stop()) };
 }

@@ -4,6 +4,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { addAdminEndpoints, startApi, type Api } from "../api/index.js";
 import { aggregateModules, timerKinds } from "../aggregates/index.js";
 import { ConsumerManager, consumerEntities } from "../consumers/index.js";
+import { startGateway, type Gateway } from "../gateway/index.js";
 import { createSubscribers, projectionQueries, readModelEntities } from "../projections/index.js";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
@@ -25,6 +26,7 @@ export interface Nerve {
   readonly timers: TimerService;
   readonly consumers: ConsumerManager;
   readonly api: Api;
+  readonly gateway: Gateway;
   /** Ordered shutdown: stop taking commands, drain mailboxes, flush the outbox, drain consumers, close NATS and the database. */
   stop(): Promise<void>;
 }
@@ -63,14 +65,12 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   timers.start();
   const deps = { bus, db, logger, defaultPolicyId: config.NERVE_DEFAULT_POLICY_ID };
   const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers: createSubscribers(deps) });
-  await consumers.start();
-  const api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION });
-  addAdminEndpoints(api.service, consumers, logger);
   const prune = setInterval(() => {
     void repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
   }, 10 * 60_000);
   prune.unref();
-  logger.info({ db: db.dialect }, "nerve started");
+  let api: Api | undefined;
+  let gateway: Gateway | undefined;
 
   let stopping: Promise<void> | undefined;
   const conn = nc;
@@ -78,7 +78,8 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     const deadline = Date.now() + config.NERVE_SHUTDOWN_MS;
     const left = () => Math.max(0, deadline - Date.now());
     clearInterval(prune);
-    await api.stop();
+    await gateway?.stop();
+    await api?.stop();
     await timers.stop();
     await system.drain();
     await writer.flushed();
@@ -90,5 +91,23 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await db.close();
     logger.info("nerve stopped");
   };
-  return { db, nc, system, writer, relay, bus, timers, consumers, api, stop: () => (stopping ??= stop()) };
+
+  try {
+    await consumers.start();
+    api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION });
+    addAdminEndpoints(api.service, consumers, logger);
+    gateway = await startGateway({
+      nc,
+      port: config.NERVE_HTTP_PORT,
+      jwtSecret: config.jwtSecret,
+      logger: logger.child({ component: "gateway" }),
+      devTokens: config.NERVE_DEV_TOKENS,
+    });
+  } catch (err) {
+    // A part that cannot start (a taken HTTP port, say) must not leave the others running.
+    await stop().catch(() => undefined);
+    throw err;
+  }
+  logger.info({ db: db.dialect, http_port: gateway.port }, "nerve started");
+  return { db, nc, system, writer, relay, bus, timers, consumers, api, gateway, stop: () => (stopping ??= stop()) };
 }

@@ -33,10 +33,18 @@ export const ConfigSchema = z
     NERVE_SHUTDOWN_MS: int(15_000, 100),
     /** Where policy-sync moves courses of a deprecated policy that names no replacement. */
     NERVE_DEFAULT_POLICY_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+    /** Serves the gateway's development token helper (`/dev/token`); refused in production. */
+    NERVE_DEV_TOKENS: z
+      .enum(["true", "false", "1", "0"])
+      .default("false")
+      .transform((v) => v === "true" || v === "1"),
     /** SQLite synchronous pragma. */
     NERVE_SQLITE_SYNC: z.enum(["FULL", "NORMAL"]).default("FULL"),
   })
   .superRefine((c, ctx) => {
+    if (c.NODE_ENV === "production" && c.NERVE_DEV_TOKENS) {
+      ctx.addIssue({ code: "custom", path: ["NERVE_DEV_TOKENS"], message: "must be off when NODE_ENV=production" });
+    }
     if (c.NODE_ENV === "production" && !c.NERVE_JWT_SECRET) {
       ctx.addIssue({ code: "custom", path: ["NERVE_JWT_SECRET"], message: "is required when NODE_ENV=production" });
     }

@@ -27,7 +27,7 @@ export interface TestNerve {
 export async function startTestNerve(extraEnv: Record<string, string> = {}): Promise<TestNerve> {
   const nats = await startNatsServer();
   const db = await tempSqlitePath();
-  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "silent", ...extraEnv };
+  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", ...extraEnv };
   const logger = createLogger(env.LOG_LEVEL);
   let nerve = await startNerve(loadConfig(env), logger);
   const client = await connect({ servers: nats.url, noAsyncTraces: true });

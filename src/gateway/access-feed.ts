@@ -1,0 +1,144 @@
+/**
+ * Reads EVENTS_ACCESS — never the command path — with an ordered consumer: an ephemeral, in-memory
+ * consumer without acks that the client recreates from the last sequence it saw after any gap or
+ * server restart, so every gateway instance sees the same events in stream order and keeps no state
+ * on the server. On start it replays the last `replayMs` of the stream to warm the event log.
+ */
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { nanos, type NatsConnection } from "@nats-io/nats-core";
+import { CURRENT_EVENT_VERSION, EnvelopeBase, EventSchemas, Streams, decodeMsgPack, upcasters } from "../../contracts/index.js";
+import type { Logger } from "../log/index.js";
+import { encodeCursor } from "./cursor.js";
+import { LEARNER_EVENT_TYPES, type EventLog, type LearnerEventType, type LogEntry } from "./event-log.js";
+import type { GatewayMetrics } from "./metrics.js";
+
+/** The stream the gateway reads. */
+export const ACCESS_STREAM = Streams.EVENTS_ACCESS.name;
+
+const learnerTypes = new Set<string>(LEARNER_EVENT_TYPES);
+
+/** What the feed needs. */
+export interface AccessFeedDeps {
+  nc: NatsConnection;
+  log: EventLog<unknown>;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  /** How far back the start-up replay reaches (ms). */
+  replayMs: number;
+  /** Called for every learner event, after it is in the log. */
+  onEntry(entry: LogEntry): void;
+}
+
+/** The running reader of EVENTS_ACCESS. */
+export class AccessFeed {
+  #messages: ConsumerMessages | undefined;
+  #warmAt = 0;
+  #warm: () => void = () => undefined;
+  readonly #deps: AccessFeedDeps;
+
+  constructor(deps: AccessFeedDeps) {
+    this.#deps = deps;
+  }
+
+  /** Starts reading; resolves once the replay has caught up with the stream's end as of the start. */
+  async start(): Promise<void> {
+    const { nc, log } = this.#deps;
+    const jsm = await jetstreamManager(nc);
+    const { startSeq, lastSeq } = await replayStart(jsm, Date.now() - this.#deps.replayMs);
+    log.floor = startSeq;
+    log.head = startSeq - 1;
+    this.#warmAt = lastSeq;
+    const warm = new Promise<void>((resolve) => (this.#warm = resolve));
+    if (lastSeq < startSeq) this.#warm();
+    const consumer = await jetstream(nc).consumers.get(ACCESS_STREAM, { opt_start_seq: startSeq });
+    // Short pulls: after a server restart the client recreates the consumer but may keep counting the
+    // old pull as pending; a pull that expires every few seconds bounds that stall.
+    this.#messages = await consumer.consume({ max_messages: 1024, expires: 5000, callback: (m) => this.#handle(m) });
+    void (async () => {
+      for await (const s of this.#messages!.status()) {
+        if (s.type === "ordered_consumer_recreated" || s.type === "stream_not_found" || s.type === "heartbeats_missed") this.#deps.logger.warn({ status: s.type }, "access feed");
+      }
+    })().catch(() => undefined);
+    await warm;
+    this.#deps.logger.info({ from: startSeq, to: log.head, buffered: log.size }, "access feed warm");
+  }
+
+  /** Stops reading. */
+  async stop(): Promise<void> {
+    await this.#messages?.close().catch(() => undefined);
+  }
+
+  #handle(m: JsMsg): void {
+    const { log, metrics } = this.#deps;
+    const seq = m.seq;
+    if (seq <= log.head) return;
+    try {
+      metrics.events.inc({ outcome: this.#process(m) });
+    } catch (err) {
+      metrics.events.inc({ outcome: "error" });
+      this.#deps.logger.error({ err, seq }, "access event not processed");
+    }
+    log.head = seq;
+    metrics.head.set(seq);
+    metrics.buffered.set(log.size);
+    if (seq >= this.#warmAt || m.info.pending === 0) this.#warm(); // pending 0: the last one may have been deleted
+  }
+
+  #process(m: JsMsg): string {
+    const type = m.headers?.get("Event-Type") || m.subject.split(".")[2] || "";
+    if (!learnerTypes.has(type)) return "ignored";
+    const decoded = decodeMsgPack(m.data);
+    if (!decoded.ok) return this.#invalid(m, "undecodable envelope");
+    let envelope = decoded.value as { event_version?: unknown };
+    // Older versions are upgraded first (the envelope is checked before an upcaster touches it).
+    if (typeof envelope?.event_version === "number" && envelope.event_version < CURRENT_EVENT_VERSION) {
+      const base = EnvelopeBase.safeParse(envelope);
+      if (!base.success) return this.#invalid(m, base.error.issues[0]?.message ?? "invalid envelope");
+      envelope = upcasters.upcast(base.data);
+    }
+    const parsed = EventSchemas[type as LearnerEventType].safeParse(envelope);
+    if (!parsed.success) return this.#invalid(m, parsed.error.issues[0]?.message ?? "schema violation");
+    const event = parsed.data;
+    if (this.#deps.log.isRepeat(event.payload.user_id, event.aggregate_id, event.aggregate_version)) return "repeat";
+    const entry: LogEntry = {
+      seq: m.seq,
+      at: Math.floor(m.info.timestampNanos / 1e6),
+      userId: event.payload.user_id,
+      accessId: event.aggregate_id,
+      version: event.aggregate_version,
+      frame: Buffer.from(JSON.stringify({ type: "event", cursor: encodeCursor(m.seq), event })),
+      dropped: false,
+    };
+    this.#deps.log.append(entry, event as Parameters<EventLog["append"]>[1]);
+    this.#deps.onEntry(entry);
+    return "delivered";
+  }
+
+  #invalid(m: JsMsg, why: string): string {
+    this.#deps.logger.warn({ seq: m.seq, subject: m.subject, why }, "invalid access event skipped");
+    return "invalid";
+  }
+}
+
+/**
+ * The first stream sequence stored at or after `sinceMs`, and the last one now. A short-lived
+ * consumer with DeliverByStartTime lets the server find it; its `delivered.stream_seq` is the one before.
+ */
+export async function replayStart(jsm: JetStreamManager, sinceMs: number): Promise<{ startSeq: number; lastSeq: number }> {
+  const { state } = await jsm.streams.info(ACCESS_STREAM);
+  const lastSeq = state.last_seq;
+  if (state.messages === 0 || Date.parse(state.last_ts) < sinceMs) return { startSeq: lastSeq + 1, lastSeq };
+  if (Date.parse(state.first_ts) >= sinceMs) return { startSeq: state.first_seq, lastSeq };
+  const ci = await jsm.consumers.add(ACCESS_STREAM, {
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: new Date(sinceMs).toISOString(),
+    ack_policy: AckPolicy.None,
+    inactive_threshold: nanos(30_000),
+    mem_storage: true,
+  });
+  try {
+    return { startSeq: Math.max(state.first_seq, ci.delivered.stream_seq + 1), lastSeq };
+  } finally {
+    await jsm.consumers.delete(ACCESS_STREAM, ci.name).catch(() => undefined);
+  }
+}

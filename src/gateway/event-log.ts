@@ -1,0 +1,205 @@
+/**
+ * What the gateway remembers of EVENTS_ACCESS: per learner, a buffer of recent event frames (for
+ * resumes) and the access records those events describe (for welcomes when no query answers).
+ *
+ * Retention: a learner's event is kept while it is among that learner's last `minEvents` events or
+ * younger than `minAgeMs`, within a global budget of `maxEvents` buffered events; over the budget the
+ * oldest events of the whole stream go first. Two floors say which cursors can still be served:
+ * `floor` (every stream message from it on was seen; raised by the start-up replay window and by
+ * global eviction) and a learner's `droppedUpTo` (its newest event dropped by its own retention).
+ */
+import type { z } from "zod";
+import type { AccessView } from "../../contracts/index.js";
+import { accessRecordDecider, type AccessRecordState } from "../../actors/access/index.js";
+import type { RecordedEvent } from "../../actors/decider.js";
+
+/** A GetAccess result. */
+export type AccessRecordView = z.infer<typeof AccessView>;
+
+/** One buffered event, with its frame already serialised for every socket of the learner. */
+export interface LogEntry {
+  readonly seq: number;
+  /** When JetStream stored it (ms since the epoch). */
+  readonly at: number;
+  readonly userId: string;
+  readonly accessId: string;
+  readonly version: number;
+  /**
+   * The `event` frame as UTF-8 JSON, encoded once for every socket; bytes rather than a string keep
+   * the buffered history off the V8 heap (less to mark on each GC). Emptied when the entry is dropped.
+   */
+  frame: Uint8Array;
+  dropped: boolean;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** How much history is kept. */
+export interface RetentionOptions {
+  /** Keep a learner's events at least this long (ms). */
+  minAgeMs: number;
+  /** Keep at least this many events per learner. */
+  minEvents: number;
+  /** Most events buffered over all learners (the memory bound). */
+  maxEvents: number;
+}
+
+/** The access event types a learner sees. */
+export const LEARNER_EVENT_TYPES = ["CourseAccessGranted", "AccessRevoked", "AccessExpired", "ProgressUpdated", "CourseCompleted"] as const;
+/** One of {@link LEARNER_EVENT_TYPES}. */
+export type LearnerEventType = (typeof LEARNER_EVENT_TYPES)[number];
+
+/** A learner: buffered events, access records, and (kept by the hub) live sockets. */
+export class Learner<S = unknown> {
+  entries: LogEntry[] = [];
+  start = 0;
+  droppedUpTo = 0;
+  readonly views = new Map<string, AccessRecordView>();
+  sockets: Set<S> | undefined;
+
+  get size(): number {
+    return this.entries.length - this.start;
+  }
+
+  oldest(): LogEntry | undefined {
+    return this.entries[this.start];
+  }
+
+  shift(): LogEntry | undefined {
+    const e = this.entries[this.start];
+    if (e === undefined) return undefined;
+    this.start++;
+    if (this.start > 64 && this.start * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.start);
+      this.start = 0;
+    }
+    return e;
+  }
+}
+
+/** The buffered history of the access stream. */
+export class EventLog<S = unknown> {
+  /** Every stream message with this sequence or higher has been (or will be) seen. */
+  floor = 1;
+  /** The highest stream sequence processed. */
+  head = 0;
+  readonly #learners = new Map<string, Learner<S>>();
+  #fifo: LogEntry[] = [];
+  #fifoStart = 0;
+  #total = 0;
+
+  constructor(readonly retention: RetentionOptions) {}
+
+  /** Events buffered over all learners. */
+  get size(): number {
+    return this.#total;
+  }
+
+  /** Learners known. */
+  get learners(): number {
+    return this.#learners.size;
+  }
+
+  /** The learner, created when asked to. */
+  learner(userId: string, create: true): Learner<S>;
+  learner(userId: string, create?: boolean): Learner<S> | undefined;
+  learner(userId: string, create = false): Learner<S> | undefined {
+    let l = this.#learners.get(userId);
+    if (!l && create) this.#learners.set(userId, (l = new Learner<S>()));
+    return l;
+  }
+
+  /** Forgets a learner that has neither sockets nor buffered events. */
+  release(userId: string): void {
+    const l = this.#learners.get(userId);
+    if (l && l.size === 0 && (l.sockets === undefined || l.sockets.size === 0)) this.#learners.delete(userId);
+  }
+
+  /** Records one learner event (already validated), updating the learner's access records. */
+  append(entry: LogEntry, event: RecordedEvent<LearnerEventType> & { aggregate_version: number }, now = Date.now()): void {
+    const l = this.learner(entry.userId, true);
+    l.views.set(entry.accessId, evolveView(l.views.get(entry.accessId), event));
+    l.entries.push(entry);
+    this.#fifo.push(entry);
+    this.#total++;
+    const { minAgeMs, minEvents, maxEvents } = this.retention;
+    for (let o = l.oldest(); o && l.size > minEvents && o.at < now - minAgeMs; o = l.oldest()) {
+      l.shift();
+      l.droppedUpTo = o.seq;
+      o.dropped = true;
+      o.frame = EMPTY;
+      this.#total--;
+    }
+    while (this.#total > maxEvents) this.#evictOldest();
+    if (this.#fifo.length - this.#fifoStart > 2 * this.#total + 1024) {
+      this.#fifo = this.#fifo.slice(this.#fifoStart).filter((e) => !e.dropped);
+      this.#fifoStart = 0;
+    }
+  }
+
+  // The oldest buffered event of the whole stream goes; cursors before it can no longer be served.
+  #evictOldest(): void {
+    const e = this.#fifo[this.#fifoStart++];
+    if (e === undefined) return;
+    if (this.#fifoStart > 1024 && this.#fifoStart * 2 > this.#fifo.length) {
+      this.#fifo = this.#fifo.slice(this.#fifoStart);
+      this.#fifoStart = 0;
+    }
+    if (e.dropped) return;
+    const l = this.#learners.get(e.userId);
+    l?.shift(); // it is that learner's oldest: older ones left the FIFO first or were dropped
+    e.dropped = true;
+    e.frame = EMPTY;
+    this.#total--;
+    this.floor = Math.max(this.floor, e.seq + 1);
+    if (l) this.release(e.userId);
+  }
+
+  /** The learner's buffered events after `seq`, or undefined when events after it may be missing. */
+  since(userId: string, seq: number): LogEntry[] | undefined {
+    if (seq < this.floor - 1) return undefined;
+    const l = this.#learners.get(userId);
+    if (!l) return [];
+    if (seq < l.droppedUpTo) return undefined;
+    const { entries } = l;
+    let lo = l.start;
+    let hi = entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (entries[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return entries.slice(lo);
+  }
+
+  /**
+   * Whether an access record already has this version: a repeat of an event JetStream no longer
+   * deduplicates (published again after its duplicate window). Per (aggregate, version), which is
+   * what `event_id` identifies for events of one aggregate.
+   */
+  isRepeat(userId: string, accessId: string, version: number): boolean {
+    const v = this.#learners.get(userId)?.views.get(accessId)?.version;
+    return v !== undefined && version <= v;
+  }
+
+  /** The learner's access records as of {@link head}. */
+  views(userId: string): AccessRecordView[] {
+    return [...(this.#learners.get(userId)?.views.values() ?? [])];
+  }
+}
+
+/**
+ * Applies an event to a record view with the aggregate's own `evolve`. A record whose grant is
+ * older than the replayed window starts from a plain active record with the event's ids; such a
+ * view lacks `expires_at` (null) and earlier progress until a later event or the query says more.
+ */
+export function evolveView(view: AccessRecordView | undefined, event: RecordedEvent<LearnerEventType> & { aggregate_version: number }): AccessRecordView {
+  if (view && event.aggregate_version <= view.version) return view;
+  const p = event.payload as { access_id: string; user_id: string; course_id: string };
+  const state: AccessRecordState | null = view
+    ? { access_id: view.access_id, user_id: view.user_id, course_id: view.course_id, status: view.status, progress: view.progress, completed: view.completed, expires_at: view.expires_at }
+    : event.event_type === "CourseAccessGranted"
+      ? null
+      : { access_id: p.access_id, user_id: p.user_id, course_id: p.course_id, status: "active", progress: 0, completed: false, expires_at: null };
+  return { ...accessRecordDecider.evolve(state, event), version: event.aggregate_version };
+}

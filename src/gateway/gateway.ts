@@ -1,0 +1,186 @@
+/**
+ * The WebSocket gateway of CONTRACT.md §6 on uWebSockets.js: learners connect to `/v1/ws` with a
+ * JWT and see their access events pushed the moment they reach EVENTS_ACCESS; the same HTTP port
+ * serves `/healthz`, `/readyz`, `/metrics` and the live-progress page at `/`.
+ *
+ * Auth happens before the upgrade (401 for a missing, malformed, badly signed or expired token), so
+ * a refused client never holds a socket; a socket whose token expires later is closed with 4401.
+ * Heartbeats are uWS pings (`heartbeatSeconds` idle timeout): a client that answers neither data
+ * nor pings is closed by uWS.
+ */
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import type { Logger } from "../log/index.js";
+import { AccessFeed } from "./access-feed.js";
+import { AuthError, TokenVerifier, tokenOf } from "./auth.js";
+import { ClientCommands } from "./client-commands.js";
+import { EventLog, type RetentionOptions } from "./event-log.js";
+import { registerHttpRoutes } from "./http-routes.js";
+import { Hub, type Conn } from "./hub.js";
+import { GatewayMetrics } from "./metrics.js";
+import { ProgressQuery } from "./progress-query.js";
+import { Sessions } from "./session.js";
+import { assertNativeApp, loadUws, type us_listen_socket } from "./uws.js";
+
+/** Everything the gateway needs; only the first four are required. */
+export interface GatewayDeps {
+  /** The NATS connection (shared with the service, or the gateway's own). */
+  nc: NatsConnection;
+  /** HTTP port; 0 picks a free one (see {@link Gateway.port}). */
+  port: number;
+  /** HS256 secret that verifies (and, in development, signs) tokens. */
+  jwtSecret: string;
+  /** Where the gateway logs (a child logger of the service's, say). */
+  logger: Logger;
+  /** Interface to listen on; all interfaces when omitted. */
+  host?: string;
+  /** Serves `/dev/token?user_id=…` and the page's sign-in; never in production. */
+  devTokens?: boolean;
+  /** Frames for one socket are coalesced within this window (ms, default 2; 0 = next tick). */
+  flushMs?: number;
+  /** Bytes uWS may buffer for one socket before it is closed with 4408 (default 256 KiB). */
+  maxBufferedBytes?: number;
+  /** Idle seconds before uWS pings, and closes a client that stays silent (default 32, minimum 8). */
+  heartbeatSeconds?: number;
+  /** How far back the start-up replay of EVENTS_ACCESS reaches (ms, default 24 h). */
+  replayMs?: number;
+  /** What the resume buffers keep (default: 24 h or 1,000 events per learner, 250,000 in all). */
+  retention?: Partial<RetentionOptions>;
+  /** Wait for GetLearnerProgress before welcoming from the stream alone (ms, default 1,500). */
+  queryTimeoutMs?: number;
+  /** Wait for the command path (ms, default 5,000). */
+  commandTimeoutMs?: number;
+  /** Commands one socket may have in flight (default 16). */
+  maxInflightCommands?: number;
+  /** Largest client frame handled (bytes, default 8 KiB; larger ones get an error ack, over 1 MiB uWS closes with 1009). */
+  maxFrameBytes?: number;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  /** The port actually listened on. */
+  readonly port: number;
+  /** Its Prometheus metrics (also served at `/metrics`). */
+  readonly metrics: GatewayMetrics;
+  /** The buffered history (for inspection and tests). */
+  readonly log: EventLog<Conn>;
+  /** Open WebSockets. */
+  connections(): number;
+  /** Stops listening, closes every socket with 1001 (clients resume elsewhere), stops reading. */
+  stop(): Promise<void>;
+}
+
+const DAY_MS = 24 * 3600_000;
+
+/** Starts the gateway; resolves once the start-up replay is done and the port is listening. */
+export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
+  const uws = loadUws();
+  const { nc, logger } = deps;
+  const tokens = new TokenVerifier(deps.jwtSecret);
+  const metrics = new GatewayMetrics();
+  const log = new EventLog<Conn>({ minAgeMs: DAY_MS, minEvents: 1000, maxEvents: 250_000, ...deps.retention });
+  const maxBufferedBytes = deps.maxBufferedBytes ?? 256 * 1024;
+  const hub = new Hub(log, metrics, { flushMs: deps.flushMs ?? 2, maxBufferedBytes });
+  const jsm = await jetstreamManager(nc, { timeout: 2000 });
+  // Readiness follows the connection: down from a disconnect until the client has reconnected.
+  let natsUp = true;
+  const status = nc.status();
+  void (async () => {
+    for await (const s of status) {
+      if (s.type === "disconnect") natsUp = false;
+      else if (s.type === "reconnect") natsUp = true;
+    }
+  })().catch(() => undefined);
+  const sessions = new Sessions(hub, log, new ProgressQuery(nc, logger, deps.queryTimeoutMs ?? 1500), jsm, logger);
+  const commands = new ClientCommands(nc, hub, metrics, logger, {
+    maxFrameBytes: deps.maxFrameBytes ?? 8 * 1024,
+    maxInflight: deps.maxInflightCommands ?? 16,
+    timeoutMs: deps.commandTimeoutMs ?? 5000,
+  });
+  const feed = new AccessFeed({ nc, log, logger, metrics, replayMs: deps.replayMs ?? DAY_MS, onEntry: (e) => hub.deliver(e) });
+  await feed.start();
+  let warm = true;
+  let stopping = false;
+
+  const app = uws.App();
+  app.ws<Conn>("/v1/ws", {
+    compression: uws.DISABLED,
+    // Generous, so that oversized client frames still get an error ack; past it uWS closes with 1009.
+    maxPayloadLength: 1024 * 1024,
+    idleTimeout: Math.max(8, deps.heartbeatSeconds ?? 32),
+    sendPingsAutomatically: true,
+    // Far above the budget: uWS never drops a frame on its own, the hub closes the socket first.
+    maxBackpressure: maxBufferedBytes * 4 + 1024 * 1024,
+    upgrade: (res, req, context) => {
+      const key = req.getHeader("sec-websocket-key");
+      const protocol = req.getHeader("sec-websocket-protocol");
+      const extensions = req.getHeader("sec-websocket-extensions");
+      const token = tokenOf(req.getQuery("token") || undefined, req.getHeader("authorization"));
+      const resume = req.getQuery("cursor") || undefined;
+      if (stopping) return void res.writeStatus("503 Service Unavailable").end("stopping");
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      // uWS is called again from a macrotask, not from the promise job of the verification.
+      tokens.verify(token).then(
+        (id) =>
+          setImmediate(() => {
+            if (aborted) return;
+            const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
+            res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
+          }),
+        (err: unknown) =>
+          setImmediate(() => {
+            if (aborted) return;
+            metrics.closes.inc({ reason: "unauthorized" });
+            const message = err instanceof AuthError ? err.message : "invalid token";
+            res.cork(() => res.writeStatus("401 Unauthorized").writeHeader("WWW-Authenticate", 'Bearer error="invalid_token"').end(message));
+          }),
+      );
+    },
+    open: (ws) => {
+      const c = ws.getUserData();
+      c.ws = ws;
+      hub.opened(c);
+      // Outside this callback: it runs inside `res.upgrade`, and a NATS request issued from there
+      // (the session's stream-info check) got the fresh socket closed with 1006 before it was used.
+      setImmediate(() => sessions.start(c));
+    },
+    message: (ws, data, isBinary) => commands.handle(ws.getUserData(), data, isBinary),
+    close: (ws, code) => {
+      logger.debug({ code, user_id: ws.getUserData().userId }, "socket closed");
+      hub.closed(ws.getUserData());
+    },
+  });
+  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, natsUp: () => natsUp });
+  assertNativeApp(app);
+
+  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+    const done = (s: us_listen_socket | false) => (s ? resolve(s) : reject(new Error(`gateway could not listen on ${deps.host ?? "*"}:${deps.port}`)));
+    if (deps.host) app.listen(deps.host, deps.port, done);
+    else app.listen(deps.port, done);
+  }).catch(async (err) => {
+    await feed.stop();
+    hub.closeAll(1001, "");
+    throw err;
+  });
+  const port = uws.us_socket_local_port(listenSocket as unknown as Parameters<typeof uws.us_socket_local_port>[0]);
+  logger.info({ port, head: log.head, buffered: log.size }, "gateway listening");
+
+  let stopped: Promise<void> | undefined;
+  return {
+    port,
+    metrics,
+    log,
+    connections: () => hub.all.size,
+    stop: () =>
+      (stopped ??= (async () => {
+        stopping = true;
+        warm = false;
+        uws.us_listen_socket_close(listenSocket);
+        hub.closeAll(1001, "gateway stopping");
+        await feed.stop();
+        (status as { stop?: () => void }).stop?.(); // typed as AsyncIterable, implemented as a stoppable queue
+        logger.info("gateway stopped");
+      })()),
+  };
+}

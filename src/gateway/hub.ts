@@ -1,0 +1,209 @@
+/**
+ * The live sockets and everything written to them. Frames for a socket are queued and written
+ * together within a short flush window (one cork, one syscall). Each socket has a byte budget on
+ * what uWS holds for it beyond the kernel's buffers (`getBufferedAmount`): a socket over it is
+ * closed with 4408 and, as the reason, the cursor of the last event frame written to it — the
+ * client reads up to there, then resumes from it; nothing is skipped silently.
+ */
+import { CloseCodes } from "../../contracts/index.js";
+import { encodeCursor } from "./cursor.js";
+import type { EventLog, LogEntry } from "./event-log.js";
+import type { GatewayMetrics } from "./metrics.js";
+import type { WebSocket } from "./uws.js";
+
+/** A connection's state (the uWS user data). */
+export interface Conn {
+  ws: WebSocket<Conn> | undefined;
+  readonly userId: string;
+  /** Token expiry, seconds since the epoch. */
+  readonly exp: number;
+  /** The `cursor` query parameter, when the client resumes. */
+  readonly resume: string | undefined;
+  /** Events up to this stream sequence are queued (or were in the welcome): never queue them again. */
+  queuedSeq: number;
+  /** The last cursor written to the socket; -1 before the first. */
+  sentSeq: number;
+  /** Queued frames as triplets: frame, stream time (0 if not an event), cursor sequence (-1 if none). */
+  out: (string | Uint8Array | number)[] | undefined;
+  /** Access records whose welcome view is newer than the stream head was: versions not to send again. */
+  skip: Map<string, number> | undefined;
+  /** When {@link skip} is dropped (ms since the epoch): by then those events have long been read. */
+  skipUntil: number;
+  inflight: number;
+  closed: boolean;
+}
+
+/** Tuning of the hub. */
+export interface HubOptions {
+  /** Frames for one socket are written together within this window (ms). */
+  flushMs: number;
+  /** Most bytes uWS may hold for a socket before it is closed with 4408. */
+  maxBufferedBytes: number;
+}
+
+/** Sockets by learner, the flush loop, slow-client and token-expiry closes. */
+export class Hub {
+  readonly all = new Set<Conn>();
+  readonly #dirty = new Set<Conn>();
+  #timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  readonly #expiries = new Map<number, Set<Conn>>();
+  #expNext = Math.floor(Date.now() / 1000);
+  readonly #expTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly log: EventLog<Conn>,
+    private readonly metrics: GatewayMetrics,
+    private readonly opts: HubOptions,
+  ) {
+    this.#expTimer = setInterval(() => this.#expire(), 1000);
+    this.#expTimer.unref();
+  }
+
+  /** A socket opened: watch its token's expiry. */
+  opened(c: Conn): void {
+    this.all.add(c);
+    this.metrics.connections.set(this.all.size);
+    const s = Math.max(c.exp, this.#expNext);
+    let bucket = this.#expiries.get(s);
+    if (!bucket) this.#expiries.set(s, (bucket = new Set()));
+    bucket.add(c);
+  }
+
+  /** A socket closed (by either side): forget it. */
+  closed(c: Conn): void {
+    c.closed = true;
+    c.ws = undefined;
+    c.out = undefined;
+    this.all.delete(c);
+    this.#dirty.delete(c);
+    this.#expiries.get(Math.max(c.exp, this.#expNext))?.delete(c);
+    const l = this.log.learner(c.userId);
+    if (l?.sockets) {
+      l.sockets.delete(c);
+      if (l.sockets.size === 0) l.sockets = undefined;
+      this.log.release(c.userId);
+    }
+    this.metrics.connections.set(this.all.size);
+  }
+
+  /** Starts live delivery to a socket: every learner event after `c.queuedSeq` is queued for it. */
+  attach(c: Conn): void {
+    if (c.closed) return;
+    const l = this.log.learner(c.userId, true);
+    (l.sockets ??= new Set()).add(c);
+  }
+
+  /** Queues a learner event for each of the learner's sockets. */
+  deliver(e: LogEntry): void {
+    const sockets = this.log.learner(e.userId)?.sockets;
+    if (!sockets) return;
+    for (const c of sockets) this.queueEvent(c, e);
+  }
+
+  /** Queues one event frame unless the socket has it already. */
+  queueEvent(c: Conn, e: LogEntry): void {
+    if (e.seq <= c.queuedSeq) return;
+    c.queuedSeq = e.seq;
+    if (c.skip !== undefined) {
+      const known = c.skip.get(e.accessId);
+      if (known !== undefined && e.version <= known) return;
+      if (Date.now() > c.skipUntil) c.skip = undefined;
+    }
+    this.queue(c, e.frame, e.at, e.seq);
+  }
+
+  /** Queues a frame; `seq` is the cursor it carries (-1 for none). */
+  queue(c: Conn, frame: string | Uint8Array, at = 0, seq = -1): void {
+    if (c.closed) return;
+    (c.out ??= []).push(frame, at, seq);
+    this.#dirty.add(c);
+    if (this.#timer === undefined) {
+      this.#timer = this.opts.flushMs > 0 ? setTimeout(() => this.flush(), this.opts.flushMs) : setImmediate(() => this.flush());
+    }
+  }
+
+  /** Writes every queued frame now. */
+  flush(): void {
+    this.#timer = undefined;
+    const now = Date.now();
+    const counts = { event: 0, welcome: 0, ack: 0, reset: 0 };
+    const latency = this.metrics.pushLatency;
+    const budget = this.opts.maxBufferedBytes;
+    for (const c of this.#dirty) {
+      const ws = c.ws;
+      const out = c.out;
+      c.out = undefined;
+      if (c.closed || !ws || !out) continue;
+      if (ws.getBufferedAmount() > budget) {
+        this.closeSlow(c);
+        continue;
+      }
+      let dropped = false;
+      const write = () => {
+        for (let i = 0; i < out.length; i += 3) {
+          const frame = out[i] as string | Uint8Array;
+          if (ws.send(frame, false, false) === 2) {
+            dropped = true;
+            return;
+          }
+          const at = out[i + 1] as number;
+          const seq = out[i + 2] as number;
+          if (seq >= 0) c.sentSeq = seq;
+          if (at > 0) {
+            counts.event++;
+            latency.observe(Math.max(0, now - at) / 1000);
+          } else counts[frameType(frame as string)]++;
+        }
+      };
+      // One frame is one write anyway; several are corked into one.
+      if (out.length > 3) ws.cork(write);
+      else write();
+      if (dropped || ws.getBufferedAmount() > budget) this.closeSlow(c);
+    }
+    this.#dirty.clear();
+    for (const [type, n] of Object.entries(counts)) if (n > 0) this.metrics.framesSent.inc({ type }, n);
+  }
+
+  /** Closes a socket that cannot keep up, with 4408 and the last cursor written to it. */
+  closeSlow(c: Conn): void {
+    if (c.closed || !c.ws) return;
+    this.metrics.closes.inc({ reason: "slow" });
+    c.ws.end(CloseCodes.TooSlow, c.sentSeq >= 0 ? encodeCursor(c.sentSeq) : "");
+  }
+
+  /** Closes every socket (code 1001) and stops the timers. */
+  closeAll(code: number, reason: string): void {
+    clearInterval(this.#expTimer);
+    if (this.#timer !== undefined) this.flush();
+    for (const c of [...this.all]) c.ws?.end(code, reason);
+  }
+
+  // Sockets whose token expired are closed with 4401; a 1 s wheel instead of a timer per socket.
+  #expire(): void {
+    const now = Math.floor(Date.now() / 1000);
+    for (; this.#expNext <= now; this.#expNext++) {
+      const bucket = this.#expiries.get(this.#expNext);
+      if (!bucket) continue;
+      this.#expiries.delete(this.#expNext);
+      for (const c of bucket) {
+        if (c.closed || !c.ws) continue;
+        this.metrics.closes.inc({ reason: "token_expired" });
+        c.ws.end(CloseCodes.Unauthorized, "token expired");
+      }
+    }
+  }
+}
+
+// Control frames are strings serialised with `type` first: the character after `{"type":"` tells them apart.
+function frameType(frame: string): "welcome" | "ack" | "reset" | "event" {
+  switch (frame.charCodeAt(9)) {
+    case 119:
+      return "welcome";
+    case 97:
+      return "ack";
+    case 114:
+      return "reset";
+    default:
+      return "event";
+  }
+}

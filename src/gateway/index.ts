@@ -1,0 +1,21 @@
+/**
+ * The WebSocket gateway (CONTRACT.md §6): live access events for learners, resumable by cursor.
+ *
+ * - Source: EVENTS_ACCESS through an ordered consumer (access-feed.ts), never the command path, so
+ *   any number of gateways, started with the service or on their own, push the same events.
+ * - Cursor: the stream sequence, `s<base 36>` (cursor.ts): global, the same on every instance,
+ *   unchanged by restarts.
+ * - Buffers: per learner, the last 1,000 events or 24 h, within a global budget; warmed on start by
+ *   replaying the last 24 h of the stream (event-log.ts). Cursors they cannot serve get `reset`.
+ * - Welcome: records folded from the stream, merged by version with GetLearnerProgress when it
+ *   answers (session.ts, progress-query.ts).
+ * - Auth: HS256 JWT checked before the upgrade, expiry enforced on live sockets (auth.ts, hub.ts).
+ * - Slow clients: a byte budget on uWS's buffered amount, 4408 with the last cursor (hub.ts).
+ */
+export { startGateway, type Gateway, type GatewayDeps } from "./gateway.js";
+export { encodeCursor, decodeCursor } from "./cursor.js";
+export { TokenVerifier, AuthError, signToken, tokenOf, type Identity } from "./auth.js";
+export { EventLog, LEARNER_EVENT_TYPES, type LogEntry, type RetentionOptions, type AccessRecordView } from "./event-log.js";
+export { GatewayMetrics } from "./metrics.js";
+export { loadUws, UwsUnavailableError } from "./uws.js";
+export { progressPage } from "./page.js";

@@ -1,0 +1,32 @@
+/** The gateway's Prometheus metrics, on a registry of its own (several gateways may share a process). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Metrics of one gateway. */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  /** Open WebSockets. */
+  readonly connections = new Gauge({ name: "nerve_gateway_connections", help: "Open WebSocket connections", registers: [this.registry] });
+  /** Frames written to sockets, by frame type. */
+  readonly framesSent = new Counter({ name: "nerve_gateway_frames_sent_total", help: "Frames written to WebSockets", labelNames: ["type"] as const, registers: [this.registry] });
+  /** From JetStream storing an event to its frame being written to a learner's socket. */
+  readonly pushLatency = new Histogram({
+    name: "nerve_gateway_push_latency_seconds",
+    help: "Time from an event being stored in JetStream to its frame being written to a socket",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  /** Client commands, by result (`ok` or the contract's error code). */
+  readonly commands = new Counter({ name: "nerve_gateway_commands_total", help: "Client commands by result", labelNames: ["result"] as const, registers: [this.registry] });
+  /** Connections refused or closed, by reason. */
+  readonly closes = new Counter({ name: "nerve_gateway_closes_total", help: "Connections refused or closed by the gateway, by reason", labelNames: ["reason"] as const, registers: [this.registry] });
+  /** Access events read from JetStream, by outcome. */
+  readonly events = new Counter({ name: "nerve_gateway_events_total", help: "EVENTS_ACCESS messages read, by outcome", labelNames: ["outcome"] as const, registers: [this.registry] });
+  /** Events held for resumes. */
+  readonly buffered = new Gauge({ name: "nerve_gateway_buffered_events", help: "Events buffered for resumes", registers: [this.registry] });
+  /** The stream sequence read up to. */
+  readonly head = new Gauge({ name: "nerve_gateway_stream_head", help: "EVENTS_ACCESS sequence read up to", registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "nerve_gateway_" });
+  }
+}

@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { deriveAccessId } from "../../contracts/index.js";
+import { EventLog, decodeCursor, encodeCursor, tokenOf, type LogEntry } from "../../src/gateway/index.js";
+
+const HOUR = 3600_000;
+
+function add(log: EventLog, seq: number, userId: string, at: number, type = "ProgressUpdated", version = seq): LogEntry {
+  const access_id = deriveAccessId(userId, "c");
+  const payload = type === "CourseAccessGranted" ? { access_id, user_id: userId, course_id: "c", expires_at: null } : { access_id, user_id: userId, course_id: "c", progress: Math.min(100, seq) };
+  const entry: LogEntry = { seq, at, userId, accessId: access_id, version, frame: Buffer.from(`frame ${seq}`), dropped: false };
+  log.append(entry, { event_type: type, payload, occurred_on: new Date(at).toISOString(), aggregate_version: version } as never);
+  return entry;
+}
+
+describe("cursors", () => {
+  it("round-trip stream sequences and refuse anything else", () => {
+    for (const seq of [0, 1, 35, 36, 1_000_000, Number.MAX_SAFE_INTEGER]) expect(decodeCursor(encodeCursor(seq))).toBe(seq);
+    for (const bad of [undefined, "", "s", "S1", "s-1", "s1.5", "x10", "s" + "z".repeat(12), "s zz"]) expect(decodeCursor(bad)).toBeUndefined();
+  });
+});
+
+describe("tokens in requests", () => {
+  it("come from the query, else from a Bearer header", () => {
+    expect(tokenOf("q", "Bearer h")).toBe("q");
+    expect(tokenOf(undefined, "Bearer h")).toBe("h");
+    expect(tokenOf(undefined, "bearer   h  ")).toBe("h");
+    expect(tokenOf(undefined, "Basic abc")).toBeUndefined();
+    expect(tokenOf(undefined, undefined)).toBeUndefined();
+  });
+});
+
+describe("the event log", () => {
+  it("serves a learner's events after a cursor, and nobody else's", () => {
+    const log = new EventLog({ minAgeMs: 24 * HOUR, minEvents: 1000, maxEvents: 1000 });
+    const now = Date.now();
+    add(log, 1, "a", now, "CourseAccessGranted", 1);
+    add(log, 2, "b", now, "CourseAccessGranted", 1);
+    add(log, 3, "a", now, "ProgressUpdated", 2);
+    add(log, 4, "a", now, "ProgressUpdated", 3);
+    log.head = 4;
+    expect(log.since("a", 0)!.map((e) => e.seq)).toEqual([1, 3, 4]);
+    expect(log.since("a", 3)!.map((e) => e.seq)).toEqual([4]);
+    expect(log.since("a", 4)).toEqual([]);
+    expect(log.since("b", 1)!.map((e) => e.seq)).toEqual([2]);
+    expect(log.since("nobody", 0)).toEqual([]);
+    expect(log.views("a")).toEqual([{ access_id: deriveAccessId("a", "c"), user_id: "a", course_id: "c", status: "active", progress: 4, completed: false, expires_at: null, version: 3 }]);
+  });
+
+  it("keeps the last minEvents of a learner beyond minAgeMs, and refuses cursors before what it dropped", () => {
+    const log = new EventLog({ minAgeMs: HOUR, minEvents: 3, maxEvents: 1000 });
+    const old = Date.now() - 2 * HOUR;
+    for (let seq = 1; seq <= 6; seq++) add(log, seq, "a", old);
+    expect(log.size).toBe(3);
+    expect(log.since("a", 3)!.map((e) => e.seq)).toEqual([4, 5, 6]);
+    expect(log.since("a", 2)).toBeUndefined();
+    // Young events are all kept, whatever their number.
+    const young = new EventLog({ minAgeMs: HOUR, minEvents: 3, maxEvents: 1000 });
+    for (let seq = 1; seq <= 6; seq++) add(young, seq, "a", Date.now());
+    expect(young.since("a", 0)!).toHaveLength(6);
+  });
+
+  it("evicts the oldest events of the whole stream over its budget and raises the floor", () => {
+    const log = new EventLog({ minAgeMs: 24 * HOUR, minEvents: 1000, maxEvents: 4 });
+    const now = Date.now();
+    add(log, 1, "a", now);
+    add(log, 2, "b", now);
+    add(log, 3, "a", now);
+    add(log, 4, "c", now);
+    add(log, 5, "c", now);
+    add(log, 6, "c", now);
+    expect(log.size).toBe(4);
+    expect(log.floor).toBe(3);
+    expect(log.since("b", 1)).toBeUndefined(); // b's event 2 is gone
+    expect(log.since("b", 2)).toEqual([]);
+    expect(log.since("a", 2)!.map((e) => e.seq)).toEqual([3]);
+    expect(log.learners).toBe(2); // b had nothing left and no sockets: forgotten
+    for (let seq = 7; seq <= 5000; seq++) add(log, seq, "d", now);
+    expect(log.size).toBe(4);
+    expect(log.since("d", 4996)!.map((e) => e.seq)).toEqual([4997, 4998, 4999, 5000]);
+  });
+});

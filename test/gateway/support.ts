@@ -1,0 +1,205 @@
+/** Helpers of the gateway tests: a gateway on a test Nerve, tokens, a recording WebSocket client, fabricated events. */
+import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { v7 as uuidv7 } from "uuid";
+import WebSocket from "ws";
+import { deriveAccessId, encodeMsgPack, eventSubject, type EventType } from "../../contracts/index.js";
+import { startGateway, signToken, type Gateway, type GatewayDeps } from "../../src/gateway/index.js";
+import { createLogger } from "../../src/log/index.js";
+import { command } from "../support/index.js";
+
+/** The secret every gateway test signs with. */
+export const SECRET = "gateway-test-secret-0123456789";
+
+/** A gateway on its own NATS connection (as a separately started gateway would run). */
+export async function startTestGateway(natsUrl: string, opts: Partial<GatewayDeps> = {}): Promise<Gateway & { nc: NatsConnection; close(): Promise<void> }> {
+  const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
+  const gw = await startGateway({ nc, port: 0, host: "127.0.0.1", jwtSecret: SECRET, logger: createLogger(process.env.GATEWAY_TEST_LOG ?? "silent"), ...opts });
+  return {
+    ...gw,
+    nc,
+    async close() {
+      await gw.stop();
+      await nc.close();
+    },
+  };
+}
+
+/** A token for `userId` valid `ttlSeconds` from now (negative: already expired). */
+export function token(userId: string, ttlSeconds = 3600, secret = SECRET): Promise<string> {
+  return signToken(secret, userId, Math.floor(Date.now() / 1000) + ttlSeconds);
+}
+
+/** A server frame as the tests see it. */
+export type Frame = { type: string; cursor?: string; event?: any; progress?: any[]; user_id?: string; request_id?: string | null; ok?: boolean; error?: any };
+
+/** A WebSocket client that records every frame. */
+export class TestClient {
+  readonly frames: Frame[] = [];
+  closed: { code: number; reason: string } | undefined;
+  readonly ws: WebSocket;
+  readonly #waiters = new Set<() => void>();
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    ws.on("message", (data) => {
+      this.frames.push(JSON.parse(String(data)));
+      this.#wake();
+    });
+    ws.on("close", (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+      this.#wake();
+    });
+  }
+
+  /** Connects; rejects with the HTTP status when the upgrade is refused. */
+  static connect(port: number, query: Record<string, string>, headers: Record<string, string> = {}): Promise<TestClient> {
+    const qs = new URLSearchParams(query).toString();
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/ws${qs ? `?${qs}` : ""}`, { headers });
+    const client = new TestClient(ws);
+    return new Promise((resolve, reject) => {
+      ws.once("open", () => resolve(client));
+      ws.once("unexpected-response", (_req, res) => {
+        reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode }));
+        ws.terminate();
+      });
+      ws.once("error", reject);
+    });
+  }
+
+  /** Connects with a token for `userId` (and a cursor when given). */
+  static async as(port: number, userId: string, cursor?: string): Promise<TestClient> {
+    return TestClient.connect(port, { token: await token(userId), ...(cursor ? { cursor } : {}) });
+  }
+
+  /** Event frames received so far. */
+  get events(): Frame[] {
+    return this.frames.filter((f) => f.type === "event");
+  }
+
+  /** The cursor of the last frame that carried one. */
+  get cursor(): string | undefined {
+    return this.frames.findLast((f) => f.cursor !== undefined)?.cursor;
+  }
+
+  /** Waits until `ok` holds (checked on every frame and close). */
+  async until(ok: (c: TestClient) => boolean, ms = 10_000, what = "condition"): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!ok(this)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; frames: ${JSON.stringify(this.frames.slice(-5))}; closed: ${JSON.stringify(this.closed)}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 250));
+        this.#waiters.add(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Waits for the welcome and returns it. */
+  async welcome(): Promise<Frame> {
+    await this.until((c) => c.frames.some((f) => f.type === "welcome"), 10_000, "welcome");
+    return this.frames.find((f) => f.type === "welcome")!;
+  }
+
+  /** Waits for `n` event frames in all. */
+  async eventCount(n: number, ms = 10_000): Promise<Frame[]> {
+    await this.until((c) => c.events.length >= n, ms, `${n} events`);
+    return this.events;
+  }
+
+  /** Sends a client frame (an object is JSON-encoded). */
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === "string" || Buffer.isBuffer(frame) ? frame : JSON.stringify(frame));
+  }
+
+  /** Waits for the ack of `requestId`. */
+  async ack(requestId: string | null, ms = 10_000): Promise<Frame> {
+    await this.until((c) => c.frames.some((f) => f.type === "ack" && f.request_id === requestId), ms, `ack ${requestId}`);
+    return this.frames.find((f) => f.type === "ack" && f.request_id === requestId)!;
+  }
+
+  /** Waits for the socket to close. */
+  async closedWith(ms = 10_000): Promise<{ code: number; reason: string }> {
+    await this.until((c) => c.closed !== undefined, ms, "close");
+    return this.closed!;
+  }
+
+  /** Closes the socket and waits for it. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.ws.close();
+    await this.closedWith();
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters) w();
+    this.#waiters.clear();
+  }
+}
+
+/** Grants `userId` access to `courseId` through the command path. */
+export async function grant(nc: NatsConnection, userId: string, courseId: string, expiresAt: string | null = null): Promise<any> {
+  const r = await command(nc, "access", "GrantCourseAccess", deriveAccessId(userId, courseId), { user_id: userId, course_id: courseId, expires_at: expiresAt });
+  if (!r.body.ok) throw new Error(`grant failed: ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/** Updates progress through the command path. */
+export async function progress(nc: NatsConnection, userId: string, courseId: string, value: number): Promise<any> {
+  const r = await command(nc, "access", "UpdateProgress", deriveAccessId(userId, courseId), { progress: value });
+  if (!r.body.ok) throw new Error(`progress failed: ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/**
+ * Publishes a contract-valid access event straight to JetStream, as the outbox relay would: for
+ * volumes the command path would take too long to produce. Versions are counted per access record.
+ */
+export class EventForge {
+  readonly #versions = new Map<string, number>();
+  constructor(private readonly nc: NatsConnection) {}
+
+  /** Builds and publishes one event; resolves with its stream sequence. */
+  async publish(type: EventType, userId: string, courseId: string, extra: Record<string, unknown> = {}): Promise<number> {
+    const access_id = deriveAccessId(userId, courseId);
+    const version = (this.#versions.get(access_id) ?? 0) + 1;
+    this.#versions.set(access_id, version);
+    const event_id = uuidv7();
+    const envelope = {
+      event_id,
+      event_type: type,
+      event_version: 1,
+      occurred_on: new Date().toISOString(),
+      aggregate_type: "AccessRecord",
+      aggregate_id: access_id,
+      aggregate_version: version,
+      correlation_id: event_id,
+      causation_id: null,
+      payload: { access_id, user_id: userId, course_id: courseId, ...extra },
+    };
+    const h = natsHeaders();
+    h.set("Nats-Msg-Id", event_id);
+    h.set("Content-Type", "application/msgpack");
+    h.set("Event-Type", type);
+    h.set("Event-Version", "1");
+    const ack = await jetstream(this.nc).publish(eventSubject("access", type, access_id), encodeMsgPack(envelope), { headers: h });
+    return ack.seq;
+  }
+
+  /** Publishes `count` ProgressUpdated events for one record, up to `window` at a time, in order. */
+  async progressBurst(userId: string, courseId: string, count: number, window = 256): Promise<number[]> {
+    const seqs: number[] = [];
+    for (let i = 0; i < count; i += window) {
+      const n = Math.min(window, count - i);
+      seqs.push(...(await Promise.all(Array.from({ length: n }, (_, k) => this.publish("ProgressUpdated", userId, courseId, { progress: (i + k) % 101 })))));
+    }
+    return seqs;
+  }
+}
+
+/** Waits for `ms`. */
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
