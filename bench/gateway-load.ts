@@ -1,0 +1,222 @@
+/** Load for the gateway bench: access grants, UpdateProgress at a fixed rate, and raw event floods. */
+import { DeliverPolicy, jetstream, type ConsumerMessages } from "@nats-io/jetstream";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { v7 as uuidv7 } from "uuid";
+import { decodeMsgPack, deriveAccessId, encodeMsgPack } from "../contracts/index.js";
+import type { LatencyBook } from "./gateway-clients.js";
+
+/** The bench's learners: ids, their one course, their access ids and current progress. */
+export class Learners {
+  readonly ids: string[];
+  readonly accessIds: string[];
+  readonly progress: Uint8Array;
+  #version = 1_000_000;
+
+  constructor(readonly count: number) {
+    this.ids = Array.from({ length: count }, (_, i) => `learner-${i}`);
+    this.accessIds = this.ids.map((id) => deriveAccessId(id, "course-1"));
+    this.progress = new Uint8Array(count);
+  }
+
+  /** A version for a fabricated event: above anything the command path wrote, and increasing. */
+  nextVersion(): number {
+    return this.#version++;
+  }
+}
+
+const msgpackHeaders = () => {
+  const h = natsHeaders();
+  h.set("Content-Type", "application/msgpack");
+  return h;
+};
+
+/** Grants every learner access through the command path, `window` at a time. */
+export async function grantAll(nc: NatsConnection, learners: Learners, window = 256): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < learners.count) {
+      const i = next++;
+      const body = { user_id: learners.ids[i], course_id: "course-1", expires_at: null };
+      const msg = await nc.request(`cmd.access.GrantCourseAccess.${learners.accessIds[i]}`, encodeMsgPack(body), { timeout: 30_000, headers: msgpackHeaders() });
+      const r = decodeMsgPack(msg.data);
+      if (!r.ok || !(r.value as { ok: boolean }).ok) throw new Error(`grant failed: ${JSON.stringify(r.ok ? r.value : r.error.message)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: window }, worker));
+  return (performance.now() - started) / 1000;
+}
+
+/** What a fixed-rate phase did. */
+export interface RatePhase {
+  rate: number;
+  seconds: number;
+  sent: number;
+  ok: number;
+  failed: number;
+  achievedPerSecond: number;
+}
+
+/**
+ * Sends UpdateProgress at `rate` per second for `ms` (open loop, round robin over learners), at most
+ * `maxInflight` outstanding. Replies of commands sent after `warmupMs` go into the latency book.
+ */
+export async function progressAtRate(nc: NatsConnection, learners: Learners, book: LatencyBook, rate: number, ms: number, warmupMs: number, onWarm: () => void = () => undefined, maxInflight = 4096): Promise<RatePhase> {
+  const started = performance.now();
+  let sent = 0;
+  let ok = 0;
+  let failed = 0;
+  let inflight = 0;
+  let cursor = 0;
+  let warm = false;
+  const issue = (measured: boolean) => {
+    let i = cursor++ % learners.count;
+    for (let tries = 0; learners.progress[i]! >= 99 && tries < learners.count; tries++) i = cursor++ % learners.count;
+    const p = ++learners.progress[i]!;
+    inflight++;
+    sent++;
+    nc.request(`cmd.access.UpdateProgress.${learners.accessIds[i]}`, encodeMsgPack({ progress: p }), { timeout: 30_000, headers: msgpackHeaders() }).then(
+      (msg) => {
+        const at = performance.now();
+        inflight--;
+        const r = decodeMsgPack(msg.data);
+        if (r.ok && (r.value as { ok: boolean }).ok) {
+          ok++;
+          if (measured) book.reply(`${i}:${p}`, at);
+        } else failed++;
+      },
+      () => {
+        inflight--;
+        failed++;
+      },
+    );
+  };
+  for (;;) {
+    const elapsed = performance.now() - started;
+    if (elapsed >= ms) break;
+    if (!warm && elapsed >= warmupMs) {
+      warm = true;
+      onWarm();
+    }
+    const due = Math.floor((elapsed * rate) / 1000);
+    while (sent < due && inflight < maxInflight) issue(elapsed >= warmupMs);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const drainUntil = Date.now() + 20_000;
+  while (inflight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
+  return { rate, seconds, sent, ok, failed, achievedPerSecond: sent / seconds };
+}
+
+function progressEvent(learners: Learners, i: number, progress: number, version: number): { subject: string; data: Uint8Array; headers: ReturnType<typeof natsHeaders> } {
+  const access_id = learners.accessIds[i]!;
+  const event_id = uuidv7();
+  const envelope = {
+    event_id,
+    event_type: "ProgressUpdated",
+    event_version: 1,
+    occurred_on: new Date().toISOString(),
+    aggregate_type: "AccessRecord",
+    aggregate_id: access_id,
+    aggregate_version: version,
+    correlation_id: event_id,
+    causation_id: null,
+    payload: { access_id, user_id: learners.ids[i], course_id: "course-1", progress },
+  };
+  const h = natsHeaders();
+  h.set("Nats-Msg-Id", event_id);
+  h.set("Content-Type", "application/msgpack");
+  h.set("Event-Type", "ProgressUpdated");
+  h.set("Event-Version", "1");
+  return { subject: `events.access.ProgressUpdated.${access_id}`, data: encodeMsgPack(envelope), headers: h };
+}
+
+/**
+ * Publishes ProgressUpdated events straight to JetStream (as the outbox relay would) at `rate` per
+ * second for `ms`, round robin over learners; each publish ack after `warmupMs` goes into the book.
+ * This isolates the delivery server from the command path's own limits.
+ */
+export async function eventsAtRate(nc: NatsConnection, learners: Learners, book: LatencyBook, rate: number, ms: number, warmupMs: number, onWarm: () => void = () => undefined): Promise<RatePhase> {
+  const js = jetstream(nc);
+  const started = performance.now();
+  let sent = 0;
+  let ok = 0;
+  let failed = 0;
+  let inflight = 0;
+  let warm = false;
+  for (;;) {
+    const elapsed = performance.now() - started;
+    if (elapsed >= ms) break;
+    if (!warm && elapsed >= warmupMs) {
+      warm = true;
+      onWarm();
+    }
+    const due = Math.floor((elapsed * rate) / 1000);
+    while (sent < due) {
+      const i = sent % learners.count;
+      const p = ++learners.progress[i]!;
+      const measured = warm;
+      const e = progressEvent(learners, i, p, learners.nextVersion());
+      sent++;
+      inflight++;
+      js.publish(e.subject, e.data, { headers: e.headers }).then(
+        () => {
+          inflight--;
+          ok++;
+          if (measured) book.reply(`${i}:${p}`, performance.now());
+        },
+        () => {
+          inflight--;
+          failed++;
+        },
+      );
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const drainUntil = Date.now() + 20_000;
+  while (inflight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
+  return { rate, seconds, sent, ok, failed, achievedPerSecond: sent / seconds };
+}
+
+/** Builds `count` flood events up front, so that publishing them costs the bench almost nothing. */
+export function floodBatch(learners: Learners, count: number, first = 0): ReturnType<typeof progressEvent>[] {
+  return Array.from({ length: count }, (_, k) => progressEvent(learners, (first + k) % learners.count, (first + k) % 100, learners.nextVersion()));
+}
+
+/**
+ * Floods EVENTS_ACCESS with prepared events for at most `ms` using core publishes (JetStream stores
+ * them; no per-message ack wait), flushing every `batch`.
+ */
+export async function floodEvents(nc: NatsConnection, events: ReturnType<typeof progressEvent>[], ms: number, batch = 1000): Promise<{ published: number; seconds: number }> {
+  const started = performance.now();
+  let published = 0;
+  while (published < events.length && performance.now() - started < ms) {
+    for (const end = Math.min(events.length, published + batch); published < end; published++) {
+      const e = events[published]!;
+      nc.publish(e.subject, e.data, { headers: e.headers });
+    }
+    await nc.flush();
+  }
+  return { published, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * When JetStream stored each ProgressUpdated event (wall clock, ms), read with an ordered consumer
+ * of the bench's own: with it, a frame's latency can be split into the command path's share (reply
+ * to stored: the outbox relay) and the delivery server's (stored to frame received).
+ */
+export async function watchStoreTimes(nc: NatsConnection, learners: Learners, book: LatencyBook): Promise<ConsumerMessages> {
+  const index = new Map(learners.accessIds.map((id, i) => [id, i]));
+  const consumer = await jetstream(nc).consumers.get("EVENTS_ACCESS", { deliver_policy: DeliverPolicy.New });
+  return consumer.consume({
+    callback: (m) => {
+      if (m.headers?.get("Event-Type") !== "ProgressUpdated") return;
+      const d = decodeMsgPack(m.data);
+      if (!d.ok) return;
+      const e = d.value as { aggregate_id: string; payload: { progress: number } };
+      const i = index.get(e.aggregate_id);
+      if (i !== undefined) book.reply(`${i}:${e.payload.progress}`, m.info.timestampNanos / 1e6);
+    },
+  });
+}
