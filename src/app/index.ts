@@ -1,3 +1,4 @@
 /** The service's composition root. */
 export * from "./nerve.js";
 export * from "./queries.js";
+export * from "./metrics.js";

@@ -13,6 +13,7 @@ import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
+import { registerServiceMetrics } from "./metrics.js";
 import { aggregateQueries } from "./queries.js";
 
 /** A running Nerve. */
@@ -103,6 +104,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
       logger: logger.child({ component: "gateway" }),
       devTokens: config.NERVE_DEV_TOKENS,
     });
+    registerServiceMetrics(gateway.metrics.registry, { api, system, writer, relay, repo, consumers });
   } catch (err) {
     // A part that cannot start (a taken HTTP port, say) must not leave the others running.
     await stop().catch(() => undefined);

@@ -25,6 +25,13 @@ describe("start-up", () => {
     const nerve = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: String(port) }), createLogger("silent"));
     expect(nerve.gateway.port).toBe(port);
     expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    await nerve.bus.execute({ context: "users", type: "RegisterUser", aggregateId: "m1", body: { email: "m1@example.com", name: "M" } });
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^nerve_actors_live \d+/m);
+    expect(metrics).toMatch(/^nerve_group_commit_writes_total [1-9]/m);
+    expect(metrics).toMatch(/^nerve_consumer_pending\{consumer="notifications",stream="EVENTS_USERS"\} \d+/m);
+    expect(metrics).toMatch(/^nerve_consumer_dead_letters\{consumer="catalog"\} 0/m);
+    expect(metrics).toContain("nerve_gateway_connections");
     await nerve.stop();
     await db.cleanup();
   });

@@ -1,0 +1,45 @@
+/** The service's own figures on the gateway's /metrics: command results, actors, group commit, outbox, consumer lag. */
+import { Gauge, type Registry } from "prom-client";
+import type { Api } from "../api/index.js";
+import type { ConsumerManager } from "../consumers/index.js";
+import type { OutboxRelay } from "../outbox/index.js";
+import type { GroupCommitWriter, Repository } from "../persistence/index.js";
+import type { ActorSystem } from "../runtime/index.js";
+
+/** What the service metrics read, at scrape time. */
+export interface ServiceMetricSources {
+  api: Api;
+  system: ActorSystem;
+  writer: GroupCommitWriter;
+  relay: OutboxRelay;
+  repo: Repository;
+  consumers: ConsumerManager;
+}
+
+/** Registers gauges that read the service's counters when Prometheus scrapes (nothing on the hot path). */
+export function registerServiceMetrics(registry: Registry, s: ServiceMetricSources): void {
+  const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge<string>) => void | Promise<void>) =>
+    new Gauge({ name, help, labelNames, registers: [registry], collect() { return collect(this); } });
+
+  gauge("nerve_requests_total", "Command and query requests answered, by result (ok or the contract's error code)", ["result"], (g) => {
+    g.set({ result: "ok" }, s.api.stats.ok);
+    for (const [code, n] of Object.entries(s.api.stats.failed)) g.set({ result: code }, n);
+  });
+  gauge("nerve_actors_live", "Live actors in memory", [], (g) => g.set(s.system.size));
+  gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
+  gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
+  gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
+  gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
+  gauge("nerve_outbox_pending", "Committed events not yet acknowledged by JetStream", [], async (g) => g.set(await s.repo.outboxSize()));
+  gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {
+    for (const l of await s.consumers.lag().catch(() => [])) g.set({ consumer: l.consumer, stream: l.stream }, l.pending);
+  });
+  gauge("nerve_consumer_ack_pending", "Events delivered to a durable consumer and not yet acknowledged", ["consumer", "stream"], async (g) => {
+    for (const l of await s.consumers.lag().catch(() => [])) g.set({ consumer: l.consumer, stream: l.stream }, l.ackPending);
+  });
+  gauge("nerve_consumer_dead_letters", "Events a consumer gave up on", ["consumer"], async (g) => {
+    const counts = new Map<string, number>();
+    for (const d of await s.consumers.deadLetters.list().catch(() => [])) counts.set(d.consumer, (counts.get(d.consumer) ?? 0) + 1);
+    for (const name of s.consumers.runners.keys()) g.set({ consumer: name }, counts.get(name) ?? 0);
+  });
+}
