@@ -51,6 +51,34 @@ describe("npm run nerve", () => {
     expect(bad.out).toContain("not_found: no consumer nobody");
   });
 
+  it("retries a dead letter through its consumer: handled once, then gone; a letter without an event stays", async () => {
+    const envelope = {
+      event_id: "0190a0b0-0000-7000-8000-0000000000aa",
+      event_type: "UserRegistered",
+      event_version: 1,
+      occurred_on: new Date().toISOString(),
+      aggregate_type: "User",
+      aggregate_id: "dl1",
+      aggregate_version: 1,
+      correlation_id: "c-dl1",
+      causation_id: null,
+      payload: { user_id: "dl1", email: "dl1@example.com", name: "D" },
+    };
+    const dead = t.nerve.consumers.deadLetters;
+    await dead.add({ consumer: "notifications", stream: "EVENTS_USERS", stream_seq: 1, event_id: envelope.event_id, event_type: "UserRegistered", envelope: JSON.stringify(envelope), reason: "test", attempts: 5 });
+    await dead.add({ consumer: "notifications", stream: "EVENTS_USERS", stream_seq: 2, event_id: null, event_type: null, envelope: null, reason: "garbage bytes", attempts: 1 });
+    const [good, bad] = await dead.list("notifications");
+    const retried = await cli("retry-dead-letter", String(good!.id));
+    expect(retried.code).toBe(0);
+    expect(retried.out).toContain("handled");
+    const items = (await query(t.client, "notifications", "ListNotifications", { user_id: "dl1" })).body.result.items;
+    expect(items.map((n: { kind: string }) => n.kind)).toEqual(["welcome"]);
+    const refused = await cli("retry-dead-letter", String(bad!.id));
+    expect(refused.code).toBe(1);
+    expect(refused.out).toContain("holds no valid event");
+    expect((await dead.list("notifications")).map((d) => d.id)).toEqual([bad!.id]);
+  });
+
   it("prints its usage without a command", async () => {
     const { code, out } = await cli();
     expect(code).toBe(2);
