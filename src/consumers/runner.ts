@@ -1,7 +1,7 @@
 /** Runs one subscriber's durable JetStream consumers: decode, apply idempotently, ack after commit, dead-letter poison. */
 import { nanos } from "@nats-io/nats-core";
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
-import { Contexts, EnvelopeBase, decodeMsgPack, upcasters, type Context } from "../../contracts/index.js";
+import { Contexts, EnvelopeBase, Headers, decodeMsgPack, upcasters, type Context } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { DeadLetters } from "./dead-letters.js";
 import type { EventHandler } from "./event-handler.js";
@@ -130,6 +130,14 @@ export class ConsumerRunner {
   async #process(b: Binding, batch: JsMsg[]): Promise<void> {
     const decoded: { m: JsMsg; e: EnvelopeBase }[] = [];
     for (const m of batch) {
+      // Most events of a stream are not this subscriber's (2.9 filters one subject per consumer):
+      // the Event-Type header lets them be acked without decoding.
+      const type = m.headers?.get(Headers.EventType);
+      if (type && !this.handler.wants(type)) {
+        m.ack();
+        this.stats.skipped++;
+        continue;
+      }
       const e = this.#decode(m);
       if (e instanceof PoisonEventError) await this.#deadLetter(b, m, undefined, e.message);
       else decoded.push({ m, e });
