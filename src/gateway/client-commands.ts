@@ -6,7 +6,7 @@
  * socket stays open and nothing throws.
  */
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { v7 as uuidv7 } from "uuid";
+import { uuidv7 } from "../runtime/uuid7.js";
 import { z } from "zod";
 import {
   ClientFrame,

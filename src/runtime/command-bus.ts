@@ -1,5 +1,5 @@
 /** Runs commands on actors: idempotency, facts, decide, one durable write, then the reply. */
-import { v7 as uuidv7 } from "uuid";
+import { uuidv7 } from "./uuid7.js";
 import {
   CURRENT_EVENT_VERSION,
   EventSchemas,

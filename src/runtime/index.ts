@@ -4,3 +4,4 @@ export * from "./actor-system.js";
 export * from "./aggregate-module.js";
 export * from "./command-bus.js";
 export * from "./stable-json.js";
+export * from "./uuid7.js";
