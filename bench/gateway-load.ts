@@ -58,39 +58,17 @@ export interface RatePhase {
 }
 
 /**
- * Sends UpdateProgress at `rate` per second for `ms` (open loop, round robin over learners), at most
- * `maxInflight` outstanding. Replies of commands sent after `warmupMs` go into the latency book.
+ * The open loop both phases share: calls `send` `rate` times per second for `ms`, at most
+ * `maxInflight` outstanding; `send` gets whether its result belongs in the latency book (sent after
+ * `warmupMs`) and resolves true for a success. Waits up to 20 s for the stragglers.
  */
-export async function progressAtRate(nc: NatsConnection, learners: Learners, book: LatencyBook, rate: number, ms: number, warmupMs: number, onWarm: () => void = () => undefined, maxInflight = 4096): Promise<RatePhase> {
+async function atRate(rate: number, ms: number, warmupMs: number, onWarm: () => void, maxInflight: number, send: (measured: boolean) => Promise<boolean>): Promise<RatePhase> {
   const started = performance.now();
   let sent = 0;
   let ok = 0;
   let failed = 0;
   let inflight = 0;
-  let cursor = 0;
   let warm = false;
-  const issue = (measured: boolean) => {
-    let i = cursor++ % learners.count;
-    for (let tries = 0; learners.progress[i]! >= 99 && tries < learners.count; tries++) i = cursor++ % learners.count;
-    const p = ++learners.progress[i]!;
-    inflight++;
-    sent++;
-    nc.request(`cmd.access.UpdateProgress.${learners.accessIds[i]}`, encodeMsgPack({ progress: p }), { timeout: 30_000, headers: msgpackHeaders() }).then(
-      (msg) => {
-        const at = performance.now();
-        inflight--;
-        const r = decodeMsgPack(msg.data);
-        if (r.ok && (r.value as { ok: boolean }).ok) {
-          ok++;
-          if (measured) book.reply(`${i}:${p}`, at);
-        } else failed++;
-      },
-      () => {
-        inflight--;
-        failed++;
-      },
-    );
-  };
   for (;;) {
     const elapsed = performance.now() - started;
     if (elapsed >= ms) break;
@@ -99,13 +77,46 @@ export async function progressAtRate(nc: NatsConnection, learners: Learners, boo
       onWarm();
     }
     const due = Math.floor((elapsed * rate) / 1000);
-    while (sent < due && inflight < maxInflight) issue(elapsed >= warmupMs);
+    while (sent < due && inflight < maxInflight) {
+      sent++;
+      inflight++;
+      send(warm).then(
+        (good) => {
+          inflight--;
+          if (good) ok++;
+          else failed++;
+        },
+        () => {
+          inflight--;
+          failed++;
+        },
+      );
+    }
     await new Promise((r) => setTimeout(r, 2));
   }
   const seconds = (performance.now() - started) / 1000;
   const drainUntil = Date.now() + 20_000;
   while (inflight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
   return { rate, seconds, sent, ok, failed, achievedPerSecond: sent / seconds };
+}
+
+/**
+ * Sends UpdateProgress at `rate` per second for `ms` (open loop, round robin over learners), at most
+ * `maxInflight` outstanding. Replies of commands sent after `warmupMs` go into the latency book.
+ */
+export function progressAtRate(nc: NatsConnection, learners: Learners, book: LatencyBook, rate: number, ms: number, warmupMs: number, onWarm: () => void = () => undefined, maxInflight = 4096): Promise<RatePhase> {
+  let cursor = 0;
+  return atRate(rate, ms, warmupMs, onWarm, maxInflight, async (measured) => {
+    let i = cursor++ % learners.count;
+    for (let tries = 0; learners.progress[i]! >= 99 && tries < learners.count; tries++) i = cursor++ % learners.count;
+    const p = ++learners.progress[i]!;
+    const msg = await nc.request(`cmd.access.UpdateProgress.${learners.accessIds[i]}`, encodeMsgPack({ progress: p }), { timeout: 30_000, headers: msgpackHeaders() });
+    const at = performance.now();
+    const r = decodeMsgPack(msg.data);
+    if (!(r.ok && (r.value as { ok: boolean }).ok)) return false;
+    if (measured) book.reply(`${i}:${p}`, at);
+    return true;
+  });
 }
 
 function progressEvent(learners: Learners, i: number, progress: number, version: number): { subject: string; data: Uint8Array; headers: ReturnType<typeof natsHeaders> } {
@@ -136,47 +147,17 @@ function progressEvent(learners: Learners, i: number, progress: number, version:
  * second for `ms`, round robin over learners; each publish ack after `warmupMs` goes into the book.
  * This isolates the delivery server from the command path's own limits.
  */
-export async function eventsAtRate(nc: NatsConnection, learners: Learners, book: LatencyBook, rate: number, ms: number, warmupMs: number, onWarm: () => void = () => undefined): Promise<RatePhase> {
+export function eventsAtRate(nc: NatsConnection, learners: Learners, book: LatencyBook, rate: number, ms: number, warmupMs: number, onWarm: () => void = () => undefined): Promise<RatePhase> {
   const js = jetstream(nc);
-  const started = performance.now();
-  let sent = 0;
-  let ok = 0;
-  let failed = 0;
-  let inflight = 0;
-  let warm = false;
-  for (;;) {
-    const elapsed = performance.now() - started;
-    if (elapsed >= ms) break;
-    if (!warm && elapsed >= warmupMs) {
-      warm = true;
-      onWarm();
-    }
-    const due = Math.floor((elapsed * rate) / 1000);
-    while (sent < due) {
-      const i = sent % learners.count;
-      const p = ++learners.progress[i]!;
-      const measured = warm;
-      const e = progressEvent(learners, i, p, learners.nextVersion());
-      sent++;
-      inflight++;
-      js.publish(e.subject, e.data, { headers: e.headers }).then(
-        () => {
-          inflight--;
-          ok++;
-          if (measured) book.reply(`${i}:${p}`, performance.now());
-        },
-        () => {
-          inflight--;
-          failed++;
-        },
-      );
-    }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  const seconds = (performance.now() - started) / 1000;
-  const drainUntil = Date.now() + 20_000;
-  while (inflight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
-  return { rate, seconds, sent, ok, failed, achievedPerSecond: sent / seconds };
+  let next = 0;
+  return atRate(rate, ms, warmupMs, onWarm, Number.POSITIVE_INFINITY, async (measured) => {
+    const i = next++ % learners.count;
+    const p = ++learners.progress[i]!;
+    const e = progressEvent(learners, i, p, learners.nextVersion());
+    await js.publish(e.subject, e.data, { headers: e.headers });
+    if (measured) book.reply(`${i}:${p}`, performance.now());
+    return true;
+  });
 }
 
 /** Builds `count` flood events up front, so that publishing them costs the bench almost nothing. */
