@@ -18,6 +18,12 @@ export interface ServiceMetricSources {
 
 /** Registers gauges that read the service's counters when Prometheus scrapes (nothing on the hot path). */
 export function registerServiceMetrics(registry: Registry, s: ServiceMetricSources): void {
+  // Both lag gauges read the same consumer infos: one round of JetStream requests per scrape.
+  let lag: { at: number; value: Promise<Awaited<ReturnType<ConsumerManager["lag"]>>> } | undefined;
+  const lagNow = () => {
+    if (!lag || Date.now() - lag.at > 1000) lag = { at: Date.now(), value: s.consumers.lag().catch(() => []) };
+    return lag.value;
+  };
   const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge<string>) => void | Promise<void>) =>
     new Gauge({ name, help, labelNames, registers: [registry], collect() { return collect(this); } });
 
@@ -32,10 +38,10 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
   gauge("nerve_outbox_pending", "Committed events not yet acknowledged by JetStream", [], async (g) => g.set(await s.repo.outboxSize()));
   gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {
-    for (const l of await s.consumers.lag().catch(() => [])) g.set({ consumer: l.consumer, stream: l.stream }, l.pending);
+    for (const l of await lagNow()) g.set({ consumer: l.consumer, stream: l.stream }, l.pending);
   });
   gauge("nerve_consumer_ack_pending", "Events delivered to a durable consumer and not yet acknowledged", ["consumer", "stream"], async (g) => {
-    for (const l of await s.consumers.lag().catch(() => [])) g.set({ consumer: l.consumer, stream: l.stream }, l.ackPending);
+    for (const l of await lagNow()) g.set({ consumer: l.consumer, stream: l.stream }, l.ackPending);
   });
   gauge("nerve_consumer_dead_letters", "Events a consumer gave up on", ["consumer"], async (g) => {
     const counts = new Map<string, number>();
