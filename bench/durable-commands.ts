@@ -5,7 +5,7 @@ import type { Nerve } from "../src/app/index.js";
 import type { WriterStats } from "../src/persistence/index.js";
 import { failures, type CommandLoadResult } from "./command-load.js";
 import type { LoadClient } from "./load-client.js";
-import { mainThreadCpuMs } from "./thread-cpu.js";
+import { cpuMeter } from "./thread-cpu.js";
 
 /** The users' stream, where every User event lands. */
 export const USERS_STREAM = "EVENTS_USERS";
@@ -27,6 +27,8 @@ export interface DurablePhase {
   writer: WriterDelta;
   /** The service's event loop during the load: how busy it was, and its busy time per command. */
   eventLoop: { utilization: number; busyMsPerCommand: number; processCpuMsPerCommand: number; mainThreadCpuMsPerCommand: number | undefined };
+  /** nats-server's CPU per command (all its threads), when its pid is known. */
+  serverCpuMsPerCommand: number | undefined;
   /** Messages the stream must hold once this phase's events are all published. */
   expectedMessages: number;
   /** From the first command sent to the last event stored in the stream with the outbox empty. */
@@ -66,6 +68,8 @@ export interface ProfileLoadOptions {
   deadline: number;
   /** Wait until every event is in the stream and the outbox is empty, and time it. */
   confirm?: { deadline: number };
+  /** nats-server's pid, to count its CPU too. */
+  serverPid?: number;
 }
 
 /** Sends UpdateUserProfile round-robin over `ids`, each with a new bio so none is a no-op. */
@@ -75,12 +79,10 @@ export async function profileLoad(nerve: Nerve, client: NatsConnection, load: Lo
   const writerBefore = { ...nerve.writer.stats };
   const tag = `${o.label}-${Date.now().toString(36)}`;
   const elu0 = performance.eventLoopUtilization();
-  const cpu0 = process.cpuUsage();
-  const main0 = mainThreadCpuMs();
+  const cpu = cpuMeter(o.serverPid);
   const result = await load.run({ kind: "profile", ids: o.ids, count: o.count, inflight: o.inflight, tag, deadline: o.deadline });
   const elu = performance.eventLoopUtilization(elu0);
-  const cpu = process.cpuUsage(cpu0);
-  const main1 = mainThreadCpuMs();
+  const spent = cpu();
   const lastReply = Date.now();
   const phase: DurablePhase = {
     label: o.label,
@@ -90,9 +92,10 @@ export async function profileLoad(nerve: Nerve, client: NatsConnection, load: Lo
     eventLoop: {
       utilization: elu.utilization,
       busyMsPerCommand: elu.active / result.sent,
-      processCpuMsPerCommand: (cpu.user + cpu.system) / 1000 / result.sent,
-      mainThreadCpuMsPerCommand: main0 !== undefined && main1 !== undefined ? (main1 - main0) / result.sent : undefined,
+      processCpuMsPerCommand: spent.processMs / result.sent,
+      mainThreadCpuMsPerCommand: spent.mainThreadMs === undefined ? undefined : spent.mainThreadMs / result.sent,
     },
+    serverCpuMsPerCommand: spent.serverMs === undefined ? undefined : spent.serverMs / result.sent,
     expectedMessages: before + result.events,
   };
   if (o.confirm) {

@@ -10,8 +10,8 @@ import { fmt, table, type Cell } from "./table.js";
 export function rawTable(rows: RawPublishResult[], bytes: number, window: number): string {
   return table(
     `1. Raw JetStream publish (file stream, ${bytes}-byte messages, ${window} acks in flight)`,
-    ["variant", "messages", "seconds", "msgs/s"],
-    rows.map((r) => [r.variant, r.messages, r.seconds, Math.round(r.perSecond)]),
+    ["variant", "messages", "seconds", "msgs/s", "publisher CPU µs/msg", "nats-server CPU µs/msg", "both µs/msg"],
+    rows.map((r) => [r.variant, r.messages, r.seconds, Math.round(r.perSecond), r.clientCpuUsPerMessage, r.serverCpuUsPerMessage ?? NaN, r.clientCpuUsPerMessage + (r.serverCpuUsPerMessage ?? NaN)]),
   );
 }
 
@@ -20,6 +20,8 @@ export interface Verdicts {
   ratio: number;
   ratioTarget: number;
   p99TargetMs: number;
+  /** Machine CPU (publisher + nats-server) per raw publish, µs. */
+  rawCpuUsPerMessage?: number;
 }
 
 /** Section 2. */
@@ -43,6 +45,8 @@ export function durableTable(p: DurablePhase, inflight: number, rawPerSecond: nu
     ["event loop busy µs per command", p.eventLoop.busyMsPerCommand * 1000],
     ["main-thread CPU µs per command", (p.eventLoop.mainThreadCpuMsPerCommand ?? NaN) * 1000],
     ["process CPU µs per command (all threads)", p.eventLoop.processCpuMsPerCommand * 1000],
+    ["nats-server CPU µs per command (all threads)", (p.serverCpuMsPerCommand ?? NaN) * 1000],
+    ["both µs per command (machine CPU)", (p.eventLoop.processCpuMsPerCommand + (p.serverCpuMsPerCommand ?? NaN)) * 1000],
     ["group commits (transactions)", p.writer.transactions],
     ["average batch (writes per transaction)", p.writer.averageBatch],
   ];
@@ -51,6 +55,8 @@ export function durableTable(p: DurablePhase, inflight: number, rawPerSecond: nu
     ["commands/s ÷ raw publish msgs/s", v.ratio.toFixed(3), `≥ ${v.ratioTarget}`, v.ratio >= v.ratioTarget ? "yes" : "NO"],
     ["reply p99 ms", p.load.latency.p99.toFixed(2), `≤ ${v.p99TargetMs}`, p.load.latency.p99 <= v.p99TargetMs ? "yes" : "NO"],
     ["raw publish msgs/s (bare)", fmt(Math.round(rawPerSecond)), "", ""],
+    // With both cores busy, rates stand in the inverse ratio of machine CPU per operation.
+    ["ratio if CPU-bound: raw µs/msg ÷ command µs/command", ceilingRatio(p, v.rawCpuUsPerMessage), "", ""],
     // Little's law: with a fixed window, mean latency is the window over the rate; p99 can only be lower than 25 ms if the rate is well above it.
     ["mean latency ms vs in-flight ÷ rate (Little's law)", `${p.load.latency.mean.toFixed(2)} vs ${((inflight / p.load.perSecond) * 1000).toFixed(2)}`, "", ""],
     [`rate for a ${v.p99TargetMs} ms mean at ${inflight} in flight`, fmt(Math.round(inflight / (v.p99TargetMs / 1000))), "", ""],
@@ -102,4 +108,10 @@ export function memoryTable(m: ActorMemoryResult): string {
   return table(`5. Heap per idle live actor${note}`, ["actors", "heap before MB", "heap after MB", "bytes/actor", "state JSON bytes", "activation s"], [
     [m.actors, m.heapBeforeMB, m.heapAfterMB, Math.round(m.bytesPerActor), Math.round(m.averageStateJsonBytes), m.activationSeconds],
   ]);
+}
+
+function ceilingRatio(p: DurablePhase, rawUs: number | undefined): string {
+  if (rawUs === undefined || p.serverCpuMsPerCommand === undefined) return "n/a";
+  const commandUs = (p.eventLoop.processCpuMsPerCommand + p.serverCpuMsPerCommand) * 1000;
+  return `${(rawUs / commandUs).toFixed(3)} (${rawUs.toFixed(1)} ÷ ${commandUs.toFixed(1)})`;
 }

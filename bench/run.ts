@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   cleanup.add("sqlite (activation)", () => sqliteB.cleanup());
 
   // 1. Raw publish baseline.
-  const raw = await benchRawPublish(client, { ...plan.raw, deadline: after(30_000) });
+  const raw = await benchRawPublish(client, { ...plan.raw, deadline: after(30_000), serverPid: nats.pid });
   const rawRate = raw[0]!.perSecond;
   results.rawPublish = raw;
   console.log(rawTable(raw, plan.raw.bytes, plan.raw.window));
@@ -93,17 +93,19 @@ async function main(): Promise<void> {
       inflight: plan.inflight,
       deadline: after(45_000),
       confirm: { deadline: after(75_000) },
+      serverPid: nats.pid,
     }),
   );
   if (durable.load.cutShort) throw new Error(`the durable load hit its deadline after ${durable.load.sent} commands`);
   const ratio = durable.load.perSecond / rawRate;
   results.durable = { ...durable, ratioToRaw: ratio, ratioTarget: RATIO_TARGET, ratioMet: ratio >= RATIO_TARGET, p99TargetMs: P99_TARGET_MS, p99Met: durable.load.latency.p99 <= P99_TARGET_MS };
-  console.log(durableTable(durable, plan.inflight, rawRate, { ratio, ratioTarget: RATIO_TARGET, p99TargetMs: P99_TARGET_MS }));
+  const rawCpu = raw[0]!.serverCpuUsPerMessage === undefined ? undefined : raw[0]!.clientCpuUsPerMessage + raw[0]!.serverCpuUsPerMessage;
+  console.log(durableTable(durable, plan.inflight, rawRate, { ratio, ratioTarget: RATIO_TARGET, p99TargetMs: P99_TARGET_MS, rawCpuUsPerMessage: rawCpu }));
 
   // 3. Scaling with aggregates; the relay is drained (untimed) between steps so steps do not overlap.
   const scaling: DurablePhase[] = [];
   for (const n of plan.scaling.aggregates.filter((k) => k <= ids.length)) {
-    const p = await profileLoad(a.nerve, client, load, { label: `scale-${n}`, ids: ids.slice(0, n), count: plan.scaling.commands, inflight: plan.inflight, deadline: after(plan.scaling.stepMs) });
+    const p = await profileLoad(a.nerve, client, load, { label: `scale-${n}`, ids: ids.slice(0, n), count: plan.scaling.commands, inflight: plan.inflight, deadline: after(plan.scaling.stepMs), serverPid: nats.pid });
     scaling.push(p);
     await waitConfirmed(a.nerve, client, p.expectedMessages, after(30_000));
   }

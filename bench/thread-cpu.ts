@@ -1,17 +1,51 @@
-/** CPU time of the main thread alone (Linux): what the service's event loop really costs per command. */
+/** CPU time by thread and by process (Linux /proc): what the service and nats-server really spend per operation. */
 import { readFileSync } from "node:fs";
 
 // USER_HZ: the unit of /proc times, 100 on every mainstream Linux build.
 const TICKS_PER_SECOND = 100;
 
-/** The main thread's user + system CPU time in ms, or undefined where /proc is not available. */
-export function mainThreadCpuMs(): number | undefined {
+/** user + system ms from a /proc stat file, or undefined where /proc is not available. */
+function statCpuMs(path: string): number | undefined {
   try {
-    // /proc/<pid>/task/<pid>/stat is the main thread; fields 14 and 15 (after the command) are utime and stime in ticks.
-    const stat = readFileSync(`/proc/${process.pid}/task/${process.pid}/stat`, "utf8");
+    const stat = readFileSync(path, "utf8");
+    // Fields 14 and 15 (utime, stime, in ticks) counted after the parenthesised command name.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
   } catch {
     return undefined;
   }
+}
+
+/** The main thread's user + system CPU time in ms, or undefined where /proc is not available. */
+export function mainThreadCpuMs(): number | undefined {
+  return statCpuMs(`/proc/${process.pid}/task/${process.pid}/stat`);
+}
+
+/** A process's user + system CPU time in ms, all threads, or undefined where it cannot be read. */
+export function processCpuMs(pid: number): number | undefined {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/** CPU spent between two readings: this process (all threads), its main thread, and another process (nats-server). */
+export interface CpuSpent {
+  processMs: number;
+  mainThreadMs: number | undefined;
+  serverMs: number | undefined;
+}
+
+/** Starts measuring; the returned function gives the CPU spent since. */
+export function cpuMeter(serverPid: number | undefined): () => CpuSpent {
+  const cpu0 = process.cpuUsage();
+  const main0 = mainThreadCpuMs();
+  const server0 = serverPid === undefined ? undefined : processCpuMs(serverPid);
+  return () => {
+    const cpu = process.cpuUsage(cpu0);
+    const main1 = mainThreadCpuMs();
+    const server1 = serverPid === undefined ? undefined : processCpuMs(serverPid);
+    return {
+      processMs: (cpu.user + cpu.system) / 1000,
+      mainThreadMs: main0 !== undefined && main1 !== undefined ? main1 - main0 : undefined,
+      serverMs: server0 !== undefined && server1 !== undefined ? server1 - server0 : undefined,
+    };
+  };
 }

@@ -27,7 +27,11 @@ beforeAll(async () => {
   };
   nats = await startNatsServer();
   nc = await connect({ servers: nats.url, noAsyncTraces: true });
-  nc.subscribe("echo", { callback: (_err, msg) => msg.respond(msg.data) });
+  nc.subscribe("echo", {
+    callback: (_err, msg) => {
+      msg.respond(msg.data);
+    },
+  });
   nc.subscribe("silent", { callback: () => undefined });
   await nc.flush();
 });
