@@ -59,8 +59,9 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     idleMs: config.NERVE_ACTOR_IDLE_MS,
   });
   const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger });
-  const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW });
-  writer.on("committed", () => relay.wake());
+  const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer });
+  writer.on("committed", (rows) => relay.offer(rows));
+  writer.on("error", (err) => logger.warn({ err }, "deleting published outbox rows failed; retrying"));
   relay.start();
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds });
   timers.start();
@@ -86,6 +87,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await writer.flushed();
     if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
     await relay.stop();
+    await writer.flushed();
     await consumers.stop();
     system.close();
     await conn.drain().catch(() => conn.close());

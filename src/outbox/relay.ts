@@ -18,7 +18,25 @@ export interface RelayOptions {
   batchSize?: number;
   /** Fallback poll when nobody wakes the relay (recovery after a crash). */
   pollMs?: number;
+  /**
+   * Who deletes published rows. The group-commit writer does it within its next transaction; without
+   * one the relay deletes them itself, a transaction per pass.
+   */
+  deleter?: PublishedRowDeleter | undefined;
+  /** Most committed rows held in memory; past it the relay drops them and reads the outbox instead. */
+  memoryLimit?: number;
 }
+
+/** Deletes outbox rows once they are published. */
+export interface PublishedRowDeleter {
+  /** Deletes these rows soon. */
+  release(seqs: readonly number[]): void;
+  /** Resolves once every row released so far is deleted. */
+  released(): Promise<void>;
+}
+
+/** Longest wait for the deletion of published rows before the table is read anyway. */
+const RELEASE_WAIT_MS = 5_000;
 
 /** Figures of the relay. */
 export interface RelayStats {
@@ -27,32 +45,66 @@ export interface RelayStats {
   failures: number;
   /** Rows found already stored when verifying after a crash or failure (not published again). */
   verified: number;
+  /** Passes that read the outbox table (start, after a failure, or when memory could not keep up). */
+  scans: number;
+  /** Passes fed from memory, with the rows the writer handed over at commit. */
+  livePasses: number;
 }
 
 /**
- * Reads unpublished outbox rows in commit order and publishes them with `Nats-Msg-Id` = event_id.
+ * Publishes committed outbox rows in commit order with `Nats-Msg-Id` = event_id.
  * Publishes of different aggregates overlap (up to `window`); one aggregate has at most one publish in
- * flight, so a failed publish can never be overtaken by a later version of the same aggregate. After a
- * failure, or a crash, it resumes from what is unmarked; JetStream drops the repeats by their msg id.
+ * flight, so a failed publish can never be overtaken by a later version of the same aggregate.
+ *
+ * Two sources, one order. At start, after any failure, and whenever memory overflowed, the relay *scans*:
+ * it reads the table in `seq` order until a read comes back short. Then it goes *live*: the writer hands it
+ * each transaction's rows at commit (`offer`) and it publishes them from memory, without reading the table.
+ * Rows offered during the scans are kept only if their `seq` is above everything the scans saw or the
+ * relay published: `seq` grows in commit order (one writer), so those and only those were committed after
+ * the last read. After a failure, or a crash, it resumes from what is unmarked; JetStream drops the
+ * repeats by their msg id, and the first pass asks the stream about each aggregate's first row.
  */
 export class OutboxRelay {
-  readonly #o: Required<RelayOptions>;
+  readonly #o: Required<Omit<RelayOptions, "deleter">> & Pick<RelayOptions, "deleter">;
   #running = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #pendingWake = false;
   // The first pass after start, and the one after any failure, may meet rows JetStream already stored.
   #verify = true;
-  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0 };
+  /** Live: the table holds nothing unpublished beyond what memory holds. */
+  #live = false;
+  #memory: OutboxRow[] = [];
+  /** Memory dropped rows since the current scan began, so it cannot take over from it. */
+  #memoryLost = false;
+  /** Highest seq published (or found stored) so far. */
+  #highWater = 0;
+  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, scans: 0, livePasses: 0 };
 
   constructor(opts: RelayOptions) {
-    this.#o = { batchSize: 1000, pollMs: 1000, ...opts };
+    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, ...opts };
+  }
+
+  /** Rows the writer has just committed, in commit order. */
+  offer(rows: readonly OutboxRow[]): void {
+    if (!this.#running || rows.length === 0) return;
+    if (this.#memory.length + rows.length > this.#o.memoryLimit) {
+      // Falling behind: the table has them all; read it again.
+      this.#memory = [];
+      this.#memoryLost = true;
+      this.#live = false;
+    } else {
+      for (const r of rows) this.#memory.push(r);
+    }
+    this.wake();
   }
 
   /** Starts the publishing loop. */
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    this.#live = false;
+    this.#memory = [];
     this.#loop = this.#run();
   }
 
@@ -84,21 +136,51 @@ export class OutboxRelay {
     let backoff = 0;
     while (this.#running) {
       this.#pendingWake = false;
-      let rows: OutboxRow[] = [];
+      let full = false;
       try {
-        rows = await this.#o.repo.pendingOutbox(this.#o.batchSize);
-        if (rows.length > 0) {
-          const ok = await this.#publish(rows);
-          backoff = ok ? 0 : Math.min(2000, backoff ? backoff * 2 : 50);
-        }
+        const ok = this.#live ? await this.#livePass() : await this.#scanPass();
+        full = ok.full;
+        backoff = ok.published ? 0 : Math.min(2000, backoff ? backoff * 2 : 50);
       } catch (err) {
         this.#o.logger.error({ err }, "outbox relay pass failed");
+        this.#live = false;
         backoff = Math.min(2000, backoff ? backoff * 2 : 50);
       }
       if (!this.#running) break;
       if (backoff > 0) await this.#sleep(backoff, false);
-      else if (rows.length < this.#o.batchSize && !this.#pendingWake) await this.#sleep(this.#o.pollMs, true);
+      else if (!full && !this.#pendingWake) await this.#sleep(this.#o.pollMs, true);
     }
+  }
+
+  /** One pass over the table; goes live when the table is caught up and memory holds the rest. */
+  async #scanPass(): Promise<{ published: boolean; full: boolean }> {
+    this.stats.scans++;
+    // Rows published in the last pass must be gone before reading, or they would be read again.
+    // A database that cannot delete them cannot do much else; the stream check and msg ids still guard.
+    if (this.#o.deleter) await Promise.race([this.#o.deleter.released(), new Promise((r) => setTimeout(r, RELEASE_WAIT_MS).unref())]);
+    this.#memoryLost = false;
+    const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize);
+    const published = rows.length === 0 || (await this.#publish(rows));
+    const full = rows.length >= this.#o.batchSize;
+    if (published && !full && !this.#memoryLost) {
+      const cut = rows.reduce((m, r) => Math.max(m, Number(r.seq)), this.#highWater);
+      this.#memory = this.#memory.filter((r) => r.seq > cut);
+      this.#live = true;
+    }
+    return { published, full: full || (this.#live && this.#memory.length > 0) };
+  }
+
+  /** One pass over what the writer handed over; a failure sends the relay back to the table. */
+  async #livePass(): Promise<{ published: boolean; full: boolean }> {
+    if (this.#memory.length === 0) return { published: true, full: false };
+    this.stats.livePasses++;
+    const rows = this.#memory.splice(0, this.#o.batchSize);
+    const published = await this.#publish(rows);
+    if (!published) {
+      this.#live = false;
+      this.#memory = [];
+    }
+    return { published, full: published && this.#memory.length > 0 };
   }
 
   // A wakeable sleep ends early on wake(); a backoff sleep ends early only on stop().
@@ -183,7 +265,11 @@ export class OutboxRelay {
       };
       pump();
     });
-    if (acked.length > 0) await this.#o.repo.markPublished(acked);
+    if (acked.length > 0) {
+      for (const seq of acked) if (seq > this.#highWater) this.#highWater = seq;
+      if (this.#o.deleter) this.#o.deleter.release(acked);
+      else await this.#o.repo.markPublished(acked);
+    }
     this.#verify = failed !== undefined;
     if (failed !== undefined) {
       this.stats.failures++;

@@ -1,6 +1,7 @@
 /** The SQL of one group commit: many aggregates' snapshots, events, outbox rows and keys in one transaction. */
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import type { Transaction } from "@mikro-orm/core";
+import type { OutboxRow } from "./entities.js";
 
 /** A SQL statement with positional parameters. */
 export interface SqlOp {
@@ -85,9 +86,21 @@ async function executorOf(conn: AbstractSqlConnection, trx: Transaction): Promis
   return (sql, params, method) => conn.execute(sql, params, method, trx) as never;
 }
 
-/** Writes a batch inside `trx`; throws StaleWriteError when any snapshot's optimistic check fails. */
-export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, batch: AggregateWrite[]): Promise<void> {
+/** Most outbox rows deleted by one statement. */
+const DELETE_CHUNK = 500;
+
+/**
+ * Writes a batch inside `trx` and deletes the outbox rows `published` names (the relay's acks, which
+ * ride along instead of taking a transaction of their own). Returns the outbox rows it inserted, with
+ * their `seq`, in commit order: the relay publishes them from memory. Throws StaleWriteError when any
+ * snapshot's optimistic check fails.
+ */
+export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, batch: AggregateWrite[], published: readonly number[] = []): Promise<OutboxRow[]> {
   const exec = await executorOf(conn, trx);
+  for (let i = 0; i < published.length; i += DELETE_CHUNK) {
+    const part = published.slice(i, i + DELETE_CHUNK);
+    await exec(`delete from nerve_outbox where seq in (${part.map(() => "?").join(",")})`, part, "run");
+  }
   // Snapshots: an upsert whose update only happens when the stored version is the writer's base.
   // A new aggregate (base 0) that already exists fails the same check: version is never 0.
   for (const part of chunks(batch)) {
@@ -104,6 +117,7 @@ export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, 
     if (rows.length !== part.length) throw new StaleWriteError(`${part.length - rows.length} stale snapshot write(s)`);
   }
   const events = batch.flatMap((w) => w.events.map((e) => ({ w, e })));
+  const outbox: OutboxRow[] = [];
   for (const part of chunks(events)) {
     const ev: unknown[] = [];
     const ob: unknown[] = [];
@@ -116,11 +130,27 @@ export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, 
       ev,
       "run",
     );
-    await exec(
-      `insert into nerve_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, subject, event_type, event_version, body) values ${values(part.length, 8)}`,
+    // RETURNING promises no order, so the seqs are matched to the rows by event_id.
+    const seqs = await exec<{ seq: number | string; event_id: string }[]>(
+      `insert into nerve_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, subject, event_type, event_version, body) values ${values(part.length, 8)} returning seq, event_id`,
       ob,
-      "run",
+      "all",
     );
+    const seqOf = new Map(seqs.map((r) => [r.event_id, Number(r.seq)]));
+    for (let i = 0; i < part.length; i++) {
+      const { w, e } = part[i]!;
+      outbox.push({
+        seq: seqOf.get(e.event_id)!,
+        event_id: e.event_id,
+        aggregate_type: w.aggregateType,
+        aggregate_id: w.aggregateId,
+        aggregate_version: e.aggregate_version,
+        subject: e.subject,
+        event_type: e.event_type,
+        event_version: e.event_version,
+        body: ob[i * 8 + 7] as Buffer,
+      });
+    }
   }
   const keyed = batch.filter((w) => w.idempotency);
   for (const part of chunks(keyed)) {
@@ -133,4 +163,5 @@ export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, 
     );
   }
   for (const w of batch) for (const op of w.extra ?? []) await exec(op.sql, op.params, "run");
+  return outbox.sort((a, b) => a.seq - b.seq);
 }

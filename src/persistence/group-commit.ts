@@ -2,6 +2,7 @@
 import { EventEmitter } from "node:events";
 import type { Database } from "./database.js";
 import { writeBatch, type AggregateWrite } from "./commit-batch.js";
+import type { OutboxRow } from "./entities.js";
 
 interface Pending {
   write: AggregateWrite;
@@ -15,6 +16,8 @@ export interface WriterStats {
   writes: number;
   largestBatch: number;
   retriedAlone: number;
+  /** Published outbox rows deleted (by transactions of their own only when no write came along). */
+  outboxRowsDeleted: number;
 }
 
 /** Options of the group-commit writer. */
@@ -23,18 +26,41 @@ export interface GroupCommitOptions {
   maxBatch?: number;
 }
 
+/** Pause before retrying a delete-only transaction that failed. */
+const DELETE_RETRY_MS = 200;
+
+class DeletesFailed extends Error {
+  constructor(cause: unknown) {
+    super("deleting published outbox rows failed", { cause });
+  }
+}
+
+/** Published outbox rows waiting for a transaction, and who waits for their deletion. */
+interface DeleteSet {
+  seqs: number[];
+  waiters: (() => void)[];
+}
+
 /**
  * Collects writes while a transaction is in flight and commits them together next (like PostgreSQL's
  * commit_delay, with the commit itself as the window). A batch that fails is retried write by write,
- * so one bad write (a taken e-mail, a stale snapshot) fails alone. Emits `committed` after each commit.
+ * so one bad write (a taken e-mail, a stale snapshot) fails alone.
+ *
+ * It also deletes the outbox rows the relay has published (`release`): they ride along with the next
+ * transaction, so under load the relay costs the database no transaction, no fsync and no turn on the
+ * connection of its own. Emits `committed` with the transaction's new outbox rows after each commit, and
+ * `error` when a transaction that only deletes fails (it is retried shortly).
  */
-export class GroupCommitWriter extends EventEmitter {
+export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRow[]]; error: [err: unknown] }> {
   readonly #db: Database;
   readonly #maxBatch: number;
   #queue: Pending[] = [];
+  #deletes: DeleteSet = { seqs: [], waiters: [] };
+  /** The deletes the transaction in flight carries. */
+  #deleting: DeleteSet | undefined;
   #running = false;
   #idle: Promise<void> = Promise.resolve();
-  readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0 };
+  readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0 };
 
   constructor(db: Database, opts: GroupCommitOptions = {}) {
     super();
@@ -46,25 +72,46 @@ export class GroupCommitWriter extends EventEmitter {
   submit(write: AggregateWrite): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ write, resolve, reject });
-      if (!this.#running) {
-        this.#running = true;
-        // setImmediate lets every write of the current turn of the event loop join the first batch.
-        this.#idle = new Promise((done) => setImmediate(() => void this.#drain().finally(done)));
-      }
+      this.#schedule();
     });
   }
 
-  /** Resolves when everything submitted so far has been committed or failed. */
+  /** Deletes these published outbox rows with the next transaction. */
+  release(seqs: readonly number[]): void {
+    if (seqs.length === 0) return;
+    for (const s of seqs) this.#deletes.seqs.push(s);
+    this.#schedule();
+  }
+
+  /** Resolves once every row released so far is deleted (a failed delete is retried with the next transaction). */
+  released(): Promise<void> {
+    const target = this.#deletes.seqs.length > 0 ? this.#deletes : this.#deleting;
+    if (!target) return Promise.resolve();
+    return new Promise((resolve) => target.waiters.push(resolve));
+  }
+
+  /** Resolves when everything submitted and released so far has been committed or failed. */
   flushed(): Promise<void> {
     return this.#idle;
   }
 
+  #schedule(): void {
+    if (this.#running) return;
+    this.#running = true;
+    // setImmediate lets every write of the current turn of the event loop join the first batch.
+    this.#idle = new Promise((done) => setImmediate(() => void this.#drain().finally(done)));
+  }
+
   async #drain(): Promise<void> {
     try {
-      while (this.#queue.length > 0) {
+      while (this.#queue.length > 0 || this.#deletes.seqs.length > 0) {
         const batch = this.#queue.splice(0, this.#maxBatch);
         await this.#commit(batch);
       }
+    } catch (err) {
+      if (!(err instanceof DeletesFailed)) throw err;
+      if (this.listenerCount("error") > 0) this.emit("error", err.cause);
+      setTimeout(() => this.#schedule(), DELETE_RETRY_MS).unref();
     } finally {
       this.#running = false;
     }
@@ -75,7 +122,10 @@ export class GroupCommitWriter extends EventEmitter {
       await this.#transaction(batch.map((p) => p.write));
       for (const p of batch) p.resolve();
     } catch (err) {
-      if (batch.length === 1) {
+      if (batch.length === 0) {
+        // A failed delete-only transaction: the rows stay released; they go with the next write, or a retry.
+        throw new DeletesFailed(err);
+      } else if (batch.length === 1) {
         batch[0]!.reject(err);
       } else {
         this.stats.retriedAlone += batch.length;
@@ -93,10 +143,30 @@ export class GroupCommitWriter extends EventEmitter {
 
   async #transaction(writes: AggregateWrite[]): Promise<void> {
     const conn = this.#db.connection;
-    await conn.transactional((trx) => writeBatch(conn, trx, writes));
+    const deleting = this.#deletes.seqs.length > 0 ? this.#deletes : undefined;
+    if (deleting) {
+      this.#deletes = { seqs: [], waiters: [] };
+      this.#deleting = deleting;
+    }
+    let rows: OutboxRow[];
+    try {
+      rows = await conn.transactional((trx) => writeBatch(conn, trx, writes, deleting?.seqs));
+    } catch (err) {
+      if (deleting) {
+        // Back in front of whatever was released meanwhile, waiters and all.
+        this.#deletes = { seqs: [...deleting.seqs, ...this.#deletes.seqs], waiters: [...deleting.waiters, ...this.#deletes.waiters] };
+      }
+      throw err;
+    } finally {
+      this.#deleting = undefined;
+    }
     this.stats.transactions++;
     this.stats.writes += writes.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, writes.length);
-    this.emit("committed", writes.length);
+    if (deleting) {
+      this.stats.outboxRowsDeleted += deleting.seqs.length;
+      for (const w of deleting.waiters) w();
+    }
+    this.emit("committed", rows);
   }
 }

@@ -31,7 +31,7 @@ afterAll(async () => {
   await cleanup?.();
 });
 
-function write(id: string, version: number, eventId: string): AggregateWrite {
+function write(id: string, version: number, eventId: string, context = "users"): AggregateWrite {
   const envelope = { event_id: eventId, aggregate_id: id, aggregate_version: version };
   return {
     aggregateType: "User",
@@ -50,7 +50,7 @@ function write(id: string, version: number, eventId: string): AggregateWrite {
         correlation_id: "c",
         causation_id: null,
         payload: {},
-        subject: `events.users.UserProfileUpdated.${id}`,
+        subject: `events.${context}.UserProfileUpdated.${id}`,
         body: encodeMsgPack(envelope),
       },
     ],
@@ -107,5 +107,110 @@ describe("OutboxRelay", () => {
       }
       expect(seen).toEqual([1, 2, 3, 4, 5]);
     }
+  });
+});
+
+/** Every message on `subject` in stream order (up to `most`): aggregate id and version of each. */
+async function streamed(stream: string, subject: string, most: number): Promise<string[]> {
+  const c = await jsm.consumers.add(stream, { filter_subject: subject });
+  const consumer = await jetstream(nc).consumers.get(stream, c.name);
+  const seen: string[] = [];
+  while (seen.length < most) {
+    const batch = await consumer.fetch({ max_messages: 500, expires: 1000 });
+    let got = 0;
+    for await (const m of batch) {
+      const d = decodeMsgPack(m.data);
+      const v = d.ok ? (d.value as { aggregate_id: string; aggregate_version: number }) : { aggregate_id: "?", aggregate_version: -1 };
+      seen.push(`${v.aggregate_id}@${v.aggregate_version}`);
+      got++;
+    }
+    if (got === 0) break;
+  }
+  await jsm.consumers.delete(stream, c.name);
+  return seen;
+}
+
+/** For each aggregate, its versions in the order the stream holds them. */
+function byAggregate(seen: string[]): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const s of seen) {
+    const [id, v] = s.split("@") as [string, string];
+    out.set(id, [...(out.get(id) ?? []), Number(v)]);
+  }
+  return out;
+}
+
+let eventNo = 0;
+/** A fresh, valid, unique event id. */
+function nextEventId(): string {
+  eventNo++;
+  return `0190a0b1-0000-7000-8000-${String(eventNo).padStart(12, "0")}`;
+}
+
+describe("OutboxRelay fed by the writer", () => {
+  it("publishes what the writer hands over from memory, in per-aggregate order, and the writer deletes the rows", async () => {
+    const writer = new GroupCommitWriter(db);
+    const repo = new Repository(db);
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 8, deleter: writer });
+    writer.on("committed", (rows) => relay.offer(rows));
+    relay.start();
+    const ids = Array.from({ length: 30 }, (_, i) => `m${i}`);
+    for (let v = 1; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId()))));
+    expect(await relay.flush(10_000)).toBe(true);
+    await relay.stop();
+    const seen = byAggregate((await streamed("EVENTS_USERS", "events.users.UserProfileUpdated.>", 2000)).filter((x) => x.startsWith("m")));
+    expect([...seen.keys()].sort()).toEqual([...ids].sort());
+    for (const id of ids) expect(seen.get(id)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(relay.stats.livePasses).toBeGreaterThan(0);
+    // One read of the table at start; everything after came from memory.
+    expect(relay.stats.scans).toBe(1);
+    expect(writer.stats.outboxRowsDeleted).toBe(180);
+    expect(await repo.outboxSize()).toBe(0);
+  });
+
+  it("takes over from the table without a gap or a repeat while commits keep coming, also when memory overflows", async () => {
+    const writer = new GroupCommitWriter(db);
+    const repo = new Repository(db);
+    // A backlog the relay must read in several passes, then commits during and after the scans.
+    const ids = Array.from({ length: 40 }, (_, i) => `t${i}`);
+    for (let v = 1; v <= 5; v++) await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId()))));
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 4, batchSize: 50, memoryLimit: 60, deleter: writer });
+    writer.on("committed", (rows) => relay.offer(rows));
+    relay.start();
+    for (let v = 6; v <= 15; v++) {
+      await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId()))));
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(await relay.flush(15_000)).toBe(true);
+    expect(relay.stats.scans).toBeGreaterThan(1);
+    // Caught up, it is live again: the next commits come from memory.
+    const live = relay.stats.livePasses;
+    await Promise.all(ids.map((id) => writer.submit(write(id, 16, nextEventId()))));
+    expect(await relay.flush(15_000)).toBe(true);
+    await relay.stop();
+    expect(relay.stats.livePasses).toBeGreaterThan(live);
+    const seen = byAggregate((await streamed("EVENTS_USERS", "events.users.UserProfileUpdated.>", 2000)).filter((x) => x.startsWith("t")));
+    for (const id of ids) expect(seen.get(id), id).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    expect(relay.stats.published).toBe(640);
+  });
+
+  it("goes back to the table after a failed publish and loses or repeats nothing once the stream is there", async () => {
+    const writer = new GroupCommitWriter(db);
+    const repo = new Repository(db);
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 8, deleter: writer });
+    writer.on("committed", (rows) => relay.offer(rows));
+    relay.start();
+    // No stream takes events.orders.> yet: every publish fails until it is created.
+    const ids = ["f1", "f2", "f3"];
+    for (let v = 1; v <= 4; v++) await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId(), "orders"))));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(relay.stats.failures).toBeGreaterThan(0);
+    expect(await repo.outboxSize()).toBe(12);
+    await jsm.streams.add({ name: "RELAY_TEST_ORDERS", subjects: ["events.orders.>"] });
+    for (let v = 5; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId(), "orders"))));
+    expect(await relay.flush(15_000)).toBe(true);
+    await relay.stop();
+    const seen = byAggregate(await streamed("RELAY_TEST_ORDERS", "events.orders.>", 18));
+    for (const id of ids) expect(seen.get(id), id).toEqual([1, 2, 3, 4, 5, 6]);
   });
 });
