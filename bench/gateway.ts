@@ -24,6 +24,7 @@ import { tempSqlitePath } from "../test/support/tmp.js";
 import { ClientFleet, LatencyBook } from "./gateway-clients.js";
 import { Learners, eventsAtRate, floodBatch, floodEvents, grantAll, progressAtRate, watchStoreTimes, type RatePhase } from "./gateway-load.js";
 import { ServerChild, fdLimit } from "./gateway-process.js";
+import { processCpuMs } from "./thread-cpu.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const SECRET = "gateway-bench-secret-0123456789";
@@ -43,7 +44,28 @@ export interface GatewayBenchOptions {
 }
 
 /** One fixed-rate phase: p50/p99/max from the driving side (command reply or publish ack) to frame, and from JetStream's store time. */
-export type LatencyFigures = RatePhase & { frames: number; missing: number; p50Ms: number; p99Ms: number; maxMs: number; storedP50Ms: number; storedP99Ms: number };
+export type LatencyFigures = RatePhase & { frames: number; missing: number; p50Ms: number; p99Ms: number; maxMs: number; storedP50Ms: number; storedP99Ms: number } & FrameCpu;
+
+/** CPU per delivered frame: the delivery server's, and this process's (the learners' sockets and the load). */
+export interface FrameCpu {
+  serverCpuUsPerFrame?: number | undefined;
+  benchCpuUsPerFrame?: number | undefined;
+}
+
+/** Starts counting CPU of the server `pid` and of this process; the result gives µs per frame. */
+function frameCpu(pid: number): (frames: number) => FrameCpu {
+  const server0 = processCpuMs(pid);
+  const self0 = process.cpuUsage();
+  return (frames) => {
+    const server1 = processCpuMs(pid);
+    const self = process.cpuUsage(self0);
+    if (frames <= 0) return {};
+    return {
+      serverCpuUsPerFrame: server0 !== undefined && server1 !== undefined ? round(((server1 - server0) * 1000) / frames, 2) : undefined,
+      benchCpuUsPerFrame: round((self.user + self.system) / frames, 2),
+    };
+  };
+}
 
 /** One delivery server's figures. */
 export interface ServerFigures {
@@ -56,7 +78,7 @@ export interface ServerFigures {
   rssPerConnectionBytes: number;
   commandPath: LatencyFigures[];
   direct: LatencyFigures[];
-  saturation?: { eventsStored: number; publishPerSecond: number; framesDelivered: number; framesPerSecond: number; drainSeconds: number };
+  saturation?: { eventsStored: number; publishPerSecond: number; framesDelivered: number; framesPerSecond: number; drainSeconds: number } & FrameCpu;
   closedEarly: number;
 }
 
@@ -96,10 +118,11 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
     children.push(child);
     return { child, port: (await child.next("ready")).port };
   };
-  const measure = async (fleet: ClientFleet, what: string, run: (onWarm: () => void) => Promise<RatePhase>): Promise<LatencyFigures> => {
+  const measure = async (fleet: ClientFleet, serverPid: number, what: string, run: (onWarm: () => void) => Promise<RatePhase>): Promise<LatencyFigures> => {
     book.reset();
     stored.reset();
     const framesBefore = fleet.frames;
+    const cpu = frameCpu(serverPid);
     log(what);
     const phase = await run(() => stored.reset());
     const drainUntil = Date.now() + 10_000;
@@ -117,6 +140,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
       maxMs: round(sorted.at(-1) ?? 0),
       storedP50Ms: round(percentile(storedSorted, 50)),
       storedP99Ms: round(percentile(storedSorted, 99)),
+      ...cpu(fleet.frames - framesBefore),
     };
   };
   try {
@@ -146,7 +170,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
       const rssAfter = await child.rss();
       const commandPath: LatencyFigures[] = [];
       for (const rate of opts.rates) {
-        commandPath.push(await measure(fleet, `${mode}: ${rate} UpdateProgress/s for ${opts.phaseMs / 1000} s…`, (w) => progressAtRate(nc, learners, book, rate, opts.phaseMs, opts.warmupMs, w)));
+        commandPath.push(await measure(fleet, child.pid, `${mode}: ${rate} UpdateProgress/s for ${opts.phaseMs / 1000} s…`, (w) => progressAtRate(nc, learners, book, rate, opts.phaseMs, opts.warmupMs, w)));
       }
       servers[mode] = {
         connectSeconds: round(connectSeconds, 2),
@@ -171,13 +195,14 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
       const fleet = new ClientFleet(port, tokens, onProgress);
       await fleet.connectAll();
       for (const rate of opts.rates) {
-        servers[mode].direct.push(await measure(fleet, `${mode}: ${rate} events/s published directly for ${opts.phaseMs / 1000} s…`, (w) => eventsAtRate(nc, learners, book, rate, opts.phaseMs, opts.warmupMs, w)));
+        servers[mode].direct.push(await measure(fleet, child.pid, `${mode}: ${rate} events/s published directly for ${opts.phaseMs / 1000} s…`, (w) => eventsAtRate(nc, learners, book, rate, opts.phaseMs, opts.warmupMs, w)));
       }
       fleet.mode = "count";
       const events = floodBatch(learners, opts.floodEvents, mode === "uws" ? 0 : opts.floodEvents);
       log(`${mode}: flooding EVENTS_ACCESS (${opts.floodEvents} events, at most ${opts.floodMs / 1000} s)…`);
       const seqBefore = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq;
       const framesBefore = fleet.frames;
+      const cpu = frameCpu(child.pid);
       const flood = await floodEvents(nc, events, opts.floodMs);
       const storedCount = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq - seqBefore;
       const drainStart = performance.now();
@@ -191,6 +216,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
         framesDelivered: delivered,
         framesPerSecond: Math.round(delivered / (flood.seconds + drainSeconds)),
         drainSeconds: round(drainSeconds, 2),
+        ...cpu(delivered),
       };
       servers[mode].closedEarly += fleet.closedEarly;
       await fleet.closeAll();
@@ -221,6 +247,8 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
   };
 }
 
+const cpuCell = (f: FrameCpu) => `${f.serverCpuUsPerFrame ?? "-"} / ${f.benchCpuUsPerFrame ?? "-"}`;
+
 /** The side-by-side table of a result. */
 export function gatewayTable(result: Record<string, unknown>): string {
   const s = result.servers as Record<(typeof MODES)[number], ServerFigures>;
@@ -234,9 +262,11 @@ export function gatewayTable(result: Record<string, unknown>): string {
       both(`${l.rate}/s ${label}: achieved`, (x) => `${r(x).achievedPerSecond}/s (${r(x).failed} failed, ${r(x).missing} missing)`);
       both(`  ${kind === "direct" ? "ack" : "reply"}→frame p50/p99/max`, (x) => `${r(x).p50Ms} / ${r(x).p99Ms} / ${r(x).maxMs} ms`);
       both("  stored→frame p50/p99", (x) => `${r(x).storedP50Ms} / ${r(x).storedP99Ms} ms`);
+      both("  CPU µs/frame: server / bench", (x) => cpuCell(r(x)));
     });
   }
   both("flood: frames/s delivered", (x) => `${x.saturation?.framesPerSecond ?? "-"}/s (stored ${x.saturation?.publishPerSecond ?? "-"}/s)`);
+  both("  CPU µs/frame: server / bench", (x) => (x.saturation ? cpuCell(x.saturation) : "-"));
   both("closed early", (x) => String(x.closedEarly));
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((cell, c) => cell.padEnd(w[c]!)).join("  ")).join("\n");
