@@ -73,14 +73,14 @@ export class AccessFeed {
     const seq = m.seq;
     if (seq <= log.head) return;
     try {
-      metrics.events.inc({ outcome: this.#process(m) });
+      metrics.countEvent(this.#process(m));
     } catch (err) {
-      metrics.events.inc({ outcome: "error" });
+      metrics.countEvent("error");
       this.#deps.logger.error({ err, seq }, "access event not processed");
     }
     log.head = seq;
-    metrics.head.set(seq);
-    metrics.buffered.set(log.size);
+    metrics.feed.head = seq;
+    metrics.feed.buffered = log.size;
     if (seq >= this.#warmAt || m.info.pending === 0) this.#warm(); // pending 0: the last one may have been deleted
   }
 

@@ -196,10 +196,16 @@ export class EventLog<S = unknown> {
 export function evolveView(view: AccessRecordView | undefined, event: RecordedEvent<LearnerEventType> & { aggregate_version: number }): AccessRecordView {
   if (view && event.aggregate_version <= view.version) return view;
   const p = event.payload as { access_id: string; user_id: string; course_id: string };
+  // A view is a state with a version: handed to evolve as it is, its `version` rides along in the copy
+  // evolve makes, and is set on that copy (one object per event, not three).
   const state: AccessRecordState | null = view
-    ? { access_id: view.access_id, user_id: view.user_id, course_id: view.course_id, status: view.status, progress: view.progress, completed: view.completed, expires_at: view.expires_at }
+    ? view
     : event.event_type === "CourseAccessGranted"
       ? null
       : { access_id: p.access_id, user_id: p.user_id, course_id: p.course_id, status: "active", progress: 0, completed: false, expires_at: null };
-  return { ...accessRecordDecider.evolve(state, event), version: event.aggregate_version };
+  const next = accessRecordDecider.evolve(state, event) as AccessRecordView;
+  // evolve always returns a new object; a view already handed out (to a welcome) is never changed.
+  if (next === view) return { ...view, version: event.aggregate_version };
+  next.version = event.aggregate_version;
+  return next;
 }

@@ -67,6 +67,15 @@ describe("HTTP", () => {
     expect(text).toMatch(/^nerve_gateway_push_latency_seconds_bucket\{le="0.05"\} [1-9]/m);
     expect(text).toMatch(/^nerve_gateway_commands_total\{result="ok"\} 1$/m);
     expect(text).toMatch(/^nerve_gateway_process_resident_memory_bytes \d+/m);
+    // Counted on the hot path in plain fields, read at scrape time.
+    expect(text).toMatch(/^nerve_gateway_events_total\{outcome="delivered"\} [1-9]/m);
+    expect(text).toMatch(/^nerve_gateway_stream_head [1-9]/m);
+    expect(text).toMatch(/^nerve_gateway_buffered_events [1-9]/m);
+    const delivered = Number(/^nerve_gateway_events_total\{outcome="delivered"\} (\d+)/m.exec(text)![1]);
+    await progress(t.client, "ada", "algebra", 32);
+    await ada.until((c) => c.events.some((f) => f.event.payload.progress === 32));
+    const again = await (await get(gw.port, "/metrics")).text();
+    expect(Number(/^nerve_gateway_events_total\{outcome="delivered"\} (\d+)/m.exec(again)![1])).toBe(delivered + 1);
     await ada.close();
   });
 
