@@ -21,7 +21,9 @@ export interface Verdicts {
   ratioTarget: number;
   p99TargetMs: number;
   /** Machine CPU (publisher + nats-server) per raw publish, µs. */
-  rawCpuUsPerMessage?: number;
+  rawCpuUsPerMessage?: number | undefined;
+  /** The floor's rate ÷ the raw publish rate: the most any command service reaches here. */
+  floorRatio?: number | undefined;
 }
 
 /** Section 2. */
@@ -57,6 +59,7 @@ export function durableTable(p: DurablePhase, inflight: number, rawPerSecond: nu
     ["raw publish msgs/s (bare)", fmt(Math.round(rawPerSecond)), "", ""],
     // With both cores busy, rates stand in the inverse ratio of machine CPU per operation.
     ["ratio if CPU-bound: raw µs/msg ÷ command µs/command", ceilingRatio(p, v.rawCpuUsPerMessage), "", ""],
+    ["floor ÷ raw: request-reply + publish, nothing else (1b)", v.floorRatio === undefined ? "n/a" : v.floorRatio.toFixed(3), "", ""],
     // Little's law: with a fixed window, mean latency is the window over the rate; p99 can only be lower than 25 ms if the rate is well above it.
     ["mean latency ms vs in-flight ÷ rate (Little's law)", `${p.load.latency.mean.toFixed(2)} vs ${((inflight / p.load.perSecond) * 1000).toFixed(2)}`, "", ""],
     [`rate for a ${v.p99TargetMs} ms mean at ${inflight} in flight`, fmt(Math.round(inflight / (v.p99TargetMs / 1000))), "", ""],

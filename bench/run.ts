@@ -28,6 +28,7 @@ import { profileLoad, registerUsers, userIds, waitConfirmed, type DurablePhase }
 import { profiled } from "./cpu-profile.js";
 import { collector } from "./gc.js";
 import { benchPlan } from "./plan.js";
+import { benchFloor } from "./floor.js";
 import { benchRawPublish } from "./raw-publish.js";
 import { activationTable, durableTable, memoryTable, rawTable, scalingTable } from "./report.js";
 import { startLoadClient } from "./load-client.js";
@@ -78,6 +79,16 @@ async function main(): Promise<void> {
   results.rawPublish = raw;
   console.log(rawTable(raw, plan.raw.bytes, plan.raw.window));
 
+  // 1b. The floor: request-reply plus one JetStream publish per command, nothing else.
+  const floor = await benchFloor(nats.url, load, { ids: userIds(plan.users), count: plan.commands, inflight: plan.inflight, deadline: after(45_000), serverPid: nats.pid });
+  const floorRatio = floor.load.perSecond / rawRate;
+  results.floor = { ...floor, ratioToRaw: floorRatio };
+  console.log(
+    table("1b. Floor: a responder that answers at once and publishes one relay-shaped event per command (no actor, no database)", ["requests", "requests/s", "p50 ms", "p99 ms", "÷ raw publish", "process CPU µs/req", "nats-server CPU µs/req", "both µs/req"], [
+      [floor.load.sent, Math.round(floor.load.perSecond), floor.load.latency.p50, floor.load.latency.p99, floorRatio.toFixed(3), floor.processCpuUsPerRequest, floor.serverCpuUsPerRequest ?? NaN, floor.processCpuUsPerRequest + (floor.serverCpuUsPerRequest ?? NaN)],
+    ]),
+  );
+
   // 2. Durable commands through the service.
   const a = await nerveOn(nats.url, sqliteA.path);
   const sqliteVersion = ((await a.nerve.db.connection.execute("select sqlite_version() as v", [], "get")) as { v: string }).v;
@@ -100,7 +111,7 @@ async function main(): Promise<void> {
   const ratio = durable.load.perSecond / rawRate;
   results.durable = { ...durable, ratioToRaw: ratio, ratioTarget: RATIO_TARGET, ratioMet: ratio >= RATIO_TARGET, p99TargetMs: P99_TARGET_MS, p99Met: durable.load.latency.p99 <= P99_TARGET_MS };
   const rawCpu = raw[0]!.serverCpuUsPerMessage === undefined ? undefined : raw[0]!.clientCpuUsPerMessage + raw[0]!.serverCpuUsPerMessage;
-  console.log(durableTable(durable, plan.inflight, rawRate, { ratio, ratioTarget: RATIO_TARGET, p99TargetMs: P99_TARGET_MS, rawCpuUsPerMessage: rawCpu }));
+  console.log(durableTable(durable, plan.inflight, rawRate, { ratio, ratioTarget: RATIO_TARGET, p99TargetMs: P99_TARGET_MS, rawCpuUsPerMessage: rawCpu, floorRatio }));
 
   // 3. Scaling with aggregates; the relay is drained (untimed) between steps so steps do not overlap.
   const scaling: DurablePhase[] = [];
