@@ -1,8 +1,8 @@
 /** Load for the gateway bench: access grants, UpdateProgress at a fixed rate, and raw event floods. */
 import { DeliverPolicy, jetstream, type ConsumerMessages } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { v7 as uuidv7 } from "uuid";
 import { decodeMsgPack, deriveAccessId, encodeMsgPack } from "../contracts/index.js";
+import { accessEventMessage, type AccessEventMessage } from "../test/support/access-events.js";
 import type { LatencyBook } from "./gateway-clients.js";
 
 /** The bench's learners: ids, their one course, their access ids and current progress. */
@@ -119,27 +119,8 @@ export function progressAtRate(nc: NatsConnection, learners: Learners, book: Lat
   });
 }
 
-function progressEvent(learners: Learners, i: number, progress: number, version: number): { subject: string; data: Uint8Array; headers: ReturnType<typeof natsHeaders> } {
-  const access_id = learners.accessIds[i]!;
-  const event_id = uuidv7();
-  const envelope = {
-    event_id,
-    event_type: "ProgressUpdated",
-    event_version: 1,
-    occurred_on: new Date().toISOString(),
-    aggregate_type: "AccessRecord",
-    aggregate_id: access_id,
-    aggregate_version: version,
-    correlation_id: event_id,
-    causation_id: null,
-    payload: { access_id, user_id: learners.ids[i], course_id: "course-1", progress },
-  };
-  const h = natsHeaders();
-  h.set("Nats-Msg-Id", event_id);
-  h.set("Content-Type", "application/msgpack");
-  h.set("Event-Type", "ProgressUpdated");
-  h.set("Event-Version", "1");
-  return { subject: `events.access.ProgressUpdated.${access_id}`, data: encodeMsgPack(envelope), headers: h };
+function progressEvent(learners: Learners, i: number, progress: number, version: number): AccessEventMessage {
+  return accessEventMessage("ProgressUpdated", { access_id: learners.accessIds[i]!, user_id: learners.ids[i]!, course_id: "course-1" }, version, { progress });
 }
 
 /**
@@ -161,7 +142,7 @@ export function eventsAtRate(nc: NatsConnection, learners: Learners, book: Laten
 }
 
 /** Builds `count` flood events up front, so that publishing them costs the bench almost nothing. */
-export function floodBatch(learners: Learners, count: number, first = 0): ReturnType<typeof progressEvent>[] {
+export function floodBatch(learners: Learners, count: number, first = 0): AccessEventMessage[] {
   return Array.from({ length: count }, (_, k) => progressEvent(learners, (first + k) % learners.count, (first + k) % 100, learners.nextVersion()));
 }
 
@@ -169,7 +150,7 @@ export function floodBatch(learners: Learners, count: number, first = 0): Return
  * Floods EVENTS_ACCESS with prepared events for at most `ms` using core publishes (JetStream stores
  * them; no per-message ack wait), flushing every `batch`.
  */
-export async function floodEvents(nc: NatsConnection, events: ReturnType<typeof progressEvent>[], ms: number, batch = 1000): Promise<{ published: number; seconds: number }> {
+export async function floodEvents(nc: NatsConnection, events: AccessEventMessage[], ms: number, batch = 1000): Promise<{ published: number; seconds: number }> {
   const started = performance.now();
   let published = 0;
   while (published < events.length && performance.now() - started < ms) {

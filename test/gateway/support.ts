@@ -1,13 +1,13 @@
 /** Helpers of the gateway tests: a gateway on a test Nerve, tokens, a recording WebSocket client, fabricated events. */
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { v7 as uuidv7 } from "uuid";
+import type { NatsConnection } from "@nats-io/nats-core";
 import WebSocket from "ws";
-import { deriveAccessId, encodeMsgPack, eventSubject, type EventType } from "../../contracts/index.js";
+import { deriveAccessId, type EventType } from "../../contracts/index.js";
 import { startGateway, signToken, type Gateway, type GatewayDeps } from "../../src/gateway/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { command } from "../support/index.js";
+import { accessEventMessage } from "../support/access-events.js";
 
 /** The secret every gateway test signs with. */
 export const SECRET = "gateway-test-secret-0123456789";
@@ -168,25 +168,8 @@ export class EventForge {
     const access_id = deriveAccessId(userId, courseId);
     const version = (this.#versions.get(access_id) ?? 0) + 1;
     this.#versions.set(access_id, version);
-    const event_id = uuidv7();
-    const envelope = {
-      event_id,
-      event_type: type,
-      event_version: 1,
-      occurred_on: new Date().toISOString(),
-      aggregate_type: "AccessRecord",
-      aggregate_id: access_id,
-      aggregate_version: version,
-      correlation_id: event_id,
-      causation_id: null,
-      payload: { access_id, user_id: userId, course_id: courseId, ...extra },
-    };
-    const h = natsHeaders();
-    h.set("Nats-Msg-Id", event_id);
-    h.set("Content-Type", "application/msgpack");
-    h.set("Event-Type", type);
-    h.set("Event-Version", "1");
-    const ack = await jetstream(this.nc).publish(eventSubject("access", type, access_id), encodeMsgPack(envelope), { headers: h });
+    const e = accessEventMessage(type, { access_id, user_id: userId, course_id: courseId }, version, extra);
+    const ack = await jetstream(this.nc).publish(e.subject, e.data, { headers: e.headers });
     return ack.seq;
   }
 
