@@ -74,8 +74,10 @@ export interface ServerFigures {
   /** RSS with half of the learners connected. */
   rssHalfBytes: number;
   rssAfterBytes: number;
-  /** (RSS with all − RSS with half) / the second half's connections. */
+  /** Least-squares slope of RSS over the connection count, read at a fifth, two fifths, … all of the learners. */
   rssPerConnectionBytes: number;
+  /** The readings the slope is fitted to: [connections, RSS bytes]. */
+  rssReadings: [number, number][];
   commandPath: LatencyFigures[];
   direct: LatencyFigures[];
   saturation?: { eventsStored: number; publishPerSecond: number; framesDelivered: number; framesPerSecond: number; drainSeconds: number } & FrameCpu;
@@ -92,6 +94,16 @@ export function gatewayBenchOptions(env: Record<string, string | undefined> = pr
 
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : 0);
 const round = (v: number, d = 1) => Math.round(v * 10 ** d) / 10 ** d;
+
+/** Least-squares slope of y over x. */
+function slope(points: [number, number][]): number {
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const sxy = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return sxx === 0 ? 0 : sxy / sxx;
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the bench; resolves with its figures. */
@@ -159,15 +171,21 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
       const rssBefore = await child.rss();
       const fleet = new ClientFleet(port, tokens, onProgress);
       log(`${mode}: connecting ${learnerCount} learners…`);
-      // Memory is read at half and at all connections: the slope between them is what one more
-      // idle connection costs, free of start-up effects (heap pages freed after the replay and reused).
+      // Memory is read at every fifth of the connections: the fitted slope is what one more idle
+      // connection costs, free of start-up effects (heap pages freed after the replay and reused),
+      // and steadier than two readings, either of which a collector returning pages can move.
       const half = Math.floor(learnerCount / 2);
-      let connectSeconds = await fleet.connectAll(256, half);
-      await sleep(1000);
-      const rssHalf = await child.rss();
-      connectSeconds += await fleet.connectAll(256);
-      await sleep(1000);
-      const rssAfter = await child.rss();
+      const readings: [number, number][] = [];
+      let connectSeconds = 0;
+      let rssHalf = rssBefore;
+      for (let step = 1; step <= 5; step++) {
+        const n = Math.floor((learnerCount * step) / 5);
+        connectSeconds += await fleet.connectAll(256, n);
+        await sleep(500);
+        readings.push([n, await child.rss()]);
+        if (n <= half) rssHalf = readings.at(-1)![1];
+      }
+      const rssAfter = readings.at(-1)![1];
       const commandPath: LatencyFigures[] = [];
       for (const rate of opts.rates) {
         commandPath.push(await measure(fleet, child.pid, `${mode}: ${rate} UpdateProgress/s for ${opts.phaseMs / 1000} s…`, (w) => progressAtRate(nc, learners, book, rate, opts.phaseMs, opts.warmupMs, w)));
@@ -177,7 +195,8 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
         rssBeforeBytes: rssBefore,
         rssAfterBytes: rssAfter,
         rssHalfBytes: rssHalf,
-        rssPerConnectionBytes: Math.round((rssAfter - rssHalf) / (learnerCount - half)),
+        rssPerConnectionBytes: Math.round(slope(readings)),
+        rssReadings: readings,
         commandPath,
         direct: [],
         closedEarly: fleet.closedEarly,
@@ -255,7 +274,7 @@ export function gatewayTable(result: Record<string, unknown>): string {
   const rows: string[][] = [[`${String(result.learners)} learners`, "uWS gateway", "plain ws"]];
   const both = (label: string, f: (x: ServerFigures) => string) => rows.push([label, f(s.uws), f(s.ws)]);
   both("connect all", (x) => `${x.connectSeconds} s`);
-  both("RSS per idle connection", (x) => `${(x.rssPerConnectionBytes / 1024).toFixed(2)} KiB (${(x.rssBeforeBytes / 2 ** 20).toFixed(0)} → ${(x.rssHalfBytes / 2 ** 20).toFixed(0)} → ${(x.rssAfterBytes / 2 ** 20).toFixed(0)} MiB)`);
+  both("RSS per idle connection (fitted)", (x) => `${(x.rssPerConnectionBytes / 1024).toFixed(2)} KiB (${(x.rssBeforeBytes / 2 ** 20).toFixed(0)} → ${x.rssReadings.map(([, r]) => (r / 2 ** 20).toFixed(0)).join(" → ")} MiB)`);
   for (const [kind, label] of [["commandPath", "UpdateProgress"], ["direct", "direct publish"]] as const) {
     s.uws[kind].forEach((l, i) => {
       const r = (x: ServerFigures) => x[kind][i]!;
