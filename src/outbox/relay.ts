@@ -157,7 +157,11 @@ export class OutboxRelay {
     this.stats.scans++;
     // Rows published in the last pass must be gone before reading, or they would be read again.
     // A database that cannot delete them cannot do much else; the stream check and msg ids still guard.
-    if (this.#o.deleter) await Promise.race([this.#o.deleter.released(), new Promise((r) => setTimeout(r, RELEASE_WAIT_MS).unref())]);
+    if (this.#o.deleter) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.#o.deleter.released(), new Promise((r) => (timer = setTimeout(r, RELEASE_WAIT_MS)))]);
+      clearTimeout(timer);
+    }
     this.#memoryLost = false;
     const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize);
     const published = rows.length === 0 || (await this.#publish(rows));
