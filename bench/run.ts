@@ -130,8 +130,8 @@ async function main(): Promise<void> {
   results.relay = relayTotals;
   results.actorSystem = systemTotals;
   console.log(
-    table("Group-commit writer and relay, whole Nerve run (registrations, section 2, section 3)", ["transactions", "writes", "avg batch", "largest batch", "retried alone", "relay published", "relay duplicates", "relay failures"], [
-      [writerTotals.transactions, writerTotals.writes, writerTotals.writes / Math.max(1, writerTotals.transactions), writerTotals.largestBatch, writerTotals.retriedAlone, relayTotals.published, relayTotals.duplicates, relayTotals.failures],
+    table("Group-commit writer and relay, whole Nerve run (registrations, section 2, section 3)", ["transactions", "writes", "avg batch", "largest batch", "retried alone", "delete-only txns", "outbox rows deleted", "relay published", "relay duplicates", "relay failures", "relay scans", "relay live passes"], [
+      [writerTotals.transactions, writerTotals.writes, writerTotals.writes / Math.max(1, writerTotals.transactions), writerTotals.largestBatch, writerTotals.retriedAlone, writerTotals.deleteOnlyTransactions, writerTotals.outboxRowsDeleted, relayTotals.published, relayTotals.duplicates, relayTotals.failures, relayTotals.scans, relayTotals.livePasses],
     ]),
   );
 

@@ -35,6 +35,7 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
   gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
+  gauge("nerve_outbox_rows_deleted_total", "Published outbox rows deleted, most within the next group commit", [], (g) => g.set(s.writer.stats.outboxRowsDeleted));
   gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
   gauge("nerve_outbox_pending", "Committed events not yet acknowledged by JetStream", [], async (g) => g.set(await s.repo.outboxSize()));
   gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {

@@ -18,6 +18,8 @@ export interface WriterStats {
   retriedAlone: number;
   /** Published outbox rows deleted (by transactions of their own only when no write came along). */
   outboxRowsDeleted: number;
+  /** Transactions that only deleted published rows (not in `transactions`). */
+  deleteOnlyTransactions: number;
 }
 
 /** Options of the group-commit writer. */
@@ -60,7 +62,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   #deleting: DeleteSet | undefined;
   #running = false;
   #idle: Promise<void> = Promise.resolve();
-  readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0 };
+  readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0, deleteOnlyTransactions: 0 };
 
   constructor(db: Database, opts: GroupCommitOptions = {}) {
     super();
@@ -160,7 +162,8 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     } finally {
       this.#deleting = undefined;
     }
-    this.stats.transactions++;
+    if (writes.length === 0) this.stats.deleteOnlyTransactions++;
+    else this.stats.transactions++;
     this.stats.writes += writes.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, writes.length);
     if (deleting) {

@@ -29,6 +29,10 @@ describe("start-up", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(metrics).toMatch(/^nerve_actors_live \d+/m);
     expect(metrics).toMatch(/^nerve_group_commit_writes_total [1-9]/m);
+    // The relay's acks are deleted by the writer; the registration's event is published by now or soon.
+    expect(await nerve.relay.flush(5_000)).toBe(true);
+    const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(after).toMatch(/^nerve_outbox_rows_deleted_total [1-9]/m);
     expect(metrics).toMatch(/^nerve_consumer_pending\{consumer="notifications",stream="EVENTS_USERS"\} \d+/m);
     expect(metrics).toMatch(/^nerve_consumer_dead_letters\{consumer="catalog"\} 0/m);
     expect(metrics).toContain("nerve_gateway_connections");
