@@ -1,4 +1,4 @@
-/** Runs the real service (`node --import tsx src/main.ts`) as a child process, for crash tests. */
+/** Runs the real service (`node --max-semi-space-size=64 --import tsx src/main.ts`, as `npm start` does) as a child process, for crash tests. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,7 +43,7 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
   const url = opts.env.NATS_URL;
   if (!url) throw new Error("startServiceProcess needs NATS_URL in env");
   let output = "";
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+  const child = spawn(process.execPath, ["--max-semi-space-size=64", "--import", "tsx", "src/main.ts"], {
     cwd: root,
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
