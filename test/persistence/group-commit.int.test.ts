@@ -1,0 +1,98 @@
+/** The group-commit writer on a real SQLite file: outbox rows handed over at commit, and published rows deleted. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { encodeMsgPack } from "../../contracts/index.js";
+import { GroupCommitWriter, Repository, StaleWriteError, openDatabase, type AggregateWrite, type Database, type OutboxRow } from "../../src/persistence/index.js";
+import { tempSqlitePath } from "../support/index.js";
+
+let db: Database;
+let repo: Repository;
+let cleanup: () => Promise<void>;
+beforeAll(async () => {
+  const tmp = await tempSqlitePath();
+  cleanup = tmp.cleanup;
+  db = await openDatabase({ url: `sqlite:${tmp.path}` });
+  repo = new Repository(db);
+});
+afterAll(async () => {
+  await db?.close();
+  await cleanup?.();
+});
+
+let n = 0;
+function write(id: string, version: number): AggregateWrite {
+  n++;
+  const event_id = `0190a0c0-0000-7000-8000-${String(n).padStart(12, "0")}`;
+  return {
+    aggregateType: "User",
+    aggregateId: id,
+    baseVersion: version - 1,
+    version,
+    state: { v: version },
+    now: new Date().toISOString(),
+    events: [
+      {
+        event_id,
+        event_type: "UserProfileUpdated",
+        event_version: 1,
+        occurred_on: new Date().toISOString(),
+        aggregate_version: version,
+        correlation_id: "c",
+        causation_id: null,
+        payload: {},
+        subject: `events.users.UserProfileUpdated.${id}`,
+        body: encodeMsgPack({ event_id }),
+      },
+    ],
+  };
+}
+
+describe("GroupCommitWriter", () => {
+  it("hands over each transaction's outbox rows with their seq, in commit order", async () => {
+    const writer = new GroupCommitWriter(db);
+    const seen: OutboxRow[][] = [];
+    writer.on("committed", (rows) => seen.push(rows));
+    await Promise.all([writer.submit(write("a", 1)), writer.submit(write("b", 1)), writer.submit(write("c", 1))]);
+    await writer.submit(write("a", 2));
+    const rows = seen.flat();
+    expect(rows.map((r) => `${r.aggregate_id}@${r.aggregate_version}`)).toEqual(["a@1", "b@1", "c@1", "a@2"]);
+    expect(seen.length).toBe(2); // the first three shared one transaction
+    const stored = await repo.pendingOutbox(100);
+    expect(rows.map((r) => [r.seq, r.event_id])).toEqual(stored.map((r) => [Number(r.seq), r.event_id]));
+    expect(Buffer.from(rows[3]!.body)).toEqual(Buffer.from(stored[3]!.body));
+  });
+
+  it("deletes released rows with the next write, or in a transaction of their own when none comes", async () => {
+    const writer = new GroupCommitWriter(db);
+    const before = (await repo.pendingOutbox(1000)).map((r) => Number(r.seq));
+    expect(before.length).toBeGreaterThan(1);
+    // Alone: a delete-only transaction, and released() resolves once it has committed.
+    writer.release([before[0]!]);
+    await writer.released();
+    expect((await repo.pendingOutbox(1000)).map((r) => Number(r.seq))).toEqual(before.slice(1));
+    expect(writer.stats.deleteOnlyTransactions).toBe(1);
+    // With a write: one transaction does both.
+    writer.release(before.slice(1));
+    const done = writer.released();
+    await writer.submit(write("d", 1));
+    await done;
+    expect(writer.stats.transactions).toBe(1);
+    expect(writer.stats.deleteOnlyTransactions).toBe(1);
+    expect((await repo.pendingOutbox(1000)).map((r) => r.aggregate_id)).toEqual(["d"]);
+    expect(writer.stats.outboxRowsDeleted).toBe(before.length);
+  });
+
+  it("keeps released rows when their transaction fails, and deletes them with the retry", async () => {
+    const writer = new GroupCommitWriter(db);
+    const [row] = await repo.pendingOutbox(1000);
+    writer.release([Number(row!.seq)]);
+    // A stale write fails the batch; each write is then retried alone, the deletes with the first retry.
+    const stale = writer.submit(write("a", 1));
+    const fine = writer.submit(write("e", 1));
+    const released = writer.released();
+    await expect(stale).rejects.toBeInstanceOf(StaleWriteError);
+    await fine;
+    await released;
+    expect(writer.stats.retriedAlone).toBe(2);
+    expect((await repo.pendingOutbox(1000)).map((r) => r.aggregate_id)).toEqual(["e"]);
+  });
+});
