@@ -1,18 +1,11 @@
 import { SignJWT } from "jose";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNerve, type TestNerve } from "../support/index.js";
-import { SECRET, TestClient, startTestGateway, token } from "./support.js";
+import { describe, expect, it } from "vitest";
+import type { TestNerve } from "../support/index.js";
+import { SECRET, TestClient, token, useNerveAndGateway, type TestGateway } from "./support.js";
 
 let t: TestNerve;
-let gw: Awaited<ReturnType<typeof startTestGateway>>;
-beforeAll(async () => {
-  t = await startTestNerve();
-  gw = await startTestGateway(t.nats.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await t?.close();
-});
+let gw: TestGateway;
+useNerveAndGateway((started) => ({ t, gw } = started));
 
 const key = new TextEncoder().encode(SECRET);
 const refused = (query: Record<string, string>, headers: Record<string, string> = {}) =>

@@ -1,21 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { AckFrame, deriveAccessId } from "../../contracts/index.js";
 import { ensureStreams } from "../../src/nats/index.js";
-import { query, startNatsServer, startTestNerve, type TestNerve } from "../support/index.js";
-import { TestClient, grant, startTestGateway } from "./support.js";
+import { query, startNatsServer, type TestNerve } from "../support/index.js";
+import { TestClient, grant, startTestGateway, useNerveAndGateway, type TestGateway } from "./support.js";
 
 let t: TestNerve;
-let gw: Awaited<ReturnType<typeof startTestGateway>>;
-beforeAll(async () => {
-  t = await startTestNerve();
-  gw = await startTestGateway(t.nats.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await t?.close();
-});
+let gw: TestGateway;
+useNerveAndGateway((started) => ({ t, gw } = started));
 
 describe("client commands", () => {
   it("runs UpdateProgress on the command path for the token's user, acks it, and pushes its events", async () => {

@@ -1,22 +1,15 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { streamConfig } from "../../src/nats/index.js";
-import { startNatsServer, startTestNerve, type TestNerve } from "../support/index.js";
-import { TestClient, grant, progress, startTestGateway } from "./support.js";
+import { startNatsServer, type TestNerve } from "../support/index.js";
+import { TestClient, grant, progress, startTestGateway, useNerveAndGateway, type TestGateway } from "./support.js";
 
 let t: TestNerve;
-let gw: Awaited<ReturnType<typeof startTestGateway>>;
-beforeAll(async () => {
-  t = await startTestNerve();
-  gw = await startTestGateway(t.nats.url, { devTokens: true });
-});
-afterAll(async () => {
-  await gw?.close();
-  await t?.close();
-});
+let gw: TestGateway;
+useNerveAndGateway((started) => ({ t, gw } = started), { devTokens: true });
 
 const get = (port: number, path: string) => fetch(`http://127.0.0.1:${port}${path}`);
 

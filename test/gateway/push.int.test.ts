@@ -1,18 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { EventSchemas, ServerFrame, deriveAccessId } from "../../contracts/index.js";
-import { command, startTestNerve, type TestNerve } from "../support/index.js";
-import { TestClient, grant, progress, startTestGateway } from "./support.js";
+import { command, type TestNerve } from "../support/index.js";
+import { TestClient, grant, progress, useNerveAndGateway, type TestGateway } from "./support.js";
 
 let t: TestNerve;
-let gw: Awaited<ReturnType<typeof startTestGateway>>;
-beforeAll(async () => {
-  t = await startTestNerve();
-  gw = await startTestGateway(t.nats.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await t?.close();
-});
+let gw: TestGateway;
+useNerveAndGateway((started) => ({ t, gw } = started));
 
 describe("live push", () => {
   it("welcomes a learner with their access records and a cursor, then pushes their events in order", async () => {

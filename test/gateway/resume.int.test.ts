@@ -1,18 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNerve, type TestNerve } from "../support/index.js";
-import { EventForge, TestClient, grant, progress, sleep, startTestGateway } from "./support.js";
+import { describe, expect, it } from "vitest";
+import type { TestNerve } from "../support/index.js";
+import { EventForge, TestClient, grant, progress, sleep, startTestGateway, useNerveAndGateway, type TestGateway } from "./support.js";
 
-type TestGateway = Awaited<ReturnType<typeof startTestGateway>>;
 let t: TestNerve;
 let gw: TestGateway;
-beforeAll(async () => {
-  t = await startTestNerve();
-  gw = await startTestGateway(t.nats.url);
-});
-afterAll(async () => {
-  await gw?.close();
-  await t?.close();
-});
+useNerveAndGateway((started) => ({ t, gw } = started));
 
 /** Waits until a gateway has read the stream up to `seq`. */
 async function readUpTo(g: TestGateway, seq: number): Promise<void> {

@@ -6,7 +6,8 @@ import WebSocket from "ws";
 import { deriveAccessId, type EventType } from "../../contracts/index.js";
 import { startGateway, signToken, type Gateway, type GatewayDeps } from "../../src/gateway/index.js";
 import { createLogger } from "../../src/log/index.js";
-import { command } from "../support/index.js";
+import { afterAll, beforeAll } from "vitest";
+import { command, startTestNerve, type TestNerve } from "../support/index.js";
 import { accessEventMessage } from "../support/access-events.js";
 
 /** The secret every gateway test signs with. */
@@ -182,6 +183,27 @@ export class EventForge {
     }
     return seqs;
   }
+}
+
+/** A gateway started by {@link startTestGateway}. */
+export type TestGateway = Awaited<ReturnType<typeof startTestGateway>>;
+
+/**
+ * A test Nerve and a gateway on its NATS for one test file: started before its tests (handed to
+ * `set`), closed after them, the gateway first.
+ */
+export function useNerveAndGateway(set: (started: { t: TestNerve; gw: TestGateway }) => void, opts: Partial<GatewayDeps> = {}): void {
+  let t: TestNerve | undefined;
+  let gw: TestGateway | undefined;
+  beforeAll(async () => {
+    t = await startTestNerve();
+    gw = await startTestGateway(t.nats.url, opts);
+    set({ t, gw });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await t?.close();
+  });
 }
 
 /** Waits for `ms`. */
