@@ -5,8 +5,8 @@ import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jet
 import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { OutboxRelay } from "../../src/outbox/index.js";
-import { GroupCommitWriter, Repository, openDatabase, type AggregateWrite, type Database } from "../../src/persistence/index.js";
-import { startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
+import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
+import { profileWrite, startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
 
 let nats: NatsServerHandle;
 let nc: NatsConnection;
@@ -31,39 +31,13 @@ afterAll(async () => {
   await cleanup?.();
 });
 
-function write(id: string, version: number, eventId: string, context = "users"): AggregateWrite {
-  const envelope = { event_id: eventId, aggregate_id: id, aggregate_version: version };
-  return {
-    aggregateType: "User",
-    aggregateId: id,
-    baseVersion: version - 1,
-    version,
-    state: {},
-    now: new Date().toISOString(),
-    events: [
-      {
-        event_id: eventId,
-        event_type: "UserProfileUpdated",
-        event_version: 1,
-        occurred_on: new Date().toISOString(),
-        aggregate_version: version,
-        correlation_id: "c",
-        causation_id: null,
-        payload: {},
-        subject: `events.${context}.UserProfileUpdated.${id}`,
-        body: encodeMsgPack(envelope),
-      },
-    ],
-  };
-}
-
 describe("OutboxRelay", () => {
   it("does not publish again what the stream already holds, even past the duplicate window", async () => {
     const writer = new GroupCommitWriter(db);
     const repo = new Repository(db);
     const ids = ["0190a0b0-0000-7000-8000-000000000001", "0190a0b0-0000-7000-8000-000000000002"];
-    await writer.submit(write("u1", 1, ids[0]!));
-    await writer.submit(write("u1", 2, ids[1]!));
+    await writer.submit(profileWrite("u1", 1, ids[0]!));
+    await writer.submit(profileWrite("u1", 2, ids[1]!));
     // The crash: JetStream stored version 1, the process died before marking its outbox row.
     const h = headers();
     h.set("Nats-Msg-Id", ids[0]!);
@@ -87,7 +61,7 @@ describe("OutboxRelay", () => {
     const repo = new Repository(db);
     const writes: Promise<void>[] = [];
     for (let v = 1; v <= 5; v++) {
-      for (let a = 0; a < 40; a++) writes.push(writer.submit(write(`w${a}`, v, `0190a0b0-0000-7000-9000-${String(a * 10 + v).padStart(12, "0")}`)));
+      for (let a = 0; a < 40; a++) writes.push(writer.submit(profileWrite(`w${a}`, v, `0190a0b0-0000-7000-9000-${String(a * 10 + v).padStart(12, "0")}`)));
       await Promise.all(writes);
     }
     const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 8 });
@@ -155,7 +129,7 @@ describe("OutboxRelay fed by the writer", () => {
     writer.on("committed", (rows) => relay.offer(rows));
     relay.start();
     const ids = Array.from({ length: 30 }, (_, i) => `m${i}`);
-    for (let v = 1; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId()))));
+    for (let v = 1; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
     expect(await relay.flush(10_000)).toBe(true);
     await relay.stop();
     const seen = byAggregate((await streamed("EVENTS_USERS", "events.users.UserProfileUpdated.>", 2000)).filter((x) => x.startsWith("m")));
@@ -173,19 +147,19 @@ describe("OutboxRelay fed by the writer", () => {
     const repo = new Repository(db);
     // A backlog the relay must read in several passes, then commits during and after the scans.
     const ids = Array.from({ length: 40 }, (_, i) => `t${i}`);
-    for (let v = 1; v <= 5; v++) await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId()))));
+    for (let v = 1; v <= 5; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
     const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 4, batchSize: 50, memoryLimit: 60, deleter: writer });
     writer.on("committed", (rows) => relay.offer(rows));
     relay.start();
     for (let v = 6; v <= 15; v++) {
-      await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId()))));
+      await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
       await new Promise((r) => setImmediate(r));
     }
     expect(await relay.flush(15_000)).toBe(true);
     expect(relay.stats.scans).toBeGreaterThan(1);
     // Caught up, it is live again: the next commits come from memory.
     const live = relay.stats.livePasses;
-    await Promise.all(ids.map((id) => writer.submit(write(id, 16, nextEventId()))));
+    await Promise.all(ids.map((id) => writer.submit(profileWrite(id, 16, nextEventId()))));
     expect(await relay.flush(15_000)).toBe(true);
     await relay.stop();
     expect(relay.stats.livePasses).toBeGreaterThan(live);
@@ -202,12 +176,12 @@ describe("OutboxRelay fed by the writer", () => {
     relay.start();
     // No stream takes events.orders.> yet: every publish fails until it is created.
     const ids = ["f1", "f2", "f3"];
-    for (let v = 1; v <= 4; v++) await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId(), "orders"))));
+    for (let v = 1; v <= 4; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId(), "orders"))));
     await new Promise((r) => setTimeout(r, 300));
     expect(relay.stats.failures).toBeGreaterThan(0);
     expect(await repo.outboxSize()).toBe(12);
     await jsm.streams.add({ name: "RELAY_TEST_ORDERS", subjects: ["events.orders.>"] });
-    for (let v = 5; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(write(id, v, nextEventId(), "orders"))));
+    for (let v = 5; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId(), "orders"))));
     expect(await relay.flush(15_000)).toBe(true);
     await relay.stop();
     const seen = byAggregate(await streamed("RELAY_TEST_ORDERS", "events.orders.>", 18));

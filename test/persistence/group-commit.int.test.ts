@@ -1,8 +1,7 @@
 /** The group-commit writer on a real SQLite file: outbox rows handed over at commit, and published rows deleted. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeMsgPack } from "../../contracts/index.js";
-import { GroupCommitWriter, Repository, StaleWriteError, openDatabase, type AggregateWrite, type Database, type OutboxRow } from "../../src/persistence/index.js";
-import { tempSqlitePath } from "../support/index.js";
+import { GroupCommitWriter, Repository, StaleWriteError, openDatabase, type Database, type OutboxRow } from "../../src/persistence/index.js";
+import { profileWrite, tempSqlitePath } from "../support/index.js";
 
 let db: Database;
 let repo: Repository;
@@ -19,31 +18,10 @@ afterAll(async () => {
 });
 
 let n = 0;
-function write(id: string, version: number): AggregateWrite {
+/** A write of `id` at `version` with a fresh event id. */
+function write(id: string, version: number) {
   n++;
-  const event_id = `0190a0c0-0000-7000-8000-${String(n).padStart(12, "0")}`;
-  return {
-    aggregateType: "User",
-    aggregateId: id,
-    baseVersion: version - 1,
-    version,
-    state: { v: version },
-    now: new Date().toISOString(),
-    events: [
-      {
-        event_id,
-        event_type: "UserProfileUpdated",
-        event_version: 1,
-        occurred_on: new Date().toISOString(),
-        aggregate_version: version,
-        correlation_id: "c",
-        causation_id: null,
-        payload: {},
-        subject: `events.users.UserProfileUpdated.${id}`,
-        body: encodeMsgPack({ event_id }),
-      },
-    ],
-  };
+  return profileWrite(id, version, `0190a0c0-0000-7000-8000-${String(n).padStart(12, "0")}`);
 }
 
 describe("GroupCommitWriter", () => {

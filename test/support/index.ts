@@ -4,3 +4,4 @@ export * from "./tmp.js";
 export * from "./nerve.js";
 export * from "./decider-spec.js";
 export * from "./service-process.js";
+export * from "./writes.js";
