@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve, sep } from "node:path";
+import { exited, killOnExit } from "./children.js";
 
 /** Options for {@link startNatsServer}. */
 export interface NatsServerOptions {
@@ -71,16 +72,6 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-// A test run that dies before afterAll must not leave servers holding ports (temp dirs may remain).
-const live = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const proc of live) proc.kill("SIGKILL");
-});
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once("exit", () => resolve()));
-}
 
 // Guards against a config with an absolute store_dir silently sharing state between runs.
 async function assertStoreInside(httpPort: number, storeDir: string): Promise<void> {
@@ -118,8 +109,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     const argv = args();
     const proc = spawn(bin, argv, { cwd: storeDir, stdio: ["ignore", "ignore", "pipe"] });
     child = proc;
-    live.add(proc);
-    proc.once("exit", () => live.delete(proc));
+    killOnExit(proc);
     proc.once("error", (err) => {
       stderr += `\nspawn error: ${err.message}`;
     });

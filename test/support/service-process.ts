@@ -1,8 +1,9 @@
 /** Runs the real service (`node --max-semi-space-size=64 --import tsx src/main.ts`, as `npm start` does) as a child process, for crash tests. */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
+import { exited, killOnExit } from "./children.js";
 
 /** Options of {@link startServiceProcess}. */
 export interface ServiceProcessOptions {
@@ -27,16 +28,6 @@ export interface ServiceProcess {
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const OUTPUT_TAIL = 16_000;
 
-// A test run that dies before its cleanup must not leave services running.
-const live = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const proc of live) proc.kill("SIGKILL");
-});
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once("exit", () => resolve()));
-}
 
 /** Spawns the service with `env` and resolves once it answers on NATS as the service `nerve`. */
 export async function startServiceProcess(opts: ServiceProcessOptions): Promise<ServiceProcess> {
@@ -48,8 +39,7 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  live.add(child);
-  child.once("exit", () => live.delete(child));
+  killOnExit(child);
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-OUTPUT_TAIL);
   };
