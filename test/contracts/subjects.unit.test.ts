@@ -12,7 +12,6 @@ import {
   EVENT_TYPES,
   EventContexts,
   Headers,
-  NerveError,
   parseCommandSubject,
   querySubject,
   QUERY_TYPES,
@@ -20,17 +19,7 @@ import {
   SERVICE_NAME,
   Streams,
 } from "../../contracts/index.js";
-
-/** Runs `fn` and returns the NerveError it throws (fails the test when it does not throw one). */
-function thrown(fn: () => unknown): NerveError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(NerveError);
-    return err as NerveError;
-  }
-  throw new Error("expected a NerveError, nothing was thrown");
-}
+import { thrown } from "../support/thrown.js";
 
 const unsafeIds = ["a.b", "*", ">", "a b", "", "a".repeat(65), "a\tb", "ü", "a/b"];
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { EventSchemas, NerveError, UpcasterRegistry, upcasters, type Upcaster } from "../../contracts/index.js";
+import { EventSchemas, UpcasterRegistry, upcasters, type Upcaster } from "../../contracts/index.js";
 import { envelopeSample } from "./samples.js";
+import { thrown } from "../support/thrown.js";
 
 // A fabricated history: version 0 of UserRegistered called the name `full_name`.
 const userRegisteredV0: Upcaster = {
@@ -13,16 +14,6 @@ const userRegisteredV0: Upcaster = {
 function v0Envelope() {
   const { payload, ...envelope } = envelopeSample("UserRegistered");
   return { ...envelope, event_version: 0, payload: { user_id: payload.user_id, email: payload.email, full_name: payload.name } as Record<string, unknown> };
-}
-
-function thrown(fn: () => unknown): NerveError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(NerveError);
-    return err as NerveError;
-  }
-  throw new Error("expected a NerveError, nothing was thrown");
 }
 
 describe("UpcasterRegistry", () => {
