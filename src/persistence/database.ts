@@ -30,9 +30,9 @@ export interface Database {
 
 /** Opens the database and brings its schema up to date (MikroORM's safe schema update: nothing is dropped). */
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
-  const entities = [...writeSideEntities, ...(opts.entities ?? [])];
   let orm: MikroORM;
   let dialect: Database["dialect"];
+  const entities = [...writeSideEntities(opts.url.startsWith("sqlite:") ? "sqlite" : "postgresql"), ...(opts.entities ?? [])];
   const common: Partial<Options> = { entities, schemaGenerator: { skipTables: HAND_MADE_TABLES }, discovery: { warnWhenNoEntities: false }, allowGlobalContext: true, debug: false };
   if (opts.url.startsWith("sqlite:")) {
     const { SqliteDriver } = await import("@mikro-orm/sqlite");

@@ -78,42 +78,57 @@ export const SnapshotSchema = new EntitySchema<SnapshotRow>({
   },
 });
 
+/** The databases Nerve runs on. */
+export type Dialect = "sqlite" | "postgresql";
+
+/**
+ * The event log's and the outbox's sequence column: `bigserial` on PostgreSQL; on SQLite `integer`,
+ * the 64-bit rowid alias that `bigint` also becomes there. Declared as `bigint` on SQLite, MikroORM
+ * read the table back as `integer`, saw a difference and rebuilt both tables (copying every
+ * event) at each start.
+ */
+function seqColumn(dialect: Dialect) {
+  return { type: dialect === "sqlite" ? "integer" : "bigint", primary: true, autoincrement: true, fieldName: "seq" } as const;
+}
+
 /** Event log table. */
-export const EventSchema = new EntitySchema<EventRow>({
-  name: "EventRecord",
-  tableName: "nerve_events",
-  properties: {
-    seq: { type: "bigint", primary: true, autoincrement: true, fieldName: "seq" },
-    event_id: { type: "string", length: 36, unique: true, fieldName: "event_id" },
-    event_type: { type: "string", length: 64, fieldName: "event_type" },
-    event_version: { type: "integer", fieldName: "event_version" },
-    occurred_on: { type: "string", length: 32, fieldName: "occurred_on" },
-    aggregate_type: { type: "string", length: 32, fieldName: "aggregate_type" },
-    aggregate_id: { type: "string", length: 64, fieldName: "aggregate_id" },
-    aggregate_version: { type: "integer", fieldName: "aggregate_version" },
-    correlation_id: { type: "string", length: 128, fieldName: "correlation_id" },
-    causation_id: { type: "string", length: 128, nullable: true, fieldName: "causation_id" },
-    payload: { type: "text", fieldName: "payload" },
-  },
-  uniques: [{ name: "nerve_events_aggregate_version", properties: ["aggregate_type", "aggregate_id", "aggregate_version"] }],
-});
+const eventSchema = (dialect: Dialect) =>
+  new EntitySchema<EventRow>({
+    name: "EventRecord",
+    tableName: "nerve_events",
+    properties: {
+      seq: seqColumn(dialect),
+      event_id: { type: "string", length: 36, unique: true, fieldName: "event_id" },
+      event_type: { type: "string", length: 64, fieldName: "event_type" },
+      event_version: { type: "integer", fieldName: "event_version" },
+      occurred_on: { type: "string", length: 32, fieldName: "occurred_on" },
+      aggregate_type: { type: "string", length: 32, fieldName: "aggregate_type" },
+      aggregate_id: { type: "string", length: 64, fieldName: "aggregate_id" },
+      aggregate_version: { type: "integer", fieldName: "aggregate_version" },
+      correlation_id: { type: "string", length: 128, fieldName: "correlation_id" },
+      causation_id: { type: "string", length: 128, nullable: true, fieldName: "causation_id" },
+      payload: { type: "text", fieldName: "payload" },
+    },
+    uniques: [{ name: "nerve_events_aggregate_version", properties: ["aggregate_type", "aggregate_id", "aggregate_version"] }],
+  });
 
 /** Outbox table. */
-export const OutboxSchema = new EntitySchema<OutboxRow>({
-  name: "OutboxRecord",
-  tableName: "nerve_outbox",
-  properties: {
-    seq: { type: "bigint", primary: true, autoincrement: true, fieldName: "seq" },
-    event_id: { type: "string", length: 36, fieldName: "event_id" },
-    aggregate_type: { type: "string", length: 32, fieldName: "aggregate_type" },
-    aggregate_id: { type: "string", length: 64, fieldName: "aggregate_id" },
-    aggregate_version: { type: "integer", fieldName: "aggregate_version" },
-    subject: { type: "string", length: 255, fieldName: "subject" },
-    event_type: { type: "string", length: 64, fieldName: "event_type" },
-    event_version: { type: "integer", fieldName: "event_version" },
-    body: { type: "blob", fieldName: "body" },
-  },
-});
+const outboxSchema = (dialect: Dialect) =>
+  new EntitySchema<OutboxRow>({
+    name: "OutboxRecord",
+    tableName: "nerve_outbox",
+    properties: {
+      seq: seqColumn(dialect),
+      event_id: { type: "string", length: 36, fieldName: "event_id" },
+      aggregate_type: { type: "string", length: 32, fieldName: "aggregate_type" },
+      aggregate_id: { type: "string", length: 64, fieldName: "aggregate_id" },
+      aggregate_version: { type: "integer", fieldName: "aggregate_version" },
+      subject: { type: "string", length: 255, fieldName: "subject" },
+      event_type: { type: "string", length: 64, fieldName: "event_type" },
+      event_version: { type: "integer", fieldName: "event_version" },
+      body: { type: "blob", fieldName: "body" },
+    },
+  });
 
 /** Idempotency key table. */
 export const IdempotencySchema = new EntitySchema<IdempotencyRow>({
@@ -151,5 +166,7 @@ export const TimerSchema = new EntitySchema<TimerRow>({
   },
 });
 
-/** Every entity of the write side. */
-export const writeSideEntities = [SnapshotSchema, EventSchema, OutboxSchema, IdempotencySchema, UserEmailSchema, TimerSchema];
+/** Every entity of the write side, for `dialect`. */
+export function writeSideEntities(dialect: Dialect): EntitySchema<any>[] {
+  return [SnapshotSchema, eventSchema(dialect), outboxSchema(dialect), IdempotencySchema, UserEmailSchema, TimerSchema];
+}
