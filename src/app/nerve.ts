@@ -35,6 +35,9 @@ export interface Nerve {
 /** The version reported by the service API. */
 export const NERVE_VERSION = "0.1.0";
 
+/** Longest a group commit waits for the outbox relay's backlog to shrink before it commits anyway. */
+const ADMISSION_MAX_WAIT_MS = 1000;
+
 /** Starts the whole service in this process. */
 export async function startNerve(config: Config, logger: Logger): Promise<Nerve> {
   const entities = [...consumerEntities, ...readModelEntities];
@@ -51,7 +54,10 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await db.close();
     throw err;
   }
-  const writer = new GroupCommitWriter(db);
+  // The relay is made after the writer (it deletes through it); admission reaches it when asked.
+  let relay: OutboxRelay | undefined;
+  const backlogLimit = 2 * config.NERVE_RELAY_WINDOW;
+  const writer = new GroupCommitWriter(db, { admission: () => relay?.room(backlogLimit, ADMISSION_MAX_WAIT_MS) });
   const system = new ActorSystem({
     load: (type, id) => repo.loadSnapshot(type, id),
     mailboxSize: config.NERVE_MAILBOX_SIZE,
@@ -59,7 +65,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     idleMs: config.NERVE_ACTOR_IDLE_MS,
   });
   const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger });
-  const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer });
+  relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer });
   writer.on("committed", (rows) => relay.offer(rows));
   writer.on("error", (err) => logger.warn({ err }, "deleting published outbox rows failed; retrying"));
   relay.start();

@@ -35,6 +35,9 @@ export interface PublishedRowDeleter {
   released(): Promise<void>;
 }
 
+/** A relay that has had no publish acknowledged for this long holds no writer back. */
+export const STALLED_MS = 500;
+
 /** Longest wait for the deletion of published rows before the table is read anyway. */
 const RELEASE_WAIT_MS = 5_000;
 
@@ -79,10 +82,54 @@ export class OutboxRelay {
   #memoryLost = false;
   /** Highest seq published (or found stored) so far. */
   #highWater = 0;
+  /** Rows of the pass in progress not yet acknowledged or failed. */
+  #unacked = 0;
+  /** When the relay last made progress: an ack, or rows arriving while it had nothing (performance.now()). */
+  #progressAt = 0;
+  /** Who waits for the backlog to shrink (the writer's admission). */
+  #roomWaiters: { limit: number; done: () => void }[] = [];
   readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, scans: 0, livePasses: 0 };
 
   constructor(opts: RelayOptions) {
     this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, ...opts };
+  }
+
+  /**
+   * Committed rows waiting for their JetStream ack: handed over and not yet published, or in flight.
+   * 0 while the relay reads the table (at start, after a failure): then the table is the buffer, and
+   * nothing should wait for the relay.
+   */
+  get backlog(): number {
+    return this.#live && this.#running ? this.#memory.length + this.#unacked : 0;
+  }
+
+  /**
+   * Resolves once the backlog is at most `limit`, the relay leaves live mode, or `maxWaitMs` passes;
+   * undefined when there is room already, or when the relay has rows but JetStream has acknowledged
+   * nothing for {@link STALLED_MS} (NATS is away: the outbox table takes the commands meanwhile). The writer waits
+   * on it before each transaction, so that commands are not accepted faster than their events reach
+   * JetStream.
+   */
+  room(limit: number, maxWaitMs: number): Promise<void> | undefined {
+    if (this.backlog <= limit || performance.now() - this.#progressAt > STALLED_MS) return undefined;
+    return new Promise((resolve) => {
+      const waiter = {
+        limit,
+        done: () => {
+          clearTimeout(timer);
+          this.#roomWaiters = this.#roomWaiters.filter((w) => w !== waiter);
+          resolve();
+        },
+      };
+      const timer = setTimeout(waiter.done, maxWaitMs);
+      this.#roomWaiters.push(waiter);
+    });
+  }
+
+  #checkRoom(): void {
+    if (this.#roomWaiters.length === 0) return;
+    const backlog = this.backlog;
+    for (const w of [...this.#roomWaiters]) if (backlog <= w.limit) w.done();
   }
 
   /** Rows the writer has just committed, in commit order. */
@@ -93,7 +140,9 @@ export class OutboxRelay {
       this.#memory = [];
       this.#memoryLost = true;
       this.#live = false;
+      this.#checkRoom();
     } else {
+      if (this.backlog === 0) this.#progressAt = performance.now();
       for (const r of rows) this.#memory.push(r);
     }
     this.wake();
@@ -128,6 +177,7 @@ export class OutboxRelay {
   /** Stops after the current pass. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#checkRoom();
     this.#wake?.();
     await this.#loop;
   }
@@ -139,11 +189,13 @@ export class OutboxRelay {
       let full = false;
       try {
         const ok = this.#live ? await this.#livePass() : await this.#scanPass();
+        this.#checkRoom();
         full = ok.full;
         backoff = ok.published ? 0 : Math.min(2000, backoff ? backoff * 2 : 50);
       } catch (err) {
         this.#o.logger.error({ err }, "outbox relay pass failed");
         this.#live = false;
+        this.#checkRoom();
         backoff = Math.min(2000, backoff ? backoff * 2 : 50);
       }
       if (!this.#running) break;
@@ -183,6 +235,7 @@ export class OutboxRelay {
     if (!published) {
       this.#live = false;
       this.#memory = [];
+      this.#checkRoom();
     }
     return { published, full: published && this.#memory.length > 0 };
   }
@@ -232,6 +285,7 @@ export class OutboxRelay {
       else queues.set(key, [r]);
     }
     const acked: number[] = [];
+    this.#unacked = rows.length;
     if (this.#verify) await this.#dropStored(queues, acked);
     const ready = [...queues.keys()].filter((k) => queues.get(k)!.length > 0);
     let inflight = 0;
@@ -250,6 +304,7 @@ export class OutboxRelay {
             .publish(row.subject, row.body, { msgID: row.event_id, headers: h })
             .then(
               (ack) => {
+                this.#progressAt = performance.now();
                 acked.push(Number(row.seq));
                 if (ack.duplicate) this.stats.duplicates++;
                 else this.stats.published++;
@@ -261,6 +316,8 @@ export class OutboxRelay {
             )
             .finally(() => {
               inflight--;
+              this.#unacked--;
+              this.#checkRoom();
               if (inflight === 0 && (failed !== undefined || ready.length === 0)) resolve();
               else pump();
             });
@@ -269,6 +326,7 @@ export class OutboxRelay {
       };
       pump();
     });
+    this.#unacked = 0;
     if (acked.length > 0) {
       for (const seq of acked) if (seq > this.#highWater) this.#highWater = seq;
       if (this.#o.deleter) this.#o.deleter.release(acked);

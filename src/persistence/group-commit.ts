@@ -20,12 +20,21 @@ export interface WriterStats {
   outboxRowsDeleted: number;
   /** Transactions that only deleted published rows (not in `transactions`). */
   deleteOnlyTransactions: number;
+  /** Batches that waited for admission (the relay's backlog), and how long in all. */
+  admissionWaits: number;
+  admissionWaitMs: number;
 }
 
 /** Options of the group-commit writer. */
 export interface GroupCommitOptions {
   /** Most writes in one transaction. */
   maxBatch?: number;
+  /**
+   * Asked before each transaction with writes; the writer waits while it returns a promise. Nerve
+   * passes the outbox relay's `room`: commands are then accepted no faster than their events reach
+   * JetStream, instead of piling up unpublished behind quick replies.
+   */
+  admission?: () => Promise<void> | undefined;
 }
 
 /** Pause before retrying a delete-only transaction that failed. */
@@ -56,18 +65,20 @@ interface DeleteSet {
 export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRow[]]; error: [err: unknown] }> {
   readonly #db: Database;
   readonly #maxBatch: number;
+  readonly #admission: (() => Promise<void> | undefined) | undefined;
   #queue: Pending[] = [];
   #deletes: DeleteSet = { seqs: [], waiters: [] };
   /** The deletes the transaction in flight carries. */
   #deleting: DeleteSet | undefined;
   #running = false;
   #idle: Promise<void> = Promise.resolve();
-  readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0, deleteOnlyTransactions: 0 };
+  readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0, deleteOnlyTransactions: 0, admissionWaits: 0, admissionWaitMs: 0 };
 
   constructor(db: Database, opts: GroupCommitOptions = {}) {
     super();
     this.#db = db;
     this.#maxBatch = opts.maxBatch ?? 512;
+    this.#admission = opts.admission;
   }
 
   /** Resolves once the write is committed; rejects with the database's error when it is not. */
@@ -107,6 +118,13 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0 || this.#deletes.seqs.length > 0) {
+        const wait = this.#queue.length > 0 ? this.#admission?.() : undefined;
+        if (wait) {
+          const started = performance.now();
+          await wait;
+          this.stats.admissionWaits++;
+          this.stats.admissionWaitMs += performance.now() - started;
+        }
         const batch = this.#queue.splice(0, this.#maxBatch);
         await this.#commit(batch);
       }

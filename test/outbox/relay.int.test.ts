@@ -187,4 +187,38 @@ describe("OutboxRelay fed by the writer", () => {
     const seen = byAggregate(await streamed("RELAY_TEST_ORDERS", "events.orders.>", 18));
     for (const id of ids) expect(seen.get(id), id).toEqual([1, 2, 3, 4, 5, 6]);
   });
+
+  it("admits a group commit only while at most the limit of committed rows awaits JetStream's ack", async () => {
+    const repo = new Repository(db);
+    const limit = 10;
+    const admittedAt: number[] = [];
+    let relay: OutboxRelay | undefined;
+    const writer = new GroupCommitWriter(db, {
+      admission: () => {
+        const wait = relay!.room(limit, 10_000);
+        if (!wait) return void admittedAt.push(relay!.backlog);
+        return wait.then(() => void admittedAt.push(relay!.backlog));
+      },
+    });
+    relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 4, deleter: writer });
+    writer.on("committed", (rows) => relay.offer(rows));
+    expect(relay.backlog).toBe(0);
+    relay.start();
+    expect(await relay.flush(10_000)).toBe(true);
+    // Rounds of 200 aggregates: with 4 publishes in flight, each round takes the relay many round trips.
+    const ids = Array.from({ length: 200 }, (_, i) => `adm${i}`);
+    for (let v = 1; v <= 3; v++) {
+      await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
+      if (v < 3) expect(relay.backlog).toBeGreaterThan(limit);
+    }
+    expect(writer.stats.admissionWaits).toBeGreaterThanOrEqual(2);
+    expect(admittedAt.length).toBeGreaterThanOrEqual(3);
+    for (const b of admittedAt) expect(b).toBeLessThanOrEqual(limit);
+    expect(await relay.flush(15_000)).toBe(true);
+    expect(relay.backlog).toBe(0);
+    expect(relay.room(0, 1000)).toBeUndefined();
+    await relay.stop();
+    const seen = byAggregate((await streamed("EVENTS_USERS", "events.users.UserProfileUpdated.>", 5000)).filter((x) => x.startsWith("adm")));
+    for (const id of ids) expect(seen.get(id), id).toEqual([1, 2, 3]);
+  });
 });

@@ -73,4 +73,34 @@ describe("GroupCommitWriter", () => {
     expect(writer.stats.retriedAlone).toBe(2);
     expect((await repo.pendingOutbox(1000)).map((r) => r.aggregate_id)).toEqual(["e"]);
   });
+
+  it("waits for admission before a transaction with writes, never before deletes alone", async () => {
+    let open: () => void = () => undefined;
+    let asked = 0;
+    let gate: Promise<void> | undefined = new Promise<void>((r) => (open = r));
+    const writer = new GroupCommitWriter(db, {
+      admission: () => {
+        asked++;
+        return gate;
+      },
+    });
+    // Deletes alone go through while the gate is shut.
+    const [row] = await repo.pendingOutbox(1000);
+    writer.release([Number(row!.seq)]);
+    await writer.released();
+    expect(asked).toBe(0);
+    // A write waits; what arrives meanwhile joins its transaction.
+    let committed = false;
+    const first = writer.submit(write("f", 1)).then(() => (committed = true));
+    await new Promise((r) => setTimeout(r, 50));
+    const second = writer.submit(write("g", 1));
+    expect(committed).toBe(false);
+    expect(asked).toBe(1);
+    gate = undefined;
+    open();
+    await Promise.all([first, second]);
+    expect(writer.stats.transactions).toBe(1);
+    expect(writer.stats.admissionWaits).toBe(1);
+    expect(writer.stats.admissionWaitMs).toBeGreaterThanOrEqual(40);
+  });
 });
