@@ -36,6 +36,9 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
   gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
   gauge("nerve_outbox_rows_deleted_total", "Published outbox rows deleted, most within the next group commit", [], (g) => g.set(s.writer.stats.outboxRowsDeleted));
+  gauge("nerve_group_commit_admission_waits_total", "Group commits that waited for the outbox relay's backlog to shrink", [], (g) => g.set(s.writer.stats.admissionWaits));
+  gauge("nerve_group_commit_admission_wait_seconds_total", "Time group commits waited for the outbox relay's backlog", [], (g) => g.set(s.writer.stats.admissionWaitMs / 1000));
+  gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
   gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
   gauge("nerve_outbox_pending", "Committed events not yet acknowledged by JetStream", [], async (g) => g.set(await s.repo.outboxSize()));
   gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {

@@ -33,6 +33,9 @@ describe("start-up", () => {
     expect(await nerve.relay.flush(5_000)).toBe(true);
     const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(after).toMatch(/^nerve_outbox_rows_deleted_total [1-9]/m);
+    expect(after).toMatch(/^nerve_outbox_backlog 0$/m);
+    expect(after).toMatch(/^nerve_group_commit_admission_waits_total \d+$/m);
+    expect(after).toMatch(/^nerve_group_commit_admission_wait_seconds_total [\d.e-]+$/m);
     expect(metrics).toMatch(/^nerve_consumer_pending\{consumer="notifications",stream="EVENTS_USERS"\} \d+/m);
     expect(metrics).toMatch(/^nerve_consumer_dead_letters\{consumer="catalog"\} 0/m);
     expect(metrics).toContain("nerve_gateway_connections");
