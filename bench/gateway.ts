@@ -46,24 +46,35 @@ export interface GatewayBenchOptions {
 /** One fixed-rate phase: p50/p99/max from the driving side (command reply or publish ack) to frame, and from JetStream's store time. */
 export type LatencyFigures = RatePhase & { frames: number; missing: number; p50Ms: number; p99Ms: number; maxMs: number; storedP50Ms: number; storedP99Ms: number } & FrameCpu;
 
-/** CPU per delivered frame: the delivery server's, and this process's (the learners' sockets and the load). */
+/**
+ * CPU per delivered frame: the delivery server's, this process's (the learners' sockets and the load),
+ * and, where they run, Nerve's (the command path with its consumers) and nats-server's; with their sum,
+ * the rate the machine's cores allow at that cost.
+ */
 export interface FrameCpu {
   serverCpuUsPerFrame?: number | undefined;
   benchCpuUsPerFrame?: number | undefined;
+  nerveCpuUsPerFrame?: number | undefined;
+  natsCpuUsPerFrame?: number | undefined;
+  /** Every process above together. */
+  machineCpuUsPerFrame?: number | undefined;
+  /** The frames per second the machine's cores allow at that cost. */
+  cpuBoundRate?: number | undefined;
 }
 
-/** Starts counting CPU of the server `pid` and of this process; the result gives µs per frame. */
-function frameCpu(pid: number): (frames: number) => FrameCpu {
-  const server0 = processCpuMs(pid);
+/** Starts counting CPU of the server `pid`, of this process, and of Nerve and nats-server where given; the result gives µs per frame. */
+function frameCpu(pid: number, others: { nerve?: number | undefined; nats?: number | undefined } = {}): (frames: number) => FrameCpu {
+  const read = () => ({ server: processCpuMs(pid), nerve: others.nerve === undefined ? undefined : processCpuMs(others.nerve), nats: others.nats === undefined ? undefined : processCpuMs(others.nats) });
+  const before = read();
   const self0 = process.cpuUsage();
   return (frames) => {
-    const server1 = processCpuMs(pid);
+    const after = read();
     const self = process.cpuUsage(self0);
     if (frames <= 0) return {};
-    return {
-      serverCpuUsPerFrame: server0 !== undefined && server1 !== undefined ? round(((server1 - server0) * 1000) / frames, 2) : undefined,
-      benchCpuUsPerFrame: round((self.user + self.system) / frames, 2),
-    };
+    const per = (k: "server" | "nerve" | "nats") => (before[k] !== undefined && after[k] !== undefined ? round(((after[k]! - before[k]!) * 1000) / frames, 2) : undefined);
+    const figures: FrameCpu = { serverCpuUsPerFrame: per("server"), benchCpuUsPerFrame: round((self.user + self.system) / frames, 2), nerveCpuUsPerFrame: per("nerve"), natsCpuUsPerFrame: per("nats") };
+    const machine = (figures.serverCpuUsPerFrame ?? 0) + figures.benchCpuUsPerFrame! + (figures.nerveCpuUsPerFrame ?? 0) + (figures.natsCpuUsPerFrame ?? 0);
+    return { ...figures, machineCpuUsPerFrame: round(machine, 1), cpuBoundRate: machine > 0 ? Math.round((cpus().length * 1e6) / machine) : undefined };
   };
 }
 
@@ -134,7 +145,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
     book.reset();
     stored.reset();
     const framesBefore = fleet.frames;
-    const cpu = frameCpu(serverPid);
+    const cpu = frameCpu(serverPid, { nerve: nerve?.pid, nats: nats.pid });
     log(what);
     const phase = await run(() => stored.reset());
     const drainUntil = Date.now() + 10_000;
@@ -221,7 +232,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
       log(`${mode}: flooding EVENTS_ACCESS (${opts.floodEvents} events, at most ${opts.floodMs / 1000} s)…`);
       const seqBefore = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq;
       const framesBefore = fleet.frames;
-      const cpu = frameCpu(child.pid);
+      const cpu = frameCpu(child.pid, { nats: nats.pid });
       const flood = await floodEvents(nc, events, opts.floodMs);
       const storedCount = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq - seqBefore;
       const drainStart = performance.now();
@@ -266,7 +277,8 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
   };
 }
 
-const cpuCell = (f: FrameCpu) => `${f.serverCpuUsPerFrame ?? "-"} / ${f.benchCpuUsPerFrame ?? "-"}`;
+const cpuCell = (f: FrameCpu) => `${f.serverCpuUsPerFrame ?? "-"} / ${f.benchCpuUsPerFrame ?? "-"} / ${f.nerveCpuUsPerFrame ?? "-"} / ${f.natsCpuUsPerFrame ?? "-"}`;
+const budgetCell = (f: FrameCpu) => `${f.machineCpuUsPerFrame ?? "-"} µs → ${f.cpuBoundRate ?? "-"}/s`;
 
 /** The side-by-side table of a result. */
 export function gatewayTable(result: Record<string, unknown>): string {
@@ -281,11 +293,12 @@ export function gatewayTable(result: Record<string, unknown>): string {
       both(`${l.rate}/s ${label}: achieved`, (x) => `${r(x).achievedPerSecond}/s (${r(x).failed} failed, ${r(x).missing} missing)`);
       both(`  ${kind === "direct" ? "ack" : "reply"}→frame p50/p99/max`, (x) => `${r(x).p50Ms} / ${r(x).p99Ms} / ${r(x).maxMs} ms`);
       both("  stored→frame p50/p99", (x) => `${r(x).storedP50Ms} / ${r(x).storedP99Ms} ms`);
-      both("  CPU µs/frame: server / bench", (x) => cpuCell(r(x)));
+      both("  CPU µs/frame: server / bench / Nerve / nats", (x) => cpuCell(r(x)));
+      both("  machine CPU/frame → CPU-bound rate", (x) => budgetCell(r(x)));
     });
   }
   both("flood: frames/s delivered", (x) => `${x.saturation?.framesPerSecond ?? "-"}/s (stored ${x.saturation?.publishPerSecond ?? "-"}/s)`);
-  both("  CPU µs/frame: server / bench", (x) => (x.saturation ? cpuCell(x.saturation) : "-"));
+  both("  CPU µs/frame: server / bench / Nerve / nats", (x) => (x.saturation ? cpuCell(x.saturation) : "-"));
   both("closed early", (x) => String(x.closedEarly));
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((cell, c) => cell.padEnd(w[c]!)).join("  ")).join("\n");
