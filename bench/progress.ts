@@ -1,0 +1,104 @@
+/**
+ * The UpdateProgress bench (`npm run bench:progress`): learners' progress updates through the service
+ * process as `npm start` runs it, with the access context's consumers (analytics, learner-progress,
+ * notifications, audit) and the embedded gateway's feed reading every event. For each load: updates
+ * answered per second, when JetStream stored each event after its reply (seen by an ordered consumer
+ * of the bench's own), CPU per update of the service, nats-server and the bench, and how far the
+ * consumers are behind when the load ends. The last load offers more than the machine can take, with
+ * 2,048 requests in flight: admission must keep the stream close behind the replies there too.
+ * `BENCH_QUICK=1` makes it small.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { cpus } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { decodeMsgPack } from "../contracts/index.js";
+import { freePort, startNatsServer } from "../test/support/nats-server.js";
+import { startServiceProcess } from "../test/support/service-process.js";
+import { tempSqlitePath } from "../test/support/tmp.js";
+import { LatencyBook } from "./gateway-clients.js";
+import { Learners, grantAll, progressAtRate } from "./gateway-load.js";
+import { percentile } from "./percentiles.js";
+import { table } from "./table.js";
+import { processCpuMs } from "./thread-cpu.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const quick = process.env.BENCH_QUICK === "1" || process.env.BENCH_QUICK === "true";
+const LEARNERS = quick ? 500 : 2000;
+const PHASE_MS = quick ? 3000 : 8000;
+/** [offered updates/s, most in flight]. */
+const LOADS: [number, number][] = quick ? [[500, 4096], [20_000, 2048]] : [[1000, 4096], [2000, 4096], [20_000, 2048]];
+const ACCESS_CONSUMERS = ["analytics", "learner-progress", "notifications", "audit"];
+
+const nats = await startNatsServer();
+const db = await tempSqlitePath();
+const nc = await connect({ servers: nats.url, noAsyncTraces: true, name: "progress-bench" });
+const nerve = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: String(await freePort()), NERVE_JWT_SECRET: "progress-bench-secret-0123456789" } });
+const rows: (string | number)[][] = [];
+const results: Record<string, unknown>[] = [];
+try {
+  const learners = new Learners(LEARNERS);
+  console.error(`granting ${LEARNERS} learners, then warming up…`);
+  await grantAll(nc, learners);
+  await progressAtRate(nc, learners, new LatencyBook(), 2000, 2000, 2000);
+  const jsm = await jetstreamManager(nc);
+  // reply → stored: the bench's reply time against the arrival of the stored event at the bench.
+  const index = new Map(learners.accessIds.map((id, i) => [id, i]));
+  let book = new LatencyBook();
+  const watch = await (await jetstream(nc).consumers.get("EVENTS_ACCESS", { deliver_policy: DeliverPolicy.New })).consume({
+    callback: (m) => {
+      const d = decodeMsgPack(m.data);
+      const e = d.ok ? (d.value as { aggregate_id?: string; payload?: { progress?: number } }) : undefined;
+      const i = e?.aggregate_id === undefined ? undefined : index.get(e.aggregate_id);
+      if (i !== undefined && e?.payload?.progress !== undefined) book.frame(`${i}:${e.payload.progress}`, performance.now());
+    },
+  });
+  for (const [rate, inflight] of LOADS) {
+    console.error(`${rate} UpdateProgress/s offered, at most ${inflight} in flight, for ${PHASE_MS / 1000} s…`);
+    book = new LatencyBook();
+    const seq0 = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq;
+    const cpu0 = { service: processCpuMs(nerve.pid)!, nats: processCpuMs(nats.pid)!, bench: process.cpuUsage() };
+    const r = await progressAtRate(nc, learners, book, rate, PHASE_MS, 0, () => undefined, inflight);
+    const cpu = { service: processCpuMs(nerve.pid)! - cpu0.service, nats: processCpuMs(nats.pid)! - cpu0.nats, bench: process.cpuUsage(cpu0.bench) };
+    const drainUntil = Date.now() + 10_000;
+    while (book.waiting > 0 && Date.now() < drainUntil) await new Promise((res) => setTimeout(res, 20));
+    const stored = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq - seq0;
+    const lag = await Promise.all(ACCESS_CONSUMERS.map(async (c) => (await jsm.consumers.info("EVENTS_ACCESS", c)).num_pending));
+    const sorted = [...book.samples].sort((a, b) => a - b);
+    const per = (ms: number) => Math.round((ms * 1000) / r.ok);
+    const phase = {
+      offered: rate,
+      inflight,
+      answeredPerSecond: Math.round(r.ok / r.seconds),
+      failed: r.failed,
+      eventsStored: stored,
+      replyToStoredP50Ms: Math.round(percentile(sorted, 50) * 10) / 10,
+      replyToStoredP99Ms: Math.round(percentile(sorted, 99) * 10) / 10,
+      cpuUsPerUpdate: { service: per(cpu.service), natsServer: per(cpu.nats), bench: per((cpu.bench.user + cpu.bench.system) / 1000) },
+      consumersPendingAfter: Object.fromEntries(ACCESS_CONSUMERS.map((c, i) => [c, lag[i]])),
+    };
+    results.push(phase);
+    const machine = phase.cpuUsPerUpdate.service + phase.cpuUsPerUpdate.natsServer + phase.cpuUsPerUpdate.bench;
+    rows.push([rate, inflight, phase.answeredPerSecond, r.failed, stored, phase.replyToStoredP50Ms, phase.replyToStoredP99Ms, phase.cpuUsPerUpdate.service, phase.cpuUsPerUpdate.natsServer, phase.cpuUsPerUpdate.bench, Math.round((cpus().length * 1e6) / machine), Math.max(...lag)]);
+  }
+  await watch.close();
+} finally {
+  await nerve.stop().catch(() => undefined);
+  await nc.close().catch(() => undefined);
+  await nats.stop();
+  await db.cleanup();
+}
+console.log(
+  table(
+    `UpdateProgress through the service with the access consumers (${LEARNERS} learners, ${PHASE_MS / 1000} s per load)`,
+    ["offered/s", "in flight", "answered/s", "failed", "events stored", "reply→stored p50 ms", "p99 ms", "service µs/update", "nats-server µs", "bench µs", "CPU-bound rate", "consumer lag after"],
+    rows,
+  ),
+);
+const dir = join(ROOT, "bench", "results");
+await mkdir(dir, { recursive: true });
+const out = { startedAt: new Date().toISOString(), quick, learners: LEARNERS, phaseMs: PHASE_MS, machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version }, phases: results };
+await writeFile(join(dir, `latest-progress${quick ? "-quick" : ""}.json`), JSON.stringify(out, null, 2));
+process.exit(0);
