@@ -22,6 +22,11 @@ import { ProgressQuery } from "./progress-query.js";
 import { Sessions } from "./session.js";
 import { assertNativeApp, loadUws, type us_listen_socket } from "./uws.js";
 
+/** uWS's listen option that leaves SO_REUSEPORT off (`ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT`). */
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+/** `listen(host, port, options, cb)`: the native addon takes it, the published typings omit it. */
+type ListenWithHost = (host: string, port: number, options: number, cb: (s: us_listen_socket | false) => void) => unknown;
+
 /** Everything the gateway needs; only the first four are required. */
 export interface GatewayDeps {
   /** The NATS connection (shared with the service, or the gateway's own). */
@@ -156,8 +161,11 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     const done = (s: us_listen_socket | false) => (s ? resolve(s) : reject(new Error(`gateway could not listen on ${deps.host ?? "*"}:${deps.port}`)));
-    if (deps.host) app.listen(deps.host, deps.port, done);
-    else app.listen(deps.port, done);
+    // Exclusive: by default uWS sets SO_REUSEPORT, so a second process listening on the same port
+    // (another instance, or a test's gateway handed the same ephemeral port) silently shares its
+    // connections instead of failing to start.
+    if (deps.host) (app.listen as unknown as ListenWithHost).call(app, deps.host, deps.port, LIBUS_LISTEN_EXCLUSIVE_PORT, done);
+    else app.listen(deps.port, LIBUS_LISTEN_EXCLUSIVE_PORT, done);
   }).catch(async (err) => {
     await feed.stop();
     hub.closeAll(1001, "");
