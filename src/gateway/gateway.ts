@@ -145,6 +145,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     open: (ws) => {
       const c = ws.getUserData();
       c.ws = ws;
+      logger.debug({ user_id: c.userId }, "socket opened");
       hub.opened(c);
       // Outside this callback: it runs inside `res.upgrade`, and a NATS request issued from there
       // (the session's stream-info check) got the fresh socket closed with 1006 before it was used.

@@ -38,8 +38,10 @@ export type Frame = { type: string; cursor?: string; event?: any; progress?: any
 /** A WebSocket client that records every frame. */
 export class TestClient {
   readonly frames: Frame[] = [];
-  closed: { code: number; reason: string } | undefined;
+  closed: { code: number; reason: string; msAfterOpen?: number; error?: string } | undefined;
   readonly ws: WebSocket;
+  #openedAt = 0;
+  #error: string | undefined;
   readonly #waiters = new Set<() => void>();
 
   private constructor(ws: WebSocket) {
@@ -48,8 +50,11 @@ export class TestClient {
       this.frames.push(JSON.parse(String(data)));
       this.#wake();
     });
+    ws.on("open", () => (this.#openedAt = Date.now()));
+    ws.on("error", (err) => (this.#error = err.message));
     ws.on("close", (code, reason) => {
-      this.closed = { code, reason: reason.toString() };
+      // When and why, for the failure message of a wait that never ends.
+      this.closed = { code, reason: reason.toString(), ...(this.#openedAt ? { msAfterOpen: Date.now() - this.#openedAt } : {}), ...(this.#error ? { error: this.#error } : {}) };
       this.#wake();
     });
   }
