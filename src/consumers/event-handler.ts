@@ -1,9 +1,7 @@
 /** Applies events to one subscriber exactly once per event_id, whatever the transport redelivers. */
 import type { EnvelopeBase, EventType } from "../../contracts/index.js";
 import { EventContexts } from "../../contracts/index.js";
-import type { Transaction } from "@mikro-orm/core";
 import type { Database } from "../persistence/index.js";
-import { runStatement, sqliteHandleOf, type Method } from "../persistence/sqlite-statements.js";
 import type { Subscriber, Tx } from "./subscriber.js";
 
 // Bound on the bound parameters of one inbox insert (3 per row), far below SQLite's and PostgreSQL's limits.
@@ -12,21 +10,11 @@ const INBOX_ROWS_PER_STATEMENT = 500;
 /** What became of one event. */
 export type Outcome = "handled" | "duplicate" | "skipped";
 
-/**
- * Wraps MikroORM's connection (optionally inside a transaction) as a {@link Tx}. Inside a transaction
- * on SQLite the statements run on the transaction's driver connection with bound parameters (see
- * sqlite-statements.ts): a projection batch is hundreds of small statements.
- */
-export function txOf(db: Database, trx?: Transaction): Tx {
-  const viaOrm = (sql: string, params: unknown[], method: Method) => db.connection.execute(sql, params, method, trx as never) as Promise<any>;
-  if (!trx || db.dialect !== "sqlite") return { dialect: db.dialect, execute: (sql, params = [], method = "all") => viaOrm(sql, params, method) };
-  const handle = sqliteHandleOf(trx);
+/** Wraps MikroORM's connection (optionally inside a transaction) as a {@link Tx}. */
+export function txOf(db: Database, trx?: unknown): Tx {
   return {
     dialect: db.dialect,
-    execute: async (sql, params = [], method = "all") => {
-      const h = await handle;
-      return h ? runStatement(h, sql, params, method) : viaOrm(sql, params, method);
-    },
+    execute: (sql, params = [], method = "all") => db.connection.execute(sql, params, method, trx as never) as Promise<any>,
   };
 }
 

@@ -2,7 +2,6 @@
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import type { Transaction } from "@mikro-orm/core";
 import type { OutboxRow } from "./entities.js";
-import { runStatement, sqliteHandleOf } from "./sqlite-statements.js";
 
 /** A SQL statement with positional parameters. */
 export interface SqlOp {
@@ -61,16 +60,29 @@ function values(rows: number, cols: number): string {
 /** Runs one statement inside the batch's transaction. */
 type Exec = <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>;
 
+interface Sqlite3Handle {
+  all(sql: string, params: unknown[], cb: (err: Error | null, rows: unknown[]) => void): void;
+  run(sql: string, params: unknown[], cb: (err: Error | null) => void): void;
+}
+
 /**
  * The statement runner of a transaction. MikroORM manages the transaction (BEGIN/COMMIT on its
  * connection); on SQLite the statements themselves go to the driver's handle of that same
- * connection with bound parameters and cached prepared statements, because MikroORM inlines every
- * parameter into the SQL text — hundreds of kilobytes of escaped text per batch on the hottest path
- * of the service.
+ * connection with bound parameters, because MikroORM inlines every parameter into the SQL text —
+ * hundreds of kilobytes of escaped text per batch on the hottest path of the service.
  */
 async function executorOf(conn: AbstractSqlConnection, trx: Transaction): Promise<Exec> {
-  const handle = conn.getPlatform().constructor.name === "BetterSqlitePlatform" ? await sqliteHandleOf(trx) : undefined;
-  if (handle) return async (sql, params, method) => runStatement(handle, sql, params, method);
+  const client = (trx as unknown as { client?: { acquireConnection?: () => Promise<unknown>; dialect?: string } }).client;
+  if (conn.getPlatform().constructor.name === "SqlitePlatform" && client?.acquireConnection) {
+    const handle = (await client.acquireConnection()) as Sqlite3Handle;
+    if (typeof handle?.all === "function" && typeof handle.run === "function") {
+      return (sql, params, method) =>
+        new Promise((resolve, reject) => {
+          if (method === "all") handle.all(sql, params, (err, rows) => (err ? reject(err) : resolve(rows as never)));
+          else handle.run(sql, params, (err) => (err ? reject(err) : resolve([] as never)));
+        });
+    }
+  }
   return (sql, params, method) => conn.execute(sql, params, method, trx) as never;
 }
 

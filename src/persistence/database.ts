@@ -35,9 +35,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const entities = [...writeSideEntities(opts.url.startsWith("sqlite:") ? "sqlite" : "postgresql"), ...(opts.entities ?? [])];
   const common: Partial<Options> = { entities, schemaGenerator: { skipTables: HAND_MADE_TABLES }, discovery: { warnWhenNoEntities: false }, allowGlobalContext: true, debug: false };
   if (opts.url.startsWith("sqlite:")) {
-    const { BetterSqliteDriver } = await import("@mikro-orm/better-sqlite");
+    const { SqliteDriver } = await import("@mikro-orm/sqlite");
     dialect = "sqlite";
-    orm = await MikroORM.init({ ...common, driver: BetterSqliteDriver, dbName: opts.url.slice("sqlite:".length) } as Options);
+    orm = await MikroORM.init({ ...common, driver: SqliteDriver, dbName: opts.url.slice("sqlite:".length) } as Options);
     const conn = orm.em.getConnection() as AbstractSqlConnection;
     await conn.execute("pragma journal_mode = WAL");
     await conn.execute(`pragma synchronous = ${opts.sqliteSynchronous ?? "FULL"}`);
@@ -49,26 +49,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   } else {
     throw new Error(`NERVE_DB must be sqlite:<path> or a postgres:// URL, got ${opts.url}`);
   }
+  await orm.schema.updateSchema({ safe: true });
   const connection = orm.em.getConnection() as AbstractSqlConnection;
-  if (dialect === "sqlite") await updateSqliteSchema(orm, connection);
-  else await orm.schema.updateSchema({ safe: true });
   return { orm, connection, dialect, close: () => orm.close(true) };
-}
-
-/**
- * MikroORM's safe schema update on SQLite. MikroORM hands its update script to the driver in
- * chunks that better-sqlite3's one-statement `prepare` refuses (`pragma foreign_keys = on;pragma
- * foreign_keys = off;` on one line), so the script runs through the driver's `exec`, which takes
- * many statements, on the pool's one connection.
- */
-async function updateSqliteSchema(orm: MikroORM, connection: AbstractSqlConnection): Promise<void> {
-  const sql = await orm.schema.getUpdateSchemaSQL({ safe: true });
-  if (sql.trim() === "") return;
-  const client = connection.getKnex().client as { acquireConnection(): Promise<{ exec(sql: string): void }>; releaseConnection(c: unknown): Promise<void> };
-  const handle = await client.acquireConnection();
-  try {
-    handle.exec(sql);
-  } finally {
-    await client.releaseConnection(handle);
-  }
 }
