@@ -106,9 +106,9 @@ export class OutboxRelay {
   /**
    * Resolves once the backlog is at most `limit`, the relay leaves live mode, or `maxWaitMs` passes;
    * undefined when there is room already, or when the relay has rows but JetStream has acknowledged
-   * nothing for {@link STALLED_MS} (NATS is away: the outbox table takes the commands meanwhile). The writer waits
-   * on it before each transaction, so that commands are not accepted faster than their events reach
-   * JetStream.
+   * nothing for {@link STALLED_MS} (NATS is away: the outbox table takes the commands meanwhile).
+   * The writer waits on it before each transaction, so that commands are not accepted faster than
+   * their events reach JetStream.
    */
   room(limit: number, maxWaitMs: number): Promise<void> | undefined {
     if (this.backlog <= limit || performance.now() - this.#progressAt > STALLED_MS) return undefined;

@@ -34,7 +34,7 @@ describe("listening", () => {
         other.once("exit", (code) => reject(new Error(`listener exited ${code}`)));
       });
       await expect(startTestGateway(nats.url, { port })).rejects.toThrow(`gateway could not listen on 127.0.0.1:${port}`);
-      // Its own ephemeral port is exclusive too: the other process cannot join it.
+      // On a port of its own it starts and serves.
       const gw = await startTestGateway(nats.url);
       try {
         expect(gw.port).not.toBe(port);
