@@ -4,7 +4,7 @@ import { headers, nanos, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
 import { createLogger } from "../../src/log/index.js";
-import { OutboxRelay } from "../../src/outbox/index.js";
+import { OutboxRelay, type RelayOptions } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
 import { profileWrite, startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
 
@@ -121,12 +121,18 @@ function nextEventId(): string {
   return `0190a0b1-0000-7000-8000-${String(eventNo).padStart(12, "0")}`;
 }
 
+/** A relay fed by `writer` as Nerve wires it: the writer hands over committed rows and deletes the published ones. Not started. */
+function wiredRelay(writer: GroupCommitWriter, opts: Omit<RelayOptions, "repo" | "js" | "jsm" | "logger" | "deleter">): OutboxRelay {
+  const relay = new OutboxRelay({ repo: new Repository(db), js: jetstream(nc), jsm, logger: createLogger("silent"), deleter: writer, ...opts });
+  writer.on("committed", (rows) => relay.offer(rows));
+  return relay;
+}
+
 describe("OutboxRelay fed by the writer", () => {
   it("publishes what the writer hands over from memory, in per-aggregate order, and the writer deletes the rows", async () => {
     const writer = new GroupCommitWriter(db);
     const repo = new Repository(db);
-    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 8, deleter: writer });
-    writer.on("committed", (rows) => relay.offer(rows));
+    const relay = wiredRelay(writer, { window: 8 });
     relay.start();
     const ids = Array.from({ length: 30 }, (_, i) => `m${i}`);
     for (let v = 1; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
@@ -144,12 +150,10 @@ describe("OutboxRelay fed by the writer", () => {
 
   it("takes over from the table without a gap or a repeat while commits keep coming, also when memory overflows", async () => {
     const writer = new GroupCommitWriter(db);
-    const repo = new Repository(db);
     // A backlog the relay must read in several passes, then commits during and after the scans.
     const ids = Array.from({ length: 40 }, (_, i) => `t${i}`);
     for (let v = 1; v <= 5; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
-    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 4, batchSize: 50, memoryLimit: 60, deleter: writer });
-    writer.on("committed", (rows) => relay.offer(rows));
+    const relay = wiredRelay(writer, { window: 4, batchSize: 50, memoryLimit: 60 });
     relay.start();
     for (let v = 6; v <= 15; v++) {
       await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
@@ -171,8 +175,7 @@ describe("OutboxRelay fed by the writer", () => {
   it("goes back to the table after a failed publish and loses or repeats nothing once the stream is there", async () => {
     const writer = new GroupCommitWriter(db);
     const repo = new Repository(db);
-    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 8, deleter: writer });
-    writer.on("committed", (rows) => relay.offer(rows));
+    const relay = wiredRelay(writer, { window: 8 });
     relay.start();
     // No stream takes events.orders.> yet: every publish fails until it is created.
     const ids = ["f1", "f2", "f3"];
@@ -189,7 +192,6 @@ describe("OutboxRelay fed by the writer", () => {
   });
 
   it("admits a group commit only while at most the limit of committed rows awaits JetStream's ack", async () => {
-    const repo = new Repository(db);
     const limit = 10;
     const admittedAt: number[] = [];
     let relay: OutboxRelay | undefined;
@@ -200,8 +202,7 @@ describe("OutboxRelay fed by the writer", () => {
         return wait.then(() => void admittedAt.push(relay!.backlog));
       },
     });
-    relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 4, deleter: writer });
-    writer.on("committed", (rows) => relay.offer(rows));
+    relay = wiredRelay(writer, { window: 4 });
     expect(relay.backlog).toBe(0);
     relay.start();
     expect(await relay.flush(10_000)).toBe(true);
