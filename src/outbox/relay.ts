@@ -235,7 +235,6 @@ export class OutboxRelay {
     if (!published) {
       this.#live = false;
       this.#memory = [];
-      this.#checkRoom();
     }
     return { published, full: published && this.#memory.length > 0 };
   }
