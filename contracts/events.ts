@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { Payloads } from "./payloads.js";
 import { Contexts, type AggregateType, type Context } from "./subjects.js";
-import { EventId, Id, Timestamp } from "./values.js";
+import { EventId, Id, PlainText, Timestamp } from "./values.js";
 
 /** An event type name. */
 export type EventType = keyof typeof Payloads;
@@ -39,7 +39,7 @@ export const EVENT_TYPES = Object.keys(EventContexts) as EventType[];
 export const CURRENT_EVENT_VERSION = 1 as const;
 
 /** Correlation and causation ids: opaque strings chosen by callers. */
-export const TraceId = z.string().min(1).max(128);
+export const TraceId = PlainText.min(1).max(128);
 
 /** The envelope fields every event carries, whatever its type. */
 export const EnvelopeBase = z.strictObject({

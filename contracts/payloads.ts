@@ -1,11 +1,11 @@
 /** Version-1 payload schemas of the 19 domain events (CONTRACT.md §2, "Payloads"). */
 import { z } from "zod";
-import { AccessId, Email, HttpsUrl, Id, Locale, Money, Text, TimeZone, Timestamp } from "./values.js";
+import { AccessId, Email, HttpsUrl, Id, Locale, Money, PlainText, Text, TimeZone, Timestamp } from "./values.js";
 
 /** A person's or a thing's display name. */
 export const Name = Text(200);
 /** A course description: may be empty. */
-export const Description = z.string().max(10_000);
+export const Description = PlainText.max(10_000);
 /** Course ids of an order: 1..50 distinct ids. */
 export const CourseIds = z
   .array(Id)
@@ -28,7 +28,7 @@ export const PaymentId = Text(128);
 export const ProfilePatch = z
   .strictObject({
     display_name: Text(100).nullable().optional(),
-    bio: z.string().max(2000).nullable().optional(),
+    bio: PlainText.max(2000).nullable().optional(),
     avatar_url: HttpsUrl.nullable().optional(),
     locale: Locale.nullable().optional(),
     timezone: TimeZone.nullable().optional(),

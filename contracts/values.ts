@@ -48,8 +48,26 @@ export type Email = z.infer<typeof Email>;
 /** Normalises an address for storage and uniqueness checks. */
 export const normaliseEmail = (email: string): Email => email.trim().toLowerCase();
 
-/** A short human text: non-empty after trimming, bounded. */
-export const Text = (max: number) => z.string().trim().min(1).max(max);
+/**
+ * What is not contract text (CONTRACT.md §1): U+0000, which PostgreSQL cannot store and SQLite reads as
+ * the end of a statement, and a lone surrogate, which is no Unicode at all (UTF-8 cannot encode it).
+ */
+const NOT_TEXT = /[\u0000\p{Cs}]/u;
+
+/** Whether a string is contract text: valid Unicode without U+0000. */
+export const isText = (s: string): boolean => !NOT_TEXT.test(s);
+
+/** The refusal message of a string that is not contract text. */
+export const NOT_TEXT_MESSAGE = "must be valid Unicode without U+0000";
+
+/** Any free string of the contract: valid Unicode without U+0000, stored and returned exactly. */
+export const PlainText = z.string().regex(/^[^\u0000\p{Cs}]*$/u, NOT_TEXT_MESSAGE);
+
+/** A short human text: not blank, bounded; kept exactly as sent (no trimming). */
+export const Text = (max: number) =>
+  PlainText.min(1)
+    .max(max)
+    .refine((s) => s.trim().length > 0, "must not be blank");
 
 function isLocale(tag: string): boolean {
   try {
@@ -70,10 +88,10 @@ function isTimeZone(tz: string): boolean {
 }
 
 /** A BCP 47 language tag, e.g. `en-GB`. */
-export const Locale = z.string().max(35).refine(isLocale, "must be a BCP 47 language tag");
+export const Locale = PlainText.max(35).refine(isLocale, "must be a BCP 47 language tag");
 
 /** An IANA time-zone name, e.g. `Europe/Paris`. */
-export const TimeZone = z.string().max(64).refine(isTimeZone, "must be an IANA time-zone name");
+export const TimeZone = PlainText.max(64).refine(isTimeZone, "must be an IANA time-zone name");
 
 /** An https URL. */
-export const HttpsUrl = z.url({ protocol: /^https$/ }).max(2048);
+export const HttpsUrl = z.url({ protocol: /^https$/ }).max(2048).regex(/^[^\u0000\p{Cs}]*$/u, NOT_TEXT_MESSAGE);

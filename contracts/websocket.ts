@@ -3,11 +3,11 @@ import { z } from "zod";
 import { EnvelopeBase } from "./events.js";
 import { AccessView } from "./queries.js";
 import { ErrorBody } from "./replies.js";
-import { Id } from "./values.js";
+import { Id, PlainText } from "./values.js";
 import { Percent } from "./payloads.js";
 
 /** An opaque resume cursor. */
-export const Cursor = z.string().min(1).max(256);
+export const Cursor = PlainText.min(1).max(256);
 
 /** Sent once on connect: the learner's access records and the cursor to resume from. */
 export const WelcomeFrame = z.strictObject({ type: z.literal("welcome"), user_id: Id, cursor: Cursor, progress: z.array(AccessView) });
@@ -24,7 +24,7 @@ export type ServerFrame = z.infer<typeof ServerFrame>;
 /** A client's progress update for the token's own user. */
 export const UpdateProgressFrame = z.strictObject({
   type: z.literal("UpdateProgress"),
-  request_id: z.string().min(1).max(128),
+  request_id: PlainText.min(1).max(128),
   course_id: Id,
   progress: Percent,
 });

@@ -11,6 +11,8 @@ import {
   encode,
   errorReply,
   errors,
+  isText,
+  NOT_TEXT_MESSAGE,
   type ContentType,
 } from "../../contracts/index.js";
 
@@ -28,6 +30,7 @@ function header(h: MsgHdrs | undefined, name: string, max: number): string | und
   const v = h?.get(name);
   if (v === undefined || v === "") return undefined;
   if (v.length > max) throw errors.invalidRequest(`${name} is longer than ${max} characters`);
+  if (!isText(v)) throw errors.invalidRequest(`${name} ${NOT_TEXT_MESSAGE}`);
   return v;
 }
 
