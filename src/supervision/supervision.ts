@@ -1,0 +1,112 @@
+/**
+ * Background work that nothing awaits — a consumer's loop, a poll, a status watcher — must never end the
+ * process when it fails: its failure is logged, counted and the task restarted by its owner. This is
+ * the one place that counts such failures (`nerve_background_failures_total`) and the process's last
+ * line of defence against a promise that was left without a handler.
+ */
+import type { Logger } from "../log/index.js";
+
+/** Failures of background tasks since start, by task name; read by /metrics. */
+export const backgroundFailures = new Map<string, number>();
+
+/** Counts and logs one failure of a background task. */
+export function reportFailure(logger: Logger, task: string, err: unknown, message = "background task failed"): void {
+  backgroundFailures.set(task, (backgroundFailures.get(task) ?? 0) + 1);
+  logger.error({ task, err }, message);
+}
+
+/** Attaches the handler a background promise needs: a rejection is logged and counted, never unhandled. */
+export function watch(logger: Logger, task: string, work: Promise<unknown>): void {
+  work.catch((err: unknown) => reportFailure(logger, task, err));
+}
+
+/** Options of {@link supervise}. */
+export interface SuperviseOptions {
+  /** First delay before a restart (ms); doubled per consecutive failure. */
+  minBackoffMs?: number;
+  /** Longest delay before a restart (ms). */
+  maxBackoffMs?: number;
+  /** A run that lasted this long resets the back-off (ms). */
+  healthyAfterMs?: number;
+}
+
+/** A supervised task: `stop` ends it and waits for the run in progress. */
+export interface Supervised {
+  /** Restarts after a failure or an unexpected end, since start. */
+  readonly restarts: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `run` until `stop`: when it throws, or returns while not stopped, the failure is logged and
+ * counted and it runs again after a growing back-off. `run` gets the signal that `stop` aborts.
+ */
+export function supervise(logger: Logger, task: string, run: (signal: AbortSignal) => Promise<void>, opts: SuperviseOptions = {}): Supervised {
+  const min = opts.minBackoffMs ?? 200;
+  const max = opts.maxBackoffMs ?? 15_000;
+  const healthy = opts.healthyAfterMs ?? 30_000;
+  const ctl = new AbortController();
+  let restarts = 0;
+  const loop = async () => {
+    let delay = min;
+    while (!ctl.signal.aborted) {
+      const started = Date.now();
+      try {
+        await run(ctl.signal);
+        if (ctl.signal.aborted) return;
+        reportFailure(logger, task, new Error("ended unexpectedly"), "background task ended; restarting");
+      } catch (err) {
+        if (ctl.signal.aborted) return;
+        reportFailure(logger, task, err, "background task failed; restarting");
+      }
+      if (Date.now() - started >= healthy) delay = min;
+      restarts++;
+      await sleep(delay, ctl.signal);
+      delay = Math.min(max, delay * 2);
+    }
+  };
+  const done = loop();
+  return {
+    get restarts() {
+      return restarts;
+    },
+    async stop() {
+      ctl.abort();
+      await done;
+    },
+  };
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * The process's last resort: a rejection no code handled is a bug, logged and counted under the task
+ * `unhandled` — the process goes on, since the task it belonged to has its own supervisor. An uncaught
+ * exception leaves the process in an unknown state: it is logged and the process exits (systemd, or any
+ * supervisor of processes, starts it again). Returns a function that removes both handlers.
+ */
+export function installProcessGuards(logger: Logger, exit: (code: number) => void = (c) => process.exit(c)): () => void {
+  const onRejection = (reason: unknown) => reportFailure(logger, "unhandled", reason, "unhandled promise rejection (a bug): logged, counted, the process goes on");
+  const onException = (err: Error) => {
+    logger.fatal({ err }, "uncaught exception: exiting");
+    exit(1);
+  };
+  process.on("unhandledRejection", onRejection);
+  process.on("uncaughtException", onException);
+  return () => {
+    process.off("unhandledRejection", onRejection);
+    process.off("uncaughtException", onException);
+  };
+}
