@@ -117,7 +117,7 @@ export async function runConsumerBench(opts: ConsumerBenchOptions = {}): Promise
     const db = await openDatabase({ url: `sqlite:${sqlite.path}`, sqliteSynchronous: "FULL", entities: [...consumerEntities, ...readModelEntities] });
     cleanup.add("database", () => db.close());
     const deps = { db, js, jsm, logger: createLogger("silent"), stream: COURSE_STREAM };
-    const count = async (sql: string) => Number(((await db.connection.execute(sql, [], "get")) as { n: number }).n);
+    const count = async (sql: string) => Number(((await db.execute(sql, [], "get")) as { n: number }).n);
 
     const cat = new ProjectionUnderTest(catalog(), deps);
     cleanup.add("catalog runner", () => cat.stop());
@@ -148,7 +148,7 @@ export async function runConsumerBench(opts: ConsumerBenchOptions = {}): Promise
     const wrong = Object.entries(expected).filter(([k, v]) => checks[k] !== v);
     if (wrong.length > 0) throw new Error(`read models are wrong: ${wrong.map(([k, v]) => `${k} ${checks[k]} ≠ ${v}`).join("; ")}`);
 
-    const sqliteVersion = ((await db.connection.execute("select sqlite_version() as v", [], "get")) as { v: string }).v;
+    const sqliteVersion = ((await db.execute("select sqlite_version() as v", [], "get")) as { v: string }).v;
     const result: ConsumerBenchResult = {
       startedAt,
       quick,

@@ -91,7 +91,7 @@ async function main(): Promise<void> {
 
   // 2. Durable commands through the service.
   const a = await nerveOn(nats.url, sqliteA.path);
-  const sqliteVersion = ((await a.nerve.db.connection.execute("select sqlite_version() as v", [], "get")) as { v: string }).v;
+  const sqliteVersion = ((await a.nerve.db.execute("select sqlite_version() as v", [], "get")) as { v: string }).v;
   const ids = userIds(plan.users);
   const reg = await registerUsers(load, ids, plan.inflight, after(30_000));
   await waitConfirmed(a.nerve, client, ids.length, after(30_000));

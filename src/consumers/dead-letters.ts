@@ -11,18 +11,18 @@ export type DeadLetter = Omit<DeadLetterRow, "envelope"> & { envelope: unknown }
 export class DeadLetters {
   constructor(private readonly db: Database) {}
 
-  /** Stores a dead letter. */
+  /** Stores a dead letter; its reason is made storable (a failure's message may quote the bad input). */
   async add(row: Omit<DeadLetterRow, "id" | "created_on">): Promise<void> {
-    await this.db.connection.execute(
+    await this.db.execute(
       "insert into consumer_dead_letters (consumer, stream, stream_seq, event_id, event_type, envelope, reason, attempts, created_on) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      [row.consumer, row.stream, row.stream_seq, row.event_id, row.event_type, row.envelope, row.reason.slice(0, 4000), row.attempts, new Date().toISOString()],
+      [row.consumer, row.stream, row.stream_seq, row.event_id, row.event_type, row.envelope, storableText(row.reason.slice(0, 4000)), row.attempts, new Date().toISOString()],
       "run",
     );
   }
 
   /** Dead letters, oldest first, optionally of one consumer. */
   async list(consumer?: string): Promise<DeadLetter[]> {
-    const rows = await this.db.connection.execute<DeadLetterRow[]>(
+    const rows = await this.db.execute<DeadLetterRow[]>(
       consumer ? "select * from consumer_dead_letters where consumer = ? order by id" : "select * from consumer_dead_letters order by id",
       consumer ? [consumer] : [],
       "all",
@@ -32,14 +32,19 @@ export class DeadLetters {
 
   /** Runs a dead letter through its consumer again; on success it leaves the store. */
   async retry(id: number, handlers: Map<string, EventHandler>): Promise<"handled" | "duplicate" | "skipped"> {
-    const row = await this.db.connection.execute<any>("select * from consumer_dead_letters where id = ?", [id], "get");
+    const row = await this.db.execute<any>("select * from consumer_dead_letters where id = ?", [id], "get");
     if (!row) throw new Error(`no dead letter ${id}`);
     const handler = handlers.get(row.consumer);
     if (!handler) throw new Error(`no consumer ${row.consumer}`);
     const parsed = EnvelopeBase.safeParse(row.envelope ? JSON.parse(row.envelope) : null);
     if (!parsed.success) throw new Error(`dead letter ${id} holds no valid event: it cannot be retried`);
     const outcome = await handler.handle(parsed.data);
-    await this.db.connection.execute("delete from consumer_dead_letters where id = ?", [id], "run");
+    await this.db.execute("delete from consumer_dead_letters where id = ?", [id], "run");
     return outcome;
   }
+}
+
+/** Text every database stores: U+0000 (PostgreSQL refuses it) written as `\u0000`, a lone surrogate as U+FFFD. */
+export function storableText(s: string): string {
+  return s.replace(/\u0000/g, "\\u0000").replace(/\p{Cs}/gu, "\uFFFD");
 }

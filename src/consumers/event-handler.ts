@@ -10,11 +10,11 @@ const INBOX_ROWS_PER_STATEMENT = 500;
 /** What became of one event. */
 export type Outcome = "handled" | "duplicate" | "skipped";
 
-/** Wraps MikroORM's connection (optionally inside a transaction) as a {@link Tx}. */
+/** The database's bound statement runner (optionally inside a transaction) as a {@link Tx}. */
 export function txOf(db: Database, trx?: unknown): Tx {
   return {
     dialect: db.dialect,
-    execute: (sql, params = [], method = "all") => db.connection.execute(sql, params, method, trx as never) as Promise<any>,
+    execute: (sql, params = [], method = "all") => db.execute(sql, params, method, trx),
   };
 }
 

@@ -2,6 +2,7 @@
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import type { Transaction } from "@mikro-orm/core";
 import type { OutboxRow } from "./entities.js";
+import { boundExecutor } from "./database.js";
 
 /** A SQL statement with positional parameters. */
 export interface SqlOp {
@@ -83,7 +84,8 @@ async function executorOf(conn: AbstractSqlConnection, trx: Transaction): Promis
         });
     }
   }
-  return (sql, params, method) => conn.execute(sql, params, method, trx) as never;
+  const bound = boundExecutor(conn);
+  return (sql, params, method) => bound(sql, params, method, trx);
 }
 
 /** Most outbox rows deleted by one statement. */

@@ -20,12 +20,48 @@ export interface DatabaseOptions {
  */
 export const HAND_MADE_TABLES: RegExp[] = [/_fts(_(data|idx|content|docsize|config))?$/];
 
+/** How a statement's result comes back: every row, the first row (or undefined), or nothing useful. */
+export type SqlMethod = "all" | "get" | "run";
+
 /** An open database: the ORM, its raw connection, and its dialect. */
 export interface Database {
   readonly orm: MikroORM;
   readonly connection: AbstractSqlConnection;
   readonly dialect: "sqlite" | "postgresql";
+  /**
+   * Runs one statement with `?` placeholders whose values the driver binds — never formatted into the
+   * SQL text — optionally inside a MikroORM transaction. The only way Nerve's code runs SQL with values.
+   */
+  execute<T = any>(sql: string, params?: readonly unknown[], method?: SqlMethod, trx?: unknown): Promise<T>;
   close(): Promise<void>;
+}
+
+/**
+ * A statement runner that binds. MikroORM's `connection.execute(sql, params)` formats the values into
+ * the SQL text instead (its `formatQuery`), and SQLite reads a statement only up to a NUL: one string
+ * with U+0000 made a statement fail to parse (issue #10), and every call paid for escaping. Knex's raw
+ * query with bindings hands the values to the driver (sqlite3 `all(sql, params)`, pg `query(text, values)`),
+ * and MikroORM's own result shaping and exception conversion keep the callers' view unchanged.
+ */
+export function boundExecutor(connection: AbstractSqlConnection): Database["execute"] {
+  const conn = connection as unknown as {
+    getKnex(): { raw(sql: string, bindings: unknown[]): { transacting(trx: unknown): unknown } & PromiseLike<unknown> };
+    transformRawResult<T>(res: unknown, method: SqlMethod): T;
+    getPlatform(): { getExceptionConverter(): { convertException(e: Error): Error } };
+  };
+  return async (sql, params = [], method = "all", trx) => {
+    // Knex refuses undefined bindings; SQL means null.
+    const bindings = params.map((v) => (v === undefined ? null : v));
+    const query = conn.getKnex().raw(sql, bindings);
+    if (trx) query.transacting(trx);
+    let res: unknown;
+    try {
+      res = await query;
+    } catch (err) {
+      throw conn.getPlatform().getExceptionConverter().convertException(err as Error);
+    }
+    return conn.transformRawResult(res, method);
+  };
 }
 
 /** Opens the database and brings its schema up to date (MikroORM's safe schema update: nothing is dropped). */
@@ -38,10 +74,11 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     const { SqliteDriver } = await import("@mikro-orm/sqlite");
     dialect = "sqlite";
     orm = await MikroORM.init({ ...common, driver: SqliteDriver, dbName: opts.url.slice("sqlite:".length) } as Options);
-    const conn = orm.em.getConnection() as AbstractSqlConnection;
-    await conn.execute("pragma journal_mode = WAL");
-    await conn.execute(`pragma synchronous = ${opts.sqliteSynchronous ?? "FULL"}`);
-    await conn.execute("pragma busy_timeout = 5000");
+    const exec = boundExecutor(orm.em.getConnection() as AbstractSqlConnection);
+    await exec("pragma journal_mode = WAL");
+    // A pragma takes no bound value; this one is FULL or NORMAL, checked by the config schema.
+    await exec(`pragma synchronous = ${opts.sqliteSynchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
+    await exec("pragma busy_timeout = 5000");
   } else if (/^postgres(ql)?:\/\//.test(opts.url)) {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";
@@ -51,5 +88,5 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   }
   await orm.schema.updateSchema({ safe: true });
   const connection = orm.em.getConnection() as AbstractSqlConnection;
-  return { orm, connection, dialect, close: () => orm.close(true) };
+  return { orm, connection, dialect, execute: boundExecutor(connection), close: () => orm.close(true) };
 }

@@ -129,8 +129,9 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
         await this.#commit(batch);
       }
     } catch (err) {
-      if (!(err instanceof DeletesFailed)) throw err;
-      if (this.listenerCount("error") > 0) this.emit("error", err.cause);
+      // Nothing awaits this loop: a failure is reported ("error") and the queue retried, never thrown.
+      // A write's own failure rejects that write in #commit; only deletions and bugs arrive here.
+      if (this.listenerCount("error") > 0) this.emit("error", err instanceof DeletesFailed ? err.cause : err);
       setTimeout(() => this.#schedule(), DELETE_RETRY_MS).unref();
     } finally {
       this.#running = false;

@@ -14,7 +14,7 @@ export class Repository {
 
   /** The snapshot of one aggregate, or undefined when it has never been written. */
   async loadSnapshot<S>(aggregateType: string, aggregateId: string): Promise<Snapshot<S> | undefined> {
-    const row = await this.db.connection.execute<any>(
+    const row = await this.db.execute<any>(
       "select version, state from nerve_snapshots where aggregate_type = ? and aggregate_id = ?",
       [aggregateType, aggregateId],
       "get",
@@ -24,7 +24,7 @@ export class Repository {
 
   /** The remembered idempotency key of an aggregate, if any. */
   async findIdempotencyKey(aggregateType: string, aggregateId: string, key: string): Promise<Pick<IdempotencyRow, "fingerprint" | "reply"> | undefined> {
-    return this.db.connection.execute<any>(
+    return this.db.execute<any>(
       "select fingerprint, reply from nerve_idempotency where aggregate_type = ? and aggregate_id = ? and key = ?",
       [aggregateType, aggregateId, key],
       "get",
@@ -33,7 +33,7 @@ export class Repository {
 
   /** Forgets keys older than `before`, keeping at least the newest `keep` per aggregate. */
   async pruneIdempotencyKeys(before: string, keep: number): Promise<void> {
-    await this.db.connection.execute(
+    await this.db.execute(
       `delete from nerve_idempotency where created_on < ? and (aggregate_type, aggregate_id, key) not in (
          select aggregate_type, aggregate_id, key from (
            select aggregate_type, aggregate_id, key, row_number() over (partition by aggregate_type, aggregate_id order by created_on desc) as rn
@@ -45,13 +45,13 @@ export class Repository {
 
   /** The user who holds an e-mail address (lower-cased), or null. */
   async emailOwner(email: string): Promise<string | null> {
-    const row = await this.db.connection.execute<any>("select user_id from user_emails where email = ?", [email], "get");
+    const row = await this.db.execute<any>("select user_id from user_emails where email = ?", [email], "get");
     return row?.user_id ?? null;
   }
 
   /** An aggregate's events in version order. */
   async history(aggregateType: string, aggregateId: string): Promise<EventRow[]> {
-    return this.db.connection.execute<EventRow[]>(
+    return this.db.execute<EventRow[]>(
       "select * from nerve_events where aggregate_type = ? and aggregate_id = ? order by aggregate_version",
       [aggregateType, aggregateId],
       "all",
@@ -60,12 +60,12 @@ export class Repository {
 
   /** The oldest unpublished outbox rows, in commit order. */
   async pendingOutbox(limit: number): Promise<OutboxRow[]> {
-    return this.db.connection.execute<OutboxRow[]>("select * from nerve_outbox order by seq limit ?", [limit], "all");
+    return this.db.execute<OutboxRow[]>("select * from nerve_outbox order by seq limit ?", [limit], "all");
   }
 
   /** Number of unpublished outbox rows. */
   async outboxSize(): Promise<number> {
-    const row = await this.db.connection.execute<{ n: number }>("select count(*) as n from nerve_outbox", [], "get");
+    const row = await this.db.execute<{ n: number }>("select count(*) as n from nerve_outbox", [], "get");
     return Number(row.n);
   }
 
@@ -73,7 +73,7 @@ export class Repository {
   async markPublished(seqs: number[]): Promise<void> {
     for (let i = 0; i < seqs.length; i += 500) {
       const part = seqs.slice(i, i + 500);
-      await this.db.connection.execute(`delete from nerve_outbox where seq in (${part.map(() => "?").join(",")})`, part, "run");
+      await this.db.execute(`delete from nerve_outbox where seq in (${part.map(() => "?").join(",")})`, part, "run");
     }
   }
 }

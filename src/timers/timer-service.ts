@@ -1,4 +1,5 @@
 /** Durable timers: rows written with the aggregate's state, fired by polling, so downtime delays but never loses them. */
+import { reportFailure } from "../supervision/index.js";
 import type { Context, DomainEvent } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { Database, SqlOp, TimerRow } from "../persistence/index.js";
@@ -50,7 +51,10 @@ export class TimerService {
   /** Starts polling; the first poll runs at once (catching up on what fell due while down). */
   start(): void {
     const run = () => {
-      this.#tick ??= this.poll().finally(() => (this.#tick = undefined));
+      // A failed poll (the database away) is reported and the next tick polls again.
+      this.#tick ??= this.poll()
+        .catch((err: unknown) => reportFailure(this.#o.logger, "timers", err, "timer poll failed; polling again"))
+        .finally(() => (this.#tick = undefined));
     };
     run();
     this.#timer = setInterval(run, this.#o.pollMs ?? 1000);
@@ -66,7 +70,7 @@ export class TimerService {
   /** Fires every due timer once. */
   async poll(): Promise<void> {
     const now = (this.#o.clock?.() ?? new Date()).toISOString();
-    const due = await this.#o.db.connection.execute<TimerRow[]>("select * from nerve_timers where due_at <= ? order by due_at limit 500", [now], "all");
+    const due = await this.#o.db.execute<TimerRow[]>("select * from nerve_timers where due_at <= ? order by due_at limit 500", [now], "all");
     for (const row of due) {
       const k = this.#o.kinds.find((x) => x.kind === row.kind && x.aggregateType === row.aggregate_type);
       if (!k) continue;
@@ -76,7 +80,7 @@ export class TimerService {
         const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
         const next = k.deadline(state);
         const op = timerOp(k, row.aggregate_id, next !== null && next <= now ? null : next);
-        await this.#o.db.connection.execute(op.sql, op.params, "run");
+        await this.#o.db.execute(op.sql, op.params, "run");
         this.fired++;
       } catch (err) {
         this.#o.logger.warn({ err, timer: row }, "timer failed; will retry");

@@ -43,7 +43,7 @@ export async function historyOf(t: TestNerve, aggregate_type: string, aggregate_
 
 /** Rows of a read-model table, as a comparable dump. */
 export async function dump(t: TestNerve, sql: string): Promise<unknown[]> {
-  return t.nerve.db.connection.execute(sql, [], "all");
+  return t.nerve.db.execute(sql, [], "all");
 }
 
 /** Waits until no consumer has pending or unacknowledged events. */

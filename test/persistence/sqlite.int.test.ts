@@ -25,7 +25,7 @@ describe("openDatabase on SQLite", () => {
     expect((await db.orm.schema.getUpdateSchemaSQL({ safe: true })).trim()).toBe("");
     // The log and its sequence carry on where they were.
     await new GroupCommitWriter(db).submit(profileWrite("reopen", 2, "0190a0d0-0000-7000-8000-000000000002"));
-    const events = await db.connection.execute<{ seq: number; aggregate_version: number }[]>("select seq, aggregate_version from nerve_events where aggregate_id = ? order by seq", ["reopen"]);
+    const events = await db.execute<{ seq: number; aggregate_version: number }[]>("select seq, aggregate_version from nerve_events where aggregate_id = ? order by seq", ["reopen"]);
     expect(events.map((e) => e.aggregate_version)).toEqual([1, 2]);
     expect(events[1]!.seq).toBeGreaterThan(events[0]!.seq);
     expect((await new Repository(db).pendingOutbox(10)).map((r) => r.aggregate_version)).toEqual([1, 2]);

@@ -5,3 +5,4 @@ export * from "./nerve.js";
 export * from "./decider-spec.js";
 export * from "./service-process.js";
 export * from "./writes.js";
+export * from "./postgres.js";
