@@ -6,6 +6,7 @@ import type { Logger } from "../log/index.js";
 import type { DeadLetters } from "./dead-letters.js";
 import type { EventHandler } from "./event-handler.js";
 import { PoisonEventError } from "./subscriber.js";
+import { reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
 
 /** Retry policy of every consumer. */
 export interface RetryPolicy {
@@ -38,14 +39,21 @@ export interface RunnerStats {
   skipped: number;
   deadLettered: number;
   redelivered: number;
+  /** Batches that failed outside any event's own handling (a bug, or the database gone): nak'ed for redelivery. */
+  failures: number;
+  /** Attempts to store a dead letter that failed (each retried). */
+  deadLetterFailures: number;
 }
+
+/** Longest wait between attempts to store a dead letter; below `ack_wait`, so the message stays in hand. */
+const DEAD_LETTER_MAX_BACKOFF_MS = 15_000;
 
 /** Consumes a subscriber's bindings until stopped. */
 export class ConsumerRunner {
-  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0 };
+  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0 };
   readonly bindings: Binding[];
-  readonly #iterators: ConsumerMessages[] = [];
-  readonly #loops: Promise<void>[] = [];
+  readonly #iterators = new Set<ConsumerMessages>();
+  readonly #tasks: Supervised[] = [];
 
   constructor(
     private readonly js: JetStreamClient,
@@ -83,23 +91,36 @@ export class ConsumerRunner {
     }
   }
 
-  /** Starts consuming every binding. */
+  /**
+   * Starts consuming every binding. Each binding's loop is supervised: should it fail or end while the
+   * runner runs (a consumer deleted behind Nerve's back, a bug), it is logged, counted and started again.
+   */
   async start(): Promise<void> {
     await this.ensure();
     for (const b of this.bindings) {
-      const consumer = await this.js.consumers.get(b.stream, this.name);
-      const messages = await consumer.consume({ max_messages: 256 });
-      this.#iterators.push(messages);
-      this.#loops.push(this.#loop(b, messages));
+      // The first subscription is made here, so a start that cannot consume fails loudly.
+      let first: ConsumerMessages | undefined = await this.#open(b);
+      this.#tasks.push(
+        supervise(this.logger, `consumer ${this.name} on ${b.stream}`, async (signal) => {
+          let messages = first;
+          first = undefined;
+          if (!messages) {
+            await this.ensure();
+            messages = await this.#open(b);
+          }
+          await this.#loop(b, messages, signal);
+        }),
+      );
     }
   }
 
   /** Stops consuming and waits for the batch in progress. */
   async stop(): Promise<void> {
+    const tasks = this.#tasks.splice(0);
+    const stopping = tasks.map((t) => t.stop());
     for (const it of this.#iterators) it.stop();
-    await Promise.allSettled(this.#loops);
-    this.#iterators.length = 0;
-    this.#loops.length = 0;
+    await Promise.all(stopping);
+    this.#iterators.clear();
   }
 
   /** Pending and ack-pending per binding. */
@@ -112,22 +133,68 @@ export class ConsumerRunner {
     );
   }
 
+  // nats.js would wait for a deleted durable to come back by itself; nothing else recreates it, so the
+  // loop ends instead (deleted, or found missing) and its supervisor starts it again through ensure().
+  async #open(b: Binding): Promise<ConsumerMessages> {
+    const consumer = await this.js.consumers.get(b.stream, this.name);
+    const messages = await consumer.consume({ max_messages: 256, abort_on_missing_resource: true });
+    this.#iterators.add(messages);
+    watch(
+      this.logger,
+      `consumer ${this.name} status`,
+      (async () => {
+        for await (const s of messages.status()) {
+          if (s.type === "consumer_deleted") {
+            this.logger.warn({ consumer: this.name, stream: b.stream }, "durable consumer deleted; recreating it");
+            messages.stop();
+          }
+        }
+      })(),
+    );
+    return messages;
+  }
+
   // Messages buffer while a batch commits; the next batch takes all of them (group commit for consumers).
-  async #loop(b: Binding, messages: ConsumerMessages): Promise<void> {
+  async #loop(b: Binding, messages: ConsumerMessages, signal: AbortSignal): Promise<void> {
     const buffer: JsMsg[] = [];
     let working: Promise<void> | undefined;
     const work = async () => {
-      while (buffer.length > 0) await this.#process(b, buffer.splice(0, 256));
+      while (buffer.length > 0) {
+        const batch = buffer.splice(0, 256);
+        try {
+          await this.#process(b, batch, signal);
+        } catch (err) {
+          this.#failed(batch, err);
+        }
+      }
       working = undefined;
     };
-    for await (const m of messages) {
-      buffer.push(m);
-      working ??= new Promise<void>((r) => setImmediate(r)).then(work);
+    try {
+      for await (const m of messages) {
+        buffer.push(m);
+        working ??= new Promise<void>((r) => setImmediate(r)).then(work);
+      }
+    } finally {
+      await working;
+      messages.stop();
+      this.#iterators.delete(messages);
     }
-    await working;
   }
 
-  async #process(b: Binding, batch: JsMsg[]): Promise<void> {
+  // A batch failed outside any one event's handling: its messages go back to JetStream for redelivery.
+  #failed(batch: JsMsg[], err: unknown): void {
+    this.stats.failures++;
+    reportFailure(this.logger, `consumer ${this.name}`, err, "consumer batch failed; its events will be redelivered");
+    for (const m of batch) {
+      try {
+        m.nak(this.retry.backoffMs[0] ?? 1000);
+      } catch {
+        // The connection is gone: JetStream redelivers after ack_wait anyway.
+      }
+    }
+  }
+
+  async #process(b: Binding, batch: JsMsg[], signal: AbortSignal): Promise<void> {
     const decoded: { m: JsMsg; e: EnvelopeBase }[] = [];
     for (const m of batch) {
       // Most events of a stream are not this subscriber's (2.9 filters one subject per consumer):
@@ -139,7 +206,7 @@ export class ConsumerRunner {
         continue;
       }
       const e = this.#decode(m);
-      if (e instanceof PoisonEventError) await this.#deadLetter(b, m, undefined, e.message);
+      if (e instanceof PoisonEventError) await this.#deadLetter(b, m, undefined, e.message, m.info.deliveryCount, signal);
       else decoded.push({ m, e });
     }
     if (decoded.length === 0) return;
@@ -157,7 +224,7 @@ export class ConsumerRunner {
       } catch (err) {
         const attempts = m.info.deliveryCount;
         if (err instanceof PoisonEventError || attempts >= this.retry.maxDeliver) {
-          await this.#deadLetter(b, m, e, String((err as Error)?.message ?? err), attempts);
+          await this.#deadLetter(b, m, e, String((err as Error)?.message ?? err), attempts, signal);
         } else {
           this.stats.redelivered++;
           const delay = this.retry.backoffMs[Math.min(attempts - 1, this.retry.backoffMs.length - 1)] ?? 1000;
@@ -188,17 +255,38 @@ export class ConsumerRunner {
     }
   }
 
-  async #deadLetter(b: Binding, m: JsMsg, e: EnvelopeBase | undefined, reason: string, attempts = m.info.deliveryCount): Promise<void> {
-    await this.deadLetters.add({
+  /**
+   * Parks an event in the dead letters, then terminates its delivery. Storing it is retried with a
+   * growing back-off, the message kept in hand meanwhile: on its last delivery JetStream would never
+   * send it again, so giving up here would lose it. A stop leaves it un-acked for a later delivery.
+   */
+  async #deadLetter(b: Binding, m: JsMsg, e: EnvelopeBase | undefined, reason: string, attempts: number, signal: AbortSignal): Promise<void> {
+    const row = {
       consumer: this.name,
       stream: b.stream,
       stream_seq: m.seq,
       event_id: e?.event_id ?? null,
       event_type: e?.event_type ?? null,
+      // JSON escapes every control character, U+0000 included: the envelope is always storable text.
       envelope: e ? JSON.stringify(e) : null,
       reason,
       attempts,
-    });
+    };
+    for (let failures = 0; ; failures++) {
+      try {
+        await this.deadLetters.add(row);
+        break;
+      } catch (err) {
+        this.stats.deadLetterFailures++;
+        reportFailure(this.logger, `dead letters of ${this.name}`, err, "could not store a dead letter; will retry");
+        if (signal.aborted) {
+          m.nak();
+          return;
+        }
+        m.working();
+        await sleep(Math.min(DEAD_LETTER_MAX_BACKOFF_MS, 200 * 2 ** failures), signal);
+      }
+    }
     this.stats.deadLettered++;
     this.logger.error({ consumer: this.name, stream_seq: m.seq, event_id: e?.event_id, reason }, "event dead-lettered");
     m.term();

@@ -1,0 +1,104 @@
+/**
+ * The consumer runner survives its own failures (issue #10): a dead letter that cannot be stored is
+ * retried with the message kept in hand until it can be, and a consumer loop that ends behind the
+ * runner's back is started again — logged and counted, never an unhandled rejection that ends the process.
+ */
+import { Writable } from "node:stream";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
+import { ConsumerRunner, DeadLetters, EventHandler } from "../../src/consumers/index.js";
+import { ensureStreams } from "../../src/nats/index.js";
+import { catalogCourse } from "../../src/projections/index.js";
+import { backgroundFailures } from "../../src/supervision/index.js";
+import { startNatsServer, type NatsServerHandle } from "../support/index.js";
+import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
+
+let nats: NatsServerHandle;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let m: ReadModels;
+let runner: ConsumerRunner;
+let lines: { level: number; msg: string; task?: string }[];
+
+const until = async (what: string, check: () => Promise<boolean> | boolean, ms = 15_000) => {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+};
+
+async function publish(subject: string, data: Uint8Array, eventType: string): Promise<void> {
+  const h = natsHeaders();
+  h.set(Headers.EventType, eventType);
+  await jetstream(nc).publish(subject, data, { headers: h });
+}
+
+const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  nc = await connect({ servers: nats.url, noAsyncTraces: true });
+  jsm = await jetstreamManager(nc);
+  await ensureStreams(jsm);
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.stop();
+});
+
+beforeEach(async () => {
+  m = await openReadModels();
+  lines = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  const logger = pino({ level: "info" }, sink);
+  runner = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, m.subscriber("catalog")), new DeadLetters(m.db), logger, { maxDeliver: 3, backoffMs: [50] });
+  await runner.start();
+});
+afterEach(async () => {
+  await runner?.stop();
+  await jsm.consumers.delete("EVENTS_COURSES", "catalog").catch(() => false);
+  await m?.close();
+});
+
+describe("ConsumerRunner under its own failures", () => {
+  it("retries a dead letter it cannot store until it can, then goes on with the next events", async () => {
+    await m.db.execute("drop table consumer_dead_letters", [], "run");
+    await publish("events.courses.CourseCreated.poison", new Uint8Array([0xc1, 0x00, 0xff]), "CourseCreated");
+
+    await until("two failed attempts to store the dead letter", () => runner.stats.deadLetterFailures >= 2);
+    expect(runner.stats.deadLettered).toBe(0);
+    expect(lines.some((l) => l.level === 50 && l.msg === "could not store a dead letter; will retry")).toBe(true);
+
+    await m.db.orm.schema.updateSchema({ safe: true }); // the table is back
+    const deadLetters = new DeadLetters(m.db);
+    await until("the dead letter is stored", async () => (await deadLetters.list("catalog")).length === 1);
+    expect(runner.stats.deadLettered).toBe(1);
+    expect((await deadLetters.list("catalog"))[0]).toMatchObject({ stream: "EVENTS_COURSES", event_id: null, reason: expect.stringMatching(/undecodable MessagePack/) });
+
+    const next = created("after-poison");
+    await publish(`events.courses.CourseCreated.${next.aggregate_id}`, encodeMsgPack(next), "CourseCreated");
+    await until("the next event is applied", async () => (await catalogCourse(m.tx, "after-poison")) !== undefined);
+  });
+
+  it("starts a consumer loop again when its durable is deleted behind its back, and loses no event", async () => {
+    const task = "consumer catalog on EVENTS_COURSES";
+    const before = backgroundFailures.get(task) ?? 0;
+    await jsm.consumers.delete("EVENTS_COURSES", "catalog");
+    await until("the loop's end is reported", () => (backgroundFailures.get(task) ?? 0) > before);
+
+    const e = created("after-restart");
+    await publish(`events.courses.CourseCreated.${e.aggregate_id}`, encodeMsgPack(e), "CourseCreated");
+    await until("the event is applied by the restarted loop", async () => (await catalogCourse(m.tx, "after-restart")) !== undefined);
+    expect(lines.some((l) => l.level === 50 && l.task === task)).toBe(true);
+  });
+});
