@@ -6,6 +6,7 @@ import { startNerve } from "./app/index.js";
 import { findNatsServer, isListening, startLocalNats } from "./cli/local-nats.js";
 import { ConfigSchema, loadConfig } from "./config/index.js";
 import { createLogger } from "./log/index.js";
+import { installProcessGuards } from "./supervision/index.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -18,6 +19,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const logger = createLogger(config.LOG_LEVEL);
+  // A rejection nothing handled is logged and counted, never the end of the service.
+  installProcessGuards(logger);
   if (config.jwtSecretIsDevelopment) logger.warn("NERVE_JWT_SECRET is not set: using the development secret");
 
   let localNats: ChildProcess | undefined;

@@ -3,6 +3,7 @@ import type { Service, ServiceMsg } from "@nats-io/services";
 import { ContentTypes, NerveError, errors } from "../../contracts/index.js";
 import type { ConsumerManager, ReplayProgress } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
+import { watch } from "../supervision/index.js";
 import { replyError, replyOk } from "./wire.js";
 
 /** Admin subjects (the service user only; clients have no permission for them). */
@@ -30,13 +31,17 @@ export function addAdminEndpoints(service: Service, consumers: ConsumerManager, 
     }
   };
   const handle = (fn: (b: Record<string, unknown>) => Promise<unknown>) => (_err: Error | null, msg: ServiceMsg) => {
-    void (async () => {
-      try {
-        replyOk(msg, json, { ok: true, result: await fn(body(msg)) });
-      } catch (err) {
-        replyError(msg, json, err instanceof NerveError ? err : errors.invalidRequest(String((err as Error)?.message ?? err)));
-      }
-    })();
+    watch(
+      logger,
+      "admin api",
+      (async () => {
+        try {
+          replyOk(msg, json, { ok: true, result: await fn(body(msg)) });
+        } catch (err) {
+          replyError(msg, json, err instanceof NerveError ? err : errors.invalidRequest(String((err as Error)?.message ?? err)));
+        }
+      })(),
+    );
   };
   const consumerName = (b: Record<string, unknown>): string => {
     const name = String(b.consumer ?? "");

@@ -15,6 +15,7 @@ import {
   type QueryType,
 } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
+import { reportFailure } from "../supervision/index.js";
 import type { CommandBus } from "../runtime/index.js";
 import { parseBody, replyError, replyOk, requestContentType, requestHeaders } from "./wire.js";
 
@@ -50,7 +51,9 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   const service = await new Svcm(deps.nc).add({ name: SERVICE_NAME, version: deps.version, description: "Nerve commands and queries" });
   const stats: ApiStats = { ok: 0, failed: {} };
   const inflight = new Set<Promise<void>>();
-  const track = (p: Promise<void>) => {
+  const track = (request: Promise<void>) => {
+    // A handler answers every failure itself; what still escapes (the reply could not be sent) is logged.
+    const p = request.catch((err: unknown) => reportFailure(deps.logger, "api", err, "request handler failed"));
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
   };

@@ -5,6 +5,7 @@ import type { ConsumerManager } from "../consumers/index.js";
 import type { OutboxRelay } from "../outbox/index.js";
 import type { GroupCommitWriter, Repository } from "../persistence/index.js";
 import type { ActorSystem } from "../runtime/index.js";
+import { backgroundFailures } from "../supervision/index.js";
 
 /** What the service metrics read, at scrape time. */
 export interface ServiceMetricSources {
@@ -30,6 +31,9 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_requests_total", "Command and query requests answered, by result (ok or the contract's error code)", ["result"], (g) => {
     g.set({ result: "ok" }, s.api.stats.ok);
     for (const [code, n] of Object.entries(s.api.stats.failed)) g.set({ result: code }, n);
+  });
+  gauge("nerve_background_failures_total", "Failures of background tasks (consumer loops, polls, dead-lettering, unhandled rejections), each logged and retried", ["task"], (g) => {
+    for (const [task, n] of backgroundFailures) g.set({ task }, n);
   });
   gauge("nerve_actors_live", "Live actors in memory", [], (g) => g.set(s.system.size));
   gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));

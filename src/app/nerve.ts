@@ -13,6 +13,7 @@ import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
+import { reportFailure } from "../supervision/index.js";
 import { registerServiceMetrics } from "./metrics.js";
 import { aggregateQueries } from "./queries.js";
 
@@ -67,7 +68,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger });
   relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer });
   writer.on("committed", (rows) => relay.offer(rows));
-  writer.on("error", (err) => logger.warn({ err }, "deleting published outbox rows failed; retrying"));
+  writer.on("error", (err) => reportFailure(logger, "group commit", err, "group commit failed outside a write (deleting published outbox rows); retrying"));
   relay.start();
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds });
   timers.start();

@@ -1,4 +1,5 @@
 /** The NATS connection: credentials, reconnects, and the server-version check. */
+import { watch } from "../supervision/index.js";
 import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
 import { credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
@@ -54,11 +55,15 @@ export async function connectNats(opts: NatsOptions, logger: Logger): Promise<Na
     await nc.close();
     throw new Error(`nats-server at ${opts.url} has JetStream disabled: start it with -js (or jetstream {} in its config)`);
   }
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") logger.warn({ nats: s.type, data: "data" in s ? String(s.data) : undefined }, "nats status");
-    }
-  })();
+  watch(
+    logger,
+    "nats status",
+    (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") logger.warn({ nats: s.type, data: "data" in s ? String(s.data) : undefined }, "nats status");
+      }
+    })(),
+  );
   logger.info({ server: nc.getServer(), version }, "connected to NATS");
   return nc;
 }
