@@ -1,0 +1,136 @@
+/**
+ * Bad input never takes Nerve down (issue #10). Each case is a finding of the issue: one accepted
+ * command with a NUL in a title ended the process about 20 s later; SearchCatalog and a NUL in the
+ * Idempotency-Key header answered `internal`. Now U+0000 and lone surrogates are refused at the edge
+ * (CONTRACT.md §1 "text"), every other character is stored and returned exactly, and an event that
+ * breaks the contract in the stream (written before the fix, or by another producer) is parked in
+ * the dead letters — even while the dead letters cannot be stored — with the service alive throughout.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Headers, encodeMsgPack } from "../../contracts/index.js";
+import { DeadLetters, consumerEntities } from "../../src/consumers/index.js";
+import { openDatabase } from "../../src/persistence/index.js";
+import { readModelEntities } from "../../src/projections/index.js";
+import { command, query, request, startNatsServer, startServiceProcess, startTestNerve, tempSqlitePath, type TestNerve } from "../support/index.js";
+import { envelope } from "../projections/fixtures.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(what: string, check: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(50);
+  }
+}
+
+describe("hostile text at the edge", () => {
+  let t: TestNerve;
+  beforeAll(async () => {
+    t = await startTestNerve();
+    expect((await command(t.client, "policies", "CreatePolicy", "pol-bad", { name: "Standard", type: "standard", refund_period_days: 14 })).body.ok).toBe(true);
+    expect((await command(t.client, "courses", "CreateCourse", "course-bad", { title: "Safe", instructor_id: "i1", policy_id: "pol-bad" })).body.ok).toBe(true);
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("refuses U+0000 in UpdateCourse's title as invalid_request and changes nothing (it used to end the process)", async () => {
+    for (const json of [false, true]) {
+      const r = await command(t.client, "courses", "UpdateCourse", "course-bad", { title: "a\u0000b" }, { json });
+      expect(r.body.error).toMatchObject({ code: "invalid_request", message: expect.stringContaining("title must be valid Unicode without U+0000") });
+      expect(r.headers["Nats-Service-Error-Code"]).toBe("400");
+    }
+    expect((await query(t.client, "courses", "GetCourse", { course_id: "course-bad" })).body.result).toMatchObject({ title: "Safe", version: 1 });
+  });
+
+  it("refuses U+0000 in RegisterUser's name and stores nothing for the new id", async () => {
+    const r = await command(t.client, "users", "RegisterUser", "u-nul", { email: "nul@example.com", name: "\u0000" });
+    expect(r.body.error.code).toBe("invalid_request");
+    expect((await query(t.client, "users", "GetUser", { user_id: "u-nul" })).body.error.code).toBe("not_found");
+    expect((await query(t.client, "audit", "History", { aggregate_type: "User", aggregate_id: "u-nul" })).body.result.events).toEqual([]);
+    // The address was never taken.
+    expect((await command(t.client, "users", "RegisterUser", "u-ok", { email: "nul@example.com", name: "Ok" })).body.ok).toBe(true);
+  });
+
+  it("refuses a lone surrogate (not Unicode) sent as a JSON escape", async () => {
+    const raw = new TextEncoder().encode('{"refund_reason":"bad \\ud800 half"}');
+    const r = await request(t.client, "cmd.orders.RefundOrder.o-x", undefined, { json: true, raw });
+    expect(r.body.error).toMatchObject({ code: "invalid_request", message: expect.stringContaining("refund_reason") });
+  });
+
+  it("answers SearchCatalog with a NUL in its text invalid_request, not internal", async () => {
+    const r = await query(t.client, "courses", "SearchCatalog", { text: "a\u0000b" });
+    expect(r.body.error.code).toBe("invalid_request");
+    expect((await query(t.client, "courses", "SearchCatalog", { text: "Safe" })).body.ok).toBe(true);
+  });
+
+  it("answers a NUL in the Idempotency-Key, Correlation-Id or Causation-Id header invalid_request, not internal", async () => {
+    for (const name of ["Idempotency-Key", "Correlation-Id", "Causation-Id"]) {
+      const r = await command(t.client, "courses", "UpdateCourse", "course-bad", { description: "x" }, { headers: { [name]: "key\u0000tail" } });
+      expect(r.body.error, name).toMatchObject({ code: "invalid_request", message: expect.stringContaining(name) });
+    }
+    expect((await query(t.client, "courses", "GetCourse", { course_id: "course-bad" })).body.result.version).toBe(1);
+  });
+
+  it("stores and returns every other character exactly: ends' whitespace, control characters, astral ones", async () => {
+    const title = "  Kurs für Ärzte 📚 — 課程\t";
+    const description = "line\nbreak \u0001\u001f\u007f \u200b zero-width, \ud83d\ude00 pair";
+    const r = await command(t.client, "courses", "UpdateCourse", "course-bad", { title, description }, { json: true });
+    expect(r.body.ok).toBe(true);
+    expect((await query(t.client, "courses", "GetCourse", { course_id: "course-bad" })).body.result).toMatchObject({ title, description });
+    expect(await t.nerve.relay.flush(5000)).toBe(true);
+    await until("the catalog has it", async () => (await query(t.client, "courses", "SearchCatalog", { text: "Ärzte" })).body.result.items.length === 1);
+    expect((await query(t.client, "courses", "SearchCatalog", { text: "Ärzte" })).body.result.items[0]).toMatchObject({ title, description });
+  });
+});
+
+describe("a poison event in the stream, while its dead letters cannot be stored (the real service process)", () => {
+  let nc: NatsConnection | undefined;
+  const cleanup: (() => Promise<unknown>)[] = [];
+  afterAll(async () => {
+    for (const c of cleanup.reverse()) await c().catch(() => undefined);
+  });
+
+  it("parks the event, retries the dead letter until it can be stored, and the process never dies", async () => {
+    const nats = await startNatsServer();
+    cleanup.push(() => nats.stop());
+    const file = await tempSqlitePath();
+    cleanup.push(() => file.cleanup());
+    const svc = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${file.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "warn" } });
+    cleanup.push(() => svc.kill9());
+    nc = await connect({ servers: nats.url, noAsyncTraces: true });
+    cleanup.push(() => nc!.close());
+    const db = await openDatabase({ url: `sqlite:${file.path}`, entities: [...consumerEntities, ...readModelEntities] });
+    cleanup.push(() => db.close());
+
+    await db.execute("drop table consumer_dead_letters", [], "run");
+    // As an event written before the fix (or by another producer) would be: a NUL in the title.
+    const poison = { ...envelope("CourseCreated", "c-poison", 1, { course_id: "c-poison", title: "ok", instructor_id: "i1", policy_id: "p1" }), payload: { course_id: "c-poison", title: "a\u0000b", instructor_id: "i1", policy_id: "p1" } };
+    const h = natsHeaders();
+    h.set(Headers.EventType, "CourseCreated");
+    await jetstream(nc).publish("events.courses.CourseCreated.c-poison", encodeMsgPack(poison), { headers: h });
+
+    // Well past the 20 s after which the process used to exit; it keeps answering meanwhile.
+    const watchUntil = Date.now() + 8_000;
+    while (Date.now() < watchUntil) {
+      expect((await nc.request("$SRV.PING.nerve", new Uint8Array(), { timeout: 2000 })).data.length).toBeGreaterThan(0);
+      await sleep(500);
+    }
+    expect(svc.output()).toContain("could not store a dead letter; will retry");
+
+    await db.orm.schema.updateSchema({ safe: true }); // the dead letters' table is back
+    const deadLetters = new DeadLetters(db);
+    await until("catalog and search park the event", async () => new Set((await deadLetters.list()).map((d) => d.consumer)).size >= 2, 30_000);
+    const parked = await deadLetters.list("catalog");
+    expect(parked[0]).toMatchObject({ event_id: poison.event_id, event_type: "CourseCreated", envelope: { payload: { title: "a\u0000b" } }, reason: expect.stringContaining("U+0000") });
+
+    // And the service still works end to end.
+    expect((await command(nc, "policies", "CreatePolicy", "pol-after", { name: "After", type: "standard", refund_period_days: 1 })).body.ok).toBe(true);
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info("EVENTS_POLICIES")).state.messages).toBeGreaterThanOrEqual(1);
+    expect(await svc.stop()).toBe(0);
+  });
+});
