@@ -61,6 +61,16 @@ describe("hostile text at the edge", () => {
     expect(r.body.error).toMatchObject({ code: "invalid_request", message: expect.stringContaining("refund_reason") });
   });
 
+  it("refuses a body nested 30,000 deep in either encoding without a stack overflow", async () => {
+    const depth = 30_000;
+    const json = new TextEncoder().encode(`{"title":${"[".repeat(depth)}${"]".repeat(depth)}}`);
+    const r1 = await request(t.client, "cmd.courses.UpdateCourse.course-bad", undefined, { json: true, raw: json });
+    expect(r1.body.error.code).toBe("invalid_request");
+    const msgpack = new Uint8Array([0x81, 0xa5, ...new TextEncoder().encode("title"), ...new Uint8Array(depth).fill(0x91), 0xc0]);
+    const r2 = await request(t.client, "cmd.courses.UpdateCourse.course-bad", undefined, { raw: msgpack });
+    expect(r2.body.error.code).toBe("invalid_request");
+  });
+
   it("answers SearchCatalog with a NUL in its text invalid_request, not internal", async () => {
     const r = await query(t.client, "courses", "SearchCatalog", { text: "a\u0000b" });
     expect(r.body.error.code).toBe("invalid_request");
