@@ -47,10 +47,11 @@ describe("supervision", () => {
     const exits: number[] = [];
     const remove = installProcessGuards(logger, (code) => exits.push(code));
     try {
-      process.emit("unhandledRejection", new Error("forgotten"), Promise.resolve());
+      const emit = process.emit.bind(process) as (event: string, ...args: unknown[]) => boolean;
+      emit("unhandledRejection", new Error("forgotten"), Promise.resolve());
       expect(backgroundFailures.get("unhandled")).toBe(1);
       expect(exits).toEqual([]);
-      process.emit("uncaughtException", new Error("thrown"), "uncaughtException");
+      emit("uncaughtException", new Error("thrown"), "uncaughtException");
       expect(exits).toEqual([1]);
       expect(lines.map((l) => l.level)).toEqual([50, 60]);
     } finally {
