@@ -38,7 +38,12 @@ export interface AggregateWrite {
   idempotency?: { key: string; fingerprint: string; reply: unknown } | undefined;
   /** Further statements of the same transaction (an e-mail index, say). */
   extra?: SqlOp[] | undefined;
+  /** The partition's fencing token the command was decided under; checked first when commits are fenced. */
+  fence?: { partition: number; epoch: number } | undefined;
 }
+
+/** Checks the batch's fences inside its transaction (before any write); throws when one has moved. */
+export type FenceCheck = (exec: <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>, fences: { partition: number; epoch: number }[]) => Promise<void>;
 
 /** A stale writer: the stored version was not the one the writer started from. */
 export class StaleWriteError extends Error {
@@ -97,8 +102,9 @@ const DELETE_CHUNK = 500;
  * their `seq`, in commit order: the relay publishes them from memory. Throws StaleWriteError when any
  * snapshot's optimistic check fails.
  */
-export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, batch: AggregateWrite[], published: readonly number[] = []): Promise<OutboxRow[]> {
+export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, batch: AggregateWrite[], published: readonly number[] = [], fenceCheck?: FenceCheck): Promise<OutboxRow[]> {
   const exec = await executorOf(conn, trx);
+  if (fenceCheck && batch.length > 0) await fenceCheck(exec, batch.flatMap((w) => (w.fence ? [w.fence] : [])));
   for (let i = 0; i < published.length; i += DELETE_CHUNK) {
     const part = published.slice(i, i + DELETE_CHUNK);
     await exec(`delete from nerve_outbox where seq in (${part.map(() => "?").join(",")})`, part, "run");

@@ -11,7 +11,16 @@ export interface DatabaseOptions {
   entities?: EntitySchema<any>[];
   /** SQLite `synchronous` pragma: FULL also survives power loss, NORMAL survives a process crash. */
   sqliteSynchronous?: "FULL" | "NORMAL";
+  /**
+   * PostgreSQL ends a session idle inside a transaction this long (ms). A frozen former owner (SIGSTOP)
+   * holds its transaction's row locks, the lease rows its fence check read `for share` among them, and
+   * would block the takeover until it woke; ended, its locks go and its commit can never land.
+   */
+  idleInTransactionMs?: number;
 }
+
+/** Default of {@link DatabaseOptions.idleInTransactionMs}: far above any transaction's pause between statements. */
+export const IDLE_IN_TRANSACTION_MS = 2000;
 
 /**
  * Full-text tables are SQLite virtual tables made by hand and named `*_fts`; they and their FTS5 shadow
@@ -82,7 +91,8 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   } else if (/^postgres(ql)?:\/\//.test(opts.url)) {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";
-    orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url } as Options);
+    const idle = Math.max(1, Math.floor(opts.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS));
+    orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url, driverOptions: { connection: { options: `-c idle_in_transaction_session_timeout=${idle}` } } } as Options);
   } else {
     throw new Error(`NERVE_DB must be sqlite:<path> or a postgres:// URL, got ${opts.url}`);
   }

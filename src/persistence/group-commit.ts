@@ -1,7 +1,7 @@
 /** Group commit: writes that arrive together share one transaction; nobody is answered before it commits. */
 import { EventEmitter } from "node:events";
 import type { Database } from "./database.js";
-import { writeBatch, type AggregateWrite } from "./commit-batch.js";
+import { writeBatch, type AggregateWrite, type FenceCheck } from "./commit-batch.js";
 import type { OutboxRow } from "./entities.js";
 
 interface Pending {
@@ -35,6 +35,11 @@ export interface GroupCommitOptions {
    * JetStream, instead of piling up unpublished behind quick replies.
    */
   admission?: () => Promise<void> | undefined;
+  /**
+   * Run first in every transaction with writes when several instances share the database: fails it
+   * when a write's partition has moved on (a newer lease epoch), so a former owner never commits.
+   */
+  fenceCheck?: FenceCheck;
 }
 
 /** Pause before retrying a delete-only transaction that failed. */
@@ -66,6 +71,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   readonly #db: Database;
   readonly #maxBatch: number;
   readonly #admission: (() => Promise<void> | undefined) | undefined;
+  readonly #fenceCheck: FenceCheck | undefined;
   #queue: Pending[] = [];
   #deletes: DeleteSet = { seqs: [], waiters: [] };
   /** The deletes the transaction in flight carries. */
@@ -79,6 +85,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     this.#db = db;
     this.#maxBatch = opts.maxBatch ?? 512;
     this.#admission = opts.admission;
+    this.#fenceCheck = opts.fenceCheck;
   }
 
   /** Resolves once the write is committed; rejects with the database's error when it is not. */
@@ -171,7 +178,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     }
     let rows: OutboxRow[];
     try {
-      rows = await conn.transactional((trx) => writeBatch(conn, trx, writes, deleting?.seqs));
+      rows = await conn.transactional((trx) => writeBatch(conn, trx, writes, deleting?.seqs, this.#fenceCheck));
     } catch (err) {
       if (deleting) {
         // Back in front of whatever was released meanwhile, waiters and all.

@@ -1,0 +1,31 @@
+/**
+ * Placement by rendezvous (highest random weight) hashing: each partition goes to the live instance
+ * with the highest score for it. Every instance computes the same answer from the same membership,
+ * with no coordination, and a join or a leave moves only about 1/N of the partitions.
+ */
+import { createHash } from "node:crypto";
+
+/** The weight of `instance` for `partition` (a well-mixed 48-bit integer). */
+export function weight(instance: string, partition: number): number {
+  return createHash("sha256").update(`${partition}\u0000${instance}`).digest().readUIntBE(0, 6);
+}
+
+/** The instance a partition belongs on; ties (never in practice) go to the smaller name. */
+export function placeOf(partition: number, instances: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestWeight = -1;
+  for (const i of instances) {
+    const w = weight(i, partition);
+    if (w > bestWeight || (w === bestWeight && best !== undefined && i < best)) {
+      best = i;
+      bestWeight = w;
+    }
+  }
+  return best;
+}
+
+/** The partitions (of `count`) that belong on `me` among `instances`. */
+export function partitionsOf(me: string, instances: readonly string[], count: number): number[] {
+  const all = instances.includes(me) ? instances : [...instances, me];
+  return Array.from({ length: count }, (_, p) => p).filter((p) => placeOf(p, all) === me);
+}

@@ -1,0 +1,139 @@
+/**
+ * Partition leases and fencing on a real PostgreSQL (issue #11): instances split the 64 partitions by
+ * rendezvous, a join moves about half, a dead instance's partitions are taken within the lease, a
+ * former owner gives a lapsed lease up (by its own clock) before anyone can take it, and no commit under
+ * an old epoch can land — not even one that holds its transaction open across the takeover.
+ */
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { LeaseManager, FencedError, checkFences, clusterEntities, PARTITIONS } from "../../src/cluster/index.js";
+import { openDatabase, type Database } from "../../src/persistence/index.js";
+import { postgresAvailable, tempPostgres, type TempPostgres } from "../support/index.js";
+
+const available = await postgresAvailable();
+const quiet = pino({ level: "silent" });
+const TTL = 1200;
+const RENEW = 200;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(20);
+  }
+}
+
+describe.skipIf(!available)("partition leases on PostgreSQL", () => {
+  let pg: TempPostgres;
+  const dbs: Database[] = [];
+  const managers: LeaseManager[] = [];
+
+  const open = async (idleInTransactionMs?: number) => {
+    const db = await openDatabase({ url: pg.url, entities: clusterEntities, idleInTransactionMs });
+    dbs.push(db);
+    return db;
+  };
+  const manager = async (instanceId: string, db?: Database) => {
+    const m = new LeaseManager({ db: db ?? (await open()), instanceId, logger: quiet, ttlMs: TTL, renewEveryMs: RENEW });
+    managers.push(m);
+    await m.start();
+    return m;
+  };
+
+  beforeEach(async () => {
+    pg = await tempPostgres();
+  });
+  afterEach(async () => {
+    for (const m of managers.splice(0)) await m.stop().catch(() => undefined);
+    for (const db of dbs.splice(0)) await db.close().catch(() => undefined);
+    await pg.drop();
+  });
+
+  it("one instance takes every partition; a second one joins and they split them, disjoint and complete", async () => {
+    const a = await manager("a");
+    expect(a.held()).toHaveLength(PARTITIONS);
+    const epochsBefore = new Map(a.held().map((p) => [p, a.fence(p)!.epoch]));
+
+    const b = await manager("b");
+    await until("the two hold every partition between them", () => a.held().length + b.held().length === PARTITIONS && b.held().length > 0, 10_000);
+    const mine = new Set(a.held());
+    expect(b.held().filter((p) => mine.has(p))).toEqual([]);
+    // Rendezvous: about half moves (64 partitions: a wide band, but never none or all).
+    expect(b.held().length).toBeGreaterThan(16);
+    expect(b.held().length).toBeLessThan(48);
+    // Every moved partition has a newer epoch than the one a held.
+    for (const p of b.held()) expect(b.fence(p)!.epoch).toBeGreaterThan(epochsBefore.get(p)!);
+  });
+
+  it("a dead instance's partitions are taken over within its lease; it gave them up by its own clock first", async () => {
+    const aDb = await open();
+    const a = await manager("a", aDb);
+    const b = await manager("b");
+    await until("split", () => a.held().length + b.held().length === PARTITIONS && b.held().length > 0);
+    const aParts = a.held();
+    const lapsedAt = new Map<number, number>();
+    a.on("lost", (p) => lapsedAt.set(p, performance.now()));
+    const takenAt = new Map<number, number>();
+    b.on("acquired", (p) => takenAt.set(p, performance.now()));
+
+    const cut = performance.now();
+    await aDb.close(); // a can no longer renew: as good as dead to the others
+    await until("b holds every partition", () => b.held().length === PARTITIONS, 8_000);
+    const takeover = Math.max(...aParts.map((p) => takenAt.get(p)!)) - cut;
+    expect(takeover).toBeLessThan(TTL + 3 * RENEW + 500);
+    for (const p of aParts) {
+      expect(a.fence(p)).toBeUndefined();
+      expect(lapsedAt.get(p), `a gave ${p} up before b took it`).toBeLessThan(takenAt.get(p)!);
+    }
+  });
+
+  it("fails a commit under an old epoch, and makes a takeover wait for a commit holding the fence", async () => {
+    const db = await open();
+    const a = await manager("a", db);
+    const p = 7;
+    const fence = a.fence(p)!;
+    const exec = (trx: unknown) => (sql: string, params: unknown[], method: "all" | "run") => db.execute(sql, params, method, trx);
+
+    // A transaction that checked its fence holds the lease row: the takeover's update waits for it.
+    const other = await open();
+    let committed = false;
+    const inTx = db.connection.transactional(async (trx) => {
+      await checkFences(exec(trx) as never, "a", [fence]);
+      await sleep(400);
+      committed = true;
+    });
+    await sleep(100);
+    const takeover = other.execute("update nerve_leases set owner = ?, epoch = epoch + 1, lease_until = now() + interval '5 seconds' where partition_no = ? returning epoch", ["b", p], "all");
+    const [row] = (await takeover) as { epoch: number }[];
+    expect(committed).toBe(true); // the takeover went through only after the fenced commit
+    await inTx;
+    expect(Number(row!.epoch)).toBe(fence.epoch + 1);
+
+    // From now on a's fence is stale: its commits fail, whatever a's own clock still says.
+    await expect(db.connection.transactional((trx) => checkFences(exec(trx) as never, "a", [fence]))).rejects.toBeInstanceOf(FencedError);
+    await until("a notices at its next renewal", () => a.fence(p) === undefined, 3_000);
+  });
+
+  it("ends a frozen owner's open transaction, so a takeover never waits on it for long", async () => {
+    const frozen = await open(300);
+    const a = await manager("a");
+    const fence = a.fence(3)!;
+    const started = Date.now();
+    const stuck = frozen.connection
+      .transactional(async (trx) => {
+        await checkFences(((sql: string, params: unknown[], method: "all" | "run") => frozen.execute(sql, params, method, trx)) as never, "a", [fence]);
+        await sleep(1500); // paused between statements, like a SIGSTOPped process
+        await frozen.execute("select 1", [], "all", trx);
+      })
+      .then(
+        () => "committed",
+        () => "failed",
+      );
+    const other = await open();
+    await sleep(50);
+    await other.execute("update nerve_leases set epoch = epoch + 1 where partition_no = ?", [3], "run");
+    expect(Date.now() - started).toBeLessThan(1200);
+    expect(await stuck).toBe("failed");
+  });
+});
