@@ -1,14 +1,18 @@
 import { execFile } from "node:child_process";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { partitionOf } from "../../src/cluster/index.js";
 import { natsServerBinary, startNatsServer, type NatsServerHandle } from "../support/index.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const CONF = join(REPO, "nats.conf");
+const MAPPING = "deploy/nats/partition-mapping.conf";
 const DENIAL_TIMEOUT_MS = 5_000;
 const STREAMS = {
   EVENTS_USERS: "events.users.>",
@@ -25,8 +29,8 @@ let jsm: JetStreamManager;
 const commandsSeen: string[] = [];
 const opened: NatsConnection[] = [];
 
-async function login(user: string, pass: string): Promise<NatsConnection> {
-  const nc = await connect({ servers: server.url, user, pass, noAsyncTraces: true });
+async function login(user: string, pass: string, on: NatsServerHandle = server): Promise<NatsConnection> {
+  const nc = await connect({ servers: on.url, user, pass, noAsyncTraces: true });
   opened.push(nc);
   return nc;
 }
@@ -203,5 +207,73 @@ describe("analytics user", () => {
     // The server drops a denied message before routing it, so the -ERR proves it never arrived.
     expect((await jsm.streams.info("EVENTS_ACCESS")).state.messages).toBe(1);
     expect(commandsSeen).not.toContain("cmd.users.RegisterUser.u2");
+  });
+});
+
+// What partition routing will run on (CONTRACT.md §8): nats.conf with the shipped mapping included
+// in the NERVE account, exactly as deploy/nats/partition-mapping.conf tells an operator to.
+describe("nats.conf with deploy/nats/partition-mapping.conf", () => {
+  let dir: string;
+  let mapped: NatsServerHandle;
+  const unmapped: string[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "nerve-mapped-conf-"));
+    const conf = (await readFile(CONF, "utf8")).replace(/^(  NERVE \{)$/m, `$1\n    include "${MAPPING}"`);
+    expect(conf).toContain(`include "${MAPPING}"`);
+    await mkdir(join(dir, "deploy/nats"), { recursive: true });
+    await copyFile(join(REPO, MAPPING), join(dir, MAPPING));
+    await writeFile(join(dir, "nats.conf"), conf);
+    mapped = await startNatsServer({ config: join(dir, "nats.conf") });
+    const nerve = await login("nerve", "nerve-dev", mapped);
+    // Partition routing serves pcmd.> (here only the users context); today's Nerve serves cmd.<context>.>.
+    nerve.subscribe("pcmd.*.users.>", {
+      callback: (_err, msg) => {
+        msg.respond(`accepted ${msg.subject}`);
+      },
+    });
+    nerve.subscribe("cmd.>", {
+      callback: (_err, msg) => {
+        unmapped.push(msg.subject);
+      },
+    });
+    await nerve.flush();
+  });
+
+  afterAll(async () => {
+    await mapped?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("is accepted by nats-server -t", async () => {
+    const { stdout, stderr } = await promisify(execFile)(natsServerBinary(), ["-c", "nats.conf", "-t"], { cwd: dir });
+    expect(stdout + stderr).toContain("configuration file nats.conf is valid");
+  });
+
+  it("lets the client user send a command through cmd.…, delivered to the nerve user on pcmd.<partition>.…", async () => {
+    const client = await login("client", "client-dev", mapped);
+    const reply = await client.request("cmd.users.RegisterUser.u1", JSON.stringify({ email: "u1@x" }), { timeout: 5_000 });
+    expect(reply.string()).toBe(`accepted pcmd.${partitionOf("u1")}.users.RegisterUser.u1`);
+    expect(unmapped).toEqual([]);
+  });
+
+  it("no longer reaches a Nerve that serves only cmd.> (why the mapping is not in nats.conf yet)", async () => {
+    const client = await login("client", "client-dev", mapped);
+    const err = await client.request("cmd.courses.CreateCourse.c1", "{}", { timeout: 5_000 }).then(
+      () => expect.fail("a cmd.> subscriber answered a mapped command"),
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(errors.RequestError);
+    expect((err as InstanceType<typeof errors.RequestError>).isNoResponders()).toBe(true);
+    expect(unmapped).toEqual([]);
+  });
+
+  it("still refuses the analytics user commands, naming the mapped subject", async () => {
+    const analytics = await login("analytics", "analytics-dev", mapped);
+    const subject = `pcmd.${partitionOf("u2")}.users.RegisterUser.u2`;
+    await expectDenied(analytics, "publish", subject, () => {
+      analytics.publish("cmd.users.RegisterUser.u2", "{}");
+      return analytics.flush();
+    });
   });
 });
