@@ -13,7 +13,8 @@ import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
-import { reportFailure } from "../supervision/index.js";
+import { reportFailure, watch } from "../supervision/index.js";
+import { LeaseManager, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
 import { registerServiceMetrics } from "./metrics.js";
 import { aggregateQueries } from "./queries.js";
 
@@ -29,6 +30,8 @@ export interface Nerve {
   readonly consumers: ConsumerManager;
   readonly api: Api;
   readonly gateway: Gateway;
+  /** Which partitions this instance owns: all of them on SQLite, its leases on PostgreSQL. */
+  readonly ownership: Ownership;
   /** Ordered shutdown: stop taking commands, drain mailboxes, flush the outbox, drain consumers, close NATS and the database. */
   stop(): Promise<void>;
 }
@@ -36,12 +39,16 @@ export interface Nerve {
 /** The version reported by the service API. */
 export const NERVE_VERSION = "0.1.0";
 
+/** Where an instance says it released a partition (core NATS, a nudge only: the leases decide). */
+export const RELEASED_SUBJECT = "nerve.cluster.released";
+
 /** Longest a group commit waits for the outbox relay's backlog to shrink before it commits anyway. */
 const ADMISSION_MAX_WAIT_MS = 1000;
 
 /** Starts the whole service in this process. */
 export async function startNerve(config: Config, logger: Logger): Promise<Nerve> {
-  const entities = [...consumerEntities, ...readModelEntities];
+  const shared = !config.NERVE_DB.startsWith("sqlite:");
+  const entities = [...consumerEntities, ...readModelEntities, ...(shared ? clusterEntities : [])];
   const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, entities });
   const repo = new Repository(db);
   let nc: NatsConnection | undefined;
@@ -58,14 +65,31 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   // The relay is made after the writer (it deletes through it); admission reaches it when asked.
   let relay: OutboxRelay | undefined;
   const backlogLimit = 2 * config.NERVE_RELAY_WINDOW;
-  const writer = new GroupCommitWriter(db, { admission: () => relay?.room(backlogLimit, ADMISSION_MAX_WAIT_MS) });
+  const instanceId = config.NERVE_INSTANCE_ID;
+  // Filled below, once the parts a hand-off drains exist.
+  let drainPartition: (partition: number) => Promise<void> = async () => {};
+  const ownership: Ownership & { start?(): Promise<void>; stop?(): Promise<void>; wake?(): void } = shared
+    ? new LeaseManager({ db, instanceId, logger: logger.child({ component: "leases" }), drain: (p) => drainPartition(p), released: (p) => conn.publish(RELEASED_SUBJECT, String(p)) })
+    : new SoleOwnership(instanceId);
+  const writer = new GroupCommitWriter(db, {
+    admission: () => relay?.room(backlogLimit, ADMISSION_MAX_WAIT_MS),
+    fenceCheck: ownership.fenced ? (exec, fences) => checkFences(exec, instanceId, fences) : undefined,
+  });
   const system = new ActorSystem({
     load: (type, id) => repo.loadSnapshot(type, id),
     mailboxSize: config.NERVE_MAILBOX_SIZE,
     maxActors: config.NERVE_MAX_ACTORS,
     idleMs: config.NERVE_ACTOR_IDLE_MS,
   });
-  const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger });
+  const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger, ownership });
+  const inPartition = (p: number) => (aggregateId: string) => partitionOf(aggregateId) === p;
+  // A lost partition's actors are forgotten: its next owner may change those aggregates.
+  ownership.on("lost", (p) => watch(logger, "forget actors", system.forget(inPartition(p))));
+  drainPartition = async (p) => {
+    await system.forget(inPartition(p), config.NERVE_SHUTDOWN_MS);
+    await writer.flushed();
+    await relay!.flush(config.NERVE_SHUTDOWN_MS);
+  };
   relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer });
   writer.on("committed", (rows) => relay.offer(rows));
   writer.on("error", (err) => reportFailure(logger, "group commit", err, "group commit failed outside a write (deleting published outbox rows); retrying"));
@@ -83,6 +107,8 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
 
   let stopping: Promise<void> | undefined;
   const conn = nc;
+  // Another instance released a partition: this one may be where it belongs, so look now, not in a second.
+  const nudges = nc.subscribe(RELEASED_SUBJECT, { callback: () => ownership.wake?.() });
   const stop = async (): Promise<void> => {
     const deadline = Date.now() + config.NERVE_SHUTDOWN_MS;
     const left = () => Math.max(0, deadline - Date.now());
@@ -95,6 +121,8 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
     await relay.stop();
     await writer.flushed();
+    nudges.unsubscribe();
+    await ownership.stop?.();
     await consumers.stop();
     system.close();
     await conn.drain().catch(() => conn.close());
@@ -103,6 +131,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   };
 
   try {
+    await ownership.start?.();
     await consumers.start();
     api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION });
     addAdminEndpoints(api.service, consumers, logger);
@@ -120,5 +149,5 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     throw err;
   }
   logger.info({ db: db.dialect, http_port: gateway.port }, "nerve started");
-  return { db, nc, system, writer, relay, bus, timers, consumers, api, gateway, stop: () => (stopping ??= stop()) };
+  return { db, nc, system, writer, relay, bus, timers, consumers, api, gateway, ownership, stop: () => (stopping ??= stop()) };
 }

@@ -1,10 +1,15 @@
 /** Configuration, parsed once at start-up from the environment (CONTRACT.md §7) by one zod schema. */
+import { hostname } from "node:os";
 import { z } from "zod";
 
 /** The development JWT secret, used (with a warning) when none is set outside production. */
 export const DEV_JWT_SECRET = "nerve-development-secret-do-not-use-in-production";
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+/** What one process can run (CONTRACT.md §8). */
+export const ROLES = ["commands", "consumers", "gateway"] as const;
+export type Role = (typeof ROLES)[number];
 
 /** The environment schema with named defaults. */
 export const ConfigSchema = z
@@ -40,6 +45,20 @@ export const ConfigSchema = z
       .transform((v) => v === "true" || v === "1"),
     /** SQLite synchronous pragma. */
     NERVE_SQLITE_SYNC: z.enum(["FULL", "NORMAL"]).default("FULL"),
+    /** This instance's name: in leases, logs and the Nerve-Instance reply header. */
+    NERVE_INSTANCE_ID: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,128}$/, "must be 1..128 of A-Z a-z 0-9 _ . : -")
+      .default(() => `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_.:-]/g, "_").slice(0, 128)),
+    /** What this process runs: any non-empty subset of commands, consumers, gateway. */
+    NERVE_ROLES: z
+      .string()
+      .default(ROLES.join(","))
+      .transform((s) => s.split(",").map((r) => r.trim()).filter(Boolean))
+      .pipe(z.array(z.enum(ROLES)).min(1, "must name at least one of commands, consumers, gateway"))
+      .transform((roles) => new Set<Role>(roles)),
+    /** Replicas of the five streams (3 on a three-node cluster). */
+    NERVE_STREAM_REPLICAS: int(1, 1).pipe(z.number().max(5)),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === "production" && c.NERVE_DEV_TOKENS) {

@@ -66,6 +66,30 @@ export class ActorSystem {
     while ([...this.#actors.values()].some((a) => !a.idle)) await new Promise((r) => setTimeout(r, 5));
   }
 
+  /**
+   * Forgets every idle actor whose id matches, and those that become idle within `settleMs`: their next
+   * use loads them from storage again. Called when a partition is lost or handed off — whoever owns it
+   * next may change those aggregates. A job still running on a forgotten actor finishes; its commit
+   * then fails the fence check. Resolves with the number of actors forgotten.
+   */
+  async forget(match: (aggregateId: string) => boolean, settleMs = 0): Promise<number> {
+    const until = Date.now() + settleMs;
+    let forgotten = 0;
+    for (;;) {
+      let busy = 0;
+      for (const [key, a] of this.#actors) {
+        if (!match(a.aggregateId)) continue;
+        if (a.idle || Date.now() >= until) {
+          this.#actors.delete(key);
+          forgotten++;
+        } else busy++;
+      }
+      this.stats.live = this.#actors.size;
+      if (busy === 0) return forgotten;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
   /** Stops the passivation timer and forgets every actor. */
   close(): void {
     clearInterval(this.#sweeper);

@@ -20,6 +20,7 @@ import type { Actor } from "./actor.js";
 import type { ActorSystem } from "./actor-system.js";
 import type { AggregateModule, Lookups } from "./aggregate-module.js";
 import { fingerprint } from "./stable-json.js";
+import { FencedError, partitionOf, type Fence, type Ownership } from "../cluster/index.js";
 
 /** A validated command with what the transport adds. */
 export interface CommandRequest {
@@ -41,6 +42,8 @@ export interface CommandBusDeps {
   logger: Logger;
   /** The clock; tests move it. */
   clock?: () => Date;
+  /** Which partitions this instance may decide and commit for; absent: all of them (one instance). */
+  ownership?: Ownership;
 }
 
 /** The command path of the service. */
@@ -64,8 +67,16 @@ export class CommandBus implements Lookups {
     return this.#byContext.get(context);
   }
 
-  /** Another aggregate's committed state (activating its actor). */
-  readState<S>(aggregateType: AggregateType, aggregateId: string): Promise<{ state: S | null; version: number }> {
+  /**
+   * An aggregate's committed state: from its actor when this instance owns its partition, else from
+   * the committed snapshot (never a cached actor: the owner elsewhere may have changed it since).
+   */
+  async readState<S>(aggregateType: AggregateType, aggregateId: string): Promise<{ state: S | null; version: number }> {
+    const own = this.#deps.ownership;
+    if (own && !own.fence(partitionOf(aggregateId))) {
+      const snap = await this.#deps.repo.loadSnapshot<S>(aggregateType, aggregateId);
+      return { state: snap?.state ?? null, version: snap?.version ?? 0 };
+    }
     return this.#deps.system.read(aggregateType, aggregateId, (a) => ({ state: a.state as S | null, version: a.version }));
   }
 
@@ -99,7 +110,18 @@ export class CommandBus implements Lookups {
     return m;
   }
 
+  // The fencing token to decide and commit under; unavailable (retry) when the partition is not held here.
+  #fence(aggregateId: string): Fence | undefined {
+    const own = this.#deps.ownership;
+    if (!own) return undefined;
+    const partition = partitionOf(aggregateId);
+    const fence = own.fence(partition);
+    if (!fence) throw errors.unavailable(`partition ${partition} is not held by this instance (owned elsewhere or moving): retry`, { partition });
+    return fence;
+  }
+
   async #run(m: AggregateModule, actor: Actor, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
+    const fence = this.#fence(req.aggregateId);
     const commandId = uuidv7();
     const print = req.idempotencyKey ? fingerprint({ type: req.type, body: req.body }) : "";
     if (req.idempotencyKey) {
@@ -153,12 +175,14 @@ export class CommandBus implements Lookups {
       events,
       idempotency: req.idempotencyKey ? { key: req.idempotencyKey, fingerprint: print, reply } : undefined,
       extra: m.extra?.(req.aggregateId, domainEvents, state),
+      fence,
     };
     try {
       await this.#deps.writer.submit(write);
     } catch (err) {
       await actor.reload();
       if (err instanceof StaleWriteError) throw errors.unavailable("the aggregate changed concurrently; retry");
+      if (err instanceof FencedError) throw errors.unavailable("the aggregate's partition moved to another instance; retry");
       if (isUniqueViolation(err)) throw errors.conflict("a unique value is already taken");
       this.#deps.logger.error({ err, correlation_id: correlation }, "commit failed");
       throw errors.unavailable("storage is unavailable; retry");
