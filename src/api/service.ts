@@ -18,6 +18,8 @@ import type { Logger } from "../log/index.js";
 import { reportFailure } from "../supervision/index.js";
 import type { CommandBus } from "../runtime/index.js";
 import { parseBody, replyError, replyOk, requestContentType, requestHeaders } from "./wire.js";
+import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
+import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
 
 /** Answers one query with its result. */
 export type QueryHandler = (body: any) => Promise<unknown>;
@@ -29,18 +31,28 @@ export interface ApiDeps {
   queries: Partial<Record<QueryType, QueryHandler>>;
   logger: Logger;
   version: string;
+  /** Named in the Nerve-Instance header of every reply. */
+  instanceId?: string;
+  /** Which partitions this instance owns; absent: all of them. */
+  ownership?: Ownership;
 }
 
 /** Figures of the API. */
 export interface ApiStats {
   ok: number;
   failed: Record<string, number>;
+  /** Commands passed on to their partition's owner (routing without the server mapping). */
+  forwarded: number;
 }
 
 /** The running API; `stop` stops taking requests and waits for those in progress. */
 export interface Api {
   readonly service: Service;
   readonly stats: ApiStats;
+  /** How commands reach their owners here (probed at start). */
+  readonly routing: RoutingMode;
+  /** The partitions whose `pcmd.<p>.>` this instance serves now. */
+  partitions(): number[];
   stop(): Promise<void>;
 }
 
@@ -49,7 +61,7 @@ const QUERY_CONTEXTS = [...new Set(Object.values(QueryDefinitions).map((q) => q.
 /** Starts the `nerve` service with endpoints `cmd.<context>.>` and `query.<context>.>`. */
 export async function startApi(deps: ApiDeps): Promise<Api> {
   const service = await new Svcm(deps.nc).add({ name: SERVICE_NAME, version: deps.version, description: "Nerve commands and queries" });
-  const stats: ApiStats = { ok: 0, failed: {} };
+  const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0 };
   const inflight = new Set<Promise<void>>();
   const track = (request: Promise<void>) => {
     // A handler answers every failure itself; what still escapes (the reply could not be sent) is logged.
@@ -61,7 +73,7 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     const e = err instanceof NerveError ? err : errors.internal(`${what} failed`, err);
     if (e.code === "internal") deps.logger.error({ err, subject: msg.subject }, "request failed");
     stats.failed[e.code] = (stats.failed[e.code] ?? 0) + 1;
-    replyError(msg, ct, e);
+    replyError(msg, ct, e, deps.instanceId);
   };
 
   for (const context of CONTEXTS) {
@@ -71,6 +83,11 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       handler: (_err, msg) => track(handleCommand(msg)),
     });
   }
+  const routing = await detectRouting(deps.nc);
+  deps.logger.info({ routing }, routing === "mapped" ? "commands reach partition owners through the server's mapping" : "no partition mapping on the server: instances forward commands to their owners");
+  const ownership = deps.ownership;
+  const partitions = ownership ? new PartitionSubscriptions(deps.nc, ownership, (msg) => track(handleCommand(msg)), deps.logger) : undefined;
+  await partitions?.start();
   for (const context of QUERY_CONTEXTS) {
     service.addEndpoint(`query-${context}`, { subject: `query.${context}.>`, handler: (_err, msg) => track(handleQuery(msg)) });
   }
@@ -82,15 +99,26 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     let ct: ContentType | undefined;
     try {
       ct = requestContentType(msg);
-      const parts = parseCommandSubject(msg.subject);
+      const routed = msg.subject.startsWith("pcmd.") ? parsePartitionSubject(msg.subject) : undefined;
+      const parts = routed ?? parseCommandSubject(msg.subject);
       if (!parts) throw errors.invalidRequest("subject must be cmd.<context>.<CommandType>.<aggregate_id> with a safe id");
       if (!ID_PATTERN.test(parts.aggregateId)) throw errors.invalidRequest("aggregate_id must match ^[A-Za-z0-9_-]{1,64}$");
       if (!isCommandOf(parts.context, parts.commandType)) throw errors.invalidRequest(`unknown command ${parts.context}.${parts.commandType}`);
+      if (ownership) {
+        const partition = partitionOf(parts.aggregateId);
+        if (!ownership.fence(partition)) {
+          // Forwarded once at most: a routed request that finds its owner gone is answered, never bounced.
+          if (routed || !msg.reply) throw errors.unavailable(`partition ${partition} is moving between instances; retry`, { partition });
+          deps.nc.publish(partitionSubject(partition, parts.context, parts.commandType, parts.aggregateId), msg.data, { reply: msg.reply, headers: msg.headers });
+          stats.forwarded++;
+          return;
+        }
+      }
       const def = CommandDefinitions[parts.commandType];
       const body = parseBody(msg, ct, def.body);
       const reply = await deps.bus.execute({ context: def.context, type: parts.commandType, aggregateId: parts.aggregateId, body, ...requestHeaders(msg) });
       stats.ok++;
-      replyOk(msg, ct, reply);
+      replyOk(msg, ct, reply, deps.instanceId);
     } catch (err) {
       fail(msg, ct, err, "command");
     }
@@ -108,7 +136,7 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       if (!handler) throw errors.unavailable(`${type} is not served by this instance`);
       const result = await handler(body);
       stats.ok++;
-      replyOk(msg, ct, { ok: true, result });
+      replyOk(msg, ct, { ok: true, result }, deps.instanceId);
     } catch (err) {
       fail(msg, ct, err, "query");
     }
@@ -117,7 +145,10 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   return {
     service,
     stats,
+    routing,
+    partitions: () => partitions?.partitions ?? [],
     async stop() {
+      partitions?.stop();
       await service.stop();
       await Promise.allSettled([...inflight]);
     },

@@ -34,19 +34,41 @@ function header(h: MsgHdrs | undefined, name: string, max: number): string | und
   return v;
 }
 
-/** Reads the content type; an unsupported one is `invalid_request` (answered in JSON). */
+/**
+ * The request's headers. nats.js parses the header block when it is first read and throws on a line
+ * it cannot take (a key with a space or a non-ASCII character): a client's mistake, `invalid_request`.
+ */
+function headersOf(msg: ServiceMsg): MsgHdrs | undefined {
+  try {
+    return msg.headers;
+  } catch {
+    throw errors.invalidRequest("malformed message headers: every header line must be `Key: value` with a printable ASCII key");
+  }
+}
+
+/** Reads the content type; an unsupported one, or a malformed header block, is `invalid_request` (answered in JSON). */
 export function requestContentType(msg: ServiceMsg): ContentType {
-  const ct = contentTypeOf(msg.headers?.get(Headers.ContentType));
+  const value = headersOf(msg)?.get(Headers.ContentType);
+  if (value !== undefined && !isText(value)) throw errors.invalidRequest(`${Headers.ContentType} ${NOT_TEXT_MESSAGE}`);
+  const ct = contentTypeOf(value);
   if (!ct) throw errors.invalidRequest("Content-Type must be application/msgpack or application/json");
   return ct;
 }
 
+/** The W3C trace context headers: not read yet, but header values are contract text all the same. */
+const TRACE_HEADERS = ["traceparent", "tracestate"] as const;
+
 /** Reads the optional causal and idempotency headers. */
 export function requestHeaders(msg: ServiceMsg): RequestHeaders {
+  const h = headersOf(msg);
+  for (const name of TRACE_HEADERS) {
+    const v = h?.get(name);
+    if (v !== undefined && !isText(v)) throw errors.invalidRequest(`${name} ${NOT_TEXT_MESSAGE}`);
+  }
   return {
-    idempotencyKey: header(msg.headers, Headers.IdempotencyKey, 128),
-    correlationId: header(msg.headers, Headers.CorrelationId, 128),
-    causationId: header(msg.headers, Headers.CausationId, 128),
+    idempotencyKey: header(h, Headers.IdempotencyKey, 128),
+    correlationId: header(h, Headers.CorrelationId, 128),
+    causationId: header(h, Headers.CausationId, 128),
   };
 }
 
@@ -66,20 +88,24 @@ export function parseBody<T extends z.ZodType>(msg: ServiceMsg, ct: ContentType,
   return parsed.data;
 }
 
-function replyHeaders(ct: ContentType): MsgHdrs {
+/** The reply header naming the instance that answered (CONTRACT.md §8). */
+export const INSTANCE_HEADER = "Nerve-Instance";
+
+function replyHeaders(ct: ContentType, instance: string | undefined): MsgHdrs {
   const h = natsHeaders();
   h.set(Headers.ContentType, ct);
+  if (instance) h.set(INSTANCE_HEADER, instance);
   return h;
 }
 
-/** Sends a success reply in the request's encoding. */
-export function replyOk(msg: ServiceMsg, ct: ContentType, body: unknown): void {
-  msg.respond(encode(ct, body), { headers: replyHeaders(ct) });
+/** Sends a success reply in the request's encoding, naming the answering instance. */
+export function replyOk(msg: ServiceMsg, ct: ContentType, body: unknown, instance?: string): void {
+  msg.respond(encode(ct, body), { headers: replyHeaders(ct, instance) });
 }
 
-/** Sends the contract's failure reply with the Nats-Service-Error headers. */
-export function replyError(msg: ServiceMsg, ct: ContentType | undefined, err: NerveError): void {
+/** Sends the contract's failure reply with the Nats-Service-Error headers, naming the answering instance. */
+export function replyError(msg: ServiceMsg, ct: ContentType | undefined, err: NerveError, instance?: string): void {
   const enc = ct ?? ContentTypes.Json;
   const description = err.message.replace(/[\r\n]+/g, " ").slice(0, 512);
-  msg.respondError(err.status, description, encode(enc, errorReply(err)), { headers: replyHeaders(enc) });
+  msg.respondError(err.status, description, encode(enc, errorReply(err)), { headers: replyHeaders(enc, instance) });
 }

@@ -133,7 +133,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   try {
     await ownership.start?.();
     await consumers.start();
-    api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION });
+    api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership });
     addAdminEndpoints(api.service, consumers, logger);
     gateway = await startGateway({
       nc,

@@ -1,0 +1,90 @@
+/**
+ * Two Nerve instances on one PostgreSQL database split the partitions, and a command sent to any
+ * of them — or straight to `cmd.…` — is decided by its partition's owner, in both routing modes
+ * (CONTRACT.md §8): with the server's mapping (no extra hop) and without it (forwarding).
+ */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { startNerve, type Nerve } from "../../src/app/index.js";
+import { PARTITIONS, partitionOf } from "../../src/cluster/index.js";
+import { loadConfig } from "../../src/config/index.js";
+import { createLogger } from "../../src/log/index.js";
+import { command, postgresAvailable, query, startNatsServer, tempPostgres, type NatsServerHandle, type TempPostgres } from "../support/index.js";
+
+const available = await postgresAvailable();
+const MAPPING = fileURLToPath(new URL("../../deploy/nats/partition-mapping.conf", import.meta.url));
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(what: string, check: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(50);
+  }
+}
+
+describe.skipIf(!available).each([
+  { mode: "forward", mapped: false },
+  { mode: "mapped", mapped: true },
+])("two instances, routing by $mode", ({ mode, mapped }) => {
+  let nats: NatsServerHandle;
+  let pg: TempPostgres;
+  let confDir: string | undefined;
+  let client: NatsConnection;
+  const nerves: Nerve[] = [];
+
+  beforeAll(async () => {
+    if (mapped) {
+      confDir = await mkdtemp(join(tmpdir(), "nerve-routing-"));
+      await writeFile(join(confDir, "nats.conf"), `${await readFile(MAPPING, "utf8")}\n`);
+    }
+    nats = await startNatsServer(confDir ? { config: join(confDir, "nats.conf") } : {});
+    pg = await tempPostgres();
+    const logger = createLogger("silent");
+    for (const id of ["alpha", "beta"]) {
+      nerves.push(await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: pg.url, NERVE_HTTP_PORT: "0", NERVE_INSTANCE_ID: id, LOG_LEVEL: "silent" }), logger));
+    }
+    client = await connect({ servers: nats.url, noAsyncTraces: true });
+    await until("the two instances hold every partition between them", () => nerves[0]!.ownership.held().length + nerves[1]!.ownership.held().length === PARTITIONS && nerves[1]!.ownership.held().length > 0);
+  });
+  afterAll(async () => {
+    await client?.close();
+    for (const n of nerves) await n.stop().catch(() => undefined);
+    await pg?.drop();
+    await nats?.stop();
+    if (confDir) await rm(confDir, { recursive: true, force: true });
+  });
+
+  it(`detects the routing mode (${mode})`, () => {
+    for (const n of nerves) expect(n.api.routing).toBe(mode);
+  });
+
+  it("has each partition decided by its owner, whichever instance the request reached", async () => {
+    const owner = (id: string) => nerves.find((n) => n.ownership.fence(partitionOf(id)))!.ownership.instanceId;
+    const ids = Array.from({ length: 80 }, (_, i) => `${mode}-user-${i}`);
+    const replies = await Promise.all(ids.map((id) => command(client, "users", "RegisterUser", id, { email: `${id}@example.com`, name: id })));
+    for (const [i, r] of replies.entries()) {
+      expect(r.body, ids[i]).toMatchObject({ ok: true, aggregate_version: 1 });
+      expect(r.headers["Nerve-Instance"], ids[i]).toBe(owner(ids[i]!));
+    }
+    expect(new Set(replies.map((r) => r.headers["Nerve-Instance"]))).toEqual(new Set(["alpha", "beta"]));
+    if (!mapped) expect(nerves[0]!.api.stats.forwarded + nerves[1]!.api.stats.forwarded).toBeGreaterThan(0);
+    // Reads see every answered command on either instance: the owner's actor, or the committed snapshot.
+    for (const id of ids.slice(0, 10)) {
+      const r = await query(client, "users", "GetUser", { user_id: id });
+      expect(r.body.result).toMatchObject({ user_id: id, version: 1 });
+    }
+  });
+
+  it("keeps one aggregate's commands in order through one owner", async () => {
+    const id = `${mode}-busy`;
+    expect((await command(client, "users", "RegisterUser", id, { email: `${id}@example.com`, name: "B" })).body.ok).toBe(true);
+    const replies = await Promise.all(Array.from({ length: 30 }, (_, i) => command(client, "users", "UpdateUserProfile", id, { profile_data: { bio: `b${i}` } })));
+    expect(replies.map((r) => r.body.aggregate_version).sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i + 2));
+  });
+});
