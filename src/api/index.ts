@@ -2,3 +2,5 @@
 export * from "./wire.js";
 export * from "./service.js";
 export * from "./admin.js";
+export * from "./routing.js";
+export * from "./remote-commands.js";

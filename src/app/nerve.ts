@@ -1,9 +1,9 @@
 /** Composition of the service: database, actors, outbox relay, NATS API — and their ordered shutdown. */
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { addAdminEndpoints, startApi, type Api } from "../api/index.js";
+import { addAdminEndpoints, remoteCommands, startApi, type Api } from "../api/index.js";
 import { aggregateModules, timerKinds } from "../aggregates/index.js";
-import { ConsumerManager, consumerEntities } from "../consumers/index.js";
+import { CONSUMER_GROUP, ConsumerManager, consumerEntities } from "../consumers/index.js";
 import { startGateway, type Gateway } from "../gateway/index.js";
 import { createSubscribers, projectionQueries, readModelEntities } from "../projections/index.js";
 import type { Config } from "../config/index.js";
@@ -14,7 +14,7 @@ import { GroupCommitWriter, Repository, openDatabase, type Database } from "../p
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
 import { reportFailure, watch } from "../supervision/index.js";
-import { LeaseManager, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
+import { Leases, PartitionLeases, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
 import { registerServiceMetrics } from "./metrics.js";
 import { aggregateQueries } from "./queries.js";
 
@@ -69,7 +69,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   // Filled below, once the parts a hand-off drains exist.
   let drainPartition: (partition: number) => Promise<void> = async () => {};
   const ownership: Ownership & { start?(): Promise<void>; stop?(): Promise<void>; wake?(): void } = shared
-    ? new LeaseManager({ db, instanceId, logger: logger.child({ component: "leases" }), drain: (p) => drainPartition(p), released: (p) => conn.publish(RELEASED_SUBJECT, String(p)) })
+    ? new PartitionLeases({ db, instanceId, logger: logger.child({ component: "leases" }), drain: (p) => drainPartition(p), released: () => conn.publish(RELEASED_SUBJECT) })
     : new SoleOwnership(instanceId);
   const writer = new GroupCommitWriter(db, {
     admission: () => relay?.room(backlogLimit, ADMISSION_MAX_WAIT_MS),
@@ -81,7 +81,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     maxActors: config.NERVE_MAX_ACTORS,
     idleMs: config.NERVE_ACTOR_IDLE_MS,
   });
-  const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger, ownership });
+  const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger, ownership, remote: remoteCommands(nc) });
   const inPartition = (p: number) => (aggregateId: string) => partitionOf(aggregateId) === p;
   // A lost partition's actors are forgotten: its next owner may change those aggregates.
   ownership.on("lost", (p) => watch(logger, "forget actors", system.forget(inPartition(p))));
@@ -97,8 +97,15 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds });
   timers.start();
   const deps = { bus, db, logger, defaultPolicyId: config.NERVE_DEFAULT_POLICY_ID };
-  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers: createSubscribers(deps) });
+  const subscribers = createSubscribers(deps);
+  // Several instances: each durable consumer runs on one of them at a time, under a lease of its own.
+  const consumerLeases = shared
+    ? new Leases({ db, instanceId, logger: logger.child({ component: "leases" }), group: CONSUMER_GROUP, keys: subscribers.map((s) => s.name), released: () => conn.publish(RELEASED_SUBJECT) })
+    : undefined;
+  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases });
   const prune = setInterval(() => {
+    // Housekeeping runs once across instances: on the holder of partition 0.
+    if (!ownership.fence(0)) return;
     void repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
   }, 10 * 60_000);
   prune.unref();
@@ -108,7 +115,12 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   let stopping: Promise<void> | undefined;
   const conn = nc;
   // Another instance released a partition: this one may be where it belongs, so look now, not in a second.
-  const nudges = nc.subscribe(RELEASED_SUBJECT, { callback: () => ownership.wake?.() });
+  const nudges = nc.subscribe(RELEASED_SUBJECT, {
+    callback: () => {
+      ownership.wake?.();
+      consumerLeases?.wake();
+    },
+  });
   const stop = async (): Promise<void> => {
     const deadline = Date.now() + config.NERVE_SHUTDOWN_MS;
     const left = () => Math.max(0, deadline - Date.now());

@@ -1,27 +1,28 @@
-/** The tables of ownership (PostgreSQL only): one lease per partition, and the live instances. */
+/** The tables of ownership (PostgreSQL only): the leases, and the live members of each group. */
 import { EntitySchema } from "@mikro-orm/core";
 
-/** A partition's lease: who owns it, under which epoch (the fencing token), until when by the database's clock. */
+/** A lease (`partitions/17`, `consumers/catalog`): who holds it, under which epoch (the fencing token), until when by the database's clock. */
 export interface LeaseRow {
-  partition_no: number;
+  lease_key: string;
   owner: string | null;
   epoch: number;
   lease_until: Date | null;
 }
 
-/** A live instance: it renews `seen_until` with its leases; placement is computed over the live ones. */
+/** A live member of a group: it renews `seen_until` with its leases; placement is computed over the live ones. */
 export interface InstanceRow {
+  grp: string;
   instance_id: string;
   seen_until: Date;
   started_on: Date;
 }
 
-/** The leases table: 64 rows, made at start, never deleted. */
+/** The leases table: one row per lease, made at start, never deleted. */
 export const LeaseSchema = new EntitySchema<LeaseRow>({
   name: "NerveLease",
   tableName: "nerve_leases",
   properties: {
-    partition_no: { type: "integer", primary: true, autoincrement: false, fieldName: "partition_no" },
+    lease_key: { type: "string", length: 128, primary: true, fieldName: "lease_key" },
     owner: { type: "string", length: 128, nullable: true, fieldName: "owner" },
     epoch: { type: "integer", default: 0, fieldName: "epoch" },
     lease_until: { type: "datetime", columnType: "timestamptz", nullable: true, fieldName: "lease_until" },
@@ -33,6 +34,7 @@ export const InstanceSchema = new EntitySchema<InstanceRow>({
   name: "NerveInstance",
   tableName: "nerve_instances",
   properties: {
+    grp: { type: "string", length: 32, primary: true, fieldName: "grp" },
     instance_id: { type: "string", length: 128, primary: true, fieldName: "instance_id" },
     seen_until: { type: "datetime", columnType: "timestamptz", fieldName: "seen_until" },
     started_on: { type: "datetime", columnType: "timestamptz", fieldName: "started_on" },

@@ -1,36 +1,48 @@
 /**
- * Partition leases in PostgreSQL: the ownership of instances that share one database. Every second an
- * instance renews its membership and its leases (by the database's clock), computes where each
- * partition belongs (rendezvous over the live instances), acquires what belongs to it and is free,
- * and hands off what belongs elsewhere. Taking a partition raises its epoch: the fencing token every
- * commit checks (fencing.ts). By its own monotonic clock an instance gives a partition up before its
- * lease can have expired in the database, so it never acts on a partition someone else may hold.
+ * Leases in PostgreSQL: exclusive, expiring ownership of named things — the 64 partitions of the
+ * aggregates, the durable consumers — among instances that share one database. Every second an
+ * instance renews its membership of a group and its leases (by the database's clock), computes where
+ * each key belongs (rendezvous over the group's live members), acquires what belongs to it and is
+ * free, and hands off what belongs elsewhere. Taking a lease raises its epoch: the fencing token every
+ * write under it checks (fencing.ts). By its own monotonic clock an instance gives a lease up before
+ * it can have expired in the database, so it never acts on something someone else may hold.
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "../log/index.js";
 import type { Database } from "../persistence/index.js";
 import { reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
-import type { Fence, Ownership, OwnershipEvents } from "./ownership.js";
-import { PARTITIONS } from "./partition.js";
-import { partitionsOf } from "./rendezvous.js";
+import { placeOf } from "./rendezvous.js";
 
 /** Options of a lease manager. */
 export interface LeaseOptions {
   db: Database;
   instanceId: string;
   logger: Logger;
+  /** The membership group (`partitions`, `consumers`): placement is computed among its live members. */
+  group: string;
+  /** What the group's members compete for. */
+  keys: readonly string[];
   /** A lease's length (ms), by the database's clock. */
   ttlMs?: number;
   /** How often leases and membership are renewed (ms). */
   renewEveryMs?: number;
   /**
-   * Called before a partition is handed off gracefully (it no longer takes commands by then): resolves
-   * once its mailboxes are drained, its commits done and its relay's publishes acknowledged.
+   * Called before a lease is handed off gracefully (it no longer counts as held by then): resolves once
+   * the work under it is finished — mailboxes drained, commits done, publishes acknowledged.
    */
-  drain?: (partition: number) => Promise<void>;
-  /** Called after a partition was released gracefully: nudge its next owner. */
-  released?: (partition: number) => void;
+  drain?: (key: string) => Promise<void>;
+  /** Called after a lease was released gracefully: nudge its next owner. */
+  released?: (key: string) => void;
 }
+
+/** A held lease: its key and epoch (the fencing token of the writes under it). */
+export interface LeaseFence {
+  readonly key: string;
+  readonly epoch: number;
+}
+
+/** Events of a lease manager: acquired (with the new epoch and whether the last holder released it), lost or released. */
+export type LeaseEvents = { acquired: [key: string, epoch: number, graceful: boolean]; lost: [key: string] };
 
 interface Held {
   epoch: number;
@@ -38,23 +50,24 @@ interface Held {
   validUntil: number;
 }
 
-/** Figures of the lease manager. */
+/** Figures of a lease manager. */
 export interface LeaseStats {
   acquired: number;
   released: number;
   lost: number;
-  ticks: number;
+  rounds: number;
 }
 
-/** Ownership through leases in PostgreSQL. */
-export class LeaseManager extends EventEmitter<OwnershipEvents> implements Ownership {
-  readonly fenced = true;
-  readonly instanceId: string;
-  readonly stats: LeaseStats = { acquired: 0, released: 0, lost: 0, ticks: 0 };
+/** The database's name of a lease: its group and key. */
+export const leaseName = (group: string, key: string): string => `${group}/${key}`;
+
+/** Leases of one group in PostgreSQL. */
+export class Leases extends EventEmitter<LeaseEvents> {
+  readonly stats: LeaseStats = { acquired: 0, released: 0, lost: 0, rounds: 0 };
   readonly #o: Required<Pick<LeaseOptions, "ttlMs" | "renewEveryMs">> & LeaseOptions;
-  readonly #held = new Map<number, Held>();
-  /** Partitions being handed off: held (and renewed) but no longer taking work. */
-  readonly #releasing = new Set<number>();
+  readonly #held = new Map<string, Held>();
+  /** Leases being handed off: held (and renewed) but no longer counted as held. */
+  readonly #releasing = new Set<string>();
   #loop: Supervised | undefined;
   #watchdog: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
@@ -63,38 +76,54 @@ export class LeaseManager extends EventEmitter<OwnershipEvents> implements Owner
   constructor(opts: LeaseOptions) {
     super();
     this.#o = { ttlMs: 5000, renewEveryMs: 1000, ...opts };
-    this.instanceId = opts.instanceId;
   }
 
-  /** Longest a lease counts as held after the renewal that was sent at a moment: a fifth of it is margin. */
+  /** This instance's name. */
+  get instanceId(): string {
+    return this.#o.instanceId;
+  }
+
+  /** The lease's length (ms). */
+  get ttlMs(): number {
+    return this.#o.ttlMs;
+  }
+
+  // How long a lease counts as held after the renewal sent at a moment: a fifth of it is margin.
   get #validity(): number {
     return this.#o.ttlMs * 0.8;
   }
 
-  fence(partition: number): Fence | undefined {
-    const h = this.#held.get(partition);
-    if (!h || this.#releasing.has(partition)) return undefined;
+  /** The fence of `key` while this instance holds it (valid by its own clock, not being handed off). */
+  fence(key: string): LeaseFence | undefined {
+    const h = this.#held.get(key);
+    if (!h || this.#releasing.has(key)) return undefined;
     if (performance.now() > h.validUntil) {
-      this.#lose(partition, "lease not renewed in time");
+      this.#lose(key, "lease not renewed in time");
       return undefined;
     }
-    return { partition, epoch: h.epoch };
+    return { key, epoch: h.epoch };
   }
 
-  held(): number[] {
-    return [...this.#held.keys()].filter((p) => this.fence(p) !== undefined).sort((a, b) => a - b);
+  /** The keys held now (by the same rule as {@link fence}). */
+  held(): string[] {
+    return [...this.#held.keys()].filter((k) => this.fence(k) !== undefined);
   }
 
   /** Makes the lease rows, joins, takes what belongs here, then renews every `renewEveryMs`. */
   async start(): Promise<void> {
-    const { db } = this.#o;
-    const values = Array.from({ length: PARTITIONS }, () => "(?, 0)").join(",");
-    await db.execute(`insert into nerve_leases (partition_no, epoch) values ${values} on conflict (partition_no) do nothing`, Array.from({ length: PARTITIONS }, (_, p) => p), "run");
+    const { db, group, keys } = this.#o;
+    if (keys.length > 0) {
+      await db.execute(
+        `insert into nerve_leases (lease_key, epoch) values ${keys.map(() => "(?, 0)").join(",")} on conflict (lease_key) do nothing`,
+        keys.map((k) => leaseName(group, k)),
+        "run",
+      );
+    }
     await this.tick();
     // Gives up lapsed leases even while the database cannot be reached (no round completes then).
     this.#watchdog = setInterval(() => this.held(), Math.min(250, this.#o.renewEveryMs));
     this.#watchdog.unref();
-    this.#loop = supervise(this.#o.logger, "leases", async (signal) => {
+    this.#loop = supervise(this.#o.logger, `leases ${group}`, async (signal) => {
       while (!signal.aborted) {
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
@@ -107,7 +136,7 @@ export class LeaseManager extends EventEmitter<OwnershipEvents> implements Owner
     });
   }
 
-  /** Runs the next round now (another instance released a partition that may belong here). */
+  /** Runs the next round now (another instance released a lease that may belong here). */
   wake(): void {
     this.#wake?.();
   }
@@ -115,120 +144,124 @@ export class LeaseManager extends EventEmitter<OwnershipEvents> implements Owner
   /** One round: membership, renewals, acquisitions, hand-offs. */
   async tick(): Promise<void> {
     if (this.#stopped) return;
-    const { db, instanceId: me, ttlMs } = this.#o;
+    const { db, instanceId: me, ttlMs, group, keys } = this.#o;
     const sent = performance.now();
-    this.stats.ticks++;
+    this.stats.rounds++;
     await db.execute(
-      `insert into nerve_instances (instance_id, seen_until, started_on) values (?, now() + ? * interval '1 millisecond', now())
-       on conflict (instance_id) do update set seen_until = excluded.seen_until`,
-      [me, ttlMs],
+      `insert into nerve_instances (grp, instance_id, seen_until, started_on) values (?, ?, now() + ? * interval '1 millisecond', now())
+       on conflict (grp, instance_id) do update set seen_until = excluded.seen_until`,
+      [group, me, ttlMs],
       "run",
     );
-    const live = (await db.execute<{ instance_id: string }[]>("select instance_id from nerve_instances where seen_until > now()", [], "all")).map((r) => r.instance_id);
+    const rows = await db.execute<{ instance_id: string }[]>("select instance_id from nerve_instances where grp = ? and seen_until > now()", [group], "all");
+    const live = [...new Set([...rows.map((r) => r.instance_id), me])];
     await this.#renew(sent);
-    const wanted = new Set(partitionsOf(me, live, PARTITIONS));
+    const wanted = new Set(keys.filter((k) => placeOf(`${group}/${k}`, live) === me));
     await this.#acquire(
-      [...wanted].filter((p) => !this.#held.has(p)),
+      [...wanted].filter((k) => !this.#held.has(k)),
       sent,
     );
-    for (const p of this.#held.keys()) if (!wanted.has(p) && !this.#releasing.has(p)) this.#handOff(p);
+    for (const k of this.#held.keys()) if (!wanted.has(k) && !this.#releasing.has(k)) this.#handOff(k);
   }
 
-  /** Stops renewing and releases every lease (the caller has drained everything first), then leaves. */
+  /** Stops renewing and releases every lease (the caller has drained everything first), then leaves the group. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#watchdog);
     await this.#loop?.stop();
-    const held = [...this.#held].map(([p, h]) => ({ p, h }));
+    const held = [...this.#held].map(([key, h]) => ({ key, h }));
     try {
       await bounded(
         (async () => {
-          for (const { p, h } of held) await this.#release(p, h.epoch);
-          await this.#o.db.execute("delete from nerve_instances where instance_id = ?", [this.#o.instanceId], "run");
+          for (const { key, h } of held) await this.#release(key, h.epoch);
+          await this.#o.db.execute("delete from nerve_instances where grp = ? and instance_id = ?", [this.#o.group, this.#o.instanceId], "run");
         })(),
         this.#o.ttlMs,
         "releasing leases",
       );
     } catch (err) {
-      // The leases lapse by themselves within ttlMs.
-      reportFailure(this.#o.logger, "leases", err, "releasing leases at shutdown failed; they lapse by themselves");
+      reportFailure(this.#o.logger, `leases ${this.#o.group}`, err, "releasing leases at shutdown failed; they lapse by themselves");
     }
-    for (const { p } of held) this.#forget(p, "released");
+    for (const { key } of held) this.#forget(key, "released");
   }
 
   async #renew(sent: number): Promise<void> {
     const held = [...this.#held];
     if (held.length === 0) return;
-    const rows = await this.#o.db.execute<{ partition_no: number }[]>(
+    const { group } = this.#o;
+    const rows = await this.#o.db.execute<{ lease_key: string }[]>(
       `update nerve_leases set lease_until = now() + ? * interval '1 millisecond'
-       where owner = ? and (partition_no, epoch) in (${held.map(() => "(?, ?)").join(",")}) returning partition_no`,
-      [this.#o.ttlMs, this.#o.instanceId, ...held.flatMap(([p, h]) => [p, h.epoch])],
+       where owner = ? and (lease_key, epoch) in (${held.map(() => "(?, ?)").join(",")}) returning lease_key`,
+      [this.#o.ttlMs, this.#o.instanceId, ...held.flatMap(([k, h]) => [leaseName(group, k), h.epoch])],
       "all",
     );
-    const renewed = new Set(rows.map((r) => Number(r.partition_no)));
-    for (const [p, h] of held) {
-      if (renewed.has(p)) h.validUntil = sent + this.#validity;
-      else this.#lose(p, "lease taken over");
+    const renewed = new Set(rows.map((r) => r.lease_key));
+    for (const [k, h] of held) {
+      if (renewed.has(leaseName(group, k))) h.validUntil = sent + this.#validity;
+      else this.#lose(k, "lease taken over");
     }
   }
 
-  async #acquire(partitions: number[], sent: number): Promise<void> {
-    if (partitions.length === 0) return;
+  async #acquire(keys: string[], sent: number): Promise<void> {
+    if (keys.length === 0) return;
+    const { group } = this.#o;
     // A free lease, a lapsed one, or our own (lost by our clock, not yet by the database's): a new epoch.
-    const rows = await this.#o.db.execute<{ partition_no: number; epoch: number | string }[]>(
-      `update nerve_leases set owner = ?, epoch = epoch + 1, lease_until = now() + ? * interval '1 millisecond'
-       where partition_no in (${partitions.map(() => "?").join(",")}) and (owner is null or owner = ? or lease_until is null or lease_until < now())
-       returning partition_no, epoch`,
-      [this.#o.instanceId, this.#o.ttlMs, ...partitions, this.#o.instanceId],
+    // `graceful`: the last holder released it (owner null), so nothing it did can still be in flight.
+    const rows = await this.#o.db.execute<{ lease_key: string; epoch: number | string; graceful: boolean }[]>(
+      `update nerve_leases l set owner = ?, epoch = l.epoch + 1, lease_until = now() + ? * interval '1 millisecond'
+       from (select lease_key, owner is null as graceful from nerve_leases where lease_key in (${keys.map(() => "?").join(",")}) for update) prev
+       where l.lease_key = prev.lease_key and (l.owner is null or l.owner = ? or l.lease_until is null or l.lease_until < now())
+       returning l.lease_key, l.epoch, prev.graceful`,
+      [this.#o.instanceId, this.#o.ttlMs, ...keys.map((k) => leaseName(group, k)), this.#o.instanceId],
       "all",
     );
     for (const r of rows) {
-      const p = Number(r.partition_no);
+      const key = r.lease_key.slice(group.length + 1);
       const epoch = Number(r.epoch);
-      this.#held.set(p, { epoch, validUntil: sent + this.#validity });
+      this.#held.set(key, { epoch, validUntil: sent + this.#validity });
       this.stats.acquired++;
-      this.#o.logger.info({ partition: p, epoch }, "partition acquired");
-      this.emit("acquired", p, epoch);
+      this.#o.logger.info({ group, key, epoch, graceful: r.graceful }, "lease acquired");
+      this.emit("acquired", key, epoch, Boolean(r.graceful));
     }
   }
 
   // Graceful: no new work, drain, release, nudge. Renewals go on meanwhile, so the lease cannot lapse.
-  #handOff(p: number): void {
-    this.#releasing.add(p);
-    this.#o.logger.info({ partition: p }, "handing partition off");
+  #handOff(key: string): void {
+    this.#releasing.add(key);
+    this.#o.logger.info({ group: this.#o.group, key }, "handing lease off");
     watch(
       this.#o.logger,
       "lease hand-off",
       (async () => {
         try {
-          await this.#o.drain?.(p);
-          const h = this.#held.get(p);
+          await this.#o.drain?.(key);
+          const h = this.#held.get(key);
           if (h && !this.#stopped) {
-            await this.#release(p, h.epoch);
-            this.#forget(p, "released");
-            this.#o.released?.(p);
+            await this.#release(key, h.epoch);
+            this.#forget(key, "released");
+            this.#o.released?.(key);
           }
         } finally {
-          this.#releasing.delete(p);
+          this.#releasing.delete(key);
         }
       })(),
     );
   }
 
-  async #release(p: number, epoch: number): Promise<void> {
-    await this.#o.db.execute("update nerve_leases set owner = null, lease_until = now() where partition_no = ? and owner = ? and epoch = ?", [p, this.#o.instanceId, epoch], "run");
+  async #release(key: string, epoch: number): Promise<void> {
+    await this.#o.db.execute("update nerve_leases set owner = null, lease_until = now() where lease_key = ? and owner = ? and epoch = ?", [leaseName(this.#o.group, key), this.#o.instanceId, epoch], "run");
   }
 
-  #lose(p: number, why: string): void {
-    this.#o.logger.warn({ partition: p, why }, "partition lost");
+  #lose(key: string, why: string): void {
+    this.#o.logger.warn({ group: this.#o.group, key, why }, "lease lost");
     this.stats.lost++;
-    this.#forget(p, "lost");
+    this.#forget(key, "lost");
   }
 
-  #forget(p: number, how: "lost" | "released"): void {
-    if (!this.#held.delete(p)) return;
+  #forget(key: string, how: "lost" | "released"): void {
+    if (!this.#held.delete(key)) return;
     if (how === "released") this.stats.released++;
-    this.emit("lost", p);
+    this.emit("lost", key);
   }
 }
 

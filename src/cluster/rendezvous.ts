@@ -5,27 +5,21 @@
  */
 import { createHash } from "node:crypto";
 
-/** The weight of `instance` for `partition` (a well-mixed 48-bit integer). */
-export function weight(instance: string, partition: number): number {
-  return createHash("sha256").update(`${partition}\u0000${instance}`).digest().readUIntBE(0, 6);
+/** The weight of `instance` for `key` (a well-mixed 48-bit integer). */
+export function weight(instance: string, key: string): number {
+  return createHash("sha256").update(`${key}\u0000${instance}`).digest().readUIntBE(0, 6);
 }
 
-/** The instance a partition belongs on; ties (never in practice) go to the smaller name. */
-export function placeOf(partition: number, instances: readonly string[]): string | undefined {
+/** The instance a key (a partition, a consumer) belongs on; ties (never in practice) go to the smaller name. */
+export function placeOf(key: string, instances: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestWeight = -1;
   for (const i of instances) {
-    const w = weight(i, partition);
+    const w = weight(i, key);
     if (w > bestWeight || (w === bestWeight && best !== undefined && i < best)) {
       best = i;
       bestWeight = w;
     }
   }
   return best;
-}
-
-/** The partitions (of `count`) that belong on `me` among `instances`. */
-export function partitionsOf(me: string, instances: readonly string[], count: number): number[] {
-  const all = instances.includes(me) ? instances : [...instances, me];
-  return Array.from({ length: count }, (_, p) => p).filter((p) => placeOf(p, all) === me);
 }

@@ -6,6 +6,18 @@ import { DeadLetters } from "./dead-letters.js";
 import { EventHandler, txOf } from "./event-handler.js";
 import { ConsumerRunner, DEFAULT_RETRY, type RetryPolicy } from "./runner.js";
 import type { Subscriber } from "./subscriber.js";
+import { FencedError, checkLeases, leaseName, type Leases } from "../cluster/index.js";
+import { sleep, watch } from "../supervision/index.js";
+
+/** The lease group of the durable consumers. */
+export const CONSUMER_GROUP = "consumers";
+
+// The fence of a consumer's read-model transaction: its lease, under the epoch held now.
+async function fenceConsumer(exec: Parameters<typeof checkLeases>[0], leases: Leases, name: string): Promise<void> {
+  const f = leases.fence(name);
+  if (!f) throw new FencedError([leaseName(CONSUMER_GROUP, name)]);
+  await checkLeases(exec, leases.instanceId, [{ lease: leaseName(CONSUMER_GROUP, name), epoch: f.epoch }]);
+}
 
 /** Progress of a replay. */
 export interface ReplayProgress {
@@ -32,7 +44,21 @@ export interface ConsumerManagerOptions {
   retry?: RetryPolicy;
   /** How often lag is logged (0: never). */
   lagLogMs?: number;
+  /**
+   * Leases of the group `consumers`, keyed by subscriber name, when several instances share the
+   * database: each durable consumer then runs on one instance at a time, its read-model transactions
+   * fenced by the lease's epoch. Absent: every runner runs here.
+   */
+  leases?: Leases;
+  /**
+   * After a takeover from an instance that did not release (a crash), how long to wait before pulling:
+   * its deliveries are redelivered only after ack_wait, and pulling earlier could apply later events first.
+   */
+  takeoverDelayMs?: number;
 }
+
+/** ack_wait of every durable consumer (runner.ts), the default {@link ConsumerManagerOptions.takeoverDelayMs}. */
+export const CONSUMER_ACK_WAIT_MS = 30_000;
 
 /** Every subscribing context of this process. */
 export class ConsumerManager {
@@ -41,21 +67,38 @@ export class ConsumerManager {
   readonly runners = new Map<string, ConsumerRunner>();
   readonly #o: ConsumerManagerOptions;
   #lagTimer: NodeJS.Timeout | undefined;
+  #stopping = false;
+  readonly #active = new Set<string>();
 
   constructor(opts: ConsumerManagerOptions) {
     this.#o = opts;
     this.deadLetters = new DeadLetters(opts.db);
     for (const s of opts.subscribers) {
-      const h = new EventHandler(opts.db, s);
+      const leases = opts.leases;
+      // With leases, a read-model transaction commits only while this instance still holds the consumer.
+      const h = new EventHandler(opts.db, s, leases ? (exec) => fenceConsumer(exec, leases, s.name) : undefined);
       this.handlers.set(s.name, h);
       this.runners.set(s.name, new ConsumerRunner(opts.js, opts.jsm, h, this.deadLetters, opts.logger.child({ consumer: s.name }), opts.retry ?? DEFAULT_RETRY));
     }
   }
 
-  /** Runs each subscriber's extra DDL, then starts every runner. */
+  /** Runs each subscriber's extra DDL, then starts every runner — or, with leases, those this instance holds. */
   async start(): Promise<void> {
     for (const s of this.#o.subscribers) await s.setup?.(txOf(this.#o.db));
-    for (const r of this.runners.values()) await r.start();
+    const leases = this.#o.leases;
+    if (leases) {
+      leases.on("acquired", (name, _epoch, graceful) => watch(this.#o.logger, "consumer lease", this.#take(name, graceful)));
+      leases.on("lost", (name) => {
+        this.#active.delete(name);
+        watch(this.#o.logger, "consumer lease", this.runners.get(name)?.stop() ?? Promise.resolve());
+      });
+      await leases.start();
+    } else {
+      for (const r of this.runners.values()) {
+        await r.start();
+        this.#active.add(r.name);
+      }
+    }
     const every = this.#o.lagLogMs ?? 30_000;
     if (every > 0) {
       this.#lagTimer = setInterval(() => void this.#logLag(), every);
@@ -63,10 +106,28 @@ export class ConsumerManager {
     }
   }
 
-  /** Stops every runner after its batch in progress. */
+  /** Stops every runner after its batch in progress, then releases the consumers' leases. */
   async stop(): Promise<void> {
     clearInterval(this.#lagTimer);
+    this.#stopping = true;
     await Promise.allSettled([...this.runners.values()].map((r) => r.stop()));
+    await this.#o.leases?.stop();
+  }
+
+  // Starts a consumer whose lease this instance took; after a crash of its holder, only after ack_wait.
+  async #take(name: string, graceful: boolean): Promise<void> {
+    const runner = this.runners.get(name);
+    if (!runner) return;
+    if (!graceful) await sleep(this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS);
+    const leases = this.#o.leases!;
+    if (this.#stopping || !leases.fence(name)) return;
+    await runner.start();
+    this.#active.add(name);
+  }
+
+  /** The consumers running on this instance now (all of them, unless leases spread them over instances). */
+  active(): string[] {
+    return [...this.#active].sort();
   }
 
   /** Lag of every consumer. */
@@ -84,6 +145,7 @@ export class ConsumerManager {
   async replay(name: string, onProgress: (p: ReplayProgress) => void = () => {}): Promise<ReplayProgress> {
     const runner = this.runners.get(name);
     if (!runner) throw new Error(`unknown consumer ${name}; known: ${[...this.runners.keys()].join(", ")}`);
+    if (this.#o.leases && !this.#o.leases.fence(name)) throw new Error(`consumer ${name} runs on another instance: replay it there`);
     const s = runner.handler.subscriber;
     await runner.stop();
     for (const b of runner.bindings) await this.#o.jsm.consumers.delete(b.stream, name).catch(() => false);

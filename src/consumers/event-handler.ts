@@ -23,6 +23,8 @@ export class EventHandler {
   constructor(
     readonly db: Database,
     readonly subscriber: Subscriber,
+    /** Run first in every read-model transaction (a consumer lease's fence); throws to refuse the commit. */
+    private readonly guard?: (exec: <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>) => Promise<void>,
   ) {}
 
   /** Whether the subscriber cares about this event type at all. */
@@ -42,6 +44,7 @@ export class EventHandler {
     }
     return this.db.connection.transactional(async (trx) => {
       const tx = txOf(this.db, trx);
+      await this.guard?.(tx.execute);
       // The batch's inbox rows go in a few multi-row statements rather than one per event: on SQLite
       // every statement is a round trip to the driver's thread, and that, not the work, bounded the rate.
       const fresh = await this.#record(tx, events.filter((e) => this.wants(e.event_type)));
@@ -62,7 +65,13 @@ export class EventHandler {
   /** Handles one event: in its own transaction for a projection, or through commands for a process manager. */
   async handle(event: EnvelopeBase): Promise<Outcome> {
     if (!this.wants(event.event_type)) return "skipped";
-    if (this.subscriber.apply) return this.db.connection.transactional((trx) => this.#applyIn(txOf(this.db, trx), event));
+    if (this.subscriber.apply) {
+      return this.db.connection.transactional(async (trx) => {
+        const tx = txOf(this.db, trx);
+        await this.guard?.(tx.execute);
+        return this.#applyIn(tx, event);
+      });
+    }
     const tx = txOf(this.db);
     const seen = await tx.execute("select 1 as x from consumer_inbox where consumer = ? and event_id = ?", [this.subscriber.name, event.event_id], "get");
     if (seen) return "duplicate";

@@ -6,6 +6,7 @@ import type { Logger } from "../log/index.js";
 import type { DeadLetters } from "./dead-letters.js";
 import type { EventHandler } from "./event-handler.js";
 import { PoisonEventError } from "./subscriber.js";
+import { FencedError } from "../cluster/index.js";
 import { reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
 
 /** Retry policy of every consumer. */
@@ -222,6 +223,11 @@ export class ConsumerRunner {
         this.#count([await this.handler.handle(e)]);
         m.ack();
       } catch (err) {
+        if (err instanceof FencedError) {
+          // This instance no longer holds the consumer: the event is fine, its next holder applies it.
+          m.nak();
+          continue;
+        }
         const attempts = m.info.deliveryCount;
         if (err instanceof PoisonEventError || attempts >= this.retry.maxDeliver) {
           await this.#deadLetter(b, m, e, String((err as Error)?.message ?? err), attempts, signal);

@@ -24,7 +24,7 @@ export function idempotencyKeyOf(eventId: string, ...parts: string[]): string {
  */
 export async function issueCommand(bus: CommandBus, logger: Logger, req: CommandRequest): Promise<CommandSuccess | null> {
   try {
-    return await bus.execute(req);
+    return await bus.dispatch(req);
   } catch (err) {
     const where = { command: req.type, aggregate_id: req.aggregateId, correlation_id: req.correlationId, causation_id: req.causationId };
     if (isNerveError(err) && BUSINESS_ANSWERS.has(err.code)) {

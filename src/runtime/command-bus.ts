@@ -44,6 +44,8 @@ export interface CommandBusDeps {
   clock?: () => Date;
   /** Which partitions this instance may decide and commit for; absent: all of them (one instance). */
   ownership?: Ownership;
+  /** Sends a command to the instance owning its aggregate (through NATS); used by {@link CommandBus.dispatch}. */
+  remote?: (req: CommandRequest) => Promise<CommandSuccess>;
 }
 
 /** The command path of the service. */
@@ -92,6 +94,16 @@ export class CommandBus implements Lookups {
   execute(req: CommandRequest): Promise<CommandSuccess> {
     const m = this.#module(req.context);
     return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req));
+  }
+
+  /**
+   * Executes a command here when this instance owns the aggregate's partition, else sends it to the
+   * owner: what process managers use, since the aggregates their events name may live anywhere.
+   */
+  dispatch(req: CommandRequest): Promise<CommandSuccess> {
+    const { ownership, remote } = this.#deps;
+    if (ownership && remote && !ownership.fence(partitionOf(req.aggregateId))) return remote(req);
+    return this.execute(req);
   }
 
   /**

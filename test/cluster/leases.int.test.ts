@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
-import { LeaseManager, FencedError, checkFences, clusterEntities, PARTITIONS } from "../../src/cluster/index.js";
+import { PartitionLeases, FencedError, checkFences, clusterEntities, PARTITIONS } from "../../src/cluster/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { postgresAvailable, tempPostgres, type TempPostgres } from "../support/index.js";
 
@@ -27,7 +27,7 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
 describe.skipIf(!available)("partition leases on PostgreSQL", () => {
   let pg: TempPostgres;
   const dbs: Database[] = [];
-  const managers: LeaseManager[] = [];
+  const managers: PartitionLeases[] = [];
 
   const open = async (idleInTransactionMs?: number) => {
     const db = await openDatabase({ url: pg.url, entities: clusterEntities, idleInTransactionMs });
@@ -35,7 +35,7 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
     return db;
   };
   const manager = async (instanceId: string, db?: Database) => {
-    const m = new LeaseManager({ db: db ?? (await open()), instanceId, logger: quiet, ttlMs: TTL, renewEveryMs: RENEW });
+    const m = new PartitionLeases({ db: db ?? (await open()), instanceId, logger: quiet, ttlMs: TTL, renewEveryMs: RENEW });
     managers.push(m);
     await m.start();
     return m;
@@ -104,7 +104,7 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
       committed = true;
     });
     await sleep(100);
-    const takeover = other.execute("update nerve_leases set owner = ?, epoch = epoch + 1, lease_until = now() + interval '5 seconds' where partition_no = ? returning epoch", ["b", p], "all");
+    const takeover = other.execute("update nerve_leases set owner = ?, epoch = epoch + 1, lease_until = now() + interval '5 seconds' where lease_key = ? returning epoch", ["b", `partitions/${p}`], "all");
     const [row] = (await takeover) as { epoch: number }[];
     expect(committed).toBe(true); // the takeover went through only after the fenced commit
     await inTx;
@@ -132,7 +132,7 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
       );
     const other = await open();
     await sleep(50);
-    await other.execute("update nerve_leases set epoch = epoch + 1 where partition_no = ?", [3], "run");
+    await other.execute("update nerve_leases set epoch = epoch + 1 where lease_key = ?", ["partitions/3"], "run");
     expect(Date.now() - started).toBeLessThan(1200);
     expect(await stuck).toBe("failed");
   });

@@ -81,6 +81,28 @@ describe.skipIf(!available).each([
     }
   });
 
+  it("runs each durable consumer on exactly one instance, and process managers reach aggregates on the other", async () => {
+    const names = [...nerves[0]!.consumers.runners.keys()].sort();
+    await until("every consumer runs somewhere", () => nerves[0]!.consumers.active().length + nerves[1]!.consumers.active().length === names.length);
+    expect([...nerves[0]!.consumers.active(), ...nerves[1]!.consumers.active()].sort()).toEqual(names);
+
+    // A paid order: access-grants (on one instance) grants access on the access record's owner (maybe the other).
+    const u = `${mode}-buyer`;
+    expect((await command(client, "users", "RegisterUser", u, { email: `${u}@example.com`, name: "Buyer" })).body.ok).toBe(true);
+    expect((await command(client, "policies", "CreatePolicy", `${mode}-pol`, { name: "Std", type: "standard", refund_period_days: 14 })).body.ok).toBe(true);
+    const courses = Array.from({ length: 6 }, (_, i) => `${mode}-course-${i}`);
+    for (const c of courses) expect((await command(client, "courses", "CreateCourse", c, { title: c, instructor_id: "i1", policy_id: `${mode}-pol`, price: { amount: 100, currency: "EUR" } })).body.ok).toBe(true);
+    expect((await command(client, "orders", "PlaceOrder", `${mode}-order`, { user_id: u, course_ids: courses })).body.ok).toBe(true);
+    expect((await command(client, "orders", "MarkOrderPaid", `${mode}-order`, { payment_id: "pay-1" })).body.ok).toBe(true);
+    let items: unknown[] = [];
+    const deadline = Date.now() + 20_000;
+    while (items.length < courses.length && Date.now() < deadline) {
+      items = (await query(client, "access", "GetLearnerProgress", { user_id: u })).body.result?.items ?? [];
+      await sleep(100);
+    }
+    expect(items).toHaveLength(courses.length);
+  });
+
   it("keeps one aggregate's commands in order through one owner", async () => {
     const id = `${mode}-busy`;
     expect((await command(client, "users", "RegisterUser", id, { email: `${id}@example.com`, name: "B" })).body.ok).toBe(true);

@@ -57,6 +57,11 @@ export class FakeBus {
     return this.states.get(`${type}/${id}`) ?? { state: null, version: 0 };
   }
 
+  /** As the real bus's dispatch: every aggregate is local here. */
+  dispatch(req: CommandRequest): Promise<CommandSuccess> {
+    return this.execute(req);
+  }
+
   /** Records the command, waits its latency, then fails or succeeds. */
   async execute(req: CommandRequest): Promise<CommandSuccess> {
     this.calls.push(req);
