@@ -64,7 +64,7 @@ function priceOrder(userId: string, courseIds: string[], facts: OrderFacts): Mon
   const refusals: CourseRefusal[] = [];
   const prices: Money[] = [];
   for (const courseId of courseIds) {
-    const course = catalog[courseId] ?? null;
+    const course = own(catalog, courseId) ?? null;
     if (course === null) refusals.push({ course_id: courseId, reason: "does_not_exist" });
     else if (course.status !== "active") refusals.push({ course_id: courseId, reason: "deprecated" });
     else if (course.price === null) refusals.push({ course_id: courseId, reason: "not_for_sale" });
@@ -74,7 +74,15 @@ function priceOrder(userId: string, courseIds: string[], facts: OrderFacts): Mon
   if (refusals.length > 0) refuse("the order cannot be placed", refusals);
   const currencies = [...new Set(prices.map((p) => p.currency))];
   if (currencies.length > 1) throw errors.ruleViolated(`an order is paid in one currency, not ${currencies.join(", ")}`, { currencies });
-  return { amount: prices.reduce((sum, p) => sum + p.amount, 0), currency: currencies[0]! };
+  const amount = prices.reduce((sum, p) => sum + p.amount, 0);
+  // Past 2^53 the sum is no longer exact, and the contract's money refuses it: no such order.
+  if (!Number.isSafeInteger(amount)) throw errors.ruleViolated("the order's total is larger than any amount money can hold", { courses: courseIds });
+  return { amount, currency: currencies[0]! };
+}
+
+/** A fact keyed by course id: only the object's own keys (a course may be called `toString`). */
+function own<T>(facts: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(facts, key) ? facts[key] : undefined;
 }
 
 /** Says why a policy refuses a refund now, or returns null when it allows it. */
@@ -136,7 +144,7 @@ export const orderDecider: Decider<OrderState, OrderCommand, OrderEvent, OrderFa
         const progress = required(facts.progress, "progress");
         const refusals: CourseRefusal[] = [];
         for (const courseId of state.course_ids) {
-          const refusal = refundRefusal(courseId, policies[courseId] ?? null, state.paid_at, command.now, progress[courseId] ?? 0);
+          const refusal = refundRefusal(courseId, own(policies, courseId) ?? null, state.paid_at, command.now, own(progress, courseId) ?? 0);
           if (refusal) refusals.push(refusal);
         }
         if (refusals.length > 0) refuse(`order ${id} cannot be refunded`, refusals);
