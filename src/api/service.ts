@@ -96,6 +96,8 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   await deps.nc.flush();
 
   async function handleCommand(msg: ServiceMsg): Promise<void> {
+    // A publish, not a request (the routing probe, say): there is nobody to answer.
+    if (!msg.reply) return;
     let ct: ContentType | undefined;
     try {
       ct = requestContentType(msg);

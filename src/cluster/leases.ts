@@ -154,6 +154,8 @@ export class Leases extends EventEmitter<LeaseEvents> {
       "run",
     );
     const rows = await db.execute<{ instance_id: string }[]>("select instance_id from nerve_instances where grp = ? and seen_until > now()", [group], "all");
+    // Members that died without leaving (kill -9, a pod gone) are forgotten after an hour.
+    if (this.stats.rounds % 600 === 1) await db.execute("delete from nerve_instances where grp = ? and seen_until < now() - interval '1 hour'", [group], "run");
     const live = [...new Set([...rows.map((r) => r.instance_id), me])];
     await this.#renew(sent);
     const wanted = new Set(keys.filter((k) => placeOf(`${group}/${k}`, live) === me));
