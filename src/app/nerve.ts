@@ -88,13 +88,13 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   drainPartition = async (p) => {
     await system.forget(inPartition(p), config.NERVE_SHUTDOWN_MS);
     await writer.flushed();
-    await relay!.flush(config.NERVE_SHUTDOWN_MS);
+    await relay!.flushPartition(p, config.NERVE_SHUTDOWN_MS);
   };
-  relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer });
+  relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership });
   writer.on("committed", (rows) => relay.offer(rows));
   writer.on("error", (err) => reportFailure(logger, "group commit", err, "group commit failed outside a write (deleting published outbox rows); retrying"));
   relay.start();
-  const timers = new TimerService({ db, bus, logger, kinds: timerKinds });
+  const timers = new TimerService({ db, bus, logger, kinds: timerKinds, ownership });
   timers.start();
   const deps = { bus, db, logger, defaultPolicyId: config.NERVE_DEFAULT_POLICY_ID };
   const subscribers = createSubscribers(deps);

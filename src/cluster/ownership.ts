@@ -48,3 +48,23 @@ export class SoleOwnership extends EventEmitter<OwnershipEvents> implements Owne
     return this.#fences.map((f) => f.partition);
   }
 }
+
+/**
+ * An instance without the `commands` role: it owns no partition, so it decides nothing itself — its
+ * process managers send their commands to the owners, and it reads aggregates from their snapshots.
+ */
+export class NoOwnership extends EventEmitter<OwnershipEvents> implements Ownership {
+  readonly fenced = true;
+
+  constructor(readonly instanceId: string) {
+    super();
+  }
+
+  fence(): Fence | undefined {
+    return undefined;
+  }
+
+  held(): number[] {
+    return [];
+  }
+}

@@ -1,58 +1,13 @@
 /** The outbox relay: publishes committed events to JetStream exactly once, in per-aggregate order. */
-import { headers } from "@nats-io/nats-core";
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { ContentTypes, Contexts, Headers, contextOf, type AggregateType } from "../../contracts/index.js";
-import type { Logger } from "../log/index.js";
-import type { OutboxRow, Repository } from "../persistence/index.js";
-
-/** Options of the relay. */
-export interface RelayOptions {
-  repo: Repository;
-  js: JetStreamClient;
-  /** Used after a crash or a failed publish to ask the stream what it already holds. */
-  jsm: JetStreamManager;
-  logger: Logger;
-  /** Most publishes awaiting their JetStream ack at once. */
-  window: number;
-  /** Rows read per pass. */
-  batchSize?: number;
-  /** Fallback poll when nobody wakes the relay (recovery after a crash). */
-  pollMs?: number;
-  /**
-   * Who deletes published rows. The group-commit writer does it within its next transaction; without
-   * one the relay deletes them itself, a transaction per pass.
-   */
-  deleter?: PublishedRowDeleter | undefined;
-  /** Most committed rows held in memory; past it the relay drops them and reads the outbox instead. */
-  memoryLimit?: number;
-}
-
-/** Deletes outbox rows once they are published. */
-export interface PublishedRowDeleter {
-  /** Deletes these rows soon. */
-  release(seqs: readonly number[]): void;
-  /** Resolves once every row released so far is deleted. */
-  released(): Promise<void>;
-}
-
-/** A relay that has had no publish acknowledged for this long holds no writer back. */
-export const STALLED_MS = 500;
+import { partitionClause, type OutboxRow } from "../persistence/index.js";
+import { PARTITIONS } from "../cluster/partition.js";
+import { HeldPartitions, partitionOfRow } from "./held-partitions.js";
+import { publishBatch, type BatchContext } from "./publish-batch.js";
+import { RoomWaiters } from "./room-waiters.js";
+import { STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
 
 /** Longest wait for the deletion of published rows before the table is read anyway. */
 const RELEASE_WAIT_MS = 5_000;
-
-/** Figures of the relay. */
-export interface RelayStats {
-  published: number;
-  duplicates: number;
-  failures: number;
-  /** Rows found already stored when verifying after a crash or failure (not published again). */
-  verified: number;
-  /** Passes that read the outbox table (start, after a failure, or when memory could not keep up). */
-  scans: number;
-  /** Passes fed from memory, with the rows the writer handed over at commit. */
-  livePasses: number;
-}
 
 /**
  * Publishes committed outbox rows in commit order with `Nats-Msg-Id` = event_id.
@@ -63,35 +18,98 @@ export interface RelayStats {
  * it reads the table in `seq` order until a read comes back short. Then it goes *live*: the writer hands it
  * each transaction's rows at commit (`offer`) and it publishes them from memory, without reading the table.
  * Rows offered during the scans are kept only if their `seq` is above everything the scans saw or the
- * relay published: `seq` grows in commit order (one writer), so those and only those were committed after
- * the last read. After a failure, or a crash, it resumes from what is unmarked; JetStream drops the
- * repeats by their msg id, and the first pass asks the stream about each aggregate's first row.
+ * relay published of their partition: within a partition `seq` grows in commit order (one writer: the
+ * partition's owner), so those and only those were committed after the last read. After a failure, or a
+ * crash, it resumes from what is unmarked; JetStream drops the repeats by their msg id, and the first
+ * pass asks the stream about each aggregate's first row.
+ *
+ * Several instances: the relay handles only the partitions its ownership holds. It reads only theirs,
+ * checks the fence right before every publish (a row of a partition no longer held stays in the table,
+ * with its aggregate's later rows), forgets a lost partition's rows in memory, and reads the table again
+ * when it acquires one, checking the first rows against the stream as after a crash: the former owner's
+ * last publish may have landed. The next owner thus resumes each aggregate where the last left off.
  */
 export class OutboxRelay {
-  readonly #o: Required<Omit<RelayOptions, "deleter">> & Pick<RelayOptions, "deleter">;
+  readonly #o: Required<Omit<RelayOptions, "deleter" | "ownership">> & Pick<RelayOptions, "deleter">;
   #running = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #pendingWake = false;
   // The first pass after start, and the one after any failure, may meet rows JetStream already stored.
   #verify = true;
+  /** Partitions acquired since the relay last went live: their first rows may be stored already (by their former owner). */
+  readonly #verifyParts = new Uint8Array(PARTITIONS);
+  /** A partition became publishable since the current scan began: read again before going live. */
+  #rescan = false;
+  /** Rows older than the partition column got theirs (once, before the first read of some partitions only). */
+  #filled = false;
+  readonly #held: HeldPartitions;
   /** Live: the table holds nothing unpublished beyond what memory holds. */
   #live = false;
   #memory: OutboxRow[] = [];
   /** Memory dropped rows since the current scan began, so it cannot take over from it. */
   #memoryLost = false;
-  /** Highest seq published (or found stored) so far. */
-  #highWater = 0;
+  /**
+   * Per partition, the highest seq published (or found stored) so far. Per partition because only
+   * there does seq follow commit order once several instances write (one writer per partition).
+   */
+  readonly #highWater = new Float64Array(PARTITIONS);
+  /** Per partition, publishes awaiting their ack (what a hand-off waits for). */
+  readonly #inflight = new Int32Array(PARTITIONS);
   /** Rows of the pass in progress not yet acknowledged or failed. */
   #unacked = 0;
   /** When the relay last made progress: an ack, or rows arriving while it had nothing (performance.now()). */
   #progressAt = 0;
   /** Who waits for the backlog to shrink (the writer's admission). */
-  #roomWaiters: { limit: number; done: () => void }[] = [];
-  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, scans: 0, livePasses: 0 };
+  readonly #roomWaiters = new RoomWaiters();
+  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, scans: 0, livePasses: 0, dropped: 0 };
+  /** What each batch reports back to, made once. */
+  readonly #batch: BatchContext;
 
   constructor(opts: RelayOptions) {
-    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, ...opts };
+    const { ownership, ...rest } = opts;
+    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, ...rest };
+    this.#held = new HeldPartitions(ownership, {
+      gained: (p) => {
+        // Its former owner (or this instance, before a pause) may have left rows only the table has.
+        this.#verifyParts[p] = 1;
+        this.#rescan = true;
+        this.#live = false;
+        this.#checkRoom();
+        this.wake();
+      },
+      lost: (p) => {
+        this.#memory = this.#memory.filter((r) => partitionOfRow(r) !== p);
+        this.#checkRoom();
+      },
+    });
+    this.#batch = {
+      js: opts.js,
+      jsm: opts.jsm,
+      window: opts.window,
+      mayPublish: (p) => this.#held.mayPublish(p),
+      verifying: () => this.#verifyParts.includes(1),
+      mustVerify: (p) => this.#verifyParts[p] === 1,
+      dropped: (p, n) => {
+        this.stats.dropped += n;
+        this.#unacked -= n;
+        // Taken back later, the partition is read from the table again before any of its rows goes out.
+        this.#held.suspend(p);
+      },
+      sent: (p) => void this.#inflight[p]!++,
+      stored: (row, p, how) => {
+        this.#raise(p, row.seq);
+        if (how === "verified") return void this.stats.verified++;
+        this.#progressAt = performance.now();
+        if (how === "duplicate") this.stats.duplicates++;
+        else this.stats.published++;
+      },
+      settled: (p) => {
+        this.#inflight[p]!--;
+        this.#unacked--;
+        this.#checkRoom();
+      },
+    };
   }
 
   /**
@@ -112,24 +130,11 @@ export class OutboxRelay {
    */
   room(limit: number, maxWaitMs: number): Promise<void> | undefined {
     if (this.backlog <= limit || performance.now() - this.#progressAt > STALLED_MS) return undefined;
-    return new Promise((resolve) => {
-      const waiter = {
-        limit,
-        done: () => {
-          clearTimeout(timer);
-          this.#roomWaiters = this.#roomWaiters.filter((w) => w !== waiter);
-          resolve();
-        },
-      };
-      const timer = setTimeout(waiter.done, maxWaitMs);
-      this.#roomWaiters.push(waiter);
-    });
+    return this.#roomWaiters.wait(limit, maxWaitMs);
   }
 
   #checkRoom(): void {
-    if (this.#roomWaiters.length === 0) return;
-    const backlog = this.backlog;
-    for (const w of [...this.#roomWaiters]) if (backlog <= w.limit) w.done();
+    if (!this.#roomWaiters.empty) this.#roomWaiters.check(this.backlog);
   }
 
   /** Rows the writer has just committed, in commit order. */
@@ -143,7 +148,8 @@ export class OutboxRelay {
       this.#checkRoom();
     } else {
       if (this.backlog === 0) this.#progressAt = performance.now();
-      for (const r of rows) this.#memory.push(r);
+      // A commit can race the loss of its partition; its rows then stay in the table for the next owner.
+      for (const r of rows) if (this.#held.has(partitionOfRow(r))) this.#memory.push(r);
     }
     this.wake();
   }
@@ -153,7 +159,9 @@ export class OutboxRelay {
     if (this.#running) return;
     this.#running = true;
     this.#live = false;
+    this.#verify = true;
     this.#memory = [];
+    this.#held.attach();
     this.#loop = this.#run();
   }
 
@@ -163,11 +171,34 @@ export class OutboxRelay {
     this.#wake?.();
   }
 
-  /** Waits until the outbox is empty, or the deadline passes; returns whether it emptied. */
-  async flush(timeoutMs: number): Promise<boolean> {
+  /**
+   * Waits until the outbox holds no row of the partitions held now (every row, without an ownership),
+   * or the deadline passes; returns whether it emptied. For shutdown: under load other partitions'
+   * rows keep coming, so a hand-off of one partition waits with {@link flushPartition} instead.
+   */
+  flush(timeoutMs: number): Promise<boolean> {
+    return this.#until(async () => (await this.#o.repo.outboxSize(this.#held.readable())) === 0, timeoutMs);
+  }
+
+  /**
+   * The relay's part of a graceful hand-off of partition `p`: resolves true once none of its publishes
+   * is in flight and, while `p` is still held, none of its rows is left in the table. Once the partition
+   * is being handed off (its fence gone) the relay publishes no more of it: what is left stays in the
+   * table, and the next owner's relay, which reads the table when it acquires `p`, publishes it in order.
+   */
+  async flushPartition(p: number, timeoutMs: number): Promise<boolean> {
+    const until = Date.now() + timeoutMs;
+    const done = await this.#until(async () => this.#inflight[p] === 0 && (!this.#held.mayPublish(p) || (await this.#o.repo.outboxSize([p])) === 0), timeoutMs);
+    // Its acknowledged rows deleted, the next owner need not publish them again (harmless: the stream drops repeats).
+    if (done && this.#o.deleter) await Promise.race([this.#o.deleter.released(), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())).unref())]);
+    return done;
+  }
+
+  /** Polls `done` (waking the relay between polls) until it holds or `timeoutMs` passes; returns whether it held. */
+  async #until(done: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
     const until = Date.now() + timeoutMs;
     while (Date.now() < until) {
-      if ((await this.#o.repo.outboxSize()) === 0) return true;
+      if (await done()) return true;
       this.wake();
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -177,6 +208,7 @@ export class OutboxRelay {
   /** Stops after the current pass. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#held.detach();
     this.#checkRoom();
     this.#wake?.();
     await this.#loop;
@@ -187,6 +219,7 @@ export class OutboxRelay {
     while (this.#running) {
       this.#pendingWake = false;
       let full = false;
+      this.#held.recheck();
       try {
         const ok = this.#live ? await this.#livePass() : await this.#scanPass();
         this.#checkRoom();
@@ -215,15 +248,29 @@ export class OutboxRelay {
       clearTimeout(timer);
     }
     this.#memoryLost = false;
-    const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize);
+    this.#rescan = false;
+    const partitions = this.#held.readable();
+    // A read of some partitions only would miss rows older than the column: they get theirs first.
+    if (!this.#filled && partitionClause(partitions) !== undefined) {
+      await this.#o.repo.fillPartitions("nerve_outbox");
+      this.#filled = true;
+    }
+    const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, partitions);
     const published = rows.length === 0 || (await this.#publish(rows));
     const full = rows.length >= this.#o.batchSize;
-    if (published && !full && !this.#memoryLost) {
-      const cut = rows.reduce((m, r) => Math.max(m, Number(r.seq)), this.#highWater);
-      this.#memory = this.#memory.filter((r) => r.seq > cut);
+    if (published && !full && !this.#memoryLost && !this.#rescan) {
+      // Within a partition seq follows commit order, so memory's rows above what this read (or a
+      // publish) covered of their partition were committed after the read: those, and only those, stay.
+      const cut = this.#highWater.slice();
+      for (const r of rows) {
+        const p = partitionOfRow(r);
+        if (Number(r.seq) > cut[p]!) cut[p] = Number(r.seq);
+      }
+      this.#memory = this.#memory.filter((r) => r.seq > cut[partitionOfRow(r)]!);
+      this.#verifyParts.fill(0);
       this.#live = true;
     }
-    return { published, full: full || (this.#live && this.#memory.length > 0) };
+    return { published, full: full || this.#rescan || (this.#live && this.#memory.length > 0) };
   }
 
   /** One pass over what the writer handed over; a failure sends the relay back to the table. */
@@ -253,86 +300,23 @@ export class OutboxRelay {
     this.#wake = undefined;
   }
 
-  /**
-   * With one publish in flight per aggregate, only an aggregate's first unmarked row can have been
-   * stored without its ack arriving (a crash, a timeout). If the stream's last message on that row's
-   * subject carries its event_id, the row is marked instead of published again: exactly once even
-   * when the outage outlasted JetStream's duplicate window.
-   */
-  async #dropStored(queues: Map<string, OutboxRow[]>, acked: number[]): Promise<void> {
-    await Promise.all(
-      [...queues.values()].map(async (q) => {
-        const head = q[0]!;
-        const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
-        const last = await this.#o.jsm.streams.getMessage(stream, { last_by_subj: head.subject }).catch(() => null);
-        if (last?.header?.get(Headers.MsgId) === head.event_id) {
-          q.shift();
-          acked.push(Number(head.seq));
-          this.stats.verified++;
-        }
-      }),
-    );
+  #raise(p: number, seq: number | string): void {
+    if (Number(seq) > this.#highWater[p]!) this.#highWater[p] = Number(seq);
   }
 
   /** Publishes one batch; marks the acknowledged rows; returns false when any publish failed. */
   async #publish(rows: OutboxRow[]): Promise<boolean> {
-    const queues = new Map<string, OutboxRow[]>();
-    for (const r of rows) {
-      const key = `${r.aggregate_type}\u0000${r.aggregate_id}`;
-      const q = queues.get(key);
-      if (q) q.push(r);
-      else queues.set(key, [r]);
-    }
-    const acked: number[] = [];
     this.#unacked = rows.length;
-    if (this.#verify) await this.#dropStored(queues, acked);
-    const ready = [...queues.keys()].filter((k) => queues.get(k)!.length > 0);
-    let inflight = 0;
-    let failed: unknown;
-    await new Promise<void>((resolve) => {
-      const pump = (): void => {
-        while (failed === undefined && inflight < this.#o.window && ready.length > 0) {
-          const key = ready.shift()!;
-          const row = queues.get(key)!.shift()!;
-          inflight++;
-          const h = headers();
-          h.set(Headers.ContentType, ContentTypes.MsgPack);
-          h.set(Headers.EventType, row.event_type);
-          h.set(Headers.EventVersion, String(row.event_version));
-          this.#o.js
-            .publish(row.subject, row.body, { msgID: row.event_id, headers: h })
-            .then(
-              (ack) => {
-                this.#progressAt = performance.now();
-                acked.push(Number(row.seq));
-                if (ack.duplicate) this.stats.duplicates++;
-                else this.stats.published++;
-                if (queues.get(key)!.length > 0) ready.push(key);
-              },
-              (err) => {
-                failed ??= err;
-              },
-            )
-            .finally(() => {
-              inflight--;
-              this.#unacked--;
-              this.#checkRoom();
-              if (inflight === 0 && (failed !== undefined || ready.length === 0)) resolve();
-              else pump();
-            });
-        }
-        if (inflight === 0) resolve();
-      };
-      pump();
-    });
+    const verifyAll = this.#verify;
+    this.#verify = false;
+    const { acked, failed } = await publishBatch(rows, this.#batch, verifyAll);
     this.#unacked = 0;
     if (acked.length > 0) {
-      for (const seq of acked) if (seq > this.#highWater) this.#highWater = seq;
       if (this.#o.deleter) this.#o.deleter.release(acked);
       else await this.#o.repo.markPublished(acked);
     }
-    this.#verify = failed !== undefined;
     if (failed !== undefined) {
+      this.#verify = true;
       this.stats.failures++;
       this.#o.logger.warn({ err: String(failed), published: acked.length }, "outbox publish failed; will retry");
       return false;

@@ -3,6 +3,7 @@ import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import type { Transaction } from "@mikro-orm/core";
 import type { OutboxRow } from "./entities.js";
 import { boundExecutor } from "./database.js";
+import { partitionOf } from "../cluster/partition.js";
 
 /** A SQL statement with positional parameters. */
 export interface SqlOp {
@@ -93,6 +94,9 @@ async function executorOf(conn: AbstractSqlConnection, trx: Transaction): Promis
   return (sql, params, method) => bound(sql, params, method, trx);
 }
 
+/** Columns of an outbox insert (the body is the 8th, the partition the 9th). */
+const OUTBOX_COLS = 9;
+
 /** Most outbox rows deleted by one statement. */
 const DELETE_CHUNK = 500;
 
@@ -131,7 +135,8 @@ export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, 
     const ob: unknown[] = [];
     for (const { w, e } of part) {
       ev.push(e.event_id, e.event_type, e.event_version, e.occurred_on, w.aggregateType, w.aggregateId, e.aggregate_version, e.correlation_id, e.causation_id, JSON.stringify(e.payload));
-      ob.push(e.event_id, w.aggregateType, w.aggregateId, e.aggregate_version, e.subject, e.event_type, e.event_version, Buffer.from(e.body.buffer, e.body.byteOffset, e.body.byteLength));
+      // The partition comes from the id (what the relays filter on), not from the fence, which a write may lack.
+      ob.push(e.event_id, w.aggregateType, w.aggregateId, e.aggregate_version, e.subject, e.event_type, e.event_version, Buffer.from(e.body.buffer, e.body.byteOffset, e.body.byteLength), partitionOf(w.aggregateId));
     }
     await exec(
       `insert into nerve_events (event_id, event_type, event_version, occurred_on, aggregate_type, aggregate_id, aggregate_version, correlation_id, causation_id, payload) values ${values(part.length, 10)}`,
@@ -140,7 +145,7 @@ export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, 
     );
     // RETURNING promises no order, so the seqs are matched to the rows by event_id.
     const seqs = await exec<{ seq: number | string; event_id: string }[]>(
-      `insert into nerve_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, subject, event_type, event_version, body) values ${values(part.length, 8)} returning seq, event_id`,
+      `insert into nerve_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, subject, event_type, event_version, body, partition_no) values ${values(part.length, OUTBOX_COLS)} returning seq, event_id`,
       ob,
       "all",
     );
@@ -156,7 +161,8 @@ export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, 
         subject: e.subject,
         event_type: e.event_type,
         event_version: e.event_version,
-        body: ob[i * 8 + 7] as Buffer,
+        body: ob[i * OUTBOX_COLS + 7] as Buffer,
+        partition_no: ob[i * OUTBOX_COLS + 8] as number,
       });
     }
   }

@@ -38,6 +38,11 @@ export interface OutboxRow {
   event_type: string;
   event_version: number;
   body: Buffer;
+  /**
+   * The aggregate's partition: each relay reads and publishes only the partitions its instance holds.
+   * Null only on rows written before the column existed, until a relay that reads some partitions only fills it in.
+   */
+  partition_no: number | null;
 }
 
 /** A remembered idempotency key with the reply of its first success. */
@@ -62,6 +67,8 @@ export interface TimerRow {
   aggregate_id: string;
   kind: string;
   due_at: string;
+  /** The aggregate's partition: only its owner fires the timer. Null only on rows older than the column, until a poll of some partitions only fills it in. */
+  partition_no: number | null;
 }
 
 /** Snapshot table. */
@@ -112,6 +119,14 @@ const eventSchema = (dialect: Dialect) =>
     uniques: [{ name: "nerve_events_aggregate_version", properties: ["aggregate_type", "aggregate_id", "aggregate_version"] }],
   });
 
+/**
+ * The partition column of the outbox and the timers. Nullable so that opening a database made before
+ * it existed is a plain `alter table … add column` (SQLite would otherwise rebuild the table). Reads
+ * of every partition (one instance: always on SQLite) take a null as the id's partition; the rows that
+ * predate the column are filled in once, before the first read of some partitions only.
+ */
+const partitionColumn = { type: "integer", nullable: true, fieldName: "partition_no" } as const;
+
 /** Outbox table. */
 const outboxSchema = (dialect: Dialect) =>
   new EntitySchema<OutboxRow>({
@@ -127,7 +142,10 @@ const outboxSchema = (dialect: Dialect) =>
       event_type: { type: "string", length: 64, fieldName: "event_type" },
       event_version: { type: "integer", fieldName: "event_version" },
       body: { type: "blob", fieldName: "body" },
+      partition_no: partitionColumn,
     },
+    // A relay's scan of its partitions, in seq order.
+    indexes: [{ name: "nerve_outbox_partition_seq", properties: ["partition_no", "seq"] }],
   });
 
 /** Idempotency key table. */
@@ -163,7 +181,10 @@ export const TimerSchema = new EntitySchema<TimerRow>({
     aggregate_id: { type: "string", length: 64, primary: true, fieldName: "aggregate_id" },
     kind: { type: "string", length: 32, primary: true, fieldName: "kind" },
     due_at: { type: "string", length: 32, index: true, fieldName: "due_at" },
+    partition_no: partitionColumn,
   },
+  // The owner's poll of its partitions' due timers.
+  indexes: [{ name: "nerve_timers_partition_due", properties: ["partition_no", "due_at"] }],
 });
 
 /** Every entity of the write side, for `dialect`. */

@@ -1,6 +1,17 @@
 /** Reads of the write side: snapshots, idempotency keys, the event log, the e-mail index, the outbox. */
 import type { Database } from "./database.js";
 import type { EventRow, IdempotencyRow, OutboxRow, SnapshotRow } from "./entities.js";
+import { PARTITIONS, partitionOf } from "../cluster/partition.js";
+
+/**
+ * The `where` of a read limited to `partitions`: undefined for no limit (none given, or every
+ * partition: the plain query, which also finds rows older than the column), null when the list is empty.
+ */
+export function partitionClause(partitions: readonly number[] | undefined): string | null | undefined {
+  if (partitions === undefined || new Set(partitions).size >= PARTITIONS) return undefined;
+  if (partitions.length === 0) return null;
+  return `partition_no in (${partitions.map(() => "?").join(",")})`;
+}
 
 /** A stored snapshot, decoded. */
 export interface Snapshot<S = unknown> {
@@ -58,15 +69,45 @@ export class Repository {
     );
   }
 
-  /** The oldest unpublished outbox rows, in commit order. */
-  async pendingOutbox(limit: number): Promise<OutboxRow[]> {
-    return this.db.execute<OutboxRow[]>("select * from nerve_outbox order by seq limit ?", [limit], "all");
+  /**
+   * The oldest unpublished outbox rows, in seq order — of `partitions` only, when given: with several
+   * writers seq follows commit order only within a partition, so each relay reads just its own.
+   */
+  async pendingOutbox(limit: number, partitions?: readonly number[]): Promise<OutboxRow[]> {
+    const only = partitionClause(partitions);
+    if (only === undefined) return this.db.execute<OutboxRow[]>("select * from nerve_outbox order by seq limit ?", [limit], "all");
+    if (only === null) return [];
+    return this.db.execute<OutboxRow[]>(`select * from nerve_outbox where ${only} order by seq limit ?`, [...partitions!, limit], "all");
   }
 
-  /** Number of unpublished outbox rows. */
-  async outboxSize(): Promise<number> {
-    const row = await this.db.execute<{ n: number }>("select count(*) as n from nerve_outbox", [], "get");
+  /** Number of unpublished outbox rows (of `partitions` only, when given). */
+  async outboxSize(partitions?: readonly number[]): Promise<number> {
+    const only = partitionClause(partitions);
+    if (only === null) return 0;
+    const row = await this.db.execute<{ n: number }>(`select count(*) as n from nerve_outbox${only ? ` where ${only}` : ""}`, only ? partitions! : [], "get");
     return Number(row.n);
+  }
+
+  /**
+   * Fills in `partition_no` on the rows of `table` written before the column existed, from their
+   * aggregate ids; returns how many aggregates it did. The relay and the timers run it once, before
+   * their first read of some partitions only; the index on the column makes the probe cheap when done.
+   */
+  async fillPartitions(table: "nerve_outbox" | "nerve_timers"): Promise<number> {
+    let filled = 0;
+    for (;;) {
+      const rows = await this.db.execute<{ aggregate_id: string }[]>(`select distinct aggregate_id from ${table} where partition_no is null limit 500`, [], "all");
+      if (rows.length === 0) return filled;
+      const byPartition = new Map<number, string[]>();
+      for (const { aggregate_id: id } of rows) {
+        const p = partitionOf(id);
+        byPartition.set(p, [...(byPartition.get(p) ?? []), id]);
+      }
+      for (const [p, ids] of byPartition) {
+        await this.db.execute(`update ${table} set partition_no = ? where partition_no is null and aggregate_id in (${ids.map(() => "?").join(",")})`, [p, ...ids], "run");
+      }
+      filled += rows.length;
+    }
   }
 
   /** Marks outbox rows published by deleting them (the event log keeps the events). */

@@ -2,8 +2,10 @@
 import { reportFailure } from "../supervision/index.js";
 import type { Context, DomainEvent } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
-import type { Database, SqlOp, TimerRow } from "../persistence/index.js";
+import { Repository, partitionClause, type Database, type SqlOp, type TimerRow } from "../persistence/index.js";
 import type { CommandBus } from "../runtime/index.js";
+import { partitionOf } from "../cluster/partition.js";
+import type { Ownership } from "../cluster/index.js";
 
 /** What a timer kind does when due, and when it is next due given the new state. */
 export interface TimerKind {
@@ -21,8 +23,9 @@ export function timerOp(k: Pick<TimerKind, "aggregateType" | "kind">, aggregateI
   return due === null
     ? { sql: "delete from nerve_timers where aggregate_type = ? and aggregate_id = ? and kind = ?", params: [k.aggregateType, aggregateId, k.kind] }
     : {
-        sql: "insert into nerve_timers (aggregate_type, aggregate_id, kind, due_at) values (?, ?, ?, ?) on conflict (aggregate_type, aggregate_id, kind) do update set due_at = excluded.due_at",
-        params: [k.aggregateType, aggregateId, k.kind, due],
+        // The partition is set on update too: it fills in rows written before the column existed.
+        sql: "insert into nerve_timers (aggregate_type, aggregate_id, kind, due_at, partition_no) values (?, ?, ?, ?, ?) on conflict (aggregate_type, aggregate_id, kind) do update set due_at = excluded.due_at, partition_no = excluded.partition_no",
+        params: [k.aggregateType, aggregateId, k.kind, due, partitionOf(aggregateId)],
       };
 }
 
@@ -32,8 +35,15 @@ export interface TimerServiceOptions {
   bus: CommandBus;
   logger: Logger;
   kinds: TimerKind[];
+  /** How often due timers are looked for (ms). */
   pollMs?: number;
+  /** Now, for tests; the system clock by default. */
   clock?: () => Date;
+  /**
+   * Whose partitions' timers this service fires (several instances on one database): only the owner
+   * of an aggregate may run its operation. Without one, every timer is its own (one instance).
+   */
+  ownership?: Ownership | undefined;
 }
 
 /** Polls for due timers and runs their operations on the aggregates' actors. */
@@ -41,6 +51,8 @@ export class TimerService {
   readonly #o: TimerServiceOptions;
   #timer: NodeJS.Timeout | undefined;
   #tick: Promise<void> | undefined;
+  /** Rows older than the partition column got theirs (once, before the first poll of some partitions only). */
+  #filled = false;
   /** Timers fired since start. */
   fired = 0;
 
@@ -67,20 +79,35 @@ export class TimerService {
     await this.#tick;
   }
 
-  /** Fires every due timer once. */
+  /** Fires every due timer of the partitions held now once. */
   async poll(): Promise<void> {
+    const { db, ownership } = this.#o;
     const now = (this.#o.clock?.() ?? new Date()).toISOString();
-    const due = await this.#o.db.execute<TimerRow[]>("select * from nerve_timers where due_at <= ? order by due_at limit 500", [now], "all");
+    // Holding every partition (one instance: always), the plain query on due_at.
+    const partitions = ownership?.held();
+    const only = partitionClause(partitions);
+    if (only === null) return;
+    // A read of some partitions only would miss rows older than the column: they get theirs first.
+    if (only && !this.#filled) {
+      await new Repository(db).fillPartitions("nerve_timers");
+      this.#filled = true;
+    }
+    const due = only
+      ? await db.execute<TimerRow[]>(`select * from nerve_timers where ${only} and due_at <= ? order by due_at limit 500`, [...partitions!, now], "all")
+      : await db.execute<TimerRow[]>("select * from nerve_timers where due_at <= ? order by due_at limit 500", [now], "all");
+    const held = (row: TimerRow) => !ownership || ownership.fence(row.partition_no ?? partitionOf(row.aggregate_id)) !== undefined;
     for (const row of due) {
       const k = this.#o.kinds.find((x) => x.kind === row.kind && x.aggregateType === row.aggregate_type);
-      if (!k) continue;
+      // A partition lost while this poll ran is its new owner's to fire.
+      if (!k || !held(row)) continue;
       try {
         await this.#o.bus.executeInternal(k.context, row.aggregate_id, k.kind, (state, at) => k.fire(state, at));
         // Whether or not it emitted, the row now follows the state (a no-op must not fire forever).
         const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
         const next = k.deadline(state);
         const op = timerOp(k, row.aggregate_id, next !== null && next <= now ? null : next);
-        await this.#o.db.execute(op.sql, op.params, "run");
+        // Moved meanwhile, the row is its new owner's to keep in step.
+        if (held(row)) await db.execute(op.sql, op.params, "run");
         this.fired++;
       } catch (err) {
         this.#o.logger.warn({ err, timer: row }, "timer failed; will retry");

@@ -1,0 +1,124 @@
+/**
+ * One batch of the outbox relay: rows grouped by aggregate, at most one publish in flight per
+ * aggregate and `window` in all, so a failed publish is never overtaken by a later version of the same
+ * aggregate; each publish only while its partition is still held.
+ */
+import { headers } from "@nats-io/nats-core";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { ContentTypes, Contexts, Headers, contextOf, type AggregateType } from "../../contracts/index.js";
+import type { OutboxRow } from "../persistence/index.js";
+import { partitionOfRow } from "./held-partitions.js";
+
+/** What a batch needs from its relay: one object per relay, made once (the hot path allocates no more per batch). */
+export interface BatchContext {
+  readonly js: JetStreamClient;
+  /** Asks the stream what it already holds (the verification of queue heads). */
+  readonly jsm: JetStreamManager;
+  /** Most publishes awaiting their ack at once. */
+  readonly window: number;
+  /** Whether a row of `p` may be published now: checked right before every publish. */
+  mayPublish(p: number): boolean;
+  /** Whether some partition's first rows must be looked up in the stream before publishing (one acquired lately). */
+  verifying(): boolean;
+  /** Whether a queue head of `p` must be looked up in the stream before it is published. */
+  mustVerify(p: number): boolean;
+  /** `n` rows of `p` stay unpublished: the partition is no longer held (its next owner publishes them). */
+  dropped(p: number, n: number): void;
+  /** A publish of a row of `p` starts. */
+  sent(p: number): void;
+  /** A row is in the stream: acknowledged, acknowledged as a duplicate, or found there by the verification. */
+  stored(row: OutboxRow, p: number, how: "published" | "duplicate" | "verified"): void;
+  /** A publish of `p` ended, acknowledged or failed. */
+  settled(p: number): void;
+}
+
+/** What a batch did: the seqs of the rows now in the stream, and its first failure (undefined when none). */
+export interface BatchResult {
+  acked: number[];
+  failed: unknown;
+}
+
+/**
+ * Publishes `rows` (in seq order) as described above; with `verifyAll` (the first pass after a start or
+ * a failure) every aggregate's first row is looked up in the stream first, else only those of
+ * partitions the context names.
+ */
+export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyAll: boolean): Promise<BatchResult> {
+  const queues = new Map<string, OutboxRow[]>();
+  for (const r of rows) {
+    const key = `${r.aggregate_type}\u0000${r.aggregate_id}`;
+    const q = queues.get(key);
+    if (q) q.push(r);
+    else queues.set(key, [r]);
+  }
+  const acked: number[] = [];
+  if (verifyAll || ctx.verifying()) await dropStored(queues, acked, ctx, verifyAll);
+  const ready = [...queues.keys()].filter((k) => queues.get(k)!.length > 0);
+  let inflight = 0;
+  let failed: unknown;
+  await new Promise<void>((resolve) => {
+    const pump = (): void => {
+      while (failed === undefined && inflight < ctx.window && ready.length > 0) {
+        const key = ready.shift()!;
+        const queue = queues.get(key)!;
+        const row = queue.shift()!;
+        const p = partitionOfRow(row);
+        if (!ctx.mayPublish(p)) {
+          // No longer ours: neither this row nor its aggregate's later ones go out; the table keeps them.
+          ctx.dropped(p, 1 + queue.length);
+          queue.length = 0;
+          continue;
+        }
+        inflight++;
+        ctx.sent(p);
+        const h = headers();
+        h.set(Headers.ContentType, ContentTypes.MsgPack);
+        h.set(Headers.EventType, row.event_type);
+        h.set(Headers.EventVersion, String(row.event_version));
+        ctx.js
+          .publish(row.subject, row.body, { msgID: row.event_id, headers: h })
+          .then(
+            (ack) => {
+              acked.push(Number(row.seq));
+              ctx.stored(row, p, ack.duplicate ? "duplicate" : "published");
+              if (queue.length > 0) ready.push(key);
+            },
+            (err) => {
+              failed ??= err;
+            },
+          )
+          .finally(() => {
+            inflight--;
+            ctx.settled(p);
+            if (inflight === 0 && (failed !== undefined || ready.length === 0)) resolve();
+            else pump();
+          });
+      }
+      if (inflight === 0) resolve();
+    };
+    pump();
+  });
+  return { acked, failed };
+}
+
+/**
+ * With one publish in flight per aggregate, only an aggregate's first unmarked row can have been
+ * stored without its ack arriving (a crash, a timeout, a former owner's last publish). If the stream's
+ * last message on that row's subject carries its event_id, the row is marked instead of published
+ * again: exactly once even when the outage outlasted JetStream's duplicate window.
+ */
+async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx: BatchContext, all: boolean): Promise<void> {
+  const heads = [...queues.values()].filter((q) => all || ctx.mustVerify(partitionOfRow(q[0]!)));
+  await Promise.all(
+    heads.map(async (q) => {
+      const head = q[0]!;
+      const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
+      const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: head.subject }).catch(() => null);
+      if (last?.header?.get(Headers.MsgId) === head.event_id) {
+        q.shift();
+        acked.push(Number(head.seq));
+        ctx.stored(head, partitionOfRow(head), "verified");
+      }
+    }),
+  );
+}

@@ -1,0 +1,59 @@
+/** The outbox relay's options, figures and collaborators. */
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { Logger } from "../log/index.js";
+import type { Repository } from "../persistence/index.js";
+import type { Ownership } from "../cluster/index.js";
+
+/** Options of the relay. */
+export interface RelayOptions {
+  repo: Repository;
+  js: JetStreamClient;
+  /** Used after a crash or a failed publish to ask the stream what it already holds. */
+  jsm: JetStreamManager;
+  logger: Logger;
+  /** Most publishes awaiting their JetStream ack at once. */
+  window: number;
+  /** Rows read per pass. */
+  batchSize?: number;
+  /** Fallback poll when nobody wakes the relay (recovery after a crash). */
+  pollMs?: number;
+  /**
+   * Who deletes published rows. The group-commit writer does it within its next transaction; without
+   * one the relay deletes them itself, a transaction per pass.
+   */
+  deleter?: PublishedRowDeleter | undefined;
+  /** Most committed rows held in memory; past it the relay drops them and reads the outbox instead. */
+  memoryLimit?: number;
+  /**
+   * Whose partitions this relay publishes (several instances on one database): it reads, keeps and
+   * publishes only their rows, checks the fence before every publish, and reads the table again for a
+   * partition it acquires. Without one, every row is its own (one instance).
+   */
+  ownership?: Ownership | undefined;
+}
+
+/** Deletes outbox rows once they are published. */
+export interface PublishedRowDeleter {
+  /** Deletes these rows soon. */
+  release(seqs: readonly number[]): void;
+  /** Resolves once every row released so far is deleted. */
+  released(): Promise<void>;
+}
+
+/** A relay that has had no publish acknowledged for this long holds no writer back. */
+export const STALLED_MS = 500;
+
+/** Figures of the relay. */
+export interface RelayStats {
+  published: number;
+  duplicates: number;
+  failures: number;
+  /** Rows found already stored when verifying after a crash or failure (not published again). */
+  verified: number;
+  /** Passes that read the outbox table (start, after a failure, or when memory could not keep up). */
+  scans: number;
+  /** Passes fed from memory, with the rows the writer handed over at commit. */
+  livePasses: number;
+  /** Rows not published because their partition was no longer held when their turn came (its next owner publishes them). */
+  dropped: number;
+}

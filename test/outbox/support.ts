@@ -1,0 +1,62 @@
+/** Helpers of the relay tests: reading back what a stream holds, fresh event ids, ids by partition. */
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
+import { decodeMsgPack } from "../../contracts/index.js";
+import { partitionOf } from "../../src/cluster/index.js";
+
+/** Every message on `subject` in stream order: `<aggregate id>@<version>` of each. */
+export async function streamed(nc: NatsConnection, jsm: JetStreamManager, stream: string, subject: string): Promise<string[]> {
+  const c = await jsm.consumers.add(stream, { filter_subject: subject });
+  const consumer = await jetstream(nc).consumers.get(stream, c.name);
+  const seen: string[] = [];
+  // The consumer was made now: what it has pending is everything stored so far, so no read waits for an expiry.
+  while (seen.length < c.num_pending) {
+    const batch = await consumer.fetch({ max_messages: Math.min(500, c.num_pending - seen.length), expires: 2000 });
+    let got = 0;
+    for await (const m of batch) {
+      const d = decodeMsgPack(m.data);
+      const v = d.ok ? (d.value as { aggregate_id: string; aggregate_version: number }) : { aggregate_id: "?", aggregate_version: -1 };
+      seen.push(`${v.aggregate_id}@${v.aggregate_version}`);
+      got++;
+    }
+    if (got === 0) break;
+  }
+  await jsm.consumers.delete(stream, c.name);
+  return seen;
+}
+
+/** For each aggregate, its versions in the order the stream holds them. */
+export function byAggregate(seen: string[]): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  for (const s of seen) {
+    const [id, v] = s.split("@") as [string, string];
+    out.set(id, [...(out.get(id) ?? []), Number(v)]);
+  }
+  return out;
+}
+
+let eventNo = 0;
+/** A fresh, valid event id, unique within the process (`prefix` keeps test files apart). */
+export function nextEventId(prefix = "0190a0b2"): string {
+  eventNo++;
+  return `${prefix}-0000-7000-8000-${String(eventNo).padStart(12, "0")}`;
+}
+
+/** `count` aggregate ids `<stem><n>` whose partitions satisfy `where`. */
+export function idsWhere(stem: string, count: number, where: (partition: number) => boolean): string[] {
+  const out: string[] = [];
+  for (let n = 0; out.length < count; n++) if (where(partitionOf(`${stem}${n}`))) out.push(`${stem}${n}`);
+  return out;
+}
+
+/** 1..n. */
+export const versions = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
+
+/** Polls `check` until it holds, or fails naming `what`. */
+export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Durable timers fire only on their partition's owner (issue #11 item 5): two instances under real
+ * leases on one PostgreSQL database split the due timers between them, each firing exactly its own
+ * partitions'; alone on SQLite an instance fires them all, rows older than the partition column too.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { PARTITIONS, PartitionLeases, SoleOwnership, clusterEntities, partitionOf, type Ownership } from "../../src/cluster/index.js";
+import { openDatabase, type Database } from "../../src/persistence/index.js";
+import type { CommandBus } from "../../src/runtime/index.js";
+import { TimerService, timerOp, type TimerKind } from "../../src/timers/index.js";
+import { postgresAvailable, tempPostgres, tempSqlitePath } from "../support/index.js";
+
+const available = await postgresAvailable();
+const quiet = pino({ level: "silent" });
+
+/** A timer kind that does nothing when due and is then done (its row is deleted). */
+const kind: TimerKind = { context: "access", aggregateType: "AccessRecord", kind: "expire", fire: () => [], deadline: () => null };
+
+/** A timer service over `db` and `ownership` whose bus only records what it was asked to run. */
+function service(db: Database, ownership: Ownership | undefined, fired: string[]): TimerService {
+  const bus = {
+    executeInternal: async (_context: string, aggregateId: string) => void fired.push(aggregateId),
+    readState: async () => ({ state: null, version: 0 }),
+  } as unknown as CommandBus;
+  return new TimerService({ db, bus, logger: quiet, kinds: [kind], ownership });
+}
+
+/** Due timers for `ids`, written as the command path writes them. */
+async function dueTimers(db: Database, ids: string[]): Promise<void> {
+  for (const id of ids) {
+    const op = timerOp(kind, id, "2020-01-01T00:00:00.000Z");
+    await db.execute(op.sql, op.params, "run");
+  }
+}
+
+/** A row as a version without the partition column left it. */
+const legacyTimer = (db: Database, id: string) =>
+  db.execute("insert into nerve_timers (aggregate_type, aggregate_id, kind, due_at) values (?, ?, ?, ?)", [kind.aggregateType, id, kind.kind, "2020-01-01T00:00:00.000Z"], "run");
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+describe("TimerService and ownership", () => {
+  it("alone (SQLite) fires every due timer, one written before the partition column too", async () => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    cleanups.push(tmp.cleanup, () => db.close());
+    const ids = Array.from({ length: 20 }, (_, i) => `solo${i}`);
+    await dueTimers(db, ids);
+    await legacyTimer(db, "solo-legacy");
+    const fired: string[] = [];
+    await service(db, new SoleOwnership("solo"), fired).poll();
+    expect(fired.sort()).toEqual([...ids, "solo-legacy"].sort());
+    expect(await db.execute("select * from nerve_timers", [], "all")).toEqual([]);
+  });
+
+  it.skipIf(!available)("two instances on PostgreSQL: each fires exactly the due timers of the partitions it holds", async () => {
+    const pg = await tempPostgres();
+    cleanups.push(() => pg.drop());
+    const open = async () => {
+      const db = await openDatabase({ url: pg.url, entities: clusterEntities });
+      cleanups.push(() => db.close());
+      return db;
+    };
+    const lease = async (db: Database, id: string) => {
+      const l = new PartitionLeases({ db, instanceId: id, logger: quiet, ttlMs: 1200, renewEveryMs: 200 });
+      cleanups.push(() => l.stop());
+      await l.start();
+      return l;
+    };
+    const [dbA, dbB] = [await open(), await open()];
+    const a = await lease(dbA, "a");
+    const b = await lease(dbB, "b");
+    const deadline = Date.now() + 10_000;
+    while (a.held().length + b.held().length !== PARTITIONS || b.held().length === 0) {
+      if (Date.now() > deadline) throw new Error("the leases did not split");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const ids = Array.from({ length: 60 }, (_, i) => `tm${i}`);
+    await dueTimers(dbA, ids);
+    await legacyTimer(dbA, "tm-legacy");
+    const all = [...ids, "tm-legacy"];
+
+    const firedA: string[] = [];
+    const firedB: string[] = [];
+    await Promise.all([service(dbA, a, firedA).poll(), service(dbB, b, firedB).poll()]);
+    const heldByA = new Set(a.held());
+    expect(firedA.sort()).toEqual(all.filter((id) => heldByA.has(partitionOf(id))).sort());
+    expect(firedB.sort()).toEqual(all.filter((id) => !heldByA.has(partitionOf(id))).sort());
+    expect(firedA.length).toBeGreaterThan(0);
+    expect(firedB.length).toBeGreaterThan(0);
+    expect(await dbA.execute("select * from nerve_timers", [], "all")).toEqual([]);
+  });
+});
