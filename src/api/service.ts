@@ -62,6 +62,8 @@ const QUERY_CONTEXTS = [...new Set(Object.values(QueryDefinitions).map((q) => q.
 export async function startApi(deps: ApiDeps): Promise<Api> {
   const service = await new Svcm(deps.nc).add({ name: SERVICE_NAME, version: deps.version, description: "Nerve commands and queries" });
   const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0 };
+  // Before any endpoint: requests arrive as soon as one is added.
+  const ownership = deps.ownership;
   const inflight = new Set<Promise<void>>();
   const track = (request: Promise<void>) => {
     // A handler answers every failure itself; what still escapes (the reply could not be sent) is logged.
@@ -85,7 +87,6 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   }
   const routing = await detectRouting(deps.nc);
   deps.logger.info({ routing }, routing === "mapped" ? "commands reach partition owners through the server's mapping" : "no partition mapping on the server: instances forward commands to their owners");
-  const ownership = deps.ownership;
   const partitions = ownership ? new PartitionSubscriptions(deps.nc, ownership, (msg) => track(handleCommand(msg)), deps.logger) : undefined;
   await partitions?.start();
   for (const context of QUERY_CONTEXTS) {

@@ -49,14 +49,16 @@ const ADMISSION_MAX_WAIT_MS = 1000;
 export async function startNerve(config: Config, logger: Logger): Promise<Nerve> {
   const shared = !config.NERVE_DB.startsWith("sqlite:");
   const entities = [...consumerEntities, ...readModelEntities, ...(shared ? clusterEntities : [])];
-  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, entities });
+  // The service takes a SQLite file for itself: a second instance on it refuses to start, naming PostgreSQL.
+  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, entities, exclusiveInstance: true });
   const repo = new Repository(db);
   let nc: NatsConnection | undefined;
   let jsm: JetStreamManager;
   try {
     nc = await connectNats({ url: config.NATS_URL, user: config.NATS_USER, password: config.NATS_PASSWORD, creds: config.NATS_CREDS }, logger);
-    jsm = await jetstreamManager(nc);
-    await ensureStreams(jsm);
+    // ensureStreams makes the first JetStream call, waiting out a stream leader's election (4-9 s on 2.9).
+    jsm = await jetstreamManager(nc, { checkAPI: false });
+    await ensureStreams(jsm, { replicas: config.NERVE_STREAM_REPLICAS, logger });
   } catch (err) {
     await nc?.close();
     await db.close();

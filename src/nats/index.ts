@@ -1,3 +1,4 @@
-/** The NATS adapter: connection and streams. */
+/** The NATS adapter: connection, streams, and which JetStream failures are transient. */
 export * from "./connection.js";
 export * from "./streams.js";
+export * from "./transient-errors.js";

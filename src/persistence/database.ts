@@ -2,6 +2,7 @@
 import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
+import { isInMemorySqlite, lockSqliteInstance } from "./sqlite-lock.js";
 
 /** Which database and how. */
 export interface DatabaseOptions {
@@ -17,6 +18,12 @@ export interface DatabaseOptions {
    * would block the takeover until it woke; ended, its locks go and its commit can never land.
    */
   idleInTransactionMs?: number;
+  /**
+   * Holds a SQLite file for this open alone until close(), so a second instance on it refuses to start
+   * (SQLite serves one instance; PostgreSQL, where this is ignored, serves many). The service's own open
+   * sets it; tools that read the service's file while it runs (the CLI, tests) leave it off.
+   */
+  exclusiveInstance?: boolean;
 }
 
 /** Default of {@link DatabaseOptions.idleInTransactionMs}: far above any transaction's pause between statements. */
@@ -75,6 +82,20 @@ export function boundExecutor(connection: AbstractSqlConnection): Database["exec
 
 /** Opens the database and brings its schema up to date (MikroORM's safe schema update: nothing is dropped). */
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  const path = opts.url.startsWith("sqlite:") ? opts.url.slice("sqlite:".length) : undefined;
+  // Taken before the schema is touched: a refused second instance must not even migrate.
+  const lock = opts.exclusiveInstance && path !== undefined && !isInMemorySqlite(path) ? await lockSqliteInstance(path) : undefined;
+  if (!lock) return openUnlocked(opts);
+  try {
+    const db = await openUnlocked(opts);
+    return { ...db, close: () => db.close().finally(() => lock.release()) };
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   let orm: MikroORM;
   let dialect: Database["dialect"];
   const entities = [...writeSideEntities(opts.url.startsWith("sqlite:") ? "sqlite" : "postgresql"), ...(opts.entities ?? [])];

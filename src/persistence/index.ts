@@ -4,3 +4,4 @@ export * from "./database.js";
 export * from "./commit-batch.js";
 export * from "./group-commit.js";
 export * from "./repository.js";
+export * from "./sqlite-lock.js";

@@ -1,0 +1,68 @@
+/** NERVE_STREAM_REPLICAS against a single nats-server: 1 matches; a mismatch or an impossible count is a clear start-up error. */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { Streams } from "../../contracts/index.js";
+import { startNerve, type Nerve } from "../../src/app/index.js";
+import { loadConfig } from "../../src/config/index.js";
+import { createLogger } from "../../src/log/index.js";
+import { StreamReplicasError, ensureStreams } from "../../src/nats/index.js";
+import { startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
+
+let nats: NatsServerHandle;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+beforeAll(async () => {
+  nats = await startNatsServer();
+  nc = await connect({ servers: nats.url, noAsyncTraces: true });
+  jsm = await jetstreamManager(nc);
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.stop();
+});
+beforeEach(async () => {
+  for (const s of Object.values(Streams)) await jsm.streams.delete(s.name).catch(() => false);
+});
+
+describe("stream replicas", () => {
+  it("creates the streams with 1 replica by default and accepts them when 1 is asked for again", async () => {
+    await ensureStreams(jsm);
+    await ensureStreams(jsm, { replicas: 1 });
+    for (const s of Object.values(Streams)) expect((await jsm.streams.info(s.name)).config.num_replicas).toBe(1);
+  });
+
+  it("refuses existing R1 streams when NERVE_STREAM_REPLICAS=3, naming the stream, both counts and the remedy, without waiting", async () => {
+    await ensureStreams(jsm, { replicas: 1 });
+    const t0 = Date.now();
+    const err = await ensureStreams(jsm, { replicas: 3 }).catch((e: unknown) => e);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect((err as Error).message).toBe(
+      "stream EVENTS_USERS has 1 replica but NERVE_STREAM_REPLICAS is 3: set NERVE_STREAM_REPLICAS=1, or change the stream to 3 " +
+        "(`nats stream edit EVENTS_USERS --replicas 3`; more than 1 needs a JetStream cluster of at least that many servers) — Nerve never changes an existing stream",
+    );
+    // Nothing was changed.
+    expect((await jsm.streams.info("EVENTS_USERS")).config.num_replicas).toBe(1);
+  });
+
+  it("says that 3 replicas need a cluster of 3 servers when a single server cannot create them, without waiting", async () => {
+    const t0 = Date.now();
+    const err = await ensureStreams(jsm, { replicas: 3 }).catch((e: unknown) => e);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(err).toBeInstanceOf(StreamReplicasError);
+    expect((err as Error).message).toBe(
+      "cannot create stream EVENTS_USERS with 3 replicas: 3 replicas need a JetStream cluster of at least 3 servers " +
+        "(nats-server: replicas > 1 not supported in non-clustered mode); run such a cluster or set NERVE_STREAM_REPLICAS=1",
+    );
+  });
+
+  it("stops the service's start on a mismatch, passing NERVE_STREAM_REPLICAS through", async () => {
+    await ensureStreams(jsm);
+    const db = await tempSqlitePath();
+    const err = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", NERVE_STREAM_REPLICAS: "3" }), createLogger("silent")).catch((e: unknown) => e);
+    if (!(err instanceof Error)) await (err as Nerve).stop();
+    expect(String((err as Error).message)).toMatch(/^stream EVENTS_USERS has 1 replica but NERVE_STREAM_REPLICAS is 3: /);
+    await db.cleanup();
+  });
+});
