@@ -6,3 +6,4 @@ export * from "./decider-spec.js";
 export * from "./service-process.js";
 export * from "./writes.js";
 export * from "./postgres.js";
+export * from "./cluster.js";

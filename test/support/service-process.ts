@@ -23,6 +23,12 @@ export interface ServiceProcess {
   kill9(): Promise<void>;
   /** SIGTERM (orderly shutdown); resolves with the exit code once the child is gone. */
   stop(timeoutMs?: number): Promise<number | null>;
+  /** SIGSTOP: the process freezes where it is (timers, sockets, transactions and all). */
+  pause(): void;
+  /** SIGCONT after {@link pause}. */
+  resume(): void;
+  /** Whether the child has exited. */
+  readonly exited: boolean;
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -53,8 +59,16 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
       return child.pid ?? -1;
     },
     output: () => output,
+    get exited() {
+      return gone();
+    },
+    pause: () => void (gone() || child.kill("SIGSTOP")),
+    resume: () => void (gone() || child.kill("SIGCONT")),
     async kill9() {
-      if (!gone()) child.kill("SIGKILL");
+      if (!gone()) {
+        child.kill("SIGKILL");
+        child.kill("SIGCONT"); // a paused child dies only once it runs
+      }
       await exited(child);
     },
     async stop(timeoutMs = 20_000) {

@@ -1,0 +1,193 @@
+/**
+ * A cluster of Nerve processes for the scale-out tests: several real service processes on one
+ * PostgreSQL database and one NATS, a client load that retries like a careful client (same
+ * Idempotency-Key on timeout, no responders and `unavailable`), and the invariants every fault must
+ * keep: each acknowledged command's event once in the event log and once in its stream, per-aggregate
+ * versions gap-free and in order, and the stream equal to the log.
+ */
+import { expect } from "vitest";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { decodeMsgPack } from "../../contracts/index.js";
+import type { Database } from "../../src/persistence/index.js";
+import { command } from "./nerve.js";
+import { startServiceProcess, type ServiceProcess } from "./service-process.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `check` holds, polling; throws naming `what` after `ms`. */
+export async function until(what: string, check: () => Promise<boolean> | boolean, ms: number, every = 50): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
+    await sleep(every);
+  }
+}
+
+/** One Nerve instance of a test cluster. */
+export interface Instance {
+  id: string;
+  proc: ServiceProcess;
+}
+
+/** Who holds which partition now, by the database (live leases only). */
+export async function partitionOwners(db: Database): Promise<Map<number, string>> {
+  const rows = await db.execute<{ lease_key: string; owner: string }[]>(
+    "select lease_key, owner from nerve_leases where lease_key like 'partitions/%' and owner is not null and lease_until > now()",
+    [],
+    "all",
+  );
+  return new Map(rows.map((r) => [Number(r.lease_key.slice("partitions/".length)), r.owner]));
+}
+
+/** Starts an instance and waits until the partitions are spread over `expected` (64 held, each of them some). */
+export async function startInstance(env: Record<string, string>, id: string, db: Database, expected: string[]): Promise<Instance> {
+  const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id } });
+  await until(
+    `the partitions are spread over ${expected.join(", ")}`,
+    async () => {
+      const owners = await partitionOwners(db);
+      const holders = new Set(owners.values());
+      return owners.size === 64 && expected.every((e) => holders.has(e)) && [...holders].every((h) => expected.includes(h));
+    },
+    30_000,
+    100,
+  );
+  return { id, proc };
+}
+
+/** What a client was told: an acknowledged command. */
+export interface Acked {
+  userId: string;
+  bio: string;
+  eventId: string;
+  version: number;
+  instance: string;
+  at: number;
+  /** From the first attempt to the acknowledgement, retries included (ms). */
+  took: number;
+}
+
+/** A load of UpdateUserProfile commands with unique bios, each retried with its Idempotency-Key until answered. */
+export function retryingLoad(nc: NatsConnection, users: string[], inFlight: number, tag: string) {
+  const acked: Acked[] = [];
+  const gaveUp: string[] = [];
+  /** Why attempts failed, by reason (unavailable, timeout, no responders, …). */
+  const failures = new Map<string, number>();
+  const failed = (why: string) => failures.set(why, (failures.get(why) ?? 0) + 1);
+  let retries = 0;
+  let stopped = false;
+  let n = 0;
+  const one = async (userId: string, bio: string): Promise<void> => {
+    const key = `k-${bio}`;
+    const started = Date.now();
+    const deadline = started + 30_000;
+    for (;;) {
+      try {
+        const r = await command(nc, "users", "UpdateUserProfile", userId, { profile_data: { bio } }, { timeout: 2000, headers: { "Idempotency-Key": key } });
+        if (r.body.ok) {
+          acked.push({ userId, bio, eventId: r.body.events[0].event_id, version: r.body.aggregate_version, instance: r.headers["Nerve-Instance"] ?? "", at: Date.now(), took: Date.now() - started });
+          return;
+        }
+        if (r.body.error?.code !== "unavailable") throw new Error(`${userId}: ${r.body.error?.code} ${r.body.error?.message}`);
+        failed(`unavailable: ${String(r.body.error?.message).replace(/\d+/g, "N")}`);
+      } catch (err) {
+        if ((err as Error).message.startsWith(userId)) throw err;
+        // A timeout or no responders: a hand-off or a dead owner. Retry with the same key.
+        failed((err as Error).message.includes("no responders") ? "no responders" : (err as Error).name === "TimeoutError" || /timeout/i.test((err as Error).message) ? "timeout" : (err as Error).message);
+      }
+      retries++;
+      if (Date.now() > deadline) {
+        gaveUp.push(key);
+        return;
+      }
+      await sleep(100);
+    }
+  };
+  /** Answers no retry can change (a bug: `internal`, or a refusal): the test fails on them. */
+  const wrong: string[] = [];
+  const worker = async (): Promise<void> => {
+    while (!stopped) {
+      const i = n++;
+      await one(users[i % users.length]!, `${tag}-${i}`).catch((err: Error) => void wrong.push(err.message));
+    }
+  };
+  const workers = Array.from({ length: inFlight }, worker);
+  return {
+    acked,
+    gaveUp,
+    failures,
+    wrong,
+    get retries() {
+      return retries;
+    },
+    async stop(): Promise<void> {
+      stopped = true;
+      await Promise.all(workers);
+    },
+  };
+}
+
+/** The event log of users, per aggregate in version order, from the database. */
+export async function eventLog(db: Database): Promise<Map<string, { event_id: string; aggregate_version: number; payload: string }[]>> {
+  const rows = await db.execute<{ aggregate_id: string; event_id: string; aggregate_version: number; payload: string }[]>(
+    "select aggregate_id, event_id, aggregate_version, payload from nerve_events where aggregate_type = ? order by aggregate_id, aggregate_version",
+    ["User"],
+    "all",
+  );
+  const out = new Map<string, { event_id: string; aggregate_version: number; payload: string }[]>();
+  for (const r of rows) {
+    const list = out.get(r.aggregate_id) ?? [];
+    list.push({ event_id: r.event_id, aggregate_version: Number(r.aggregate_version), payload: r.payload });
+    out.set(r.aggregate_id, list);
+  }
+  return out;
+}
+
+/** Reads the whole EVENTS_USERS stream in order. */
+export async function usersStream(nc: NatsConnection): Promise<{ seq: number; envelope: { event_id: string; aggregate_id: string; aggregate_version: number } }[]> {
+  const info = await (await jetstreamManager(nc)).streams.info("EVENTS_USERS");
+  const out: { seq: number; envelope: { event_id: string; aggregate_id: string; aggregate_version: number } }[] = [];
+  if (info.state.messages === 0) return out;
+  const messages = await (await jetstream(nc).consumers.get("EVENTS_USERS")).consume({ max_messages: 1000 });
+  try {
+    for await (const m of messages) {
+      const d = decodeMsgPack(m.data);
+      if (d.ok) out.push({ seq: m.seq, envelope: d.value as never });
+      if (m.seq >= info.state.last_seq) break;
+    }
+  } finally {
+    await messages.close();
+  }
+  return out;
+}
+
+/**
+ * The invariants: the log is gap-free per aggregate, every acknowledged command is in it once with the
+ * version it was acknowledged at, no command ran twice, and the stream holds exactly the log's events,
+ * once each, in aggregate_version order.
+ */
+export async function assertConsistent(nc: NatsConnection, db: Database, acked: Acked[]): Promise<{ logged: number }> {
+  const log = await eventLog(db);
+  let logged = 0;
+  const byEvent = new Map<string, { userId: string; version: number; bio: string | undefined }>();
+  for (const [id, events] of log) {
+    expect(events.map((e) => e.aggregate_version), `${id}: gap-free`).toEqual(events.map((_, i) => i + 1));
+    for (const e of events) byEvent.set(e.event_id, { userId: id, version: e.aggregate_version, bio: (JSON.parse(e.payload) as { profile_data?: { bio?: string } }).profile_data?.bio });
+    logged += events.length;
+  }
+  const missing = acked.filter((a) => byEvent.get(a.eventId)?.version !== a.version || byEvent.get(a.eventId)?.userId !== a.userId);
+  expect(missing.slice(0, 5), "acknowledged commands missing from the log").toEqual([]);
+  const bios = [...byEvent.values()].map((e) => e.bio).filter((b): b is string => b !== undefined);
+  expect(bios.length - new Set(bios).size, "commands that ran twice").toBe(0);
+
+  await until("the stream holds every logged event", async () => (await (await jetstreamManager(nc)).streams.info("EVENTS_USERS")).state.messages >= logged, 30_000, 200);
+  const stream = await usersStream(nc);
+  const ids = stream.map((s) => s.envelope.event_id);
+  expect(ids.length - new Set(ids).size, "events published twice").toBe(0);
+  expect(stream.length, "stream = log").toBe(logged);
+  const perAggregate = new Map<string, number[]>();
+  for (const s of stream) perAggregate.set(s.envelope.aggregate_id, [...(perAggregate.get(s.envelope.aggregate_id) ?? []), s.envelope.aggregate_version]);
+  for (const [id, versions] of perAggregate) expect(versions, `${id}: stream order`).toEqual(versions.map((_, i) => i + 1));
+  return { logged };
+}
