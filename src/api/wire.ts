@@ -29,7 +29,8 @@ export interface RequestHeaders {
 function header(h: MsgHdrs | undefined, name: string, max: number): string | undefined {
   const v = h?.get(name);
   if (v === undefined || v === "") return undefined;
-  if (v.length > max) throw errors.invalidRequest(`${name} is longer than ${max} characters`);
+  // Characters as the contract's schemas count them (zod: code points), not UTF-16 units: 128 emoji fit.
+  if (v.length > 2 * max || (v.length > max && [...v].length > max)) throw errors.invalidRequest(`${name} is longer than ${max} characters`);
   if (!isText(v)) throw errors.invalidRequest(`${name} ${NOT_TEXT_MESSAGE}`);
   return v;
 }

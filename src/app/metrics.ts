@@ -9,7 +9,8 @@ import { backgroundFailures } from "../supervision/index.js";
 
 /** What the service metrics read, at scrape time. */
 export interface ServiceMetricSources {
-  api: Api;
+  /** Absent without the `commands` role. */
+  api: Api | undefined;
   system: ActorSystem;
   writer: GroupCommitWriter;
   relay: OutboxRelay;
@@ -29,8 +30,10 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     new Gauge({ name, help, labelNames, registers: [registry], collect() { return collect(this); } });
 
   gauge("nerve_requests_total", "Command and query requests answered, by result (ok or the contract's error code)", ["result"], (g) => {
+    if (!s.api) return;
     g.set({ result: "ok" }, s.api.stats.ok);
     for (const [code, n] of Object.entries(s.api.stats.failed)) g.set({ result: code }, n);
+    g.set({ result: "forwarded" }, s.api.stats.forwarded);
   });
   gauge("nerve_background_failures_total", "Failures of background tasks (consumer loops, polls, dead-lettering, unhandled rejections), each logged and retried", ["task"], (g) => {
     for (const [task, n] of backgroundFailures) g.set({ task }, n);

@@ -14,7 +14,7 @@ import { GroupCommitWriter, Repository, openDatabase, type Database } from "../p
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
 import { reportFailure, watch } from "../supervision/index.js";
-import { Leases, PartitionLeases, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
+import { Leases, NoOwnership, PartitionLeases, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
 import { registerServiceMetrics } from "./metrics.js";
 import { aggregateQueries } from "./queries.js";
 
@@ -28,7 +28,9 @@ export interface Nerve {
   readonly bus: CommandBus;
   readonly timers: TimerService;
   readonly consumers: ConsumerManager;
-  readonly api: Api;
+  /** The command and query API: absent without the `commands` role. */
+  readonly api: Api | undefined;
+  /** Health, readiness, metrics — and learners' WebSockets with the `gateway` role. */
   readonly gateway: Gateway;
   /** Which partitions this instance owns: all of them on SQLite, its leases on PostgreSQL. */
   readonly ownership: Ownership;
@@ -70,7 +72,12 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   const instanceId = config.NERVE_INSTANCE_ID;
   // Filled below, once the parts a hand-off drains exist.
   let drainPartition: (partition: number) => Promise<void> = async () => {};
-  const ownership: Ownership & { start?(): Promise<void>; stop?(): Promise<void>; wake?(): void } = shared
+  const roles = config.NERVE_ROLES;
+  const commandsRole = roles.has("commands");
+  // Without the commands role an instance owns nothing: its process managers send commands to the owners.
+  const ownership: Ownership & { start?(): Promise<void>; stop?(): Promise<void>; wake?(): void } = !commandsRole
+    ? new NoOwnership(instanceId)
+    : shared
     ? new PartitionLeases({ db, instanceId, logger: logger.child({ component: "leases" }), drain: (p) => drainPartition(p), released: () => conn.publish(RELEASED_SUBJECT) })
     : new SoleOwnership(instanceId);
   const writer = new GroupCommitWriter(db, {
@@ -95,9 +102,11 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership });
   writer.on("committed", (rows) => relay.offer(rows));
   writer.on("error", (err) => reportFailure(logger, "group commit", err, "group commit failed outside a write (deleting published outbox rows); retrying"));
-  relay.start();
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds, ownership });
-  timers.start();
+  if (commandsRole) {
+    relay.start();
+    timers.start();
+  }
   const deps = { bus, db, logger, defaultPolicyId: config.NERVE_DEFAULT_POLICY_ID };
   const subscribers = createSubscribers(deps);
   // Several instances: each durable consumer runs on one of them at a time, under a lease of its own.
@@ -146,10 +155,13 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
 
   try {
     await ownership.start?.();
-    await consumers.start();
-    api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership });
-    addAdminEndpoints(api.service, consumers, logger);
+    if (roles.has("consumers")) await consumers.start();
+    if (commandsRole) {
+      api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership });
+      addAdminEndpoints(api.service, consumers, logger);
+    }
     gateway = await startGateway({
+      websocket: roles.has("gateway"),
       nc,
       port: config.NERVE_HTTP_PORT,
       jwtSecret: config.jwtSecret,
@@ -162,6 +174,6 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await stop().catch(() => undefined);
     throw err;
   }
-  logger.info({ db: db.dialect, http_port: gateway.port }, "nerve started");
+  logger.info({ db: db.dialect, http_port: gateway.port, instance: instanceId, roles: [...roles] }, "nerve started");
   return { db, nc, system, writer, relay, bus, timers, consumers, api, gateway, ownership, stop: () => (stopping ??= stop()) };
 }

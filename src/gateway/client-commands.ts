@@ -62,7 +62,8 @@ export class ClientCommands {
         return this.#ack(c, null, invalid("frame is not JSON"));
       }
       const rid = (raw as { request_id?: unknown } | null)?.request_id;
-      if (typeof rid === "string" && rid.length <= 128) requestId = rid;
+      // Measured as the contract measures request_id (zod: code points, so 128 emoji fit), not in UTF-16 units.
+      if (typeof rid === "string" && rid.length <= 256 && [...rid].length <= 128) requestId = rid;
       const parsed = ClientFrame.safeParse(raw);
       if (!parsed.success) {
         const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(frame)"} ${i.message}`);

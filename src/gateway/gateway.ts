@@ -59,6 +59,11 @@ export interface GatewayDeps {
   maxInflightCommands?: number;
   /** Largest client frame handled (bytes, default 8 KiB; larger ones get an error ack, over 1 MiB uWS closes with 1009). */
   maxFrameBytes?: number;
+  /**
+   * Serves learners' WebSockets (`/v1/ws`) and reads EVENTS_ACCESS for them (default true). False
+   * leaves only health, readiness, metrics and the page: a process without the `gateway` role.
+   */
+  websocket?: boolean;
 }
 
 /** A running gateway. */
@@ -86,7 +91,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const log = new EventLog<Conn>({ minAgeMs: DAY_MS, minEvents: 1000, maxEvents: 250_000, ...deps.retention });
   const maxBufferedBytes = deps.maxBufferedBytes ?? 256 * 1024;
   const hub = new Hub(log, metrics, { flushMs: deps.flushMs ?? 2, maxBufferedBytes });
-  const jsm = await jetstreamManager(nc, { timeout: 2000 });
+  // No API check here: during a stream leader's election it fails at once, and nothing below needs it yet.
+  const jsm = await jetstreamManager(nc, { timeout: 2000, checkAPI: false });
   // Readiness follows the connection: down from a disconnect until the client has reconnected.
   let natsUp = true;
   const status = nc.status();
@@ -103,11 +109,13 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     timeoutMs: deps.commandTimeoutMs ?? 5000,
   });
   const feed = new AccessFeed({ nc, log, logger, metrics, replayMs: deps.replayMs ?? DAY_MS, onEntry: (e) => hub.deliver(e) });
-  await feed.start();
+  const websocket = deps.websocket ?? true;
+  if (websocket) await feed.start();
   let warm = true;
   let stopping = false;
 
   const app = uws.App();
+  // Always registered: uWS's native self-test (assertNativeApp) crashes an app without a WebSocket route.
   app.ws<Conn>("/v1/ws", {
     compression: uws.DISABLED,
     // Generous, so that oversized client frames still get an error ack; past it uWS closes with 1009.
@@ -123,6 +131,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       const token = tokenOf(req.getQuery("token") || undefined, req.getHeader("authorization"));
       const resume = req.getQuery("cursor") || undefined;
       if (stopping) return void res.writeStatus("503 Service Unavailable").end("stopping");
+      if (!websocket) return void res.writeStatus("404 Not Found").end("this instance runs no WebSocket gateway (NERVE_ROLES)");
       let aborted = false;
       res.onAborted(() => (aborted = true));
       // uWS is called again from a macrotask, not from the promise job of the verification.

@@ -5,7 +5,7 @@ import { ID_PATTERN, Streams } from "../../contracts/index.js";
 import type { TokenVerifier } from "./auth.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { progressPage } from "./page.js";
-import type { HttpResponse, TemplatedApp } from "./uws.js";
+import type { HttpRequest, HttpResponse, TemplatedApp } from "./uws.js";
 
 /** What the routes need. */
 export interface HttpRouteDeps {
@@ -23,39 +23,67 @@ export interface HttpRouteDeps {
 /** Lifetime of development tokens (s). */
 export const DEV_TOKEN_TTL_S = 3600;
 
+/** An answer to an HTTP request. */
+interface Reply {
+  status: string;
+  type: string;
+  body: string;
+  headers?: Record<string, string>;
+}
+
+const NOT_FOUND: Reply = { status: "404 Not Found", type: "text/plain", body: "not found" };
+
 /** Registers the routes on the app. */
 export function registerHttpRoutes(app: TemplatedApp, deps: HttpRouteDeps): void {
   const page = progressPage(deps.devTokens);
   let readiness: { at: number; result: Promise<Readiness> } | undefined;
 
-  app.get("/healthz", (res) => {
-    res.writeHeader("Content-Type", "text/plain").end("ok");
-  });
+  // Each route answers GET and HEAD (uWS routes them apart): HEAD gets GET's status and headers,
+  // with its Content-Length and without its body — a body after a HEAD answer desynchronises the
+  // client's connection. The HttpRequest is read before the handler returns, as uWS requires.
+  const route = (pattern: string, handle: (req: HttpRequest) => Reply | Promise<Reply>) => {
+    for (const head of [false, true]) {
+      const register = head ? app.head.bind(app) : app.get.bind(app);
+      register(pattern, (res, req) => {
+        const reply = handle(req);
+        if (reply instanceof Promise) respondLater(res, reply, head);
+        else write(res, reply, head);
+      });
+    }
+  };
 
-  app.get("/readyz", (res) => {
+  route("/healthz", () => ({ status: "200 OK", type: "text/plain", body: "ok" }));
+
+  route("/readyz", () => {
     if (!readiness || Date.now() - readiness.at > 1000) readiness = { at: Date.now(), result: checkReady(deps) };
-    respondLater(res, readiness.result.then((r) => ({ status: r.ready ? "200 OK" : "503 Service Unavailable", type: "application/json", body: JSON.stringify(r) })));
+    return readiness.result.then((r) => ({ status: r.ready ? "200 OK" : "503 Service Unavailable", type: "application/json", body: JSON.stringify(r) }));
   });
 
-  app.get("/metrics", (res) => {
+  route("/metrics", () => {
     const { registry } = deps.metrics;
-    respondLater(res, registry.metrics().then((body) => ({ status: "200 OK", type: registry.contentType, body })));
+    return registry.metrics().then((body) => ({ status: "200 OK", type: registry.contentType, body }));
   });
 
-  app.get("/", (res) => {
-    res.writeHeader("Content-Type", "text/html; charset=utf-8").writeHeader("Cache-Control", "no-store").end(page);
-  });
+  route("/", () => ({ status: "200 OK", type: "text/html; charset=utf-8", body: page, headers: { "Cache-Control": "no-store" } }));
 
-  app.get("/dev/token", (res, req) => {
+  route("/dev/token", (req) => {
     const userId = req.getQuery("user_id") ?? "";
-    if (!deps.devTokens) return void res.writeStatus("404 Not Found").end("not found");
-    if (!ID_PATTERN.test(userId)) return void res.writeStatus("400 Bad Request").end("user_id must match ^[A-Za-z0-9_-]{1,64}$");
-    respondLater(res, deps.tokens.sign(userId, DEV_TOKEN_TTL_S).then((token) => ({ status: "200 OK", type: "application/json", body: JSON.stringify({ user_id: userId, token, expires_in: DEV_TOKEN_TTL_S }) })));
+    if (!deps.devTokens) return NOT_FOUND;
+    if (!ID_PATTERN.test(userId)) return { status: "400 Bad Request", type: "text/plain", body: "user_id must match ^[A-Za-z0-9_-]{1,64}$" };
+    return deps.tokens.sign(userId, DEV_TOKEN_TTL_S).then((token) => ({ status: "200 OK", type: "application/json", body: JSON.stringify({ user_id: userId, token, expires_in: DEV_TOKEN_TTL_S }) }));
   });
 
-  app.any("/*", (res) => {
-    res.writeStatus("404 Not Found").end("not found");
-  });
+  app.any("/*", (res, req) => write(res, NOT_FOUND, req.getMethod() === "head"));
+}
+
+// Writes a reply; for HEAD, the headers only, with the Content-Length the body would have. (Not
+// `endWithoutBody(length)`: this uWS then waits for that many body bytes, so the response never
+// ends, and a handler that returns with its response unended makes uWS terminate the process.)
+function write(res: HttpResponse, r: Reply, head: boolean): void {
+  res.writeStatus(r.status).writeHeader("Content-Type", r.type);
+  for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v);
+  if (head) res.writeHeader("Content-Length", String(Buffer.byteLength(r.body))).endWithoutBody();
+  else res.end(r.body);
 }
 
 /** The readiness report. */
@@ -78,17 +106,17 @@ async function checkReady(deps: HttpRouteDeps): Promise<Readiness> {
   return { ready: nats && warm && Object.values(streams).every(Boolean), nats, streams, warm };
 }
 
-// Answers once `body` resolves, unless the client went away meanwhile.
-function respondLater(res: HttpResponse, body: Promise<{ status: string; type: string; body: string }>): void {
+// Answers once `reply` resolves, unless the client went away meanwhile.
+function respondLater(res: HttpResponse, reply: Promise<Reply>, head: boolean): void {
   let aborted = false;
   res.onAborted(() => (aborted = true));
-  void body
-    .catch((err: unknown) => ({ status: "500 Internal Server Error", type: "text/plain", body: String((err as Error).message) }))
+  void reply
+    .catch((err: unknown): Reply => ({ status: "500 Internal Server Error", type: "text/plain", body: String((err as Error).message) }))
     .then((r) =>
       // From a macrotask, like every uWS call made after an await (see the upgrade in gateway.ts).
       setImmediate(() => {
         if (aborted) return;
-        res.cork(() => res.writeStatus(r.status).writeHeader("Content-Type", r.type).end(r.body));
+        res.cork(() => write(res, r, head));
       }),
     );
 }

@@ -61,7 +61,7 @@ describe.skipIf(!available).each([
   });
 
   it(`detects the routing mode (${mode})`, () => {
-    for (const n of nerves) expect(n.api.routing).toBe(mode);
+    for (const n of nerves) expect(n.api!.routing).toBe(mode);
   });
 
   it("has each partition decided by its owner, whichever instance the request reached", async () => {
@@ -73,7 +73,7 @@ describe.skipIf(!available).each([
       expect(r.headers["Nerve-Instance"], ids[i]).toBe(owner(ids[i]!));
     }
     expect(new Set(replies.map((r) => r.headers["Nerve-Instance"]))).toEqual(new Set(["alpha", "beta"]));
-    if (!mapped) expect(nerves[0]!.api.stats.forwarded + nerves[1]!.api.stats.forwarded).toBeGreaterThan(0);
+    if (!mapped) expect(nerves[0]!.api!.stats.forwarded + nerves[1]!.api!.stats.forwarded).toBeGreaterThan(0);
     // Reads see every answered command on either instance: the owner's actor, or the committed snapshot.
     for (const id of ids.slice(0, 10)) {
       const r = await query(client, "users", "GetUser", { user_id: id });

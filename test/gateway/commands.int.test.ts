@@ -68,6 +68,18 @@ describe("client commands", () => {
     await carol.close();
   });
 
+  it("echoes a request_id of 128 characters counted as the contract counts them (code points), even on a refused frame", async () => {
+    // Found by ws.props.int.test.ts: 128 emoji are 256 UTF-16 units, and the gateway used to drop such an id from the ack.
+    const erin = await TestClient.as(gw.port, "erin");
+    await erin.welcome();
+    const id = "😀".repeat(128);
+    erin.send({ type: "UpdateProgress", request_id: id, course_id: "chemistry", progress: 500 });
+    expect(AckFrame.parse(await erin.ack(id))).toMatchObject({ request_id: id, ok: false, error: { code: "invalid_request" } });
+    erin.send({ type: "UpdateProgress", request_id: "😀".repeat(129), course_id: "chemistry", progress: 500 });
+    expect(await erin.ack(null)).toMatchObject({ ok: false, error: { code: "invalid_request" } });
+    await erin.close();
+  });
+
   it("answers unavailable when no command path answers", async () => {
     const nats = await startNatsServer();
     const nc = await connect({ servers: nats.url });

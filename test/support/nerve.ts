@@ -3,7 +3,8 @@ import { connect } from "@nats-io/transport-node";
 import { headers as natsHeaders, type NatsConnection, type Msg } from "@nats-io/nats-core";
 import { startNerve, type Nerve } from "../../src/app/index.js";
 import { loadConfig } from "../../src/config/index.js";
-import { createLogger } from "../../src/log/index.js";
+import { createLogger, type Logger } from "../../src/log/index.js";
+import { pino } from "pino";
 import { decodeJson, decodeMsgPack, encodeJson, encodeMsgPack } from "../../contracts/index.js";
 import { startNatsServer, type NatsServerHandle } from "./nats-server.js";
 import { tempSqlitePath } from "./tmp.js";
@@ -23,12 +24,18 @@ export interface TestNerve {
   close(): Promise<void>;
 }
 
+/** Options of {@link startTestNerve}. */
+export interface TestNerveOptions {
+  /** The logger Nerve logs to (default: one at `LOG_LEVEL`, silent unless given); see {@link captureLog}. */
+  logger?: Logger;
+}
+
 /** Starts a private nats-server, a temporary SQLite file and Nerve on them. */
-export async function startTestNerve(extraEnv: Record<string, string> = {}): Promise<TestNerve> {
+export async function startTestNerve(extraEnv: Record<string, string> = {}, opts: TestNerveOptions = {}): Promise<TestNerve> {
   const nats = await startNatsServer();
   const db = await tempSqlitePath();
   const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", ...extraEnv };
-  const logger = createLogger(env.LOG_LEVEL);
+  const logger = opts.logger ?? createLogger(env.LOG_LEVEL);
   let nerve = await startNerve(loadConfig(env), logger);
   const client = await connect({ servers: nats.url, noAsyncTraces: true });
   const t: TestNerve = {
@@ -96,4 +103,23 @@ export function command<T = any>(nc: NatsConnection, context: string, type: stri
 /** Sends a query: `query.<context>.<type>`. */
 export function query<T = any>(nc: NatsConnection, context: string, type: string, body: unknown, opts: RequestOptions = {}): Promise<Reply<T>> {
   return request<T>(nc, `query.${context}.${type}`, body, opts);
+}
+
+/** One log line as pino wrote it. */
+export type LogLine = { level: number; msg?: string; err?: { type?: string; message?: string; stack?: string }; [key: string]: unknown };
+
+/** A logger that keeps its lines in memory, for tests that check what was logged. */
+export interface CapturedLog {
+  logger: Logger;
+  /** Every line at or above the logger's level, parsed. */
+  readonly lines: LogLine[];
+  /** Lines at level error (50) or fatal (60). */
+  errors(): LogLine[];
+}
+
+/** A pino logger at `level` (default `warn`) whose lines are kept in memory instead of printed. */
+export function captureLog(level = "warn"): CapturedLog {
+  const lines: LogLine[] = [];
+  const logger = pino({ level, base: { service: "nerve" } }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
+  return { logger, lines, errors: () => lines.filter((l) => l.level >= 50) };
 }

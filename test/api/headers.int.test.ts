@@ -1,0 +1,81 @@
+/**
+ * Request headers (issue #10; found by api.props.int.test.ts): a header block nats.js cannot parse,
+ * and a NUL in a contract header other than the three id headers, are the client's mistake —
+ * `invalid_request`, nothing stored, nothing logged as an error; and an id header's 128 characters
+ * are counted as the schemas count every other length, in code points.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorReply, decodeJson, decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
+import { captureLog, command, query, startTestNerve, type CapturedLog, type TestNerve } from "../support/index.js";
+import { RawNats, headerBlock } from "./raw-nats.js";
+
+let t: TestNerve;
+let log: CapturedLog;
+let raw: RawNats;
+beforeAll(async () => {
+  log = captureLog("warn");
+  t = await startTestNerve({}, { logger: log.logger });
+  raw = await RawNats.connect(t.nats.port);
+});
+afterAll(async () => {
+  raw?.close();
+  await t?.close();
+});
+
+const body = (id: string) => encodeMsgPack({ email: `${id}@example.com`, name: "H" });
+
+async function refused(subject: string, header: Uint8Array, data: Uint8Array, replyType: string) {
+  const r = await raw.request(subject, header, data);
+  if (r === "timeout") throw new Error("no reply");
+  expect(r.headers["Content-Type"]).toBe(replyType);
+  const decoded = replyType === "application/json" ? decodeJson(r.data) : decodeMsgPack(r.data);
+  expect(decoded.ok).toBe(true);
+  const reply = ErrorReply.parse(decoded.ok ? decoded.value : undefined);
+  expect(reply.error.code).toBe("invalid_request");
+  expect(r.headers["Nats-Service-Error-Code"]).toBe("400");
+  return reply;
+}
+
+describe("request headers a client gets wrong", () => {
+  it.each([
+    ["a key with a space", "bad key: x"],
+    ["a non-ASCII key", "Ünïcode: x"],
+    ["a control character in a key", "Idempotency\u0001Key: x"],
+  ])("answers a header block with %s invalid_request, in JSON, for commands and queries alike", async (_what, line) => {
+    const id = `h-${Math.random().toString(36).slice(2, 10)}`;
+    const reply = await refused(`cmd.users.RegisterUser.${id}`, headerBlock(["Content-Type: application/msgpack", line]), body(id), "application/json");
+    expect(reply.error.message).toMatch(/malformed message headers/);
+    await refused("query.users.GetUser", headerBlock([line]), encodeMsgPack({ user_id: id }), "application/json");
+    expect((await query(t.client, "users", "GetUser", { user_id: id })).body.error.code).toBe("not_found");
+  });
+
+  it.each([
+    ["Content-Type", "application/msgpack; charset=\u0000", "application/json"],
+    ["traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\u0000", "application/msgpack"],
+    ["tracestate", "vendor=a\u0000b", "application/msgpack"],
+  ])("refuses a NUL in %s (header values are contract text) and stores nothing", async (name, value, replyType) => {
+    const id = `n-${Math.random().toString(36).slice(2, 10)}`;
+    const lines = name === "Content-Type" ? [`Content-Type: ${value}`] : ["Content-Type: application/msgpack", `${name}: ${value}`];
+    const reply = await refused(`cmd.users.RegisterUser.${id}`, headerBlock(lines), body(id), replyType);
+    expect(reply.error.message).toContain(name);
+    expect(await t.nerve.bus.repo.history("User", id)).toEqual([]);
+  });
+
+  it("measures the id headers in characters as the schemas do (code points): 128 emoji fit, 129 do not", async () => {
+    const id = `e-${Math.random().toString(36).slice(2, 10)}`;
+    const fits = "😀".repeat(128);
+    const ok = await command(t.client, "users", "RegisterUser", id, { email: `${id}@example.com`, name: "E" }, { headers: { "Idempotency-Key": fits, "Correlation-Id": fits, "Causation-Id": fits } });
+    expect(ok.body).toMatchObject({ ok: true });
+    const [event] = await t.nerve.bus.repo.history("User", id);
+    expect([event!.correlation_id, event!.causation_id]).toEqual([fits, fits]);
+    for (const name of ["Idempotency-Key", "Correlation-Id", "Causation-Id"]) {
+      const r = await command(t.client, "users", "UpdateUserProfile", id, { profile_data: { bio: name } }, { headers: { [name]: "😀".repeat(129) } });
+      expect(r.body.error).toMatchObject({ code: "invalid_request", message: `${name} is longer than 128 characters` });
+    }
+  });
+
+  it("logged no error for any of them", () => {
+    expect(log.errors()).toEqual([]);
+    expect(t.nerve.api!.stats.failed.internal ?? 0).toBe(0);
+  });
+});
