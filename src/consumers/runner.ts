@@ -7,6 +7,10 @@ import type { DeadLetters } from "./dead-letters.js";
 import type { EventHandler } from "./event-handler.js";
 import { PoisonEventError } from "./subscriber.js";
 import { FencedError } from "../cluster/index.js";
+import { retryTransient } from "../nats/index.js";
+
+// JetStream's API error code of a durable that does not exist.
+const CONSUMER_NOT_FOUND = 10014;
 import { reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
 
 /** Retry policy of every consumer. */
@@ -72,10 +76,20 @@ export class ConsumerRunner {
     return this.handler.subscriber.name;
   }
 
-  /** Creates the durable consumers when absent (from the first event of the stream). */
+  /**
+   * Creates the durable consumers when absent (from the first event of the stream). Only "consumer not
+   * found" means absent: a stream leader's election (transient) is waited out, never taken for it.
+   */
   async ensure(): Promise<void> {
+    await retryTransient(`consumer ${this.name}`, () => this.#ensure(), { logger: this.logger });
+  }
+
+  async #ensure(): Promise<void> {
     for (const b of this.bindings) {
-      const existing = await this.jsm.consumers.info(b.stream, this.name).catch(() => undefined);
+      const existing = await this.jsm.consumers.info(b.stream, this.name).catch((err: unknown) => {
+        if ((err as { code?: number })?.code === CONSUMER_NOT_FOUND || /consumer not found/i.test(String((err as Error)?.message))) return undefined;
+        throw err;
+      });
       if (existing) {
         if (existing.config.filter_subject !== b.filter) throw new Error(`consumer ${this.name} on ${b.stream} filters ${existing.config.filter_subject}, expected ${b.filter}`);
         continue;
