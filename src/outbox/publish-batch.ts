@@ -113,7 +113,9 @@ async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx
     heads.map(async (q) => {
       const head = q[0]!;
       const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
-      const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: head.subject }).catch(() => null);
+      // Null only when the subject has no message; any failure (an election, a timeout) fails the pass,
+      // which is retried: taken for "absent", it would publish the row again, twice past the window.
+      const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: head.subject });
       if (last?.header?.get(Headers.MsgId) === head.event_id) {
         q.shift();
         acked.push(Number(head.seq));
