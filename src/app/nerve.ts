@@ -44,6 +44,12 @@ export const NERVE_VERSION = "0.1.0";
 /** Where an instance says it released a partition (core NATS, a nudge only: the leases decide). */
 export const RELEASED_SUBJECT = "nerve.cluster.released";
 
+/**
+ * How long the relay's look-ups of what a stream already holds may take. During a stream leader's
+ * election only a leader answers them, so a short wait lets the relay notice the new leader soon.
+ */
+const VERIFY_TIMEOUT_MS = 1500;
+
 /** Longest a group commit waits for the outbox relay's backlog to shrink before it commits anyway. */
 const ADMISSION_MAX_WAIT_MS = 1000;
 
@@ -99,7 +105,8 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
     await writer.flushed();
     await relay!.flushPartition(p, config.NERVE_SHUTDOWN_MS);
   };
-  relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership });
+  const relayJsm = await jetstreamManager(nc, { checkAPI: false, timeout: VERIFY_TIMEOUT_MS });
+  relay = new OutboxRelay({ repo, js: jetstream(nc), jsm: relayJsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership });
   writer.on("committed", (rows) => relay.offer(rows));
   writer.on("error", (err) => reportFailure(logger, "group commit", err, "group commit failed outside a write (deleting published outbox rows); retrying"));
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds, ownership });

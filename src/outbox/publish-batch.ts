@@ -52,7 +52,15 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
     else queues.set(key, [r]);
   }
   const acked: number[] = [];
-  if (verifyAll || ctx.verifying()) await dropStored(queues, acked, ctx, verifyAll);
+  if (verifyAll || ctx.verifying()) {
+    try {
+      await dropStored(queues, acked, ctx, verifyAll);
+    } catch (err) {
+      // The stream could not be asked (a leader election, NATS away): publishing unverified heads would
+      // count on the duplicate window alone. Publish nothing; the relay backs off and verifies again.
+      return { acked, failed: err };
+    }
+  }
   const ready = [...queues.keys()].filter((k) => queues.get(k)!.length > 0);
   let inflight = 0;
   let failed: unknown;

@@ -10,6 +10,7 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { decodeMsgPack } from "../../contracts/index.js";
 import type { Database } from "../../src/persistence/index.js";
+import { PARTITION_GROUP, leaseName, placeOf } from "../../src/cluster/index.js";
 import { command } from "./nerve.js";
 import { startServiceProcess, type ServiceProcess } from "./service-process.js";
 
@@ -40,15 +41,17 @@ export async function partitionOwners(db: Database): Promise<Map<number, string>
   return new Map(rows.map((r) => [Number(r.lease_key.slice("partitions/".length)), r.owner]));
 }
 
-/** Starts an instance and waits until the partitions are spread over `expected` (64 held, each of them some). */
+/**
+ * Starts an instance and waits until every partition is held where rendezvous places it among
+ * `expected`: the hand-offs its arrival caused are over.
+ */
 export async function startInstance(env: Record<string, string>, id: string, db: Database, expected: string[]): Promise<Instance> {
   const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id } });
   await until(
-    `the partitions are spread over ${expected.join(", ")}`,
+    `the partitions are placed over ${expected.join(", ")}`,
     async () => {
       const owners = await partitionOwners(db);
-      const holders = new Set(owners.values());
-      return owners.size === 64 && expected.every((e) => holders.has(e)) && [...holders].every((h) => expected.includes(h));
+      return Array.from({ length: 64 }, (_, p) => p).every((p) => owners.get(p) === placeOf(leaseName(PARTITION_GROUP, String(p)), expected));
     },
     30_000,
     100,

@@ -7,3 +7,4 @@ export * from "./service-process.js";
 export * from "./writes.js";
 export * from "./postgres.js";
 export * from "./cluster.js";
+export * from "./nats-cluster.js";
