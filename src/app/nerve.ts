@@ -53,8 +53,17 @@ const VERIFY_TIMEOUT_MS = 1500;
 /** Longest a group commit waits for the outbox relay's backlog to shrink before it commits anyway. */
 const ADMISSION_MAX_WAIT_MS = 1000;
 
+/** What benchmarks may change of a start (never set by the service itself). */
+export interface NerveOverrides {
+  /**
+   * `sole`: own every partition without leases or fence checks even on PostgreSQL — unsafe beside
+   * another instance; it exists to measure what fencing and routing cost.
+   */
+  ownership?: "sole";
+}
+
 /** Starts the whole service in this process. */
-export async function startNerve(config: Config, logger: Logger): Promise<Nerve> {
+export async function startNerve(config: Config, logger: Logger, overrides: NerveOverrides = {}): Promise<Nerve> {
   const shared = !config.NERVE_DB.startsWith("sqlite:");
   const entities = [...consumerEntities, ...readModelEntities, ...(shared ? clusterEntities : [])];
   // The service takes a SQLite file for itself: a second instance on it refuses to start, naming PostgreSQL.
@@ -83,7 +92,7 @@ export async function startNerve(config: Config, logger: Logger): Promise<Nerve>
   // Without the commands role an instance owns nothing: its process managers send commands to the owners.
   const ownership: Ownership & { start?(): Promise<void>; stop?(): Promise<void>; wake?(): void } = !commandsRole
     ? new NoOwnership(instanceId)
-    : shared
+    : shared && overrides.ownership !== "sole"
     ? new PartitionLeases({ db, instanceId, logger: logger.child({ component: "leases" }), drain: (p) => drainPartition(p), released: () => conn.publish(RELEASED_SUBJECT) })
     : new SoleOwnership(instanceId);
   const writer = new GroupCommitWriter(db, {
