@@ -9,8 +9,9 @@
  *   1. Durable commands/s and reply p50/p99 with 1, 2 and 3 instances (UpdateUserProfile over the users,
  *      a fixed number in flight, a fixed time per point), machine CPU per command (every Nerve process
  *      + nats-server + this process, from /proc over the measured window; PostgreSQL's backends for the
- *      bench's database beside it) and the rate two cores allow at that cost. Full runs add 2 instances
- *      without the server mapping (forwarding), on a second private nats-server.
+ *      bench's database beside it) and the rate two cores allow at that cost. Full runs add, right after
+ *      the mapped 2-instance point, 2 instances without the server mapping (forwarding what they do not
+ *      own), on a nats-server and a database of their own.
  *   2. Fencing: one instance on PostgreSQL with leases and fence checks vs without (startNerve's
  *      `overrides.ownership = "sole"`, through bench/cluster-node.ts); while startNerve lacks that hook,
  *      vs the same instance on SQLite (which changes the database too). Pairs alternate, fresh instances.
@@ -109,6 +110,29 @@ interface Server {
   load: LoadClient;
   /** Events the stream must hold once every acknowledged command's event is published. */
   expected: number;
+  /** The PostgreSQL database its instances share (set once the first instance has made the schema). */
+  db?: Database;
+  /** Closes the bench's connections to it. */
+  close(): Promise<void>;
+}
+
+/** Connects the bench to a nats-server: a client and a load generator, each closed at cleanup if not before. */
+async function server(name: string, nats: NatsServerHandle): Promise<Server> {
+  const client = await connect({ servers: nats.url, name: "bench-cluster", noAsyncTraces: true });
+  const closeClient = cleanup.add(`${name} client`, () => client.close());
+  const load = await startLoadClient(nats.url, "main");
+  const closeLoad = cleanup.add(`${name} load client`, () => load.close());
+  return {
+    name,
+    nats,
+    client,
+    load,
+    expected: 0,
+    async close() {
+      await closeLoad();
+      await closeClient();
+    },
+  };
 }
 
 /** The ready standbys: loaded service processes, started by {@link Pool.start}. */
@@ -154,8 +178,8 @@ const partitionsWithUsers = new Set<number>();
 let db: Database | undefined;
 
 /** Who holds which partition now, by the database (live leases only). */
-async function owners(): Promise<Map<number, string>> {
-  const rows = await db!.execute<{ lease_key: string; owner: string }[]>(
+async function owners(d: Database = db!): Promise<Map<number, string>> {
+  const rows = await d.execute<{ lease_key: string; owner: string }[]>(
     "select lease_key, owner from nerve_leases where lease_key like 'partitions/%' and owner is not null and lease_until > now()",
     [],
     "all",
@@ -164,10 +188,10 @@ async function owners(): Promise<Map<number, string>> {
 }
 
 /** Waits until every partition is held where rendezvous places it among `ids` (the hand-offs a join or a leave causes are over). */
-async function spread(ids: string[], ms = 30_000): Promise<void> {
+async function spread(ids: string[], d: Database = db!, ms = 30_000): Promise<void> {
   const place = Array.from({ length: PARTITIONS }, (_, p) => placeOf(leaseName(PARTITION_GROUP, String(p)), ids));
   await until(`the partitions sit where rendezvous places them among ${ids.join(", ")}`, async () => {
-    const o = await owners();
+    const o = await owners(d);
     return o.size === PARTITIONS && place.every((owner, p) => o.get(p) === owner);
   }, ms, 50);
 }
@@ -186,9 +210,9 @@ const began = Date.now();
 const elapsed = () => `[${((Date.now() - began) / 1000).toFixed(0).padStart(3)} s]`;
 
 /** PostgreSQL backends serving the bench's database, but the bench's own. */
-async function pgBackends(): Promise<Record<string, number>> {
-  if (!db) return {};
-  const rows = await db.execute<{ pid: number }[]>("select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()", [], "all");
+async function pgBackends(d: Database | undefined): Promise<Record<string, number>> {
+  if (!d) return {};
+  const rows = await d.execute<{ pid: number }[]>("select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()", [], "all");
   return Object.fromEntries(rows.map((r) => [`pg:${r.pid}`, Number(r.pid)]));
 }
 
@@ -199,8 +223,8 @@ async function drained(s: Server, sqlite = false, ms = 60_000): Promise<boolean>
     await until("the previous load is published and consumed", async () => {
       const info = await jsm.streams.info("EVENTS_USERS");
       if (info.state.messages < s.expected) return false;
-      if (!sqlite && db) {
-        const row = await db.execute<{ n: string | number }>("select count(*) as n from nerve_outbox", [], "get");
+      if (!sqlite && s.db) {
+        const row = await s.db.execute<{ n: string | number }>("select count(*) as n from nerve_outbox", [], "get");
         if (Number(row.n) > 0) return false;
       }
       // A quick run does not wait for consumers (after a kill -9 the dead instance's resume only after ack_wait, 30 s).
@@ -225,14 +249,14 @@ async function measure(label: string, s: Server, nodes: NodeProcess[], ids: stri
   await drained(s, opts.sqlite);
   const metricNames = ["nerve_group_commits_total", "nerve_group_commit_writes_total", 'nerve_requests_total|result="forwarded"', "nerve_group_commit_admission_waits_total", "nerve_group_commit_admission_wait_seconds_total"];
   const m0 = await Promise.all(nodes.map((n) => scrapeMetrics(n.facts.httpPort, metricNames)));
-  const pg0 = opts.sqlite ? {} : await pgBackends();
+  const pg0 = opts.sqlite ? {} : await pgBackends(s.db);
   const pgCpu = cpuWindow(pg0);
   const pids: Record<string, number> = { "nats-server": s.nats.pid, bench: process.pid };
   for (const n of nodes) pids[`nerve:${n.id}`] = n.pid;
   const cpu = cpuWindow(pids);
   const r: CommandLoadResult = await s.load.run({ kind: "profile", ids, count: Math.ceil((plan.pointMs / 1000) * 25_000), inflight: plan.inflight, tag: `${label.replace(/\W+/g, "-")}-${tagN++}`, deadline: Date.now() + plan.pointMs });
   const spent = cpu();
-  const pgSpent = pgCpu(opts.sqlite ? {} : await pgBackends());
+  const pgSpent = pgCpu(opts.sqlite ? {} : await pgBackends(s.db));
   s.expected += r.events;
   const m1 = await Promise.all(nodes.map((n) => scrapeMetrics(n.facts.httpPort, metricNames)));
   const delta = (name: string) => {
@@ -363,6 +387,35 @@ async function ackedAfter(load: KeyedLoad, moved: Map<number, { from: string }>,
   }).join(", ")}`);
 }
 
+/**
+ * Routing without the server mapping, right after the mapped 2-instance point: two instances on a
+ * nats-server of their own (no mapping: they forward what they do not own) and a database of their own,
+ * with the same users; the mapped instances stay idle meanwhile.
+ */
+async function forwardingPoint(env: Record<string, string>, ids: string[]): Promise<Point> {
+  await pool.ensure(2);
+  const natsB = await startNatsServer();
+  const stopNats = cleanup.add("nats-server (no mapping)", () => natsB.stop());
+  const pgB = await tempPostgres();
+  const dropPg = cleanup.add("postgres database (forwarding)", () => pgB.drop());
+  const B = await server("forward", natsB);
+  const envB = { ...env, NATS_URL: natsB.url, NERVE_DB: pgB.url };
+  const w1 = await pool.start("w1", envB);
+  B.db = await openDatabase({ url: pgB.url, entities: clusterEntities });
+  const closeDb = cleanup.add("forwarding database handle", () => B.db!.close());
+  const w2 = await pool.start("w2", envB);
+  await spread(["w1", "w2"], B.db);
+  const r = await registerUsers(B.load, ids, plan.inflight, Date.now() + 60_000);
+  B.expected += r.events;
+  const point = await measure("2 instances, forwarding (no mapping)", B, [w1, w2], ids);
+  await Promise.all([w1.stop(), w2.stop()]);
+  await B.close();
+  await closeDb();
+  await dropPg();
+  await stopNats();
+  return point;
+}
+
 const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]! : NaN);
 
 async function main(): Promise<void> {
@@ -373,7 +426,7 @@ async function main(): Promise<void> {
 
   // Standbys load (tsx compiles Nerve in each) before anything is measured; in a quick run they load meanwhile.
   const spawnAt = performance.now();
-  const initialStandbys = plan.cleanStandbyBoot ? pool.ensure(4) : pool.ensure(1).then(() => pool.spawnInBackground(3));
+  const initialStandbys = plan.cleanStandbyBoot ? pool.ensure(plan.forwardPoint ? 6 : 4) : pool.ensure(1).then(() => pool.spawnInBackground(3));
 
   const confDir = await mkdtemp(join(tmpdir(), "nerve-bench-cluster-"));
   cleanup.add("nats config dir", () => rm(confDir, { recursive: true, force: true }));
@@ -382,13 +435,6 @@ async function main(): Promise<void> {
   cleanup.add("nats-server", () => natsA.stop());
   const pg = await tempPostgres();
   cleanup.add("postgres database", () => pg.drop());
-  const server = async (name: string, nats: NatsServerHandle): Promise<Server> => {
-    const client = await connect({ servers: nats.url, name: "bench-cluster", noAsyncTraces: true });
-    cleanup.add(`${name} client`, () => client.close());
-    const load = await startLoadClient(nats.url, "main");
-    cleanup.add(`${name} load client`, () => load.close());
-    return { name, nats, client, load, expected: 0 };
-  };
   const A = await server("mapped", natsA);
   await initialStandbys;
   results.standbyLoadMs = performance.now() - spawnAt;
@@ -414,6 +460,7 @@ async function main(): Promise<void> {
   results.instanceStartMs = [n1.startMs];
   if (n1.facts.routing !== "mapped") note(`routing is ${n1.facts.routing ?? "unknown"}, not mapped: the partition mapping did not take`);
   db = await openDatabase({ url: pg.url, entities: clusterEntities });
+  A.db = db;
   cleanup.add("bench database handle", () => db!.close());
   await spread(["n1"]);
   const pgInfo = await db.execute<{ v: string; sc: string }>("select version() as v, current_setting('synchronous_commit') as sc", [], "get");
@@ -425,14 +472,17 @@ async function main(): Promise<void> {
 
   const scaling: Point[] = [];
   scaling.push(await measure("1 instance", A, live, ids));
+  let forward: Point | undefined;
   for (const id of ["n2", "n3"]) {
     const n = await pool.start(id, env);
     (results.instanceStartMs as number[]).push(n.startMs);
     live.push(n);
     await spread(live.map((x) => x.id));
     scaling.push(await measure(`${live.length} instances`, A, live, ids));
+    if (live.length === 2 && plan.forwardPoint) forward = await forwardingPoint(env, ids);
   }
   results.scaling = scaling;
+  results.forwarding = forward;
 
   // 3. Hand-offs with 2 instances under a light keyed load (before the fencing runs: it needs the instances these leave).
   const third = live.pop()!;
@@ -600,24 +650,6 @@ async function main(): Promise<void> {
   };
   results.fencing = fencing;
 
-  // 1b. Routing without the server mapping: two instances forwarding to each other.
-  let forward: Point | undefined;
-  if (plan.forwardPoint) {
-    await pool.ensure(2);
-    const natsB = await startNatsServer();
-    const stopB = cleanup.add("nats-server (no mapping)", () => natsB.stop());
-    const B = await server("forward", natsB);
-    const envB = { ...env, NATS_URL: natsB.url };
-    const a = await pool.start("w1", envB);
-    const b = await pool.start("w2", envB);
-    await spread(["w1", "w2"]);
-    forward = await measure("2 instances, forwarding", B, [a, b], ids);
-    await Promise.all([a.stop(), b.stop()]);
-    await B.load.close();
-    await B.client.close();
-    await stopB();
-    results.forwarding = forward;
-  }
   const shown = [...scaling, ...(forward ? [forward] : []), survivorPoint];
   console.log(pointTable(`1. Durable commands through 1, 2, 3 instances on one PostgreSQL (UpdateUserProfile over ${fmtInt(ids.length)} users, ${plan.inflight} in flight, ${plan.pointMs / 1000} s per point)`, shown, bare.perSecond));
   console.log(pointCpuTable("   Machine CPU per command (µs, from /proc over the measured window) and the rate 2 cores allow at that cost", shown, rawCpuUs));
@@ -659,7 +691,7 @@ async function main(): Promise<void> {
   results.seconds = (Date.now() - began) / 1000;
   console.log(
     `\nmachine: ${cpus().length} cpus (${cpus()[0]?.model}), node ${process.version}, nats-server ${A.client.info?.version}, ${pgInfo.v.split(" on ")[0]} (synchronous_commit ${pgInfo.sc}); ` +
-      `instances are bench/cluster-node.ts processes (npm start's code, loaded ahead: ${Math.round(results.standbyLoadMs as number)} ms to load 4, Nerve's own start ${(results.instanceStartMs as number[]).map((m) => Math.round(m)).join("/")} ms); ` +
+      `instances are bench/cluster-node.ts processes (npm start's code, loaded ahead: ${Math.round(results.standbyLoadMs as number)} ms to load the first ones, Nerve's own start ${(results.instanceStartMs as number[]).map((m) => Math.round(m)).join("/")} ms); ` +
       `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${loadAfter.map((l) => l.toFixed(2)).join(" ")}; run took ${(results.seconds as number).toFixed(1)} s`,
   );
   const failed = [survivorPoint, ...scaling, ...fencedPoints, ...unfencedPoints, ...(forward ? [forward] : [])].reduce((a, p) => a + p.failed, 0);
