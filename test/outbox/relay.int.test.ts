@@ -7,6 +7,7 @@ import { createLogger } from "../../src/log/index.js";
 import { OutboxRelay, type RelayOptions } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
 import { profileWrite, startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
+import { byAggregate, streamed } from "./support.js";
 
 let nats: NatsServerHandle;
 let nc: NatsConnection;
@@ -84,36 +85,6 @@ describe("OutboxRelay", () => {
   });
 });
 
-/** Every message on `subject` in stream order (up to `most`): aggregate id and version of each. */
-async function streamed(stream: string, subject: string, most: number): Promise<string[]> {
-  const c = await jsm.consumers.add(stream, { filter_subject: subject });
-  const consumer = await jetstream(nc).consumers.get(stream, c.name);
-  const seen: string[] = [];
-  while (seen.length < most) {
-    const batch = await consumer.fetch({ max_messages: 500, expires: 1000 });
-    let got = 0;
-    for await (const m of batch) {
-      const d = decodeMsgPack(m.data);
-      const v = d.ok ? (d.value as { aggregate_id: string; aggregate_version: number }) : { aggregate_id: "?", aggregate_version: -1 };
-      seen.push(`${v.aggregate_id}@${v.aggregate_version}`);
-      got++;
-    }
-    if (got === 0) break;
-  }
-  await jsm.consumers.delete(stream, c.name);
-  return seen;
-}
-
-/** For each aggregate, its versions in the order the stream holds them. */
-function byAggregate(seen: string[]): Map<string, number[]> {
-  const out = new Map<string, number[]>();
-  for (const s of seen) {
-    const [id, v] = s.split("@") as [string, string];
-    out.set(id, [...(out.get(id) ?? []), Number(v)]);
-  }
-  return out;
-}
-
 let eventNo = 0;
 /** A fresh, valid, unique event id. */
 function nextEventId(): string {
@@ -138,7 +109,7 @@ describe("OutboxRelay fed by the writer", () => {
     for (let v = 1; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
     expect(await relay.flush(10_000)).toBe(true);
     await relay.stop();
-    const seen = byAggregate((await streamed("EVENTS_USERS", "events.users.UserProfileUpdated.>", 2000)).filter((x) => x.startsWith("m")));
+    const seen = byAggregate((await streamed(nc, jsm, "EVENTS_USERS", "events.users.UserProfileUpdated.>")).filter((x) => x.startsWith("m")));
     expect([...seen.keys()].sort()).toEqual([...ids].sort());
     for (const id of ids) expect(seen.get(id)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(relay.stats.livePasses).toBeGreaterThan(0);
@@ -167,7 +138,7 @@ describe("OutboxRelay fed by the writer", () => {
     expect(await relay.flush(15_000)).toBe(true);
     await relay.stop();
     expect(relay.stats.livePasses).toBeGreaterThan(live);
-    const seen = byAggregate((await streamed("EVENTS_USERS", "events.users.UserProfileUpdated.>", 2000)).filter((x) => x.startsWith("t")));
+    const seen = byAggregate((await streamed(nc, jsm, "EVENTS_USERS", "events.users.UserProfileUpdated.>")).filter((x) => x.startsWith("t")));
     for (const id of ids) expect(seen.get(id), id).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
     expect(relay.stats.published).toBe(640);
   });
@@ -187,7 +158,7 @@ describe("OutboxRelay fed by the writer", () => {
     for (let v = 5; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId(), "orders"))));
     expect(await relay.flush(15_000)).toBe(true);
     await relay.stop();
-    const seen = byAggregate(await streamed("RELAY_TEST_ORDERS", "events.orders.>", 18));
+    const seen = byAggregate(await streamed(nc, jsm, "RELAY_TEST_ORDERS", "events.orders.>"));
     for (const id of ids) expect(seen.get(id), id).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
@@ -219,7 +190,7 @@ describe("OutboxRelay fed by the writer", () => {
     expect(relay.backlog).toBe(0);
     expect(relay.room(0, 1000)).toBeUndefined();
     await relay.stop();
-    const seen = byAggregate((await streamed("EVENTS_USERS", "events.users.UserProfileUpdated.>", 5000)).filter((x) => x.startsWith("adm")));
+    const seen = byAggregate((await streamed(nc, jsm, "EVENTS_USERS", "events.users.UserProfileUpdated.>")).filter((x) => x.startsWith("adm")));
     for (const id of ids) expect(seen.get(id), id).toEqual([1, 2, 3]);
   });
 });
