@@ -162,6 +162,8 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await writer.flushed();
     nudges.unsubscribe();
     await ownership.stop?.();
+    // The partitions are released: tell the others now rather than at their next round.
+    if (ownership.fenced) conn.publish(RELEASED_SUBJECT);
     await consumers.stop();
     system.close();
     await conn.drain().catch(() => conn.close());
