@@ -5,16 +5,15 @@
  * aggregate's versions reach the stream once each and in order.
  */
 import { EventEmitter } from "node:events";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "@nats-io/transport-node";
-import { nanos, type NatsConnection } from "@nats-io/nats-core";
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { createLogger } from "../../src/log/index.js";
 import { OutboxRelay } from "../../src/outbox/index.js";
-import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
+import { GroupCommitWriter, Repository, type Database } from "../../src/persistence/index.js";
 import { PARTITIONS, type Fence, type Ownership, type OwnershipEvents } from "../../src/cluster/index.js";
-import { profileWrite, startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
-import { byAggregate, idsWhere, nextEventId, streamed, until, versions } from "./support.js";
+import { profileWrite } from "../support/index.js";
+import { byAggregate, idsWhere, nextEventId, streamed, until, useRelayHarness, versions } from "./support.js";
 
 /** An ownership the test moves by hand: `pause` takes a fence away without an event, `lose`/`acquire` emit. */
 class ManualOwnership extends EventEmitter<OwnershipEvents> implements Ownership {
@@ -44,28 +43,10 @@ class ManualOwnership extends EventEmitter<OwnershipEvents> implements Ownership
   }
 }
 
-let nats: NatsServerHandle;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
 let db: Database;
-let cleanup: () => Promise<void>;
-
-beforeAll(async () => {
-  nats = await startNatsServer();
-  nc = await connect({ servers: nats.url, noAsyncTraces: true });
-  jsm = await jetstreamManager(nc);
-  // A duplicate window far shorter than the contract's: a repeated publish would show as a second message.
-  await jsm.streams.add({ name: "EVENTS_USERS", subjects: ["events.users.>"], duplicate_window: nanos(100) });
-  const tmp = await tempSqlitePath();
-  cleanup = tmp.cleanup;
-  db = await openDatabase({ url: `sqlite:${tmp.path}` });
-});
-afterAll(async () => {
-  await db?.close();
-  await nc?.close();
-  await nats?.stop();
-  await cleanup?.();
-});
+useRelayHarness((h) => ({ nc, jsm, db } = h));
 
 /** A writer and a started relay under `ownership`, wired as Nerve wires them. */
 function wired(ownership: Ownership): { writer: GroupCommitWriter; relay: OutboxRelay } {

@@ -1,36 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "@nats-io/transport-node";
-import { headers, nanos, type NatsConnection } from "@nats-io/nats-core";
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { describe, expect, it } from "vitest";
+import { headers, type NatsConnection } from "@nats-io/nats-core";
+import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { OutboxRelay, type RelayOptions } from "../../src/outbox/index.js";
-import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
-import { profileWrite, startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
-import { byAggregate, streamed } from "./support.js";
+import { GroupCommitWriter, Repository, type Database } from "../../src/persistence/index.js";
+import { profileWrite } from "../support/index.js";
+import { byAggregate, streamed, useRelayHarness } from "./support.js";
 
-let nats: NatsServerHandle;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
 let db: Database;
-let cleanup: () => Promise<void>;
-
-beforeAll(async () => {
-  nats = await startNatsServer();
-  nc = await connect({ servers: nats.url, noAsyncTraces: true });
-  jsm = await jetstreamManager(nc);
-  // A duplicate window far shorter than the contract's, to stand for an outage that outlasted it.
-  await jsm.streams.add({ name: "EVENTS_USERS", subjects: ["events.users.>"], duplicate_window: nanos(100) });
-  const tmp = await tempSqlitePath();
-  cleanup = tmp.cleanup;
-  db = await openDatabase({ url: `sqlite:${tmp.path}` });
-});
-afterAll(async () => {
-  await db?.close();
-  await nc?.close();
-  await nats?.stop();
-  await cleanup?.();
-});
+useRelayHarness((h) => ({ nc, jsm, db } = h));
 
 describe("OutboxRelay", () => {
   it("does not publish again what the stream already holds, even past the duplicate window", async () => {

@@ -1,6 +1,10 @@
-/** Helpers of the relay tests: reading back what a stream holds, fresh event ids, ids by partition. */
-import type { NatsConnection } from "@nats-io/nats-core";
-import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
+/** Helpers of the relay tests: their server and database, reading back what a stream holds, fresh event ids, ids by partition. */
+import { afterAll, beforeAll } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { nanos, type NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { openDatabase, type Database } from "../../src/persistence/index.js";
+import { startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
 import { decodeMsgPack } from "../../contracts/index.js";
 import { partitionOf } from "../../src/cluster/index.js";
 
@@ -59,4 +63,38 @@ export async function until(what: string, check: () => boolean | Promise<boolean
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** What a relay test file runs against: a private nats-server and a temporary SQLite database. */
+export interface RelayHarness {
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  db: Database;
+}
+
+/**
+ * Starts, for the whole file, a nats-server with EVENTS_USERS — its duplicate window far shorter than
+ * the contract's, so a repeated publish shows as a second message — and a SQLite database; hands them
+ * to `set`, and stops them after the file's tests.
+ */
+export function useRelayHarness(set: (h: RelayHarness) => void): void {
+  let nats: NatsServerHandle | undefined;
+  let h: RelayHarness | undefined;
+  let cleanup: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    const nc = await connect({ servers: nats.url, noAsyncTraces: true });
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: "EVENTS_USERS", subjects: ["events.users.>"], duplicate_window: nanos(100) });
+    const tmp = await tempSqlitePath();
+    cleanup = tmp.cleanup;
+    h = { nc, jsm, db: await openDatabase({ url: `sqlite:${tmp.path}` }) };
+    set(h);
+  });
+  afterAll(async () => {
+    await h?.db.close();
+    await h?.nc.close();
+    await nats?.stop();
+    await cleanup?.();
+  });
 }
