@@ -8,7 +8,7 @@ import { createServer } from "node:http";
 import { DeliverPolicy, jetstream, type ConsumerMessages } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { WebSocketServer, type WebSocket } from "ws";
-import { CURRENT_EVENT_VERSION, EnvelopeBase, EventSchemas, decodeMsgPack, upcasters } from "../contracts/index.js";
+import { EnvelopeBase, EventSchemas, currentEventVersion, decodeMsgPack, upcasters } from "../contracts/index.js";
 import { TokenVerifier, encodeCursor, tokenOf } from "../src/gateway/index.js";
 
 const LEARNER_TYPES = new Set(["CourseAccessGranted", "AccessRevoked", "AccessExpired", "ProgressUpdated", "CourseCompleted"]);
@@ -47,7 +47,7 @@ export async function startWsBaseline(deps: { nc: NatsConnection; port: number; 
       const decoded = decodeMsgPack(m.data);
       if (!decoded.ok) return;
       let envelope = decoded.value as { event_version?: unknown };
-      if (typeof envelope?.event_version === "number" && envelope.event_version < CURRENT_EVENT_VERSION) {
+      if (typeof envelope?.event_version === "number" && envelope.event_version < currentEventVersion(type)) {
         const base = EnvelopeBase.safeParse(envelope);
         if (!base.success) return;
         envelope = upcasters.upcast(base.data);

@@ -54,7 +54,7 @@ export const CommandDefinitions = {
     context: "access",
     creates: true,
     emits: ["CourseAccessGranted"],
-    body: z.strictObject({ user_id: Id, course_id: Id, expires_at: Timestamp.nullable().optional() }),
+    body: z.strictObject({ user_id: Id, course_id: Id, expires_at: Timestamp.nullable().optional(), order_id: Id.nullable().optional() }),
   },
   RevokeCourseAccess: { context: "access", creates: false, emits: ["AccessRevoked"], body: z.strictObject({ reason: Reason }) },
   UpdateProgress: { context: "access", creates: false, emits: ["ProgressUpdated", "CourseCompleted"], body: z.strictObject({ progress: Percent }) },

@@ -1,6 +1,6 @@
 /** The event envelope and the registry of every event type (CONTRACT.md §2). */
 import { z } from "zod";
-import { Payloads } from "./payloads.js";
+import { OlderPayloads, Payloads } from "./payloads.js";
 import { Contexts, type AggregateType, type Context } from "./subjects.js";
 import { EventId, Id, PlainText, Timestamp } from "./values.js";
 
@@ -35,8 +35,36 @@ export const EventContexts = {
 /** All event types, in contract order. */
 export const EVENT_TYPES = Object.keys(EventContexts) as EventType[];
 
-/** The current schema version of every event type. */
-export const CURRENT_EVENT_VERSION = 1 as const;
+/**
+ * The version each event type is emitted at now (CONTRACT.md §2 "Versions"). Older versions stay in
+ * the streams and are upcast on read (contracts/upcasters.ts); a new version adds map keys only.
+ */
+export const EventVersions = {
+  UserRegistered: 1,
+  UserProfileUpdated: 1,
+  UserEmailChanged: 1,
+  CourseCreated: 1,
+  CourseUpdated: 1,
+  CourseDeprecated: 1,
+  CoursePolicyChanged: 1,
+  PolicyCreated: 1,
+  PolicyUpdated: 1,
+  PolicyDeprecated: 1,
+  OrderPlaced: 1,
+  OrderPaid: 1,
+  OrderRefunded: 1,
+  OrderCancelled: 1,
+  CourseAccessGranted: 2,
+  AccessRevoked: 1,
+  AccessExpired: 1,
+  ProgressUpdated: 1,
+  CourseCompleted: 1,
+} as const satisfies Record<EventType, number>;
+
+/** The current version of `type`; 1 for a type the contract does not know (nothing to upcast it to). */
+export function currentEventVersion(type: string): number {
+  return Object.hasOwn(EventVersions, type) ? EventVersions[type as EventType] : 1;
+}
 
 /** Correlation and causation ids: opaque strings chosen by callers. */
 export const TraceId = PlainText.min(1).max(128);
@@ -59,7 +87,7 @@ export type EnvelopeBase = z.infer<typeof EnvelopeBase>;
 function envelopeOf<T extends EventType>(type: T) {
   return EnvelopeBase.extend({
     event_type: z.literal(type),
-    event_version: z.literal(CURRENT_EVENT_VERSION),
+    event_version: z.literal(EventVersions[type] as (typeof EventVersions)[T]),
     aggregate_type: z.literal(Contexts[EventContexts[type]].aggregate),
     payload: Payloads[type] as (typeof Payloads)[T],
   });
@@ -69,6 +97,18 @@ function envelopeOf<T extends EventType>(type: T) {
 export const EventSchemas = Object.fromEntries(EVENT_TYPES.map((t) => [t, envelopeOf(t)])) as {
   [T in EventType]: ReturnType<typeof envelopeOf<T>>;
 };
+
+/** Envelope schemas of the older versions the streams still hold, by event type and version (generated schemas, tests). */
+export const OlderEventSchemas = {
+  CourseAccessGranted: {
+    1: EnvelopeBase.extend({
+      event_type: z.literal("CourseAccessGranted"),
+      event_version: z.literal(1),
+      aggregate_type: z.literal("AccessRecord"),
+      payload: OlderPayloads.CourseAccessGranted[1],
+    }),
+  },
+} as const satisfies { [T in keyof typeof OlderPayloads]: Record<keyof (typeof OlderPayloads)[T], z.ZodType> };
 
 /** Any current-version event, discriminated by `event_type`. */
 export const AnyEvent = z.discriminatedUnion(
@@ -83,7 +123,7 @@ export const AnyEvent = z.discriminatedUnion(
 export type EventEnvelope<T extends EventType = EventType> = T extends EventType
   ? Omit<EnvelopeBase, "event_type" | "event_version" | "payload"> & {
       event_type: T;
-      event_version: typeof CURRENT_EVENT_VERSION;
+      event_version: (typeof EventVersions)[T];
       payload: PayloadOf<T>;
     }
   : never;

@@ -1,4 +1,4 @@
-/** Version-1 payload schemas of the 19 domain events (CONTRACT.md §2, "Payloads"). */
+/** Payload schemas of the 19 domain events, current and older versions (CONTRACT.md §2, "Payloads" and "Versions"). */
 import { z } from "zod";
 import { AccessId, Email, HttpsUrl, Id, Locale, Money, PlainText, Text, TimeZone, Timestamp } from "./values.js";
 
@@ -43,7 +43,10 @@ export const PolicyConditions = z
 
 const access = { access_id: AccessId, user_id: Id, course_id: Id };
 
-/** Payload schemas, keyed by event type. */
+/** CourseAccessGranted version 1: no `order_id`. Streams keep it forever; readers upcast it to version 2. */
+export const CourseAccessGrantedV1 = z.strictObject({ ...access, expires_at: Timestamp.nullable() });
+
+/** Payload schemas of the current version (see `EventVersions`), keyed by event type. */
 export const Payloads = {
   UserRegistered: z.strictObject({ user_id: Id, email: Email, name: Name }),
   UserProfileUpdated: z.strictObject({ user_id: Id, profile_data: ProfilePatch }),
@@ -65,9 +68,15 @@ export const Payloads = {
   OrderPaid: z.strictObject({ order_id: Id, user_id: Id, course_ids: CourseIds, payment_id: PaymentId }),
   OrderRefunded: z.strictObject({ order_id: Id, user_id: Id, course_ids: CourseIds, refund_reason: Reason }),
   OrderCancelled: z.strictObject({ order_id: Id, user_id: Id }),
-  CourseAccessGranted: z.strictObject({ ...access, expires_at: Timestamp.nullable() }),
+  // Version 2: the order whose payment granted the access, null when none did (or not known, version 1).
+  CourseAccessGranted: CourseAccessGrantedV1.extend({ order_id: Id.nullable() }),
   AccessRevoked: z.strictObject({ ...access, reason: Reason }),
   AccessExpired: z.strictObject({ ...access, expired_at: Timestamp }),
   ProgressUpdated: z.strictObject({ ...access, progress: Percent }),
   CourseCompleted: z.strictObject({ ...access }),
 } as const;
+
+/** Payload schemas of the versions before the current one, by event type and version (for schemas and docs). */
+export const OlderPayloads = {
+  CourseAccessGranted: { 1: CourseAccessGrantedV1 },
+} as const satisfies Partial<Record<keyof typeof Payloads, Record<number, z.ZodType>>>;

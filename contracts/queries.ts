@@ -58,6 +58,8 @@ export const AccessView = z.strictObject({
   progress: Percent,
   completed: z.boolean(),
   expires_at: Timestamp.nullable(),
+  /** The order whose payment granted the access; null when none did or it is not known (version-1 grants). */
+  order_id: Id.nullable(),
   version,
 });
 /** A catalog entry as SearchCatalog returns it. */

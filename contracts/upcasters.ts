@@ -1,6 +1,6 @@
 /** Upcasting: old event payloads are upgraded when read, never rewritten (emmett's approach). */
 import { NerveError } from "./errors.js";
-import { CURRENT_EVENT_VERSION } from "./events.js";
+import { currentEventVersion } from "./events.js";
 
 /** Upgrades a payload of `event_type` from version `from` to `from + 1`. */
 export interface Upcaster {
@@ -23,10 +23,10 @@ export class UpcasterRegistry {
     return this;
   }
 
-  /** Returns the envelope with its payload upgraded to `target` (the current version by default). */
+  /** Returns the envelope with its payload upgraded to `target` (its type's current version by default). */
   upcast<E extends { event_type: string; event_version: number; payload: Record<string, unknown> }>(
     envelope: E,
-    target: number = CURRENT_EVENT_VERSION,
+    target: number = currentEventVersion(envelope.event_type),
   ): E {
     let { event_version: version, payload } = envelope;
     while (version < target) {
@@ -39,5 +39,13 @@ export class UpcasterRegistry {
   }
 }
 
-/** The registry in use; empty while every event is at version 1. */
-export const upcasters = new UpcasterRegistry();
+/** CourseAccessGranted 1 → 2: a version-1 grant names no order (CONTRACT.md §2 "Versions"). */
+export const courseAccessGrantedV1ToV2: Upcaster = {
+  eventType: "CourseAccessGranted",
+  from: 1,
+  to: 2,
+  up: (payload) => ({ ...payload, order_id: null }),
+};
+
+/** The registry every reader of the streams and the event log uses. */
+export const upcasters = new UpcasterRegistry().register(courseAccessGrantedV1ToV2);

@@ -16,6 +16,11 @@ export type AccessRecordState = {
   progress: number;
   completed: boolean;
   expires_at: string | null;
+  /**
+   * The order whose payment granted the current grant, null when none did. Absent from snapshots
+   * written before CourseAccessGranted version 2: read it through {@link orderOf}.
+   */
+  order_id?: string | null;
 };
 
 /** Facts the runtime supplies: none, every rule of an access record depends on its own state. */
@@ -28,6 +33,9 @@ type AccessEvent = "CourseAccessGranted" | "AccessRevoked" | "AccessExpired" | "
 const reached = (t: string, now: string): boolean => Date.parse(t) <= Date.parse(now);
 
 const ids = (s: AccessRecordState) => ({ access_id: s.access_id, user_id: s.user_id, course_id: s.course_id });
+
+/** The record's paying order; null when none is known (also for a snapshot older than `order_id`). */
+export const orderOf = (s: AccessRecordState | null): string | null => s?.order_id ?? null;
 
 /** The AccessRecord decider; expiry is not a command but the timer operation {@link expire}. */
 export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, AccessEvent, AccessRecordFacts> = {
@@ -46,9 +54,14 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
         if (expires_at !== null && reached(expires_at, command.now)) {
           throw errors.invalidRequest("expires_at must be in the future", { expires_at, now: command.now });
         }
-        // An active grant is re-issued only to move its expiry; otherwise granting again changes nothing.
-        if (state?.status === AccessStatus.Active && state.expires_at === expires_at) return [];
-        return [domainEvent("CourseAccessGranted", { access_id: id, user_id, course_id, expires_at })];
+        // An active grant is re-issued only to move its expiry; otherwise granting again changes nothing,
+        // whatever order it names: buying a course one holds already grants nothing more, so the record
+        // keeps the order that did grant it (a no-op, as a repeated payment is).
+        const active = state?.status === AccessStatus.Active;
+        if (active && state.expires_at === expires_at) return [];
+        // Moving an active grant's expiry without naming an order keeps the order that paid for it.
+        const order_id = command.body.order_id ?? (active ? orderOf(state) : null);
+        return [domainEvent("CourseAccessGranted", { access_id: id, user_id, course_id, expires_at, order_id })];
       }
       case "RevokeCourseAccess": {
         if (!state) throw errors.notFound(`access ${id} does not exist`);
@@ -86,6 +99,7 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
           progress: state?.progress ?? 0,
           completed: state?.completed ?? false,
           expires_at: p.expires_at,
+          order_id: p.order_id,
         };
       }
       case "AccessRevoked":
@@ -111,4 +125,4 @@ export const nextDeadline = (state: AccessRecordState | null): string | null =>
   state?.status === AccessStatus.Active ? state.expires_at : null;
 
 /** The GetAccess view of an access record. */
-export const accessView = (s: AccessRecordState, version: number): QueryResult<"GetAccess"> => ({ ...s, version });
+export const accessView = (s: AccessRecordState, version: number): QueryResult<"GetAccess"> => ({ ...s, order_id: orderOf(s), version });

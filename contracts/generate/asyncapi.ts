@@ -2,13 +2,13 @@
 import { z } from "zod";
 import { CommandDefinitions, COMMAND_TYPES } from "../commands.js";
 import { ERROR_CODES, ErrorCatalogue } from "../errors.js";
-import { CURRENT_EVENT_VERSION, EventContexts, EVENT_TYPES } from "../events.js";
+import { EventContexts, EventVersions, EVENT_TYPES } from "../events.js";
 import { QueryDefinitions, QUERY_TYPES } from "../queries.js";
 import { querySuccess } from "../replies.js";
 import { ContentTypes } from "../codec.js";
 import { Contexts, Headers } from "../subjects.js";
 import { EventId } from "../values.js";
-import { asyncApiSchema, schemaEntries, toJsonSchema, type JsonSchema } from "./json-schema.js";
+import { asyncApiSchema, eventVersions, schemaEntries, toJsonSchema, type JsonSchema } from "./json-schema.js";
 
 const ref = (path: string) => ({ $ref: path });
 const schemaRef = (name: string) => ref(`#/components/schemas/${name}`);
@@ -37,7 +37,7 @@ const errorHeaders: JsonSchema = {
   required: [Headers.ServiceErrorCode, Headers.ServiceError],
 };
 
-function eventHeaders(eventType: string): JsonSchema {
+function eventHeaders(eventType: string, version: number): JsonSchema {
   const { $schema: _dialect, ...eventId } = toJsonSchema(EventId, "draft-07");
   return {
     type: "object",
@@ -45,7 +45,7 @@ function eventHeaders(eventType: string): JsonSchema {
       [Headers.MsgId]: { ...eventId, description: "The event_id: JetStream deduplication." },
       [Headers.ContentType]: { type: "string", const: ContentTypes.MsgPack },
       [Headers.EventType]: { type: "string", const: eventType },
-      [Headers.EventVersion]: { type: "string", const: String(CURRENT_EVENT_VERSION) },
+      [Headers.EventVersion]: { type: "string", const: String(version) },
     },
     required: [Headers.MsgId, Headers.ContentType, Headers.EventType, Headers.EventVersion],
   };
@@ -69,22 +69,28 @@ export function buildAsyncApi(version: string): JsonSchema {
   for (const t of EVENT_TYPES) {
     const context = EventContexts[t];
     const id = `event.${t}`;
-    messages[id] = {
-      name: t,
-      title: `${t} v${CURRENT_EVENT_VERSION}`,
-      summary: `A ${Contexts[context].aggregate} event, kept in stream ${Contexts[context].stream}.`,
-      contentType: ContentTypes.MsgPack,
-      headers: eventHeaders(t),
-      correlationId: { location: "$message.payload#/correlation_id" },
-      payload: schemaRef(id),
-    };
+    // Every version the stream may hold; the one published now first. Version 1 keeps its names.
+    const versions = eventVersions(t).reverse();
+    const key = (version: number) => (version === 1 ? t : `${t}V${version}`);
+    for (const v of versions) {
+      const superseded = v.version < EventVersions[t] ? ` Superseded by version ${EventVersions[t]}: published before it, still in the stream; Nerve's readers upcast it.` : "";
+      messages[v.name] = {
+        name: t,
+        title: `${t} v${v.version}`,
+        summary: `A ${Contexts[context].aggregate} event, kept in stream ${Contexts[context].stream}.${superseded}`,
+        contentType: ContentTypes.MsgPack,
+        headers: eventHeaders(t, v.version),
+        correlationId: { location: "$message.payload#/correlation_id" },
+        payload: schemaRef(v.name),
+      };
+    }
     channels[id] = {
       address: `events.${context}.${t}.{aggregate_id}`,
       servers: nats,
-      messages: { [t]: messageRef(id) },
+      messages: Object.fromEntries(versions.map((v) => [key(v.version), messageRef(v.name)])),
       parameters: { aggregate_id: ref("#/components/parameters/event_aggregate_id") },
     };
-    operations[`publish.${t}`] = { action: "send", channel: ref(`#/channels/${id}`), messages: [channelMessageRef(id, t)] };
+    operations[`publish.${t}`] = { action: "send", channel: ref(`#/channels/${id}`), messages: versions.map((v) => channelMessageRef(id, key(v.version))) };
   }
 
   channels["reply.command"] = {

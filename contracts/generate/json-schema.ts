@@ -1,7 +1,7 @@
 /** JSON Schemas of every wire shape, converted from the zod schemas (CONTRACT.md §2–§6). */
 import { z } from "zod";
 import { CommandDefinitions, COMMAND_TYPES } from "../commands.js";
-import { EventContexts, EventSchemas, EVENT_TYPES } from "../events.js";
+import { EventContexts, EventSchemas, EventVersions, EVENT_TYPES, OlderEventSchemas, type EventType } from "../events.js";
 import { QueryDefinitions, QUERY_TYPES } from "../queries.js";
 import { CommandSuccess, ErrorReply } from "../replies.js";
 import { AckFrame, ClientFrame, EventFrame, ResetFrame, ServerFrame, UpdateProgressFrame, WelcomeFrame } from "../websocket.js";
@@ -26,10 +26,7 @@ const REFINEMENTS_NOTE =
 /** Every wire shape that gets a JSON Schema, in a fixed order (events, commands, queries, replies, frames). */
 export function schemaEntries(): SchemaEntry[] {
   const entries: SchemaEntry[] = [];
-  for (const t of EVENT_TYPES) {
-    const context = EventContexts[t];
-    entries.push({ name: `event.${t}`, description: `${t} v1 event envelope, published on events.${context}.${t}.<aggregate_id>.`, schema: EventSchemas[t] });
-  }
+  for (const t of EVENT_TYPES) entries.push(...eventEntries(t));
   for (const c of COMMAND_TYPES) {
     const def = CommandDefinitions[c];
     entries.push({ name: `command.${c}`, description: `Body of the ${c} command, sent to cmd.${def.context}.${c}.<aggregate_id>.`, schema: def.body });
@@ -51,6 +48,33 @@ export function schemaEntries(): SchemaEntry[] {
     { name: "ws.ClientFrame", description: "Any WebSocket frame a client may send.", schema: ClientFrame },
   );
   return entries;
+}
+
+/** One event version's schema: its artefact name, the version, and its envelope schema. */
+export interface EventVersionEntry {
+  readonly name: string;
+  readonly version: number;
+  readonly schema: z.ZodType;
+}
+
+/**
+ * Every version of an event type, oldest first. A version keeps its artefact name forever, so a
+ * published schema never changes meaning: version 1 is `event.<type>`, later ones `event.<type>.v<n>`.
+ */
+export function eventVersions(t: EventType): EventVersionEntry[] {
+  const older: Record<number, z.ZodType> = Object.hasOwn(OlderEventSchemas, t) ? OlderEventSchemas[t as keyof typeof OlderEventSchemas] : {};
+  const versions = [...Object.entries(older).map(([v, schema]) => ({ version: Number(v), schema })), { version: EventVersions[t], schema: EventSchemas[t] as z.ZodType }];
+  return versions.sort((a, b) => a.version - b.version).map(({ version, schema }) => ({ name: version === 1 ? `event.${t}` : `event.${t}.v${version}`, version, schema }));
+}
+
+// A published schema keeps its text, description included; the AsyncAPI messages say which version is current.
+function eventEntries(t: EventType): SchemaEntry[] {
+  const context = EventContexts[t];
+  return eventVersions(t).map(({ name, version, schema }) => ({
+    name,
+    description: `${t} v${version} event envelope, published on events.${context}.${t}.<aggregate_id>.`,
+    schema,
+  }));
 }
 
 /** Converts a zod schema to JSON Schema as clients send it (`io: "input"`); refinements are simply left out. */

@@ -1,5 +1,5 @@
 /** The dead-letter store: events a consumer gave up on, listable and retryable by an operator. */
-import { EnvelopeBase } from "../../contracts/index.js";
+import { EnvelopeBase, upcasters } from "../../contracts/index.js";
 import type { Database } from "../persistence/index.js";
 import type { DeadLetterRow } from "./entities.js";
 import type { EventHandler } from "./event-handler.js";
@@ -38,7 +38,8 @@ export class DeadLetters {
     if (!handler) throw new Error(`no consumer ${row.consumer}`);
     const parsed = EnvelopeBase.safeParse(row.envelope ? JSON.parse(row.envelope) : null);
     if (!parsed.success) throw new Error(`dead letter ${id} holds no valid event: it cannot be retried`);
-    const outcome = await handler.handle(parsed.data);
+    // A letter parked before its event type's current version is upcast as the stream's readers do.
+    const outcome = await handler.handle(upcasters.upcast(parsed.data));
     await this.db.execute("delete from consumer_dead_letters where id = ?", [id], "run");
     return outcome;
   }

@@ -202,7 +202,7 @@ export function evolveView(view: AccessRecordView | undefined, event: RecordedEv
     ? view
     : event.event_type === "CourseAccessGranted"
       ? null
-      : { access_id: p.access_id, user_id: p.user_id, course_id: p.course_id, status: "active", progress: 0, completed: false, expires_at: null };
+      : { access_id: p.access_id, user_id: p.user_id, course_id: p.course_id, status: "active", progress: 0, completed: false, expires_at: null, order_id: null };
   const next = accessRecordDecider.evolve(state, event) as AccessRecordView;
   // evolve always returns a new object; a view already handed out (to a welcome) is never changed.
   if (next === view) return { ...view, version: event.aggregate_version };

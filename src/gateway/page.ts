@@ -90,8 +90,8 @@ const PAGE = `<!doctype html>
   function apply(e) {
     const p = e.payload, prev = records.get(p.access_id);
     if (prev && e.aggregate_version <= prev.version) return;
-    const r = prev ? { ...prev } : { access_id: p.access_id, user_id: p.user_id, course_id: p.course_id, status: "active", progress: 0, completed: false, expires_at: null };
-    if (e.event_type === "CourseAccessGranted") { r.status = "active"; r.expires_at = p.expires_at; }
+    const r = prev ? { ...prev } : { access_id: p.access_id, user_id: p.user_id, course_id: p.course_id, status: "active", progress: 0, completed: false, expires_at: null, order_id: null };
+    if (e.event_type === "CourseAccessGranted") { r.status = "active"; r.expires_at = p.expires_at; r.order_id = p.order_id ?? null; }
     if (e.event_type === "AccessRevoked") r.status = "revoked";
     if (e.event_type === "AccessExpired") r.status = "expired";
     if (e.event_type === "ProgressUpdated") r.progress = p.progress;

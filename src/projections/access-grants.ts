@@ -9,7 +9,7 @@ import { typedEvent } from "./typed-event.js";
 /** The reason every refund-caused revocation carries. */
 export const REFUND_REVOCATION_REASON = "order_refunded";
 
-/** OrderPaid → GrantCourseAccess per course; OrderRefunded → RevokeCourseAccess per course. */
+/** OrderPaid → GrantCourseAccess (naming the order) per course; OrderRefunded → RevokeCourseAccess per course. */
 export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscriber {
   const logger = deps.logger.child({ consumer: Consumers.AccessGrants });
   // Keys derive from the source event, so a redelivery after a partial success repeats nothing.
@@ -24,14 +24,14 @@ export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscri
     async react(raw) {
       const e = typedEvent(raw);
       if (e.event_type === "OrderPaid") {
-        const { user_id } = e.payload;
+        const { user_id, order_id } = e.payload;
         await allOrFirstError(
           e.payload.course_ids.map((course_id) =>
             issueCommand(deps.bus, logger, {
               context: "access",
               type: "GrantCourseAccess",
               aggregateId: deriveAccessId(user_id, course_id),
-              body: { user_id, course_id },
+              body: { user_id, course_id, order_id },
               ...trace(e, course_id),
             }),
           ),

@@ -17,6 +17,8 @@ export interface LearnerAccessRow {
   progress: number;
   completed: boolean;
   expires_at: string | null;
+  /** The paying order of the current grant; null when none (or a version-1 grant). */
+  order_id: string | null;
   version: number;
 }
 
@@ -32,6 +34,7 @@ export const LearnerAccessSchema = new EntitySchema<LearnerAccessRow>({
     progress: { type: "integer", fieldName: "progress" },
     completed: { type: "boolean", fieldName: "completed" },
     expires_at: { type: "string", length: 32, nullable: true, fieldName: "expires_at" },
+    order_id: { type: "string", length: 64, nullable: true, fieldName: "order_id" },
     version: { type: "integer", fieldName: "version" },
   },
 });
@@ -52,11 +55,11 @@ export function learnerProgress(): Subscriber {
         tx.execute(`update learner_access set ${assignments}, version = ? where access_id = ? and version < ?`, [...params, v, e.aggregate_id, v], "run");
       switch (e.event_type) {
         case "CourseAccessGranted": {
-          const { access_id, user_id, course_id, expires_at } = e.payload;
+          const { access_id, user_id, course_id, expires_at, order_id } = e.payload;
           // A re-grant keeps progress and completion, as the aggregate does.
           await tx.execute(
-            "insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, version) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set status = excluded.status, expires_at = excluded.expires_at, version = excluded.version where learner_access.version < excluded.version",
-            [access_id, user_id, course_id, "active", 0, false, expires_at, v],
+            "insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set status = excluded.status, expires_at = excluded.expires_at, order_id = excluded.order_id, version = excluded.version where learner_access.version < excluded.version",
+            [access_id, user_id, course_id, "active", 0, false, expires_at, order_id, v],
             "run",
           );
           return;
@@ -90,6 +93,7 @@ export function getLearnerProgress(tx: Tx) {
         progress: num(r.progress),
         completed: bool(r.completed),
         expires_at: r.expires_at,
+        order_id: r.order_id ?? null,
         version: num(r.version),
       })),
     };

@@ -39,6 +39,7 @@ import {
   encodeMsgPack,
   EventContexts,
   EventSchemas,
+  EventVersions,
   isNerveError,
   Payloads,
   QueryDefinitions,
@@ -237,7 +238,12 @@ const accessWorld: World = {
   fuzzShare: 0.5,
   run: record({ user: id(), course: id(), other: fc.oneof({ weight: 9, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: accessId() }) }).chain(({ user, course, other }) => {
     const grant = record({
-      body: fc.oneof({ weight: 4, arbitrary: fc.constant({ user_id: user, course_id: course }) }, { weight: 1, arbitrary: validCommandBody("GrantCourseAccess") }),
+      body: fc.oneof(
+        { weight: 4, arbitrary: fc.constant({ user_id: user, course_id: course }) },
+        // Paid by one of two orders: the same course bought again, in the same or another order.
+        { weight: 3, arbitrary: fc.constantFrom("o-1", "o-2").map((order_id) => ({ user_id: user, course_id: course, order_id })) },
+        { weight: 1, arbitrary: validCommandBody("GrantCourseAccess") },
+      ),
       // undefined: no expires_at; null: expires_at null; a number: that long after now (0 or less is refused)
       expiresInMs: fc.option(fc.option(fc.integer({ min: -DAY, max: 60 * DAY }), { nil: null }), { nil: undefined }),
       advanceMs: advance,
@@ -306,7 +312,7 @@ function play(world: World, aggregateId: string, run: Step[], observe?: Observer
       const envelope = {
         event_id: "0192f0c5-7b1e-7c3a-8f2d-1a2b3c4d5e6f",
         event_type: e.event_type,
-        event_version: 1,
+        event_version: EventVersions[e.event_type],
         occurred_on: now,
         aggregate_type: decider.aggregateType,
         aggregate_id: aggregateId,

@@ -47,11 +47,11 @@ const lifecycles: Record<Context, DomainEvent[][]> = {
     ],
   ],
   access: [[
-    domainEvent("CourseAccessGranted", { ...acc, expires_at: at(20) }),
+    domainEvent("CourseAccessGranted", { ...acc, expires_at: at(20), order_id: "o1" }),
     domainEvent("ProgressUpdated", { ...acc, progress: 100 }),
     domainEvent("CourseCompleted", acc),
     domainEvent("AccessExpired", { ...acc, expired_at: at(20) }),
-    domainEvent("CourseAccessGranted", { ...acc, expires_at: null }),
+    domainEvent("CourseAccessGranted", { ...acc, expires_at: null, order_id: null }),
     domainEvent("AccessRevoked", { ...acc, reason: "order_refunded" }),
   ]],
 };

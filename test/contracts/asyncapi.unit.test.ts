@@ -55,6 +55,18 @@ describe("contracts/asyncapi.yaml", () => {
     expect(operation!.channels().all()[0]!.parameters().all().map((p) => p.id())).toEqual(["aggregate_id"]);
   });
 
+  it("lists every version of CourseAccessGranted on its channel, the one published now first, each with its Event-Version", () => {
+    const versions = (messages: ReturnType<AsyncAPIDocumentInterface["messages"]>) =>
+      messages.all().map((m) => [m.title(), m.headers()?.properties()?.["Event-Version"]?.const(), m.payload()?.id()]);
+    const expected = [
+      ["CourseAccessGranted v2", "2", "event.CourseAccessGranted.v2"],
+      ["CourseAccessGranted v1", "1", "event.CourseAccessGranted"],
+    ];
+    expect(versions(document.operations().get("publish.CourseAccessGranted")!.messages())).toEqual(expected);
+    expect(versions(document.channels().get("event.CourseAccessGranted")!.messages())).toEqual(expected);
+    expect(document.operations().get("publish.AccessRevoked")!.messages().all().map((m) => m.title())).toEqual(["AccessRevoked v1"]);
+  });
+
   it.each(COMMAND_TYPES)("command %s is received and answered with CommandSuccess or ErrorReply", (type) => {
     const operation = document.operations().get(`handle.${type}`);
     expect(operation?.action()).toBe("receive");
@@ -103,7 +115,9 @@ describe("generated artefacts", () => {
 
   it("have one JSON Schema per event, command, query body and query result, and the replies and frames", () => {
     const names = [...rendered.keys()].filter((p) => p.endsWith(".json")).map((p) => p.slice("contracts/schemas/".length, -".json".length));
-    expect(names.filter((n) => n.startsWith("event."))).toHaveLength(19);
+    // One per event type and version: CourseAccessGranted has two.
+    expect(names.filter((n) => n.startsWith("event."))).toHaveLength(20);
+    expect(names).toEqual(expect.arrayContaining(["event.CourseAccessGranted", "event.CourseAccessGranted.v2"]));
     expect(names.filter((n) => n.startsWith("command."))).toHaveLength(17);
     expect(names.filter((n) => /^query\.\w+$/.test(n))).toHaveLength(11);
     expect(names.filter((n) => n.endsWith(".result"))).toHaveLength(11);

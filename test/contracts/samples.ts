@@ -3,6 +3,7 @@ import {
   Contexts,
   deriveAccessId,
   EventContexts,
+  EventVersions,
   type CommandType,
   type EventEnvelope,
   type EventType,
@@ -20,7 +21,7 @@ export const ACCESS_ID = deriveAccessId("user-42", "course_7");
 const access = { access_id: ACCESS_ID, user_id: "user-42", course_id: "course_7" };
 const usd = (amount: number) => ({ amount, currency: "USD" });
 
-/** Valid version-1 payloads; the mapped type makes the compiler insist on all 19. */
+/** Valid current-version payloads; the mapped type makes the compiler insist on all 19. */
 export const payloadSamples: { [T in EventType]: PayloadOf<T> } = {
   UserRegistered: { user_id: "user-42", email: "ada@example.com", name: "Ada Lovelace" },
   UserProfileUpdated: { user_id: "user-42", profile_data: { display_name: "Ada", bio: null, locale: "en-GB" } },
@@ -36,7 +37,7 @@ export const payloadSamples: { [T in EventType]: PayloadOf<T> } = {
   OrderPaid: { order_id: "ord-1", user_id: "user-42", course_ids: ["course_7"], payment_id: "pay_123" },
   OrderRefunded: { order_id: "ord-1", user_id: "user-42", course_ids: ["course_7"], refund_reason: "changed my mind" },
   OrderCancelled: { order_id: "ord-1", user_id: "user-42" },
-  CourseAccessGranted: { ...access, expires_at: null },
+  CourseAccessGranted: { ...access, expires_at: null, order_id: "ord-1" },
   AccessRevoked: { ...access, reason: "order_refunded" },
   AccessExpired: { ...access, expired_at: NOW },
   ProgressUpdated: { ...access, progress: 55 },
@@ -53,7 +54,7 @@ export function envelopeSample<T extends EventType>(type: T): EventEnvelope<T> {
   return {
     event_id: EVENT_ID,
     event_type: type,
-    event_version: 1,
+    event_version: EventVersions[type],
     occurred_on: NOW,
     aggregate_type: Contexts[context].aggregate,
     aggregate_id: (payload as Record<string, string>)[aggregateKey[context]]!,
@@ -83,12 +84,15 @@ export const commandSamples: Record<CommandType, { valid: unknown; invalid: unkn
   MarkOrderPaid: { valid: { payment_id: "pay_123" }, invalid: { payment_id: "   " } },
   RefundOrder: { valid: { refund_reason: "changed my mind" }, invalid: { refund_reason: "x".repeat(501) } },
   CancelOrder: { valid: {}, invalid: { user_id: "user-42" } },
-  GrantCourseAccess: { valid: { user_id: "user-42", course_id: "course_7", expires_at: NOW }, invalid: { user_id: "user-42", course_id: "course_7", expires_at: "2026-11-26" } },
+  GrantCourseAccess: {
+    valid: { user_id: "user-42", course_id: "course_7", expires_at: NOW, order_id: "ord-1" },
+    invalid: { user_id: "user-42", course_id: "course_7", order_id: "ord.1" },
+  },
   RevokeCourseAccess: { valid: { reason: "order_refunded" }, invalid: { reason: "" } },
   UpdateProgress: { valid: { progress: 100 }, invalid: { progress: 101 } },
 };
 
-const accessView = { ...access, status: "active", progress: 55, completed: false, expires_at: null, version: 2 };
+const accessView = { ...access, status: "active", progress: 55, completed: false, expires_at: null, order_id: "ord-1", version: 2 };
 
 /** A valid body, a body the schema must refuse, and a valid result, per query type. */
 export const querySamples: Record<QueryType, { valid: unknown; invalid: unknown; result: unknown }> = {

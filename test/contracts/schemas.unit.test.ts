@@ -46,7 +46,8 @@ describe("event envelopes", () => {
   const envelopeMutations: Array<[string, Mutation]> = [
     ...envelopeFields.map((f): [string, Mutation] => [`missing ${f}`, (e) => delete e[f]]),
     ["event_version as a string", (e) => (e.event_version = "1")],
-    ["event_version 2 (not the current version)", (e) => (e.event_version = 2)],
+    ["the next event_version (not the current one)", (e) => (e.event_version = (e.event_version as number) + 1)],
+    ["the previous event_version (upcast first)", (e) => (e.event_version = (e.event_version as number) - 1)],
     ["aggregate_version 0", (e) => (e.aggregate_version = 0)],
     ["aggregate_version 1.5", (e) => (e.aggregate_version = 1.5)],
     ["aggregate_id with a dot", (e) => (e.aggregate_id = "a.b")],
@@ -98,6 +99,8 @@ describe("event envelopes", () => {
     ["PolicyDeprecated", "a missing replacement_policy_id", (e) => delete payloadOf(e).replacement_policy_id],
     ["CourseAccessGranted", "an access_id not derived", (e) => (payloadOf(e).access_id = "acc_123")],
     ["CourseAccessGranted", "a date-only expires_at", (e) => (payloadOf(e).expires_at = "2026-12-01")],
+    ["CourseAccessGranted", "a version-1 payload (no order_id) at version 2", (e) => delete payloadOf(e).order_id],
+    ["CourseAccessGranted", "an order_id that is not an id", (e) => (payloadOf(e).order_id = "ord.1")],
     ["AccessExpired", "a missing expired_at", (e) => delete payloadOf(e).expired_at],
     ["OrderPaid", "a number as payment_id", (e) => (payloadOf(e).payment_id = 123)],
   ];

@@ -53,9 +53,9 @@ describe("the platform, end to end", () => {
     const paidEventId = paid.events[0].event_id;
     for (const course of ["c-ts", "c-nats"]) {
       const view = await eventually(() => ask(t, "GetAccess", { access_id: access(course) }));
-      expect(view).toMatchObject({ user_id: ada, course_id: course, status: "active", progress: 0 });
+      expect(view).toMatchObject({ user_id: ada, course_id: course, status: "active", progress: 0, order_id: "o-1" });
       const [granted] = await historyOf(t, "AccessRecord", access(course));
-      expect(granted).toMatchObject({ event_type: "CourseAccessGranted", correlation_id: "checkout-1", causation_id: paidEventId });
+      expect(granted).toMatchObject({ event_type: "CourseAccessGranted", event_version: 2, correlation_id: "checkout-1", causation_id: paidEventId, payload: { order_id: "o-1" } });
     }
     await eventually(async () => {
       const { items } = await ask(t, "GetLearnerProgress", { user_id: ada });

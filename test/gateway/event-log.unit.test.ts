@@ -6,7 +6,7 @@ const HOUR = 3600_000;
 
 function add(log: EventLog, seq: number, userId: string, at: number, type = "ProgressUpdated", version = seq): LogEntry {
   const access_id = deriveAccessId(userId, "c");
-  const payload = type === "CourseAccessGranted" ? { access_id, user_id: userId, course_id: "c", expires_at: null } : { access_id, user_id: userId, course_id: "c", progress: Math.min(100, seq) };
+  const payload = type === "CourseAccessGranted" ? { access_id, user_id: userId, course_id: "c", expires_at: null, order_id: null } : { access_id, user_id: userId, course_id: "c", progress: Math.min(100, seq) };
   const entry: LogEntry = { seq, at, userId, accessId: access_id, version, frame: Buffer.from(`frame ${seq}`), dropped: false };
   log.append(entry, { event_type: type, payload, occurred_on: new Date(at).toISOString(), aggregate_version: version } as never);
   return entry;
@@ -43,7 +43,7 @@ describe("the event log", () => {
     expect(log.since("a", 4)).toEqual([]);
     expect(log.since("b", 1)!.map((e) => e.seq)).toEqual([2]);
     expect(log.since("nobody", 0)).toEqual([]);
-    expect(log.views("a")).toEqual([{ access_id: deriveAccessId("a", "c"), user_id: "a", course_id: "c", status: "active", progress: 4, completed: false, expires_at: null, version: 3 }]);
+    expect(log.views("a")).toEqual([{ access_id: deriveAccessId("a", "c"), user_id: "a", course_id: "c", status: "active", progress: 4, completed: false, expires_at: null, order_id: null, version: 3 }]);
   });
 
   it("keeps the last minEvents of a learner beyond minAgeMs, and refuses cursors before what it dropped", () => {

@@ -85,7 +85,7 @@ describe("who sees what", () => {
     const erin = await TestClient.as(gw.port, "erin");
     const welcome = await erin.welcome();
     expect(welcome.progress).toEqual([
-      { access_id: deriveAccessId("erin", "economics"), user_id: "erin", course_id: "economics", status: "active", progress: 70, completed: false, expires_at: null, version: 2 },
+      { access_id: deriveAccessId("erin", "economics"), user_id: "erin", course_id: "economics", status: "active", progress: 70, completed: false, expires_at: null, order_id: null, version: 2 },
     ]);
     expect(welcome.cursor).toMatch(/^s[0-9a-z]+$/);
     await erin.close();

@@ -28,6 +28,7 @@ const view = (user: string, course: string, progress: number, version: number) =
   progress,
   completed: false,
   expires_at: null,
+  order_id: null,
   version,
 });
 

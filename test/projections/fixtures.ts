@@ -1,7 +1,7 @@
 /** Fixtures of the projection tests: contract-valid envelopes, a real SQLite read-model database, a fake command bus. */
 import { pino } from "pino";
 import { v7 as uuidv7 } from "uuid";
-import { Contexts, EventContexts, EventSchemas, NerveError, type CommandSuccess, type EnvelopeBase, type EventType, type PayloadOf } from "../../contracts/index.js";
+import { Contexts, EventContexts, EventSchemas, EventVersions, NerveError, type CommandSuccess, type EnvelopeBase, type EventType, type PayloadOf } from "../../contracts/index.js";
 import { EventHandler, consumerEntities, txOf, type Subscriber, type Tx } from "../../src/consumers/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { createSubscribers, readModelEntities, type SubscriberDeps } from "../../src/projections/index.js";
@@ -24,7 +24,7 @@ export function envelope<T extends EventType>(
   const e = {
     event_id: uuidv7(),
     event_type: type,
-    event_version: 1,
+    event_version: EventVersions[type],
     occurred_on: opts.at ?? new Date((clock += 1000)).toISOString(),
     aggregate_type: Contexts[EventContexts[type]].aggregate,
     aggregate_id: aggregateId,

@@ -24,7 +24,8 @@ describe("access-grants", () => {
         context: "access",
         type: "GrantCourseAccess",
         aggregateId: deriveAccessId("u1", c),
-        body: { user_id: "u1", course_id: c },
+        // The paying order is named (GrantCourseAccess order_id → CourseAccessGranted version 2).
+        body: { user_id: "u1", course_id: c, order_id: "o1" },
         idempotencyKey: `${e.event_id}:${c}`,
         correlationId: "checkout",
         causationId: e.event_id,

@@ -77,12 +77,12 @@ describe("analytics, certificates, learner-progress, audit and security", () => 
   const u = "u5";
   const aid = deriveAccessId(u, "c1");
   const history = (): EnvelopeBase[] => [
-    envelope("CourseAccessGranted", aid, 1, { ...acc(u, "c1"), expires_at: null }),
+    envelope("CourseAccessGranted", aid, 1, { ...acc(u, "c1"), expires_at: null, order_id: "o-1" }),
     envelope("ProgressUpdated", aid, 2, { ...acc(u, "c1"), progress: 40 }),
     envelope("ProgressUpdated", aid, 3, { ...acc(u, "c1"), progress: 100 }),
     envelope("CourseCompleted", aid, 4, acc(u, "c1")),
     envelope("AccessRevoked", aid, 5, { ...acc(u, "c1"), reason: "order_refunded" }),
-    envelope("CourseAccessGranted", aid, 6, { ...acc(u, "c1"), expires_at: "2027-01-01T00:00:00.000Z" }),
+    envelope("CourseAccessGranted", aid, 6, { ...acc(u, "c1"), expires_at: "2027-01-01T00:00:00.000Z", order_id: null }),
     envelope("AccessExpired", aid, 7, { ...acc(u, "c1"), expired_at: "2027-01-01T00:00:00.000Z" }),
   ];
 
@@ -106,10 +106,13 @@ describe("analytics, certificates, learner-progress, audit and security", () => 
 
   it("follows every access record as the aggregate does: a re-grant keeps progress and completion", async () => {
     const events = history();
-    await m.handle("learner-progress", ...events.slice(0, 6));
+    await m.handle("learner-progress", ...events.slice(0, 2));
+    expect((await getLearnerProgress(m.tx)({ user_id: u })).items[0]?.order_id).toBe("o-1");
+    await m.handle("learner-progress", ...events.slice(2, 6));
     let result = await getLearnerProgress(m.tx)({ user_id: u });
     expect(QueryDefinitions.GetLearnerProgress.result.safeParse(result).success).toBe(true);
-    expect(result.items).toEqual([{ ...acc(u, "c1"), status: "active", progress: 100, completed: true, expires_at: "2027-01-01T00:00:00.000Z", version: 6 }]);
+    // The re-grant names no order: the record shows the latest grant's (null), as GetAccess does.
+    expect(result.items).toEqual([{ ...acc(u, "c1"), status: "active", progress: 100, completed: true, expires_at: "2027-01-01T00:00:00.000Z", order_id: null, version: 6 }]);
     // An older event applied again without the inbox changes nothing: every statement is version-guarded.
     await m.tx.execute("delete from consumer_inbox", [], "run");
     await m.handle("learner-progress", events[4]!, events[6]!);

@@ -7,10 +7,10 @@ import fc from "fast-check";
 import {
   COMMAND_TYPES,
   Contexts,
-  CURRENT_EVENT_VERSION,
   deriveAccessId,
   EVENT_TYPES,
   EventContexts,
+  EventVersions,
   QUERY_TYPES,
   type CommandBody,
   type CommandType,
@@ -260,7 +260,8 @@ const commandBodies: { [T in CommandType]: () => fc.Arbitrary<CommandBody<T>> } 
   MarkOrderPaid: () => record({ payment_id: paymentId() }),
   RefundOrder: () => record({ refund_reason: reason() }),
   CancelOrder: () => fc.constant(null).map(() => ({})),
-  GrantCourseAccess: () => record({ user_id: id(), course_id: id(), expires_at: orNull(timestamp()) }, { requiredKeys: ["user_id", "course_id"] }),
+  GrantCourseAccess: () =>
+    record({ user_id: id(), course_id: id(), expires_at: orNull(timestamp()), order_id: orNull(id()) }, { requiredKeys: ["user_id", "course_id"] }),
   RevokeCourseAccess: () => record({ reason: reason() }),
   UpdateProgress: () => record({ progress: percent() }),
 };
@@ -320,7 +321,7 @@ const payloads: { [T in EventType]: () => fc.Arbitrary<PayloadOf<T>> } = {
   OrderPaid: () => record({ order_id: id(), user_id: id(), course_ids: courseIds(), payment_id: paymentId() }),
   OrderRefunded: () => record({ order_id: id(), user_id: id(), course_ids: courseIds(), refund_reason: reason() }),
   OrderCancelled: () => record({ order_id: id(), user_id: id() }),
-  CourseAccessGranted: () => fc.tuple(accessIds(), orNull(timestamp())).map(([ids, expires_at]) => ({ ...ids, expires_at })),
+  CourseAccessGranted: () => fc.tuple(accessIds(), orNull(timestamp()), orNull(id())).map(([ids, expires_at, order_id]) => ({ ...ids, expires_at, order_id })),
   AccessRevoked: () => fc.tuple(accessIds(), reason()).map(([ids, r]) => ({ ...ids, reason: r })),
   AccessExpired: () => fc.tuple(accessIds(), timestamp()).map(([ids, expired_at]) => ({ ...ids, expired_at })),
   ProgressUpdated: () => fc.tuple(accessIds(), percent()).map(([ids, progress]) => ({ ...ids, progress })),
@@ -355,7 +356,7 @@ export function validEnvelope(type?: EventType): fc.Arbitrary<EventEnvelope> {
         ({
           event_id: rest.event_id,
           event_type: type,
-          event_version: CURRENT_EVENT_VERSION,
+          event_version: EventVersions[type],
           occurred_on: rest.occurred_on,
           aggregate_type: Contexts[context].aggregate,
           aggregate_id: (payload as Record<string, string>)[AGGREGATE_KEY[context]]!,
@@ -365,6 +366,17 @@ export function validEnvelope(type?: EventType): fc.Arbitrary<EventEnvelope> {
           payload,
         }) as EventEnvelope,
     );
+}
+
+/**
+ * A CourseAccessGranted as the version-1 code wrote it (`event_version` 1, no `order_id`), with the
+ * current envelope it must upcast to (`order_id` null, `event_version` 2).
+ */
+export function courseAccessGrantedV1(): fc.Arbitrary<{ v1: Record<string, unknown>; upcast: EventEnvelope<"CourseAccessGranted"> }> {
+  return validEnvelope("CourseAccessGranted").map((current) => {
+    const { order_id: _dropped, ...payload } = current.payload;
+    return { v1: { ...current, event_version: 1, payload }, upcast: { ...current, payload: { ...payload, order_id: null } } };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

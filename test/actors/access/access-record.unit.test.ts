@@ -8,18 +8,20 @@ const later = "2026-06-01T00:00:00.000Z";
 const spec = deciderSpec(accessRecordDecider, { now });
 const id = deriveAccessId("u1", "c1");
 const ids = { access_id: id, user_id: "u1", course_id: "c1" };
-const granted = (expires_at: string | null = null) => domainEvent("CourseAccessGranted", { ...ids, expires_at });
+const granted = (expires_at: string | null = null, order_id: string | null = null) => domainEvent("CourseAccessGranted", { ...ids, expires_at, order_id });
 const revoked = domainEvent("AccessRevoked", { ...ids, reason: "order_refunded" });
 const expired = domainEvent("AccessExpired", { ...ids, expired_at: later });
 const progressed = (progress: number) => domainEvent("ProgressUpdated", { ...ids, progress });
 const completed = domainEvent("CourseCompleted", ids);
 
-const grant = (expires_at?: string | null, aggregate_id = id) => ({
+const grant = (expires_at?: string | null, aggregate_id = id, order_id?: string) => ({
   type: "GrantCourseAccess" as const,
   aggregate_id,
-  body: { user_id: "u1", course_id: "c1", ...(expires_at === undefined ? {} : { expires_at }) },
+  body: { user_id: "u1", course_id: "c1", ...(expires_at === undefined ? {} : { expires_at }), ...(order_id === undefined ? {} : { order_id }) },
   now,
 });
+/** A grant paid by `order_id`, open-ended unless `expires_at` is given. */
+const paid = (order_id: string, expires_at: string | null = null) => grant(expires_at, id, order_id);
 const revoke = { type: "RevokeCourseAccess" as const, aggregate_id: id, body: { reason: "order_refunded" }, now };
 const progress = (p: number, at = now) => ({ type: "UpdateProgress" as const, aggregate_id: id, body: { progress: p }, now: at });
 
@@ -61,6 +63,53 @@ describe("AccessRecord: GrantCourseAccess", () => {
   it("grants an expired record again, keeping progress and completion", () => {
     const state = spec.given([granted(later), progressed(100), completed, expired]).when(grant()).then([granted()]);
     expect(state).toMatchObject({ status: "active", progress: 100, completed: true });
+  });
+});
+
+describe("AccessRecord: GrantCourseAccess with the paying order (CourseAccessGranted version 2)", () => {
+  it("records the order that paid, in the event, the state and the view", () => {
+    const state = spec.given([]).when(paid("o-1")).then([granted(null, "o-1")]);
+    expect(state?.order_id).toBe("o-1");
+    expect(accessView(state!, 1)).toMatchObject({ order_id: "o-1", version: 1 });
+  });
+
+  it("names no order (null) for a grant without one", () => {
+    expect(spec.given([]).when(grant()).then([granted(null, null)])?.order_id).toBeNull();
+  });
+
+  it("does nothing when an active record is bought again in another order: the first paying order stays", () => {
+    spec.given([granted(null, "o-1")]).when(paid("o-2")).thenNothingHappened();
+    spec.given([granted(later, "o-1")]).when(paid("o-2", later)).thenNothingHappened();
+    spec.given([granted(null, null)]).when(paid("o-2")).thenNothingHappened();
+    // The same order again (a redelivered OrderPaid without its idempotency key) is a no-op too.
+    spec.given([granted(null, "o-1")]).when(paid("o-1")).thenNothingHappened();
+  });
+
+  it("moves an active grant's expiry with the order that names the new one", () => {
+    expect(spec.given([granted(later, "o-1")]).when(paid("o-2")).then([granted(null, "o-2")])?.order_id).toBe("o-2");
+  });
+
+  it("keeps the paying order when an expiry is moved without naming one", () => {
+    expect(spec.given([granted(null, "o-1")]).when(grant(later)).then([granted(later, "o-1")])?.order_id).toBe("o-1");
+  });
+
+  it("re-grants a revoked or expired record with the order of the new grant, or none", () => {
+    spec.given([granted(null, "o-1"), revoked]).when(paid("o-2")).then([granted(null, "o-2")]);
+    spec.given([granted(null, "o-1"), revoked]).when(grant()).then([granted(null, null)]);
+    spec.given([granted(later, "o-1"), expired]).when(paid("o-3")).then([granted(null, "o-3")]);
+  });
+
+  it("keeps the order across revocation, expiry, progress and completion", () => {
+    const state = spec.given([granted(later, "o-1"), progressed(100), completed, expired]).state;
+    expect(state).toMatchObject({ status: "expired", completed: true, order_id: "o-1" });
+  });
+
+  it("reads a record stored before version 2 (no order_id in its snapshot) as having no order", () => {
+    const { order_id: _none, ...legacy } = spec.given([granted(later)]).state!;
+    expect(accessView(legacy, 1)).toEqual({ ...ids, status: "active", progress: 0, completed: false, expires_at: later, order_id: null, version: 1 });
+    expect(accessRecordDecider.decide(paid("o-2", later), legacy, {})).toStrictEqual([]);
+    expect(accessRecordDecider.decide(grant(null), legacy, {})).toStrictEqual([granted(null, null)]);
+    expect(accessRecordDecider.decide(paid("o-2"), legacy, {})).toStrictEqual([granted(null, "o-2")]);
   });
 });
 
@@ -149,6 +198,6 @@ describe("AccessRecord: expiry timer", () => {
 
   it("evolves an expired record into status expired, keeping its expires_at", () => {
     const state = accessRecordDecider.evolve(active, { ...expire(active, later)[0]!, occurred_on: later });
-    expect(accessView(state, 2)).toEqual({ ...ids, status: "expired", progress: 0, completed: false, expires_at: later, version: 2 });
+    expect(accessView(state, 2)).toEqual({ ...ids, status: "expired", progress: 0, completed: false, expires_at: later, order_id: null, version: 2 });
   });
 });
