@@ -13,6 +13,8 @@ export interface BenchPlan {
   inflight: number;
   users: number;
   commands: number;
+  /** Commands per phase of the tracing section (off, on, off again). */
+  tracingCommands: number;
   scaling: { aggregates: number[]; commands: number; stepMs: number };
   /** Mailbox bound the bench's Nerve runs with: one aggregate must hold every in-flight command. */
   mailboxSize: number;
@@ -33,6 +35,7 @@ export function benchPlan(env: Record<string, string | undefined> = process.env)
         inflight: 256,
         users: 100,
         commands: 1_000,
+        tracingCommands: 1_000,
         scaling: { aggregates: [1, 10, 100], commands: 300, stepMs: 5_000 },
         mailboxSize: 4096,
         activation: { stored: 2_000, cold: 500, window: 256 },
@@ -41,11 +44,12 @@ export function benchPlan(env: Record<string, string | undefined> = process.env)
     : {
         quick,
         client,
-        budgetMs: 180_000,
+        budgetMs: 210_000,
         raw: { messages: 50_000, bytes: 200, window: 256 },
         inflight: 256,
         users: 1_000,
         commands: 30_000,
+        tracingCommands: 10_000,
         scaling: { aggregates: [1, 10, 100, 1_000], commands: 10_000, stepMs: 12_000 },
         mailboxSize: 4096,
         activation: { stored: 50_000, cold: 5_000, window: 256 },

@@ -5,6 +5,7 @@
  * Exits 0 on success, 1 on an error or any failed command, 2 past its time budget, 130 on a signal;
  * its nats-server and temporary databases are removed in every case.
  *
+ * Section 2b runs the durable load with tracing off, on (OTLP/HTTP to a discarding sink) and off again.
  * `BENCH_QUICK=1` runs a tiny version for smoke tests (results in `*-command-path-quick.json`).
  * `BENCH_CLIENT=worker` runs the load generator in a worker thread instead of beside the service.
  * `BENCH_CPU_PROFILE=<file>` writes a V8 CPU profile of section 2 (that run does not become `latest`).
@@ -14,15 +15,13 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connect } from "@nats-io/transport-node";
 import { startNerve, type Nerve } from "../src/app/index.js";
 import { loadConfig } from "../src/config/index.js";
 import { createLogger } from "../src/log/index.js";
 import { openDatabase } from "../src/persistence/index.js";
-import { startNatsServer } from "../test/support/nats-server.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { benchActivation, benchActorMemory } from "./actor-activation.js";
-import { Cleanup } from "./cleanup.js";
+import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures } from "./command-load.js";
 import { profileLoad, registerUsers, userIds, waitConfirmed, type DurablePhase } from "./durable-commands.js";
 import { profiled } from "./cpu-profile.js";
@@ -31,9 +30,10 @@ import { benchPlan } from "./plan.js";
 import { benchFloor } from "./floor.js";
 import { benchRawPublish } from "./raw-publish.js";
 import { activationTable, durableTable, memoryTable, rawTable, scalingTable } from "./report.js";
-import { startLoadClient } from "./load-client.js";
+import { startRig } from "./rig.js";
 import { seedUserSnapshots } from "./seed-snapshots.js";
 import { table } from "./table.js";
+import { benchTracing, tracingTable } from "./tracing-cost.js";
 
 const RATIO_TARGET = 0.5;
 const P99_TARGET_MS = 25;
@@ -62,12 +62,7 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   console.log(`Nerve command-path bench${plan.quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}; load generator on the ${plan.client === "main" ? "main thread" : "worker thread"}`);
   if (loadBefore[0]! > 0.5) console.log(`note: load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before the run — other work shares these ${cpus().length} cores, so figures will be lower and noisier`);
-  const nats = await startNatsServer();
-  cleanup.add("nats-server", () => nats.stop());
-  const client = await connect({ servers: nats.url, name: "bench-client", noAsyncTraces: true });
-  cleanup.add("client connection", () => client.close());
-  const load = await startLoadClient(nats.url, plan.client);
-  cleanup.add("load client", () => load.close());
+  const { nats, client, load } = await startRig(cleanup, plan.client);
   const sqliteA = await tempSqlitePath();
   cleanup.add("sqlite (commands)", () => sqliteA.cleanup());
   const sqliteB = await tempSqlitePath();
@@ -112,6 +107,11 @@ async function main(): Promise<void> {
   results.durable = { ...durable, ratioToRaw: ratio, ratioTarget: RATIO_TARGET, ratioMet: ratio >= RATIO_TARGET, p99TargetMs: P99_TARGET_MS, p99Met: durable.load.latency.p99 <= P99_TARGET_MS };
   const rawCpu = raw[0]!.serverCpuUsPerMessage === undefined ? undefined : raw[0]!.clientCpuUsPerMessage + raw[0]!.serverCpuUsPerMessage;
   console.log(durableTable(durable, plan.inflight, rawRate, { ratio, ratioTarget: RATIO_TARGET, p99TargetMs: P99_TARGET_MS, rawCpuUsPerMessage: rawCpu, floorRatio }));
+
+  // 2b. What tracing costs: the same load with tracing off, on, and off again.
+  const tracingCost = await benchTracing(a.nerve, client, load, { ids, count: plan.tracingCommands, inflight: plan.inflight, phaseMs: 45_000, serverPid: nats.pid });
+  results.tracing = tracingCost;
+  console.log(tracingTable(tracingCost));
 
   // 3. Scaling with aggregates; the relay is drained (untimed) between steps so steps do not overlap.
   const scaling: DurablePhase[] = [];
@@ -191,27 +191,4 @@ async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   console.log(`\nresults: bench/results/${stamp}-${suffix}.json${latest ? ` and latest-${suffix}.json` : ` (${ok ? "profiled" : "failed"} run; latest untouched)`}`);
 }
 
-let finishing: Promise<never> | undefined;
-/** Ends the run once: results, then cleanup, then exit with the first code asked for (a later failure caused by the cleanup itself changes nothing). */
-function finish(code: number, error?: unknown): Promise<never> {
-  finishing ??= (async () => {
-    if (error) console.error(`\nbench failed: ${(error as Error)?.stack ?? String(error)}`);
-    await writeResults(code === 0, error).catch((err) => console.error(`writing results failed: ${String(err)}`));
-    await cleanup.run();
-    process.exit(code);
-  })();
-  return finishing;
-}
-
-const watchdog = setTimeout(() => void finish(2, new Error(`the bench exceeded its ${plan.budgetMs / 1000} s budget`)), plan.budgetMs);
-for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => void finish(130, new Error(`interrupted by ${sig}`)));
-main().then(
-  () => {
-    clearTimeout(watchdog);
-    return finish(0);
-  },
-  (err) => {
-    clearTimeout(watchdog);
-    return finish(1, err);
-  },
-);
+runToEnd(main, { budgetMs: plan.budgetMs, cleanup, writeResults });

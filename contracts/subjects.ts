@@ -66,6 +66,9 @@ export const Headers = {
   IdempotencyKey: "Idempotency-Key",
   CorrelationId: "Correlation-Id",
   CausationId: "Causation-Id",
+  /** W3C trace context (CONTRACT.md §2, §3). */
+  TraceParent: "traceparent",
+  TraceState: "tracestate",
   ServiceErrorCode: "Nats-Service-Error-Code",
   ServiceError: "Nats-Service-Error",
 } as const;

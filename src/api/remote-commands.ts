@@ -8,6 +8,7 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core"
 import { CommandSuccess, ContentTypes, ErrorBody, Headers, NerveError, commandSubject, decodeMsgPack, encodeMsgPack, errors } from "../../contracts/index.js";
 import { z } from "zod";
 import type { CommandRequest } from "../runtime/index.js";
+import { setTraceHeaders } from "../tracing/index.js";
 
 const Failure = z.object({ ok: z.literal(false), error: ErrorBody });
 
@@ -22,6 +23,7 @@ export function remoteCommands(nc: NatsConnection, timeoutMs = REMOTE_COMMAND_TI
     if (req.idempotencyKey) h.set(Headers.IdempotencyKey, req.idempotencyKey);
     if (req.correlationId) h.set(Headers.CorrelationId, req.correlationId);
     if (req.causationId) h.set(Headers.CausationId, req.causationId);
+    setTraceHeaders(h, req.traceparent, req.tracestate);
     let data: Uint8Array;
     try {
       data = (await nc.request(commandSubject(req.context, req.type, req.aggregateId), encodeMsgPack(req.body), { timeout: timeoutMs, headers: h })).data;

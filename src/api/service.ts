@@ -17,9 +17,16 @@ import {
 import type { Logger } from "../log/index.js";
 import { reportFailure } from "../supervision/index.js";
 import type { CommandBus } from "../runtime/index.js";
-import { parseBody, replyError, replyOk, requestContentType, requestHeaders } from "./wire.js";
+import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
+import { parseBody, replyError, replyOk, requestContentType, requestHeaders, requestTrace } from "./wire.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
+
+/** Told about each answered request: context, type, result (`ok` or the error code), seconds from receipt to reply. */
+export type ReplyObserver = (context: string, type: string, result: string, seconds: number) => void;
+
+/** The label of a request whose context or type could not be told. */
+const UNKNOWN = "unknown";
 
 /** Answers one query with its result. */
 export type QueryHandler = (body: any) => Promise<unknown>;
@@ -35,6 +42,8 @@ export interface ApiDeps {
   instanceId?: string;
   /** Which partitions this instance owns; absent: all of them. */
   ownership?: Ownership;
+  /** Reply latencies of commands and of queries (forwarded commands are their owner's). */
+  observe?: { command: ReplyObserver; query: ReplyObserver };
 }
 
 /** Figures of the API. */
@@ -71,11 +80,12 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
   };
-  const fail = (msg: ServiceMsg, ct: ContentType | undefined, err: unknown, what: string) => {
+  const fail = (msg: ServiceMsg, ct: ContentType | undefined, err: unknown, what: string): NerveError => {
     const e = err instanceof NerveError ? err : errors.internal(`${what} failed`, err);
     if (e.code === "internal") deps.logger.error({ err, subject: msg.subject }, "request failed");
     stats.failed[e.code] = (stats.failed[e.code] ?? 0) + 1;
     replyError(msg, ct, e, deps.instanceId);
+    return e;
   };
 
   for (const context of CONTEXTS) {
@@ -99,7 +109,12 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   async function handleCommand(msg: ServiceMsg): Promise<void> {
     // A publish, not a request (the routing probe, say): there is nobody to answer.
     if (!msg.reply) return;
+    const received = performance.now();
     let ct: ContentType | undefined;
+    let context: string = UNKNOWN;
+    let type: string = UNKNOWN;
+    let span: Span | undefined;
+    let failure: NerveError | undefined;
     try {
       ct = requestContentType(msg);
       const routed = msg.subject.startsWith("pcmd.") ? parsePartitionSubject(msg.subject) : undefined;
@@ -107,6 +122,8 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       if (!parts) throw errors.invalidRequest("subject must be cmd.<context>.<CommandType>.<aggregate_id> with a safe id");
       if (!ID_PATTERN.test(parts.aggregateId)) throw errors.invalidRequest("aggregate_id must match ^[A-Za-z0-9_-]{1,64}$");
       if (!isCommandOf(parts.context, parts.commandType)) throw errors.invalidRequest(`unknown command ${parts.context}.${parts.commandType}`);
+      context = parts.context;
+      type = parts.commandType;
       if (ownership) {
         const partition = partitionOf(parts.aggregateId);
         if (!ownership.fence(partition)) {
@@ -119,21 +136,39 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       }
       const def = CommandDefinitions[parts.commandType];
       const body = parseBody(msg, ct, def.body);
-      const reply = await deps.bus.execute({ context: def.context, type: parts.commandType, aggregateId: parts.aggregateId, body, ...requestHeaders(msg) });
+      const headers = requestHeaders(msg);
+      const tracer = activeTracer();
+      if (tracer) {
+        // The request's span: its events and everything they cause carry it on (CONTRACT.md §2).
+        span = startSpan(tracer, `command ${type}`, SpanKind.SERVER, headers, { "nerve.context": context, "nerve.aggregate_id": parts.aggregateId }, received);
+        Object.assign(headers, headersOf(span));
+      }
+      const reply = await deps.bus.execute({ context: def.context, type: parts.commandType, aggregateId: parts.aggregateId, body, ...headers });
       stats.ok++;
       replyOk(msg, ct, reply, deps.instanceId);
     } catch (err) {
-      fail(msg, ct, err, "command");
+      failure = fail(msg, ct, err, "command");
     }
+    endSpan(span, failure);
+    deps.observe?.command(context, type, failure?.code ?? "ok", (performance.now() - received) / 1000);
   }
 
   async function handleQuery(msg: ServiceMsg): Promise<void> {
+    const received = performance.now();
     let ct: ContentType | undefined;
+    let knownContext: string = UNKNOWN;
+    let knownType: string = UNKNOWN;
+    let span: Span | undefined;
+    let failure: NerveError | undefined;
     try {
       ct = requestContentType(msg);
       const [, context, type, ...rest] = msg.subject.split(".");
       const def = Object.hasOwn(QueryDefinitions, type ?? "") ? QueryDefinitions[type as QueryType] : undefined;
       if (!def || def.context !== context || rest.length > 0) throw errors.invalidRequest(`unknown query ${context}.${type}`);
+      knownContext = context;
+      knownType = type!;
+      const tracer = activeTracer();
+      if (tracer) span = startSpan(tracer, `query ${type}`, SpanKind.SERVER, requestTrace(msg), { "nerve.context": context }, received);
       const body = parseBody(msg, ct, def.body);
       const handler = deps.queries[type as QueryType];
       if (!handler) throw errors.unavailable(`${type} is not served by this instance`);
@@ -141,8 +176,10 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       stats.ok++;
       replyOk(msg, ct, { ok: true, result }, deps.instanceId);
     } catch (err) {
-      fail(msg, ct, err, "query");
+      failure = fail(msg, ct, err, "query");
     }
+    endSpan(span, failure);
+    deps.observe?.query(knownContext, knownType, failure?.code ?? "ok", (performance.now() - received) / 1000);
   }
 
   return {

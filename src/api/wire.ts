@@ -15,6 +15,7 @@ import {
   NOT_TEXT_MESSAGE,
   type ContentType,
 } from "../../contracts/index.js";
+import { validTraceparent, validTracestate, type TraceHeaders } from "../tracing/index.js";
 
 /** Largest request body accepted (the server's max_payload may be larger). */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -24,6 +25,9 @@ export interface RequestHeaders {
   idempotencyKey?: string | undefined;
   correlationId?: string | undefined;
   causationId?: string | undefined;
+  /** The W3C trace context, when valid (an invalid one is ignored: a new trace starts, as W3C asks). */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 function header(h: MsgHdrs | undefined, name: string, max: number): string | undefined {
@@ -56,20 +60,31 @@ export function requestContentType(msg: ServiceMsg): ContentType {
   return ct;
 }
 
-/** The W3C trace context headers: not read yet, but header values are contract text all the same. */
-const TRACE_HEADERS = ["traceparent", "tracestate"] as const;
+// A trace header that is not text is refused like any other; a text one that is not W3C is ignored.
+function traceHeader(h: MsgHdrs | undefined, name: string): string | undefined {
+  const v = h?.get(name);
+  if (v !== undefined && !isText(v)) throw errors.invalidRequest(`${name} ${NOT_TEXT_MESSAGE}`);
+  return v || undefined;
+}
 
-/** Reads the optional causal and idempotency headers. */
-export function requestHeaders(msg: ServiceMsg): RequestHeaders {
+/** The request's trace context (W3C `traceparent` and `tracestate`), when it carries a valid one. */
+export function requestTrace(msg: ServiceMsg): TraceHeaders | undefined {
   const h = headersOf(msg);
-  for (const name of TRACE_HEADERS) {
-    const v = h?.get(name);
-    if (v !== undefined && !isText(v)) throw errors.invalidRequest(`${name} ${NOT_TEXT_MESSAGE}`);
-  }
+  const traceparent = validTraceparent(traceHeader(h, Headers.TraceParent));
+  const tracestate = traceHeader(h, Headers.TraceState);
+  return traceparent ? { traceparent, tracestate: validTracestate(tracestate) } : undefined;
+}
+
+/** Reads the optional causal, idempotency and trace context headers. */
+export function requestHeaders(msg: ServiceMsg): RequestHeaders {
+  const trace = requestTrace(msg);
+  const h = headersOf(msg);
   return {
     idempotencyKey: header(h, Headers.IdempotencyKey, 128),
     correlationId: header(h, Headers.CorrelationId, 128),
     causationId: header(h, Headers.CausationId, 128),
+    traceparent: trace?.traceparent,
+    tracestate: trace?.tracestate,
   };
 }
 

@@ -3,6 +3,7 @@ import type { EnvelopeBase, EventType } from "../../contracts/index.js";
 import { EventContexts } from "../../contracts/index.js";
 import type { Database } from "../persistence/index.js";
 import type { Subscriber, Tx } from "./subscriber.js";
+import { SpanKind, activeTracer, endSpan, headersOf, startSpan, withCause, type Span, type TraceHeaders } from "../tracing/index.js";
 
 // Bound on the bound parameters of one inbox insert (3 per row), far below SQLite's and PostgreSQL's limits.
 const INBOX_ROWS_PER_STATEMENT = 500;
@@ -25,6 +26,8 @@ export class EventHandler {
     readonly subscriber: Subscriber,
     /** Run first in every read-model transaction (a consumer lease's fence); throws to refuse the commit. */
     private readonly guard?: (exec: <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>) => Promise<void>,
+    /** Told each handled event's time (seconds) from the start of its handling to its commit. */
+    private readonly observe?: (seconds: number) => void,
   ) {}
 
   /** Whether the subscriber cares about this event type at all. */
@@ -33,15 +36,39 @@ export class EventHandler {
     return context !== undefined && (this.subscriber.handles[context] ?? []).includes(eventType as EventType);
   }
 
-  /** Applies a batch of events in ONE transaction (projections); throws when any of them fails. */
-  async applyBatch(events: EnvelopeBase[]): Promise<Outcome[]> {
+  /**
+   * Applies a batch of events in ONE transaction (projections); throws when any of them fails.
+   * `traces` are the events' trace contexts (from their headers), by index.
+   */
+  async applyBatch(events: EnvelopeBase[], traces?: readonly (TraceHeaders | undefined)[]): Promise<Outcome[]> {
     if (!this.subscriber.apply) {
       // One at a time, in stream order: a refund must never overtake the payment it undoes, and a
       // failure must not leave commands running while the runner retries the batch one by one.
       const out: Outcome[] = [];
-      for (const e of events) out.push(await this.handle(e));
+      for (let i = 0; i < events.length; i++) out.push(await this.handle(events[i]!, traces?.[i]));
       return out;
     }
+    const started = performance.now();
+    const tracer = activeTracer();
+    // One span per event, all of them the length of the batch's transaction.
+    const spans = tracer && events.map((e, i) => (this.wants(e.event_type) ? this.#span(tracer, e, traces?.[i]) : undefined));
+    let out: Outcome[];
+    try {
+      out = await this.#applyBatch(events);
+    } catch (err) {
+      for (const span of spans ?? []) endSpan(span, err);
+      throw err;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    for (let i = 0; i < out.length; i++) {
+      if (out[i] !== "skipped") this.observe?.(seconds);
+      spans?.[i]?.setAttribute("nerve.outcome", out[i]!);
+      endSpan(spans?.[i]);
+    }
+    return out;
+  }
+
+  async #applyBatch(events: EnvelopeBase[]): Promise<Outcome[]> {
     return this.db.connection.transactional(async (trx) => {
       const tx = txOf(this.db, trx);
       await this.guard?.(tx.execute);
@@ -62,9 +89,33 @@ export class EventHandler {
     });
   }
 
-  /** Handles one event: in its own transaction for a projection, or through commands for a process manager. */
-  async handle(event: EnvelopeBase): Promise<Outcome> {
+  /**
+   * Handles one event: in its own transaction for a projection, or through commands for a process
+   * manager, which join the event's trace (`trace`, from its headers).
+   */
+  async handle(event: EnvelopeBase, trace?: TraceHeaders): Promise<Outcome> {
     if (!this.wants(event.event_type)) return "skipped";
+    const started = performance.now();
+    const tracer = activeTracer();
+    const span = tracer && this.#span(tracer, event, trace);
+    try {
+      const out = await this.#handle(event, span ? headersOf(span) : trace);
+      this.observe?.((performance.now() - started) / 1000);
+      span?.setAttribute("nerve.outcome", out);
+      endSpan(span);
+      return out;
+    } catch (err) {
+      endSpan(span, err);
+      throw err;
+    }
+  }
+
+  // The span of handling one event: a child of the command that caused it.
+  #span(tracer: NonNullable<ReturnType<typeof activeTracer>>, e: EnvelopeBase, trace: TraceHeaders | undefined): Span {
+    return startSpan(tracer, `${this.subscriber.name} ${e.event_type}`, SpanKind.CONSUMER, trace, { "nerve.consumer": this.subscriber.name, "nerve.event_id": e.event_id });
+  }
+
+  async #handle(event: EnvelopeBase, trace: TraceHeaders | undefined): Promise<Outcome> {
     if (this.subscriber.apply) {
       return this.db.connection.transactional(async (trx) => {
         const tx = txOf(this.db, trx);
@@ -75,7 +126,7 @@ export class EventHandler {
     const tx = txOf(this.db);
     const seen = await tx.execute("select 1 as x from consumer_inbox where consumer = ? and event_id = ?", [this.subscriber.name, event.event_id], "get");
     if (seen) return "duplicate";
-    await this.subscriber.react!(event);
+    await withCause(trace, () => this.subscriber.react!(event));
     await tx.execute(
       "insert into consumer_inbox (consumer, event_id, handled_on) values (?, ?, ?) on conflict do nothing",
       [this.subscriber.name, event.event_id, new Date().toISOString()],

@@ -8,6 +8,7 @@ import type { EventHandler } from "./event-handler.js";
 import { PoisonEventError } from "./subscriber.js";
 import { FencedError } from "../cluster/index.js";
 import { retryTransient } from "../nats/index.js";
+import { activeTracer, traceHeadersOf } from "../tracing/index.js";
 
 // JetStream's API error code of a durable that does not exist.
 const CONSUMER_NOT_FOUND = 10014;
@@ -225,16 +226,18 @@ export class ConsumerRunner {
       else decoded.push({ m, e });
     }
     if (decoded.length === 0) return;
+    // Trace contexts are read only where they are used: by spans, or by the commands a process manager issues.
+    const traces = activeTracer() || this.handler.subscriber.react ? decoded.map((d) => traceHeadersOf(d.m.headers)) : undefined;
     try {
-      this.#count(await this.handler.applyBatch(decoded.map((d) => d.e)));
+      this.#count(await this.handler.applyBatch(decoded.map((d) => d.e), traces));
       for (const d of decoded) d.m.ack();
       return;
     } catch {
       // One of them failed: take them one by one so the others go through and the bad one is found.
     }
-    for (const { m, e } of decoded) {
+    for (const [i, { m, e }] of decoded.entries()) {
       try {
-        this.#count([await this.handler.handle(e)]);
+        this.#count([await this.handler.handle(e, traces?.[i])]);
         m.ack();
       } catch (err) {
         if (err instanceof FencedError) {

@@ -6,11 +6,12 @@
  */
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
-import { CURRENT_EVENT_VERSION, EnvelopeBase, EventSchemas, Streams, decodeMsgPack, upcasters } from "../../contracts/index.js";
+import { EnvelopeBase, EventSchemas, EventVersions, Streams, decodeMsgPack, upcasters } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import { encodeCursor } from "./cursor.js";
 import { LEARNER_EVENT_TYPES, type EventLog, type LearnerEventType, type LogEntry } from "./event-log.js";
 import type { GatewayMetrics } from "./metrics.js";
+import { SpanKind, activeTracer, endSpan, startSpan, traceHeadersOf } from "../tracing/index.js";
 
 /** The stream the gateway reads. */
 export const ACCESS_STREAM = Streams.EVENTS_ACCESS.name;
@@ -91,7 +92,7 @@ export class AccessFeed {
     if (!decoded.ok) return this.#invalid(m, "undecodable envelope");
     let envelope = decoded.value as { event_version?: unknown };
     // Older versions are upgraded first (the envelope is checked before an upcaster touches it).
-    if (typeof envelope?.event_version === "number" && envelope.event_version < CURRENT_EVENT_VERSION) {
+    if (typeof envelope?.event_version === "number" && envelope.event_version < EventVersions[type as LearnerEventType]) {
       const base = EnvelopeBase.safeParse(envelope);
       if (!base.success) return this.#invalid(m, base.error.issues[0]?.message ?? "invalid envelope");
       envelope = upcasters.upcast(base.data);
@@ -109,8 +110,13 @@ export class AccessFeed {
       frame: Buffer.from(JSON.stringify({ type: "event", cursor: encodeCursor(m.seq), event })),
       dropped: false,
     };
+    // The push joins the trace of the command behind the event: logged and queued for the learner's
+    // sockets (written within the hub's flush window of a few milliseconds).
+    const tracer = activeTracer();
+    const span = tracer && startSpan(tracer, `gateway push ${type}`, SpanKind.CONSUMER, traceHeadersOf(m.headers), { "nerve.stream_seq": m.seq });
     this.#deps.log.append(entry, event as Parameters<EventLog["append"]>[1]);
     this.#deps.onEntry(entry);
+    endSpan(span);
     return "delivered";
   }
 

@@ -8,6 +8,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { ContentTypes, Contexts, Headers, contextOf, type AggregateType } from "../../contracts/index.js";
 import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
+import { SpanKind, activeTracer, endSpan, setTraceHeaders, startSpan } from "../tracing/index.js";
 
 /** What a batch needs from its relay: one object per relay, made once (the hot path allocates no more per batch). */
 export interface BatchContext {
@@ -30,6 +31,8 @@ export interface BatchContext {
   stored(row: OutboxRow, p: number, how: "published" | "duplicate" | "verified"): void;
   /** A publish of `p` ended, acknowledged or failed. */
   settled(p: number): void;
+  /** Told each acknowledged publish's seconds from publish to ack. */
+  readonly publishAck?: ((seconds: number) => void) | undefined;
 }
 
 /** What a batch did: the seqs of the rows now in the stream, and its first failure (undefined when none). */
@@ -83,15 +86,23 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
         h.set(Headers.ContentType, ContentTypes.MsgPack);
         h.set(Headers.EventType, row.event_type);
         h.set(Headers.EventVersion, String(row.event_version));
+        // The causing command's trace context, whether or not tracing runs here (CONTRACT.md §2).
+        setTraceHeaders(h, row.traceparent, row.tracestate);
+        const tracer = activeTracer();
+        const span = tracer && startSpan(tracer, `publish ${row.event_type}`, SpanKind.PRODUCER, row, { "messaging.destination.name": row.subject, "messaging.message.id": row.event_id });
+        const sentAt = performance.now();
         ctx.js
           .publish(row.subject, row.body, { msgID: row.event_id, headers: h })
           .then(
             (ack) => {
+              ctx.publishAck?.((performance.now() - sentAt) / 1000);
+              endSpan(span);
               acked.push(Number(row.seq));
               ctx.stored(row, p, ack.duplicate ? "duplicate" : "published");
               if (queue.length > 0) ready.push(key);
             },
             (err) => {
+              endSpan(span, err);
               failed ??= err;
             },
           )

@@ -30,6 +30,8 @@ export interface RelayOptions {
    * partition it acquires. Without one, every row is its own (one instance).
    */
   ownership?: Ownership | undefined;
+  /** Told each acknowledged publish's seconds from publish to JetStream's ack. */
+  publishAck?: ((seconds: number) => void) | undefined;
 }
 
 /** Deletes outbox rows once they are published. */

@@ -30,7 +30,7 @@ const RELEASE_WAIT_MS = 5_000;
  * last publish may have landed. The next owner thus resumes each aggregate where the last left off.
  */
 export class OutboxRelay {
-  readonly #o: Required<Omit<RelayOptions, "deleter" | "ownership">> & Pick<RelayOptions, "deleter">;
+  readonly #o: Required<Omit<RelayOptions, "deleter" | "ownership" | "publishAck">> & Pick<RelayOptions, "deleter">;
   #running = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
@@ -67,7 +67,7 @@ export class OutboxRelay {
   readonly #batch: BatchContext;
 
   constructor(opts: RelayOptions) {
-    const { ownership, ...rest } = opts;
+    const { ownership, publishAck, ...rest } = opts;
     this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, ...rest };
     this.#held = new HeldPartitions(ownership, {
       gained: (p) => {
@@ -87,6 +87,7 @@ export class OutboxRelay {
       js: opts.js,
       jsm: opts.jsm,
       window: opts.window,
+      publishAck,
       mayPublish: (p) => this.#held.mayPublish(p),
       verifying: () => this.#verifyParts.includes(1),
       mustVerify: (p) => this.#verifyParts[p] === 1,

@@ -43,6 +43,9 @@ export interface OutboxRow {
    * Null only on rows written before the column existed, until a relay that reads some partitions only fills it in.
    */
   partition_no: number | null;
+  /** The W3C trace context of the command that caused the event, for its JetStream headers; null when it had none. */
+  traceparent: string | null;
+  tracestate: string | null;
 }
 
 /** A remembered idempotency key with the reply of its first success. */
@@ -143,6 +146,9 @@ const outboxSchema = (dialect: Dialect) =>
       event_version: { type: "integer", fieldName: "event_version" },
       body: { type: "blob", fieldName: "body" },
       partition_no: partitionColumn,
+      // Nullable for the same reason as the partition: an older database gains them by `add column`.
+      traceparent: { type: "string", length: 64, nullable: true, fieldName: "traceparent" },
+      tracestate: { type: "string", length: 512, nullable: true, fieldName: "tracestate" },
     },
     // A relay's scan of its partitions, in seq order.
     indexes: [{ name: "nerve_outbox_partition_seq", properties: ["partition_no", "seq"] }],

@@ -4,6 +4,7 @@ import { isNerveError, type CommandSuccess, type ErrorCode } from "../../contrac
 import { PoisonEventError } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import type { CommandBus, CommandRequest } from "../runtime/index.js";
+import { SpanKind, activeTracer, causeTrace, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
 
 // The aggregate said no: retrying the same event would get the same answer, so it counts as handled.
 const BUSINESS_ANSWERS: ReadonlySet<ErrorCode> = new Set(["rule_violated", "not_found", "conflict"]);
@@ -20,12 +21,26 @@ export function idempotencyKeyOf(eventId: string, ...parts: string[]): string {
 /**
  * Executes a command on behalf of an event. Resolves with the reply, or with null when the aggregate
  * refused it for a business reason (logged); a malformed command is poison; anything else throws so
- * the event is redelivered (`unavailable`, `internal`, a storage failure).
+ * the event is redelivered (`unavailable`, `internal`, a storage failure). The command joins the
+ * event's trace: under a span of its own (the consumer's child) when tracing runs, else with the
+ * event's trace context as it came.
  */
 export async function issueCommand(bus: CommandBus, logger: Logger, req: CommandRequest): Promise<CommandSuccess | null> {
+  const tracer = activeTracer();
+  const cause = causeTrace();
+  let span: Span | undefined;
+  if (tracer) {
+    span = startSpan(tracer, `issue ${req.type}`, SpanKind.CLIENT, cause, { "nerve.context": req.context, "nerve.aggregate_id": req.aggregateId });
+    req = { ...req, ...headersOf(span) };
+  } else if (cause) {
+    req = { ...req, traceparent: cause.traceparent, tracestate: cause.tracestate };
+  }
   try {
-    return await bus.dispatch(req);
+    const reply = await bus.dispatch(req);
+    endSpan(span);
+    return reply;
   } catch (err) {
+    endSpan(span, err);
     const where = { command: req.type, aggregate_id: req.aggregateId, correlation_id: req.correlationId, causation_id: req.causationId };
     if (isNerveError(err) && BUSINESS_ANSWERS.has(err.code)) {
       logger.warn({ ...where, code: err.code, reason: err.message }, "command refused; the event is handled");

@@ -1,8 +1,8 @@
 /** Runs commands on actors: idempotency, facts, decide, one durable write, then the reply. */
 import { uuidv7 } from "./uuid7.js";
 import {
-  CURRENT_EVENT_VERSION,
   EventSchemas,
+  EventVersions,
   NerveError,
   encodeMsgPack,
   errors,
@@ -21,6 +21,8 @@ import type { ActorSystem } from "./actor-system.js";
 import type { AggregateModule, Lookups } from "./aggregate-module.js";
 import { fingerprint } from "./stable-json.js";
 import { FencedError, partitionOf, type Fence, type Ownership } from "../cluster/index.js";
+import { SpanKind, activeTracer, contextOf, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
+import type { Context as TraceContext, Tracer } from "@opentelemetry/api";
 
 /** A validated command with what the transport adds. */
 export interface CommandRequest {
@@ -31,6 +33,15 @@ export interface CommandRequest {
   idempotencyKey?: string | undefined;
   correlationId?: string | undefined;
   causationId?: string | undefined;
+  /** The W3C trace context the command belongs to (validated): its events carry it (CONTRACT.md §2). */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
+}
+
+/** Where a traced command's spans go: its tracer and the command's span context. */
+interface CommandTrace {
+  tracer: Tracer;
+  parent: TraceContext;
 }
 
 /** Dependencies of the command bus. */
@@ -92,8 +103,7 @@ export class CommandBus implements Lookups {
 
   /** Executes a command; resolves with the contract's success reply once its events are durable. */
   execute(req: CommandRequest): Promise<CommandSuccess> {
-    const m = this.#module(req.context);
-    return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req));
+    return this.#exclusive(this.#module(req.context), req);
   }
 
   /**
@@ -113,7 +123,41 @@ export class CommandBus implements Lookups {
   executeInternal(context: Context, aggregateId: string, name: string, decide: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
     const m = this.#module(context);
     const req: CommandRequest = { context, type: name as CommandType, aggregateId, body: {} };
-    return this.#deps.system.exclusive(m.aggregateType, aggregateId, (actor) => this.#run(m, actor, req, decide));
+    return this.#exclusive(m, req, decide);
+  }
+
+  #exclusive(m: AggregateModule, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
+    const tracer = activeTracer();
+    if (tracer) return this.#traced(tracer, m, req, internal);
+    return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req, internal));
+  }
+
+  /**
+   * {@link #exclusive} with spans under the command's span (the API's request span, a process
+   * manager's issue span, or a new root for an internal operation): mailbox wait, decide, commit.
+   */
+  async #traced(tracer: Tracer, m: AggregateModule, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
+    let root: Span | undefined;
+    if (!req.traceparent) {
+      root = startSpan(tracer, `command ${req.type}`, SpanKind.INTERNAL, undefined, { "nerve.context": req.context, "nerve.aggregate_id": req.aggregateId });
+      req = { ...req, ...headersOf(root) };
+    }
+    const trace: CommandTrace = { tracer, parent: contextOf(req) };
+    const wait = tracer.startSpan("mailbox wait", undefined, trace.parent);
+    let waiting = true;
+    try {
+      const reply = await this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => {
+        waiting = false;
+        wait.end();
+        return this.#run(m, actor, req, internal, trace);
+      });
+      endSpan(root);
+      return reply;
+    } catch (err) {
+      if (waiting) endSpan(wait, err);
+      endSpan(root, err);
+      throw err;
+    }
   }
 
   #module(context: string): AggregateModule {
@@ -132,7 +176,7 @@ export class CommandBus implements Lookups {
     return fence;
   }
 
-  async #run(m: AggregateModule, actor: Actor, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
+  async #run(m: AggregateModule, actor: Actor, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[], trace?: CommandTrace): Promise<CommandSuccess> {
     const fence = this.#fence(req.aggregateId);
     const commandId = uuidv7();
     const print = req.idempotencyKey ? fingerprint({ type: req.type, body: req.body }) : "";
@@ -146,6 +190,7 @@ export class CommandBus implements Lookups {
     const now = (this.#deps.clock?.() ?? new Date()).toISOString();
     const command = { type: req.type, aggregate_id: req.aggregateId, body: req.body, now } as Command;
     let domainEvents: DomainEvent[];
+    const deciding = trace?.tracer.startSpan("decide", undefined, trace.parent);
     try {
       if (internal) {
         domainEvents = internal(actor.state, now);
@@ -154,8 +199,11 @@ export class CommandBus implements Lookups {
         domainEvents = m.decider.decide(command, actor.state, facts);
       }
     } catch (err) {
-      throw await this.#asNerveError(err, actor, req);
+      const e = await this.#asNerveError(err, actor, req);
+      endSpan(deciding, e);
+      throw e;
     }
+    endSpan(deciding);
     const correlation = req.correlationId ?? commandId;
     const causation = req.causationId ?? commandId;
     let state = actor.state;
@@ -188,10 +236,14 @@ export class CommandBus implements Lookups {
       idempotency: req.idempotencyKey ? { key: req.idempotencyKey, fingerprint: print, reply } : undefined,
       extra: m.extra?.(req.aggregateId, domainEvents, state),
       fence,
+      traceparent: req.traceparent,
+      tracestate: req.tracestate,
     };
+    const committing = trace?.tracer.startSpan("commit", { attributes: { "nerve.events": events.length } }, trace.parent);
     try {
       await this.#deps.writer.submit(write);
     } catch (err) {
+      endSpan(committing, err);
       await actor.reload();
       if (err instanceof StaleWriteError) throw errors.unavailable("the aggregate changed concurrently; retry");
       if (err instanceof FencedError) throw errors.unavailable("the aggregate's partition moved to another instance; retry");
@@ -199,6 +251,7 @@ export class CommandBus implements Lookups {
       this.#deps.logger.error({ err, correlation_id: correlation }, "commit failed");
       throw errors.unavailable("storage is unavailable; retry");
     }
+    endSpan(committing);
     actor.state = state;
     actor.version = version;
     return reply;
@@ -208,7 +261,7 @@ export class CommandBus implements Lookups {
     const envelope = {
       event_id: uuidv7(),
       event_type: e.event_type,
-      event_version: CURRENT_EVENT_VERSION,
+      event_version: EventVersions[e.event_type],
       occurred_on: now,
       aggregate_type: m.aggregateType,
       aggregate_id: aggregateId,

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNerve } from "../../src/app/index.js";
 import { loadConfig } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/index.js";
-import { freePort, startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
+import { connect } from "@nats-io/transport-node";
+import { command, freePort, query, startNatsServer, tempSqlitePath, until, type NatsServerHandle } from "../support/index.js";
 
 let nats: NatsServerHandle;
 beforeAll(async () => {
@@ -41,6 +42,38 @@ describe("start-up", () => {
     expect(metrics).toContain("nerve_gateway_connections");
     await nerve.stop();
     await db.cleanup();
+  });
+
+  it("exports latency histograms of replies, group commits, relay acks and consumers", async () => {
+    const db = await tempSqlitePath();
+    const nerve = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0" }), createLogger("silent"));
+    const client = await connect({ servers: nats.url, noAsyncTraces: true });
+    try {
+      expect((await command(client, "users", "RegisterUser", "h1", { email: "h1@example.com", name: "H" })).body.ok).toBe(true);
+      expect((await command(client, "users", "RegisterUser", "h1", { email: "h2@example.com", name: "H" })).body.error.code).toBe("conflict");
+      expect((await query(client, "users", "GetUser", { user_id: "h1" })).body.ok).toBe(true);
+      const scrape = async () => (await fetch(`http://127.0.0.1:${nerve.gateway.port}/metrics`)).text();
+      // notifications handles UserRegistered once the relay has published it.
+      await until("a consumer handled the event", async () => /^nerve_consumer_handle_seconds_count\{consumer="notifications"\} [1-9]/m.test(await scrape()), 10_000);
+      const metrics = await scrape();
+      for (const series of [
+        'nerve_command_reply_seconds_count{context="users",command="RegisterUser",result="ok"}',
+        'nerve_command_reply_seconds_count{context="users",command="RegisterUser",result="conflict"}',
+        'nerve_query_reply_seconds_count{context="users",query="GetUser",result="ok"}',
+        "nerve_group_commit_seconds_count",
+        "nerve_group_commit_batch_size_count",
+        "nerve_relay_publish_ack_seconds_count",
+      ]) {
+        expect(metrics, series).toMatch(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} [1-9]`, "m"));
+      }
+      // Millisecond buckets, and a batch of one write in the batch-size histogram's first bucket.
+      expect(metrics).toMatch(/^nerve_group_commit_seconds_bucket\{le="0\.0005"\} \d+$/m);
+      expect(metrics).toMatch(/^nerve_group_commit_batch_size_bucket\{le="1"\} [1-9]/m);
+    } finally {
+      await client.close();
+      await nerve.stop();
+      await db.cleanup();
+    }
   });
 
   it("fails cleanly when the HTTP port is taken: nothing is left running", async () => {

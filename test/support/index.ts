@@ -8,3 +8,4 @@ export * from "./writes.js";
 export * from "./postgres.js";
 export * from "./cluster.js";
 export * from "./nats-cluster.js";
+export * from "./otlp-receiver.js";
