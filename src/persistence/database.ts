@@ -1,4 +1,5 @@
 /** Opens the database through MikroORM (SQLite in WAL mode, or PostgreSQL), creating and migrating the schema. */
+import { resolve } from "node:path";
 import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
@@ -26,6 +27,9 @@ export interface DatabaseOptions {
   exclusiveInstance?: boolean;
 }
 
+/** How long a SQLite connection waits for another's write lock before SQLITE_BUSY. */
+const SQLITE_BUSY_TIMEOUT_MS = 5000;
+
 /** Default of {@link DatabaseOptions.idleInTransactionMs}: far above any transaction's pause between statements. */
 export const IDLE_IN_TRANSACTION_MS = 2000;
 
@@ -44,6 +48,8 @@ export interface Database {
   readonly orm: MikroORM;
   readonly connection: AbstractSqlConnection;
   readonly dialect: "sqlite" | "postgresql";
+  /** A SQLite file's path and the pragmas its connection runs with (what a second connection to it must match); absent otherwise. */
+  readonly sqliteFile?: { path: string; synchronous: "FULL" | "NORMAL"; busyTimeoutMs: number } | undefined;
   /**
    * Runs one statement with `?` placeholders whose values the driver binds — never formatted into the
    * SQL text — optionally inside a MikroORM transaction. The only way Nerve's code runs SQL with values.
@@ -108,7 +114,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     await exec("pragma journal_mode = WAL");
     // A pragma takes no bound value; this one is FULL or NORMAL, checked by the config schema.
     await exec(`pragma synchronous = ${opts.sqliteSynchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
-    await exec("pragma busy_timeout = 5000");
+    await exec(`pragma busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
   } else if (/^postgres(ql)?:\/\//.test(opts.url)) {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";
@@ -119,5 +125,8 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   }
   await orm.schema.updateSchema({ safe: true });
   const connection = orm.em.getConnection() as AbstractSqlConnection;
-  return { orm, connection, dialect, execute: boundExecutor(connection), close: () => orm.close(true) };
+  const path = opts.url.startsWith("sqlite:") ? opts.url.slice("sqlite:".length) : undefined;
+  // A plain file only: a URI filename (`file:…`) or an in-memory database is left to the one connection.
+  const sqliteFile = path !== undefined && !isInMemorySqlite(path) && !path.startsWith("file:") ? { path: resolve(path), synchronous: opts.sqliteSynchronous === "NORMAL" ? ("NORMAL" as const) : ("FULL" as const), busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS } : undefined;
+  return { orm, connection, dialect, sqliteFile, execute: boundExecutor(connection), close: () => orm.close(true) };
 }

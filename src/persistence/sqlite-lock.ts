@@ -119,8 +119,12 @@ function wrap(err: Error, file: string): Error {
   return new Error(`cannot take the SQLite instance lock ${file}: ${err.message}${damaged}`, { cause: err });
 }
 
-// The driver MikroORM's SQLite dialect loads, resolved from it: no second copy, no dependency of our own.
-function loadSqlite3(): typeof import("sqlite3") {
+/**
+ * The driver MikroORM's SQLite dialect loads, resolved from it: no second copy, no dependency of our own.
+ * Every connection of the process to the service's file must go through this one copy of SQLite: POSIX
+ * locks are per process, so a second copy (better-sqlite3's) cannot see the first one's locks.
+ */
+export function loadSqlite3(): typeof import("sqlite3") {
   const fromHere = createRequire(import.meta.url);
   return createRequire(fromHere.resolve("@mikro-orm/sqlite"))("sqlite3") as typeof import("sqlite3");
 }

@@ -1,0 +1,132 @@
+/**
+ * The statements of one group commit, whoever runs them: MikroORM's connection on the main thread, or
+ * the SQLite write worker's prepared statements. It imports nothing, so the worker loads only this.
+ */
+import type { AggregateWrite, FenceCheck } from "./commit-batch.js";
+
+/** Runs one statement inside the batch's transaction. */
+export type Exec = <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>;
+
+/** A stale writer: the stored version was not the one the writer started from. */
+export class StaleWriteError extends Error {
+  override readonly name = "StaleWriteError";
+}
+
+/** One event of an {@link EncodedWrite}: the payload already JSON. */
+export interface EncodedEvent {
+  event_id: string;
+  event_type: string;
+  event_version: number;
+  occurred_on: string;
+  aggregate_version: number;
+  correlation_id: string;
+  causation_id: string | null;
+  payload: string;
+  subject: string;
+  body: Uint8Array;
+}
+
+/**
+ * An {@link AggregateWrite} with its JSON columns already encoded: strings cross to a worker thread for
+ * a copy, where objects would cost a structured clone and then the same JSON.stringify over there.
+ */
+export interface EncodedWrite {
+  aggregateType: string;
+  aggregateId: string;
+  baseVersion: number;
+  version: number;
+  state: string;
+  now: string;
+  events: EncodedEvent[];
+  idempotency?: { key: string; fingerprint: string; reply: string } | undefined;
+  extra?: AggregateWrite["extra"];
+  /** The aggregate's partition (what the relays filter on), worked out where the rest of the service does. */
+  partition: number;
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
+}
+
+const CHUNK = 200;
+
+function chunks<T>(items: T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function values(rows: number, cols: number): string {
+  const one = `(${new Array(cols).fill("?").join(",")})`;
+  return new Array(rows).fill(one).join(",");
+}
+
+/** Most outbox rows deleted by one statement. */
+const DELETE_CHUNK = 500;
+
+/** The bytes of an event body as the drivers bind them (a view, not a copy). */
+export function bodyOf(body: Uint8Array): Buffer {
+  return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+}
+
+/**
+ * Writes a batch with `exec` (inside the caller's transaction) and deletes the outbox rows `published`
+ * names (the relay's acks, which ride along instead of taking a transaction of their own). Returns the
+ * outbox seq of every event, in the batch's order of events. Throws StaleWriteError when any snapshot's
+ * optimistic check fails.
+ */
+export async function writeStatements(exec: Exec, batch: readonly EncodedWrite[], published: readonly number[] = [], fences?: { check: FenceCheck; list: { partition: number; epoch: number }[] }): Promise<number[]> {
+  if (fences && batch.length > 0) await fences.check(exec, fences.list);
+  for (let i = 0; i < published.length; i += DELETE_CHUNK) {
+    const part = published.slice(i, i + DELETE_CHUNK);
+    await exec(`delete from nerve_outbox where seq in (${part.map(() => "?").join(",")})`, part, "run");
+  }
+  // Snapshots: an upsert whose update only happens when the stored version is the writer's base.
+  // A new aggregate (base 0) that already exists fails the same check: version is never 0.
+  for (const part of chunks(batch as EncodedWrite[])) {
+    const params: unknown[] = [];
+    for (const w of part) params.push(w.aggregateType, w.aggregateId, w.version, w.baseVersion, w.state, w.now);
+    const rows = await exec<unknown[]>(
+      `insert into nerve_snapshots (aggregate_type, aggregate_id, version, base_version, state, updated_on) values ${values(part.length, 6)}
+       on conflict (aggregate_type, aggregate_id) do update set version = excluded.version, base_version = excluded.base_version,
+       state = excluded.state, updated_on = excluded.updated_on where nerve_snapshots.version = excluded.base_version
+       returning aggregate_id`,
+      params,
+      "all",
+    );
+    if (rows.length !== part.length) throw new StaleWriteError(`${part.length - rows.length} stale snapshot write(s)`);
+  }
+  const events = batch.flatMap((w) => w.events.map((e) => ({ w, e })));
+  const seqs: number[] = [];
+  for (const part of chunks(events)) {
+    const ev: unknown[] = [];
+    const ob: unknown[] = [];
+    for (const { w, e } of part) {
+      ev.push(e.event_id, e.event_type, e.event_version, e.occurred_on, w.aggregateType, w.aggregateId, e.aggregate_version, e.correlation_id, e.causation_id, e.payload);
+      ob.push(e.event_id, w.aggregateType, w.aggregateId, e.aggregate_version, e.subject, e.event_type, e.event_version, bodyOf(e.body), w.partition, w.traceparent ?? null, w.tracestate ?? null);
+    }
+    await exec(
+      `insert into nerve_events (event_id, event_type, event_version, occurred_on, aggregate_type, aggregate_id, aggregate_version, correlation_id, causation_id, payload) values ${values(part.length, 10)}`,
+      ev,
+      "run",
+    );
+    // RETURNING promises no order, so the seqs are matched to the rows by event_id.
+    const returned = await exec<{ seq: number | string; event_id: string }[]>(
+      `insert into nerve_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, subject, event_type, event_version, body, partition_no, traceparent, tracestate) values ${values(part.length, 11)} returning seq, event_id`,
+      ob,
+      "all",
+    );
+    const seqOf = new Map(returned.map((r) => [r.event_id, Number(r.seq)]));
+    for (const { e } of part) seqs.push(seqOf.get(e.event_id)!);
+  }
+  const keyed = batch.filter((w) => w.idempotency);
+  for (const part of chunks(keyed)) {
+    const params: unknown[] = [];
+    for (const w of part) params.push(w.aggregateType, w.aggregateId, w.idempotency!.key, w.idempotency!.fingerprint, w.idempotency!.reply, w.now);
+    await exec(
+      `insert into nerve_idempotency (aggregate_type, aggregate_id, key, fingerprint, reply, created_on) values ${values(part.length, 6)}`,
+      params,
+      "run",
+    );
+  }
+  for (const w of batch) for (const op of w.extra ?? []) await exec(op.sql, op.params, "run");
+  return seqs;
+}

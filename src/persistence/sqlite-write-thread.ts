@@ -1,0 +1,89 @@
+/**
+ * The thread of the SQLite write worker: a connection of its own to the service's file, which runs each
+ * group commit it is sent as one transaction with statements prepared once. Its statements still go
+ * through libuv's thread pool, but back to this thread's event loop, not the main one.
+ *
+ * It uses the `sqlite3` driver MikroORM uses, not better-sqlite3: each driver links its own copy of
+ * SQLite, and two copies in one process corrupt a database they share (POSIX locks are per process,
+ * so neither copy sees the other's; sqlite.org/howtocorrupt.html §2.2.1). With better-sqlite3 here, a
+ * main-thread read missed a commit of this thread once a connection had been closed and reopened.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import type { Database as Sqlite3Database, Statement } from "sqlite3";
+import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
+import { loadSqlite3 } from "./sqlite-lock.js";
+import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
+
+/** Prepared statements kept (by SQL text); multi-row inserts differ by row count, so the set is bounded but not tiny. */
+const MAX_STATEMENTS = 1000;
+
+const setup = workerData as WorkerSetup;
+const sqlite3 = loadSqlite3();
+
+function call<T>(fn: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res as T))));
+}
+
+const handle = await new Promise<Sqlite3Database>((resolve, reject) => {
+  const d: Sqlite3Database = new sqlite3.Database(setup.path, (err) => (err ? reject(err) : resolve(d)));
+});
+handle.configure("busyTimeout", setup.busyTimeoutMs);
+// The main connection's pragmas: the same durability for a commit whichever connection makes it.
+const plain = (sql: string) => call<void>((cb) => handle.exec(sql, cb));
+await plain("pragma journal_mode = WAL");
+await plain(`pragma synchronous = ${setup.synchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
+await plain(`pragma busy_timeout = ${Math.floor(setup.busyTimeoutMs)}`);
+
+const statements = new Map<string, Statement>();
+function statement(sql: string): Statement {
+  let st = statements.get(sql);
+  if (!st) {
+    if (statements.size >= MAX_STATEMENTS) {
+      for (const old of statements.values()) old.finalize();
+      statements.clear();
+    }
+    st = handle.prepare(sql);
+    statements.set(sql, st);
+  }
+  return st;
+}
+
+const exec: Exec = (sql, params, method) => {
+  const st = statement(sql);
+  return method === "all" ? call((cb) => st.all(params, cb)) : call<never>((cb) => st.run(params, (err) => cb(err, [] as never)));
+};
+
+// `begin immediate` takes the write lock first, waiting (busy_timeout) for the main connection's own
+// writes; a deferred begin could fail at its first write once another connection had committed.
+async function run(req: WorkerRequest): Promise<WorkerReply> {
+  try {
+    await plain("begin immediate");
+    try {
+      const seqs = await writeStatements(exec, req.writes, req.published);
+      if (req.exitBeforeCommit) process.exit(1);
+      await plain("commit");
+      return { id: req.id, seqs };
+    } catch (err) {
+      await plain("rollback").catch(() => undefined);
+      throw err;
+    }
+  } catch (err) {
+    const e = err as { name?: string; message?: string; code?: string };
+    return { id: req.id, error: { name: e.name ?? "Error", message: e.message ?? String(err), code: e.code, stale: err instanceof StaleWriteError } };
+  }
+}
+
+const port = parentPort!;
+let chain = Promise.resolve();
+port.on("message", (msg: WorkerRequest | { close: true }) => {
+  // One transaction at a time on the one connection, in the order sent.
+  chain = chain.then(async () => {
+    if ("close" in msg) {
+      for (const st of statements.values()) st.finalize();
+      await call<void>((cb) => handle.close(cb));
+      port.close();
+      return;
+    }
+    port.postMessage(await run(msg));
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * The SQLite write worker, from the main thread: a group commit is one message to a worker thread
+ * that owns a write connection (sqlite-write-thread.ts) and one reply, instead of a trip through
+ * libuv's thread pool and back to the event loop for every statement of the transaction.
+ */
+import { Worker } from "node:worker_threads";
+import { encodeWrites, outboxRows, type AggregateWrite } from "./commit-batch.js";
+import type { Database } from "./database.js";
+import type { OutboxRow } from "./entities.js";
+import { StaleWriteError, type EncodedWrite } from "./batch-statements.js";
+
+/** What the worker thread is started with. */
+export interface WorkerSetup {
+  path: string;
+  synchronous: "FULL" | "NORMAL";
+  busyTimeoutMs: number;
+}
+
+/** One group commit, sent to the worker. */
+export interface WorkerRequest {
+  id: number;
+  writes: EncodedWrite[];
+  published: readonly number[];
+  /** Exit with the transaction written but not committed, as a crash would (tests of the failure path). */
+  exitBeforeCommit?: true;
+}
+
+/** The worker's answer: each event's outbox seq in batch order, or why the transaction failed (rolled back). */
+export type WorkerReply = { id: number; seqs: number[] } | { id: number; error: { name: string; message: string; code: string | undefined; stale: boolean } };
+
+/** The write worker stopped (crashed, exited) with this batch in flight, which did not commit. Retrying can help: it restarts. */
+export class WriteWorkerStopped extends Error {
+  override readonly name = "WriteWorkerStopped";
+}
+
+/** A database error from the worker, as the driver named it (`code` like SQLITE_CONSTRAINT_UNIQUE, the message unchanged). */
+export class SqliteWriteError extends Error {
+  constructor(
+    override readonly name: string,
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+  }
+}
+
+interface InFlight {
+  writes: AggregateWrite[];
+  resolve: (rows: OutboxRow[]) => void;
+  reject: (err: unknown) => void;
+}
+
+// The thread runs TypeScript where the service does (under tsx): a worker does not inherit the loader hooks.
+const THREAD_URL = new URL(import.meta.url.endsWith(".ts") ? "./sqlite-write-thread.ts" : "./sqlite-write-thread.js", import.meta.url);
+const BOOT = `const { workerData } = require("node:worker_threads");
+(workerData.entry.endsWith(".ts") ? import("tsx/esm/api").then((t) => t.register()) : Promise.resolve()).then(() => import(workerData.entry));`;
+
+/** A worker thread that commits group-commit batches on its own connection to a SQLite file; restarted after it dies. */
+export class SqliteWriteWorker {
+  readonly #db: Database;
+  readonly #setup: WorkerSetup;
+  readonly #onFailure: (err: Error) => void;
+  #worker: Worker | undefined;
+  readonly #inflight = new Map<number, InFlight>();
+  #nextId = 1;
+  #closed = false;
+  #exitBeforeCommit = false;
+  /** Times the worker died and was started again. */
+  restarts = 0;
+
+  /** `onFailure` hears of every death of the worker (its batches are failed or settled already). */
+  constructor(db: Database, onFailure: (err: Error) => void) {
+    if (!db.sqliteFile) throw new Error("the SQLite write worker needs a SQLite file");
+    this.#db = db;
+    this.#setup = { ...db.sqliteFile };
+    this.#onFailure = onFailure;
+    this.#start();
+  }
+
+  /** Commits `writes` and deletes the `published` outbox rows in one transaction; resolves with the new outbox rows. */
+  commit(writes: AggregateWrite[], published: readonly number[] = []): Promise<OutboxRow[]> {
+    if (this.#closed) return Promise.reject(new WriteWorkerStopped("the SQLite write worker is closed"));
+    const worker = this.#worker ?? this.#start();
+    const id = this.#nextId++;
+    const encoded = encodeWrites(writes);
+    const transfer = packBodies(encoded);
+    return new Promise((resolve, reject) => {
+      this.#inflight.set(id, { writes, resolve, reject });
+      if (this.#inflight.size === 1) worker.ref();
+      const req: WorkerRequest = { id, writes: encoded, published };
+      if (this.#exitBeforeCommit) {
+        this.#exitBeforeCommit = false;
+        req.exitBeforeCommit = true;
+      }
+      worker.postMessage(req, transfer);
+    });
+  }
+
+  /** Ends the worker once it has answered what it was sent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const worker = this.#worker;
+    if (!worker) return;
+    const exited = new Promise((r) => worker.once("exit", r));
+    worker.ref();
+    worker.postMessage({ close: true });
+    await exited;
+  }
+
+  /**
+   * Makes the worker exit in the middle of the next transaction, its statements run but not committed,
+   * as a crash would — for tests of the failure path. (Not `terminate()`: node-sqlite3 aborts the whole
+   * process when a worker is torn down while one of its statements is still on the thread pool.)
+   */
+  exitBeforeNextCommit(): void {
+    this.#exitBeforeCommit = true;
+  }
+
+  #start(): Worker {
+    const worker = new Worker(BOOT, { eval: true, workerData: { ...this.#setup, entry: THREAD_URL.href }, execArgv: [] });
+    this.#worker = worker;
+    let failure: Error | undefined;
+    worker.unref();
+    worker.on("message", (reply: WorkerReply) => this.#answer(reply));
+    worker.on("error", (err) => (failure = err));
+    worker.on("exit", (code) => {
+      if (this.#worker === worker) this.#worker = undefined;
+      if (this.#closed && this.#inflight.size === 0) return;
+      const cause = failure ?? new Error(`exited with code ${code}`);
+      const err = new WriteWorkerStopped(`the SQLite write worker stopped: ${cause.message}`, { cause });
+      this.restarts++;
+      const lost = [...this.#inflight.values()];
+      this.#inflight.clear();
+      for (const f of lost) void this.#settle(f, err);
+      this.#onFailure(err);
+    });
+    return worker;
+  }
+
+  #answer(reply: WorkerReply): void {
+    const f = this.#inflight.get(reply.id);
+    if (!f) return;
+    this.#inflight.delete(reply.id);
+    if (this.#inflight.size === 0) this.#worker?.unref();
+    if ("seqs" in reply) f.resolve(outboxRows(f.writes, reply.seqs));
+    else if (reply.error.stale) f.reject(new StaleWriteError(reply.error.message));
+    else f.reject(new SqliteWriteError(reply.error.name, reply.error.message, reply.error.code));
+  }
+
+  /**
+   * A batch whose worker died: its transaction either committed before the death or rolled back with
+   * the connection. The main connection tells which (the batch commits whole or not at all), so a
+   * committed batch is answered as committed — its rows handed to the relay — and nothing is lost.
+   */
+  async #settle(f: InFlight, err: WriteWorkerStopped): Promise<void> {
+    try {
+      const seqs = await committedSeqs(this.#db, f.writes);
+      if (seqs) f.resolve(outboxRows(f.writes, seqs));
+      else f.reject(err);
+    } catch {
+      f.reject(err);
+    }
+  }
+}
+
+/** Copies the batch's event bodies into one buffer that moves to the worker without a copy; returns it as the transfer list. */
+function packBodies(writes: EncodedWrite[]): ArrayBuffer[] {
+  let total = 0;
+  for (const w of writes) for (const e of w.events) total += e.body.byteLength;
+  if (total === 0) return [];
+  // Not Buffer.allocUnsafe: a small one is a slice of Node's shared pool, which must not be transferred.
+  const packed = new Uint8Array(total);
+  let at = 0;
+  for (const w of writes) {
+    for (const e of w.events) {
+      packed.set(e.body, at);
+      e.body = packed.subarray(at, at + e.body.byteLength);
+      at += e.body.byteLength;
+    }
+  }
+  return [packed.buffer];
+}
+
+/** The outbox seqs of a batch's events when the batch committed, else undefined; read on the main connection. */
+async function committedSeqs(db: Database, writes: AggregateWrite[]): Promise<number[] | undefined> {
+  const ids = writes.flatMap((w) => w.events.map((e) => e.event_id));
+  if (ids.length === 0) {
+    // No events: only an idempotency key says whether it committed.
+    const keyed = writes.find((w) => w.idempotency);
+    if (!keyed) return undefined;
+    const row = await db.execute("select 1 as x from nerve_idempotency where aggregate_type = ? and aggregate_id = ? and key = ?", [keyed.aggregateType, keyed.aggregateId, keyed.idempotency!.key], "get");
+    return row ? [] : undefined;
+  }
+  const seqOf = new Map<string, number>();
+  for (let i = 0; i < ids.length; i += 500) {
+    const part = ids.slice(i, i + 500);
+    const rows = await db.execute<{ seq: number; event_id: string }[]>(`select seq, event_id from nerve_outbox where event_id in (${part.map(() => "?").join(",")})`, part, "all");
+    for (const r of rows) seqOf.set(r.event_id, Number(r.seq));
+  }
+  if (seqOf.size === 0) return undefined;
+  return ids.map((id) => seqOf.get(id)!);
+}
