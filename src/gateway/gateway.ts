@@ -17,6 +17,7 @@ import { ClientCommands } from "./client-commands.js";
 import { EventLog, type RetentionOptions } from "./event-log.js";
 import { registerHttpRoutes } from "./http-routes.js";
 import { Hub, type Conn } from "./hub.js";
+import { openJwks } from "./jwks.js";
 import { GatewayMetrics } from "./metrics.js";
 import { ProgressQuery } from "./progress-query.js";
 import { Sessions } from "./session.js";
@@ -27,14 +28,20 @@ const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
 /** `listen(host, port, options, cb)`: the native addon takes it, the published typings omit it. */
 type ListenWithHost = (host: string, port: number, options: number, cb: (s: us_listen_socket | false) => void) => unknown;
 
-/** Everything the gateway needs; only the first four are required. */
+/** Everything the gateway needs; `nc`, `port`, `logger` and one of `jwtSecret` and `jwks` are required. */
 export interface GatewayDeps {
   /** The NATS connection (shared with the service, or the gateway's own). */
   nc: NatsConnection;
   /** HTTP port; 0 picks a free one (see {@link Gateway.port}). */
   port: number;
-  /** HS256 secret that verifies (and, in development, signs) tokens. */
-  jwtSecret: string;
+  /** HS256 secret that verifies (and, in development, signs) tokens; without it HS256 tokens are refused. */
+  jwtSecret?: string;
+  /** An identity provider's JWKS (file path or https:// URL) for RS256, ES256 and EdDSA tokens. */
+  jwks?: string;
+  /** When set, tokens must carry this `iss`. */
+  jwtIssuer?: string;
+  /** When set, tokens must carry this `aud`. */
+  jwtAudience?: string;
   /** Where the gateway logs (a child logger of the service's, say). */
   logger: Logger;
   /** Interface to listen on; all interfaces when omitted. */
@@ -86,7 +93,13 @@ const DAY_MS = 24 * 3600_000;
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const uws = loadUws();
   const { nc, logger } = deps;
-  const tokens = new TokenVerifier(deps.jwtSecret);
+  // First: a bad JWKS file stops the start before anything else is running.
+  const tokens = new TokenVerifier({
+    secret: deps.jwtSecret,
+    jwks: deps.jwks ? await openJwks(deps.jwks, { logger }) : undefined,
+    issuer: deps.jwtIssuer,
+    audience: deps.jwtAudience,
+  });
   const metrics = new GatewayMetrics();
   const log = new EventLog<Conn>({ minAgeMs: DAY_MS, minEvents: 1000, maxEvents: 250_000, ...deps.retention });
   const maxBufferedBytes = deps.maxBufferedBytes ?? 256 * 1024;

@@ -9,12 +9,14 @@
  *   replaying the last 24 h of the stream (event-log.ts). Cursors they cannot serve get `reset`.
  * - Welcome: records folded from the stream, merged by version with GetLearnerProgress when it
  *   answers (session.ts, progress-query.ts).
- * - Auth: HS256 JWT checked before the upgrade, expiry enforced on live sockets (auth.ts, hub.ts).
+ * - Auth: JWT checked before the upgrade, HS256 with the secret or RS256/ES256/EdDSA against a
+ *   JWKS (auth.ts, jwks.ts); expiry enforced on live sockets (hub.ts).
  * - Slow clients: a byte budget on uWS's buffered amount, 4408 with the last cursor (hub.ts).
  */
 export { startGateway, type Gateway, type GatewayDeps } from "./gateway.js";
 export { encodeCursor, decodeCursor } from "./cursor.js";
-export { TokenVerifier, AuthError, signToken, tokenOf, type Identity } from "./auth.js";
+export { TokenVerifier, AuthError, signToken, tokenOf, type Identity, type TokenVerifierOptions } from "./auth.js";
+export { openJwks, JwksUnavailableError, type KeySource, type JwksOptions } from "./jwks.js";
 export { EventLog, LEARNER_EVENT_TYPES, type LogEntry, type RetentionOptions, type AccessRecordView } from "./event-log.js";
 export { GatewayMetrics } from "./metrics.js";
 export { loadUws, UwsUnavailableError } from "./uws.js";

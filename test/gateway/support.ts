@@ -32,6 +32,17 @@ export function token(userId: string, ttlSeconds = 3600, secret = SECRET): Promi
   return signToken(secret, userId, Math.floor(Date.now() / 1000) + ttlSeconds);
 }
 
+/** The HTTP status of an upgrade with this query and headers: 101 when it is accepted (the socket is then dropped). */
+export function upgradeStatus(port: number, query: Record<string, string>, headers: Record<string, string> = {}): Promise<number | undefined> {
+  return TestClient.connect(port, query, headers).then(
+    (c) => {
+      c.ws.terminate();
+      return 101;
+    },
+    (err: { status?: number }) => err.status,
+  );
+}
+
 /** A server frame as the tests see it. */
 export type Frame = { type: string; cursor?: string; event?: any; progress?: any[]; user_id?: string; request_id?: string | null; ok?: boolean; error?: any };
 
