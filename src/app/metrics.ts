@@ -6,6 +6,8 @@ import type { OutboxRelay } from "../outbox/index.js";
 import type { GroupCommitWriter, Repository } from "../persistence/index.js";
 import type { ActorSystem } from "../runtime/index.js";
 import { backgroundFailures } from "../supervision/index.js";
+import { heapAfterMajorGc } from "./gc-floor.js";
+import type { LeaseStats, Ownership } from "../cluster/index.js";
 
 /** What the service metrics read, at scrape time. */
 export interface ServiceMetricSources {
@@ -16,6 +18,10 @@ export interface ServiceMetricSources {
   relay: OutboxRelay;
   repo: Repository;
   consumers: ConsumerManager;
+  /** Which partitions this instance owns. */
+  ownership?: Ownership;
+  /** Figures of the lease groups this instance takes part in (several instances on PostgreSQL), by group. */
+  leases?: Record<string, LeaseStats | undefined>;
 }
 
 /** Registers gauges that read the service's counters when Prometheus scrapes (nothing on the hot path). */
@@ -39,6 +45,8 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     for (const [task, n] of backgroundFailures) g.set({ task }, n);
   });
   gauge("nerve_actors_live", "Live actors in memory", [], (g) => g.set(s.system.size));
+  const afterGc = heapAfterMajorGc();
+  gauge("nerve_heap_used_after_major_gc_bytes", "Heap used right after the latest major garbage collection (0 before the first): the live heap, without the garbage that piles up between collections", [], (g) => g.set(afterGc.heapUsed));
   gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
   gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
@@ -58,5 +66,14 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     const counts = new Map<string, number>();
     for (const d of await s.consumers.deadLetters.list().catch(() => [])) counts.set(d.consumer, (counts.get(d.consumer) ?? 0) + 1);
     for (const name of s.consumers.runners.keys()) g.set({ consumer: name }, counts.get(name) ?? 0);
+  });
+  gauge("nerve_partitions_owned", "Partitions (of 64) this instance owns now: all of them alone on SQLite, its share when several instances run", [], (g) => {
+    if (s.ownership) g.set(s.ownership.held().length);
+  });
+  gauge("nerve_lease_changes_total", "Leases taken (acquired), handed off (released) or lapsed (lost), by group (partitions, consumers): hand-offs between instances", ["group", "change"], (g) => {
+    for (const [group, stats] of Object.entries(s.leases ?? {})) {
+      if (!stats) continue;
+      for (const change of ["acquired", "released", "lost"] as const) g.set({ group, change }, stats[change]);
+    }
   });
 }

@@ -1,5 +1,6 @@
 /** The gateway's plain HTTP routes: `/healthz`, `/readyz`, `/metrics`, `/`, and the development `/dev/token`. */
 import type { JetStreamManager } from "@nats-io/jetstream";
+import { Gauge } from "prom-client";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { ID_PATTERN, Streams } from "../../contracts/index.js";
 import type { TokenVerifier } from "./auth.js";
@@ -54,10 +55,23 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpRouteDeps): void
 
   route("/healthz", () => ({ status: "200 OK", type: "text/plain", body: "ok" }));
 
-  route("/readyz", () => {
+  const readyNow = () => {
     if (!readiness || Date.now() - readiness.at > 1000) readiness = { at: Date.now(), result: checkReady(deps) };
-    return readiness.result.then((r) => ({ status: r.ready ? "200 OK" : "503 Service Unavailable", type: "application/json", body: JSON.stringify(r) }));
+    return readiness.result;
+  };
+  // /readyz as a figure, so that an alert can tell "up but not ready" from "down".
+  new Gauge({
+    name: "nerve_ready",
+    help: "1 while /readyz answers 200 (NATS connected, the five streams reachable, the gateway warm), else 0",
+    registers: [deps.metrics.registry],
+    async collect() {
+      this.set((await readyNow()).ready ? 1 : 0);
+    },
   });
+
+  route("/readyz", () =>
+    readyNow().then((r) => ({ status: r.ready ? "200 OK" : "503 Service Unavailable", type: "application/json", body: JSON.stringify(r) })),
+  );
 
   route("/metrics", () => {
     const { registry } = deps.metrics;

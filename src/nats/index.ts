@@ -2,3 +2,4 @@
 export * from "./connection.js";
 export * from "./streams.js";
 export * from "./transient-errors.js";
+export * from "./external-consumers.js";

@@ -28,16 +28,22 @@ export interface TestNerve {
 export interface TestNerveOptions {
   /** The logger Nerve logs to (default: one at `LOG_LEVEL`, silent unless given); see {@link captureLog}. */
   logger?: Logger;
+  /**
+   * A nats.conf with accounts (the repository's, say) for the private server: Nerve then connects as
+   * its `nerve` user and the test's client as its `client` user, unless extraEnv names other credentials.
+   */
+  natsConf?: string;
 }
 
 /** Starts a private nats-server, a temporary SQLite file and Nerve on them. */
 export async function startTestNerve(extraEnv: Record<string, string> = {}, opts: TestNerveOptions = {}): Promise<TestNerve> {
-  const nats = await startNatsServer();
+  const nats = await startNatsServer({ config: opts.natsConf });
   const db = await tempSqlitePath();
-  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", ...extraEnv };
+  const users = opts.natsConf ? { NATS_USER: "nerve", NATS_PASSWORD: "nerve-dev" } : {};
+  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", ...users, ...extraEnv };
   const logger = opts.logger ?? createLogger(env.LOG_LEVEL);
   let nerve = await startNerve(loadConfig(env), logger);
-  const client = await connect({ servers: nats.url, noAsyncTraces: true });
+  const client = await connect({ servers: nats.url, noAsyncTraces: true, ...(opts.natsConf ? { user: "client", pass: "client-dev" } : {}) });
   const t: TestNerve = {
     get nerve() {
       return nerve;
