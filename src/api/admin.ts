@@ -5,15 +5,9 @@ import type { ConsumerManager, ReplayProgress } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import { watch } from "../supervision/index.js";
 import { replyError, replyOk } from "./wire.js";
+import { AdminSubjects } from "./admin-subjects.js";
 
-/** Admin subjects (the service user only; clients have no permission for them). */
-export const AdminSubjects = {
-  Lag: "nerve.admin.lag",
-  Replay: "nerve.admin.replay",
-  ReplayStatus: "nerve.admin.replay-status",
-  DeadLetters: "nerve.admin.dead-letters",
-  RetryDeadLetter: "nerve.admin.retry-dead-letter",
-} as const;
+export { AdminSubjects } from "./admin-subjects.js";
 
 /** A replay's state as the CLI polls it. */
 export type ReplayState = ReplayProgress & { running: boolean; error?: string };
@@ -73,7 +67,7 @@ export function addAdminEndpoints(service: Service, consumers: ConsumerManager, 
   });
   service.addEndpoint("admin-dead-letters", {
     subject: AdminSubjects.DeadLetters,
-    handler: handle(async (b) => consumers.deadLetters.list(typeof b.consumer === "string" ? b.consumer : undefined)),
+    handler: handle(async (b) => consumers.deadLetters.list(b.consumer === undefined ? undefined : consumerName(b))),
   });
   service.addEndpoint("admin-retry-dead-letter", {
     subject: AdminSubjects.RetryDeadLetter,

@@ -4,6 +4,14 @@ import { accessSync, constants } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { delimiter, join } from "node:path";
 
+/** The development user of the repository's nats.conf that `npm start` connects as when it started that server itself. */
+export const DEV_NATS_USER = { user: "nerve", password: "nerve-dev" } as const;
+
+/** The configuration with nats.conf's development user where no credentials are set. */
+export function withDevelopmentUser<C extends { NATS_USER?: string | undefined; NATS_PASSWORD?: string | undefined }>(config: C): C {
+  return { ...config, NATS_USER: config.NATS_USER ?? DEV_NATS_USER.user, NATS_PASSWORD: config.NATS_PASSWORD ?? DEV_NATS_USER.password };
+}
+
 /** Whether something accepts TCP connections at the host and port of a nats:// URL. */
 export function isListening(url: string, timeoutMs = 1000): Promise<boolean> {
   const u = new URL(url.replace(/^nats:/, "http:"));

@@ -1,20 +1,11 @@
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { command, query, startTestNerve, type TestNerve } from "../support/index.js";
+import { nerve, runCli } from "./support.js";
 
-const root = join(import.meta.dirname, "..", "..");
 let t: TestNerve;
-
-function cli(...args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, env: { ...process.env, NATS_URL: t.nats.url } });
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (out += d));
-    child.on("exit", (code) => resolve({ code, out }));
-  });
-}
+// The replay runs as a child process (its exit code and output are real); the rest in this process, through the same runNerve.
+const child = (...args: string[]) => runCli({ NATS_URL: t.nats.url }, ...args);
+const cli = (...args: string[]) => nerve({ NATS_URL: t.nats.url }, ...args);
 
 beforeAll(async () => {
   t = await startTestNerve();
@@ -28,7 +19,7 @@ afterAll(async () => {
 describe("npm run nerve", () => {
   it("replays a consumer with progress while the service runs, rebuilding the same read model", async () => {
     const before = (await query(t.client, "notifications", "ListNotifications", { user_id: "cli7" })).body.result.items;
-    const { code, out } = await cli("replay", "notifications");
+    const { code, out } = await child("replay", "notifications");
     expect(code).toBe(0);
     expect(out).toMatch(/replayed \d+ events into notifications/);
     const after = (await query(t.client, "notifications", "ListNotifications", { user_id: "cli7" })).body.result.items;

@@ -1,0 +1,86 @@
+/**
+ * `nerve.admin.status`: every instance answers for itself (a plain subscription, no queue group), so
+ * the CLI's `status` gathers all of them within a short window without touching the database.
+ */
+import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import { encodeJson, errors, errorReply } from "../../contracts/index.js";
+import type { Ownership } from "../cluster/index.js";
+import type { ConsumerManager } from "../consumers/index.js";
+import type { Logger } from "../log/index.js";
+import type { Database } from "../persistence/index.js";
+import { watch } from "../supervision/index.js";
+import { AdminSubjects } from "./admin-subjects.js";
+
+
+/** What one instance says about itself, and what it reads of the shared database, for `nerve status`. */
+export interface InstanceStatus {
+  instance: string;
+  version: string;
+  roles: string[];
+  started_at: string;
+  /** The partitions it holds now. */
+  partitions: number[];
+  /** Its durable consumers: every one it has a runner for, and those running here now. */
+  consumers: { known: string[]; active: string[] };
+  /** Committed events not yet acknowledged by JetStream, and how long the oldest has waited. */
+  outbox: { pending: number; oldest_age_ms: number | null };
+  /** Durable timers, those due, and how late the most overdue one is. */
+  timers: { pending: number; overdue: number; oldest_overdue_ms: number | null };
+  /** Dead letters by consumer (only consumers that have some). */
+  dead_letters: Record<string, number>;
+}
+
+/** What an instance reads its status from. */
+export interface InstanceStatusSources {
+  nc: NatsConnection;
+  db: Database;
+  instanceId: string;
+  version: string;
+  roles: Iterable<string>;
+  ownership: Ownership;
+  consumers: ConsumerManager;
+  logger: Logger;
+}
+
+/** Answers {@link AdminSubjects.Status} for this instance until the subscription is unsubscribed. */
+export function serveInstanceStatus(s: InstanceStatusSources): Subscription {
+  const startedAt = new Date().toISOString();
+  return s.nc.subscribe(AdminSubjects.Status, {
+    callback: (_err, msg) => {
+      if (!msg.reply) return;
+      watch(
+        s.logger,
+        "instance status",
+        readInstanceStatus(s, startedAt).then(
+          (result) => msg.respond(encodeJson({ ok: true, result })),
+          (err: unknown) => msg.respond(encodeJson(errorReply(errors.internal("could not read the instance's status", err)))),
+        ),
+      );
+    },
+  });
+}
+
+async function readInstanceStatus(s: InstanceStatusSources, startedAt: string): Promise<InstanceStatus> {
+  const now = Date.now();
+  const count = (row: { n?: unknown } | undefined) => Number(row?.n ?? 0);
+  const ageOf = (at: unknown) => (typeof at === "string" ? Math.max(0, now - Date.parse(at)) : null);
+  const [outboxCount, oldestEvent, timerCount, overdue, dead] = await Promise.all([
+    s.db.execute<{ n: unknown }>("select count(*) as n from nerve_outbox", [], "get"),
+    // The oldest unpublished event's time, from the event log (the outbox row has none of its own).
+    s.db.execute<{ at: unknown } | undefined>("select e.occurred_on as at from nerve_outbox o join nerve_events e on e.event_id = o.event_id order by o.seq limit 1", [], "get"),
+    s.db.execute<{ n: unknown }>("select count(*) as n from nerve_timers", [], "get"),
+    s.db.execute<{ n: unknown; oldest: unknown }>("select count(*) as n, min(due_at) as oldest from nerve_timers where due_at <= ?", [new Date(now).toISOString()], "get"),
+    s.db.execute<Array<{ consumer: string; n: unknown }>>("select consumer, count(*) as n from consumer_dead_letters group by consumer", [], "all"),
+  ]);
+  return {
+    instance: s.instanceId,
+    version: s.version,
+    roles: [...s.roles],
+    started_at: startedAt,
+    partitions: s.ownership.held(),
+    consumers: { known: [...s.consumers.runners.keys()].sort(), active: s.consumers.active() },
+    outbox: { pending: count(outboxCount), oldest_age_ms: ageOf(oldestEvent?.at) },
+    timers: { pending: count(timerCount), overdue: count(overdue), oldest_overdue_ms: ageOf(overdue?.oldest) },
+    dead_letters: Object.fromEntries(dead.map((d) => [d.consumer, Number(d.n)])),
+  };
+}

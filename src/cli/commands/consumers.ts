@@ -1,0 +1,97 @@
+/** The consumer commands on the service's admin endpoints: replay, lag, dead-letters, retry-dead-letter. */
+import { SingleBar, Presets } from "cli-progress";
+import { AdminSubjects } from "../../api/admin-subjects.js";
+import type { ReplayState } from "../../api/admin.js";
+import type { ConsumerLag } from "../../consumers/index.js";
+import { adminRequest } from "../admin-client.js";
+import { CliError, ExitCodes, usageError } from "../cli-error.js";
+import type { CliCommand } from "../command.js";
+
+const json = { type: "boolean", description: "print JSON" } as const;
+
+/** `replay <consumer>` with a progress bar. */
+export const replay: CliCommand = {
+  name: "replay",
+  args: "<consumer>",
+  arity: { min: 1, max: 1 },
+  summary: "rebuild a consumer's read model from the start of its streams, with a progress bar",
+  help: `Empties the consumer's read model, recreates its durable consumers and reads its streams again
+while the service runs; a process manager keeps its inbox, so no command is issued twice.
+An unknown consumer is refused with the list of known ones.
+
+example: npm run nerve -- replay catalog`,
+  options: {},
+  async run({ nc, print }, [consumer]) {
+    await adminRequest(nc, AdminSubjects.Replay, { consumer });
+    const bar = new SingleBar({ format: `replay ${consumer} [{bar}] {percentage}% | {value}/{total} events | {duration}s`, stream: process.stderr }, Presets.shades_classic);
+    bar.start(1, 0);
+    try {
+      for (;;) {
+        const s = await adminRequest<ReplayState>(nc, AdminSubjects.ReplayStatus, { consumer });
+        bar.setTotal(Math.max(1, s.total));
+        bar.update(s.done);
+        if (!s.running) {
+          bar.stop();
+          if (s.error) throw new CliError(`replay failed: ${s.error}`);
+          print(`replayed ${s.total} events into ${consumer}`);
+          return ExitCodes.Ok;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      bar.stop();
+    }
+  },
+};
+
+/** `lag`: pending and ack-pending of every consumer. */
+export const lag: CliCommand = {
+  name: "lag",
+  args: "",
+  arity: { min: 0, max: 0 },
+  summary: "pending and ack-pending of every consumer, per stream",
+  help: `pending: events not yet delivered to the consumer; ack-pending: delivered, not yet acknowledged.
+Both read from JetStream by the service. \`status\` shows the same with dead letters and thresholds.`,
+  options: { json },
+  async run({ nc, print }, _args, values) {
+    const rows = await adminRequest<ConsumerLag[]>(nc, AdminSubjects.Lag);
+    if (values.json) print(JSON.stringify(rows));
+    else {
+      const width = Math.max(8, ...rows.map((r) => r.consumer.length));
+      print(`${"consumer".padEnd(width)}  ${"stream".padEnd(15)}  ${"pending".padStart(8)}  ${"ack-pending".padStart(11)}`);
+      for (const r of rows) print(`${r.consumer.padEnd(width)}  ${r.stream.padEnd(15)}  ${String(r.pending).padStart(8)}  ${String(r.ackPending).padStart(11)}`);
+    }
+    return ExitCodes.Ok;
+  },
+};
+
+/** `dead-letters [consumer]` as JSON. */
+export const deadLetters: CliCommand = {
+  name: "dead-letters",
+  args: "[consumer]",
+  arity: { min: 0, max: 1 },
+  summary: "list dead letters (JSON), of every consumer or one",
+  help: `Events a consumer gave up on after its retries, oldest first: id, consumer, stream, stream_seq,
+event, reason, attempts. \`retry-dead-letter <id>\` runs one through its consumer again.`,
+  options: {},
+  async run({ nc, print }, [consumer]) {
+    print(JSON.stringify(await adminRequest(nc, AdminSubjects.DeadLetters, consumer ? { consumer } : {}), null, 2));
+    return ExitCodes.Ok;
+  },
+};
+
+/** `retry-dead-letter <id>`. */
+export const retryDeadLetter: CliCommand = {
+  name: "retry-dead-letter",
+  args: "<id>",
+  arity: { min: 1, max: 1 },
+  summary: "run a dead letter through its consumer again; on success it leaves the store",
+  help: `Prints the outcome (handled, duplicate or skipped). A letter that holds no valid event stays,
+and the command fails.`,
+  options: {},
+  async run({ nc, print }, [id]) {
+    if (!/^[1-9][0-9]{0,15}$/.test(id!)) throw usageError(`a dead letter's id is a positive integer (see dead-letters), not ${JSON.stringify(id)}`, "retry-dead-letter");
+    print(JSON.stringify(await adminRequest(nc, AdminSubjects.RetryDeadLetter, { id: Number(id) })));
+    return ExitCodes.Ok;
+  },
+};
