@@ -13,15 +13,10 @@
  *   ready" says which (`bench_fenced`), and bench/cluster.ts reads `true` as "hook missing".
  */
 import { createInterface } from "node:readline";
-import { startNerve, type Nerve } from "../src/app/index.js";
-import { loadConfig, type Config } from "../src/config/index.js";
-import { createLogger, type Logger } from "../src/log/index.js";
+import { startNerve, stopOnSignals, type NerveOverrides } from "../src/app/index.js";
+import { loadConfig } from "../src/config/index.js";
+import { createLogger } from "../src/log/index.js";
 import { installProcessGuards } from "../src/supervision/index.js";
-
-/** What bench/cluster.ts may ask of startNerve beyond the configuration. */
-interface BenchOverrides {
-  ownership?: "sole";
-}
 
 /** The environment sent on stdin by the bench, once. */
 async function standbyEnv(): Promise<Record<string, string>> {
@@ -40,26 +35,10 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL);
   installProcessGuards(logger);
-  const overrides: BenchOverrides = process.env.BENCH_NERVE_OWNERSHIP === "sole" ? { ownership: "sole" } : {};
-  // A third argument is ignored by a startNerve that does not take it.
-  const start = startNerve as unknown as (c: Config, l: Logger, o?: BenchOverrides) => Promise<Nerve>;
-  const nerve = await start(config, logger, overrides);
+  const overrides: NerveOverrides = process.env.BENCH_NERVE_OWNERSHIP === "sole" ? { ownership: "sole" } : {};
+  const nerve = await startNerve(config, logger, overrides);
   logger.info({ bench_fenced: nerve.ownership.fenced, bench_overrides: overrides, db: nerve.db.dialect }, "bench node ready");
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    const timer = setTimeout(() => {
-      logger.error("shutdown took too long; exiting");
-      process.exit(1);
-    }, config.NERVE_SHUTDOWN_MS + 2000);
-    await nerve.stop();
-    clearTimeout(timer);
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  stopOnSignals(nerve, logger, config.NERVE_SHUTDOWN_MS);
 }
 
 main().catch((err) => {

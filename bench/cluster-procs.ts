@@ -4,10 +4,10 @@
  * any set of processes from /proc, and a scrape of an instance's /metrics.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { exited, killOnExit } from "../test/support/children.js";
+import { exited, gone as goneChild, killOnExit, terminate } from "../test/support/children.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const OUTPUT_TAIL = 16_000;
@@ -82,7 +82,11 @@ export function spawnStandby(): Standby {
       onReady();
     }
   };
+  // BENCH_NODE_LOGS=<dir>: every process's whole output, in <dir>/<pid>.log (timestamps of a hand-off, say).
+  const logDir = process.env.BENCH_NODE_LOGS;
+  const keepAll = (chunk: Buffer) => logDir && appendFileSync(join(logDir, `${child.pid}.log`), chunk);
   child.stdout?.on("data", (chunk: Buffer) => {
+    keepAll(chunk);
     const s = chunk.toString();
     output = (output + s).slice(-OUTPUT_TAIL);
     pending += s;
@@ -93,6 +97,7 @@ export function spawnStandby(): Standby {
     }
   });
   child.stderr?.on("data", (chunk: Buffer) => {
+    keepAll(chunk);
     output = (output + chunk.toString()).slice(-OUTPUT_TAIL);
   });
   child.once("error", (err) => {
@@ -103,7 +108,7 @@ export function spawnStandby(): Standby {
     throw new Error(`service process ${child.pid} exited (${child.exitCode ?? child.signalCode}):\n${output}`);
   });
   died.catch(() => undefined);
-  const gone = () => child.exitCode !== null || child.signalCode !== null || child.pid === undefined;
+  const gone = () => goneChild(child);
   const kill9 = async () => {
     if (!gone()) child.kill("SIGKILL");
     await exited(child);
@@ -147,13 +152,7 @@ export function spawnStandby(): Standby {
           return gone();
         },
         output: () => output,
-        async stop(timeoutMs = 20_000) {
-          if (!gone()) child.kill("SIGTERM");
-          const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-          await exited(child);
-          clearTimeout(timer);
-          return child.exitCode;
-        },
+        stop: (timeoutMs = 20_000) => terminate(child, timeoutMs),
         kill9,
       };
     },

@@ -23,6 +23,9 @@
  *   4. Roles: commands in one process, consumers + gateway in another, vs all-in-one — when
  *      src/app/nerve.ts reads NERVE_ROLES; otherwise "not measured".
  *
+ * `--only handoff` (`npm run bench:cluster -- --only handoff`) runs section 3 alone, on two instances
+ * (about two minutes), and writes `latest-cluster-handoff.json` instead.
+ *
  * Prints a table per section and writes bench/results/ (`latest-cluster.json`). `BENCH_QUICK=1` is a
  * smoke version (about a minute on a quiet machine; `latest-cluster-quick.json`) whose figures mean
  * nothing: 1 s points, standbys loading while it measures, the next instance joining during a takeover.
@@ -43,7 +46,7 @@ import { openDatabase, type Database } from "../src/persistence/index.js";
 import { startNatsServer, type NatsServerHandle } from "../test/support/nats-server.js";
 import { PG_ADMIN_URL, postgresAvailable, tempPostgres } from "../test/support/postgres.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
-import { Cleanup } from "./cleanup.js";
+import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures, type CommandLoadResult } from "./command-load.js";
 import { cpuWindow, scrapeMetrics, spawnStandby, type NodeProcess, type Standby } from "./cluster-procs.js";
 import { keyedLoad, type Ack, type KeyedLoad } from "./cluster-load.js";
@@ -60,8 +63,17 @@ const MAPPING = join(REPO, "deploy", "nats", "partition-mapping.conf");
 const FENCING_TARGET = 1.15;
 
 const quick = process.env.BENCH_QUICK === "1" || process.env.BENCH_QUICK === "true";
+/** `--only handoff`: the hand-off runs alone (section 3), after just what they need. */
+const onlyArg = process.argv.indexOf("--only");
+const only = onlyArg >= 0 ? process.argv[onlyArg + 1] : undefined;
+if (only !== undefined && only !== "handoff") {
+  console.error(`--only takes "handoff", not ${JSON.stringify(only)}`);
+  process.exit(1);
+}
+const handoffOnly = only === "handoff";
 const plan = {
   quick,
+  handoffOnly,
   /** Hard bound of the whole run; past it the bench cleans up and exits 2. */
   budgetMs: quick ? 180_000 : 480_000,
   users: quick ? 200 : 1_000,
@@ -76,7 +88,7 @@ const plan = {
   light: { rate: quick ? 400 : 1_000, maxInFlight: 64 },
   /** Fenced / unfenced pairs, alternating. */
   fencingPairs: quick ? 1 : 2,
-  forwardPoint: !quick,
+  forwardPoint: !quick && !handoffOnly,
   /** Load standbys only while nothing is measured (else they load meanwhile). */
   cleanStandbyBoot: !quick,
   /** Before a point, wait until the users' stream's consumers have caught up (after a kill -9, its consumers resume only after ack_wait: 30 s). */
@@ -426,7 +438,7 @@ async function main(): Promise<void> {
 
   // Standbys load (tsx compiles Nerve in each) before anything is measured; in a quick run they load meanwhile.
   const spawnAt = performance.now();
-  const initialStandbys = plan.cleanStandbyBoot ? pool.ensure(plan.forwardPoint ? 6 : 4) : pool.ensure(1).then(() => pool.spawnInBackground(3));
+  const initialStandbys = plan.cleanStandbyBoot ? pool.ensure(handoffOnly ? 3 : plan.forwardPoint ? 6 : 4) : pool.ensure(1).then(() => pool.spawnInBackground(3));
 
   const confDir = await mkdtemp(join(tmpdir(), "nerve-bench-cluster-"));
   cleanup.add("nats config dir", () => rm(confDir, { recursive: true, force: true }));
@@ -440,11 +452,11 @@ async function main(): Promise<void> {
   results.standbyLoadMs = performance.now() - spawnAt;
 
   // 0. Raw publish baseline, on the same server.
-  const raw = await benchRawPublish(A.client, { messages: plan.rawMessages, window: 256, bytes: 200, deadline: Date.now() + 30_000, serverPid: natsA.pid });
-  const bare = raw[0]!;
-  const rawCpuUs = bare.clientCpuUsPerMessage + (bare.serverCpuUsPerMessage ?? NaN);
+  const raw = handoffOnly ? [] : await benchRawPublish(A.client, { messages: plan.rawMessages, window: 256, bytes: 200, deadline: Date.now() + 30_000, serverPid: natsA.pid });
+  const bare = raw[0];
+  const rawCpuUs = bare ? bare.clientCpuUsPerMessage + (bare.serverCpuUsPerMessage ?? NaN) : NaN;
   results.rawPublish = raw;
-  console.log(
+  if (bare) console.log(
     table("0. Raw NATS baseline: JetStream publish, file stream, 200-byte messages, 256 acks in flight", ["variant", "messages", "msgs/s", "publisher CPU µs/msg", "nats-server CPU µs/msg", "machine µs/msg", "rate 2 cores allow"], raw.map((r) => {
       const us = r.clientCpuUsPerMessage + (r.serverCpuUsPerMessage ?? NaN);
       return [r.variant, r.messages, Math.round(r.perSecond), r.clientCpuUsPerMessage, r.serverCpuUsPerMessage ?? NaN, us, Math.round((cpus().length * 1e6) / us)];
@@ -453,7 +465,7 @@ async function main(): Promise<void> {
 
   // 1. One, two, three instances.
   const env = { NATS_URL: natsA.url, NERVE_DB: pg.url, NERVE_HTTP_PORT: "0", NERVE_MAILBOX_SIZE: "4096" };
-  console.log("\n1. Durable commands with 1, 2, 3 instances");
+  console.log(handoffOnly ? "\nTwo instances for the hand-offs" : "\n1. Durable commands with 1, 2, 3 instances");
   const live: NodeProcess[] = [];
   const n1 = await pool.start("n1", env);
   live.push(n1);
@@ -471,13 +483,14 @@ async function main(): Promise<void> {
   results.registration = { users: ids.length, perSecond: reg.perSecond };
 
   const scaling: Point[] = [];
-  scaling.push(await measure("1 instance", A, live, ids));
+  if (!handoffOnly) scaling.push(await measure("1 instance", A, live, ids));
   let forward: Point | undefined;
-  for (const id of ["n2", "n3"]) {
+  for (const id of handoffOnly ? ["n2"] : ["n2", "n3"]) {
     const n = await pool.start(id, env);
     (results.instanceStartMs as number[]).push(n.startMs);
     live.push(n);
     await spread(live.map((x) => x.id));
+    if (handoffOnly) continue;
     scaling.push(await measure(`${live.length} instances`, A, live, ids));
     if (live.length === 2 && plan.forwardPoint) forward = await forwardingPoint(env, ids);
   }
@@ -485,10 +498,12 @@ async function main(): Promise<void> {
   results.forwarding = forward;
 
   // 3. Hand-offs with 2 instances under a light keyed load (before the fencing runs: it needs the instances these leave).
-  const third = live.pop()!;
-  const stoppedWith = await third.stop();
-  if (stoppedWith !== 0) note(`${third.id} exited with ${stoppedWith} on SIGTERM`);
-  await spread(live.map((x) => x.id));
+  if (live.length > 2) {
+    const third = live.pop()!;
+    const stoppedWith = await third.stop();
+    if (stoppedWith !== 0) note(`${third.id} exited with ${stoppedWith} on SIGTERM`);
+    await spread(live.map((x) => x.id));
+  }
   console.log(`\n3. Hand-offs: ${plan.handoffRuns} runs with 2 instances, ${plan.light.rate} keyed commands/s (≤ ${plan.light.maxInFlight} in flight, retried every 20 ms)`);
   const load = keyedLoad(A.client, { users: ids, rate: plan.light.rate, maxInFlight: plan.light.maxInFlight, tag: `handoff-${Date.now().toString(36)}`, backoffMs: 20, timeoutMs: 2000 });
   const stopLoad = cleanup.add("keyed load", () => load.stop());
@@ -533,7 +548,7 @@ async function main(): Promise<void> {
       const join = gapsOf(load.acks, movedJoin, tJoin, tJoin + joinSpreadMs);
 
       // Crash: kill -9 y; the joiner takes y's partitions once their leases lapse.
-      const more = run < plan.handoffRuns ? 2 : plan.cleanStandbyBoot ? 0 : plan.fencingPairs * 2 + 1;
+      const more = run < plan.handoffRuns ? 2 : plan.cleanStandbyBoot || handoffOnly ? 0 : plan.fencingPairs * 2 + 1;
       if (plan.cleanStandbyBoot) await pool.ensure(more);
       else pool.spawnInBackground(more);
       const movedCrash = await movedFrom(y.id, joinId);
@@ -593,6 +608,13 @@ async function main(): Promise<void> {
   console.log(handoffTable(runs, handoff.gapResolutionMs));
   if (load.wrong.length > 0) note(`${load.wrong.length} keyed commands were answered wrongly, e.g. ${load.wrong.slice(0, 3).join("; ")}`);
   if (load.gaveUp > 0) note(`${load.gaveUp} keyed commands were given up after 30 s`);
+  if (handoffOnly) {
+    results.machine = machineFacts(loadBefore, A, pgInfo);
+    results.seconds = (Date.now() - began) / 1000;
+    console.log(`\nload average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${loadavg().map((l) => l.toFixed(2)).join(" ")}; run took ${(results.seconds as number).toFixed(1)} s`);
+    if (handoff.wrong.length > 0) throw new Error(`${handoff.wrong.length} keyed command(s) answered with an error no retry changes`);
+    return;
+  }
 
   // 2. Fencing: one instance, fenced vs not, alternating.
   console.log(`\n2. Fencing: one instance on PostgreSQL with leases and fence checks vs without`);
@@ -651,7 +673,7 @@ async function main(): Promise<void> {
   results.fencing = fencing;
 
   const shown = [...scaling, ...(forward ? [forward] : []), survivorPoint];
-  console.log(pointTable(`1. Durable commands through 1, 2, 3 instances on one PostgreSQL (UpdateUserProfile over ${fmtInt(ids.length)} users, ${plan.inflight} in flight, ${plan.pointMs / 1000} s per point)`, shown, bare.perSecond));
+  console.log(pointTable(`1. Durable commands through 1, 2, 3 instances on one PostgreSQL (UpdateUserProfile over ${fmtInt(ids.length)} users, ${plan.inflight} in flight, ${plan.pointMs / 1000} s per point)`, shown, bare!.perSecond));
   console.log(pointCpuTable("   Machine CPU per command (µs, from /proc over the measured window) and the rate 2 cores allow at that cost", shown, rawCpuUs));
   console.log(fencingTable(fencing));
 
@@ -677,17 +699,7 @@ async function main(): Promise<void> {
   }
 
   const loadAfter = loadavg();
-  results.machine = {
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model ?? "unknown",
-    totalMemoryGB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-    node: process.version,
-    natsServer: A.client.info?.version ?? "unknown",
-    postgres: pgInfo.v.split(" on ")[0],
-    postgresSynchronousCommit: pgInfo.sc,
-    loadAverageBefore: loadBefore,
-    loadAverageAfter: loadAfter,
-  };
+  results.machine = machineFacts(loadBefore, A, pgInfo);
   results.seconds = (Date.now() - began) / 1000;
   console.log(
     `\nmachine: ${cpus().length} cpus (${cpus()[0]?.model}), node ${process.version}, nats-server ${A.client.info?.version}, ${pgInfo.v.split(" on ")[0]} (synchronous_commit ${pgInfo.sc}); ` +
@@ -699,6 +711,21 @@ async function main(): Promise<void> {
   if (handoff.wrong.length > 0) throw new Error(`${handoff.wrong.length} keyed command(s) answered with an error no retry changes`);
 }
 
+/** The machine and versions a run measured on, with the load average before and now. */
+function machineFacts(loadBefore: number[], A: Server, pgInfo: { v: string; sc: string }): Record<string, unknown> {
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? "unknown",
+    totalMemoryGB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    natsServer: A.client.info?.version ?? "unknown",
+    postgres: pgInfo.v.split(" on ")[0],
+    postgresSynchronousCommit: pgInfo.sc,
+    loadAverageBefore: loadBefore,
+    loadAverageAfter: loadavg(),
+  };
+}
+
 function fmtInt(n: number): string {
   return n.toLocaleString("en-US");
 }
@@ -707,7 +734,7 @@ async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   results.ok = ok;
   if (error) results.error = String((error as Error)?.stack ?? error);
   const stamp = (results.startedAt as string).replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
-  const suffix = quick ? "cluster-quick" : "cluster";
+  const suffix = `cluster${quick ? "-quick" : ""}${handoffOnly ? "-handoff" : ""}`;
   await mkdir(RESULTS_DIR, { recursive: true });
   const json = `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`;
   await writeFile(join(RESULTS_DIR, `${stamp}-${suffix}.json`), json);
@@ -715,27 +742,4 @@ async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   console.log(`\nresults: bench/results/${stamp}-${suffix}.json${ok ? ` and latest-${suffix}.json` : " (failed run; latest untouched)"}`);
 }
 
-let finishing: Promise<never> | undefined;
-/** Ends the run once: results, then cleanup, then exit with the first code asked for. */
-function finish(code: number, error?: unknown): Promise<never> {
-  finishing ??= (async () => {
-    if (error) console.error(`\nbench failed: ${(error as Error)?.stack ?? String(error)}`);
-    await writeResults(code === 0, error).catch((err) => console.error(`writing results failed: ${String(err)}`));
-    await cleanup.run();
-    process.exit(code);
-  })();
-  return finishing;
-}
-
-const watchdog = setTimeout(() => void finish(2, new Error(`the bench exceeded its ${plan.budgetMs / 1000} s budget`)), plan.budgetMs);
-for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => void finish(130, new Error(`interrupted by ${sig}`)));
-main().then(
-  () => {
-    clearTimeout(watchdog);
-    return finish(0);
-  },
-  (err) => {
-    clearTimeout(watchdog);
-    return finish(1, err);
-  },
-);
+runToEnd(main, { budgetMs: plan.budgetMs, cleanup, writeResults });

@@ -2,9 +2,9 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ChildProcess } from "node:child_process";
-import { startNerve } from "./app/index.js";
-import { findNatsServer, isListening, startLocalNats } from "./cli/local-nats.js";
-import { ConfigSchema, loadConfig } from "./config/index.js";
+import { startNerve, stopOnSignals } from "./app/index.js";
+import { findNatsServer, isListening, startLocalNats, withDevelopmentUser } from "./cli/local-nats.js";
+import { ConfigSchema, DEV_EXTERNAL_CONSUMERS, loadConfig, parseExternalConsumers } from "./config/index.js";
 import { createLogger } from "./log/index.js";
 import { installProcessGuards } from "./supervision/index.js";
 
@@ -38,26 +38,13 @@ async function main(): Promise<void> {
     logger.info({ binary }, "no NATS at the default URL: starting nats-server with nats.conf");
     localNats = await startLocalNats(binary, join(root, "nats.conf"), config.NATS_URL, root);
     // nats.conf asks for credentials: the service uses its own development user unless told otherwise.
-    config = { ...config, NATS_USER: config.NATS_USER ?? "nerve", NATS_PASSWORD: config.NATS_PASSWORD ?? "nerve-dev" };
+    config = withDevelopmentUser(config);
+    // nats.conf's analytics user reads the durables `bi`: provide them unless told otherwise.
+    if (process.env.NERVE_EXTERNAL_CONSUMERS === undefined) config = { ...config, NERVE_EXTERNAL_CONSUMERS: parseExternalConsumers(DEV_EXTERNAL_CONSUMERS) };
   }
 
   const nerve = await startNerve(config, logger);
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    const timer = setTimeout(() => {
-      logger.error("shutdown took too long; exiting");
-      process.exit(1);
-    }, config.NERVE_SHUTDOWN_MS + 2000);
-    await nerve.stop();
-    localNats?.kill("SIGTERM");
-    clearTimeout(timer);
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  stopOnSignals(nerve, logger, config.NERVE_SHUTDOWN_MS, () => localNats?.kill("SIGTERM"));
 }
 
 main().catch((err) => {

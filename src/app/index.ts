@@ -2,3 +2,4 @@
 export * from "./nerve.js";
 export * from "./queries.js";
 export * from "./metrics.js";
+export * from "./signals.js";

@@ -71,6 +71,8 @@ export class Leases extends EventEmitter<LeaseEvents> {
   #loop: Supervised | undefined;
   #watchdog: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
+  /** A nudge came while a round ran: the round after it starts at once (it may have read the leases before the release). */
+  #wakeMissed = false;
   #stopped = false;
 
   constructor(opts: LeaseOptions) {
@@ -126,10 +128,12 @@ export class Leases extends EventEmitter<LeaseEvents> {
     this.#loop = supervise(this.#o.logger, `leases ${group}`, async (signal) => {
       while (!signal.aborted) {
         await new Promise<void>((resolve) => {
+          if (this.#wakeMissed) return resolve();
           this.#wake = resolve;
           void sleep(this.#o.renewEveryMs, signal).then(resolve);
         });
         this.#wake = undefined;
+        this.#wakeMissed = false;
         // A database that stops answering must not hold the loop: the leases lapse by the watchdog anyway.
         if (!signal.aborted) await bounded(this.tick(), this.#o.ttlMs, "lease round");
       }
@@ -138,7 +142,8 @@ export class Leases extends EventEmitter<LeaseEvents> {
 
   /** Runs the next round now (another instance released a lease that may belong here). */
   wake(): void {
-    this.#wake?.();
+    if (this.#wake) this.#wake();
+    else this.#wakeMissed = true;
   }
 
   /** One round: membership, renewals, acquisitions, hand-offs. */
@@ -166,8 +171,11 @@ export class Leases extends EventEmitter<LeaseEvents> {
     for (const k of this.#held.keys()) if (!wanted.has(k) && !this.#releasing.has(k)) this.#handOff(k);
   }
 
-  /** Stops renewing and releases every lease (the caller has drained everything first), then leaves the group. */
-  async stop(): Promise<void> {
+  /**
+   * Stops renewing and releases every lease (the caller has drained everything first), then leaves the
+   * group. Leases `unreleased` picks are only given up: they lapse, so their next holder sees a crash.
+   */
+  async stop(unreleased: (key: string) => boolean = () => false): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#watchdog);
     await this.#loop?.stop();
@@ -175,8 +183,10 @@ export class Leases extends EventEmitter<LeaseEvents> {
     try {
       await bounded(
         (async () => {
-          for (const { key, h } of held) await this.#release(key, h.epoch);
+          // One statement for all of them: the next owner waits for the last release (it nudges after).
+          await this.#release(held.filter(({ key }) => !unreleased(key)).map(({ key, h }) => [key, h.epoch]));
           await this.#o.db.execute("delete from nerve_instances where grp = ? and instance_id = ?", [this.#o.group, this.#o.instanceId], "run");
+          this.#o.logger.info({ group: this.#o.group, released: held.filter(({ key }) => !unreleased(key)).length, held: held.length }, "leases released");
         })(),
         this.#o.ttlMs,
         "releasing leases",
@@ -239,7 +249,8 @@ export class Leases extends EventEmitter<LeaseEvents> {
           await this.#o.drain?.(key);
           const h = this.#held.get(key);
           if (h && !this.#stopped) {
-            await this.#release(key, h.epoch);
+            await this.#release([[key, h.epoch]]);
+            this.#o.logger.info({ group: this.#o.group, key }, "lease released");
             this.#forget(key, "released");
             this.#o.released?.(key);
           }
@@ -250,8 +261,14 @@ export class Leases extends EventEmitter<LeaseEvents> {
     );
   }
 
-  async #release(key: string, epoch: number): Promise<void> {
-    await this.#o.db.execute("update nerve_leases set owner = null, lease_until = now() where lease_key = ? and owner = ? and epoch = ?", [leaseName(this.#o.group, key), this.#o.instanceId, epoch], "run");
+  // Releases leases still ours under those epochs (owner null: the next holder knows nothing is in flight).
+  async #release(leases: [key: string, epoch: number][]): Promise<void> {
+    if (leases.length === 0) return;
+    await this.#o.db.execute(
+      `update nerve_leases set owner = null, lease_until = now() where owner = ? and (lease_key, epoch) in (${leases.map(() => "(?, ?)").join(",")})`,
+      [this.#o.instanceId, ...leases.flatMap(([k, epoch]) => [leaseName(this.#o.group, k), epoch])],
+      "run",
+    );
   }
 
   #lose(key: string, why: string): void {

@@ -55,6 +55,8 @@ export interface ConsumerManagerOptions {
    * its deliveries are redelivered only after ack_wait, and pulling earlier could apply later events first.
    */
   takeoverDelayMs?: number;
+  /** Where each consumer's handle times go (seconds per event, its read-model transaction included). */
+  handleTime?: (consumer: string) => (seconds: number) => void;
 }
 
 /** ack_wait of every durable consumer (runner.ts), the default {@link ConsumerManagerOptions.takeoverDelayMs}. */
@@ -69,6 +71,8 @@ export class ConsumerManager {
   #lagTimer: NodeJS.Timeout | undefined;
   #stopping = false;
   readonly #active = new Set<string>();
+  /** Consumers taken over from a crashed holder, until when (performance.now()) they must not be pulled. */
+  readonly #notBefore = new Map<string, number>();
 
   constructor(opts: ConsumerManagerOptions) {
     this.#o = opts;
@@ -76,7 +80,7 @@ export class ConsumerManager {
     for (const s of opts.subscribers) {
       const leases = opts.leases;
       // With leases, a read-model transaction commits only while this instance still holds the consumer.
-      const h = new EventHandler(opts.db, s, leases ? (exec) => fenceConsumer(exec, leases, s.name) : undefined);
+      const h = new EventHandler(opts.db, s, leases ? (exec) => fenceConsumer(exec, leases, s.name) : undefined, opts.handleTime?.(s.name));
       this.handlers.set(s.name, h);
       this.runners.set(s.name, new ConsumerRunner(opts.js, opts.jsm, h, this.deadLetters, opts.logger.child({ consumer: s.name }), opts.retry ?? DEFAULT_RETRY));
     }
@@ -90,6 +94,7 @@ export class ConsumerManager {
       leases.on("acquired", (name, _epoch, graceful) => watch(this.#o.logger, "consumer lease", this.#take(name, graceful)));
       leases.on("lost", (name) => {
         this.#active.delete(name);
+        this.#notBefore.delete(name);
         watch(this.#o.logger, "consumer lease", this.runners.get(name)?.stop() ?? Promise.resolve());
       });
       await leases.start();
@@ -106,19 +111,44 @@ export class ConsumerManager {
     }
   }
 
-  /** Stops every runner after its batch in progress, then releases the consumers' leases. */
+  /**
+   * Stops every runner after its batch in progress, then releases the consumers' leases — but for one
+   * still waiting out a crashed holder's ack_wait: released, its next holder would pull at once, before
+   * the crashed holder's deliveries come back; left to lapse, the next holder waits ack_wait itself.
+   */
   async stop(): Promise<void> {
     clearInterval(this.#lagTimer);
     this.#stopping = true;
     await Promise.allSettled([...this.runners.values()].map((r) => r.stop()));
-    await this.#o.leases?.stop();
+    await this.#o.leases?.stop((name) => this.#waiting(name) > 0);
+  }
+
+  /**
+   * The drain of a consumer lease being handed off: waits out what is left of a crashed holder's
+   * ack_wait (the next holder, taking a released lease, pulls at once), then stops the runner.
+   */
+  async handOff(name: string): Promise<void> {
+    const left = this.#waiting(name);
+    if (left > 0) await sleep(left);
+    this.#active.delete(name);
+    await this.runners.get(name)?.stop();
+  }
+
+  // How long a consumer taken over from a crashed holder must still not be pulled (ms; 0: not waiting).
+  #waiting(name: string): number {
+    return Math.max(0, (this.#notBefore.get(name) ?? 0) - performance.now());
   }
 
   // Starts a consumer whose lease this instance took; after a crash of its holder, only after ack_wait.
   async #take(name: string, graceful: boolean): Promise<void> {
     const runner = this.runners.get(name);
     if (!runner) return;
-    if (!graceful) await sleep(this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS);
+    if (graceful) this.#notBefore.delete(name);
+    else {
+      const delay = this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS;
+      this.#notBefore.set(name, performance.now() + delay);
+      await sleep(delay);
+    }
     const leases = this.#o.leases!;
     if (this.#stopping || !leases.fence(name)) return;
     await runner.start();

@@ -1,7 +1,8 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { freePort } from "../support/index.js";
+import { connect } from "@nats-io/transport-node";
+import { command, freePort, startNatsServer, startServiceProcess, tempSqlitePath, until } from "../support/index.js";
 
 const root = join(import.meta.dirname, "..", "..");
 
@@ -16,6 +17,26 @@ function run(env: Record<string, string>): Promise<{ code: number | null; out: s
 }
 
 describe("npm start", () => {
+  it("serves commands through the repository's nats.conf: the partition mapping routes them to its pcmd.<p> subscriptions", async () => {
+    const [nats, db] = await Promise.all([startNatsServer({ config: join(root, "nats.conf") }), tempSqlitePath()]);
+    // nats.conf's development users: the service's own, and a client that may only send commands and queries.
+    const env = { NATS_URL: nats.url, NATS_USER: "nerve", NATS_PASSWORD: "nerve-dev", NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "info" };
+    const service = await startServiceProcess({ env });
+    const client = await connect({ servers: nats.url, user: "client", pass: "client-dev", noAsyncTraces: true });
+    try {
+      await until("the routing probe has run", () => service.output().includes('"routing":'), 10_000);
+      expect(service.output()).toContain('"routing":"mapped"');
+      const r = await command(client, "users", "RegisterUser", "u-start", { email: "u-start@example.com", name: "Start" }, { timeout: 10_000 });
+      expect(r.body).toMatchObject({ ok: true, aggregate_id: "u-start", aggregate_version: 1 });
+      expect(await service.stop(), service.output()).toBe(0);
+    } finally {
+      await client.close();
+      await service.kill9();
+      await nats.stop();
+      await db.cleanup();
+    }
+  }, 60_000);
+
   it("exits with a clear message naming both remedies when nothing answers at NATS_URL", async () => {
     const port = await freePort();
     const { code, out } = await run({ NATS_URL: `nats://127.0.0.1:${port}`, NERVE_DB: "sqlite::memory:", LOG_LEVEL: "info" });

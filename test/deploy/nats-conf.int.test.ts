@@ -1,6 +1,5 @@
 import { execFile } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -8,6 +7,9 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { partitionOf } from "../../src/cluster/index.js";
+import { DEV_EXTERNAL_CONSUMERS, parseExternalConsumers } from "../../src/config/index.js";
+import { ensureExternalConsumers } from "../../src/nats/index.js";
+import { Consumers } from "../../contracts/index.js";
 import { natsServerBinary, startNatsServer, type NatsServerHandle } from "../support/index.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -27,6 +29,8 @@ let server: NatsServerHandle;
 let nerve: NatsConnection;
 let jsm: JetStreamManager;
 const commandsSeen: string[] = [];
+/** Commands that reached `cmd.>` unmapped: none may, the mapping rewrites every one. */
+const unmapped: string[] = [];
 const opened: NatsConnection[] = [];
 
 async function login(user: string, pass: string, on: NatsServerHandle = server): Promise<NatsConnection> {
@@ -91,16 +95,20 @@ beforeAll(async () => {
   for (const [name, subject] of Object.entries(STREAMS)) {
     await jsm.streams.add({ name, subjects: [subject], storage: StorageType.File });
   }
-  for (const durable of ["analytics", "notifications"]) {
-    // 2.9.10 knows only the single filter_subject form.
-    await jsm.consumers.add("EVENTS_ACCESS", { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: STREAMS.EVENTS_ACCESS });
+  // Nerve's own durables, as the service makes them (2.9.10 knows only the single filter_subject form).
+  for (const durable of Object.values(Consumers)) {
+    await jsm.consumers.add("EVENTS_ACCESS", { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: STREAMS.EVENTS_ACCESS, max_ack_pending: 1000 });
   }
-  nerve.subscribe("cmd.>", {
+  // The external durables `bi` of the development setup, provisioned as the service does at start.
+  await ensureExternalConsumers(jsm, parseExternalConsumers(DEV_EXTERNAL_CONSUMERS));
+  // nats.conf's NERVE account maps cmd.*.*.* to pcmd.<partition>.… (CONTRACT.md §8): Nerve serves those.
+  nerve.subscribe("pcmd.>", {
     callback: (_err, msg) => {
       commandsSeen.push(msg.subject);
       msg.respond(`accepted ${msg.subject}`);
     },
   });
+  nerve.subscribe("cmd.>", { callback: (_err, msg) => void unmapped.push(msg.subject) });
   await nerve.flush();
   const ack = await jetstream(nerve).publish(EVENT_SUBJECT, JSON.stringify({ progress: 42 }));
   expect(ack).toMatchObject({ stream: "EVENTS_ACCESS", seq: 1 });
@@ -112,9 +120,11 @@ afterAll(async () => {
 });
 
 describe("nats.conf", () => {
-  it("is accepted by nats-server -t", async () => {
+  it("is accepted by nats-server -t, the partition mapping included in the NERVE account", async () => {
     const { stdout, stderr } = await promisify(execFile)(natsServerBinary(), ["-c", "nats.conf", "-t"], { cwd: REPO });
     expect(stdout + stderr).toContain("configuration file nats.conf is valid");
+    const conf = await readFile(CONF, "utf8");
+    expect(conf.slice(conf.indexOf("  NERVE {"), conf.indexOf("users: [", conf.indexOf("  NERVE {")))).toContain(`include "${MAPPING}"`);
   });
 
   it("refuses a wrong password at connect", async () => {
@@ -127,10 +137,11 @@ describe("nats.conf", () => {
 });
 
 describe("client user", () => {
-  it("sends a command and reads the reply", async () => {
+  it("sends a command to cmd.…, delivered on pcmd.<partition>.…, and reads the reply", async () => {
     const client = await login("client", "client-dev");
     const reply = await client.request("cmd.users.RegisterUser.u1", JSON.stringify({ email: "u1@x" }), { timeout: 5_000 });
-    expect(reply.string()).toBe("accepted cmd.users.RegisterUser.u1");
+    expect(reply.string()).toBe(`accepted pcmd.${partitionOf("u1")}.users.RegisterUser.u1`);
+    expect(unmapped).toEqual([]);
   });
 
   it("is refused publishing an event, and nothing is stored", async () => {
@@ -158,122 +169,95 @@ describe("client user", () => {
 });
 
 describe("analytics user", () => {
-  it("reads the event through its durable consumer and acks it", async () => {
+  it("reads the event with an ordered consumer (no durable, no acks)", async () => {
     const analytics = await login("analytics", "analytics-dev");
-    const consumer = await jetstream(analytics).consumers.get("EVENTS_ACCESS", "analytics");
-    const msg = await consumer.next({ expires: 5_000 });
+    const ordered = await jetstream(analytics).consumers.get("EVENTS_ACCESS", { filter_subjects: EVENT_SUBJECT });
+    const msg = await ordered.next({ expires: 5_000 });
     expect(msg?.subject).toBe(EVENT_SUBJECT);
     expect(msg?.json()).toEqual({ progress: 42 });
+    expect((await (await jetstreamManager(analytics, { checkAPI: false })).streams.info("EVENTS_ACCESS")).state.messages).toBe(1);
+  });
+
+  it("pulls from its durable bi and acks it, on every stream", async () => {
+    const analytics = await login("analytics", "analytics-dev");
+    const bi = await jetstream(analytics).consumers.get("EVENTS_ACCESS", "bi");
+    const msg = await bi.next({ expires: 5_000 });
+    expect(msg?.subject).toBe(EVENT_SUBJECT);
     expect(await msg?.ackAck()).toBe(true);
-    const info = await jsm.consumers.info("EVENTS_ACCESS", "analytics");
+    const info = await jsm.consumers.info("EVENTS_ACCESS", "bi");
     expect(info.ack_floor.stream_seq).toBe(1);
     expect(info.num_ack_pending).toBe(0);
+    for (const stream of Object.keys(STREAMS)) expect((await jsm.consumers.info(stream, "bi")).config.filter_subject).toBe(STREAMS[stream as keyof typeof STREAMS]);
   });
 
-  it("is refused another consumer (notifications)", async () => {
+  it("is refused every one of Nerve's consumers: reading, info, creating over it, deleting it", async () => {
     const analytics = await login("analytics", "analytics-dev");
-    await expectRequestDenied(
-      jetstream(analytics).consumers.get("EVENTS_ACCESS", "notifications"),
-      "$JS.API.CONSUMER.INFO.EVENTS_ACCESS.notifications",
-    );
-    await expectRequestDenied(
-      analytics.request("$JS.API.CONSUMER.MSG.NEXT.EVENTS_ACCESS.notifications", JSON.stringify({ batch: 1 }), { timeout: 5_000 }),
-      "$JS.API.CONSUMER.MSG.NEXT.EVENTS_ACCESS.notifications",
-    );
-    expect((await jsm.consumers.info("EVENTS_ACCESS", "notifications")).num_pending).toBe(1);
+    for (const name of Object.values(Consumers)) {
+      await expectRequestDenied(
+        analytics.request(`$JS.API.CONSUMER.MSG.NEXT.EVENTS_ACCESS.${name}`, JSON.stringify({ batch: 1 }), { timeout: 5_000 }),
+        `$JS.API.CONSUMER.MSG.NEXT.EVENTS_ACCESS.${name}`,
+      );
+      await expectRequestDenied(jetstream(analytics).consumers.get("EVENTS_ACCESS", name), `$JS.API.CONSUMER.INFO.EVENTS_ACCESS.${name}`);
+      const ajsm = await jetstreamManager(analytics, { checkAPI: false });
+      await expectRequestDenied(
+        ajsm.consumers.add("EVENTS_ACCESS", { durable_name: name, ack_policy: AckPolicy.Explicit, filter_subject: STREAMS.EVENTS_ACCESS, max_ack_pending: 1 }),
+        `$JS.API.CONSUMER.CREATE.EVENTS_ACCESS.${name}.${STREAMS.EVENTS_ACCESS}`,
+      );
+      await expectRequestDenied(ajsm.consumers.delete("EVENTS_ACCESS", name), `$JS.API.CONSUMER.DELETE.EVENTS_ACCESS.${name}`);
+    }
+    const info = await jsm.consumers.info("EVENTS_ACCESS", "analytics");
+    expect(info.num_pending).toBe(1);
+    expect(info.config.max_ack_pending).toBe(1000);
   });
 
-  it("is refused creating a consumer or a stream", async () => {
+  it("is refused creating or changing a durable through the forms that carry no name the server checks", async () => {
     const analytics = await login("analytics", "analytics-dev");
-    const ajsm = await jetstreamManager(analytics);
+    const ajsm = await jetstreamManager(analytics, { checkAPI: false });
+    // The 5-token subject: on 2.9.10 a body naming an existing consumer reconfigures it.
+    const legacy = { stream_name: "EVENTS_ACCESS", config: { name: "analytics", ack_policy: "explicit", filter_subject: STREAMS.EVENTS_ACCESS, max_ack_pending: 1 } };
+    await expectRequestDenied(analytics.request("$JS.API.CONSUMER.CREATE.EVENTS_ACCESS", JSON.stringify(legacy), { timeout: 5_000 }), "$JS.API.CONSUMER.CREATE.EVENTS_ACCESS");
     await expectRequestDenied(
-      ajsm.consumers.add("EVENTS_ACCESS", { durable_name: "sneaky", ack_policy: AckPolicy.Explicit }),
-      "$JS.API.CONSUMER.CREATE.EVENTS_ACCESS.sneaky",
+      analytics.request("$JS.API.CONSUMER.DURABLE.CREATE.EVENTS_ACCESS.sneaky", JSON.stringify({ stream_name: "EVENTS_ACCESS", config: { durable_name: "sneaky", ack_policy: "explicit" } }), { timeout: 5_000 }),
+      "$JS.API.CONSUMER.DURABLE.CREATE.EVENTS_ACCESS.sneaky",
     );
+    // Its own durable bi: read and ack only.
+    await expectRequestDenied(
+      ajsm.consumers.add("EVENTS_ACCESS", { durable_name: "bi", ack_policy: AckPolicy.None, filter_subject: STREAMS.EVENTS_ACCESS }),
+      `$JS.API.CONSUMER.CREATE.EVENTS_ACCESS.bi.${STREAMS.EVENTS_ACCESS}`,
+    );
+    await expectRequestDenied(ajsm.consumers.delete("EVENTS_ACCESS", "bi"), "$JS.API.CONSUMER.DELETE.EVENTS_ACCESS.bi");
+    expect((await jsm.consumers.info("EVENTS_ACCESS", "analytics")).config.max_ack_pending).toBe(1000);
+    expect((await jsm.consumers.info("EVENTS_ACCESS", "bi")).config.ack_policy).toBe(AckPolicy.Explicit);
+  });
+
+  it("is refused creating, purging or deleting a stream", async () => {
+    const analytics = await login("analytics", "analytics-dev");
+    const ajsm = await jetstreamManager(analytics, { checkAPI: false });
     await expectRequestDenied(ajsm.streams.add({ name: "SNEAKY", subjects: ["sneaky.>"] }), "$JS.API.STREAM.CREATE.SNEAKY");
-    const consumers = (await jsm.consumers.list("EVENTS_ACCESS").next()).map((c) => c.name).sort();
-    expect(consumers).toEqual(["analytics", "notifications"]);
+    await expectRequestDenied(ajsm.streams.purge("EVENTS_ACCESS"), "$JS.API.STREAM.PURGE.EVENTS_ACCESS");
+    await expectRequestDenied(ajsm.streams.delete("EVENTS_ACCESS"), "$JS.API.STREAM.DELETE.EVENTS_ACCESS");
     expect((await jsm.streams.names().next()).sort()).toEqual(Object.keys(STREAMS).sort());
+    expect((await jsm.streams.info("EVENTS_ACCESS")).state.messages).toBe(1);
   });
 
-  it("is refused publishing events and commands", async () => {
+  it("has the same permissions in deploy/nats/cluster/accounts.conf (only the password differs)", async () => {
+    const block = (conf: string) => conf.slice(conf.indexOf("user: analytics"), conf.indexOf('subscribe: "_INBOX.>"', conf.indexOf("user: analytics")));
+    const dev = block(await readFile(CONF, "utf8")).replace("analytics-dev", "$NATS_ANALYTICS_PASSWORD");
+    expect(block(await readFile(join(REPO, "deploy/nats/cluster/accounts.conf"), "utf8"))).toBe(dev);
+  });
+
+  it("is refused publishing events and commands (a command refused by its mapped subject)", async () => {
     const analytics = await login("analytics", "analytics-dev");
-    for (const subject of ["events.access.ProgressUpdated.forged", "cmd.users.RegisterUser.u2"]) {
-      await expectDenied(analytics, "publish", subject, () => {
+    const mapped = `pcmd.${partitionOf("u2")}.users.RegisterUser.u2`;
+    for (const [subject, refused] of [["events.access.ProgressUpdated.forged", "events.access.ProgressUpdated.forged"], ["cmd.users.RegisterUser.u2", mapped]] as const) {
+      await expectDenied(analytics, "publish", refused, () => {
         analytics.publish(subject, "{}");
         return analytics.flush();
       });
     }
     // The server drops a denied message before routing it, so the -ERR proves it never arrived.
     expect((await jsm.streams.info("EVENTS_ACCESS")).state.messages).toBe(1);
-    expect(commandsSeen).not.toContain("cmd.users.RegisterUser.u2");
-  });
-});
-
-// What partition routing will run on (CONTRACT.md §8): nats.conf with the shipped mapping included
-// in the NERVE account, exactly as deploy/nats/partition-mapping.conf tells an operator to.
-describe("nats.conf with deploy/nats/partition-mapping.conf", () => {
-  let dir: string;
-  let mapped: NatsServerHandle;
-  const unmapped: string[] = [];
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "nerve-mapped-conf-"));
-    const conf = (await readFile(CONF, "utf8")).replace(/^(  NERVE \{)$/m, `$1\n    include "${MAPPING}"`);
-    expect(conf).toContain(`include "${MAPPING}"`);
-    await mkdir(join(dir, "deploy/nats"), { recursive: true });
-    await copyFile(join(REPO, MAPPING), join(dir, MAPPING));
-    await writeFile(join(dir, "nats.conf"), conf);
-    mapped = await startNatsServer({ config: join(dir, "nats.conf") });
-    const nerve = await login("nerve", "nerve-dev", mapped);
-    // Partition routing serves pcmd.> (here only the users context); today's Nerve serves cmd.<context>.>.
-    nerve.subscribe("pcmd.*.users.>", {
-      callback: (_err, msg) => {
-        msg.respond(`accepted ${msg.subject}`);
-      },
-    });
-    nerve.subscribe("cmd.>", {
-      callback: (_err, msg) => {
-        unmapped.push(msg.subject);
-      },
-    });
-    await nerve.flush();
-  });
-
-  afterAll(async () => {
-    await mapped?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  it("is accepted by nats-server -t", async () => {
-    const { stdout, stderr } = await promisify(execFile)(natsServerBinary(), ["-c", "nats.conf", "-t"], { cwd: dir });
-    expect(stdout + stderr).toContain("configuration file nats.conf is valid");
-  });
-
-  it("lets the client user send a command through cmd.…, delivered to the nerve user on pcmd.<partition>.…", async () => {
-    const client = await login("client", "client-dev", mapped);
-    const reply = await client.request("cmd.users.RegisterUser.u1", JSON.stringify({ email: "u1@x" }), { timeout: 5_000 });
-    expect(reply.string()).toBe(`accepted pcmd.${partitionOf("u1")}.users.RegisterUser.u1`);
+    expect(commandsSeen).not.toContain(mapped);
     expect(unmapped).toEqual([]);
-  });
-
-  it("no longer reaches a Nerve that serves only cmd.> (why the mapping is not in nats.conf yet)", async () => {
-    const client = await login("client", "client-dev", mapped);
-    const err = await client.request("cmd.courses.CreateCourse.c1", "{}", { timeout: 5_000 }).then(
-      () => expect.fail("a cmd.> subscriber answered a mapped command"),
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(errors.RequestError);
-    expect((err as InstanceType<typeof errors.RequestError>).isNoResponders()).toBe(true);
-    expect(unmapped).toEqual([]);
-  });
-
-  it("still refuses the analytics user commands, naming the mapped subject", async () => {
-    const analytics = await login("analytics", "analytics-dev", mapped);
-    const subject = `pcmd.${partitionOf("u2")}.users.RegisterUser.u2`;
-    await expectDenied(analytics, "publish", subject, () => {
-      analytics.publish("cmd.users.RegisterUser.u2", "{}");
-      return analytics.flush();
-    });
   });
 });

@@ -4,27 +4,37 @@
  * within 8 s; a frozen one (SIGSTOP past its lease) commits, answers and publishes nothing for what it
  * lost and rejoins by itself; a graceful hand-off keeps every command's wait short. Through all of it:
  * nothing acknowledged is lost, nothing runs twice, and JetStream holds each aggregate's events once,
- * in version order.
+ * in version order. The instance killed runs the `notifications` consumer: it resumes elsewhere, and its
+ * read model ends identical to a single-instance replay of the same events (checked last, as its
+ * takeovers each wait out ack_wait while the other faults run).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { clusterEntities } from "../../src/cluster/index.js";
-import { openDatabase, type Database } from "../../src/persistence/index.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Consumers, type EnvelopeBase } from "../../contracts/index.js";
+import type { Database } from "../../src/persistence/index.js";
 import {
   assertConsistent,
-  command,
+  consumerHolder,
+  outputsOf,
   partitionOwners,
   postgresAvailable,
+  registerUsers,
   retryingLoad,
+  startFirstInstance,
   startInstance,
   startNatsServer,
+  tearDownCluster,
   tempPostgres,
   until,
+  usersStream,
+  type Acked,
   type Instance,
   type NatsServerHandle,
   type TempPostgres,
 } from "../support/index.js";
+import { openReadModels } from "../projections/fixtures.js";
 
 const available = await postgresAvailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -38,42 +48,34 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
   const instances = new Map<string, Instance>();
   const users = Array.from({ length: 300 }, (_, i) => `cl-${i}`);
   const live = () => [...instances.keys()];
-  const outputs = () => [...instances.values()].map((x) => `${x.id}:\n${x.proc.output().slice(-4000)}`).join("\n");
+  const outputs = () => outputsOf(instances.values());
+  /** The durable consumer whose instance the kill -9 takes, and the e-mail changes it was fed meanwhile. */
+  const CONSUMER = Consumers.Notifications;
+  let emailChanges: Acked[] = [];
 
   beforeAll(async () => {
     nats = await startNatsServer();
     pg = await tempPostgres();
     env = { NATS_URL: nats.url, NERVE_DB: pg.url, NERVE_HTTP_PORT: "0", LOG_LEVEL: "warn" };
     // The first instance makes the schema; the test reads leases and the event log beside the service.
-    instances.set("a", await startInstanceWhenSchema("a"));
+    const first = await startFirstInstance(env, "a");
+    instances.set("a", first.instance);
+    db = first.db;
     for (const id of ["b", "c"]) instances.set(id, await startInstance(env, id, db, [...live(), id]));
     nc = await connect({ servers: nats.url, noAsyncTraces: true });
-    for (let i = 0; i < users.length; i += 50) {
-      const registered = await Promise.allSettled(users.slice(i, i + 50).map((id) => command(nc, "users", "RegisterUser", id, { email: `${id}@example.com`, name: id }, { timeout: 30_000 })));
-      const failed = registered.flatMap((r, j) => (r.status === "rejected" ? [`${users[i + j]}: ${r.reason}`] : r.value.body.ok ? [] : [`${users[i + j]}: ${JSON.stringify(r.value.body.error)}`]));
-      expect(failed, [...instances.values()].map((x) => `${x.id}:\n${x.proc.output().slice(-3000)}`).join("\n")).toEqual([]);
-    }
+    expect(await registerUsers(nc, users), outputs()).toEqual([]);
   }, 120_000);
 
-  async function startInstanceWhenSchema(id: string): Promise<Instance> {
-    const { startServiceProcess } = await import("../support/index.js");
-    const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id } });
-    db = await openDatabase({ url: pg.url, entities: clusterEntities });
-    await until("a holds every partition", async () => (await partitionOwners(db)).size === 64, 20_000);
-    return { id, proc };
-  }
-
-  afterAll(async () => {
-    for (const i of instances.values()) await i.proc.kill9();
-    await nc?.close();
-    await db?.close();
-    await pg?.drop();
-    await nats?.stop();
-  });
+  afterAll(() => tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => nats?.stop()));
 
   it("kill -9 of one instance: its partitions are owned again within 8 s; nothing acknowledged is lost or doubled", async () => {
+    // Rendezvous places the notifications consumer on c among a, b, c: its events flow as c dies.
+    await until(`c runs ${CONSUMER}`, async () => (await consumerHolder(db, CONSUMER)) === "c", 30_000, 100).catch((err: Error) => {
+      throw new Error(`${err.message}\n${outputs()}`);
+    });
     const load = retryingLoad(nc, users, 32, "kill");
-    await until("300 acknowledged", () => load.acked.length >= 300, 30_000);
+    const mail = retryingLoad(nc, users, 4, "kill-mail", "email");
+    await until("300 acknowledged", () => load.acked.length >= 300 && mail.acked.length >= 20, 30_000);
     const victim = instances.get("c")!;
     const killedAt = Date.now();
     await victim.proc.kill9();
@@ -84,11 +86,12 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
     }, 15_000, 50);
     const takeover = Date.now() - killedAt;
     await sleep(1000);
-    await load.stop();
+    await Promise.all([load.stop(), mail.stop()]);
     expect(takeover, "takeover after kill -9").toBeLessThan(8000);
-    expect(load.gaveUp).toEqual([]);
-    expect(load.wrong, outputs()).toEqual([]);
-    const { logged } = await assertConsistent(nc, db, load.acked);
+    expect([...load.gaveUp, ...mail.gaveUp]).toEqual([]);
+    expect([...load.wrong, ...mail.wrong], outputs()).toEqual([]);
+    emailChanges = mail.acked;
+    const { logged } = await assertConsistent(nc, db, [...load.acked, ...mail.acked]);
     console.info(`kill -9: partitions owned again after ${takeover} ms; ${load.acked.length} acknowledged, ${load.retries} retries, ${logged} events in log and stream`);
   }, 120_000);
 
@@ -139,5 +142,42 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
     expect(worst, "longest wait of a command through the hand-offs").toBeLessThan(3000);
     await assertConsistent(nc, db, load.acked);
     console.info(`SIGTERM + join: ${during.length} commands during the hand-offs, longest wait ${worst} ms, ${load.retries} retries`);
+  }, 120_000);
+
+  it("kill -9 of the instance running a durable consumer: it resumes elsewhere; its read model ends as a single-instance run's", async () => {
+    // Every takeover from a crashed or frozen holder waits out ack_wait (30 s) before pulling: the
+    // first began with the kill -9 above, so most of the wait is behind by now.
+    const jsm = await jetstreamManager(nc);
+    const lastSeq = (await jsm.streams.info("EVENTS_USERS")).state.last_seq;
+    const started = Date.now();
+    await until(`${CONSUMER} has applied the whole users stream`, async () => {
+      const c = await jsm.consumers.info("EVENTS_USERS", CONSUMER);
+      return c.delivered.stream_seq >= lastSeq && c.num_pending + c.num_ack_pending === 0;
+    }, 90_000, 250).catch((err: Error) => {
+      throw new Error(`${err.message}\n${outputs()}`);
+    });
+    const holder = await consumerHolder(db, CONSUMER);
+    expect(live(), `${CONSUMER} runs on a live instance`).toContain(holder);
+
+    // The single-instance run: the same events, in stream order, through the same projection on SQLite.
+    const single = await openReadModels();
+    try {
+      await single.handle(CONSUMER, ...(await usersStream(nc)).map((s) => s.envelope as unknown as EnvelopeBase));
+      const sorted = (rows: Record<string, unknown>[], key: (r: Record<string, unknown>) => string) =>
+        rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v === null ? null : String(v)]))).sort((x, y) => key(x).localeCompare(key(y)));
+      const tables = [
+        { table: "notifications", key: (r: Record<string, unknown>) => String(r.notification_id) },
+        { table: "notification_emails", key: (r: Record<string, unknown>) => `${r.user_id}/${String(r.version).padStart(9, "0")}` },
+      ];
+      for (const { table, key } of tables) {
+        const shared = sorted(await db.execute<Record<string, unknown>[]>(`select * from ${table}`, [], "all"), key);
+        expect(shared, `${table}: the cluster's rows = a single instance's`).toEqual(sorted(await single.rows(table, "1"), key));
+      }
+      const changed = await db.execute<{ n: string | number }>("select count(*) as n from notifications where kind = ?", ["email_changed"], "get");
+      expect(Number(changed.n), "two notices per acknowledged e-mail change, at least").toBeGreaterThanOrEqual(2 * emailChanges.length);
+      console.info(`${CONSUMER} (killed with c) caught up on ${holder} ${Date.now() - started} ms into this test; ${emailChanges.length} e-mail changes acknowledged around the kill; read model = single-instance replay`);
+    } finally {
+      await single.close();
+    }
   }, 120_000);
 });

@@ -11,17 +11,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { clusterEntities } from "../../src/cluster/index.js";
-import { openDatabase, type Database } from "../../src/persistence/index.js";
+import type { Database } from "../../src/persistence/index.js";
 import {
   assertConsistent,
-  command,
-  partitionOwners,
+  outputsOf,
   postgresAvailable,
+  registerUsers,
   retryingLoad,
+  startFirstInstance,
   startInstance,
   startNatsCluster,
-  startServiceProcess,
+  tearDownCluster,
   tempPostgres,
   until,
   type Instance,
@@ -40,47 +40,24 @@ describe.skipIf(!available)("kill -9 of the nats-server leading the streams (3-n
   let nc: NatsConnection;
   const instances = new Map<string, Instance>();
   const users = Array.from({ length: 200 }, (_, i) => `nc-${i}`);
-  const outputs = () => [...instances.values()].map((x) => `${x.id}:\n${x.proc.output().slice(-4000)}`).join("\n");
+  const outputs = () => outputsOf(instances.values());
   const outboxRows = async () => Number((await db.execute<{ n: number }>("select count(*) as n from nerve_outbox", [], "get")).n);
 
   beforeAll(async () => {
     [cluster, pg] = await Promise.all([startNatsCluster(3), tempPostgres()]);
     const env = { NATS_URL: cluster.urls, NERVE_DB: pg.url, NERVE_STREAM_REPLICAS: "3", NERVE_HTTP_PORT: "0", LOG_LEVEL: "warn" };
     // The first instance makes the schema and the R3 streams; the test reads leases and the log beside it.
-    const a = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: "a" }, readyTimeoutMs: 40_000 });
-    instances.set("a", { id: "a", proc: a });
-    db = await openDatabase({ url: pg.url, entities: clusterEntities });
-    await until("a holds every partition", async () => (await partitionOwners(db)).size === 64, 20_000);
+    const first = await startFirstInstance(env, "a", 40_000);
+    instances.set("a", first.instance);
+    db = first.db;
     instances.set("b", await startInstance(env, "b", db, ["a", "b"]));
     nc = await connect({ servers: cluster.urls.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     // startInstance returns once both hold partitions, possibly before every hand-off is over: a
     // registration may meet one (unavailable, or a timeout) and is retried with its Idempotency-Key.
-    const failed: string[] = [];
-    for (let i = 0; i < users.length; i += 50) {
-      await Promise.all(users.slice(i, i + 50).map(async (id) => {
-        for (let attempt = 1; ; attempt++) {
-          const r = await command(nc, "users", "RegisterUser", id, { email: `${id}@example.com`, name: id }, { timeout: 5000, headers: { "Idempotency-Key": `reg-${id}` } }).catch((err: Error) => err);
-          if (!(r instanceof Error) && r.body.ok) return;
-          const why = r instanceof Error ? String(r) : JSON.stringify(r.body.error);
-          if ((r instanceof Error || r.body.error?.code === "unavailable") && attempt < 10) {
-            await sleep(200);
-            continue;
-          }
-          failed.push(`${id}: ${why}`);
-          return;
-        }
-      }));
-    }
-    expect(failed, outputs()).toEqual([]);
+    expect(await registerUsers(nc, users), outputs()).toEqual([]);
   }, 90_000);
 
-  afterAll(async () => {
-    for (const i of instances.values()) await i.proc.kill9();
-    await nc?.close();
-    await db?.close();
-    await pg?.drop();
-    await cluster?.stop();
-  });
+  afterAll(() => tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => cluster?.stop()));
 
   it("0 acknowledged lost, 0 doubled, per-aggregate order kept; the relay resumes on the new leader and drains its outbox", async () => {
     const streams = await jetstreamManager(await cluster.connection(), { checkAPI: false, timeout: 1000 });

@@ -17,3 +17,15 @@ export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once("exit", () => resolve()));
 }
+
+/** Whether `child` has exited (or never started). */
+export const gone = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null || child.pid === undefined;
+
+/** SIGTERM (an orderly shutdown), SIGKILL after `timeoutMs`; resolves with the exit code once `child` is gone. */
+export async function terminate(child: ChildProcess, timeoutMs: number): Promise<number | null> {
+  if (!gone(child)) child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  await exited(child);
+  clearTimeout(timer);
+  return child.exitCode;
+}

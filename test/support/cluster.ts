@@ -9,8 +9,9 @@ import { expect } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { decodeMsgPack } from "../../contracts/index.js";
-import type { Database } from "../../src/persistence/index.js";
-import { PARTITION_GROUP, leaseName, placeOf } from "../../src/cluster/index.js";
+import { openDatabase, type Database } from "../../src/persistence/index.js";
+import { PARTITION_GROUP, clusterEntities, leaseName, placeOf } from "../../src/cluster/index.js";
+import { CONSUMER_GROUP } from "../../src/consumers/index.js";
 import { command } from "./nerve.js";
 import { startServiceProcess, type ServiceProcess } from "./service-process.js";
 
@@ -31,6 +32,57 @@ export interface Instance {
   proc: ServiceProcess;
 }
 
+/**
+ * Starts the first instance of a test cluster (it makes the schema), then opens the database beside it
+ * and waits until the instance holds every partition.
+ */
+export async function startFirstInstance(env: Record<string, string>, id: string, readyTimeoutMs?: number): Promise<{ instance: Instance; db: Database }> {
+  const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id }, readyTimeoutMs });
+  const db = await openDatabase({ url: env.NERVE_DB!, entities: clusterEntities });
+  await until(`${id} holds every partition`, async () => (await partitionOwners(db)).size === 64, 20_000);
+  return { instance: { id, proc }, db };
+}
+
+/** Who holds a durable consumer now, by the database (a live lease only). */
+export async function consumerHolder(db: Database, consumer: string): Promise<string | undefined> {
+  const row = await db.execute<{ owner: string } | undefined>("select owner from nerve_leases where lease_key = ? and lease_until > now()", [leaseName(CONSUMER_GROUP, consumer)], "get");
+  return row?.owner ?? undefined;
+}
+
+/**
+ * Registers users as a careful client does, 50 at a time: a registration that meets a hand-off (a
+ * timeout, no responders, `unavailable`) is retried with its Idempotency-Key. Resolves with what failed.
+ */
+export async function registerUsers(nc: NatsConnection, users: string[]): Promise<string[]> {
+  const failed: string[] = [];
+  for (let i = 0; i < users.length; i += 50) {
+    await Promise.all(
+      users.slice(i, i + 50).map(async (id) => {
+        for (let attempt = 1; ; attempt++) {
+          const r = await command(nc, "users", "RegisterUser", id, { email: `${id}@example.com`, name: id }, { timeout: 5000, headers: { "Idempotency-Key": `reg-${id}` } }).catch((err: Error) => err);
+          if (!(r instanceof Error) && r.body.ok) return;
+          if ((r instanceof Error || r.body.error?.code === "unavailable") && attempt < 10) {
+            await sleep(200);
+            continue;
+          }
+          failed.push(`${id}: ${r instanceof Error ? String(r) : JSON.stringify(r.body.error)}`);
+          return;
+        }
+      }),
+    );
+  }
+  return failed;
+}
+
+/** Kills every instance, then runs each of `then` in order (close a client, the database, drop it, stop NATS). */
+export async function tearDownCluster(instances: Iterable<Instance>, ...then: (() => Promise<unknown> | undefined)[]): Promise<void> {
+  for (const i of instances) await i.proc.kill9();
+  for (const step of then) await step();
+}
+
+/** The tail of every instance's output, for failure messages. */
+export const outputsOf = (instances: Iterable<Instance>, tail = 4000): string => [...instances].map((x) => `${x.id}:\n${x.proc.output().slice(-tail)}`).join("\n");
+
 /** Who holds which partition now, by the database (live leases only). */
 export async function partitionOwners(db: Database): Promise<Map<number, string>> {
   const rows = await db.execute<{ lease_key: string; owner: string }[]>(
@@ -47,15 +99,20 @@ export async function partitionOwners(db: Database): Promise<Map<number, string>
  */
 export async function startInstance(env: Record<string, string>, id: string, db: Database, expected: string[]): Promise<Instance> {
   const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id } });
+  let owners = new Map<number, string>();
   await until(
     `the partitions are placed over ${expected.join(", ")}`,
     async () => {
-      const owners = await partitionOwners(db);
+      owners = await partitionOwners(db);
       return Array.from({ length: 64 }, (_, p) => p).every((p) => owners.get(p) === placeOf(leaseName(PARTITION_GROUP, String(p)), expected));
     },
     30_000,
     100,
-  );
+  ).catch(async (err: Error) => {
+    const held = [...owners.values()].reduce((m, o) => m.set(o, (m.get(o) ?? 0) + 1), new Map<string, number>());
+    await proc.kill9();
+    throw new Error(`${err.message} (held: ${JSON.stringify([...held])}, ${64 - owners.size} unheld)\n${id}:\n${proc.output().slice(-3000)}`);
+  });
   return { id, proc };
 }
 
@@ -71,8 +128,11 @@ export interface Acked {
   took: number;
 }
 
-/** A load of UpdateUserProfile commands with unique bios, each retried with its Idempotency-Key until answered. */
-export function retryingLoad(nc: NatsConnection, users: string[], inFlight: number, tag: string) {
+/**
+ * A load of UpdateUserProfile commands with unique bios (or, `email`, ChangeUserEmail to unique
+ * addresses, kept as `bio`), each retried with its Idempotency-Key until answered.
+ */
+export function retryingLoad(nc: NatsConnection, users: string[], inFlight: number, tag: string, kind: "profile" | "email" = "profile") {
   const acked: Acked[] = [];
   const gaveUp: string[] = [];
   /** Why attempts failed, by reason (unavailable, timeout, no responders, …). */
@@ -87,7 +147,8 @@ export function retryingLoad(nc: NatsConnection, users: string[], inFlight: numb
     const deadline = started + 30_000;
     for (;;) {
       try {
-        const r = await command(nc, "users", "UpdateUserProfile", userId, { profile_data: { bio } }, { timeout: 2000, headers: { "Idempotency-Key": key } });
+        const [type, body] = kind === "email" ? ["ChangeUserEmail", { new_email: bio }] : ["UpdateUserProfile", { profile_data: { bio } }];
+        const r = await command(nc, "users", type, userId, body, { timeout: 2000, headers: { "Idempotency-Key": key } });
         if (r.body.ok) {
           acked.push({ userId, bio, eventId: r.body.events[0].event_id, version: r.body.aggregate_version, instance: r.headers["Nerve-Instance"] ?? "", at: Date.now(), took: Date.now() - started });
           return;
@@ -112,7 +173,7 @@ export function retryingLoad(nc: NatsConnection, users: string[], inFlight: numb
   const worker = async (): Promise<void> => {
     while (!stopped) {
       const i = n++;
-      await one(users[i % users.length]!, `${tag}-${i}`).catch((err: Error) => void wrong.push(err.message));
+      await one(users[i % users.length]!, kind === "email" ? `${tag}-${i}@example.com` : `${tag}-${i}`).catch((err: Error) => void wrong.push(err.message));
     }
   };
   const workers = Array.from({ length: inFlight }, worker);
@@ -176,7 +237,10 @@ export async function assertConsistent(nc: NatsConnection, db: Database, acked: 
   const byEvent = new Map<string, { userId: string; version: number; bio: string | undefined }>();
   for (const [id, events] of log) {
     expect(events.map((e) => e.aggregate_version), `${id}: gap-free`).toEqual(events.map((_, i) => i + 1));
-    for (const e of events) byEvent.set(e.event_id, { userId: id, version: e.aggregate_version, bio: (JSON.parse(e.payload) as { profile_data?: { bio?: string } }).profile_data?.bio });
+    for (const e of events) {
+      const payload = JSON.parse(e.payload) as { profile_data?: { bio?: string }; new_email?: string };
+      byEvent.set(e.event_id, { userId: id, version: e.aggregate_version, bio: payload.profile_data?.bio ?? payload.new_email });
+    }
     logged += events.length;
   }
   const missing = acked.filter((a) => byEvent.get(a.eventId)?.version !== a.version || byEvent.get(a.eventId)?.userId !== a.userId);

@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
-import { exited, killOnExit } from "./children.js";
+import { exited, gone as goneChild, killOnExit, terminate } from "./children.js";
 
 /** Options of {@link startServiceProcess}. */
 export interface ServiceProcessOptions {
@@ -53,7 +53,7 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
   child.stderr?.on("data", keep);
   child.once("error", (err) => keep(Buffer.from(`\nspawn error: ${err.message}`)));
 
-  const gone = () => child.exitCode !== null || child.signalCode !== null || child.pid === undefined;
+  const gone = () => goneChild(child);
   const handle: ServiceProcess = {
     get pid() {
       return child.pid ?? -1;
@@ -71,16 +71,11 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
       }
       await exited(child);
     },
-    async stop(timeoutMs = 20_000) {
-      if (!gone()) child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-      await exited(child);
-      clearTimeout(timer);
-      return child.exitCode;
-    },
+    stop: (timeoutMs = 20_000) => terminate(child, timeoutMs),
   };
 
-  const probe = await connect({ servers: url, noAsyncTraces: true, reconnect: false });
+  // As the service: with its credentials, where the server asks for them (the repository's nats.conf).
+  const probe = await connect({ servers: url, user: opts.env.NATS_USER, pass: opts.env.NATS_PASSWORD, noAsyncTraces: true, reconnect: false });
   try {
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
     while (Date.now() < deadline) {
