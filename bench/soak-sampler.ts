@@ -1,0 +1,122 @@
+/** Reads the service's figures for the soak: its Prometheus /metrics, the SQLite WAL file, and CPU from /proc. */
+import { stat } from "node:fs/promises";
+import { percentile } from "./percentiles.js";
+import type { LoadMinute } from "./soak-load.js";
+import type { SoakMinute } from "./soak-verdict.js";
+import { processCpuMs } from "./thread-cpu.js";
+
+/** One reading of the service. */
+export interface ServiceSample {
+  /** ms since the open loop started. */
+  atMs: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  /** Heap used right after the service's latest major collection (0 before the first, or from a service without that gauge). */
+  heapAfterGcBytes: number;
+  /** p99 of the event-loop delay since the previous scrape (prom-client resets its histogram on every scrape). */
+  loopP99Ms: number;
+  openFds: number;
+  walBytes: number;
+  outboxPending: number;
+  /** Undelivered events by durable consumer, summed and the worst one. */
+  lagSum: number;
+  lagMax: number;
+  /** Delivered but unacknowledged events, summed over the consumers. */
+  ackPendingSum: number;
+  deadLetters: number;
+}
+
+// The gateway's registry (served at /metrics) prefixes prom-client's default metrics.
+const DEFAULTS = "nerve_gateway_";
+
+/** Sample values from the Prometheus text format, by metric name (every labelled series) and by name with its labels as written. */
+export function parseMetrics(text: string): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  const add = (key: string, v: number) => out.set(key, [...(out.get(key) ?? []), v]);
+  for (const line of text.split("\n")) {
+    const m = /^([A-Za-z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    add(m[1]!, Number(m[3]));
+    if (m[2]) add(m[1]! + m[2], Number(m[3]));
+  }
+  return out;
+}
+
+/** Scrapes the service once; throws when a figure the soak needs is absent. */
+export async function sampleService(httpPort: number, dbPath: string, atMs: number): Promise<ServiceSample> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+  if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
+  const m = parseMetrics(await res.text());
+  const one = (name: string) => {
+    const v = m.get(name)?.[0];
+    if (v === undefined) throw new Error(`/metrics has no ${name}`);
+    return v;
+  };
+  const all = (name: string) => m.get(name) ?? [];
+  const lag = all("nerve_consumer_pending");
+  const wal = await stat(`${dbPath}-wal`).then((s) => s.size, () => 0);
+  return {
+    atMs,
+    rssBytes: one(`${DEFAULTS}process_resident_memory_bytes`),
+    heapUsedBytes: one(`${DEFAULTS}nodejs_heap_size_used_bytes`),
+    heapAfterGcBytes: m.get("nerve_heap_used_after_major_gc_bytes")?.[0] ?? 0,
+    loopP99Ms: one(`${DEFAULTS}nodejs_eventloop_lag_p99_seconds`) * 1000,
+    openFds: one(`${DEFAULTS}process_open_fds`),
+    walBytes: wal,
+    outboxPending: one("nerve_outbox_pending"),
+    lagSum: lag.reduce((a, b) => a + b, 0),
+    lagMax: Math.max(0, ...lag),
+    ackPendingSum: all("nerve_consumer_ack_pending").reduce((a, b) => a + b, 0),
+    deadLetters: all("nerve_consumer_dead_letters").reduce((a, b) => a + b, 0),
+  };
+}
+
+/** Polls until the outbox is empty and every durable consumer has acknowledged everything; false at the deadline. */
+export async function waitDrained(httpPort: number, dbPath: string, deadline: number, onWait: (s: ServiceSample) => void = () => {}): Promise<boolean> {
+  for (let polls = 0; ; polls++) {
+    const s = await sampleService(httpPort, dbPath, 0);
+    if (s.outboxPending === 0 && s.lagSum === 0 && s.ackPendingSum === 0) return true;
+    if (Date.now() > deadline) return false;
+    if (polls % 10 === 0) onWait(s);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** CPU of the service, nats-server and this process between two readings, as % of one core. */
+export function cpuShare(servicePid: number, natsPid: number): () => SoakMinute["cpu"] {
+  let last = { at: performance.now(), service: processCpuMs(servicePid) ?? 0, nats: processCpuMs(natsPid) ?? 0, self: process.cpuUsage() };
+  return () => {
+    const now = { at: performance.now(), service: processCpuMs(servicePid) ?? 0, nats: processCpuMs(natsPid) ?? 0, self: process.cpuUsage() };
+    const wall = now.at - last.at;
+    const self = process.cpuUsage(last.self);
+    const pct = (ms: number) => Math.round((100 * ms) / wall);
+    const share = { service: pct(now.service - last.service), nats: pct(now.nats - last.nats), bench: pct((self.user + self.system) / 1000) };
+    last = now;
+    return share;
+  };
+}
+
+const MIB = 2 ** 20;
+
+/** A minute's table row from its service samples (at least one), its load and its CPU. */
+export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMinute, frames: number, cpu: SoakMinute["cpu"]): SoakMinute {
+  const last = samples.at(-1)!;
+  return {
+    minute,
+    rssMb: Math.min(...samples.map((s) => s.rssBytes)) / MIB,
+    // After the latest major collection where the service says; else the minute's floor.
+    heapMb: (last.heapAfterGcBytes > 0 ? last.heapAfterGcBytes : Math.min(...samples.map((s) => s.heapUsedBytes))) / MIB,
+    loopP99Ms: Math.max(...samples.map((s) => s.loopP99Ms)),
+    openFds: Math.max(...samples.map((s) => s.openFds)),
+    walMb: last.walBytes / MIB,
+    outbox: last.outboxPending,
+    lagSum: last.lagSum,
+    lagMax: last.lagMax,
+    replyP99Ms: percentile(Float64Array.from(load.samples).sort(), 99),
+    sent: load.sent,
+    ok: load.ok,
+    failed: load.failed,
+    frames,
+    cpu,
+  };
+}

@@ -1,0 +1,116 @@
+/** The soak's pass/fail rules, as pure functions of its per-minute figures (unit-tested apart from the run). */
+import { percentile } from "./percentiles.js";
+
+/** One minute of the soak, as the table prints it. */
+export interface SoakMinute {
+  minute: number;
+  /** Service RSS, MiB: the lowest of the minute's 5-second samples. */
+  rssMb: number;
+  /** Service V8 heap used, MiB, right after its latest major collection (where the service reports it; else the lowest of the minute's samples). */
+  heapMb: number;
+  /** Event-loop delay p99 of the service, ms: the worst of the minute's 5-second windows. */
+  loopP99Ms: number;
+  openFds: number;
+  /** SQLite WAL file size at the end of the minute, MiB. */
+  walMb: number;
+  /** Committed events not yet in JetStream, at the end of the minute. */
+  outbox: number;
+  /** Events the durable consumers have not yet been delivered, summed and worst single consumer. */
+  lagSum: number;
+  lagMax: number;
+  /** Reply p99 of commands and queries answered this minute, from their intended send time, ms. */
+  replyP99Ms: number;
+  sent: number;
+  ok: number;
+  failed: number;
+  /** WebSocket frames the learners received. */
+  frames: number;
+  /** CPU used this minute, % of one core. */
+  cpu: { service: number; nats: number; bench: number };
+}
+
+/** The thresholds of the issue. */
+export const SOAK_LIMITS = { mbPer10Min: 1, p99Ratio: 1.5 } as const;
+
+/** The warm-up excluded from the slopes, and the length of the first/last p99 windows, in minutes: 5 each for a 25-minute run or longer, else a fifth of the run (at least one minute). */
+export function soakWindows(minutes: number): { warmup: number; window: number } {
+  if (minutes >= 25) return { warmup: 5, window: 5 };
+  const fifth = Math.max(1, Math.round(minutes / 5));
+  return { warmup: fifth, window: fifth };
+}
+
+/** Least-squares slope of y over x, with its standard error (0 when fewer than three points leave no residual to judge by); slope 0 for fewer than two distinct x. */
+export function leastSquares(points: ReadonlyArray<readonly [number, number]>): { slope: number; stdError: number } {
+  const n = points.length;
+  if (n < 2) return { slope: 0, stdError: 0 };
+  let mx = 0;
+  let my = 0;
+  for (const [x, y] of points) {
+    mx += x / n;
+    my += y / n;
+  }
+  let sxy = 0;
+  let sxx = 0;
+  for (const [x, y] of points) {
+    sxy += (x - mx) * (y - my);
+    sxx += (x - mx) ** 2;
+  }
+  if (sxx === 0) return { slope: 0, stdError: 0 };
+  const slope = sxy / sxx;
+  let residuals = 0;
+  for (const [x, y] of points) residuals += (y - my - slope * (x - mx)) ** 2;
+  return { slope, stdError: n > 2 ? Math.sqrt(residuals / (n - 2) / sxx) : 0 };
+}
+
+/** p99 of the latency samples of minutes `from`..`to` (1-based, inclusive). */
+export function windowP99(samplesByMinute: ReadonlyArray<Float64Array>, from: number, to: number): number {
+  const parts = samplesByMinute.slice(from - 1, to);
+  const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return percentile(all.sort(), 99);
+}
+
+/** What the end-of-run audit found. */
+export interface SoakAudit {
+  /** Outbox empty and every durable consumer caught up before the deadline. */
+  drained: boolean;
+  missing: number;
+  duplicated: number;
+}
+
+/** One check of the verdict; `pass` is null when the run is too short to judge it (a slope needs two minutes after the warm-up). */
+export interface SoakCheck {
+  name: string;
+  value: number;
+  /** The standard error of a fitted slope, in the same unit: a slope within about two of them of the limit is noise, not a verdict. */
+  stdError?: number;
+  limit: number;
+  unit: string;
+  pass: boolean | null;
+}
+
+/** The verdict over a run's minutes, its first and last window p99s and its audit: a pass when no check failed. */
+export function soakVerdict(rows: ReadonlyArray<SoakMinute>, p99: { first: number; last: number }, audit: SoakAudit, limits = SOAK_LIMITS): { pass: boolean; judgedAll: boolean; checks: SoakCheck[] } {
+  const { warmup } = soakWindows(rows.length);
+  const steady = rows.filter((r) => r.minute > warmup);
+  const slopeCheck = (name: string, pick: (r: SoakMinute) => number): SoakCheck => {
+    const fit = leastSquares(steady.map((r) => [r.minute, pick(r)] as const));
+    const value = fit.slope * 10;
+    return { name, value, stdError: fit.stdError * 10, limit: limits.mbPer10Min, unit: "MiB/10 min", pass: steady.length >= 2 ? value <= limits.mbPer10Min : null };
+  };
+  const ratio = p99.first > 0 ? p99.last / p99.first : Number.POSITIVE_INFINITY;
+  const checks: SoakCheck[] = [
+    slopeCheck("RSS slope after warm-up", (r) => r.rssMb),
+    slopeCheck("heap slope after warm-up", (r) => r.heapMb),
+    slopeCheck("WAL slope after warm-up", (r) => r.walMb),
+    { name: "reply p99, last window ÷ first", value: ratio, limit: limits.p99Ratio, unit: "×", pass: ratio <= limits.p99Ratio },
+    { name: "outbox and consumers drained", value: audit.drained ? 1 : 0, limit: 1, unit: "", pass: audit.drained },
+    { name: "acknowledged events missing from the streams", value: audit.missing, limit: 0, unit: "", pass: audit.missing === 0 },
+    { name: "events in the streams more than once", value: audit.duplicated, limit: 0, unit: "", pass: audit.duplicated === 0 },
+  ];
+  return { pass: checks.every((c) => c.pass !== false), judgedAll: checks.every((c) => c.pass !== null), checks };
+}
