@@ -1,14 +1,14 @@
 /** Composition of the service: database, actors, outbox relay, NATS API — and their ordered shutdown. */
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { addAdminEndpoints, remoteCommands, startApi, type Api } from "../api/index.js";
+import { addAdminEndpoints, remoteCommands, serveInstanceStatus, startApi, type Api } from "../api/index.js";
 import { aggregateModules, timerKinds } from "../aggregates/index.js";
 import { CONSUMER_GROUP, ConsumerManager, consumerEntities } from "../consumers/index.js";
 import { startGateway, type Gateway } from "../gateway/index.js";
 import { createSubscribers, projectionQueries, readModelEntities } from "../projections/index.js";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
-import { connectNats, ensureStreams } from "../nats/index.js";
+import { connectNats, ensureExternalConsumers, ensureStreams } from "../nats/index.js";
 import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
@@ -16,6 +16,8 @@ import { TimerService } from "../timers/index.js";
 import { reportFailure, watch } from "../supervision/index.js";
 import { Leases, NoOwnership, PartitionLeases, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
 import { registerServiceMetrics } from "./metrics.js";
+import { LatencyMetrics } from "./latency-metrics.js";
+import { startTracing } from "../tracing/index.js";
 import { aggregateQueries } from "./queries.js";
 
 /** A running Nerve. */
@@ -76,6 +78,8 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     // ensureStreams makes the first JetStream call, waiting out a stream leader's election (4-9 s on 2.9).
     jsm = await jetstreamManager(nc, { checkAPI: false });
     await ensureStreams(jsm, { replicas: config.NERVE_STREAM_REPLICAS, logger });
+    // External subscribers read through durables of their own, never through Nerve's (CONTRACT.md §2).
+    await ensureExternalConsumers(jsm, config.NERVE_EXTERNAL_CONSUMERS, logger);
   } catch (err) {
     await nc?.close();
     await db.close();
@@ -95,9 +99,22 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     : shared && overrides.ownership !== "sole"
     ? new PartitionLeases({ db, instanceId, logger: logger.child({ component: "leases" }), drain: (p) => drainPartition(p), released: () => conn.publish(RELEASED_SUBJECT) })
     : new SoleOwnership(instanceId);
+  // Off unless an OTLP endpoint is configured; export failures are counted and logged, the spans dropped.
+  const tracing = await startTracing({
+    endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT,
+    tracesEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    instanceId,
+    version: NERVE_VERSION,
+    onError: (err) => reportFailure(logger, "tracing export", err, "exporting spans failed; they are dropped"),
+  });
+  if (tracing) logger.info({ url: tracing.url }, "tracing: exporting spans over OTLP/HTTP");
+  const latency = new LatencyMetrics();
   const writer = new GroupCommitWriter(db, {
+    observe: latency.transaction,
     admission: () => relay?.room(backlogLimit, ADMISSION_MAX_WAIT_MS),
     fenceCheck: ownership.fenced ? (exec, fences) => checkFences(exec, instanceId, fences) : undefined,
+    sqliteWriter: config.NERVE_SQLITE_WRITER,
+    logger: logger.child({ component: "writer" }),
   });
   const system = new ActorSystem({
     load: (type, id) => repo.loadSnapshot(type, id),
@@ -115,7 +132,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await relay!.flushPartition(p, config.NERVE_SHUTDOWN_MS);
   };
   const relayJsm = await jetstreamManager(nc, { checkAPI: false, timeout: VERIFY_TIMEOUT_MS });
-  relay = new OutboxRelay({ repo, js: jetstream(nc), jsm: relayJsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership });
+  relay = new OutboxRelay({ repo, js: jetstream(nc), jsm: relayJsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership, publishAck: latency.acked });
   writer.on("committed", (rows) => relay.offer(rows));
   writer.on("error", (err) => reportFailure(logger, "group commit", err, "group commit failed outside a write (deleting published outbox rows); retrying"));
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds, ownership });
@@ -127,9 +144,9 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const subscribers = createSubscribers(deps);
   // Several instances: each durable consumer runs on one of them at a time, under a lease of its own.
   const consumerLeases = shared
-    ? new Leases({ db, instanceId, logger: logger.child({ component: "leases" }), group: CONSUMER_GROUP, keys: subscribers.map((s) => s.name), released: () => conn.publish(RELEASED_SUBJECT) })
+    ? new Leases({ db, instanceId, logger: logger.child({ component: "leases" }), group: CONSUMER_GROUP, keys: subscribers.map((s) => s.name), drain: (name): Promise<void> => consumers.handOff(name), released: () => conn.publish(RELEASED_SUBJECT) })
     : undefined;
-  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases });
+  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases, handleTime: latency.handled });
   const prune = setInterval(() => {
     // Housekeeping runs once across instances: on the holder of partition 0.
     if (!ownership.fence(0)) return;
@@ -138,6 +155,8 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   prune.unref();
   let api: Api | undefined;
   let gateway: Gateway | undefined;
+  // Every instance, whatever its roles, answers the CLI's `status` for itself.
+  const statusAnswers = serveInstanceStatus({ nc, db, instanceId, version: NERVE_VERSION, roles, ownership, consumers, logger });
 
   let stopping: Promise<void> | undefined;
   const conn = nc;
@@ -152,6 +171,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     const deadline = Date.now() + config.NERVE_SHUTDOWN_MS;
     const left = () => Math.max(0, deadline - Date.now());
     clearInterval(prune);
+    statusAnswers.unsubscribe();
     await gateway?.stop();
     await api?.stop();
     await timers.stop();
@@ -167,7 +187,11 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await consumers.stop();
     system.close();
     await conn.drain().catch(() => conn.close());
+    // Last: the consumers' process managers may have committed until they stopped.
+    await writer.close();
     await db.close();
+    // The last spans go out now, within what is left of the shutdown's bound.
+    if (tracing) await Promise.race([tracing.shutdown().catch((err) => logger.warn({ err }, "flushing spans failed")), new Promise((r) => setTimeout(r, Math.max(1000, left())).unref())]);
     logger.info("nerve stopped");
   };
 
@@ -175,7 +199,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await ownership.start?.();
     if (roles.has("consumers")) await consumers.start();
     if (commandsRole) {
-      api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership });
+      api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership, observe: { command: latency.command, query: latency.query } });
       addAdminEndpoints(api.service, consumers, logger);
     }
     gateway = await startGateway({
@@ -183,10 +207,17 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       nc,
       port: config.NERVE_HTTP_PORT,
       jwtSecret: config.jwtSecret,
+      jwks: config.NERVE_JWT_JWKS,
+      jwtIssuer: config.NERVE_JWT_ISSUER,
+      jwtAudience: config.NERVE_JWT_AUDIENCE,
       logger: logger.child({ component: "gateway" }),
       devTokens: config.NERVE_DEV_TOKENS,
     });
-    registerServiceMetrics(gateway.metrics.registry, { api, system, writer, relay, repo, consumers });
+    registerServiceMetrics(gateway.metrics.registry, {
+      api, system, writer, relay, repo, consumers, ownership,
+      leases: { partitions: ownership instanceof PartitionLeases ? ownership.leases.stats : undefined, consumers: consumerLeases?.stats },
+    });
+    latency.register(gateway.metrics.registry);
   } catch (err) {
     // A part that cannot start (a taken HTTP port, say) must not leave the others running.
     await stop().catch(() => undefined);

@@ -1,11 +1,16 @@
 /** Configuration, parsed once at start-up from the environment (CONTRACT.md §7) by one zod schema. */
 import { hostname } from "node:os";
 import { z } from "zod";
+import { jwksLocation } from "./jwks-location.js";
+import { parseExternalConsumers } from "./external-consumers.js";
 
 /** The development JWT secret, used (with a warning) when none is set outside production. */
 export const DEV_JWT_SECRET = "nerve-development-secret-do-not-use-in-production";
 
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+// An OTLP endpoint: an http(s) URL; set but empty counts as unset, as OpenTelemetry's SDKs take it.
+const otlpUrl = z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^https?:\/\/\S+$/, "must be an http:// or https:// URL").optional());
 
 /** What one process can run (CONTRACT.md §8). */
 export const ROLES = ["commands", "consumers", "gateway"] as const;
@@ -25,6 +30,12 @@ export const ConfigSchema = z
       .default("sqlite:./data/nerve.sqlite"),
     NERVE_HTTP_PORT: int(8080).pipe(z.number().max(65535)),
     NERVE_JWT_SECRET: z.string().min(16).optional(),
+    /** An identity provider's public keys (RS256, ES256, EdDSA tokens): a JWKS file path or an https:// URL. */
+    NERVE_JWT_JWKS: z.string().min(1).optional(),
+    /** When set, every token must carry this `iss`. */
+    NERVE_JWT_ISSUER: z.string().min(1).optional(),
+    /** When set, every token must carry this `aud`. */
+    NERVE_JWT_AUDIENCE: z.string().min(1).optional(),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Most commands waiting in one actor's mailbox before `unavailable`. */
     NERVE_MAILBOX_SIZE: int(256, 1),
@@ -45,6 +56,8 @@ export const ConfigSchema = z
       .transform((v) => v === "true" || v === "1"),
     /** SQLite synchronous pragma. */
     NERVE_SQLITE_SYNC: z.enum(["FULL", "NORMAL"]).default("FULL"),
+    /** Who commits on a SQLite file: a worker thread with a connection of its own, or the main connection. */
+    NERVE_SQLITE_WRITER: z.enum(["worker", "main"]).default("main"),
     /** This instance's name: in leases, logs and the Nerve-Instance reply header. */
     NERVE_INSTANCE_ID: z
       .string()
@@ -59,18 +72,45 @@ export const ConfigSchema = z
       .transform((roles) => new Set<Role>(roles)),
     /** Replicas of the five streams (3 on a three-node cluster). */
     NERVE_STREAM_REPLICAS: int(1, 1).pipe(z.number().max(5)),
+    /** OpenTelemetry: the OTLP/HTTP collector's base URL (`/v1/traces` appended); tracing runs only when this or the next is set. */
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
+    /** OpenTelemetry: the full OTLP/HTTP traces URL; wins over OTEL_EXPORTER_OTLP_ENDPOINT. */
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpUrl,
+    /** Durables provisioned for external subscribers (`name:filter` pairs); none by default. */
+    NERVE_EXTERNAL_CONSUMERS: z
+      .string()
+      .default("")
+      .transform((v, ctx) => {
+        try {
+          return parseExternalConsumers(v);
+        } catch (err) {
+          ctx.addIssue({ code: "custom", message: (err as Error).message });
+          return z.NEVER;
+        }
+      }),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV === "production" && c.NERVE_DEV_TOKENS) {
       ctx.addIssue({ code: "custom", path: ["NERVE_DEV_TOKENS"], message: "must be off when NODE_ENV=production" });
     }
-    if (c.NODE_ENV === "production" && !c.NERVE_JWT_SECRET) {
-      ctx.addIssue({ code: "custom", path: ["NERVE_JWT_SECRET"], message: "is required when NODE_ENV=production" });
+    if (c.NODE_ENV === "production" && !c.NERVE_JWT_SECRET && !c.NERVE_JWT_JWKS) {
+      ctx.addIssue({ code: "custom", path: ["NERVE_JWT_SECRET"], message: "is required when NODE_ENV=production unless NERVE_JWT_JWKS is set" });
+    }
+    if (c.NERVE_JWT_JWKS) {
+      try {
+        jwksLocation(c.NERVE_JWT_JWKS);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", path: ["NERVE_JWT_JWKS"], message: (err as Error).message });
+      }
     }
   });
 
-/** The parsed configuration. */
-export type Config = z.infer<typeof ConfigSchema> & { jwtSecret: string; jwtSecretIsDevelopment: boolean };
+/**
+ * The parsed configuration. `jwtSecret` is the HS256 secret: NERVE_JWT_SECRET, else the development
+ * one; undefined (HS256 tokens refused) when only NERVE_JWT_JWKS is set and no development tokens
+ * are served.
+ */
+export type Config = z.infer<typeof ConfigSchema> & { jwtSecret: string | undefined; jwtSecretIsDevelopment: boolean };
 
 /** Parses the environment; throws one error naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -80,5 +120,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);
   }
   const c = parsed.data;
-  return { ...c, jwtSecret: c.NERVE_JWT_SECRET ?? DEV_JWT_SECRET, jwtSecretIsDevelopment: !c.NERVE_JWT_SECRET };
+  const development = !c.NERVE_JWT_SECRET && (!c.NERVE_JWT_JWKS || c.NERVE_DEV_TOKENS);
+  return { ...c, jwtSecret: c.NERVE_JWT_SECRET ?? (development ? DEV_JWT_SECRET : undefined), jwtSecretIsDevelopment: development };
 }

@@ -20,6 +20,24 @@ describe("loadConfig", () => {
     expect(loadConfig({ NODE_ENV: "production", NERVE_JWT_SECRET: "a-long-enough-secret" }).jwtSecretIsDevelopment).toBe(false);
   });
 
+  it("accepts a JWKS instead of the secret in production, and turns HS256 off then", () => {
+    const c = loadConfig({ NODE_ENV: "production", NERVE_JWT_JWKS: "https://idp.example/.well-known/jwks.json", NERVE_JWT_ISSUER: "https://idp.example/", NERVE_JWT_AUDIENCE: "nerve" });
+    expect(c).toMatchObject({ jwtSecret: undefined, jwtSecretIsDevelopment: false, NERVE_JWT_ISSUER: "https://idp.example/", NERVE_JWT_AUDIENCE: "nerve" });
+    // Beside a secret, both kinds of token are checked.
+    expect(loadConfig({ NODE_ENV: "production", NERVE_JWT_JWKS: "/etc/nerve/jwks.json", NERVE_JWT_SECRET: "a-long-enough-secret" }).jwtSecret).toBe("a-long-enough-secret");
+    // In development the page's sign-in still needs the development secret.
+    expect(loadConfig({ NERVE_JWT_JWKS: "/etc/nerve/jwks.json", NERVE_DEV_TOKENS: "true" })).toMatchObject({ jwtSecret: DEV_JWT_SECRET, jwtSecretIsDevelopment: true });
+  });
+
+  it("takes a JWKS file path or an https:// URL, and plain http:// only on loopback", () => {
+    for (const ok of ["./jwks.json", "/etc/nerve/jwks.json", "https://idp.example/jwks", "http://127.0.0.1:9000/jwks", "http://localhost/jwks", "http://[::1]:8000/jwks"]) {
+      expect(loadConfig({ NERVE_JWT_JWKS: ok }).NERVE_JWT_JWKS).toBe(ok);
+    }
+    expect(() => loadConfig({ NERVE_JWT_JWKS: "http://idp.example/jwks" })).toThrow(/NERVE_JWT_JWKS: must use https:\/\/ \(plain http:\/\/ is accepted only on a loopback address\)/);
+    expect(() => loadConfig({ NERVE_JWT_JWKS: "http://127.0.0.1.nip.io/jwks" })).toThrow(/NERVE_JWT_JWKS: must use https/);
+    expect(() => loadConfig({ NERVE_JWT_JWKS: "file:///etc/jwks.json" })).toThrow(/NERVE_JWT_JWKS: must be a JWKS file path or an https:\/\/ URL, not file:\/\//);
+  });
+
   it("names every bad variable at once", () => {
     expect(() => loadConfig({ NERVE_DB: "mysql://x", NERVE_HTTP_PORT: "abc", LOG_LEVEL: "loud" })).toThrow(/NERVE_DB[\s\S]*NERVE_HTTP_PORT[\s\S]*LOG_LEVEL/);
   });
