@@ -24,6 +24,9 @@ export interface ServiceSample {
   /** Delivered but unacknowledged events, summed over the consumers. */
   ackPendingSum: number;
   deadLetters: number;
+  /** The service's bounded caches: live actors (NERVE_MAX_ACTORS) and the gateway's resume buffer (its event budget). */
+  actorsLive: number;
+  gatewayBuffered: number;
 }
 
 // The gateway's registry (served at /metrics) prefixes prom-client's default metrics.
@@ -68,6 +71,8 @@ export async function sampleService(httpPort: number, dbPath: string, atMs: numb
     lagMax: Math.max(0, ...lag),
     ackPendingSum: all("nerve_consumer_ack_pending").reduce((a, b) => a + b, 0),
     deadLetters: all("nerve_consumer_dead_letters").reduce((a, b) => a + b, 0),
+    actorsLive: one("nerve_actors_live"),
+    gatewayBuffered: one("nerve_gateway_buffered_events"),
   };
 }
 
@@ -118,5 +123,7 @@ export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMi
     failed: load.failed,
     frames,
     cpu,
+    actors: last.actorsLive,
+    buffered: last.gatewayBuffered,
   };
 }

@@ -27,6 +27,9 @@ export interface SoakMinute {
   frames: number;
   /** CPU used this minute, % of one core. */
   cpu: { service: number; nats: number; bench: number };
+  /** Live actors and events in the gateway's resume buffer at the end of the minute: caches that fill up to a bound. */
+  actors?: number;
+  buffered?: number;
 }
 
 /** The thresholds of the issue. */
@@ -37,6 +40,28 @@ export function soakWindows(minutes: number): { warmup: number; window: number }
   if (minutes >= 25) return { warmup: 5, window: 5 };
   const fifth = Math.max(1, Math.round(minutes / 5));
   return { warmup: fifth, window: fifth };
+}
+
+/** Growth of a bounded cache per minute, below which it counts as full. */
+export const CACHE_FULL_GROWTH = 0.01;
+
+/**
+ * Minutes to leave out of the memory slopes: the fixed warm-up, and longer while a bounded cache (live
+ * actors up to NERVE_MAX_ACTORS, the gateway's resume buffer up to its event budget) still fills. Memory
+ * that grows with a cache filling towards its bound is not a leak; what grows once the caches are full
+ * is. Ends after the last minute in which either grew by {@link CACHE_FULL_GROWTH} or more.
+ */
+export function memoryWarmup(rows: ReadonlyArray<SoakMinute>): number {
+  let warmup = soakWindows(rows.length).warmup;
+  for (let i = 1; i < rows.length; i++) {
+    const grew = (pick: (r: SoakMinute) => number | undefined) => {
+      const a = pick(rows[i - 1]!) ?? 0;
+      const b = pick(rows[i]!) ?? 0;
+      return b - a >= CACHE_FULL_GROWTH * Math.max(a, 1);
+    };
+    if (grew((r) => r.actors) || grew((r) => r.buffered)) warmup = Math.max(warmup, rows[i]!.minute);
+  }
+  return warmup;
 }
 
 /** Least-squares slope of y over x, with its standard error (0 when fewer than three points leave no residual to judge by); slope 0 for fewer than two distinct x. */
@@ -95,7 +120,7 @@ export interface SoakCheck {
 
 /** The verdict over a run's minutes, its first and last window p99s and its audit: a pass when no check failed. */
 export function soakVerdict(rows: ReadonlyArray<SoakMinute>, p99: { first: number; last: number }, audit: SoakAudit, limits = SOAK_LIMITS): { pass: boolean; judgedAll: boolean; checks: SoakCheck[] } {
-  const { warmup } = soakWindows(rows.length);
+  const warmup = memoryWarmup(rows);
   const steady = rows.filter((r) => r.minute > warmup);
   const slopeCheck = (name: string, pick: (r: SoakMinute) => number): SoakCheck => {
     const fit = leastSquares(steady.map((r) => [r.minute, pick(r)] as const));

@@ -28,7 +28,7 @@ import { tallyStreams } from "./soak-audit.js";
 import { SoakLoad } from "./soak-load.js";
 import { soakSvg } from "./soak-plot.js";
 import { cpuShare, minuteRow, sampleService, waitDrained, type ServiceSample } from "./soak-sampler.js";
-import { soakVerdict, soakWindows, windowP99, type SoakMinute } from "./soak-verdict.js";
+import { memoryWarmup, soakVerdict, soakWindows, windowP99, type SoakMinute } from "./soak-verdict.js";
 import { SOAK_MIX, SoakWorkload, type SoakReply } from "./soak-workload.js";
 import { fmt, table } from "./table.js";
 
@@ -63,8 +63,8 @@ function soakOptions(argv: string[]): SoakOptions {
   return o;
 }
 
-const COLUMNS = ["min", "RSS MiB", "heap MiB", "loop p99 ms", "fds", "WAL MiB", "outbox", "lag sum", "lag max", "reply p99 ms", "sent", "ok", "failed", "frames", "CPU% svc/nats/bench"];
-const rowCells = (r: SoakMinute) => [r.minute, r.rssMb, r.heapMb, r.loopP99Ms, r.openFds, r.walMb, r.outbox, r.lagSum, r.lagMax, r.replyP99Ms, r.sent, r.ok, r.failed, r.frames, `${r.cpu.service}/${r.cpu.nats}/${r.cpu.bench}`];
+const COLUMNS = ["min", "RSS MiB", "heap MiB", "loop p99 ms", "fds", "WAL MiB", "outbox", "lag sum", "lag max", "reply p99 ms", "sent", "ok", "failed", "frames", "actors", "gw buffer", "CPU% svc/nats/bench"];
+const rowCells = (r: SoakMinute) => [r.minute, r.rssMb, r.heapMb, r.loopP99Ms, r.openFds, r.walMb, r.outbox, r.lagSum, r.lagMax, r.replyP99Ms, r.sent, r.ok, r.failed, r.frames, r.actors ?? 0, r.buffered ?? 0, `${r.cpu.service}/${r.cpu.nats}/${r.cpu.bench}`];
 const WIDTHS = COLUMNS.map((h) => Math.max(h.length, 9));
 const line = (cells: (string | number)[]) => cells.map((c, i) => (typeof c === "number" ? fmt(c) : c).padStart(WIDTHS[i]!)).join("  ");
 
@@ -84,7 +84,7 @@ async function writeResults(final: boolean): Promise<void> {
   await writeFile(join(RESULTS_DIR, `soak-${stamp}.json`), json);
   if (!final) return;
   await writeFile(join(RESULTS_DIR, "latest-soak.json"), json);
-  await writeFile(join(RESULTS_DIR, "soak.svg"), soakSvg(rows, `Nerve soak: ${rows.length} min at ${fmt(result.rate as number)} requests/s, ${new Date().toISOString().slice(0, 10)}`, soakWindows(rows.length).warmup));
+  await writeFile(join(RESULTS_DIR, "soak.svg"), soakSvg(rows, `Nerve soak: ${rows.length} min at ${fmt(result.rate as number)} requests/s, ${new Date().toISOString().slice(0, 10)}`, memoryWarmup(rows)));
 }
 
 async function main(): Promise<boolean> {
@@ -195,6 +195,7 @@ async function main(): Promise<boolean> {
   Object.assign(result, { p99, verdict, complete: true, seconds: (Date.now() - startedAt.getTime()) / 1000 });
   result.machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, totalMemoryGB: Math.round(totalmem() / 2 ** 30), node: process.version, natsServer: nc.info?.version, loadAverageBefore: load0, loadAverageAfter: loadavg() };
   say(table("Soak verdict", ["check", "value", "limit", "pass"], verdict.checks.map((c) => [c.name, `${fmt(c.value)}${c.stdError ? ` ± ${fmt(c.stdError)}` : ""} ${c.unit}`.trim(), `${c.unit === "" ? "=" : "≤"} ${fmt(c.limit)} ${c.unit}`.trim(), c.pass === null ? "not judged (too short)" : c.pass ? "yes" : "NO"])));
+  say(`memory judged after minute ${memoryWarmup(rows)} (warm-up ${soakWindows(rows.length).warmup} min, longer while live actors or the gateway's resume buffer still grew by ≥ 1 %/min towards their bounds)`);
   say(`reply p99: first ${window} min ${fmt(p99.first)} ms, last ${window} min ${fmt(p99.last)} ms; acknowledged events ${fmt(audit.acknowledged)}, read from the streams ${fmt(audit.seen)} distinct; failed ${JSON.stringify(failedByCode)}; WebSockets closed early ${fleet.closedEarly}; dead letters ${fmt(samples.at(-1)?.deadLetters ?? 0)}`);
   say(`${verdict.pass ? "PASS" : "FAIL"}${verdict.judgedAll ? "" : " (some checks not judged: the run is too short)"}; load average before/after ${load0[0]!.toFixed(2)}/${loadavg()[0]!.toFixed(2)}; run took ${fmt(result.seconds as number)} s`);
   await writeResults(true);

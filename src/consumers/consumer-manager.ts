@@ -143,16 +143,35 @@ export class ConsumerManager {
   async #take(name: string, graceful: boolean): Promise<void> {
     const runner = this.runners.get(name);
     if (!runner) return;
-    if (graceful) this.#notBefore.delete(name);
-    else {
-      const delay = this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS;
-      this.#notBefore.set(name, performance.now() + delay);
-      await sleep(delay);
-    }
+    const delay = this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS;
+    this.#notBefore.set(name, performance.now() + delay);
+    if (graceful) await this.#unstranded(runner, delay);
+    else await sleep(delay);
+    this.#notBefore.delete(name);
     const leases = this.#o.leases!;
     if (this.#stopping || !leases.fence(name)) return;
     await runner.start();
     this.#active.add(name);
+  }
+
+  /**
+   * After a graceful hand-off: waits until the consumer has no delivery out (at most `bound` ms, its
+   * ack_wait). Messages that reached the former holder after its last batch (its pull was still open
+   * when it stopped) stay unacknowledged until ack_wait; pulling before they come back would apply later
+   * events first. Usually nothing is out and this returns after one look.
+   */
+  async #unstranded(runner: ConsumerRunner, bound: number): Promise<void> {
+    const until = performance.now() + bound;
+    for (;;) {
+      let out: number;
+      try {
+        out = (await runner.lag()).reduce((n, l) => n + l.ackPending, 0);
+      } catch {
+        return; // No durable yet (or no answer): nothing of a former holder can be out.
+      }
+      if (out === 0 || this.#stopping || performance.now() >= until) return;
+      await sleep(Math.min(250, Math.max(0, until - performance.now())));
+    }
   }
 
   /** The consumers running on this instance now (all of them, unless leases spread them over instances). */

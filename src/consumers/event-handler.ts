@@ -41,13 +41,7 @@ export class EventHandler {
    * `traces` are the events' trace contexts (from their headers), by index.
    */
   async applyBatch(events: EnvelopeBase[], traces?: readonly (TraceHeaders | undefined)[]): Promise<Outcome[]> {
-    if (!this.subscriber.apply) {
-      // One at a time, in stream order: a refund must never overtake the payment it undoes, and a
-      // failure must not leave commands running while the runner retries the batch one by one.
-      const out: Outcome[] = [];
-      for (let i = 0; i < events.length; i++) out.push(await this.handle(events[i]!, traces?.[i]));
-      return out;
-    }
+    if (!this.subscriber.apply) return this.#reactBatch(events, traces);
     const started = performance.now();
     const tracer = activeTracer();
     // One span per event, all of them the length of the batch's transaction.
@@ -65,6 +59,33 @@ export class EventHandler {
       spans?.[i]?.setAttribute("nerve.outcome", out[i]!);
       endSpan(spans?.[i]);
     }
+    return out;
+  }
+
+  /**
+   * A process manager's batch: in stream order within each {@link Subscriber.orderKey} (a refund never
+   * overtakes the payment it undoes), different keys side by side. A key's chain stops at its first
+   * failure, and the batch fails only once every chain has settled: no command is left running while the
+   * runner retries the batch one by one (what went through is then a duplicate).
+   */
+  async #reactBatch(events: EnvelopeBase[], traces?: readonly (TraceHeaders | undefined)[]): Promise<Outcome[]> {
+    const keyOf = this.subscriber.orderKey;
+    const out: Outcome[] = new Array<Outcome>(events.length).fill("skipped");
+    const chains = new Map<string, number[]>();
+    for (let i = 0; i < events.length; i++) {
+      if (!this.wants(events[i]!.event_type)) continue;
+      const key = keyOf ? keyOf(events[i]!) : "";
+      const chain = chains.get(key);
+      if (chain) chain.push(i);
+      else chains.set(key, [i]);
+    }
+    const settled = await Promise.allSettled(
+      [...chains.values()].map(async (chain) => {
+        for (const i of chain) out[i] = await this.handle(events[i]!, traces?.[i]);
+      }),
+    );
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (failed) throw failed.reason;
     return out;
   }
 

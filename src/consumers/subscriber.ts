@@ -24,6 +24,12 @@ export interface Subscriber {
   apply?(event: EnvelopeBase, tx: Tx): Promise<void>;
   /** Reacts with commands (a process manager), outside any transaction; must be idempotent by itself. */
   react?(event: EnvelopeBase): Promise<void>;
+  /**
+   * A process manager's order: events with the same key are handled one after another in stream order,
+   * events with different keys at the same time (their commands go to different aggregates, each waiting
+   * for its own commit). Without it, one event at a time.
+   */
+  orderKey?(event: EnvelopeBase): string;
   /** Empties the read model before a replay. */
   reset?(tx: Tx): Promise<void>;
 }

@@ -21,6 +21,9 @@ export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscri
   return {
     name: Consumers.AccessGrants,
     handles: { orders: ["OrderPaid", "OrderRefunded"] },
+    // Every access record an order touches is its user's: one learner's orders in stream order (a refund
+    // never overtakes its payment, a re-purchase never its refund), different learners side by side.
+    orderKey: (e) => (e.payload as { user_id: string }).user_id,
     async react(raw) {
       const e = typedEvent(raw);
       if (e.event_type === "OrderPaid") {

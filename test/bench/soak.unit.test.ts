@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { EventIdTally } from "../../bench/event-id-tally.js";
 import { niceMax, soakSvg } from "../../bench/soak-plot.js";
 import { minuteRow, parseMetrics, type ServiceSample } from "../../bench/soak-sampler.js";
-import { leastSquares, soakVerdict, soakWindows, windowP99, type SoakMinute } from "../../bench/soak-verdict.js";
+import { leastSquares, memoryWarmup, soakVerdict, soakWindows, windowP99, type SoakMinute } from "../../bench/soak-verdict.js";
 
 /** A minute whose memory follows `mb(minute)` and whose reply p99 is `p99`. */
 const minute = (m: number, mb: (m: number) => number, p99 = 20): SoakMinute => ({
@@ -39,6 +39,19 @@ describe("soak verdict", () => {
     const bad = soakVerdict(leaking, { first: 30, last: 40 }, clean);
     expect(bad.pass).toBe(false);
     expect(bad.checks.find((c) => c.name.startsWith("RSS"))!.value).toBeCloseTo(2, 9);
+  });
+
+  it("judges memory only once the bounded caches stopped filling: growth towards a cache's bound is not a leak", () => {
+    // The gateway's buffer fills until minute 15 (memory with it), then both stay flat.
+    const rows = run(30, (m) => 200 + 10 * Math.min(m, 15)).map((r) => ({ ...r, actors: 100_000, buffered: 16_000 * Math.min(r.minute, 15) }));
+    expect(memoryWarmup(rows)).toBe(15);
+    expect(soakVerdict(rows, { first: 20, last: 20 }, clean).pass).toBe(true);
+    // Without the caches' figures, the fixed warm-up: the same memory is a leak.
+    expect(memoryWarmup(rows.map(({ actors: _a, buffered: _b, ...r }) => r))).toBe(5);
+    // Caches that never stop filling leave memory unjudged.
+    const filling = rows.map((r) => ({ ...r, buffered: 1000 * r.minute }));
+    expect(memoryWarmup(filling)).toBe(30);
+    expect(soakVerdict(filling, { first: 20, last: 20 }, clean).judgedAll).toBe(false);
   });
 
   it("does not judge memory on a run too short to fit a slope after its warm-up", () => {
@@ -96,7 +109,7 @@ describe("soak plot and metrics", () => {
     const MiB = 2 ** 20;
     const sample = (rss: number, heap: number, afterGc: number): ServiceSample => ({
       atMs: 0, rssBytes: rss * MiB, heapUsedBytes: heap * MiB, heapAfterGcBytes: afterGc * MiB,
-      loopP99Ms: heap / 10, openFds: 1000, walBytes: 4 * MiB, outboxPending: 3, lagSum: 5, lagMax: 4, ackPendingSum: 0, deadLetters: 0,
+      loopP99Ms: heap / 10, openFds: 1000, walBytes: 4 * MiB, outboxPending: 3, lagSum: 5, lagMax: 4, ackPendingSum: 0, deadLetters: 0, actorsLive: 10, gatewayBuffered: 20,
     });
     const load = { sent: 4, ok: 3, failed: 1, failedByCode: { transport: 1 }, samples: Float64Array.of(5, 1, 9, 3) };
     const cpu = { service: 50, nats: 10, bench: 5 };

@@ -49,3 +49,60 @@ describe("EventHandler.applyBatch for a projection", () => {
     expect(await catalog.handle(good)).toBe("handled");
   });
 });
+
+describe("EventHandler.applyBatch for a process manager", () => {
+  const paid = (user: string, order: string) =>
+    envelope("OrderPaid", order, 2, { order_id: order, user_id: user, course_ids: ["c1"], payment_id: `pay-${order}` });
+
+  // A process manager that records what it reacts to, and how many reactions run at once.
+  const reactor = (opts: { failOn?: string; keyed?: boolean } = {}) => {
+    const r = { order: [] as string[], running: 0, most: 0 };
+    const handler = new EventHandler(m.db, {
+      name: "test-reactor",
+      handles: { orders: ["OrderPaid"] },
+      ...(opts.keyed === false ? {} : { orderKey: (e: { payload: unknown }) => (e.payload as { user_id: string }).user_id }),
+      async react(e) {
+        r.running++;
+        r.most = Math.max(r.most, r.running);
+        await new Promise((done) => setTimeout(done, 5));
+        r.running--;
+        if (e.aggregate_id === opts.failOn) throw new Error(`cannot handle ${e.aggregate_id}`);
+        r.order.push(e.aggregate_id);
+      },
+    });
+    return { r, handler };
+  };
+
+  it("reacts to different keys side by side and to one key in stream order", async () => {
+    const { r, handler } = reactor();
+    const events = [paid("u1", "o1"), paid("u2", "o2"), paid("u1", "o3"), paid("u3", "o4"), paid("u2", "o5"), envelope("UserRegistered", "u9", 1, { user_id: "u9", email: "u9@example.com", name: "U" })];
+
+    expect(await handler.applyBatch(events)).toEqual(["handled", "handled", "handled", "handled", "handled", "skipped"]);
+
+    expect(r.most).toBe(3);
+    const of = (...orders: string[]) => r.order.filter((o) => orders.includes(o));
+    expect(of("o1", "o3")).toEqual(["o1", "o3"]);
+    expect(of("o2", "o5")).toEqual(["o2", "o5"]);
+    expect(await handler.applyBatch(events)).toEqual(["duplicate", "duplicate", "duplicate", "duplicate", "duplicate", "skipped"]);
+  });
+
+  it("without a key, reacts one event at a time", async () => {
+    const { r, handler } = reactor({ keyed: false });
+    await handler.applyBatch([paid("u1", "o1"), paid("u2", "o2"), paid("u3", "o3")]);
+    expect(r.most).toBe(1);
+    expect(r.order).toEqual(["o1", "o2", "o3"]);
+  });
+
+  it("stops a key's chain at its failure, lets the other keys finish, then fails the batch", async () => {
+    const { r, handler } = reactor({ failOn: "o1" });
+    const events = [paid("u1", "o1"), paid("u2", "o2"), paid("u1", "o3"), paid("u2", "o4")];
+
+    await expect(handler.applyBatch(events)).rejects.toThrow(/cannot handle o1/);
+
+    // u1's later order never overtook the failed one; u2's chain ran to its end; nothing is left running.
+    expect(r.order).toEqual(["o2", "o4"]);
+    expect(r.running).toBe(0);
+    // The runner then goes one by one: what went through is a duplicate.
+    expect(await handler.handle(events[1]!)).toBe("duplicate");
+  });
+});
