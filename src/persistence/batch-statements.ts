@@ -2,7 +2,7 @@
  * The statements of one group commit, whoever runs them: MikroORM's connection on the main thread, or
  * the SQLite write worker's prepared statements. It imports nothing, so the worker loads only this.
  */
-import type { AggregateWrite, FenceCheck } from "./commit-batch.js";
+import type { AggregateWrite, EventWrite, FenceCheck } from "./commit-batch.js";
 
 /** Runs one statement inside the batch's transaction. */
 export type Exec = <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>;
@@ -13,38 +13,19 @@ export class StaleWriteError extends Error {
 }
 
 /** One event of an {@link EncodedWrite}: the payload already JSON. */
-export interface EncodedEvent {
-  event_id: string;
-  event_type: string;
-  event_version: number;
-  occurred_on: string;
-  aggregate_version: number;
-  correlation_id: string;
-  causation_id: string | null;
-  payload: string;
-  subject: string;
-  body: Uint8Array;
-}
+export type EncodedEvent = Omit<EventWrite, "payload"> & { payload: string };
 
 /**
  * An {@link AggregateWrite} with its JSON columns already encoded: strings cross to a worker thread for
  * a copy, where objects would cost a structured clone and then the same JSON.stringify over there.
  */
-export interface EncodedWrite {
-  aggregateType: string;
-  aggregateId: string;
-  baseVersion: number;
-  version: number;
+export type EncodedWrite = Omit<AggregateWrite, "state" | "events" | "idempotency" | "fence"> & {
   state: string;
-  now: string;
   events: EncodedEvent[];
   idempotency?: { key: string; fingerprint: string; reply: string } | undefined;
-  extra?: AggregateWrite["extra"];
   /** The aggregate's partition (what the relays filter on), worked out where the rest of the service does. */
   partition: number;
-  traceparent?: string | undefined;
-  tracestate?: string | undefined;
-}
+};
 
 const CHUNK = 200;
 

@@ -48,7 +48,7 @@ export interface AggregateWrite {
 }
 
 /** Checks the batch's fences inside its transaction (before any write); throws when one has moved. */
-export type FenceCheck = (exec: <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>, fences: { partition: number; epoch: number }[]) => Promise<void>;
+export type FenceCheck = (exec: Exec, fences: { partition: number; epoch: number }[]) => Promise<void>;
 
 export { StaleWriteError } from "./batch-statements.js";
 
