@@ -65,48 +65,133 @@ export function serviceMsgOf(m: Msg): ServiceMsg {
   } as ServiceMsg;
 }
 
-/** Keeps one `pcmd.<p>.>` subscription per held partition, following the ownership. */
+/** Where an instance says it now serves a partition (`<prefix>.<p>`, its instance id as the body): a former owner stops lingering. */
+export const OWNED_SUBJECT_PREFIX = "nerve.cluster.owned";
+
+/** Every instance's `pcmd.<p>.>` subscriptions share this queue group: a request reaches one of them, never two. */
+export const PARTITION_QUEUE = "pcmd";
+
+/** How long a lost partition's subscription stays at most, answering `unavailable`, until its next owner says it serves it. */
+export const LINGER_MS = 1500;
+
+/** A lost partition's subscription until its next owner has one. */
+interface Lingering {
+  sub: Subscription;
+  timer: NodeJS.Timeout;
+  /** Resolves once the subscription is drained, or serves on (the partition came back). */
+  drained: Promise<void>;
+  done: () => void;
+}
+
+/**
+ * Keeps one `pcmd.<p>.>` subscription per held partition, following the ownership.
+ *
+ * A partition leaves without a moment in which nobody subscribes it: without the server mapping,
+ * instances forward a request by a plain publish, which nobody answers (a whole timeout for its caller)
+ * when the subscription is gone. So a lost partition's subscription lingers — every request it takes
+ * answered `unavailable`, retried at once — until the next owner announces it has subscribed, or
+ * {@link LINGER_MS}. The subscriptions are in one queue group, so while old and new overlap a request
+ * reaches one of them only: never an `unavailable` from one for a command the other applied.
+ */
 export class PartitionSubscriptions {
   readonly #subs = new Map<number, Subscription>();
+  readonly #lingering = new Map<number, Lingering>();
+  #owned: Subscription | undefined;
   readonly #onAcquired = (p: number) => this.#subscribe(p);
-  readonly #onLost = (p: number) => this.#unsubscribe(p);
+  readonly #onLost = (p: number) => this.#linger(p);
 
   constructor(
     private readonly nc: NatsConnection,
     private readonly ownership: Ownership,
     private readonly handle: (msg: ServiceMsg) => void,
     private readonly logger: Logger,
+    private readonly lingerMs = LINGER_MS,
   ) {}
 
   /** Subscribes the partitions held now and follows acquisitions and losses; resolves once the server has them. */
   async start(): Promise<void> {
+    this.#owned = this.nc.subscribe(`${OWNED_SUBJECT_PREFIX}.*`, {
+      callback: (err, m) => {
+        if (err || m.string() === this.ownership.instanceId) return;
+        const p = Number(m.subject.slice(OWNED_SUBJECT_PREFIX.length + 1));
+        if (this.#lingering.has(p)) void this.#drain(p);
+      },
+    });
     this.ownership.on("acquired", this.#onAcquired);
     this.ownership.on("lost", this.#onLost);
     for (const p of this.ownership.held()) this.#subscribe(p);
     await this.nc.flush();
   }
 
-  /** The partitions subscribed now. */
+  /** The partitions subscribed now as their owner (lingering ones not counted). */
   get partitions(): number[] {
     return [...this.#subs.keys()].sort((a, b) => a - b);
   }
 
-  /** Stops following the ownership and drops every subscription. */
-  stop(): void {
+  /** The partitions lost here whose subscription lingers until their next owner serves them. */
+  get lingering(): number[] {
+    return [...this.#lingering.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * Stops following the ownership. Call it once the partitions are released: each subscription still held
+   * lingers until its next owner has one (or {@link LINGER_MS}); resolves when all are drained.
+   */
+  async stop(): Promise<void> {
     this.ownership.off("acquired", this.#onAcquired);
     this.ownership.off("lost", this.#onLost);
-    for (const p of [...this.#subs.keys()]) this.#unsubscribe(p);
+    for (const p of [...this.#subs.keys()]) this.#linger(p);
+    await Promise.all([...this.#lingering.values()].map((l) => l.drained));
+    this.#owned?.unsubscribe();
   }
 
   #subscribe(p: number): void {
-    if (this.#subs.has(p)) return;
-    this.#subs.set(p, this.nc.subscribe(`${PARTITION_SUBJECT_PREFIX}.${p}.>`, { callback: (err, m) => (err ? this.logger.warn({ err, partition: p }, "partition subscription failed") : this.handle(serviceMsgOf(m))) }));
-    // A request sent right after an acquisition should find the subscription on the server.
-    watch(this.logger, "partition subscription flush", this.nc.flush());
+    const lingering = this.#lingering.get(p);
+    if (lingering) {
+      // Held again before its subscription went: it serves on.
+      clearTimeout(lingering.timer);
+      this.#lingering.delete(p);
+      this.#subs.set(p, lingering.sub);
+      lingering.done();
+    }
+    if (!this.#subs.has(p)) {
+      this.#subs.set(p, this.nc.subscribe(`${PARTITION_SUBJECT_PREFIX}.${p}.>`, { queue: PARTITION_QUEUE, callback: (err, m) => (err ? this.logger.warn({ err, partition: p }, "partition subscription failed") : this.handle(serviceMsgOf(m))) }));
+    }
+    // Once the server has the subscription: requests find it, and the former owner may let go of its own.
+    watch(
+      this.logger,
+      "partition subscription flush",
+      this.nc.flush().then(() => {
+        if (this.ownership.fenced && this.#subs.has(p) && !this.nc.isClosed()) this.nc.publish(`${OWNED_SUBJECT_PREFIX}.${p}`, this.ownership.instanceId);
+      }),
+    );
   }
 
-  #unsubscribe(p: number): void {
-    this.#subs.get(p)?.unsubscribe();
+  #linger(p: number): void {
+    const sub = this.#subs.get(p);
     this.#subs.delete(p);
+    if (!sub || this.#lingering.has(p)) return;
+    const timer = setTimeout(() => void this.#drain(p), this.lingerMs);
+    timer.unref();
+    let done!: () => void;
+    const drained = new Promise<void>((resolve) => (done = resolve));
+    this.#lingering.set(p, { sub, timer, drained, done });
+  }
+
+  // Drained, not just unsubscribed: a request the server sent before it saw the UNSUB is still handled
+  // (answered \`unavailable\`, so its caller retries at once) instead of dropped by the client, which would
+  // cost its caller a whole timeout.
+  async #drain(p: number): Promise<void> {
+    const l = this.#lingering.get(p);
+    if (!l) return;
+    this.#lingering.delete(p);
+    clearTimeout(l.timer);
+    try {
+      if (!l.sub.isClosed() && !this.nc.isClosed()) await l.sub.drain();
+    } catch (err) {
+      this.logger.warn({ err, partition: p }, "draining a partition subscription failed");
+    } finally {
+      l.done();
+    }
   }
 }

@@ -54,7 +54,7 @@ export interface ApiStats {
   forwarded: number;
 }
 
-/** The running API; `stop` stops taking requests and waits for those in progress. */
+/** The running API. */
 export interface Api {
   readonly service: Service;
   readonly stats: ApiStats;
@@ -62,7 +62,16 @@ export interface Api {
   readonly routing: RoutingMode;
   /** The partitions whose `pcmd.<p>.>` this instance serves now. */
   partitions(): number[];
+  /** The partitions lost here, still answered \`unavailable\` until their next owner serves them. */
+  lingering(): number[];
+  /**
+   * Stops the service's endpoints (`cmd.<context>.>`, queries) and waits for the requests in progress.
+   * The partitions' subscriptions stay, answering what the instance can no longer take `unavailable`:
+   * {@link releasePartitions} ends them once the leases are released.
+   */
   stop(): Promise<void>;
+  /** Ends the partitions' subscriptions, each once its next owner has one (bounded), and waits for what they took. */
+  releasePartitions(): Promise<void>;
 }
 
 const QUERY_CONTEXTS = [...new Set(Object.values(QueryDefinitions).map((q) => q.context))];
@@ -187,9 +196,13 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     stats,
     routing,
     partitions: () => partitions?.partitions ?? [],
+    lingering: () => partitions?.lingering ?? [],
     async stop() {
-      partitions?.stop();
       await service.stop();
+      await Promise.allSettled([...inflight]);
+    },
+    async releasePartitions() {
+      await partitions?.stop();
       await Promise.allSettled([...inflight]);
     },
   };

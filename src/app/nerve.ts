@@ -182,8 +182,10 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await writer.flushed();
     nudges.unsubscribe();
     await ownership.stop?.();
-    // The partitions are released: tell the others now rather than at their next round.
+    // The partitions are released: tell the others now rather than at their next round, and serve
+    // (\`unavailable\`) each partition's subscription until its next owner has one.
     if (ownership.fenced) conn.publish(RELEASED_SUBJECT);
+    await api?.releasePartitions();
     await consumers.stop();
     system.close();
     await conn.drain().catch(() => conn.close());

@@ -50,7 +50,11 @@ describe.skipIf(!available).each([
       nerves.push(await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: pg.url, NERVE_HTTP_PORT: "0", NERVE_INSTANCE_ID: id, LOG_LEVEL: "silent" }), logger));
     }
     client = await connect({ servers: nats.url, noAsyncTraces: true });
-    await until("the two instances hold every partition between them", () => nerves[0]!.ownership.held().length + nerves[1]!.ownership.held().length === PARTITIONS && nerves[1]!.ownership.held().length > 0);
+    // Settled: every partition held, and no former owner's subscription still answering `unavailable`.
+    await until(
+      "the two instances hold every partition between them",
+      () => nerves[0]!.ownership.held().length + nerves[1]!.ownership.held().length === PARTITIONS && nerves[1]!.ownership.held().length > 0 && nerves.every((n) => n.api!.lingering().length === 0),
+    );
   });
   afterAll(async () => {
     await client?.close();

@@ -137,7 +137,12 @@ export function retryingLoad(nc: NatsConnection, users: string[], inFlight: numb
   const gaveUp: string[] = [];
   /** Why attempts failed, by reason (unavailable, timeout, no responders, …). */
   const failures = new Map<string, number>();
-  const failed = (why: string) => failures.set(why, (failures.get(why) ?? 0) + 1);
+  /** When attempts failed (ms since the epoch), why, and for which user: the first 1,000. */
+  const timeline: { at: number; why: string; userId: string }[] = [];
+  const failed = (why: string, userId: string) => {
+    failures.set(why, (failures.get(why) ?? 0) + 1);
+    if (timeline.length < 1000) timeline.push({ at: Date.now(), why, userId });
+  };
   let retries = 0;
   let stopped = false;
   let n = 0;
@@ -154,11 +159,11 @@ export function retryingLoad(nc: NatsConnection, users: string[], inFlight: numb
           return;
         }
         if (r.body.error?.code !== "unavailable") throw new Error(`${userId}: ${r.body.error?.code} ${r.body.error?.message}`);
-        failed(`unavailable: ${String(r.body.error?.message).replace(/\d+/g, "N")}`);
+        failed(`unavailable: ${String(r.body.error?.message).replace(/\d+/g, "N")}`, userId);
       } catch (err) {
         if ((err as Error).message.startsWith(userId)) throw err;
         // A timeout or no responders: a hand-off or a dead owner. Retry with the same key.
-        failed((err as Error).message.includes("no responders") ? "no responders" : (err as Error).name === "TimeoutError" || /timeout/i.test((err as Error).message) ? "timeout" : (err as Error).message);
+        failed((err as Error).message.includes("no responders") ? "no responders" : (err as Error).name === "TimeoutError" || /timeout/i.test((err as Error).message) ? "timeout" : (err as Error).message, userId);
       }
       retries++;
       if (Date.now() > deadline) {
@@ -181,6 +186,7 @@ export function retryingLoad(nc: NatsConnection, users: string[], inFlight: numb
     acked,
     gaveUp,
     failures,
+    timeline,
     wrong,
     get retries() {
       return retries;
