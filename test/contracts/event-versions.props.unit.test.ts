@@ -3,7 +3,6 @@
  * (`order_id` added); version-1 bytes still decode and upcast to `order_id: null`; a reader that knows
  * only version 1 (plain MessagePack, the version-1 schema ignoring unknown keys) still reads version 2.
  */
-import { decode as theirDecode } from "@msgpack/msgpack";
 import fc from "fast-check";
 import { Unpackr } from "msgpackr";
 import { describe, expect, it } from "vitest";
@@ -20,6 +19,7 @@ import {
 } from "../../contracts/index.js";
 import { courseAccessGrantedV1, validEnvelope } from "../support/arbitraries.js";
 import { assertProperty, fuzzSummary } from "../support/fuzz.js";
+import { theirRead } from "../support/their-msgpack.js";
 
 fuzzSummary(import.meta.url);
 
@@ -77,7 +77,7 @@ describe("CourseAccessGranted version 1 (what the streams and event logs written
     assertProperty(
       fc.property(courseAccessGrantedV1(), ({ v1, upcast }) => {
         const bytes = encodeMsgPack(v1);
-        expect(OlderEventSchemas.CourseAccessGranted[1].parse(theirDecode(bytes))).toStrictEqual(v1);
+        expect(OlderEventSchemas.CourseAccessGranted[1].parse(theirRead(bytes))).toStrictEqual(v1);
         expect(readAsNerve(bytes)).toStrictEqual(upcast);
       }),
       100,
@@ -107,11 +107,11 @@ describe("CourseAccessGranted version 2 (what Nerve emits now)", () => {
       fc.property(validEnvelope("CourseAccessGranted"), (v2) => {
         const bytes = encodeMsgPack(v2);
         const { order_id: _unknownToIt, ...v1Payload } = v2.payload;
-        for (const decoded of [theirDecode(bytes), plainMsgpackr.unpack(bytes)]) {
+        for (const decoded of [theirRead(bytes), plainMsgpackr.unpack(bytes)]) {
           expect(v1Reader.parse(decoded)).toStrictEqual({ ...v2, payload: v1Payload });
         }
         // The strict version-1 schema objects to exactly one thing: the added key.
-        const strict = CourseAccessGrantedV1.safeParse((theirDecode(bytes) as { payload: unknown }).payload);
+        const strict = CourseAccessGrantedV1.safeParse((theirRead(bytes) as { payload: unknown }).payload);
         expect(strict.error?.issues.map((i) => [i.code, (i as { keys?: string[] }).keys])).toEqual([["unrecognized_keys", ["order_id"]]]);
       }),
       100,
