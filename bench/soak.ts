@@ -39,6 +39,13 @@ const SATURATION_INFLIGHT = 256;
 const SETUP_INFLIGHT = 256;
 const MAX_INFLIGHT = 8192;
 const SAMPLE_MS = 5_000;
+/**
+ * The service's bounded caches, sized so they are full within the warm-up: memory that grows while a
+ * cache fills is not a leak, and with the defaults the gateway's resume buffer (250,000 events) would
+ * still be filling at minute 25 at this rate. Actors are not passivated for idleness during the run:
+ * the live-actor count then stays at its bound instead of swinging with the mix, which would hide a slope.
+ */
+const GATEWAY_BUFFER_EVENTS = 50_000;
 
 /** The command line. */
 interface SoakOptions {
@@ -111,8 +118,11 @@ async function main(): Promise<boolean> {
 
   // 2. The service, then the catalog, one access record per user, and one profile update per user.
   const port = await freePort();
-  const service: ServiceProcess = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: String(port), NERVE_JWT_SECRET: SECRET }, readyTimeoutMs: 60_000 });
+  const serviceEnv = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: String(port), NERVE_JWT_SECRET: SECRET, NERVE_GATEWAY_BUFFER_EVENTS: String(GATEWAY_BUFFER_EVENTS), NERVE_ACTOR_IDLE_MS: String((opts.minutes + 60) * 60_000) };
+  result.serviceSettings = { NERVE_GATEWAY_BUFFER_EVENTS: GATEWAY_BUFFER_EVENTS, NERVE_ACTOR_IDLE_MS: serviceEnv.NERVE_ACTOR_IDLE_MS };
+  const service: ServiceProcess = await startServiceProcess({ env: serviceEnv, readyTimeoutMs: 60_000 });
   cleanup.add("service", () => service.stop());
+  say(`service: gateway resume buffer ${fmt(GATEWAY_BUFFER_EVENTS)} events, no idle passivation of actors (so the bounded caches are full within the warm-up)`);
   const nc = await connect({ servers: nats.url, name: "soak-load", noAsyncTraces: true });
   cleanup.add("nats connection", () => nc.close());
   await workload.createCatalog(nc, onAck);

@@ -214,6 +214,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       jwtAudience: config.NERVE_JWT_AUDIENCE,
       logger: logger.child({ component: "gateway" }),
       devTokens: config.NERVE_DEV_TOKENS,
+      retention: { maxEvents: config.NERVE_GATEWAY_BUFFER_EVENTS },
     });
     registerServiceMetrics(gateway.metrics.registry, {
       api, system, writer, relay, repo, consumers, ownership,

@@ -43,6 +43,8 @@ export const ConfigSchema = z
     NERVE_MAX_ACTORS: int(100_000, 1),
     /** An actor idle this long is passivated. */
     NERVE_ACTOR_IDLE_MS: int(5 * 60_000, 10),
+    /** Most access events the gateway keeps for resumes, over all learners (its memory bound). */
+    NERVE_GATEWAY_BUFFER_EVENTS: int(250_000, 1),
     /** In-flight JetStream publishes of the outbox relay. */
     NERVE_RELAY_WINDOW: int(256, 1),
     /** Bound of an orderly shutdown. */
