@@ -86,6 +86,15 @@ describe("EventHandler.applyBatch for a process manager", () => {
     expect(await handler.applyBatch(events)).toEqual(["duplicate", "duplicate", "duplicate", "duplicate", "duplicate", "skipped"]);
   });
 
+  it("reacts once to an event that comes twice in a batch, and to none it handled in an earlier batch", async () => {
+    const { r, handler } = reactor();
+    const first = paid("u7", "o71");
+    expect(await handler.applyBatch([first])).toEqual(["handled"]);
+    const again = paid("u8", "o81");
+    expect(await handler.applyBatch([first, again, again])).toEqual(["duplicate", "handled", "duplicate"]);
+    expect(r.order).toEqual(["o71", "o81"]);
+  });
+
   it("without a key, reacts one event at a time", async () => {
     const { r, handler } = reactor({ keyed: false });
     await handler.applyBatch([paid("u1", "o1"), paid("u2", "o2"), paid("u3", "o3")]);
