@@ -141,7 +141,10 @@ export class PartitionSubscriptions {
     this.ownership.off("acquired", this.#onAcquired);
     this.ownership.off("lost", this.#onLost);
     for (const p of [...this.#subs.keys()]) this.#linger(p);
-    await Promise.all([...this.#lingering.values()].map((l) => l.drained));
+    const lingering = [...this.#lingering.values()];
+    // Alone (SQLite), nobody takes the partitions over: nothing to linger for.
+    if (!this.ownership.fenced) for (const p of [...this.#lingering.keys()]) void this.#drain(p);
+    await Promise.all(lingering.map((l) => l.drained));
     this.#owned?.unsubscribe();
   }
 

@@ -21,9 +21,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Leases in memory: which partitions this instance holds, changed by the test. */
 class HeldPartitions extends EventEmitter<OwnershipEvents> implements Ownership {
-  readonly fenced = true;
   readonly #held = new Set<number>();
-  constructor(readonly instanceId: string) {
+  constructor(
+    readonly instanceId: string,
+    /** False: the only instance (SQLite), which nobody takes partitions from. */
+    readonly fenced = true,
+  ) {
     super();
   }
   fence(partition: number): Fence | undefined {
@@ -43,9 +46,9 @@ class HeldPartitions extends EventEmitter<OwnershipEvents> implements Ownership 
 }
 
 /** One instance: its connection, ownership and subscriptions; answers `<id>` as owner, `unavailable` otherwise. */
-async function instance(url: string, id: string, lingerMs = 1500) {
+async function instance(url: string, id: string, lingerMs = 1500, fenced = true) {
   const nc = await connect({ servers: url, noAsyncTraces: true });
-  const ownership = new HeldPartitions(id);
+  const ownership = new HeldPartitions(id, fenced);
   const answer = (msg: ServiceMsg) => msg.respond(new TextEncoder().encode(ownership.fence(P) ? `ok ${id}` : `unavailable ${id}`));
   const subs = new PartitionSubscriptions(nc, ownership, answer, createLogger("silent"), lingerMs);
   await subs.start();
@@ -132,6 +135,17 @@ describe("a partition's subscription through a hand-off", () => {
     const got = await Promise.all(Array.from({ length: 60 }, () => forwarded(500)));
     expect(got.every((g) => g.length === 1), JSON.stringify(got)).toBe(true);
     expect(new Set(got.flat()), "both took some (one queue group)").toEqual(new Set(["ok b", "unavailable a"]));
+  });
+
+  it("stops at once when it is the only instance: nobody will take its partitions", async () => {
+    const a = await instance(nats.url, "a", 60_000, false);
+    open.push(a.nc);
+    a.ownership.acquire(P);
+    await a.nc.flush();
+    const started = performance.now();
+    await a.subs.stop();
+    expect(performance.now() - started, "no linger").toBeLessThan(1000);
+    expect(await forwarded(200)).toEqual([]);
   });
 
   it("serves on when the partition comes back before its subscription went", async () => {
