@@ -182,7 +182,7 @@ export class PartitionSubscriptions {
   }
 
   // Drained, not just unsubscribed: a request the server sent before it saw the UNSUB is still handled
-  // (answered \`unavailable\`, so its caller retries at once) instead of dropped by the client, which would
+  // (answered `unavailable`, so its caller retries at once) instead of dropped by the client, which would
   // cost its caller a whole timeout.
   async #drain(p: number): Promise<void> {
     const l = this.#lingering.get(p);

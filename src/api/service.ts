@@ -62,7 +62,7 @@ export interface Api {
   readonly routing: RoutingMode;
   /** The partitions whose `pcmd.<p>.>` this instance serves now. */
   partitions(): number[];
-  /** The partitions lost here, still answered \`unavailable\` until their next owner serves them. */
+  /** The partitions lost here, still answered `unavailable` until their next owner serves them. */
   lingering(): number[];
   /**
    * Stops the service's endpoints (`cmd.<context>.>`, queries) and waits for the requests in progress.

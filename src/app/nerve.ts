@@ -183,7 +183,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     nudges.unsubscribe();
     await ownership.stop?.();
     // The partitions are released: tell the others now rather than at their next round, and serve
-    // (\`unavailable\`) each partition's subscription until its next owner has one.
+    // (`unavailable`) each partition's subscription until its next owner has one.
     if (ownership.fenced) conn.publish(RELEASED_SUBJECT);
     await api?.releasePartitions();
     await consumers.stop();
