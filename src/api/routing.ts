@@ -110,13 +110,16 @@ export class PartitionSubscriptions {
 
   /** Subscribes the partitions held now and follows acquisitions and losses; resolves once the server has them. */
   async start(): Promise<void> {
-    this.#owned = this.nc.subscribe(`${OWNED_SUBJECT_PREFIX}.*`, {
-      callback: (err, m) => {
-        if (err || m.string() === this.ownership.instanceId) return;
-        const p = Number(m.subject.slice(OWNED_SUBJECT_PREFIX.length + 1));
-        if (this.#lingering.has(p)) void this.#drain(p);
-      },
-    });
+    // Only instances that can lose a partition linger, so only they listen for its next owner.
+    if (this.ownership.fenced) {
+      this.#owned = this.nc.subscribe(`${OWNED_SUBJECT_PREFIX}.*`, {
+        callback: (err, m) => {
+          if (err || m.string() === this.ownership.instanceId) return;
+          const p = Number(m.subject.slice(OWNED_SUBJECT_PREFIX.length + 1));
+          if (this.#lingering.has(p)) void this.#drain(p);
+        },
+      });
+    }
     this.ownership.on("acquired", this.#onAcquired);
     this.ownership.on("lost", this.#onLost);
     for (const p of this.ownership.held()) this.#subscribe(p);
