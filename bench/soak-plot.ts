@@ -45,14 +45,14 @@ function panel(y0: number, title: string, unit: string, minutes: number[], warmu
     const pts = s.values.map((v, i) => (Number.isFinite(v) ? `${num(x(minutes[i]!))},${num(y(v))}` : "")).filter(Boolean);
     out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts.join(" ")}"/>`);
     for (const p of pts) out.push(`<circle cx="${p.split(",")[0]}" cy="${p.split(",")[1]}" r="2.5" fill="${s.color}"/>`);
-    const lx = W - RIGHT - 150 * (series.length - k);
+    const lx = W - RIGHT - 170 * (series.length - k);
     out.push(`<line x1="${lx}" x2="${lx + 20}" y1="${y0 - 14}" y2="${y0 - 14}" stroke="${s.color}" stroke-width="2"/><text x="${lx + 24}" y="${y0 - 10}">${esc(s.label)}</text>`);
   });
   return out.join("\n");
 }
 
-/** The plot of a run: RSS and heap (MiB) in one panel, reply p99 (ms) in the other, minute by minute, the first `warmup` minutes shaded. */
-export function soakSvg(rows: ReadonlyArray<{ minute: number; rssMb: number; heapMb: number; replyP99Ms: number }>, title: string, warmup = 0): string {
+/** The plot of a run: RSS, native memory (where sampled) and heap (MiB) in one panel, reply p99 (ms) in the other, minute by minute, the first `warmup` minutes shaded. */
+export function soakSvg(rows: ReadonlyArray<{ minute: number; rssMb: number; heapMb: number; replyP99Ms: number; nativeMb?: number }>, title: string, warmup = 0): string {
   const minutes = rows.map((r) => r.minute);
   const h = TOP + 2 * PANEL_H + GAP + 50;
   return [
@@ -61,7 +61,8 @@ export function soakSvg(rows: ReadonlyArray<{ minute: number; rssMb: number; hea
     `<text x="${W / 2}" y="16" text-anchor="middle" font-size="14">${esc(title)}</text>`,
     panel(TOP + 20, "Service memory", "MiB", minutes, warmup, [
       { label: "RSS", color: "#1f77b4", values: rows.map((r) => r.rssMb) },
-      { label: "heap used", color: "#2ca02c", values: rows.map((r) => r.heapMb) },
+      ...(rows.some((r) => r.nativeMb !== undefined) ? [{ label: "native (RSS − V8 heap)", color: "#9467bd", values: rows.map((r) => r.nativeMb ?? Number.NaN) }] : []),
+      { label: "heap after GC", color: "#2ca02c", values: rows.map((r) => r.heapMb) },
     ]),
     panel(TOP + 20 + PANEL_H + GAP, "Reply p99 (from intended send time)", "ms", minutes, warmup, [{ label: "reply p99", color: "#d62728", values: rows.map((r) => r.replyP99Ms) }]),
     `<text x="${(W + LEFT) / 2}" y="${h - 8}" text-anchor="middle">minute of the run</text>`,

@@ -27,6 +27,49 @@ export interface ServiceSample {
   /** The service's bounded caches: live actors (NERVE_MAX_ACTORS) and the gateway's resume buffer (its event budget). */
   actorsLive: number;
   gatewayBuffered: number;
+  /** V8's heap as committed (every space): RSS less this is the memory outside V8's heap (native: SQLite, uWS, buffers, code). */
+  heapTotalBytes: number;
+  /** V8's young generation as committed (semi-spaces, bounded by --max-semi-space-size): RSS that grows and shrinks with the allocation rate. */
+  newSpaceBytes: number;
+  /** Cumulative seconds group commits waited for the relay's backlog (admission). */
+  admissionWaitSeconds: number;
+  /** Cumulative histogram buckets (upper bound in seconds → count): group-commit transactions, relay publish → ack, command replies (all commands). */
+  commitBuckets: Buckets;
+  ackBuckets: Buckets;
+  replyBuckets: Buckets;
+  /** A command's stages (nerve_command_stage_seconds): waiting for its actor, preparing its write, waiting for its commit. */
+  stageBuckets: { mailbox: Buckets; prepare: Buckets; commit: Buckets };
+}
+
+/** A cumulative Prometheus histogram: [upper bound, count] in ascending order of the bound (+Inf last). */
+export type Buckets = Array<[number, number]>;
+
+/** The buckets of histogram `name` summed over all its label sets (those with the label `only`, like `stage="commit"`, when given). */
+export function histogramBuckets(text: string, name: string, only?: string): Buckets {
+  const byLe = new Map<number, number>();
+  const re = new RegExp(`^${name}_bucket\\{([^}]*)\\}\\s+(\\S+)`, "gm");
+  for (const m of text.matchAll(re)) {
+    if (only && !m[1]!.split(",").includes(only)) continue;
+    const le = /(?:^|,)le="([^"]+)"/.exec(m[1]!)?.[1];
+    if (le === undefined) continue;
+    const bound = le === "+Inf" ? Infinity : Number(le);
+    byLe.set(bound, (byLe.get(bound) ?? 0) + Number(m[2]));
+  }
+  return [...byLe].sort((a, b) => a[0] - b[0]);
+}
+
+/**
+ * The q-th percentile (0–100) of what a histogram counted between two readings, as the upper bound of
+ * the bucket it falls in (ms; Infinity past the last finite bound, 0 when nothing was counted).
+ */
+export function bucketPercentileMs(before: Buckets | undefined, after: Buckets, q: number): number {
+  const prior = new Map(before ?? []);
+  const counts = after.map(([le, n]) => [le, n - (prior.get(le) ?? 0)] as const);
+  const total = counts.at(-1)?.[1] ?? 0;
+  if (total <= 0) return 0;
+  const rank = (q / 100) * total;
+  for (const [le, n] of counts) if (n >= rank) return le * 1000;
+  return Infinity;
 }
 
 // The gateway's registry (served at /metrics) prefixes prom-client's default metrics.
@@ -49,7 +92,8 @@ export function parseMetrics(text: string): Map<string, number[]> {
 export async function sampleService(httpPort: number, dbPath: string, atMs: number): Promise<ServiceSample> {
   const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
   if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
-  const m = parseMetrics(await res.text());
+  const text = await res.text();
+  const m = parseMetrics(text);
   const one = (name: string) => {
     const v = m.get(name)?.[0];
     if (v === undefined) throw new Error(`/metrics has no ${name}`);
@@ -73,6 +117,17 @@ export async function sampleService(httpPort: number, dbPath: string, atMs: numb
     deadLetters: all("nerve_consumer_dead_letters").reduce((a, b) => a + b, 0),
     actorsLive: one("nerve_actors_live"),
     gatewayBuffered: one("nerve_gateway_buffered_events"),
+    heapTotalBytes: one(`${DEFAULTS}nodejs_heap_size_total_bytes`),
+    newSpaceBytes: m.get(`${DEFAULTS}nodejs_heap_space_size_total_bytes{space="new"}`)?.[0] ?? 0,
+    admissionWaitSeconds: m.get("nerve_group_commit_admission_wait_seconds_total")?.[0] ?? 0,
+    commitBuckets: histogramBuckets(text, "nerve_group_commit_seconds"),
+    ackBuckets: histogramBuckets(text, "nerve_relay_publish_ack_seconds"),
+    replyBuckets: histogramBuckets(text, "nerve_command_reply_seconds"),
+    stageBuckets: {
+      mailbox: histogramBuckets(text, "nerve_command_stage_seconds", 'stage="mailbox"'),
+      prepare: histogramBuckets(text, "nerve_command_stage_seconds", 'stage="prepare"'),
+      commit: histogramBuckets(text, "nerve_command_stage_seconds", 'stage="commit"'),
+    },
   };
 }
 
@@ -103,12 +158,30 @@ export function cpuShare(servicePid: number, natsPid: number): () => SoakMinute[
 
 const MIB = 2 ** 20;
 
-/** A minute's table row from its service samples (at least one), its load and its CPU. */
-export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMinute, frames: number, cpu: SoakMinute["cpu"]): SoakMinute {
+/**
+ * A minute's table row from its service samples (at least one), its load and its CPU; `previous` is the
+ * last sample of the minute before (the histograms and the admission wait are counted from it).
+ */
+export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMinute, frames: number, cpu: SoakMinute["cpu"], previous?: ServiceSample): SoakMinute {
   const last = samples.at(-1)!;
+  // RSS less the young generation, at the same sample: V8 resizes the semi-spaces with the allocation rate, by tens of MiB at a time.
+  const settled = samples.map((s) => s.rssBytes - s.newSpaceBytes);
   return {
     minute,
     rssMb: Math.min(...samples.map((s) => s.rssBytes)) / MIB,
+    rssLessYoungMb: Math.min(...settled) / MIB,
+    youngMb: last.newSpaceBytes / MIB,
+    heapCommittedMb: last.heapTotalBytes / MIB,
+    nativeMb: Math.min(...samples.map((s) => s.rssBytes - s.heapTotalBytes)) / MIB,
+    stages: {
+      admissionWaitS: last.admissionWaitSeconds - (previous?.admissionWaitSeconds ?? samples[0]!.admissionWaitSeconds),
+      commitP99Ms: bucketPercentileMs(previous?.commitBuckets, last.commitBuckets, 99),
+      ackP99Ms: bucketPercentileMs(previous?.ackBuckets, last.ackBuckets, 99),
+      serviceReplyP99Ms: bucketPercentileMs(previous?.replyBuckets, last.replyBuckets, 99),
+      mailboxP99Ms: bucketPercentileMs(previous?.stageBuckets.mailbox, last.stageBuckets.mailbox, 99),
+      prepareP99Ms: bucketPercentileMs(previous?.stageBuckets.prepare, last.stageBuckets.prepare, 99),
+      commitWaitP99Ms: bucketPercentileMs(previous?.stageBuckets.commit, last.stageBuckets.commit, 99),
+    },
     // After the latest major collection where the service says; else the minute's floor.
     heapMb: (last.heapAfterGcBytes > 0 ? last.heapAfterGcBytes : Math.min(...samples.map((s) => s.heapUsedBytes))) / MIB,
     loopP99Ms: Math.max(...samples.map((s) => s.loopP99Ms)),

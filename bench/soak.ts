@@ -70,8 +70,8 @@ function soakOptions(argv: string[]): SoakOptions {
   return o;
 }
 
-const COLUMNS = ["min", "RSS MiB", "heap MiB", "loop p99 ms", "fds", "WAL MiB", "outbox", "lag sum", "lag max", "reply p99 ms", "sent", "ok", "failed", "frames", "actors", "gw buffer", "CPU% svc/nats/bench"];
-const rowCells = (r: SoakMinute) => [r.minute, r.rssMb, r.heapMb, r.loopP99Ms, r.openFds, r.walMb, r.outbox, r.lagSum, r.lagMax, r.replyP99Ms, r.sent, r.ok, r.failed, r.frames, r.actors ?? 0, r.buffered ?? 0, `${r.cpu.service}/${r.cpu.nats}/${r.cpu.bench}`];
+const COLUMNS = ["min", "RSS MiB", "V8 heap", "native", "young", "heap MiB", "loop p99 ms", "fds", "WAL MiB", "outbox", "lag sum", "lag max", "reply p99 ms", "sent", "ok", "failed", "frames", "actors", "gw buffer", "CPU% svc/nats/bench", "admit s", "txn p99", "ack p99", "svc p99", "mailbox p99", "prepare p99", "commit p99"];
+const rowCells = (r: SoakMinute) => [r.minute, r.rssMb, r.heapCommittedMb ?? "", r.nativeMb ?? "", r.youngMb ?? "", r.heapMb, r.loopP99Ms, r.openFds, r.walMb, r.outbox, r.lagSum, r.lagMax, r.replyP99Ms, r.sent, r.ok, r.failed, r.frames, r.actors ?? 0, r.buffered ?? 0, `${r.cpu.service}/${r.cpu.nats}/${r.cpu.bench}`, r.stages?.admissionWaitS ?? "", r.stages?.commitP99Ms ?? "", r.stages?.ackP99Ms ?? "", r.stages?.serviceReplyP99Ms ?? "", r.stages?.mailboxP99Ms ?? "", r.stages?.prepareP99Ms ?? "", r.stages?.commitWaitP99Ms ?? ""];
 const WIDTHS = COLUMNS.map((h) => Math.max(h.length, 9));
 const line = (cells: (string | number)[]) => cells.map((c, i) => (typeof c === "number" ? fmt(c) : c).padStart(WIDTHS[i]!)).join("  ");
 
@@ -119,7 +119,9 @@ async function main(): Promise<boolean> {
   // 2. The service, then the catalog, one access record per user, and one profile update per user.
   const port = await freePort();
   const serviceEnv = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: String(port), NERVE_JWT_SECRET: SECRET, NERVE_GATEWAY_BUFFER_EVENTS: String(GATEWAY_BUFFER_EVENTS), NERVE_ACTOR_IDLE_MS: String((opts.minutes + 60) * 60_000) };
-  result.serviceSettings = { NERVE_GATEWAY_BUFFER_EVENTS: GATEWAY_BUFFER_EVENTS, NERVE_ACTOR_IDLE_MS: serviceEnv.NERVE_ACTOR_IDLE_MS };
+  // Settings from the soak's own environment reach the service too (e.g. NERVE_SQLITE_WRITER=worker npm run soak): recorded with the run.
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_")));
+  result.serviceSettings = { ...inherited, NERVE_GATEWAY_BUFFER_EVENTS: GATEWAY_BUFFER_EVENTS, NERVE_ACTOR_IDLE_MS: serviceEnv.NERVE_ACTOR_IDLE_MS };
   const service: ServiceProcess = await startServiceProcess({ env: serviceEnv, readyTimeoutMs: 60_000 });
   cleanup.add("service", () => service.stop());
   say(`service: gateway resume buffer ${fmt(GATEWAY_BUFFER_EVENTS)} events, no idle passivation of actors (so the bounded caches are full within the warm-up)`);
@@ -182,7 +184,7 @@ async function main(): Promise<boolean> {
     const m = load.takeMinute();
     for (const [code, n] of Object.entries(m.failedByCode)) failedByCode[code] = (failedByCode[code] ?? 0) + n;
     latency.push(m.samples);
-    const row = minuteRow(minute, minuteSamples, m, fleet.frames - frames, cpu());
+    const row = minuteRow(minute, minuteSamples, m, fleet.frames - frames, cpu(), samples.at(-minuteSamples.length - 1));
     frames = fleet.frames;
     rows.push(row);
     if (minute === 1) result.heapSource = minuteSamples.at(-1)!.heapAfterGcBytes > 0 ? "after the latest major GC" : "lowest 5-second sample of the minute (the service has no nerve_heap_used_after_major_gc_bytes)";
@@ -204,7 +206,7 @@ async function main(): Promise<boolean> {
   const verdict = soakVerdict(rows, p99, audit);
   Object.assign(result, { p99, verdict, complete: true, seconds: (Date.now() - startedAt.getTime()) / 1000 });
   result.machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, totalMemoryGB: Math.round(totalmem() / 2 ** 30), node: process.version, natsServer: nc.info?.version, loadAverageBefore: load0, loadAverageAfter: loadavg() };
-  say(table("Soak verdict", ["check", "value", "limit", "pass"], verdict.checks.map((c) => [c.name, `${fmt(c.value)}${c.stdError ? ` ± ${fmt(c.stdError)}` : ""} ${c.unit}`.trim(), `${c.unit === "" ? "=" : "≤"} ${fmt(c.limit)} ${c.unit}`.trim(), c.pass === null ? "not judged (too short)" : c.pass ? "yes" : "NO"])));
+  say(table("Soak verdict", ["check", "value", "limit", "pass"], verdict.checks.map((c) => [c.name, `${fmt(c.value)}${c.stdError ? ` ± ${fmt(c.stdError)}` : ""} ${c.unit}`.trim(), `${c.unit === "" ? "=" : "≤"} ${fmt(c.limit)} ${c.unit}`.trim(), c.reportedOnly ? "reported" : c.pass === null ? "not judged (too short)" : c.pass ? "yes" : "NO"])));
   say(`memory judged after minute ${memoryWarmup(rows)} (warm-up ${soakWindows(rows.length).warmup} min, longer while live actors or the gateway's resume buffer still grew by ≥ 1 %/min towards their bounds)`);
   say(`reply p99: first ${window} min ${fmt(p99.first)} ms, last ${window} min ${fmt(p99.last)} ms; acknowledged events ${fmt(audit.acknowledged)}, read from the streams ${fmt(audit.seen)} distinct; failed ${JSON.stringify(failedByCode)}; WebSockets closed early ${fleet.closedEarly}; dead letters ${fmt(samples.at(-1)?.deadLetters ?? 0)}`);
   say(`${verdict.pass ? "PASS" : "FAIL"}${verdict.judgedAll ? "" : " (some checks not judged: the run is too short)"}; load average before/after ${load0[0]!.toFixed(2)}/${loadavg()[0]!.toFixed(2)}; run took ${fmt(result.seconds as number)} s`);

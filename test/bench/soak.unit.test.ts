@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { EventIdTally } from "../../bench/event-id-tally.js";
 import { niceMax, soakSvg } from "../../bench/soak-plot.js";
-import { minuteRow, parseMetrics, type ServiceSample } from "../../bench/soak-sampler.js";
+import { bucketPercentileMs, histogramBuckets, minuteRow, parseMetrics, type Buckets, type ServiceSample } from "../../bench/soak-sampler.js";
 import { leastSquares, memoryWarmup, soakVerdict, soakWindows, windowP99, type SoakMinute } from "../../bench/soak-verdict.js";
 
 /** A minute whose memory follows `mb(minute)` and whose reply p99 is `p99`. */
@@ -52,6 +52,19 @@ describe("soak verdict", () => {
     const filling = rows.map((r) => ({ ...r, buffered: 1000 * r.minute }));
     expect(memoryWarmup(filling)).toBe(30);
     expect(soakVerdict(filling, { first: 20, last: 20 }, clean).judgedAll).toBe(false);
+  });
+
+  it("with RSS split into V8's committed heap and native memory, judges native memory and the live heap, and only reports RSS", () => {
+    // V8 grows its committed old space by 90 MiB at minute 20 with nothing more live: RSS steps, the rest is flat.
+    const rows = run(30, () => 200).map((r) => ({ ...r, nativeMb: 150 + (r.minute % 2 ? 0.3 : -0.3), rssMb: 700 + (r.minute >= 20 ? 90 : 0) }));
+    const v = soakVerdict(rows, { first: 20, last: 20 }, clean);
+    expect(v).toMatchObject({ pass: true, judgedAll: true });
+    expect(v.checks.find((c) => c.name.startsWith("RSS"))).toMatchObject({ pass: null, reportedOnly: true });
+    expect(v.checks.find((c) => c.name.startsWith("RSS"))!.value).toBeGreaterThan(1);
+    // A native leak of 2 MiB per 10 minutes fails.
+    const leaking = soakVerdict(rows.map((r) => ({ ...r, nativeMb: 150 + 0.2 * r.minute })), { first: 20, last: 20 }, clean);
+    expect(leaking.pass).toBe(false);
+    expect(leaking.checks.filter((c) => c.pass === false).map((c) => c.name)).toEqual(["native memory (RSS − V8's committed heap) slope after warm-up"]);
   });
 
   it("does not judge memory on a run too short to fit a slope after its warm-up", () => {
@@ -110,13 +123,29 @@ describe("soak plot and metrics", () => {
     const sample = (rss: number, heap: number, afterGc: number): ServiceSample => ({
       atMs: 0, rssBytes: rss * MiB, heapUsedBytes: heap * MiB, heapAfterGcBytes: afterGc * MiB,
       loopP99Ms: heap / 10, openFds: 1000, walBytes: 4 * MiB, outboxPending: 3, lagSum: 5, lagMax: 4, ackPendingSum: 0, deadLetters: 0, actorsLive: 10, gatewayBuffered: 20,
+      heapTotalBytes: (heap + 100) * MiB, newSpaceBytes: 40 * MiB, admissionWaitSeconds: rss / 100, commitBuckets: [], ackBuckets: [], replyBuckets: [], stageBuckets: { mailbox: [], prepare: [], commit: [] },
     });
     const load = { sent: 4, ok: 3, failed: 1, failedByCode: { transport: 1 }, samples: Float64Array.of(5, 1, 9, 3) };
     const cpu = { service: 50, nats: 10, bench: 5 };
     const floor = minuteRow(2, [sample(500, 300, 0), sample(450, 200, 0), sample(520, 350, 0)], load, 7, cpu);
     expect(floor).toMatchObject({ minute: 2, rssMb: 450, heapMb: 200, loopP99Ms: 35, walMb: 4, outbox: 3, lagSum: 5, replyP99Ms: 9, sent: 4, ok: 3, failed: 1, frames: 7 });
     const afterGc = minuteRow(3, [sample(500, 300, 150), sample(450, 200, 140)], load, 0, cpu);
-    expect(afterGc).toMatchObject({ rssMb: 450, heapMb: 140 });
+    expect(afterGc).toMatchObject({ rssMb: 450, heapMb: 140, rssLessYoungMb: 410, youngMb: 40, heapCommittedMb: 300, nativeMb: 100 });
+    // The admission wait is counted from the previous minute's last sample.
+    expect(minuteRow(4, [sample(600, 1, 0)], load, 0, cpu, sample(500, 1, 0)).stages?.admissionWaitS).toBeCloseTo(1);
+  });
+
+  it("sums a histogram's buckets over its label sets and reads a percentile of what it counted between two readings", () => {
+    const text = [`h_bucket{context="x",le="0.001"} 10`, `h_bucket{context="y",le="0.001"} 10`, `h_bucket{context="x",le="0.1"} 10`, `h_bucket{context="y",le="0.1"} 10`, `h_bucket{le="+Inf",context="x"} 10`, `h_bucket{context="y",le="+Inf"} 10`, `h_count 20`, `hh_bucket{le="0.001"} 99`].join("\n");
+    const before = histogramBuckets(text, "h");
+    expect(before).toEqual([[0.001, 20], [0.1, 20], [Infinity, 20]]);
+    expect(histogramBuckets(text, "h", 'context="y"')).toEqual([[0.001, 10], [0.1, 10], [Infinity, 10]]);
+    // Between the readings: 100 in ≤ 1 ms and 3 in (1 ms, 100 ms].
+    const after: Buckets = [[0.001, 120], [0.1, 123], [Infinity, 123]];
+    expect(bucketPercentileMs(before, after, 50)).toBe(1);
+    expect(bucketPercentileMs(before, after, 99)).toBe(100);
+    expect(bucketPercentileMs(undefined, [[0.001, 1], [0.1, 2], [Infinity, 3]], 99)).toBe(Infinity);
+    expect(bucketPercentileMs(before, before, 99)).toBe(0);
   });
 
   it("reads labelled and plain samples from the Prometheus text format", () => {
