@@ -52,6 +52,16 @@ export class LatencyMetrics {
     buckets: LATENCY_BUCKETS,
     registers: [],
   });
+  readonly commandStage = new Histogram({
+    name: "nerve_command_stage_seconds",
+    help: "Where a command's time goes: mailbox (waiting for its actor, its activation included), prepare (idempotency lookup, facts, decide, envelopes), commit (the group commit's queue, admission and transaction)",
+    labelNames: ["stage"],
+    buckets: LATENCY_BUCKETS,
+    registers: [],
+  });
+  readonly #mailbox = this.commandStage.labels("mailbox");
+  readonly #prepare = this.commandStage.labels("prepare");
+  readonly #commit = this.commandStage.labels("commit");
   readonly #commands: Children = new Map();
   readonly #queries: Children = new Map();
 
@@ -60,6 +70,13 @@ export class LatencyMetrics {
 
   /** Observes a query's reply latency. */
   readonly query = (context: string, query: string, result: string, seconds: number): void => cached(this.#queries, this.queryReply, context, query, result).observe(seconds);
+
+  /** Observes a command's stages. */
+  readonly stages = (s: { mailbox: number; prepare: number; commit: number | undefined }): void => {
+    this.#mailbox.observe(s.mailbox);
+    this.#prepare.observe(s.prepare);
+    if (s.commit !== undefined) this.#commit.observe(s.commit);
+  };
 
   /** Observes one group-commit transaction. */
   readonly transaction = (seconds: number, writes: number): void => {
@@ -78,6 +95,6 @@ export class LatencyMetrics {
 
   /** Adds every histogram to `registry`. */
   register(registry: Registry): void {
-    for (const h of [this.commandReply, this.queryReply, this.groupCommit, this.groupCommitBatch, this.publishAck, this.consumerHandle]) registry.registerMetric(h);
+    for (const h of [this.commandReply, this.queryReply, this.commandStage, this.groupCommit, this.groupCommitBatch, this.publishAck, this.consumerHandle]) registry.registerMetric(h);
   }
 }

@@ -3,7 +3,7 @@ import { Gauge, type Registry } from "prom-client";
 import type { Api } from "../api/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
 import type { OutboxRelay } from "../outbox/index.js";
-import type { GroupCommitWriter, Repository } from "../persistence/index.js";
+import type { CheckpointStats, GroupCommitWriter, Repository } from "../persistence/index.js";
 import type { ActorSystem } from "../runtime/index.js";
 import { backgroundFailures } from "../supervision/index.js";
 import { heapAfterMajorGc } from "./gc-floor.js";
@@ -18,6 +18,8 @@ export interface ServiceMetricSources {
   relay: OutboxRelay;
   repo: Repository;
   consumers: ConsumerManager;
+  /** A SQLite file's WAL checkpoints; absent on PostgreSQL. */
+  checkpoints?: CheckpointStats | undefined;
   /** Which partitions this instance owns. */
   ownership?: Ownership;
   /** Figures of the lease groups this instance takes part in (several instances on PostgreSQL), by group. */
@@ -53,6 +55,19 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_outbox_rows_deleted_total", "Published outbox rows deleted, most within the next group commit", [], (g) => g.set(s.writer.stats.outboxRowsDeleted));
   gauge("nerve_group_commit_admission_waits_total", "Group commits that waited for the outbox relay's backlog to shrink", [], (g) => g.set(s.writer.stats.admissionWaits));
   gauge("nerve_group_commit_admission_wait_seconds_total", "Time group commits waited for the outbox relay's backlog", [], (g) => g.set(s.writer.stats.admissionWaitMs / 1000));
+  const cp = s.checkpoints;
+  if (cp) {
+    gauge("nerve_sqlite_checkpoints_total", "WAL checkpoints run beside the writers (automatic checkpoints are off on the connections that write), by mode", ["mode"], (g) => {
+      g.set({ mode: "passive" }, cp.runs - cp.restarts);
+      g.set({ mode: "restart" }, cp.restarts);
+    });
+    gauge("nerve_sqlite_checkpoint_failures_total", "WAL checkpoints that failed (retried at the next tick)", [], (g) => g.set(cp.failures));
+    gauge("nerve_sqlite_checkpoint_longest_seconds", "The longest WAL checkpoint so far", [], (g) => g.set(cp.longestMs / 1000));
+    gauge("nerve_sqlite_wal_frames", "Frames in the SQLite WAL at the latest checkpoint, and of them copied into the database", ["state"], (g) => {
+      g.set({ state: "total" }, cp.walFrames);
+      g.set({ state: "checkpointed" }, cp.checkpointedFrames);
+    });
+  }
   gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
   gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
   gauge("nerve_outbox_pending", "Committed events not yet acknowledged by JetStream", [], async (g) => g.set(await s.repo.outboxSize()));

@@ -122,7 +122,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     maxActors: config.NERVE_MAX_ACTORS,
     idleMs: config.NERVE_ACTOR_IDLE_MS,
   });
-  const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger, ownership, remote: remoteCommands(nc) });
+  const bus = new CommandBus({ system, writer, repo, modules: aggregateModules, logger, ownership, remote: remoteCommands(nc), stages: latency.stages });
   const inPartition = (p: number) => (aggregateId: string) => partitionOf(aggregateId) === p;
   // A lost partition's actors are forgotten: its next owner may change those aggregates.
   ownership.on("lost", (p) => watch(logger, "forget actors", system.forget(inPartition(p))));
@@ -146,7 +146,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const consumerLeases = shared
     ? new Leases({ db, instanceId, logger: logger.child({ component: "leases" }), group: CONSUMER_GROUP, keys: subscribers.map((s) => s.name), drain: (name): Promise<void> => consumers.handOff(name), released: () => conn.publish(RELEASED_SUBJECT) })
     : undefined;
-  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases, handleTime: latency.handled });
+  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases, handleTime: latency.handled, batchWriter: writer.sqliteWorker });
   const prune = setInterval(() => {
     // Housekeeping runs once across instances: on the holder of partition 0.
     if (!ownership.fence(0)) return;
@@ -217,7 +217,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       retention: { maxEvents: config.NERVE_GATEWAY_BUFFER_EVENTS },
     });
     registerServiceMetrics(gateway.metrics.registry, {
-      api, system, writer, relay, repo, consumers, ownership,
+      api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints,
       leases: { partitions: ownership instanceof PartitionLeases ? ownership.leases.stats : undefined, consumers: consumerLeases?.stats },
     });
     latency.register(gateway.metrics.registry);

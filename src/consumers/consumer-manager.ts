@@ -1,7 +1,7 @@
 /** Starts every subscriber's runner, reports lag, and rebuilds a read model by replay while the service runs. */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log/index.js";
-import type { Database } from "../persistence/index.js";
+import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
 import { DeadLetters } from "./dead-letters.js";
 import { EventHandler, txOf } from "./event-handler.js";
 import { ConsumerRunner, DEFAULT_RETRY, type RetryPolicy } from "./runner.js";
@@ -57,6 +57,8 @@ export interface ConsumerManagerOptions {
   takeoverDelayMs?: number;
   /** Where each consumer's handle times go (seconds per event, its read-model transaction included). */
   handleTime?: (consumer: string) => (seconds: number) => void;
+  /** The SQLite write worker, when the service has one: write-only projections' batches and the process managers' inbox rows go through it. */
+  batchWriter?: ConsumerBatchWriter;
 }
 
 /** ack_wait of every durable consumer (runner.ts), the default {@link ConsumerManagerOptions.takeoverDelayMs}. */
@@ -80,7 +82,7 @@ export class ConsumerManager {
     for (const s of opts.subscribers) {
       const leases = opts.leases;
       // With leases, a read-model transaction commits only while this instance still holds the consumer.
-      const h = new EventHandler(opts.db, s, leases ? (exec) => fenceConsumer(exec, leases, s.name) : undefined, opts.handleTime?.(s.name));
+      const h = new EventHandler(opts.db, s, leases ? (exec) => fenceConsumer(exec, leases, s.name) : undefined, opts.handleTime?.(s.name), opts.batchWriter);
       this.handlers.set(s.name, h);
       this.runners.set(s.name, new ConsumerRunner(opts.js, opts.jsm, h, this.deadLetters, opts.logger.child({ consumer: s.name }), opts.retry ?? DEFAULT_RETRY));
     }

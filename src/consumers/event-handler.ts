@@ -1,7 +1,7 @@
 /** Applies events to one subscriber exactly once per event_id, whatever the transport redelivers. */
 import type { EnvelopeBase, EventType } from "../../contracts/index.js";
 import { EventContexts } from "../../contracts/index.js";
-import type { Database } from "../persistence/index.js";
+import type { BatchStatement, ConsumerBatch, ConsumerBatchWriter, Database } from "../persistence/index.js";
 import type { Subscriber, Tx } from "./subscriber.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, withCause, type Span, type TraceHeaders } from "../tracing/index.js";
 
@@ -19,6 +19,24 @@ export function txOf(db: Database, trx?: unknown): Tx {
   };
 }
 
+/** A {@link Tx} for queries outside any transaction: reads on the database's read connection, writes on the main one. */
+export function readTxOf(db: Database): Tx {
+  return { dialect: db.dialect, execute: (sql, params = [], method = "all") => db.read(sql, params, method) };
+}
+
+/** A {@link Tx} that records a write-only projection's statements instead of running them; a read is a bug and throws. */
+function recorder(consumer: string, dialect: Tx["dialect"], into: BatchStatement[]): Tx {
+  return {
+    dialect,
+    execute: (sql, params = [], method = "all") => {
+      if (method !== "run") return Promise.reject(new Error(`consumer ${consumer} is declared writesOnly, but its apply read: ${sql}`));
+      // As the main connection's executor does: SQL has null where JavaScript has undefined.
+      into.push({ sql, params: params.map((v) => (v === undefined ? null : v)) });
+      return Promise.resolve(undefined as never);
+    },
+  };
+}
+
 /** The inbox-guarded application of events to one subscriber. */
 export class EventHandler {
   constructor(
@@ -28,6 +46,8 @@ export class EventHandler {
     private readonly guard?: (exec: <T = unknown[]>(sql: string, params: unknown[], method: "all" | "run") => Promise<T>) => Promise<void>,
     /** Told each handled event's time (seconds) from the start of its handling to its commit. */
     private readonly observe?: (seconds: number) => void,
+    /** The SQLite write worker: runs the batches of a {@link Subscriber.writesOnly} projection (not with a guard, whose check must share the transaction). */
+    private readonly batchWriter?: ConsumerBatchWriter,
   ) {}
 
   /** Whether the subscriber cares about this event type at all. */
@@ -98,7 +118,11 @@ export class EventHandler {
       }),
     );
     // What went through is recorded even when another chain failed: its redelivery is then a duplicate.
-    await this.#record(txOf(this.db), events.filter((_e, i) => out[i] === "handled"));
+    const handled = events.filter((_e, i) => out[i] === "handled");
+    // With the write worker, the inbox rows go in its queue rather than holding the main connection.
+    if (this.batchWriter && !this.guard) {
+      if (handled.length > 0) await this.batchWriter.applyConsumerBatch({ inbox: this.#inboxInserts(handled.map((e) => e.event_id)), events: [] });
+    } else await this.#record(txOf(this.db), handled);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
     if (failed) throw failed.reason;
     return out;
@@ -121,6 +145,7 @@ export class EventHandler {
   }
 
   async #applyBatch(events: EnvelopeBase[]): Promise<Outcome[]> {
+    if (this.batchWriter && this.subscriber.writesOnly && !this.guard) return this.#applyBatchAsStatements(this.batchWriter, events);
     return this.db.connection.transactional(async (trx) => {
       const tx = txOf(this.db, trx);
       await this.guard?.(tx.execute);
@@ -198,19 +223,43 @@ export class EventHandler {
     return "handled";
   }
 
-  // Records events in the inbox (in the caller's transaction); returns the ids it had not seen before.
-  async #record(tx: Tx, events: EnvelopeBase[]): Promise<Set<string>> {
-    const ids = [...new Set(events.map((e) => e.event_id))];
-    const fresh = new Set<string>();
+  /**
+   * A write-only projection's batch through the write worker: its statements are recorded here, then the
+   * worker inserts the inbox rows and runs the statements of the events they show new, in one transaction.
+   */
+  async #applyBatchAsStatements(writer: ConsumerBatchWriter, events: EnvelopeBase[]): Promise<Outcome[]> {
+    const wanted = events.filter((e) => this.wants(e.event_type));
+    const batch: ConsumerBatch = { inbox: this.#inboxInserts(wanted.map((e) => e.event_id)), events: [] };
+    for (const e of wanted) {
+      const statements: BatchStatement[] = [];
+      await this.subscriber.apply!(e, recorder(this.subscriber.name, this.db.dialect, statements));
+      batch.events.push({ eventId: e.event_id, statements });
+    }
+    const handled = await writer.applyConsumerBatch(batch);
+    let k = 0;
+    return events.map((e) => (!this.wants(e.event_type) ? "skipped" : handled[k++] ? "handled" : "duplicate"));
+  }
+
+  // The inbox inserts of these event ids (`returning` the ones not seen before), a few hundred rows per statement.
+  #inboxInserts(eventIds: string[]): BatchStatement[] {
+    const ids = [...new Set(eventIds)];
     const handledOn = new Date().toISOString();
+    const out: BatchStatement[] = [];
     for (let i = 0; i < ids.length; i += INBOX_ROWS_PER_STATEMENT) {
       const chunk = ids.slice(i, i + INBOX_ROWS_PER_STATEMENT);
-      const rows = await tx.execute<{ event_id: string }[]>(
-        `insert into consumer_inbox (consumer, event_id, handled_on) values ${chunk.map(() => "(?, ?, ?)").join(", ")} on conflict do nothing returning event_id`,
-        chunk.flatMap((id) => [this.subscriber.name, id, handledOn]),
-        "all",
-      );
-      for (const r of rows) fresh.add(r.event_id);
+      out.push({
+        sql: `insert into consumer_inbox (consumer, event_id, handled_on) values ${chunk.map(() => "(?, ?, ?)").join(", ")} on conflict do nothing returning event_id`,
+        params: chunk.flatMap((id) => [this.subscriber.name, id, handledOn]),
+      });
+    }
+    return out;
+  }
+
+  // Records events in the inbox (in the caller's transaction); returns the ids it had not seen before.
+  async #record(tx: Tx, events: EnvelopeBase[]): Promise<Set<string>> {
+    const fresh = new Set<string>();
+    for (const st of this.#inboxInserts(events.map((e) => e.event_id))) {
+      for (const r of await tx.execute<{ event_id: string }[]>(st.sql, st.params, "all")) fresh.add(r.event_id);
     }
     return fresh;
   }

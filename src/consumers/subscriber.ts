@@ -32,6 +32,13 @@ export interface Subscriber {
   orderKey?(event: EnvelopeBase): string;
   /** Empties the read model before a replay. */
   reset?(tx: Tx): Promise<void>;
+  /**
+   * `apply` only writes (`run`), never reads in its transaction, and its statements depend on nothing
+   * but the event: on SQLite with the write worker, a batch's statements are then recorded on the main
+   * thread and run in one message to the worker, beside the group commits, instead of one trip to the
+   * driver's thread per statement while holding the one connection. A read from such an `apply` throws.
+   */
+  readonly writesOnly?: boolean;
 }
 
 /** A consumer's failure that a retry cannot fix: it goes to the dead letters at once. */

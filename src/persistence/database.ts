@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
-import { isInMemorySqlite, lockSqliteInstance } from "./sqlite-lock.js";
+import { isInMemorySqlite, loadSqlite3, lockSqliteInstance } from "./sqlite-lock.js";
 
 /** Which database and how. */
 export interface DatabaseOptions {
@@ -40,6 +40,12 @@ export const IDLE_IN_TRANSACTION_MS = 2000;
  */
 export const HAND_MADE_TABLES: RegExp[] = [/_fts(_(data|idx|content|docsize|config))?$/];
 
+/** How often the WAL of a SQLite file is checkpointed (passively, on a connection of its own). */
+const CHECKPOINT_EVERY_MS = 1000;
+
+/** WAL frames (pages) past which a checkpoint also restarts the WAL: about 8 MiB of 4 KiB pages. */
+const RESTART_FRAMES = 2000;
+
 /** How a statement's result comes back: every row, the first row (or undefined), or nothing useful. */
 export type SqlMethod = "all" | "get" | "run";
 
@@ -55,6 +61,15 @@ export interface Database {
    * SQL text — optionally inside a MikroORM transaction. The only way Nerve's code runs SQL with values.
    */
   execute<T = any>(sql: string, params?: readonly unknown[], method?: SqlMethod, trx?: unknown): Promise<T>;
+  /**
+   * Runs a read outside any transaction (a `run` goes to {@link execute}). On a SQLite file it has a
+   * read-only connection of its own: WAL lets it read the latest commit while a write transaction (a
+   * group commit, a consumer's batch) holds the main connection, instead of queueing behind it. Elsewhere
+   * it is {@link execute}.
+   */
+  read<T = any>(sql: string, params?: readonly unknown[], method?: SqlMethod): Promise<T>;
+  /** A SQLite file's WAL checkpoints (run beside the writers); absent elsewhere. */
+  readonly checkpoints?: CheckpointStats;
   close(): Promise<void>;
 }
 
@@ -128,5 +143,140 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   const path = opts.url.startsWith("sqlite:") ? opts.url.slice("sqlite:".length) : undefined;
   // A plain file only: a URI filename (`file:…`) or an in-memory database is left to the one connection.
   const sqliteFile = path !== undefined && !isInMemorySqlite(path) && !path.startsWith("file:") ? { path: resolve(path), synchronous: opts.sqliteSynchronous === "NORMAL" ? ("NORMAL" as const) : ("FULL" as const), busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS } : undefined;
-  return { orm, connection, dialect, sqliteFile, execute: boundExecutor(connection), close: () => orm.close(true) };
+  const execute = boundExecutor(connection);
+  if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, close: () => orm.close(true) };
+  // The WAL is checkpointed beside the writers (Checkpointer), not by whichever commit fills it.
+  await execute("pragma wal_autocheckpoint = 0");
+  let reader: Awaited<ReturnType<typeof openReader>> | undefined;
+  let checkpointer: Checkpointer | undefined;
+  try {
+    reader = await openReader(sqliteFile.path, SQLITE_BUSY_TIMEOUT_MS);
+    checkpointer = await Checkpointer.open(sqliteFile.path, SQLITE_BUSY_TIMEOUT_MS);
+  } catch (err) {
+    await reader?.close().catch(() => undefined);
+    await orm.close(true);
+    throw err;
+  }
+  const [r, c] = [reader, checkpointer];
+  return {
+    orm,
+    connection,
+    dialect,
+    sqliteFile,
+    execute,
+    read: (sql, params = [], method = "all") => (method === "run" ? execute(sql, params, method) : r.read(sql, params, method)),
+    checkpoints: c.stats,
+    close: () =>
+      c
+        .close()
+        .finally(() => r.close())
+        .finally(() => orm.close(true)),
+  };
+}
+
+/** What the checkpointer has done: checkpoints run (of them RESTARTs) and failed, and the longest one (ms). */
+export interface CheckpointStats {
+  runs: number;
+  restarts: number;
+  failures: number;
+  longestMs: number;
+  /** Frames in the WAL, and of them copied into the database, at the latest checkpoint. */
+  walFrames: number;
+  checkpointedFrames: number;
+}
+
+/**
+ * Checkpoints a SQLite file's WAL on a connection of its own, every {@link CHECKPOINT_EVERY_MS}: the
+ * connections that write run with `wal_autocheckpoint = 0`, so no commit pays for copying the WAL into
+ * the database (with SQLite's automatic checkpoint, the commit that crosses 1,000 pages does it, holding
+ * its connection — and everything queued on it — for as long as that takes: the soak saw commits of
+ * 2 s). A failure is counted and retried at the next tick; it never ends the process.
+ */
+class Checkpointer {
+  readonly stats: CheckpointStats = { runs: 0, restarts: 0, failures: 0, longestMs: 0, walFrames: 0, checkpointedFrames: 0 };
+  #running: Promise<void> | undefined;
+  #closed = false;
+  readonly #timer: NodeJS.Timeout;
+
+  private constructor(private readonly handle: import("sqlite3").Database) {
+    this.#timer = setInterval(() => {
+      if (!this.#running && !this.#closed) this.#running = this.#checkpoint().finally(() => (this.#running = undefined));
+    }, CHECKPOINT_EVERY_MS);
+    this.#timer.unref();
+  }
+
+  static async open(path: string, busyTimeoutMs: number): Promise<Checkpointer> {
+    const sqlite3 = loadSqlite3();
+    const handle = await new Promise<import("sqlite3").Database>((resolve, reject) => {
+      const d = new sqlite3.Database(path, sqlite3.OPEN_READWRITE, (err) => (err ? reject(err) : resolve(d)));
+    });
+    handle.configure("busyTimeout", busyTimeoutMs);
+    return new Checkpointer(handle);
+  }
+
+  /**
+   * One checkpoint now (also what the timer runs); never rejects. PASSIVE copies what it can without
+   * waiting for anyone. But with commits arriving all the time, the WAL is never wholly copied at the
+   * moment a writer begins, so it would never start over and would grow without end: once it holds more
+   * than {@link RESTART_FRAMES}, a RESTART follows, which waits for the transaction in progress, holds
+   * new writers back while it copies the few frames written since the passive pass, and lets the next
+   * writer start the WAL from its beginning.
+   */
+  async #checkpoint(): Promise<void> {
+    try {
+      const passive = await this.#run("PASSIVE");
+      if (passive.log > RESTART_FRAMES) await this.#run("RESTART");
+    } catch {
+      this.stats.failures++;
+    }
+  }
+
+  async #run(mode: "PASSIVE" | "RESTART"): Promise<{ log: number; checkpointed: number }> {
+    const started = performance.now();
+    const row = await new Promise<{ busy: number; log: number; checkpointed: number } | undefined>((resolve, reject) =>
+      this.handle.all(`pragma wal_checkpoint(${mode})`, [], (err, rows) => (err ? reject(err) : resolve(rows[0] as never))),
+    );
+    this.stats.runs++;
+    if (mode === "RESTART") this.stats.restarts++;
+    this.stats.longestMs = Math.max(this.stats.longestMs, performance.now() - started);
+    const out = { log: Number(row?.log ?? 0), checkpointed: Number(row?.checkpointed ?? 0) };
+    this.stats.walFrames = out.log;
+    this.stats.checkpointedFrames = out.checkpointed;
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.#running;
+    // A last checkpoint, so a clean stop leaves the WAL copied into the database.
+    await this.#checkpoint();
+    await new Promise<void>((resolve, reject) => this.handle.close((err) => (err ? reject(err) : resolve())));
+  }
+}
+
+/**
+ * A read-only connection to a SQLite file, through the copy of SQLite MikroORM uses (loadSqlite3: one
+ * copy per process, or the copies' locks would not see each other). Every read is `all`, which resets
+ * its statement when done: a statement left mid-result would hold its read transaction open and keep
+ * checkpoints from emptying the WAL.
+ */
+async function openReader(path: string, busyTimeoutMs: number): Promise<{ read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") => Promise<T>; close: () => Promise<void> }> {
+  const sqlite3 = loadSqlite3();
+  const handle = await new Promise<import("sqlite3").Database>((resolve, reject) => {
+    const d = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (err) => (err ? reject(err) : resolve(d)));
+  });
+  handle.configure("busyTimeout", busyTimeoutMs);
+  return {
+    read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") =>
+      new Promise<T>((resolve, reject) =>
+        // SQL means null where JavaScript has undefined, as the main connection's executor binds it.
+        handle.all(
+          sql,
+          params.map((v) => (v === undefined ? null : v)),
+          (err, rows) => (err ? reject(err) : resolve((method === "get" ? rows[0] : rows) as T)),
+        ),
+      ),
+    close: () => new Promise<void>((resolve, reject) => handle.close((err) => (err ? reject(err) : resolve()))),
+  };
 }

@@ -3,5 +3,6 @@ export * from "./entities.js";
 export * from "./database.js";
 export * from "./commit-batch.js";
 export * from "./group-commit.js";
+export * from "./consumer-batch.js";
 export * from "./repository.js";
 export * from "./sqlite-lock.js";

@@ -19,13 +19,16 @@ export interface Snapshot<S = unknown> {
   state: S;
 }
 
-/** Typed reads over the write-side tables (raw SQL through MikroORM's connection: hot paths). */
+/**
+ * Typed reads over the write-side tables (raw SQL: hot paths). The command path's reads (snapshots,
+ * idempotency keys, the e-mail index) go to the database's read connection, never queued behind a write.
+ */
 export class Repository {
   constructor(private readonly db: Database) {}
 
   /** The snapshot of one aggregate, or undefined when it has never been written. */
   async loadSnapshot<S>(aggregateType: string, aggregateId: string): Promise<Snapshot<S> | undefined> {
-    const row = await this.db.execute<any>(
+    const row = await this.db.read<any>(
       "select version, state from nerve_snapshots where aggregate_type = ? and aggregate_id = ?",
       [aggregateType, aggregateId],
       "get",
@@ -35,7 +38,7 @@ export class Repository {
 
   /** The remembered idempotency key of an aggregate, if any. */
   async findIdempotencyKey(aggregateType: string, aggregateId: string, key: string): Promise<Pick<IdempotencyRow, "fingerprint" | "reply"> | undefined> {
-    return this.db.execute<any>(
+    return this.db.read<any>(
       "select fingerprint, reply from nerve_idempotency where aggregate_type = ? and aggregate_id = ? and key = ?",
       [aggregateType, aggregateId, key],
       "get",
@@ -56,13 +59,13 @@ export class Repository {
 
   /** The user who holds an e-mail address (lower-cased), or null. */
   async emailOwner(email: string): Promise<string | null> {
-    const row = await this.db.execute<any>("select user_id from user_emails where email = ?", [email], "get");
+    const row = await this.db.read<any>("select user_id from user_emails where email = ?", [email], "get");
     return row?.user_id ?? null;
   }
 
   /** An aggregate's events in version order. */
   async history(aggregateType: string, aggregateId: string): Promise<EventRow[]> {
-    return this.db.execute<EventRow[]>(
+    return this.db.read<EventRow[]>(
       "select * from nerve_events where aggregate_type = ? and aggregate_id = ? order by aggregate_version",
       [aggregateType, aggregateId],
       "all",
@@ -84,7 +87,7 @@ export class Repository {
   async outboxSize(partitions?: readonly number[]): Promise<number> {
     const only = partitionClause(partitions);
     if (only === null) return 0;
-    const row = await this.db.execute<{ n: number }>(`select count(*) as n from nerve_outbox${only ? ` where ${only}` : ""}`, only ? partitions! : [], "get");
+    const row = await this.db.read<{ n: number }>(`select count(*) as n from nerve_outbox${only ? ` where ${only}` : ""}`, only ? partitions! : [], "get");
     return Number(row.n);
   }
 

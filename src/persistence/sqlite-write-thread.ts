@@ -11,11 +11,15 @@
 import { parentPort, workerData } from "node:worker_threads";
 import type { Database as Sqlite3Database, Statement } from "sqlite3";
 import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
+import { runConsumerBatch } from "./consumer-batch.js";
 import { loadSqlite3 } from "./sqlite-lock.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
-/** Prepared statements kept (by SQL text); multi-row inserts differ by row count, so the set is bounded but not tiny. */
-const MAX_STATEMENTS = 1000;
+/**
+ * Prepared statements kept (by SQL text); multi-row inserts differ by row count (the group commit's up to
+ * 200 rows for each of its tables, a consumer batch's inbox up to 500), so the set is bounded but not tiny.
+ */
+const MAX_STATEMENTS = 2000;
 
 const setup = workerData as WorkerSetup;
 const sqlite3 = loadSqlite3();
@@ -33,6 +37,8 @@ const plain = (sql: string) => call<void>((cb) => handle.exec(sql, cb));
 await plain("pragma journal_mode = WAL");
 await plain(`pragma synchronous = ${setup.synchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
 await plain(`pragma busy_timeout = ${Math.floor(setup.busyTimeoutMs)}`);
+// As on the main connection: the database's checkpointer copies the WAL, never a commit of this thread.
+await plain("pragma wal_autocheckpoint = 0");
 
 const statements = new Map<string, Statement>();
 function statement(sql: string): Statement {
@@ -59,6 +65,11 @@ async function run(req: WorkerRequest): Promise<WorkerReply> {
   try {
     await plain("begin immediate");
     try {
+      if ("consumerBatch" in req) {
+        const handled = await runConsumerBatch(exec, req.consumerBatch);
+        await plain("commit");
+        return { id: req.id, handled };
+      }
       const seqs = await writeStatements(exec, req.writes, req.published);
       if (req.exitBeforeCommit) process.exit(1);
       await plain("commit");

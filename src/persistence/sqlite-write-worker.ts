@@ -8,6 +8,7 @@ import { encodeWrites, outboxRows, type AggregateWrite } from "./commit-batch.js
 import type { Database } from "./database.js";
 import type { OutboxRow } from "./entities.js";
 import { StaleWriteError, type EncodedWrite } from "./batch-statements.js";
+import type { ConsumerBatch, ConsumerBatchWriter } from "./consumer-batch.js";
 
 /** What the worker thread is started with. */
 export interface WorkerSetup {
@@ -16,17 +17,22 @@ export interface WorkerSetup {
   busyTimeoutMs: number;
 }
 
-/** One group commit, sent to the worker. */
-export interface WorkerRequest {
-  id: number;
-  writes: EncodedWrite[];
-  published: readonly number[];
-  /** Exit with the transaction written but not committed, as a crash would (tests of the failure path). */
-  exitBeforeCommit?: true;
-}
+/** One group commit, or one consumer's batch, sent to the worker. */
+export type WorkerRequest =
+  | {
+      id: number;
+      writes: EncodedWrite[];
+      published: readonly number[];
+      /** Exit with the transaction written but not committed, as a crash would (tests of the failure path). */
+      exitBeforeCommit?: true;
+    }
+  | { id: number; consumerBatch: ConsumerBatch };
 
-/** The worker's answer: each event's outbox seq in batch order, or why the transaction failed (rolled back). */
-export type WorkerReply = { id: number; seqs: number[] } | { id: number; error: { name: string; message: string; code: string | undefined; stale: boolean } };
+/**
+ * The worker's answer: a group commit's outbox seq of each event in batch order, a consumer batch's
+ * "new, so applied" by event, or why the transaction failed (rolled back).
+ */
+export type WorkerReply = { id: number; seqs: number[] } | { id: number; handled: boolean[] } | { id: number; error: { name: string; message: string; code: string | undefined; stale: boolean } };
 
 /** The write worker stopped (crashed, exited) with this batch in flight, which did not commit. Retrying can help: it restarts. */
 export class WriteWorkerStopped extends Error {
@@ -44,19 +50,20 @@ export class SqliteWriteError extends Error {
   }
 }
 
-interface InFlight {
-  writes: AggregateWrite[];
-  resolve: (rows: OutboxRow[]) => void;
-  reject: (err: unknown) => void;
-}
+type InFlight =
+  | { kind: "commit"; writes: AggregateWrite[]; resolve: (rows: OutboxRow[]) => void; reject: (err: unknown) => void }
+  | { kind: "consumer"; resolve: (handled: boolean[]) => void; reject: (err: unknown) => void };
 
 // The thread runs TypeScript where the service does (under tsx): a worker does not inherit the loader hooks.
 const THREAD_URL = new URL(import.meta.url.endsWith(".ts") ? "./sqlite-write-thread.ts" : "./sqlite-write-thread.js", import.meta.url);
 const BOOT = `const { workerData } = require("node:worker_threads");
 (workerData.entry.endsWith(".ts") ? import("tsx/esm/api").then((t) => t.register()) : Promise.resolve()).then(() => import(workerData.entry));`;
 
-/** A worker thread that commits group-commit batches on its own connection to a SQLite file; restarted after it dies. */
-export class SqliteWriteWorker {
+/**
+ * A worker thread that commits group-commit batches, and the batches of projections that only write, on
+ * its own connection to a SQLite file, one transaction at a time in the order sent; restarted after it dies.
+ */
+export class SqliteWriteWorker implements ConsumerBatchWriter {
   readonly #db: Database;
   readonly #setup: WorkerSetup;
   readonly #onFailure: (err: Error) => void;
@@ -85,7 +92,7 @@ export class SqliteWriteWorker {
     const encoded = encodeWrites(writes);
     const transfer = packBodies(encoded);
     return new Promise((resolve, reject) => {
-      this.#inflight.set(id, { writes, resolve, reject });
+      this.#inflight.set(id, { kind: "commit", writes, resolve, reject });
       if (this.#inflight.size === 1) worker.ref();
       const req: WorkerRequest = { id, writes: encoded, published };
       if (this.#exitBeforeCommit) {
@@ -93,6 +100,22 @@ export class SqliteWriteWorker {
         req.exitBeforeCommit = true;
       }
       worker.postMessage(req, transfer);
+    });
+  }
+
+  /**
+   * Runs a projection's batch in one transaction, queued behind the group commits sent before it; resolves
+   * with, by event, whether it was new. A batch in flight when the worker dies is failed: it is
+   * redelivered, and whatever of it had committed is then a duplicate.
+   */
+  applyConsumerBatch(batch: ConsumerBatch): Promise<boolean[]> {
+    if (this.#closed) return Promise.reject(new WriteWorkerStopped("the SQLite write worker is closed"));
+    const worker = this.#worker ?? this.#start();
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#inflight.set(id, { kind: "consumer", resolve, reject });
+      if (this.#inflight.size === 1) worker.ref();
+      worker.postMessage({ id, consumerBatch: batch } satisfies WorkerRequest);
     });
   }
 
@@ -143,17 +166,22 @@ export class SqliteWriteWorker {
     if (!f) return;
     this.#inflight.delete(reply.id);
     if (this.#inflight.size === 0) this.#worker?.unref();
-    if ("seqs" in reply) f.resolve(outboxRows(f.writes, reply.seqs));
-    else if (reply.error.stale) f.reject(new StaleWriteError(reply.error.message));
-    else f.reject(new SqliteWriteError(reply.error.name, reply.error.message, reply.error.code));
+    if ("error" in reply) {
+      if (reply.error.stale) f.reject(new StaleWriteError(reply.error.message));
+      else f.reject(new SqliteWriteError(reply.error.name, reply.error.message, reply.error.code));
+    } else if (f.kind === "consumer" && "handled" in reply) f.resolve(reply.handled);
+    else if (f.kind === "commit" && "seqs" in reply) f.resolve(outboxRows(f.writes, reply.seqs));
+    else f.reject(new Error("the SQLite write worker answered a different kind of request"));
   }
 
   /**
-   * A batch whose worker died: its transaction either committed before the death or rolled back with
+   * A group commit whose worker died: its transaction either committed before the death or rolled back with
    * the connection. The main connection tells which (the batch commits whole or not at all), so a
    * committed batch is answered as committed — its rows handed to the relay — and nothing is lost.
    */
   async #settle(f: InFlight, err: WriteWorkerStopped): Promise<void> {
+    // A consumer batch is redelivered whole: what of it had committed is then a duplicate.
+    if (f.kind === "consumer") return f.reject(err);
     try {
       const seqs = await committedSeqs(this.#db, f.writes);
       if (seqs) f.resolve(outboxRows(f.writes, seqs));

@@ -33,6 +33,8 @@ export function analytics(): Subscriber {
     name: Consumers.Analytics,
     handles: { access: ["ProgressUpdated", "CourseCompleted"] },
     entities: [LearnerStatSchema],
+    // Each event is one insert or guarded update, whatever the read model holds.
+    writesOnly: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (e.event_type === "ProgressUpdated") {

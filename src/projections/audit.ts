@@ -41,6 +41,8 @@ export function audit(): Subscriber {
     name: Consumers.Audit,
     handles: { access: ["AccessRevoked", "AccessExpired"] },
     entities: [AuditRecordSchema],
+    // Each event is one insert or guarded update, whatever the read model holds.
+    writesOnly: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (e.event_type !== "AccessRevoked" && e.event_type !== "AccessExpired") return;

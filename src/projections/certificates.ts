@@ -37,6 +37,8 @@ export function certificates(): Subscriber {
     name: Consumers.Certificates,
     handles: { access: ["CourseCompleted"] },
     entities: [CertificateSchema],
+    // Each event is one insert or guarded update, whatever the read model holds.
+    writesOnly: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (e.event_type !== "CourseCompleted") return;

@@ -48,6 +48,8 @@ export function learnerProgress(): Subscriber {
     name: LEARNER_PROGRESS,
     handles: { access: ["CourseAccessGranted", "AccessRevoked", "AccessExpired", "ProgressUpdated", "CourseCompleted"] },
     entities: [LearnerAccessSchema],
+    // Each event is one insert or guarded update, whatever the read model holds.
+    writesOnly: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       const v = e.aggregate_version;

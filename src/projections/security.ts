@@ -36,6 +36,8 @@ export function security(): Subscriber {
     name: Consumers.Security,
     handles: { users: ["UserEmailChanged"] },
     entities: [SecurityAlertSchema],
+    // Each event is one insert or guarded update, whatever the read model holds.
+    writesOnly: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (e.event_type !== "UserEmailChanged") return;

@@ -57,6 +57,19 @@ export interface CommandBusDeps {
   ownership?: Ownership;
   /** Sends a command to the instance owning its aggregate (through NATS); used by {@link CommandBus.dispatch}. */
   remote?: (req: CommandRequest) => Promise<CommandSuccess>;
+  /** Told where each command's time went (seconds), for /metrics: see {@link CommandStages}. */
+  stages?: (stages: CommandStages) => void;
+}
+
+/**
+ * A command's time by stage: waiting for its actor (the mailbox, and the actor's activation from its
+ * snapshot), preparing its write (idempotency lookup, facts, decide, evolve, envelopes), and waiting for
+ * its commit (the group commit's queue, admission and transaction). Commands that write nothing have no commit.
+ */
+export interface CommandStages {
+  mailbox: number;
+  prepare: number;
+  commit: number | undefined;
 }
 
 /** The command path of the service. */
@@ -129,7 +142,8 @@ export class CommandBus implements Lookups {
   #exclusive(m: AggregateModule, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
     const tracer = activeTracer();
     if (tracer) return this.#traced(tracer, m, req, internal);
-    return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req, internal));
+    const enqueued = performance.now();
+    return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req, internal, undefined, enqueued));
   }
 
   /**
@@ -143,13 +157,14 @@ export class CommandBus implements Lookups {
       req = { ...req, ...headersOf(root) };
     }
     const trace: CommandTrace = { tracer, parent: contextOf(req) };
+    const enqueued = performance.now();
     const wait = tracer.startSpan("mailbox wait", undefined, trace.parent);
     let waiting = true;
     try {
       const reply = await this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => {
         waiting = false;
         wait.end();
-        return this.#run(m, actor, req, internal, trace);
+        return this.#run(m, actor, req, internal, trace, enqueued);
       });
       endSpan(root);
       return reply;
@@ -176,7 +191,8 @@ export class CommandBus implements Lookups {
     return fence;
   }
 
-  async #run(m: AggregateModule, actor: Actor, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[], trace?: CommandTrace): Promise<CommandSuccess> {
+  async #run(m: AggregateModule, actor: Actor, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[], trace?: CommandTrace, enqueued?: number): Promise<CommandSuccess> {
+    const started = performance.now();
     const fence = this.#fence(req.aggregateId);
     const commandId = uuidv7();
     const print = req.idempotencyKey ? fingerprint({ type: req.type, body: req.body }) : "";
@@ -224,7 +240,12 @@ export class CommandBus implements Lookups {
       aggregate_version: version,
       events: events.map((e) => ({ event_id: e.event_id, event_type: e.event_type })),
     };
-    if (events.length === 0 && !req.idempotencyKey) return reply;
+    const prepared = performance.now();
+    const stages = this.#deps.stages;
+    if (events.length === 0 && !req.idempotencyKey) {
+      stages?.({ mailbox: enqueued === undefined ? 0 : (started - enqueued) / 1000, prepare: (prepared - started) / 1000, commit: undefined });
+      return reply;
+    }
     const write: AggregateWrite = {
       aggregateType: m.aggregateType,
       aggregateId: req.aggregateId,
@@ -252,6 +273,7 @@ export class CommandBus implements Lookups {
       throw errors.unavailable("storage is unavailable; retry");
     }
     endSpan(committing);
+    stages?.({ mailbox: enqueued === undefined ? 0 : (started - enqueued) / 1000, prepare: (prepared - started) / 1000, commit: (performance.now() - prepared) / 1000 });
     actor.state = state;
     actor.version = version;
     return reply;

@@ -37,6 +37,14 @@ describe("start-up", () => {
     expect(after).toMatch(/^nerve_outbox_backlog 0$/m);
     expect(after).toMatch(/^nerve_group_commit_admission_waits_total \d+$/m);
     expect(after).toMatch(/^nerve_group_commit_admission_wait_seconds_total [\d.e-]+$/m);
+    // Where a command's time went, by stage; the registration wrote, so it has a commit stage.
+    expect(after).toMatch(/^nerve_command_stage_seconds_count\{stage="mailbox"\} [1-9]/m);
+    expect(after).toMatch(/^nerve_command_stage_seconds_count\{stage="commit"\} [1-9]/m);
+    // The WAL is checkpointed beside the writers, every second, and none failed.
+    let checkpoints = "";
+    await until("a WAL checkpoint ran", async () => /^nerve_sqlite_checkpoints_total\{mode="passive"\} [1-9]/m.test((checkpoints = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())), 5_000);
+    expect(checkpoints).toMatch(/^nerve_sqlite_checkpoint_failures_total 0$/m);
+    expect(checkpoints).toMatch(/^nerve_sqlite_wal_frames\{state="total"\} \d+$/m);
     expect(metrics).toMatch(/^nerve_consumer_pending\{consumer="notifications",stream="EVENTS_USERS"\} \d+/m);
     expect(metrics).toMatch(/^nerve_consumer_dead_letters\{consumer="catalog"\} 0/m);
     expect(metrics).toContain("nerve_gateway_connections");

@@ -1,6 +1,7 @@
 /** A projection's batch through EventHandler.applyBatch: the same outcomes as one event at a time, in one transaction. */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventHandler } from "../../src/consumers/index.js";
+import { GroupCommitWriter } from "../../src/persistence/index.js";
 import { catalogCourse } from "../../src/projections/index.js";
 import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
 
@@ -113,5 +114,84 @@ describe("EventHandler.applyBatch for a process manager", () => {
     expect(r.running).toBe(0);
     // The runner then goes one by one: what went through is a duplicate.
     expect(await handler.handle(events[1]!)).toBe("duplicate");
+  });
+});
+
+describe("EventHandler.applyBatch through the SQLite write worker", () => {
+  let writer: GroupCommitWriter;
+  beforeEach(() => {
+    writer = new GroupCommitWriter(m.db, { sqliteWriter: "worker" });
+  });
+  afterEach(async () => {
+    await writer.close();
+  });
+
+  const granted = (access: string, user: string) =>
+    envelope("CourseAccessGranted", access, 1, { access_id: access, user_id: user, course_id: "c1", expires_at: null, order_id: null });
+  const progressed = (access: string, user: string, v: number, progress: number) => envelope("ProgressUpdated", access, v, { access_id: access, user_id: user, course_id: "c1", progress });
+  const acc = (n: number) => `acc_${n.toString(16).padStart(32, "0")}`;
+  const learnerRows = () => m.rows("learner_access", "access_id");
+
+  it("runs a write-only projection's batch as statements in one worker transaction: the same outcomes, rows and inbox as on the main connection", async () => {
+    const viaWorker = new EventHandler(m.db, m.subscriber("learner-progress"), undefined, undefined, writer.sqliteWorker);
+    const seen = granted(acc(0), "u0");
+    expect(await viaWorker.applyBatch([seen])).toEqual(["handled"]);
+    const g = granted(acc(1), "u1");
+    const p = progressed(acc(1), "u1", 2, 40);
+    const user = envelope("UserRegistered", "u1", 1, { user_id: "u1", email: "u1@example.com", name: "U" });
+
+    expect(await viaWorker.applyBatch([user, g, p, p, seen])).toEqual(["skipped", "handled", "handled", "duplicate", "duplicate"]);
+
+    expect(await learnerRows()).toMatchObject([
+      { access_id: acc(0), progress: 0, version: 1 },
+      { access_id: acc(1), progress: 40, version: 2 },
+    ]);
+    const inbox = (await m.rows("consumer_inbox", "event_id")).filter((r) => r.consumer === "learner-progress").map((r) => r.event_id);
+    expect(inbox.sort()).toEqual([seen.event_id, g.event_id, p.event_id].sort());
+    // A redelivery changes nothing; an older event than the row's version changes nothing either.
+    expect(await viaWorker.applyBatch([g, p])).toEqual(["duplicate", "duplicate"]);
+    expect(await viaWorker.applyBatch([progressed(acc(1), "u1", 2, 10)])).toEqual(["handled"]);
+    expect((await learnerRows())[1]).toMatchObject({ progress: 40, version: 2 });
+  });
+
+  it("refuses a write-only projection that reads, and commits nothing of its batch", async () => {
+    const liar = new EventHandler(
+      m.db,
+      {
+        name: "liar",
+        handles: { access: ["CourseAccessGranted"] },
+        writesOnly: true,
+        async apply(e, tx) {
+          await tx.execute("select 1 as x from learner_access where access_id = ?", [e.aggregate_id], "get");
+        },
+      },
+      undefined,
+      undefined,
+      writer.sqliteWorker,
+    );
+    await expect(liar.applyBatch([granted(acc(5), "u5")])).rejects.toThrow(/consumer liar is declared writesOnly, but its apply read: select 1/);
+    expect((await m.rows("consumer_inbox", "event_id")).filter((r) => r.consumer === "liar")).toEqual([]);
+  });
+
+  it("records a process manager's handled events in the inbox through the worker", async () => {
+    const reacted: string[] = [];
+    const pm = new EventHandler(
+      m.db,
+      {
+        name: "test-pm",
+        handles: { orders: ["OrderPaid"] },
+        async react(e) {
+          reacted.push(e.aggregate_id);
+        },
+      },
+      undefined,
+      undefined,
+      writer.sqliteWorker,
+    );
+    const paid = envelope("OrderPaid", "o1", 2, { order_id: "o1", user_id: "u1", course_ids: ["c1"], payment_id: "pay-o1" });
+    expect(await pm.applyBatch([paid, paid])).toEqual(["handled", "duplicate"]);
+    expect(await pm.applyBatch([paid])).toEqual(["duplicate"]);
+    expect(reacted).toEqual(["o1"]);
+    expect((await m.rows("consumer_inbox", "event_id")).filter((r) => r.consumer === "test-pm").map((r) => r.event_id)).toEqual([paid.event_id]);
   });
 });

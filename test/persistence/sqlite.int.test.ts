@@ -1,7 +1,7 @@
 /** SQLite: a schema that stays put across restarts. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
-import { profileWrite, tempSqlitePath } from "../support/index.js";
+import { profileWrite, tempSqlitePath, until } from "../support/index.js";
 
 let db: Database;
 let path: string;
@@ -29,5 +29,46 @@ describe("openDatabase on SQLite", () => {
     expect(events.map((e) => e.aggregate_version)).toEqual([1, 2]);
     expect(events[1]!.seq).toBeGreaterThan(events[0]!.seq);
     expect((await new Repository(db).pendingOutbox(10)).map((r) => r.aggregate_version)).toEqual([1, 2]);
+  });
+  it("reads on a connection of its own: the latest commit, while a write transaction holds the main connection", async () => {
+    const repo = new Repository(db);
+    await new GroupCommitWriter(db).submit(profileWrite("reader", 1, "0190a0d0-0000-7000-8000-000000000011"));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let updated!: () => void;
+    const didUpdate = new Promise<void>((r) => (updated = r));
+    const writing = db.connection.transactional(async (trx) => {
+      await db.execute("update nerve_snapshots set version = ? where aggregate_type = ? and aggregate_id = ?", [99, "User", "reader"], "run", trx);
+      updated();
+      await held;
+    });
+    await didUpdate;
+    // The main connection is inside that transaction until it is released: a read queued behind it would never
+    // resolve here. The read connection answers, with the last commit (the update is not committed yet).
+    expect((await repo.loadSnapshot("User", "reader"))?.version).toBe(1);
+    expect(await db.read("select version from nerve_snapshots where aggregate_id = ?", ["reader"], "get")).toEqual({ version: 1 });
+    release();
+    await writing;
+    expect((await repo.loadSnapshot("User", "reader"))?.version).toBe(99);
+    // Values are bound on the read connection too: a NUL is data, and undefined is null.
+    expect(await db.read("select ? as s, ? as n", ["a\u0000b", undefined], "all")).toEqual([{ s: "a\u0000b", n: null }]);
+    // It cannot write; a write handed to read() goes to the main connection.
+    await db.read("update nerve_snapshots set version = ? where aggregate_id = ?", [100, "reader"], "run");
+    expect((await repo.loadSnapshot("User", "reader"))?.version).toBe(100);
+  });
+  it("checkpoints the WAL beside the writers: no commit does it, the checkpointer copies every frame", async () => {
+    expect(await db.execute("pragma wal_autocheckpoint", [], "get")).toEqual({ wal_autocheckpoint: 0 });
+    const writer = new GroupCommitWriter(db);
+    for (let i = 0; i < 40; i++) await writer.submit(profileWrite(`cp${i}`, 1, `0190a0d0-0000-7000-8000-0000000001${String(i).padStart(2, "0")}`));
+    const cp = db.checkpoints!;
+    const runs = cp.runs;
+    await until("a checkpoint copied the whole WAL", () => cp.runs > runs && cp.walFrames > 0 && cp.checkpointedFrames === cp.walFrames, 10_000);
+    // Past about 8 MiB the WAL is restarted, so that the next writer starts it over rather than growing it.
+    await db.execute("create table filler (b blob)", [], "run");
+    await db.execute("insert into filler (b) values (zeroblob(?))", [12 * 2 ** 20], "run");
+    await until("a restart", () => cp.restarts > 0, 10_000);
+    await db.execute("insert into filler (b) values (zeroblob(?))", [1024], "run");
+    await until("the WAL started over", () => cp.walFrames > 0 && cp.walFrames < 100, 10_000);
+    expect(cp.failures).toBe(0);
   });
 });
