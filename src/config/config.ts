@@ -58,8 +58,12 @@ export const ConfigSchema = z
       .transform((v) => v === "true" || v === "1"),
     /** SQLite synchronous pragma. */
     NERVE_SQLITE_SYNC: z.enum(["FULL", "NORMAL"]).default("FULL"),
-    /** Who commits on a SQLite file: a worker thread with a connection of its own, or the main connection. */
-    NERVE_SQLITE_WRITER: z.enum(["worker", "main"]).default("main"),
+    /**
+     * Who commits on a SQLite file: a worker thread with a connection of its own (group commits, write-only
+     * projections' batches, process managers' inbox rows), or the main connection. The worker by default:
+     * the soak saturated at 1,912 requests/s with it against 1,130–1,208 on the main connection.
+     */
+    NERVE_SQLITE_WRITER: z.enum(["worker", "main"]).default("worker"),
     /** This instance's name: in leases, logs and the Nerve-Instance reply header. */
     NERVE_INSTANCE_ID: z
       .string()
