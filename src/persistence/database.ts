@@ -46,6 +46,9 @@ const CHECKPOINT_EVERY_MS = 1000;
 /** WAL frames (pages) past which a checkpoint also restarts the WAL: about 8 MiB of 4 KiB pages. */
 const RESTART_FRAMES = 2000;
 
+/** Bytes a restarted WAL file is cut back to (`journal_size_limit` of the connections that write). */
+export const WAL_SIZE_LIMIT = 16 * 2 ** 20;
+
 /** How a statement's result comes back: every row, the first row (or undefined), or nothing useful. */
 export type SqlMethod = "all" | "get" | "run";
 
@@ -145,8 +148,10 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   const sqliteFile = path !== undefined && !isInMemorySqlite(path) && !path.startsWith("file:") ? { path: resolve(path), synchronous: opts.sqliteSynchronous === "NORMAL" ? ("NORMAL" as const) : ("FULL" as const), busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS } : undefined;
   const execute = boundExecutor(connection);
   if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, close: () => orm.close(true) };
-  // The WAL is checkpointed beside the writers (Checkpointer), not by whichever commit fills it.
+  // The WAL is checkpointed beside the writers (Checkpointer), not by whichever commit fills it; once
+  // restarted, the first commit cuts the file back to WAL_SIZE_LIMIT (it otherwise keeps its high-water mark).
   await execute("pragma wal_autocheckpoint = 0");
+  await execute(`pragma journal_size_limit = ${WAL_SIZE_LIMIT}`);
   let reader: Awaited<ReturnType<typeof openReader>> | undefined;
   let checkpointer: Checkpointer | undefined;
   try {

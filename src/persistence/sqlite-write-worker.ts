@@ -5,7 +5,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { encodeWrites, outboxRows, type AggregateWrite } from "./commit-batch.js";
-import type { Database } from "./database.js";
+import { WAL_SIZE_LIMIT, type Database } from "./database.js";
 import type { OutboxRow } from "./entities.js";
 import { StaleWriteError, type EncodedWrite } from "./batch-statements.js";
 import type { ConsumerBatch, ConsumerBatchWriter } from "./consumer-batch.js";
@@ -15,6 +15,8 @@ export interface WorkerSetup {
   path: string;
   synchronous: "FULL" | "NORMAL";
   busyTimeoutMs: number;
+  /** journal_size_limit: what a restarted WAL file is cut back to. */
+  walSizeLimit: number;
 }
 
 /** One group commit, or one consumer's batch, sent to the worker. */
@@ -79,7 +81,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   constructor(db: Database, onFailure: (err: Error) => void) {
     if (!db.sqliteFile) throw new Error("the SQLite write worker needs a SQLite file");
     this.#db = db;
-    this.#setup = { ...db.sqliteFile };
+    this.#setup = { ...db.sqliteFile, walSizeLimit: WAL_SIZE_LIMIT };
     this.#onFailure = onFailure;
     this.#start();
   }

@@ -1,6 +1,7 @@
 /** SQLite: a schema that stays put across restarts. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
+import { stat } from "node:fs/promises";
+import { GroupCommitWriter, Repository, WAL_SIZE_LIMIT, openDatabase, type Database } from "../../src/persistence/index.js";
 import { profileWrite, tempSqlitePath, until } from "../support/index.js";
 
 let db: Database;
@@ -65,10 +66,13 @@ describe("openDatabase on SQLite", () => {
     await until("a checkpoint copied the whole WAL", () => cp.runs > runs && cp.walFrames > 0 && cp.checkpointedFrames === cp.walFrames, 10_000);
     // Past about 8 MiB the WAL is restarted, so that the next writer starts it over rather than growing it.
     await db.execute("create table filler (b blob)", [], "run");
-    await db.execute("insert into filler (b) values (zeroblob(?))", [12 * 2 ** 20], "run");
+    await db.execute("insert into filler (b) values (zeroblob(?))", [24 * 2 ** 20], "run");
+    expect((await stat(`${path}-wal`)).size).toBeGreaterThan(WAL_SIZE_LIMIT);
     await until("a restart", () => cp.restarts > 0, 10_000);
     await db.execute("insert into filler (b) values (zeroblob(?))", [1024], "run");
     await until("the WAL started over", () => cp.walFrames > 0 && cp.walFrames < 100, 10_000);
+    // ... and the first commit after the restart cut the file back to the limit.
+    expect((await stat(`${path}-wal`)).size).toBeLessThanOrEqual(WAL_SIZE_LIMIT);
     expect(cp.failures).toBe(0);
   });
 });
