@@ -4,6 +4,7 @@
  * combination's child is looked up once and kept: an observation is map lookups and one `observe`.
  */
 import { Histogram, type Registry } from "prom-client";
+import type { CommandStages } from "../runtime/index.js";
 
 /** Latency buckets (seconds): half a millisecond to five seconds. */
 export const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
@@ -72,7 +73,7 @@ export class LatencyMetrics {
   readonly query = (context: string, query: string, result: string, seconds: number): void => cached(this.#queries, this.queryReply, context, query, result).observe(seconds);
 
   /** Observes a command's stages. */
-  readonly stages = (s: { mailbox: number; prepare: number; commit: number | undefined }): void => {
+  readonly stages = (s: CommandStages): void => {
     this.#mailbox.observe(s.mailbox);
     this.#prepare.observe(s.prepare);
     if (s.commit !== undefined) this.#commit.observe(s.commit);

@@ -1,7 +1,7 @@
 /** Applies events to one subscriber exactly once per event_id, whatever the transport redelivers. */
 import type { EnvelopeBase, EventType } from "../../contracts/index.js";
 import { EventContexts } from "../../contracts/index.js";
-import type { BatchStatement, ConsumerBatch, ConsumerBatchWriter, Database } from "../persistence/index.js";
+import { bindable, type BatchStatement, type ConsumerBatch, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
 import type { Subscriber, Tx } from "./subscriber.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, withCause, type Span, type TraceHeaders } from "../tracing/index.js";
 
@@ -30,8 +30,7 @@ function recorder(consumer: string, dialect: Tx["dialect"], into: BatchStatement
     dialect,
     execute: (sql, params = [], method = "all") => {
       if (method !== "run") return Promise.reject(new Error(`consumer ${consumer} is declared writesOnly, but its apply read: ${sql}`));
-      // As the main connection's executor does: SQL has null where JavaScript has undefined.
-      into.push({ sql, params: params.map((v) => (v === undefined ? null : v)) });
+      into.push({ sql, params: bindable(params) });
       return Promise.resolve(undefined as never);
     },
   };

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
-import { isInMemorySqlite, loadSqlite3, lockSqliteInstance } from "./sqlite-lock.js";
+import { closeSqlite3, isInMemorySqlite, loadSqlite3, lockSqliteInstance, openSqlite3 } from "./sqlite-lock.js";
 
 /** Which database and how. */
 export interface DatabaseOptions {
@@ -76,6 +76,11 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** Values as every Nerve connection binds them: SQL has null where JavaScript has undefined. */
+export function bindable(params: readonly unknown[]): unknown[] {
+  return params.map((v) => (v === undefined ? null : v));
+}
+
 /**
  * A statement runner that binds. MikroORM's `connection.execute(sql, params)` formats the values into
  * the SQL text instead (its `formatQuery`), and SQLite reads a statement only up to a NUL: one string
@@ -90,9 +95,8 @@ export function boundExecutor(connection: AbstractSqlConnection): Database["exec
     getPlatform(): { getExceptionConverter(): { convertException(e: Error): Error } };
   };
   return async (sql, params = [], method = "all", trx) => {
-    // Knex refuses undefined bindings; SQL means null.
-    const bindings = params.map((v) => (v === undefined ? null : v));
-    const query = conn.getKnex().raw(sql, bindings);
+    // Knex refuses undefined bindings.
+    const query = conn.getKnex().raw(sql, bindable(params));
     if (trx) query.transacting(trx);
     let res: unknown;
     try {
@@ -211,12 +215,7 @@ class Checkpointer {
   }
 
   static async open(path: string, busyTimeoutMs: number): Promise<Checkpointer> {
-    const sqlite3 = loadSqlite3();
-    const handle = await new Promise<import("sqlite3").Database>((resolve, reject) => {
-      const d = new sqlite3.Database(path, sqlite3.OPEN_READWRITE, (err) => (err ? reject(err) : resolve(d)));
-    });
-    handle.configure("busyTimeout", busyTimeoutMs);
-    return new Checkpointer(handle);
+    return new Checkpointer(await openSqlite3(path, busyTimeoutMs, loadSqlite3().OPEN_READWRITE));
   }
 
   /**
@@ -256,7 +255,7 @@ class Checkpointer {
     await this.#running;
     // A last checkpoint, so a clean stop leaves the WAL copied into the database.
     await this.#checkpoint();
-    await new Promise<void>((resolve, reject) => this.handle.close((err) => (err ? reject(err) : resolve())));
+    await closeSqlite3(this.handle);
   }
 }
 
@@ -267,21 +266,10 @@ class Checkpointer {
  * checkpoints from emptying the WAL.
  */
 async function openReader(path: string, busyTimeoutMs: number): Promise<{ read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") => Promise<T>; close: () => Promise<void> }> {
-  const sqlite3 = loadSqlite3();
-  const handle = await new Promise<import("sqlite3").Database>((resolve, reject) => {
-    const d = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (err) => (err ? reject(err) : resolve(d)));
-  });
-  handle.configure("busyTimeout", busyTimeoutMs);
+  const handle = await openSqlite3(path, busyTimeoutMs, loadSqlite3().OPEN_READONLY);
   return {
     read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") =>
-      new Promise<T>((resolve, reject) =>
-        // SQL means null where JavaScript has undefined, as the main connection's executor binds it.
-        handle.all(
-          sql,
-          params.map((v) => (v === undefined ? null : v)),
-          (err, rows) => (err ? reject(err) : resolve((method === "get" ? rows[0] : rows) as T)),
-        ),
-      ),
-    close: () => new Promise<void>((resolve, reject) => handle.close((err) => (err ? reject(err) : resolve()))),
+      new Promise<T>((resolve, reject) => handle.all(sql, bindable(params), (err, rows) => (err ? reject(err) : resolve((method === "get" ? rows[0] : rows) as T)))),
+    close: () => closeSqlite3(handle),
   };
 }

@@ -66,15 +66,13 @@ export function isInMemorySqlite(path: string): boolean {
  * {@link SqliteInUseError} naming the live holder — another process, or another open in this one.
  */
 export async function lockSqliteInstance(dbPath: string): Promise<SqliteInstanceLock> {
-  const sqlite3 = loadSqlite3();
   const dir = resolve(dirname(dbPath));
   await mkdir(dir, { recursive: true });
   // One lock file whichever way the directory is reached (relative, absolute, through a symlink).
   const file = join(await realpath(dir), `${basename(dbPath)}.lock`);
-  const db = await new Promise<Sqlite3Database>((ok, fail) => {
-    const d: Sqlite3Database = new sqlite3.Database(file, (err) => (err ? fail(wrap(err, file)) : ok(d)));
+  const db = await openSqlite3(file, BUSY_MS).catch((err: Error) => {
+    throw wrap(err, file);
   });
-  db.configure("busyTimeout", BUSY_MS);
   const me: SqliteLockHolder & { token: string } = { token: randomUUID(), pid: process.pid, host: hostname(), since: new Date().toISOString() };
   try {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -88,7 +86,7 @@ export async function lockSqliteInstance(dbPath: string): Promise<SqliteInstance
       const row = await get<{ token: string }>(db, "select token from nerve_instance");
       if (row?.token === me.token) {
         let released: Promise<void> | undefined;
-        return { file, release: () => (released ??= close(db)) };
+        return { file, release: () => (released ??= closeSqlite3(db)) };
       }
       await run(db, "rollback");
     }
@@ -97,7 +95,7 @@ export async function lockSqliteInstance(dbPath: string): Promise<SqliteInstance
     await run(db, "rollback").catch(() => undefined);
     const busy = (err as { code?: string }).code === "SQLITE_BUSY";
     const holder = busy ? await holderOf(db) : undefined;
-    await close(db).catch(() => undefined);
+    await closeSqlite3(db).catch(() => undefined);
     if (busy) throw new SqliteInUseError(dbPath, holder, { cause: err });
     throw err instanceof SqliteInUseError ? err : wrap(err as Error, file);
   }
@@ -137,6 +135,22 @@ function get<T>(db: Sqlite3Database, sql: string): Promise<T | undefined> {
   return new Promise((ok, fail) => db.get(sql, (err: Error | null, row: T | undefined) => (err ? fail(err) : ok(row))));
 }
 
-function close(db: Sqlite3Database): Promise<void> {
+/**
+ * Opens a connection of its own to `path` through {@link loadSqlite3}'s copy of SQLite (read-write and
+ * created by default), waiting up to `busyTimeoutMs` for another connection's lock.
+ */
+export function openSqlite3(path: string, busyTimeoutMs: number, mode?: number): Promise<Sqlite3Database> {
+  const sqlite3 = loadSqlite3();
+  return new Promise<Sqlite3Database>((ok, fail) => {
+    const d: Sqlite3Database = new sqlite3.Database(path, mode ?? sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE, (err) => {
+      if (err) return fail(err);
+      d.configure("busyTimeout", busyTimeoutMs);
+      ok(d);
+    });
+  });
+}
+
+/** Closes a connection from {@link openSqlite3}. */
+export function closeSqlite3(db: Sqlite3Database): Promise<void> {
   return new Promise((ok, fail) => db.close((err) => (err ? fail(err) : ok())));
 }

@@ -9,10 +9,10 @@
  * main-thread read missed a commit of this thread once a connection had been closed and reopened.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import type { Database as Sqlite3Database, Statement } from "sqlite3";
+import type { Statement } from "sqlite3";
 import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
-import { loadSqlite3 } from "./sqlite-lock.js";
+import { openSqlite3 } from "./sqlite-lock.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
 /**
@@ -25,16 +25,12 @@ import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-wor
 const MAX_STATEMENTS = 256;
 
 const setup = workerData as WorkerSetup;
-const sqlite3 = loadSqlite3();
 
 function call<T>(fn: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res as T))));
 }
 
-const handle = await new Promise<Sqlite3Database>((resolve, reject) => {
-  const d: Sqlite3Database = new sqlite3.Database(setup.path, (err) => (err ? reject(err) : resolve(d)));
-});
-handle.configure("busyTimeout", setup.busyTimeoutMs);
+const handle = await openSqlite3(setup.path, setup.busyTimeoutMs);
 // The main connection's pragmas: the same durability for a commit whichever connection makes it.
 const plain = (sql: string) => call<void>((cb) => handle.exec(sql, cb));
 await plain("pragma journal_mode = WAL");

@@ -88,21 +88,18 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
 
   /** Commits `writes` and deletes the `published` outbox rows in one transaction; resolves with the new outbox rows. */
   commit(writes: AggregateWrite[], published: readonly number[] = []): Promise<OutboxRow[]> {
-    if (this.#closed) return Promise.reject(new WriteWorkerStopped("the SQLite write worker is closed"));
-    const worker = this.#worker ?? this.#start();
-    const id = this.#nextId++;
     const encoded = encodeWrites(writes);
     const transfer = packBodies(encoded);
-    return new Promise((resolve, reject) => {
-      this.#inflight.set(id, { kind: "commit", writes, resolve, reject });
-      if (this.#inflight.size === 1) worker.ref();
-      const req: WorkerRequest = { id, writes: encoded, published };
-      if (this.#exitBeforeCommit) {
-        this.#exitBeforeCommit = false;
-        req.exitBeforeCommit = true;
-      }
-      worker.postMessage(req, transfer);
-    });
+    return new Promise((resolve, reject) =>
+      this.#send({ kind: "commit", writes, resolve, reject }, (id) => {
+        const req: WorkerRequest = { id, writes: encoded, published };
+        if (this.#exitBeforeCommit) {
+          this.#exitBeforeCommit = false;
+          req.exitBeforeCommit = true;
+        }
+        return req;
+      }, transfer),
+    );
   }
 
   /**
@@ -111,14 +108,17 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
    * redelivered, and whatever of it had committed is then a duplicate.
    */
   applyConsumerBatch(batch: ConsumerBatch): Promise<boolean[]> {
-    if (this.#closed) return Promise.reject(new WriteWorkerStopped("the SQLite write worker is closed"));
+    return new Promise((resolve, reject) => this.#send({ kind: "consumer", resolve, reject }, (id) => ({ id, consumerBatch: batch })));
+  }
+
+  // Sends one request (made for its id) to the worker, started if need be; `f` settles when it answers or dies.
+  #send(f: InFlight, request: (id: number) => WorkerRequest, transfer: ArrayBuffer[] = []): void {
+    if (this.#closed) return f.reject(new WriteWorkerStopped("the SQLite write worker is closed"));
     const worker = this.#worker ?? this.#start();
     const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#inflight.set(id, { kind: "consumer", resolve, reject });
-      if (this.#inflight.size === 1) worker.ref();
-      worker.postMessage({ id, consumerBatch: batch } satisfies WorkerRequest);
-    });
+    this.#inflight.set(id, f);
+    if (this.#inflight.size === 1) worker.ref();
+    worker.postMessage(request(id), transfer);
   }
 
   /** Ends the worker once it has answered what it was sent. */

@@ -241,9 +241,8 @@ export class CommandBus implements Lookups {
       events: events.map((e) => ({ event_id: e.event_id, event_type: e.event_type })),
     };
     const prepared = performance.now();
-    const stages = this.#deps.stages;
     if (events.length === 0 && !req.idempotencyKey) {
-      stages?.({ mailbox: enqueued === undefined ? 0 : (started - enqueued) / 1000, prepare: (prepared - started) / 1000, commit: undefined });
+      this.#stages(enqueued, started, prepared, undefined);
       return reply;
     }
     const write: AggregateWrite = {
@@ -273,10 +272,15 @@ export class CommandBus implements Lookups {
       throw errors.unavailable("storage is unavailable; retry");
     }
     endSpan(committing);
-    stages?.({ mailbox: enqueued === undefined ? 0 : (started - enqueued) / 1000, prepare: (prepared - started) / 1000, commit: (performance.now() - prepared) / 1000 });
+    this.#stages(enqueued, started, prepared, performance.now());
     actor.state = state;
     actor.version = version;
     return reply;
+  }
+
+  // Tells the stages' observer (if any) a command's times, from performance.now() readings; `committed` absent when it wrote nothing.
+  #stages(enqueued: number | undefined, started: number, prepared: number, committed: number | undefined): void {
+    this.#deps.stages?.({ mailbox: enqueued === undefined ? 0 : (started - enqueued) / 1000, prepare: (prepared - started) / 1000, commit: committed === undefined ? undefined : (committed - prepared) / 1000 });
   }
 
   #envelope(m: AggregateModule, aggregateId: string, version: number, e: DomainEvent, now: string, correlation: string, causation: string): EventWrite {
