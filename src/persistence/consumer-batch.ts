@@ -31,14 +31,75 @@ export async function runConsumerBatch(exec: Exec, batch: ConsumerBatch): Promis
   const fresh = new Set<string>();
   for (const st of batch.inbox) for (const r of await exec<{ event_id: string }[]>(st.sql, st.params, "all")) fresh.add(r.event_id);
   const handled: boolean[] = [];
+  const statements: BatchStatement[] = [];
   for (const e of batch.events) {
     // Taken out on first sight: a second copy of an event in one batch is a duplicate.
     if (!fresh.delete(e.eventId)) {
       handled.push(false);
       continue;
     }
-    for (const st of e.statements) await exec(st.sql, st.params, "run");
+    statements.push(...e.statements);
     handled.push(true);
   }
+  for (const st of mergeInserts(statements)) await exec(st.sql, st.params, "run");
   return handled;
+}
+
+/** A single-row `insert … values (?, …, ?) …` whose rest binds nothing: its head, its row, its tail. */
+interface InsertShape {
+  head: string;
+  row: string;
+  tail: string;
+  params: number;
+}
+
+const SINGLE_ROW_INSERT = /^(insert into [\w"]+ \([^)?]*\)) values (\(\?(?:, \?)*\))([^?]*)$/is;
+const shapes = new Map<string, InsertShape | null>();
+
+function shapeOf(sql: string): InsertShape | null {
+  let shape = shapes.get(sql);
+  if (shape !== undefined) return shape;
+  const m = SINGLE_ROW_INSERT.exec(sql);
+  shape = m && !/\breturning\b/i.test(m[3]!) ? { head: m[1]!, row: m[2]!, tail: m[3]!, params: m[2]!.split("?").length - 1 } : null;
+  // Bounded like the worker's statement cache: projections use a handful of texts.
+  if (shapes.size >= 1024) shapes.clear();
+  shapes.set(sql, shape);
+  return shape;
+}
+
+/** Row counts of one merged statement, largest first: few distinct texts, so they stay prepared. */
+const CHUNKS = [64, 16, 4, 1] as const;
+
+/**
+ * Runs of consecutive identical single-row inserts (`on conflict …` included, nothing bound after the
+ * values) as multi-row inserts of 64, 16, 4 and 1 rows. SQLite inserts a statement's rows one after
+ * another, each conflict resolved against the rows before it, so the result is that of the single
+ * statements in order; each statement costs the driver about 40 µs however many rows it carries
+ * (~10 µs per row more), so a projection's batch of 256 inserts drops from ~12 ms to ~3 ms of the
+ * writer's time. Any other statement runs as it is, in its place.
+ */
+export function mergeInserts(statements: readonly BatchStatement[]): BatchStatement[] {
+  const out: BatchStatement[] = [];
+  for (let i = 0; i < statements.length; ) {
+    const first = statements[i]!;
+    const shape = shapeOf(first.sql);
+    let j = i + 1;
+    if (shape) while (j < statements.length && statements[j]!.sql === first.sql && statements[j]!.params.length === shape.params) j++;
+    if (!shape || j - i === 1 || first.params.length !== shape.params) {
+      out.push(first);
+      i++;
+      continue;
+    }
+    while (i < j) {
+      const rows = CHUNKS.find((c) => c <= j - i)!;
+      if (rows === 1) out.push(statements[i]!);
+      else {
+        const params: unknown[] = [];
+        for (let k = i; k < i + rows; k++) params.push(...statements[k]!.params);
+        out.push({ sql: `${shape.head} values ${new Array<string>(rows).fill(shape.row).join(", ")}${shape.tail}`, params });
+      }
+      i += rows;
+    }
+  }
+  return out;
 }
