@@ -23,6 +23,8 @@ export function catalog(): Subscriber {
     name: Consumers.Catalog,
     handles: { courses: [...COURSE_EVENTS] },
     entities: [CatalogCourseSchema],
+    // Each event is one insert or version-guarded update, whatever the table holds.
+    writesOnly: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (isCourseEvent(e)) await applyCourseEvent(tx, "catalog_courses", e);

@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EventHandler } from "../../src/consumers/index.js";
 import { GroupCommitWriter } from "../../src/persistence/index.js";
-import { catalogCourse } from "../../src/projections/index.js";
+import { catalogCourse, searchCatalog } from "../../src/projections/index.js";
 import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
 
 let m: ReadModels;
@@ -152,6 +152,41 @@ describe("EventHandler.applyBatch through the SQLite write worker", () => {
     expect(await viaWorker.applyBatch([g, p])).toEqual(["duplicate", "duplicate"]);
     expect(await viaWorker.applyBatch([progressed(acc(1), "u1", 2, 10)])).toEqual(["handled"]);
     expect((await learnerRows())[1]).toMatchObject({ progress: 40, version: 2 });
+  });
+
+  it("keeps the catalog and the search index (FTS5) through the worker: created, renamed, deprecated, redelivered", async () => {
+    const cat = new EventHandler(m.db, m.subscriber("catalog"), undefined, undefined, writer.sqliteWorker);
+    const srch = new EventHandler(m.db, m.subscriber("search"), undefined, undefined, writer.sqliteWorker);
+    const both = async (...events: ReturnType<typeof envelope>[]) => [await cat.applyBatch(events), await srch.applyBatch(events)];
+    const found = async (text: string) => (await searchCatalog(m.tx)({ text })).items.map((i) => i.course_id);
+    const c1 = envelope("CourseCreated", "c1", 1, { course_id: "c1", title: "Rust for Pythonistas", instructor_id: "i1", policy_id: "p1" });
+    const c2 = envelope("CourseCreated", "c2", 1, { course_id: "c2", title: "Rust in Anger", instructor_id: "i1", policy_id: "p1" });
+    const u1 = envelope("CourseUpdated", "c1", 2, { course_id: "c1", title: "Go for Pythonistas", description: "Goroutines", price: { amount: 900, currency: "EUR" } });
+    // One batch: created then renamed (the index follows the latest title), and a second course.
+    expect(await both(c1, u1, c2)).toEqual([["handled", "handled", "handled"], ["handled", "handled", "handled"]]);
+    expect(await found("rust")).toEqual(["c2"]);
+    expect(await found("goroutines")).toEqual(["c1"]);
+    expect(await catalogCourse(m.tx, "c1")).toMatchObject({ title: "Go for Pythonistas", price_amount: 900, version: 2, status: "active" });
+    // Deprecated: out of the index, still in the catalog; a redelivered batch changes nothing.
+    const d2 = envelope("CourseDeprecated", "c2", 2, { course_id: "c2", title: "Rust in Anger" });
+    expect(await both(d2, c2)).toEqual([["handled", "duplicate"], ["handled", "duplicate"]]);
+    expect(await found("rust")).toEqual([]);
+    expect(await catalogCourse(m.tx, "c2")).toMatchObject({ status: "deprecated", version: 2 });
+    expect(await m.db.execute("select count(*) as n from search_fts", [], "get")).toEqual({ n: 1 });
+  });
+
+  it("runs a batch of analytics upserts merged into multi-row inserts with the result of one at a time, repeated learners included", async () => {
+    const viaWorker = new EventHandler(m.db, m.subscriber("analytics"), undefined, undefined, writer.sqliteWorker);
+    // 250 progress events over 7 learners, out of order within each (a lower progress never wins).
+    const events = Array.from({ length: 250 }, (_, i) => {
+      const user = `u${i % 7}`;
+      return envelope("ProgressUpdated", acc(i % 7), i + 1, { access_id: acc(i % 7), user_id: user, course_id: "c1", progress: (i * 37) % 101 });
+    });
+    const best = new Map<string, number>();
+    for (const e of events) best.set(e.payload.user_id as string, Math.max(best.get(e.payload.user_id as string) ?? -1, e.payload.progress as number));
+    expect(new Set(await viaWorker.applyBatch(events))).toEqual(new Set(["handled"]));
+    const rows = await m.rows("analytics_learners", "user_id");
+    expect(rows.map((r) => [r.user_id, r.progress])).toEqual([...best].sort(([a], [b]) => a.localeCompare(b)));
   });
 
   it("refuses a write-only projection that reads, and commits nothing of its batch", async () => {
