@@ -51,6 +51,14 @@ export interface RunnerStats {
   deadLetterFailures: number;
 }
 
+/** A batch decoded and ready to apply. */
+interface Prepared {
+  b: Binding;
+  decoded: { m: JsMsg; e: EnvelopeBase }[];
+  traces: (ReturnType<typeof traceHeadersOf> | undefined)[] | undefined;
+  signal: AbortSignal;
+}
+
 /** Longest wait between attempts to store a dead letter; below `ack_wait`, so the message stays in hand. */
 const DEAD_LETTER_MAX_BACKOFF_MS = 15_000;
 
@@ -171,17 +179,35 @@ export class ConsumerRunner {
   }
 
   // Messages buffer while a batch commits; the next batch takes all of them (group commit for consumers).
+  // Batches are applied strictly one after another, but the next one is decoded while the one before
+  // commits (on the write worker's thread, or the driver's): the decode is most of a consumer's
+  // main-thread work, and done this way it no longer adds to the wait for the database.
   async #loop(b: Binding, messages: ConsumerMessages, signal: AbortSignal): Promise<void> {
     const buffer: JsMsg[] = [];
     let working: Promise<void> | undefined;
     const work = async () => {
-      while (buffer.length > 0) {
+      let applying: Promise<void> | undefined;
+      for (;;) {
+        if (buffer.length === 0) {
+          // Ends only with nothing in the buffer and nothing applying, in the same turn as `working` is cleared.
+          if (!applying) break;
+          await applying;
+          applying = undefined;
+          continue;
+        }
         const batch = buffer.splice(0, 256);
+        let prepared: Prepared;
         try {
-          await this.#process(b, batch, signal);
+          prepared = await this.#prepare(b, batch, signal);
         } catch (err) {
           this.#failed(batch, err);
+          continue;
         }
+        // Never two batches applying at once: a later event must not commit before an earlier one.
+        await applying;
+        applying = this.#apply(prepared).catch((err: unknown) => this.#failed(batch, err));
+        // Lets the apply reach the database before the next decode, and what arrived meanwhile into the buffer.
+        await new Promise<void>((r) => setImmediate(r));
       }
       working = undefined;
     };
@@ -210,7 +236,8 @@ export class ConsumerRunner {
     }
   }
 
-  async #process(b: Binding, batch: JsMsg[], signal: AbortSignal): Promise<void> {
+  // Acks what this subscriber does not handle, dead-letters what does not decode, and decodes the rest.
+  async #prepare(b: Binding, batch: JsMsg[], signal: AbortSignal): Promise<Prepared> {
     const decoded: { m: JsMsg; e: EnvelopeBase }[] = [];
     for (const m of batch) {
       // Most events of a stream are not this subscriber's (2.9 filters one subject per consumer):
@@ -225,9 +252,14 @@ export class ConsumerRunner {
       if (e instanceof PoisonEventError) await this.#deadLetter(b, m, undefined, e.message, m.info.deliveryCount, signal);
       else decoded.push({ m, e });
     }
-    if (decoded.length === 0) return;
     // Trace contexts are read only where they are used: by spans, or by the commands a process manager issues.
-    const traces = activeTracer() || this.handler.subscriber.react ? decoded.map((d) => traceHeadersOf(d.m.headers)) : undefined;
+    const traces = decoded.length > 0 && (activeTracer() || this.handler.subscriber.react) ? decoded.map((d) => traceHeadersOf(d.m.headers)) : undefined;
+    return { b, decoded, traces, signal };
+  }
+
+  // Applies a decoded batch in one transaction and acks it; on a failure, one by one.
+  async #apply({ b, decoded, traces, signal }: Prepared): Promise<void> {
+    if (decoded.length === 0) return;
     try {
       this.#count(await this.handler.applyBatch(decoded.map((d) => d.e), traces));
       for (const d of decoded) d.m.ack();
