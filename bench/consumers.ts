@@ -23,6 +23,7 @@ import { EnvelopeBase, Streams, decodeMsgPack, upcasters } from "../contracts/in
 import { consumerEntities } from "../src/consumers/index.js";
 import { createLogger } from "../src/log/index.js";
 import { openDatabase } from "../src/persistence/index.js";
+import { SqliteWriteWorker } from "../src/persistence/sqlite-write-worker.js";
 import { catalog, readModelEntities, search, typedEvent } from "../src/projections/index.js";
 import { startNatsServer } from "../test/support/nats-server.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
@@ -32,6 +33,18 @@ import { ProjectionUnderTest, type ProjectionRun } from "./projection-run.js";
 import { benchRawConsume, type RawConsumeResult } from "./raw-consume.js";
 import { COURSE_STREAM, seedCourseEvents, type SeedResult } from "./seed-course-events.js";
 import { fmt } from "./table.js";
+import { cpuMeter, type CpuSpent } from "./thread-cpu.js";
+
+/** CPU per event of one phase: the bench process (all its threads: the runner, the write worker, SQLite's pool), its main thread, nats-server. */
+export interface PhaseCpu {
+  processUs: number;
+  mainThreadUs: number | undefined;
+  natsUs: number | undefined;
+  /** Process + nats-server. */
+  machineUs: number | undefined;
+  /** Cores busy on average during the phase (machine CPU ÷ wall time). */
+  cores: number | undefined;
+}
 
 /** Sizes of a run. */
 export interface ConsumerBenchOptions {
@@ -53,6 +66,10 @@ export interface ConsumerBenchResult {
   seed: SeedResult;
   rawConsumeAck: RawConsumeResult;
   decodeValidateAck: RawConsumeResult & { ratioToRaw: number };
+  /** CPU per event of each phase, by phase name (raw, decode, catalog, catalogReplay, search). */
+  cpu: Record<string, PhaseCpu>;
+  /** Where the write-only projections' batches ran: the SQLite write worker (the service's default) or the main connection (`NERVE_SQLITE_WRITER=main`). */
+  writer: "worker" | "main";
   catalog: ProjectionRun & { ratioToRaw: number };
   catalogReplay: ProjectionRun & { ratioToRaw: number };
   search?: ProjectionRun & { ratioToRaw: number };
@@ -97,10 +114,17 @@ export async function runConsumerBench(opts: ConsumerBenchOptions = {}): Promise
     print(`seeded ${fmt(seed.events)} events (${fmt(seed.courses)} courses, ${fmt(seed.bytesPerEvent)} B each) in ${fmt(seed.seconds)} s: ${fmt(seed.perSecond)}/s (window ${PUBLISH_WINDOW})`);
 
     // 2. Raw JetStream, bare and with the runner's and projection's per-event CPU work.
+    const cpu: Record<string, PhaseCpu> = {};
+    const metered = async <T extends { seconds: number }>(phase: string, events: number, run: () => Promise<T>): Promise<T> => {
+      const meter = cpuMeter(nats.pid);
+      const out = await run();
+      cpu[phase] = phaseCpu(meter(), events, out.seconds);
+      return out;
+    };
     const rawOpts = { stream: COURSE_STREAM, filter: FILTER, messages: size.events, deadline };
-    const raw = await benchRawConsume(nc, js, jsm, { ...rawOpts, durable: "bench-raw" });
+    const raw = await metered("raw", size.events, () => benchRawConsume(nc, js, jsm, { ...rawOpts, durable: "bench-raw" }));
     let invalid = 0;
-    const decoded = await benchRawConsume(nc, js, jsm, {
+    const decoded = await metered("decode", size.events, () => benchRawConsume(nc, js, jsm, {
       ...rawOpts,
       durable: "bench-decode",
       work: (m) => {
@@ -109,27 +133,32 @@ export async function runConsumerBench(opts: ConsumerBenchOptions = {}): Promise
         if (!e?.success) invalid++;
         else typedEvent(upcasters.upcast(e.data));
       },
-    });
+    }));
     if (invalid > 0) throw new Error(`${invalid} seeded events failed to decode`);
     const ratio = (r: { perSecond: number }) => r.perSecond / raw.perSecond;
 
     // 3–5. The real projections on one SQLite file, opened as the service opens it.
     const db = await openDatabase({ url: `sqlite:${sqlite.path}`, sqliteSynchronous: "FULL", entities: [...consumerEntities, ...readModelEntities] });
     cleanup.add("database", () => db.close());
-    const deps = { db, js, jsm, logger: createLogger("silent"), stream: COURSE_STREAM };
+    // As the service runs them: the batches of a projection that only writes go to the write worker.
+    const writer = process.env.NERVE_SQLITE_WRITER === "main" ? "main" : "worker";
+    let workerFailure: Error | undefined;
+    const batchWriter = writer === "worker" ? new SqliteWriteWorker(db, (err) => (workerFailure ??= err)) : undefined;
+    if (batchWriter) cleanup.add("write worker", () => batchWriter.close());
+    const deps = { db, js, jsm, logger: createLogger("silent"), stream: COURSE_STREAM, batchWriter };
     const count = async (sql: string) => Number(((await db.execute(sql, [], "get")) as { n: number }).n);
 
     const cat = new ProjectionUnderTest(catalog(), deps);
     cleanup.add("catalog runner", () => cat.stop());
-    const catalogRun = await profiled(opts.cpuProfile, () => cat.fromStart(size.events, deadline));
+    const catalogRun = await metered("catalog", size.events, () => profiled(opts.cpuProfile, () => cat.fromStart(size.events, deadline)));
     const replayStarted = Date.now();
     let lastPrint = 0;
-    const catalogReplay = await cat.replay(size.events, deadline, (p) => {
+    const catalogReplay = await metered("catalogReplay", size.events, () => cat.replay(size.events, deadline, (p) => {
       const now = Date.now();
       if (now - lastPrint < 1000 && p.done < p.total) return;
       lastPrint = now;
       print(`  replay catalog: ${fmt(p.done).padStart(fmt(p.total).length)} / ${fmt(p.total)} (${((100 * p.done) / Math.max(1, p.total)).toFixed(1)}%) after ${((now - replayStarted) / 1000).toFixed(1)} s`);
-    });
+    }));
     await cat.stop();
     const checks: Record<string, number> = {
       catalogRows: await count("select count(*) as n from catalog_courses"),
@@ -139,7 +168,7 @@ export async function runConsumerBench(opts: ConsumerBenchOptions = {}): Promise
 
     const srch = new ProjectionUnderTest(search(), deps);
     cleanup.add("search runner", () => srch.stop());
-    const searchRun = await srch.fromStart(size.events, deadline);
+    const searchRun = await metered("search", size.events, () => srch.fromStart(size.events, deadline));
     await srch.stop();
     checks.searchDocuments = await count("select count(*) as n from search_documents where version = 2");
     checks.searchFtsRows = await count("select count(*) as n from search_fts");
@@ -148,6 +177,7 @@ export async function runConsumerBench(opts: ConsumerBenchOptions = {}): Promise
     const wrong = Object.entries(expected).filter(([k, v]) => checks[k] !== v);
     if (wrong.length > 0) throw new Error(`read models are wrong: ${wrong.map(([k, v]) => `${k} ${checks[k]} ≠ ${v}`).join("; ")}`);
 
+    if (workerFailure) throw new Error(`the SQLite write worker failed: ${workerFailure.message}`);
     const sqliteVersion = ((await db.execute("select sqlite_version() as v", [], "get")) as { v: string }).v;
     const result: ConsumerBenchResult = {
       startedAt,
@@ -157,6 +187,8 @@ export async function runConsumerBench(opts: ConsumerBenchOptions = {}): Promise
       seed,
       rawConsumeAck: raw,
       decodeValidateAck: { ...decoded, ratioToRaw: ratio(decoded) },
+      cpu,
+      writer,
       catalog: { ...catalogRun, ratioToRaw: ratio(catalogRun) },
       catalogReplay: { ...catalogReplay, ratioToRaw: ratio(catalogReplay) },
       search: { ...searchRun, ratioToRaw: ratio(searchRun) },
@@ -185,22 +217,26 @@ export async function runConsumerBench(opts: ConsumerBenchOptions = {}): Promise
 
 /** The run as a plain aligned table, with the machine it ran on. */
 export function consumerTable(r: ConsumerBenchResult): string {
-  type Row = [string, number, number, number, number | undefined, number | undefined];
+  type Row = (string | number | undefined)[];
+  const withCpu = (phase: string, row: Row): Row => {
+    const c = r.cpu?.[phase];
+    return [...row, c?.processUs, c?.mainThreadUs, c?.natsUs, c?.machineUs, c?.cores];
+  };
   const rows: Row[] = [
-    ["raw JetStream consume() + ack", r.rawConsumeAck.messages, r.rawConsumeAck.seconds, r.rawConsumeAck.perSecond, 1, undefined],
-    ["  + decode + validate (no database)", r.decodeValidateAck.messages, r.decodeValidateAck.seconds, r.decodeValidateAck.perSecond, r.decodeValidateAck.ratioToRaw, undefined],
-    ["catalog projection, from the start", r.catalog.events, r.catalog.seconds, r.catalog.perSecond, r.catalog.ratioToRaw, r.catalog.averageBatch],
-    ['manager.replay("catalog")', r.catalogReplay.events, r.catalogReplay.seconds, r.catalogReplay.perSecond, r.catalogReplay.ratioToRaw, r.catalogReplay.averageBatch],
+    withCpu("raw", ["raw JetStream consume() + ack", r.rawConsumeAck.messages, r.rawConsumeAck.seconds, r.rawConsumeAck.perSecond, 1, undefined]),
+    withCpu("decode", ["  + decode + validate (no database)", r.decodeValidateAck.messages, r.decodeValidateAck.seconds, r.decodeValidateAck.perSecond, r.decodeValidateAck.ratioToRaw, undefined]),
+    withCpu("catalog", ["catalog projection, from the start", r.catalog.events, r.catalog.seconds, r.catalog.perSecond, r.catalog.ratioToRaw, r.catalog.averageBatch]),
+    withCpu("catalogReplay", ['manager.replay("catalog")', r.catalogReplay.events, r.catalogReplay.seconds, r.catalogReplay.perSecond, r.catalogReplay.ratioToRaw, r.catalogReplay.averageBatch]),
   ];
-  if (r.search) rows.push(["search projection (FTS5), from the start", r.search.events, r.search.seconds, r.search.perSecond, r.search.ratioToRaw, r.search.averageBatch]);
-  const header = ["phase", "events", "seconds", "events/s", "vs raw", "avg batch"];
-  const cells = rows.map((row) => row.map((c, i) => (c === undefined ? "-" : typeof c === "number" ? (i === 4 ? c.toFixed(2) : fmt(c)) : c)));
+  if (r.search) rows.push(withCpu("search", ["search projection (FTS5), from the start", r.search.events, r.search.seconds, r.search.perSecond, r.search.ratioToRaw, r.search.averageBatch]));
+  const header = ["phase", "events", "seconds", "events/s", "vs raw", "avg batch", "process µs/ev", "main thread µs/ev", "nats-server µs/ev", "machine µs/ev", "cores busy"];
+  const cells = rows.map((row) => row.map((c, i) => (c === undefined ? "-" : typeof c === "number" ? (i === 4 || i === 10 ? c.toFixed(2) : fmt(c)) : c)));
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]!) : s.padStart(widths[i]!))).join("  ");
   const m = r.machine;
   return [
     "",
-    `== Consumers: ${fmt(r.events)} events on ${COURSE_STREAM}, SQLite synchronous FULL (WAL), consumer max_ack_pending 1000, pull batch 256`,
+    `== Consumers: ${fmt(r.events)} events on ${COURSE_STREAM}, SQLite synchronous FULL (WAL), batches on the ${r.writer === "worker" ? "write worker" : "main connection"}, consumer max_ack_pending 1000, pull batch 256`,
     line(header),
     widths.map((w) => "-".repeat(w)).join("  "),
     ...cells.map(line),
@@ -208,6 +244,19 @@ export function consumerTable(r: ConsumerBenchResult): string {
     `replay time includes replay()'s own 100 ms lag polling; checks: ${Object.entries(r.checks).map(([k, v]) => `${k}=${fmt(v)}`).join(", ")}`,
     `machine: ${m.cpus} cpus (${m.cpuModel}), node ${m.node}, nats-server ${m.natsServer}, SQLite ${m.sqlite}; run took ${r.seconds.toFixed(1)} s`,
   ].join("\n");
+}
+
+/** CPU per event of a phase from a meter's reading. */
+function phaseCpu(spent: CpuSpent, events: number, seconds: number): PhaseCpu {
+  const per = (ms: number | undefined) => (ms === undefined ? undefined : Math.round((ms * 1000) / events * 10) / 10);
+  const machineMs = spent.serverMs === undefined ? undefined : spent.processMs + spent.serverMs;
+  return {
+    processUs: per(spent.processMs)!,
+    mainThreadUs: per(spent.mainThreadMs),
+    natsUs: per(spent.serverMs),
+    machineUs: per(machineMs),
+    cores: machineMs === undefined ? undefined : Math.round((machineMs / 1000 / seconds) * 100) / 100,
+  };
 }
 
 async function writeResults(result: ConsumerBenchResult): Promise<string> {

@@ -2,7 +2,7 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { ConsumerManager, type EventHandler, type ReplayProgress, type RunnerStats, type Subscriber } from "../src/consumers/index.js";
 import type { Logger } from "../src/log/index.js";
-import type { Database } from "../src/persistence/index.js";
+import type { ConsumerBatchWriter, Database } from "../src/persistence/index.js";
 import { waitDrained } from "./raw-consume.js";
 
 /** One timed projection run. */
@@ -28,7 +28,7 @@ export class ProjectionUnderTest {
 
   constructor(
     readonly subscriber: Subscriber,
-    private readonly deps: { db: Database; js: JetStreamClient; jsm: JetStreamManager; logger: Logger; stream: string },
+    private readonly deps: { db: Database; js: JetStreamClient; jsm: JetStreamManager; logger: Logger; stream: string; batchWriter?: ConsumerBatchWriter },
   ) {
     this.manager = new ConsumerManager({ ...deps, subscribers: [subscriber], lagLogMs: 0 });
     // Observes the runner's transactions without changing them: every batch goes through applyBatch.
