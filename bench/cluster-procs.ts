@@ -8,6 +8,7 @@ import { appendFileSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exited, gone as goneChild, killOnExit, terminate } from "../test/support/children.js";
+import { SERVICE_NODE_FLAGS } from "../test/support/service-process.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const OUTPUT_TAIL = 16_000;
@@ -60,7 +61,7 @@ export function spawnStandby(): Standby {
   let onReady!: () => void;
   const loaded = new Promise<number>((r) => (onLoaded = r));
   const ready = new Promise<void>((r) => (onReady = r));
-  const child: ChildProcess = spawn(process.execPath, ["--max-semi-space-size=64", "--import", "tsx", "bench/cluster-node.ts"], {
+  const child: ChildProcess = spawn(process.execPath, [...SERVICE_NODE_FLAGS, "--import", "tsx", "bench/cluster-node.ts"], {
     cwd: root,
     env: { ...process.env, BENCH_NODE_STANDBY: "1", LOG_LEVEL: "info" },
     stdio: ["pipe", "pipe", "pipe"],

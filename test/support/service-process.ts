@@ -1,4 +1,4 @@
-/** Runs the real service (`node --max-semi-space-size=64 --import tsx src/main.ts`, as `npm start` does) as a child process, for crash tests. */
+/** Runs the real service (`node --max-semi-space-size=64 --max-old-space-size=768 --import tsx src/main.ts`, as `npm start` does) as a child process, for crash tests. */
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,13 +34,16 @@ export interface ServiceProcess {
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const OUTPUT_TAIL = 16_000;
 
+/** V8's heap flags of `npm start` (package.json), the systemd unit and the Dockerfile: every service process runs with them. */
+export const SERVICE_NODE_FLAGS = ["--max-semi-space-size=64", "--max-old-space-size=768"] as const;
+
 
 /** Spawns the service with `env` and resolves once it answers on NATS as the service `nerve`. */
 export async function startServiceProcess(opts: ServiceProcessOptions): Promise<ServiceProcess> {
   const url = opts.env.NATS_URL;
   if (!url) throw new Error("startServiceProcess needs NATS_URL in env");
   let output = "";
-  const child = spawn(process.execPath, ["--max-semi-space-size=64", "--import", "tsx", "src/main.ts"], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, "--import", "tsx", "src/main.ts"], {
     cwd: root,
     env: { ...process.env, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
