@@ -2,7 +2,7 @@
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { decodeMsgPack, encodeMsgPack } from "../contracts/index.js";
 import { summarize, type LatencySummary } from "./percentiles.js";
-import { runWindowed } from "./window.js";
+import { atRate, runWindowed } from "./window.js";
 
 /** A command load, as plain data so it can cross into the load worker. */
 export interface LoadSpec {
@@ -17,6 +17,12 @@ export interface LoadSpec {
   deadline: number;
   /** Reply timeout per request. */
   timeoutMs?: number;
+  /**
+   * Open loop: the i-th command is due `i / rate` seconds after the start, whether or not earlier ones
+   * were answered (`inflight` is then only a safety bound), and its latency counts from when it was due,
+   * so a stall is not hidden by the sender waiting it out (no coordinated omission).
+   */
+  rate?: number;
 }
 
 /** What a command load measured. */
@@ -43,7 +49,7 @@ export function commandOf(spec: LoadSpec, i: number): { subject: string; body: u
     : { subject: `cmd.users.UpdateUserProfile.${id}`, body: { profile_data: { bio: `${spec.tag} #${i}` } } };
 }
 
-/** Sends the load's MessagePack commands, `inflight` at a time, and times every reply. */
+/** Sends the load's MessagePack commands, `inflight` at a time (or paced at `rate`), and times every reply. */
 export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promise<CommandLoadResult> {
   const latencies = new Float64Array(spec.count);
   const failed: Record<string, number> = {};
@@ -53,10 +59,10 @@ export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promis
   const h = natsHeaders();
   h.set("Content-Type", "application/msgpack");
   const startedAt = Date.now();
-  const run = await runWindowed(spec.count, spec.inflight, async (i) => {
+  const send = async (i: number, dueMs?: number) => {
     const c = commandOf(spec, i);
     const data = encodeMsgPack(c.body);
-    const t0 = performance.now();
+    const t0 = dueMs ?? performance.now();
     let reply;
     try {
       reply = await nc.request(c.subject, data, { timeout: spec.timeoutMs ?? 30_000, headers: h });
@@ -75,7 +81,8 @@ export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promis
       const code = body?.error?.code ?? "undecodable";
       failed[code] = (failed[code] ?? 0) + 1;
     }
-  }, spec.deadline);
+  };
+  const run = spec.rate ? await paced(spec, spec.rate, send) : await runWindowed(spec.count, spec.inflight, send, spec.deadline);
   const seconds = run.ms / 1000;
   return {
     sent: run.done,
@@ -88,6 +95,18 @@ export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promis
     cutShort: run.cutShort,
     startedAt,
   };
+}
+
+// An open loop of the load's commands at `rate` (about `count` of them), in the shape of runWindowed's result.
+async function paced(spec: LoadSpec, rate: number, send: (i: number, dueMs: number) => Promise<void>): Promise<{ done: number; ms: number; cutShort: boolean }> {
+  const wanted = (spec.count * 1000) / rate;
+  const ms = Math.min(wanted, spec.deadline - Date.now());
+  // atRate sends what fell due up to its last tick before `ms`: a few fewer than `count` at most.
+  const phase = await atRate(rate, ms, 0, () => undefined, spec.inflight, async (_measured, i, dueMs) => {
+    await send(i, dueMs);
+    return true;
+  });
+  return { done: phase.sent, ms: phase.seconds * 1000, cutShort: ms < wanted };
 }
 
 /** The number of failed commands of a load. */

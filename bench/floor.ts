@@ -26,7 +26,7 @@ const STREAM = "BENCH_FLOOR";
 const WINDOW = 256;
 
 /** Runs the floor: `count` UpdateUserProfile-shaped requests over `ids`, `inflight` at a time. */
-export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number }): Promise<FloorResult> {
+export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number }): Promise<FloorResult> {
   const nc: NatsConnection = await connect({ servers: url, name: "bench-floor", noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: STREAM, subjects: ["bench.floor.>"], storage: StorageType.File, num_replicas: 1 });
@@ -67,7 +67,7 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
   await nc.flush();
   try {
     const cpu = cpuMeter(o.serverPid);
-    const result = await load.run({ kind: "profile", ids: o.ids, count: o.count, inflight: o.inflight, tag: "floor", deadline: o.deadline });
+    const result = await load.run({ kind: "profile", ids: o.ids, count: o.count, inflight: o.inflight, tag: "floor", deadline: o.deadline, ...(o.rate ? { rate: o.rate } : {}) });
     while ((inflight > 0 || queue.length > 0) && Date.now() < o.deadline + 30_000) await new Promise((r) => setTimeout(r, 5));
     const spent = cpu();
     if (failed > 0) throw new Error(`${failed} floor publishes failed`);

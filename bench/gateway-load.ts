@@ -4,6 +4,9 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core"
 import { decodeMsgPack, deriveAccessId, encodeMsgPack } from "../contracts/index.js";
 import { accessEventMessage, type AccessEventMessage } from "../test/support/access-events.js";
 import type { LatencyBook } from "./gateway-clients.js";
+import { atRate, type RatePhase } from "./window.js";
+
+export type { RatePhase };
 
 /** The bench's learners: ids, their one course, their access ids and current progress. */
 export class Learners {
@@ -45,59 +48,6 @@ export async function grantAll(nc: NatsConnection, learners: Learners, window = 
   };
   await Promise.all(Array.from({ length: window }, worker));
   return (performance.now() - started) / 1000;
-}
-
-/** What a fixed-rate phase did. */
-export interface RatePhase {
-  rate: number;
-  seconds: number;
-  sent: number;
-  ok: number;
-  failed: number;
-  achievedPerSecond: number;
-}
-
-/**
- * The open loop both phases share: calls `send` `rate` times per second for `ms`, at most
- * `maxInflight` outstanding; `send` gets whether its result belongs in the latency book (sent after
- * `warmupMs`) and resolves true for a success. Waits up to 20 s for the stragglers.
- */
-async function atRate(rate: number, ms: number, warmupMs: number, onWarm: () => void, maxInflight: number, send: (measured: boolean) => Promise<boolean>): Promise<RatePhase> {
-  const started = performance.now();
-  let sent = 0;
-  let ok = 0;
-  let failed = 0;
-  let inflight = 0;
-  let warm = false;
-  for (;;) {
-    const elapsed = performance.now() - started;
-    if (elapsed >= ms) break;
-    if (!warm && elapsed >= warmupMs) {
-      warm = true;
-      onWarm();
-    }
-    const due = Math.floor((elapsed * rate) / 1000);
-    while (sent < due && inflight < maxInflight) {
-      sent++;
-      inflight++;
-      send(warm).then(
-        (good) => {
-          inflight--;
-          if (good) ok++;
-          else failed++;
-        },
-        () => {
-          inflight--;
-          failed++;
-        },
-      );
-    }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  const seconds = (performance.now() - started) / 1000;
-  const drainUntil = Date.now() + 20_000;
-  while (inflight > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
-  return { rate, seconds, sent, ok, failed, achievedPerSecond: sent / seconds };
 }
 
 /**

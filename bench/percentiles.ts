@@ -7,6 +7,7 @@ export interface LatencySummary {
   p50: number;
   p90: number;
   p99: number;
+  p999: number;
   max: number;
 }
 
@@ -28,6 +29,7 @@ export function summarize(samples: ArrayLike<number>): LatencySummary {
     p50: percentile(sorted, 50),
     p90: percentile(sorted, 90),
     p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
     max: sorted.length ? sorted[sorted.length - 1]! : 0,
   };
 }

@@ -11,6 +11,8 @@ export interface BenchPlan {
   raw: { messages: number; bytes: number; window: number };
   /** Requests in flight for every command load. */
   inflight: number;
+  /** Section 2c: commands sent one at a time, and seconds of the open loop at half of section 2's rate. */
+  latency: { lone: number; pacedSeconds: number };
   users: number;
   commands: number;
   /** Commands per phase of the tracing section (off, on, off again). */
@@ -33,6 +35,7 @@ export function benchPlan(env: Record<string, string | undefined> = process.env)
         budgetMs: 60_000,
         raw: { messages: 2_000, bytes: 200, window: 256 },
         inflight: 256,
+        latency: { lone: 100, pacedSeconds: 2 },
         users: 100,
         commands: 1_000,
         tracingCommands: 1_000,
@@ -47,6 +50,7 @@ export function benchPlan(env: Record<string, string | undefined> = process.env)
         budgetMs: 210_000,
         raw: { messages: 50_000, bytes: 200, window: 256 },
         inflight: 256,
+        latency: { lone: 2_000, pacedSeconds: 10 },
         users: 1_000,
         commands: 30_000,
         tracingCommands: 10_000,

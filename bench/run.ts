@@ -23,7 +23,8 @@ import { tempSqlitePath } from "../test/support/tmp.js";
 import { benchActivation, benchActorMemory } from "./actor-activation.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures } from "./command-load.js";
-import { profileLoad, registerUsers, userIds, waitConfirmed, type DurablePhase } from "./durable-commands.js";
+import { profileLoad, registerUsers, userIds, usersStreamMessages, waitConfirmed, type DurablePhase } from "./durable-commands.js";
+import type { CommandLoadResult } from "./command-load.js";
 import { profiled } from "./cpu-profile.js";
 import { collector } from "./gc.js";
 import { benchPlan } from "./plan.js";
@@ -36,6 +37,8 @@ import { table } from "./table.js";
 import { benchTracing, tracingTable } from "./tracing-cost.js";
 
 const RATIO_TARGET = 0.5;
+/** The efficiency issue's latency targets (ms): one command at a time, and an open loop at half saturation. */
+const LATENCY_TARGETS = { loneP50: 1.5, loneP99: 5, pacedP99: 20 } as const;
 const P99_TARGET_MS = 25;
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
 
@@ -55,6 +58,19 @@ async function nerveOn(natsUrl: string, dbPath: string): Promise<{ nerve: Nerve;
 
 function after(ms: number): number {
   return Date.now() + ms;
+}
+
+/** Section 2c's table: Nerve and the floor, one at a time and open loop, with the targets. */
+function latencyTable(rate: number, r: { lone: CommandLoadResult; paced: CommandLoadResult; floorLone: CommandLoadResult; floorPaced: CommandLoadResult }): string {
+  const row = (name: string, l: CommandLoadResult, target: string) => [name, l.sent, Math.round(l.perSecond), l.latency.p50, l.latency.p90, l.latency.p99, l.latency.p999, l.latency.max, target];
+  const met = (ok: boolean) => (ok ? "met" : "NOT met");
+  const t = LATENCY_TARGETS;
+  return table(`2c. Latency: UpdateUserProfile one at a time, and open loop at ${rate}/s (half of section 2's rate; ms from each command's due time)`, ["load", "commands", "per second", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "target"], [
+    row("Nerve, one at a time", r.lone, `p50 ≤ ${t.loneP50}, p99 ≤ ${t.loneP99}: ${met(r.lone.latency.p50 <= t.loneP50 && r.lone.latency.p99 <= t.loneP99)}`),
+    row("floor, one at a time", r.floorLone, ""),
+    row(`Nerve, open loop`, r.paced, `p99 ≤ ${t.pacedP99}: ${met(r.paced.latency.p99 <= t.pacedP99)}`),
+    row(`floor, open loop`, r.floorPaced, ""),
+  ]);
 }
 
 async function main(): Promise<void> {
@@ -113,6 +129,18 @@ async function main(): Promise<void> {
   results.tracing = tracingCost;
   console.log(tracingTable(tracingCost));
 
+  // 2c. Latency as a user sees it: one command at a time, then an open loop at half of section 2's rate,
+  // latency counted from each command's due time (no coordinated omission). The floor's follow below.
+  const beforeLatency = await usersStreamMessages(client);
+  const lone = await load.run({ kind: "profile", ids, count: plan.latency.lone, inflight: 1, tag: "lone", deadline: after(60_000) });
+  const halfRate = Math.max(1, Math.round(durable.load.perSecond / 2));
+  const pacedCount = Math.round(halfRate * plan.latency.pacedSeconds);
+  const paced = await load.run({ kind: "profile", ids, count: pacedCount, inflight: 4096, rate: halfRate, tag: "paced", deadline: after(plan.latency.pacedSeconds * 1000 + 15_000) });
+  for (const [name, r] of [["one at a time", lone], ["open loop", paced]] as const) {
+    if (failures(r) > 0 || r.cutShort) throw new Error(`section 2c, ${name}: ${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short by its deadline" : ""}`);
+  }
+  await waitConfirmed(a.nerve, client, beforeLatency + lone.events + paced.events, after(30_000));
+
   // 3. Scaling with aggregates; the relay is drained (untimed) between steps so steps do not overlap.
   const scaling: DurablePhase[] = [];
   for (const n of plan.scaling.aggregates.filter((k) => k <= ids.length)) {
@@ -134,6 +162,12 @@ async function main(): Promise<void> {
       [writerTotals.transactions, writerTotals.writes, writerTotals.writes / Math.max(1, writerTotals.transactions), writerTotals.largestBatch, writerTotals.retriedAlone, writerTotals.deleteOnlyTransactions, writerTotals.outboxRowsDeleted, relayTotals.published, relayTotals.duplicates, relayTotals.failures, relayTotals.scans, relayTotals.livePasses],
     ]),
   );
+
+  // 2c, the floor's side: the same two loads against the floor's responder (Nerve is stopped, so it alone answers).
+  const floorLone = await benchFloor(nats.url, load, { ids, count: plan.latency.lone, inflight: 1, deadline: after(60_000), serverPid: nats.pid });
+  const floorPaced = await benchFloor(nats.url, load, { ids, count: pacedCount, inflight: 4096, rate: halfRate, deadline: after(plan.latency.pacedSeconds * 1000 + 15_000), serverPid: nats.pid });
+  results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load };
+  console.log(latencyTable(halfRate, { lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load }));
 
   // 4. Activation from snapshots, in a fresh Nerve over a seeded database.
   const seedIds = userIds(plan.activation.stored).map((id) => id.replace("bench-u", "seed-u"));
