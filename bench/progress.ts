@@ -66,6 +66,14 @@ try {
     while (book.waiting > 0 && Date.now() < drainUntil) await new Promise((res) => setTimeout(res, 20));
     const stored = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq - seq0;
     const lag = await Promise.all(ACCESS_CONSUMERS.map(async (c) => (await jsm.consumers.info("EVENTS_ACCESS", c)).num_pending));
+    // How long the consumers take to catch up once the load has ended (every event delivered and acked).
+    const drainStarted = performance.now();
+    for (const until = Date.now() + 60_000; Date.now() < until; ) {
+      const infos = await Promise.all(ACCESS_CONSUMERS.map((c) => jsm.consumers.info("EVENTS_ACCESS", c)));
+      if (infos.every((i) => i.num_pending === 0 && i.num_ack_pending === 0)) break;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    const drainedSeconds = Math.round((performance.now() - drainStarted) / 10) / 100;
     const sorted = [...book.samples].sort((a, b) => a - b);
     const per = (ms: number) => Math.round((ms * 1000) / r.ok);
     const phase = {
@@ -78,10 +86,11 @@ try {
       replyToStoredP99Ms: Math.round(percentile(sorted, 99) * 10) / 10,
       cpuUsPerUpdate: { service: per(cpu.service), natsServer: per(cpu.nats), bench: per((cpu.bench.user + cpu.bench.system) / 1000) },
       consumersPendingAfter: Object.fromEntries(ACCESS_CONSUMERS.map((c, i) => [c, lag[i]])),
+      consumersDrainedSeconds: drainedSeconds,
     };
     results.push(phase);
     const machine = phase.cpuUsPerUpdate.service + phase.cpuUsPerUpdate.natsServer + phase.cpuUsPerUpdate.bench;
-    rows.push([rate, inflight, phase.answeredPerSecond, r.failed, stored, phase.replyToStoredP50Ms, phase.replyToStoredP99Ms, phase.cpuUsPerUpdate.service, phase.cpuUsPerUpdate.natsServer, phase.cpuUsPerUpdate.bench, Math.round((cpus().length * 1e6) / machine), Math.max(...lag)]);
+    rows.push([rate, inflight, phase.answeredPerSecond, r.failed, stored, phase.replyToStoredP50Ms, phase.replyToStoredP99Ms, phase.cpuUsPerUpdate.service, phase.cpuUsPerUpdate.natsServer, phase.cpuUsPerUpdate.bench, Math.round((cpus().length * 1e6) / machine), Math.max(...lag), drainedSeconds]);
   }
   await watch.close();
 } finally {
@@ -93,7 +102,7 @@ try {
 console.log(
   table(
     `UpdateProgress through the service with the access consumers (${LEARNERS} learners, ${PHASE_MS / 1000} s per load)`,
-    ["offered/s", "in flight", "answered/s", "failed", "events stored", "reply→stored p50 ms", "p99 ms", "service µs/update", "nats-server µs", "bench µs", "CPU-bound rate", "consumer lag after"],
+    ["offered/s", "in flight", "answered/s", "failed", "events stored", "reply→stored p50 ms", "p99 ms", "service µs/update", "nats-server µs", "bench µs", "CPU-bound rate", "consumer lag after", "caught up after s"],
     rows,
   ),
 );
