@@ -1,5 +1,4 @@
 /** The service's own figures on the gateway's /metrics: command results, actors, group commit, outbox, consumer lag. */
-import { getHeapSpaceStatistics } from "node:v8";
 import { Gauge, type Registry } from "prom-client";
 import type { Api } from "../api/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
@@ -50,18 +49,6 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_actors_live", "Live actors in memory", [], (g) => g.set(s.system.size));
   const afterGc = heapAfterMajorGc();
   gauge("nerve_heap_used_after_major_gc_bytes", "Heap used right after the latest major garbage collection (0 before the first): the live heap, without the garbage that piles up between collections", [], (g) => g.set(afterGc.heapUsed));
-  gauge(
-    "nerve_heap_space_bytes",
-    "V8's heap by space (old_space, new_space, large_object_space, …): committed, used (live and garbage not yet collected), and free inside the committed pages. Committed growing while used after a major collection stays flat is fragmentation, not a leak",
-    ["space", "kind"],
-    (g) => {
-      for (const sp of getHeapSpaceStatistics()) {
-        g.set({ space: sp.space_name, kind: "committed" }, sp.space_size);
-        g.set({ space: sp.space_name, kind: "used" }, sp.space_used_size);
-        g.set({ space: sp.space_name, kind: "free" }, sp.space_available_size);
-      }
-    },
-  );
   gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
   gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
