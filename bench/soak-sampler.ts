@@ -31,6 +31,9 @@ export interface ServiceSample {
   heapTotalBytes: number;
   /** V8's young generation as committed (semi-spaces, bounded by --max-semi-space-size): RSS that grows and shrinks with the allocation rate. */
   newSpaceBytes: number;
+  /** V8's old space: committed, and free inside its committed pages (fragmentation when it grows with the live heap flat). */
+  oldSpaceBytes?: number;
+  oldSpaceFreeBytes?: number;
   /** Cumulative seconds group commits waited for the relay's backlog (admission). */
   admissionWaitSeconds: number;
   /** Cumulative histogram buckets (upper bound in seconds → count): group-commit transactions, relay publish → ack, command replies (all commands). */
@@ -119,6 +122,8 @@ export async function sampleService(httpPort: number, dbPath: string, atMs: numb
     gatewayBuffered: one("nerve_gateway_buffered_events"),
     heapTotalBytes: one(`${DEFAULTS}nodejs_heap_size_total_bytes`),
     newSpaceBytes: m.get(`${DEFAULTS}nodejs_heap_space_size_total_bytes{space="new"}`)?.[0] ?? 0,
+    oldSpaceBytes: m.get(`${DEFAULTS}nodejs_heap_space_size_total_bytes{space="old"}`)?.[0] ?? 0,
+    oldSpaceFreeBytes: m.get(`${DEFAULTS}nodejs_heap_space_size_available_bytes{space="old"}`)?.[0] ?? 0,
     admissionWaitSeconds: m.get("nerve_group_commit_admission_wait_seconds_total")?.[0] ?? 0,
     commitBuckets: histogramBuckets(text, "nerve_group_commit_seconds"),
     ackBuckets: histogramBuckets(text, "nerve_relay_publish_ack_seconds"),
@@ -172,6 +177,8 @@ export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMi
     rssLessYoungMb: Math.min(...settled) / MIB,
     youngMb: last.newSpaceBytes / MIB,
     heapCommittedMb: last.heapTotalBytes / MIB,
+    oldSpaceMb: (last.oldSpaceBytes ?? 0) / MIB,
+    oldFreeMb: (last.oldSpaceFreeBytes ?? 0) / MIB,
     nativeMb: Math.min(...samples.map((s) => s.rssBytes - s.heapTotalBytes)) / MIB,
     stages: {
       admissionWaitS: last.admissionWaitSeconds - (previous?.admissionWaitSeconds ?? samples[0]!.admissionWaitSeconds),

@@ -14,6 +14,9 @@ export interface SoakMinute {
   nativeMb?: number;
   /** V8's young generation as committed at the end of the minute, MiB. */
   youngMb?: number;
+  /** V8's old space as committed at the end of the minute, and the free space inside it, MiB; absent in runs before they were sampled. */
+  oldSpaceMb?: number;
+  oldFreeMb?: number;
   /**
    * Where a command's time went this minute, from the service's own histograms: seconds group commits
    * waited for the relay's backlog (admission), and p99 (bucket upper bounds, ms) of a group-commit

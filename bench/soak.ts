@@ -70,8 +70,8 @@ function soakOptions(argv: string[]): SoakOptions {
   return o;
 }
 
-const COLUMNS = ["min", "RSS MiB", "V8 heap", "native", "young", "heap MiB", "loop p99 ms", "fds", "WAL MiB", "outbox", "lag sum", "lag max", "reply p99 ms", "sent", "ok", "failed", "frames", "actors", "gw buffer", "CPU% svc/nats/bench", "admit s", "txn p99", "ack p99", "svc p99", "mailbox p99", "prepare p99", "commit p99"];
-const rowCells = (r: SoakMinute) => [r.minute, r.rssMb, r.heapCommittedMb ?? "", r.nativeMb ?? "", r.youngMb ?? "", r.heapMb, r.loopP99Ms, r.openFds, r.walMb, r.outbox, r.lagSum, r.lagMax, r.replyP99Ms, r.sent, r.ok, r.failed, r.frames, r.actors ?? 0, r.buffered ?? 0, `${r.cpu.service}/${r.cpu.nats}/${r.cpu.bench}`, r.stages?.admissionWaitS ?? "", r.stages?.commitP99Ms ?? "", r.stages?.ackP99Ms ?? "", r.stages?.serviceReplyP99Ms ?? "", r.stages?.mailboxP99Ms ?? "", r.stages?.prepareP99Ms ?? "", r.stages?.commitWaitP99Ms ?? ""];
+const COLUMNS = ["min", "RSS MiB", "V8 heap", "native", "young", "old", "old free", "heap MiB", "loop p99 ms", "fds", "WAL MiB", "outbox", "lag sum", "lag max", "reply p99 ms", "sent", "ok", "failed", "frames", "actors", "gw buffer", "CPU% svc/nats/bench", "admit s", "txn p99", "ack p99", "svc p99", "mailbox p99", "prepare p99", "commit p99"];
+const rowCells = (r: SoakMinute) => [r.minute, r.rssMb, r.heapCommittedMb ?? "", r.nativeMb ?? "", r.youngMb ?? "", r.oldSpaceMb ?? "", r.oldFreeMb ?? "", r.heapMb, r.loopP99Ms, r.openFds, r.walMb, r.outbox, r.lagSum, r.lagMax, r.replyP99Ms, r.sent, r.ok, r.failed, r.frames, r.actors ?? 0, r.buffered ?? 0, `${r.cpu.service}/${r.cpu.nats}/${r.cpu.bench}`, r.stages?.admissionWaitS ?? "", r.stages?.commitP99Ms ?? "", r.stages?.ackP99Ms ?? "", r.stages?.serviceReplyP99Ms ?? "", r.stages?.mailboxP99Ms ?? "", r.stages?.prepareP99Ms ?? "", r.stages?.commitWaitP99Ms ?? ""];
 const WIDTHS = COLUMNS.map((h) => Math.max(h.length, 9));
 const line = (cells: (string | number)[]) => cells.map((c, i) => (typeof c === "number" ? fmt(c) : c).padStart(WIDTHS[i]!)).join("  ");
 
