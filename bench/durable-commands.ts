@@ -107,12 +107,12 @@ export async function profileLoad(nerve: Nerve, client: NatsConnection, load: Lo
   return phase;
 }
 
-/** Polls until the stream holds `expected` messages and the outbox is empty; throws at the deadline. */
 /** Messages in the users' stream now. */
 export async function usersStreamMessages(client: NatsConnection): Promise<number> {
   return (await (await jetstreamManager(client)).streams.info(USERS_STREAM)).state.messages;
 }
 
+/** Polls until the stream holds `expected` messages and the outbox is empty; throws at the deadline. */
 export async function waitConfirmed(nerve: Nerve, client: NatsConnection, expected: number, deadline: number): Promise<number> {
   const jsm = await jetstreamManager(client);
   for (;;) {

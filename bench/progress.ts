@@ -65,12 +65,14 @@ try {
     const drainUntil = Date.now() + 10_000;
     while (book.waiting > 0 && Date.now() < drainUntil) await new Promise((res) => setTimeout(res, 20));
     const stored = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq - seq0;
-    const lag = await Promise.all(ACCESS_CONSUMERS.map(async (c) => (await jsm.consumers.info("EVENTS_ACCESS", c)).num_pending));
-    // How long the consumers take to catch up once the load has ended (every event delivered and acked).
+    // The consumers' lag at the end of the load (the first poll), and how long they take to catch up
+    // from there (every event delivered and acked).
+    let lag: number[] | undefined;
     const drainStarted = performance.now();
-    for (const until = Date.now() + 60_000; Date.now() < until; ) {
+    for (const until = Date.now() + 60_000; ; ) {
       const infos = await Promise.all(ACCESS_CONSUMERS.map((c) => jsm.consumers.info("EVENTS_ACCESS", c)));
-      if (infos.every((i) => i.num_pending === 0 && i.num_ack_pending === 0)) break;
+      lag ??= infos.map((i) => i.num_pending);
+      if (infos.every((i) => i.num_pending === 0 && i.num_ack_pending === 0) || Date.now() >= until) break;
       await new Promise((res) => setTimeout(res, 20));
     }
     const drainedSeconds = Math.round((performance.now() - drainStarted) / 10) / 100;
@@ -85,12 +87,12 @@ try {
       replyToStoredP50Ms: Math.round(percentile(sorted, 50) * 10) / 10,
       replyToStoredP99Ms: Math.round(percentile(sorted, 99) * 10) / 10,
       cpuUsPerUpdate: { service: per(cpu.service), natsServer: per(cpu.nats), bench: per((cpu.bench.user + cpu.bench.system) / 1000) },
-      consumersPendingAfter: Object.fromEntries(ACCESS_CONSUMERS.map((c, i) => [c, lag[i]])),
+      consumersPendingAfter: Object.fromEntries(ACCESS_CONSUMERS.map((c, i) => [c, lag![i]])),
       consumersDrainedSeconds: drainedSeconds,
     };
     results.push(phase);
     const machine = phase.cpuUsPerUpdate.service + phase.cpuUsPerUpdate.natsServer + phase.cpuUsPerUpdate.bench;
-    rows.push([rate, inflight, phase.answeredPerSecond, r.failed, stored, phase.replyToStoredP50Ms, phase.replyToStoredP99Ms, phase.cpuUsPerUpdate.service, phase.cpuUsPerUpdate.natsServer, phase.cpuUsPerUpdate.bench, Math.round((cpus().length * 1e6) / machine), Math.max(...lag), drainedSeconds]);
+    rows.push([rate, inflight, phase.answeredPerSecond, r.failed, stored, phase.replyToStoredP50Ms, phase.replyToStoredP99Ms, phase.cpuUsPerUpdate.service, phase.cpuUsPerUpdate.natsServer, phase.cpuUsPerUpdate.bench, Math.round((cpus().length * 1e6) / machine), Math.max(...lag!), drainedSeconds]);
   }
   await watch.close();
 } finally {

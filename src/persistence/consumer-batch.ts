@@ -84,8 +84,10 @@ export function mergeInserts(statements: readonly BatchStatement[]): BatchStatem
     const first = statements[i]!;
     const shape = shapeOf(first.sql);
     let j = i + 1;
-    if (shape) while (j < statements.length && statements[j]!.sql === first.sql && statements[j]!.params.length === shape.params) j++;
-    if (!shape || j - i === 1 || first.params.length !== shape.params) {
+    if (shape && first.params.length === shape.params) {
+      while (j < statements.length && statements[j]!.sql === first.sql && statements[j]!.params.length === shape.params) j++;
+    }
+    if (!shape || j - i === 1) {
       out.push(first);
       i++;
       continue;

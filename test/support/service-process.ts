@@ -37,7 +37,6 @@ const OUTPUT_TAIL = 16_000;
 /** V8's heap flags of `npm start` (package.json), the systemd unit and the Dockerfile: every service process runs with them. */
 export const SERVICE_NODE_FLAGS = ["--max-semi-space-size=64", "--max-old-space-size=768"] as const;
 
-
 /** Spawns the service with `env` and resolves once it answers on NATS as the service `nerve`. */
 export async function startServiceProcess(opts: ServiceProcessOptions): Promise<ServiceProcess> {
   const url = opts.env.NATS_URL;
