@@ -138,6 +138,17 @@ export interface SoakCheck {
   reportedOnly?: true;
 }
 
+/**
+ * RSS over the run's second half, reported beside the judged checks: V8 sizes its old space towards a
+ * multiple of what is live and gets there over tens of minutes at soak rates, so RSS that levels off
+ * is sizing, while a leak grows in every half of the run.
+ */
+function secondHalfRss(rows: ReadonlyArray<SoakMinute>, limits: typeof SOAK_LIMITS): SoakCheck {
+  const half = rows.filter((r) => r.minute > rows.length / 2);
+  const fit = leastSquares(half.map((r) => [r.minute, r.rssMb] as const));
+  return { name: `RSS slope over the second half (minutes ${half[0]?.minute ?? "–"}–${rows.length})`, value: fit.slope * 10, stdError: fit.stdError * 10, limit: limits.mbPer10Min, unit: "MiB/10 min", pass: null, reportedOnly: true };
+}
+
 /** The verdict over a run's minutes, its first and last window p99s and its audit: a pass when no check failed. */
 export function soakVerdict(rows: ReadonlyArray<SoakMinute>, p99: { first: number; last: number }, audit: SoakAudit, limits = SOAK_LIMITS): { pass: boolean; judgedAll: boolean; checks: SoakCheck[] } {
   const warmup = memoryWarmup(rows);
@@ -155,7 +166,7 @@ export function soakVerdict(rows: ReadonlyArray<SoakMinute>, p99: { first: numbe
   const split = steady.length > 0 && steady.every((r) => r.nativeMb !== undefined);
   const rss = slopeCheck("RSS slope after warm-up", (r) => r.rssMb);
   const checks: SoakCheck[] = [
-    ...(split ? [{ ...rss, pass: null, reportedOnly: true as const }, slopeCheck("native memory (RSS − V8's committed heap) slope after warm-up", (r) => r.nativeMb!)] : [rss]),
+    ...(split ? [{ ...rss, pass: null, reportedOnly: true as const }, secondHalfRss(rows, limits), slopeCheck("native memory (RSS − V8's committed heap) slope after warm-up", (r) => r.nativeMb!)] : [rss]),
     slopeCheck("heap slope after warm-up", (r) => r.heapMb),
     slopeCheck("WAL slope after warm-up", (r) => r.walMb),
     { name: "reply p99, last window ÷ first", value: ratio, limit: limits.p99Ratio, unit: "×", pass: ratio <= limits.p99Ratio },

@@ -61,6 +61,9 @@ describe("soak verdict", () => {
     expect(v).toMatchObject({ pass: true, judgedAll: true });
     expect(v.checks.find((c) => c.name.startsWith("RSS"))).toMatchObject({ pass: null, reportedOnly: true });
     expect(v.checks.find((c) => c.name.startsWith("RSS"))!.value).toBeGreaterThan(1);
+    // The second half is reported beside it: RSS that levelled off (a step at minute 10, flat after) shows 0 there.
+    const levelled = soakVerdict(rows.map((r) => ({ ...r, rssMb: 700 + (r.minute >= 10 ? 90 : 0) })), { first: 20, last: 20 }, clean);
+    expect(levelled.checks.find((c) => c.name.startsWith("RSS slope over the second half"))).toMatchObject({ name: "RSS slope over the second half (minutes 16–30)", value: 0, pass: null, reportedOnly: true });
     // A native leak of 2 MiB per 10 minutes fails.
     const leaking = soakVerdict(rows.map((r) => ({ ...r, nativeMb: 150 + 0.2 * r.minute })), { first: 20, last: 20 }, clean);
     expect(leaking.pass).toBe(false);
