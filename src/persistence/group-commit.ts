@@ -54,7 +54,17 @@ export interface GroupCommitOptions {
   logger?: Logger;
   /** Told each committed transaction's duration and writes (transactions that only delete are not told). */
   observe?: (seconds: number, writes: number) => void;
+  /** {@link DELETE_LINGER_MS} unless set; 0 deletes at once. */
+  deleteLingerMs?: number;
 }
+
+/**
+ * How long released outbox rows wait for a write to carry their deletion before they get a transaction
+ * of their own. Without it, a command sent just after the one before was answered found that one's
+ * delete-only transaction (its own fsync) on the connection, and waited for it: a quarter of a lone
+ * command's time. Whoever waits for the deletion ({@link GroupCommitWriter.released}) cuts it short.
+ */
+export const DELETE_LINGER_MS = 20;
 
 /** Pause before retrying a delete-only transaction that failed. */
 const DELETE_RETRY_MS = 200;
@@ -95,6 +105,11 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   #deleting: DeleteSet | undefined;
   #running = false;
   #idle: Promise<void> = Promise.resolve();
+  readonly #lingerMs: number;
+  /** Set while released rows wait for a write ({@link DELETE_LINGER_MS}): starts the transaction now. */
+  #cutLinger: (() => void) | undefined;
+  /** Set while a failed transaction waits {@link DELETE_RETRY_MS} to be retried. */
+  #retryTimer: NodeJS.Timeout | undefined;
   readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0, deleteOnlyTransactions: 0, admissionWaits: 0, admissionWaitMs: 0 };
 
   constructor(db: Database, opts: GroupCommitOptions = {}) {
@@ -104,6 +119,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     this.#admission = opts.admission;
     this.#fenceCheck = opts.fenceCheck;
     this.#observe = opts.observe;
+    this.#lingerMs = opts.deleteLingerMs ?? DELETE_LINGER_MS;
     const logger = opts.logger;
     this.sqliteWorker =
       db.sqliteFile && opts.sqliteWriter === "worker" && !opts.fenceCheck
@@ -115,7 +131,8 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   submit(write: AggregateWrite): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ write, resolve, reject });
-      this.#schedule();
+      if (this.#cutLinger) this.#cutLinger();
+      else this.#schedule();
     });
   }
 
@@ -130,6 +147,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   released(): Promise<void> {
     const target = this.#deletes.seqs.length > 0 ? this.#deletes : this.#deleting;
     if (!target) return Promise.resolve();
+    this.#cutLinger?.();
     return new Promise((resolve) => target.waiters.push(resolve));
   }
 
@@ -147,13 +165,37 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   #schedule(): void {
     if (this.#running) return;
     this.#running = true;
-    // setImmediate lets every write of the current turn of the event loop join the first batch.
-    this.#idle = new Promise((done) => setImmediate(() => void this.#drain().finally(done)));
+    this.#idle = new Promise((done) => {
+      const go = () => {
+        this.#cutLinger = undefined;
+        void this.#drain().finally(() => {
+          // Rows released during the last transaction, with no write left to carry them: they linger anew,
+          // and whoever awaits flushed() now waits for them too.
+          if (this.#deletes.seqs.length > 0 && this.#queue.length === 0 && !this.#retryTimer) {
+            this.#schedule();
+            void this.#idle.then(done);
+          } else done();
+        });
+      };
+      if (this.#queue.length > 0 || this.#lingerMs <= 0) {
+        // setImmediate lets every write of the current turn of the event loop join the first batch.
+        setImmediate(go);
+        return;
+      }
+      const timer = setTimeout(go, this.#lingerMs);
+      this.#cutLinger = () => {
+        this.#cutLinger = undefined;
+        clearTimeout(timer);
+        setImmediate(go);
+      };
+    });
   }
 
   async #drain(): Promise<void> {
     try {
-      while (this.#queue.length > 0 || this.#deletes.seqs.length > 0) {
+      // No write came along during the linger: the released rows get a transaction of their own.
+      if (this.#queue.length === 0 && this.#deletes.seqs.length > 0) await this.#commit([]);
+      while (this.#queue.length > 0) {
         const wait = this.#queue.length > 0 ? this.#admission?.() : undefined;
         if (wait) {
           const started = performance.now();
@@ -168,7 +210,10 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       // Nothing awaits this loop: a failure is reported ("error") and the queue retried, never thrown.
       // A write's own failure rejects that write in #commit; only deletions and bugs arrive here.
       if (this.listenerCount("error") > 0) this.emit("error", err instanceof DeletesFailed ? err.cause : err);
-      setTimeout(() => this.#schedule(), DELETE_RETRY_MS).unref();
+      this.#retryTimer ??= setTimeout(() => {
+        this.#retryTimer = undefined;
+        this.#schedule();
+      }, DELETE_RETRY_MS).unref();
     } finally {
       this.#running = false;
     }

@@ -1,7 +1,8 @@
 /**
  * The thread of the SQLite write worker: a connection of its own to the service's file, which runs each
- * group commit it is sent as one transaction with statements prepared once. Its statements still go
- * through libuv's thread pool, but back to this thread's event loop, not the main one.
+ * group commit it is sent as one transaction with statements prepared once (with the consumer batches
+ * queued beside it, one transaction for all: see runTogether). Its statements still go through libuv's
+ * thread pool, but back to this thread's event loop, not the main one.
  *
  * It uses the `sqlite3` driver MikroORM uses, not better-sqlite3: each driver links its own copy of
  * SQLite, and two copies in one process corrupt a database they share (POSIX locks are per process,
@@ -70,36 +71,100 @@ async function run(req: WorkerRequest): Promise<WorkerReply> {
   try {
     await plain("begin immediate");
     try {
-      if ("consumerBatch" in req) {
-        const handled = await runConsumerBatch(exec, req.consumerBatch);
-        await plain("commit");
-        return { id: req.id, handled };
-      }
-      const seqs = await writeStatements(exec, req.writes, req.published);
-      if (req.exitBeforeCommit) process.exit(1);
+      const reply = await statementsOf(req);
+      if ("writes" in req && req.exitBeforeCommit) process.exit(1);
       await plain("commit");
-      return { id: req.id, seqs };
+      return reply;
     } catch (err) {
       await plain("rollback").catch(() => undefined);
       throw err;
     }
   } catch (err) {
-    const e = err as { name?: string; message?: string; code?: string };
-    return { id: req.id, error: { name: e.name ?? "Error", message: e.message ?? String(err), code: e.code, stale: err instanceof StaleWriteError } };
+    return failed(req, err);
   }
 }
 
+// A request's statements, inside the caller's transaction.
+async function statementsOf(req: WorkerRequest): Promise<WorkerReply> {
+  if ("consumerBatch" in req) return { id: req.id, handled: await runConsumerBatch(exec, req.consumerBatch) };
+  return { id: req.id, seqs: await writeStatements(exec, req.writes, req.published) };
+}
+
+function failed(req: WorkerRequest, err: unknown): WorkerReply {
+  const e = err as { name?: string; message?: string; code?: string };
+  return { id: req.id, error: { name: e.name ?? "Error", message: e.message ?? String(err), code: e.code, stale: err instanceof StaleWriteError } };
+}
+
+/**
+ * Requests that queued up while a transaction ran share the next one: one begin, one commit and one fsync
+ * for a group commit and the consumer batches beside it, instead of one each. They run in the order
+ * sent, as they would one by one, and each sees the ones before it. When any of them fails, the shared
+ * transaction is rolled back and each runs alone, so a failure stays its own request's (a stale write,
+ * a taken e-mail) and the rest commit.
+ */
+async function runTogether(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
+  if (reqs.length === 1 || reqs.some((r) => "writes" in r && r.exitBeforeCommit)) {
+    const replies: WorkerReply[] = [];
+    for (const r of reqs) replies.push(await run(r));
+    return replies;
+  }
+  try {
+    await plain("begin immediate");
+  } catch (err) {
+    return reqs.map((r) => failed(r, err));
+  }
+  const replies: WorkerReply[] = [];
+  try {
+    for (const r of reqs) replies.push(await statementsOf(r));
+    await plain("commit");
+    shared.transactions++;
+    shared.requests += reqs.length;
+    return replies;
+  } catch {
+    await plain("rollback").catch(() => undefined);
+  }
+  const alone: WorkerReply[] = [];
+  for (const r of reqs) alone.push(await run(r));
+  return alone;
+}
+
+/** Transactions shared by several requests, and the requests in them (for the tests and the bench). */
+const shared = { transactions: 0, requests: 0 };
+
 const port = parentPort!;
-let chain = Promise.resolve();
-port.on("message", (msg: WorkerRequest | { close: true }) => {
-  // One transaction at a time on the one connection, in the order sent.
-  chain = chain.then(async () => {
-    if ("close" in msg) {
-      for (const st of statements.values()) st.finalize();
-      await call<void>((cb) => handle.close(cb));
-      port.close();
-      return;
+const queue: WorkerRequest[] = [];
+let draining: Promise<void> | undefined;
+let closeAsked = false;
+
+/**
+ * What runs next: the queue up to its last group commit (everything sent before that commit shares its
+ * transaction, nothing sent after it delays its answer), or the whole queue when it holds consumer batches only.
+ */
+function nextRequests(): WorkerRequest[] {
+  let last = -1;
+  for (let i = queue.length - 1; i >= 0; i--) {
+    if ("writes" in queue[i]!) {
+      last = i;
+      break;
     }
-    port.postMessage(await run(msg));
-  });
+  }
+  return queue.splice(0, last >= 0 ? last + 1 : queue.length);
+}
+
+async function drain(): Promise<void> {
+  // One transaction at a time on the one connection, in the order sent.
+  while (queue.length > 0) for (const reply of await runTogether(nextRequests())) port.postMessage(reply);
+  draining = undefined;
+  if (closeAsked) {
+    for (const st of statements.values()) st.finalize();
+    await call<void>((cb) => handle.close(cb));
+    port.close();
+  }
+}
+
+port.on("message", (msg: WorkerRequest | { close: true } | { stats: true }) => {
+  if ("stats" in msg) return port.postMessage({ stats: { ...shared } });
+  if ("close" in msg) closeAsked = true;
+  else queue.push(msg);
+  draining ??= drain();
 });

@@ -36,6 +36,12 @@ export type WorkerRequest =
  */
 export type WorkerReply = { id: number; seqs: number[] } | { id: number; handled: boolean[] } | { id: number; error: { name: string; message: string; code: string | undefined; stale: boolean } };
 
+/** Transactions of the worker that several requests shared, and the requests in them. */
+export interface SharedTransactionStats {
+  transactions: number;
+  requests: number;
+}
+
 /** The write worker stopped (crashed, exited) with this batch in flight, which did not commit. Retrying can help: it restarts. */
 export class WriteWorkerStopped extends Error {
   override readonly name = "WriteWorkerStopped";
@@ -76,6 +82,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   #exitBeforeCommit = false;
   /** Times the worker died and was started again. */
   restarts = 0;
+  #statsWaiters: ((s: SharedTransactionStats) => void)[] = [];
 
   /** `onFailure` hears of every death of the worker (its batches are failed or settled already). */
   constructor(db: Database, onFailure: (err: Error) => void) {
@@ -121,6 +128,16 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     worker.postMessage(request(id), transfer);
   }
 
+  /** How many of the worker's transactions several requests shared, and how many requests those held (since it last started). */
+  sharedTransactions(): Promise<SharedTransactionStats> {
+    const worker = this.#worker ?? this.#start();
+    worker.ref();
+    return new Promise((resolve) => {
+      this.#statsWaiters.push(resolve);
+      worker.postMessage({ stats: true });
+    });
+  }
+
   /** Ends the worker once it has answered what it was sent. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -147,7 +164,12 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     this.#worker = worker;
     let failure: Error | undefined;
     worker.unref();
-    worker.on("message", (reply: WorkerReply) => this.#answer(reply));
+    worker.on("message", (reply: WorkerReply | { stats: SharedTransactionStats }) => {
+      if ("stats" in reply) {
+        if (this.#inflight.size === 0) worker.unref();
+        for (const w of this.#statsWaiters.splice(0)) w(reply.stats);
+      } else this.#answer(reply);
+    });
     worker.on("error", (err) => (failure = err));
     worker.on("exit", (code) => {
       if (this.#worker === worker) this.#worker = undefined;
@@ -155,6 +177,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
       const cause = failure ?? new Error(`exited with code ${code}`);
       const err = new WriteWorkerStopped(`the SQLite write worker stopped: ${cause.message}`, { cause });
       this.restarts++;
+      for (const w of this.#statsWaiters.splice(0)) w({ transactions: 0, requests: 0 });
       const lost = [...this.#inflight.values()];
       this.#inflight.clear();
       for (const f of lost) void this.#settle(f, err);
