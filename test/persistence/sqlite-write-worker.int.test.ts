@@ -1,6 +1,7 @@
-/** The SQLite write worker's own failure: a worker that dies mid-transaction loses and half-commits nothing. */
+/** The SQLite write worker: a worker that dies mid-transaction loses and half-commits nothing; requests that queue share a transaction. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GroupCommitWriter, openDatabase, type Database, type OutboxRow } from "../../src/persistence/index.js";
+import { SqliteWriteWorker } from "../../src/persistence/sqlite-write-worker.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
 import { captureLog, profileWrite, tempSqlitePath } from "../support/index.js";
 
@@ -53,5 +54,33 @@ describe("SqliteWriteWorker", () => {
     expect(await eventCount("victim")).toBe(1);
     await writer.close();
     await expect(writer.submit(profileWrite("closed", 1, "0190a0e0-0000-7000-8000-000000000005"))).rejects.toMatchObject({ name: "WriteWorkerStopped" });
+  }, 30_000);
+
+  it("lets the requests that queued during a transaction share the next one, and runs them alone when one of them fails", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined);
+    await db.execute("create table shared_inbox (event_id text primary key)", [], "run");
+    await db.execute("create table shared_rows (id text primary key)", [], "run");
+    const batch = (id: string) => ({ inbox: [{ sql: "insert into shared_inbox (event_id) values (?) on conflict do nothing returning event_id", params: [id] }], events: [{ eventId: id, statements: [{ sql: "insert into shared_rows (id) values (?)", params: [id] }] }] });
+    const rows = async () => (await db.execute<{ id: string }[]>("select id from shared_rows order by id", [], "all")).map((r) => r.id);
+    // The first request finds the worker idle and runs alone; the three sent with it queue meanwhile and share one transaction.
+    const first = worker.commit([profileWrite("shared-a", 1, "0190a0e0-0000-7000-8000-000000000101")]);
+    const together = [worker.applyConsumerBatch(batch("x1")), worker.commit([profileWrite("shared-b", 1, "0190a0e0-0000-7000-8000-000000000102")]), worker.applyConsumerBatch(batch("x2"))];
+    await first;
+    expect(await Promise.all(together)).toMatchObject([[true], [{ aggregate_id: "shared-b" }], [true]]);
+    expect(await worker.sharedTransactions()).toEqual({ transactions: 1, requests: 2 });
+    expect(await rows()).toEqual(["x1", "x2"]);
+    // A stale write among them: the shared transaction rolls back and each runs alone; only the stale one fails.
+    const head = worker.commit([profileWrite("shared-c", 1, "0190a0e0-0000-7000-8000-000000000103")]);
+    const mixed = [worker.applyConsumerBatch(batch("y1")), worker.commit([profileWrite("shared-a", 1, "0190a0e0-0000-7000-8000-000000000104")]), worker.commit([profileWrite("shared-d", 1, "0190a0e0-0000-7000-8000-000000000105")])];
+    await head;
+    const [y1, stale, d] = await Promise.allSettled(mixed);
+    expect(y1).toMatchObject({ status: "fulfilled", value: [true] });
+    expect(stale).toMatchObject({ status: "rejected", reason: { name: "StaleWriteError" } });
+    expect(d).toMatchObject({ status: "fulfilled", value: [{ aggregate_id: "shared-d" }] });
+    expect(await rows()).toEqual(["x1", "x2", "y1"]);
+    expect(await eventCount("shared-a")).toBe(1);
+    expect(await eventCount("shared-d")).toBe(1);
+    expect(await worker.sharedTransactions()).toEqual({ transactions: 1, requests: 2 });
+    await worker.close();
   }, 30_000);
 });
