@@ -34,6 +34,7 @@ import { startRig } from "./rig.js";
 import { seedUserSnapshots } from "./seed-snapshots.js";
 import { table } from "./table.js";
 import { benchTracing, tracingTable } from "./tracing-cost.js";
+import { readStages, stageBreakdown, type StageBreakdown } from "./stage-breakdown.js";
 
 const RATIO_TARGET = 0.5;
 /** The efficiency issue's latency targets (ms): one command at a time, and an open loop at half saturation. */
@@ -57,6 +58,12 @@ async function nerveOn(natsUrl: string, dbPath: string): Promise<{ nerve: Nerve;
 
 function after(ms: number): number {
   return Date.now() + ms;
+}
+
+/** Section 2c's breakdown: where the service spent a command's time, and what its write path did per command. */
+function stagesTable(rows: [string, StageBreakdown][]): string {
+  const ms = (x: number) => x.toFixed(3);
+  return table("2c. Inside the service, means per command (from its histograms' sums): reply = mailbox + prepare + commit (+ the API's own share)", ["load", "commands", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one transaction ms", "transactions / cmd", "delete-only txns / cmd", "consumer batches / cmd"], rows.map(([name, s]) => [name, s.commands, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2)]));
 }
 
 /** Section 2c's table: Nerve and the floor, one at a time and open loop, with the targets. */
@@ -131,10 +138,15 @@ async function main(): Promise<void> {
   // 2c. Latency as a user sees it: one command at a time, then an open loop at half of section 2's rate,
   // latency counted from each command's due time (no coordinated omission). The floor's follow below.
   const beforeLatency = await usersStreamMessages(client);
+  const consumerBatches = () => [...a.nerve.consumers.runners.values()].reduce((n, r) => n + r.stats.batches, 0);
+  const [loneStagesBefore, loneBatchesBefore] = [await readStages(a.nerve), consumerBatches()];
   const lone = await load.run({ kind: "profile", ids, count: plan.latency.lone, inflight: 1, tag: "lone", deadline: after(60_000) });
+  const loneStages = stageBreakdown(loneStagesBefore, await readStages(a.nerve), consumerBatches() - loneBatchesBefore);
   const halfRate = Math.max(1, Math.round(durable.load.perSecond / 2));
   const pacedCount = Math.round(halfRate * plan.latency.pacedSeconds);
+  const [pacedStagesBefore, pacedBatchesBefore] = [await readStages(a.nerve), consumerBatches()];
   const paced = await load.run({ kind: "profile", ids, count: pacedCount, inflight: 4096, rate: halfRate, tag: "paced", deadline: after(plan.latency.pacedSeconds * 1000 + 15_000) });
+  const pacedStages = stageBreakdown(pacedStagesBefore, await readStages(a.nerve), consumerBatches() - pacedBatchesBefore);
   for (const [name, r] of [["one at a time", lone], ["open loop", paced]] as const) {
     if (failures(r) > 0 || r.cutShort) throw new Error(`section 2c, ${name}: ${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short by its deadline" : ""}`);
   }
@@ -165,8 +177,9 @@ async function main(): Promise<void> {
   // 2c, the floor's side: the same two loads against the floor's responder (Nerve is stopped, so it alone answers).
   const floorLone = await benchFloor(nats.url, load, { ids, count: plan.latency.lone, inflight: 1, deadline: after(60_000), serverPid: nats.pid });
   const floorPaced = await benchFloor(nats.url, load, { ids, count: pacedCount, inflight: 4096, rate: halfRate, deadline: after(plan.latency.pacedSeconds * 1000 + 15_000), serverPid: nats.pid });
-  results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load };
+  results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, stages: { lone: loneStages, paced: pacedStages } };
   console.log(latencyTable(halfRate, { lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load }));
+  console.log(stagesTable([["one at a time", loneStages], ["open loop", pacedStages]]));
 
   // 4. Activation from snapshots, in a fresh Nerve over a seeded database.
   const seedIds = userIds(plan.activation.stored).map((id) => id.replace("bench-u", "seed-u"));

@@ -49,6 +49,8 @@ export interface RunnerStats {
   failures: number;
   /** Attempts to store a dead letter that failed (each retried). */
   deadLetterFailures: number;
+  /** Batches of events this subscriber handles, applied (or attempted) as one transaction each. */
+  batches: number;
 }
 
 /** A batch decoded and ready to apply. */
@@ -64,7 +66,7 @@ const DEAD_LETTER_MAX_BACKOFF_MS = 15_000;
 
 /** Consumes a subscriber's bindings until stopped. */
 export class ConsumerRunner {
-  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0 };
+  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0, batches: 0 };
   readonly bindings: Binding[];
   readonly #iterators = new Set<ConsumerMessages>();
   readonly #tasks: Supervised[] = [];
@@ -260,6 +262,7 @@ export class ConsumerRunner {
   // Applies a decoded batch in one transaction and acks it; on a failure, one by one.
   async #apply({ b, decoded, traces, signal }: Prepared): Promise<void> {
     if (decoded.length === 0) return;
+    this.stats.batches++;
     try {
       this.#count(await this.handler.applyBatch(decoded.map((d) => d.e), traces));
       for (const d of decoded) d.m.ack();

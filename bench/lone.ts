@@ -1,0 +1,62 @@
+/**
+ * `npm run bench:lone [-- KEY=VALUE …]`: section 2c of the command bench alone, for trying a change to the
+ * command path quickly. One Nerve on a private nats-server, UpdateUserProfile one at a time and then an
+ * open loop at a given rate, with the service's own breakdown of where each command's time went. The
+ * KEY=VALUE arguments are added to the Nerve's environment (NERVE_ROLES=commands leaves the consumers out,
+ * NERVE_SQLITE_WRITER=main takes the main connection); BENCH_LONE_RATE sets the open loop's rate (default
+ * 2,000/s). It writes nothing to bench/results: `npm run bench:commands` is the record.
+ */
+import { startNerve } from "../src/app/index.js";
+import { loadConfig } from "../src/config/index.js";
+import { createLogger } from "../src/log/index.js";
+import { tempSqlitePath } from "../test/support/tmp.js";
+import { Cleanup, runToEnd } from "./cleanup.js";
+import { failures, type CommandLoadResult } from "./command-load.js";
+import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
+import { startRig } from "./rig.js";
+import { readStages, stageBreakdown, type StageBreakdown } from "./stage-breakdown.js";
+import { table } from "./table.js";
+
+const cleanup = new Cleanup();
+const USERS = 1_000;
+const LONE = 2_000;
+const PACED_SECONDS = 10;
+const rate = Number(process.env.BENCH_LONE_RATE ?? 2000);
+const extra = Object.fromEntries(process.argv.slice(2).map((a) => a.split("=", 2) as [string, string]));
+
+async function main(): Promise<void> {
+  const after = (ms: number) => Date.now() + ms;
+  const { nats, client, load } = await startRig(cleanup, "main");
+  const sqlite = await tempSqlitePath();
+  cleanup.add("sqlite", () => sqlite.cleanup());
+  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096", ...extra };
+  const nerve = await startNerve(loadConfig(env), createLogger("silent"));
+  cleanup.add("nerve", () => nerve.stop());
+  const ids = userIds(USERS);
+  await registerUsers(load, ids, 256, after(30_000));
+  await waitConfirmed(nerve, client, ids.length, after(30_000));
+  const batches = () => [...nerve.consumers.runners.values()].reduce((n, r) => n + r.stats.batches, 0);
+  const measured = async (run: () => Promise<CommandLoadResult>): Promise<[CommandLoadResult, StageBreakdown]> => {
+    const [before, b0] = [await readStages(nerve), batches()];
+    const r = await run();
+    if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
+    // Let the consumers' batches of this load finish before counting them.
+    await new Promise((res) => setTimeout(res, 500));
+    return [r, stageBreakdown(before, await readStages(nerve), batches() - b0)];
+  };
+  const [lone, loneStages] = await measured(() => load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "lone", deadline: after(60_000) }));
+  const [paced, pacedStages] = await measured(() => load.run({ kind: "profile", ids, count: rate * PACED_SECONDS, inflight: 4096, rate, tag: "paced", deadline: after(PACED_SECONDS * 1000 + 15_000) }));
+  const ms = (x: number) => x.toFixed(3);
+  console.log(`environment: ${JSON.stringify(extra)}`);
+  console.log(
+    table("Client side (ms from each command's due time)", ["load", "commands", "per second", "p50", "p90", "p99", "p99.9", "max"], [lone, paced].map((r, i) => [i === 0 ? "one at a time" : `open loop ${rate}/s`, r.sent, Math.round(r.perSecond), r.latency.p50, r.latency.p90, r.latency.p99, r.latency.p999, r.latency.max])),
+  );
+  console.log(
+    table("Inside the service (means per command)", ["load", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one txn ms", "txns / cmd", "delete-only / cmd", "consumer batches / cmd"], [
+      ["one at a time", loneStages] as const,
+      [`open loop`, pacedStages] as const,
+    ].map(([n, s]) => [n, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2)])),
+  );
+}
+
+runToEnd(main, { budgetMs: 180_000, cleanup, writeResults: async () => undefined });

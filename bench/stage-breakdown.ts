@@ -1,0 +1,75 @@
+/**
+ * Where a load's commands spent their time inside the service, from its own histograms' sums and counts
+ * (exact means, unlike the buckets): reply, mailbox, prepare, commit; and what the write path did per
+ * command meanwhile (transactions with writes, transactions that only deleted, consumer batches).
+ */
+import type { Nerve } from "../src/app/nerve.js";
+
+/** Sums (seconds) and counts of the service's histograms, and the writer's counters, at one moment. */
+export interface StageReading {
+  sums: Record<string, number>;
+  counts: Record<string, number>;
+  transactions: number;
+  deleteOnly: number;
+}
+
+/** Means per command (ms) between two readings, and the write path's work per command. */
+export interface StageBreakdown {
+  commands: number;
+  replyMs: number;
+  mailboxMs: number;
+  prepareMs: number;
+  /** From the end of prepare to the commit's answer: the group commit's queue, admission and transaction. */
+  commitMs: number;
+  /** One group-commit transaction with writes, on average. */
+  transactionMs: number;
+  transactionsPerCommand: number;
+  deleteOnlyPerCommand: number;
+  consumerBatchesPerCommand: number;
+}
+
+type Values = { values: { labels: Record<string, string | number>; value: number; metricName?: string }[] };
+
+/** Reads the sums and counts now. */
+export async function readStages(nerve: Nerve): Promise<StageReading> {
+  const registry = nerve.gateway.metrics.registry;
+  const sums: Record<string, number> = {};
+  const counts: Record<string, number> = {};
+  const add = (key: string, v: { metricName?: string; value: number }) => {
+    if (v.metricName?.endsWith("_sum")) sums[key] = (sums[key] ?? 0) + v.value;
+    else if (v.metricName?.endsWith("_count")) counts[key] = (counts[key] ?? 0) + v.value;
+  };
+  const read = async (name: string, key: (labels: Record<string, string | number>) => string | undefined) => {
+    const metric = registry.getSingleMetric(name);
+    if (!metric) throw new Error(`no metric ${name}`);
+    for (const v of ((await metric.get()) as Values).values) {
+      const k = key(v.labels);
+      if (k !== undefined) add(k, v);
+    }
+  };
+  await read("nerve_command_reply_seconds", () => "reply");
+  await read("nerve_command_stage_seconds", (l) => String(l.stage));
+  await read("nerve_group_commit_seconds", () => "transaction");
+  // One observation per event of a batch: the batches are the distinct sums, counted by the consumer's batches below.
+  await read("nerve_consumer_handle_seconds", () => "consumer");
+  return { sums, counts, transactions: nerve.writer.stats.transactions, deleteOnly: nerve.writer.stats.deleteOnlyTransactions };
+}
+
+/** The breakdown between `before` and `after`; `consumerBatches` is counted by the caller (the runner's stats). */
+export function stageBreakdown(before: StageReading, after: StageReading, consumerBatches: number): StageBreakdown {
+  const n = (k: string) => (after.counts[k] ?? 0) - (before.counts[k] ?? 0);
+  const meanMs = (k: string) => (n(k) > 0 ? (((after.sums[k] ?? 0) - (before.sums[k] ?? 0)) / n(k)) * 1000 : 0);
+  const commands = n("reply");
+  const per = (x: number) => (commands > 0 ? x / commands : 0);
+  return {
+    commands,
+    replyMs: meanMs("reply"),
+    mailboxMs: meanMs("mailbox"),
+    prepareMs: meanMs("prepare"),
+    commitMs: meanMs("commit"),
+    transactionMs: meanMs("transaction"),
+    transactionsPerCommand: per(after.transactions - before.transactions),
+    deleteOnlyPerCommand: per(after.deleteOnly - before.deleteOnly),
+    consumerBatchesPerCommand: per(consumerBatches),
+  };
+}
