@@ -166,5 +166,7 @@ port.on("message", (msg: WorkerRequest | { close: true } | { stats: true }) => {
   if ("stats" in msg) return port.postMessage({ stats: { ...shared } });
   if ("close" in msg) closeAsked = true;
   else queue.push(msg);
-  draining ??= drain();
+  // Nothing in drain() should throw (each request's failure is its reply); if it does, this thread ends,
+  // and the main side settles what was in flight and starts another.
+  draining ??= drain().catch(() => process.exit(1));
 });
