@@ -14,6 +14,7 @@ import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures, type CommandLoadResult } from "./command-load.js";
 import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
 import { startRig } from "./rig.js";
+import { measureDiskFloor } from "./disk-floor.js";
 import { readStages, stageBreakdown, type StageBreakdown } from "./stage-breakdown.js";
 import { table } from "./table.js";
 
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
   };
   const [lone, loneStages] = await measured(() => load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "lone", deadline: after(60_000) }));
   const [paced, pacedStages] = await measured(() => load.run({ kind: "profile", ids, count: rate * PACED_SECONDS, inflight: 4096, rate, tag: "paced", deadline: after(PACED_SECONDS * 1000 + 15_000) }));
+  const disk = await measureDiskFloor();
   const ms = (x: number) => x.toFixed(3);
   console.log(`environment: ${JSON.stringify(extra)}`);
   console.log(
@@ -57,6 +59,7 @@ async function main(): Promise<void> {
       [`open loop`, pacedStages] as const,
     ].map(([n, s]) => [n, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2)])),
   );
+  console.log(table("One durable transaction on this disk (see bench/disk-floor.ts)", ["synchronous", "transactions", "p50 ms", "p99 ms", "mean ms", "commit p50 ms"], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.meanMs, d.commitP50Ms])));
 }
 
 runToEnd(main, { budgetMs: 180_000, cleanup, writeResults: async () => undefined });

@@ -70,6 +70,17 @@ try {
     let lag: number[] | undefined;
     const drainStarted = performance.now();
     let traced = drainStarted;
+    // The pull requests of the consumers still behind, as the server receives them (a copy: the server answers them as usual).
+    const pulls = new Map<string, { requests: number; batch: number }>();
+    const snoop = nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.EVENTS_ACCESS.*", {
+      callback: (_err, m) => {
+        const name = m.subject.split(".").pop()!;
+        const p = pulls.get(name) ?? { requests: 0, batch: 0 };
+        p.requests++;
+        p.batch += (JSON.parse(new TextDecoder().decode(m.data)) as { batch?: number }).batch ?? 1;
+        pulls.set(name, p);
+      },
+    });
     for (const until = Date.now() + 60_000; ; ) {
       const infos = await Promise.all(ACCESS_CONSUMERS.map((c) => jsm.consumers.info("EVENTS_ACCESS", c)));
       lag ??= infos.map((i) => i.num_pending);
@@ -78,10 +89,12 @@ try {
       if (performance.now() - drainStarted > 2000 && performance.now() - traced >= 1000) {
         traced = performance.now();
         const behind = infos.filter((i) => i.num_pending > 0 || i.num_ack_pending > 0);
-        console.error(`  ${((traced - drainStarted) / 1000).toFixed(1)} s: ${behind.map((i) => `${i.name} pending ${i.num_pending} ack-pending ${i.num_ack_pending} waiting ${i.num_waiting} redelivered ${i.num_redelivered} delivered ${i.delivered.stream_seq} ack floor ${i.ack_floor.stream_seq}`).join("; ")}`);
+        console.error(`  ${((traced - drainStarted) / 1000).toFixed(1)} s: ${behind.map((i) => `${i.name} pending ${i.num_pending} ack-pending ${i.num_ack_pending} waiting ${i.num_waiting} redelivered ${i.num_redelivered} delivered ${i.delivered.stream_seq} ack floor ${i.ack_floor.stream_seq} pulls ${pulls.get(i.name)?.requests ?? 0} asking ${pulls.get(i.name)?.batch ?? 0}`).join("; ")}`);
+        pulls.clear();
       }
       await new Promise((res) => setTimeout(res, 20));
     }
+    snoop.unsubscribe();
     const drainedSeconds = Math.round((performance.now() - drainStarted) / 10) / 100;
     const sorted = [...book.samples].sort((a, b) => a - b);
     const per = (ms: number) => Math.round((ms * 1000) / r.ok);

@@ -35,6 +35,7 @@ import { seedUserSnapshots } from "./seed-snapshots.js";
 import { table } from "./table.js";
 import { benchTracing, tracingTable } from "./tracing-cost.js";
 import { readStages, stageBreakdown, type StageBreakdown } from "./stage-breakdown.js";
+import { measureDiskFloor, type DiskFloor } from "./disk-floor.js";
 
 const RATIO_TARGET = 0.5;
 /** The efficiency issue's latency targets (ms): one command at a time, and an open loop at half saturation. */
@@ -58,6 +59,11 @@ async function nerveOn(natsUrl: string, dbPath: string): Promise<{ nerve: Nerve;
 
 function after(ms: number): number {
   return Date.now() + ms;
+}
+
+/** Section 2c's floor of a lone durable command: the floor's reply plus one transaction on this disk. */
+function diskFloorTable(disk: DiskFloor[], floorP50: number, target: number): string {
+  return table("2c. One durable transaction on this disk (node-sqlite3, WAL; begin immediate, 3 single-row inserts, commit), and the least a lone command can take", ["synchronous", "transactions", "p50 ms", "p99 ms", "commit p50 ms", "floor reply p50 + txn p50 ms", `÷ target p50 ${target} ms`], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.commitP50Ms, (floorP50 + d.p50Ms).toFixed(3), ((floorP50 + d.p50Ms) / target).toFixed(2)]));
 }
 
 /** Section 2c's breakdown: where the service spent a command's time, and what its write path did per command. */
@@ -177,9 +183,11 @@ async function main(): Promise<void> {
   // 2c, the floor's side: the same two loads against the floor's responder (Nerve is stopped, so it alone answers).
   const floorLone = await benchFloor(nats.url, load, { ids, count: plan.latency.lone, inflight: 1, deadline: after(60_000), serverPid: nats.pid });
   const floorPaced = await benchFloor(nats.url, load, { ids, count: pacedCount, inflight: 4096, rate: halfRate, deadline: after(plan.latency.pacedSeconds * 1000 + 15_000), serverPid: nats.pid });
-  results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, stages: { lone: loneStages, paced: pacedStages } };
+  const disk = await measureDiskFloor(plan.quick ? 100 : 1000);
+  results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, stages: { lone: loneStages, paced: pacedStages }, disk };
   console.log(latencyTable(halfRate, { lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load }));
   console.log(stagesTable([["one at a time", loneStages], ["open loop", pacedStages]]));
+  console.log(diskFloorTable(disk, floorLone.load.latency.p50, LATENCY_TARGETS.loneP50));
 
   // 4. Activation from snapshots, in a fresh Nerve over a seeded database.
   const seedIds = userIds(plan.activation.stored).map((id) => id.replace("bench-u", "seed-u"));
