@@ -50,8 +50,6 @@ export async function readStages(nerve: Nerve): Promise<StageReading> {
   await read("nerve_command_reply_seconds", () => "reply");
   await read("nerve_command_stage_seconds", (l) => String(l.stage));
   await read("nerve_group_commit_seconds", () => "transaction");
-  // One observation per event of a batch: the batches are the distinct sums, counted by the consumer's batches below.
-  await read("nerve_consumer_handle_seconds", () => "consumer");
   return { sums, counts, transactions: nerve.writer.stats.transactions, deleteOnly: nerve.writer.stats.deleteOnlyTransactions };
 }
 
