@@ -140,7 +140,8 @@ describe("a poison event in the stream, while its dead letters cannot be stored 
     // And the service still works end to end.
     expect((await command(nc, "policies", "CreatePolicy", "pol-after", { name: "After", type: "standard", refund_period_days: 1 })).body.ok).toBe(true);
     const jsm = await jetstreamManager(nc);
-    expect((await jsm.streams.info("EVENTS_POLICIES")).state.messages).toBeGreaterThanOrEqual(1);
+    // The reply comes after the commit; the relay publishes the event just after it, so wait for it there.
+    await until("the new policy's event is in its stream", async () => (await jsm.streams.info("EVENTS_POLICIES")).state.messages >= 1, 10_000);
     expect(await svc.stop()).toBe(0);
   });
 });
