@@ -138,37 +138,34 @@ export interface SoakCheck {
   reportedOnly?: true;
 }
 
-/**
- * RSS over the run's second half, reported beside the judged checks: V8 sizes its old space towards a
- * multiple of what is live and gets there over tens of minutes at soak rates, so RSS that levels off
- * is sizing, while a leak grows in every half of the run.
- */
-function secondHalfRss(rows: ReadonlyArray<SoakMinute>, limits: typeof SOAK_LIMITS): SoakCheck {
-  const half = rows.filter((r) => r.minute > rows.length / 2);
-  const fit = leastSquares(half.map((r) => [r.minute, r.rssMb] as const));
-  return { name: `RSS slope over the second half (minutes ${half[0]?.minute ?? "–"}–${rows.length})`, value: fit.slope * 10, stdError: fit.stdError * 10, limit: limits.mbPer10Min, unit: "MiB/10 min", pass: null, reportedOnly: true };
+/** A memory slope over `rows` (MiB per 10 minutes) against the limit; not judged (null) with fewer than two rows. */
+function slopeCheck(rows: ReadonlyArray<SoakMinute>, name: string, pick: (r: SoakMinute) => number, limit: number): SoakCheck {
+  const fit = leastSquares(rows.map((r) => [r.minute, pick(r)] as const));
+  const value = fit.slope * 10;
+  return { name, value, stdError: fit.stdError * 10, limit, unit: "MiB/10 min", pass: rows.length >= 2 ? value <= limit : null };
 }
 
 /** The verdict over a run's minutes, its first and last window p99s and its audit: a pass when no check failed. */
 export function soakVerdict(rows: ReadonlyArray<SoakMinute>, p99: { first: number; last: number }, audit: SoakAudit, limits = SOAK_LIMITS): { pass: boolean; judgedAll: boolean; checks: SoakCheck[] } {
   const warmup = memoryWarmup(rows);
   const steady = rows.filter((r) => r.minute > warmup);
-  const slopeCheck = (name: string, pick: (r: SoakMinute) => number): SoakCheck => {
-    const fit = leastSquares(steady.map((r) => [r.minute, pick(r)] as const));
-    const value = fit.slope * 10;
-    return { name, value, stdError: fit.stdError * 10, limit: limits.mbPer10Min, unit: "MiB/10 min", pass: steady.length >= 2 ? value <= limits.mbPer10Min : null };
-  };
+  const steadySlope = (name: string, pick: (r: SoakMinute) => number) => slopeCheck(steady, name, pick, limits.mbPer10Min);
+  // RSS over the run's second half, reported: V8 sizes its old space towards a multiple of what is live
+  // and gets there over tens of minutes at soak rates, so RSS that levels off is sizing, while a leak
+  // grows in every half of the run.
+  const half = rows.filter((r) => r.minute > rows.length / 2);
+  const secondHalfRss: SoakCheck = { ...slopeCheck(half, `RSS slope over the second half (minutes ${half[0]?.minute ?? "–"}–${rows.length})`, (r) => r.rssMb, limits.mbPer10Min), pass: null, reportedOnly: true };
   const ratio = p99.first > 0 ? p99.last / p99.first : Number.POSITIVE_INFINITY;
   // RSS is V8's committed heap plus the memory outside it. The committed heap follows V8's sizing (its
   // old space is kept at a multiple of what is live, and moves by tens of MiB between collections), so
   // a leak is judged where it would show: in the live heap after a major collection (JavaScript) and in
   // RSS less the committed heap (native: SQLite, uWS, buffers). Runs from before that split judge RSS.
   const split = steady.length > 0 && steady.every((r) => r.nativeMb !== undefined);
-  const rss = slopeCheck("RSS slope after warm-up", (r) => r.rssMb);
+  const rss = steadySlope("RSS slope after warm-up", (r) => r.rssMb);
   const checks: SoakCheck[] = [
-    ...(split ? [{ ...rss, pass: null, reportedOnly: true as const }, secondHalfRss(rows, limits), slopeCheck("native memory (RSS − V8's committed heap) slope after warm-up", (r) => r.nativeMb!)] : [rss]),
-    slopeCheck("heap slope after warm-up", (r) => r.heapMb),
-    slopeCheck("WAL slope after warm-up", (r) => r.walMb),
+    ...(split ? [{ ...rss, pass: null, reportedOnly: true as const }, secondHalfRss, steadySlope("native memory (RSS − V8's committed heap) slope after warm-up", (r) => r.nativeMb!)] : [rss]),
+    steadySlope("heap slope after warm-up", (r) => r.heapMb),
+    steadySlope("WAL slope after warm-up", (r) => r.walMb),
     { name: "reply p99, last window ÷ first", value: ratio, limit: limits.p99Ratio, unit: "×", pass: ratio <= limits.p99Ratio },
     { name: "outbox and consumers drained", value: audit.drained ? 1 : 0, limit: 1, unit: "", pass: audit.drained },
     { name: "acknowledged events missing from the streams", value: audit.missing, limit: 0, unit: "", pass: audit.missing === 0 },
