@@ -196,7 +196,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       // No write came along during the linger: the released rows get a transaction of their own.
       if (this.#queue.length === 0 && this.#deletes.seqs.length > 0) await this.#commit([]);
       while (this.#queue.length > 0) {
-        const wait = this.#queue.length > 0 ? this.#admission?.() : undefined;
+        const wait = this.#admission?.();
         if (wait) {
           const started = performance.now();
           await wait;

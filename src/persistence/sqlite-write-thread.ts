@@ -103,11 +103,7 @@ function failed(req: WorkerRequest, err: unknown): WorkerReply {
  * a taken e-mail) and the rest commit.
  */
 async function runTogether(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
-  if (reqs.length === 1 || reqs.some((r) => "writes" in r && r.exitBeforeCommit)) {
-    const replies: WorkerReply[] = [];
-    for (const r of reqs) replies.push(await run(r));
-    return replies;
-  }
+  if (reqs.length === 1 || reqs.some((r) => "writes" in r && r.exitBeforeCommit)) return oneByOne(reqs);
   try {
     await plain("begin immediate");
   } catch (err) {
@@ -123,12 +119,17 @@ async function runTogether(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
   } catch {
     await plain("rollback").catch(() => undefined);
   }
-  const alone: WorkerReply[] = [];
-  for (const r of reqs) alone.push(await run(r));
-  return alone;
+  return oneByOne(reqs);
 }
 
-/** Transactions shared by several requests, and the requests in them (for the tests and the bench). */
+// Each request in a transaction of its own, in order.
+async function oneByOne(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
+  const replies: WorkerReply[] = [];
+  for (const r of reqs) replies.push(await run(r));
+  return replies;
+}
+
+/** Transactions shared by several requests, and the requests in them (SqliteWriteWorker.sharedTransactions). */
 const shared = { transactions: 0, requests: 0 };
 
 const port = parentPort!;
