@@ -15,7 +15,7 @@ import { failures, type CommandLoadResult } from "./command-load.js";
 import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
 import { startRig } from "./rig.js";
 import { measureDiskFloor } from "./disk-floor.js";
-import { readStages, stageBreakdown, type StageBreakdown } from "./stage-breakdown.js";
+import { readStages, stageBreakdown, stagesTable, type StageBreakdown } from "./stage-breakdown.js";
 import { table } from "./table.js";
 
 const cleanup = new Cleanup();
@@ -36,29 +36,22 @@ async function main(): Promise<void> {
   const ids = userIds(USERS);
   await registerUsers(load, ids, 256, after(30_000));
   await waitConfirmed(nerve, client, ids.length, after(30_000));
-  const batches = () => [...nerve.consumers.runners.values()].reduce((n, r) => n + r.stats.batches, 0);
   const measured = async (run: () => Promise<CommandLoadResult>): Promise<[CommandLoadResult, StageBreakdown]> => {
-    const [before, b0] = [await readStages(nerve), batches()];
+    const before = await readStages(nerve);
     const r = await run();
     if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
     // Let the consumers' batches of this load finish before counting them.
     await new Promise((res) => setTimeout(res, 500));
-    return [r, stageBreakdown(before, await readStages(nerve), batches() - b0)];
+    return [r, stageBreakdown(before, await readStages(nerve))];
   };
   const [lone, loneStages] = await measured(() => load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "lone", deadline: after(60_000) }));
   const [paced, pacedStages] = await measured(() => load.run({ kind: "profile", ids, count: rate * PACED_SECONDS, inflight: 4096, rate, tag: "paced", deadline: after(PACED_SECONDS * 1000 + 15_000) }));
   const disk = await measureDiskFloor();
-  const ms = (x: number) => x.toFixed(3);
   console.log(`environment: ${JSON.stringify(extra)}`);
   console.log(
     table("Client side (ms from each command's due time)", ["load", "commands", "per second", "p50", "p90", "p99", "p99.9", "max"], [lone, paced].map((r, i) => [i === 0 ? "one at a time" : `open loop ${rate}/s`, r.sent, Math.round(r.perSecond), r.latency.p50, r.latency.p90, r.latency.p99, r.latency.p999, r.latency.max])),
   );
-  console.log(
-    table("Inside the service (means per command)", ["load", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one txn ms", "txns / cmd", "delete-only / cmd", "consumer batches / cmd"], [
-      ["one at a time", loneStages] as const,
-      [`open loop`, pacedStages] as const,
-    ].map(([n, s]) => [n, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2)])),
-  );
+  console.log(stagesTable("Inside the service (means per command)", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(table("One durable transaction on this disk (see bench/disk-floor.ts)", ["synchronous", "transactions", "p50 ms", "p99 ms", "mean ms", "commit p50 ms"], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.meanMs, d.commitP50Ms])));
 }
 

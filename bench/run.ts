@@ -34,7 +34,7 @@ import { startRig } from "./rig.js";
 import { seedUserSnapshots } from "./seed-snapshots.js";
 import { table } from "./table.js";
 import { benchTracing, tracingTable } from "./tracing-cost.js";
-import { readStages, stageBreakdown, type StageBreakdown } from "./stage-breakdown.js";
+import { readStages, stageBreakdown, stagesTable } from "./stage-breakdown.js";
 import { measureDiskFloor, type DiskFloor } from "./disk-floor.js";
 
 const RATIO_TARGET = 0.5;
@@ -64,12 +64,6 @@ function after(ms: number): number {
 /** Section 2c's floor of a lone durable command: the floor's reply plus one transaction on this disk. */
 function diskFloorTable(disk: DiskFloor[], floorP50: number, target: number): string {
   return table("2c. One durable transaction on this disk (node-sqlite3, WAL; begin immediate, 3 single-row inserts, commit), and the least a lone command can take", ["synchronous", "transactions", "p50 ms", "p99 ms", "commit p50 ms", "floor reply p50 + txn p50 ms", `÷ target p50 ${target} ms`], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.commitP50Ms, (floorP50 + d.p50Ms).toFixed(3), ((floorP50 + d.p50Ms) / target).toFixed(2)]));
-}
-
-/** Section 2c's breakdown: where the service spent a command's time, and what its write path did per command. */
-function stagesTable(rows: [string, StageBreakdown][]): string {
-  const ms = (x: number) => x.toFixed(3);
-  return table("2c. Inside the service, means per command (from its histograms' sums): reply = mailbox + prepare + commit (+ the API's own share)", ["load", "commands", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one transaction ms", "transactions / cmd", "delete-only txns / cmd", "consumer batches / cmd"], rows.map(([name, s]) => [name, s.commands, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2)]));
 }
 
 /** Section 2c's table: Nerve and the floor, one at a time and open loop, with the targets. */
@@ -144,15 +138,14 @@ async function main(): Promise<void> {
   // 2c. Latency as a user sees it: one command at a time, then an open loop at half of section 2's rate,
   // latency counted from each command's due time (no coordinated omission). The floor's follow below.
   const beforeLatency = await usersStreamMessages(client);
-  const consumerBatches = () => [...a.nerve.consumers.runners.values()].reduce((n, r) => n + r.stats.batches, 0);
-  const [loneStagesBefore, loneBatchesBefore] = [await readStages(a.nerve), consumerBatches()];
+  const loneStagesBefore = await readStages(a.nerve);
   const lone = await load.run({ kind: "profile", ids, count: plan.latency.lone, inflight: 1, tag: "lone", deadline: after(60_000) });
-  const loneStages = stageBreakdown(loneStagesBefore, await readStages(a.nerve), consumerBatches() - loneBatchesBefore);
+  const loneStages = stageBreakdown(loneStagesBefore, await readStages(a.nerve));
   const halfRate = Math.max(1, Math.round(durable.load.perSecond / 2));
   const pacedCount = Math.round(halfRate * plan.latency.pacedSeconds);
-  const [pacedStagesBefore, pacedBatchesBefore] = [await readStages(a.nerve), consumerBatches()];
+  const pacedStagesBefore = await readStages(a.nerve);
   const paced = await load.run({ kind: "profile", ids, count: pacedCount, inflight: 4096, rate: halfRate, tag: "paced", deadline: after(plan.latency.pacedSeconds * 1000 + 15_000) });
-  const pacedStages = stageBreakdown(pacedStagesBefore, await readStages(a.nerve), consumerBatches() - pacedBatchesBefore);
+  const pacedStages = stageBreakdown(pacedStagesBefore, await readStages(a.nerve));
   for (const [name, r] of [["one at a time", lone], ["open loop", paced]] as const) {
     if (failures(r) > 0 || r.cutShort) throw new Error(`section 2c, ${name}: ${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short by its deadline" : ""}`);
   }
@@ -186,7 +179,7 @@ async function main(): Promise<void> {
   const disk = await measureDiskFloor(plan.quick ? 100 : 1000);
   results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, stages: { lone: loneStages, paced: pacedStages }, disk };
   console.log(latencyTable(halfRate, { lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load }));
-  console.log(stagesTable([["one at a time", loneStages], ["open loop", pacedStages]]));
+  console.log(stagesTable("2c. Inside the service, means per command (from its histograms' sums): reply = mailbox + prepare + commit (+ the API's own share)", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(diskFloorTable(disk, floorLone.load.latency.p50, LATENCY_TARGETS.loneP50));
 
   // 4. Activation from snapshots, in a fresh Nerve over a seeded database.

@@ -4,6 +4,7 @@
  * command meanwhile (transactions with writes, transactions that only deleted, consumer batches).
  */
 import type { Nerve } from "../src/app/nerve.js";
+import { table } from "./table.js";
 
 /** Sums (seconds) and counts of the service's histograms, and the writer's counters, at one moment. */
 export interface StageReading {
@@ -11,6 +12,8 @@ export interface StageReading {
   counts: Record<string, number>;
   transactions: number;
   deleteOnly: number;
+  /** Batches applied by the consumer runners so far. */
+  consumerBatches: number;
 }
 
 /** Means per command (ms) between two readings, and the write path's work per command. */
@@ -50,11 +53,12 @@ export async function readStages(nerve: Nerve): Promise<StageReading> {
   await read("nerve_command_reply_seconds", () => "reply");
   await read("nerve_command_stage_seconds", (l) => String(l.stage));
   await read("nerve_group_commit_seconds", () => "transaction");
-  return { sums, counts, transactions: nerve.writer.stats.transactions, deleteOnly: nerve.writer.stats.deleteOnlyTransactions };
+  const consumerBatches = [...nerve.consumers.runners.values()].reduce((n, r) => n + r.stats.batches, 0);
+  return { sums, counts, transactions: nerve.writer.stats.transactions, deleteOnly: nerve.writer.stats.deleteOnlyTransactions, consumerBatches };
 }
 
-/** The breakdown between `before` and `after`; `consumerBatches` is counted by the caller (the runner's stats). */
-export function stageBreakdown(before: StageReading, after: StageReading, consumerBatches: number): StageBreakdown {
+/** The breakdown between `before` and `after`. */
+export function stageBreakdown(before: StageReading, after: StageReading): StageBreakdown {
   const n = (k: string) => (after.counts[k] ?? 0) - (before.counts[k] ?? 0);
   const meanMs = (k: string) => (n(k) > 0 ? (((after.sums[k] ?? 0) - (before.sums[k] ?? 0)) / n(k)) * 1000 : 0);
   const commands = n("reply");
@@ -68,6 +72,12 @@ export function stageBreakdown(before: StageReading, after: StageReading, consum
     transactionMs: meanMs("transaction"),
     transactionsPerCommand: per(after.transactions - before.transactions),
     deleteOnlyPerCommand: per(after.deleteOnly - before.deleteOnly),
-    consumerBatchesPerCommand: per(consumerBatches),
+    consumerBatchesPerCommand: per(after.consumerBatches - before.consumerBatches),
   };
+}
+
+/** The breakdowns as a table, one row per load. */
+export function stagesTable(title: string, rows: [string, StageBreakdown][]): string {
+  const ms = (x: number) => x.toFixed(3);
+  return table(title, ["load", "commands", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one transaction ms", "transactions / cmd", "delete-only txns / cmd", "consumer batches / cmd"], rows.map(([name, s]) => [name, s.commands, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2)]));
 }
