@@ -2,7 +2,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ChildProcess } from "node:child_process";
-import { startHeapCompactor, startNerve, stopOnSignals } from "./app/index.js";
+import { startNerve, stopOnSignals } from "./app/index.js";
 import { findNatsServer, isListening, startLocalNats, withDevelopmentUser } from "./cli/local-nats.js";
 import { ConfigSchema, DEV_EXTERNAL_CONSUMERS, loadConfig, parseExternalConsumers } from "./config/index.js";
 import { createLogger } from "./log/index.js";
@@ -44,8 +44,6 @@ async function main(): Promise<void> {
   }
 
   const nerve = await startNerve(config, logger);
-  // One per process, not per started service: V8's heap is the process's.
-  startHeapCompactor(config.NERVE_HEAP_COMPACT_MS, logger.child({ component: "heap" }));
   stopOnSignals(nerve, logger, config.NERVE_SHUTDOWN_MS, () => localNats?.kill("SIGTERM"));
 }
 

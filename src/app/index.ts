@@ -3,4 +3,3 @@ export * from "./nerve.js";
 export * from "./queries.js";
 export * from "./metrics.js";
 export * from "./signals.js";
-export * from "./heap-compactor.js";

@@ -7,7 +7,6 @@ import type { CheckpointStats, GroupCommitWriter, Repository } from "../persiste
 import type { ActorSystem } from "../runtime/index.js";
 import { backgroundFailures } from "../supervision/index.js";
 import { heapAfterMajorGc } from "./gc-floor.js";
-import { heapCompactorStats } from "./heap-compactor.js";
 import type { LeaseStats, Ownership } from "../cluster/index.js";
 
 /** What the service metrics read, at scrape time. */
@@ -50,12 +49,6 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_actors_live", "Live actors in memory", [], (g) => g.set(s.system.size));
   const afterGc = heapAfterMajorGc();
   gauge("nerve_heap_used_after_major_gc_bytes", "Heap used right after the latest major garbage collection (0 before the first): the live heap, without the garbage that piles up between collections", [], (g) => g.set(afterGc.heapUsed));
-  gauge("nerve_heap_compactions_total", "Compactions of V8's fragmented old space (NERVE_HEAP_COMPACT_MS), by result: compacted, or given up when no compacting collection came", ["result"], (g) => {
-    g.set({ result: "compacted" }, heapCompactorStats.compactions);
-    g.set({ result: "given_up" }, heapCompactorStats.givenUp);
-  });
-  gauge("nerve_heap_compaction_freed_bytes_total", "Old space given back by compactions (committed before less after)", [], (g) => g.set(heapCompactorStats.freedBytes));
-  gauge("nerve_heap_compaction_longest_pause_seconds", "The longest major collection while a compaction was armed", [], (g) => g.set(heapCompactorStats.longestPauseMs / 1000));
   gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
   gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));

@@ -45,11 +45,6 @@ export const ConfigSchema = z
     NERVE_ACTOR_IDLE_MS: int(5 * 60_000, 10),
     /** Most access events the gateway keeps for resumes, over all learners (its memory bound). */
     NERVE_GATEWAY_BUFFER_EVENTS: int(250_000, 1),
-    /**
-     * How often V8's old space is checked for fragmentation, compacting it when a quarter (and 64 MiB) of it
-     * is free (src/app/heap-compactor.ts); 0 turns this off.
-     */
-    NERVE_HEAP_COMPACT_MS: int(5 * 60_000, 0),
     /** In-flight JetStream publishes of the outbox relay. */
     NERVE_RELAY_WINDOW: int(256, 1),
     /** Bound of an orderly shutdown. */
