@@ -1,4 +1,4 @@
-/** Runs the real service (`node --max-semi-space-size=64 --max-old-space-size=768 --import tsx src/main.ts`, as `npm start` does) as a child process, for crash tests. */
+/** Runs the real service (`node --max-semi-space-size=64 --max-old-space-size=768 --no-page-promotion --no-allocation-site-pretenuring --import tsx src/main.ts`, as `npm start` does) as a child process, for crash tests. */
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,7 +35,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const OUTPUT_TAIL = 16_000;
 
 /** V8's heap flags of `npm start` (package.json), the systemd unit and the Dockerfile: every service process runs with them. */
-export const SERVICE_NODE_FLAGS = ["--max-semi-space-size=64", "--max-old-space-size=768"] as const;
+export const SERVICE_NODE_FLAGS = ["--max-semi-space-size=64", "--max-old-space-size=768", "--no-page-promotion", "--no-allocation-site-pretenuring"] as const;
 
 /** Spawns the service with `env` and resolves once it answers on NATS as the service `nerve`. */
 export async function startServiceProcess(opts: ServiceProcessOptions): Promise<ServiceProcess> {
