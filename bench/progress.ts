@@ -18,6 +18,7 @@ import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { decodeMsgPack } from "../contracts/index.js";
 import { freePort, startNatsServer } from "../test/support/nats-server.js";
+import { natsCpuProfile, type NatsProfile } from "./nats-profile.js";
 import { startServiceProcess } from "../test/support/service-process.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { LatencyBook } from "./gateway-clients.js";
@@ -35,7 +36,9 @@ const LOADS: [number, number][] = quick ? [[500, 4096], [20_000, 2048]] : [[1000
 const ACCESS_CONSUMERS = ["analytics", "learner-progress", "notifications", "audit"];
 const CATCH_UP_POLL_MS = Number(process.env.BENCH_POLL_MS ?? 250);
 
-const nats = await startNatsServer();
+// Go's profiling endpoint on a port of its own: a catch-up that crawls is profiled while it crawls.
+const profilePort = await freePort();
+const nats = await startNatsServer({ args: ["--profile", String(profilePort)] });
 const db = await tempSqlitePath();
 const nc = await connect({ servers: nats.url, noAsyncTraces: true, name: "progress-bench" });
 const nerve = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: String(await freePort()), NERVE_JWT_SECRET: "progress-bench-secret-0123456789" } });
@@ -85,6 +88,7 @@ try {
         pulls.set(name, p);
       },
     });
+    let profiling: Promise<NatsProfile | undefined> | undefined;
     for (const until = Date.now() + 60_000; ; ) {
       const infos = await Promise.all(ACCESS_CONSUMERS.map((c) => jsm.consumers.info("EVENTS_ACCESS", c)));
       lag ??= infos.map((i) => i.num_pending);
@@ -98,10 +102,20 @@ try {
         const behind = infos.filter((i) => i.num_pending > 0 || i.num_ack_pending > 0);
         console.error(`  ${((traced - drainStarted) / 1000).toFixed(1)} s: ${behind.map((i) => `${i.name} pending ${i.num_pending} ack-pending ${i.num_ack_pending} waiting ${i.num_waiting} redelivered ${i.num_redelivered} delivered ${i.delivered.stream_seq} ack floor ${i.ack_floor.stream_seq} pulls ${pulls.get(i.name)?.requests ?? 0} asking ${pulls.get(i.name)?.batch ?? 0}`).join("; ")}; ${cpuLine}`);
         pulls.clear();
+        // Where nats-server's CPU goes during the crawl: one 5-second profile per load, beside the polling.
+        profiling ??= natsCpuProfile(profilePort, 5).catch((err: Error) => {
+          console.error(`  nats-server profile failed: ${err.message}`);
+          return undefined;
+        });
       }
       await new Promise((res) => setTimeout(res, CATCH_UP_POLL_MS));
     }
     snoop.unsubscribe();
+    const crawlProfile = await profiling;
+    if (crawlProfile) {
+      const line = (fns: Array<[string, number]>) => fns.map(([f, ms]) => `${f} ${ms}`).join("; ");
+      console.error(`  nats-server CPU profile during the catch-up (${crawlProfile.seconds} s, ${crawlProfile.totalMs} ms sampled), ms by function:\n    flat: ${line(crawlProfile.flat)}\n    cumulative: ${line(crawlProfile.cumulative)}`);
+    }
     const drainedSeconds = Math.round((performance.now() - drainStarted) / 10) / 100;
     const sorted = [...book.samples].sort((a, b) => a - b);
     const per = (ms: number) => Math.round((ms * 1000) / r.ok);
@@ -116,6 +130,7 @@ try {
       cpuUsPerUpdate: { service: per(cpu.service), natsServer: per(cpu.nats), bench: per((cpu.bench.user + cpu.bench.system) / 1000) },
       consumersPendingAfter: Object.fromEntries(ACCESS_CONSUMERS.map((c, i) => [c, lag![i]])),
       consumersDrainedSeconds: drainedSeconds,
+      ...(crawlProfile ? { natsProfileDuringCatchUp: crawlProfile } : {}),
     };
     results.push(phase);
     const machine = phase.cpuUsPerUpdate.service + phase.cpuUsPerUpdate.natsServer + phase.cpuUsPerUpdate.bench;
