@@ -28,14 +28,27 @@ export const DEFAULT_RETRY: RetryPolicy = { maxDeliver: 5, backoffMs: [200, 1000
 /** One durable consumer on one stream. */
 export interface Binding {
   stream: string;
+  /** The events it reads: one type (`events.<context>.<Type>.*`) or the whole stream (`events.<context>.>`). */
   filter: string;
+  /**
+   * The durable's `filter_subject` on the server: none when it reads the whole stream. nats-server before
+   * 2.9.15 recounts a filtered consumer's pending messages on every delivery while the consumer is in the
+   * first half of the stream's newest block (`filteredPendingLocked` leaves `last` unset, so `numPending`
+   * never keeps its count; fixed upstream by nats-io/nats-server daacbf5): a consumer that fell behind
+   * crawled at 35–60 events/s with the server at a full core, comparing every message's subject with
+   * every subject of the block. An unfiltered consumer's count is arithmetic.
+   */
+  consumerFilter: string | undefined;
 }
 
 /** The durable consumers a subscriber needs: one per stream it reads, filtered as narrowly as 2.9 allows. */
 export function bindingsOf(handles: Partial<Record<Context, readonly string[]>>): Binding[] {
   return (Object.entries(handles) as [Context, readonly string[]][])
     .filter(([, types]) => types.length > 0)
-    .map(([context, types]) => ({ stream: Contexts[context].stream, filter: types.length === 1 ? `events.${context}.${types[0]}.*` : `events.${context}.>` }));
+    .map(([context, types]) => {
+      const filter = types.length === 1 ? `events.${context}.${types[0]}.*` : `events.${context}.>`;
+      return { stream: Contexts[context].stream, filter, consumerFilter: types.length === 1 ? filter : undefined };
+    });
 }
 
 /** Figures of one runner. */
@@ -102,14 +115,21 @@ export class ConsumerRunner {
         throw err;
       });
       if (existing) {
-        if (existing.config.filter_subject !== b.filter) throw new Error(`consumer ${this.name} on ${b.stream} filters ${existing.config.filter_subject}, expected ${b.filter}`);
-        continue;
+        const has = existing.config.filter_subject || undefined;
+        if (has === b.consumerFilter) continue;
+        // A durable made by an earlier release names the whole stream as its filter: the same events, kept
+        // (deleting it would lose its position), but the server's slow count applies to it.
+        if (b.consumerFilter === undefined && has === b.filter) {
+          this.logger.warn({ consumer: this.name, stream: b.stream, filter: has }, "durable filters the whole stream by name: on nats-server before 2.9.15 it can fall behind at a few dozen events/s; recreate it without a filter from its ack floor, or upgrade the server");
+          continue;
+        }
+        throw new Error(`consumer ${this.name} on ${b.stream} filters ${has ?? "nothing"}, expected ${b.consumerFilter ?? "nothing"}`);
       }
       await this.jsm.consumers.add(b.stream, {
         durable_name: this.name,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        filter_subject: b.filter,
+        ...(b.consumerFilter ? { filter_subject: b.consumerFilter } : {}),
         max_deliver: this.retry.maxDeliver,
         ack_wait: nanos(30_000),
         max_ack_pending: 1000,

@@ -8,9 +8,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { pino } from "pino";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
-import { ConsumerRunner, DeadLetters, EventHandler } from "../../src/consumers/index.js";
+import { ConsumerRunner, DeadLetters, EventHandler, bindingsOf } from "../../src/consumers/index.js";
 import { ensureStreams } from "../../src/nats/index.js";
 import { catalogCourse } from "../../src/projections/index.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
@@ -100,5 +100,29 @@ describe("ConsumerRunner under its own failures", () => {
     await publish(`events.courses.CourseCreated.${e.aggregate_id}`, encodeMsgPack(e), "CourseCreated");
     await until("the event is applied by the restarted loop", async () => (await catalogCourse(m.tx, "after-restart")) !== undefined);
     expect(lines.some((l) => l.level === 50 && l.task === task)).toBe(true);
+  });
+});
+
+describe("ConsumerRunner's durables", () => {
+  it("read a whole stream without a filter subject, keep one an earlier release made with the stream's name as filter, and refuse any other", async () => {
+    // catalog reads several course event types: nats-server before 2.9.15 would recount a filtered durable's pending on every delivery.
+    expect((await jsm.consumers.info("EVENTS_COURSES", "catalog")).config.filter_subject ?? "").toBe("");
+    expect(bindingsOf({ courses: ["CourseCreated", "CoursePublished"], orders: ["OrderPaid"] })).toEqual([
+      { stream: "EVENTS_COURSES", filter: "events.courses.>", consumerFilter: undefined },
+      { stream: "EVENTS_ORDERS", filter: "events.orders.OrderPaid.*", consumerFilter: "events.orders.OrderPaid.*" },
+    ]);
+
+    await runner.stop();
+    const replace = async (filter: string) => {
+      await jsm.consumers.delete("EVENTS_COURSES", "catalog");
+      await jsm.consumers.add("EVENTS_COURSES", { durable_name: "catalog", ack_policy: AckPolicy.Explicit, filter_subject: filter });
+    };
+    await replace("events.courses.>");
+    await runner.ensure();
+    expect((await jsm.consumers.info("EVENTS_COURSES", "catalog")).config.filter_subject).toBe("events.courses.>");
+    expect(lines.some((l) => l.level === 40 && l.msg.startsWith("durable filters the whole stream by name"))).toBe(true);
+
+    await replace("events.courses.CourseCreated.*");
+    await expect(runner.ensure()).rejects.toThrow("consumer catalog on EVENTS_COURSES filters events.courses.CourseCreated.*, expected nothing");
   });
 });
