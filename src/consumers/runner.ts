@@ -41,7 +41,7 @@ export interface Binding {
   consumerFilter: string | undefined;
 }
 
-/** The durable consumers a subscriber needs: one per stream it reads, filtered as narrowly as 2.9 allows. */
+/** The durable consumers a subscriber needs: one per stream it reads, filtered by subject to its one event type, else unfiltered. */
 export function bindingsOf(handles: Partial<Record<Context, readonly string[]>>): Binding[] {
   return (Object.entries(handles) as [Context, readonly string[]][])
     .filter(([, types]) => types.length > 0)
