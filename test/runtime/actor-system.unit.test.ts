@@ -98,6 +98,29 @@ describe("ActorSystem", () => {
     s.close();
   });
 
+  it("at a large cap, makes room in batches of cap/256 least recently used idle actors, never past the cap", async () => {
+    // Given a full cache of 1,024 actors, used in order
+    const { s, loads } = system({ maxActors: 1024 });
+    for (let i = 0; i < 1024; i++) await s.read("User", `u${i}`, () => undefined);
+    await s.read("User", "u0", () => undefined); // u0 is now the most recently used
+    expect(s.size).toBe(1024);
+    // When one more activates
+    await s.read("User", "new", () => undefined);
+    // Then the four least recently used (u1..u4) went in one batch, u0 stayed, and the cap holds
+    expect(s.size).toBe(1024 - 4 + 1);
+    expect(s.stats.passivations).toBe(4);
+    await s.read("User", "u0", () => undefined);
+    await s.read("User", "u5", () => undefined);
+    expect(loads.filter((l) => l === "User/u0" || l === "User/u5")).toHaveLength(2);
+    await s.read("User", "u1", () => undefined);
+    expect(loads.filter((l) => l === "User/u1")).toHaveLength(2);
+    for (let i = 0; i < 3000; i++) {
+      await s.read("User", `v${i}`, () => undefined);
+      expect(s.size).toBeLessThanOrEqual(1024);
+    }
+    s.close();
+  });
+
   it("passivates actors idle longer than idleMs", async () => {
     const { s } = system({ idleMs: 20 });
     await s.exclusive("User", "a", async () => undefined);
