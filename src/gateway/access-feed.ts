@@ -9,7 +9,7 @@ import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { EnvelopeBase, EventSchemas, EventVersions, Streams, decodeMsgPack, upcasters } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import { encodeCursor } from "./cursor.js";
-import { LEARNER_EVENT_TYPES, type EventLog, type LearnerEventType, type LogEntry } from "./event-log.js";
+import { LEARNER_EVENT_TYPES, ownString, type EventLog, type LearnerEventType, type LogEntry } from "./event-log.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { SpanKind, activeTracer, endSpan, startSpan, traceHeadersOf } from "../tracing/index.js";
 
@@ -101,15 +101,7 @@ export class AccessFeed {
     if (!parsed.success) return this.#invalid(m, parsed.error.issues[0]?.message ?? "schema violation");
     const event = parsed.data;
     if (this.#deps.log.isRepeat(event.payload.user_id, event.aggregate_id, event.aggregate_version)) return "repeat";
-    const entry: LogEntry = {
-      seq: m.seq,
-      at: Math.floor(m.info.timestampNanos / 1e6),
-      userId: event.payload.user_id,
-      accessId: event.aggregate_id,
-      version: event.aggregate_version,
-      frame: Buffer.from(JSON.stringify({ type: "event", cursor: encodeCursor(m.seq), event })),
-      dropped: false,
-    };
+    const entry = logEntryOf(event, m.seq, Math.floor(m.info.timestampNanos / 1e6));
     // The push joins the trace of the command behind the event: logged and queued for the learner's
     // sockets (written within the hub's flush window of a few milliseconds).
     const tracer = activeTracer();
@@ -124,6 +116,19 @@ export class AccessFeed {
     this.#deps.logger.warn({ seq: m.seq, subject: m.subject, why }, "invalid access event skipped");
     return "invalid";
   }
+}
+
+/** The log's entry for a validated learner event at stream sequence `seq`, stored at `at` (ms since the epoch). */
+export function logEntryOf(event: { aggregate_id: string; aggregate_version: number; payload: { user_id: string } }, seq: number, at: number): LogEntry {
+  return {
+    seq,
+    at,
+    userId: ownString(event.payload.user_id),
+    accessId: ownString(event.aggregate_id),
+    version: event.aggregate_version,
+    frame: Buffer.from(JSON.stringify({ type: "event", cursor: encodeCursor(seq), event })),
+    dropped: false,
+  };
 }
 
 /**

@@ -17,7 +17,7 @@ export { startGateway, type Gateway, type GatewayDeps } from "./gateway.js";
 export { encodeCursor, decodeCursor } from "./cursor.js";
 export { TokenVerifier, AuthError, signToken, tokenOf, type Identity, type TokenVerifierOptions } from "./auth.js";
 export { openJwks, JwksUnavailableError, type KeySource, type JwksOptions } from "./jwks.js";
-export { EventLog, LEARNER_EVENT_TYPES, type LogEntry, type RetentionOptions, type AccessRecordView } from "./event-log.js";
+export { EventLog, LEARNER_EVENT_TYPES, ownString, type LogEntry, type RetentionOptions, type AccessRecordView } from "./event-log.js";
 export { GatewayMetrics } from "./metrics.js";
 export { loadUws, UwsUnavailableError } from "./uws.js";
 export { progressPage } from "./page.js";

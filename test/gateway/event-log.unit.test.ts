@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { deriveAccessId } from "../../contracts/index.js";
-import { EventLog, decodeCursor, encodeCursor, tokenOf, type LogEntry } from "../../src/gateway/index.js";
+import { EventLog, decodeCursor, encodeCursor, ownString, tokenOf, type LogEntry } from "../../src/gateway/index.js";
 
 const HOUR = 3600_000;
 
@@ -11,6 +11,13 @@ function add(log: EventLog, seq: number, userId: string, at: number, type = "Pro
   log.append(entry, { event_type: type, payload, occurred_on: new Date(at).toISOString(), aggregate_version: version } as never);
   return entry;
 }
+
+describe("ownString", () => {
+  it("returns an equal string, whatever its content, and null as null", () => {
+    for (const s of ["", "short", "user-00012345-aaaa-bbbb-cccc-0123456789ab", "\ud800 lone surrogate, 13+", "ünïcödé ∑ 🚀 long enough"]) expect(ownString(s)).toBe(s);
+    expect(ownString(null)).toBeNull();
+  });
+});
 
 describe("cursors", () => {
   it("round-trip stream sequences and refuse anything else", () => {
