@@ -18,7 +18,8 @@ const before = system.stats.activations;
 const t0 = process.cpuUsage();
 const w0 = performance.now();
 for (let i = 0; i < uses; i++) await system.read("User", `u-${next()}`, () => 0);
-const cpuMs = (process.cpuUsage(t0).user + process.cpuUsage(t0).system) / 1000;
+const cpu = process.cpuUsage(t0);
+const cpuMs = (cpu.user + cpu.system) / 1000;
 const wallMs = performance.now() - w0;
 const activations = system.stats.activations - before;
 console.log(

@@ -133,7 +133,7 @@ export class EventLog<S = unknown> {
     const l = this.learner(entry.userId, true);
     const before = l.views.get(entry.accessId);
     const view = evolveView(before, event);
-    if (view !== before) ownStrings(view);
+    if (view !== before) ownStrings(view, before);
     l.views.set(entry.accessId, view);
     l.entries.push(entry);
     this.#fifo.push(entry);
@@ -204,12 +204,15 @@ export class EventLog<S = unknown> {
   }
 }
 
-// A new view's strings come from the event that made it (or from the view before): see ownString.
-function ownStrings(view: AccessRecordView): void {
+// A new view's strings come from the event that made it or from the view before, whose strings are
+// copies already: a field equal to the view before's takes that copy (strings compare by value, so it
+// may be the event's slice of the same text), any other string is copied (see ownString).
+function ownStrings(view: AccessRecordView, before: AccessRecordView | undefined): void {
   const v = view as unknown as Record<string, unknown>;
+  const b = before as unknown as Record<string, unknown> | undefined;
   for (const k in v) {
     const x = v[k];
-    if (typeof x === "string") v[k] = ownString(x);
+    if (typeof x === "string") v[k] = b !== undefined && x === b[k] ? b[k] : ownString(x);
   }
 }
 
