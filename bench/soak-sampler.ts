@@ -1,5 +1,5 @@
 /** Reads the service's figures for the soak: its Prometheus /metrics, the SQLite WAL file, and CPU from /proc. */
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { percentile } from "./percentiles.js";
 import type { LoadMinute } from "./soak-load.js";
 import type { SoakMinute } from "./soak-verdict.js";
@@ -34,6 +34,11 @@ export interface ServiceSample {
   /** V8's old space: committed, and free inside its committed pages (fragmentation when it grows with the live heap flat). */
   oldSpaceBytes?: number;
   oldSpaceFreeBytes?: number;
+  /** Resident memory by kind (the service's /proc status) and the SQLite write worker's committed V8 heap; absent where the service does not report them. */
+  rssAnonBytes?: number;
+  rssFileBytes?: number;
+  rssShmemBytes?: number;
+  writerHeapBytes?: number;
   /** Cumulative seconds group commits waited for the relay's backlog (admission). */
   admissionWaitSeconds: number;
   /** Cumulative histogram buckets (upper bound in seconds → count): group-commit transactions, relay publish → ack, command replies (all commands). */
@@ -124,6 +129,10 @@ export async function sampleService(httpPort: number, dbPath: string, atMs: numb
     newSpaceBytes: m.get(`${DEFAULTS}nodejs_heap_space_size_total_bytes{space="new"}`)?.[0] ?? 0,
     oldSpaceBytes: m.get(`${DEFAULTS}nodejs_heap_space_size_total_bytes{space="old"}`)?.[0] ?? 0,
     oldSpaceFreeBytes: m.get(`${DEFAULTS}nodejs_heap_space_size_available_bytes{space="old"}`)?.[0] ?? 0,
+    rssAnonBytes: m.get('nerve_process_resident_memory_split_bytes{kind="anon"}')?.[0],
+    rssFileBytes: m.get('nerve_process_resident_memory_split_bytes{kind="file"}')?.[0],
+    rssShmemBytes: m.get('nerve_process_resident_memory_split_bytes{kind="shmem"}')?.[0],
+    writerHeapBytes: m.get('nerve_sqlite_writer_heap_bytes{state="total"}')?.[0],
     admissionWaitSeconds: m.get("nerve_group_commit_admission_wait_seconds_total")?.[0] ?? 0,
     commitBuckets: histogramBuckets(text, "nerve_group_commit_seconds"),
     ackBuckets: histogramBuckets(text, "nerve_relay_publish_ack_seconds"),
@@ -180,6 +189,10 @@ export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMi
     oldSpaceMb: (last.oldSpaceBytes ?? 0) / MIB,
     oldFreeMb: (last.oldSpaceFreeBytes ?? 0) / MIB,
     nativeMb: Math.min(...samples.map((s) => s.rssBytes - s.heapTotalBytes)) / MIB,
+    ...(last.rssAnonBytes !== undefined && { rssAnonMb: last.rssAnonBytes / MIB }),
+    ...(last.rssFileBytes !== undefined && { rssFileMb: last.rssFileBytes / MIB }),
+    ...(last.rssShmemBytes !== undefined && { rssShmemMb: last.rssShmemBytes / MIB }),
+    ...(last.writerHeapBytes !== undefined && { writerHeapMb: last.writerHeapBytes / MIB }),
     stages: {
       admissionWaitS: last.admissionWaitSeconds - (previous?.admissionWaitSeconds ?? samples[0]!.admissionWaitSeconds),
       commitP99Ms: bucketPercentileMs(previous?.commitBuckets, last.commitBuckets, 99),
@@ -205,5 +218,43 @@ export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMi
     cpu,
     actors: last.actorsLive,
     buffered: last.gatewayBuffered,
+  };
+}
+
+/** Resident memory of one process by mapping, from /proc/<pid>/smaps: kB per mapped file (and [heap], [stack], …), and each anonymous mapping of 512 kB or more resident by its address. */
+export interface ResidentMap {
+  byName: Array<{ name: string; mappings: number; rssKb: number }>;
+  anonymous: Array<{ start: string; sizeKb: number; rssKb: number }>;
+}
+
+/** Reads /proc/<pid>/smaps (Linux); undefined where it cannot. */
+export async function residentMap(pid: number): Promise<ResidentMap | undefined> {
+  const text = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => undefined);
+  if (text === undefined) return undefined;
+  const byName = new Map<string, { mappings: number; rssKb: number }>();
+  const anonymous: ResidentMap["anonymous"] = [];
+  let current: { name: string; start: string; sizeKb: number; rssKb: number } | undefined;
+  const flush = () => {
+    if (!current) return;
+    const n = byName.get(current.name) ?? { mappings: 0, rssKb: 0 };
+    n.mappings++;
+    n.rssKb += current.rssKb;
+    byName.set(current.name, n);
+    if (current.name === "[anon]" && current.rssKb >= 512) anonymous.push({ start: current.start, sizeKb: current.sizeKb, rssKb: current.rssKb });
+  };
+  for (const line of text.split("\n")) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      flush();
+      current = { name: head[3] || "[anon]", start: head[1]!, sizeKb: 0, rssKb: 0 };
+      continue;
+    }
+    const field = /^(Size|Rss):\s+(\d+) kB$/.exec(line);
+    if (field && current) current[field[1] === "Size" ? "sizeKb" : "rssKb"] = Number(field[2]);
+  }
+  flush();
+  return {
+    byName: [...byName].map(([name, v]) => ({ name, ...v })).sort((a, b) => b.rssKb - a.rssKb).slice(0, 30),
+    anonymous: anonymous.sort((a, b) => b.rssKb - a.rssKb),
   };
 }

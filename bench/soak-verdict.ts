@@ -12,6 +12,11 @@ export interface SoakMinute {
   heapCommittedMb?: number;
   /** RSS less V8's committed heap, MiB, the minute's lowest: memory outside V8 (SQLite, uWS, buffers, code). */
   nativeMb?: number;
+  /** Resident memory by kind at the end of the minute, MiB (Linux /proc status: anonymous, file-backed, shared — the WAL index), and the SQLite write worker's own V8 heap (committed), part of native; absent in runs before they were sampled. */
+  rssAnonMb?: number;
+  rssFileMb?: number;
+  rssShmemMb?: number;
+  writerHeapMb?: number;
   /** V8's young generation as committed at the end of the minute, MiB. */
   youngMb?: number;
   /** V8's old space as committed at the end of the minute, and the free space inside it, MiB; absent in runs before they were sampled. */
@@ -161,8 +166,19 @@ export function soakVerdict(rows: ReadonlyArray<SoakMinute>, p99: { first: numbe
   // live heap flat); the service now runs with --no-page-promotion and --no-allocation-site-pretenuring.
   const split = steady.length > 0 && steady.every((r) => r.nativeMb !== undefined);
   const rss = steadySlope("RSS slope after warm-up", (r) => r.rssMb);
+  // Where native memory goes, reported beside the judged slopes (not judged: parts of RSS already judged).
+  const parts: SoakCheck[] = [];
+  const part = (name: string, pick: (r: SoakMinute) => number | undefined, over = steady) => {
+    if (over.length > 0 && over.every((r) => pick(r) !== undefined)) parts.push({ ...slopeCheck(over, name, (r) => pick(r)!, limits.mbPer10Min), pass: null, reportedOnly: true });
+  };
+  part(`native memory slope over the second half (minutes ${half[0]?.minute ?? "–"}–${rows.length})`, (r) => r.nativeMb, half);
+  part("anonymous resident memory slope after warm-up", (r) => r.rssAnonMb);
+  part("file-backed resident memory slope after warm-up", (r) => r.rssFileMb);
+  part("shared resident memory (SQLite WAL index) slope after warm-up", (r) => r.rssShmemMb);
+  part("SQLite write worker's V8 heap (committed) slope after warm-up", (r) => r.writerHeapMb);
   const checks: SoakCheck[] = [
     ...(split ? [rss, secondHalfRss, steadySlope("native memory (RSS − V8's committed heap) slope after warm-up", (r) => r.nativeMb!)] : [rss]),
+    ...parts,
     steadySlope("heap slope after warm-up", (r) => r.heapMb),
     steadySlope("WAL slope after warm-up", (r) => r.walMb),
     { name: "reply p99, last window ÷ first", value: ratio, limit: limits.p99Ratio, unit: "×", pass: ratio <= limits.p99Ratio },

@@ -27,7 +27,7 @@ import { seedUserSnapshots } from "./seed-snapshots.js";
 import { tallyStreams } from "./soak-audit.js";
 import { SoakLoad } from "./soak-load.js";
 import { soakSvg } from "./soak-plot.js";
-import { cpuShare, minuteRow, sampleService, waitDrained, type ServiceSample } from "./soak-sampler.js";
+import { cpuShare, minuteRow, residentMap, sampleService, waitDrained, type ResidentMap, type ServiceSample } from "./soak-sampler.js";
 import { memoryWarmup, soakVerdict, soakWindows, windowP99, type SoakMinute } from "./soak-verdict.js";
 import { SOAK_MIX, SoakWorkload, type SoakReply } from "./soak-workload.js";
 import { fmt, table } from "./table.js";
@@ -70,8 +70,8 @@ function soakOptions(argv: string[]): SoakOptions {
   return o;
 }
 
-const COLUMNS = ["min", "RSS MiB", "V8 heap", "native", "young", "old", "old free", "heap MiB", "loop p99 ms", "fds", "WAL MiB", "outbox", "lag sum", "lag max", "reply p99 ms", "sent", "ok", "failed", "frames", "actors", "gw buffer", "CPU% svc/nats/bench", "admit s", "txn p99", "ack p99", "svc p99", "mailbox p99", "prepare p99", "commit p99"];
-const rowCells = (r: SoakMinute) => [r.minute, r.rssMb, r.heapCommittedMb ?? "", r.nativeMb ?? "", r.youngMb ?? "", r.oldSpaceMb ?? "", r.oldFreeMb ?? "", r.heapMb, r.loopP99Ms, r.openFds, r.walMb, r.outbox, r.lagSum, r.lagMax, r.replyP99Ms, r.sent, r.ok, r.failed, r.frames, r.actors ?? 0, r.buffered ?? 0, `${r.cpu.service}/${r.cpu.nats}/${r.cpu.bench}`, r.stages?.admissionWaitS ?? "", r.stages?.commitP99Ms ?? "", r.stages?.ackP99Ms ?? "", r.stages?.serviceReplyP99Ms ?? "", r.stages?.mailboxP99Ms ?? "", r.stages?.prepareP99Ms ?? "", r.stages?.commitWaitP99Ms ?? ""];
+const COLUMNS = ["min", "RSS MiB", "V8 heap", "native", "anon", "file", "shm", "writer heap", "young", "old", "old free", "heap MiB", "loop p99 ms", "fds", "WAL MiB", "outbox", "lag sum", "lag max", "reply p99 ms", "sent", "ok", "failed", "frames", "actors", "gw buffer", "CPU% svc/nats/bench", "admit s", "txn p99", "ack p99", "svc p99", "mailbox p99", "prepare p99", "commit p99"];
+const rowCells = (r: SoakMinute) => [r.minute, r.rssMb, r.heapCommittedMb ?? "", r.nativeMb ?? "", r.rssAnonMb ?? "", r.rssFileMb ?? "", r.rssShmemMb ?? "", r.writerHeapMb ?? "", r.youngMb ?? "", r.oldSpaceMb ?? "", r.oldFreeMb ?? "", r.heapMb, r.loopP99Ms, r.openFds, r.walMb, r.outbox, r.lagSum, r.lagMax, r.replyP99Ms, r.sent, r.ok, r.failed, r.frames, r.actors ?? 0, r.buffered ?? 0, `${r.cpu.service}/${r.cpu.nats}/${r.cpu.bench}`, r.stages?.admissionWaitS ?? "", r.stages?.commitP99Ms ?? "", r.stages?.ackP99Ms ?? "", r.stages?.serviceReplyP99Ms ?? "", r.stages?.mailboxP99Ms ?? "", r.stages?.prepareP99Ms ?? "", r.stages?.commitWaitP99Ms ?? ""];
 const WIDTHS = COLUMNS.map((h) => Math.max(h.length, 9));
 const line = (cells: (string | number)[]) => cells.map((c, i) => (typeof c === "number" ? fmt(c) : c).padStart(WIDTHS[i]!)).join("  ");
 
@@ -189,6 +189,11 @@ async function main(): Promise<boolean> {
     frames = fleet.frames;
     rows.push(row);
     if (minute === 1) result.heapSource = minuteSamples.at(-1)!.heapAfterGcBytes > 0 ? "after the latest major GC" : "lowest 5-second sample of the minute (the service has no nerve_heap_used_after_major_gc_bytes)";
+    // Resident memory by mapping after the warm-up, at half time and at the end: where native memory grew.
+    if (minute === Math.min(10, opts.minutes) || minute === Math.ceil(opts.minutes / 2) || minute === opts.minutes) {
+      const map = await residentMap(service.pid);
+      if (map) ((result.residentMaps ??= {}) as Record<string, ResidentMap>)[String(minute)] = map;
+    }
     say(line(rowCells(row)) + (open.behind > 0 ? `  (${fmt(open.behind)} behind schedule)` : ""));
     await writeResults(false);
   }

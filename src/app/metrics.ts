@@ -1,4 +1,5 @@
 /** The service's own figures on the gateway's /metrics: command results, actors, group commit, outbox, consumer lag. */
+import { readFile } from "node:fs/promises";
 import { Gauge, type Registry } from "prom-client";
 import type { Api } from "../api/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
@@ -49,6 +50,16 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_actors_live", "Live actors in memory", [], (g) => g.set(s.system.size));
   const afterGc = heapAfterMajorGc();
   gauge("nerve_heap_used_after_major_gc_bytes", "Heap used right after the latest major garbage collection (0 before the first): the live heap, without the garbage that piles up between collections", [], (g) => g.set(afterGc.heapUsed));
+  gauge("nerve_process_resident_memory_split_bytes", "Resident memory by kind (Linux): anon (heaps: V8's, malloc's, the worker's), file (code, mapped files), shmem (the SQLite WAL index)", ["kind"], async (g) => {
+    const split = await residentSplit();
+    if (split) for (const [kind, bytes] of Object.entries(split)) g.set({ kind }, bytes);
+  });
+  gauge("nerve_sqlite_writer_heap_bytes", "The SQLite write worker thread's V8 heap (not in nodejs_heap_size_*, which are the main thread's), committed and used", ["state"], async (g) => {
+    const heap = await s.writer.sqliteWorker?.heap();
+    if (!heap) return;
+    g.set({ state: "total" }, heap.heapTotal);
+    g.set({ state: "used" }, heap.heapUsed);
+  });
   gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
   gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
@@ -91,4 +102,18 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
       for (const change of ["acquired", "released", "lost"] as const) g.set({ group, change }, stats[change]);
     }
   });
+}
+
+/** RssAnon, RssFile and RssShmem of /proc/self/status in bytes; undefined where there is no such file (not Linux). */
+export async function residentSplit(status?: string): Promise<{ anon: number; file: number; shmem: number } | undefined> {
+  const text = status ?? (await readFile("/proc/self/status", "utf8").catch(() => undefined));
+  if (text === undefined) return undefined;
+  const kib = (field: string) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(text);
+    return m ? Number(m[1]) * 1024 : undefined;
+  };
+  const anon = kib("RssAnon");
+  const file = kib("RssFile");
+  const shmem = kib("RssShmem");
+  return anon === undefined || file === undefined || shmem === undefined ? undefined : { anon, file, shmem };
 }

@@ -163,8 +163,13 @@ async function drain(): Promise<void> {
   }
 }
 
-port.on("message", (msg: WorkerRequest | { close: true } | { stats: true }) => {
+port.on("message", (msg: WorkerRequest | { close: true } | { stats: true } | { heap: true }) => {
   if ("stats" in msg) return port.postMessage({ stats: { ...shared } });
+  if ("heap" in msg) {
+    // This isolate's heap (process.memoryUsage's heap figures are the calling thread's).
+    const { heapTotal, heapUsed, external } = process.memoryUsage();
+    return port.postMessage({ heap: { heapTotal, heapUsed, external } });
+  }
   if ("close" in msg) closeAsked = true;
   else queue.push(msg);
   // Nothing in drain() should throw (each request's failure is its reply); if it does, this thread ends,

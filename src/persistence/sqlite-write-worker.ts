@@ -42,6 +42,13 @@ export interface SharedTransactionStats {
   requests: number;
 }
 
+/** The worker thread's own V8 heap (outside the main thread's heap figures: process RSS counts it). */
+export interface WorkerHeap {
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+}
+
 /** The write worker stopped (crashed, exited) with this batch in flight, which did not commit. Retrying can help: it restarts. */
 export class WriteWorkerStopped extends Error {
   override readonly name = "WriteWorkerStopped";
@@ -83,6 +90,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   /** Times the worker died and was started again. */
   restarts = 0;
   #statsWaiters: ((s: SharedTransactionStats) => void)[] = [];
+  #heapWaiters: ((h: WorkerHeap | undefined) => void)[] = [];
 
   /** `onFailure` hears of every death of the worker (its batches are failed or settled already). */
   constructor(db: Database, onFailure: (err: Error) => void) {
@@ -138,6 +146,17 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     });
   }
 
+  /** The worker thread's V8 heap; undefined while no worker runs (a scrape does not start one). */
+  heap(): Promise<WorkerHeap | undefined> {
+    const worker = this.#worker;
+    if (!worker || this.#closed) return Promise.resolve(undefined);
+    worker.ref();
+    return new Promise((resolve) => {
+      this.#heapWaiters.push(resolve);
+      worker.postMessage({ heap: true });
+    });
+  }
+
   /** Ends the worker once it has answered what it was sent. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -164,15 +183,19 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     this.#worker = worker;
     let failure: Error | undefined;
     worker.unref();
-    worker.on("message", (reply: WorkerReply | { stats: SharedTransactionStats }) => {
+    worker.on("message", (reply: WorkerReply | { stats: SharedTransactionStats } | { heap: WorkerHeap }) => {
       if ("stats" in reply) {
         if (this.#inflight.size === 0) worker.unref();
         for (const w of this.#statsWaiters.splice(0)) w(reply.stats);
+      } else if ("heap" in reply) {
+        if (this.#inflight.size === 0) worker.unref();
+        for (const w of this.#heapWaiters.splice(0)) w(reply.heap);
       } else this.#answer(reply);
     });
     worker.on("error", (err) => (failure = err));
     worker.on("exit", (code) => {
       if (this.#worker === worker) this.#worker = undefined;
+      for (const w of this.#heapWaiters.splice(0)) w(undefined);
       if (this.#closed && this.#inflight.size === 0) return;
       const cause = failure ?? new Error(`exited with code ${code}`);
       const err = new WriteWorkerStopped(`the SQLite write worker stopped: ${cause.message}`, { cause });

@@ -73,6 +73,24 @@ describe("soak verdict", () => {
     expect(leaking.checks.filter((c) => c.pass === false).map((c) => c.name)).toEqual(["native memory (RSS − V8's committed heap) slope after warm-up"]);
   });
 
+  it("reports where native memory went (anonymous, file-backed, shared, the write worker's heap, native's second half) without judging it", () => {
+    const rows = run(30, () => 200).map((r) => ({ ...r, nativeMb: 150 + 0.2 * r.minute, rssMb: 700, rssAnonMb: 500 + 0.2 * r.minute, rssFileMb: 90, rssShmemMb: 16, writerHeapMb: 12 }));
+    const v = soakVerdict(rows, { first: 20, last: 20 }, clean);
+    const reported = v.checks.filter((c) => c.reportedOnly).map((c) => [c.name, Math.round(c.value * 100) / 100 + 0, c.pass]);
+    expect(reported).toEqual([
+      ["RSS slope over the second half (minutes 16–30)", 0, null],
+      ["native memory slope over the second half (minutes 16–30)", 2, null],
+      ["anonymous resident memory slope after warm-up", 2, null],
+      ["file-backed resident memory slope after warm-up", 0, null],
+      ["shared resident memory (SQLite WAL index) slope after warm-up", 0, null],
+      ["SQLite write worker's V8 heap (committed) slope after warm-up", 0, null],
+    ]);
+    // Only the judged native slope fails the run; the parts explain it.
+    expect(v.checks.filter((c) => c.pass === false).map((c) => c.name)).toEqual(["native memory (RSS − V8's committed heap) slope after warm-up"]);
+    // A run from before the parts were sampled reports none of them.
+    expect(soakVerdict(run(30, () => 200), { first: 20, last: 20 }, clean).checks.filter((c) => c.reportedOnly)).toEqual([]);
+  });
+
   it("does not judge memory on a run too short to fit a slope after its warm-up", () => {
     const v = soakVerdict(run(1, (m) => 10 * m), { first: 20, last: 20 }, clean);
     expect(v.checks.filter((c) => c.pass === null).map((c) => c.name)).toEqual(["RSS slope after warm-up", "heap slope after warm-up", "WAL slope after warm-up"]);

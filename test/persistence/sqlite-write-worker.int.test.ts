@@ -56,6 +56,19 @@ describe("SqliteWriteWorker", () => {
     await expect(writer.submit(profileWrite("closed", 1, "0190a0e0-0000-7000-8000-000000000005"))).rejects.toMatchObject({ name: "WriteWorkerStopped" });
   }, 30_000);
 
+  it("reports its thread's own V8 heap while it runs, and nothing once closed", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined);
+    await worker.commit([profileWrite("heap-a", 1, "0190a0e0-0000-7000-8000-000000000201")]);
+    const heap = await worker.heap();
+    expect(heap?.heapTotal).toBeGreaterThan(1_000_000);
+    expect(heap!.heapUsed).toBeGreaterThan(0);
+    expect(heap!.heapUsed).toBeLessThanOrEqual(heap!.heapTotal);
+    // Its own isolate's, not the main thread's (which holds vitest and this test).
+    expect(heap!.heapUsed).not.toBe(process.memoryUsage().heapUsed);
+    await worker.close();
+    expect(await worker.heap()).toBeUndefined();
+  }, 30_000);
+
   it("lets the requests that queued during a transaction share the next one, and runs them alone when one of them fails", async () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
     await db.execute("create table shared_inbox (event_id text primary key)", [], "run");
