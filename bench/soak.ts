@@ -18,7 +18,7 @@ import { connect } from "@nats-io/transport-node";
 import { signToken } from "../src/gateway/index.js";
 import { openDatabase } from "../src/persistence/index.js";
 import { freePort, startNatsServer } from "../test/support/nats-server.js";
-import { SERVICE_NODE_FLAGS, startServiceProcess, type ServiceProcess } from "../test/support/service-process.js";
+import { SERVICE_ENV, SERVICE_NODE_FLAGS, startServiceProcess, type ServiceProcess } from "../test/support/service-process.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { Cleanup } from "./cleanup.js";
 import { EventIdTally } from "./event-id-tally.js";
@@ -123,6 +123,7 @@ async function main(): Promise<boolean> {
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_")));
   result.serviceSettings = { ...inherited, NERVE_GATEWAY_BUFFER_EVENTS: GATEWAY_BUFFER_EVENTS, NERVE_ACTOR_IDLE_MS: serviceEnv.NERVE_ACTOR_IDLE_MS };
   result.serviceNodeFlags = SERVICE_NODE_FLAGS;
+  result.serviceEnv = SERVICE_ENV;
   const service: ServiceProcess = await startServiceProcess({ env: serviceEnv, readyTimeoutMs: 60_000 });
   cleanup.add("service", () => service.stop());
   say(`service: gateway resume buffer ${fmt(GATEWAY_BUFFER_EVENTS)} events, no idle passivation of actors (so the bounded caches are full within the warm-up)`);
