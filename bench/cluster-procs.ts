@@ -8,7 +8,7 @@ import { appendFileSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exited, gone as goneChild, killOnExit, terminate } from "../test/support/children.js";
-import { SERVICE_ENV, SERVICE_NODE_FLAGS } from "../test/support/service-process.js";
+import { SERVICE_NODE_FLAGS, serviceProcessEnv } from "../test/support/service-process.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const OUTPUT_TAIL = 16_000;
@@ -63,7 +63,7 @@ export function spawnStandby(): Standby {
   const ready = new Promise<void>((r) => (onReady = r));
   const child: ChildProcess = spawn(process.execPath, [...SERVICE_NODE_FLAGS, "--import", "tsx", "bench/cluster-node.ts"], {
     cwd: root,
-    env: { ...process.env, ...SERVICE_ENV, BENCH_NODE_STANDBY: "1", LOG_LEVEL: "info" },
+    env: { ...process.env, ...serviceProcessEnv(), BENCH_NODE_STANDBY: "1", LOG_LEVEL: "info" },
     stdio: ["pipe", "pipe", "pipe"],
   });
   killOnExit(child);

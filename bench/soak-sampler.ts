@@ -132,7 +132,7 @@ export async function sampleService(httpPort: number, dbPath: string, atMs: numb
     rssAnonBytes: m.get('nerve_process_resident_memory_split_bytes{kind="anon"}')?.[0],
     rssFileBytes: m.get('nerve_process_resident_memory_split_bytes{kind="file"}')?.[0],
     rssShmemBytes: m.get('nerve_process_resident_memory_split_bytes{kind="shmem"}')?.[0],
-    writerHeapBytes: m.get('nerve_sqlite_writer_heap_bytes{state="total"}')?.[0],
+    writerHeapBytes: m.get('nerve_sqlite_writer_heap_bytes{state="total",space="all"}')?.[0] ?? m.get('nerve_sqlite_writer_heap_bytes{state="total"}')?.[0],
     admissionWaitSeconds: m.get("nerve_group_commit_admission_wait_seconds_total")?.[0] ?? 0,
     commitBuckets: histogramBuckets(text, "nerve_group_commit_seconds"),
     ackBuckets: histogramBuckets(text, "nerve_relay_publish_ack_seconds"),

@@ -54,11 +54,15 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     const split = await residentSplit();
     if (split) for (const [kind, bytes] of Object.entries(split)) g.set({ kind }, bytes);
   });
-  gauge("nerve_sqlite_writer_heap_bytes", "The SQLite write worker thread's V8 heap (not in nodejs_heap_size_*, which are the main thread's), committed and used", ["state"], async (g) => {
+  gauge("nerve_sqlite_writer_heap_bytes", "The SQLite write worker thread's V8 heap (not in nodejs_heap_size_*, which are the main thread's), committed and used, in all and by space", ["state", "space"], async (g) => {
     const heap = await s.writer.sqliteWorker?.heap();
     if (!heap) return;
-    g.set({ state: "total" }, heap.heapTotal);
-    g.set({ state: "used" }, heap.heapUsed);
+    g.set({ state: "total", space: "all" }, heap.heapTotal);
+    g.set({ state: "used", space: "all" }, heap.heapUsed);
+    for (const [space, v] of Object.entries(heap.spaces)) {
+      g.set({ state: "total", space }, v.size);
+      g.set({ state: "used", space }, v.used);
+    }
   });
   gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));

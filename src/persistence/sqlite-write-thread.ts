@@ -9,6 +9,7 @@
  * so neither copy sees the other's; sqlite.org/howtocorrupt.html §2.2.1). With better-sqlite3 here, a
  * main-thread read missed a commit of this thread once a connection had been closed and reopened.
  */
+import { getHeapSpaceStatistics } from "node:v8";
 import { parentPort, workerData } from "node:worker_threads";
 import type { Statement } from "sqlite3";
 import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
@@ -168,7 +169,8 @@ port.on("message", (msg: WorkerRequest | { close: true } | { stats: true } | { h
   if ("heap" in msg) {
     // This isolate's heap (process.memoryUsage's heap figures are the calling thread's).
     const { heapTotal, heapUsed, external } = process.memoryUsage();
-    return port.postMessage({ heap: { heapTotal, heapUsed, external } });
+    const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
+    return port.postMessage({ heap: { heapTotal, heapUsed, external, spaces } });
   }
   if ("close" in msg) closeAsked = true;
   else queue.push(msg);

@@ -47,6 +47,8 @@ export interface WorkerHeap {
   heapTotal: number;
   heapUsed: number;
   external: number;
+  /** By V8 space (new_space, old_space, code_space, …): committed and used bytes. */
+  spaces: Record<string, { size: number; used: number }>;
 }
 
 /** The write worker stopped (crashed, exited) with this batch in flight, which did not commit. Retrying can help: it restarts. */

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { SERVICE_ENV, SERVICE_NODE_FLAGS } from "../support/service-process.js";
+import { SERVICE_ALLOCATOR, SERVICE_ENV, SERVICE_NODE_FLAGS } from "../support/service-process.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const read = (path: string) => readFileSync(join(root, path), "utf8");
@@ -28,6 +28,19 @@ describe("V8 flags of the service", () => {
       expect(unit).toMatch(new RegExp(`^Environment=${k}=${v}$`, "m"));
       expect(docker).toMatch(new RegExp(`^ENV ${k}=${v}$`, "m"));
       expect(start.startsWith(`${k}=${v} `) || start.includes(` ${k}=${v} `)).toBe(true);
+    }
+  });
+
+  it("preload jemalloc with the same settings in the systemd unit and the Dockerfile (which installs it)", () => {
+    const unit = read("deploy/nerve.service");
+    const docker = read("deploy/compose/Dockerfile");
+    expect(unit).toMatch(new RegExp(`^Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/${SERVICE_ALLOCATOR.library}$`, "m"));
+    expect(docker).toMatch(new RegExp(`^ENV LD_PRELOAD=/usr/local/lib/${SERVICE_ALLOCATOR.library}$`, "m"));
+    expect(docker).toMatch(/apt-get install -y --no-install-recommends libjemalloc2/);
+    expect(docker).toMatch(new RegExp(`ln -s "/usr/lib/\\$\\(uname -m\\)-linux-gnu/${SERVICE_ALLOCATOR.library}" /usr/local/lib/${SERVICE_ALLOCATOR.library}`));
+    for (const [k, v] of Object.entries(SERVICE_ALLOCATOR.env)) {
+      expect(unit).toMatch(new RegExp(`^Environment=${k}=${v}$`, "m"));
+      expect(docker).toMatch(new RegExp(`^ENV ${k}=${v}$`, "m"));
     }
   });
 });

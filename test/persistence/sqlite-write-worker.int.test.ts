@@ -63,6 +63,8 @@ describe("SqliteWriteWorker", () => {
     expect(heap?.heapTotal).toBeGreaterThan(1_000_000);
     expect(heap!.heapUsed).toBeGreaterThan(0);
     expect(heap!.heapUsed).toBeLessThanOrEqual(heap!.heapTotal);
+    expect(heap!.spaces.old_space?.size).toBeGreaterThan(0);
+    expect(heap!.spaces.new_space?.size).toBeGreaterThan(0);
     // Its own isolate's, not the main thread's (which holds vitest and this test).
     expect(heap!.heapUsed).not.toBe(process.memoryUsage().heapUsed);
     await worker.close();

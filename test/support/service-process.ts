@@ -1,5 +1,6 @@
 /** Runs the real service (`node --max-semi-space-size=64 --max-old-space-size=768 --no-page-promotion --no-allocation-site-pretenuring --import tsx src/main.ts`, as `npm start` does) as a child process, for crash tests. */
 import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
@@ -44,6 +45,31 @@ export const SERVICE_NODE_FLAGS = ["--max-semi-space-size=64", "--max-old-space-
  */
 export const SERVICE_ENV = { MALLOC_ARENA_MAX: "2" } as const;
 
+/**
+ * The allocator of the deployed service (systemd unit and Dockerfile; not npm start, which must run on a
+ * machine without it): jemalloc, preloaded, with its background thread returning freed pages to the
+ * system after its decay time. glibc's malloc keeps the pages freed inside its main heap, so the memory
+ * outside V8's heap only ever rose to each new peak (see README, "Memory outside the V8 heap").
+ */
+export const SERVICE_ALLOCATOR = { library: "libjemalloc.so.2", env: { MALLOC_CONF: "background_thread:true" } } as const;
+
+/** Where Debian's libjemalloc2 puts the library on this machine, if it is installed. */
+export const JEMALLOC_PATH = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu/${SERVICE_ALLOCATOR.library}`].find((p) => existsSync(p));
+
+/** The environment the tests and benches give a service process: the deployed one where this machine has jemalloc, else npm start's. */
+export function serviceProcessEnv(): Record<string, string> {
+  return { ...SERVICE_ENV, ...(JEMALLOC_PATH && { LD_PRELOAD: JEMALLOC_PATH, ...SERVICE_ALLOCATOR.env }) };
+}
+
+/** Which allocator a running process has loaded: jemalloc when its library is mapped, else the C library's. */
+export function allocatorOf(pid: number): "jemalloc" | "glibc" | "unknown" {
+  try {
+    return readFileSync(`/proc/${pid}/maps`, "utf8").includes(SERVICE_ALLOCATOR.library) ? "jemalloc" : "glibc";
+  } catch {
+    return "unknown";
+  }
+}
+
 /** Spawns the service with `env` and resolves once it answers on NATS as the service `nerve`. */
 export async function startServiceProcess(opts: ServiceProcessOptions): Promise<ServiceProcess> {
   const url = opts.env.NATS_URL;
@@ -51,7 +77,7 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
   let output = "";
   const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, "--import", "tsx", "src/main.ts"], {
     cwd: root,
-    env: { ...process.env, ...SERVICE_ENV, ...opts.env },
+    env: { ...process.env, ...serviceProcessEnv(), ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   killOnExit(child);
