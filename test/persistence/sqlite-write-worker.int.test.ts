@@ -1,7 +1,10 @@
 /** The SQLite write worker: a worker that dies mid-transaction loses and half-commits nothing; requests that queue share a transaction. */
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GroupCommitWriter, openDatabase, type Database, type OutboxRow } from "../../src/persistence/index.js";
-import { SqliteWriteWorker } from "../../src/persistence/sqlite-write-worker.js";
+import { processSemiSpaceMb, SqliteWriteWorker, WORKER_SEMI_SPACE_MB } from "../../src/persistence/sqlite-write-worker.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
 import { captureLog, profileWrite, tempSqlitePath } from "../support/index.js";
 
@@ -98,4 +101,22 @@ describe("SqliteWriteWorker", () => {
     expect(await worker.sharedTransactions()).toEqual({ transactions: 1, requests: 2 });
     await worker.close();
   }, 30_000);
+});
+
+describe("the write worker's young generation", () => {
+  it("reads the process's --max-semi-space-size from its flags and NODE_OPTIONS, the last one winning", () => {
+    expect(processSemiSpaceMb(["--max-semi-space-size=64", "--import", "tsx"], "")).toBe(64);
+    expect(processSemiSpaceMb([], "--max-old-space-size=768 --max_semi_space_size=32")).toBe(32);
+    expect(processSemiSpaceMb(["--max-semi-space-size=16"], "--max-semi-space-size=32")).toBe(16);
+    expect(processSemiSpaceMb(["--max-old-space-size=768"], "")).toBeUndefined();
+  });
+
+  it("is its own size under the service's --max-semi-space-size=64, which the main thread keeps", async () => {
+    const fixture = fileURLToPath(new URL("./fixtures/worker-semi-space.ts", import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, ["--max-semi-space-size=64", "--import", "tsx", fixture], { cwd: fileURLToPath(new URL("../..", import.meta.url)) });
+    const { workerMb, mainMb } = JSON.parse(stdout.trim().split("\n").at(-1)!) as { workerMb: number; mainMb: number };
+    // Two semi-spaces of WORKER_SEMI_SPACE_MB at most in the worker; the main thread grows past that under the same garbage.
+    expect(workerMb).toBeLessThanOrEqual(2 * WORKER_SEMI_SPACE_MB);
+    expect(mainMb).toBeGreaterThan(2 * WORKER_SEMI_SPACE_MB);
+  }, 60_000);
 });
