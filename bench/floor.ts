@@ -4,7 +4,7 @@
  * event to a file stream (msg id and three headers, 256 publishes in flight), the two NATS legs every
  * durable command needs. Nerve can only be slower; its ratio to the raw publish rate can only be lower.
  */
-import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
+import { AckPolicy, jetstream, jetstreamManager, StorageType, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { encodeMsgPack } from "../contracts/index.js";
@@ -20,13 +20,50 @@ export interface FloorResult {
   /** Machine CPU per request: this process (responder and load generator) and nats-server, µs. */
   processCpuUsPerRequest: number;
   serverCpuUsPerRequest: number | undefined;
+  /** With durable readers: what they read (each), undelivered at the end of the load (the worst), and seconds from then until all had read everything. */
+  readers?: { count: number; ack: "explicit" | "all"; consumedEach: number[]; lagAtLoadEnd: number; catchUpSeconds: number };
+}
+
+/**
+ * Durable readers of the floor's stream, as a subscribing context reads its events: a pull consumer each,
+ * in this process, that takes every event and acknowledges it (each one, as Nerve's consumers do with
+ * `AckPolicy.Explicit`; or, with `ack: "all"`, only the latest of what arrived in one turn of the event
+ * loop, the least acknowledging a reader can do). They do nothing else with an event: no decode.
+ */
+async function startReaders(nc: NatsConnection, count: number, ack: "explicit" | "all") {
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  const consumed = new Array<number>(count).fill(0);
+  const streams: ConsumerMessages[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `floor-reader-${i}`;
+    await jsm.consumers.add(STREAM, { durable_name: name, ack_policy: ack === "all" ? AckPolicy.All : AckPolicy.Explicit, max_ack_pending: 20_000 });
+    const messages = await (await js.consumers.get(STREAM, name)).consume({ max_messages: 256 });
+    streams.push(messages);
+    let latest: JsMsg | undefined;
+    const ackLatest = () => {
+      latest?.ack();
+      latest = undefined;
+    };
+    void (async () => {
+      for await (const m of messages) {
+        consumed[i]!++;
+        if (ack === "explicit") m.ack();
+        else {
+          if (!latest) setImmediate(ackLatest);
+          latest = m;
+        }
+      }
+    })().catch(() => undefined);
+  }
+  return { consumed, stop: () => Promise.all(streams.map((m) => m.close())) };
 }
 
 const STREAM = "BENCH_FLOOR";
 const WINDOW = 256;
 
 /** Runs the floor: `count` UpdateUserProfile-shaped requests over `ids`, `inflight` at a time. */
-export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number }): Promise<FloorResult> {
+export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number; readers?: { count: number; ack: "explicit" | "all" } }): Promise<FloorResult> {
   const nc: NatsConnection = await connect({ servers: url, name: "bench-floor", noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: STREAM, subjects: ["bench.floor.>"], storage: StorageType.File, num_replicas: 1 });
@@ -65,19 +102,28 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
     },
   });
   await nc.flush();
+  const readers = o.readers && o.readers.count > 0 ? await startReaders(nc, o.readers.count, o.readers.ack) : undefined;
   try {
     const cpu = cpuMeter(o.serverPid);
     const result = await load.run({ kind: "profile", ids: o.ids, count: o.count, inflight: o.inflight, tag: "floor", deadline: o.deadline, ...(o.rate ? { rate: o.rate } : {}) });
     while ((inflight > 0 || queue.length > 0) && Date.now() < o.deadline + 30_000) await new Promise((r) => setTimeout(r, 5));
+    // The readers' work is part of each command's cost: the CPU counts until they have read every event.
+    const loadEnd = performance.now();
+    const lagAtLoadEnd = readers ? published - Math.min(...readers.consumed) : 0;
+    while (readers && Math.min(...readers.consumed) < published && Date.now() < o.deadline + 60_000) await new Promise((r) => setTimeout(r, 5));
+    const catchUpSeconds = (performance.now() - loadEnd) / 1000;
     const spent = cpu();
     if (failed > 0) throw new Error(`${failed} floor publishes failed`);
+    if (readers && Math.min(...readers.consumed) < published) throw new Error(`the floor's readers read ${readers.consumed.join(", ")} of ${published} events`);
     return {
       load: result,
       published,
       processCpuUsPerRequest: (spent.processMs * 1000) / result.sent,
       serverCpuUsPerRequest: spent.serverMs === undefined ? undefined : (spent.serverMs * 1000) / result.sent,
+      ...(readers && o.readers && { readers: { count: o.readers.count, ack: o.readers.ack, consumedEach: [...readers.consumed], lagAtLoadEnd, catchUpSeconds } }),
     };
   } finally {
+    await readers?.stop().catch(() => undefined);
     sub.unsubscribe();
     await jsm.streams.delete(STREAM).catch(() => undefined);
     await nc.close();

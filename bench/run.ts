@@ -27,6 +27,7 @@ import { profileLoad, registerUsers, userIds, usersStreamMessages, waitConfirmed
 import { profiled } from "./cpu-profile.js";
 import { collector } from "./gc.js";
 import { benchPlan } from "./plan.js";
+import { createSubscribers } from "../src/projections/index.js";
 import { benchFloor } from "./floor.js";
 import { benchRawPublish } from "./raw-publish.js";
 import { activationTable, durableTable, memoryTable, rawTable, scalingTable } from "./report.js";
@@ -79,6 +80,10 @@ function latencyTable(rate: number, r: { lone: CommandLoadResult; paced: Command
   ]);
 }
 
+/** Nerve's durable consumers that read EVENTS_USERS (each reads it whole: every users event is delivered to each). */
+// Only the subscribers' declarations are read: no command is sent, no statement run.
+const USERS_STREAM_READERS = createSubscribers({ bus: undefined as never, db: { dialect: "sqlite" } as never }).filter((s) => "users" in s.handles).length;
+
 async function main(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg();
@@ -106,6 +111,25 @@ async function main(): Promise<void> {
     ]),
   );
 
+  // 1c. The contract's floor: the floor with the durable readers the contract gives a users event.
+  // UserProfileUpdated goes to EVENTS_USERS, which two of Nerve's subscribing contexts read whole
+  // (notifications and security, CONTRACT.md §2: each through its own durable consumer), so every
+  // durable command costs at least the floor plus two deliveries and their acks, whatever the
+  // implementation. Read as Nerve reads (an ack each) and with the fewest acks (AckPolicy.All, the
+  // latest of each event-loop turn): the second is the lower bound.
+  const floorCpu = floor.processCpuUsPerRequest + (floor.serverCpuUsPerRequest ?? NaN);
+  const contractFloors = [];
+  for (const ack of ["explicit", "all"] as const) {
+    contractFloors.push(await benchFloor(nats.url, load, { ids: userIds(plan.users), count: plan.commands, inflight: plan.inflight, deadline: after(45_000), serverPid: nats.pid, readers: { count: USERS_STREAM_READERS, ack } }));
+  }
+  results.contractFloor = contractFloors;
+  console.log(
+    table(`1c. The contract's floor: the floor (1b) with the ${USERS_STREAM_READERS} durable readers of EVENTS_USERS (Nerve's consumers of that stream) taking and acking every event, nothing else; CPU until they have read all`, ["readers ack", "requests/s", "÷ floor", "p99 ms", "undelivered at load end", "catch-up s", "machine CPU µs/req", "÷ floor's CPU"], contractFloors.map((f) => {
+      const cpu = f.processCpuUsPerRequest + (f.serverCpuUsPerRequest ?? NaN);
+      return [f.readers!.ack === "all" ? "latest per turn (AckPolicy.All)" : "each (AckPolicy.Explicit, as Nerve)", Math.round(f.load.perSecond), (f.load.perSecond / floor.load.perSecond).toFixed(3), f.load.latency.p99, f.readers!.lagAtLoadEnd, f.readers!.catchUpSeconds.toFixed(2), cpu, (cpu / floorCpu).toFixed(2)];
+    })),
+  );
+
   // 2. Durable commands through the service.
   const a = await nerveOn(nats.url, sqliteA.path);
   const sqliteVersion = ((await a.nerve.db.execute("select sqlite_version() as v", [], "get")) as { v: string }).v;
@@ -129,6 +153,17 @@ async function main(): Promise<void> {
   results.durable = { ...durable, ratioToRaw: ratio, ratioTarget: RATIO_TARGET, ratioMet: ratio >= RATIO_TARGET, p99TargetMs: P99_TARGET_MS, p99Met: durable.load.latency.p99 <= P99_TARGET_MS };
   const rawCpu = raw[0]!.serverCpuUsPerMessage === undefined ? undefined : raw[0]!.clientCpuUsPerMessage + raw[0]!.serverCpuUsPerMessage;
   console.log(durableTable(durable, plan.inflight, rawRate, { ratio, ratioTarget: RATIO_TARGET, p99TargetMs: P99_TARGET_MS, rawCpuUsPerMessage: rawCpu, floorRatio }));
+  const durableCpu = (durable.eventLoop.processCpuMsPerCommand + (durable.serverCpuMsPerCommand ?? NaN)) * 1000;
+  const leastContract = contractFloors.reduce((a, b) => (b.processCpuUsPerRequest + (b.serverCpuUsPerRequest ?? NaN) < a.processCpuUsPerRequest + (a.serverCpuUsPerRequest ?? NaN) ? b : a));
+  const leastContractCpu = leastContract.processCpuUsPerRequest + (leastContract.serverCpuUsPerRequest ?? NaN);
+  results.efficiency = { durablePerFloor: durable.load.perSecond / floor.load.perSecond, cpuPerFloorCpu: durableCpu / floorCpu, contractFloorCpuPerFloorCpu: leastContractCpu / floorCpu, durableCpuPerContractFloorCpu: durableCpu / leastContractCpu };
+  console.log(
+    table("   Efficiency against the floor (issue #12; rates of one run, CPU per request)", ["figure", "value", "target", "met", "the contract's floor (1c, fewest acks) on the same scale"], [
+      ["durable commands/s ÷ floor requests/s", (durable.load.perSecond / floor.load.perSecond).toFixed(3), "≥ 0.5", durable.load.perSecond / floor.load.perSecond >= 0.5 ? "yes" : "NO", (leastContract.load.perSecond / floor.load.perSecond).toFixed(3)],
+      ["machine CPU per durable command ÷ the floor's", (durableCpu / floorCpu).toFixed(2), "≤ 2.0", durableCpu / floorCpu <= 2 ? "yes" : "NO", (leastContractCpu / floorCpu).toFixed(2)],
+      ["machine CPU per durable command ÷ the contract floor's", (durableCpu / leastContractCpu).toFixed(2), "", "", "1.00"],
+    ]),
+  );
 
   // 2b. What tracing costs: the same load with tracing off, on, and off again.
   const tracingCost = await benchTracing(a.nerve, client, load, { ids, count: plan.tracingCommands, inflight: plan.inflight, phaseMs: 45_000, serverPid: nats.pid });
