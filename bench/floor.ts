@@ -59,6 +59,9 @@ async function startReaders(nc: NatsConnection, count: number, ack: "explicit" |
   return { consumed, stop: () => Promise.all(streams.map((m) => m.close())) };
 }
 
+/** Machine CPU per request of a floor run: this process and nats-server, µs (NaN without the server's figure). */
+export const machineCpuUs = (f: FloorResult): number => f.processCpuUsPerRequest + (f.serverCpuUsPerRequest ?? NaN);
+
 const STREAM = "BENCH_FLOOR";
 const WINDOW = 256;
 

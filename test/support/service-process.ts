@@ -54,7 +54,8 @@ export const SERVICE_ENV = { MALLOC_ARENA_MAX: "2" } as const;
 export const SERVICE_ALLOCATOR = { library: "libjemalloc.so.2", env: { MALLOC_CONF: "background_thread:true" } } as const;
 
 /** Where Debian's libjemalloc2 puts the library on this machine, if it is installed. */
-export const JEMALLOC_PATH = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu/${SERVICE_ALLOCATOR.library}`].find((p) => existsSync(p));
+const DEBIAN_JEMALLOC = `/usr/lib/${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu/${SERVICE_ALLOCATOR.library}`;
+export const JEMALLOC_PATH = existsSync(DEBIAN_JEMALLOC) ? DEBIAN_JEMALLOC : undefined;
 
 /** The environment the tests and benches give a service process: the deployed one where this machine has jemalloc, else npm start's. */
 export function serviceProcessEnv(): Record<string, string> {
