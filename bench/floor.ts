@@ -26,9 +26,9 @@ export interface FloorResult {
 
 /**
  * Durable readers of the floor's stream, as a subscribing context reads its events: a pull consumer each,
- * in this process, that takes every event and acknowledges it (each one, as Nerve's consumers do with
- * `AckPolicy.Explicit`; or, with `ack: "all"`, only the latest of what arrived in one turn of the event
- * loop, the least acknowledging a reader can do). They do nothing else with an event: no decode.
+ * in this process, that takes every event and acknowledges it (each one, with `AckPolicy.Explicit`; or,
+ * with `ack: "all"`, only the latest of what arrived in one turn of the event loop, the least
+ * acknowledging a reader can do, and about what Nerve's consumers do: an ack per committed batch). They do nothing else with an event: no decode.
  */
 async function startReaders(nc: NatsConnection, count: number, ack: "explicit" | "all") {
   const jsm = await jetstreamManager(nc);

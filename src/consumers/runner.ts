@@ -1,6 +1,6 @@
 /** Runs one subscriber's durable JetStream consumers: decode, apply idempotently, ack after commit, dead-letter poison. */
 import { nanos } from "@nats-io/nats-core";
-import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Contexts, EnvelopeBase, Headers, decodeMsgPack, upcasters, type Context } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { DeadLetters } from "./dead-letters.js";
@@ -9,6 +9,7 @@ import { PoisonEventError } from "./subscriber.js";
 import { FencedError } from "../cluster/index.js";
 import { retryTransient } from "../nats/index.js";
 import { activeTracer, traceHeadersOf } from "../tracing/index.js";
+import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
 
 // JetStream's API error code of a durable that does not exist.
 const CONSUMER_NOT_FOUND = 10014;
@@ -64,11 +65,155 @@ export interface RunnerStats {
   deadLetterFailures: number;
   /** Batches of events this subscriber handles, applied (or attempted) as one transaction each. */
   batches: number;
+  /** Floor acks sent (`AckPolicy.All`: one per batch at most). */
+  acks: number;
+  /** Times acks were held because a delivery went to another reader. */
+  ackHolds: number;
+}
+
+/**
+ * How one reader acknowledges what it settled: a message at a time (`AckPolicy.Explicit`, durables of
+ * earlier releases until they are recreated), or the floor of what it committed, once per batch
+ * (`AckPolicy.All`; see {@link AckFloor} for when that is safe). Redeliveries are asked for with a nak
+ * under either.
+ */
+interface Acks {
+  /** A message arrived. */
+  received(m: JsMsg): void;
+  /** Settled for good: applied, a duplicate, or not this reader's type; `dropped`: dead-lettered. */
+  done(m: JsMsg, dropped?: boolean): void;
+  /** After a batch: sends what the settled messages allow. */
+  flush(): void;
+  /** The reader stops: no more asking the server. */
+  close(): void;
+}
+
+/** An ack per message; a dead letter's delivery terminated. */
+const explicitAcks: Acks = {
+  received() {},
+  done(m, dropped) {
+    if (dropped) m.term();
+    else m.ack();
+  },
+  flush() {},
+  close() {},
+};
+
+/** How long a reader that is not clean waits between looks at its durable's info. */
+const RECONCILE_MS = 500;
+/** After how long held acks are worth a warning (twice ack_wait), and how often it is repeated. */
+const HOLD_WARN_MS = 60_000;
+
+const positionOf = (info: ConsumerInfo): ConsumerPosition => ({
+  ackFloorStream: info.ack_floor.stream_seq,
+  ackFloorDelivery: info.ack_floor.consumer_seq,
+  delivered: info.delivered.consumer_seq,
+  ackPending: info.num_ack_pending,
+});
+
+/**
+ * The floor of what this reader committed, acknowledged once per batch. Never a term: under
+ * `AckPolicy.All` it would settle everything below it; a dead letter is settled by the floor.
+ */
+class FloorAcks implements Acks {
+  readonly #floor: AckFloor<JsMsg>;
+  #timer: NodeJS.Timeout | undefined;
+  #asking = false;
+  #closed = false;
+  /** Since when (performance.now()) acks are held, and when that was last said. */
+  #holdingSince: number | undefined;
+  #toldAt = 0;
+
+  constructor(
+    start: ConsumerInfo,
+    private readonly info: () => Promise<ConsumerInfo>,
+    private readonly logger: Logger,
+    private readonly stats: RunnerStats,
+  ) {
+    this.#floor = new AckFloor<JsMsg>(positionOf(start));
+    if (!this.#floor.clean) {
+      this.#holdingSince = performance.now();
+      this.logger.info({ ack_pending: start.num_ack_pending }, "deliveries of an earlier reader are outstanding: acks wait until they are this reader's");
+    }
+  }
+
+  received(m: JsMsg): void {
+    const wasClean = this.#floor.clean;
+    this.#floor.received(m.info.deliverySequence, m.seq, m);
+    if (wasClean && !this.#floor.clean) {
+      this.stats.ackHolds++;
+      this.#holdingSince = performance.now();
+      this.logger.warn({ delivery_seq: m.info.deliverySequence }, "a delivery of this durable went to another reader: acks wait until its outstanding deliveries are this reader's");
+    }
+  }
+
+  done(m: JsMsg): void {
+    this.#floor.done(m.seq);
+  }
+
+  flush(): void {
+    const ack = this.#floor.next();
+    if (ack) {
+      try {
+        ack.msg.ack();
+      } catch {
+        // The connection is gone: the next floor covers it, or the deliveries come back after ack_wait.
+      }
+      this.#floor.sent(ack);
+      this.stats.acks++;
+    }
+    if (!this.#floor.clean && !this.#timer && !this.#asking && !this.#closed) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#ask();
+      }, RECONCILE_MS);
+      this.#timer.unref();
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  // Reads the durable's info and, should the outstanding deliveries be exactly this reader's, acks again.
+  #ask(): void {
+    this.#asking = true;
+    this.info()
+      .then((info) => {
+        if (this.#closed) return;
+        const held = this.#floor.held;
+        if (this.#floor.reconcile(positionOf(info))) {
+          this.#holdingSince = undefined;
+          this.logger.info({ held }, "every outstanding delivery of the durable is this reader's: acks resume");
+          return;
+        }
+        // Past ack_wait, every delivery of an earlier reader is back: what still holds is a reader alive beside this one.
+        const s = ((performance.now() - (this.#holdingSince ?? performance.now())) / 1000) | 0;
+        if (s * 1000 > HOLD_WARN_MS && performance.now() - this.#toldAt > HOLD_WARN_MS) {
+          this.#toldAt = performance.now();
+          this.logger.warn({ seconds: s, held, ack_pending: info.num_ack_pending }, "acks held: another reader keeps deliveries of this durable");
+        }
+      })
+      .catch((err: unknown) => this.logger.warn({ err: String(err) }, "could not read the durable's info; will ask again"))
+      .finally(() => {
+        this.#asking = false;
+        this.flush();
+      });
+  }
+}
+
+/** One open subscription to a durable, and how its messages are acknowledged. */
+interface Reader {
+  messages: ConsumerMessages;
+  acks: Acks;
 }
 
 /** A batch decoded and ready to apply. */
 interface Prepared {
   b: Binding;
+  acks: Acks;
   decoded: { m: JsMsg; e: EnvelopeBase }[];
   traces: (ReturnType<typeof traceHeadersOf> | undefined)[] | undefined;
   signal: AbortSignal;
@@ -79,7 +224,7 @@ const DEAD_LETTER_MAX_BACKOFF_MS = 15_000;
 
 /** Consumes a subscriber's bindings until stopped. */
 export class ConsumerRunner {
-  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0, batches: 0 };
+  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0 };
   readonly bindings: Binding[];
   readonly #iterators = new Set<ConsumerMessages>();
   readonly #tasks: Supervised[] = [];
@@ -114,27 +259,48 @@ export class ConsumerRunner {
         if ((err as { code?: number })?.code === CONSUMER_NOT_FOUND || /consumer not found/i.test(String((err as Error)?.message))) return undefined;
         throw err;
       });
-      if (existing) {
-        const has = existing.config.filter_subject || undefined;
-        if (has === b.consumerFilter) continue;
-        // A durable made by an earlier release names the whole stream as its filter: the same events, kept
-        // (deleting it would lose its position), but the server's slow count applies to it.
-        if (b.consumerFilter === undefined && has === b.filter) {
-          this.logger.warn({ consumer: this.name, stream: b.stream, filter: has }, "durable filters the whole stream by name: on nats-server before 2.9.15 it can fall behind at a few dozen events/s; recreate it without a filter from its ack floor, or upgrade the server");
-          continue;
-        }
+      if (!existing) {
+        await this.jsm.consumers.add(b.stream, this.#config(b, { deliver_policy: DeliverPolicy.All }));
+        continue;
+      }
+      const has = existing.config.filter_subject || undefined;
+      // An earlier release named the whole stream as the filter: the same events (but the server's slow count applies to it).
+      const wholeStreamByName = b.consumerFilter === undefined && has === b.filter;
+      if (has !== b.consumerFilter && !wholeStreamByName) {
         throw new Error(`consumer ${this.name} on ${b.stream} filters ${has ?? "nothing"}, expected ${b.consumerFilter ?? "nothing"}`);
       }
-      await this.jsm.consumers.add(b.stream, {
-        durable_name: this.name,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ...(b.consumerFilter ? { filter_subject: b.consumerFilter } : {}),
-        max_deliver: this.retry.maxDeliver,
-        ack_wait: nanos(30_000),
-        max_ack_pending: 1000,
-      });
+      if (existing.config.ack_policy === AckPolicy.All && !wholeStreamByName && !((existing.config.max_deliver ?? -1) > 0)) continue;
+      await this.#recreate(b, existing);
     }
+  }
+
+  // The durable of one binding, as this release makes it: acked by floor, no max_deliver (the runner
+  // dead-letters after its own count; see AckFloor for why the server must never drop a delivery).
+  #config(b: Binding, from: Pick<ConsumerConfig, "deliver_policy" | "opt_start_seq">): Partial<ConsumerConfig> {
+    return {
+      durable_name: this.name,
+      ack_policy: AckPolicy.All,
+      ...from,
+      ...(b.consumerFilter ? { filter_subject: b.consumerFilter } : {}),
+      ack_wait: nanos(30_000),
+      max_ack_pending: 1000,
+    };
+  }
+
+  /**
+   * Recreates a durable of an earlier release (an ack per event, a `max_deliver`, the whole stream named
+   * as its filter) from its ack floor: deliveries outstanding at that moment are delivered again and
+   * found duplicates by the read model's idempotency, nothing below the floor is read twice. Called only
+   * where this runner is the durable's one reader (it holds the consumer's lease, or there are none).
+   */
+  async #recreate(b: Binding, old: ConsumerInfo): Promise<void> {
+    const floor = old.ack_floor.stream_seq;
+    await this.jsm.consumers.delete(b.stream, this.name);
+    await this.jsm.consumers.add(b.stream, this.#config(b, floor > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 } : { deliver_policy: DeliverPolicy.All }));
+    this.logger.info(
+      { consumer: this.name, stream: b.stream, ack_floor: floor, ack_pending: old.num_ack_pending, was: { ack_policy: old.config.ack_policy, filter: old.config.filter_subject ?? null, max_deliver: old.config.max_deliver ?? null } },
+      "durable of an earlier release recreated from its ack floor, acknowledged by floor",
+    );
   }
 
   /**
@@ -145,16 +311,16 @@ export class ConsumerRunner {
     await this.ensure();
     for (const b of this.bindings) {
       // The first subscription is made here, so a start that cannot consume fails loudly.
-      let first: ConsumerMessages | undefined = await this.#open(b);
+      let first: Reader | undefined = await this.#open(b);
       this.#tasks.push(
         supervise(this.logger, `consumer ${this.name} on ${b.stream}`, async (signal) => {
-          let messages = first;
+          let reader = first;
           first = undefined;
-          if (!messages) {
+          if (!reader) {
             await this.ensure();
-            messages = await this.#open(b);
+            reader = await this.#open(b);
           }
-          await this.#loop(b, messages, signal);
+          await this.#loop(b, reader, signal);
         }),
       );
     }
@@ -181,7 +347,13 @@ export class ConsumerRunner {
 
   // nats.js would wait for a deleted durable to come back by itself; nothing else recreates it, so the
   // loop ends instead (deleted, or found missing) and its supervisor starts it again through ensure().
-  async #open(b: Binding): Promise<ConsumerMessages> {
+  // The durable's info is read before the first pull: an AckPolicy.All reader starts from its positions.
+  async #open(b: Binding): Promise<Reader> {
+    const info = await this.jsm.consumers.info(b.stream, this.name);
+    const acks =
+      info.config.ack_policy === AckPolicy.All
+        ? new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), this.logger.child({ stream: b.stream }), this.stats)
+        : explicitAcks;
     const consumer = await this.js.consumers.get(b.stream, this.name);
     const messages = await consumer.consume({ max_messages: 256, abort_on_missing_resource: true });
     this.#iterators.add(messages);
@@ -197,14 +369,14 @@ export class ConsumerRunner {
         }
       })(),
     );
-    return messages;
+    return { messages, acks };
   }
 
   // Messages buffer while a batch commits; the next batch takes all of them (group commit for consumers).
   // Batches are applied strictly one after another, but the next one is decoded while the one before
   // commits (on the write worker's thread, or the driver's): the decode is most of a consumer's
   // main-thread work, and done this way it no longer adds to the wait for the database.
-  async #loop(b: Binding, messages: ConsumerMessages, signal: AbortSignal): Promise<void> {
+  async #loop(b: Binding, { messages, acks }: Reader, signal: AbortSignal): Promise<void> {
     const buffer: JsMsg[] = [];
     let working: Promise<void> | undefined;
     const work = async () => {
@@ -220,14 +392,18 @@ export class ConsumerRunner {
         const batch = buffer.splice(0, 256);
         let prepared: Prepared;
         try {
-          prepared = await this.#prepare(b, batch, signal);
+          prepared = await this.#prepare(b, acks, batch, signal);
         } catch (err) {
           this.#failed(batch, err);
           continue;
         }
         // Never two batches applying at once: a later event must not commit before an earlier one.
         await applying;
-        applying = this.#apply(prepared).catch((err: unknown) => this.#failed(batch, err));
+        // What the batch settled without applying (other types, dead letters) may already raise the floor.
+        acks.flush();
+        applying = this.#apply(prepared)
+          .catch((err: unknown) => this.#failed(batch, err))
+          .finally(() => acks.flush());
         // Lets the apply reach the database before the next decode, and what arrived meanwhile into the buffer.
         await new Promise<void>((r) => setImmediate(r));
       }
@@ -235,11 +411,13 @@ export class ConsumerRunner {
     };
     try {
       for await (const m of messages) {
+        acks.received(m);
         buffer.push(m);
         working ??= new Promise<void>((r) => setImmediate(r)).then(work);
       }
     } finally {
       await working;
+      acks.close();
       messages.stop();
       this.#iterators.delete(messages);
     }
@@ -259,33 +437,33 @@ export class ConsumerRunner {
   }
 
   // Acks what this subscriber does not handle, dead-letters what does not decode, and decodes the rest.
-  async #prepare(b: Binding, batch: JsMsg[], signal: AbortSignal): Promise<Prepared> {
+  async #prepare(b: Binding, acks: Acks, batch: JsMsg[], signal: AbortSignal): Promise<Prepared> {
     const decoded: { m: JsMsg; e: EnvelopeBase }[] = [];
     for (const m of batch) {
       // Most events of a stream are not this subscriber's (2.9 filters one subject per consumer):
       // the Event-Type header lets them be acked without decoding.
       const type = m.headers?.get(Headers.EventType);
       if (type && !this.handler.wants(type)) {
-        m.ack();
+        acks.done(m);
         this.stats.skipped++;
         continue;
       }
       const e = this.#decode(m);
-      if (e instanceof PoisonEventError) await this.#deadLetter(b, m, undefined, e.message, m.info.deliveryCount, signal);
+      if (e instanceof PoisonEventError) await this.#deadLetter(b, acks, m, undefined, e.message, m.info.deliveryCount, signal);
       else decoded.push({ m, e });
     }
     // Trace contexts are read only where they are used: by spans, or by the commands a process manager issues.
     const traces = decoded.length > 0 && (activeTracer() || this.handler.subscriber.react) ? decoded.map((d) => traceHeadersOf(d.m.headers)) : undefined;
-    return { b, decoded, traces, signal };
+    return { b, acks, decoded, traces, signal };
   }
 
   // Applies a decoded batch in one transaction and acks it; on a failure, one by one.
-  async #apply({ b, decoded, traces, signal }: Prepared): Promise<void> {
+  async #apply({ b, acks, decoded, traces, signal }: Prepared): Promise<void> {
     if (decoded.length === 0) return;
     this.stats.batches++;
     try {
       this.#count(await this.handler.applyBatch(decoded.map((d) => d.e), traces));
-      for (const d of decoded) d.m.ack();
+      for (const d of decoded) acks.done(d.m);
       return;
     } catch {
       // One of them failed: take them one by one so the others go through and the bad one is found.
@@ -293,7 +471,7 @@ export class ConsumerRunner {
     for (const [i, { m, e }] of decoded.entries()) {
       try {
         this.#count([await this.handler.handle(e, traces?.[i])]);
-        m.ack();
+        acks.done(m);
       } catch (err) {
         if (err instanceof FencedError) {
           // This instance no longer holds the consumer: the event is fine, its next holder applies it.
@@ -302,7 +480,7 @@ export class ConsumerRunner {
         }
         const attempts = m.info.deliveryCount;
         if (err instanceof PoisonEventError || attempts >= this.retry.maxDeliver) {
-          await this.#deadLetter(b, m, e, String((err as Error)?.message ?? err), attempts, signal);
+          await this.#deadLetter(b, acks, m, e, String((err as Error)?.message ?? err), attempts, signal);
         } else {
           this.stats.redelivered++;
           const delay = this.retry.backoffMs[Math.min(attempts - 1, this.retry.backoffMs.length - 1)] ?? 1000;
@@ -338,7 +516,7 @@ export class ConsumerRunner {
    * growing back-off, the message kept in hand meanwhile: on its last delivery JetStream would never
    * send it again, so giving up here would lose it. A stop leaves it un-acked for a later delivery.
    */
-  async #deadLetter(b: Binding, m: JsMsg, e: EnvelopeBase | undefined, reason: string, attempts: number, signal: AbortSignal): Promise<void> {
+  async #deadLetter(b: Binding, acks: Acks, m: JsMsg, e: EnvelopeBase | undefined, reason: string, attempts: number, signal: AbortSignal): Promise<void> {
     const row = {
       consumer: this.name,
       stream: b.stream,
@@ -367,6 +545,6 @@ export class ConsumerRunner {
     }
     this.stats.deadLettered++;
     this.logger.error({ consumer: this.name, stream_seq: m.seq, event_id: e?.event_id, reason }, "event dead-lettered");
-    m.term();
+    acks.done(m, true);
   }
 }

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { pino } from "pino";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
-import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
 import { ConsumerRunner, DeadLetters, EventHandler, bindingsOf } from "../../src/consumers/index.js";
 import { ensureStreams } from "../../src/nats/index.js";
@@ -104,7 +104,7 @@ describe("ConsumerRunner under its own failures", () => {
 });
 
 describe("ConsumerRunner's durables", () => {
-  it("read a whole stream without a filter subject, keep one an earlier release made with the stream's name as filter, and refuse any other", async () => {
+  it("read a whole stream without a filter subject, recreate one an earlier release made with the stream's name as filter, and refuse any other", async () => {
     // catalog reads several course event types: nats-server before 2.9.15 would recount a filtered durable's pending on every delivery.
     expect((await jsm.consumers.info("EVENTS_COURSES", "catalog")).config.filter_subject ?? "").toBe("");
     expect(bindingsOf({ courses: ["CourseCreated", "CoursePublished"], orders: ["OrderPaid"] })).toEqual([
@@ -119,10 +119,96 @@ describe("ConsumerRunner's durables", () => {
     };
     await replace("events.courses.>");
     await runner.ensure();
-    expect((await jsm.consumers.info("EVENTS_COURSES", "catalog")).config.filter_subject).toBe("events.courses.>");
-    expect(lines.some((l) => l.level === 40 && l.msg.startsWith("durable filters the whole stream by name"))).toBe(true);
+    const info = await jsm.consumers.info("EVENTS_COURSES", "catalog");
+    expect(info.config.filter_subject ?? "").toBe("");
+    expect(info.config.ack_policy).toBe(AckPolicy.All);
+    expect(lines.some((l) => l.level === 30 && l.msg === "durable of an earlier release recreated from its ack floor, acknowledged by floor")).toBe(true);
 
     await replace("events.courses.CourseCreated.*");
     await expect(runner.ensure()).rejects.toThrow("consumer catalog on EVENTS_COURSES filters events.courses.CourseCreated.*, expected nothing");
+  });
+});
+
+describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)", () => {
+  const publishCourses = async (prefix: string, n: number) => {
+    for (let i = 0; i < n; i++) {
+      const e = created(`${prefix}-${i}`);
+      await publish(`events.courses.CourseCreated.${e.aggregate_id}`, encodeMsgPack(e), "CourseCreated");
+    }
+  };
+  const floorOf = async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq;
+  const lastSeq = async () => (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
+
+  it("makes its durable acknowledged by floor, without max_deliver, and acks every event with fewer acks than events", async () => {
+    const info = await jsm.consumers.info("EVENTS_COURSES", "catalog");
+    expect(info.config.ack_policy).toBe(AckPolicy.All);
+    expect(info.config.max_deliver ?? -1).toBeLessThanOrEqual(0);
+
+    const acksBefore = runner.stats.acks;
+    await publishCourses("floor", 300);
+    const last = await lastSeq();
+    await until("the floor reaches the stream's last event", async () => (await floorOf()) === last);
+    expect(runner.stats.handled).toBeGreaterThanOrEqual(300);
+    expect(runner.stats.acks - acksBefore).toBeGreaterThan(0);
+    expect(runner.stats.acks - acksBefore).toBeLessThan(300);
+    expect((await jsm.consumers.info("EVENTS_COURSES", "catalog")).num_ack_pending).toBe(0);
+  });
+
+  it("never acks past deliveries another reader holds, and acks them once they came back and were applied", async () => {
+    await publishCourses("before", 5);
+    await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
+    await runner.stop();
+
+    // A zombie reader (say, an instance that lost its lease while stalled) pulls 3 events of the durable and sits on them.
+    const zombie = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
+    await publishCourses("taken", 3);
+    const taken = [];
+    for await (const m of await zombie.fetch({ max_messages: 3, expires: 2_000 })) taken.push(m);
+    expect(taken).toHaveLength(3);
+    const firstTaken = taken[0]!.seq;
+
+    await runner.start();
+    await publishCourses("after", 20);
+    await until("the later events are applied", async () => (await catalogCourse(m.tx, "after-19")) !== undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    // The runner applied what it got but holds its acks: the floor stays below the zombie's deliveries.
+    expect(await floorOf()).toBeLessThan(firstTaken);
+    expect(await catalogCourse(m.tx, "taken-0")).toBeUndefined();
+
+    // The zombie's deliveries come back (here at once: a nak; after ack_wait they would by themselves).
+    for (const t of taken) t.nak();
+    const last = await lastSeq();
+    await until("the floor reaches the stream's last event", async () => (await floorOf()) === last);
+    for (const i of [0, 1, 2]) expect(await catalogCourse(m.tx, `taken-${i}`)).toBeDefined();
+    expect(lines.some((l) => l.msg === "every outstanding delivery of the durable is this reader's: acks resume")).toBe(true);
+  });
+
+  it("recreates an earlier release's durable (an ack per event) from its ack floor: what was outstanding is applied, nothing is lost", async () => {
+    await publishCourses("old", 4);
+    await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
+    await runner.stop();
+    const floor = await floorOf();
+    await jsm.consumers.delete("EVENTS_COURSES", "catalog");
+    await jsm.consumers.add("EVENTS_COURSES", {
+      durable_name: "catalog",
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: floor + 1,
+      max_deliver: 5,
+    });
+    // The earlier release took 2 events and crashed before acking them.
+    await publishCourses("outstanding", 2);
+    const crashed = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
+    for await (const _ of await crashed.fetch({ max_messages: 2, expires: 2_000 })) void _;
+    expect((await jsm.consumers.info("EVENTS_COURSES", "catalog")).num_ack_pending).toBe(2);
+
+    await runner.start();
+    const info = await jsm.consumers.info("EVENTS_COURSES", "catalog");
+    expect(info.config.ack_policy).toBe(AckPolicy.All);
+    expect(info.config.max_deliver ?? -1).toBeLessThanOrEqual(0);
+    await publishCourses("new", 2);
+    const last = await lastSeq();
+    await until("the floor reaches the stream's last event", async () => (await floorOf()) === last);
+    for (const id of ["outstanding-0", "outstanding-1", "new-0", "new-1"]) expect(await catalogCourse(m.tx, id)).toBeDefined();
   });
 });

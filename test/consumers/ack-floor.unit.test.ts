@@ -1,0 +1,118 @@
+/**
+ * The floor a reader of an AckPolicy.All durable may acknowledge: only what it committed itself, and
+ * only while every outstanding delivery of the durable is its own.
+ */
+import { describe, expect, it } from "vitest";
+import { AckFloor, type ConsumerPosition } from "../../src/consumers/ack-floor.js";
+
+const fresh: ConsumerPosition = { ackFloorStream: 0, ackFloorDelivery: 0, delivered: 0, ackPending: 0 };
+
+/** Deliveries d1.., of stream sequences `seqs`, in order, from a durable at `start`. */
+function given(seqs: number[], start: ConsumerPosition = fresh): AckFloor<string> {
+  const f = new AckFloor<string>(start);
+  seqs.forEach((s, i) => f.received(start.delivered + i + 1, s, `s${s}`));
+  return f;
+}
+
+describe("AckFloor", () => {
+  it("acks nothing before anything is settled, then the highest settled sequence below every unsettled one", () => {
+    const f = given([1, 2, 3, 4]);
+    expect(f.next()).toBeUndefined();
+    f.done(1);
+    f.done(2);
+    f.done(4);
+    expect(f.next()).toEqual({ streamSeq: 2, deliverySeq: 2, msg: "s2" });
+  });
+
+  it("forgets what an ack settled and goes on from there", () => {
+    const f = given([10, 11, 12]);
+    for (const s of [10, 11]) f.done(s);
+    f.sent(f.next()!);
+    expect(f.held).toBe(1);
+    expect(f.acked).toBe(11);
+    expect(f.next()).toBeUndefined();
+    f.done(12);
+    expect(f.next()?.streamSeq).toBe(12);
+  });
+
+  it("never acks past a delivery that failed, until its redelivery is settled", () => {
+    const f = given([1, 2, 3]);
+    f.done(1);
+    f.done(3); // 2 failed: nak'ed, held
+    expect(f.next()?.streamSeq).toBe(1);
+    f.sent(f.next()!);
+    f.received(4, 2, "s2 again");
+    f.done(2);
+    expect(f.next()).toEqual({ streamSeq: 3, deliverySeq: 3, msg: "s3" });
+  });
+
+  it("acks with a delivery the server takes: its delivery sequence above the last ack's", () => {
+    // s1 redelivered as d4 after s2 and s3: acking s1 (d4) first puts the server's delivery floor at 4.
+    const f = given([1, 2, 3]);
+    f.received(4, 1, "s1 again");
+    f.done(1);
+    f.sent(f.next()!);
+    expect(f.acked).toBe(1);
+    f.done(2);
+    f.done(3);
+    // d2 and d3 are under the delivery floor (the server would ignore them): nothing to send yet.
+    expect(f.next()).toBeUndefined();
+    f.received(5, 4, "s4");
+    f.done(4);
+    expect(f.next()).toEqual({ streamSeq: 4, deliverySeq: 5, msg: "s4" });
+  });
+
+  it("holds every ack once a delivery went elsewhere (a gap in the delivery sequence)", () => {
+    const f = given([1, 2]);
+    f.received(4, 4, "s4"); // d3 (s3) went to another reader
+    for (const s of [1, 2, 4]) f.done(s);
+    expect(f.clean).toBe(false);
+    expect(f.next()).toBeUndefined();
+  });
+
+  it("starts holding when the durable has deliveries outstanding, and resumes when they are all its own", () => {
+    // A crashed reader left s1..s3 outstanding (d1..d3); they come back to this reader as d4..d6 after ack_wait.
+    const start: ConsumerPosition = { ackFloorStream: 0, ackFloorDelivery: 0, delivered: 3, ackPending: 3 };
+    const f = given([4, 5], start);
+    f.done(4);
+    f.done(5);
+    expect(f.next()).toBeUndefined();
+    expect(f.reconcile({ ackFloorStream: 0, ackFloorDelivery: 0, delivered: 5, ackPending: 5 })).toBe(false);
+    f.received(6, 1, "s1 again");
+    f.received(7, 2, "s2 again");
+    f.received(8, 3, "s3 again");
+    // Info read while d8 was on its way does not match, and changes nothing.
+    expect(f.reconcile({ ackFloorStream: 0, ackFloorDelivery: 0, delivered: 9, ackPending: 6 })).toBe(false);
+    expect(f.reconcile({ ackFloorStream: 0, ackFloorDelivery: 0, delivered: 8, ackPending: 5 })).toBe(true);
+    for (const s of [1, 2, 3]) f.done(s);
+    expect(f.next()?.streamSeq).toBe(5);
+  });
+
+  it("does not resume while the server holds a delivery this reader never saw", () => {
+    const f = given([1, 2]);
+    f.received(4, 4, "s4"); // d3 went elsewhere and is outstanding: the server has 4 pending
+    for (const s of [1, 2, 4]) f.done(s);
+    expect(f.reconcile({ ackFloorStream: 0, ackFloorDelivery: 0, delivered: 4, ackPending: 4 })).toBe(false);
+    expect(f.next()).toBeUndefined();
+  });
+
+  it("takes another reader's floor: what it settled is no longer held", () => {
+    const f = given([1, 2, 3]);
+    f.received(5, 5, "s5"); // d4 went elsewhere
+    f.done(5);
+    // The other reader committed s1..s3 (delivered to both) and acked up to 3 with d4.
+    expect(f.reconcile({ ackFloorStream: 3, ackFloorDelivery: 4, delivered: 5, ackPending: 1 })).toBe(true);
+    expect(f.acked).toBe(3);
+    expect(f.next()).toEqual({ streamSeq: 5, deliverySeq: 5, msg: "s5" });
+  });
+
+  it("does not hold a redelivery already under the floor (an ack of its raced it)", () => {
+    const f = given([1, 2]);
+    f.done(1);
+    f.done(2);
+    f.sent(f.next()!);
+    f.received(3, 2, "s2 again");
+    expect(f.held).toBe(0);
+    expect(f.clean).toBe(true);
+  });
+});
