@@ -206,7 +206,10 @@ export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMi
     heapMb: (last.heapAfterGcBytes > 0 ? last.heapAfterGcBytes : Math.min(...samples.map((s) => s.heapUsedBytes))) / MIB,
     loopP99Ms: Math.max(...samples.map((s) => s.loopP99Ms)),
     openFds: Math.max(...samples.map((s) => s.openFds)),
-    walMb: last.walBytes / MIB,
+    // The WAL after its checkpoints, as RSS: the minute's lowest. Its size between checkpoints is a sawtooth
+    // (16 MiB after each truncation, up to ~60 under a burst); one sample of it is the phase of the saw,
+    // and a WAL that grows for good (checkpoints starved) raises the floor.
+    walMb: Math.min(...samples.map((s) => s.walBytes)) / MIB,
     outbox: last.outboxPending,
     lagSum: last.lagSum,
     lagMax: last.lagMax,

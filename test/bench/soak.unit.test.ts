@@ -142,16 +142,16 @@ describe("soak plot and metrics", () => {
     expect([niceMax(312), niceMax(23), niceMax(0), niceMax(1000)]).toEqual([500, 50, 1, 1000]);
   });
 
-  it("takes the minute's lowest RSS, and heap after the latest major GC where the service reports it, else the minute's floor", () => {
+  it("takes the minute's lowest RSS and WAL, and heap after the latest major GC where the service reports it, else the minute's floor", () => {
     const MiB = 2 ** 20;
-    const sample = (rss: number, heap: number, afterGc: number): ServiceSample => ({
+    const sample = (rss: number, heap: number, afterGc: number, wal = 4): ServiceSample => ({
       atMs: 0, rssBytes: rss * MiB, heapUsedBytes: heap * MiB, heapAfterGcBytes: afterGc * MiB,
-      loopP99Ms: heap / 10, openFds: 1000, walBytes: 4 * MiB, outboxPending: 3, lagSum: 5, lagMax: 4, ackPendingSum: 0, deadLetters: 0, actorsLive: 10, gatewayBuffered: 20,
+      loopP99Ms: heap / 10, openFds: 1000, walBytes: wal * MiB, outboxPending: 3, lagSum: 5, lagMax: 4, ackPendingSum: 0, deadLetters: 0, actorsLive: 10, gatewayBuffered: 20,
       heapTotalBytes: (heap + 100) * MiB, newSpaceBytes: 40 * MiB, admissionWaitSeconds: rss / 100, commitBuckets: [], ackBuckets: [], replyBuckets: [], stageBuckets: { mailbox: [], prepare: [], commit: [] },
     });
     const load = { sent: 4, ok: 3, failed: 1, failedByCode: { transport: 1 }, samples: Float64Array.of(5, 1, 9, 3) };
     const cpu = { service: 50, nats: 10, bench: 5 };
-    const floor = minuteRow(2, [sample(500, 300, 0), sample(450, 200, 0), sample(520, 350, 0)], load, 7, cpu);
+    const floor = minuteRow(2, [sample(500, 300, 0, 16), sample(450, 200, 0, 4), sample(520, 350, 0, 40)], load, 7, cpu);
     expect(floor).toMatchObject({ minute: 2, rssMb: 450, heapMb: 200, loopP99Ms: 35, walMb: 4, outbox: 3, lagSum: 5, replyP99Ms: 9, sent: 4, ok: 3, failed: 1, frames: 7 });
     const afterGc = minuteRow(3, [sample(500, 300, 150), sample(450, 200, 140)], load, 0, cpu);
     expect(afterGc).toMatchObject({ rssMb: 450, heapMb: 140, rssLessYoungMb: 410, youngMb: 40, heapCommittedMb: 300, nativeMb: 100 });
