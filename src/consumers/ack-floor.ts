@@ -50,6 +50,8 @@ export class AckFloor<M> {
   #lastDelivery: number;
   #ackedStream: number;
   #ackedDelivery: number;
+  /** The latest floor this reader sent: every delivery up to it was settled here. */
+  #lastSent: FloorAck<M> | undefined;
 
   /** From the consumer's info read before the first pull. */
   constructor(start: ConsumerPosition) {
@@ -74,13 +76,18 @@ export class AckFloor<M> {
     return this.#ackedStream;
   }
 
-  /** A delivery arrived (in the order they arrive). */
+  /**
+   * A delivery arrived (in the order they arrive). One at or under the floor this reader sent is held
+   * too: the server redelivers only what it has outstanding, so its ack was not taken (yet: an ack in
+   * flight; or never: a nats-server that restarted from a consumer state older than its last acks).
+   * Such a delivery is never acknowledged alone; the next floor above it covers it.
+   */
   received(deliverySeq: number, streamSeq: number, msg: M): void {
-    // Anything but the next delivery sequence: one went elsewhere (or arrived out of order). Not clean.
+    // Anything but the next delivery sequence: one went elsewhere, arrived out of order, or the server
+    // numbers again from an older state (restarted). Not clean.
     if (deliverySeq !== this.#lastDelivery + 1) this.#clean = false;
-    if (deliverySeq > this.#lastDelivery) this.#lastDelivery = deliverySeq;
-    // Already under the floor (an ack of ours raced its redelivery): nothing to hold.
-    if (streamSeq <= this.#ackedStream) return;
+    // The latest arrival, not the highest: after a restart from an older state the server's numbering is the one to follow.
+    this.#lastDelivery = deliverySeq;
     const h = this.#held.get(streamSeq);
     if (h) {
       h.deliverySeq = deliverySeq;
@@ -104,37 +111,45 @@ export class AckFloor<M> {
     for (const [s, h] of this.#held) if (!h.done && s < open) open = s;
     let best: FloorAck<M> | undefined;
     for (const [s, h] of this.#held) {
-      if (h.done && s < open && h.deliverySeq > this.#ackedDelivery && (!best || s > best.streamSeq)) best = { streamSeq: s, deliverySeq: h.deliverySeq, msg: h.msg };
+      if (h.done && s < open && s > this.#ackedStream && h.deliverySeq > this.#ackedDelivery && (!best || s > best.streamSeq)) best = { streamSeq: s, deliverySeq: h.deliverySeq, msg: h.msg };
     }
     return best;
   }
 
   /** The ack of {@link next} was sent. */
   sent(ack: FloorAck<M>): void {
+    this.#lastSent = ack;
     this.#ackedStream = ack.streamSeq;
     this.#ackedDelivery = ack.deliverySeq;
     for (const s of this.#held.keys()) if (s <= ack.streamSeq) this.#held.delete(s);
   }
 
   /**
-   * The consumer's info, read while not clean: what another reader's floor settled is dropped, and the
-   * reader is clean again when the server's outstanding deliveries are exactly those held here — every
+   * The consumer's info, read while not clean. The server's floor is taken as it is: higher, another
+   * reader's floor settled what it covers (dropped here); lower, the server lost acks of this reader
+   * (it restarted from an older consumer state) and has those deliveries outstanding again, to be
+   * held and covered once more. The reader is clean again when the server's outstanding deliveries are exactly those held here — every
    * held delivery is outstanding (nothing acknowledged it, nothing else can drop it), so equal counts
    * mean equal sets; and no delivery is on its way, to here or elsewhere (the latest delivery sequence is
    * the latest arrived). Info read before an ack of ours was taken, or before a delivery arrived,
    * simply does not match: asked again later.
    */
+  /**
+   * The floor to send again, when the server's is below the latest this reader sent: it restarted from
+   * a consumer state older than that ack, and has deliveries outstanding again that this reader settled
+   * (every delivery up to a floor it sent was its own and settled). Sent again, they are settled at
+   * once instead of after ack_wait; the server takes it if its delivery sequence is above the floor's.
+   */
+  forgotten(now: ConsumerPosition): FloorAck<M> | undefined {
+    const last = this.#lastSent;
+    return last && now.ackFloorStream < last.streamSeq && now.ackFloorDelivery < last.deliverySeq ? last : undefined;
+  }
+
   reconcile(now: ConsumerPosition): boolean {
-    if (now.ackFloorStream > this.#ackedStream) {
-      this.#ackedStream = now.ackFloorStream;
-      this.#ackedDelivery = now.ackFloorDelivery;
-      for (const s of this.#held.keys()) if (s <= now.ackFloorStream) this.#held.delete(s);
-    }
-    if (!this.#clean && now.delivered === this.#lastDelivery && now.ackPending === this.#held.size) {
-      this.#clean = true;
-      // The server's delivery floor may be above what this reader last sent: keep the higher.
-      if (now.ackFloorDelivery > this.#ackedDelivery) this.#ackedDelivery = now.ackFloorDelivery;
-    }
+    this.#ackedStream = now.ackFloorStream;
+    this.#ackedDelivery = now.ackFloorDelivery;
+    for (const s of this.#held.keys()) if (s <= now.ackFloorStream) this.#held.delete(s);
+    if (!this.#clean && now.delivered === this.#lastDelivery && now.ackPending === this.#held.size) this.#clean = true;
     return this.#clean;
   }
 }

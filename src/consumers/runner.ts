@@ -1,5 +1,5 @@
 /** Runs one subscriber's durable JetStream consumers: decode, apply idempotently, ack after commit, dead-letter poison. */
-import { nanos } from "@nats-io/nats-core";
+import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Contexts, EnvelopeBase, Headers, decodeMsgPack, upcasters, type Context } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
@@ -99,6 +99,15 @@ const explicitAcks: Acks = {
   close() {},
 };
 
+/** JetStream's ack body. */
+const ACK = "+ACK";
+
+/** The connection under a JetStream manager (nats.js has it, its types do not say so). */
+function connectionOf(jsm: JetStreamManager): NatsConnection | undefined {
+  const get = (jsm as unknown as { getConnection?: () => NatsConnection }).getConnection;
+  return typeof get === "function" ? get.call(jsm) : undefined;
+}
+
 /** How long a reader that is not clean waits between looks at its durable's info. */
 const RECONCILE_MS = 500;
 /** After how long held acks are worth a warning (twice ack_wait), and how often it is repeated. */
@@ -127,6 +136,8 @@ class FloorAcks implements Acks {
   constructor(
     start: ConsumerInfo,
     private readonly info: () => Promise<ConsumerInfo>,
+    /** Sends an ack again (the message's own `ack()` sends once only). */
+    private readonly reack: (reply: string) => void,
     private readonly logger: Logger,
     private readonly stats: RunnerStats,
   ) {
@@ -183,8 +194,14 @@ class FloorAcks implements Acks {
     this.info()
       .then((info) => {
         if (this.#closed) return;
+        const position = positionOf(info);
+        const again = this.#floor.forgotten(position);
+        if (again) {
+          this.reack((again.msg as unknown as { reply: string }).reply);
+          this.logger.warn({ ack_floor: info.ack_floor.stream_seq, sent: again.streamSeq }, "the server's ack floor is below the one this reader sent (nats-server restarted from an older state): sent again");
+        }
         const held = this.#floor.held;
-        if (this.#floor.reconcile(positionOf(info))) {
+        if (this.#floor.reconcile(position)) {
           this.#holdingSince = undefined;
           this.logger.info({ held }, "every outstanding delivery of the durable is this reader's: acks resume");
           return;
@@ -352,7 +369,7 @@ export class ConsumerRunner {
     const info = await this.jsm.consumers.info(b.stream, this.name);
     const acks =
       info.config.ack_policy === AckPolicy.All
-        ? new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), this.logger.child({ stream: b.stream }), this.stats)
+        ? new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), (reply) => connectionOf(this.jsm)?.publish(reply, ACK), this.logger.child({ stream: b.stream }), this.stats)
         : explicitAcks;
     const consumer = await this.js.consumers.get(b.stream, this.name);
     const messages = await consumer.consume({ max_messages: 256, abort_on_missing_resource: true });

@@ -106,13 +106,43 @@ describe("AckFloor", () => {
     expect(f.next()).toEqual({ streamSeq: 5, deliverySeq: 5, msg: "s5" });
   });
 
-  it("does not hold a redelivery already under the floor (an ack of its raced it)", () => {
+  it("holds a redelivery at or under its floor (an ack in flight) without acking it alone; the next floor covers it", () => {
     const f = given([1, 2]);
     f.done(1);
     f.done(2);
     f.sent(f.next()!);
     f.received(3, 2, "s2 again");
-    expect(f.held).toBe(0);
+    expect(f.held).toBe(1);
     expect(f.clean).toBe(true);
+    expect(f.next()).toBeUndefined();
+    f.done(2);
+    expect(f.next()).toBeUndefined(); // settled again, but at the floor: an ack of it alone changes nothing
+    f.received(4, 3, "s3");
+    f.done(3);
+    f.sent(f.next()!);
+    expect(f.acked).toBe(3);
+    expect(f.held).toBe(0);
+  });
+
+  it("follows a nats-server that restarted from an older consumer state: its lower floor, its numbering, its redeliveries", () => {
+    // Acked up to s5 (d5); the server comes back knowing deliveries up to d3 and acks up to s2 only.
+    const f = given([1, 2, 3, 4, 5]);
+    for (const s of [1, 2, 3, 4, 5]) f.done(s);
+    f.sent(f.next()!);
+    expect(f.acked).toBe(5);
+    // After ack_wait it redelivers s3..s5 as d4..d6 (numbering from its own d3), then s6 as d7.
+    f.received(4, 3, "s3 again");
+    expect(f.clean).toBe(false);
+    f.received(5, 4, "s4 again");
+    f.received(6, 5, "s5 again");
+    f.received(7, 6, "s6");
+    for (const s of [3, 4, 5, 6]) f.done(s);
+    expect(f.next()).toBeUndefined();
+    // The floor it sent (s5 with d5) is worth sending again: the server would take it (d5 above its d2).
+    expect(f.forgotten({ ackFloorStream: 2, ackFloorDelivery: 2, delivered: 7, ackPending: 4 })).toEqual({ streamSeq: 5, deliverySeq: 5, msg: "s5" });
+    expect(f.forgotten({ ackFloorStream: 5, ackFloorDelivery: 5, delivered: 7, ackPending: 1 })).toBeUndefined();
+    expect(f.reconcile({ ackFloorStream: 2, ackFloorDelivery: 2, delivered: 7, ackPending: 4 })).toBe(true);
+    expect(f.acked).toBe(2);
+    expect(f.next()).toEqual({ streamSeq: 6, deliverySeq: 7, msg: "s6" });
   });
 });

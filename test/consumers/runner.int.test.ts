@@ -183,6 +183,24 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
     expect(lines.some((l) => l.msg === "every outstanding delivery of the durable is this reader's: acks resume")).toBe(true);
   });
 
+  it("acks on to the stream's end after nats-server is killed and restarted from its store", async () => {
+    // Killed while the runner acks a burst: the server's stored consumer state can lag its last acks.
+    const start = await lastSeq();
+    await publishCourses("pre-kill", 400);
+    await until("the runner is half-way", async () => (await floorOf()) >= start + 200, 30_000);
+    await nats.kill();
+    await nats.restart();
+    // The server may come back with a consumer state older than the last acks: those deliveries are outstanding again.
+    await until("JetStream answers again", async () => (await jsm.streams.info("EVENTS_COURSES").then(() => true, () => false)), 30_000);
+    await publishCourses("post-kill", 50);
+    const last = await lastSeq();
+    await until("the floor reaches the stream's last event, nothing outstanding", async () => {
+      const info = await jsm.consumers.info("EVENTS_COURSES", "catalog");
+      return info.ack_floor.stream_seq === last && info.num_ack_pending === 0;
+    }, 50_000);
+    for (const i of [0, 49]) expect(await catalogCourse(m.tx, `post-kill-${i}`)).toBeDefined();
+  });
+
   it("recreates an earlier release's durable (an ack per event) from its ack floor: what was outstanding is applied, nothing is lost", async () => {
     await publishCourses("old", 4);
     await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
