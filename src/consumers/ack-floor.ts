@@ -125,16 +125,6 @@ export class AckFloor<M> {
   }
 
   /**
-   * The consumer's info, read while not clean. The server's floor is taken as it is: higher, another
-   * reader's floor settled what it covers (dropped here); lower, the server lost acks of this reader
-   * (it restarted from an older consumer state) and has those deliveries outstanding again, to be
-   * held and covered once more. The reader is clean again when the server's outstanding deliveries are exactly those held here — every
-   * held delivery is outstanding (nothing acknowledged it, nothing else can drop it), so equal counts
-   * mean equal sets; and no delivery is on its way, to here or elsewhere (the latest delivery sequence is
-   * the latest arrived). Info read before an ack of ours was taken, or before a delivery arrived,
-   * simply does not match: asked again later.
-   */
-  /**
    * The floor to send again, when the server's is below the latest this reader sent: it restarted from
    * a consumer state older than that ack, and has deliveries outstanding again that this reader settled
    * (every delivery up to a floor it sent was its own and settled). Sent again, they are settled at
@@ -145,6 +135,16 @@ export class AckFloor<M> {
     return last && now.ackFloorStream < last.streamSeq && now.ackFloorDelivery < last.deliverySeq ? last : undefined;
   }
 
+  /**
+   * The consumer's info, read while not clean. The server's floor is taken as it is: higher, another
+   * reader's floor settled what it covers (dropped here); lower, the server lost acks of this reader
+   * (it restarted from an older consumer state) and has those deliveries outstanding again, to be
+   * held and covered once more. The reader is clean again when the server's outstanding deliveries
+   * are exactly those held here — every held delivery is outstanding (nothing acknowledged it, nothing
+   * else can drop it), so equal counts mean equal sets; and no delivery is on its way, to here or
+   * elsewhere (the latest delivery sequence is the latest arrived). Info read before an ack of ours was
+   * taken, or before a delivery arrived, simply does not match: asked again later.
+   */
   reconcile(now: ConsumerPosition): boolean {
     this.#ackedStream = now.ackFloorStream;
     this.#ackedDelivery = now.ackFloorDelivery;
