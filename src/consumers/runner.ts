@@ -71,34 +71,6 @@ export interface RunnerStats {
   ackHolds: number;
 }
 
-/**
- * How one reader acknowledges what it settled: a message at a time (`AckPolicy.Explicit`, durables of
- * earlier releases until they are recreated), or the floor of what it committed, once per batch
- * (`AckPolicy.All`; see {@link AckFloor} for when that is safe). Redeliveries are asked for with a nak
- * under either.
- */
-interface Acks {
-  /** A message arrived. */
-  received(m: JsMsg): void;
-  /** Settled for good: applied, a duplicate, or not this reader's type; `dropped`: dead-lettered. */
-  done(m: JsMsg, dropped?: boolean): void;
-  /** After a batch: sends what the settled messages allow. */
-  flush(): void;
-  /** The reader stops: no more asking the server. */
-  close(): void;
-}
-
-/** An ack per message; a dead letter's delivery terminated. */
-const explicitAcks: Acks = {
-  received() {},
-  done(m, dropped) {
-    if (dropped) m.term();
-    else m.ack();
-  },
-  flush() {},
-  close() {},
-};
-
 /** JetStream's ack body. */
 const ACK = "+ACK";
 
@@ -124,7 +96,7 @@ const positionOf = (info: ConsumerInfo): ConsumerPosition => ({
  * The floor of what this reader committed, acknowledged once per batch. Never a term: under
  * `AckPolicy.All` it would settle everything below it; a dead letter is settled by the floor.
  */
-class FloorAcks implements Acks {
+class FloorAcks {
   readonly #floor: AckFloor<JsMsg>;
   #timer: NodeJS.Timeout | undefined;
   #asking = false;
@@ -148,6 +120,7 @@ class FloorAcks implements Acks {
     }
   }
 
+  /** A message arrived. */
   received(m: JsMsg): void {
     const wasClean = this.#floor.clean;
     this.#floor.received(m.info.deliverySequence, m.seq, m);
@@ -158,10 +131,12 @@ class FloorAcks implements Acks {
     }
   }
 
+  /** Settled for good: applied, a duplicate, not this reader's type, or dead-lettered. */
   done(m: JsMsg): void {
     this.#floor.done(m.seq);
   }
 
+  /** After a batch: sends the floor the settled messages allow. */
   flush(): void {
     const ack = this.#floor.next();
     if (ack) {
@@ -182,6 +157,7 @@ class FloorAcks implements Acks {
     }
   }
 
+  /** The reader stops: no more asking the server. */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
@@ -224,13 +200,13 @@ class FloorAcks implements Acks {
 /** One open subscription to a durable, and how its messages are acknowledged. */
 interface Reader {
   messages: ConsumerMessages;
-  acks: Acks;
+  acks: FloorAcks;
 }
 
 /** A batch decoded and ready to apply. */
 interface Prepared {
   b: Binding;
-  acks: Acks;
+  acks: FloorAcks;
   decoded: { m: JsMsg; e: EnvelopeBase }[];
   traces: (ReturnType<typeof traceHeadersOf> | undefined)[] | undefined;
   signal: AbortSignal;
@@ -364,14 +340,13 @@ export class ConsumerRunner {
 
   // nats.js would wait for a deleted durable to come back by itself; nothing else recreates it, so the
   // loop ends instead (deleted, or found missing) and its supervisor starts it again through ensure().
-  // The durable's info is read before the first pull: an AckPolicy.All reader starts from its positions.
+  // The reader starts from the durable's positions as `get` read them, before the first pull. A durable
+  // found with another ack policy (replaced since ensure()) ends the loop, and ensure() recreates it.
   async #open(b: Binding): Promise<Reader> {
-    const info = await this.jsm.consumers.info(b.stream, this.name);
-    const acks =
-      info.config.ack_policy === AckPolicy.All
-        ? new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), (reply) => connectionOf(this.jsm)?.publish(reply, ACK), this.logger.child({ stream: b.stream }), this.stats)
-        : explicitAcks;
     const consumer = await this.js.consumers.get(b.stream, this.name);
+    const info = await consumer.info(true);
+    if (info.config.ack_policy !== AckPolicy.All) throw new Error(`consumer ${this.name} on ${b.stream} acks ${info.config.ack_policy}, not by floor; recreating it`);
+    const acks = new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), (reply) => connectionOf(this.jsm)?.publish(reply, ACK), this.logger.child({ stream: b.stream }), this.stats);
     const messages = await consumer.consume({ max_messages: 256, abort_on_missing_resource: true });
     this.#iterators.add(messages);
     watch(
@@ -454,7 +429,7 @@ export class ConsumerRunner {
   }
 
   // Acks what this subscriber does not handle, dead-letters what does not decode, and decodes the rest.
-  async #prepare(b: Binding, acks: Acks, batch: JsMsg[], signal: AbortSignal): Promise<Prepared> {
+  async #prepare(b: Binding, acks: FloorAcks, batch: JsMsg[], signal: AbortSignal): Promise<Prepared> {
     const decoded: { m: JsMsg; e: EnvelopeBase }[] = [];
     for (const m of batch) {
       // Most events of a stream are not this subscriber's (2.9 filters one subject per consumer):
@@ -533,7 +508,7 @@ export class ConsumerRunner {
    * growing back-off, the message kept in hand meanwhile: on its last delivery JetStream would never
    * send it again, so giving up here would lose it. A stop leaves it un-acked for a later delivery.
    */
-  async #deadLetter(b: Binding, acks: Acks, m: JsMsg, e: EnvelopeBase | undefined, reason: string, attempts: number, signal: AbortSignal): Promise<void> {
+  async #deadLetter(b: Binding, acks: FloorAcks, m: JsMsg, e: EnvelopeBase | undefined, reason: string, attempts: number, signal: AbortSignal): Promise<void> {
     const row = {
       consumer: this.name,
       stream: b.stream,
@@ -562,6 +537,6 @@ export class ConsumerRunner {
     }
     this.stats.deadLettered++;
     this.logger.error({ consumer: this.name, stream_seq: m.seq, event_id: e?.event_id, reason }, "event dead-lettered");
-    acks.done(m, true);
+    acks.done(m);
   }
 }
