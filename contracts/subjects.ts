@@ -92,6 +92,19 @@ export function eventSubject(context: Context, eventType: string, aggregateId: s
   return `events.${context}.${assertName(eventType, "event_type")}.${assertSafeId(aggregateId, "aggregate_id")}`;
 }
 
+/**
+ * The event type an event subject names (`events.<context>.<event_type>.<aggregate_id>`), or undefined
+ * when the subject is not one. A consumer skips the events it does not handle by it, without decoding
+ * their headers (the subject is parsed already; the header block is not).
+ */
+export function eventTypeOfSubject(subject: string): string | undefined {
+  if (!subject.startsWith("events.")) return undefined;
+  const b = subject.indexOf(".", 7);
+  const c = b < 0 ? -1 : subject.indexOf(".", b + 1);
+  if (b <= 7 || c < 0 || c === b + 1 || subject.indexOf(".", c + 1) >= 0 || c === subject.length - 1) return undefined;
+  return subject.slice(b + 1, c);
+}
+
 /** `cmd.<context>.<CommandType>.<aggregate_id>` */
 export function commandSubject(context: Context, commandType: string, aggregateId: string): string {
   return `cmd.${context}.${assertName(commandType, "command_type")}.${assertSafeId(aggregateId, "aggregate_id")}`;

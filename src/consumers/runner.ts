@@ -1,7 +1,7 @@
 /** Runs one subscriber's durable JetStream consumers: decode, apply idempotently, ack after commit, dead-letter poison. */
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
-import { Contexts, EnvelopeBase, Headers, decodeMsgPack, upcasters, type Context } from "../../contracts/index.js";
+import { Contexts, EnvelopeBase, Headers, decodeMsgPack, eventTypeOfSubject, upcasters, type Context } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { DeadLetters } from "./dead-letters.js";
 import type { EventHandler } from "./event-handler.js";
@@ -221,6 +221,8 @@ export class ConsumerRunner {
   readonly bindings: Binding[];
   readonly #iterators = new Set<ConsumerMessages>();
   readonly #tasks: Supervised[] = [];
+  /** Whether the subscriber handles an event type, by type. */
+  readonly #wanted = new Map<string, boolean>();
 
   constructor(
     private readonly js: JetStreamClient,
@@ -432,10 +434,9 @@ export class ConsumerRunner {
   async #prepare(b: Binding, acks: FloorAcks, batch: JsMsg[], signal: AbortSignal): Promise<Prepared> {
     const decoded: { m: JsMsg; e: EnvelopeBase }[] = [];
     for (const m of batch) {
-      // Most events of a stream are not this subscriber's (2.9 filters one subject per consumer):
-      // the Event-Type header lets them be acked without decoding.
-      const type = m.headers?.get(Headers.EventType);
-      if (type && !this.handler.wants(type)) {
+      // Most events of a stream are not this subscriber's (2.9 filters one subject per consumer): the
+      // subject names the type (the Event-Type header too, but decoding the header block costs more).
+      if (!this.#wants(m)) {
         acks.done(m);
         this.stats.skipped++;
         continue;
@@ -481,6 +482,20 @@ export class ConsumerRunner {
         }
       }
     }
+  }
+
+  // Whether this subscriber handles the message's event type, by its subject (else by its Event-Type
+  // header); one with neither is decoded, and dead-lettered should it not decode.
+  #wants(m: JsMsg): boolean {
+    const type = eventTypeOfSubject(m.subject) ?? m.headers?.get(Headers.EventType);
+    if (!type) return true;
+    let wanted = this.#wanted.get(type);
+    if (wanted === undefined) {
+      wanted = this.handler.wants(type);
+      // Bounded: the contract's event types, and at most a few hundred a foreign publisher might invent.
+      if (this.#wanted.size < 512) this.#wanted.set(type, wanted);
+    }
+    return wanted;
   }
 
   #count(outcomes: string[]): void {

@@ -139,6 +139,23 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
   const floorOf = async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq;
   const lastSeq = async () => (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
 
+  it("skips the events it does not handle by their subject, without decoding them, and settles them with its floor", async () => {
+    const notifications = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, m.subscriber("notifications")), new DeadLetters(m.db), pino({ level: "silent" }), { maxDeliver: 3, backoffMs: [50] });
+    await notifications.start();
+    try {
+      // Not MessagePack and no Event-Type header: decoded, each would be dead-lettered.
+      for (let i = 0; i < 20; i++) await jetstream(nc).publish(`events.users.UserProfileUpdated.skip-${i}`, new Uint8Array([0xc1]));
+      const last = (await jsm.streams.info("EVENTS_USERS")).state.last_seq;
+      await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_USERS", "notifications")).ack_floor.stream_seq === last);
+      expect(notifications.stats.skipped).toBe(20);
+      expect(notifications.stats.deadLettered).toBe(0);
+      expect(await new DeadLetters(m.db).list("notifications")).toEqual([]);
+    } finally {
+      await notifications.stop();
+      await jsm.consumers.delete("EVENTS_USERS", "notifications").catch(() => false);
+    }
+  });
+
   it("makes its durable acknowledged by floor, without max_deliver, and acks every event with fewer acks than events", async () => {
     const info = await jsm.consumers.info("EVENTS_COURSES", "catalog");
     expect(info.config.ack_policy).toBe(AckPolicy.All);

@@ -9,6 +9,7 @@ import {
   CONTEXTS,
   Contexts,
   eventSubject,
+  eventTypeOfSubject,
   EVENT_TYPES,
   EventContexts,
   Headers,
@@ -125,5 +126,14 @@ describe("streams, contexts and consumers", () => {
       ServiceErrorCode: "Nats-Service-Error-Code",
       ServiceError: "Nats-Service-Error",
     });
+  });
+
+  it("reads the event type out of an event subject, and nothing out of anything else", () => {
+    for (const type of EVENT_TYPES) {
+      expect(eventTypeOfSubject(eventSubject(EventContexts[type], type, "u-1_A"))).toBe(type);
+    }
+    for (const s of ["events.users.UserRegistered", "events.users.UserRegistered.", "events..UserRegistered.u1", "events.users..u1", "events.users.UserRegistered.u1.x", "cmd.users.RegisterUser.u1", "event.users.UserRegistered.u1", "events", "", "events.users.>"]) {
+      expect(eventTypeOfSubject(s), s).toBeUndefined();
+    }
   });
 });
