@@ -28,6 +28,8 @@ import { profiled } from "./cpu-profile.js";
 import { collector } from "./gc.js";
 import { benchPlan } from "./plan.js";
 import { createSubscribers } from "../src/projections/index.js";
+import { bindingsOf } from "../src/consumers/index.js";
+import { Contexts } from "../contracts/index.js";
 import { benchFloor, machineCpuUs } from "./floor.js";
 import { benchRawPublish } from "./raw-publish.js";
 import { activationTable, durableTable, memoryTable, rawTable, scalingTable } from "./report.js";
@@ -80,9 +82,14 @@ function latencyTable(rate: number, r: { lone: CommandLoadResult; paced: Command
   ]);
 }
 
-/** Nerve's durable consumers that read EVENTS_USERS (each reads it whole: every users event is delivered to each). */
+/**
+ * Nerve's durable consumers a UserProfileUpdated is delivered to: those that read EVENTS_USERS whole (a
+ * durable filtered to another type, as security's to UserEmailChanged, never receives it).
+ */
 // Only the subscribers' declarations are read: no command is sent, no statement run.
-const USERS_STREAM_READERS = createSubscribers({ bus: undefined as never, db: { dialect: "sqlite" } as never }).filter((s) => "users" in s.handles).length;
+const USERS_STREAM_READERS = createSubscribers({ bus: undefined as never, db: { dialect: "sqlite" } as never }).filter((s) =>
+  bindingsOf(s.handles).some((b) => b.stream === Contexts.users.stream && (b.consumerFilter === undefined || b.consumerFilter === "events.users.UserProfileUpdated.*")),
+).length;
 
 async function main(): Promise<void> {
   const began = Date.now();
@@ -112,10 +119,10 @@ async function main(): Promise<void> {
   );
 
   // 1c. The contract's floor: the floor with the durable readers the contract gives a users event.
-  // UserProfileUpdated goes to EVENTS_USERS, which two of Nerve's subscribing contexts read whole
-  // (notifications and security, CONTRACT.md §2: each through its own durable consumer), so every
-  // durable command costs at least the floor plus two deliveries and their acks, whatever the
-  // implementation. Read with an ack each (AckPolicy.Explicit, as Nerve read until stop 24) and with the
+  // UserProfileUpdated goes to EVENTS_USERS, which one of Nerve's subscribing contexts reads whole
+  // (notifications, CONTRACT.md §2: through its own durable consumer; security's durable is filtered to
+  // UserEmailChanged), so every durable command costs at least the floor plus one delivery and its ack,
+  // whatever the implementation (USERS_STREAM_READERS counts them from the subscribers' bindings). Read with an ack each (AckPolicy.Explicit, as Nerve read until stop 24) and with the
   // fewest acks (AckPolicy.All, the latest of each event-loop turn, about as Nerve acks now: once per
   // committed batch): the second is the lower bound.
   const floorCpu = machineCpuUs(floor);
