@@ -19,7 +19,34 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Encodes a value as plain MessagePack. */
 export function encodeMsgPack(value: unknown): Uint8Array {
-  return packr.pack(toPlain(value));
+  // Nearly everything Nerve encodes is plain already (envelopes, replies): checked without a copy.
+  return packr.pack(isPlain(value) ? value : toPlain(value));
+}
+
+// Whether `toPlain` would return an equal value: no undefined, Date, class instance, or integer beyond
+// 32 bits anywhere in it. Allocates nothing.
+function isPlain(value: unknown): boolean {
+  switch (typeof value) {
+    case "number":
+      return !(Number.isSafeInteger(value) && (value > 0xffffffff || value < -0x80000000));
+    case "undefined":
+      return false;
+    case "object": {
+      if (value === null || value instanceof Uint8Array) return true;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!isPlain(value[i])) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const k in value) {
+        if (!Object.hasOwn(value, k) || !isPlain((value as Record<string, unknown>)[k])) return false;
+      }
+      return true;
+    }
+    default:
+      return true;
+  }
 }
 
 // JSON semantics for what MessagePack would otherwise carry as extensions: undefined keys are

@@ -79,6 +79,19 @@ describe("round trips", () => {
     const value = { at: new Date("2026-11-26T23:20:39.123Z"), gone: undefined, list: [undefined, 1] };
     expect(strictDecode(encodeMsgPack(value))).toEqual({ at: "2026-11-26T23:20:39.123Z", list: [null, 1] });
   });
+
+  it("does so however deep the value that needs it sits, and encodes a plain value as it is", () => {
+    class Point {
+      x = 1;
+      y = undefined;
+    }
+    const bare = Object.create(null) as Record<string, unknown>;
+    bare.k = [1, "two"];
+    const value = { a: { b: [1, { c: undefined, d: [{ at: new Date(0) }] }] }, p: new Point(), bare, n: [{ big: 2 ** 40 }] };
+    expect(strictDecode(encodeMsgPack(value))).toEqual({ a: { b: [1, { d: [{ at: "1970-01-01T00:00:00.000Z" }] }] }, p: { x: 1 }, bare: { k: [1, "two"] }, n: [{ big: 2 ** 40 }] });
+    const plain = { s: "x", i: 7, f: 1.5, t: true, z: null, list: [{ a: [] }, {}] };
+    expect(strictDecode(encodeMsgPack(plain))).toEqual(plain);
+  });
 });
 
 describe("interop with @msgpack/msgpack", () => {
