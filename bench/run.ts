@@ -122,9 +122,10 @@ async function main(): Promise<void> {
   // UserProfileUpdated goes to EVENTS_USERS, which one of Nerve's subscribing contexts reads whole
   // (notifications, CONTRACT.md §2: through its own durable consumer; security's durable is filtered to
   // UserEmailChanged), so every durable command costs at least the floor plus one delivery and its ack,
-  // whatever the implementation (USERS_STREAM_READERS counts them from the subscribers' bindings). Read with an ack each (AckPolicy.Explicit, as Nerve read until stop 24) and with the
-  // fewest acks (AckPolicy.All, the latest of each event-loop turn, about as Nerve acks now: once per
-  // committed batch): the second is the lower bound.
+  // whatever the implementation (USERS_STREAM_READERS counts them from the subscribers' bindings).
+  // Read with an ack each (AckPolicy.Explicit, as Nerve read until stop 24) and with the fewest acks
+  // (AckPolicy.All, the latest of each event-loop turn, about as Nerve acks now: once per committed
+  // batch): the second is the lower bound.
   const floorCpu = machineCpuUs(floor);
   const contractFloors = [];
   for (const ack of ["explicit", "all"] as const) {
