@@ -133,7 +133,7 @@ async function main(): Promise<void> {
   }
   results.contractFloor = contractFloors;
   console.log(
-    table(`1c. The contract's floor: the floor (1b) with the ${USERS_STREAM_READERS} durable readers of EVENTS_USERS (Nerve's consumers of that stream) taking and acking every event, nothing else; CPU until they have read all`, ["readers ack", "requests/s", "÷ floor", "p99 ms", "undelivered at load end", "catch-up s", "machine CPU µs/req", "÷ floor's CPU"], contractFloors.map((f) => {
+    table(`1c. The contract's floor: the floor (1b) with the ${USERS_STREAM_READERS === 1 ? "durable reader" : `${USERS_STREAM_READERS} durable readers`} of EVENTS_USERS a UserProfileUpdated is delivered to (Nerve's consumers reading that stream whole) taking and acking every event, nothing else; CPU until ${USERS_STREAM_READERS === 1 ? "it has" : "they have"} read all`, ["readers ack", "requests/s", "÷ floor", "p99 ms", "undelivered at load end", "catch-up s", "machine CPU µs/req", "÷ floor's CPU"], contractFloors.map((f) => {
       const cpu = machineCpuUs(f);
       return [f.readers!.ack === "all" ? "latest per turn (AckPolicy.All, ≈ Nerve: per batch)" : "each (AckPolicy.Explicit)", Math.round(f.load.perSecond), (f.load.perSecond / floor.load.perSecond).toFixed(3), f.load.latency.p99, f.readers!.lagAtLoadEnd, f.readers!.catchUpSeconds.toFixed(2), cpu, (cpu / floorCpu).toFixed(2)];
     })),
