@@ -45,50 +45,58 @@ export async function runConsumerBatch(exec: Exec, batch: ConsumerBatch): Promis
   return handled;
 }
 
-/** A single-row `insert … values (?, …, ?) …` whose rest binds nothing: its head, its row, its tail. */
-interface InsertShape {
-  head: string;
-  row: string;
-  tail: string;
+/** A single-row statement that runs of its kind can share: what one of those multi-row statements is. */
+interface Mergeable {
+  /** Values bound per row. */
   params: number;
+  /** Which of a row's values must differ between the rows of one statement (none: any may repeat). */
+  distinct: number | undefined;
+  /** The text of a statement of `rows` rows, bound with the rows' values one row after another. */
+  sql(rows: number): string;
 }
 
+/** `insert into T (…) values (?, …, ?)` and a rest that binds nothing (`on conflict …` included, `returning` not). */
 const SINGLE_ROW_INSERT = /^(insert into [\w"]+ \([^)?]*\)) values (\(\?(?:, \?)*\))([^?]*)$/is;
-const shapes = new Map<string, InsertShape | null>();
-
-function shapeOf(sql: string): InsertShape | null {
-  let shape = shapes.get(sql);
-  if (shape !== undefined) return shape;
-  const m = SINGLE_ROW_INSERT.exec(sql);
-  shape = m && !/\breturning\b/i.test(m[3]!) ? { head: m[1]!, row: m[2]!, tail: m[3]!, params: m[2]!.split("?").length - 1 } : null;
-  // Bounded like the worker's statement cache: projections use a handful of texts.
-  if (shapes.size >= 1024) shapes.clear();
-  shapes.set(sql, shape);
-  return shape;
-}
-
-/**
- * A single-row, version-guarded update: `update T set a = ?, … where K = ? and V < ?` (every assignment
- * bound, nothing else in it): its table, assigned columns, key column and guard column.
- */
-interface UpdateShape {
-  table: string;
-  columns: string[];
-  key: string;
-  guard: string;
-}
-
+/** `update T set a = ?, … where K = ? and V < ?`: every assignment bound, a key, a version guard, nothing else. */
 const GUARDED_UPDATE = /^update ([\w"]+) set ([\w"]+ = \?(?:, [\w"]+ = \?)*) where ([\w"]+) = \? and ([\w"]+) < \?$/is;
-const updateShapes = new Map<string, UpdateShape | null>();
+const mergeables = new Map<string, Mergeable | null>();
 
-function updateShapeOf(sql: string): UpdateShape | null {
-  let shape = updateShapes.get(sql);
-  if (shape !== undefined) return shape;
+function mergeableOf(sql: string): Mergeable | null {
+  let m = mergeables.get(sql);
+  if (m !== undefined) return m;
+  m = insertOf(sql) ?? updateOf(sql);
+  // Bounded like the worker's statement cache: projections use a handful of texts.
+  if (mergeables.size >= 1024) mergeables.clear();
+  mergeables.set(sql, m);
+  return m;
+}
+
+// SQLite inserts a statement's rows one after another, each conflict resolved against the rows before
+// it, so the result is that of the single statements in order.
+function insertOf(sql: string): Mergeable | null {
+  const m = SINGLE_ROW_INSERT.exec(sql);
+  if (!m || /\breturning\b/i.test(m[3]!)) return null;
+  const [, head, row, tail] = m as unknown as [string, string, string, string];
+  return { params: row.split("?").length - 1, distinct: undefined, sql: (rows) => `${head} values ${new Array<string>(rows).fill(row).join(", ")}${tail}` };
+}
+
+// `update … from (values …)` (SQLite ≥ 3.33): each row joined to its target by the key and applied only
+// where the guard holds, as the single statements would. A target row joined twice would take one of
+// them at random, so the key is the value that must differ within one statement; a repeated key starts
+// the next statement, which runs after, as the later single statement did.
+function updateOf(sql: string): Mergeable | null {
   const m = GUARDED_UPDATE.exec(sql);
-  shape = m ? { table: m[1]!, columns: m[2]!.split(", ").map((a) => a.slice(0, a.indexOf(" = "))), key: m[3]!, guard: m[4]! } : null;
-  if (updateShapes.size >= 1024) updateShapes.clear();
-  updateShapes.set(sql, shape);
-  return shape;
+  if (!m) return null;
+  const [, table, assignments, key, guard] = m as unknown as [string, string, string, string, string];
+  const columns = assignments.split(", ").map((a) => a.slice(0, a.indexOf(" = ")));
+  const width = columns.length + 2;
+  const set = columns.map((c, n) => `${c} = v.column${n + 1}`).join(", ");
+  const row = `(${new Array<string>(width).fill("?").join(", ")})`;
+  return {
+    params: width,
+    distinct: width - 2,
+    sql: (rows) => `update ${table} set ${set} from (values ${new Array<string>(rows).fill(row).join(", ")}) as v where ${table}.${key} = v.column${width - 1} and ${table}.${guard} < v.column${width}`,
+  };
 }
 
 /** Row counts of one merged statement, largest first: few distinct texts, so they stay prepared. */
@@ -96,40 +104,33 @@ const CHUNKS = [64, 16, 4, 1] as const;
 
 /**
  * Runs of consecutive identical single-row inserts (`on conflict …` included, nothing bound after the
- * values) as multi-row inserts of 64, 16, 4 and 1 rows. SQLite inserts a statement's rows one after
- * another, each conflict resolved against the rows before it, so the result is that of the single
- * statements in order; each statement costs the driver about 40 µs however many rows it carries
- * (~10 µs per row more), so a projection's batch of 256 inserts drops from ~12 ms to ~3 ms of the
- * writer's time. Runs of the same version-guarded update (`update T set … where K = ? and V < ?`: a
- * CourseUpdated in catalog and search, a ProgressUpdated in learner-progress) are merged the same way
- * ({@link mergeUpdates}). Any other statement runs as it is, in its place.
+ * values) and of the same version-guarded update (`update T set … where K = ? and V < ?`: a CourseUpdated
+ * in catalog and search, a ProgressUpdated in learner-progress) as statements of 64, 16, 4 and 1 rows,
+ * with the result of the single statements in order (see insertOf, updateOf). Each statement costs the
+ * driver about 40 µs however many rows it carries (~10 µs per row more), so a projection's batch of 256
+ * inserts drops from ~12 ms to ~3 ms of the writer's time. Any other statement runs as it is, in its place.
  */
 export function mergeStatements(statements: readonly BatchStatement[]): BatchStatement[] {
   const out: BatchStatement[] = [];
   for (let i = 0; i < statements.length; ) {
     const first = statements[i]!;
-    const update = updateShapeOf(first.sql);
-    if (update) {
-      i = mergeUpdates(statements, i, update, out);
-      continue;
+    const merge = mergeableOf(first.sql);
+    let end = i + 1;
+    if (merge && first.params.length === merge.params) {
+      while (end < statements.length && statements[end]!.sql === first.sql && statements[end]!.params.length === merge.params) end++;
     }
-    const shape = shapeOf(first.sql);
-    let j = i + 1;
-    if (shape && first.params.length === shape.params) {
-      while (j < statements.length && statements[j]!.sql === first.sql && statements[j]!.params.length === shape.params) j++;
-    }
-    if (!shape || j - i === 1) {
+    if (!merge || end - i === 1) {
       out.push(first);
       i++;
       continue;
     }
-    while (i < j) {
-      const rows = CHUNKS.find((c) => c <= j - i)!;
+    while (i < end) {
+      const rows = CHUNKS.find((c) => c <= roomAt(statements, i, end, merge.distinct))!;
       if (rows === 1) out.push(statements[i]!);
       else {
         const params: unknown[] = [];
         for (let k = i; k < i + rows; k++) params.push(...statements[k]!.params);
-        out.push({ sql: `${shape.head} values ${new Array<string>(rows).fill(shape.row).join(", ")}${shape.tail}`, params });
+        out.push({ sql: merge.sql(rows), params });
       }
       i += rows;
     }
@@ -137,40 +138,12 @@ export function mergeStatements(statements: readonly BatchStatement[]): BatchSta
   return out;
 }
 
-/**
- * The run of identical guarded updates starting at `i` as `update … from (values …)` statements of 64,
- * 16, 4 and 1 rows (SQLite ≥ 3.33), each row joined to its target by the key and applied only where the
- * guard holds, as the single statements would. A row of the target joined twice would take one of them
- * at random, so a chunk never holds a key twice: a repeated key starts the next chunk, which runs after,
- * as the later single statement did. Returns where the run ends.
- */
-function mergeUpdates(statements: readonly BatchStatement[], i: number, shape: UpdateShape, out: BatchStatement[]): number {
-  const sql = statements[i]!.sql;
-  const width = shape.columns.length + 2;
-  let end = i + 1;
-  while (end < statements.length && statements[end]!.sql === sql && statements[end]!.params.length === width) end++;
-  if (statements[i]!.params.length !== width) {
-    out.push(statements[i]!);
-    return i + 1;
-  }
-  while (i < end) {
-    // The longest prefix (at most 64) with distinct keys.
-    const keys = new Set<unknown>();
-    let distinct = 0;
-    while (i + distinct < end && distinct < CHUNKS[0] && !keys.has(statements[i + distinct]!.params[width - 2])) keys.add(statements[i + distinct++]!.params[width - 2]);
-    const rows = CHUNKS.find((c) => c <= distinct)!;
-    if (rows === 1) out.push(statements[i]!);
-    else {
-      const params: unknown[] = [];
-      for (let k = i; k < i + rows; k++) params.push(...statements[k]!.params);
-      const row = `(${new Array<string>(width).fill("?").join(", ")})`;
-      const set = shape.columns.map((c, n) => `${c} = v.column${n + 1}`).join(", ");
-      out.push({
-        sql: `update ${shape.table} set ${set} from (values ${new Array<string>(rows).fill(row).join(", ")}) as v where ${shape.table}.${shape.key} = v.column${width - 1} and ${shape.table}.${shape.guard} < v.column${width}`,
-        params,
-      });
-    }
-    i += rows;
-  }
-  return end;
+// How many rows of the run from `i` may share a statement: the rest of the run, or its longest prefix
+// whose `distinct` values differ (either at most the largest chunk).
+function roomAt(statements: readonly BatchStatement[], i: number, end: number, distinct: number | undefined): number {
+  if (distinct === undefined) return end - i;
+  const seen = new Set<unknown>();
+  let n = 0;
+  while (i + n < end && n < CHUNKS[0] && !seen.has(statements[i + n]!.params[distinct])) seen.add(statements[i + n++]!.params[distinct]);
+  return n;
 }
