@@ -38,6 +38,9 @@ function recorder(consumer: string, dialect: Tx["dialect"], into: BatchStatement
 
 /** The inbox-guarded application of events to one subscriber. */
 export class EventHandler {
+  /** The event types {@link wants} says yes to. */
+  readonly #handled = new Set<string>();
+
   constructor(
     readonly db: Database,
     readonly subscriber: Subscriber,
@@ -47,12 +50,14 @@ export class EventHandler {
     private readonly observe?: (seconds: number) => void,
     /** The SQLite write worker: runs the batches of a {@link Subscriber.writesOnly} projection (not with a guard, whose check must share the transaction). */
     private readonly batchWriter?: ConsumerBatchWriter,
-  ) {}
+  ) {
+    // The types the subscriber lists under the context that publishes them (a type under another context is never its).
+    for (const [context, types] of Object.entries(subscriber.handles)) for (const t of types ?? []) if (EventContexts[t] === context) this.#handled.add(t);
+  }
 
   /** Whether the subscriber cares about this event type at all. */
   wants(eventType: string): boolean {
-    const context = EventContexts[eventType as EventType];
-    return context !== undefined && (this.subscriber.handles[context] ?? []).includes(eventType as EventType);
+    return this.#handled.has(eventType);
   }
 
   /**

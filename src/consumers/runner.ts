@@ -221,8 +221,6 @@ export class ConsumerRunner {
   readonly bindings: Binding[];
   readonly #iterators = new Set<ConsumerMessages>();
   readonly #tasks: Supervised[] = [];
-  /** Whether the subscriber handles an event type, by type. */
-  readonly #wanted = new Map<string, boolean>();
 
   constructor(
     private readonly js: JetStreamClient,
@@ -488,14 +486,7 @@ export class ConsumerRunner {
   // header); one with neither is decoded, and dead-lettered should it not decode.
   #wants(m: JsMsg): boolean {
     const type = eventTypeOfSubject(m.subject) ?? m.headers?.get(Headers.EventType);
-    if (!type) return true;
-    let wanted = this.#wanted.get(type);
-    if (wanted === undefined) {
-      wanted = this.handler.wants(type);
-      // Bounded: the contract's event types, and at most a few hundred a foreign publisher might invent.
-      if (this.#wanted.size < 512) this.#wanted.set(type, wanted);
-    }
-    return wanted;
+    return !type || this.handler.wants(type);
   }
 
   #count(outcomes: string[]): void {
