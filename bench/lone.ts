@@ -17,6 +17,8 @@ import { startRig } from "./rig.js";
 import { measureDiskFloor } from "./disk-floor.js";
 import { readStages, stageBreakdown, stagesTable, type StageBreakdown } from "./stage-breakdown.js";
 import { table } from "./table.js";
+import { tails } from "./_tails.js";
+import { gcSummary, watchPauses, type Pauses } from "./pauses.js";
 
 const cleanup = new Cleanup();
 const USERS = 1_000;
@@ -36,9 +38,15 @@ async function main(): Promise<void> {
   const ids = userIds(USERS);
   await registerUsers(load, ids, 256, after(30_000));
   await waitConfirmed(nerve, client, ids.length, after(30_000));
+  const pauses: Pauses[] = [];
   const measured = async (run: () => Promise<CommandLoadResult>): Promise<[CommandLoadResult, StageBreakdown]> => {
     const before = await readStages(nerve);
+    const watch = watchPauses();
+    const t0 = await tails(nerve);
     const r = await run();
+    pauses.push(watch.stop());
+    const t1 = await tails(nerve);
+    for (const k of Object.keys(t1)) console.log(k, JSON.stringify(Object.fromEntries(Object.entries(t1[k]!).map(([le, n]) => [le, n - (t0[k]?.[le] ?? 0)]))));
     if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
     // Let the consumers' batches of this load finish before counting them.
     await new Promise((res) => setTimeout(res, 500));
@@ -52,6 +60,7 @@ async function main(): Promise<void> {
     table("Client side (ms from each command's due time)", ["load", "commands", "per second", "p50", "p90", "p99", "p99.9", "max"], [lone, paced].map((r, i) => [i === 0 ? "one at a time" : `open loop ${rate}/s`, r.sent, Math.round(r.perSecond), r.latency.p50, r.latency.p90, r.latency.p99, r.latency.p999, r.latency.max])),
   );
   console.log(stagesTable("Inside the service (means per command)", [["one at a time", loneStages], ["open loop", pacedStages]]));
+  console.log(table("The main thread's pauses (event loop delay at 1 ms resolution; V8 collections)", ["load", "delay p50 ms", "p99 ms", "max ms", "collections"], pauses.map((p, i) => [i === 0 ? "one at a time" : "open loop", p.loopDelayP50Ms, p.loopDelayP99Ms, p.loopDelayMaxMs, gcSummary(p)])));
   console.log(table("One durable transaction on this disk (see bench/disk-floor.ts)", ["synchronous", "transactions", "p50 ms", "p99 ms", "mean ms", "commit p50 ms"], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.meanMs, d.commitP50Ms])));
 }
 

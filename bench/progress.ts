@@ -9,6 +9,10 @@
  * `BENCH_QUICK=1` makes it small. The catch-up is polled with consumer infos every `BENCH_POLL_MS`
  * (250): on nats-server 2.9.10 each info counts the consumer's pending messages afresh, so polling
  * four consumers every 20 ms, as it first did, put ~200 such counts a second on the server it measures.
+ * During each load the consumers' pending counts are sampled every {@link LAG_SAMPLE_MS} too (the
+ * largest is "lag max during"): with the projections' admission (NERVE_CONSUMER_LAG_LIMIT) the lag stays
+ * near the limit however long the load. KEY=VALUE arguments are added to the service's environment
+ * (`npm run bench:progress -- NERVE_CONSUMER_LAG_LIMIT=0` measures without that admission).
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
@@ -35,13 +39,15 @@ const PHASE_MS = quick ? 3000 : 8000;
 const LOADS: [number, number][] = quick ? [[500, 4096], [20_000, 2048]] : [[1000, 4096], [2000, 4096], [20_000, 2048]];
 const ACCESS_CONSUMERS = ["analytics", "learner-progress", "notifications", "audit"];
 const CATCH_UP_POLL_MS = Number(process.env.BENCH_POLL_MS ?? 250);
+const LAG_SAMPLE_MS = 500;
+const extra = Object.fromEntries(process.argv.slice(2).map((a) => a.split("=", 2) as [string, string]));
 
 // Go's profiling endpoint on a port of its own: a catch-up that crawls is profiled while it crawls.
 const profilePort = await freePort();
 const nats = await startNatsServer({ args: ["--profile", String(profilePort)] });
 const db = await tempSqlitePath();
 const nc = await connect({ servers: nats.url, noAsyncTraces: true, name: "progress-bench" });
-const nerve = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: String(await freePort()), NERVE_JWT_SECRET: "progress-bench-secret-0123456789" } });
+const nerve = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: String(await freePort()), NERVE_JWT_SECRET: "progress-bench-secret-0123456789", ...extra } });
 const rows: (string | number)[][] = [];
 const results: Record<string, unknown>[] = [];
 try {
@@ -66,7 +72,14 @@ try {
     book = new LatencyBook();
     const seq0 = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq;
     const cpu0 = { service: processCpuMs(nerve.pid)!, nats: processCpuMs(nats.pid)!, bench: process.cpuUsage() };
-    const r = await progressAtRate(nc, learners, book, rate, PHASE_MS, 0, () => undefined, inflight);
+    let lagMaxDuring = 0;
+    const sampling = setInterval(() => {
+      void Promise.all(ACCESS_CONSUMERS.map((c) => jsm.consumers.info("EVENTS_ACCESS", c))).then(
+        (infos) => (lagMaxDuring = Math.max(lagMaxDuring, ...infos.map((i) => i.num_pending))),
+        () => undefined,
+      );
+    }, LAG_SAMPLE_MS);
+    const r = await progressAtRate(nc, learners, book, rate, PHASE_MS, 0, () => undefined, inflight).finally(() => clearInterval(sampling));
     const cpu = { service: processCpuMs(nerve.pid)! - cpu0.service, nats: processCpuMs(nats.pid)! - cpu0.nats, bench: process.cpuUsage(cpu0.bench) };
     const drainUntil = Date.now() + 10_000;
     while (book.waiting > 0 && Date.now() < drainUntil) await new Promise((res) => setTimeout(res, 20));
@@ -128,13 +141,14 @@ try {
       replyToStoredP50Ms: Math.round(percentile(sorted, 50) * 10) / 10,
       replyToStoredP99Ms: Math.round(percentile(sorted, 99) * 10) / 10,
       cpuUsPerUpdate: { service: per(cpu.service), natsServer: per(cpu.nats), bench: per((cpu.bench.user + cpu.bench.system) / 1000) },
+      consumersPendingMaxDuring: lagMaxDuring,
       consumersPendingAfter: Object.fromEntries(ACCESS_CONSUMERS.map((c, i) => [c, lag![i]])),
       consumersDrainedSeconds: drainedSeconds,
       ...(crawlProfile ? { natsProfileDuringCatchUp: crawlProfile } : {}),
     };
     results.push(phase);
     const machine = phase.cpuUsPerUpdate.service + phase.cpuUsPerUpdate.natsServer + phase.cpuUsPerUpdate.bench;
-    rows.push([rate, inflight, phase.answeredPerSecond, r.failed, stored, phase.replyToStoredP50Ms, phase.replyToStoredP99Ms, phase.cpuUsPerUpdate.service, phase.cpuUsPerUpdate.natsServer, phase.cpuUsPerUpdate.bench, Math.round((cpus().length * 1e6) / machine), Math.max(...lag!), drainedSeconds]);
+    rows.push([rate, inflight, phase.answeredPerSecond, r.failed, stored, phase.replyToStoredP50Ms, phase.replyToStoredP99Ms, phase.cpuUsPerUpdate.service, phase.cpuUsPerUpdate.natsServer, phase.cpuUsPerUpdate.bench, Math.round((cpus().length * 1e6) / machine), lagMaxDuring, Math.max(...lag!), drainedSeconds]);
   }
   await watch.close();
 } finally {
@@ -146,12 +160,12 @@ try {
 console.log(
   table(
     `UpdateProgress through the service with the access consumers (${LEARNERS} learners, ${PHASE_MS / 1000} s per load)`,
-    ["offered/s", "in flight", "answered/s", "failed", "events stored", "reply→stored p50 ms", "p99 ms", "service µs/update", "nats-server µs", "bench µs", "CPU-bound rate", "consumer lag after", "caught up after s"],
+    ["offered/s", "in flight", "answered/s", "failed", "events stored", "reply→stored p50 ms", "p99 ms", "service µs/update", "nats-server µs", "bench µs", "CPU-bound rate", "lag max during", "consumer lag after", "caught up after s"],
     rows,
   ),
 );
 const dir = join(ROOT, "bench", "results");
 await mkdir(dir, { recursive: true });
-const out = { startedAt: new Date().toISOString(), quick, learners: LEARNERS, phaseMs: PHASE_MS, machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version }, phases: results };
+const out = { startedAt: new Date().toISOString(), quick, environment: extra, learners: LEARNERS, phaseMs: PHASE_MS, machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version }, phases: results };
 await writeFile(join(dir, `latest-progress${quick ? "-quick" : ""}.json`), JSON.stringify(out, null, 2));
 process.exit(0);

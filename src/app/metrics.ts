@@ -68,8 +68,9 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
   gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
   gauge("nerve_outbox_rows_deleted_total", "Published outbox rows deleted, most within the next group commit", [], (g) => g.set(s.writer.stats.outboxRowsDeleted));
-  gauge("nerve_group_commit_admission_waits_total", "Group commits that waited for the outbox relay's backlog to shrink", [], (g) => g.set(s.writer.stats.admissionWaits));
-  gauge("nerve_group_commit_admission_wait_seconds_total", "Time group commits waited for the outbox relay's backlog", [], (g) => g.set(s.writer.stats.admissionWaitMs / 1000));
+  gauge("nerve_group_commit_admission_waits_total", "Group commits that waited for the outbox relay's backlog or a projection's to shrink", [], (g) => g.set(s.writer.stats.admissionWaits));
+  gauge("nerve_group_commit_admission_wait_seconds_total", "Time group commits waited for the outbox relay's backlog or a projection's", [], (g) => g.set(s.writer.stats.admissionWaitMs / 1000));
+  gauge("nerve_consumer_backlog_admission_waits_total", "Group commits that waited for a projection of this process more than NERVE_CONSUMER_LAG_LIMIT events behind", [], (g) => g.set(s.consumers.backlogWaits));
   const cp = s.checkpoints;
   if (cp) {
     gauge("nerve_sqlite_checkpoints_total", "WAL checkpoints run beside the writers (automatic checkpoints are off on the connections that write), by mode", ["mode"], (g) => {

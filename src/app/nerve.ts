@@ -87,6 +87,8 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   }
   // The relay is made after the writer (it deletes through it); admission reaches it when asked.
   let relay: OutboxRelay | undefined;
+  // Made after the writer too (their batches go through its worker); their backlog is the admission's second part.
+  let projectionRoom: ((maxWaitMs: number) => Promise<void> | undefined) | undefined;
   const backlogLimit = 2 * config.NERVE_RELAY_WINDOW;
   const instanceId = config.NERVE_INSTANCE_ID;
   // Filled below, once the parts a hand-off drains exist.
@@ -111,7 +113,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const latency = new LatencyMetrics();
   const writer = new GroupCommitWriter(db, {
     observe: latency.transaction,
-    admission: () => relay?.room(backlogLimit, ADMISSION_MAX_WAIT_MS),
+    admission: () => relay?.room(backlogLimit, ADMISSION_MAX_WAIT_MS) ?? projectionRoom?.(ADMISSION_MAX_WAIT_MS),
     fenceCheck: ownership.fenced ? (exec, fences) => checkFences(exec, instanceId, fences) : undefined,
     sqliteWriter: config.NERVE_SQLITE_WRITER,
     logger: logger.child({ component: "writer" }),
@@ -146,7 +148,8 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const consumerLeases = shared
     ? new Leases({ db, instanceId, logger: logger.child({ component: "leases" }), group: CONSUMER_GROUP, keys: subscribers.map((s) => s.name), drain: (name): Promise<void> => consumers.handOff(name), released: () => conn.publish(RELEASED_SUBJECT) })
     : undefined;
-  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases, handleTime: latency.handled, batchWriter: writer.sqliteWorker });
+  const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases, handleTime: latency.handled, batchWriter: writer.sqliteWorker, backlogLimit: config.NERVE_CONSUMER_LAG_LIMIT });
+  projectionRoom = (maxWaitMs) => consumers.room(maxWaitMs);
   const prune = setInterval(() => {
     // Housekeeping runs once across instances: on the holder of partition 0.
     if (!ownership.fence(0)) return;

@@ -45,6 +45,11 @@ export const ConfigSchema = z
     NERVE_ACTOR_IDLE_MS: int(5 * 60_000, 10),
     /** Most access events the gateway keeps for resumes, over all learners (its memory bound). */
     NERVE_GATEWAY_BUFFER_EVENTS: int(250_000, 1),
+    /**
+     * Events a projection of this process may fall behind before commands wait for it (src/consumers/backlog.ts);
+     * 0 never waits. Replaying, stalled (1 s without progress) and process-manager consumers are never waited for.
+     */
+    NERVE_CONSUMER_LAG_LIMIT: int(5_000, 0),
     /** In-flight JetStream publishes of the outbox relay. */
     NERVE_RELAY_WINDOW: int(256, 1),
     /** Bound of an orderly shutdown. */

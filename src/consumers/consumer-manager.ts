@@ -4,7 +4,9 @@ import type { Logger } from "../log/index.js";
 import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
 import { DeadLetters } from "./dead-letters.js";
 import { EventHandler, txOf } from "./event-handler.js";
-import { ConsumerRunner, DEFAULT_RETRY, type RetryPolicy } from "./runner.js";
+import { LAG_STALLED_MS } from "./backlog.js";
+import { ConsumerRunner, DEFAULT_RETRY, type BacklogWatch, type RetryPolicy } from "./runner.js";
+import { RoomWaiters } from "../outbox/room-waiters.js";
 import type { Subscriber } from "./subscriber.js";
 import { FencedError, checkLeases, leaseName, type Leases } from "../cluster/index.js";
 import { sleep, watch } from "../supervision/index.js";
@@ -59,6 +61,11 @@ export interface ConsumerManagerOptions {
   handleTime?: (consumer: string) => (seconds: number) => void;
   /** The SQLite write worker, when the service has one: write-only projections' batches and the process managers' inbox rows go through it. */
   batchWriter?: ConsumerBatchWriter;
+  /**
+   * Events a projection of this process may fall behind before commands wait for it ({@link ConsumerManager.room},
+   * backlog.ts); 0 or absent: never.
+   */
+  backlogLimit?: number;
 }
 
 /** ack_wait of every durable consumer (runner.ts), the default {@link ConsumerManagerOptions.takeoverDelayMs}. */
@@ -75,17 +82,63 @@ export class ConsumerManager {
   readonly #active = new Set<string>();
   /** Consumers taken over from a crashed holder, until when (performance.now()) they must not be pulled. */
   readonly #notBefore = new Map<string, number>();
+  readonly #room = new RoomWaiters();
+  /** Looks again once a reader may have stalled (it then tells nothing), while anyone waits. */
+  #recheck: NodeJS.Timeout | undefined;
+  /** Group commits that waited for a projection's backlog. */
+  backlogWaits = 0;
 
   constructor(opts: ConsumerManagerOptions) {
     this.#o = opts;
     this.deadLetters = new DeadLetters(opts.db);
+    const limit = opts.backlogLimit ?? 0;
+    const changed = () => this.#check();
     for (const s of opts.subscribers) {
+      // A process manager is never waited for: it issues commands, and would wait for its own.
+      const watched: BacklogWatch | undefined = limit > 0 && !s.react ? { limit, changed } : undefined;
       const leases = opts.leases;
       // With leases, a read-model transaction commits only while this instance still holds the consumer.
       const h = new EventHandler(opts.db, s, leases ? (exec) => fenceConsumer(exec, leases, s.name) : undefined, opts.handleTime?.(s.name), opts.batchWriter);
       this.handlers.set(s.name, h);
-      this.runners.set(s.name, new ConsumerRunner(opts.js, opts.jsm, h, this.deadLetters, opts.logger.child({ consumer: s.name }), opts.retry ?? DEFAULT_RETRY));
+      this.runners.set(s.name, new ConsumerRunner(opts.js, opts.jsm, h, this.deadLetters, opts.logger.child({ consumer: s.name }), opts.retry ?? DEFAULT_RETRY, watched));
     }
+  }
+
+  /**
+   * The writer's admission for the projections (backlog.ts): undefined when none of this process's
+   * projections holds commands back; else resolves once every one that does is within its limit again,
+   * has stalled, or after `maxWaitMs`.
+   */
+  room(maxWaitMs: number): Promise<void> | undefined {
+    const limit = this.#o.backlogLimit ?? 0;
+    if (limit <= 0 || this.#worstHolding() === 0) return undefined;
+    this.backlogWaits++;
+    const wait = this.#room.wait(limit, maxWaitMs);
+    this.#armRecheck();
+    return wait;
+  }
+
+  // Lets go of the waiters once no reader holds commands back beyond their limit.
+  #check(): void {
+    if (this.#room.empty) return;
+    this.#room.check(this.#worstHolding());
+    if (!this.#room.empty) this.#armRecheck();
+  }
+
+  // A reader that stalls tells nothing more: while anyone waits, look again every quarter of LAG_STALLED_MS.
+  #armRecheck(): void {
+    this.#recheck ??= setTimeout(() => {
+      this.#recheck = undefined;
+      this.#check();
+    }, LAG_STALLED_MS / 4).unref();
+  }
+
+  // The largest backlog among the readers holding commands back; 0 when none does.
+  #worstHolding(): number {
+    const now = performance.now();
+    let worst = 0;
+    for (const r of this.runners.values()) for (const b of r.backlogs) if (b.holds(now)) worst = Math.max(worst, b.behind);
+    return worst;
   }
 
   /** Runs each subscriber's extra DDL, then starts every runner — or, with leases, those this instance holds. */

@@ -10,6 +10,7 @@ import { FencedError } from "../cluster/index.js";
 import { retryTransient } from "../nats/index.js";
 import { activeTracer, traceHeadersOf } from "../tracing/index.js";
 import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
+import { ReaderBacklog } from "./backlog.js";
 
 // JetStream's API error code of a durable that does not exist.
 const CONSUMER_NOT_FOUND = 10014;
@@ -201,6 +202,8 @@ class FloorAcks {
 interface Reader {
   messages: ConsumerMessages;
   acks: FloorAcks;
+  /** The consumer's undelivered events when it opened. */
+  pending: number;
 }
 
 /** A batch decoded and ready to apply. */
@@ -215,12 +218,22 @@ interface Prepared {
 /** Longest wait between attempts to store a dead letter; below `ack_wait`, so the message stays in hand. */
 const DEAD_LETTER_MAX_BACKOFF_MS = 15_000;
 
+/** What a runner tells of its readers' backlogs (the writer's admission, backlog.ts). */
+export interface BacklogWatch {
+  /** Events behind past which a reader that caught up once holds commands back. */
+  limit: number;
+  /** Told after each finished batch. */
+  changed: () => void;
+}
+
 /** Consumes a subscriber's bindings until stopped. */
 export class ConsumerRunner {
   readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0 };
   readonly bindings: Binding[];
   readonly #iterators = new Set<ConsumerMessages>();
   readonly #tasks: Supervised[] = [];
+  /** The backlog of each open reader, when watched. */
+  readonly backlogs = new Set<ReaderBacklog>();
 
   constructor(
     private readonly js: JetStreamClient,
@@ -229,6 +242,7 @@ export class ConsumerRunner {
     private readonly deadLetters: DeadLetters,
     private readonly logger: Logger,
     private readonly retry: RetryPolicy = DEFAULT_RETRY,
+    private readonly backlogWatch?: BacklogWatch,
   ) {
     this.bindings = bindingsOf(handler.subscriber.handles);
   }
@@ -361,16 +375,26 @@ export class ConsumerRunner {
         }
       })(),
     );
-    return { messages, acks };
+    return { messages, acks, pending: info.num_pending };
   }
 
   // Messages buffer while a batch commits; the next batch takes all of them (group commit for consumers).
   // Batches are applied strictly one after another, but the next one is decoded while the one before
   // commits (on the write worker's thread, or the driver's): the decode is most of a consumer's
   // main-thread work, and done this way it no longer adds to the wait for the database.
-  async #loop(b: Binding, { messages, acks }: Reader, signal: AbortSignal): Promise<void> {
+  async #loop(b: Binding, { messages, acks, pending }: Reader, signal: AbortSignal): Promise<void> {
     const buffer: JsMsg[] = [];
     let working: Promise<void> | undefined;
+    const watched = this.backlogWatch;
+    const backlog = watched && new ReaderBacklog(watched.limit, performance.now(), pending);
+    if (backlog) this.backlogs.add(backlog);
+    // A batch is finished: applied (progress), or failed and handed back (no progress: a reader whose
+    // batches keep failing counts as stalled and holds no command back).
+    const finished = (n: number, progressed: boolean) => {
+      if (!backlog) return;
+      backlog.finished(n, progressed ? performance.now() : undefined);
+      watched.changed();
+    };
     const work = async () => {
       let applying: Promise<void> | undefined;
       for (;;) {
@@ -387,15 +411,24 @@ export class ConsumerRunner {
           prepared = await this.#prepare(b, acks, batch, signal);
         } catch (err) {
           this.#failed(batch, err);
+          finished(batch.length, false);
           continue;
         }
         // Never two batches applying at once: a later event must not commit before an earlier one.
         await applying;
         // What the batch settled without applying (other types, dead letters) may already raise the floor.
         acks.flush();
-        applying = this.#apply(prepared)
-          .catch((err: unknown) => this.#failed(batch, err))
-          .finally(() => acks.flush());
+        applying = this.#apply(prepared).then(
+          () => {
+            acks.flush();
+            finished(batch.length, true);
+          },
+          (err: unknown) => {
+            this.#failed(batch, err);
+            acks.flush();
+            finished(batch.length, false);
+          },
+        );
         // Lets the apply reach the database before the next decode, and what arrived meanwhile into the buffer.
         await new Promise<void>((r) => setImmediate(r));
       }
@@ -404,11 +437,13 @@ export class ConsumerRunner {
     try {
       for await (const m of messages) {
         acks.received(m);
+        backlog?.delivered(m.info.pending, performance.now());
         buffer.push(m);
         working ??= new Promise<void>((r) => setImmediate(r)).then(work);
       }
     } finally {
       await working;
+      if (backlog) this.backlogs.delete(backlog);
       acks.close();
       messages.stop();
       this.#iterators.delete(messages);

@@ -1,0 +1,120 @@
+/**
+ * The writer's admission for projections (src/consumers/backlog.ts), on a real nats-server and a real
+ * SQLite file: while the catalog is more than its limit behind and applying, `room()` holds a group
+ * commit back and lets go once the catalog is within the limit; a catalog that applies nothing (its
+ * database locked by another connection) is let go of after LAG_STALLED_MS, so it never stops commands.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import sqlite3 from "sqlite3";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Headers, encodeMsgPack } from "../../contracts/index.js";
+import { ConsumerManager } from "../../src/consumers/index.js";
+import { LAG_STALLED_MS } from "../../src/consumers/backlog.js";
+import { ensureStreams } from "../../src/nats/index.js";
+import { createLogger } from "../../src/log/index.js";
+import { startNatsServer, type NatsServerHandle } from "../support/index.js";
+import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
+
+const LIMIT = 50;
+let nats: NatsServerHandle;
+let nc: NatsConnection;
+let m: ReadModels;
+let manager: ConsumerManager;
+
+const until = async (what: string, check: () => Promise<boolean> | boolean, ms = 15_000) => {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+/** Publishes `n` CourseCreated events, all in flight at once. */
+async function publishCourses(prefix: string, n: number): Promise<void> {
+  const js = jetstream(nc);
+  await Promise.all(
+    Array.from({ length: n }, (_, i) => {
+      const id = `${prefix}-${i}`;
+      const h = natsHeaders();
+      h.set(Headers.EventType, "CourseCreated");
+      return js.publish(`events.courses.CourseCreated.${id}`, encodeMsgPack(envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" })), { headers: h });
+    }),
+  );
+}
+
+/** Takes the SQLite file's write lock on a connection of its own; resolves with its release. */
+async function lockDatabase(path: string): Promise<() => Promise<void>> {
+  const db = new sqlite3.Database(path);
+  const run = (sql: string) => new Promise<void>((resolve, reject) => db.run(sql, (err) => (err ? reject(err) : resolve())));
+  await run("begin immediate");
+  return async () => {
+    await run("commit");
+    await new Promise<void>((resolve) => db.close(() => resolve()));
+  };
+}
+
+const catalogBehind = () => Math.max(0, ...[...manager.runners.get("catalog")!.backlogs].map((b) => b.behind));
+const catalogRows = async () => Number(((await m.tx.execute("select count(*) as n from catalog_courses", [], "get")) as { n: number }).n);
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  nc = await connect({ servers: nats.url, noAsyncTraces: true });
+  await ensureStreams(await jetstreamManager(nc));
+  m = await openReadModels();
+  manager = new ConsumerManager({ db: m.db, js: jetstream(nc), jsm: await jetstreamManager(nc), logger: createLogger("silent"), subscribers: [m.subscriber("catalog")], lagLogMs: 0, backlogLimit: LIMIT });
+  await manager.start();
+  // Caught up from the start: the stream is empty.
+  await until("the catalog's reader is open", () => manager.runners.get("catalog")!.backlogs.size === 1);
+});
+afterAll(async () => {
+  await manager?.stop();
+  await nc?.close();
+  await nats?.stop();
+  await m?.close();
+});
+
+describe("admission by the projections' backlog", () => {
+  it("holds a commit back while the catalog is over its limit and applying, and lets go once it is within", async () => {
+    expect(manager.room(10_000)).toBeUndefined();
+    const unlock = await lockDatabase(m.db.sqliteFile!.path);
+    await publishCourses("held", 300);
+    await until("the catalog is behind", () => catalogBehind() > LIMIT);
+    const started = performance.now();
+    const wait = manager.room(10_000);
+    expect(wait).toBeInstanceOf(Promise);
+    let behindWhenLetGo = -1;
+    const letGo = wait!.then(() => {
+      behindWhenLetGo = catalogBehind();
+      return performance.now() - started;
+    });
+    await unlock();
+    const waitedMs = await letGo;
+    expect(behindWhenLetGo).toBeLessThanOrEqual(LIMIT);
+    expect(waitedMs).toBeLessThan(5_000);
+    await until("all 300 courses are in the catalog", async () => (await catalogRows()) === 300);
+    expect(manager.room(10_000)).toBeUndefined();
+    expect(manager.backlogWaits).toBe(1);
+  });
+
+  it("lets go of commits once the catalog has applied nothing for LAG_STALLED_MS", async () => {
+    const unlock = await lockDatabase(m.db.sqliteFile!.path);
+    try {
+      await publishCourses("stuck", 300);
+      await until("the catalog is behind", () => catalogBehind() > LIMIT);
+      const started = performance.now();
+      const wait = manager.room(60_000);
+      expect(wait).toBeInstanceOf(Promise);
+      await wait;
+      const waitedMs = performance.now() - started;
+      // Still locked, still behind: let go because it stalled, not because it caught up (or after 60 s).
+      expect(catalogBehind()).toBeGreaterThan(LIMIT);
+      expect(waitedMs).toBeLessThan(LAG_STALLED_MS + 1_000);
+      expect(manager.room(60_000)).toBeUndefined();
+    } finally {
+      await unlock();
+    }
+    await until("all 600 courses are in the catalog", async () => (await catalogRows()) === 600, 30_000);
+  });
+});
