@@ -4,7 +4,8 @@
  * open loop at a given rate, with the service's own breakdown of where each command's time went. The
  * KEY=VALUE arguments are added to the Nerve's environment (NERVE_ROLES=commands leaves the consumers out,
  * NERVE_SQLITE_WRITER=main takes the main connection); BENCH_LONE_RATE sets the open loop's rate (default
- * 2,000/s). It writes nothing to bench/results: `npm run bench:commands` is the record.
+ * 2,000/s). It also prints what paused the main thread in each phase (bench/pauses.ts: the event loop's
+ * delay, V8's collections by kind). It writes nothing to bench/results: `npm run bench:commands` is the record.
  */
 import { startNerve } from "../src/app/index.js";
 import { loadConfig } from "../src/config/index.js";
@@ -17,7 +18,6 @@ import { startRig } from "./rig.js";
 import { measureDiskFloor } from "./disk-floor.js";
 import { readStages, stageBreakdown, stagesTable, type StageBreakdown } from "./stage-breakdown.js";
 import { table } from "./table.js";
-import { tails } from "./_tails.js";
 import { gcSummary, watchPauses, type Pauses } from "./pauses.js";
 
 const cleanup = new Cleanup();
@@ -42,11 +42,8 @@ async function main(): Promise<void> {
   const measured = async (run: () => Promise<CommandLoadResult>): Promise<[CommandLoadResult, StageBreakdown]> => {
     const before = await readStages(nerve);
     const watch = watchPauses();
-    const t0 = await tails(nerve);
     const r = await run();
     pauses.push(watch.stop());
-    const t1 = await tails(nerve);
-    for (const k of Object.keys(t1)) console.log(k, JSON.stringify(Object.fromEntries(Object.entries(t1[k]!).map(([le, n]) => [le, n - (t0[k]?.[le] ?? 0)]))));
     if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
     // Let the consumers' batches of this load finish before counting them.
     await new Promise((res) => setTimeout(res, 500));
