@@ -5,7 +5,10 @@
  * KEY=VALUE arguments are added to the Nerve's environment (NERVE_ROLES=commands leaves the consumers out,
  * NERVE_SQLITE_WRITER=main takes the main connection); BENCH_LONE_RATE sets the open loop's rate (default
  * 2,000/s). It also prints what paused the main thread in each phase (bench/pauses.ts: the event loop's
- * delay, V8's collections by kind). It writes nothing to bench/results: `npm run bench:commands` is the record.
+ * delay, V8's collections by kind) and the CPU of each of this process's threads per command (the main
+ * thread with the load generator; V8's helper threads; libuv's pool, where SQLite's statements run; the
+ * write worker). `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts).
+ * It writes nothing to bench/results: `npm run bench:commands` is the record.
  */
 import { startNerve } from "../src/app/index.js";
 import { loadConfig } from "../src/config/index.js";
@@ -19,6 +22,8 @@ import { measureDiskFloor } from "./disk-floor.js";
 import { readStages, stageBreakdown, stagesTable, type StageBreakdown } from "./stage-breakdown.js";
 import { table } from "./table.js";
 import { gcSummary, watchPauses, type Pauses } from "./pauses.js";
+import { threadCpuByName, threadCpuSpent } from "./thread-cpu.js";
+import { startAllocationProfile } from "./alloc-profile.js";
 
 const cleanup = new Cleanup();
 const USERS = 1_000;
@@ -39,18 +44,24 @@ async function main(): Promise<void> {
   await registerUsers(load, ids, 256, after(30_000));
   await waitConfirmed(nerve, client, ids.length, after(30_000));
   const pauses: Pauses[] = [];
+  const threads: Map<string, number>[] = [];
   const measured = async (run: () => Promise<CommandLoadResult>): Promise<[CommandLoadResult, StageBreakdown]> => {
     const before = await readStages(nerve);
     const watch = watchPauses();
+    const cpu0 = threadCpuByName(process.pid, true);
     const r = await run();
     pauses.push(watch.stop());
+    threads.push(threadCpuSpent(cpu0, threadCpuByName(process.pid, true)));
     if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
     // Let the consumers' batches of this load finish before counting them.
     await new Promise((res) => setTimeout(res, 500));
     return [r, stageBreakdown(before, await readStages(nerve))];
   };
   const [lone, loneStages] = await measured(() => load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "lone", deadline: after(60_000) }));
+  const allocFile = process.env.BENCH_ALLOC_PROFILE;
+  const stopAllocations = allocFile ? await startAllocationProfile() : undefined;
   const [paced, pacedStages] = await measured(() => load.run({ kind: "profile", ids, count: rate * PACED_SECONDS, inflight: 4096, rate, tag: "paced", deadline: after(PACED_SECONDS * 1000 + 15_000) }));
+  await stopAllocations?.(allocFile!, paced.sent);
   const disk = await measureDiskFloor();
   console.log(`environment: ${JSON.stringify(extra)}`);
   console.log(
@@ -58,6 +69,14 @@ async function main(): Promise<void> {
   );
   console.log(stagesTable("Inside the service (means per command)", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(table("The main thread's pauses (event loop delay at 1 ms resolution; V8 collections)", ["load", "delay p50 ms", "p99 ms", "max ms", "collections"], pauses.map((p, i) => [i === 0 ? "one at a time" : "open loop", p.loopDelayP50Ms, p.loopDelayP99Ms, p.loopDelayMaxMs, gcSummary(p)])));
+  const names = [...new Set(threads.flatMap((t) => [...t.keys()]))].filter((n) => threads.some((t) => (t.get(n) ?? 0) > 0));
+  console.log(
+    table(
+      "CPU µs per command by thread of this process (name:id; the load generator shares the main thread)",
+      ["load", ...names],
+      threads.map((t, i) => [i === 0 ? "one at a time" : "open loop", ...names.map((n) => Math.round(((t.get(n) ?? 0) * 1000) / [lone, paced][i]!.sent))]),
+    ),
+  );
   console.log(table("One durable transaction on this disk (see bench/disk-floor.ts)", ["synchronous", "transactions", "p50 ms", "p99 ms", "mean ms", "commit p50 ms"], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.meanMs, d.commitP50Ms])));
 }
 

@@ -1,5 +1,5 @@
 /** CPU time by thread and by process (Linux /proc): what the service and nats-server really spend per operation. */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 
 // USER_HZ: the unit of /proc times, 100 on every mainstream Linux build.
 const TICKS_PER_SECOND = 100;
@@ -48,4 +48,35 @@ export function cpuMeter(serverPid: number | undefined): () => CpuSpent {
       serverMs: server0 !== undefined && server1 !== undefined ? server1 - server0 : undefined,
     };
   };
+}
+
+/** CPU ms of each thread of a process so far, summed by thread name, or by name and id (Linux /proc; empty elsewhere). */
+export function threadCpuByName(pid: number = process.pid, byTid = false): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    const ms = statCpuMs(`/proc/${pid}/task/${tid}/stat`);
+    if (ms === undefined) continue;
+    let name = "?";
+    try {
+      name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+    } catch {
+      // gone meanwhile
+    }
+    if (tid === String(pid)) name = "main";
+    out.set(byTid ? `${name}:${tid}` : name, (out.get(byTid ? `${name}:${tid}` : name) ?? 0) + ms);
+  }
+  return out;
+}
+
+/** What each thread name spent between two {@link threadCpuByName} readings. */
+export function threadCpuSpent(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [name, ms] of after) out.set(name, ms - (before.get(name) ?? 0));
+  return out;
 }

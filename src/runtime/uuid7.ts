@@ -11,7 +11,6 @@ const pool = Buffer.alloc(POOL_BYTES);
 let poolAt = POOL_BYTES;
 let lastMs = -1;
 let counter = 0;
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 function randomBytes(n: number): number {
   if (poolAt + n > POOL_BYTES) {
@@ -35,24 +34,26 @@ export function uuidv7(now: number = Date.now()): string {
   }
   const ms = lastMs;
   const r = randomBytes(8);
-  const b = [
-    Math.floor(ms / 2 ** 40) & 0xff,
-    Math.floor(ms / 2 ** 32) & 0xff,
-    (ms >>> 24) & 0xff,
-    (ms >>> 16) & 0xff,
-    (ms >>> 8) & 0xff,
-    ms & 0xff,
-    0x70 | (counter >>> 8),
-    counter & 0xff,
-    0x80 | (pool[r]! & 0x3f),
-    pool[r + 1]!,
-    pool[r + 2]!,
-    pool[r + 3]!,
-    pool[r + 4]!,
-    pool[r + 5]!,
-    pool[r + 6]!,
-    pool[r + 7]!,
-  ];
-  const h = b.map((x) => HEX[x]!);
-  return `${h[0]}${h[1]}${h[2]}${h[3]}-${h[4]}${h[5]}-${h[6]}${h[7]}-${h[8]}${h[9]}-${h[10]}${h[11]}${h[12]}${h[13]}${h[14]}${h[15]}`;
+  // Written as text into one reused buffer and read out once: one string per id, no arrays of parts.
+  hex(0, Math.floor(ms / 2 ** 40) & 0xff);
+  hex(2, Math.floor(ms / 2 ** 32) & 0xff);
+  hex(4, (ms >>> 24) & 0xff);
+  hex(6, (ms >>> 16) & 0xff);
+  hex(9, (ms >>> 8) & 0xff);
+  hex(11, ms & 0xff);
+  hex(14, 0x70 | (counter >>> 8));
+  hex(16, counter & 0xff);
+  hex(19, 0x80 | (pool[r]! & 0x3f));
+  hex(21, pool[r + 1]!);
+  for (let i = 0; i < 6; i++) hex(24 + 2 * i, pool[r + 2 + i]!);
+  return text.toString("latin1", 0, 36);
+}
+
+/** The id being written: 36 characters, the dashes in place. */
+const text = Buffer.from("00000000-0000-0000-0000-000000000000", "latin1");
+const DIGITS = Buffer.from("0123456789abcdef", "latin1");
+
+function hex(at: number, byte: number): void {
+  text[at] = DIGITS[byte >>> 4]!;
+  text[at + 1] = DIGITS[byte & 0xf]!;
 }
