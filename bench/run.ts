@@ -76,9 +76,10 @@ function latencyTable(rate: number, r: { lone: CommandLoadResult; paced: Command
   const t = LATENCY_TARGETS;
   return table(`2c. Latency: UpdateUserProfile one at a time, and open loop at ${rate}/s (half of section 2's rate; ms from each command's due time)`, ["load", "commands", "per second", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "target"], [
     row("Nerve, one at a time", r.lone, `p50 ≤ ${t.loneP50}, p99 ≤ ${t.loneP99}: ${met(r.lone.latency.p50 <= t.loneP50 && r.lone.latency.p99 <= t.loneP99)}`),
-    row("floor, one at a time", r.floorLone, ""),
+    // The floor's own figures against the same targets: where the floor misses one, Nerve (which does the floor's work and more) cannot meet it in this run.
+    row("floor, one at a time", r.floorLone, `the floor itself: ${met(r.floorLone.latency.p50 <= t.loneP50 && r.floorLone.latency.p99 <= t.loneP99)}`),
     row(`Nerve, open loop`, r.paced, `p99 ≤ ${t.pacedP99}: ${met(r.paced.latency.p99 <= t.pacedP99)}`),
-    row(`floor, open loop`, r.floorPaced, ""),
+    row(`floor, open loop`, r.floorPaced, `the floor itself: ${met(r.floorPaced.latency.p99 <= t.pacedP99)}`),
   ]);
 }
 
