@@ -53,6 +53,10 @@ export class ClientFleet {
   frames = 0;
   welcomes = 0;
   closedEarly = 0;
+  /** Early closes by close code. */
+  readonly closeCodes = new Map<number, number>();
+  /** Which sockets got their welcome. */
+  readonly #welcomed = new Set<number>();
   #closing = false;
 
   constructor(
@@ -75,7 +79,13 @@ export class ClientFleet {
     await Promise.all(Array.from({ length: concurrency }, worker));
     const deadline = Date.now() + 60_000;
     while (this.welcomes < upTo && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    if (this.welcomes < upTo) throw new Error(`only ${this.welcomes} of ${upTo} learners were welcomed`);
+    if (this.welcomes < upTo) {
+      // What became of the others: still open and silent, or closed (and how).
+      const missing = [];
+      for (let i = 0; i < upTo && missing.length < 5; i++) if (!this.#welcomed.has(i)) missing.push(`#${i} readyState ${this.sockets[i]?.readyState}`);
+      const codes = [...this.closeCodes].map(([c, n]) => `${c}×${n}`).join(", ") || "none";
+      throw new Error(`only ${this.welcomes} of ${upTo} learners were welcomed; closed early: ${this.closedEarly} (codes ${codes}); first without a welcome: ${missing.join("; ")}`);
+    }
     return (performance.now() - started) / 1000;
   }
 
@@ -84,14 +94,19 @@ export class ClientFleet {
       const ws = new WebSocket(`ws://127.0.0.1:${this.port}/v1/ws?token=${this.tokens[i]}`, { perMessageDeflate: false });
       ws.once("open", () => resolve(ws));
       ws.once("error", reject);
-      ws.on("close", () => {
-        if (!this.#closing) this.closedEarly++;
+      ws.on("close", (code: number) => {
+        if (this.#closing) return;
+        this.closedEarly++;
+        this.closeCodes.set(code, (this.closeCodes.get(code) ?? 0) + 1);
       });
       ws.on("message", (data: Buffer) => {
         this.frames++;
         if (this.mode === "count") return;
         const f = JSON.parse(data.toString()) as { type: string; event?: { event_type: string; payload: { progress?: number } } };
-        if (f.type === "welcome") this.welcomes++;
+        if (f.type === "welcome") {
+          this.welcomes++;
+          this.#welcomed.add(i);
+        }
         else if (f.type === "event" && f.event!.event_type === "ProgressUpdated") this.onProgress(`${i}:${f.event!.payload.progress}`);
       });
     });
