@@ -206,7 +206,8 @@ async function main(): Promise<void> {
   }
   results.scaling = scaling;
   console.log(scalingTable(scaling, plan.inflight, plan.mailboxSize));
-  const writerTotals = { ...a.nerve.writer.stats };
+  // Of the writer's admission waits, those for a projection's backlog (NERVE_CONSUMER_LAG_LIMIT); the rest waited for the relay.
+  const writerTotals = { ...a.nerve.writer.stats, projectionWaits: a.nerve.consumers.backlogWaits };
   const relayTotals = { ...a.nerve.relay.stats };
   const systemTotals = { ...a.nerve.system.stats };
   await a.stop();
@@ -214,8 +215,8 @@ async function main(): Promise<void> {
   results.relay = relayTotals;
   results.actorSystem = systemTotals;
   console.log(
-    table("Group-commit writer and relay, whole Nerve run (registrations, section 2, section 3)", ["transactions", "writes", "avg batch", "largest batch", "retried alone", "delete-only txns", "outbox rows deleted", "relay published", "relay duplicates", "relay failures", "relay scans", "relay live passes"], [
-      [writerTotals.transactions, writerTotals.writes, writerTotals.writes / Math.max(1, writerTotals.transactions), writerTotals.largestBatch, writerTotals.retriedAlone, writerTotals.deleteOnlyTransactions, writerTotals.outboxRowsDeleted, relayTotals.published, relayTotals.duplicates, relayTotals.failures, relayTotals.scans, relayTotals.livePasses],
+    table("Group-commit writer and relay, whole Nerve run (registrations, section 2, section 3)", ["transactions", "writes", "avg batch", "largest batch", "retried alone", "delete-only txns", "outbox rows deleted", "relay published", "relay duplicates", "relay failures", "relay scans", "relay live passes", "admission waits (for projections)"], [
+      [writerTotals.transactions, writerTotals.writes, writerTotals.writes / Math.max(1, writerTotals.transactions), writerTotals.largestBatch, writerTotals.retriedAlone, writerTotals.deleteOnlyTransactions, writerTotals.outboxRowsDeleted, relayTotals.published, relayTotals.duplicates, relayTotals.failures, relayTotals.scans, relayTotals.livePasses, `${writerTotals.admissionWaits} (${writerTotals.projectionWaits})`],
     ]),
   );
 
