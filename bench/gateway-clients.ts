@@ -55,6 +55,8 @@ export class ClientFleet {
   closedEarly = 0;
   /** Early closes by close code. */
   readonly closeCodes = new Map<number, number>();
+  /** Errors of open sockets (a frame the client refused, a reset), the first few. */
+  readonly errors: string[] = [];
   /** Which sockets got their welcome. */
   readonly #welcomed = new Set<number>();
   #closing = false;
@@ -84,7 +86,7 @@ export class ClientFleet {
       const missing = [];
       for (let i = 0; i < upTo && missing.length < 5; i++) if (!this.#welcomed.has(i)) missing.push(`#${i} readyState ${this.sockets[i]?.readyState}`);
       const codes = [...this.closeCodes].map(([c, n]) => `${c}×${n}`).join(", ") || "none";
-      throw new Error(`only ${this.welcomes} of ${upTo} learners were welcomed; closed early: ${this.closedEarly} (codes ${codes}); first without a welcome: ${missing.join("; ")}`);
+      throw new Error(`only ${this.welcomes} of ${upTo} learners were welcomed; closed early: ${this.closedEarly} (codes ${codes}); first without a welcome: ${missing.join("; ")}; socket errors: ${this.errors.join("; ") || "none"}`);
     }
     return (performance.now() - started) / 1000;
   }
@@ -92,7 +94,13 @@ export class ClientFleet {
   #connect(i: number): Promise<WebSocket> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`ws://127.0.0.1:${this.port}/v1/ws?token=${this.tokens[i]}`, { perMessageDeflate: false });
-      ws.once("open", () => resolve(ws));
+      ws.once("open", () => {
+        resolve(ws);
+        // After the open, an error (the client refusing a frame, a reset) comes before the close: kept for the report.
+        ws.on("error", (err: Error) => {
+          if (this.errors.length < 5) this.errors.push(`#${i}: ${err.message}`);
+        });
+      });
       ws.once("error", reject);
       ws.on("close", (code: number) => {
         if (this.#closing) return;
