@@ -69,7 +69,8 @@ export function threadCpuByName(pid: number = process.pid, byTid = false): Map<s
       // gone meanwhile
     }
     if (tid === String(pid)) name = "main";
-    out.set(byTid ? `${name}:${tid}` : name, (out.get(byTid ? `${name}:${tid}` : name) ?? 0) + ms);
+    const key = byTid ? `${name}:${tid}` : name;
+    out.set(key, (out.get(key) ?? 0) + ms);
   }
   return out;
 }
