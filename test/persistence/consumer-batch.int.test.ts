@@ -2,22 +2,13 @@
  * Merged statements against a real SQLite file (the driver the write worker uses): a batch's
  * statements merged give the same rows as the same statements run one by one, in order.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openDatabase, type Database } from "../../src/persistence/index.js";
+import { describe, expect, it } from "vitest";
+import type { Database } from "../../src/persistence/index.js";
 import { mergeStatements, type BatchStatement } from "../../src/persistence/consumer-batch.js";
-import { tempSqlitePath } from "../support/index.js";
+import { useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  const tmp = await tempSqlitePath();
-  cleanup = tmp.cleanup;
-  db = await openDatabase({ url: `sqlite:${tmp.path}` });
-});
-afterAll(async () => {
-  await db?.close();
-  await cleanup?.();
-});
+useSqliteDatabase((d) => (db = d));
 
 // A small deterministic generator: the same statements every run.
 function lcg(seed: number): () => number {

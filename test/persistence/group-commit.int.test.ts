@@ -1,20 +1,13 @@
 /** The group-commit writer on a real SQLite file: outbox rows handed over at commit, and published rows deleted. */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GroupCommitWriter, Repository, StaleWriteError, openDatabase, type Database, type OutboxRow } from "../../src/persistence/index.js";
-import { profileWrite, tempSqlitePath } from "../support/index.js";
+import { describe, expect, it } from "vitest";
+import { GroupCommitWriter, Repository, StaleWriteError, type Database, type OutboxRow } from "../../src/persistence/index.js";
+import { profileWrite, useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
 let repo: Repository;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  const tmp = await tempSqlitePath();
-  cleanup = tmp.cleanup;
-  db = await openDatabase({ url: `sqlite:${tmp.path}` });
+useSqliteDatabase((d) => {
+  db = d;
   repo = new Repository(db);
-});
-afterAll(async () => {
-  await db?.close();
-  await cleanup?.();
 });
 
 let n = 0;

@@ -2,23 +2,14 @@
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GroupCommitWriter, openDatabase, type Database, type OutboxRow } from "../../src/persistence/index.js";
+import { describe, expect, it } from "vitest";
+import { GroupCommitWriter, type Database, type OutboxRow } from "../../src/persistence/index.js";
 import { processSemiSpaceMb, SqliteWriteWorker, WORKER_SEMI_SPACE_MB } from "../../src/persistence/sqlite-write-worker.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
-import { captureLog, profileWrite, tempSqlitePath } from "../support/index.js";
+import { captureLog, profileWrite, useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
-let cleanup: () => Promise<void>;
-beforeAll(async () => {
-  const tmp = await tempSqlitePath();
-  cleanup = tmp.cleanup;
-  db = await openDatabase({ url: `sqlite:${tmp.path}` });
-});
-afterAll(async () => {
-  await db?.close();
-  await cleanup?.();
-});
+useSqliteDatabase((d) => (db = d));
 
 const eventCount = async (id: string) => Number((await db.execute<{ n: number }>("select count(*) as n from nerve_events where aggregate_id = ?", [id], "get")).n);
 

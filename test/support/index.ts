@@ -9,3 +9,4 @@ export * from "./postgres.js";
 export * from "./cluster.js";
 export * from "./nats-cluster.js";
 export * from "./otlp-receiver.js";
+export * from "./sqlite-db.js";
