@@ -1,5 +1,6 @@
 /** The group-commit writer on a real SQLite file: outbox rows handed over at commit, and published rows deleted. */
-import { describe, expect, it } from "vitest";
+import sqlite3 from "sqlite3";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { GroupCommitWriter, Repository, StaleWriteError, type Database, type OutboxRow } from "../../src/persistence/index.js";
 import { profileWrite, useSqliteDatabase } from "../support/index.js";
 
@@ -15,6 +16,21 @@ let n = 0;
 function write(id: string, version: number) {
   n++;
   return profileWrite(id, version, `0190a0c0-0000-7000-8000-${String(n).padStart(12, "0")}`);
+}
+
+/** Takes the SQLite file's write lock on a connection of its own; resolves with its release (once; also after the test). */
+async function lockDatabase(path: string): Promise<() => Promise<void>> {
+  const other = new sqlite3.Database(path);
+  const run = (sql: string) => new Promise<void>((resolve, reject) => other.run(sql, (err) => (err ? reject(err) : resolve())));
+  await run("begin immediate");
+  let released: Promise<void> | undefined;
+  const release = () =>
+    (released ??= (async () => {
+      await run("commit");
+      await new Promise<void>((resolve) => other.close(() => resolve()));
+    })());
+  onTestFinished(release);
+  return release;
 }
 
 describe("GroupCommitWriter", () => {
@@ -115,5 +131,84 @@ describe("GroupCommitWriter", () => {
     expect(writer.stats.transactions).toBe(1);
     expect(writer.stats.admissionWaits).toBe(1);
     expect(writer.stats.admissionWaitMs).toBeGreaterThanOrEqual(40);
+  });
+
+  it("through the write worker, sends the next batch while one commits (two at most), and commits them in the order sent", async () => {
+    const writer = new GroupCommitWriter(db, { sqliteWriter: "worker" });
+    const worker = writer.sqliteWorker!;
+    await writer.submit(write("w0", 1));
+    // Counts the batches on their way to the worker (the real worker commits them).
+    let inFlight = 0;
+    let most = 0;
+    const commit = worker.commit.bind(worker);
+    worker.commit = (writes, published) => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      return commit(writes, published).finally(() => inFlight--);
+    };
+    const seen: OutboxRow[] = [];
+    writer.on("committed", (rows) => seen.push(...rows));
+    // The file's write lock held elsewhere keeps the first batch waiting in the worker (busy_timeout).
+    const unlock = await lockDatabase(db.sqliteFile!.path);
+    const answered: string[] = [];
+    const submit = (id: string) => writer.submit(write(id, 1)).then(() => void answered.push(id));
+    const first = submit("w1");
+    await new Promise((r) => setTimeout(r, 50));
+    const second = submit("w2");
+    await new Promise((r) => setTimeout(r, 50));
+    // Two in flight: the third waits in the writer for room, and the next batch takes it with what came since.
+    const third = submit("w3");
+    const fourth = submit("w4");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(inFlight).toBe(2);
+    expect(answered).toEqual([]);
+    await unlock();
+    await Promise.all([first, second, third, fourth]);
+    expect(most).toBe(2);
+    expect(answered).toEqual(["w1", "w2", "w3", "w4"]);
+    expect(seen.map((r) => r.aggregate_id)).toEqual(["w1", "w2", "w3", "w4"]);
+    const seqs = seen.map((r) => Number(r.seq));
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(writer.stats.transactions).toBe(4); // w0, w1, w2, then w3 and w4 together
+    await writer.close();
+  });
+
+  it("through the write worker, lets the batch behind a failed one commit, retries the failed one's writes alone and deletes its released rows with them", async () => {
+    const writer = new GroupCommitWriter(db, { sqliteWriter: "worker" });
+    const seen: string[] = [];
+    writer.on("committed", (rows) => seen.push(...rows.map((r) => r.aggregate_id)));
+    const [row] = await repo.pendingOutbox(1000);
+    const unlock = await lockDatabase(db.sqliteFile!.path);
+    writer.release([Number(row!.seq)]);
+    // The first batch: a stale write ("a" is at version 2) beside a good one, and the released row.
+    const stale = writer.submit(write("a", 1));
+    const good = writer.submit(write("x1", 1));
+    await new Promise((r) => setTimeout(r, 50));
+    const behind = writer.submit(write("x2", 1));
+    const released = writer.released();
+    await new Promise((r) => setTimeout(r, 50));
+    await unlock();
+    await expect(stale).rejects.toBeInstanceOf(StaleWriteError);
+    await Promise.all([good, behind, released]);
+    expect(writer.stats.retriedAlone).toBe(2);
+    // The batch behind committed first; the failed batch's good write on its retry.
+    expect(seen).toEqual(["x2", "x1"]);
+    expect((await repo.pendingOutbox(1000)).some((r) => Number(r.seq) === Number(row!.seq))).toBe(false);
+    await writer.close();
+  });
+
+  it("on the main connection, keeps one transaction in flight", async () => {
+    const writer = new GroupCommitWriter(db);
+    expect(writer.sqliteWorker).toBeUndefined();
+    const unlock = await lockDatabase(db.sqliteFile!.path);
+    const first = writer.submit(write("m1", 1));
+    await new Promise((r) => setTimeout(r, 50));
+    const second = writer.submit(write("m2", 1));
+    await new Promise((r) => setTimeout(r, 50));
+    await unlock();
+    await Promise.all([first, second]);
+    // The second waited in the writer for the first to commit: a transaction each.
+    expect(writer.stats.transactions).toBe(2);
+    expect(writer.stats.largestBatch).toBe(1);
   });
 });
