@@ -39,6 +39,7 @@ import { table } from "./table.js";
 import { benchTracing, tracingTable } from "./tracing-cost.js";
 import { readStages, stageBreakdown, stagesTable } from "./stage-breakdown.js";
 import { measureDiskFloor, type DiskFloor } from "./disk-floor.js";
+import { measureStorageFloor, type StorageFloor } from "./storage-floor.js";
 
 const RATIO_TARGET = 0.5;
 /** The efficiency issue's latency targets (ms): one command at a time, and an open loop at half saturation. */
@@ -67,6 +68,27 @@ function after(ms: number): number {
 /** Section 2c's floor of a lone durable command: the floor's reply plus one transaction on this disk. */
 function diskFloorTable(disk: DiskFloor[], floorP50: number, target: number): string {
   return table("2c. One durable transaction on this disk (node-sqlite3, WAL; begin immediate, 3 single-row inserts, commit), and the least a lone command can take", ["synchronous", "transactions", "p50 ms", "p99 ms", "commit p50 ms", "floor reply p50 + txn p50 ms", `÷ target p50 ${target} ms`], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.commitP50Ms, (floorP50 + d.p50Ms).toFixed(3), ((floorP50 + d.p50Ms) / target).toFixed(2)]));
+}
+
+/**
+ * Section 2d: a durable command's machine CPU against the floors it stands on — the contract's floor (1c,
+ * the fewest acks) and the storage floor (Nerve's write worker and statements alone, at section 2's
+ * average batch and at the in-flight window's largest) — and what is left: the runtime's own.
+ */
+function floorsTable(f: { floorCpu: number; contractCpu: number; durableCpu: number; storage: StorageFloor[] }): string {
+  const [atRun, atMost] = f.storage as [StorageFloor, StorageFloor];
+  const x = (us: number) => (us / f.floorCpu).toFixed(2);
+  const rows: (string | number)[][] = [
+    ["the floor (1b): reply and one JetStream publish", f.floorCpu.toFixed(1), "1.00"],
+    ["the contract's floor (1c, fewest acks): + the durable readers' deliveries and acks", f.contractCpu.toFixed(1), x(f.contractCpu)],
+    [`the storage floor at section 2's average batch (${atRun.batch} writes per commit; ${atRun.commitMs} ms a commit)`, atRun.cpuUsPerCommand, x(atRun.cpuUsPerCommand)],
+    [`the storage floor at ${atMost.batch} writes per commit (the most 256 in flight allow; ${atMost.commitMs} ms a commit)`, atMost.cpuUsPerCommand, x(atMost.cpuUsPerCommand)],
+    ["contract floor + storage floor at section 2's batch", (f.contractCpu + atRun.cpuUsPerCommand).toFixed(1), x(f.contractCpu + atRun.cpuUsPerCommand)],
+    [`contract floor + storage floor at ${atMost.batch}: the least a durable command costs with this storage`, (f.contractCpu + atMost.cpuUsPerCommand).toFixed(1), `${x(f.contractCpu + atMost.cpuUsPerCommand)} (target ≤ 2.0: ${f.contractCpu + atMost.cpuUsPerCommand <= 2 * f.floorCpu ? "within reach" : "out of reach"})`],
+    ["Nerve (section 2)", f.durableCpu.toFixed(1), x(f.durableCpu)],
+    ["of which above contract + storage floors at its batch: the runtime's own (actor, decide, envelope, reply, relay, GC)", (f.durableCpu - f.contractCpu - atRun.cpuUsPerCommand).toFixed(1), x(f.durableCpu - f.contractCpu - atRun.cpuUsPerCommand)],
+  ];
+  return table("2d. Machine CPU per durable command against its floors (µs; the storage floor: bench/storage-floor.ts, the write worker's group commits of UpdateUserProfile-shaped writes with nothing else running; at equal machine use, durable ÷ floor rate = the floor's CPU ÷ durable CPU)", ["CPU per command", "µs", "÷ floor's"], rows);
 }
 
 /** Section 2c's table: Nerve and the floor, one at a time and open loop, with the targets. */
@@ -224,10 +246,15 @@ async function main(): Promise<void> {
   const floorLone = await benchFloor(nats.url, load, { ids, count: plan.latency.lone, inflight: 1, deadline: after(60_000), serverPid: nats.pid });
   const floorPaced = await benchFloor(nats.url, load, { ids, count: pacedCount, inflight: 4096, rate: halfRate, deadline: after(plan.latency.pacedSeconds * 1000 + 15_000), serverPid: nats.pid });
   const disk = await measureDiskFloor(plan.quick ? 100 : 1000);
+  // 2d. The storage floor at section 2's average batch and at the largest the in-flight window allows.
+  const storageCommands = plan.quick ? 2_000 : 20_000;
+  const storage = [await measureStorageFloor({ batch: Math.max(1, Math.round(durable.writer.averageBatch)), commands: storageCommands }), await measureStorageFloor({ batch: plan.inflight, commands: storageCommands })];
+  results.storageFloor = storage;
   results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, stages: { lone: loneStages, paced: pacedStages }, disk };
   console.log(latencyTable(halfRate, { lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load }));
   console.log(stagesTable("2c. Inside the service, means per command (from its histograms' sums): reply = mailbox + prepare + commit (+ the API's own share)", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(diskFloorTable(disk, floorLone.load.latency.p50, LATENCY_TARGETS.loneP50));
+  console.log(floorsTable({ floorCpu, contractCpu: leastContractCpu, durableCpu, storage }));
 
   // 4. Activation from snapshots, in a fresh Nerve over a seeded database.
   const seedIds = userIds(plan.activation.stored).map((id) => id.replace("bench-u", "seed-u"));
