@@ -6,6 +6,8 @@
  * its nats-server and temporary databases are removed in every case.
  *
  * Section 2b runs the durable load with tracing off, on (OTLP/HTTP to a discarding sink) and off again.
+ * Section 2d sets section 2's machine CPU per command against its floors: the contract's floor (1c) and
+ * the storage floor (bench/storage-floor.ts: the write worker's group commits alone); the rest is the runtime's own.
  * `BENCH_QUICK=1` runs a tiny version for smoke tests (results in `*-command-path-quick.json`).
  * `BENCH_CLIENT=worker` runs the load generator in a worker thread instead of beside the service.
  * `BENCH_CPU_PROFILE=<file>` writes a V8 CPU profile of section 2 (that run does not become `latest`).
