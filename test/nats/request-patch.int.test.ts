@@ -1,7 +1,8 @@
 /**
  * patches/@nats-io+nats-core+3.4.0.patch: a successful request must not build the "cancelled"
  * RequestError (a stack trace per request, ~9 % of the command path's CPU), and every failure
- * a request can meet must still reach its caller as before.
+ * a request can meet must still reach its caller as before; what is published in one turn of the
+ * event loop leaves in one socket write (flushed on setImmediate, not on the next microtask).
  */
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -62,5 +63,32 @@ describe("nats-core request patch", () => {
     const mux = (nc as unknown as { protocol: { muxSubscriptions: { size(): number } } }).protocol.muxSubscriptions;
     await Promise.all([nc.request("echo", "a"), nc.request("silent", "b", { timeout: 50 }).catch(() => 0), nc.request("nobody.here", "c").catch(() => 0)]);
     expect(mux.size()).toBe(0);
+  });
+
+  it("writes what one turn of the event loop publishes in one socket write, across microtask generations, all delivered in order", async () => {
+    const got: string[] = [];
+    const sub = nc.subscribe("coalesce", { callback: (_err, msg) => void got.push(msg.string()) });
+    await nc.flush();
+    const transport = (nc as unknown as { protocol: { transport: { send(frame: Uint8Array): unknown } } }).protocol.transport;
+    const send = transport.send.bind(transport);
+    let writes = 0;
+    transport.send = (frame) => {
+      writes++;
+      return send(frame);
+    };
+    try {
+      // Each publish one microtask after the one before, as replies go out when a batch's awaits resolve:
+      // flushed per microtask, that was a write each.
+      let chain = Promise.resolve();
+      for (let i = 0; i < 100; i++) chain = chain.then(() => nc.publish("coalesce", String(i)));
+      await chain;
+      await new Promise((r) => setImmediate(r));
+      expect(writes).toBe(1);
+    } finally {
+      transport.send = send;
+    }
+    await nc.flush();
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => String(i)));
+    sub.unsubscribe();
   });
 });
