@@ -78,7 +78,6 @@ const QUERY_CONTEXTS = [...new Set(Object.values(QueryDefinitions).map((q) => q.
 
 /** Starts the `nerve` service with endpoints `cmd.<context>.>` and `query.<context>.>`. */
 export async function startApi(deps: ApiDeps): Promise<Api> {
-  const service = await new Svcm(deps.nc).add({ name: SERVICE_NAME, version: deps.version, description: "Nerve commands and queries" });
   const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0 };
   // Before any endpoint: requests arrive as soon as one is added.
   const ownership = deps.ownership;
@@ -97,6 +96,14 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     return e;
   };
 
+  const routing = await detectRouting(deps.nc);
+  deps.logger.info({ routing }, routing === "mapped" ? "commands reach partition owners through the server's mapping" : "no partition mapping on the server: instances forward commands to their owners");
+  const partitions = ownership ? new PartitionSubscriptions(deps.nc, ownership, (msg) => track(handleCommand(msg)), deps.logger) : undefined;
+  await partitions?.start();
+  // The service last, its endpoints right after it: once it answers $SRV.PING (what callers and the
+  // tests take for ready), every endpoint follows in the same flush — not after the routing probe's
+  // round trips, when a query sent on the first PING reply found no responders.
+  const service = await new Svcm(deps.nc).add({ name: SERVICE_NAME, version: deps.version, description: "Nerve commands and queries" });
   for (const context of CONTEXTS) {
     service.addEndpoint(`cmd-${context}`, {
       subject: `cmd.${context}.>`,
@@ -104,10 +111,6 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       handler: (_err, msg) => track(handleCommand(msg)),
     });
   }
-  const routing = await detectRouting(deps.nc);
-  deps.logger.info({ routing }, routing === "mapped" ? "commands reach partition owners through the server's mapping" : "no partition mapping on the server: instances forward commands to their owners");
-  const partitions = ownership ? new PartitionSubscriptions(deps.nc, ownership, (msg) => track(handleCommand(msg)), deps.logger) : undefined;
-  await partitions?.start();
   for (const context of QUERY_CONTEXTS) {
     service.addEndpoint(`query-${context}`, { subject: `query.${context}.>`, handler: (_err, msg) => track(handleQuery(msg)) });
   }
