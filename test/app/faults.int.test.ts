@@ -3,7 +3,7 @@
  * After each, every answered command must be in the event log and in JetStream exactly once, in
  * per-aggregate order with no gap, and the service must recover without intervention.
  */
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -176,11 +176,14 @@ describe("kill -9 of the service under load, then a restart", () => {
   let client: NatsConnection | undefined;
   let svc: ServiceProcess | undefined;
 
-  afterAll(async () => {
+  // After each attempt, not once: a retried attempt (CI) starts its own server and service, and those of
+  // the failed one were left running past the whole test run when only the last were stopped.
+  afterEach(async () => {
     await svc?.kill9();
     await client?.close();
     await nats?.stop();
     await db?.cleanup();
+    svc = client = nats = db = undefined;
   });
 
   it("loses no answered command, publishes each event once and in order, and agrees with the event log", async () => {
