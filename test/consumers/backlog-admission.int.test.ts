@@ -5,7 +5,6 @@
  * database locked by another connection) is let go of after LAG_STALLED_MS, so it never stops commands.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import sqlite3 from "sqlite3";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -14,7 +13,7 @@ import { ConsumerManager } from "../../src/consumers/index.js";
 import { LAG_STALLED_MS } from "../../src/consumers/backlog.js";
 import { ensureStreams } from "../../src/nats/index.js";
 import { createLogger } from "../../src/log/index.js";
-import { startNatsServer, type NatsServerHandle } from "../support/index.js";
+import { lockSqliteFile, startNatsServer, type NatsServerHandle } from "../support/index.js";
 import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
 
 const LIMIT = 50;
@@ -44,17 +43,6 @@ async function publishCourses(prefix: string, n: number): Promise<void> {
   );
 }
 
-/** Takes the SQLite file's write lock on a connection of its own; resolves with its release. */
-async function lockDatabase(path: string): Promise<() => Promise<void>> {
-  const db = new sqlite3.Database(path);
-  const run = (sql: string) => new Promise<void>((resolve, reject) => db.run(sql, (err) => (err ? reject(err) : resolve())));
-  await run("begin immediate");
-  return async () => {
-    await run("commit");
-    await new Promise<void>((resolve) => db.close(() => resolve()));
-  };
-}
-
 const catalogBehind = () => Math.max(0, ...[...manager.runners.get("catalog")!.backlogs].map((b) => b.behind));
 const catalogRows = async () => Number(((await m.tx.execute("select count(*) as n from catalog_courses", [], "get")) as { n: number }).n);
 
@@ -78,7 +66,7 @@ afterAll(async () => {
 describe("admission by the projections' backlog", () => {
   it("holds a commit back while the catalog is over its limit and applying, and lets go once it is within", async () => {
     expect(manager.room(10_000)).toBeUndefined();
-    const unlock = await lockDatabase(m.db.sqliteFile!.path);
+    const unlock = await lockSqliteFile(m.db.sqliteFile!.path);
     await publishCourses("held", 300);
     await until("the catalog is behind", () => catalogBehind() > LIMIT);
     const started = performance.now();
@@ -99,7 +87,7 @@ describe("admission by the projections' backlog", () => {
   });
 
   it("lets go of commits once the catalog has applied nothing for LAG_STALLED_MS", async () => {
-    const unlock = await lockDatabase(m.db.sqliteFile!.path);
+    const unlock = await lockSqliteFile(m.db.sqliteFile!.path);
     try {
       await publishCourses("stuck", 300);
       await until("the catalog is behind", () => catalogBehind() > LIMIT);

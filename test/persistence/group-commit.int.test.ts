@@ -1,8 +1,7 @@
 /** The group-commit writer on a real SQLite file: outbox rows handed over at commit, and published rows deleted. */
-import sqlite3 from "sqlite3";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it } from "vitest";
 import { GroupCommitWriter, Repository, StaleWriteError, type Database, type OutboxRow } from "../../src/persistence/index.js";
-import { profileWrite, useSqliteDatabase } from "../support/index.js";
+import { lockSqliteFile, profileWrite, useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
 let repo: Repository;
@@ -16,21 +15,6 @@ let n = 0;
 function write(id: string, version: number) {
   n++;
   return profileWrite(id, version, `0190a0c0-0000-7000-8000-${String(n).padStart(12, "0")}`);
-}
-
-/** Takes the SQLite file's write lock on a connection of its own; resolves with its release (once; also after the test). */
-async function lockDatabase(path: string): Promise<() => Promise<void>> {
-  const other = new sqlite3.Database(path);
-  const run = (sql: string) => new Promise<void>((resolve, reject) => other.run(sql, (err) => (err ? reject(err) : resolve())));
-  await run("begin immediate");
-  let released: Promise<void> | undefined;
-  const release = () =>
-    (released ??= (async () => {
-      await run("commit");
-      await new Promise<void>((resolve) => other.close(() => resolve()));
-    })());
-  onTestFinished(release);
-  return release;
 }
 
 describe("GroupCommitWriter", () => {
@@ -149,7 +133,7 @@ describe("GroupCommitWriter", () => {
     const seen: OutboxRow[] = [];
     writer.on("committed", (rows) => seen.push(...rows));
     // The file's write lock held elsewhere keeps the first batch waiting in the worker (busy_timeout).
-    const unlock = await lockDatabase(db.sqliteFile!.path);
+    const unlock = await lockSqliteFile(db.sqliteFile!.path);
     const answered: string[] = [];
     const submit = (id: string) => writer.submit(write(id, 1)).then(() => void answered.push(id));
     const first = submit("w1");
@@ -178,7 +162,7 @@ describe("GroupCommitWriter", () => {
     const seen: string[] = [];
     writer.on("committed", (rows) => seen.push(...rows.map((r) => r.aggregate_id)));
     const [row] = await repo.pendingOutbox(1000);
-    const unlock = await lockDatabase(db.sqliteFile!.path);
+    const unlock = await lockSqliteFile(db.sqliteFile!.path);
     writer.release([Number(row!.seq)]);
     // The first batch: a stale write ("a" is at version 2) beside a good one, and the released row.
     const stale = writer.submit(write("a", 1));
@@ -200,7 +184,7 @@ describe("GroupCommitWriter", () => {
   it("on the main connection, keeps one transaction in flight", async () => {
     const writer = new GroupCommitWriter(db);
     expect(writer.sqliteWorker).toBeUndefined();
-    const unlock = await lockDatabase(db.sqliteFile!.path);
+    const unlock = await lockSqliteFile(db.sqliteFile!.path);
     const first = writer.submit(write("m1", 1));
     await new Promise((r) => setTimeout(r, 50));
     const second = writer.submit(write("m2", 1));
