@@ -56,11 +56,6 @@ export interface GroupCommitOptions {
   observe?: (seconds: number, writes: number) => void;
   /** {@link DELETE_LINGER_MS} unless set; 0 deletes at once. */
   deleteLingerMs?: number;
-  /**
-   * Transactions sent before the one before has committed: {@link WORKER_PIPELINE} through the write
-   * worker (which runs them one after another, in the order sent), 1 on the main connection.
-   */
-  pipeline?: number;
 }
 
 /**
@@ -119,6 +114,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   /** The deletes the transactions in flight carry. */
   readonly #deleting = new Set<DeleteSet>();
   #running = false;
+  /** Transactions in flight at most: {@link WORKER_PIPELINE} through the write worker, 1 on the main connection. */
   readonly #pipeline: number;
   /** Set while the drain waits for a transaction in flight with nothing queued: a submit wakes it. */
   #wake: (() => void) | undefined;
@@ -144,7 +140,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
         ? new SqliteWriteWorker(db, (err) => logger && reportFailure(logger, "sqlite write worker", err, "the SQLite write worker stopped; its batch failed unless it had committed, the next one restarts it"))
         : undefined;
     // One connection runs one transaction at a time: only the worker's queue can take a second.
-    this.#pipeline = this.sqliteWorker ? Math.max(1, Math.floor(opts.pipeline ?? WORKER_PIPELINE)) : 1;
+    this.#pipeline = this.sqliteWorker ? WORKER_PIPELINE : 1;
   }
 
   /** Resolves once the write is committed; rejects with the database's error when it is not. */
