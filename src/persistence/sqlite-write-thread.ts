@@ -43,26 +43,43 @@ await plain("pragma wal_autocheckpoint = 0");
 await plain(`pragma journal_size_limit = ${Math.floor(setup.walSizeLimit)}`);
 
 const statements = new Map<string, Statement>();
-function statement(sql: string): Statement {
+
+/**
+ * A statement that does not prepare (a projection's SQL error, a table a migration did not make) fails its
+ * request like any database error. node-sqlite3 reports a failed prepare only to the prepare's callback:
+ * without one it emits `error` on the statement — uncaught, the end of this thread — and never calls back
+ * the statement's run.
+ */
+function prepare(sql: string): Promise<Statement> {
+  return new Promise((resolve, reject) => {
+    const st: Statement = handle.prepare(sql, (err: Error | null) => {
+      if (!err) return resolve(st);
+      st.finalize();
+      reject(err);
+    });
+  });
+}
+
+async function statement(sql: string): Promise<Statement> {
   let st = statements.get(sql);
   if (st) {
     // Most recently used last: a Map iterates in insertion order.
     statements.delete(sql);
   } else {
+    st = await prepare(sql);
     if (statements.size >= MAX_STATEMENTS) {
       // Statements run one at a time here (each awaited): the one let go is not running.
       const [oldest, prepared] = statements.entries().next().value as [string, Statement];
       statements.delete(oldest);
       prepared.finalize();
     }
-    st = handle.prepare(sql);
   }
   statements.set(sql, st);
   return st;
 }
 
-const exec: Exec = (sql, params, method) => {
-  const st = statement(sql);
+const exec: Exec = async (sql, params, method) => {
+  const st = await statement(sql);
   return method === "all" ? call((cb) => st.all(params, cb)) : call<never>((cb) => st.run(params, (err) => cb(err, [] as never)));
 };
 

@@ -102,6 +102,26 @@ describe("SqliteWriteWorker", () => {
     expect(await worker.sharedTransactions()).toEqual({ transactions: 1, requests: 2 });
     await worker.close();
   }, 30_000);
+
+  it("fails a batch whose statement does not prepare, as it does any database error, and lives on", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined);
+    await db.execute("create table prepared_inbox (event_id text primary key)", [], "run");
+    await db.execute("create table prepared_rows (id text primary key)", [], "run");
+    const batch = (id: string, sql: string) => ({
+      inbox: [{ sql: "insert into prepared_inbox (event_id) values (?) on conflict do nothing returning event_id", params: [id] }],
+      events: [{ eventId: id, statements: [{ sql, params: [id] }] }],
+    });
+    await expect(worker.applyConsumerBatch(batch("p1", "insert into no_such_table (id) values (?)"))).rejects.toMatchObject({
+      code: "SQLITE_ERROR",
+      message: expect.stringContaining("no such table: no_such_table"),
+    });
+    // Rolled back whole, its inbox row with it; the same batch with good SQL goes through on the same thread.
+    expect(await db.execute("select event_id from prepared_inbox", [], "all")).toEqual([]);
+    expect(await worker.applyConsumerBatch(batch("p1", "insert into prepared_rows (id) values (?)"))).toEqual([true]);
+    expect(await db.execute("select id from prepared_rows", [], "all")).toEqual([{ id: "p1" }]);
+    expect(worker.restarts).toBe(0);
+    await worker.close();
+  }, 30_000);
 });
 
 describe("the write worker's young generation", () => {
