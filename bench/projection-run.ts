@@ -34,10 +34,10 @@ export class ProjectionUnderTest {
     // Observes the runner's transactions without changing them: every batch goes through applyBatch.
     const handler = this.manager.handlers.get(subscriber.name) as EventHandler;
     const apply = handler.applyBatch.bind(handler);
-    handler.applyBatch = (events) => {
+    handler.applyBatch = (events, ...rest) => {
       this.#batches.transactions++;
       this.#batches.events += events.length;
-      return apply(events);
+      return apply(events, ...rest);
     };
   }
 

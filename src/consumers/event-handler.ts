@@ -1,7 +1,7 @@
 /** Applies events to one subscriber exactly once per event_id, whatever the transport redelivers. */
 import type { EnvelopeBase, EventType } from "../../contracts/index.js";
 import { EventContexts } from "../../contracts/index.js";
-import { bindable, type BatchStatement, type ConsumerBatch, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
+import { bindable, type BatchLink, type BatchStatement, type ConsumerBatch, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
 import type { Subscriber, Tx } from "./subscriber.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, withCause, type Span, type TraceHeaders } from "../tracing/index.js";
 
@@ -61,10 +61,31 @@ export class EventHandler {
   }
 
   /**
-   * Applies a batch of events in ONE transaction (projections); throws when any of them fails.
-   * `traces` are the events' trace contexts (from their headers), by index.
+   * Whether batches go to the write worker as statements ({@link Subscriber.writesOnly}, no guard), so that
+   * the next may be sent on a {@link BatchLink} before this one commits.
    */
-  async applyBatch(events: EnvelopeBase[], traces?: readonly (TraceHeaders | undefined)[]): Promise<Outcome[]> {
+  get pipelines(): boolean {
+    return !!this.batchWriter && !!this.subscriber.apply && !!this.subscriber.writesOnly && !this.guard;
+  }
+
+  /**
+   * Applies a batch of events in ONE transaction (projections); throws when any of them fails.
+   * `traces` are the events' trace contexts (from their headers), by index. `link` (only where
+   * {@link pipelines}) chains the batch to its reader's batch before, which it never commits ahead of.
+   */
+  async applyBatch(events: EnvelopeBase[], traces?: readonly (TraceHeaders | undefined)[], link?: BatchLink): Promise<Outcome[]> {
+    try {
+      const out = await this.#applyBatchLinked(events, traces, link);
+      link?.committed();
+      return out;
+    } catch (err) {
+      // Whatever failed before the writer had it: the batch behind must not commit ahead of this one's retry.
+      link?.failed();
+      throw err;
+    }
+  }
+
+  async #applyBatchLinked(events: EnvelopeBase[], traces: readonly (TraceHeaders | undefined)[] | undefined, link: BatchLink | undefined): Promise<Outcome[]> {
     if (!this.subscriber.apply) return this.#reactBatch(events, traces);
     const started = performance.now();
     const tracer = activeTracer();
@@ -72,7 +93,7 @@ export class EventHandler {
     const spans = tracer && events.map((e, i) => (this.wants(e.event_type) ? this.#span(tracer, e, traces?.[i]) : undefined));
     let out: Outcome[];
     try {
-      out = await this.#applyBatch(events);
+      out = await this.#applyBatch(events, link);
     } catch (err) {
       for (const span of spans ?? []) endSpan(span, err);
       throw err;
@@ -148,8 +169,8 @@ export class EventHandler {
     return found;
   }
 
-  async #applyBatch(events: EnvelopeBase[]): Promise<Outcome[]> {
-    if (this.batchWriter && this.subscriber.writesOnly && !this.guard) return this.#applyBatchAsStatements(this.batchWriter, events);
+  async #applyBatch(events: EnvelopeBase[], link: BatchLink | undefined): Promise<Outcome[]> {
+    if (this.pipelines) return this.#applyBatchAsStatements(this.batchWriter!, events, link);
     return this.db.connection.transactional(async (trx) => {
       const tx = txOf(this.db, trx);
       await this.guard?.(tx.execute);
@@ -231,7 +252,7 @@ export class EventHandler {
    * A write-only projection's batch through the write worker: its statements are recorded here, then the
    * worker inserts the inbox rows and runs the statements of the events they show new, in one transaction.
    */
-  async #applyBatchAsStatements(writer: ConsumerBatchWriter, events: EnvelopeBase[]): Promise<Outcome[]> {
+  async #applyBatchAsStatements(writer: ConsumerBatchWriter, events: EnvelopeBase[], link: BatchLink | undefined): Promise<Outcome[]> {
     const wanted = events.filter((e) => this.wants(e.event_type));
     const batch: ConsumerBatch = { inbox: this.#inboxInserts(wanted.map((e) => e.event_id)), events: [] };
     for (const e of wanted) {
@@ -239,7 +260,7 @@ export class EventHandler {
       await this.subscriber.apply!(e, recorder(this.subscriber.name, this.db.dialect, statements));
       batch.events.push({ eventId: e.event_id, statements });
     }
-    const handled = await writer.applyConsumerBatch(batch);
+    const handled = await writer.applyConsumerBatch(batch, link);
     let k = 0;
     return events.map((e) => (!this.wants(e.event_type) ? "skipped" : handled[k++] ? "handled" : "duplicate"));
   }

@@ -11,6 +11,7 @@ import { retryTransient } from "../nats/index.js";
 import { activeTracer, traceHeadersOf } from "../tracing/index.js";
 import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
 import { ReaderBacklog } from "./backlog.js";
+import { BatchBeforeFailed, BatchLink } from "../persistence/index.js";
 
 // JetStream's API error code of a durable that does not exist.
 const CONSUMER_NOT_FOUND = 10014;
@@ -70,6 +71,8 @@ export interface RunnerStats {
   acks: number;
   /** Times acks were held because a delivery went to another reader. */
   ackHolds: number;
+  /** Batches sent to the write worker behind one that then failed: not run, and applied again once that one had settled. */
+  retriedBehind: number;
 }
 
 /** JetStream's ack body. */
@@ -228,7 +231,7 @@ export interface BacklogWatch {
 
 /** Consumes a subscriber's bindings until stopped. */
 export class ConsumerRunner {
-  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0 };
+  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0, retriedBehind: 0 };
   readonly bindings: Binding[];
   readonly #iterators = new Set<ConsumerMessages>();
   readonly #tasks: Supervised[] = [];
@@ -379,9 +382,10 @@ export class ConsumerRunner {
   }
 
   // Messages buffer while a batch commits; the next batch takes all of them (group commit for consumers).
-  // Batches are applied strictly one after another, but the next one is decoded while the one before
+  // Batches commit strictly one after another, but the next one is decoded while the one before
   // commits (on the write worker's thread, or the driver's): the decode is most of a consumer's
-  // main-thread work, and done this way it no longer adds to the wait for the database.
+  // main-thread work, and done this way it no longer adds to the wait for the database. Through the
+  // write worker the next one is also sent while the one before commits (see `pipelined`).
   async #loop(b: Binding, { messages, acks, pending }: Reader, signal: AbortSignal): Promise<void> {
     const buffer: JsMsg[] = [];
     let working: Promise<void> | undefined;
@@ -395,14 +399,29 @@ export class ConsumerRunner {
       backlog.finished(n, progressed ? performance.now() : undefined);
       watched.changed();
     };
+    // Through the write worker (EventHandler.pipelines) a batch is sent once the one before it is in the
+    // worker's queue, not committed: the worker commits them in the order sent, and a batch whose
+    // predecessor failed does not commit (BatchLink). Elsewhere one batch applies at a time.
+    const pipelined = this.handler.pipelines;
+    // Pipelined, a message that arrives while the buffer is empty and batches are at the worker wakes the
+    // loop, so that it goes to the worker behind them rather than after their commit.
+    let wake: (() => void) | undefined;
     const work = async () => {
+      // The latest batch's application (its one-by-one fallback included), and the one before it.
       let applying: Promise<void> | undefined;
+      let older: Promise<void> | undefined;
+      let link: BatchLink | undefined;
       for (;;) {
         if (buffer.length === 0) {
           // Ends only with nothing in the buffer and nothing applying, in the same turn as `working` is cleared.
           if (!applying) break;
-          await applying;
-          applying = undefined;
+          const settled = Promise.all([older, applying]).then(() => true);
+          const woken = pipelined ? new Promise<boolean>((r) => (wake = () => r(false))) : undefined;
+          const done = await (woken ? Promise.race([settled, woken]) : settled);
+          wake = undefined;
+          if (done) applying = older = link = undefined;
+          // Woken: what else arrives in this turn joins the batch.
+          else await new Promise<void>((r) => setImmediate(r));
           continue;
         }
         const batch = buffer.splice(0, 256);
@@ -414,11 +433,17 @@ export class ConsumerRunner {
           finished(batch.length, false);
           continue;
         }
-        // Never two batches applying at once: a later event must not commit before an earlier one.
-        await applying;
+        // A later event must never commit before an earlier one: one batch at a time, or (pipelined) at
+        // most two at the worker, the later one sent once the earlier is queued there.
+        if (pipelined) {
+          await older;
+          await link?.queued;
+        } else await applying;
         // What the batch settled without applying (other types, dead letters) may already raise the floor.
         acks.flush();
-        applying = this.#apply(prepared).then(
+        if (pipelined) link = new BatchLink(link);
+        older = applying;
+        applying = this.#apply(prepared, pipelined ? link : undefined, older).then(
           () => {
             acks.flush();
             finished(batch.length, true);
@@ -439,6 +464,7 @@ export class ConsumerRunner {
         acks.received(m);
         backlog?.delivered(m.info.pending, performance.now());
         buffer.push(m);
+        wake?.();
         working ??= new Promise<void>((r) => setImmediate(r)).then(work);
       }
     } finally {
@@ -483,17 +509,36 @@ export class ConsumerRunner {
     return { b, acks, decoded, traces, signal };
   }
 
-  // Applies a decoded batch in one transaction and acks it; on a failure, one by one.
-  async #apply({ b, acks, decoded, traces, signal }: Prepared): Promise<void> {
-    if (decoded.length === 0) return;
+  // Applies a decoded batch in one transaction and acks it; on a failure, one by one. Pipelined (`link`),
+  // the batch before it (`before`, its fallback included) has settled before this one falls back.
+  async #apply({ b, acks, decoded, traces, signal }: Prepared, link?: BatchLink, before?: Promise<void>): Promise<void> {
+    if (decoded.length === 0) {
+      link?.committed();
+      return;
+    }
     this.stats.batches++;
+    const events = decoded.map((d) => d.e);
+    let again = false;
     try {
-      this.#count(await this.handler.applyBatch(decoded.map((d) => d.e), traces));
+      this.#count(await this.handler.applyBatch(events, traces, link));
       for (const d of decoded) acks.done(d.m);
       return;
-    } catch {
-      // One of them failed: take them one by one so the others go through and the bad one is found.
+    } catch (err) {
+      // Not run because the batch before failed: once that one has settled, this one is tried whole again.
+      again = err instanceof BatchBeforeFailed;
     }
+    await before;
+    if (again) {
+      this.stats.retriedBehind++;
+      try {
+        this.#count(await this.handler.applyBatch(events, traces));
+        for (const d of decoded) acks.done(d.m);
+        return;
+      } catch {
+        // Fall through to one by one.
+      }
+    }
+    // One of them failed: take them one by one so the others go through and the bad one is found.
     for (const [i, { m, e }] of decoded.entries()) {
       try {
         this.#count([await this.handler.handle(e, traces?.[i])]);

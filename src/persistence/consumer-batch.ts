@@ -18,9 +18,75 @@ export interface ConsumerBatch {
   events: { eventId: string; statements: BatchStatement[] }[];
 }
 
-/** Who can run a {@link ConsumerBatch} in one transaction: resolves with, by event, whether it was new (and so applied). */
+/**
+ * Who can run a {@link ConsumerBatch} in one transaction: resolves with, by event, whether it was new (and
+ * so applied). With a `link`, the batch may be sent while the one before it on the same link is still
+ * queued or committing, and commits only if that one did (else it fails with {@link BatchBeforeFailed}).
+ */
 export interface ConsumerBatchWriter {
-  applyConsumerBatch(batch: ConsumerBatch): Promise<boolean[]>;
+  applyConsumerBatch(batch: ConsumerBatch, link?: BatchLink): Promise<boolean[]>;
+}
+
+/** The batch before this one on its {@link BatchLink} did not commit, so this one was not run. */
+export class BatchBeforeFailed extends Error {
+  override readonly name = "BatchBeforeFailed";
+}
+
+/**
+ * One reader's batch in a chain of them through the write worker, in stream order: the next batch may be
+ * sent once this one is queued, without waiting for its commit, and the worker runs it only when this one
+ * committed. So a later event never commits before an earlier one that failed (and is being retried).
+ */
+export class BatchLink {
+  #state: "pending" | "queued" | "committed" | "failed" = "pending";
+  #id: number | undefined;
+  #before: BatchLink | undefined;
+  #queued!: () => void;
+  /** Settles once the batch is in the writer's queue, committed, or failed: when the next may be sent. */
+  readonly queued = new Promise<void>((resolve) => (this.#queued = resolve));
+
+  constructor(before?: BatchLink) {
+    this.#before = before;
+  }
+
+  /** The batch before this one, until this one is queued (then it is let go: a chain holds two links, not all). */
+  get before(): BatchLink | undefined {
+    return this.#before;
+  }
+
+  get state(): "pending" | "queued" | "committed" | "failed" {
+    return this.#state;
+  }
+
+  /** The writer's id of the request while it is queued. */
+  get id(): number | undefined {
+    return this.#state === "queued" ? this.#id : undefined;
+  }
+
+  /** Sent to the writer as request `id`. */
+  queue(id: number): void {
+    if (this.#state !== "pending") return;
+    this.#state = "queued";
+    this.#id = id;
+    this.#before = undefined;
+    this.#queued();
+  }
+
+  /** Committed (or nothing to commit): what follows no longer depends on it. */
+  committed(): void {
+    if (this.#state === "failed") return;
+    this.#state = "committed";
+    this.#before = undefined;
+    this.#queued();
+  }
+
+  /** Did not commit (a writer's answer), or never reached the writer; a batch that committed stays committed. */
+  failed(): void {
+    if (this.#state === "committed") return;
+    this.#state = "failed";
+    this.#before = undefined;
+    this.#queued();
+  }
 }
 
 /**

@@ -83,9 +83,26 @@ const exec: Exec = async (sql, params, method) => {
   return method === "all" ? call((cb) => st.all(params, cb)) : call<never>((cb) => st.run(params, (err) => cb(err, [] as never)));
 };
 
+/**
+ * Consumer batches that did not commit, by request id, until the batch sent after them on the same reader
+ * (`after`) has been looked at: that one must not commit either. Bounded: a failed batch that no batch
+ * follows (its reader stopped) stays only until 1,024 others have failed.
+ */
+const failedBatches = new Set<number>();
+const FAILED_BATCHES_KEPT = 1_024;
+
+// Whether the batch a consumer batch follows did not commit: then it is not run either.
+function blocked(req: WorkerRequest): boolean {
+  return "consumerBatch" in req && req.after !== undefined && failedBatches.has(req.after);
+}
+
 // `begin immediate` takes the write lock first, waiting (busy_timeout) for the main connection's own
 // writes; a deferred begin could fail at its first write once another connection had committed.
 async function run(req: WorkerRequest): Promise<WorkerReply> {
+  if (blocked(req)) {
+    failedBatches.delete((req as { after: number }).after);
+    return failed(req, { name: "BatchBeforeFailed", message: `the batch before this one on its reader (request ${(req as { after: number }).after}) did not commit` });
+  }
   try {
     await plain("begin immediate");
     try {
@@ -109,6 +126,10 @@ async function statementsOf(req: WorkerRequest): Promise<WorkerReply> {
 }
 
 function failed(req: WorkerRequest, err: unknown): WorkerReply {
+  if ("consumerBatch" in req) {
+    failedBatches.add(req.id);
+    if (failedBatches.size > FAILED_BATCHES_KEPT) failedBatches.delete(failedBatches.values().next().value as number);
+  }
   const e = err as { name?: string; message?: string; code?: string };
   return { id: req.id, error: { name: e.name ?? "Error", message: e.message ?? String(err), code: e.code, stale: err instanceof StaleWriteError } };
 }
@@ -118,10 +139,11 @@ function failed(req: WorkerRequest, err: unknown): WorkerReply {
  * for a group commit and the consumer batches beside it, instead of one each. They run in the order
  * sent, as they would one by one, and each sees the ones before it. When any of them fails, the shared
  * transaction is rolled back and each runs alone, so a failure stays its own request's (a stale write,
- * a taken e-mail) and the rest commit.
+ * a taken e-mail) and the rest commit — but for a consumer batch that follows a failed one of its reader
+ * (`after`), which fails too.
  */
 async function runTogether(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
-  if (reqs.length === 1 || reqs.some((r) => "writes" in r && r.exitBeforeCommit)) return oneByOne(reqs);
+  if (reqs.length === 1 || reqs.some((r) => ("writes" in r && r.exitBeforeCommit) || blocked(r))) return oneByOne(reqs);
   try {
     await plain("begin immediate");
   } catch (err) {

@@ -9,7 +9,7 @@ import { encodeWrites, outboxRows, type AggregateWrite } from "./commit-batch.js
 import { WAL_SIZE_LIMIT, type Database } from "./database.js";
 import type { OutboxRow } from "./entities.js";
 import { StaleWriteError, type EncodedWrite } from "./batch-statements.js";
-import type { ConsumerBatch, ConsumerBatchWriter } from "./consumer-batch.js";
+import { BatchBeforeFailed, type BatchLink, type ConsumerBatch, type ConsumerBatchWriter } from "./consumer-batch.js";
 
 /** What the worker thread is started with. */
 export interface WorkerSetup {
@@ -29,7 +29,12 @@ export type WorkerRequest =
       /** Exit with the transaction written but not committed, as a crash would (tests of the failure path). */
       exitBeforeCommit?: true;
     }
-  | { id: number; consumerBatch: ConsumerBatch };
+  | {
+      id: number;
+      consumerBatch: ConsumerBatch;
+      /** The request this batch follows on its reader's link, still queued when this one was sent: run this one only if that one committed. */
+      after?: number;
+    };
 
 /**
  * The worker's answer: a group commit's outbox seq of each event in batch order, a consumer batch's
@@ -166,10 +171,38 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   /**
    * Runs a projection's batch in one transaction, queued behind the group commits sent before it; resolves
    * with, by event, whether it was new. A batch in flight when the worker dies is failed: it is
-   * redelivered, and whatever of it had committed is then a duplicate.
+   * redelivered, and whatever of it had committed is then a duplicate. With a `link`, it is sent once the
+   * batch before it on the link is queued (not committed), and the worker runs it only if that one
+   * commits: else it fails with {@link BatchBeforeFailed}, as it does at once when that one already failed.
    */
-  applyConsumerBatch(batch: ConsumerBatch): Promise<boolean[]> {
-    return new Promise((resolve, reject) => this.#send({ kind: "consumer", resolve, reject }, (id) => ({ id, consumerBatch: batch })));
+  async applyConsumerBatch(batch: ConsumerBatch, link?: BatchLink): Promise<boolean[]> {
+    const before = link?.before;
+    if (before) await before.queued;
+    if (before?.state === "failed") {
+      link!.failed();
+      throw new BatchBeforeFailed("the batch before this one on its reader did not commit");
+    }
+    // Still queued at the worker: the worker checks its outcome before running this one.
+    const after = before?.id;
+    return new Promise((resolve, reject) =>
+      this.#send(
+        {
+          kind: "consumer",
+          resolve: (handled) => {
+            link?.committed();
+            resolve(handled);
+          },
+          reject: (err) => {
+            link?.failed();
+            reject(err);
+          },
+        },
+        (id) => {
+          link?.queue(id);
+          return after === undefined ? { id, consumerBatch: batch } : { id, consumerBatch: batch, after };
+        },
+      ),
+    );
   }
 
   // Sends one request (made for its id) to the worker, started if need be; `f` settles when it answers or dies.
@@ -262,6 +295,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     if (this.#inflight.size === 0) this.#worker?.unref();
     if ("error" in reply) {
       if (reply.error.stale) f.reject(new StaleWriteError(reply.error.message));
+      else if (reply.error.name === "BatchBeforeFailed") f.reject(new BatchBeforeFailed(reply.error.message));
       else f.reject(new SqliteWriteError(reply.error.name, reply.error.message, reply.error.code));
     } else if (f.kind === "consumer" && "handled" in reply) f.resolve(reply.handled);
     else if (f.kind === "commit" && "seqs" in reply) f.resolve(outboxRows(f.writes, reply.seqs));

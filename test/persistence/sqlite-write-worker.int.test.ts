@@ -3,7 +3,7 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { GroupCommitWriter, type Database, type OutboxRow } from "../../src/persistence/index.js";
+import { BatchLink, GroupCommitWriter, type Database, type OutboxRow } from "../../src/persistence/index.js";
 import { processSemiSpaceMb, SqliteWriteWorker, WORKER_SEMI_SPACE_MB } from "../../src/persistence/sqlite-write-worker.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
 import { captureLog, profileWrite, useSqliteDatabase } from "../support/index.js";
@@ -119,6 +119,64 @@ describe("SqliteWriteWorker", () => {
     expect(await db.execute("select event_id from prepared_inbox", [], "all")).toEqual([]);
     expect(await worker.applyConsumerBatch(batch("p1", "insert into prepared_rows (id) values (?)"))).toEqual([true]);
     expect(await db.execute("select id from prepared_rows", [], "all")).toEqual([{ id: "p1" }]);
+    expect(worker.restarts).toBe(0);
+    await worker.close();
+  }, 30_000);
+
+  it("runs a consumer batch sent on a link before the one ahead of it committed only when that one commits", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined);
+    await db.execute("create table linked_inbox (event_id text primary key)", [], "run");
+    await db.execute("create table linked_rows (n integer primary key autoincrement, id text not null)", [], "run");
+    const batch = (id: string, sql = "insert into linked_rows (id) values (?)") => ({
+      inbox: [{ sql: "insert into linked_inbox (event_id) values (?) on conflict do nothing returning event_id", params: [id] }],
+      events: [{ eventId: id, statements: [{ sql, params: [id] }] }],
+    });
+    const failing = (id: string) => batch(id, "insert into no_such_table (id) values (?)");
+    const rows = async () => (await db.execute<{ id: string }[]>("select id from linked_rows order by n", [], "all")).map((r) => r.id);
+    const inbox = async () => (await db.execute<{ event_id: string }[]>("select event_id from linked_inbox order by event_id", [], "all")).map((r) => r.event_id);
+    const settle = (p: Promise<unknown>) => p.then((value) => ({ value }), (reason: Error) => ({ reason: reason.name, message: reason.message }));
+
+    // Behind a group commit, so that all of them queue: the failed batch's follower on its link does not run,
+    // an unlinked batch sent after both still commits (a failure stays its reader's).
+    const head = worker.commit([profileWrite("linked-head", 1, "0190a0e0-0000-7000-8000-000000000301")]);
+    const a1 = new BatchLink();
+    const a2 = new BatchLink(a1);
+    const first = settle(worker.applyConsumerBatch(failing("a1"), a1));
+    const second = settle(worker.applyConsumerBatch(batch("a2"), a2));
+    expect(a1.state).toBe("queued");
+    // a2 is sent once a1 is queued: a turn of the microtask queue.
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(a2.state).toBe("queued");
+    expect(a2.before).toBeUndefined();
+    const other = settle(worker.applyConsumerBatch(batch("b1")));
+    await head;
+    // The statement that does not prepare fails its batch like any database error; the worker lives on.
+    expect(await first).toMatchObject({ message: expect.stringContaining("no such table: no_such_table") });
+    expect(await second).toMatchObject({ reason: "BatchBeforeFailed" });
+    expect(await other).toEqual({ value: [true] });
+    expect([a1.state, a2.state]).toEqual(["failed", "failed"]);
+    expect(await rows()).toEqual(["b1"]);
+    expect(await inbox()).toEqual(["b1"]);
+
+    // Behind a batch that commits, a linked batch commits after it.
+    const c1 = new BatchLink();
+    const c2 = new BatchLink(c1);
+    const c3 = new BatchLink(c2);
+    expect(await Promise.all([worker.applyConsumerBatch(batch("c1"), c1), worker.applyConsumerBatch(batch("c2"), c2), worker.applyConsumerBatch(batch("c3"), c3)])).toEqual([[true], [true], [true]]);
+    expect([c1.state, c2.state, c3.state]).toEqual(["committed", "committed", "committed"]);
+    expect(await rows()).toEqual(["b1", "c1", "c2", "c3"]);
+
+    // Behind a batch that failed before it reached the worker: refused at once, nothing sent.
+    const d1 = new BatchLink();
+    d1.failed();
+    const d2 = new BatchLink(d1);
+    await expect(worker.applyConsumerBatch(batch("d2"), d2)).rejects.toMatchObject({ name: "BatchBeforeFailed" });
+    expect(d2.state).toBe("failed");
+    // The failed ones go through once sent again (the runner's retry), in order.
+    expect(await worker.applyConsumerBatch(batch("a1"))).toEqual([true]);
+    expect(await worker.applyConsumerBatch(batch("a2"))).toEqual([true]);
+    expect(await rows()).toEqual(["b1", "c1", "c2", "c3", "a1", "a2"]);
     expect(worker.restarts).toBe(0);
     await worker.close();
   }, 30_000);

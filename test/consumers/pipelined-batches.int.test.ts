@@ -1,0 +1,102 @@
+/**
+ * A write-only projection's batches through the SQLite write worker go to it one ahead: the next batch is
+ * sent while the one before commits. A later batch must still never commit before an earlier one that
+ * failed: the worker does not run it (BatchLink), and the runner applies it again once the earlier one's
+ * one-by-one retry is done. Real nats-server, real SQLite file, real worker thread.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { connect } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { Headers, encodeMsgPack } from "../../contracts/index.js";
+import { ConsumerRunner, DeadLetters, EventHandler, type Subscriber } from "../../src/consumers/index.js";
+import { ensureStreams } from "../../src/nats/index.js";
+import { GroupCommitWriter } from "../../src/persistence/index.js";
+import { startNatsServer, type NatsServerHandle } from "../support/index.js";
+import { envelope, openReadModels, quiet, type ReadModels } from "../projections/fixtures.js";
+
+let nats: NatsServerHandle;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let m: ReadModels | undefined;
+let writer: GroupCommitWriter | undefined;
+let runner: ConsumerRunner | undefined;
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  nc = await connect({ servers: nats.url, noAsyncTraces: true });
+  jsm = await jetstreamManager(nc);
+  await ensureStreams(jsm);
+});
+afterAll(async () => {
+  await nc?.close();
+  await nats?.stop();
+});
+afterEach(async () => {
+  await runner?.stop();
+  await writer?.close();
+  await m?.close();
+  await jsm.consumers.delete("EVENTS_COURSES", "ordered-rows").catch(() => false);
+});
+
+const until = async (what: string, check: () => Promise<boolean> | boolean, ms = 30_000) => {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+};
+
+describe("a write-only projection's batches through the write worker", () => {
+  it("never commit a later batch before an earlier one that failed and was retried event by event", async () => {
+    m = await openReadModels();
+    const db = m.db;
+    await db.execute("create table ordered_rows (n integer primary key autoincrement, idx integer not null)", [], "run");
+    await db.execute("create table slow_sink (x integer)", [], "run");
+    const EVENTS = 700;
+    const FAIL_AT = 5;
+    let failed = false;
+    // Event FAIL_AT's first application (in the first batch) is slow, so the next batch is sent meanwhile,
+    // and then fails at a statement that does not prepare; applied again (one by one), it succeeds.
+    const subscriber: Subscriber = {
+      name: "ordered-rows",
+      handles: { courses: ["CourseCreated"] },
+      writesOnly: true,
+      async apply(e, tx) {
+        const idx = Number(e.aggregate_id.slice("ord-".length));
+        if (idx === FAIL_AT && !failed) {
+          failed = true;
+          await tx.execute("insert into slow_sink (x) select count(*) from (with recursive c(x) as (select 1 union all select x + 1 from c where x < 3000000) select x from c)", [], "run");
+          await tx.execute("insert into no_such_table (x) values (?)", [idx], "run");
+          return;
+        }
+        await tx.execute("insert into ordered_rows (idx) values (?)", [idx], "run");
+      },
+    };
+    const js = jetstream(nc);
+    for (let i = 0; i < EVENTS; i++) {
+      const e = envelope("CourseCreated", `ord-${i}`, 1, { course_id: `ord-${i}`, title: `Course ${i}`, instructor_id: "i1", policy_id: "p1" });
+      const h = natsHeaders();
+      h.set(Headers.EventType, "CourseCreated");
+      await js.publish(`events.courses.CourseCreated.${e.aggregate_id}`, encodeMsgPack(e), { headers: h });
+    }
+    writer = new GroupCommitWriter(db, { sqliteWriter: "worker" });
+    const handler = new EventHandler(db, subscriber, undefined, undefined, writer.sqliteWorker);
+    expect(handler.pipelines).toBe(true);
+    runner = new ConsumerRunner(js, jsm, handler, new DeadLetters(db), quiet, { maxDeliver: 5, backoffMs: [50] });
+    await runner.start();
+
+    await until(`${EVENTS} events handled`, () => runner!.stats.handled >= EVENTS);
+    const rows = (await db.execute<{ idx: number }[]>("select idx from ordered_rows order by n", [], "all")).map((r) => Number(r.idx));
+    // Every event once, committed in stream order: the batch behind the failed one waited for its retry.
+    expect(rows).toEqual(Array.from({ length: EVENTS }, (_, i) => i));
+    expect(failed).toBe(true);
+    // The batch behind was at the worker when the failed one failed (the path under test was taken).
+    expect(runner.stats.retriedBehind).toBeGreaterThanOrEqual(1);
+    expect(runner.stats.deadLettered).toBe(0);
+    expect(runner.stats.redelivered).toBe(0);
+    expect(Number((await db.execute<{ n: number }>("select count(*) as n from consumer_inbox where consumer = ?", ["ordered-rows"], "get")).n)).toBe(EVENTS);
+    expect(Number((await db.execute<{ n: number }>("select count(*) as n from slow_sink", [], "get")).n)).toBe(0);
+    expect(writer.sqliteWorker!.restarts).toBe(0);
+  }, 60_000);
+});
