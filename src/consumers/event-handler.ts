@@ -8,6 +8,17 @@ import { SpanKind, activeTracer, endSpan, headersOf, startSpan, withCause, type 
 // Bound on the bound parameters of one inbox insert (3 per row), far below SQLite's and PostgreSQL's limits.
 const INBOX_ROWS_PER_STATEMENT = 500;
 
+/** The inbox insert of `rows` rows (`returning` the ids not seen before), by row count: made once per count. */
+const inboxInserts = new Map<number, string>();
+function inboxInsertSql(rows: number): string {
+  let sql = inboxInserts.get(rows);
+  if (sql === undefined) {
+    sql = `insert into consumer_inbox (consumer, event_id, handled_on) values ${new Array<string>(rows).fill("(?, ?, ?)").join(", ")} on conflict do nothing returning event_id`;
+    inboxInserts.set(rows, sql);
+  }
+  return sql;
+}
+
 /** What became of one event. */
 export type Outcome = "handled" | "duplicate" | "skipped";
 
@@ -271,11 +282,10 @@ export class EventHandler {
     const handledOn = new Date().toISOString();
     const out: BatchStatement[] = [];
     for (let i = 0; i < ids.length; i += INBOX_ROWS_PER_STATEMENT) {
-      const chunk = ids.slice(i, i + INBOX_ROWS_PER_STATEMENT);
-      out.push({
-        sql: `insert into consumer_inbox (consumer, event_id, handled_on) values ${chunk.map(() => "(?, ?, ?)").join(", ")} on conflict do nothing returning event_id`,
-        params: chunk.flatMap((id) => [this.subscriber.name, id, handledOn]),
-      });
+      const end = Math.min(ids.length, i + INBOX_ROWS_PER_STATEMENT);
+      const params: unknown[] = [];
+      for (let k = i; k < end; k++) params.push(this.subscriber.name, ids[k], handledOn);
+      out.push({ sql: inboxInsertSql(end - i), params });
     }
     return out;
   }
