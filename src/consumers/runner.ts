@@ -12,6 +12,7 @@ import { activeTracer, traceHeadersOf } from "../tracing/index.js";
 import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
 import { ReaderBacklog } from "./backlog.js";
 import { BatchBeforeFailed, BatchLink } from "../persistence/index.js";
+import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
 
 // JetStream's API error code of a durable that does not exist.
 const CONSUMER_NOT_FOUND = 10014;
@@ -71,7 +72,10 @@ export interface RunnerStats {
   acks: number;
   /** Times acks were held because a delivery went to another reader. */
   ackHolds: number;
-  /** Batches sent to the write worker behind one that then failed: not run, and applied again once that one had settled. */
+  /**
+   * Batches applied again, whole, because their first attempt at the write worker was refused (the batch
+   * before them failed) or lost (the worker stopped): each once the batch before had settled.
+   */
   retriedBehind: number;
 }
 
@@ -438,6 +442,12 @@ export class ConsumerRunner {
         if (pipelined) {
           await older;
           await link?.queued;
+          // Behind a batch whose first attempt failed this one would be refused: it waits for that one's
+          // retry instead, and starts the chain afresh (nothing is in flight then).
+          if (link?.state === "failed") {
+            await applying;
+            link = undefined;
+          }
         } else await applying;
         // What the batch settled without applying (other types, dead letters) may already raise the floor.
         acks.flush();
@@ -524,8 +534,9 @@ export class ConsumerRunner {
       for (const d of decoded) acks.done(d.m);
       return;
     } catch (err) {
-      // Not run because the batch before failed: once that one has settled, this one is tried whole again.
-      again = err instanceof BatchBeforeFailed;
+      // Not run because the batch before failed, or lost with it when the worker stopped: once that one has
+      // settled, this one is tried whole again (on the restarted worker).
+      again = err instanceof BatchBeforeFailed || (link !== undefined && err instanceof WriteWorkerStopped);
     }
     await before;
     if (again) {

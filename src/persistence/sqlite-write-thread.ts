@@ -107,7 +107,7 @@ async function run(req: WorkerRequest): Promise<WorkerReply> {
     await plain("begin immediate");
     try {
       const reply = await statementsOf(req);
-      if ("writes" in req && req.exitBeforeCommit) process.exit(1);
+      if (req.exitBeforeCommit) process.exit(1);
       await plain("commit");
       return reply;
     } catch (err) {
@@ -143,7 +143,7 @@ function failed(req: WorkerRequest, err: unknown): WorkerReply {
  * (`after`), which fails too.
  */
 async function runTogether(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
-  if (reqs.length === 1 || reqs.some((r) => ("writes" in r && r.exitBeforeCommit) || blocked(r))) return oneByOne(reqs);
+  if (reqs.length === 1 || reqs.some((r) => r.exitBeforeCommit || blocked(r))) return oneByOne(reqs);
   try {
     await plain("begin immediate");
   } catch (err) {

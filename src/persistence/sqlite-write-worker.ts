@@ -34,6 +34,8 @@ export type WorkerRequest =
       consumerBatch: ConsumerBatch;
       /** The request this batch follows on its reader's link, still queued when this one was sent: run this one only if that one committed. */
       after?: number;
+      /** As a group commit's (tests of the failure path). */
+      exitBeforeCommit?: true;
     };
 
 /**
@@ -199,7 +201,12 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
         },
         (id) => {
           link?.queue(id);
-          return after === undefined ? { id, consumerBatch: batch } : { id, consumerBatch: batch, after };
+          const req: WorkerRequest = after === undefined ? { id, consumerBatch: batch } : { id, consumerBatch: batch, after };
+          if (this.#exitBeforeCommit) {
+            this.#exitBeforeCommit = false;
+            req.exitBeforeCommit = true;
+          }
+          return req;
         },
       ),
     );
@@ -249,7 +256,8 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   }
 
   /**
-   * Makes the worker exit in the middle of the next transaction, its statements run but not committed,
+   * Makes the worker exit in the middle of the next transaction (the next request sent: a group commit or
+   * a consumer batch), its statements run but not committed,
    * as a crash would — for tests of the failure path. (Not `terminate()`: node-sqlite3 aborts the whole
    * process when a worker is torn down while one of its statements is still on the thread pool.)
    */

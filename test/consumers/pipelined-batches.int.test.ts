@@ -37,6 +37,7 @@ afterEach(async () => {
   await writer?.close();
   await m?.close();
   await jsm.consumers.delete("EVENTS_COURSES", "ordered-rows").catch(() => false);
+  await jsm.streams.purge("EVENTS_COURSES");
 });
 
 const until = async (what: string, check: () => Promise<boolean> | boolean, ms = 30_000) => {
@@ -46,6 +47,20 @@ const until = async (what: string, check: () => Promise<boolean> | boolean, ms =
     await new Promise((r) => setTimeout(r, 25));
   }
 };
+
+async function publishCourses(n: number): Promise<void> {
+  const js = jetstream(nc);
+  for (let i = 0; i < n; i++) {
+    const e = envelope("CourseCreated", `ord-${i}`, 1, { course_id: `ord-${i}`, title: `Course ${i}`, instructor_id: "i1", policy_id: "p1" });
+    const h = natsHeaders();
+    h.set(Headers.EventType, "CourseCreated");
+    await js.publish(`events.courses.CourseCreated.${e.aggregate_id}`, encodeMsgPack(e), { headers: h });
+  }
+}
+
+const SLOW = "insert into slow_sink (x) select count(*) from (with recursive c(x) as (select 1 union all select x + 1 from c where x < 3000000) select x from c)";
+
+const committedOrder = async (db: ReadModels["db"]) => (await db.execute<{ idx: number }[]>("select idx from ordered_rows order by n", [], "all")).map((r) => Number(r.idx));
 
 describe("a write-only projection's batches through the write worker", () => {
   it("never commit a later batch before an earlier one that failed and was retried event by event", async () => {
@@ -66,7 +81,7 @@ describe("a write-only projection's batches through the write worker", () => {
         const idx = Number(e.aggregate_id.slice("ord-".length));
         if (idx === FAIL_AT && !failed) {
           failed = true;
-          await tx.execute("insert into slow_sink (x) select count(*) from (with recursive c(x) as (select 1 union all select x + 1 from c where x < 3000000) select x from c)", [], "run");
+          await tx.execute(SLOW, [], "run");
           await tx.execute("insert into no_such_table (x) values (?)", [idx], "run");
           return;
         }
@@ -74,12 +89,7 @@ describe("a write-only projection's batches through the write worker", () => {
       },
     };
     const js = jetstream(nc);
-    for (let i = 0; i < EVENTS; i++) {
-      const e = envelope("CourseCreated", `ord-${i}`, 1, { course_id: `ord-${i}`, title: `Course ${i}`, instructor_id: "i1", policy_id: "p1" });
-      const h = natsHeaders();
-      h.set(Headers.EventType, "CourseCreated");
-      await js.publish(`events.courses.CourseCreated.${e.aggregate_id}`, encodeMsgPack(e), { headers: h });
-    }
+    await publishCourses(EVENTS);
     writer = new GroupCommitWriter(db, { sqliteWriter: "worker" });
     const handler = new EventHandler(db, subscriber, undefined, undefined, writer.sqliteWorker);
     expect(handler.pipelines).toBe(true);
@@ -87,7 +97,7 @@ describe("a write-only projection's batches through the write worker", () => {
     await runner.start();
 
     await until(`${EVENTS} events handled`, () => runner!.stats.handled >= EVENTS);
-    const rows = (await db.execute<{ idx: number }[]>("select idx from ordered_rows order by n", [], "all")).map((r) => Number(r.idx));
+    const rows = await committedOrder(db);
     // Every event once, committed in stream order: the batch behind the failed one waited for its retry.
     expect(rows).toEqual(Array.from({ length: EVENTS }, (_, i) => i));
     expect(failed).toBe(true);
@@ -98,5 +108,42 @@ describe("a write-only projection's batches through the write worker", () => {
     expect(Number((await db.execute<{ n: number }>("select count(*) as n from consumer_inbox where consumer = ?", ["ordered-rows"], "get")).n)).toBe(EVENTS);
     expect(Number((await db.execute<{ n: number }>("select count(*) as n from slow_sink", [], "get")).n)).toBe(0);
     expect(writer.sqliteWorker!.restarts).toBe(0);
+  }, 60_000);
+
+  it("lose nothing and keep their order when the worker dies with two of them in it", async () => {
+    m = await openReadModels();
+    const db = m.db;
+    await db.execute("create table ordered_rows (n integer primary key autoincrement, idx integer not null)", [], "run");
+    await db.execute("create table slow_sink (x integer)", [], "run");
+    const EVENTS = 700;
+    let slow = true;
+    // The first batch's first application is slow, so that the next one is queued behind it when the worker dies.
+    const subscriber: Subscriber = {
+      name: "ordered-rows",
+      handles: { courses: ["CourseCreated"] },
+      writesOnly: true,
+      async apply(e, tx) {
+        if (slow) {
+          slow = false;
+          await tx.execute(SLOW, [], "run");
+        }
+        await tx.execute("insert into ordered_rows (idx) values (?)", [Number(e.aggregate_id.slice("ord-".length))], "run");
+      },
+    };
+    await publishCourses(EVENTS);
+    writer = new GroupCommitWriter(db, { sqliteWriter: "worker" });
+    const handler = new EventHandler(db, subscriber, undefined, undefined, writer.sqliteWorker);
+    runner = new ConsumerRunner(jetstream(nc), jsm, handler, new DeadLetters(db), quiet, { maxDeliver: 5, backoffMs: [50] });
+    // Its first transaction, the first batch's, exits with its statements run and not committed.
+    writer.sqliteWorker!.exitBeforeNextCommit();
+    await runner.start();
+
+    await until(`${EVENTS} events handled`, () => runner!.stats.handled >= EVENTS);
+    expect(writer.sqliteWorker!.restarts).toBe(1);
+    expect(await committedOrder(db)).toEqual(Array.from({ length: EVENTS }, (_, i) => i));
+    expect(runner.stats.retriedBehind).toBeGreaterThanOrEqual(2);
+    expect(runner.stats.deadLettered).toBe(0);
+    expect(Number((await db.execute<{ n: number }>("select count(*) as n from consumer_inbox where consumer = ?", ["ordered-rows"], "get")).n)).toBe(EVENTS);
+    expect(Number((await db.execute<{ n: number }>("select count(*) as n from slow_sink", [], "get")).n)).toBe(0);
   }, 60_000);
 });
