@@ -6,7 +6,7 @@
  */
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
-import { EnvelopeBase, EventSchemas, EventVersions, Streams, decodeMsgPack, upcasters } from "../../contracts/index.js";
+import { EnvelopeBase, EventSchemas, EventVersions, Streams, decodeMsgPack, eventTypeOfSubject, upcasters } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import { encodeCursor } from "./cursor.js";
 import { LEARNER_EVENT_TYPES, ownString, type EventLog, type LearnerEventType, type LogEntry } from "./event-log.js";
@@ -86,7 +86,9 @@ export class AccessFeed {
   }
 
   #process(m: JsMsg): string {
-    const type = m.headers?.get("Event-Type") || m.subject.split(".")[2] || "";
+    // The subject names the type (as the consumers read it): the Event-Type header only where the subject is
+    // not an event subject, since reading it decodes the message's whole header block.
+    const type = eventTypeOfSubject(m.subject) ?? m.headers?.get("Event-Type") ?? "";
     if (!learnerTypes.has(type)) return "ignored";
     const decoded = decodeMsgPack(m.data);
     if (!decoded.ok) return this.#invalid(m, "undecodable envelope");

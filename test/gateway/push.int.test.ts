@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { EventSchemas, ServerFrame, deriveAccessId } from "../../contracts/index.js";
+import { jetstream } from "@nats-io/jetstream";
 import { command, type TestNerve } from "../support/index.js";
+import { accessEventMessage } from "../support/access-events.js";
 import { TestClient, grant, progress, useNerveAndGateway, type TestGateway } from "./support.js";
 
 let t: TestNerve;
@@ -53,6 +55,24 @@ describe("who sees what", () => {
     }
     expect(tab2.events.map((f) => f.cursor)).toEqual(tab1.events.map((f) => f.cursor));
     await Promise.all([tab1.close(), tab2.close()]);
+  });
+
+  it("takes an event's type from its subject, as the consumers do, not from the Event-Type header", async () => {
+    const tab = await TestClient.as(gw.port, "cyd");
+    await tab.welcome();
+    await grant(t.client, "cyd", "chemistry");
+    await tab.eventCount(1, 15_000);
+    const access_id = deriveAccessId("cyd", "chemistry");
+    const e = accessEventMessage("ProgressUpdated", { access_id, user_id: "cyd", course_id: "chemistry" }, 2, { progress: 40 });
+    // The header block is not read (decoding it cost each event a few µs): a header that says otherwise is not believed.
+    e.headers.set("Event-Type", "CourseCompleted");
+    await jetstream(t.client).publish(e.subject, e.data, { headers: e.headers });
+    await tab.eventCount(2, 15_000);
+    expect(tab.events.map((f) => [f.event.event_type, f.event.aggregate_version])).toEqual([
+      ["CourseAccessGranted", 1],
+      ["ProgressUpdated", 2],
+    ]);
+    await tab.close();
   });
 
   it("never shows one learner's events to another", async () => {
