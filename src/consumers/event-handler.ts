@@ -85,18 +85,6 @@ export class EventHandler {
    * {@link pipelines}) chains the batch to its reader's batch before, which it never commits ahead of.
    */
   async applyBatch(events: EnvelopeBase[], traces?: readonly (TraceHeaders | undefined)[], link?: BatchLink): Promise<Outcome[]> {
-    try {
-      const out = await this.#applyBatchLinked(events, traces, link);
-      link?.committed();
-      return out;
-    } catch (err) {
-      // Whatever failed before the writer had it: the batch behind must not commit ahead of this one's retry.
-      link?.failed();
-      throw err;
-    }
-  }
-
-  async #applyBatchLinked(events: EnvelopeBase[], traces: readonly (TraceHeaders | undefined)[] | undefined, link: BatchLink | undefined): Promise<Outcome[]> {
     if (!this.subscriber.apply) return this.#reactBatch(events, traces);
     const started = performance.now();
     const tracer = activeTracer();

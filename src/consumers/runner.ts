@@ -534,6 +534,9 @@ export class ConsumerRunner {
       for (const d of decoded) acks.done(d.m);
       return;
     } catch (err) {
+      // Also where it failed before reaching the worker (the writer settles the link of one that did):
+      // the batch behind must not commit ahead of this one's retry.
+      link?.failed();
       // Not run because the batch before failed, or lost with it when the worker stopped: once that one has
       // settled, this one is tried whole again (on the restarted worker).
       again = err instanceof BatchBeforeFailed || (link !== undefined && err instanceof WriteWorkerStopped);
