@@ -11,6 +11,12 @@ import { captureLog, profileWrite, useSqliteDatabase } from "../support/index.js
 let db: Database;
 useSqliteDatabase((d) => (db = d));
 
+/** A consumer batch of one event: its row in `inbox` (`returning` it when new), then `sql` bound with the id. */
+const oneEventBatch = (inbox: string, id: string, sql: string) => ({
+  inbox: [{ sql: `insert into ${inbox} (event_id) values (?) on conflict do nothing returning event_id`, params: [id] }],
+  events: [{ eventId: id, statements: [{ sql, params: [id] }] }],
+});
+
 const eventCount = async (id: string) => Number((await db.execute<{ n: number }>("select count(*) as n from nerve_events where aggregate_id = ?", [id], "get")).n);
 
 describe("SqliteWriteWorker", () => {
@@ -79,7 +85,7 @@ describe("SqliteWriteWorker", () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
     await db.execute("create table shared_inbox (event_id text primary key)", [], "run");
     await db.execute("create table shared_rows (id text primary key)", [], "run");
-    const batch = (id: string) => ({ inbox: [{ sql: "insert into shared_inbox (event_id) values (?) on conflict do nothing returning event_id", params: [id] }], events: [{ eventId: id, statements: [{ sql: "insert into shared_rows (id) values (?)", params: [id] }] }] });
+    const batch = (id: string) => oneEventBatch("shared_inbox", id, "insert into shared_rows (id) values (?)");
     const rows = async () => (await db.execute<{ id: string }[]>("select id from shared_rows order by id", [], "all")).map((r) => r.id);
     // The first request finds the worker idle and runs alone; the three sent with it queue meanwhile and share one transaction.
     const first = worker.commit([profileWrite("shared-a", 1, "0190a0e0-0000-7000-8000-000000000101")]);
@@ -107,10 +113,7 @@ describe("SqliteWriteWorker", () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
     await db.execute("create table prepared_inbox (event_id text primary key)", [], "run");
     await db.execute("create table prepared_rows (id text primary key)", [], "run");
-    const batch = (id: string, sql: string) => ({
-      inbox: [{ sql: "insert into prepared_inbox (event_id) values (?) on conflict do nothing returning event_id", params: [id] }],
-      events: [{ eventId: id, statements: [{ sql, params: [id] }] }],
-    });
+    const batch = (id: string, sql: string) => oneEventBatch("prepared_inbox", id, sql);
     await expect(worker.applyConsumerBatch(batch("p1", "insert into no_such_table (id) values (?)"))).rejects.toMatchObject({
       code: "SQLITE_ERROR",
       message: expect.stringContaining("no such table: no_such_table"),
@@ -127,10 +130,7 @@ describe("SqliteWriteWorker", () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
     await db.execute("create table linked_inbox (event_id text primary key)", [], "run");
     await db.execute("create table linked_rows (n integer primary key autoincrement, id text not null)", [], "run");
-    const batch = (id: string, sql = "insert into linked_rows (id) values (?)") => ({
-      inbox: [{ sql: "insert into linked_inbox (event_id) values (?) on conflict do nothing returning event_id", params: [id] }],
-      events: [{ eventId: id, statements: [{ sql, params: [id] }] }],
-    });
+    const batch = (id: string, sql = "insert into linked_rows (id) values (?)") => oneEventBatch("linked_inbox", id, sql);
     const failing = (id: string) => batch(id, "insert into no_such_table (id) values (?)");
     const rows = async () => (await db.execute<{ id: string }[]>("select id from linked_rows order by n", [], "all")).map((r) => r.id);
     const inbox = async () => (await db.execute<{ event_id: string }[]>("select event_id from linked_inbox order by event_id", [], "all")).map((r) => r.event_id);
