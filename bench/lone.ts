@@ -24,6 +24,7 @@ import { table } from "./table.js";
 import { gcSummary, watchPauses, type Pauses } from "./pauses.js";
 import { threadCpuByName, threadCpuSpent } from "./thread-cpu.js";
 import { startAllocationProfile } from "./alloc-profile.js";
+import { profiled } from "./cpu-profile.js";
 
 const cleanup = new Cleanup();
 const USERS = 1_000;
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
     await new Promise((res) => setTimeout(res, 500));
     return [r, stageBreakdown(before, await readStages(nerve))];
   };
-  const [lone, loneStages] = await measured(() => load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "lone", deadline: after(60_000) }));
+  const [lone, loneStages] = await measured(() => profiled(process.env.BENCH_CPU_PROFILE, () => load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "lone", deadline: after(60_000) })));
   const allocFile = process.env.BENCH_ALLOC_PROFILE;
   const stopAllocations = allocFile ? await startAllocationProfile() : undefined;
   const [paced, pacedStages] = await measured(() => load.run({ kind: "profile", ids, count: rate * PACED_SECONDS, inflight: 4096, rate, tag: "paced", deadline: after(PACED_SECONDS * 1000 + 15_000) }));

@@ -14,6 +14,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import type { Statement } from "sqlite3";
 import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
+import { fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
 import { openSqlite3 } from "./sqlite-lock.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
@@ -41,6 +42,8 @@ await plain(`pragma busy_timeout = ${Math.floor(setup.busyTimeoutMs)}`);
 // As on the main connection: the database's checkpointer copies the WAL, never a commit of this thread.
 await plain("pragma wal_autocheckpoint = 0");
 await plain(`pragma journal_size_limit = ${Math.floor(setup.walSizeLimit)}`);
+// The TEMP view through which a small group commit is one statement (one-statement.ts).
+await plain(ONE_STATEMENT_SETUP);
 
 const statements = new Map<string, Statement>();
 
@@ -96,12 +99,32 @@ function blocked(req: WorkerRequest): boolean {
   return "consumerBatch" in req && req.after !== undefined && failedBatches.has(req.after);
 }
 
+/**
+ * The next outbox seq a one-statement group commit gives (one-statement.ts); undefined until read, and
+ * again after any transaction that did not commit (whatever it had numbered is not in the table).
+ */
+let nextSeq: number | undefined;
+
+// A group commit small enough for one statement, which is then a transaction of its own (no begin, no commit).
+function alone(req: WorkerRequest): boolean {
+  return "writes" in req && !req.exitBeforeCommit && fitsOneStatement(req.writes, req.published);
+}
+
 // `begin immediate` takes the write lock first, waiting (busy_timeout) for the main connection's own
-// writes; a deferred begin could fail at its first write once another connection had committed.
+// writes; a deferred begin could fail at its first write once another connection had committed. (A
+// lone statement takes the write lock as it starts, and waits the same way.)
 async function run(req: WorkerRequest): Promise<WorkerReply> {
   if (blocked(req)) {
     failedBatches.delete((req as { after: number }).after);
     return failed(req, { name: "BatchBeforeFailed", message: `the batch before this one on its reader (request ${(req as { after: number }).after}) did not commit` });
+  }
+  if (alone(req)) {
+    try {
+      return await statementsOf(req);
+    } catch (err) {
+      nextSeq = undefined;
+      return failed(req, err);
+    }
   }
   try {
     await plain("begin immediate");
@@ -111,6 +134,7 @@ async function run(req: WorkerRequest): Promise<WorkerReply> {
       await plain("commit");
       return reply;
     } catch (err) {
+      nextSeq = undefined;
       await plain("rollback").catch(() => undefined);
       throw err;
     }
@@ -119,10 +143,26 @@ async function run(req: WorkerRequest): Promise<WorkerReply> {
   }
 }
 
-// A request's statements, inside the caller's transaction.
+// A request's statements, inside the caller's transaction (or, for a group commit that fits, as the one statement of its own).
 async function statementsOf(req: WorkerRequest): Promise<WorkerReply> {
   if ("consumerBatch" in req) return { id: req.id, handled: await runConsumerBatch(exec, req.consumerBatch) };
-  return { id: req.id, seqs: await writeStatements(exec, req.writes, req.published) };
+  if (fitsOneStatement(req.writes, req.published)) {
+    nextSeq ??= (await call<{ next: number }>((cb) => handle.get(NEXT_SEQ_SQL, cb))).next;
+    const one = oneStatement(req.writes, req.published, nextSeq)!;
+    try {
+      await exec(one.sql, one.params, "run");
+    } catch (err) {
+      if ((err as Error).message?.includes(STALE_ABORT)) throw new StaleWriteError("stale snapshot write");
+      throw err;
+    }
+    nextSeq += one.seqs.length;
+    shared.oneStatement++;
+    return { id: req.id, seqs: one.seqs };
+  }
+  const seqs = await writeStatements(exec, req.writes, req.published);
+  // AUTOINCREMENT numbered these past every seq given before; the next one-statement commit goes on from them.
+  if (nextSeq !== undefined) for (const s of seqs) nextSeq = Math.max(nextSeq, s + 1);
+  return { id: req.id, seqs };
 }
 
 function failed(req: WorkerRequest, err: unknown): WorkerReply {
@@ -157,6 +197,7 @@ async function runTogether(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
     shared.requests += reqs.length;
     return replies;
   } catch {
+    nextSeq = undefined;
     await plain("rollback").catch(() => undefined);
   }
   return oneByOne(reqs);
@@ -169,8 +210,8 @@ async function oneByOne(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
   return replies;
 }
 
-/** Transactions shared by several requests, and the requests in them (SqliteWriteWorker.sharedTransactions). */
-const shared = { transactions: 0, requests: 0 };
+/** Transactions shared by several requests, the requests in them, and group commits written as one statement (SqliteWriteWorker.sharedTransactions). */
+const shared = { transactions: 0, requests: 0, oneStatement: 0 };
 
 const port = parentPort!;
 const queue: WorkerRequest[] = [];

@@ -48,6 +48,8 @@ export type WorkerReply = { id: number; seqs: number[] } | { id: number; handled
 export interface SharedTransactionStats {
   transactions: number;
   requests: number;
+  /** Group commits written as one statement (one-statement.ts), inside a shared transaction or as their own. */
+  oneStatement: number;
 }
 
 /** The worker thread's own V8 heap (outside the main thread's heap figures: process RSS counts it). */
@@ -222,7 +224,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     worker.postMessage(request(id), transfer);
   }
 
-  /** How many of the worker's transactions several requests shared, and how many requests those held (since it last started). */
+  /** How many of the worker's transactions several requests shared, how many requests those held, and how many group commits were one statement (since it last started). */
   sharedTransactions(): Promise<SharedTransactionStats> {
     const worker = this.#worker ?? this.#start();
     worker.ref();
@@ -287,7 +289,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
       const cause = failure ?? new Error(`exited with code ${code}`);
       const err = new WriteWorkerStopped(`the SQLite write worker stopped: ${cause.message}`, { cause });
       this.restarts++;
-      for (const w of this.#statsWaiters.splice(0)) w({ transactions: 0, requests: 0 });
+      for (const w of this.#statsWaiters.splice(0)) w({ transactions: 0, requests: 0, oneStatement: 0 });
       const lost = [...this.#inflight.values()];
       this.#inflight.clear();
       for (const f of lost) void this.#settle(f, err);

@@ -92,7 +92,7 @@ describe("SqliteWriteWorker", () => {
     const together = [worker.applyConsumerBatch(batch("x1")), worker.commit([profileWrite("shared-b", 1, "0190a0e0-0000-7000-8000-000000000102")]), worker.applyConsumerBatch(batch("x2"))];
     await first;
     expect(await Promise.all(together)).toMatchObject([[true], [{ aggregate_id: "shared-b" }], [true]]);
-    expect(await worker.sharedTransactions()).toEqual({ transactions: 1, requests: 2 });
+    expect(await worker.sharedTransactions()).toMatchObject({ transactions: 1, requests: 2 });
     expect(await rows()).toEqual(["x1", "x2"]);
     // A stale write among them: the shared transaction rolls back and each runs alone; only the stale one fails.
     const head = worker.commit([profileWrite("shared-c", 1, "0190a0e0-0000-7000-8000-000000000103")]);
@@ -105,7 +105,7 @@ describe("SqliteWriteWorker", () => {
     expect(await rows()).toEqual(["x1", "x2", "y1"]);
     expect(await eventCount("shared-a")).toBe(1);
     expect(await eventCount("shared-d")).toBe(1);
-    expect(await worker.sharedTransactions()).toEqual({ transactions: 1, requests: 2 });
+    expect(await worker.sharedTransactions()).toMatchObject({ transactions: 1, requests: 2 });
     await worker.close();
   }, 30_000);
 
