@@ -9,7 +9,10 @@
  * The rules are those of {@link writeStatements}: the snapshot upsert applies only where the stored
  * version is the writer's base (else the trigger raises, the statement is rolled back whole, and the
  * worker reports a StaleWriteError), the event and its outbox row go in together, an idempotency key
- * is a plain insert. What differs: the outbox seqs are given, not taken from AUTOINCREMENT (a trigger
+ * is a plain insert, and a write's further statements (a timer, an e-mail's row) run as they are, each
+ * SQL text through a trigger of its own made the first time it is seen ({@link ExtraKinds}); they run
+ * right after their own write's rows rather than after the whole batch's, which no statement of ours
+ * can tell apart. What differs: the outbox seqs are given, not taken from AUTOINCREMENT (a trigger
  * cannot return them) — the worker is the only connection that inserts outbox rows while it runs (the
  * main connection writes them only when there is no worker) and numbers them on from the table's own
  * high-water mark, read at start and again after any failed transaction.
@@ -73,19 +76,78 @@ export const MAX_ONE_STATEMENT_ROWS = SIZES[SIZES.length - 1]!;
 
 const texts = new Map(SIZES.map((n) => [n, `insert into nerve_write (kind, ${cols.join(", ")}) values ${new Array(n).fill(`(${new Array(COLUMNS + 1).fill("?").join(",")})`).join(",")}`]));
 
-// The batch's rows in the view, or undefined when a write has further statements of its own.
-function rowsOf(batch: readonly EncodedWrite[], published: readonly number[]): number | undefined {
+/** Row kinds of a write's further statements (`extra`: a timer, an e-mail's row) start here, one per SQL text. */
+const FIRST_EXTRA_KIND = 16;
+
+/** Most SQL texts of further statements one connection makes triggers for; the rest go the usual way. */
+const MAX_EXTRA_KINDS = 64;
+
+/**
+ * The further statements (a write's `extra`) a connection has a trigger for, by SQL text: each runs as a
+ * row of its own kind, its `?`s bound to the row's columns in order. Only a plain statement qualifies:
+ * `?` placeholders only (no numbered or named ones), no string literal or comment that could hold a `?`,
+ * at most as many parameters as the view has columns.
+ */
+export class ExtraKinds {
+  readonly #kinds = new Map<string, number>();
+  readonly #refused = new Set<string>();
+  #nextKind = FIRST_EXTRA_KIND;
+
+  /** The kind of `sql`'s rows, when a trigger for it exists. */
+  kindOf(sql: string): number | undefined {
+    return this.#kinds.get(sql);
+  }
+
+  /**
+   * The `create temp trigger` statements the batch's further statements still need (run them, in order,
+   * before {@link oneStatement}); each is then counted as made.
+   */
+  triggersFor(batch: readonly EncodedWrite[]): { sql: string; trigger: string }[] {
+    const out: { sql: string; trigger: string }[] = [];
+    for (const w of batch) {
+      for (const op of w.extra ?? []) {
+        if (this.#kinds.has(op.sql) || this.#refused.has(op.sql)) continue;
+        const kind = this.#nextKind;
+        const trigger = kind < FIRST_EXTRA_KIND + MAX_EXTRA_KINDS ? extraTrigger(op.sql, op.params.length, kind) : undefined;
+        if (trigger) {
+          this.#nextKind++;
+          this.#kinds.set(op.sql, kind);
+          out.push({ sql: op.sql, trigger });
+        } else if (this.#refused.size < MAX_EXTRA_KINDS) this.#refused.add(op.sql);
+      }
+    }
+    return out;
+  }
+
+  /** Forgets the trigger of `sql`, which could not be made: its statement goes the usual way. */
+  forget(sql: string): void {
+    this.#kinds.delete(sql);
+    if (this.#refused.size < MAX_EXTRA_KINDS) this.#refused.add(sql);
+  }
+}
+
+// The trigger that runs `sql` for each row of `kind`, its placeholders bound to new.c1, new.c2, …
+function extraTrigger(sql: string, params: number, kind: number): string | undefined {
+  if (/['"`[]|--|\/\*|\?\d|[:@$][A-Za-z_]|;/.test(sql)) return undefined;
+  let n = 0;
+  const body = sql.replace(/\?/g, () => `new.c${++n}`);
+  if (n !== params || n > COLUMNS) return undefined;
+  return `create temp trigger nerve_write_extra_${kind} instead of insert on nerve_write when new.kind = ${kind} begin ${body}; end`;
+}
+
+// The batch's rows in the view, or undefined when a write has a further statement without a trigger.
+function rowsOf(batch: readonly EncodedWrite[], published: readonly number[], extras: ExtraKinds): number | undefined {
   let rows = published.length;
   for (const w of batch) {
-    if (w.extra && w.extra.length > 0) return undefined;
-    rows += 1 + w.events.length + (w.idempotency ? 1 : 0);
+    for (const op of w.extra ?? []) if (extras.kindOf(op.sql) === undefined) return undefined;
+    rows += 1 + w.events.length + (w.idempotency ? 1 : 0) + (w.extra?.length ?? 0);
   }
   return rows;
 }
 
-/** Whether {@link oneStatement} takes the batch. */
-export function fitsOneStatement(batch: readonly EncodedWrite[], published: readonly number[]): boolean {
-  const rows = rowsOf(batch, published);
+/** Whether {@link oneStatement} takes the batch (with the triggers `extras` has). */
+export function fitsOneStatement(batch: readonly EncodedWrite[], published: readonly number[], extras: ExtraKinds): boolean {
+  const rows = rowsOf(batch, published, extras);
   return rows !== undefined && rows <= MAX_ONE_STATEMENT_ROWS;
 }
 
@@ -97,11 +159,11 @@ export interface OneStatement {
 }
 
 /**
- * The batch as one statement, its events numbered from `nextSeq`; undefined when it does not fit (further
- * statements of a write, more than {@link MAX_ONE_STATEMENT_ROWS} rows).
+ * The batch as one statement, its events numbered from `nextSeq`; undefined when it does not fit (a
+ * further statement of a write without a trigger in `extras`, more than {@link MAX_ONE_STATEMENT_ROWS} rows).
  */
-export function oneStatement(batch: readonly EncodedWrite[], published: readonly number[], nextSeq: number): OneStatement | undefined {
-  const rows = rowsOf(batch, published);
+export function oneStatement(batch: readonly EncodedWrite[], published: readonly number[], nextSeq: number, extras: ExtraKinds): OneStatement | undefined {
+  const rows = rowsOf(batch, published, extras);
   const size = rows === undefined ? undefined : SIZES.find((n) => n >= rows);
   if (rows === undefined || size === undefined) return undefined;
   const params: unknown[] = [];
@@ -122,6 +184,7 @@ export function oneStatement(batch: readonly EncodedWrite[], published: readonly
       ]);
     }
     if (w.idempotency) row(KEY, [w.aggregateType, w.aggregateId, w.idempotency.key, w.idempotency.fingerprint, w.idempotency.reply, w.now]);
+    for (const op of w.extra ?? []) row(extras.kindOf(op.sql)!, op.params);
   }
   for (let i = rows; i < size; i++) row(0, []);
   return { sql: texts.get(size)!, params, seqs };

@@ -14,7 +14,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import type { Statement } from "sqlite3";
 import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
-import { fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
+import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
 import { openSqlite3 } from "./sqlite-lock.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
@@ -105,9 +105,18 @@ function blocked(req: WorkerRequest): boolean {
  */
 let nextSeq: number | undefined;
 
+/** The triggers this connection has made for the writes' further statements (one-statement.ts). */
+const extras = new ExtraKinds();
+
+// Makes the triggers the group commit's further statements need (once per SQL text); one that fails leaves its statement to the usual way.
+async function learnExtras(req: WorkerRequest): Promise<void> {
+  if (!("writes" in req)) return;
+  for (const { sql, trigger } of extras.triggersFor(req.writes)) await plain(trigger).catch(() => extras.forget(sql));
+}
+
 // A group commit small enough for one statement, which is then a transaction of its own (no begin, no commit).
 function alone(req: WorkerRequest): boolean {
-  return "writes" in req && !req.exitBeforeCommit && fitsOneStatement(req.writes, req.published);
+  return "writes" in req && !req.exitBeforeCommit && fitsOneStatement(req.writes, req.published, extras);
 }
 
 // `begin immediate` takes the write lock first, waiting (busy_timeout) for the main connection's own
@@ -118,6 +127,7 @@ async function run(req: WorkerRequest): Promise<WorkerReply> {
     failedBatches.delete((req as { after: number }).after);
     return failed(req, { name: "BatchBeforeFailed", message: `the batch before this one on its reader (request ${(req as { after: number }).after}) did not commit` });
   }
+  await learnExtras(req);
   if (alone(req)) {
     try {
       return await statementsOf(req);
@@ -146,9 +156,9 @@ async function run(req: WorkerRequest): Promise<WorkerReply> {
 // A request's statements, inside the caller's transaction (or, for a group commit that fits, as the one statement of its own).
 async function statementsOf(req: WorkerRequest): Promise<WorkerReply> {
   if ("consumerBatch" in req) return { id: req.id, handled: await runConsumerBatch(exec, req.consumerBatch) };
-  if (fitsOneStatement(req.writes, req.published)) {
+  if (fitsOneStatement(req.writes, req.published, extras)) {
     nextSeq ??= (await call<{ next: number }>((cb) => handle.get(NEXT_SEQ_SQL, cb))).next;
-    const one = oneStatement(req.writes, req.published, nextSeq)!;
+    const one = oneStatement(req.writes, req.published, nextSeq, extras)!;
     try {
       await exec(one.sql, one.params, "run");
     } catch (err) {
@@ -184,6 +194,7 @@ function failed(req: WorkerRequest, err: unknown): WorkerReply {
  */
 async function runTogether(reqs: WorkerRequest[]): Promise<WorkerReply[]> {
   if (reqs.length === 1 || reqs.some((r) => r.exitBeforeCommit || blocked(r))) return oneByOne(reqs);
+  for (const r of reqs) await learnExtras(r);
   try {
     await plain("begin immediate");
   } catch (err) {

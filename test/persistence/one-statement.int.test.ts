@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { AggregateWrite, Database, OutboxRow } from "../../src/persistence/index.js";
 import { SqliteWriteWorker } from "../../src/persistence/sqlite-write-worker.js";
 import { partitionOf } from "../../src/cluster/partition.js";
+import { timerOp } from "../../src/timers/timer-service.js";
 import { profileWrite, useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
@@ -47,6 +48,7 @@ async function stored(aggregates: string[]) {
   return { snapshots: snapshots.map(strip), events: events.map((e) => ({ ...e, event_id: undefined })), outbox: outbox.map(({ aggregate_id, partition_no, ...o }) => ({ ...strip(o), event_id: undefined, partitionOfId: partition_no === partitionOf(String(aggregate_id)) })), keys: keys.map(strip) };
 }
 
+const eventCount = async (id: string) => Number((await db.execute<{ n: number }>("select count(*) as n from nerve_events where aggregate_id = ?", [id], "get")).n);
 const outboxSeqs = async () => (await db.execute<{ seq: number }[]>("select seq from nerve_outbox order by seq", [], "all")).map((r) => Number(r.seq));
 
 /** The same writes under another id prefix (fresh event ids), for writing twice. */
@@ -102,5 +104,35 @@ describe("a small group commit on the write worker", () => {
     const again: OutboxRow[] = await worker.commit([profileWrite("s3", 1, eventId())]);
     expect(again[0]!.seq).toBe(next[0]!.seq + 1);
     expect(await worker.sharedTransactions()).toMatchObject({ oneStatement: 1 });
+  }, 30_000);
+
+  it("runs a write's further statements (a timer, an e-mail's rows) in it through triggers of their own, with their failures", async () => {
+    worker = new SqliteWriteWorker(db, () => undefined);
+    const expiry = { aggregateType: "AccessRecord", kind: "expiry" };
+    const email = (address: string, id: string) => ({ sql: "insert into user_emails (email, user_id) values (?, ?)", params: [address, id] });
+    const withExtra = (id: string, version: number, extra: AggregateWrite["extra"]): AggregateWrite => ({ ...profileWrite(id, version, eventId()), extra });
+    await worker.commit([withExtra("x1", 1, [email("x1@example.com", "x1"), timerOp(expiry, "x1", "2027-01-01T00:00:00.000Z")]), withExtra("x2", 1, [timerOp(expiry, "x2", "2027-02-01T00:00:00.000Z")])]);
+    await worker.commit([withExtra("x1", 2, [{ sql: "delete from user_emails where email = ? and user_id = ?", params: ["x1@example.com", "x1"] }, email("x1+new@example.com", "x1"), timerOp(expiry, "x1", "2027-03-01T00:00:00.000Z")]), withExtra("x2", 2, [timerOp(expiry, "x2", null)])]);
+    expect(await worker.sharedTransactions()).toMatchObject({ oneStatement: 2 });
+    expect(await db.execute("select email, user_id from user_emails where user_id in ('x1', 'x2') order by email", [], "all")).toEqual([{ email: "x1+new@example.com", user_id: "x1" }]);
+    expect(await db.execute("select aggregate_id, kind, due_at, partition_no from nerve_timers where aggregate_id in ('x1', 'x2')", [], "all")).toEqual([
+      { aggregate_id: "x1", kind: "expiry", due_at: "2027-03-01T00:00:00.000Z", partition_no: partitionOf("x1") },
+    ]);
+
+    // An e-mail that is taken fails the batch with the constraint's own error, and nothing of it stays.
+    const before = await outboxSeqs();
+    await expect(worker.commit([withExtra("x3", 1, [timerOp(expiry, "x3", "2027-04-01T00:00:00.000Z")]), withExtra("x4", 1, [email("x1+new@example.com", "x4")])])).rejects.toMatchObject({
+      code: expect.stringContaining("SQLITE_CONSTRAINT"),
+      message: expect.stringContaining("user_emails.email"),
+    });
+    expect(await outboxSeqs()).toEqual(before);
+    expect(await db.execute("select aggregate_id from nerve_timers where aggregate_id = 'x3'", [], "all")).toEqual([]);
+    expect(await worker.sharedTransactions()).toMatchObject({ oneStatement: 2 });
+
+    // A statement with a literal in it gets no trigger: its batch goes statement by statement, as before.
+    await worker.commit([withExtra("x5", 1, [{ sql: "insert into user_emails (email, user_id) values (? || '@example.com', ?)", params: ["x5", "x5"] }])]);
+    expect(await worker.sharedTransactions()).toMatchObject({ oneStatement: 2 });
+    expect(await db.execute("select email from user_emails where user_id = 'x5'", [], "all")).toEqual([{ email: "x5@example.com" }]);
+    expect(await eventCount("x5")).toBe(1);
   }, 30_000);
 });
