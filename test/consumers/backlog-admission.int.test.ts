@@ -6,14 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Headers, encodeMsgPack } from "../../contracts/index.js";
 import { ConsumerManager } from "../../src/consumers/index.js";
 import { LAG_STALLED_MS } from "../../src/consumers/backlog.js";
-import { ensureStreams } from "../../src/nats/index.js";
 import { createLogger } from "../../src/log/index.js";
-import { lockSqliteFile, startNatsServer, type NatsServerHandle } from "../support/index.js";
+import { lockSqliteFile, until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
 
 const LIMIT = 50;
@@ -21,14 +19,6 @@ let nats: NatsServerHandle;
 let nc: NatsConnection;
 let m: ReadModels;
 let manager: ConsumerManager;
-
-const until = async (what: string, check: () => Promise<boolean> | boolean, ms = 15_000) => {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 /** Publishes `n` CourseCreated events, all in flight at once. */
 async function publishCourses(prefix: string, n: number): Promise<void> {
@@ -46,10 +36,8 @@ async function publishCourses(prefix: string, n: number): Promise<void> {
 const catalogBehind = () => Math.max(0, ...[...manager.runners.get("catalog")!.backlogs].map((b) => b.behind));
 const catalogRows = async () => Number(((await m.tx.execute("select count(*) as n from catalog_courses", [], "get")) as { n: number }).n);
 
+useNatsWithStreams((h) => ({ nats, nc } = h));
 beforeAll(async () => {
-  nats = await startNatsServer();
-  nc = await connect({ servers: nats.url, noAsyncTraces: true });
-  await ensureStreams(await jetstreamManager(nc));
   m = await openReadModels();
   manager = new ConsumerManager({ db: m.db, js: jetstream(nc), jsm: await jetstreamManager(nc), logger: createLogger("silent"), subscribers: [m.subscriber("catalog")], lagLogMs: 0, backlogLimit: LIMIT });
   await manager.start();
@@ -58,8 +46,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await manager?.stop();
-  await nc?.close();
-  await nats?.stop();
   await m?.close();
 });
 
@@ -68,7 +54,7 @@ describe("admission by the projections' backlog", () => {
     expect(manager.room(10_000)).toBeUndefined();
     const unlock = await lockSqliteFile(m.db.sqliteFile!.path);
     await publishCourses("held", 300);
-    await until("the catalog is behind", () => catalogBehind() > LIMIT);
+    await until("the catalog is behind", () => catalogBehind() > LIMIT, 15_000, 5);
     const started = performance.now();
     const wait = manager.room(10_000);
     expect(wait).toBeInstanceOf(Promise);
@@ -90,7 +76,7 @@ describe("admission by the projections' backlog", () => {
     const unlock = await lockSqliteFile(m.db.sqliteFile!.path);
     try {
       await publishCourses("stuck", 300);
-      await until("the catalog is behind", () => catalogBehind() > LIMIT);
+      await until("the catalog is behind", () => catalogBehind() > LIMIT, 15_000, 5);
       const started = performance.now();
       const wait = manager.room(60_000);
       expect(wait).toBeInstanceOf(Promise);

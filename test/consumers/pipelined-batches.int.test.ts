@@ -4,15 +4,13 @@
  * failed: the worker does not run it (BatchLink), and the runner applies it again once the earlier one's
  * one-by-one retry is done. Real nats-server, real SQLite file, real worker thread.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { connect } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { Headers, encodeMsgPack } from "../../contracts/index.js";
 import { ConsumerRunner, DeadLetters, EventHandler, type Subscriber, type Tx } from "../../src/consumers/index.js";
-import { ensureStreams } from "../../src/nats/index.js";
 import { GroupCommitWriter } from "../../src/persistence/index.js";
-import { startNatsServer, until, type NatsServerHandle } from "../support/index.js";
+import { until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 import { envelope, openReadModels, quiet, type ReadModels } from "../projections/fixtures.js";
 
 let nats: NatsServerHandle;
@@ -22,16 +20,7 @@ let m: ReadModels | undefined;
 let writer: GroupCommitWriter | undefined;
 let runner: ConsumerRunner | undefined;
 
-beforeAll(async () => {
-  nats = await startNatsServer();
-  nc = await connect({ servers: nats.url, noAsyncTraces: true });
-  jsm = await jetstreamManager(nc);
-  await ensureStreams(jsm);
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.stop();
-});
+useNatsWithStreams((h) => ({ nats, nc, jsm } = h));
 afterEach(async () => {
   await runner?.stop();
   await writer?.close();

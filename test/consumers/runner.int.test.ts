@@ -4,17 +4,15 @@
  * runner's back is started again — logged and counted, never an unhandled rejection that ends the process.
  */
 import { Writable } from "node:stream";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { connect } from "@nats-io/transport-node";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
 import { ConsumerRunner, DeadLetters, EventHandler, bindingsOf } from "../../src/consumers/index.js";
-import { ensureStreams } from "../../src/nats/index.js";
 import { catalogCourse } from "../../src/projections/index.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
-import { startNatsServer, type NatsServerHandle } from "../support/index.js";
+import { until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
 
 let nats: NatsServerHandle;
@@ -24,14 +22,6 @@ let m: ReadModels;
 let runner: ConsumerRunner;
 let lines: { level: number; msg: string; task?: string }[];
 
-const until = async (what: string, check: () => Promise<boolean> | boolean, ms = 15_000) => {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-};
-
 async function publish(subject: string, data: Uint8Array, eventType: string): Promise<void> {
   const h = natsHeaders();
   h.set(Headers.EventType, eventType);
@@ -40,16 +30,7 @@ async function publish(subject: string, data: Uint8Array, eventType: string): Pr
 
 const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
 
-beforeAll(async () => {
-  nats = await startNatsServer();
-  nc = await connect({ servers: nats.url, noAsyncTraces: true });
-  jsm = await jetstreamManager(nc);
-  await ensureStreams(jsm);
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.stop();
-});
+useNatsWithStreams((h) => ({ nats, nc, jsm } = h));
 
 beforeEach(async () => {
   m = await openReadModels();
@@ -204,7 +185,7 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
     // Killed while the runner acks a burst: the server's stored consumer state can lag its last acks.
     const start = await lastSeq();
     await publishCourses("pre-kill", 400);
-    await until("the runner is half-way", async () => (await floorOf()) >= start + 200, 30_000);
+    await until("the runner is half-way", async () => (await floorOf()) >= start + 200, 30_000, 25);
     await nats.kill();
     await nats.restart();
     // The server may come back with a consumer state older than the last acks: those deliveries are outstanding again.

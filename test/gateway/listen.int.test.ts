@@ -1,24 +1,13 @@
 /** The gateway's port is its own: no other process can share it through SO_REUSEPORT. */
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect } from "@nats-io/transport-node";
-import { ensureStreams } from "../../src/nats/index.js";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { describe, expect, it } from "vitest";
 import { exited, killOnExit } from "../support/children.js";
-import { freePort, startNatsServer, type NatsServerHandle } from "../support/index.js";
+import { freePort, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 import { startTestGateway } from "./support.js";
 
 let nats: NatsServerHandle;
-beforeAll(async () => {
-  nats = await startNatsServer();
-  const nc = await connect({ servers: nats.url, noAsyncTraces: true });
-  await ensureStreams(await jetstreamManager(nc));
-  await nc.close();
-});
-afterAll(async () => {
-  await nats?.stop();
-});
+useNatsWithStreams((h) => (nats = h.nats));
 
 describe("listening", () => {
   it("fails to start on a port another process serves with uWS's default SO_REUSEPORT, instead of sharing its connections", async () => {

@@ -1,24 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { deriveAccessId, encodeMsgPack, decodeMsgPack } from "../../contracts/index.js";
-import { ensureStreams } from "../../src/nats/index.js";
-import { startNatsServer, type NatsServerHandle } from "../support/index.js";
+import { useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 import { EventForge, TestClient, sleep, startTestGateway } from "./support.js";
 
 // No Nerve here: the tests play the GetLearnerProgress responder themselves.
 let nats: NatsServerHandle;
 let nc: NatsConnection;
-beforeAll(async () => {
-  nats = await startNatsServer();
-  nc = await connect({ servers: nats.url });
-  await ensureStreams(await jetstreamManager(nc));
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.stop();
-});
+useNatsWithStreams((h) => ({ nats, nc } = h));
 
 const view = (user: string, course: string, progress: number, version: number) => ({
   access_id: deriveAccessId(user, course),

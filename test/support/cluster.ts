@@ -18,7 +18,7 @@ import { startServiceProcess, type ServiceProcess } from "./service-process.js";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until `check` holds, polling; throws naming `what` after `ms`. */
-export async function until(what: string, check: () => Promise<boolean> | boolean, ms: number, every = 50): Promise<void> {
+export async function until(what: string, check: () => Promise<boolean> | boolean, ms = 15_000, every = 50): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting until ${what}`);

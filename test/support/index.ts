@@ -10,3 +10,4 @@ export * from "./cluster.js";
 export * from "./nats-cluster.js";
 export * from "./otlp-receiver.js";
 export * from "./sqlite-db.js";
+export * from "./nats-streams.js";
