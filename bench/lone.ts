@@ -7,7 +7,8 @@
  * 2,000/s). It also prints what paused the main thread in each phase (bench/pauses.ts: the event loop's
  * delay, V8's collections by kind) and the CPU of each of this process's threads per command (the main
  * thread with the load generator; V8's helper threads; libuv's pool, where SQLite's statements run; the
- * write worker). `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts).
+ * write worker). `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts),
+ * `BENCH_CPU_PROFILE=<file>` writes a CPU profile of the main thread in the one-at-a-time phase (bench/cpu-profile.ts).
  * It writes nothing to bench/results: `npm run bench:commands` is the record.
  */
 import { startNerve } from "../src/app/index.js";
