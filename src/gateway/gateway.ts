@@ -170,7 +170,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       logger.debug({ user_id: c.userId }, "socket opened");
       hub.opened(c);
       // Outside this callback: it runs inside `res.upgrade`, and a NATS request issued from there
-      // (the session's stream-info check) got the fresh socket closed with 1006 before it was used.
+      // (the session's stream-info check) got the fresh socket closed with 1006 before it was used —
+      // more often than the rare such close that remains: uWS's cork() after an async upgrade
+      // (uNetworking/uWebSockets#1929, fixed after the uWS.js build we can use; README, gateway section).
       setImmediate(() => sessions.start(c));
     },
     message: (ws, data, isBinary) => commands.handle(ws.getUserData(), data, isBinary),
