@@ -1,6 +1,7 @@
 /** Runs one subscriber's durable JetStream consumers: decode, apply idempotently, ack after commit, dead-letter poison. */
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type ConsumerInfo, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { z } from "zod";
 import { Contexts, EnvelopeBase, Headers, decodeMsgPack, eventTypeOfSubject, upcasters, type Context } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { DeadLetters } from "./dead-letters.js";
@@ -212,6 +213,16 @@ interface Reader {
   /** The consumer's undelivered events when it opened. */
   pending: number;
 }
+
+/**
+ * The contract's envelope as the runner checks each delivery: EnvelopeBase with the payload checked as a
+ * plain object instead of through `z.record`, which rebuilds it key by key (0.6 µs of ~1.6 per envelope in a
+ * loop) — the handler's typedEvent then parses the payload against its type's schema. A freshly decoded
+ * message owns its objects, so nothing else sees the payload the upcasters may change.
+ */
+const DeliveredEnvelope = EnvelopeBase.extend({
+  payload: z.custom<Record<string, unknown>>((v) => typeof v === "object" && v !== null && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null), { message: "expected an object" }),
+});
 
 /** A batch decoded and ready to apply. */
 interface Prepared {
@@ -594,7 +605,7 @@ export class ConsumerRunner {
   #decode(m: JsMsg): EnvelopeBase | PoisonEventError {
     const d = decodeMsgPack(m.data);
     if (!d.ok) return new PoisonEventError(d.error.message);
-    const parsed = EnvelopeBase.safeParse(d.value);
+    const parsed = DeliveredEnvelope.safeParse(d.value);
     if (!parsed.success) return new PoisonEventError(`not a contract envelope: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`);
     try {
       return upcasters.upcast(parsed.data);

@@ -71,6 +71,20 @@ describe("ConsumerRunner under its own failures", () => {
     await until("the next event is applied", async () => (await catalogCourse(m.tx, "after-poison")) !== undefined);
   });
 
+  it("parks an envelope whose payload is not an object (an array, a string) as not a contract envelope", async () => {
+    const deadLetters = new DeadLetters(m.db);
+    const bad = [{ ...created("payload-array"), payload: [] }, { ...created("payload-string"), payload: "x" }];
+    for (const e of bad) await publish(`events.courses.CourseCreated.${e.aggregate_id}`, encodeMsgPack(e), "CourseCreated");
+    const good = created("payload-kinds-ok");
+    await publish(`events.courses.CourseCreated.${good.aggregate_id}`, encodeMsgPack(good), "CourseCreated");
+    await until("the good event is applied", async () => (await catalogCourse(m.tx, "payload-kinds-ok")) !== undefined);
+    // Parked without an event id (the envelope did not parse), with the reason that names the payload.
+    const parked = async () => (await deadLetters.list("catalog")).filter((d) => d.reason.startsWith("not a contract envelope: payload expected an object"));
+    await until("the two are parked", async () => (await parked()).length === 2);
+    expect((await parked()).map((d) => d.event_id)).toEqual([null, null]);
+    for (const e of bad) expect(await catalogCourse(m.tx, e.aggregate_id)).toBeUndefined();
+  });
+
   it("starts a consumer loop again when its durable is deleted behind its back, and loses no event", async () => {
     const task = "consumer catalog on EVENTS_COURSES";
     const before = backgroundFailures.get(task) ?? 0;
