@@ -48,17 +48,35 @@ export function natsServerBinary(): string {
 }
 
 /** Asks the OS for a currently free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error("no port assigned"))));
-    });
-  });
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
+/**
+ * Asks the OS for `n` distinct free TCP ports on 127.0.0.1: all are held until every one is known, so none is
+ * handed out twice (one after the other, the kernel may give back the port it has just freed).
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  try {
+    return await Promise.all(
+      servers.map(
+        (srv) =>
+          new Promise<number>((resolve, reject) => {
+            srv.unref();
+            srv.once("error", reject);
+            srv.listen(0, "127.0.0.1", () => {
+              const addr = srv.address();
+              const port = typeof addr === "object" && addr ? addr.port : 0;
+              if (port) resolve(port);
+              else reject(new Error("no port assigned"));
+            });
+          }),
+      ),
+    );
+  } finally {
+    await Promise.all(servers.map((srv) => new Promise<void>((done) => (srv.listening ? srv.close(() => done()) : done()))));
+  }
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -88,8 +106,7 @@ async function assertStoreInside(httpPort: number, storeDir: string): Promise<vo
 /** Starts a private JetStream-enabled nats-server on free ports with a temp store. */
 export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServerHandle> {
   const bin = natsServerBinary();
-  const port = await freePort();
-  const httpPort = await freePort();
+  let [port, httpPort] = (await freePorts(2)) as [number, number];
   const storeDir = await mkdtemp(join(tmpdir(), "nerve-nats-"));
   // Flags after -c win over the file, so a repo config never clashes with a dev server on 4222.
   // nats-server 2.9 rejects -sd when the file also sets store_dir ("Duplicate 'store_dir'"),
@@ -137,12 +154,18 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   };
 
   try {
-    try {
-      await launch();
-    } catch (err) {
-      if (!(opts.config && String(err).includes("Duplicate 'store_dir'"))) throw err;
-      useSdFlag = false;
-      await launch();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await launch();
+        break;
+      } catch (err) {
+        if (opts.config && useSdFlag && String(err).includes("Duplicate 'store_dir'")) {
+          useSdFlag = false;
+        } else if (attempt < 3 && String(err).includes("address already in use")) {
+          // Another process took a port between our asking and the server's binding: new ports, at first start only.
+          [port, httpPort] = (await freePorts(2)) as [number, number];
+        } else throw err;
+      }
     }
     await assertStoreInside(httpPort, storeDir);
   } catch (err) {
