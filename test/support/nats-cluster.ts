@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { freePort, startNatsServer, type NatsServerHandle } from "./nats-server.js";
+import { freePorts, startNatsServer, type NatsServerHandle } from "./nats-server.js";
 
 /** Options of {@link startNatsCluster}. */
 export interface NatsClusterOptions {
@@ -80,8 +80,7 @@ async function jsz(httpPort: number): Promise<Jsz | undefined> {
 export async function startNatsCluster(n = 3, opts: NatsClusterOptions = {}): Promise<NatsCluster> {
   const readyMs = opts.readyTimeoutMs ?? 30_000;
   const confDir = await mkdtemp(join(tmpdir(), "nerve-nats-cluster-"));
-  const clusterPorts: number[] = [];
-  for (let i = 0; i < n; i++) clusterPorts.push(await freePort());
+  const clusterPorts = await freePorts(n);
   const routes = clusterPorts.map((p) => `    nats-route://127.0.0.1:${p}`).join("\n");
   const handles: (NatsServerHandle | undefined)[] = new Array(n).fill(undefined);
   const running: boolean[] = new Array(n).fill(false);
