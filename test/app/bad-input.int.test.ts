@@ -14,17 +14,10 @@ import { Headers, encodeMsgPack } from "../../contracts/index.js";
 import { DeadLetters, consumerEntities } from "../../src/consumers/index.js";
 import { openDatabase } from "../../src/persistence/index.js";
 import { readModelEntities } from "../../src/projections/index.js";
-import { command, query, request, startNatsServer, startServiceProcess, startTestNerve, tempSqlitePath, type TestNerve } from "../support/index.js";
+import { command, query, request, startNatsServer, startServiceProcess, startTestNerve, tempSqlitePath, until, type TestNerve } from "../support/index.js";
 import { envelope } from "../projections/fixtures.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, check: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
-  }
-}
 
 describe("hostile text at the edge", () => {
   let t: TestNerve;
@@ -92,7 +85,7 @@ describe("hostile text at the edge", () => {
     expect(r.body.ok).toBe(true);
     expect((await query(t.client, "courses", "GetCourse", { course_id: "course-bad" })).body.result).toMatchObject({ title, description });
     expect(await t.nerve.relay.flush(5000)).toBe(true);
-    await until("the catalog has it", async () => (await query(t.client, "courses", "SearchCatalog", { text: "Ärzte" })).body.result.items.length === 1);
+    await until("the catalog has it", async () => (await query(t.client, "courses", "SearchCatalog", { text: "Ärzte" })).body.result.items.length === 1, 20_000);
     expect((await query(t.client, "courses", "SearchCatalog", { text: "Ärzte" })).body.result.items[0]).toMatchObject({ title, description });
   });
 });

@@ -17,6 +17,7 @@ import {
   startServiceProcess,
   startTestNerve,
   tempSqlitePath,
+  until as waitUntil,
   type NatsServerHandle,
   type ServiceProcess,
   type TestNerve,
@@ -46,13 +47,6 @@ interface Answered {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitUntil(what: string, check: () => Promise<boolean> | boolean, ms: number, every = 50): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
-    await sleep(every);
-  }
-}
 
 /** Reads a whole stream in sequence order through an ordered consumer. */
 async function readStream(nc: NatsConnection, stream: string): Promise<StoredEvent[]> {

@@ -4,7 +4,7 @@ import { connect } from "@nats-io/transport-node";
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
-import { startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
+import { startNatsServer, tempSqlitePath, until as untilHolds, type NatsServerHandle } from "../support/index.js";
 import { decodeMsgPack } from "../../contracts/index.js";
 import { partitionOf } from "../../src/cluster/index.js";
 
@@ -56,13 +56,9 @@ export function idsWhere(stem: string, count: number, where: (partition: number)
 /** 1..n. */
 export const versions = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
 
-/** Polls `check` until it holds, or fails naming `what`. */
-export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Polls `check` every 20 ms until it holds, or fails naming `what` after `ms` (test/support's `until`). */
+export function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+  return untilHolds(what, check, ms, 20);
 }
 
 /** What a relay test file runs against: a private nats-server and a temporary SQLite database. */
