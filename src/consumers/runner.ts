@@ -539,11 +539,14 @@ export class ConsumerRunner {
     }
     this.stats.batches++;
     const events = decoded.map((d) => d.e);
+    // The batch in one transaction, then its acks.
+    const whole = async (l?: BatchLink) => {
+      this.#count(await this.handler.applyBatch(events, traces, l));
+      for (const d of decoded) acks.done(d.m);
+    };
     let again = false;
     try {
-      this.#count(await this.handler.applyBatch(events, traces, link));
-      for (const d of decoded) acks.done(d.m);
-      return;
+      return await whole(link);
     } catch (err) {
       // Also where it failed before reaching the worker (the writer settles the link of one that did):
       // the batch behind must not commit ahead of this one's retry.
@@ -556,9 +559,7 @@ export class ConsumerRunner {
     if (again) {
       this.stats.retriedBehind++;
       try {
-        this.#count(await this.handler.applyBatch(events, traces));
-        for (const d of decoded) acks.done(d.m);
-        return;
+        return await whole();
       } catch {
         // Fall through to one by one.
       }
