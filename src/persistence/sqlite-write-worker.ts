@@ -161,14 +161,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     const encoded = encodeWrites(writes);
     const transfer = packBodies(encoded);
     return new Promise((resolve, reject) =>
-      this.#send({ kind: "commit", writes, resolve, reject }, (id) => {
-        const req: WorkerRequest = { id, writes: encoded, published };
-        if (this.#exitBeforeCommit) {
-          this.#exitBeforeCommit = false;
-          req.exitBeforeCommit = true;
-        }
-        return req;
-      }, transfer),
+      this.#send({ kind: "commit", writes, resolve, reject }, (id) => ({ id, writes: encoded, published }), transfer),
     );
   }
 
@@ -203,12 +196,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
         },
         (id) => {
           link?.queue(id);
-          const req: WorkerRequest = after === undefined ? { id, consumerBatch: batch } : { id, consumerBatch: batch, after };
-          if (this.#exitBeforeCommit) {
-            this.#exitBeforeCommit = false;
-            req.exitBeforeCommit = true;
-          }
-          return req;
+          return after === undefined ? { id, consumerBatch: batch } : { id, consumerBatch: batch, after };
         },
       ),
     );
@@ -221,7 +209,12 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     const id = this.#nextId++;
     this.#inflight.set(id, f);
     if (this.#inflight.size === 1) worker.ref();
-    worker.postMessage(request(id), transfer);
+    const req = request(id);
+    if (this.#exitBeforeCommit) {
+      this.#exitBeforeCommit = false;
+      req.exitBeforeCommit = true;
+    }
+    worker.postMessage(req, transfer);
   }
 
   /** How many of the worker's transactions several requests shared, how many requests those held, and how many group commits were one statement (since it last started). */
