@@ -21,6 +21,7 @@ import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from
 import { parseBody, replyError, replyOk, requestContentType, requestHeaders, requestTrace } from "./wire.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
+import { ChurnTable } from "../support/churn-table.js";
 
 /** Told about each answered request: context, type, result (`ok` or the error code), seconds from receipt to reply. */
 export type ReplyObserver = (context: string, type: string, result: string, seconds: number) => void;
@@ -81,12 +82,15 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0 };
   // Before any endpoint: requests arrive as soon as one is added.
   const ownership = deps.ownership;
-  const inflight = new Set<Promise<void>>();
+  // The handlers running, awaited at stop; not a Set (see ChurnTable): one comes and goes with every request.
+  const inflight = new ChurnTable<Promise<void>>();
+  let nextRequest = 0;
   const track = (request: Promise<void>) => {
     // A handler answers every failure itself; what still escapes (the reply could not be sent) is logged.
     const p = request.catch((err: unknown) => reportFailure(deps.logger, "api", err, "request handler failed"));
-    inflight.add(p);
-    void p.finally(() => inflight.delete(p));
+    const id = nextRequest++;
+    inflight.set(id, p);
+    void p.finally(() => inflight.delete(id));
   };
   const fail = (msg: ServiceMsg, ct: ContentType | undefined, err: unknown, what: string): NerveError => {
     const e = err instanceof NerveError ? err : errors.internal(`${what} failed`, err);
@@ -202,11 +206,11 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     lingering: () => partitions?.lingering ?? [],
     async stop() {
       await service.stop();
-      await Promise.allSettled([...inflight]);
+      await Promise.allSettled(inflight.values());
     },
     async releasePartitions() {
       await partitions?.stop();
-      await Promise.allSettled([...inflight]);
+      await Promise.allSettled(inflight.values());
     },
   };
 }

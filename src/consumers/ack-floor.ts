@@ -17,6 +17,8 @@
  * meet again. Pure bookkeeping: no I/O, the runner sends the acks and reads the consumer's info.
  */
 
+import { ChurnTable } from "../support/churn-table.js";
+
 /** A durable consumer's positions, as its info reports them. */
 export interface ConsumerPosition {
   /** `ack_floor.stream_seq`: every stream sequence up to it is acknowledged. */
@@ -44,8 +46,8 @@ interface Held<M> {
 
 /** The acknowledgement floor of one reader of an `AckPolicy.All` durable. */
 export class AckFloor<M> {
-  /** Deliveries held, not yet acknowledged, by stream sequence (the latest delivery of each). */
-  readonly #held = new Map<number, Held<M>>();
+  /** Deliveries held, not yet acknowledged, by stream sequence (the latest delivery of each); not a Map: see ChurnTable. */
+  readonly #held = new ChurnTable<Held<M>>();
   #clean: boolean;
   #lastDelivery: number;
   #ackedStream: number;
@@ -107,10 +109,14 @@ export class AckFloor<M> {
    */
   next(): FloorAck<M> | undefined {
     if (!this.#clean) return undefined;
+    // Not relying on the keys' order: past 2^32 - 2 a stream sequence is no longer an integer key to V8.
+    const keys = this.#held.keys();
     let open = Infinity;
-    for (const [s, h] of this.#held) if (!h.done && s < open) open = s;
+    for (const key of keys) if (!this.#held.get(key)!.done) open = Math.min(open, Number(key));
     let best: FloorAck<M> | undefined;
-    for (const [s, h] of this.#held) {
+    for (const key of keys) {
+      const h = this.#held.get(key)!;
+      const s = Number(key);
       if (h.done && s < open && s > this.#ackedStream && h.deliverySeq > this.#ackedDelivery && (!best || s > best.streamSeq)) best = { streamSeq: s, deliverySeq: h.deliverySeq, msg: h.msg };
     }
     return best;
@@ -121,7 +127,11 @@ export class AckFloor<M> {
     this.#lastSent = ack;
     this.#ackedStream = ack.streamSeq;
     this.#ackedDelivery = ack.deliverySeq;
-    for (const s of this.#held.keys()) if (s <= ack.streamSeq) this.#held.delete(s);
+    this.#dropUpTo(ack.streamSeq);
+  }
+
+  #dropUpTo(streamSeq: number): void {
+    for (const key of this.#held.keys()) if (Number(key) <= streamSeq) this.#held.delete(key);
   }
 
   /**
@@ -148,7 +158,7 @@ export class AckFloor<M> {
   reconcile(now: ConsumerPosition): boolean {
     this.#ackedStream = now.ackFloorStream;
     this.#ackedDelivery = now.ackFloorDelivery;
-    for (const s of this.#held.keys()) if (s <= now.ackFloorStream) this.#held.delete(s);
+    this.#dropUpTo(now.ackFloorStream);
     if (!this.#clean && now.delivered === this.#lastDelivery && now.ackPending === this.#held.size) this.#clean = true;
     return this.#clean;
   }

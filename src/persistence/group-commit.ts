@@ -112,7 +112,12 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   #queue: Pending[] = [];
   #deletes: DeleteSet = { seqs: [], waiters: [] };
   /** The deletes the transactions in flight carry. */
-  readonly #deleting = new Set<DeleteSet>();
+  /**
+   * Released rows in transactions not yet ended (at most `pipeline`). Here and in #drain, arrays rather
+   * than Sets: a small Set that things come and go from rebuilds its table every few operations, and
+   * the obsolete tables keep what they held alive through scavenges (see ChurnTable).
+   */
+  readonly #deleting: DeleteSet[] = [];
   #running = false;
   /** Transactions in flight at most: {@link WORKER_PIPELINE} through the write worker, 1 on the main connection. */
   readonly #pipeline: number;
@@ -211,12 +216,12 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   }
 
   async #drain(): Promise<void> {
-    const inflight = new Set<Promise<void>>();
+    const inflight: Promise<void>[] = [];
     try {
       // No write came along during the linger: the released rows get a transaction of their own.
       if (this.#queue.length === 0 && this.#deletes.seqs.length > 0) await this.#commit([]);
-      while (this.#queue.length > 0 || inflight.size > 0) {
-        if (this.#queue.length === 0 || inflight.size >= this.#pipeline) {
+      while (this.#queue.length > 0 || inflight.length > 0) {
+        if (this.#queue.length === 0 || inflight.length >= this.#pipeline) {
           await this.#nextTurn(inflight);
           continue;
         }
@@ -228,10 +233,10 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
           this.stats.admissionWaitMs += performance.now() - started;
         }
         const batch = this.#queue.splice(0, this.#maxBatch);
-        const committing: Promise<void> = this.#commit(batch).finally(() => inflight.delete(committing));
+        const committing: Promise<void> = this.#commit(batch).finally(() => remove(inflight, committing));
         // Its failure is taken by #nextTurn's race; until then (an admission wait) it must not count as unhandled.
         committing.catch(() => undefined);
-        inflight.add(committing);
+        inflight.push(committing);
       }
     } catch (err) {
       // Whatever else is in flight settles before the drain ends: no more than `pipeline` at a time.
@@ -253,9 +258,9 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
    * another, until a write arrives — then for the end of that turn of the event loop, so the writes
    * submitted with it share its batch.
    */
-  async #nextTurn(inflight: Set<Promise<void>>): Promise<void> {
+  async #nextTurn(inflight: readonly Promise<void>[]): Promise<void> {
     const settled: Promise<unknown>[] = [...inflight];
-    if (inflight.size < this.#pipeline) {
+    if (inflight.length < this.#pipeline) {
       settled.push(
         new Promise<void>((resolve) => {
           this.#wake = () => {
@@ -301,7 +306,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     const deleting = this.#deletes.seqs.length > 0 ? this.#deletes : undefined;
     if (deleting) {
       this.#deletes = { seqs: [], waiters: [] };
-      this.#deleting.add(deleting);
+      this.#deleting.push(deleting);
     }
     const span = writes.length > 0 ? groupCommitSpan(writes) : undefined;
     const started = performance.now();
@@ -318,7 +323,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       }
       throw err;
     } finally {
-      if (deleting) this.#deleting.delete(deleting);
+      if (deleting) remove(this.#deleting, deleting);
     }
     if (writes.length > 0) this.#observe?.((performance.now() - started) / 1000, writes.length);
     endSpan(span);
@@ -332,4 +337,9 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     }
     this.emit("committed", rows);
   }
+}
+
+function remove<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i >= 0) list.splice(i, 1);
 }

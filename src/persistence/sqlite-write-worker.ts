@@ -10,6 +10,7 @@ import { WAL_SIZE_LIMIT, type Database } from "./database.js";
 import type { OutboxRow } from "./entities.js";
 import { StaleWriteError, type EncodedWrite } from "./batch-statements.js";
 import { BatchBeforeFailed, type BatchLink, type ConsumerBatch, type ConsumerBatchWriter } from "./consumer-batch.js";
+import { ChurnTable } from "../support/churn-table.js";
 
 /** What the worker thread is started with. */
 export interface WorkerSetup {
@@ -138,7 +139,8 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   readonly #setup: WorkerSetup;
   readonly #onFailure: (err: Error) => void;
   #worker: Worker | undefined;
-  readonly #inflight = new Map<number, InFlight>();
+  /** By request id; not a Map (see ChurnTable): a request comes and goes with every group commit. */
+  readonly #inflight = new ChurnTable<InFlight>();
   #nextId = 1;
   #closed = false;
   #exitBeforeCommit = false;
@@ -283,7 +285,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
       const err = new WriteWorkerStopped(`the SQLite write worker stopped: ${cause.message}`, { cause });
       this.restarts++;
       for (const w of this.#statsWaiters.splice(0)) w({ transactions: 0, requests: 0, oneStatement: 0 });
-      const lost = [...this.#inflight.values()];
+      const lost = this.#inflight.values();
       this.#inflight.clear();
       for (const f of lost) void this.#settle(f, err);
       this.#onFailure(err);
