@@ -13,12 +13,16 @@ interface ProfileNode {
   children: ProfileNode[];
 }
 
-/** Starts sampling (every 4 KiB allocated, on average); the returned function stops, prints the top sites and writes the profile. */
+/**
+ * Starts sampling (every 4 KiB allocated, on average); the returned function stops, prints the top sites
+ * and writes the profile. With `BENCH_ALLOC_PROMOTED=1` only objects no scavenge freed are counted:
+ * what was promoted (or is still alive), the allocations that make scavenges slow.
+ */
 export async function startAllocationProfile(): Promise<(file: string, operations: number) => Promise<void>> {
   const s = new Session();
   s.connect();
   await s.post("HeapProfiler.enable");
-  await s.post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+  await s.post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: process.env.BENCH_ALLOC_PROMOTED !== "1" } as never);
   return async (file: string, operations: number) => {
     const { profile } = (await s.post("HeapProfiler.stopSampling")) as unknown as { profile: { head: ProfileNode } };
     s.disconnect();
