@@ -17,8 +17,6 @@
  * meet again. Pure bookkeeping: no I/O, the runner sends the acks and reads the consumer's info.
  */
 
-import { ChurnTable } from "../support/churn-table.js";
-
 /** A durable consumer's positions, as its info reports them. */
 export interface ConsumerPosition {
   /** `ack_floor.stream_seq`: every stream sequence up to it is acknowledged. */
@@ -46,8 +44,8 @@ interface Held<M> {
 
 /** The acknowledgement floor of one reader of an `AckPolicy.All` durable. */
 export class AckFloor<M> {
-  /** Deliveries held, not yet acknowledged, by stream sequence (the latest delivery of each); not a Map: see ChurnTable. */
-  readonly #held = new ChurnTable<Held<M>>();
+  /** Deliveries held, not yet acknowledged, by stream sequence (the latest delivery of each). */
+  readonly #held = new Map<number, Held<M>>();
   #clean: boolean;
   #lastDelivery: number;
   #ackedStream: number;
@@ -109,14 +107,10 @@ export class AckFloor<M> {
    */
   next(): FloorAck<M> | undefined {
     if (!this.#clean) return undefined;
-    // Not relying on the keys' order: past 2^32 - 2 a stream sequence is no longer an integer key to V8.
-    const keys = this.#held.keys();
     let open = Infinity;
-    for (const key of keys) if (!this.#held.get(key)!.done) open = Math.min(open, Number(key));
+    for (const [s, h] of this.#held) if (!h.done && s < open) open = s;
     let best: FloorAck<M> | undefined;
-    for (const key of keys) {
-      const h = this.#held.get(key)!;
-      const s = Number(key);
+    for (const [s, h] of this.#held) {
       if (h.done && s < open && s > this.#ackedStream && h.deliverySeq > this.#ackedDelivery && (!best || s > best.streamSeq)) best = { streamSeq: s, deliverySeq: h.deliverySeq, msg: h.msg };
     }
     return best;
@@ -127,11 +121,7 @@ export class AckFloor<M> {
     this.#lastSent = ack;
     this.#ackedStream = ack.streamSeq;
     this.#ackedDelivery = ack.deliverySeq;
-    this.#dropUpTo(ack.streamSeq);
-  }
-
-  #dropUpTo(streamSeq: number): void {
-    for (const key of this.#held.keys()) if (Number(key) <= streamSeq) this.#held.delete(key);
+    for (const s of this.#held.keys()) if (s <= ack.streamSeq) this.#held.delete(s);
   }
 
   /**
@@ -158,7 +148,7 @@ export class AckFloor<M> {
   reconcile(now: ConsumerPosition): boolean {
     this.#ackedStream = now.ackFloorStream;
     this.#ackedDelivery = now.ackFloorDelivery;
-    this.#dropUpTo(now.ackFloorStream);
+    for (const s of this.#held.keys()) if (s <= now.ackFloorStream) this.#held.delete(s);
     if (!this.#clean && now.delivered === this.#lastDelivery && now.ackPending === this.#held.size) this.#clean = true;
     return this.#clean;
   }
