@@ -111,9 +111,8 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   readonly sqliteWorker: SqliteWriteWorker | undefined;
   #queue: Pending[] = [];
   #deletes: DeleteSet = { seqs: [], waiters: [] };
-  /** The deletes the transactions in flight carry. */
   /**
-   * Released rows in transactions not yet ended (at most `pipeline`). Here and in #drain, arrays rather
+   * The deletes the transactions in flight carry (at most `pipeline`). Here and in #drain, arrays rather
    * than Sets: a small Set that things come and go from rebuilds its table every few operations, and
    * the obsolete tables keep what they held alive through scavenges (see ChurnTable).
    */

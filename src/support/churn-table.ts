@@ -1,6 +1,6 @@
 /**
- * A keyed table for entries that come and go all the time — requests in flight, deliveries not yet
- * acknowledged — kept in a dictionary-mode object instead of a `Map`.
+ * A keyed table for entries that come and go all the time — requests in flight, handlers running —
+ * kept in a dictionary-mode object instead of a `Map`.
  *
  * Why not a Map: every few inserts and deletes a Map rebuilds its hash table, and V8 leaves the
  * obsolete table pointing at its successor (for iterators) and at the entries it held. Once a full
@@ -70,8 +70,8 @@ function dictionary<V>(): Record<string | number, V> {
   d.b = undefined as V;
   delete d.a;
   delete d.b;
-  // An integer key above 2^29 marks the elements as needing a hash table for good (V8 never turns them
-  // back into a plain array, which sequential keys would make grow with every key ever used).
+  // An integer key above 2^29 marks the elements as needing a hash table for good (V8's
+  // requires_slow_elements): a plain array under sequential keys would grow with every key ever used.
   d[2 ** 30] = undefined as V;
   delete d[2 ** 30];
   return d;
