@@ -1,10 +1,9 @@
 /** Helpers of the relay tests: their server and database, reading back what a stream holds, fresh event ids, ids by partition. */
-import { afterAll, beforeAll } from "vitest";
-import { connect } from "@nats-io/transport-node";
+import { afterAll } from "vitest";
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
-import { startNatsServer, tempSqlitePath, until as untilHolds, type NatsServerHandle } from "../support/index.js";
+import { tempSqlitePath, until as untilHolds, useNatsWithStreams } from "../support/index.js";
 import { decodeMsgPack } from "../../contracts/index.js";
 import { partitionOf } from "../../src/cluster/index.js";
 
@@ -74,23 +73,20 @@ export interface RelayHarness {
  * to `set`, and stops them after the file's tests.
  */
 export function useRelayHarness(set: (h: RelayHarness) => void): void {
-  let nats: NatsServerHandle | undefined;
   let h: RelayHarness | undefined;
   let cleanup: (() => Promise<void>) | undefined;
-  beforeAll(async () => {
-    nats = await startNatsServer();
-    const nc = await connect({ servers: nats.url, noAsyncTraces: true });
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: "EVENTS_USERS", subjects: ["events.users.>"], duplicate_window: nanos(100) });
-    const tmp = await tempSqlitePath();
-    cleanup = tmp.cleanup;
-    h = { nc, jsm, db: await openDatabase({ url: `sqlite:${tmp.path}` }) };
-    set(h);
-  });
+  useNatsWithStreams(
+    async ({ nc, jsm }) => {
+      const tmp = await tempSqlitePath();
+      cleanup = tmp.cleanup;
+      h = { nc, jsm, db: await openDatabase({ url: `sqlite:${tmp.path}` }) };
+      set(h);
+    },
+    (jsm) => jsm.streams.add({ name: "EVENTS_USERS", subjects: ["events.users.>"], duplicate_window: nanos(100) }),
+  );
+  // Before useNatsWithStreams' own afterAll (hooks after the tests run last registered first): the connection and server stop after.
   afterAll(async () => {
     await h?.db.close();
-    await h?.nc.close();
-    await nats?.stop();
     await cleanup?.();
   });
 }

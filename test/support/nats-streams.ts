@@ -13,18 +13,19 @@ export interface NatsWithStreams {
 }
 
 /**
- * Starts a nats-server before the file's tests, connects and makes the contract's streams, and hands them
- * to `set`; closes the connection and stops the server after them (after the file's own later afterAll hooks).
+ * Starts a nats-server before the file's tests, connects and makes the contract's streams (or what
+ * `streams` makes instead), and hands them to `set`; closes the connection and stops the server after
+ * them (after the file's own later afterAll hooks).
  */
-export function useNatsWithStreams(set: (h: NatsWithStreams) => void): void {
+export function useNatsWithStreams(set: (h: NatsWithStreams) => unknown, streams: (jsm: JetStreamManager) => Promise<unknown> = (jsm) => ensureStreams(jsm)): void {
   let nats: NatsServerHandle | undefined;
   let nc: NatsConnection | undefined;
   beforeAll(async () => {
     nats = await startNatsServer();
     nc = await connect({ servers: nats.url, noAsyncTraces: true });
     const jsm = await jetstreamManager(nc);
-    await ensureStreams(jsm);
-    set({ nats, nc, jsm });
+    await streams(jsm);
+    await set({ nats, nc, jsm });
   });
   afterAll(async () => {
     await nc?.close();
