@@ -47,7 +47,6 @@ interface Answered {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 /** Reads a whole stream in sequence order through an ordered consumer. */
 async function readStream(nc: NatsConnection, stream: string): Promise<StoredEvent[]> {
   const info = await (await jetstreamManager(nc)).streams.info(stream);
