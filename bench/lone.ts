@@ -36,7 +36,8 @@ const extra = Object.fromEntries(process.argv.slice(2).map((a) => a.split("=", 2
 
 async function main(): Promise<void> {
   const after = (ms: number) => Date.now() + ms;
-  const { nats, client, load } = await startRig(cleanup, "main");
+  // BENCH_CLIENT=worker runs the load generator in a worker thread (bench/load-client.ts), off the service's event loop.
+  const { nats, client, load } = await startRig(cleanup, process.env.BENCH_CLIENT === "worker" ? "worker" : "main");
   const sqlite = await tempSqlitePath();
   cleanup.add("sqlite", () => sqlite.cleanup());
   const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096", ...extra };
