@@ -1,11 +1,11 @@
 /**
- * What one durable transaction costs on this disk, whatever runs it: node-sqlite3 (MikroORM's driver,
- * which the write worker uses), a WAL-mode file beside the bench's databases, `begin immediate`, the
+ * What one durable transaction costs on this disk, whatever runs it: better-sqlite3 (MikroORM's driver,
+ * which the write worker uses, its statements prepared once), a WAL-mode file beside the bench's databases, `begin immediate`, the
  * three single-row inserts of a one-event command (snapshot, event, outbox row) and `commit`, one at a
  * time, with synchronous FULL (Nerve's default: survives power loss) and NORMAL (survives a crash of
  * the process). A lone command can be no faster than the floor's reply plus this.
  */
-import sqlite3 from "sqlite3";
+import { openSqlite } from "../src/persistence/sqlite-lock.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { percentile } from "./percentiles.js";
 
@@ -22,23 +22,23 @@ export interface DiskFloor {
 /** Runs `count` transactions with each synchronous setting on a fresh file; returns FULL's figures, then NORMAL's. */
 export async function measureDiskFloor(count = 1000): Promise<DiskFloor[]> {
   const tmp = await tempSqlitePath();
-  const db = new sqlite3.Database(tmp.path);
-  const run = (sql: string, params: unknown[] = []) => new Promise<void>((resolve, reject) => db.run(sql, params, (err) => (err ? reject(err) : resolve())));
+  const db = openSqlite(tmp.path, 5000);
   try {
-    await run("pragma journal_mode = WAL");
-    await run("create table t (id integer primary key, v blob)");
+    db.exec("pragma journal_mode = WAL");
+    db.exec("create table t (id integer primary key, v blob)");
+    const [begin, insert, commit] = [db.prepare("begin immediate"), db.prepare("insert into t (v) values (?)"), db.prepare("commit")];
     const body = Buffer.alloc(300, 7);
     const out: DiskFloor[] = [];
     for (const synchronous of ["FULL", "NORMAL"] as const) {
-      await run(`pragma synchronous = ${synchronous}`);
+      db.exec(`pragma synchronous = ${synchronous}`);
       const total: number[] = [];
       const commits: number[] = [];
       for (let i = 0; i < count; i++) {
         const started = performance.now();
-        await run("begin immediate");
-        for (let k = 0; k < 3; k++) await run("insert into t (v) values (?)", [body]);
+        begin.run();
+        for (let k = 0; k < 3; k++) insert.run(body);
         const committing = performance.now();
-        await run("commit");
+        commit.run();
         const done = performance.now();
         total.push(done - started);
         commits.push(done - committing);
@@ -50,7 +50,7 @@ export async function measureDiskFloor(count = 1000): Promise<DiskFloor[]> {
     }
     return out;
   } finally {
-    await new Promise<void>((resolve) => db.close(() => resolve()));
+    db.close();
     await tmp.cleanup();
   }
 }

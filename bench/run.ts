@@ -69,7 +69,7 @@ function after(ms: number): number {
 
 /** Section 2c's floor of a lone durable command: the floor's reply plus one transaction on this disk. */
 function diskFloorTable(disk: DiskFloor[], floorP50: number, target: number): string {
-  return table("2c. One durable transaction on this disk (node-sqlite3, WAL; begin immediate, 3 single-row inserts, commit), and the least a lone command can take", ["synchronous", "transactions", "p50 ms", "p99 ms", "commit p50 ms", "floor reply p50 + txn p50 ms", `÷ target p50 ${target} ms`], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.commitP50Ms, (floorP50 + d.p50Ms).toFixed(3), ((floorP50 + d.p50Ms) / target).toFixed(2)]));
+  return table("2c. One durable transaction on this disk (better-sqlite3, WAL; begin immediate, 3 single-row inserts, commit), and the least a lone command can take", ["synchronous", "transactions", "p50 ms", "p99 ms", "commit p50 ms", "floor reply p50 + txn p50 ms", `÷ target p50 ${target} ms`], disk.map((d) => [d.synchronous, d.transactions, d.p50Ms, d.p99Ms, d.commitP50Ms, (floorP50 + d.p50Ms).toFixed(3), ((floorP50 + d.p50Ms) / target).toFixed(2)]));
 }
 
 /**

@@ -1,9 +1,10 @@
 /** Opens the database through MikroORM (SQLite in WAL mode, or PostgreSQL), creating and migrating the schema. */
 import { resolve } from "node:path";
+import { Worker } from "node:worker_threads";
 import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
-import { closeSqlite3, isInMemorySqlite, loadSqlite3, lockSqliteInstance, openSqlite3 } from "./sqlite-lock.js";
+import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, sqliteValues, type SqliteHandle } from "./sqlite-lock.js";
 
 /** Which database and how. */
 export interface DatabaseOptions {
@@ -42,6 +43,14 @@ export const HAND_MADE_TABLES: RegExp[] = [/_fts(_(data|idx|content|docsize|conf
 
 /** How often the WAL of a SQLite file is checkpointed (passively, on a connection of its own). */
 const CHECKPOINT_EVERY_MS = 1000;
+
+/**
+ * How long the checkpointer's connection waits for a lock. A RESTART holds the writers back while it
+ * waits for the readers of an older snapshot: it gives up soon (counted in `failures`, tried again at
+ * the next tick) rather than stall every commit — and a main-thread write, which waits synchronously
+ * with better-sqlite3 — for the connections' 5 s.
+ */
+const CHECKPOINT_BUSY_MS = 250;
 
 /** WAL frames (pages) past which a checkpoint also restarts the WAL: about 8 MiB of 4 KiB pages. */
 const RESTART_FRAMES = 2000;
@@ -129,9 +138,9 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   const entities = [...writeSideEntities(opts.url.startsWith("sqlite:") ? "sqlite" : "postgresql"), ...(opts.entities ?? [])];
   const common: Partial<Options> = { entities, schemaGenerator: { skipTables: HAND_MADE_TABLES }, discovery: { warnWhenNoEntities: false }, allowGlobalContext: true, debug: false };
   if (opts.url.startsWith("sqlite:")) {
-    const { SqliteDriver } = await import("@mikro-orm/sqlite");
+    const { BetterSqliteDriver } = await import("@mikro-orm/better-sqlite");
     dialect = "sqlite";
-    orm = await MikroORM.init({ ...common, driver: SqliteDriver, dbName: opts.url.slice("sqlite:".length) } as Options);
+    orm = await MikroORM.init({ ...common, driver: BetterSqliteDriver, dbName: opts.url.slice("sqlite:".length) } as Options);
     const exec = boundExecutor(orm.em.getConnection() as AbstractSqlConnection);
     await exec("pragma journal_mode = WAL");
     // A pragma takes no bound value; this one is FULL or NORMAL, checked by the config schema.
@@ -159,8 +168,8 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   let reader: Awaited<ReturnType<typeof openReader>> | undefined;
   let checkpointer: Checkpointer | undefined;
   try {
-    reader = await openReader(sqliteFile.path, SQLITE_BUSY_TIMEOUT_MS);
-    checkpointer = await Checkpointer.open(sqliteFile.path, SQLITE_BUSY_TIMEOUT_MS);
+    reader = openReader(sqliteFile.path, SQLITE_BUSY_TIMEOUT_MS);
+    checkpointer = await Checkpointer.open(sqliteFile.path, CHECKPOINT_BUSY_MS);
   } catch (err) {
     await reader?.close().catch(() => undefined);
     await orm.close(true);
@@ -199,15 +208,35 @@ export interface CheckpointStats {
  * connections that write run with `wal_autocheckpoint = 0`, so no commit pays for copying the WAL into
  * the database (with SQLite's automatic checkpoint, the commit that crosses 1,000 pages does it, holding
  * its connection — and everything queued on it — for as long as that takes: the soak saw commits of
- * 2 s). A failure is counted and retried at the next tick; it never ends the process.
+ * 2 s). A failure is counted and retried at the next tick; it never ends the process. The connection
+ * lives on a thread of its own ({@link CHECKPOINT_THREAD}): better-sqlite3 runs a statement on the
+ * calling thread, and a checkpoint copies megabytes and syncs the file — not for the event loop.
  */
 class Checkpointer {
   readonly stats: CheckpointStats = { runs: 0, restarts: 0, failures: 0, longestMs: 0, walFrames: 0, checkpointedFrames: 0 };
   #running: Promise<void> | undefined;
   #closed = false;
   readonly #timer: NodeJS.Timeout;
+  #next = 0;
+  readonly #pending = new Map<number, { resolve: (row: { log: number; checkpointed: number }) => void; reject: (err: Error) => void }>();
+  #dead: Error | undefined;
 
-  private constructor(private readonly handle: import("sqlite3").Database) {
+  private constructor(private readonly thread: Worker) {
+    thread.on("message", (m: { id: number; row?: { busy: number; log: number; checkpointed: number }; error?: string }) => {
+      const p = this.#pending.get(m.id);
+      this.#pending.delete(m.id);
+      if (m.error !== undefined || !m.row) p?.reject(new Error(m.error ?? "no checkpoint result"));
+      else p?.resolve({ log: Number(m.row.log), checkpointed: Number(m.row.checkpointed) });
+    });
+    // A thread that ends fails what it was asked; the timer's checkpoints then count failures.
+    const fail = (err: Error) => {
+      this.#dead ??= err;
+      for (const p of this.#pending.values()) p.reject(err);
+      this.#pending.clear();
+    };
+    thread.on("error", fail);
+    thread.on("exit", (code) => fail(new Error(`the checkpoint thread exited with code ${code}`)));
+    thread.unref();
     this.#timer = setInterval(() => {
       if (!this.#running && !this.#closed) this.#running = this.#checkpoint().finally(() => (this.#running = undefined));
     }, CHECKPOINT_EVERY_MS);
@@ -215,7 +244,17 @@ class Checkpointer {
   }
 
   static async open(path: string, busyTimeoutMs: number): Promise<Checkpointer> {
-    return new Checkpointer(await openSqlite3(path, busyTimeoutMs, loadSqlite3().OPEN_READWRITE));
+    const thread = new Worker(CHECKPOINT_THREAD, { eval: true, workerData: { driver: betterSqlite3Path(), path, busyTimeoutMs } });
+    await new Promise<void>((ok, fail) => {
+      const failed = (err: Error) => fail(err);
+      thread.once("error", failed);
+      thread.once("message", (m: { ready?: true; failed?: string }) => {
+        thread.off("error", failed);
+        if (m.ready) ok();
+        else fail(new Error(`the checkpoint thread could not open ${path}: ${m.failed}`));
+      });
+    });
+    return new Checkpointer(thread);
   }
 
   /**
@@ -236,14 +275,16 @@ class Checkpointer {
   }
 
   async #run(mode: "PASSIVE" | "RESTART"): Promise<{ log: number; checkpointed: number }> {
+    if (this.#dead) throw this.#dead;
     const started = performance.now();
-    const row = await new Promise<{ busy: number; log: number; checkpointed: number } | undefined>((resolve, reject) =>
-      this.handle.all(`pragma wal_checkpoint(${mode})`, [], (err, rows) => (err ? reject(err) : resolve(rows[0] as never))),
-    );
+    const id = this.#next++;
+    const out = await new Promise<{ log: number; checkpointed: number }>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.thread.postMessage({ id, mode });
+    });
     this.stats.runs++;
     if (mode === "RESTART") this.stats.restarts++;
     this.stats.longestMs = Math.max(this.stats.longestMs, performance.now() - started);
-    const out = { log: Number(row?.log ?? 0), checkpointed: Number(row?.checkpointed ?? 0) };
     this.stats.walFrames = out.log;
     this.stats.checkpointedFrames = out.checkpointed;
     return out;
@@ -255,21 +296,79 @@ class Checkpointer {
     await this.#running;
     // A last checkpoint, so a clean stop leaves the WAL copied into the database.
     await this.#checkpoint();
-    await closeSqlite3(this.handle);
+    if (this.#dead) return;
+    const exited = new Promise<void>((ok) => this.thread.once("exit", () => ok()));
+    this.thread.postMessage({ close: true });
+    await exited;
   }
 }
 
 /**
- * A read-only connection to a SQLite file, through the copy of SQLite MikroORM uses (loadSqlite3: one
- * copy per process, or the copies' locks would not see each other). Every read is `all`, which resets
- * its statement when done: a statement left mid-result would hold its read transaction open and keep
- * checkpoints from emptying the WAL.
+ * The checkpointer's thread (plain CommonJS, run with `eval`): a connection through the process's one copy
+ * of better-sqlite3 (its path in workerData) that runs `pragma wal_checkpoint(<mode>)` when asked, one at
+ * a time, answering `{ id, row }` or `{ id, error }`; `{ close: true }` closes the connection and ends it.
  */
-async function openReader(path: string, busyTimeoutMs: number): Promise<{ read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") => Promise<T>; close: () => Promise<void> }> {
-  const handle = await openSqlite3(path, busyTimeoutMs, loadSqlite3().OPEN_READONLY);
+const CHECKPOINT_THREAD = `
+const { parentPort, workerData } = require("node:worker_threads");
+let db;
+try {
+  const Database = require(workerData.driver);
+  db = new Database(workerData.path, { timeout: workerData.busyTimeoutMs, fileMustExist: true });
+  parentPort.postMessage({ ready: true });
+} catch (err) {
+  parentPort.postMessage({ failed: String(err && err.message) });
+  process.exit(1);
+}
+parentPort.on("message", (m) => {
+  if (m.close) {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  if (m.mode !== "PASSIVE" && m.mode !== "RESTART") return parentPort.postMessage({ id: m.id, error: "unknown checkpoint mode" });
+  try {
+    parentPort.postMessage({ id: m.id, row: db.prepare("pragma wal_checkpoint(" + m.mode + ")").get() });
+  } catch (err) {
+    parentPort.postMessage({ id: m.id, error: String(err && err.message) });
+  }
+});
+`;
+
+/**
+ * A read-only connection to a SQLite file, through the copy of SQLite MikroORM uses (openSqlite: one
+ * copy per process, or the copies' locks would not see each other). Its reads run on the calling thread
+ * (better-sqlite3), each to its end (`all` / `get`), so no statement is left mid-result holding its read
+ * transaction open and keeping checkpoints from emptying the WAL. Statements are prepared once per SQL
+ * text (the most recently used {@link READER_STATEMENTS} kept).
+ */
+function openReader(path: string, busyTimeoutMs: number): { read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") => Promise<T>; close: () => Promise<void> } {
+  const handle: SqliteHandle = openSqlite(path, busyTimeoutMs, { readonly: true });
+  const prepared = new Map<string, ReturnType<SqliteHandle["prepare"]>>();
   return {
-    read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") =>
-      new Promise<T>((resolve, reject) => handle.all(sql, bindable(params), (err, rows) => (err ? reject(err) : resolve((method === "get" ? rows[0] : rows) as T)))),
-    close: () => closeSqlite3(handle),
+    read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") => {
+      try {
+        let st = prepared.get(sql);
+        if (st) prepared.delete(sql);
+        else {
+          st = handle.prepare(sql);
+          if (prepared.size >= READER_STATEMENTS) prepared.delete(prepared.keys().next().value as string);
+        }
+        prepared.set(sql, st);
+        const values = sqliteValues(params);
+        if (!st.reader) {
+          st.run(values);
+          return Promise.resolve((method === "get" ? undefined : []) as T);
+        }
+        return Promise.resolve((method === "get" ? st.get(values) : st.all(values)) as T);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    },
+    close: async () => {
+      handle.close();
+    },
   };
 }
+
+/** Statements the reader keeps prepared. */
+const READER_STATEMENTS = 64;

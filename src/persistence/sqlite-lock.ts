@@ -15,7 +15,10 @@ import { mkdir, realpath } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
-import type { Database as Sqlite3Database } from "sqlite3";
+import type BetterSqlite3 from "better-sqlite3";
+
+/** A connection of better-sqlite3's (synchronous: each call runs the statement on the calling thread). */
+export type SqliteHandle = BetterSqlite3.Database;
 
 /** Who holds a SQLite file, as it recorded itself. */
 export interface SqliteLockHolder {
@@ -70,32 +73,41 @@ export async function lockSqliteInstance(dbPath: string): Promise<SqliteInstance
   await mkdir(dir, { recursive: true });
   // One lock file whichever way the directory is reached (relative, absolute, through a symlink).
   const file = join(await realpath(dir), `${basename(dbPath)}.lock`);
-  const db = await openSqlite3(file, BUSY_MS).catch((err: Error) => {
-    throw wrap(err, file);
-  });
+  let db: SqliteHandle;
+  try {
+    db = openSqlite(file, BUSY_MS);
+  } catch (err) {
+    throw wrap(err as Error, file);
+  }
   const me: SqliteLockHolder & { token: string } = { token: randomUUID(), pid: process.pid, host: hostname(), since: new Date().toISOString() };
+  // Synchronous (better-sqlite3): a holder only committing its own row is waited for up to BUSY_MS, once, at start.
   try {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      await run(db, "begin immediate");
-      await run(db, "create table if not exists nerve_instance (token text not null, pid integer not null, host text not null, since text not null)");
-      await run(db, "delete from nerve_instance");
-      await run(db, "insert into nerve_instance (token, pid, host, since) values (?, ?, ?, ?)", [me.token, me.pid, me.host, me.since]);
-      await run(db, "commit");
+      db.exec("begin immediate");
+      db.exec("create table if not exists nerve_instance (token text not null, pid integer not null, host text not null, since text not null)");
+      db.exec("delete from nerve_instance");
+      db.prepare("insert into nerve_instance (token, pid, host, since) values (?, ?, ?, ?)").run(me.token, me.pid, me.host, me.since);
+      db.exec("commit");
       // Another starter may have written its row between that commit and this lock: hold only over ours.
-      await run(db, "begin immediate");
-      const row = await get<{ token: string }>(db, "select token from nerve_instance");
+      db.exec("begin immediate");
+      const row = db.prepare("select token from nerve_instance").get() as { token: string } | undefined;
       if (row?.token === me.token) {
+        const held = db;
         let released: Promise<void> | undefined;
-        return { file, release: () => (released ??= closeSqlite3(db)) };
+        return { file, release: () => (released ??= Promise.resolve().then(() => void held.close())) };
       }
-      await run(db, "rollback");
+      db.exec("rollback");
     }
-    throw new SqliteInUseError(dbPath, await holderOf(db));
+    throw new SqliteInUseError(dbPath, holderOf(db));
   } catch (err) {
-    await run(db, "rollback").catch(() => undefined);
-    const busy = (err as { code?: string }).code === "SQLITE_BUSY";
-    const holder = busy ? await holderOf(db) : undefined;
-    await closeSqlite3(db).catch(() => undefined);
+    try {
+      if (db.inTransaction) db.exec("rollback");
+    } catch {
+      // Nothing to roll back.
+    }
+    const busy = /^SQLITE_BUSY/.test((err as { code?: string }).code ?? "");
+    const holder = busy ? holderOf(db) : undefined;
+    db.close();
     if (busy) throw new SqliteInUseError(dbPath, holder, { cause: err });
     throw err instanceof SqliteInUseError ? err : wrap(err as Error, file);
   }
@@ -107,50 +119,63 @@ function describeHolder(h: SqliteLockHolder | undefined): string {
   return h.pid === process.pid ? `pid ${h.pid}, in this process` : `pid ${h.pid}`;
 }
 
-async function holderOf(db: Sqlite3Database): Promise<SqliteLockHolder | undefined> {
-  return get<SqliteLockHolder>(db, "select pid, host, since from nerve_instance").catch(() => undefined);
+function holderOf(db: SqliteHandle): SqliteLockHolder | undefined {
+  try {
+    return db.prepare("select pid, host, since from nerve_instance").get() as SqliteLockHolder | undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function wrap(err: Error, file: string): Error {
   // A damaged lock file holds nothing worth keeping; anything else (a read-only directory, say) is for the operator to fix.
-  const damaged = /SQLITE_(NOTADB|CORRUPT)/.test(err.message) ? " — with no Nerve running on this database, delete it" : "";
+  const damaged = /SQLITE_(NOTADB|CORRUPT)/.test(`${(err as { code?: string }).code ?? ""} ${err.message}`) ? " — with no Nerve running on this database, delete it" : "";
   return new Error(`cannot take the SQLite instance lock ${file}: ${err.message}${damaged}`, { cause: err });
 }
 
 /**
- * The driver MikroORM's SQLite dialect loads, resolved from it: no second copy, no dependency of our own.
- * Every connection of the process to the service's file must go through this one copy of SQLite: POSIX
- * locks are per process, so a second copy (better-sqlite3's) cannot see the first one's locks.
+ * The driver MikroORM's SQLite dialect loads (better-sqlite3), resolved from it: no second copy. Every
+ * connection of the process to the service's file — MikroORM's, the write worker's, the reader's, the
+ * checkpointer's — must go through this one copy of SQLite: POSIX locks are per process, so a second
+ * copy (another driver's) would not see the first one's locks (sqlite.org/howtocorrupt.html §2.2.1).
  */
-export function loadSqlite3(): typeof import("sqlite3") {
+export function betterSqlite3Path(): string {
   const fromHere = createRequire(import.meta.url);
-  return createRequire(fromHere.resolve("@mikro-orm/sqlite"))("sqlite3") as typeof import("sqlite3");
+  return createRequire(fromHere.resolve("@mikro-orm/better-sqlite")).resolve("better-sqlite3");
 }
 
-function run(db: Sqlite3Database, sql: string, params: unknown[] = []): Promise<void> {
-  return new Promise((ok, fail) => db.run(sql, params, (err: Error | null) => (err ? fail(err) : ok())));
-}
-
-function get<T>(db: Sqlite3Database, sql: string): Promise<T | undefined> {
-  return new Promise((ok, fail) => db.get(sql, (err: Error | null, row: T | undefined) => (err ? fail(err) : ok(row))));
+/** better-sqlite3's constructor, from {@link betterSqlite3Path}. */
+export function loadBetterSqlite3(): typeof BetterSqlite3 {
+  return createRequire(import.meta.url)(betterSqlite3Path()) as typeof BetterSqlite3;
 }
 
 /**
- * Opens a connection of its own to `path` through {@link loadSqlite3}'s copy of SQLite (read-write and
- * created by default), waiting up to `busyTimeoutMs` for another connection's lock.
+ * Opens a connection of its own to `path` through {@link loadBetterSqlite3}'s copy of SQLite (read-write
+ * and created by default; `readonly` or `mustExist` otherwise), waiting up to `busyTimeoutMs` for another
+ * connection's lock — synchronously, on the calling thread.
  */
-export function openSqlite3(path: string, busyTimeoutMs: number, mode?: number): Promise<Sqlite3Database> {
-  const sqlite3 = loadSqlite3();
-  return new Promise<Sqlite3Database>((ok, fail) => {
-    const d: Sqlite3Database = new sqlite3.Database(path, mode ?? sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE, (err) => {
-      if (err) return fail(err);
-      d.configure("busyTimeout", busyTimeoutMs);
-      ok(d);
-    });
-  });
+export function openSqlite(path: string, busyTimeoutMs: number, opts: { readonly?: boolean; mustExist?: boolean } = {}): SqliteHandle {
+  const Database = loadBetterSqlite3();
+  return new Database(path, { timeout: busyTimeoutMs, readonly: opts.readonly ?? false, fileMustExist: opts.mustExist ?? opts.readonly ?? false });
 }
 
-/** Closes a connection from {@link openSqlite3}. */
-export function closeSqlite3(db: Sqlite3Database): Promise<void> {
-  return new Promise((ok, fail) => db.close((err) => (err ? fail(err) : ok())));
+/**
+ * A value as better-sqlite3 binds it, the way node-sqlite3 (and knex's better-sqlite3 dialect) did:
+ * undefined is SQL null, a boolean 1 or 0, a Date its epoch milliseconds. better-sqlite3 itself refuses
+ * booleans and Dates.
+ */
+export function sqliteValue(v: unknown): unknown {
+  if (v === undefined) return null;
+  if (typeof v === "boolean") return v ? 1 : 0;
+  if (v instanceof Date) return v.valueOf();
+  return v;
+}
+
+/** {@link sqliteValue} over a statement's parameters (the same array when nothing needs changing). */
+export function sqliteValues(params: readonly unknown[]): unknown[] {
+  for (let i = 0; i < params.length; i++) {
+    const v = params[i];
+    if (v === undefined || typeof v === "boolean" || v instanceof Date) return params.map(sqliteValue);
+  }
+  return params as unknown[];
 }

@@ -1,21 +1,23 @@
 /**
  * The thread of the SQLite write worker: a connection of its own to the service's file, which runs each
  * group commit it is sent as one transaction with statements prepared once (with the consumer batches
- * queued beside it, one transaction for all: see runTogether). Its statements still go through libuv's
- * thread pool, but back to this thread's event loop, not the main one.
+ * queued beside it, one transaction for all: see runTogether). better-sqlite3 runs each statement on this
+ * thread, synchronously: no trip through libuv's thread pool and back per statement, and nothing else
+ * of the service waits meanwhile.
  *
- * It uses the `sqlite3` driver MikroORM uses, not better-sqlite3: each driver links its own copy of
- * SQLite, and two copies in one process corrupt a database they share (POSIX locks are per process,
- * so neither copy sees the other's; sqlite.org/howtocorrupt.html §2.2.1). With better-sqlite3 here, a
- * main-thread read missed a commit of this thread once a connection had been closed and reopened.
+ * It loads the driver MikroORM uses (better-sqlite3, from the same path: sqlite-lock.ts's
+ * betterSqlite3Path): each driver links its own copy of SQLite, and two copies in one process corrupt a
+ * database they share (POSIX locks are per process, so neither copy sees the other's;
+ * sqlite.org/howtocorrupt.html §2.2.1). With better-sqlite3 here and node-sqlite3 on the main thread, a
+ * main-thread read once missed a commit of this thread.
  */
 import { getHeapSpaceStatistics } from "node:v8";
-import { parentPort, workerData } from "node:worker_threads";
-import type { Statement } from "sqlite3";
+import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import type { Statement } from "better-sqlite3";
 import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
 import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
-import { openSqlite3 } from "./sqlite-lock.js";
+import { openSqlite, sqliteValues } from "./sqlite-lock.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
 /**
@@ -29,61 +31,44 @@ const MAX_STATEMENTS = 256;
 
 const setup = workerData as WorkerSetup;
 
-function call<T>(fn: (cb: (err: Error | null, res?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res as T))));
-}
-
-const handle = await openSqlite3(setup.path, setup.busyTimeoutMs);
+const handle = openSqlite(setup.path, setup.busyTimeoutMs);
 // The main connection's pragmas: the same durability for a commit whichever connection makes it.
-const plain = (sql: string) => call<void>((cb) => handle.exec(sql, cb));
-await plain("pragma journal_mode = WAL");
-await plain(`pragma synchronous = ${setup.synchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
-await plain(`pragma busy_timeout = ${Math.floor(setup.busyTimeoutMs)}`);
+const plain = async (sql: string): Promise<void> => {
+  handle.exec(sql);
+};
+handle.exec("pragma journal_mode = WAL");
+handle.exec(`pragma synchronous = ${setup.synchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
+handle.exec(`pragma busy_timeout = ${Math.floor(setup.busyTimeoutMs)}`);
 // As on the main connection: the database's checkpointer copies the WAL, never a commit of this thread.
-await plain("pragma wal_autocheckpoint = 0");
-await plain(`pragma journal_size_limit = ${Math.floor(setup.walSizeLimit)}`);
+handle.exec("pragma wal_autocheckpoint = 0");
+handle.exec(`pragma journal_size_limit = ${Math.floor(setup.walSizeLimit)}`);
 // The TEMP view through which a small group commit is one statement (one-statement.ts).
-await plain(ONE_STATEMENT_SETUP);
+handle.exec(ONE_STATEMENT_SETUP);
 
 const statements = new Map<string, Statement>();
 
-/**
- * A statement that does not prepare (a projection's SQL error, a table a migration did not make) fails its
- * request like any database error. node-sqlite3 reports a failed prepare only to the prepare's callback:
- * without one it emits `error` on the statement — uncaught, the end of this thread — and never calls back
- * the statement's run.
- */
-function prepare(sql: string): Promise<Statement> {
-  return new Promise((resolve, reject) => {
-    const st: Statement = handle.prepare(sql, (err: Error | null) => {
-      if (!err) return resolve(st);
-      st.finalize();
-      reject(err);
-    });
-  });
-}
-
-async function statement(sql: string): Promise<Statement> {
+/** A statement prepared once per SQL text; one that does not prepare fails its request like any database error. */
+function statement(sql: string): Statement {
   let st = statements.get(sql);
   if (st) {
     // Most recently used last: a Map iterates in insertion order.
     statements.delete(sql);
   } else {
-    st = await prepare(sql);
-    if (statements.size >= MAX_STATEMENTS) {
-      // Statements run one at a time here (each awaited): the one let go is not running.
-      const [oldest, prepared] = statements.entries().next().value as [string, Statement];
-      statements.delete(oldest);
-      prepared.finalize();
-    }
+    st = handle.prepare(sql);
+    // The one let go is finalized when collected; none is running (statements run one at a time here).
+    if (statements.size >= MAX_STATEMENTS) statements.delete(statements.keys().next().value as string);
   }
   statements.set(sql, st);
   return st;
 }
 
-const exec: Exec = async (sql, params, method) => {
-  const st = await statement(sql);
-  return method === "all" ? call((cb) => st.all(params, cb)) : call<never>((cb) => st.run(params, (err) => cb(err, [] as never)));
+// A statement that returns rows (a select, an insert … returning) is read with all(); any other is run.
+const exec: Exec = async <T>(sql: string, params: unknown[]) => {
+  const st = statement(sql);
+  const values = sqliteValues(params);
+  if (st.reader) return st.all(values) as T;
+  st.run(values);
+  return [] as T;
 };
 
 /**
@@ -157,7 +142,7 @@ async function run(req: WorkerRequest): Promise<WorkerReply> {
 async function statementsOf(req: WorkerRequest): Promise<WorkerReply> {
   if ("consumerBatch" in req) return { id: req.id, handled: await runConsumerBatch(exec, req.consumerBatch) };
   if (fitsOneStatement(req.writes, req.published, extras)) {
-    nextSeq ??= (await call<{ next: number }>((cb) => handle.get(NEXT_SEQ_SQL, cb))).next;
+    nextSeq ??= (statement(NEXT_SEQ_SQL).get() as { next: number }).next;
     const one = oneStatement(req.writes, req.published, nextSeq, extras)!;
     try {
       await exec(one.sql, one.params, "run");
@@ -244,28 +229,47 @@ function nextRequests(): WorkerRequest[] {
   return queue.splice(0, last >= 0 ? last + 1 : queue.length);
 }
 
+/**
+ * Takes in every message waiting on the port. A transaction runs synchronously, so the requests sent
+ * meanwhile are not delivered as events until this thread's turn ends: taken here, before the next
+ * transaction, they share it (runTogether) as they did when statements were asynchronous.
+ */
+function takeWaiting(): void {
+  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) received(m.message as Message);
+}
+
 async function drain(): Promise<void> {
   // One transaction at a time on the one connection, in the order sent.
-  while (queue.length > 0) for (const reply of await runTogether(nextRequests())) port.postMessage(reply);
+  takeWaiting();
+  while (queue.length > 0) {
+    for (const reply of await runTogether(nextRequests())) port.postMessage(reply);
+    takeWaiting();
+  }
   draining = undefined;
   if (closeAsked) {
-    for (const st of statements.values()) st.finalize();
-    await call<void>((cb) => handle.close(cb));
+    statements.clear();
+    handle.close();
     port.close();
   }
 }
 
-port.on("message", (msg: WorkerRequest | { close: true } | { stats: true } | { heap: true }) => {
-  if ("stats" in msg) return port.postMessage({ stats: { ...shared } });
+type Message = WorkerRequest | { close: true } | { stats: true } | { heap: true };
+
+port.on("message", (msg: Message) => {
+  received(msg);
+  // Nothing in drain() should throw (each request's failure is its reply); if it does, this thread ends,
+  // and the main side settles what was in flight and starts another.
+  if (queue.length > 0 || closeAsked) draining ??= drain().catch(() => process.exit(1));
+});
+
+function received(msg: Message): void {
+  if ("stats" in msg) return void port.postMessage({ stats: { ...shared } });
   if ("heap" in msg) {
     // This isolate's heap (process.memoryUsage's heap figures are the calling thread's).
     const { heapTotal, heapUsed, external } = process.memoryUsage();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
-    return port.postMessage({ heap: { heapTotal, heapUsed, external, spaces } });
+    return void port.postMessage({ heap: { heapTotal, heapUsed, external, spaces } });
   }
   if ("close" in msg) closeAsked = true;
   else queue.push(msg);
-  // Nothing in drain() should throw (each request's failure is its reply); if it does, this thread ends,
-  // and the main side settles what was in flight and starts another.
-  draining ??= drain().catch(() => process.exit(1));
-});
+}

@@ -255,8 +255,8 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   /**
    * Makes the worker exit in the middle of the next transaction (the next request sent: a group commit or
    * a consumer batch), its statements run but not committed,
-   * as a crash would — for tests of the failure path. (Not `terminate()`: node-sqlite3 aborts the whole
-   * process when a worker is torn down while one of its statements is still on the thread pool.)
+   * as a crash would — for tests of the failure path (the thread calls `process.exit` between its last
+   * statement and `commit`).
    */
   exitBeforeNextCommit(): void {
     this.#exitBeforeCommit = true;

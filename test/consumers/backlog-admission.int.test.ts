@@ -3,6 +3,8 @@
  * SQLite file: while the catalog is more than its limit behind and applying, `room()` holds a group
  * commit back and lets go once the catalog is within the limit; a catalog that applies nothing (its
  * database locked by another connection) is let go of after LAG_STALLED_MS, so it never stops commands.
+ * The catalog's batches go to the SQLite write worker, as in the service: there a locked file blocks
+ * the worker's thread, not the test's (better-sqlite3 waits for a lock on the calling thread).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
@@ -11,6 +13,7 @@ import { Headers, encodeMsgPack } from "../../contracts/index.js";
 import { ConsumerManager } from "../../src/consumers/index.js";
 import { LAG_STALLED_MS } from "../../src/consumers/backlog.js";
 import { createLogger } from "../../src/log/index.js";
+import { SqliteWriteWorker } from "../../src/persistence/sqlite-write-worker.js";
 import { lockSqliteFile, until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
 
@@ -19,6 +22,7 @@ let nats: NatsServerHandle;
 let nc: NatsConnection;
 let m: ReadModels;
 let manager: ConsumerManager;
+let worker: SqliteWriteWorker;
 
 /** Publishes `n` CourseCreated events, all in flight at once. */
 async function publishCourses(prefix: string, n: number): Promise<void> {
@@ -39,13 +43,15 @@ const catalogRows = async () => Number(((await m.tx.execute("select count(*) as 
 useNatsWithStreams((h) => ({ nats, nc } = h));
 beforeAll(async () => {
   m = await openReadModels();
-  manager = new ConsumerManager({ db: m.db, js: jetstream(nc), jsm: await jetstreamManager(nc), logger: createLogger("silent"), subscribers: [m.subscriber("catalog")], lagLogMs: 0, backlogLimit: LIMIT });
+  worker = new SqliteWriteWorker(m.db, () => undefined);
+  manager = new ConsumerManager({ db: m.db, js: jetstream(nc), jsm: await jetstreamManager(nc), logger: createLogger("silent"), subscribers: [m.subscriber("catalog")], lagLogMs: 0, backlogLimit: LIMIT, batchWriter: worker });
   await manager.start();
   // Caught up from the start: the stream is empty.
   await until("the catalog's reader is open", () => manager.runners.get("catalog")!.backlogs.size === 1);
 });
 afterAll(async () => {
   await manager?.stop();
+  await worker?.close();
   await m?.close();
 });
 

@@ -87,12 +87,13 @@ describe("SqliteWriteWorker", () => {
     await db.execute("create table shared_rows (id text primary key)", [], "run");
     const batch = (id: string) => oneEventBatch("shared_inbox", id, "insert into shared_rows (id) values (?)");
     const rows = async () => (await db.execute<{ id: string }[]>("select id from shared_rows order by id", [], "all")).map((r) => r.id);
-    // The first request finds the worker idle and runs alone; the three sent with it queue meanwhile and share one transaction.
+    // Sent in one go, the four are taken in together: the queue up to its last group commit (first, x1, shared-b)
+    // shares one transaction; x2, behind the last group commit, runs next.
     const first = worker.commit([profileWrite("shared-a", 1, "0190a0e0-0000-7000-8000-000000000101")]);
     const together = [worker.applyConsumerBatch(batch("x1")), worker.commit([profileWrite("shared-b", 1, "0190a0e0-0000-7000-8000-000000000102")]), worker.applyConsumerBatch(batch("x2"))];
     await first;
     expect(await Promise.all(together)).toMatchObject([[true], [{ aggregate_id: "shared-b" }], [true]]);
-    expect(await worker.sharedTransactions()).toMatchObject({ transactions: 1, requests: 2 });
+    expect(await worker.sharedTransactions()).toMatchObject({ transactions: 1, requests: 3 });
     expect(await rows()).toEqual(["x1", "x2"]);
     // A stale write among them: the shared transaction rolls back and each runs alone; only the stale one fails.
     const head = worker.commit([profileWrite("shared-c", 1, "0190a0e0-0000-7000-8000-000000000103")]);
@@ -105,7 +106,7 @@ describe("SqliteWriteWorker", () => {
     expect(await rows()).toEqual(["x1", "x2", "y1"]);
     expect(await eventCount("shared-a")).toBe(1);
     expect(await eventCount("shared-d")).toBe(1);
-    expect(await worker.sharedTransactions()).toMatchObject({ transactions: 1, requests: 2 });
+    expect(await worker.sharedTransactions()).toMatchObject({ transactions: 1, requests: 3 });
     await worker.close();
   }, 30_000);
 
@@ -125,6 +126,23 @@ describe("SqliteWriteWorker", () => {
     expect(worker.restarts).toBe(0);
     await worker.close();
   }, 30_000);
+
+  it("binds booleans, Dates and undefined as node-sqlite3 did (1 / 0, epoch ms, null), on its thread and on the reader", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined);
+    await db.execute("create table bound_inbox (event_id text primary key)", [], "run");
+    await db.execute("create table bound_rows (id text primary key, flag integer, at integer, gone text)", [], "run");
+    const batch = {
+      inbox: [{ sql: "insert into bound_inbox (event_id) values (?) on conflict do nothing returning event_id", params: ["b1"] }],
+      events: [{ eventId: "b1", statements: [{ sql: "insert into bound_rows (id, flag, at, gone) values (?, ?, ?, ?), (?, ?, ?, ?)", params: ["t", true, new Date(1_700_000_000_123), undefined, "f", false, new Date(5), null] }] }],
+    };
+    expect(await worker.applyConsumerBatch(batch)).toEqual([true]);
+    expect(await db.read("select id, flag, at, gone from bound_rows order by id", [])).toEqual([
+      { id: "f", flag: 0, at: 5, gone: null },
+      { id: "t", flag: 1, at: 1_700_000_000_123, gone: null },
+    ]);
+    expect(await db.read("select id from bound_rows where flag = ? and at = ? and gone is ?", [true, new Date(1_700_000_000_123), undefined], "get")).toEqual({ id: "t" });
+    await worker.close();
+  });
 
   it("runs a consumer batch sent on a link before the one ahead of it committed only when that one commits", async () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
