@@ -94,7 +94,7 @@ export function bindable(params: readonly unknown[]): unknown[] {
  * A statement runner that binds. MikroORM's `connection.execute(sql, params)` formats the values into
  * the SQL text instead (its `formatQuery`), and SQLite reads a statement only up to a NUL: one string
  * with U+0000 made a statement fail to parse (issue #10), and every call paid for escaping. Knex's raw
- * query with bindings hands the values to the driver (sqlite3 `all(sql, params)`, pg `query(text, values)`),
+ * query with bindings hands the values to the driver (better-sqlite3 `all(...params)`, pg `query(text, values)`),
  * and MikroORM's own result shaping and exception conversion keep the callers' view unchanged.
  */
 export function boundExecutor(connection: AbstractSqlConnection): Database["execute"] {
