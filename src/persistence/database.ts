@@ -4,7 +4,7 @@ import { Worker } from "node:worker_threads";
 import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
-import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, sqliteValues, type SqliteHandle } from "./sqlite-lock.js";
+import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, type SqliteHandle } from "./sqlite-lock.js";
 
 /** Which database and how. */
 export interface DatabaseOptions {
@@ -217,22 +217,22 @@ class Checkpointer {
   #running: Promise<void> | undefined;
   #closed = false;
   readonly #timer: NodeJS.Timeout;
-  #next = 0;
-  readonly #pending = new Map<number, { resolve: (row: { log: number; checkpointed: number }) => void; reject: (err: Error) => void }>();
+  /** The checkpoint asked of the thread and not yet answered: one at a time (the timer waits for #running, close() too). */
+  #pending: { resolve: (row: { log: number; checkpointed: number }) => void; reject: (err: Error) => void } | undefined;
   #dead: Error | undefined;
 
   private constructor(private readonly thread: Worker) {
-    thread.on("message", (m: { id: number; row?: { busy: number; log: number; checkpointed: number }; error?: string }) => {
-      const p = this.#pending.get(m.id);
-      this.#pending.delete(m.id);
+    thread.on("message", (m: { row?: { busy: number; log: number; checkpointed: number }; error?: string }) => {
+      const p = this.#pending;
+      this.#pending = undefined;
       if (m.error !== undefined || !m.row) p?.reject(new Error(m.error ?? "no checkpoint result"));
       else p?.resolve({ log: Number(m.row.log), checkpointed: Number(m.row.checkpointed) });
     });
     // A thread that ends fails what it was asked; the timer's checkpoints then count failures.
     const fail = (err: Error) => {
       this.#dead ??= err;
-      for (const p of this.#pending.values()) p.reject(err);
-      this.#pending.clear();
+      this.#pending?.reject(err);
+      this.#pending = undefined;
     };
     thread.on("error", fail);
     thread.on("exit", (code) => fail(new Error(`the checkpoint thread exited with code ${code}`)));
@@ -277,10 +277,9 @@ class Checkpointer {
   async #run(mode: "PASSIVE" | "RESTART"): Promise<{ log: number; checkpointed: number }> {
     if (this.#dead) throw this.#dead;
     const started = performance.now();
-    const id = this.#next++;
     const out = await new Promise<{ log: number; checkpointed: number }>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.thread.postMessage({ id, mode });
+      this.#pending = { resolve, reject };
+      this.thread.postMessage({ mode });
     });
     this.stats.runs++;
     if (mode === "RESTART") this.stats.restarts++;
@@ -306,7 +305,7 @@ class Checkpointer {
 /**
  * The checkpointer's thread (plain CommonJS, run with `eval`): a connection through the process's one copy
  * of better-sqlite3 (its path in workerData) that runs `pragma wal_checkpoint(<mode>)` when asked, one at
- * a time, answering `{ id, row }` or `{ id, error }`; `{ close: true }` closes the connection and ends it.
+ * a time, answering `{ row }` or `{ error }`; `{ close: true }` closes the connection and ends it.
  */
 const CHECKPOINT_THREAD = `
 const { parentPort, workerData } = require("node:worker_threads");
@@ -325,11 +324,11 @@ parentPort.on("message", (m) => {
     parentPort.close();
     return;
   }
-  if (m.mode !== "PASSIVE" && m.mode !== "RESTART") return parentPort.postMessage({ id: m.id, error: "unknown checkpoint mode" });
+  if (m.mode !== "PASSIVE" && m.mode !== "RESTART") return parentPort.postMessage({ error: "unknown checkpoint mode" });
   try {
-    parentPort.postMessage({ id: m.id, row: db.prepare("pragma wal_checkpoint(" + m.mode + ")").get() });
+    parentPort.postMessage({ row: db.prepare("pragma wal_checkpoint(" + m.mode + ")").get() });
   } catch (err) {
-    parentPort.postMessage({ id: m.id, error: String(err && err.message) });
+    parentPort.postMessage({ error: String(err && err.message) });
   }
 });
 `;
@@ -339,30 +338,21 @@ parentPort.on("message", (m) => {
  * copy per process, or the copies' locks would not see each other). Its reads run on the calling thread
  * (better-sqlite3), each to its end (`all` / `get`), so no statement is left mid-result holding its read
  * transaction open and keeping checkpoints from emptying the WAL. Statements are prepared once per SQL
- * text (the most recently used {@link READER_STATEMENTS} kept).
+ * text (preparedStatements: the most recently used {@link READER_STATEMENTS} kept).
  */
 function openReader(path: string, busyTimeoutMs: number): { read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") => Promise<T>; close: () => Promise<void> } {
   const handle: SqliteHandle = openSqlite(path, busyTimeoutMs, { readonly: true });
-  const prepared = new Map<string, ReturnType<SqliteHandle["prepare"]>>();
+  const statement = preparedStatements(handle, READER_STATEMENTS);
   return {
-    read: <T>(sql: string, params: readonly unknown[], method: "all" | "get") => {
-      try {
-        let st = prepared.get(sql);
-        if (st) prepared.delete(sql);
-        else {
-          st = handle.prepare(sql);
-          if (prepared.size >= READER_STATEMENTS) prepared.delete(prepared.keys().next().value as string);
-        }
-        prepared.set(sql, st);
-        const values = sqliteValues(params);
-        if (!st.reader) {
-          st.run(values);
-          return Promise.resolve((method === "get" ? undefined : []) as T);
-        }
-        return Promise.resolve((method === "get" ? st.get(values) : st.all(values)) as T);
-      } catch (err) {
-        return Promise.reject(err as Error);
+    // Async only for its callers: a statement's error becomes the promise's.
+    read: async <T>(sql: string, params: readonly unknown[], method: "all" | "get") => {
+      const st = statement(sql);
+      const values = sqliteValues(params);
+      if (!st.reader) {
+        st.run(values);
+        return (method === "get" ? undefined : []) as T;
       }
+      return (method === "get" ? st.get(values) : st.all(values)) as T;
     },
     close: async () => {
       handle.close();

@@ -160,6 +160,26 @@ export function openSqlite(path: string, busyTimeoutMs: number, opts: { readonly
 }
 
 /**
+ * A connection's statements, prepared once per SQL text, the `keep` most recently used kept (a Map
+ * iterates in insertion order: a hit moves to its end, the first is let go). One let go is finalized when
+ * V8 collects it (better-sqlite3 has no finalize); it is not running then, since each statement here runs
+ * to its end before the next is asked for. One that does not prepare throws SQLite's error.
+ */
+export function preparedStatements(handle: SqliteHandle, keep: number): (sql: string) => BetterSqlite3.Statement {
+  const kept = new Map<string, BetterSqlite3.Statement>();
+  return (sql) => {
+    let st = kept.get(sql);
+    if (st) kept.delete(sql);
+    else {
+      st = handle.prepare(sql);
+      if (kept.size >= keep) kept.delete(kept.keys().next().value as string);
+    }
+    kept.set(sql, st);
+    return st;
+  };
+}
+
+/**
  * A value as better-sqlite3 binds it, the way node-sqlite3 (and knex's better-sqlite3 dialect) did:
  * undefined is SQL null, a boolean 1 or 0, a Date its epoch milliseconds. better-sqlite3 itself refuses
  * booleans and Dates.

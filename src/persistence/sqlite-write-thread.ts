@@ -13,11 +13,10 @@
  */
 import { getHeapSpaceStatistics } from "node:v8";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
-import type { Statement } from "better-sqlite3";
 import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
 import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
-import { openSqlite, sqliteValues } from "./sqlite-lock.js";
+import { openSqlite, preparedStatements, sqliteValues } from "./sqlite-lock.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
 /**
@@ -45,22 +44,8 @@ handle.exec(`pragma journal_size_limit = ${Math.floor(setup.walSizeLimit)}`);
 // The TEMP view through which a small group commit is one statement (one-statement.ts).
 handle.exec(ONE_STATEMENT_SETUP);
 
-const statements = new Map<string, Statement>();
-
-/** A statement prepared once per SQL text; one that does not prepare fails its request like any database error. */
-function statement(sql: string): Statement {
-  let st = statements.get(sql);
-  if (st) {
-    // Most recently used last: a Map iterates in insertion order.
-    statements.delete(sql);
-  } else {
-    st = handle.prepare(sql);
-    // The one let go is finalized when collected; none is running (statements run one at a time here).
-    if (statements.size >= MAX_STATEMENTS) statements.delete(statements.keys().next().value as string);
-  }
-  statements.set(sql, st);
-  return st;
-}
+// A statement that does not prepare fails its request like any database error.
+const statement = preparedStatements(handle, MAX_STATEMENTS);
 
 // A statement that returns rows (a select, an insert … returning) is read with all(); any other is run.
 const exec: Exec = async <T>(sql: string, params: unknown[]) => {
@@ -247,7 +232,6 @@ async function drain(): Promise<void> {
   }
   draining = undefined;
   if (closeAsked) {
-    statements.clear();
     handle.close();
     port.close();
   }
