@@ -146,6 +146,9 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     // A pragma takes no bound value; this one is FULL or NORMAL, checked by the config schema.
     await exec(`pragma synchronous = ${opts.sqliteSynchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
     await exec(`pragma busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+    // Temporary files in memory, as on the write worker's connection (sqlite-write-thread.ts): a
+    // transaction's spilled statement journal is otherwise a new file in /var/tmp each time.
+    await exec("pragma temp_store = MEMORY");
   } else if (/^postgres(ql)?:\/\//.test(opts.url)) {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";

@@ -41,6 +41,9 @@ handle.exec(`pragma busy_timeout = ${Math.floor(setup.busyTimeoutMs)}`);
 // As on the main connection: the database's checkpointer copies the WAL, never a commit of this thread.
 handle.exec("pragma wal_autocheckpoint = 0");
 handle.exec(`pragma journal_size_limit = ${Math.floor(setup.walSizeLimit)}`);
+// Temporary files in memory: the TEMP view below, and the statement journal of a group commit's one
+// statement, which otherwise spills past 64 KiB into a new file in /var/tmp for every transaction.
+handle.exec("pragma temp_store = MEMORY");
 // The TEMP view through which a small group commit is one statement (one-statement.ts).
 handle.exec(ONE_STATEMENT_SETUP);
 

@@ -144,6 +144,21 @@ describe("SqliteWriteWorker", () => {
     await worker.close();
   });
 
+  it("keeps temporary files in memory on its connection and on the main one (a group commit's spilled statement journal is no file in /var/tmp)", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined);
+    await db.execute("create table temp_inbox (event_id text primary key)", [], "run");
+    await db.execute("create table temp_store_seen (id text primary key, v integer)", [], "run");
+    const batch = {
+      inbox: [{ sql: "insert into temp_inbox (event_id) values (?) on conflict do nothing returning event_id", params: ["t1"] }],
+      events: [{ eventId: "t1", statements: [{ sql: "insert into temp_store_seen (id, v) select ?, temp_store from pragma_temp_store()", params: ["worker"] }] }],
+    };
+    expect(await worker.applyConsumerBatch(batch)).toEqual([true]);
+    // 2 is MEMORY (0 the compile-time default, 1 FILE).
+    expect(await db.read("select v from temp_store_seen where id = ?", ["worker"], "get")).toEqual({ v: 2 });
+    expect(await db.execute("select temp_store as v from pragma_temp_store()", [], "get")).toEqual({ v: 2 });
+    await worker.close();
+  });
+
   it("runs a consumer batch sent on a link before the one ahead of it committed only when that one commits", async () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
     await db.execute("create table linked_inbox (event_id text primary key)", [], "run");
