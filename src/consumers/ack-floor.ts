@@ -17,6 +17,8 @@
  * meet again. Pure bookkeeping: no I/O, the runner sends the acks and reads the consumer's info.
  */
 
+import { ChurnTable } from "../support/churn-table.js";
+
 /** A durable consumer's positions, as its info reports them. */
 export interface ConsumerPosition {
   /** `ack_floor.stream_seq`: every stream sequence up to it is acknowledged. */
@@ -38,14 +40,19 @@ export interface FloorAck<M> {
 
 interface Held<M> {
   done: boolean;
+  streamSeq: number;
   deliverySeq: number;
   msg: M;
 }
 
 /** The acknowledgement floor of one reader of an `AckPolicy.All` durable. */
 export class AckFloor<M> {
-  /** Deliveries held, not yet acknowledged, by stream sequence (the latest delivery of each). */
-  readonly #held = new Map<number, Held<M>>();
+  /**
+   * Deliveries held, not yet acknowledged, by stream sequence (the latest delivery of each). Not a Map
+   * (see ChurnTable): one comes and goes with every event, and a Map's obsolete tables kept the
+   * deliveries they held (each a message and its socket buffer) alive through scavenges.
+   */
+  readonly #held = new ChurnTable<Held<M>>();
   #clean: boolean;
   #lastDelivery: number;
   #ackedStream: number;
@@ -92,7 +99,7 @@ export class AckFloor<M> {
     if (h) {
       h.deliverySeq = deliverySeq;
       h.msg = msg;
-    } else this.#held.set(streamSeq, { done: false, deliverySeq, msg });
+    } else this.#held.set(streamSeq, { done: false, streamSeq, deliverySeq, msg });
   }
 
   /** A delivery is settled for good (applied, a duplicate, not this reader's type, or dead-lettered). */
@@ -107,10 +114,12 @@ export class AckFloor<M> {
    */
   next(): FloorAck<M> | undefined {
     if (!this.#clean) return undefined;
+    const held = this.#held.values();
     let open = Infinity;
-    for (const [s, h] of this.#held) if (!h.done && s < open) open = s;
+    for (const h of held) if (!h.done && h.streamSeq < open) open = h.streamSeq;
     let best: FloorAck<M> | undefined;
-    for (const [s, h] of this.#held) {
+    for (const h of held) {
+      const s = h.streamSeq;
       if (h.done && s < open && s > this.#ackedStream && h.deliverySeq > this.#ackedDelivery && (!best || s > best.streamSeq)) best = { streamSeq: s, deliverySeq: h.deliverySeq, msg: h.msg };
     }
     return best;
@@ -121,7 +130,7 @@ export class AckFloor<M> {
     this.#lastSent = ack;
     this.#ackedStream = ack.streamSeq;
     this.#ackedDelivery = ack.deliverySeq;
-    for (const s of this.#held.keys()) if (s <= ack.streamSeq) this.#held.delete(s);
+    this.#dropUpTo(ack.streamSeq);
   }
 
   /**
@@ -148,8 +157,12 @@ export class AckFloor<M> {
   reconcile(now: ConsumerPosition): boolean {
     this.#ackedStream = now.ackFloorStream;
     this.#ackedDelivery = now.ackFloorDelivery;
-    for (const s of this.#held.keys()) if (s <= now.ackFloorStream) this.#held.delete(s);
+    this.#dropUpTo(now.ackFloorStream);
     if (!this.#clean && now.delivered === this.#lastDelivery && now.ackPending === this.#held.size) this.#clean = true;
     return this.#clean;
+  }
+
+  #dropUpTo(streamSeq: number): void {
+    for (const h of this.#held.values()) if (h.streamSeq <= streamSeq) this.#held.delete(h.streamSeq);
   }
 }

@@ -35,6 +35,19 @@ describe("AckFloor", () => {
     expect(f.next()?.streamSeq).toBe(12);
   });
 
+  it("keeps stream sequences beyond 2^32 apart and in order (held in a dictionary object, not a Map)", () => {
+    const base = 2 ** 32 - 3;
+    const f = given([base, base + 1, base + 2, base + 3, base + 4], { ackFloorStream: base - 1, ackFloorDelivery: 7, delivered: 7, ackPending: 0 });
+    for (const s of [base, base + 1, base + 2, base + 4]) f.done(s);
+    const ack = f.next()!;
+    expect(ack).toEqual({ streamSeq: base + 2, deliverySeq: 10, msg: `s${base + 2}` });
+    f.sent(ack);
+    expect(f.held).toBe(2);
+    expect(f.acked).toBe(base + 2);
+    f.done(base + 3);
+    expect(f.next()).toEqual({ streamSeq: base + 4, deliverySeq: 12, msg: `s${base + 4}` });
+  });
+
   it("never acks past a delivery that failed, until its redelivery is settled", () => {
     const f = given([1, 2, 3]);
     f.done(1);
