@@ -1,0 +1,117 @@
+/**
+ * `npm run bench:wire [-- KEY=VALUE …]`: what one durable command costs the machine, thread by thread, and
+ * what it puts on the wire. One Nerve on a private nats-server (the KEY=VALUE arguments added to its
+ * environment), 1,000 users registered, then `BENCH_WIRE_COMMANDS` (default 40,000) UpdateUserProfile
+ * commands from the load generator in a worker thread, 256 in flight (or an open loop at
+ * `BENCH_WIRE_RATE`/s). Prints, per command:
+ * - each NATS connection's messages and bytes both ways (nats-server's /connz): Nerve's share of the wire;
+ * - nats-server's CPU, and each thread of this process: its CPU and its wait for a core on the run
+ *   queue (/proc/…/schedstat), in the order the threads were created (the main thread first, then V8's
+ *   helpers, the load generator's worker, Nerve's write worker …);
+ * - the scavenges of the main thread's heap are in `--trace-gc-nvp`'s output when that flag is given.
+ * The load's tail (2 s after the last reply, for the consumers and the relay) is counted. It writes nothing
+ * to bench/results: a diagnostic beside `npm run bench:commands`, whose section 2 is the record.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { startNerve } from "../src/app/index.js";
+import { loadConfig } from "../src/config/index.js";
+import { createLogger } from "../src/log/index.js";
+import { tempSqlitePath } from "../test/support/tmp.js";
+import { Cleanup, runToEnd } from "./cleanup.js";
+import { failures } from "./command-load.js";
+import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
+import { startRig } from "./rig.js";
+import { table } from "./table.js";
+
+const cleanup = new Cleanup();
+const COMMANDS = Number(process.env.BENCH_WIRE_COMMANDS ?? 40_000);
+const RATE = process.env.BENCH_WIRE_RATE ? Number(process.env.BENCH_WIRE_RATE) : undefined;
+const extra = Object.fromEntries(process.argv.slice(2).map((a) => a.split("=", 2) as [string, string]));
+
+interface Connection {
+  cid: number;
+  name?: string;
+  in_msgs: number;
+  out_msgs: number;
+  in_bytes: number;
+  out_bytes: number;
+}
+
+async function connections(httpPort: number): Promise<Map<number, Connection>> {
+  const body = (await (await fetch(`http://127.0.0.1:${httpPort}/connz?limit=1000`)).json()) as { connections: Connection[] };
+  return new Map(body.connections.map((c) => [c.cid, c]));
+}
+
+/** A thread's CPU and run-queue wait (ns) and its start (clock ticks after boot), by tid. */
+function threads(pid: number): Map<string, { name: string; start: number; cpuNs: number; waitNs: number }> {
+  const out = new Map<string, { name: string; start: number; cpuNs: number; waitNs: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const [cpuNs, waitNs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").trim().split(" ").map(Number) as [number, number];
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+      const name = tid === String(pid) ? "main" : readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      out.set(tid, { name, start, cpuNs, waitNs });
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** A process's CPU (user + system), ms. */
+function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+async function main(): Promise<void> {
+  const { nats, client, load } = await startRig(cleanup, "worker");
+  const sqlite = await tempSqlitePath();
+  cleanup.add("sqlite", () => sqlite.cleanup());
+  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096", ...extra };
+  const nerve = await startNerve(loadConfig(env), createLogger("silent"));
+  cleanup.add("nerve", () => nerve.stop());
+  const ids = userIds(1_000);
+  await registerUsers(load, ids, 256, Date.now() + 30_000);
+  await waitConfirmed(nerve, client, ids.length, Date.now() + 30_000);
+  await new Promise((r) => setTimeout(r, 2_000));
+  const wire0 = await connections(nats.httpPort);
+  const threads0 = threads(process.pid);
+  const server0 = processCpuMs(nats.pid);
+  const started = performance.now();
+  const r = await load.run({ kind: "profile", ids, count: COMMANDS, inflight: RATE ? 4096 : 256, rate: RATE, tag: "wire", deadline: Date.now() + 120_000 });
+  if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
+  await new Promise((res) => setTimeout(res, 2_000));
+  const wallMs = performance.now() - started;
+  const threads1 = threads(process.pid);
+  const serverUs = ((processCpuMs(nats.pid) - server0) * 1000) / COMMANDS;
+  const wire1 = await connections(nats.httpPort);
+  const per = (v: number) => (v / COMMANDS).toFixed(2);
+  console.log(`environment: ${JSON.stringify(extra)}; ${COMMANDS.toLocaleString()} commands, ${Math.round(r.perSecond).toLocaleString()}/s ${RATE ? "(open loop)" : "(256 in flight)"}, p50 / p99 ${r.latency.p50.toFixed(2)} / ${r.latency.p99.toFixed(2)} ms; counted over ${(wallMs / 1000).toFixed(1)} s`);
+  console.log(
+    table("Per command on the wire (nats-server's view of each connection)", ["connection", "msgs to server", "bytes to server", "msgs from server", "bytes from server"], [...wire1.values()].map((c) => {
+      const b = wire0.get(c.cid) ?? { in_msgs: 0, in_bytes: 0, out_msgs: 0, out_bytes: 0 };
+      return [c.name ?? String(c.cid), per(c.in_msgs - b.in_msgs), per(c.in_bytes - b.in_bytes), per(c.out_msgs - b.out_msgs), per(c.out_bytes - b.out_bytes)];
+    })),
+  );
+  const rows = [...threads1.entries()]
+    .map(([tid, t]) => {
+      const b = threads0.get(tid) ?? { cpuNs: 0, waitNs: 0 };
+      return { tid, name: t.name, start: t.start, cpuUs: (t.cpuNs - b.cpuNs) / 1000 / COMMANDS, waitUs: (t.waitNs - b.waitNs) / 1000 / COMMANDS };
+    })
+    .filter((t) => t.cpuUs >= 0.05)
+    .sort((a, b) => a.start - b.start || Number(a.tid) - Number(b.tid));
+  const total = rows.reduce((s, t) => s + t.cpuUs, 0);
+  console.log(
+    table("Per command: CPU and wait for a core (µs), this process's threads in the order they were created, and nats-server", ["thread", "CPU µs", "run-queue wait µs"], [
+      ...rows.map((t) => [`${t.name}:${t.tid}`, t.cpuUs.toFixed(1), t.waitUs.toFixed(1)]),
+      ["this process", total.toFixed(1), ""],
+      ["nats-server", serverUs.toFixed(1), ""],
+      ["machine", (total + serverUs).toFixed(1), ""],
+    ]),
+  );
+}
+
+runToEnd(main, { budgetMs: 300_000, cleanup, writeResults: async () => undefined });
