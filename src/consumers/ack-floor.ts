@@ -17,8 +17,6 @@
  * meet again. Pure bookkeeping: no I/O, the runner sends the acks and reads the consumer's info.
  */
 
-import { ChurnTable } from "../support/churn-table.js";
-
 /** A durable consumer's positions, as its info reports them. */
 export interface ConsumerPosition {
   /** `ack_floor.stream_seq`: every stream sequence up to it is acknowledged. */
@@ -48,11 +46,14 @@ interface Held<M> {
 /** The acknowledgement floor of one reader of an `AckPolicy.All` durable. */
 export class AckFloor<M> {
   /**
-   * Deliveries held, not yet acknowledged, by stream sequence (the latest delivery of each). Not a Map
-   * (see ChurnTable): one comes and goes with every event, and a Map's obsolete tables kept the
-   * deliveries they held (each a message and its socket buffer) alive through scavenges.
+   * Deliveries held, not yet acknowledged (the latest delivery of each stream sequence), in ascending
+   * stream sequence from `#head`; the slots before it are emptied. Not a Map: one delivery comes and goes
+   * with every event, and a Map rebuilding its table every few of them left its obsolete tables pointing
+   * at the deliveries they held (each a message and its socket buffer), alive through scavenges (see
+   * ChurnTable). Deliveries arrive nearly always in stream order, so an array appends them.
    */
-  readonly #held = new ChurnTable<Held<M>>();
+  #held: (Held<M> | undefined)[] = [];
+  #head = 0;
   #clean: boolean;
   #lastDelivery: number;
   #ackedStream: number;
@@ -75,7 +76,7 @@ export class AckFloor<M> {
 
   /** Deliveries held and not yet acknowledged. */
   get held(): number {
-    return this.#held.size;
+    return this.#held.length - this.#head;
   }
 
   /** The stream sequence acknowledged so far, as this reader knows it. */
@@ -95,17 +96,19 @@ export class AckFloor<M> {
     if (deliverySeq !== this.#lastDelivery + 1) this.#clean = false;
     // The latest arrival, not the highest: after a restart from an older state the server's numbering is the one to follow.
     this.#lastDelivery = deliverySeq;
-    const h = this.#held.get(streamSeq);
-    if (h) {
+    const i = this.#at(streamSeq);
+    const h = this.#held[i];
+    if (h?.streamSeq === streamSeq) {
       h.deliverySeq = deliverySeq;
       h.msg = msg;
-    } else this.#held.set(streamSeq, { done: false, streamSeq, deliverySeq, msg });
+    } else if (h === undefined) this.#held.push({ done: false, streamSeq, deliverySeq, msg });
+    else this.#held.splice(i, 0, { done: false, streamSeq, deliverySeq, msg });
   }
 
   /** A delivery is settled for good (applied, a duplicate, not this reader's type, or dead-lettered). */
   done(streamSeq: number): void {
-    const h = this.#held.get(streamSeq);
-    if (h) h.done = true;
+    const h = this.#held[this.#at(streamSeq)];
+    if (h?.streamSeq === streamSeq) h.done = true;
   }
 
   /**
@@ -114,15 +117,14 @@ export class AckFloor<M> {
    */
   next(): FloorAck<M> | undefined {
     if (!this.#clean) return undefined;
-    const held = this.#held.values();
-    let open = Infinity;
-    for (const h of held) if (!h.done && h.streamSeq < open) open = h.streamSeq;
-    let best: FloorAck<M> | undefined;
-    for (const h of held) {
-      const s = h.streamSeq;
-      if (h.done && s < open && s > this.#ackedStream && h.deliverySeq > this.#ackedDelivery && (!best || s > best.streamSeq)) best = { streamSeq: s, deliverySeq: h.deliverySeq, msg: h.msg };
+    // In ascending stream sequence: the settled ones before the first unsettled, the highest the server takes.
+    let best: Held<M> | undefined;
+    for (let i = this.#head; i < this.#held.length; i++) {
+      const h = this.#held[i]!;
+      if (!h.done) break;
+      if (h.streamSeq > this.#ackedStream && h.deliverySeq > this.#ackedDelivery) best = h;
     }
-    return best;
+    return best && { streamSeq: best.streamSeq, deliverySeq: best.deliverySeq, msg: best.msg };
   }
 
   /** The ack of {@link next} was sent. */
@@ -158,11 +160,35 @@ export class AckFloor<M> {
     this.#ackedStream = now.ackFloorStream;
     this.#ackedDelivery = now.ackFloorDelivery;
     this.#dropUpTo(now.ackFloorStream);
-    if (!this.#clean && now.delivered === this.#lastDelivery && now.ackPending === this.#held.size) this.#clean = true;
+    if (!this.#clean && now.delivered === this.#lastDelivery && now.ackPending === this.held) this.#clean = true;
     return this.#clean;
   }
 
+  /** The index of the first held delivery whose stream sequence is at least `streamSeq` (the length when none). */
+  #at(streamSeq: number): number {
+    const held = this.#held;
+    let lo = this.#head;
+    let hi = held.length;
+    // Nearly always a new delivery beyond every held one: no search.
+    if (hi === lo || held[hi - 1]!.streamSeq < streamSeq) return hi;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (held[mid]!.streamSeq < streamSeq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Forgets the held deliveries up to `streamSeq`; compacts the array once most of it is emptied slots. */
   #dropUpTo(streamSeq: number): void {
-    for (const h of this.#held.values()) if (h.streamSeq <= streamSeq) this.#held.delete(h.streamSeq);
+    const held = this.#held;
+    while (this.#head < held.length && held[this.#head]!.streamSeq <= streamSeq) held[this.#head++] = undefined;
+    if (this.#head === held.length) {
+      this.#held = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= held.length) {
+      this.#held = held.slice(this.#head);
+      this.#head = 0;
+    }
   }
 }

@@ -35,7 +35,7 @@ describe("AckFloor", () => {
     expect(f.next()?.streamSeq).toBe(12);
   });
 
-  it("keeps stream sequences beyond 2^32 apart and in order (held in a dictionary object, not a Map)", () => {
+  it("keeps stream sequences beyond 2^32 apart and in order (held in an array by stream sequence, not a Map)", () => {
     const base = 2 ** 32 - 3;
     const f = given([base, base + 1, base + 2, base + 3, base + 4], { ackFloorStream: base - 1, ackFloorDelivery: 7, delivered: 7, ackPending: 0 });
     for (const s of [base, base + 1, base + 2, base + 4]) f.done(s);
@@ -46,6 +46,32 @@ describe("AckFloor", () => {
     expect(f.acked).toBe(base + 2);
     f.done(base + 3);
     expect(f.next()).toEqual({ streamSeq: base + 4, deliverySeq: 12, msg: `s${base + 4}` });
+  });
+
+  it("keeps its deliveries in stream order through thousands of acks, with a lower sequence arriving late", () => {
+    const f = new AckFloor<string>(fresh);
+    let delivery = 0;
+    for (let s = 1; s <= 3000; s++) if (s !== 1500) f.received(++delivery, s, `s${s}`);
+    f.received(++delivery, 1500, "s1500");
+    expect(f.held).toBe(3000);
+    for (let s = 1; s <= 3000; s += 100) {
+      for (let k = s; k < s + 100; k++) if (k !== 1500) f.done(k);
+      const ack = f.next();
+      if (s + 99 < 1500) {
+        expect(ack?.streamSeq).toBe(s + 99);
+        f.sent(ack!);
+        expect(f.held).toBe(3000 - (s + 99));
+      } else if (s === 1401) {
+        expect(ack?.streamSeq).toBe(1499);
+        f.sent(ack!);
+      } else expect(ack).toBeUndefined();
+    }
+    // Everything above 1500 waits for it.
+    expect(f.held).toBe(1501);
+    f.done(1500);
+    expect(f.next()).toEqual({ streamSeq: 3000, deliverySeq: 2999, msg: "s3000" });
+    f.sent(f.next()!);
+    expect(f.held).toBe(0);
   });
 
   it("never acks past a delivery that failed, until its redelivery is settled", () => {
