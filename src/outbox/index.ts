@@ -1,3 +1,4 @@
 /** The outbox relay. */
 export * from "./relay.js";
 export * from "./relay-options.js";
+export * from "./stream-publisher.js";

@@ -84,7 +84,7 @@ export class OutboxRelay {
       },
     });
     this.#batch = {
-      js: opts.js,
+      publisher: opts.publisher,
       jsm: opts.jsm,
       window: opts.window,
       publishAck,
