@@ -9,7 +9,7 @@ import { createSubscribers, projectionQueries, readModelEntities } from "../proj
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
 import { connectNats, ensureExternalConsumers, ensureStreams } from "../nats/index.js";
-import { OutboxRelay, StreamPublisher } from "../outbox/index.js";
+import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
@@ -51,9 +51,6 @@ export const RELEASED_SUBJECT = "nerve.cluster.released";
  * election only a leader answers them, so a short wait lets the relay notice the new leader soon.
  */
 const VERIFY_TIMEOUT_MS = 1500;
-
-/** How long a publish of the relay waits for its ack before it counts as failed (nats.js's JetStream default). */
-const PUBLISH_ACK_TIMEOUT_MS = 5000;
 
 /** Longest a group commit waits for the outbox relay's backlog to shrink before it commits anyway. */
 const ADMISSION_MAX_WAIT_MS = 1000;
@@ -137,9 +134,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await relay!.flushPartition(p, config.NERVE_SHUTDOWN_MS);
   };
   const relayJsm = await jetstreamManager(nc, { checkAPI: false, timeout: VERIFY_TIMEOUT_MS });
-  // The relay's publishes, their acks taken on one subscription (src/outbox/stream-publisher.ts).
-  const publisher = new StreamPublisher(nc, PUBLISH_ACK_TIMEOUT_MS);
-  relay = new OutboxRelay({ repo, publisher, jsm: relayJsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership, publishAck: latency.acked });
+  relay = new OutboxRelay({ repo, js: jetstream(nc), jsm: relayJsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership, publishAck: latency.acked });
   writer.on("committed", (rows) => relay.offer(rows));
   writer.on("error", (err) => reportFailure(logger, "group commit", err, "group commit failed outside a write (deleting published outbox rows); retrying"));
   const timers = new TimerService({ db, bus, logger, kinds: timerKinds, ownership });
@@ -187,7 +182,6 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await writer.flushed();
     if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
     await relay.stop();
-    publisher.close();
     await writer.flushed();
     nudges.unsubscribe();
     await ownership.stop?.();

@@ -1,4 +1,3 @@
 /** The outbox relay. */
 export * from "./relay.js";
 export * from "./relay-options.js";
-export * from "./stream-publisher.js";

@@ -3,17 +3,16 @@
  * aggregate and `window` in all, so a failed publish is never overtaken by a later version of the same
  * aggregate; each publish only while its partition is still held.
  */
-import type { JetStreamManager } from "@nats-io/jetstream";
+import { headers } from "@nats-io/nats-core";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { ContentTypes, Contexts, Headers, contextOf, type AggregateType } from "../../contracts/index.js";
 import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
-import { SpanKind, activeTracer, endSpan, startSpan } from "../tracing/index.js";
-import { eventHeaderBytes, type EventPublisher, type StreamAck } from "./stream-publisher.js";
+import { SpanKind, activeTracer, endSpan, setTraceHeaders, startSpan } from "../tracing/index.js";
 
 /** What a batch needs from its relay: one object per relay, made once (the hot path allocates no more per batch). */
 export interface BatchContext {
-  /** Publishes each event with its headers and resolves with the stream's ack. */
-  readonly publisher: EventPublisher;
+  readonly js: JetStreamClient;
   /** Asks the stream what it already holds (the verification of queue heads). */
   readonly jsm: JetStreamManager;
   /** Most publishes awaiting their ack at once. */
@@ -83,17 +82,17 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
         }
         inflight++;
         ctx.sent(p);
+        const h = headers();
+        h.set(Headers.ContentType, ContentTypes.MsgPack);
+        h.set(Headers.EventType, row.event_type);
+        h.set(Headers.EventVersion, String(row.event_version));
+        // The causing command's trace context, whether or not tracing runs here (CONTRACT.md §2).
+        setTraceHeaders(h, row.traceparent, row.tracestate);
         const tracer = activeTracer();
         const span = tracer && startSpan(tracer, `publish ${row.event_type}`, SpanKind.PRODUCER, row, { "messaging.destination.name": row.subject, "messaging.message.id": row.event_id });
         const sentAt = performance.now();
-        // Nats-Msg-Id = event_id, and the causing command's trace context whether or not tracing runs here (CONTRACT.md §2).
-        let sent: Promise<StreamAck>;
-        try {
-          sent = ctx.publisher.publish(row.subject, row.body, eventHeaderBytes(row.event_id, { contentType: ContentTypes.MsgPack, eventType: row.event_type, eventVersion: row.event_version, traceparent: row.traceparent, tracestate: row.tracestate }));
-        } catch (err) {
-          sent = Promise.reject(err as Error);
-        }
-        sent
+        ctx.js
+          .publish(row.subject, row.body, { msgID: row.event_id, headers: h })
           .then(
             (ack) => {
               ctx.publishAck?.((performance.now() - sentAt) / 1000);

@@ -1,14 +1,13 @@
 /** The outbox relay's options, figures and collaborators. */
-import type { JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log/index.js";
 import type { Repository } from "../persistence/index.js";
 import type { Ownership } from "../cluster/index.js";
-import type { EventPublisher } from "./stream-publisher.js";
 
 /** Options of the relay. */
 export interface RelayOptions {
   repo: Repository;
-  publisher: EventPublisher;
+  js: JetStreamClient;
   /** Used after a crash or a failed publish to ask the stream what it already holds. */
   jsm: JetStreamManager;
   logger: Logger;

@@ -84,7 +84,7 @@ export class OutboxRelay {
       },
     });
     this.#batch = {
-      publisher: opts.publisher,
+      js: opts.js,
       jsm: opts.jsm,
       window: opts.window,
       publishAck,

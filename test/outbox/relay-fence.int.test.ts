@@ -7,9 +7,9 @@
 import { EventEmitter } from "node:events";
 import { describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { createLogger } from "../../src/log/index.js";
-import { OutboxRelay, StreamPublisher } from "../../src/outbox/index.js";
+import { OutboxRelay } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, type Database } from "../../src/persistence/index.js";
 import { PARTITIONS, type Fence, type Ownership, type OwnershipEvents } from "../../src/cluster/index.js";
 import { profileWrite } from "../support/index.js";
@@ -51,7 +51,7 @@ useRelayHarness((h) => ({ nc, jsm, db } = h));
 /** A writer and a started relay under `ownership`, wired as Nerve wires them. */
 function wired(ownership: Ownership): { writer: GroupCommitWriter; relay: OutboxRelay } {
   const writer = new GroupCommitWriter(db);
-  const relay = new OutboxRelay({ repo: new Repository(db), publisher: new StreamPublisher(nc, 5000), jsm, logger: createLogger("silent"), window: 8, deleter: writer, ownership });
+  const relay = new OutboxRelay({ repo: new Repository(db), js: jetstream(nc), jsm, logger: createLogger("silent"), window: 8, deleter: writer, ownership });
   writer.on("committed", (rows) => relay.offer(rows));
   relay.start();
   return { writer, relay };

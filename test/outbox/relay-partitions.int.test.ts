@@ -8,10 +8,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { pino } from "pino";
 import { connect } from "@nats-io/transport-node";
 import { headers, nanos, type NatsConnection } from "@nats-io/nats-core";
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { encodeMsgPack } from "../../contracts/index.js";
 import { FencedError, PARTITIONS, PartitionLeases, checkFences, clusterEntities, partitionOf } from "../../src/cluster/index.js";
-import { OutboxRelay, StreamPublisher, type EventPublisher } from "../../src/outbox/index.js";
+import { OutboxRelay } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
 import { postgresAvailable, profileWrite, startNatsServer, tempPostgres, type NatsServerHandle, type TempPostgres } from "../support/index.js";
 import { byAggregate, idsWhere, nextEventId, streamed, until, versions } from "./support.js";
@@ -70,14 +70,14 @@ describe.skipIf(!available)("outbox relays of several instances on PostgreSQL", 
     const db = await openDatabase({ url: pg.url, entities: clusterEntities });
     const writer = new GroupCommitWriter(db, { fenceCheck: (exec, fences) => checkFences(exec, id, fences) });
     const unfenced: string[] = [];
-    const publisher = new StreamPublisher(nc, 5000);
+    const js = jetstream(nc);
     // Records a publish of a partition the leases do not grant this instance at that moment.
-    const watched: EventPublisher = {
-      publish: (subject, body, headers) => {
+    const watched = {
+      publish: (subject: string, ...rest: Parameters<JetStreamClient["publish"]> extends [string, ...infer R] ? R : never) => {
         if (!leases.fence(partitionOf(subject.split(".").at(-1)!))) unfenced.push(subject);
-        return publisher.publish(subject, body, headers);
+        return js.publish(subject, ...rest);
       },
-    };
+    } as unknown as JetStreamClient;
     let relay: OutboxRelay | undefined;
     // A graceful hand-off, as Nerve's: the writer's commits done, then the relay's publishes of the partition.
     const drain = async (p: number) => {
@@ -85,7 +85,7 @@ describe.skipIf(!available)("outbox relays of several instances on PostgreSQL", 
       await relay!.flushPartition(p, 5000);
     };
     const leases = new PartitionLeases({ db, instanceId: id, logger: quiet, ttlMs: TTL, renewEveryMs: RENEW, drain });
-    relay = new OutboxRelay({ repo: new Repository(db), publisher: watched, jsm, logger: quiet, window: 16, deleter: writer, ownership: leases });
+    relay = new OutboxRelay({ repo: new Repository(db), js: watched, jsm, logger: quiet, window: 16, deleter: writer, ownership: leases });
     writer.on("committed", (rows) => relay.offer(rows));
     if (opts.relay !== false) relay.start();
     await leases.start();

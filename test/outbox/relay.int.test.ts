@@ -3,7 +3,7 @@ import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
 import { createLogger } from "../../src/log/index.js";
-import { OutboxRelay, StreamPublisher, type RelayOptions } from "../../src/outbox/index.js";
+import { OutboxRelay, type RelayOptions } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, type Database } from "../../src/persistence/index.js";
 import { profileWrite } from "../support/index.js";
 import { byAggregate, streamed, useRelayHarness } from "./support.js";
@@ -26,7 +26,7 @@ describe("OutboxRelay", () => {
     await jetstream(nc).publish("events.users.UserProfileUpdated.u1", encodeMsgPack({ aggregate_version: 1 }), { headers: h });
     await new Promise((r) => setTimeout(r, 300));
 
-    const relay = new OutboxRelay({ repo, publisher: new StreamPublisher(nc, 5000), jsm, logger: createLogger("silent"), window: 16 });
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 16 });
     relay.start();
     expect(await relay.flush(5000)).toBe(true);
     await relay.stop();
@@ -46,7 +46,7 @@ describe("OutboxRelay", () => {
       for (let a = 0; a < 40; a++) writes.push(writer.submit(profileWrite(`w${a}`, v, `0190a0b0-0000-7000-9000-${String(a * 10 + v).padStart(12, "0")}`)));
       await Promise.all(writes);
     }
-    const relay = new OutboxRelay({ repo, publisher: new StreamPublisher(nc, 5000), jsm, logger: createLogger("silent"), window: 8 });
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 8 });
     relay.start();
     expect(await relay.flush(10_000)).toBe(true);
     await relay.stop();
@@ -74,8 +74,8 @@ function nextEventId(): string {
 }
 
 /** A relay fed by `writer` as Nerve wires it: the writer hands over committed rows and deletes the published ones. Not started. */
-function wiredRelay(writer: GroupCommitWriter, opts: Omit<RelayOptions, "repo" | "publisher" | "jsm" | "logger" | "deleter">): OutboxRelay {
-  const relay = new OutboxRelay({ repo: new Repository(db), publisher: new StreamPublisher(nc, 5000), jsm, logger: createLogger("silent"), deleter: writer, ...opts });
+function wiredRelay(writer: GroupCommitWriter, opts: Omit<RelayOptions, "repo" | "js" | "jsm" | "logger" | "deleter">): OutboxRelay {
+  const relay = new OutboxRelay({ repo: new Repository(db), js: jetstream(nc), jsm, logger: createLogger("silent"), deleter: writer, ...opts });
   writer.on("committed", (rows) => relay.offer(rows));
   return relay;
 }
