@@ -22,6 +22,7 @@ import { failures } from "./command-load.js";
 import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
 import { startRig } from "./rig.js";
 import { table } from "./table.js";
+import { processCpuMs } from "./thread-cpu.js";
 
 const cleanup = new Cleanup();
 const COMMANDS = Number(process.env.BENCH_WIRE_COMMANDS ?? 40_000);
@@ -59,13 +60,6 @@ function threads(pid: number): Map<string, { name: string; start: number; cpuNs:
   return out;
 }
 
-/** A process's CPU (user + system), ms. */
-function processCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-}
-
 async function main(): Promise<void> {
   const { nats, client, load } = await startRig(cleanup, "worker");
   const sqlite = await tempSqlitePath();
@@ -79,14 +73,14 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2_000));
   const wire0 = await connections(nats.httpPort);
   const threads0 = threads(process.pid);
-  const server0 = processCpuMs(nats.pid);
+  const server0 = processCpuMs(nats.pid) ?? NaN;
   const started = performance.now();
   const r = await load.run({ kind: "profile", ids, count: COMMANDS, inflight: RATE ? 4096 : 256, rate: RATE, tag: "wire", deadline: Date.now() + 120_000 });
   if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
   await new Promise((res) => setTimeout(res, 2_000));
   const wallMs = performance.now() - started;
   const threads1 = threads(process.pid);
-  const serverUs = ((processCpuMs(nats.pid) - server0) * 1000) / COMMANDS;
+  const serverUs = (((processCpuMs(nats.pid) ?? NaN) - server0) * 1000) / COMMANDS;
   const wire1 = await connections(nats.httpPort);
   const per = (v: number) => (v / COMMANDS).toFixed(2);
   console.log(`environment: ${JSON.stringify(extra)}; ${COMMANDS.toLocaleString()} commands, ${Math.round(r.perSecond).toLocaleString()}/s ${RATE ? "(open loop)" : "(256 in flight)"}, p50 / p99 ${r.latency.p50.toFixed(2)} / ${r.latency.p99.toFixed(2)} ms; counted over ${(wallMs / 1000).toFixed(1)} s`);

@@ -4,7 +4,7 @@ import { Worker } from "node:worker_threads";
 import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
-import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, type SqliteHandle } from "./sqlite-lock.js";
+import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
 
 /** Which database and how. */
 export interface DatabaseOptions {
@@ -142,13 +142,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     dialect = "sqlite";
     orm = await MikroORM.init({ ...common, driver: BetterSqliteDriver, dbName: opts.url.slice("sqlite:".length) } as Options);
     const exec = boundExecutor(orm.em.getConnection() as AbstractSqlConnection);
-    await exec("pragma journal_mode = WAL");
-    // A pragma takes no bound value; this one is FULL or NORMAL, checked by the config schema.
-    await exec(`pragma synchronous = ${opts.sqliteSynchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
-    await exec(`pragma busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
-    // Temporary files in memory, as on the write worker's connection (sqlite-write-thread.ts): a
-    // transaction's spilled statement journal is otherwise a new file in /var/tmp each time.
-    await exec("pragma temp_store = MEMORY");
+    for (const pragma of writerPragmas(opts.sqliteSynchronous, SQLITE_BUSY_TIMEOUT_MS)) await exec(pragma);
   } else if (/^postgres(ql)?:\/\//.test(opts.url)) {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";

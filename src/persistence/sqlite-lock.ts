@@ -160,6 +160,16 @@ export function openSqlite(path: string, busyTimeoutMs: number, opts: { readonly
 }
 
 /**
+ * The pragmas of both connections that write, MikroORM's and the write worker's: the same durability for
+ * a commit whichever connection makes it. A pragma takes no bound value; `synchronous` is FULL or NORMAL
+ * (checked by the config schema). Temporary files stay in memory: a group commit's statement journal
+ * passes SQLite's 64 KiB and was otherwise a new file in /var/tmp for every transaction.
+ */
+export function writerPragmas(synchronous: "FULL" | "NORMAL" | undefined, busyTimeoutMs: number): string[] {
+  return ["pragma journal_mode = WAL", `pragma synchronous = ${synchronous === "NORMAL" ? "NORMAL" : "FULL"}`, `pragma busy_timeout = ${Math.floor(busyTimeoutMs)}`, "pragma temp_store = MEMORY"];
+}
+
+/**
  * A connection's statements, prepared once per SQL text, the `keep` most recently used kept (a Map
  * iterates in insertion order: a hit moves to its end, the first is let go). One let go is finalized when
  * V8 collects it (better-sqlite3 has no finalize); it is not running then, since each statement here runs

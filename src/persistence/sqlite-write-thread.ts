@@ -16,7 +16,7 @@ import { parentPort, receiveMessageOnPort, workerData } from "node:worker_thread
 import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
 import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
-import { openSqlite, preparedStatements, sqliteValues } from "./sqlite-lock.js";
+import { openSqlite, preparedStatements, sqliteValues, writerPragmas } from "./sqlite-lock.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
 /**
@@ -31,20 +31,15 @@ const MAX_STATEMENTS = 256;
 const setup = workerData as WorkerSetup;
 
 const handle = openSqlite(setup.path, setup.busyTimeoutMs);
-// The main connection's pragmas: the same durability for a commit whichever connection makes it.
 const plain = async (sql: string): Promise<void> => {
   handle.exec(sql);
 };
-handle.exec("pragma journal_mode = WAL");
-handle.exec(`pragma synchronous = ${setup.synchronous === "NORMAL" ? "NORMAL" : "FULL"}`);
-handle.exec(`pragma busy_timeout = ${Math.floor(setup.busyTimeoutMs)}`);
+// The main connection's pragmas: the same durability for a commit whichever connection makes it.
+for (const pragma of writerPragmas(setup.synchronous, setup.busyTimeoutMs)) handle.exec(pragma);
 // As on the main connection: the database's checkpointer copies the WAL, never a commit of this thread.
 handle.exec("pragma wal_autocheckpoint = 0");
 handle.exec(`pragma journal_size_limit = ${Math.floor(setup.walSizeLimit)}`);
-// Temporary files in memory: the TEMP view below, and the statement journal of a group commit's one
-// statement, which otherwise spills past 64 KiB into a new file in /var/tmp for every transaction.
-handle.exec("pragma temp_store = MEMORY");
-// The TEMP view through which a small group commit is one statement (one-statement.ts).
+// The TEMP view (in memory: writerPragmas' temp_store) through which a small group commit is one statement (one-statement.ts).
 handle.exec(ONE_STATEMENT_SETUP);
 
 // A statement that does not prepare fails its request like any database error.

@@ -148,10 +148,7 @@ describe("SqliteWriteWorker", () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
     await db.execute("create table temp_inbox (event_id text primary key)", [], "run");
     await db.execute("create table temp_store_seen (id text primary key, v integer)", [], "run");
-    const batch = {
-      inbox: [{ sql: "insert into temp_inbox (event_id) values (?) on conflict do nothing returning event_id", params: ["t1"] }],
-      events: [{ eventId: "t1", statements: [{ sql: "insert into temp_store_seen (id, v) select ?, temp_store from pragma_temp_store()", params: ["worker"] }] }],
-    };
+    const batch = oneEventBatch("temp_inbox", "worker", "insert into temp_store_seen (id, v) select ?, temp_store from pragma_temp_store()");
     expect(await worker.applyConsumerBatch(batch)).toEqual([true]);
     // 2 is MEMORY (0 the compile-time default, 1 FILE).
     expect(await db.read("select v from temp_store_seen where id = ?", ["worker"], "get")).toEqual({ v: 2 });
