@@ -1,5 +1,6 @@
 /** The gateway's Prometheus metrics, on a registry of its own (several gateways may share a process). */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { LeanHistogram } from "../app/lean-histogram.js";
 
 /** Metrics of one gateway. */
 export class GatewayMetrics {
@@ -8,13 +9,12 @@ export class GatewayMetrics {
   readonly connections = new Gauge({ name: "nerve_gateway_connections", help: "Open WebSocket connections", registers: [this.registry] });
   /** Frames written to sockets, by frame type. */
   readonly framesSent = new Counter({ name: "nerve_gateway_frames_sent_total", help: "Frames written to WebSockets", labelNames: ["type"] as const, registers: [this.registry] });
-  /** From JetStream storing an event to its frame being written to a learner's socket. */
-  readonly pushLatency = new Histogram({
+  /** From JetStream storing an event to its frame being written to a learner's socket (observed per frame: a {@link LeanHistogram}). */
+  readonly pushLatency = new LeanHistogram({
     name: "nerve_gateway_push_latency_seconds",
     help: "Time from an event being stored in JetStream to its frame being written to a socket",
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [this.registry],
-  });
+  }).register(this.registry);
   /** Client commands, by result (`ok` or the contract's error code). */
   readonly commands = new Counter({ name: "nerve_gateway_commands_total", help: "Client commands by result", labelNames: ["result"] as const, registers: [this.registry] });
   /** Connections refused or closed, by reason. */
