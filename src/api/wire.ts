@@ -16,6 +16,7 @@ import {
   type ContentType,
 } from "../../contracts/index.js";
 import { validTraceparent, validTracestate, type TraceHeaders } from "../tracing/index.js";
+import { WireHeaders, headerBlock, plainHeaderValue } from "../nats/wire-headers.js";
 
 /** Largest request body accepted (the server's max_payload may be larger). */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -107,16 +108,36 @@ export function parseBody<T extends z.ZodType>(msg: ServiceMsg, ct: ContentType,
 /** The reply header naming the instance that answered (CONTRACT.md §8). */
 export const INSTANCE_HEADER = "Nerve-Instance";
 
-function replyHeaders(ct: ContentType, instance: string | undefined): MsgHdrs {
+/** A reply's headers as nats-core builds them: an error reply's (respondError adds its two), a success reply's where {@link okHeaders} cannot write the block. */
+export function replyHeaders(ct: ContentType, instance: string | undefined): MsgHdrs {
   const h = natsHeaders();
   h.set(Headers.ContentType, ct);
   if (instance) h.set(INSTANCE_HEADER, instance);
   return h;
 }
 
+/** A success reply's header block by content type and instance (a process has one instance, two content types). */
+const okBlocks = new Map<string, { pairs: [string, string][]; block: Uint8Array }>();
+
+/**
+ * A success reply's headers: the same as {@link replyHeaders} gives, written out once per content type
+ * and instance (src/nats/wire-headers.ts) instead of built and encoded by nats-core for every reply.
+ */
+export function okHeaders(ct: ContentType, instance: string | undefined): MsgHdrs {
+  const key = instance ? `${ct}\n${instance}` : ct;
+  let b = okBlocks.get(key);
+  if (!b) {
+    if (instance && !plainHeaderValue(instance)) return replyHeaders(ct, instance);
+    const pairs: [string, string][] = instance ? [[Headers.ContentType, ct], [INSTANCE_HEADER, instance]] : [[Headers.ContentType, ct]];
+    b = { pairs, block: headerBlock(pairs) };
+    if (okBlocks.size < 64) okBlocks.set(key, b);
+  }
+  return new WireHeaders(b.pairs, b.block);
+}
+
 /** Sends a success reply in the request's encoding, naming the answering instance. */
 export function replyOk(msg: ServiceMsg, ct: ContentType, body: unknown, instance?: string): void {
-  msg.respond(encode(ct, body), { headers: replyHeaders(ct, instance) });
+  msg.respond(encode(ct, body), { headers: okHeaders(ct, instance) });
 }
 
 /** Sends the contract's failure reply with the Nats-Service-Error headers, naming the answering instance. */

@@ -3,12 +3,12 @@
  * aggregate and `window` in all, so a failed publish is never overtaken by a later version of the same
  * aggregate; each publish only while its partition is still held.
  */
-import { headers } from "@nats-io/nats-core";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { ContentTypes, Contexts, Headers, contextOf, type AggregateType } from "../../contracts/index.js";
+import { Contexts, Headers, contextOf, type AggregateType } from "../../contracts/index.js";
 import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
-import { SpanKind, activeTracer, endSpan, setTraceHeaders, startSpan } from "../tracing/index.js";
+import { SpanKind, activeTracer, endSpan, startSpan } from "../tracing/index.js";
+import { eventHeaders } from "./event-headers.js";
 
 /** What a batch needs from its relay: one object per relay, made once (the hot path allocates no more per batch). */
 export interface BatchContext {
@@ -82,17 +82,14 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
         }
         inflight++;
         ctx.sent(p);
-        const h = headers();
-        h.set(Headers.ContentType, ContentTypes.MsgPack);
-        h.set(Headers.EventType, row.event_type);
-        h.set(Headers.EventVersion, String(row.event_version));
-        // The causing command's trace context, whether or not tracing runs here (CONTRACT.md §2).
-        setTraceHeaders(h, row.traceparent, row.tracestate);
+        // Content-Type, Event-Type, Event-Version, the causing command's trace context whether or not tracing
+        // runs here (CONTRACT.md §2), and Nats-Msg-Id (JetStream's de-duplication): see event-headers.ts.
+        const h = eventHeaders(row);
         const tracer = activeTracer();
         const span = tracer && startSpan(tracer, `publish ${row.event_type}`, SpanKind.PRODUCER, row, { "messaging.destination.name": row.subject, "messaging.message.id": row.event_id });
         const sentAt = performance.now();
         ctx.js
-          .publish(row.subject, row.body, { msgID: row.event_id, headers: h })
+          .publish(row.subject, row.body, { headers: h })
           .then(
             (ack) => {
               ctx.publishAck?.((performance.now() - sentAt) / 1000);
