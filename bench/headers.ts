@@ -2,7 +2,9 @@
  * `npm run bench:headers`: what the headers of Nerve's two publishes per command cost on the main thread —
  * the event's (Content-Type, Event-Type, Event-Version, Nats-Msg-Id) and the reply's (Content-Type,
  * Nerve-Instance) — built and encoded by nats-core's `headers()` as publish would, against the blocks of
- * src/nats/wire-headers.ts. A few seconds in-process; prints CPU ns per message.
+ * src/nats/wire-headers.ts; and the protocol line (`HPUB <subject> <reply> <sizes>`) every publish writes,
+ * through nats-core's TextEncoder against Buffer.from (patches/@nats-io+nats-core+3.4.0.patch). A few
+ * seconds in-process; prints CPU ns per message.
  */
 import { okHeaders, replyHeaders } from "../src/api/wire.js";
 import { eventHeaders, viaNatsCore } from "../src/outbox/event-headers.js";
@@ -34,4 +36,11 @@ const out = [
   ["reply: nats-core headers()", ...measure(() => replyHeaders(ContentTypes.MsgPack, "nerve-1"))],
   ["reply: okHeaders (block kept)", ...measure(() => okHeaders(ContentTypes.MsgPack, "nerve-1"))],
 ];
+const TE = new TextEncoder();
+const lines = rows.map((r, i) => `HPUB events.users.UserProfileUpdated.bench-u${i} _INBOX.QC199waLLIBG4XUvpyUOAE.${r.event_id.slice(0, 8)} 148 860\r\n`);
+const proto = [
+  ["protocol line: TextEncoder (nats-core)", ...measure((i) => ({ encode: () => TE.encode(lines[i & 1023]!) }))],
+  ["protocol line: Buffer.from (patched)", ...measure((i) => ({ encode: () => Buffer.from(lines[i & 1023]!, "utf8") }))],
+];
 console.log(table(`Headers of one publish, built and encoded (${N.toLocaleString("en-US")} per round, median of 5)`, ["headers", "CPU ns"], out));
+console.log(table(`The protocol line of one publish, encoded (${N.toLocaleString("en-US")} per round, median of 5)`, ["encoder", "CPU ns"], proto));

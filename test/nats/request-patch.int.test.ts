@@ -2,7 +2,8 @@
  * patches/@nats-io+nats-core+3.4.0.patch: a successful request must not build the "cancelled"
  * RequestError (a stack trace per request, ~9 % of the command path's CPU), and every failure
  * a request can meet must still reach its caller as before; what is published in one turn of the
- * event loop leaves in one socket write (flushed on setImmediate, not on the next microtask).
+ * event loop leaves in one socket write (flushed on setImmediate, not on the next microtask); a protocol
+ * line is encoded by Buffer.from, not a TextEncoder, into the same UTF-8 bytes.
  */
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
@@ -90,5 +91,34 @@ describe("nats-core request patch", () => {
     await nc.flush();
     expect(got).toEqual(Array.from({ length: 100 }, (_, i) => String(i)));
     sub.unsubscribe();
+  });
+
+  it("writes protocol lines as the same UTF-8 bytes a TextEncoder gives, also for subjects and reply subjects beyond ASCII", async () => {
+    const transport = (nc as unknown as { protocol: { transport: { send(frame: Uint8Array): unknown } } }).protocol.transport;
+    const send = transport.send.bind(transport);
+    const frames: Uint8Array[] = [];
+    transport.send = (frame) => {
+      frames.push(Uint8Array.from(frame));
+      return send(frame);
+    };
+    const subject = "utf8.grüße.日本";
+    const got = new Promise<{ subject: string; data: string }>((resolve) => {
+      const sub = nc.subscribe(subject, { max: 1, callback: (_err, msg) => resolve({ subject: msg.subject, data: msg.string() }) });
+      void sub;
+    });
+    try {
+      await nc.flush();
+      nc.publish(subject, "payload", { reply: "reply.ünïcode" });
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      transport.send = send;
+    }
+    // The patched line is the one that ran (npm ci applies patches/ through patch-package's postinstall).
+    const protocol = (nc as unknown as { protocol: { sendCommand: () => void } }).protocol;
+    expect(String(protocol.sendCommand)).toContain('Buffer.from(cmd, "utf8")');
+    const written = Buffer.concat(frames);
+    const line = new TextEncoder().encode(`PUB ${subject} reply.ünïcode 7\r\n`);
+    expect(written.includes(Buffer.from(line))).toBe(true);
+    expect(await got).toEqual({ subject, data: "payload" });
   });
 });
