@@ -1,10 +1,10 @@
 /**
  * A Prometheus histogram for the hot path. prom-client's `Histogram#observe` — on a label child too —
  * rebuilds the label object, validates it, hashes it into a string and looks the series up by that
- * string on every call, then finds the bucket by a number-keyed property: about 1 µs and a few hundred
- * bytes per observation, several observations per command, one per frame in the gateway. Here a series
- * is looked up once (by {@link LeanHistogram.labels}, kept by the caller) and an observation is a scan of
- * a typed array and three additions.
+ * string on every call, then finds the bucket by a number-keyed property: 0.44 µs per observation in a
+ * loop (more on the service's main thread, with a few hundred bytes of garbage), several observations per
+ * command, one per frame in the gateway. Here a series is looked up once (by {@link LeanHistogram.labels},
+ * kept by the caller) and an observation is a scan of a typed array and three additions: 25 ns.
  *
  * The registry sees the same metric: `getForPromString()` and `get()` return what prom-client's
  * Histogram returns for the same observations (same order of series, same buckets, labels and names),
