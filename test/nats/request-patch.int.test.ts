@@ -103,8 +103,7 @@ describe("nats-core request patch", () => {
     };
     const subject = "utf8.grüße.日本";
     const got = new Promise<{ subject: string; data: string }>((resolve) => {
-      const sub = nc.subscribe(subject, { max: 1, callback: (_err, msg) => resolve({ subject: msg.subject, data: msg.string() }) });
-      void sub;
+      nc.subscribe(subject, { max: 1, callback: (_err, msg) => resolve({ subject: msg.subject, data: msg.string() }) });
     });
     try {
       await nc.flush();
