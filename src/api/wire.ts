@@ -116,21 +116,22 @@ export function replyHeaders(ct: ContentType, instance: string | undefined): Msg
   return h;
 }
 
-/** A success reply's header block by content type and instance (a process has one instance, two content types). */
-const okBlocks = new Map<string, { pairs: [string, string][]; block: Uint8Array }>();
+/** A success reply's header block by content type, then instance ("" for none): a process has one instance, two content types. */
+const okBlocks = new Map<string, Map<string, { pairs: [string, string][]; block: Uint8Array }>>();
 
 /**
  * A success reply's headers: the same as {@link replyHeaders} gives, written out once per content type
  * and instance (src/nats/wire-headers.ts) instead of built and encoded by nats-core for every reply.
  */
 export function okHeaders(ct: ContentType, instance: string | undefined): MsgHdrs {
-  const key = instance ? `${ct}\n${instance}` : ct;
-  let b = okBlocks.get(key);
+  let byInstance = okBlocks.get(ct);
+  if (!byInstance) okBlocks.set(ct, (byInstance = new Map()));
+  let b = byInstance.get(instance ?? "");
   if (!b) {
     if (instance && !plainHeaderValue(instance)) return replyHeaders(ct, instance);
     const pairs: [string, string][] = instance ? [[Headers.ContentType, ct], [INSTANCE_HEADER, instance]] : [[Headers.ContentType, ct]];
     b = { pairs, block: headerBlock(pairs) };
-    if (okBlocks.size < 64) okBlocks.set(key, b);
+    if (byInstance.size < 64) byInstance.set(instance ?? "", b);
   }
   return new WireHeaders(b.pairs, b.block);
 }

@@ -60,6 +60,8 @@ export class LeanHistogram {
   readonly #buckets: readonly number[];
   /** By the label values joined with NUL (which no label value of ours holds), in order of first use. */
   #series = new Map<string, Series>();
+  /** The one series of a histogram without labels, kept for {@link observe} (undefined after a reset until the next observation). */
+  #unlabelled: Series | undefined;
 
   constructor(config: { name: string; help: string; buckets: readonly number[]; labelNames?: readonly string[] }) {
     this.name = config.name;
@@ -69,7 +71,7 @@ export class LeanHistogram {
     this.#buckets = [...config.buckets];
     this.#bounds = Float64Array.from(this.#buckets);
     // prom-client makes the series of a histogram without labels at once: it is exported before any observation.
-    if (this.labelNames.length === 0) this.labels();
+    if (this.labelNames.length === 0) this.#unlabelled = this.labels() as Series;
   }
 
   /** The series of these label values (in `labelNames` order): look it up once and keep it. */
@@ -87,12 +89,13 @@ export class LeanHistogram {
 
   /** Observes a value of the histogram without labels. */
   observe(value: number): void {
-    (this.labels() as Series).observe(value);
+    (this.#unlabelled ??= this.labels() as Series).observe(value);
   }
 
   /** Forgets every series (as prom-client's does, also the one of a histogram without labels, until its next observation). */
   reset(): void {
     this.#series = new Map();
+    this.#unlabelled = undefined;
   }
 
   /** Adds the histogram to `registry`, as prom-client's `registers` option would. */
