@@ -43,16 +43,37 @@ async function connections(httpPort: number): Promise<Map<number, Connection>> {
   return new Map(body.connections.map((c) => [c.cid, c]));
 }
 
-/** A thread's CPU and run-queue wait (ns) and its start (clock ticks after boot), by tid. */
-function threads(pid: number): Map<string, { name: string; start: number; cpuNs: number; waitNs: number }> {
-  const out = new Map<string, { name: string; start: number; cpuNs: number; waitNs: number }>();
+/** What {@link threads} reads of one thread. */
+interface ThreadSample {
+  name: string;
+  start: number;
+  cpuNs: number;
+  waitNs: number;
+  /** Read- and write-type system calls (/proc/…/io `syscr`, `syscw`: read, recvmsg, pread…; write, writev, sendmsg, pwrite…). */
+  reads: number;
+  writes: number;
+  /** Times the thread gave up its core to wait (/proc/…/status): each one a sleep and a wake-up. */
+  sleeps: number;
+}
+
+/** A field `name: value` of a /proc text file. */
+function procField(text: string, name: string): number {
+  const m = new RegExp(`^${name}:\\s*(\\d+)`, "m").exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+/** A thread's CPU and run-queue wait (ns), system calls, sleeps, and its start (clock ticks after boot), by tid. */
+function threads(pid: number): Map<string, ThreadSample> {
+  const out = new Map<string, ThreadSample>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const [cpuNs, waitNs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").trim().split(" ").map(Number) as [number, number];
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
       const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
       const name = tid === String(pid) ? "main" : readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
-      out.set(tid, { name, start, cpuNs, waitNs });
+      const io = readFileSync(`/proc/${pid}/task/${tid}/io`, "utf8");
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+      out.set(tid, { name, start, cpuNs, waitNs, reads: procField(io, "syscr"), writes: procField(io, "syscw"), sleeps: procField(status, "voluntary_ctxt_switches") });
     } catch {
       // the thread ended meanwhile
     }
@@ -92,19 +113,33 @@ async function main(): Promise<void> {
   );
   const rows = [...threads1.entries()]
     .map(([tid, t]) => {
-      const b = threads0.get(tid) ?? { cpuNs: 0, waitNs: 0 };
-      return { tid, name: t.name, start: t.start, cpuUs: (t.cpuNs - b.cpuNs) / 1000 / COMMANDS, waitUs: (t.waitNs - b.waitNs) / 1000 / COMMANDS };
+      const b = threads0.get(tid) ?? { cpuNs: 0, waitNs: 0, reads: 0, writes: 0, sleeps: 0 };
+      return {
+        tid,
+        name: t.name,
+        start: t.start,
+        cpuUs: (t.cpuNs - b.cpuNs) / 1000 / COMMANDS,
+        waitUs: (t.waitNs - b.waitNs) / 1000 / COMMANDS,
+        reads: (t.reads - b.reads) / COMMANDS,
+        writes: (t.writes - b.writes) / COMMANDS,
+        sleeps: (t.sleeps - b.sleeps) / COMMANDS,
+      };
     })
     .filter((t) => t.cpuUs >= 0.05)
     .sort((a, b) => a.start - b.start || Number(a.tid) - Number(b.tid));
   const total = rows.reduce((s, t) => s + t.cpuUs, 0);
+  const sum = (f: (t: (typeof rows)[number]) => number) => rows.reduce((s, t) => s + f(t), 0).toFixed(2);
   console.log(
-    table("Per command: CPU and wait for a core (µs), this process's threads in the order they were created, and nats-server", ["thread", "CPU µs", "run-queue wait µs"], [
-      ...rows.map((t) => [`${t.name}:${t.tid}`, t.cpuUs.toFixed(1), t.waitUs.toFixed(1)]),
-      ["this process", total.toFixed(1), ""],
-      ["nats-server", serverUs.toFixed(1), ""],
-      ["machine", (total + serverUs).toFixed(1), ""],
-    ]),
+    table(
+      "Per command: CPU and wait for a core (µs), read- and write-type system calls, and sleeps (each a wake-up), this process's threads in the order they were created, and nats-server",
+      ["thread", "CPU µs", "run-queue wait µs", "reads", "writes", "sleeps"],
+      [
+        ...rows.map((t) => [`${t.name}:${t.tid}`, t.cpuUs.toFixed(1), t.waitUs.toFixed(1), t.reads.toFixed(2), t.writes.toFixed(2), t.sleeps.toFixed(2)]),
+        ["this process", total.toFixed(1), "", sum((t) => t.reads), sum((t) => t.writes), sum((t) => t.sleeps)],
+        ["nats-server", serverUs.toFixed(1), "", "", "", ""],
+        ["machine", (total + serverUs).toFixed(1), "", "", "", ""],
+      ],
+    ),
   );
 }
 
