@@ -2,13 +2,14 @@
  * `npm run bench:gateway-log`: the heap the gateway's event log holds per buffered event. It encodes
  * learner events as the relay publishes them (msgpack), decodes and validates them as the gateway's
  * feed does, and appends them to an EventLog with a budget of 50,000 events over 10,000 learners
- * (each learner's views included); heap used after a full GC, before and after, ÷ the events kept.
+ * (each learner's views included); heap used after a full GC, before and after, ÷ the events kept, and
+ * apart from it the frames' bytes, which are off the heap (ArrayBuffers).
  * Run with `--expose-gc`.
  */
 import { randomUUID } from "node:crypto";
 import { EventSchemas, decodeMsgPack, deriveAccessId, encodeMsgPack } from "../contracts/index.js";
 import { EventLog } from "../src/gateway/index.js";
-import { logEntryOf } from "../src/gateway/access-feed.js";
+import { entryFieldsOf, eventFrame } from "../src/gateway/access-feed.js";
 import { uuidv7 } from "../src/runtime/uuid7.js";
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -20,10 +21,13 @@ const heap = () => {
   gc();
   return process.memoryUsage().heapUsed;
 };
+// The frames' bytes are off the heap (ArrayBuffers): counted apart.
+const offHeap = () => process.memoryUsage().arrayBuffers;
 const log = new EventLog({ minAgeMs: 3_600_000, minEvents: 1, maxEvents: events });
 const users = Array.from({ length: learners }, (_, i) => `user-${randomUUID()}-${i}`);
 const now = Date.now();
 const h0 = heap();
+const a0 = offHeap();
 for (let seq = 1; seq <= events; seq++) {
   const user_id = users[seq % learners]!;
   const course_id = `course-${(seq * 7) % 20}`;
@@ -44,8 +48,11 @@ for (let seq = 1; seq <= events; seq++) {
   const decoded = decodeMsgPack(wire);
   if (!decoded.ok) throw new Error("undecodable");
   const event = EventSchemas[granted ? "CourseAccessGranted" : "ProgressUpdated"].parse(decoded.value);
-  log.append(logEntryOf(event, seq, now), event as never, now);
+  log.append(entryFieldsOf(event, seq, now), eventFrame(event, seq), event as never, now);
 }
 const kept = log.size;
 const bytes = heap() - h0;
-console.log(`event log: ${kept.toLocaleString()} events of ${log.learners.toLocaleString()} learners buffered, ${(bytes / 2 ** 20).toFixed(1)} MiB of heap = ${Math.round(bytes / kept)} bytes per buffered event (views included)`);
+const frames = offHeap() - a0;
+console.log(
+  `event log: ${kept.toLocaleString()} events of ${log.learners.toLocaleString()} learners buffered, ${(bytes / 2 ** 20).toFixed(1)} MiB of heap = ${Math.round(bytes / kept)} bytes per buffered event (views included); frames off the heap ${(frames / 2 ** 20).toFixed(1)} MiB = ${Math.round(frames / kept)} bytes per event`,
+);

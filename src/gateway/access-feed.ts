@@ -9,7 +9,7 @@ import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { EnvelopeBase, EventSchemas, EventVersions, Streams, decodeMsgPack, eventTypeOfSubject, upcasters } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import { encodeCursor } from "./cursor.js";
-import { LEARNER_EVENT_TYPES, ownString, type EventLog, type LearnerEventType, type LogEntry } from "./event-log.js";
+import { LEARNER_EVENT_TYPES, type EntryFields, type EventLog, type LearnerEventType, type LogEntry } from "./event-log.js";
 import type { GatewayMetrics } from "./metrics.js";
 import { SpanKind, activeTracer, endSpan, startSpan, traceHeadersOf } from "../tracing/index.js";
 
@@ -103,12 +103,11 @@ export class AccessFeed {
     if (!parsed.success) return this.#invalid(m, parsed.error.issues[0]?.message ?? "schema violation");
     const event = parsed.data;
     if (this.#deps.log.isRepeat(event.payload.user_id, event.aggregate_id, event.aggregate_version)) return "repeat";
-    const entry = logEntryOf(event, m.seq, Math.floor(m.info.timestampNanos / 1e6));
     // The push joins the trace of the command behind the event: logged and queued for the learner's
     // sockets (written within the hub's flush window of a few milliseconds).
     const tracer = activeTracer();
     const span = tracer && startSpan(tracer, `gateway push ${type}`, SpanKind.CONSUMER, traceHeadersOf(m.headers), { "nerve.stream_seq": m.seq });
-    this.#deps.log.append(entry, event as Parameters<EventLog["append"]>[1]);
+    const entry = this.#deps.log.append(entryFieldsOf(event, m.seq, Math.floor(m.info.timestampNanos / 1e6)), eventFrame(event, m.seq), event as Parameters<EventLog["append"]>[2]);
     this.#deps.onEntry(entry);
     endSpan(span);
     return "delivered";
@@ -120,17 +119,14 @@ export class AccessFeed {
   }
 }
 
-/** The log's entry for a validated learner event at stream sequence `seq`, stored at `at` (ms since the epoch). */
-export function logEntryOf(event: { aggregate_id: string; aggregate_version: number; payload: { user_id: string } }, seq: number, at: number): LogEntry {
-  return {
-    seq,
-    at,
-    userId: ownString(event.payload.user_id),
-    accessId: ownString(event.aggregate_id),
-    version: event.aggregate_version,
-    frame: Buffer.from(JSON.stringify({ type: "event", cursor: encodeCursor(seq), event })),
-    dropped: false,
-  };
+/** What the log keeps of a validated learner event at stream sequence `seq`, stored at `at` (ms since the epoch); the log copies the ids it keeps. */
+export function entryFieldsOf(event: { aggregate_id: string; aggregate_version: number; payload: { user_id: string } }, seq: number, at: number): EntryFields {
+  return { seq, at, userId: event.payload.user_id, accessId: event.aggregate_id, version: event.aggregate_version };
+}
+
+/** The `event` frame of a validated learner event at stream sequence `seq` (CONTRACT.md: the WebSocket protocol). */
+export function eventFrame(event: object, seq: number): string {
+  return JSON.stringify({ type: "event", cursor: encodeCursor(seq), event });
 }
 
 /**

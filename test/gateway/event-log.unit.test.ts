@@ -7,9 +7,7 @@ const HOUR = 3600_000;
 function add(log: EventLog, seq: number, userId: string, at: number, type = "ProgressUpdated", version = seq): LogEntry {
   const access_id = deriveAccessId(userId, "c");
   const payload = type === "CourseAccessGranted" ? { access_id, user_id: userId, course_id: "c", expires_at: null, order_id: null } : { access_id, user_id: userId, course_id: "c", progress: Math.min(100, seq) };
-  const entry: LogEntry = { seq, at, userId, accessId: access_id, version, frame: Buffer.from(`frame ${seq}`), dropped: false };
-  log.append(entry, { event_type: type, payload, occurred_on: new Date(at).toISOString(), aggregate_version: version } as never);
-  return entry;
+  return log.append({ seq, at, userId, accessId: access_id, version }, `frame ${seq}`, { event_type: type, payload, occurred_on: new Date(at).toISOString(), aggregate_version: version } as never);
 }
 
 describe("ownString", () => {
@@ -105,5 +103,29 @@ describe("the event log", () => {
     for (let seq = 7; seq <= 5000; seq++) add(log, seq, "d", now);
     expect(log.size).toBe(4);
     expect(log.since("d", 4996)!.map((e) => e.seq)).toEqual([4997, 4998, 4999, 5000]);
+  });
+
+  it("serves each frame as the UTF-8 bytes of its JSON, across slabs, for frames of any size, until it is dropped", () => {
+    const log = new EventLog({ minAgeMs: 24 * HOUR, minEvents: 1000, maxEvents: 2_000 });
+    const now = Date.now();
+    const frames = new Map<number, string>();
+    const entries = [];
+    // ~4 MiB of frames: many 256 KiB slabs, tails that do not fit, multi-byte text, a lone surrogate
+    // (as JSON.stringify writes it: escaped) and frames larger than a quarter of a slab.
+    for (let seq = 1; seq <= 1_500; seq++) {
+      const body = seq % 250 === 0 ? "x".repeat(70_000 + seq) : seq % 7 === 0 ? `ünïcödé ∑ 🚀 ${seq}`.repeat(seq % 40) : `plain ${seq}`.repeat(seq % 13);
+      const frame = JSON.stringify({ type: "event", cursor: encodeCursor(seq), event: { body, odd: seq % 11 === 0 ? "\ud800" : null } });
+      frames.set(seq, frame);
+      const access_id = deriveAccessId(`u${seq % 50}`, "c");
+      entries.push(log.append({ seq, at: now, userId: `u${seq % 50}`, accessId: access_id, version: seq }, frame, { event_type: "ProgressUpdated", payload: { access_id, user_id: `u${seq % 50}`, course_id: "c", progress: seq % 100 }, aggregate_version: seq } as never));
+    }
+    for (const e of entries) expect(Buffer.from(e.frame).equals(Buffer.from(frames.get(e.seq)!))).toBe(true);
+    // Resumes read the same bytes.
+    for (const e of log.since("u7", 0)!) expect(Buffer.from(e.frame).toString()).toBe(frames.get(e.seq));
+    // Over the budget the oldest went: a dropped entry serves nothing.
+    for (let seq = 1_501; seq <= 2_600; seq++) add(log, seq, "late", now);
+    expect(entries[0]!.dropped).toBe(true);
+    expect(entries[0]!.frame).toHaveLength(0);
+    expect(Buffer.from(entries.at(-1)!.frame).toString()).toBe(frames.get(1_500));
   });
 });
