@@ -37,6 +37,8 @@ const EMPTY = Buffer.alloc(0);
  * ids below). A slab is not zeroed: only the bytes written into it are ever viewed.
  */
 const SLAB_BYTES = 256 * 1024;
+/** The origin of {@link LogEntry}'s stored times: this module's load. */
+const AT_BASE = Date.now();
 /** A frame larger than this gets a buffer of its own rather than a slab's tail. */
 const OWN_BUFFER_BYTES = SLAB_BYTES / 4;
 
@@ -47,16 +49,26 @@ const OWN_BUFFER_BYTES = SLAB_BYTES / 4;
  */
 export class LogEntry implements EntryFields {
   dropped = false;
+  // `at` in ms from AT_BASE: a small integer for 12 days either side of the start, which V8 keeps in the
+  // object itself; ms since the epoch would be a number object of its own per buffered event.
+  readonly #at: number;
   constructor(
     readonly seq: number,
-    readonly at: number,
+    at: number,
     readonly userId: string,
     readonly accessId: string,
     readonly version: number,
     private slab: Buffer,
     private readonly offset: number,
     private readonly length: number,
-  ) {}
+  ) {
+    this.#at = at - AT_BASE;
+  }
+
+  /** When JetStream stored it (ms since the epoch). */
+  get at(): number {
+    return this.#at + AT_BASE;
+  }
 
   /** The `event` frame as UTF-8 JSON (empty once the entry is dropped). */
   get frame(): Uint8Array {

@@ -120,6 +120,10 @@ describe("the event log", () => {
       entries.push(log.append({ seq, at: now, userId: `u${seq % 50}`, accessId: access_id, version: seq }, frame, { event_type: "ProgressUpdated", payload: { access_id, user_id: `u${seq % 50}`, course_id: "c", progress: seq % 100 }, aggregate_version: seq } as never));
     }
     for (const e of entries) expect(Buffer.from(e.frame).equals(Buffer.from(frames.get(e.seq)!))).toBe(true);
+    expect(entries.every((e) => e.at === now)).toBe(true);
+    // Times far from the start (kept apart from small ones) read back the same.
+    const far = new EventLog({ minAgeMs: 365 * 24 * HOUR, minEvents: 10, maxEvents: 10 });
+    for (const at of [now - 40 * 24 * HOUR, now + 40 * 24 * HOUR, 0]) expect(add(far, far.size + 1, "z", at).at).toBe(at);
     // Resumes read the same bytes.
     for (const e of log.since("u7", 0)!) expect(Buffer.from(e.frame).toString()).toBe(frames.get(e.seq));
     // Over the budget the oldest went: a dropped entry serves nothing.
