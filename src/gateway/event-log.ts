@@ -26,83 +26,122 @@ export interface EntryFields {
   readonly version: number;
 }
 
-const EMPTY = Buffer.alloc(0);
+/**
+ * One buffered event as handed out (to the hub, to a resume), with its frame serialised once for every
+ * socket of the learner: a view of its UTF-8 JSON bytes in a slab. Made when asked for; the log itself
+ * keeps no object per event (see {@link Slots}).
+ */
+export interface LogEntry extends EntryFields {
+  readonly frame: Uint8Array;
+}
 
 /**
- * Bytes of one slab of frames. The frames of buffered events are bytes (the history off the V8 heap,
- * less to mark on each GC) copied into shared slabs, one off-heap allocation per 256 KiB of frames,
- * rather than a Buffer per event: that was one more object per buffered event for the collector to
- * copy out of the young generation and mark, plus its share of an 8 KiB pool (`npm run
- * bench:gateway-log`: 467 → 235 bytes of heap and 695 → 535 bytes off it per buffered event, with the
- * ids below). A slab is not zeroed: only the bytes written into it are ever viewed.
+ * Bytes of one slab of frames. The frames of buffered events are bytes (the history off the V8 heap)
+ * copied into shared slabs, one off-heap allocation per 256 KiB of frames, rather than a Buffer per event.
+ * A slab is not zeroed: only the bytes written into it are ever viewed.
  */
 const SLAB_BYTES = 256 * 1024;
-/** The origin of {@link LogEntry}'s stored times: this module's load. */
-const AT_BASE = Date.now();
 /** A frame larger than this gets a buffer of its own rather than a slab's tail. */
 const OWN_BUFFER_BYTES = SLAB_BYTES / 4;
+/** Slots of a new log's table. */
+const FIRST_CAPACITY = 1024;
 
 /**
- * One buffered event, with its frame serialised once for every socket of the learner: `frame` is a
- * view of its bytes in a slab, made when asked for. A slab lives as long as one of its entries keeps
- * it (a dropped entry lets go of it at once); since the oldest events go first, the slabs do too.
+ * The buffered events by slot — their order of arrival — in typed arrays and arrays of shared
+ * references (the learner, the record's id, the slab: one of each per learner, record or 256 KiB of
+ * frames, never per event). Each buffered event used to be an object (with a Buffer and id copies of
+ * its own) that the collector copied out of the young generation and marked on every major GC, the
+ * log's biggest cost per event beyond what a plain `ws` server does (bench:gateway, README).
+ *
+ * Slots from `first` to `next` are in use: a slot whose slab is undefined was dropped (by its
+ * learner's retention) and is skipped. A slab is freed once no slot (and no frame handed out) refers
+ * to it; the oldest events go first, so the slabs do too. When the table is full it is rebuilt with the buffered events
+ * only, renumbered from 0 in the same order, at twice their number (at least): amortised, each event
+ * is copied a constant number of times.
  */
-export class LogEntry implements EntryFields {
-  dropped = false;
-  // `at` in ms from AT_BASE: a small integer for 12 days either side of the start, which V8 keeps in the
-  // object itself; ms since the epoch would be a number object of its own per buffered event.
-  readonly #at: number;
-  constructor(
-    readonly seq: number,
-    at: number,
-    readonly userId: string,
-    readonly accessId: string,
-    readonly version: number,
-    private slab: Buffer,
-    private readonly offset: number,
-    private readonly length: number,
-  ) {
-    this.#at = at - AT_BASE;
+class Slots<S> {
+  capacity: number;
+  #mask: number;
+  seq: Float64Array;
+  at: Float64Array;
+  version: Float64Array;
+  offset: Int32Array;
+  length: Int32Array;
+  slab: (Buffer | undefined)[];
+  learner: (Learner<S> | undefined)[];
+  accessId: (string | undefined)[];
+  first = 0;
+  next = 0;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.#mask = capacity - 1;
+    this.seq = new Float64Array(capacity);
+    this.at = new Float64Array(capacity);
+    this.version = new Float64Array(capacity);
+    this.offset = new Int32Array(capacity);
+    this.length = new Int32Array(capacity);
+    this.slab = new Array<Buffer | undefined>(capacity).fill(undefined);
+    this.learner = new Array<Learner<S> | undefined>(capacity).fill(undefined);
+    this.accessId = new Array<string | undefined>(capacity).fill(undefined);
   }
 
-  /** When JetStream stored it (ms since the epoch). */
-  get at(): number {
-    return this.#at + AT_BASE;
+  /** The table index of a slot. */
+  index(slot: number): number {
+    return slot & this.#mask;
   }
 
-  /** The `event` frame as UTF-8 JSON (empty once the entry is dropped). */
-  get frame(): Uint8Array {
-    return this.dropped ? EMPTY : this.slab.subarray(this.offset, this.offset + this.length);
+  get full(): boolean {
+    return this.next - this.first === this.capacity;
   }
 
-  /** Drops the entry: its frame is no longer served, and its slab no longer kept for it. */
-  drop(): void {
-    this.dropped = true;
-    this.slab = EMPTY;
+  /** Lets go of a slot's frame and references; it is skipped from now on. */
+  drop(slot: number): void {
+    const i = slot & this.#mask;
+    this.slab[i] = undefined;
+    this.learner[i] = undefined;
+    this.accessId[i] = undefined;
+  }
+
+  dropped(slot: number): boolean {
+    return this.slab[slot & this.#mask] === undefined;
+  }
+
+  /** The entry in a slot, as handed out. */
+  entry(slot: number): LogEntry {
+    const i = slot & this.#mask;
+    const offset = this.offset[i]!;
+    return { seq: this.seq[i]!, at: this.at[i]!, userId: this.learner[i]!.userId, accessId: this.accessId[i]!, version: this.version[i]!, frame: this.slab[i]!.subarray(offset, offset + this.length[i]!) };
   }
 }
 
 /** Where frames are copied: the tail of the newest slab, a new one when it is full. */
 class FrameSlabs {
-  #slab = EMPTY;
+  #slab = Buffer.alloc(0);
   #used = 0;
 
-  /** A log entry holding a copy of `frame`'s UTF-8 bytes. */
-  entry(seq: number, at: number, userId: string, accessId: string, version: number, frame: string): LogEntry {
+  /** Copies `frame`'s UTF-8 bytes into table index `i` of `slots`. */
+  put<S>(frame: string, slots: Slots<S>, i: number): void {
     // UTF-8 takes at most 3 bytes per UTF-16 unit: the exact length is only needed near the end.
     let bytes = frame.length * 3;
     if (this.#used + bytes > this.#slab.length) {
       bytes = Buffer.byteLength(frame);
-      if (bytes > OWN_BUFFER_BYTES) return new LogEntry(seq, at, userId, accessId, version, Buffer.from(frame), 0, bytes);
+      if (bytes > OWN_BUFFER_BYTES) {
+        slots.slab[i] = Buffer.from(frame);
+        slots.offset[i] = 0;
+        slots.length[i] = bytes;
+        return;
+      }
       if (this.#used + bytes > this.#slab.length) {
         this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
         this.#used = 0;
       }
     }
-    const offset = this.#used;
-    const written = this.#slab.write(frame, offset);
+    const written = this.#slab.write(frame, this.#used);
+    slots.slab[i] = this.#slab;
+    slots.offset[i] = this.#used;
+    slots.length[i] = written;
     this.#used += written;
-    return new LogEntry(seq, at, userId, accessId, version, this.#slab, offset, written);
   }
 }
 
@@ -133,8 +172,8 @@ export type LearnerEventType = (typeof LEARNER_EVENT_TYPES)[number];
 
 /** A learner: buffered events, access records, and (kept by the hub) live sockets. */
 export class Learner<S = unknown> {
-  /** Buffered events from `start` on; the slots before it are emptied (undefined), compacted away in bulk. */
-  entries: (LogEntry | undefined)[] = [];
+  /** The slots of its buffered events from `start` on, in order; those before `start` are gone, compacted away in bulk. */
+  slots: number[] = [];
   start = 0;
   droppedUpTo = 0;
   readonly views = new Map<string, AccessRecordView>();
@@ -144,24 +183,23 @@ export class Learner<S = unknown> {
   constructor(readonly userId: string) {}
 
   get size(): number {
-    return this.entries.length - this.start;
+    return this.slots.length - this.start;
   }
 
-  oldest(): LogEntry | undefined {
-    return this.entries[this.start];
+  /** The slot of its oldest buffered event, if any. */
+  oldest(): number | undefined {
+    return this.start < this.slots.length ? this.slots[this.start] : undefined;
   }
 
-  shift(): LogEntry | undefined {
-    const e = this.entries[this.start];
-    if (e === undefined) return undefined;
-    // Let go of the entry now: a learner with few events may not compact for a long time, and 50,000
-    // learners each holding their dropped entries grew the heap by ~125 bytes per event past the budget.
-    this.entries[this.start++] = undefined;
-    if (this.start > 8 && this.start * 2 > this.entries.length) {
-      this.entries = this.entries.slice(this.start);
+  /** Forgets its oldest buffered event; returns its slot. */
+  shift(): number | undefined {
+    if (this.start >= this.slots.length) return undefined;
+    const slot = this.slots[this.start++]!;
+    if (this.start > 8 && this.start * 2 > this.slots.length) {
+      this.slots = this.slots.slice(this.start);
       this.start = 0;
     }
-    return e;
+    return slot;
   }
 }
 
@@ -172,9 +210,8 @@ export class EventLog<S = unknown> {
   /** The highest stream sequence processed. */
   head = 0;
   readonly #learners = new Map<string, Learner<S>>();
-  #fifo: LogEntry[] = [];
+  #slots = new Slots<S>(FIRST_CAPACITY);
   readonly #slabs = new FrameSlabs();
-  #fifoStart = 0;
   #total = 0;
 
   constructor(readonly retention: RetentionOptions) {}
@@ -217,43 +254,77 @@ export class EventLog<S = unknown> {
     // The entry's ids are the learner's and the view's own copies, one per learner and per record
     // rather than two per event; nothing of the decoded event stays alive (see ownString).
     const accessId = before !== undefined && before.access_id === fields.accessId ? before.access_id : ownString(fields.accessId);
-    const entry = this.#slabs.entry(fields.seq, fields.at, l.userId, accessId, fields.version, frame);
     const view = evolveView(before, event);
     if (view !== before) ownStrings(view, before);
     l.views.set(accessId, view);
-    l.entries.push(entry);
-    this.#fifo.push(entry);
+    if (this.#slots.full) this.#rebuild();
+    const t = this.#slots;
+    const slot = t.next++;
+    const i = t.index(slot);
+    t.seq[i] = fields.seq;
+    t.at[i] = fields.at;
+    t.version[i] = fields.version;
+    t.learner[i] = l;
+    t.accessId[i] = accessId;
+    this.#slabs.put(frame, t, i);
+    l.slots.push(slot);
     this.#total++;
+    const entry = t.entry(slot);
     const { minAgeMs, minEvents, maxEvents } = this.retention;
-    for (let o = l.oldest(); o && l.size > minEvents && o.at < now - minAgeMs; o = l.oldest()) {
+    for (let o = l.oldest(); o !== undefined && l.size > minEvents && t.at[t.index(o)]! < now - minAgeMs; o = l.oldest()) {
       l.shift();
-      l.droppedUpTo = o.seq;
-      o.drop();
+      l.droppedUpTo = t.seq[t.index(o)]!;
+      t.drop(o);
       this.#total--;
     }
     while (this.#total > maxEvents) this.#evictOldest();
-    if (this.#fifo.length - this.#fifoStart > 2 * this.#total + 1024) {
-      this.#fifo = this.#fifo.slice(this.#fifoStart).filter((e) => !e.dropped);
-      this.#fifoStart = 0;
-    }
     return entry;
   }
 
   // The oldest buffered event of the whole stream goes; cursors before it can no longer be served.
   #evictOldest(): void {
-    const e = this.#fifo[this.#fifoStart++];
-    if (e === undefined) return;
-    if (this.#fifoStart > 1024 && this.#fifoStart * 2 > this.#fifo.length) {
-      this.#fifo = this.#fifo.slice(this.#fifoStart);
-      this.#fifoStart = 0;
-    }
-    if (e.dropped) return;
-    const l = this.#learners.get(e.userId);
-    l?.shift(); // it is that learner's oldest: older ones left the FIFO first or were dropped
-    e.drop();
+    const t = this.#slots;
+    while (t.first < t.next && t.dropped(t.first)) t.first++;
+    if (t.first === t.next) return;
+    const slot = t.first++;
+    const i = t.index(slot);
+    const l = t.learner[i]!;
+    l.shift(); // it is that learner's oldest: older ones were evicted first or dropped
+    this.floor = Math.max(this.floor, t.seq[i]! + 1);
+    t.drop(slot);
     this.#total--;
-    this.floor = Math.max(this.floor, e.seq + 1);
-    if (l) this.release(e.userId);
+    this.release(l.userId);
+  }
+
+  // A full table: the buffered events move to a new one (at least twice their number), renumbered from 0.
+  #rebuild(): void {
+    const old = this.#slots;
+    let capacity = FIRST_CAPACITY;
+    while (capacity < 2 * this.#total + 2) capacity *= 2;
+    const t = new Slots<S>(capacity);
+    // The new slot of each old table index that holds an event.
+    const moved = new Int32Array(old.capacity);
+    for (let slot = old.first; slot < old.next; slot++) {
+      if (old.dropped(slot)) continue;
+      const i = old.index(slot);
+      const j = t.next++;
+      t.seq[j] = old.seq[i]!;
+      t.at[j] = old.at[i]!;
+      t.version[j] = old.version[i]!;
+      t.offset[j] = old.offset[i]!;
+      t.length[j] = old.length[i]!;
+      t.slab[j] = old.slab[i];
+      t.learner[j] = old.learner[i];
+      t.accessId[j] = old.accessId[i];
+      moved[i] = j;
+    }
+    for (const l of this.#learners.values()) {
+      const slots = l.slots.slice(l.start);
+      for (let k = 0; k < slots.length; k++) slots[k] = moved[old.index(slots[k]!)]!;
+      l.slots = slots;
+      l.start = 0;
+    }
+    this.#slots = t;
   }
 
   /** The learner's buffered events after `seq`, or undefined when events after it may be missing. */
@@ -262,15 +333,18 @@ export class EventLog<S = unknown> {
     const l = this.#learners.get(userId);
     if (!l) return [];
     if (seq < l.droppedUpTo) return undefined;
-    const { entries } = l;
+    const t = this.#slots;
+    const { slots } = l;
     let lo = l.start;
-    let hi = entries.length;
+    let hi = slots.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (entries[mid]!.seq <= seq) lo = mid + 1;
+      if (t.seq[t.index(slots[mid]!)]! <= seq) lo = mid + 1;
       else hi = mid;
     }
-    return entries.slice(lo) as LogEntry[]; // from start on, every slot holds an entry
+    const out: LogEntry[] = [];
+    for (let k = lo; k < slots.length; k++) out.push(t.entry(slots[k]!));
+    return out;
   }
 
   /**

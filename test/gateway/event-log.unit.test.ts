@@ -76,12 +76,15 @@ describe("the event log", () => {
     for (const u of users) {
       const l = log.learner(u);
       if (!l) continue;
-      held += l.entries.filter((e) => e !== undefined).length;
-      slots += l.entries.length;
-      expect(l.entries.slice(l.start).every((e) => e !== undefined && !e.dropped)).toBe(true);
+      held += l.size;
+      slots += l.slots.length;
+      expect(log.since(u, log.floor - 1)).toHaveLength(l.size);
     }
     expect(held).toBe(300);
     expect(slots).toBeLessThanOrEqual(2 * 300 + 9 * users.length);
+    const resumed = users.flatMap((u) => log.since(u, log.floor - 1) ?? []).map((e) => e.seq).sort((a, b) => a - b);
+    // What is held is exactly what resumes from the floor get: the newest 300 of the stream.
+    expect(resumed).toEqual(Array.from({ length: 300 }, (_, k) => 20_000 - 299 + k));
     expect(log.since(users[0]!, 0)).toEqual(undefined); // its oldest went: a cursor before the floor resets
   });
 
@@ -105,7 +108,7 @@ describe("the event log", () => {
     expect(log.since("d", 4996)!.map((e) => e.seq)).toEqual([4997, 4998, 4999, 5000]);
   });
 
-  it("serves each frame as the UTF-8 bytes of its JSON, across slabs, for frames of any size, until it is dropped", () => {
+  it("serves each frame as the UTF-8 bytes of its JSON, across slabs, for frames of any size, while it is buffered", () => {
     const log = new EventLog({ minAgeMs: 24 * HOUR, minEvents: 1000, maxEvents: 2_000 });
     const now = Date.now();
     const frames = new Map<number, string>();
@@ -126,10 +129,38 @@ describe("the event log", () => {
     for (const at of [now - 40 * 24 * HOUR, now + 40 * 24 * HOUR, 0]) expect(add(far, far.size + 1, "z", at).at).toBe(at);
     // Resumes read the same bytes.
     for (const e of log.since("u7", 0)!) expect(Buffer.from(e.frame).toString()).toBe(frames.get(e.seq));
-    // Over the budget the oldest went: a dropped entry serves nothing.
+    // Over the budget the oldest 600 went (their cursors reset); what is left still reads the same bytes.
     for (let seq = 1_501; seq <= 2_600; seq++) add(log, seq, "late", now);
-    expect(entries[0]!.dropped).toBe(true);
-    expect(entries[0]!.frame).toHaveLength(0);
-    expect(Buffer.from(entries.at(-1)!.frame).toString()).toBe(frames.get(1_500));
+    expect(log.size).toBe(2_000);
+    expect(log.floor).toBe(601);
+    expect(log.since("u1", 0)).toBeUndefined();
+    expect(log.since("u0", 1_499)!.map((e) => Buffer.from(e.frame).toString())).toEqual([frames.get(1_500)]);
+    expect(log.since("u1", 600)!.map((e) => e.seq)).toEqual(Array.from({ length: 18 }, (_, k) => 601 + 50 * k));
+  });
+
+  it("keeps serving the right events while learners' own retention leaves holes and the table is rebuilt", () => {
+    const log = new EventLog({ minAgeMs: HOUR, minEvents: 2, maxEvents: 5_000 });
+    const now = Date.now();
+    const old = now - 2 * HOUR;
+    const kept = new Map<string, number[]>();
+    // 30 learners with old events keep their last 2 each (every other slot a hole); "fresh" keeps all of its
+    // young ones; 40,000 appends rebuild the table many times over.
+    for (let seq = 1; seq <= 40_000; seq++) {
+      const fresh = seq % 10 === 0 && seq <= 20_000;
+      const user = fresh ? "fresh" : `old${seq % 30}`;
+      add(log, seq, user, fresh ? now : old);
+      const list = kept.get(user) ?? [];
+      list.push(seq);
+      kept.set(user, fresh ? list : list.slice(-2));
+    }
+    expect(log.size).toBe(30 * 2 + 2_000);
+    for (const [user, seqs] of kept) {
+      const from = user === "fresh" ? 0 : seqs[0]! - 1;
+      const got = log.since(user, from)!;
+      expect(got.map((e) => e.seq)).toEqual(seqs);
+      for (const e of got) expect(Buffer.from(e.frame).toString()).toBe(`frame ${e.seq}`);
+    }
+    // Before what a learner's retention dropped, its cursors reset.
+    expect(log.since("old1", 1)).toBeUndefined();
   });
 });
