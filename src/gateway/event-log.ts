@@ -55,9 +55,9 @@ const FIRST_CAPACITY = 1024;
  *
  * Slots from `first` to `next` are in use: a slot whose slab is undefined was dropped (by its
  * learner's retention) and is skipped. A slab is freed once no slot (and no frame handed out) refers
- * to it; the oldest events go first, so the slabs do too. When the table is full it is rebuilt with the buffered events
- * only, renumbered from 0 in the same order, at twice their number (at least): amortised, each event
- * is copied a constant number of times.
+ * to it; the oldest events go first, so the slabs do too. When the table is full it is rebuilt with
+ * the buffered events only, renumbered from 0 in the same order, at twice their number (at least):
+ * amortised, each event is copied a constant number of times.
  */
 class Slots<S> {
   capacity: number;
