@@ -3,7 +3,7 @@
  * learner events as the relay publishes them (msgpack), decodes and validates them as the gateway's
  * feed does, and appends them to an EventLog with a budget of 50,000 events over 10,000 learners
  * (each learner's views included); heap used after a full GC, before and after, ÷ the events kept, and
- * apart from it the frames' bytes, which are off the heap (ArrayBuffers).
+ * apart from it what is off the heap (ArrayBuffers): the frames' slabs and the log's table of slots.
  * Run with `--expose-gc`.
  */
 import { randomUUID } from "node:crypto";
@@ -21,7 +21,7 @@ const heap = () => {
   gc();
   return process.memoryUsage().heapUsed;
 };
-// The frames' bytes are off the heap (ArrayBuffers): counted apart.
+// The frames' slabs and the log's table (typed arrays) are off the heap: counted apart.
 const offHeap = () => process.memoryUsage().arrayBuffers;
 const log = new EventLog({ minAgeMs: 3_600_000, minEvents: 1, maxEvents: events });
 const users = Array.from({ length: learners }, (_, i) => `user-${randomUUID()}-${i}`);
@@ -54,5 +54,5 @@ const kept = log.size;
 const bytes = heap() - h0;
 const frames = offHeap() - a0;
 console.log(
-  `event log: ${kept.toLocaleString()} events of ${log.learners.toLocaleString()} learners buffered, ${(bytes / 2 ** 20).toFixed(1)} MiB of heap = ${Math.round(bytes / kept)} bytes per buffered event (views included); frames off the heap ${(frames / 2 ** 20).toFixed(1)} MiB = ${Math.round(frames / kept)} bytes per event`,
+  `event log: ${kept.toLocaleString()} events of ${log.learners.toLocaleString()} learners buffered, ${(bytes / 2 ** 20).toFixed(1)} MiB of heap = ${Math.round(bytes / kept)} bytes per buffered event (views included); off the heap (frames, the log's table) ${(frames / 2 ** 20).toFixed(1)} MiB = ${Math.round(frames / kept)} bytes per event`,
 );
