@@ -124,7 +124,7 @@ describe("the event log", () => {
     }
     for (const e of entries) expect(Buffer.from(e.frame).equals(Buffer.from(frames.get(e.seq)!))).toBe(true);
     expect(entries.every((e) => e.at === now)).toBe(true);
-    // Times far from the start (kept apart from small ones) read back the same.
+    // Times far from now read back the same.
     const far = new EventLog({ minAgeMs: 365 * 24 * HOUR, minEvents: 10, maxEvents: 10 });
     for (const at of [now - 40 * 24 * HOUR, now + 40 * 24 * HOUR, 0]) expect(add(far, far.size + 1, "z", at).at).toBe(at);
     // Resumes read the same bytes.
@@ -143,8 +143,8 @@ describe("the event log", () => {
     const now = Date.now();
     const old = now - 2 * HOUR;
     const kept = new Map<string, number[]>();
-    // 30 learners with old events keep their last 2 each (every other slot a hole); "fresh" keeps all of its
-    // young ones; 40,000 appends rebuild the table many times over.
+    // 30 learners with old events keep their last 2 each (most of their slots become holes); "fresh" keeps
+    // all of its young ones; 40,000 appends rebuild the table many times over.
     for (let seq = 1; seq <= 40_000; seq++) {
       const fresh = seq % 10 === 0 && seq <= 20_000;
       const user = fresh ? "fresh" : `old${seq % 30}`;
