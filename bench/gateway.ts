@@ -7,7 +7,10 @@
  *    from the command reply to the frame received, and from JetStream storing the event to the frame);
  *  - the same rates published straight to EVENTS_ACCESS (publish ack → frame), which isolates the
  *    delivery server from what the command path can sustain on this machine;
- *  - delivered frames/s while events flood the stream.
+ *  - delivered frames/s while events flood the stream;
+ *  - the server CPU per frame in pairs of further floods (`BENCH_GATEWAY_FLOOD_PAIRS`, 3 by default),
+ *    each server fresh on an emptied stream, alternating which goes first: the median of the pairs'
+ *    uWS ÷ ws ratios is the figure of the issue's target, steadier than one flood of each.
  * Nerve (src/main.ts), nats-server and each delivery server run as their own processes; the
  * learners' sockets live in this one. `BENCH_QUICK=1` makes it small.
  */
@@ -41,6 +44,12 @@ export interface GatewayBenchOptions {
   floodMs: number;
   /** Events prepared for the flood. */
   floodEvents: number;
+  /**
+   * Extra floods after phase B, in pairs of the two servers (uWS first, then `ws` first, alternately),
+   * each on a fresh server and an emptied stream: the ratio of CPU per frame within each pair, and the
+   * median over the pairs, which the run-to-run drift of this VM's speed moves far less than one flood.
+   */
+  floodPairs: number;
 }
 
 /** One fixed-rate phase: p50/p99/max from the driving side (command reply or publish ack) to frame, and from JetStream's store time. */
@@ -91,16 +100,28 @@ export interface ServerFigures {
   rssReadings: [number, number][];
   commandPath: LatencyFigures[];
   direct: LatencyFigures[];
-  saturation?: { eventsStored: number; publishPerSecond: number; framesDelivered: number; framesPerSecond: number; drainSeconds: number } & FrameCpu;
+  saturation?: FloodFigures;
   closedEarly: number;
+}
+
+/** One flood: events stored and frames delivered, with the CPU they took. */
+export type FloodFigures = { eventsStored: number; publishPerSecond: number; framesDelivered: number; framesPerSecond: number; drainSeconds: number } & FrameCpu;
+
+/** A pair of extra floods: each server's figures and the ratio of their server CPU per frame. */
+export interface FloodPair {
+  first: (typeof MODES)[number];
+  uws: FloodFigures;
+  ws: FloodFigures;
+  /** uWS server CPU per frame ÷ ws's. */
+  ratio: number | undefined;
 }
 
 /** The options for this environment (`BENCH_QUICK=1`: a smoke-sized run). */
 export function gatewayBenchOptions(env: Record<string, string | undefined> = process.env): GatewayBenchOptions {
   const quick = env.BENCH_QUICK === "1" || env.BENCH_QUICK === "true";
   return quick
-    ? { learners: 500, rates: [200, 1000], phaseMs: 2500, warmupMs: 500, floodMs: 2000, floodEvents: 40_000 }
-    : { learners: 10_000, rates: [1000, 5000], phaseMs: 6000, warmupMs: 1000, floodMs: 5000, floodEvents: 200_000 };
+    ? { learners: 500, rates: [200, 1000], phaseMs: 2500, warmupMs: 500, floodMs: 2000, floodEvents: 40_000, floodPairs: Number(env.BENCH_GATEWAY_FLOOD_PAIRS ?? 1) }
+    : { learners: 10_000, rates: [1000, 5000], phaseMs: 6000, warmupMs: 1000, floodMs: 5000, floodEvents: 200_000, floodPairs: Number(env.BENCH_GATEWAY_FLOOD_PAIRS ?? 3) };
 }
 
 const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : 0);
@@ -115,6 +136,10 @@ function slope(points: [number, number][]): number {
   const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
   return sxx === 0 ? 0 : sxy / sxx;
 }
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? undefined : s.length % 2 ? s[(s.length - 1) / 2]! : round((s[s.length / 2 - 1]! + s[s.length / 2]!) / 2, 3);
+};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the bench; resolves with its figures. */
@@ -166,6 +191,30 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
       ...cpu(fleet.frames - framesBefore),
     };
   };
+  // Floods EVENTS_ACCESS with `events` and waits until the fleet has every stored event's frame (or 30 s).
+  const flood = async (fleet: ClientFleet, serverPid: number, what: string, events: ReturnType<typeof floodBatch>): Promise<FloodFigures> => {
+    const jsm = await jetstreamManager(nc);
+    log(`${what}: flooding EVENTS_ACCESS (${events.length} events, at most ${opts.floodMs / 1000} s)…`);
+    const seqBefore = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq;
+    const framesBefore = fleet.frames;
+    const cpu = frameCpu(serverPid, { nats: nats.pid });
+    const published = await floodEvents(nc, events, opts.floodMs);
+    const storedCount = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq - seqBefore;
+    const drainStart = performance.now();
+    const drainUntil = Date.now() + 30_000;
+    while (fleet.frames - framesBefore < storedCount && Date.now() < drainUntil) await sleep(20);
+    const delivered = fleet.frames - framesBefore;
+    const drainSeconds = (performance.now() - drainStart) / 1000;
+    return {
+      eventsStored: storedCount,
+      publishPerSecond: Math.round(storedCount / published.seconds),
+      framesDelivered: delivered,
+      framesPerSecond: Math.round(delivered / (published.seconds + drainSeconds)),
+      drainSeconds: round(drainSeconds, 2),
+      ...cpu(delivered),
+    };
+  };
+  const floodPairs: FloodPair[] = [];
   try {
     nerve = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: String(await freePort()), NERVE_JWT_SECRET: SECRET } });
     log(`granting ${learnerCount} learners…`);
@@ -227,32 +276,32 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
       for (const rate of opts.rates) {
         servers[mode].direct.push(await measure(fleet, child.pid, `${mode}: ${rate} events/s published directly for ${opts.phaseMs / 1000} s…`, (w) => eventsAtRate(nc, learners, book, rate, opts.phaseMs, opts.warmupMs, w)));
       }
-      fleet.mode = "count";
-      const events = floodBatch(learners, opts.floodEvents, mode === "uws" ? 0 : opts.floodEvents);
-      log(`${mode}: flooding EVENTS_ACCESS (${opts.floodEvents} events, at most ${opts.floodMs / 1000} s)…`);
-      const seqBefore = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq;
-      const framesBefore = fleet.frames;
-      const cpu = frameCpu(child.pid, { nats: nats.pid });
-      const flood = await floodEvents(nc, events, opts.floodMs);
-      const storedCount = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq - seqBefore;
-      const drainStart = performance.now();
-      const drainUntil = Date.now() + 30_000;
-      while (fleet.frames - framesBefore < storedCount && Date.now() < drainUntil) await sleep(20);
-      const delivered = fleet.frames - framesBefore;
-      const drainSeconds = (performance.now() - drainStart) / 1000;
-      servers[mode].saturation = {
-        eventsStored: storedCount,
-        publishPerSecond: Math.round(storedCount / flood.seconds),
-        framesDelivered: delivered,
-        framesPerSecond: Math.round(delivered / (flood.seconds + drainSeconds)),
-        drainSeconds: round(drainSeconds, 2),
-        ...cpu(delivered),
-      };
+      servers[mode].saturation = await flood(fleet, child.pid, mode, floodBatch(learners, opts.floodEvents, mode === "uws" ? 0 : opts.floodEvents));
       servers[mode].closedEarly += fleet.closedEarly;
       await fleet.closeAll();
       await child.stop();
     }
     await storeWatch.close();
+
+    // Phase C: pairs of floods, each server fresh on an emptied stream (the gateway replays nothing).
+    for (let p = 0; p < opts.floodPairs; p++) {
+      const order = p % 2 === 0 ? MODES : ([...MODES].reverse() as unknown as typeof MODES);
+      const pair = { first: order[0] } as FloodPair;
+      for (const mode of order) {
+        await jsm.streams.purge("EVENTS_ACCESS");
+        const { child, port } = await start(mode);
+        const fleet = new ClientFleet(port, tokens, onProgress);
+        await fleet.connectAll();
+        fleet.mode = "count";
+        pair[mode] = await flood(fleet, child.pid, `${mode} (pair ${p + 1} of ${opts.floodPairs})`, floodBatch(learners, opts.floodEvents, p * opts.floodEvents));
+        servers[mode].closedEarly += fleet.closedEarly;
+        await fleet.closeAll();
+        await child.stop();
+      }
+      pair.ratio = pair.uws.serverCpuUsPerFrame && pair.ws.serverCpuUsPerFrame ? round(pair.uws.serverCpuUsPerFrame / pair.ws.serverCpuUsPerFrame, 3) : undefined;
+      log(`  pair ${p + 1}: server CPU per frame uWS ${pair.uws.serverCpuUsPerFrame} / ws ${pair.ws.serverCpuUsPerFrame} µs = × ${pair.ratio}`);
+      floodPairs.push(pair);
+    }
   } finally {
     for (const c of children) await c.stop().catch(() => undefined);
     await nerve?.stop().catch(() => undefined);
@@ -268,6 +317,8 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
     learners: learnerCount,
     options: opts,
     servers,
+    floodPairs,
+    floodPairRatioMedian: median(floodPairs.map((p) => p.ratio).filter((r): r is number => r !== undefined)),
     targets: {
       ...GATEWAY_TARGETS,
       p99MetViaCommandPath: at(servers.uws.commandPath) ? at(servers.uws.commandPath)!.p99Ms <= GATEWAY_TARGETS.p99Ms : null,
@@ -299,6 +350,9 @@ export function gatewayTable(result: Record<string, unknown>): string {
   }
   both("flood: frames/s delivered", (x) => `${x.saturation?.framesPerSecond ?? "-"}/s (stored ${x.saturation?.publishPerSecond ?? "-"}/s)`);
   both("  CPU µs/frame: server / bench / Nerve / nats", (x) => (x.saturation ? cpuCell(x.saturation) : "-"));
+  const pairs = (result.floodPairs as FloodPair[] | undefined) ?? [];
+  pairs.forEach((p, i) => rows.push([`flood pair ${i + 1} (${p.first} first): server µs/frame`, `${p.uws.serverCpuUsPerFrame ?? "-"} (× ${p.ratio ?? "-"} ws)`, `${p.ws.serverCpuUsPerFrame ?? "-"}`]));
+  if (pairs.length > 0) rows.push(["flood pairs: median uWS ÷ ws", `× ${String(result.floodPairRatioMedian ?? "-")}`, ""]);
   both("closed early", (x) => String(x.closedEarly));
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((cell, c) => cell.padEnd(w[c]!)).join("  ")).join("\n");
