@@ -276,6 +276,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
       for (const rate of opts.rates) {
         servers[mode].direct.push(await measure(fleet, child.pid, `${mode}: ${rate} events/s published directly for ${opts.phaseMs / 1000} s…`, (w) => eventsAtRate(nc, learners, book, rate, opts.phaseMs, opts.warmupMs, w)));
       }
+      fleet.mode = "count";
       servers[mode].saturation = await flood(fleet, child.pid, mode, floodBatch(learners, opts.floodEvents, mode === "uws" ? 0 : opts.floodEvents));
       servers[mode].closedEarly += fleet.closedEarly;
       await fleet.closeAll();
