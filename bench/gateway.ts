@@ -18,7 +18,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { signToken } from "../src/gateway/index.js";
 import { freePort, startNatsServer } from "../test/support/nats-server.js";
@@ -192,8 +192,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
     };
   };
   // Floods EVENTS_ACCESS with `events` and waits until the fleet has every stored event's frame (or 30 s).
-  const flood = async (fleet: ClientFleet, serverPid: number, what: string, events: ReturnType<typeof floodBatch>): Promise<FloodFigures> => {
-    const jsm = await jetstreamManager(nc);
+  const flood = async (jsm: JetStreamManager, fleet: ClientFleet, serverPid: number, what: string, events: ReturnType<typeof floodBatch>): Promise<FloodFigures> => {
     log(`${what}: flooding EVENTS_ACCESS (${events.length} events, at most ${opts.floodMs / 1000} s)…`);
     const seqBefore = (await jsm.streams.info("EVENTS_ACCESS")).state.last_seq;
     const framesBefore = fleet.frames;
@@ -277,7 +276,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
         servers[mode].direct.push(await measure(fleet, child.pid, `${mode}: ${rate} events/s published directly for ${opts.phaseMs / 1000} s…`, (w) => eventsAtRate(nc, learners, book, rate, opts.phaseMs, opts.warmupMs, w)));
       }
       fleet.mode = "count";
-      servers[mode].saturation = await flood(fleet, child.pid, mode, floodBatch(learners, opts.floodEvents, mode === "uws" ? 0 : opts.floodEvents));
+      servers[mode].saturation = await flood(jsm, fleet, child.pid, mode, floodBatch(learners, opts.floodEvents, mode === "uws" ? 0 : opts.floodEvents));
       servers[mode].closedEarly += fleet.closedEarly;
       await fleet.closeAll();
       await child.stop();
@@ -286,7 +285,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
 
     // Phase C: pairs of floods, each server fresh on an emptied stream (the gateway replays nothing).
     for (let p = 0; p < opts.floodPairs; p++) {
-      const order = p % 2 === 0 ? MODES : ([...MODES].reverse() as unknown as typeof MODES);
+      const order: readonly (typeof MODES)[number][] = p % 2 === 0 ? MODES : [...MODES].reverse();
       const pair = { first: order[0] } as FloodPair;
       for (const mode of order) {
         await jsm.streams.purge("EVENTS_ACCESS");
@@ -294,7 +293,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
         const fleet = new ClientFleet(port, tokens, onProgress);
         await fleet.connectAll();
         fleet.mode = "count";
-        pair[mode] = await flood(fleet, child.pid, `${mode} (pair ${p + 1} of ${opts.floodPairs})`, floodBatch(learners, opts.floodEvents, p * opts.floodEvents));
+        pair[mode] = await flood(jsm, fleet, child.pid, `${mode} (pair ${p + 1} of ${opts.floodPairs})`, floodBatch(learners, opts.floodEvents, p * opts.floodEvents));
         servers[mode].closedEarly += fleet.closedEarly;
         await fleet.closeAll();
         await child.stop();
