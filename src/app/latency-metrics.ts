@@ -56,6 +56,15 @@ export class LatencyMetrics {
     labelNames: ["stage"],
     buckets: LATENCY_BUCKETS,
   });
+  readonly sqliteWrite = new LeanHistogram({
+    name: "nerve_sqlite_write_seconds",
+    help: "A group commit through the SQLite write worker, in three phases: wait (from the main thread's post until the worker's thread starts it: the hop to that thread, and a transaction still running before it), run (its statements and fsync), answer (from its end until the main thread takes the answer)",
+    labelNames: ["phase"],
+    buckets: LATENCY_BUCKETS,
+  });
+  readonly #workerWait = this.sqliteWrite.labels("wait");
+  readonly #workerRun = this.sqliteWrite.labels("run");
+  readonly #workerAnswer = this.sqliteWrite.labels("answer");
   readonly #mailbox = this.commandStage.labels("mailbox");
   readonly #prepare = this.commandStage.labels("prepare");
   readonly #commit = this.commandStage.labels("commit");
@@ -81,6 +90,13 @@ export class LatencyMetrics {
     this.groupCommitBatch.observe(writes);
   };
 
+  /** Observes the phases of one group commit through the SQLite write worker. */
+  readonly worker = (wait: number, run: number, answer: number): void => {
+    this.#workerWait.observe(wait);
+    this.#workerRun.observe(run);
+    this.#workerAnswer.observe(answer);
+  };
+
   /** Observes one event's publish-to-ack time. */
   readonly acked = (seconds: number): void => this.publishAck.observe(seconds);
 
@@ -92,6 +108,6 @@ export class LatencyMetrics {
 
   /** Adds every histogram to `registry`. */
   register(registry: Registry): void {
-    for (const h of [this.commandReply, this.queryReply, this.commandStage, this.groupCommit, this.groupCommitBatch, this.publishAck, this.consumerHandle]) h.register(registry);
+    for (const h of [this.commandReply, this.queryReply, this.commandStage, this.groupCommit, this.groupCommitBatch, this.sqliteWrite, this.publishAck, this.consumerHandle]) h.register(registry);
   }
 }

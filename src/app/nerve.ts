@@ -113,6 +113,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const latency = new LatencyMetrics();
   const writer = new GroupCommitWriter(db, {
     observe: latency.transaction,
+    observeWorker: latency.worker,
     admission: () => relay?.room(backlogLimit, ADMISSION_MAX_WAIT_MS) ?? projectionRoom?.(ADMISSION_MAX_WAIT_MS),
     fenceCheck: ownership.fenced ? (exec, fences) => checkFences(exec, instanceId, fences) : undefined,
     sqliteWriter: config.NERVE_SQLITE_WRITER,

@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 import type { Database } from "./database.js";
 import { writeBatch, type AggregateWrite, type FenceCheck } from "./commit-batch.js";
 import type { OutboxRow } from "./entities.js";
-import { SqliteWriteWorker } from "./sqlite-write-worker.js";
+import { SqliteWriteWorker, type WorkerTimings } from "./sqlite-write-worker.js";
 import type { Logger } from "../log/index.js";
 import { reportFailure } from "../supervision/index.js";
 import { endSpan, groupCommitSpan } from "../tracing/index.js";
@@ -54,6 +54,8 @@ export interface GroupCommitOptions {
   logger?: Logger;
   /** Told each committed transaction's duration and writes (transactions that only delete are not told). */
   observe?: (seconds: number, writes: number) => void;
+  /** Told the parts of each group commit the write worker answered (its hop, its transaction, its answer's way back). */
+  observeWorker?: WorkerTimings;
   /** {@link DELETE_LINGER_MS} unless set; 0 deletes at once. */
   deleteLingerMs?: number;
 }
@@ -141,7 +143,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     const logger = opts.logger;
     this.sqliteWorker =
       db.sqliteFile && opts.sqliteWriter === "worker" && !opts.fenceCheck
-        ? new SqliteWriteWorker(db, (err) => logger && reportFailure(logger, "sqlite write worker", err, "the SQLite write worker stopped; its batch failed unless it had committed, the next one restarts it"))
+        ? new SqliteWriteWorker(db, (err) => logger && reportFailure(logger, "sqlite write worker", err, "the SQLite write worker stopped; its batch failed unless it had committed, the next one restarts it"), opts.observeWorker)
         : undefined;
     // One connection runs one transaction at a time: only the worker's queue can take a second.
     this.#pipeline = this.sqliteWorker ? WORKER_PIPELINE : 1;

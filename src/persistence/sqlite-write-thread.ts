@@ -17,6 +17,7 @@ import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.
 import { runConsumerBatch } from "./consumer-batch.js";
 import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
 import { openSqlite, preparedStatements, sqliteValues, writerPragmas } from "./sqlite-lock.js";
+import { monotonicMs } from "../support/monotonic.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
 /**
@@ -225,7 +226,14 @@ async function drain(): Promise<void> {
   // One transaction at a time on the one connection, in the order sent.
   takeWaiting();
   while (queue.length > 0) {
-    for (const reply of await runTogether(nextRequests())) port.postMessage(reply);
+    const started = monotonicMs();
+    const replies = await runTogether(nextRequests());
+    // When its transaction ran (shared by the requests that shared it): the main side tells the hop from the work.
+    const ran: [number, number] = [started, monotonicMs()];
+    for (const reply of replies) {
+      reply.ran = ran;
+      port.postMessage(reply);
+    }
     takeWaiting();
   }
   draining = undefined;

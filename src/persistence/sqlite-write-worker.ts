@@ -11,6 +11,7 @@ import type { OutboxRow } from "./entities.js";
 import { StaleWriteError, type EncodedWrite } from "./batch-statements.js";
 import { BatchBeforeFailed, type BatchLink, type ConsumerBatch, type ConsumerBatchWriter } from "./consumer-batch.js";
 import { ChurnTable } from "../support/churn-table.js";
+import { monotonicMs } from "../support/monotonic.js";
 
 /** What the worker thread is started with. */
 export interface WorkerSetup {
@@ -43,7 +44,18 @@ export type WorkerRequest =
  * The worker's answer: a group commit's outbox seq of each event in batch order, a consumer batch's
  * "new, so applied" by event, or why the transaction failed (rolled back).
  */
-export type WorkerReply = { id: number; seqs: number[] } | { id: number; handled: boolean[] } | { id: number; error: { name: string; message: string; code: string | undefined; stale: boolean } };
+export type WorkerReply = ({ id: number; seqs: number[] } | { id: number; handled: boolean[] } | { id: number; error: { name: string; message: string; code: string | undefined; stale: boolean } }) & {
+  /** When the request's transaction started and ended on the worker's thread ({@link monotonicMs}). */
+  ran?: [number, number];
+};
+
+/**
+ * Told, for each group commit the worker answered, its three parts in seconds: `wait` from the main
+ * thread's post until the worker's thread started its transaction (the hop to a thread that may have to
+ * be woken and get a core, and a transaction still running before it), `run` the transaction itself (its
+ * statements and the fsync), `answer` from its end until the main thread took the answer.
+ */
+export type WorkerTimings = (wait: number, run: number, answer: number) => void;
 
 /** Transactions of the worker that several requests shared, and the requests in them. */
 export interface SharedTransactionStats {
@@ -122,7 +134,7 @@ export class SqliteWriteError extends Error {
 }
 
 type InFlight =
-  | { kind: "commit"; writes: AggregateWrite[]; resolve: (rows: OutboxRow[]) => void; reject: (err: unknown) => void }
+  | { kind: "commit"; writes: AggregateWrite[]; resolve: (rows: OutboxRow[]) => void; reject: (err: unknown) => void; sentMs: number }
   | { kind: "consumer"; resolve: (handled: boolean[]) => void; reject: (err: unknown) => void };
 
 // The thread runs TypeScript where the service does (under tsx): a worker does not inherit the loader hooks.
@@ -138,6 +150,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   readonly #db: Database;
   readonly #setup: WorkerSetup;
   readonly #onFailure: (err: Error) => void;
+  readonly #timings: WorkerTimings | undefined;
   #worker: Worker | undefined;
   /** By request id; not a Map (see ChurnTable): a request comes and goes with every group commit. */
   readonly #inflight = new ChurnTable<InFlight>();
@@ -149,12 +162,13 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   #statsWaiters: ((s: SharedTransactionStats) => void)[] = [];
   #heapWaiters: ((h: WorkerHeap | undefined) => void)[] = [];
 
-  /** `onFailure` hears of every death of the worker (its batches are failed or settled already). */
-  constructor(db: Database, onFailure: (err: Error) => void) {
+  /** `onFailure` hears of every death of the worker (its batches are failed or settled already); `timings` of each group commit's parts. */
+  constructor(db: Database, onFailure: (err: Error) => void, timings?: WorkerTimings) {
     if (!db.sqliteFile) throw new Error("the SQLite write worker needs a SQLite file");
     this.#db = db;
     this.#setup = { ...db.sqliteFile, walSizeLimit: WAL_SIZE_LIMIT };
     this.#onFailure = onFailure;
+    this.#timings = timings;
     this.#start();
   }
 
@@ -163,7 +177,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     const encoded = encodeWrites(writes);
     const transfer = packBodies(encoded);
     return new Promise((resolve, reject) =>
-      this.#send({ kind: "commit", writes, resolve, reject }, (id) => ({ id, writes: encoded, published }), transfer),
+      this.#send({ kind: "commit", writes, resolve, reject, sentMs: this.#timings ? monotonicMs() : 0 }, (id) => ({ id, writes: encoded, published }), transfer),
     );
   }
 
@@ -298,6 +312,11 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     if (!f) return;
     this.#inflight.delete(reply.id);
     if (this.#inflight.size === 0) this.#worker?.unref();
+    if (f.kind === "commit" && reply.ran && this.#timings) {
+      const [start, end] = reply.ran;
+      const now = monotonicMs();
+      this.#timings(Math.max(0, start - f.sentMs) / 1000, Math.max(0, end - start) / 1000, Math.max(0, now - end) / 1000);
+    }
     if ("error" in reply) {
       if (reply.error.stale) f.reject(new StaleWriteError(reply.error.message));
       else if (reply.error.name === "BatchBeforeFailed") f.reject(new BatchBeforeFailed(reply.error.message));

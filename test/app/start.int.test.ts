@@ -70,6 +70,9 @@ describe("start-up", () => {
         'nerve_query_reply_seconds_count{context="users",query="GetUser",result="ok"}',
         "nerve_group_commit_seconds_count",
         "nerve_group_commit_batch_size_count",
+        'nerve_sqlite_write_seconds_count{phase="wait"}',
+        'nerve_sqlite_write_seconds_count{phase="run"}',
+        'nerve_sqlite_write_seconds_count{phase="answer"}',
         "nerve_relay_publish_ack_seconds_count",
       ]) {
         expect(metrics, series).toMatch(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} [1-9]`, "m"));

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { BatchLink, GroupCommitWriter, type Database, type OutboxRow } from "../../src/persistence/index.js";
 import { processSemiSpaceMb, SqliteWriteWorker, WORKER_SEMI_SPACE_MB } from "../../src/persistence/sqlite-write-worker.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
+import { monotonicMs } from "../../src/support/monotonic.js";
 import { captureLog, profileWrite, useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
@@ -79,6 +80,26 @@ describe("SqliteWriteWorker", () => {
     expect(heap!.heapUsed).not.toBe(process.memoryUsage().heapUsed);
     await worker.close();
     expect(await worker.heap()).toBeUndefined();
+  }, 30_000);
+
+  it("tells each group commit's parts — the hop to its thread, the transaction, the answer's way back — within what the caller waited", async () => {
+    const told: [number, number, number][] = [];
+    const worker = new SqliteWriteWorker(db, () => undefined, (wait, run, answer) => told.push([wait, run, answer]));
+    try {
+      for (let i = 0; i < 3; i++) {
+        const sent = monotonicMs();
+        await worker.commit([profileWrite(`timed-${i}`, 1, `0190a0e0-0000-7000-8000-00000000071${i}`)]);
+        const waited = (monotonicMs() - sent) / 1000;
+        expect(told).toHaveLength(i + 1);
+        const [wait, run, answer] = told[i]!;
+        for (const part of [wait, run, answer]) expect(part).toBeGreaterThanOrEqual(0);
+        // A transaction that writes and syncs the WAL takes time; the three parts fit in the caller's wait.
+        expect(run).toBeGreaterThan(0);
+        expect(wait + run + answer).toBeLessThanOrEqual(waited + 1e-6);
+      }
+    } finally {
+      await worker.close();
+    }
   }, 30_000);
 
   it("lets the requests that queued during a transaction share the next one, and runs them alone when one of them fails", async () => {
