@@ -1,7 +1,7 @@
 /** Drives commands at the service over NATS from a client connection, with a bounded window of requests. */
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { decodeMsgPack, encodeMsgPack } from "../contracts/index.js";
-import { summarize, type LatencySummary } from "./percentiles.js";
+import { shareOver, summarize, TAIL_MS, type LatencySummary } from "./percentiles.js";
 import { atRate, runWindowed } from "./window.js";
 
 /** A command load, as plain data so it can cross into the load worker. */
@@ -36,6 +36,8 @@ export interface CommandLoadResult {
   seconds: number;
   perSecond: number;
   latency: LatencySummary;
+  /** The shares (0–1) of commands whose latency was above each of {@link TAIL_MS} ms: the client's side of the service's tail shares (stage-breakdown.ts). */
+  over: Record<number, number>;
   cutShort: boolean;
   /** Epoch ms when the first command was sent. */
   startedAt: number;
@@ -92,6 +94,7 @@ export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promis
     seconds,
     perSecond: run.done / seconds,
     latency: summarize(latencies.subarray(0, run.done)),
+    over: shareOver(latencies.subarray(0, run.done), TAIL_MS),
     cutShort: run.cutShort,
     startedAt,
   };

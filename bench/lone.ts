@@ -20,7 +20,7 @@ import { failures, type CommandLoadResult } from "./command-load.js";
 import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
 import { startRig } from "./rig.js";
 import { measureDiskFloor } from "./disk-floor.js";
-import { readStages, stageBreakdown, stagesTable, type StageBreakdown } from "./stage-breakdown.js";
+import { readStages, stageBreakdown, stagesTable, tailsTable, type StageBreakdown } from "./stage-breakdown.js";
 import { table } from "./table.js";
 import { gcSummary, watchPauses, type Pauses } from "./pauses.js";
 import { threadCpuByName, threadCpuSpent } from "./thread-cpu.js";
@@ -72,7 +72,8 @@ async function main(): Promise<void> {
   console.log(
     table("Client side (ms from each command's due time)", ["load", "commands", "per second", "p50", "p90", "p99", "p99.9", "max"], [lone, paced].map((r, i) => [i === 0 ? "one at a time" : `open loop ${rate}/s`, r.sent, Math.round(r.perSecond), r.latency.p50, r.latency.p90, r.latency.p99, r.latency.p999, r.latency.max])),
   );
-  console.log(stagesTable("Inside the service (means per command)", [["one at a time", loneStages], ["open loop", pacedStages]]));
+  console.log(stagesTable("Inside the service (means per command; a transaction at the write worker = wait + run + answer)", [["one at a time", loneStages], ["open loop", pacedStages]]));
+  console.log(tailsTable("The tails: commands the client saw over each bound, and the service's stages over it (transactions and their parts per transaction)", [["one at a time", lone.over, loneStages], ["open loop", paced.over, pacedStages]]));
   console.log(table("The main thread's pauses (event loop delay at 1 ms resolution; V8 collections)", ["load", "delay p50 ms", "p99 ms", "max ms", "collections"], pauses.map((p, i) => [i === 0 ? "one at a time" : "open loop", p.loopDelayP50Ms, p.loopDelayP99Ms, p.loopDelayMaxMs, gcSummary(p)])));
   const names = [...new Set(threads.flatMap((t) => [...t.keys()]))].filter((n) => threads.some((t) => (t.get(n) ?? 0) > 0));
   console.log(

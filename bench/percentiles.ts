@@ -18,6 +18,20 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
 }
 
+/**
+ * The latency bounds (ms) tail shares are read at: 5 (the one-at-a-time target's p99), 20 (the open
+ * loop's), 50. Bounds of the service's histograms' buckets (LATENCY_BUCKETS), so the client's shares and
+ * the service's stages' compare (stage-breakdown.ts).
+ */
+export const TAIL_MS = [5, 20, 50] as const;
+
+/** The share (0–1) of `samples` above each bound (same unit), by bound. */
+export function shareOver(samples: ArrayLike<number>, bounds: readonly number[]): Record<number, number> {
+  const over = bounds.map(() => 0);
+  for (let i = 0; i < samples.length; i++) for (let b = 0; b < bounds.length; b++) if (samples[i]! > bounds[b]!) over[b]!++;
+  return Object.fromEntries(bounds.map((b, k) => [b, samples.length ? over[k]! / samples.length : 0]));
+}
+
 /** Summarises samples (milliseconds); sorts a copy, so the caller's order is kept. */
 export function summarize(samples: ArrayLike<number>): LatencySummary {
   const sorted = Float64Array.from(samples).sort();

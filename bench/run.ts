@@ -39,7 +39,7 @@ import { startRig } from "./rig.js";
 import { seedUserSnapshots } from "./seed-snapshots.js";
 import { table } from "./table.js";
 import { benchTracing, tracingTable } from "./tracing-cost.js";
-import { readStages, stageBreakdown, stagesTable } from "./stage-breakdown.js";
+import { readStages, stageBreakdown, stagesTable, tailsTable } from "./stage-breakdown.js";
 import { measureDiskFloor, type DiskFloor } from "./disk-floor.js";
 import { measureStorageFloor, type StorageFloor } from "./storage-floor.js";
 
@@ -254,7 +254,8 @@ async function main(): Promise<void> {
   results.storageFloor = storage;
   results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, stages: { lone: loneStages, paced: pacedStages }, disk };
   console.log(latencyTable(halfRate, { lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load }));
-  console.log(stagesTable("2c. Inside the service, means per command (from its histograms' sums): reply = mailbox + prepare + commit (+ the API's own share)", [["one at a time", loneStages], ["open loop", pacedStages]]));
+  console.log(stagesTable("2c. Inside the service, means per command (from its histograms' sums): reply = mailbox + prepare + commit (+ the API's own share); a transaction at the write worker = wait + run + answer", [["one at a time", loneStages], ["open loop", pacedStages]]));
+  console.log(tailsTable("2c. The tails: commands the client saw over each bound, and the service's stages over it (transactions and their parts per transaction)", [["one at a time", lone.over, loneStages], ["open loop", paced.over, pacedStages]]));
   console.log(diskFloorTable(disk, floorLone.load.latency.p50, LATENCY_TARGETS.loneP50));
   console.log(floorsTable({ floorCpu, contractCpu: leastContractCpu, durableCpu, storage }));
 

@@ -1,9 +1,12 @@
 /**
  * Where a load's commands spent their time inside the service, from its own histograms' sums and counts
- * (exact means, unlike the buckets): reply, mailbox, prepare, commit; and what the write path did per
- * command meanwhile (transactions with writes, transactions that only deleted, consumer batches).
+ * (exact means, unlike the buckets): reply, mailbox, prepare, commit, and a group commit's parts at the
+ * write worker (the hop to its thread, the transaction, the answer's way back); what the write path did
+ * per command meanwhile (transactions with writes, transactions that only deleted, consumer batches); and,
+ * from the buckets, the shares of each over 5, 20 and 50 ms beside the client's.
  */
 import type { Nerve } from "../src/app/nerve.js";
+import { TAIL_MS } from "./percentiles.js";
 import { table } from "./table.js";
 
 /** Sums (seconds) and counts of the service's histograms, and the writer's counters, at one moment. */
@@ -28,6 +31,14 @@ export interface StageBreakdown {
   commitMs: number;
   /** One group-commit transaction with writes, on average. */
   transactionMs: number;
+  /**
+   * Its parts at the SQLite write worker, on average (0 without the worker): from the main thread's post
+   * until the worker's thread started it, the transaction there (statements and fsync), and from its end
+   * until the main thread took the answer.
+   */
+  workerWaitMs: number;
+  workerRunMs: number;
+  workerAnswerMs: number;
   transactionsPerCommand: number;
   deleteOnlyPerCommand: number;
   consumerBatchesPerCommand: number;
@@ -35,11 +46,12 @@ export interface StageBreakdown {
    * Of the replies, commit stages and group-commit transactions, the shares (0–1) that took longer than
    * each of {@link TAIL_MS}: whether an open loop's tail is the service's, and which stage's.
    */
-  over: Record<"reply" | "commit" | "transaction", Record<number, number>>;
+  over: Record<TailStage, Record<number, number>>;
 }
 
-/** The latency bounds (ms, buckets of the service's histograms) the tail shares are read at. */
-export const TAIL_MS = [20, 50] as const;
+/** The stages whose tail shares are read. */
+const TAIL_STAGES = ["reply", "commit", "transaction", "workerWait", "workerRun", "workerAnswer"] as const;
+type TailStage = (typeof TAIL_STAGES)[number];
 
 type Values = { values: { labels: Record<string, string | number>; value: number; metricName?: string }[] };
 
@@ -68,6 +80,7 @@ export async function readStages(nerve: Nerve): Promise<StageReading> {
   await read("nerve_command_reply_seconds", () => "reply");
   await read("nerve_command_stage_seconds", (l) => String(l.stage));
   await read("nerve_group_commit_seconds", () => "transaction");
+  await read("nerve_sqlite_write_seconds", (l) => ({ wait: "workerWait", run: "workerRun", answer: "workerAnswer" })[String(l.phase)]);
   const consumerBatches = [...nerve.consumers.runners.values()].reduce((n, r) => n + r.stats.batches, 0);
   return { sums, counts, within, transactions: nerve.writer.stats.transactions, deleteOnly: nerve.writer.stats.deleteOnlyTransactions, consumerBatches };
 }
@@ -86,21 +99,37 @@ export function stageBreakdown(before: StageReading, after: StageReading): Stage
     prepareMs: meanMs("prepare"),
     commitMs: meanMs("commit"),
     transactionMs: meanMs("transaction"),
+    workerWaitMs: meanMs("workerWait"),
+    workerRunMs: meanMs("workerRun"),
+    workerAnswerMs: meanMs("workerAnswer"),
     transactionsPerCommand: per(after.transactions - before.transactions),
     deleteOnlyPerCommand: per(after.deleteOnly - before.deleteOnly),
     consumerBatchesPerCommand: per(after.consumerBatches - before.consumerBatches),
-    over: { reply: over("reply"), commit: over("commit"), transaction: over("transaction") },
+    over: Object.fromEntries(TAIL_STAGES.map((k) => [k, over(k)])) as StageBreakdown["over"],
   };
 }
 
 /** The breakdowns as a table, one row per load. */
 export function stagesTable(title: string, rows: [string, StageBreakdown][]): string {
   const ms = (x: number) => x.toFixed(3);
-  const pct = (x: number | undefined) => `${((x ?? 0) * 100).toFixed(2)}`;
-  const tails = (["reply", "commit", "transaction"] as const).flatMap((k) => TAIL_MS.map((b) => [k, b] as const));
   return table(
     title,
-    ["load", "commands", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one transaction ms", "transactions / cmd", "delete-only txns / cmd", "consumer batches / cmd", ...tails.map(([k, b]) => `${k} >${b} ms %`)],
-    rows.map(([name, s]) => [name, s.commands, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2), ...tails.map(([k, b]) => pct(s.over[k][b]))]),
+    ["load", "commands", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one transaction ms", "at the worker: wait ms", "run ms", "answer ms", "transactions / cmd", "delete-only txns / cmd", "consumer batches / cmd"],
+    rows.map(([name, s]) => [name, s.commands, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), ms(s.workerWaitMs), ms(s.workerRunMs), ms(s.workerAnswerMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2)]),
+  );
+}
+
+/**
+ * The tails, one row per load and bound: the share of commands the client saw over it, and inside the
+ * service the shares of replies, commit stages, transactions and their parts at the worker (per
+ * transaction) over it. What the client sees and no stage does happened outside the reply's span: on the
+ * way in (NATS, and the main thread busy before it reads the request), or on the way back.
+ */
+export function tailsTable(title: string, rows: [string, Record<number, number>, StageBreakdown][]): string {
+  const pct = (x: number | undefined) => `${((x ?? 0) * 100).toFixed(2)}`;
+  return table(
+    title,
+    ["load", "over ms", "client %", "reply %", "commit %", "transaction %", "worker wait %", "worker run %", "worker answer %"],
+    rows.flatMap(([name, client, s]) => TAIL_MS.map((b) => [name, b, pct(client[b]), ...TAIL_STAGES.map((k) => pct(s.over[k][b]))])),
   );
 }
