@@ -62,10 +62,10 @@ async function main(): Promise<void> {
   };
   // BENCH_CPU_PROFILE profiles the one-at-a-time phase, or the open loop with BENCH_CPU_PROFILE_PHASE=open.
   const profileOpen = process.env.BENCH_CPU_PROFILE_PHASE === "open";
-  const [lone, loneStages] = await measured(() => profiled(profileOpen ? undefined : process.env.BENCH_CPU_PROFILE, () => load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "lone", deadline: after(60_000) })));
+  const [lone, loneStages] = await measured(() => profiled(profileOpen ? undefined : process.env.BENCH_CPU_PROFILE, () => load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "lone", deadline: after(60_000) }), (r) => r.sent));
   const allocFile = process.env.BENCH_ALLOC_PROFILE;
   const stopAllocations = allocFile ? await startAllocationProfile() : undefined;
-  const [paced, pacedStages] = await measured(() => profiled(profileOpen ? process.env.BENCH_CPU_PROFILE : undefined, () => load.run({ kind: "profile", ids, count: rate * PACED_SECONDS, inflight: 4096, rate, tag: "paced", deadline: after(PACED_SECONDS * 1000 + 15_000) })));
+  const [paced, pacedStages] = await measured(() => profiled(profileOpen ? process.env.BENCH_CPU_PROFILE : undefined, () => load.run({ kind: "profile", ids, count: rate * PACED_SECONDS, inflight: 4096, rate, tag: "paced", deadline: after(PACED_SECONDS * 1000 + 15_000) }), (r) => r.sent));
   await stopAllocations?.(allocFile!, paced.sent);
   const disk = await measureDiskFloor();
   console.log(`environment: ${JSON.stringify(extra)}`);
