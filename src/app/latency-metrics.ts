@@ -58,7 +58,7 @@ export class LatencyMetrics {
   });
   readonly sqliteWrite = new LeanHistogram({
     name: "nerve_sqlite_write_seconds",
-    help: "A group commit through the SQLite write worker, in three phases: wait (from the main thread's post until the worker's thread starts it: the hop to that thread, and a transaction still running before it), run (its statements and fsync), answer (from its end until the main thread takes the answer)",
+    help: "A group commit with writes through the SQLite write worker, in three phases: wait (from the main thread's post until the worker's thread starts it: the hop to that thread, and a transaction still running before it), run (its statements and fsync), answer (from its end until the main thread takes the answer)",
     labelNames: ["phase"],
     buckets: LATENCY_BUCKETS,
   });

@@ -50,7 +50,7 @@ export type WorkerReply = ({ id: number; seqs: number[] } | { id: number; handle
 };
 
 /**
- * Told, for each group commit the worker answered, its three parts in seconds: `wait` from the main
+ * Told, for each group commit with writes the worker answered, its three parts in seconds: `wait` from the main
  * thread's post until the worker's thread started its transaction (the hop to a thread that may have to
  * be woken and get a core, and a transaction still running before it), `run` the transaction itself (its
  * statements and the fsync), `answer` from its end until the main thread took the answer.
@@ -312,7 +312,8 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     if (!f) return;
     this.#inflight.delete(reply.id);
     if (this.#inflight.size === 0) this.#worker?.unref();
-    if (f.kind === "commit" && reply.ran && this.#timings) {
+    // As nerve_group_commit_seconds: group commits with writes (one that only deletes published rows is not told).
+    if (f.kind === "commit" && f.writes.length > 0 && reply.ran && this.#timings) {
       const [start, end] = reply.ran;
       const now = monotonicMs();
       this.#timings(Math.max(0, start - f.sentMs) / 1000, Math.max(0, end - start) / 1000, Math.max(0, now - end) / 1000);

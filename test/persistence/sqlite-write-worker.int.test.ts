@@ -85,10 +85,11 @@ describe("SqliteWriteWorker", () => {
   it("tells each group commit's parts — the hop to its thread, the transaction, the answer's way back — within what the caller waited", async () => {
     const told: [number, number, number][] = [];
     const worker = new SqliteWriteWorker(db, () => undefined, (wait, run, answer) => told.push([wait, run, answer]));
+    const published: number[] = [];
     try {
       for (let i = 0; i < 3; i++) {
         const sent = monotonicMs();
-        await worker.commit([profileWrite(`timed-${i}`, 1, `0190a0e0-0000-7000-8000-00000000071${i}`)]);
+        published.push(...(await worker.commit([profileWrite(`timed-${i}`, 1, `0190a0e0-0000-7000-8000-00000000071${i}`)])).map((r) => Number(r.seq)));
         const waited = (monotonicMs() - sent) / 1000;
         expect(told).toHaveLength(i + 1);
         const [wait, run, answer] = told[i]!;
@@ -97,6 +98,9 @@ describe("SqliteWriteWorker", () => {
         expect(run).toBeGreaterThan(0);
         expect(wait + run + answer).toBeLessThanOrEqual(waited + 1e-6);
       }
+      // A transaction that only deletes published rows is no group commit with writes: not told.
+      await worker.commit([], published);
+      expect(told).toHaveLength(3);
     } finally {
       await worker.close();
     }
