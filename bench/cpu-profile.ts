@@ -77,10 +77,9 @@ export function profileSummary(profile: Profile, operations: number, file: strin
   }
   const busy = total - idle;
   const rows = [...spent].sort((a, b) => b[1] - a[1]);
-  const native = rows.filter(([k, us]) => k.startsWith("native ") && us >= busy / 100);
   const grouped = new Map<string, number>();
   for (const [k, us] of rows) {
-    const key = k.startsWith("native ") && !native.some(([n]) => n === k) ? "native, each under 1 %" : k;
+    const key = k.startsWith("native ") && us < busy / 100 ? "native, each under 1 %" : k;
     grouped.set(key, (grouped.get(key) ?? 0) + us);
   }
   const lines = [...grouped].sort((a, b) => b[1] - a[1]).map(([k, us]) => `  ${(us / operations).toFixed(1).padStart(7)}  ${((100 * us) / busy).toFixed(1).padStart(5)} %  ${k}`);

@@ -1,6 +1,6 @@
 /**
  * `npm run bench:wake`: what a thread's sleep costs the code that runs after it, on this machine. The same
- * small piece of a command's work (five event envelopes through zod, msgpack and JSON) is timed back to
+ * small piece of a command's work (five event envelopes through zod, Nerve's MessagePack codec and JSON) is timed back to
  * back, after 1 ms of spinning, after 20 system calls, and after 0.1, 1 and 10 ms asleep (`Atomics.wait`:
  * a futex, the thread off its core). On a VM whose idle cores are handed to others, caches and TLBs
  * come back cold: the same code runs several times slower after a sleep. At a low rate every step of a
@@ -8,10 +8,9 @@
  * A few seconds, in-process; medians of each way, two rounds.
  */
 import { fstatSync } from "node:fs";
-import { Packr } from "msgpackr";
-import { EventSchemas } from "../contracts/index.js";
+import { decodeMsgPack, encodeMsgPack, EventSchemas } from "../contracts/index.js";
+import { summarize } from "./percentiles.js";
 
-const packr = new Packr({ useRecords: false });
 const schema = EventSchemas.UserProfileUpdated;
 const id = (n: number) => `0193a1b2-c3d4-7e5f-8a9b-${n.toString(16).padStart(12, "0")}`;
 const envelope = (i: number) => ({
@@ -32,8 +31,10 @@ const work = (i: number): void => {
   for (let k = 0; k < 5; k++) {
     const e = envelope(i * 5 + k);
     if (!schema.safeParse(e).success) throw new Error("the envelope is not valid");
-    const b = packr.pack(e);
-    sink += JSON.stringify((packr.unpack(b) as { payload: unknown }).payload).length + b.length;
+    const b = encodeMsgPack(e);
+    const back = decodeMsgPack(b);
+    if (!back.ok) throw back.error;
+    sink += JSON.stringify((back.value as { payload: unknown }).payload).length + b.length;
   }
 };
 const flag = new Int32Array(new SharedArrayBuffer(4));
@@ -41,7 +42,6 @@ const spin = (ms: number) => {
   const until = performance.now() + ms;
   while (performance.now() < until);
 };
-const median = (a: number[]) => a.sort((x, y) => x - y)[a.length >> 1]!;
 const timed = (n: number, before: () => void): number => {
   const us: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -50,7 +50,7 @@ const timed = (n: number, before: () => void): number => {
     work(i);
     us.push((performance.now() - t) * 1000);
   }
-  return median(us);
+  return summarize(us).p50;
 };
 
 for (let i = 0; i < 20_000; i++) work(i);
