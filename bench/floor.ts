@@ -11,6 +11,7 @@ import { encodeMsgPack } from "../contracts/index.js";
 import type { CommandLoadResult } from "./command-load.js";
 import type { LoadClient } from "./load-client.js";
 import { cpuMeter } from "./thread-cpu.js";
+import { startDurableStore, type DurableStore } from "./durable-floor.js";
 
 /** What the floor measured. */
 export interface FloorResult {
@@ -22,6 +23,8 @@ export interface FloorResult {
   serverCpuUsPerRequest: number | undefined;
   /** With durable readers: what they read (each), undelivered at the end of the load (the worst), and seconds from then until all had read everything. */
   readers?: { count: number; ack: "explicit" | "all"; consumedEach: number[]; lagAtLoadEnd: number; catchUpSeconds: number };
+  /** The durable floor's group commits (durable-floor.ts), when it was one. */
+  durable?: { commits: number; writes: number; averageBatch: number };
 }
 
 /**
@@ -65,15 +68,20 @@ export const machineCpuUs = (f: FloorResult): number => f.processCpuUsPerRequest
 const STREAM = "BENCH_FLOOR";
 const WINDOW = 256;
 
-/** Runs the floor: `count` UpdateUserProfile-shaped requests over `ids`, `inflight` at a time. */
-export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number; readers?: { count: number; ack: "explicit" | "all" } }): Promise<FloorResult> {
+/**
+ * Runs the floor: `count` UpdateUserProfile-shaped requests over `ids`, `inflight` at a time. With `durable`,
+ * the durable floor (section 1d): each request decoded, checked and committed with its event and outbox row
+ * before its reply, the event published from the commit and its row deleted in a later one (durable-floor.ts).
+ */
+export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number; readers?: { count: number; ack: "explicit" | "all" }; durable?: "worker" | "main" }): Promise<FloorResult> {
   const nc: NatsConnection = await connect({ servers: url, name: "bench-floor", noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: STREAM, subjects: ["bench.floor.>"], storage: StorageType.File, num_replicas: 1 });
   const js = jetstream(nc);
   const body = new Uint8Array(300);
   const reply = encodeMsgPack({ ok: true, aggregate_id: "x", aggregate_version: 1, events: [{ event_type: "UserProfileUpdated" }] });
-  const queue: { subject: string; id: string }[] = [];
+  // What to publish: the floor's fixed body, or a committed event's own (and what to tell once JetStream has it).
+  const queue: { subject: string; id: string; body?: Uint8Array; published?: () => void }[] = [];
   let inflight = 0;
   let published = 0;
   let failed = 0;
@@ -81,14 +89,17 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
   const run = Date.now().toString(36);
   const pump = (): void => {
     while (inflight < WINDOW && queue.length > 0) {
-      const { subject, id } = queue.shift()!;
+      const { subject, id, body: own, published: told } = queue.shift()!;
       const h = natsHeaders();
       h.set("Content-Type", "application/msgpack");
       h.set("Event-Type", "UserProfileUpdated");
       h.set("Event-Version", "1");
       inflight++;
-      js.publish(subject, body, { msgID: id, headers: h }).then(
-        () => published++,
+      js.publish(subject, own ?? body, { msgID: id, headers: h }).then(
+        () => {
+          published++;
+          told?.();
+        },
         () => failed++,
       ).finally(() => {
         inflight--;
@@ -96,9 +107,22 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
       });
     }
   };
+  let store: DurableStore | undefined;
+  try {
+    store = o.durable
+      ? await startDurableStore(o.ids, (id) => `bench.floor.${id}`, (e) => {
+          queue.push({ subject: e.subject, id: e.msgID, body: e.body, published: e.published });
+          pump();
+        }, o.durable)
+      : undefined;
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
   const sub = nc.subscribe("cmd.users.UpdateUserProfile.*", {
     callback: (_err, msg) => {
       const id = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+      if (store) return store.take(msg, id);
       msg.respond(reply);
       queue.push({ subject: `bench.floor.${id}`, id: `${run}-${n++}` });
       pump();
@@ -117,6 +141,7 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
     const catchUpSeconds = (performance.now() - loadEnd) / 1000;
     const spent = cpu();
     if (failed > 0) throw new Error(`${failed} floor publishes failed`);
+    if (store && store.stats.rejected > 0) throw new Error(`the durable floor rejected ${store.stats.rejected} commands`);
     if (readers && Math.min(...readers.consumed) < published) throw new Error(`the floor's readers read ${readers.consumed.join(", ")} of ${published} events`);
     return {
       load: result,
@@ -124,10 +149,12 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
       processCpuUsPerRequest: (spent.processMs * 1000) / result.sent,
       serverCpuUsPerRequest: spent.serverMs === undefined ? undefined : (spent.serverMs * 1000) / result.sent,
       ...(readers && o.readers && { readers: { count: o.readers.count, ack: o.readers.ack, consumedEach: [...readers.consumed], lagAtLoadEnd, catchUpSeconds } }),
+      ...(store && { durable: { commits: store.stats.commits, writes: store.stats.writes, averageBatch: store.stats.writes / Math.max(1, store.stats.commits) } }),
     };
   } finally {
     await readers?.stop().catch(() => undefined);
     sub.unsubscribe();
+    await store?.close();
     await jsm.streams.delete(STREAM).catch(() => undefined);
     await nc.close();
   }
