@@ -11,6 +11,7 @@
  * `BENCH_QUICK=1` runs a tiny version for smoke tests (results in `*-command-path-quick.json`).
  * `BENCH_CLIENT=worker` runs the load generator in a worker thread instead of beside the service.
  * `BENCH_CPU_PROFILE=<file>` writes a V8 CPU profile of section 2 (that run does not become `latest`).
+ * Any `NERVE_*` setting in its environment reaches the Nerves it starts (recorded as `serviceSettings`).
  * The heap figures need a collector: `--expose-gc` is used when given, else it is enabled at run time.
  */
 import { mkdir, writeFile } from "node:fs/promises";
@@ -56,9 +57,13 @@ const { gc, access: gcAccess } = collector();
 const profileFile = process.env.BENCH_CPU_PROFILE || undefined;
 const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick: plan.quick, plan, cpuProfileOfSection2: profileFile };
 
+/** Settings from the bench's own environment that reach its Nerves (e.g. `NERVE_SQLITE_WRITER=inline npm run bench:commands`), recorded with the run. */
+const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_"))) as Record<string, string>;
+results.serviceSettings = inherited;
+
 /** Starts Nerve in-process with the bench's settings; stopping it is registered for cleanup. */
 async function nerveOn(natsUrl: string, dbPath: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
-  const env = { NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: String(plan.mailboxSize) };
+  const env = { ...inherited, NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: String(plan.mailboxSize) };
   const nerve = await startNerve(loadConfig(env), logger);
   return { nerve, stop: cleanup.add("nerve", () => nerve.stop()) };
 }
@@ -137,7 +142,7 @@ const USERS_STREAM_READERS = createSubscribers({ bus: undefined as never, db: { 
 async function main(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg();
-  console.log(`Nerve command-path bench${plan.quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}; load generator on the ${plan.client === "main" ? "main thread" : "worker thread"}`);
+  console.log(`Nerve command-path bench${plan.quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}; load generator on the ${plan.client === "main" ? "main thread" : "worker thread"}${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
   if (loadBefore[0]! > 0.5) console.log(`note: load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before the run — other work shares these ${cpus().length} cores, so figures will be lower and noisier`);
   const { nats, client, load } = await startRig(cleanup, plan.client);
   const sqliteA = await tempSqlitePath();
@@ -357,10 +362,10 @@ async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const json = `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`;
   await writeFile(join(RESULTS_DIR, `${stamp}-${suffix}.json`), json);
-  // A profiled run is slower than a plain one, so it never becomes the latest figures.
-  const latest = ok && !profileFile;
+  // A profiled run is slower than a plain one, and one with settings of its own is not the service's default: neither becomes the latest figures.
+  const latest = ok && !profileFile && Object.keys(inherited).length === 0;
   if (latest) await writeFile(join(RESULTS_DIR, `latest-${suffix}.json`), json);
-  console.log(`\nresults: bench/results/${stamp}-${suffix}.json${latest ? ` and latest-${suffix}.json` : ` (${ok ? "profiled" : "failed"} run; latest untouched)`}`);
+  console.log(`\nresults: bench/results/${stamp}-${suffix}.json${latest ? ` and latest-${suffix}.json` : ` (${!ok ? "failed" : profileFile ? "profiled" : "settings of its own"} run; latest untouched)`}`);
 }
 
 runToEnd(main, { budgetMs: plan.budgetMs, cleanup, writeResults });

@@ -65,10 +65,13 @@ export const ConfigSchema = z
     NERVE_SQLITE_SYNC: z.enum(["FULL", "NORMAL"]).default("FULL"),
     /**
      * Who commits on a SQLite file: a worker thread with a connection of its own (group commits, write-only
-     * projections' batches, process managers' inbox rows), or the main connection. The worker by default:
-     * the soak saturated at 1,912 requests/s with it against 1,130–1,208 on the main connection.
+     * projections' batches, process managers' inbox rows), the same engine and connection on the main
+     * thread (`inline`: no hop between threads, but the event loop waits out each transaction), or the main
+     * connection. The worker by default: the soak saturated at 1,912 requests/s with it against 1,130–1,208
+     * on the main connection; inline measured 7 % less machine CPU per command than the worker in
+     * bench:wire and no clear difference in bench:commands (README, stop 37).
      */
-    NERVE_SQLITE_WRITER: z.enum(["worker", "main"]).default("worker"),
+    NERVE_SQLITE_WRITER: z.enum(["worker", "inline", "main"]).default("worker"),
     /** This instance's name: in leases, logs and the Nerve-Instance reply header. */
     NERVE_INSTANCE_ID: z
       .string()

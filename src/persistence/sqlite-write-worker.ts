@@ -1,8 +1,10 @@
 /**
  * The SQLite write worker, from the main thread: a group commit is one message to a worker thread
  * that owns a write connection (sqlite-write-thread.ts) and one reply, instead of a trip through
- * libuv's thread pool and back to the event loop for every statement of the transaction.
+ * libuv's thread pool and back to the event loop for every statement of the transaction. Inline
+ * (`NERVE_SQLITE_WRITER=inline`) the same engine runs on the main thread, behind the same messages.
  */
+import { EventEmitter } from "node:events";
 import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
 import { encodeWrites, outboxRows, type AggregateWrite } from "./commit-batch.js";
@@ -12,6 +14,7 @@ import { StaleWriteError, type EncodedWrite } from "./batch-statements.js";
 import { BatchBeforeFailed, type BatchLink, type ConsumerBatch, type ConsumerBatchWriter } from "./consumer-batch.js";
 import { ChurnTable } from "../support/churn-table.js";
 import { monotonicMs } from "../support/monotonic.js";
+import { startWriteEngine, type EngineMessage, type WriteEngine } from "./sqlite-write-engine.js";
 
 /** What the worker thread is started with. */
 export interface WorkerSetup {
@@ -143,15 +146,66 @@ const BOOT = `const { workerData } = require("node:worker_threads");
 (workerData.entry.endsWith(".ts") ? import("tsx/esm/api").then((t) => t.register()) : Promise.resolve()).then(() => import(workerData.entry));`;
 
 /**
+ * The write engine on the main thread, with a worker's face (messages in and out, `exit` when it ends):
+ * no hop between threads and no copy of a request, but each transaction, its fsync included, holds the
+ * event loop. What one turn of the event loop sends shares a transaction, as what a busy thread finds
+ * waiting does.
+ */
+class InlineEngine extends EventEmitter {
+  #engine: WriteEngine | undefined;
+  #ended = false;
+
+  constructor(setup: WorkerSetup) {
+    super();
+    try {
+      this.#engine = startWriteEngine(setup, {
+        reply: (m) => {
+          if (!this.#ended) this.emit("message", m);
+        },
+        pull: () => undefined,
+        defer: (drain) => setImmediate(drain),
+        closed: () => this.#end(0),
+        crash: (err) => {
+          this.#engine?.abort();
+          this.#end(1, err);
+        },
+      });
+    } catch (err) {
+      // As a thread that fails to open its connection: the error, then the exit, once the caller listens.
+      setImmediate(() => this.#end(1, err));
+    }
+  }
+
+  ref(): void {}
+
+  unref(): void {}
+
+  postMessage(m: EngineMessage, _transfer?: ArrayBuffer[]): void {
+    if (!this.#ended) this.#engine?.take(m);
+  }
+
+  #end(code: number, err?: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    setImmediate(() => {
+      if (err !== undefined) this.emit("error", err);
+      this.emit("exit", code);
+    });
+  }
+}
+
+/**
  * A worker thread that commits group-commit batches, and the batches of projections that only write, on
  * its own connection to a SQLite file, one transaction at a time in the order sent; restarted after it dies.
+ * With `where: "inline"` the same engine runs on the main thread ({@link InlineEngine}).
  */
 export class SqliteWriteWorker implements ConsumerBatchWriter {
   readonly #db: Database;
   readonly #setup: WorkerSetup;
   readonly #onFailure: (err: Error) => void;
   readonly #timings: WorkerTimings | undefined;
-  #worker: Worker | undefined;
+  readonly #inline: boolean;
+  #worker: Worker | InlineEngine | undefined;
   /** By request id; not a Map (see ChurnTable): a request comes and goes with every group commit. */
   readonly #inflight = new ChurnTable<InFlight>();
   #nextId = 1;
@@ -163,9 +217,10 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   #heapWaiters: ((h: WorkerHeap | undefined) => void)[] = [];
 
   /** `onFailure` hears of every death of the worker (its batches are failed or settled already); `timings` of each group commit's parts. */
-  constructor(db: Database, onFailure: (err: Error) => void, timings?: WorkerTimings) {
+  constructor(db: Database, onFailure: (err: Error) => void, timings?: WorkerTimings, where: "thread" | "inline" = "thread") {
     if (!db.sqliteFile) throw new Error("the SQLite write worker needs a SQLite file");
     this.#db = db;
+    this.#inline = where === "inline";
     this.#setup = { ...db.sqliteFile, walSizeLimit: WAL_SIZE_LIMIT };
     this.#onFailure = onFailure;
     this.#timings = timings;
@@ -175,7 +230,8 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   /** Commits `writes` and deletes the `published` outbox rows in one transaction; resolves with the new outbox rows. */
   commit(writes: AggregateWrite[], published: readonly number[] = []): Promise<OutboxRow[]> {
     const encoded = encodeWrites(writes);
-    const transfer = packBodies(encoded);
+    // Inline, nothing crosses to another thread: the bodies are read where they are.
+    const transfer = this.#inline ? [] : packBodies(encoded);
     return new Promise((resolve, reject) =>
       this.#send({ kind: "commit", writes, resolve, reject, sentMs: this.#timings ? monotonicMs() : 0 }, (id) => ({ id, writes: encoded, published }), transfer),
     );
@@ -246,7 +302,8 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   /** The worker thread's V8 heap; undefined while no worker runs (a scrape does not start one). */
   heap(): Promise<WorkerHeap | undefined> {
     const worker = this.#worker;
-    if (!worker || this.#closed) return Promise.resolve(undefined);
+    // Inline, the engine's heap is the main thread's.
+    if (!worker || this.#closed || this.#inline) return Promise.resolve(undefined);
     worker.ref();
     return new Promise((resolve) => {
       this.#heapWaiters.push(resolve);
@@ -276,8 +333,8 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     this.#exitBeforeCommit = true;
   }
 
-  #start(): Worker {
-    const worker = withWorkerSemiSpace(() => new Worker(BOOT, { eval: true, workerData: { ...this.#setup, entry: THREAD_URL.href }, execArgv: [] }));
+  #start(): Worker | InlineEngine {
+    const worker = this.#inline ? new InlineEngine(this.#setup) : withWorkerSemiSpace(() => new Worker(BOOT, { eval: true, workerData: { ...this.#setup, entry: THREAD_URL.href }, execArgv: [] }));
     this.#worker = worker;
     let failure: Error | undefined;
     worker.unref();

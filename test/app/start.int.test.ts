@@ -87,6 +87,29 @@ describe("start-up", () => {
     }
   });
 
+  it("commits on the main thread with NERVE_SQLITE_WRITER=inline: commands and a write-only projection's batches, no write worker's heap", async () => {
+    const db = await tempSqlitePath();
+    const nerve = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", NERVE_SQLITE_WRITER: "inline" }), createLogger("silent"));
+    const client = await connect({ servers: nats.url, noAsyncTraces: true });
+    try {
+      expect((await command(client, "users", "RegisterUser", "in1", { email: "in1@example.com", name: "In" })).body.ok).toBe(true);
+      expect((await command(client, "users", "ChangeUserEmail", "in1", { new_email: "in2@example.com" })).body).toMatchObject({ ok: true, aggregate_version: 2 });
+      expect((await query(client, "users", "GetUser", { user_id: "in1" })).body.result).toMatchObject({ email: "in2@example.com" });
+      expect(await nerve.relay.flush(5_000)).toBe(true);
+      // security, a write-only projection, takes UserEmailChanged through the same engine (its inbox row).
+      await until("security handled the e-mail change", async () => Number((await nerve.db.execute<{ n: number }>("select count(*) as n from consumer_inbox where consumer = ?", ["security"], "get")).n) === 1, 10_000);
+      const metrics = await (await fetch(`http://127.0.0.1:${nerve.gateway.port}/metrics`)).text();
+      expect(metrics).toMatch(/^nerve_sqlite_write_seconds_count\{phase="run"\} [1-9]/m);
+      // No thread of its own: the engine's heap is the main thread's, not told apart.
+      expect(metrics).not.toContain("nerve_sqlite_writer_heap_bytes{");
+      expect(nerve.writer.sqliteWorker?.restarts).toBe(0);
+    } finally {
+      await client.close();
+      await nerve.stop();
+      await db.cleanup();
+    }
+  });
+
   it("fails cleanly when the HTTP port is taken: nothing is left running", async () => {
     const blocker = createServer().listen(0, "0.0.0.0");
     await new Promise((r) => blocker.once("listening", r));

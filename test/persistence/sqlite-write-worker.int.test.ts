@@ -1,4 +1,7 @@
-/** The SQLite write worker: a worker that dies mid-transaction loses and half-commits nothing; requests that queue share a transaction. */
+/**
+ * The SQLite write worker: a worker that dies mid-transaction loses and half-commits nothing; requests that
+ * queue share a transaction. Each on its thread and inline (the same engine on the main thread).
+ */
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -10,7 +13,6 @@ import { monotonicMs } from "../../src/support/monotonic.js";
 import { captureLog, profileWrite, useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
-useSqliteDatabase((d) => (db = d));
 
 /** A consumer batch of one event: its row in `inbox` (`returning` it when new), then `sql` bound with the id. */
 const oneEventBatch = (inbox: string, id: string, sql: string) => ({
@@ -20,10 +22,13 @@ const oneEventBatch = (inbox: string, id: string, sql: string) => ({
 
 const eventCount = async (id: string) => Number((await db.execute<{ n: number }>("select count(*) as n from nerve_events where aggregate_id = ?", [id], "get")).n);
 
-describe("SqliteWriteWorker", () => {
+describe.each(["thread", "inline"] as const)("SqliteWriteWorker (%s)", (where) => {
+  // A file of each mode's own: the tests' tables and aggregates are the same in both.
+  useSqliteDatabase((d) => (db = d));
+
   it("fails the batch it dies in, commits none of it, reports the death and commits the next writes on a new worker", async () => {
     const { logger, errors } = captureLog();
-    const writer = new GroupCommitWriter(db, { logger, sqliteWriter: "worker" });
+    const writer = new GroupCommitWriter(db, { logger, sqliteWriter: where === "inline" ? "inline" : "worker" });
     expect(writer.sqliteWorker).toBeDefined();
     const committed: OutboxRow[] = [];
     writer.on("committed", (rows) => committed.push(...rows));
@@ -67,7 +72,15 @@ describe("SqliteWriteWorker", () => {
     await expect(writer.submit(profileWrite("closed", 1, "0190a0e0-0000-7000-8000-000000000005"))).rejects.toMatchObject({ name: "WriteWorkerStopped" });
   }, 30_000);
 
-  it("reports its thread's own V8 heap while it runs, and nothing once closed", async () => {
+  if (where === "inline") {
+    it("tells no heap of its own: inline, the engine's heap is the main thread's", async () => {
+      const worker = new SqliteWriteWorker(db, () => undefined, undefined, "inline");
+      await worker.commit([profileWrite("heap-inline", 1, "0190a0e0-0000-7000-8000-000000000202")]);
+      expect(await worker.heap()).toBeUndefined();
+      expect(await eventCount("heap-inline")).toBe(1);
+      await worker.close();
+    });
+  } else it("reports its thread's own V8 heap while it runs, and nothing once closed", async () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
     await worker.commit([profileWrite("heap-a", 1, "0190a0e0-0000-7000-8000-000000000201")]);
     const heap = await worker.heap();
@@ -84,7 +97,7 @@ describe("SqliteWriteWorker", () => {
 
   it("tells each group commit's parts — the hop to its thread, the transaction, the answer's way back — within what the caller waited", async () => {
     const told: [number, number, number][] = [];
-    const worker = new SqliteWriteWorker(db, () => undefined, (wait, run, answer) => told.push([wait, run, answer]));
+    const worker = new SqliteWriteWorker(db, () => undefined, (wait, run, answer) => told.push([wait, run, answer]), where);
     const published: number[] = [];
     try {
       for (let i = 0; i < 3; i++) {
@@ -107,7 +120,7 @@ describe("SqliteWriteWorker", () => {
   }, 30_000);
 
   it("lets the requests that queued during a transaction share the next one, and runs them alone when one of them fails", async () => {
-    const worker = new SqliteWriteWorker(db, () => undefined);
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
     await db.execute("create table shared_inbox (event_id text primary key)", [], "run");
     await db.execute("create table shared_rows (id text primary key)", [], "run");
     const batch = (id: string) => oneEventBatch("shared_inbox", id, "insert into shared_rows (id) values (?)");
@@ -136,7 +149,7 @@ describe("SqliteWriteWorker", () => {
   }, 30_000);
 
   it("fails a batch whose statement does not prepare, as it does any database error, and lives on", async () => {
-    const worker = new SqliteWriteWorker(db, () => undefined);
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
     await db.execute("create table prepared_inbox (event_id text primary key)", [], "run");
     await db.execute("create table prepared_rows (id text primary key)", [], "run");
     const batch = (id: string, sql: string) => oneEventBatch("prepared_inbox", id, sql);
@@ -153,7 +166,7 @@ describe("SqliteWriteWorker", () => {
   }, 30_000);
 
   it("binds booleans, Dates and undefined as node-sqlite3 did (1 / 0, epoch ms, null), on its thread and on the reader", async () => {
-    const worker = new SqliteWriteWorker(db, () => undefined);
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
     await db.execute("create table bound_inbox (event_id text primary key)", [], "run");
     await db.execute("create table bound_rows (id text primary key, flag integer, at integer, gone text)", [], "run");
     const batch = {
@@ -170,7 +183,7 @@ describe("SqliteWriteWorker", () => {
   });
 
   it("keeps temporary files in memory on its connection and on the main one (a group commit's spilled statement journal is no file in /var/tmp)", async () => {
-    const worker = new SqliteWriteWorker(db, () => undefined);
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
     await db.execute("create table temp_inbox (event_id text primary key)", [], "run");
     await db.execute("create table temp_store_seen (id text primary key, v integer)", [], "run");
     const batch = oneEventBatch("temp_inbox", "worker", "insert into temp_store_seen (id, v) select ?, temp_store from pragma_temp_store()");
@@ -182,7 +195,7 @@ describe("SqliteWriteWorker", () => {
   });
 
   it("runs a consumer batch sent on a link before the one ahead of it committed only when that one commits", async () => {
-    const worker = new SqliteWriteWorker(db, () => undefined);
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
     await db.execute("create table linked_inbox (event_id text primary key)", [], "run");
     await db.execute("create table linked_rows (n integer primary key autoincrement, id text not null)", [], "run");
     const batch = (id: string, sql = "insert into linked_rows (id) values (?)") => oneEventBatch("linked_inbox", id, sql);
