@@ -9,7 +9,9 @@
  * thread with the load generator; V8's helper threads; libuv's pool, where SQLite's statements run; the
  * write worker). `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts),
  * `BENCH_CPU_PROFILE=<file>` writes a CPU profile of the main thread in the one-at-a-time phase (bench/cpu-profile.ts).
- * It writes nothing to bench/results: `npm run bench:commands` is the record.
+ * Last, with Nerve stopped, the durable floor (bench/durable-floor.ts: the least a durable command can be,
+ * its store on the main thread when NERVE_SQLITE_WRITER is inline or main, else a write worker) under the
+ * same two loads, for the client side's table. It writes nothing to bench/results: `npm run bench:commands` is the record.
  */
 import { startNerve } from "../src/app/index.js";
 import { loadConfig } from "../src/config/index.js";
@@ -26,6 +28,7 @@ import { gcSummary, watchPauses, type Pauses } from "./pauses.js";
 import { threadCpuByName, threadCpuSpent } from "./thread-cpu.js";
 import { startAllocationProfile } from "./alloc-profile.js";
 import { profiled } from "./cpu-profile.js";
+import { benchFloor } from "./floor.js";
 
 const cleanup = new Cleanup();
 const USERS = 1_000;
@@ -42,7 +45,7 @@ async function main(): Promise<void> {
   cleanup.add("sqlite", () => sqlite.cleanup());
   const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096", ...extra };
   const nerve = await startNerve(loadConfig(env), createLogger("silent"));
-  cleanup.add("nerve", () => nerve.stop());
+  const stopNerve = cleanup.add("nerve", () => nerve.stop());
   const ids = userIds(USERS);
   await registerUsers(load, ids, 256, after(30_000));
   await waitConfirmed(nerve, client, ids.length, after(30_000));
@@ -68,9 +71,28 @@ async function main(): Promise<void> {
   const [paced, pacedStages] = await measured(() => profiled(profileOpen ? process.env.BENCH_CPU_PROFILE : undefined, () => load.run({ kind: "profile", ids, count: rate * PACED_SECONDS, inflight: 4096, rate, tag: "paced", deadline: after(PACED_SECONDS * 1000 + 15_000) }), (r) => r.sent));
   await stopAllocations?.(allocFile!, paced.sent);
   const disk = await measureDiskFloor();
+  // The durable floor (bench/durable-floor.ts) under the same two loads, once Nerve no longer answers: the
+  // least a durable command takes here and now. Its store where Nerve's is: the main thread with inline.
+  await stopNerve();
+  const store = extra.NERVE_SQLITE_WRITER === "inline" || extra.NERVE_SQLITE_WRITER === "main" ? "main" : "worker";
+  const readers = { count: 1, ack: "all" as const };
+  const floorLone = await benchFloor(nats.url, load, { ids, count: LONE, inflight: 1, deadline: after(60_000), readers, durable: store });
+  const floorPaced = await benchFloor(nats.url, load, { ids, count: rate * PACED_SECONDS, inflight: 4096, rate, deadline: after(PACED_SECONDS * 1000 + 15_000), readers, durable: store });
   console.log(`environment: ${JSON.stringify(extra)}`);
   console.log(
-    table("Client side (ms from each command's due time)", ["load", "commands", "per second", "p50", "p90", "p99", "p99.9", "max"], [lone, paced].map((r, i) => [i === 0 ? "one at a time" : `open loop ${rate}/s`, r.sent, Math.round(r.perSecond), r.latency.p50, r.latency.p90, r.latency.p99, r.latency.p999, r.latency.max])),
+    table(
+      `Client side (ms from each command's due time); the durable floor's store: ${store === "main" ? "the main thread" : "a write worker"}`,
+      ["load", "commands", "per second", "p50", "p90", "p99", "p99.9", "max"],
+      [
+        ["Nerve, one at a time", lone],
+        [`Nerve, open loop ${rate}/s`, paced],
+        ["durable floor, one at a time", floorLone.load],
+        [`durable floor, open loop ${rate}/s`, floorPaced.load],
+      ].map(([name, r]) => {
+        const l = r as CommandLoadResult;
+        return [name as string, l.sent, Math.round(l.perSecond), l.latency.p50, l.latency.p90, l.latency.p99, l.latency.p999, l.latency.max];
+      }),
+    ),
   );
   console.log(stagesTable("Inside the service (means per command; a transaction at the write worker = wait + run + answer)", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(tailsTable("The tails: commands the client saw over each bound, and the service's stages over it (transactions and their parts per transaction)", [["one at a time", lone.over, loneStages], ["open loop", paced.over, pacedStages]]));
