@@ -235,6 +235,8 @@ async function main(): Promise<void> {
     durableCpuPerContractFloorCpu: durableCpu / leastContractCpu,
     durableFloorPerFloor: durableFloors.map((d) => d.load.perSecond / floor.load.perSecond),
     durableFloorCpuPerFloorCpu: durableFloors.map((d) => machineCpuUs(d) / floorCpu),
+    durablePerDurableFloor: durableFloors.map((d) => durable.load.perSecond / d.load.perSecond),
+    durableCpuPerDurableFloorCpu: durableFloors.map((d) => durableCpu / machineCpuUs(d)),
   };
   console.log(
     table("   Efficiency against the floor (issue #12; rates of one run, CPU per request)", ["figure", "value", "target", "met", "the contract's floor (1c, fewest acks) on the same scale", "the durable floor (1d: worker / main thread)"], [
@@ -242,6 +244,7 @@ async function main(): Promise<void> {
       ["machine CPU per durable command ÷ the floor's", (durableCpu / floorCpu).toFixed(2), "≤ 2.0", durableCpu / floorCpu <= 2 ? "yes" : "NO", (leastContractCpu / floorCpu).toFixed(2), durableFloors.map((d) => (machineCpuUs(d) / floorCpu).toFixed(2)).join(" / ")],
       ["machine CPU per durable command ÷ the contract floor's", (durableCpu / leastContractCpu).toFixed(2), "", "", "1.00", durableFloors.map((d) => (machineCpuUs(d) / leastContractCpu).toFixed(2)).join(" / ")],
       ["machine CPU per durable command ÷ the durable floor's (worker / main thread)", durableFloors.map((d) => (durableCpu / machineCpuUs(d)).toFixed(2)).join(" / "), "", "", "", "1.00 / 1.00"],
+      ["durable commands/s ÷ the durable floor's requests/s (worker / main thread)", durableFloors.map((d) => (durable.load.perSecond / d.load.perSecond).toFixed(3)).join(" / "), "", "", "", "1.000 / 1.000"],
     ]),
   );
 
