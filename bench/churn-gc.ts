@@ -9,6 +9,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { ChurnTable } from "../src/support/churn-table.js";
+import { median } from "./percentiles.js";
 import { table } from "./table.js";
 
 const OPS = 600_000;
@@ -62,8 +63,6 @@ function measure(kind: string): { scavenges: Scavenge[]; ops: number } {
   }
   return { scavenges, ops: (OPS * 3) / 4 };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 if (process.argv[2]) {
   await child(process.argv[2]);

@@ -54,6 +54,7 @@ import { fencingTable, handoffTable, pointCpuTable, pointTable, rolesTable, type
 import { registerUsers, userIds } from "./durable-commands.js";
 import { startLoadClient, type LoadClient } from "./load-client.js";
 import { benchRawPublish } from "./raw-publish.js";
+import { percentile } from "./percentiles.js";
 import { table } from "./table.js";
 
 const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
@@ -428,7 +429,8 @@ async function forwardingPoint(env: Record<string, string>, ids: string[]): Prom
   return point;
 }
 
-const median = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]! : NaN);
+/** A p50 as the other benches' summaries have it (the nearest rank: the lower middle of an even count); NaN for none. */
+const p50 = (xs: number[]) => (xs.length ? percentile([...xs].sort((a, b) => a - b), 50) : NaN);
 
 async function main(): Promise<void> {
   const loadBefore = loadavg();
@@ -576,8 +578,8 @@ async function main(): Promise<void> {
       }
       const r: HandoffRun = {
         run,
-        leave: { from: x.id, to: y.id, partitions: leave.gaps.length, maxGapMs: Math.max(...leave.gaps), p50GapMs: median(leave.gaps), missing: leave.missing.length, sigtermToExitMs: stopMs, sigtermToAllHeldMs: leaveHeldMs, firstAckAfterHeldMs: leave.firstAfterSettledMs },
-        join: { from: y.id, to: joinId, partitions: join.gaps.length, maxGapMs: Math.max(...join.gaps), p50GapMs: median(join.gaps), missing: join.missing.length, startMs: joined.startMs, startToSpreadMs: joinSpreadMs, firstAckAfterSpreadMs: join.firstAfterSettledMs },
+        leave: { from: x.id, to: y.id, partitions: leave.gaps.length, maxGapMs: Math.max(...leave.gaps), p50GapMs: p50(leave.gaps), missing: leave.missing.length, sigtermToExitMs: stopMs, sigtermToAllHeldMs: leaveHeldMs, firstAckAfterHeldMs: leave.firstAfterSettledMs },
+        join: { from: y.id, to: joinId, partitions: join.gaps.length, maxGapMs: Math.max(...join.gaps), p50GapMs: p50(join.gaps), missing: join.missing.length, startMs: joined.startMs, startToSpreadMs: joinSpreadMs, firstAckAfterSpreadMs: join.firstAfterSettledMs },
         crash: { from: y.id, to: joinId, takeoverMs, partitions: crash.gaps.length, maxAckGapMs: Math.max(...crash.gaps), missing: crash.missing.length, firstAckAfterTakeoverMs: crash.firstAfterSettledMs },
         worstWaitMs: Math.max(...during.map((a) => a.took)),
         retriedSoFar: { ...load.retried },

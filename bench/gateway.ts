@@ -28,6 +28,7 @@ import { ClientFleet, LatencyBook } from "./gateway-clients.js";
 import { Learners, eventsAtRate, floodBatch, floodEvents, grantAll, progressAtRate, watchStoreTimes, type RatePhase } from "./gateway-load.js";
 import { ServerChild, fdLimit } from "./gateway-process.js";
 import { processCpuMs } from "./thread-cpu.js";
+import { median, percentile } from "./percentiles.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const SECRET = "gateway-bench-secret-0123456789";
@@ -124,8 +125,9 @@ export function gatewayBenchOptions(env: Record<string, string | undefined> = pr
     : { learners: 10_000, rates: [1000, 5000], phaseMs: 6000, warmupMs: 1000, floodMs: 5000, floodEvents: 200_000, floodPairs: Number(env.BENCH_GATEWAY_FLOOD_PAIRS ?? 3) };
 }
 
-const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : 0);
 const round = (v: number, d = 1) => Math.round(v * 10 ** d) / 10 ** d;
+/** The median of the flood pairs' ratios, to three places; undefined without any. */
+const medianOrNone = (xs: number[]) => (xs.length === 0 ? undefined : round(median(xs), 3));
 
 /** Least-squares slope of y over x. */
 function slope(points: [number, number][]): number {
@@ -136,10 +138,6 @@ function slope(points: [number, number][]): number {
   const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
   return sxx === 0 ? 0 : sxy / sxx;
 }
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? undefined : s.length % 2 ? s[(s.length - 1) / 2]! : round((s[s.length / 2 - 1]! + s[s.length / 2]!) / 2, 3);
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs the bench; resolves with its figures. */
@@ -318,7 +316,7 @@ export async function runGatewayBench(opts: GatewayBenchOptions = gatewayBenchOp
     options: opts,
     servers,
     floodPairs,
-    floodPairRatioMedian: median(floodPairs.map((p) => p.ratio).filter((r): r is number => r !== undefined)),
+    floodPairRatioMedian: medianOrNone(floodPairs.map((p) => p.ratio).filter((r): r is number => r !== undefined)),
     targets: {
       ...GATEWAY_TARGETS,
       p99MetViaCommandPath: at(servers.uws.commandPath) ? at(servers.uws.commandPath)!.p99Ms <= GATEWAY_TARGETS.p99Ms : null,

@@ -19,6 +19,17 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
 }
 
 /**
+ * The median of `xs` (any order): the middle value, or the mean of the two middle ones for an even count;
+ * NaN for none. (A summary's `p50` is the nearest rank instead: the lower of the two.)
+ */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
  * The latency bounds (ms) tail shares are read at: 5 (the one-at-a-time target's p99), 20 (the open
  * loop's), 50. Bounds of the service's histograms' buckets (LATENCY_BUCKETS), so the client's shares and
  * the service's stages' compare (stage-breakdown.ts).
