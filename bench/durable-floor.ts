@@ -16,8 +16,8 @@ import { CommandDefinitions, decodeMsgPack, encodeMsgPack } from "../contracts/i
 import { openDatabase, type Database } from "../src/persistence/index.js";
 import { SqliteWriteWorker } from "../src/persistence/sqlite-write-worker.js";
 import { encodeWrites, type AggregateWrite } from "../src/persistence/commit-batch.js";
-import { writeStatements, type Exec } from "../src/persistence/batch-statements.js";
-import { openSqlite, preparedStatements, sqliteValues, writerPragmas } from "../src/persistence/sqlite-lock.js";
+import { writeStatements } from "../src/persistence/batch-statements.js";
+import { openSqlite, preparedStatements, statementExec, writerPragmas } from "../src/persistence/sqlite-lock.js";
 import { uuidv7 } from "../src/runtime/uuid7.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 
@@ -170,13 +170,7 @@ interface Committer {
 function mainThreadCommitter(path: string): Committer {
   const handle = openSqlite(path, 5000);
   for (const pragma of writerPragmas("FULL", 5000)) handle.exec(pragma);
-  const statement = preparedStatements(handle, 256);
-  const exec: Exec = async <T>(sql: string, params: unknown[]) => {
-    const st = statement(sql);
-    if (st.reader) return st.all(sqliteValues(params)) as T;
-    st.run(sqliteValues(params));
-    return [] as T;
-  };
+  const exec = statementExec(preparedStatements(handle, 256));
   return {
     async commit(writes, published = []) {
       handle.exec("begin immediate");

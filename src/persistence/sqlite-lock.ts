@@ -16,6 +16,7 @@ import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import type BetterSqlite3 from "better-sqlite3";
+import type { Exec } from "./batch-statements.js";
 
 /** A connection of better-sqlite3's (synchronous: each call runs the statement on the calling thread). */
 export type SqliteHandle = BetterSqlite3.Database;
@@ -186,6 +187,21 @@ export function preparedStatements(handle: SqliteHandle, keep: number): (sql: st
     }
     kept.set(sql, st);
     return st;
+  };
+}
+
+/**
+ * The group commit's `exec` (batch-statements.ts) over a connection's prepared statements: a statement that
+ * returns rows (a select, an insert … returning) is read with all(), any other is run. A statement that
+ * does not prepare fails like any database error.
+ */
+export function statementExec(statement: (sql: string) => BetterSqlite3.Statement): Exec {
+  return async <T>(sql: string, params: unknown[]) => {
+    const st = statement(sql);
+    const values = sqliteValues(params);
+    if (st.reader) return st.all(values) as T;
+    st.run(values);
+    return [] as T;
   };
 }
 

@@ -14,10 +14,10 @@
  * main-thread read once missed a commit of this thread.
  */
 import { getHeapSpaceStatistics } from "node:v8";
-import { StaleWriteError, writeStatements, type Exec } from "./batch-statements.js";
+import { StaleWriteError, writeStatements } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
 import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
-import { openSqlite, preparedStatements, sqliteValues, writerPragmas } from "./sqlite-lock.js";
+import { openSqlite, preparedStatements, statementExec, writerPragmas } from "./sqlite-lock.js";
 import { monotonicMs } from "../support/monotonic.js";
 import type { WorkerHeap, WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
@@ -76,15 +76,7 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
 
   // A statement that does not prepare fails its request like any database error.
   const statement = preparedStatements(handle, MAX_STATEMENTS);
-
-  // A statement that returns rows (a select, an insert … returning) is read with all(); any other is run.
-  const exec: Exec = async <T>(sql: string, params: unknown[]) => {
-    const st = statement(sql);
-    const values = sqliteValues(params);
-    if (st.reader) return st.all(values) as T;
-    st.run(values);
-    return [] as T;
-  };
+  const exec = statementExec(statement);
 
   /**
    * Consumer batches that did not commit, by request id, until the batch sent after them on the same reader
