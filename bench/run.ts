@@ -80,16 +80,20 @@ function diskFloorTable(disk: DiskFloor[], floorP50: number, target: number): st
 /**
  * Section 2d: a durable command's machine CPU against the floors it stands on — the contract's floor (1c,
  * the fewest acks) and the storage floor (Nerve's write worker and statements alone, at section 2's
- * average batch and at the in-flight window's largest) — and what is left: the runtime's own.
+ * average batch and at the in-flight window's largest; and at section 2's batch on the main thread, which
+ * prices the hop to the write thread) — and what is left: the runtime's own.
  */
 function floorsTable(f: { floorCpu: number; contractCpu: number; durableCpu: number; storage: StorageFloor[] }): string {
-  const [atRun, atMost] = f.storage as [StorageFloor, StorageFloor];
+  const [atRun, atMost, inline] = f.storage as [StorageFloor, StorageFloor, StorageFloor | undefined];
   const x = (us: number) => (us / f.floorCpu).toFixed(2);
   const rows: (string | number)[][] = [
     ["the floor (1b): reply and one JetStream publish", f.floorCpu.toFixed(1), "1.00"],
     ["the contract's floor (1c, fewest acks): + the durable readers' deliveries and acks", f.contractCpu.toFixed(1), x(f.contractCpu)],
     [`the storage floor at section 2's average batch (${atRun.batch} writes per commit; ${atRun.commitMs} ms a commit)`, atRun.cpuUsPerCommand, x(atRun.cpuUsPerCommand)],
     [`the storage floor at ${atMost.batch} writes per commit (the most 256 in flight allow; ${atMost.commitMs} ms a commit)`, atMost.cpuUsPerCommand, x(atMost.cpuUsPerCommand)],
+    ...(inline
+      ? [[`the storage floor at section 2's batch with the engine on the main thread (NERVE_SQLITE_WRITER=inline; ${inline.commitMs} ms a commit): the hop to the write thread costs ${(atRun.cpuUsPerCommand - inline.cpuUsPerCommand).toFixed(1)} µs`, inline.cpuUsPerCommand, x(inline.cpuUsPerCommand)]]
+      : []),
     ["contract floor + storage floor at section 2's batch", (f.contractCpu + atRun.cpuUsPerCommand).toFixed(1), x(f.contractCpu + atRun.cpuUsPerCommand)],
     [`contract floor + storage floor at ${atMost.batch}: the least a durable command costs with this storage`, (f.contractCpu + atMost.cpuUsPerCommand).toFixed(1), `${x(f.contractCpu + atMost.cpuUsPerCommand)} (target ≤ 2.0: ${f.contractCpu + atMost.cpuUsPerCommand <= 2 * f.floorCpu ? "within reach" : "out of reach"})`],
     ["Nerve (section 2)", f.durableCpu.toFixed(1), x(f.durableCpu)],
@@ -306,7 +310,12 @@ async function main(): Promise<void> {
   const disk = await measureDiskFloor(plan.quick ? 100 : 1000);
   // 2d. The storage floor at section 2's average batch and at the largest the in-flight window allows.
   const storageCommands = plan.quick ? 2_000 : 20_000;
-  const storage = [await measureStorageFloor({ batch: Math.max(1, Math.round(durable.writer.averageBatch)), commands: storageCommands }), await measureStorageFloor({ batch: plan.inflight, commands: storageCommands })];
+  const runBatch = Math.max(1, Math.round(durable.writer.averageBatch));
+  const storage = [
+    await measureStorageFloor({ batch: runBatch, commands: storageCommands }),
+    await measureStorageFloor({ batch: plan.inflight, commands: storageCommands }),
+    await measureStorageFloor({ batch: runBatch, commands: storageCommands, where: "inline" }),
+  ];
   results.storageFloor = storage;
   results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, durableFloor: durableLatency, stages: { lone: loneStages, paced: pacedStages }, disk };
   console.log(latencyTable(halfRate, { lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, durableLatency }));

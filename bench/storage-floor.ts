@@ -6,7 +6,8 @@
  * one outbox row) and, riding along as the relay's acks do, deletes the outbox rows of the batch before.
  * `groups` commits stay in flight, as the group-commit writer keeps its next batch queued behind the one
  * running. CPU is the process's, every thread (main, the write thread, libuv's pool running SQLite, V8's
- * helpers), per command.
+ * helpers), per command. With `where: "inline"` the same engine runs on the main thread
+ * (`NERVE_SQLITE_WRITER=inline`): the difference is what the hop to the write thread costs.
  */
 import { cpuUsage } from "node:process";
 import { openDatabase } from "../src/persistence/index.js";
@@ -19,6 +20,8 @@ import { threadCpuByName, threadCpuSpent } from "./thread-cpu.js";
 /** One batch size's figures. */
 export interface StorageFloor {
   batch: number;
+  /** Where the write engine ran: its thread (Nerve's default) or the main thread. */
+  where: "thread" | "inline";
   commands: number;
   perSecond: number;
   /** The process's CPU (all threads) per command, µs. */
@@ -45,12 +48,13 @@ function userWrite(id: string, version: number, now: string, seq: number): Aggre
 }
 
 /** Commits `commands` writes in group commits of `batch` over `users` aggregates; `groups` commits in flight. */
-export async function measureStorageFloor(opts: { batch: number; commands: number; users?: number; groups?: number }): Promise<StorageFloor> {
+export async function measureStorageFloor(opts: { batch: number; commands: number; users?: number; groups?: number; where?: "thread" | "inline" }): Promise<StorageFloor> {
   const users = opts.users ?? 2000;
   const groups = opts.groups ?? 2;
+  const where = opts.where ?? "thread";
   const tmp = await tempSqlitePath();
   const db = await openDatabase({ url: `sqlite:${tmp.path}`, sqliteSynchronous: "FULL" });
-  const worker = new SqliteWriteWorker(db, () => undefined);
+  const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
   try {
     const versions = new Array<number>(users).fill(0);
     let seq = 0;
@@ -89,7 +93,7 @@ export async function measureStorageFloor(opts: { batch: number; commands: numbe
     const cpu = cpuUsage(cpu0);
     const commands = rounds * opts.batch;
     const threads = Object.fromEntries([...threadCpuSpent(threads0, threadCpuByName())].filter(([, ms]) => ms > 0).map(([name, ms]) => [name, Math.round((ms * 1000) / commands)]));
-    return { batch: opts.batch, commands, perSecond: Math.round((commands / ms) * 1000), cpuUsPerCommand: Math.round(((cpu.user + cpu.system) / commands) * 10) / 10, commitMs: Math.round((ms / rounds) * 1000) / 1000, threads };
+    return { batch: opts.batch, where, commands, perSecond: Math.round((commands / ms) * 1000), cpuUsPerCommand: Math.round(((cpu.user + cpu.system) / commands) * 10) / 10, commitMs: Math.round((ms / rounds) * 1000) / 1000, threads };
   } finally {
     await worker.close();
     await db.close();
