@@ -7,7 +7,10 @@
  * 2,000/s). It also prints what paused the main thread in each phase (bench/pauses.ts: the event loop's
  * delay, V8's collections by kind) and the CPU of each of this process's threads per command (the main
  * thread with the load generator; V8's helper threads; libuv's pool, where SQLite's statements run; the
- * write worker). `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts),
+ * write worker), and per command for each phase, Nerve's and the durable floor's alike, the CPU, sleeps
+ * (a thread waiting to be woken), preemptions and write system calls of this process and of nats-server
+ * (bench/thread-cpu.ts's processCounters: where an extra wake-up per command would show).
+ * `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts),
  * `BENCH_CPU_PROFILE=<file>` writes a CPU profile of the main thread in the one-at-a-time phase (bench/cpu-profile.ts).
  * Last, with Nerve stopped, the durable floor (bench/durable-floor.ts: the least a durable command can be,
  * its store on the main thread when NERVE_SQLITE_WRITER is inline or main, else a write worker) under the
@@ -25,7 +28,7 @@ import { measureDiskFloor } from "./disk-floor.js";
 import { readStages, stageBreakdown, stagesTable, tailsTable, type StageBreakdown } from "./stage-breakdown.js";
 import { table } from "./table.js";
 import { gcSummary, watchPauses, type Pauses } from "./pauses.js";
-import { threadCpuByName, threadCpuSpent } from "./thread-cpu.js";
+import { countersMeter, threadCpuByName, threadCpuSpent, type ProcessCounters } from "./thread-cpu.js";
 import { startAllocationProfile } from "./alloc-profile.js";
 import { profiled } from "./cpu-profile.js";
 import { benchFloor } from "./floor.js";
@@ -50,12 +53,17 @@ async function main(): Promise<void> {
   await registerUsers(load, ids, 256, after(30_000));
   await waitConfirmed(nerve, client, ids.length, after(30_000));
   const pauses: Pauses[] = [];
+  // Per phase and command: this process (Nerve or the durable floor, with the load generator) and nats-server.
+  const counted: (ProcessCounters | undefined)[][] = [];
+  const pids = [process.pid, nats.pid];
   const threads: Map<string, number>[] = [];
   const measured = async (run: () => Promise<CommandLoadResult>): Promise<[CommandLoadResult, StageBreakdown]> => {
     const before = await readStages(nerve);
     const watch = watchPauses();
     const cpu0 = threadCpuByName(process.pid, true);
+    const count = countersMeter(pids);
     const r = await run();
+    counted.push(count(r.sent));
     pauses.push(watch.stop());
     threads.push(threadCpuSpent(cpu0, threadCpuByName(process.pid, true)));
     if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
@@ -79,7 +87,9 @@ async function main(): Promise<void> {
   // Watched as Nerve's phases are (the delay monitor's 1 ms timer wakes the thread): the same conditions.
   const watchedFloor = async (run: () => ReturnType<typeof benchFloor>) => {
     const watch = watchPauses();
+    const count = countersMeter(pids);
     const r = await run();
+    counted.push(count(r.load.sent));
     pauses.push(watch.stop());
     return r;
   };
@@ -104,6 +114,16 @@ async function main(): Promise<void> {
   console.log(stagesTable("Inside the service (means per command; a transaction at the write worker = wait + run + answer)", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(tailsTable("The tails: commands the client saw over each bound, and the service's stages over it (transactions and their parts per transaction)", [["one at a time", lone.over, loneStages], ["open loop", paced.over, pacedStages]]));
   console.log(table("The main thread's pauses (event loop delay at 1 ms resolution; V8 collections)", ["load", "delay p50 ms", "p99 ms", "max ms", "collections"], pauses.map((p, i) => [["Nerve, one at a time", "Nerve, open loop", "durable floor, one at a time", "durable floor, open loop"][i]!, p.loopDelayP50Ms, p.loopDelayP99Ms, p.loopDelayMaxMs, gcSummary(p)])));
+  const phases = ["Nerve, one at a time", "Nerve, open loop", "durable floor, one at a time", "durable floor, open loop"];
+  const us = (ms: number | undefined) => (ms === undefined ? "" : Math.round(ms * 1000));
+  const n2 = (v: number | undefined) => (v === undefined ? "" : v.toFixed(2));
+  console.log(
+    table(
+      "Per command: CPU µs, sleeps (a thread waiting, to be woken), preemptions and write system calls — this process (with the load generator) and nats-server",
+      ["load", "CPU µs", "sleeps", "preempted", "writes", "nats-server CPU µs", "sleeps", "preempted", "writes"],
+      counted.map(([mine, server], i) => [phases[i]!, us(mine?.cpuMs), n2(mine?.sleeps), n2(mine?.preempted), n2(mine?.writes), us(server?.cpuMs), n2(server?.sleeps), n2(server?.preempted), n2(server?.writes)]),
+    ),
+  );
   const names = [...new Set(threads.flatMap((t) => [...t.keys()]))].filter((n) => threads.some((t) => (t.get(n) ?? 0) > 0));
   console.log(
     table(

@@ -81,3 +81,51 @@ export function threadCpuSpent(before: Map<string, number>, after: Map<string, n
   for (const [name, ms] of after) out.set(name, ms - (before.get(name) ?? 0));
   return out;
 }
+
+/** What a process has done so far that costs a wake-up here: its threads' sleeps and its write system calls. */
+export interface ProcessCounters {
+  /** CPU ms, all threads. */
+  cpuMs: number;
+  /** Times its threads gave up the CPU to wait (voluntary context switches, summed over its threads). */
+  sleeps: number;
+  /** Times its threads were taken off the CPU (involuntary context switches). */
+  preempted: number;
+  /** write(2)-like system calls (/proc/<pid>/io syscw): a socket write that wakes its reader is one. */
+  writes: number;
+}
+
+/** {@link ProcessCounters} of `pid` (Linux /proc; undefined where it cannot be read). */
+export function processCounters(pid: number): ProcessCounters | undefined {
+  const cpuMs = processCpuMs(pid);
+  if (cpuMs === undefined) return undefined;
+  let sleeps = 0;
+  let preempted = 0;
+  let writes = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+        sleeps += Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0);
+        preempted += Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0);
+      } catch {
+        // a thread gone meanwhile
+      }
+    }
+    writes = Number(/^syscw:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? 0);
+  } catch {
+    return undefined;
+  }
+  return { cpuMs, sleeps, preempted, writes };
+}
+
+/** Starts counting for each pid; the returned function gives what each did since, per `per` operations (undefined where unreadable). */
+export function countersMeter(pids: readonly number[]): (per: number) => (ProcessCounters | undefined)[] {
+  const before = pids.map(processCounters);
+  return (per) =>
+    pids.map((pid, i) => {
+      const a = before[i];
+      const b = processCounters(pid);
+      if (!a || !b) return undefined;
+      return { cpuMs: (b.cpuMs - a.cpuMs) / per, sleeps: (b.sleeps - a.sleeps) / per, preempted: (b.preempted - a.preempted) / per, writes: (b.writes - a.writes) / per };
+    });
+}
