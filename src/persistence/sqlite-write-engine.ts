@@ -45,6 +45,25 @@ export interface EngineHost {
   closed(): void;
   /** Ends abruptly (a bug in the drain, or a test's exitBeforeCommit): the thread exits; inline, the host decides. */
   crash(err: unknown): void;
+  /**
+   * Inline only: how the engine waits for the write lock, and between transactions. On the main thread it
+   * must never wait inside SQLite (busy_timeout): the connection holding the lock — the main one, in a
+   * transaction that awaits something — could then never finish, and the whole process would stand still
+   * until the timeout failed the group commit. So its connection gets no busy timeout, and a lock found
+   * taken is asked for again after `sleep(ms)` (a timer: the event loop runs meanwhile), until the
+   * setup's busy timeout has passed. `between` yields a turn of the event loop before each transaction
+   * after the first of a drain: the answers of the one before may go on, in microtasks, to write on
+   * another connection (synchronously, with its own busy timeout), which must not find this one's lock.
+   */
+  yielding?: { sleep(ms: number): Promise<void>; between(): Promise<void> };
+}
+
+/** Longest pause between two attempts at the write lock inline ({@link EngineHost.yielding}): it doubles from 1 ms to this. */
+const LOCK_RETRY_MAX_MS = 16;
+
+/** Whether a SQLite error is a lock another connection holds (SQLITE_BUSY and its extended codes). */
+function isBusy(err: unknown): boolean {
+  return String((err as { code?: unknown })?.code ?? "").startsWith("SQLITE_BUSY");
 }
 
 /** Transactions shared by several requests, the requests in them, and group commits written as one statement (SqliteWriteWorker.sharedTransactions). */
@@ -62,12 +81,15 @@ export interface WriteEngine {
  * time in the order sent (see the file's head). Throws when the file cannot be opened.
  */
 export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEngine {
-  const handle = openSqlite(setup.path, setup.busyTimeoutMs);
+  // Inline, SQLite never waits for a lock: whenUnlocked does, off the event loop (EngineHost.yielding).
+  const yielding = host.yielding;
+  const busyTimeoutMs = yielding ? 0 : setup.busyTimeoutMs;
+  const handle = openSqlite(setup.path, busyTimeoutMs);
   const plain = async (sql: string): Promise<void> => {
     handle.exec(sql);
   };
   // The main connection's pragmas: the same durability for a commit whichever connection makes it.
-  for (const pragma of writerPragmas(setup.synchronous, setup.busyTimeoutMs)) handle.exec(pragma);
+  for (const pragma of writerPragmas(setup.synchronous, busyTimeoutMs)) handle.exec(pragma);
   // As on the main connection: the database's checkpointer copies the WAL, never a commit of this thread.
   handle.exec("pragma wal_autocheckpoint = 0");
   handle.exec(`pragma journal_size_limit = ${Math.floor(setup.walSizeLimit)}`);
@@ -111,7 +133,26 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
     return "writes" in req && !req.exitBeforeCommit && fitsOneStatement(req.writes, req.published, extras);
   }
 
-  // `begin immediate` takes the write lock first, waiting (busy_timeout) for the main connection's own
+  /**
+   * Runs `attempt` — what takes the write lock: a `begin immediate`, a lone statement — waiting for the lock
+   * while another connection holds it: inside SQLite (busy_timeout) on the thread; inline, by trying again
+   * after a timer until the busy timeout has passed (EngineHost.yielding). An attempt that finds the lock
+   * taken has changed nothing.
+   */
+  async function whenUnlocked<T>(attempt: () => Promise<T>): Promise<T> {
+    if (!yielding) return attempt();
+    const deadline = monotonicMs() + setup.busyTimeoutMs;
+    for (let wait = 1; ; wait = Math.min(wait * 2, LOCK_RETRY_MAX_MS)) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (!isBusy(err) || monotonicMs() + wait > deadline) throw err;
+      }
+      await yielding.sleep(wait);
+    }
+  }
+
+  // `begin immediate` takes the write lock first, waiting (whenUnlocked) for another connection's own
   // writes; a deferred begin could fail at its first write once another connection had committed. (A
   // lone statement takes the write lock as it starts, and waits the same way.)
   async function run(req: WorkerRequest): Promise<WorkerReply> {
@@ -122,14 +163,18 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
     await learnExtras(req);
     if (alone(req)) {
       try {
-        return await statementsOf(req);
+        return await whenUnlocked(() =>
+          statementsOf(req).catch((err: unknown) => {
+            nextSeq = undefined;
+            throw err;
+          }),
+        );
       } catch (err) {
-        nextSeq = undefined;
         return failed(req, err);
       }
     }
     try {
-      await plain("begin immediate");
+      await whenUnlocked(() => plain("begin immediate"));
       try {
         const reply = await statementsOf(req);
         if (req.exitBeforeCommit) {
@@ -192,7 +237,7 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
     if (reqs.length === 1 || reqs.some((r) => r.exitBeforeCommit || blocked(r))) return oneByOne(reqs);
     for (const r of reqs) await learnExtras(r);
     try {
-      await plain("begin immediate");
+      await whenUnlocked(() => plain("begin immediate"));
     } catch (err) {
       return reqs.map((r) => failed(r, err));
     }
@@ -252,7 +297,10 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
   async function drain(): Promise<void> {
     // One transaction at a time on the one connection, in the order sent.
     takeWaiting();
+    let first = true;
     while (queue.length > 0) {
+      if (!first && yielding) await yielding.between();
+      first = false;
       const started = monotonicMs();
       const replies = await runTogether(nextRequests());
       // When its transaction ran (shared by the requests that shared it): the main side tells the hop from the work.

@@ -149,7 +149,9 @@ const BOOT = `const { workerData } = require("node:worker_threads");
  * The write engine on the main thread, with a worker's face (messages in and out, `exit` when it ends):
  * no hop between threads and no copy of a request, but each transaction, its fsync included, holds the
  * event loop. What one turn of the event loop sends shares a transaction, as what a busy thread finds
- * waiting does.
+ * waiting does. It never waits for the write lock inside SQLite (EngineHost.yielding): a lock another
+ * connection holds is asked for again on a timer, and each transaction after a drain's first waits a
+ * turn, so that what its answers set going can write on the main connection first.
  */
 class InlineEngine extends EventEmitter {
   #engine: WriteEngine | undefined;
@@ -164,6 +166,10 @@ class InlineEngine extends EventEmitter {
         },
         pull: () => undefined,
         defer: (drain) => setImmediate(drain),
+        yielding: {
+          sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+          between: () => new Promise((resolve) => setImmediate(resolve)),
+        },
         closed: () => this.#end(0),
         crash: (err) => {
           this.#engine?.abort();

@@ -10,6 +10,7 @@ import { BatchLink, GroupCommitWriter, type Database, type OutboxRow } from "../
 import { processSemiSpaceMb, SqliteWriteWorker, WORKER_SEMI_SPACE_MB } from "../../src/persistence/sqlite-write-worker.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
 import { monotonicMs } from "../../src/support/monotonic.js";
+import { openSqlite } from "../../src/persistence/sqlite-lock.js";
 import { captureLog, profileWrite, useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
@@ -193,6 +194,91 @@ describe.each(["thread", "inline"] as const)("SqliteWriteWorker (%s)", (where) =
     expect(await db.execute("select temp_store as v from pragma_temp_store()", [], "get")).toEqual({ v: 2 });
     await worker.close();
   });
+
+  it("waits for another connection's write lock without holding the event loop, then commits", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
+    await worker.commit([profileWrite("lock-warm", 1, "0190a0e0-0000-7000-8000-000000000401")]);
+    // Another connection (the main one, say, in a transaction that awaits something) holds the write lock for 60 ms.
+    const other = openSqlite(db.sqliteFile!.path, 0);
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 5);
+    try {
+      other.exec("begin immediate");
+      const released = new Promise<number>((resolve) =>
+        setTimeout(() => {
+          other.exec("commit");
+          resolve(monotonicMs());
+        }, 60),
+      );
+      const started = monotonicMs();
+      const committed = worker.commit([profileWrite("lock-waiter", 1, "0190a0e0-0000-7000-8000-000000000402")]).then(() => monotonicMs());
+      const [releasedAt, committedAt] = await Promise.all([released, committed]);
+      // Committed once the lock was let go (not failed at the busy timeout), and timers kept firing meanwhile:
+      // inline, a wait inside SQLite would have stopped the event loop — and with it the holder — for 5 s.
+      expect(committedAt).toBeGreaterThanOrEqual(releasedAt);
+      expect(committedAt - started).toBeLessThan(2_000);
+      expect(ticks).toBeGreaterThanOrEqual(5);
+      expect(await eventCount("lock-waiter")).toBe(1);
+    } finally {
+      clearInterval(ticker);
+      other.close();
+      await worker.close();
+    }
+  }, 30_000);
+
+  it("fails a commit whose lock stays taken past the busy timeout, and commits the next one", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
+    const other = openSqlite(db.sqliteFile!.path, 0);
+    try {
+      other.exec("begin immediate");
+      const started = monotonicMs();
+      await expect(worker.commit([profileWrite("lock-timeout", 1, "0190a0e0-0000-7000-8000-000000000403")])).rejects.toMatchObject({ code: expect.stringMatching(/^SQLITE_BUSY/) });
+      expect(monotonicMs() - started).toBeGreaterThanOrEqual(db.sqliteFile!.busyTimeoutMs - 100);
+      other.exec("commit");
+      await worker.commit([profileWrite("lock-timeout", 1, "0190a0e0-0000-7000-8000-000000000404")]);
+      expect(await eventCount("lock-timeout")).toBe(1);
+    } finally {
+      if (other.inTransaction) other.exec("rollback");
+      other.close();
+      await worker.close();
+    }
+  }, 30_000);
+
+  if (where === "inline")
+    it("lets the answer of one transaction write on another connection before the next transaction takes the lock", async () => {
+      const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
+      await db.execute("create table answer_inbox (event_id text primary key)", [], "run");
+      await db.execute("create table answer_rows (id text primary key)", [], "run");
+      await db.execute("create table answer_side (id text primary key)", [], "run");
+      const other = openSqlite(db.sqliteFile!.path, 0);
+      try {
+        // The first commit waits for the lock (held here); the consumer batch sent meanwhile gets a transaction of its own.
+        other.exec("begin immediate");
+        let sideWrite: unknown = "not run";
+        const first = worker.commit([profileWrite("answer-first", 1, "0190a0e0-0000-7000-8000-000000000405")]).then(async () => {
+          // A few awaits away from the answer (as a command's reply is), still before any timer or I/O, a caller
+          // writes synchronously on another connection (as the main one does; no busy timeout here).
+          for (let i = 0; i < 3; i++) await Promise.resolve();
+          try {
+            other.prepare("insert into answer_side (id) values (?)").run("side");
+            sideWrite = undefined;
+          } catch (err) {
+            sideWrite = err;
+          }
+        });
+        await new Promise((r) => setTimeout(r, 10));
+        const second = worker.applyConsumerBatch(oneEventBatch("answer_inbox", "answer-second", "insert into answer_rows (id) values (?)"));
+        await new Promise((r) => setTimeout(r, 10));
+        other.exec("commit");
+        await first;
+        expect(sideWrite).toBeUndefined();
+        expect(await second).toEqual([true]);
+        expect(await db.read("select id from answer_side", [])).toEqual([{ id: "side" }]);
+      } finally {
+        other.close();
+        await worker.close();
+      }
+    }, 30_000);
 
   it("runs a consumer batch sent on a link before the one ahead of it committed only when that one commits", async () => {
     const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
