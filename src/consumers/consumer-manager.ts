@@ -253,11 +253,15 @@ export class ConsumerManager {
     const s = runner.handler.subscriber;
     await runner.stop();
     for (const b of runner.bindings) await this.#o.jsm.consumers.delete(b.stream, name).catch(() => false);
-    await this.#o.db.connection.transactional(async (trx) => {
-      const tx = txOf(this.#o.db, trx);
-      await s.reset?.(tx);
-      if (s.apply) await tx.execute("delete from consumer_inbox where consumer = ?", [name], "run");
-    });
+    const reset = () =>
+      this.#o.db.connection.transactional(async (trx) => {
+        const tx = txOf(this.#o.db, trx);
+        await s.reset?.(tx);
+        if (s.apply) await tx.execute("delete from consumer_inbox where consumer = ?", [name], "run");
+      });
+    // With nothing in flight at the write worker: the main connection then never waits for its lock on the event loop.
+    const writer = this.#o.batchWriter;
+    await (writer?.exclusive ? writer.exclusive(reset) : reset());
     let total = 0;
     for (const b of runner.bindings) {
       const info = await this.#o.jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);

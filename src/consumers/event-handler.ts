@@ -1,6 +1,7 @@
 /** Applies events to one subscriber exactly once per event_id, whatever the transport redelivers. */
 import type { EnvelopeBase, EventType } from "../../contracts/index.js";
 import { EventContexts } from "../../contracts/index.js";
+import type { Transaction } from "@mikro-orm/core";
 import { bindable, type BatchLink, type BatchStatement, type ConsumerBatch, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
 import type { Subscriber, Tx } from "./subscriber.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, withCause, type Span, type TraceHeaders } from "../tracing/index.js";
@@ -170,7 +171,7 @@ export class EventHandler {
 
   async #applyBatch(events: EnvelopeBase[], link: BatchLink | undefined): Promise<Outcome[]> {
     if (this.pipelines) return this.#applyBatchAsStatements(this.batchWriter!, events, link);
-    return this.db.connection.transactional(async (trx) => {
+    return this.#transaction(async (trx) => {
       const tx = txOf(this.db, trx);
       await this.guard?.(tx.execute);
       // The batch's inbox rows go in a few multi-row statements rather than one per event: on SQLite
@@ -223,7 +224,7 @@ export class EventHandler {
 
   async #handle(event: EnvelopeBase, trace: TraceHeaders | undefined): Promise<Outcome> {
     if (this.subscriber.apply) {
-      return this.db.connection.transactional(async (trx) => {
+      return this.#transaction(async (trx) => {
         const tx = txOf(this.db, trx);
         await this.guard?.(tx.execute);
         return this.#applyIn(tx, event);
@@ -233,12 +234,24 @@ export class EventHandler {
     const seen = await tx.execute("select 1 as x from consumer_inbox where consumer = ? and event_id = ?", [this.subscriber.name, event.event_id], "get");
     if (seen) return "duplicate";
     await this.#react(event, trace);
-    await tx.execute(
-      "insert into consumer_inbox (consumer, event_id, handled_on) values (?, ?, ?) on conflict do nothing",
-      [this.subscriber.name, event.event_id, new Date().toISOString()],
-      "run",
+    await this.#exclusive(() =>
+      tx.execute("insert into consumer_inbox (consumer, event_id, handled_on) values (?, ?, ?) on conflict do nothing", [this.subscriber.name, event.event_id, new Date().toISOString()], "run"),
     );
     return "handled";
+  }
+
+  /**
+   * A write on the main connection, run when the write worker (if any) has no transaction in flight
+   * (SqliteWriteWorker.exclusive): on SQLite the main connection waits for a lock on the main thread, and
+   * the event loop with it. `work` does SQL only: nothing that waits for the write worker.
+   */
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.batchWriter?.exclusive ? this.batchWriter.exclusive(work) : work();
+  }
+
+  /** A transaction of the main connection, {@link #exclusive} of the write worker's. */
+  #transaction<T>(fn: (trx: Transaction) => Promise<T>): Promise<T> {
+    return this.#exclusive(() => this.db.connection.transactional(fn));
   }
 
   // A process manager's reaction: its commands carry `trace` on.

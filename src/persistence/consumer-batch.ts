@@ -25,6 +25,12 @@ export interface ConsumerBatch {
  */
 export interface ConsumerBatchWriter {
   applyConsumerBatch(batch: ConsumerBatch, link?: BatchLink): Promise<boolean[]>;
+  /**
+   * Runs `fn` — a write transaction on the main connection — once this writer has no transaction in flight,
+   * holding what it is sent meanwhile: the main thread then never waits for the write lock inside SQLite
+   * (SqliteWriteWorker.exclusive). `fn` must not wait for this writer.
+   */
+  exclusive?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** The batch before this one on its {@link BatchLink} did not commit, so this one was not run. */

@@ -221,6 +221,12 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   restarts = 0;
   #statsWaiters: ((s: SharedTransactionStats) => void)[] = [];
   #heapWaiters: ((h: WorkerHeap | undefined) => void)[] = [];
+  /** Main-connection transactions running ({@link exclusive}): while any does, requests are held, not sent. */
+  #exclusive = 0;
+  /** Requests held meanwhile, in the order they came; sent, in that order, when the last one ends. */
+  #held: (() => void)[] = [];
+  /** Who waits for nothing to be in flight. */
+  #drainWaiters: (() => void)[] = [];
 
   /** `onFailure` hears of every death of the worker (its batches are failed or settled already); `timings` of each group commit's parts. */
   constructor(db: Database, onFailure: (err: Error) => void, timings?: WorkerTimings, where: "thread" | "inline" = "thread") {
@@ -280,9 +286,35 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     );
   }
 
+  /**
+   * Runs `fn`, a write transaction on the main connection, once nothing is in flight here, and holds the
+   * requests sent meanwhile until it ends (then sends them, in order). The main connection runs on the main
+   * thread, and SQLite waits for a lock another connection holds by sleeping in its busy handler (1, 2, 5,
+   * 10 … ms) — the event loop with it: with group commits back to back, a projection's transaction took 1.9 ms
+   * at the median and 6–10 at p99, and the event loop stalled up to 12–13 ms. Asking again on timers instead
+   * starved it (p99 0.5–0.6 s: the worker took the lock back first). Here the main connection finds the lock
+   * free (but for the checkpointer's rare RESTART), and the worker waits, holding nothing, for no longer than
+   * the transaction. `fn` must not wait for this worker (what it sends is held until it ends).
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.#exclusive++;
+    try {
+      if (this.#inflight.size > 0) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+      return await fn();
+    } finally {
+      if (--this.#exclusive === 0) for (const send of this.#held.splice(0)) send();
+    }
+  }
+
+  // Nothing is in flight: whoever waits for that ({@link exclusive}) goes on.
+  #drained(): void {
+    for (const w of this.#drainWaiters.splice(0)) w();
+  }
+
   // Sends one request (made for its id) to the worker, started if need be; `f` settles when it answers or dies.
   #send(f: InFlight, request: (id: number) => WorkerRequest, transfer: ArrayBuffer[] = []): void {
     if (this.#closed) return f.reject(new WriteWorkerStopped("the SQLite write worker is closed"));
+    if (this.#exclusive > 0) return void this.#held.push(() => this.#send(f, request, transfer));
     const worker = this.#worker ?? this.#start();
     const id = this.#nextId++;
     this.#inflight.set(id, f);
@@ -364,6 +396,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
       for (const w of this.#statsWaiters.splice(0)) w({ transactions: 0, requests: 0, oneStatement: 0 });
       const lost = this.#inflight.values();
       this.#inflight.clear();
+      this.#drained();
       for (const f of lost) void this.#settle(f, err);
       this.#onFailure(err);
     });
@@ -375,6 +408,12 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     if (!f) return;
     this.#inflight.delete(reply.id);
     if (this.#inflight.size === 0) this.#worker?.unref();
+    this.#settleAnswer(f, reply);
+    // After the request's own settling: its continuation goes first, then what waited for the worker to be idle.
+    if (this.#inflight.size === 0) this.#drained();
+  }
+
+  #settleAnswer(f: InFlight, reply: WorkerReply): void {
     // As nerve_group_commit_seconds: group commits with writes (one that only deletes published rows is not told).
     if (f.kind === "commit" && f.writes.length > 0 && reply.ran && this.#timings) {
       const [start, end] = reply.ran;

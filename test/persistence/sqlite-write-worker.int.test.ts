@@ -244,6 +244,59 @@ describe.each(["thread", "inline"] as const)("SqliteWriteWorker (%s)", (where) =
     }
   }, 30_000);
 
+  it("runs a main-connection transaction given to exclusive once nothing is in flight, and holds what is sent meanwhile", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
+    await db.execute("create table exclusive_rows (id text primary key)", [], "run");
+    const order: string[] = [];
+    const first = worker.commit([profileWrite("exclusive-a", 1, "0190a0e0-0000-7000-8000-000000000501")]).then(() => void order.push("a committed"));
+    let second: Promise<void> | undefined;
+    const lockFree = await worker.exclusive(async () => {
+      order.push("main transaction");
+      // Nothing of the worker's holds the lock: a connection that does not wait at all takes it at once.
+      const probe = openSqlite(db.sqliteFile!.path, 0);
+      try {
+        probe.exec("begin immediate");
+        probe.exec("commit");
+      } finally {
+        probe.close();
+      }
+      // Sent now, held until this ends: it must not be waited for in here.
+      second = worker.commit([profileWrite("exclusive-b", 1, "0190a0e0-0000-7000-8000-000000000502")]).then(() => void order.push("b committed"));
+      await db.connection.transactional(async (trx) => {
+        await db.execute("insert into exclusive_rows (id) values (?)", ["main"], "run", trx);
+        await new Promise((r) => setTimeout(r, 20));
+      });
+      order.push("main committed");
+      return true;
+    });
+    await Promise.all([first, second]);
+    expect(lockFree).toBe(true);
+    expect(order).toEqual(["a committed", "main transaction", "main committed", "b committed"]);
+    expect(await eventCount("exclusive-a")).toBe(1);
+    expect(await eventCount("exclusive-b")).toBe(1);
+    expect(await db.execute("select id from exclusive_rows", [], "all")).toEqual([{ id: "main" }]);
+    await worker.close();
+  }, 30_000);
+
+  it("ends an exclusive wait when the worker dies with a request in flight, and sends what it held to the next worker", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
+    await worker.commit([profileWrite("exclusive-warm", 1, "0190a0e0-0000-7000-8000-000000000503")]);
+    worker.exitBeforeNextCommit();
+    const victim = worker.commit([profileWrite("exclusive-victim", 1, "0190a0e0-0000-7000-8000-000000000504")]).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    let held: Promise<unknown> | undefined;
+    await worker.exclusive(async () => {
+      held = worker.commit([profileWrite("exclusive-held", 1, "0190a0e0-0000-7000-8000-000000000505")]);
+    });
+    expect(await victim).toMatchObject({ name: "WriteWorkerStopped" });
+    await held;
+    expect(await eventCount("exclusive-victim")).toBe(0);
+    expect(await eventCount("exclusive-held")).toBe(1);
+    await worker.close();
+  }, 30_000);
+
   if (where === "inline")
     it("lets the answer of one transaction write on another connection before the next transaction takes the lock", async () => {
       const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
