@@ -227,6 +227,8 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   #held: (() => void)[] = [];
   /** Who waits for nothing to be in flight. */
   #drainWaiters: (() => void)[] = [];
+  /** Exclusive runs that came while requests were held: they wait for those to be sent first. */
+  #turnWaiters: (() => void)[] = [];
 
   /** `onFailure` hears of every death of the worker (its batches are failed or settled already); `timings` of each group commit's parts. */
   constructor(db: Database, onFailure: (err: Error) => void, timings?: WorkerTimings, where: "thread" | "inline" = "thread") {
@@ -294,15 +296,20 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
    * at the median and 6–10 at p99, and the event loop stalled up to 12–13 ms. Asking again on timers instead
    * starved it (p99 0.5–0.6 s: the worker took the lock back first). Here the main connection finds the lock
    * free (but for the checkpointer's rare RESTART), and the worker waits, holding nothing, for no longer than
-   * the transaction. `fn` must not wait for this worker (what it sends is held until it ends).
+   * the transaction. `fn` must not wait for this worker (what it sends is held until it ends). One that comes
+   * while requests are held waits until they have been sent: overlapping runs never starve the worker.
    */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#held.length > 0) await new Promise<void>((resolve) => this.#turnWaiters.push(resolve));
     this.#exclusive++;
     try {
       if (this.#inflight.size > 0) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
       return await fn();
     } finally {
-      if (--this.#exclusive === 0) for (const send of this.#held.splice(0)) send();
+      if (--this.#exclusive === 0) {
+        for (const send of this.#held.splice(0)) send();
+        for (const w of this.#turnWaiters.splice(0)) w();
+      }
     }
   }
 
@@ -408,9 +415,12 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
     if (!f) return;
     this.#inflight.delete(reply.id);
     if (this.#inflight.size === 0) this.#worker?.unref();
-    this.#settleAnswer(f, reply);
-    // After the request's own settling: its continuation goes first, then what waited for the worker to be idle.
-    if (this.#inflight.size === 0) this.#drained();
+    try {
+      this.#settleAnswer(f, reply);
+    } finally {
+      // After the request's own settling: its continuation goes first, then what waited for the worker to be idle.
+      if (this.#inflight.size === 0) this.#drained();
+    }
   }
 
   #settleAnswer(f: InFlight, reply: WorkerReply): void {

@@ -278,6 +278,26 @@ describe.each(["thread", "inline"] as const)("SqliteWriteWorker (%s)", (where) =
     await worker.close();
   }, 30_000);
 
+  it("lets what an exclusive run held go before the next exclusive run, so overlapping runs never starve the worker", async () => {
+    const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
+    const order: string[] = [];
+    let endFirst!: () => void;
+    const first = worker.exclusive(async () => {
+      order.push("first run");
+      await new Promise<void>((resolve) => (endFirst = resolve));
+    });
+    await new Promise((r) => setImmediate(r));
+    const held = worker.commit([profileWrite("turn-held", 1, "0190a0e0-0000-7000-8000-000000000506")]).then(() => void order.push("held committed"));
+    // Comes while the commit is held: it waits for the commit to be sent, and then, as any run, for it to commit.
+    const second = worker.exclusive(async () => void order.push("second run"));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(order).toEqual(["first run"]);
+    endFirst();
+    await Promise.all([first, held, second]);
+    expect(order).toEqual(["first run", "held committed", "second run"]);
+    await worker.close();
+  }, 30_000);
+
   it("ends an exclusive wait when the worker dies with a request in flight, and sends what it held to the next worker", async () => {
     const worker = new SqliteWriteWorker(db, () => undefined, undefined, where);
     await worker.commit([profileWrite("exclusive-warm", 1, "0190a0e0-0000-7000-8000-000000000503")]);
