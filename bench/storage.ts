@@ -3,8 +3,9 @@
  * group commits of UpdateUserProfile-shaped writes, nothing else running), three rounds of 40,000 commands
  * at each batch size (default 128, about section 2's average batch), each round with the engine on its
  * thread and then on the main thread (`NERVE_SQLITE_WRITER=inline`: the difference is the hop's cost), for
- * trying a change to the SQLite path in a minute. Prints CPU per command (every thread of the process), commits per second and the wall time
- * of a commit; writes nothing to bench/results (`npm run bench:commands` section 2d is the record).
+ * trying a change to the SQLite path in a minute. Prints CPU per command (every thread of the process),
+ * commits per second and the wall time of a commit; writes nothing to bench/results (`npm run
+ * bench:commands` section 2d is the record).
  */
 import { measureStorageFloor } from "./storage-floor.js";
 

@@ -94,7 +94,11 @@ export interface ProcessCounters {
   writes: number;
 }
 
-/** {@link ProcessCounters} of `pid` (Linux /proc; undefined where it cannot be read). */
+/**
+ * {@link ProcessCounters} of `pid` (Linux /proc; undefined where it cannot be read). This process's context
+ * switches come from getrusage, which keeps those of its threads that have ended (a write worker closed
+ * before the reading); another process's are summed over the threads it has now.
+ */
 export function processCounters(pid: number): ProcessCounters | undefined {
   const cpuMs = processCpuMs(pid);
   if (cpuMs === undefined) return undefined;
@@ -102,7 +106,12 @@ export function processCounters(pid: number): ProcessCounters | undefined {
   let preempted = 0;
   let writes = 0;
   try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    if (pid === process.pid) {
+      const usage = process.resourceUsage();
+      sleeps = usage.voluntaryContextSwitches;
+      preempted = usage.involuntaryContextSwitches;
+    }
+    for (const tid of pid === process.pid ? [] : readdirSync(`/proc/${pid}/task`)) {
       try {
         const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
         sleeps += Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0);

@@ -1,6 +1,7 @@
 import { writeSync, openSync, closeSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { countersMeter, processCounters } from "../../bench/thread-cpu.js";
 
@@ -34,6 +35,15 @@ describe.runIf(linux)("processCounters", () => {
       closeSync(fd);
       unlinkSync(file);
     }
+  });
+
+  it("keeps the sleeps of this process's threads that have ended (a worker closed before the reading)", async () => {
+    const meter = countersMeter([process.pid]);
+    // Fifty waits of 1 ms each: fifty voluntary context switches of a thread that is gone when the meter reads.
+    const worker = new Worker("const cell = new Int32Array(new SharedArrayBuffer(4)); for (let i = 0; i < 50; i++) Atomics.wait(cell, 0, 0, 1);", { eval: true });
+    await new Promise((resolve) => worker.once("exit", resolve));
+    const [mine] = meter(1);
+    expect(mine!.sleeps).toBeGreaterThanOrEqual(50);
   });
 
   it("gives undefined for a pid it cannot read, beside those it can", () => {
