@@ -113,8 +113,8 @@ async function main(): Promise<void> {
   );
   console.log(stagesTable("Inside the service (means per command; a transaction at the write worker = wait + run + answer)", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(tailsTable("The tails: commands the client saw over each bound, and the service's stages over it (transactions and their parts per transaction)", [["one at a time", lone.over, loneStages], ["open loop", paced.over, pacedStages]]));
-  console.log(table("The main thread's pauses (event loop delay at 1 ms resolution; V8 collections)", ["load", "delay p50 ms", "p99 ms", "max ms", "collections"], pauses.map((p, i) => [["Nerve, one at a time", "Nerve, open loop", "durable floor, one at a time", "durable floor, open loop"][i]!, p.loopDelayP50Ms, p.loopDelayP99Ms, p.loopDelayMaxMs, gcSummary(p)])));
   const phases = ["Nerve, one at a time", "Nerve, open loop", "durable floor, one at a time", "durable floor, open loop"];
+  console.log(table("The main thread's pauses (event loop delay at 1 ms resolution; V8 collections)", ["load", "delay p50 ms", "p99 ms", "max ms", "collections"], pauses.map((p, i) => [phases[i]!, p.loopDelayP50Ms, p.loopDelayP99Ms, p.loopDelayMaxMs, gcSummary(p)])));
   const us = (ms: number | undefined) => (ms === undefined ? "" : Math.round(ms * 1000));
   const n2 = (v: number | undefined) => (v === undefined ? "" : v.toFixed(2));
   console.log(

@@ -1,7 +1,7 @@
 /** Starts every subscriber's runner, reports lag, and rebuilds a read model by replay while the service runs. */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log/index.js";
-import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
+import { exclusively, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
 import { DeadLetters } from "./dead-letters.js";
 import { EventHandler, txOf } from "./event-handler.js";
 import { LAG_STALLED_MS } from "./backlog.js";
@@ -260,8 +260,7 @@ export class ConsumerManager {
         if (s.apply) await tx.execute("delete from consumer_inbox where consumer = ?", [name], "run");
       });
     // With nothing in flight at the write worker: the main connection then never waits for its lock on the event loop.
-    const writer = this.#o.batchWriter;
-    await (writer?.exclusive ? writer.exclusive(reset) : reset());
+    await exclusively(this.#o.batchWriter, reset);
     let total = 0;
     for (const b of runner.bindings) {
       const info = await this.#o.jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);

@@ -2,7 +2,7 @@
 import type { EnvelopeBase, EventType } from "../../contracts/index.js";
 import { EventContexts } from "../../contracts/index.js";
 import type { Transaction } from "@mikro-orm/core";
-import { bindable, type BatchLink, type BatchStatement, type ConsumerBatch, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
+import { bindable, exclusively, type BatchLink, type BatchStatement, type ConsumerBatch, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
 import type { Subscriber, Tx } from "./subscriber.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, withCause, type Span, type TraceHeaders } from "../tracing/index.js";
 
@@ -246,7 +246,7 @@ export class EventHandler {
    * the event loop with it. `work` does SQL only: nothing that waits for the write worker.
    */
   #exclusive<T>(work: () => Promise<T>): Promise<T> {
-    return this.batchWriter?.exclusive ? this.batchWriter.exclusive(work) : work();
+    return exclusively(this.batchWriter, work);
   }
 
   /** A transaction of the main connection, {@link #exclusive} of the write worker's. */

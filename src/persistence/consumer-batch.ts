@@ -33,6 +33,14 @@ export interface ConsumerBatchWriter {
   exclusive?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
+/**
+ * Runs `work` — a write on the main connection — through `writer`'s {@link ConsumerBatchWriter.exclusive}
+ * when it has one (the SQLite write worker), else as it is.
+ */
+export function exclusively<T>(writer: ConsumerBatchWriter | undefined, work: () => Promise<T>): Promise<T> {
+  return writer?.exclusive ? writer.exclusive(work) : work();
+}
+
 /** The batch before this one on its {@link BatchLink} did not commit, so this one was not run. */
 export class BatchBeforeFailed extends Error {
   override readonly name = "BatchBeforeFailed";

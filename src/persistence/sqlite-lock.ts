@@ -106,7 +106,7 @@ export async function lockSqliteInstance(dbPath: string): Promise<SqliteInstance
     } catch {
       // Nothing to roll back.
     }
-    const busy = /^SQLITE_BUSY/.test((err as { code?: string }).code ?? "");
+    const busy = isBusy(err);
     const holder = busy ? holderOf(db) : undefined;
     db.close();
     if (busy) throw new SqliteInUseError(dbPath, holder, { cause: err });
@@ -118,6 +118,11 @@ function describeHolder(h: SqliteLockHolder | undefined): string {
   if (!h) return "pid unknown";
   if (h.host !== hostname()) return `pid ${h.pid} on ${h.host}`;
   return h.pid === process.pid ? `pid ${h.pid}, in this process` : `pid ${h.pid}`;
+}
+
+/** Whether a SQLite error is a lock another connection holds (SQLITE_BUSY and its extended codes). */
+export function isBusy(err: unknown): boolean {
+  return String((err as { code?: unknown } | undefined)?.code ?? "").startsWith("SQLITE_BUSY");
 }
 
 function holderOf(db: SqliteHandle): SqliteLockHolder | undefined {

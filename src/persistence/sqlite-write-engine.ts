@@ -17,7 +17,7 @@ import { getHeapSpaceStatistics } from "node:v8";
 import { StaleWriteError, writeStatements } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
 import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
-import { openSqlite, preparedStatements, statementExec, writerPragmas } from "./sqlite-lock.js";
+import { isBusy, openSqlite, preparedStatements, statementExec, writerPragmas } from "./sqlite-lock.js";
 import { monotonicMs } from "../support/monotonic.js";
 import type { WorkerHeap, WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
 
@@ -61,10 +61,6 @@ export interface EngineHost {
 /** Longest pause between two attempts at the write lock inline ({@link EngineHost.yielding}): it doubles from 1 ms to this. */
 const LOCK_RETRY_MAX_MS = 16;
 
-/** Whether a SQLite error is a lock another connection holds (SQLITE_BUSY and its extended codes). */
-function isBusy(err: unknown): boolean {
-  return String((err as { code?: unknown })?.code ?? "").startsWith("SQLITE_BUSY");
-}
 
 /** Transactions shared by several requests, the requests in them, and group commits written as one statement (SqliteWriteWorker.sharedTransactions). */
 type SharedStats = { transactions: number; requests: number; oneStatement: number };
