@@ -10,7 +10,7 @@ import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
 import { connectNats, ensureExternalConsumers, ensureStreams } from "../nats/index.js";
 import { OutboxRelay } from "../outbox/index.js";
-import { GroupCommitWriter, Repository, openDatabase, type Database } from "../persistence/index.js";
+import { GroupCommitWriter, Repository, exclusively, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
 import { reportFailure, watch } from "../supervision/index.js";
@@ -138,7 +138,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   relay = new OutboxRelay({ repo, js: jetstream(nc), jsm: relayJsm, logger, window: config.NERVE_RELAY_WINDOW, deleter: writer, ownership, publishAck: latency.acked });
   writer.on("committed", (rows) => relay.offer(rows));
   writer.on("error", (err) => reportFailure(logger, "group commit", err, "group commit failed outside a write (deleting published outbox rows); retrying"));
-  const timers = new TimerService({ db, bus, logger, kinds: timerKinds, ownership });
+  const timers = new TimerService({ db, bus, logger, kinds: timerKinds, ownership, writer: writer.sqliteWorker });
   if (commandsRole) {
     relay.start();
     timers.start();
@@ -154,7 +154,8 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const prune = setInterval(() => {
     // Housekeeping runs once across instances: on the holder of partition 0.
     if (!ownership.fence(0)) return;
-    void repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
+    // On the main connection: beside the write worker, in its exclusive turn (never waiting for its lock in SQLite).
+    void exclusively(writer.sqliteWorker, () => repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000)).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
   }, 10 * 60_000);
   prune.unref();
   let api: Api | undefined;

@@ -90,7 +90,7 @@ export class ConsumerManager {
 
   constructor(opts: ConsumerManagerOptions) {
     this.#o = opts;
-    this.deadLetters = new DeadLetters(opts.db);
+    this.deadLetters = new DeadLetters(opts.db, opts.batchWriter);
     const limit = opts.backlogLimit ?? 0;
     const changed = () => this.#check();
     for (const s of opts.subscribers) {

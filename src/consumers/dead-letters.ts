@@ -1,22 +1,30 @@
 /** The dead-letter store: events a consumer gave up on, listable and retryable by an operator. */
 import { EnvelopeBase, upcasters } from "../../contracts/index.js";
-import type { Database } from "../persistence/index.js";
+import { exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
 import type { DeadLetterRow } from "./entities.js";
 import type { EventHandler } from "./event-handler.js";
 
 /** A dead letter as an operator sees it. */
 export type DeadLetter = Omit<DeadLetterRow, "envelope"> & { envelope: unknown };
 
-/** Reads and writes the dead letters. */
+/**
+ * Reads and writes the dead letters. Its writes are on the main connection: beside the SQLite write worker
+ * they go through `writer`'s exclusive turn, so the main thread never waits for the worker's lock in SQLite.
+ */
 export class DeadLetters {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly writer?: ExclusiveWriter,
+  ) {}
 
   /** Stores a dead letter; its reason is made storable (a failure's message may quote the bad input). */
   async add(row: Omit<DeadLetterRow, "id" | "created_on">): Promise<void> {
-    await this.db.execute(
-      "insert into consumer_dead_letters (consumer, stream, stream_seq, event_id, event_type, envelope, reason, attempts, created_on) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      [row.consumer, row.stream, row.stream_seq, row.event_id, row.event_type, row.envelope, storableText(row.reason.slice(0, 4000)), row.attempts, new Date().toISOString()],
-      "run",
+    await exclusively(this.writer, () =>
+      this.db.execute(
+        "insert into consumer_dead_letters (consumer, stream, stream_seq, event_id, event_type, envelope, reason, attempts, created_on) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [row.consumer, row.stream, row.stream_seq, row.event_id, row.event_type, row.envelope, storableText(row.reason.slice(0, 4000)), row.attempts, new Date().toISOString()],
+        "run",
+      ),
     );
   }
 
@@ -40,7 +48,7 @@ export class DeadLetters {
     if (!parsed.success) throw new Error(`dead letter ${id} holds no valid event: it cannot be retried`);
     // A letter parked before its event type's current version is upcast as the stream's readers do.
     const outcome = await handler.handle(upcasters.upcast(parsed.data));
-    await this.db.execute("delete from consumer_dead_letters where id = ?", [id], "run");
+    await exclusively(this.writer, () => this.db.execute("delete from consumer_dead_letters where id = ?", [id], "run"));
     return outcome;
   }
 }

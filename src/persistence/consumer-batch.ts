@@ -33,11 +33,14 @@ export interface ConsumerBatchWriter {
   exclusive?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
+/** What a writer on the main connection goes through, when the SQLite write worker runs beside it. */
+export type ExclusiveWriter = Pick<ConsumerBatchWriter, "exclusive">;
+
 /**
  * Runs `work` — a write on the main connection — through `writer`'s {@link ConsumerBatchWriter.exclusive}
  * when it has one (the SQLite write worker), else as it is.
  */
-export function exclusively<T>(writer: ConsumerBatchWriter | undefined, work: () => Promise<T>): Promise<T> {
+export function exclusively<T>(writer: ExclusiveWriter | undefined, work: () => Promise<T>): Promise<T> {
   return writer?.exclusive ? writer.exclusive(work) : work();
 }
 

@@ -2,7 +2,7 @@
 import { reportFailure } from "../supervision/index.js";
 import type { Context, DomainEvent } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
-import { Repository, partitionClause, type Database, type SqlOp, type TimerRow } from "../persistence/index.js";
+import { Repository, exclusively, partitionClause, type Database, type ExclusiveWriter, type SqlOp, type TimerRow } from "../persistence/index.js";
 import type { CommandBus } from "../runtime/index.js";
 import { partitionOf } from "../cluster/partition.js";
 import type { Ownership } from "../cluster/index.js";
@@ -39,6 +39,11 @@ export interface TimerServiceOptions {
   pollMs?: number;
   /** Now, for tests; the system clock by default. */
   clock?: () => Date;
+  /**
+   * The SQLite write worker, when one runs beside the main connection: a timer's row is written in its
+   * exclusive turn, so the main thread never waits for the worker's lock inside SQLite.
+   */
+  writer?: ExclusiveWriter | undefined;
   /**
    * Whose partitions' timers this service fires (several instances on one database): only the owner
    * of an aggregate may run its operation. Without one, every timer is its own (one instance).
@@ -107,7 +112,7 @@ export class TimerService {
         const next = k.deadline(state);
         const op = timerOp(k, row.aggregate_id, next !== null && next <= now ? null : next);
         // Moved meanwhile, the row is its new owner's to keep in step.
-        if (held(row)) await db.execute(op.sql, op.params, "run");
+        if (held(row)) await exclusively(this.#o.writer, () => db.execute(op.sql, op.params, "run"));
         this.fired++;
       } catch (err) {
         this.#o.logger.warn({ err, timer: row }, "timer failed; will retry");

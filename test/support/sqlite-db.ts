@@ -1,20 +1,21 @@
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, onTestFinished } from "vitest";
+import type { EntitySchema } from "@mikro-orm/core";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { betterSqlite3Path } from "../../src/persistence/sqlite-lock.js";
 import { tempSqlitePath } from "./tmp.js";
 
 /**
  * A database on a fresh SQLite file for the calling test file: opened before its tests (then handed to
- * `set`), closed and its directory removed after them.
+ * `set`), closed and its directory removed after them. `entities`: tables beyond the write side's.
  */
-export function useSqliteDatabase(set: (db: Database) => void): void {
+export function useSqliteDatabase(set: (db: Database) => void, entities?: EntitySchema<any>[]): void {
   let db: Database | undefined;
   let cleanup: (() => Promise<void>) | undefined;
   beforeAll(async () => {
     const tmp = await tempSqlitePath();
     cleanup = tmp.cleanup;
-    db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    db = await openDatabase({ url: `sqlite:${tmp.path}`, entities });
     set(db);
   });
   afterAll(async () => {
