@@ -10,7 +10,7 @@ import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
 import { connectNats, ensureExternalConsumers, ensureStreams } from "../nats/index.js";
 import { OutboxRelay } from "../outbox/index.js";
-import { GroupCommitWriter, Repository, exclusively, openDatabase, type Database } from "../persistence/index.js";
+import { GroupCommitWriter, IdempotencyPrune, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
 import { reportFailure, watch } from "../supervision/index.js";
@@ -151,11 +151,14 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     : undefined;
   const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases, handleTime: latency.handled, batchWriter: writer.sqliteWorker, backlogLimit: config.NERVE_CONSUMER_LAG_LIMIT });
   projectionRoom = (maxWaitMs) => consumers.room(maxWaitMs);
+  const idempotencyPrune = new IdempotencyPrune({ db, writer: writer.sqliteWorker, retentionMs: 24 * 3600_000, keep: 1000 });
   const prune = setInterval(() => {
     // Housekeeping runs once across instances: on the holder of partition 0.
     if (!ownership.fence(0)) return;
-    // On the main connection: beside the write worker, in its exclusive turn (never waiting for its lock in SQLite).
-    void exclusively(writer.sqliteWorker, () => repo.pruneIdempotencyKeys(new Date(Date.now() - 24 * 3600_000).toISOString(), 1000)).catch((err) => logger.warn({ err }, "pruning idempotency keys failed"));
+    void idempotencyPrune
+      .run()
+      .then((r) => r.deleted > 0 && logger.info({ ...r }, "pruned idempotency keys"))
+      .catch((err) => reportFailure(logger, "idempotency prune", err, "pruning idempotency keys failed; trying again at the next tick"));
   }, 10 * 60_000);
   prune.unref();
   let api: Api | undefined;
@@ -192,6 +195,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     if (ownership.fenced) conn.publish(RELEASED_SUBJECT);
     await api?.releasePartitions();
     await consumers.stop();
+    await idempotencyPrune.stop();
     system.close();
     await conn.drain().catch(() => conn.close());
     // Last: the consumers' process managers may have committed until they stopped.

@@ -6,3 +6,4 @@ export * from "./group-commit.js";
 export * from "./consumer-batch.js";
 export * from "./repository.js";
 export * from "./sqlite-lock.js";
+export * from "./idempotency-prune.js";

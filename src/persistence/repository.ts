@@ -45,18 +45,6 @@ export class Repository {
     );
   }
 
-  /** Forgets keys older than `before`, keeping at least the newest `keep` per aggregate. */
-  async pruneIdempotencyKeys(before: string, keep: number): Promise<void> {
-    await this.db.execute(
-      `delete from nerve_idempotency where created_on < ? and (aggregate_type, aggregate_id, key) not in (
-         select aggregate_type, aggregate_id, key from (
-           select aggregate_type, aggregate_id, key, row_number() over (partition by aggregate_type, aggregate_id order by created_on desc) as rn
-           from nerve_idempotency) ranked where rn <= ?)`,
-      [before, keep],
-      "run",
-    );
-  }
-
   /** The user who holds an e-mail address (lower-cased), or null. */
   async emailOwner(email: string): Promise<string | null> {
     const row = await this.db.read<any>("select user_id from user_emails where email = ?", [email], "get");
