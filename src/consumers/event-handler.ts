@@ -31,9 +31,12 @@ export function txOf(db: Database, trx?: unknown): Tx {
   };
 }
 
-/** A {@link Tx} for queries outside any transaction: reads on the database's read connection, writes on the main one. */
-export function readTxOf(db: Database): Tx {
-  return { dialect: db.dialect, execute: (sql, params = [], method = "all") => db.read(sql, params, method) };
+/** A {@link Tx} for a read model's queries: each read a {@link Database.query} (on SQLite, off the main thread); a write is refused. */
+export function queryTxOf(db: Database): Tx {
+  return {
+    dialect: db.dialect,
+    execute: (sql, params = [], method = "all") => (method === "run" ? Promise.reject(new Error(`a query only reads: ${sql.slice(0, 120)}`)) : db.query(sql, params, method)),
+  };
 }
 
 /** A {@link Tx} that records a write-only projection's statements instead of running them; a read is a bug and throws. */

@@ -4,6 +4,7 @@ import { Worker } from "node:worker_threads";
 import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
+import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
 
 /** Which database and how. */
@@ -80,8 +81,16 @@ export interface Database {
    * it is {@link execute}.
    */
   read<T = any>(sql: string, params?: readonly unknown[], method?: SqlMethod): Promise<T>;
+  /**
+   * Runs a read that may be long — a read model's query for another service — outside any transaction.
+   * On a SQLite file it runs on a thread of its own (SqliteQueryThread: a read-only connection, started at
+   * the first query), so it never holds the event loop; elsewhere it is {@link execute}. A write is refused.
+   */
+  query<T = any>(sql: string, params?: readonly unknown[], method?: "all" | "get"): Promise<T>;
   /** A SQLite file's WAL checkpoints (run beside the writers); absent elsewhere. */
   readonly checkpoints?: CheckpointStats;
+  /** A SQLite file's query thread ({@link query}); absent elsewhere. */
+  readonly queries?: QueryThreadStats;
   close(): Promise<void>;
 }
 
@@ -157,7 +166,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   // A plain file only: a URI filename (`file:…`) or an in-memory database is left to the one connection.
   const sqliteFile = path !== undefined && !isInMemorySqlite(path) && !path.startsWith("file:") ? { path: resolve(path), synchronous: opts.sqliteSynchronous === "NORMAL" ? ("NORMAL" as const) : ("FULL" as const), busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS } : undefined;
   const execute = boundExecutor(connection);
-  if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, close: () => orm.close(true) };
+  if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, query: execute, close: () => orm.close(true) };
   // The WAL is checkpointed beside the writers (Checkpointer), not by whichever commit fills it; once
   // restarted, the first commit cuts the file back to WAL_SIZE_LIMIT (it otherwise keeps its high-water mark).
   await execute("pragma wal_autocheckpoint = 0");
@@ -173,6 +182,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     throw err;
   }
   const [r, c] = [reader, checkpointer];
+  const queries = new SqliteQueryThread(sqliteFile.path, SQLITE_BUSY_TIMEOUT_MS);
   return {
     orm,
     connection,
@@ -180,10 +190,13 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     sqliteFile,
     execute,
     read: (sql, params = [], method = "all") => (method === "run" ? execute(sql, params, method) : r.read(sql, params, method)),
+    query: (sql, params = [], method = "all") => queries.query(sql, params, method),
     checkpoints: c.stats,
+    queries: queries.stats,
     close: () =>
-      c
+      queries
         .close()
+        .finally(() => c.close())
         .finally(() => r.close())
         .finally(() => orm.close(true)),
   };

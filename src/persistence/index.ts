@@ -7,3 +7,4 @@ export * from "./consumer-batch.js";
 export * from "./repository.js";
 export * from "./sqlite-lock.js";
 export * from "./idempotency-prune.js";
+export * from "./query-thread.js";

@@ -5,7 +5,6 @@
  * (`NERVE_SQLITE_WRITER=inline`) the same engine runs on the main thread, behind the same messages.
  */
 import { EventEmitter } from "node:events";
-import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
 import { encodeWrites, outboxRows, type AggregateWrite } from "./commit-batch.js";
 import { WAL_SIZE_LIMIT, type Database } from "./database.js";
@@ -15,6 +14,7 @@ import { BatchBeforeFailed, type BatchLink, type ConsumerBatch, type ConsumerBat
 import { ChurnTable } from "../support/churn-table.js";
 import { monotonicMs } from "../support/monotonic.js";
 import { startWriteEngine, type EngineMessage, type WriteEngine } from "./sqlite-write-engine.js";
+import { withWorkerSemiSpace } from "./worker-heap.js";
 
 /** What the worker thread is started with. */
 export interface WorkerSetup {
@@ -77,48 +77,7 @@ export interface WorkerHeap {
   spaces: Record<string, { size: number; used: number }>;
 }
 
-/** Semi-space of the worker thread's young generation, MiB: it allocates little, and what it allocates dies young. */
-export const WORKER_SEMI_SPACE_MB = 8;
-
-/** The process's `--max-semi-space-size` (MiB) from its flags or NODE_OPTIONS, the last one given; undefined without one. */
-export function processSemiSpaceMb(argv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ""): number | undefined {
-  let mb: number | undefined;
-  for (const arg of [...nodeOptions.split(/\s+/), ...argv]) {
-    const m = /^--max[-_]semi[-_]space[-_]size=(\d+)$/.exec(arg);
-    if (m) mb = Number(m[1]);
-  }
-  return mb;
-}
-
-/**
- * Starts a worker with a young generation of its own size. V8's heap flags are the whole process's, and a
- * Worker's `resourceLimits` do not override them: the service's `--max-semi-space-size=64`, sized for
- * the main thread's allocation rate, gave the write worker a young generation of 128 MiB committed for
- * about 13 MiB used (the soak's `nerve_sqlite_writer_heap_bytes{space="new_space"}`). V8 reads the flag
- * when an isolate is made, so it is lowered until the new thread runs JavaScript, then put back; the
- * main isolate's heap, configured at start, is not touched.
- */
-export function withWorkerSemiSpace(start: () => Worker): Worker {
-  const mainMb = processSemiSpaceMb();
-  if (mainMb === undefined || mainMb <= WORKER_SEMI_SPACE_MB) return start();
-  setFlagsFromString(`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`);
-  let restored = false;
-  const restore = () => {
-    if (restored) return;
-    restored = true;
-    setFlagsFromString(`--max-semi-space-size=${mainMb}`);
-  };
-  try {
-    const worker = start();
-    worker.once("online", restore);
-    worker.once("error", restore);
-    worker.once("exit", restore);
-    return worker;
-  } catch (err) {
-    restore();
-    throw err;
-  }
-}
+export { WORKER_SEMI_SPACE_MB, processSemiSpaceMb, withWorkerSemiSpace } from "./worker-heap.js";
 
 /** The write worker stopped (crashed, exited) with this batch in flight, which did not commit. Retrying can help: it restarts. */
 export class WriteWorkerStopped extends Error {

@@ -3,7 +3,7 @@ import type { EntitySchema } from "@mikro-orm/core";
 import { pino } from "pino";
 import type { QueryType } from "../../contracts/index.js";
 import type { QueryHandler } from "../api/index.js";
-import { readTxOf, type Subscriber } from "../consumers/index.js";
+import { queryTxOf, type Subscriber } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import type { Database } from "../persistence/index.js";
 import type { CommandBus } from "../runtime/index.js";
@@ -76,8 +76,9 @@ export function createSubscribers(deps: SubscriberDeps): Subscriber[] {
 
 /** Queries answered from the read models. */
 export function projectionQueries(deps: SubscriberDeps): Partial<Record<QueryType, QueryHandler>> {
-  // Queries read on the read connection: a consumer's batch or a group commit never holds them up.
-  const tx = readTxOf(deps.db);
+  // Queries read on a connection of their own, on SQLite on a thread of its own: a consumer's batch or a
+  // group commit never holds them up, and a long one (a search ranking thousands of matches) never holds the event loop.
+  const tx = queryTxOf(deps.db);
   return {
     SearchCatalog: searchCatalog(tx),
     GetLearnerProgress: getLearnerProgress(tx),

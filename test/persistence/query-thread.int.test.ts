@@ -1,0 +1,78 @@
+/**
+ * The read models' queries on a thread of their own (SqliteQueryThread, Database.query): they answer as the
+ * read connection does, a long one leaves the event loop free, a failure comes back as an error with
+ * SQLite's code, a write is refused, and a thread that ends fails what it was asked and is replaced.
+ */
+import { describe, expect, it } from "vitest";
+import { QueryFailed, SqliteQueryThread, type Database } from "../../src/persistence/index.js";
+import { queryTxOf } from "../../src/consumers/index.js";
+import { useSqliteDatabase } from "../support/index.js";
+
+let db: Database;
+
+/** Counts to `n` in SQL: a read that takes a while (about 100 ms per million here). */
+const LONG = "with recursive c(x) as (select 1 union all select x + 1 from c where x < ?) select count(*) as n from c";
+
+describe("Database.query on SQLite", () => {
+  useSqliteDatabase((d) => (db = d));
+
+  it("answers rows and a row with the values bound, as the read connection does", async () => {
+    await db.execute("create table qt_rows (id integer primary key, name text, flag integer, at integer)", [], "run");
+    await db.execute("insert into qt_rows (id, name, flag, at) values (?, ?, ?, ?), (?, ?, ?, ?)", [1, "a\u0000b", true, new Date(5), 2, "c", false, null], "run");
+    const sql = "select id, name, flag, at from qt_rows where flag = ? or id = ? order by id";
+    expect(await db.query(sql, [true, 2])).toEqual(await db.read(sql, [true, 2]));
+    expect(await db.query(sql, [true, 2])).toEqual([
+      { id: 1, name: "a\u0000b", flag: 1, at: 5 },
+      { id: 2, name: "c", flag: 0, at: null },
+    ]);
+    expect(await db.query("select name from qt_rows where id = ?", [1], "get")).toEqual({ name: "a\u0000b" });
+    expect(await db.query("select name from qt_rows where id = ?", [9], "get")).toBeUndefined();
+    expect(db.queries?.starts).toBe(1);
+  });
+
+  it("leaves the event loop free while a long query runs", async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    try {
+      const started = performance.now();
+      const row = await db.query<{ n: number }>(LONG, [3_000_000], "get");
+      const took = performance.now() - started;
+      expect(row.n).toBe(3_000_000);
+      // On the main thread the interval could not have run at all until the statement ended.
+      expect(took).toBeGreaterThan(30);
+      expect(ticks).toBeGreaterThanOrEqual(Math.floor(took / 5 / 3));
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  it("fails a statement that does not prepare with SQLite's code, refuses a write, and goes on", async () => {
+    const bad = await db.query("select * from no_such_table").catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(QueryFailed);
+    expect(bad).toMatchObject({ code: "SQLITE_ERROR", message: expect.stringMatching(/no such table: no_such_table/) });
+    const write = await db.query("delete from qt_rows").catch((e: unknown) => e);
+    expect(write).toMatchObject({ code: "NERVE_NOT_A_READ" });
+    await expect(queryTxOf(db).execute("delete from qt_rows", [], "run")).rejects.toThrow(/a query only reads/);
+    expect(await db.query("select count(*) as n from qt_rows", [], "get")).toEqual({ n: 2 });
+  });
+});
+
+describe("SqliteQueryThread's end", () => {
+  useSqliteDatabase((d) => (db = d));
+
+  it("fails what was asked of a thread that ended, answers the next query on a new one, and refuses queries once closed", async () => {
+    const thread = new SqliteQueryThread(db.sqliteFile!.path, 5000);
+    try {
+      expect(await thread.query("select 1 as one", [], "get")).toEqual({ one: 1 });
+      const inFlight = thread.query(LONG, [5_000_000], "get").catch((e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 20));
+      await thread.terminateForTest();
+      expect(await inFlight).toMatchObject({ name: "QueryFailed", message: expect.stringMatching(/the query thread ended/) });
+      expect(await thread.query("select 2 as two", [], "get")).toEqual({ two: 2 });
+      expect(thread.stats).toMatchObject({ starts: 2, failures: 1 });
+    } finally {
+      await thread.close();
+    }
+    await expect(thread.query("select 3")).rejects.toThrow(/closed/);
+  });
+});
