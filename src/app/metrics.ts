@@ -94,8 +94,7 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     for (const l of await lagNow()) g.set({ consumer: l.consumer, stream: l.stream }, l.ackPending);
   });
   gauge("nerve_consumer_dead_letters", "Events a consumer gave up on", ["consumer"], async (g) => {
-    const counts = new Map<string, number>();
-    for (const d of await s.consumers.deadLetters.list().catch(() => [])) counts.set(d.consumer, (counts.get(d.consumer) ?? 0) + 1);
+    const counts = await s.consumers.deadLetters.countByConsumer().catch(() => new Map<string, number>());
     for (const name of s.consumers.runners.keys()) g.set({ consumer: name }, counts.get(name) ?? 0);
   });
   gauge("nerve_partitions_owned", "Partitions (of 64) this instance owns now: all of them alone on SQLite, its share when several instances run", [], (g) => {

@@ -28,12 +28,17 @@ export class DeadLetters {
     );
   }
 
-  /** Dead letters, oldest first, optionally of one consumer. */
+  /** How many dead letters each consumer has (those with none are absent). */
+  async countByConsumer(): Promise<Map<string, number>> {
+    const rows = await this.db.query<{ consumer: string; n: number }[]>("select consumer, count(*) as n from consumer_dead_letters group by consumer");
+    return new Map(rows.map((r) => [r.consumer, Number(r.n)]));
+  }
+
+  /** Dead letters, oldest first, optionally of one consumer (read as a query: on SQLite, off the main thread). */
   async list(consumer?: string): Promise<DeadLetter[]> {
-    const rows = await this.db.execute<DeadLetterRow[]>(
+    const rows = await this.db.query<DeadLetterRow[]>(
       consumer ? "select * from consumer_dead_letters where consumer = ? order by id" : "select * from consumer_dead_letters order by id",
       consumer ? [consumer] : [],
-      "all",
     );
     return rows.map((r) => ({ ...r, id: Number(r.id), stream_seq: Number(r.stream_seq), envelope: r.envelope ? JSON.parse(r.envelope) : null }));
   }

@@ -53,10 +53,10 @@ export class Repository {
 
   /** An aggregate's events in version order. */
   async history(aggregateType: string, aggregateId: string): Promise<EventRow[]> {
-    return this.db.read<EventRow[]>(
+    // A query for another service, as long as the aggregate's life: off the main thread on SQLite.
+    return this.db.query<EventRow[]>(
       "select * from nerve_events where aggregate_type = ? and aggregate_id = ? order by aggregate_version",
       [aggregateType, aggregateId],
-      "all",
     );
   }
 

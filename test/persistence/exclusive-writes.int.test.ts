@@ -48,6 +48,8 @@ describe.each(["thread", "inline"] as const)("main-connection writes beside the 
       expect(order).toEqual(["a committed", "dead letter stored", "b committed"]);
       expect(turns()).toBe(1);
       expect(await deadLetters.list(`catalog-${where}`)).toMatchObject([{ stream_seq: 3, reason: "poison", attempts: 5 }]);
+      // What /metrics counts by consumer (nerve_consumer_dead_letters), read as a query.
+      expect(await deadLetters.countByConsumer()).toEqual(new Map([[`catalog-${where}`, 1]]));
     } finally {
       await worker.close();
     }
