@@ -4,7 +4,7 @@ import { Gauge, type Registry } from "prom-client";
 import type { Api } from "../api/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
 import type { OutboxRelay } from "../outbox/index.js";
-import type { CheckpointStats, GroupCommitWriter, Repository } from "../persistence/index.js";
+import type { CheckpointStats, GroupCommitWriter, QueryThreadStats, Repository } from "../persistence/index.js";
 import type { ActorSystem } from "../runtime/index.js";
 import { backgroundFailures } from "../supervision/index.js";
 import { heapAfterMajorGc } from "./gc-floor.js";
@@ -21,6 +21,8 @@ export interface ServiceMetricSources {
   consumers: ConsumerManager;
   /** A SQLite file's WAL checkpoints; absent on PostgreSQL. */
   checkpoints?: CheckpointStats | undefined;
+  /** A SQLite file's query thread (the read models' queries); absent on PostgreSQL. */
+  queries?: QueryThreadStats | undefined;
   /** Which partitions this instance owns. */
   ownership?: Ownership;
   /** Figures of the lease groups this instance takes part in (several instances on PostgreSQL), by group. */
@@ -83,6 +85,14 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
       g.set({ state: "total" }, cp.walFrames);
       g.set({ state: "checkpointed" }, cp.checkpointedFrames);
     });
+  }
+  const q = s.queries;
+  if (q) {
+    gauge("nerve_sqlite_queries_total", "Read models' queries answered by the query thread (SearchCatalog, CourseStats, …, off the event loop), and of them failed", ["outcome"], (g) => {
+      g.set({ outcome: "ok" }, q.queries - q.failures);
+      g.set({ outcome: "failed" }, q.failures);
+    });
+    gauge("nerve_sqlite_query_thread_starts_total", "Query threads started: the first, and one after each that ended", [], (g) => g.set(q.starts));
   }
   gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
   gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));

@@ -226,7 +226,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       retention: { maxEvents: config.NERVE_GATEWAY_BUFFER_EVENTS },
     });
     registerServiceMetrics(gateway.metrics.registry, {
-      api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints,
+      api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints, queries: db.queries,
       leases: { partitions: ownership instanceof PartitionLeases ? ownership.leases.stats : undefined, consumers: consumerLeases?.stats },
     });
     latency.register(gateway.metrics.registry);

@@ -27,7 +27,9 @@ export class QueryFailed extends Error {
 
 /** What the query thread has done. */
 export interface QueryThreadStats {
+  /** Queries settled: answered, failed, or lost with a thread that ended. */
   queries: number;
+  /** Of them, those that failed. */
   failures: number;
   /** Threads started (the first, and one after each that ended). */
   starts: number;
@@ -115,6 +117,7 @@ export class SqliteQueryThread {
       over = true;
       this.#thread = undefined;
       for (const p of this.#pending.values()) p.reject(err);
+      this.stats.queries += this.#pending.size;
       this.stats.failures += this.#pending.size;
       this.#pending.clear();
     };

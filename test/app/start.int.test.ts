@@ -45,6 +45,10 @@ describe("start-up", () => {
     await until("a WAL checkpoint ran", async () => /^nerve_sqlite_checkpoints_total\{mode="passive"\} [1-9]/m.test((checkpoints = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())), 5_000);
     expect(checkpoints).toMatch(/^nerve_sqlite_checkpoint_failures_total 0$/m);
     expect(checkpoints).toMatch(/^nerve_sqlite_wal_frames\{state="total"\} \d+$/m);
+    // The dead letters' gauge is read as a query: earlier scrapes ran some on the query thread, one thread, none failed.
+    expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="ok"\} [1-9]/m);
+    expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="failed"\} 0$/m);
+    expect(checkpoints).toMatch(/^nerve_sqlite_query_thread_starts_total 1$/m);
     expect(metrics).toMatch(/^nerve_consumer_pending\{consumer="notifications",stream="EVENTS_USERS"\} \d+/m);
     expect(metrics).toMatch(/^nerve_consumer_dead_letters\{consumer="catalog"\} 0/m);
     expect(metrics).toContain("nerve_gateway_connections");
