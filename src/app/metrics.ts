@@ -88,9 +88,10 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   }
   const q = s.queries;
   if (q) {
-    gauge("nerve_sqlite_queries_total", "Read models' queries answered by the query thread (SearchCatalog, CourseStats, …, off the event loop), and of them failed", ["outcome"], (g) => {
+    gauge("nerve_sqlite_queries_total", "Read models' queries of the query thread (SearchCatalog, CourseStats, …, off the event loop): answered, failed, refused (too many waiting: answered unavailable)", ["outcome"], (g) => {
       g.set({ outcome: "ok" }, q.queries - q.failures);
       g.set({ outcome: "failed" }, q.failures);
+      g.set({ outcome: "refused" }, q.refused);
     });
     gauge("nerve_sqlite_query_thread_starts_total", "Query threads started: the first, and one after each that ended", [], (g) => g.set(q.starts));
   }

@@ -1,8 +1,8 @@
 /** Applies events to one subscriber exactly once per event_id, whatever the transport redelivers. */
 import type { EnvelopeBase, EventType } from "../../contracts/index.js";
-import { EventContexts } from "../../contracts/index.js";
+import { EventContexts, errors } from "../../contracts/index.js";
 import type { Transaction } from "@mikro-orm/core";
-import { bindable, exclusively, type BatchLink, type BatchStatement, type ConsumerBatch, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
+import { MAX_WAITING_QUERIES, QueriesOverloaded, bindable, exclusively, type BatchLink, type BatchStatement, type ConsumerBatch, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
 import type { Subscriber, Tx } from "./subscriber.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, withCause, type Span, type TraceHeaders } from "../tracing/index.js";
 
@@ -31,11 +31,19 @@ export function txOf(db: Database, trx?: unknown): Tx {
   };
 }
 
-/** A {@link Tx} for a read model's queries: each read a {@link Database.query} (on SQLite, off the main thread); a write is refused. */
+/**
+ * A {@link Tx} for a read model's queries: each read a {@link Database.query} (on SQLite, off the main
+ * thread); a write is refused. A query the thread refuses, too many waiting, is `unavailable` (safe to retry).
+ */
 export function queryTxOf(db: Database): Tx {
   return {
     dialect: db.dialect,
-    execute: (sql, params = [], method = "all") => (method === "run" ? Promise.reject(new Error(`a query only reads: ${sql.slice(0, 120)}`)) : db.query(sql, params, method)),
+    execute: (sql, params = [], method = "all") =>
+      method === "run"
+        ? Promise.reject(new Error(`a query only reads: ${sql.slice(0, 120)}`))
+        : db.query(sql, params, method).catch((err: unknown) => {
+            throw err instanceof QueriesOverloaded ? errors.unavailable("too many queries are waiting; retry", { waiting: MAX_WAITING_QUERIES }) : err;
+          }),
   };
 }
 

@@ -14,9 +14,15 @@ import { withWorkerSemiSpace } from "./worker-heap.js";
 /** Statements the thread keeps prepared (the most recently used). */
 const KEPT_STATEMENTS = 64;
 
+/**
+ * Queries that may wait for the thread at once; one more is refused ({@link QueriesOverloaded}) rather than
+ * queued without end: 64 searches of 50 ms are already 3 s behind.
+ */
+export const MAX_WAITING_QUERIES = 64;
+
 /** A query's failure, with SQLite's code (`SQLITE_ERROR`, …) when it has one. */
 export class QueryFailed extends Error {
-  override readonly name = "QueryFailed";
+  override readonly name: string = "QueryFailed";
   constructor(
     message: string,
     readonly code?: string,
@@ -25,12 +31,19 @@ export class QueryFailed extends Error {
   }
 }
 
+/** The query thread has {@link MAX_WAITING_QUERIES} queries waiting already: retry later. */
+export class QueriesOverloaded extends QueryFailed {
+  override readonly name: string = "QueriesOverloaded";
+}
+
 /** What the query thread has done. */
 export interface QueryThreadStats {
   /** Queries settled: answered, failed, or lost with a thread that ended. */
   queries: number;
   /** Of them, those that failed. */
   failures: number;
+  /** Refused, {@link MAX_WAITING_QUERIES} waiting already (not counted in `queries`). */
+  refused: number;
   /** Threads started (the first, and one after each that ended). */
   starts: number;
 }
@@ -42,28 +55,40 @@ interface Pending {
 
 /** Reads of a SQLite file on a worker thread; started at the first query, again after one that ended. */
 export class SqliteQueryThread {
-  readonly stats: QueryThreadStats = { queries: 0, failures: 0, starts: 0 };
+  readonly stats: QueryThreadStats = { queries: 0, failures: 0, refused: 0, starts: 0 };
   #thread: Promise<Worker> | undefined;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
+  #waiting = 0;
   #closed = false;
 
   constructor(
     private readonly path: string,
     private readonly busyTimeoutMs: number,
+    private readonly maxWaiting = MAX_WAITING_QUERIES,
   ) {}
 
   /** Runs one read (`all` rows or the first, `get`); a statement that writes is refused. */
   async query<T>(sql: string, params: readonly unknown[] = [], method: "all" | "get" = "all"): Promise<T> {
     if (this.#closed) throw new QueryFailed("the query thread is closed");
-    const values = sqliteValues(params);
-    const thread = await (this.#thread ??= this.#start());
-    return new Promise<T>((resolve, reject) => {
-      const id = this.#nextId++;
-      this.#pending.set(id, { resolve: resolve as (rows: unknown) => void, reject });
-      if (this.#pending.size === 1) thread.ref();
-      thread.postMessage({ id, sql, params: values, method });
-    });
+    if (this.#waiting >= this.maxWaiting) {
+      this.stats.refused++;
+      throw new QueriesOverloaded(`${this.#waiting} queries are waiting for the query thread already`);
+    }
+    // Counted from the call on: those waiting for the thread to start count as well.
+    this.#waiting++;
+    try {
+      const values = sqliteValues(params);
+      const thread = await (this.#thread ??= this.#start());
+      return await new Promise<T>((resolve, reject) => {
+        const id = this.#nextId++;
+        this.#pending.set(id, { resolve: resolve as (rows: unknown) => void, reject });
+        if (this.#pending.size === 1) thread.ref();
+        thread.postMessage({ id, sql, params: values, method });
+      });
+    } finally {
+      this.#waiting--;
+    }
   }
 
   /** Ends the thread (for tests: as if it died); what was asked of it fails, the next query starts another. */

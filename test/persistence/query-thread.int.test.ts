@@ -4,7 +4,7 @@
  * SQLite's code, a write is refused, and a thread that ends fails what it was asked and is replaced.
  */
 import { describe, expect, it } from "vitest";
-import { QueryFailed, SqliteQueryThread, type Database } from "../../src/persistence/index.js";
+import { MAX_WAITING_QUERIES, QueriesOverloaded, QueryFailed, SqliteQueryThread, type Database } from "../../src/persistence/index.js";
 import { queryTxOf } from "../../src/consumers/index.js";
 import { useSqliteDatabase } from "../support/index.js";
 
@@ -69,10 +69,39 @@ describe("SqliteQueryThread's end", () => {
       await thread.terminateForTest();
       expect(await inFlight).toMatchObject({ name: "QueryFailed", message: expect.stringMatching(/the query thread ended/) });
       expect(await thread.query("select 2 as two", [], "get")).toEqual({ two: 2 });
-      expect(thread.stats).toEqual({ starts: 2, failures: 1, queries: 3 });
+      expect(thread.stats).toEqual({ starts: 2, failures: 1, queries: 3, refused: 0 });
     } finally {
       await thread.close();
     }
     await expect(thread.query("select 3")).rejects.toThrow(/closed/);
+  });
+});
+
+describe("SqliteQueryThread's bound", () => {
+  useSqliteDatabase((d) => (db = d));
+
+  it("refuses a query beyond the waiting bound, counts it, and answers again once the queue is shorter", async () => {
+    const thread = new SqliteQueryThread(db.sqliteFile!.path, 5000, 2);
+    try {
+      // Asked in one tick, before the thread has started: the bound counts them from the call.
+      const waiting = [thread.query(LONG, [300_000], "get"), thread.query(LONG, [300_000], "get")];
+      const refused = await thread.query("select 1 as one", [], "get").catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(QueriesOverloaded);
+      expect(await Promise.all(waiting)).toEqual([{ n: 300_000 }, { n: 300_000 }]);
+      expect(await thread.query("select 1 as one", [], "get")).toEqual({ one: 1 });
+      expect(thread.stats).toMatchObject({ refused: 1, queries: 3, failures: 0 });
+    } finally {
+      await thread.close();
+    }
+  });
+
+  it("answers a read model's query refused for that reason `unavailable`, safe to retry", async () => {
+    const tx = queryTxOf(db);
+    // MAX_WAITING_QUERIES asked in one tick fill the Database's query thread's queue; one more is refused.
+    const queued = Array.from({ length: MAX_WAITING_QUERIES }, () => tx.execute("select 1 as one", [], "get"));
+    await expect(tx.execute("select 1 as one", [], "get")).rejects.toMatchObject({ code: "unavailable", message: "too many queries are waiting; retry" });
+    expect(await Promise.all(queued)).toEqual(Array.from({ length: MAX_WAITING_QUERIES }, () => ({ one: 1 })));
+    expect(await tx.execute("select 1 as one", [], "get")).toEqual({ one: 1 });
+    expect(db.queries).toMatchObject({ refused: 1 });
   });
 });
