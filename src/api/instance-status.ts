@@ -71,7 +71,7 @@ async function readInstanceStatus(s: InstanceStatusSources, startedAt: string): 
     s.db.query<{ at: unknown } | undefined>("select e.occurred_on as at from nerve_outbox o join nerve_events e on e.event_id = o.event_id order by o.seq limit 1", [], "get"),
     s.db.query<{ n: unknown }>("select count(*) as n from nerve_timers", [], "get"),
     s.db.query<{ n: unknown; oldest: unknown }>("select count(*) as n, min(due_at) as oldest from nerve_timers where due_at <= ?", [new Date(now).toISOString()], "get"),
-    s.db.query<Array<{ consumer: string; n: unknown }>>("select consumer, count(*) as n from consumer_dead_letters group by consumer", [], "all"),
+    s.consumers.deadLetters.countByConsumer(),
   ]);
   return {
     instance: s.instanceId,
@@ -82,6 +82,6 @@ async function readInstanceStatus(s: InstanceStatusSources, startedAt: string): 
     consumers: { known: [...s.consumers.runners.keys()].sort(), active: s.consumers.active() },
     outbox: { pending: count(outboxCount), oldest_age_ms: ageOf(oldestEvent?.at) },
     timers: { pending: count(timerCount), overdue: count(overdue), oldest_overdue_ms: ageOf(overdue?.oldest) },
-    dead_letters: Object.fromEntries(dead.map((d) => [d.consumer, Number(d.n)])),
+    dead_letters: Object.fromEntries(dead),
   };
 }
