@@ -1,9 +1,10 @@
 /** Starts every subscriber's runner, reports lag, and rebuilds a read model by replay while the service runs. */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Logger } from "../log/index.js";
-import { exclusively, type ConsumerBatchWriter, type Database } from "../persistence/index.js";
+import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
 import { DeadLetters } from "./dead-letters.js";
 import { EventHandler, txOf } from "./event-handler.js";
+import { resetReadModel } from "./read-model-reset.js";
 import { LAG_STALLED_MS } from "./backlog.js";
 import { ConsumerRunner, DEFAULT_RETRY, type BacklogWatch, type RetryPolicy } from "./runner.js";
 import { RoomWaiters } from "../outbox/room-waiters.js";
@@ -253,14 +254,7 @@ export class ConsumerManager {
     const s = runner.handler.subscriber;
     await runner.stop();
     for (const b of runner.bindings) await this.#o.jsm.consumers.delete(b.stream, name).catch(() => false);
-    const reset = () =>
-      this.#o.db.connection.transactional(async (trx) => {
-        const tx = txOf(this.#o.db, trx);
-        await s.reset?.(tx);
-        if (s.apply) await tx.execute("delete from consumer_inbox where consumer = ?", [name], "run");
-      });
-    // With nothing in flight at the write worker: the main connection then never waits for its lock on the event loop.
-    await exclusively(this.#o.batchWriter, reset);
+    await resetReadModel(this.#o.db, s, this.#o.batchWriter);
     let total = 0;
     for (const b of runner.bindings) {
       const info = await this.#o.jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);

@@ -47,12 +47,15 @@ export function queryTxOf(db: Database): Tx {
   };
 }
 
-/** A {@link Tx} that records a write-only projection's statements instead of running them; a read is a bug and throws. */
-function recorder(consumer: string, dialect: Tx["dialect"], into: BatchStatement[]): Tx {
+/**
+ * A {@link Tx} that records statements instead of running them (a write-only projection's `apply`, a
+ * subscriber's `reset`); a read is a bug and throws, saying `why` it may not.
+ */
+export function recorder(consumer: string, dialect: Tx["dialect"], into: BatchStatement[], why = "is declared writesOnly, but its apply read"): Tx {
   return {
     dialect,
     execute: (sql, params = [], method = "all") => {
-      if (method !== "run") return Promise.reject(new Error(`consumer ${consumer} is declared writesOnly, but its apply read: ${sql}`));
+      if (method !== "run") return Promise.reject(new Error(`consumer ${consumer} ${why}: ${sql}`));
       into.push({ sql, params: bindable(params) });
       return Promise.resolve(undefined as never);
     },

@@ -12,8 +12,10 @@ export interface BatchStatement {
   params: unknown[];
 }
 
-/** A consumer's batch: inbox inserts (`… returning event_id`), then the events in stream order. */
+/** A consumer's batch: statements run first whatever the inbox says, inbox inserts (`… returning event_id`), then the events in stream order. */
 export interface ConsumerBatch {
+  /** Run first, each as it is (a replay's reset: the read model and its inbox emptied). */
+  before?: BatchStatement[];
   inbox: BatchStatement[];
   events: { eventId: string; statements: BatchStatement[] }[];
 }
@@ -107,10 +109,12 @@ export class BatchLink {
 }
 
 /**
- * Runs `batch` with `exec` inside the caller's transaction. An event whose id the inbox inserts did not
- * return was handled before (or is a second copy in this batch): its statements are skipped.
+ * Runs `batch` with `exec` inside the caller's transaction: its `before` statements, then its inbox inserts.
+ * An event whose id those did not return was handled before (or is a second copy in this batch): its
+ * statements are skipped.
  */
 export async function runConsumerBatch(exec: Exec, batch: ConsumerBatch): Promise<boolean[]> {
+  for (const st of batch.before ?? []) await exec(st.sql, st.params, "run");
   const fresh = new Set<string>();
   for (const st of batch.inbox) for (const r of await exec<{ event_id: string }[]>(st.sql, st.params, "all")) fresh.add(r.event_id);
   const handled: boolean[] = [];
