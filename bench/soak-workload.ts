@@ -13,8 +13,11 @@ export const SOAK_MIX = [
   ["UpdateUserProfile", 20],
   ["PlaceOrder", 8],
   ["MarkOrderPaid", 8],
-  ["GetAccess", 7],
-  ["GetUser", 7],
+  ["GetAccess", 6],
+  ["GetUser", 6],
+  // Read models' queries run on the query thread (SqliteQueryThread): soaked beside the rest since stop 40.
+  ["SearchCatalog", 1],
+  ["GetLearnerProgress", 1],
 ] as const;
 
 /** A kind of request of the mix. */
@@ -134,6 +137,13 @@ export class SoakWorkload {
         return { kind, subject: "query.access.GetAccess", body: { access_id: this.accessIds[this.#cursor.query++ % n] } };
       case "GetUser":
         return { kind, subject: "query.users.GetUser", body: { user_id: this.users[this.#cursor.query++ % n] } };
+      case "SearchCatalog": {
+        // Every course's title matches "soak"; "course 7" and the like match a few.
+        const q = this.#cursor.query++;
+        return { kind, subject: "query.courses.SearchCatalog", body: { text: q % 2 === 0 ? "soak" : `course ${q % COURSES}`, limit: 10 } };
+      }
+      case "GetLearnerProgress":
+        return { kind, subject: "query.access.GetLearnerProgress", body: { user_id: this.users[this.#cursor.query++ % n] } };
     }
   }
 
