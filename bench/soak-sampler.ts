@@ -34,11 +34,12 @@ export interface ServiceSample {
   /** V8's old space: committed, and free inside its committed pages (fragmentation when it grows with the live heap flat). */
   oldSpaceBytes?: number;
   oldSpaceFreeBytes?: number;
-  /** Resident memory by kind (the service's /proc status) and the SQLite write worker's committed V8 heap; absent where the service does not report them. */
+  /** Resident memory by kind (the service's /proc status), the SQLite write worker's and the query thread's committed V8 heaps; absent where the service does not report them. */
   rssAnonBytes?: number;
   rssFileBytes?: number;
   rssShmemBytes?: number;
   writerHeapBytes?: number;
+  queryHeapBytes?: number;
   /** Cumulative seconds group commits waited for the relay's backlog (admission). */
   admissionWaitSeconds: number;
   /** Cumulative histogram buckets (upper bound in seconds → count): group-commit transactions, relay publish → ack, command replies (all commands). */
@@ -133,6 +134,7 @@ export async function sampleService(httpPort: number, dbPath: string, atMs: numb
     rssFileBytes: m.get('nerve_process_resident_memory_split_bytes{kind="file"}')?.[0],
     rssShmemBytes: m.get('nerve_process_resident_memory_split_bytes{kind="shmem"}')?.[0],
     writerHeapBytes: m.get('nerve_sqlite_writer_heap_bytes{state="total",space="all"}')?.[0] ?? m.get('nerve_sqlite_writer_heap_bytes{state="total"}')?.[0],
+    queryHeapBytes: m.get('nerve_sqlite_query_thread_heap_bytes{state="total",space="all"}')?.[0],
     admissionWaitSeconds: m.get("nerve_group_commit_admission_wait_seconds_total")?.[0] ?? 0,
     commitBuckets: histogramBuckets(text, "nerve_group_commit_seconds"),
     ackBuckets: histogramBuckets(text, "nerve_relay_publish_ack_seconds"),
@@ -193,6 +195,7 @@ export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMi
     ...(last.rssFileBytes !== undefined && { rssFileMb: last.rssFileBytes / MIB }),
     ...(last.rssShmemBytes !== undefined && { rssShmemMb: last.rssShmemBytes / MIB }),
     ...(last.writerHeapBytes !== undefined && { writerHeapMb: last.writerHeapBytes / MIB }),
+    ...(last.queryHeapBytes !== undefined && { queryHeapMb: last.queryHeapBytes / MIB }),
     stages: {
       admissionWaitS: last.admissionWaitSeconds - (previous?.admissionWaitSeconds ?? samples[0]!.admissionWaitSeconds),
       commitP99Ms: bucketPercentileMs(previous?.commitBuckets, last.commitBuckets, 99),

@@ -17,6 +17,8 @@ export interface SoakMinute {
   rssFileMb?: number;
   rssShmemMb?: number;
   writerHeapMb?: number;
+  /** The query thread's own V8 heap (committed), part of native; absent in runs before stop 40. */
+  queryHeapMb?: number;
   /** V8's young generation as committed at the end of the minute, MiB. */
   youngMb?: number;
   /** V8's old space as committed at the end of the minute, and the free space inside it, MiB; absent in runs before they were sampled. */
@@ -176,6 +178,7 @@ export function soakVerdict(rows: ReadonlyArray<SoakMinute>, p99: { first: numbe
   part("file-backed resident memory slope after warm-up", (r) => r.rssFileMb);
   part("shared resident memory (SQLite WAL index) slope after warm-up", (r) => r.rssShmemMb);
   part("SQLite write worker's V8 heap (committed) slope after warm-up", (r) => r.writerHeapMb);
+  part("query thread's V8 heap (committed) slope after warm-up", (r) => r.queryHeapMb);
   const checks: SoakCheck[] = [
     ...(split ? [rss, secondHalfRss, steadySlope("native memory (RSS − V8's committed heap) slope after warm-up", (r) => r.nativeMb!)] : [rss]),
     ...parts,

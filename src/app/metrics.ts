@@ -4,7 +4,7 @@ import { Gauge, type Registry } from "prom-client";
 import type { Api } from "../api/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
 import type { OutboxRelay } from "../outbox/index.js";
-import type { CheckpointStats, GroupCommitWriter, QueryThreadStats, Repository } from "../persistence/index.js";
+import type { CheckpointStats, GroupCommitWriter, QueryThreadStats, Repository, WorkerHeap } from "../persistence/index.js";
 import type { ActorSystem } from "../runtime/index.js";
 import { backgroundFailures } from "../supervision/index.js";
 import { heapAfterMajorGc } from "./gc-floor.js";
@@ -23,6 +23,8 @@ export interface ServiceMetricSources {
   checkpoints?: CheckpointStats | undefined;
   /** A SQLite file's query thread (the read models' queries); absent on PostgreSQL. */
   queries?: QueryThreadStats | undefined;
+  /** That thread's V8 heap (undefined while none runs); absent on PostgreSQL. */
+  queryThreadHeap?: (() => Promise<WorkerHeap | undefined>) | undefined;
   /** Which partitions this instance owns. */
   ownership?: Ownership;
   /** Figures of the lease groups this instance takes part in (several instances on PostgreSQL), by group. */
@@ -56,8 +58,8 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     const split = await residentSplit();
     if (split) for (const [kind, bytes] of Object.entries(split)) g.set({ kind }, bytes);
   });
-  gauge("nerve_sqlite_writer_heap_bytes", "The SQLite write worker thread's V8 heap (not in nodejs_heap_size_*, which are the main thread's), committed and used, in all and by space", ["state", "space"], async (g) => {
-    const heap = await s.writer.sqliteWorker?.heap();
+  const heapOf = (read: () => Promise<WorkerHeap | undefined> | undefined) => async (g: Gauge<"state" | "space">) => {
+    const heap = await read();
     if (!heap) return;
     g.set({ state: "total", space: "all" }, heap.heapTotal);
     g.set({ state: "used", space: "all" }, heap.heapUsed);
@@ -65,7 +67,8 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
       g.set({ state: "total", space }, v.size);
       g.set({ state: "used", space }, v.used);
     }
-  });
+  };
+  gauge("nerve_sqlite_writer_heap_bytes", "The SQLite write worker thread's V8 heap (not in nodejs_heap_size_*, which are the main thread's), committed and used, in all and by space", ["state", "space"], heapOf(() => s.writer.sqliteWorker?.heap()));
   gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
   gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
   gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
@@ -94,6 +97,8 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
       g.set({ outcome: "refused" }, q.refused);
     });
     gauge("nerve_sqlite_query_thread_starts_total", "Query threads started: the first, and one after each that ended", [], (g) => g.set(q.starts));
+    const heap = s.queryThreadHeap;
+    if (heap) gauge("nerve_sqlite_query_thread_heap_bytes", "The query thread's V8 heap (not in nodejs_heap_size_*), committed and used, in all and by space; none before the first query", ["state", "space"], heapOf(heap));
   }
   gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
   gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));

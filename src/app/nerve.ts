@@ -226,7 +226,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       retention: { maxEvents: config.NERVE_GATEWAY_BUFFER_EVENTS },
     });
     registerServiceMetrics(gateway.metrics.registry, {
-      api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints, queries: db.queries,
+      api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints, queries: db.queries, queryThreadHeap: db.queryThreadHeap,
       leases: { partitions: ownership instanceof PartitionLeases ? ownership.leases.stats : undefined, consumers: consumerLeases?.stats },
     });
     latency.register(gateway.metrics.registry);

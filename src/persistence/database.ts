@@ -5,6 +5,7 @@ import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
 import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
+import type { WorkerHeap } from "./worker-heap.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
 
 /** Which database and how. */
@@ -91,6 +92,8 @@ export interface Database {
   readonly checkpoints?: CheckpointStats;
   /** A SQLite file's query thread ({@link query}); absent elsewhere. */
   readonly queries?: QueryThreadStats;
+  /** The query thread's V8 heap (undefined while none runs: asking does not start one); absent where there is none. */
+  queryThreadHeap?(): Promise<WorkerHeap | undefined>;
   close(): Promise<void>;
 }
 
@@ -193,6 +196,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     query: (sql, params = [], method = "all") => queries.query(sql, params, method),
     checkpoints: c.stats,
     queries: queries.stats,
+    queryThreadHeap: () => queries.heap(),
     close: () =>
       queries
         .close()

@@ -8,3 +8,4 @@ export * from "./repository.js";
 export * from "./sqlite-lock.js";
 export * from "./idempotency-prune.js";
 export * from "./query-thread.js";
+export type { WorkerHeap } from "./worker-heap.js";

@@ -9,7 +9,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { betterSqlite3Path, sqliteValues } from "./sqlite-lock.js";
-import { withWorkerSemiSpace } from "./worker-heap.js";
+import { withWorkerSemiSpace, type WorkerHeap } from "./worker-heap.js";
 
 /** Statements the thread keeps prepared (the most recently used). */
 const KEPT_STATEMENTS = 64;
@@ -61,6 +61,7 @@ export class SqliteQueryThread {
   #nextId = 1;
   #waiting = 0;
   #closed = false;
+  readonly #heapWaiters: ((h: WorkerHeap | undefined) => void)[] = [];
 
   constructor(
     private readonly path: string,
@@ -91,6 +92,17 @@ export class SqliteQueryThread {
     }
   }
 
+  /** The thread's V8 heap; undefined while none runs (asking does not start one). */
+  async heap(): Promise<WorkerHeap | undefined> {
+    const thread = this.#closed ? undefined : await this.#thread?.catch(() => undefined);
+    if (!thread) return undefined;
+    thread.ref();
+    return new Promise((resolve) => {
+      this.#heapWaiters.push(resolve);
+      thread.postMessage({ heap: true });
+    });
+  }
+
   /** Ends the thread (for tests: as if it died); what was asked of it fails, the next query starts another. */
   async terminateForTest(): Promise<void> {
     const thread = await this.#thread;
@@ -103,6 +115,8 @@ export class SqliteQueryThread {
     const thread = await this.#thread?.catch(() => undefined);
     if (!thread) return;
     const exited = new Promise<void>((ok) => thread.once("exit", () => ok()));
+    // Held until it has exited: an unreferenced thread would let a process with nothing else to do end before.
+    thread.ref();
     thread.postMessage({ close: true });
     await exited;
   }
@@ -124,7 +138,12 @@ export class SqliteQueryThread {
       throw err;
     }
     this.stats.starts++;
-    thread.on("message", (m: { id: number; rows?: unknown; error?: { message: string; code?: string } }) => {
+    thread.on("message", (m: { id: number; rows?: unknown; error?: { message: string; code?: string } } | { heap: WorkerHeap }) => {
+      if ("heap" in m) {
+        if (this.#pending.size === 0) thread.unref();
+        for (const w of this.#heapWaiters.splice(0)) w(m.heap);
+        return;
+      }
       const p = this.#pending.get(m.id);
       if (!p) return;
       this.#pending.delete(m.id);
@@ -142,6 +161,7 @@ export class SqliteQueryThread {
       over = true;
       this.#thread = undefined;
       for (const p of this.#pending.values()) p.reject(err);
+      for (const w of this.#heapWaiters.splice(0)) w(undefined);
       this.stats.queries += this.#pending.size;
       this.stats.failures += this.#pending.size;
       this.#pending.clear();
@@ -156,10 +176,14 @@ export class SqliteQueryThread {
 /**
  * The query thread (plain CommonJS, run with `eval`): a read-only connection through the process's one copy
  * of better-sqlite3 (its path in workerData), temporary storage in memory; each message `{ id, sql, params,
- * method }` is answered `{ id, rows }` or `{ id, error }`, one at a time; `{ close: true }` ends it.
+ * method }` is answered `{ id, rows }` or `{ id, error }`, one at a time; `{ heap: true }` with its V8 heap
+ * (as worker-heap.ts's thisThreadHeap, which it cannot import); `{ close: true }` ends it. Not a module of
+ * its own booted through tsx as the write worker is: registering tsx in a new thread made the first query
+ * take ~590 ms instead of ~90.
  */
 const QUERY_THREAD = `
 const { parentPort, workerData } = require("node:worker_threads");
+const { getHeapSpaceStatistics } = require("node:v8");
 let db;
 try {
   const Database = require(workerData.driver);
@@ -185,6 +209,12 @@ parentPort.on("message", (m) => {
   if (m.close) {
     db.close();
     parentPort.close();
+    return;
+  }
+  if (m.heap) {
+    const { heapTotal, heapUsed, external } = process.memoryUsage();
+    const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
+    parentPort.postMessage({ heap: { heapTotal, heapUsed, external, spaces } });
     return;
   }
   try {

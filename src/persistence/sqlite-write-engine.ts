@@ -13,13 +13,14 @@
  * sqlite.org/howtocorrupt.html §2.2.1). With better-sqlite3 here and node-sqlite3 on the main thread, a
  * main-thread read once missed a commit of this thread.
  */
-import { getHeapSpaceStatistics } from "node:v8";
 import { StaleWriteError, writeStatements } from "./batch-statements.js";
 import { runConsumerBatch } from "./consumer-batch.js";
 import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
 import { isBusy, openSqlite, preparedStatements, statementExec, writerPragmas } from "./sqlite-lock.js";
 import { monotonicMs } from "../support/monotonic.js";
-import type { WorkerHeap, WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
+import { thisThreadHeap } from "./worker-heap.js";
+import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
+import type { WorkerHeap } from "./worker-heap.js";
 
 /**
  * Prepared statements kept (by SQL text), least recently used first out. Multi-row statements differ by
@@ -316,12 +317,7 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
 
   function received(msg: EngineMessage): void {
     if ("stats" in msg) return void host.reply({ stats: { ...shared } });
-    if ("heap" in msg) {
-      // This isolate's heap (process.memoryUsage's heap figures are the calling thread's).
-      const { heapTotal, heapUsed, external } = process.memoryUsage();
-      const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
-      return void host.reply({ heap: { heapTotal, heapUsed, external, spaces } });
-    }
+    if ("heap" in msg) return void host.reply({ heap: thisThreadHeap() });
     if ("close" in msg) closeAsked = true;
     else queue.push(msg);
   }

@@ -14,7 +14,7 @@ import { BatchBeforeFailed, type BatchLink, type ConsumerBatch, type ConsumerBat
 import { ChurnTable } from "../support/churn-table.js";
 import { monotonicMs } from "../support/monotonic.js";
 import { startWriteEngine, type EngineMessage, type WriteEngine } from "./sqlite-write-engine.js";
-import { withWorkerSemiSpace } from "./worker-heap.js";
+import { withWorkerSemiSpace, type WorkerHeap } from "./worker-heap.js";
 
 /** What the worker thread is started with. */
 export interface WorkerSetup {
@@ -68,16 +68,8 @@ export interface SharedTransactionStats {
   oneStatement: number;
 }
 
-/** The worker thread's own V8 heap (outside the main thread's heap figures: process RSS counts it). */
-export interface WorkerHeap {
-  heapTotal: number;
-  heapUsed: number;
-  external: number;
-  /** By V8 space (new_space, old_space, code_space, …): committed and used bytes. */
-  spaces: Record<string, { size: number; used: number }>;
-}
-
-export { WORKER_SEMI_SPACE_MB, processSemiSpaceMb, withWorkerSemiSpace } from "./worker-heap.js";
+// The worker thread's own V8 heap (outside the main thread's heap figures: process RSS counts it), and its young generation.
+export { WORKER_SEMI_SPACE_MB, processSemiSpaceMb, withWorkerSemiSpace, type WorkerHeap } from "./worker-heap.js";
 
 /** The write worker stopped (crashed, exited) with this batch in flight, which did not commit. Retrying can help: it restarts. */
 export class WriteWorkerStopped extends Error {

@@ -1,5 +1,5 @@
-/** The young generation of the persistence layer's threads (the write worker, the query thread). */
-import { setFlagsFromString } from "node:v8";
+/** The persistence layer's threads (the write worker, the query thread): their young generation, their heap. */
+import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8";
 import type { Worker } from "node:worker_threads";
 
 /** Semi-space of a worker thread's young generation, MiB: each allocates little, and what it allocates dies young. */
@@ -43,4 +43,20 @@ export function withWorkerSemiSpace(start: () => Worker): Worker {
     restore();
     throw err;
   }
+}
+
+/** A thread's V8 heap (each isolate has its own: process.memoryUsage's heap figures are the calling thread's). */
+export interface WorkerHeap {
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+  /** By V8 space (new_space, old_space, code_space, …): committed and used bytes. */
+  spaces: Record<string, { size: number; used: number }>;
+}
+
+/** The calling thread's {@link WorkerHeap}. */
+export function thisThreadHeap(): WorkerHeap {
+  const { heapTotal, heapUsed, external } = process.memoryUsage();
+  const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
+  return { heapTotal, heapUsed, external, spaces };
 }

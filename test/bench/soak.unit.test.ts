@@ -73,8 +73,8 @@ describe("soak verdict", () => {
     expect(leaking.checks.filter((c) => c.pass === false).map((c) => c.name)).toEqual(["native memory (RSS − V8's committed heap) slope after warm-up"]);
   });
 
-  it("reports where native memory went (anonymous, file-backed, shared, the write worker's heap, native's second half) without judging it", () => {
-    const rows = run(30, () => 200).map((r) => ({ ...r, nativeMb: 150 + 0.2 * r.minute, rssMb: 700, rssAnonMb: 500 + 0.2 * r.minute, rssFileMb: 90, rssShmemMb: 16, writerHeapMb: 12 }));
+  it("reports where native memory went (anonymous, file-backed, shared, the write worker's and query thread's heaps, native's second half) without judging it", () => {
+    const rows = run(30, () => 200).map((r) => ({ ...r, nativeMb: 150 + 0.2 * r.minute, rssMb: 700, rssAnonMb: 500 + 0.2 * r.minute, rssFileMb: 90, rssShmemMb: 16, writerHeapMb: 12, queryHeapMb: 6 + 0.1 * r.minute }));
     const v = soakVerdict(rows, { first: 20, last: 20 }, clean);
     const reported = v.checks.filter((c) => c.reportedOnly).map((c) => [c.name, Math.round(c.value * 100) / 100 + 0, c.pass]);
     expect(reported).toEqual([
@@ -84,6 +84,7 @@ describe("soak verdict", () => {
       ["file-backed resident memory slope after warm-up", 0, null],
       ["shared resident memory (SQLite WAL index) slope after warm-up", 0, null],
       ["SQLite write worker's V8 heap (committed) slope after warm-up", 0, null],
+      ["query thread's V8 heap (committed) slope after warm-up", 1, null],
     ]);
     // Only the judged native slope fails the run; the parts explain it.
     expect(v.checks.filter((c) => c.pass === false).map((c) => c.name)).toEqual(["native memory (RSS − V8's committed heap) slope after warm-up"]);

@@ -63,7 +63,14 @@ describe("SqliteQueryThread's end", () => {
   it("fails what was asked of a thread that ended, answers the next query on a new one, and refuses queries once closed", async () => {
     const thread = new SqliteQueryThread(db.sqliteFile!.path, 5000);
     try {
+      // Its heap is asked of the thread itself; asking starts none.
+      expect(await thread.heap()).toBeUndefined();
+      expect(thread.stats.starts).toBe(0);
       expect(await thread.query("select 1 as one", [], "get")).toEqual({ one: 1 });
+      const heap = await thread.heap();
+      expect(heap?.heapUsed).toBeGreaterThan(0);
+      expect(heap!.heapUsed).toBeLessThanOrEqual(heap!.heapTotal);
+      expect(heap!.spaces.new_space!.size).toBeGreaterThan(0);
       const inFlight = thread.query(LONG, [5_000_000], "get").catch((e: unknown) => e);
       await new Promise((r) => setTimeout(r, 20));
       await thread.terminateForTest();
@@ -74,6 +81,7 @@ describe("SqliteQueryThread's end", () => {
       await thread.close();
     }
     await expect(thread.query("select 3")).rejects.toThrow(/closed/);
+    expect(await thread.heap()).toBeUndefined();
   });
 });
 
