@@ -18,9 +18,8 @@ import { runConsumerBatch } from "./consumer-batch.js";
 import { ExtraKinds, fitsOneStatement, NEXT_SEQ_SQL, ONE_STATEMENT_SETUP, oneStatement, STALE_ABORT } from "./one-statement.js";
 import { isBusy, openSqlite, preparedStatements, statementExec, writerPragmas } from "./sqlite-lock.js";
 import { monotonicMs } from "../support/monotonic.js";
-import { thisThreadHeap } from "./worker-heap.js";
+import { thisThreadHeap, type WorkerHeap } from "./worker-heap.js";
 import type { WorkerReply, WorkerRequest, WorkerSetup } from "./sqlite-write-worker.js";
-import type { WorkerHeap } from "./worker-heap.js";
 
 /**
  * Prepared statements kept (by SQL text), least recently used first out. Multi-row statements differ by
