@@ -1,7 +1,7 @@
 /** Operator endpoints on the `nerve` service: consumer lag, replay with progress, dead letters. JSON in and out. */
 import type { Service, ServiceMsg } from "@nats-io/services";
 import { ContentTypes, NerveError, errors } from "../../contracts/index.js";
-import type { ConsumerManager, ReplayProgress } from "../consumers/index.js";
+import { DEAD_LETTER_PAGE, type ConsumerManager, type ReplayProgress } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import { watch } from "../supervision/index.js";
 import { replyError, replyOk } from "./wire.js";
@@ -43,6 +43,14 @@ export function addAdminEndpoints(service: Service, consumers: ConsumerManager, 
     return name;
   };
 
+  // An optional whole number of the request within [min, max]; anything else is refused, saying so.
+  const wholeNumber = (b: Record<string, unknown>, key: string, min: number, max: number): number | undefined => {
+    const v = b[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw errors.invalidRequest(`${key} must be a whole number from ${min} to ${max}, not ${JSON.stringify(v)}`);
+    return v;
+  };
+
   service.addEndpoint("admin-lag", { subject: AdminSubjects.Lag, handler: handle(() => consumers.lag()) });
   service.addEndpoint("admin-replay", {
     subject: AdminSubjects.Replay,
@@ -67,7 +75,14 @@ export function addAdminEndpoints(service: Service, consumers: ConsumerManager, 
   });
   service.addEndpoint("admin-dead-letters", {
     subject: AdminSubjects.DeadLetters,
-    handler: handle(async (b) => consumers.deadLetters.list(b.consumer === undefined ? undefined : consumerName(b))),
+    // A page at a time (`after`, `limit`): all of them in one reply could pass NATS's max_payload.
+    handler: handle(async (b) =>
+      consumers.deadLetters.page({
+        consumer: b.consumer === undefined ? undefined : consumerName(b),
+        after: wholeNumber(b, "after", 0, Number.MAX_SAFE_INTEGER),
+        limit: wholeNumber(b, "limit", 1, DEAD_LETTER_PAGE.maxLimit),
+      }),
+    ),
   });
   service.addEndpoint("admin-retry-dead-letter", {
     subject: AdminSubjects.RetryDeadLetter,

@@ -1,11 +1,15 @@
 /** The dead-letter store: events a consumer gave up on, listable and retryable by an operator. */
 import { EnvelopeBase, upcasters } from "../../contracts/index.js";
 import { exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
+import { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 import type { DeadLetterRow } from "./entities.js";
 import type { EventHandler } from "./event-handler.js";
 
 /** A dead letter as an operator sees it. */
 export type DeadLetter = Omit<DeadLetterRow, "envelope"> & { envelope: unknown };
+
+export { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
+
 
 /**
  * Reads and writes the dead letters. Its writes are on the main connection: beside the SQLite write worker
@@ -40,7 +44,32 @@ export class DeadLetters {
       consumer ? "select * from consumer_dead_letters where consumer = ? order by id" : "select * from consumer_dead_letters order by id",
       consumer ? [consumer] : [],
     );
-    return rows.map((r) => ({ ...r, id: Number(r.id), stream_seq: Number(r.stream_seq), envelope: r.envelope ? JSON.parse(r.envelope) : null }));
+    return rows.map(letterOf);
+  }
+
+  /**
+   * The dead letters after id `after`, oldest first, optionally of one consumer: at most `limit`, and no
+   * more than {@link DEAD_LETTER_PAGE}.maxBytes of JSON but at least one.
+   */
+  async page(opts: { consumer?: string | undefined; after?: number; limit?: number } = {}): Promise<DeadLetterPage> {
+    const limit = Math.min(opts.limit ?? DEAD_LETTER_PAGE.defaultLimit, DEAD_LETTER_PAGE.maxLimit);
+    const after = opts.after ?? 0;
+    const rows = await this.db.query<DeadLetterRow[]>(
+      opts.consumer === undefined
+        ? "select * from consumer_dead_letters where id > ? order by id limit ?"
+        : "select * from consumer_dead_letters where consumer = ? and id > ? order by id limit ?",
+      opts.consumer === undefined ? [after, limit + 1] : [opts.consumer, after, limit + 1],
+    );
+    const items: DeadLetter[] = [];
+    let bytes = 0;
+    for (const r of rows.slice(0, limit)) {
+      const letter = letterOf(r);
+      bytes += Buffer.byteLength(JSON.stringify(letter));
+      if (items.length > 0 && bytes > DEAD_LETTER_PAGE.maxBytes) break;
+      items.push(letter);
+    }
+    const more = items.length < rows.length;
+    return { items, next: more ? items.at(-1)!.id : null };
   }
 
   /** Runs a dead letter through its consumer again; on success it leaves the store. */
@@ -56,6 +85,10 @@ export class DeadLetters {
     await exclusively(this.writer, () => this.db.execute("delete from consumer_dead_letters where id = ?", [id], "run"));
     return outcome;
   }
+}
+
+function letterOf(r: DeadLetterRow): DeadLetter {
+  return { ...r, id: Number(r.id), stream_seq: Number(r.stream_seq), envelope: r.envelope ? JSON.parse(r.envelope) : null };
 }
 
 /** Text every database stores: U+0000 (PostgreSQL refuses it) written as `\u0000`, a lone surrogate as U+FFFD. */

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { command, query, startTestNerve, type TestNerve } from "../support/index.js";
+import { command, query, request, startTestNerve, type TestNerve } from "../support/index.js";
+import { AdminSubjects } from "../../src/api/admin-subjects.js";
 import { nerve, runCli } from "./support.js";
 
 let t: TestNerve;
@@ -74,5 +75,48 @@ describe("npm run nerve", () => {
     const { code, out } = await cli();
     expect(code).toBe(2);
     expect(out).toContain("replay <consumer>");
+  });
+});
+
+describe("npm run nerve -- dead-letters, many of them", () => {
+  it("prints every letter a page at a time (2,000 of 1 KiB were past NATS's max_payload in one reply), the first --limit, after --after", async () => {
+    const dead = t.nerve.consumers.deadLetters;
+    const payload = { user_id: "dlx", email: "dlx@example.com", name: "x".repeat(900) };
+    for (let i = 0; i < 2_000; i++) {
+      const envelope = { event_id: `0190a0b0-0000-7000-8000-${String(i).padStart(12, "0")}`, event_type: "UserRegistered", event_version: 1, occurred_on: new Date().toISOString(), aggregate_type: "User", aggregate_id: `dlx${i}`, aggregate_version: 1, correlation_id: "c", causation_id: null, payload };
+      await dead.add({ consumer: "audit", stream: "EVENTS_USERS", stream_seq: 100 + i, event_id: envelope.event_id, event_type: "UserRegistered", envelope: JSON.stringify(envelope), reason: "bulk", attempts: 5 });
+    }
+    const all = await cli("dead-letters", "audit");
+    expect(all.code).toBe(0);
+    const letters = JSON.parse(all.out) as { id: number; consumer: string; stream_seq: number; envelope: { aggregate_id: string } }[];
+    expect(letters).toHaveLength(2_000);
+    expect(letters.map((l) => l.stream_seq)).toEqual(Array.from({ length: 2_000 }, (_, i) => 100 + i));
+    expect(letters.every((l) => l.consumer === "audit")).toBe(true);
+    expect(letters[1_999]!.envelope.aggregate_id).toBe("dlx1999");
+
+    const first = await cli("dead-letters", "audit", "--limit", "20");
+    expect(JSON.parse(first.out).map((l: { id: number }) => l.id)).toEqual(letters.slice(0, 20).map((l) => l.id));
+    const rest = await cli("dead-letters", "audit", "--after", String(letters[1_994]!.id));
+    expect(JSON.parse(rest.out).map((l: { id: number }) => l.id)).toEqual(letters.slice(1_995).map((l) => l.id));
+
+    // One page of the admin API: under its byte budget, and where the next begins.
+    const page = (await request(t.client, AdminSubjects.DeadLetters, { consumer: "audit", limit: 1_000 }, { json: true })).body as { ok: true; result: { items: unknown[]; next: number } };
+    expect(page.ok).toBe(true);
+    expect(page.result.items.length).toBeGreaterThan(100);
+    expect(page.result.items.length).toBeLessThan(1_000);
+    expect(Buffer.byteLength(JSON.stringify(page.result.items))).toBeLessThanOrEqual(256 * 1024);
+    expect(page.result.next).toBe(letters[page.result.items.length - 1]!.id);
+  }, 120_000);
+
+  it("refuses a bad page with a clear message: on the command line and at the admin API", async () => {
+    for (const args of [["--limit", "0"], ["--limit", "x"], ["--after", "-1"], ["--after", "1.5"]]) {
+      const bad = await cli("dead-letters", ...args);
+      expect(bad.code, args.join(" ")).toBe(2);
+      expect(bad.out).toMatch(/--(limit|after)/);
+    }
+    for (const body of [{ limit: 0 }, { limit: 1_001 }, { after: "3" }, { after: -1 }, { limit: 2.5 }]) {
+      const r = (await request(t.client, AdminSubjects.DeadLetters, body, { json: true })).body as { ok: false; error: { code: string; message: string } };
+      expect(r, JSON.stringify(body)).toMatchObject({ ok: false, error: { code: "invalid_request", message: expect.stringMatching(/^(limit|after) must be a whole number from/) } });
+    }
   });
 });

@@ -3,9 +3,10 @@ import { SingleBar, Presets } from "cli-progress";
 import { AdminSubjects } from "../../api/admin-subjects.js";
 import type { ReplayState } from "../../api/admin.js";
 import type { ConsumerLag } from "../../consumers/index.js";
+import { DEAD_LETTER_PAGE, type DeadLetterPage } from "../../consumers/dead-letter-page.js";
 import { adminRequest } from "../admin-client.js";
 import { CliError, ExitCodes, usageError } from "../cli-error.js";
-import type { CliCommand } from "../command.js";
+import { numberOption, type CliCommand } from "../command.js";
 
 const json = { type: "boolean", description: "print JSON" } as const;
 
@@ -65,17 +66,37 @@ Both read from JetStream by the service. \`status\` shows the same with dead let
   },
 };
 
-/** `dead-letters [consumer]` as JSON. */
+/** `dead-letters [consumer]` as JSON, fetched a page at a time. */
 export const deadLetters: CliCommand = {
   name: "dead-letters",
   args: "[consumer]",
   arity: { min: 0, max: 1 },
   summary: "list dead letters (JSON), of every consumer or one",
   help: `Events a consumer gave up on after its retries, oldest first: id, consumer, stream, stream_seq,
-event, reason, attempts. \`retry-dead-letter <id>\` runs one through its consumer again.`,
-  options: {},
-  async run({ nc, print }, [consumer]) {
-    print(JSON.stringify(await adminRequest(nc, AdminSubjects.DeadLetters, consumer ? { consumer } : {}), null, 2));
+event, reason, attempts. \`retry-dead-letter <id>\` runs one through its consumer again.
+The service answers a page at a time (at most ${DEAD_LETTER_PAGE.maxLimit} letters, ${DEAD_LETTER_PAGE.maxBytes / 1024} KiB); this reads them all
+and prints one JSON array, or the first --limit.
+
+example: npm run nerve -- dead-letters audit --limit 20`,
+  options: {
+    limit: { type: "string", value: "n", description: "print at most the n oldest (default: all)" },
+    after: { type: "string", value: "id", description: "start after this dead letter's id (default: the first)" },
+  },
+  async run({ nc, print }, [consumer], values) {
+    const limit = numberOption("dead-letters", values, "limit", Infinity);
+    let after: number | null = numberOption("dead-letters", values, "after", 0);
+    if (!Number.isInteger(after) || (Number.isFinite(limit) && (!Number.isInteger(limit) || limit < 1))) throw usageError("--limit and --after are whole numbers, --limit at least 1", "dead-letters");
+    const letters: unknown[] = [];
+    while (after !== null && letters.length < limit) {
+      const page: DeadLetterPage = await adminRequest(nc, AdminSubjects.DeadLetters, {
+        ...(consumer === undefined ? {} : { consumer }),
+        after,
+        limit: Math.min(DEAD_LETTER_PAGE.maxLimit, limit - letters.length),
+      });
+      letters.push(...page.items);
+      after = page.next;
+    }
+    print(JSON.stringify(letters, null, 2));
     return ExitCodes.Ok;
   },
 };
