@@ -6,6 +6,13 @@ import { AccessId, Email, HttpsUrl, Id, Locale, Money, Text, TimeZone, Timestamp
 
 const version = z.number().int().min(0);
 
+/**
+ * History in pages (`after_version`, `limit`): most events per page, and most bytes of them as JSON (a page
+ * must fit in one NATS reply, 1 MiB by default); without them the whole history is answered, up to
+ * `maxUnpaged` events and what one reply carries — a longer one is refused, naming the pages.
+ */
+export const HISTORY_PAGE = { defaultLimit: 1_000, maxLimit: 1_000, maxBytes: 512 * 1024, maxUnpaged: 10_000 } as const;
+
 /** A user's full profile, every field present (`null` when unset). */
 export const Profile = z.strictObject({
   display_name: z.string().nullable(),
@@ -114,8 +121,15 @@ export const QueryDefinitions = {
   ListCertificates: { context: "certificates", body: z.strictObject({ user_id: Id }), result: items(CertificateView) },
   History: {
     context: "audit",
-    body: z.strictObject({ aggregate_type: z.enum(["User", "Course", "RefundPolicy", "Order", "AccessRecord"]), aggregate_id: Id }),
-    result: z.strictObject({ events: z.array(EnvelopeBase) }),
+    // after_version and limit (Nerve's addition to CONTRACT.md §5): a page of a history too long for one reply.
+    body: z.strictObject({
+      aggregate_type: z.enum(["User", "Course", "RefundPolicy", "Order", "AccessRecord"]),
+      aggregate_id: Id,
+      after_version: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+      limit: z.number().int().min(1).max(HISTORY_PAGE.maxLimit).optional(),
+    }),
+    // next_after_version only when a page was asked for: the after_version of the next page, null after the last.
+    result: z.strictObject({ events: z.array(EnvelopeBase), next_after_version: z.number().int().min(1).nullable().optional() }),
   },
 } as const;
 

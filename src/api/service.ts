@@ -8,6 +8,7 @@ import {
   NerveError,
   QueryDefinitions,
   SERVICE_NAME,
+  encode,
   errors,
   isCommandOf,
   parseCommandSubject,
@@ -18,7 +19,7 @@ import type { Logger } from "../log/index.js";
 import { reportFailure } from "../supervision/index.js";
 import type { CommandBus } from "../runtime/index.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
-import { parseBody, replyError, replyOk, requestContentType, requestHeaders, requestTrace } from "./wire.js";
+import { fitsOneMessage, parseBody, replyError, replyOk, replyOkEncoded, requestContentType, requestHeaders, requestTrace } from "./wire.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
 import { ChurnTable } from "../support/churn-table.js";
@@ -189,8 +190,16 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       const handler = deps.queries[type as QueryType];
       if (!handler) throw errors.unavailable(`${type} is not served by this instance`);
       const result = await handler(body);
+      const data = encode(ct, { ok: true, result });
+      if (!fitsOneMessage(data.length, deps.nc.info?.max_payload)) {
+        // Sent as it is, nats.js would refuse it and the requester see `internal`; say what happened, and how to page where one can.
+        throw errors.invalidRequest(
+          `the answer to ${type} is ${data.length} bytes, more than one NATS message carries (max_payload ${deps.nc.info?.max_payload ?? "1 MiB"})${type === "History" ? ": ask for it in pages (after_version, limit)" : ""}`,
+          { bytes: data.length, max_payload: deps.nc.info?.max_payload ?? null },
+        );
+      }
+      replyOkEncoded(msg, ct, data, deps.instanceId);
       stats.ok++;
-      replyOk(msg, ct, { ok: true, result }, deps.instanceId);
     } catch (err) {
       failure = fail(msg, ct, err, "query");
     }

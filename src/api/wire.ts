@@ -138,7 +138,24 @@ export function okHeaders(ct: ContentType, instance: string | undefined): MsgHdr
 
 /** Sends a success reply in the request's encoding, naming the answering instance. */
 export function replyOk(msg: ServiceMsg, ct: ContentType, body: unknown, instance?: string): void {
-  msg.respond(encode(ct, body), { headers: okHeaders(ct, instance) });
+  replyOkEncoded(msg, ct, encode(ct, body), instance);
+}
+
+/** {@link replyOk} with the body already encoded (to check its size first: see {@link fitsOneMessage}). */
+export function replyOkEncoded(msg: ServiceMsg, ct: ContentType, data: Uint8Array, instance?: string): void {
+  msg.respond(data, { headers: okHeaders(ct, instance) });
+}
+
+/** Room left in a message for its headers (the server counts them in max_payload). */
+const HEADER_ROOM = 4096;
+
+/**
+ * Whether a reply body of `bytes` fits in one message of a server with `maxPayload` (NATS's default 1 MiB
+ * when unknown), its headers included: a larger one is refused by nats.js as it is sent, and the
+ * requester would only see a failure.
+ */
+export function fitsOneMessage(bytes: number, maxPayload: number | undefined): boolean {
+  return bytes + HEADER_ROOM <= (maxPayload ?? 1024 * 1024);
 }
 
 /** Sends the contract's failure reply with the Nats-Service-Error headers, naming the answering instance. */

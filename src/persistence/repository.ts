@@ -51,12 +51,12 @@ export class Repository {
     return row?.user_id ?? null;
   }
 
-  /** An aggregate's events in version order. */
-  async history(aggregateType: string, aggregateId: string): Promise<EventRow[]> {
+  /** An aggregate's events in version order: those after version `after` (default: all), at most `limit`. */
+  async history(aggregateType: string, aggregateId: string, range: { after?: number; limit?: number } = {}): Promise<EventRow[]> {
     // A query for another service, as long as the aggregate's life: off the main thread on SQLite.
     return this.db.query<EventRow[]>(
-      "select * from nerve_events where aggregate_type = ? and aggregate_id = ? order by aggregate_version",
-      [aggregateType, aggregateId],
+      "select * from nerve_events where aggregate_type = ? and aggregate_id = ? and aggregate_version > ? order by aggregate_version limit ?",
+      [aggregateType, aggregateId, range.after ?? 0, range.limit ?? Number.MAX_SAFE_INTEGER],
     );
   }
 

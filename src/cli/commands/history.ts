@@ -1,7 +1,10 @@
 /** `history <context> <aggregate_id>`: an aggregate's events, from `query.audit.History`. */
-import { Contexts, querySubject } from "../../../contracts/index.js";
+import { Contexts, HISTORY_PAGE, querySubject } from "../../../contracts/index.js";
 import type { EnvelopeBase } from "../../../contracts/index.js";
-import { serviceRequest } from "../admin-client.js";
+import { serviceRequest, type ServiceReply } from "../admin-client.js";
+
+/** One answer of History asked for a page. */
+type HistoryPage = { events: EnvelopeBase[]; next_after_version?: number | null };
 import { CliError, ExitCodes } from "../cli-error.js";
 import type { CliCommand } from "../command.js";
 import { eventLine } from "../event-line.js";
@@ -23,9 +26,20 @@ example: npm run nerve -- history orders o-1001`,
   async run({ nc, print, warn }, [ctx, id], values) {
     const context = contextArg(ctx!, "history");
     const aggregate = Contexts[context].aggregate;
-    const reply = await serviceRequest<{ result: { events: EnvelopeBase[] } }>(nc, querySubject("audit", "History"), { aggregate_type: aggregate, aggregate_id: idArg(id!, "history") });
-    if (!reply.ok) throw new CliError(`${reply.error.code}: ${reply.error.message}`);
-    const events = reply.result.events;
+    const aggregateId = idArg(id!, "history");
+    // A page at a time: a long-lived aggregate's whole history does not fit in one reply.
+    const events: EnvelopeBase[] = [];
+    for (let after: number | null = 0; after !== null; ) {
+      const reply: ServiceReply<{ result: HistoryPage }> = await serviceRequest<{ result: HistoryPage }>(nc, querySubject("audit", "History"), {
+        aggregate_type: aggregate,
+        aggregate_id: aggregateId,
+        after_version: after,
+        limit: HISTORY_PAGE.maxLimit,
+      });
+      if (!reply.ok) throw new CliError(`${reply.error.code}: ${reply.error.message}`);
+      events.push(...reply.result.events);
+      after = reply.result.next_after_version ?? null;
+    }
     if (values.json) print(JSON.stringify(events, null, 2));
     else for (const e of events) print(eventLine(e));
     if (events.length === 0) warn(`no events of ${aggregate} ${id}`);
