@@ -3,6 +3,7 @@ import { HISTORY_PAGE, errors, upcasters, type EnvelopeBase, type QueryBody, typ
 import type { EventRow } from "../persistence/index.js";
 import type { QueryHandler } from "../api/index.js";
 import type { CommandBus } from "../runtime/index.js";
+import { withinBytes } from "../support/byte-budget.js";
 
 /** An event row as the contract's envelope; the event log keeps every event as written, so older versions are upcast here, as every reader does. */
 function envelopeOf(r: EventRow): EnvelopeBase {
@@ -35,15 +36,7 @@ export function aggregateQueries(bus: CommandBus): Partial<Record<QueryType, Que
       }
       const limit = b.limit ?? HISTORY_PAGE.defaultLimit;
       const rows = await bus.repo.history(b.aggregate_type, b.aggregate_id, { after: b.after_version ?? 0, limit: limit + 1 });
-      const events: EnvelopeBase[] = [];
-      let bytes = 0;
-      for (const r of rows.slice(0, limit)) {
-        const e = envelopeOf(r);
-        // At least one event, however large: one event always fits in a reply, it came in one message.
-        bytes += Buffer.byteLength(JSON.stringify(e));
-        if (events.length > 0 && bytes > HISTORY_PAGE.maxBytes) break;
-        events.push(e);
-      }
+      const events = withinBytes(rows.slice(0, limit).map(envelopeOf), HISTORY_PAGE.maxBytes);
       return { events, next_after_version: events.length < rows.length ? events.at(-1)!.aggregate_version : null };
     },
   };

@@ -3,6 +3,7 @@ import { EnvelopeBase, upcasters } from "../../contracts/index.js";
 import { exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 import type { DeadLetterRow } from "./entities.js";
+import { withinBytes } from "../support/byte-budget.js";
 import type { EventHandler } from "./event-handler.js";
 
 /** A dead letter as an operator sees it. */
@@ -60,14 +61,7 @@ export class DeadLetters {
         : "select * from consumer_dead_letters where consumer = ? and id > ? order by id limit ?",
       opts.consumer === undefined ? [after, limit + 1] : [opts.consumer, after, limit + 1],
     );
-    const items: DeadLetter[] = [];
-    let bytes = 0;
-    for (const r of rows.slice(0, limit)) {
-      const letter = letterOf(r);
-      bytes += Buffer.byteLength(JSON.stringify(letter));
-      if (items.length > 0 && bytes > DEAD_LETTER_PAGE.maxBytes) break;
-      items.push(letter);
-    }
+    const items = withinBytes(rows.slice(0, limit).map(letterOf), DEAD_LETTER_PAGE.maxBytes);
     const more = items.length < rows.length;
     return { items, next: more ? items.at(-1)!.id : null };
   }

@@ -2,13 +2,13 @@
 import { Contexts, HISTORY_PAGE, querySubject } from "../../../contracts/index.js";
 import type { EnvelopeBase } from "../../../contracts/index.js";
 import { serviceRequest, type ServiceReply } from "../admin-client.js";
-
-/** One answer of History asked for a page. */
-type HistoryPage = { events: EnvelopeBase[]; next_after_version?: number | null };
 import { CliError, ExitCodes } from "../cli-error.js";
 import type { CliCommand } from "../command.js";
 import { eventLine } from "../event-line.js";
 import { contextArg, idArg } from "./context-arg.js";
+
+/** One answer of History asked for a page. */
+type HistoryPage = { events: EnvelopeBase[]; next_after_version?: number | null };
 
 /** `history <context> <aggregate_id>`. */
 export const history: CliCommand = {
