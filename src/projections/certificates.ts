@@ -3,6 +3,7 @@ import { EntitySchema } from "@mikro-orm/core";
 import { Consumers, type QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
 import { typedEvent } from "./typed-event.js";
+import { boundedRows } from "./bounded-rows.js";
 
 /** One certificate. */
 export interface CertificateRow {
@@ -58,7 +59,7 @@ export function certificates(): Subscriber {
 /** ListCertificates: a learner's certificates, oldest first. */
 export function listCertificates(tx: Tx) {
   return async (body: { user_id: string }): Promise<QueryResult<"ListCertificates">> => {
-    const rows = await tx.execute<CertificateRow[]>("select * from certificates where user_id = ? order by issued_on, course_id", [body.user_id], "all");
+    const rows = await boundedRows<CertificateRow>(tx, "select * from certificates where user_id = ? order by issued_on, course_id", [body.user_id], `the certificates of ${body.user_id}`);
     return { items: rows.map(({ certificate_id, user_id, course_id, access_id, issued_on }) => ({ certificate_id, user_id, course_id, access_id, issued_on })) };
   };
 }

@@ -4,6 +4,7 @@ import type { QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
 import { bool, num } from "./sql-values.js";
 import { typedEvent } from "./typed-event.js";
+import { boundedRows } from "./bounded-rows.js";
 
 /** The durable consumer's name (an extra subscribing context the contract's "…" allows). */
 export const LEARNER_PROGRESS = "learner-progress";
@@ -85,7 +86,7 @@ export function learnerProgress(): Subscriber {
 /** GetLearnerProgress: a learner's access records, by course. */
 export function getLearnerProgress(tx: Tx) {
   return async (body: { user_id: string }): Promise<QueryResult<"GetLearnerProgress">> => {
-    const rows = await tx.execute<LearnerAccessRow[]>("select * from learner_access where user_id = ? order by course_id", [body.user_id], "all");
+    const rows = await boundedRows<LearnerAccessRow>(tx, "select * from learner_access where user_id = ? order by course_id", [body.user_id], `the access records of ${body.user_id}`);
     return {
       items: rows.map((r) => ({
         access_id: r.access_id,

@@ -4,6 +4,7 @@ import { EntitySchema } from "@mikro-orm/core";
 import { Consumers, type QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
 import { typedEvent } from "./typed-event.js";
+import { boundedRows } from "./bounded-rows.js";
 
 /** One notification, as stored (`to_address`: `to` is an SQL keyword). */
 export interface NotificationRow {
@@ -149,10 +150,11 @@ export function notifications(): Subscriber {
 /** ListNotifications: a user's notifications, newest first. */
 export function listNotifications(tx: Tx) {
   return async (body: { user_id: string }): Promise<QueryResult<"ListNotifications">> => {
-    const rows = await tx.execute<NotificationRow[]>(
+    const rows = await boundedRows<NotificationRow>(
+      tx,
       "select * from notifications where user_id = ? order by created_on desc, event_id desc, notification_id asc",
       [body.user_id],
-      "all",
+      `the notifications of ${body.user_id}`,
     );
     return {
       items: rows.map((r) => ({
