@@ -191,11 +191,12 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       if (!handler) throw errors.unavailable(`${type} is not served by this instance`);
       const result = await handler(body);
       const data = encode(ct, { ok: true, result });
-      if (!fitsOneMessage(data.length, deps.nc.info?.max_payload)) {
+      const maxPayload = deps.nc.info?.max_payload;
+      if (!fitsOneMessage(data.length, maxPayload)) {
         // Sent as it is, nats.js would refuse it and the requester see `internal`; say what happened, and how to page where one can.
         throw errors.invalidRequest(
-          `the answer to ${type} is ${data.length} bytes, more than one NATS message carries (max_payload ${deps.nc.info?.max_payload ?? "1 MiB"})${type === "History" ? ": ask for it in pages (after_version, limit)" : ""}`,
-          { bytes: data.length, max_payload: deps.nc.info?.max_payload ?? null },
+          `the answer to ${type} is ${data.length} bytes, more than one NATS message carries (max_payload ${maxPayload ?? "1 MiB"})${type === "History" ? ": ask for it in pages (after_version, limit)" : ""}`,
+          { bytes: data.length, max_payload: maxPayload ?? null },
         );
       }
       replyOkEncoded(msg, ct, data, deps.instanceId);

@@ -3,14 +3,13 @@ import { EnvelopeBase, upcasters } from "../../contracts/index.js";
 import { exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 import type { DeadLetterRow } from "./entities.js";
-import { withinBytes } from "../support/byte-budget.js";
 import type { EventHandler } from "./event-handler.js";
+import { withinBytes } from "../support/byte-budget.js";
 
 /** A dead letter as an operator sees it. */
 export type DeadLetter = Omit<DeadLetterRow, "envelope"> & { envelope: unknown };
 
 export { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
-
 
 /**
  * Reads and writes the dead letters. Its writes are on the main connection: beside the SQLite write worker
@@ -39,18 +38,21 @@ export class DeadLetters {
     return new Map(rows.map((r) => [r.consumer, Number(r.n)]));
   }
 
-  /** Dead letters, oldest first, optionally of one consumer (read as a query: on SQLite, off the main thread). */
+  /** Every dead letter, oldest first, optionally of one consumer: {@link page} after page. */
   async list(consumer?: string): Promise<DeadLetter[]> {
-    const rows = await this.db.query<DeadLetterRow[]>(
-      consumer ? "select * from consumer_dead_letters where consumer = ? order by id" : "select * from consumer_dead_letters order by id",
-      consumer ? [consumer] : [],
-    );
-    return rows.map(letterOf);
+    const letters: DeadLetter[] = [];
+    for (let after: number | null = 0; after !== null; ) {
+      const p: DeadLetterPage = await this.page({ consumer, after, limit: DEAD_LETTER_PAGE.maxLimit });
+      letters.push(...p.items);
+      after = p.next;
+    }
+    return letters;
   }
 
   /**
-   * The dead letters after id `after`, oldest first, optionally of one consumer: at most `limit`, and no
-   * more than {@link DEAD_LETTER_PAGE}.maxBytes of JSON but at least one.
+   * The dead letters after id `after`, oldest first, optionally of one consumer (read as a query: on SQLite,
+   * off the main thread): at most `limit`, and no more than {@link DEAD_LETTER_PAGE}.maxBytes of JSON but at
+   * least one.
    */
   async page(opts: { consumer?: string | undefined; after?: number; limit?: number } = {}): Promise<DeadLetterPage> {
     const limit = Math.min(opts.limit ?? DEAD_LETTER_PAGE.defaultLimit, DEAD_LETTER_PAGE.maxLimit);
