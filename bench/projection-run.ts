@@ -18,7 +18,7 @@ export interface ProjectionRun {
   duplicates: number;
   skipped: number;
   deadLettered: number;
-  redelivered: number;
+  retries: number;
 }
 
 /** A projection under test: its manager (only this subscriber) and batch counters. */
@@ -97,7 +97,7 @@ export class ProjectionUnderTest {
       duplicates: delta("duplicates"),
       skipped: delta("skipped"),
       deadLettered: delta("deadLettered"),
-      redelivered: delta("redelivered"),
+      retries: delta("retries"),
     };
   }
 }

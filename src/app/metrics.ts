@@ -113,6 +113,9 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     const counts = await s.consumers.deadLetters.countByConsumer().catch(() => new Map<string, number>());
     for (const name of s.consumers.runners.keys()) g.set({ consumer: name }, counts.get(name) ?? 0);
   });
+  gauge("nerve_consumer_retries_total", "Attempts of a failed event again, in place and before any later event of its stream (transient failures are retried for as long as they last)", ["consumer"], (g) => {
+    for (const [name, r] of s.consumers.runners) g.set({ consumer: name }, r.stats.retries);
+  });
   gauge("nerve_partitions_owned", "Partitions (of 64) this instance owns now: all of them alone on SQLite, its share when several instances run", [], (g) => {
     if (s.ownership) g.set(s.ownership.held().length);
   });

@@ -79,6 +79,11 @@ export class AckFloor<M> {
     return this.#held.length - this.#head;
   }
 
+  /** The deliveries held, settled or not, in ascending stream sequence. */
+  *messages(): IterableIterator<M> {
+    for (let i = this.#head; i < this.#held.length; i++) yield this.#held[i]!.msg;
+  }
+
   /** The stream sequence acknowledged so far, as this reader knows it. */
   get acked(): number {
     return this.#ackedStream;

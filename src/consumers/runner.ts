@@ -7,9 +7,9 @@ import type { Logger } from "../log/index.js";
 import type { DeadLetters } from "./dead-letters.js";
 import type { EventHandler } from "./event-handler.js";
 import { PoisonEventError } from "./subscriber.js";
-import { FencedError } from "../cluster/index.js";
 import { retryTransient } from "../nats/index.js";
-import { activeTracer, traceHeadersOf } from "../tracing/index.js";
+import { activeTracer, traceHeadersOf, type TraceHeaders } from "../tracing/index.js";
+import { isTransientFailure } from "./transient.js";
 import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
 import { ReaderBacklog } from "./backlog.js";
 import { BatchBeforeFailed, BatchLink } from "../persistence/index.js";
@@ -62,7 +62,8 @@ export interface RunnerStats {
   duplicates: number;
   skipped: number;
   deadLettered: number;
-  redelivered: number;
+  /** Attempts of an event again, in place, after it failed (each after a back-off; nothing later applied meanwhile). */
+  retries: number;
   /** Batches that failed outside any event's own handling (a bug, or the database gone): nak'ed for redelivery. */
   failures: number;
   /** Attempts to store a dead letter that failed (each retried). */
@@ -143,6 +144,20 @@ class FloorAcks {
   /** Settled for good: applied, a duplicate, not this reader's type, or dead-lettered. */
   done(m: JsMsg): void {
     this.#floor.done(m.seq);
+  }
+
+  /**
+   * Every delivery held is still being worked on (`+WPI`, ack_wait starts again): while an event is
+   * retried in place, neither it nor what came after it is redelivered meanwhile.
+   */
+  keepAlive(): void {
+    for (const m of this.#floor.messages()) {
+      try {
+        m.working();
+      } catch {
+        // The connection is gone: the deliveries come back after ack_wait anyway.
+      }
+    }
   }
 
   /** After a batch: sends the floor the settled messages allow. */
@@ -229,9 +244,21 @@ interface Prepared {
   b: Binding;
   acks: FloorAcks;
   decoded: { m: JsMsg; e: EnvelopeBase }[];
-  traces: (ReturnType<typeof traceHeadersOf> | undefined)[] | undefined;
+  traces: (TraceHeaders | undefined)[] | undefined;
+  gate: Gate;
   signal: AbortSignal;
 }
+
+/**
+ * One reader's: halted once the runner stopped while an event of it was failing. Nothing after that
+ * event may be applied then (it would overtake it): the reader leaves the rest unacknowledged.
+ */
+interface Gate {
+  halted: boolean;
+}
+
+/** How often a reader retrying an event in place tells the server it still works on what it holds: well inside ack_wait. */
+const KEEP_ALIVE_MS = 10_000;
 
 /** Longest wait between attempts to store a dead letter; below `ack_wait`, so the message stays in hand. */
 const DEAD_LETTER_MAX_BACKOFF_MS = 15_000;
@@ -246,7 +273,7 @@ export interface BacklogWatch {
 
 /** Consumes a subscriber's bindings until stopped. */
 export class ConsumerRunner {
-  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, redelivered: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0, retriedBehind: 0 };
+  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, retries: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0, retriedBehind: 0 };
   readonly bindings: Binding[];
   readonly #iterators = new Set<ConsumerMessages>();
   readonly #tasks: Supervised[] = [];
@@ -403,6 +430,7 @@ export class ConsumerRunner {
   // write worker the next one is also sent while the one before commits (see `pipelined`).
   async #loop(b: Binding, { messages, acks, pending }: Reader, signal: AbortSignal): Promise<void> {
     const buffer: JsMsg[] = [];
+    const gate: Gate = { halted: false };
     let working: Promise<void> | undefined;
     const watched = this.backlogWatch;
     const backlog = watched && new ReaderBacklog(watched.limit, performance.now(), pending);
@@ -427,6 +455,8 @@ export class ConsumerRunner {
       let older: Promise<void> | undefined;
       let link: BatchLink | undefined;
       for (;;) {
+        // Halted behind a failed event: what is buffered stays unacknowledged, for the next holder, in order.
+        if (gate.halted) buffer.length = 0;
         if (buffer.length === 0) {
           // Ends only with nothing in the buffer and nothing applying, in the same turn as `working` is cleared.
           if (!applying) break;
@@ -442,7 +472,7 @@ export class ConsumerRunner {
         const batch = buffer.splice(0, 256);
         let prepared: Prepared;
         try {
-          prepared = await this.#prepare(b, acks, batch, signal);
+          prepared = await this.#prepare(b, acks, batch, gate, signal);
         } catch (err) {
           this.#failed(batch, err);
           finished(batch.length, false);
@@ -511,7 +541,7 @@ export class ConsumerRunner {
   }
 
   // Acks what this subscriber does not handle, dead-letters what does not decode, and decodes the rest.
-  async #prepare(b: Binding, acks: FloorAcks, batch: JsMsg[], signal: AbortSignal): Promise<Prepared> {
+  async #prepare(b: Binding, acks: FloorAcks, batch: JsMsg[], gate: Gate, signal: AbortSignal): Promise<Prepared> {
     const decoded: { m: JsMsg; e: EnvelopeBase }[] = [];
     for (const m of batch) {
       // Most events of a stream are not this subscriber's (2.9 filters one subject per consumer): the
@@ -527,12 +557,12 @@ export class ConsumerRunner {
     }
     // Trace contexts are read only where they are used: by spans, or by the commands a process manager issues.
     const traces = decoded.length > 0 && (activeTracer() || this.handler.subscriber.react) ? decoded.map((d) => traceHeadersOf(d.m.headers)) : undefined;
-    return { b, acks, decoded, traces, signal };
+    return { b, acks, decoded, traces, gate, signal };
   }
 
   // Applies a decoded batch in one transaction and acks it; on a failure, one by one. Pipelined (`link`),
   // the batch before it (`before`, its fallback included) has settled before this one falls back.
-  async #apply({ b, acks, decoded, traces, signal }: Prepared, link?: BatchLink, before?: Promise<void>): Promise<void> {
+  async #apply({ b, acks, decoded, traces, gate, signal }: Prepared, link?: BatchLink, before?: Promise<void>): Promise<void> {
     if (decoded.length === 0) {
       link?.committed();
       return;
@@ -556,6 +586,8 @@ export class ConsumerRunner {
       again = err instanceof BatchBeforeFailed || (link !== undefined && err instanceof WriteWorkerStopped);
     }
     await before;
+    // The batch before halted on a failed event: this one must not overtake it.
+    if (gate.halted) return;
     if (again) {
       this.stats.retriedBehind++;
       try {
@@ -564,25 +596,50 @@ export class ConsumerRunner {
         // Fall through to one by one.
       }
     }
-    // One of them failed: take them one by one so the others go through and the bad one is found.
+    // One of them failed: take them one by one, in order, so the others go through and the bad one is found.
     for (const [i, { m, e }] of decoded.entries()) {
+      if (gate.halted || !(await this.#one(b, acks, m, e, traces?.[i], gate, signal))) return;
+    }
+  }
+
+  /**
+   * Handles one event of a failed batch, retrying it in place until it is applied or parked: nothing
+   * after it in its stream is applied meanwhile (a refund never overtakes the payment it undoes, an
+   * update never the creation it changes), and the messages this reader holds are kept from being
+   * redelivered. A transient failure ({@link isTransientFailure}) is retried for as long as it lasts, the
+   * back-off growing to its last step (also a fenced one: this instance lost the consumer's lease, and
+   * its runner is stopped); any other is parked in the dead letters on the policy's last attempt. False
+   * when the runner stops meanwhile: the reader halts, the event and everything after it stay
+   * unacknowledged, for the consumer's next holder.
+   */
+  async #one(b: Binding, acks: FloorAcks, m: JsMsg, e: EnvelopeBase, trace: TraceHeaders | undefined, gate: Gate, signal: AbortSignal): Promise<boolean> {
+    for (let attempts = m.info.deliveryCount; ; attempts++) {
       try {
-        this.#count([await this.handler.handle(e, traces?.[i])]);
+        this.#count([await this.handler.handle(e, trace)]);
         acks.done(m);
+        return true;
       } catch (err) {
-        if (err instanceof FencedError) {
-          // This instance no longer holds the consumer: the event is fine, its next holder applies it.
-          m.nak();
-          continue;
-        }
-        const attempts = m.info.deliveryCount;
-        if (err instanceof PoisonEventError || attempts >= this.retry.maxDeliver) {
+        const transient = isTransientFailure(err);
+        if (err instanceof PoisonEventError || (!transient && attempts >= this.retry.maxDeliver)) {
           await this.#deadLetter(b, acks, m, e, String((err as Error)?.message ?? err), attempts, signal);
-        } else {
-          this.stats.redelivered++;
-          const delay = this.retry.backoffMs[Math.min(attempts - 1, this.retry.backoffMs.length - 1)] ?? 1000;
-          this.logger.warn({ consumer: this.name, event_id: e.event_id, attempts, err: String(err) }, "event failed; will redeliver");
-          m.nak(delay);
+          return true;
+        }
+        if (signal.aborted) {
+          gate.halted = true;
+          return false;
+        }
+        this.stats.retries++;
+        const delay = this.retry.backoffMs[Math.min(attempts - 1, this.retry.backoffMs.length - 1)] ?? 1000;
+        this.logger.warn({ consumer: this.name, event_id: e.event_id, event_type: e.event_type, attempts, transient, retry_in_ms: delay, err: String(err) }, "event failed; retrying it before any later event");
+        // What went through before it is acknowledged now, not after the retries.
+        acks.flush();
+        for (let left = delay; left > 0 && !signal.aborted; left -= KEEP_ALIVE_MS) {
+          acks.keepAlive();
+          await sleep(Math.min(left, KEEP_ALIVE_MS), signal);
+        }
+        if (signal.aborted) {
+          gate.halted = true;
+          return false;
         }
       }
     }

@@ -1,0 +1,41 @@
+/**
+ * Which failures of an event's handling are the surroundings' and pass by themselves (a command's owner
+ * overloaded or being handed over, the database locked, restarting or out of reach) rather than the
+ * event's own. A consumer retries those for as long as they last, in place and in order; only the
+ * others count towards the dead letters (runner.ts): an event must not be parked because its consumer
+ * ran during an outage. A fenced write counts too: the instance lost the consumer's lease, its runner
+ * is being stopped, and the event is its next holder's to apply.
+ */
+import { isNerveError } from "../../contracts/index.js";
+import { FencedError } from "../cluster/index.js";
+import { isTransientJetStreamError } from "../nats/index.js";
+import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
+
+/** Node's socket errors of a database connection that went away or never came. */
+const SOCKET_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
+
+/**
+ * SQLSTATEs of PostgreSQL that end by themselves: class 08 (connection exception), 53 (insufficient
+ * resources), 57P01–57P03 (the server shutting down or starting), 40001 and 40P01 (serialization
+ * failure, deadlock: retry the transaction), 55P03 (lock not available).
+ */
+function transientSqlState(code: string): boolean {
+  return code.startsWith("08") || code.startsWith("53") || /^57P0[123]$/.test(code) || code === "40001" || code === "40P01" || code === "55P03";
+}
+
+/** SQLite's result codes that end by themselves: a lock held elsewhere, a full disk or an I/O error (an operator's to fix, not the event's). */
+function transientSqlite(code: string): boolean {
+  return code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED") || code === "SQLITE_FULL" || code.startsWith("SQLITE_IOERR");
+}
+
+/** Whether a failure of an event's handling is transient (see the module's comment); follows `cause` a few links down. */
+export function isTransientFailure(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isNerveError(e)) return e.retryable;
+    if (e instanceof FencedError || e instanceof WriteWorkerStopped || isTransientJetStreamError(e)) return true;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (SOCKET_CODES.has(code) || transientSqlite(code) || (/^[0-9A-Z]{5}$/.test(code) && transientSqlState(code)))) return true;
+    if (/Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(e.message)) return true;
+  }
+  return false;
+}
