@@ -3,3 +3,4 @@ export * from "./tracing.js";
 export * from "./trace-headers.js";
 export * from "./cause.js";
 export * from "./spans.js";
+export * from "./root-traceparent.js";
