@@ -21,7 +21,7 @@ import type { ActorSystem } from "./actor-system.js";
 import type { AggregateModule, Lookups } from "./aggregate-module.js";
 import { fingerprint } from "./stable-json.js";
 import { FencedError, partitionOf, type Fence, type Ownership } from "../cluster/index.js";
-import { SpanKind, activeTracer, contextOf, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
+import { SpanKind, activeTracer, contextOf, endSpan, headersOf, rootTraceparent, startSpan, type Span } from "../tracing/index.js";
 import type { Context as TraceContext, Tracer } from "@opentelemetry/api";
 
 /** A validated command with what the transport adds. */
@@ -33,7 +33,7 @@ export interface CommandRequest {
   idempotencyKey?: string | undefined;
   correlationId?: string | undefined;
   causationId?: string | undefined;
-  /** The W3C trace context the command belongs to (validated): its events carry it (CONTRACT.md §2). */
+  /** The W3C trace context the command belongs to (validated): its events carry it (CONTRACT.md §2); a new one when absent. */
   traceparent?: string | undefined;
   tracestate?: string | undefined;
 }
@@ -142,6 +142,8 @@ export class CommandBus implements Lookups {
   #exclusive(m: AggregateModule, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[]): Promise<CommandSuccess> {
     const tracer = activeTracer();
     if (tracer) return this.#traced(tracer, m, req, internal);
+    // Untraced here, a command outside any trace still starts one: its events carry it (CONTRACT.md §2).
+    if (!req.traceparent) req = { ...req, traceparent: rootTraceparent(), tracestate: undefined };
     const enqueued = performance.now();
     return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req, internal, undefined, enqueued));
   }

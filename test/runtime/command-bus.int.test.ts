@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isNerveError } from "../../contracts/index.js";
+import { domainEvent, isNerveError } from "../../contracts/index.js";
 import { usersModule } from "../../src/aggregates/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
 import { ActorSystem, CommandBus, type AggregateModule } from "../../src/runtime/index.js";
+import { validTraceparent } from "../../src/tracing/index.js";
 import { tempSqlitePath } from "../support/index.js";
 
 let db: Database;
@@ -78,5 +79,36 @@ describe("CommandBus on a real SQLite file", () => {
     expect(isNerveError(err, "unavailable")).toBe(true);
     expect((await bus.repo.loadSnapshot("User", "b"))!.version).toBe(3);
     expect((await update("b", "v4")).aggregate_version).toBe(4);
+  });
+});
+
+describe("CommandBus with tracing off: every command's events carry a trace context (CONTRACT.md §2)", () => {
+  const traceOf = async (eventId: string) => {
+    const row = (await bus.repo.pendingOutbox(10_000)).find((o) => o.event_id === eventId);
+    return { traceparent: row?.traceparent, tracestate: row?.tracestate };
+  };
+
+  it("starts a new, unsampled root trace for a command without one: a different one per command", async () => {
+    const [first, second] = await Promise.all([register("t1"), register("t2")]);
+    const one = await traceOf(first.events[0]!.event_id);
+    const two = await traceOf(second.events[0]!.event_id);
+    for (const t of [one, two]) {
+      expect(validTraceparent(t.traceparent ?? undefined)).toBe(t.traceparent);
+      expect(t.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+      expect(t.tracestate).toBeNull();
+    }
+    expect(one.traceparent!.slice(3, 35)).not.toBe(two.traceparent!.slice(3, 35));
+  });
+
+  it("and for an internal operation (a durable timer's)", async () => {
+    await register("t3");
+    const r = await bus.executeInternal("users", "t3", "test-timer", () => [domainEvent("UserProfileUpdated", { user_id: "t3", profile_data: { bio: "timed" } })]);
+    expect((await traceOf(r.events[0]!.event_id)).traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  });
+
+  it("keeps the trace context a command came with, tracestate too", async () => {
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const r = await bus.execute({ context: "users", type: "RegisterUser", aggregateId: "t4", body: { email: "t4@example.com", name: "t4" }, traceparent, tracestate: "a=b" });
+    expect(await traceOf(r.events[0]!.event_id)).toEqual({ traceparent, tracestate: "a=b" });
   });
 });

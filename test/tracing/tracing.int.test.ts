@@ -1,7 +1,7 @@
 /**
  * Tracing through a real Nerve: one PlaceOrder → MarkOrderPaid → access grant → UpdateProgress cascade
  * yields one trace whose spans link up, as received by an OTLP/HTTP endpoint; with tracing off the
- * events still carry the request's trace context in their JetStream headers.
+ * events still carry the request's trace context in their JetStream headers, or a new one without it.
  */
 import { randomBytes } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -108,7 +108,10 @@ describe("tracing on: one trace across the cascade", () => {
   });
 });
 
-describe("tracing off: the events still carry the request's trace context", () => {
+/** A W3C traceparent as Nerve starts one with tracing off: version 00, random non-zero ids, not sampled. */
+const FRESH_ROOT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-00$/;
+
+describe("tracing off: the events still carry the request's trace context, or a new one", () => {
   let t: TestNerve;
   beforeAll(async () => {
     t = await startTestNerve();
@@ -133,15 +136,42 @@ describe("tracing off: the events still carry the request's trace context", () =
       expect(m?.header.get("tracestate"), subject).toBe("vendor=off");
     }
     const registered = await jsm.streams.getMessage("EVENTS_USERS", { last_by_subj: "events.users.UserRegistered.off-user" });
-    expect(registered?.header.get("traceparent")).toBe("");
+    expect(registered?.header.get("traceparent")).toMatch(FRESH_ROOT);
+    expect(registered?.header.get("traceparent")!.slice(3, 35)).not.toBe(traceparent.slice(3, 35));
   });
 
-  it("ignores a trace context that is not W3C: the command succeeds, its events carry none", async () => {
+  it("starts a new trace for a command without one, which its events and the process manager's commands carry", async () => {
+    await catalog(t, "root");
+    const accessId = await buyCourse(t, "root", () => ({}));
+    const jsm = await jetstreamManager(t.client);
+    await until("the grant is in the stream", async () => (await t.nerve.bus.repo.outboxSize()) === 0, 5_000);
+    const headersOf = async (stream: string, subject: string) => (await jsm.streams.getMessage(stream, { last_by_subj: subject }))!.header;
+    const placed = await headersOf("EVENTS_ORDERS", "events.orders.OrderPlaced.root-order");
+    const paid = await headersOf("EVENTS_ORDERS", "events.orders.OrderPaid.root-order");
+    const granted = await headersOf("EVENTS_ACCESS", `events.access.CourseAccessGranted.${accessId}`);
+    for (const h of [placed, paid, granted]) {
+      expect(h.get("traceparent")).toMatch(FRESH_ROOT);
+      expect(h.get("tracestate")).toBe("");
+    }
+    // Two commands, two traces; the grant, issued because of OrderPaid, is in OrderPaid's.
+    expect(placed.get("traceparent").slice(3, 35)).not.toBe(paid.get("traceparent").slice(3, 35));
+    expect(granted.get("traceparent")).toBe(paid.get("traceparent"));
+  });
+
+  it("ignores a trace context that is not W3C: the command succeeds, its events carry a new one", async () => {
     const r = await command(t.client, "users", "RegisterUser", "off-bad", { email: "off-bad@example.com", name: "B" }, { headers: { traceparent: "not-a-trace", tracestate: "x=y" } });
     expect(r.body.ok).toBe(true);
     await until("the event is in the stream", async () => (await t.nerve.bus.repo.outboxSize()) === 0, 5_000);
     const m = await (await jetstreamManager(t.client)).streams.getMessage("EVENTS_USERS", { last_by_subj: "events.users.UserRegistered.off-bad" });
-    expect(m?.header.get("traceparent")).toBe("");
+    expect(m?.header.get("traceparent")).toMatch(FRESH_ROOT);
     expect(m?.header.get("tracestate")).toBe("");
+  });
+
+  it("starts one for UpdateProgress as the gateway sends it (no trace headers)", async () => {
+    const accessId = deriveAccessId("root-user", "root-course");
+    expect((await command(t.client, "access", "UpdateProgress", accessId, { progress: 30 })).body.ok).toBe(true);
+    await until("the progress is in the stream", async () => (await t.nerve.bus.repo.outboxSize()) === 0, 5_000);
+    const m = await (await jetstreamManager(t.client)).streams.getMessage("EVENTS_ACCESS", { last_by_subj: `events.access.ProgressUpdated.${accessId}` });
+    expect(m?.header.get("traceparent")).toMatch(FRESH_ROOT);
   });
 });
