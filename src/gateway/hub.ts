@@ -15,7 +15,7 @@ import type { WebSocket } from "./uws.js";
 export interface Conn {
   ws: WebSocket<Conn> | undefined;
   readonly userId: string;
-  /** Token expiry, seconds since the epoch. */
+  /** Token expiry, seconds since the epoch (a JWT NumericDate: may be fractional). */
   readonly exp: number;
   /** The `cursor` query parameter, when the client resumes. */
   readonly resume: string | undefined;
@@ -63,7 +63,7 @@ export class Hub {
   opened(c: Conn): void {
     this.all.add(c);
     this.metrics.connections.set(this.all.size);
-    const s = Math.max(c.exp, this.#expNext);
+    const s = this.#expirySecond(c);
     let bucket = this.#expiries.get(s);
     if (!bucket) this.#expiries.set(s, (bucket = new Set()));
     bucket.add(c);
@@ -76,7 +76,7 @@ export class Hub {
     c.out = undefined;
     this.all.delete(c);
     this.#dirty.delete(c);
-    this.#expiries.get(Math.max(c.exp, this.#expNext))?.delete(c);
+    this.#expiries.get(this.#expirySecond(c))?.delete(c);
     const l = this.log.learner(c.userId);
     if (l?.sockets) {
       l.sockets.delete(c);
@@ -176,6 +176,14 @@ export class Hub {
     clearInterval(this.#expTimer);
     if (this.#timer !== undefined) this.flush();
     for (const c of [...this.all]) c.ws?.end(code, reason);
+  }
+
+  // The wheel's second a socket is filed under. `exp` may be fractional (a JWT NumericDate may be, and
+  // jose accepts it) while the wheel only visits whole seconds: the whole second at or after it, so
+  // the socket is never closed before its token expires, nor filed where no sweep looks. Until that
+  // bucket is swept this gives the same second at close as at open (#expNext cannot pass it).
+  #expirySecond(c: Conn): number {
+    return Math.max(Math.ceil(c.exp), this.#expNext);
   }
 
   // Sockets whose token expired are closed with 4401; a 1 s wheel instead of a timer per socket.

@@ -44,4 +44,15 @@ describe("authentication", () => {
     const closed = await c.closedWith(6_000);
     expect(closed.code).toBe(4401);
   });
+
+  it("closes a live socket with 4401 when a fractional exp passes, and refuses one already past", async () => {
+    // The JWT spec allows a non-integer NumericDate, and jose accepts it.
+    const fractional = (secondsFromNow: number) =>
+      new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("ada").setExpirationTime(Math.floor(Date.now() / 1000) + secondsFromNow + 0.5).sign(key);
+    expect(await refused({ token: await fractional(-60) })).toBe(401);
+    const c = await TestClient.connect(gw.port, { token: await fractional(2) });
+    await c.welcome();
+    const closed = await c.closedWith(6_000);
+    expect(closed).toMatchObject({ code: 4401, reason: "token expired" });
+  });
 });
