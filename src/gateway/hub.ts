@@ -59,6 +59,11 @@ export class Hub {
     this.#expTimer.unref();
   }
 
+  /** Seconds of the expiry wheel that hold sockets (for tests: an empty one must not linger). */
+  get expirySeconds(): number {
+    return this.#expiries.size;
+  }
+
   /** A socket opened: watch its token's expiry. */
   opened(c: Conn): void {
     this.all.add(c);
@@ -76,7 +81,11 @@ export class Hub {
     c.out = undefined;
     this.all.delete(c);
     this.#dirty.delete(c);
-    this.#expiries.get(this.#expirySecond(c))?.delete(c);
+    const s = this.#expirySecond(c);
+    const bucket = this.#expiries.get(s);
+    // Else an empty set stays until its second comes: with tokens valid for hours, one per second of
+    // exp that any closed socket had — memory that grows with connection churn.
+    if (bucket?.delete(c) && bucket.size === 0) this.#expiries.delete(s);
     const l = this.log.learner(c.userId);
     if (l?.sockets) {
       l.sockets.delete(c);
