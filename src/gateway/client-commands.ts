@@ -106,7 +106,7 @@ export class ClientCommands {
 
   #ack(c: Conn, requestId: string | null, error: AckError | undefined): void {
     this.metrics.commands.inc({ result: error?.code ?? "ok" });
-    this.hub.queue(c, JSON.stringify(error ? { type: "ack", request_id: requestId, ok: false, error } : { type: "ack", request_id: requestId, ok: true }));
+    this.hub.reply(c, JSON.stringify(error ? { type: "ack", request_id: requestId, ok: false, error } : { type: "ack", request_id: requestId, ok: true }));
   }
 }
 

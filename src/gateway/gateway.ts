@@ -50,7 +50,7 @@ export interface GatewayDeps {
   devTokens?: boolean;
   /** Frames for one socket are coalesced within this window (ms, default 2; 0 = next tick). */
   flushMs?: number;
-  /** Bytes uWS may buffer for one socket before it is closed with 4408 (default 256 KiB). */
+  /** Bytes uWS may buffer (or the gateway hold before the welcome) for one socket before it is closed with 4408 (default 256 KiB). */
   maxBufferedBytes?: number;
   /** Idle seconds before uWS pings, and closes a client that stays silent (default 32, minimum 8). */
   heartbeatSeconds?: number;
@@ -152,7 +152,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         (id) =>
           setImmediate(() => {
             if (aborted) return;
-            const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
+            const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, live: false, held: undefined, heldBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
             res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
           }),
         (err: unknown) =>

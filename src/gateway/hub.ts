@@ -25,6 +25,12 @@ export interface Conn {
   sentSeq: number;
   /** Queued frames as triplets: frame, stream time (0 if not an event), cursor sequence (-1 if none). */
   out: (string | Uint8Array | number)[] | undefined;
+  /** The session has started (welcome, or a resume's events, queued): replies go out as queued. */
+  live: boolean;
+  /** Replies to client frames received before the session started, held until it does, in order. */
+  held: string[] | undefined;
+  /** Bytes in {@link held}: they count against the socket's byte budget. */
+  heldBytes: number;
   /** Access records whose welcome view is newer than the stream head was: versions not to send again. */
   skip: Map<string, number> | undefined;
   /** When {@link skip} is dropped (ms since the epoch): by then those events have long been read. */
@@ -37,7 +43,7 @@ export interface Conn {
 export interface HubOptions {
   /** Frames for one socket are written together within this window (ms). */
   flushMs: number;
-  /** Most bytes uWS may hold for a socket before it is closed with 4408. */
+  /** Most bytes uWS may hold for a socket (or {@link Hub.reply} before its session starts) before it is closed with 4408. */
   maxBufferedBytes: number;
 }
 
@@ -79,6 +85,7 @@ export class Hub {
     c.closed = true;
     c.ws = undefined;
     c.out = undefined;
+    c.held = undefined;
     this.all.delete(c);
     this.#dirty.delete(c);
     const s = this.#expirySecond(c);
@@ -95,11 +102,35 @@ export class Hub {
     this.metrics.connections.set(this.all.size);
   }
 
-  /** Starts live delivery to a socket: every learner event after `c.queuedSeq` is queued for it. */
+  /**
+   * Starts live delivery to a socket, once its session's first frames are queued: every learner
+   * event after `c.queuedSeq` is queued for it, and the replies held until now follow those frames.
+   */
   attach(c: Conn): void {
     if (c.closed) return;
     const l = this.log.learner(c.userId, true);
     (l.sockets ??= new Set()).add(c);
+    c.live = true;
+    const held = c.held;
+    if (!held) return;
+    c.held = undefined;
+    c.heldBytes = 0;
+    for (const frame of held) this.queue(c, frame);
+  }
+
+  /**
+   * Queues a reply to a client frame. Before the session has started it is held instead: a client
+   * that sends as soon as the socket opens still gets its welcome (or reset and welcome) first —
+   * which waits for GetLearnerProgress — as CONTRACT.md §6 has it. Held replies count against the
+   * socket's byte budget: a client that floods frames before its welcome is closed with 4408 as one
+   * that reads too slowly is, so that what is held stays bounded.
+   */
+  reply(c: Conn, frame: string): void {
+    if (c.live) return this.queue(c, frame);
+    if (c.closed) return;
+    (c.held ??= []).push(frame);
+    c.heldBytes += Buffer.byteLength(frame);
+    if (c.heldBytes > this.opts.maxBufferedBytes) this.closeSlow(c);
   }
 
   /** Queues a learner event for each of the learner's sockets. */

@@ -4,7 +4,7 @@ import { Hub, type Conn } from "../../src/gateway/hub.js";
 
 // No sockets: these tests only open and close connections, which never write to one.
 function conn(userId: string, exp: number): Conn {
-  return { ws: undefined, userId, exp, resume: undefined, queuedSeq: 0, sentSeq: -1, out: undefined, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
+  return { ws: undefined, userId, exp, resume: undefined, queuedSeq: 0, sentSeq: -1, out: undefined, live: false, held: undefined, heldBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
 }
 
 let hub: Hub | undefined;

@@ -34,6 +34,69 @@ function fakeLearnerProgress(items: (userId: string) => unknown[]) {
 }
 
 describe("welcome", () => {
+  it("is the first frame: acks of frames sent on open come after it (and after reset + welcome)", async () => {
+    const gw = await startTestGateway(nats.url);
+    // A GetLearnerProgress that takes its time, as a loaded service does: the welcome waits for it.
+    const slow = nc.subscribe("query.access.GetLearnerProgress", {
+      callback: (_err, msg) => void setTimeout(() => msg.respond(encodeMsgPack({ ok: true, result: { items: [] } })), 300),
+    });
+    try {
+      for (const cursor of [undefined, "not-a-cursor"]) {
+        const dan = await TestClient.as(gw.port, "dan", cursor);
+        // In the tick of the 'open' event (as(…) resolves from its handler): long before the welcome.
+        dan.send("not json");
+        dan.send({ type: "UpdateProgress", request_id: "r1", course_id: "drawing", progress: 10 });
+        await dan.ack("r1");
+        const first = cursor === undefined ? ["welcome"] : ["reset", "welcome"];
+        expect(dan.frames.map((f) => f.type)).toEqual([...first, "ack", "ack"]);
+        // No service here: the command path does not answer, but the ack still comes, in order.
+        expect(dan.frames.slice(first.length).map((f) => [f.request_id, f.error?.code])).toEqual([
+          [null, "invalid_request"],
+          ["r1", "unavailable"],
+        ]);
+        await dan.close();
+      }
+    } finally {
+      slow.unsubscribe();
+      await gw.close();
+    }
+  });
+
+  it("keeps what it holds before the welcome bounded: the in-flight limit still refuses, a flood is closed with 4408", async () => {
+    const gw = await startTestGateway(nats.url, { maxInflightCommands: 2, maxBufferedBytes: 4096 });
+    const slowQuery = nc.subscribe("query.access.GetLearnerProgress", {
+      callback: (_err, msg) => void setTimeout(() => msg.respond(encodeMsgPack({ ok: true, result: { items: [] } })), 300),
+    });
+    // A command path that answers after 100 ms: both commands are still in flight when the third comes.
+    const slowCommands = nc.subscribe("cmd.access.UpdateProgress.*", {
+      callback: (_err, msg) =>
+        void setTimeout(() => msg.respond(encodeMsgPack({ ok: true, aggregate_id: msg.subject.split(".").at(-1), aggregate_version: 2, events: [] })), 100),
+    });
+    try {
+      const erin = await TestClient.as(gw.port, "erin");
+      for (const r of ["r1", "r2", "r3"]) erin.send({ type: "UpdateProgress", request_id: r, course_id: "etching", progress: 5 });
+      await erin.until((c) => c.frames.filter((f) => f.type === "ack").length === 3);
+      expect(erin.frames.map((f) => [f.type, f.request_id, f.ok])).toEqual([
+        ["welcome", undefined, undefined],
+        ["ack", "r3", false], // refused at once, as beyond the limit, but held behind the welcome
+        ["ack", "r1", true],
+        ["ack", "r2", true],
+      ]);
+      expect(erin.frames[1]!.error).toMatchObject({ code: "unavailable", message: "at most 2 commands in flight per connection" });
+      await erin.close();
+
+      // 100 invalid frames' acks (about 80 bytes each) are more than 4 KiB to hold for a socket not yet welcomed.
+      const fay = await TestClient.as(gw.port, "fay");
+      for (let i = 0; i < 100; i++) fay.send("not json");
+      expect((await fay.closedWith()).code).toBe(4408);
+      expect(fay.frames).toEqual([]);
+    } finally {
+      slowQuery.unsubscribe();
+      slowCommands.unsubscribe();
+      await gw.close();
+    }
+  });
+
   it("comes from the stream alone when GetLearnerProgress is not answered", async () => {
     const forge = new EventForge(nc);
     await forge.publish("CourseAccessGranted", "ada", "algebra", { expires_at: "2099-01-01T00:00:00.000Z" });
