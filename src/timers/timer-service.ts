@@ -29,6 +29,20 @@ export function timerOp(k: Pick<TimerKind, "aggregateType" | "kind">, aggregateI
       };
 }
 
+/**
+ * After a timer fired: its row follows the state read since, but only while the row is still the one
+ * that fired (same due time). A command may have committed between the fire and that read, or before
+ * this statement — re-granting an access that had just expired writes its new deadline in its own
+ * transaction — and a follow-up from the older state must not delete or move that deadline: the
+ * re-granted access would then never expire. The fire's own commit, when it had events, already wrote
+ * the row (due time changed or row gone), so then this changes nothing either.
+ */
+export function timerFollowUp(k: Pick<TimerKind, "aggregateType" | "kind">, fired: Pick<TimerRow, "aggregate_id" | "due_at">, due: string | null): SqlOp {
+  const where = "aggregate_type = ? and aggregate_id = ? and kind = ? and due_at = ?";
+  const key = [k.aggregateType, fired.aggregate_id, k.kind, fired.due_at];
+  return due === null ? { sql: `delete from nerve_timers where ${where}`, params: key } : { sql: `update nerve_timers set due_at = ? where ${where}`, params: [due, ...key] };
+}
+
 /** Options of the timer service. */
 export interface TimerServiceOptions {
   db: Database;
@@ -110,7 +124,7 @@ export class TimerService {
         // Whether or not it emitted, the row now follows the state (a no-op must not fire forever).
         const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
         const next = k.deadline(state);
-        const op = timerOp(k, row.aggregate_id, next !== null && next <= now ? null : next);
+        const op = timerFollowUp(k, row, next !== null && next <= now ? null : next);
         // Moved meanwhile, the row is its new owner's to keep in step.
         if (held(row)) await exclusively(this.#o.writer, () => db.execute(op.sql, op.params, "run"));
         this.fired++;

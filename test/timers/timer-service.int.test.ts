@@ -95,3 +95,48 @@ describe("TimerService and ownership", () => {
     expect(await dbA.execute("select * from nerve_timers", [], "all")).toEqual([]);
   });
 });
+
+describe("TimerService after a fire", () => {
+  /**
+   * A command commits between the fire and the row's follow-up (re-granting an access that had just
+   * expired writes its new deadline in its own transaction): the follow-up, from the state read
+   * before, must leave that deadline alone. Before, it deleted it: the re-granted access never expired.
+   */
+  it.each([
+    ["the older state has no deadline (the row would be deleted)", null],
+    ["the older state has another deadline (the row would be moved)", "2099-06-01T00:00:00.000Z"],
+  ])("keeps a deadline a command wrote meanwhile: %s", async (_what, staleDeadline) => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    cleanups.push(tmp.cleanup, () => db.close());
+    await dueTimers(db, ["regranted"]);
+    const regrantedUntil = "2099-01-01T00:00:00.000Z";
+    const k: TimerKind = { ...kind, deadline: () => staleDeadline };
+    const bus = {
+      executeInternal: async () => undefined,
+      // The re-grant's commit lands while the timer service reads the state it then acts on.
+      readState: async () => {
+        const op = timerOp(k, "regranted", regrantedUntil);
+        await db.execute(op.sql, op.params, "run");
+        return { state: null, version: 1 };
+      },
+    } as unknown as CommandBus;
+    await new TimerService({ db, bus, logger: quiet, kinds: [k], ownership: new SoleOwnership("solo") }).poll();
+    expect(await db.execute("select aggregate_id, due_at from nerve_timers", [], "all")).toEqual([{ aggregate_id: "regranted", due_at: regrantedUntil }]);
+  });
+
+  it("still settles a fire that changed nothing: the row follows the state (gone, or moved on)", async () => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    cleanups.push(tmp.cleanup, () => db.close());
+    await dueTimers(db, ["noop-done", "noop-later"]);
+    const later = "2099-03-01T00:00:00.000Z";
+    const k: TimerKind = { ...kind, deadline: (state) => (state as { later: boolean } | null)?.later ? later : null };
+    const bus = {
+      executeInternal: async () => undefined,
+      readState: async (_type: string, id: string) => ({ state: { later: id === "noop-later" }, version: 1 }),
+    } as unknown as CommandBus;
+    await new TimerService({ db, bus, logger: quiet, kinds: [k], ownership: new SoleOwnership("solo") }).poll();
+    expect(await db.execute("select aggregate_id, due_at from nerve_timers", [], "all")).toEqual([{ aggregate_id: "noop-later", due_at: later }]);
+  });
+});
