@@ -56,6 +56,8 @@ export interface LeaseStats {
   released: number;
   lost: number;
   rounds: number;
+  /** Rounds that failed (the database refused or did not answer in a lease's length); the next one runs on time. */
+  failedRounds: number;
 }
 
 /** The database's name of a lease: its group and key. */
@@ -63,11 +65,13 @@ export const leaseName = (group: string, key: string): string => `${group}/${key
 
 /** Leases of one group in PostgreSQL. */
 export class Leases extends EventEmitter<LeaseEvents> {
-  readonly stats: LeaseStats = { acquired: 0, released: 0, lost: 0, rounds: 0 };
+  readonly stats: LeaseStats = { acquired: 0, released: 0, lost: 0, rounds: 0, failedRounds: 0 };
   readonly #o: Required<Pick<LeaseOptions, "ttlMs" | "renewEveryMs">> & LeaseOptions;
   readonly #held = new Map<string, Held>();
   /** Leases being handed off: held (and renewed) but no longer counted as held. */
   readonly #releasing = new Set<string>();
+  /** The round in progress of the renewal loop. */
+  #round: Promise<void> | undefined;
   #loop: Supervised | undefined;
   #watchdog: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
@@ -134,8 +138,19 @@ export class Leases extends EventEmitter<LeaseEvents> {
         });
         this.#wake = undefined;
         this.#wakeMissed = false;
-        // A database that stops answering must not hold the loop: the leases lapse by the watchdog anyway.
-        if (!signal.aborted) await bounded(this.tick(), this.#o.ttlMs, "lease round");
+        if (signal.aborted) break;
+        // A failed round is reported and the next one runs on time: left to the supervisor's growing
+        // back-off (reset only after 30 s without a failure), a few blips of the database would space
+        // the rounds past a lease's validity and every lease would lapse at once. A round the database
+        // does not answer must not hold the loop (the leases lapse by the watchdog anyway), nor start a
+        // second one beside it: the next turn waits for the same round.
+        const round = (this.#round ??= this.tick().finally(() => (this.#round = undefined)));
+        try {
+          await bounded(round, this.#o.ttlMs, "lease round");
+        } catch (err) {
+          this.stats.failedRounds++;
+          reportFailure(this.#o.logger, `leases ${group}`, err, "lease round failed; the next one runs on time");
+        }
       }
     });
   }

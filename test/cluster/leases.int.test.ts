@@ -136,4 +136,33 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
     expect(Date.now() - started).toBeLessThan(1200);
     expect(await stuck).toBe("failed");
   });
+
+  it("keeps every lease through repeated blips of the database: a failed round is followed by the next on time", async () => {
+    // The real database, with one statement failing on demand (a dropped connection).
+    const db = await open();
+    let failNext = 0;
+    const flaky = new Proxy(db, {
+      get(target, prop, receiver) {
+        if (prop === "execute") {
+          return (...args: Parameters<Database["execute"]>) => (failNext > 0 && failNext-- > 0 ? Promise.reject(new Error("Connection terminated unexpectedly")) : target.execute(...args));
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const a = await manager("a", flaky);
+    expect(a.held()).toHaveLength(PARTITIONS);
+    let lost = 0;
+    a.on("lost", () => lost++);
+    // Eight failed rounds, a little more than one round apart: under the supervisor's back-off (doubling,
+    // reset only after 30 s of health) the rounds spread past a lease's validity and every lease lapsed.
+    for (let i = 0; i < 8; i++) {
+      failNext = 1;
+      await until(`blip ${i + 1} hit a round`, () => failNext === 0, 5_000);
+      await sleep(RENEW + 100);
+    }
+    expect(a.leases.stats.failedRounds).toBe(8);
+    expect(lost).toBe(0);
+    expect(a.held()).toHaveLength(PARTITIONS);
+  });
 });
