@@ -99,11 +99,27 @@ export class CommandBus implements Lookups {
    */
   async readState<S>(aggregateType: AggregateType, aggregateId: string): Promise<{ state: S | null; version: number }> {
     const own = this.#deps.ownership;
-    if (own && !own.fence(partitionOf(aggregateId))) {
-      const snap = await this.#deps.repo.loadSnapshot<S>(aggregateType, aggregateId);
-      return { state: snap?.state ?? null, version: snap?.version ?? 0 };
+    const fence = own?.fence(partitionOf(aggregateId));
+    if (!own || fence) {
+      const read = await this.#deps.system.read(aggregateType, aggregateId, (a) => ({ state: a.state as S | null, version: a.version }));
+      // Still the owner under the same epoch once read (the actor may have waited for its mailbox, or
+      // loaded): else the partition moved meanwhile and the actor may be behind its new owner.
+      if (!own || this.#holds(fence)) return read;
     }
-    return this.#deps.system.read(aggregateType, aggregateId, (a) => ({ state: a.state as S | null, version: a.version }));
+    const snap = await this.#deps.repo.loadSnapshot<S>(aggregateType, aggregateId);
+    return { state: snap?.state ?? null, version: snap?.version ?? 0 };
+  }
+
+  // Whether this instance still holds a fence's partition under the same epoch.
+  #holds(fence: Fence | undefined): boolean {
+    return fence === undefined || this.#deps.ownership?.fence(fence.partition)?.epoch === fence.epoch;
+  }
+
+  // An answer that commits nothing (a refusal, a no-op) is checked against its fence before it goes
+  // out, as a commit is in its transaction: a partition lost while the command decided (a stall past
+  // the lease's validity, the facts read from a slow database) is its new owner's to answer.
+  #stillHeld(fence: Fence | undefined): void {
+    if (!this.#holds(fence)) throw errors.unavailable(`partition ${fence!.partition} moved to another instance while the command ran: retry`, { partition: fence!.partition });
   }
 
   /** The query view of an aggregate; `not_found` when it does not exist. */
@@ -219,6 +235,7 @@ export class CommandBus implements Lookups {
     } catch (err) {
       const e = await this.#asNerveError(err, actor, req);
       endSpan(deciding, e);
+      this.#stillHeld(fence);
       throw e;
     }
     endSpan(deciding);
@@ -244,6 +261,7 @@ export class CommandBus implements Lookups {
     };
     const prepared = performance.now();
     if (events.length === 0 && !req.idempotencyKey) {
+      this.#stillHeld(fence);
       this.#stages(enqueued, started, prepared, undefined);
       return reply;
     }

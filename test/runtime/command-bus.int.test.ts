@@ -4,6 +4,8 @@ import { usersModule } from "../../src/aggregates/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
 import { ActorSystem, CommandBus, type AggregateModule } from "../../src/runtime/index.js";
+import { EventEmitter } from "node:events";
+import type { Fence, Ownership } from "../../src/cluster/index.js";
 import { validTraceparent } from "../../src/tracing/index.js";
 import { tempSqlitePath } from "../support/index.js";
 
@@ -110,5 +112,53 @@ describe("CommandBus with tracing off: every command's events carry a trace cont
     const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     const r = await bus.execute({ context: "users", type: "RegisterUser", aggregateId: "t4", body: { email: "t4@example.com", name: "t4" }, traceparent, tracestate: "a=b" });
     expect(await traceOf(r.events[0]!.event_id)).toEqual({ traceparent, tracestate: "a=b" });
+  });
+});
+
+describe("CommandBus when the partition moves while a command runs (CONTRACT.md §8: a former owner never replies)", () => {
+  // Ownership whose epoch a test moves on, as a takeover by another instance (and a retake) would.
+  let epoch = 1;
+  let held = true;
+  const ownership = Object.assign(new EventEmitter(), {
+    instanceId: "former",
+    fenced: true,
+    fence: (partition: number): Fence | undefined => (held ? { partition, epoch } : undefined),
+    held: () => (held ? Array.from({ length: 64 }, (_, p) => p) : []),
+  }) as unknown as Ownership;
+  // The User module, with facts that take as long as a slow database's, during which the lease moves.
+  let moveDuringFacts = false;
+  const slowUsers: AggregateModule = {
+    ...usersModule,
+    async facts(command, state, lookups) {
+      if (moveDuringFacts) epoch++;
+      return usersModule.facts!(command, state, lookups);
+    },
+  };
+  let moved: CommandBus;
+  beforeAll(() => {
+    moved = new CommandBus({ system, writer, repo: bus.repo, modules: [slowUsers], logger: createLogger("silent"), ownership });
+  });
+
+  it("answers a refusal decided under a lost epoch as unavailable, not as the refusal", async () => {
+    await register("own1");
+    moveDuringFacts = true;
+    try {
+      await expect(moved.execute({ context: "users", type: "RegisterUser", aggregateId: "own1", body: { email: "own1@example.com", name: "again" } })).rejects.toMatchObject({ code: "unavailable" });
+    } finally {
+      moveDuringFacts = false;
+    }
+    // Held under one epoch throughout, the same refusal is answered as it is.
+    await expect(moved.execute({ context: "users", type: "RegisterUser", aggregateId: "own1", body: { email: "own1@example.com", name: "again" } })).rejects.toMatchObject({ code: "conflict" });
+  });
+
+  it("reads an aggregate's state from its snapshot once the partition is no longer held", async () => {
+    await register("own2");
+    held = false;
+    try {
+      expect(await moved.readState("User", "own2")).toMatchObject({ version: 1 });
+      expect(await moved.readState("User", "own2-none")).toEqual({ state: null, version: 0 });
+    } finally {
+      held = true;
+    }
   });
 });
