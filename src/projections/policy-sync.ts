@@ -7,8 +7,13 @@ import { txOf, type Subscriber } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import type { Database } from "../persistence/index.js";
 import type { CommandBus } from "../runtime/index.js";
-import { allOrFirstError, idempotencyKeyOf, issueCommand } from "./issue-command.js";
+import { eachAtMost, idempotencyKeyOf, issueCommand } from "./issue-command.js";
 import { typedEvent } from "./typed-event.js";
+
+/** Stranded courses read per statement on a PolicyDeprecated. */
+const STRANDED_PAGE = 500;
+/** Courses moved at once: each move is reads and a command in the course's mailbox. */
+export const MOVES_AT_ONCE = 16;
 
 /** Which policy a course follows, as far as the courses stream has told. */
 export interface PolicySyncCourseRow {
@@ -141,13 +146,21 @@ export function policySync(deps: PolicySyncDeps): Subscriber {
             "run",
           );
           // Every course still on any deprecated policy, not only this one: a move that lost a race
-          // with another deprecation is retried here, so the index converges.
-          const stranded = await tx.execute<{ course_id: string }[]>(
-            "select c.course_id from policy_sync_courses c join policy_sync_deprecated_policies d on d.policy_id = c.policy_id where c.status = ? order by c.course_id",
-            ["active"],
-            "all",
-          );
-          await allOrFirstError(stranded.map((r) => move(r.course_id, e)));
+          // with another deprecation is retried here, so the index converges. Read a page at a time and
+          // moved a few at a time: a policy may have thousands of courses (and courses with nowhere to
+          // go stay in this set for good), which must neither sit in memory at once nor flood mailboxes.
+          let failure: { err: unknown } | undefined;
+          for (let after = ""; ; ) {
+            const page = await tx.execute<{ course_id: string }[]>(
+              "select c.course_id from policy_sync_courses c join policy_sync_deprecated_policies d on d.policy_id = c.policy_id where c.status = ? and c.course_id > ? order by c.course_id limit ?",
+              ["active", after, STRANDED_PAGE],
+              "all",
+            );
+            if (page.length === 0) break;
+            await eachAtMost(page, MOVES_AT_ONCE, (r) => move(r.course_id, e)).catch((err: unknown) => (failure ??= { err }));
+            after = page.at(-1)!.course_id;
+          }
+          if (failure) throw failure.err;
           return;
         }
       }

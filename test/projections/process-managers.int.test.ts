@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { deriveAccessId } from "../../contracts/index.js";
 import { EventHandler, PoisonEventError } from "../../src/consumers/index.js";
-import { idempotencyKeyOf } from "../../src/projections/index.js";
+import { MOVES_AT_ONCE, idempotencyKeyOf } from "../../src/projections/index.js";
 import { envelope, nerveError, openReadModels, type ReadModels } from "./fixtures.js";
 
 let m: ReadModels;
@@ -150,5 +150,28 @@ describe("policy-sync", () => {
     course("c2", "pol-b", "active", 2); // the aggregate already moved on; the index has not heard yet
     await m.handle("policy-sync", createdOn("c2", "pol-a"), deprecated("pol-a", "pol-c"));
     expect(moves()).toEqual([]);
+  });
+
+  it("moves a policy's many courses a page at a time and a few at once, every one of them", async () => {
+    const ids = Array.from({ length: 1_200 }, (_, i) => `many-${String(i).padStart(4, "0")}`);
+    for (const id of ids) {
+      course(id, "pol-a");
+      await m.handle("policy-sync", createdOn(id, "pol-a"));
+    }
+    let inFlight = 0;
+    let most = 0;
+    m.bus.latency = (req) => {
+      if (req.type !== "ChangeCoursePolicy") return 0;
+      most = Math.max(most, ++inFlight);
+      return 2;
+    };
+    m.bus.fail = (req) => {
+      if (req.type === "ChangeCoursePolicy") inFlight--;
+      return undefined;
+    };
+    await m.handle("policy-sync", deprecated("pol-a", "pol-c"));
+    expect(moves().map(([id]) => id).sort()).toEqual(ids);
+    expect(new Set(moves().map(([, to]) => to))).toEqual(new Set(["pol-c"]));
+    expect(most).toBe(MOVES_AT_ONCE);
   });
 });
