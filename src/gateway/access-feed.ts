@@ -7,7 +7,9 @@
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { EnvelopeBase, EventSchemas, EventVersions, Streams, decodeMsgPack, eventTypeOfSubject, upcasters } from "../../contracts/index.js";
+import type { z } from "zod";
 import type { Logger } from "../log/index.js";
+import { newerOf } from "../projections/typed-event.js";
 import { encodeCursor } from "./cursor.js";
 import { LEARNER_EVENT_TYPES, type EntryFields, type EventLog, type LearnerEventType, type LogEntry } from "./event-log.js";
 import type { GatewayMetrics } from "./metrics.js";
@@ -99,9 +101,20 @@ export class AccessFeed {
       if (!base.success) return this.#invalid(m, base.error.issues[0]?.message ?? "invalid envelope");
       envelope = upcasters.upcast(base.data);
     }
-    const parsed = EventSchemas[type as LearnerEventType].safeParse(envelope);
-    if (!parsed.success) return this.#invalid(m, parsed.error.issues[0]?.message ?? "schema violation");
-    const event = parsed.data;
+    let event: z.infer<(typeof EventSchemas)[LearnerEventType]>;
+    if (typeof envelope?.event_version === "number" && envelope.event_version > EventVersions[type as LearnerEventType]) {
+      // A newer version than this build knows (a rolling upgrade): checked for the fields known here, and
+      // pushed as it was written — versions only add fields (CONTRACT.md §2).
+      const base = EnvelopeBase.safeParse(envelope);
+      if (!base.success) return this.#invalid(m, base.error.issues[0]?.message ?? "invalid envelope");
+      const known = newerOf(type as LearnerEventType).safeParse(base.data);
+      if (!known.success) return this.#invalid(m, known.error.issues[0]?.message ?? "schema violation");
+      event = base.data as unknown as typeof event;
+    } else {
+      const parsed = EventSchemas[type as LearnerEventType].safeParse(envelope);
+      if (!parsed.success) return this.#invalid(m, parsed.error.issues[0]?.message ?? "schema violation");
+      event = parsed.data;
+    }
     if (this.#deps.log.isRepeat(event.payload.user_id, event.aggregate_id, event.aggregate_version)) return "repeat";
     // The push joins the trace of the command behind the event: logged and queued for the learner's
     // sockets (written within the hub's flush window of a few milliseconds).

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { EventSchemas, ServerFrame, deriveAccessId } from "../../contracts/index.js";
+import { EventSchemas, ServerFrame, decodeMsgPack, deriveAccessId, encodeMsgPack } from "../../contracts/index.js";
 import { jetstream } from "@nats-io/jetstream";
 import { command, type TestNerve } from "../support/index.js";
 import { accessEventMessage } from "../support/access-events.js";
@@ -72,6 +72,24 @@ describe("who sees what", () => {
       ["CourseAccessGranted", 1],
       ["ProgressUpdated", 2],
     ]);
+    await tab.close();
+  });
+
+  it("pushes an event of a version newer than it knows (a rolling upgrade) as it was written", async () => {
+    const tab = await TestClient.as(gw.port, "newer");
+    await tab.welcome();
+    await grant(t.client, "newer", "geology");
+    await tab.eventCount(1, 15_000);
+    const access_id = deriveAccessId("newer", "geology");
+    const e = accessEventMessage("ProgressUpdated", { access_id, user_id: "newer", course_id: "geology" }, 2, { progress: 40 });
+    const envelope = decodeMsgPack(e.data);
+    if (!envelope.ok) throw new Error("undecodable");
+    const v2: Record<string, any> = { ...(envelope.value as Record<string, any>), event_version: 2 };
+    v2.payload = { ...v2.payload, source: "mobile" };
+    e.headers.set("Event-Version", "2");
+    await jetstream(t.client).publish(e.subject, encodeMsgPack(v2), { headers: e.headers });
+    await tab.eventCount(2, 15_000);
+    expect(tab.events[1]!.event).toMatchObject({ event_type: "ProgressUpdated", event_version: 2, aggregate_version: 2, payload: { progress: 40, source: "mobile" } });
     await tab.close();
   });
 
