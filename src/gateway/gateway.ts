@@ -50,8 +50,13 @@ export interface GatewayDeps {
   devTokens?: boolean;
   /** Frames for one socket are coalesced within this window (ms, default 2; 0 = next tick). */
   flushMs?: number;
-  /** Bytes uWS may buffer (or the gateway hold before the welcome) for one socket before it is closed with 4408 (default 256 KiB). */
+  /**
+   * Bytes uWS may buffer for one socket (default 256 KiB): past them the gateway writes nothing more to
+   * it until it drains. Also what it holds before the welcome, past which the socket is closed with 4408.
+   */
   maxBufferedBytes?: number;
+  /** How long (ms) a socket may stay over `maxBufferedBytes` before it is closed with 4408 as too slow (default 10 s). */
+  slowAfterMs?: number;
   /** Idle seconds before uWS pings, and closes a client that stays silent (default 32, minimum 8). */
   heartbeatSeconds?: number;
   /** How far back the start-up replay of EVENTS_ACCESS reaches (ms, default 24 h). */
@@ -103,7 +108,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const metrics = new GatewayMetrics();
   const log = new EventLog<Conn>({ minAgeMs: DAY_MS, minEvents: 1000, maxEvents: 250_000, ...deps.retention });
   const maxBufferedBytes = deps.maxBufferedBytes ?? 256 * 1024;
-  const hub = new Hub(log, metrics, { flushMs: deps.flushMs ?? 2, maxBufferedBytes });
+  const hub = new Hub(log, metrics, { flushMs: deps.flushMs ?? 2, maxBufferedBytes, slowAfterMs: deps.slowAfterMs ?? 10_000 });
   // No API check here: during a stream leader's election it fails at once, and nothing below needs it yet.
   const jsm = await jetstreamManager(nc, { timeout: 2000, checkAPI: false });
   // Readiness follows the connection: down from a disconnect until the client has reconnected.
@@ -152,7 +157,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         (id) =>
           setImmediate(() => {
             if (aborted) return;
-            const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, live: false, held: undefined, heldBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
+            const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, fullSince: 0, live: false, held: undefined, heldBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
             res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
           }),
         (err: unknown) =>
@@ -176,6 +181,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       setImmediate(() => sessions.start(c));
     },
     message: (ws, data, isBinary) => commands.handle(ws.getUserData(), data, isBinary),
+    drain: (ws) => hub.drained(ws.getUserData()),
     close: (ws, code) => {
       logger.debug({ code, user_id: ws.getUserData().userId }, "socket closed");
       hub.closed(ws.getUserData());

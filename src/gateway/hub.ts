@@ -25,6 +25,11 @@ export interface Conn {
   sentSeq: number;
   /** Queued frames as triplets: frame, stream time (0 if not an event), cursor sequence (-1 if none). */
   out: (string | Uint8Array | number)[] | undefined;
+  /**
+   * Since when (ms since the epoch) uWS holds more than the budget for this socket and the hub writes
+   * nothing more to it until it drains; 0 while it does not.
+   */
+  fullSince: number;
   /** The session has started (welcome, or a resume's events, queued): replies go out as queued. */
   live: boolean;
   /** Replies to client frames received before the session started, held until it does, in order. */
@@ -43,8 +48,14 @@ export interface Conn {
 export interface HubOptions {
   /** Frames for one socket are written together within this window (ms). */
   flushMs: number;
-  /** Most bytes uWS may hold for a socket (or {@link Hub.reply} before its session starts) before it is closed with 4408. */
+  /**
+   * Most bytes the hub lets uWS hold for a socket: past them it writes nothing more to it until it
+   * drains, and holds what comes meanwhile (references to the event log's frames). Also the most
+   * {@link Hub.reply} holds before the session starts, past which the socket is closed with 4408.
+   */
   maxBufferedBytes: number;
+  /** A socket that stays over {@link maxBufferedBytes} this long (ms) cannot keep up: closed with 4408. */
+  slowAfterMs: number;
 }
 
 /** Sockets by learner, the flush loop, slow-client and token-expiry closes. */
@@ -55,6 +66,8 @@ export class Hub {
   readonly #expiries = new Map<number, Set<Conn>>();
   #expNext = Math.floor(Date.now() / 1000);
   readonly #expTimer: NodeJS.Timeout;
+  /** Sockets over their budget, waiting for uWS's drain. */
+  readonly #full = new Set<Conn>();
 
   constructor(
     private readonly log: EventLog<Conn>,
@@ -88,6 +101,7 @@ export class Hub {
     c.held = undefined;
     this.all.delete(c);
     this.#dirty.delete(c);
+    if (this.#full.delete(c)) this.metrics.full.set(this.#full.size);
     const s = this.#expirySecond(c);
     const bucket = this.#expiries.get(s);
     // Else an empty set stays until its second comes: with tokens valid for hours, one per second of
@@ -156,13 +170,23 @@ export class Hub {
   queue(c: Conn, frame: string | Uint8Array, at = 0, seq = -1): void {
     if (c.closed) return;
     (c.out ??= []).push(frame, at, seq);
+    // A full socket is written again at its drain.
+    if (c.fullSince === 0) this.#schedule(c);
+  }
+
+  #schedule(c: Conn): void {
     this.#dirty.add(c);
     if (this.#timer === undefined) {
       this.#timer = this.opts.flushMs > 0 ? setTimeout(() => this.flush(), this.opts.flushMs) : setImmediate(() => this.flush());
     }
   }
 
-  /** Writes every queued frame now. */
+  /**
+   * Writes the queued frames now, to each socket until uWS holds more than the budget for it. What is
+   * left stays queued until uWS's drain: a burst larger than the budget (a resume after hours away, a
+   * welcome with many records) reaches a client that reads, however small its network's first window.
+   * Only a socket that stays full for `slowAfterMs` is closed as too slow.
+   */
   flush(): void {
     this.#timer = undefined;
     const now = Date.now();
@@ -172,15 +196,13 @@ export class Hub {
     for (const c of this.#dirty) {
       const ws = c.ws;
       const out = c.out;
+      if (c.closed || !ws || !out || c.fullSince > 0) continue;
       c.out = undefined;
-      if (c.closed || !ws || !out) continue;
-      if (ws.getBufferedAmount() > budget) {
-        this.closeSlow(c);
-        continue;
-      }
       let dropped = false;
+      let i = 0;
       const write = () => {
-        for (let i = 0; i < out.length; i += 3) {
+        for (; i < out.length; i += 3) {
+          if (ws.getBufferedAmount() > budget) return;
           const frame = out[i] as string | Uint8Array;
           if (ws.send(frame, false, false) === 2) {
             dropped = true;
@@ -198,10 +220,27 @@ export class Hub {
       // One frame is one write anyway; several are corked into one.
       if (out.length > 3) ws.cork(write);
       else write();
-      if (dropped || ws.getBufferedAmount() > budget) this.closeSlow(c);
+      // uWS refused a frame (past its own maxBackpressure, far above the budget): the client gets the
+      // close with its last cursor rather than a gap.
+      if (dropped) this.closeSlow(c);
+      else if (i < out.length || ws.getBufferedAmount() > budget) {
+        c.out = i < out.length ? out.slice(i) : undefined;
+        c.fullSince = now;
+        this.#full.add(c);
+        this.metrics.full.set(this.#full.size);
+      }
     }
     this.#dirty.clear();
     for (const [type, n] of Object.entries(counts)) if (n > 0) this.metrics.framesSent.inc({ type }, n);
+  }
+
+  /** uWS's drain: a socket's buffer went down. Once within the budget, what is queued for it goes out. */
+  drained(c: Conn): void {
+    if (c.fullSince === 0 || c.closed || !c.ws || c.ws.getBufferedAmount() > this.opts.maxBufferedBytes) return;
+    c.fullSince = 0;
+    this.#full.delete(c);
+    this.metrics.full.set(this.#full.size);
+    if (c.out) this.#schedule(c);
   }
 
   /** Closes a socket that cannot keep up, with 4408 and the last cursor written to it. */
@@ -228,6 +267,9 @@ export class Hub {
 
   // Sockets whose token expired are closed with 4401; a 1 s wheel instead of a timer per socket.
   #expire(): void {
+    // Sockets full for too long cannot keep up (checked on the same 1 s tick).
+    const slowBefore = Date.now() - this.opts.slowAfterMs;
+    for (const c of this.#full) if (c.fullSince < slowBefore) this.closeSlow(c);
     const now = Math.floor(Date.now() / 1000);
     for (; this.#expNext <= now; this.#expNext++) {
       const bucket = this.#expiries.get(this.#expNext);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestNerve, type TestNerve } from "../support/index.js";
+import { startTestNerve, until, type TestNerve } from "../support/index.js";
 import { EventForge, TestClient, sleep, startTestGateway } from "./support.js";
 
 let t: TestNerve;
@@ -14,7 +14,7 @@ const metric = async (port: number, pattern: RegExp) => Number(pattern.exec(awai
 
 describe("slow and dead clients", () => {
   it("closes a client that stops reading with 4408 and its last cursor, while others keep flowing", async () => {
-    const gw = await startTestGateway(t.nats.url, { maxBufferedBytes: 64 * 1024 });
+    const gw = await startTestGateway(t.nats.url, { maxBufferedBytes: 64 * 1024, slowAfterMs: 500 });
     try {
       const forge = new EventForge(t.client);
       await forge.publish("CourseAccessGranted", "slow", "sloth", { expires_at: null });
@@ -61,6 +61,38 @@ describe("slow and dead clients", () => {
       await gw.close();
     }
   });
+
+  it("keeps a client that stops reading for a moment while far more than the budget is pushed: everything arrives once it reads", async () => {
+    const gw = await startTestGateway(t.nats.url, { maxBufferedBytes: 16 * 1024, slowAfterMs: 5_000 });
+    try {
+      const forge = new EventForge(t.client);
+      await forge.publish("CourseAccessGranted", "pause", "panda", { expires_at: null });
+      const c = await TestClient.as(gw.port, "pause");
+      await c.welcome();
+      (c.ws as any)._socket.pause(); // a moment without reading (a slow network's first window, a busy phone)
+      const seqs: number[] = [];
+      const full = () => metric(gw.port, /nerve_gateway_full_sockets (\d+)/);
+      const slowClosed = () => metric(gw.port, /nerve_gateway_closes_total\{reason="slow"\} (\d+)/);
+      // Until uWS holds more than the budget for it (the kernel's buffers are full too).
+      while ((await full()) === 0 && (await slowClosed()) === 0) {
+        if (seqs.length > 60_000) throw new Error("the socket never filled");
+        seqs.push(...(await forge.progressBurst("pause", "panda", 2000)));
+      }
+      // More arrive while it is full: held for it, not written.
+      seqs.push(...(await forge.progressBurst("pause", "panda", 500)));
+      await sleep(300);
+      (c.ws as any)._socket.resume();
+      // The grant came in the welcome; every progress event after it, in order, none twice.
+      await c.eventCount(seqs.length, 30_000);
+      expect(c.events.map((f) => f.cursor)).toEqual(seqs.map((s) => `s${s.toString(36)}`));
+      expect(c.closed).toBeUndefined();
+      expect(await slowClosed()).toBe(0);
+      await until("no socket full", async () => (await full()) === 0);
+      await c.close();
+    } finally {
+      await gw.close();
+    }
+  }, 60_000);
 
   it("coalesces a burst of frames for one socket into few writes", async () => {
     const gw = await startTestGateway(t.nats.url, { flushMs: 50 });

@@ -4,7 +4,7 @@ import { Hub, type Conn } from "../../src/gateway/hub.js";
 
 // No sockets: these tests only open and close connections, which never write to one.
 function conn(userId: string, exp: number): Conn {
-  return { ws: undefined, userId, exp, resume: undefined, queuedSeq: 0, sentSeq: -1, out: undefined, live: false, held: undefined, heldBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
+  return { ws: undefined, userId, exp, resume: undefined, queuedSeq: 0, sentSeq: -1, out: undefined, fullSince: 0, live: false, held: undefined, heldBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
 }
 
 let hub: Hub | undefined;
@@ -12,7 +12,7 @@ afterEach(() => hub?.closeAll(1001, ""));
 
 describe("the hub's expiry wheel", () => {
   it("forgets a second once its last socket has closed", () => {
-    hub = new Hub(new EventLog<Conn>({ minAgeMs: 1000, minEvents: 1, maxEvents: 10 }), new GatewayMetrics(), { flushMs: 0, maxBufferedBytes: 1024 });
+    hub = new Hub(new EventLog<Conn>({ minAgeMs: 1000, minEvents: 1, maxEvents: 10 }), new GatewayMetrics(), { flushMs: 0, maxBufferedBytes: 1024, slowAfterMs: 1000 });
     const exp = Math.floor(Date.now() / 1000) + 3600;
     const [a, b, c] = [conn("ada", exp), conn("bob", exp), conn("carol", exp + 0.5)];
     for (const x of [a, b, c]) hub.opened(x);
