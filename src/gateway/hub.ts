@@ -201,13 +201,18 @@ export class Hub {
       let dropped = false;
       let i = 0;
       const write = () => {
-        for (; i < out.length; i += 3) {
-          if (ws.getBufferedAmount() > budget) return;
+        // uWS's buffer is asked before the first frame, then after a send it had to buffer and every 16th
+        // (a native call per frame would cost the flood a few percent of its CPU per frame).
+        let ask = true;
+        for (let n = 1; i < out.length; i += 3, n++) {
+          if ((ask || (n & 15) === 0) && ws.getBufferedAmount() > budget) return;
           const frame = out[i] as string | Uint8Array;
-          if (ws.send(frame, false, false) === 2) {
+          const sent = ws.send(frame, false, false);
+          if (sent === 2) {
             dropped = true;
             return;
           }
+          ask = sent !== 0;
           const at = out[i + 1] as number;
           const seq = out[i + 2] as number;
           if (seq >= 0) c.sentSeq = seq;
