@@ -157,6 +157,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         (id) =>
           setImmediate(() => {
             if (aborted) return;
+            // Stopped while the token was verified (a remote JWKS can take seconds): no socket opens after closeAll.
+            if (stopping) return void res.cork(() => res.writeStatus("503 Service Unavailable").end("stopping"));
             const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, fullSince: 0, live: false, held: undefined, heldBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
             res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
           }),

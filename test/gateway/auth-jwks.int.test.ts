@@ -57,3 +57,23 @@ describe("tokens from an identity provider", () => {
     await expect(gateway).rejects.toThrow(/^NERVE_JWT_JWKS cannot be read: ENOENT/);
   });
 });
+
+describe("a gateway stopping while a token is verified", () => {
+  it("opens no socket once stopped, even when the verification (a JWKS fetch) ends after the stop", async () => {
+    const fresh = await idpKey("RS256", "rsa-late");
+    const server = await JwksServer.start([fresh]);
+    // The gateway's first read of the JWKS answers late: the verification waits for it.
+    server.delayMs = 600;
+    const gw = await startGateway({ nc: t.client, port: 0, host: "127.0.0.1", jwks: server.url, jwtIssuer: ISSUER, jwtAudience: "nerve", logger: createLogger("silent") });
+    try {
+      const status = upgradeStatus(gw.port, { token: await idpToken(fresh, { sub: "late", claims }) });
+      await new Promise((r) => setTimeout(r, 200));
+      await gw.stop();
+      expect(await status).toBe(503);
+      expect(gw.connections()).toBe(0);
+    } finally {
+      await gw.stop();
+      await server.close();
+    }
+  });
+});

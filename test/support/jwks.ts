@@ -51,6 +51,8 @@ export class JwksServer {
   mode: "ok" | "down" | "hang" = "ok";
   /** Requests received. */
   hits = 0;
+  /** How long an `ok` answer takes (ms). */
+  delayMs = 0;
   /** The JWKS URL (kept after {@link close}, to point a verifier at a closed port). */
   url = "";
   readonly #server: Server;
@@ -68,7 +70,9 @@ export class JwksServer {
       jwks.hits++;
       if (jwks.mode === "hang") return;
       if (jwks.mode === "down") return void res.writeHead(503).end();
-      res.writeHead(200, { "Content-Type": "application/jwk-set+json" }).end(JSON.stringify({ keys: jwks.keys }));
+      const answer = () => res.writeHead(200, { "Content-Type": "application/jwk-set+json" }).end(JSON.stringify({ keys: jwks.keys }));
+      if (jwks.delayMs > 0) setTimeout(answer, jwks.delayMs);
+      else answer();
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     jwks.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/jwks.json`;
