@@ -4,7 +4,7 @@
  * aggregate; each publish only while its partition is still held.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { Contexts, Headers, contextOf, type AggregateType } from "../../contracts/index.js";
+import { Contexts, Headers, contextOf, decodeMsgPack, type AggregateType } from "../../contracts/index.js";
 import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
 import { SpanKind, activeTracer, endSpan, startSpan } from "../tracing/index.js";
@@ -118,10 +118,14 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
 }
 
 /**
- * With one publish in flight per aggregate, only an aggregate's first unmarked row can have been
- * stored without its ack arriving (a crash, a timeout, a former owner's last publish). If the stream's
- * last message on that row's subject carries its event_id, the row is marked instead of published
- * again: exactly once even when the outage outlasted JetStream's duplicate window.
+ * With one publish in flight per aggregate, an aggregate's versions reach the stream in order: if the
+ * stream holds version V of it, it holds every version before V too. The rows of a queue are the
+ * aggregate's unmarked ones — not only one whose ack never came (a crash, a timeout, a former owner's
+ * last publish) but also those acknowledged whose delete had not committed yet when the process died.
+ * So the stream's last message of the aggregate (any event type: `events.<context>.*.<id>`) is read,
+ * and every queued row up to its version is marked instead of published again: exactly once even when
+ * the outage outlasted JetStream's duplicate window. (Only the head used to be looked up, by its own
+ * subject: a second stored row, or a head followed by a stored row of the same type, went out twice.)
  */
 async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx: BatchContext, all: boolean): Promise<void> {
   const heads = [...queues.values()].filter((q) => all || ctx.mustVerify(partitionOfRow(q[0]!)));
@@ -129,14 +133,31 @@ async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx
     heads.map(async (q) => {
       const head = q[0]!;
       const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
-      // Null only when the subject has no message; any failure (an election, a timeout) fails the pass,
-      // which is retried: taken for "absent", it would publish the row again, twice past the window.
-      const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: head.subject });
-      if (last?.header?.get(Headers.MsgId) === head.event_id) {
-        q.shift();
-        acked.push(Number(head.seq));
-        ctx.stored(head, partitionOfRow(head), "verified");
+      // Null only when no subject of the aggregate has a message; any failure (an election, a timeout)
+      // fails the pass, which is retried: taken for "absent", it would publish rows again past the window.
+      const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: anyTypeOf(head.subject) });
+      if (!last) return;
+      const stored = storedVersion(last.data) ?? (last.header?.get(Headers.MsgId) === head.event_id ? Number(head.aggregate_version) : 0);
+      while (q.length > 0 && Number(q[0]!.aggregate_version) <= stored) {
+        const row = q.shift()!;
+        acked.push(Number(row.seq));
+        ctx.stored(row, partitionOfRow(row), "verified");
       }
     }),
   );
+}
+
+/** `events.<context>.<type>.<id>` → `events.<context>.*.<id>`: every event type of one aggregate. */
+export function anyTypeOf(subject: string): string {
+  const first = subject.indexOf(".");
+  const second = subject.indexOf(".", first + 1);
+  const third = subject.indexOf(".", second + 1);
+  return `${subject.slice(0, second + 1)}*${subject.slice(third)}`;
+}
+
+// The aggregate_version of a stored envelope, undefined when it does not decode as one.
+function storedVersion(data: Uint8Array): number | undefined {
+  const d = decodeMsgPack(data);
+  const v = d.ok ? (d.value as { aggregate_version?: unknown } | null)?.aggregate_version : undefined;
+  return typeof v === "number" && Number.isInteger(v) ? v : undefined;
 }

@@ -38,6 +38,37 @@ describe("OutboxRelay", () => {
     expect(last?.header?.get("Nats-Msg-Id")).toBe(ids[1]);
   });
 
+  it("does not publish again the rows acknowledged before a crash whose deletes never committed, past the duplicate window", async () => {
+    const writer = new GroupCommitWriter(db);
+    const repo = new Repository(db);
+    const ids = [1, 2, 3].map((v) => `0190a0b0-0000-7000-8000-00000000010${v}`);
+    for (let v = 1; v <= 3; v++) await writer.submit(profileWrite("u2", v, ids[v - 1]!));
+    // The crash: versions 1 and 2 stored and acknowledged, their rows' deletes not yet committed.
+    for (const v of [1, 2]) {
+      const h = headers();
+      h.set("Nats-Msg-Id", ids[v - 1]!);
+      await jetstream(nc).publish("events.users.UserProfileUpdated.u2", encodeMsgPack({ aggregate_version: v }), { headers: h });
+    }
+    await new Promise((r) => setTimeout(r, 300)); // past the duplicate window
+
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: createLogger("silent"), window: 16 });
+    relay.start();
+    expect(await relay.flush(5000)).toBe(true);
+    await relay.stop();
+    // Version 3 published; 1 and 2 found in the stream, not stored twice.
+    expect(relay.stats.verified).toBe(2);
+    expect(relay.stats.published).toBe(1);
+    const versions: number[] = [];
+    const { state } = await jsm.streams.info("EVENTS_USERS");
+    for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage("EVENTS_USERS", { seq }).catch(() => null);
+      if (m?.subject !== "events.users.UserProfileUpdated.u2") continue;
+      const d = decodeMsgPack(m.data);
+      versions.push(d.ok ? (d.value as { aggregate_version: number }).aggregate_version : -1);
+    }
+    expect(versions).toEqual([1, 2, 3]);
+  });
+
   it("keeps per-aggregate order while publishing many aggregates with a bounded window", async () => {
     const writer = new GroupCommitWriter(db);
     const repo = new Repository(db);
