@@ -125,6 +125,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
         "run",
       );
     }
+    await this.#alone();
     await this.tick();
     // Gives up lapsed leases even while the database cannot be reached (no round completes then).
     this.#watchdog = setInterval(() => this.held(), Math.min(250, this.#o.renewEveryMs));
@@ -153,6 +154,33 @@ export class Leases extends EventEmitter<LeaseEvents> {
         }
       }
     });
+  }
+
+  /**
+   * Refuses to start beside a live process of the same instance id. Each holds what the other holds
+   * (a lease's owner is the id), so both would decide, reply, publish and fire timers for the same
+   * partitions until their epochs parted them. A membership row of this id that is still live is either
+   * a process of this id that died a moment ago (its row lapses within a lease) or one alive (it renews
+   * it every round): the row is read again after one and a half rounds, and a renewal means the latter.
+   */
+  async #alone(): Promise<void> {
+    const { db, group, instanceId: me, renewEveryMs } = this.#o;
+    const read = async () =>
+      (
+        await db.execute<{ until_ms: string | number } | undefined>(
+          "select (extract(epoch from seen_until) * 1000)::bigint as until_ms from nerve_instances where grp = ? and instance_id = ? and seen_until > now()",
+          [group, me],
+          "get",
+        )
+      )?.until_ms;
+    const first = await read();
+    if (first === undefined) return;
+    this.#o.logger.info({ group, instance_id: me }, "a membership of this instance id is still live: checking that no other process renews it");
+    await sleep(renewEveryMs * 1.5);
+    const again = await read();
+    if (again !== undefined && Number(again) > Number(first)) {
+      throw new Error(`another live process uses NERVE_INSTANCE_ID=${me} (it renewed its ${group} membership just now): give every instance its own id`);
+    }
   }
 
   /** Runs the next round now (another instance released a lease that may belong here). */

@@ -165,4 +165,20 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
     expect(lost).toBe(0);
     expect(a.held()).toHaveLength(PARTITIONS);
   });
+
+  it("refuses to start beside a live process of the same instance id, and starts after one of that id that died", async () => {
+    const a = await manager("twin");
+    expect(a.held()).toHaveLength(PARTITIONS);
+    const second = new PartitionLeases({ db: await open(), instanceId: "twin", logger: quiet, ttlMs: TTL, renewEveryMs: RENEW });
+    await expect(second.start()).rejects.toThrow("another live process uses NERVE_INSTANCE_ID=twin (it renewed its partitions membership just now): give every instance its own id");
+    expect(a.held()).toHaveLength(PARTITIONS);
+
+    // A process of this id that died a moment ago: its membership is live but nobody renews it.
+    const db = await open();
+    await db.execute("insert into nerve_instances (grp, instance_id, seen_until, started_on) values (?, ?, now() + interval '5 seconds', now())", ["partitions", "phoenix"], "run");
+    const reborn = new PartitionLeases({ db, instanceId: "phoenix", logger: quiet, ttlMs: TTL, renewEveryMs: RENEW });
+    managers.push(reborn);
+    await reborn.start();
+    await until("the reborn instance holds partitions", () => reborn.held().length > 0);
+  });
 });
