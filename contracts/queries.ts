@@ -99,6 +99,15 @@ export const CertificateView = z.strictObject({
 
 const items = <T extends z.ZodType>(item: T) => z.strictObject({ items: z.array(item) });
 
+/**
+ * A list in pages (ListNotifications, ListCertificates): `after` is the id of the last item of the page
+ * before (omitted: from the first), `limit` the most items of this page (default {@link LIST_PAGE}'s).
+ */
+export const LIST_PAGE = { defaultLimit: 100, maxLimit: 1_000 } as const;
+const listPage = { after: Id.optional(), limit: z.number().int().min(1).max(LIST_PAGE.maxLimit).optional() };
+// next_after only when a page was asked for: the `after` of the next page, null after the last.
+const pagedItems = <T extends z.ZodType>(item: T) => z.strictObject({ items: z.array(item), next_after: Id.nullable().optional() });
+
 /** Every query: its context, body and result. */
 export const QueryDefinitions = {
   GetUser: { context: "users", body: z.strictObject({ user_id: Id }), result: UserView },
@@ -117,8 +126,9 @@ export const QueryDefinitions = {
     body: z.strictObject({ course_id: Id }),
     result: z.strictObject({ course_id: Id, learners: z.number().int().min(0), completions: z.number().int().min(0), average_progress: z.number().min(0).max(100) }),
   },
-  ListNotifications: { context: "notifications", body: z.strictObject({ user_id: Id }), result: items(NotificationView) },
-  ListCertificates: { context: "certificates", body: z.strictObject({ user_id: Id }), result: items(CertificateView) },
+  // after and limit (Nerve's addition to CONTRACT.md §5, as History's): a page of a list too long for one reply.
+  ListNotifications: { context: "notifications", body: z.strictObject({ user_id: Id, ...listPage }), result: pagedItems(NotificationView) },
+  ListCertificates: { context: "certificates", body: z.strictObject({ user_id: Id, ...listPage }), result: pagedItems(CertificateView) },
   History: {
     context: "audit",
     // after_version and limit (Nerve's addition to CONTRACT.md §5): a page of a history too long for one reply.

@@ -19,3 +19,18 @@ export async function boundedRows<T>(tx: Tx, sql: string, params: unknown[], wha
   if (rows.length > MAX_ANSWER_ITEMS) throw errors.invalidRequest(`${what} holds more than ${MAX_ANSWER_ITEMS} items, more than one answer carries`, { max_items: MAX_ANSWER_ITEMS });
   return rows;
 }
+
+/**
+ * One page of a list in keyset order: the rows of `sql` (which must end where `limit ?` may follow), at
+ * most `limit`, and the cursor of the next page (the last row's id; null after the last page).
+ */
+export async function pageOfRows<T>(tx: Tx, sql: string, params: unknown[], limit: number, idOf: (row: T) => string): Promise<{ rows: T[]; next: string | null }> {
+  const rows = await tx.execute<T[]>(`${sql} limit ?`, [...params, limit + 1], "all");
+  const page = rows.slice(0, limit);
+  return { rows: page, next: rows.length > limit ? idOf(page.at(-1)!) : null };
+}
+
+/** Refuses a page cursor that names no item of the list. */
+export function unknownCursor(after: string, what: string): Error {
+  return errors.invalidRequest(`after: ${after} is not an item of ${what}`, { after });
+}

@@ -36,4 +36,42 @@ describe("read-model lists as one answer", () => {
       await expect(list("over"), what).rejects.toMatchObject({ code: "invalid_request", message: `the ${what} of over holds more than ${MAX_ANSWER_ITEMS} items, more than one answer carries` });
     }
   }, 60_000);
+
+  it("pages notifications and certificates (after, limit, next_after): every item once, in the whole list's order", async () => {
+    // Ties on purpose: several notifications of one event and of one moment; several certificates of one moment.
+    await db.execute(
+      `${series} insert into notifications (notification_id, user_id, kind, to_address, message, event_id, created_on) select 'ntf-' || i, 'pager', 'welcome', 'a@example.com', 'hi', 'e-' || (i % 7), '2026-12-0' || (1 + i % 3) || 'T00:00:00.000Z' from n`,
+      [250],
+      "run",
+    );
+    await db.execute(`${series} insert into certificates (certificate_id, user_id, course_id, access_id, issued_on, event_id) select 'crt-' || i, 'pager', 'c-' || i, 'a-' || i, '2026-12-0' || (1 + i % 4) || 'T00:00:00.000Z', 'e-' || i from n`, [250], "run");
+    const tx = queryTxOf(db);
+    const lists = [
+      ["notifications", listNotifications(tx), (i: { notification_id: string }) => i.notification_id],
+      ["certificates", listCertificates(tx), (i: { certificate_id: string }) => i.certificate_id],
+    ] as const;
+    for (const [what, list, idOf] of lists) {
+      const whole = (await (list as any)({ user_id: "pager" })).items.map(idOf);
+      expect(whole, what).toHaveLength(250);
+      const paged: string[] = [];
+      let after: string | undefined;
+      let pages = 0;
+      for (;;) {
+        const page = await (list as any)({ user_id: "pager", limit: 40, ...(after ? { after } : {}) });
+        paged.push(...page.items.map(idOf));
+        pages++;
+        if (page.next_after === null) break;
+        expect(page.next_after, what).toBe(idOf(page.items.at(-1)));
+        after = page.next_after;
+      }
+      expect(paged, what).toEqual(whole);
+      expect(pages, what).toBe(7);
+      // The default page, and a cursor that is no item of the list.
+      const first = await (list as any)({ user_id: "pager", limit: undefined, after: undefined });
+      expect(first.next_after, what).toBeUndefined(); // neither given: the whole list, as the contract has it
+      expect((await (list as any)({ user_id: "pager", after: whole[0] })).items.map(idOf), what).toEqual(whole.slice(1, 101));
+      await expect((list as any)({ user_id: "pager", after: "nope" }), what).rejects.toMatchObject({ code: "invalid_request", message: `after: nope is not an item of the ${what} of pager` });
+      await expect((list as any)({ user_id: "someone-else", after: whole[0] }), what).rejects.toMatchObject({ code: "invalid_request" });
+    }
+  });
 });
