@@ -621,8 +621,10 @@ export class ConsumerRunner {
       } catch (err) {
         const transient = isTransientFailure(err);
         if (err instanceof PoisonEventError || (!transient && attempts >= this.retry.maxDeliver)) {
-          await this.#deadLetter(b, acks, m, e, String((err as Error)?.message ?? err), attempts, signal);
-          return true;
+          if (await this.#deadLetter(b, acks, m, e, String((err as Error)?.message ?? err), attempts, signal)) return true;
+          // Stopped before the letter could be stored: nothing after it may go through.
+          gate.halted = true;
+          return false;
         }
         if (signal.aborted) {
           gate.halted = true;
@@ -675,9 +677,10 @@ export class ConsumerRunner {
   /**
    * Parks an event in the dead letters, then terminates its delivery. Storing it is retried with a
    * growing back-off, the message kept in hand meanwhile: on its last delivery JetStream would never
-   * send it again, so giving up here would lose it. A stop leaves it un-acked for a later delivery.
+   * send it again, so giving up here would lose it. A stop leaves it un-acked for a later delivery
+   * (false: not parked).
    */
-  async #deadLetter(b: Binding, acks: FloorAcks, m: JsMsg, e: EnvelopeBase | undefined, reason: string, attempts: number, signal: AbortSignal): Promise<void> {
+  async #deadLetter(b: Binding, acks: FloorAcks, m: JsMsg, e: EnvelopeBase | undefined, reason: string, attempts: number, signal: AbortSignal): Promise<boolean> {
     const row = {
       consumer: this.name,
       stream: b.stream,
@@ -698,7 +701,7 @@ export class ConsumerRunner {
         reportFailure(this.logger, `dead letters of ${this.name}`, err, "could not store a dead letter; will retry");
         if (signal.aborted) {
           m.nak();
-          return;
+          return false;
         }
         m.working();
         await sleep(Math.min(DEAD_LETTER_MAX_BACKOFF_MS, 200 * 2 ** failures), signal);
@@ -707,5 +710,6 @@ export class ConsumerRunner {
     this.stats.deadLettered++;
     this.logger.error({ consumer: this.name, stream_seq: m.seq, event_id: e?.event_id, reason }, "event dead-lettered");
     acks.done(m);
+    return true;
   }
 }

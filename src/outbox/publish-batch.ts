@@ -148,7 +148,7 @@ async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx
 }
 
 /** `events.<context>.<type>.<id>` → `events.<context>.*.<id>`: every event type of one aggregate. */
-export function anyTypeOf(subject: string): string {
+function anyTypeOf(subject: string): string {
   const first = subject.indexOf(".");
   const second = subject.indexOf(".", first + 1);
   const third = subject.indexOf(".", second + 1);
