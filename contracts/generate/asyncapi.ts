@@ -16,6 +16,14 @@ const messageRef = (name: string) => ref(`#/components/messages/${name}`);
 const channelMessageRef = (channel: string, message: string) => ref(`#/channels/${channel}/messages/${message}`);
 const nats = [ref("#/servers/nats")];
 
+// W3C trace context (contract §2, §3): traceparent is a version, a trace id, a parent id and flags (a later version may add fields).
+function traceHeaders(traceparent: string): JsonSchema {
+  return {
+    [Headers.TraceParent]: { type: "string", pattern: "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$", description: traceparent },
+    [Headers.TraceState]: { type: "string", description: "W3C tracestate, with traceparent when present." },
+  };
+}
+
 // Contract §3: a command or query request may be MessagePack (the default) or JSON.
 const contentTypeHeader = { type: "string", enum: [ContentTypes.MsgPack, ContentTypes.Json], default: ContentTypes.MsgPack };
 const requestHeaders: JsonSchema = {
@@ -25,6 +33,7 @@ const requestHeaders: JsonSchema = {
     [Headers.IdempotencyKey]: { type: "string", minLength: 1, maxLength: 128, description: "Scoped to (context, aggregate_id)." },
     [Headers.CorrelationId]: { type: "string", description: "Defaults to the command id." },
     [Headers.CausationId]: { type: "string", description: "Defaults to the command id." },
+    ...traceHeaders("The trace the command belongs to (its events carry it); without one it starts a new trace."),
   },
 };
 const queryHeaders: JsonSchema = { type: "object", properties: { [Headers.ContentType]: contentTypeHeader } };
@@ -46,8 +55,9 @@ function eventHeaders(eventType: string, version: number): JsonSchema {
       [Headers.ContentType]: { type: "string", const: ContentTypes.MsgPack },
       [Headers.EventType]: { type: "string", const: eventType },
       [Headers.EventVersion]: { type: "string", const: String(version) },
+      ...traceHeaders("The trace of the command that caused the event (a new root trace when that command came without one)."),
     },
-    required: [Headers.MsgId, Headers.ContentType, Headers.EventType, Headers.EventVersion],
+    required: [Headers.MsgId, Headers.ContentType, Headers.EventType, Headers.EventVersion, Headers.TraceParent],
   };
 }
 

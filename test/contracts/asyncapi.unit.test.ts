@@ -51,7 +51,7 @@ describe("contracts/asyncapi.yaml", () => {
     const message = operation!.messages().all()[0]!;
     expect(message.name()).toBe(type);
     expect(message.contentType()).toBe("application/msgpack");
-    expect(message.headers()?.required()).toEqual(["Nats-Msg-Id", "Content-Type", "Event-Type", "Event-Version"]);
+    expect(message.headers()?.required()).toEqual(["Nats-Msg-Id", "Content-Type", "Event-Type", "Event-Version", "traceparent"]);
     expect(operation!.channels().all()[0]!.parameters().all().map((p) => p.id())).toEqual(["aggregate_id"]);
   });
 
