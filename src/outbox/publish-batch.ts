@@ -129,22 +129,38 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
  */
 async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx: BatchContext, all: boolean): Promise<void> {
   const heads = [...queues.values()].filter((q) => all || ctx.mustVerify(partitionOfRow(q[0]!)));
-  await Promise.all(
-    heads.map(async (q) => {
-      const head = q[0]!;
-      const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
-      // Null only when no subject of the aggregate has a message; any failure (an election, a timeout)
-      // fails the pass, which is retried: taken for "absent", it would publish rows again past the window.
-      const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: anyTypeOf(head.subject) });
-      if (!last) return;
-      const stored = storedVersion(last.data) ?? (last.header?.get(Headers.MsgId) === head.event_id ? Number(head.aggregate_version) : 0);
-      while (q.length > 0 && Number(q[0]!.aggregate_version) <= stored) {
-        const row = q.shift()!;
-        acked.push(Number(row.seq));
-        ctx.stored(row, partitionOfRow(row), "verified");
-      }
-    }),
-  );
+  // A few lookups at a time, and none started once one failed (the pass fails and is retried whole): a
+  // pass after a failure may hold a thousand aggregates, and a burst of a thousand requests would land
+  // on JetStream's API exactly while it recovers (a stream leader's election).
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async () => {
+    while (failure === undefined && next < heads.length) {
+      const q = heads[next++]!;
+      await verifyQueue(q, acked, ctx).catch((err: unknown) => (failure ??= { err }));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(VERIFY_AT_ONCE, heads.length) }, worker));
+  if (failure) throw failure.err;
+}
+
+/** Lookups of the stream at once in a verification pass. */
+export const VERIFY_AT_ONCE = 32;
+
+// Marks the rows of one aggregate's queue that the stream holds already (see dropStored).
+async function verifyQueue(q: OutboxRow[], acked: number[], ctx: BatchContext): Promise<void> {
+  const head = q[0]!;
+  const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
+  // Null only when no subject of the aggregate has a message; any failure (an election, a timeout)
+  // fails the pass, which is retried: taken for "absent", it would publish rows again past the window.
+  const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: anyTypeOf(head.subject) });
+  if (!last) return;
+  const stored = storedVersion(last.data) ?? (last.header?.get(Headers.MsgId) === head.event_id ? Number(head.aggregate_version) : 0);
+  while (q.length > 0 && Number(q[0]!.aggregate_version) <= stored) {
+    const row = q.shift()!;
+    acked.push(Number(row.seq));
+    ctx.stored(row, partitionOfRow(row), "verified");
+  }
 }
 
 /** `events.<context>.<type>.<id>` → `events.<context>.*.<id>`: every event type of one aggregate. */
