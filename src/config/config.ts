@@ -7,7 +7,26 @@ import { parseExternalConsumers } from "./external-consumers.js";
 /** The development JWT secret, used (with a warning) when none is set outside production. */
 export const DEV_JWT_SECRET = "nerve-development-secret-do-not-use-in-production";
 
-const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+/**
+ * A whole number from the environment: unset takes the default; set, it must be one — `z.coerce.number`
+ * read "" and " " as 0, so an empty NERVE_HTTP_PORT listened on a random port and an empty
+ * NERVE_CONSUMER_LAG_LIMIT turned the projections' backpressure off, without a word.
+ */
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return def;
+      const t = v.trim();
+      if (/^-?\d+$/.test(t)) return Number(t);
+      ctx.addIssue({ code: "custom", message: t === "" ? "must be a whole number (it is set but empty)" : `must be a whole number, not "${v}"` });
+      return z.NEVER;
+    })
+    .pipe(z.number().int().min(min).max(max));
+
+/** Longest delay Node's timers take (2^31 − 1 ms; longer ones fire at once), less a margin for the deadlines built on them. */
+const TIMER_MAX_MS = 2_000_000_000;
 
 // An OTLP endpoint: an http(s) URL; set but empty counts as unset, as OpenTelemetry's SDKs take it.
 const otlpUrl = z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^https?:\/\/\S+$/, "must be an http:// or https:// URL").optional());
@@ -42,7 +61,7 @@ export const ConfigSchema = z
     /** Most live actors before the least recently used idle ones are passivated. */
     NERVE_MAX_ACTORS: int(100_000, 1),
     /** An actor idle this long is passivated. */
-    NERVE_ACTOR_IDLE_MS: int(5 * 60_000, 10),
+    NERVE_ACTOR_IDLE_MS: int(5 * 60_000, 10, TIMER_MAX_MS),
     /** Most access events the gateway keeps for resumes, over all learners (its memory bound). */
     NERVE_GATEWAY_BUFFER_EVENTS: int(250_000, 1),
     /**
@@ -53,7 +72,7 @@ export const ConfigSchema = z
     /** In-flight JetStream publishes of the outbox relay. */
     NERVE_RELAY_WINDOW: int(256, 1),
     /** Bound of an orderly shutdown. */
-    NERVE_SHUTDOWN_MS: int(15_000, 100),
+    NERVE_SHUTDOWN_MS: int(15_000, 100, TIMER_MAX_MS),
     /** Where policy-sync moves courses of a deprecated policy that names no replacement. */
     NERVE_DEFAULT_POLICY_ID: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
     /** Serves the gateway's development token helper (`/dev/token`); refused in production. */

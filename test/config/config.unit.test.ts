@@ -38,6 +38,18 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ NERVE_JWT_JWKS: "file:///etc/jwks.json" })).toThrow(/NERVE_JWT_JWKS: must be a JWKS file path or an https:\/\/ URL, not file:\/\//);
   });
 
+  it("refuses a whole-number setting that is set but empty or not a whole number, and a delay past Node's timers", () => {
+    expect(() => loadConfig({ NERVE_HTTP_PORT: "" })).toThrow(/NERVE_HTTP_PORT: must be a whole number \(it is set but empty\)/);
+    expect(() => loadConfig({ NERVE_CONSUMER_LAG_LIMIT: "  " })).toThrow(/NERVE_CONSUMER_LAG_LIMIT: must be a whole number \(it is set but empty\)/);
+    expect(() => loadConfig({ NERVE_MAILBOX_SIZE: "12.5" })).toThrow(/NERVE_MAILBOX_SIZE: must be a whole number, not "12.5"/);
+    expect(() => loadConfig({ NERVE_RELAY_WINDOW: "0x10" })).toThrow(/NERVE_RELAY_WINDOW: must be a whole number/);
+    expect(() => loadConfig({ NERVE_SHUTDOWN_MS: "3000000000" })).toThrow(/NERVE_SHUTDOWN_MS/);
+    expect(() => loadConfig({ NERVE_ACTOR_IDLE_MS: "4294967296" })).toThrow(/NERVE_ACTOR_IDLE_MS/);
+    expect(() => loadConfig({ NERVE_HTTP_PORT: "65536" })).toThrow(/NERVE_HTTP_PORT/);
+    // Set and whole, with spaces around: taken.
+    expect(loadConfig({ NERVE_HTTP_PORT: " 0 ", NERVE_CONSUMER_LAG_LIMIT: "0", NERVE_SHUTDOWN_MS: "2000000000" })).toMatchObject({ NERVE_HTTP_PORT: 0, NERVE_CONSUMER_LAG_LIMIT: 0, NERVE_SHUTDOWN_MS: 2_000_000_000 });
+  });
+
   it("names every bad variable at once", () => {
     expect(() => loadConfig({ NERVE_DB: "mysql://x", NERVE_HTTP_PORT: "abc", LOG_LEVEL: "loud" })).toThrow(/NERVE_DB[\s\S]*NERVE_HTTP_PORT[\s\S]*LOG_LEVEL/);
   });
