@@ -102,7 +102,11 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   }
   gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
   gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
-  gauge("nerve_outbox_pending", "Committed events not yet acknowledged by JetStream", [], async (g) => g.set(await s.repo.outboxSize()));
+  // A count the query thread refused (it is busy) leaves the last value: a scrape must not fail for it.
+  gauge("nerve_outbox_pending", "Committed events not yet acknowledged by JetStream", [], async (g) => {
+    const n = await s.repo.outboxPending().catch(() => undefined);
+    if (n !== undefined) g.set(n);
+  });
   gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {
     for (const l of await lagNow()) g.set({ consumer: l.consumer, stream: l.stream }, l.pending);
   });

@@ -71,6 +71,16 @@ export class Repository {
     return this.db.execute<OutboxRow[]>(`select * from nerve_outbox where ${only} order by seq limit ?`, [...partitions!, limit], "all");
   }
 
+  /**
+   * Number of unpublished outbox rows, for a metric's scrape: on a SQLite file counted on the query
+   * thread, so that a backlog of millions (JetStream away for long) does not hold the event loop at
+   * every scrape.
+   */
+  async outboxPending(): Promise<number> {
+    const row = await this.db.query<{ n: number }>("select count(*) as n from nerve_outbox", [], "get");
+    return Number(row.n);
+  }
+
   /** Number of unpublished outbox rows (of `partitions` only, when given). */
   async outboxSize(partitions?: readonly number[]): Promise<number> {
     const only = partitionClause(partitions);
