@@ -1,5 +1,5 @@
 /** Decoding requests and encoding replies of the command and query API. */
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/nats-core";
+import { Match, headers as natsHeaders, type MsgHdrs } from "@nats-io/nats-core";
 import type { ServiceMsg } from "@nats-io/services";
 import type { z } from "zod";
 import {
@@ -31,8 +31,19 @@ export interface RequestHeaders {
   tracestate?: string | undefined;
 }
 
+/**
+ * A request header's value by name, its case ignored when the exact name is absent: the contract writes
+ * `Idempotency-Key` and `traceparent`, a client may send `idempotency-key` (hand-written) or `Traceparent`
+ * (a client that canonicalizes names as MIME does) — taken by the exact name only, an idempotency key in
+ * another case was ignored without a word and a retry ran the command twice. "" when absent.
+ */
+function headerValue(h: MsgHdrs | undefined, name: string): string | undefined {
+  if (!h) return undefined;
+  return h.get(name) || h.get(name, Match.IgnoreCase);
+}
+
 function header(h: MsgHdrs | undefined, name: string, max: number): string | undefined {
-  const v = h?.get(name);
+  const v = headerValue(h, name);
   if (v === undefined || v === "") return undefined;
   // Characters as the contract's schemas count them (zod: code points), not UTF-16 units: 128 emoji fit.
   if (v.length > 2 * max || (v.length > max && [...v].length > max)) throw errors.invalidRequest(`${name} is longer than ${max} characters`);
@@ -54,7 +65,7 @@ function headersOf(msg: ServiceMsg): MsgHdrs | undefined {
 
 /** Reads the content type; an unsupported one, or a malformed header block, is `invalid_request` (answered in JSON). */
 export function requestContentType(msg: ServiceMsg): ContentType {
-  const value = headersOf(msg)?.get(Headers.ContentType);
+  const value = headerValue(headersOf(msg), Headers.ContentType);
   if (value !== undefined && !isText(value)) throw errors.invalidRequest(`${Headers.ContentType} ${NOT_TEXT_MESSAGE}`);
   const ct = contentTypeOf(value);
   if (!ct) throw errors.invalidRequest("Content-Type must be application/msgpack or application/json");
@@ -63,7 +74,7 @@ export function requestContentType(msg: ServiceMsg): ContentType {
 
 // A trace header that is not text is refused like any other; a text one that is not W3C is ignored.
 function traceHeader(h: MsgHdrs | undefined, name: string): string | undefined {
-  const v = h?.get(name);
+  const v = headerValue(h, name);
   if (v !== undefined && !isText(v)) throw errors.invalidRequest(`${name} ${NOT_TEXT_MESSAGE}`);
   return v || undefined;
 }

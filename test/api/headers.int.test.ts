@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorReply, decodeJson, decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
-import { captureLog, command, query, startTestNerve, type CapturedLog, type TestNerve } from "../support/index.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { captureLog, command, query, startTestNerve, until, type CapturedLog, type TestNerve } from "../support/index.js";
 import { RawNats, headerBlock } from "./raw-nats.js";
 
 let t: TestNerve;
@@ -72,6 +73,33 @@ describe("request headers a client gets wrong", () => {
       const r = await command(t.client, "users", "UpdateUserProfile", id, { profile_data: { bio: name } }, { headers: { [name]: "😀".repeat(129) } });
       expect(r.body.error).toMatchObject({ code: "invalid_request", message: `${name} is longer than 128 characters` });
     }
+  });
+
+  it("reads the contract's request headers by name whatever their case: a retry with idempotency-key takes effect once", async () => {
+    const id = `c-${Math.random().toString(36).slice(2, 10)}`;
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    // RegisterUser sent twice: a second one without its key would be refused (the user exists).
+    const send = async () => {
+      const r = await raw.request(
+        `cmd.users.RegisterUser.${id}`,
+        headerBlock(["content-type: application/msgpack", "idempotency-key: once-only", "correlation-id: corr-lower", `Traceparent: ${traceparent}`]),
+        body(id),
+      );
+      if (r === "timeout") throw new Error("no reply");
+      const d = decodeMsgPack(r.data);
+      return d.ok ? (d.value as { ok: boolean; events?: { event_id: string }[] }) : undefined;
+    };
+    const first = await send();
+    const again = await send();
+    expect(first?.ok).toBe(true);
+    expect(again).toEqual(first); // answered from the idempotency store
+    const history = await t.nerve.bus.repo.history("User", id);
+    expect(history.map((e) => [e.event_type, e.correlation_id])).toEqual([["UserRegistered", "corr-lower"]]);
+    // `Traceparent` (MIME-canonical case) joined the command's trace: its event carries it.
+    const jsm = await jetstreamManager(t.client);
+    const subject = `events.users.UserRegistered.${id}`;
+    await until("the event is in its stream", async () => (await jsm.streams.getMessage("EVENTS_USERS", { last_by_subj: subject }).catch(() => null)) !== null);
+    expect((await jsm.streams.getMessage("EVENTS_USERS", { last_by_subj: subject }))!.header.get("traceparent")).toBe(traceparent);
   });
 
   it("logged no error for any of them", () => {
