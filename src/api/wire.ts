@@ -35,11 +35,12 @@ export interface RequestHeaders {
  * A request header's value by name, its case ignored when the exact name is absent: the contract writes
  * `Idempotency-Key` and `traceparent`, a client may send `idempotency-key` (hand-written) or `Traceparent`
  * (a client that canonicalizes names as MIME does) — taken by the exact name only, an idempotency key in
- * another case was ignored without a word and a retry ran the command twice. "" when absent.
+ * another case was ignored without a word and a retry ran the command twice. The exact name wins when
+ * present (even empty); else the first name that matches ignoring case. "" when absent.
  */
 function headerValue(h: MsgHdrs | undefined, name: string): string | undefined {
   if (!h) return undefined;
-  return h.get(name) || h.get(name, Match.IgnoreCase);
+  return h.has(name) ? h.get(name) : h.get(name, Match.IgnoreCase);
 }
 
 function header(h: MsgHdrs | undefined, name: string, max: number): string | undefined {

@@ -310,7 +310,8 @@ function expectedReplyType(h: HeaderSpec): string | undefined {
   if (h.kind === "bytes" || h.status !== "NATS/1.0") return undefined;
   const printableKey = (k: string) => k.length > 0 && [...k].every((c) => c.charCodeAt(0) >= 33 && c.charCodeAt(0) <= 126 && c !== ":");
   if (h.lines.some(([k, v]) => !printableKey(k) || /[\r\n]/.test(v))) return undefined;
-  const ct = h.lines.find(([k]) => k === "Content-Type")?.[1];
+  // By its exact name, else the first name that matches ignoring case (wire.ts's headerValue).
+  const ct = (h.lines.find(([k]) => k === "Content-Type") ?? h.lines.find(([k]) => k.toLowerCase() === "content-type"))?.[1];
   // Lone surrogates reach the wire as U+FFFD (UTF-8 cannot carry them).
   const onWire = ct === undefined ? undefined : Buffer.from(ct, "utf8").toString("utf8").trim();
   if (onWire !== undefined && !isText(onWire)) return ContentTypes.Json; // not text: refused, answered in JSON
