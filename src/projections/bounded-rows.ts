@@ -1,9 +1,9 @@
 /**
  * A read model's list as one answer (ListNotifications, ListCertificates, GetLearnerProgress: the contract
  * gives them no page), read with a bound so that one request cannot pull an unbounded list into memory —
- * on the query thread, then copied to the main thread.
+ * on the query thread, then copied to the main thread; and the pages Nerve adds to the first two.
  */
-import { errors } from "../../contracts/index.js";
+import { LIST_PAGE, errors } from "../../contracts/index.js";
 import type { Tx } from "../consumers/index.js";
 
 /**
@@ -20,17 +20,38 @@ export async function boundedRows<T>(tx: Tx, sql: string, params: unknown[], wha
   return rows;
 }
 
-/**
- * One page of a list in keyset order: the rows of `sql` (which must end where `limit ?` may follow), at
- * most `limit`, and the cursor of the next page (the last row's id; null after the last page).
- */
-export async function pageOfRows<T>(tx: Tx, sql: string, params: unknown[], limit: number, idOf: (row: T) => string): Promise<{ rows: T[]; next: string | null }> {
-  const rows = await tx.execute<T[]>(`${sql} limit ?`, [...params, limit + 1], "all");
-  const page = rows.slice(0, limit);
-  return { rows: page, next: rows.length > limit ? idOf(page.at(-1)!) : null };
+/** A learner's list that ListNotifications or ListCertificates answers, whole or in pages. */
+export interface UserList<T> {
+  /** The table (a constant of the code, never a value). */
+  table: string;
+  /** The column that names an item: a page's `after` and `next_after`. */
+  id: keyof T & string;
+  /** The list's order (`order by …`), which every page follows too. */
+  order: string;
+  /** The rows after `cursor` in that order: a condition and its values. */
+  after(cursor: T): { where: string; params: unknown[] };
 }
 
-/** Refuses a page cursor that names no item of the list. */
-export function unknownCursor(after: string, what: string): Error {
-  return errors.invalidRequest(`after: ${after} is not an item of ${what}`, { after });
+/**
+ * A user's list: whole (up to {@link MAX_ANSWER_ITEMS}, as the contract has it) when neither `after` nor
+ * `limit` is given, else one page (Nerve's addition to CONTRACT.md §5) — the `limit` items after the one
+ * named `after`, in the list's order, and `next`, the next page's `after` (null after the last page).
+ * An `after` that is no item of the user's list is refused.
+ */
+export async function userList<T>(tx: Tx, list: UserList<T>, body: { user_id: string; after?: string | undefined; limit?: number | undefined }, what: string): Promise<{ rows: T[]; next?: string | null }> {
+  const all = `select * from ${list.table} where user_id = ?`;
+  if (body.after === undefined && body.limit === undefined) return { rows: await boundedRows<T>(tx, `${all} ${list.order}`, [body.user_id], what) };
+  let sql = `${all} ${list.order}`;
+  let params: unknown[] = [body.user_id];
+  if (body.after !== undefined) {
+    const cursor = await tx.execute<T | undefined>(`${all} and ${list.id} = ?`, [body.user_id, body.after], "get");
+    if (!cursor) throw errors.invalidRequest(`after: ${body.after} is not an item of ${what}`, { after: body.after });
+    const after = list.after(cursor);
+    sql = `${all} and ${after.where} ${list.order}`;
+    params = [body.user_id, ...after.params];
+  }
+  const limit = body.limit ?? LIST_PAGE.defaultLimit;
+  const rows = await tx.execute<T[]>(`${sql} limit ?`, [...params, limit + 1], "all");
+  const page = rows.slice(0, limit);
+  return { rows: page, next: rows.length > limit ? String(page.at(-1)![list.id]) : null };
 }

@@ -1,9 +1,9 @@
 /** `certificates`: a certificate for every completed course, and ListCertificates (CONTRACT.md §4, §5). */
 import { EntitySchema } from "@mikro-orm/core";
-import { Consumers, LIST_PAGE, type QueryResult } from "../../contracts/index.js";
+import { Consumers, type QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
 import { typedEvent } from "./typed-event.js";
-import { boundedRows, pageOfRows, unknownCursor } from "./bounded-rows.js";
+import { userList, type UserList } from "./bounded-rows.js";
 
 /** One certificate. */
 export interface CertificateRow {
@@ -56,34 +56,19 @@ export function certificates(): Subscriber {
   };
 }
 
-/** A learner's certificates, oldest first: the order every page follows too. */
-const OLDEST_FIRST = "order by issued_on, course_id";
+/** A learner's certificates, oldest first, ties by course. */
+const CERTIFICATES: UserList<CertificateRow> = {
+  table: "certificates",
+  id: "certificate_id",
+  order: "order by issued_on, course_id",
+  after: (c) => ({ where: "(issued_on > ? or (issued_on = ? and course_id > ?))", params: [c.issued_on, c.issued_on, c.course_id] }),
+};
 
-/**
- * ListCertificates: a learner's certificates, oldest first — whole (up to 10,000), or a page when `after`
- * or `limit` is given (Nerve's addition to CONTRACT.md §5), with `next_after` for the next page.
- */
+/** ListCertificates: a learner's certificates, oldest first — whole, or a page when `after` or `limit` is given ({@link userList}). */
 export function listCertificates(tx: Tx) {
   return async (body: { user_id: string; after?: string | undefined; limit?: number | undefined }): Promise<QueryResult<"ListCertificates">> => {
-    const what = `the certificates of ${body.user_id}`;
-    const paged = body.after !== undefined || body.limit !== undefined;
-    let rows: CertificateRow[];
-    let next: string | null = null;
-    if (!paged) rows = await boundedRows<CertificateRow>(tx, `select * from certificates where user_id = ? ${OLDEST_FIRST}`, [body.user_id], what);
-    else {
-      let after: CertificateRow | undefined;
-      if (body.after !== undefined) {
-        after = await tx.execute<CertificateRow | undefined>("select * from certificates where user_id = ? and certificate_id = ?", [body.user_id, body.after], "get");
-        if (!after) throw unknownCursor(body.after, what);
-      }
-      const limit = body.limit ?? LIST_PAGE.defaultLimit;
-      const page = after
-        ? await pageOfRows<CertificateRow>(tx, `select * from certificates where user_id = ? and (issued_on > ? or (issued_on = ? and course_id > ?)) ${OLDEST_FIRST}`, [body.user_id, after.issued_on, after.issued_on, after.course_id], limit, (r) => r.certificate_id)
-        : await pageOfRows<CertificateRow>(tx, `select * from certificates where user_id = ? ${OLDEST_FIRST}`, [body.user_id], limit, (r) => r.certificate_id);
-      rows = page.rows;
-      next = page.next;
-    }
+    const { rows, next } = await userList(tx, CERTIFICATES, body, `the certificates of ${body.user_id}`);
     const items = rows.map(({ certificate_id, user_id, course_id, access_id, issued_on }) => ({ certificate_id, user_id, course_id, access_id, issued_on }));
-    return paged ? { items, next_after: next } : { items };
+    return next === undefined ? { items } : { items, next_after: next };
   };
 }

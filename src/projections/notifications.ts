@@ -1,10 +1,10 @@
 /** `notifications`: welcome, e-mail change and access notices, and ListNotifications (CONTRACT.md §4, §5). */
 import { createHash } from "node:crypto";
 import { EntitySchema } from "@mikro-orm/core";
-import { Consumers, LIST_PAGE, type QueryResult } from "../../contracts/index.js";
+import { Consumers, type QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
 import { typedEvent } from "./typed-event.js";
-import { boundedRows, pageOfRows, unknownCursor } from "./bounded-rows.js";
+import { userList, type UserList } from "./bounded-rows.js";
 
 /** One notification, as stored (`to_address`: `to` is an SQL keyword). */
 export interface NotificationRow {
@@ -147,40 +147,22 @@ export function notifications(): Subscriber {
   };
 }
 
-/** A user's notifications, newest first: the order every page follows too. */
-const NEWEST_FIRST = "order by created_on desc, event_id desc, notification_id asc";
+/** A user's notifications, newest first: ties by event (later first), then by id. */
+const NOTIFICATIONS: UserList<NotificationRow> = {
+  table: "notifications",
+  id: "notification_id",
+  order: "order by created_on desc, event_id desc, notification_id asc",
+  // Older, or as old from an earlier event, or the same event's later ids.
+  after: (n) => ({
+    where: "(created_on < ? or (created_on = ? and (event_id < ? or (event_id = ? and notification_id > ?))))",
+    params: [n.created_on, n.created_on, n.event_id, n.event_id, n.notification_id],
+  }),
+};
 
-/**
- * ListNotifications: a user's notifications, newest first — whole (up to 10,000), or a page when `after`
- * or `limit` is given (Nerve's addition to CONTRACT.md §5): the `limit` notifications after the one
- * named `after`, with `next_after` for the next page.
- */
+/** ListNotifications: a user's notifications, newest first — whole, or a page when `after` or `limit` is given ({@link userList}). */
 export function listNotifications(tx: Tx) {
   return async (body: { user_id: string; after?: string | undefined; limit?: number | undefined }): Promise<QueryResult<"ListNotifications">> => {
-    const what = `the notifications of ${body.user_id}`;
-    const paged = body.after !== undefined || body.limit !== undefined;
-    let rows: NotificationRow[];
-    let next: string | null = null;
-    if (!paged) rows = await boundedRows<NotificationRow>(tx, `select * from notifications where user_id = ? ${NEWEST_FIRST}`, [body.user_id], what);
-    else {
-      let after: NotificationRow | undefined;
-      if (body.after !== undefined) {
-        after = await tx.execute<NotificationRow | undefined>("select * from notifications where user_id = ? and notification_id = ?", [body.user_id, body.after], "get");
-        if (!after) throw unknownCursor(body.after, what);
-      }
-      // After the cursor in the list's order: older, or as old from an earlier event, or the same event's later ids.
-      const page = after
-        ? await pageOfRows<NotificationRow>(
-            tx,
-            `select * from notifications where user_id = ? and (created_on < ? or (created_on = ? and (event_id < ? or (event_id = ? and notification_id > ?)))) ${NEWEST_FIRST}`,
-            [body.user_id, after.created_on, after.created_on, after.event_id, after.event_id, after.notification_id],
-            body.limit ?? LIST_PAGE.defaultLimit,
-            (r) => r.notification_id,
-          )
-        : await pageOfRows<NotificationRow>(tx, `select * from notifications where user_id = ? ${NEWEST_FIRST}`, [body.user_id], body.limit ?? LIST_PAGE.defaultLimit, (r) => r.notification_id);
-      rows = page.rows;
-      next = page.next;
-    }
+    const { rows, next } = await userList(tx, NOTIFICATIONS, body, `the notifications of ${body.user_id}`);
     const items = rows.map((r) => ({
       notification_id: r.notification_id,
       user_id: r.user_id,
@@ -190,6 +172,6 @@ export function listNotifications(tx: Tx) {
       event_id: r.event_id,
       created_on: r.created_on,
     }));
-    return paged ? { items, next_after: next } : { items };
+    return next === undefined ? { items } : { items, next_after: next };
   };
 }
