@@ -9,6 +9,7 @@ import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
 import { SpanKind, activeTracer, endSpan, startSpan } from "../tracing/index.js";
 import { eventHeaders } from "./event-headers.js";
+import { eachAtMost } from "../support/each-at-most.js";
 
 /** What a batch needs from its relay: one object per relay, made once (the hot path allocates no more per batch). */
 export interface BatchContext {
@@ -132,16 +133,7 @@ async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx
   // A few lookups at a time, and none started once one failed (the pass fails and is retried whole): a
   // pass after a failure may hold a thousand aggregates, and a burst of a thousand requests would land
   // on JetStream's API exactly while it recovers (a stream leader's election).
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async () => {
-    while (failure === undefined && next < heads.length) {
-      const q = heads[next++]!;
-      await verifyQueue(q, acked, ctx).catch((err: unknown) => (failure ??= { err }));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(VERIFY_AT_ONCE, heads.length) }, worker));
-  if (failure) throw failure.err;
+  await eachAtMost(heads, VERIFY_AT_ONCE, (q) => verifyQueue(q, acked, ctx), { stopOnFailure: true });
 }
 
 /** Lookups of the stream at once in a verification pass. */

@@ -57,25 +57,3 @@ export async function allOrFirstError(jobs: Promise<unknown>[]): Promise<void> {
   const failed = (await Promise.allSettled(jobs)).find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
 }
-
-/**
- * Runs `job` for every item, at most `atOnce` at a time, then rethrows the first failure: as
- * {@link allOrFirstError}, for lists too long to start all at once (every job is a command in some
- * aggregate's mailbox: thousands at once would fill mailboxes and answer `unavailable`).
- */
-export async function eachAtMost<T>(items: readonly T[], atOnce: number, job: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      try {
-        await job(item);
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(atOnce, items.length) }, worker));
-  if (failure) throw failure.err;
-}

@@ -7,7 +7,8 @@ import { txOf, type Subscriber } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import type { Database } from "../persistence/index.js";
 import type { CommandBus } from "../runtime/index.js";
-import { eachAtMost, idempotencyKeyOf, issueCommand } from "./issue-command.js";
+import { eachAtMost } from "../support/each-at-most.js";
+import { idempotencyKeyOf, issueCommand } from "./issue-command.js";
 import { typedEvent } from "./typed-event.js";
 
 /** Stranded courses read per statement on a PolicyDeprecated. */
