@@ -50,6 +50,8 @@ export const Consumers = {
   AccessGrants: "access-grants",
   Certificates: "certificates",
   Audit: "audit",
+  /** Not a §4 flow: the read model of GetLearnerProgress (§5). Listed so that NATS permissions and external consumers keep off it too. */
+  LearnerProgress: "learner-progress",
 } as const;
 /** A durable consumer name. */
 export type ConsumerName = (typeof Consumers)[keyof typeof Consumers];

@@ -1,13 +1,13 @@
 /** `learner-progress`: every learner's access records, and GetLearnerProgress (CONTRACT.md §5). */
 import { EntitySchema } from "@mikro-orm/core";
-import type { QueryResult } from "../../contracts/index.js";
+import { Consumers, type QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
 import { bool, num } from "./sql-values.js";
 import { typedEvent } from "./typed-event.js";
 import { boundedRows } from "./bounded-rows.js";
 
 /** The durable consumer's name (an extra subscribing context the contract's "…" allows). */
-export const LEARNER_PROGRESS = "learner-progress";
+export const LEARNER_PROGRESS = Consumers.LearnerProgress;
 
 /** One access record as a learner sees it. */
 export interface LearnerAccessRow {

@@ -107,9 +107,9 @@ describe("streams, contexts and consumers", () => {
     expect(Object.keys(Streams).sort()).toEqual(Object.values(contract).map(([, s]) => s).sort());
   });
 
-  it("names the contract's durable consumers", () => {
+  it("names the contract's durable consumers, and learner-progress (GetLearnerProgress's read model)", () => {
     expect(Object.values(Consumers).sort()).toEqual(
-      ["analytics", "notifications", "security", "catalog", "search", "policy-sync", "access-grants", "certificates", "audit"].sort(),
+      ["analytics", "notifications", "security", "catalog", "search", "policy-sync", "access-grants", "certificates", "audit", "learner-progress"].sort(),
     );
   });
 

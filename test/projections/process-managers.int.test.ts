@@ -1,8 +1,8 @@
 /** access-grants and policy-sync against a real SQLite file and a fake command bus. */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { deriveAccessId } from "../../contracts/index.js";
+import { Consumers, deriveAccessId } from "../../contracts/index.js";
 import { EventHandler, PoisonEventError } from "../../src/consumers/index.js";
-import { MOVES_AT_ONCE, idempotencyKeyOf } from "../../src/projections/index.js";
+import { MOVES_AT_ONCE, createSubscribers, idempotencyKeyOf } from "../../src/projections/index.js";
 import { envelope, nerveError, openReadModels, type ReadModels } from "./fixtures.js";
 
 let m: ReadModels;
@@ -11,6 +11,13 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await m.close();
+});
+
+describe("every durable consumer Nerve runs", () => {
+  it("is named in Consumers, from which NATS permissions and the external consumers' reserved names are made", () => {
+    const names = createSubscribers(m.deps).map((s) => s.name as string);
+    expect(names.filter((n) => !(Object.values(Consumers) as string[]).includes(n))).toEqual([]);
+  });
 });
 
 describe("access-grants", () => {
