@@ -1,5 +1,7 @@
 /** `access-grants`: the process manager that turns paid and refunded orders into access (CONTRACT.md §4). */
 import { Consumers, deriveAccessId, type EnvelopeBase } from "../../contracts/index.js";
+import { orderOf, type AccessRecordState } from "../../actors/access/access-record.js";
+import type { OrderState } from "../../actors/orders/order.js";
 import type { Subscriber } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import type { CommandBus } from "../runtime/index.js";
@@ -9,7 +11,16 @@ import { typedEvent } from "./typed-event.js";
 /** The reason every refund-caused revocation carries. */
 export const REFUND_REVOCATION_REASON = "order_refunded";
 
-/** OrderPaid → GrantCourseAccess (naming the order) per course; OrderRefunded → RevokeCourseAccess per course. */
+/**
+ * OrderPaid → GrantCourseAccess (naming the order) per course; OrderRefunded → RevokeCourseAccess per course.
+ *
+ * Each acts only for what its order still stands for: a payment grants nothing once its order was
+ * refunded (an OrderPaid retried from the dead letters after its refund), and a refund revokes only
+ * access its own order granted. A learner may have paid two orders naming one course (both placed
+ * before either was paid); the record names the first, and refunding the second must not take away
+ * what the first paid for. A record that names no order (version 1, or granted by hand) is revoked, as
+ * before `order_id` existed.
+ */
 export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscriber {
   const logger = deps.logger.child({ consumer: Consumers.AccessGrants });
   // Keys derive from the source event, so a redelivery after a partial success repeats nothing.
@@ -28,6 +39,11 @@ export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscri
       const e = typedEvent(raw);
       if (e.event_type === "OrderPaid") {
         const { user_id, order_id } = e.payload;
+        const order = (await deps.bus.readState<OrderState>("Order", order_id)).state;
+        if (order !== null && order.status !== "paid") {
+          logger.info({ order_id, status: order.status, event_id: e.event_id }, "order no longer paid: its payment grants nothing");
+          return;
+        }
         await allOrFirstError(
           e.payload.course_ids.map((course_id) =>
             issueCommand(deps.bus, logger, {
@@ -40,17 +56,23 @@ export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscri
           ),
         );
       } else if (e.event_type === "OrderRefunded") {
-        const { user_id } = e.payload;
+        const { user_id, order_id } = e.payload;
         await allOrFirstError(
-          e.payload.course_ids.map((course_id) =>
-            issueCommand(deps.bus, logger, {
+          e.payload.course_ids.map(async (course_id) => {
+            const accessId = deriveAccessId(user_id, course_id);
+            const granted = orderOf((await deps.bus.readState<AccessRecordState>("AccessRecord", accessId)).state);
+            if (granted !== null && granted !== order_id) {
+              logger.info({ order_id, access_id: accessId, granted_by: granted, event_id: e.event_id }, "access granted by another order: the refund leaves it");
+              return null;
+            }
+            return issueCommand(deps.bus, logger, {
               context: "access",
               type: "RevokeCourseAccess",
-              aggregateId: deriveAccessId(user_id, course_id),
+              aggregateId: accessId,
               body: { reason: REFUND_REVOCATION_REASON },
               ...trace(e, course_id),
-            }),
-          ),
+            });
+          }),
         );
       }
     },

@@ -47,6 +47,29 @@ describe("access-grants", () => {
     expect(m.bus.calls).toEqual([expect.objectContaining({ type: "RevokeCourseAccess", aggregateId: deriveAccessId("u1", "c1"), body: { reason: "order_refunded" } })]);
   });
 
+  it("revokes on a refund only access its own order granted, or no order (version 1, by hand)", async () => {
+    const refund = (order_id: string, courses: string[]) => envelope("OrderRefunded", order_id, 3, { order_id, user_id: "u1", course_ids: courses, refund_reason: "meh" });
+    const record = (course_id: string, order_id: string | null | undefined) =>
+      m.bus.set("AccessRecord", deriveAccessId("u1", course_id), { access_id: deriveAccessId("u1", course_id), user_id: "u1", course_id, status: "active", progress: 0, completed: false, expires_at: null, ...(order_id === undefined ? {} : { order_id }) });
+    // c1 was granted by o0 (o1, paid after it, granted nothing); c2 by o1; c3 by no order; c4 before order_id existed.
+    record("c1", "o0");
+    record("c2", "o1");
+    record("c3", null);
+    record("c4", undefined);
+    expect(await m.handle("access-grants", refund("o1", ["c1", "c2", "c3", "c4"]))).toEqual(["handled"]);
+    expect(m.bus.calls.map((c) => c.aggregateId).sort()).toEqual(["c2", "c3", "c4"].map((c) => deriveAccessId("u1", c)).sort());
+  });
+
+  it("grants nothing for a payment whose order was refunded since (an OrderPaid retried from the dead letters)", async () => {
+    m.bus.set("Order", "o1", { order_id: "o1", user_id: "u1", course_ids: ["c1", "c2"], status: "refunded", payment_id: "pay", paid_at: null });
+    expect(await m.handle("access-grants", paid())).toEqual(["handled"]);
+    expect(m.bus.calls).toEqual([]);
+    m.bus.set("Order", "o1", { order_id: "o1", user_id: "u1", course_ids: ["c1", "c2"], status: "paid", payment_id: "pay", paid_at: null });
+    const again = envelope("OrderPaid", "o1", 2, { order_id: "o1", user_id: "u1", course_ids: ["c1", "c2"], payment_id: "pay" });
+    expect(await m.handle("access-grants", again)).toEqual(["handled"]);
+    expect(m.bus.calls.map((c) => c.type)).toEqual(["GrantCourseAccess", "GrantCourseAccess"]);
+  });
+
   it("handles a batch in stream order: a refund never overtakes the payment it undoes", async () => {
     m.bus.latency = (req) => (req.type === "GrantCourseAccess" ? 30 : 0);
     const refunded = envelope("OrderRefunded", "o1", 3, { order_id: "o1", user_id: "u1", course_ids: ["c1", "c2"], refund_reason: "meh" });
