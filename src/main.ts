@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import type { ChildProcess } from "node:child_process";
 import { startNerve, stopOnSignals } from "./app/index.js";
 import { findNatsServer, isListening, startLocalNats, withDevelopmentUser } from "./cli/local-nats.js";
-import { ConfigSchema, DEV_EXTERNAL_CONSUMERS, loadConfig, parseExternalConsumers } from "./config/index.js";
+import { ConfigSchema, DEV_EXTERNAL_CONSUMERS, loadConfig, parseExternalConsumers, unknownNerveVariables } from "./config/index.js";
 import { createLogger } from "./log/index.js";
 import { installProcessGuards } from "./supervision/index.js";
 
@@ -22,6 +22,9 @@ async function main(): Promise<void> {
   // A rejection nothing handled is logged and counted, never the end of the service.
   installProcessGuards(logger);
   if (config.jwtSecretIsDevelopment) logger.warn("NERVE_JWT_SECRET is not set: using the development secret");
+  for (const v of unknownNerveVariables()) {
+    logger.warn({ variable: v.name, did_you_mean: v.didYouMean }, `${v.name} is not a Nerve setting and is ignored${v.didYouMean ? ` (did you mean ${v.didYouMean}?)` : ""}`);
+  }
 
   let localNats: ChildProcess | undefined;
   const defaultUrl = ConfigSchema.parse({}).NATS_URL;

@@ -129,6 +129,13 @@ export const ConfigSchema = z
     if (c.NODE_ENV === "production" && !c.NERVE_JWT_SECRET && !c.NERVE_JWT_JWKS) {
       ctx.addIssue({ code: "custom", path: ["NERVE_JWT_SECRET"], message: "is required when NODE_ENV=production unless NERVE_JWT_JWKS is set" });
     }
+    if (c.NODE_ENV === "production" && c.NERVE_JWT_SECRET && isPublicSecret(c.NERVE_JWT_SECRET)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["NERVE_JWT_SECRET"],
+        message: "is a published placeholder or the development secret, with which anyone can sign tokens for any user: set random bytes of your own (e.g. `openssl rand -hex 32`)",
+      });
+    }
     if (c.NERVE_JWT_JWKS) {
       try {
         jwksLocation(c.NERVE_JWT_JWKS);
@@ -137,6 +144,42 @@ export const ConfigSchema = z
       }
     }
   });
+
+/** A secret anyone can read: the development one, or a template's placeholder ("change-me…", in any case). */
+function isPublicSecret(secret: string): boolean {
+  return secret === DEV_JWT_SECRET || /change[-_ ]?me/i.test(secret);
+}
+
+/**
+ * `NERVE_*` variables the configuration does not know — most likely misspelt (NERVE_STREAM_REPLICA would
+ * leave the streams at one replica without a word) — each with the known name it is closest to, if any.
+ */
+export function unknownNerveVariables(env: Record<string, string | undefined> = process.env): { name: string; didYouMean: string | undefined }[] {
+  const known = Object.keys(ConfigSchema.shape).filter((k) => k.startsWith("NERVE_"));
+  return Object.keys(env)
+    .filter((k) => k.startsWith("NERVE_") && !known.includes(k))
+    .sort()
+    .map((name) => {
+      let best: string | undefined;
+      let bestDistance = 4; // More than three edits apart is no suggestion.
+      for (const k of known) {
+        const d = editDistance(name, k);
+        if (d < bestDistance) [best, bestDistance] = [k, d];
+      }
+      return { name, didYouMean: best };
+    });
+}
+
+// Levenshtein distance between two short names.
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
 
 /**
  * The parsed configuration. `jwtSecret` is the HS256 secret: NERVE_JWT_SECRET, else the development

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEV_JWT_SECRET, loadConfig } from "../../src/config/index.js";
+import { DEV_JWT_SECRET, loadConfig, unknownNerveVariables } from "../../src/config/index.js";
 
 describe("loadConfig", () => {
   it("applies the contract's defaults", () => {
@@ -18,6 +18,24 @@ describe("loadConfig", () => {
   it("requires NERVE_JWT_SECRET in production", () => {
     expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/NERVE_JWT_SECRET: is required when NODE_ENV=production/);
     expect(loadConfig({ NODE_ENV: "production", NERVE_JWT_SECRET: "a-long-enough-secret" }).jwtSecretIsDevelopment).toBe(false);
+  });
+
+  it("refuses in production a secret anyone can read: the development one, or a template's placeholder", () => {
+    for (const secret of [DEV_JWT_SECRET, "change-me-to-32-random-bytes", "CHANGE-ME-TO-32-RANDOM-BYTES", "compose-development-secret-change-me", "please_changeme_now_0123"]) {
+      expect(() => loadConfig({ NODE_ENV: "production", NERVE_JWT_SECRET: secret }), secret).toThrow(/NERVE_JWT_SECRET: is a published placeholder or the development secret/);
+    }
+    // Outside production a placeholder is only a development setup.
+    expect(loadConfig({ NERVE_JWT_SECRET: "change-me-to-32-random-bytes" }).jwtSecret).toBe("change-me-to-32-random-bytes");
+  });
+
+  it("names NERVE_* variables it does not know, with the setting each is closest to", () => {
+    expect(unknownNerveVariables({ NERVE_STREAM_REPLICA: "3", NERVE_ROLE: "gateway", NERVE_DB: "sqlite:x", NERVE_SHUTDOWN_MSS: "1", NERVE_SOMETHING_ELSE_ENTIRELY: "1", PATH: "/bin" })).toEqual([
+      { name: "NERVE_ROLE", didYouMean: "NERVE_ROLES" },
+      { name: "NERVE_SHUTDOWN_MSS", didYouMean: "NERVE_SHUTDOWN_MS" },
+      { name: "NERVE_SOMETHING_ELSE_ENTIRELY", didYouMean: undefined },
+      { name: "NERVE_STREAM_REPLICA", didYouMean: "NERVE_STREAM_REPLICAS" },
+    ]);
+    expect(unknownNerveVariables({ NERVE_DB: "sqlite:x", NERVE_ROLES: "commands" })).toEqual([]);
   });
 
   it("accepts a JWKS instead of the secret in production, and turns HS256 off then", () => {
