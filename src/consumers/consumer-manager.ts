@@ -255,17 +255,24 @@ export class ConsumerManager {
     await runner.stop();
     for (const b of runner.bindings) await this.#o.jsm.consumers.delete(b.stream, name).catch(() => false);
     await resetReadModel(this.#o.db, s, this.#o.batchWriter);
+    // The replay's end: each binding's last event as of now. Under steady traffic the durable is rarely
+    // seen with nothing pending at all, so waiting for that could last as long as the traffic does.
     let total = 0;
+    const lastSeq = new Map<string, number>();
     for (const b of runner.bindings) {
       const info = await this.#o.jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);
       total += info.state.messages;
+      const last = await this.#o.jsm.streams.getMessage(b.stream, { last_by_subj: b.filter });
+      lastSeq.set(`${b.stream} ${b.filter}`, last?.seq ?? 0);
     }
     await runner.start();
     for (;;) {
-      const pending = (await runner.lag()).reduce((n, l) => n + l.pending + l.ackPending, 0);
-      const p = { consumer: name, done: Math.max(0, total - pending), total };
+      const floors = await runner.ackFloors();
+      const pending = floors.reduce((n, l) => n + l.pending + l.ackPending, 0);
+      const caughtUp = replayCaughtUp(floors, lastSeq);
+      const p = { consumer: name, done: caughtUp ? total : Math.min(total, Math.max(0, total - pending)), total };
       onProgress(p);
-      if (pending === 0) return p;
+      if (caughtUp) return p;
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -279,4 +286,13 @@ export class ConsumerManager {
       this.#o.logger.warn({ err: String(err) }, "could not read consumer lag");
     }
   }
+}
+
+/**
+ * Whether a replay has caught up: every binding's durable has acknowledged everything up to its last
+ * event as of the replay's start (`lastSeq`, by "<stream> <filter>"), or has nothing left at all. What
+ * arrived since is the live traffic's, which a replay need not wait for.
+ */
+export function replayCaughtUp(floors: readonly { stream: string; filter: string; ackFloor: number; pending: number; ackPending: number }[], lastSeq: ReadonlyMap<string, number>): boolean {
+  return floors.every((f) => f.pending + f.ackPending === 0 || f.ackFloor >= (lastSeq.get(`${f.stream} ${f.filter}`) ?? 0));
 }

@@ -397,6 +397,16 @@ export class ConsumerRunner {
     );
   }
 
+  /** Per binding, the durable's ack floor: the stream sequence up to which every message it reads is acknowledged. */
+  async ackFloors(): Promise<{ stream: string; filter: string; ackFloor: number; pending: number; ackPending: number }[]> {
+    return Promise.all(
+      this.bindings.map(async (b) => {
+        const info = await this.jsm.consumers.info(b.stream, this.name);
+        return { stream: b.stream, filter: b.filter, ackFloor: info.ack_floor.stream_seq, pending: info.num_pending, ackPending: info.num_ack_pending };
+      }),
+    );
+  }
+
   // nats.js would wait for a deleted durable to come back by itself; nothing else recreates it, so the
   // loop ends instead (deleted, or found missing) and its supervisor starts it again through ensure().
   // The reader starts from the durable's positions as `get` read them, before the first pull. A durable
