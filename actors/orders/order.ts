@@ -120,8 +120,10 @@ export const orderDecider: Decider<OrderState, OrderCommand, OrderEvent, OrderFa
       case "MarkOrderPaid": {
         if (!state) throw errors.notFound(`order ${id} does not exist`);
         const { payment_id } = command.body;
+        // A repeated notice of the payment that paid it is harmless, also after a refund (a webhook
+        // redelivered late); a second, different payment is not.
+        if (state.status === OrderStatus.Refunded && state.payment_id === payment_id) return [];
         if (state.status === OrderStatus.Paid) {
-          // A repeated payment notice is harmless; a second, different payment is not.
           if (state.payment_id === payment_id) return [];
           throw errors.conflict(`order ${id} is already paid by another payment`, { payment_id: state.payment_id });
         }

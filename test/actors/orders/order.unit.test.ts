@@ -117,8 +117,16 @@ describe("Order: MarkOrderPaid", () => {
   it.each([
     ["cancelled", [placed, cancelled]],
     ["refunded", [placed, paid, refunded]],
-  ] as const)("refuses a %s order", (status, given) => {
-    spec.given([...given]).when(pay()).thenThrows("rule_violated", status);
+  ] as const)("refuses a %s order a new payment", (status, given) => {
+    spec.given([...given]).when(pay("pay_2")).thenThrows("rule_violated", status);
+  });
+
+  it("does nothing for the payment that paid it repeated after a refund (a webhook redelivered late)", () => {
+    spec.given([placed, paid, refunded]).when(pay("pay_1", "2026-04-01T00:00:00.000Z")).thenNothingHappened();
+  });
+
+  it("refuses a cancelled order even the payment id it never had", () => {
+    spec.given([placed, cancelled]).when(pay()).thenThrows("rule_violated", "cancelled");
   });
 });
 
