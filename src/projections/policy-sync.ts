@@ -90,8 +90,10 @@ export function policySync(deps: PolicySyncDeps): Subscriber {
     // Replacements may themselves be deprecated by now: follow the chain to an active policy.
     const seen = new Set([policyId]);
     for (;;) {
-      const next = current.replacement_policy_id ?? deps.defaultPolicyId ?? null;
-      if (next === null || seen.has(next)) return null;
+      let next = current.replacement_policy_id ?? deps.defaultPolicyId ?? null;
+      // Replacements that lead back (two policies deprecated at once, each naming the other): the default, if it is elsewhere.
+      if (next !== null && seen.has(next)) next = deps.defaultPolicyId !== undefined && !seen.has(deps.defaultPolicyId) ? deps.defaultPolicyId : null;
+      if (next === null) return null;
       seen.add(next);
       const state = await policy(next);
       if (state === null) return null;

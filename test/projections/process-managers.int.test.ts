@@ -157,6 +157,14 @@ describe("policy-sync", () => {
     expect(moves()).toEqual([["c1", "pol-c"]]);
   });
 
+  it("uses the configured default when replacements lead back (two policies deprecated at once, each naming the other)", async () => {
+    course("c1", "pol-a");
+    await m.handle("policy-sync", createdOn("c1", "pol-a"));
+    policy("pol-b", "deprecated", "pol-a");
+    await m.handle("policy-sync", deprecated("pol-a", "pol-b"));
+    expect(moves()).toEqual([["c1", "pol-default"]]);
+  });
+
   it("retries a course stranded by a lost race when the next policy is deprecated", async () => {
     course("c1", "pol-a");
     await m.handle("policy-sync", createdOn("c1", "pol-a"));
