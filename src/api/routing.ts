@@ -38,6 +38,8 @@ export async function detectRouting(nc: NatsConnection, timeoutMs = 1000): Promi
 /** A core NATS message answered like a service request (the contract's error headers included). */
 export function serviceMsgOf(m: Msg): ServiceMsg {
   return {
+    // As @nats-io/services' own ServiceMsg: the message, whose header block wire.ts reads as it came.
+    msg: m,
     get data() {
       return m.data;
     },

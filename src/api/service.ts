@@ -19,7 +19,7 @@ import type { Logger } from "../log/index.js";
 import { reportFailure } from "../supervision/index.js";
 import type { CommandBus } from "../runtime/index.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
-import { fitsOneMessage, parseBody, replyError, replyOk, replyOkEncoded, requestContentType, requestHeaders, requestTrace } from "./wire.js";
+import { fitsOneMessage, forwardedHeaders, parseBody, replyError, replyOk, replyOkEncoded, requestContentType, requestHeaders, requestTrace } from "./wire.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
 import { ChurnTable } from "../support/churn-table.js";
@@ -146,7 +146,7 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
         if (!ownership.fence(partition)) {
           // Forwarded once at most: a routed request that finds its owner gone is answered, never bounced.
           if (routed || !msg.reply) throw errors.unavailable(`partition ${partition} is moving between instances; retry`, { partition });
-          deps.nc.publish(partitionSubject(partition, parts.context, parts.commandType, parts.aggregateId), msg.data, { reply: msg.reply, headers: msg.headers });
+          deps.nc.publish(partitionSubject(partition, parts.context, parts.commandType, parts.aggregateId), msg.data, { reply: msg.reply, headers: forwardedHeaders(msg) });
           stats.forwarded++;
           return;
         }

@@ -1,4 +1,5 @@
 /** Decoding requests and encoding replies of the command and query API. */
+import { isAscii, isUtf8 } from "node:buffer";
 import { Match, headers as natsHeaders, type MsgHdrs } from "@nats-io/nats-core";
 import type { ServiceMsg } from "@nats-io/services";
 import type { z } from "zod";
@@ -38,12 +39,12 @@ export interface RequestHeaders {
  * another case was ignored without a word and a retry ran the command twice. The exact name wins when
  * present (even empty); else the first name that matches ignoring case. "" when absent.
  */
-function headerValue(h: MsgHdrs | undefined, name: string): string | undefined {
+function headerValue(h: HeaderReader | undefined, name: string): string | undefined {
   if (!h) return undefined;
   return h.has(name) ? h.get(name) : h.get(name, Match.IgnoreCase);
 }
 
-function header(h: MsgHdrs | undefined, name: string, max: number): string | undefined {
+function header(h: HeaderReader | undefined, name: string, max: number): string | undefined {
   const v = headerValue(h, name);
   if (v === undefined || v === "") return undefined;
   // Characters as the contract's schemas count them (zod: code points), not UTF-16 units: 128 emoji fit.
@@ -52,15 +53,73 @@ function header(h: MsgHdrs | undefined, name: string, max: number): string | und
   return v;
 }
 
+const MALFORMED_HEADERS = "malformed message headers: every header line must be `Key: value` with a printable ASCII key";
+
 /**
  * The request's headers. nats.js parses the header block when it is first read and throws on a line
  * it cannot take (a key with a space or a non-ASCII character): a client's mistake, `invalid_request`.
+ *
+ * nats.js decodes the block leniently and trims values of any Unicode white space: invalid UTF-8 became
+ * U+FFFD (so `Idempotency-Key: k\xFF` and `k\xFE` were one key, and the second command was answered
+ * from the first's reply), and `k\u00A0` became `k`. A block that is all ASCII (nearly every one) reads
+ * the same either way; any other must be valid UTF-8, and its values are read exactly, trimmed of
+ * spaces and tabs only.
  */
-function headersOf(msg: ServiceMsg): MsgHdrs | undefined {
+function headersOf(msg: ServiceMsg): HeaderReader | undefined {
+  let h: MsgHdrs | undefined;
   try {
-    return msg.headers;
+    h = msg.headers;
   } catch {
-    throw errors.invalidRequest("malformed message headers: every header line must be `Key: value` with a printable ASCII key");
+    throw errors.invalidRequest(MALFORMED_HEADERS);
+  }
+  const block = rawHeaderBlock(msg);
+  if (block === undefined || isAscii(block)) return h;
+  if (!isUtf8(block)) throw errors.invalidRequest("message headers must be valid UTF-8");
+  return new ExactHeaders(Buffer.from(block.buffer, block.byteOffset, block.byteLength).toString("utf8"));
+}
+
+/**
+ * The request's headers to forward to its partition's owner: the block as it came, not nats.js's decoded
+ * copy, whose values lost what its decoding trimmed or replaced (the owner must read what the client sent).
+ */
+export function forwardedHeaders(msg: ServiceMsg): MsgHdrs | undefined {
+  const block = rawHeaderBlock(msg);
+  return block === undefined ? msg.headers : new WireHeaders([], Uint8Array.from(block));
+}
+
+// The header block as it came (nats.js's message keeps the bytes, headers and payload, and the block's
+// length; a ServiceMsg, @nats-io/services' or routing.ts's, holds the message as `msg`).
+function rawHeaderBlock(msg: ServiceMsg): Uint8Array | undefined {
+  const m = (msg as unknown as { msg?: { _msg?: { hdr?: number }; _rdata?: Uint8Array } }).msg;
+  const length = m?._msg?.hdr;
+  const data = m?._rdata;
+  return length !== undefined && length > 0 && data !== undefined ? data.subarray(0, length) : undefined;
+}
+
+/** What the request's headers are read through: nats.js's headers, or {@link ExactHeaders}. */
+type HeaderReader = Pick<MsgHdrs, "has" | "get">;
+
+/** The header lines of a decoded block, their values trimmed of spaces and tabs only (nats.js's `append` trims any white space). */
+class ExactHeaders implements HeaderReader {
+  readonly #lines: [name: string, value: string][] = [];
+
+  constructor(block: string) {
+    const lines = block.split("\r\n");
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      const colon = line.indexOf(":");
+      if (colon >= 0) this.#lines.push([line.slice(0, colon), line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "")]);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.#lines.some(([n]) => n === name);
+  }
+
+  get(name: string, match: Match = Match.Exact): string {
+    const lower = name.toLowerCase();
+    const found = this.#lines.find(([n]) => (match === Match.IgnoreCase ? n.toLowerCase() === lower : n === name));
+    return found ? found[1] : "";
   }
 }
 
@@ -74,7 +133,7 @@ export function requestContentType(msg: ServiceMsg): ContentType {
 }
 
 // A trace header that is not text is refused like any other; a text one that is not W3C is ignored.
-function traceHeader(h: MsgHdrs | undefined, name: string): string | undefined {
+function traceHeader(h: HeaderReader | undefined, name: string): string | undefined {
   const v = headerValue(h, name);
   if (v !== undefined && !isText(v)) throw errors.invalidRequest(`${name} ${NOT_TEXT_MESSAGE}`);
   return v || undefined;

@@ -102,6 +102,33 @@ describe("request headers a client gets wrong", () => {
     expect((await jsm.streams.getMessage("EVENTS_USERS", { last_by_subj: subject }))!.header.get("traceparent")).toBe(traceparent);
   });
 
+  it("refuses a header block that is not valid UTF-8: two different invalid keys were read as one (U+FFFD)", async () => {
+    const id = `u-${Math.random().toString(36).slice(2, 10)}`;
+    const block = (last: number[]) =>
+      Buffer.concat([Buffer.from("NATS/1.0\r\nContent-Type: application/msgpack\r\nIdempotency-Key: k", "latin1"), Buffer.from(last), Buffer.from("\r\n\r\n", "latin1")]);
+    for (const bytes of [[0xff], [0xfe], [0xed, 0xa0, 0x80]]) {
+      const reply = await refused(`cmd.users.RegisterUser.${id}`, block(bytes), body(id), "application/json");
+      expect(reply.error.message).toBe("message headers must be valid UTF-8");
+    }
+    expect((await query(t.client, "users", "GetUser", { user_id: id })).body.error.code).toBe("not_found");
+  });
+
+  it("reads a non-ASCII header value exactly, trimmed of spaces and tabs only: keys k\u00A0 and k are two keys", async () => {
+    const id = `u-${Math.random().toString(36).slice(2, 10)}`;
+    const send = async (key: string, correlation: string) => {
+      const r = await raw.request(`cmd.users.RegisterUser.${id}`, headerBlock(["Content-Type: application/msgpack", `Idempotency-Key: ${key}`, `Correlation-Id: ${correlation}`]), body(id));
+      if (r === "timeout") throw new Error("no reply");
+      const d = decodeMsgPack(r.data);
+      return d.ok ? (d.value as { ok: boolean; error?: { code: string } }) : undefined;
+    };
+    expect((await send("k\u00A0", " \t\u3000corr\u00A0 \t"))?.ok).toBe(true);
+    // Another key: the command runs again, and the user exists (nats.js alone read both as "k" and answered from the first).
+    const second = await send("k", "corr");
+    expect(second?.error?.code, JSON.stringify(second)).toBe("conflict");
+    const history = await t.nerve.bus.repo.history("User", id);
+    expect(history.map((e) => e.correlation_id)).toEqual(["\u3000corr\u00A0"]);
+  });
+
   it("logged no error for any of them", () => {
     expect(log.errors()).toEqual([]);
     expect(t.nerve.api!.stats.failed.internal ?? 0).toBe(0);

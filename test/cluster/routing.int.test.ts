@@ -15,6 +15,8 @@ import { PARTITIONS, partitionOf } from "../../src/cluster/index.js";
 import { loadConfig } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { command, postgresAvailable, query, startNatsServer, tempPostgres, type NatsServerHandle, type TempPostgres } from "../support/index.js";
+import { RawNats, headerBlock } from "../api/raw-nats.js";
+import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
 
 const available = await postgresAvailable();
 const MAPPING = fileURLToPath(new URL("../../deploy/nats/partition-mapping.conf", import.meta.url));
@@ -82,6 +84,23 @@ describe.skipIf(!available).each([
     for (const id of ids.slice(0, 10)) {
       const r = await query(client, "users", "GetUser", { user_id: id });
       expect(r.body.result).toMatchObject({ user_id: id, version: 1 });
+    }
+  });
+
+  it("hands the owner the request's headers as the client sent them (a non-ASCII value, exactly)", async () => {
+    const raw = await RawNats.connect(nats.port);
+    try {
+      const correlation = "\u3000corr\u00A0";
+      const ids = Array.from({ length: 24 }, (_, i) => `${mode}-exact-${i}`);
+      for (const id of ids) {
+        const r = await raw.request(`cmd.users.RegisterUser.${id}`, headerBlock(["Content-Type: application/msgpack", `Correlation-Id: ${correlation}`]), encodeMsgPack({ email: `${id}@example.com`, name: id }));
+        if (r === "timeout") throw new Error(`no reply for ${id}`);
+        const d = decodeMsgPack(r.data);
+        expect(d.ok && (d.value as { ok: boolean }).ok, id).toBe(true);
+      }
+      for (const id of ids) expect((await nerves[0]!.bus.repo.history("User", id)).map((e) => e.correlation_id), id).toEqual([correlation]);
+    } finally {
+      raw.close();
     }
   });
 
