@@ -1,7 +1,7 @@
 /** Composition of the service: database, actors, outbox relay, NATS API — and their ordered shutdown. */
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { addAdminEndpoints, remoteCommands, serveInstanceStatus, startApi, type Api } from "../api/index.js";
+import { ConsumerAdmin, addAdminEndpoints, remoteCommands, serveInstanceStatus, startApi, type Api } from "../api/index.js";
 import { aggregateModules, timerKinds } from "../aggregates/index.js";
 import { CONSUMER_GROUP, ConsumerManager, consumerEntities } from "../consumers/index.js";
 import { startGateway, type Gateway } from "../gateway/index.js";
@@ -165,6 +165,9 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   let gateway: Gateway | undefined;
   // Every instance, whatever its roles, answers the CLI's `status` for itself.
   const statusAnswers = serveInstanceStatus({ nc, db, instanceId, version: NERVE_VERSION, roles, ownership, consumers, logger });
+  // And its own replays and dead-letter retries, forwarded to it by whichever instance the service's request reached.
+  const consumerAdmin = new ConsumerAdmin({ nc, consumers, instanceId, logger });
+  const consumerAnswers = consumerAdmin.serve();
 
   let stopping: Promise<void> | undefined;
   const conn = nc;
@@ -180,6 +183,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     const left = () => Math.max(0, deadline - Date.now());
     clearInterval(prune);
     statusAnswers.unsubscribe();
+    consumerAnswers.unsubscribe();
     await gateway?.stop();
     await api?.stop();
     await timers.stop();
@@ -211,7 +215,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     if (roles.has("consumers")) await consumers.start();
     if (commandsRole) {
       api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership, observe: { command: latency.command, query: latency.query } });
-      addAdminEndpoints(api.service, consumers, logger);
+      addAdminEndpoints(api.service, consumers, consumerAdmin, logger);
     }
     gateway = await startGateway({
       websocket: roles.has("gateway"),

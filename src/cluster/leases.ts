@@ -115,6 +115,16 @@ export class Leases extends EventEmitter<LeaseEvents> {
     return [...this.#held.keys()].filter((k) => this.fence(k) !== undefined);
   }
 
+  /** Who holds `key` now by the database (a live lease, this instance's included), or undefined when nobody does. */
+  async holderOf(key: string): Promise<string | undefined> {
+    const row = await this.#o.db.execute<{ owner: string } | undefined>(
+      "select owner from nerve_leases where lease_key = ? and owner is not null and lease_until > now()",
+      [leaseName(this.#o.group, key)],
+      "get",
+    );
+    return row?.owner ?? undefined;
+  }
+
   /** Makes the lease rows, joins, takes what belongs here, then renews every `renewEveryMs`. */
   async start(): Promise<void> {
     const { db, group, keys } = this.#o;

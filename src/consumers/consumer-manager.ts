@@ -230,6 +230,16 @@ export class ConsumerManager {
     }
   }
 
+  /** Whether `name` belongs here now: always without leases, else while this instance holds its lease. */
+  runsHere(name: string): boolean {
+    return !this.#o.leases || this.#o.leases.fence(name) !== undefined;
+  }
+
+  /** The instance whose lease on `name` is live in the database (undefined: none, or no leases). */
+  async holderOf(name: string): Promise<string | undefined> {
+    return this.#o.leases?.holderOf(name);
+  }
+
   /** The consumers running on this instance now (all of them, unless leases spread them over instances). */
   active(): string[] {
     return [...this.#active].sort();

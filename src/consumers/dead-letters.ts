@@ -1,5 +1,5 @@
 /** The dead-letter store: events a consumer gave up on, listable and retryable by an operator. */
-import { EnvelopeBase, upcasters } from "../../contracts/index.js";
+import { EnvelopeBase, errors, upcasters } from "../../contracts/index.js";
 import { exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 import type { DeadLetterRow } from "./entities.js";
@@ -68,10 +68,16 @@ export class DeadLetters {
     return { items, next: more ? items.at(-1)!.id : null };
   }
 
+  /** The consumer of dead letter `id`, or undefined when there is no such letter. */
+  async consumerOf(id: number): Promise<string | undefined> {
+    const row = await this.db.query<{ consumer: string } | undefined>("select consumer from consumer_dead_letters where id = ?", [id], "get");
+    return row?.consumer;
+  }
+
   /** Runs a dead letter through its consumer again; on success it leaves the store. */
   async retry(id: number, handlers: Map<string, EventHandler>): Promise<"handled" | "duplicate" | "skipped"> {
     const row = await this.db.execute<any>("select * from consumer_dead_letters where id = ?", [id], "get");
-    if (!row) throw new Error(`no dead letter ${id}`);
+    if (!row) throw errors.notFound(`no dead letter ${id}`);
     const handler = handlers.get(row.consumer);
     if (!handler) throw new Error(`no consumer ${row.consumer}`);
     const parsed = EnvelopeBase.safeParse(row.envelope ? JSON.parse(row.envelope) : null);
