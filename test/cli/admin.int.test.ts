@@ -22,7 +22,7 @@ describe("npm run nerve", () => {
     const before = (await query(t.client, "notifications", "ListNotifications", { user_id: "cli7" })).body.result.items;
     const { code, out } = await child("replay", "notifications");
     expect(code).toBe(0);
-    expect(out).toMatch(/replayed \d+ events into notifications/);
+    expect(out).toMatch(new RegExp(`replayed (\\d+) of \\1 events into notifications on instance ${t.nerve.ownership.instanceId}`));
     const after = (await query(t.client, "notifications", "ListNotifications", { user_id: "cli7" })).body.result.items;
     expect(after).toEqual(before);
   });

@@ -96,7 +96,7 @@ describe.skipIf(!available)("roles split over two processes", () => {
 
       const run = await cli("replay", "notifications");
       expect(run.code, run.out).toBe(0);
-      const replayed = /replayed (\d+) events into notifications/.exec(run.out);
+      const replayed = /replayed (\d+) of \1 events into notifications on instance workers/.exec(run.out);
       expect(replayed, run.out).not.toBeNull();
       expect(Number(replayed![1])).toBeGreaterThanOrEqual(6);
       expect(await welcomes("rp-2")).toEqual(before);

@@ -1,7 +1,7 @@
 /** The consumer commands on the service's admin endpoints: replay, lag, dead-letters, retry-dead-letter. */
 import { SingleBar, Presets } from "cli-progress";
-import { AdminSubjects } from "../../api/admin-subjects.js";
-import type { ReplayState } from "../../api/admin.js";
+import { AdminSubjects, ConsumerOps, instanceAdminSubject } from "../../api/admin-subjects.js";
+import type { ReplayState } from "../../api/consumer-admin.js";
 import type { ConsumerLag } from "../../consumers/index.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "../../consumers/dead-letter-page.js";
 import { adminRequest } from "../admin-client.js";
@@ -18,23 +18,25 @@ export const replay: CliCommand = {
   summary: "rebuild a consumer's read model from the start of its streams, with a progress bar",
   help: `Empties the consumer's read model, recreates its durable consumers and reads its streams again
 while the service runs; a process manager keeps its inbox, so no command is issued twice.
-An unknown consumer is refused with the list of known ones.
+An unknown consumer is refused with the list of known ones. With several instances it runs on the
+one that runs the consumer, whichever instance takes the request; the last line names it.
 
 example: npm run nerve -- replay catalog`,
   options: {},
   async run({ nc, print }, [consumer]) {
-    await adminRequest(nc, AdminSubjects.Replay, { consumer });
+    const started = await adminRequest<Partial<ReplayState>>(nc, AdminSubjects.Replay, { consumer });
+    // The instance running the replay answers its progress; a service that names none, through its queue group.
+    const statusSubject = typeof started.instance === "string" ? instanceAdminSubject(started.instance, ConsumerOps.ReplayStatus) : AdminSubjects.ReplayStatus;
     const bar = new SingleBar({ format: `replay ${consumer} [{bar}] {percentage}% | {value}/{total} events | {duration}s`, stream: process.stderr }, Presets.shades_classic);
     bar.start(1, 0);
     try {
       for (;;) {
-        const s = await adminRequest<ReplayState>(nc, AdminSubjects.ReplayStatus, { consumer });
-        bar.setTotal(Math.max(1, s.total));
-        bar.update(s.done);
+        const s = await adminRequest<Partial<ReplayState>>(nc, statusSubject, { consumer });
+        bar.setTotal(Math.max(1, s.total ?? 0));
+        bar.update(s.done ?? 0);
         if (!s.running) {
           bar.stop();
-          if (s.error) throw new CliError(`replay failed: ${s.error}`);
-          print(`replayed ${s.total} events into ${consumer}`);
+          print(replayOutcome(consumer!, s));
           return ExitCodes.Ok;
         }
         await new Promise((r) => setTimeout(r, 200));
@@ -44,6 +46,21 @@ example: npm run nerve -- replay catalog`,
     }
   },
 };
+
+/**
+ * The last line of a replay from the status that says it is no longer running — or a {@link CliError}
+ * saying plainly what came back when that is a failure, a replay stopped short, or nothing at all (no
+ * instance named, 0 of 0 events: a status from an instance that never ran it, not a success).
+ */
+export function replayOutcome(consumer: string, s: Partial<ReplayState>): string {
+  const done = s.done ?? 0;
+  const total = s.total ?? 0;
+  const where = typeof s.instance === "string" ? ` on instance ${s.instance}` : "";
+  if (s.error) throw new CliError(`replay of ${consumer} failed${where}: ${s.error}`);
+  if (done !== total) throw new CliError(`replay of ${consumer} stopped${where} at ${done} of ${total} events without an error: run it again`);
+  if (!where && total === 0) throw new CliError(`replay of ${consumer}: the service's status says no replay is running and none did anything (0 of 0 events, no instance named) — it may have reached an instance that does not run ${consumer}; see \`npm run nerve -- status\``);
+  return `replayed ${done} of ${total} events into ${consumer}${where}`;
+}
 
 /** `lag`: pending and ack-pending of every consumer. */
 export const lag: CliCommand = {
