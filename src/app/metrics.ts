@@ -25,7 +25,7 @@ export interface ServiceMetricSources {
   queries?: QueryThreadStats | undefined;
   /** That thread's V8 heap (undefined while none runs); absent on PostgreSQL. */
   queryThreadHeap?: (() => Promise<WorkerHeap | undefined>) | undefined;
-  /** Which partitions this instance owns. */
+  /** Which partitions this instance owns: the outbox rows it counts are theirs (absent: every row). */
   ownership?: Ownership;
   /** Figures of the lease groups this instance takes part in (several instances on PostgreSQL), by group. */
   leases?: Record<string, LeaseStats | undefined>;
@@ -102,9 +102,13 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   }
   gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
   gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
-  // A count the query thread refused (it is busy) leaves the last value: a scrape must not fail for it.
-  gauge("nerve_outbox_pending", "Committed events not yet acknowledged by JetStream", [], async (g) => {
-    const n = await s.repo.outboxPending().catch(() => undefined);
+  // Only the partitions held now, as the relay reads them: instances sharing one database each count
+  // their own share, so summing them gives the table, and one without the commands role holds none
+  // and reports 0 without asking the database (its relay never runs, so a shared total there would be
+  // pending rows it never publishes). A count the query thread refused (it is busy) leaves the last
+  // value: a scrape must not fail for it.
+  gauge("nerve_outbox_pending", "Committed events of the partitions this instance owns now, not yet acknowledged by JetStream (0 when it owns none)", [], async (g) => {
+    const n = await s.repo.outboxPending(s.ownership?.held()).catch(() => undefined);
     if (n !== undefined) g.set(n);
   });
   gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {

@@ -72,20 +72,24 @@ export class Repository {
   }
 
   /**
-   * Number of unpublished outbox rows, for a metric's scrape: on a SQLite file counted on the query
-   * thread, so that a backlog of millions (JetStream away for long) does not hold the event loop at
-   * every scrape.
+   * Number of unpublished outbox rows of `partitions` (all when not given), for a metric's scrape: on a
+   * SQLite file counted on the query thread, so that a backlog of millions (JetStream away for long)
+   * does not hold the event loop at every scrape.
    */
-  async outboxPending(): Promise<number> {
-    const row = await this.db.query<{ n: number }>("select count(*) as n from nerve_outbox", [], "get");
-    return Number(row.n);
+  async outboxPending(partitions?: readonly number[]): Promise<number> {
+    return this.#countOutbox((sql, params) => this.db.query(sql, params, "get"), partitions);
   }
 
   /** Number of unpublished outbox rows (of `partitions` only, when given). */
   async outboxSize(partitions?: readonly number[]): Promise<number> {
+    return this.#countOutbox((sql, params) => this.db.read(sql, params, "get"), partitions);
+  }
+
+  /** Counts the outbox rows of `partitions` through `run`; none given, or every one, counts the whole table. */
+  async #countOutbox(run: (sql: string, params: readonly unknown[]) => Promise<{ n: number | string }>, partitions: readonly number[] | undefined): Promise<number> {
     const only = partitionClause(partitions);
     if (only === null) return 0;
-    const row = await this.db.read<{ n: number }>(`select count(*) as n from nerve_outbox${only ? ` where ${only}` : ""}`, only ? partitions! : [], "get");
+    const row = await run(`select count(*) as n from nerve_outbox${only ? ` where ${only}` : ""}`, only ? partitions! : []);
     return Number(row.n);
   }
 

@@ -1,0 +1,78 @@
+/**
+ * nerve_outbox_pending with several instances on one PostgreSQL database: each instance counts the
+ * outbox rows of the partitions it owns now (what its relay publishes), an instance without the
+ * commands role reports 0, and the figures add up to the table — not the whole shared table on each.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Gauge } from "prom-client";
+import { startNerve, type Nerve } from "../../src/app/index.js";
+import { PARTITIONS, partitionOf } from "../../src/cluster/index.js";
+import { loadConfig } from "../../src/config/index.js";
+import { createLogger } from "../../src/log/index.js";
+import { Repository } from "../../src/persistence/index.js";
+import { postgresAvailable, startNatsServer, tempPostgres, until, type NatsServerHandle, type TempPostgres } from "../support/index.js";
+
+const available = await postgresAvailable();
+
+/** The gauge's value as a scrape reads it (its collect runs; the other gauges' do not). */
+async function pending(n: Nerve): Promise<number> {
+  const metric = n.gateway.metrics.registry.getSingleMetric("nerve_outbox_pending") as Gauge | undefined;
+  const values = (await metric!.get()).values;
+  expect(values).toHaveLength(1);
+  return values[0]!.value;
+}
+
+describe.skipIf(!available)("nerve_outbox_pending over two owners and a consumers-only instance", () => {
+  let nats: NatsServerHandle;
+  let pg: TempPostgres;
+  let alpha: Nerve;
+  let beta: Nerve;
+  let workers: Nerve;
+
+  beforeAll(async () => {
+    nats = await startNatsServer();
+    pg = await tempPostgres();
+    const config = (id: string, roles: string) =>
+      loadConfig({ NATS_URL: nats.url, NERVE_DB: pg.url, NERVE_HTTP_PORT: "0", NERVE_INSTANCE_ID: id, NERVE_ROLES: roles, NERVE_SHUTDOWN_MS: "3000", LOG_LEVEL: "silent" });
+    const logger = createLogger("silent");
+    alpha = await startNerve(config("alpha", "commands"), logger);
+    beta = await startNerve(config("beta", "commands"), logger);
+    workers = await startNerve(config("workers", "consumers,gateway"), logger);
+    await until(
+      "alpha and beta hold every partition between them",
+      () => alpha.ownership.held().length + beta.ownership.held().length === PARTITIONS && alpha.ownership.held().length > 0 && beta.ownership.held().length > 0,
+      20_000,
+    );
+  }, 60_000);
+  afterAll(async () => {
+    for (const n of [workers, beta, alpha]) await n?.stop().catch(() => undefined);
+    await pg?.drop();
+    await nats?.stop();
+  }, 60_000);
+
+  it("counts on each instance the rows of its own partitions only, and they add up to the table", async () => {
+    // JetStream away: committed events stay in the outbox, as when NerveOutboxNotDraining fires.
+    await nats.kill();
+    const ids = (n: Nerve, count: number) => {
+      const out: string[] = [];
+      for (let i = 0; out.length < count; i++) if (n.ownership.fence(partitionOf(`${n.ownership.instanceId}-u${i}`))) out.push(`${n.ownership.instanceId}-u${i}`);
+      return out;
+    };
+    // Each owner commits its own aggregates' commands in-process (no NATS on that path).
+    for (const [n, count] of [[alpha, 5], [beta, 3]] as const) {
+      for (const id of ids(n, count)) await n.bus.execute({ context: "users", type: "RegisterUser", aggregateId: id, body: { email: `${id}@example.com`, name: id } });
+    }
+    const table = await new Repository(alpha.db).outboxSize();
+    expect(table).toBe(8);
+
+    expect(await pending(alpha)).toBe(5);
+    expect(await pending(beta)).toBe(3);
+    // It owns nothing and runs no relay: nothing of the shared outbox is its to publish.
+    expect(await pending(workers)).toBe(0);
+
+    // JetStream back: the owners' relays publish their rows and the figures fall to 0.
+    await nats.restart();
+    await until("the owners' figures drain", async () => (await pending(alpha)) === 0 && (await pending(beta)) === 0, 30_000, 200);
+    expect(await new Repository(alpha.db).outboxSize()).toBe(0);
+  }, 60_000);
+});
