@@ -2,7 +2,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ChildProcess } from "node:child_process";
-import { startNerve, stopOnSignals } from "./app/index.js";
+import { ServiceExitCodes, startNerve, stopOnSignals } from "./app/index.js";
 import { findNatsServer, isListening, startLocalNats, withDevelopmentUser } from "./cli/local-nats.js";
 import { ConfigSchema, DEV_EXTERNAL_CONSUMERS, loadConfig, parseExternalConsumers, unknownNerveVariables } from "./config/index.js";
 import { createLogger } from "./log/index.js";
@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (err) {
     console.error((err as Error).message);
-    process.exit(2);
+    process.exit(ServiceExitCodes.BadConfiguration);
   }
   const logger = createLogger(config.LOG_LEVEL);
   // A rejection nothing handled is logged and counted, never the end of the service.
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
           `(e.g. \`nats-server -c nats.conf\` from the repository), or install nats-server on the PATH ` +
           `(Debian: \`apt-get install nats-server\`) and run \`npm start\` again with the default NATS_URL so Nerve starts one itself.`,
       );
-      process.exit(1);
+      process.exit(ServiceExitCodes.Failed);
     }
     logger.info({ binary }, "no NATS at the default URL: starting nats-server with nats.conf");
     localNats = await startLocalNats(binary, join(root, "nats.conf"), config.NATS_URL, root);
@@ -52,5 +52,5 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   console.error("nerve failed to start:", err instanceof Error ? err.message : err);
-  process.exit(1);
+  process.exit(ServiceExitCodes.Failed);
 });

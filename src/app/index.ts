@@ -3,3 +3,4 @@ export * from "./nerve.js";
 export * from "./queries.js";
 export * from "./metrics.js";
 export * from "./signals.js";
+export * from "./exit-codes.js";

@@ -1,6 +1,7 @@
 /** How a service process ends: an orderly stop of Nerve on SIGTERM or SIGINT, bounded in time. */
 import type { Logger } from "../log/index.js";
 import type { Nerve } from "./nerve.js";
+import { ServiceExitCodes } from "./exit-codes.js";
 
 /**
  * On the first SIGTERM or SIGINT: stops `nerve` (the ordered shutdown), runs `after` (e.g. stopping a
@@ -14,12 +15,12 @@ export function stopOnSignals(nerve: Pick<Nerve, "stop">, logger: Logger, shutdo
     logger.info({ signal }, "shutting down");
     const timer = setTimeout(() => {
       logger.error("shutdown took too long; exiting");
-      process.exit(1);
+      process.exit(ServiceExitCodes.Failed);
     }, shutdownMs + 2000);
     await nerve.stop();
     after();
     clearTimeout(timer);
-    process.exit(0);
+    process.exit(ServiceExitCodes.Stopped);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
