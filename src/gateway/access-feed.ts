@@ -35,6 +35,7 @@ export interface AccessFeedDeps {
 /** The running reader of EVENTS_ACCESS. */
 export class AccessFeed {
   #messages: ConsumerMessages | undefined;
+  #startSeq = 0;
   #warmAt = 0;
   #warm: () => void = () => undefined;
   readonly #deps: AccessFeedDeps;
@@ -43,13 +44,18 @@ export class AccessFeed {
     this.#deps = deps;
   }
 
-  /** Starts reading; resolves once the replay has caught up with the stream's end as of the start. */
-  async start(): Promise<void> {
+  /**
+   * Starts reading; resolves once the replay has caught up with the stream's end as of the start, or
+   * as soon as `signal` aborts (then {@link stop} closes what was opened).
+   */
+  async start(signal?: AbortSignal): Promise<void> {
     const { nc, log } = this.#deps;
     const jsm = await jetstreamManager(nc);
     const { startSeq, lastSeq } = await replayStart(jsm, Date.now() - this.#deps.replayMs);
+    if (signal?.aborted) return;
     log.floor = startSeq;
     log.head = startSeq - 1;
+    this.#startSeq = startSeq;
     this.#warmAt = lastSeq;
     const warm = new Promise<void>((resolve) => (this.#warm = resolve));
     if (lastSeq < startSeq) this.#warm();
@@ -62,13 +68,28 @@ export class AccessFeed {
         if (s.type === "ordered_consumer_recreated" || s.type === "stream_not_found" || s.type === "heartbeats_missed") this.#deps.logger.warn({ status: s.type }, "access feed");
       }
     })().catch(() => undefined);
+    if (signal?.aborted) return;
+    signal?.addEventListener("abort", () => this.#warm(), { once: true });
     await warm;
+    if (signal?.aborted) return;
     this.#deps.logger.info({ from: startSeq, to: log.head, buffered: log.size }, "access feed warm");
+  }
+
+  /**
+   * How far the start-up replay has got: stream sequences read of those it reads before it is warm
+   * (0 of 0 until it knows its range).
+   */
+  replayProgress(): { read: number; of: number } {
+    if (this.#startSeq === 0) return { read: 0, of: 0 }; // stream sequences start at 1
+    const of = Math.max(0, this.#warmAt - this.#startSeq + 1);
+    return { read: Math.min(of, Math.max(0, this.#deps.log.head - this.#startSeq + 1)), of };
   }
 
   /** Stops reading. */
   async stop(): Promise<void> {
-    await this.#messages?.close().catch(() => undefined);
+    const messages = this.#messages;
+    this.#messages = undefined;
+    await messages?.close().catch(() => undefined);
   }
 
   #handle(m: JsMsg): void {
