@@ -33,6 +33,7 @@ const server =
         ...(process.env.BENCH_GATEWAY_MAX_EVENTS ? { retention: { maxEvents: Number(process.env.BENCH_GATEWAY_MAX_EVENTS) } } : {}),
       })
     : await startWsBaseline({ nc, port: 0, jwtSecret: secret });
+if ("warmedUp" in server) await server.warmedUp; // upgrades are refused until the start-up replay is done
 send({ type: "ready", port: server.port });
 
 // BENCH_CPU_PROFILE=<dir>: a CPU profile of this server, written when it stops.

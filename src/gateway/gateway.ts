@@ -7,6 +7,10 @@
  * a refused client never holds a socket; a socket whose token expires later is closed with 4401.
  * Heartbeats are uWS pings (`heartbeatSeconds` idle timeout): a client that answers neither data
  * nor pings is closed by uWS.
+ *
+ * The port listens before the start-up replay of EVENTS_ACCESS, which can take minutes on a busy
+ * platform: meanwhile `/healthz` and `/metrics` answer, `/readyz` says 503 (`warm: false`, with the
+ * replay's progress) and upgrades are refused with 503, so the instance is up but not ready.
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -22,6 +26,7 @@ import { GatewayMetrics } from "./metrics.js";
 import { ProgressQuery } from "./progress-query.js";
 import { Sessions } from "./session.js";
 import { assertNativeApp, loadUws, type us_listen_socket } from "./uws.js";
+import { supervise } from "../supervision/index.js";
 
 /** uWS's listen option that leaves SO_REUSEPORT off (`ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT`). */
 const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
@@ -86,6 +91,12 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   /** The buffered history (for inspection and tests). */
   readonly log: EventLog<Conn>;
+  /**
+   * Resolves once the start-up replay is done and WebSockets are served (at once without the
+   * `gateway` role), or once the gateway is stopped before that. Never rejects: a failed replay is
+   * logged and tried again.
+   */
+  readonly warmedUp: Promise<void>;
   /** Open WebSockets. */
   connections(): number;
   /** Stops listening, closes every socket with 1001 (clients resume elsewhere), stops reading. */
@@ -94,7 +105,10 @@ export interface Gateway {
 
 const DAY_MS = 24 * 3600_000;
 
-/** Starts the gateway; resolves once the start-up replay is done and the port is listening. */
+/**
+ * Starts the gateway; resolves once the port is listening, with the start-up replay running in the
+ * background (see {@link Gateway.warmedUp}).
+ */
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const uws = loadUws();
   const { nc, logger } = deps;
@@ -128,8 +142,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   });
   const feed = new AccessFeed({ nc, log, logger, metrics, replayMs: deps.replayMs ?? DAY_MS, onEntry: (e) => hub.deliver(e) });
   const websocket = deps.websocket ?? true;
-  if (websocket) await feed.start();
-  let warm = true;
+  // Without the role there is nothing to replay; with it, not ready until the replay is done.
+  let warm = !websocket;
   let stopping = false;
 
   const app = uws.App();
@@ -150,6 +164,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       const resume = req.getQuery("cursor") || undefined;
       if (stopping) return void res.writeStatus("503 Service Unavailable").end("stopping");
       if (!websocket) return void res.writeStatus("404 Not Found").end("this instance runs no WebSocket gateway (NERVE_ROLES)");
+      // Before the token check: the refusal is cheap, and the client retries (elsewhere, or here shortly).
+      if (!warm) return void res.writeStatus("503 Service Unavailable").writeHeader("Retry-After", "2").end("warming up: the gateway is replaying EVENTS_ACCESS; retry shortly");
       let aborted = false;
       res.onAborted(() => (aborted = true));
       // uWS is called again from a macrotask, not from the promise job of the verification.
@@ -189,7 +205,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       hub.closed(ws.getUserData());
     },
   });
-  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, natsUp: () => natsUp });
+  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, replay: websocket ? () => feed.replayProgress() : undefined, natsUp: () => natsUp });
   assertNativeApp(app);
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
@@ -199,19 +215,39 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     // connections instead of failing to start.
     if (deps.host) (app.listen as unknown as ListenWithHost).call(app, deps.host, deps.port, LIBUS_LISTEN_EXCLUSIVE_PORT, done);
     else app.listen(deps.port, LIBUS_LISTEN_EXCLUSIVE_PORT, done);
-  }).catch(async (err) => {
-    await feed.stop();
-    hub.closeAll(1001, "");
+  }).catch((err: unknown) => {
+    (status as { stop?: () => void }).stop?.();
     throw err;
   });
   const port = uws.us_socket_local_port(listenSocket as unknown as Parameters<typeof uws.us_socket_local_port>[0]);
-  logger.info({ port, head: log.head, buffered: log.size }, "gateway listening");
+  logger.info({ port, websocket }, "gateway listening");
+
+  // The replay runs behind the listening port; a failure (NATS unreachable, say) is logged and
+  // counted, and the replay starts over after a back-off until it succeeds or the gateway stops.
+  let markWarm: () => void = () => undefined;
+  const warmed = new Promise<void>((resolve) => (markWarm = resolve));
+  if (warm) markWarm();
+  const feeding = websocket
+    ? supervise(logger, "gateway warm-up", async (signal) => {
+        try {
+          await feed.start(signal);
+          if (signal.aborted) return;
+          warm = true;
+          markWarm();
+          // The feed now runs on its own (the ordered consumer recovers from outages): held until stop.
+          await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+        } finally {
+          await feed.stop();
+        }
+      })
+    : undefined;
 
   let stopped: Promise<void> | undefined;
   return {
     port,
     metrics,
     log,
+    warmedUp: warmed,
     connections: () => hub.all.size,
     stop: () =>
       (stopped ??= (async () => {
@@ -219,7 +255,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         warm = false;
         uws.us_listen_socket_close(listenSocket);
         hub.closeAll(1001, "gateway stopping");
-        await feed.stop();
+        await feeding?.stop(); // waits for a replay in progress to notice, and closes the feed
+        markWarm();
         (status as { stop?: () => void }).stop?.(); // typed as AsyncIterable, implemented as a stoppable queue
         logger.info("gateway stopped");
       })()),

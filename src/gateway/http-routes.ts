@@ -17,6 +17,8 @@ export interface HttpRouteDeps {
   devTokens: boolean;
   /** Whether the event log is warm (the start-up replay finished). */
   warm(): boolean;
+  /** The start-up replay's progress (stream sequences read of those to read), where there is a replay. */
+  replay?(): { read: number; of: number };
   /** Whether the NATS connection is up (not between a disconnect and its reconnect). */
   natsUp(): boolean;
 }
@@ -106,6 +108,8 @@ export interface Readiness {
   nats: boolean;
   streams: Record<string, boolean>;
   warm: boolean;
+  /** While not warm: how far the start-up replay has got. */
+  replay?: { read: number; of: number };
 }
 
 async function checkReady(deps: HttpRouteDeps): Promise<Readiness> {
@@ -117,7 +121,8 @@ async function checkReady(deps: HttpRouteDeps): Promise<Readiness> {
     }),
   );
   const warm = deps.warm();
-  return { ready: nats && warm && Object.values(streams).every(Boolean), nats, streams, warm };
+  const replay = warm ? undefined : deps.replay?.();
+  return { ready: nats && warm && Object.values(streams).every(Boolean), nats, streams, warm, ...(replay ? { replay } : {}) };
 }
 
 // Answers once `reply` resolves, unless the client went away meanwhile.

@@ -32,6 +32,7 @@ describe.skipIf(!available)("roles split over two processes", () => {
     const logger = createLogger("silent");
     owner = await startNerve(env("owner", "commands"), logger);
     workers = await startNerve(env("workers", "consumers,gateway"), logger);
+    await workers.gateway.warmedUp; // its WebSockets are served once the start-up replay is done
     client = await connect({ servers: nats.url, noAsyncTraces: true });
   });
   afterAll(async () => {

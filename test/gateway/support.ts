@@ -13,10 +13,11 @@ import { accessEventMessage } from "../support/access-events.js";
 /** The secret every gateway test signs with. */
 export const SECRET = "gateway-test-secret-0123456789";
 
-/** A gateway on its own NATS connection (as a separately started gateway would run). */
+/** A gateway on its own NATS connection (as a separately started gateway would run), warm: its start-up replay done. */
 export async function startTestGateway(natsUrl: string, opts: Partial<GatewayDeps> = {}): Promise<Gateway & { nc: NatsConnection; close(): Promise<void> }> {
   const nc = await connect({ servers: natsUrl, noAsyncTraces: true });
   const gw = await startGateway({ nc, port: 0, host: "127.0.0.1", jwtSecret: SECRET, logger: createLogger(process.env.GATEWAY_TEST_LOG ?? "silent"), ...opts });
+  await gw.warmedUp;
   return {
     ...gw,
     nc,

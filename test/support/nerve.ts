@@ -35,7 +35,7 @@ export interface TestNerveOptions {
   natsConf?: string;
 }
 
-/** Starts a private nats-server, a temporary SQLite file and Nerve on them. */
+/** Starts a private nats-server, a temporary SQLite file and Nerve on them; resolves once its gateway is warm. */
 export async function startTestNerve(extraEnv: Record<string, string> = {}, opts: TestNerveOptions = {}): Promise<TestNerve> {
   const nats = await startNatsServer({ config: opts.natsConf });
   const db = await tempSqlitePath();
@@ -43,6 +43,7 @@ export async function startTestNerve(extraEnv: Record<string, string> = {}, opts
   const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", ...users, ...extraEnv };
   const logger = opts.logger ?? createLogger(env.LOG_LEVEL);
   let nerve = await startNerve(loadConfig(env), logger);
+  await nerve.gateway.warmedUp;
   const client = await connect({ servers: nats.url, noAsyncTraces: true, ...(opts.natsConf ? { user: "client", pass: "client-dev" } : {}) });
   const t: TestNerve = {
     get nerve() {
@@ -55,6 +56,7 @@ export async function startTestNerve(extraEnv: Record<string, string> = {}, opts
     stopNerve: () => nerve.stop(),
     async restartNerve() {
       nerve = await startNerve(loadConfig(env), logger);
+      await nerve.gateway.warmedUp;
     },
     async close() {
       await nerve.stop().catch(() => undefined);
