@@ -6,7 +6,8 @@
  * - Cursor: the stream sequence, `s<base 36>` (cursor.ts): global, the same on every instance,
  *   unchanged by restarts.
  * - Buffers: per learner, the last 1,000 events or 24 h, within a global budget; warmed on start by
- *   replaying the last 24 h of the stream (event-log.ts). Cursors they cannot serve get `reset`.
+ *   replaying the last 24 h of the stream (event-log.ts), behind a port that already answers health
+ *   and metrics (gateway.ts). Cursors they cannot serve get `reset`.
  * - Welcome: records folded from the stream, merged by version with GetLearnerProgress when it
  *   answers (session.ts, progress-query.ts).
  * - Auth: JWT checked before the upgrade, HS256 with the secret or RS256/ES256/EdDSA against a
