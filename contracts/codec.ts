@@ -100,11 +100,21 @@ export function decodeJson(bytes: Uint8Array): Decoded {
   }
 }
 
-/** Resolves a `Content-Type` header (absent means MessagePack); undefined when unsupported. */
+// The one parameter a body's media type may carry: the charset every body is read in (quoted or not, any case).
+const UTF8_CHARSET = /^\s*charset\s*=\s*("utf-8"|utf-8)\s*$/i;
+
+/**
+ * Resolves a `Content-Type` header (absent or empty means MessagePack); undefined when unsupported. The
+ * media type is matched ignoring case and surrounding spaces; its only parameter allowed is
+ * `charset=utf-8` — a body declared in another charset (`application/json; charset=iso-8859-1`) was
+ * read as UTF-8 all the same, and junk after the type was ignored.
+ */
 export function contentTypeOf(header: string | undefined | null): ContentType | undefined {
   if (header === undefined || header === null || header === "") return ContentTypes.MsgPack;
-  const base = header.split(";")[0]!.trim().toLowerCase();
-  return base === ContentTypes.MsgPack || base === ContentTypes.Json ? base : undefined;
+  const [type, ...params] = header.split(";");
+  const base = type!.trim().toLowerCase();
+  if (base !== ContentTypes.MsgPack && base !== ContentTypes.Json) return undefined;
+  return params.every((p) => UTF8_CHARSET.test(p)) ? base : undefined;
 }
 
 /** Encodes in the given content type. */

@@ -199,7 +199,14 @@ describe("content types", () => {
     ["application/msgpack", ContentTypes.MsgPack],
     ["application/json", ContentTypes.Json],
     ["application/json; charset=utf-8", ContentTypes.Json],
+    ["application/json;charset=\"UTF-8\"", ContentTypes.Json],
+    [" APPLICATION/MSGPACK ", ContentTypes.MsgPack],
     ["Application/JSON", ContentTypes.Json],
+    // A body in another charset, or anything else after the type, is not one of the contract's encodings.
+    ["application/json; charset=iso-8859-1", undefined],
+    ["Application/MsgPack;;;garbage", undefined],
+    ["application/json;", undefined],
+    ["application/json; version=2", undefined],
     ["text/plain", undefined],
     ["application/x-msgpack", undefined],
   ])("contentTypeOf(%j) is %j", (header, expected) => {
