@@ -1,6 +1,6 @@
 /** Command bodies of the contract (CONTRACT.md §3), keyed by command type. */
 import { z } from "zod";
-import { CourseIds, Description, Name, PaymentId, Percent, PolicyConditions, PolicyType, ProfilePatch, Reason, RefundPeriodDays } from "./payloads.js";
+import { CourseIds, Description, Name, PaymentId, Percent, PolicyConditions, PolicyType, ProfilePatchInput, Reason, RefundPeriodDays } from "./payloads.js";
 import type { Context } from "./subjects.js";
 import type { EventType } from "./events.js";
 import { EmailInput, Id, Money, Timestamp } from "./values.js";
@@ -10,7 +10,7 @@ const empty = z.strictObject({});
 /** Every command: its context, body schema, the events it may emit, and whether it creates the aggregate. */
 export const CommandDefinitions = {
   RegisterUser: { context: "users", creates: true, emits: ["UserRegistered"], body: z.strictObject({ email: EmailInput, name: Name }) },
-  UpdateUserProfile: { context: "users", creates: false, emits: ["UserProfileUpdated"], body: z.strictObject({ profile_data: ProfilePatch }) },
+  UpdateUserProfile: { context: "users", creates: false, emits: ["UserProfileUpdated"], body: z.strictObject({ profile_data: ProfilePatchInput }) },
   ChangeUserEmail: { context: "users", creates: false, emits: ["UserEmailChanged"], body: z.strictObject({ new_email: EmailInput }) },
   CreatePolicy: {
     context: "policies",

@@ -1,6 +1,6 @@
 /** Payload schemas of the 19 domain events, current and older versions (CONTRACT.md §2, "Payloads" and "Versions"). */
 import { z } from "zod";
-import { AccessId, Email, HttpsUrl, Id, Locale, Money, PlainText, Text, TimeZone, Timestamp } from "./values.js";
+import { AccessId, Email, HttpsUrl, HttpsUrlInput, Id, Locale, Money, PlainText, Text, TimeZone, TimeZoneInput, Timestamp } from "./values.js";
 
 /** A person's or a thing's display name. */
 export const Name = Text(200);
@@ -24,17 +24,26 @@ export const Reason = Text(500);
 /** A payment provider's reference. */
 export const PaymentId = Text(128);
 
-/** The editable profile fields; `null` clears a field, unknown keys are refused. */
-export const ProfilePatch = z
-  .strictObject({
-    display_name: Text(100).nullable().optional(),
-    bio: PlainText.max(2000).nullable().optional(),
-    avatar_url: HttpsUrl.nullable().optional(),
-    locale: Locale.nullable().optional(),
-    timezone: TimeZone.nullable().optional(),
-  })
-  .refine((p) => Object.keys(p).length > 0, "profile_data must name at least one field");
+const profilePatch = (url: typeof HttpsUrl | typeof HttpsUrlInput, timezone: typeof TimeZone) =>
+  z
+    .strictObject({
+      display_name: Text(100).nullable().optional(),
+      bio: PlainText.max(2000).nullable().optional(),
+      avatar_url: url.nullable().optional(),
+      locale: Locale.nullable().optional(),
+      timezone: timezone.nullable().optional(),
+    })
+    .refine((p) => Object.keys(p).length > 0, "profile_data must name at least one field");
+
+/** The editable profile fields as published (UserProfileUpdated); `null` clears a field, unknown keys are refused. */
+export const ProfilePatch = profilePatch(HttpsUrl, TimeZone);
 export type ProfilePatch = z.infer<typeof ProfilePatch>;
+
+/**
+ * The profile fields as UpdateUserProfile takes them: an avatar URL exactly as sent, a time zone in the
+ * database's own case. (Events published before keep the looser forms they were written under.)
+ */
+export const ProfilePatchInput = profilePatch(HttpsUrlInput, TimeZoneInput);
 
 /** Conditions a policy update may change. */
 export const PolicyConditions = z

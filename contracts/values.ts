@@ -38,11 +38,25 @@ export const Money = z.strictObject({
 });
 export type Money = z.infer<typeof Money>;
 
-/** An e-mail address as it arrives in a command (any case). */
-export const EmailInput = z.email().max(254);
+/** An e-mail address's syntax (any case). */
+const EmailSyntax = z.email().max(254);
 
-/** An e-mail address as stored and published: lower-cased. */
-export const Email = EmailInput.regex(/^[^A-Z]*$/, "must be lower-case");
+// The limits of RFC 5321 and of DNS that zod's pattern leaves out: a local part of at most 64
+// characters, domain labels of 1–63 that neither begin nor end with a hyphen.
+function withinAddressLimits(email: string): boolean {
+  const at = email.lastIndexOf("@");
+  if (at < 1 || at > 64) return false;
+  return email
+    .slice(at + 1)
+    .split(".")
+    .every((label) => label.length >= 1 && label.length <= 63 && !label.startsWith("-") && !label.endsWith("-"));
+}
+
+/** An e-mail address as it arrives in a command (any case), within the limits of RFC 5321 and DNS. */
+export const EmailInput = EmailSyntax.refine(withinAddressLimits, "must be a deliverable address: a local part of at most 64 characters, domain labels of 1 to 63 characters not beginning or ending with a hyphen");
+
+/** An e-mail address as stored and published: lower-cased. (Published events keep the looser syntax they were written under.) */
+export const Email = EmailSyntax.regex(/^[^A-Z]*$/, "must be lower-case");
 export type Email = z.infer<typeof Email>;
 
 /** Normalises an address for storage and uniqueness checks. */
@@ -93,5 +107,35 @@ export const Locale = PlainText.max(35).refine(isLocale, "must be a BCP 47 langu
 /** An IANA time-zone name, e.g. `Europe/Paris`. */
 export const TimeZone = PlainText.max(64).refine(isTimeZone, "must be an IANA time-zone name");
 
+// A name the time-zone database knows in another case only ("europe/paris"): JavaScript resolves it, other
+// languages' libraries (Python's zoneinfo, Java's ZoneId) refuse it.
+function inItsOwnCase(tz: string): boolean {
+  try {
+    const known = new Intl.DateTimeFormat("en", { timeZone: tz }).resolvedOptions().timeZone;
+    return known === tz || known.toLowerCase() !== tz.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+/** An IANA time-zone name as a command gives it: written as the database writes it. */
+export const TimeZoneInput = TimeZone.refine(inItsOwnCase, "must be written as the IANA database writes it (e.g. Europe/Paris, UTC)");
+
 /** An https URL. */
 export const HttpsUrl = z.url({ protocol: /^https$/ }).max(2048).regex(/^[^\u0000\p{Cs}]*$/u, NOT_TEXT_MESSAGE);
+
+// `https://`, a host, and nothing a URL cannot hold as it is (white space, control characters): zod's URL
+// check trims its input (" https://x.com" was stored as "https://x.com") and takes "https:x.com", which a
+// browser reads as a path relative to the page.
+function isExactHttpsUrl(url: string): boolean {
+  if (!/^https:\/\/[^\s\p{Cc}]+$/iu.test(url)) return false;
+  try {
+    const u = new URL(url);
+    return u.protocol === "https:" && u.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** An https URL as a command gives it, stored exactly as sent. */
+export const HttpsUrlInput = PlainText.max(2048).refine(isExactHttpsUrl, "must be an https:// URL with a host, without spaces or control characters");

@@ -143,6 +143,51 @@ describe("profile_data", () => {
   });
 });
 
+describe("what a command must give exactly (events already published keep the looser forms they were written under)", () => {
+  const profile = CommandDefinitions.UpdateUserProfile.body;
+  const event = (profile_data: unknown) => mutated("UserProfileUpdated", (e) => (payloadOf(e).profile_data = profile_data));
+
+  it.each([
+    ["an https: URL without //, which a browser reads as a relative path", "https:cdn.example.com/ada.png"],
+    ["https:/ with one slash", "https:/evil.example/a"],
+    ["leading white space (zod's URL check trimmed it)", " https://cdn.example.com/ada.png"],
+    ["trailing no-break space", "https://cdn.example.com/ada.png\u00a0"],
+    ["a tab inside", "https://cdn.example.com/a\tb.png"],
+  ])("refuses an avatar_url with %s", (_what, url) => {
+    expect(profile.safeParse({ profile_data: { avatar_url: url } }).success).toBe(false);
+  });
+
+  it("keeps an avatar_url exactly as sent", () => {
+    const url = "HTTPS://cdn.example.com/ada.png?size=64#top";
+    expect(profile.parse({ profile_data: { avatar_url: url } }).profile_data.avatar_url).toBe(url);
+  });
+
+  it.each(["europe/paris", "EUROPE/PARIS", "utc"])("refuses the time zone %s, which only JavaScript resolves", (timezone) => {
+    expect(profile.safeParse({ profile_data: { timezone } }).success).toBe(false);
+    // Published before, it still reads.
+    expect(EventSchemas.UserProfileUpdated.safeParse(event({ timezone })).success).toBe(true);
+  });
+
+  it.each(["Europe/Paris", "UTC", "US/Eastern", "Etc/GMT+5"])("takes the time zone %s (names and aliases as the database writes them)", (timezone) => {
+    expect(profile.safeParse({ profile_data: { timezone } }).success).toBe(true);
+  });
+
+  it.each([
+    ["a local part of 65 characters", `${"a".repeat(65)}@example.com`],
+    ["a domain label of 64 characters", `ada@${"b".repeat(64)}.com`],
+    ["a label ending in a hyphen", "ada@example-.com"],
+    ["a label beginning with a hyphen", "ada@-example.com"],
+  ])("refuses an email with %s", (_what, email) => {
+    expect(CommandDefinitions.RegisterUser.body.safeParse({ email, name: "Ada" }).success).toBe(false);
+    expect(CommandDefinitions.ChangeUserEmail.body.safeParse({ new_email: email }).success).toBe(false);
+  });
+
+  it("takes an email at the limits: a local part of 64, labels of 63", () => {
+    const email = `${"a".repeat(64)}@${"b".repeat(63)}.example.com`;
+    expect(CommandDefinitions.RegisterUser.body.safeParse({ email, name: "Ada" }).success).toBe(true);
+  });
+});
+
 describe("command bodies", () => {
   it("covers the contract's 17 commands", () => {
     expect(COMMAND_TYPES).toHaveLength(17);

@@ -75,7 +75,7 @@ const LOCAL_CHARS = [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 const LABEL_START = [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"];
 const LETTERS = [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"];
 
-/** An e-mail address as a command may send it: any case (zod's practical address syntax, ≤ 254 chars). */
+/** An e-mail address as a command may send it: any case (zod's practical address syntax, ≤ 254 chars, DNS labels). */
 export const emailInput = (): fc.Arbitrary<string> => {
   const segment = fc.string({ unit: fc.constantFrom(...LOCAL_CHARS), minLength: 1, maxLength: 12 });
   const local = fc
@@ -83,7 +83,8 @@ export const emailInput = (): fc.Arbitrary<string> => {
     .map(([dotted, last, end]) => [...dotted, last + end].join("."));
   const label = fc
     .tuple(fc.constantFrom(...LABEL_START), fc.string({ unit: fc.constantFrom(...LABEL_START, "-"), maxLength: 12 }))
-    .map(([a, b]) => a + b);
+    // A DNS label neither begins nor ends with a hyphen.
+    .map(([a, b]) => (a + b).replace(/-+$/, ""));
   const domain = fc
     .tuple(fc.array(label, { minLength: 1, maxLength: 3 }), fc.string({ unit: fc.constantFrom(...LETTERS), minLength: 2, maxLength: 8 }))
     .map(([labels, tld]) => [...labels, tld].join("."));
