@@ -51,8 +51,9 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
         const derived = deriveAccessId(user_id, course_id);
         if (id !== derived) throw errors.invalidRequest(`access id must be ${derived} for this user and course`, { expected: derived });
         const expires_at = command.body.expires_at ?? null;
+        // A business rule, not the body's shape: the same body is good a minute earlier (CONTRACT.md §3's codes).
         if (expires_at !== null && reached(expires_at, command.now)) {
-          throw errors.invalidRequest("expires_at must be in the future", { expires_at, now: command.now });
+          throw errors.ruleViolated("expires_at must be in the future", { expires_at, now: command.now });
         }
         // An active grant is re-issued only to move its expiry; otherwise granting again changes nothing,
         // whatever order it names: buying a course one holds already grants nothing more, so the record

@@ -35,8 +35,8 @@ describe("AccessRecord: GrantCourseAccess", () => {
     spec.given([]).when(grant(later)).then([granted(later)]);
   });
 
-  it.each([now, "2026-04-30T00:00:00.000Z"])("refuses an expires_at that is not after now (%s)", (at) => {
-    spec.given([]).when(grant(at)).thenThrows("invalid_request", "expires_at");
+  it.each([now, "2026-04-30T00:00:00.000Z"])("refuses an expires_at that is not after now (%s): rule_violated, the body itself being well formed", (at) => {
+    spec.given([]).when(grant(at)).thenThrows("rule_violated", "expires_at");
   });
 
   it("refuses an aggregate id that is not derived from user and course", () => {
