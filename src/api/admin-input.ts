@@ -1,5 +1,6 @@
 /** Reading an admin request's JSON body: every bad input is refused with a message that says what was wanted. */
-import { errors } from "../../contracts/index.js";
+import { NerveError, errors } from "../../contracts/index.js";
+import type { Logger } from "../log/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
 
 /** An admin request's body: a JSON object ({} when empty). */
@@ -29,4 +30,15 @@ export function consumerName(consumers: ConsumerManager, b: Record<string, unkno
   if (typeof b.consumer !== "string") throw errors.invalidRequest(`consumer must name a consumer, one of: ${known}`);
   if (!consumers.runners.has(b.consumer)) throw errors.notFound(`no consumer ${b.consumer}; known: ${known}`);
   return b.consumer;
+}
+
+/**
+ * What an admin request's failure answers: a NerveError as it is (the request's mistake, or a state that
+ * says why); anything else is this service's failure (the database, NATS, a bug) — `internal`, logged —
+ * not the operator's `invalid_request` it used to be answered as.
+ */
+export function adminFailure(err: unknown, logger: Logger): NerveError {
+  if (err instanceof NerveError) return err;
+  logger.error({ err }, "admin request failed");
+  return errors.internal(`the admin request failed: ${String((err as Error)?.message ?? err)}`);
 }

@@ -6,7 +6,7 @@ import type { Logger } from "../log/index.js";
 import { watch } from "../supervision/index.js";
 import { replyError, replyOk } from "./wire.js";
 import { AdminSubjects, ConsumerOps, ConsumerOpSubjects } from "./admin-subjects.js";
-import { adminBody, consumerName, wholeNumber } from "./admin-input.js";
+import { adminBody, adminFailure, consumerName, wholeNumber } from "./admin-input.js";
 import type { ConsumerAdmin } from "./consumer-admin.js";
 
 export { AdminSubjects } from "./admin-subjects.js";
@@ -26,7 +26,7 @@ export function addAdminEndpoints(service: Service, consumers: ConsumerManager, 
         try {
           replyOk(msg, json, { ok: true, result: await fn(adminBody(msg.data)) });
         } catch (err) {
-          replyError(msg, json, err instanceof NerveError ? err : errors.invalidRequest(String((err as Error)?.message ?? err)));
+          replyError(msg, json, adminFailure(err, logger));
         }
       })(),
     );

@@ -12,7 +12,7 @@ import type { ConsumerManager, ReplayProgress } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import { watch } from "../supervision/index.js";
 import { ConsumerOpSubjects, ConsumerOps, instanceAdminPrefix, instanceAdminSubject, type ConsumerOp } from "./admin-subjects.js";
-import { adminBody, consumerName, wholeNumber } from "./admin-input.js";
+import { adminBody, adminFailure, consumerName, wholeNumber } from "./admin-input.js";
 import { replyHeaders } from "./wire.js";
 
 /** A replay's state as the CLI polls it: `instance` is where it runs (or ran). */
@@ -106,7 +106,7 @@ export class ConsumerAdmin {
               if (!op) throw errors.notFound(`${msg.subject} is none of ${Object.values(ConsumerOps).join(", ")}`);
               this.#respond(msg, { ok: true, result: await this.local(op, adminBody(msg.data)) });
             } catch (err) {
-              this.#respond(msg, errorReply(err instanceof NerveError ? err : errors.invalidRequest(String((err as Error)?.message ?? err))));
+              this.#respond(msg, errorReply(adminFailure(err, logger)));
             }
           })(),
         );

@@ -1,5 +1,6 @@
 /** Starts every subscriber's runner, reports lag, and rebuilds a read model by replay while the service runs. */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { errors } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
 import { DeadLetters } from "./dead-letters.js";
@@ -259,8 +260,8 @@ export class ConsumerManager {
    */
   async replay(name: string, onProgress: (p: ReplayProgress) => void = () => {}): Promise<ReplayProgress> {
     const runner = this.runners.get(name);
-    if (!runner) throw new Error(`unknown consumer ${name}; known: ${[...this.runners.keys()].join(", ")}`);
-    if (this.#o.leases && !this.#o.leases.fence(name)) throw new Error(`consumer ${name} runs on another instance: replay it there`);
+    if (!runner) throw errors.notFound(`unknown consumer ${name}; known: ${[...this.runners.keys()].join(", ")}`);
+    if (this.#o.leases && !this.#o.leases.fence(name)) throw errors.unavailable(`consumer ${name} runs on another instance: replay it there`);
     const s = runner.handler.subscriber;
     await runner.stop();
     for (const b of runner.bindings) await this.#o.jsm.consumers.delete(b.stream, name).catch(() => false);

@@ -79,9 +79,9 @@ export class DeadLetters {
     const row = await this.db.execute<any>("select * from consumer_dead_letters where id = ?", [id], "get");
     if (!row) throw errors.notFound(`no dead letter ${id}`);
     const handler = handlers.get(row.consumer);
-    if (!handler) throw new Error(`no consumer ${row.consumer}`);
+    if (!handler) throw errors.notFound(`dead letter ${id} is of consumer ${row.consumer}, which this service does not run`);
     const parsed = EnvelopeBase.safeParse(row.envelope ? JSON.parse(row.envelope) : null);
-    if (!parsed.success) throw new Error(`dead letter ${id} holds no valid event: it cannot be retried`);
+    if (!parsed.success) throw errors.ruleViolated(`dead letter ${id} holds no valid event: it cannot be retried`);
     // A letter parked before its event type's current version is upcast as the stream's readers do.
     const outcome = await handler.handle(upcasters.upcast(parsed.data));
     await exclusively(this.writer, () => this.db.execute("delete from consumer_dead_letters where id = ?", [id], "run"));
