@@ -74,8 +74,13 @@ export const isText = (s: string): boolean => !NOT_TEXT.test(s);
 /** The refusal message of a string that is not contract text. */
 export const NOT_TEXT_MESSAGE = "must be valid Unicode without U+0000";
 
-/** Any free string of the contract: valid Unicode without U+0000, stored and returned exactly. */
-export const PlainText = z.string().regex(/^[^\u0000\p{Cs}]*$/u, NOT_TEXT_MESSAGE);
+/**
+ * Any free string of the contract: valid Unicode without U+0000, stored and returned exactly. The
+ * pattern is written without `\p{…}` and means the same with or without JavaScript's `u` flag, so the
+ * generated JSON Schemas' `pattern` works in any validator (Python's `re`, Ajv, a JS RegExp without `u`):
+ * any unit but U+0000 and surrogates, or a high surrogate followed by a low one.
+ */
+export const PlainText = z.string().regex(/^(?:[^\u0000\uD800-\uDFFF]|[\uD800-\uDBFF][\uDC00-\uDFFF])*$/, NOT_TEXT_MESSAGE);
 
 /** A short human text: not blank, bounded; kept exactly as sent (no trimming). */
 export const Text = (max: number) =>
@@ -122,7 +127,7 @@ function inItsOwnCase(tz: string): boolean {
 export const TimeZoneInput = TimeZone.refine(inItsOwnCase, "must be written as the IANA database writes it (e.g. Europe/Paris, UTC)");
 
 /** An https URL. */
-export const HttpsUrl = z.url({ protocol: /^https$/ }).max(2048).regex(/^[^\u0000\p{Cs}]*$/u, NOT_TEXT_MESSAGE);
+export const HttpsUrl = z.url({ protocol: /^https$/ }).max(2048).regex(/^(?:[^\u0000\uD800-\uDFFF]|[\uD800-\uDBFF][\uDC00-\uDFFF])*$/, NOT_TEXT_MESSAGE);
 
 // `https://`, a host, and nothing a URL cannot hold as it is (white space, control characters): zod's URL
 // check trims its input (" https://x.com" was stored as "https://x.com") and takes "https:x.com", which a
@@ -138,4 +143,6 @@ function isExactHttpsUrl(url: string): boolean {
 }
 
 /** An https URL as a command gives it, stored exactly as sent. */
-export const HttpsUrlInput = PlainText.max(2048).refine(isExactHttpsUrl, "must be an https:// URL with a host, without spaces or control characters");
+export const HttpsUrlInput = PlainText.max(2048)
+  .regex(/^[Hh][Tt][Tt][Pp][Ss]:\/\/[^\s]+$/, "must be an https:// URL with a host, without spaces or control characters")
+  .refine(isExactHttpsUrl, "must be an https:// URL with a host, without spaces or control characters");

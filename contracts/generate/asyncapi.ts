@@ -31,8 +31,8 @@ const requestHeaders: JsonSchema = {
   properties: {
     [Headers.ContentType]: contentTypeHeader,
     [Headers.IdempotencyKey]: { type: "string", minLength: 1, maxLength: 128, description: "Scoped to (context, aggregate_id)." },
-    [Headers.CorrelationId]: { type: "string", description: "Defaults to the command id." },
-    [Headers.CausationId]: { type: "string", description: "Defaults to the command id." },
+    [Headers.CorrelationId]: { type: "string", minLength: 1, maxLength: 128, description: "Defaults to the command id. At most 128 characters (longer is invalid_request)." },
+    [Headers.CausationId]: { type: "string", minLength: 1, maxLength: 128, description: "Defaults to the command id. At most 128 characters (longer is invalid_request)." },
     ...traceHeaders("The trace the command belongs to (its events carry it); without one it starts a new trace."),
   },
 };
@@ -176,7 +176,7 @@ export function buildAsyncApi(version: string): JsonSchema {
   channels.ws = {
     address: "/v1/ws",
     title: "WebSocket gateway",
-    description: "JWT (HS256, sub = user_id, exp required) in `token` or `Authorization: Bearer`; refused with HTTP 401 or close code 4401. A client that cannot keep up is closed with 4408.",
+    description: "JWT (HS256 with NERVE_JWT_SECRET, or RS256/ES256/EdDSA against NERVE_JWT_JWKS; sub = user_id, exp required; iss/aud checked when configured) in `token` or `Authorization: Bearer`; refused with HTTP 401 or close code 4401. A client that cannot keep up is closed with 4408.",
     servers: [ref("#/servers/gateway")],
     messages: Object.fromEntries(frames.map((f) => [f, messageRef(`ws.${f}`)])),
     bindings: {
