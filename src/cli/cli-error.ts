@@ -10,6 +10,8 @@ export const ExitCodes = {
   Usage: 2,
   /** NATS unreachable or the credentials refused. */
   Connection: 3,
+  /** Stopped by Ctrl-C (SIGINT) or SIGTERM before it finished (128 + SIGINT, as shells report it). */
+  Interrupted: 130,
 } as const;
 
 /** A failure the CLI reports as one message (no stack) and ends with `exitCode`. */

@@ -1,7 +1,7 @@
 /** What a `nerve` command is: its usage, help and options, parsed with node:util's parseArgs. */
 import type { NatsConnection } from "@nats-io/nats-core";
 import { parseArgs } from "node:util";
-import type { Config } from "../config/index.js";
+import type { ConnectionConfig } from "../config/index.js";
 import { usageError } from "./cli-error.js";
 
 /** One option of a command, with its line of help. */
@@ -16,7 +16,7 @@ export interface CliOption {
 /** What a command runs with. */
 export interface CliContext {
   nc: NatsConnection;
-  config: Config;
+  config: ConnectionConfig;
   /** Writes one line of the command's output (stdout). */
   print(line: string): void;
   /** Writes one line of notes and errors beside the output (stderr). */
@@ -42,6 +42,8 @@ export interface CliCommand {
   options: Record<string, CliOption>;
   /** Runs the command; resolves with the exit code. */
   run(ctx: CliContext, positionals: string[], values: OptionValues): Promise<number>;
+  /** It ends by itself on Ctrl-C (`interrupted`); any other command is ended there with {@link ExitCodes.Interrupted}. */
+  endsOnInterrupt?: true;
 }
 
 const HELP_OPTION: CliOption = { type: "boolean", short: "h", description: "this help" };

@@ -1,7 +1,7 @@
 /** How the CLI reaches NATS: the service's configuration and credentials, exactly as `npm start` connects. */
 import { errors as natsErrors, type NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
-import type { Config } from "../config/index.js";
+import type { ConnectionConfig } from "../config/index.js";
 import { connectNats } from "../nats/index.js";
 import { CliError, ExitCodes } from "./cli-error.js";
 import { DEV_NATS_USER, withDevelopmentUser } from "./local-nats.js";
@@ -14,7 +14,7 @@ const logger = pino({ level: "warn", base: undefined }, pino.destination(2));
  * nats-server `npm start` started with the repository's nats.conf — it connects as nats.conf's
  * development user, as `npm start` does then; never when NODE_ENV=production.
  */
-export async function connectCli(config: Config): Promise<NatsConnection> {
+export async function connectCli(config: ConnectionConfig): Promise<NatsConnection> {
   const url = config.NATS_URL;
   const explicit = Boolean(config.NATS_USER || config.NATS_CREDS);
   try {
@@ -34,7 +34,7 @@ export async function connectCli(config: Config): Promise<NatsConnection> {
   }
 }
 
-function attempt(config: Config): Promise<NatsConnection> {
+function attempt(config: ConnectionConfig): Promise<NatsConnection> {
   return connectNats({ url: config.NATS_URL, user: config.NATS_USER, password: config.NATS_PASSWORD, creds: config.NATS_CREDS, name: "nerve-cli" }, logger);
 }
 

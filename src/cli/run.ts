@@ -1,5 +1,5 @@
 /** `nerve <command> …` as a function: arguments and environment in, lines and an exit code out. */
-import { loadConfig, type Config } from "../config/index.js";
+import { loadConnectionConfig, type ConnectionConfig } from "../config/index.js";
 import { CliError, ExitCodes, unknownName } from "./cli-error.js";
 import { commandHelp, parseCommandArgs } from "./command.js";
 import { COMMANDS } from "./commands/index.js";
@@ -31,7 +31,7 @@ nats-server \`npm start\` started with the repository's nats.conf), nats.conf's 
 
 exit codes: 0 done (status: healthy); 1 an error reply, a failed operation, or status unhealthy;
             2 bad usage (unknown command, option or name, a bad argument); 3 NATS unreachable or
-            the credentials refused.`;
+            the credentials refused; 130 stopped by Ctrl-C (a replay goes on in the service).`;
 
 /** Runs one command line; resolves with its exit code, a failure reported on `err`. */
 export async function runNerve(argv: string[], io: CliIo): Promise<number> {
@@ -58,15 +58,19 @@ async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(commandHelp(cmd));
     return ExitCodes.Ok;
   }
-  let config: Config;
+  let config: ConnectionConfig;
   try {
-    config = loadConfig(io.env);
+    config = loadConnectionConfig(io.env);
   } catch (err) {
     throw new CliError((err as Error).message, ExitCodes.Usage);
   }
   const nc = await connectCli(config);
   try {
-    return await cmd.run({ nc, config, print: io.out, warn: io.err, interrupted: io.interrupted }, positionals, values);
+    const running = cmd.run({ nc, config, print: io.out, warn: io.err, interrupted: io.interrupted }, positionals, values);
+    if (cmd.endsOnInterrupt) return await running;
+    // Ctrl-C ends any other command at once (main.ts took the signal, so nothing else would).
+    running.catch(() => undefined);
+    return await Promise.race([running, io.interrupted.then(() => ExitCodes.Interrupted)]);
   } finally {
     await nc.close().catch(() => undefined);
   }

@@ -188,6 +188,24 @@ function editDistance(a: string, b: string): number {
  */
 export type Config = z.infer<typeof ConfigSchema> & { jwtSecret: string | undefined; jwtSecretIsDevelopment: boolean };
 
+/** What the CLI reads: the connection to NATS, as the service connects (nothing else of the service's settings). */
+const { NODE_ENV, NATS_URL, NATS_USER, NATS_PASSWORD, NATS_CREDS } = ConfigSchema.shape;
+export const ConnectionSchema = z.object({ NODE_ENV, NATS_URL, NATS_USER, NATS_PASSWORD, NATS_CREDS });
+export type ConnectionConfig = z.infer<typeof ConnectionSchema>;
+
+/**
+ * The connection settings alone: the CLI needs no JWT secret or database, and with the service's whole
+ * configuration `NODE_ENV=production nerve status` refused to run without NERVE_JWT_SECRET.
+ */
+export function loadConnectionConfig(env: Record<string, string | undefined> = process.env): ConnectionConfig {
+  const parsed = ConnectionSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  return parsed.data;
+}
+
 /** Parses the environment; throws one error naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const parsed = ConfigSchema.safeParse(env);

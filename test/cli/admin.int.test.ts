@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { command, query, request, startTestNerve, type TestNerve } from "../support/index.js";
+import { command, query, request, startNatsServer, startTestNerve, type TestNerve } from "../support/index.js";
 import { AdminSubjects } from "../../src/api/admin-subjects.js";
-import { nerve, runCli } from "./support.js";
+import { connect } from "@nats-io/transport-node";
+import { nerve, runCli, startInProcess } from "./support.js";
 
 let t: TestNerve;
 // The replay runs as a child process (its exit code and output are real); the rest in this process, through the same runNerve.
@@ -25,6 +26,46 @@ describe("npm run nerve", () => {
     expect(out).toMatch(new RegExp(`replayed (\\d+) of \\1 events into notifications on instance ${t.nerve.ownership.instanceId}`));
     const after = (await query(t.client, "notifications", "ListNotifications", { user_id: "cli7" })).body.result.items;
     expect(after).toEqual(before);
+  });
+
+  it("Ctrl-C during a replay stops the watching, not the replay: exit 130, and the replay finishes in the service", async () => {
+    const run = startInProcess({ NATS_URL: t.nats.url }, "replay", "notifications");
+    // At once: the replay of 30 users is over in a moment, and the CLI would report it done.
+    const { code, stderr } = await run.interrupt();
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/stopped watching; the replay of notifications goes on in the service/);
+    const status = async () => (await request(t.client, AdminSubjects.ReplayStatus, { consumer: "notifications" }, { json: true })).body.result;
+    await vi.waitFor(async () => expect(await status()).toMatchObject({ running: false }), { timeout: 15_000 });
+    const done = await status();
+    expect(done.done).toBe(done.total);
+  });
+
+  it("ends any other command at Ctrl-C with exit 130 (the first Ctrl-C did nothing but for tail)", async () => {
+    const bare = await startNatsServer();
+    const silent = await connect({ servers: bare.url, noAsyncTraces: true });
+    try {
+      // Something takes the request and never answers: lag waits for its answer.
+      silent.subscribe(AdminSubjects.Lag, { callback: () => undefined });
+      await silent.flush();
+      const run = startInProcess({ NATS_URL: bare.url }, "lag");
+      await new Promise((r) => setTimeout(r, 500));
+      const started = Date.now();
+      const { code } = await run.interrupt();
+      expect(code).toBe(130);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await silent.close();
+      await bare.stop();
+    }
+  });
+
+  it("needs only the connection settings: NODE_ENV=production without NERVE_JWT_SECRET runs", async () => {
+    const { code, out } = await cli("lag");
+    expect(code).toBe(0);
+    const production = await nerve({ NATS_URL: t.nats.url, NODE_ENV: "production", NATS_USER: "", NATS_PASSWORD: "" }, "lag");
+    expect(production.out).not.toMatch(/NERVE_JWT_SECRET/);
+    expect(production.code, production.out).toBe(0);
+    expect(out).toContain("notifications");
   });
 
   it("shows the lag of every consumer", async () => {

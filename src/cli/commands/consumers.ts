@@ -20,17 +20,27 @@ export const replay: CliCommand = {
 while the service runs; a process manager keeps its inbox, so no command is issued twice.
 An unknown consumer is refused with the list of known ones. With several instances it runs on the
 one that runs the consumer, whichever instance takes the request; the last line names it.
+Ctrl-C stops the watching only (exit 130): the replay goes on in the service.
 
 example: npm run nerve -- replay catalog`,
   options: {},
-  async run({ nc, print }, [consumer]) {
+  endsOnInterrupt: true,
+  async run({ nc, print, warn, interrupted }, [consumer]) {
     const started = await adminRequest<Partial<ReplayState>>(nc, AdminSubjects.Replay, { consumer });
+    let stopWatching = false;
+    void interrupted.then(() => (stopWatching = true));
     // The instance running the replay answers its progress; a service that names none, through its queue group.
     const statusSubject = typeof started.instance === "string" ? instanceAdminSubject(started.instance, ConsumerOps.ReplayStatus) : AdminSubjects.ReplayStatus;
     const bar = new SingleBar({ format: `replay ${consumer} [{bar}] {percentage}% | {value}/{total} events | {duration}s`, stream: process.stderr }, Presets.shades_classic);
     bar.start(1, 0);
     try {
       for (;;) {
+        if (stopWatching) {
+          bar.stop();
+          // Only the watching stops: a half-rebuilt read model would be worse than a finished one.
+          warn(`stopped watching; the replay of ${consumer} goes on in the service${typeof started.instance === "string" ? ` (instance ${started.instance})` : ""}: \`npm run nerve -- lag\` shows it catch up`);
+          return ExitCodes.Interrupted;
+        }
         const s = await adminRequest<Partial<ReplayState>>(nc, statusSubject, { consumer });
         bar.setTotal(Math.max(1, s.total ?? 0));
         bar.update(s.done ?? 0);
@@ -39,7 +49,7 @@ example: npm run nerve -- replay catalog`,
           print(replayOutcome(consumer!, s));
           return ExitCodes.Ok;
         }
-        await new Promise((r) => setTimeout(r, 200));
+        await Promise.race([new Promise((r) => setTimeout(r, 200)), interrupted]);
       }
     } finally {
       bar.stop();

@@ -49,6 +49,7 @@ examples: npm run nerve -- tail orders
     json: { type: "boolean", description: "one JSON object per line: subject, stream, seq and the event (or error)" },
     all: { type: "boolean", description: "from the start of the streams, then live (default: new events only)" },
   },
+  endsOnInterrupt: true,
   async run({ nc, print, warn, interrupted }, [filter], values) {
     const targets = tailTargets(filter);
     const js = jetstream(nc);
