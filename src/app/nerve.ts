@@ -181,32 +181,47 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const stop = async (): Promise<void> => {
     const deadline = Date.now() + config.NERVE_SHUTDOWN_MS;
     const left = () => Math.max(0, deadline - Date.now());
+    // Each step on its own: one that fails (the database gone during a failover, say) is logged and
+    // counted, and the rest still run — the leases released, NATS drained, the files closed. Before,
+    // the first failure skipped every step after it and the process waited out its bound.
+    const failed: string[] = [];
+    const step = async (name: string, work: () => unknown): Promise<void> => {
+      try {
+        await work();
+      } catch (err) {
+        failed.push(name);
+        reportFailure(logger, `shutdown: ${name}`, err, "a shutdown step failed; the next steps run all the same");
+      }
+    };
     clearInterval(prune);
     statusAnswers.unsubscribe();
     consumerAnswers.unsubscribe();
-    await gateway?.stop();
-    await api?.stop();
-    await timers.stop();
-    await system.drain();
-    await writer.flushed();
-    if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
-    await relay.stop();
-    await writer.flushed();
+    await step("gateway", () => gateway?.stop());
+    await step("api", () => api?.stop());
+    await step("timers", () => timers.stop());
+    await step("actors", () => system.drain());
+    await step("writes", () => writer.flushed());
+    await step("outbox", async () => {
+      if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
+    });
+    await step("relay", () => relay.stop());
+    await step("writes", () => writer.flushed());
     nudges.unsubscribe();
-    await ownership.stop?.();
+    await step("partitions", () => ownership.stop?.());
     // The partitions are released: tell the others now rather than at their next round, and serve
     // (`unavailable`) each partition's subscription until its next owner has one.
     if (ownership.fenced) conn.publish(RELEASED_SUBJECT);
-    await api?.releasePartitions();
-    await consumers.stop();
-    await idempotencyPrune.stop();
+    await step("partition subscriptions", () => api?.releasePartitions());
+    await step("consumers", () => consumers.stop());
+    await step("idempotency prune", () => idempotencyPrune.stop());
     system.close();
     await conn.drain().catch(() => conn.close());
     // Last: the consumers' process managers may have committed until they stopped.
-    await writer.close();
-    await db.close();
+    await step("writer", () => writer.close());
+    await step("database", () => db.close());
     // The last spans go out now, within what is left of the shutdown's bound.
     if (tracing) await Promise.race([tracing.shutdown().catch((err) => logger.warn({ err }, "flushing spans failed")), new Promise((r) => setTimeout(r, Math.max(1000, left())).unref())]);
+    if (failed.length > 0) throw new Error(`nerve stopped, but these shutdown steps failed: ${[...new Set(failed)].join(", ")} (logged above)`);
     logger.info("nerve stopped");
   };
 

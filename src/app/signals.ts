@@ -5,7 +5,8 @@ import { ServiceExitCodes } from "./exit-codes.js";
 
 /**
  * On the first SIGTERM or SIGINT: stops `nerve` (the ordered shutdown), runs `after` (e.g. stopping a
- * nats-server this process started), and exits 0 — or exits 1 if that takes more than `shutdownMs` + 2 s.
+ * nats-server this process started), and exits 0 — or exits 1 if a step of the shutdown failed (each is
+ * logged; the others still ran) or it takes more than `shutdownMs` + 2 s.
  */
 export function stopOnSignals(nerve: Pick<Nerve, "stop">, logger: Logger, shutdownMs: number, after: () => void = () => {}): void {
   let stopping = false;
@@ -17,10 +18,21 @@ export function stopOnSignals(nerve: Pick<Nerve, "stop">, logger: Logger, shutdo
       logger.error("shutdown took too long; exiting");
       process.exit(ServiceExitCodes.Failed);
     }, shutdownMs + 2000);
-    await nerve.stop();
-    after();
+    let code: number = ServiceExitCodes.Stopped;
+    try {
+      await nerve.stop();
+    } catch (err) {
+      logger.error({ err }, "shutdown finished with failures");
+      code = ServiceExitCodes.Failed;
+    }
+    // Also after a failed stop: a nats-server this process started must not outlive it.
+    try {
+      after();
+    } catch (err) {
+      logger.error({ err }, "stopping what the service started beside it failed");
+    }
     clearTimeout(timer);
-    process.exit(ServiceExitCodes.Stopped);
+    process.exit(code);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -27,3 +27,19 @@ describe("orderly shutdown", () => {
     await t.restartNerve();
   });
 });
+
+describe("a shutdown step that fails", () => {
+  it("is logged and the steps after it still run: NATS is drained and stop() says which step failed", async () => {
+    const s = await startTestNerve();
+    try {
+      expect((await command(s.client, "users", "RegisterUser", "sd-fail", { email: "sd-fail@example.com", name: "S" })).body.ok).toBe(true);
+      // The database gone under the service (a failover, a disk): the outbox's last count fails.
+      await s.nerve.db.close();
+      await expect(s.nerve.stop()).rejects.toThrow(/these shutdown steps failed: .*outbox/);
+      // Before, the first failure skipped every step after it: NATS was never drained.
+      expect(s.nerve.nc.isClosed()).toBe(true);
+    } finally {
+      await s.close().catch(() => undefined);
+    }
+  }, 60_000);
+});
