@@ -284,7 +284,9 @@ export class CommandBus implements Lookups {
       await this.#deps.writer.submit(write);
     } catch (err) {
       endSpan(committing, err);
-      await actor.reload();
+      // The storage that refused the commit may refuse the reload too: the commit's failure is the answer
+      // (a reload's own error escaped as `internal`, which tells a client not to retry an outage).
+      await actor.reload().catch((reloadErr: unknown) => this.#deps.logger.warn({ err: reloadErr, correlation_id: correlation }, "reloading the actor after a failed commit failed too"));
       if (err instanceof StaleWriteError) throw errors.unavailable("the aggregate changed concurrently; retry");
       if (err instanceof FencedError) throw errors.unavailable("the aggregate's partition moved to another instance; retry");
       if (isUniqueViolation(err)) throw errors.conflict("a unique value is already taken");

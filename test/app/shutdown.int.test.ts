@@ -43,3 +43,19 @@ describe("a shutdown step that fails", () => {
     }
   }, 60_000);
 });
+
+describe("a commit the storage refuses", () => {
+  it("is answered unavailable (retry), even when reloading the actor fails too — not internal", async () => {
+    // Commits on the main connection (NERVE_SQLITE_WRITER=main), so that closing it fails the commit and the reload.
+    const s = await startTestNerve({ NERVE_SQLITE_WRITER: "main" });
+    try {
+      expect((await command(s.client, "users", "RegisterUser", "sd-reload", { email: "sd-reload@example.com", name: "R" })).body.ok).toBe(true);
+      await s.nerve.db.close();
+      const r = await command(s.client, "users", "UpdateUserProfile", "sd-reload", { profile_data: { display_name: "Again" } });
+      expect(r.body.ok).toBe(false);
+      expect(r.body.error.code).toBe("unavailable");
+    } finally {
+      await s.close().catch(() => undefined);
+    }
+  }, 60_000);
+});
