@@ -72,6 +72,7 @@ export class TimerService {
   #tick: Promise<void> | undefined;
   /** Rows older than the partition column got theirs (once, before the first poll of some partitions only). */
   #filled = false;
+  #stopping = false;
   /** Timers fired since start. */
   fired = 0;
 
@@ -81,6 +82,7 @@ export class TimerService {
 
   /** Starts polling; the first poll runs at once (catching up on what fell due while down). */
   start(): void {
+    this.#stopping = false;
     const run = () => {
       // A failed poll (the database away) is reported and the next tick polls again.
       this.#tick ??= this.poll()
@@ -92,8 +94,9 @@ export class TimerService {
     this.#timer.unref();
   }
 
-  /** Stops polling and waits for the poll in progress. */
+  /** Stops polling and waits for the poll in progress, which fires no further timer. */
   async stop(): Promise<void> {
+    this.#stopping = true;
     clearInterval(this.#timer);
     await this.#tick;
   }
@@ -116,6 +119,8 @@ export class TimerService {
       : await db.execute<TimerRow[]>("select * from nerve_timers where due_at <= ? order by due_at limit 500", [now], "all");
     const held = (row: TimerRow) => !ownership || ownership.fence(row.partition_no ?? partitionOf(row.aggregate_id)) !== undefined;
     for (const row of due) {
+      // A catch-up of hundreds of timers must not hold a shutdown: the rest fire at the next start.
+      if (this.#stopping) break;
       const k = this.#o.kinds.find((x) => x.kind === row.kind && x.aggregateType === row.aggregate_type);
       // A partition lost while this poll ran is its new owner's to fire.
       if (!k || !held(row)) continue;

@@ -57,6 +57,33 @@ describe("TimerService and ownership", () => {
     expect(await db.execute("select * from nerve_timers", [], "all")).toEqual([]);
   });
 
+  it("stops within its catch-up: stop() waits for the timer being fired, not for the rest of the 500 due (they fire at the next start)", async () => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    cleanups.push(tmp.cleanup, () => db.close());
+    await dueTimers(db, Array.from({ length: 100 }, (_, i) => `slow${i}`));
+    const fired: string[] = [];
+    // Each fire takes 20 ms (a command's commit): the whole catch-up would take 2 s.
+    const bus = {
+      executeInternal: async (_context: string, aggregateId: string) => {
+        await new Promise((r) => setTimeout(r, 20));
+        fired.push(aggregateId);
+      },
+      readState: async () => ({ state: null, version: 0 }),
+    } as unknown as CommandBus;
+    const timers = new TimerService({ db, bus, logger: quiet, kinds: [kind], ownership: new SoleOwnership("solo") });
+    timers.start();
+    await new Promise((r) => setTimeout(r, 100));
+    await timers.stop();
+    const firedAtStop = fired.length;
+    expect(firedAtStop).toBeGreaterThan(0);
+    expect(firedAtStop).toBeLessThan(50);
+    // Nothing fired after the stop, and the rest wait in the table.
+    await new Promise((r) => setTimeout(r, 100));
+    expect(fired).toHaveLength(firedAtStop);
+    expect(((await db.execute("select count(*) as n from nerve_timers", [], "get")) as { n: number }).n).toBe(100 - firedAtStop);
+  });
+
   it.skipIf(!available)("two instances on PostgreSQL: each fires exactly the due timers of the partitions it holds", async () => {
     const pg = await tempPostgres();
     cleanups.push(() => pg.drop());
