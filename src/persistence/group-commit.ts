@@ -132,6 +132,8 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   #cutLinger: (() => void) | undefined;
   /** Set while a failed transaction waits {@link DELETE_RETRY_MS} to be retried. */
   #retryTimer: NodeJS.Timeout | undefined;
+  /** Closed: no retry of failed deletions is scheduled any more (it would run against a closed database). */
+  #closed = false;
   readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0, deleteOnlyTransactions: 0, admissionWaits: 0, admissionWaitMs: 0 };
 
   constructor(db: Database, opts: GroupCommitOptions = {}) {
@@ -191,6 +193,10 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   /** Waits for everything submitted so far, then ends the write worker (if any); submit no more after it. */
   async close(): Promise<void> {
     await this.flushed();
+    // A retry of failed deletions armed before the close would run against a closed database.
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     await this.sqliteWorker?.close();
   }
 
@@ -252,10 +258,12 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       // Nothing awaits this loop: a failure is reported ("error") and the queue retried, never thrown.
       // A write's own failure rejects that write in #commit; only deletions and bugs arrive here.
       if (this.listenerCount("error") > 0) this.emit("error", err instanceof DeletesFailed ? err.cause : err);
-      this.#retryTimer ??= setTimeout(() => {
-        this.#retryTimer = undefined;
-        this.#schedule();
-      }, DELETE_RETRY_MS).unref();
+      if (!this.#closed) {
+        this.#retryTimer ??= setTimeout(() => {
+          this.#retryTimer = undefined;
+          if (!this.#closed) this.#schedule();
+        }, DELETE_RETRY_MS).unref();
+      }
     } finally {
       this.#running = false;
     }
