@@ -66,6 +66,8 @@ export interface Api {
   partitions(): number[];
   /** The partitions lost here, still answered `unavailable` until their next owner serves them. */
   lingering(): number[];
+  /** Whether the service's endpoints serve: false once it stopped, asked to or on its own (an endpoint's subscription lost). */
+  serving(): boolean;
   /**
    * Stops the service's endpoints (`cmd.<context>.>`, queries) and waits for the requests in progress.
    * The partitions' subscriptions stay, answering what the instance can no longer take `unavailable`:
@@ -119,6 +121,19 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   for (const context of QUERY_CONTEXTS) {
     service.addEndpoint(`query-${context}`, { subject: `query.${context}.>`, handler: (_err, msg) => track(handleQuery(msg)) });
   }
+
+  // @nats-io/services closes the whole service when one endpoint's subscription ends or errs (a
+  // permissions violation after a server's configuration reload, say): every cmd.* and query.* then
+  // goes unanswered. Said loudly, and /readyz reports it (`api: false`), rather than found by callers.
+  let stopRequested = false;
+  let serving = true;
+  void service.stopped.then(
+    (err) => {
+      serving = false;
+      if (!stopRequested) reportFailure(deps.logger, "api service", err ?? new Error("the service stopped"), "the NATS service stopped on its own: commands and queries go unanswered until this instance restarts");
+    },
+    () => undefined,
+  );
 
   // Subscriptions are live on the server once flushed: a request sent right after start is answered.
   await deps.nc.flush();
@@ -214,7 +229,9 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     routing,
     partitions: () => partitions?.partitions ?? [],
     lingering: () => partitions?.lingering ?? [],
+    serving: () => serving,
     async stop() {
+      stopRequested = true;
       await service.stop();
       await Promise.allSettled(inflight.values());
     },

@@ -232,9 +232,11 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership, observe: { command: latency.command, query: latency.query } });
       addAdminEndpoints(api.service, consumers, consumerAdmin, logger);
     }
+    const servingApi = api;
     gateway = await startGateway({
       websocket: roles.has("gateway"),
       nc,
+      apiServing: servingApi ? () => servingApi.serving() : undefined,
       port: config.NERVE_HTTP_PORT,
       jwtSecret: config.jwtSecret,
       jwks: config.NERVE_JWT_JWKS,

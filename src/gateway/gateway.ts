@@ -37,6 +37,8 @@ type ListenWithHost = (host: string, port: number, options: number, cb: (s: us_l
 export interface GatewayDeps {
   /** The NATS connection (shared with the service, or the gateway's own). */
   nc: NatsConnection;
+  /** Whether this process's command and query API serves, for /readyz (absent: it runs none). */
+  apiServing?: () => boolean;
   /** HTTP port; 0 picks a free one (see {@link Gateway.port}). */
   port: number;
   /** HS256 secret that verifies (and, in development, signs) tokens; without it HS256 tokens are refused. */
@@ -205,7 +207,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       hub.closed(ws.getUserData());
     },
   });
-  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, replay: websocket ? () => feed.replayProgress() : undefined, natsUp: () => natsUp });
+  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, replay: websocket ? () => feed.replayProgress() : undefined, natsUp: () => natsUp, apiServing: deps.apiServing });
   assertNativeApp(app);
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {

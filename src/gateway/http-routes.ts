@@ -21,6 +21,8 @@ export interface HttpRouteDeps {
   replay?(): { read: number; of: number };
   /** Whether the NATS connection is up (not between a disconnect and its reconnect). */
   natsUp(): boolean;
+  /** Whether the command and query API serves, where this process runs one (else absent). */
+  apiServing?(): boolean;
 }
 
 /** Lifetime of development tokens (s). */
@@ -64,7 +66,7 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpRouteDeps): void
   // /readyz as a figure, so that an alert can tell "up but not ready" from "down".
   new Gauge({
     name: "nerve_ready",
-    help: "1 while /readyz answers 200 (NATS connected, the five streams reachable, the gateway warm), else 0",
+    help: "1 while /readyz answers 200 (NATS connected, the five streams reachable, the gateway warm, the API serving), else 0",
     registers: [deps.metrics.registry],
     async collect() {
       this.set((await readyNow()).ready ? 1 : 0);
@@ -110,6 +112,8 @@ export interface Readiness {
   warm: boolean;
   /** While not warm: how far the start-up replay has got. */
   replay?: { read: number; of: number };
+  /** Whether the command and query API serves (true where this process runs none). */
+  api: boolean;
 }
 
 async function checkReady(deps: HttpRouteDeps): Promise<Readiness> {
@@ -122,7 +126,8 @@ async function checkReady(deps: HttpRouteDeps): Promise<Readiness> {
   );
   const warm = deps.warm();
   const replay = warm ? undefined : deps.replay?.();
-  return { ready: nats && warm && Object.values(streams).every(Boolean), nats, streams, warm, ...(replay ? { replay } : {}) };
+  const api = deps.apiServing?.() ?? true;
+  return { ready: nats && warm && api && Object.values(streams).every(Boolean), nats, streams, warm, ...(replay ? { replay } : {}), api };
 }
 
 // Answers once `reply` resolves, unless the client went away meanwhile.
