@@ -142,10 +142,19 @@ export class Leases extends EventEmitter<LeaseEvents> {
     this.#watchdog.unref();
     this.#loop = supervise(this.#o.logger, `leases ${group}`, async (signal) => {
       while (!signal.aborted) {
+        // One timer and one abort listener per wait, both gone when it ends: a wait woken early (a nudge
+        // per hand-off by any instance) left its sleep's timer and listener behind, and a burst of them
+        // piled up listeners on the loop's signal (MaxListenersExceededWarning).
         await new Promise<void>((resolve) => {
-          if (this.#wakeMissed) return resolve();
-          this.#wake = resolve;
-          void sleep(this.#o.renewEveryMs, signal).then(resolve);
+          if (this.#wakeMissed || signal.aborted) return resolve();
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", done);
+            resolve();
+          };
+          const timer = setTimeout(done, this.#o.renewEveryMs);
+          signal.addEventListener("abort", done, { once: true });
+          this.#wake = done;
         });
         this.#wake = undefined;
         this.#wakeMissed = false;

@@ -50,6 +50,27 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
     await pg.drop();
   });
 
+  it("woken early again and again (a nudge per hand-off), leaves no timer or abort listener behind per wake", async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on("warning", onWarning);
+    try {
+      const db = await open();
+      const m = new PartitionLeases({ db, instanceId: "woken", logger: quiet, ttlMs: 30_000, renewEveryMs: 10_000 });
+      managers.push(m);
+      await m.start();
+      // 40 wakes well inside one renewal period: each round runs, then waits again.
+      for (let i = 0; i < 40; i++) {
+        m.wake();
+        await sleep(15);
+      }
+      await sleep(50);
+      expect(warnings.filter((w) => w.includes("MaxListenersExceeded"))).toEqual([]);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+
   it("one instance takes every partition; a second one joins and they split them, disjoint and complete", async () => {
     const a = await manager("a");
     expect(a.held()).toHaveLength(PARTITIONS);
