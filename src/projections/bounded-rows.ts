@@ -30,6 +30,8 @@ export interface UserList<T> {
   order: string;
   /** The rows after `cursor` in that order: a condition and its values. */
   after(cursor: T): { where: string; params: unknown[] };
+  /** Columns worked out when read, beside the table's own (`, <expr> as <name>` each), and their values. */
+  computed?: { sql: string; params: unknown[] };
 }
 
 /**
@@ -39,16 +41,18 @@ export interface UserList<T> {
  * An `after` that is no item of the user's list is refused.
  */
 export async function userList<T>(tx: Tx, list: UserList<T>, body: { user_id: string; after?: string | undefined; limit?: number | undefined }, what: string): Promise<{ rows: T[]; next?: string | null }> {
-  const all = `select * from ${list.table} where user_id = ?`;
-  if (body.after === undefined && body.limit === undefined) return { rows: await boundedRows<T>(tx, `${all} ${list.order}`, [body.user_id], what) };
+  const computed = list.computed ?? { sql: "", params: [] };
+  const all = `select *${computed.sql} from ${list.table} where user_id = ?`;
+  const first: unknown[] = [...computed.params, body.user_id];
+  if (body.after === undefined && body.limit === undefined) return { rows: await boundedRows<T>(tx, `${all} ${list.order}`, first, what) };
   let sql = `${all} ${list.order}`;
-  let params: unknown[] = [body.user_id];
+  let params: unknown[] = first;
   if (body.after !== undefined) {
-    const cursor = await tx.execute<T | undefined>(`${all} and ${list.id} = ?`, [body.user_id, body.after], "get");
+    const cursor = await tx.execute<T | undefined>(`select * from ${list.table} where user_id = ? and ${list.id} = ?`, [body.user_id, body.after], "get");
     if (!cursor) throw errors.invalidRequest(`after: ${body.after} is not an item of ${what}`, { after: body.after });
     const after = list.after(cursor);
     sql = `${all} and ${after.where} ${list.order}`;
-    params = [body.user_id, ...after.params];
+    params = [...first, ...after.params];
   }
   const limit = body.limit ?? LIST_PAGE.defaultLimit;
   const rows = await tx.execute<T[]>(`${sql} limit ?`, [...params, limit + 1], "all");

@@ -147,8 +147,17 @@ export function notifications(): Subscriber {
   };
 }
 
-/** A user's notifications, newest first: ties by event (later first), then by id. */
-const NOTIFICATIONS: UserList<NotificationRow> = {
+/**
+ * A user's notifications, newest first: ties by event (later first), then by id. A learner notice's
+ * address is read from the addresses as they are now known: on PostgreSQL the users and access streams
+ * commit side by side, and a notice written while the address change before it was still uncommitted
+ * kept the older address (or none), which the change's re-addressing could not see.
+ */
+const NOTIFICATIONS: UserList<NotificationRow & { to_now: string | null }> = {
+  computed: {
+    sql: `, case when kind in (?, ?) then coalesce((${EMAIL_AT_NOTICE}), to_address) else to_address end as to_now`,
+    params: [...LEARNER_KINDS],
+  },
   table: "notifications",
   id: "notification_id",
   order: "order by created_on desc, event_id desc, notification_id asc",
@@ -167,7 +176,7 @@ export function listNotifications(tx: Tx) {
       notification_id: r.notification_id,
       user_id: r.user_id,
       kind: r.kind,
-      to: r.to_address,
+      to: r.to_now,
       message: r.message,
       event_id: r.event_id,
       created_on: r.created_on,

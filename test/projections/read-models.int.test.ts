@@ -48,6 +48,20 @@ describe("notifications", () => {
     expect((await listNotifications(m.tx)({ user_id: "u2" })).items.find((n) => n.kind === "access_revoked")?.to).toBeNull();
   });
 
+  it("addresses a learner notice by the addresses known when it is read: a row left with the old one (two streams committing side by side on PostgreSQL) is answered right", async () => {
+    const [r, c, a] = [registered("u4", "old@example.com"), emailChanged("u4", "old@example.com", "new@example.com", 2), revoked("u4", "c1")];
+    await m.handle("notifications", r!, c!, a!);
+    // What the race leaves: the notice's transaction read the address before the change committed, and
+    // the change's re-addressing did not see the notice, not yet committed either.
+    await m.tx.execute("update notifications set to_address = ? where kind = ?", ["old@example.com", "access_revoked"], "run");
+    const items = (await listNotifications(m.tx)({ user_id: "u4" })).items;
+    expect(items.find((n) => n.kind === "access_revoked")?.to).toBe("new@example.com");
+    // Pages read the same.
+    expect((await listNotifications(m.tx)({ user_id: "u4", limit: 1 })).items[0]).toMatchObject({ kind: "access_revoked", to: "new@example.com" });
+    // The welcome and the change's two notices keep the addresses they were sent to.
+    expect(items.filter((n) => n.kind !== "access_revoked").map((n) => n.to).sort()).toEqual(["new@example.com", "old@example.com", "old@example.com"]);
+  });
+
   it("ends in the same rows whatever the order of the users and access streams (what makes a replay exact)", async () => {
     // In time order: registered, revoked, changed, expired.
     const [r, a1, c, a2] = [registered("u3", "x@example.com"), revoked("u3", "c1"), emailChanged("u3", "x@example.com", "y@example.com", 2), expired("u3", "c2")];
