@@ -299,10 +299,11 @@ export class ConsumerRunner {
 
   /**
    * Creates the durable consumers when absent (from the first event of the stream). Only "consumer not
-   * found" means absent: a stream leader's election (transient) is waited out, never taken for it.
+   * found" means absent: a stream leader's election (transient) is waited out, never taken for it — until
+   * `signal` aborts (the runner stops), which ends the waiting with the last failure.
    */
-  async ensure(): Promise<void> {
-    await retryTransient(`consumer ${this.name}`, () => this.#ensure(), { logger: this.logger });
+  async ensure(signal?: AbortSignal): Promise<void> {
+    await retryTransient(`consumer ${this.name}`, () => this.#ensure(), { logger: this.logger, signal });
   }
 
   async #ensure(): Promise<void> {
@@ -369,8 +370,12 @@ export class ConsumerRunner {
           let reader = first;
           first = undefined;
           if (!reader) {
-            await this.ensure();
+            // The runner may stop while this restart waits for JetStream: a reader opened after the stop
+            // would be stopped by nothing, and its loop would hold the stop (and the shutdown) for good.
+            await this.ensure(signal);
+            if (signal.aborted) return;
             reader = await this.#open(b);
+            if (signal.aborted) return this.#close(reader);
           }
           await this.#loop(b, reader, signal);
         }),
@@ -431,6 +436,13 @@ export class ConsumerRunner {
       })(),
     );
     return { messages, acks, pending: info.num_pending };
+  }
+
+  // A reader that never looped.
+  #close({ messages, acks }: Reader): void {
+    acks.close();
+    messages.stop();
+    this.#iterators.delete(messages);
   }
 
   // Messages buffer while a batch commits; the next batch takes all of them (group commit for consumers).
@@ -520,6 +532,10 @@ export class ConsumerRunner {
       }
       working = undefined;
     };
+    // The stop ends the iteration, also of a reader opened after stop() looked at the open ones.
+    const abort = () => messages.stop();
+    if (signal.aborted) abort();
+    else signal.addEventListener("abort", abort, { once: true });
     try {
       for await (const m of messages) {
         acks.received(m);
@@ -529,6 +545,7 @@ export class ConsumerRunner {
         working ??= new Promise<void>((r) => setImmediate(r)).then(work);
       }
     } finally {
+      signal.removeEventListener("abort", abort);
       await working;
       if (backlog) this.backlogs.delete(backlog);
       acks.close();

@@ -5,6 +5,7 @@
  * unavailable" — none of which means the configuration is wrong.
  */
 import type { Logger } from "../log/index.js";
+import { sleep } from "../supervision/index.js";
 
 /**
  * JetStream API error codes that end by themselves once the cluster has (re-)elected its leaders or
@@ -57,6 +58,8 @@ export interface RetryTransientOptions {
   maxDelayMs?: number;
   /** Which failures to retry (default {@link isTransientJetStreamError}); any other is thrown at once. */
   retryable?: (err: unknown) => boolean;
+  /** Ends the retries: once it aborts, the last failure is thrown instead of waiting for the next attempt. */
+  signal?: AbortSignal;
 }
 
 /** How long start-up waits out a JetStream that is electing its leaders: several elections' worth on 2.9. */
@@ -76,14 +79,15 @@ export async function retryTransient<T>(what: string, fn: () => Promise<T>, opts
     try {
       return await fn();
     } catch (err) {
-      if (!retryable(err)) throw err;
+      if (!retryable(err) || opts.signal?.aborted) throw err;
       const elapsed = Date.now() - started;
       const reason = err instanceof Error ? err.message : String(err);
       if (elapsed + delay > maxMs) {
         throw new JetStreamUnavailableError(`${what}: JetStream still unavailable after ${(elapsed / 1000).toFixed(1)} s and ${attempt} attempts (last: ${reason})`, { cause: err });
       }
       opts.logger?.warn({ err: reason, attempt, retry_in_ms: delay }, `${what}: JetStream is unavailable for now (a leader election?); retrying`);
-      await new Promise((r) => setTimeout(r, delay));
+      await sleep(delay, opts.signal);
+      if (opts.signal?.aborted) throw err;
       delay = Math.min(opts.maxDelayMs ?? 4000, delay * 2);
     }
   }

@@ -76,4 +76,23 @@ describe("retryTransient", () => {
     expect((err as Error).message).toMatch(/^ensuring X: JetStream still unavailable after [\d.]+ s and \d+ attempts \(last: timeout\)$/);
     expect((err as Error).cause).toBeInstanceOf(TimeoutError);
   });
+
+  it("stops retrying once its signal aborts: the wait ends at once and the last failure is thrown", async () => {
+    const ctl = new AbortController();
+    let calls = 0;
+    const t0 = Date.now();
+    const retrying = retryTransient(
+      "ensuring X",
+      async () => {
+        calls++;
+        throw new TimeoutError();
+      },
+      { initialDelayMs: 5_000, maxMs: 60_000, signal: ctl.signal },
+    ).catch((e: unknown) => e);
+    setTimeout(() => ctl.abort(), 50);
+    const err = await retrying;
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect(calls).toBe(1);
+  });
 });

@@ -1,0 +1,79 @@
+/**
+ * The runner's lifecycle against a real nats-server and a real SQLite read model: a stop ends every
+ * reader, also one its supervisor is starting again at that moment, and never leaves one pulling.
+ */
+import { Writable } from "node:stream";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
+import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
+import { ConsumerRunner, DeadLetters, EventHandler } from "../../src/consumers/index.js";
+import { catalogCourse } from "../../src/projections/index.js";
+import { backgroundFailures } from "../../src/supervision/index.js";
+import { until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
+import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
+
+let nats: NatsServerHandle;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let m: ReadModels;
+let runner: ConsumerRunner;
+let lines: { level: number; msg: string }[];
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
+
+async function publishCourse(id: string): Promise<void> {
+  const e = created(id);
+  const h = natsHeaders();
+  h.set(Headers.EventType, e.event_type);
+  await jetstream(nc).publish(`events.courses.CourseCreated.${id}`, encodeMsgPack(e), { headers: h });
+}
+
+useNatsWithStreams((h) => ({ nats, nc, jsm } = h));
+
+beforeEach(async () => {
+  m = await openReadModels();
+  lines = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  runner = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, m.subscriber("catalog")), new DeadLetters(m.db), pino({ level: "info" }, sink), { maxDeliver: 3, backoffMs: [50] });
+});
+afterEach(async () => {
+  await runner?.stop();
+  await jsm.consumers.delete("EVENTS_COURSES", "catalog").catch(() => false);
+  await m?.close();
+});
+
+describe("ConsumerRunner.stop", () => {
+  it("ends a reader its supervisor is starting again meanwhile: stop() resolves, and nothing reads the durable after it", async () => {
+    await runner.start();
+    const task = "consumer catalog on EVENTS_COURSES";
+    const before = backgroundFailures.get(task) ?? 0;
+    await jsm.consumers.delete("EVENTS_COURSES", "catalog");
+    await until("the loop's end is reported", () => (backgroundFailures.get(task) ?? 0) > before, 10_000, 2);
+    // Frozen before the restart (200 ms after the report) looks for its durable: ensure()'s requests time
+    // out and it retries them, as during a leader election.
+    process.kill(nats.pid, "SIGSTOP");
+    let frozen = true;
+    try {
+      await until("the restart's ensure() retries", () => lines.some((l) => l.msg.includes("JetStream is unavailable for now")), 20_000);
+      const stopped = runner.stop().then(() => "stopped");
+      await sleep(300);
+      process.kill(nats.pid, "SIGCONT");
+      frozen = false;
+      expect(await Promise.race([stopped, sleep(15_000).then(() => "still running after 15 s")])).toBe("stopped");
+    } finally {
+      if (frozen) process.kill(nats.pid, "SIGCONT");
+    }
+    // No reader is left behind: an event published now stays unread.
+    await publishCourse("after-stop");
+    await sleep(1500);
+    expect(await catalogCourse(m.tx, "after-stop")).toBeUndefined();
+  }, 60_000);
+});
