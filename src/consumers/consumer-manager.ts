@@ -11,7 +11,7 @@ import { ConsumerRunner, DEFAULT_RETRY, type BacklogWatch, type RetryPolicy } fr
 import { RoomWaiters } from "../outbox/room-waiters.js";
 import type { Subscriber } from "./subscriber.js";
 import { FencedError, checkLeases, leaseName, type Leases } from "../cluster/index.js";
-import { sleep, watch } from "../supervision/index.js";
+import { reportFailure, sleep, watch } from "../supervision/index.js";
 
 /** The lease group of the durable consumers. */
 export const CONSUMER_GROUP = "consumers";
@@ -73,6 +73,10 @@ export interface ConsumerManagerOptions {
 /** ack_wait of every durable consumer (runner.ts), the default {@link ConsumerManagerOptions.takeoverDelayMs}. */
 export const CONSUMER_ACK_WAIT_MS = 30_000;
 
+/** First and longest wait before a consumer whose start failed is started again. */
+const START_RETRY_MIN_MS = 1000;
+const START_RETRY_MAX_MS = 30_000;
+
 /** Every subscribing context of this process. */
 export class ConsumerManager {
   readonly deadLetters: DeadLetters;
@@ -81,6 +85,8 @@ export class ConsumerManager {
   readonly #o: ConsumerManagerOptions;
   #lagTimer: NodeJS.Timeout | undefined;
   #stopping = false;
+  /** Aborted by stop(): ends the waits of takes and of start retries. */
+  readonly #halt = new AbortController();
   readonly #active = new Set<string>();
   /** Consumers taken over from a crashed holder, until when (performance.now()) they must not be pulled. */
   readonly #notBefore = new Map<string, number>();
@@ -148,7 +154,7 @@ export class ConsumerManager {
     for (const s of this.#o.subscribers) await s.setup?.(txOf(this.#o.db));
     const leases = this.#o.leases;
     if (leases) {
-      leases.on("acquired", (name, _epoch, graceful) => watch(this.#o.logger, "consumer lease", this.#take(name, graceful)));
+      leases.on("acquired", (name, epoch, graceful) => watch(this.#o.logger, "consumer lease", this.#take(name, epoch, graceful)));
       leases.on("lost", (name) => {
         this.#active.delete(name);
         this.#notBefore.delete(name);
@@ -176,6 +182,7 @@ export class ConsumerManager {
   async stop(): Promise<void> {
     clearInterval(this.#lagTimer);
     this.#stopping = true;
+    this.#halt.abort();
     await Promise.allSettled([...this.runners.values()].map((r) => r.stop()));
     await this.#o.leases?.stop((name) => this.#waiting(name) > 0);
   }
@@ -196,19 +203,47 @@ export class ConsumerManager {
     return Math.max(0, (this.#notBefore.get(name) ?? 0) - performance.now());
   }
 
-  // Starts a consumer whose lease this instance took; after a crash of its holder, only after ack_wait.
-  async #take(name: string, graceful: boolean): Promise<void> {
+  /**
+   * Starts a consumer whose lease this instance took under `epoch`; after a crash of its holder, only
+   * after ack_wait. A take whose lease lapsed and was taken again meanwhile (a newer epoch, with its own
+   * take and its own wait) does nothing.
+   */
+  async #take(name: string, epoch: number, graceful: boolean): Promise<void> {
     const runner = this.runners.get(name);
     if (!runner) return;
     const delay = this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS;
-    this.#notBefore.set(name, performance.now() + delay);
+    const notBefore = performance.now() + delay;
+    this.#notBefore.set(name, notBefore);
     if (graceful) await this.#unstranded(runner, delay);
-    else await sleep(delay);
-    this.#notBefore.delete(name);
-    const leases = this.#o.leases!;
-    if (this.#stopping || !leases.fence(name)) return;
-    await runner.start();
-    this.#active.add(name);
+    else await sleep(delay, this.#halt.signal);
+    if (this.#notBefore.get(name) === notBefore) this.#notBefore.delete(name);
+    await this.#startWhileHere(name, runner, epoch);
+  }
+
+  /** Whether `name` still belongs here as it did when `epoch` was taken (no leases: until the stop). */
+  #here(name: string, epoch: number | undefined): boolean {
+    return !this.#stopping && (epoch === undefined || this.#o.leases?.fence(name)?.epoch === epoch);
+  }
+
+  /**
+   * Starts a runner, and retries a start that failed (JetStream unavailable past ensure()'s 30 s, a
+   * durable that must be fixed by hand) with a growing back-off for as long as the consumer belongs here
+   * under `epoch`: each failure is logged and counted. The lease is kept rather than released: rendezvous
+   * places it here, so this instance would take it again at its next round, and what keeps the start
+   * from working (JetStream) would mostly keep any other instance's from working too.
+   */
+  async #startWhileHere(name: string, runner: ConsumerRunner, epoch: number | undefined): Promise<void> {
+    for (let backoff = START_RETRY_MIN_MS; this.#here(name, epoch); backoff = Math.min(START_RETRY_MAX_MS, backoff * 2)) {
+      try {
+        await runner.start();
+        // Stopped meanwhile by the lease's loss: the start ended without a reader.
+        if (runner.running && this.#here(name, epoch)) this.#active.add(name);
+        return;
+      } catch (err) {
+        reportFailure(this.#o.logger, `consumer ${name}`, err, "consumer could not start; retrying while it belongs here");
+      }
+      await sleep(backoff, this.#halt.signal);
+    }
   }
 
   /**

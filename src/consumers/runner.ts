@@ -275,8 +275,10 @@ export interface BacklogWatch {
 export class ConsumerRunner {
   readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, retries: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0, retriedBehind: 0 };
   readonly bindings: Binding[];
-  readonly #iterators = new Set<ConsumerMessages>();
-  readonly #tasks: Supervised[] = [];
+  /** The run from start() to stop(): aborted by stop(), its supervised readers, its start. */
+  #run: { ctl: AbortController; tasks: Supervised[]; starting: Promise<void> } | undefined;
+  /** The last stop: done once every reader of the runs before it has finished. */
+  #stopped: Promise<void> = Promise.resolve();
   /** The backlog of each open reader, when watched. */
   readonly backlogs = new Set<ReaderBacklog>();
 
@@ -357,15 +359,40 @@ export class ConsumerRunner {
   }
 
   /**
-   * Starts consuming every binding. Each binding's loop is supervised: should it fail or end while the
-   * runner runs (a consumer deleted behind Nerve's back, a bug), it is logged, counted and started again.
+   * Starts consuming every binding; a no-op while it runs, and joins a start in progress: a second reader
+   * of a durable in this process would take deliveries the first one's floor waits for (FloorAcks holds
+   * its acks for good). Each binding's loop is supervised: should it fail or end while the runner runs (a
+   * consumer deleted behind Nerve's back, a bug), it is logged, counted and started again. A start that
+   * fails leaves nothing running; one that a stop overtakes closes what it opened and resolves.
    */
-  async start(): Promise<void> {
-    await this.ensure();
+  start(): Promise<void> {
+    if (this.#run) return this.#run.starting;
+    const ctl = new AbortController();
+    const tasks: Supervised[] = [];
+    // The previous run's readers finish their batch in progress first: nothing later is applied before it.
+    const behind = this.#stopped;
+    const starting = this.#start(ctl.signal, tasks, behind).catch(async (err: unknown) => {
+      // Overtaken by stop(): the failure is the stop's doing (an ensure() it cut short), not worth a report.
+      const overtaken = this.#run?.ctl !== ctl;
+      if (!overtaken) this.#run = undefined;
+      ctl.abort();
+      await Promise.all(tasks.map((t) => t.stop()));
+      if (!overtaken) throw err;
+    });
+    this.#run = { ctl, tasks, starting };
+    return starting;
+  }
+
+  async #start(signal: AbortSignal, tasks: Supervised[], behind: Promise<void>): Promise<void> {
+    await behind;
+    if (signal.aborted) return;
+    await this.ensure(signal);
     for (const b of this.bindings) {
+      if (signal.aborted) return;
       // The first subscription is made here, so a start that cannot consume fails loudly.
       let first: Reader | undefined = await this.#open(b);
-      this.#tasks.push(
+      if (signal.aborted) return this.#close(first);
+      tasks.push(
         supervise(this.logger, `consumer ${this.name} on ${b.stream}`, async (signal) => {
           let reader = first;
           first = undefined;
@@ -383,13 +410,28 @@ export class ConsumerRunner {
     }
   }
 
-  /** Stops consuming and waits for the batch in progress. */
-  async stop(): Promise<void> {
-    const tasks = this.#tasks.splice(0);
-    const stopping = tasks.map((t) => t.stop());
-    for (const it of this.#iterators) it.stop();
-    await Promise.all(stopping);
-    this.#iterators.clear();
+  /** Whether it runs (or is starting). */
+  get running(): boolean {
+    return this.#run !== undefined;
+  }
+
+  /**
+   * Stops consuming and waits for the batch in progress — also when called again meanwhile, or when the
+   * runner was already stopping. A start in progress is ended.
+   */
+  stop(): Promise<void> {
+    const run = this.#run;
+    if (run) {
+      this.#run = undefined;
+      run.ctl.abort();
+      const previous = this.#stopped;
+      this.#stopped = (async () => {
+        await previous;
+        await run.starting.catch(() => undefined);
+        await Promise.all(run.tasks.map((t) => t.stop()));
+      })();
+    }
+    return this.#stopped;
   }
 
   /** Pending and ack-pending per binding. */
@@ -422,7 +464,6 @@ export class ConsumerRunner {
     if (info.config.ack_policy !== AckPolicy.All) throw new Error(`consumer ${this.name} on ${b.stream} acks ${info.config.ack_policy}, not by floor; recreating it`);
     const acks = new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), (reply) => connectionOf(this.jsm)?.publish(reply, ACK), this.logger.child({ stream: b.stream }), this.stats);
     const messages = await consumer.consume({ max_messages: 256, abort_on_missing_resource: true });
-    this.#iterators.add(messages);
     watch(
       this.logger,
       `consumer ${this.name} status`,
@@ -442,7 +483,6 @@ export class ConsumerRunner {
   #close({ messages, acks }: Reader): void {
     acks.close();
     messages.stop();
-    this.#iterators.delete(messages);
   }
 
   // Messages buffer while a batch commits; the next batch takes all of them (group commit for consumers).
@@ -550,7 +590,6 @@ export class ConsumerRunner {
       if (backlog) this.backlogs.delete(backlog);
       acks.close();
       messages.stop();
-      this.#iterators.delete(messages);
     }
   }
 

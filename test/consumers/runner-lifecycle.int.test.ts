@@ -1,6 +1,8 @@
 /**
  * The runner's lifecycle against a real nats-server and a real SQLite read model: a stop ends every
- * reader, also one its supervisor is starting again at that moment, and never leaves one pulling.
+ * reader, also one its supervisor is starting again at that moment, and never leaves one pulling; a
+ * start while it runs or starts opens no second reader of a durable (two readers of one durable in one
+ * process hold each other's acks for good, FloorAcks), and a stop during a start leaves nothing running.
  */
 import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -24,6 +26,9 @@ let lines: { level: number; msg: string }[];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
 
+const floorOf = async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq;
+const lastSeq = async () => (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
+
 async function publishCourse(id: string): Promise<void> {
   const e = created(id);
   const h = natsHeaders();
@@ -42,7 +47,9 @@ beforeEach(async () => {
       done();
     },
   });
-  runner = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, m.subscriber("catalog")), new DeadLetters(m.db), pino({ level: "info" }, sink), { maxDeliver: 3, backoffMs: [50] });
+  // Watched, so that each open reader shows in `backlogs`.
+  const watched = { limit: 1_000_000, changed: () => {} };
+  runner = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, m.subscriber("catalog")), new DeadLetters(m.db), pino({ level: "info" }, sink), { maxDeliver: 3, backoffMs: [50] }, watched);
 });
 afterEach(async () => {
   await runner?.stop();
@@ -76,4 +83,33 @@ describe("ConsumerRunner.stop", () => {
     await sleep(1500);
     expect(await catalogCourse(m.tx, "after-stop")).toBeUndefined();
   }, 60_000);
+});
+
+describe("ConsumerRunner.start", () => {
+  it("opens one reader per binding, however often and however concurrently it is called", async () => {
+    await Promise.all([runner.start(), runner.start()]);
+    await runner.start();
+    expect(runner.backlogs.size).toBe(runner.bindings.length);
+    for (let i = 0; i < 40; i++) await publishCourse(`once-${i}`);
+    const last = await lastSeq();
+    await until("the floor reaches the stream's last event", async () => (await floorOf()) === last);
+    expect(runner.stats.ackHolds).toBe(0);
+    await runner.stop();
+    expect(runner.backlogs.size).toBe(0);
+  });
+
+  it("leaves nothing running when the runner stops while it starts, and starts afresh after", async () => {
+    const starting = runner.start();
+    await runner.stop();
+    await starting;
+    await sleep(500);
+    expect(runner.backlogs.size).toBe(0);
+    await publishCourse("stopped-while-starting");
+    await sleep(1000);
+    expect(await catalogCourse(m.tx, "stopped-while-starting")).toBeUndefined();
+
+    await runner.start();
+    await until("the event is applied by the new start", async () => (await catalogCourse(m.tx, "stopped-while-starting")) !== undefined);
+    expect(runner.backlogs.size).toBe(runner.bindings.length);
+  });
 });
