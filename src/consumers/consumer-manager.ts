@@ -289,29 +289,41 @@ export class ConsumerManager {
   }
 
   /**
-   * Rebuilds a subscriber from the start of its streams: stops its runner, empties its read model and
-   * inbox, recreates its durable consumers, starts again and reports progress until it has caught up.
-   * A process manager keeps its inbox: replaying it must never issue its commands twice.
+   * Rebuilds a subscriber from the start of its streams: stops its runner, recreates its durable consumers
+   * from the start, empties its read model and inbox, starts again and reports progress until it has
+   * caught up. A process manager keeps its inbox: replaying it must never issue its commands twice. A
+   * durable that cannot be deleted fails the replay before anything is emptied; whatever fails, the
+   * runner is started again (retried while the consumer belongs here), so a failed replay never leaves
+   * the consumer stopped — on an emptied read model it rebuilds it all the same.
    */
   async replay(name: string, onProgress: (p: ReplayProgress) => void = () => {}): Promise<ReplayProgress> {
     const runner = this.runners.get(name);
     if (!runner) throw errors.notFound(`unknown consumer ${name}; known: ${[...this.runners.keys()].join(", ")}`);
-    if (this.#o.leases && !this.#o.leases.fence(name)) throw errors.unavailable(`consumer ${name} runs on another instance: replay it there`);
+    const epoch = this.#o.leases?.fence(name)?.epoch;
+    if (this.#o.leases && epoch === undefined) throw errors.unavailable(`consumer ${name} runs on another instance: replay it there`);
     const s = runner.handler.subscriber;
     await runner.stop();
-    for (const b of runner.bindings) await this.#o.jsm.consumers.delete(b.stream, name).catch(() => false);
-    await resetReadModel(this.#o.db, s, this.#o.batchWriter);
-    // The replay's end: each binding's last event as of now. Under steady traffic the durable is rarely
-    // seen with nothing pending at all, so waiting for that could last as long as the traffic does.
     let total = 0;
     const lastSeq = new Map<string, number>();
-    for (const b of runner.bindings) {
-      const info = await this.#o.jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);
-      total += info.state.messages;
-      const last = await this.#o.jsm.streams.getMessage(b.stream, { last_by_subj: b.filter });
-      lastSeq.set(`${b.stream} ${b.filter}`, last?.seq ?? 0);
+    let started = false;
+    try {
+      await runner.replaceDurables();
+      await resetReadModel(this.#o.db, s, this.#o.batchWriter);
+      // The replay's end: each binding's last event as of now. Under steady traffic the durable is rarely
+      // seen with nothing pending at all, so waiting for that could last as long as the traffic does.
+      for (const b of runner.bindings) {
+        const info = await this.#o.jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);
+        total += info.state.messages;
+        const last = await this.#o.jsm.streams.getMessage(b.stream, { last_by_subj: b.filter });
+        lastSeq.set(`${b.stream} ${b.filter}`, last?.seq ?? 0);
+      }
+      // The lease lost meanwhile (its runner is its next holder's now), or the service stopping.
+      if (!this.#here(name, epoch)) throw errors.unavailable(`consumer ${name} no longer runs here: its replay stopped; replay it where it runs`);
+      await runner.start();
+      started = true;
+    } finally {
+      if (!started) watch(this.#o.logger, `consumer ${name}`, this.#startWhileHere(name, runner, epoch));
     }
-    await runner.start();
     for (;;) {
       const floors = await runner.ackFloors();
       const pending = floors.reduce((n, l) => n + l.pending + l.ackPending, 0);

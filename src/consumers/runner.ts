@@ -15,9 +15,15 @@ import { ReaderBacklog } from "./backlog.js";
 import { BatchBeforeFailed, BatchLink } from "../persistence/index.js";
 import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
 
+import { reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
+
 // JetStream's API error code of a durable that does not exist.
 const CONSUMER_NOT_FOUND = 10014;
-import { reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
+
+/** Whether `err` says the durable does not exist (JetStream's 10014), as opposed to any failure to look. */
+export function isConsumerNotFound(err: unknown): boolean {
+  return (err as { code?: number })?.code === CONSUMER_NOT_FOUND || /consumer not found/i.test(String((err as Error)?.message));
+}
 
 /** Retry policy of every consumer. */
 export interface RetryPolicy {
@@ -311,7 +317,7 @@ export class ConsumerRunner {
   async #ensure(): Promise<void> {
     for (const b of this.bindings) {
       const existing = await this.jsm.consumers.info(b.stream, this.name).catch((err: unknown) => {
-        if ((err as { code?: number })?.code === CONSUMER_NOT_FOUND || /consumer not found/i.test(String((err as Error)?.message))) return undefined;
+        if (isConsumerNotFound(err)) return undefined;
         throw err;
       });
       if (!existing) {
@@ -326,6 +332,35 @@ export class ConsumerRunner {
       }
       if (existing.config.ack_policy === AckPolicy.All && !wholeStreamByName && !((existing.config.max_deliver ?? -1) > 0)) continue;
       await this.#recreate(b, existing);
+    }
+  }
+
+  /**
+   * A replay's durables, while the runner is stopped: each binding's is deleted (one already gone is
+   * fine; a transient failure is retried, any other thrown) and made anew from the stream's first event.
+   * A durable found already delivered past its start was never gone (made again meanwhile, or a deletion
+   * that failed unseen): that throws, so a replay can never finish on the old durable's ack floor.
+   */
+  async replaceDurables(): Promise<void> {
+    if (this.#run) throw new Error(`consumer ${this.name} runs: stop it before replacing its durables`);
+    for (const b of this.bindings) {
+      const what = `consumer ${this.name} on ${b.stream}`;
+      await retryTransient(
+        `deleting ${what}`,
+        async () => {
+          const deleted = await this.jsm.consumers.delete(b.stream, this.name).catch((err: unknown) => {
+            if (isConsumerNotFound(err)) return true;
+            throw err;
+          });
+          if (!deleted) throw new Error(`${what}: JetStream did not delete it`);
+        },
+        { logger: this.logger },
+      );
+      // Safe to send again after a timeout: the same configuration finds the durable made by the first.
+      const made = await retryTransient(what, () => this.jsm.consumers.add(b.stream, this.#config(b, { deliver_policy: DeliverPolicy.All })), { logger: this.logger });
+      if (made.delivered.consumer_seq > 0 || made.num_ack_pending > 0) {
+        throw new Error(`${what} is not new: it has delivered ${made.delivered.consumer_seq} messages (deleted and made again by someone else meanwhile?)`);
+      }
     }
   }
 

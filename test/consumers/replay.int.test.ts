@@ -1,0 +1,117 @@
+/**
+ * A replay (ConsumerManager.replay) against a real nats-server and a real SQLite read model: it reports
+ * done only after reading a new durable from the stream's start, never after a deletion that failed; a
+ * replay that fails leaves the consumer running. The failures are the server's own: users whose
+ * permissions deny the consumer's deletion, or the stream's info.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
+import { ConsumerManager } from "../../src/consumers/index.js";
+import { ensureStreams } from "../../src/nats/index.js";
+import { catalogCourse } from "../../src/projections/index.js";
+import { startNatsServer, until, type NatsServerHandle } from "../support/index.js";
+import { envelope, openReadModels, quiet, type ReadModels } from "../projections/fixtures.js";
+
+const CONF = `
+authorization {
+  users = [
+    { user: admin, password: admin }
+    { user: nodelete, password: nodelete, permissions: { publish: { allow: [">"], deny: ["$JS.API.CONSUMER.DELETE.>"] } } }
+    { user: nostreaminfo, password: nostreaminfo, permissions: { publish: { allow: [">"], deny: ["$JS.API.STREAM.INFO.>"] } } }
+  ]
+}
+`;
+const COURSES = 30;
+
+let dir: string;
+let nats: NatsServerHandle;
+let admin: NatsConnection;
+let adminJsm: JetStreamManager;
+let nc: NatsConnection | undefined;
+let m: ReadModels | undefined;
+let consumers: ConsumerManager | undefined;
+
+const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
+async function publishCourse(id: string): Promise<void> {
+  const e = created(id);
+  const h = natsHeaders();
+  h.set(Headers.EventType, e.event_type);
+  await jetstream(admin).publish(`events.courses.CourseCreated.${id}`, encodeMsgPack(e), { headers: h });
+}
+const courses = async () => Number((await m!.db.execute<{ n: number }>("select count(*) as n from catalog_courses", [], "get")).n);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "nerve-replay-"));
+  await writeFile(join(dir, "nats.conf"), CONF);
+  nats = await startNatsServer({ config: join(dir, "nats.conf") });
+  admin = await connect({ servers: nats.url, user: "admin", pass: "admin", noAsyncTraces: true });
+  adminJsm = await jetstreamManager(admin);
+  await ensureStreams(adminJsm);
+  for (let i = 0; i < COURSES; i++) await publishCourse(`c-${i}`);
+});
+afterAll(async () => {
+  await admin?.close();
+  await nats?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+afterEach(async () => {
+  await consumers?.stop();
+  await nc?.close();
+  await m?.close();
+  await adminJsm.consumers.delete("EVENTS_COURSES", "catalog").catch(() => false);
+});
+
+/** The catalog's consumer manager, connected as `user`, started and caught up with the stream. */
+async function startCatalog(user: string): Promise<ConsumerManager> {
+  nc = await connect({ servers: nats.url, user, pass: user, noAsyncTraces: true });
+  m = await openReadModels();
+  consumers = new ConsumerManager({ db: m.db, js: jetstream(nc), jsm: await jetstreamManager(nc), logger: quiet, subscribers: [m.subscriber("catalog")], lagLogMs: 0 });
+  await consumers.start();
+  await until("the catalog is caught up", async () => (await courses()) >= COURSES);
+  return consumers;
+}
+
+describe("replay", () => {
+  it("rebuilds the read model from a new durable at the stream's start, also when the durable is gone", async () => {
+    const c = await startCatalog("admin");
+    await m!.db.execute("update catalog_courses set title = 'tampered'", [], "run");
+    const done = await c.replay("catalog");
+    expect(done.done).toBe(done.total);
+    expect(done.total).toBeGreaterThanOrEqual(COURSES);
+    expect(await courses()).toBeGreaterThanOrEqual(COURSES);
+    expect((await catalogCourse(m!.tx, "c-0"))?.title).toBe("Course c-0");
+
+    // No durable at all (removed by hand while the runner was stopped): nothing to delete, and the replay goes on.
+    await c.runners.get("catalog")!.stop();
+    await adminJsm.consumers.delete("EVENTS_COURSES", "catalog");
+    const again = await c.replay("catalog");
+    expect(again.done).toBe(again.total);
+    expect((await catalogCourse(m!.tx, `c-${COURSES - 1}`))?.title).toBe(`Course c-${COURSES - 1}`);
+  });
+
+  it("fails, with the read model kept and the consumer running, when the old durable cannot be deleted", async () => {
+    const c = await startCatalog("nodelete");
+    const floorBefore = (await adminJsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq;
+    await expect(c.replay("catalog")).rejects.toThrow(/permissions violation/i);
+    expect(await courses()).toBeGreaterThanOrEqual(COURSES);
+    // The old durable reads on, from where it was.
+    expect((await adminJsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq).toBeGreaterThanOrEqual(floorBefore);
+    await publishCourse("after-failed-delete");
+    await until("the consumer applies what comes next", async () => (await catalogCourse(m!.tx, "after-failed-delete")) !== undefined);
+  });
+
+  it("leaves the consumer running, and so the read model rebuilt, when a step after the stop fails", async () => {
+    const c = await startCatalog("nostreaminfo");
+    await expect(c.replay("catalog")).rejects.toThrow(/permissions violation/i);
+    expect(c.runners.get("catalog")!.running).toBe(true);
+    await publishCourse("after-failed-replay");
+    await until("the consumer applies what comes next", async () => (await catalogCourse(m!.tx, "after-failed-replay")) !== undefined);
+    await until("the read model is whole again", async () => (await courses()) >= COURSES + 1);
+  });
+});
