@@ -1,17 +1,18 @@
 /**
  * `npm run bench:queries [-- COURSES]`: what a read model's query costs the event loop. A SQLite file with
  * COURSES active courses in the search projection (default 50,000; titles and descriptions drawn from twenty
- * words), then SearchCatalog — which ranks every course that matches — for a one-letter prefix, a common
- * word, two words and a word that matches nothing, five times each, a timer tick between queries: on the
- * read connection, which runs on the main thread (how queries ran until 2026-12-05), and through
- * Database.query, on the query thread. Prints each query's wall time (median and longest) and the event
- * loop's longest stall (its delay at 1 ms resolution). Writes nothing to bench/results. In-process, no NATS.
+ * words), then SearchCatalog — which ranks every course that matches — for a one-letter word ("a", a prefix
+ * until SearchCatalog matched such words whole), a common word, two words and a word that matches nothing,
+ * five times each, a timer tick between queries: on the read connection, which runs on the main thread (how
+ * queries ran until 2026-12-05), and through Database.query, on the query thread. Prints each query's wall
+ * time (median and longest) and the event loop's longest stall (its delay at 1 ms resolution). Writes nothing
+ * to bench/results. In-process, no NATS.
  */
 import { monitorEventLoopDelay, performance } from "node:perf_hooks";
-import type { Tx } from "../src/consumers/index.js";
+import { txOf, type Tx } from "../src/consumers/index.js";
 import { openDatabase, type Database } from "../src/persistence/index.js";
 import { readModelEntities } from "../src/projections/index.js";
-import { SEARCH_FTS_TABLE, SEARCH_FTS_TRIGGERS, searchCatalog } from "../src/projections/search.js";
+import { search, searchCatalog } from "../src/projections/search.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { median } from "./percentiles.js";
 import { table } from "./table.js";
@@ -24,8 +25,7 @@ const WORDS = ["introduction", "advanced", "python", "javascript", "data", "scie
 const words = (seed: number, n: number) => Array.from({ length: n }, (_, j) => WORDS[(seed * 7 + j * 13) % WORDS.length]).join(" ");
 
 async function seed(db: Database): Promise<void> {
-  await db.execute(`create virtual table if not exists ${SEARCH_FTS_TABLE} using fts5(title, description, tokenize = 'unicode61 remove_diacritics 2')`, [], "run");
-  for (const trigger of SEARCH_FTS_TRIGGERS) await db.execute(trigger, [], "run");
+  await search().setup!(txOf(db));
   for (let i = 0; i < courses; i += 500) {
     const values: unknown[] = [];
     const rows: string[] = [];

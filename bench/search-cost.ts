@@ -23,13 +23,14 @@ const ROUNDS = 5;
 
 const WORST = [
   "a b c d e f g h i j k l m n o p",
+  "a c r a c r a c r a c r",
   "co pr in re di tr su de th an",
   "con pro com pre int dis tra sub",
   "cons prov comp pred inte disc tran subt",
   "the and of to in for with on a is",
   Array.from({ length: 100 }, (_, i) => "abcdefghijklmnopqrstuvwxyz"[i % 26]).join(" "),
 ];
-const TYPICAL = ["python", "machine learning", "introduction to data science", "typ", "c programming", "ai for beginners", "web development with javascript", "zzzz"];
+const TYPICAL = ["python", "machine learning", "introduction to data science", "typ", "ty", "c programming", "ai for beginners", "web development with javascript", "zzzz"];
 
 const FUNCTION_WORDS = "the of and to a in is for on with as by at from this that it an be or are you your we will how".split(" ");
 const COURSE_WORDS = ("introduction advanced python javascript typescript data science machine learning design music guitar cooking finance marketing " +

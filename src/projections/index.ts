@@ -68,7 +68,7 @@ export function createSubscribers(deps: SubscriberDeps): Subscriber[] {
     analytics(),
     certificates(),
     catalog(),
-    search(),
+    search({ logger }),
     audit(),
     learnerProgress(),
   ];

@@ -2,6 +2,7 @@
 import { EntitySchema } from "@mikro-orm/core";
 import { Consumers, type QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
+import type { Logger } from "../log/index.js";
 import { COURSE_EVENTS, applyCourseEvent, catalogItemOf, courseRowProperties, isCourseEvent, type CourseRow } from "./course-rows.js";
 import { typedEvent } from "./typed-event.js";
 
@@ -24,56 +25,117 @@ export const SearchDocumentSchema = new EntitySchema<SearchDocumentRow>({
 /** The FTS5 table; MikroORM cannot describe virtual tables, so `setup` creates it (named `*_fts`: see HAND_MADE_TABLES). */
 export const SEARCH_FTS_TABLE = "search_fts";
 
+/**
+ * The FTS5 table's columns and options. `prefix = '2 3'` keeps every term's 2- and 3-character prefixes
+ * in the index as well: a 2- or 3-character prefix term (`"co"*`) then reads one list instead of merging
+ * those of every term it begins (`npm run bench:search`, 50,000 courses: "co" begins 2,467 terms, and
+ * eight such prefixes took 517 ms without it, 140 with it). The FTS5 tables grow from 103 to 152 MiB there
+ * (65 of them the text itself), and indexing takes 1.3–1.8 times as long (about 0.1 ms a course).
+ */
+export const SEARCH_FTS_DEFINITION = "fts5(title, description, prefix = '2 3', tokenize = 'unicode61 remove_diacritics 2')";
+
 // An active document is in the index under its doc_id; a deprecated one is not.
 const INDEX_IF_ACTIVE = `insert into ${SEARCH_FTS_TABLE} (rowid, title, description) select new.doc_id, new.title, new.description where new.status = 'active';`;
 
 /** Triggers that keep the FTS5 index equal to the active documents (SQLite only; created by `setup`). */
-export const SEARCH_FTS_TRIGGERS = [
-  `create trigger if not exists search_documents_fts_insert after insert on search_documents begin ${INDEX_IF_ACTIVE} end`,
-  `create trigger if not exists search_documents_fts_update after update of title, description, status on search_documents begin delete from ${SEARCH_FTS_TABLE} where rowid = old.doc_id; ${INDEX_IF_ACTIVE} end`,
-  `create trigger if not exists search_documents_fts_delete after delete on search_documents begin delete from ${SEARCH_FTS_TABLE} where rowid = old.doc_id; end`,
-];
+export const SEARCH_FTS_TRIGGERS = {
+  search_documents_fts_insert: `create trigger if not exists search_documents_fts_insert after insert on search_documents begin ${INDEX_IF_ACTIVE} end`,
+  search_documents_fts_update: `create trigger if not exists search_documents_fts_update after update of title, description, status on search_documents begin delete from ${SEARCH_FTS_TABLE} where rowid = old.doc_id; ${INDEX_IF_ACTIVE} end`,
+  search_documents_fts_delete: `create trigger if not exists search_documents_fts_delete after delete on search_documents begin delete from ${SEARCH_FTS_TABLE} where rowid = old.doc_id; end`,
+} as const;
+
+// Documents indexed per statement when `setup` rebuilds the index: the main connection's statement runs on the
+// event loop and holds the write lock, so 50,000 courses (5–7 s) go in steps of about half a second.
+const REBUILD_STEP = 5000;
+
+/**
+ * Brings the FTS5 index to {@link SEARCH_FTS_DEFINITION}, on SQLite; nothing when it is there already. An
+ * index of another definition (a deployment from before the prefix index), or one left half-built, is
+ * rebuilt from search_documents — the search context's own copy of every course, so no replay is needed:
+ * the triggers dropped, the table made anew and filled, the triggers made last. Their presence marks a
+ * finished build, so a start that stops half-way is followed by a start that builds again. It runs before
+ * the consumers, while nothing else writes search_documents.
+ */
+export async function setupSearchIndex(tx: Tx, logger?: Logger): Promise<void> {
+  const names = [SEARCH_FTS_TABLE, ...Object.keys(SEARCH_FTS_TRIGGERS)];
+  const found = await tx.execute<{ name: string; sql: string }[]>(`select name, sql from sqlite_master where name in (${names.map(() => "?").join(", ")})`, names, "all");
+  const table = found.find((r) => r.name === SEARCH_FTS_TABLE);
+  // SQLite keeps the statement as written but for its first words (`CREATE VIRTUAL TABLE`).
+  if (found.length === names.length && table?.sql.endsWith(`using ${SEARCH_FTS_DEFINITION}`)) return;
+  const started = performance.now();
+  const { top } = await tx.execute<{ top: number | null }>("select max(doc_id) as top from search_documents", [], "get");
+  // A start that takes seconds longer than the last one says why.
+  if (top !== null) logger?.info({ definition: SEARCH_FTS_DEFINITION, was: table?.sql ?? null }, "search: building the full-text index anew from search_documents");
+  for (const name of Object.keys(SEARCH_FTS_TRIGGERS)) await tx.execute(`drop trigger if exists ${name}`, [], "run");
+  await tx.execute(`drop table if exists ${SEARCH_FTS_TABLE}`, [], "run");
+  await tx.execute(`create virtual table ${SEARCH_FTS_TABLE} using ${SEARCH_FTS_DEFINITION}`, [], "run");
+  for (let from = 0; from < (top ?? 0); from += REBUILD_STEP) {
+    await tx.execute(
+      `insert into ${SEARCH_FTS_TABLE} (rowid, title, description) select doc_id, title, description from search_documents where doc_id > ? and doc_id <= ? and status = 'active'`,
+      [from, from + REBUILD_STEP],
+      "run",
+    );
+  }
+  // The index follows its documents inside SQLite: an event is one statement on search_documents,
+  // not three (each statement costs the driver ~40 µs, the trigger's work a few).
+  for (const trigger of Object.values(SEARCH_FTS_TRIGGERS)) await tx.execute(trigger, [], "run");
+  if (top !== null) logger?.info({ ms: Math.round(performance.now() - started) }, "search: full-text index built");
+}
 
 /** Default and largest number of SearchCatalog results. */
 export const SEARCH_LIMITS = { default: 20, max: 100 } as const;
 
-// At most this many words of a query count: a longer text only slows the match down.
-const MAX_TOKENS = 16;
+/**
+ * At most this many words of a text count; the rest are ignored. Each word is one more list to intersect
+ * (and on PostgreSQL two more ILIKE scans), and the contract takes any text of up to 200 characters — a
+ * hundred one-letter words — so a longer text is answered, not refused: by its first words, which find
+ * every course all its words would, and maybe more.
+ */
+export const SEARCH_MAX_WORDS = 8;
 
-/** The words of a user's text that can match anything: each has a letter or a digit. */
+/** The words of a user's text that can match anything (each has a letter or a digit): the first {@link SEARCH_MAX_WORDS}. */
 export function searchTokens(text: string): string[] {
   return text
     .normalize("NFKC")
     .split(/\s+/u)
     .filter((t) => /[\p{L}\p{N}]/u.test(t))
-    .slice(0, MAX_TOKENS);
+    .slice(0, SEARCH_MAX_WORDS);
+}
+
+// The terms FTS5's unicode61 tokenizer makes of a word: runs of letters, digits and private-use characters
+// (anything else, marks included, separates them: "node.js" is the phrase "node js").
+const FTS_TERM = /[\p{L}\p{N}\p{Co}]+/gu;
+
+/** Whether the last term of `word` — the one a `*` would make a prefix — is one character long. */
+function endsInOneCharacter(word: string): boolean {
+  const last = word.match(FTS_TERM)?.at(-1) ?? "";
+  return [...last].length === 1;
 }
 
 /**
  * An FTS5 MATCH expression for user text: every word quoted (so `"`, `*`, `:`, `NEAR`, `-` are plain
- * text, never syntax) and a prefix, all required. Null when nothing in the text can match.
+ * text, never syntax), all required, and a prefix — but for a word ending in a one-character term ("c",
+ * "R", "c++"), which is matched whole: a one-letter prefix stands for a twentieth of the vocabulary (no
+ * prefix index helps: eight of them took 230 ms with one), 16 of them took 1.2–1.8 s over 50,000 courses,
+ * and "c programming" means the language C. Null when nothing in the text can match.
  */
 export function ftsQueryOf(text: string): string | null {
   const tokens = searchTokens(text);
-  return tokens.length === 0 ? null : tokens.map((t) => `"${t.replaceAll('"', '""')}"*`).join(" ");
+  return tokens.length === 0 ? null : tokens.map((t) => `"${t.replaceAll('"', '""')}"${endsInOneCharacter(t) ? "" : "*"}`).join(" ");
 }
 
 /** A LIKE pattern matching `token` anywhere, with `\` as the escape character. */
 export const likePatternOf = (token: string): string => `%${token.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
-/** The search projection: the same course events as the catalog; deprecated courses leave the index. */
-export function search(): Subscriber {
+/** The search projection: the same course events as the catalog; deprecated courses leave the index. `logger` hears of a rebuilt index. */
+export function search(deps: { logger?: Logger } = {}): Subscriber {
   return {
     name: Consumers.Search,
     handles: { courses: [...COURSE_EVENTS] },
     entities: [SearchDocumentSchema],
     async setup(tx) {
       // PostgreSQL has no FTS5: its SearchCatalog falls back to ILIKE over search_documents.
-      if (tx.dialect !== "sqlite") return;
-      await tx.execute(`create virtual table if not exists ${SEARCH_FTS_TABLE} using fts5(title, description, tokenize = 'unicode61 remove_diacritics 2')`, [], "run");
-      // The index follows its documents inside SQLite: an event is one statement on search_documents,
-      // not three (each statement costs the driver ~40 µs, the trigger's work a few).
-      for (const trigger of SEARCH_FTS_TRIGGERS) await tx.execute(trigger, [], "run");
+      if (tx.dialect === "sqlite") await setupSearchIndex(tx, deps.logger);
     },
     // Each event is one insert or version-guarded update of its document; the triggers keep the index.
     writesOnly: true,
@@ -88,7 +150,7 @@ export function search(): Subscriber {
   };
 }
 
-/** SearchCatalog: active courses whose title or description matches every word of `text` (best first). */
+/** SearchCatalog: active courses whose title or description matches every word of `text` — its first {@link SEARCH_MAX_WORDS} — best first. */
 export function searchCatalog(tx: Tx) {
   return async (body: { text: string; limit?: number }): Promise<QueryResult<"SearchCatalog">> => {
     const limit = Math.min(body.limit ?? SEARCH_LIMITS.default, SEARCH_LIMITS.max);

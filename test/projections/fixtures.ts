@@ -101,10 +101,10 @@ export interface ReadModels {
   close(): Promise<void>;
 }
 
-/** Opens a fresh read-model database and runs every subscriber's setup. */
-export async function openReadModels(opts: { defaultPolicyId?: string } = {}): Promise<ReadModels> {
-  const file = await tempSqlitePath();
-  const db = await openDatabase({ url: `sqlite:${file.path}`, entities: [...consumerEntities, ...readModelEntities] });
+/** Opens a fresh read-model database — a temporary SQLite file, or the empty database at `url` — and runs every subscriber's setup. */
+export async function openReadModels(opts: { defaultPolicyId?: string; url?: string } = {}): Promise<ReadModels> {
+  const file = opts.url === undefined ? await tempSqlitePath() : undefined;
+  const db = await openDatabase({ url: opts.url ?? `sqlite:${file!.path}`, entities: [...consumerEntities, ...readModelEntities] });
   const bus = new FakeBus();
   const deps: SubscriberDeps = { bus: bus.bus, db, logger: quiet, defaultPolicyId: opts.defaultPolicyId };
   const subscribers = new Map(createSubscribers(deps).map((s) => [s.name as string, s]));
@@ -125,7 +125,7 @@ export async function openReadModels(opts: { defaultPolicyId?: string } = {}): P
     rows: (table, order) => tx.execute(`select * from ${table} order by ${order}`, [], "all"),
     async close() {
       await db.close();
-      await file.cleanup();
+      await file?.cleanup();
     },
   };
 }
