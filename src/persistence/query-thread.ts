@@ -2,7 +2,7 @@
  * The read models' queries on a thread of their own. better-sqlite3 runs a statement on the calling thread,
  * and the read connection's statements ran on the main thread: cheap for the command path's point reads
  * (a snapshot, an idempotency key), but a query another service sends can be long — SearchCatalog ranks
- * every course that matches (45–65 ms over 50,000 courses for a common word or a one-letter prefix), and
+ * every course that matches (50–150 ms over 50,000 courses for common words or two-letter prefixes; a one-letter word is matched whole since 869472b), and
  * CourseStats reads every learner of a course — and meanwhile the event loop, every reply, commit and
  * gateway frame stood still. Here a read-only connection on a worker thread runs them one after another;
  * the main thread posts the statement and awaits the rows (a hop there and back, some 0.1–0.2 ms here).
