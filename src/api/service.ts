@@ -17,6 +17,7 @@ import {
 } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import { reportFailure } from "../supervision/index.js";
+import { replyGuarded } from "../nats/reply-guard.js";
 import type { CommandBus } from "../runtime/index.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
 import { fitsOneMessage, forwardedHeaders, parseBody, replyError, replyOk, replyOkEncoded, requestContentType, requestHeaders, requestTrace } from "./wire.js";
@@ -54,6 +55,8 @@ export interface ApiStats {
   failed: Record<string, number>;
   /** Commands passed on to their partition's owner (routing without the server mapping). */
   forwarded: number;
+  /** Requests dropped unanswered for a reply subject Nerve must not publish to (`$…`, its own subjects: see reply-guard.ts). */
+  refusedReplies: number;
 }
 
 /** The running API. */
@@ -82,7 +85,16 @@ const QUERY_CONTEXTS = [...new Set(Object.values(QueryDefinitions).map((q) => q.
 
 /** Starts the `nerve` service with endpoints `cmd.<context>.>` and `query.<context>.>`. */
 export async function startApi(deps: ApiDeps): Promise<Api> {
-  const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0 };
+  const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0, refusedReplies: 0 };
+  // What callers outside Nerve reach (the service, with its $SRV handlers, and the partitions'
+  // subscriptions) sees no request whose reply subject Nerve must not publish to; said at most once a minute.
+  let refusedSaidAt = -Infinity;
+  const callers = replyGuarded(deps.nc, (msg) => {
+    stats.refusedReplies++;
+    if (performance.now() - refusedSaidAt < 60_000) return;
+    refusedSaidAt = performance.now();
+    deps.logger.warn({ subject: msg.subject, reply: msg.reply, refused_so_far: stats.refusedReplies }, "a request named a reply subject Nerve does not publish to (the JetStream API, a system or Nerve subject): dropped unanswered");
+  });
   // Before any endpoint: requests arrive as soon as one is added.
   const ownership = deps.ownership;
   // The handlers running, awaited at stop; not a Set (see ChurnTable): one comes and goes with every request.
@@ -105,12 +117,12 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
 
   const routing = await detectRouting(deps.nc);
   deps.logger.info({ routing }, routing === "mapped" ? "commands reach partition owners through the server's mapping" : "no partition mapping on the server: instances forward commands to their owners");
-  const partitions = ownership ? new PartitionSubscriptions(deps.nc, ownership, (msg) => track(handleCommand(msg)), deps.logger) : undefined;
+  const partitions = ownership ? new PartitionSubscriptions(callers, ownership, (msg) => track(handleCommand(msg)), deps.logger) : undefined;
   await partitions?.start();
   // The service last, its endpoints right after it: once it answers $SRV.PING (what callers and the
   // tests take for ready), every endpoint follows in the same flush — not after the routing probe's
   // round trips, when a query sent on the first PING reply found no responders.
-  const service = await new Svcm(deps.nc).add({ name: SERVICE_NAME, version: deps.version, description: "Nerve commands and queries" });
+  const service = await new Svcm(callers).add({ name: SERVICE_NAME, version: deps.version, description: "Nerve commands and queries" });
   for (const context of CONTEXTS) {
     service.addEndpoint(`cmd-${context}`, {
       subject: `cmd.${context}.>`,

@@ -3,3 +3,4 @@ export * from "./connection.js";
 export * from "./streams.js";
 export * from "./transient-errors.js";
 export * from "./external-consumers.js";
+export * from "./reply-guard.js";
