@@ -17,6 +17,22 @@ export interface NatsOptions {
   name?: string;
 }
 
+/**
+ * Nerve's own inbox prefix: its durables' deliveries, the gateway's feed and every reply to a request
+ * it makes (JetStream API answers included) arrive under it. The default `_INBOX` is what every
+ * front-end may subscribe to (to read its own replies), so with it the `client` and `analytics` users
+ * could read every event Nerve pulls and every answer it gets; nats.conf gives this prefix to `nerve` alone.
+ */
+export const NERVE_INBOX_PREFIX = "_INBOX_nerve";
+
+/** A URL as it may be logged or printed: without the user and password nats.js accepts in it. */
+export function withoutCredentials(url: string): string {
+  return url
+    .split(",")
+    .map((u) => u.trim().replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, "$1"))
+    .join(",");
+}
+
 /** Oldest nats-server this service runs against. */
 export const MIN_SERVER_VERSION = "2.9.0";
 
@@ -41,6 +57,7 @@ export async function connectNats(opts: NatsOptions, logger: Logger): Promise<Na
     user: opts.user,
     pass: opts.password,
     authenticator: opts.creds ? credsAuthenticator(readFileSync(opts.creds)) : undefined,
+    inboxPrefix: NERVE_INBOX_PREFIX,
     noAsyncTraces: true, // async stack traces halve publish throughput
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
@@ -53,7 +70,7 @@ export async function connectNats(opts: NatsOptions, logger: Logger): Promise<Na
   }
   if (!nc.info?.jetstream) {
     await nc.close();
-    throw new Error(`nats-server at ${opts.url} has JetStream disabled: start it with -js (or jetstream {} in its config)`);
+    throw new Error(`nats-server at ${withoutCredentials(opts.url)} has JetStream disabled: start it with -js (or jetstream {} in its config)`);
   }
   watch(
     logger,

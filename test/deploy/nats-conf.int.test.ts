@@ -8,7 +8,7 @@ import { connect, errors, type NatsConnection } from "@nats-io/transport-node";
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { partitionOf } from "../../src/cluster/index.js";
 import { DEV_EXTERNAL_CONSUMERS, parseExternalConsumers } from "../../src/config/index.js";
-import { ensureExternalConsumers } from "../../src/nats/index.js";
+import { NERVE_INBOX_PREFIX, ensureExternalConsumers } from "../../src/nats/index.js";
 import { Consumers } from "../../contracts/index.js";
 import { natsServerBinary, startNatsServer, type NatsServerHandle } from "../support/index.js";
 
@@ -165,6 +165,34 @@ describe("client user", () => {
   it("is refused the JetStream API", async () => {
     const client = await login("client", "client-dev");
     await expectRequestDenied(client.request("$JS.API.STREAM.NAMES", "", { timeout: 5_000 }), "$JS.API.STREAM.NAMES");
+  });
+
+  it("reads nothing of Nerve's own inbox: its JetStream answers and deliveries (_INBOX_nerve) pass its _INBOX.> by, and subscribing there is refused", async () => {
+    const client = await login("client", "client-dev");
+    const tapped: string[] = [];
+    client.subscribe("_INBOX.>", { callback: (_err, m) => void tapped.push(m.subject) });
+    await client.flush();
+    // Nerve's connection, as connectNats makes it: its inbox prefix is its own.
+    const nerveConn = await connect({ servers: server.url, user: "nerve", pass: "nerve-dev", noAsyncTraces: true, inboxPrefix: NERVE_INBOX_PREFIX });
+    opened.push(nerveConn);
+    const info = await (await jetstreamManager(nerveConn)).streams.info("EVENTS_ACCESS");
+    expect(info.config.name).toBe("EVENTS_ACCESS");
+    await client.flush();
+    expect(tapped).toEqual([]);
+    const sub = client.subscribe(`${NERVE_INBOX_PREFIX}.>`);
+    const closedWith = await within(sub.closed, "subscription close");
+    expect(closedWith).toMatchObject({ operation: "subscription", subject: `${NERVE_INBOX_PREFIX}.>` });
+  });
+});
+
+describe("nerve user", () => {
+  it("is refused purging or deleting a stream or an event: no answer it is tricked into sending can destroy history", async () => {
+    const nerveConn = await login("nerve", "nerve-dev");
+    const njsm = await jetstreamManager(nerveConn);
+    await expectRequestDenied(njsm.streams.purge("EVENTS_ACCESS"), "$JS.API.STREAM.PURGE.EVENTS_ACCESS");
+    await expectRequestDenied(njsm.streams.delete("EVENTS_ACCESS"), "$JS.API.STREAM.DELETE.EVENTS_ACCESS");
+    await expectRequestDenied(njsm.streams.deleteMessage("EVENTS_ACCESS", 1), "$JS.API.STREAM.MSG.DELETE.EVENTS_ACCESS");
+    expect((await njsm.streams.info("EVENTS_ACCESS")).state.messages).toBeGreaterThanOrEqual(1);
   });
 });
 
