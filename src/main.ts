@@ -6,6 +6,7 @@ import { ServiceExitCodes, startNerve, stopOnSignals } from "./app/index.js";
 import { findNatsServer, isListening, startLocalNats, withDevelopmentUser } from "./cli/local-nats.js";
 import { ConfigSchema, DEV_EXTERNAL_CONSUMERS, loadConfig, parseExternalConsumers, unknownNerveVariables } from "./config/index.js";
 import { createLogger } from "./log/index.js";
+import { withoutCredentials } from "./nats/index.js";
 import { installProcessGuards } from "./supervision/index.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -32,7 +33,7 @@ async function main(): Promise<void> {
     const binary = findNatsServer();
     if (config.NATS_URL !== defaultUrl || !binary) {
       logger.fatal(
-        `nothing answers at NATS_URL=${config.NATS_URL}. Either start a NATS server with JetStream there ` +
+        `nothing answers at NATS_URL=${withoutCredentials(config.NATS_URL)}. Either start a NATS server with JetStream there ` +
           `(e.g. \`nats-server -c nats.conf\` from the repository), or install nats-server on the PATH ` +
           `(Debian: \`apt-get install nats-server\`) and run \`npm start\` again with the default NATS_URL so Nerve starts one itself.`,
       );

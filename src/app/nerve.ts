@@ -8,7 +8,7 @@ import { startGateway, type Gateway } from "../gateway/index.js";
 import { createSubscribers, projectionQueries, readModelEntities } from "../projections/index.js";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
-import { connectNats, ensureExternalConsumers, ensureStreams } from "../nats/index.js";
+import { connectNats, ensureExternalConsumers, ensureStreams, withoutCredentials } from "../nats/index.js";
 import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, IdempotencyPrune, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
@@ -109,7 +109,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     version: NERVE_VERSION,
     onError: (err) => reportFailure(logger, "tracing export", err, "exporting spans failed; they are dropped"),
   });
-  if (tracing) logger.info({ url: tracing.url }, "tracing: exporting spans over OTLP/HTTP");
+  if (tracing) logger.info({ url: withoutCredentials(tracing.url) }, "tracing: exporting spans over OTLP/HTTP");
   const latency = new LatencyMetrics();
   const writer = new GroupCommitWriter(db, {
     observe: latency.transaction,

@@ -2,7 +2,7 @@
 import { errors as natsErrors, type NatsConnection } from "@nats-io/nats-core";
 import { pino } from "pino";
 import type { ConnectionConfig } from "../config/index.js";
-import { connectNats } from "../nats/index.js";
+import { connectNats, withoutCredentials } from "../nats/index.js";
 import { CliError, ExitCodes } from "./cli-error.js";
 import { DEV_NATS_USER, withDevelopmentUser } from "./local-nats.js";
 
@@ -15,7 +15,8 @@ const logger = pino({ level: "warn", base: undefined }, pino.destination(2));
  * development user, as `npm start` does then; never when NODE_ENV=production.
  */
 export async function connectCli(config: ConnectionConfig): Promise<NatsConnection> {
-  const url = config.NATS_URL;
+  // As it may be printed: a password in the URL stays out of the message.
+  const url = withoutCredentials(config.NATS_URL);
   const explicit = Boolean(config.NATS_USER || config.NATS_CREDS);
   try {
     return await attempt(config);

@@ -4,6 +4,7 @@
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
+import { withoutCredentials } from "../nats/connection.js";
 import { Consumers, Streams, encodeJson, decodeJson } from "../../contracts/index.js";
 import { AdminSubjects } from "../api/admin-subjects.js";
 import type { InstanceStatus } from "../api/instance-status.js";
@@ -110,7 +111,7 @@ export async function statusReport(nc: NatsConnection, natsUrl: string, waitMs: 
   const report: StatusReport = {
     healthy: true,
     problems: [],
-    nats_url: natsUrl,
+    nats_url: withoutCredentials(natsUrl),
     checked_at: new Date().toISOString(),
     instances,
     partitions: { total: PARTITIONS, unowned: Array.from({ length: PARTITIONS }, (_, p) => p).filter((p) => !owned.has(p)) },
