@@ -81,13 +81,16 @@ describe("nerve: help and unknown names", () => {
       nerve(env, "history", "users", "not a valid id"),
       nerve(env, "tail", "events.shop.>"),
       nerve(env, "retry-dead-letter", "first"),
+      nerve(env, "send", "users", "RegisterUser", "u1", "{}", "--timeout", "0"),
     ]);
     for (const r of runs) expect(r.code, r.out).toBe(2);
     // Consumers are the service's to know: it refuses an unknown one, listing its own (an error reply: exit 1).
     const consumer = await nerve(env, "dead-letters", "nobody");
     expect(consumer.code).toBe(1);
     expect(consumer.stderr).toMatch(/^not_found: no consumer nobody; known: .*notifications/);
-    const [cmd, opt, ctx, type, id, filter, letter] = runs.map((r) => r.stderr);
+    const [cmd, opt, ctx, type, id, filter, letter, timeout] = runs.map((r) => r.stderr);
+    // nats.js would have waited its default second for a timeout of 0.
+    expect(timeout).toContain('--timeout must be more than 0 seconds, not "0"');
     expect(cmd).toContain('unknown command "frobnicate"; known: status, tail, history, send, lag, replay, dead-letters, retry-dead-letter');
     expect(opt).toContain("status: Unknown option '--frob'");
     expect(ctx).toContain('unknown context "shop"; known: users, courses, policies, orders, access');

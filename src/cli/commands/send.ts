@@ -40,10 +40,13 @@ examples: npm run nerve -- send users RegisterUser u-1 '{"email":"ada@example.co
     const headers: Record<string, string> = {};
     if (typeof values["idempotency-key"] === "string") headers[Headers.IdempotencyKey] = values["idempotency-key"];
     if (typeof values["correlation-id"] === "string") headers[Headers.CorrelationId] = values["correlation-id"];
+    // nats.js reads a timeout of 0 as its default of one second: more than 0 is asked for, saying so.
+    const timeoutS = numberOption("send", values, "timeout", 10);
+    if (timeoutS <= 0) throw usageError(`--timeout must be more than 0 seconds, not ${JSON.stringify(values.timeout)}`, "send");
     const reply = await serviceRequest(nc, subject, body, {
       contentType: values.msgpack ? ContentTypes.MsgPack : ContentTypes.Json,
       headers,
-      timeoutMs: numberOption("send", values, "timeout", 10) * 1000,
+      timeoutMs: timeoutS * 1000,
     });
     if (!reply.ok) {
       const { code, message, details } = reply.error;
