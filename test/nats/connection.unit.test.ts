@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MIN_SERVER_VERSION, versionAtLeast } from "../../src/nats/index.js";
+import { MIN_SERVER_VERSION, versionAtLeast, withoutCredentials } from "../../src/nats/index.js";
 
 describe("versionAtLeast", () => {
   it.each([
@@ -13,5 +13,14 @@ describe("versionAtLeast", () => {
     ["garbage", false],
   ])("%s against the minimum %s", (v, ok) => {
     expect(versionAtLeast(v, MIN_SERVER_VERSION)).toBe(ok);
+  });
+});
+
+describe("withoutCredentials", () => {
+  it("takes the user and password out of every URL of a NATS_URL, and leaves the rest as it was", () => {
+    expect(withoutCredentials("nats://nerve:s3cret@nats-1:4222, tls://u:p%40ss@nats-2:4222,nats://nats-3:4222")).toBe("nats://nats-1:4222,tls://nats-2:4222,nats://nats-3:4222");
+    expect(withoutCredentials("nats://token@127.0.0.1:4222")).toBe("nats://127.0.0.1:4222");
+    expect(withoutCredentials("https://user:pw@otel.example:4318/v1/traces")).toBe("https://otel.example:4318/v1/traces");
+    expect(withoutCredentials("nats://127.0.0.1:4222")).toBe("nats://127.0.0.1:4222");
   });
 });
