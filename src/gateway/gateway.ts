@@ -59,10 +59,11 @@ export interface GatewayDeps {
   flushMs?: number;
   /**
    * Bytes uWS may buffer for one socket (default 256 KiB): past them the gateway writes nothing more to
-   * it until it drains. Also what it holds before the welcome, past which the socket is closed with 4408.
+   * it until it drains. Also the most bytes of replies (acks) it keeps unwritten for a socket, before
+   * its welcome or while it does not read, past which the socket is closed with 4408.
    */
   maxBufferedBytes?: number;
-  /** How long (ms) a socket may stay over `maxBufferedBytes` before it is closed with 4408 as too slow (default 10 s). */
+  /** How long (ms) a socket may stay behind (over `maxBufferedBytes`, not caught up since) before it is closed with 4408 as too slow (default 10 s). */
   slowAfterMs?: number;
   /** Idle seconds before uWS pings, and closes a client that stays silent (default 32, minimum 8). */
   heartbeatSeconds?: number;
@@ -177,7 +178,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
             if (aborted) return;
             // Stopped while the token was verified (a remote JWKS can take seconds): no socket opens after closeAll.
             if (stopping) return void res.cork(() => res.writeStatus("503 Service Unavailable").end("stopping"));
-            const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, fullSince: 0, live: false, held: undefined, heldBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
+            const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, full: false, behindSince: 0, live: false, held: undefined, replyBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
             res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
           }),
         (err: unknown) =>

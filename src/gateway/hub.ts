@@ -1,9 +1,10 @@
 /**
  * The live sockets and everything written to them. Frames for a socket are queued and written
  * together within a short flush window (one cork, one syscall). Each socket has a byte budget on
- * what uWS holds for it beyond the kernel's buffers (`getBufferedAmount`): a socket over it is
- * closed with 4408 and, as the reason, the cursor of the last event frame written to it — the
- * client reads up to there, then resumes from it; nothing is skipped silently.
+ * what uWS holds for it beyond the kernel's buffers (`getBufferedAmount`), and on the replies queued
+ * for it: a socket that stays over the first without catching up, or goes over the second, is closed
+ * with 4408 and, as the reason, the cursor of the last event frame written to it — the client reads
+ * up to there, then resumes from it; nothing is skipped silently.
  */
 import { CloseCodes } from "../../contracts/index.js";
 import { encodeCursor } from "./cursor.js";
@@ -23,19 +24,29 @@ export interface Conn {
   queuedSeq: number;
   /** The last cursor written to the socket; -1 before the first. */
   sentSeq: number;
-  /** Queued frames as triplets: frame, stream time (0 if not an event), cursor sequence (-1 if none). */
-  out: (string | Uint8Array | number)[] | undefined;
   /**
-   * Since when (ms since the epoch) uWS holds more than the budget for this socket and the hub writes
-   * nothing more to it until it drains; 0 while it does not.
+   * Queued frames as triplets: frame; its stream time if an event, minus its size in bytes if a reply
+   * (counted in {@link replyBytes}), else 0; cursor sequence (-1 if none).
    */
-  fullSince: number;
+  out: (string | Uint8Array | number)[] | undefined;
+  /** uWS holds more than the budget for this socket: the hub writes nothing more to it until it drains. */
+  full: boolean;
+  /**
+   * Since when (ms since the epoch) the socket has been behind: it went full and has not caught up
+   * since (everything queued written, uWS within the budget); 0 while it keeps up. A drain that lets
+   * only part of the queue out does not reset it.
+   */
+  behindSince: number;
   /** The session has started (welcome, or a resume's events, queued): replies go out as queued. */
   live: boolean;
   /** Replies to client frames received before the session started, held until it does, in order. */
   held: string[] | undefined;
-  /** Bytes in {@link held}: they count against the socket's byte budget. */
-  heldBytes: number;
+  /**
+   * Bytes of replies held or queued and not yet written. Unlike event frames (references to the event
+   * log's), each is the socket's own memory, made as fast as the client sends: past the byte budget
+   * the socket is closed with 4408.
+   */
+  replyBytes: number;
   /** Access records whose welcome view is newer than the stream head was: versions not to send again. */
   skip: Map<string, number> | undefined;
   /** When {@link skip} is dropped (ms since the epoch): by then those events have long been read. */
@@ -50,11 +61,14 @@ export interface HubOptions {
   flushMs: number;
   /**
    * Most bytes the hub lets uWS hold for a socket: past them it writes nothing more to it until it
-   * drains, and holds what comes meanwhile (references to the event log's frames). Also the most
-   * {@link Hub.reply} holds before the session starts, past which the socket is closed with 4408.
+   * drains, and holds what comes meanwhile (references to the event log's frames). Also the most bytes
+   * of replies it holds or queues for a socket, unwritten, past which the socket is closed with 4408.
    */
   maxBufferedBytes: number;
-  /** A socket that stays over {@link maxBufferedBytes} this long (ms) cannot keep up: closed with 4408. */
+  /**
+   * A socket that stays behind this long (ms) — over {@link maxBufferedBytes} without catching up since,
+   * however much it read meanwhile — cannot keep up: closed with 4408.
+   */
   slowAfterMs: number;
 }
 
@@ -66,8 +80,8 @@ export class Hub {
   readonly #expiries = new Map<number, Set<Conn>>();
   #expNext = Math.floor(Date.now() / 1000);
   readonly #expTimer: NodeJS.Timeout;
-  /** Sockets over their budget, waiting for uWS's drain. */
-  readonly #full = new Set<Conn>();
+  /** Sockets behind ({@link Conn.behindSince}), watched by the slow rule. */
+  readonly #behind = new Set<Conn>();
 
   constructor(
     private readonly log: EventLog<Conn>,
@@ -101,7 +115,7 @@ export class Hub {
     c.held = undefined;
     this.all.delete(c);
     this.#dirty.delete(c);
-    if (this.#full.delete(c)) this.metrics.full.set(this.#full.size);
+    if (this.#behind.delete(c)) this.metrics.full.set(this.#behind.size);
     const s = this.#expirySecond(c);
     const bucket = this.#expiries.get(s);
     // Else an empty set stays until its second comes: with tokens valid for hours, one per second of
@@ -128,23 +142,24 @@ export class Hub {
     const held = c.held;
     if (!held) return;
     c.held = undefined;
-    c.heldBytes = 0;
-    for (const frame of held) this.queue(c, frame);
+    for (const frame of held) this.queue(c, frame, -Buffer.byteLength(frame));
   }
 
   /**
    * Queues a reply to a client frame. Before the session has started it is held instead: a client
    * that sends as soon as the socket opens still gets its welcome (or reset and welcome) first —
-   * which waits for GetLearnerProgress — as CONTRACT.md §6 has it. Held replies count against the
-   * socket's byte budget: a client that floods frames before its welcome is closed with 4408 as one
-   * that reads too slowly is, so that what is held stays bounded.
+   * which waits for GetLearnerProgress — as CONTRACT.md §6 has it. Replies held or queued, unwritten,
+   * count against the socket's byte budget: a client that floods frames before its welcome, or while
+   * it does not read, is closed with 4408 as one that reads too slowly is, so that what the hub keeps
+   * for it stays bounded (every frame gets a reply, however fast they come).
    */
   reply(c: Conn, frame: string): void {
-    if (c.live) return this.queue(c, frame);
     if (c.closed) return;
+    const bytes = Buffer.byteLength(frame);
+    if (c.replyBytes + bytes > this.opts.maxBufferedBytes) return this.closeSlow(c);
+    c.replyBytes += bytes;
+    if (c.live) return this.queue(c, frame, -bytes);
     (c.held ??= []).push(frame);
-    c.heldBytes += Buffer.byteLength(frame);
-    if (c.heldBytes > this.opts.maxBufferedBytes) this.closeSlow(c);
   }
 
   /** Queues a learner event for each of the learner's sockets. */
@@ -166,12 +181,12 @@ export class Hub {
     this.queue(c, e.frame, e.at, e.seq);
   }
 
-  /** Queues a frame; `seq` is the cursor it carries (-1 for none). */
+  /** Queues a frame; `at` as in {@link Conn.out}, `seq` the cursor it carries (-1 for none). */
   queue(c: Conn, frame: string | Uint8Array, at = 0, seq = -1): void {
     if (c.closed) return;
     (c.out ??= []).push(frame, at, seq);
     // A full socket is written again at its drain.
-    if (c.fullSince === 0) this.#schedule(c);
+    if (!c.full) this.#schedule(c);
   }
 
   #schedule(c: Conn): void {
@@ -185,7 +200,7 @@ export class Hub {
    * Writes the queued frames now, to each socket until uWS holds more than the budget for it. What is
    * left stays queued until uWS's drain: a burst larger than the budget (a resume after hours away, a
    * welcome with many records) reaches a client that reads, however small its network's first window.
-   * Only a socket that stays full for `slowAfterMs` is closed as too slow.
+   * Only a socket that stays behind for `slowAfterMs` is closed as too slow.
    */
   flush(): void {
     this.#timer = undefined;
@@ -196,7 +211,7 @@ export class Hub {
     for (const c of this.#dirty) {
       const ws = c.ws;
       const out = c.out;
-      if (c.closed || !ws || !out || c.fullSince > 0) continue;
+      if (c.closed || !ws || !out || c.full) continue;
       c.out = undefined;
       let dropped = false;
       let i = 0;
@@ -219,7 +234,10 @@ export class Hub {
           if (at > 0) {
             counts.event++;
             latency.observe(Math.max(0, now - at) / 1000);
-          } else counts[frameType(frame as string)]++;
+          } else {
+            c.replyBytes += at; // minus a reply's size, else 0
+            counts[frameType(frame as string)]++;
+          }
         }
       };
       // One frame is one write anyway; several are corked into one.
@@ -230,22 +248,35 @@ export class Hub {
       if (dropped) this.closeSlow(c);
       else if (i < out.length || ws.getBufferedAmount() > budget) {
         c.out = i < out.length ? out.slice(i) : undefined;
-        c.fullSince = now;
-        this.#full.add(c);
-        this.metrics.full.set(this.#full.size);
-      }
+        c.full = true;
+        if (c.behindSince === 0) {
+          c.behindSince = now;
+          this.#behind.add(c);
+          this.metrics.full.set(this.#behind.size);
+        }
+      } else this.#caughtUp(c);
     }
     this.#dirty.clear();
     for (const [type, n] of Object.entries(counts)) if (n > 0) this.metrics.framesSent.inc({ type }, n);
   }
 
-  /** uWS's drain: a socket's buffer went down. Once within the budget, what is queued for it goes out. */
+  /**
+   * uWS's drain: a socket's buffer went down. Once within the budget, what is queued for it goes out;
+   * the socket has caught up only once all of that is written (a flush with nothing left over).
+   */
   drained(c: Conn): void {
-    if (c.fullSince === 0 || c.closed || !c.ws || c.ws.getBufferedAmount() > this.opts.maxBufferedBytes) return;
-    c.fullSince = 0;
-    this.#full.delete(c);
-    this.metrics.full.set(this.#full.size);
+    if (!c.full || c.closed || !c.ws || c.ws.getBufferedAmount() > this.opts.maxBufferedBytes) return;
+    c.full = false;
     if (c.out) this.#schedule(c);
+    else this.#caughtUp(c);
+  }
+
+  // Everything queued is written and uWS is within the budget: the slow rule's clock stops.
+  #caughtUp(c: Conn): void {
+    if (c.behindSince === 0) return;
+    c.behindSince = 0;
+    this.#behind.delete(c);
+    this.metrics.full.set(this.#behind.size);
   }
 
   /** Closes a socket that cannot keep up, with 4408 and the last cursor written to it. */
@@ -272,9 +303,9 @@ export class Hub {
 
   // Sockets whose token expired are closed with 4401; a 1 s wheel instead of a timer per socket.
   #expire(): void {
-    // Sockets full for too long cannot keep up (checked on the same 1 s tick).
+    // Sockets behind for too long cannot keep up (checked on the same 1 s tick).
     const slowBefore = Date.now() - this.opts.slowAfterMs;
-    for (const c of this.#full) if (c.fullSince < slowBefore) this.closeSlow(c);
+    for (const c of this.#behind) if (c.behindSince < slowBefore) this.closeSlow(c);
     const now = Math.floor(Date.now() / 1000);
     for (; this.#expNext <= now; this.#expNext++) {
       const bucket = this.#expiries.get(this.#expNext);

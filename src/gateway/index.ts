@@ -12,7 +12,8 @@
  *   answers (session.ts, progress-query.ts).
  * - Auth: JWT checked before the upgrade, HS256 with the secret or RS256/ES256/EdDSA against a
  *   JWKS (auth.ts, jwks.ts); expiry enforced on live sockets (hub.ts).
- * - Slow clients: a byte budget on uWS's buffered amount, 4408 with the last cursor (hub.ts).
+ * - Slow clients: a byte budget on uWS's buffered amount and one on unwritten acks, 4408 with the
+ *   last cursor (hub.ts).
  */
 export { startGateway, type Gateway, type GatewayDeps } from "./gateway.js";
 export { encodeCursor, decodeCursor } from "./cursor.js";

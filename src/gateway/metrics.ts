@@ -7,7 +7,7 @@ export class GatewayMetrics {
   readonly registry = new Registry();
   /** Open WebSockets. */
   readonly connections = new Gauge({ name: "nerve_gateway_connections", help: "Open WebSocket connections", registers: [this.registry] });
-  readonly full = new Gauge({ name: "nerve_gateway_full_sockets", help: "Sockets whose unsent bytes are over the budget: nothing more is written to them until they drain (closed with 4408 if that lasts 10 s)", registers: [this.registry] });
+  readonly full = new Gauge({ name: "nerve_gateway_full_sockets", help: "Sockets behind: they went over their byte budget and have not caught up since (closed with 4408 if that lasts 10 s)", registers: [this.registry] });
   /** Frames written to sockets, by frame type. */
   readonly framesSent = new Counter({ name: "nerve_gateway_frames_sent_total", help: "Frames written to WebSockets", labelNames: ["type"] as const, registers: [this.registry] });
   /** From JetStream storing an event to its frame being written to a learner's socket (observed per frame: a {@link LeanHistogram}). */

@@ -94,6 +94,36 @@ describe("slow and dead clients", () => {
     }
   }, 60_000);
 
+  it("closes a client that sends frames without reading with 4408 once its unwritten acks pass the budget, long before the slow rule would", async () => {
+    const gw = await startTestGateway(t.nats.url, { maxBufferedBytes: 16 * 1024, slowAfterMs: 120_000 });
+    try {
+      const c = await TestClient.as(gw.port, "flood");
+      await c.welcome();
+      (c.ws as any)._socket.pause(); // reads nothing more, while it sends
+      const slowClosed = () => metric(gw.port, /nerve_gateway_closes_total\{reason="slow"\} (\d+)/);
+      let sent = 0;
+      // Each tiny frame gets an ack of about 100 bytes, in bursts the hub writes between them: the kernel's
+      // buffers fill, then what uWS holds passes the budget, then the acks queued behind it pass it too.
+      while (gw.connections() > 0) {
+        if (sent >= 600_000) throw new Error(`still open after ${sent} frames`);
+        for (let i = 0; i < 100; i++) c.send("x");
+        sent += 100;
+        await sleep(1);
+      }
+      expect(await slowClosed()).toBe(1);
+      (c.ws as any)._socket.resume();
+      const closed = await c.closedWith(20_000);
+      expect(closed.code).toBe(4408);
+      expect(c.frames[0]!.type).toBe("welcome");
+      // Every ack it got was for one of its frames, in order: a prefix of them, the rest never made.
+      const acks = c.frames.slice(1);
+      expect(acks.every((f) => f.type === "ack" && f.error?.code === "invalid_request")).toBe(true);
+      expect(acks.length).toBeLessThan(sent);
+    } finally {
+      await gw.close();
+    }
+  }, 60_000);
+
   it("coalesces a burst of frames for one socket into few writes", async () => {
     const gw = await startTestGateway(t.nats.url, { flushMs: 50 });
     try {
