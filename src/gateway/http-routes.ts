@@ -77,10 +77,8 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpRouteDeps): void
     readyNow().then((r) => ({ status: r.ready ? "200 OK" : "503 Service Unavailable", type: "application/json", body: JSON.stringify(r) })),
   );
 
-  route("/metrics", () => {
-    const { registry } = deps.metrics;
-    return registry.metrics().then((body) => ({ status: "200 OK", type: registry.contentType, body }));
-  });
+  // Rendered at most once at a time and served again for a second (GatewayMetrics.render): the port is public.
+  route("/metrics", () => deps.metrics.render().then((body) => ({ status: "200 OK", type: deps.metrics.registry.contentType, body })));
 
   route("/", () => ({ status: "200 OK", type: "text/html; charset=utf-8", body: page, headers: { "Cache-Control": "no-store" } }));
 

@@ -2,9 +2,20 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import { LeanHistogram } from "../app/lean-histogram.js";
 
+/** How long (ms) after a render of `/metrics` began its text is served again. */
+export const METRICS_REUSE_MS = 1000;
+
+/** A render of the registry: when it was asked for, its text, and whether it has ended. */
+interface Render {
+  at: number;
+  text: Promise<string>;
+  done: boolean;
+}
+
 /** Metrics of one gateway. */
 export class GatewayMetrics {
   readonly registry = new Registry();
+  #render: Render | undefined;
   /** Open WebSockets. */
   readonly connections = new Gauge({ name: "nerve_gateway_connections", help: "Open WebSocket connections", registers: [this.registry] });
   readonly full = new Gauge({ name: "nerve_gateway_full_sockets", help: "Sockets behind: they went over their byte budget and have not caught up since (closed with 4408 if that lasts 10 s)", registers: [this.registry] });
@@ -41,6 +52,31 @@ export class GatewayMetrics {
   /** The stream sequence read up to. */
   readonly head: Gauge = new Gauge({ name: "nerve_gateway_stream_head", help: "EVENTS_ACCESS sequence read up to", registers: [this.registry], collect: (): void => this.head.set(this.feed.head) });
 
+  /**
+   * The registry as Prometheus text, for `/metrics`. A render reads every figure on the main thread
+   * (and counts rows in the database, asks worker threads for their heaps): one at a time, its text
+   * served to every request within {@link METRICS_REUSE_MS} of it, so that a client asking in a loop
+   * costs about one render a second, not one per request. A request that comes while a render too old
+   * to serve is still running waits for it to end, then for a render of its own.
+   */
+  render(): Promise<string> {
+    const now = Date.now();
+    const last = this.#render;
+    if (last && now - last.at <= METRICS_REUSE_MS) return last.text;
+    const after = last && !last.done ? last.text.then(noop, noop) : undefined;
+    const r: Render = { at: now, text: after ? after.then(() => this.registry.metrics()) : this.registry.metrics(), done: false };
+    this.#render = r;
+    r.text.then(
+      () => (r.done = true),
+      () => {
+        r.done = true;
+        // A failed render is not served again: the next request tries afresh.
+        if (this.#render === r) this.#render = undefined;
+      },
+    );
+    return r.text;
+  }
+
   /** Counts one access event read, by outcome. */
   countEvent(outcome: string): void {
     this.feed.events.set(outcome, (this.feed.events.get(outcome) ?? 0) + 1);
@@ -50,3 +86,5 @@ export class GatewayMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: "nerve_gateway_" });
   }
 }
+
+function noop(): void {}

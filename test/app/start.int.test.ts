@@ -2,6 +2,7 @@ import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNerve } from "../../src/app/index.js";
 import { loadConfig } from "../../src/config/index.js";
+import { METRICS_REUSE_MS } from "../../src/gateway/metrics.js";
 import { createLogger } from "../../src/log/index.js";
 import { connect } from "@nats-io/transport-node";
 import { command, freePort, query, startNatsServer, tempSqlitePath, until, type NatsServerHandle } from "../support/index.js";
@@ -32,6 +33,7 @@ describe("start-up", () => {
     expect(metrics).toMatch(/^nerve_group_commit_writes_total [1-9]/m);
     // The relay's acks are deleted by the writer; the registration's event is published by now or soon.
     expect(await nerve.relay.flush(5_000)).toBe(true);
+    await new Promise((r) => setTimeout(r, METRICS_REUSE_MS + 100)); // the text above is served again for a second
     const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(after).toMatch(/^nerve_outbox_rows_deleted_total [1-9]/m);
     expect(after).toMatch(/^nerve_outbox_backlog 0$/m);

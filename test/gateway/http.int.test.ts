@@ -5,7 +5,9 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { streamConfig } from "../../src/nats/index.js";
 import { startNatsServer, type TestNerve } from "../support/index.js";
-import { TestClient, grant, progress, startTestGateway, useNerveAndGateway, type TestGateway } from "./support.js";
+import { Gauge } from "prom-client";
+import { METRICS_REUSE_MS } from "../../src/gateway/metrics.js";
+import { TestClient, grant, progress, sleep, startTestGateway, useNerveAndGateway, type TestGateway } from "./support.js";
 
 let t: TestNerve;
 let gw: TestGateway;
@@ -67,9 +69,80 @@ describe("HTTP", () => {
     const delivered = Number(/^nerve_gateway_events_total\{outcome="delivered"\} (\d+)/m.exec(text)![1]);
     await progress(t.client, "ada", "algebra", 32);
     await ada.until((c) => c.events.some((f) => f.event.payload.progress === 32));
+    await sleep(METRICS_REUSE_MS + 100); // the text above is served again for a second
     const again = await (await get(gw.port, "/metrics")).text();
     expect(Number(/^nerve_gateway_events_total\{outcome="delivered"\} (\d+)/m.exec(again)![1])).toBe(delivered + 1);
     await ada.close();
+  });
+
+  it("renders /metrics once for many requests at a time, served again within a second, afresh after it", async () => {
+    // Counts renders; each takes 100 ms, so that later requests come while one is running.
+    let renders = 0;
+    new Gauge({
+      name: "test_metrics_renders",
+      help: "renders of the registry",
+      registers: [gw.metrics.registry],
+      async collect() {
+        this.set(++renders);
+        await sleep(100);
+      },
+    });
+    const rendered = (text: string) => Number(/^test_metrics_renders (\d+)$/m.exec(text)?.[1]);
+    const scrape = async () => {
+      const res = await get(gw.port, "/metrics");
+      expect(res.status).toBe(200);
+      return rendered(await res.text());
+    };
+    try {
+      await sleep(METRICS_REUSE_MS + 100); // no render of the tests before is served any more
+      const first = scrape();
+      await sleep(20);
+      // 100 requests at once, while that render runs; HEAD too.
+      const together = await Promise.all([first, ...Array.from({ length: 99 }, scrape)]);
+      expect((await fetch(`http://127.0.0.1:${gw.port}/metrics`, { method: "HEAD" })).status).toBe(200);
+      expect(renders).toBe(1);
+      expect(new Set(together)).toEqual(new Set([1]));
+      await sleep(300); // within the second: the same text
+      expect(await scrape()).toBe(1);
+      expect(renders).toBe(1);
+      await sleep(METRICS_REUSE_MS);
+      // After it: a fresh render, once for the requests that come together.
+      expect(new Set(await Promise.all(Array.from({ length: 20 }, scrape)))).toEqual(new Set([2]));
+      expect(renders).toBe(2);
+    } finally {
+      gw.metrics.registry.removeSingleMetric("test_metrics_renders");
+    }
+  });
+
+  it("starts a fresh render for a request that comes while one too old to serve is still running, and serves no text older than a second", async () => {
+    let renders = 0;
+    let running = 0;
+    let mostRunning = 0;
+    new Gauge({
+      name: "test_metrics_slow_renders",
+      help: "renders of the registry, each 1.5 s",
+      registers: [gw.metrics.registry],
+      async collect() {
+        this.set(++renders);
+        mostRunning = Math.max(mostRunning, ++running);
+        await sleep(1500);
+        running--;
+      },
+    });
+    const rendered = async () => Number(/^test_metrics_slow_renders (\d+)$/m.exec(await (await get(gw.port, "/metrics")).text())?.[1]);
+    try {
+      await sleep(METRICS_REUSE_MS + 100);
+      const first = rendered();
+      await sleep(METRICS_REUSE_MS + 200); // the first render began more than a second ago and still runs
+      const second = rendered();
+      const third = rendered();
+      expect(await first).toBe(1);
+      expect([await second, await third]).toEqual([2, 2]);
+      expect(renders).toBe(2);
+      expect(mostRunning).toBe(1); // one render at a time: the second began once the first had ended
+    } finally {
+      gw.metrics.registry.removeSingleMetric("test_metrics_slow_renders");
+    }
   });
 
   it("serves the page, and development tokens only when enabled", async () => {
