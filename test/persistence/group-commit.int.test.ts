@@ -1,5 +1,5 @@
 /** The group-commit writer on a real SQLite file: outbox rows handed over at commit, and published rows deleted. */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { GroupCommitWriter, Repository, StaleWriteError, type Database, type OutboxRow } from "../../src/persistence/index.js";
 import { lockSqliteFile, profileWrite, useSqliteDatabase } from "../support/index.js";
 
@@ -192,5 +192,26 @@ describe("GroupCommitWriter", () => {
     // The second came while the first waited for the lock (on this thread, synchronously) or after it committed: a transaction each.
     expect(writer.stats.transactions).toBe(2);
     expect(writer.stats.largestBatch).toBe(1);
+  });
+
+  it("arms no retry of failed deletions after close(): none runs against a closed database", async () => {
+    const writer = new GroupCommitWriter(db);
+    const failures: unknown[] = [];
+    writer.on("error", (err) => failures.push(err));
+    await writer.submit(write("closing", 1));
+    const seq = Number((await repo.pendingOutbox(1000)).find((r) => r.aggregate_id === "closing")!.seq);
+    // The deletion fails (its table is away) and a retry is armed, every 200 ms.
+    await db.execute("alter table nerve_outbox rename to nerve_outbox_away", [], "run");
+    try {
+      writer.release([seq]);
+      await vi.waitFor(() => expect(failures.length).toBeGreaterThan(0), { timeout: 5_000, interval: 20 });
+      await writer.close();
+      const atClose = failures.length;
+      // Three retry periods: on the old code each brought one more failure.
+      await new Promise((r) => setTimeout(r, 650));
+      expect(failures.length).toBe(atClose);
+    } finally {
+      await db.execute("alter table nerve_outbox_away rename to nerve_outbox", [], "run");
+    }
   });
 });
