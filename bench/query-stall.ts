@@ -16,6 +16,7 @@ import { search, searchCatalog } from "../src/projections/search.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { median } from "./percentiles.js";
 import { table } from "./table.js";
+import { insertSearchDocuments } from "./search-documents.js";
 
 const courses = Number(process.argv[2] ?? 50_000);
 const QUERIES = ["a", "python", "introduction advanced", "zzz"];
@@ -26,15 +27,7 @@ const words = (seed: number, n: number) => Array.from({ length: n }, (_, j) => W
 
 async function seed(db: Database): Promise<void> {
   await search().setup!(txOf(db));
-  for (let i = 0; i < courses; i += 500) {
-    const values: unknown[] = [];
-    const rows: string[] = [];
-    for (let j = i; j < Math.min(courses, i + 500); j++) {
-      values.push(`c-${j}`, `Course ${words(j, 5)} ${j}`, words(j + 3, 40), 1000, "EUR", "i-1", "p-1", "active", 1, "2026-01-01T00:00:00.000Z");
-      rows.push("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    }
-    await db.execute(`insert into search_documents (course_id, title, description, price_amount, price_currency, instructor_id, policy_id, status, version, updated_on) values ${rows.join(", ")}`, values, "run");
-  }
+  await insertSearchDocuments((sql, params) => db.execute(sql, params, "run"), courses, (j) => ({ title: `Course ${words(j, 5)} ${j}`, description: words(j + 3, 40) }));
 }
 
 async function main(): Promise<void> {

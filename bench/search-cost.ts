@@ -17,6 +17,7 @@ import { SEARCH_FTS_TABLE, ftsQueryOf, search, searchCatalog } from "../src/proj
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { median } from "./percentiles.js";
 import { table } from "./table.js";
+import { insertSearchDocuments } from "./search-documents.js";
 
 const courses = Number(process.argv[2] ?? 50_000);
 const ROUNDS = 5;
@@ -91,16 +92,14 @@ async function seed(tx: Tx): Promise<void> {
   const rnd = random(42);
   const word = zipf(vocabulary(rnd), rnd);
   const text = (n: number) => Array.from({ length: n }, word).join(" ");
-  for (let i = 0; i < courses; i += 500) {
-    const values: unknown[] = [];
-    const rows: string[] = [];
-    for (let j = i; j < Math.min(courses, i + 500); j++) {
+  await insertSearchDocuments(
+    (sql, params) => tx.execute(sql, params, "run"),
+    courses,
+    () => {
       const title = text(6);
-      values.push(`c-${j}`, title[0]!.toUpperCase() + title.slice(1), text(150), 1000, "EUR", "i-1", "p-1", "active", 1, "2026-01-01T00:00:00.000Z");
-      rows.push("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    }
-    await tx.execute(`insert into search_documents (course_id, title, description, price_amount, price_currency, instructor_id, policy_id, status, version, updated_on) values ${rows.join(", ")}`, values, "run");
-  }
+      return { title: title[0]!.toUpperCase() + title.slice(1), description: text(150) };
+    },
+  );
 }
 
 async function main(): Promise<void> {
