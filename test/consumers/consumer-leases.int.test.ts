@@ -6,16 +6,16 @@
 import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
 import { AckPolicy, jetstream, type JetStreamManager } from "@nats-io/jetstream";
-import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
+import type { EnvelopeBase } from "../../contracts/index.js";
 import { CONSUMER_GROUP, ConsumerManager, consumerEntities } from "../../src/consumers/index.js";
 import { Leases, clusterEntities, leaseName } from "../../src/cluster/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { catalogCourse, createSubscribers, readModelEntities } from "../../src/projections/index.js";
 import { txOf } from "../../src/consumers/index.js";
 import { postgresAvailable, tempPostgres, until, useNatsWithStreams, type TempPostgres } from "../support/index.js";
-import { FakeBus, envelope, quiet } from "../projections/fixtures.js";
+import { FakeBus, envelope, publishEvent, quiet } from "../projections/fixtures.js";
 
 const available = await postgresAvailable();
 const TTL = 1200;
@@ -27,12 +27,7 @@ let nc: NatsConnection;
 let jsm: JetStreamManager;
 useNatsWithStreams((h) => ({ nc, jsm } = h));
 
-async function publishCourse(id: string): Promise<void> {
-  const e = created(id);
-  const h = natsHeaders();
-  h.set(Headers.EventType, e.event_type);
-  await jetstream(nc).publish(`events.courses.CourseCreated.${id}`, encodeMsgPack(e), { headers: h });
-}
+const publishCourse = (id: string) => publishEvent(nc, created(id));
 
 describe.skipIf(!available)("consumer leases", () => {
   let pg: TempPostgres;

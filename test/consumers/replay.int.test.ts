@@ -9,14 +9,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
+import type { EnvelopeBase } from "../../contracts/index.js";
 import { ConsumerManager } from "../../src/consumers/index.js";
 import { ensureStreams } from "../../src/nats/index.js";
 import { catalogCourse } from "../../src/projections/index.js";
 import { startNatsServer, until, type NatsServerHandle } from "../support/index.js";
-import { envelope, openReadModels, quiet, type ReadModels } from "../projections/fixtures.js";
+import { envelope, publishEvent, openReadModels, quiet, type ReadModels } from "../projections/fixtures.js";
 
 const CONF = `
 authorization {
@@ -38,12 +38,7 @@ let m: ReadModels | undefined;
 let consumers: ConsumerManager | undefined;
 
 const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
-async function publishCourse(id: string): Promise<void> {
-  const e = created(id);
-  const h = natsHeaders();
-  h.set(Headers.EventType, e.event_type);
-  await jetstream(admin).publish(`events.courses.CourseCreated.${id}`, encodeMsgPack(e), { headers: h });
-}
+const publishCourse = (id: string) => publishEvent(admin, created(id));
 const courses = async () => Number((await m!.db.execute<{ n: number }>("select count(*) as n from catalog_courses", [], "get")).n);
 
 beforeAll(async () => {

@@ -4,24 +4,22 @@
  * start while it runs or starts opens no second reader of a durable (two readers of one durable in one
  * process hold each other's acks for good, FloorAcks), and a stop during a start leaves nothing running.
  */
-import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { pino } from "pino";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
-import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
+import type { EnvelopeBase } from "../../contracts/index.js";
 import { ConsumerRunner, DeadLetters, EventHandler } from "../../src/consumers/index.js";
 import { catalogCourse } from "../../src/projections/index.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
-import { until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
-import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
+import { captureLog, until, useNatsWithStreams, type LogLine, type NatsServerHandle } from "../support/index.js";
+import { envelope, publishEvent, openReadModels, type ReadModels } from "../projections/fixtures.js";
 
 let nats: NatsServerHandle;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
 let m: ReadModels;
 let runner: ConsumerRunner;
-let lines: { level: number; msg: string }[];
+let lines: LogLine[];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
@@ -29,27 +27,17 @@ const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, {
 const floorOf = async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq;
 const lastSeq = async () => (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
 
-async function publishCourse(id: string): Promise<void> {
-  const e = created(id);
-  const h = natsHeaders();
-  h.set(Headers.EventType, e.event_type);
-  await jetstream(nc).publish(`events.courses.CourseCreated.${id}`, encodeMsgPack(e), { headers: h });
-}
+const publishCourse = (id: string) => publishEvent(nc, created(id));
 
 useNatsWithStreams((h) => ({ nats, nc, jsm } = h));
 
 beforeEach(async () => {
   m = await openReadModels();
-  lines = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
+  const log = captureLog("info");
+  lines = log.lines;
   // Watched, so that each open reader shows in `backlogs`.
   const watched = { limit: 1_000_000, changed: () => {} };
-  runner = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, m.subscriber("catalog")), new DeadLetters(m.db), pino({ level: "info" }, sink), { maxDeliver: 3, backoffMs: [50] }, watched);
+  runner = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, m.subscriber("catalog")), new DeadLetters(m.db), log.logger, { maxDeliver: 3, backoffMs: [50] }, watched);
 });
 afterEach(async () => {
   await runner?.stop();
@@ -69,7 +57,7 @@ describe("ConsumerRunner.stop", () => {
     process.kill(nats.pid, "SIGSTOP");
     let frozen = true;
     try {
-      await until("the restart's ensure() retries", () => lines.some((l) => l.msg.includes("JetStream is unavailable for now")), 20_000);
+      await until("the restart's ensure() retries", () => lines.some((l) => l.msg?.includes("JetStream is unavailable for now") === true), 20_000);
       const stopped = runner.stop().then(() => "stopped");
       await sleep(300);
       process.kill(nats.pid, "SIGCONT");

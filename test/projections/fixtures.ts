@@ -1,12 +1,21 @@
 /** Fixtures of the projection tests: contract-valid envelopes, a real SQLite read-model database, a fake command bus. */
 import { pino } from "pino";
 import { v7 as uuidv7 } from "uuid";
-import { Contexts, EventContexts, EventSchemas, EventVersions, NerveError, type CommandSuccess, type EnvelopeBase, type EventType, type PayloadOf } from "../../contracts/index.js";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { jetstream } from "@nats-io/jetstream";
+import { Contexts, EventContexts, EventSchemas, EventVersions, Headers, NerveError, encodeMsgPack, type CommandSuccess, type EnvelopeBase, type EventType, type PayloadOf } from "../../contracts/index.js";
 import { EventHandler, consumerEntities, txOf, type Subscriber, type Tx } from "../../src/consumers/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { createSubscribers, readModelEntities, type SubscriberDeps } from "../../src/projections/index.js";
 import type { CommandBus, CommandRequest } from "../../src/runtime/index.js";
 import { tempSqlitePath } from "../support/tmp.js";
+
+/** Publishes `e` into its stream as the relay does for the consumers: on its subject, MessagePack, with its Event-Type header. */
+export async function publishEvent(nc: NatsConnection, e: EnvelopeBase): Promise<void> {
+  const h = natsHeaders();
+  h.set(Headers.EventType, e.event_type);
+  await jetstream(nc).publish(`events.${EventContexts[e.event_type as EventType]}.${e.event_type}.${e.aggregate_id}`, encodeMsgPack(e), { headers: h });
+}
 
 /** A silent logger for subscribers under test. */
 export const quiet = pino({ level: "silent" });
