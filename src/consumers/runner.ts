@@ -471,12 +471,7 @@ export class ConsumerRunner {
 
   /** Pending and ack-pending per binding. */
   async lag(): Promise<{ stream: string; pending: number; ackPending: number }[]> {
-    return Promise.all(
-      this.bindings.map(async (b) => {
-        const info = await this.jsm.consumers.info(b.stream, this.name);
-        return { stream: b.stream, pending: info.num_pending, ackPending: info.num_ack_pending };
-      }),
-    );
+    return (await this.ackFloors()).map(({ stream, pending, ackPending }) => ({ stream, pending, ackPending }));
   }
 
   /** Per binding, the durable's ack floor: the stream sequence up to which every message it reads is acknowledged. */
