@@ -13,12 +13,17 @@ export interface TraceHeaders {
 }
 
 /**
- * The value when it is a W3C `traceparent`, trimmed; anything else is ignored (W3C: the receiver
- * then starts a new trace) rather than refused, so a tracer's bug never fails a command.
+ * The W3C `traceparent` the value carries, written as version 00 (55 characters); anything else is
+ * ignored (W3C: the receiver then starts a new trace) rather than refused, so a tracer's bug never
+ * fails a command. A later version may append fields of any length, which W3C has a receiver of
+ * version 00 read past and drop: carried as it came, a tail of a kilobyte failed the event row's
+ * 64-character column on PostgreSQL and made every event of the command too large to publish.
  */
 export function validTraceparent(value: string | undefined): string | undefined {
   if (!value) return undefined;
-  return parseTraceParent(value) ? value.trim() : undefined;
+  const span = parseTraceParent(value);
+  if (!span) return undefined;
+  return `00-${span.traceId}-${span.spanId}-${(span.traceFlags & 0xff).toString(16).padStart(2, "0")}`;
 }
 
 /** The `tracestate` carried beside a valid `traceparent`, when present and not too long. */

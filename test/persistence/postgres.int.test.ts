@@ -1,3 +1,4 @@
+import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { command, query, startTestNerve, type TestNerve } from "../support/index.js";
@@ -42,5 +43,15 @@ describe.skipIf(!available)("the command path on PostgreSQL", () => {
     const h = await query(t.client, "audit", "History", { aggregate_type: "User", aggregate_id: "pg1" });
     expect(h.body.result.events.map((e: { aggregate_version: number }) => e.aggregate_version)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
     expect(await t.nerve.relay.flush(5000)).toBe(true);
+  });
+
+  it("takes a later version's traceparent, of any length, as version 00 (was: unavailable, its tail too long for the event row)", async () => {
+    const [id, parent] = ["0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"];
+    const headers = { traceparent: `01-${id}-${parent}-01-${"f".repeat(200)}` };
+    const r = await command(t.client, "users", "RegisterUser", "pg-trace", { email: "pg-trace@example.com", name: "T" }, { headers });
+    expect(r.body).toMatchObject({ ok: true, aggregate_version: 1 });
+    expect(await t.nerve.relay.flush(5000)).toBe(true);
+    const m = await (await jetstreamManager(t.client)).streams.getMessage("EVENTS_USERS", { last_by_subj: "events.users.UserRegistered.pg-trace" });
+    expect(m?.header.get("traceparent")).toBe(`00-${id}-${parent}-01`);
   });
 });

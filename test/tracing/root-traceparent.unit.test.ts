@@ -43,3 +43,25 @@ describe("traceparentFromBytes", () => {
     expect(traceparentFromBytes(Buffer.concat([Buffer.alloc(15), Buffer.from([1]), Buffer.alloc(7), Buffer.from([1])]), 0)).toBe(`00-${"0".repeat(31)}1-${"0".repeat(15)}1-00`);
   });
 });
+
+describe("validTraceparent", () => {
+  const id = "0af7651916cd43dd8448eb211c80319c";
+  const parent = "b7ad6b7169203331";
+
+  it("keeps a version 00 traceparent as it is, trimmed", () => {
+    expect(validTraceparent(`00-${id}-${parent}-01`)).toBe(`00-${id}-${parent}-01`);
+    expect(validTraceparent(` 00-${id}-${parent}-00 `)).toBe(`00-${id}-${parent}-00`);
+  });
+
+  it("reads a later version's first four fields and writes them as version 00, dropping what follows (was: carried whole, any length)", () => {
+    const future = `01-${id}-${parent}-03-${"x".repeat(1_000)}`;
+    expect(validTraceparent(future)).toBe(`00-${id}-${parent}-03`);
+    expect(validTraceparent(`cc-${id}-${parent}-01`)).toBe(`00-${id}-${parent}-01`);
+  });
+
+  it("ignores what W3C calls invalid", () => {
+    for (const bad of [`ff-${id}-${parent}-01`, `00-${"0".repeat(32)}-${parent}-01`, `00-${id}-${"0".repeat(16)}-01`, `00-${id.toUpperCase()}-${parent}-01`, `00-${id}-${parent}-01-extra`, "not-a-trace", ""]) {
+      expect(validTraceparent(bad), bad).toBeUndefined();
+    }
+  });
+});

@@ -167,6 +167,15 @@ describe("tracing off: the events still carry the request's trace context, or a 
     expect(m?.header.get("tracestate")).toBe("");
   });
 
+  it("carries a later version's traceparent as version 00, without the fields it appends (was: carried whole, of any length)", async () => {
+    const [id, parent] = [hex(16), hex(8)];
+    const r = await command(t.client, "users", "RegisterUser", "off-future", { email: "off-future@example.com", name: "F" }, { headers: { traceparent: `01-${id}-${parent}-01-${"f".repeat(2_000)}` } });
+    expect(r.body.ok).toBe(true);
+    await until("the event is in the stream", async () => (await t.nerve.bus.repo.outboxSize()) === 0, 5_000);
+    const m = await (await jetstreamManager(t.client)).streams.getMessage("EVENTS_USERS", { last_by_subj: "events.users.UserRegistered.off-future" });
+    expect(m?.header.get("traceparent")).toBe(`00-${id}-${parent}-01`);
+  });
+
   it("starts one for UpdateProgress as the gateway sends it (no trace headers)", async () => {
     const accessId = deriveAccessId("root-user", "root-course");
     expect((await command(t.client, "access", "UpdateProgress", accessId, { progress: 30 })).body.ok).toBe(true);
