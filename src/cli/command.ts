@@ -40,6 +40,11 @@ export interface CliCommand {
   /** The rest of its `--help`: what it prints, its rules, examples. */
   help: string;
   options: Record<string, CliOption>;
+  /**
+   * Checks the arguments without a connection, throwing a usage error for a bad one: run before
+   * connecting, so a mistyped argument is exit 2 whether NATS answers or not. `run` may rely on it.
+   */
+  check?(positionals: string[], values: OptionValues): void;
   /** Runs the command; resolves with the exit code. */
   run(ctx: CliContext, positionals: string[], values: OptionValues): Promise<number>;
   /** It ends by itself on Ctrl-C (`interrupted`); any other command is ended there with {@link ExitCodes.Interrupted}. */

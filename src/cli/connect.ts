@@ -36,7 +36,7 @@ export async function connectCli(config: ConnectionConfig): Promise<NatsConnecti
 }
 
 function attempt(config: ConnectionConfig): Promise<NatsConnection> {
-  return connectNats({ url: config.NATS_URL, user: config.NATS_USER, password: config.NATS_PASSWORD, creds: config.NATS_CREDS, name: "nerve-cli" }, logger);
+  return connectNats({ url: config.NATS_URL, user: config.NATS_USER, password: config.NATS_PASSWORD, creds: config.NATS_CREDS, name: "nerve-cli", inboxPrefix: config.NATS_INBOX_PREFIX }, logger);
 }
 
 function isAuthError(err: unknown): boolean {

@@ -27,7 +27,9 @@ ${[...COMMANDS.values()].map((c) => `  ${`${c.name} ${c.args}`.padEnd(34)} ${c.s
 Connection: as \`npm start\` connects — NATS_URL (default nats://127.0.0.1:4222) and the credentials
 in NATS_USER and NATS_PASSWORD, or NATS_CREDS. With none set and a server that asks for some (the
 nats-server \`npm start\` started with the repository's nats.conf), nats.conf's development user
-\`nerve\` is used, as \`npm start\` does; never when NODE_ENV=production. Nothing reads the database.
+\`nerve\` is used, as \`npm start\` does; never when NODE_ENV=production. Replies come on the service's
+inbox _INBOX_nerve; with another user's credentials set that user's prefix in NATS_INBOX_PREFIX
+(\`_INBOX\` for nats.conf's client user: send and history). Nothing reads the database.
 
 exit codes: 0 done (status: healthy); 1 an error reply, a failed operation, or status unhealthy;
             2 bad usage (unknown command, option or name, a bad argument); 3 NATS unreachable or
@@ -58,6 +60,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
     io.out(commandHelp(cmd));
     return ExitCodes.Ok;
   }
+  cmd.check?.(positionals, values);
   let config: ConnectionConfig;
   try {
     config = loadConnectionConfig(io.env);

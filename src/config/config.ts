@@ -190,7 +190,18 @@ export type Config = z.infer<typeof ConfigSchema> & { jwtSecret: string | undefi
 
 /** What the CLI reads: the connection to NATS, as the service connects (nothing else of the service's settings). */
 const { NODE_ENV, NATS_URL, NATS_USER, NATS_PASSWORD, NATS_CREDS } = ConfigSchema.shape;
-export const ConnectionSchema = z.object({ NODE_ENV, NATS_URL, NATS_USER, NATS_PASSWORD, NATS_CREDS });
+export const ConnectionSchema = z.object({
+  NODE_ENV,
+  NATS_URL,
+  NATS_USER,
+  NATS_PASSWORD,
+  NATS_CREDS,
+  // The CLI's alone: the service's replies come on its own prefix, the one nats.conf gives the nerve user.
+  NATS_INBOX_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "a subject prefix: tokens of letters, digits, _ and - joined by dots, no wildcards")
+    .optional(),
+});
 export type ConnectionConfig = z.infer<typeof ConnectionSchema>;
 
 /**

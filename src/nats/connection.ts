@@ -15,6 +15,8 @@ export interface NatsOptions {
   creds?: string | undefined;
   /** Connection name shown by the server. */
   name?: string;
+  /** Where replies to its requests come; {@link NERVE_INBOX_PREFIX} unless said. */
+  inboxPrefix?: string;
 }
 
 /**
@@ -57,7 +59,7 @@ export async function connectNats(opts: NatsOptions, logger: Logger): Promise<Na
     user: opts.user,
     pass: opts.password,
     authenticator: opts.creds ? credsAuthenticator(readFileSync(opts.creds)) : undefined,
-    inboxPrefix: NERVE_INBOX_PREFIX,
+    inboxPrefix: opts.inboxPrefix ?? NERVE_INBOX_PREFIX,
     noAsyncTraces: true, // async stack traces halve publish throughput
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,

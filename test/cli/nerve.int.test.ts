@@ -55,6 +55,26 @@ describe("nerve: connecting", () => {
   });
 });
 
+describe("nerve: another user's inbox", () => {
+  it("sends and reads history with the client user's credentials given its inbox prefix (NATS_INBOX_PREFIX); a prefix that is not one is exit 2", async () => {
+    const client = { ...asStart(), NATS_USER: "client", NATS_PASSWORD: "client-dev" };
+    const sent = await runCli({ ...client, NATS_INBOX_PREFIX: "_INBOX" }, "send", "users", "RegisterUser", "inbox1", '{"email":"inbox1@example.com","name":"In"}');
+    expect(sent.code, sent.out).toBe(0);
+    expect(JSON.parse(sent.stdout)).toMatchObject({ ok: true, aggregate_id: "inbox1", aggregate_version: 1 });
+    const [history, own, bad] = await Promise.all([
+      runCli({ ...client, NATS_INBOX_PREFIX: "_INBOX" }, "history", "users", "inbox1"),
+      // The service's own prefix, which the client user may not read: no reply reaches it.
+      runCli(client, "send", "users", "UpdateUserProfile", "inbox1", '{"profile_data":{"a":1}}', "--timeout", "1"),
+      runCli({ ...client, NATS_INBOX_PREFIX: "_INBOX.>" }, "history", "users", "inbox1"),
+    ]);
+    expect(history.code, history.out).toBe(0);
+    expect(history.stdout).toContain("UserRegistered");
+    expect(own.code).not.toBe(0);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("NATS_INBOX_PREFIX: a subject prefix");
+  });
+});
+
 describe("nerve: help and unknown names", () => {
   it("prints the command list and each command's help; exits 2 without a command", async () => {
     const [sendHelp, all, statusHelp, bare] = await Promise.all([runCli({}, "send", "--help"), nerve({}, "--help"), nerve({}, "help", "status"), nerve({})]);
@@ -90,7 +110,7 @@ describe("nerve: help and unknown names", () => {
     expect(consumer.stderr).toMatch(/^not_found: no consumer nobody; known: .*notifications/);
     const [cmd, opt, ctx, type, id, filter, letter, timeout] = runs.map((r) => r.stderr);
     // nats.js would have waited its default second for a timeout of 0.
-    expect(timeout).toContain('--timeout must be more than 0 seconds, not "0"');
+    expect(timeout).toContain('--timeout must be more than 0 and at most 2147483 seconds, not "0"');
     expect(cmd).toContain('unknown command "frobnicate"; known: status, tail, history, send, lag, replay, dead-letters, retry-dead-letter');
     expect(opt).toContain("status: Unknown option '--frob'");
     expect(ctx).toContain('unknown context "shop"; known: users, courses, policies, orders, access');
@@ -98,6 +118,29 @@ describe("nerve: help and unknown names", () => {
     expect(id).toContain("an aggregate id matches");
     expect(filter).toContain('unknown context "shop"');
     expect(letter).toContain("a dead letter's id is a positive integer");
+  });
+
+  it("checks the arguments before connecting: a bad one is exit 2 with its message even when no NATS server answers (was 3, no server)", async () => {
+    const down = { NATS_URL: `nats://127.0.0.1:${await freePort()}` };
+    const cases: [string[], string][] = [
+      [["send", "shop", "RegisterUser", "u1"], 'unknown context "shop"'],
+      [["send", "users", "RegisterUser", "u1", "{not json"], "the body is not JSON"],
+      [["send", "users", "RegisterUser", "u1", "{}", "--timeout", "0"], "--timeout must be more than 0 and at most 2147483 seconds"],
+      // setTimeout fires at once past 2^31 - 1 ms: "no answer within 2200000 s" at once, the command maybe applied.
+      [["send", "users", "RegisterUser", "u1", "{}", "--timeout", "2200000"], '--timeout must be more than 0 and at most 2147483 seconds, not "2200000"'],
+      [["history", "users", "not a valid id"], "an aggregate id matches"],
+      [["history", "shop", "u1"], 'unknown context "shop"'],
+      [["tail", "events.shop.>"], 'unknown context "shop"'],
+      [["retry-dead-letter", "first"], "a dead letter's id is a positive integer"],
+      [["dead-letters", "--limit", "0"], "--limit and --after are whole numbers"],
+      [["status", "--wait", "soon"], '--wait must be a number ≥ 0, not "soon"'],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => runCli(down, ...args)));
+    runs.forEach((r, i) => {
+      expect(r.code, r.out).toBe(2);
+      expect(r.stderr).toContain(cases[i]![1]);
+      expect(r.stderr).not.toContain("no NATS server answers");
+    });
   });
 });
 

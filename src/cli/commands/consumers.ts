@@ -6,7 +6,7 @@ import type { ConsumerLag } from "../../consumers/index.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "../../consumers/dead-letter-page.js";
 import { adminRequest } from "../admin-client.js";
 import { CliError, ExitCodes, usageError } from "../cli-error.js";
-import { numberOption, type CliCommand } from "../command.js";
+import { numberOption, type CliCommand, type OptionValues } from "../command.js";
 
 const json = { type: "boolean", description: "print JSON" } as const;
 
@@ -109,10 +109,10 @@ example: npm run nerve -- dead-letters audit --limit 20`,
     limit: { type: "string", value: "n", description: "print at most the n oldest (default: all)" },
     after: { type: "string", value: "id", description: "start after this dead letter's id (default: the first)" },
   },
+  check: (_args, values) => void deadLetterRange(values),
   async run({ nc, print }, [consumer], values) {
-    const limit = numberOption("dead-letters", values, "limit", Infinity);
-    let after: number | null = numberOption("dead-letters", values, "after", 0);
-    if (!Number.isInteger(after) || (Number.isFinite(limit) && (!Number.isInteger(limit) || limit < 1))) throw usageError("--limit and --after are whole numbers, --limit at least 1", "dead-letters");
+    const { limit, after: first } = deadLetterRange(values);
+    let after: number | null = first;
     const letters: unknown[] = [];
     while (after !== null && letters.length < limit) {
       const page: DeadLetterPage = await adminRequest(nc, AdminSubjects.DeadLetters, {
@@ -128,6 +128,20 @@ example: npm run nerve -- dead-letters audit --limit 20`,
   },
 };
 
+/** `dead-letters`' --limit and --after; bad ones are a usage error. */
+function deadLetterRange(values: OptionValues): { limit: number; after: number } {
+  const limit = numberOption("dead-letters", values, "limit", Infinity);
+  const after = numberOption("dead-letters", values, "after", 0);
+  if (!Number.isInteger(after) || (Number.isFinite(limit) && (!Number.isInteger(limit) || limit < 1))) throw usageError("--limit and --after are whole numbers, --limit at least 1", "dead-letters");
+  return { limit, after };
+}
+
+/** A dead letter's id argument; anything but a positive integer is a usage error. */
+function letterId(id: string): number {
+  if (!/^[1-9][0-9]{0,15}$/.test(id)) throw usageError(`a dead letter's id is a positive integer (see dead-letters), not ${JSON.stringify(id)}`, "retry-dead-letter");
+  return Number(id);
+}
+
 /** `retry-dead-letter <id>`. */
 export const retryDeadLetter: CliCommand = {
   name: "retry-dead-letter",
@@ -137,9 +151,9 @@ export const retryDeadLetter: CliCommand = {
   help: `Prints the outcome (handled, duplicate or skipped). A letter that holds no valid event stays,
 and the command fails.`,
   options: {},
+  check: ([id]) => void letterId(id!),
   async run({ nc, print }, [id]) {
-    if (!/^[1-9][0-9]{0,15}$/.test(id!)) throw usageError(`a dead letter's id is a positive integer (see dead-letters), not ${JSON.stringify(id)}`, "retry-dead-letter");
-    print(JSON.stringify(await adminRequest(nc, AdminSubjects.RetryDeadLetter, { id: Number(id) })));
+    print(JSON.stringify(await adminRequest(nc, AdminSubjects.RetryDeadLetter, { id: letterId(id!) })));
     return ExitCodes.Ok;
   },
 };

@@ -23,6 +23,10 @@ stdout and says so on stderr.
 
 example: npm run nerve -- history orders o-1001`,
   options: { json: { type: "boolean", description: "print the events as one JSON array" } },
+  check([ctx, id]) {
+    contextArg(ctx!, "history");
+    idArg(id!, "history");
+  },
   async run({ nc, print, warn }, [ctx, id], values) {
     const context = contextArg(ctx!, "history");
     const aggregate = Contexts[context].aggregate;

@@ -2,7 +2,7 @@
 import { CONTEXTS, ContentTypes, Headers, commandSubject, commandTypesOf, isCommandOf } from "../../../contracts/index.js";
 import { serviceRequest } from "../admin-client.js";
 import { ExitCodes, unknownName, usageError } from "../cli-error.js";
-import { numberOption, type CliCommand } from "../command.js";
+import { numberOption, type CliCommand, type OptionValues } from "../command.js";
 import { contextArg, idArg } from "./context-arg.js";
 
 /** `send <context> <Command> <id> [json]`. */
@@ -24,29 +24,13 @@ examples: npm run nerve -- send users RegisterUser u-1 '{"email":"ada@example.co
     msgpack: { type: "boolean", description: "send the body as MessagePack instead of JSON" },
     timeout: { type: "string", value: "seconds", description: "how long to wait for the reply (default 10)" },
   },
-  async run({ nc, print, warn }, [ctx, type, id, json], values) {
-    const context = contextArg(ctx!, "send");
-    if (!isCommandOf(context, type!)) throw unknownName(`command of ${context}`, type!, commandTypesOf(context), "send");
-    const subject = commandSubject(context, type!, idArg(id!, "send"));
-    let body: unknown = {};
-    if (json !== undefined) {
-      try {
-        body = JSON.parse(json);
-      } catch (err) {
-        throw usageError(`the body is not JSON: ${(err as Error).message}`, "send");
-      }
-      if (typeof body !== "object" || body === null || Array.isArray(body)) throw usageError("the body is a JSON object, like '{\"name\":\"Ada\"}'", "send");
-    }
-    const headers: Record<string, string> = {};
-    if (typeof values["idempotency-key"] === "string") headers[Headers.IdempotencyKey] = values["idempotency-key"];
-    if (typeof values["correlation-id"] === "string") headers[Headers.CorrelationId] = values["correlation-id"];
-    // nats.js reads a timeout of 0 as its default of one second: more than 0 is asked for, saying so.
-    const timeoutS = numberOption("send", values, "timeout", 10);
-    if (timeoutS <= 0) throw usageError(`--timeout must be more than 0 seconds, not ${JSON.stringify(values.timeout)}`, "send");
+  check: (positionals, values) => void sendArgs(positionals, values),
+  async run({ nc, print, warn }, positionals, values) {
+    const { subject, body, headers, timeoutMs } = sendArgs(positionals, values);
     const reply = await serviceRequest(nc, subject, body, {
       contentType: values.msgpack ? ContentTypes.MsgPack : ContentTypes.Json,
       headers,
-      timeoutMs: timeoutS * 1000,
+      timeoutMs,
     });
     if (!reply.ok) {
       const { code, message, details } = reply.error;
@@ -57,3 +41,30 @@ examples: npm run nerve -- send users RegisterUser u-1 '{"email":"ada@example.co
     return ExitCodes.Ok;
   },
 };
+
+/** The longest reply wait a timer can hold: Node's setTimeout fires at once beyond 2^31 - 1 ms. */
+const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
+
+/** What `send`'s arguments ask for; a bad one is a usage error. */
+function sendArgs([ctx, type, id, json]: string[], values: OptionValues) {
+  const context = contextArg(ctx!, "send");
+  if (!isCommandOf(context, type!)) throw unknownName(`command of ${context}`, type!, commandTypesOf(context), "send");
+  const subject = commandSubject(context, type!, idArg(id!, "send"));
+  let body: unknown = {};
+  if (json !== undefined) {
+    try {
+      body = JSON.parse(json);
+    } catch (err) {
+      throw usageError(`the body is not JSON: ${(err as Error).message}`, "send");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) throw usageError("the body is a JSON object, like '{\"name\":\"Ada\"}'", "send");
+  }
+  const headers: Record<string, string> = {};
+  if (typeof values["idempotency-key"] === "string") headers[Headers.IdempotencyKey] = values["idempotency-key"];
+  if (typeof values["correlation-id"] === "string") headers[Headers.CorrelationId] = values["correlation-id"];
+  // nats.js reads a timeout of 0 as its default of one second, and hands the rest to setTimeout, which
+  // fires at once past 2^31 - 1 ms: within those, saying so.
+  const timeoutS = numberOption("send", values, "timeout", 10);
+  if (timeoutS <= 0 || timeoutS > MAX_TIMEOUT_S) throw usageError(`--timeout must be more than 0 and at most ${MAX_TIMEOUT_S} seconds, not ${JSON.stringify(values.timeout)}`, "send");
+  return { subject, body, headers, timeoutMs: timeoutS * 1000 };
+}

@@ -1,6 +1,6 @@
 /** `status`: instances and what each owns, streams, consumers, outbox and timers on one screen; exit 1 when unhealthy. */
 import { ExitCodes } from "../cli-error.js";
-import { numberOption, type CliCommand } from "../command.js";
+import { numberOption, type CliCommand, type OptionValues } from "../command.js";
 import { ranges, seconds, statusReport, type StatusReport } from "../status-report.js";
 
 /** Defaults of the health thresholds. */
@@ -35,19 +35,28 @@ examples: npm run nerve -- status
     "max-outbox-age": { type: "string", value: "seconds", description: `oldest unpublished event's wait above which the outbox is not draining (default ${STATUS_DEFAULTS.maxOutboxAgeS})` },
     "max-timer-delay": { type: "string", value: "seconds", description: `lateness above which a due timer counts as not firing (default ${STATUS_DEFAULTS.maxTimerDelayS})` },
   },
+  check: (_args, values) => void statusOptions(values),
   async run({ nc, config, print }, _args, values) {
-    const opt = (name: string, def: number) => numberOption("status", values, name, def);
-    const waitMs = opt("wait", STATUS_DEFAULTS.waitMs);
-    const report = await statusReport(nc, config.NATS_URL, waitMs, {
-      maxLag: opt("max-lag", STATUS_DEFAULTS.maxLag),
-      maxOutboxAgeMs: opt("max-outbox-age", STATUS_DEFAULTS.maxOutboxAgeS) * 1000,
-      maxTimerDelayMs: opt("max-timer-delay", STATUS_DEFAULTS.maxTimerDelayS) * 1000,
-    });
+    const { waitMs, thresholds } = statusOptions(values);
+    const report = await statusReport(nc, config.NATS_URL, waitMs, thresholds);
     if (values.json) print(JSON.stringify(report));
     else for (const line of renderStatus(report)) print(line);
     return report.healthy ? ExitCodes.Ok : ExitCodes.Failed;
   },
 };
+
+/** `status`' options; a bad one is a usage error. */
+function statusOptions(values: OptionValues) {
+  const opt = (name: string, def: number) => numberOption("status", values, name, def);
+  return {
+    waitMs: opt("wait", STATUS_DEFAULTS.waitMs),
+    thresholds: {
+      maxLag: opt("max-lag", STATUS_DEFAULTS.maxLag),
+      maxOutboxAgeMs: opt("max-outbox-age", STATUS_DEFAULTS.maxOutboxAgeS) * 1000,
+      maxTimerDelayMs: opt("max-timer-delay", STATUS_DEFAULTS.maxTimerDelayS) * 1000,
+    },
+  };
+}
 
 /** The report as lines of text. */
 export function renderStatus(r: StatusReport): string[] {

@@ -50,6 +50,7 @@ examples: npm run nerve -- tail orders
     all: { type: "boolean", description: "from the start of the streams, then live (default: new events only)" },
   },
   endsOnInterrupt: true,
+  check: ([filter]) => void tailTargets(filter),
   async run({ nc, print, warn, interrupted }, [filter], values) {
     const targets = tailTargets(filter);
     const js = jetstream(nc);
