@@ -123,6 +123,9 @@ export function boundExecutor(connection: AbstractSqlConnection): Database["exec
     try {
       res = await query;
     } catch (err) {
+      // PostgreSQL's `detail` (and `where`, `internalQuery`) may spell out the row — a learner's email — and
+      // MikroORM's converter appends it to the message, which is logged and kept as a dead letter's reason.
+      for (const k of ["detail", "where", "internalQuery"]) delete (err as Record<string, unknown>)[k];
       throw conn.getPlatform().getExceptionConverter().convertException(err as Error);
     }
     return conn.transformRawResult(res, method);
@@ -149,17 +152,20 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   let dialect: Database["dialect"];
   const entities = [...writeSideEntities(opts.url.startsWith("sqlite:") ? "sqlite" : "postgresql"), ...(opts.entities ?? [])];
   const common: Partial<Options> = { entities, schemaGenerator: { skipTables: HAND_MADE_TABLES }, discovery: { warnWhenNoEntities: false }, allowGlobalContext: true, debug: false };
+  // Knex writes a failed statement into its error's message with the values filled in (a learner's
+  // email, a snapshot's JSON) — logged, and kept as a dead letter's reason: the SQL with its `?` only.
+  const driverOptions = { compileSqlOnError: false };
   if (opts.url.startsWith("sqlite:")) {
     const { BetterSqliteDriver } = await import("@mikro-orm/better-sqlite");
     dialect = "sqlite";
-    orm = await MikroORM.init({ ...common, driver: BetterSqliteDriver, dbName: opts.url.slice("sqlite:".length) } as Options);
+    orm = await MikroORM.init({ ...common, driver: BetterSqliteDriver, dbName: opts.url.slice("sqlite:".length), driverOptions } as Options);
     const exec = boundExecutor(orm.em.getConnection() as AbstractSqlConnection);
     for (const pragma of writerPragmas(opts.sqliteSynchronous, SQLITE_BUSY_TIMEOUT_MS)) await exec(pragma);
   } else if (/^postgres(ql)?:\/\//.test(opts.url)) {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";
     const idle = Math.max(1, Math.floor(opts.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS));
-    orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url, driverOptions: { connection: { options: `-c idle_in_transaction_session_timeout=${idle}` } } } as Options);
+    orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url, driverOptions: { ...driverOptions, connection: { options: `-c idle_in_transaction_session_timeout=${idle}` } } } as Options);
   } else {
     throw new Error(`NERVE_DB must be sqlite:<path> or a postgres:// URL, got ${opts.url}`);
   }

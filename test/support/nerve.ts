@@ -4,7 +4,6 @@ import { headers as natsHeaders, type NatsConnection, type Msg } from "@nats-io/
 import { startNerve, type Nerve } from "../../src/app/index.js";
 import { loadConfig } from "../../src/config/index.js";
 import { createLogger, type Logger } from "../../src/log/index.js";
-import { pino } from "pino";
 import { decodeJson, decodeMsgPack, encodeJson, encodeMsgPack } from "../../contracts/index.js";
 import { startNatsServer, type NatsServerHandle } from "./nats-server.js";
 import { tempSqlitePath } from "./tmp.js";
@@ -125,9 +124,9 @@ export interface CapturedLog {
   errors(): LogLine[];
 }
 
-/** A pino logger at `level` (default `warn`) whose lines are kept in memory instead of printed. */
+/** The service's logger ({@link createLogger}) at `level` (default `warn`), its lines kept in memory instead of printed. */
 export function captureLog(level = "warn"): CapturedLog {
   const lines: LogLine[] = [];
-  const logger = pino({ level, base: { service: "nerve" } }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
+  const logger = createLogger(level, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) });
   return { logger, lines, errors: () => lines.filter((l) => l.level >= 50) };
 }
