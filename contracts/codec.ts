@@ -101,18 +101,23 @@ export function decodeJson(bytes: Uint8Array): Decoded {
 }
 
 // The one parameter a body's media type may carry: the charset every body is read in (quoted or not, any case).
-const UTF8_CHARSET = /^\s*charset\s*=\s*("utf-8"|utf-8)\s*$/i;
+const UTF8_CHARSET = /^[ \t]*charset[ \t]*=[ \t]*("utf-8"|utf-8)[ \t]*$/i;
+
+/** Without the spaces and tabs around it: a header's white space (HTTP's OWS), not Unicode's. */
+const withoutOws = (s: string): string => s.replace(/^[ \t]+|[ \t]+$/g, "");
 
 /**
- * Resolves a `Content-Type` header (absent or empty means MessagePack); undefined when unsupported. The
- * media type is matched ignoring case and surrounding spaces; its only parameter allowed is
- * `charset=utf-8` — a body declared in another charset (`application/json; charset=iso-8859-1`) was
- * read as UTF-8 all the same, and junk after the type was ignored.
+ * Resolves a `Content-Type` header (absent, empty or blank means MessagePack); undefined when
+ * unsupported. The media type is matched ignoring case and the spaces and tabs around it — only those,
+ * as header values are read (`\u00A0application/json` is not JSON, and `\u00A0` alone was refused while
+ * the media type was trimmed of Unicode white space); its only parameter allowed is `charset=utf-8` — a
+ * body declared in another charset (`application/json; charset=iso-8859-1`) was read as UTF-8 all the
+ * same, and junk after the type was ignored.
  */
 export function contentTypeOf(header: string | undefined | null): ContentType | undefined {
-  if (header === undefined || header === null || header === "") return ContentTypes.MsgPack;
+  if (header === undefined || header === null || withoutOws(header) === "") return ContentTypes.MsgPack;
   const [type, ...params] = header.split(";");
-  const base = type!.trim().toLowerCase();
+  const base = withoutOws(type!).toLowerCase();
   if (base !== ContentTypes.MsgPack && base !== ContentTypes.Json) return undefined;
   return params.every((p) => UTF8_CHARSET.test(p)) ? base : undefined;
 }

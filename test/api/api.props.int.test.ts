@@ -312,8 +312,12 @@ function expectedReplyType(h: HeaderSpec): string | undefined {
   if (h.lines.some(([k, v]) => !printableKey(k) || /[\r\n]/.test(v))) return undefined;
   // By its exact name, else the first name that matches ignoring case (wire.ts's headerValue).
   const ct = (h.lines.find(([k]) => k === "Content-Type") ?? h.lines.find(([k]) => k.toLowerCase() === "content-type"))?.[1];
-  // Lone surrogates reach the wire as U+FFFD (UTF-8 cannot carry them).
-  const onWire = ct === undefined ? undefined : Buffer.from(ct, "utf8").toString("utf8").trim();
+  // Lone surrogates reach the wire as U+FFFD (UTF-8 cannot carry them). As wire.ts reads a value: an
+  // all-ASCII header block through nats.js, which trims (ASCII) white space; any other exactly, trimmed
+  // of spaces and tabs only (a value of " \u00A0" is U+00A0, not empty).
+  const asciiBlock = h.lines.every(([k, v]) => /^[\x00-\x7f]*$/.test(k + v));
+  const sent = ct === undefined ? undefined : Buffer.from(ct, "utf8").toString("utf8");
+  const onWire = sent === undefined ? undefined : asciiBlock ? sent.trim() : sent.replace(/^[ \t]+|[ \t]+$/g, "");
   if (onWire !== undefined && !isText(onWire)) return ContentTypes.Json; // not text: refused, answered in JSON
   return contentTypeOf(onWire) ?? ContentTypes.Json;
 }

@@ -201,6 +201,12 @@ describe("content types", () => {
     ["application/json; charset=utf-8", ContentTypes.Json],
     ["application/json;charset=\"UTF-8\"", ContentTypes.Json],
     [" APPLICATION/MSGPACK ", ContentTypes.MsgPack],
+    ["\tapplication/json \t", ContentTypes.Json],
+    [" \t ", ContentTypes.MsgPack],
+    // White space of headers is spaces and tabs (HTTP's OWS), as header values are read: not U+00A0.
+    ["\u00a0application/json", undefined],
+    ["\u00a0", undefined],
+    ["application/json;\u00a0charset=utf-8", undefined],
     ["Application/JSON", ContentTypes.Json],
     // A body in another charset, or anything else after the type, is not one of the contract's encodings.
     ["application/json; charset=iso-8859-1", undefined],
