@@ -24,6 +24,7 @@ import { fitsOneMessage, forwardedHeaders, parseBody, replyError, replyOk, reply
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
 import { ChurnTable } from "../support/churn-table.js";
+import { isTransientFailure } from "../consumers/transient.js";
 
 /** Told about each answered request: context, type, result (`ok` or the error code), seconds from receipt to reply. */
 export type ReplyObserver = (context: string, type: string, result: string, seconds: number) => void;
@@ -107,8 +108,20 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     inflight.set(id, p);
     void p.finally(() => inflight.delete(id));
   };
+  // A storage or NATS failure that passes by itself (the database restarting or out of reach, a lock held
+  // elsewhere) met on a read — an idempotency lookup, an actor's load, a query — is `unavailable`, retry,
+  // as at commit; it was `internal`, a bug not to retry, and an error line per request for the outage.
+  let transientSaidAt = -Infinity;
   const fail = (msg: ServiceMsg, ct: ContentType | undefined, err: unknown, what: string): NerveError => {
-    const e = err instanceof NerveError ? err : errors.internal(`${what} failed`, err);
+    let e: NerveError;
+    if (err instanceof NerveError) e = err;
+    else if (isTransientFailure(err)) {
+      e = errors.unavailable(`${what} could not be served now (storage unavailable); retry`);
+      if (performance.now() - transientSaidAt >= 60_000) {
+        transientSaidAt = performance.now();
+        deps.logger.warn({ err, subject: msg.subject, unavailable_so_far: (stats.failed.unavailable ?? 0) + 1 }, "requests answered unavailable: the storage failed them (said at most once a minute)");
+      }
+    } else e = errors.internal(`${what} failed`, err);
     if (e.code === "internal") deps.logger.error({ err, subject: msg.subject }, "request failed");
     stats.failed[e.code] = (stats.failed[e.code] ?? 0) + 1;
     replyError(msg, ct, e, deps.instanceId);

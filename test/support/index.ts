@@ -11,3 +11,4 @@ export * from "./nats-cluster.js";
 export * from "./otlp-receiver.js";
 export * from "./sqlite-db.js";
 export * from "./nats-streams.js";
+export * from "./tcp-proxy.js";

@@ -1,0 +1,49 @@
+/**
+ * A database that went away is `unavailable` (retry) for every request that meets it — a query, an
+ * idempotency lookup, an actor's load — not `internal` (a bug, not to retry). Real PostgreSQL behind a
+ * TCP proxy the test cuts and restores.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { captureLog, command, postgresAvailable, query, startTestNerve, tcpProxy, tempPostgres, until, type CapturedLog, type TcpProxy, type TempPostgres, type TestNerve } from "../support/index.js";
+
+const available = await postgresAvailable();
+
+describe.skipIf(!available)("requests while the database is out of reach", () => {
+  let pg: TempPostgres;
+  let proxy: TcpProxy;
+  let t: TestNerve;
+  let log: CapturedLog;
+  beforeAll(async () => {
+    pg = await tempPostgres();
+    const url = new URL(pg.url);
+    proxy = await tcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    url.host = `127.0.0.1:${proxy.port}`;
+    log = captureLog("warn");
+    t = await startTestNerve({ NERVE_DB: url.toString() }, { logger: log.logger });
+  });
+  afterAll(async () => {
+    await proxy?.restore();
+    await t?.close();
+    await proxy?.close();
+    await pg?.drop();
+  });
+
+  it("answers unavailable, not internal, and serves again once it is back", async () => {
+    expect((await command(t.client, "users", "RegisterUser", "out1", { email: "out1@example.com", name: "O" })).body.ok).toBe(true);
+    expect((await query(t.client, "access", "GetLearnerProgress", { user_id: "out1" })).body).toEqual({ ok: true, result: { items: [] } });
+
+    await proxy.cut();
+    const progress = await query(t.client, "access", "GetLearnerProgress", { user_id: "out1" });
+    const keyed = await command(t.client, "users", "RegisterUser", "out2", { email: "out2@example.com", name: "P" }, { headers: { "Idempotency-Key": "out2-register" } });
+    for (const r of [progress, keyed]) {
+      expect(r.body.ok, JSON.stringify(r.body)).toBe(false);
+      expect(r.body.error.code, JSON.stringify(r.body)).toBe("unavailable");
+    }
+    expect(log.errors().filter((l) => l.msg === "request failed")).toEqual([]);
+
+    await proxy.restore();
+    await until("queries are served again", async () => (await query(t.client, "access", "GetLearnerProgress", { user_id: "out1" })).body.ok === true, 20_000);
+    const again = await command(t.client, "users", "RegisterUser", "out2", { email: "out2@example.com", name: "P" }, { headers: { "Idempotency-Key": "out2-register" } });
+    expect(again.body).toMatchObject({ ok: true, aggregate_version: 1 });
+  });
+});
