@@ -34,6 +34,14 @@ const reached = (t: string, now: string): boolean => Date.parse(t) <= Date.parse
 
 const ids = (s: AccessRecordState) => ({ access_id: s.access_id, user_id: s.user_id, course_id: s.course_id });
 
+/**
+ * Whether the record gives access at `now`: active, and its `expires_at` (if any) not reached. The expiry
+ * timer may fire a little later than `expires_at` (a poll, a backlog of timers, a hand-off, downtime); a
+ * record past it is over all the same — for learning (UpdateProgress) and for buying the course again.
+ */
+export const holdsAccess = (s: AccessRecordState | null, now: string): boolean =>
+  s?.status === AccessStatus.Active && (s.expires_at === null || !reached(s.expires_at, now));
+
 /** The record's paying order; null when none is known (also for a snapshot older than `order_id`). */
 export const orderOf = (s: AccessRecordState | null): string | null => s?.order_id ?? null;
 

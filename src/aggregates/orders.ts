@@ -1,6 +1,6 @@
 /** Hosting of the Order aggregate: catalog prices, the buyer, held access, policies and progress at decision time. */
 import { deriveAccessId } from "../../contracts/index.js";
-import type { AccessRecordState } from "../../actors/access/index.js";
+import { holdsAccess, type AccessRecordState } from "../../actors/access/index.js";
 import type { CourseState } from "../../actors/courses/index.js";
 import { orderDecider, orderView, type OrderFacts, type OrderState } from "../../actors/orders/index.js";
 import type { RefundPolicyState } from "../../actors/policies/index.js";
@@ -31,7 +31,8 @@ export const ordersModule: AggregateModule<OrderState, OrderFacts> = {
       return {
         userExists: user.state !== null,
         courses: Object.fromEntries(courses.map(([id, c]) => [id, c ? { status: c.status, price: c.price } : null])),
-        activeAccess: access.filter(([, a]) => a?.status === "active").map(([id]) => id),
+        // Held at the command's time: a record past its expires_at, its timer not fired yet, is over (was: held until the timer fired).
+        activeAccess: access.filter(([, a]) => holdsAccess(a, command.now)).map(([id]) => id),
       };
     }
     if (command.type === "RefundOrder" && state) {
