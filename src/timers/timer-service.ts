@@ -125,7 +125,10 @@ export class TimerService {
       // A partition lost while this poll ran is its new owner's to fire.
       if (!k || !held(row)) continue;
       try {
-        await this.#o.bus.executeInternal(k.context, row.aggregate_id, k.kind, (state, at) => k.fire(state, at));
+        // Fired as of no earlier than the poll that found it due: should the clock step back between the
+        // two readings (NTP), the fire would see the deadline not reached, emit nothing, and the follow-up —
+        // due by the poll's clock — delete the row: an access that never expired. (Both are ISO-8601 UTC.)
+        await this.#o.bus.executeInternal(k.context, row.aggregate_id, k.kind, (state, at) => k.fire(state, at < now ? now : at));
         // Whether or not it emitted, the row now follows the state (a no-op must not fire forever).
         const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
         const next = k.deadline(state);

@@ -152,6 +152,34 @@ describe("TimerService after a fire", () => {
     expect(await db.execute("select aggregate_id, due_at from nerve_timers", [], "all")).toEqual([{ aggregate_id: "regranted", due_at: regrantedUntil }]);
   });
 
+  it("fires as of the poll that found the timer due, though the clock stepped back since (was: nothing fired and the row deleted: never expired)", async () => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    cleanups.push(tmp.cleanup, () => db.close());
+    const due = "2026-06-01T00:00:00.000Z";
+    const op = timerOp(kind, "stepped", due);
+    await db.execute(op.sql, op.params, "run");
+    // The poll reads 00:00:01; by the time the command bus reads its clock, NTP has stepped it back a second and a half.
+    const pollClock = () => new Date("2026-06-01T00:00:01.000Z");
+    const busAt = "2026-05-31T23:59:59.500Z";
+    let expired = false;
+    const k: TimerKind = {
+      ...kind,
+      fire: (_state, at) => {
+        expired = at >= due;
+        return [];
+      },
+      deadline: () => (expired ? null : due),
+    };
+    const bus = {
+      executeInternal: async (_c: string, _id: string, _kind: string, run: (state: unknown, at: string) => unknown) => void run({}, busAt),
+      readState: async () => ({ state: {}, version: 1 }),
+    } as unknown as CommandBus;
+    await new TimerService({ db, bus, logger: quiet, kinds: [k], ownership: new SoleOwnership("solo"), clock: pollClock }).poll();
+    expect(expired).toBe(true);
+    expect(await db.execute("select * from nerve_timers", [], "all")).toEqual([]);
+  });
+
   it("still settles a fire that changed nothing: the row follows the state (gone, or moved on)", async () => {
     const tmp = await tempSqlitePath();
     const db = await openDatabase({ url: `sqlite:${tmp.path}` });
