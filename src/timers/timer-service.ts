@@ -65,6 +65,11 @@ export interface TimerServiceOptions {
   ownership?: Ownership | undefined;
 }
 
+const rowKey = (row: TimerRow) => `${row.aggregate_type}\u0000${row.aggregate_id}\u0000${row.kind}`;
+
+/** How long a timer whose fire failed waits before it is tried again: 15 s, doubled per failure, at most 15 min. */
+export const timerRetryDelayMs = (failures: number): number => Math.min(15 * 60_000, 15_000 * 2 ** Math.max(0, failures - 1));
+
 /** Polls for due timers and runs their operations on the aggregates' actors. */
 export class TimerService {
   readonly #o: TimerServiceOptions;
@@ -75,6 +80,10 @@ export class TimerService {
   #stopping = false;
   /** Timers fired since start. */
   fired = 0;
+  /** Timers whose fire failed since start (each also counted in nerve_background_failures_total{task="timers"}). */
+  failed = 0;
+  /** Consecutive failures per timer row, for its back-off; a row leaves on its first success. */
+  readonly #failures = new Map<string, number>();
 
   constructor(opts: TimerServiceOptions) {
     this.#o = opts;
@@ -99,6 +108,24 @@ export class TimerService {
     this.#stopping = true;
     clearInterval(this.#timer);
     await this.#tick;
+  }
+
+  /**
+   * A failed fire is counted and logged, and its row's due_at moved on by {@link timerRetryDelayMs}: rows
+   * that fail every time (a broken aggregate, a kind's bug) otherwise came first in every poll's window of
+   * due timers, and enough of them kept every later timer from firing. Only the row's turn moves: what a
+   * fire decides and records comes from the aggregate's state (an access's own expires_at).
+   */
+  async #backOff(row: TimerRow, now: string, err: unknown): Promise<void> {
+    const failures = (this.#failures.get(rowKey(row)) ?? 0) + 1;
+    this.#failures.set(rowKey(row), failures);
+    this.failed++;
+    reportFailure(this.#o.logger, "timers", err, `timer failed (${failures} in a row); tried again in ${timerRetryDelayMs(failures) / 1000} s`);
+    const later = new Date(Date.parse(now) + timerRetryDelayMs(failures)).toISOString();
+    const op = timerFollowUp({ aggregateType: row.aggregate_type, kind: row.kind }, row, later);
+    // Should the database be what failed, the row stays due and the next poll tries it again.
+    await exclusively(this.#o.writer, () => this.#o.db.execute(op.sql, op.params, "run")).catch(() => undefined);
+    if (this.#failures.size > 10_000) this.#failures.clear();
   }
 
   /** Fires every due timer of the partitions held now once. */
@@ -136,8 +163,9 @@ export class TimerService {
         // Moved meanwhile, the row is its new owner's to keep in step.
         if (held(row)) await exclusively(this.#o.writer, () => db.execute(op.sql, op.params, "run"));
         this.fired++;
+        this.#failures.delete(rowKey(row));
       } catch (err) {
-        this.#o.logger.warn({ err, timer: row }, "timer failed; will retry");
+        await this.#backOff(row, now, err);
       }
     }
   }

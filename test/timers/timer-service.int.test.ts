@@ -8,7 +8,8 @@ import { pino } from "pino";
 import { PARTITIONS, PartitionLeases, SoleOwnership, clusterEntities, partitionOf, type Ownership } from "../../src/cluster/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import type { CommandBus } from "../../src/runtime/index.js";
-import { TimerService, timerOp, type TimerKind } from "../../src/timers/index.js";
+import { TimerService, timerOp, timerRetryDelayMs, type TimerKind } from "../../src/timers/index.js";
+import { backgroundFailures } from "../../src/supervision/index.js";
 import { postgresAvailable, tempPostgres, tempSqlitePath } from "../support/index.js";
 
 const available = await postgresAvailable();
@@ -178,6 +179,38 @@ describe("TimerService after a fire", () => {
     await new TimerService({ db, bus, logger: quiet, kinds: [k], ownership: new SoleOwnership("solo"), clock: pollClock }).poll();
     expect(expired).toBe(true);
     expect(await db.execute("select * from nerve_timers", [], "all")).toEqual([]);
+  });
+
+  it("moves a timer whose fire fails out of the way, counted, so timers behind it fire (was: failing rows first in every poll's window)", async () => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    cleanups.push(tmp.cleanup, () => db.close());
+    // A poll's window is 500 due timers: 500 that fail every time, due before the one that would not.
+    const broken = Array.from({ length: 500 }, (_, i) => `broken${String(i).padStart(3, "0")}`);
+    for (const [id, due] of [...broken.map((id) => [id, "2020-01-01T00:00:00.000Z"] as const), ["fine", "2020-01-03T00:00:00.000Z"] as const]) {
+      const op = timerOp(kind, id, due);
+      await db.execute(op.sql, op.params, "run");
+    }
+    const fired: string[] = [];
+    const bus = {
+      executeInternal: async (_c: string, id: string) => {
+        if (id.startsWith("broken")) throw new Error(`${id} cannot be loaded`);
+        fired.push(id);
+      },
+      readState: async () => ({ state: null, version: 0 }),
+    } as unknown as CommandBus;
+    const now = new Date("2026-06-01T00:00:00.000Z");
+    const timers = new TimerService({ db, bus, logger: quiet, kinds: [kind], ownership: new SoleOwnership("solo"), clock: () => now });
+    const before = backgroundFailures.get("timers") ?? 0;
+    await timers.poll();
+    await timers.poll();
+    expect(fired).toEqual(["fine"]);
+    expect(timers.failed).toBe(500);
+    expect((backgroundFailures.get("timers") ?? 0) - before).toBe(500);
+    // Tried again in 15 s; the state, not the row, says what a fire records.
+    expect(await db.execute("select distinct due_at from nerve_timers", [], "all")).toEqual([{ due_at: "2026-06-01T00:00:15.000Z" }]);
+    expect(await db.execute("select count(*) as n from nerve_timers", [], "all")).toEqual([{ n: 500 }]);
+    expect([1, 2, 3, 7, 20].map(timerRetryDelayMs)).toEqual([15_000, 30_000, 60_000, 900_000, 900_000]);
   });
 
   it("still settles a fire that changed nothing: the row follows the state (gone, or moved on)", async () => {
