@@ -61,5 +61,5 @@ export const errors = {
   conflict: (message: string, details?: Record<string, unknown>) => new NerveError("conflict", message, { details }),
   ruleViolated: (message: string, details?: Record<string, unknown>) => new NerveError("rule_violated", message, { details }),
   unavailable: (message: string, details?: Record<string, unknown>) => new NerveError("unavailable", message, { details }),
-  internal: (message: string, cause?: unknown) => new NerveError("internal", message, { cause }),
+  internal: (message: string, cause?: unknown, details?: Record<string, unknown>) => new NerveError("internal", message, { cause, details }),
 } as const;

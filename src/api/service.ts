@@ -20,7 +20,8 @@ import { reportFailure } from "../supervision/index.js";
 import { replyGuarded } from "../nats/reply-guard.js";
 import type { CommandBus } from "../runtime/index.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
-import { fitsOneMessage, forwardedHeaders, parseBody, replyError, replyOk, replyOkEncoded, requestContentType, requestHeaders, requestTrace } from "./wire.js";
+import { correlationOf, fitsOneMessage, forwardedHeaders, parseBody, replyError, replyOk, replyOkEncoded, requestContentType, requestHeaders, requestTrace } from "./wire.js";
+import { uuidv7 } from "../runtime/uuid7.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
 import { ChurnTable } from "../support/churn-table.js";
@@ -122,7 +123,14 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
         deps.logger.warn({ err, subject: msg.subject, unavailable_so_far: (stats.failed.unavailable ?? 0) + 1 }, "requests answered unavailable: the storage failed them (said at most once a minute)");
       }
     } else e = errors.internal(`${what} failed`, err);
-    if (e.code === "internal") deps.logger.error({ err, subject: msg.subject }, "request failed");
+    // A bug is logged once with a correlation id its reply names (CONTRACT.md §3), so a caller's report
+    // leads to the line: the command bus logged its own already (`decider failed`, the command's id);
+    // any other is logged here, with the request's Correlation-Id or a new one.
+    if (e.code === "internal" && e.details?.correlation_id === undefined) {
+      const correlation_id = correlationOf(msg) ?? uuidv7();
+      e = new NerveError("internal", e.message, { cause: e.cause ?? err, details: { ...e.details, correlation_id } });
+      deps.logger.error({ err, subject: msg.subject, correlation_id }, "request failed");
+    }
     stats.failed[e.code] = (stats.failed[e.code] ?? 0) + 1;
     replyError(msg, ct, e, deps.instanceId);
     return e;

@@ -147,6 +147,15 @@ export function requestTrace(msg: ServiceMsg): TraceHeaders | undefined {
   return traceparent ? { traceparent, tracestate: validTracestate(tracestate) } : undefined;
 }
 
+/** The request's Correlation-Id when it carries a valid one (for a failure's log line: never throws). */
+export function correlationOf(msg: ServiceMsg): string | undefined {
+  try {
+    return header(headersOf(msg), Headers.CorrelationId, 128);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads the optional causal, idempotency and trace context headers. */
 export function requestHeaders(msg: ServiceMsg): RequestHeaders {
   const trace = requestTrace(msg);

@@ -233,7 +233,7 @@ export class CommandBus implements Lookups {
         domainEvents = m.decider.decide(command, actor.state, facts);
       }
     } catch (err) {
-      const e = await this.#asNerveError(err, actor, req);
+      const e = await this.#asNerveError(err, actor, req, commandId);
       endSpan(deciding, e);
       this.#stillHeld(fence);
       throw e;
@@ -251,7 +251,7 @@ export class CommandBus implements Lookups {
         events.push(this.#envelope(m, req.aggregateId, version, e, now, correlation, causation));
       }
     } catch (err) {
-      throw await this.#asNerveError(err, actor, req);
+      throw await this.#asNerveError(err, actor, req, commandId);
     }
     const reply: CommandSuccess = {
       ok: true,
@@ -324,12 +324,15 @@ export class CommandBus implements Lookups {
     return { ...envelope, subject: eventSubject(m.context, e.event_type, aggregateId), body: encodeMsgPack(envelope) };
   }
 
-  async #asNerveError(err: unknown, actor: Actor, req: CommandRequest): Promise<NerveError> {
+  async #asNerveError(err: unknown, actor: Actor, req: CommandRequest, commandId: string): Promise<NerveError> {
     if (err instanceof NerveError) return err;
-    // A bug: fail this command, reload the actor from storage, leave every other actor alone.
-    this.#deps.logger.error({ err, command: req.type, aggregate_id: req.aggregateId, correlation_id: req.correlationId }, "decider failed");
+    // A bug: fail this command, reload the actor from storage, leave every other actor alone. Logged here,
+    // once, with the correlation id the events would have carried (the header's, else the command id),
+    // which the reply names so the caller can point at this line (CONTRACT.md §3: internal).
+    const correlation_id = req.correlationId ?? commandId;
+    this.#deps.logger.error({ err, command: req.type, aggregate_id: req.aggregateId, correlation_id, command_id: commandId }, "decider failed");
     await actor.reload().catch(() => undefined);
-    return errors.internal(`${req.type} failed unexpectedly`, err);
+    return errors.internal(`${req.type} failed unexpectedly`, err, { correlation_id });
   }
 }
 

@@ -46,4 +46,21 @@ describe.skipIf(!available)("requests while the database is out of reach", () =>
     const again = await command(t.client, "users", "RegisterUser", "out2", { email: "out2@example.com", name: "P" }, { headers: { "Idempotency-Key": "out2-register" } });
     expect(again.body).toMatchObject({ ok: true, aggregate_version: 1 });
   });
+
+  it("answers a bug internal with the correlation id it was logged under: the request's, else a new one", async () => {
+    // Not an outage: the query's table is gone, which no retry mends.
+    await t.nerve.db.execute("alter table learner_access rename to learner_access_gone", [], "run");
+    try {
+      const named = await query(t.client, "access", "GetLearnerProgress", { user_id: "out1" }, { headers: { "Correlation-Id": "ticket-42" } });
+      const unnamed = await query(t.client, "access", "GetLearnerProgress", { user_id: "out1" });
+      expect(named.body.error).toMatchObject({ code: "internal", details: { correlation_id: "ticket-42" } });
+      expect(unnamed.body.error.code).toBe("internal");
+      const generated = unnamed.body.error.details.correlation_id;
+      expect(generated).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+      const lines = log.errors().filter((l) => l.msg === "request failed");
+      expect(lines.map((l) => l.correlation_id)).toEqual(["ticket-42", generated]);
+    } finally {
+      await t.nerve.db.execute("alter table learner_access_gone rename to learner_access", [], "run");
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { domainEvent, isNerveError } from "../../contracts/index.js";
 import { usersModule } from "../../src/aggregates/index.js";
 import { createLogger } from "../../src/log/index.js";
@@ -7,7 +7,7 @@ import { ActorSystem, CommandBus, type AggregateModule } from "../../src/runtime
 import { EventEmitter } from "node:events";
 import type { Fence, Ownership } from "../../src/cluster/index.js";
 import { validTraceparent } from "../../src/tracing/index.js";
-import { tempSqlitePath } from "../support/index.js";
+import { captureLog, tempSqlitePath } from "../support/index.js";
 
 let db: Database;
 let cleanup: () => Promise<void>;
@@ -28,6 +28,8 @@ const buggyUsers: AggregateModule = {
   },
 };
 
+const log = captureLog("error");
+
 beforeAll(async () => {
   const tmp = await tempSqlitePath();
   cleanup = tmp.cleanup;
@@ -35,7 +37,7 @@ beforeAll(async () => {
   const repo = new Repository(db);
   writer = new GroupCommitWriter(db);
   system = new ActorSystem({ load: (t, id) => repo.loadSnapshot(t, id), mailboxSize: 64, maxActors: 1000, idleMs: 60_000 });
-  bus = new CommandBus({ system, writer, repo, modules: [buggyUsers], logger: createLogger("silent") });
+  bus = new CommandBus({ system, writer, repo, modules: [buggyUsers], logger: log.logger });
 });
 afterAll(async () => {
   system.close();
@@ -65,8 +67,17 @@ describe("CommandBus on a real SQLite file", () => {
   it("fails a command whose decider has a bug with internal, reloads that actor, and leaves others alone", async () => {
     await register("b");
     explode = true;
+    onTestFinished(() => void (explode = false));
     const err = await update("a", "boom").catch((e) => e);
     expect(isNerveError(err, "internal")).toBe(true);
+    // Logged once, with the correlation id the reply names (CONTRACT.md §3): the command's id, without a header.
+    const logged = log.errors().filter((l) => l.msg === "decider failed");
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ command: "UpdateUserProfile", aggregate_id: "a", correlation_id: err.details.correlation_id, command_id: err.details.correlation_id });
+    expect(err.details.correlation_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+    const named = await bus.execute({ context: "users", type: "UpdateUserProfile", aggregateId: "a", body: { profile_data: { bio: "boom" } }, correlationId: "support-ticket-7" }).catch((e) => e);
+    expect(named.details).toEqual({ correlation_id: "support-ticket-7" });
+    expect(log.errors().filter((l) => l.msg === "decider failed").at(-1)).toMatchObject({ correlation_id: "support-ticket-7" });
     explode = false;
     expect((await register("c")).aggregate_version).toBe(1);
     expect((await update("a", "fine")).aggregate_version).toBe(2);
