@@ -21,6 +21,14 @@ export type AccessRecordState = {
    * written before CourseAccessGranted version 2: read it through {@link orderOf}.
    */
   order_id?: string | null;
+  /**
+   * Every order whose payment granted the access since it was last granted afresh, oldest first (the
+   * last is `order_id`): a learner may pay two orders naming one course (both placed before either was
+   * paid), and a refund of the one the record names must leave the access the other paid for. State
+   * only, not in the GetAccess view; absent when it would say no more than `order_id`: read it through
+   * {@link payingOrders}.
+   */
+  paid_by?: string[];
 };
 
 /** Facts the runtime supplies: none, every rule of an access record depends on its own state. */
@@ -45,6 +53,9 @@ export const holdsAccess = (s: AccessRecordState | null, now: string): boolean =
 /** The record's paying order; null when none is known (also for a snapshot older than `order_id`). */
 export const orderOf = (s: AccessRecordState | null): string | null => s?.order_id ?? null;
 
+/** Every order that paid for the access since it was last granted afresh, oldest first (see `paid_by`). */
+export const payingOrders = (s: AccessRecordState | null): string[] => s?.paid_by ?? (orderOf(s) === null ? [] : [orderOf(s)!]);
+
 /** The AccessRecord decider; expiry is not a command but the timer operation {@link expire}. */
 export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, AccessEvent, AccessRecordFacts> = {
   aggregateType: "AccessRecord",
@@ -63,11 +74,14 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
         if (expires_at !== null && reached(expires_at, command.now)) {
           throw errors.ruleViolated("expires_at must be in the future", { expires_at, now: command.now });
         }
-        // An active grant is re-issued only to move its expiry; otherwise granting again changes nothing,
-        // whatever order it names: buying a course one holds already grants nothing more, so the record
-        // keeps the order that did grant it (a no-op, as a repeated payment is).
+        // An active grant is re-issued to move its expiry, or to name another paying order (the same
+        // course bought twice, both orders placed before either was paid; or, after a refund of the order
+        // it names, another that paid for it): the record names that order and remembers the earlier
+        // ones, so refunding one leaves what another paid for. Otherwise granting again changes nothing
+        // (a repeated payment, a grant by hand).
         const active = state?.status === AccessStatus.Active;
-        if (active && state.expires_at === expires_at) return [];
+        const named = command.body.order_id ?? null;
+        if (active && state.expires_at === expires_at && (named === null || named === orderOf(state))) return [];
         // Moving an active grant's expiry without naming an order keeps the order that paid for it.
         const order_id = command.body.order_id ?? (active ? orderOf(state) : null);
         return [domainEvent("CourseAccessGranted", { access_id: id, user_id, course_id, expires_at, order_id })];
@@ -100,6 +114,8 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
     switch (event.event_type) {
       case "CourseAccessGranted": {
         const p = event.payload;
+        const earlier = state?.status === AccessStatus.Active ? payingOrders(state).filter((o) => o !== p.order_id) : [];
+        const paid = p.order_id === null ? earlier : [...earlier, p.order_id];
         return {
           access_id: p.access_id,
           user_id: p.user_id,
@@ -109,6 +125,8 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
           completed: state?.completed ?? false,
           expires_at: p.expires_at,
           order_id: p.order_id,
+          // Kept only when it says more than order_id: nearly every record was paid for once.
+          ...(paid.length > 1 || (paid.length === 1 && paid[0] !== p.order_id) ? { paid_by: paid } : {}),
         };
       }
       case "AccessRevoked":
@@ -134,4 +152,4 @@ export const nextDeadline = (state: AccessRecordState | null): string | null =>
   state?.status === AccessStatus.Active ? state.expires_at : null;
 
 /** The GetAccess view of an access record. */
-export const accessView = (s: AccessRecordState, version: number): QueryResult<"GetAccess"> => ({ ...s, order_id: orderOf(s), version });
+export const accessView = ({ paid_by: _paidBy, ...s }: AccessRecordState, version: number): QueryResult<"GetAccess"> => ({ ...s, order_id: orderOf(s), version });

@@ -390,7 +390,12 @@ export function evolveView(view: AccessRecordView | undefined, event: RecordedEv
     : event.event_type === "CourseAccessGranted"
       ? null
       : { access_id: p.access_id, user_id: p.user_id, course_id: p.course_id, status: "active", progress: 0, completed: false, expires_at: null, order_id: null };
-  const next = accessRecordDecider.evolve(state, event) as AccessRecordView;
+  let next = accessRecordDecider.evolve(state, event) as AccessRecordView;
+  // A view is GetAccess's fields: a record paid for by two orders keeps the other in its state only.
+  if ((next as AccessRecordState).paid_by !== undefined) {
+    const { paid_by: _paidBy, ...fields } = next as AccessRecordView & Pick<AccessRecordState, "paid_by">;
+    next = fields;
+  }
   // evolve always returns a new object; a view already handed out (to a welcome) is never changed.
   if (next === view) return { ...view, version: event.aggregate_version };
   next.version = event.aggregate_version;

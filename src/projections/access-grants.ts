@@ -1,6 +1,6 @@
 /** `access-grants`: the process manager that turns paid and refunded orders into access (CONTRACT.md §4). */
 import { Consumers, deriveAccessId, type EnvelopeBase } from "../../contracts/index.js";
-import { orderOf, type AccessRecordState } from "../../actors/access/access-record.js";
+import { orderOf, payingOrders, type AccessRecordState } from "../../actors/access/access-record.js";
 import type { OrderState } from "../../actors/orders/order.js";
 import type { Subscriber } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
@@ -15,10 +15,12 @@ export const REFUND_REVOCATION_REASON = "order_refunded";
  * OrderPaid → GrantCourseAccess (naming the order) per course; OrderRefunded → RevokeCourseAccess per course.
  *
  * Each acts only for what its order still stands for: a payment grants nothing once its order was
- * refunded (an OrderPaid retried from the dead letters after its refund), and a refund revokes only
+ * refunded (an OrderPaid retried from the dead letters after its refund), and a refund takes away only
  * access its own order granted. A learner may have paid two orders naming one course (both placed
- * before either was paid); the record names the first, and refunding the second must not take away
- * what the first paid for. A record that names no order (version 1, or granted by hand) is revoked, as
+ * before either was paid): the record names the latest and remembers the other (`paid_by`). A refund
+ * of an order the record does not name leaves it; a refund of the one it names moves the access to
+ * another order that paid for it and is still paid (a grant naming that order), and revokes it only
+ * when there is none. A record that names no order (version 1, or granted by hand) is revoked, as
  * before `order_id` existed.
  */
 export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscriber {
@@ -29,6 +31,14 @@ export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscri
     correlationId: e.correlation_id,
     causationId: e.event_id,
   });
+  // The latest of `orders` that is still paid and names the course, or null.
+  const stillPaying = async (orders: string[], courseId: string): Promise<string | null> => {
+    for (const id of [...orders].reverse()) {
+      const order = (await deps.bus.readState<OrderState>("Order", id)).state;
+      if (order?.status === "paid" && order.course_ids.includes(courseId)) return id;
+    }
+    return null;
+  };
   return {
     name: Consumers.AccessGrants,
     handles: { orders: ["OrderPaid", "OrderRefunded"] },
@@ -60,10 +70,22 @@ export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscri
         await allOrFirstError(
           e.payload.course_ids.map(async (course_id) => {
             const accessId = deriveAccessId(user_id, course_id);
-            const granted = orderOf((await deps.bus.readState<AccessRecordState>("AccessRecord", accessId)).state);
+            const record = (await deps.bus.readState<AccessRecordState>("AccessRecord", accessId)).state;
+            const granted = orderOf(record);
             if (granted !== null && granted !== order_id) {
               logger.info({ order_id, access_id: accessId, granted_by: granted, event_id: e.event_id }, "access granted by another order: the refund leaves it");
               return null;
+            }
+            const other = granted === null ? null : await stillPaying(payingOrders(record).filter((o) => o !== order_id), course_id);
+            if (other !== null) {
+              logger.info({ order_id, access_id: accessId, now_paid_by: other, event_id: e.event_id }, "access also paid by another order: the refund moves it there");
+              return issueCommand(deps.bus, logger, {
+                context: "access",
+                type: "GrantCourseAccess",
+                aggregateId: accessId,
+                body: { user_id, course_id, order_id: other },
+                ...trace(e, course_id),
+              });
             }
             return issueCommand(deps.bus, logger, {
               context: "access",

@@ -45,8 +45,9 @@ beforeAll(async () => {
   await ok(t, "orders", "MarkOrderPaid", "o-2", { payment_id: "pay-2" });
   await eventually(async () => expect((await ask(t, "GetAccess", { access_id: access(V2_A) })).order_id).toBe("o-1"));
   await ok(t, "access", "UpdateProgress", access(V2_A), { progress: 40 });
-  // Paying it while the first order's access is active changes nothing: the first order stays.
+  // Paying it while the first order's access is active names it: the record remembers both (a refund of one leaves the other's).
   await ok(t, "orders", "MarkOrderPaid", "o-3", { payment_id: "pay-3" });
+  await eventually(async () => expect((await ask(t, "GetAccess", { access_id: access(V2_A) })).order_id).toBe("o-3"));
   await eventually(async () => expect((await ask(t, "GetAccess", { access_id: access(V1_REBOUGHT) })).order_id).toBe("o-2"));
   await caughtUp(t);
 });
@@ -75,7 +76,7 @@ async function accessStream(): Promise<Array<{ header: string; envelope: any }>>
 const expected = {
   [V1_DONE]: { status: "active", progress: 100, completed: true, order_id: null, version: 3 },
   [V1_REBOUGHT]: { status: "active", progress: 0, completed: false, order_id: "o-2", version: 3 },
-  [V2_A]: { status: "active", progress: 40, completed: false, order_id: "o-1", version: 2 },
+  [V2_A]: { status: "active", progress: 40, completed: false, order_id: "o-3", version: 3 },
   [V2_B]: { status: "active", progress: 0, completed: false, order_id: "o-1", version: 1 },
 };
 
@@ -90,6 +91,7 @@ describe("a stream and event log holding both versions of CourseAccessGranted", 
         [V2_A, "CourseAccessGranted@2", 2, "o-1"],
         [V2_B, "CourseAccessGranted@2", 2, "o-1"],
         [V1_REBOUGHT, "CourseAccessGranted@2", 2, "o-2"],
+        [V2_A, "CourseAccessGranted@2", 2, "o-3"],
       ]),
     );
     // No event of another type changed version.
@@ -149,7 +151,7 @@ describe("a stream and event log holding both versions of CourseAccessGranted", 
 
 describe("the gateway over both versions", () => {
   it("sent the learner every grant live as a version-2 event frame: order_id null for version 1, the order for version 2", async () => {
-    const frames = await live.eventCount(9);
+    const frames = await live.eventCount(10);
     for (const f of frames) expect(ServerFrame.safeParse(f).success).toBe(true);
     const grants = frames.filter((f) => f.event.event_type === "CourseAccessGranted").map((f) => EventSchemas.CourseAccessGranted.parse(f.event));
     expect(sorted(grants.map((g) => [g.payload.course_id, g.aggregate_version, g.event_version, g.payload.order_id]))).toEqual(
@@ -159,6 +161,7 @@ describe("the gateway over both versions", () => {
         [V2_A, 1, 2, "o-1"],
         [V2_B, 1, 2, "o-1"],
         [V1_REBOUGHT, 3, 2, "o-2"],
+        [V2_A, 3, 2, "o-3"],
       ]),
     );
   });
@@ -167,7 +170,7 @@ describe("the gateway over both versions", () => {
     const client = await TestClient.as(gw.port, ada);
     try {
       const { progress } = await client.welcome();
-      expect(Object.fromEntries(progress!.map((r: any) => [r.course_id, r.order_id]))).toEqual({ [V1_DONE]: null, [V1_REBOUGHT]: "o-2", [V2_A]: "o-1", [V2_B]: "o-1" });
+      expect(Object.fromEntries(progress!.map((r: any) => [r.course_id, r.order_id]))).toEqual({ [V1_DONE]: null, [V1_REBOUGHT]: "o-2", [V2_A]: "o-3", [V2_B]: "o-1" });
       expect(progress).toEqual((await ask(t, "GetLearnerProgress", { user_id: ada })).items);
     } finally {
       await client.close();

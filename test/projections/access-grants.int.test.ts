@@ -1,7 +1,8 @@
 /**
  * access-grants against the real service (real nats-server, real SQLite): a refund takes away only the
  * access its own order granted. Two orders may name one course when both were placed before either was
- * paid; the access record names the first one paid, and refunding the other leaves it.
+ * paid; the access record names the latest paid and remembers the other: refunding either leaves the
+ * access the other paid for, and only refunding both takes it away.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deriveAccessId } from "../../contracts/index.js";
@@ -29,7 +30,7 @@ describe("a refund and the access of another order", () => {
     await ok(t, "orders", "MarkOrderPaid", "o-first", { payment_id: "pay-1" });
     await eventually(async () => expect(await ask(t, "GetAccess", { access_id: access })).toMatchObject({ status: "active", order_id: "o-first" }));
     await ok(t, "orders", "MarkOrderPaid", "o-second", { payment_id: "pay-2" });
-    await caughtUp(t, ["access-grants"]);
+    await eventually(async () => expect(await ask(t, "GetAccess", { access_id: access })).toMatchObject({ status: "active", order_id: "o-second" }));
 
     await ok(t, "orders", "RefundOrder", "o-second", { refund_reason: "bought twice" });
     await caughtUp(t, ["access-grants"]);
@@ -37,5 +38,23 @@ describe("a refund and the access of another order", () => {
 
     await ok(t, "orders", "RefundOrder", "o-first", { refund_reason: "changed my mind" });
     await eventually(async () => expect(await ask(t, "GetAccess", { access_id: access })).toMatchObject({ status: "revoked", order_id: "o-first" }));
+  }, 60_000);
+
+  it("refunding the first paid order leaves the access the second paid for (was: revoked, the second order paid for nothing); refunding the second too revokes it", async () => {
+    const other = deriveAccessId("u-two-orders-b", "c-twice");
+    await ok(t, "users", "RegisterUser", "u-two-orders-b", { email: "two-b@example.com", name: "Two Orders B" });
+    await ok(t, "orders", "PlaceOrder", "o-b1", { user_id: "u-two-orders-b", course_ids: ["c-twice"] });
+    await ok(t, "orders", "PlaceOrder", "o-b2", { user_id: "u-two-orders-b", course_ids: ["c-twice"] });
+    await ok(t, "orders", "MarkOrderPaid", "o-b1", { payment_id: "pay-b1" });
+    await eventually(async () => expect(await ask(t, "GetAccess", { access_id: other })).toMatchObject({ status: "active", order_id: "o-b1" }));
+    await ok(t, "orders", "MarkOrderPaid", "o-b2", { payment_id: "pay-b2" });
+    await caughtUp(t, ["access-grants"]);
+
+    await ok(t, "orders", "RefundOrder", "o-b1", { refund_reason: "bought twice" });
+    await caughtUp(t, ["access-grants"]);
+    expect(await ask(t, "GetAccess", { access_id: other })).toMatchObject({ status: "active", order_id: "o-b2" });
+
+    await ok(t, "orders", "RefundOrder", "o-b2", { refund_reason: "changed my mind" });
+    await eventually(async () => expect(await ask(t, "GetAccess", { access_id: other })).toMatchObject({ status: "revoked" }));
   }, 60_000);
 });

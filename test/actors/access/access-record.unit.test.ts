@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { deriveAccessId, domainEvent } from "../../../contracts/index.js";
-import { accessRecordDecider, accessView, expire, nextDeadline } from "../../../actors/access/index.js";
+import { accessRecordDecider, accessView, expire, nextDeadline, payingOrders } from "../../../actors/access/index.js";
 import { deciderSpec } from "../../support/decider-spec.js";
 
 const now = "2026-05-01T08:00:00.000Z";
@@ -77,12 +77,28 @@ describe("AccessRecord: GrantCourseAccess with the paying order (CourseAccessGra
     expect(spec.given([]).when(grant()).then([granted(null, null)])?.order_id).toBeNull();
   });
 
-  it("does nothing when an active record is bought again in another order: the first paying order stays", () => {
-    spec.given([granted(null, "o-1")]).when(paid("o-2")).thenNothingHappened();
-    spec.given([granted(later, "o-1")]).when(paid("o-2", later)).thenNothingHappened();
-    spec.given([granted(null, null)]).when(paid("o-2")).thenNothingHappened();
-    // The same order again (a redelivered OrderPaid without its idempotency key) is a no-op too.
+  it("names the latest order that paid for an active record and remembers the earlier ones (was: a no-op, so a refund of the first took what the second paid for)", () => {
+    const state = spec.given([granted(null, "o-1")]).when(paid("o-2")).then([granted(null, "o-2")]);
+    expect(state).toMatchObject({ status: "active", order_id: "o-2", paid_by: ["o-1", "o-2"] });
+    spec.given([granted(later, "o-1")]).when(paid("o-2", later)).then([granted(later, "o-2")]);
+    // Moved back to the first (its payment still stands after the second's refund): both remembered, the first last.
+    expect(spec.given([granted(null, "o-1"), granted(null, "o-2")]).when(paid("o-1")).then([granted(null, "o-1")])).toMatchObject({ order_id: "o-1", paid_by: ["o-2", "o-1"] });
+  });
+
+  it("does nothing when the order it names pays again, or a grant names none", () => {
+    // The same order again (a redelivered OrderPaid without its idempotency key).
     spec.given([granted(null, "o-1")]).when(paid("o-1")).thenNothingHappened();
+    spec.given([granted(null, "o-1"), granted(null, "o-2")]).when(paid("o-2")).thenNothingHappened();
+    spec.given([granted(null, "o-1")]).when(grant(null)).thenNothingHappened();
+    spec.given([granted(null, null)]).when(grant()).thenNothingHappened();
+  });
+
+  it("starts its paying orders afresh when granted again after a revocation or expiry, and keeps them out of the view", () => {
+    const state = spec.given([granted(null, "o-1"), granted(null, "o-2"), revoked]).when(paid("o-3")).then([granted(null, "o-3")]);
+    expect(payingOrders(state)).toEqual(["o-3"]);
+    expect(payingOrders(spec.given([granted(null, "o-1"), revoked]).when(grant()).then([granted(null, null)]))).toEqual([]);
+    const twice = spec.given([granted(null, "o-1")]).when(paid("o-2")).then([granted(null, "o-2")]);
+    expect(accessView(twice!, 2)).toEqual({ ...ids, status: "active", progress: 0, completed: false, expires_at: null, order_id: "o-2", version: 2 });
   });
 
   it("moves an active grant's expiry with the order that names the new one", () => {
@@ -107,7 +123,8 @@ describe("AccessRecord: GrantCourseAccess with the paying order (CourseAccessGra
   it("reads a record stored before version 2 (no order_id in its snapshot) as having no order", () => {
     const { order_id: _none, ...legacy } = spec.given([granted(later)]).state!;
     expect(accessView(legacy, 1)).toEqual({ ...ids, status: "active", progress: 0, completed: false, expires_at: later, order_id: null, version: 1 });
-    expect(accessRecordDecider.decide(paid("o-2", later), legacy, {})).toStrictEqual([]);
+    expect(accessRecordDecider.decide(paid("o-2", later), legacy, {})).toStrictEqual([granted(later, "o-2")]);
+    expect(accessRecordDecider.decide(grant(later), legacy, {})).toStrictEqual([]);
     expect(accessRecordDecider.decide(grant(null), legacy, {})).toStrictEqual([granted(null, null)]);
     expect(accessRecordDecider.decide(paid("o-2"), legacy, {})).toStrictEqual([granted(null, "o-2")]);
   });
