@@ -55,9 +55,15 @@ function eventHeaders(eventType: string, version: number): JsonSchema {
       [Headers.ContentType]: { type: "string", const: ContentTypes.MsgPack },
       [Headers.EventType]: { type: "string", const: eventType },
       [Headers.EventVersion]: { type: "string", const: String(version) },
-      ...traceHeaders("The trace of the command that caused the event (a new root trace when that command came without one)."),
+      [Headers.TraceParent]: {
+        type: "string",
+        pattern: "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        description:
+          "The trace of the command that caused the event (a new root trace when that command came without one), as W3C version 00. Nerve writes it on every event it publishes; events it stored before it carried trace context (still in the streams, read on a replay from their start) have none, so a reader must not require it.",
+      },
+      [Headers.TraceState]: { type: "string", description: "W3C tracestate, with traceparent when present." },
     },
-    required: [Headers.MsgId, Headers.ContentType, Headers.EventType, Headers.EventVersion, Headers.TraceParent],
+    required: [Headers.MsgId, Headers.ContentType, Headers.EventType, Headers.EventVersion],
   };
 }
 
