@@ -17,10 +17,12 @@ const SOCKET_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ECONNRESET",
 /**
  * SQLSTATEs of PostgreSQL that end by themselves: class 08 (connection exception), 53 (insufficient
  * resources), 57P01–57P03 (the server shutting down or starting), 40001 and 40P01 (serialization
- * failure, deadlock: retry the transaction), 55P03 (lock not available).
+ * failure, deadlock: retry the transaction), 55P03 (lock not available), 25006 (read-only transaction:
+ * a pooled connection still on a former primary, now a standby, after a failover) and 57014 (statement
+ * cancelled: statement_timeout, or an operator's pg_cancel_backend).
  */
 function transientSqlState(code: string): boolean {
-  return code.startsWith("08") || code.startsWith("53") || /^57P0[123]$/.test(code) || code === "40001" || code === "40P01" || code === "55P03";
+  return code.startsWith("08") || code.startsWith("53") || /^57P0[123]$/.test(code) || ["40001", "40P01", "55P03", "25006", "57014"].includes(code);
 }
 
 /** SQLite's result codes that end by themselves: a lock held elsewhere, a full disk or an I/O error (an operator's to fix, not the event's). */
@@ -35,7 +37,9 @@ export function isTransientFailure(err: unknown): boolean {
     if (e instanceof FencedError || e instanceof WriteWorkerStopped || isTransientJetStreamError(e)) return true;
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && (SOCKET_CODES.has(code) || transientSqlite(code) || (/^[0-9A-Z]{5}$/.test(code) && transientSqlState(code)))) return true;
-    if (/Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(e.message)) return true;
+    // The last: Knex's KnexTimeoutError (every pooled connection busy for its acquire timeout), which has
+    // no code, and whose name MikroORM's DriverException replaces.
+    if (/Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|Timeout acquiring a connection/i.test(e.message)) return true;
   }
   return false;
 }
