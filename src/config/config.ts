@@ -103,6 +103,8 @@ export const ConfigSchema = z
       .transform((s) => s.split(",").map((r) => r.trim()).filter(Boolean))
       .pipe(z.array(z.enum(ROLES)).min(1, "must name at least one of commands, consumers, gateway"))
       .transform((roles) => new Set<Role>(roles)),
+    /** PostgreSQL: connections of the main pool (group commits, projections, the command path's reads, relay, timers). */
+    NERVE_PG_POOL: int(10, 1, 1000),
     /** Replicas of the five streams (3 on a three-node cluster). */
     NERVE_STREAM_REPLICAS: int(1, 1).pipe(z.number().max(5)),
     /** OpenTelemetry: the OTLP/HTTP collector's base URL (`/v1/traces` appended); tracing runs only when this or the next is set. */

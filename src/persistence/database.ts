@@ -5,6 +5,7 @@ import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
 import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
+import { PG_POOL, pgPoolOptions } from "./postgres.js";
 import type { WorkerHeap } from "./worker-heap.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
 
@@ -22,6 +23,8 @@ export interface DatabaseOptions {
    * would block the takeover until it woke; ended, its locks go and its commit can never land.
    */
   idleInTransactionMs?: number;
+  /** PostgreSQL: connections of the main pool (`NERVE_PG_POOL`; {@link PG_POOL} by default). */
+  pgPool?: number;
   /**
    * Holds a SQLite file for this open alone until close(), so a second instance on it refuses to start
    * (SQLite serves one instance; PostgreSQL, where this is ignored, serves many). The service's own open
@@ -165,7 +168,9 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";
     const idle = Math.max(1, Math.floor(opts.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS));
-    orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url, driverOptions: { ...driverOptions, connection: { options: `-c idle_in_transaction_session_timeout=${idle}` } } } as Options);
+    const max = Math.max(1, Math.floor(opts.pgPool ?? PG_POOL));
+    const pool = pgPoolOptions({ min: Math.min(2, max), max }, { idle_in_transaction_session_timeout: idle });
+    orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url, driverOptions: { ...driverOptions, ...pool } } as Options);
   } else {
     throw new Error(`NERVE_DB must be sqlite:<path> or a postgres:// URL, got ${opts.url}`);
   }
