@@ -69,7 +69,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const shared = !config.NERVE_DB.startsWith("sqlite:");
   const entities = [...consumerEntities, ...readModelEntities, ...(shared ? clusterEntities : [])];
   // The service takes a SQLite file for itself: a second instance on it refuses to start, naming PostgreSQL.
-  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, pgPool: config.NERVE_PG_POOL, entities, exclusiveInstance: true });
+  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, pgPool: config.NERVE_PG_POOL, pgQueries: config.NERVE_PG_QUERIES, pgQueryTimeoutMs: config.NERVE_PG_QUERY_TIMEOUT_MS, entities, exclusiveInstance: true });
   const repo = new Repository(db);
   let nc: NatsConnection | undefined;
   let jsm: JetStreamManager;

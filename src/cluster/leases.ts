@@ -5,7 +5,9 @@
  * each key belongs (rendezvous over the group's live members), acquires what belongs to it and is
  * free, and hands off what belongs elsewhere. Taking a lease raises its epoch: the fencing token every
  * write under it checks (fencing.ts). By its own monotonic clock an instance gives a lease up before
- * it can have expired in the database, so it never acts on something someone else may hold.
+ * it can have expired in the database, so it never acts on something someone else may hold. Every
+ * statement here runs on the leases' own connections (Database.leaseExecute), which no commit, projection
+ * or query can take.
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "../log/index.js";
@@ -117,7 +119,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
 
   /** Who holds `key` now by the database (a live lease, this instance's included), or undefined when nobody does. */
   async holderOf(key: string): Promise<string | undefined> {
-    const row = await this.#o.db.execute<{ owner: string } | undefined>(
+    const row = await this.#o.db.leaseExecute<{ owner: string } | undefined>(
       "select owner from nerve_leases where lease_key = ? and owner is not null and lease_until > now()",
       [leaseName(this.#o.group, key)],
       "get",
@@ -129,7 +131,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
   async start(): Promise<void> {
     const { db, group, keys } = this.#o;
     if (keys.length > 0) {
-      await db.execute(
+      await db.leaseExecute(
         `insert into nerve_leases (lease_key, epoch) values ${keys.map(() => "(?, 0)").join(",")} on conflict (lease_key) do nothing`,
         keys.map((k) => leaseName(group, k)),
         "run",
@@ -186,7 +188,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
     const { db, group, instanceId: me, renewEveryMs } = this.#o;
     const read = async () =>
       (
-        await db.execute<{ until_ms: string | number } | undefined>(
+        await db.leaseExecute<{ until_ms: string | number } | undefined>(
           "select (extract(epoch from seen_until) * 1000)::bigint as until_ms from nerve_instances where grp = ? and instance_id = ? and seen_until > now()",
           [group, me],
           "get",
@@ -214,15 +216,15 @@ export class Leases extends EventEmitter<LeaseEvents> {
     const { db, instanceId: me, ttlMs, group, keys } = this.#o;
     const sent = performance.now();
     this.stats.rounds++;
-    await db.execute(
+    await db.leaseExecute(
       `insert into nerve_instances (grp, instance_id, seen_until, started_on) values (?, ?, now() + ? * interval '1 millisecond', now())
        on conflict (grp, instance_id) do update set seen_until = excluded.seen_until`,
       [group, me, ttlMs],
       "run",
     );
-    const rows = await db.execute<{ instance_id: string }[]>("select instance_id from nerve_instances where grp = ? and seen_until > now()", [group], "all");
+    const rows = await db.leaseExecute<{ instance_id: string }[]>("select instance_id from nerve_instances where grp = ? and seen_until > now()", [group], "all");
     // Members that died without leaving (kill -9, a pod gone) are forgotten after an hour.
-    if (this.stats.rounds % 600 === 1) await db.execute("delete from nerve_instances where grp = ? and seen_until < now() - interval '1 hour'", [group], "run");
+    if (this.stats.rounds % 600 === 1) await db.leaseExecute("delete from nerve_instances where grp = ? and seen_until < now() - interval '1 hour'", [group], "run");
     const live = [...new Set([...rows.map((r) => r.instance_id), me])];
     await this.#renew(sent);
     const wanted = new Set(keys.filter((k) => placeOf(`${group}/${k}`, live) === me));
@@ -247,7 +249,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
         (async () => {
           // One statement for all of them: the next owner waits for the last release (it nudges after).
           await this.#release(held.filter(({ key }) => !unreleased(key)).map(({ key, h }) => [key, h.epoch]));
-          await this.#o.db.execute("delete from nerve_instances where grp = ? and instance_id = ?", [this.#o.group, this.#o.instanceId], "run");
+          await this.#o.db.leaseExecute("delete from nerve_instances where grp = ? and instance_id = ?", [this.#o.group, this.#o.instanceId], "run");
           this.#o.logger.info({ group: this.#o.group, released: held.filter(({ key }) => !unreleased(key)).length, held: held.length }, "leases released");
         })(),
         this.#o.ttlMs,
@@ -263,7 +265,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
     const held = [...this.#held];
     if (held.length === 0) return;
     const { group } = this.#o;
-    const rows = await this.#o.db.execute<{ lease_key: string }[]>(
+    const rows = await this.#o.db.leaseExecute<{ lease_key: string }[]>(
       `update nerve_leases set lease_until = now() + ? * interval '1 millisecond'
        where owner = ? and (lease_key, epoch) in (${held.map(() => "(?, ?)").join(",")}) returning lease_key`,
       [this.#o.ttlMs, this.#o.instanceId, ...held.flatMap(([k, h]) => [leaseName(group, k), h.epoch])],
@@ -281,7 +283,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
     const { group } = this.#o;
     // A free lease, a lapsed one, or our own (lost by our clock, not yet by the database's): a new epoch.
     // `graceful`: the last holder released it (owner null), so nothing it did can still be in flight.
-    const rows = await this.#o.db.execute<{ lease_key: string; epoch: number | string; graceful: boolean }[]>(
+    const rows = await this.#o.db.leaseExecute<{ lease_key: string; epoch: number | string; graceful: boolean }[]>(
       `update nerve_leases l set owner = ?, epoch = l.epoch + 1, lease_until = now() + ? * interval '1 millisecond'
        from (select lease_key, owner is null as graceful from nerve_leases where lease_key in (${keys.map(() => "?").join(",")}) for update) prev
        where l.lease_key = prev.lease_key and (l.owner is null or l.owner = ? or l.lease_until is null or l.lease_until < now())
@@ -326,7 +328,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
   // Releases leases still ours under those epochs (owner null: the next holder knows nothing is in flight).
   async #release(leases: [key: string, epoch: number][]): Promise<void> {
     if (leases.length === 0) return;
-    await this.#o.db.execute(
+    await this.#o.db.leaseExecute(
       `update nerve_leases set owner = null, lease_until = now() where owner = ? and (lease_key, epoch) in (${leases.map(() => "(?, ?)").join(",")})`,
       [this.#o.instanceId, ...leases.flatMap(([k, epoch]) => [leaseName(this.#o.group, k), epoch])],
       "run",

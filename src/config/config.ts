@@ -105,6 +105,10 @@ export const ConfigSchema = z
       .transform((roles) => new Set<Role>(roles)),
     /** PostgreSQL: connections of the main pool (group commits, projections, the command path's reads, relay, timers). */
     NERVE_PG_POOL: int(10, 1, 1000),
+    /** PostgreSQL: read models' queries (SearchCatalog, …) that run at once, on a pool of their own; more wait (3 s at most, 64 at most) or get `unavailable`. */
+    NERVE_PG_QUERIES: int(4, 1, 1000),
+    /** PostgreSQL: statement_timeout of those queries (ms); a query cut off is answered `unavailable`. */
+    NERVE_PG_QUERY_TIMEOUT_MS: int(5000, 1, TIMER_MAX_MS),
     /** Replicas of the five streams (3 on a three-node cluster). */
     NERVE_STREAM_REPLICAS: int(1, 1).pipe(z.number().max(5)),
     /** OpenTelemetry: the OTLP/HTTP collector's base URL (`/v1/traces` appended); tracing runs only when this or the next is set. */

@@ -33,7 +33,8 @@ export function txOf(db: Database, trx?: unknown): Tx {
 
 /**
  * A {@link Tx} for a read model's queries: each read a {@link Database.query} (on SQLite, off the main
- * thread); a write is refused. A query the thread refuses, too many waiting, is `unavailable` (safe to retry).
+ * thread; on PostgreSQL, on the queries' own pool); a write is refused. A query refused, too many waiting,
+ * or cut off by PostgreSQL's statement_timeout (57014), is `unavailable` (safe to retry).
  */
 export function queryTxOf(db: Database): Tx {
   return {
@@ -42,7 +43,9 @@ export function queryTxOf(db: Database): Tx {
       method === "run"
         ? Promise.reject(new Error(`a query only reads: ${sql.slice(0, 120)}`))
         : db.query(sql, params, method).catch((err: unknown) => {
-            throw err instanceof QueriesOverloaded ? errors.unavailable("too many queries are waiting; retry", { waiting: MAX_WAITING_QUERIES }) : err;
+            if (err instanceof QueriesOverloaded) throw errors.unavailable("too many queries are waiting; retry", { waiting: MAX_WAITING_QUERIES });
+            if ((err as { code?: unknown } | null)?.code === "57014") throw errors.unavailable("the query ran past its time limit; retry");
+            throw err;
           }),
   };
 }

@@ -5,7 +5,7 @@ import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
 import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
-import { PG_POOL, pgPoolOptions } from "./postgres.js";
+import { PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions } from "./postgres.js";
 import type { WorkerHeap } from "./worker-heap.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
 
@@ -25,6 +25,10 @@ export interface DatabaseOptions {
   idleInTransactionMs?: number;
   /** PostgreSQL: connections of the main pool (`NERVE_PG_POOL`; {@link PG_POOL} by default). */
   pgPool?: number;
+  /** PostgreSQL: queries ({@link Database.query}) that run at once, on a pool of their own (`NERVE_PG_QUERIES`; {@link PG_QUERIES}). */
+  pgQueries?: number;
+  /** PostgreSQL: statement_timeout of those queries, ms (`NERVE_PG_QUERY_TIMEOUT_MS`; {@link PG_QUERY_TIMEOUT_MS}). */
+  pgQueryTimeoutMs?: number;
   /**
    * Holds a SQLite file for this open alone until close(), so a second instance on it refuses to start
    * (SQLite serves one instance; PostgreSQL, where this is ignored, serves many). The service's own open
@@ -88,9 +92,17 @@ export interface Database {
   /**
    * Runs a read that may be long — a read model's query for another service — outside any transaction.
    * On a SQLite file it runs on a thread of its own (SqliteQueryThread: a read-only connection, started at
-   * the first query), so it never holds the event loop; elsewhere it is {@link execute}. A write is refused.
+   * the first query), so it never holds the event loop; a write is refused. On PostgreSQL it runs on a pool
+   * of its own, at most {@link DatabaseOptions.pgQueries} at once and each cut off by statement_timeout
+   * (QueryGate). Either refuses a query with QueriesOverloaded when too many wait. Elsewhere it is {@link execute}.
    */
   query<T = any>(sql: string, params?: readonly unknown[], method?: "all" | "get"): Promise<T>;
+  /**
+   * Runs a statement of the leases (membership, renewals, acquisitions, releases) outside any transaction.
+   * On PostgreSQL on a pool of its own that commits, projections and queries never take, so a burst of
+   * them cannot hold a renewal past a lease's validity; elsewhere it is {@link execute}.
+   */
+  leaseExecute<T = any>(sql: string, params?: readonly unknown[], method?: SqlMethod): Promise<T>;
   /** A SQLite file's WAL checkpoints (run beside the writers); absent elsewhere. */
   readonly checkpoints?: CheckpointStats;
   /** A SQLite file's query thread ({@link query}); absent elsewhere. */
@@ -154,6 +166,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   let orm: MikroORM;
   let dialect: Database["dialect"];
   const entities = [...writeSideEntities(opts.url.startsWith("sqlite:") ? "sqlite" : "postgresql"), ...(opts.entities ?? [])];
+  const idleInTransactionMs = Math.max(1, Math.floor(opts.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS));
   const common: Partial<Options> = { entities, schemaGenerator: { skipTables: HAND_MADE_TABLES }, discovery: { warnWhenNoEntities: false }, allowGlobalContext: true, debug: false };
   // Knex writes a failed statement into its error's message with the values filled in (a learner's
   // email, a snapshot's JSON) — logged, and kept as a dead letter's reason: the SQL with its `?` only.
@@ -167,9 +180,8 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   } else if (/^postgres(ql)?:\/\//.test(opts.url)) {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";
-    const idle = Math.max(1, Math.floor(opts.idleInTransactionMs ?? IDLE_IN_TRANSACTION_MS));
     const max = Math.max(1, Math.floor(opts.pgPool ?? PG_POOL));
-    const pool = pgPoolOptions({ min: Math.min(2, max), max }, { idle_in_transaction_session_timeout: idle });
+    const pool = pgPoolOptions({ min: Math.min(2, max), max }, { idle_in_transaction_session_timeout: idleInTransactionMs });
     orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url, driverOptions: { ...driverOptions, ...pool } } as Options);
   } else {
     throw new Error(`NERVE_DB must be sqlite:<path> or a postgres:// URL, got ${opts.url}`);
@@ -180,7 +192,24 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   // A plain file only: a URI filename (`file:…`) or an in-memory database is left to the one connection.
   const sqliteFile = path !== undefined && !isInMemorySqlite(path) && !path.startsWith("file:") ? { path: resolve(path), synchronous: opts.sqliteSynchronous === "NORMAL" ? ("NORMAL" as const) : ("FULL" as const), busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS } : undefined;
   const execute = boundExecutor(connection);
-  if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, query: execute, close: () => orm.close(true) };
+  if (dialect === "postgresql") {
+    const queries = Math.max(1, Math.floor(opts.pgQueries ?? PG_QUERIES));
+    const side = await openPostgresSidePools(orm, opts.url, { queries, queryTimeoutMs: Math.max(1, Math.floor(opts.pgQueryTimeoutMs ?? PG_QUERY_TIMEOUT_MS)), idleInTransactionMs });
+    const leaseExecute = boundExecutor(side.leases);
+    const query = boundExecutor(side.queries);
+    return {
+      orm,
+      connection,
+      dialect,
+      sqliteFile,
+      execute,
+      read: execute,
+      query: (sql, params = [], method = "all") => side.gate.run(() => query(sql, params, method)),
+      leaseExecute,
+      close: () => side.close().finally(() => orm.close(true)),
+    };
+  }
+  if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, query: execute, leaseExecute: execute, close: () => orm.close(true) };
   // The WAL is checkpointed beside the writers (Checkpointer), not by whichever commit fills it; once
   // restarted, the first commit cuts the file back to WAL_SIZE_LIMIT (it otherwise keeps its high-water mark).
   await execute("pragma wal_autocheckpoint = 0");
@@ -205,6 +234,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     execute,
     read: (sql, params = [], method = "all") => (method === "run" ? execute(sql, params, method) : r.read(sql, params, method)),
     query: (sql, params = [], method = "all") => queries.query(sql, params, method),
+    leaseExecute: execute,
     checkpoints: c.stats,
     queries: queries.stats,
     queryThreadHeap: () => queries.heap(),

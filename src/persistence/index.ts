@@ -8,4 +8,6 @@ export * from "./repository.js";
 export * from "./sqlite-lock.js";
 export * from "./idempotency-prune.js";
 export * from "./query-thread.js";
+export * from "./query-gate.js";
+export * from "./postgres.js";
 export type { WorkerHeap } from "./worker-heap.js";

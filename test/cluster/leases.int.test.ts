@@ -159,13 +159,13 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
   });
 
   it("keeps every lease through repeated blips of the database: a failed round is followed by the next on time", async () => {
-    // The real database, with one statement failing on demand (a dropped connection).
+    // The real database, with one lease statement failing on demand (a dropped connection).
     const db = await open();
     let failNext = 0;
     const flaky = new Proxy(db, {
       get(target, prop, receiver) {
-        if (prop === "execute") {
-          return (...args: Parameters<Database["execute"]>) => (failNext > 0 && failNext-- > 0 ? Promise.reject(new Error("Connection terminated unexpectedly")) : target.execute(...args));
+        if (prop === "leaseExecute") {
+          return (...args: Parameters<Database["leaseExecute"]>) => (failNext > 0 && failNext-- > 0 ? Promise.reject(new Error("Connection terminated unexpectedly")) : target.leaseExecute(...args));
         }
         const v = Reflect.get(target, prop, receiver);
         return typeof v === "function" ? v.bind(target) : v;
