@@ -104,7 +104,7 @@ export const ConfigSchema = z
       .pipe(z.array(z.enum(ROLES)).min(1, "must name at least one of commands, consumers, gateway"))
       .transform((roles) => new Set<Role>(roles)),
     /** PostgreSQL: connections of the main pool (group commits, projections, the command path's reads, relay, timers). */
-    NERVE_PG_POOL: int(10, 1, 1000),
+    NERVE_PG_POOL: int(10, 2, 1000),
     /** PostgreSQL: read models' queries (SearchCatalog, …) that run at once, on a pool of their own; more wait (3 s at most, 64 at most) or get `unavailable`. */
     NERVE_PG_QUERIES: int(4, 1, 1000),
     /** PostgreSQL: statement_timeout of those queries (ms); a query cut off is answered `unavailable`. */

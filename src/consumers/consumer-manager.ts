@@ -4,7 +4,7 @@ import { errors } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
 import { DeadLetters } from "./dead-letters.js";
-import { EventHandler, txOf } from "./event-handler.js";
+import { EventHandler } from "./event-handler.js";
 import { resetReadModel } from "./read-model-reset.js";
 import { LAG_STALLED_MS } from "./backlog.js";
 import { ConsumerRunner, DEFAULT_RETRY, type BacklogWatch, type RetryPolicy } from "./runner.js";
@@ -149,9 +149,12 @@ export class ConsumerManager {
     return worst;
   }
 
-  /** Runs each subscriber's extra DDL, then starts every runner — or, with leases, those this instance holds. */
+  /** Runs each subscriber's extra DDL (as one schema change), then starts every runner — or, with leases, those this instance holds. */
   async start(): Promise<void> {
-    for (const s of this.#o.subscribers) await s.setup?.(txOf(this.#o.db));
+    const { db } = this.#o;
+    await db.schemaChange(async (execute) => {
+      for (const s of this.#o.subscribers) await s.setup?.({ dialect: db.dialect, execute });
+    });
     const leases = this.#o.leases;
     if (leases) {
       leases.on("acquired", (name, epoch, graceful) => watch(this.#o.logger, "consumer lease", this.#take(name, epoch, graceful)));

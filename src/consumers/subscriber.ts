@@ -18,7 +18,10 @@ export interface Subscriber {
   readonly handles: Partial<Record<Context, readonly EventType[]>>;
   /** Read-model tables, created by MikroORM with the rest of the schema. */
   readonly entities?: EntitySchema<any>[];
-  /** Extra DDL MikroORM cannot express (an FTS5 table, say); idempotent. */
+  /**
+   * Extra DDL MikroORM cannot express (an FTS5 table, trigram indexes); idempotent. It runs at start within
+   * Database.schemaChange: on PostgreSQL inside that transaction, under the schema's advisory lock.
+   */
   setup?(tx: Tx): Promise<void>;
   /** Applies one event to the read model, inside the transaction that also records it as handled. */
   apply?(event: EnvelopeBase, tx: Tx): Promise<void>;

@@ -5,7 +5,7 @@ import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
 import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
-import { PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions } from "./postgres.js";
+import { PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions, underSchemaLock, updatePostgresSchema } from "./postgres.js";
 import type { WorkerHeap } from "./worker-heap.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
 
@@ -23,7 +23,7 @@ export interface DatabaseOptions {
    * would block the takeover until it woke; ended, its locks go and its commit can never land.
    */
   idleInTransactionMs?: number;
-  /** PostgreSQL: connections of the main pool (`NERVE_PG_POOL`; {@link PG_POOL} by default). */
+  /** PostgreSQL: connections of the main pool, at least 2 (`NERVE_PG_POOL`; {@link PG_POOL} by default). */
   pgPool?: number;
   /** PostgreSQL: queries ({@link Database.query}) that run at once, on a pool of their own (`NERVE_PG_QUERIES`; {@link PG_QUERIES}). */
   pgQueries?: number;
@@ -103,6 +103,13 @@ export interface Database {
    * them cannot hold a renewal past a lease's validity; elsewhere it is {@link execute}.
    */
   leaseExecute<T = any>(sql: string, params?: readonly unknown[], method?: SqlMethod): Promise<T>;
+  /**
+   * Runs a start's DDL beyond MikroORM's (a subscriber's setup: an FTS5 table, trigram indexes) through
+   * the `execute` it is given. On PostgreSQL that is one transaction holding the schema's advisory lock,
+   * as the schema update at open does, with a lock_timeout (underSchemaLock): instances starting together
+   * take turns, and a failed statement undoes the transaction's others. Elsewhere it is {@link execute}.
+   */
+  schemaChange<T>(work: (execute: Database["execute"]) => Promise<T>): Promise<T>;
   /** A SQLite file's WAL checkpoints (run beside the writers); absent elsewhere. */
   readonly checkpoints?: CheckpointStats;
   /** A SQLite file's query thread ({@link query}); absent elsewhere. */
@@ -180,14 +187,21 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   } else if (/^postgres(ql)?:\/\//.test(opts.url)) {
     const { PostgreSqlDriver } = await import("@mikro-orm/postgresql");
     dialect = "postgresql";
-    const max = Math.max(1, Math.floor(opts.pgPool ?? PG_POOL));
-    const pool = pgPoolOptions({ min: Math.min(2, max), max }, { idle_in_transaction_session_timeout: idleInTransactionMs });
+    // Two at least: the schema update at open holds one (its lock's transaction) and reads the catalog on another.
+    const max = Math.max(2, Math.floor(opts.pgPool ?? PG_POOL));
+    const pool = pgPoolOptions({ min: 2, max }, { idle_in_transaction_session_timeout: idleInTransactionMs });
     orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url, driverOptions: { ...driverOptions, ...pool } } as Options);
   } else {
     throw new Error(`NERVE_DB must be sqlite:<path> or a postgres:// URL, got ${opts.url}`);
   }
-  await orm.schema.updateSchema({ safe: true });
   const connection = orm.em.getConnection() as AbstractSqlConnection;
+  try {
+    if (dialect === "postgresql") await updatePostgresSchema(orm, connection);
+    else await orm.schema.updateSchema({ safe: true });
+  } catch (err) {
+    await orm.close(true).catch(() => undefined);
+    throw err;
+  }
   const path = opts.url.startsWith("sqlite:") ? opts.url.slice("sqlite:".length) : undefined;
   // A plain file only: a URI filename (`file:…`) or an in-memory database is left to the one connection.
   const sqliteFile = path !== undefined && !isInMemorySqlite(path) && !path.startsWith("file:") ? { path: resolve(path), synchronous: opts.sqliteSynchronous === "NORMAL" ? ("NORMAL" as const) : ("FULL" as const), busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS } : undefined;
@@ -206,10 +220,11 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
       read: execute,
       query: (sql, params = [], method = "all") => side.gate.run(() => query(sql, params, method)),
       leaseExecute,
+      schemaChange: (work) => underSchemaLock(connection, (trx) => work((sql, params, method) => execute(sql, params, method, trx))),
       close: () => side.close().finally(() => orm.close(true)),
     };
   }
-  if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, query: execute, leaseExecute: execute, close: () => orm.close(true) };
+  if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, query: execute, leaseExecute: execute, schemaChange: (work) => work(execute), close: () => orm.close(true) };
   // The WAL is checkpointed beside the writers (Checkpointer), not by whichever commit fills it; once
   // restarted, the first commit cuts the file back to WAL_SIZE_LIMIT (it otherwise keeps its high-water mark).
   await execute("pragma wal_autocheckpoint = 0");
@@ -235,6 +250,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     read: (sql, params = [], method = "all") => (method === "run" ? execute(sql, params, method) : r.read(sql, params, method)),
     query: (sql, params = [], method = "all") => queries.query(sql, params, method),
     leaseExecute: execute,
+    schemaChange: (work) => work(execute),
     checkpoints: c.stats,
     queries: queries.stats,
     queryThreadHeap: () => queries.heap(),

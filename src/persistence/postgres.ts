@@ -7,10 +7,10 @@
  * A connection keeps TCP alive, so one whose server vanished without a word (a failover, a host gone)
  * fails within about 20 s instead of the kernel's ~15 min; connecting gives up after
  * {@link PG_CONNECT_TIMEOUT_MS}; and a statement waits at most {@link PG_ACQUIRE_TIMEOUT_MS} for a pooled
- * connection (Knex's default was 60 s).
+ * connection (Knex's default was 60 s). And schema changes at start take turns across instances.
  */
 import type { MikroORM } from "@mikro-orm/core";
-import type { AbstractSqlConnection } from "@mikro-orm/knex";
+import type { AbstractSqlConnection, Knex } from "@mikro-orm/knex";
 import { QueryGate } from "./query-gate.js";
 
 /** Connections of the main pool by default (`NERVE_PG_POOL`): Knex's default, what it was before it was a setting. */
@@ -94,4 +94,53 @@ export async function openPostgresSidePools(orm: MikroORM, url: string, o: { que
       await Promise.allSettled([leases.close(true), queries.close(true)]);
     },
   };
+}
+
+/** The key of the transaction-scoped advisory lock every schema change at start holds ("Nerv"). */
+export const SCHEMA_LOCK_KEY = 0x4e657276;
+
+/** How long a start waits for another instance's schema change (a new table, a trigram index over every course). */
+const SCHEMA_LOCK_WAIT_MS = 60_000;
+
+/**
+ * How long one DDL statement of a start waits for its table's lock. An ALTER waiting behind a long query
+ * (of an instance already running) would hold every later statement on that table behind it for as long:
+ * the start fails instead, and is tried again by whatever restarts it.
+ */
+export const DDL_LOCK_TIMEOUT_MS = 5000;
+
+/**
+ * Runs `work` in one transaction on a connection of the main pool that holds the schema's advisory lock,
+ * so that instances starting together change the schema one after another (two at once on an empty
+ * database: one failed with `relation … already exists`). The lock is the transaction's
+ * (pg_advisory_xact_lock): it goes with the commit, the rollback or the session, and a pooler in
+ * transaction mode keeps it on one server session. The transaction's DDL is all or nothing.
+ */
+export async function underSchemaLock<T>(connection: AbstractSqlConnection, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  const trx = await connection.getKnex().transaction();
+  let phase = "waiting for another instance's schema change";
+  try {
+    // For this transaction only (set_config's `true`); idle between statements while `work` reads the catalog on other connections.
+    await trx.raw("select set_config('idle_in_transaction_session_timeout', ?, true), set_config('lock_timeout', ?, true)", [String(SCHEMA_LOCK_WAIT_MS), String(SCHEMA_LOCK_WAIT_MS)]);
+    await trx.raw("select pg_advisory_xact_lock(?)", [SCHEMA_LOCK_KEY]);
+    await trx.raw("select set_config('lock_timeout', ?, true)", [String(DDL_LOCK_TIMEOUT_MS)]);
+    phase = "waiting for a table's lock";
+    const out = await work(trx);
+    await trx.commit();
+    return out;
+  } catch (err) {
+    await trx.rollback().catch(() => undefined);
+    if ((err as { code?: unknown }).code === "55P03") throw new Error(`the schema change at start gave up ${phase} (lock_timeout); start again`, { cause: err });
+    throw err;
+  }
+}
+
+/** MikroORM's safe schema update (nothing dropped), computed and run under {@link underSchemaLock}. */
+export async function updatePostgresSchema(orm: MikroORM, connection: AbstractSqlConnection): Promise<void> {
+  await underSchemaLock(connection, async (trx) => {
+    // Computed under the lock (reading the catalog on another connection), so it sees what an instance
+    // that took the lock first made. DDL alone, no values: run as MikroORM's text, without bindings.
+    const sql = await orm.schema.getUpdateSchemaSQL({ safe: true, wrap: false });
+    if (sql.trim() !== "") await connection.getKnex().raw(sql).transacting(trx);
+  });
 }
