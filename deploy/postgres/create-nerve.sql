@@ -14,8 +14,9 @@
 --
 -- What Nerve needs: to connect to ONE database and create, alter and use its own tables there
 -- (it creates and migrates its schema at start-up: snapshots, event log, outbox, idempotency keys,
--- timers, leases, membership, read models). Nothing else: no superuser, no CREATEDB, no
--- CREATEROLE, no replication, no other database. Owning its database gives exactly that.
+-- timers, leases, membership, read models), and the trusted extension pg_trgm for search. Nothing
+-- else: no superuser, no CREATEDB, no CREATEROLE, no replication, no other database. Owning its
+-- database gives exactly that.
 
 \set ON_ERROR_STOP on
 

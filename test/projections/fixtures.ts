@@ -118,7 +118,10 @@ export async function openReadModels(opts: { defaultPolicyId?: string; url?: str
   const deps: SubscriberDeps = { bus: bus.bus, db, logger: quiet, defaultPolicyId: opts.defaultPolicyId };
   const subscribers = new Map(createSubscribers(deps).map((s) => [s.name as string, s]));
   const tx = txOf(db);
-  for (const s of subscribers.values()) await s.setup?.(tx);
+  // As ConsumerManager.start runs them: one schema change (on PostgreSQL, a transaction under the schema lock).
+  await db.schemaChange(async (execute) => {
+    for (const s of subscribers.values()) await s.setup?.({ dialect: db.dialect, execute });
+  });
   const handlers = new Map([...subscribers].map(([n, s]) => [n, new EventHandler(db, s)]));
   return {
     db,
