@@ -49,6 +49,8 @@ const KEEPALIVE_IDLE_MS = 10_000;
 export function pgPoolOptions(pool: { min: number; max: number }, settings: Record<string, number>): Record<string, unknown> {
   return {
     pool,
+    // A failed statement's error keeps its `$n` placeholders, not the values (a learner's email): it is logged.
+    compileSqlOnError: false,
     acquireConnectionTimeout: PG_ACQUIRE_TIMEOUT_MS,
     connection: {
       options: Object.entries(settings)

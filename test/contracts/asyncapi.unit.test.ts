@@ -54,7 +54,7 @@ describe("contracts/asyncapi.yaml", () => {
     // traceparent is on every event Nerve publishes, but not on those it stored before it carried trace
     // context, which a replay from the start of a stream reads: described, not required (was: required).
     expect(message.headers()?.required()).toEqual(["Nats-Msg-Id", "Content-Type", "Event-Type", "Event-Version"]);
-    const traceparent = message.headers()!.properties()["traceparent"]!;
+    const traceparent = message.headers()!.properties()!["traceparent"]!;
     expect(traceparent.pattern()).toBe("^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$");
     expect(traceparent.description()).toContain("must not require it");
     expect(operation!.channels().all()[0]!.parameters().all().map((p) => p.id())).toEqual(["aggregate_id"]);
