@@ -8,6 +8,7 @@ import type { CheckpointStats, GroupCommitWriter, QueryThreadStats, Repository, 
 import type { ActorSystem } from "../runtime/index.js";
 import { backgroundFailures } from "../supervision/index.js";
 import { heapAfterMajorGc } from "./gc-floor.js";
+import { ScrapedCounter } from "./scraped-counter.js";
 import type { LeaseStats, Ownership } from "../cluster/index.js";
 
 /** What the service metrics read, at scrape time. */
@@ -31,7 +32,7 @@ export interface ServiceMetricSources {
   leases?: Record<string, LeaseStats | undefined>;
 }
 
-/** Registers gauges that read the service's counters when Prometheus scrapes (nothing on the hot path). */
+/** Registers gauges and counters that read the service's figures when Prometheus scrapes (nothing on the hot path). */
 export function registerServiceMetrics(registry: Registry, s: ServiceMetricSources): void {
   // Both lag gauges read the same consumer infos: one round of JetStream requests per scrape.
   let lag: { at: number; value: Promise<Awaited<ReturnType<ConsumerManager["lag"]>>> } | undefined;
@@ -41,14 +42,17 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   };
   const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge<string>) => void | Promise<void>) =>
     new Gauge({ name, help, labelNames, registers: [registry], collect() { return collect(this); } });
+  // Every `_total` is a total that only grows: exposed as a counter (rate() and promtool expect one).
+  const counter = (name: string, help: string, labelNames: string[], collect: (c: ScrapedCounter) => void | Promise<void>) =>
+    new ScrapedCounter({ name, help, labelNames, collect }).register(registry);
 
-  gauge("nerve_requests_total", "Command and query requests answered, by result (ok or the contract's error code)", ["result"], (g) => {
+  counter("nerve_requests_total", "Command and query requests answered, by result (ok or the contract's error code)", ["result"], (g) => {
     if (!s.api) return;
     g.set({ result: "ok" }, s.api.stats.ok);
     for (const [code, n] of Object.entries(s.api.stats.failed)) g.set({ result: code }, n);
     g.set({ result: "forwarded" }, s.api.stats.forwarded);
   });
-  gauge("nerve_background_failures_total", "Failures of background tasks (consumer loops, polls, dead-lettering, unhandled rejections), each logged and retried", ["task"], (g) => {
+  counter("nerve_background_failures_total", "Failures of background tasks (consumer loops, polls, dead-lettering, unhandled rejections), each logged and retried", ["task"], (g) => {
     for (const [task, n] of backgroundFailures) g.set({ task }, n);
   });
   gauge("nerve_actors_live", "Live actors in memory", [], (g) => g.set(s.system.size));
@@ -69,20 +73,20 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     }
   };
   gauge("nerve_sqlite_writer_heap_bytes", "The SQLite write worker thread's V8 heap (not in nodejs_heap_size_*, which are the main thread's), committed and used, in all and by space", ["state", "space"], heapOf(() => s.writer.sqliteWorker?.heap()));
-  gauge("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
-  gauge("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
-  gauge("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
-  gauge("nerve_outbox_rows_deleted_total", "Published outbox rows deleted, most within the next group commit", [], (g) => g.set(s.writer.stats.outboxRowsDeleted));
-  gauge("nerve_group_commit_admission_waits_total", "Group commits that waited for the outbox relay's backlog or a projection's to shrink", [], (g) => g.set(s.writer.stats.admissionWaits));
-  gauge("nerve_group_commit_admission_wait_seconds_total", "Time group commits waited for the outbox relay's backlog or a projection's", [], (g) => g.set(s.writer.stats.admissionWaitMs / 1000));
-  gauge("nerve_consumer_backlog_admission_waits_total", "Group commits that waited for a projection of this process more than NERVE_CONSUMER_LAG_LIMIT events behind", [], (g) => g.set(s.consumers.backlogWaits));
+  counter("nerve_actor_rejections_total", "Commands refused at once because a mailbox was full", [], (g) => g.set(s.system.stats.rejected));
+  counter("nerve_group_commits_total", "Group-commit transactions", [], (g) => g.set(s.writer.stats.transactions));
+  counter("nerve_group_commit_writes_total", "Aggregate writes committed", [], (g) => g.set(s.writer.stats.writes));
+  counter("nerve_outbox_rows_deleted_total", "Published outbox rows deleted, most within the next group commit", [], (g) => g.set(s.writer.stats.outboxRowsDeleted));
+  counter("nerve_group_commit_admission_waits_total", "Group commits that waited for the outbox relay's backlog or a projection's to shrink", [], (g) => g.set(s.writer.stats.admissionWaits));
+  counter("nerve_group_commit_admission_wait_seconds_total", "Time group commits waited for the outbox relay's backlog or a projection's", [], (g) => g.set(s.writer.stats.admissionWaitMs / 1000));
+  counter("nerve_consumer_backlog_admission_waits_total", "Group commits that waited for a projection of this process more than NERVE_CONSUMER_LAG_LIMIT events behind", [], (g) => g.set(s.consumers.backlogWaits));
   const cp = s.checkpoints;
   if (cp) {
-    gauge("nerve_sqlite_checkpoints_total", "WAL checkpoints run beside the writers (automatic checkpoints are off on the connections that write), by mode", ["mode"], (g) => {
+    counter("nerve_sqlite_checkpoints_total", "WAL checkpoints run beside the writers (automatic checkpoints are off on the connections that write), by mode", ["mode"], (g) => {
       g.set({ mode: "passive" }, cp.runs - cp.restarts);
       g.set({ mode: "restart" }, cp.restarts);
     });
-    gauge("nerve_sqlite_checkpoint_failures_total", "WAL checkpoints that failed (retried at the next tick)", [], (g) => g.set(cp.failures));
+    counter("nerve_sqlite_checkpoint_failures_total", "WAL checkpoints that failed (retried at the next tick)", [], (g) => g.set(cp.failures));
     gauge("nerve_sqlite_checkpoint_longest_seconds", "The longest WAL checkpoint so far", [], (g) => g.set(cp.longestMs / 1000));
     gauge("nerve_sqlite_wal_frames", "Frames in the SQLite WAL at the latest checkpoint, and of them copied into the database", ["state"], (g) => {
       g.set({ state: "total" }, cp.walFrames);
@@ -91,17 +95,17 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   }
   const q = s.queries;
   if (q) {
-    gauge("nerve_sqlite_queries_total", "Read models' queries of the query thread (SearchCatalog, CourseStats, …, off the event loop): answered, failed, refused (too many waiting: answered unavailable)", ["outcome"], (g) => {
+    counter("nerve_sqlite_queries_total", "Read models' queries of the query thread (SearchCatalog, CourseStats, …, off the event loop): answered, failed, refused (too many waiting: answered unavailable)", ["outcome"], (g) => {
       g.set({ outcome: "ok" }, q.queries - q.failures);
       g.set({ outcome: "failed" }, q.failures);
       g.set({ outcome: "refused" }, q.refused);
     });
-    gauge("nerve_sqlite_query_thread_starts_total", "Query threads started: the first, and one after each that ended", [], (g) => g.set(q.starts));
+    counter("nerve_sqlite_query_thread_starts_total", "Query threads started: the first, and one after each that ended", [], (g) => g.set(q.starts));
     const heap = s.queryThreadHeap;
     if (heap) gauge("nerve_sqlite_query_thread_heap_bytes", "The query thread's V8 heap (not in nodejs_heap_size_*), committed and used, in all and by space; none before the first query", ["state", "space"], heapOf(heap));
   }
   gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
-  gauge("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
+  counter("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
   // Only the partitions held now, as the relay reads them: instances sharing one database each count
   // their own share, so summing them gives the table, and one without the commands role holds none
   // and reports 0 without asking the database (its relay never runs, so a shared total there would be
@@ -121,13 +125,13 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     const counts = await s.consumers.deadLetters.countByConsumer().catch(() => new Map<string, number>());
     for (const name of s.consumers.runners.keys()) g.set({ consumer: name }, counts.get(name) ?? 0);
   });
-  gauge("nerve_consumer_retries_total", "Attempts of a failed event again, in place and before any later event of its stream (transient failures are retried for as long as they last)", ["consumer"], (g) => {
+  counter("nerve_consumer_retries_total", "Attempts of a failed event again, in place and before any later event of its stream (transient failures are retried for as long as they last)", ["consumer"], (g) => {
     for (const [name, r] of s.consumers.runners) g.set({ consumer: name }, r.stats.retries);
   });
   gauge("nerve_partitions_owned", "Partitions (of 64) this instance owns now: all of them alone on SQLite, its share when several instances run", [], (g) => {
     if (s.ownership) g.set(s.ownership.held().length);
   });
-  gauge("nerve_lease_changes_total", "Leases taken (acquired), handed off (released) or lapsed (lost), by group (partitions, consumers): hand-offs between instances", ["group", "change"], (g) => {
+  counter("nerve_lease_changes_total", "Leases taken (acquired), handed off (released) or lapsed (lost), by group (partitions, consumers): hand-offs between instances", ["group", "change"], (g) => {
     for (const [group, stats] of Object.entries(s.leases ?? {})) {
       if (!stats) continue;
       for (const change of ["acquired", "released", "lost"] as const) g.set({ group, change }, stats[change]);

@@ -1,8 +1,9 @@
 /**
  * deploy/'s Grafana dashboard and Prometheus rules name only metrics a running service exports, and the
- * rules pass promtool (`check rules`, and the unit tests of deploy/prometheus/nerve-alerts.test.yml).
+ * rules pass promtool (`check rules`, and the unit tests of deploy/prometheus/nerve-alerts.test.yml);
+ * /metrics itself declares every `_total` a counter and passes `promtool check metrics`.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -16,6 +17,9 @@ const DEPLOY = fileURLToPath(new URL("../../deploy/", import.meta.url));
 const PROMTOOL = "/usr/bin/promtool";
 // Not Nerve's: Prometheus records `up` for every scrape target itself.
 const PROMETHEUS_OWN = new Set(["up"]);
+// prom-client's default metrics (under the gateway's prefix) that count what is open now: gauges, which go
+// down as well as up, named `_total` upstream. Not Nerve's to rename (nothing here reads them).
+const PROM_CLIENT_GAUGES = new Set(["nerve_gateway_nodejs_active_handles_total", "nerve_gateway_nodejs_active_requests_total", "nerve_gateway_nodejs_active_resources_total"]);
 const NOT_METRICS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset", "inf", "nan"]);
 
 /** The metric names a PromQL expression reads: no functions, keywords, label names, ranges or strings. */
@@ -59,7 +63,21 @@ function exported(exposition: string): Set<string> {
   return names;
 }
 
+/** promtool check metrics on `exposition` (its stdin): what it prints, and its exit code (1 with problems). */
+function promtoolCheckMetrics(exposition: string): Promise<{ out: string; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(PROMTOOL, ["check", "metrics"], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    p.once("error", reject);
+    p.once("close", (code) => resolve({ out, code }));
+    p.stdin.end(exposition);
+  });
+}
+
 let t: TestNerve;
+let exposition: string;
 let metrics: Set<string>;
 
 beforeAll(async () => {
@@ -70,10 +88,27 @@ beforeAll(async () => {
   await caughtUp(t);
   const res = await fetch(`http://127.0.0.1:${t.nerve.gateway.port}/metrics`);
   expect(res.status).toBe(200);
-  metrics = exported(await res.text());
+  exposition = await res.text();
+  metrics = exported(exposition);
 });
 afterAll(async () => {
   await t?.close();
+});
+
+describe("/metrics", () => {
+  it("declares every family of Nerve's named `_total` a counter", () => {
+    const totals = [...exposition.matchAll(/^# TYPE (\S+_total) (\S+)$/gm)].map(([, name, type]) => ({ name: name!, type })).filter((f) => !PROM_CLIENT_GAUGES.has(f.name));
+    // The service's own (requests, background failures, group commits, outbox, leases, …) and the gateway's.
+    expect(totals.map((f) => f.name)).toEqual(expect.arrayContaining(["nerve_requests_total", "nerve_background_failures_total", "nerve_outbox_published_total", "nerve_lease_changes_total", "nerve_sqlite_checkpoints_total", "nerve_gateway_frames_sent_total"]));
+    expect(totals.filter((f) => f.type !== "counter")).toEqual([]);
+  });
+
+  it.skipIf(!existsSync(PROMTOOL))("passes promtool check metrics, but for prom-client's own `_total` gauges", async () => {
+    const { out } = await promtoolCheckMetrics(exposition);
+    // Each problem is a line that starts with its family's name: prom-client's three, nothing else.
+    const flagged = out.split("\n").filter((l) => l.trim() !== "").map((l) => l.split(" ")[0]);
+    expect(flagged.sort(), out).toEqual([...PROM_CLIENT_GAUGES].sort());
+  });
 });
 
 describe("deploy/grafana/nerve-dashboard.json", () => {
