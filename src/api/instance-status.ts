@@ -7,7 +7,7 @@ import { encodeJson, errors, errorReply } from "../../contracts/index.js";
 import type { Ownership } from "../cluster/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
-import type { Database } from "../persistence/index.js";
+import type { Database, Repository } from "../persistence/index.js";
 import { watch } from "../supervision/index.js";
 import { AdminSubjects } from "./admin-subjects.js";
 
@@ -34,6 +34,8 @@ export interface InstanceStatus {
 export interface InstanceStatusSources {
   nc: NatsConnection;
   db: Database;
+  /** The outbox's reads (its oldest unpublished event, as the metric reads it). */
+  repo: Repository;
   instanceId: string;
   version: string;
   roles: Iterable<string>;
@@ -65,10 +67,9 @@ async function readInstanceStatus(s: InstanceStatusSources, startedAt: string): 
   const count = (row: { n?: unknown } | undefined) => Number(row?.n ?? 0);
   const ageOf = (at: unknown) => (typeof at === "string" ? Math.max(0, now - Date.parse(at)) : null);
   // Counts over whole tables (a million timers is a few tens of ms): read as queries, on SQLite off the main thread.
-  const [outboxCount, oldestEvent, timerCount, overdue, dead] = await Promise.all([
+  const [outboxCount, oldestEventAt, timerCount, overdue, dead] = await Promise.all([
     s.db.query<{ n: unknown }>("select count(*) as n from nerve_outbox", [], "get"),
-    // The oldest unpublished event's time, from the event log (the outbox row has none of its own).
-    s.db.query<{ at: unknown } | undefined>("select e.occurred_on as at from nerve_outbox o join nerve_events e on e.event_id = o.event_id order by o.seq limit 1", [], "get"),
+    s.repo.outboxOldestAt(),
     s.db.query<{ n: unknown }>("select count(*) as n from nerve_timers", [], "get"),
     s.db.query<{ n: unknown; oldest: unknown }>("select count(*) as n, min(due_at) as oldest from nerve_timers where due_at <= ?", [new Date(now).toISOString()], "get"),
     s.consumers.deadLetters.countByConsumer(),
@@ -80,7 +81,7 @@ async function readInstanceStatus(s: InstanceStatusSources, startedAt: string): 
     started_at: startedAt,
     partitions: s.ownership.held(),
     consumers: { known: [...s.consumers.runners.keys()].sort(), active: s.consumers.active() },
-    outbox: { pending: count(outboxCount), oldest_age_ms: ageOf(oldestEvent?.at) },
+    outbox: { pending: count(outboxCount), oldest_age_ms: oldestEventAt === undefined ? null : Math.max(0, now - oldestEventAt) },
     timers: { pending: count(timerCount), overdue: count(overdue), oldest_overdue_ms: ageOf(overdue?.oldest) },
     dead_letters: Object.fromEntries(dead),
   };

@@ -115,6 +115,14 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     const n = await s.repo.outboxPending(s.ownership?.held()).catch(() => undefined);
     if (n !== undefined) g.set(n);
   });
+  // One row that never goes out (a subject no stream takes, a stream that refuses it) hardly moves the
+  // pending count among thousands that do: its age does. Same partitions, and a failed read keeps the
+  // last value, as nerve_outbox_pending.
+  gauge("nerve_outbox_oldest_pending_age_seconds", "Age of the oldest committed event of the partitions this instance owns now not yet acknowledged by JetStream (0 when there is none)", [], async (g) => {
+    const at = await s.repo.outboxOldestAt(s.ownership?.held()).then((at) => at ?? Date.now(), () => undefined);
+    if (at !== undefined) g.set(Math.max(0, Date.now() - at) / 1000);
+  });
+  counter("nerve_outbox_publish_failures_total", "Outbox relay batches whose publish to JetStream failed (each logged and retried)", [], (c) => c.set(s.relay.stats.failures));
   gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {
     for (const l of await lagNow()) g.set({ consumer: l.consumer, stream: l.stream }, l.pending);
   });

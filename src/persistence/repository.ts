@@ -85,6 +85,22 @@ export class Repository {
     return this.#countOutbox((sql, params) => this.db.read(sql, params, "get"), partitions);
   }
 
+  /**
+   * When the oldest unpublished event of `partitions` (all when not given) occurred, in ms since the
+   * epoch; undefined when there is none. The outbox row has no time of its own: its event's, from the
+   * event log. Read as a query (on a SQLite file, off the main thread): for `nerve status` and a metric's scrape.
+   */
+  async outboxOldestAt(partitions?: readonly number[]): Promise<number | undefined> {
+    const only = partitionClause(partitions);
+    if (only === null) return undefined;
+    const row = await this.db.query<{ at: unknown } | undefined>(
+      `select e.occurred_on as at from nerve_outbox o join nerve_events e on e.event_id = o.event_id${only ? ` where o.${only}` : ""} order by o.seq limit 1`,
+      only ? partitions! : [],
+      "get",
+    );
+    return typeof row?.at === "string" ? Date.parse(row.at) : undefined;
+  }
+
   /** Counts the outbox rows of `partitions` through `run`; none given, or every one, counts the whole table. */
   async #countOutbox(run: (sql: string, params: readonly unknown[]) => Promise<{ n: number | string }>, partitions: readonly number[] | undefined): Promise<number> {
     const only = partitionClause(partitions);

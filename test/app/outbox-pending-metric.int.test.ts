@@ -2,6 +2,7 @@
  * nerve_outbox_pending with several instances on one PostgreSQL database: each instance counts the
  * outbox rows of the partitions it owns now (what its relay publishes), an instance without the
  * commands role reports 0, and the figures add up to the table — not the whole shared table on each.
+ * nerve_outbox_oldest_pending_age_seconds likewise reads the oldest row of its own partitions only.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Gauge } from "prom-client";
@@ -14,13 +15,15 @@ import { postgresAvailable, startNatsServer, tempPostgres, until, type NatsServe
 
 const available = await postgresAvailable();
 
-/** The gauge's value as a scrape reads it (its collect runs; the other gauges' do not). */
-async function pending(n: Nerve): Promise<number> {
-  const metric = n.gateway.metrics.registry.getSingleMetric("nerve_outbox_pending") as Gauge | undefined;
+/** A gauge's value as a scrape reads it (its collect runs; the other gauges' do not). */
+async function gauge(n: Nerve, name: string): Promise<number> {
+  const metric = n.gateway.metrics.registry.getSingleMetric(name) as Gauge | undefined;
   const values = (await metric!.get()).values;
   expect(values).toHaveLength(1);
   return values[0]!.value;
 }
+const pending = (n: Nerve) => gauge(n, "nerve_outbox_pending");
+const oldestAge = (n: Nerve) => gauge(n, "nerve_outbox_oldest_pending_age_seconds");
 
 describe.skipIf(!available)("nerve_outbox_pending over two owners and a consumers-only instance", () => {
   let nats: NatsServerHandle;
@@ -59,8 +62,9 @@ describe.skipIf(!available)("nerve_outbox_pending over two owners and a consumer
       return out;
     };
     // Each owner commits its own aggregates' commands in-process (no NATS on that path).
-    for (const [n, count] of [[alpha, 5], [beta, 3]] as const) {
-      for (const id of ids(n, count)) await n.bus.execute({ context: "users", type: "RegisterUser", aggregateId: id, body: { email: `${id}@example.com`, name: id } });
+    const mine = new Map<Nerve, string[]>([[alpha, ids(alpha, 5)], [beta, ids(beta, 3)]]);
+    for (const [n, own] of mine) {
+      for (const id of own) await n.bus.execute({ context: "users", type: "RegisterUser", aggregateId: id, body: { email: `${id}@example.com`, name: id } });
     }
     const table = await new Repository(alpha.db).outboxSize();
     expect(table).toBe(8);
@@ -70,9 +74,19 @@ describe.skipIf(!available)("nerve_outbox_pending over two owners and a consumer
     // It owns nothing and runs no relay: nothing of the shared outbox is its to publish.
     expect(await pending(workers)).toBe(0);
 
+    // alpha's events happened ten minutes ago (not waited for): only alpha's oldest row is that old.
+    const alphaIds = mine.get(alpha)!;
+    await alpha.db.execute(`update nerve_events set occurred_on = ? where aggregate_id in (${alphaIds.map(() => "?").join(",")})`, [new Date(Date.now() - 600_000).toISOString(), ...alphaIds], "run");
+    expect(await oldestAge(alpha)).toBeGreaterThanOrEqual(600);
+    expect(await oldestAge(beta)).toBeLessThan(600);
+    expect(await oldestAge(beta)).toBeGreaterThanOrEqual(0);
+    expect(await oldestAge(workers)).toBe(0);
+
     // JetStream back: the owners' relays publish their rows and the figures fall to 0.
     await nats.restart();
     await until("the owners' figures drain", async () => (await pending(alpha)) === 0 && (await pending(beta)) === 0, 30_000, 200);
+    expect(await oldestAge(alpha)).toBe(0);
+    expect(await oldestAge(beta)).toBe(0);
     expect(await new Repository(alpha.db).outboxSize()).toBe(0);
   }, 60_000);
 });
