@@ -2,7 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { Gauge, type Registry } from "prom-client";
 import type { Api } from "../api/index.js";
-import type { ConsumerManager } from "../consumers/index.js";
+import type { ConsumerLag, ConsumerManager } from "../consumers/index.js";
 import type { OutboxRelay } from "../outbox/index.js";
 import type { CheckpointStats, GroupCommitWriter, QueryThreadStats, Repository, WorkerHeap } from "../persistence/index.js";
 import type { ActorSystem } from "../runtime/index.js";
@@ -34,10 +34,26 @@ export interface ServiceMetricSources {
 
 /** Registers gauges and counters that read the service's figures when Prometheus scrapes (nothing on the hot path). */
 export function registerServiceMetrics(registry: Registry, s: ServiceMetricSources): void {
-  // Both lag gauges read the same consumer infos: one round of JetStream requests per scrape.
-  let lag: { at: number; value: Promise<Awaited<ReturnType<ConsumerManager["lag"]>>> } | undefined;
+  // Both lag gauges read the same consumer infos: one round of JetStream requests per scrape, all at
+  // once. A durable whose read failed keeps its series' last values (the gauges keep what is not set),
+  // the others are fresh; the failures are counted, by consumer and stream.
+  const lagReadFailures = new Map<string, { consumer: string; stream: string; n: number }>();
+  let lag: { at: number; value: Promise<ConsumerLag[]> } | undefined;
   const lagNow = () => {
-    if (!lag || Date.now() - lag.at > 1000) lag = { at: Date.now(), value: s.consumers.lag().catch(() => []) };
+    if (!lag || Date.now() - lag.at > 1000) {
+      lag = {
+        at: Date.now(),
+        value: s.consumers.lagSettled().then(({ lag: read, failed }) => {
+          for (const { consumer, stream } of failed) {
+            const key = `${consumer} ${stream}`;
+            const f = lagReadFailures.get(key) ?? { consumer, stream, n: 0 };
+            f.n++;
+            lagReadFailures.set(key, f);
+          }
+          return read;
+        }, () => []),
+      };
+    }
     return lag.value;
   };
   const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge<string>) => void | Promise<void>) =>
@@ -129,8 +145,15 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   gauge("nerve_consumer_ack_pending", "Events delivered to a durable consumer and not yet acknowledged", ["consumer", "stream"], async (g) => {
     for (const l of await lagNow()) g.set({ consumer: l.consumer, stream: l.stream }, l.ackPending);
   });
+  counter("nerve_consumer_lag_read_failures_total", "Reads of a durable consumer's lag (its consumer info) that failed at a scrape: its nerve_consumer_pending and nerve_consumer_ack_pending kept their last values", ["consumer", "stream"], async (c) => {
+    await lagNow();
+    for (const f of lagReadFailures.values()) c.set({ consumer: f.consumer, stream: f.stream }, f.n);
+  });
   gauge("nerve_consumer_dead_letters", "Events a consumer gave up on", ["consumer"], async (g) => {
-    const counts = await s.consumers.deadLetters.countByConsumer().catch(() => new Map<string, number>());
+    // A count that failed (the query thread busy, the database away) keeps the last values: 0 for
+    // every consumer would resolve NerveDeadLetters, which would fire again at the next good count.
+    const counts = await s.consumers.deadLetters.countByConsumer().catch(() => undefined);
+    if (!counts) return;
     for (const name of s.consumers.runners.keys()) g.set({ consumer: name }, counts.get(name) ?? 0);
   });
   counter("nerve_consumer_retries_total", "Attempts of a failed event again, in place and before any later event of its stream (transient failures are retried for as long as they last)", ["consumer"], (g) => {

@@ -284,11 +284,31 @@ export class ConsumerManager {
     return [...this.#active].sort();
   }
 
-  /** Lag of every consumer. */
+  /** Lag of every consumer; rejects when any durable's could not be read ({@link lagSettled} has the rest). */
   async lag(): Promise<ConsumerLag[]> {
-    const out: ConsumerLag[] = [];
-    for (const r of this.runners.values()) for (const l of await r.lag()) out.push({ consumer: r.name, ...l });
-    return out;
+    const { lag, failed } = await this.lagSettled();
+    if (failed.length > 0) throw failed[0]!.err;
+    return lag;
+  }
+
+  /**
+   * Lag of every consumer on every stream, every durable asked at once. The reads that failed (a durable
+   * gone, JetStream not answering in time) are listed apart, with their error: one of them leaves the
+   * others' figures as they are.
+   */
+  async lagSettled(): Promise<{ lag: ConsumerLag[]; failed: { consumer: string; stream: string; err: unknown }[] }> {
+    const runners = [...this.runners.values()];
+    const reads = await Promise.all(runners.map((r) => r.lagSettled()));
+    const lag: ConsumerLag[] = [];
+    const failed: { consumer: string; stream: string; err: unknown }[] = [];
+    reads.forEach((bindings, i) => {
+      const consumer = runners[i]!.name;
+      for (const b of bindings) {
+        if ("err" in b) failed.push({ consumer, stream: b.stream, err: b.err });
+        else lag.push({ consumer, ...b });
+      }
+    });
+    return { lag, failed };
   }
 
   /**

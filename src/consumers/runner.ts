@@ -474,6 +474,18 @@ export class ConsumerRunner {
     return (await this.ackFloors()).map(({ stream, pending, ackPending }) => ({ stream, pending, ackPending }));
   }
 
+  /**
+   * Pending and ack-pending per binding, every durable asked at once; a binding whose read failed gives
+   * its error instead, so that it does not hide the others'.
+   */
+  async lagSettled(): Promise<({ stream: string; pending: number; ackPending: number } | { stream: string; err: unknown })[]> {
+    const infos = await Promise.allSettled(this.bindings.map((b) => this.jsm.consumers.info(b.stream, this.name)));
+    return infos.map((r, i) => {
+      const stream = this.bindings[i]!.stream;
+      return r.status === "fulfilled" ? { stream, pending: r.value.num_pending, ackPending: r.value.num_ack_pending } : { stream, err: r.reason as unknown };
+    });
+  }
+
   /** Per binding, the durable's ack floor: the stream sequence up to which every message it reads is acknowledged. */
   async ackFloors(): Promise<{ stream: string; filter: string; ackFloor: number; pending: number; ackPending: number }[]> {
     return Promise.all(
