@@ -2,7 +2,7 @@
 import { watch } from "../supervision/index.js";
 import { readFileSync } from "node:fs";
 import { connect } from "@nats-io/transport-node";
-import { credsAuthenticator, type NatsConnection } from "@nats-io/nats-core";
+import { credsAuthenticator, type NatsConnection, type Status } from "@nats-io/nats-core";
 import type { Logger } from "../log/index.js";
 
 /** How to reach NATS. */
@@ -33,6 +33,32 @@ export function withoutCredentials(url: string): string {
     .split(",")
     .map((u) => u.trim().replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, "$1"))
     .join(",");
+}
+
+/** How one status event of the connection is logged: its level and fields (never a credential); undefined: not logged. */
+export function statusLog(s: Status): { level: "info" | "warn" | "error"; fields: Record<string, unknown> } | undefined {
+  switch (s.type) {
+    case "disconnect":
+    case "reconnect":
+      return { level: "warn", fields: { nats: s.type, server: withoutCredentials(s.server) } };
+    // Lame duck mode: the server is going away (a rolling restart) and will close this connection; the
+    // client then moves to another server of the cluster.
+    case "ldm":
+      return { level: "warn", fields: { nats: s.type, server: withoutCredentials(s.server) } };
+    // The server's -ERR on a live connection: a permissions violation (a publish or subscription the
+    // account refuses: a bug or a permissions change), or a protocol error. It names the subject.
+    case "error":
+      return { level: "error", fields: { nats: s.type, error: s.error?.message ?? String(s.error) } };
+    // Messages pile up in a subscription's iterator faster than they are read.
+    case "slowConsumer":
+      return { level: "warn", fields: { nats: s.type, subject: s.sub.getSubject(), pending: s.pending } };
+    // The server stopped answering pings: the client drops the connection and reconnects.
+    case "staleConnection":
+      return { level: "warn", fields: { nats: s.type } };
+    default:
+      // reconnecting (every attempt), update (cluster membership), ping, forceReconnect, close: routine.
+      return undefined;
+  }
 }
 
 /** Oldest nats-server this service runs against. */
@@ -79,7 +105,8 @@ export async function connectNats(opts: NatsOptions, logger: Logger): Promise<Na
     "nats status",
     (async () => {
       for await (const s of nc.status()) {
-        if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error") logger.warn({ nats: s.type, data: "data" in s ? String(s.data) : undefined }, "nats status");
+        const line = statusLog(s);
+        if (line) logger[line.level](line.fields, "nats status");
       }
     })(),
   );
