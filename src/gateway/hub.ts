@@ -25,8 +25,9 @@ export interface Conn {
   /** The last cursor written to the socket; -1 before the first. */
   sentSeq: number;
   /**
-   * Queued frames as triplets: frame; its stream time if an event, minus its size in bytes if a reply
-   * (counted in {@link replyBytes}), else 0; cursor sequence (-1 if none).
+   * Queued frames as triplets: frame; its stream time if a live event, minus its size in bytes if a reply
+   * (counted in {@link replyBytes}), else 0 (a control frame, or an event replayed to a resume); cursor
+   * sequence (-1 if none). Event frames are the event log's bytes, every other frame a string.
    */
   out: (string | Uint8Array | number)[] | undefined;
   /** uWS holds more than the budget for this socket: the hub writes nothing more to it until it drains. */
@@ -169,8 +170,11 @@ export class Hub {
     for (const c of sockets) this.queueEvent(c, e);
   }
 
-  /** Queues one event frame unless the socket has it already. */
-  queueEvent(c: Conn, e: LogEntry): void {
+  /**
+   * Queues one event frame unless the socket has it already. A `replayed` one (a resume's missed events,
+   * stored minutes or hours ago) is not observed in the push latency, which is the live path's.
+   */
+  queueEvent(c: Conn, e: LogEntry, replayed = false): void {
     if (e.seq <= c.queuedSeq) return;
     c.queuedSeq = e.seq;
     if (c.skip !== undefined) {
@@ -178,7 +182,7 @@ export class Hub {
       if (known !== undefined && e.version <= known) return;
       if (Date.now() > c.skipUntil) c.skip = undefined;
     }
-    this.queue(c, e.frame, e.at, e.seq);
+    this.queue(c, e.frame, replayed ? 0 : e.at, e.seq);
   }
 
   /** Queues a frame; `at` as in {@link Conn.out}, `seq` the cursor it carries (-1 for none). */
@@ -206,6 +210,7 @@ export class Hub {
     this.#timer = undefined;
     const now = Date.now();
     const counts = { event: 0, welcome: 0, ack: 0, reset: 0 };
+    let replayed = 0;
     const latency = this.metrics.pushLatency;
     const budget = this.opts.maxBufferedBytes;
     for (const c of this.#dirty) {
@@ -234,6 +239,9 @@ export class Hub {
           if (at > 0) {
             counts.event++;
             latency.observe(Math.max(0, now - at) / 1000);
+          } else if (typeof frame !== "string") {
+            counts.event++;
+            replayed++;
           } else {
             c.replyBytes += at; // minus a reply's size, else 0
             counts[frameType(frame as string)]++;
@@ -258,6 +266,7 @@ export class Hub {
     }
     this.#dirty.clear();
     for (const [type, n] of Object.entries(counts)) if (n > 0) this.metrics.framesSent.inc({ type }, n);
+    if (replayed > 0) this.metrics.framesReplayed.inc(replayed);
   }
 
   /**

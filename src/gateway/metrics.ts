@@ -21,10 +21,16 @@ export class GatewayMetrics {
   readonly full = new Gauge({ name: "nerve_gateway_full_sockets", help: "Sockets behind: they went over their byte budget and have not caught up since (closed with 4408 if that lasts 10 s)", registers: [this.registry] });
   /** Frames written to sockets, by frame type. */
   readonly framesSent = new Counter({ name: "nerve_gateway_frames_sent_total", help: "Frames written to WebSockets", labelNames: ["type"] as const, registers: [this.registry] });
-  /** From JetStream storing an event to its frame being written to a learner's socket (observed per frame: a {@link LeanHistogram}). */
+  /** Of those, event frames of a resume's missed events (counted also as `type="event"`). */
+  readonly framesReplayed = new Counter({ name: "nerve_gateway_frames_replayed_total", help: "Event frames of a resume's missed events written to WebSockets (also in nerve_gateway_frames_sent_total{type=\"event\"}; not in the push latency)", registers: [this.registry] });
+  /**
+   * From JetStream storing an event to its frame being written to a learner's socket, for events pushed
+   * live (observed per frame: a {@link LeanHistogram}). Not a resume's missed events: their store time is
+   * when the client was away.
+   */
   readonly pushLatency = new LeanHistogram({
     name: "nerve_gateway_push_latency_seconds",
-    help: "Time from an event being stored in JetStream to its frame being written to a socket",
+    help: "Time from an event being stored in JetStream to its frame being written to a socket, for events pushed live (not those a resume replays)",
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   }).register(this.registry);
   /** Client commands, by result (`ok` or the contract's error code). */

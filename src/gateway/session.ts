@@ -50,7 +50,7 @@ export class Sessions {
     if (!missed) return false;
     c.queuedSeq = seq;
     c.sentSeq = seq;
-    for (const e of missed) this.hub.queueEvent(c, e);
+    for (const e of missed) this.hub.queueEvent(c, e, true);
     this.hub.attach(c);
     return true;
   }
