@@ -28,8 +28,8 @@ export interface AccessFeedDeps {
   metrics: GatewayMetrics;
   /** How far back the start-up replay reaches (ms). */
   replayMs: number;
-  /** Called for every learner event, after it is in the log. */
-  onEntry(entry: LogEntry): void;
+  /** Called for every learner event, after it is in the log; returns whether a socket of the learner took it. */
+  onEntry(entry: LogEntry): boolean;
 }
 
 /** The running reader of EVENTS_ACCESS. */
@@ -38,6 +38,8 @@ export class AccessFeed {
   #startSeq = 0;
   #warmAt = 0;
   #warm: () => void = () => undefined;
+  /** The start-up replay is done: what is read now is live. */
+  #live = false;
   readonly #deps: AccessFeedDeps;
 
   constructor(deps: AccessFeedDeps) {
@@ -57,7 +59,13 @@ export class AccessFeed {
     log.head = startSeq - 1;
     this.#startSeq = startSeq;
     this.#warmAt = lastSeq;
-    const warm = new Promise<void>((resolve) => (this.#warm = resolve));
+    const warm = new Promise<void>(
+      (resolve) =>
+        (this.#warm = () => {
+          this.#live = true;
+          resolve();
+        }),
+    );
     if (lastSeq < startSeq) this.#warm();
     const consumer = await jetstream(nc).consumers.get(ACCESS_STREAM, { opt_start_seq: startSeq });
     // Short pulls: after a server restart the client recreates the consumer but may keep counting the
@@ -138,12 +146,13 @@ export class AccessFeed {
     }
     if (this.#deps.log.isRepeat(event.payload.user_id, event.aggregate_id, event.aggregate_version)) return "repeat";
     // The push joins the trace of the command behind the event: logged and queued for the learner's
-    // sockets (written within the hub's flush window of a few milliseconds).
-    const tracer = activeTracer();
-    const span = tracer && startSpan(tracer, `gateway push ${type}`, SpanKind.CONSUMER, traceHeadersOf(m.headers), { "nerve.stream_seq": m.seq });
+    // sockets (written within the hub's flush window of a few milliseconds). Only a push: not for the
+    // warm-up's replay of the last 24 h (events of old traces, nobody connected yet), nor for an event
+    // no socket of its learner took, so it is made once that is known, from the time the push began.
+    const tracer = this.#live ? activeTracer() : undefined;
+    const began = tracer && performance.now();
     const entry = this.#deps.log.append(entryFieldsOf(event, m.seq, Math.floor(m.info.timestampNanos / 1e6)), eventFrame(event, m.seq), event as Parameters<EventLog["append"]>[2]);
-    this.#deps.onEntry(entry);
-    endSpan(span);
+    if (this.#deps.onEntry(entry) && tracer) endSpan(startSpan(tracer, `gateway push ${type}`, SpanKind.CONSUMER, traceHeadersOf(m.headers), { "nerve.stream_seq": m.seq }, began));
     return "delivered";
   }
 

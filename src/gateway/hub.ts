@@ -163,11 +163,12 @@ export class Hub {
     (c.held ??= []).push(frame);
   }
 
-  /** Queues a learner event for each of the learner's sockets. */
-  deliver(e: LogEntry): void {
+  /** Queues a learner event for each of the learner's sockets; false when the learner has none. */
+  deliver(e: LogEntry): boolean {
     const sockets = this.log.learner(e.userId)?.sockets;
-    if (!sockets) return;
+    if (!sockets) return false;
     for (const c of sockets) this.queueEvent(c, e);
+    return true;
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
  * Tracing through a real Nerve: one PlaceOrder → MarkOrderPaid → access grant → UpdateProgress cascade
- * yields one trace whose spans link up, as received by an OTLP/HTTP endpoint; with tracing off the
+ * yields one trace whose spans link up, as received by an OTLP/HTTP endpoint; the gateway's push spans
+ * are those of events a learner's socket took, not of the warm-up's replay; with tracing off the
  * events still carry the request's trace context in their JetStream headers, or a new one without it.
  */
 import { randomBytes } from "node:crypto";
@@ -8,6 +9,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deriveAccessId } from "../../contracts/index.js";
 import { command, query, startOtlpReceiver, startTestNerve, until, type OtlpReceiver, type ReceivedSpan, type TestNerve } from "../support/index.js";
+import { SECRET, TestClient } from "../gateway/support.js";
 
 const hex = (bytes: number) => randomBytes(bytes).toString("hex");
 const traceparentOf = (traceId: string, spanId: string) => `00-${traceId}-${spanId}-01`;
@@ -36,6 +38,8 @@ describe("tracing on: one trace across the cascade", () => {
   let t: TestNerve;
   const traceId = hex(16);
   const client = [hex(8), hex(8), hex(8)];
+  // An UpdateProgress while the learner has no socket open.
+  const unwatchedTraceId = hex(16);
   let trace: ReceivedSpan[] = [];
   const named = (name: string) => trace.filter((s) => s.name === name);
   const one = (name: string) => {
@@ -48,13 +52,27 @@ describe("tracing on: one trace across the cascade", () => {
     receiver = await startOtlpReceiver();
     // The batch span processor reads its delay from the environment, as any OpenTelemetry SDK does.
     process.env.OTEL_BSP_SCHEDULE_DELAY = "50";
-    t = await startTestNerve({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, NERVE_INSTANCE_ID: "traced-1" });
+    t = await startTestNerve({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, NERVE_INSTANCE_ID: "traced-1", NERVE_JWT_SECRET: SECRET });
     await catalog(t, "tr");
+    // The learner's app is open: the gateway pushes the grant and the progress to it.
+    const app = await TestClient.ready(t.nerve.gateway.port, "tr-user");
     const accessId = await buyCourse(t, "tr", (i) => ({ traceparent: traceparentOf(traceId, client[i]!), tracestate: "vendor=nerve-test" }));
     // The client carries its trace into its next request.
     expect((await command(t.client, "access", "UpdateProgress", accessId, { progress: 40 }, { headers: { traceparent: traceparentOf(traceId, client[2]!) } })).body.ok).toBe(true);
     const wanted = ["access-grants OrderPaid", "issue GrantCourseAccess", "learner-progress CourseAccessGranted", "gateway push CourseAccessGranted", "learner-progress ProgressUpdated", "analytics ProgressUpdated", "gateway push ProgressUpdated", "publish ProgressUpdated"];
     await until("every hop's span is exported", () => wanted.every((n) => receiver.spans.some((s) => s.traceId === traceId && s.name === n)), 15_000);
+    await app.eventCount(2);
+
+    // App closed: the gateway reads the next progress, and no socket takes it.
+    await app.close();
+    expect((await command(t.client, "access", "UpdateProgress", accessId, { progress: 50 }, { headers: { traceparent: traceparentOf(unwatchedTraceId, hex(8)) } })).body.ok).toBe(true);
+    await until("the unwatched progress is projected", () => receiver.spans.some((s) => s.traceId === unwatchedTraceId && s.name === "learner-progress ProgressUpdated"), 15_000);
+    const last = (await (await jetstreamManager(t.client)).streams.info("EVENTS_ACCESS")).state.last_seq;
+    await until("the gateway has read it", () => t.nerve.gateway.log.head >= last, 5_000);
+
+    // A restart's warm-up reads every event of the last 24 h again.
+    await t.stopNerve();
+    await t.restartNerve();
     await t.stopNerve();
     trace = receiver.spans.filter((s) => s.traceId === traceId);
   });
@@ -90,6 +108,18 @@ describe("tracing on: one trace across the cascade", () => {
     for (const name of ["publish CourseAccessGranted", "learner-progress CourseAccessGranted", "gateway push CourseAccessGranted"]) expect(one(name).parentSpanId, name).toBe(grant.spanId);
     expect(trace.filter((s) => s.parentSpanId === grant.spanId).map((s) => s.name)).toEqual(expect.arrayContaining(["mailbox wait", "decide", "commit"]));
     for (const name of ["learner-progress ProgressUpdated", "analytics ProgressUpdated", "gateway push ProgressUpdated"]) expect(one(name).parentSpanId, name).toBe(progress!.spanId);
+  });
+
+  it("makes a gateway push span only for an event a socket took, and none in the warm-up's replay", () => {
+    const unwatched = receiver.spans.filter((s) => s.traceId === unwatchedTraceId).map((s) => s.name);
+    expect(unwatched).toContain("learner-progress ProgressUpdated");
+    expect(unwatched.filter((n) => n.startsWith("gateway push"))).toEqual([]);
+    // Each event of the watched trace pushed once (`one`), and not again by the restart's warm-up.
+    expect(one("gateway push CourseAccessGranted").attributes["nerve.stream_seq"]).toBeDefined();
+    expect(one("gateway push ProgressUpdated").attributes["nerve.stream_seq"]).toBeDefined();
+    // The warm-up replayed the catalog's and the order's traces' access events too: no push span for any twice.
+    const pushes = receiver.spans.filter((s) => s.name.startsWith("gateway push")).map((s) => s.attributes["nerve.stream_seq"]);
+    expect(new Set(pushes).size).toBe(pushes.length);
   });
 
   it("reaches each command's group commit, by parent or by link, with its batch size", () => {
