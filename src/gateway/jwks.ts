@@ -4,7 +4,9 @@
  * and `use` must fit) and refuses secret algorithms and private keys.
  *
  * - File: read and checked at start-up (a bad one stops the start); re-read when a token names an
- *   unknown `kid`, at most once per cooldown; a re-read that fails keeps the keys read before.
+ *   unknown `kid`, at most once per cooldown, and by the first token after {@link JwksOptions.refreshMs}
+ *   without one, so a key taken out of the file (rotated out, compromised) stops verifying within that
+ *   time rather than at the next restart; a re-read that fails keeps the keys read before.
  * - URL: jose's remote set (cached, refetched on an unknown `kid` at most once per cooldown, with a
  *   timeout). When a fetch fails, the failure is reported and, for a short while, tokens are checked
  *   against the last keys fetched (refused when there are none) without asking again: an identity
@@ -35,6 +37,8 @@ export interface JwksOptions {
   cooldownMs?: number;
   /** Longest wait for the identity provider (ms, default 5 s). */
   timeoutMs?: number;
+  /** A file's keys are read again by the first token after this long (ms, default 60 s). */
+  refreshMs?: number;
 }
 
 /** Opens `NERVE_JWT_JWKS`; rejects with a message naming the variable when it is unusable. */
@@ -49,8 +53,10 @@ export async function openJwks(location: string, opts: JwksOptions): Promise<Key
 
 async function fileJwks(path: string, opts: JwksOptions): Promise<KeySource> {
   const cooldownMs = opts.cooldownMs ?? 30_000;
+  const refreshMs = opts.refreshMs ?? 60_000;
   let local = createLocalJWKSet(await readKeySet(path));
-  let readAt = Date.now();
+  // Intervals by the monotonic clock: a wall clock stepped back an hour held the next re-read that long.
+  let readAt = performance.now();
   let reading: Promise<void> | undefined;
   const reread = () =>
     (reading ??= readKeySet(path)
@@ -59,14 +65,15 @@ async function fileJwks(path: string, opts: JwksOptions): Promise<KeySource> {
         (err: unknown) => reportFailure(opts.logger, "jwks", err, "NERVE_JWT_JWKS could not be re-read: keeping the keys read before"),
       )
       .finally(() => {
-        readAt = Date.now();
+        readAt = performance.now();
         reading = undefined;
       }));
   return async (header, token) => {
+    if (performance.now() - readAt >= refreshMs) await reread();
     try {
       return await local(header, token);
     } catch (err) {
-      if (!isNoMatchingKey(err) || Date.now() - readAt < cooldownMs) throw err;
+      if (!isNoMatchingKey(err) || performance.now() - readAt < cooldownMs) throw err;
       await reread();
       return local(header, token);
     }
@@ -81,8 +88,8 @@ function remoteJwks(url: URL, opts: JwksOptions): KeySource {
   let last: ReturnType<typeof createLocalJWKSet> | undefined;
   const failed = (err: unknown) => {
     // Every caller waiting on one failed fetch lands here: it is one failure.
-    if (Date.now() - failedAt < retryMs) return;
-    failedAt = Date.now();
+    if (performance.now() - failedAt < retryMs) return;
+    failedAt = performance.now();
     const jwks = remote.jwks();
     last = jwks ? createLocalJWKSet(jwks) : undefined;
     reportFailure(opts.logger, "jwks", err, `could not fetch the JWKS at ${url.href}`);
@@ -94,7 +101,7 @@ function remoteJwks(url: URL, opts: JwksOptions): KeySource {
   // Fetched now, so that the first learner does not wait for it; a failure is only reported.
   remote.reload().catch(failed);
   return async (header, token) => {
-    if (Date.now() - failedAt < retryMs) return fromLast(header, token);
+    if (performance.now() - failedAt < retryMs) return fromLast(header, token);
     try {
       return await remote(header, token);
     } catch (err) {

@@ -116,6 +116,17 @@ describe("a JWKS file", () => {
     expect(await outcome(v, await idpToken(b))).toBe("accepted");
   });
 
+  it("stops verifying a key taken out of the file by the first token after refreshMs (was: trusted until a restart)", async () => {
+    const path = await file("revoking.json", { keys: [a.jwk, b.jwk] });
+    const v = new TokenVerifier({ jwks: await openJwks(path, { logger, refreshMs: 100, cooldownMs: 60_000 }) });
+    expect(await outcome(v, await idpToken(a))).toBe("accepted");
+    // Key a compromised: taken out. A token naming a known kid never made the file be read again.
+    await file("revoking.json", { keys: [b.jwk] });
+    await sleep(150);
+    expect(await outcome(v, await idpToken(a))).toBe("unknown token key");
+    expect(await outcome(v, await idpToken(b))).toBe("accepted");
+  });
+
   it("stops the start with a clear error when the file is missing, not JSON, or holds no usable key", async () => {
     expect(await startupError(join(dir, "absent.json"))).toMatch(/^NERVE_JWT_JWKS cannot be read: ENOENT/);
     expect(await startupError(await file("broken.json", "{ keys: "))).toMatch(/^NERVE_JWT_JWKS .*broken\.json is not valid JSON/);
