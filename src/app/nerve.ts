@@ -8,7 +8,7 @@ import { startGateway, type Gateway } from "../gateway/index.js";
 import { createSubscribers, projectionQueries, readModelEntities } from "../projections/index.js";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
-import { connectNats, ensureExternalConsumers, ensureStreams, withoutCredentials } from "../nats/index.js";
+import { connectNats, ensureExternalConsumers, ensureStreams, trackConnectivity, withoutCredentials } from "../nats/index.js";
 import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, IdempotencyPrune, Repository, openDatabase, type Database } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
@@ -85,6 +85,9 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await db.close();
     throw err;
   }
+  // An instance cut off from NATS (but not from the database) sits its leases out, for the others to take.
+  const connectivity = trackConnectivity(nc, logger);
+  const natsUsable = () => connectivity.usable();
   // The relay is made after the writer (it deletes through it); admission reaches it when asked.
   let relay: OutboxRelay | undefined;
   // Made after the writer too (their batches go through its worker); their backlog is the admission's second part.
@@ -99,7 +102,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const ownership: Ownership & { start?(): Promise<void>; stop?(): Promise<void>; wake?(): void } = !commandsRole
     ? new NoOwnership(instanceId)
     : shared && overrides.ownership !== "sole"
-    ? new PartitionLeases({ db, instanceId, logger: logger.child({ component: "leases" }), drain: (p) => drainPartition(p), released: () => conn.publish(RELEASED_SUBJECT) })
+    ? new PartitionLeases({ db, instanceId, logger: logger.child({ component: "leases" }), drain: (p) => drainPartition(p), released: () => conn.publish(RELEASED_SUBJECT), eligible: natsUsable })
     : new SoleOwnership(instanceId);
   // Off unless an OTLP endpoint is configured; export failures are counted and logged, the spans dropped.
   const tracing = await startTracing({
@@ -147,7 +150,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const subscribers = createSubscribers(deps);
   // Several instances: each durable consumer runs on one of them at a time, under a lease of its own.
   const consumerLeases = shared
-    ? new Leases({ db, instanceId, logger: logger.child({ component: "leases" }), group: CONSUMER_GROUP, keys: subscribers.map((s) => s.name), drain: (name): Promise<void> => consumers.handOff(name), released: () => conn.publish(RELEASED_SUBJECT) })
+    ? new Leases({ db, instanceId, logger: logger.child({ component: "leases" }), group: CONSUMER_GROUP, keys: subscribers.map((s) => s.name), drain: (name): Promise<void> => consumers.handOff(name), released: () => conn.publish(RELEASED_SUBJECT), eligible: natsUsable })
     : undefined;
   const consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger, subscribers, leases: consumerLeases, handleTime: latency.handled, batchWriter: writer.sqliteWorker, backlogLimit: config.NERVE_CONSUMER_LAG_LIMIT });
   projectionRoom = (maxWaitMs) => consumers.room(maxWaitMs);

@@ -35,6 +35,14 @@ export interface LeaseOptions {
   drain?: (key: string) => Promise<void>;
   /** Called after a lease was released gracefully: nudge its next owner. */
   released?: (key: string) => void;
+  /**
+   * Whether this instance can serve what it leases now (its NATS connection up, or down for less than a
+   * moment). While it cannot, it neither renews its membership nor its leases, nor takes any: they lapse
+   * within a lease for the live members to take — an instance cut off from NATS but not from the database
+   * otherwise kept its partitions (and consumers) for as long as the cut lasted, every command to them
+   * unanswered. It joins again once it can. Default: always.
+   */
+  eligible?: () => boolean;
 }
 
 /** A held lease: its key and epoch (the fencing token of the writes under it). */
@@ -80,6 +88,8 @@ export class Leases extends EventEmitter<LeaseEvents> {
   /** A nudge came while a round ran: the round after it starts at once (it may have read the leases before the release). */
   #wakeMissed = false;
   #stopped = false;
+  /** Sitting out: not eligible at the last round (said once per spell). */
+  #sittingOut = false;
 
   constructor(opts: LeaseOptions) {
     super();
@@ -214,6 +224,15 @@ export class Leases extends EventEmitter<LeaseEvents> {
   async tick(): Promise<void> {
     if (this.#stopped) return;
     const { db, instanceId: me, ttlMs, group, keys } = this.#o;
+    if (this.#o.eligible && !this.#o.eligible()) {
+      // Nothing renewed: what is held lapses by the watchdog (lost, its work stopped) and in the database
+      // for the live members; fencing keeps anything still in flight here from landing after them.
+      if (!this.#sittingOut) this.#o.logger.warn({ group, held: this.#held.size }, "cannot serve what it leases (cut off from NATS): sitting out, its leases lapse for the others");
+      this.#sittingOut = true;
+      return;
+    }
+    if (this.#sittingOut) this.#o.logger.info({ group }, "can serve again: rejoining");
+    this.#sittingOut = false;
     const sent = performance.now();
     this.stats.rounds++;
     await db.leaseExecute(

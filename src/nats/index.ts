@@ -4,3 +4,4 @@ export * from "./streams.js";
 export * from "./transient-errors.js";
 export * from "./external-consumers.js";
 export * from "./reply-guard.js";
+export * from "./connectivity.js";
