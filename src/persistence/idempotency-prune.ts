@@ -12,6 +12,10 @@
  * The same keys go as with the whole-table statement, some later: an aggregate whose old keys were kept
  * (it had `keep` or fewer) and that then gains keys is looked at again when those age in, and then loses
  * every key beyond its newest `keep` that is older than the retention.
+ *
+ * And a key older than `maxAgeMs` goes whatever its aggregate holds: with `keep` alone, nearly every
+ * aggregate (few have more than `keep` keys) kept every key, each with its reply, for ever — the table
+ * grew with every keyed command. Those are found by created_on's index, oldest first, a slice a statement.
  */
 import { setTimeout as sleep, setImmediate as turn } from "node:timers/promises";
 import { exclusively, type ExclusiveWriter } from "./consumer-batch.js";
@@ -26,14 +30,19 @@ export const PRUNE_PAUSE_MS = 2;
 /** Keys deleted per statement: a slice of an aggregate with 1,500 keys holds the main thread about 10 ms. */
 export const DELETE_SLICE = 200;
 
+/** How long any idempotency key is remembered at most: 30 days. */
+export const IDEMPOTENCY_MAX_AGE_MS = 30 * 24 * 3600_000;
+
 export interface IdempotencyPruneOptions {
   db: Database;
   /** The SQLite write worker beside the main connection, whose exclusive turn the deletes take. */
   writer?: ExclusiveWriter | undefined;
   /** How long a key is remembered at least (ms). */
   retentionMs: number;
-  /** Keys every aggregate keeps, however old. */
+  /** Keys every aggregate keeps, unless older than {@link maxAgeMs}. */
   keep: number;
+  /** A key older than this goes whatever its aggregate holds (ms; default {@link IDEMPOTENCY_MAX_AGE_MS}). */
+  maxAgeMs?: number;
   chunk?: number;
   /** Between chunks (ms; 0: a turn of the event loop only). */
   pauseMs?: number;
@@ -45,8 +54,10 @@ export interface PruneResult {
   examined: number;
   /** Aggregates among theirs holding more than `keep` keys. */
   over: number;
+  /** Keys deleted, of them `expired` for their age alone. */
   deleted: number;
   chunks: number;
+  expired?: number;
 }
 
 /** Key by key position in (created_on, aggregate_type, aggregate_id, key) order: where a chunk ends. */
@@ -61,7 +72,7 @@ export class IdempotencyPrune {
   #stopped = false;
 
   constructor(opts: IdempotencyPruneOptions) {
-    this.#o = { chunk: PRUNE_CHUNK, pauseMs: PRUNE_PAUSE_MS, ...opts };
+    this.#o = { chunk: PRUNE_CHUNK, pauseMs: PRUNE_PAUSE_MS, maxAgeMs: IDEMPOTENCY_MAX_AGE_MS, ...opts };
   }
 
   /** One pass as of `now`; a call while one runs gets that one's result. */
@@ -76,6 +87,34 @@ export class IdempotencyPrune {
   }
 
   async #pass(now: Date): Promise<PruneResult> {
+    const result = await this.#beyondKeep(now);
+    const expired = await this.#expired(now);
+    return expired > 0 ? { ...result, deleted: result.deleted + expired, expired } : result;
+  }
+
+  // Every key older than maxAgeMs, oldest first by created_on's index, a slice a statement in the worker's turn.
+  async #expired(now: Date): Promise<number> {
+    const { db, writer } = this.#o;
+    const before = new Date(now.getTime() - this.#o.maxAgeMs).toISOString();
+    let deleted = 0;
+    while (!this.#stopped) {
+      const r = await exclusively(writer, () =>
+        db.execute<{ affectedRows?: number; changes?: number }>(
+          `delete from nerve_idempotency where (aggregate_type, aggregate_id, key) in (
+             select aggregate_type, aggregate_id, key from nerve_idempotency where created_on < ? order by created_on limit ?)`,
+          [before, DELETE_SLICE],
+          "run",
+        ),
+      );
+      const n = Number(r?.affectedRows ?? r?.changes ?? 0);
+      deleted += n;
+      if (n < DELETE_SLICE) break;
+      await turn();
+    }
+    return deleted;
+  }
+
+  async #beyondKeep(now: Date): Promise<PruneResult> {
     const { db, writer, keep, chunk } = this.#o;
     const before = new Date(now.getTime() - this.#o.retentionMs).toISOString();
     const from = this.#through ?? "";

@@ -70,6 +70,25 @@ describe.each([
     expect(await left(db, "few")).toEqual(["f3", "f4", "f5"]);
     expect(await left(db, "young")).toEqual(["y2", "y3", "y4"]);
   });
+
+  it.skipIf(skip)("forgets any key older than maxAgeMs, however few its aggregate holds (was: kept for ever under `keep`)", async () => {
+    const db = await open();
+    const DAY = 24 * HOUR;
+    const prune = new IdempotencyPrune({ db, retentionMs: 24 * HOUR, keep: 1000, maxAgeMs: 30 * DAY });
+    // 450 keys of one aggregate past 30 days (more than two slices), and keys within them.
+    await db.execute(
+      `insert into nerve_idempotency (aggregate_type, aggregate_id, key, fingerprint, reply, created_on) values ${Array.from({ length: 450 }, () => "(?, ?, ?, ?, ?, ?)").join(", ")}`,
+      Array.from({ length: 450 }, (_, i) => ["User", "stale", `s${String(i).padStart(3, "0")}`, "f", "{}", at(i / 100).toISOString()]).flat(),
+      "run",
+    );
+    await keys(db, "recent", [["r1", 35 * 24], ["r2", 39 * 24]]);
+    await keys(db, "mixed", [["m-old", 5], ["m-new", 36 * 24]]);
+    const r = await prune.run(at(40 * 24));
+    expect(await left(db, "stale")).toEqual([]);
+    expect(await left(db, "recent")).toEqual(["r1", "r2"]);
+    expect(await left(db, "mixed")).toEqual(["m-new"]);
+    expect(r).toMatchObject({ deleted: 451, expired: 451 });
+  });
 });
 
 describe("IdempotencyPrune beside the write worker", () => {
@@ -91,7 +110,8 @@ describe("IdempotencyPrune beside the write worker", () => {
     const prune = new IdempotencyPrune({ db, writer, retentionMs: 24 * HOUR, keep: 1, chunk: 3 });
     const r = await prune.run(at(48));
     expect(r).toMatchObject({ over: 2, deleted: 2 + many - 1 });
-    expect(turns).toBe(1 + 3);
+    // And one for the keys past maxAgeMs (none here).
+    expect(turns).toBe(1 + 3 + 1);
     expect([...(await left(db, "a")), ...(await left(db, "c"))]).toEqual(["a3", `c${String(many - 1).padStart(4, "0")}`]);
     await prune.stop();
     expect(await prune.run(at(100))).toEqual({ examined: 0, over: 0, deleted: 0, chunks: 0 });
