@@ -208,7 +208,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       hub.closed(ws.getUserData());
     },
   });
-  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, replay: websocket ? () => feed.replayProgress() : undefined, natsUp: () => natsUp, apiServing: deps.apiServing });
+  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, warming: () => !warm && !stopping, replay: websocket ? () => feed.replayProgress() : undefined, natsUp: () => natsUp, apiServing: deps.apiServing });
   assertNativeApp(app);
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {

@@ -19,6 +19,8 @@ export interface HttpRouteDeps {
   warm(): boolean;
   /** The start-up replay's progress (stream sequences read of those to read), where there is a replay. */
   replay?(): { read: number; of: number };
+  /** Whether the start-up replay is still running (not warm yet, not stopping). */
+  warming?(): boolean;
   /** Whether the NATS connection is up (not between a disconnect and its reconnect). */
   natsUp(): boolean;
   /** Whether the command and query API serves, where this process runs one (else absent). */
@@ -70,6 +72,16 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpRouteDeps): void
     registers: [deps.metrics.registry],
     async collect() {
       this.set((await readyNow()).ready ? 1 : 0);
+    },
+  });
+
+  // Not ready because still warming up after a start: what the not-ready alert leaves to its own slower rule.
+  new Gauge({
+    name: "nerve_gateway_warming",
+    help: "1 while the gateway replays the last 24 h of EVENTS_ACCESS after its start (/readyz 503, warm: false), else 0",
+    registers: [deps.metrics.registry],
+    collect() {
+      this.set(deps.warming?.() ? 1 : 0);
     },
   });
 

@@ -110,7 +110,10 @@ describe("the start-up replay", () => {
       expect([0, EVENTS]).toContain(body.replay.of); // 0 until the replay knows its range
       expect(body.replay.read).toBeLessThan(EVENTS);
       expect(metrics.status).toBe(200);
-      expect(await metrics.text()).toMatch(/^nerve_ready 0$/m);
+      const during = await metrics.text();
+      expect(during).toMatch(/^nerve_ready 0$/m);
+      // What the not-ready alert leaves to NerveWarmUpSlow.
+      expect(during).toMatch(/^nerve_gateway_warming 1$/m);
       gw = await started;
       await gw.warmedUp;
       expect(gw.log.head).toBe(EVENTS);
@@ -125,6 +128,13 @@ describe("the start-up replay", () => {
       const afterBody = await after.json();
       expect(afterBody).toMatchObject({ ready: true, warm: true });
       expect(afterBody).not.toHaveProperty("replay");
+      // /metrics is rendered at most once a second: it says so within that.
+      let warming = "";
+      while (!/^nerve_gateway_warming 0$/m.test(warming) && Date.now() < deadline + 2000) {
+        await sleep(100);
+        warming = await (await fetch(url(port, "/metrics"))).text();
+      }
+      expect(warming).toMatch(/^nerve_gateway_warming 0$/m);
 
       const learner = await TestClient.as(port, "u7");
       const welcome = await learner.welcome();
