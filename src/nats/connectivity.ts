@@ -9,7 +9,7 @@ import type { Logger } from "../log/index.js";
 import { watch } from "../supervision/index.js";
 
 /** How long a disconnection may last before the connection counts as cut (ms). */
-export const NATS_CUT_AFTER_MS = 2000;
+export const NATS_CUT_AFTER_MS = 5000;
 
 /** A connection's reachability, by its status events. */
 export interface Connectivity {
