@@ -1,6 +1,6 @@
 /** `access-grants`: the process manager that turns paid and refunded orders into access (CONTRACT.md §4). */
 import { Consumers, deriveAccessId, type EnvelopeBase } from "../../contracts/index.js";
-import { orderOf, payingOrders, type AccessRecordState } from "../../actors/access/access-record.js";
+import { holdsAccess, orderOf, payingOrders, type AccessRecordState } from "../../actors/access/access-record.js";
 import type { OrderState } from "../../actors/orders/order.js";
 import type { Subscriber } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
@@ -55,15 +55,20 @@ export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscri
           return;
         }
         await allOrFirstError(
-          e.payload.course_ids.map((course_id) =>
-            issueCommand(deps.bus, logger, {
+          e.payload.course_ids.map(async (course_id) => {
+            const accessId = deriveAccessId(user_id, course_id);
+            // Its payment already counted for this access (an OrderPaid retried from the dead letters): granting
+            // again would name it over a later order and push the learner a grant for nothing.
+            const record = (await deps.bus.readState<AccessRecordState>("AccessRecord", accessId)).state;
+            if (holdsAccess(record, new Date().toISOString()) && payingOrders(record).includes(order_id)) return null;
+            return issueCommand(deps.bus, logger, {
               context: "access",
               type: "GrantCourseAccess",
-              aggregateId: deriveAccessId(user_id, course_id),
+              aggregateId: accessId,
               body: { user_id, course_id, order_id },
               ...trace(e, course_id),
-            }),
-          ),
+            });
+          }),
         );
       } else if (e.event_type === "OrderRefunded") {
         const { user_id, order_id } = e.payload;
@@ -76,14 +81,17 @@ export function accessGrants(deps: { bus: CommandBus; logger: Logger }): Subscri
               logger.info({ order_id, access_id: accessId, granted_by: granted, event_id: e.event_id }, "access granted by another order: the refund leaves it");
               return null;
             }
-            const other = granted === null ? null : await stillPaying(payingOrders(record).filter((o) => o !== order_id), course_id);
+            // Moved only while it gives access: a record revoked by hand, or over by its expiry (its timer fired
+            // or not), stays so — a refund never grants — and the move keeps its expiry.
+            const holds = holdsAccess(record, new Date().toISOString());
+            const other = granted === null || !holds ? null : await stillPaying(payingOrders(record).filter((o) => o !== order_id), course_id);
             if (other !== null) {
               logger.info({ order_id, access_id: accessId, now_paid_by: other, event_id: e.event_id }, "access also paid by another order: the refund moves it there");
               return issueCommand(deps.bus, logger, {
                 context: "access",
                 type: "GrantCourseAccess",
                 aggregateId: accessId,
-                body: { user_id, course_id, order_id: other },
+                body: { user_id, course_id, order_id: other, expires_at: record!.expires_at },
                 ...trace(e, course_id),
               });
             }

@@ -57,4 +57,19 @@ describe("a refund and the access of another order", () => {
     await ok(t, "orders", "RefundOrder", "o-b2", { refund_reason: "changed my mind" });
     await eventually(async () => expect(await ask(t, "GetAccess", { access_id: other })).toMatchObject({ status: "revoked" }));
   }, 60_000);
+
+  it("a refund never grants: access revoked by hand stays revoked though another paid order remains (was: granted again, for good)", async () => {
+    const third = deriveAccessId("u-two-orders-c", "c-twice");
+    await ok(t, "users", "RegisterUser", "u-two-orders-c", { email: "two-c@example.com", name: "Two Orders C" });
+    await ok(t, "orders", "PlaceOrder", "o-c1", { user_id: "u-two-orders-c", course_ids: ["c-twice"] });
+    await ok(t, "orders", "PlaceOrder", "o-c2", { user_id: "u-two-orders-c", course_ids: ["c-twice"] });
+    await ok(t, "orders", "MarkOrderPaid", "o-c1", { payment_id: "pay-c1" });
+    await ok(t, "orders", "MarkOrderPaid", "o-c2", { payment_id: "pay-c2" });
+    await eventually(async () => expect(await ask(t, "GetAccess", { access_id: third })).toMatchObject({ status: "active", order_id: "o-c2" }));
+    await ok(t, "access", "RevokeCourseAccess", third, { reason: "terms violated" });
+
+    await ok(t, "orders", "RefundOrder", "o-c2", { refund_reason: "bought twice" });
+    await caughtUp(t, ["access-grants"]);
+    expect(await ask(t, "GetAccess", { access_id: third })).toMatchObject({ status: "revoked", order_id: "o-c2" });
+  }, 60_000);
 });
