@@ -13,8 +13,11 @@ const ROW_FIELDS = ["detail", "where", "internalQuery"] as const;
 
 function withoutRowValues(serialized: Record<string, unknown>, depth = 0): Record<string, unknown> {
   for (const k of ROW_FIELDS) delete serialized[k];
-  const cause = serialized.cause;
-  if (depth < 8 && cause !== null && typeof cause === "object") withoutRowValues(cause as Record<string, unknown>, depth + 1);
+  if (depth >= 8) return serialized;
+  // Its causes, and an AggregateError's errors (pino serialises them as `aggregateErrors`).
+  for (const inner of [serialized.cause, ...(Array.isArray(serialized.aggregateErrors) ? serialized.aggregateErrors : [])]) {
+    if (inner !== null && typeof inner === "object") withoutRowValues(inner as Record<string, unknown>, depth + 1);
+  }
   return serialized;
 }
 

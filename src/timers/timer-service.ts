@@ -1,5 +1,6 @@
 /** Durable timers: rows written with the aggregate's state, fired by polling, so downtime delays but never loses them. */
 import { reportFailure } from "../supervision/index.js";
+import { isTransientFailure } from "../consumers/transient.js";
 import type { Context, DomainEvent } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import { Repository, exclusively, partitionClause, type Database, type ExclusiveWriter, type SqlOp, type TimerRow } from "../persistence/index.js";
@@ -163,9 +164,12 @@ export class TimerService {
         // Moved meanwhile, the row is its new owner's to keep in step.
         if (held(row)) await exclusively(this.#o.writer, () => db.execute(op.sql, op.params, "run"));
         this.fired++;
-        this.#failures.delete(rowKey(row));
+        if (this.#failures.size > 0) this.#failures.delete(rowKey(row));
       } catch (err) {
-        await this.#backOff(row, now, err);
+        // An outage (the database, a hand-off's fence) passes by itself: the row stays due for the next
+        // poll — or for its partition's new owner, whose row this instance must not move.
+        if (isTransientFailure(err) || !held(row)) this.#o.logger.warn({ err, timer: row }, "timer failed for now; tried again at the next poll");
+        else await this.#backOff(row, now, err);
       }
     }
   }

@@ -68,4 +68,12 @@ describe.skipIf(!pgAvailable)("a failed statement's error, on PostgreSQL", () =>
     expect(line).not.toContain(EMAIL);
     expect(line).toContain('violates check constraint \\"pii_probe_email_check\\"');
   });
+
+  it("leaves `detail` out of a logged error's causes and an AggregateError's errors too", () => {
+    const row = Object.assign(new Error("insert failed"), { detail: `Failing row contains (${EMAIL}).`, code: "23514" });
+    const log = captureLog("error");
+    log.logger.error({ err: new AggregateError([row], "two writes failed", { cause: row }) }, "commit failed");
+    expect(JSON.stringify(log.lines)).not.toContain(EMAIL);
+    expect(JSON.stringify(log.lines)).toContain("23514");
+  });
 });

@@ -213,6 +213,28 @@ describe("TimerService after a fire", () => {
     expect([1, 2, 3, 7, 20].map(timerRetryDelayMs)).toEqual([15_000, 30_000, 60_000, 900_000, 900_000]);
   });
 
+  it("leaves a timer due when its fire meets an outage (the database locked, a fence): no back-off, tried at the next poll", async () => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    cleanups.push(tmp.cleanup, () => db.close());
+    const op = timerOp(kind, "busy", "2020-01-01T00:00:00.000Z");
+    await db.execute(op.sql, op.params, "run");
+    let attempts = 0;
+    const bus = {
+      executeInternal: async () => {
+        attempts++;
+        throw Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+      },
+      readState: async () => ({ state: null, version: 0 }),
+    } as unknown as CommandBus;
+    const timers = new TimerService({ db, bus, logger: quiet, kinds: [kind], ownership: new SoleOwnership("solo"), clock: () => new Date("2026-06-01T00:00:00.000Z") });
+    await timers.poll();
+    await timers.poll();
+    expect(attempts).toBe(2);
+    expect(timers.failed).toBe(0);
+    expect(await db.execute("select due_at from nerve_timers", [], "all")).toEqual([{ due_at: "2020-01-01T00:00:00.000Z" }]);
+  });
+
   it("still settles a fire that changed nothing: the row follows the state (gone, or moved on)", async () => {
     const tmp = await tempSqlitePath();
     const db = await openDatabase({ url: `sqlite:${tmp.path}` });
