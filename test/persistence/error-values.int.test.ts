@@ -68,7 +68,9 @@ describe.skipIf(!pgAvailable)("a failed statement's error, on PostgreSQL", () =>
     expect(line).not.toContain(EMAIL);
     expect(line).toContain('violates check constraint \\"pii_probe_email_check\\"');
   });
+});
 
+describe("a logged error", () => {
   it("leaves `detail` out of a logged error's causes and an AggregateError's errors too", () => {
     const row = Object.assign(new Error("insert failed"), { detail: `Failing row contains (${EMAIL}).`, code: "23514" });
     const log = captureLog("error");
