@@ -15,6 +15,7 @@ export interface InstanceRow {
   instance_id: string;
   seen_until: Date;
   started_on: Date;
+  serving: boolean;
 }
 
 /** The leases table: one row per lease, made at start, never deleted. */
@@ -38,6 +39,9 @@ export const InstanceSchema = new EntitySchema<InstanceRow>({
     instance_id: { type: "string", length: 128, primary: true, fieldName: "instance_id" },
     seen_until: { type: "datetime", columnType: "timestamptz", fieldName: "seen_until" },
     started_on: { type: "datetime", columnType: "timestamptz", fieldName: "started_on" },
+    // Whether it can serve what it leases (its NATS connection up): placement counts the members that
+    // can, when any can. A row of a version before it reads true.
+    serving: { type: "boolean", default: true, fieldName: "serving" },
   },
 });
 

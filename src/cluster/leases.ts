@@ -37,10 +37,12 @@ export interface LeaseOptions {
   released?: (key: string) => void;
   /**
    * Whether this instance can serve what it leases now (its NATS connection up, or down for less than a
-   * moment). While it cannot, it neither renews its membership nor its leases, nor takes any: they lapse
-   * within a lease for the live members to take — an instance cut off from NATS but not from the database
-   * otherwise kept its partitions (and consumers) for as long as the cut lasted, every command to them
-   * unanswered. It joins again once it can. Default: always.
+   * moment). Its membership says so (`serving`), and placement counts the members that can serve, when
+   * any can. One that cannot, while another can, takes nothing and renews none of its leases: they lapse
+   * within a lease for those to take — an instance cut off from NATS but not from the database otherwise
+   * kept its partitions (and consumers) for as long as the cut lasted, every command to them unanswered.
+   * When none can (NATS down for every instance) everyone keeps what it holds, rather than all leases
+   * lapsing and moving about on the way back. Default: always.
    */
   eligible?: () => boolean;
 }
@@ -224,27 +226,31 @@ export class Leases extends EventEmitter<LeaseEvents> {
   async tick(): Promise<void> {
     if (this.#stopped) return;
     const { db, instanceId: me, ttlMs, group, keys } = this.#o;
-    if (this.#o.eligible && !this.#o.eligible()) {
-      // Nothing renewed: what is held lapses by the watchdog (lost, its work stopped) and in the database
-      // for the live members; fencing keeps anything still in flight here from landing after them.
-      if (!this.#sittingOut) this.#o.logger.warn({ group, held: this.#held.size }, "cannot serve what it leases (cut off from NATS): sitting out, its leases lapse for the others");
-      this.#sittingOut = true;
-      return;
-    }
-    if (this.#sittingOut) this.#o.logger.info({ group }, "can serve again: rejoining");
-    this.#sittingOut = false;
+    const serving = this.#o.eligible?.() ?? true;
     const sent = performance.now();
     this.stats.rounds++;
     await db.leaseExecute(
-      `insert into nerve_instances (grp, instance_id, seen_until, started_on) values (?, ?, now() + ? * interval '1 millisecond', now())
-       on conflict (grp, instance_id) do update set seen_until = excluded.seen_until`,
-      [group, me, ttlMs],
+      `insert into nerve_instances (grp, instance_id, seen_until, started_on, serving) values (?, ?, now() + ? * interval '1 millisecond', now(), ?)
+       on conflict (grp, instance_id) do update set seen_until = excluded.seen_until, serving = excluded.serving`,
+      [group, me, ttlMs, serving],
       "run",
     );
-    const rows = await db.leaseExecute<{ instance_id: string }[]>("select instance_id from nerve_instances where grp = ? and seen_until > now()", [group], "all");
+    const rows = await db.leaseExecute<{ instance_id: string; serving: boolean }[]>("select instance_id, serving from nerve_instances where grp = ? and seen_until > now()", [group], "all");
     // Members that died without leaving (kill -9, a pod gone) are forgotten after an hour.
     if (this.stats.rounds % 600 === 1) await db.leaseExecute("delete from nerve_instances where grp = ? and seen_until < now() - interval '1 hour'", [group], "run");
-    const live = [...new Set([...rows.map((r) => r.instance_id), me])];
+    const others = rows.filter((r) => r.instance_id !== me);
+    if (!serving && others.some((r) => r.serving)) {
+      // Nothing renewed, nothing taken: what is held lapses by the watchdog (lost, its work stopped) and in
+      // the database for those that can serve; fencing keeps anything still in flight here from landing after them.
+      if (!this.#sittingOut) this.#o.logger.warn({ group, held: this.#held.size }, "cannot serve what it leases (cut off from NATS) while others can: sitting out, its leases lapse for them");
+      this.#sittingOut = true;
+      return;
+    }
+    if (this.#sittingOut) this.#o.logger.info({ group }, "rejoining");
+    this.#sittingOut = false;
+    // Placement among those that can serve, when any can (this one included when it can); else among all.
+    const able = [...others.filter((r) => r.serving).map((r) => r.instance_id), ...(serving ? [me] : [])];
+    const live = able.length > 0 ? [...new Set(able)] : [...new Set([...others.map((r) => r.instance_id), me])];
     await this.#renew(sent);
     const wanted = new Set(keys.filter((k) => placeOf(`${group}/${k}`, live) === me));
     await this.#acquire(

@@ -10,10 +10,11 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { loadConfig } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { startNerve, type Nerve } from "../../src/app/index.js";
-import { PARTITIONS, partitionOf } from "../../src/cluster/index.js";
+import { PARTITIONS, partitionOf, type PartitionLeases } from "../../src/cluster/index.js";
 import { command, postgresAvailable, type Reply, startNatsServer, tcpProxy, tempPostgres, until, type NatsServerHandle, type TcpProxy, type TempPostgres } from "../support/index.js";
 
 const available = await postgresAvailable();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!available)("an instance cut off from NATS", () => {
   let nats: NatsServerHandle;
@@ -65,5 +66,28 @@ describe.skipIf(!available)("an instance cut off from NATS", () => {
 
     await proxy.restore();
     await until("a rejoins and takes its share again", () => a!.ownership.held().length > 0 && a!.ownership.held().length + b!.ownership.held().length === PARTITIONS, 30_000);
+  }, 120_000);
+
+  it("NATS down for every instance: each keeps what it holds (was: every lease lapsed, then moved about on the way back)", async () => {
+    const before = { a: a!.ownership.held(), b: b!.ownership.held() };
+    const lost = () => (a!.ownership as PartitionLeases).leases.stats.lost + (b!.ownership as PartitionLeases).leases.stats.lost;
+    const lostBefore = lost();
+    await nats.kill();
+    // Past the 5 s after which a connection counts as cut, and past a lease's validity.
+    await sleep(10_000);
+    expect({ a: a!.ownership.held(), b: b!.ownership.held() }).toEqual(before);
+    expect(lost()).toBe(lostBefore);
+    await nats.restart();
+    const id = Array.from({ length: 500 }, (_, i) => `down-${i}`).find((x) => before.a.includes(partitionOf(x)))!;
+    await until(
+      "a command to one of a's partitions is answered by a",
+      async () => {
+        const r = await command(client, "users", "RegisterUser", id, { email: `${id}@example.com`, name: "Down" }, { timeout: 2000, headers: { "Idempotency-Key": `reg-${id}` } }).catch(() => undefined);
+        return r?.body.ok === true && r.headers["Nerve-Instance"] === "cut-a";
+      },
+      30_000,
+      200,
+    );
+    expect(lost()).toBe(lostBefore);
   }, 120_000);
 });
