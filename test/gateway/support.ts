@@ -115,10 +115,12 @@ export class TestClient {
     return this.frames.findLast((f) => f.cursor !== undefined)?.cursor;
   }
 
-  /** Waits until `ok` holds (checked on every frame and close). */
+  /** Waits until `ok` holds (checked on every frame and close); fails at once when the socket closes without it. */
   async until(ok: (c: TestClient) => boolean, ms = 10_000, what = "condition"): Promise<void> {
     const deadline = Date.now() + ms;
     while (!ok(this)) {
+      // A closed socket gets no more frames: waiting out the timeout would only hide why.
+      if (this.closed) throw new Error(`socket closed while waiting for ${what}; frames: ${JSON.stringify(this.frames.slice(-5))}; closed: ${JSON.stringify(this.closed)}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for ${what}; frames: ${JSON.stringify(this.frames.slice(-5))}; closed: ${JSON.stringify(this.closed)}`);
       await new Promise<void>((resolve) => {
