@@ -3,7 +3,7 @@
  * After each, every answered command must be in the event log and in JetStream exactly once, in
  * per-aggregate order with no gap, and the service must recover without intervention.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, onTestFinished } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -205,6 +205,8 @@ describe("kill -9 of the service under load, then a restart", () => {
           return "failed"; // no reply: the process died with the command in flight, or nobody listens
         }
       });
+      // A wait below that throws would leave the workers sending at a closed connection for ever.
+      onTestFinished(() => load.stop());
       const killAfter = 300 + Math.floor(Math.random() * 500);
       await waitUntil(`${killAfter} commands are answered`, () => load.answered.length >= killAfter, 20_000, 1);
       await sleep(Math.random() * 40); // land anywhere in a group commit, not just after one
@@ -289,6 +291,7 @@ describe("kill -9 of nats-server under load, then its return", () => {
         return "failed";
       }
     });
+    onTestFinished(() => load.stop());
     await waitUntil("300 commands are answered", () => load.answered.length >= 300, 20_000, 1);
 
     await tn.nats.kill();

@@ -49,8 +49,8 @@ describe.skipIf(!available)("nerve_outbox_pending over two owners and a consumer
   }, 60_000);
   afterAll(async () => {
     for (const n of [workers, beta, alpha]) await n?.stop().catch(() => undefined);
-    await pg?.drop();
     await nats?.stop();
+    await pg?.drop(); // last: it throws when the database stays behind
   }, 60_000);
 
   it("counts on each instance the rows of its own partitions only, and they add up to the table", async () => {

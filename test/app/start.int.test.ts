@@ -1,5 +1,5 @@
 import { createServer } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { startNerve } from "../../src/app/index.js";
 import { loadConfig } from "../../src/config/index.js";
 import { METRICS_REUSE_MS } from "../../src/gateway/metrics.js";
@@ -25,41 +25,44 @@ describe("start-up", () => {
     const db = await tempSqlitePath();
     const port = await freePort();
     const nerve = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: String(port) }), createLogger("silent"));
-    expect(nerve.gateway.port).toBe(port);
-    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
-    await nerve.bus.execute({ context: "users", type: "RegisterUser", aggregateId: "m1", body: { email: "m1@example.com", name: "M" } });
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(metrics).toMatch(/^nerve_actors_live \d+/m);
-    expect(metrics).toMatch(/^nerve_group_commit_writes_total [1-9]/m);
-    // The relay's acks are deleted by the writer; the registration's event is published by now or soon.
-    expect(await nerve.relay.flush(5_000)).toBe(true);
-    await new Promise((r) => setTimeout(r, METRICS_REUSE_MS + 100)); // the text above is served again for a second
-    const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    expect(after).toMatch(/^nerve_outbox_rows_deleted_total [1-9]/m);
-    expect(after).toMatch(/^nerve_outbox_backlog 0$/m);
-    expect(after).toMatch(/^nerve_group_commit_admission_waits_total \d+$/m);
-    expect(after).toMatch(/^nerve_group_commit_admission_wait_seconds_total [\d.e-]+$/m);
-    // Where a command's time went, by stage; the registration wrote, so it has a commit stage.
-    expect(after).toMatch(/^nerve_command_stage_seconds_count\{stage="mailbox"\} [1-9]/m);
-    expect(after).toMatch(/^nerve_command_stage_seconds_count\{stage="commit"\} [1-9]/m);
-    // The WAL is checkpointed beside the writers, every second, and none failed.
-    let checkpoints = "";
-    await until("a WAL checkpoint ran", async () => /^nerve_sqlite_checkpoints_total\{mode="passive"\} [1-9]/m.test((checkpoints = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())), 5_000);
-    expect(checkpoints).toMatch(/^nerve_sqlite_checkpoint_failures_total 0$/m);
-    expect(checkpoints).toMatch(/^nerve_sqlite_wal_frames\{state="total"\} \d+$/m);
-    // The dead letters' gauge is read as a query: earlier scrapes ran some on the query thread, one thread, none failed.
-    expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="ok"\} [1-9]/m);
-    expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="failed"\} 0$/m);
-    expect(checkpoints).toMatch(/^nerve_sqlite_query_thread_starts_total 1$/m);
-    // That thread's own heap, small: a young generation of its own size (worker-heap.ts), a few statements' rows.
-    const queryHeap = Number(/^nerve_sqlite_query_thread_heap_bytes\{state="total",space="all"\} (\d+)$/m.exec(checkpoints)?.[1]);
-    expect(queryHeap).toBeGreaterThan(1 << 20);
-    expect(queryHeap).toBeLessThan(128 << 20);
-    expect(metrics).toMatch(/^nerve_consumer_pending\{consumer="notifications",stream="EVENTS_USERS"\} \d+/m);
-    expect(metrics).toMatch(/^nerve_consumer_dead_letters\{consumer="catalog"\} 0/m);
-    expect(metrics).toContain("nerve_gateway_connections");
-    await nerve.stop();
-    await db.cleanup();
+    try {
+      expect(nerve.gateway.port).toBe(port);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      await nerve.bus.execute({ context: "users", type: "RegisterUser", aggregateId: "m1", body: { email: "m1@example.com", name: "M" } });
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^nerve_actors_live \d+/m);
+      expect(metrics).toMatch(/^nerve_group_commit_writes_total [1-9]/m);
+      // The relay's acks are deleted by the writer; the registration's event is published by now or soon.
+      expect(await nerve.relay.flush(5_000)).toBe(true);
+      await new Promise((r) => setTimeout(r, METRICS_REUSE_MS + 100)); // the text above is served again for a second
+      const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(after).toMatch(/^nerve_outbox_rows_deleted_total [1-9]/m);
+      expect(after).toMatch(/^nerve_outbox_backlog 0$/m);
+      expect(after).toMatch(/^nerve_group_commit_admission_waits_total \d+$/m);
+      expect(after).toMatch(/^nerve_group_commit_admission_wait_seconds_total [\d.e-]+$/m);
+      // Where a command's time went, by stage; the registration wrote, so it has a commit stage.
+      expect(after).toMatch(/^nerve_command_stage_seconds_count\{stage="mailbox"\} [1-9]/m);
+      expect(after).toMatch(/^nerve_command_stage_seconds_count\{stage="commit"\} [1-9]/m);
+      // The WAL is checkpointed beside the writers, every second, and none failed.
+      let checkpoints = "";
+      await until("a WAL checkpoint ran", async () => /^nerve_sqlite_checkpoints_total\{mode="passive"\} [1-9]/m.test((checkpoints = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())), 5_000);
+      expect(checkpoints).toMatch(/^nerve_sqlite_checkpoint_failures_total 0$/m);
+      expect(checkpoints).toMatch(/^nerve_sqlite_wal_frames\{state="total"\} \d+$/m);
+      // The dead letters' gauge is read as a query: earlier scrapes ran some on the query thread, one thread, none failed.
+      expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="ok"\} [1-9]/m);
+      expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="failed"\} 0$/m);
+      expect(checkpoints).toMatch(/^nerve_sqlite_query_thread_starts_total 1$/m);
+      // That thread's own heap, small: a young generation of its own size (worker-heap.ts), a few statements' rows.
+      const queryHeap = Number(/^nerve_sqlite_query_thread_heap_bytes\{state="total",space="all"\} (\d+)$/m.exec(checkpoints)?.[1]);
+      expect(queryHeap).toBeGreaterThan(1 << 20);
+      expect(queryHeap).toBeLessThan(128 << 20);
+      expect(metrics).toMatch(/^nerve_consumer_pending\{consumer="notifications",stream="EVENTS_USERS"\} \d+/m);
+      expect(metrics).toMatch(/^nerve_consumer_dead_letters\{consumer="catalog"\} 0/m);
+      expect(metrics).toContain("nerve_gateway_connections");
+    } finally {
+      await nerve.stop();
+      await db.cleanup();
+    }
   });
 
   it("exports latency histograms of replies, group commits, relay acks and consumers", async () => {
@@ -125,13 +128,19 @@ describe("start-up", () => {
     await new Promise((r) => blocker.once("listening", r));
     const port = (blocker.address() as { port: number }).port;
     const db = await tempSqlitePath();
+    onTestFinished(async () => {
+      blocker.close();
+      await db.cleanup();
+    });
     const before = await connections();
-    const err = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: String(port) }), createLogger("silent")).catch((e) => e);
+    // A start that wrongly succeeds is stopped at once, not left holding the server's durables.
+    const err = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: String(port) }), createLogger("silent")).then(
+      (nerve) => nerve.stop(),
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(Error);
     expect(String(err.message)).toMatch(new RegExp(String(port)));
     // The service's NATS connection is gone again.
     await expect.poll(connections, { timeout: 5000 }).toBe(before);
-    blocker.close();
-    await db.cleanup();
   });
 });

@@ -39,8 +39,8 @@ describe.skipIf(!available)("roles split over two processes", () => {
     await client?.close();
     await workers?.stop().catch(() => undefined);
     await owner?.stop().catch(() => undefined);
-    await pg?.drop();
     await nats?.stop();
+    await pg?.drop(); // last: it throws when the database stays behind
   });
 
   it("gives every partition to the commands process and every consumer to the other", async () => {

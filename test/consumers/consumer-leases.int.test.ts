@@ -46,8 +46,8 @@ describe.skipIf(!available)("consumer leases", () => {
     await consumers?.stop();
     for (const d of opened.splice(0)) await d.close().catch(() => undefined);
     await db.close();
-    await pg.drop();
     await jsm.consumers.delete("EVENTS_COURSES", "catalog").catch(() => false);
+    await pg.drop(); // last: it throws when the database stays behind
   });
 
   const start = async (takeoverDelayMs: number) => {

@@ -8,7 +8,7 @@
  * read model ends identical to a single-instance replay of the same events (checked last, as its
  * takeovers each wait out ack_wait while the other faults run).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -78,6 +78,8 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
     const mail = retryingLoad(nc, users, 4, "kill-mail", "email");
     await until("300 acknowledged", () => load.acked.length >= 300 && mail.acked.length >= 20, 30_000);
     const victim = instances.get("c")!;
+    // A wait that throws leaves the drivers running into the next test (or its retry): they stop with the test.
+    onTestFinished(() => Promise.all([load.stop(), mail.stop()]).then(() => undefined));
     const killedAt = Date.now();
     await victim.proc.kill9();
     instances.delete("c");
@@ -99,6 +101,7 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
   it("SIGSTOP of one instance past its lease, then SIGCONT: it acts on nothing it lost and rejoins by itself", async () => {
     const load = retryingLoad(nc, users, 32, "stop");
     await until("200 acknowledged", () => load.acked.length >= 200, 30_000).catch((err) => {
+    onTestFinished(() => load.stop());
       throw new Error(`${err.message}; failures ${JSON.stringify([...load.failures])}\n${[...instances.values()].map((x) => `${x.id}:\n${x.proc.output().slice(-2000)}`).join("\n")}`);
     });
     const frozen = instances.get("b")!;
@@ -127,6 +130,7 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
   it("SIGTERM of one instance and a new one joining: hand-offs keep every command's wait short", async () => {
     const load = retryingLoad(nc, users, 16, "term");
     await until("200 acknowledged", () => load.acked.length >= 200, 30_000).catch((err) => {
+    onTestFinished(() => load.stop());
       throw new Error(`${err.message}; failures ${JSON.stringify([...load.failures])}\n${[...instances.values()].map((x) => `${x.id}:\n${x.proc.output().slice(-2000)}`).join("\n")}`);
     });
     // Any live instance leaves and a new one joins (a retried run finds the first one gone already).

@@ -7,7 +7,7 @@
  * Nothing acknowledged is lost or doubled, each aggregate's events stay in version order in the
  * stream, and the stream ends equal to the event log.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -64,6 +64,8 @@ describe.skipIf(!available)("kill -9 of the nats-server leading the streams (3-n
     const info = await streams.streams.info(STREAM);
     expect(info.config.num_replicas).toBe(3);
     const load = retryingLoad(nc, users, 16, "leader");
+    // Stopped with the test also when a wait throws: a driver left running would load the next test (or its retry).
+    onTestFinished(() => load.stop());
     await until("200 acknowledged", () => load.acked.length >= 200, 30_000).catch((err: Error) => {
       throw new Error(`${err.message}; failures ${JSON.stringify([...load.failures])}\n${outputs()}`);
     });
@@ -83,6 +85,11 @@ describe.skipIf(!available)("kill -9 of the nats-server leading the streams (3-n
     let caughtUpAt: number | undefined;
     let peak = { rows: outboxBefore, at: 0 };
     let watching = true;
+    let watchers: Promise<unknown>[] = [];
+    onTestFinished(async () => {
+      watching = false;
+      await Promise.all(watchers);
+    });
     const watchStream = (async () => {
       while (watching) {
         const s = await streams.streams.info(STREAM).catch(() => undefined);
@@ -102,6 +109,7 @@ describe.skipIf(!available)("kill -9 of the nats-server leading the streams (3-n
         await sleep(100);
       }
     })();
+    watchers = [watchStream, watchOutbox];
 
     const killedAt = Date.now();
     await victim.kill9();

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -40,9 +40,13 @@ describe("event streams", () => {
     await jsm.streams.delete("EVENTS_ORDERS");
     await jsm.streams.add({ name: "EVENTS_ORDERS", subjects: ["events.orders.>"], storage: "memory" as never });
     const db = await tempSqlitePath();
-    const err = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}` }), createLogger("silent")).catch((e) => e);
+    onTestFinished(() => db.cleanup());
+    // Port 0: the default 8080 may be anyone's on a shared machine. A start that wrongly succeeds is stopped at once.
+    const err = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0" }), createLogger("silent")).then(
+      (nerve) => nerve.stop(),
+      (e) => e,
+    );
     expect(String(err)).toMatch(/stream EVENTS_ORDERS conflicts with the contract: storage memory ≠ file/);
-    await db.cleanup();
   });
 });
 

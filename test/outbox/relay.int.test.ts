@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
@@ -104,10 +104,12 @@ function nextEventId(): string {
   return `0190a0b1-0000-7000-8000-${String(eventNo).padStart(12, "0")}`;
 }
 
-/** A relay fed by `writer` as Nerve wires it: the writer hands over committed rows and deletes the published ones. Not started. */
+/** A relay fed by `writer` as Nerve wires it: the writer hands over committed rows and deletes the published ones. Not started; stopped when the test ends, failed or not. */
 function wiredRelay(writer: GroupCommitWriter, opts: Omit<RelayOptions, "repo" | "js" | "jsm" | "logger" | "deleter">): OutboxRelay {
   const relay = new OutboxRelay({ repo: new Repository(db), js: jetstream(nc), jsm, logger: createLogger("silent"), deleter: writer, ...opts });
   writer.on("committed", (rows) => relay.offer(rows));
+  // A failed test's relay would go on publishing (and retrying) into the next test's stream.
+  onTestFinished(() => relay.stop());
   return relay;
 }
 

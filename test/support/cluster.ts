@@ -77,7 +77,10 @@ export async function registerUsers(nc: NatsConnection, users: string[]): Promis
 /** Kills every instance, then runs each of `then` in order (close a client, the database, drop it, stop NATS). */
 export async function tearDownCluster(instances: Iterable<Instance>, ...then: (() => Promise<unknown> | undefined)[]): Promise<void> {
   for (const i of instances) await i.proc.kill9();
-  for (const step of then) await step();
+  // Every step runs even when one fails (a database that would not drop must not leave the servers running); the first failure is thrown.
+  const failures: unknown[] = [];
+  for (const step of then) await Promise.resolve().then(step).catch((err: unknown) => void failures.push(err));
+  if (failures.length > 0) throw failures[0];
 }
 
 /** The tail of every instance's output, for failure messages. */

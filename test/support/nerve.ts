@@ -36,14 +36,28 @@ export interface TestNerveOptions {
 
 /** Starts a private nats-server, a temporary SQLite file and Nerve on them; resolves once its gateway is warm. */
 export async function startTestNerve(extraEnv: Record<string, string> = {}, opts: TestNerveOptions = {}): Promise<TestNerve> {
-  const nats = await startNatsServer({ config: opts.natsConf });
   const db = await tempSqlitePath();
+  const nats = await startNatsServer({ config: opts.natsConf }).catch(async (err: unknown) => {
+    await db.cleanup();
+    throw err;
+  });
   const users = opts.natsConf ? { NATS_USER: "nerve", NATS_PASSWORD: "nerve-dev" } : {};
   const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", ...users, ...extraEnv };
   const logger = opts.logger ?? createLogger(env.LOG_LEVEL);
-  let nerve = await startNerve(loadConfig(env), logger);
-  await nerve.gateway.warmedUp;
-  const client = await connect({ servers: nats.url, noAsyncTraces: true, ...(opts.natsConf ? { user: "client", pass: "client-dev" } : {}) });
+  let started: Nerve | undefined;
+  let client: NatsConnection;
+  try {
+    started = await startNerve(loadConfig(env), logger);
+    await started.gateway.warmedUp;
+    client = await connect({ servers: nats.url, noAsyncTraces: true, ...(opts.natsConf ? { user: "client", pass: "client-dev" } : {}) });
+  } catch (err) {
+    // A start that fails leaves nothing behind: the server would run until the test process exits, the files for ever.
+    await started?.stop().catch(() => undefined);
+    await nats.stop().catch(() => undefined);
+    await db.cleanup().catch(() => undefined);
+    throw err;
+  }
+  let nerve = started;
   const t: TestNerve = {
     get nerve() {
       return nerve;
