@@ -138,13 +138,12 @@ describe("a partition's subscription through a hand-off", () => {
   });
 
   it("stops at once when it is the only instance: nobody will take its partitions", async () => {
-    const a = await instance(nats.url, "a", 60_000, false);
+    // A linger far past the test's own timeout: a stop that lingered would time the test out.
+    const a = await instance(nats.url, "a", 10 * 60_000, false);
     open.push(a.nc);
     a.ownership.acquire(P);
     await a.nc.flush();
-    const started = performance.now();
     await a.subs.stop();
-    expect(performance.now() - started, "no linger").toBeLessThan(1000);
     expect(await forwarded(200)).toEqual([]);
   });
 

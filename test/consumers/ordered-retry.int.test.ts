@@ -148,12 +148,11 @@ describe("a failed event is retried before any later event", () => {
     it("a stop while one is being retried does not wait it out, and leaves it and every later event unacknowledged", async () => {
       failuresOf.set("s2", 1_000_000);
       for (const id of ["s1", "s2", "s3"]) await publish(created(id), "courses");
-      const first = await run(probe, { maxDeliver: 3, backoffMs: [50] });
+      // The second retry's back-off outlasts the test's own timeout: a stop that waited it out would time out.
+      const first = await run(probe, { maxDeliver: 3, backoffMs: [50, 10 * 60_000] });
       await until("s2 is being retried", () => first.stats.retries >= 2);
-      const stopped = performance.now();
       await first.stop();
       runners.splice(runners.indexOf(first), 1);
-      expect(performance.now() - stopped).toBeLessThan(1000);
       expect(await applied()).toEqual(["CourseCreated s1"]);
       // s1 acknowledged; s2 and s3 neither applied nor acknowledged, for the consumer's next holder.
       await nc.flush();

