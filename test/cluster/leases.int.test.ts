@@ -116,14 +116,27 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
 
     // A transaction that checked its fence holds the lease row: the takeover's update waits for it.
     const other = await open();
+    const watcher = await open();
     let committed = false;
+    let takenOver = false;
+    let fenced!: () => void;
+    const checked = new Promise<void>((resolve) => (fenced = resolve));
     const inTx = db.connection.transactional(async (trx) => {
       await checkFences(exec(trx) as never, "a", [fence]);
-      await sleep(400);
+      fenced();
+      // Held open until the takeover is seen waiting for the row's lock (PostgreSQL's own view), not for a while.
+      await until("the takeover waits for the lease row's lock", async () => {
+        const [w] = await watcher.execute<{ n: number }[]>("select count(*) as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like 'update nerve_leases%'", [], "all");
+        return Number(w!.n) > 0;
+      });
+      expect(takenOver).toBe(false);
       committed = true;
     });
-    await sleep(100);
-    const takeover = other.execute("update nerve_leases set owner = ?, epoch = epoch + 1, lease_until = now() + interval '5 seconds' where lease_key = ? returning epoch", ["b", `partitions/${p}`], "all");
+    await checked;
+    const takeover = other.execute("update nerve_leases set owner = ?, epoch = epoch + 1, lease_until = now() + interval '5 seconds' where lease_key = ? returning epoch", ["b", `partitions/${p}`], "all").then((rows) => {
+      takenOver = true;
+      return rows;
+    });
     const [row] = (await takeover) as { epoch: number }[];
     expect(committed).toBe(true); // the takeover went through only after the fenced commit
     await inTx;

@@ -1,4 +1,4 @@
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { headers, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
@@ -165,8 +165,7 @@ describe("OutboxRelay fed by the writer", () => {
     // No stream takes events.orders.> yet: every publish fails until it is created.
     const ids = ["f1", "f2", "f3"];
     for (let v = 1; v <= 4; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId(), "orders"))));
-    await new Promise((r) => setTimeout(r, 300));
-    expect(relay.stats.failures).toBeGreaterThan(0);
+    await vi.waitFor(() => expect(relay.stats.failures).toBeGreaterThan(0), { timeout: 10_000 });
     expect(await repo.outboxSize()).toBe(12);
     await jsm.streams.add({ name: "RELAY_TEST_ORDERS", subjects: ["events.orders.>"] });
     for (let v = 5; v <= 6; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId(), "orders"))));

@@ -136,14 +136,15 @@ describe("GroupCommitWriter", () => {
     const unlock = await lockSqliteFile(db.sqliteFile!.path);
     const answered: string[] = [];
     const submit = (id: string) => writer.submit(write(id, 1)).then(() => void answered.push(id));
+    // Each batch on its way before the next write comes, so each is a batch of its own.
     const first = submit("w1");
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(inFlight).toBe(1));
     const second = submit("w2");
-    await new Promise((r) => setTimeout(r, 50));
-    // Two in flight: the third waits in the writer for room, and the next batch takes it with what came since.
+    await vi.waitFor(() => expect(inFlight).toBe(2));
+    // Two in flight: the third waits in the writer for room, and the next batch takes it with what came since
+    // (`most` below would show a third batch sent while the lock is held).
     const third = submit("w3");
     const fourth = submit("w4");
-    await new Promise((r) => setTimeout(r, 50));
     expect(inFlight).toBe(2);
     expect(answered).toEqual([]);
     await unlock();
@@ -161,16 +162,25 @@ describe("GroupCommitWriter", () => {
     const writer = new GroupCommitWriter(db, { sqliteWriter: "worker" });
     const seen: string[] = [];
     writer.on("committed", (rows) => seen.push(...rows.map((r) => r.aggregate_id)));
+    // Counts the batches sent to the worker (the real worker commits them).
+    const worker = writer.sqliteWorker!;
+    let sent = 0;
+    const commit = worker.commit.bind(worker);
+    worker.commit = (writes, published) => {
+      sent++;
+      return commit(writes, published);
+    };
     const [row] = await repo.pendingOutbox(1000);
     const unlock = await lockSqliteFile(db.sqliteFile!.path);
     writer.release([Number(row!.seq)]);
     // The first batch: a stale write ("a" is at version 2) beside a good one, and the released row.
     const stale = writer.submit(write("a", 1));
     const good = writer.submit(write("x1", 1));
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(sent).toBe(1));
+    // The second batch, sent behind it while the lock holds both.
     const behind = writer.submit(write("x2", 1));
     const released = writer.released();
-    await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(sent).toBe(2));
     await unlock();
     await expect(stale).rejects.toBeInstanceOf(StaleWriteError);
     await Promise.all([good, behind, released]);

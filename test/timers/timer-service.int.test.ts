@@ -3,7 +3,7 @@
  * leases on one PostgreSQL database split the due timers between them, each firing exactly its own
  * partitions'; alone on SQLite an instance fires them all, rows older than the partition column too.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { PARTITIONS, PartitionLeases, SoleOwnership, clusterEntities, partitionOf, type Ownership } from "../../src/cluster/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
@@ -74,11 +74,12 @@ describe("TimerService and ownership", () => {
     } as unknown as CommandBus;
     const timers = new TimerService({ db, bus, logger: quiet, kinds: [kind], ownership: new SoleOwnership("solo") });
     timers.start();
-    await new Promise((r) => setTimeout(r, 100));
+    // Stopped once the catch-up is under way (a timer fired), not after some time.
+    await vi.waitFor(() => expect(fired.length).toBeGreaterThanOrEqual(1), { timeout: 10_000 });
     await timers.stop();
     const firedAtStop = fired.length;
-    expect(firedAtStop).toBeGreaterThan(0);
-    expect(firedAtStop).toBeLessThan(50);
+    // Not the whole catch-up: the rest of the 100 are left for the next start.
+    expect(firedAtStop).toBeLessThan(100);
     // Nothing fired after the stop, and the rest wait in the table.
     await new Promise((r) => setTimeout(r, 100));
     expect(fired).toHaveLength(firedAtStop);
