@@ -124,8 +124,13 @@ describe("the service's hold on its SQLite file", () => {
 
   it("ignores the option on an in-memory database", async () => {
     const a = await openDatabase({ url: "sqlite::memory:", exclusiveInstance: true });
-    const b = await openDatabase({ url: "sqlite::memory:", exclusiveInstance: true });
-    open.push(a, b);
+    open.push(a);
+    // Each open of :memory: is a database of its own: the second is not refused as the first's rival.
+    const b = await openDatabase({ url: "sqlite::memory:", exclusiveInstance: true }).catch((e: unknown) => e);
+    if (!(b instanceof Error)) open.push(b as Database);
+    expect(b).not.toBeInstanceOf(Error);
+    expect(a.sqliteFile).toBeUndefined();
+    expect((b as Database).sqliteFile).toBeUndefined();
   });
 });
 
