@@ -1,7 +1,7 @@
 /**
  * Forgetting idempotency keys: a key older than the retention is deleted unless it is among the newest
- * `keep` of its aggregate (so an aggregate with few keys keeps them all, and a process manager's replay
- * still finds them). It used to be one statement over the whole table every ten minutes (a window function
+ * `keep` of its aggregate, and any key older than `maxAgeMs` (30 days) is deleted whatever its aggregate
+ * holds (a process manager's redelivered event is caught by its own inbox first). It used to be one statement over the whole table every ten minutes (a window function
  * over every key) on the main connection, which better-sqlite3 runs on the main thread: with 200,000 keys
  * the event loop stood still 0.4 s when it deleted nothing and 21–30 s when it deleted 2,500, every commit
  * waiting meanwhile (`npm run bench:prune`). Now each pass reads, in chunks, only the keys that aged past

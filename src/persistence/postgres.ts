@@ -5,7 +5,9 @@
  * hold a renewal past a lease's validity and cost the instance its partitions); and the queries' own
  * (read models' queries for other services, through a {@link QueryGate}, each cut off by statement_timeout).
  * A connection keeps TCP alive, so one whose server vanished without a word (a failover, a host gone)
- * fails within about 20 s instead of the kernel's ~15 min; connecting gives up after
+ * while it was idle or after it received the statement fails within about 20 s instead of the kernel's
+ * ~15 min (a statement sent after that has unacknowledged data, where keep-alive does not probe: TCP's
+ * retransmissions decide); connecting gives up after
  * {@link PG_CONNECT_TIMEOUT_MS}; and a statement waits at most {@link PG_ACQUIRE_TIMEOUT_MS} for a pooled
  * connection (Knex's default was 60 s). And schema changes at start take turns across instances.
  */
