@@ -57,3 +57,14 @@ function hex(at: number, byte: number): void {
   text[at] = DIGITS[byte >>> 4]!;
   text[at + 1] = DIGITS[byte & 0xf]!;
 }
+
+/**
+ * The least UUIDv7 of millisecond `ms` (`rand_a` and `rand_b` all zero): an id made at `ms` or later sorts
+ * at or after it, one made earlier before it — as text, and so by a primary key over a column of them. A
+ * time bound for such a key's range (InboxPrune's); `ms` is clamped to the 48 bits the field holds.
+ */
+export function uuidv7Floor(ms: number): string {
+  const t = Math.min(2 ** 48 - 1, Math.max(0, Math.floor(ms)));
+  const h = t.toString(16).padStart(12, "0");
+  return `${h.slice(0, 8)}-${h.slice(8)}-7000-8000-000000000000`;
+}
