@@ -42,6 +42,14 @@ export interface Subscriber {
    * driver's thread per statement while holding the one connection. A read from such an `apply` throws.
    */
   readonly writesOnly?: boolean;
+  /**
+   * A projection's `apply` changes nothing when it applies an event again — also after later events, in
+   * whatever order — without its inbox row: version guards, rows keyed by ids derived from the event,
+   * values that only go up. Its inbox rows are then forgotten once their events are older than
+   * `NERVE_INBOX_RETENTION_DAYS` (InboxPrune): the inbox spares it the work of a redelivery, it is not
+   * what keeps it right. Never on a process manager, whose `react` issues commands.
+   */
+  readonly idempotentWithoutInbox?: boolean;
 }
 
 /** A consumer's failure that a retry cannot fix: it goes to the dead letters at once. */

@@ -35,6 +35,8 @@ export function analytics(): Subscriber {
     entities: [LearnerStatSchema],
     // Each event is one insert or guarded update, whatever the read model holds.
     writesOnly: true,
+    // A learner's progress is replaced only by a larger one, and completion sets the same values again.
+    idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (e.event_type === "ProgressUpdated") {

@@ -43,6 +43,8 @@ export function audit(): Subscriber {
     entities: [AuditRecordSchema],
     // Each event is one insert or guarded update, whatever the read model holds.
     writesOnly: true,
+    // A record's id is its event's: `on conflict do nothing`.
+    idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (e.event_type !== "AccessRevoked" && e.event_type !== "AccessExpired") return;

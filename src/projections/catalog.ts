@@ -25,6 +25,8 @@ export function catalog(): Subscriber {
     entities: [CatalogCourseSchema],
     // Each event is one insert or version-guarded update, whatever the table holds.
     writesOnly: true,
+    // Created with `on conflict do nothing`, changed only by a higher aggregate_version (course-rows.ts).
+    idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (isCourseEvent(e)) await applyCourseEvent(tx, "catalog_courses", e);

@@ -40,6 +40,8 @@ export function certificates(): Subscriber {
     entities: [CertificateSchema],
     // Each event is one insert or guarded update, whatever the read model holds.
     writesOnly: true,
+    // One certificate per access record, its id derived from it: `on conflict do nothing`.
+    idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (e.event_type !== "CourseCompleted") return;

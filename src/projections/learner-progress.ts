@@ -51,6 +51,8 @@ export function learnerProgress(): Subscriber {
     entities: [LearnerAccessSchema],
     // Each event is one insert or guarded update, whatever the read model holds.
     writesOnly: true,
+    // Every statement is guarded by aggregate_version.
+    idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       const v = e.aggregate_version;

@@ -101,6 +101,9 @@ export function notifications(): Subscriber {
     name: Consumers.Notifications,
     handles: { users: ["UserRegistered", "UserEmailChanged"], access: ["AccessRevoked", "AccessExpired"] },
     entities: [NotificationSchema, NotificationEmailSchema],
+    // Notices are keyed by (event, recipient role) and addresses by (user, version), both `on conflict do
+    // nothing`; re-addressing sets what the addresses known say, whatever ran before.
+    idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       const base = { event_id: e.event_id, created_on: e.occurred_on };

@@ -167,6 +167,8 @@ export function search(deps: { logger?: Logger } = {}): Subscriber {
     },
     // Each event is one insert or version-guarded update of its document; the triggers keep the index.
     writesOnly: true,
+    // As the catalog: created with `on conflict do nothing`, changed only by a higher aggregate_version.
+    idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (isCourseEvent(e)) await applyCourseEvent(tx, "search_documents", e);

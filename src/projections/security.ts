@@ -38,6 +38,8 @@ export function security(): Subscriber {
     entities: [SecurityAlertSchema],
     // Each event is one insert or guarded update, whatever the read model holds.
     writesOnly: true,
+    // An alert's id is its event's: `on conflict do nothing`.
+    idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (e.event_type !== "UserEmailChanged") return;
