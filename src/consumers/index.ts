@@ -5,3 +5,4 @@ export * from "./event-handler.js";
 export * from "./dead-letters.js";
 export * from "./runner.js";
 export * from "./consumer-manager.js";
+export * from "./inbox-prune.js";
