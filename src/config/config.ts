@@ -109,6 +109,16 @@ export const ConfigSchema = z
     NERVE_PG_QUERIES: int(4, 1, 1000),
     /** PostgreSQL: statement_timeout of those queries (ms); a query cut off is answered `unavailable`. */
     NERVE_PG_QUERY_TIMEOUT_MS: int(5000, 1, TIMER_MAX_MS),
+    /**
+     * Days a projection's inbox row is kept, by its event's time (src/consumers/inbox-prune.ts): far past
+     * ack_wait and JetStream's duplicate window, after which the projection is right without it. `0` or
+     * `off` keeps every row. Process managers keep theirs regardless.
+     */
+    NERVE_INBOX_RETENTION_DAYS: z
+      .string()
+      .optional()
+      .transform((v) => (v?.trim().toLowerCase() === "off" ? "0" : v))
+      .pipe(int(7, 0, 36_500)),
     /** Replicas of the five streams (3 on a three-node cluster). */
     NERVE_STREAM_REPLICAS: int(1, 1).pipe(z.number().max(5)),
     /** OpenTelemetry: the OTLP/HTTP collector's base URL (`/v1/traces` appended); tracing runs only when this or the next is set. */

@@ -68,6 +68,13 @@ describe("loadConfig", () => {
     expect(loadConfig({ NERVE_HTTP_PORT: " 0 ", NERVE_CONSUMER_LAG_LIMIT: "0", NERVE_SHUTDOWN_MS: "2000000000" })).toMatchObject({ NERVE_HTTP_PORT: 0, NERVE_CONSUMER_LAG_LIMIT: 0, NERVE_SHUTDOWN_MS: 2_000_000_000 });
   });
 
+  it("keeps projections' inbox rows 7 days by default; 0 or off keeps them all; anything else is refused", () => {
+    expect(loadConfig({}).NERVE_INBOX_RETENTION_DAYS).toBe(7);
+    expect(loadConfig({ NERVE_INBOX_RETENTION_DAYS: "30" }).NERVE_INBOX_RETENTION_DAYS).toBe(30);
+    for (const off of ["0", "off", " OFF "]) expect(loadConfig({ NERVE_INBOX_RETENTION_DAYS: off }).NERVE_INBOX_RETENTION_DAYS, off).toBe(0);
+    for (const bad of ["", "1.5", "-1", "7d", "never"]) expect(() => loadConfig({ NERVE_INBOX_RETENTION_DAYS: bad }), bad).toThrow(/NERVE_INBOX_RETENTION_DAYS/);
+  });
+
   it("names every bad variable at once", () => {
     expect(() => loadConfig({ NERVE_DB: "mysql://x", NERVE_HTTP_PORT: "abc", LOG_LEVEL: "loud" })).toThrow(/NERVE_DB[\s\S]*NERVE_HTTP_PORT[\s\S]*LOG_LEVEL/);
   });
