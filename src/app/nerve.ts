@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jet
 import type { NatsConnection } from "@nats-io/nats-core";
 import { ConsumerAdmin, addAdminEndpoints, remoteCommands, serveInstanceStatus, startApi, type Api } from "../api/index.js";
 import { aggregateModules, timerKinds } from "../aggregates/index.js";
-import { CONSUMER_GROUP, ConsumerManager, consumerEntities } from "../consumers/index.js";
+import { CONSUMER_GROUP, ConsumerManager, InboxPrune, consumerEntities } from "../consumers/index.js";
 import { startGateway, type Gateway } from "../gateway/index.js";
 import { createSubscribers, projectionQueries, readModelEntities } from "../projections/index.js";
 import type { Config } from "../config/index.js";
@@ -16,6 +16,7 @@ import { TimerService } from "../timers/index.js";
 import { reportFailure, watch } from "../supervision/index.js";
 import { Leases, NoOwnership, PartitionLeases, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
 import { registerServiceMetrics } from "./metrics.js";
+import { registerInboxPruneMetrics } from "./inbox-prune-metrics.js";
 import { LatencyMetrics } from "./latency-metrics.js";
 import { startTracing } from "../tracing/index.js";
 import { aggregateQueries } from "./queries.js";
@@ -30,6 +31,8 @@ export interface Nerve {
   readonly bus: CommandBus;
   readonly timers: TimerService;
   readonly consumers: ConsumerManager;
+  /** Forgets projections' inbox rows past NERVE_INBOX_RETENTION_DAYS, every ten minutes; absent when that is off. */
+  readonly inboxPrune: InboxPrune | undefined;
   /** The command and query API: absent without the `commands` role. */
   readonly api: Api | undefined;
   /** Health, readiness, metrics — and learners' WebSockets with the `gateway` role. */
@@ -51,6 +54,9 @@ export const RELEASED_SUBJECT = "nerve.cluster.released";
  * election only a leader answers them, so a short wait lets the relay notice the new leader soon.
  */
 const VERIFY_TIMEOUT_MS = 1500;
+
+/** How often projections' inbox rows past NERVE_INBOX_RETENTION_DAYS are looked for (one pass at a time). */
+const INBOX_PRUNE_EVERY_MS = 10 * 60_000;
 
 /** Longest a group commit waits for the outbox relay's backlog to shrink before it commits anyway. */
 const ADMISSION_MAX_WAIT_MS = 1000;
@@ -164,6 +170,21 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       .catch((err) => reportFailure(logger, "idempotency prune", err, "pruning idempotency keys failed; trying again at the next tick"));
   }, 10 * 60_000);
   prune.unref();
+  // Projections' inbox rows past the horizon, each consumer's on the instance that holds it (off: kept).
+  const inboxPrune =
+    config.NERVE_INBOX_RETENTION_DAYS > 0
+      ? new InboxPrune({ db, writer: writer.sqliteWorker, subscribers, horizonMs: config.NERVE_INBOX_RETENTION_DAYS * 86_400_000, runsHere: (name) => consumers.runsHere(name) })
+      : undefined;
+  const inboxPruneTimer = inboxPrune && setInterval(() => {
+    void inboxPrune
+      .run()
+      .then((r) => {
+        const deleted = Object.values(r.deleted).reduce((a, b) => a + b, 0);
+        if (deleted > 0) logger.info({ deleted: r.deleted, slices: r.slices, ms: Math.round(r.ms) }, "pruned consumer inbox rows");
+      })
+      .catch((err) => reportFailure(logger, "consumer inbox prune", err, "pruning consumer inbox rows failed; trying again at the next tick"));
+  }, INBOX_PRUNE_EVERY_MS);
+  inboxPruneTimer?.unref();
   let api: Api | undefined;
   let gateway: Gateway | undefined;
   // Every instance, whatever its roles, answers the CLI's `status` for itself.
@@ -197,6 +218,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       }
     };
     clearInterval(prune);
+    clearInterval(inboxPruneTimer);
     statusAnswers.unsubscribe();
     consumerAnswers.unsubscribe();
     await step("gateway", () => gateway?.stop());
@@ -217,6 +239,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await step("partition subscriptions", () => api?.releasePartitions());
     await step("consumers", () => consumers.stop());
     await step("idempotency prune", () => idempotencyPrune.stop());
+    await step("consumer inbox prune", () => inboxPrune?.stop());
     system.close();
     await conn.drain().catch(() => conn.close());
     // Last: the consumers' process managers may have committed until they stopped.
@@ -254,11 +277,12 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       leases: { partitions: ownership instanceof PartitionLeases ? ownership.leases.stats : undefined, consumers: consumerLeases?.stats },
     });
     latency.register(gateway.metrics.registry);
+    if (inboxPrune) registerInboxPruneMetrics(gateway.metrics.registry, inboxPrune.stats);
   } catch (err) {
     // A part that cannot start (a taken HTTP port, say) must not leave the others running.
     await stop().catch(() => undefined);
     throw err;
   }
   logger.info({ db: db.dialect, http_port: gateway.port, instance: instanceId, roles: [...roles] }, "nerve started");
-  return { db, nc, system, writer, relay, bus, timers, consumers, api, gateway, ownership, stop: () => (stopping ??= stop()) };
+  return { db, nc, system, writer, relay, bus, timers, consumers, inboxPrune, api, gateway, ownership, stop: () => (stopping ??= stop()) };
 }
