@@ -8,16 +8,23 @@
  *
  * Event ids are UUIDv7, so a consumer's rows older than the horizon are a range of the primary key
  * (consumer, event_id) — `event_id < uuidv7Floor(now − horizon)` — and no index is needed. They go a
- * slice at a time, each slice one statement in the SQLite write worker's exclusive turn (better-sqlite3
- * runs it on the main thread: a slice is a bounded stall), a pause between slices; the next slice starts
- * after the last id deleted, so a long pass never reads the same part of the key twice.
+ * slice at a time, the next slice after the last id of the one before (a long pass never reads the same
+ * part of the key twice), with a pause between slices.
+ *
+ * On SQLite with the write worker, a slice is bounded by a read (the read-only connection: the ids'
+ * count and last one, from the key) and deleted by the worker, as one batch in its queue beside the group
+ * commits (sharing their transaction and fsync when they come together). The first design ran each
+ * slice's delete on the main connection in the worker's exclusive turn, as IdempotencyPrune does: each
+ * statement is a transaction and its fsync on the main thread, and over 1,000,000 rows the first pass
+ * held the event loop 10.9 s in all, 665 ms at once (`npm run bench:inbox-prune`). Without a worker
+ * (PostgreSQL, `NERVE_SQLITE_WRITER=main`) each slice is one statement on the main connection.
  */
 import { setTimeout as sleep, setImmediate as turn } from "node:timers/promises";
-import { exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
+import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
 import { uuidv7Floor } from "../runtime/uuid7.js";
 import type { Subscriber } from "./subscriber.js";
 
-/** Rows deleted per statement: a slice holds the main thread (SQLite) about 1 ms (`npm run bench:inbox-prune`). */
+/** Rows deleted per statement: on SQLite with the worker, reading a slice's bounds takes the main thread about 0.3 ms (`npm run bench:inbox-prune`). */
 export const INBOX_PRUNE_SLICE = 500;
 
 /** The pause between slices (ms): background work keeps to a share of the main thread and of the write worker. */
@@ -27,6 +34,10 @@ export const INBOX_PRUNE_PAUSE_MS = 2;
 // PostgreSQL's under any collation: digits before letters) is their time's. `event_id > ?` from '' on.
 const DELETE_SLICE_SQL =
   "delete from consumer_inbox where consumer = ? and event_id in (select event_id from consumer_inbox where consumer = ? and event_id > ? and event_id < ? order by event_id limit ?) returning event_id";
+// A slice for the worker: how many ids it holds and its last one, read from the key alone.
+const SLICE_BOUNDS_SQL =
+  "select count(*) as n, max(event_id) as last from (select event_id from consumer_inbox where consumer = ? and event_id > ? and event_id < ? order by event_id limit ?) slice";
+const DELETE_RANGE_SQL = "delete from consumer_inbox where consumer = ? and event_id > ? and event_id <= ?";
 
 /** Whether InboxPrune may forget `s`'s inbox rows: a projection that says it is right without them, never a process manager. */
 export const prunesInbox = (s: Subscriber): boolean => !!s.apply && !s.react && s.idempotentWithoutInbox === true;
@@ -34,8 +45,8 @@ export const prunesInbox = (s: Subscriber): boolean => !!s.apply && !s.react && 
 /** Options of an {@link InboxPrune}. */
 export interface InboxPruneOptions {
   db: Database;
-  /** The SQLite write worker beside the main connection, whose exclusive turn each slice takes. */
-  writer?: ExclusiveWriter | undefined;
+  /** The SQLite write worker, which deletes each slice; absent: each is deleted on the main connection. */
+  writer?: ConsumerBatchWriter | undefined;
   /** Every subscriber of the process: only those {@link prunesInbox} says yes to lose rows. */
   subscribers: readonly Subscriber[];
   /** Rows of events made longer ago than this (ms, by their UUIDv7's time) go. */
@@ -53,9 +64,9 @@ export interface InboxPruneOptions {
 
 /** What one pass did. */
 export interface InboxPruneResult {
-  /** Rows deleted, by consumer (only those pruned here). */
+  /** Rows deleted, by consumer (only those pruned here); through the worker, as its slices' reads counted them. */
   deleted: Record<string, number>;
-  /** Delete statements run. */
+  /** Slices deleted (one statement each; the look that finds nothing more is not counted). */
   slices: number;
   /** Wall time of the pass, pauses included (ms). */
   ms: number;
@@ -108,12 +119,13 @@ export class InboxPrune {
         if (!here(consumer)) continue;
         result.deleted[consumer] = 0;
         for (let after = ""; ; ) {
-          const rows = await exclusively(writer, () => db.execute<{ event_id: string }[]>(DELETE_SLICE_SQL, [consumer, consumer, after, before, slice], "all"));
+          const { n, last } = await this.#deleteSlice(consumer, after, before);
+          if (n === 0) break;
           result.slices++;
-          result.deleted[consumer] += rows.length;
-          this.stats.deleted.set(consumer, (this.stats.deleted.get(consumer) ?? 0) + rows.length);
-          if (rows.length < slice) break;
-          for (const r of rows) if (r.event_id > after) after = r.event_id;
+          result.deleted[consumer] += n;
+          this.stats.deleted.set(consumer, (this.stats.deleted.get(consumer) ?? 0) + n);
+          if (n < slice) break;
+          after = last;
           await (this.#o.pauseMs > 0 ? sleep(this.#o.pauseMs) : turn());
           // Stopping, or the consumer's lease gone to another instance (which prunes it from then on).
           if (!here(consumer)) break;
@@ -125,5 +137,20 @@ export class InboxPrune {
       this.stats.lastPassMs = result.ms;
     }
     return result;
+  }
+
+  /** Deletes `consumer`'s next slice of ids after `after` and before `before`: how many it held, and its last id. */
+  async #deleteSlice(consumer: string, after: string, before: string): Promise<{ n: number; last: string }> {
+    const { db, writer, slice } = this.#o;
+    if (writer) {
+      const b = await db.read<{ n: number | string; last: string | null }>(SLICE_BOUNDS_SQL, [consumer, after, before, slice], "get");
+      const n = Number(b.n);
+      if (n > 0) await writer.applyConsumerBatch({ before: [{ sql: DELETE_RANGE_SQL, params: [consumer, after, b.last] }], inbox: [], events: [] });
+      return { n, last: b.last ?? after };
+    }
+    const rows = await db.execute<{ event_id: string }[]>(DELETE_SLICE_SQL, [consumer, consumer, after, before, slice], "all");
+    let last = after;
+    for (const r of rows) if (r.event_id > last) last = r.event_id;
+    return { n: rows.length, last };
   }
 }

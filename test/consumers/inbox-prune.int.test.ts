@@ -1,12 +1,13 @@
 /**
  * Forgetting projections' inbox rows (InboxPrune): the rows of events older than the horizon go, by the
  * time in their UUIDv7, a slice at a time; newer ones stay, and a process manager's stay whatever their
- * age. On a SQLite file (its slices in the write worker's exclusive turn) and, where it runs, PostgreSQL.
+ * age. On a SQLite file (its slices deleted by the write worker, or on the main connection without one) and,
+ * where it runs, PostgreSQL.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { v7 } from "uuid";
 import { InboxPrune, prunesInbox, type InboxPruneResult } from "../../src/consumers/index.js";
-import type { ExclusiveWriter } from "../../src/persistence/index.js";
+import type { ConsumerBatchWriter } from "../../src/persistence/index.js";
 import { SqliteWriteWorker } from "../../src/persistence/sqlite-write-worker.js";
 import { createSubscribers } from "../../src/projections/index.js";
 import { postgresAvailable, tempPostgres } from "../support/index.js";
@@ -27,18 +28,31 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-async function sqlite(): Promise<ReadModels> {
-  const m = await openReadModels();
-  cleanups.push(() => m.close());
-  return m;
+/** A read-model database, and the SQLite write worker beside it when asked for. */
+interface Opened {
+  m: ReadModels;
+  writer?: ConsumerBatchWriter;
 }
 
-async function postgres(): Promise<ReadModels> {
+async function sqlite(): Promise<Opened> {
+  const m = await openReadModels();
+  cleanups.push(() => m.close());
+  return { m };
+}
+
+async function sqliteWithWorker(): Promise<Opened> {
+  const { m } = await sqlite();
+  const worker = new SqliteWriteWorker(m.db, () => undefined);
+  cleanups.push(() => worker.close());
+  return { m, writer: worker };
+}
+
+async function postgres(): Promise<Opened> {
   const pg = await tempPostgres();
   cleanups.push(() => pg.drop());
   const m = await openReadModels({ url: pg.url });
   cleanups.push(() => m.close());
-  return m;
+  return { m };
 }
 
 /** Old (past the horizon) and new inbox rows of `consumer`: 7 old ones, the oldest 90 days back, the youngest 1 ms past the horizon. */
@@ -66,15 +80,16 @@ describe("which consumers lose inbox rows", () => {
 });
 
 describe.each([
-  ["SQLite", sqlite, false],
+  ["SQLite, the write worker deleting", sqliteWithWorker, false],
+  ["SQLite, the main connection deleting", sqlite, false],
   ["PostgreSQL", postgres, !available],
 ] as const)("InboxPrune on %s", (_name, open, skip) => {
   it.skipIf(skip)("deletes projections' rows older than the horizon, a slice at a time; keeps newer ones, and every row of a process manager", async () => {
-    const m = await open();
+    const { m, writer } = await open();
     const rows = new Map<string, { old: string[]; kept: string[] }>();
     for (const c of [...PROJECTIONS, ...PROCESS_MANAGERS]) rows.set(c, await fill(m, c));
     // Slices of 3: two full ones and one short per projection (7 old rows), the cursor moving on past each.
-    const prune = new InboxPrune({ db: m.db, subscribers: createSubscribers(m.deps), horizonMs: HORIZON, slice: 3, pauseMs: 0 });
+    const prune = new InboxPrune({ db: m.db, writer, subscribers: createSubscribers(m.deps), horizonMs: HORIZON, slice: 3, pauseMs: 0 });
     expect(prune.consumers).toEqual(PROJECTIONS);
 
     const first = await prune.run(NOW);
@@ -83,8 +98,8 @@ describe.each([
     expect(first.slices).toBe(3 * PROJECTIONS.length);
     for (const c of PROJECTIONS) expect(await rowsOf(m, c), c).toEqual(rows.get(c)!.kept);
     for (const c of PROCESS_MANAGERS) expect(await rowsOf(m, c), c).toEqual([...rows.get(c)!.old, ...rows.get(c)!.kept].sort());
-    // Nothing left to do: one short slice per projection.
-    expect(await prune.run(NOW)).toMatchObject({ deleted: Object.fromEntries(PROJECTIONS.map((c) => [c, 0])), slices: PROJECTIONS.length });
+    // Nothing left to do.
+    expect(await prune.run(NOW)).toMatchObject({ deleted: Object.fromEntries(PROJECTIONS.map((c) => [c, 0])), slices: 0 });
     // A day later the rows of 6 to 7 days back have aged past it too.
     expect((await prune.run(NOW + DAY)).deleted.catalog).toBe(2);
     expect(await rowsOf(m, "catalog")).toEqual(rows.get("catalog")!.kept.slice(2));
@@ -94,10 +109,10 @@ describe.each([
   });
 
   it.skipIf(skip)("prunes only the consumers whose lease this instance holds", async () => {
-    const m = await open();
+    const { m, writer } = await open();
     for (const c of ["catalog", "search"]) await fill(m, c);
     const held = new Set(["catalog"]);
-    const prune = new InboxPrune({ db: m.db, subscribers: createSubscribers(m.deps), horizonMs: HORIZON, runsHere: (c) => held.has(c) });
+    const prune = new InboxPrune({ db: m.db, writer, subscribers: createSubscribers(m.deps), horizonMs: HORIZON, runsHere: (c) => held.has(c) });
     expect((await prune.run(NOW)).deleted).toEqual({ catalog: 7 });
     expect(await rowsOf(m, "search")).toHaveLength(12);
     // Its lease came here: from then on this instance prunes it.
@@ -106,25 +121,25 @@ describe.each([
   });
 });
 
-describe("InboxPrune beside the SQLite write worker", () => {
-  it("runs each slice in the worker's exclusive turn, and a stop ends the pass after its slice", async () => {
-    const m = await sqlite();
+describe("InboxPrune with the SQLite write worker", () => {
+  it("sends each slice to the worker as one batch, and a stop ends the pass after its slice", async () => {
+    const { m } = await sqlite();
     const worker = new SqliteWriteWorker(m.db, () => undefined);
     cleanups.push(() => worker.close());
     for (const c of ["catalog", "search"]) await fill(m, c);
-    let turns = 0;
+    let batches = 0;
     let prune: InboxPrune | undefined;
-    const writer: ExclusiveWriter = {
-      exclusive: <T>(fn: () => Promise<T>) => {
+    const writer: ConsumerBatchWriter = {
+      applyConsumerBatch: (batch) => {
         // Stopped during the second slice: that slice ends, and nothing after it runs.
-        if (++turns === 2) void prune!.stop();
-        return worker.exclusive(fn);
+        if (++batches === 2) void prune!.stop();
+        return worker.applyConsumerBatch(batch);
       },
     };
     prune = new InboxPrune({ db: m.db, writer, subscribers: [m.subscriber("catalog"), m.subscriber("search")], horizonMs: HORIZON, slice: 2, pauseMs: 0 });
     const r: InboxPruneResult = await prune.run(NOW);
     expect(r).toMatchObject({ deleted: { catalog: 4 }, slices: 2 });
-    expect(turns).toBe(2);
+    expect(batches).toBe(2);
     expect(await rowsOf(m, "catalog")).toHaveLength(12 - 4);
     expect(await rowsOf(m, "search")).toHaveLength(12);
     expect(await prune.run(NOW)).toMatchObject({ deleted: {}, slices: 0 });
