@@ -4,10 +4,10 @@
  * projections, two process managers — their events spread evenly over the last 14 days, so that with the
  * default horizon of 7 days about two fifths of the table goes; then the first pass (the backlog of a table
  * that was never pruned), the next one (nothing aged in), and one ten minutes later (a steady state's
- * work). Twice, each on a fresh file: as the service prunes (each slice bounded by a read, deleted by the
- * write worker) and as the first design did (each slice one delete on the main connection, which
- * better-sqlite3 runs on the main thread; without contention the worker's exclusive turn it took adds
- * nothing). Nothing else runs. Prints for each pass its wall time (2 ms pauses between slices included),
+ * work). Twice, each on a fresh file: as the service prunes (each slice bounded by a read, its key range
+ * deleted by the write worker) and with the deletes on the main connection, as without a worker and as in
+ * the first design (better-sqlite3 runs them, and their commits' fsyncs, on the main thread; the worker's
+ * exclusive turn the first design took adds nothing without contention). Nothing else runs. Prints for each pass its wall time (2 ms pauses between slices included),
  * the main thread's busy time (event-loop utilization), the longest stall of the event loop (its delay at
  * 1 ms resolution) and the rows deleted. `BENCH_INBOX_PG=1` runs the same on PostgreSQL (127.0.0.1, a
  * database of its own) too. Writes nothing to bench/results. In-process, no NATS.
@@ -77,7 +77,7 @@ async function bench(how: string, db: Database, n: number, worker: SqliteWriteWo
 async function main(): Promise<void> {
   const rows: Cell[][] = [];
   for (const n of sizes.length > 0 ? sizes : [1_000_000]) {
-    for (const how of ["SQLite, write worker (now)", "SQLite, main connection (first design)"]) {
+    for (const how of ["SQLite, write worker (now)", "SQLite, main connection"]) {
       const tmp = await tempSqlitePath();
       const db = await openDatabase({ url: `sqlite:${tmp.path}`, entities: [...consumerEntities, ...readModelEntities] });
       const worker = new SqliteWriteWorker(db, (err) => console.error(err));

@@ -11,13 +11,13 @@
  * slice at a time, the next slice after the last id of the one before (a long pass never reads the same
  * part of the key twice), with a pause between slices.
  *
- * On SQLite with the write worker, a slice is bounded by a read (the read-only connection: the ids'
- * count and last one, from the key) and deleted by the worker, as one batch in its queue beside the group
- * commits (sharing their transaction and fsync when they come together). The first design ran each
- * slice's delete on the main connection in the worker's exclusive turn, as IdempotencyPrune does: each
- * statement is a transaction and its fsync on the main thread, and over 1,000,000 rows the first pass
- * held the event loop 10.9 s in all, 665 ms at once (`npm run bench:inbox-prune`). Without a worker
- * (PostgreSQL, `NERVE_SQLITE_WRITER=main`) each slice is one statement on the main connection.
+ * A slice is bounded by a read (on SQLite the read-only connection: the ids' count and last one, from the
+ * key), then its key range is deleted: on SQLite by the write worker, as one batch in its queue beside the
+ * group commits (sharing their transaction and fsync when they come together); without one (PostgreSQL,
+ * `NERVE_SQLITE_WRITER=main`) on the main connection. The first design deleted each slice on the main
+ * connection in the worker's exclusive turn, as IdempotencyPrune does: on SQLite each statement is a
+ * transaction and its fsync on the main thread, and over 1,000,000 rows the first pass held the event loop
+ * 4–11 s in all and up to 665 ms at once (`npm run bench:inbox-prune`).
  */
 import { setTimeout as sleep, setImmediate as turn } from "node:timers/promises";
 import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
@@ -32,12 +32,17 @@ export const INBOX_PRUNE_PAUSE_MS = 2;
 
 // Ids are lower-case hex with dashes at the same places, so the order of the key (SQLite's BINARY, and
 // PostgreSQL's under any collation: digits before letters) is their time's. `event_id > ?` from '' on.
-const DELETE_SLICE_SQL =
-  "delete from consumer_inbox where consumer = ? and event_id in (select event_id from consumer_inbox where consumer = ? and event_id > ? and event_id < ? order by event_id limit ?) returning event_id";
-// A slice for the worker: how many ids it holds and its last one, read from the key alone.
-const SLICE_BOUNDS_SQL =
-  "select count(*) as n, max(event_id) as last from (select event_id from consumer_inbox where consumer = ? and event_id > ? and event_id < ? order by event_id limit ?) slice";
-const DELETE_RANGE_SQL = "delete from consumer_inbox where consumer = ? and event_id > ? and event_id <= ?";
+/** The prune's statements, each served by the primary key (consumer, event_id) alone (inbox-prune.int checks their plans). */
+export const INBOX_PRUNE_SQL = {
+  /** How many ids the next slice holds and its last one, read from the key alone. */
+  sliceBounds:
+    "select count(*) as n, max(event_id) as last from (select event_id from consumer_inbox where consumer = ? and event_id > ? and event_id < ? order by event_id limit ?) slice",
+  /**
+   * The delete of a slice so bounded: a range of the key. (`event_id in (<the slice's select>)` made
+   * PostgreSQL hash-join the slice against a scan of the consumer's rows on a small table.)
+   */
+  deleteRange: "delete from consumer_inbox where consumer = ? and event_id > ? and event_id <= ?",
+} as const;
 
 /** Whether InboxPrune may forget `s`'s inbox rows: a projection that says it is right without them, never a process manager. */
 export const prunesInbox = (s: Subscriber): boolean => !!s.apply && !s.react && s.idempotentWithoutInbox === true;
@@ -139,18 +144,19 @@ export class InboxPrune {
     return result;
   }
 
-  /** Deletes `consumer`'s next slice of ids after `after` and before `before`: how many it held, and its last id. */
+  /**
+   * Deletes `consumer`'s next slice of ids after `after` and before `before`: how many the read bounding it
+   * found, and its last id. (A row of an old event inserted into that range meanwhile — a consumer far
+   * behind — goes with it, uncounted.)
+   */
   async #deleteSlice(consumer: string, after: string, before: string): Promise<{ n: number; last: string }> {
     const { db, writer, slice } = this.#o;
-    if (writer) {
-      const b = await db.read<{ n: number | string; last: string | null }>(SLICE_BOUNDS_SQL, [consumer, after, before, slice], "get");
-      const n = Number(b.n);
-      if (n > 0) await writer.applyConsumerBatch({ before: [{ sql: DELETE_RANGE_SQL, params: [consumer, after, b.last] }], inbox: [], events: [] });
-      return { n, last: b.last ?? after };
-    }
-    const rows = await db.execute<{ event_id: string }[]>(DELETE_SLICE_SQL, [consumer, consumer, after, before, slice], "all");
-    let last = after;
-    for (const r of rows) if (r.event_id > last) last = r.event_id;
-    return { n: rows.length, last };
+    const b = await db.read<{ n: number | string; last: string | null }>(INBOX_PRUNE_SQL.sliceBounds, [consumer, after, before, slice], "get");
+    const n = Number(b.n);
+    if (n === 0 || b.last === null) return { n: 0, last: after };
+    const range = { sql: INBOX_PRUNE_SQL.deleteRange, params: [consumer, after, b.last] };
+    if (writer) await writer.applyConsumerBatch({ before: [range], inbox: [], events: [] });
+    else await db.execute(range.sql, range.params, "run");
+    return { n, last: b.last };
   }
 }

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { v7 } from "uuid";
-import { InboxPrune, prunesInbox, type InboxPruneResult } from "../../src/consumers/index.js";
+import { INBOX_PRUNE_SQL, InboxPrune, prunesInbox, type InboxPruneResult } from "../../src/consumers/index.js";
 import type { ConsumerBatchWriter } from "../../src/persistence/index.js";
 import { SqliteWriteWorker } from "../../src/persistence/sqlite-write-worker.js";
 import { createSubscribers } from "../../src/projections/index.js";
@@ -118,6 +118,46 @@ describe.each([
     // Its lease came here: from then on this instance prunes it.
     held.add("search");
     expect((await prune.run(NOW)).deleted).toEqual({ catalog: 0, search: 7 });
+  });
+});
+
+describe.each([
+  ["SQLite", sqlite, false],
+  ["PostgreSQL", postgres, !available],
+] as const)("the prune's statements on %s", (name, open, skip) => {
+  it.skipIf(skip)("are served by the primary key (consumer, event_id): a range of it, no scan of the table, no sort", async () => {
+    const { m } = await open();
+    // Rows of several consumers, one a minute over 30 days, far more of them past the horizon than a slice
+    // holds (as in service, where the planner then walks the key in order rather than sort what it finds),
+    // and fresh statistics.
+    const consumers = ["catalog", "catalog", "catalog", ...PROJECTIONS, ...PROCESS_MANAGERS];
+    await m.db.connection.transactional(async (trx) => {
+      for (let i = 0; i < 43_200; i += 480) {
+        const params = Array.from({ length: 480 }, (_, k) => [consumers[(i + k) % consumers.length], idAgo((i + k) * 60_000), "x"]).flat();
+        await m.db.execute(`insert into consumer_inbox (consumer, event_id, handled_on) values ${Array(480).fill("(?, ?, ?)").join(", ")}`, params, "run", trx);
+      }
+    });
+    await m.db.execute("analyze", [], "run");
+    const floor = idAgo(HORIZON);
+    const plans = {
+      sliceBounds: [INBOX_PRUNE_SQL.sliceBounds, ["catalog", "", floor, 500]],
+      // A slice's range: from where the last one ended to the last id of 500.
+      deleteRange: [INBOX_PRUNE_SQL.deleteRange, ["catalog", idAgo(HORIZON + 10 * DAY), idAgo(HORIZON + 9 * DAY)]],
+    } as const;
+    for (const [which, [sql, params]] of Object.entries(plans)) {
+      if (name === "SQLite") {
+        const steps = (await m.db.execute<{ detail: string }[]>(`explain query plan ${sql}`, [...params], "all")).map((r) => r.detail);
+        const onInbox = steps.filter((d) => /consumer_inbox/.test(d));
+        expect(onInbox.length, which).toBeGreaterThan(0);
+        for (const d of onInbox) expect(d, which).toMatch(/^SEARCH consumer_inbox USING (COVERING )?INDEX sqlite_autoindex_consumer_inbox_1 \(consumer=\? AND event_id[<>=]/);
+        expect(steps.join("\n"), which).not.toMatch(/SCAN consumer_inbox|TEMP B-TREE/);
+      } else {
+        const plan = (await m.db.execute<Record<string, string>[]>(`explain ${sql}`, [...params], "all")).map((r) => r["QUERY PLAN"]).join("\n");
+        expect(plan, which).toMatch(/(Index (Only )?Scan using|Bitmap Index Scan on) consumer_inbox_pkey/);
+        expect(plan, which).toMatch(/Index Cond: \(\(\(?consumer\)?(::text)? = /);
+        expect(plan, which).not.toMatch(/Seq Scan|Sort/);
+      }
+    }
   });
 });
 
