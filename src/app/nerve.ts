@@ -221,6 +221,8 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     clearInterval(inboxPruneTimer);
     statusAnswers.unsubscribe();
     consumerAnswers.unsubscribe();
+    // A pass in progress ends after its slice: no background deletes beside the drain.
+    await step("consumer inbox prune", () => inboxPrune?.stop());
     await step("gateway", () => gateway?.stop());
     await step("api", () => api?.stop());
     await step("timers", () => timers.stop());
@@ -239,7 +241,6 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await step("partition subscriptions", () => api?.releasePartitions());
     await step("consumers", () => consumers.stop());
     await step("idempotency prune", () => idempotencyPrune.stop());
-    await step("consumer inbox prune", () => inboxPrune?.stop());
     system.close();
     await conn.drain().catch(() => conn.close());
     // Last: the consumers' process managers may have committed until they stopped.

@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { v7 } from "uuid";
+import { openDatabase } from "../../src/persistence/index.js";
 import { startTestNerve, type TestNerve } from "../support/index.js";
 
 const DAY = 86_400_000;
@@ -47,6 +48,26 @@ describe("the consumer inbox prune of a running service", () => {
     expect(metrics).not.toMatch(/^nerve_consumer_inbox_pruned_rows_total\{consumer="access-grants"\}/m);
     expect(metrics).toMatch(/^nerve_consumer_inbox_prune_passes_total 1$/m);
     expect(metrics).toMatch(/^nerve_consumer_inbox_prune_last_pass_seconds [\d.e-]+$/m);
+  });
+
+  it("ends a pass in progress after its slice when the service stops", async () => {
+    t = await startTestNerve();
+    // The first consumer a pass looks at.
+    expect(t.nerve.inboxPrune!.consumers[0]).toBe("notifications");
+    const params = Array.from({ length: 2_000 }, (_, i) => ["notifications", v7({ msecs: Date.now() - 30 * DAY + i }), "x"]).flat();
+    for (let i = 0; i < params.length; i += 1_500) {
+      const part = params.slice(i, i + 1_500);
+      await t.nerve.db.execute(`insert into consumer_inbox (consumer, event_id, handled_on) values ${Array(part.length / 3).fill("(?, ?, ?)").join(", ")}`, part, "run");
+    }
+    const pass = t.nerve.inboxPrune!.run();
+    await t.nerve.stop();
+    expect(await pass).toMatchObject({ deleted: { notifications: 500 }, slices: 1 });
+    const db = await openDatabase({ url: `sqlite:${t.dbPath}` });
+    try {
+      expect(await db.execute("select count(*) as n from consumer_inbox where consumer = ?", ["notifications"], "get")).toEqual({ n: 1_500 });
+    } finally {
+      await db.close();
+    }
   });
 
   it("keeps every row with NERVE_INBOX_RETENTION_DAYS=off", async () => {
