@@ -115,7 +115,7 @@ export class InboxPrune {
 
   async #pass(now: number): Promise<InboxPruneResult> {
     const started = performance.now();
-    const { db, writer, slice, runsHere } = this.#o;
+    const { slice, runsHere } = this.#o;
     const before = uuidv7Floor(now - this.#o.horizonMs);
     const result: InboxPruneResult = { deleted: {}, slices: 0, ms: 0 };
     const here = (c: string) => !this.#stopped && (runsHere?.(c) ?? true);
