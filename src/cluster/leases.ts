@@ -33,6 +33,13 @@ export interface LeaseOptions {
    * the work under it is finished — mailboxes drained, commits done, publishes acknowledged.
    */
   drain?: (key: string) => Promise<void>;
+  /**
+   * Longest a hand-off's drain may take (ms, default 60 s). Past it the lease is given up without a
+   * release: it lapses within a lease and its next holder takes it as from a crash (fencing keeps anything
+   * still in flight here from landing). A drain that never ended kept the lease — renewed, served by
+   * nobody — for good.
+   */
+  drainTimeoutMs?: number;
   /** Called after a lease was released gracefully: nudge its next owner. */
   released?: (key: string) => void;
   /**
@@ -335,7 +342,11 @@ export class Leases extends EventEmitter<LeaseEvents> {
       "lease hand-off",
       (async () => {
         try {
-          await this.#o.drain?.(key);
+          const drained = await drainedWithin(this.#o.drain?.(key), this.#o.drainTimeoutMs ?? 60_000);
+          if (!drained) {
+            this.#lose(key, "its hand-off's drain did not end in time: left to lapse, its next holder takes it as from a crash");
+            return;
+          }
           const h = this.#held.get(key);
           if (h && !this.#stopped) {
             await this.#release([[key, h.epoch]]);
@@ -370,6 +381,18 @@ export class Leases extends EventEmitter<LeaseEvents> {
     if (!this.#held.delete(key)) return;
     if (how === "released") this.stats.released++;
     this.emit("lost", key);
+  }
+}
+
+/** Whether `drain` settled within `ms` (its failure rejects as before; a late one is ignored). */
+async function drainedWithin(drain: Promise<void> | undefined, ms: number): Promise<boolean> {
+  if (!drain) return true;
+  let timer: NodeJS.Timeout | undefined;
+  drain.catch(() => undefined);
+  try {
+    return await Promise.race([drain.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
