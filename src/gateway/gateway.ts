@@ -27,6 +27,7 @@ import { ProgressQuery } from "./progress-query.js";
 import { Sessions } from "./session.js";
 import { assertNativeApp, loadUws, type us_listen_socket } from "./uws.js";
 import { supervise } from "../supervision/index.js";
+import { trackConnectivity } from "../nats/connectivity.js";
 
 /** uWS's listen option that leaves SO_REUSEPORT off (`ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT`). */
 const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
@@ -129,14 +130,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   // No API check here: during a stream leader's election it fails at once, and nothing below needs it yet.
   const jsm = await jetstreamManager(nc, { timeout: 2000, checkAPI: false });
   // Readiness follows the connection: down from a disconnect until the client has reconnected.
-  let natsUp = true;
-  const status = nc.status();
-  void (async () => {
-    for await (const s of status) {
-      if (s.type === "disconnect") natsUp = false;
-      else if (s.type === "reconnect") natsUp = true;
-    }
-  })().catch(() => undefined);
+  const connectivity = trackConnectivity(nc, logger);
   const sessions = new Sessions(hub, log, new ProgressQuery(nc, logger, deps.queryTimeoutMs ?? 1500), jsm, logger);
   const commands = new ClientCommands(nc, hub, metrics, logger, {
     maxFrameBytes: deps.maxFrameBytes ?? 8 * 1024,
@@ -208,7 +202,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       hub.closed(ws.getUserData());
     },
   });
-  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, warming: () => !warm && !stopping, replay: websocket ? () => feed.replayProgress() : undefined, natsUp: () => natsUp, apiServing: deps.apiServing });
+  registerHttpRoutes(app, { nc, jsm, metrics, tokens, devTokens: deps.devTokens ?? false, warm: () => warm && !stopping, warming: () => !warm && !stopping, replay: websocket ? () => feed.replayProgress() : undefined, natsUp: () => connectivity.connected(), apiServing: deps.apiServing });
   assertNativeApp(app);
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
@@ -219,7 +213,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     if (deps.host) (app.listen as unknown as ListenWithHost).call(app, deps.host, deps.port, LIBUS_LISTEN_EXCLUSIVE_PORT, done);
     else app.listen(deps.port, LIBUS_LISTEN_EXCLUSIVE_PORT, done);
   }).catch((err: unknown) => {
-    (status as { stop?: () => void }).stop?.();
+    connectivity.stop();
     throw err;
   });
   const port = uws.us_socket_local_port(listenSocket as unknown as Parameters<typeof uws.us_socket_local_port>[0]);
@@ -260,7 +254,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         hub.closeAll(1001, "gateway stopping");
         await feeding?.stop(); // waits for a replay in progress to notice, and closes the feed
         markWarm();
-        (status as { stop?: () => void }).stop?.(); // typed as AsyncIterable, implemented as a stoppable queue
+        connectivity.stop(); // the connection is the caller's: it outlives the gateway
         logger.info("gateway stopped");
       })()),
   };
