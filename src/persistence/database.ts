@@ -206,25 +206,22 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   // A plain file only: a URI filename (`file:…`) or an in-memory database is left to the one connection.
   const sqliteFile = path !== undefined && !isInMemorySqlite(path) && !path.startsWith("file:") ? { path: resolve(path), synchronous: opts.sqliteSynchronous === "NORMAL" ? ("NORMAL" as const) : ("FULL" as const), busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS } : undefined;
   const execute = boundExecutor(connection);
+  // What every database answers alike (one connection for everything); each kind below overrides its own.
+  const plain: Database = { orm, connection, dialect, sqliteFile, execute, read: execute, query: execute, leaseExecute: execute, schemaChange: (work) => work(execute), close: () => orm.close(true) };
   if (dialect === "postgresql") {
     const queries = Math.max(1, Math.floor(opts.pgQueries ?? PG_QUERIES));
     const side = await openPostgresSidePools(orm, opts.url, { queries, queryTimeoutMs: Math.max(1, Math.floor(opts.pgQueryTimeoutMs ?? PG_QUERY_TIMEOUT_MS)), idleInTransactionMs });
     const leaseExecute = boundExecutor(side.leases);
     const query = boundExecutor(side.queries);
     return {
-      orm,
-      connection,
-      dialect,
-      sqliteFile,
-      execute,
-      read: execute,
+      ...plain,
       query: (sql, params = [], method = "all") => side.gate.run(() => query(sql, params, method)),
       leaseExecute,
       schemaChange: (work) => underSchemaLock(connection, (trx) => work((sql, params, method) => execute(sql, params, method, trx))),
       close: () => side.close().finally(() => orm.close(true)),
     };
   }
-  if (!sqliteFile) return { orm, connection, dialect, sqliteFile, execute, read: execute, query: execute, leaseExecute: execute, schemaChange: (work) => work(execute), close: () => orm.close(true) };
+  if (!sqliteFile) return plain;
   // The WAL is checkpointed beside the writers (Checkpointer), not by whichever commit fills it; once
   // restarted, the first commit cuts the file back to WAL_SIZE_LIMIT (it otherwise keeps its high-water mark).
   await execute("pragma wal_autocheckpoint = 0");
@@ -242,15 +239,9 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   const [r, c] = [reader, checkpointer];
   const queries = new SqliteQueryThread(sqliteFile.path, SQLITE_BUSY_TIMEOUT_MS);
   return {
-    orm,
-    connection,
-    dialect,
-    sqliteFile,
-    execute,
+    ...plain,
     read: (sql, params = [], method = "all") => (method === "run" ? execute(sql, params, method) : r.read(sql, params, method)),
     query: (sql, params = [], method = "all") => queries.query(sql, params, method),
-    leaseExecute: execute,
-    schemaChange: (work) => work(execute),
     checkpoints: c.stats,
     queries: queries.stats,
     queryThreadHeap: () => queries.heap(),
