@@ -25,7 +25,7 @@ import { uuidv7 } from "../runtime/uuid7.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
 import { ChurnTable } from "../support/churn-table.js";
-import { isTransientFailure } from "../consumers/transient.js";
+import { isTransientFailure, transientReason } from "../consumers/transient.js";
 
 /** Told about each answered request: context, type, result (`ok` or the error code), seconds from receipt to reply. */
 export type ReplyObserver = (context: string, type: string, result: string, seconds: number) => void;
@@ -117,10 +117,10 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     let e: NerveError;
     if (err instanceof NerveError) e = err;
     else if (isTransientFailure(err)) {
-      e = errors.unavailable(`${what} could not be served now (storage unavailable); retry`);
+      e = errors.unavailable(`${what} could not be served now (${transientReason(err)}); retry`);
       if (performance.now() - transientSaidAt >= 60_000) {
         transientSaidAt = performance.now();
-        deps.logger.warn({ err, subject: msg.subject, unavailable_so_far: (stats.failed.unavailable ?? 0) + 1 }, "requests answered unavailable: the storage failed them (said at most once a minute)");
+        deps.logger.warn({ err, subject: msg.subject, unavailable_so_far: (stats.failed.unavailable ?? 0) + 1 }, "requests answered unavailable: the storage, JetStream or a partition's move failed them (said at most once a minute)");
       }
     } else e = errors.internal(`${what} failed`, err);
     // A bug is logged once with a correlation id its reply names (CONTRACT.md §3), so a caller's report

@@ -9,6 +9,7 @@
 import { isNerveError } from "../../contracts/index.js";
 import { FencedError } from "../cluster/index.js";
 import { isTransientJetStreamError } from "../nats/index.js";
+import { QueriesOverloaded, QueryUnavailable } from "../persistence/query-thread.js";
 import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
 
 /** Node's socket errors of a database connection that went away or never came. */
@@ -34,7 +35,7 @@ function transientSqlite(code: string): boolean {
 export function isTransientFailure(err: unknown): boolean {
   for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
     if (isNerveError(e)) return e.retryable;
-    if (e instanceof FencedError || e instanceof WriteWorkerStopped || isTransientJetStreamError(e)) return true;
+    if (e instanceof FencedError || e instanceof WriteWorkerStopped || e instanceof QueryUnavailable || e instanceof QueriesOverloaded || isTransientJetStreamError(e)) return true;
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && (SOCKET_CODES.has(code) || transientSqlite(code) || (/^[0-9A-Z]{5}$/.test(code) && transientSqlState(code)))) return true;
     // The last: Knex's KnexTimeoutError (every pooled connection busy for its acquire timeout), which has
@@ -42,4 +43,17 @@ export function isTransientFailure(err: unknown): boolean {
     if (/Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|Timeout acquiring a connection/i.test(e.message)) return true;
   }
   return false;
+}
+
+/**
+ * What a transient failure (see {@link isTransientFailure}) was, in words for an `unavailable` reply:
+ * the partition moved, JetStream, too many queries waiting, or the storage.
+ */
+export function transientReason(err: unknown): string {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof FencedError) return "the aggregate's partition moved to another instance";
+    if (isTransientJetStreamError(e)) return "JetStream unavailable";
+    if (e instanceof QueriesOverloaded) return "too many queries waiting";
+  }
+  return "storage unavailable";
 }

@@ -6,7 +6,7 @@
  * (SearchCatalog, GetLearnerProgress, …) took every connection of the one pool, and group commits and
  * lease renewals waited behind them.
  */
-import { MAX_WAITING_QUERIES, QueriesOverloaded, QueryFailed } from "./query-thread.js";
+import { MAX_WAITING_QUERIES, QueriesOverloaded, QueryUnavailable } from "./query-thread.js";
 
 /** What the gate has done. */
 export interface QueryGateStats {
@@ -54,11 +54,11 @@ export class QueryGate {
   /** Fails the queries still waiting; those running finish. */
   close(): void {
     this.#closed = true;
-    for (const w of this.#waiting.splice(0)) w.fail(new QueryFailed("the database is closed"));
+    for (const w of this.#waiting.splice(0)) w.fail(new QueryUnavailable("the database is closed"));
   }
 
   #enter(): Promise<void> {
-    if (this.#closed) return Promise.reject(new QueryFailed("the database is closed"));
+    if (this.#closed) return Promise.reject(new QueryUnavailable("the database is closed"));
     if (this.#running < this.limit) {
       this.#running++;
       return Promise.resolve();

@@ -31,6 +31,15 @@ export class QueryFailed extends Error {
   }
 }
 
+/**
+ * No query connection now: the query thread or the database's query side is closed (the service is
+ * stopping) or the thread ended (the next query starts another). Transient: answered `unavailable`,
+ * retry — another instance, or this one restarted, answers.
+ */
+export class QueryUnavailable extends QueryFailed {
+  override readonly name: string = "QueryUnavailable";
+}
+
 /** The query thread has {@link MAX_WAITING_QUERIES} queries waiting already: retry later. */
 export class QueriesOverloaded extends QueryFailed {
   override readonly name: string = "QueriesOverloaded";
@@ -71,7 +80,7 @@ export class SqliteQueryThread {
 
   /** Runs one read (`all` rows or the first, `get`); a statement that writes is refused. */
   async query<T>(sql: string, params: readonly unknown[] = [], method: "all" | "get" = "all"): Promise<T> {
-    if (this.#closed) throw new QueryFailed("the query thread is closed");
+    if (this.#closed) throw new QueryUnavailable("the query thread is closed");
     if (this.#waiting >= this.maxWaiting) {
       this.stats.refused++;
       throw new QueriesOverloaded(`${this.#waiting} queries are waiting for the query thread already`);
@@ -166,8 +175,8 @@ export class SqliteQueryThread {
       this.stats.failures += this.#pending.size;
       this.#pending.clear();
     };
-    thread.on("error", (err) => ended(err));
-    thread.on("exit", (code) => ended(new QueryFailed(`the query thread ended (exit code ${code})`)));
+    thread.on("error", (err) => ended(new QueryUnavailable(`the query thread failed: ${err.message}`)));
+    thread.on("exit", (code) => ended(new QueryUnavailable(`the query thread ended (exit code ${code})`)));
     thread.unref();
     return thread;
   }

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { KnexTimeoutError } from "knex";
 import { DriverException } from "@mikro-orm/core";
-import { isTransientFailure } from "../../src/consumers/transient.js";
+import { isTransientFailure, transientReason } from "../../src/consumers/transient.js";
+import { FencedError } from "../../src/cluster/index.js";
+import { QueriesOverloaded, QueryFailed, QueryUnavailable } from "../../src/persistence/index.js";
 
 // PostgreSQL's errors as pg reports them: a message and the SQLSTATE in `code`.
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -29,5 +31,20 @@ describe("isTransientFailure on PostgreSQL's and Knex's failures", () => {
     expect(isTransientFailure(pgError("25001", "active SQL transaction"))).toBe(false);
     expect(isTransientFailure(pgError("57000", "operator intervention"))).toBe(false);
     expect(isTransientFailure(new Error("Timeout acquiring a lock on the fixture"))).toBe(false);
+  });
+
+  it("retries a query met by a closed or ended query side, or refused with too many waiting; not a query's own failure", () => {
+    expect(isTransientFailure(new QueryUnavailable("the database is closed"))).toBe(true);
+    expect(isTransientFailure(new QueryUnavailable("the query thread ended (exit code 1)"))).toBe(true);
+    expect(isTransientFailure(new QueriesOverloaded("512 queries are waiting"))).toBe(true);
+    expect(isTransientFailure(new QueryFailed("no such column: x", "SQLITE_ERROR"))).toBe(false);
+  });
+});
+
+describe("transientReason names what failed, for an unavailable reply", () => {
+  it("a partition's move, JetStream, too many queries, else the storage", () => {
+    expect(transientReason(new Error("commit failed", { cause: new FencedError(["partition:3"]) }))).toMatch(/partition moved/);
+    expect(transientReason(new QueriesOverloaded("512 waiting"))).toMatch(/too many queries/);
+    expect(transientReason(pgError("08006", "connection failure"))).toBe("storage unavailable");
   });
 });

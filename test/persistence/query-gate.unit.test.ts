@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { QueriesOverloaded, QueryFailed, QueryGate } from "../../src/persistence/index.js";
+import { QueriesOverloaded, QueryFailed, QueryGate, QueryUnavailable } from "../../src/persistence/index.js";
+import { isTransientFailure } from "../../src/consumers/transient.js";
 
 /** A query that ends when told to. */
 function pending<T>(value: T) {
@@ -62,6 +63,9 @@ describe("QueryGate", () => {
     const waiter = gate.run(async () => 2).catch((e: unknown) => e);
     gate.close();
     expect(await waiter).toBeInstanceOf(QueryFailed);
+    // Transient (answered `unavailable`, retry), not a bug (`internal`): the service is stopping.
+    expect(await waiter).toBeInstanceOf(QueryUnavailable);
+    expect(isTransientFailure(await waiter)).toBe(true);
     await expect(gate.run(async () => 3)).rejects.toThrow(/closed/);
     running.finish();
     expect(await first).toBe(1);

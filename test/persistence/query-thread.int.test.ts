@@ -72,7 +72,7 @@ describe("SqliteQueryThread's end", () => {
       const inFlight = thread.query(LONG, [5_000_000], "get").catch((e: unknown) => e);
       await new Promise((r) => setTimeout(r, 20));
       await thread.terminateForTest();
-      expect(await inFlight).toMatchObject({ name: "QueryFailed", message: expect.stringMatching(/the query thread ended/) });
+      expect(await inFlight).toMatchObject({ name: "QueryUnavailable", message: expect.stringMatching(/the query thread ended/) });
       expect(await thread.query("select 2 as two", [], "get")).toEqual({ two: 2 });
       expect(thread.stats).toEqual({ starts: 2, failures: 1, queries: 3, refused: 0 });
     } finally {
