@@ -66,7 +66,7 @@ export class GatewayMetrics {
    * to serve is still running waits for it to end, then for a render of its own.
    */
   render(): Promise<string> {
-    const now = Date.now();
+    const now = this.now();
     const last = this.#render;
     if (last && now - last.at <= METRICS_REUSE_MS) return last.text;
     const after = last && !last.done ? last.text.then(noop, noop) : undefined;
@@ -88,7 +88,8 @@ export class GatewayMetrics {
     this.feed.events.set(outcome, (this.feed.events.get(outcome) ?? 0) + 1);
   }
 
-  constructor() {
+  /** `now`: the clock renders are timed by (a test's own, to step past {@link METRICS_REUSE_MS}). */
+  constructor(private readonly now: () => number = Date.now) {
     collectDefaultMetrics({ register: this.registry, prefix: "nerve_gateway_" });
   }
 }
