@@ -1,6 +1,6 @@
 /** Command bodies of the contract (CONTRACT.md §3), keyed by command type. */
 import { z } from "zod";
-import { CourseIds, Description, Name, PaymentId, Percent, PolicyConditions, PolicyType, ProfilePatchInput, Reason, RefundPeriodDays } from "./payloads.js";
+import { CourseIds, Description, NameInput, PaymentIdInput, Percent, PolicyConditions, PolicyType, ProfilePatchInput, ReasonInput, RefundPeriodDays } from "./payloads.js";
 import type { Context } from "./subjects.js";
 import type { EventType } from "./events.js";
 import { EmailInput, Id, Money, Timestamp } from "./values.js";
@@ -9,14 +9,14 @@ const empty = z.strictObject({});
 
 /** Every command: its context, body schema, the events it may emit, and whether it creates the aggregate. */
 export const CommandDefinitions = {
-  RegisterUser: { context: "users", creates: true, emits: ["UserRegistered"], body: z.strictObject({ email: EmailInput, name: Name }) },
+  RegisterUser: { context: "users", creates: true, emits: ["UserRegistered"], body: z.strictObject({ email: EmailInput, name: NameInput }) },
   UpdateUserProfile: { context: "users", creates: false, emits: ["UserProfileUpdated"], body: z.strictObject({ profile_data: ProfilePatchInput }) },
   ChangeUserEmail: { context: "users", creates: false, emits: ["UserEmailChanged"], body: z.strictObject({ new_email: EmailInput }) },
   CreatePolicy: {
     context: "policies",
     creates: true,
     emits: ["PolicyCreated"],
-    body: z.strictObject({ name: Name, type: PolicyType, refund_period_days: RefundPeriodDays, max_progress_percent: Percent.optional() }),
+    body: z.strictObject({ name: NameInput, type: PolicyType, refund_period_days: RefundPeriodDays, max_progress_percent: Percent.optional() }),
   },
   UpdatePolicy: { context: "policies", creates: false, emits: ["PolicyUpdated"], body: z.strictObject({ new_conditions: PolicyConditions }) },
   DeprecatePolicy: {
@@ -29,14 +29,14 @@ export const CommandDefinitions = {
     context: "courses",
     creates: true,
     emits: ["CourseCreated", "CourseUpdated"],
-    body: z.strictObject({ title: Name, instructor_id: Id, policy_id: Id, description: Description.optional(), price: Money.nullable().optional() }),
+    body: z.strictObject({ title: NameInput, instructor_id: Id, policy_id: Id, description: Description.optional(), price: Money.nullable().optional() }),
   },
   UpdateCourse: {
     context: "courses",
     creates: false,
     emits: ["CourseUpdated"],
     body: z
-      .strictObject({ title: Name.optional(), description: Description.optional(), price: Money.nullable().optional() })
+      .strictObject({ title: NameInput.optional(), description: Description.optional(), price: Money.nullable().optional() })
       .refine((b) => Object.keys(b).length > 0, "name at least one of title, description, price"),
   },
   DeprecateCourse: { context: "courses", creates: false, emits: ["CourseDeprecated"], body: empty },
@@ -47,8 +47,8 @@ export const CommandDefinitions = {
     emits: ["OrderPlaced"],
     body: z.strictObject({ user_id: Id, course_ids: CourseIds, total_amount: Money.optional() }),
   },
-  MarkOrderPaid: { context: "orders", creates: false, emits: ["OrderPaid"], body: z.strictObject({ payment_id: PaymentId }) },
-  RefundOrder: { context: "orders", creates: false, emits: ["OrderRefunded"], body: z.strictObject({ refund_reason: Reason }) },
+  MarkOrderPaid: { context: "orders", creates: false, emits: ["OrderPaid"], body: z.strictObject({ payment_id: PaymentIdInput }) },
+  RefundOrder: { context: "orders", creates: false, emits: ["OrderRefunded"], body: z.strictObject({ refund_reason: ReasonInput }) },
   CancelOrder: { context: "orders", creates: false, emits: ["OrderCancelled"], body: empty },
   GrantCourseAccess: {
     context: "access",
@@ -56,7 +56,7 @@ export const CommandDefinitions = {
     emits: ["CourseAccessGranted"],
     body: z.strictObject({ user_id: Id, course_id: Id, expires_at: Timestamp.nullable().optional(), order_id: Id.nullable().optional() }),
   },
-  RevokeCourseAccess: { context: "access", creates: false, emits: ["AccessRevoked"], body: z.strictObject({ reason: Reason }) },
+  RevokeCourseAccess: { context: "access", creates: false, emits: ["AccessRevoked"], body: z.strictObject({ reason: ReasonInput }) },
   UpdateProgress: { context: "access", creates: false, emits: ["ProgressUpdated", "CourseCompleted"], body: z.strictObject({ progress: Percent }) },
 } as const satisfies Record<string, { context: Context; creates: boolean; emits: readonly EventType[]; body: z.ZodType }>;
 

@@ -1,9 +1,11 @@
 /** Payload schemas of the 19 domain events, current and older versions (CONTRACT.md §2, "Payloads" and "Versions"). */
 import { z } from "zod";
-import { AccessId, Email, HttpsUrl, HttpsUrlInput, Id, Locale, Money, PlainText, Text, TimeZone, TimeZoneInput, Timestamp } from "./values.js";
+import { AccessId, Email, HttpsUrl, HttpsUrlInput, Id, Locale, Money, PlainText, Text, TextInput, TimeZone, TimeZoneInput, Timestamp } from "./values.js";
 
 /** A person's or a thing's display name. */
 export const Name = Text(200);
+/** A name as a command takes it: something visible in it (events written before keep {@link Name}). */
+export const NameInput = TextInput(200);
 /** A course description: may be empty. */
 export const Description = PlainText.max(10_000);
 /** Course ids of an order: 1..50 distinct ids. */
@@ -21,13 +23,17 @@ export const RefundPeriodDays = z.number().int().min(0).max(365);
 export const Percent = z.number().int().min(0).max(100);
 /** A free-text reason. */
 export const Reason = Text(500);
+/** A reason as a command takes it. */
+export const ReasonInput = TextInput(500);
 /** A payment provider's reference. */
 export const PaymentId = Text(128);
+/** A payment reference as a command takes it. */
+export const PaymentIdInput = TextInput(128);
 
-const profilePatch = (url: typeof HttpsUrl | typeof HttpsUrlInput, timezone: typeof TimeZone) =>
+const profilePatch = (url: typeof HttpsUrl | typeof HttpsUrlInput, timezone: typeof TimeZone, text: typeof Text) =>
   z
     .strictObject({
-      display_name: Text(100).nullable().optional(),
+      display_name: text(100).nullable().optional(),
       bio: PlainText.max(2000).nullable().optional(),
       avatar_url: url.nullable().optional(),
       locale: Locale.nullable().optional(),
@@ -36,14 +42,14 @@ const profilePatch = (url: typeof HttpsUrl | typeof HttpsUrlInput, timezone: typ
     .refine((p) => Object.keys(p).length > 0, "profile_data must name at least one field");
 
 /** The editable profile fields as published (UserProfileUpdated); `null` clears a field, unknown keys are refused. */
-export const ProfilePatch = profilePatch(HttpsUrl, TimeZone);
+export const ProfilePatch = profilePatch(HttpsUrl, TimeZone, Text);
 export type ProfilePatch = z.infer<typeof ProfilePatch>;
 
 /**
  * The profile fields as UpdateUserProfile takes them: an avatar URL exactly as sent, a time zone in the
  * database's own case. (Events published before keep the looser forms they were written under.)
  */
-export const ProfilePatchInput = profilePatch(HttpsUrlInput, TimeZoneInput);
+export const ProfilePatchInput = profilePatch(HttpsUrlInput, TimeZoneInput, TextInput);
 
 /** Conditions a policy update may change. */
 export const PolicyConditions = z

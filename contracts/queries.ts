@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { EnvelopeBase } from "./events.js";
 import { CourseIds, Description, Name, Percent, PolicyType, RefundPeriodDays } from "./payloads.js";
-import { AccessId, Email, HttpsUrl, Id, Locale, Money, Text, TimeZone, Timestamp } from "./values.js";
+import { AccessId, Email, HttpsUrl, Id, Locale, Money, TextInput, TimeZone, Timestamp } from "./values.js";
 
 const version = z.number().int().min(0);
 
@@ -115,7 +115,7 @@ export const QueryDefinitions = {
   GetCourse: { context: "courses", body: z.strictObject({ course_id: Id }), result: CourseView },
   SearchCatalog: {
     context: "courses",
-    body: z.strictObject({ text: Text(200), limit: z.number().int().min(1).max(100).optional() }),
+    body: z.strictObject({ text: TextInput(200), limit: z.number().int().min(1).max(100).optional() }),
     result: items(CatalogItem),
   },
   GetOrder: { context: "orders", body: z.strictObject({ order_id: Id }), result: OrderView },

@@ -82,11 +82,30 @@ export const NOT_TEXT_MESSAGE = "must be valid Unicode without U+0000";
  */
 export const PlainText = z.string().regex(/^(?:[^\u0000\uD800-\uDFFF]|[\uD800-\uDBFF][\uDC00-\uDFFF])*$/, NOT_TEXT_MESSAGE);
 
-/** A short human text: not blank, bounded; kept exactly as sent (no trimming). */
+/**
+ * Characters that show nothing by themselves: white space (what `trim()` removes, and U+0085, U+180E),
+ * control characters, format characters (zero-width spaces and joiners, bidirectional marks, the soft
+ * hyphen, tags) and the rest of Unicode's default-ignorable code points (fillers, variation selectors).
+ */
+const INVISIBLE = /^[\p{White_Space}\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}\uFEFF]*$/u;
+
+/** Whether a text shows nothing: empty, or only white space and invisible characters (a name of `\u200B` is blank). */
+export const isBlank = (s: string): boolean => INVISIBLE.test(s);
+
+/**
+ * A short human text in an event: not blank as `trim()` sees it, bounded; kept exactly as sent (no
+ * trimming). Events written before {@link TextInput} refused invisible-only text keep validating.
+ */
 export const Text = (max: number) =>
   PlainText.min(1)
     .max(max)
     .refine((s) => s.trim().length > 0, "must not be blank");
+
+/** A short human text as a command or query takes it: {@link Text}, and something visible in it ({@link isBlank}). */
+export const TextInput = (max: number) =>
+  PlainText.min(1)
+    .max(max)
+    .refine((s) => !isBlank(s), "must not be blank");
 
 function isLocale(tag: string): boolean {
   try {

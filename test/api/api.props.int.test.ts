@@ -33,6 +33,7 @@ import {
   deriveAccessId,
   encodeJson,
   encodeMsgPack,
+  isBlank,
   isText,
   querySuccess,
   type CommandType,
@@ -713,7 +714,7 @@ for (const database of databases) {
             const reply = checkReply(r as RawReply, { kind: "query", type: "SearchCatalog" });
             // zod measures strings in code points (an astral character is one, not two UTF-16 units).
             const length = [...text.trim()].length;
-            const valid = isText(text) && length >= 1 && length <= 200 && (limit === undefined || (Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= 100));
+            const valid = isText(text) && !isBlank(text) && length >= 1 && length <= 200 && (limit === undefined || (Number.isInteger(limit) && (limit as number) >= 1 && (limit as number) <= 100));
             if (valid) expect(reply.ok, JSON.stringify(reply)).toBe(true);
             else expect(reply.error?.code, JSON.stringify(reply)).toBe("invalid_request");
           }),

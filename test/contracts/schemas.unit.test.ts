@@ -182,6 +182,33 @@ describe("what a command must give exactly (events already published keep the lo
     expect(CommandDefinitions.ChangeUserEmail.body.safeParse({ new_email: email }).success).toBe(false);
   });
 
+  it.each([
+    ["a zero-width space", "\u200B"],
+    ["a word joiner and a zero-width joiner", "\u2060\u200D"],
+    ["a Hangul filler", "\u3164"],
+    ["a soft hyphen between spaces", " \u00AD "],
+    ["a bell (a control character)", "\u0007"],
+    ["a right-to-left mark", "\u200F"],
+    ["a Mongolian vowel separator and a variation selector", "\u180E\uFE0F"],
+  ])("refuses a name, title, reason or search text of only %s: blank to a reader", (_what, text) => {
+    expect(CommandDefinitions.RegisterUser.body.safeParse({ email: "ada@example.com", name: text }).success).toBe(false);
+    expect(CommandDefinitions.CreateCourse.body.safeParse({ title: text, instructor_id: "i", policy_id: "p" }).success).toBe(false);
+    expect(CommandDefinitions.UpdateCourse.body.safeParse({ title: text }).success).toBe(false);
+    expect(CommandDefinitions.CreatePolicy.body.safeParse({ name: text, type: "standard", refund_period_days: 14 }).success).toBe(false);
+    expect(CommandDefinitions.RefundOrder.body.safeParse({ refund_reason: text }).success).toBe(false);
+    expect(CommandDefinitions.RevokeCourseAccess.body.safeParse({ reason: text }).success).toBe(false);
+    expect(CommandDefinitions.MarkOrderPaid.body.safeParse({ payment_id: text }).success).toBe(false);
+    expect(CommandDefinitions.UpdateUserProfile.body.safeParse({ profile_data: { display_name: text } }).success).toBe(false);
+    expect(QueryDefinitions.SearchCatalog.body.safeParse({ text }).success).toBe(false);
+    // Published before, it still reads (unless trim() sees it blank, as it always did).
+    if (text.trim() !== "") expect(EventSchemas.UserRegistered.safeParse(mutated("UserRegistered", (e) => (payloadOf(e).name = text))).success).toBe(true);
+  });
+
+  it.each(["a\u200B", "\u200Bé", "👩‍💻", "\u2800", "\u0301", "ﾠx"])("takes %j: something in it shows", (text) => {
+    expect(CommandDefinitions.RegisterUser.body.safeParse({ email: "ada@example.com", name: text }).success).toBe(true);
+    expect(QueryDefinitions.SearchCatalog.body.safeParse({ text }).success).toBe(true);
+  });
+
   it("takes an email at the limits: a local part of 64, labels of 63", () => {
     const email = `${"a".repeat(64)}@${"b".repeat(63)}.example.com`;
     expect(CommandDefinitions.RegisterUser.body.safeParse({ email, name: "Ada" }).success).toBe(true);
