@@ -103,6 +103,7 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
       g.set({ mode: "restart" }, cp.restarts);
     });
     counter("nerve_sqlite_checkpoint_failures_total", "WAL checkpoints that failed (retried at the next tick)", [], (g) => g.set(cp.failures));
+    counter("nerve_sqlite_checkpoint_threads_started_total", "Checkpoint threads started: the first, and one for each that died", [], (g) => g.set(cp.threadStarts));
     gauge("nerve_sqlite_checkpoint_longest_seconds", "The longest WAL checkpoint so far", [], (g) => g.set(cp.longestMs / 1000));
     gauge("nerve_sqlite_wal_frames", "Frames in the SQLite WAL at the latest checkpoint, and of them copied into the database", ["state"], (g) => {
       g.set({ state: "total" }, cp.walFrames);

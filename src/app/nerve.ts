@@ -75,7 +75,16 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   const shared = !config.NERVE_DB.startsWith("sqlite:");
   const entities = [...consumerEntities, ...readModelEntities, ...(shared ? clusterEntities : [])];
   // The service takes a SQLite file for itself: a second instance on it refuses to start, naming PostgreSQL.
-  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, pgPool: config.NERVE_PG_POOL, pgQueries: config.NERVE_PG_QUERIES, pgQueryTimeoutMs: config.NERVE_PG_QUERY_TIMEOUT_MS, entities, exclusiveInstance: true });
+  // A failed WAL checkpoint is retried every second: said at most once a minute, with how many so far.
+  let checkpointFailures = 0;
+  let checkpointSaidAt = -Infinity;
+  const onCheckpointFailure = (err: unknown) => {
+    checkpointFailures++;
+    if (performance.now() - checkpointSaidAt < 60_000) return;
+    checkpointSaidAt = performance.now();
+    logger.warn({ err, failures_so_far: checkpointFailures }, "a WAL checkpoint failed; retried every second (said at most once a minute): the WAL grows until one succeeds");
+  };
+  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, pgPool: config.NERVE_PG_POOL, pgQueries: config.NERVE_PG_QUERIES, pgQueryTimeoutMs: config.NERVE_PG_QUERY_TIMEOUT_MS, entities, exclusiveInstance: true, onCheckpointFailure });
   const repo = new Repository(db);
   let nc: NatsConnection | undefined;
   let jsm: JetStreamManager;

@@ -35,6 +35,11 @@ export interface DatabaseOptions {
    * sets it; tools that read the service's file while it runs (the CLI, tests) leave it off.
    */
   exclusiveInstance?: boolean;
+  /**
+   * SQLite: told of a failed WAL checkpoint (retried every second: the caller should say it at most now
+   * and then). Without it a failure is only counted (`CheckpointStats.failures`).
+   */
+  onCheckpointFailure?: (err: unknown) => void;
 }
 
 /** How long a SQLite connection waits for another's write lock before SQLITE_BUSY. */
@@ -112,6 +117,8 @@ export interface Database {
   schemaChange<T>(work: (execute: Database["execute"]) => Promise<T>): Promise<T>;
   /** A SQLite file's WAL checkpoints (run beside the writers); absent elsewhere. */
   readonly checkpoints?: CheckpointStats;
+  /** Ends the checkpoint thread as if it had died (tests: the next checkpoint starts another); absent where there is none. */
+  endCheckpointThreadForTest?(): Promise<void>;
   /** A SQLite file's query thread ({@link query}); absent elsewhere. */
   readonly queries?: QueryThreadStats;
   /** The query thread's V8 heap (undefined while none runs: asking does not start one); absent where there is none. */
@@ -230,7 +237,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   let checkpointer: Checkpointer | undefined;
   try {
     reader = openReader(sqliteFile.path, SQLITE_BUSY_TIMEOUT_MS);
-    checkpointer = await Checkpointer.open(sqliteFile.path, CHECKPOINT_BUSY_MS);
+    checkpointer = await Checkpointer.open(sqliteFile.path, CHECKPOINT_BUSY_MS, opts.onCheckpointFailure);
   } catch (err) {
     await reader?.close().catch(() => undefined);
     await orm.close(true);
@@ -243,6 +250,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     read: (sql, params = [], method = "all") => (method === "run" ? execute(sql, params, method) : r.read(sql, params, method)),
     query: (sql, params = [], method = "all") => queries.query(sql, params, method),
     checkpoints: c.stats,
+    endCheckpointThreadForTest: () => c.terminateForTest(),
     queries: queries.stats,
     queryThreadHeap: () => queries.heap(),
     close: () =>
@@ -263,6 +271,8 @@ export interface CheckpointStats {
   /** Frames in the WAL, and of them copied into the database, at the latest checkpoint. */
   walFrames: number;
   checkpointedFrames: number;
+  /** Checkpoint threads started: the first, and one for each that died. */
+  threadStarts: number;
 }
 
 /**
@@ -275,7 +285,7 @@ export interface CheckpointStats {
  * calling thread, and a checkpoint copies megabytes and syncs the file — not for the event loop.
  */
 class Checkpointer {
-  readonly stats: CheckpointStats = { runs: 0, restarts: 0, failures: 0, longestMs: 0, walFrames: 0, checkpointedFrames: 0 };
+  readonly stats: CheckpointStats = { runs: 0, restarts: 0, failures: 0, longestMs: 0, walFrames: 0, checkpointedFrames: 0, threadStarts: 1 };
   #running: Promise<void> | undefined;
   #closed = false;
   readonly #timer: NodeJS.Timeout;
@@ -283,15 +293,53 @@ class Checkpointer {
   #pending: { resolve: (row: { log: number; checkpointed: number }) => void; reject: (err: Error) => void } | undefined;
   #dead: Error | undefined;
 
-  private constructor(private readonly thread: Worker) {
+  private constructor(
+    private thread: Worker,
+    private readonly path: string,
+    private readonly busyTimeoutMs: number,
+    private readonly onFailure: (err: unknown) => void,
+  ) {
+    this.#watch(thread);
+    this.#timer = setInterval(() => {
+      if (!this.#running && !this.#closed) this.#running = this.#checkpoint().finally(() => (this.#running = undefined));
+    }, CHECKPOINT_EVERY_MS);
+    this.#timer.unref();
+  }
+
+  static async open(path: string, busyTimeoutMs: number, onFailure: (err: unknown) => void = () => {}): Promise<Checkpointer> {
+    return new Checkpointer(await Checkpointer.#startThread(path, busyTimeoutMs), path, busyTimeoutMs, onFailure);
+  }
+
+  static async #startThread(path: string, busyTimeoutMs: number): Promise<Worker> {
+    const thread = new Worker(CHECKPOINT_THREAD, { eval: true, workerData: { driver: betterSqlite3Path(), path, busyTimeoutMs } });
+    try {
+      await new Promise<void>((ok, fail) => {
+        const failed = (err: Error) => fail(err);
+        thread.once("error", failed);
+        thread.once("exit", (code) => fail(new Error(`the checkpoint thread exited with code ${code} before it was ready`)));
+        thread.once("message", (m: { ready?: true; failed?: string }) => {
+          thread.off("error", failed);
+          if (m.ready) ok();
+          else fail(new Error(`the checkpoint thread could not open ${path}: ${m.failed}`));
+        });
+      });
+    } catch (err) {
+      await thread.terminate();
+      throw err;
+    }
+    return thread;
+  }
+
+  #watch(thread: Worker): void {
     thread.on("message", (m: { row?: { busy: number; log: number; checkpointed: number }; error?: string }) => {
       const p = this.#pending;
       this.#pending = undefined;
       if (m.error !== undefined || !m.row) p?.reject(new Error(m.error ?? "no checkpoint result"));
       else p?.resolve({ log: Number(m.row.log), checkpointed: Number(m.row.checkpointed) });
     });
-    // A thread that ends fails what it was asked; the timer's checkpoints then count failures.
+    // A thread that ends fails what it was asked; the next tick starts another (a failure until then).
     const fail = (err: Error) => {
+      if (this.thread !== thread) return;
       this.#dead ??= err;
       this.#pending?.reject(err);
       this.#pending = undefined;
@@ -299,24 +347,11 @@ class Checkpointer {
     thread.on("error", fail);
     thread.on("exit", (code) => fail(new Error(`the checkpoint thread exited with code ${code}`)));
     thread.unref();
-    this.#timer = setInterval(() => {
-      if (!this.#running && !this.#closed) this.#running = this.#checkpoint().finally(() => (this.#running = undefined));
-    }, CHECKPOINT_EVERY_MS);
-    this.#timer.unref();
   }
 
-  static async open(path: string, busyTimeoutMs: number): Promise<Checkpointer> {
-    const thread = new Worker(CHECKPOINT_THREAD, { eval: true, workerData: { driver: betterSqlite3Path(), path, busyTimeoutMs } });
-    await new Promise<void>((ok, fail) => {
-      const failed = (err: Error) => fail(err);
-      thread.once("error", failed);
-      thread.once("message", (m: { ready?: true; failed?: string }) => {
-        thread.off("error", failed);
-        if (m.ready) ok();
-        else fail(new Error(`the checkpoint thread could not open ${path}: ${m.failed}`));
-      });
-    });
-    return new Checkpointer(thread);
+  /** Ends the thread as if it had died (for tests): the next tick starts another. */
+  async terminateForTest(): Promise<void> {
+    await this.thread.terminate();
   }
 
   /**
@@ -325,15 +360,34 @@ class Checkpointer {
    * moment a writer begins, so it would never start over and would grow without end: once it holds more
    * than {@link RESTART_FRAMES}, a RESTART follows, which waits for the transaction in progress, holds
    * new writers back while it copies the few frames written since the passive pass, and lets the next
-   * writer start the WAL from its beginning.
+   * writer start the WAL from its beginning. A thread that died is replaced first: without checkpoints
+   * (the writers' automatic ones are off) the WAL would grow for as long as the process runs.
    */
   async #checkpoint(): Promise<void> {
     try {
+      if (this.#dead && !this.#closed) await this.#restartThread();
       const passive = await this.#run("PASSIVE");
       if (passive.log > RESTART_FRAMES) await this.#run("RESTART");
-    } catch {
+    } catch (err) {
       this.stats.failures++;
+      try {
+        this.onFailure(err);
+      } catch {
+        // the callback's own failure is not the checkpoint's
+      }
     }
+  }
+
+  async #restartThread(): Promise<void> {
+    const thread = await Checkpointer.#startThread(this.path, this.busyTimeoutMs);
+    if (this.#closed) {
+      await thread.terminate();
+      throw new Error("the checkpointer is closed");
+    }
+    this.thread = thread;
+    this.#watch(thread);
+    this.#dead = undefined;
+    this.stats.threadStarts++;
   }
 
   async #run(mode: "PASSIVE" | "RESTART"): Promise<{ log: number; checkpointed: number }> {

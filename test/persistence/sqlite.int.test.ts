@@ -1,6 +1,6 @@
 /** SQLite: a schema that stays put across restarts. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stat } from "node:fs/promises";
+import { rename, stat } from "node:fs/promises";
 import { GroupCommitWriter, Repository, WAL_SIZE_LIMIT, openDatabase, type Database } from "../../src/persistence/index.js";
 import { profileWrite, tempSqlitePath, until } from "../support/index.js";
 
@@ -74,5 +74,30 @@ describe("openDatabase on SQLite", () => {
     // ... and the first commit after the restart cut the file back to the limit.
     expect((await stat(`${path}-wal`)).size).toBeLessThanOrEqual(WAL_SIZE_LIMIT);
     expect(cp.failures).toBe(0);
+  });
+  it("starts another checkpoint thread when its thread dies: the WAL is still copied (the writers never checkpoint)", async () => {
+    const cp = db.checkpoints!;
+    const writer = new GroupCommitWriter(db);
+    await db.endCheckpointThreadForTest!();
+    for (let i = 0; i < 20; i++) await writer.submit(profileWrite(`dead${i}`, 1, `0190a0d0-0000-7000-8000-0000000002${String(i).padStart(2, "0")}`));
+    const runs = cp.runs;
+    await until("a checkpoint on a new thread copied the whole WAL", () => cp.threadStarts === 2 && cp.runs > runs && cp.walFrames > 0 && cp.checkpointedFrames === cp.walFrames, 10_000);
+  });
+  it("tells the caller of each failed checkpoint (a new thread that cannot open the file), and carries on once it can", async () => {
+    const tmp = await tempSqlitePath();
+    const failures: unknown[] = [];
+    const own = await openDatabase({ url: `sqlite:${tmp.path}`, onCheckpointFailure: (err) => failures.push(err) });
+    try {
+      await own.endCheckpointThreadForTest!();
+      await rename(tmp.path, `${tmp.path}.away`); // a new checkpoint thread must find the file (fileMustExist)
+      await until("a failure told", () => failures.length > 0, 10_000);
+      expect(String((failures[0] as Error).message)).toMatch(/could not open/);
+      expect(own.checkpoints!.failures).toBeGreaterThanOrEqual(failures.length);
+      await rename(`${tmp.path}.away`, tmp.path);
+      await until("a new thread checkpoints", () => own.checkpoints!.threadStarts === 2, 10_000);
+    } finally {
+      await own.close();
+      await tmp.cleanup();
+    }
   });
 });
