@@ -1,5 +1,5 @@
 /** The AccessRecord aggregate: one learner's access to one course, with progress and expiry (CONTRACT.md §2–§3). */
-import { deriveAccessId, domainEvent, errors, type DomainEvent, type QueryResult } from "../../contracts/index.js";
+import { AccessId, deriveAccessId, domainEvent, errors, type DomainEvent, type QueryResult } from "../../contracts/index.js";
 import type { Decider, RecordedEvent } from "../decider.js";
 
 /** An access record's status; a revoked or expired record may be granted again. */
@@ -40,6 +40,14 @@ type AccessEvent = "CourseAccessGranted" | "AccessRevoked" | "AccessExpired" | "
 /** Whether `t` is at or before `now` (both contract timestamps). */
 const reached = (t: string, now: string): boolean => Date.parse(t) <= Date.parse(now);
 
+/**
+ * An access id is derived, never chosen (CONTRACT.md §1): a command to any other id names no record that
+ * could exist, a bad id (`invalid_request`), not a missing record.
+ */
+function notAccessId(id: string): void {
+  if (!AccessId.safeParse(id).success) throw errors.invalidRequest(`${id} is not an access id (acc_ + 32 hex digits, derived from user and course)`, { access_id: id });
+}
+
 const ids = (s: AccessRecordState) => ({ access_id: s.access_id, user_id: s.user_id, course_id: s.course_id });
 
 /**
@@ -79,19 +87,23 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
         // it names, another that paid for it): the record names that order and remembers the earlier
         // ones, so refunding one leaves what another paid for. Otherwise granting again changes nothing
         // (a repeated payment, a grant by hand).
-        const active = state?.status === AccessStatus.Active;
+        // Held at the command's time: a record past its expires_at, its timer not fired yet, is over, and
+        // a grant now starts afresh (the orders that paid for the access that ended are not carried on).
+        const active = holdsAccess(state, command.now);
         const named = command.body.order_id ?? null;
-        if (active && state.expires_at === expires_at && (named === null || named === orderOf(state))) return [];
+        if (active && state!.expires_at === expires_at && (named === null || named === orderOf(state))) return [];
         // Moving an active grant's expiry without naming an order keeps the order that paid for it.
         const order_id = command.body.order_id ?? (active ? orderOf(state) : null);
         return [domainEvent("CourseAccessGranted", { access_id: id, user_id, course_id, expires_at, order_id })];
       }
       case "RevokeCourseAccess": {
+        notAccessId(id);
         if (!state) throw errors.notFound(`access ${id} does not exist`);
         if (state.status !== AccessStatus.Active) return [];
         return [domainEvent("AccessRevoked", { ...ids(state), reason: command.body.reason })];
       }
       case "UpdateProgress": {
+        notAccessId(id);
         if (!state) throw errors.notFound(`access ${id} does not exist`);
         const { progress } = command.body;
         if (!Number.isInteger(progress) || progress < 0 || progress > 100) {
@@ -114,7 +126,9 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
     switch (event.event_type) {
       case "CourseAccessGranted": {
         const p = event.payload;
-        const earlier = state?.status === AccessStatus.Active ? payingOrders(state).filter((o) => o !== p.order_id) : [];
+        // The orders that paid for access still held when this grant came (not one past its expires_at
+        // whose timer had not fired: that access was over, and what paid for it with it).
+        const earlier = holdsAccess(state, event.occurred_on) ? payingOrders(state).filter((o) => o !== p.order_id) : [];
         const paid = p.order_id === null ? earlier : [...earlier, p.order_id];
         return {
           access_id: p.access_id,

@@ -25,6 +25,13 @@ const paid = (order_id: string, expires_at: string | null = null) => grant(expir
 const revoke = { type: "RevokeCourseAccess" as const, aggregate_id: id, body: { reason: "order_refunded" }, now };
 const progress = (p: number, at = now) => ({ type: "UpdateProgress" as const, aggregate_id: id, body: { progress: p }, now: at });
 
+describe("AccessRecord: an id that is no access id", () => {
+  it.each(["u1", "acc_123", `acc_${"A".repeat(32)}`])("refuses RevokeCourseAccess and UpdateProgress on %s: invalid_request (a bad id), not not_found", (bad) => {
+    spec.given([]).when({ ...revoke, aggregate_id: bad }).thenThrows("invalid_request", "not an access id");
+    spec.given([]).when({ ...progress(10), aggregate_id: bad }).thenThrows("invalid_request", "not an access id");
+  });
+});
+
 describe("AccessRecord: GrantCourseAccess", () => {
   it("grants open-ended access", () => {
     const state = spec.given([]).when(grant()).then([granted()]);
@@ -99,6 +106,18 @@ describe("AccessRecord: GrantCourseAccess with the paying order (CourseAccessGra
     expect(payingOrders(spec.given([granted(null, "o-1"), revoked]).when(grant()).then([granted(null, null)]))).toEqual([]);
     const twice = spec.given([granted(null, "o-1")]).when(paid("o-2")).then([granted(null, "o-2")]);
     expect(accessView(twice!, 2)).toEqual({ ...ids, status: "active", progress: 0, completed: false, expires_at: null, order_id: "o-2", version: 2 });
+  });
+
+  it("starts afresh when granted past the record's expires_at, its timer not fired yet: the orders of the access that ended are not carried on (was: a refund of the new order moved the access to the old one, open-ended)", () => {
+    const soon = "2026-05-08T08:00:00.000Z";
+    const after = "2026-05-08T08:00:01.000Z";
+    const state = spec.given([granted(soon, "o-old")]).when({ ...paid("o-new"), now: after }).then([granted(null, "o-new")]);
+    expect(payingOrders(state)).toEqual(["o-new"]);
+    expect(state).toMatchObject({ status: "active", order_id: "o-new", expires_at: null });
+    // The same grant again past the expiry is a grant, not a no-op: the record had ended.
+    spec.given([granted(soon, "o-old")]).when({ ...grant(later), now: after }).then([granted(later, null)]);
+    // Before the expiry, as ever: both remembered.
+    expect(payingOrders(spec.given([granted(soon, "o-old")]).when(paid("o-new")).then([granted(null, "o-new")]))).toEqual(["o-old", "o-new"]);
   });
 
   it("moves an active grant's expiry with the order that names the new one", () => {
