@@ -31,8 +31,10 @@ export const ordersModule: AggregateModule<OrderState, OrderFacts> = {
       return {
         userExists: user.state !== null,
         courses: Object.fromEntries(courses.map(([id, c]) => [id, c ? { status: c.status, price: c.price } : null])),
-        // Held at the command's time: a record past its expires_at, its timer not fired yet, is over (was: held until the timer fired).
-        activeAccess: access.filter(([, a]) => holdsAccess(a, command.now)).map(([id]) => id),
+        // Held at the command's time, for good: a record past its expires_at, its timer not fired yet, is
+        // over (was: held until the timer fired); one that ends later (a trial) may be bought, and the
+        // grant of the order's payment makes it open-ended (was: refused until the trial had ended).
+        activeAccess: access.filter(([, a]) => holdsAccess(a, command.now) && a!.expires_at === null).map(([id]) => id),
       };
     }
     if (command.type === "RefundOrder" && state) {
