@@ -93,8 +93,15 @@ export const refundPolicyDecider: Decider<RefundPolicyState, PolicyCommand, Poli
       }
       case "DeprecatePolicy": {
         if (!state) throw errors.notFound(`policy ${id} does not exist`);
-        if (state.status === PolicyStatus.Deprecated) return [];
         const replacement = command.body.replacement_policy_id ?? null;
+        if (state.status === PolicyStatus.Deprecated) {
+          // Again, as it was (or naming no replacement): a repeat. Naming another replacement would change
+          // what it was deprecated with, which no event says: refused (was: ok, events [], nothing done).
+          if (replacement === null || replacement === (state.replacement_policy_id ?? null)) return [];
+          throw errors.ruleViolated(`policy ${id} is deprecated already, with replacement ${state.replacement_policy_id ?? "none"}`, {
+            replacement_policy_id: state.replacement_policy_id ?? null,
+          });
+        }
         if (replacement !== null) {
           if (replacement === id) throw errors.ruleViolated(`policy ${id} cannot replace itself`, { replacement_policy_id: replacement });
           const found = required(facts.replacement, "replacement");

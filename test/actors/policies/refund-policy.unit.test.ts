@@ -125,8 +125,19 @@ describe("RefundPolicy: DeprecatePolicy", () => {
     spec.given([created.standard]).when(deprecate("p2")).thenThrows("internal", "replacement");
   });
 
-  it("does nothing when the policy is deprecated already", () => {
-    spec.given([created.standard, deprecated]).when(deprecate("p2"), { replacement: { status: "active" } }).thenNothingHappened();
+  it("does nothing when the policy is deprecated already, asked again as it was or naming no replacement", () => {
+    spec.given([created.standard, deprecated]).when(deprecate()).thenNothingHappened();
+    spec.given([created.standard, deprecated]).when(deprecate(null)).thenNothingHappened();
+    const withP2 = domainEvent("PolicyDeprecated", { policy_id: id, name: "14 days", replacement_policy_id: "p2" });
+    spec.given([created.standard, withP2]).when(deprecate("p2"), { replacement: { status: "active" } }).thenNothingHappened();
+    spec.given([created.standard, withP2]).when(deprecate()).thenNothingHappened();
+  });
+
+  it("refuses another replacement for a policy deprecated already (was: ok with no events, the replacement ignored): rule_violated naming the one it has", () => {
+    const err = spec.given([created.standard, deprecated]).when(deprecate("p2"), { replacement: { status: "active" } }).thenThrows("rule_violated", "deprecated already");
+    expect(err.details).toEqual({ replacement_policy_id: null });
+    const withP2 = domainEvent("PolicyDeprecated", { policy_id: id, name: "14 days", replacement_policy_id: "p2" });
+    spec.given([created.standard, withP2]).when(deprecate("p3"), { replacement: { status: "active" } }).thenThrows("rule_violated", "with replacement p2");
   });
 });
 
