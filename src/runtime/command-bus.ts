@@ -20,6 +20,7 @@ import type { Actor } from "./actor.js";
 import type { ActorSystem } from "./actor-system.js";
 import type { AggregateModule, Lookups } from "./aggregate-module.js";
 import { fingerprint } from "./stable-json.js";
+import { isTransientFailure, transientReason } from "../consumers/transient.js";
 import { FencedError, partitionOf, type Fence, type Ownership } from "../cluster/index.js";
 import { SpanKind, activeTracer, contextOf, endSpan, headersOf, rootTraceparent, startSpan, type Span } from "../tracing/index.js";
 import type { Context as TraceContext, Tracer } from "@opentelemetry/api";
@@ -78,6 +79,9 @@ export class CommandBus implements Lookups {
   readonly #byContext = new Map<string, AggregateModule>();
   readonly #byType = new Map<string, AggregateModule>();
   readonly repo: Repository;
+  /** Commands answered unavailable because their facts could not be read, and when that was last logged. */
+  #factsUnavailable = 0;
+  #factsUnavailableSaidAt = -Infinity;
 
   constructor(deps: CommandBusDeps) {
     this.#deps = deps;
@@ -326,6 +330,17 @@ export class CommandBus implements Lookups {
 
   async #asNerveError(err: unknown, actor: Actor, req: CommandRequest, commandId: string): Promise<NerveError> {
     if (err instanceof NerveError) return err;
+    // The facts' reads (other aggregates' states, an email's owner) met a storage outage or a partition's
+    // move: retry, as at commit (was: `internal`, logged as a bug, and a process manager's event counted
+    // towards the dead letters). The command changed nothing; its actor's state is untouched.
+    if (isTransientFailure(err)) {
+      this.#factsUnavailable++;
+      if (performance.now() - this.#factsUnavailableSaidAt >= 60_000) {
+        this.#factsUnavailableSaidAt = performance.now();
+        this.#deps.logger.warn({ err, command: req.type, aggregate_id: req.aggregateId, unavailable_so_far: this.#factsUnavailable }, "a command's facts could not be read: answered unavailable (said at most once a minute)");
+      }
+      return errors.unavailable(`${req.type} could not be decided now (${transientReason(err)}); retry`);
+    }
     // A bug: fail this command, reload the actor from storage, leave every other actor alone. Logged here,
     // once, with the correlation id the events would have carried (the header's, else the command id),
     // which the reply names so the caller can point at this line (CONTRACT.md §3: internal).

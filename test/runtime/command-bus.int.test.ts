@@ -15,10 +15,16 @@ let bus: CommandBus;
 let system: ActorSystem;
 let writer: GroupCommitWriter;
 let explode = false;
+let factsFail: Error | undefined;
 
 // The real User module, with a decider that can be made to throw a bug (not a NerveError).
 const buggyUsers: AggregateModule = {
   ...usersModule,
+  // Facts whose read can be made to fail as a storage outage does (PostgreSQL restarting: 57P01).
+  async facts(command, state, lookups) {
+    if (factsFail) throw factsFail;
+    return usersModule.facts!(command, state, lookups);
+  },
   decider: {
     ...usersModule.decider,
     decide(command, state, facts) {
@@ -82,6 +88,22 @@ describe("CommandBus on a real SQLite file", () => {
     expect((await register("c")).aggregate_version).toBe(1);
     expect((await update("a", "fine")).aggregate_version).toBe(2);
     expect((await bus.view("users", "a")) as { version: number }).toMatchObject({ version: 2 });
+  });
+
+  it("answers a command whose facts met a storage outage unavailable (retry), not internal, and logs no bug", async () => {
+    await register("f");
+    factsFail = Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" });
+    onTestFinished(() => void (factsFail = undefined));
+    const bugsBefore = log.errors().filter((l) => l.msg === "decider failed").length;
+    const err = await bus.execute({ context: "users", type: "ChangeUserEmail", aggregateId: "f", body: { new_email: "f2@example.com" } }).catch((e) => e);
+    expect(isNerveError(err, "unavailable"), String(err)).toBe(true);
+    expect(err.message).toMatch(/storage unavailable/);
+    expect(log.errors().filter((l) => l.msg === "decider failed")).toHaveLength(bugsBefore);
+    // A failure that is no outage is still a bug.
+    factsFail = new TypeError("x is undefined");
+    expect(isNerveError(await bus.execute({ context: "users", type: "ChangeUserEmail", aggregateId: "f", body: { new_email: "f2@example.com" } }).catch((e) => e), "internal")).toBe(true);
+    factsFail = undefined;
+    expect((await bus.execute({ context: "users", type: "ChangeUserEmail", aggregateId: "f", body: { new_email: "f2@example.com" } })).aggregate_version).toBe(2);
   });
 
   it("never lets a stale writer overwrite a newer state: it answers unavailable and reloads", async () => {
