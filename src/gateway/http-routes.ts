@@ -75,6 +75,22 @@ export function registerHttpRoutes(app: TemplatedApp, deps: HttpRouteDeps): void
     },
   });
 
+  // Each of /readyz's checks apart, so that the not-ready alert can leave a start's warm-up to its own
+  // slower rule without also ignoring NATS, a stream or the API while the warm-up lasts.
+  new Gauge({
+    name: "nerve_ready_check",
+    help: "1 while a check of /readyz passes, by check: nats (connected), streams (all five reachable), api (serving, or not run here), warm (the gateway's start-up replay done)",
+    labelNames: ["check"] as const,
+    registers: [deps.metrics.registry],
+    async collect() {
+      const r = await readyNow();
+      this.set({ check: "nats" }, r.nats ? 1 : 0);
+      this.set({ check: "streams" }, Object.values(r.streams).every(Boolean) ? 1 : 0);
+      this.set({ check: "api" }, r.api ? 1 : 0);
+      this.set({ check: "warm" }, r.warm ? 1 : 0);
+    },
+  });
+
   // Not ready because still warming up after a start: what the not-ready alert leaves to its own slower rule.
   new Gauge({
     name: "nerve_gateway_warming",

@@ -62,6 +62,8 @@ describe("HTTP", () => {
     expect(text).toMatch(/^nerve_gateway_push_latency_seconds_bucket\{le="0.05"\} [1-9]/m);
     expect(text).toMatch(/^nerve_gateway_commands_total\{result="ok"\} 1$/m);
     expect(text).toMatch(/^nerve_gateway_process_resident_memory_bytes \d+/m);
+    // /readyz's checks apart (the not-ready alert pages on any but the warm-up).
+    for (const check of ["nats", "streams", "api", "warm"]) expect(text).toMatch(new RegExp(`^nerve_ready_check\\{check="${check}"\\} 1$`, "m"));
     // Counted on the hot path in plain fields, read at scrape time.
     expect(text).toMatch(/^nerve_gateway_events_total\{outcome="delivered"\} [1-9]/m);
     expect(text).toMatch(/^nerve_gateway_stream_head [1-9]/m);
