@@ -12,6 +12,7 @@ import type { z } from "zod";
 import type { AccessView } from "../../contracts/index.js";
 import { accessRecordDecider, type AccessRecordState } from "../../actors/access/index.js";
 import type { RecordedEvent } from "../../actors/decider.js";
+import { ALL_FIELDS, fieldsSetBy, type KnownFields } from "./record-fields.js";
 
 /** A GetAccess result. */
 export type AccessRecordView = z.infer<typeof AccessView>;
@@ -177,6 +178,8 @@ export class Learner<S = unknown> {
   start = 0;
   droppedUpTo = 0;
   readonly views = new Map<string, AccessRecordView>();
+  /** Records begun from a placeholder (see record-fields.ts), with the fields their events set. */
+  partial: Map<string, KnownFields> | undefined;
   sockets: Set<S> | undefined;
 
   /** `userId` is the log's own copy (see {@link ownString}), which its entries share. */
@@ -255,7 +258,10 @@ export class EventLog<S = unknown> {
     // rather than two per event; nothing of the decoded event stays alive (see ownString).
     const accessId = before !== undefined && before.access_id === fields.accessId ? before.access_id : ownString(fields.accessId);
     const view = evolveView(before, event);
-    if (view !== before) ownStrings(view, before);
+    if (view !== before) {
+      ownStrings(view, before);
+      trackKnown(l, accessId, before, event);
+    }
     l.views.set(accessId, view);
     if (this.#slots.full) this.#rebuild();
     const t = this.#slots;
@@ -361,6 +367,30 @@ export class EventLog<S = unknown> {
   views(userId: string): AccessRecordView[] {
     return [...(this.#learners.get(userId)?.views.values() ?? [])];
   }
+
+  /**
+   * The fields of an access record its events set, when the record was begun from a placeholder (its
+   * grant not read: see record-fields.ts); undefined when every field is the record's own.
+   */
+  knownFields(userId: string, accessId: string): KnownFields | undefined {
+    return this.#learners.get(userId)?.partial?.get(accessId);
+  }
+}
+
+// A record whose first event read is not its grant (version 1) is partial: the fields its events set
+// are counted until it has them all.
+function trackKnown<S>(l: Learner<S>, accessId: string, before: AccessRecordView | undefined, event: RecordedEvent<LearnerEventType> & { aggregate_version: number }): void {
+  let known: KnownFields;
+  if (before === undefined) {
+    if (event.event_type === "CourseAccessGranted" && event.aggregate_version === 1) return;
+    known = fieldsSetBy(event.event_type);
+  } else {
+    const was = l.partial?.get(accessId);
+    if (was === undefined) return;
+    known = was | fieldsSetBy(event.event_type);
+  }
+  if (known === ALL_FIELDS) l.partial?.delete(accessId);
+  else (l.partial ??= new Map()).set(accessId, known);
 }
 
 // A new view's strings come from the event that made it or from the view before, whose strings are
@@ -377,8 +407,9 @@ function ownStrings(view: AccessRecordView, before: AccessRecordView | undefined
 
 /**
  * Applies an event to a record view with the aggregate's own `evolve`. A record whose grant is
- * older than the replayed window starts from a plain active record with the event's ids; such a
- * view lacks `expires_at` (null) and earlier progress until a later event or the query says more.
+ * older than the replayed window starts from a placeholder, a plain active record with the event's ids;
+ * the log counts which fields its events set ({@link EventLog.knownFields}) and the welcome takes the
+ * others from the query when it answers (record-fields.ts).
  */
 export function evolveView(view: AccessRecordView | undefined, event: RecordedEvent<LearnerEventType> & { aggregate_version: number }): AccessRecordView {
   if (view && event.aggregate_version <= view.version) return view;

@@ -9,7 +9,8 @@
  *   replaying the last 24 h of the stream (event-log.ts), behind a port that already answers health
  *   and metrics (gateway.ts). Cursors they cannot serve get `reset`.
  * - Welcome: records folded from the stream, merged by version with GetLearnerProgress when it
- *   answers (session.ts, progress-query.ts).
+ *   answers; a record whose grant is older than the replay takes the query's fields (session.ts,
+ *   record-fields.ts, progress-query.ts).
  * - Auth: JWT checked before the upgrade, HS256 with the secret or RS256/ES256/EdDSA against a
  *   JWKS (auth.ts, jwks.ts); expiry enforced on live sockets (hub.ts).
  * - Slow clients: a byte budget on uWS's buffered amount and one on unwritten acks, 4408 with the

@@ -5,7 +5,9 @@
  * malformed, or beyond the stream's end): `reset`, then a welcome.
  *
  * Welcome consistency: the records are the gateway's own (folded from the stream up to its head)
- * merged, by aggregate version, with GetLearnerProgress when answered. The query may be ahead of the
+ * merged, by aggregate version, with GetLearnerProgress when answered. A record whose grant the
+ * gateway never read (before its replay window) is partial: the query's record replaces it, or lies
+ * under the fields the gateway's newer events set (record-fields.ts). The query may be ahead of the
  * head (it reads the aggregates, whose events may still be on their way to JetStream): those versions
  * are remembered for the socket and their events, when they arrive, are not sent again.
  */
@@ -16,6 +18,7 @@ import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { AccessRecordView, EventLog } from "./event-log.js";
 import type { Conn, Hub } from "./hub.js";
 import type { ProgressQuery } from "./progress-query.js";
+import { mergeRecord } from "./record-fields.js";
 
 const RESET_FRAME = JSON.stringify({ type: "reset" });
 /** How long a welcome's query versions are remembered to drop their late events. */
@@ -74,8 +77,8 @@ export class Sessions {
     for (const v of this.log.views(c.userId)) views.set(v.access_id, v);
     for (const item of items ?? []) {
       const mine = views.get(item.access_id);
+      views.set(item.access_id, mergeRecord(mine, mine && this.log.knownFields(c.userId, item.access_id), item));
       if (mine && mine.version >= item.version) continue;
-      views.set(item.access_id, item);
       (c.skip ??= new Map()).set(item.access_id, item.version);
       c.skipUntil = Date.now() + SKIP_MS;
     }

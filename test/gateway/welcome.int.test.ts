@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { deriveAccessId, encodeMsgPack, decodeMsgPack } from "../../contracts/index.js";
-import { useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
+import { until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 import { EventForge, TestClient, sleep, startTestGateway } from "./support.js";
 
 // No Nerve here: the tests play the GetLearnerProgress responder themselves.
@@ -30,7 +30,7 @@ function fakeLearnerProgress(items: (userId: string) => unknown[]) {
       msg.respond(encodeMsgPack({ ok: true, result: { items: items(userId) } }));
     },
   });
-  return { stop: () => sub.unsubscribe() };
+  return { stop: () => sub.isClosed() || sub.unsubscribe() };
 }
 
 describe("welcome", () => {
@@ -130,6 +130,49 @@ describe("welcome", () => {
       await bob.eventCount(1);
       expect(bob.events[0]!.event.aggregate_version).toBe(3);
       await bob.close();
+    } finally {
+      fake.stop();
+      await gw.close();
+    }
+  });
+
+  it("shows the query's record, not a placeholder, for a record granted before the replayed window", async () => {
+    const forge = new EventForge(nc);
+    await forge.publish("CourseAccessGranted", "dora", "dance", { expires_at: "2099-01-01T00:00:00.000Z" });
+    await forge.publish("ProgressUpdated", "dora", "dance", { progress: 100 });
+    await forge.publish("CourseCompleted", "dora", "dance");
+    await forge.publish("CourseAccessGranted", "dora", "drama", { expires_at: "2099-01-01T00:00:00.000Z" });
+    await forge.publish("ProgressUpdated", "dora", "drama", { progress: 30 });
+    await sleep(1200);
+    const gw = await startTestGateway(nats.url, { replayMs: 1000 }); // the window holds none of it
+    // Inside the window: dance's expiry moved by a grant again (v4), drama's progress (v3). The gateway
+    // begins both from a placeholder: progress 0, not completed, no expiry, no order.
+    await forge.publish("CourseAccessGranted", "dora", "dance", { expires_at: "2100-01-01T00:00:00.000Z" });
+    const seq = await forge.publish("ProgressUpdated", "dora", "drama", { progress: 35 });
+    await until("the gateway read them", () => gw.log.head >= seq);
+    const dance = (progress: number, version: number, expires_at: string) => ({ ...view("dora", "dance", progress, version), completed: true, expires_at });
+    const drama = (progress: number, version: number) => ({ ...view("dora", "drama", progress, version), expires_at: "2099-01-01T00:00:00.000Z", order_id: "o2" });
+    let items = [dance(100, 4, "2100-01-01T00:00:00.000Z"), drama(35, 3)];
+    const fake = fakeLearnerProgress(() => items);
+    try {
+      // At the gateway's versions: the query's records.
+      const first = await TestClient.as(gw.port, "dora");
+      expect((await first.welcome()).progress).toEqual(items);
+      await first.close();
+      // A query one version behind: its records, with what the gateway's newer events set on top.
+      items = [dance(100, 3, "2099-01-01T00:00:00.000Z"), drama(30, 2)];
+      const second = await TestClient.as(gw.port, "dora");
+      expect((await second.welcome()).progress).toEqual([dance(100, 4, "2100-01-01T00:00:00.000Z"), drama(35, 3)]);
+      await second.close();
+      // No query: the gateway's own, placeholder and all (the fallback; nothing better is known).
+      fake.stop();
+      await nc.flush();
+      const third = await TestClient.as(gw.port, "dora");
+      expect((await third.welcome()).progress).toEqual([
+        { ...view("dora", "dance", 0, 4), expires_at: "2100-01-01T00:00:00.000Z" },
+        view("dora", "drama", 35, 3),
+      ]);
+      await third.close();
     } finally {
       fake.stop();
       await gw.close();
