@@ -179,6 +179,38 @@ describe("welcome", () => {
     }
   });
 
+  it("stays whole for a learner while other learners' GetLearnerProgress fails", async () => {
+    const forge = new EventForge(nc);
+    await forge.publish("CourseAccessGranted", "yan", "geology", { expires_at: "2099-01-01T00:00:00.000Z" });
+    await sleep(1200);
+    const gw = await startTestGateway(nats.url, { replayMs: 1000, queryTimeoutMs: 300 }); // the window holds none of it
+    const yan = { ...view("yan", "geology", 0, 1), expires_at: "2099-01-01T00:00:00.000Z" };
+    // xav's query is answered unavailable, zed's with a reply that is not the contract's, wyn's not at all.
+    const sub = nc.subscribe("query.access.GetLearnerProgress", {
+      callback: (_err, msg) => {
+        const body = decodeMsgPack(msg.data);
+        const user = body.ok ? (body.value as { user_id: string }).user_id : "";
+        if (user === "xav") msg.respond(encodeMsgPack({ ok: false, error: { code: "unavailable", message: "queries waiting" } }));
+        else if (user === "zed") msg.respond(encodeMsgPack({ ok: true, result: { rows: [] } }));
+        else if (user !== "wyn") msg.respond(encodeMsgPack({ ok: true, result: { items: user === "yan" ? [yan] : [] } }));
+      },
+    });
+    await nc.flush();
+    try {
+      for (const other of ["xav", "zed", "wyn"]) {
+        const c = await TestClient.as(gw.port, other);
+        expect((await c.welcome()).progress).toEqual([]);
+        await c.close();
+        const y = await TestClient.as(gw.port, "yan");
+        expect((await y.welcome()).progress).toEqual([yan]);
+        await y.close();
+      }
+    } finally {
+      sub.unsubscribe();
+      await gw.close();
+    }
+  });
+
   it("merges by version: a lagging query loses to the stream, one ahead of it suppresses events it already shows", async () => {
     const forge = new EventForge(nc);
     await forge.publish("CourseAccessGranted", "carol", "chemistry", { expires_at: null });
