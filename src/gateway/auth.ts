@@ -31,7 +31,10 @@ export interface TokenVerifierOptions {
   issuer?: string;
   /** When set, tokens must carry this `aud`. */
   audience?: string;
-  /** Clock skew allowed on `exp` and `nbf` (seconds, default 5). */
+  /**
+   * Clock skew allowed on `nbf` (seconds, default 5). None on `exp`: a socket is closed at its token's
+   * `exp` (hub.ts), so a token already past it is refused rather than let in to be closed at once.
+   */
   clockToleranceS?: number;
 }
 
@@ -68,6 +71,8 @@ export class TokenVerifier {
     }
     if (typeof payload.sub !== "string" || !ID_PATTERN.test(payload.sub)) throw new AuthError("invalid token subject");
     if (typeof payload.exp !== "number") throw new AuthError("invalid token expiry");
+    // jose allowed the skew on exp too: the expiry wheel does not (CONTRACT.md §6: expired is 401).
+    if (payload.exp * 1000 <= Date.now()) throw new AuthError("token expired");
     return { userId: payload.sub, exp: payload.exp };
   }
 
