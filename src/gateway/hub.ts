@@ -223,7 +223,8 @@ export class Hub {
       let i = 0;
       const write = () => {
         // uWS's buffer is asked before the first frame, then after a send it had to buffer and every 16th
-        // (a native call per frame would cost the flood a few percent of its CPU per frame).
+        // (a native call per frame would cost the flood a few percent of its CPU per frame). send()
+        // returns 1 when the frame went out whole, 0 when uWS buffered (some of) it, 2 when it dropped it.
         let ask = true;
         for (let n = 1; i < out.length; i += 3, n++) {
           if ((ask || (n & 15) === 0) && ws.getBufferedAmount() > budget) return;
@@ -233,7 +234,7 @@ export class Hub {
             dropped = true;
             return;
           }
-          ask = sent !== 0;
+          ask = sent === 0;
           const at = out[i + 1] as number;
           const seq = out[i + 2] as number;
           if (seq >= 0) c.sentSeq = seq;

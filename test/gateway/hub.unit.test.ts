@@ -31,7 +31,7 @@ class StandInSocket {
   send(frame: string): number {
     this.sent.push(frame);
     this.buffered += Buffer.byteLength(frame);
-    return 1; // buffered: uWS's backpressure
+    return 0; // uWS's "built up backpressure": it holds the frame (1 is written whole, 2 dropped)
   }
   cork(write: () => void): void {
     write();
@@ -84,6 +84,17 @@ describe("the hub's expiry wheel", () => {
 });
 
 describe("the hub's bounds on a socket that does not read", () => {
+  it("writes at most one frame past the budget in a flush: after a send uWS had to buffer, it asks before the next", () => {
+    hub = new Hub(new EventLog<Conn>({ minAgeMs: 1000, minEvents: 1, maxEvents: 10 }), new GatewayMetrics(), { flushMs: 0, maxBufferedBytes: BUDGET, slowAfterMs: SLOW_MS });
+    const { c, ws } = liveSocket();
+    const frameBytes = Buffer.byteLength(eventFrame(1000));
+    for (let seq = 1; seq <= 400; seq++) hub.queue(c, eventFrame(seq), Date.now(), seq);
+    hub.flush();
+    expect(ws.buffered).toBeGreaterThan(BUDGET);
+    expect(ws.buffered - frameBytes).toBeLessThanOrEqual(BUDGET); // the frame that crossed it, no more
+    expect(c.full).toBe(true); // the rest waits for the drain
+  });
+
   it("closes a client that floods frames without reading with 4408 once its unwritten acks pass the budget: what is queued for it stays bounded", () => {
     const metrics = new GatewayMetrics();
     hub = new Hub(new EventLog<Conn>({ minAgeMs: 1000, minEvents: 1, maxEvents: 10 }), metrics, { flushMs: 0, maxBufferedBytes: BUDGET, slowAfterMs: SLOW_MS });
