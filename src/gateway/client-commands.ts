@@ -14,6 +14,7 @@ import {
   ContentTypes,
   ErrorBody,
   Headers,
+  PlainText,
   commandSubject,
   decode,
   deriveAccessId,
@@ -28,6 +29,8 @@ import type { GatewayMetrics } from "./metrics.js";
 export type AckError = z.infer<typeof ErrorBody>;
 
 const ErrorReplyShape = z.object({ ok: z.literal(false), error: ErrorBody });
+/** A request_id an ack may echo: contract text of at most 128 characters, as UpdateProgress's. */
+const RequestIdText = PlainText.max(128);
 
 /** Limits of client commands. */
 export interface ClientCommandOptions {
@@ -62,8 +65,9 @@ export class ClientCommands {
         return this.#ack(c, null, invalid("frame is not JSON"));
       }
       const rid = (raw as { request_id?: unknown } | null)?.request_id;
-      // Measured as the contract measures request_id (zod: code points, so 128 emoji fit), not in UTF-16 units.
-      if (typeof rid === "string" && rid.length <= 256 && [...rid].length <= 128) requestId = rid;
+      // Echoed only when it is one the contract allows (zod counts code points, so 128 emoji fit): a
+      // NUL or a lone surrogate (JSON's "\ud800") in the ack would make it unreadable to a strict decoder.
+      if (typeof rid === "string" && rid.length <= 256 && RequestIdText.safeParse(rid).success) requestId = rid;
       const parsed = ClientFrame.safeParse(raw);
       if (!parsed.success) {
         const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(frame)"} ${i.message}`);

@@ -80,6 +80,23 @@ describe("client commands", () => {
     await erin.close();
   });
 
+  it("echoes no request_id that is not contract text (a NUL, a lone surrogate): the ack stays readable by a strict decoder", async () => {
+    const fay = await TestClient.as(gw.port, "fay");
+    await fay.welcome();
+    // Valid JSON text frames: JSON.stringify escapes both ("\u0000", "\ud800").
+    for (const id of ["nul\u0000", "lone\ud800", "low\udc00 first"]) fay.send({ type: "UpdateProgress", request_id: id, course_id: "chemistry", progress: 5 });
+    fay.send({ type: "UpdateProgress", request_id: "after", course_id: "chemistry", progress: 500 });
+    await fay.ack("after");
+    const acks = fay.frames.filter((f) => f.type === "ack");
+    expect(acks.map((a) => [a.request_id, a.error?.code])).toEqual([
+      [null, "invalid_request"],
+      [null, "invalid_request"],
+      [null, "invalid_request"],
+      ["after", "invalid_request"],
+    ]);
+    await fay.close();
+  });
+
   it("answers unavailable when no command path answers", async () => {
     const nats = await startNatsServer();
     const nc = await connect({ servers: nats.url });

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { createConnection } from "node:net";
 import WebSocket from "ws";
-import { AckFrame, ClientFrame, ErrorCatalogue, ServerFrame } from "../../contracts/index.js";
+import { AckFrame, ClientFrame, ErrorCatalogue, PlainText, ServerFrame } from "../../contracts/index.js";
 import { captureLog, command, query, startTestNerve, type CapturedLog, type TestNerve } from "../support/index.js";
 import { contractText, hostileChar, hostileText, id, insertAt, plainText } from "../support/arbitraries.js";
 import { fuzzParams, fuzzSummary, fuzzing, runs } from "../support/fuzz.js";
@@ -114,7 +114,8 @@ function expectedAck(spec: FrameSpec): { requestId: string | null; valid: boolea
     return { requestId: null, valid: false };
   }
   const rid = (raw as { request_id?: unknown } | null)?.request_id;
-  const requestId = typeof rid === "string" && [...rid].length <= 128 ? rid : null;
+  // Echoed only when it is contract text (no NUL, no lone surrogate from a JSON escape), up to 128 code points.
+  const requestId = typeof rid === "string" && PlainText.max(128).safeParse(rid).success ? rid : null;
   const parsed = ClientFrame.safeParse(raw);
   return parsed.success ? { requestId, valid: true, courseId: parsed.data.course_id } : { requestId, valid: false };
 }
