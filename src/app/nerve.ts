@@ -281,6 +281,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       logger: logger.child({ component: "gateway" }),
       devTokens: config.NERVE_DEV_TOKENS,
       retention: { maxEvents: config.NERVE_GATEWAY_BUFFER_EVENTS },
+      maxSocketsPerUser: config.NERVE_GATEWAY_SOCKETS_PER_USER,
     });
     registerServiceMetrics(gateway.metrics.registry, {
       api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints, queries: db.queries, queryThreadHeap: db.queryThreadHeap,

@@ -64,6 +64,8 @@ export const ConfigSchema = z
     NERVE_ACTOR_IDLE_MS: int(5 * 60_000, 10, TIMER_MAX_MS),
     /** Most access events the gateway keeps for resumes, over all learners (its memory bound). */
     NERVE_GATEWAY_BUFFER_EVENTS: int(250_000, 1),
+    /** WebSockets one learner (a token's `sub`) may have open at once on one gateway; more are refused with 429. */
+    NERVE_GATEWAY_SOCKETS_PER_USER: int(16, 1),
     /**
      * Events a projection of this process may fall behind before commands wait for it (src/consumers/backlog.ts);
      * 0 never waits. Replaying, stalled (1 s without progress) and process-manager consumers are never waited for.

@@ -4,7 +4,9 @@
  * serves `/healthz`, `/readyz`, `/metrics` and the live-progress page at `/`.
  *
  * Auth happens before the upgrade (401 for a missing, malformed, badly signed or expired token), so
- * a refused client never holds a socket; a socket whose token expires later is closed with 4401.
+ * a refused client never holds a socket; a socket whose token expires later is closed with 4401. A
+ * learner's sockets are capped (`maxSocketsPerUser`): each costs memory and a GetLearnerProgress, and
+ * one token could otherwise open any number; the upgrade past the cap is refused with 429.
  * Heartbeats are uWS pings (`heartbeatSeconds` idle timeout): a client that answers neither data
  * nor pings is closed by uWS.
  *
@@ -80,6 +82,8 @@ export interface GatewayDeps {
   maxInflightCommands?: number;
   /** Largest client frame handled (bytes, default 8 KiB; larger ones get an error ack, over 1 MiB uWS closes with 1009). */
   maxFrameBytes?: number;
+  /** Sockets one learner (a token's `sub`) may have open at once (default 16); an upgrade past them is refused with 429. */
+  maxSocketsPerUser?: number;
   /**
    * Serves learners' WebSockets (`/v1/ws`) and reads EVENTS_ACCESS for them (default true). False
    * leaves only health, readiness, metrics and the page: a process without the `gateway` role.
@@ -139,6 +143,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   });
   const feed = new AccessFeed({ nc, log, logger, metrics, replayMs: deps.replayMs ?? DAY_MS, onEntry: (e) => hub.deliver(e) });
   const websocket = deps.websocket ?? true;
+  const maxSocketsPerUser = deps.maxSocketsPerUser ?? 16;
   // Without the role there is nothing to replay; with it, not ready until the replay is done.
   let warm = !websocket;
   let stopping = false;
@@ -172,6 +177,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
             if (aborted) return;
             // Stopped while the token was verified (a remote JWKS can take seconds): no socket opens after closeAll.
             if (stopping) return void res.cork(() => res.writeStatus("503 Service Unavailable").end("stopping"));
+            // Counted by the hub when a socket opens, which res.upgrade does before it returns: no other
+            // upgrade of the learner can pass this check in between.
+            if (hub.socketsOf(id.userId) >= maxSocketsPerUser) {
+              metrics.closes.inc({ reason: "too_many_sockets" });
+              return void res.cork(() => res.writeStatus("429 Too Many Requests").end(`too many sockets: at most ${maxSocketsPerUser} open at once per user; close one first`));
+            }
             const conn: Conn = { ws: undefined, userId: id.userId, exp: id.exp, resume, queuedSeq: 0, sentSeq: -1, out: undefined, full: false, behindSince: 0, live: false, held: undefined, replyBytes: 0, skip: undefined, skipUntil: 0, inflight: 0, closed: false };
             res.cork(() => res.upgrade(conn, key, protocol, extensions, context));
           }),

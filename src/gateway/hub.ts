@@ -83,6 +83,8 @@ export class Hub {
   readonly #expTimer: NodeJS.Timeout;
   /** Sockets behind ({@link Conn.behindSince}), watched by the slow rule. */
   readonly #behind = new Set<Conn>();
+  /** Open sockets by learner, for the cap on them (only learners with one or more). */
+  readonly #perUser = new Map<string, number>();
 
   constructor(
     private readonly log: EventLog<Conn>,
@@ -98,9 +100,15 @@ export class Hub {
     return this.#expiries.size;
   }
 
+  /** Open sockets of a learner. */
+  socketsOf(userId: string): number {
+    return this.#perUser.get(userId) ?? 0;
+  }
+
   /** A socket opened: watch its token's expiry. */
   opened(c: Conn): void {
     this.all.add(c);
+    this.#perUser.set(c.userId, this.socketsOf(c.userId) + 1);
     this.metrics.connections.set(this.all.size);
     const s = this.#expirySecond(c);
     let bucket = this.#expiries.get(s);
@@ -114,7 +122,11 @@ export class Hub {
     c.ws = undefined;
     c.out = undefined;
     c.held = undefined;
-    this.all.delete(c);
+    if (this.all.delete(c)) {
+      const n = this.socketsOf(c.userId) - 1;
+      if (n > 0) this.#perUser.set(c.userId, n);
+      else this.#perUser.delete(c.userId);
+    }
     this.#dirty.delete(c);
     if (this.#behind.delete(c)) this.metrics.full.set(this.#behind.size);
     const s = this.#expirySecond(c);

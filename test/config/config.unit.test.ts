@@ -4,7 +4,8 @@ import { DEV_JWT_SECRET, loadConfig, unknownNerveVariables } from "../../src/con
 describe("loadConfig", () => {
   it("applies the contract's defaults", () => {
     const c = loadConfig({});
-    expect(c).toMatchObject({ NATS_URL: "nats://127.0.0.1:4222", NERVE_DB: "sqlite:./data/nerve.sqlite", NERVE_HTTP_PORT: 8080, LOG_LEVEL: "info" });
+    expect(c).toMatchObject({ NATS_URL: "nats://127.0.0.1:4222", NERVE_DB: "sqlite:./data/nerve.sqlite", NERVE_HTTP_PORT: 8080, LOG_LEVEL: "info", NERVE_GATEWAY_SOCKETS_PER_USER: 16 });
+    expect(loadConfig({ NERVE_GATEWAY_SOCKETS_PER_USER: "4" }).NERVE_GATEWAY_SOCKETS_PER_USER).toBe(4);
     expect(c.jwtSecret).toBe(DEV_JWT_SECRET);
     expect(c.jwtSecretIsDevelopment).toBe(true);
   });
@@ -64,6 +65,7 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ NERVE_SHUTDOWN_MS: "3000000000" })).toThrow(/NERVE_SHUTDOWN_MS/);
     expect(() => loadConfig({ NERVE_ACTOR_IDLE_MS: "4294967296" })).toThrow(/NERVE_ACTOR_IDLE_MS/);
     expect(() => loadConfig({ NERVE_HTTP_PORT: "65536" })).toThrow(/NERVE_HTTP_PORT/);
+    expect(() => loadConfig({ NERVE_GATEWAY_SOCKETS_PER_USER: "0" })).toThrow(/NERVE_GATEWAY_SOCKETS_PER_USER/);
     // Set and whole, with spaces around: taken.
     expect(loadConfig({ NERVE_HTTP_PORT: " 0 ", NERVE_CONSUMER_LAG_LIMIT: "0", NERVE_SHUTDOWN_MS: "2000000000" })).toMatchObject({ NERVE_HTTP_PORT: 0, NERVE_CONSUMER_LAG_LIMIT: 0, NERVE_SHUTDOWN_MS: 2_000_000_000 });
   });

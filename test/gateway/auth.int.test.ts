@@ -1,7 +1,8 @@
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import type { TestNerve } from "../support/index.js";
-import { SECRET, TestClient, token, upgradeStatus, useNerveAndGateway, type TestGateway } from "./support.js";
+import WebSocket from "ws";
+import { until, type TestNerve } from "../support/index.js";
+import { SECRET, TestClient, startTestGateway, token, upgradeStatus, useNerveAndGateway, type TestGateway } from "./support.js";
 
 let t: TestNerve;
 let gw: TestGateway;
@@ -60,5 +61,56 @@ describe("authentication", () => {
     await c.welcome();
     const closed = await c.closedWith(6_000);
     expect(closed).toMatchObject({ code: 4401, reason: "token expired" });
+  });
+});
+
+/** The status and body of a refused upgrade; "101" when it opened (the socket is then dropped). */
+function refusal(port: number, tok: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/ws?token=${tok}`);
+    ws.once("open", () => {
+      ws.terminate();
+      resolve("101");
+    });
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => (body += d.toString()));
+      res.on("end", () => {
+        ws.terminate();
+        resolve(`${res.statusCode} ${body}`);
+      });
+    });
+    ws.once("error", reject);
+  });
+}
+
+describe("sockets per user", () => {
+  it("refuses a learner's socket past the cap with 429, counts it, and takes one again once another closed", async () => {
+    const small = await startTestGateway(t.nats.url, { maxSocketsPerUser: 3 });
+    try {
+      const gil = await token("gil");
+      const open = [];
+      for (let i = 0; i < 3; i++) open.push(await TestClient.ready(small.port, "gil"));
+      expect(await refusal(small.port, gil)).toBe("429 too many sockets: at most 3 open at once per user; close one first");
+      // Another learner is not affected.
+      const hal = await TestClient.ready(small.port, "hal");
+      // One of gil's closes: a new one is taken.
+      await open.pop()!.close();
+      await until("the gateway saw the close", () => small.connections() === 3);
+      open.push(await TestClient.ready(small.port, "gil"));
+      expect(await refusal(small.port, gil)).toMatch(/^429 /);
+      const metrics = await (await fetch(`http://127.0.0.1:${small.port}/metrics`)).text();
+      expect(metrics).toMatch(/nerve_gateway_closes_total\{reason="too_many_sockets"\} 2/);
+      await Promise.all([...open, hal].map((c) => c.close()));
+      await until("every socket closed", () => small.connections() === 0);
+      // Upgrades that arrive together: the cap holds (each is counted as it opens).
+      const burst = await Promise.all(Array.from({ length: 6 }, () => TestClient.connect(small.port, { token: gil }).then((c) => c, (err: { status?: number }) => err.status)));
+      const opened = burst.filter((b): b is TestClient => b instanceof TestClient);
+      expect(opened).toHaveLength(3);
+      expect(burst.filter((b) => b === 429)).toHaveLength(3);
+      await Promise.all(opened.map((c) => c.close()));
+    } finally {
+      await small.close();
+    }
   });
 });
