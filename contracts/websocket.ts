@@ -14,7 +14,7 @@ export const WelcomeFrame = z.strictObject({ type: z.literal("welcome"), user_id
 /** One of the learner's own events. */
 export const EventFrame = z.strictObject({ type: z.literal("event"), cursor: Cursor, event: EnvelopeBase });
 /** The answer to a client frame. */
-export const AckFrame = z.strictObject({ type: z.literal("ack"), request_id: z.string().max(128).nullable(), ok: z.boolean(), error: ErrorBody.optional() });
+export const AckFrame = z.strictObject({ type: z.literal("ack"), request_id: PlainText.max(128).nullable(), ok: z.boolean(), error: ErrorBody.optional() });
 /** The resume cursor is too old: a fresh welcome follows. */
 export const ResetFrame = z.strictObject({ type: z.literal("reset") });
 /** Any frame the server sends. */
