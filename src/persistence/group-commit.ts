@@ -2,6 +2,7 @@
 import { EventEmitter } from "node:events";
 import type { Database } from "./database.js";
 import { writeBatch, type AggregateWrite, type FenceCheck } from "./commit-batch.js";
+import { CommitOutcomeUnknown, askOutcome, currentXid, settleCommit, type InDoubtCommit } from "./commit-outcome.js";
 import type { OutboxRow } from "./entities.js";
 import { SqliteWriteWorker, type WorkerTimings } from "./sqlite-write-worker.js";
 import type { Logger } from "../log/index.js";
@@ -60,6 +61,8 @@ export interface GroupCommitOptions {
   observeWorker?: WorkerTimings;
   /** {@link DELETE_LINGER_MS} unless set; 0 deletes at once. */
   deleteLingerMs?: number;
+  /** {@link OUTCOME_WAIT_MS} unless set: how long a PostgreSQL commit whose answer was lost is asked after. */
+  outcomeWaitMs?: number;
 }
 
 /**
@@ -79,6 +82,13 @@ export const WORKER_PIPELINE = 2;
  * command's time. Whoever waits for the deletion ({@link GroupCommitWriter.released}) cuts it short.
  */
 export const DELETE_LINGER_MS = 20;
+
+/**
+ * How long the writer asks after a PostgreSQL commit whose answer never came (the connection cut during
+ * COMMIT, a failover) before it fails the batch's writes with {@link CommitOutcomeUnknown}: long enough for
+ * a restart or a failover's first seconds, short of a client's patience. The commits after it wait.
+ */
+export const OUTCOME_WAIT_MS = 5000;
 
 /** Pause before retrying a delete-only transaction that failed. */
 const DELETE_RETRY_MS = 200;
@@ -104,6 +114,13 @@ interface DeleteSet {
  * transaction, so under load the relay costs the database no transaction, no fsync and no turn on the
  * connection of its own. Emits `committed` with the transaction's new outbox rows after each commit, and
  * `error` when a transaction that only deletes fails (it is retried shortly).
+ *
+ * On PostgreSQL a failure after the COMMIT went out (its answer lost with the connection) may hide a
+ * commit: the writer then asks the database (commit-outcome.ts) and answers the batch as what it was. One
+ * whose outcome it cannot learn within {@link OUTCOME_WAIT_MS} fails its writes (CommitOutcomeUnknown) and
+ * holds every later write back until it knows — a committed one's rows are then handed on first — so the
+ * outbox's rows still reach the relay in commit order, and nothing of an aggregate goes out before what
+ * came before it.
  */
 export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRow[]]; error: [err: unknown] }> {
   readonly #db: Database;
@@ -111,6 +128,11 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   readonly #admission: (() => Promise<void> | undefined) | undefined;
   readonly #fenceCheck: FenceCheck | undefined;
   readonly #observe: ((seconds: number, writes: number) => void) | undefined;
+  /** PostgreSQL: a failure after COMMIT may hide a commit. */
+  readonly #asksOutcome: boolean;
+  readonly #outcomeWaitMs: number;
+  /** A commit whose outcome is still unknown: no write commits until it is known. */
+  #doubt: InDoubtCommit | undefined;
   /** The SQLite write worker, when this writer commits through one. */
   readonly sqliteWorker: SqliteWriteWorker | undefined;
   #queue: Pending[] = [];
@@ -144,6 +166,8 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     this.#fenceCheck = opts.fenceCheck;
     this.#observe = opts.observe;
     this.#lingerMs = opts.deleteLingerMs ?? DELETE_LINGER_MS;
+    this.#asksOutcome = db.dialect === "postgresql";
+    this.#outcomeWaitMs = opts.outcomeWaitMs ?? OUTCOME_WAIT_MS;
     const logger = opts.logger;
     this.sqliteWorker =
       db.sqliteFile && (opts.sqliteWriter === "worker" || opts.sqliteWriter === "inline") && !opts.fenceCheck
@@ -294,6 +318,11 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   }
 
   async #commit(batch: Pending[]): Promise<void> {
+    if (batch.length > 0 && this.#doubt && !(await this.#settleDoubt())) {
+      const err = new CommitOutcomeUnknown("an earlier commit's outcome is not known yet (the database is out of reach); retry");
+      for (const p of batch) p.reject(err);
+      return;
+    }
     try {
       await this.#transaction(batch.map((p) => p.write));
       for (const p of batch) p.resolve();
@@ -301,8 +330,9 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       if (batch.length === 0) {
         // A failed delete-only transaction: the rows stay released; they go with the next write, or a retry.
         throw new DeletesFailed(err);
-      } else if (batch.length === 1) {
-        batch[0]!.reject(err);
+      } else if (batch.length === 1 || err instanceof CommitOutcomeUnknown) {
+        // One that may have committed is not tried again write by write: each would be a second commit.
+        for (const p of batch) p.reject(err);
       } else {
         this.stats.retriedAlone += batch.length;
         for (const p of batch) {
@@ -317,6 +347,19 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     }
   }
 
+  /**
+   * Asks once more after the commit left in doubt; true once its outcome is known (a committed one's
+   * rows handed on now, before any later commit's), false while it is not.
+   */
+  async #settleDoubt(): Promise<boolean> {
+    const doubt = this.#doubt!;
+    const outcome = await askOutcome(this.#db, doubt).catch(() => undefined);
+    if (!outcome) return false;
+    this.#doubt = undefined;
+    if (outcome.committed && outcome.pending.length > 0) this.emit("committed", outcome.pending);
+    return true;
+  }
+
   async #transaction(writes: AggregateWrite[]): Promise<void> {
     const conn = this.#db.connection;
     const deleting = this.#deletes.seqs.length > 0 ? this.#deletes : undefined;
@@ -326,21 +369,37 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     }
     const span = writes.length > 0 ? groupCommitSpan(writes) : undefined;
     const started = performance.now();
+    // Set once the transaction's writes are done: a failure after it may come after the COMMIT landed.
+    const sent: { commit?: InDoubtCommit } = {};
     let rows: OutboxRow[];
     try {
       rows = this.sqliteWorker
         ? await this.sqliteWorker.commit(writes, deleting?.seqs)
-        : await conn.transactional((trx) => writeBatch(conn, trx, writes, deleting?.seqs, this.#fenceCheck));
+        : await conn.transactional(async (trx) => {
+            const xid = this.#asksOutcome && writes.length > 0 ? await currentXid(this.#db, trx) : undefined;
+            const out = await writeBatch(conn, trx, writes, deleting?.seqs, this.#fenceCheck);
+            if (xid !== undefined) sent.commit = { xid, writes, rows: out };
+            return out;
+          });
     } catch (err) {
-      endSpan(span, err);
-      if (deleting) {
-        // Back in front of whatever was released meanwhile, waiters and all.
-        this.#deletes = { seqs: [...deleting.seqs, ...this.#deletes.seqs], waiters: [...deleting.waiters, ...this.#deletes.waiters] };
+      const outcome = sent.commit && (await settleCommit(this.#db, sent.commit, this.#outcomeWaitMs));
+      if (outcome?.committed) {
+        rows = outcome.pending;
+      } else {
+        endSpan(span, err);
+        if (deleting) {
+          remove(this.#deleting, deleting);
+          // Back in front of whatever was released meanwhile, waiters and all.
+          this.#deletes = { seqs: [...deleting.seqs, ...this.#deletes.seqs], waiters: [...deleting.waiters, ...this.#deletes.waiters] };
+        }
+        if (sent.commit && !outcome) {
+          this.#doubt = sent.commit;
+          throw new CommitOutcomeUnknown("the commit's answer was lost and the database could not say whether it committed; retry", { cause: err });
+        }
+        throw err;
       }
-      throw err;
-    } finally {
-      if (deleting) remove(this.#deleting, deleting);
     }
+    if (deleting) remove(this.#deleting, deleting);
     if (writes.length > 0) this.#observe?.((performance.now() - started) / 1000, writes.length);
     endSpan(span);
     if (writes.length === 0) this.stats.deleteOnlyTransactions++;

@@ -3,6 +3,7 @@ export * from "./entities.js";
 export * from "./database.js";
 export * from "./commit-batch.js";
 export * from "./group-commit.js";
+export { CommitOutcomeUnknown } from "./commit-outcome.js";
 export * from "./consumer-batch.js";
 export * from "./repository.js";
 export * from "./sqlite-lock.js";

@@ -1,7 +1,8 @@
 /**
  * A TCP proxy in front of a real server (PostgreSQL, say), for outages a test can switch on and off:
  * `cut()` drops every connection through it and refuses new ones, as a server that went away; `restore()`
- * accepts again on the same port.
+ * accepts again on the same port; `loseAnswerTo()` lets one request through and loses what comes back,
+ * as a connection cut (a failover, a network fault) between a COMMIT and its answer.
  */
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { freePort } from "./nats-server.js";
@@ -11,6 +12,12 @@ export interface TcpProxy {
   port: number;
   cut(): Promise<void>;
   restore(): Promise<void>;
+  /**
+   * Arms a lost answer: the next chunk a client sends that contains `marker` (`COMMIT`, say) reaches the
+   * server, but nothing the server sends back on that connection reaches the client, and the connection
+   * is dropped `dropAfterMs` later. Resolves once the chunk has been handed to the server's socket.
+   */
+  loseAnswerTo(marker: string, dropAfterMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -18,6 +25,7 @@ export async function tcpProxy(target: { host: string; port: number }): Promise<
   const port = await freePort();
   const sockets = new Set<Socket>();
   let server: Server | undefined;
+  let armed: { marker: Buffer; dropAfterMs: number; passed: () => void } | undefined;
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const s = createServer((client) => {
@@ -27,7 +35,21 @@ export async function tcpProxy(target: { host: string; port: number }): Promise<
           sock.on("close", () => sockets.delete(sock));
           sock.on("error", () => undefined);
         }
-        client.pipe(upstream).pipe(client);
+        let mute = false;
+        client.on("data", (chunk: Buffer) => {
+          const lose = armed && chunk.includes(armed.marker) ? armed : undefined;
+          if (!lose) return void upstream.write(chunk);
+          armed = undefined;
+          mute = true;
+          upstream.write(chunk, () => lose.passed());
+          setTimeout(() => {
+            client.destroy();
+            upstream.destroy();
+          }, lose.dropAfterMs);
+        });
+        upstream.on("data", (chunk: Buffer) => {
+          if (!mute) client.write(chunk);
+        });
         client.on("close", () => upstream.destroy());
         upstream.on("close", () => client.destroy());
       });
@@ -42,5 +64,11 @@ export async function tcpProxy(target: { host: string; port: number }): Promise<
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   };
   await listen();
-  return { port, cut: stop, restore: () => (server ? Promise.resolve() : listen()), close: stop };
+  return {
+    port,
+    cut: stop,
+    restore: () => (server ? Promise.resolve() : listen()),
+    loseAnswerTo: (marker, dropAfterMs = 200) => new Promise<void>((passed) => (armed = { marker: Buffer.from(marker), dropAfterMs, passed })),
+    close: stop,
+  };
 }
