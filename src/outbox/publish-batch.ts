@@ -3,7 +3,7 @@
  * aggregate and `window` in all, so a failed publish is never overtaken by a later version of the same
  * aggregate; each publish only while its partition is still held.
  */
-import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { Contexts, Headers, contextOf, decodeMsgPack, type AggregateType } from "../../contracts/index.js";
 import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
@@ -30,6 +30,8 @@ export interface BatchContext {
   sent(p: number): void;
   /** A row is in the stream: acknowledged, acknowledged as a duplicate, or found there by the verification. */
   stored(row: OutboxRow, p: number, how: "published" | "duplicate" | "verified"): void;
+  /** The verification found the stream without `row`, though it holds its aggregate's version `last`: it goes out now, late. */
+  missing(row: OutboxRow, p: number, last: number): void;
   /** A publish of `p` ended, acknowledged or failed. */
   settled(p: number): void;
   /** Told each acknowledged publish's seconds from publish to ack. */
@@ -119,14 +121,17 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
 }
 
 /**
- * With one publish in flight per aggregate, an aggregate's versions reach the stream in order: if the
- * stream holds version V of it, it holds every version before V too. The rows of a queue are the
- * aggregate's unmarked ones — not only one whose ack never came (a crash, a timeout, a former owner's
- * last publish) but also those acknowledged whose delete had not committed yet when the process died.
- * So the stream's last message of the aggregate (any event type: `events.<context>.*.<id>`) is read,
- * and every queued row up to its version is marked instead of published again: exactly once even when
- * the outage outlasted JetStream's duplicate window. (Only the head used to be looked up, by its own
- * subject: a second stored row, or a head followed by a stored row of the same type, went out twice.)
+ * The rows of a queue are the aggregate's unmarked ones — not only one whose ack never came (a crash, a
+ * timeout, a former owner's last publish) but also those acknowledged whose delete had not committed yet
+ * when the process died. So the stream's last message of the aggregate (any event type:
+ * `events.<context>.*.<id>`) is read: a queued row above its version was never published (one publish in
+ * flight per aggregate), and every queued row up to it is looked up as the message it would be (its
+ * version, its msg id) and marked instead of published again when it is there: exactly once even when
+ * the outage outlasted JetStream's duplicate window. A row below the last version that the stream lacks
+ * is published, late, and reported (`missing`): one committed without the relay hearing of it once went
+ * out behind its successor, and taking "the stream holds V, so every version below" for granted then
+ * deleted it for good. (Only the head used to be looked up, by its own subject: a second stored row, or
+ * a head followed by a stored row of the same type, went out twice.)
  */
 async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx: BatchContext, all: boolean): Promise<void> {
   const heads = [...queues.values()].filter((q) => all || ctx.mustVerify(partitionOfRow(q[0]!)));
@@ -143,16 +148,71 @@ export const VERIFY_AT_ONCE = 32;
 async function verifyQueue(q: OutboxRow[], acked: number[], ctx: BatchContext): Promise<void> {
   const head = q[0]!;
   const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
+  const filter = anyTypeOf(head.subject);
   // Null only when no subject of the aggregate has a message; any failure (an election, a timeout)
   // fails the pass, which is retried: taken for "absent", it would publish rows again past the window.
-  const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: anyTypeOf(head.subject) });
+  const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: filter });
   if (!last) return;
-  const stored = storedVersion(last.data) ?? (last.header?.get(Headers.MsgId) === head.event_id ? Number(head.aggregate_version) : 0);
-  while (q.length > 0 && Number(q[0]!.aggregate_version) <= stored) {
-    const row = q.shift()!;
-    acked.push(Number(row.seq));
-    ctx.stored(row, partitionOfRow(row), "verified");
+  const top = versionOf(last, q);
+  if (top === undefined) return;
+  const stored = new Set<OutboxRow>();
+  // From the highest version down: each row's message lies before the one found for the row above it.
+  let above = last;
+  for (let i = q.length - 1; i >= 0; i--) {
+    const row = q[i]!;
+    const v = Number(row.aggregate_version);
+    if (v > top) continue;
+    const m = v === top ? last : await findVersion(ctx.jsm, stream, filter, row, above.seq - 1, q);
+    if (m && m.header?.get(Headers.MsgId) === row.event_id && versionOf(m, q) === v) {
+      stored.add(row);
+      above = m;
+    }
   }
+  const unstored: OutboxRow[] = [];
+  for (const row of q) {
+    const p = partitionOfRow(row);
+    if (stored.has(row)) {
+      acked.push(Number(row.seq));
+      ctx.stored(row, p, "verified");
+    } else {
+      if (Number(row.aggregate_version) <= top) ctx.missing(row, p, top);
+      unstored.push(row);
+    }
+  }
+  q.length = 0;
+  q.push(...unstored);
+}
+
+/**
+ * `row`'s message among the aggregate's at stream sequences up to `hi`, or the first of a later version
+ * (undefined when the stream cannot say). The aggregate's versions grow with the stream sequence, so it
+ * is searched for: backwards from `hi` in growing steps (a message of the row just below the one above
+ * is found in a step or few), then by halves. A message get with `next_by_subj` (STREAM.MSG.GET, nats-server 2.9) answers
+ * each step with the aggregate's first message at or after a sequence.
+ */
+async function findVersion(jsm: JetStreamManager, stream: string, filter: string, row: OutboxRow, hi: number, q: readonly OutboxRow[]): Promise<StoredMsg | undefined> {
+  const target = Number(row.aggregate_version);
+  let lo = 1;
+  let found: StoredMsg | undefined;
+  let step = 1;
+  let galloping = true;
+  while (lo <= hi) {
+    const at = galloping ? Math.max(lo, hi - step + 1) : lo + Math.floor((hi - lo) / 2);
+    // MsgRequest lacks next_by_subj, which STREAM.MSG.GET takes as the direct get does.
+    const m = await jsm.streams.getMessage(stream, { seq: at, next_by_subj: filter } as unknown as { seq: number });
+    const v = m ? versionOf(m, q) : undefined;
+    if (!m || v === undefined) return undefined;
+    if (v === target && m.header?.get(Headers.MsgId) === row.event_id) return m;
+    if (v < target) {
+      lo = m.seq + 1;
+      galloping = false;
+    } else {
+      found = m;
+      hi = at - 1;
+      step *= 2;
+    }
+  }
+  return found;
 }
 
 /** `events.<context>.<type>.<id>` → `events.<context>.*.<id>`: every event type of one aggregate. */
@@ -163,9 +223,12 @@ function anyTypeOf(subject: string): string {
   return `${subject.slice(0, second + 1)}*${subject.slice(third)}`;
 }
 
-// The aggregate_version of a stored envelope, undefined when it does not decode as one.
-function storedVersion(data: Uint8Array): number | undefined {
-  const d = decodeMsgPack(data);
+// The aggregate_version of a stored message: its envelope's, else (a body that does not decode as one) that of the queued row it is by its msg id.
+function versionOf(m: StoredMsg, q: readonly OutboxRow[]): number | undefined {
+  const d = decodeMsgPack(m.data);
   const v = d.ok ? (d.value as { aggregate_version?: unknown } | null)?.aggregate_version : undefined;
-  return typeof v === "number" && Number.isInteger(v) ? v : undefined;
+  if (typeof v === "number" && Number.isInteger(v)) return v;
+  const id = m.header?.get(Headers.MsgId);
+  const row = id ? q.find((r) => r.event_id === id) : undefined;
+  return row ? Number(row.aggregate_version) : undefined;
 }

@@ -52,6 +52,11 @@ export interface RelayStats {
   failures: number;
   /** Rows found already stored when verifying after a crash or failure (not published again). */
   verified: number;
+  /**
+   * Rows the verification found missing from the stream below their aggregate's last stored version:
+   * published then, out of order (each logged as an error: they were committed without reaching the relay).
+   */
+  gaps: number;
   /** Passes that read the outbox table (start, after a failure, or when memory could not keep up). */
   scans: number;
   /** Passes fed from memory, with the rows the writer handed over at commit. */

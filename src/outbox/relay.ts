@@ -62,7 +62,7 @@ export class OutboxRelay {
   #progressAt = 0;
   /** Who waits for the backlog to shrink (the writer's admission). */
   readonly #roomWaiters = new RoomWaiters();
-  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, scans: 0, livePasses: 0, dropped: 0 };
+  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, gaps: 0, scans: 0, livePasses: 0, dropped: 0 };
   /** What each batch reports back to, made once. */
   readonly #batch: BatchContext;
 
@@ -104,6 +104,13 @@ export class OutboxRelay {
         this.#progressAt = performance.now();
         if (how === "duplicate") this.stats.duplicates++;
         else this.stats.published++;
+      },
+      missing: (row, _p, last) => {
+        this.stats.gaps++;
+        this.#o.logger.error(
+          { event_id: row.event_id, aggregate_type: row.aggregate_type, aggregate_id: row.aggregate_id, aggregate_version: Number(row.aggregate_version), stream_version: last },
+          "an outbox row is missing from the stream below its aggregate's last version: published now, out of order",
+        );
       },
       settled: (p) => {
         this.#inflight[p]!--;

@@ -5,7 +5,7 @@ import { decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { OutboxRelay, type RelayOptions } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, type Database } from "../../src/persistence/index.js";
-import { profileWrite } from "../support/index.js";
+import { captureLog, profileWrite } from "../support/index.js";
 import { byAggregate, streamed, useRelayHarness } from "./support.js";
 
 let nc: NatsConnection;
@@ -67,6 +67,42 @@ describe("OutboxRelay", () => {
       versions.push(d.ok ? (d.value as { aggregate_version: number }).aggregate_version : -1);
     }
     expect(versions).toEqual([1, 2, 3]);
+  });
+
+  it("looks each queued row up as its own message: one the stream lacks below the aggregate's last version is published (late, reported), not taken for stored", async () => {
+    const writer = new GroupCommitWriter(db);
+    const repo = new Repository(db);
+    const id = (a: string, v: number) => `0190a0b0-0000-7000-a000-${a === "g1" ? "1" : "2"}${String(v).padStart(11, "0")}`;
+    for (let v = 1; v <= 5; v++) for (const a of ["g1", "g2"]) await writer.submit(profileWrite(a, v, id(a, v)));
+    // What a former relay left: g1's versions 1, 3 and 4 stored — 2 was committed without the relay hearing
+    // of it — and g2's 1 to 3, other aggregates' messages between them. Published and deleted: g1's 1 and 3, g2's 1.
+    const put = async (aggregate: string, msgId: string, version: number) => {
+      const h = headers();
+      h.set("Nats-Msg-Id", msgId);
+      await jetstream(nc).publish(`events.users.UserProfileUpdated.${aggregate}`, encodeMsgPack({ aggregate_id: aggregate, aggregate_version: version }), { headers: h });
+    };
+    let noise = 0;
+    for (const [a, v] of [["g1", 1], ["g2", 1], ["g1", 3], ["g2", 2], ["g1", 4], ["g2", 3]] as const) {
+      await put(a, id(a, v), v);
+      for (let n = 0; n < 5; n++) await put(`noise${noise}`, `0190a0b0-0000-7000-b000-${String(noise++).padStart(12, "0")}`, 1);
+    }
+    const gone = [id("g1", 1), id("g1", 3), id("g2", 1)];
+    await db.execute(`delete from nerve_outbox where event_id in (?, ?, ?)`, gone, "run");
+    await new Promise((r) => setTimeout(r, 300)); // past the duplicate window
+
+    const log = captureLog("error");
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: log.logger, window: 16 });
+    relay.start();
+    expect(await relay.flush(5000)).toBe(true);
+    await relay.stop();
+    const seen = byAggregate((await streamed(nc, jsm, "EVENTS_USERS", "events.users.UserProfileUpdated.>")).filter((x) => x.startsWith("g")));
+    // g1's version 2 goes out behind 4 — late, but there; g2's stored 2 and 3 are not published again.
+    expect(seen.get("g1")).toEqual([1, 3, 4, 2, 5]);
+    expect(seen.get("g2")).toEqual([1, 2, 3, 4, 5]);
+    expect(relay.stats.verified).toBe(3);
+    expect(relay.stats.gaps).toBe(1);
+    expect(relay.stats.published).toBe(4);
+    expect(log.errors()).toEqual([expect.objectContaining({ aggregate_id: "g1", aggregate_version: 2, stream_version: 4, msg: expect.stringContaining("missing from the stream") })]);
   });
 
   it("keeps per-aggregate order while publishing many aggregates with a bounded window", async () => {

@@ -53,6 +53,7 @@ function context(lookup: (n: number) => Promise<null>): { ctx: BatchContext; mos
     dropped: () => undefined,
     sent: () => undefined,
     stored: () => undefined,
+    missing: () => undefined,
     settled: () => undefined,
   };
   return { ctx, most: () => most, lookups: () => lookups, published: () => published };
