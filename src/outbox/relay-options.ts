@@ -24,6 +24,8 @@ export interface RelayOptions {
   deleter?: PublishedRowDeleter | undefined;
   /** Most committed rows held in memory; past it the relay drops them and reads the outbox instead. */
   memoryLimit?: number;
+  /** How often a live relay reads the table again ({@link RESCAN_MS} unless set). */
+  rescanMs?: number;
   /**
    * Whose partitions this relay publishes (several instances on one database): it reads, keeps and
    * publishes only their rows, checks the fence before every publish, and reads the table again for a
@@ -41,6 +43,13 @@ export interface PublishedRowDeleter {
   /** Resolves once every row released so far is deleted. */
   released(): Promise<void>;
 }
+
+/**
+ * How often a live relay reads the outbox table again, for rows committed without being handed over
+ * (a commit whose answer was lost, anything else that wrote the table): otherwise only a restart, a
+ * failure or a partition's move would read them. A read of a caught-up table is one short query.
+ */
+export const RESCAN_MS = 10_000;
 
 /** A relay that has had no publish acknowledged for this long holds no writer back. */
 export const STALLED_MS = 500;

@@ -4,7 +4,7 @@ import { PARTITIONS } from "../cluster/partition.js";
 import { HeldPartitions, partitionOfRow } from "./held-partitions.js";
 import { publishBatch, type BatchContext } from "./publish-batch.js";
 import { RoomWaiters } from "./room-waiters.js";
-import { STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
+import { RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
 
 /** Longest wait for the deletion of published rows before the table is read anyway. */
 const RELEASE_WAIT_MS = 5_000;
@@ -19,7 +19,9 @@ const RELEASE_WAIT_MS = 5_000;
  * each transaction's rows at commit (`offer`) and it publishes them from memory, without reading the table.
  * Rows offered during the scans are kept only if their `seq` is above everything the scans saw or the
  * relay published of their partition: within a partition `seq` grows in commit order (one writer: the
- * partition's owner), so those and only those were committed after the last read. After a failure, or a
+ * partition's owner), so those and only those were committed after the last read. Live, it still scans
+ * every `rescanMs`: a row committed without being handed over (a commit whose answer was lost) is
+ * published then instead of at the next restart. After a failure, or a
  * crash, it resumes from what is unmarked; JetStream drops the repeats by their msg id, and the first
  * pass asks the stream about each aggregate's first row.
  *
@@ -46,6 +48,8 @@ export class OutboxRelay {
   readonly #held: HeldPartitions;
   /** Live: the table holds nothing unpublished beyond what memory holds. */
   #live = false;
+  /** When the last scan began (performance.now()): a live relay reads the table again every `rescanMs`. */
+  #scannedAt = 0;
   #memory: OutboxRow[] = [];
   /** Memory dropped rows since the current scan began, so it cannot take over from it. */
   #memoryLost = false;
@@ -68,7 +72,7 @@ export class OutboxRelay {
 
   constructor(opts: RelayOptions) {
     const { ownership, publishAck, ...rest } = opts;
-    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, ...rest };
+    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, rescanMs: RESCAN_MS, ...rest };
     this.#held = new HeldPartitions(ownership, {
       gained: (p) => {
         // Its former owner (or this instance, before a pause) may have left rows only the table has.
@@ -228,6 +232,10 @@ export class OutboxRelay {
       this.#pendingWake = false;
       let full = false;
       this.#held.recheck();
+      if (this.#live && performance.now() - this.#scannedAt >= this.#o.rescanMs) {
+        this.#live = false;
+        this.#checkRoom();
+      }
       try {
         const ok = this.#live ? await this.#livePass() : await this.#scanPass();
         this.#checkRoom();
@@ -248,6 +256,7 @@ export class OutboxRelay {
   /** One pass over the table; goes live when the table is caught up and memory holds the rest. */
   async #scanPass(): Promise<{ published: boolean; full: boolean }> {
     this.stats.scans++;
+    this.#scannedAt = performance.now();
     // Rows published in the last pass must be gone before reading, or they would be read again.
     // A database that cannot delete them cannot do much else; the stream check and msg ids still guard.
     if (this.#o.deleter) {

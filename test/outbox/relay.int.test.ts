@@ -193,6 +193,24 @@ describe("OutboxRelay fed by the writer", () => {
     expect(relay.stats.published).toBe(640);
   });
 
+  it("while live, reads the table again now and then: a row committed without being handed over is published too", async () => {
+    const writer = new GroupCommitWriter(db);
+    const relay = wiredRelay(writer, { window: 8, rescanMs: 300, pollMs: 50 });
+    relay.start();
+    await writer.submit(profileWrite("r1", 1, nextEventId()));
+    expect(await relay.flush(10_000)).toBe(true);
+    // A commit the relay never hears of (as one whose answer was lost): another writer, not wired to it.
+    const unheard = new GroupCommitWriter(db);
+    await unheard.submit(profileWrite("r2", 1, nextEventId()));
+    await writer.submit(profileWrite("r1", 2, nextEventId()));
+    expect(await relay.flush(10_000)).toBe(true);
+    await relay.stop();
+    const seen = byAggregate((await streamed(nc, jsm, "EVENTS_USERS", "events.users.UserProfileUpdated.>")).filter((x) => x.startsWith("r")));
+    expect(seen.get("r1")).toEqual([1, 2]);
+    expect(seen.get("r2")).toEqual([1]);
+    expect(relay.stats.livePasses).toBeGreaterThan(0);
+  });
+
   it("goes back to the table after a failed publish and loses or repeats nothing once the stream is there", async () => {
     const writer = new GroupCommitWriter(db);
     const repo = new Repository(db);
