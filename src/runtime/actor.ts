@@ -22,7 +22,7 @@ export class Actor {
     this.#ready.catch(() => (this.failed = true));
   }
 
-  /** Whether activation failed: the system then replaces the actor instead of using it. */
+  /** Whether activation or a reload failed: the system then replaces the actor instead of using it. */
   failed = false;
 
   /** Resolves once the actor's state has been loaded. */
@@ -40,11 +40,22 @@ export class Actor {
     return !this.#running && this.#queue.length === 0;
   }
 
-  /** Replaces the in-memory state with the stored one (after a bug, or a stale write). */
+  /**
+   * Replaces the in-memory state with the stored one (after a bug, or a failed commit). When that fails
+   * the state may be behind storage (a commit whose answer was lost did land): the actor is failed — the
+   * jobs waiting for it fail, and the system replaces it at its next use, which loads it afresh.
+   */
   async reload(): Promise<void> {
-    const snap = await this.loader(this.aggregateType, this.aggregateId);
-    this.state = snap?.state ?? null;
-    this.version = snap?.version ?? 0;
+    try {
+      const snap = await this.loader(this.aggregateType, this.aggregateId);
+      this.state = snap?.state ?? null;
+      this.version = snap?.version ?? 0;
+    } catch (err) {
+      this.failed = true;
+      this.#ready = Promise.reject(err);
+      this.#ready.catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Queues an exclusive job; jobs of one actor run strictly one at a time, in arrival order. */

@@ -289,8 +289,10 @@ export class CommandBus implements Lookups {
     } catch (err) {
       endSpan(committing, err);
       // The storage that refused the commit may refuse the reload too: the commit's failure is the answer
-      // (a reload's own error escaped as `internal`, which tells a client not to retry an outage).
-      await actor.reload().catch((reloadErr: unknown) => this.#deps.logger.warn({ err: reloadErr, correlation_id: correlation }, "reloading the actor after a failed commit failed too"));
+      // (a reload's own error escaped as `internal`, which tells a client not to retry an outage). The
+      // commit may have landed all the same (its answer lost): an actor that could not reload is replaced
+      // at its next use, never kept with the state from before.
+      await actor.reload().catch((reloadErr: unknown) => this.#deps.logger.warn({ err: reloadErr, correlation_id: correlation }, "reloading the actor after a failed commit failed too; it is loaded afresh at its next use"));
       if (err instanceof StaleWriteError) throw errors.unavailable("the aggregate changed concurrently; retry");
       if (err instanceof FencedError) throw errors.unavailable("the aggregate's partition moved to another instance; retry");
       if (isUniqueViolation(err)) throw errors.conflict("a unique value is already taken");

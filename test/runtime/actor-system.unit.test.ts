@@ -166,4 +166,35 @@ describe("ActorSystem activation failures", () => {
     expect(await s.exclusive("User", "a", async (a) => a.state)).toEqual({ ok: true });
     s.close();
   });
+
+  it("fails the jobs waiting for an actor whose reload failed, and loads it afresh at its next use: its state may be behind storage", async () => {
+    let fail = false;
+    let stored = 1;
+    const s = new ActorSystem({
+      load: async () => {
+        if (fail) throw new Error("database is down");
+        return { state: { stored }, version: stored };
+      },
+      mailboxSize: 4,
+      maxActors: 10,
+      idleMs: 60_000,
+    });
+    expect(await s.exclusive("User", "a", async (a) => a.version)).toBe(1);
+    // A commit whose answer was lost did land (version 2); the reload after its failure fails too.
+    const gate = deferred();
+    const failing = s.exclusive("User", "a", async (a) => {
+      await gate.promise;
+      stored = 2;
+      fail = true;
+      await a.reload().catch(() => undefined);
+      fail = false;
+    });
+    const waiting = s.exclusive("User", "a", async (a) => a.version);
+    gate.resolve();
+    await failing;
+    await expect(waiting).rejects.toThrow("database is down");
+    expect(await s.read("User", "a", (a) => a.version)).toBe(2);
+    expect(await s.exclusive("User", "a", async (a) => a.state)).toEqual({ stored: 2 });
+    s.close();
+  });
 });
