@@ -86,7 +86,8 @@ export const DELETE_LINGER_MS = 20;
 /**
  * How long the writer asks after a PostgreSQL commit whose answer never came (the connection cut during
  * COMMIT, a failover) before it fails the batch's writes with {@link CommitOutcomeUnknown}: long enough for
- * a restart or a failover's first seconds, short of a client's patience. The commits after it wait.
+ * a restart or a failover's first seconds, short of a client's patience. The writes queued behind it wait
+ * meanwhile (one transaction at a time on the main connection).
  */
 export const OUTCOME_WAIT_MS = 5000;
 
@@ -118,9 +119,9 @@ interface DeleteSet {
  * On PostgreSQL a failure after the COMMIT went out (its answer lost with the connection) may hide a
  * commit: the writer then asks the database (commit-outcome.ts) and answers the batch as what it was. One
  * whose outcome it cannot learn within {@link OUTCOME_WAIT_MS} fails its writes (CommitOutcomeUnknown) and
- * holds every later write back until it knows — a committed one's rows are then handed on first — so the
- * outbox's rows still reach the relay in commit order, and nothing of an aggregate goes out before what
- * came before it.
+ * asks again before each later batch of writes, failing it the same way until it knows — a committed one's
+ * rows are then handed on first — so the outbox's rows still reach the relay in commit order, and nothing
+ * of an aggregate goes out before what came before it.
  */
 export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRow[]]; error: [err: unknown] }> {
   readonly #db: Database;
