@@ -10,6 +10,7 @@ import { isNerveError } from "../../contracts/index.js";
 import { FencedError } from "../cluster/index.js";
 import { isTransientJetStreamError } from "../nats/index.js";
 import { QueriesOverloaded, QueryUnavailable } from "../persistence/query-thread.js";
+import { CommitOutcomeUnknown } from "../persistence/commit-outcome.js";
 import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
 
 /** Node's socket errors of a database connection that went away or never came. */
@@ -35,7 +36,7 @@ function transientSqlite(code: string): boolean {
 export function isTransientFailure(err: unknown): boolean {
   for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
     if (isNerveError(e)) return e.retryable;
-    if (e instanceof FencedError || e instanceof WriteWorkerStopped || e instanceof QueryUnavailable || e instanceof QueriesOverloaded || isTransientJetStreamError(e)) return true;
+    if (e instanceof FencedError || e instanceof WriteWorkerStopped || e instanceof QueryUnavailable || e instanceof QueriesOverloaded || e instanceof CommitOutcomeUnknown || isTransientJetStreamError(e)) return true;
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && (SOCKET_CODES.has(code) || transientSqlite(code) || (/^[0-9A-Z]{5}$/.test(code) && transientSqlState(code)))) return true;
     // The last: Knex's KnexTimeoutError (every pooled connection busy for its acquire timeout), which has

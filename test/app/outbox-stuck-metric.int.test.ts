@@ -29,6 +29,7 @@ describe("an outbox row JetStream refuses", () => {
   it("shows its age and the failed publishes on /metrics, and the same age in nerve status", async () => {
     expect(await scraped("nerve_outbox_oldest_pending_age_seconds")).toBe(0);
     expect(await scraped("nerve_outbox_publish_failures_total")).toBe(0);
+    expect(await scraped("nerve_outbox_gaps_total")).toBe(0);
 
     // No stream takes events.users.> any more: each publish of the user's event is refused (no responders).
     await (await jetstreamManager(t.client)).streams.delete("EVENTS_USERS");

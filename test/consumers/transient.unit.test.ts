@@ -3,7 +3,7 @@ import { KnexTimeoutError } from "knex";
 import { DriverException } from "@mikro-orm/core";
 import { isTransientFailure, transientReason } from "../../src/consumers/transient.js";
 import { FencedError } from "../../src/cluster/index.js";
-import { QueriesOverloaded, QueryFailed, QueryUnavailable } from "../../src/persistence/index.js";
+import { CommitOutcomeUnknown, QueriesOverloaded, QueryFailed, QueryUnavailable } from "../../src/persistence/index.js";
 
 // PostgreSQL's errors as pg reports them: a message and the SQLSTATE in `code`.
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code });
@@ -37,6 +37,7 @@ describe("isTransientFailure on PostgreSQL's and Knex's failures", () => {
     expect(isTransientFailure(new QueryUnavailable("the database is closed"))).toBe(true);
     expect(isTransientFailure(new QueryUnavailable("the query thread ended (exit code 1)"))).toBe(true);
     expect(isTransientFailure(new QueriesOverloaded("512 queries are waiting"))).toBe(true);
+    expect(isTransientFailure(new CommitOutcomeUnknown("the commit's answer was lost"))).toBe(true);
     expect(isTransientFailure(new QueryFailed("no such column: x", "SQLITE_ERROR"))).toBe(false);
   });
 });
