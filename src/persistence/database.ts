@@ -55,6 +55,15 @@ export const IDLE_IN_TRANSACTION_MS = 2000;
  */
 export const HAND_MADE_TABLES: RegExp[] = [/_fts(_(data|idx|content|docsize|config))?$/];
 
+/**
+ * Indexes made by hand on tables MikroORM knows, which its schema update must leave alone (it drops
+ * the indexes no entity declares, even when safe): PostgreSQL's trigram indexes, named `*_trgm`
+ * (the search projection's setup makes them; an operator may build them first, CONCURRENTLY). SQLite
+ * has none: its hand-made full-text index is a table of its own (HAND_MADE_TABLES), kept up by triggers,
+ * which MikroORM neither reads nor drops.
+ */
+export const HAND_MADE_INDEXES: RegExp[] = [/_trgm$/];
+
 /** How often the WAL of a SQLite file is checkpointed (passively, on a connection of its own). */
 const CHECKPOINT_EVERY_MS = 1000;
 
@@ -161,7 +170,7 @@ export function boundExecutor(connection: AbstractSqlConnection): Database["exec
   };
 }
 
-/** Opens the database and brings its schema up to date (MikroORM's safe schema update: nothing is dropped). */
+/** Opens the database and brings its schema up to date (MikroORM's safe schema update: no table, column or {@link HAND_MADE_INDEXES} index is dropped). */
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const path = opts.url.startsWith("sqlite:") ? opts.url.slice("sqlite:".length) : undefined;
   // Taken before the schema is touched: a refused second instance must not even migrate.
@@ -203,7 +212,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   }
   const connection = orm.em.getConnection() as AbstractSqlConnection;
   try {
-    if (dialect === "postgresql") await updatePostgresSchema(orm, connection);
+    if (dialect === "postgresql") await updatePostgresSchema(orm, connection, HAND_MADE_INDEXES);
     else await orm.schema.updateSchema({ safe: true });
   } catch (err) {
     await orm.close(true).catch(() => undefined);

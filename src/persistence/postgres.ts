@@ -139,12 +139,30 @@ export async function underSchemaLock<T>(connection: AbstractSqlConnection, work
   }
 }
 
-/** MikroORM's safe schema update (nothing dropped), computed and run under {@link underSchemaLock}. */
-export async function updatePostgresSchema(orm: MikroORM, connection: AbstractSqlConnection): Promise<void> {
+/**
+ * The DDL of MikroORM's safe schema update, but for its drops of indexes named by `handMade`. A safe update
+ * drops no table or column, yet it does drop every index of a table it knows that no entity declares
+ * (SqlSchemaGenerator.alterTable's removed indexes): the trigram indexes the search projection makes by hand
+ * went at every open — an ACCESS EXCLUSIVE lock, a rebuild inside the next start's schema change, and
+ * none at all after a start without consumers (a CLI's, a gateway's). They cannot be declared instead:
+ * MikroORM would then make them before pg_trgm exists, and a database without it could not start.
+ */
+export async function postgresSchemaUpdate(orm: MikroORM, handMade: readonly RegExp[]): Promise<string> {
+  const sql = await orm.schema.getUpdateSchemaSQL({ safe: true, wrap: false });
+  // One statement a line (`drop index "name";`, schema-qualified outside the default schema).
+  const kept = sql.split("\n").filter((line) => {
+    const name = /^drop index (?:"[^"]+"\.)?"([^"]+)";?$/i.exec(line.trim())?.[1];
+    return name === undefined || !handMade.some((p) => p.test(name));
+  });
+  return kept.join("\n").trim() === "" ? "" : kept.join("\n");
+}
+
+/** {@link postgresSchemaUpdate}, computed and run under {@link underSchemaLock}: no table, column or hand-made index is dropped. */
+export async function updatePostgresSchema(orm: MikroORM, connection: AbstractSqlConnection, handMade: readonly RegExp[]): Promise<void> {
   await underSchemaLock(connection, async (trx) => {
     // Computed under the lock (reading the catalog on another connection), so it sees what an instance
     // that took the lock first made. DDL alone, no values: run as MikroORM's text, without bindings.
-    const sql = await orm.schema.getUpdateSchemaSQL({ safe: true, wrap: false });
-    if (sql.trim() !== "") await connection.getKnex().raw(sql).transacting(trx);
+    const sql = await postgresSchemaUpdate(orm, handMade);
+    if (sql !== "") await connection.getKnex().raw(sql).transacting(trx);
   });
 }

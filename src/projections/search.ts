@@ -82,7 +82,7 @@ export async function setupSearchIndex(tx: Tx, logger?: Logger): Promise<void> {
   if (top !== null) logger?.info({ ms: Math.round(performance.now() - started) }, "search: full-text index built");
 }
 
-/** PostgreSQL's trigram indexes of search_documents, by name: the column each covers. */
+/** PostgreSQL's trigram indexes of search_documents, by name: the column each covers (named `*_trgm`: see HAND_MADE_INDEXES). */
 export const SEARCH_TRIGRAM_INDEXES = { search_documents_title_trgm: "title", search_documents_description_trgm: "description" } as const;
 
 /**

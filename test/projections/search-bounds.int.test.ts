@@ -4,7 +4,9 @@
  * and the FTS5 index with its prefix index — built anew, from search_documents, where an older one is found.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SEARCH_FTS_DEFINITION, SEARCH_FTS_TABLE, SEARCH_FTS_TRIGGERS, SEARCH_MAX_WORDS, ftsQueryOf, searchCatalog, searchTokens } from "../../src/projections/index.js";
+import { consumerEntities } from "../../src/consumers/index.js";
+import { openDatabase } from "../../src/persistence/index.js";
+import { SEARCH_FTS_DEFINITION, SEARCH_FTS_TABLE, SEARCH_FTS_TRIGGERS, SEARCH_MAX_WORDS, ftsQueryOf, readModelEntities, searchCatalog, searchTokens } from "../../src/projections/index.js";
 import { postgresAvailable, tempPostgres, type TempPostgres } from "../support/index.js";
 import { envelope, openReadModels, type ReadModels } from "./fixtures.js";
 
@@ -114,6 +116,19 @@ describe("the FTS5 index of an existing database", () => {
     // The triggers are back: the next event is indexed.
     await addCourses(m, [["c-new", "TypeScript Patterns", "Decorators"]]);
     expect(await ids(m, "typescript")).toEqual(["c-new", "c-ts"]);
+  });
+
+  it("is left alone by the schema update at open: MikroORM neither reads its table and triggers nor has a drop for them", async () => {
+    // (On PostgreSQL the trigram indexes are indexes of search_documents, which that update dropped: search-trigrams.int.)
+    expect((await m.db.orm.schema.getUpdateSchemaSQL({ safe: true })).trim()).toBe("");
+    const again = await openDatabase({ url: `sqlite:${m.db.sqliteFile!.path}`, entities: [...consumerEntities, ...readModelEntities] });
+    try {
+      const names = [SEARCH_FTS_TABLE, ...Object.keys(SEARCH_FTS_TRIGGERS)];
+      const found = await again.execute<{ name: string }[]>(`select name from sqlite_master where name in (${names.map(() => "?").join(", ")}) order by name`, names, "all");
+      expect(found.map((r) => r.name)).toEqual([...names].sort());
+    } finally {
+      await again.close();
+    }
   });
 
   it("is rebuilt when a start stopped half-way (a trigger missing), and left alone when whole", async () => {

@@ -2,10 +2,11 @@
  * SearchCatalog on a real PostgreSQL reads trigram indexes (pg_trgm) instead of the whole of
  * search_documents, and a database where pg_trgm cannot be made still starts and searches, by scanning.
  */
+import { EntitySchema } from "@mikro-orm/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Tx } from "../../src/consumers/index.js";
-import { SEARCH_TRIGRAM_INDEXES, SearchDocumentSchema, search, searchCatalog } from "../../src/projections/index.js";
-import { openDatabase, type Database } from "../../src/persistence/index.js";
+import { SEARCH_TRIGRAM_INDEXES, SearchDocumentSchema, courseRowProperties, search, searchCatalog } from "../../src/projections/index.js";
+import { HAND_MADE_INDEXES, openDatabase, postgresSchemaUpdate, type Database } from "../../src/persistence/index.js";
 import { captureLog, postgresAvailable, tempPostgres, type TempPostgres } from "../support/index.js";
 
 const available = await postgresAvailable();
@@ -70,6 +71,38 @@ describe.skipIf(!available)("SearchCatalog on PostgreSQL", () => {
     expect(log.lines).toEqual([]);
     const found = await searchCatalog({ dialect: "postgresql", execute: (sql, params, method) => db.query(sql, params, method === "run" ? "all" : method) })({ text: "ZYXWVUT" });
     expect(found.items.map((i) => i.course_id)).toEqual(["c-1234"]);
+  });
+
+  it("keeps them at the next open: the schema update at start drops no index made by hand", async () => {
+    await insertCourses(db, 200);
+    await db.schemaChange((execute) => search({}).setup!({ dialect: "postgresql", execute }));
+    await db.close();
+    // Before, MikroORM's safe update dropped both (indexes it does not know), at every open: a start
+    // of any role, the CLI's too, and one without consumers never made them again.
+    db = await openDatabase({ url: pg.url, entities: [SearchDocumentSchema] });
+    expect(await trigramIndexes(db)).toEqual(["search_documents_description_trgm", "search_documents_title_trgm"]);
+    expect(await postgresSchemaUpdate(db.orm, HAND_MADE_INDEXES)).toBe("");
+  });
+
+  it("keeps them when the schema update at open alters their table: the rest of the update runs, their drops do not", async () => {
+    await db.schemaChange((execute) => search({}).setup!({ dialect: "postgresql", execute }));
+    await db.close();
+    // A release that adds a column to search_documents: MikroORM's update alters the table, and (before)
+    // dropped both indexes in the same statement list.
+    const widened = new EntitySchema<any>({
+      name: "SearchDocument",
+      tableName: "search_documents",
+      properties: {
+        doc_id: { type: "integer", primary: true, autoincrement: true, fieldName: "doc_id" },
+        course_id: { type: "string", length: 64, unique: true, fieldName: "course_id" },
+        ...courseRowProperties,
+        subtitle: { type: "string", length: 200, nullable: true, fieldName: "subtitle" },
+      },
+    });
+    db = await openDatabase({ url: pg.url, entities: [widened] });
+    const columns = await db.execute<{ c: string }[]>("select column_name as c from information_schema.columns where table_name = ? and column_name = ?", ["search_documents", "subtitle"], "all");
+    expect(columns).toEqual([{ c: "subtitle" }]);
+    expect(await trigramIndexes(db)).toEqual(["search_documents_description_trgm", "search_documents_title_trgm"]);
   });
 
   it("starts without them, with a warning, where pg_trgm cannot be made; the schema change goes on and searches scan", async () => {
