@@ -262,6 +262,10 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   };
 
   try {
+    // The subscribers' DDL before the partitions: it may wait up to a minute for another instance's schema
+    // change and build indexes, and an instance that had joined meanwhile was handed its share of the
+    // partitions by the others and served none of them (the API starts after the consumers).
+    if (roles.has("consumers")) await consumers.setup();
     await ownership.start?.();
     if (roles.has("consumers")) await consumers.start();
     if (commandsRole) {

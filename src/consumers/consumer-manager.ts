@@ -95,6 +95,7 @@ export class ConsumerManager {
   #recheck: NodeJS.Timeout | undefined;
   /** Group commits that waited for a projection's backlog. */
   backlogWaits = 0;
+  #setup: Promise<void> | undefined;
 
   constructor(opts: ConsumerManagerOptions) {
     this.#o = opts;
@@ -149,12 +150,27 @@ export class ConsumerManager {
     return worst;
   }
 
-  /** Runs each subscriber's extra DDL (as one schema change), then starts every runner — or, with leases, those this instance holds. */
-  async start(): Promise<void> {
+  /**
+   * Runs each subscriber's extra DDL (an FTS5 table, trigram indexes), as one schema change; once (a failed
+   * one runs again when asked again). On PostgreSQL it may wait up to a minute for another instance's
+   * schema change and then build an index: the service runs it before it joins the partitions' leases.
+   */
+  setup(): Promise<void> {
     const { db } = this.#o;
-    await db.schemaChange(async (execute) => {
-      for (const s of this.#o.subscribers) await s.setup?.({ dialect: db.dialect, execute });
-    });
+    this.#setup ??= db
+      .schemaChange(async (execute) => {
+        for (const s of this.#o.subscribers) await s.setup?.({ dialect: db.dialect, execute });
+      })
+      .catch((err: unknown) => {
+        this.#setup = undefined;
+        throw err;
+      });
+    return this.#setup;
+  }
+
+  /** {@link setup} unless it ran, then starts every runner — or, with leases, those this instance holds. */
+  async start(): Promise<void> {
+    await this.setup();
     const leases = this.#o.leases;
     if (leases) {
       leases.on("acquired", (name, epoch, graceful) => watch(this.#o.logger, "consumer lease", this.#take(name, epoch, graceful)));
