@@ -4,7 +4,7 @@ import { Gauge, type Registry } from "prom-client";
 import type { Api } from "../api/index.js";
 import type { ConsumerLag, ConsumerManager } from "../consumers/index.js";
 import type { OutboxRelay } from "../outbox/index.js";
-import type { CheckpointStats, GroupCommitWriter, QueryThreadStats, Repository, WorkerHeap } from "../persistence/index.js";
+import type { CheckpointStats, GroupCommitWriter, QueryGateStats, QueryThreadStats, Repository, WorkerHeap } from "../persistence/index.js";
 import type { ActorSystem } from "../runtime/index.js";
 import { backgroundFailures } from "../supervision/index.js";
 import { heapAfterMajorGc } from "./gc-floor.js";
@@ -24,6 +24,8 @@ export interface ServiceMetricSources {
   checkpoints?: CheckpointStats | undefined;
   /** A SQLite file's query thread (the read models' queries); absent on PostgreSQL. */
   queries?: QueryThreadStats | undefined;
+  /** PostgreSQL's query gate (the read models' queries on a pool of their own); absent on SQLite. */
+  queryGate?: QueryGateStats | undefined;
   /** That thread's V8 heap (undefined while none runs); absent on PostgreSQL. */
   queryThreadHeap?: (() => Promise<WorkerHeap | undefined>) | undefined;
   /** Which partitions this instance owns: the outbox rows it counts are theirs (absent: every row). */
@@ -120,6 +122,15 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     counter("nerve_sqlite_query_thread_starts_total", "Query threads started: the first, and one after each that ended", [], (g) => g.set(q.starts));
     const heap = s.queryThreadHeap;
     if (heap) gauge("nerve_sqlite_query_thread_heap_bytes", "The query thread's V8 heap (not in nodejs_heap_size_*), committed and used, in all and by space; none before the first query", ["state", "space"], heapOf(heap));
+  }
+  const gate = s.queryGate;
+  if (gate) {
+    counter("nerve_pg_queries_total", "Read models' queries on PostgreSQL's query connections (SearchCatalog, CourseStats, …; NERVE_PG_QUERIES at once): answered, failed, cancelled (cut off by statement_timeout, NERVE_PG_QUERY_TIMEOUT_MS: answered unavailable), refused (64 waiting, or no connection free within 3 s: answered unavailable)", ["outcome"], (g) => {
+      g.set({ outcome: "ok" }, gate.queries - gate.failures);
+      g.set({ outcome: "failed" }, gate.failures - gate.cancelled);
+      g.set({ outcome: "cancelled" }, gate.cancelled);
+      g.set({ outcome: "refused" }, gate.refused);
+    });
   }
   gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
   counter("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));

@@ -288,7 +288,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       maxSocketsPerUser: config.NERVE_GATEWAY_SOCKETS_PER_USER,
     });
     registerServiceMetrics(gateway.metrics.registry, {
-      api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints, queries: db.queries, queryThreadHeap: db.queryThreadHeap,
+      api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints, queries: db.queries, queryThreadHeap: db.queryThreadHeap, queryGate: db.queryGate,
       leases: { partitions: ownership instanceof PartitionLeases ? ownership.leases.stats : undefined, consumers: consumerLeases?.stats },
     });
     latency.register(gateway.metrics.registry);

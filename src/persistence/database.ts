@@ -6,6 +6,7 @@ import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
 import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
 import { PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions, underSchemaLock, updatePostgresSchema } from "./postgres.js";
+import type { QueryGateStats } from "./query-gate.js";
 import type { WorkerHeap } from "./worker-heap.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
 
@@ -130,6 +131,8 @@ export interface Database {
   endCheckpointThreadForTest?(): Promise<void>;
   /** A SQLite file's query thread ({@link query}); absent elsewhere. */
   readonly queries?: QueryThreadStats;
+  /** PostgreSQL's query gate ({@link query}: its own pool, statement_timeout); absent elsewhere. */
+  readonly queryGate?: QueryGateStats;
   /** The query thread's V8 heap (undefined while none runs: asking does not start one); absent where there is none. */
   queryThreadHeap?(): Promise<WorkerHeap | undefined>;
   close(): Promise<void>;
@@ -232,6 +235,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     return {
       ...plain,
       query: (sql, params = [], method = "all") => side.gate.run(() => query(sql, params, method)),
+      queryGate: side.gate.stats,
       leaseExecute,
       schemaChange: (work) => underSchemaLock(connection, (trx) => work((sql, params, method) => execute(sql, params, method, trx))),
       close: () => side.close().finally(() => orm.close(true)),

@@ -16,7 +16,12 @@ export interface QueryGateStats {
   failures: number;
   /** Refused: too many waiting already, or no turn within the wait. */
   refused: number;
+  /** Of the failures, those PostgreSQL cancelled (57014): cut off by statement_timeout, or by an operator's pg_cancel_backend. */
+  cancelled: number;
 }
+
+/** PostgreSQL's SQLSTATE of a statement cancelled (query_canceled). */
+const QUERY_CANCELED = "57014";
 
 interface Waiter {
   go(): void;
@@ -26,7 +31,7 @@ interface Waiter {
 
 /** At most `limit` queries at once; a bounded, time-limited queue before them. */
 export class QueryGate {
-  readonly stats: QueryGateStats = { queries: 0, failures: 0, refused: 0 };
+  readonly stats: QueryGateStats = { queries: 0, failures: 0, refused: 0, cancelled: 0 };
   #running = 0;
   readonly #waiting: Waiter[] = [];
   #closed = false;
@@ -44,6 +49,7 @@ export class QueryGate {
       return await query();
     } catch (err) {
       this.stats.failures++;
+      if ((err as { code?: unknown } | null)?.code === QUERY_CANCELED) this.stats.cancelled++;
       throw err;
     } finally {
       this.stats.queries++;

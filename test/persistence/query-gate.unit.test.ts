@@ -36,7 +36,7 @@ describe("QueryGate", () => {
     expect(started).toEqual(["a", "b", "c", "d"]);
     d.finish();
     expect(await Promise.all([a.result, c.result, d.result])).toEqual(["a", "c", "d"]);
-    expect(gate.stats).toEqual({ queries: 4, failures: 0, refused: 0 });
+    expect(gate.stats).toEqual({ queries: 4, failures: 0, refused: 0, cancelled: 0 });
   });
 
   it("refuses at once beyond `maxWaiting` waiting, and a waiter whose turn does not come within `maxWaitMs`", async () => {
@@ -57,7 +57,10 @@ describe("QueryGate", () => {
   it("counts a failed query and frees its turn; closed, fails the waiters and refuses new queries", async () => {
     const gate = new QueryGate(1, 3000, 5);
     await expect(gate.run(() => Promise.reject(new Error("syntax error")))).rejects.toThrow("syntax error");
-    expect(gate.stats).toEqual({ queries: 1, failures: 1, refused: 0 });
+    expect(gate.stats).toEqual({ queries: 1, failures: 1, refused: 0, cancelled: 0 });
+    // PostgreSQL's statement_timeout (or pg_cancel_backend) cancels with 57014: a failure, counted apart too.
+    await expect(gate.run(() => Promise.reject(Object.assign(new Error("canceling statement due to statement timeout"), { code: "57014" })))).rejects.toThrow(/statement timeout/);
+    expect(gate.stats).toEqual({ queries: 2, failures: 2, refused: 0, cancelled: 1 });
     const running = pending(1);
     const first = gate.run(running.run);
     const waiter = gate.run(async () => 2).catch((e: unknown) => e);
