@@ -85,6 +85,11 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     logger.warn({ err, failures_so_far: checkpointFailures }, "a WAL checkpoint failed; retried every second (said at most once a minute): the WAL grows until one succeeds");
   };
   const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, pgPool: config.NERVE_PG_POOL, pgQueries: config.NERVE_PG_QUERIES, pgQueryTimeoutMs: config.NERVE_PG_QUERY_TIMEOUT_MS, entities, exclusiveInstance: true, onCheckpointFailure });
+  // The queries keep their timeout either way; a warning for what else was dropped: every session's
+  // idle_in_transaction_session_timeout, which the takeover of a frozen owner's partitions relies on.
+  if (db.queryTimeoutSetBy === "transaction") {
+    logger.warn("PostgreSQL's sessions came without Nerve's startup options (a pooler in transaction mode that ignores `options`?): each read-model query sets its statement_timeout in a transaction of its own, and the other sessions' idle_in_transaction_session_timeout is the role's default (deploy/postgres/README.md)");
+  }
   const repo = new Repository(db);
   let nc: NatsConnection | undefined;
   let jsm: JetStreamManager;

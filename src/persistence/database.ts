@@ -5,7 +5,7 @@ import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
 import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
-import { PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions, underSchemaLock, updatePostgresSchema } from "./postgres.js";
+import { PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions, underSchemaLock, updatePostgresSchema, withLocalSettings, type QueryTimeoutSetBy } from "./postgres.js";
 import type { QueryGateStats } from "./query-gate.js";
 import type { WorkerHeap } from "./worker-heap.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
@@ -133,6 +133,8 @@ export interface Database {
   readonly queries?: QueryThreadStats;
   /** PostgreSQL's query gate ({@link query}: its own pool, statement_timeout); absent elsewhere. */
   readonly queryGate?: QueryGateStats;
+  /** PostgreSQL: how {@link query}'s statement_timeout reaches its sessions (`transaction`: a pooler dropped the startup options); absent elsewhere. */
+  readonly queryTimeoutSetBy?: QueryTimeoutSetBy;
   /** The query thread's V8 heap (undefined while none runs: asking does not start one); absent where there is none. */
   queryThreadHeap?(): Promise<WorkerHeap | undefined>;
   close(): Promise<void>;
@@ -229,11 +231,19 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   const plain: Database = { orm, connection, dialect, sqliteFile, execute, read: execute, query: execute, leaseExecute: execute, schemaChange: (work) => work(execute), close: () => orm.close(true) };
   if (dialect === "postgresql") {
     const queries = Math.max(1, Math.floor(opts.pgQueries ?? PG_QUERIES));
-    const side = await openPostgresSidePools(orm, opts.url, { queries, queryTimeoutMs: Math.max(1, Math.floor(opts.pgQueryTimeoutMs ?? PG_QUERY_TIMEOUT_MS)), idleInTransactionMs });
+    const queryTimeoutMs = Math.max(1, Math.floor(opts.pgQueryTimeoutMs ?? PG_QUERY_TIMEOUT_MS));
+    const side = await openPostgresSidePools(orm, opts.url, { queries, queryTimeoutMs, idleInTransactionMs }).catch(async (err: unknown) => {
+      await orm.close(true).catch(() => undefined);
+      throw err;
+    });
     const leaseExecute = boundExecutor(side.leases);
-    const query = boundExecutor(side.queries);
+    const query =
+      side.queryTimeoutSetBy === "startup"
+        ? boundExecutor(side.queries)
+        : withLocalSettings(side.queries, boundExecutor(side.queries), { statement_timeout: queryTimeoutMs, idle_in_transaction_session_timeout: idleInTransactionMs });
     return {
       ...plain,
+      queryTimeoutSetBy: side.queryTimeoutSetBy,
       query: (sql, params = [], method = "all") => side.gate.run(() => query(sql, params, method)),
       queryGate: side.gate.stats,
       leaseExecute,

@@ -13,6 +13,7 @@
  */
 import type { MikroORM } from "@mikro-orm/core";
 import type { AbstractSqlConnection, Knex } from "@mikro-orm/knex";
+import type { Database } from "./database.js";
 import { QueryGate } from "./query-gate.js";
 
 /** Connections of the main pool by default (`NERVE_PG_POOL`): Knex's default, what it was before it was a setting. */
@@ -65,11 +66,21 @@ export function pgPoolOptions(pool: { min: number; max: number }, settings: Reco
   };
 }
 
+/**
+ * How the queries' sessions get their statement_timeout: `startup`, the `-c` startup option (free); or
+ * `transaction`, where the sessions came without it — a pooler in transaction mode told to ignore the
+ * `options` startup parameter (PgBouncer's ignore_startup_parameters) drops it silently — so each query
+ * sets it in a transaction of its own ({@link withLocalSettings}).
+ */
+export type QueryTimeoutSetBy = "startup" | "transaction";
+
 /** The pools beside MikroORM's: the leases' and the queries' (behind their gate). */
 export interface PostgresSidePools {
   readonly leases: AbstractSqlConnection;
   readonly queries: AbstractSqlConnection;
   readonly gate: QueryGate;
+  /** How the queries get their statement_timeout, as found at open. */
+  readonly queryTimeoutSetBy: QueryTimeoutSetBy;
   close(): Promise<void>;
 }
 
@@ -89,14 +100,45 @@ export async function openPostgresSidePools(orm: MikroORM, url: string, o: { que
   const leases = side(PG_LEASE_POOL, idle);
   const queries = side(o.queries, { ...idle, statement_timeout: o.queryTimeoutMs });
   const gate = new QueryGate(o.queries, PG_ACQUIRE_TIMEOUT_MS);
-  return {
-    leases,
-    queries,
-    gate,
-    close: async () => {
-      gate.close();
-      await Promise.allSettled([leases.close(true), queries.close(true)]);
-    },
+  const close = async () => {
+    gate.close();
+    await Promise.allSettled([leases.close(true), queries.close(true)]);
+  };
+  let queryTimeoutSetBy: QueryTimeoutSetBy;
+  try {
+    // One session of the queries' pool says whether the startup options arrived. Behind a pooler in
+    // transaction mode every server session is the pooler's, made alike: one answers for all.
+    const res = (await queries.getKnex().raw("select setting from pg_settings where name = ?", ["statement_timeout"])) as { rows: { setting: string }[] };
+    queryTimeoutSetBy = Number(res.rows[0]?.setting) === Math.max(0, Math.floor(o.queryTimeoutMs)) ? "startup" : "transaction";
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { leases, queries, gate, queryTimeoutSetBy, close };
+}
+
+/**
+ * `run` (an executor on `connection`'s pool) with each statement in a transaction of its own that first
+ * gives itself `settings` (set_config(…, true), as SET LOCAL: they end with the transaction). For
+ * sessions that came without them ({@link QueryTimeoutSetBy}): a session-wide SET would stay on the
+ * pooler's server session and reach its next client, a transaction stays on one. Three round trips more
+ * a statement (begin, set_config, commit).
+ */
+export function withLocalSettings(connection: AbstractSqlConnection, run: Database["execute"], settings: Record<string, number>): Database["execute"] {
+  const entries = Object.entries(settings);
+  const set = `select ${entries.map(() => "set_config(?, ?, true)").join(", ")}`;
+  const values = entries.flatMap(([name, value]) => [name, String(Math.max(0, Math.floor(value)))]);
+  return async (sql, params = [], method = "all") => {
+    const trx = await connection.getKnex().transaction();
+    try {
+      await run(set, values, "get", trx);
+      const out = await run(sql, params, method, trx);
+      await trx.commit();
+      return out;
+    } catch (err) {
+      await trx.rollback().catch(() => undefined);
+      throw err;
+    }
   };
 }
 

@@ -4,13 +4,13 @@
  * (a command path's statement is answered); the queries beyond the budget are answered `unavailable`;
  * a query past its statement_timeout is cut off, `unavailable` too.
  */
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { pino } from "pino";
 import { NerveError } from "../../contracts/index.js";
 import { PARTITIONS, PartitionLeases, clusterEntities } from "../../src/cluster/index.js";
 import { queryTxOf } from "../../src/consumers/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
-import { postgresAvailable, tempPostgres, type TempPostgres } from "../support/index.js";
+import { postgresAvailable, tcpProxy, tempPostgres, withoutStartupOptions, type TempPostgres } from "../support/index.js";
 
 const available = await postgresAvailable();
 const quiet = pino({ level: "silent" });
@@ -96,5 +96,26 @@ describe.skipIf(!available)("PostgreSQL's connection budgets", () => {
     expect(err).toMatchObject({ code: "57014" });
     await expect(queryTxOf(db).execute("select pg_sleep(?) as slept", [30], "get")).rejects.toMatchObject({ code: "unavailable" });
     expect(await db.execute("select pg_sleep(?) as slept", [0.5], "get")).toEqual({ slept: "" });
+    expect(db.queryTimeoutSetBy).toBe("startup");
+  });
+
+  it("cuts a query off at its statement_timeout behind a pooler that drops the startup options (PgBouncer in transaction mode, ignore_startup_parameters = options)", async () => {
+    const server = new URL(pg.url);
+    const proxy = await tcpProxy({ host: server.hostname, port: Number(server.port || 5432) }, { startup: withoutStartupOptions });
+    onTestFinished(() => proxy.close());
+    const url = new URL(pg.url);
+    url.port = String(proxy.port);
+    const db = await openDatabase({ url: url.href, entities: clusterEntities, pgQueryTimeoutMs: 200 });
+    dbs.push(db);
+    // The sessions came without Nerve's settings, as a pooler's server sessions do.
+    expect(await db.execute("select current_setting(?) as t", ["statement_timeout"], "get")).toEqual({ t: "0" });
+    // Before, the query ran to its end (5 s here; as long as it took, anywhere).
+    const err = await db.query("select pg_sleep(?) as slept", [5], "get").catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "57014" });
+    expect(db.queryTimeoutSetBy).toBe("transaction");
+    await expect(queryTxOf(db).execute("select pg_sleep(?) as slept", [5], "get")).rejects.toMatchObject({ code: "unavailable" });
+    // Set for the query's own transaction, with the idle timeout; answered as before.
+    expect(await db.query("select current_setting(?) as t, current_setting(?) as idle", ["statement_timeout", "idle_in_transaction_session_timeout"], "get")).toEqual({ t: "200ms", idle: "2s" });
+    expect(await db.query<{ n: number }[]>("select ?::int as n union all select ?::int", [1, 2], "all")).toEqual([{ n: 1 }, { n: 2 }]);
   });
 });

@@ -42,3 +42,20 @@ export async function tempPostgres(): Promise<TempPostgres> {
       }),
   };
 }
+
+/**
+ * A PostgreSQL StartupMessage without its `options` parameter (the `-c name=value` settings), as PgBouncer
+ * in transaction mode sends it on with `ignore_startup_parameters = options`; any other message as it is.
+ */
+export function withoutStartupOptions(message: Buffer): Buffer {
+  if (message.length < 8 || message.readInt32BE(4) !== 196608) return message;
+  const fields = message.subarray(8).toString("utf8").split("\0");
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < fields.length && fields[i] !== ""; i += 2) if (fields[i] !== "options") kept.push(fields[i]!, fields[i + 1]!);
+  const body = Buffer.from(`${kept.join("\0")}\0\0`, "utf8");
+  const out = Buffer.alloc(8 + body.length);
+  out.writeInt32BE(out.length, 0);
+  out.writeInt32BE(196608, 4);
+  body.copy(out, 8);
+  return out;
+}

@@ -21,7 +21,12 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function tcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+/** What a proxy may change: `startup` rewrites the client's first message (PostgreSQL's StartupMessage), whole. */
+export interface TcpProxyOptions {
+  startup?: (message: Buffer) => Buffer;
+}
+
+export async function tcpProxy(target: { host: string; port: number }, opts: TcpProxyOptions = {}): Promise<TcpProxy> {
   const port = await freePort();
   const sockets = new Set<Socket>();
   let server: Server | undefined;
@@ -36,7 +41,7 @@ export async function tcpProxy(target: { host: string; port: number }): Promise<
           sock.on("error", () => undefined);
         }
         let mute = false;
-        client.on("data", (chunk: Buffer) => {
+        const forward = (chunk: Buffer) => {
           const lose = armed && chunk.includes(armed.marker) ? armed : undefined;
           if (!lose) return void upstream.write(chunk);
           armed = undefined;
@@ -46,10 +51,12 @@ export async function tcpProxy(target: { host: string; port: number }): Promise<
             client.destroy();
             upstream.destroy();
           }, lose.dropAfterMs);
-        });
+        };
         upstream.on("data", (chunk: Buffer) => {
           if (!mute) client.write(chunk);
         });
+        if (opts.startup) forwardRewritingFirst(client, upstream, opts.startup, forward);
+        else client.on("data", forward);
         client.on("close", () => upstream.destroy());
         upstream.on("close", () => client.destroy());
       });
@@ -71,4 +78,19 @@ export async function tcpProxy(target: { host: string; port: number }): Promise<
     loseAnswerTo: (marker, dropAfterMs = 200) => new Promise<void>((passed) => (armed = { marker: Buffer.from(marker), dropAfterMs, passed })),
     close: stop,
   };
+}
+
+/** Hands what `client` sends to `forward`, its first length-prefixed message (an Int32 length, itself included) rewritten by `rewrite`. */
+function forwardRewritingFirst(client: Socket, upstream: Socket, rewrite: (message: Buffer) => Buffer, forward: (chunk: Buffer) => void): void {
+  let head = Buffer.alloc(0);
+  const collect = (chunk: Buffer) => {
+    head = Buffer.concat([head, chunk]);
+    if (head.length < 4 || head.length < head.readInt32BE(0)) return;
+    client.off("data", collect);
+    const length = head.readInt32BE(0);
+    upstream.write(rewrite(head.subarray(0, length)));
+    if (head.length > length) forward(head.subarray(length));
+    client.on("data", forward);
+  };
+  client.on("data", collect);
 }
