@@ -28,6 +28,11 @@ export const LeaseSchema = new EntitySchema<LeaseRow>({
     epoch: { type: "integer", default: 0, fieldName: "epoch" },
     lease_until: { type: "datetime", columnType: "timestamptz", nullable: true, fieldName: "lease_until" },
   },
+  // Makes owner and epoch "key" columns for PostgreSQL's row locks (those of a plain unique index; lease_key
+  // alone makes it unique). An update that changes them — a takeover, an acquisition, a release — takes
+  // FOR UPDATE and waits for the fence's FOR KEY SHARE; a renewal, which changes lease_until only, takes
+  // FOR NO KEY UPDATE and does not (fencing.ts).
+  uniques: [{ name: "nerve_leases_holder", properties: ["lease_key", "owner", "epoch"] }],
 });
 
 /** The membership table. */

@@ -1,10 +1,12 @@
 /**
  * The fence check a transaction that writes under leases runs first on PostgreSQL (every group commit,
- * every read-model batch of a consumer). It reads the leases `for share`: the rows stay locked until
- * the transaction ends, so a takeover (which updates them) waits for this commit or finds it rolled
- * back, and a commit after a takeover finds a newer epoch and fails. A former owner — even one paused
- * past its lease that resumes mid-transaction (its session is ended by idle_in_transaction_session_timeout
- * meanwhile) — can never commit.
+ * every read-model batch of a consumer). It reads the leases `for key share`: the rows stay locked until
+ * the transaction ends, so a takeover (which changes owner and epoch, key columns of nerve_leases) waits
+ * for this commit or finds it rolled back, and a commit after a takeover finds a newer epoch and fails. A
+ * former owner — even one paused past its lease that resumes mid-transaction (its session is ended by
+ * idle_in_transaction_session_timeout meanwhile) — can never commit. A renewal changes lease_until alone,
+ * which FOR KEY SHARE does not block: with `for share` one long fenced transaction (a slow statement, a
+ * lock wait) held up the one renewal statement of all the group's leases, and the instance lost them all.
  */
 import { leaseName } from "./leases.js";
 import type { Fence } from "./ownership.js";
@@ -33,7 +35,7 @@ export async function checkLeases(exec: Exec, owner: string, checks: readonly Le
   if (want.size === 0) return;
   const names = [...want.keys()];
   const rows = await exec<{ lease_key: string; owner: string | null; epoch: number | string }[]>(
-    `select lease_key, owner, epoch from nerve_leases where lease_key in (${names.map(() => "?").join(",")}) for share`,
+    `select lease_key, owner, epoch from nerve_leases where lease_key in (${names.map(() => "?").join(",")}) for key share`,
     names,
     "all",
   );

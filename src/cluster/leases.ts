@@ -315,12 +315,17 @@ export class Leases extends EventEmitter<LeaseEvents> {
     const { group } = this.#o;
     // A free lease, a lapsed one, or our own (lost by our clock, not yet by the database's): a new epoch.
     // `graceful`: the last holder released it (owner null), so nothing it did can still be in flight.
+    // Only those rows are locked, and one locked elsewhere is skipped, taken at a later round: a commit of
+    // its former owner still holds its fence (or a renewal or another acquisition is at it). Waiting for it
+    // held this round — and so this instance's renewals — up for as long, while the rows locked already held
+    // up their holders' renewals and commits: one long fenced transaction cost every instance its leases.
+    const free = (t: string) => `(${t}owner is null or ${t}owner = ? or ${t}lease_until is null or ${t}lease_until < now())`;
     const rows = await this.#o.db.leaseExecute<{ lease_key: string; epoch: number | string; graceful: boolean }[]>(
       `update nerve_leases l set owner = ?, epoch = l.epoch + 1, lease_until = now() + ? * interval '1 millisecond'
-       from (select lease_key, owner is null as graceful from nerve_leases where lease_key in (${keys.map(() => "?").join(",")}) for update) prev
-       where l.lease_key = prev.lease_key and (l.owner is null or l.owner = ? or l.lease_until is null or l.lease_until < now())
+       from (select lease_key, owner is null as graceful from nerve_leases where lease_key in (${keys.map(() => "?").join(",")}) and ${free("")} for update skip locked) prev
+       where l.lease_key = prev.lease_key and ${free("l.")}
        returning l.lease_key, l.epoch, prev.graceful`,
-      [this.#o.instanceId, this.#o.ttlMs, ...keys.map((k) => leaseName(group, k)), this.#o.instanceId],
+      [this.#o.instanceId, this.#o.ttlMs, ...keys.map((k) => leaseName(group, k)), this.#o.instanceId, this.#o.instanceId],
       "all",
     );
     for (const r of rows) {

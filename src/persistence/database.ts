@@ -20,7 +20,7 @@ export interface DatabaseOptions {
   sqliteSynchronous?: "FULL" | "NORMAL";
   /**
    * PostgreSQL ends a session idle inside a transaction this long (ms). A frozen former owner (SIGSTOP)
-   * holds its transaction's row locks, the lease rows its fence check read `for share` among them, and
+   * holds its transaction's row locks, the lease rows its fence check read `for key share` among them, and
    * would block the takeover until it woke; ended, its locks go and its commit can never land.
    */
   idleInTransactionMs?: number;

@@ -29,6 +29,14 @@ export const PG_QUERY_TIMEOUT_MS = 5000;
 export const PG_LEASE_POOL = 2;
 
 /**
+ * lock_timeout of the leases' connections: a lease statement that waits for a row or table lock this long
+ * fails, and the next round (a second later) tries again. A round waiting for a lock blocks the next ones
+ * (they run one at a time), so a wait as long as a lease's validity cost the instance every lease it held;
+ * a few short failed rounds cost it none.
+ */
+export const PG_LEASE_LOCK_TIMEOUT_MS = 1000;
+
+/**
  * How long a statement waits for a pooled connection before it fails (KnexTimeoutError, transient): less
  * than a lease's validity (4 s of a 5 s lease), so that a saturated pool shows as failed statements, retried,
  * not as statements that wait past it.
@@ -87,7 +95,8 @@ export interface PostgresSidePools {
 /**
  * Opens the leases' and the queries' pools beside `orm`'s (lazily: a connection is made at its first
  * statement). Each is a MikroORM connection of its own, so results and errors come back as the main
- * pool's do. Every session gets idle_in_transaction_session_timeout; the queries' also statement_timeout.
+ * pool's do. Every session gets idle_in_transaction_session_timeout; the leases' also lock_timeout, the
+ * queries' statement_timeout.
  */
 export async function openPostgresSidePools(orm: MikroORM, url: string, o: { queries: number; queryTimeoutMs: number; idleInTransactionMs: number }): Promise<PostgresSidePools> {
   const { PostgreSqlConnection } = await import("@mikro-orm/postgresql");
@@ -97,7 +106,7 @@ export async function openPostgresSidePools(orm: MikroORM, url: string, o: { que
     return c;
   };
   const idle = { idle_in_transaction_session_timeout: o.idleInTransactionMs };
-  const leases = side(PG_LEASE_POOL, idle);
+  const leases = side(PG_LEASE_POOL, { ...idle, lock_timeout: PG_LEASE_LOCK_TIMEOUT_MS });
   const queries = side(o.queries, { ...idle, statement_timeout: o.queryTimeoutMs });
   const gate = new QueryGate(o.queries, PG_ACQUIRE_TIMEOUT_MS);
   const close = async () => {

@@ -2,7 +2,9 @@
  * Partition leases and fencing on a real PostgreSQL (issue #11): instances split the 64 partitions by
  * rendezvous, a join moves about half, a dead instance's partitions are taken over once its leases lapse, a
  * former owner gives a lapsed lease up (by its own clock) before anyone can take it, and no commit under
- * an old epoch can land — not even one that holds its transaction open across the takeover.
+ * an old epoch can land — not even one that holds its transaction open across the takeover. A fenced
+ * transaction, however long, holds up no renewal (its lease's takeover still waits for it) and no other
+ * instance's acquisitions; a lease statement waiting for a lock gives up after the pool's lock_timeout.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
@@ -145,6 +147,129 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
     // From now on a's fence is stale: its commits fail, whatever a's own clock still says.
     await expect(db.connection.transactional((trx) => checkFences(exec(trx) as never, "a", [fence]))).rejects.toBeInstanceOf(FencedError);
     await until("a notices at its next renewal", () => a.fence(p) === undefined, 3_000);
+  });
+
+  it("keeps every lease, its own and the others', while a fenced transaction runs past a lease's validity; a takeover of that lease still waits for its commit", async () => {
+    const db = await open();
+    const a = await manager("a", db);
+    const b = await manager("b");
+    await until("split", () => a.held().length + b.held().length === PARTITIONS && a.held().length > 0 && b.held().length > 0);
+    const [aHeld, bHeld] = [a.held(), b.held()];
+    const p = aHeld[0]!;
+    const fence = a.fence(p)!;
+    const other = await open();
+    const watcher = await open();
+    const exec = (trx: unknown) => (sql: string, params: unknown[], method: "all" | "run") => db.execute(sql, params, method, trx);
+
+    let slept = false;
+    let committed = false;
+    let takenOver = false;
+    let fenced!: () => void;
+    const checked = new Promise<void>((resolve) => (fenced = resolve));
+    const inTx = db.connection.transactional(async (trx) => {
+      await checkFences(exec(trx) as never, "a", [fence]);
+      fenced();
+      // One statement of the transaction runs three validities of the lease (0.96 s): a slow query, a lock
+      // wait behind another instance's DDL. With the fence `for share` the renewal of every lease of the
+      // group waited for it, and a lost them all within a validity (b too, once a's membership lapsed).
+      await db.execute("select pg_sleep(3)", [], "all", trx);
+      slept = true;
+      // Still open: the takeover of this very lease waits for it, PostgreSQL's own view.
+      await until("the takeover waits for the lease row's lock", async () => {
+        const [w] = await watcher.execute<{ n: number }[]>("select count(*) as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '/* takeover */%'", [], "all");
+        return Number(w!.n) > 0;
+      });
+      expect(takenOver).toBe(false);
+      committed = true;
+    });
+    await checked;
+    // Sampled until the transaction is about to commit, the takeover's wait included.
+    const shortfalls: string[] = [];
+    const sampling = (async () => {
+      while (!committed) {
+        if (a.held().length < aHeld.length) shortfalls.push(`a held ${a.held().length} of ${aHeld.length}`);
+        if (b.held().length < bHeld.length) shortfalls.push(`b held ${b.held().length} of ${bHeld.length}`);
+        await sleep(25);
+      }
+    })();
+    await until("the long statement ended", () => slept, 20_000);
+    const takeover = other
+      .execute("/* takeover */ update nerve_leases set owner = ?, epoch = epoch + 1, lease_until = now() + interval '5 seconds' where lease_key = ? returning epoch", ["b", `partitions/${p}`], "all")
+      .then((rows) => {
+        takenOver = true;
+        return rows as { epoch: number }[];
+      });
+    const [row] = await takeover;
+    expect(committed).toBe(true); // the takeover went through only after the fenced commit
+    await inTx;
+    await sampling;
+    expect(shortfalls.slice(0, 3)).toEqual([]);
+    expect(a.leases.stats.lost + b.leases.stats.lost).toBe(0);
+    expect(Number(row!.epoch)).toBe(fence.epoch + 1);
+    await expect(db.connection.transactional((trx) => checkFences(exec(trx) as never, "a", [fence]))).rejects.toBeInstanceOf(FencedError);
+  });
+
+  it("skips a lease its former owner's open transaction still fences, keeps taking and renewing the rest, and takes it once that commits", async () => {
+    const db = await open();
+    const p = 5;
+    // A former owner gone past its lease, one fenced transaction of its still open.
+    await db.execute("insert into nerve_leases (lease_key, owner, epoch, lease_until) values (?, 'gone', 1, now() - interval '1 second')", [`partitions/${p}`], "run");
+    const exec = (trx: unknown) => (sql: string, params: unknown[], method: "all" | "run") => db.execute(sql, params, method, trx);
+    let ending = false;
+    let ended = false;
+    let fenced!: () => void;
+    const checked = new Promise<void>((resolve) => (fenced = resolve));
+    const inTx = db.connection.transactional(async (trx) => {
+      await checkFences(exec(trx) as never, "gone", [{ partition: p, epoch: 1 }]);
+      fenced();
+      // Busy (not idle, which the server would end) until the test lets it commit; at most 10 s.
+      const deadline = Date.now() + 10_000;
+      while (!ending && Date.now() < deadline) await db.execute("select pg_sleep(0.05)", [], "all", trx);
+      ended = true;
+      return ending;
+    });
+    await checked;
+
+    // Waiting for that row held b's start (and then each of its rounds) up for as long as the transaction ran.
+    const b = await manager("b");
+    expect(ended).toBe(false);
+    expect(b.held()).toHaveLength(PARTITIONS - 1);
+    expect(b.held()).not.toContain(p);
+    const shortfalls: number[] = [];
+    const rounds = b.leases.stats.rounds;
+    await until("five more rounds of b", () => {
+      if (b.held().length < PARTITIONS - 1) shortfalls.push(b.held().length);
+      return b.leases.stats.rounds >= rounds + 5;
+    });
+    expect(b.held()).not.toContain(p);
+    ending = true;
+    expect(await inTx).toBe(true); // committed while the test held it open, not at its deadline
+    await until("b takes the lease once the transaction committed", () => b.held().includes(p));
+    expect(b.fence(p)!.epoch).toBe(2);
+    expect(shortfalls).toEqual([]);
+    expect(b.leases.stats.lost).toBe(0);
+  });
+
+  it("gives a lock wait up after the leases' lock_timeout: with a lease row locked elsewhere the round waiting for it fails and the next ones run, rather than all waiting for the lock", async () => {
+    const a = await manager("a");
+    const db = await open();
+    let release = false;
+    let locked!: () => void;
+    const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+    const holder = db.connection.transactional(async (trx) => {
+      await db.execute("select lease_key from nerve_leases where lease_key = ? for update", ["partitions/0"], "all", trx);
+      locked();
+      const deadline = Date.now() + 10_000;
+      while (!release && Date.now() < deadline) await db.execute("select pg_sleep(0.05)", [], "all", trx);
+    });
+    await lockTaken;
+    // Rounds run one at a time: one that waits for the lock held every later one back until the lock went.
+    // (a's leases lapse meanwhile, by its clock, since this test's lease is shorter than the lock_timeout.)
+    const { rounds, failedRounds } = a.leases.stats;
+    await until("the waiting round gave up and three more started", () => a.leases.stats.rounds >= rounds + 3 && a.leases.stats.failedRounds >= failedRounds + 1);
+    release = true;
+    await holder;
+    await until("a holds every partition again", () => a.held().length === PARTITIONS);
   });
 
   it("ends a frozen owner's open transaction, so a takeover never waits on it for long", async () => {
