@@ -154,7 +154,9 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   ownership.on("lost", (p) => watch(logger, "forget actors", system.forget(inPartition(p))));
   drainPartition = async (p) => {
     await system.forget(inPartition(p), config.NERVE_SHUTDOWN_MS);
-    await writer.flushed();
+    // What was submitted until now, the partition's last writes among them; not the writes of the
+    // partitions kept, which under load never stop coming (flushed() waited for those too: never ended).
+    await writer.settled();
     await relay!.flushPartition(p, config.NERVE_SHUTDOWN_MS);
   };
   const relayJsm = await jetstreamManager(nc, { checkAPI: false, timeout: VERIFY_TIMEOUT_MS });

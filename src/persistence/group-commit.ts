@@ -11,8 +11,19 @@ import { endSpan, groupCommitSpan } from "../tracing/index.js";
 
 interface Pending {
   write: AggregateWrite;
+  /** Its place among every write submitted (0, 1, 2 …): whether a {@link Settling} waits for it. */
+  seq: number;
   resolve: () => void;
   reject: (err: unknown) => void;
+}
+
+/** A wait for the writes submitted before it ({@link GroupCommitWriter.settled}). */
+interface Settling {
+  /** The writes it waits for are those numbered below this. */
+  before: number;
+  /** How many of them are still unsettled. */
+  left: number;
+  resolve: () => void;
 }
 
 /** Figures of the writer, for metrics and the benchmark. */
@@ -137,6 +148,11 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   /** The SQLite write worker, when this writer commits through one. */
   readonly sqliteWorker: SqliteWriteWorker | undefined;
   #queue: Pending[] = [];
+  /** Writes submitted so far; the next one's seq. */
+  #submitted = 0;
+  /** Writes submitted and not yet committed or failed. */
+  #unsettled = 0;
+  readonly #settlings: Settling[] = [];
   #deletes: DeleteSet = { seqs: [], waiters: [] };
   /**
    * The deletes the transactions in flight carry (at most `pipeline`). Here and in #drain, arrays rather
@@ -185,8 +201,10 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
 
   /** Resolves once the write is committed; rejects with the database's error when it is not. */
   submit(write: AggregateWrite): Promise<void> {
+    const seq = this.#submitted++;
+    this.#unsettled++;
     return new Promise((resolve, reject) => {
-      this.#queue.push({ write, resolve, reject });
+      this.#queue.push({ write, seq, resolve, reject });
       if (this.#cutLinger) this.#cutLinger();
       else if (this.#wake) this.#wake();
       else this.#schedule();
@@ -210,9 +228,23 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     return Promise.all(targets.map((t) => new Promise<void>((resolve) => t.waiters.push(resolve)))).then(() => undefined);
   }
 
-  /** Resolves when everything submitted and released so far has been committed or failed. */
+  /**
+   * Resolves when everything submitted and released so far has been committed or failed, and nothing
+   * more is queued: under sustained load (writes of other aggregates refilling the queue) that may be
+   * never. To wait for what came before a moment, {@link settled}.
+   */
   flushed(): Promise<void> {
     return this.#idle;
+  }
+
+  /**
+   * Resolves once every write submitted so far has been committed or failed; writes submitted after are
+   * not waited for. A partition's hand-off drains with it: flushed() waits for the whole writer to be
+   * idle, which under load (the commands of the partitions kept refilling the queue) it never is.
+   */
+  settled(): Promise<void> {
+    if (this.#unsettled === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#settlings.push({ before: this.#submitted, left: this.#unsettled, resolve }));
   }
 
   /** Waits for everything submitted so far, then ends the write worker (if any); submit no more after it. */
@@ -324,6 +356,26 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       for (const p of batch) p.reject(err);
       return;
     }
+    try {
+      await this.#commitOrRetry(batch);
+    } finally {
+      for (const p of batch) this.#settle(p.seq);
+    }
+  }
+
+  // Every write unsettled when a Settling was made was submitted before it: it counts them down.
+  #settle(seq: number): void {
+    this.#unsettled--;
+    for (let i = this.#settlings.length - 1; i >= 0; i--) {
+      const s = this.#settlings[i]!;
+      if (seq < s.before && --s.left === 0) {
+        this.#settlings.splice(i, 1);
+        s.resolve();
+      }
+    }
+  }
+
+  async #commitOrRetry(batch: Pending[]): Promise<void> {
     try {
       await this.#transaction(batch.map((p) => p.write));
       for (const p of batch) p.resolve();

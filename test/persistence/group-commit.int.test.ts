@@ -1,8 +1,12 @@
-/** The group-commit writer on a real SQLite file: outbox rows handed over at commit, and published rows deleted. */
-import { describe, expect, it, vi } from "vitest";
-import { GroupCommitWriter, Repository, StaleWriteError, type Database, type OutboxRow } from "../../src/persistence/index.js";
-import { lockSqliteFile, profileWrite, useSqliteDatabase } from "../support/index.js";
+/**
+ * The group-commit writer on a real SQLite file: outbox rows handed over at commit, and published rows
+ * deleted. And, on SQLite and PostgreSQL, a wait for the writes submitted so far that ends under load.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { GroupCommitWriter, Repository, StaleWriteError, openDatabase, type Database, type GroupCommitOptions, type OutboxRow } from "../../src/persistence/index.js";
+import { lockSqliteFile, postgresAvailable, profileWrite, tempPostgres, until, useSqliteDatabase, type TempPostgres } from "../support/index.js";
 
+const pgAvailable = await postgresAvailable();
 let db: Database;
 let repo: Repository;
 useSqliteDatabase((d) => {
@@ -225,5 +229,90 @@ describe("GroupCommitWriter", () => {
     } finally {
       await db.execute("alter table nerve_outbox_away rename to nerve_outbox", [], "run");
     }
+  });
+});
+
+/**
+ * Writes in a closed loop, as an instance's commands under sustained load: each of `clients` aggregates
+ * submits its next write as soon as its last one settled, so the writer's queue never stays empty.
+ */
+function closedLoop(writer: GroupCommitWriter, clients: number, prefix: string) {
+  /** By submission: whether that write has settled (committed or failed). */
+  const settled: boolean[] = [];
+  const failures: unknown[] = [];
+  let stopped = false;
+  const loops = Array.from({ length: clients }, async (_, c) => {
+    for (let v = 1; !stopped; v++) {
+      const i = settled.push(false) - 1;
+      await writer.submit(write(`${prefix}${c}`, v)).then(
+        () => void (settled[i] = true),
+        (err: unknown) => void (failures.push(err), (settled[i] = true)),
+      );
+    }
+  });
+  return {
+    settled,
+    failures,
+    async stop() {
+      stopped = true;
+      await Promise.all(loops);
+    },
+  };
+}
+
+/** settled() under a closed loop: ends while the load goes on, only once every write submitted before it has settled. */
+async function settlesUnderLoad(db: Database, opts: GroupCommitOptions, prefix: string): Promise<void> {
+  const writer = new GroupCommitWriter(db, opts);
+  const load = closedLoop(writer, 32, prefix);
+  try {
+    await until("the writer is busy", () => writer.stats.transactions >= 20, 30_000, 5);
+    let idle = false;
+    void writer.flushed().then(() => (idle = true));
+    // One write that fails (a stale version) among those it waits for: failed is settled too.
+    const stale = writer.submit(write(`${prefix}0`, 1)).then(
+      () => "committed",
+      (err: unknown) => (err instanceof StaleWriteError ? "stale" : String(err)),
+    );
+    const before = load.settled.length;
+    let staleThen: string | undefined;
+    void stale.then((s) => (staleThen = s));
+    const at = await writer.settled().then(() => ({
+      unsettledBefore: load.settled.slice(0, before).filter((s) => !s).length,
+      submitted: load.settled.length,
+      unsettled: load.settled.filter((s) => !s).length,
+      writes: writer.stats.writes,
+      stale: staleThen,
+    }));
+    expect(at.unsettledBefore).toBe(0);
+    expect(at.stale).toBe("stale");
+    // The load went on: writes submitted after it were still in flight when it ended, and more commit after.
+    expect(at.submitted).toBeGreaterThan(before);
+    expect(at.unsettled).toBeGreaterThan(0);
+    await until("more writes commit after it", () => writer.stats.writes >= at.writes + 200, 30_000, 5);
+    // The whole writer was never idle meanwhile: flushed(), what a partition's hand-off waited for, still waits.
+    expect(idle).toBe(false);
+  } finally {
+    await load.stop();
+    await writer.close();
+  }
+  expect(load.failures).toEqual([]);
+}
+
+describe("GroupCommitWriter.settled under sustained load", () => {
+  it("through the SQLite write worker (two transactions in flight)", () => settlesUnderLoad(db, { sqliteWriter: "worker" }, "sqlite-load-"));
+
+  describe.skipIf(!pgAvailable)("on PostgreSQL", () => {
+    let pg: TempPostgres;
+    let pgDb: Database;
+    beforeAll(async () => {
+      pg = await tempPostgres();
+      pgDb = await openDatabase({ url: pg.url });
+    });
+    afterAll(async () => {
+      await pgDb?.close();
+      await pg?.drop();
+    });
+
+    it("on the main connection (one transaction in flight)", () => settlesUnderLoad(pgDb, {}, "pg-load-"));
   });
 });
