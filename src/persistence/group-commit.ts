@@ -351,12 +351,12 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   }
 
   async #commit(batch: Pending[]): Promise<void> {
-    if (batch.length > 0 && this.#doubt && !(await this.#settleDoubt())) {
-      const err = new CommitOutcomeUnknown("an earlier commit's outcome is not known yet (the database is out of reach); retry");
-      for (const p of batch) p.reject(err);
-      return;
-    }
     try {
+      if (batch.length > 0 && this.#doubt && !(await this.#settleDoubt())) {
+        const err = new CommitOutcomeUnknown("an earlier commit's outcome is not known yet (the database is out of reach); retry");
+        for (const p of batch) p.reject(err);
+        return;
+      }
       await this.#commitOrRetry(batch);
     } finally {
       for (const p of batch) this.#settle(p.seq);
