@@ -45,9 +45,9 @@ export interface PublishedRowDeleter {
 }
 
 /**
- * How often a live relay reads the outbox table again, for rows committed without being handed over
- * (a commit whose answer was lost, anything else that wrote the table): otherwise only a restart, a
- * failure or a partition's move would read them. A read of a caught-up table is one short query.
+ * How often a live relay looks in the outbox table for rows committed without being handed over (a commit
+ * whose answer was lost, anything else that wrote the table): otherwise only a restart, a failure or a
+ * partition's move would read them. One short query; a verified scan only when it finds one.
  */
 export const RESCAN_MS = 10_000;
 
@@ -66,6 +66,8 @@ export interface RelayStats {
    * published then, out of order (each logged as an error: they were committed without reaching the relay).
    */
   gaps: number;
+  /** Times a live relay found rows in the table it was never handed, and read it with the stream check. */
+  lateScans: number;
   /** Passes that read the outbox table (start, after a failure, or when memory could not keep up). */
   scans: number;
   /** Passes fed from memory, with the rows the writer handed over at commit. */

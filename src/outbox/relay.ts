@@ -19,9 +19,9 @@ const RELEASE_WAIT_MS = 5_000;
  * each transaction's rows at commit (`offer`) and it publishes them from memory, without reading the table.
  * Rows offered during the scans are kept only if their `seq` is above everything the scans saw or the
  * relay published of their partition: within a partition `seq` grows in commit order (one writer: the
- * partition's owner), so those and only those were committed after the last read. Live, it still scans
- * every `rescanMs`: a row committed without being handed over (a commit whose answer was lost) is
- * published then instead of at the next restart. After a failure, or a
+ * partition's owner), so those and only those were committed after the last read. Live, it still looks
+ * in the table every `rescanMs` for a row committed without being handed over (a commit whose answer was
+ * lost), and reads the table with the stream check when it finds one. After a failure, or a
  * crash, it resumes from what is unmarked; JetStream drops the repeats by their msg id, and the first
  * pass asks the stream about each aggregate's first row.
  *
@@ -66,7 +66,7 @@ export class OutboxRelay {
   #progressAt = 0;
   /** Who waits for the backlog to shrink (the writer's admission). */
   readonly #roomWaiters = new RoomWaiters();
-  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, gaps: 0, scans: 0, livePasses: 0, dropped: 0 };
+  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, gaps: 0, lateScans: 0, scans: 0, livePasses: 0, dropped: 0 };
   /** What each batch reports back to, made once. */
   readonly #batch: BatchContext;
 
@@ -232,10 +232,7 @@ export class OutboxRelay {
       this.#pendingWake = false;
       let full = false;
       this.#held.recheck();
-      if (this.#live && performance.now() - this.#scannedAt >= this.#o.rescanMs) {
-        this.#live = false;
-        this.#checkRoom();
-      }
+      if (this.#live && performance.now() - this.#scannedAt >= this.#o.rescanMs) await this.#lookForLateRows();
       try {
         const ok = this.#live ? await this.#livePass() : await this.#scanPass();
         this.#checkRoom();
@@ -250,6 +247,38 @@ export class OutboxRelay {
       if (!this.#running) break;
       if (backoff > 0) await this.#sleep(backoff, false);
       else if (!full && !this.#pendingWake) await this.#sleep(this.#o.pollMs, true);
+    }
+  }
+
+  /**
+   * Live, every `rescanMs`, between passes (nothing is in flight then): does the table hold a row memory
+   * does not, one committed without being handed over (a commit whose answer was lost)? Published rows are
+   * gone from the table once the deleter has deleted what it was released (awaited first), and rows
+   * committed meanwhile are offered to memory: any other row is such a one. Then the relay reads the table
+   * with the stream check (a verified scan: what the stream lacks goes out — counted as a gap when a later
+   * version is there already —, what it holds is marked). One short query otherwise; a failure (the database
+   * out of reach) leaves the relay live, publishing from memory, and it looks again next time.
+   */
+  async #lookForLateRows(): Promise<void> {
+    this.#scannedAt = performance.now();
+    try {
+      if (this.#o.deleter) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([this.#o.deleter.released(), new Promise((r) => (timer = setTimeout(r, RELEASE_WAIT_MS)))]);
+        clearTimeout(timer);
+      }
+      const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, this.#held.readable());
+      if (!this.#live || rows.length === 0) return;
+      const inMemory = new Set(this.#memory.map((r) => Number(r.seq)));
+      const late = rows.filter((r) => !inMemory.has(Number(r.seq)) && this.#held.mayPublish(partitionOfRow(r)));
+      if (late.length === 0) return;
+      this.#o.logger.warn({ rows: late.length, first_seq: Number(late[0]!.seq) }, "outbox rows the relay was never handed: reading the table with the stream check");
+      this.stats.lateScans++;
+      this.#live = false;
+      this.#verify = true;
+      this.#checkRoom();
+    } catch (err) {
+      this.#o.logger.debug({ err }, "the relay's look for rows it was never handed failed; it stays live");
     }
   }
 
