@@ -38,6 +38,9 @@ export interface TokenVerifierOptions {
   clockToleranceS?: number;
 }
 
+/** A compact JWS (RFC 7515 §7.1): three base64url parts, the payload's possibly empty. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$/;
+
 /** Verifies tokens and, in development, signs them. */
 export class TokenVerifier {
   readonly #key: Uint8Array | undefined;
@@ -63,6 +66,9 @@ export class TokenVerifier {
   /** Verifies a token; throws AuthError when it is missing, malformed, badly signed, expired or its keys are unavailable. */
   async verify(token: string | undefined): Promise<Identity> {
     if (!token) throw new AuthError("missing token");
+    // A compact JWS is three base64url parts and nothing else: jose (Node's base64 decoding) reads past
+    // white space in the signature, so `<token>  ` verified as the token itself.
+    if (!COMPACT_JWS.test(token)) throw new AuthError("invalid token");
     let payload;
     try {
       ({ payload } = await jwtVerify(token, this.#keyFor, this.#options));

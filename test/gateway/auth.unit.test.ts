@@ -98,6 +98,15 @@ describe("TokenVerifier with a JWKS", () => {
     }
   });
 
+  it.each([["two trailing spaces", "  "], ["a tab", "\t"], ["a newline", "\n"], ["a fourth part", ".x"]])("refuses a valid token followed by %s: a compact JWS is three base64url parts and nothing else", async (_what, tail) => {
+    const v = verifier({ secret: true });
+    const token = await hs256(SECRET);
+    expect(await outcome(v, token)).toBe("accepted");
+    expect(await outcome(v, token + tail)).toBe("invalid token");
+    expect(await outcome(v, ` ${token}`)).toBe("invalid token");
+    expect(await outcome(v, await idpToken(rsa) + tail)).toBe("invalid token");
+  });
+
   it("needs a secret or a JWKS, and signs development tokens only with a secret", async () => {
     expect(() => new TokenVerifier({})).toThrow(/secret or a JWKS/);
     await expect(verifier().sign("ada", 60)).rejects.toThrow(/no JWT secret/);
