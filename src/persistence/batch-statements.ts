@@ -54,7 +54,13 @@ export function bodyOf(body: Uint8Array): Buffer {
  * outbox seq of every event, in the batch's order of events. Throws StaleWriteError when any snapshot's
  * optimistic check fails.
  */
-export async function writeStatements(exec: Exec, batch: readonly EncodedWrite[], published: readonly number[] = [], fences?: { check: FenceCheck; list: { partition: number; epoch: number }[] }): Promise<number[]> {
+export async function writeStatements(
+  exec: Exec,
+  batch: readonly EncodedWrite[],
+  published: readonly number[] = [],
+  fences?: { check: FenceCheck; list: { partition: number; epoch: number }[] },
+  transaction?: { xid?: string },
+): Promise<number[]> {
   if (fences && batch.length > 0) await fences.check(exec, fences.list);
   for (let i = 0; i < published.length; i += DELETE_CHUNK) {
     const part = published.slice(i, i + DELETE_CHUNK);
@@ -62,18 +68,25 @@ export async function writeStatements(exec: Exec, batch: readonly EncodedWrite[]
   }
   // Snapshots: an upsert whose update only happens when the stored version is the writer's base.
   // A new aggregate (base 0) that already exists fails the same check: version is never 0.
+  // `transaction` (PostgreSQL) is told the transaction's id by the first upsert's RETURNING: asked after
+  // when a COMMIT's answer is lost (commit-outcome.ts), at no round trip of its own.
+  let askXid = transaction !== undefined;
   for (const part of chunks(batch as EncodedWrite[])) {
     const params: unknown[] = [];
     for (const w of part) params.push(w.aggregateType, w.aggregateId, w.version, w.baseVersion, w.state, w.now);
-    const rows = await exec<unknown[]>(
+    const rows = await exec<{ xid?: string | number }[]>(
       `insert into nerve_snapshots (aggregate_type, aggregate_id, version, base_version, state, updated_on) values ${values(part.length, 6)}
        on conflict (aggregate_type, aggregate_id) do update set version = excluded.version, base_version = excluded.base_version,
        state = excluded.state, updated_on = excluded.updated_on where nerve_snapshots.version = excluded.base_version
-       returning aggregate_id`,
+       returning aggregate_id${askXid ? ", txid_current() as xid" : ""}`,
       params,
       "all",
     );
     if (rows.length !== part.length) throw new StaleWriteError(`${part.length - rows.length} stale snapshot write(s)`);
+    if (askXid && rows[0]?.xid !== undefined) {
+      transaction!.xid = String(rows[0].xid);
+      askXid = false;
+    }
   }
   const events = batch.flatMap((w) => w.events.map((e) => ({ w, e })));
   const seqs: number[] = [];

@@ -85,10 +85,10 @@ async function executorOf(conn: AbstractSqlConnection, trx: Transaction): Promis
  * their `seq`, in commit order: the relay publishes them from memory. Throws StaleWriteError when any
  * snapshot's optimistic check fails.
  */
-export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, batch: AggregateWrite[], published: readonly number[] = [], fenceCheck?: FenceCheck): Promise<OutboxRow[]> {
+export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, batch: AggregateWrite[], published: readonly number[] = [], fenceCheck?: FenceCheck, transaction?: { xid?: string }): Promise<OutboxRow[]> {
   const exec = await executorOf(conn, trx);
   const fences = fenceCheck && { check: fenceCheck, list: batch.flatMap((w) => (w.fence ? [w.fence] : [])) };
-  return outboxRows(batch, await writeStatements(exec, encodeWrites(batch), published, fences));
+  return outboxRows(batch, await writeStatements(exec, encodeWrites(batch), published, fences, transaction));
 }
 
 /** Encodes a batch's JSON columns (and partitions) for {@link writeStatements}. */

@@ -11,7 +11,7 @@ import type { OutboxRow } from "./entities.js";
 
 /** A group commit whose COMMIT was sent and not answered. */
 export interface InDoubtCommit {
-  /** The transaction's id (txid_current()), read inside it before its writes. */
+  /** The transaction's id (txid_current(), returned by its first snapshot upsert). */
   xid: string;
   writes: AggregateWrite[];
   /** The outbox rows it inserted, in commit order. */
@@ -24,12 +24,6 @@ export type CommitOutcome = { committed: true; pending: OutboxRow[] } | { commit
 /** Refuses writes whose commit may or may not have happened: the database could not say in time. A retry can help. */
 export class CommitOutcomeUnknown extends Error {
   override readonly name = "CommitOutcomeUnknown";
-}
-
-/** The id of the transaction `trx` (PostgreSQL), as txid_status takes it. */
-export async function currentXid(db: Database, trx: unknown): Promise<string> {
-  const row = await db.execute<{ xid: string | number }>("select txid_current() as xid", [], "get", trx);
-  return String(row.xid);
 }
 
 /** Longest pause between two questions while the outcome is unknown. */

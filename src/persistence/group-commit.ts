@@ -2,7 +2,7 @@
 import { EventEmitter } from "node:events";
 import type { Database } from "./database.js";
 import { writeBatch, type AggregateWrite, type FenceCheck } from "./commit-batch.js";
-import { CommitOutcomeUnknown, askOutcome, currentXid, settleCommit, type InDoubtCommit } from "./commit-outcome.js";
+import { CommitOutcomeUnknown, askOutcome, settleCommit, type InDoubtCommit } from "./commit-outcome.js";
 import type { OutboxRow } from "./entities.js";
 import { SqliteWriteWorker, type WorkerTimings } from "./sqlite-write-worker.js";
 import type { Logger } from "../log/index.js";
@@ -389,6 +389,11 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       } else {
         this.stats.retriedAlone += batch.length;
         for (const p of batch) {
+          // One of them left in doubt: the rest wait for its outcome like any later write (refused now).
+          if (this.#doubt) {
+            p.reject(new CommitOutcomeUnknown("an earlier commit's outcome is not known yet (the database is out of reach); retry"));
+            continue;
+          }
           try {
             await this.#transaction([p.write]);
             p.resolve();
@@ -429,9 +434,9 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       rows = this.sqliteWorker
         ? await this.sqliteWorker.commit(writes, deleting?.seqs)
         : await conn.transactional(async (trx) => {
-            const xid = this.#asksOutcome && writes.length > 0 ? await currentXid(this.#db, trx) : undefined;
-            const out = await writeBatch(conn, trx, writes, deleting?.seqs, this.#fenceCheck);
-            if (xid !== undefined) sent.commit = { xid, writes, rows: out };
+            const transaction: { xid?: string } | undefined = this.#asksOutcome && writes.length > 0 ? {} : undefined;
+            const out = await writeBatch(conn, trx, writes, deleting?.seqs, this.#fenceCheck, transaction);
+            if (transaction?.xid !== undefined) sent.commit = { xid: transaction.xid, writes, rows: out };
             return out;
           });
     } catch (err) {
