@@ -2,9 +2,9 @@
  * The learner's access records from `query.access.GetLearnerProgress`, when some instance answers
  * it. Any failure returns undefined and the welcome falls back to the records the gateway derived
  * from the stream; the query is then not asked again for a short back-off — of every learner when
- * nothing can answer (no responders, the connection closed, draining or cut, or several timeouts in a
- * row), else only of the learner whose query failed (an `unavailable` or other error reply, a reply
- * that is not the contract's, a timeout): one learner's failing query leaves the others' welcomes whole.
+ * nothing can answer (no responders, the connection closed, draining or cut, several timeouts in a
+ * row, or an `unavailable` reply: the service's, never one learner's), else only of the learner whose
+ * query failed (another error reply, a reply that is not the contract's, a timeout): one learner's failing query leaves the others' welcomes whole.
  * Welcomes of one learner that ask at the same time (sockets opened together) share one request.
  */
 import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/nats-core";
@@ -67,7 +67,11 @@ export class ProgressQuery {
     const decoded = decode(ct, msg.data);
     const parsed = decoded.ok ? Reply.safeParse(decoded.value) : undefined;
     if (parsed?.success) return parsed.data.result.items.filter((v) => v.user_id === userId);
-    this.#backOffUser(userId, decoded.ok ? JSON.stringify(decoded.value).slice(0, 200) : "undecodable reply");
+    const why = decoded.ok ? JSON.stringify(decoded.value).slice(0, 200) : "undecodable reply";
+    // `unavailable` is the service's (queries waiting, stopping, storage), never one learner's: everyone
+    // rests from it, or a reconnect storm's welcomes would keep the query side full.
+    if (decoded.ok && (decoded.value as { error?: { code?: unknown } } | null)?.error?.code === "unavailable") this.#backOffAll(why);
+    else this.#backOffUser(userId, why);
     return undefined;
   }
 

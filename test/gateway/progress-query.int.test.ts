@@ -13,8 +13,9 @@ useNatsWithStreams((h) => ({ nats, nc } = h));
 const item = (user: string) => ({ access_id: deriveAccessId(user, "c"), user_id: user, course_id: "c", status: "active", progress: 7, completed: false, expires_at: null, order_id: null, version: 2 });
 
 /**
- * A GetLearnerProgress responder on the test's connection: `x…` answered unavailable, `z…` with a reply
- * that is not the contract's, `w…` never, `h…` when the test releases it, anyone else with one record.
+ * A GetLearnerProgress responder on the test's connection: `x…` answered with an error (internal), `u…`
+ * unavailable, `z…` with a reply that is not the contract's, `w…` never, `h…` when the test releases it,
+ * anyone else with one record.
  */
 async function responder() {
   const asked: string[] = [];
@@ -25,7 +26,8 @@ async function responder() {
       const user = body.ok ? (body.value as { user_id: string }).user_id : "";
       asked.push(user);
       const ok = () => msg.respond(encodeMsgPack({ ok: true, result: { items: [item(user)] } }));
-      if (user.startsWith("x")) msg.respond(encodeMsgPack({ ok: false, error: { code: "unavailable", message: "queries waiting" } }));
+      if (user.startsWith("x")) msg.respond(encodeMsgPack({ ok: false, error: { code: "internal", message: "GetLearnerProgress failed" } }));
+      else if (user.startsWith("u")) msg.respond(encodeMsgPack({ ok: false, error: { code: "unavailable", message: "queries waiting" } }));
       else if (user.startsWith("z")) msg.respond(encodeMsgPack({ ok: true, result: { rows: [] } }));
       else if (user.startsWith("h")) held.push(ok);
       else if (!user.startsWith("w")) ok();
@@ -78,9 +80,10 @@ describe("GetLearnerProgress for welcomes", () => {
     }
   });
 
-  it("backs off every learner when nobody answers: no responders, or timeouts in a row", async () => {
+  it("backs off every learner when nobody answers: no responders, an unavailable reply (the service's), or timeouts in a row", async () => {
     const first = await query();
     const second = await query();
+    const third = await query();
     let r: Awaited<ReturnType<typeof responder>> | undefined;
     try {
       expect(await first.q.get("ann")).toBeUndefined(); // no responders
@@ -91,10 +94,15 @@ describe("GetLearnerProgress for welcomes", () => {
       for (const w of ["w1", "w2", "w3"]) expect(await second.q.get(w)).toBeUndefined();
       expect(await second.q.get("yan")).toBeUndefined();
       expect(r.asked).toEqual(["w1", "w2", "w3"]);
+      // `unavailable` says the query side is full or stopping: nobody asks for a while.
+      expect(await third.q.get("uma")).toBeUndefined();
+      expect(await third.q.get("yan")).toBeUndefined();
+      expect(r.asked).toEqual(["w1", "w2", "w3", "uma"]);
     } finally {
       r?.stop();
       await first.close();
       await second.close();
+      await third.close();
     }
   });
 });

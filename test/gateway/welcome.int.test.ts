@@ -185,12 +185,12 @@ describe("welcome", () => {
     await sleep(1200);
     const gw = await startTestGateway(nats.url, { replayMs: 1000, queryTimeoutMs: 300 }); // the window holds none of it
     const yan = { ...view("yan", "geology", 0, 1), expires_at: "2099-01-01T00:00:00.000Z" };
-    // xav's query is answered unavailable, zed's with a reply that is not the contract's, wyn's not at all.
+    // xav's query is answered with an error (internal), zed's with a reply that is not the contract's, wyn's not at all.
     const sub = nc.subscribe("query.access.GetLearnerProgress", {
       callback: (_err, msg) => {
         const body = decodeMsgPack(msg.data);
         const user = body.ok ? (body.value as { user_id: string }).user_id : "";
-        if (user === "xav") msg.respond(encodeMsgPack({ ok: false, error: { code: "unavailable", message: "queries waiting" } }));
+        if (user === "xav") msg.respond(encodeMsgPack({ ok: false, error: { code: "internal", message: "GetLearnerProgress failed" } }));
         else if (user === "zed") msg.respond(encodeMsgPack({ ok: true, result: { rows: [] } }));
         else if (user !== "wyn") msg.respond(encodeMsgPack({ ok: true, result: { items: user === "yan" ? [yan] : [] } }));
       },
