@@ -88,7 +88,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   // The queries keep their timeout either way; a warning for what else was dropped: every session's
   // idle_in_transaction_session_timeout, which the takeover of a frozen owner's partitions relies on.
   if (db.queryTimeoutSetBy === "transaction") {
-    logger.warn("PostgreSQL's sessions came without Nerve's startup options (a pooler in transaction mode that ignores `options`?): each read-model query sets its statement_timeout in a transaction of its own, and the other sessions' idle_in_transaction_session_timeout is the role's default (deploy/postgres/README.md)");
+    logger.warn("PostgreSQL's sessions came without Nerve's startup options (a pooler in transaction mode that ignores `options`?): each read-model query and lease statement sets its statement_timeout or lock_timeout in a transaction of its own, and the main pool's idle_in_transaction_session_timeout is the role's default (deploy/postgres/README.md)");
   }
   const repo = new Repository(db);
   let nc: NatsConnection | undefined;

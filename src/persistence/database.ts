@@ -5,7 +5,7 @@ import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
 import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
-import { PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions, underSchemaLock, updatePostgresSchema, withLocalSettings, type QueryTimeoutSetBy } from "./postgres.js";
+import { PG_LEASE_LOCK_TIMEOUT_MS, PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions, underSchemaLock, updatePostgresSchema, withLocalSettings, type QueryTimeoutSetBy } from "./postgres.js";
 import type { QueryGateStats } from "./query-gate.js";
 import type { WorkerHeap } from "./worker-heap.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
@@ -236,7 +236,11 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
       await orm.close(true).catch(() => undefined);
       throw err;
     });
-    const leaseExecute = boundExecutor(side.leases);
+    // Behind a pooler that drops the startup options, the leases' lock_timeout too is set per statement.
+    const leaseExecute =
+      side.queryTimeoutSetBy === "startup"
+        ? boundExecutor(side.leases)
+        : withLocalSettings(side.leases, boundExecutor(side.leases), { lock_timeout: PG_LEASE_LOCK_TIMEOUT_MS, idle_in_transaction_session_timeout: idleInTransactionMs });
     const query =
       side.queryTimeoutSetBy === "startup"
         ? boundExecutor(side.queries)

@@ -117,5 +117,7 @@ describe.skipIf(!available)("PostgreSQL's connection budgets", () => {
     // Set for the query's own transaction, with the idle timeout; answered as before.
     expect(await db.query("select current_setting(?) as t, current_setting(?) as idle", ["statement_timeout", "idle_in_transaction_session_timeout"], "get")).toEqual({ t: "200ms", idle: "2s" });
     expect(await db.query<{ n: number }[]>("select ?::int as n union all select ?::int", [1, 2], "all")).toEqual([{ n: 1 }, { n: 2 }]);
+    // The leases' lock_timeout likewise, per statement.
+    expect(await db.leaseExecute("select current_setting(?) as l, current_setting(?) as idle", ["lock_timeout", "idle_in_transaction_session_timeout"], "get")).toEqual({ l: "1s", idle: "2s" });
   });
 });
