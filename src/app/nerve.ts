@@ -1,4 +1,5 @@
 /** Composition of the service: database, actors, outbox relay, NATS API — and their ordered shutdown. */
+import { inspect } from "node:util";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { ConsumerAdmin, addAdminEndpoints, remoteCommands, serveInstanceStatus, startApi, type Api } from "../api/index.js";
@@ -10,7 +11,7 @@ import type { Config } from "../config/index.js";
 import type { Logger } from "../log/index.js";
 import { connectNats, ensureExternalConsumers, ensureStreams, trackConnectivity, withoutCredentials } from "../nats/index.js";
 import { OutboxRelay } from "../outbox/index.js";
-import { GroupCommitWriter, IdempotencyPrune, Repository, openDatabase, type Database } from "../persistence/index.js";
+import { GroupCommitWriter, IdempotencyPrune, Repository, openDatabase, type Database, type DriverLog } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
 import { reportFailure, watch } from "../supervision/index.js";
@@ -84,7 +85,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     checkpointSaidAt = performance.now();
     logger.warn({ err, failures_so_far: checkpointFailures }, "a WAL checkpoint failed; retried every second (said at most once a minute): the WAL grows until one succeeds");
   };
-  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, pgPool: config.NERVE_PG_POOL, pgQueries: config.NERVE_PG_QUERIES, pgQueryTimeoutMs: config.NERVE_PG_QUERY_TIMEOUT_MS, entities, exclusiveInstance: true, onCheckpointFailure });
+  const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, pgPool: config.NERVE_PG_POOL, pgQueries: config.NERVE_PG_QUERIES, pgQueryTimeoutMs: config.NERVE_PG_QUERY_TIMEOUT_MS, entities, exclusiveInstance: true, onCheckpointFailure, driverLog: driverLogOf(logger) });
   // The queries keep their timeout either way; a warning for what else was dropped: every session's
   // idle_in_transaction_session_timeout, which the takeover of a frozen owner's partitions relies on.
   if (db.queryTimeoutSetBy === "transaction") {
@@ -307,4 +308,16 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   }
   logger.info({ db: db.dialect, http_port: gateway.port, instance: instanceId, roles: [...roles] }, "nerve started");
   return { db, nc, system, writer, relay, bus, timers, consumers, inboxPrune, api, gateway, ownership, stop: () => (stopping ??= stop()) };
+}
+
+/** Knex's own messages as the service's log lines (it wrote them to the console, outside the JSON log). */
+function driverLogOf(logger: Logger): DriverLog {
+  const log = logger.child({ component: "knex" });
+  const text = (m: unknown) => (typeof m === "string" ? m : inspect(m, { depth: 3, breakLength: Infinity }));
+  return {
+    warn: (m) => log.warn(text(m)),
+    error: (m) => log.error(text(m)),
+    deprecate: (m) => log.warn(text(m)),
+    debug: (m) => log.debug(text(m)),
+  };
 }

@@ -41,6 +41,19 @@ export interface DatabaseOptions {
    * and then). Without it a failure is only counted (`CheckpointStats.failures`).
    */
   onCheckpointFailure?: (err: unknown) => void;
+  /**
+   * Where Knex's own messages go (its pools' "Connection Error: …" when a pooled PostgreSQL session is
+   * ended, deprecations): without it Knex writes them to the console, outside the service's JSON log.
+   */
+  driverLog?: DriverLog;
+}
+
+/** Knex's logger hooks (its `log` option), each given Knex's message. */
+export interface DriverLog {
+  warn(message: unknown): void;
+  error(message: unknown): void;
+  deprecate(message: unknown): void;
+  debug(message: unknown): void;
 }
 
 /** How long a SQLite connection waits for another's write lock before SQLITE_BUSY. */
@@ -198,7 +211,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   const common: Partial<Options> = { entities, schemaGenerator: { skipTables: HAND_MADE_TABLES }, discovery: { warnWhenNoEntities: false }, allowGlobalContext: true, debug: false };
   // Knex writes a failed statement into its error's message with the values filled in (a learner's
   // email, a snapshot's JSON) — logged, and kept as a dead letter's reason: the SQL with its `?` only.
-  const driverOptions = { compileSqlOnError: false };
+  const driverOptions = { compileSqlOnError: false, ...(opts.driverLog ? { log: opts.driverLog } : {}) };
   if (opts.url.startsWith("sqlite:")) {
     const { BetterSqliteDriver } = await import("@mikro-orm/better-sqlite");
     dialect = "sqlite";
