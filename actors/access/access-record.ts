@@ -1,6 +1,7 @@
 /** The AccessRecord aggregate: one learner's access to one course, with progress and expiry (CONTRACT.md §2–§3). */
 import { AccessId, deriveAccessId, domainEvent, errors, type DomainEvent, type QueryResult } from "../../contracts/index.js";
 import type { Decider, RecordedEvent } from "../decider.js";
+import { required } from "../facts.js";
 
 /** An access record's status; a revoked or expired record may be granted again. */
 export const AccessStatus = { Active: "active", Revoked: "revoked", Expired: "expired" } as const;
@@ -31,8 +32,15 @@ export type AccessRecordState = {
   paid_by?: string[];
 };
 
-/** Facts the runtime supplies: none, every rule of an access record depends on its own state. */
-export type AccessRecordFacts = Record<string, never>;
+/** An order as a grant naming it sees it: whose, which courses, and whether it is paid. */
+export type PayingOrderFact = { user_id: string; course_ids: string[]; status: string };
+
+/**
+ * Facts the runtime supplies. GrantCourseAccess naming an `order_id` needs `order`, that order (null
+ * when it does not exist): the record names an order as what paid for it, and a refund of it revokes
+ * the access, so it must be a paid order of this user for this course. Nothing else needs any.
+ */
+export type AccessRecordFacts = { order?: PayingOrderFact | null };
 
 type AccessCommand = "GrantCourseAccess" | "RevokeCourseAccess" | "UpdateProgress";
 type AccessEvent = "CourseAccessGranted" | "AccessRevoked" | "AccessExpired" | "ProgressUpdated" | "CourseCompleted";
@@ -69,7 +77,7 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
   aggregateType: "AccessRecord",
   commands: ["GrantCourseAccess", "RevokeCourseAccess", "UpdateProgress"],
 
-  decide(command, state) {
+  decide(command, state, facts) {
     const id = command.aggregate_id;
     switch (command.type) {
       case "GrantCourseAccess": {
@@ -78,6 +86,17 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
         const derived = deriveAccessId(user_id, course_id);
         if (id !== derived) throw errors.invalidRequest(`access id must be ${derived} for this user and course`, { expected: derived });
         const expires_at = command.body.expires_at ?? null;
+        const paying = command.body.order_id ?? null;
+        if (paying !== null) {
+          // Named as what paid for the access (a refund of it revokes the access): a made-up order, another
+          // learner's, one without the course or not paid would leave access no payment stands behind.
+          const order = required(facts.order, "order");
+          if (order === null) throw errors.ruleViolated(`order ${paying} does not exist`, { order_id: paying });
+          if (order.user_id !== user_id || !order.course_ids.includes(course_id)) {
+            throw errors.ruleViolated(`order ${paying} did not buy ${course_id} for ${user_id}`, { order_id: paying });
+          }
+          if (order.status !== "paid") throw errors.ruleViolated(`order ${paying} is ${order.status}, not paid`, { order_id: paying, status: order.status });
+        }
         // A business rule, not the body's shape: the same body is good a minute earlier (CONTRACT.md §3's codes).
         if (expires_at !== null && reached(expires_at, command.now)) {
           throw errors.ruleViolated("expires_at must be in the future", { expires_at, now: command.now });

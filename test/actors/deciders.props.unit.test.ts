@@ -237,6 +237,13 @@ const accessWorld: World = {
   ciRuns: 200,
   fuzzShare: 0.5,
   run: record({ user: id(), course: id(), other: fc.oneof({ weight: 9, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: accessId() }) }).chain(({ user, course, other }) => {
+    // The order a grant names, as the runtime finds it: mostly a paid order of this learner for this course.
+    const paidOrder = { user_id: user, course_ids: [course], status: "paid" };
+    const orderFact = fc.oneof(
+      { weight: 8, arbitrary: fc.constant(paidOrder) },
+      { weight: 1, arbitrary: fc.constant(null) },
+      { weight: 1, arbitrary: fc.constantFrom("placed", "cancelled", "refunded").map((status) => ({ ...paidOrder, status })) },
+    );
     const grant = record({
       body: fc.oneof(
         { weight: 4, arbitrary: fc.constant({ user_id: user, course_id: course }) },
@@ -244,10 +251,11 @@ const accessWorld: World = {
         { weight: 3, arbitrary: fc.constantFrom("o-1", "o-2").map((order_id) => ({ user_id: user, course_id: course, order_id })) },
         { weight: 1, arbitrary: validCommandBody("GrantCourseAccess") },
       ),
+      order: orderFact,
       // undefined: no expires_at; null: expires_at null; a number: that long after now (0 or less is refused)
       expiresInMs: fc.option(fc.option(fc.integer({ min: -DAY, max: 60 * DAY }), { nil: null }), { nil: undefined }),
       advanceMs: advance,
-    }).map(({ body, expiresInMs, advanceMs }): Step => ({ kind: "command", type: "GrantCourseAccess", body, facts: {}, advanceMs, expiresInMs }));
+    }).map(({ body, order, expiresInMs, advanceMs }): Step => ({ kind: "command", type: "GrantCourseAccess", body, facts: { order }, advanceMs, expiresInMs }));
     const progress = command("UpdateProgress", poolOr("UpdateProgress", fc.constantFrom(10, 50, 99, 100).map((p) => ({ progress: p }))));
     return steps(
       grant,

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deriveAccessId } from "../../contracts/index.js";
-import { ask, caughtUp, eventually, ok } from "../e2e/story.js";
+import { ask, caughtUp, eventually, ok, refused } from "../e2e/story.js";
 import { startTestNerve, type TestNerve } from "../support/nerve.js";
 
 const EUR = (amount: number) => ({ amount, currency: "EUR" });
@@ -71,5 +71,17 @@ describe("a refund and the access of another order", () => {
     await ok(t, "orders", "RefundOrder", "o-c2", { refund_reason: "bought twice" });
     await caughtUp(t, ["access-grants"]);
     expect(await ask(t, "GetAccess", { access_id: third })).toMatchObject({ status: "revoked", order_id: "o-c2" });
+  }, 60_000);
+
+  it("refuses a grant naming an order that did not pay for it (made up, another learner's): a refund of the real one still revokes (was: the made-up order kept the access)", async () => {
+    const mine = deriveAccessId("u-named", "c-twice");
+    await ok(t, "users", "RegisterUser", "u-named", { email: "named@example.com", name: "Named" });
+    await ok(t, "orders", "PlaceOrder", "o-named", { user_id: "u-named", course_ids: ["c-twice"] });
+    await ok(t, "orders", "MarkOrderPaid", "o-named", { payment_id: "pay-named" });
+    await eventually(async () => expect(await ask(t, "GetAccess", { access_id: mine })).toMatchObject({ status: "active", order_id: "o-named" }));
+    await refused(t, "access", "GrantCourseAccess", mine, { user_id: "u-named", course_id: "c-twice", order_id: "o-does-not-exist" }, "rule_violated");
+    await refused(t, "access", "GrantCourseAccess", mine, { user_id: "u-named", course_id: "c-twice", order_id: "o-first" }, "rule_violated");
+    await ok(t, "orders", "RefundOrder", "o-named", { refund_reason: "changed my mind" });
+    await eventually(async () => expect(await ask(t, "GetAccess", { access_id: mine })).toMatchObject({ status: "revoked", order_id: "o-named" }));
   }, 60_000);
 });

@@ -5,7 +5,9 @@ import { deciderSpec } from "../../support/decider-spec.js";
 
 const now = "2026-05-01T08:00:00.000Z";
 const later = "2026-06-01T00:00:00.000Z";
-const spec = deciderSpec(accessRecordDecider, { now });
+// A grant naming an order finds it (the runtime's facts): a paid order of u1 that bought c1, unless a test says otherwise.
+const paidOrder = { user_id: "u1", course_ids: ["c1", "c2"], status: "paid" };
+const spec = deciderSpec(accessRecordDecider, { now, facts: { order: paidOrder } });
 const id = deriveAccessId("u1", "c1");
 const ids = { access_id: id, user_id: "u1", course_id: "c1" };
 const granted = (expires_at: string | null = null, order_id: string | null = null) => domainEvent("CourseAccessGranted", { ...ids, expires_at, order_id });
@@ -24,6 +26,25 @@ const grant = (expires_at?: string | null, aggregate_id = id, order_id?: string)
 const paid = (order_id: string, expires_at: string | null = null) => grant(expires_at, id, order_id);
 const revoke = { type: "RevokeCourseAccess" as const, aggregate_id: id, body: { reason: "order_refunded" }, now };
 const progress = (p: number, at = now) => ({ type: "UpdateProgress" as const, aggregate_id: id, body: { progress: p }, now: at });
+
+describe("AccessRecord: the order a grant names", () => {
+  it.each([
+    ["does not exist", null, "does not exist"],
+    ["is another learner's", { ...paidOrder, user_id: "u2" }, "did not buy c1 for u1"],
+    ["did not buy the course", { ...paidOrder, course_ids: ["c2"] }, "did not buy c1 for u1"],
+    ["is only placed", { ...paidOrder, status: "placed" }, "is placed, not paid"],
+    ["was refunded", { ...paidOrder, status: "refunded" }, "is refunded, not paid"],
+  ])("refuses a grant naming an order that %s: rule_violated (a refund of it would not take the access back)", (_what, order, message) => {
+    spec.given([]).when(paid("o-x"), { order }).thenThrows("rule_violated", message);
+    // Nor does it move an active record to it.
+    spec.given([granted(null, "o-1")]).when(paid("o-x"), { order }).thenThrows("rule_violated", message);
+  });
+
+  it("needs no order for a grant naming none, and is internal when the runtime did not look the named one up", () => {
+    spec.given([]).when(grant(), { order: undefined }).then([granted()]);
+    spec.given([]).when(paid("o-1"), { order: undefined }).thenThrows("internal", "order");
+  });
+});
 
 describe("AccessRecord: an id that is no access id", () => {
   it.each(["u1", "acc_123", `acc_${"A".repeat(32)}`])("refuses RevokeCourseAccess and UpdateProgress on %s: invalid_request (a bad id), not not_found", (bad) => {
@@ -142,10 +163,10 @@ describe("AccessRecord: GrantCourseAccess with the paying order (CourseAccessGra
   it("reads a record stored before version 2 (no order_id in its snapshot) as having no order", () => {
     const { order_id: _none, ...legacy } = spec.given([granted(later)]).state!;
     expect(accessView(legacy, 1)).toEqual({ ...ids, status: "active", progress: 0, completed: false, expires_at: later, order_id: null, version: 1 });
-    expect(accessRecordDecider.decide(paid("o-2", later), legacy, {})).toStrictEqual([granted(later, "o-2")]);
-    expect(accessRecordDecider.decide(grant(later), legacy, {})).toStrictEqual([]);
-    expect(accessRecordDecider.decide(grant(null), legacy, {})).toStrictEqual([granted(null, null)]);
-    expect(accessRecordDecider.decide(paid("o-2"), legacy, {})).toStrictEqual([granted(null, "o-2")]);
+    expect(accessRecordDecider.decide(paid("o-2", later), legacy, { order: paidOrder })).toStrictEqual([granted(later, "o-2")]);
+    expect(accessRecordDecider.decide(grant(later), legacy, { order: paidOrder })).toStrictEqual([]);
+    expect(accessRecordDecider.decide(grant(null), legacy, { order: paidOrder })).toStrictEqual([granted(null, null)]);
+    expect(accessRecordDecider.decide(paid("o-2"), legacy, { order: paidOrder })).toStrictEqual([granted(null, "o-2")]);
   });
 });
 
