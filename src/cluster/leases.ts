@@ -255,10 +255,14 @@ export class Leases extends EventEmitter<LeaseEvents> {
     }
     if (this.#sittingOut) this.#o.logger.info({ group }, "rejoining");
     this.#sittingOut = false;
-    // Placement among those that can serve, when any can (this one included when it can); else among all.
+    // Placement among those that can serve (this one included when it can).
     const able = [...others.filter((r) => r.serving).map((r) => r.instance_id), ...(serving ? [me] : [])];
-    const live = able.length > 0 ? [...new Set(able)] : [...new Set([...others.map((r) => r.instance_id), me])];
     await this.#renew(sent);
+    // None can (NATS down for every instance): each keeps what it holds, takes nothing, hands nothing off.
+    // Placement over all members instead moved partitions back to whichever instance had noticed the
+    // outage first and sat out, when the others noticed it too (seconds apart with a silent cut).
+    if (able.length === 0) return;
+    const live = [...new Set(able)];
     const wanted = new Set(keys.filter((k) => placeOf(`${group}/${k}`, live) === me));
     await this.#acquire(
       [...wanted].filter((k) => !this.#held.has(k)),
