@@ -2,7 +2,7 @@
  * `nerve.admin.status`: every instance answers for itself (a plain subscription, no queue group), so
  * the CLI's `status` gathers all of them within a short window without touching the database.
  */
-import type { NatsConnection, Subscription } from "@nats-io/nats-core";
+import { headers, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import { encodeJson, errors, errorReply } from "../../contracts/index.js";
 import type { Ownership } from "../cluster/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
@@ -10,6 +10,7 @@ import type { Logger } from "../log/index.js";
 import type { Database, Repository } from "../persistence/index.js";
 import { watch } from "../supervision/index.js";
 import { AdminSubjects } from "./admin-subjects.js";
+import { INSTANCE_HEADER } from "./wire.js";
 
 
 /** What one instance says about itself, and what it reads of the shared database, for `nerve status`. */
@@ -55,7 +56,13 @@ export function serveInstanceStatus(s: InstanceStatusSources): Subscription {
         "instance status",
         readInstanceStatus(s, startedAt).then(
           (result) => msg.respond(encodeJson({ ok: true, result })),
-          (err: unknown) => msg.respond(encodeJson(errorReply(errors.internal("could not read the instance's status", err)))),
+          // Said with the instance's id and why, so that `nerve status` names it instead of taking it for absent.
+          (err: unknown) => {
+            const h = headers();
+            h.set(INSTANCE_HEADER, s.instanceId);
+            const why = err instanceof Error ? err.message.slice(0, 200) : String(err);
+            msg.respond(encodeJson(errorReply(errors.unavailable(`could not read the instance's status: ${why}`, { instance: s.instanceId }))), { headers: h });
+          },
         ),
       );
     },

@@ -87,11 +87,14 @@ export function commandHelp(cmd: CliCommand): string {
   ].join("\n");
 }
 
-/** A numeric option: its value, or `def` when absent; anything else is a usage error. */
+/**
+ * A numeric option: its value, or `def` when absent; anything else is a usage error. Written in plain
+ * decimal (`12`, `0.5`), within JavaScript's exact integers: `Number` also read `0x10` as 16 and `1e300`.
+ */
 export function numberOption(cmd: string, values: OptionValues, name: string, def: number): number {
   const v = values[name];
   if (v === undefined) return def;
   const n = Number(v);
-  if (typeof v !== "string" || v.trim() === "" || !Number.isFinite(n) || n < 0) throw usageError(`--${name} must be a number ≥ 0, not ${JSON.stringify(v)}`, cmd);
+  if (typeof v !== "string" || !/^[0-9]+(\.[0-9]+)?$/.test(v) || n > Number.MAX_SAFE_INTEGER) throw usageError(`--${name} must be a number ≥ 0 in plain decimal, not ${JSON.stringify(v)}`, cmd);
   return n;
 }

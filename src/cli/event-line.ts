@@ -1,5 +1,6 @@
 /** Events as the CLI shows them: decoded by the contract's codec, upcast, one line each. */
 import { EnvelopeBase, decodeMsgPack, upcasters } from "../../contracts/index.js";
+import { displaySafe } from "./terminal.js";
 
 /** The outcome of decoding an event message. */
 export type DecodedEvent = { ok: true; event: EnvelopeBase } | { ok: false; error: string };
@@ -27,7 +28,8 @@ const PAYLOAD_CHARS = 100;
 
 /** `time  subject  EventType  Aggregate id  v<version>  {payload…}` */
 export function eventLine(e: EnvelopeBase, subject?: string): string {
-  const payload = JSON.stringify(e.payload);
+  // JSON escapes C0 controls but not C1 or bidirectional ones: those are escaped for the terminal too.
+  const payload = displaySafe(JSON.stringify(e.payload));
   const short = payload.length > PAYLOAD_CHARS ? `${payload.slice(0, PAYLOAD_CHARS - 1)}…` : payload;
   return [e.occurred_on, ...(subject ? [subject] : []), e.event_type, `${e.aggregate_type} ${e.aggregate_id}`, `v${e.aggregate_version}`, short].join("  ");
 }

@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/nats-core";
 import { withoutCredentials } from "../nats/connection.js";
 import { Consumers, Streams, encodeJson, decodeJson } from "../../contracts/index.js";
 import { AdminSubjects } from "../api/admin-subjects.js";
+import { INSTANCE_HEADER } from "../api/wire.js";
 import type { InstanceStatus } from "../api/instance-status.js";
 import { PARTITIONS } from "../cluster/partition.js";
 
@@ -57,17 +58,24 @@ export interface StatusReport {
 }
 
 /** Asks every instance for its status; those that answer within `waitMs` (then 500 ms of quiet) count. */
-export async function gatherInstances(nc: NatsConnection, waitMs: number): Promise<InstanceStatus[]> {
+export async function gatherInstances(nc: NatsConnection, waitMs: number, failures: string[] = []): Promise<InstanceStatus[]> {
   const out: InstanceStatus[] = [];
   try {
     const answers = await nc.requestMany(AdminSubjects.Status, encodeJson({}), { strategy: "stall", maxWait: waitMs, stall: 500 });
     for await (const m of answers) {
       const d = decodeJson(m.data);
-      const reply = d.ok ? (d.value as { ok?: boolean; result?: InstanceStatus }) : undefined;
+      const reply = d.ok ? (d.value as { ok?: boolean; result?: InstanceStatus; error?: { message?: unknown } }) : undefined;
       if (reply?.ok && reply.result) out.push(reply.result);
+      else {
+        // An instance that answered but could not read its status: said, not taken for absent (its
+        // partitions would read as unowned, its consumers as running nowhere).
+        const who = m.headers?.get(INSTANCE_HEADER) || "an instance";
+        failures.push(`${who} answered but could not read its status: ${String(reply?.error?.message ?? (d.ok ? "not a status reply" : "an undecodable reply")).slice(0, 300)}`);
+      }
     }
-  } catch {
-    // No responders: no instance runs.
+  } catch (err) {
+    // No responders: no instance runs. Anything else is the request's own failure.
+    if (!(err instanceof Error && /no responders/i.test(`${err.name} ${err.message}`))) throw err;
   }
   return out.sort((a, b) => a.instance.localeCompare(b.instance));
 }
@@ -90,7 +98,8 @@ export async function readStreams(nc: NatsConnection): Promise<{ streams: Stream
 
 /** Gathers everything and applies the health rules. */
 export async function statusReport(nc: NatsConnection, natsUrl: string, waitMs: number, limits: HealthLimits): Promise<StatusReport> {
-  const [instances, { streams, lags }] = await Promise.all([gatherInstances(nc, waitMs), readStreams(nc)]);
+  const failures: string[] = [];
+  const [instances, { streams, lags }] = await Promise.all([gatherInstances(nc, waitMs, failures), readStreams(nc)]);
   const first = instances[0];
   const nerveConsumers = new Set<string>(instances.length > 0 ? instances.flatMap((i) => i.consumers.known) : Object.values(Consumers));
   const byName = new Map<string, ConsumerReport>();
@@ -120,7 +129,7 @@ export async function statusReport(nc: NatsConnection, natsUrl: string, waitMs: 
     outbox: first?.outbox ?? null,
     timers: first?.timers ?? null,
   };
-  report.problems = problemsOf(report, limits, waitMs);
+  report.problems = [...failures, ...problemsOf(report, limits, waitMs)];
   report.healthy = report.problems.length === 0;
   return report;
 }

@@ -110,7 +110,7 @@ describe("nerve: help and unknown names", () => {
     expect(consumer.stderr).toMatch(/^not_found: no consumer nobody; known: .*notifications/);
     const [cmd, opt, ctx, type, id, filter, letter, timeout] = runs.map((r) => r.stderr);
     // nats.js would have waited its default second for a timeout of 0.
-    expect(timeout).toContain('--timeout must be more than 0 and at most 2147483 seconds, not "0"');
+    expect(timeout).toContain('--timeout must be at least 0.001 and at most 2147483 seconds, not "0"');
     expect(cmd).toContain('unknown command "frobnicate"; known: status, tail, history, send, lag, replay, dead-letters, retry-dead-letter');
     expect(opt).toContain("status: Unknown option '--frob'");
     expect(ctx).toContain('unknown context "shop"; known: users, courses, policies, orders, access');
@@ -125,15 +125,30 @@ describe("nerve: help and unknown names", () => {
     const cases: [string[], string][] = [
       [["send", "shop", "RegisterUser", "u1"], 'unknown context "shop"'],
       [["send", "users", "RegisterUser", "u1", "{not json"], "the body is not JSON"],
-      [["send", "users", "RegisterUser", "u1", "{}", "--timeout", "0"], "--timeout must be more than 0 and at most 2147483 seconds"],
+      [["send", "users", "RegisterUser", "u1", "{}", "--timeout", "0"], "--timeout must be at least 0.001 and at most 2147483 seconds"],
       // setTimeout fires at once past 2^31 - 1 ms: "no answer within 2200000 s" at once, the command maybe applied.
-      [["send", "users", "RegisterUser", "u1", "{}", "--timeout", "2200000"], '--timeout must be more than 0 and at most 2147483 seconds, not "2200000"'],
+      [["send", "users", "RegisterUser", "u1", "{}", "--timeout", "2200000"], '--timeout must be at least 0.001 and at most 2147483 seconds, not "2200000"'],
+      // nats.js refused it with a stack trace, exit 1.
+      [["send", "users", "RegisterUser", "u1", "{}", "--timeout", "0.0001"], "--timeout must be at least 0.001"],
+      [["send", "users", "RegisterUser", "u1", "{}", "--idempotency-key", "a\nb"], "--idempotency-key is 1 to 128 printable characters"],
+      [["send", "users", "RegisterUser", "u1", "{}", "--correlation-id", "k".repeat(129)], "--correlation-id is 1 to 128 printable characters"],
+      // Number read 0x10 as 16, 1e300 went to the server and came back invalid_request, exit 1.
+      [["dead-letters", "--limit", "0x10"], "--limit must be a number ≥ 0 in plain decimal"],
+      [["dead-letters", "--after", "1e300"], "--after must be a number ≥ 0 in plain decimal"],
+      [["status", "--max-lag", "0b11"], "--max-lag must be a number ≥ 0 in plain decimal"],
+      // nats.js refused a fraction, and a wait past 2^31 - 1 ms fired at once: "no instance answered", exit 1.
+      [["status", "--wait", "0.5"], "--wait is whole milliseconds from 1 to 2147483647"],
+      [["status", "--wait", "10000000000"], "--wait is whole milliseconds from 1 to 2147483647"],
+      [["status", "--wait", "0"], "--wait is whole milliseconds from 1 to 2147483647"],
+      // Three tokens match no four-token event subject: it tailed nothing for ever; events.* was a stack trace.
+      [["tail", "events.users.UserRegistered"], "a filter is a context"],
+      [["tail", "events.*"], "a filter is a context"],
       [["history", "users", "not a valid id"], "an aggregate id matches"],
       [["history", "shop", "u1"], 'unknown context "shop"'],
       [["tail", "events.shop.>"], 'unknown context "shop"'],
       [["retry-dead-letter", "first"], "a dead letter's id is a positive integer"],
       [["dead-letters", "--limit", "0"], "--limit and --after are whole numbers"],
-      [["status", "--wait", "soon"], '--wait must be a number ≥ 0, not "soon"'],
+      [["status", "--wait", "soon"], '--wait must be a number ≥ 0 in plain decimal, not "soon"'],
     ];
     const runs = await Promise.all(cases.map(([args]) => runCli(down, ...args)));
     runs.forEach((r, i) => {

@@ -60,11 +60,16 @@ function sendArgs([ctx, type, id, json]: string[], values: OptionValues) {
     if (typeof body !== "object" || body === null || Array.isArray(body)) throw usageError("the body is a JSON object, like '{\"name\":\"Ada\"}'", "send");
   }
   const headers: Record<string, string> = {};
-  if (typeof values["idempotency-key"] === "string") headers[Headers.IdempotencyKey] = values["idempotency-key"];
-  if (typeof values["correlation-id"] === "string") headers[Headers.CorrelationId] = values["correlation-id"];
+  // As the service takes them: printable, at most 128 characters (a line break made nats.js throw, a stack trace and exit 1).
+  for (const [flag, header] of [["idempotency-key", Headers.IdempotencyKey], ["correlation-id", Headers.CorrelationId]] as const) {
+    const v = values[flag];
+    if (typeof v !== "string") continue;
+    if (v === "" || v.length > 128 || /[\p{Cc}]/u.test(v) || v.trim() !== v) throw usageError(`--${flag} is 1 to 128 printable characters without leading or trailing space, not ${JSON.stringify(v)}`, "send");
+    headers[header] = v;
+  }
   // nats.js reads a timeout of 0 as its default of one second, and hands the rest to setTimeout, which
   // fires at once past 2^31 - 1 ms: within those, saying so.
   const timeoutS = numberOption("send", values, "timeout", 10);
-  if (timeoutS <= 0 || timeoutS > MAX_TIMEOUT_S) throw usageError(`--timeout must be more than 0 and at most ${MAX_TIMEOUT_S} seconds, not ${JSON.stringify(values.timeout)}`, "send");
+  if (timeoutS < 0.001 || timeoutS > MAX_TIMEOUT_S) throw usageError(`--timeout must be at least 0.001 and at most ${MAX_TIMEOUT_S} seconds, not ${JSON.stringify(values.timeout)}`, "send");
   return { subject, body, headers, timeoutMs: timeoutS * 1000 };
 }

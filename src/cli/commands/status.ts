@@ -1,7 +1,8 @@
 /** `status`: instances and what each owns, streams, consumers, outbox and timers on one screen; exit 1 when unhealthy. */
-import { ExitCodes } from "../cli-error.js";
+import { ExitCodes, usageError } from "../cli-error.js";
 import { numberOption, type CliCommand, type OptionValues } from "../command.js";
 import { ranges, seconds, statusReport, type StatusReport } from "../status-report.js";
+import { displaySafe } from "../terminal.js";
 
 /** Defaults of the health thresholds. */
 export const STATUS_DEFAULTS = { maxLag: 1000, maxOutboxAgeS: 30, maxTimerDelayS: 60, waitMs: 1000 } as const;
@@ -48,8 +49,12 @@ examples: npm run nerve -- status
 /** `status`' options; a bad one is a usage error. */
 function statusOptions(values: OptionValues) {
   const opt = (name: string, def: number) => numberOption("status", values, name, def);
+  // Whole milliseconds Node's timers take: nats.js refused a fraction and fired past 2^31 - 1 at once,
+  // and the report then said no instance answered.
+  const waitMs = opt("wait", STATUS_DEFAULTS.waitMs);
+  if (!Number.isInteger(waitMs) || waitMs < 1 || waitMs > 2 ** 31 - 1) throw usageError(`--wait is whole milliseconds from 1 to ${2 ** 31 - 1}, not ${JSON.stringify(values.wait)}`, "status");
   return {
-    waitMs: opt("wait", STATUS_DEFAULTS.waitMs),
+    waitMs,
     thresholds: {
       maxLag: opt("max-lag", STATUS_DEFAULTS.maxLag),
       maxOutboxAgeMs: opt("max-outbox-age", STATUS_DEFAULTS.maxOutboxAgeS) * 1000,
@@ -87,7 +92,9 @@ export function renderStatus(r: StatusReport): string[] {
   return lines;
 }
 
-function table(title: string, head: string[], rows: string[][]): string[] {
+function table(title: string, head: string[], cells: string[][]): string[] {
+  // Names come from elsewhere (another user's durables, an instance's id): nothing a terminal acts on.
+  const rows = cells.map((r) => r.map(displaySafe));
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => `  ${cells.map((c, i) => c.padEnd(widths[i]!)).join("  ")}`.trimEnd();
   return [title, line(head), ...rows.map(line), ""];

@@ -20,7 +20,10 @@ export function tailTargets(filter: string | undefined): TailTarget[] {
   if ((CONTEXTS as readonly string[]).includes(f)) return [{ stream: Contexts[f as Context].stream, filter: `events.${f}.>` }];
   const tokens = f.split(".");
   const valid = tokens.every((t, i) => t !== "" && !/\s/.test(t) && (t !== ">" || i === tokens.length - 1) && (t.length === 1 || !/[*>]/.test(t)));
-  if (tokens[0] !== "events" || tokens.length < 2 || !valid) {
+  // Event subjects have four tokens (events.<context>.<EventType>.<aggregate_id>): a shorter filter that
+  // does not end in `>`, or a longer one, matches nothing (it printed "tailing …" and then nothing for ever).
+  const fits = tokens.at(-1) === ">" ? tokens.length <= 4 : tokens.length === 4;
+  if (tokens[0] !== "events" || tokens.length < 2 || !valid || !fits) {
     throw usageError(`a filter is a context (${CONTEXTS.join(", ")}) or a subject within events.<context>.<EventType>.<aggregate_id>, like events.orders.> or events.*.OrderPaid.*; not ${JSON.stringify(f)}`, "tail");
   }
   const [, context, ...rest] = tokens as [string, string, ...string[]];

@@ -11,5 +11,8 @@ describe("tail filters", () => {
 
   it("refuses what is not a subject within events.>", () => {
     for (const bad of ["cmd.orders.>", "events", "events.orders.>.x", "events..x", "events.ord*", "shop"]) expect(() => tailTargets(bad), bad).toThrow(/a filter is a context|unknown context/);
+    // Event subjects have four tokens: fewer without a closing `>`, or more, match nothing (it tailed nothing for ever).
+    for (const bad of ["events.orders", "events.*", "events.users.UserRegistered", "events.users.A.b.c", "events.users.A.b.>"]) expect(() => tailTargets(bad), bad).toThrow(/a filter is a context/);
+    for (const good of ["events.>", "events.users.>", "events.users.UserRegistered.>", "events.*.OrderPaid.*"]) expect(() => tailTargets(good), good).not.toThrow();
   });
 });
