@@ -16,7 +16,7 @@ import {
   type QueryType,
 } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
-import { reportFailure } from "../supervision/index.js";
+import { reportFailure, sayingAtMostEvery } from "../supervision/index.js";
 import { replyGuarded } from "../nats/reply-guard.js";
 import type { CommandBus } from "../runtime/index.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
@@ -90,11 +90,10 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0, refusedReplies: 0 };
   // What callers outside Nerve reach (the service, with its $SRV handlers, and the partitions'
   // subscriptions) sees no request whose reply subject Nerve must not publish to; said at most once a minute.
-  let refusedSaidAt = -Infinity;
+  const sayRefused = sayingAtMostEvery();
   const callers = replyGuarded(deps.nc, (msg) => {
     stats.refusedReplies++;
-    if (performance.now() - refusedSaidAt < 60_000) return;
-    refusedSaidAt = performance.now();
+    if (!sayRefused()) return;
     deps.logger.warn({ subject: msg.subject, reply: msg.reply, refused_so_far: stats.refusedReplies }, "a request named a reply subject Nerve does not publish to (the JetStream API, a system or Nerve subject): dropped unanswered");
   });
   // Before any endpoint: requests arrive as soon as one is added.
@@ -112,14 +111,13 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   // A storage or NATS failure that passes by itself (the database restarting or out of reach, a lock held
   // elsewhere) met on a read — an idempotency lookup, an actor's load, a query — is `unavailable`, retry,
   // as at commit; it was `internal`, a bug not to retry, and an error line per request for the outage.
-  let transientSaidAt = -Infinity;
+  const sayTransient = sayingAtMostEvery();
   const fail = (msg: ServiceMsg, ct: ContentType | undefined, err: unknown, what: string): NerveError => {
     let e: NerveError;
     if (err instanceof NerveError) e = err;
     else if (isTransientFailure(err)) {
       e = errors.unavailable(`${what} could not be served now (${transientReason(err)}); retry`);
-      if (performance.now() - transientSaidAt >= 60_000) {
-        transientSaidAt = performance.now();
+      if (sayTransient()) {
         deps.logger.warn({ err, subject: msg.subject, unavailable_so_far: (stats.failed.unavailable ?? 0) + 1 }, "requests answered unavailable: the storage, JetStream or a partition's move failed them (said at most once a minute)");
       }
     } else e = errors.internal(`${what} failed`, err);

@@ -14,7 +14,7 @@ import { OutboxRelay } from "../outbox/index.js";
 import { GroupCommitWriter, IdempotencyPrune, Repository, openDatabase, type Database, type DriverLog } from "../persistence/index.js";
 import { ActorSystem, CommandBus } from "../runtime/index.js";
 import { TimerService } from "../timers/index.js";
-import { reportFailure, watch } from "../supervision/index.js";
+import { reportFailure, sayingAtMostEvery, watch } from "../supervision/index.js";
 import { Leases, NoOwnership, PartitionLeases, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
 import { registerServiceMetrics } from "./metrics.js";
 import { registerInboxPruneMetrics } from "./inbox-prune-metrics.js";
@@ -78,11 +78,10 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   // The service takes a SQLite file for itself: a second instance on it refuses to start, naming PostgreSQL.
   // A failed WAL checkpoint is retried every second: said at most once a minute, with how many so far.
   let checkpointFailures = 0;
-  let checkpointSaidAt = -Infinity;
+  const sayCheckpointFailure = sayingAtMostEvery();
   const onCheckpointFailure = (err: unknown) => {
     checkpointFailures++;
-    if (performance.now() - checkpointSaidAt < 60_000) return;
-    checkpointSaidAt = performance.now();
+    if (!sayCheckpointFailure()) return;
     logger.warn({ err, failures_so_far: checkpointFailures }, "a WAL checkpoint failed; retried every second (said at most once a minute): the WAL grows until one succeeds");
   };
   const db = await openDatabase({ url: config.NERVE_DB, sqliteSynchronous: config.NERVE_SQLITE_SYNC, pgPool: config.NERVE_PG_POOL, pgQueries: config.NERVE_PG_QUERIES, pgQueryTimeoutMs: config.NERVE_PG_QUERY_TIMEOUT_MS, entities, exclusiveInstance: true, onCheckpointFailure, driverLog: driverLogOf(logger) });

@@ -21,6 +21,7 @@ import type { ActorSystem } from "./actor-system.js";
 import type { AggregateModule, Lookups } from "./aggregate-module.js";
 import { fingerprint } from "./stable-json.js";
 import { isTransientFailure, transientReason } from "../consumers/transient.js";
+import { sayingAtMostEvery } from "../supervision/index.js";
 import { FencedError, partitionOf, type Fence, type Ownership } from "../cluster/index.js";
 import { SpanKind, activeTracer, contextOf, endSpan, headersOf, rootTraceparent, startSpan, type Span } from "../tracing/index.js";
 import type { Context as TraceContext, Tracer } from "@opentelemetry/api";
@@ -79,9 +80,9 @@ export class CommandBus implements Lookups {
   readonly #byContext = new Map<string, AggregateModule>();
   readonly #byType = new Map<string, AggregateModule>();
   readonly repo: Repository;
-  /** Commands answered unavailable because their facts could not be read, and when that was last logged. */
+  /** Commands answered unavailable because their facts could not be read; said at most once a minute. */
   #factsUnavailable = 0;
-  #factsUnavailableSaidAt = -Infinity;
+  readonly #sayFactsUnavailable = sayingAtMostEvery();
 
   constructor(deps: CommandBusDeps) {
     this.#deps = deps;
@@ -337,8 +338,7 @@ export class CommandBus implements Lookups {
     // towards the dead letters). The command changed nothing; its actor's state is untouched.
     if (isTransientFailure(err)) {
       this.#factsUnavailable++;
-      if (performance.now() - this.#factsUnavailableSaidAt >= 60_000) {
-        this.#factsUnavailableSaidAt = performance.now();
+      if (this.#sayFactsUnavailable()) {
         this.#deps.logger.warn({ err, command: req.type, aggregate_id: req.aggregateId, unavailable_so_far: this.#factsUnavailable }, "a command's facts could not be read: answered unavailable (said at most once a minute)");
       }
       return errors.unavailable(`${req.type} could not be decided now (${transientReason(err)}); retry`);

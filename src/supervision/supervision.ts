@@ -110,3 +110,18 @@ export function installProcessGuards(logger: Logger, exit: (code: number) => voi
     process.off("uncaughtException", onException);
   };
 }
+
+/**
+ * A gate for a log line that a lasting failure would repeat with every request or tick: true at the
+ * first call and then at most once per `everyMs` (a minute by default); the caller counts the rest and
+ * says how many so far when it does speak.
+ */
+export function sayingAtMostEvery(everyMs = 60_000): () => boolean {
+  let saidAt = -Infinity;
+  return () => {
+    const now = performance.now();
+    if (now - saidAt < everyMs) return false;
+    saidAt = now;
+    return true;
+  };
+}

@@ -1,8 +1,8 @@
 /** Background work never ends the process: failures are logged, counted and restarted (issue #10). */
 import { Writable } from "node:stream";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
-import { backgroundFailures, installProcessGuards, supervise, watch } from "../../src/supervision/index.js";
+import { backgroundFailures, installProcessGuards, sayingAtMostEvery, supervise, watch } from "../../src/supervision/index.js";
 
 function capture() {
   const lines: { level: number; msg: string; task?: string }[] = [];
@@ -56,6 +56,22 @@ describe("supervision", () => {
       expect(lines.map((l) => l.level)).toEqual([50, 60]);
     } finally {
       remove();
+    }
+  });
+});
+
+describe("sayingAtMostEvery", () => {
+  it("opens at the first call, then at most once per period", () => {
+    vi.useFakeTimers({ toFake: ["performance"] });
+    try {
+      const say = sayingAtMostEvery(60_000);
+      expect([say(), say(), say()]).toEqual([true, false, false]);
+      vi.advanceTimersByTime(59_999);
+      expect(say()).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect([say(), say()]).toEqual([true, false]);
+    } finally {
+      vi.useRealTimers();
     }
   });
 });
