@@ -202,7 +202,7 @@ export class OutboxRelay {
     const until = Date.now() + timeoutMs;
     const done = await this.#until(async () => this.#inflight[p] === 0 && (!this.#held.mayPublish(p) || (await this.#o.repo.outboxSize([p])) === 0), timeoutMs);
     // Its acknowledged rows deleted, the next owner need not publish them again (harmless: the stream drops repeats).
-    if (done && this.#o.deleter) await Promise.race([this.#o.deleter.released(), new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())).unref())]);
+    if (done) await this.#released(until - Date.now());
     return done;
   }
 
@@ -262,11 +262,7 @@ export class OutboxRelay {
   async #lookForLateRows(): Promise<void> {
     this.#scannedAt = performance.now();
     try {
-      if (this.#o.deleter) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([this.#o.deleter.released(), new Promise((r) => (timer = setTimeout(r, RELEASE_WAIT_MS)))]);
-        clearTimeout(timer);
-      }
+      await this.#released(RELEASE_WAIT_MS);
       const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, this.#held.readable());
       if (!this.#live || rows.length === 0) return;
       const inMemory = new Set(this.#memory.map((r) => Number(r.seq)));
@@ -288,11 +284,7 @@ export class OutboxRelay {
     this.#scannedAt = performance.now();
     // Rows published in the last pass must be gone before reading, or they would be read again.
     // A database that cannot delete them cannot do much else; the stream check and msg ids still guard.
-    if (this.#o.deleter) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.#o.deleter.released(), new Promise((r) => (timer = setTimeout(r, RELEASE_WAIT_MS)))]);
-      clearTimeout(timer);
-    }
+    await this.#released(RELEASE_WAIT_MS);
     this.#memoryLost = false;
     this.#rescan = false;
     const partitions = this.#held.readable();
@@ -330,6 +322,14 @@ export class OutboxRelay {
       this.#memory = [];
     }
     return { published, full: published && this.#memory.length > 0 };
+  }
+
+  /** Waits until the deleter has deleted the rows released to it so far, at most `ms` (none without a deleter). */
+  async #released(ms: number): Promise<void> {
+    if (!this.#o.deleter) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#o.deleter.released(), new Promise((r) => (timer = setTimeout(r, Math.max(0, ms))))]);
+    clearTimeout(timer);
   }
 
   // A wakeable sleep ends early on wake(); a backoff sleep ends early only on stop().
