@@ -34,7 +34,7 @@ function transientSqlite(code: string): boolean {
 
 /** Whether a failure of an event's handling is transient (see the module's comment); follows `cause` a few links down. */
 export function isTransientFailure(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causes(err)) {
     if (isNerveError(e)) return e.retryable;
     if (e instanceof FencedError || e instanceof WriteWorkerStopped || e instanceof QueryUnavailable || e instanceof QueriesOverloaded || e instanceof CommitOutcomeUnknown || isTransientJetStreamError(e)) return true;
     const code = (e as { code?: unknown }).code;
@@ -51,10 +51,15 @@ export function isTransientFailure(err: unknown): boolean {
  * the partition moved, JetStream, too many queries waiting, or the storage.
  */
 export function transientReason(err: unknown): string {
-  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causes(err)) {
     if (e instanceof FencedError) return "the aggregate's partition moved to another instance";
     if (isTransientJetStreamError(e)) return "JetStream unavailable";
     if (e instanceof QueriesOverloaded) return "too many queries waiting";
   }
   return "storage unavailable";
+}
+
+/** `err` and the errors of its `cause` chain, a few links down (what both questions above look through). */
+function* causes(err: unknown): Generator<Error> {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) yield e;
 }
