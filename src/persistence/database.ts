@@ -249,15 +249,12 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
       await orm.close(true).catch(() => undefined);
       throw err;
     });
-    // Behind a pooler that drops the startup options, the leases' lock_timeout too is set per statement.
-    const leaseExecute =
-      side.queryTimeoutSetBy === "startup"
-        ? boundExecutor(side.leases)
-        : withLocalSettings(side.leases, boundExecutor(side.leases), { lock_timeout: PG_LEASE_LOCK_TIMEOUT_MS, idle_in_transaction_session_timeout: idleInTransactionMs });
-    const query =
-      side.queryTimeoutSetBy === "startup"
-        ? boundExecutor(side.queries)
-        : withLocalSettings(side.queries, boundExecutor(side.queries), { statement_timeout: queryTimeoutMs, idle_in_transaction_session_timeout: idleInTransactionMs });
+    // A side pool's statements, with the settings its sessions should have: from the startup options, or
+    // behind a pooler that drops those, set in a transaction of each statement's own.
+    const sideExecutor = (pool: AbstractSqlConnection, settings: Record<string, number>) =>
+      side.queryTimeoutSetBy === "startup" ? boundExecutor(pool) : withLocalSettings(pool, boundExecutor(pool), { ...settings, idle_in_transaction_session_timeout: idleInTransactionMs });
+    const leaseExecute = sideExecutor(side.leases, { lock_timeout: PG_LEASE_LOCK_TIMEOUT_MS });
+    const query = sideExecutor(side.queries, { statement_timeout: queryTimeoutMs });
     return {
       ...plain,
       queryTimeoutSetBy: side.queryTimeoutSetBy,
