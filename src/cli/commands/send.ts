@@ -60,11 +60,12 @@ function sendArgs([ctx, type, id, json]: string[], values: OptionValues) {
     if (typeof body !== "object" || body === null || Array.isArray(body)) throw usageError("the body is a JSON object, like '{\"name\":\"Ada\"}'", "send");
   }
   const headers: Record<string, string> = {};
-  // As the service takes them: printable, at most 128 characters (a line break made nats.js throw, a stack trace and exit 1).
+  // As the service takes them: printable, at most 128 characters counted as code points, as the service counts
+  // them (128 emoji are 256 UTF-16 units); a line break made nats.js throw, a stack trace and exit 1.
   for (const [flag, header] of [["idempotency-key", Headers.IdempotencyKey], ["correlation-id", Headers.CorrelationId]] as const) {
     const v = values[flag];
     if (typeof v !== "string") continue;
-    if (v === "" || v.length > 128 || /[\p{Cc}]/u.test(v) || v.trim() !== v) throw usageError(`--${flag} is 1 to 128 printable characters without leading or trailing space, not ${JSON.stringify(v)}`, "send");
+    if (v === "" || [...v].length > 128 || /[\p{Cc}]/u.test(v) || v.trim() !== v) throw usageError(`--${flag} is 1 to 128 printable characters without leading or trailing space, not ${JSON.stringify(v)}`, "send");
     headers[header] = v;
   }
   // nats.js reads a timeout of 0 as its default of one second, and hands the rest to setTimeout, which
