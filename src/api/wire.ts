@@ -50,8 +50,13 @@ function header(h: HeaderReader | undefined, name: string, max: number): string 
   // Characters as the contract's schemas count them (zod: code points), not UTF-16 units: 128 emoji fit.
   if (v.length > 2 * max || (v.length > max && [...v].length > max)) throw errors.invalidRequest(`${name} is longer than ${max} characters`);
   if (!isText(v)) throw errors.invalidRequest(`${name} ${NOT_TEXT_MESSAGE}`);
+  // A control character in an id is a client's bug, and a header carries it badly: nats.js trims \v and \f
+  // off a value's ends (so `k\v` and `k` were one key or two, as the rest of the block decided).
+  if (CONTROL.test(v)) throw errors.invalidRequest(`${name} must be printable: no control characters`);
   return v;
 }
+
+const CONTROL = /\p{Cc}/u;
 
 const MALFORMED_HEADERS = "malformed message headers: every header line must be `Key: value` with a printable ASCII key";
 
@@ -61,8 +66,8 @@ const MALFORMED_HEADERS = "malformed message headers: every header line must be 
  *
  * nats.js decodes the block leniently and trims values of any Unicode white space: invalid UTF-8 became
  * U+FFFD (so `Idempotency-Key: k\xFF` and `k\xFE` were one key, and the second command was answered
- * from the first's reply), and `k\u00A0` became `k`. A block that is all ASCII (nearly every one) reads
- * the same either way; any other must be valid UTF-8, and its values are read exactly, trimmed of
+ * from the first's reply), and `k\u00A0` became `k`. A block that is all printable ASCII (nearly every one)
+ * reads the same either way; any other must be valid UTF-8, and its values are read exactly, trimmed of
  * spaces and tabs only.
  */
 function headersOf(msg: ServiceMsg): HeaderReader | undefined {
@@ -73,9 +78,26 @@ function headersOf(msg: ServiceMsg): HeaderReader | undefined {
     throw errors.invalidRequest(MALFORMED_HEADERS);
   }
   const block = rawHeaderBlock(msg);
-  if (block === undefined || isAscii(block)) return h;
+  if (block === undefined || (isAscii(block) && !hasTrimmedControl(block))) return h;
   if (!isUtf8(block)) throw errors.invalidRequest("message headers must be valid UTF-8");
   return new ExactHeaders(Buffer.from(block.buffer, block.byteOffset, block.byteLength).toString("utf8"));
+}
+
+/**
+ * Whether an ASCII block holds a control byte other than a tab and the CRLF line ends: one nats.js's decoding
+ * trims off a value's ends (\v, \f, a lone \r or \n) where {@link ExactHeaders} keeps it.
+ */
+function hasTrimmedControl(block: Uint8Array): boolean {
+  for (let i = 0; i < block.length; i++) {
+    const b = block[i]!;
+    if (b >= 0x20 || b === 0x09) continue;
+    if (b === 0x0d && block[i + 1] === 0x0a) {
+      i++;
+      continue;
+    }
+    return true;
+  }
+  return false;
 }
 
 /**

@@ -129,6 +129,19 @@ describe("request headers a client gets wrong", () => {
     expect(history.map((e) => e.correlation_id)).toEqual(["\u3000corr\u00A0"]);
   });
 
+  it("refuses a control character in an id header, whatever else the block holds: k\\v was one key with k, or two", async () => {
+    const id = `c-${Math.random().toString(36).slice(2, 10)}`;
+    // nats.js trimmed \v off a value's ends when the whole block was ASCII; a non-ASCII header elsewhere kept it.
+    for (const [name, value] of [["Idempotency-Key", "k2\v"], ["Idempotency-Key", "\fk2"], ["Correlation-Id", "a\u0001b"], ["Causation-Id", "c\u0085"]]) {
+      for (const extra of [[], ["Correlation-Id: \u00E9"]]) {
+        if (name === "Correlation-Id" && extra.length > 0) continue;
+        const reply = await refused(`cmd.users.RegisterUser.${id}`, headerBlock(["Content-Type: application/msgpack", `${name}: ${value}`, ...extra]), body(id), "application/msgpack");
+        expect(reply.error.message).toBe(`${name} must be printable: no control characters`);
+      }
+    }
+    expect(await t.nerve.bus.repo.history("User", id)).toEqual([]);
+  });
+
   it("logged no error for any of them", () => {
     expect(log.errors()).toEqual([]);
     expect(t.nerve.api!.stats.failed.internal ?? 0).toBe(0);
