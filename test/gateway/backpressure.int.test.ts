@@ -69,8 +69,7 @@ describe("slow and dead clients", () => {
     try {
       const forge = new EventForge(t.client);
       await forge.publish("CourseAccessGranted", "pause", "panda", { expires_at: null });
-      const c = await TestClient.as(gw.port, "pause");
-      await c.welcome();
+      const c = await TestClient.ready(gw.port, "pause");
       (c.ws as any)._socket.pause(); // a moment without reading (a slow network's first window, a busy phone)
       const seqs: number[] = [];
       const full = () => metric(gw.port, /nerve_gateway_full_sockets (\d+)/);
@@ -99,8 +98,7 @@ describe("slow and dead clients", () => {
   it("closes a client that sends frames without reading with 4408 once its unwritten acks pass the budget, long before the slow rule would", async () => {
     const gw = await startTestGateway(t.nats.url, { maxBufferedBytes: 16 * 1024, slowAfterMs: 120_000 });
     try {
-      const c = await TestClient.as(gw.port, "flood");
-      await c.welcome();
+      const c = await TestClient.ready(gw.port, "flood");
       (c.ws as any)._socket.pause(); // reads nothing more, while it sends
       const slowClosed = () => metric(gw.port, /nerve_gateway_closes_total\{reason="slow"\} (\d+)/);
       let sent = 0;
@@ -130,8 +128,7 @@ describe("slow and dead clients", () => {
     const gw = await startTestGateway(t.nats.url, { flushMs: 50 });
     try {
       const forge = new EventForge(t.client);
-      const c = await TestClient.as(gw.port, "burst");
-      await c.welcome();
+      const c = await TestClient.ready(gw.port, "burst");
       let chunks = 0;
       (c.ws as any)._socket.on("data", () => chunks++);
       await forge.progressBurst("burst", "b", 20, 20);

@@ -13,8 +13,7 @@ useNerveAndGateway((started) => ({ t, gw } = started));
 describe("client commands", () => {
   it("runs UpdateProgress on the command path for the token's user, acks it, and pushes its events", async () => {
     await grant(t.client, "ada", "algebra");
-    const ada = await TestClient.as(gw.port, "ada");
-    await ada.welcome();
+    const ada = await TestClient.ready(gw.port, "ada");
     ada.send({ type: "UpdateProgress", request_id: "r1", course_id: "algebra", progress: 55 });
     expect(AckFrame.parse(await ada.ack("r1"))).toEqual({ type: "ack", request_id: "r1", ok: true });
     await ada.until((c) => c.events.some((f) => f.event.event_type === "ProgressUpdated" && f.event.payload.progress === 55));
@@ -24,8 +23,7 @@ describe("client commands", () => {
   });
 
   it("answers the contract's error code when the command fails", async () => {
-    const bob = await TestClient.as(gw.port, "bob");
-    await bob.welcome();
+    const bob = await TestClient.ready(gw.port, "bob");
     // Ada's course, but Bob's token: the gateway derives Bob's access id, which does not exist.
     bob.send({ type: "UpdateProgress", request_id: "not-mine", course_id: "algebra", progress: 90 });
     expect(await bob.ack("not-mine")).toMatchObject({ ok: false, error: { code: "not_found" } });
@@ -36,8 +34,7 @@ describe("client commands", () => {
 
   it("acks malformed frames with invalid_request and keeps the socket open", async () => {
     await grant(t.client, "carol", "chemistry");
-    const carol = await TestClient.as(gw.port, "carol");
-    await carol.welcome();
+    const carol = await TestClient.ready(gw.port, "carol");
     const bad: unknown[] = [
       "not json",
       "null",
@@ -70,8 +67,7 @@ describe("client commands", () => {
 
   it("echoes a request_id of 128 characters counted as the contract counts them (code points), even on a refused frame", async () => {
     // Found by ws.props.int.test.ts: 128 emoji are 256 UTF-16 units, and the gateway used to drop such an id from the ack.
-    const erin = await TestClient.as(gw.port, "erin");
-    await erin.welcome();
+    const erin = await TestClient.ready(gw.port, "erin");
     const id = "😀".repeat(128);
     erin.send({ type: "UpdateProgress", request_id: id, course_id: "chemistry", progress: 500 });
     expect(AckFrame.parse(await erin.ack(id))).toMatchObject({ request_id: id, ok: false, error: { code: "invalid_request" } });
@@ -81,8 +77,7 @@ describe("client commands", () => {
   });
 
   it("echoes no request_id that is not contract text (a NUL, a lone surrogate): the ack stays readable by a strict decoder", async () => {
-    const fay = await TestClient.as(gw.port, "fay");
-    await fay.welcome();
+    const fay = await TestClient.ready(gw.port, "fay");
     // Valid JSON text frames: JSON.stringify escapes both ("\u0000", "\ud800").
     for (const id of ["nul\u0000", "lone\ud800", "low\udc00 first"]) fay.send({ type: "UpdateProgress", request_id: id, course_id: "chemistry", progress: 5 });
     fay.send({ type: "UpdateProgress", request_id: "after", course_id: "chemistry", progress: 500 });

@@ -44,8 +44,7 @@ describe("HTTP", () => {
 
   it("serves Prometheus metrics: connections, frames sent, push latency, commands by result", async () => {
     await grant(t.client, "ada", "algebra");
-    const ada = await TestClient.as(gw.port, "ada");
-    await ada.welcome();
+    const ada = await TestClient.ready(gw.port, "ada");
     await progress(t.client, "ada", "algebra", 30);
     await ada.until((c) => c.events.some((f) => f.event.payload.progress === 30));
     ada.send({ type: "UpdateProgress", request_id: "m", course_id: "algebra", progress: 31 });

@@ -58,8 +58,7 @@ describe("who sees what", () => {
   });
 
   it("takes an event's type from its subject, as the consumers do, not from the Event-Type header", async () => {
-    const tab = await TestClient.as(gw.port, "cyd");
-    await tab.welcome();
+    const tab = await TestClient.ready(gw.port, "cyd");
     await grant(t.client, "cyd", "chemistry");
     await tab.eventCount(1, 15_000);
     const access_id = deriveAccessId("cyd", "chemistry");
@@ -76,8 +75,7 @@ describe("who sees what", () => {
   });
 
   it("pushes an event of a version newer than it knows (a rolling upgrade) as it was written", async () => {
-    const tab = await TestClient.as(gw.port, "newer");
-    await tab.welcome();
+    const tab = await TestClient.ready(gw.port, "newer");
     await grant(t.client, "newer", "geology");
     await tab.eventCount(1, 15_000);
     const access_id = deriveAccessId("newer", "geology");

@@ -75,8 +75,7 @@ describe("resume", () => {
 
   it("answers reset and a fresh welcome for a malformed cursor or one beyond the stream's end", async () => {
     for (const cursor of ["garbage", "s" + (1e9).toString(36)]) {
-      const c = await TestClient.as(gw.port, "carol", cursor);
-      await c.welcome();
+      const c = await TestClient.ready(gw.port, "carol", undefined, cursor);
       expect(c.frames.map((f) => f.type)).toEqual(["reset", "welcome"]);
       await c.close();
     }

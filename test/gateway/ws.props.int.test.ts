@@ -122,8 +122,7 @@ function expectedAck(spec: FrameSpec): { requestId: string | null; valid: boolea
 
 /** A socket of {@link USER}, its welcome received. */
 async function socket(): Promise<TestClient> {
-  const c = await TestClient.as(gw.port, USER);
-  await c.welcome();
+  const c = await TestClient.ready(gw.port, USER);
   return c;
 }
 
