@@ -1,5 +1,6 @@
 /** Shared value objects of the contract (CONTRACT.md §1). */
 import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
 import { z } from "zod";
 
 /** Pattern of an aggregate id: one safe NATS subject token. */
@@ -131,15 +132,14 @@ export const Locale = PlainText.max(35).refine(isLocale, "must be a BCP 47 langu
 /** An IANA time-zone name, e.g. `Europe/Paris`. */
 export const TimeZone = PlainText.max(64).refine(isTimeZone, "must be an IANA time-zone name");
 
-// A name the time-zone database knows in another case only ("europe/paris"): JavaScript resolves it, other
-// languages' libraries (Python's zoneinfo, Java's ZoneId) refuse it.
+// A name as the time-zone database writes it, zones and links alike ("Europe/Paris", "US/Pacific", "EST"):
+// JavaScript resolves "europe/paris" and "us/pacific" too, other languages' libraries (Python's zoneinfo,
+// Java's ZoneId) refuse them. ICU's own list has the canonical zones only, and canonicalises a link
+// ("us/pacific" → America/Los_Angeles), so the names come from the database itself (the tzdata package).
+let tzNames: ReadonlySet<string> | undefined;
 function inItsOwnCase(tz: string): boolean {
-  try {
-    const known = new Intl.DateTimeFormat("en", { timeZone: tz }).resolvedOptions().timeZone;
-    return known === tz || known.toLowerCase() !== tz.toLowerCase();
-  } catch {
-    return false;
-  }
+  tzNames ??= new Set(Object.keys((createRequire(import.meta.url)("tzdata") as { zones: Record<string, unknown> }).zones).filter((n) => n !== "Factory"));
+  return tzNames.has(tz);
 }
 
 /** An IANA time-zone name as a command gives it: written as the database writes it. */
