@@ -29,7 +29,7 @@ async function main(): Promise<void> {
 
   let localNats: ChildProcess | undefined;
   const defaultUrl = ConfigSchema.parse({}).NATS_URL;
-  if (!(await isListening(config.NATS_URL.split(",")[0]!))) {
+  if (!(await isListening(config.NATS_URL))) {
     const binary = findNatsServer();
     if (config.NATS_URL !== defaultUrl || !binary) {
       logger.fatal(

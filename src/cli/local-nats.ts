@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { delimiter, join } from "node:path";
+import { natsServers } from "../config/nats-url.js";
 
 /** The development user of the repository's nats.conf that `npm start` connects as when it started that server itself. */
 export const DEV_NATS_USER = { user: "nerve", password: "nerve-dev" } as const;
@@ -12,11 +13,19 @@ export function withDevelopmentUser<C extends { NATS_USER?: string | undefined; 
   return { ...config, NATS_USER: config.NATS_USER ?? DEV_NATS_USER.user, NATS_PASSWORD: config.NATS_PASSWORD ?? DEV_NATS_USER.password };
 }
 
-/** Whether something accepts TCP connections at the host and port of a nats:// URL. */
-export function isListening(url: string, timeoutMs = 1000): Promise<boolean> {
-  const u = new URL(url.replace(/^nats:/, "http:"));
+/**
+ * Whether something accepts TCP connections at one of NATS_URL's servers (any: with the first of a
+ * cluster's down, `npm start` refused to start; a scheme-less `127.0.0.1:4222`, which nats.js takes, was
+ * read as a URL of scheme `127.0.0.1:`).
+ */
+export async function isListening(url: string, timeoutMs = 1000): Promise<boolean> {
+  const answers = await Promise.all(natsServers(url).map((s) => accepts(s.host, s.port, timeoutMs)));
+  return answers.includes(true);
+}
+
+function accepts(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = tcpConnect({ host: u.hostname, port: Number(u.port || 4222) });
+    const s = tcpConnect({ host, port });
     const done = (ok: boolean) => {
       s.destroy();
       resolve(ok);

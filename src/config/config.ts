@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { jwksLocation } from "./jwks-location.js";
 import { parseExternalConsumers } from "./external-consumers.js";
+import { natsServers } from "./nats-url.js";
 
 /** The development JWT secret, used (with a warning) when none is set outside production. */
 export const DEV_JWT_SECRET = "nerve-development-secret-do-not-use-in-production";
@@ -31,6 +32,25 @@ const TIMER_MAX_MS = 2_000_000_000;
 // An OTLP endpoint: an http(s) URL; set but empty counts as unset, as OpenTelemetry's SDKs take it.
 const otlpUrl = z.preprocess((v) => (v === "" ? undefined : v), z.string().regex(/^https?:\/\/\S+$/, "must be an http:// or https:// URL").optional());
 
+// A claim every token must carry exactly: white space at either end (" ", "issuer ") refused every token.
+const tokenClaim = z
+  .string()
+  .min(1)
+  .refine((v) => v.trim() === v && v !== "", "must not be blank or begin or end with white space")
+  .optional();
+
+// A postgres:// URL the driver can use: it parses, its %-escapes decode, and it names a database
+// ("postgres://%zz" stopped the service with MikroORM's "No database specified", naming no variable).
+function isPostgresUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    for (const part of [u.hostname, u.username, u.password, u.pathname]) decodeURIComponent(part);
+    return decodeURIComponent(u.pathname.slice(1)) !== "";
+  } catch {
+    return false;
+  }
+}
+
 /** What one process can run (CONTRACT.md §8). */
 export const ROLES = ["commands", "consumers", "gateway"] as const;
 export type Role = (typeof ROLES)[number];
@@ -39,22 +59,36 @@ export type Role = (typeof ROLES)[number];
 export const ConfigSchema = z
   .object({
     NODE_ENV: z.string().default("development"),
-    NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+    NATS_URL: z
+      .string()
+      .default("nats://127.0.0.1:4222")
+      .superRefine((v, ctx) => {
+        try {
+          natsServers(v);
+        } catch (err) {
+          ctx.addIssue({ code: "custom", message: (err as Error).message });
+        }
+      }),
     NATS_USER: z.string().optional(),
     NATS_PASSWORD: z.string().optional(),
     NATS_CREDS: z.string().optional(),
     NERVE_DB: z
       .string()
       .regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)$/, "must be sqlite:<path> or a postgres:// URL")
+      .refine((v) => v.startsWith("sqlite:") || isPostgresUrl(v), "must be a postgres:// URL naming its database, like postgres://user@host:5432/nerve (any %-escape valid)")
       .default("sqlite:./data/nerve.sqlite"),
     NERVE_HTTP_PORT: int(8080).pipe(z.number().max(65535)),
-    NERVE_JWT_SECRET: z.string().min(16).optional(),
+    NERVE_JWT_SECRET: z
+      .string()
+      .min(16)
+      .refine((v) => v.replace(/\s/gu, "").length >= 16, "must hold at least 16 characters other than white space")
+      .optional(),
     /** An identity provider's public keys (RS256, ES256, EdDSA tokens): a JWKS file path or an https:// URL. */
     NERVE_JWT_JWKS: z.string().min(1).optional(),
     /** When set, every token must carry this `iss`. */
-    NERVE_JWT_ISSUER: z.string().min(1).optional(),
+    NERVE_JWT_ISSUER: tokenClaim,
     /** When set, every token must carry this `aud`. */
-    NERVE_JWT_AUDIENCE: z.string().min(1).optional(),
+    NERVE_JWT_AUDIENCE: tokenClaim,
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** Most commands waiting in one actor's mailbox before `unavailable`. */
     NERVE_MAILBOX_SIZE: int(256, 1),
@@ -141,6 +175,7 @@ export const ConfigSchema = z
       }),
   })
   .superRefine((c, ctx) => {
+    userWithPassword(c, ctx);
     if (c.NODE_ENV === "production" && c.NERVE_DEV_TOKENS) {
       ctx.addIssue({ code: "custom", path: ["NERVE_DEV_TOKENS"], message: "must be off when NODE_ENV=production" });
     }
@@ -162,6 +197,14 @@ export const ConfigSchema = z
       }
     }
   });
+
+// NATS_USER without NATS_PASSWORD (or the reverse) connected without the other: the server's
+// "Authorization Violation", naming neither variable.
+function userWithPassword(c: { NATS_USER?: string | undefined; NATS_PASSWORD?: string | undefined }, ctx: z.RefinementCtx): void {
+  if ((c.NATS_USER === undefined) === (c.NATS_PASSWORD === undefined)) return;
+  const [missing, set] = c.NATS_USER === undefined ? ["NATS_USER", "NATS_PASSWORD"] : ["NATS_PASSWORD", "NATS_USER"];
+  ctx.addIssue({ code: "custom", path: [missing], message: `must be set with ${set} (a user and its password go together)` });
+}
 
 /** A secret anyone can read: the development one, or a template's placeholder ("change-me…", in any case). */
 function isPublicSecret(secret: string): boolean {
@@ -219,7 +262,7 @@ export const ConnectionSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "a subject prefix: tokens of letters, digits, _ and - joined by dots, no wildcards")
     .optional(),
-});
+}).superRefine(userWithPassword);
 export type ConnectionConfig = z.infer<typeof ConnectionSchema>;
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { DEV_JWT_SECRET, loadConfig, unknownNerveVariables } from "../../src/config/index.js";
+import { DEV_JWT_SECRET, loadConfig, loadConnectionConfig, unknownNerveVariables } from "../../src/config/index.js";
+import { natsServers } from "../../src/config/nats-url.js";
 
 describe("loadConfig", () => {
   it("applies the contract's defaults", () => {
@@ -14,6 +15,30 @@ describe("loadConfig", () => {
     const c = loadConfig({ NERVE_DB: "postgres://u@localhost/db", NATS_URL: "nats://a:4222,nats://b:4222" });
     expect(c.NERVE_DB).toBe("postgres://u@localhost/db");
     expect(c.NATS_URL).toContain(",");
+  });
+
+  it("refuses, naming the variable, what stopped the start later with a message naming none", () => {
+    for (const url of ["not a url", "nats://127.0.0.1:99999", "http://nats:4222", "nats://a:4222,nats://b:0", ",", "nats://a:4222/x/y"]) {
+      expect(() => loadConfig({ NATS_URL: url }), url).toThrow(/NATS_URL: must (be a comma-separated list of NATS servers|name at least one)/);
+    }
+    for (const db of ["postgres://%zz/db", "postgres://localhost", "postgres://localhost/", "postgres://h/%zz"]) {
+      expect(() => loadConfig({ NERVE_DB: db }), db).toThrow(/NERVE_DB: must be a postgres:\/\/ URL naming its database/);
+    }
+    expect(() => loadConfig({ NERVE_JWT_SECRET: " ".repeat(16) })).toThrow(/NERVE_JWT_SECRET: must hold at least 16 characters other than white space/);
+    for (const v of [" ", "issuer ", " aud"]) {
+      expect(() => loadConfig({ NERVE_JWT_ISSUER: v, NERVE_JWT_AUDIENCE: v })).toThrow(/NERVE_JWT_ISSUER: must not be blank[\s\S]*NERVE_JWT_AUDIENCE: must not be blank/);
+    }
+    expect(() => loadConfig({ NATS_USER: "nerve" })).toThrow(/NATS_PASSWORD: must be set with NATS_USER/);
+    expect(() => loadConfig({ NATS_PASSWORD: "pw" })).toThrow(/NATS_USER: must be set with NATS_PASSWORD/);
+    expect(() => loadConnectionConfig({ NATS_USER: "nerve" })).toThrow(/NATS_PASSWORD: must be set with NATS_USER/);
+  });
+
+  it("takes every form of NATS_URL nats.js takes", () => {
+    for (const url of ["127.0.0.1:4222", "localhost", "nats://user:pw@nats.example.com:4222", "tls://a.b:4443", "nats://[::1]:4222", " nats-1:4222 , nats-2:4222 ", "NATS://h:4222/"]) {
+      expect(loadConfig({ NATS_URL: url }).NATS_URL, url).toBe(url);
+    }
+    expect(natsServers("nats://u:p@a:4223, b ,[::1]:5")).toEqual([{ host: "a", port: 4223 }, { host: "b", port: 4222 }, { host: "::1", port: 5 }]);
+    expect(loadConfig({ NERVE_DB: "postgresql://u:p%40ss@h:5432/nerve?sslmode=require", NERVE_JWT_SECRET: "correct horse battery staple", NERVE_JWT_ISSUER: "https://idp.example.com/" }).NERVE_DB).toContain("nerve");
   });
 
   it("requires NERVE_JWT_SECRET in production", () => {
