@@ -30,6 +30,12 @@ export interface ReplayProgress {
   total: number;
 }
 
+/** Where a replay ends: how many events it reads, and each binding's last event at its start (by "<stream> <filter>"). */
+interface ReplayEnd {
+  total: number;
+  lastSeq: Map<string, number>;
+}
+
 /** Lag of one consumer on one stream. */
 export interface ConsumerLag {
   consumer: string;
@@ -96,6 +102,8 @@ export class ConsumerManager {
   /** Group commits that waited for a projection's backlog. */
   backlogWaits = 0;
   #setup: Promise<void> | undefined;
+  /** Replays between their runner's stop and start, by consumer: settles once the replay's runner is started or it failed. */
+  readonly #resetting = new Map<string, Promise<void>>();
 
   constructor(opts: ConsumerManagerOptions) {
     this.#o = opts;
@@ -182,6 +190,8 @@ export class ConsumerManager {
       await leases.start();
     } else {
       for (const r of this.runners.values()) {
+        // A replay asked for before this start: its reset must not have a reader beside it.
+        while (this.#resetting.has(r.name)) await this.#resetting.get(r.name);
         await r.start();
         this.#active.add(r.name);
       }
@@ -249,10 +259,17 @@ export class ConsumerManager {
    * durable that must be fixed by hand) with a growing back-off for as long as the consumer belongs here
    * under `epoch`: each failure is logged and counted. The lease is kept rather than released: rendezvous
    * places it here, so this instance would take it again at its next round, and what keeps the start
-   * from working (JetStream) would mostly keep any other instance's from working too.
+   * from working (JetStream) would mostly keep any other instance's from working too. While a replay of
+   * the consumer resets it, the start waits for the replay's own start (or its failure).
    */
   async #startWhileHere(name: string, runner: ConsumerRunner, epoch: number | undefined): Promise<void> {
-    for (let backoff = START_RETRY_MIN_MS; this.#here(name, epoch); backoff = Math.min(START_RETRY_MAX_MS, backoff * 2)) {
+    let backoff = START_RETRY_MIN_MS;
+    while (this.#here(name, epoch)) {
+      const resetting = this.#resetting.get(name);
+      if (resetting) {
+        await resetting;
+        continue;
+      }
       try {
         await runner.start();
         // Stopped meanwhile by the lease's loss: the start ended without a reader.
@@ -262,6 +279,7 @@ export class ConsumerManager {
         reportFailure(this.#o.logger, `consumer ${name}`, err, "consumer could not start; retrying while it belongs here");
       }
       await sleep(backoff, this.#halt.signal);
+      backoff = Math.min(START_RETRY_MAX_MS, backoff * 2);
     }
   }
 
@@ -340,29 +358,58 @@ export class ConsumerManager {
     if (!runner) throw errors.notFound(`unknown consumer ${name}; known: ${[...this.runners.keys()].join(", ")}`);
     const epoch = this.#o.leases?.fence(name)?.epoch;
     if (this.#o.leases && epoch === undefined) throw errors.unavailable(`consumer ${name} runs on another instance: replay it there`);
+    return this.#caughtUp(name, runner, await this.#rebuild(name, runner, epoch), onProgress);
+  }
+
+  /**
+   * A replay's restart: the runner stopped, its durables replaced, its read model emptied, and started
+   * again — with no other start of it in between ({@link #resetting}): a runner started then would read
+   * the new durable, apply and acknowledge events whose rows the reset then deletes, and nothing would
+   * deliver them again. Answers where the replay ends: its events' count and each binding's last event.
+   */
+  async #rebuild(name: string, runner: ConsumerRunner, epoch: number | undefined): Promise<ReplayEnd> {
+    const { db, batchWriter, jsm, logger } = this.#o;
     const s = runner.handler.subscriber;
-    await runner.stop();
-    let total = 0;
-    const lastSeq = new Map<string, number>();
+    let ended!: () => void;
+    this.#resetting.set(name, new Promise<void>((resolve) => (ended = resolve)));
     let started = false;
     try {
-      await runner.replaceDurables();
-      await resetReadModel(this.#o.db, s, this.#o.batchWriter);
+      for (let attempt = 1; ; attempt++) {
+        await runner.stop();
+        // The lease lost meanwhile (its runner is its next holder's now), or the service stopping.
+        if (!this.#here(name, epoch)) throw errors.unavailable(`consumer ${name} no longer runs here: its replay stopped; replay it where it runs`);
+        await runner.replaceDurables();
+        // A crashed holder's deliveries were the old durable's: nothing of them can come back to the new one.
+        this.#notBefore.delete(name);
+        await resetReadModel(db, s, batchWriter);
+        if (!runner.running) break;
+        // Started by a caller that did not wait for the reset: what it applied may be gone with its acks standing.
+        logger.warn({ consumer: name, attempt }, "consumer started during its replay's reset: replacing its durables and emptying its read model again");
+        if (attempt >= 3) throw errors.internal(`consumer ${name} was started during its replay's reset ${attempt} times: its read model may miss events; replay it again`);
+      }
       // The replay's end: each binding's last event as of now. Under steady traffic the durable is rarely
       // seen with nothing pending at all, so waiting for that could last as long as the traffic does.
+      let total = 0;
+      const lastSeq = new Map<string, number>();
       for (const b of runner.bindings) {
-        const info = await this.#o.jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);
+        const info = await jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);
         total += info.state.messages;
-        const last = await this.#o.jsm.streams.getMessage(b.stream, { last_by_subj: b.filter });
+        const last = await jsm.streams.getMessage(b.stream, { last_by_subj: b.filter });
         lastSeq.set(`${b.stream} ${b.filter}`, last?.seq ?? 0);
       }
-      // The lease lost meanwhile (its runner is its next holder's now), or the service stopping.
       if (!this.#here(name, epoch)) throw errors.unavailable(`consumer ${name} no longer runs here: its replay stopped; replay it where it runs`);
       await runner.start();
       started = true;
+      return { total, lastSeq };
     } finally {
-      if (!started) watch(this.#o.logger, `consumer ${name}`, this.#startWhileHere(name, runner, epoch));
+      this.#resetting.delete(name);
+      ended();
+      if (!started) watch(logger, `consumer ${name}`, this.#startWhileHere(name, runner, epoch));
     }
+  }
+
+  /** Reports a replay's progress until it has caught up with its end. */
+  async #caughtUp(name: string, runner: ConsumerRunner, { total, lastSeq }: ReplayEnd, onProgress: (p: ReplayProgress) => void): Promise<ReplayProgress> {
     for (;;) {
       const floors = await runner.ackFloors();
       const pending = floors.reduce((n, l) => n + l.pending + l.ackPending, 0);
@@ -370,7 +417,7 @@ export class ConsumerManager {
       const p = { consumer: name, done: caughtUp ? total : Math.min(total, Math.max(0, total - pending)), total };
       onProgress(p);
       if (caughtUp) return p;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
 
