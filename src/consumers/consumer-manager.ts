@@ -1,6 +1,6 @@
 /** Starts every subscriber's runner, reports lag, and rebuilds a read model by replay while the service runs. */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { errors } from "../../contracts/index.js";
+import { NerveError, errors } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
 import { DeadLetters } from "./dead-letters.js";
@@ -16,10 +16,12 @@ import { reportFailure, sleep, watch } from "../supervision/index.js";
 /** The lease group of the durable consumers. */
 export const CONSUMER_GROUP = "consumers";
 
-// The fence of a consumer's read-model transaction: its lease, under the epoch held now.
-async function fenceConsumer(exec: Parameters<typeof checkLeases>[0], leases: Leases, name: string): Promise<void> {
+type FenceExec = Parameters<typeof checkLeases>[0];
+
+// The fence of a consumer's read-model transaction: its lease, under the epoch held now (or, given, under that one).
+async function fenceConsumer(exec: FenceExec, leases: Leases, name: string, epoch?: number): Promise<void> {
   const f = leases.fence(name);
-  if (!f) throw new FencedError([leaseName(CONSUMER_GROUP, name)]);
+  if (!f || (epoch !== undefined && f.epoch !== epoch)) throw new FencedError([leaseName(CONSUMER_GROUP, name)]);
   await checkLeases(exec, leases.instanceId, [{ lease: leaseName(CONSUMER_GROUP, name), epoch: f.epoch }]);
 }
 
@@ -368,12 +370,15 @@ export class ConsumerManager {
    * deliver them again. Answers where the replay ends: its events' count and each binding's last event.
    */
   async #rebuild(name: string, runner: ConsumerRunner, epoch: number | undefined): Promise<ReplayEnd> {
-    const { db, batchWriter, jsm, logger } = this.#o;
+    const { db, leases, batchWriter, jsm, logger } = this.#o;
     const s = runner.handler.subscriber;
     let ended!: () => void;
     this.#resetting.set(name, new Promise<void>((resolve) => (ended = resolve)));
     let started = false;
     try {
+      // The reset commits only while the lease is held here under the replay's epoch: an instance that lost
+      // the consumer meanwhile would otherwise empty the read model its next holder is filling.
+      const fence = leases && ((exec: FenceExec) => fenceConsumer(exec, leases, name, epoch));
       for (let attempt = 1; ; attempt++) {
         await runner.stop();
         // The lease lost meanwhile (its runner is its next holder's now), or the service stopping.
@@ -381,7 +386,10 @@ export class ConsumerManager {
         await runner.replaceDurables();
         // A crashed holder's deliveries were the old durable's: nothing of them can come back to the new one.
         this.#notBefore.delete(name);
-        await resetReadModel(db, s, batchWriter);
+        await resetReadModel(db, s, batchWriter, fence).catch((err: unknown) => {
+          if (!(err instanceof FencedError)) throw err;
+          throw new NerveError("unavailable", `consumer ${name} moved to another instance before its reset: nothing was emptied; replay it where it runs`, { cause: err });
+        });
         if (!runner.running) break;
         // Started by a caller that did not wait for the reset: what it applied may be gone with its acks standing.
         logger.warn({ consumer: name, attempt }, "consumer started during its replay's reset: replacing its durables and emptying its read model again");

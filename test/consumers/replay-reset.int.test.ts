@@ -2,7 +2,8 @@
  * A replay's reset on a real PostgreSQL and a real nats-server: no runner start lands between the replay's
  * stop and its own start — not a takeover's, whose delay ends during the reset, nor one from elsewhere — so
  * a replay never reports done on a read model whose rows the reset deleted after the new durable had
- * acknowledged them.
+ * acknowledged them; and the reset is fenced by the consumer's lease, so an instance that lost it deletes
+ * nothing of its next holder's.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
@@ -106,5 +107,31 @@ describe.skipIf(!available)("a replay's reset", () => {
     expect(p).toEqual({ consumer: "catalog", done: COURSES, total: COURSES });
     expect(await courses()).toBe(COURSES);
     expect(await inbox()).toBe(COURSES);
+  }, 60_000);
+
+  it("deletes nothing when the lease moved to another instance that this one has not heard of yet", async () => {
+    // Renewals far apart: this instance goes on believing it holds the lease for the whole test.
+    const c = await startLeased(
+      catalogWith(async () => {}),
+      0,
+      { ttlMs: 120_000, renewEveryMs: 60_000 },
+    );
+    await until("the catalog is caught up", async () => (await courses()) === COURSES);
+    // Instance "b" took the lease (this one's lapsed in the database's view) and fills the read model.
+    await db.execute("update nerve_leases set owner = 'b', epoch = epoch + 1, lease_until = now() + interval '1 minute' where lease_key = ?", [leaseName(CONSUMER_GROUP, "catalog")], "run");
+    expect(leases!.fence("catalog")).toBeDefined();
+
+    // Before, the reset emptied b's read model and the replay then waited for ever on commits fenced off.
+    const outcome = await Promise.race([
+      c.replay("catalog").then(
+        (p) => p,
+        (err: unknown) => err as Error,
+      ),
+      new Promise<"still running">((r) => setTimeout(() => r("still running"), 10_000)),
+    ]);
+    expect(await courses()).toBe(COURSES);
+    expect(await inbox()).toBe(COURSES);
+    expect(outcome).toBeInstanceOf(Error);
+    expect((outcome as Error).message).toMatch(/catalog moved to another instance before its reset: nothing was emptied/);
   }, 60_000);
 });
