@@ -104,6 +104,8 @@ export class ConsumerManager {
   /** Group commits that waited for a projection's backlog. */
   backlogWaits = 0;
   #setup: Promise<void> | undefined;
+  /** The consumers with a replay running here. */
+  readonly #replaying = new Set<string>();
   /** Replays between their runner's stop and start, by consumer: settles once the replay's runner is started or it failed. */
   readonly #resetting = new Map<string, Promise<void>>();
 
@@ -353,14 +355,23 @@ export class ConsumerManager {
    * caught up. A process manager keeps its inbox: replaying it must never issue its commands twice. A
    * durable that cannot be deleted fails the replay before anything is emptied; whatever fails, the
    * runner is started again (retried while the consumer belongs here), so a failed replay never leaves
-   * the consumer stopped — on an emptied read model it rebuilds it all the same.
+   * the consumer stopped — on an emptied read model it rebuilds it all the same. One replay of a consumer
+   * at a time here: another is refused (conflict) until it ends.
    */
   async replay(name: string, onProgress: (p: ReplayProgress) => void = () => {}): Promise<ReplayProgress> {
     const runner = this.runners.get(name);
     if (!runner) throw errors.notFound(`unknown consumer ${name}; known: ${[...this.runners.keys()].join(", ")}`);
     const epoch = this.#o.leases?.fence(name)?.epoch;
     if (this.#o.leases && epoch === undefined) throw errors.unavailable(`consumer ${name} runs on another instance: replay it there`);
-    return this.#caughtUp(name, runner, await this.#rebuild(name, runner, epoch), onProgress);
+    // A second one would stop the runner and empty the read model under the first one's progress.
+    if (this.#replaying.has(name)) throw errors.conflict(`a replay of ${name} is running on this instance: wait for it to end`);
+    this.#replaying.add(name);
+    try {
+      const end = await this.#rebuild(name, runner, epoch);
+      return await this.#caughtUp(name, runner, epoch, end, onProgress);
+    } finally {
+      this.#replaying.delete(name);
+    }
   }
 
   /**
@@ -416,8 +427,11 @@ export class ConsumerManager {
     }
   }
 
-  /** Reports a replay's progress until it has caught up with its end. */
-  async #caughtUp(name: string, runner: ConsumerRunner, { total, lastSeq }: ReplayEnd, onProgress: (p: ReplayProgress) => void): Promise<ReplayProgress> {
+  /**
+   * Reports a replay's progress until it has caught up with its end.
+   * Stops with `unavailable` once the consumer no longer belongs here: its next holder reads on.
+   */
+  async #caughtUp(name: string, runner: ConsumerRunner, epoch: number | undefined, { total, lastSeq }: ReplayEnd, onProgress: (p: ReplayProgress) => void): Promise<ReplayProgress> {
     for (;;) {
       const floors = await runner.ackFloors();
       const pending = floors.reduce((n, l) => n + l.pending + l.ackPending, 0);
@@ -425,6 +439,7 @@ export class ConsumerManager {
       const p = { consumer: name, done: caughtUp ? total : Math.min(total, Math.max(0, total - pending)), total };
       onProgress(p);
       if (caughtUp) return p;
+      if (!this.#here(name, epoch)) throw errors.unavailable(`consumer ${name} no longer runs here: its next holder goes on with the replay (${p.done} of ${total} done here)`);
       await sleep(100);
     }
   }
