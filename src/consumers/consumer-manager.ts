@@ -406,13 +406,13 @@ export class ConsumerManager {
         logger.warn({ consumer: name, attempt }, "consumer started during its replay's reset: replacing its durables and emptying its read model again");
         if (attempt >= 3) throw errors.internal(`consumer ${name} was started during its replay's reset ${attempt} times: its read model may miss events; replay it again`);
       }
-      // The replay's end: each binding's last event as of now. Under steady traffic the durable is rarely
-      // seen with nothing pending at all, so waiting for that could last as long as the traffic does.
-      let total = 0;
+      // The replay's end, read while nothing reads the new durables: how many events each has (a filtered
+      // durable's own count, not its stream's) and its last one as of now. Under steady traffic the durable
+      // is rarely seen with nothing pending at all, so waiting for that could last as long as the traffic does.
+      const floors = await runner.ackFloors();
+      const total = floors.reduce((n, f) => n + f.pending + f.ackPending, 0);
       const lastSeq = new Map<string, number>();
       for (const b of runner.bindings) {
-        const info = await jsm.streams.info(b.stream, { subjects_filter: b.filter } as never);
-        total += info.state.messages;
         const last = await jsm.streams.getMessage(b.stream, { last_by_subj: b.filter });
         lastSeq.set(`${b.stream} ${b.filter}`, last?.seq ?? 0);
       }
@@ -428,18 +428,21 @@ export class ConsumerManager {
   }
 
   /**
-   * Reports a replay's progress until it has caught up with its end.
+   * Reports a replay's progress until it has caught up with its end; done only grows, and ends at total.
    * Stops with `unavailable` once the consumer no longer belongs here: its next holder reads on.
    */
   async #caughtUp(name: string, runner: ConsumerRunner, epoch: number | undefined, { total, lastSeq }: ReplayEnd, onProgress: (p: ReplayProgress) => void): Promise<ReplayProgress> {
+    let done = 0;
     for (;;) {
       const floors = await runner.ackFloors();
       const pending = floors.reduce((n, l) => n + l.pending + l.ackPending, 0);
       const caughtUp = replayCaughtUp(floors, lastSeq);
-      const p = { consumer: name, done: caughtUp ? total : Math.min(total, Math.max(0, total - pending)), total };
+      // What arrived since the start is pending too: without the max, live traffic would move done back.
+      done = caughtUp ? total : Math.max(done, Math.min(total, total - pending));
+      const p = { consumer: name, done, total };
       onProgress(p);
       if (caughtUp) return p;
-      if (!this.#here(name, epoch)) throw errors.unavailable(`consumer ${name} no longer runs here: its next holder goes on with the replay (${p.done} of ${total} done here)`);
+      if (!this.#here(name, epoch)) throw errors.unavailable(`consumer ${name} no longer runs here: its next holder goes on with the replay (${done} of ${total} done here)`);
       await sleep(100);
     }
   }

@@ -3,7 +3,7 @@
  * done only after reading a new durable from the stream's start, never after a deletion that failed; a
  * replay that fails leaves the consumer running; a second replay of the consumer while one runs is
  * refused, and a replay ends once the consumer no longer runs here. The failures are the server's own:
- * users whose permissions deny the consumer's deletion, or the stream's info.
+ * users whose permissions deny the consumer's deletion, or the read of the stream's last message.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,7 +24,7 @@ authorization {
   users = [
     { user: admin, password: admin }
     { user: nodelete, password: nodelete, permissions: { publish: { allow: [">"], deny: ["$JS.API.CONSUMER.DELETE.>"] } } }
-    { user: nostreaminfo, password: nostreaminfo, permissions: { publish: { allow: [">"], deny: ["$JS.API.STREAM.INFO.>"] } } }
+    { user: nomsgget, password: nomsgget, permissions: { publish: { allow: [">"], deny: ["$JS.API.STREAM.MSG.GET.>"] } } }
   ]
 }
 `;
@@ -115,7 +115,7 @@ describe("replay", () => {
   });
 
   it("leaves the consumer running, and so the read model rebuilt, when a step after the stop fails", async () => {
-    const c = await startCatalog("nostreaminfo");
+    const c = await startCatalog("nomsgget");
     await expect(c.replay("catalog")).rejects.toThrow(/permissions violation/i);
     expect(c.runners.get("catalog")!.running).toBe(true);
     await publishCourse("after-failed-replay");
