@@ -6,6 +6,7 @@ import type { ConsumerBatchWriter, Database } from "../persistence/index.js";
 import { DeadLetters } from "./dead-letters.js";
 import { EventHandler } from "./event-handler.js";
 import { resetReadModel } from "./read-model-reset.js";
+import { followReplay, replayEnd, type ReplayEnd, type ReplayProgress } from "./replay-progress.js";
 import { LAG_STALLED_MS } from "./backlog.js";
 import { ConsumerRunner, DEFAULT_RETRY, type BacklogWatch, type RetryPolicy } from "./runner.js";
 import { RoomWaiters } from "../outbox/room-waiters.js";
@@ -23,19 +24,6 @@ async function fenceConsumer(exec: FenceExec, leases: Leases, name: string, epoc
   const f = leases.fence(name);
   if (!f || (epoch !== undefined && f.epoch !== epoch)) throw new FencedError([leaseName(CONSUMER_GROUP, name)]);
   await checkLeases(exec, leases.instanceId, [{ lease: leaseName(CONSUMER_GROUP, name), epoch: f.epoch }]);
-}
-
-/** Progress of a replay. */
-export interface ReplayProgress {
-  consumer: string;
-  done: number;
-  total: number;
-}
-
-/** Where a replay ends: how many events it reads, and each binding's last event at its start (by "<stream> <filter>"). */
-interface ReplayEnd {
-  total: number;
-  lastSeq: Map<string, number>;
 }
 
 /** Lag of one consumer on one stream. */
@@ -368,7 +356,7 @@ export class ConsumerManager {
     this.#replaying.add(name);
     try {
       const end = await this.#rebuild(name, runner, epoch);
-      return await this.#caughtUp(name, runner, epoch, end, onProgress);
+      return await followReplay(runner, end, () => this.#here(name, epoch), onProgress);
     } finally {
       this.#replaying.delete(name);
     }
@@ -406,44 +394,15 @@ export class ConsumerManager {
         logger.warn({ consumer: name, attempt }, "consumer started during its replay's reset: replacing its durables and emptying its read model again");
         if (attempt >= 3) throw errors.internal(`consumer ${name} was started during its replay's reset ${attempt} times: its read model may miss events; replay it again`);
       }
-      // The replay's end, read while nothing reads the new durables: how many events each has (a filtered
-      // durable's own count, not its stream's) and its last one as of now. Under steady traffic the durable
-      // is rarely seen with nothing pending at all, so waiting for that could last as long as the traffic does.
-      const floors = await runner.ackFloors();
-      const total = floors.reduce((n, f) => n + f.pending + f.ackPending, 0);
-      const lastSeq = new Map<string, number>();
-      for (const b of runner.bindings) {
-        const last = await jsm.streams.getMessage(b.stream, { last_by_subj: b.filter });
-        lastSeq.set(`${b.stream} ${b.filter}`, last?.seq ?? 0);
-      }
+      const end = await replayEnd(runner, jsm);
       if (!this.#here(name, epoch)) throw errors.unavailable(`consumer ${name} no longer runs here: its replay stopped; replay it where it runs`);
       await runner.start();
       started = true;
-      return { total, lastSeq };
+      return end;
     } finally {
       this.#resetting.delete(name);
       ended();
       if (!started) watch(logger, `consumer ${name}`, this.#startWhileHere(name, runner, epoch));
-    }
-  }
-
-  /**
-   * Reports a replay's progress until it has caught up with its end; done only grows, and ends at total.
-   * Stops with `unavailable` once the consumer no longer belongs here: its next holder reads on.
-   */
-  async #caughtUp(name: string, runner: ConsumerRunner, epoch: number | undefined, { total, lastSeq }: ReplayEnd, onProgress: (p: ReplayProgress) => void): Promise<ReplayProgress> {
-    let done = 0;
-    for (;;) {
-      const floors = await runner.ackFloors();
-      const pending = floors.reduce((n, l) => n + l.pending + l.ackPending, 0);
-      const caughtUp = replayCaughtUp(floors, lastSeq);
-      // What arrived since the start is pending too: without the max, live traffic would move done back.
-      done = caughtUp ? total : Math.max(done, Math.min(total, total - pending));
-      const p = { consumer: name, done, total };
-      onProgress(p);
-      if (caughtUp) return p;
-      if (!this.#here(name, epoch)) throw errors.unavailable(`consumer ${name} no longer runs here: its next holder goes on with the replay (${done} of ${total} done here)`);
-      await sleep(100);
     }
   }
 
@@ -456,13 +415,4 @@ export class ConsumerManager {
       this.#o.logger.warn({ err: String(err) }, "could not read consumer lag");
     }
   }
-}
-
-/**
- * Whether a replay has caught up: every binding's durable has acknowledged everything up to its last
- * event as of the replay's start (`lastSeq`, by "<stream> <filter>"), or has nothing left at all. What
- * arrived since is the live traffic's, which a replay need not wait for.
- */
-export function replayCaughtUp(floors: readonly { stream: string; filter: string; ackFloor: number; pending: number; ackPending: number }[], lastSeq: ReadonlyMap<string, number>): boolean {
-  return floors.every((f) => f.pending + f.ackPending === 0 || f.ackFloor >= (lastSeq.get(`${f.stream} ${f.filter}`) ?? 0));
 }

@@ -6,3 +6,4 @@ export * from "./dead-letters.js";
 export * from "./runner.js";
 export * from "./consumer-manager.js";
 export * from "./inbox-prune.js";
+export * from "./replay-progress.js";
