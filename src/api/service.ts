@@ -20,7 +20,8 @@ import { reportFailure, sayingAtMostEvery } from "../supervision/index.js";
 import { replyGuarded } from "../nats/reply-guard.js";
 import type { CommandBus } from "../runtime/index.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
-import { correlationOf, fitsOneMessage, forwardedHeaders, parseBody, replyError, replyOk, replyOkEncoded, requestContentType, requestHeaders, requestTrace } from "./wire.js";
+import { answerTooLarge, correlationOf, fitsOneMessage, forwardedHeaders, parseBody, replyError, replyOk, replyOkEncoded, replyRoom, requestContentType, requestHeaders, requestTrace } from "./wire.js";
+import type { ReplyRoom } from "../support/byte-budget.js";
 import { uuidv7 } from "../runtime/uuid7.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
@@ -33,8 +34,8 @@ export type ReplyObserver = (context: string, type: string, result: string, seco
 /** The label of a request whose context or type could not be told. */
 const UNKNOWN = "unknown";
 
-/** Answers one query with its result. */
-export type QueryHandler = (body: any) => Promise<unknown>;
+/** Answers one query with its result; `room` is what its reply can carry (a handler whose answer grows with the data heeds it). */
+export type QueryHandler = (body: any, room: ReplyRoom) => Promise<unknown>;
 
 /** Dependencies of the API. */
 export interface ApiDeps {
@@ -235,16 +236,11 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       const body = parseBody(msg, ct, def.body);
       const handler = deps.queries[type as QueryType];
       if (!handler) throw errors.unavailable(`${type} is not served by this instance`);
-      const result = await handler(body);
-      const data = encode(ct, { ok: true, result });
       const maxPayload = deps.nc.info?.max_payload;
-      if (!fitsOneMessage(data.length, maxPayload)) {
-        // Sent as it is, nats.js would refuse it and the requester see `internal`; say what happened, and how to page where one can.
-        throw errors.invalidRequest(
-          `the answer to ${type} is ${data.length} bytes, more than one NATS message carries (max_payload ${maxPayload ?? "1 MiB"})${type === "History" ? ": ask for it in pages (after_version, limit)" : ""}`,
-          { bytes: data.length, max_payload: maxPayload ?? null },
-        );
-      }
+      const result = await handler(body, replyRoom(type!, ct, maxPayload));
+      const data = encode(ct, { ok: true, result });
+      // Sent as it is, nats.js would refuse it and the requester see `internal`; say what happened, and how to page where one can.
+      if (!fitsOneMessage(data.length, maxPayload)) throw answerTooLarge(type!, data.length, maxPayload);
       replyOkEncoded(msg, ct, data, deps.instanceId);
       stats.ok++;
     } catch (err) {

@@ -18,6 +18,7 @@ import {
 } from "../../contracts/index.js";
 import { validTraceparent, validTracestate, type TraceHeaders } from "../tracing/index.js";
 import { WireHeaders, headerBlock, plainHeaderValue } from "../nats/wire-headers.js";
+import type { ReplyRoom } from "../support/byte-budget.js";
 
 /** Largest request body accepted (the server's max_payload may be larger). */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -248,6 +249,9 @@ export function replyOkEncoded(msg: ServiceMsg, ct: ContentType, data: Uint8Arra
   msg.respond(data, { headers: okHeaders(ct, instance) });
 }
 
+/** NATS's max_payload when the server does not say. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
 /** Room left in a message for its headers (the server counts them in max_payload). */
 const HEADER_ROOM = 4096;
 
@@ -257,7 +261,32 @@ const HEADER_ROOM = 4096;
  * requester would only see a failure.
  */
 export function fitsOneMessage(bytes: number, maxPayload: number | undefined): boolean {
-  return bytes + HEADER_ROOM <= (maxPayload ?? 1024 * 1024);
+  return bytes + HEADER_ROOM <= (maxPayload ?? DEFAULT_MAX_PAYLOAD);
+}
+
+/**
+ * The refusal of an answer to `query` of `bytes` that one message of a server with `maxPayload` does not
+ * carry, saying how to page where one can. `atLeast`: the answer was not built whole, and `bytes` is what
+ * was measured before it was plain that it cannot fit (details' `min_bytes`, not named in the message:
+ * with the headers' room kept, it may be below max_payload).
+ */
+export function answerTooLarge(query: string, bytes: number, maxPayload: number | undefined, atLeast = false): NerveError {
+  return errors.invalidRequest(
+    `the answer to ${query} is ${atLeast ? "" : `${bytes} bytes, `}more than one NATS message carries (max_payload ${maxPayload ?? "1 MiB"})${query === "History" ? ": ask for it in pages (after_version, limit)" : ""}`,
+    { [atLeast ? "min_bytes" : "bytes"]: bytes, max_payload: maxPayload ?? null },
+  );
+}
+
+/** The room of a reply to `query` in encoding `ct` on a server with `maxPayload` (see {@link fitsOneMessage}). */
+export function replyRoom(query: string, ct: ContentType, maxPayload: number | undefined): ReplyRoom {
+  const bytesOf = (value: unknown) => encode(ct, value).length;
+  // What `{ ok: true, result }` adds to its result, in this encoding.
+  const envelope = bytesOf({ ok: true, result: null }) - bytesOf(null);
+  return {
+    resultBytes: (maxPayload ?? DEFAULT_MAX_PAYLOAD) - HEADER_ROOM - envelope,
+    bytesOf,
+    tooLarge: (resultBytes) => answerTooLarge(query, resultBytes + envelope, maxPayload, true),
+  };
 }
 
 /** Sends the contract's failure reply with the Nats-Service-Error headers, naming the answering instance. */

@@ -13,6 +13,12 @@ export function partitionClause(partitions: readonly number[] | undefined): stri
   return `partition_no in (${partitions.map(() => "?").join(",")})`;
 }
 
+/** One event of an aggregate's history and the bytes of its row's text ({@link Repository.historySizes}). */
+export interface EventSize {
+  version: number;
+  bytes: number;
+}
+
 /** A stored snapshot, decoded. */
 export interface Snapshot<S = unknown> {
   version: number;
@@ -49,6 +55,31 @@ export class Repository {
   async emailOwner(email: string): Promise<string | null> {
     const row = await this.db.read<any>("select user_id from user_emails where email = ?", [email], "get");
     return row?.user_id ?? null;
+  }
+
+  /** How many events an aggregate has, counted up to `atMost`: from the index on (type, id, version), no row read. */
+  async historyLength(aggregateType: string, aggregateId: string, atMost: number): Promise<number> {
+    const row = await this.db.query<{ n: number | string }>(
+      "select count(*) as n from (select 1 from nerve_events where aggregate_type = ? and aggregate_id = ? limit ?) e",
+      [aggregateType, aggregateId, atMost],
+      "get",
+    );
+    return Number(row.n);
+  }
+
+  /**
+   * An aggregate's events after version `after`, in version order, at most `limit`: each version with the
+   * bytes of its row's text (payload, ids, type, time), read without the text itself — octet_length
+   * takes the length from SQLite's record header and PostgreSQL's TOAST pointer — so that a reader learns
+   * how much the rows hold before it reads them.
+   */
+  async historySizes(aggregateType: string, aggregateId: string, after: number, limit: number): Promise<EventSize[]> {
+    const rows = await this.db.query<{ v: number | string; n: number | string }[]>(
+      "select aggregate_version as v, octet_length(payload) + octet_length(event_id) + octet_length(event_type) + octet_length(occurred_on) + octet_length(aggregate_type) + octet_length(aggregate_id) + octet_length(correlation_id) + coalesce(octet_length(causation_id), 0) as n" +
+        " from nerve_events where aggregate_type = ? and aggregate_id = ? and aggregate_version > ? order by aggregate_version limit ?",
+      [aggregateType, aggregateId, after, limit],
+    );
+    return rows.map((r) => ({ version: Number(r.v), bytes: Number(r.n) }));
   }
 
   /** An aggregate's events in version order: those after version `after` (default: all), at most `limit`. */
