@@ -2,6 +2,8 @@
 import { NerveError, errors } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
 import type { ConsumerManager } from "../consumers/index.js";
+import { isValueOutOfRange } from "../persistence/integer-column.js";
+import { outOfRange } from "./wire.js";
 
 /** An admin request's body: a JSON object ({} when empty). */
 export function adminBody(data: Uint8Array): Record<string, unknown> {
@@ -34,11 +36,13 @@ export function consumerName(consumers: ConsumerManager, b: Record<string, unkno
 
 /**
  * What an admin request's failure answers: a NerveError as it is (the request's mistake, or a state that
- * says why); anything else is this service's failure (the database, NATS, a bug) — `internal`, logged —
- * not the operator's `invalid_request` it used to be answered as.
+ * says why); a number the database found beyond its column, the request's ({@link outOfRange}); anything
+ * else is this service's failure (the database, NATS, a bug) — `internal`, logged — not the operator's
+ * `invalid_request` it used to be answered as.
  */
 export function adminFailure(err: unknown, logger: Logger): NerveError {
   if (err instanceof NerveError) return err;
+  if (isValueOutOfRange(err)) return outOfRange();
   logger.error({ err }, "admin request failed");
   return errors.internal(`the admin request failed: ${String((err as Error)?.message ?? err)}`);
 }

@@ -20,13 +20,14 @@ import { reportFailure, sayingAtMostEvery } from "../supervision/index.js";
 import { replyGuarded } from "../nats/reply-guard.js";
 import type { CommandBus } from "../runtime/index.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
-import { answerTooLarge, correlationOf, fitsOneMessage, forwardedHeaders, parseBody, replyError, replyOk, replyOkEncoded, replyRoom, requestContentType, requestHeaders, requestTrace } from "./wire.js";
+import { answerTooLarge, correlationOf, fitsOneMessage, forwardedHeaders, outOfRange, parseBody, replyError, replyOk, replyOkEncoded, replyRoom, requestContentType, requestHeaders, requestTrace } from "./wire.js";
 import type { ReplyRoom } from "../support/byte-budget.js";
 import { uuidv7 } from "../runtime/uuid7.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
 import { parsePartitionSubject, partitionOf, partitionSubject, type Ownership } from "../cluster/index.js";
 import { ChurnTable } from "../support/churn-table.js";
 import { isTransientFailure, transientReason } from "../consumers/transient.js";
+import { isValueOutOfRange } from "../persistence/integer-column.js";
 
 /** Told about each answered request: context, type, result (`ok` or the error code), seconds from receipt to reply. */
 export type ReplyObserver = (context: string, type: string, result: string, seconds: number) => void;
@@ -116,6 +117,7 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   const fail = (msg: ServiceMsg, ct: ContentType | undefined, err: unknown, what: string): NerveError => {
     let e: NerveError;
     if (err instanceof NerveError) e = err;
+    else if (isValueOutOfRange(err)) e = outOfRange();
     else if (isTransientFailure(err)) {
       e = errors.unavailable(`${what} could not be served now (${transientReason(err)}); retry`);
       if (sayTransient()) {

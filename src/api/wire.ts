@@ -289,6 +289,15 @@ export function replyRoom(query: string, ct: ContentType, maxPayload: number | u
   };
 }
 
+/**
+ * The refusal of a number of the request that the database found beyond its column (PostgreSQL's 22003,
+ * which the readers' own bounds keep from it: see INTEGER_COLUMN_MAX): the request's mistake, not `internal`
+ * — logged, the statement in its message — and naming no SQL.
+ */
+export function outOfRange(): NerveError {
+  return errors.invalidRequest("a number in the request is beyond what the database holds");
+}
+
 /** Sends the contract's failure reply with the Nats-Service-Error headers, naming the answering instance. */
 export function replyError(msg: ServiceMsg, ct: ContentType | undefined, err: NerveError, instance?: string): void {
   const enc = ct ?? ContentTypes.Json;

@@ -1,6 +1,6 @@
 /** The dead-letter store: events a consumer gave up on, listable and retryable by an operator. */
 import { EnvelopeBase, errors, upcasters } from "../../contracts/index.js";
-import { exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
+import { INTEGER_COLUMN_MAX, exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 import type { DeadLetterRow } from "./entities.js";
 import type { EventHandler } from "./event-handler.js";
@@ -56,7 +56,8 @@ export class DeadLetters {
    */
   async page(opts: { consumer?: string | undefined; after?: number; limit?: number } = {}): Promise<DeadLetterPage> {
     const limit = Math.min(opts.limit ?? DEAD_LETTER_PAGE.defaultLimit, DEAD_LETTER_PAGE.maxLimit);
-    const after = opts.after ?? 0;
+    // Past the id column's range there is none (and PostgreSQL refuses to compare with it).
+    const after = Math.min(opts.after ?? 0, INTEGER_COLUMN_MAX);
     const rows = await this.db.query<DeadLetterRow[]>(
       opts.consumer === undefined
         ? "select * from consumer_dead_letters where id > ? order by id limit ?"
@@ -68,15 +69,16 @@ export class DeadLetters {
     return { items, next: more ? items.at(-1)!.id : null };
   }
 
-  /** The consumer of dead letter `id`, or undefined when there is no such letter. */
+  /** The consumer of dead letter `id`, or undefined when there is no such letter (none past the id column's range). */
   async consumerOf(id: number): Promise<string | undefined> {
+    if (id > INTEGER_COLUMN_MAX) return undefined;
     const row = await this.db.query<{ consumer: string } | undefined>("select consumer from consumer_dead_letters where id = ?", [id], "get");
     return row?.consumer;
   }
 
   /** Runs a dead letter through its consumer again; on success it leaves the store. */
   async retry(id: number, handlers: Map<string, EventHandler>): Promise<"handled" | "duplicate" | "skipped"> {
-    const row = await this.db.execute<any>("select * from consumer_dead_letters where id = ?", [id], "get");
+    const row = id > INTEGER_COLUMN_MAX ? undefined : await this.db.execute<any>("select * from consumer_dead_letters where id = ?", [id], "get");
     if (!row) throw errors.notFound(`no dead letter ${id}`);
     const handler = handlers.get(row.consumer);
     if (!handler) throw errors.notFound(`dead letter ${id} is of consumer ${row.consumer}, which this service does not run`);

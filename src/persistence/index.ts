@@ -11,4 +11,5 @@ export * from "./idempotency-prune.js";
 export * from "./query-thread.js";
 export * from "./query-gate.js";
 export * from "./postgres.js";
+export * from "./integer-column.js";
 export type { WorkerHeap } from "./worker-heap.js";

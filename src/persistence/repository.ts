@@ -2,6 +2,7 @@
 import type { Database } from "./database.js";
 import type { EventRow, IdempotencyRow, OutboxRow, SnapshotRow } from "./entities.js";
 import { PARTITIONS, partitionOf } from "../cluster/partition.js";
+import { INTEGER_COLUMN_MAX } from "./integer-column.js";
 
 /**
  * The `where` of a read limited to `partitions`: undefined for no limit (none given, or every
@@ -68,7 +69,7 @@ export class Repository {
   }
 
   /**
-   * An aggregate's events after version `after`, in version order, at most `limit`: each version with the
+   * An aggregate's events after version `after` (any past the column's range: none), in version order, at most `limit`: each version with the
    * bytes of its row's text (payload, ids, type, time), read without the text itself — octet_length
    * takes the length from SQLite's record header and PostgreSQL's TOAST pointer — so that a reader learns
    * how much the rows hold before it reads them.
@@ -77,17 +78,17 @@ export class Repository {
     const rows = await this.db.query<{ v: number | string; n: number | string }[]>(
       "select aggregate_version as v, octet_length(payload) + octet_length(event_id) + octet_length(event_type) + octet_length(occurred_on) + octet_length(aggregate_type) + octet_length(aggregate_id) + octet_length(correlation_id) + coalesce(octet_length(causation_id), 0) as n" +
         " from nerve_events where aggregate_type = ? and aggregate_id = ? and aggregate_version > ? order by aggregate_version limit ?",
-      [aggregateType, aggregateId, after, limit],
+      [aggregateType, aggregateId, Math.min(after, INTEGER_COLUMN_MAX), limit],
     );
     return rows.map((r) => ({ version: Number(r.v), bytes: Number(r.n) }));
   }
 
-  /** An aggregate's events in version order: those after version `after` (default: all), at most `limit`. */
+  /** An aggregate's events in version order: those after version `after` (default: all; any past the column's range: none), at most `limit`. */
   async history(aggregateType: string, aggregateId: string, range: { after?: number; limit?: number } = {}): Promise<EventRow[]> {
     // A query for another service, as long as the aggregate's life: off the main thread on SQLite.
     return this.db.query<EventRow[]>(
       "select * from nerve_events where aggregate_type = ? and aggregate_id = ? and aggregate_version > ? order by aggregate_version limit ?",
-      [aggregateType, aggregateId, range.after ?? 0, range.limit ?? Number.MAX_SAFE_INTEGER],
+      [aggregateType, aggregateId, Math.min(range.after ?? 0, INTEGER_COLUMN_MAX), range.limit ?? Number.MAX_SAFE_INTEGER],
     );
   }
 
