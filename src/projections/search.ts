@@ -5,6 +5,7 @@ import type { Subscriber, Tx } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
 import { COURSE_EVENTS, applyCourseEvent, catalogItemOf, courseRowProperties, isCourseEvent, type CourseRow } from "./course-rows.js";
 import { typedEvent } from "./typed-event.js";
+import { withinRoom, type ReplyRoom } from "../support/byte-budget.js";
 
 /** A searchable course; `doc_id` is the FTS5 rowid, so the index row is found without a scan. */
 export interface SearchDocumentRow extends CourseRow {
@@ -180,9 +181,14 @@ export function search(deps: { logger?: Logger } = {}): Subscriber {
   };
 }
 
-/** SearchCatalog: active courses whose title or description matches every word of `text` — its first {@link SEARCH_MAX_WORDS} — best first. */
+/**
+ * SearchCatalog: active courses whose title or description matches every word of `text` — its first
+ * {@link SEARCH_MAX_WORDS} — best first: at most `limit`, and, given the reply's `room`, as many of them as
+ * it carries. SearchCatalog has no pages, so an answer too large is cut rather than refused: 30 courses with
+ * 40 KB descriptions made a valid `limit: 100` an answer of 1.2 MB, refused for data the caller cannot change.
+ */
 export function searchCatalog(tx: Tx) {
-  return async (body: { text: string; limit?: number }): Promise<QueryResult<"SearchCatalog">> => {
+  return async (body: { text: string; limit?: number }, room?: ReplyRoom): Promise<QueryResult<"SearchCatalog">> => {
     const limit = Math.min(body.limit ?? SEARCH_LIMITS.default, SEARCH_LIMITS.max);
     const columns = "d.course_id, d.title, d.description, d.price_amount, d.price_currency, d.instructor_id, d.policy_id";
     let rows: CourseRow[];
@@ -204,6 +210,7 @@ export function searchCatalog(tx: Tx) {
         "all",
       );
     }
-    return { items: rows.map(catalogItemOf) };
+    const items = rows.map(catalogItemOf);
+    return { items: room ? withinRoom(items, room, (fit) => ({ items: fit })) : items };
   };
 }

@@ -28,3 +28,24 @@ export interface ReplyRoom {
   /** The refusal of a result known to take at least `resultBytes`, more than {@link resultBytes}. */
   tooLarge(resultBytes: number): NerveError;
 }
+
+/**
+ * The first of `items` (best first) that fit in `room` as the result `wrap(items)`: all of them when they
+ * do, exactly as before, else as many as fit. Each item is measured alone and counted with a byte more
+ * (JSON's comma; MessagePack's array header, two bytes longer past 15 items); the whole list is encoded
+ * only when that count leaves the answer in doubt.
+ */
+export function withinRoom<T>(items: readonly T[], room: ReplyRoom, wrap: (items: T[]) => unknown): T[] {
+  const base = room.bytesOf(wrap([]));
+  const sizes = items.map((item) => room.bytesOf(item));
+  const least = sizes.reduce((sum, n) => sum + n, base);
+  if (least + items.length <= room.resultBytes || (least <= room.resultBytes && room.bytesOf(wrap([...items])) <= room.resultBytes)) return [...items];
+  const out: T[] = [];
+  let bytes = base;
+  for (const [i, item] of items.entries()) {
+    bytes += sizes[i]! + 1;
+    if (bytes > room.resultBytes) break;
+    out.push(item);
+  }
+  return out;
+}
