@@ -205,16 +205,23 @@ export class ConsumerManager {
     this.#stopping = true;
     this.#halt.abort();
     await Promise.allSettled([...this.runners.values()].map((r) => r.stop()));
-    await this.#o.leases?.stop((name) => this.#waiting(name) > 0);
+    // A consumer whose replay is resetting it is left to lapse too: the reset's fence holds its lease row
+    // (for key share) until the reset commits, and the one release statement for all would wait for it past
+    // its lock_timeout and fail — every consumer lease of the instance left to lapse.
+    await this.#o.leases?.stop((name) => this.#waiting(name) > 0 || this.#resetting.has(name));
   }
 
   /**
    * The drain of a consumer lease being handed off: waits out what is left of a crashed holder's
-   * ack_wait (the next holder, taking a released lease, pulls at once), then stops the runner.
+   * ack_wait (the next holder, taking a released lease, pulls at once) and a replay's reset, then stops
+   * the runner.
    */
   async handOff(name: string): Promise<void> {
     const left = this.#waiting(name);
     if (left > 0) await sleep(left);
+    // A replay's reset holds the lease row until it commits (its fence): released before, the hand-off's
+    // release would wait for it and fail; the drain waits for it instead (the replay's start then stands).
+    while (this.#resetting.has(name)) await this.#resetting.get(name);
     this.#active.delete(name);
     await this.runners.get(name)?.stop();
   }

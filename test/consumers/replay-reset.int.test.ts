@@ -109,6 +109,26 @@ describe.skipIf(!available)("a replay's reset", () => {
     expect(await inbox()).toBe(COURSES);
   }, 60_000);
 
+  it("releases the other consumers' leases at a stop during a replay's reset, and leaves the reset one to lapse", async () => {
+    // The reset's fence holds catalog's lease row until it commits; the one release statement for all
+    // waited for it past its lock_timeout (1 s) and failed: search's lease was left to lapse as well.
+    const catalog = catalogWith((tx) => tx.execute("select pg_sleep(4)", [], "all"));
+    const search = createSubscribers({ bus: new FakeBus().bus, db, logger: quiet }).find((s) => s.name === "search")!;
+    leases = new Leases({ db, instanceId: "a", logger: quiet, group: CONSUMER_GROUP, keys: ["catalog", "search"], ttlMs: 30_000, renewEveryMs: 1_000 });
+    consumers = new ConsumerManager({ db, js: jetstream(nc), jsm, logger: quiet, subscribers: [catalog, search], leases, takeoverDelayMs: 0, lagLogMs: 0 });
+    await consumers.start();
+    await until("both leases are held", () => leases!.fence("catalog") !== undefined && leases!.fence("search") !== undefined, 5_000, 20);
+    const replay = consumers.replay("catalog").catch((err: unknown) => err as Error);
+    await new Promise((r) => setTimeout(r, 1_500));
+    await consumers.stop();
+    consumers = undefined;
+    const owner = async (key: string) => (await db.execute<{ owner: string | null }>("select owner from nerve_leases where lease_key = ?", [leaseName(CONSUMER_GROUP, key)], "get")).owner;
+    expect(await owner("search")).toBeNull();
+    expect(await owner("catalog")).toBe("a");
+    expect(await replay).toBeInstanceOf(Error);
+    await jsm.consumers.delete("EVENTS_COURSES", "search").catch(() => false);
+  }, 60_000);
+
   it("deletes nothing when the lease moved to another instance that this one has not heard of yet", async () => {
     // Renewals far apart: this instance goes on believing it holds the lease for the whole test.
     const c = await startLeased(
