@@ -18,8 +18,12 @@ describe("loadConfig", () => {
   });
 
   it("refuses, naming the variable, what stopped the start later with a message naming none", () => {
-    for (const url of ["not a url", "nats://127.0.0.1:99999", "http://nats:4222", "nats://a:4222,nats://b:0", ",", "nats://a:4222/x/y"]) {
+    for (const url of ["not a url", "nats://127.0.0.1:99999", "http://nats:4222", "nats://a:4222,nats://b:0", ",", " "]) {
       expect(() => loadConfig({ NATS_URL: url }), url).toThrow(/NATS_URL: must (be a comma-separated list of NATS servers|name at least one)/);
+    }
+    // nats.js reads no credentials from the URL: it connected without them, or threw "Invalid URL".
+    for (const url of ["nats://user:pw@nats:4222", "u:p@127.0.0.1:4222", "nats://a:4222,tls://token@b:4443"]) {
+      expect(() => loadConfig({ NATS_URL: url }), url).toThrow(/NATS_URL: carries credentials[\s\S]*set NATS_USER and NATS_PASSWORD \(or NATS_CREDS\)/);
     }
     for (const db of ["postgres://%zz/db", "postgres://localhost", "postgres://localhost/", "postgres://h/%zz"]) {
       expect(() => loadConfig({ NERVE_DB: db }), db).toThrow(/NERVE_DB: must be a postgres:\/\/ URL naming its database/);
@@ -34,10 +38,10 @@ describe("loadConfig", () => {
   });
 
   it("takes every form of NATS_URL nats.js takes", () => {
-    for (const url of ["127.0.0.1:4222", "localhost", "nats://user:pw@nats.example.com:4222", "tls://a.b:4443", "nats://[::1]:4222", " nats-1:4222 , nats-2:4222 ", "NATS://h:4222/"]) {
+    for (const url of ["127.0.0.1:4222", "localhost", "nats-1", "tls://a.b:4443", "nats://[::1]:4222", "nats://::1", " nats-1:4222 , nats-2:4222 ", "NATS://h:4222/", "nats://h:4222/x/y", "nats://a:4222,", "a,,b"]) {
       expect(loadConfig({ NATS_URL: url }).NATS_URL, url).toBe(url);
     }
-    expect(natsServers("nats://u:p@a:4223, b ,[::1]:5")).toEqual([{ host: "a", port: 4223 }, { host: "b", port: 4222 }, { host: "::1", port: 5 }]);
+    expect(natsServers("nats://a:4223, b ,[::1]:5,,::1")).toEqual([{ host: "a", port: 4223 }, { host: "b", port: 4222 }, { host: "::1", port: 5 }, { host: "::1", port: 4222 }]);
     expect(loadConfig({ NERVE_DB: "postgresql://u:p%40ss@h:5432/nerve?sslmode=require", NERVE_JWT_SECRET: "correct horse battery staple", NERVE_JWT_ISSUER: "https://idp.example.com/" }).NERVE_DB).toContain("nerve");
   });
 
