@@ -58,6 +58,14 @@ export class OutboxRelay {
    * there does seq follow commit order once several instances write (one writer per partition).
    */
   readonly #highWater = new Float64Array(PARTITIONS);
+  /**
+   * Per partition, the highest seq handed over at commit since the relay last went live. A row of the
+   * partition below it that the table holds and memory does not was never handed over: within a
+   * partition seq grows in commit order, and commits are handed over in that order.
+   */
+  readonly #handed = new Float64Array(PARTITIONS);
+  /** The seqs the last look in the table found neither in memory nor handed over yet (perhaps on their way). */
+  #unhanded = new Set<number>();
   /** Per partition, publishes awaiting their ack (what a hand-off waits for). */
   readonly #inflight = new Int32Array(PARTITIONS);
   /** Rows of the pass in progress not yet acknowledged or failed. */
@@ -161,7 +169,12 @@ export class OutboxRelay {
     } else {
       if (this.backlog === 0) this.#progressAt = performance.now();
       // A commit can race the loss of its partition; its rows then stay in the table for the next owner.
-      for (const r of rows) if (this.#held.has(partitionOfRow(r))) this.#memory.push(r);
+      for (const r of rows) {
+        const p = partitionOfRow(r);
+        if (!this.#held.has(p)) continue;
+        this.#memory.push(r);
+        if (Number(r.seq) > this.#handed[p]!) this.#handed[p] = Number(r.seq);
+      }
     }
     this.wake();
   }
@@ -253,20 +266,33 @@ export class OutboxRelay {
   /**
    * Live, every `rescanMs`, between passes (nothing is in flight then): does the table hold a row memory
    * does not, one committed without being handed over (a commit whose answer was lost)? Published rows are
-   * gone from the table once the deleter has deleted what it was released (awaited first), and rows
-   * committed meanwhile are offered to memory: any other row is such a one. Then the relay reads the table
-   * with the stream check (a verified scan: what the stream lacks goes out — counted as a gap when a later
+   * gone from the table once the deleter has deleted what it was released (awaited first; when that takes
+   * too long the relay does not look this time). A row that is neither there nor in memory may still be on
+   * its way: the SQLite write worker commits, and the main thread hears of it only after a message hop. So
+   * such a row counts as never handed over only when a later commit of its partition was handed over
+   * already (seq grows in commit order within a partition, and commits are handed over in that order), or
+   * when the look before this one, `rescanMs` earlier, found it so too. Then the relay reads the table with
+   * the stream check (a verified scan: what the stream lacks goes out — counted as a gap when a later
    * version is there already —, what it holds is marked). One short query otherwise; a failure (the database
    * out of reach) leaves the relay live, publishing from memory, and it looks again next time.
    */
   async #lookForLateRows(): Promise<void> {
     this.#scannedAt = performance.now();
     try {
-      await this.#released(RELEASE_WAIT_MS);
+      if (!(await this.#released(RELEASE_WAIT_MS))) return;
       const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, this.#held.readable());
-      if (!this.#live || rows.length === 0) return;
+      if (!this.#live) return;
       const inMemory = new Set(this.#memory.map((r) => Number(r.seq)));
-      const late = rows.filter((r) => !inMemory.has(Number(r.seq)) && this.#held.mayPublish(partitionOfRow(r)));
+      const before = this.#unhanded;
+      this.#unhanded = new Set();
+      const late: OutboxRow[] = [];
+      for (const r of rows) {
+        const seq = Number(r.seq);
+        const p = partitionOfRow(r);
+        if (inMemory.has(seq) || !this.#held.mayPublish(p)) continue;
+        if (seq < this.#handed[p]! || before.has(seq)) late.push(r);
+        else this.#unhanded.add(seq);
+      }
       if (late.length === 0) return;
       this.#o.logger.warn({ rows: late.length, first_seq: Number(late[0]!.seq) }, "outbox rows the relay was never handed: reading the table with the stream check");
       this.stats.lateScans++;
@@ -305,6 +331,9 @@ export class OutboxRelay {
         if (Number(r.seq) > cut[p]!) cut[p] = Number(r.seq);
       }
       this.#memory = this.#memory.filter((r) => r.seq > cut[partitionOfRow(r)]!);
+      this.#handed.fill(0);
+      for (const r of this.#memory) this.#handed[partitionOfRow(r)] = Number(r.seq);
+      this.#unhanded.clear();
       this.#verifyParts.fill(0);
       this.#live = true;
     }
@@ -324,12 +353,13 @@ export class OutboxRelay {
     return { published, full: published && this.#memory.length > 0 };
   }
 
-  /** Waits until the deleter has deleted the rows released to it so far, at most `ms` (none without a deleter). */
-  async #released(ms: number): Promise<void> {
-    if (!this.#o.deleter) return;
+  /** Waits until the deleter has deleted the rows released to it so far, at most `ms`; returns whether it has (true without a deleter). */
+  async #released(ms: number): Promise<boolean> {
+    if (!this.#o.deleter) return true;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#o.deleter.released(), new Promise((r) => (timer = setTimeout(r, Math.max(0, ms))))]);
+    const done = await Promise.race([this.#o.deleter.released().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, ms))))]);
     clearTimeout(timer);
+    return done;
   }
 
   // A wakeable sleep ends early on wake(); a backoff sleep ends early only on stop().
