@@ -42,7 +42,7 @@ const lateWarnings = (log: ReturnType<typeof captureLog>) => log.lines.filter((l
 
 describe("OutboxRelay's look for rows it was never handed (SQLite write worker)", () => {
   it("does not take rows on their way from the worker for late ones, under steady load", async () => {
-    const { writer, relay, log } = await workerFed(50, 20);
+    const { writer, relay, log } = await workerFed(100, 10);
     expect(writer.sqliteWorker).toBeDefined();
     relay.start();
     // Each aggregate's writes one after the other, all aggregates at once: the worker always has a commit under way.
