@@ -3,7 +3,7 @@ import { EnvelopeBase, errors, upcasters } from "../../contracts/index.js";
 import { INTEGER_COLUMN_MAX, exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 import type { DeadLetterRow } from "./entities.js";
-import type { EventHandler } from "./event-handler.js";
+import type { EventHandler, RetryOutcome } from "./event-handler.js";
 import { withinBytes } from "../support/byte-budget.js";
 
 /** A dead letter as an operator sees it. */
@@ -76,8 +76,11 @@ export class DeadLetters {
     return row?.consumer;
   }
 
-  /** Runs a dead letter through its consumer again; on success it leaves the store. */
-  async retry(id: number, handlers: Map<string, EventHandler>): Promise<"handled" | "duplicate" | "skipped"> {
+  /**
+   * Runs a dead letter through its consumer again; on success it leaves the store. `stale` (the consumer's
+   * read model can no longer take the event: EventHandler.retry) changes nothing and keeps the letter.
+   */
+  async retry(id: number, handlers: Map<string, EventHandler>): Promise<RetryOutcome> {
     const row = id > INTEGER_COLUMN_MAX ? undefined : await this.db.execute<any>("select * from consumer_dead_letters where id = ?", [id], "get");
     if (!row) throw errors.notFound(`no dead letter ${id}`);
     const handler = handlers.get(row.consumer);
@@ -85,7 +88,8 @@ export class DeadLetters {
     const parsed = EnvelopeBase.safeParse(row.envelope ? JSON.parse(row.envelope) : null);
     if (!parsed.success) throw errors.ruleViolated(`dead letter ${id} holds no valid event: it cannot be retried`);
     // A letter parked before its event type's current version is upcast as the stream's readers do.
-    const outcome = await handler.handle(upcasters.upcast(parsed.data));
+    const outcome = await handler.retry(upcasters.upcast(parsed.data));
+    if (outcome === "stale") return outcome;
     await exclusively(this.writer, () => this.db.execute("delete from consumer_dead_letters where id = ?", [id], "run"));
     return outcome;
   }

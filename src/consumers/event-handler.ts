@@ -23,6 +23,17 @@ function inboxInsertSql(rows: number): string {
 /** What became of one event. */
 export type Outcome = "handled" | "duplicate" | "skipped";
 
+/**
+ * What became of a dead letter's event handled again: an {@link Outcome}, or `stale` — the read model can
+ * no longer take it (Subscriber.shows said so), and nothing was committed.
+ */
+export type RetryOutcome = Outcome | "stale";
+
+/** Thrown inside a retry's transaction to roll it back: the read model cannot take the event. */
+class Stale extends Error {
+  override readonly name = "Stale";
+}
+
 /** The database's bound statement runner (optionally inside a transaction) as a {@link Tx}. */
 export function txOf(db: Database, trx?: unknown): Tx {
   return {
@@ -215,6 +226,32 @@ export class EventHandler {
   async handle(event: EnvelopeBase, trace?: TraceHeaders): Promise<Outcome> {
     if (!this.wants(event.event_type)) return "skipped";
     return this.#observed(event, trace, (cause) => this.#handle(event, cause));
+  }
+
+  /**
+   * Handles a dead letter's event again, as {@link handle} does; a projection that can tell
+   * ({@link Subscriber.shows}) is then asked, in the same transaction, whether its read model shows the
+   * event. Where it does not — a guard left the event out, and later events of its aggregate may have
+   * replaced what it sets — the transaction is rolled back (its inbox row with it) and the answer is
+   * `stale`: a retry would report an event handled that the read model never took.
+   */
+  async retry(event: EnvelopeBase): Promise<RetryOutcome> {
+    const shows = this.subscriber.shows;
+    if (!this.subscriber.apply || !shows || !this.wants(event.event_type)) return this.handle(event);
+    try {
+      return await this.#observed(event, undefined, () =>
+        this.#transaction(async (trx) => {
+          const tx = txOf(this.db, trx);
+          await this.guard?.(tx.execute);
+          const out = await this.#applyIn(tx, event);
+          if (out === "handled" && !(await shows(event, tx))) throw new Stale();
+          return out;
+        }),
+      );
+    } catch (err) {
+      if (err instanceof Stale) return "stale";
+      throw err;
+    }
   }
 
   // Times and traces one event's handling: `work` gets the trace context its commands carry on.

@@ -50,6 +50,14 @@ export interface Subscriber {
    * what keeps it right. Never on a process manager, whose `react` issues commands.
    */
   readonly idempotentWithoutInbox?: boolean;
+  /**
+   * A projection whose statements are guarded by versions: whether its read model shows `event` once
+   * `apply` has run in `tx` (it may read there) — what the event sets holds its values, or a later
+   * event's that replaced them. False when a guard left the event out and the read model cannot tell
+   * whether a later event replaced it (its row is absent, or kept no version to compare). Asked by a dead
+   * letter's retry (EventHandler.retry), which answers `stale` on false and commits nothing.
+   */
+  shows?(event: EnvelopeBase, tx: Tx): Promise<boolean>;
 }
 
 /** A consumer's failure that a retry cannot fix: it goes to the dead letters at once. */

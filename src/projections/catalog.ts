@@ -2,7 +2,7 @@
 import { EntitySchema } from "@mikro-orm/core";
 import { Consumers } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
-import { COURSE_EVENTS, applyCourseEvent, courseRowProperties, isCourseEvent, type CourseRow } from "./course-rows.js";
+import { COURSE_EVENTS, applyCourseEvent, courseRowShows, courseRowProperties, isCourseEvent, type CourseRow } from "./course-rows.js";
 import { num } from "./sql-values.js";
 import { typedEvent } from "./typed-event.js";
 
@@ -30,6 +30,10 @@ export function catalog(): Subscriber {
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (isCourseEvent(e)) await applyCourseEvent(tx, "catalog_courses", e);
+    },
+    async shows(raw, tx) {
+      const e = typedEvent(raw);
+      return !isCourseEvent(e) || (await courseRowShows(tx, "catalog_courses", e));
     },
     async reset(tx) {
       await tx.execute("delete from catalog_courses", [], "run");

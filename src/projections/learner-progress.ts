@@ -20,7 +20,14 @@ export interface LearnerAccessRow {
   expires_at: string | null;
   /** The paying order of the current grant; null when none (or a version-1 grant). */
   order_id: string | null;
+  /** The version of the latest event applied to the record. */
   version: number;
+  /** The version of the event that last set the status; null on a row from before the column ({@link version} bounds it). */
+  status_version: number | null;
+  /** The version of the grant that last set expires_at and order_id; null as status_version. */
+  grant_version: number | null;
+  /** The version of the event that last set the progress; null as status_version. */
+  progress_version: number | null;
 }
 
 /** Learner access table. */
@@ -37,12 +44,25 @@ export const LearnerAccessSchema = new EntitySchema<LearnerAccessRow>({
     expires_at: { type: "string", length: 32, nullable: true, fieldName: "expires_at" },
     order_id: { type: "string", length: 64, nullable: true, fieldName: "order_id" },
     version: { type: "integer", fieldName: "version" },
+    status_version: { type: "integer", nullable: true, fieldName: "status_version" },
+    grant_version: { type: "integer", nullable: true, fieldName: "grant_version" },
+    progress_version: { type: "integer", nullable: true, fieldName: "progress_version" },
   },
 });
 
+// A group of columns' version, or the record's where the row is from before the group's column.
+const at = (group: string) => `coalesce(learner_access.${group}, learner_access.version)`;
+// Sets `column` to the grant's value where its group's version is below the grant's.
+const granted = (column: string, group: string) => `${column} = case when ${at(group)} < excluded.version then excluded.${column} else learner_access.${column} end`;
+
 /**
- * The learner-progress projection: every access event, applied like the aggregate's own evolve. Each
- * statement is guarded by `aggregate_version`, so an event already reflected changes nothing.
+ * The learner-progress projection: every access event, applied like the aggregate's own evolve. That fold
+ * sets whole groups of fields — a grant the status, expiry and paying order (keeping progress and
+ * completion), a revocation or expiry the status, ProgressUpdated the progress, CourseCompleted the
+ * completion (only ever to true) — so each group keeps the version of the event that last set it, and an
+ * event changes a group only when that version is lower (as course rows do, course-rows.ts): an event
+ * already reflected changes nothing, and one applied after later events of its record (a dead letter
+ * retried) sets what no later event replaced.
  */
 export function learnerProgress(): Subscriber {
   return {
@@ -51,32 +71,57 @@ export function learnerProgress(): Subscriber {
     entities: [LearnerAccessSchema],
     // Each event is one insert or guarded update, whatever the read model holds.
     writesOnly: true,
-    // Every statement is guarded by aggregate_version.
+    // Every statement is guarded by the versions of what it sets.
     idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
       const v = e.aggregate_version;
-      const set = (assignments: string, params: unknown[]) =>
-        tx.execute(`update learner_access set ${assignments}, version = ? where access_id = ? and version < ?`, [...params, v, e.aggregate_id, v], "run");
+      // The record's version is its latest event's: raised, never lowered.
+      const latest = "version = case when version < ? then ? else version end";
+      // Sets one group of columns, and its version, where that version is below the event's.
+      const set = (group: string, assignments: string, params: unknown[]) =>
+        tx.execute(`update learner_access set ${assignments}, ${group} = ?, ${latest} where access_id = ? and ${at(group)} < ?`, [...params, v, v, v, e.aggregate_id, v], "run");
       switch (e.event_type) {
         case "CourseAccessGranted": {
           const { access_id, user_id, course_id, expires_at, order_id } = e.payload;
           // A re-grant keeps progress and completion, as the aggregate does.
           await tx.execute(
-            "insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version) values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set status = excluded.status, expires_at = excluded.expires_at, order_id = excluded.order_id, version = excluded.version where learner_access.version < excluded.version",
-            [access_id, user_id, course_id, "active", 0, false, expires_at, order_id, v],
+            `insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version, status_version, grant_version, progress_version) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set ${granted("status", "status_version")}, status_version = case when ${at("status_version")} < excluded.version then excluded.version else learner_access.status_version end, ${granted("expires_at", "grant_version")}, ${granted("order_id", "grant_version")}, grant_version = case when ${at("grant_version")} < excluded.version then excluded.version else learner_access.grant_version end, version = case when learner_access.version < excluded.version then excluded.version else learner_access.version end where ${at("status_version")} < excluded.version or ${at("grant_version")} < excluded.version`,
+            [access_id, user_id, course_id, "active", 0, false, expires_at, order_id, v, v, v, v],
             "run",
           );
           return;
         }
         case "AccessRevoked":
-          return void (await set("status = ?", ["revoked"]));
+          return void (await set("status_version", "status = ?", ["revoked"]));
         case "AccessExpired":
-          return void (await set("status = ?", ["expired"]));
+          return void (await set("status_version", "status = ?", ["expired"]));
         case "ProgressUpdated":
-          return void (await set("progress = ?", [e.payload.progress]));
+          return void (await set("progress_version", "progress = ?", [e.payload.progress]));
         case "CourseCompleted":
-          return void (await set("completed = ?", [true]));
+          // Completion is never undone: set once, whatever came after it.
+          return void (await tx.execute(`update learner_access set completed = ?, ${latest} where access_id = ? and not completed`, [true, v, v, e.aggregate_id], "run"));
+      }
+    },
+    async shows(raw, tx) {
+      const e = typedEvent(raw);
+      const row = await tx.execute<Record<string, unknown> | undefined>("select version, status_version, grant_version, progress_version, completed from learner_access where access_id = ?", [e.aggregate_id], "get");
+      if (!row) return false;
+      const v = e.aggregate_version;
+      // A group with a version shows the event at or past it; one without, only where the event is the record's latest.
+      const holds = (group: string) => (row[group] === null || row[group] === undefined ? num(row.version) === v : num(row[group]) >= v);
+      switch (e.event_type) {
+        case "CourseAccessGranted":
+          return holds("status_version") && holds("grant_version");
+        case "AccessRevoked":
+        case "AccessExpired":
+          return holds("status_version");
+        case "ProgressUpdated":
+          return holds("progress_version");
+        case "CourseCompleted":
+          return bool(row.completed);
+        default:
+          return true;
       }
     },
     async reset(tx) {

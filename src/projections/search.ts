@@ -3,7 +3,7 @@ import { EntitySchema } from "@mikro-orm/core";
 import { Consumers, type QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
 import type { Logger } from "../log/index.js";
-import { COURSE_EVENTS, applyCourseEvent, catalogItemOf, courseRowProperties, isCourseEvent, type CourseRow } from "./course-rows.js";
+import { COURSE_EVENTS, applyCourseEvent, courseRowShows, catalogItemOf, courseRowProperties, isCourseEvent, type CourseRow } from "./course-rows.js";
 import { typedEvent } from "./typed-event.js";
 import { withinRoom, type ReplyRoom } from "../support/byte-budget.js";
 
@@ -173,6 +173,10 @@ export function search(deps: { logger?: Logger } = {}): Subscriber {
     async apply(raw, tx) {
       const e = typedEvent(raw);
       if (isCourseEvent(e)) await applyCourseEvent(tx, "search_documents", e);
+    },
+    async shows(raw, tx) {
+      const e = typedEvent(raw);
+      return !isCourseEvent(e) || (await courseRowShows(tx, "search_documents", e));
     },
     async reset(tx) {
       await tx.execute("delete from search_documents", [], "run");
