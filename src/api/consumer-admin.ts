@@ -143,9 +143,12 @@ export class ConsumerAdmin {
     throw errors.notFound(`no replay of ${name} has run on instance ${me}${where}`);
   }
 
-  async #retry(id: number): Promise<{ outcome: string }> {
+  // A stale retry changed nothing and kept the letter: the reply says so, and what restores the event.
+  async #retry(id: number): Promise<{ outcome: string; message?: string }> {
     const { consumers } = this.#o;
-    return { outcome: await consumers.deadLetters.retry(id, consumers.handlers) };
+    const outcome = await consumers.deadLetters.retry(id, consumers.handlers);
+    if (outcome !== "stale") return { outcome };
+    return { outcome, message: staleRetryMessage(id, (await consumers.deadLetters.consumerOf(id)) ?? "its consumer") };
   }
 
   // The dead letter's id: required, a positive whole number.
@@ -192,4 +195,14 @@ export class ConsumerAdmin {
     const e = reply.data.error;
     throw new NerveError(e.code, e.message, e.details === undefined ? undefined : { details: e.details as Record<string, unknown> });
   }
+}
+
+// What an operator is told of a `stale` retry of dead letter `id` of `consumer`.
+function staleRetryMessage(id: number, consumer: string): string {
+  return (
+    `dead letter ${id} stays: the retry applied nothing, as ${consumer}'s read model can no longer take its event (the row it changes ` +
+    `is absent, or later events moved it past the event and it cannot tell what they replaced). Should an earlier letter of the same ` +
+    `aggregate be parked (its creation), retry that one first; otherwise only a replay restores the event: npm run nerve -- replay ` +
+    `${consumer}. Retried after the replay, this letter is a duplicate and leaves the store.`
+  );
 }

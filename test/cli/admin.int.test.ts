@@ -113,6 +113,34 @@ describe("npm run nerve", () => {
     expect((await dead.list("notifications")).map((d) => d.id)).toEqual([bad!.id]);
   });
 
+  it("says a retry the read model cannot take is stale, keeps the letter and names the replay (exit 1); it was answered handled and deleted", async () => {
+    const updated = {
+      event_id: "0190a0b0-0000-7000-8000-0000000000ab",
+      event_type: "CourseUpdated",
+      event_version: 1,
+      occurred_on: new Date().toISOString(),
+      aggregate_type: "Course",
+      aggregate_id: "dl-no-row",
+      aggregate_version: 2,
+      correlation_id: "c-dl2",
+      causation_id: null,
+      payload: { course_id: "dl-no-row", title: "T", description: "d", price: null },
+    };
+    const dead = t.nerve.consumers.deadLetters;
+    // Its course's creation was never applied: the catalog has no row for the update.
+    await dead.add({ consumer: "catalog", stream: "EVENTS_COURSES", stream_seq: 2, event_id: updated.event_id, event_type: "CourseUpdated", envelope: JSON.stringify(updated), reason: "test", attempts: 5 });
+    const [letter] = await dead.list("catalog");
+    const run = await cli("retry-dead-letter", String(letter!.id));
+    expect(run.code).toBe(1);
+    expect(run.out).toContain('"outcome":"stale"');
+    expect(run.out).toContain(`dead letter ${letter!.id} stays`);
+    expect(run.out).toContain("npm run nerve -- replay catalog");
+    expect((await dead.list("catalog")).map((d) => d.id)).toEqual([letter!.id]);
+    // The admin reply says the same to any client.
+    const reply = (await request(t.client, AdminSubjects.RetryDeadLetter, { id: letter!.id }, { json: true })).body;
+    expect(reply).toMatchObject({ ok: true, result: { outcome: "stale", message: expect.stringContaining("replay") } });
+  });
+
   it("prints its usage without a command", async () => {
     const { code, out } = await cli();
     expect(code).toBe(2);

@@ -148,12 +148,17 @@ export const retryDeadLetter: CliCommand = {
   args: "<id>",
   arity: { min: 1, max: 1 },
   summary: "run a dead letter through its consumer again; on success it leaves the store",
-  help: `Prints the outcome (handled, duplicate or skipped). A letter that holds no valid event stays,
-and the command fails.`,
+  help: `Prints the outcome (handled, duplicate or skipped), and the letter leaves the store. A letter that
+holds no valid event stays, and the command fails. So does one the consumer's read model can no longer
+take (stale: its row is absent, or moved past the event by later events in a way it cannot undo): the
+retry applies nothing, and a replay of the consumer restores the event.`,
   options: {},
   check: ([id]) => void letterId(id!),
-  async run({ nc, print }, [id]) {
-    print(JSON.stringify(await adminRequest(nc, AdminSubjects.RetryDeadLetter, { id: letterId(id!) })));
-    return ExitCodes.Ok;
+  async run({ nc, print, warn }, [id]) {
+    const reply = await adminRequest<{ outcome?: unknown; message?: unknown }>(nc, AdminSubjects.RetryDeadLetter, { id: letterId(id!) });
+    print(JSON.stringify(reply));
+    if (reply.outcome !== "stale") return ExitCodes.Ok;
+    warn(typeof reply.message === "string" ? reply.message : `dead letter ${id} stays: its consumer's read model can no longer take its event; replay the consumer`);
+    return ExitCodes.Failed;
   },
 };
