@@ -27,14 +27,37 @@ export function isConsumerNotFound(err: unknown): boolean {
 
 /** Retry policy of every consumer. */
 export interface RetryPolicy {
-  /** Deliveries before an event is dead-lettered. */
+  /** Failures of an event, counted in this process from its first, at which one that is not transient dead-letters it. */
   maxDeliver: number;
-  /** Delay before each redelivery, by attempt (the last one repeats). */
+  /** Delay before each attempt again, by failure (the last one repeats). */
   backoffMs: number[];
+  /**
+   * The delivery (JetStream's count of them) from which an event's first failure that is not transient
+   * parks it: {@link crashLoopDelivery} by default.
+   */
+  parkAtDelivery?: number;
 }
 
 /** The default retry policy: five attempts over about twenty seconds. */
 export const DEFAULT_RETRY: RetryPolicy = { maxDeliver: 5, backoffMs: [200, 1000, 4000, 15000] };
+
+/**
+ * The delivery from which an event's first failure parks it, by default: four times the policy's failures.
+ *
+ * The runner counts an event's failures itself, from the first in this process. JetStream's count of
+ * deliveries also rises for what is no failure — a crash or a lease hand-off (every outstanding delivery
+ * comes again), an ack_wait that ran out during a long batch, acks held behind another reader (a
+ * delivery again every ack_wait, 30 s) — and counted by deliveries, such an event was parked on its first
+ * failure here, without its retries. A count kept in the process, though, starts again with every
+ * process: an event whose failure takes the process down before its retries are over (the failure leads
+ * to a crash, or the process is killed while it waits out a back-off) would never reach maxDeliver, and
+ * would come back for good with nothing after it applied. Only the deliveries see that, so past this
+ * many its first failure parks it. Four times maxDeliver (20 by default: ten minutes or more of a
+ * consumer going round, a crash and an ack_wait each time) leaves room for many redeliveries that were
+ * no failure; an event that ends the process without any failure being caught (it dies inside the
+ * handling) is not parked by this either, as it never was: the consumer's lag and the restarts show it.
+ */
+export const crashLoopDelivery = (policy: RetryPolicy): number => policy.parkAtDelivery ?? 4 * policy.maxDeliver;
 
 /** One durable consumer on one stream. */
 export interface Binding {
@@ -716,20 +739,27 @@ export class ConsumerRunner {
    * update never the creation it changes), and the messages this reader holds are kept from being
    * redelivered. A transient failure ({@link isTransientFailure}) is retried for as long as it lasts, the
    * back-off growing to its last step (also a fenced one: this instance lost the consumer's lease, and
-   * its runner is stopped); any other is parked in the dead letters on the policy's last attempt. False
+   * its runner is stopped); any other is parked in the dead letters on the policy's last attempt, its
+   * failures counted in this process (on its first, once delivered {@link crashLoopDelivery} times). False
    * when the runner stops meanwhile: the reader halts, the event and everything after it stay
    * unacknowledged, for the consumer's next holder.
    */
   async #one(b: Binding, acks: FloorAcks, m: JsMsg, e: EnvelopeBase, trace: TraceHeaders | undefined, gate: Gate, signal: AbortSignal): Promise<boolean> {
-    for (let attempts = m.info.deliveryCount; ; attempts++) {
+    // Failures are counted here, from the first; the deliveries only bound them (crashLoopDelivery).
+    const deliveries = m.info.deliveryCount;
+    const goingRound = deliveries >= crashLoopDelivery(this.retry);
+    for (let attempts = 1; ; attempts++) {
       try {
         this.#count([await this.handler.handle(e, trace)]);
         acks.done(m);
         return true;
       } catch (err) {
         const transient = isTransientFailure(err);
-        if (err instanceof PoisonEventError || (!transient && attempts >= this.retry.maxDeliver)) {
-          if (await this.#deadLetter(b, acks, m, e, String((err as Error)?.message ?? err), attempts, signal)) return true;
+        const poison = err instanceof PoisonEventError;
+        if (poison || (!transient && (attempts >= this.retry.maxDeliver || goingRound))) {
+          const message = String((err as Error)?.message ?? err);
+          const reason = poison || attempts >= this.retry.maxDeliver ? message : `delivered ${deliveries} times, parked at its first failure in this process: ${message}`;
+          if (await this.#deadLetter(b, acks, m, e, reason, attempts, signal)) return true;
           // Stopped before the letter could be stored: nothing after it may go through.
           gate.halted = true;
           return false;
@@ -740,7 +770,7 @@ export class ConsumerRunner {
         }
         this.stats.retries++;
         const delay = this.retry.backoffMs[Math.min(attempts - 1, this.retry.backoffMs.length - 1)] ?? 1000;
-        this.logger.warn({ consumer: this.name, event_id: e.event_id, event_type: e.event_type, attempts, transient, retry_in_ms: delay, err: String(err) }, "event failed; retrying it before any later event");
+        this.logger.warn({ consumer: this.name, event_id: e.event_id, event_type: e.event_type, attempts, deliveries, transient, retry_in_ms: delay, err: String(err) }, "event failed; retrying it before any later event");
         // What went through before it is acknowledged now, not after the retries.
         acks.flush();
         for (let left = delay; left > 0 && !signal.aborted; left -= KEEP_ALIVE_MS) {

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { Headers, NerveError, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
-import { ConsumerRunner, DeadLetters, EventHandler, type Subscriber } from "../../src/consumers/index.js";
+import { ConsumerRunner, DeadLetters, EventHandler, type RetryPolicy, type Subscriber } from "../../src/consumers/index.js";
 import { isTransientFailure } from "../../src/consumers/transient.js";
 import { FencedError } from "../../src/cluster/index.js";
 import { WriteWorkerStopped } from "../../src/persistence/sqlite-write-worker.js";
@@ -41,7 +41,7 @@ async function publish(e: EnvelopeBase, context: string): Promise<void> {
   await jetstream(nc).publish(`events.${context}.${e.event_type}.${e.aggregate_id}`, encodeMsgPack(e), { headers: h, msgID: e.event_id });
 }
 
-async function run(subscriber: Subscriber, retry = { maxDeliver: 3, backoffMs: [30, 60] }): Promise<ConsumerRunner> {
+async function run(subscriber: Subscriber, retry: RetryPolicy = { maxDeliver: 3, backoffMs: [30, 60] }): Promise<ConsumerRunner> {
   const r = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, subscriber), new DeadLetters(m.db), quiet, retry);
   runners.push(r);
   await r.start();
@@ -161,6 +161,51 @@ describe("a failed event is retried before any later event", () => {
       expect(info.ack_floor.stream_seq).toBe(s1);
       expect(info.num_ack_pending).toBe(2);
       expect(await new DeadLetters(m.db).list("ordered-probe")).toEqual([]);
+    });
+
+    describe("failures counted by the runner, not deliveries", () => {
+      // The probe, failing with a bug (not transient) the next `failures` times.
+      let failures = 0;
+      const buggy: Subscriber = {
+        ...probe,
+        async apply(e, tx) {
+          if (failures-- > 0) throw new Error("a bug");
+          await tx.execute("insert into ordered_probe (what) values (?)", [`${e.event_type} ${e.aggregate_id}`], "run");
+        },
+      };
+      // Delivers the durable's next message `times` times, each handed back unhandled (as before a crash, a hand-off or an ack_wait run out).
+      async function deliverUnhandled(times: number): Promise<void> {
+        await new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, buggy), new DeadLetters(m.db), quiet).ensure();
+        const consumer = await jetstream(nc).consumers.get("EVENTS_COURSES", "ordered-probe");
+        for (let i = 0; i < times; i++) {
+          const msg = await consumer.next({ expires: 5_000 });
+          expect(msg?.info.deliveryCount).toBe(i + 1);
+          msg!.nak();
+        }
+      }
+
+      it("an event delivered three times before without failing gets its retries: it was parked on its first failure", async () => {
+        await publish(created("r1"), "courses");
+        await deliverUnhandled(3);
+        // The batch's attempt and the first in place fail; the second in place goes through.
+        failures = 2;
+        const runner = await run(buggy, { maxDeliver: 3, backoffMs: [30] });
+        await until("applied", async () => (await applied()).length === 1);
+        expect(runner.stats.deadLettered).toBe(0);
+        expect(runner.stats.retries).toBe(1);
+        expect(await new DeadLetters(m.db).list("ordered-probe")).toEqual([]);
+      });
+
+      it("an event delivered past the policy's bound is parked on its first failure here (one that takes the process down while retried)", async () => {
+        await publish(created("r2"), "courses");
+        await deliverUnhandled(4);
+        failures = 1_000;
+        const runner = await run(buggy, { maxDeliver: 3, backoffMs: [30], parkAtDelivery: 5 });
+        const dead = new DeadLetters(m.db);
+        await until("parked", async () => (await dead.list("ordered-probe")).length === 1);
+        expect(runner.stats.retries).toBe(0);
+        expect((await dead.list("ordered-probe"))[0]).toMatchObject({ event_type: "CourseCreated", attempts: 1, reason: "delivered 5 times, parked at its first failure in this process: a bug" });
+      });
     });
   });
 });
