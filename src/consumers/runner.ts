@@ -268,6 +268,20 @@ const DeliveredEnvelope = EnvelopeBase.extend({
   payload: z.custom<Record<string, unknown>>((v) => typeof v === "object" && v !== null && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null), { message: "expected an object" }),
 });
 
+/**
+ * An envelope that parsed, but whose upcasting threw (a bug in an upcaster): parked with the envelope as
+ * received, not yet upcast, which a retry (DeadLetters.retry) upcasts again — with the fixed code.
+ */
+class NotUpcast extends PoisonEventError {
+  constructor(
+    message: string,
+    /** The envelope as received (undefined should it not decode a second time). */
+    readonly received: EnvelopeBase | undefined,
+  ) {
+    super(message);
+  }
+}
+
 /** A batch decoded and ready to apply. */
 interface Prepared {
   b: Binding;
@@ -683,7 +697,8 @@ export class ConsumerRunner {
         continue;
       }
       const e = this.#decode(m);
-      if (e instanceof PoisonEventError) await this.#deadLetter(b, acks, m, undefined, e.message, m.info.deliveryCount, signal);
+      // Parked at its first failure here; an envelope that could not be upcast is kept as received, for a retry once the code is fixed.
+      if (e instanceof PoisonEventError) await this.#deadLetter(b, acks, m, e instanceof NotUpcast ? e.received : undefined, e.message, 1, signal);
       else decoded.push({ m, e });
     }
     // Trace contexts are read only where they are used: by spans, or by the commands a process manager issues.
@@ -805,10 +820,14 @@ export class ConsumerRunner {
     if (!d.ok) return new PoisonEventError(d.error.message);
     const parsed = DeliveredEnvelope.safeParse(d.value);
     if (!parsed.success) return new PoisonEventError(`not a contract envelope: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`);
+    const { event_type: type, event_version: version } = parsed.data;
     try {
       return upcasters.upcast(parsed.data);
     } catch (err) {
-      return new PoisonEventError(String((err as Error).message));
+      // The upcaster may have changed the payload before it threw: what was received is decoded afresh.
+      const again = decodeMsgPack(m.data);
+      const received = again.ok ? DeliveredEnvelope.safeParse(again.value) : undefined;
+      return new NotUpcast(`upcasting ${type} from version ${version} failed: ${String((err as Error)?.message ?? err)}`, received?.success ? received.data : undefined);
     }
   }
 

@@ -4,16 +4,16 @@
  * runner's back is started again — logged and counted, never an unhandled rejection that ends the process.
  */
 import { Writable } from "node:stream";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
 import { AckPolicy, DeliverPolicy, jetstream, type JetStreamManager } from "@nats-io/jetstream";
-import { Headers, encodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
+import { Headers, encodeMsgPack, upcasters, type EnvelopeBase } from "../../contracts/index.js";
 import { ConsumerRunner, DeadLetters, EventHandler, bindingsOf } from "../../src/consumers/index.js";
 import { catalogCourse } from "../../src/projections/index.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
 import { until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
-import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
+import { envelope, openReadModels, quiet, type ReadModels } from "../projections/fixtures.js";
 
 let nats: NatsServerHandle;
 let nc: NatsConnection;
@@ -22,10 +22,14 @@ let m: ReadModels;
 let runner: ConsumerRunner;
 let lines: { level: number; msg: string; task?: string }[];
 
-async function publish(subject: string, data: Uint8Array, eventType: string): Promise<void> {
+function eventTypeHeader(eventType: string) {
   const h = natsHeaders();
   h.set(Headers.EventType, eventType);
-  await jetstream(nc).publish(subject, data, { headers: h });
+  return h;
+}
+
+async function publish(subject: string, data: Uint8Array, eventType: string): Promise<void> {
+  await jetstream(nc).publish(subject, data, { headers: eventTypeHeader(eventType) });
 }
 
 const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
@@ -83,6 +87,39 @@ describe("ConsumerRunner under its own failures", () => {
     await until("the two are parked", async () => (await parked()).length === 2);
     expect((await parked()).map((d) => d.event_id)).toEqual([null, null]);
     for (const e of bad) expect(await catalogCourse(m.tx, e.aggregate_id)).toBeUndefined();
+  });
+
+  it("parks an event whose upcaster throws with the envelope as received, so that its retry upcasts it again once the code is fixed (it kept none: cannot be retried)", async () => {
+    const id = "acc_00000000000000000000000000000abc";
+    // Version 1, as streams keep it: the upcaster adds order_id.
+    const v1 = { ...envelope("CourseAccessGranted", id, 1, { access_id: id, user_id: "u1", course_id: "c1", expires_at: null, order_id: null }), event_version: 1 };
+    delete (v1.payload as Record<string, unknown>).order_id;
+    const progress = new ConsumerRunner(jetstream(nc), jsm, new EventHandler(m.db, m.subscriber("learner-progress")), new DeadLetters(m.db), quiet, { maxDeliver: 3, backoffMs: [50] });
+    const dead = new DeadLetters(m.db);
+    // The upcaster has a bug, and changes the payload before it throws.
+    const bug = vi.spyOn(upcasters, "upcast").mockImplementation((e) => {
+      (e.payload as Record<string, unknown>).half_done = true;
+      throw new Error("upcaster bug");
+    });
+    try {
+      await progress.start();
+      await jetstream(nc).publish(`events.access.CourseAccessGranted.${id}`, encodeMsgPack(v1), { headers: eventTypeHeader("CourseAccessGranted") });
+      await until("parked", async () => (await dead.list("learner-progress")).length === 1);
+    } finally {
+      bug.mockRestore();
+      await progress.stop();
+      await jsm.consumers.delete("EVENTS_ACCESS", "learner-progress").catch(() => false);
+      // Nothing of it left for the other tests' durables on the stream.
+      await jsm.streams.purge("EVENTS_ACCESS");
+    }
+    const [letter] = await dead.list("learner-progress");
+    expect(letter).toMatchObject({ event_id: v1.event_id, event_type: "CourseAccessGranted", reason: "upcasting CourseAccessGranted from version 1 failed: upcaster bug", attempts: 1 });
+    // What was received, not half upcast.
+    expect(letter!.envelope).toEqual(v1);
+
+    expect(await dead.retry(letter!.id, new Map([["learner-progress", new EventHandler(m.db, m.subscriber("learner-progress"))]]))).toBe("handled");
+    expect(await m.rows("learner_access", "access_id")).toMatchObject([{ access_id: id, status: "active", order_id: null }]);
+    expect(await dead.list("learner-progress")).toEqual([]);
   });
 
   it("starts a consumer loop again when its durable is deleted behind its back, and loses no event", async () => {
