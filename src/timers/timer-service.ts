@@ -1,5 +1,5 @@
 /** Durable timers: rows written with the aggregate's state, fired by polling, so downtime delays but never loses them. */
-import { reportFailure } from "../supervision/index.js";
+import { reportFailure, sayingAtMostEvery } from "../supervision/index.js";
 import { isTransientFailure } from "../consumers/transient.js";
 import type { Context, DomainEvent } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
@@ -66,6 +66,27 @@ export interface TimerServiceOptions {
   ownership?: Ownership | undefined;
 }
 
+/** A kind's name in the log and on /metrics: its aggregate type and kind, `AccessRecord/expire`. */
+export const timerKindName = (k: Pick<TimerKind, "aggregateType" | "kind">): string => `${k.aggregateType}/${k.kind}`;
+
+/** At most this many due timers of unknown kinds are counted at a look: it stays cheap however many wait. */
+const UNKNOWN_COUNTED = 10_000;
+
+/** A `where` with its values, bound in order. */
+interface Clause {
+  sql: string;
+  params: unknown[];
+}
+
+/**
+ * The rows of `kinds`: an aggregate type and a kind each (`expire` of an Order is not `expire` of an
+ * AccessRecord). Their names are bound as values, never written into the SQL text.
+ */
+function kindsClause(kinds: readonly TimerKind[]): Clause {
+  if (kinds.length === 0) return { sql: "1 = 0", params: [] };
+  return { sql: `(${kinds.map(() => "(aggregate_type = ? and kind = ?)").join(" or ")})`, params: kinds.flatMap((k) => [k.aggregateType, k.kind]) };
+}
+
 const rowKey = (row: TimerRow) => `${row.aggregate_type}\u0000${row.aggregate_id}\u0000${row.kind}`;
 
 /** How long a timer whose fire failed waits before it is tried again: 15 s, doubled per failure, at most 15 min. */
@@ -83,11 +104,19 @@ export class TimerService {
   fired = 0;
   /** Timers whose fire failed since start (each also counted in nerve_background_failures_total{task="timers"}). */
   failed = 0;
+  /**
+   * Due timers of kinds this version does not know, by {@link timerKindName}, of the partitions held at
+   * the latest look (once a minute; at most 10,000 counted): left for an instance that knows them.
+   */
+  readonly unknownDue = new Map<string, number>();
   /** Consecutive failures per timer row, for its back-off; a row leaves on its first success. */
   readonly #failures = new Map<string, number>();
+  readonly #known: Clause;
+  readonly #lookForUnknown = sayingAtMostEvery();
 
   constructor(opts: TimerServiceOptions) {
     this.#o = opts;
+    this.#known = kindsClause(opts.kinds);
   }
 
   /** Starts polling; the first poll runs at once (catching up on what fell due while down). */
@@ -129,6 +158,31 @@ export class TimerService {
     if (this.#failures.size > 10_000) this.#failures.clear();
   }
 
+  /**
+   * Counts the due timers (of `scope`) of kinds this version does not know, and says so when there are
+   * any: during a rolling upgrade that adds a kind they wait for an upgraded instance to hold their
+   * partition, but after a rollback they wait for good. A query (on SQLite off the main thread), bounded;
+   * one that fails leaves the last counts, and the next look is a minute later all the same.
+   */
+  async #countUnknown(scope: Clause): Promise<void> {
+    const rows = await this.#o.db
+      .query<{ aggregate_type: string; kind: string; n: unknown }[]>(
+        `select aggregate_type, kind, count(*) as n from (select aggregate_type, kind from nerve_timers where ${scope.sql} and not ${this.#known.sql} limit ?) u group by aggregate_type, kind`,
+        [...scope.params, ...this.#known.params, UNKNOWN_COUNTED],
+        "all",
+      )
+      .catch(() => undefined);
+    if (!rows) return;
+    this.unknownDue.clear();
+    for (const r of rows) this.unknownDue.set(timerKindName({ aggregateType: r.aggregate_type, kind: r.kind }), Number(r.n));
+    if (rows.length > 0) {
+      this.#o.logger.warn(
+        { unknown: Object.fromEntries(this.unknownDue) },
+        "due timers of kinds this version does not know: left for an instance that knows them (said at most once a minute)",
+      );
+    }
+  }
+
   /** Fires every due timer of the partitions held now once. */
   async poll(): Promise<void> {
     const { db, ownership } = this.#o;
@@ -142,9 +196,11 @@ export class TimerService {
       await new Repository(db).fillPartitions("nerve_timers");
       this.#filled = true;
     }
-    const due = only
-      ? await db.execute<TimerRow[]>(`select * from nerve_timers where ${only} and due_at <= ? order by due_at limit 500`, [...partitions!, now], "all")
-      : await db.execute<TimerRow[]>("select * from nerve_timers where due_at <= ? order by due_at limit 500", [now], "all");
+    // Only the kinds this version fires: rows of others, left where they are, came first in every
+    // window of 500 due rows, and 500 of them kept every known timer from firing.
+    const scope: Clause = { sql: `${only ? `${only} and ` : ""}due_at <= ?`, params: [...(only ? partitions! : []), now] };
+    if (this.#lookForUnknown()) await this.#countUnknown(scope);
+    const due = await db.execute<TimerRow[]>(`select * from nerve_timers where ${scope.sql} and ${this.#known.sql} order by due_at limit 500`, [...scope.params, ...this.#known.params], "all");
     const held = (row: TimerRow) => !ownership || ownership.fence(row.partition_no ?? partitionOf(row.aggregate_id)) !== undefined;
     for (const row of due) {
       // A catch-up of hundreds of timers must not hold a shutdown: the rest fire at the next start.
