@@ -74,3 +74,30 @@ describe.each(dialects)("timers of kinds this version does not know (%s)", (_nam
     expect(said[0]).toMatchObject({ unknown: { "Order/timeout": 500, "Order/expire": 20 } });
   });
 });
+
+describe("the poll's read of due timers", () => {
+  /**
+   * The kinds' filter must not steer SQLite off the due-time indexes: written as `aggregate_type = ? and
+   * kind = ?`, it searched the primary key by aggregate type instead and sorted every row of the type —
+   * 83 ms instead of 2.6 ms a poll with 200,000 timers, half of them due.
+   */
+  it.each([
+    ["every partition", undefined],
+    ["some partitions", Array.from({ length: 32 }, (_, i) => i * 2)],
+  ])("searches by due time (%s)", async (_what, partitions) => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    cleanups.push(tmp.cleanup, () => db.close());
+    class Some extends SoleOwnership {
+      override held = () => partitions ?? super.held();
+    }
+    const statements: [string, readonly unknown[]][] = [];
+    const execute = db.execute;
+    const spied: Database = { ...db, execute: (sql, params, ...rest) => (statements.push([sql, params ?? []]), execute(sql, params, ...rest)) };
+    const bus = { executeInternal: async () => undefined, readState: async () => ({ state: null, version: 0 }) } as unknown as CommandBus;
+    await new TimerService({ db: spied, bus, logger: captureLog().logger, kinds: [expire, quoted], ownership: new Some("solo") }).poll();
+    const [sql, params] = statements.find(([s]) => s.startsWith("select * from nerve_timers"))!;
+    const plan = (await db.execute<{ detail: string }[]>(`explain query plan ${sql}`, params, "all")).map((r) => r.detail).join(" | ");
+    expect(plan).toMatch(partitions ? /USING INDEX nerve_timers_partition_due/ : /USING INDEX nerve_timers_due_at_index/);
+  });
+});
