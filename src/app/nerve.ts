@@ -18,6 +18,7 @@ import { reportFailure, sayingAtMostEvery, watch } from "../supervision/index.js
 import { Leases, NoOwnership, PartitionLeases, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
 import { registerServiceMetrics } from "./metrics.js";
 import { registerInboxPruneMetrics } from "./inbox-prune-metrics.js";
+import { registerTimerMetrics } from "./timer-metrics.js";
 import { LatencyMetrics } from "./latency-metrics.js";
 import { startTracing } from "../tracing/index.js";
 import { aggregateQueries } from "./queries.js";
@@ -300,6 +301,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     });
     latency.register(gateway.metrics.registry);
     if (inboxPrune) registerInboxPruneMetrics(gateway.metrics.registry, inboxPrune.stats);
+    registerTimerMetrics(gateway.metrics.registry, timers);
   } catch (err) {
     // A part that cannot start (a taken HTTP port, say) must not leave the others running.
     await stop().catch(() => undefined);

@@ -69,8 +69,8 @@ export interface TimerServiceOptions {
 /** A kind's name in the log and on /metrics: its aggregate type and kind, `AccessRecord/expire`. */
 export const timerKindName = (k: Pick<TimerKind, "aggregateType" | "kind">): string => `${k.aggregateType}/${k.kind}`;
 
-/** At most this many due timers of unknown kinds are counted at a look: it stays cheap however many wait. */
-const UNKNOWN_COUNTED = 10_000;
+/** At most this many due timers are counted (of unknown kinds at a look, overdue for /metrics): it stays cheap however many wait. */
+const COUNTED = 10_000;
 
 /** A `where` with its values, bound in order. */
 interface Clause {
@@ -89,6 +89,31 @@ function kindsClause(kinds: readonly TimerKind[]): Clause {
   return { sql: `(aggregate_type || '/' || kind) in (${kinds.map(() => "?").join(", ")})`, params: kinds.map(timerKindName) };
 }
 
+/** The due timers (as of `now`) of `partitions` (every one when undefined), as a `where`; null for none. */
+function dueScope(partitions: readonly number[] | undefined, now: string): Clause | null {
+  const only = partitionClause(partitions);
+  if (only === null) return null;
+  return only ? { sql: `${only} and due_at <= ?`, params: [...partitions!, now] } : { sql: "due_at <= ?", params: [now] };
+}
+
+/** What the timers did since start, by {@link timerKindName}; read by /metrics. */
+export interface TimerStats {
+  /** Timers fired: their operation run on the aggregate, whether or not it emitted. */
+  readonly fired: Map<string, number>;
+  /**
+   * Fires that failed: `transient` for now (an outage, a full mailbox, a partition's fence: the row stays
+   * due for the next poll), `permanent` otherwise (the row backed off; also a background failure).
+   */
+  readonly failures: Map<string, { transient: number; permanent: number }>;
+}
+
+/** The due timers of the partitions held now, not yet fired: how many (counted up to 10,000) and how late the oldest is. */
+export interface OverdueTimers {
+  count: number;
+  /** 0 when there is none. */
+  oldestAgeMs: number;
+}
+
 const rowKey = (row: TimerRow) => `${row.aggregate_type}\u0000${row.aggregate_id}\u0000${row.kind}`;
 
 /** How long a timer whose fire failed waits before it is tried again: 15 s, doubled per failure, at most 15 min. */
@@ -104,8 +129,10 @@ export class TimerService {
   #stopping = false;
   /** Timers fired since start. */
   fired = 0;
-  /** Timers whose fire failed since start (each also counted in nerve_background_failures_total{task="timers"}). */
+  /** Timers whose fire failed for good since start (each also counted in nerve_background_failures_total{task="timers"}). */
   failed = 0;
+  /** Fires and failures since start, by kind. */
+  readonly stats: TimerStats = { fired: new Map(), failures: new Map() };
   /**
    * Due timers of kinds this version does not know, by {@link timerKindName}, of the partitions held at
    * the latest look (once a minute; at most 10,000 counted): left for an instance that knows them.
@@ -115,6 +142,9 @@ export class TimerService {
   readonly #failures = new Map<string, number>();
   readonly #known: Clause;
   readonly #lookForUnknown = sayingAtMostEvery();
+  /** A failure for now repeats at every poll while it lasts (every row of a full mailbox's aggregate…): said once a minute. */
+  readonly #sayFailedForNow = sayingAtMostEvery();
+  #failedForNowUnsaid = 0;
 
   constructor(opts: TimerServiceOptions) {
     this.#o = opts;
@@ -152,6 +182,7 @@ export class TimerService {
     const failures = (this.#failures.get(rowKey(row)) ?? 0) + 1;
     this.#failures.set(rowKey(row), failures);
     this.failed++;
+    this.#failuresOf(row).permanent++;
     reportFailure(this.#o.logger, "timers", err, `timer failed (${failures} in a row); tried again in ${timerRetryDelayMs(failures) / 1000} s`);
     const later = new Date(Date.parse(now) + timerRetryDelayMs(failures)).toISOString();
     const op = timerFollowUp({ aggregateType: row.aggregate_type, kind: row.kind }, row, later);
@@ -170,7 +201,7 @@ export class TimerService {
     const rows = await this.#o.db
       .query<{ aggregate_type: string; kind: string; n: unknown }[]>(
         `select aggregate_type, kind, count(*) as n from (select aggregate_type, kind from nerve_timers where ${scope.sql} and not (${this.#known.sql}) limit ?) u group by aggregate_type, kind`,
-        [...scope.params, ...this.#known.params, UNKNOWN_COUNTED],
+        [...scope.params, ...this.#known.params, COUNTED],
         "all",
       )
       .catch(() => undefined);
@@ -185,6 +216,44 @@ export class TimerService {
     }
   }
 
+  #failuresOf(row: TimerRow): { transient: number; permanent: number } {
+    const kind = timerKindName({ aggregateType: row.aggregate_type, kind: row.kind });
+    let f = this.stats.failures.get(kind);
+    if (!f) this.stats.failures.set(kind, (f = { transient: 0, permanent: 0 }));
+    return f;
+  }
+
+  /**
+   * A fire that failed for now leaves its row due, and the next poll tries it again: counted, and said
+   * at most once a minute with how many since (it was a warning per row per poll, and nothing on /metrics).
+   */
+  #failedForNow(row: TimerRow, err: unknown): void {
+    this.#failuresOf(row).transient++;
+    this.#failedForNowUnsaid++;
+    if (!this.#sayFailedForNow()) return;
+    this.#o.logger.warn({ err, timer: row, failures: this.#failedForNowUnsaid }, `timers failed for now (${this.#failedForNowUnsaid} since this was last said); each is tried again at the next poll`);
+    this.#failedForNowUnsaid = 0;
+  }
+
+  /**
+   * The due timers of the partitions held now, every kind's (those of unknown kinds too): for /metrics,
+   * which would otherwise show nothing while timers stay due — failing for now at every poll, of a kind
+   * no instance fires, or behind a poll that hangs. One query (on SQLite off the main thread) over the
+   * due-time indexes, the count stopping at 10,000.
+   */
+  async overdue(): Promise<OverdueTimers> {
+    const now = this.#o.clock?.() ?? new Date();
+    const scope = dueScope(this.#o.ownership?.held(), now.toISOString());
+    if (scope === null) return { count: 0, oldestAgeMs: 0 };
+    const row = await this.#o.db.query<{ n: unknown; oldest: unknown } | undefined>(
+      `select (select count(*) from (select 1 from nerve_timers where ${scope.sql} limit ?) c) as n, (select min(due_at) from nerve_timers where ${scope.sql}) as oldest`,
+      [...scope.params, COUNTED, ...scope.params],
+      "get",
+    );
+    const oldest = typeof row?.oldest === "string" ? Date.parse(row.oldest) : undefined;
+    return { count: Number(row?.n ?? 0), oldestAgeMs: oldest === undefined ? 0 : Math.max(0, now.getTime() - oldest) };
+  }
+
   /** Fires every due timer of the partitions held now once. */
   async poll(): Promise<void> {
     const { db, ownership } = this.#o;
@@ -192,7 +261,8 @@ export class TimerService {
     // Holding every partition (one instance: always), the plain query on due_at.
     const partitions = ownership?.held();
     const only = partitionClause(partitions);
-    if (only === null) return;
+    const scope = dueScope(partitions, now);
+    if (scope === null) return;
     // A read of some partitions only would miss rows older than the column: they get theirs first.
     if (only && !this.#filled) {
       await new Repository(db).fillPartitions("nerve_timers");
@@ -200,7 +270,6 @@ export class TimerService {
     }
     // Only the kinds this version fires: rows of others, left where they are, came first in every
     // window of 500 due rows, and 500 of them kept every known timer from firing.
-    const scope: Clause = { sql: `${only ? `${only} and ` : ""}due_at <= ?`, params: [...(only ? partitions! : []), now] };
     if (this.#lookForUnknown()) await this.#countUnknown(scope);
     const due = await db.execute<TimerRow[]>(`select * from nerve_timers where ${scope.sql} and ${this.#known.sql} order by due_at limit 500`, [...scope.params, ...this.#known.params], "all");
     const held = (row: TimerRow) => !ownership || ownership.fence(row.partition_no ?? partitionOf(row.aggregate_id)) !== undefined;
@@ -222,11 +291,12 @@ export class TimerService {
         // Moved meanwhile, the row is its new owner's to keep in step.
         if (held(row)) await exclusively(this.#o.writer, () => db.execute(op.sql, op.params, "run"));
         this.fired++;
+        this.stats.fired.set(timerKindName(k), (this.stats.fired.get(timerKindName(k)) ?? 0) + 1);
         if (this.#failures.size > 0) this.#failures.delete(rowKey(row));
       } catch (err) {
         // An outage (the database, a hand-off's fence) passes by itself: the row stays due for the next
         // poll — or for its partition's new owner, whose row this instance must not move.
-        if (isTransientFailure(err) || !held(row)) this.#o.logger.warn({ err, timer: row }, "timer failed for now; tried again at the next poll");
+        if (isTransientFailure(err) || !held(row)) this.#failedForNow(row, err);
         else await this.#backOff(row, now, err);
       }
     }
