@@ -133,7 +133,6 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     });
   }
   gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table, unless a failure holds rows back: then every pending row of its partitions); group commits wait while it is above twice NERVE_RELAY_WINDOW", [], (g) => g.set(s.relay.backlog));
-  gauge("nerve_outbox_stuck_aggregates", "Aggregates whose events wait behind a row JetStream refused (larger than the stream's max_msg_size, …): retried with back-off, never skipped; the log names each row", [], (g) => g.set(s.relay.stuckAggregates));
   counter("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
   // Only the partitions held now, as the relay reads them: instances sharing one database each count
   // their own share, so summing them gives the table, and one without the commands role holds none

@@ -136,7 +136,7 @@ describe("deploy/prometheus/nerve-alerts.yml", () => {
     expect([...named].filter((n) => !metrics.has(n) && !recorded.has(n) && !PROMETHEUS_OWN.has(n) && !POSTGRES_ONLY.has(n)).sort()).toEqual([]);
   });
 
-  it("alerts on consumer lag, outbox backlog, a stuck outbox row, a refused outbox row, overdue timers, dead letters, readiness, unowned partitions, error rate, refused queries and the WAL, each with for, severity, summary and runbook", async () => {
+  it("alerts on consumer lag, outbox backlog, a stuck outbox row, overdue timers, dead letters, readiness, unowned partitions, error rate, refused queries and the WAL, each with for, severity, summary and runbook", async () => {
     const alerts = (await rules()).filter((r) => r.alert) as { alert: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }[];
     const runbook = await readFile(`${DEPLOY}RUNBOOK.md`, "utf8");
     const anchors = new Set([...runbook.matchAll(/^#+ (.+)$/gm)].map(([, h]) => h!.toLowerCase().replace(/[^a-z0-9 -]/g, "").replace(/ /g, "-")));
@@ -149,7 +149,7 @@ describe("deploy/prometheus/nerve-alerts.yml", () => {
       expect(anchors.has(anchor ?? ""), `${a.alert}: runbook anchor ${anchor}`).toBe(true);
     }
     const reads = (m: string) => alerts.some((a) => a.expr.includes(m));
-    for (const m of ["nerve:consumer_lag:max", "nerve_outbox_pending", "nerve_outbox_oldest_pending_age_seconds", "nerve_outbox_stuck_aggregates", "nerve_timers_oldest_overdue_age_seconds", "nerve_consumer_dead_letters", "nerve_ready", "nerve_partitions_owned", "nerve:request_errors:ratio_rate5m", "nerve_sqlite_queries_total", "nerve_pg_queries_total", "nerve_sqlite_wal_frames"]) expect(reads(m), m).toBe(true);
+    for (const m of ["nerve:consumer_lag:max", "nerve_outbox_pending", "nerve_outbox_oldest_pending_age_seconds", "nerve_timers_oldest_overdue_age_seconds", "nerve_consumer_dead_letters", "nerve_ready", "nerve_partitions_owned", "nerve:request_errors:ratio_rate5m", "nerve_sqlite_queries_total", "nerve_pg_queries_total", "nerve_sqlite_wal_frames"]) expect(reads(m), m).toBe(true);
   });
 
   it.skipIf(!existsSync(PROMTOOL))("passes promtool check rules and its unit tests", async () => {
