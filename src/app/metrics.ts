@@ -132,7 +132,7 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
       g.set({ outcome: "refused" }, gate.refused);
     });
   }
-  gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table, unless a failure holds rows back: then every pending row of its partitions); group commits wait while it is above twice NERVE_RELAY_WINDOW", [], (g) => g.set(s.relay.backlog));
+  gauge("nerve_outbox_backlog", "Committed events handed to the relay and not yet acknowledged by JetStream (0 while it reads the table)", [], (g) => g.set(s.relay.backlog));
   counter("nerve_outbox_published_total", "Events the relay published to JetStream", [], (g) => g.set(s.relay.stats.published));
   // Only the partitions held now, as the relay reads them: instances sharing one database each count
   // their own share, so summing them gives the table, and one without the commands role holds none

@@ -11,9 +11,6 @@ import { RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./rel
 /** Longest wait for the deletion of published rows before the table is read anyway. */
 const RELEASE_WAIT_MS = 5_000;
 
-/** While something is held back, how often the count of the table's rows (the writers' back-pressure) is read again. */
-const PENDING_COUNT_MS = 1_000;
-
 /**
  * Publishes committed outbox rows in commit order with `Nats-Msg-Id` = event_id.
  * Publishes of different aggregates overlap (up to `window`); one aggregate has at most one publish in
@@ -65,8 +62,6 @@ export class OutboxRelay {
   #offeredMax = 0;
   /** The current pass kept rows back (a failure, or a hold): it cannot go live. */
   #kept = false;
-  /** While something is held back: the outbox rows of the partitions held, counted at most every {@link PENDING_COUNT_MS}, one count at a time. */
-  #pending = { rows: 0, at: -Infinity, counting: false };
   /** Live: the table holds nothing unpublished beyond what memory holds. */
   #live = false;
   /** When the last scan began (performance.now()): a live relay reads the table again every `rescanMs`. */
@@ -173,15 +168,11 @@ export class OutboxRelay {
 
   /**
    * Committed rows waiting for their JetStream ack: handed over and not yet published, or in flight.
-   * While the relay reads the table (at start, after memory overflowed) the table is the buffer, and
-   * nothing should wait for the relay: 0 — unless a failure holds rows back, which stay in the table:
-   * then the table's rows (of the partitions held), counted at most every second, so that writers feel
-   * what waits and the outbox does not grow unnoticed.
+   * 0 while the relay reads the table (at start, after a failure): then the table is the buffer, and
+   * nothing should wait for the relay.
    */
   get backlog(): number {
-    if (!this.#running) return 0;
-    if (this.#live) return this.#memory.length + this.#unacked;
-    return this.#holds.any ? this.#pending.rows : 0;
+    return this.#live && this.#running ? this.#memory.length + this.#unacked : 0;
   }
 
   /** Aggregates held back by a row JetStream refused (each waits, with its later rows, until the stream takes it). */
@@ -190,7 +181,7 @@ export class OutboxRelay {
   }
 
   /**
-   * Resolves once the backlog is at most `limit` (as when the relay leaves live mode with nothing held back), or `maxWaitMs` passes;
+   * Resolves once the backlog is at most `limit`, the relay leaves live mode, or `maxWaitMs` passes;
    * undefined when there is room already, or when the relay has rows but JetStream has acknowledged
    * nothing for {@link STALLED_MS} (NATS is away: the outbox table takes the commands meanwhile).
    * The writer waits on it before each transaction, so that commands are not accepted faster than
@@ -384,7 +375,6 @@ export class OutboxRelay {
     const full = read.length >= this.#o.batchSize;
     this.#floors.advance(read, full, handed, partitions);
     if (!full) this.#readThrough(partitions);
-    if (this.#holds.any) this.#countPending(partitions);
     if (!full && !this.#memoryLost && !this.#rescan && !this.#kept && !this.#holds.any) {
       // Within a partition seq follows commit order, so memory's rows above what the reads (or a
       // publish) covered of their partition were committed after this read: those, and only those, stay.
@@ -425,28 +415,6 @@ export class OutboxRelay {
         const first = this.#holds.retryStream(stream);
         if (first !== undefined) this.#floors.lowerAll(first - 1);
       }),
-    );
-  }
-
-  /**
-   * While something is held back, the backlog is the table's: counted again at most every
-   * {@link PENDING_COUNT_MS}, beside the passes (a count that takes long holds up no publish).
-   */
-  #countPending(partitions: readonly number[] | undefined): void {
-    const pending = this.#pending;
-    if (pending.counting || performance.now() - pending.at < PENDING_COUNT_MS) return;
-    pending.counting = true;
-    pending.at = performance.now();
-    this.#o.repo.outboxPending(partitions).then(
-      (n) => {
-        pending.rows = n;
-        pending.counting = false;
-        this.#checkRoom();
-      },
-      (err: unknown) => {
-        pending.counting = false;
-        this.#o.logger.debug({ err }, "the relay's count of the outbox rows failed; the backlog keeps its last value");
-      },
     );
   }
 
