@@ -150,7 +150,7 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     const at = await s.repo.outboxOldestAt(s.ownership?.held()).then((at) => at ?? Date.now(), () => undefined);
     if (at !== undefined) g.set(Math.max(0, Date.now() - at) / 1000);
   });
-  counter("nerve_outbox_publish_failures_total", "Outbox relay publishes, stream lookups and stream probes that failed (each holds back its aggregate or its stream, retried with back-off; logged at most once a minute for each stream, and once a minute for the refused rows)", [], (c) => c.set(s.relay.stats.failures));
+  counter("nerve_outbox_publish_failures_total", "Outbox relay batches whose publish to JetStream failed (each logged and retried)", [], (c) => c.set(s.relay.stats.failures));
   counter("nerve_outbox_gaps_total", "Outbox rows the relay's verification found missing from the stream below their aggregate's last version, published then out of order (each logged as an error)", [], (c) => c.set(s.relay.stats.gaps));
   gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {
     for (const l of await lagNow()) g.set({ consumer: l.consumer, stream: l.stream }, l.pending);

@@ -1,9 +1,7 @@
 /**
  * One batch of the outbox relay: rows grouped by aggregate, at most one publish in flight per
  * aggregate and `window` in all, so a failed publish is never overtaken by a later version of the same
- * aggregate; each publish only while its partition is still held. A failure holds back only what it
- * concerns: the aggregate whose lookup or publish failed keeps its rows, and so do the aggregates the
- * relay tells to wait (their stream failed, in this batch or before); every other one goes on.
+ * aggregate; each publish only while its partition is still held.
  */
 import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { Contexts, Headers, contextOf, decodeMsgPack, type AggregateType } from "../../contracts/index.js";
@@ -22,21 +20,12 @@ export interface BatchContext {
   readonly window: number;
   /** Whether a row of `p` may be published now: checked right before every publish. */
   mayPublish(p: number): boolean;
-  /** Whether `row`'s aggregate must wait (held back, or its stream): asked before its lookup and before each of its publishes. */
-  waits(row: OutboxRow): boolean;
-  /** Whether some queue head may have to be looked up in the stream (else none is asked about). */
+  /** Whether some partition's first rows must be looked up in the stream before publishing (one acquired lately). */
   verifying(): boolean;
-  /** Whether `row`, its aggregate's first queued, must be looked up in the stream before it is published. */
-  mustVerify(row: OutboxRow): boolean;
-  /** The stream answered the lookup of `row`'s aggregate. */
-  looked(row: OutboxRow): void;
+  /** Whether a queue head of `p` must be looked up in the stream before it is published. */
+  mustVerify(p: number): boolean;
   /** `n` rows of `p` stay unpublished: the partition is no longer held (its next owner publishes them). */
   dropped(p: number, n: number): void;
-  /**
-   * `rows`, one aggregate's first queued and those behind it, stay unpublished: it had to wait, or (with
-   * `failure`) its lookup or the publish of `rows[0]` failed.
-   */
-  kept(rows: readonly OutboxRow[], failure?: { err: unknown; stage: "lookup" | "publish" }): void;
   /** A publish of a row of `p` starts. */
   sent(p: number): void;
   /** A row is in the stream: acknowledged, acknowledged as a duplicate, or found there by the verification. */
@@ -49,16 +38,18 @@ export interface BatchContext {
   readonly publishAck?: ((seconds: number) => void) | undefined;
 }
 
-/** What a batch did: the seqs of the rows now in the stream. */
+/** What a batch did: the seqs of the rows now in the stream, and its first failure (undefined when none). */
 export interface BatchResult {
   acked: number[];
+  failed: unknown;
 }
 
 /**
- * Publishes `rows` (in seq order) as described above; the first row of each aggregate the context names
- * is looked up in the stream first.
+ * Publishes `rows` (in seq order) as described above; with `verifyAll` (the first pass after a start or
+ * a failure) every aggregate's first row is looked up in the stream first, else only those of
+ * partitions the context names.
  */
-export async function publishBatch(rows: OutboxRow[], ctx: BatchContext): Promise<BatchResult> {
+export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyAll: boolean): Promise<BatchResult> {
   const queues = new Map<string, OutboxRow[]>();
   for (const r of rows) {
     const key = `${r.aggregate_type}\u0000${r.aggregate_id}`;
@@ -66,33 +57,32 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext): Promis
     if (q) q.push(r);
     else queues.set(key, [r]);
   }
-  for (const [key, q] of queues) {
-    if (!ctx.waits(q[0]!)) continue;
-    ctx.kept(q);
-    queues.delete(key);
-  }
   const acked: number[] = [];
-  if (ctx.verifying()) await dropStored(queues, acked, ctx);
+  if (verifyAll || ctx.verifying()) {
+    try {
+      await dropStored(queues, acked, ctx, verifyAll);
+    } catch (err) {
+      // The stream could not be asked (a leader election, NATS away): publishing unverified heads would
+      // count on the duplicate window alone. Publish nothing; the relay backs off and verifies again.
+      return { acked, failed: err };
+    }
+  }
   const ready = [...queues.keys()].filter((k) => queues.get(k)!.length > 0);
   let inflight = 0;
+  let failed: unknown;
   await new Promise<void>((resolve) => {
     const pump = (): void => {
-      while (inflight < ctx.window && ready.length > 0) {
+      while (failed === undefined && inflight < ctx.window && ready.length > 0) {
         const key = ready.shift()!;
         const queue = queues.get(key)!;
-        const p = partitionOfRow(queue[0]!);
+        const row = queue.shift()!;
+        const p = partitionOfRow(row);
         if (!ctx.mayPublish(p)) {
           // No longer ours: neither this row nor its aggregate's later ones go out; the table keeps them.
-          ctx.dropped(p, queue.length);
+          ctx.dropped(p, 1 + queue.length);
           queue.length = 0;
           continue;
         }
-        if (ctx.waits(queue[0]!)) {
-          // Its stream failed meanwhile (another aggregate's publish or lookup): it waits too.
-          ctx.kept(queue.splice(0));
-          continue;
-        }
-        const row = queue.shift()!;
         inflight++;
         ctx.sent(p);
         // Content-Type, Event-Type, Event-Version, the causing command's trace context whether or not tracing
@@ -113,14 +103,13 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext): Promis
             },
             (err) => {
               endSpan(span, err);
-              // This aggregate stops here, its later rows behind the failed one; the others go on.
-              ctx.kept([row, ...queue.splice(0)], { err, stage: "publish" });
+              failed ??= err;
             },
           )
           .finally(() => {
             inflight--;
             ctx.settled(p);
-            if (inflight === 0 && ready.length === 0) resolve();
+            if (inflight === 0 && (failed !== undefined || ready.length === 0)) resolve();
             else pump();
           });
       }
@@ -128,7 +117,7 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext): Promis
     };
     pump();
   });
-  return { acked };
+  return { acked, failed };
 }
 
 /**
@@ -144,22 +133,12 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext): Promis
  * deleted it for good. (Only the head used to be looked up, by its own subject: a second stored row, or
  * a head followed by a stored row of the same type, went out twice.)
  */
-async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx: BatchContext): Promise<void> {
-  const heads = [...queues.values()].filter((q) => ctx.mustVerify(q[0]!));
-  // A few lookups at a time, and none of a stream started once one of it failed (the relay then tells its
-  // aggregates to wait): a pass after a failure may hold a thousand aggregates, and a burst of a thousand
-  // requests would land on JetStream's API exactly while it recovers (a stream leader's election).
-  await eachAtMost(heads, VERIFY_AT_ONCE, async (q) => {
-    const head = q[0]!;
-    if (ctx.waits(head)) return ctx.kept(q.splice(0));
-    try {
-      await verifyQueue(q, acked, ctx);
-    } catch (err) {
-      // Not "absent": publishing it unverified would count on the duplicate window alone. It waits.
-      return ctx.kept(q.splice(0), { err, stage: "lookup" });
-    }
-    ctx.looked(head);
-  });
+async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx: BatchContext, all: boolean): Promise<void> {
+  const heads = [...queues.values()].filter((q) => all || ctx.mustVerify(partitionOfRow(q[0]!)));
+  // A few lookups at a time, and none started once one failed (the pass fails and is retried whole): a
+  // pass after a failure may hold a thousand aggregates, and a burst of a thousand requests would land
+  // on JetStream's API exactly while it recovers (a stream leader's election).
+  await eachAtMost(heads, VERIFY_AT_ONCE, (q) => verifyQueue(q, acked, ctx), { stopOnFailure: true });
 }
 
 /** Lookups of the stream at once in a verification pass. */
@@ -171,7 +150,7 @@ async function verifyQueue(q: OutboxRow[], acked: number[], ctx: BatchContext): 
   const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
   const filter = anyTypeOf(head.subject);
   // Null only when no subject of the aggregate has a message; any failure (an election, a timeout)
-  // holds the aggregate back until a retry: taken for "absent", it would publish rows again past the window.
+  // fails the pass, which is retried: taken for "absent", it would publish rows again past the window.
   const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: filter });
   if (!last) return;
   const top = versionOf(last, q);

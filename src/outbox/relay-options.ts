@@ -8,7 +8,7 @@ import type { Ownership } from "../cluster/index.js";
 export interface RelayOptions {
   repo: Repository;
   js: JetStreamClient;
-  /** Used after a crash or a failed publish to ask the stream what it already holds, and to probe a stream held back. */
+  /** Used after a crash or a failed publish to ask the stream what it already holds. */
   jsm: JetStreamManager;
   logger: Logger;
   /** Most publishes awaiting their JetStream ack at once. */
@@ -58,7 +58,6 @@ export const STALLED_MS = 500;
 export interface RelayStats {
   published: number;
   duplicates: number;
-  /** Publishes, stream lookups and probes that failed (each holds back its aggregate or its stream for a while: see holds.ts). */
   failures: number;
   /** Rows found already stored when verifying after a crash or failure (not published again). */
   verified: number;
@@ -69,7 +68,7 @@ export interface RelayStats {
   gaps: number;
   /** Times a live relay found rows in the table it was never handed, and read it with the stream check. */
   lateScans: number;
-  /** Passes that read the outbox table (start, after a failure, while something is held back, or when memory could not keep up). */
+  /** Passes that read the outbox table (start, after a failure, or when memory could not keep up). */
   scans: number;
   /** Passes fed from memory, with the rows the writer handed over at commit. */
   livePasses: number;

@@ -2,10 +2,8 @@
 import { partitionClause, type OutboxRow } from "../persistence/index.js";
 import { PARTITIONS } from "../cluster/partition.js";
 import { HeldPartitions, partitionOfRow } from "./held-partitions.js";
-import { Holds } from "./holds.js";
 import { publishBatch, type BatchContext } from "./publish-batch.js";
 import { RoomWaiters } from "./room-waiters.js";
-import { ScanFloors } from "./scan-floors.js";
 import { RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
 
 /** Longest wait for the deletion of published rows before the table is read anyway. */
@@ -23,15 +21,9 @@ const RELEASE_WAIT_MS = 5_000;
  * relay published of their partition: within a partition `seq` grows in commit order (one writer: the
  * partition's owner), so those and only those were committed after the last read. Live, it still looks
  * in the table every `rescanMs` for a row committed without being handed over (a commit whose answer was
- * lost), and reads the table with the stream check when it finds one. After a crash it resumes from what
- * is unmarked; JetStream drops the repeats by their msg id, and the first pass asks the stream about each
- * aggregate's first row.
- *
- * A failure holds back only what it concerns (holds.ts): the aggregate of a row JetStream refused, or the
- * aggregates of a stream it could not ask or publish to, each retried after a back-off of its own and
- * looked up in the stream first; the others go on at full speed. While anything is held back the relay
- * reads the table (its held rows are there, not in memory), from where its reads got to (scan-floors.ts):
- * what waits is not read again until its retry.
+ * lost), and reads the table with the stream check when it finds one. After a failure, or a
+ * crash, it resumes from what is unmarked; JetStream drops the repeats by their msg id, and the first
+ * pass asks the stream about each aggregate's first row.
  *
  * Several instances: the relay handles only the partitions its ownership holds. It reads only theirs,
  * checks the fence right before every publish (a row of a partition no longer held stays in the table,
@@ -45,23 +37,15 @@ export class OutboxRelay {
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #pendingWake = false;
-  /** The first pass after start may meet rows JetStream already stored (before a crash): it looks up every aggregate's first. */
-  #verifyFirst = true;
-  /** Partitions acquired since their rows were last read through: their first rows may be stored already (by their former owner). */
+  // The first pass after start, and the one after any failure, may meet rows JetStream already stored.
+  #verify = true;
+  /** Partitions acquired since the relay last went live: their first rows may be stored already (by their former owner). */
   readonly #verifyParts = new Uint8Array(PARTITIONS);
   /** A partition became publishable since the current scan began: read again before going live. */
   #rescan = false;
   /** Rows older than the partition column got theirs (once, before the first read of some partitions only). */
   #filled = false;
   readonly #held: HeldPartitions;
-  /** What a failure holds back. */
-  readonly #holds: Holds;
-  /** How far the reads of the table got (see scan-floors.ts). */
-  readonly #floors = new ScanFloors();
-  /** The highest seq handed over at commit so far: rows committed after a read lie above it (see scan-floors.ts). */
-  #offeredMax = 0;
-  /** The current pass kept rows back (a failure, or a hold): it cannot go live. */
-  #kept = false;
   /** Live: the table holds nothing unpublished beyond what memory holds. */
   #live = false;
   /** When the last scan began (performance.now()): a live relay reads the table again every `rescanMs`. */
@@ -97,19 +81,17 @@ export class OutboxRelay {
   constructor(opts: RelayOptions) {
     const { ownership, publishAck, ...rest } = opts;
     this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, rescanMs: RESCAN_MS, ...rest };
-    this.#holds = new Holds(opts.logger);
     this.#held = new HeldPartitions(ownership, {
       gained: (p) => {
         // Its former owner (or this instance, before a pause) may have left rows only the table has.
         this.#verifyParts[p] = 1;
         this.#rescan = true;
-        this.#floors.lower(p, 0);
-        this.#leaveLive();
+        this.#live = false;
+        this.#checkRoom();
         this.wake();
       },
       lost: (p) => {
         this.#memory = this.#memory.filter((r) => partitionOfRow(r) !== p);
-        this.#holds.forget(p);
         this.#checkRoom();
       },
     });
@@ -119,35 +101,18 @@ export class OutboxRelay {
       window: opts.window,
       publishAck,
       mayPublish: (p) => this.#held.mayPublish(p),
-      waits: (row) => this.#holds.waits(row),
-      verifying: () => this.#verifyFirst || this.#holds.anyUnsure || this.#verifyParts.includes(1),
-      mustVerify: (row) => this.#verifyFirst || this.#verifyParts[partitionOfRow(row)] === 1 || this.#holds.unsure(row),
-      looked: (row) => this.#holds.looked(row),
+      verifying: () => this.#verifyParts.includes(1),
+      mustVerify: (p) => this.#verifyParts[p] === 1,
       dropped: (p, n) => {
         this.stats.dropped += n;
         this.#unacked -= n;
         // Taken back later, the partition is read from the table again before any of its rows goes out.
         this.#held.suspend(p);
       },
-      kept: (rows, failure) => {
-        const head = rows[0]!;
-        this.#kept = true;
-        this.#unacked -= rows.length;
-        if (failure) {
-          this.stats.failures++;
-          this.#holds.failed(head, rows.length, failure.err, failure.stage);
-        } else {
-          // Whatever holds it back reads it again from here; a lookup it needed is not forgotten meanwhile.
-          if (this.#batch.mustVerify(head)) this.#holds.markUnsure(head);
-          this.#holds.waited(head);
-        }
-      },
       sent: (p) => void this.#inflight[p]!++,
       stored: (row, p, how) => {
         this.#raise(p, row.seq);
-        this.#unacked--;
         if (how === "verified") return void this.stats.verified++;
-        this.#holds.published(row);
         this.#progressAt = performance.now();
         if (how === "duplicate") this.stats.duplicates++;
         else this.stats.published++;
@@ -161,6 +126,7 @@ export class OutboxRelay {
       },
       settled: (p) => {
         this.#inflight[p]!--;
+        this.#unacked--;
         this.#checkRoom();
       },
     };
@@ -173,11 +139,6 @@ export class OutboxRelay {
    */
   get backlog(): number {
     return this.#live && this.#running ? this.#memory.length + this.#unacked : 0;
-  }
-
-  /** Aggregates held back by a row JetStream refused (each waits, with its later rows, until the stream takes it). */
-  get stuckAggregates(): number {
-    return this.#holds.stuck;
   }
 
   /**
@@ -199,12 +160,12 @@ export class OutboxRelay {
   /** Rows the writer has just committed, in commit order. */
   offer(rows: readonly OutboxRow[]): void {
     if (!this.#running || rows.length === 0) return;
-    for (const r of rows) if (Number(r.seq) > this.#offeredMax) this.#offeredMax = Number(r.seq);
     if (this.#memory.length + rows.length > this.#o.memoryLimit) {
       // Falling behind: the table has them all; read it again.
       this.#memory = [];
       this.#memoryLost = true;
-      this.#leaveLive();
+      this.#live = false;
+      this.#checkRoom();
     } else {
       if (this.backlog === 0) this.#progressAt = performance.now();
       // A commit can race the loss of its partition; its rows then stay in the table for the next owner.
@@ -223,9 +184,7 @@ export class OutboxRelay {
     if (this.#running) return;
     this.#running = true;
     this.#live = false;
-    this.#verifyFirst = true;
-    this.#holds.clear();
-    this.#floors.reset();
+    this.#verify = true;
     this.#memory = [];
     this.#held.attach();
     this.#loop = this.#run();
@@ -288,20 +247,19 @@ export class OutboxRelay {
       this.#held.recheck();
       if (this.#live && performance.now() - this.#scannedAt >= this.#o.rescanMs) await this.#lookForLateRows();
       try {
-        full = this.#live ? await this.#livePass() : await this.#scanPass();
+        const ok = this.#live ? await this.#livePass() : await this.#scanPass();
         this.#checkRoom();
-        backoff = 0;
+        full = ok.full;
+        backoff = ok.published ? 0 : Math.min(2000, backoff ? backoff * 2 : 50);
       } catch (err) {
-        // The database (a read, a delete), not JetStream: what each publish did is in the holds already.
         this.#o.logger.error({ err }, "outbox relay pass failed");
-        this.#memory = [];
-        this.#leaveLive();
-        this.#floors.reset();
+        this.#live = false;
+        this.#checkRoom();
         backoff = Math.min(2000, backoff ? backoff * 2 : 50);
       }
       if (!this.#running) break;
       if (backoff > 0) await this.#sleep(backoff, false);
-      else if (!full && !this.#pendingWake) await this.#sleep(Math.min(this.#o.pollMs, this.#holds.nextRetryIn(performance.now()) ?? Infinity), true);
+      else if (!full && !this.#pendingWake) await this.#sleep(this.#o.pollMs, true);
     }
   }
 
@@ -338,105 +296,61 @@ export class OutboxRelay {
       if (late.length === 0) return;
       this.#o.logger.warn({ rows: late.length, first_seq: Number(late[0]!.seq) }, "outbox rows the relay was never handed: reading the table with the stream check");
       this.stats.lateScans++;
-      // Their aggregates' later rows may be in the stream already: each is looked up before it goes out.
-      for (const r of late) this.#holds.markUnsure(r);
-      this.#leaveLive();
+      this.#live = false;
+      this.#verify = true;
+      this.#checkRoom();
     } catch (err) {
       this.#o.logger.debug({ err }, "the relay's look for rows it was never handed failed; it stays live");
     }
   }
 
-  /**
-   * One pass over the table, from where the reads got to; goes live when the table is caught up, nothing is
-   * held back, and memory holds the rest. Returns whether another pass should follow at once.
-   */
-  async #scanPass(): Promise<boolean> {
+  /** One pass over the table; goes live when the table is caught up and memory holds the rest. */
+  async #scanPass(): Promise<{ published: boolean; full: boolean }> {
     this.stats.scans++;
     this.#scannedAt = performance.now();
-    await this.#retryDue();
-    // Rows published before must be gone before a read that goes back over them, or they would be read again.
+    // Rows published in the last pass must be gone before reading, or they would be read again.
     // A database that cannot delete them cannot do much else; the stream check and msg ids still guard.
-    if (this.#floors.takeLowered()) await this.#released(RELEASE_WAIT_MS);
-    // What memory held was committed before this read: the read sees it (or the floors have it covered).
-    this.#memory = [];
+    await this.#released(RELEASE_WAIT_MS);
     this.#memoryLost = false;
     this.#rescan = false;
-    this.#kept = false;
     const partitions = this.#held.readable();
     // A read of some partitions only would miss rows older than the column: they get theirs first.
     if (!this.#filled && partitionClause(partitions) !== undefined) {
       await this.#o.repo.fillPartitions("nerve_outbox");
       this.#filled = true;
     }
-    const handed = this.#offeredMax;
-    const read = await this.#o.repo.pendingOutbox(this.#o.batchSize, partitions, this.#floors.from(partitions));
-    const rows = read.filter((r) => this.#floors.above(r));
-    if (rows.length > 0) await this.#publish(rows);
-    const full = read.length >= this.#o.batchSize;
-    this.#floors.advance(read, full, handed, partitions);
-    if (!full) this.#readThrough(partitions);
-    if (!full && !this.#memoryLost && !this.#rescan && !this.#kept && !this.#holds.any) {
-      // Within a partition seq follows commit order, so memory's rows above what the reads (or a
-      // publish) covered of their partition were committed after this read: those, and only those, stay.
+    const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, partitions);
+    const published = rows.length === 0 || (await this.#publish(rows));
+    const full = rows.length >= this.#o.batchSize;
+    if (published && !full && !this.#memoryLost && !this.#rescan) {
+      // Within a partition seq follows commit order, so memory's rows above what this read (or a
+      // publish) covered of their partition were committed after the read: those, and only those, stay.
       const cut = this.#highWater.slice();
-      for (let p = 0; p < PARTITIONS; p++) cut[p] = Math.max(cut[p]!, this.#floors.of(p));
+      for (const r of rows) {
+        const p = partitionOfRow(r);
+        if (Number(r.seq) > cut[p]!) cut[p] = Number(r.seq);
+      }
       this.#memory = this.#memory.filter((r) => r.seq > cut[partitionOfRow(r)]!);
       this.#handed.fill(0);
       for (const r of this.#memory) this.#handed[partitionOfRow(r)] = Number(r.seq);
       this.#unhanded.clear();
+      this.#verifyParts.fill(0);
       this.#live = true;
     }
-    return full || this.#rescan || (this.#live && this.#memory.length > 0);
+    return { published, full: full || this.#rescan || (this.#live && this.#memory.length > 0) };
   }
 
-  /** The table has been read to its end: acquired partitions are checked, holds whose rows are gone are over. */
-  #readThrough(partitions: readonly number[] | undefined): void {
-    if (partitions === undefined) this.#verifyParts.fill(0);
-    else for (const p of partitions) this.#verifyParts[p] = 0;
-    this.#holds.readThrough();
-  }
-
-  /**
-   * Holds due for a retry: the reads go back to their first held row (a stream's only once it answers a
-   * probe: reading its rows again is for nothing while it is away). Until then their rows wait.
-   */
-  async #retryDue(): Promise<void> {
-    const now = performance.now();
-    for (const a of this.#holds.dueAggregates(now)) this.#floors.lower(a.partition, a.first - 1);
-    const streams = this.#holds.dueStreams(now);
-    await Promise.all(
-      streams.map(async (stream) => {
-        try {
-          await this.#o.jsm.streams.info(stream);
-        } catch (err) {
-          this.stats.failures++;
-          return this.#holds.probeFailed(stream, err);
-        }
-        const first = this.#holds.retryStream(stream);
-        if (first !== undefined) this.#floors.lowerAll(first - 1);
-      }),
-    );
-  }
-
-  /** Reads the table from the start from now on (memory may lack rows it holds). */
-  #leaveLive(): void {
-    if (this.#live) this.#floors.reset();
-    this.#live = false;
-    this.#checkRoom();
-  }
-
-  /** One pass over what the writer handed over; rows kept back send the relay to the table. Returns whether another pass should follow at once. */
-  async #livePass(): Promise<boolean> {
-    if (this.#memory.length === 0) return false;
+  /** One pass over what the writer handed over; a failure sends the relay back to the table. */
+  async #livePass(): Promise<{ published: boolean; full: boolean }> {
+    if (this.#memory.length === 0) return { published: true, full: false };
     this.stats.livePasses++;
     const rows = this.#memory.splice(0, this.#o.batchSize);
-    this.#kept = false;
-    await this.#publish(rows);
-    if (this.#kept) {
+    const published = await this.#publish(rows);
+    if (!published) {
+      this.#live = false;
       this.#memory = [];
-      this.#leaveLive();
     }
-    return this.#memory.length > 0;
+    return { published, full: published && this.#memory.length > 0 };
   }
 
   /** Waits until the deleter has deleted the rows released to it so far, at most `ms`; returns whether it has (true without a deleter). */
@@ -466,15 +380,23 @@ export class OutboxRelay {
     if (Number(seq) > this.#highWater[p]!) this.#highWater[p] = Number(seq);
   }
 
-  /** Publishes one batch (what fails is held back: see holds.ts) and marks the acknowledged rows. */
-  async #publish(rows: OutboxRow[]): Promise<void> {
+  /** Publishes one batch; marks the acknowledged rows; returns false when any publish failed. */
+  async #publish(rows: OutboxRow[]): Promise<boolean> {
     this.#unacked = rows.length;
-    const { acked } = await publishBatch(rows, this.#batch);
-    this.#verifyFirst = false;
+    const verifyAll = this.#verify;
+    this.#verify = false;
+    const { acked, failed } = await publishBatch(rows, this.#batch, verifyAll);
     this.#unacked = 0;
     if (acked.length > 0) {
       if (this.#o.deleter) this.#o.deleter.release(acked);
       else await this.#o.repo.markPublished(acked);
     }
+    if (failed !== undefined) {
+      this.#verify = true;
+      this.stats.failures++;
+      this.#o.logger.warn({ err: String(failed), published: acked.length }, "outbox publish failed; will retry");
+      return false;
+    }
+    return true;
   }
 }
