@@ -93,17 +93,14 @@ export class Repository {
   }
 
   /**
-   * The oldest unpublished outbox rows above seq `after` (default: all), in seq order — of `partitions`
-   * only, when given: with several writers seq follows commit order only within a partition, so each
-   * relay reads just its own.
+   * The oldest unpublished outbox rows, in seq order — of `partitions` only, when given: with several
+   * writers seq follows commit order only within a partition, so each relay reads just its own.
    */
-  async pendingOutbox(limit: number, partitions?: readonly number[], after = 0): Promise<OutboxRow[]> {
+  async pendingOutbox(limit: number, partitions?: readonly number[]): Promise<OutboxRow[]> {
     const only = partitionClause(partitions);
+    if (only === undefined) return this.db.execute<OutboxRow[]>("select * from nerve_outbox order by seq limit ?", [limit], "all");
     if (only === null) return [];
-    const above = after > 0 ? "seq > ?" : undefined;
-    const where = [only, above].filter((c) => c !== undefined);
-    const params = [...(only === undefined ? [] : partitions!), ...(above ? [after] : []), limit];
-    return this.db.execute<OutboxRow[]>(`select * from nerve_outbox${where.length > 0 ? ` where ${where.join(" and ")}` : ""} order by seq limit ?`, params, "all");
+    return this.db.execute<OutboxRow[]>(`select * from nerve_outbox where ${only} order by seq limit ?`, [...partitions!, limit], "all");
   }
 
   /**
