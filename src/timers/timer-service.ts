@@ -6,7 +6,6 @@ import type { Logger } from "../log/index.js";
 import { Repository, exclusively, partitionClause, type Database, type ExclusiveWriter, type SqlOp, type TimerRow } from "../persistence/index.js";
 import type { CommandBus } from "../runtime/index.js";
 import { partitionOf } from "../cluster/partition.js";
-import { FollowUpWriter } from "./follow-up-writer.js";
 import type { Ownership } from "../cluster/index.js";
 
 /** What a timer kind does when due, and when it is next due given the new state. */
@@ -65,15 +64,7 @@ export interface TimerServiceOptions {
    * of an aggregate may run its operation. Without one, every timer is its own (one instance).
    */
   ownership?: Ownership | undefined;
-  /** How many aggregates' timers are fired at once (default {@link TIMER_CONCURRENCY}); one aggregate's always one after another. */
-  concurrency?: number;
 }
-
-/** How many due timers a poll reads, earliest first. */
-export const WINDOW = 500;
-
-/** How many aggregates' timers a poll fires at once by default. */
-export const TIMER_CONCURRENCY = 32;
 
 /** A kind's name in the log and on /metrics: its aggregate type and kind, `AccessRecord/expire`. */
 export const timerKindName = (k: Pick<TimerKind, "aggregateType" | "kind">): string => `${k.aggregateType}/${k.kind}`;
@@ -150,7 +141,6 @@ export class TimerService {
   /** Consecutive failures per timer row, for its back-off; a row leaves on its first success. */
   readonly #failures = new Map<string, number>();
   readonly #known: Clause;
-  readonly #followUps: FollowUpWriter;
   readonly #lookForUnknown = sayingAtMostEvery();
   /** A failure for now repeats at every poll while it lasts (every row of a full mailbox's aggregate…): said once a minute. */
   readonly #sayFailedForNow = sayingAtMostEvery();
@@ -159,7 +149,6 @@ export class TimerService {
   constructor(opts: TimerServiceOptions) {
     this.#o = opts;
     this.#known = kindsClause(opts.kinds);
-    this.#followUps = new FollowUpWriter(opts.db, opts.writer);
   }
 
   /** Starts polling; the first poll runs at once (catching up on what fell due while down). */
@@ -167,25 +156,13 @@ export class TimerService {
     this.#stopping = false;
     const run = () => {
       // A failed poll (the database away) is reported and the next tick polls again.
-      this.#tick ??= this.#catchUp()
+      this.#tick ??= this.poll()
         .catch((err: unknown) => reportFailure(this.#o.logger, "timers", err, "timer poll failed; polling again"))
         .finally(() => (this.#tick = undefined));
     };
     run();
     this.#timer = setInterval(run, this.#o.pollMs ?? 1000);
     this.#timer.unref();
-  }
-
-  /**
-   * Polls, and polls again at once while a poll read a full window and fired at least half of it (a mass
-   * expiry): a window a tick drained capped the rate at 500 a second. Fewer fired means the rest fail, and
-   * trying them again at once would only repeat their failures.
-   */
-  async #catchUp(): Promise<void> {
-    for (;;) {
-      const { read, fired } = await this.poll();
-      if (this.#stopping || read < WINDOW || fired < WINDOW / 2) return;
-    }
   }
 
   /** Stops polling and waits for the poll in progress, which fires no further timer. */
@@ -277,15 +254,15 @@ export class TimerService {
     return { count: Number(row?.n ?? 0), oldestAgeMs: oldest === undefined ? 0 : Math.max(0, now.getTime() - oldest) };
   }
 
-  /** Fires the due timers of the partitions held now, the first {@link WINDOW} by due time, once; resolves with how many it read and fired. */
-  async poll(): Promise<{ read: number; fired: number }> {
+  /** Fires every due timer of the partitions held now once. */
+  async poll(): Promise<void> {
     const { db, ownership } = this.#o;
     const now = (this.#o.clock?.() ?? new Date()).toISOString();
     // Holding every partition (one instance: always), the plain query on due_at.
     const partitions = ownership?.held();
     const only = partitionClause(partitions);
     const scope = dueScope(partitions, now);
-    if (scope === null) return { read: 0, fired: 0 };
+    if (scope === null) return;
     // A read of some partitions only would miss rows older than the column: they get theirs first.
     if (only && !this.#filled) {
       await new Repository(db).fillPartitions("nerve_timers");
@@ -294,57 +271,34 @@ export class TimerService {
     // Only the kinds this version fires: rows of others, left where they are, came first in every
     // window of 500 due rows, and 500 of them kept every known timer from firing.
     if (this.#lookForUnknown()) await this.#countUnknown(scope);
-    const due = await db.execute<TimerRow[]>(`select * from nerve_timers where ${scope.sql} and ${this.#known.sql} order by due_at limit ?`, [...scope.params, ...this.#known.params, WINDOW], "all");
+    const due = await db.execute<TimerRow[]>(`select * from nerve_timers where ${scope.sql} and ${this.#known.sql} order by due_at limit 500`, [...scope.params, ...this.#known.params], "all");
     const held = (row: TimerRow) => !ownership || ownership.fence(row.partition_no ?? partitionOf(row.aggregate_id)) !== undefined;
-    // One lane per aggregate, its timers in due order one after another; the lanes of different
-    // aggregates at once, at most `concurrency`, so that their commits share group commits.
-    const lanes = new Map<string, TimerRow[]>();
     for (const row of due) {
-      const key = `${row.aggregate_type}\u0000${row.aggregate_id}`;
-      const lane = lanes.get(key);
-      if (lane) lane.push(row);
-      else lanes.set(key, [row]);
-    }
-    const queue = [...lanes.values()];
-    let next = 0;
-    const firedBefore = this.fired;
-    const runLanes = async () => {
-      for (let lane = queue[next++]; lane; lane = queue[next++]) {
-        for (const row of lane) {
-          // A catch-up of hundreds of timers must not hold a shutdown: the rest fire at the next start.
-          if (this.#stopping) return;
-          await this.#fire(row, now, held);
-        }
+      // A catch-up of hundreds of timers must not hold a shutdown: the rest fire at the next start.
+      if (this.#stopping) break;
+      const k = this.#o.kinds.find((x) => x.kind === row.kind && x.aggregateType === row.aggregate_type);
+      // A partition lost while this poll ran is its new owner's to fire.
+      if (!k || !held(row)) continue;
+      try {
+        // Fired as of no earlier than the poll that found it due: should the clock step back between the
+        // two readings (NTP), the fire would see the deadline not reached, emit nothing, and the follow-up —
+        // due by the poll's clock — delete the row: an access that never expired. (Both are ISO-8601 UTC.)
+        await this.#o.bus.executeInternal(k.context, row.aggregate_id, k.kind, (state, at) => k.fire(state, at < now ? now : at));
+        // Whether or not it emitted, the row now follows the state (a no-op must not fire forever).
+        const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
+        const next = k.deadline(state);
+        const op = timerFollowUp(k, row, next !== null && next <= now ? null : next);
+        // Moved meanwhile, the row is its new owner's to keep in step.
+        if (held(row)) await exclusively(this.#o.writer, () => db.execute(op.sql, op.params, "run"));
+        this.fired++;
+        this.stats.fired.set(timerKindName(k), (this.stats.fired.get(timerKindName(k)) ?? 0) + 1);
+        if (this.#failures.size > 0) this.#failures.delete(rowKey(row));
+      } catch (err) {
+        // An outage (the database, a hand-off's fence) passes by itself: the row stays due for the next
+        // poll — or for its partition's new owner, whose row this instance must not move.
+        if (isTransientFailure(err) || !held(row)) this.#failedForNow(row, err);
+        else await this.#backOff(row, now, err);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(queue.length, this.#o.concurrency ?? TIMER_CONCURRENCY) }, runLanes));
-    return { read: due.length, fired: this.fired - firedBefore };
-  }
-
-  /** Fires one due timer, then keeps its row in step with the state; a failure is counted, and backed off when it lasts. */
-  async #fire(row: TimerRow, now: string, held: (row: TimerRow) => boolean): Promise<void> {
-    const k = this.#o.kinds.find((x) => x.kind === row.kind && x.aggregateType === row.aggregate_type);
-    // A partition lost while this poll ran is its new owner's to fire.
-    if (!k || !held(row)) return;
-    try {
-      // Fired as of no earlier than the poll that found it due: should the clock step back between the
-      // two readings (NTP), the fire would see the deadline not reached, emit nothing, and the follow-up —
-      // due by the poll's clock — delete the row: an access that never expired. (Both are ISO-8601 UTC.)
-      await this.#o.bus.executeInternal(k.context, row.aggregate_id, k.kind, (state, at) => k.fire(state, at < now ? now : at));
-      // Whether or not it emitted, the row now follows the state (a no-op must not fire forever).
-      const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
-      const next = k.deadline(state);
-      const op = timerFollowUp(k, row, next !== null && next <= now ? null : next);
-      // Moved meanwhile, the row is its new owner's to keep in step.
-      if (held(row)) await this.#followUps.write(op);
-      this.fired++;
-      this.stats.fired.set(timerKindName(k), (this.stats.fired.get(timerKindName(k)) ?? 0) + 1);
-      if (this.#failures.size > 0) this.#failures.delete(rowKey(row));
-    } catch (err) {
-      // An outage (the database, a hand-off's fence) passes by itself: the row stays due for the next
-      // poll — or for its partition's new owner, whose row this instance must not move.
-      if (isTransientFailure(err) || !held(row)) this.#failedForNow(row, err);
-      else await this.#backOff(row, now, err);
     }
   }
 }
