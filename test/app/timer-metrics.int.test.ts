@@ -8,11 +8,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
 import { SoleOwnership, clusterEntities, partitionOf } from "../../src/cluster/index.js";
-import { openDatabase, type Database } from "../../src/persistence/index.js";
+import type { Database } from "../../src/persistence/index.js";
 import type { CommandBus } from "../../src/runtime/index.js";
 import { TimerService, timerOp, type TimerKind } from "../../src/timers/index.js";
 import { registerTimerMetrics } from "../../src/app/timer-metrics.js";
-import { captureLog, postgresAvailable, tempPostgres, tempSqlitePath } from "../support/index.js";
+import { bothDatabases, captureLog, postgresAvailable } from "../support/index.js";
 
 const available = await postgresAvailable();
 
@@ -48,21 +48,7 @@ async function scrape(registry: Registry): Promise<Map<string, number>> {
   return new Map([...text.matchAll(/^(nerve_timers_\S+) (\S+)$/gm)].map(([, series, v]) => [series!, Number(v)]));
 }
 
-const dialects = [
-  ["SQLite", true, async () => {
-    const tmp = await tempSqlitePath();
-    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
-    cleanups.push(tmp.cleanup, () => db.close());
-    return db;
-  }],
-  ["PostgreSQL", available, async () => {
-    const pg = await tempPostgres();
-    cleanups.push(() => pg.drop());
-    const db = await openDatabase({ url: pg.url, entities: clusterEntities });
-    cleanups.push(() => db.close());
-    return db;
-  }],
-] as const;
+const dialects = bothDatabases(cleanups, available, clusterEntities);
 
 describe.each(dialects)("timer metrics (%s)", (_name, runs, open) => {
   it.skipIf(!runs)("count fires and failures by kind, and show the overdue timers of the partitions held and how late the oldest is", async () => {

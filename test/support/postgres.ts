@@ -1,6 +1,8 @@
 /** A private PostgreSQL database per test file, on the machine's server; absent PostgreSQL makes the tests skip. */
 import { randomBytes } from "node:crypto";
-import { openDatabase } from "../../src/persistence/index.js";
+import type { EntitySchema } from "@mikro-orm/core";
+import { openDatabase, type Database } from "../../src/persistence/index.js";
+import { tempSqlitePath } from "./tmp.js";
 
 /** The server's admin URL (trust auth on this machine; NERVE_TEST_PG overrides it). */
 export const PG_ADMIN_URL = process.env.NERVE_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -58,4 +60,28 @@ export function withoutStartupOptions(message: Buffer): Buffer {
   out.writeInt32BE(196608, 4);
   body.copy(out, 8);
   return out;
+}
+
+/**
+ * SQLite and PostgreSQL for `describe.each`: `[name, whether it runs here, open]`. `open()` opens a fresh
+ * database with `entities` (a temporary SQLite file; a temporary PostgreSQL database, run only where
+ * `pgAvailable`) and pushes its closing and removal onto `cleanups`, which the file runs in reverse after
+ * each test.
+ */
+export function bothDatabases(cleanups: (() => Promise<void>)[], pgAvailable: boolean, entities?: EntitySchema<any>[]) {
+  return [
+    ["SQLite", true, async (): Promise<Database> => {
+      const tmp = await tempSqlitePath();
+      const db = await openDatabase({ url: `sqlite:${tmp.path}`, entities });
+      cleanups.push(tmp.cleanup, () => db.close());
+      return db;
+    }],
+    ["PostgreSQL", pgAvailable, async (): Promise<Database> => {
+      const pg = await tempPostgres();
+      cleanups.push(() => pg.drop());
+      const db = await openDatabase({ url: pg.url, entities });
+      cleanups.push(() => db.close());
+      return db;
+    }],
+  ] as const;
 }

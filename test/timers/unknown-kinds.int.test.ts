@@ -9,7 +9,7 @@ import { SoleOwnership, clusterEntities } from "../../src/cluster/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import type { CommandBus } from "../../src/runtime/index.js";
 import { TimerService, timerOp, type TimerKind } from "../../src/timers/index.js";
-import { captureLog, postgresAvailable, tempPostgres, tempSqlitePath } from "../support/index.js";
+import { bothDatabases, captureLog, postgresAvailable, tempSqlitePath } from "../support/index.js";
 
 const available = await postgresAvailable();
 
@@ -32,21 +32,7 @@ async function write(db: Database, k: { aggregateType: string; kind: string }, i
   await db.execute(op.sql, op.params, "run");
 }
 
-const dialects = [
-  ["SQLite", true, async () => {
-    const tmp = await tempSqlitePath();
-    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
-    cleanups.push(tmp.cleanup, () => db.close());
-    return db;
-  }],
-  ["PostgreSQL", available, async () => {
-    const pg = await tempPostgres();
-    cleanups.push(() => pg.drop());
-    const db = await openDatabase({ url: pg.url, entities: clusterEntities });
-    cleanups.push(() => db.close());
-    return db;
-  }],
-] as const;
+const dialects = bothDatabases(cleanups, available, clusterEntities);
 
 describe.each(dialects)("timers of kinds this version does not know (%s)", (_name, runs, open) => {
   it.skipIf(!runs)("fire the known timers behind 500 due ones of unknown kinds at the first poll, and say how many wait, once a minute", async () => {
