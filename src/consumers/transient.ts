@@ -7,6 +7,7 @@
  * is being stopped, and the event is its next holder's to apply.
  */
 import { isNerveError } from "../../contracts/index.js";
+import { causes } from "../support/causes.js";
 import { FencedError } from "../cluster/index.js";
 import { isTransientJetStreamError } from "../nats/index.js";
 import { QueriesOverloaded, QueryUnavailable } from "../persistence/query-thread.js";
@@ -57,9 +58,4 @@ export function transientReason(err: unknown): string {
     if (e instanceof QueriesOverloaded) return "too many queries waiting";
   }
   return "storage unavailable";
-}
-
-/** `err` and the errors of its `cause` chain, a few links down (what both questions above look through). */
-function* causes(err: unknown): Generator<Error> {
-  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) yield e;
 }

@@ -1,3 +1,5 @@
+import { causes } from "../support/causes.js";
+
 /**
  * What an `integer` column holds. Versions (nerve_events.aggregate_version) and dead letters' ids are
  * `integer`: 32 bits on PostgreSQL, which refuses a larger value bound against them (SQLSTATE 22003) even
@@ -16,8 +18,6 @@ const NUMERIC_VALUE_OUT_OF_RANGE = "22003";
  * cannot hold: a bound value of the request's that no reader bounded — the request's, not a failure of the service.
  */
 export function isValueOutOfRange(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    if ((e as { code?: unknown }).code === NUMERIC_VALUE_OUT_OF_RANGE) return true;
-  }
+  for (const e of causes(err)) if ((e as { code?: unknown }).code === NUMERIC_VALUE_OUT_OF_RANGE) return true;
   return false;
 }
