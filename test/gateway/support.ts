@@ -86,9 +86,23 @@ export class TestClient {
     });
   }
 
-  /** Connects with a token for `userId` (and a cursor when given). */
+  /**
+   * Connects with a token for `userId` (and a cursor when given). A socket uWS drops with 1006 right after
+   * its open, before any frame (a known uWS issue under load: README, "closed with 1006"; it came in a
+   * `beforeAll`, where vitest retries nothing), is opened again, three times at most: the first frame or
+   * a close is waited for up to a second, which that close always comes within.
+   */
   static async as(port: number, userId: string, cursor?: string): Promise<TestClient> {
-    return TestClient.connect(port, { token: await token(userId), ...(cursor ? { cursor } : {}) });
+    for (let attempt = 1; ; attempt++) {
+      const c = await TestClient.connect(port, { token: await token(userId), ...(cursor ? { cursor } : {}) });
+      await c.until((c) => c.frames.length > 0 || c.closed !== undefined, 1_000, "the first frame").catch(() => undefined);
+      if (attempt === 3 || !c.droppedAtOpen) return c;
+    }
+  }
+
+  /** Closed with 1006 before any frame came: uWS's early close, not the gateway's doing. */
+  get droppedAtOpen(): boolean {
+    return this.closed?.code === 1006 && this.frames.length === 0;
   }
 
   /**
@@ -101,7 +115,7 @@ export class TestClient {
       const c = await TestClient.as(port, userId, cursor);
       await c.until((c) => ready(c) || c.closed !== undefined, 10_000, "the session's first frames");
       if (ready(c)) return c;
-      if (attempt === 3 || c.closed?.code !== 1006 || c.frames.length > 0) throw new Error(`socket of ${userId} closed: ${JSON.stringify(c.closed)}`);
+      if (attempt === 3 || !c.droppedAtOpen) throw new Error(`socket of ${userId} closed: ${JSON.stringify(c.closed)}`);
     }
   }
 
