@@ -70,7 +70,9 @@ export class HeldPartitions {
 
   /** The partitions a read of the table covers now; undefined for all of them (no ownership). */
   readable(): number[] | undefined {
-    return this.#ownership?.held();
+    const held = this.#ownership?.held();
+    // A suspended partition's rows would only be read to be dropped, a full batch of them again and again.
+    return held && this.#suspended.size > 0 ? held.filter((p) => !this.#suspended.has(p)) : held;
   }
 
   /** `p`'s fence is gone though no `lost` came: take none of its rows until it is held again. */

@@ -1,7 +1,9 @@
 /**
  * One batch of the outbox relay: rows grouped by aggregate, at most one publish in flight per
  * aggregate and `window` in all, so a failed publish is never overtaken by a later version of the same
- * aggregate; each publish only while its partition is still held.
+ * aggregate; each publish only while its partition is still held, and while neither its stream nor its
+ * aggregate is held back by a failure (holds.ts): a failure stops only the rows it concerns, the others
+ * go on in the same batch.
  */
 import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
 import { Contexts, Headers, contextOf, decodeMsgPack, type AggregateType } from "../../contracts/index.js";
@@ -22,8 +24,14 @@ export interface BatchContext {
   mayPublish(p: number): boolean;
   /** Whether some partition's first rows must be looked up in the stream before publishing (one acquired lately). */
   verifying(): boolean;
-  /** Whether a queue head of `p` must be looked up in the stream before it is published. */
-  mustVerify(p: number): boolean;
+  /** Whether a queue head must be looked up in the stream before it is published (its partition acquired lately, its stream failed since). */
+  mustVerify(row: OutboxRow): boolean;
+  /** Whether `row`'s stream or aggregate is held back by a failure: neither it nor its aggregate's later rows go out. */
+  holds(row: OutboxRow): boolean;
+  /** A lookup (`publish` false) or a publish of `row` failed: the relay holds back what the failure concerns. */
+  failed(row: OutboxRow, err: unknown, stage: "lookup" | "publish"): void;
+  /** `n` rows of the batch stay in the table, not published, held back (they are read again once their hold ends). */
+  skipped(n: number): void;
   /** `n` rows of `p` stay unpublished: the partition is no longer held (its next owner publishes them). */
   dropped(p: number, n: number): void;
   /** A publish of a row of `p` starts. */
@@ -38,10 +46,10 @@ export interface BatchContext {
   readonly publishAck?: ((seconds: number) => void) | undefined;
 }
 
-/** What a batch did: the seqs of the rows now in the stream, and its first failure (undefined when none). */
+/** What a batch did: the seqs of the rows now in the stream, and how many lookups and publishes failed. */
 export interface BatchResult {
   acked: number[];
-  failed: unknown;
+  failures: number;
 }
 
 /**
@@ -58,21 +66,13 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
     else queues.set(key, [r]);
   }
   const acked: number[] = [];
-  if (verifyAll || ctx.verifying()) {
-    try {
-      await dropStored(queues, acked, ctx, verifyAll);
-    } catch (err) {
-      // The stream could not be asked (a leader election, NATS away): publishing unverified heads would
-      // count on the duplicate window alone. Publish nothing; the relay backs off and verifies again.
-      return { acked, failed: err };
-    }
-  }
+  const failures = { n: 0 };
+  if (verifyAll || ctx.verifying()) await dropStored(queues, acked, ctx, verifyAll, failures);
   const ready = [...queues.keys()].filter((k) => queues.get(k)!.length > 0);
   let inflight = 0;
-  let failed: unknown;
   await new Promise<void>((resolve) => {
     const pump = (): void => {
-      while (failed === undefined && inflight < ctx.window && ready.length > 0) {
+      while (inflight < ctx.window && ready.length > 0) {
         const key = ready.shift()!;
         const queue = queues.get(key)!;
         const row = queue.shift()!;
@@ -83,16 +83,29 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
           queue.length = 0;
           continue;
         }
+        if (ctx.holds(row)) {
+          // Its stream failed, or refused this aggregate's row, since the batch began: the table keeps them.
+          ctx.skipped(1 + queue.length);
+          queue.length = 0;
+          continue;
+        }
         inflight++;
         ctx.sent(p);
-        // Content-Type, Event-Type, Event-Version, the causing command's trace context whether or not tracing
-        // runs here (CONTRACT.md §2), and Nats-Msg-Id (JetStream's de-duplication): see event-headers.ts.
-        const h = eventHeaders(row);
-        const tracer = activeTracer();
-        const span = tracer && startSpan(tracer, `publish ${row.event_type}`, SpanKind.PRODUCER, row, { "messaging.destination.name": row.subject, "messaging.message.id": row.event_id });
         const sentAt = performance.now();
-        ctx.js
-          .publish(row.subject, row.body, { headers: h })
+        let span: ReturnType<typeof startSpan> | undefined;
+        let publishing: Promise<{ duplicate: boolean }>;
+        try {
+          // Content-Type, Event-Type, Event-Version, the causing command's trace context whether or not tracing
+          // runs here (CONTRACT.md §2), and Nats-Msg-Id (JetStream's de-duplication): see event-headers.ts.
+          const h = eventHeaders(row);
+          const tracer = activeTracer();
+          span = tracer && startSpan(tracer, `publish ${row.event_type}`, SpanKind.PRODUCER, row, { "messaging.destination.name": row.subject, "messaging.message.id": row.event_id });
+          publishing = ctx.js.publish(row.subject, row.body, { headers: h });
+        } catch (err) {
+          // A row the client cannot even send (a header it refuses): a failure of this row, as a refusal.
+          publishing = Promise.reject(err);
+        }
+        publishing
           .then(
             (ack) => {
               ctx.publishAck?.((performance.now() - sentAt) / 1000);
@@ -103,13 +116,17 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
             },
             (err) => {
               endSpan(span, err);
-              failed ??= err;
+              failures.n++;
+              ctx.failed(row, err, "publish");
+              // Its later rows wait behind it, in the table.
+              if (queue.length > 0) ctx.skipped(queue.length);
+              queue.length = 0;
             },
           )
           .finally(() => {
             inflight--;
             ctx.settled(p);
-            if (inflight === 0 && (failed !== undefined || ready.length === 0)) resolve();
+            if (inflight === 0 && ready.length === 0) resolve();
             else pump();
           });
       }
@@ -117,7 +134,7 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
     };
     pump();
   });
-  return { acked, failed };
+  return { acked, failures: failures.n };
 }
 
 /**
@@ -133,12 +150,28 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
  * deleted it for good. (Only the head used to be looked up, by its own subject: a second stored row, or
  * a head followed by a stored row of the same type, went out twice.)
  */
-async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx: BatchContext, all: boolean): Promise<void> {
-  const heads = [...queues.values()].filter((q) => all || ctx.mustVerify(partitionOfRow(q[0]!)));
-  // A few lookups at a time, and none started once one failed (the pass fails and is retried whole): a
-  // pass after a failure may hold a thousand aggregates, and a burst of a thousand requests would land
-  // on JetStream's API exactly while it recovers (a stream leader's election).
-  await eachAtMost(heads, VERIFY_AT_ONCE, (q) => verifyQueue(q, acked, ctx), { stopOnFailure: true });
+async function dropStored(queues: Map<string, OutboxRow[]>, acked: number[], ctx: BatchContext, all: boolean, failures: { n: number }): Promise<void> {
+  const heads = [...queues.values()].filter((q) => all || ctx.mustVerify(q[0]!));
+  // A few lookups at a time, and none of a stream started once one of it failed (the failure holds the
+  // stream back; its aggregates are not published unverified, which would count on the duplicate window
+  // alone): a pass after a failure may hold a thousand aggregates, and a burst of a thousand requests
+  // would land on JetStream's API exactly while it recovers (a stream leader's election).
+  await eachAtMost(heads, VERIFY_AT_ONCE, async (q) => {
+    const head = q[0]!;
+    if (ctx.holds(head)) return;
+    try {
+      await verifyQueue(q, acked, ctx);
+    } catch (err) {
+      failures.n++;
+      ctx.failed(head, err, "lookup");
+    }
+  });
+  // Queues of streams held back now stay in the table, all of them, verified or not.
+  for (const q of queues.values()) {
+    if (q.length === 0 || !ctx.holds(q[0]!)) continue;
+    ctx.skipped(q.length);
+    q.length = 0;
+  }
 }
 
 /** Lookups of the stream at once in a verification pass. */

@@ -2,6 +2,7 @@
 import { partitionClause, type OutboxRow } from "../persistence/index.js";
 import { PARTITIONS } from "../cluster/partition.js";
 import { HeldPartitions, partitionOfRow } from "./held-partitions.js";
+import { RelayHolds, jetStreamCode, outcomeUnknown, refusesRow, streamOfType, type FailureStage, type HoldReport } from "./holds.js";
 import { publishBatch, type BatchContext } from "./publish-batch.js";
 import { RoomWaiters } from "./room-waiters.js";
 import { RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
@@ -30,6 +31,12 @@ const RELEASE_WAIT_MS = 5_000;
  * with its aggregate's later rows), forgets a lost partition's rows in memory, and reads the table again
  * when it acquires one, checking the first rows against the stream as after a crash: the former owner's
  * last publish may have landed. The next owner thus resumes each aggregate where the last left off.
+ *
+ * A failure stops only what it concerns (holds.ts): a stream that cannot be asked or published to holds
+ * back its aggregate type, a row the stream refuses holds back its aggregate; their rows stay in the table,
+ * left out of every read, and each hold is retried after its own back-off (a held stream once it answers a
+ * probe; its rows are then looked up in the stream before they go out, until a read of the table has come
+ * through them). Everything else goes on publishing, live or from the table.
  */
 export class OutboxRelay {
   readonly #o: Required<Omit<RelayOptions, "deleter" | "ownership" | "publishAck">> & Pick<RelayOptions, "deleter">;
@@ -37,12 +44,28 @@ export class OutboxRelay {
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #pendingWake = false;
-  // The first pass after start, and the one after any failure, may meet rows JetStream already stored.
-  #verify = true;
+  /**
+   * After a start (and once rows were found never handed over), the table's lowest rows may be stored in
+   * JetStream already (acknowledged, their delete not committed at a crash — a batch or two of them): an
+   * aggregate type's queues are looked up in the stream in each batch holding rows of it (its lowest
+   * first: reads go in seq order and leave only held rows out) until one batch finds none of them stored.
+   * The types done so far; undefined once a read came through (or when no check is due).
+   */
+  #verifyFirst: Set<string> | undefined = new Set();
+  /** Aggregate types of which the batch in progress found rows stored already. */
+  readonly #foundStored = new Set<string>();
   /** Partitions acquired since the relay last went live: their first rows may be stored already (by their former owner). */
   readonly #verifyParts = new Uint8Array(PARTITIONS);
-  /** A partition became publishable since the current scan began: read again before going live. */
+  /** A partition became publishable, or a hold ended, since the current scan began: read again before going live. */
   #rescan = false;
+  /** What failures hold back now. */
+  readonly #holds = new RelayHolds();
+  /**
+   * Aggregate types whose stream failed since the relay last read the table through: their rows may be
+   * stored already (a publish whose ack was lost, a lookup that never ran), so each queue of theirs is
+   * looked up in the stream before it goes out — in every batch until a read comes through them all.
+   */
+  readonly #verifyTypes = new Set<string>();
   /** Rows older than the partition column got theirs (once, before the first read of some partitions only). */
   #filled = false;
   readonly #held: HeldPartitions;
@@ -92,6 +115,8 @@ export class OutboxRelay {
       },
       lost: (p) => {
         this.#memory = this.#memory.filter((r) => partitionOfRow(r) !== p);
+        // Its refused rows are the next owner's to try; should it come back, they are looked up in the stream first.
+        this.#holds.dropPartition(p);
         this.#checkRoom();
       },
     });
@@ -101,8 +126,13 @@ export class OutboxRelay {
       window: opts.window,
       publishAck,
       mayPublish: (p) => this.#held.mayPublish(p),
-      verifying: () => this.#verifyParts.includes(1),
-      mustVerify: (p) => this.#verifyParts[p] === 1,
+      verifying: () => this.#verifyFirst !== undefined || this.#verifyTypes.size > 0 || this.#verifyParts.includes(1),
+      mustVerify: (row) => (this.#verifyFirst !== undefined && !this.#verifyFirst.has(row.aggregate_type)) || this.#verifyParts[partitionOfRow(row)] === 1 || this.#verifyTypes.has(row.aggregate_type),
+      holds: (row) => this.#holds.holds(row),
+      failed: (row, err, stage) => this.#failed(row, err, stage),
+      skipped: (n) => {
+        this.#unacked -= n;
+      },
       dropped: (p, n) => {
         this.stats.dropped += n;
         this.#unacked -= n;
@@ -112,8 +142,13 @@ export class OutboxRelay {
       sent: (p) => void this.#inflight[p]!++,
       stored: (row, p, how) => {
         this.#raise(p, row.seq);
-        if (how === "verified") return void this.stats.verified++;
+        if (how === "verified") {
+          this.#foundStored.add(row.aggregate_type);
+          return void this.stats.verified++;
+        }
         this.#progressAt = performance.now();
+        const proven = this.#holds.acknowledged(row);
+        if (proven) this.#o.logger.info({ stream: streamOfType(row.aggregate_type), aggregate_type: row.aggregate_type, aggregate_id: row.aggregate_id, event_id: row.event_id, ...proven }, "the outbox relay publishes again what a failure held back");
         if (how === "duplicate") this.stats.duplicates++;
         else this.stats.published++;
       },
@@ -172,6 +207,8 @@ export class OutboxRelay {
       for (const r of rows) {
         const p = partitionOfRow(r);
         if (!this.#held.has(p)) continue;
+        // Held back by a failure: the table keeps it, and a read once the hold ends finds it.
+        if (this.#holds.any && this.#holds.holds(r)) continue;
         this.#memory.push(r);
         if (Number(r.seq) > this.#handed[p]!) this.#handed[p] = Number(r.seq);
       }
@@ -184,8 +221,10 @@ export class OutboxRelay {
     if (this.#running) return;
     this.#running = true;
     this.#live = false;
-    this.#verify = true;
+    this.#verifyFirst = new Set();
     this.#memory = [];
+    this.#holds.clear();
+    this.#verifyTypes.clear();
     this.#held.attach();
     this.#loop = this.#run();
   }
@@ -245,7 +284,9 @@ export class OutboxRelay {
       this.#pendingWake = false;
       let full = false;
       this.#held.recheck();
-      if (this.#live && performance.now() - this.#scannedAt >= this.#o.rescanMs) await this.#lookForLateRows();
+      if (this.#holds.any) this.#retryHolds();
+      // While a stream is held back its rows lie in the table, and each look reads past them: less often then.
+      if (this.#live && performance.now() - this.#scannedAt >= this.#o.rescanMs * (this.#holds.types > 0 ? 6 : 1)) await this.#lookForLateRows();
       try {
         const ok = this.#live ? await this.#livePass() : await this.#scanPass();
         this.#checkRoom();
@@ -259,7 +300,7 @@ export class OutboxRelay {
       }
       if (!this.#running) break;
       if (backoff > 0) await this.#sleep(backoff, false);
-      else if (!full && !this.#pendingWake) await this.#sleep(this.#o.pollMs, true);
+      else if (!full && !this.#pendingWake) await this.#sleep(Math.min(this.#o.pollMs, this.#holds.nextRetryIn(performance.now()) ?? Infinity), true);
     }
   }
 
@@ -280,7 +321,7 @@ export class OutboxRelay {
     this.#scannedAt = performance.now();
     try {
       if (!(await this.#released(RELEASE_WAIT_MS))) return;
-      const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, this.#held.readable());
+      const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, this.#held.readable(), this.#holds.exclusion());
       if (!this.#live) return;
       const inMemory = new Set(this.#memory.map((r) => Number(r.seq)));
       const before = this.#unhanded;
@@ -289,7 +330,7 @@ export class OutboxRelay {
       for (const r of rows) {
         const seq = Number(r.seq);
         const p = partitionOfRow(r);
-        if (inMemory.has(seq) || !this.#held.mayPublish(p)) continue;
+        if (inMemory.has(seq) || !this.#held.mayPublish(p) || this.#holds.holds(r)) continue;
         if (seq < this.#handed[p]! || before.has(seq)) late.push(r);
         else this.#unhanded.add(seq);
       }
@@ -297,7 +338,7 @@ export class OutboxRelay {
       this.#o.logger.warn({ rows: late.length, first_seq: Number(late[0]!.seq) }, "outbox rows the relay was never handed: reading the table with the stream check");
       this.stats.lateScans++;
       this.#live = false;
-      this.#verify = true;
+      this.#verifyFirst = new Set();
       this.#checkRoom();
     } catch (err) {
       this.#o.logger.debug({ err }, "the relay's look for rows it was never handed failed; it stays live");
@@ -319,7 +360,8 @@ export class OutboxRelay {
       await this.#o.repo.fillPartitions("nerve_outbox");
       this.#filled = true;
     }
-    const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, partitions);
+    // Held rows are left out by the query: however many lie at the bottom of the table, a read returns rows that can go out.
+    const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, partitions, this.#holds.exclusion());
     const published = rows.length === 0 || (await this.#publish(rows));
     const full = rows.length >= this.#o.batchSize;
     if (published && !full && !this.#memoryLost && !this.#rescan) {
@@ -334,7 +376,13 @@ export class OutboxRelay {
       this.#handed.fill(0);
       for (const r of this.#memory) this.#handed[partitionOfRow(r)] = Number(r.seq);
       this.#unhanded.clear();
+      // Read through: every row of a stream that failed and is not held back (again) now went out or was
+      // found stored. A held stream's rows were left out of the reads: a check still due for them (after a
+      // start, a partition acquired) is kept for when its hold ends.
+      for (const t of this.#verifyTypes) if (!this.#holds.typeHeld(t)) this.#verifyTypes.delete(t);
+      if (this.#verifyFirst !== undefined || this.#verifyParts.includes(1)) for (const t of this.#holds.heldTypes()) this.#verifyTypes.add(t);
       this.#verifyParts.fill(0);
+      this.#verifyFirst = undefined;
       this.#live = true;
     }
     return { published, full: full || this.#rescan || (this.#live && this.#memory.length > 0) };
@@ -380,23 +428,106 @@ export class OutboxRelay {
     if (Number(seq) > this.#highWater[p]!) this.#highWater[p] = Number(seq);
   }
 
-  /** Publishes one batch; marks the acknowledged rows; returns false when any publish failed. */
+  /**
+   * Publishes one batch; marks the acknowledged rows. A failed lookup or publish holds back what it concerns
+   * ({@link #failed}) and the rest goes on, so the batch as a whole does not fail: returns whether it
+   * published or found stored anything, or had nothing that could go out (false: every row was held back).
+   */
   async #publish(rows: OutboxRow[]): Promise<boolean> {
     this.#unacked = rows.length;
-    const verifyAll = this.#verify;
-    this.#verify = false;
-    const { acked, failed } = await publishBatch(rows, this.#batch, verifyAll);
+    this.#foundStored.clear();
+    const { acked, failures } = await publishBatch(rows, this.#batch, false);
     this.#unacked = 0;
+    // A type with rows here, none of them found stored, is past the rows a crash may have left stored.
+    if (this.#verifyFirst) for (const r of rows) if (!this.#holds.holds(r) && !this.#foundStored.has(r.aggregate_type)) this.#verifyFirst.add(r.aggregate_type);
     if (acked.length > 0) {
       if (this.#o.deleter) this.#o.deleter.release(acked);
       else await this.#o.repo.markPublished(acked);
     }
-    if (failed !== undefined) {
-      this.#verify = true;
-      this.stats.failures++;
-      this.#o.logger.warn({ err: String(failed), published: acked.length }, "outbox publish failed; will retry");
-      return false;
+    return acked.length > 0 || failures === 0;
+  }
+
+  /**
+   * A lookup or publish of `row` failed. A publish its stream refuses for the row itself (too large, …)
+   * holds back its aggregate: its later rows wait behind it in the table. Anything else holds back its
+   * stream (its aggregate type), whose rows are looked up in the stream before they go out again. Rows in
+   * memory that the hold covers are let go: the table has them.
+   */
+  #failed(row: OutboxRow, err: unknown, stage: "lookup" | "publish"): void {
+    this.stats.failures++;
+    const now = performance.now();
+    const code = jetStreamCode(err);
+    if (stage === "publish" && refusesRow(err)) {
+      const r = this.#holds.holdAggregate(row, partitionOfRow(row), now);
+      if (r) {
+        const what = { event_id: row.event_id, subject: row.subject, aggregate_type: row.aggregate_type, aggregate_id: row.aggregate_id, aggregate_version: Number(row.aggregate_version), seq: Number(row.seq), code, err: String(err), retry_in_ms: r.retryInMs };
+        if (r.type) this.#o.logger.error({ ...what, stream: streamOfType(row.aggregate_type), held_aggregates: this.#holds.aggregates }, "JetStream refuses the rows of many aggregates of this stream: all of its events wait in the outbox, retried with back-off (the other streams' go on)");
+        else this.#o.logger.error(what, r.fresh ? "JetStream refused an outbox row: its aggregate's events wait behind it in the outbox, in order, retried with back-off (every other aggregate's go on)" : "JetStream refused an outbox row again; its aggregate's events still wait behind it");
+      }
+    } else {
+      // A lookup that failed checked nothing; a publish without the stream's answer may have been stored.
+      // A stream that answered refusing every message (full, short of resources) stored nothing, and is
+      // tried on the slower back-off: it answers its probes all along.
+      const unknown = stage === "lookup" || outcomeUnknown(err);
+      if (unknown) this.#verifyTypes.add(row.aggregate_type);
+      const r = this.#holds.holdType(row.aggregate_type, now, !unknown);
+      if (r) this.#reportStream(row.aggregate_type, stage, err, r);
     }
-    return true;
+    if (this.#memory.length > 0) this.#memory = this.#memory.filter((m) => !this.#holds.holds(m));
+    this.#checkRoom();
+  }
+
+  #reportStream(type: string, stage: FailureStage, err: unknown, r: HoldReport): void {
+    this.#o.logger.warn(
+      { stream: streamOfType(type), aggregate_type: type, stage, code: jetStreamCode(err), err: String(err), retry_in_ms: r.retryInMs },
+      r.fresh ? "a stream failed: its events wait in the outbox, probed with back-off (the other streams' go on)" : "a stream still fails: its events wait in the outbox",
+    );
+  }
+
+  /**
+   * Ends the holds whose back-off is over: a held aggregate's rows are read from the table again and go
+   * out (or are refused again); a held stream is asked for its info first, and released when it answers.
+   * Either way the relay reads the table before it goes live again. The probes run beside the passes,
+   * not in their way: one that waits for JetStream's API timeout (5 s: a stream without a leader) must
+   * not stop the other streams meanwhile.
+   */
+  #retryHolds(): void {
+    if (this.#holds.releaseDueAggregates(performance.now()) > 0) this.#reread();
+    for (const { type, stream } of this.#holds.dueTypes(performance.now())) {
+      if (this.#probing.has(type)) continue;
+      this.#probing.add(type);
+      this.#o.jsm.streams
+        .info(stream)
+        .then(
+          () => {
+            if (!this.#running) return;
+            this.#holds.releaseType(type);
+            this.#reread();
+            this.wake();
+          },
+          (err: unknown) => {
+            this.stats.failures++;
+            const r = this.#holds.probeFailed(type, performance.now());
+            if (r) this.#reportStream(type, "probe", err, r);
+          },
+        )
+        .catch((err: unknown) => this.#o.logger.error({ err }, "the outbox relay's probe of a held stream failed unexpectedly"))
+        .finally(() => this.#probing.delete(type));
+    }
+  }
+
+  /** Held streams whose probe is on its way. */
+  readonly #probing = new Set<string>();
+
+  /** Rows only the table has may go out now: read it before going live again. */
+  #reread(): void {
+    this.#rescan = true;
+    this.#live = false;
+    this.#checkRoom();
+  }
+
+  /** Aggregate types and aggregates held back by a failure, for the metrics. */
+  get held(): { streams: number; aggregates: number } {
+    return { streams: this.#holds.types, aggregates: this.#holds.aggregates };
   }
 }

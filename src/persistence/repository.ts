@@ -4,6 +4,12 @@ import type { EventRow, IdempotencyRow, OutboxRow, SnapshotRow } from "./entitie
 import { PARTITIONS, partitionOf } from "../cluster/partition.js";
 import { INTEGER_COLUMN_MAX } from "./integer-column.js";
 
+/** Outbox rows a read leaves out: those of `types`, and those of each (aggregate_type, aggregate_id) in `aggregates`. */
+export interface OutboxExclusion {
+  types: readonly string[];
+  aggregates: ReadonlyArray<readonly [string, string]>;
+}
+
 /**
  * The `where` of a read limited to `partitions`: undefined for no limit (none given, or every
  * partition: the plain query, which also finds rows older than the column), null when the list is empty.
@@ -96,11 +102,23 @@ export class Repository {
    * The oldest unpublished outbox rows, in seq order — of `partitions` only, when given: with several
    * writers seq follows commit order only within a partition, so each relay reads just its own.
    */
-  async pendingOutbox(limit: number, partitions?: readonly number[]): Promise<OutboxRow[]> {
+  async pendingOutbox(limit: number, partitions?: readonly number[], exclude?: OutboxExclusion): Promise<OutboxRow[]> {
     const only = partitionClause(partitions);
-    if (only === undefined) return this.db.execute<OutboxRow[]>("select * from nerve_outbox order by seq limit ?", [limit], "all");
     if (only === null) return [];
-    return this.db.execute<OutboxRow[]>(`select * from nerve_outbox where ${only} order by seq limit ?`, [...partitions!, limit], "all");
+    const where: string[] = only ? [only] : [];
+    const params: unknown[] = only ? [...partitions!] : [];
+    // Rows the relay holds back (their stream failed, or refused their aggregate's row): never returned,
+    // so that however many there are, a read returns the rows that can go out.
+    if (exclude && exclude.types.length > 0) {
+      where.push(`aggregate_type not in (${exclude.types.map(() => "?").join(",")})`);
+      params.push(...exclude.types);
+    }
+    for (const [type, id] of exclude?.aggregates ?? []) {
+      where.push("not (aggregate_type = ? and aggregate_id = ?)");
+      params.push(type, id);
+    }
+    if (where.length === 0) return this.db.execute<OutboxRow[]>("select * from nerve_outbox order by seq limit ?", [limit], "all");
+    return this.db.execute<OutboxRow[]>(`select * from nerve_outbox where ${where.join(" and ")} order by seq limit ?`, [...params, limit], "all");
   }
 
   /**
