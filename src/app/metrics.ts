@@ -150,7 +150,9 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     const at = await s.repo.outboxOldestAt(s.ownership?.held()).then((at) => at ?? Date.now(), () => undefined);
     if (at !== undefined) g.set(Math.max(0, Date.now() - at) / 1000);
   });
-  counter("nerve_outbox_publish_failures_total", "Outbox relay batches whose publish to JetStream failed (each logged and retried)", [], (c) => c.set(s.relay.stats.failures));
+  counter("nerve_outbox_publish_failures_total", "Failed publishes, stream lookups and stream probes of the outbox relay (each retried; the failure that holds a stream or an aggregate back is logged)", [], (c) => c.set(s.relay.stats.failures));
+  gauge("nerve_outbox_held_streams", "Streams whose events the outbox relay holds back in the outbox after a failure (probed with back-off; the other streams' events go on)", [], (g) => g.set(s.relay.held.streams));
+  gauge("nerve_outbox_held_aggregates", "Aggregates whose events the outbox relay holds back behind a row JetStream refused (too large, …), in order (retried with back-off)", [], (g) => g.set(s.relay.held.aggregates));
   counter("nerve_outbox_gaps_total", "Outbox rows the relay's verification found missing from the stream below their aggregate's last version, published then out of order (each logged as an error)", [], (c) => c.set(s.relay.stats.gaps));
   gauge("nerve_consumer_pending", "Events a durable consumer has not yet been delivered", ["consumer", "stream"], async (g) => {
     for (const l of await lagNow()) g.set({ consumer: l.consumer, stream: l.stream }, l.pending);
