@@ -1,48 +1,14 @@
 /** Durable timers: rows written with the aggregate's state, fired by polling, so downtime delays but never loses them. */
 import { reportFailure, sayingAtMostEvery } from "../supervision/index.js";
 import { isTransientFailure } from "../consumers/transient.js";
-import type { Context, DomainEvent } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
-import { Repository, exclusively, partitionClause, type Database, type ExclusiveWriter, type SqlOp, type TimerRow } from "../persistence/index.js";
+import { Repository, exclusively, partitionClause, type Database, type ExclusiveWriter, type TimerRow } from "../persistence/index.js";
 import type { CommandBus } from "../runtime/index.js";
 import { partitionOf } from "../cluster/partition.js";
+import { FollowUpWriter } from "./follow-up-writer.js";
+import { timerKindName, type TimerKind } from "./timer-kind.js";
+import { dueScope, kindsClause, timerFollowUp, type Clause } from "./timer-rows.js";
 import type { Ownership } from "../cluster/index.js";
-
-/** What a timer kind does when due, and when it is next due given the new state. */
-export interface TimerKind {
-  readonly context: Context;
-  readonly aggregateType: string;
-  readonly kind: string;
-  /** The operation run at the deadline. */
-  fire(state: unknown, now: string): DomainEvent[];
-  /** The next deadline of a state, or null for none. */
-  deadline(state: unknown): string | null;
-}
-
-/** The statement that keeps an aggregate's timer row in step with its state (same transaction). */
-export function timerOp(k: Pick<TimerKind, "aggregateType" | "kind">, aggregateId: string, due: string | null): SqlOp {
-  return due === null
-    ? { sql: "delete from nerve_timers where aggregate_type = ? and aggregate_id = ? and kind = ?", params: [k.aggregateType, aggregateId, k.kind] }
-    : {
-        // The partition is set on update too: it fills in rows written before the column existed.
-        sql: "insert into nerve_timers (aggregate_type, aggregate_id, kind, due_at, partition_no) values (?, ?, ?, ?, ?) on conflict (aggregate_type, aggregate_id, kind) do update set due_at = excluded.due_at, partition_no = excluded.partition_no",
-        params: [k.aggregateType, aggregateId, k.kind, due, partitionOf(aggregateId)],
-      };
-}
-
-/**
- * After a timer fired: its row follows the state read since, but only while the row is still the one
- * that fired (same due time). A command may have committed between the fire and that read, or before
- * this statement — re-granting an access that had just expired writes its new deadline in its own
- * transaction — and a follow-up from the older state must not delete or move that deadline: the
- * re-granted access would then never expire. The fire's own commit, when it had events, already wrote
- * the row (due time changed or row gone), so then this changes nothing either.
- */
-export function timerFollowUp(k: Pick<TimerKind, "aggregateType" | "kind">, fired: Pick<TimerRow, "aggregate_id" | "due_at">, due: string | null): SqlOp {
-  const where = "aggregate_type = ? and aggregate_id = ? and kind = ? and due_at = ?";
-  const key = [k.aggregateType, fired.aggregate_id, k.kind, fired.due_at];
-  return due === null ? { sql: `delete from nerve_timers where ${where}`, params: key } : { sql: `update nerve_timers set due_at = ? where ${where}`, params: [due, ...key] };
-}
 
 /** Options of the timer service. */
 export interface TimerServiceOptions {
@@ -64,37 +30,18 @@ export interface TimerServiceOptions {
    * of an aggregate may run its operation. Without one, every timer is its own (one instance).
    */
   ownership?: Ownership | undefined;
+  /** How many aggregates' timers are fired at once (default {@link TIMER_CONCURRENCY}); one aggregate's always one after another. */
+  concurrency?: number;
 }
 
-/** A kind's name in the log and on /metrics: its aggregate type and kind, `AccessRecord/expire`. */
-export const timerKindName = (k: Pick<TimerKind, "aggregateType" | "kind">): string => `${k.aggregateType}/${k.kind}`;
+/** How many due timers a poll reads, earliest first. */
+export const WINDOW = 500;
+
+/** How many aggregates' timers a poll fires at once by default. */
+export const TIMER_CONCURRENCY = 32;
 
 /** At most this many due timers are counted (of unknown kinds at a look, overdue for /metrics): it stays cheap however many wait. */
 const COUNTED = 10_000;
-
-/** A `where` with its values, bound in order. */
-interface Clause {
-  sql: string;
-  params: unknown[];
-}
-
-/**
- * The rows of `kinds`, by {@link timerKindName} (`expire` of an Order is not `expire` of an AccessRecord),
- * bound as values, never written into the SQL text. One expression of both columns on purpose: written as
- * `aggregate_type = ? and kind = ?` pairs, SQLite searched the primary key by aggregate type and sorted
- * every row of the type instead of reading the due-time index (83 ms instead of 3 ms a poll, 200,000 timers).
- */
-function kindsClause(kinds: readonly TimerKind[]): Clause {
-  if (kinds.length === 0) return { sql: "1 = 0", params: [] };
-  return { sql: `(aggregate_type || '/' || kind) in (${kinds.map(() => "?").join(", ")})`, params: kinds.map(timerKindName) };
-}
-
-/** The due timers (as of `now`) of `partitions` (every one when undefined), as a `where`; null for none. */
-function dueScope(partitions: readonly number[] | undefined, now: string): Clause | null {
-  const only = partitionClause(partitions);
-  if (only === null) return null;
-  return only ? { sql: `${only} and due_at <= ?`, params: [...partitions!, now] } : { sql: "due_at <= ?", params: [now] };
-}
 
 /** What the timers did since start, by {@link timerKindName}; read by /metrics. */
 export interface TimerStats {
@@ -141,6 +88,7 @@ export class TimerService {
   /** Consecutive failures per timer row, for its back-off; a row leaves on its first success. */
   readonly #failures = new Map<string, number>();
   readonly #known: Clause;
+  readonly #followUps: FollowUpWriter;
   readonly #lookForUnknown = sayingAtMostEvery();
   /** A failure for now repeats at every poll while it lasts (every row of a full mailbox's aggregate…): said once a minute. */
   readonly #sayFailedForNow = sayingAtMostEvery();
@@ -149,6 +97,7 @@ export class TimerService {
   constructor(opts: TimerServiceOptions) {
     this.#o = opts;
     this.#known = kindsClause(opts.kinds);
+    this.#followUps = new FollowUpWriter(opts.db, opts.writer);
   }
 
   /** Starts polling; the first poll runs at once (catching up on what fell due while down). */
@@ -156,13 +105,25 @@ export class TimerService {
     this.#stopping = false;
     const run = () => {
       // A failed poll (the database away) is reported and the next tick polls again.
-      this.#tick ??= this.poll()
+      this.#tick ??= this.#catchUp()
         .catch((err: unknown) => reportFailure(this.#o.logger, "timers", err, "timer poll failed; polling again"))
         .finally(() => (this.#tick = undefined));
     };
     run();
     this.#timer = setInterval(run, this.#o.pollMs ?? 1000);
     this.#timer.unref();
+  }
+
+  /**
+   * Polls, and polls again at once while a poll read a full window and fired at least half of it (a mass
+   * expiry): a window a tick drained capped the rate at 500 a second. Fewer fired means the rest fail, and
+   * trying them again at once would only repeat their failures.
+   */
+  async #catchUp(): Promise<void> {
+    for (;;) {
+      const { read, fired } = await this.poll();
+      if (this.#stopping || read < WINDOW || fired < WINDOW / 2) return;
+    }
   }
 
   /** Stops polling and waits for the poll in progress, which fires no further timer. */
@@ -254,15 +215,15 @@ export class TimerService {
     return { count: Number(row?.n ?? 0), oldestAgeMs: oldest === undefined ? 0 : Math.max(0, now.getTime() - oldest) };
   }
 
-  /** Fires every due timer of the partitions held now once. */
-  async poll(): Promise<void> {
+  /** Fires the due timers of the partitions held now, the first {@link WINDOW} by due time, once; resolves with how many it read and fired. */
+  async poll(): Promise<{ read: number; fired: number }> {
     const { db, ownership } = this.#o;
     const now = (this.#o.clock?.() ?? new Date()).toISOString();
     // Holding every partition (one instance: always), the plain query on due_at.
     const partitions = ownership?.held();
     const only = partitionClause(partitions);
     const scope = dueScope(partitions, now);
-    if (scope === null) return;
+    if (scope === null) return { read: 0, fired: 0 };
     // A read of some partitions only would miss rows older than the column: they get theirs first.
     if (only && !this.#filled) {
       await new Repository(db).fillPartitions("nerve_timers");
@@ -271,34 +232,57 @@ export class TimerService {
     // Only the kinds this version fires: rows of others, left where they are, came first in every
     // window of 500 due rows, and 500 of them kept every known timer from firing.
     if (this.#lookForUnknown()) await this.#countUnknown(scope);
-    const due = await db.execute<TimerRow[]>(`select * from nerve_timers where ${scope.sql} and ${this.#known.sql} order by due_at limit 500`, [...scope.params, ...this.#known.params], "all");
+    const due = await db.execute<TimerRow[]>(`select * from nerve_timers where ${scope.sql} and ${this.#known.sql} order by due_at limit ?`, [...scope.params, ...this.#known.params, WINDOW], "all");
     const held = (row: TimerRow) => !ownership || ownership.fence(row.partition_no ?? partitionOf(row.aggregate_id)) !== undefined;
+    // One lane per aggregate, its timers in due order one after another; the lanes of different
+    // aggregates at once, at most `concurrency`, so that their commits share group commits.
+    const lanes = new Map<string, TimerRow[]>();
     for (const row of due) {
-      // A catch-up of hundreds of timers must not hold a shutdown: the rest fire at the next start.
-      if (this.#stopping) break;
-      const k = this.#o.kinds.find((x) => x.kind === row.kind && x.aggregateType === row.aggregate_type);
-      // A partition lost while this poll ran is its new owner's to fire.
-      if (!k || !held(row)) continue;
-      try {
-        // Fired as of no earlier than the poll that found it due: should the clock step back between the
-        // two readings (NTP), the fire would see the deadline not reached, emit nothing, and the follow-up —
-        // due by the poll's clock — delete the row: an access that never expired. (Both are ISO-8601 UTC.)
-        await this.#o.bus.executeInternal(k.context, row.aggregate_id, k.kind, (state, at) => k.fire(state, at < now ? now : at));
-        // Whether or not it emitted, the row now follows the state (a no-op must not fire forever).
-        const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
-        const next = k.deadline(state);
-        const op = timerFollowUp(k, row, next !== null && next <= now ? null : next);
-        // Moved meanwhile, the row is its new owner's to keep in step.
-        if (held(row)) await exclusively(this.#o.writer, () => db.execute(op.sql, op.params, "run"));
-        this.fired++;
-        this.stats.fired.set(timerKindName(k), (this.stats.fired.get(timerKindName(k)) ?? 0) + 1);
-        if (this.#failures.size > 0) this.#failures.delete(rowKey(row));
-      } catch (err) {
-        // An outage (the database, a hand-off's fence) passes by itself: the row stays due for the next
-        // poll — or for its partition's new owner, whose row this instance must not move.
-        if (isTransientFailure(err) || !held(row)) this.#failedForNow(row, err);
-        else await this.#backOff(row, now, err);
+      const key = `${row.aggregate_type}\u0000${row.aggregate_id}`;
+      const lane = lanes.get(key);
+      if (lane) lane.push(row);
+      else lanes.set(key, [row]);
+    }
+    const queue = [...lanes.values()];
+    let next = 0;
+    const firedBefore = this.fired;
+    const runLanes = async () => {
+      for (let lane = queue[next++]; lane; lane = queue[next++]) {
+        for (const row of lane) {
+          // A catch-up of hundreds of timers must not hold a shutdown: the rest fire at the next start.
+          if (this.#stopping) return;
+          await this.#fire(row, now, held);
+        }
       }
+    };
+    await Promise.all(Array.from({ length: Math.min(queue.length, this.#o.concurrency ?? TIMER_CONCURRENCY) }, runLanes));
+    return { read: due.length, fired: this.fired - firedBefore };
+  }
+
+  /** Fires one due timer, then keeps its row in step with the state; a failure is counted, and backed off when it lasts. */
+  async #fire(row: TimerRow, now: string, held: (row: TimerRow) => boolean): Promise<void> {
+    const k = this.#o.kinds.find((x) => x.kind === row.kind && x.aggregateType === row.aggregate_type);
+    // A partition lost while this poll ran is its new owner's to fire.
+    if (!k || !held(row)) return;
+    try {
+      // Fired as of no earlier than the poll that found it due: should the clock step back between the
+      // two readings (NTP), the fire would see the deadline not reached, emit nothing, and the follow-up —
+      // due by the poll's clock — delete the row: an access that never expired. (Both are ISO-8601 UTC.)
+      await this.#o.bus.executeInternal(k.context, row.aggregate_id, k.kind, (state, at) => k.fire(state, at < now ? now : at));
+      // Whether or not it emitted, the row now follows the state (a no-op must not fire forever).
+      const { state } = await this.#o.bus.readState(row.aggregate_type as never, row.aggregate_id);
+      const next = k.deadline(state);
+      const op = timerFollowUp(k, row, next !== null && next <= now ? null : next);
+      // Moved meanwhile, the row is its new owner's to keep in step.
+      if (held(row)) await this.#followUps.write(op);
+      this.fired++;
+      this.stats.fired.set(timerKindName(k), (this.stats.fired.get(timerKindName(k)) ?? 0) + 1);
+      if (this.#failures.size > 0) this.#failures.delete(rowKey(row));
+    } catch (err) {
+      // An outage (the database, a hand-off's fence) passes by itself: the row stays due for the next
+      // poll — or for its partition's new owner, whose row this instance must not move.
+      if (isTransientFailure(err) || !held(row)) this.#failedForNow(row, err);
+      else await this.#backOff(row, now, err);
     }
   }
 }

@@ -77,7 +77,9 @@ describe.each(["thread", "inline"] as const)("main-connection writes beside the 
       } as unknown as CommandBus;
       await new TimerService({ db, bus, logger: quiet, kinds: [kind], ownership: new SoleOwnership("solo"), writer }).poll();
       expect(fired.sort()).toEqual(ids);
-      expect(turns()).toBe(ids.length);
+      // Every follow-up in a turn of the worker's; those that come while one is written share the next (FollowUpWriter).
+      expect(turns()).toBeGreaterThanOrEqual(1);
+      expect(turns()).toBeLessThanOrEqual(ids.length);
       expect(await db.execute("select aggregate_id from nerve_timers where aggregate_id like ?", [`timer-${where}-%`], "all")).toEqual([]);
     } finally {
       await worker.close();

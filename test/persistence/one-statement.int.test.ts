@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { AggregateWrite, Database, OutboxRow } from "../../src/persistence/index.js";
 import { SqliteWriteWorker } from "../../src/persistence/sqlite-write-worker.js";
 import { partitionOf } from "../../src/cluster/partition.js";
-import { timerOp } from "../../src/timers/timer-service.js";
+import { timerOp } from "../../src/timers/index.js";
 import { profileWrite, useSqliteDatabase } from "../support/index.js";
 
 let db: Database;
