@@ -24,6 +24,8 @@ export interface RelayOptions {
   deleter?: PublishedRowDeleter | undefined;
   /** Most committed rows held in memory; past it the relay drops them and reads the outbox instead. */
   memoryLimit?: number;
+  /** Most bytes of event bodies held in memory ({@link MEMORY_BYTES_LIMIT} unless set); past it, as past `memoryLimit`. */
+  memoryBytesLimit?: number;
   /** How often a live relay reads the table again ({@link RESCAN_MS} unless set). */
   rescanMs?: number;
   /**
@@ -51,6 +53,9 @@ export interface PublishedRowDeleter {
  */
 export const RESCAN_MS = 10_000;
 
+/** Most bytes of event bodies a live relay holds in memory by default: 64 MiB (its reads of the table are 1,000 rows each). */
+export const MEMORY_BYTES_LIMIT = 64 * 1024 * 1024;
+
 /** A relay that has had no publish acknowledged for this long holds no writer back. */
 export const STALLED_MS = 500;
 
@@ -74,4 +79,6 @@ export interface RelayStats {
   livePasses: number;
   /** Rows not published because their partition was no longer held when their turn came (its next owner publishes them). */
   dropped: number;
+  /** Times memory would have held more rows or bytes than its limits: dropped, and the table read instead. */
+  overflows: number;
 }

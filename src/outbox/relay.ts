@@ -5,7 +5,7 @@ import { HeldPartitions, partitionOfRow } from "./held-partitions.js";
 import { RelayHolds, jetStreamCode, outcomeUnknown, refusesRow, streamOfType, type FailureStage, type HoldReport } from "./holds.js";
 import { publishBatch, type BatchContext } from "./publish-batch.js";
 import { RoomWaiters } from "./room-waiters.js";
-import { RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
+import { MEMORY_BYTES_LIMIT, RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
 
 /** Longest wait for the deletion of published rows before the table is read anyway. */
 const RELEASE_WAIT_MS = 5_000;
@@ -74,6 +74,8 @@ export class OutboxRelay {
   /** When the last scan began (performance.now()): a live relay reads the table again every `rescanMs`. */
   #scannedAt = 0;
   #memory: OutboxRow[] = [];
+  /** The bytes of the bodies memory holds: bounded as well as the rows (50,000 events of 40 KB are 2 GB). */
+  #memoryBytes = 0;
   /** Memory dropped rows since the current scan began, so it cannot take over from it. */
   #memoryLost = false;
   /**
@@ -97,13 +99,13 @@ export class OutboxRelay {
   #progressAt = 0;
   /** Who waits for the backlog to shrink (the writer's admission). */
   readonly #roomWaiters = new RoomWaiters();
-  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, gaps: 0, lateScans: 0, scans: 0, livePasses: 0, dropped: 0 };
+  readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, gaps: 0, lateScans: 0, scans: 0, livePasses: 0, dropped: 0, overflows: 0 };
   /** What each batch reports back to, made once. */
   readonly #batch: BatchContext;
 
   constructor(opts: RelayOptions) {
     const { ownership, publishAck, ...rest } = opts;
-    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, rescanMs: RESCAN_MS, ...rest };
+    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, memoryBytesLimit: MEMORY_BYTES_LIMIT, rescanMs: RESCAN_MS, ...rest };
     this.#held = new HeldPartitions(ownership, {
       gained: (p) => {
         // Its former owner (or this instance, before a pause) may have left rows only the table has.
@@ -114,7 +116,7 @@ export class OutboxRelay {
         this.wake();
       },
       lost: (p) => {
-        this.#memory = this.#memory.filter((r) => partitionOfRow(r) !== p);
+        this.#keep((r) => partitionOfRow(r) !== p);
         // Its refused rows are the next owner's to try; should it come back, they are looked up in the stream first.
         this.#holds.dropPartition(p);
         this.#checkRoom();
@@ -195,9 +197,11 @@ export class OutboxRelay {
   /** Rows the writer has just committed, in commit order. */
   offer(rows: readonly OutboxRow[]): void {
     if (!this.#running || rows.length === 0) return;
-    if (this.#memory.length + rows.length > this.#o.memoryLimit) {
+    if (this.#memory.length + rows.length > this.#o.memoryLimit || this.#memoryBytes + bodyBytes(rows) > this.#o.memoryBytesLimit) {
       // Falling behind: the table has them all; read it again.
+      this.stats.overflows++;
       this.#memory = [];
+      this.#memoryBytes = 0;
       this.#memoryLost = true;
       this.#live = false;
       this.#checkRoom();
@@ -210,6 +214,7 @@ export class OutboxRelay {
         // Held back by a failure: the table keeps it, and a read once the hold ends finds it.
         if (this.#holds.any && this.#holds.holds(r)) continue;
         this.#memory.push(r);
+        this.#memoryBytes += r.body.length;
         if (Number(r.seq) > this.#handed[p]!) this.#handed[p] = Number(r.seq);
       }
     }
@@ -223,6 +228,7 @@ export class OutboxRelay {
     this.#live = false;
     this.#verifyFirst = new Set();
     this.#memory = [];
+    this.#memoryBytes = 0;
     this.#holds.clear();
     this.#verifyTypes.clear();
     this.#held.attach();
@@ -372,7 +378,7 @@ export class OutboxRelay {
         const p = partitionOfRow(r);
         if (Number(r.seq) > cut[p]!) cut[p] = Number(r.seq);
       }
-      this.#memory = this.#memory.filter((r) => r.seq > cut[partitionOfRow(r)]!);
+      this.#keep((r) => r.seq > cut[partitionOfRow(r)]!);
       this.#handed.fill(0);
       for (const r of this.#memory) this.#handed[partitionOfRow(r)] = Number(r.seq);
       this.#unhanded.clear();
@@ -393,12 +399,20 @@ export class OutboxRelay {
     if (this.#memory.length === 0) return { published: true, full: false };
     this.stats.livePasses++;
     const rows = this.#memory.splice(0, this.#o.batchSize);
+    this.#memoryBytes -= bodyBytes(rows);
     const published = await this.#publish(rows);
     if (!published) {
       this.#live = false;
       this.#memory = [];
+      this.#memoryBytes = 0;
     }
     return { published, full: published && this.#memory.length > 0 };
+  }
+
+  /** Keeps the rows of memory that `keep` takes. */
+  #keep(keep: (r: OutboxRow) => boolean): void {
+    this.#memory = this.#memory.filter(keep);
+    this.#memoryBytes = bodyBytes(this.#memory);
   }
 
   /** Waits until the deleter has deleted the rows released to it so far, at most `ms`; returns whether it has (true without a deleter). */
@@ -473,7 +487,7 @@ export class OutboxRelay {
       const r = this.#holds.holdType(row.aggregate_type, now, !unknown);
       if (r) this.#reportStream(row.aggregate_type, stage, err, r);
     }
-    if (this.#memory.length > 0) this.#memory = this.#memory.filter((m) => !this.#holds.holds(m));
+    if (this.#memory.length > 0) this.#keep((m) => !this.#holds.holds(m));
     this.#checkRoom();
   }
 
@@ -530,4 +544,11 @@ export class OutboxRelay {
   get held(): { streams: number; aggregates: number } {
     return { streams: this.#holds.types, aggregates: this.#holds.aggregates };
   }
+}
+
+/** The bytes of the rows' bodies (their events as published). */
+function bodyBytes(rows: readonly OutboxRow[]): number {
+  let n = 0;
+  for (const r of rows) n += r.body.length;
+  return n;
 }

@@ -169,12 +169,16 @@ describe("OutboxRelay fed by the writer", () => {
     expect(await repo.outboxSize()).toBe(0);
   });
 
-  it("takes over from the table without a gap or a repeat while commits keep coming, also when memory overflows", async () => {
+  // Memory overflows by its rows, or by their bytes (a body here is about 70 bytes: 60 rows' worth).
+  it.each([
+    ["rows", "t", { memoryLimit: 60 }],
+    ["bytes", "b", { memoryBytesLimit: 60 * 70 }],
+  ] as const)("takes over from the table without a gap or a repeat while commits keep coming, also when memory overflows (%s)", async (_by, stem, limit) => {
     const writer = new GroupCommitWriter(db);
     // A backlog the relay must read in several passes, then commits during and after the scans.
-    const ids = Array.from({ length: 40 }, (_, i) => `t${i}`);
+    const ids = Array.from({ length: 40 }, (_, i) => `${stem}${i}`);
     for (let v = 1; v <= 5; v++) await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
-    const relay = wiredRelay(writer, { window: 4, batchSize: 50, memoryLimit: 60 });
+    const relay = wiredRelay(writer, { window: 4, batchSize: 50, ...limit });
     relay.start();
     for (let v = 6; v <= 15; v++) {
       await Promise.all(ids.map((id) => writer.submit(profileWrite(id, v, nextEventId()))));
@@ -182,13 +186,14 @@ describe("OutboxRelay fed by the writer", () => {
     }
     expect(await relay.flush(15_000)).toBe(true);
     expect(relay.stats.scans).toBeGreaterThan(1);
+    expect(relay.stats.overflows).toBeGreaterThan(0);
     // Caught up, it is live again: the next commits come from memory.
     const live = relay.stats.livePasses;
     await Promise.all(ids.map((id) => writer.submit(profileWrite(id, 16, nextEventId()))));
     expect(await relay.flush(15_000)).toBe(true);
     await relay.stop();
     expect(relay.stats.livePasses).toBeGreaterThan(live);
-    const seen = byAggregate((await streamed(nc, jsm, "EVENTS_USERS", "events.users.UserProfileUpdated.>")).filter((x) => x.startsWith("t")));
+    const seen = byAggregate((await streamed(nc, jsm, "EVENTS_USERS", "events.users.UserProfileUpdated.>")).filter((x) => x.startsWith(stem) && /^\D+\d+@/.test(x)));
     for (const id of ids) expect(seen.get(id), id).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
     expect(relay.stats.published).toBe(640);
   });
