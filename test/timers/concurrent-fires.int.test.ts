@@ -83,4 +83,28 @@ describe("firing many timers", () => {
     await vi.waitFor(() => expect(fired.size).toBe(1_200), { timeout: 20_000, interval: 100 });
     expect(await db.execute("select count(*) as n from nerve_timers", [], "get")).toEqual({ n: 0 });
   });
+
+  it("writes the follow-ups of a shared transaction one by one when one of them fails: only that timer is backed off (review)", async () => {
+    const db = await sqlite();
+    for (let i = 0; i < 20; i++) await write(db, expire, `g${i}`, "2020-01-01T00:00:00.000Z");
+    await write(db, expire, "bad", "2020-01-01T00:00:00.000Z");
+    // A kind's bug: the deadline it gives for one state is no time at all (the statement cannot bind it).
+    const buggy: TimerKind = { ...expire, deadline: (state) => ((state as { id: string }).id === "bad" ? (undefined as unknown as string) : null) };
+    // Every fire waits until all have started, so their follow-ups come together: the first is written alone, the others (the bad one among them) share a transaction.
+    let started = 0;
+    let go!: () => void;
+    const all = new Promise<void>((r) => (go = r));
+    const bus = {
+      executeInternal: async () => {
+        if (++started === 21) go();
+        await all;
+      },
+      readState: async (_t: string, id: string) => ({ state: { id }, version: 1 }),
+    } as unknown as CommandBus;
+    const log = captureLog();
+    const timers = new TimerService({ db, bus, logger: log.logger, kinds: [buggy], ownership: new SoleOwnership("solo") });
+    expect(await timers.poll()).toEqual({ read: 21, fired: 20 });
+    // Only the bad one's row is left, backed off; each good one's follow-up deleted its row.
+    expect(await db.execute("select aggregate_id from nerve_timers", [], "all")).toEqual([{ aggregate_id: "bad" }]);
+  });
 });
