@@ -53,13 +53,19 @@ export function jetStreamCode(err: unknown): number | undefined {
 }
 
 /**
- * Whether a failed publish or lookup may have left its message stored, as far as the relay can tell: a
- * timeout, a cut connection, no responders during an election — anything but an answer of the stream
- * refusing it (an API error other than the "temporarily unavailable" family). Rows of a stream that
+ * Whether a failed publish may have left its message stored, as far as the relay can tell: a timeout, a
+ * cut connection, anything unexpected — not an answer (an API error: the stream refused it), and not "no
+ * responders" (nats.js's "jetstream is not enabled": no stream took the request). Rows of a stream that
  * failed so are looked up in it before they go out again.
  */
 export function outcomeUnknown(err: unknown): boolean {
-  return jetStreamCode(err) === undefined || isTransientJetStreamError(err);
+  if (jetStreamCode(err) !== undefined) return false;
+  if (!(err instanceof Error)) return true;
+  const e = err as Error & { code?: unknown; cause?: unknown };
+  if (e.name === "JetStreamNotEnabled" || e.name === "NoResponders") return false;
+  if (e.name === "RequestError" && e.cause instanceof Error && e.cause.name === "NoResponders") return false;
+  if (e.name === "JetStreamStatusError" && e.code === 503) return false;
+  return true;
 }
 
 /**
@@ -158,7 +164,10 @@ export class RelayHolds {
     const key = `t${type}`;
     const before = this.#retrying.get(key);
     const pace = slow ? ROW_RETRY_MS : STREAM_RETRY_MS;
-    const delayMs = before === undefined ? pace.first : Math.max(pace.first, Math.min(pace.max, before * 2));
+    // Failing again after a probe let it go, before any ack: it answers its probes but takes nothing (its
+    // subjects edited, a leader without quorum): the retries slow down on to the rows' longest wait.
+    const max = before !== undefined && before >= pace.max ? ROW_RETRY_MS.max : pace.max;
+    const delayMs = before === undefined ? pace.first : Math.max(pace.first, Math.min(max, before * 2));
     this.#retrying.delete(key);
     const loggedAt = this.#loggedAt.get(key) ?? -Infinity;
     const report = now - loggedAt >= LOG_EVERY_MS ? { fresh: before === undefined, retryInMs: delayMs } : undefined;
@@ -215,6 +224,12 @@ export class RelayHolds {
     const due: Array<{ type: string; stream: string }> = [];
     for (const [type, h] of this.#types) if (h.retryAt <= now) due.push({ type, stream: h.stream });
     return due;
+  }
+
+  /** A probe of `type`'s stream is on its way: not due again until it answers ({@link releaseType} or {@link probeFailed}). */
+  probeSent(type: string): void {
+    const h = this.#types.get(type);
+    if (h) h.retryAt = Infinity;
   }
 
   /** `type`'s stream answered its probe: its rows may go out again (a failure continues its back-off). */

@@ -32,6 +32,8 @@ export interface BatchContext {
   failed(row: OutboxRow, err: unknown, stage: "lookup" | "publish"): void;
   /** `n` rows of the batch stay in the table, not published, held back (they are read again once their hold ends). */
   skipped(n: number): void;
+  /** The aggregate of queue head `row` was looked up in the stream: every row of its queue found stored (`allStored`), or not. */
+  checked(row: OutboxRow, allStored: boolean): void;
   /** `n` rows of `p` stay unpublished: the partition is no longer held (its next owner publishes them). */
   dropped(p: number, n: number): void;
   /** A publish of a row of `p` starts. */
@@ -185,9 +187,8 @@ async function verifyQueue(q: OutboxRow[], acked: number[], ctx: BatchContext): 
   // Null only when no subject of the aggregate has a message; any failure (an election, a timeout)
   // fails the pass, which is retried: taken for "absent", it would publish rows again past the window.
   const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: filter });
-  if (!last) return;
-  const top = versionOf(last, q);
-  if (top === undefined) return;
+  const top = last ? versionOf(last, q) : undefined;
+  if (!last || top === undefined) return void ctx.checked(head, false);
   const stored = new Set<OutboxRow>();
   // From the highest version down: each row's message lies before the one found for the row above it.
   let above = last;
@@ -212,6 +213,7 @@ async function verifyQueue(q: OutboxRow[], acked: number[], ctx: BatchContext): 
       unstored.push(row);
     }
   }
+  ctx.checked(head, unstored.length === 0);
   q.length = 0;
   q.push(...unstored);
 }

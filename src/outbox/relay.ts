@@ -1,11 +1,14 @@
 /** The outbox relay: publishes committed events to JetStream exactly once, in per-aggregate order. */
 import { partitionClause, type OutboxRow } from "../persistence/index.js";
-import { PARTITIONS } from "../cluster/partition.js";
+import { PARTITIONS, partitionOf } from "../cluster/partition.js";
 import { HeldPartitions, partitionOfRow } from "./held-partitions.js";
-import { RelayHolds, jetStreamCode, outcomeUnknown, refusesRow, streamOfType, type FailureStage, type HoldReport } from "./holds.js";
+import { RelayHolds, aggregateKey, jetStreamCode, outcomeUnknown, refusesRow, streamOfType, type FailureStage, type HoldReport } from "./holds.js";
 import { publishBatch, type BatchContext } from "./publish-batch.js";
 import { RoomWaiters } from "./room-waiters.js";
 import { MEMORY_BYTES_LIMIT, RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
+
+/** Most aggregates whose lookup the relay remembers until a read comes through (see OutboxRelay's #checked). */
+const CHECKED_LIMIT = 200_000;
 
 /** Longest wait for the deletion of published rows before the table is read anyway. */
 const RELEASE_WAIT_MS = 5_000;
@@ -45,15 +48,21 @@ export class OutboxRelay {
   #wake: (() => void) | undefined;
   #pendingWake = false;
   /**
-   * After a start (and once rows were found never handed over), the table's lowest rows may be stored in
-   * JetStream already (acknowledged, their delete not committed at a crash — a batch or two of them): an
-   * aggregate type's queues are looked up in the stream in each batch holding rows of it (its lowest
-   * first: reads go in seq order and leave only held rows out) until one batch finds none of them stored.
-   * The types done so far; undefined once a read came through (or when no check is due).
+   * After a start (and once rows were found never handed over), any aggregate's rows may be stored in
+   * JetStream already (acknowledged, their delete not committed at a crash): every aggregate is looked
+   * up (see {@link #checked}) until a read of the table comes through.
    */
-  #verifyFirst: Set<string> | undefined = new Set();
-  /** Aggregate types of which the batch in progress found rows stored already. */
-  readonly #foundStored = new Set<string>();
+  #verifyAll = true;
+  /**
+   * The aggregates looked up in the stream since the checks that ask for it began, and whether every row
+   * of theirs that lookup saw was stored. An aggregate's rows are published one at a time, in order, so
+   * the rows a crash, a former owner or an unanswered publish left stored are the lowest of its rows:
+   * one lookup finding a row missing clears the rest (false: not looked up again); all found stored, its
+   * next rows are looked up too. (It used to be the first batch after a start, whole: rows stored above
+   * it — behind a refused row's aggregate at the bottom of the table, say — went out twice once the
+   * duplicate window had passed.) Emptied when a read comes through.
+   */
+  readonly #checked = new Map<string, boolean>();
   /** Partitions acquired since the relay last went live: their first rows may be stored already (by their former owner). */
   readonly #verifyParts = new Uint8Array(PARTITIONS);
   /** A partition became publishable, or a hold ended, since the current scan began: read again before going live. */
@@ -108,8 +117,11 @@ export class OutboxRelay {
     this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, memoryBytesLimit: MEMORY_BYTES_LIMIT, rescanMs: RESCAN_MS, ...rest };
     this.#held = new HeldPartitions(ownership, {
       gained: (p) => {
-        // Its former owner (or this instance, before a pause) may have left rows only the table has.
+        // Its former owner (or this instance, before a pause) may have left rows only the table has,
+        // and stored rows it had not deleted: each of its aggregates is looked up in the stream again.
         this.#verifyParts[p] = 1;
+        this.#forgetChecked((type, id) => partitionOf(id) === p);
+        this.#holds.dropPartition(p);
         this.#rescan = true;
         this.#live = false;
         this.#checkRoom();
@@ -128,8 +140,15 @@ export class OutboxRelay {
       window: opts.window,
       publishAck,
       mayPublish: (p) => this.#held.mayPublish(p),
-      verifying: () => this.#verifyFirst !== undefined || this.#verifyTypes.size > 0 || this.#verifyParts.includes(1),
-      mustVerify: (row) => (this.#verifyFirst !== undefined && !this.#verifyFirst.has(row.aggregate_type)) || this.#verifyParts[partitionOfRow(row)] === 1 || this.#verifyTypes.has(row.aggregate_type),
+      verifying: () => this.#verifyAll || this.#verifyTypes.size > 0 || this.#verifyParts.includes(1),
+      mustVerify: (row) =>
+        (this.#verifyAll || this.#verifyParts[partitionOfRow(row)] === 1 || this.#verifyTypes.has(row.aggregate_type)) &&
+        this.#checked.get(aggregateKey(row.aggregate_type, row.aggregate_id)) !== false,
+      checked: (row, allStored) => {
+        // Bounded: forgotten, an aggregate is only looked up once more.
+        if (this.#checked.size >= CHECKED_LIMIT) this.#checked.clear();
+        this.#checked.set(aggregateKey(row.aggregate_type, row.aggregate_id), allStored);
+      },
       holds: (row) => this.#holds.holds(row),
       failed: (row, err, stage) => this.#failed(row, err, stage),
       skipped: (n) => {
@@ -144,10 +163,7 @@ export class OutboxRelay {
       sent: (p) => void this.#inflight[p]!++,
       stored: (row, p, how) => {
         this.#raise(p, row.seq);
-        if (how === "verified") {
-          this.#foundStored.add(row.aggregate_type);
-          return void this.stats.verified++;
-        }
+        if (how === "verified") return void this.stats.verified++;
         this.#progressAt = performance.now();
         const proven = this.#holds.acknowledged(row);
         if (proven) this.#o.logger.info({ stream: streamOfType(row.aggregate_type), aggregate_type: row.aggregate_type, aggregate_id: row.aggregate_id, event_id: row.event_id, ...proven }, "the outbox relay publishes again what a failure held back");
@@ -226,7 +242,10 @@ export class OutboxRelay {
     if (this.#running) return;
     this.#running = true;
     this.#live = false;
-    this.#verifyFirst = new Set();
+    this.#verifyAll = true;
+    this.#checked.clear();
+    this.#generation++;
+    this.#probing.clear();
     this.#memory = [];
     this.#memoryBytes = 0;
     this.#holds.clear();
@@ -344,7 +363,8 @@ export class OutboxRelay {
       this.#o.logger.warn({ rows: late.length, first_seq: Number(late[0]!.seq) }, "outbox rows the relay was never handed: reading the table with the stream check");
       this.stats.lateScans++;
       this.#live = false;
-      this.#verifyFirst = new Set();
+      this.#verifyAll = true;
+      this.#checked.clear();
       this.#checkRoom();
     } catch (err) {
       this.#o.logger.debug({ err }, "the relay's look for rows it was never handed failed; it stays live");
@@ -386,9 +406,10 @@ export class OutboxRelay {
       // found stored. A held stream's rows were left out of the reads: a check still due for them (after a
       // start, a partition acquired) is kept for when its hold ends.
       for (const t of this.#verifyTypes) if (!this.#holds.typeHeld(t)) this.#verifyTypes.delete(t);
-      if (this.#verifyFirst !== undefined || this.#verifyParts.includes(1)) for (const t of this.#holds.heldTypes()) this.#verifyTypes.add(t);
+      if (this.#verifyAll || this.#verifyParts.includes(1)) for (const t of this.#holds.heldTypes()) this.#verifyTypes.add(t);
       this.#verifyParts.fill(0);
-      this.#verifyFirst = undefined;
+      this.#verifyAll = false;
+      this.#checked.clear();
       this.#live = true;
     }
     return { published, full: full || this.#rescan || (this.#live && this.#memory.length > 0) };
@@ -407,6 +428,14 @@ export class OutboxRelay {
       this.#memoryBytes = 0;
     }
     return { published, full: published && this.#memory.length > 0 };
+  }
+
+  /** Forgets the lookups of the aggregates `which` names: they are looked up again. */
+  #forgetChecked(which: (type: string, id: string) => boolean): void {
+    for (const key of this.#checked.keys()) {
+      const cut = key.indexOf("\u0000");
+      if (which(key.slice(0, cut), key.slice(cut + 1))) this.#checked.delete(key);
+    }
   }
 
   /** Keeps the rows of memory that `keep` takes. */
@@ -449,11 +478,8 @@ export class OutboxRelay {
    */
   async #publish(rows: OutboxRow[]): Promise<boolean> {
     this.#unacked = rows.length;
-    this.#foundStored.clear();
     const { acked, failures } = await publishBatch(rows, this.#batch, false);
     this.#unacked = 0;
-    // A type with rows here, none of them found stored, is past the rows a crash may have left stored.
-    if (this.#verifyFirst) for (const r of rows) if (!this.#holds.holds(r) && !this.#foundStored.has(r.aggregate_type)) this.#verifyFirst.add(r.aggregate_type);
     if (acked.length > 0) {
       if (this.#o.deleter) this.#o.deleter.release(acked);
       else await this.#o.repo.markPublished(acked);
@@ -483,7 +509,10 @@ export class OutboxRelay {
       // A stream that answered refusing every message (full, short of resources) stored nothing, and is
       // tried on the slower back-off: it answers its probes all along.
       const unknown = stage === "lookup" || outcomeUnknown(err);
-      if (unknown) this.#verifyTypes.add(row.aggregate_type);
+      if (unknown) {
+        this.#verifyTypes.add(row.aggregate_type);
+        this.#forgetChecked((type) => type === row.aggregate_type);
+      }
       const r = this.#holds.holdType(row.aggregate_type, now, !unknown);
       if (r) this.#reportStream(row.aggregate_type, stage, err, r);
     }
@@ -507,31 +536,40 @@ export class OutboxRelay {
    */
   #retryHolds(): void {
     if (this.#holds.releaseDueAggregates(performance.now()) > 0) this.#reread();
+    const generation = this.#generation;
     for (const { type, stream } of this.#holds.dueTypes(performance.now())) {
       if (this.#probing.has(type)) continue;
       this.#probing.add(type);
+      // Not due while it is on its way (the loop would go round at once until it answers).
+      this.#holds.probeSent(type);
       this.#o.jsm.streams
         .info(stream)
         .then(
           () => {
-            if (!this.#running) return;
+            // An answer to a relay stopped since (or started again) is not for it.
+            if (!this.#running || generation !== this.#generation) return;
             this.#holds.releaseType(type);
             this.#reread();
             this.wake();
           },
           (err: unknown) => {
+            if (!this.#running || generation !== this.#generation) return;
             this.stats.failures++;
             const r = this.#holds.probeFailed(type, performance.now());
             if (r) this.#reportStream(type, "probe", err, r);
           },
         )
         .catch((err: unknown) => this.#o.logger.error({ err }, "the outbox relay's probe of a held stream failed unexpectedly"))
-        .finally(() => this.#probing.delete(type));
+        .finally(() => {
+          if (generation === this.#generation) this.#probing.delete(type);
+        });
     }
   }
 
   /** Held streams whose probe is on its way. */
   readonly #probing = new Set<string>();
+  /** Starts of the relay: a probe's answer counts only for the start that sent it. */
+  #generation = 0;
 
   /** Rows only the table has may go out now: read it before going live again. */
   #reread(): void {

@@ -23,13 +23,15 @@ describe("the classification of failures", () => {
     expect(refusesRow("no")).toBe(false);
   });
 
-  it("knows which failures leave the outcome unknown: all but the stream's own answers", () => {
+  it("knows which failures leave the outcome unknown: all but the stream's own answers and no responders", () => {
     expect(outcomeUnknown(apiError(10077))).toBe(false);
     expect(outcomeUnknown(apiError(10059, "StreamNotFoundError"))).toBe(false);
     expect(jetStreamCode(apiError(10059, "StreamNotFoundError"))).toBe(10059);
-    expect(outcomeUnknown(apiError(10008))).toBe(true);
+    expect(outcomeUnknown(apiError(10008))).toBe(false);
     expect(outcomeUnknown(Object.assign(new Error("timeout"), { name: "TimeoutError" }))).toBe(true);
-    expect(outcomeUnknown(Object.assign(new Error("no responders"), { name: "JetStreamNotEnabled" }))).toBe(true);
+    expect(outcomeUnknown(Object.assign(new Error("connection disconnected"), { name: "RequestError" }))).toBe(true);
+    // No stream took the request: nothing stored.
+    expect(outcomeUnknown(Object.assign(new Error("jetstream is not enabled"), { name: "JetStreamNotEnabled" }))).toBe(false);
   });
 });
 
@@ -103,5 +105,24 @@ describe("RelayHolds", () => {
     expect(h.holds(row("User", "in-3"))).toBe(false);
     expect(h.holds(row("User", "in-4"))).toBe(true);
     expect(h.aggregates).toBe(1);
+  });
+
+  it("is not due while its probe is on its way, and slows down past 2 s when a stream let go by its probe fails again before any ack", () => {
+    const h = new RelayHolds();
+    h.holdType("Order", 0);
+    h.probeSent("Order");
+    expect(h.dueTypes(10_000)).toEqual([]);
+    expect(h.nextRetryIn(10_000)).toBeUndefined();
+    let now = 0;
+    const waits: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      h.releaseType("Order");
+      h.holdType("Order", now);
+      const wait = h.nextRetryIn(now)!;
+      waits.push(wait);
+      now += wait;
+    }
+    expect(waits.slice(0, 7)).toEqual([100, 200, 400, 800, 1600, 2000, 4000]);
+    expect(waits.at(-1)).toBe(ROW_RETRY_MS.max);
   });
 });

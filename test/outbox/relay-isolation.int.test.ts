@@ -175,4 +175,26 @@ describe("OutboxRelay: one failure holds back only what it concerns", () => {
     expect((await jsm.streams.info("EVENTS_COURSES")).state.messages - before).toBe(1500);
     expect(relay.stats).toMatchObject({ published: 0, duplicates: 0, verified: 1500 });
   }, 60_000);
+
+  it("after a restart, looks up every aggregate the first time it comes, not the first batch: stored rows above an aggregate's thousand unpublished ones go out once (second review)", async () => {
+    const { writer, repo, relay } = await wired();
+    // At the bottom, 1,000 rows of one aggregate that never went out (held behind a refused row last
+    // time, say); above them 200 rows of 100 others that JetStream stored, not deleted at a crash.
+    const stuck = nextEventId("0190a0d1");
+    for (let v = 1; v <= 1000; v++) await writer.submit(write("Course", "courses", `x-${stuck.slice(-4)}`, v));
+    const others = Array.from({ length: 100 }, (_, i) => `y${i}`);
+    for (let v = 1; v <= 2; v++) await Promise.all(others.map((id) => writer.submit(write("Course", "courses", id, v))));
+    const js = jetstream(nc);
+    const before = (await jsm.streams.info("EVENTS_COURSES")).state.messages;
+    for (const r of (await repo.pendingOutbox(10_000)).filter((r) => r.aggregate_id.startsWith("y"))) {
+      const h = natsHeaders();
+      h.set("Nats-Msg-Id", r.event_id);
+      await js.publish(r.subject, r.body, { headers: h });
+    }
+    await new Promise((r) => setTimeout(r, 1200));
+    relay.start();
+    expect(await relay.flush(30_000)).toBe(true);
+    expect((await jsm.streams.info("EVENTS_COURSES")).state.messages - before).toBe(1200);
+    expect(relay.stats).toMatchObject({ published: 1000, duplicates: 0, verified: 200 });
+  }, 60_000);
 });

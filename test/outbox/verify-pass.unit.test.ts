@@ -78,6 +78,7 @@ function context(lookup: (n: number, subject: string) => Promise<null>, publish:
       else heldTypes.add(r.aggregate_type);
     },
     skipped: (n) => void (skipped += n),
+    checked: () => undefined,
     dropped: () => undefined,
     sent: () => undefined,
     stored: () => undefined,
