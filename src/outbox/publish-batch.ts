@@ -6,7 +6,7 @@
  * go on in the same batch.
  */
 import type { JetStreamClient, JetStreamManager, StoredMsg } from "@nats-io/jetstream";
-import { Contexts, Headers, contextOf, decodeMsgPack, type AggregateType } from "../../contracts/index.js";
+import { Contexts, Headers, contextOf, decodeMsgPack, eventTypesOf, type AggregateType, type Context } from "../../contracts/index.js";
 import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
 import { SpanKind, activeTracer, endSpan, startSpan } from "../tracing/index.js";
@@ -182,11 +182,11 @@ export const VERIFY_AT_ONCE = 32;
 // Marks the rows of one aggregate's queue that the stream holds already (see dropStored).
 async function verifyQueue(q: OutboxRow[], acked: number[], ctx: BatchContext): Promise<void> {
   const head = q[0]!;
-  const stream = Contexts[contextOf(head.aggregate_type as AggregateType)].stream;
-  const filter = anyTypeOf(head.subject);
-  // Null only when no subject of the aggregate has a message; any failure (an election, a timeout)
-  // fails the pass, which is retried: taken for "absent", it would publish rows again past the window.
-  const last = await ctx.jsm.streams.getMessage(stream, { last_by_subj: filter });
+  const context = contextOf(head.aggregate_type as AggregateType);
+  const stream = Contexts[context].stream;
+  // Undefined only when no subject of the aggregate has a message; any failure (an election, a timeout)
+  // fails the lookup, and its stream is held: taken for "absent", it would publish rows again past the window.
+  const last = await lastOfAggregate(ctx.jsm, stream, context, q);
   const top = last ? versionOf(last, q) : undefined;
   if (!last || top === undefined) return void ctx.checked(head, false);
   const stored = new Set<OutboxRow>();
@@ -196,7 +196,7 @@ async function verifyQueue(q: OutboxRow[], acked: number[], ctx: BatchContext): 
     const row = q[i]!;
     const v = Number(row.aggregate_version);
     if (v > top) continue;
-    const m = v === top ? last : await findVersion(ctx.jsm, stream, filter, row, above.seq - 1, q);
+    const m = v === top ? last : await findVersion(ctx.jsm, stream, row.subject, row, above.seq - 1, q);
     if (m && m.header?.get(Headers.MsgId) === row.event_id && versionOf(m, q) === v) {
       stored.add(row);
       above = m;
@@ -219,8 +219,31 @@ async function verifyQueue(q: OutboxRow[], acked: number[], ctx: BatchContext): 
 }
 
 /**
+ * The stream's last message of the aggregate of queue `q`, of any of its event types — those its context
+ * emits and those of its queued rows — or undefined when it has none. Asked one literal subject at a time
+ * (`events.<context>.<type>.<id>`): a wildcard subject (`events.<context>.*.<id>`, as it was) makes
+ * nats-server 2.9 search the subjects of every block of the stream, 20 ms a lookup over 100,000 subjects
+ * here against 0.23 ms for a literal one (`npm run bench:relay-catch-up`).
+ */
+async function lastOfAggregate(jsm: JetStreamManager, stream: string, context: Context, q: readonly OutboxRow[]): Promise<StoredMsg | undefined> {
+  const subject = q[0]!.subject;
+  const first = subject.indexOf(".");
+  const second = subject.indexOf(".", first + 1);
+  const third = subject.indexOf(".", second + 1);
+  const types = new Set<string>(eventTypesOf(context));
+  for (const r of q) types.add(r.event_type);
+  let last: StoredMsg | undefined;
+  for (const type of types) {
+    const m = await jsm.streams.getMessage(stream, { last_by_subj: `${subject.slice(0, second + 1)}${type}${subject.slice(third)}` });
+    if (m && (!last || m.seq > last.seq)) last = m;
+  }
+  return last;
+}
+
+/**
  * `row`'s message among the aggregate's at stream sequences up to `hi`, or the first of a later version
- * (undefined when the stream cannot say). The aggregate's versions grow with the stream sequence, so it
+ * (undefined when the stream cannot say), searched among the messages of its own subject (a literal one:
+ * see lastOfAggregate). The aggregate's versions grow with the stream sequence, so it
  * is searched for: backwards from `hi` in growing steps (a message of the row just below the one above
  * is found in a step or few), then by halves. A message get with `next_by_subj` (STREAM.MSG.GET, nats-server 2.9) answers
  * each step with the aggregate's first message at or after a sequence.
@@ -235,8 +258,14 @@ async function findVersion(jsm: JetStreamManager, stream: string, filter: string
     const at = galloping ? Math.max(lo, hi - step + 1) : lo + Math.floor((hi - lo) / 2);
     // MsgRequest lacks next_by_subj, which STREAM.MSG.GET takes as the direct get does.
     const m = await jsm.streams.getMessage(stream, { seq: at, next_by_subj: filter } as unknown as { seq: number });
-    const v = m ? versionOf(m, q) : undefined;
-    if (!m || v === undefined) return undefined;
+    if (!m || m.seq > hi) {
+      // None of the subject's messages lies in [at, hi]: lower.
+      hi = at - 1;
+      if (galloping) step *= 2;
+      continue;
+    }
+    const v = versionOf(m, q);
+    if (v === undefined) return undefined;
     if (v === target && m.header?.get(Headers.MsgId) === row.event_id) return m;
     if (v < target) {
       lo = m.seq + 1;
@@ -248,14 +277,6 @@ async function findVersion(jsm: JetStreamManager, stream: string, filter: string
     }
   }
   return found;
-}
-
-/** `events.<context>.<type>.<id>` → `events.<context>.*.<id>`: every event type of one aggregate. */
-function anyTypeOf(subject: string): string {
-  const first = subject.indexOf(".");
-  const second = subject.indexOf(".", first + 1);
-  const third = subject.indexOf(".", second + 1);
-  return `${subject.slice(0, second + 1)}*${subject.slice(third)}`;
 }
 
 // The aggregate_version of a stored message: its envelope's, else (a body that does not decode as one) that of the queued row it is by its msg id.
