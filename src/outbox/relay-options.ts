@@ -28,6 +28,8 @@ export interface RelayOptions {
   memoryBytesLimit?: number;
   /** How often a live relay reads the table again ({@link RESCAN_MS} unless set). */
   rescanMs?: number;
+  /** Longest wait for the deletion of published rows before the table is read anyway ({@link RELEASE_WAIT_MS} unless set). */
+  releaseWaitMs?: number;
   /**
    * Whose partitions this relay publishes (several instances on one database): it reads, keeps and
    * publishes only their rows, checks the fence before every publish, and reads the table again for a
@@ -52,6 +54,9 @@ export interface PublishedRowDeleter {
  * partition's move would read them. One short query; a verified scan only when it finds one.
  */
 export const RESCAN_MS = 10_000;
+
+/** Longest wait for the deletion of published rows before the table is read anyway: 5 s. */
+export const RELEASE_WAIT_MS = 5_000;
 
 /** Most bytes of event bodies a live relay holds in memory by default: 64 MiB (its reads of the table are 1,000 rows each). */
 export const MEMORY_BYTES_LIMIT = 64 * 1024 * 1024;

@@ -1,17 +1,15 @@
 /** The outbox relay: publishes committed events to JetStream exactly once, in per-aggregate order. */
 import { partitionClause, type OutboxRow } from "../persistence/index.js";
-import { PARTITIONS, partitionOf } from "../cluster/partition.js";
+import { PARTITIONS } from "../cluster/partition.js";
 import { HeldPartitions, partitionOfRow } from "./held-partitions.js";
 import { RelayHolds, aggregateKey, jetStreamCode, outcomeUnknown, refusesRow, streamOfType, type FailureStage, type HoldReport } from "./holds.js";
 import { publishBatch, type BatchContext } from "./publish-batch.js";
 import { RoomWaiters } from "./room-waiters.js";
-import { MEMORY_BYTES_LIMIT, RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
+import { MEMORY_BYTES_LIMIT, RELEASE_WAIT_MS, RESCAN_MS, STALLED_MS, type RelayOptions, type RelayStats } from "./relay-options.js";
 
 /** Most aggregates whose lookup the relay remembers until a read comes through (see OutboxRelay's #checked). */
 const CHECKED_LIMIT = 200_000;
 
-/** Longest wait for the deletion of published rows before the table is read anyway. */
-const RELEASE_WAIT_MS = 5_000;
 
 /**
  * Publishes committed outbox rows in commit order with `Nats-Msg-Id` = event_id.
@@ -114,13 +112,14 @@ export class OutboxRelay {
 
   constructor(opts: RelayOptions) {
     const { ownership, publishAck, ...rest } = opts;
-    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, memoryBytesLimit: MEMORY_BYTES_LIMIT, rescanMs: RESCAN_MS, ...rest };
+    this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, memoryBytesLimit: MEMORY_BYTES_LIMIT, rescanMs: RESCAN_MS, releaseWaitMs: RELEASE_WAIT_MS, ...rest };
     this.#held = new HeldPartitions(ownership, {
       gained: (p) => {
         // Its former owner (or this instance, before a pause) may have left rows only the table has,
         // and stored rows it had not deleted: each of its aggregates is looked up in the stream again.
         this.#verifyParts[p] = 1;
-        this.#forgetChecked((type, id) => partitionOf(id) === p);
+        // (All forgotten, not the partition's: a rebalance gains many, and each walk was the whole map.)
+        this.#checked.clear();
         this.#holds.dropPartition(p);
         this.#rescan = true;
         this.#live = false;
@@ -345,7 +344,7 @@ export class OutboxRelay {
   async #lookForLateRows(): Promise<void> {
     this.#scannedAt = performance.now();
     try {
-      if (!(await this.#released(RELEASE_WAIT_MS))) return;
+      if (!(await this.#released(this.#o.releaseWaitMs))) return;
       const rows = await this.#o.repo.pendingOutbox(this.#o.batchSize, this.#held.readable(), this.#holds.exclusion());
       if (!this.#live) return;
       const inMemory = new Set(this.#memory.map((r) => Number(r.seq)));
@@ -375,9 +374,14 @@ export class OutboxRelay {
   async #scanPass(): Promise<{ published: boolean; full: boolean }> {
     this.stats.scans++;
     this.#scannedAt = performance.now();
-    // Rows published in the last pass must be gone before reading, or they would be read again.
-    // A database that cannot delete them cannot do much else; the stream check and msg ids still guard.
-    await this.#released(RELEASE_WAIT_MS);
+    // Rows published in the last pass must be gone before reading, or they would be read again. A
+    // database that cannot delete them for that long (its writes stalled, its disk full) is read anyway,
+    // with the stream check: what is read again is found stored and marked, not published again past
+    // the duplicate window every few seconds (as it was: nothing looked those rows up).
+    if (!(await this.#released(this.#o.releaseWaitMs))) {
+      this.#verifyAll = true;
+      this.#checked.clear();
+    }
     this.#memoryLost = false;
     this.#rescan = false;
     const partitions = this.#held.readable();
@@ -428,14 +432,6 @@ export class OutboxRelay {
       this.#memoryBytes = 0;
     }
     return { published, full: published && this.#memory.length > 0 };
-  }
-
-  /** Forgets the lookups of the aggregates `which` names: they are looked up again. */
-  #forgetChecked(which: (type: string, id: string) => boolean): void {
-    for (const key of this.#checked.keys()) {
-      const cut = key.indexOf("\u0000");
-      if (which(key.slice(0, cut), key.slice(cut + 1))) this.#checked.delete(key);
-    }
   }
 
   /** Keeps the rows of memory that `keep` takes. */
@@ -509,9 +505,11 @@ export class OutboxRelay {
       // A stream that answered refusing every message (full, short of resources) stored nothing, and is
       // tried on the slower back-off: it answers its probes all along.
       const unknown = stage === "lookup" || outcomeUnknown(err);
+      // Only this row can have been stored unbeknown (each publish in flight fails on its own): its
+      // aggregate is looked up again.
       if (unknown) {
         this.#verifyTypes.add(row.aggregate_type);
-        this.#forgetChecked((type) => type === row.aggregate_type);
+        if (stage === "publish") this.#checked.delete(aggregateKey(row.aggregate_type, row.aggregate_id));
       }
       const r = this.#holds.holdType(row.aggregate_type, now, !unknown);
       if (r) this.#reportStream(row.aggregate_type, stage, err, r);
@@ -557,6 +555,8 @@ export class OutboxRelay {
             this.stats.failures++;
             const r = this.#holds.probeFailed(type, performance.now());
             if (r) this.#reportStream(type, "probe", err, r);
+            // The loop sleeps until then, not a whole poll.
+            this.wake();
           },
         )
         .catch((err: unknown) => this.#o.logger.error({ err }, "the outbox relay's probe of a held stream failed unexpectedly"))

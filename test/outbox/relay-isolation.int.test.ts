@@ -6,8 +6,7 @@
  * (acknowledged, not deleted at a crash) wait beyond the first batch and the duplicate window has passed.
  */
 import { describe, expect, it, onTestFinished } from "vitest";
-import { headers as natsHeaders } from "@nats-io/nats-core";
-import { nanos, type NatsConnection } from "@nats-io/nats-core";
+import { headers as natsHeaders, nanos, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { encodeMsgPack } from "../../contracts/index.js";
 import { OutboxRelay } from "../../src/outbox/index.js";
@@ -197,4 +196,32 @@ describe("OutboxRelay: one failure holds back only what it concerns", () => {
     expect((await jsm.streams.info("EVENTS_COURSES")).state.messages - before).toBe(1200);
     expect(relay.stats).toMatchObject({ published: 1000, duplicates: 0, verified: 200 });
   }, 60_000);
+
+  it("reads rows whose deletes stall (the database's writes stuck) with the stream check: published once, not again every few seconds past the duplicate window (third review)", async () => {
+    const tmp = await tempSqlitePath();
+    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
+    const writer = new GroupCommitWriter(db);
+    const repo = new Repository(db);
+    // A deleter whose deletes never commit: the relay reads the table anyway after releaseWaitMs.
+    const stalled = { release: () => undefined, released: () => new Promise<void>(() => undefined) };
+    // Reads of 10: the first ten rows are read again at every pass while their deletes do not come.
+    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: captureLog("warn").logger, window: 8, deleter: stalled, releaseWaitMs: 200, batchSize: 10 });
+    onTestFinished(async () => {
+      await relay.stop();
+      await writer.flushed();
+      await db.close();
+      await tmp.cleanup();
+    });
+    const ids = Array.from({ length: 10 }, (_, i) => `d${i}`);
+    for (let v = 1; v <= 2; v++) await Promise.all(ids.map((id) => writer.submit(write("Course", "courses", id, v))));
+    const before = (await jsm.streams.info("EVENTS_COURSES")).state.messages;
+    relay.start();
+    await until("the first read is published", () => relay.stats.published === 10, 10_000);
+    // The duplicate window (1 s) passes several times over while the table is read again and again.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await jsm.streams.info("EVENTS_COURSES")).state.messages - before).toBe(10);
+    expect(relay.stats.published).toBe(10);
+    expect(relay.stats.verified).toBeGreaterThan(0);
+    // (Its next ten wait for the deletes: a read goes from the bottom of the table. Left as it is: the database's writes are stuck.)
+  }, 30_000);
 });
