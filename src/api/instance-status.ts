@@ -25,6 +25,11 @@ export interface InstanceStatus {
   consumers: { known: string[]; active: string[] };
   /** Committed events not yet acknowledged by JetStream, and how long the oldest has waited. */
   outbox: { pending: number; oldest_age_ms: number | null };
+  /**
+   * What this instance's outbox relay holds back after a failure: streams it cannot ask or publish to, and
+   * aggregates behind a row JetStream refused (absent from instances of an older version).
+   */
+  relay?: { held_streams: string[]; held_aggregates: number };
   /** Durable timers, those due, and how late the most overdue one is. */
   timers: { pending: number; overdue: number; oldest_overdue_ms: number | null };
   /** Dead letters by consumer (only consumers that have some). */
@@ -42,6 +47,8 @@ export interface InstanceStatusSources {
   roles: Iterable<string>;
   ownership: Ownership;
   consumers: ConsumerManager;
+  /** The outbox relay (what it holds back after a failure). */
+  relay?: { heldStreams(): string[]; readonly held: { aggregates: number } };
   logger: Logger;
 }
 
@@ -91,5 +98,6 @@ async function readInstanceStatus(s: InstanceStatusSources, startedAt: string): 
     outbox: { pending: count(outboxCount), oldest_age_ms: oldestEventAt === undefined ? null : Math.max(0, now - oldestEventAt) },
     timers: { pending: count(timerCount), overdue: count(overdue), oldest_overdue_ms: ageOf(overdue?.oldest) },
     dead_letters: Object.fromEntries(dead),
+    ...(s.relay ? { relay: { held_streams: s.relay.heldStreams(), held_aggregates: s.relay.held.aggregates } } : {}),
   };
 }

@@ -148,6 +148,11 @@ export function problemsOf(r: StatusReport, limits: HealthLimits, waitMs: number
     if (c.dead_letters > 0) problems.push(`consumer ${c.name} has ${c.dead_letters} dead letter${c.dead_letters === 1 ? "" : "s"}`);
     if (c.pending + c.ack_pending > limits.maxLag) problems.push(`consumer ${c.name} is ${c.pending + c.ack_pending} events behind (limit ${limits.maxLag})`);
   }
+  for (const i of r.instances) {
+    for (const s of i.relay?.held_streams ?? []) problems.push(`instance ${i.instance} holds back ${s}'s events: the stream failed (its log says how; they go out once it answers)`);
+    const n = i.relay?.held_aggregates ?? 0;
+    if (n > 0) problems.push(`instance ${i.instance} holds back the events of ${n} aggregate${n === 1 ? "" : "s"} behind rows JetStream refused (its log names them)`);
+  }
   const age = r.outbox?.oldest_age_ms ?? null;
   if (age !== null && age > limits.maxOutboxAgeMs) {
     problems.push(`outbox not draining: ${r.outbox!.pending} events unpublished, the oldest for ${seconds(age)} (limit ${seconds(limits.maxOutboxAgeMs)})`);

@@ -582,6 +582,11 @@ export class OutboxRelay {
   get held(): { streams: number; aggregates: number } {
     return { streams: this.#holds.types, aggregates: this.#holds.aggregates };
   }
+
+  /** The streams held back by a failure, by name (for `nerve status`). */
+  heldStreams(): string[] {
+    return this.#holds.heldTypes().map(streamOfType).sort();
+  }
 }
 
 /** The bytes of the rows' bodies (their events as published). */

@@ -46,8 +46,11 @@ describe("an outbox row JetStream refuses", () => {
     expect(await scraped("nerve_outbox_pending")).toBe(1);
 
     const decoded = decodeJson((await t.client.request(AdminSubjects.Status, new Uint8Array(), { timeout: 5_000 })).data);
-    const reply = (decoded.ok ? decoded.value : decoded.error) as { ok: boolean; result: { outbox: { pending: number; oldest_age_ms: number } } };
+    const reply = (decoded.ok ? decoded.value : decoded.error) as { ok: boolean; result: { outbox: { pending: number; oldest_age_ms: number }; relay: unknown } };
     expect(reply.ok).toBe(true);
+    // The relay holds that stream's events back (the other streams' go out), and says so.
+    expect(reply.result.relay).toEqual({ held_streams: ["EVENTS_USERS"], held_aggregates: 0 });
+    expect(await scraped("nerve_outbox_held_streams")).toBe(1);
     const outbox = reply.result.outbox;
     expect(outbox.pending).toBe(1);
     expect(outbox.oldest_age_ms).toBeGreaterThanOrEqual(600_000);

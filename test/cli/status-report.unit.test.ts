@@ -54,6 +54,15 @@ describe("status health rules", () => {
     ]);
   });
 
+  it("names what an instance's relay holds back after a failure", () => {
+    const a = { ...instance("a", [], ["audit", "catalog"]), relay: { held_streams: ["EVENTS_ACCESS"], held_aggregates: 2 } };
+    const b = { ...instance("b", [], []), relay: { held_streams: [], held_aggregates: 0 } };
+    expect(problemsOf(report({ instances: [a, b] }), limits, 1000)).toEqual([
+      "instance a holds back EVENTS_ACCESS's events: the stream failed (its log says how; they go out once it answers)",
+      "instance a holds back the events of 2 aggregates behind rows JetStream refused (its log names them)",
+    ]);
+  });
+
   it("is unhealthy when no instance answers, without blaming partitions or consumers on that", () => {
     const r = report({ instances: [], partitions: { total: 64, unowned: Array.from({ length: 64 }, (_, p) => p) }, consumers: [consumer("audit", { runs_on: [] })], outbox: null, timers: null });
     expect(problemsOf(r, limits, 1500)).toEqual(["no Nerve instance answered nerve.admin.status within 1500 ms"]);
