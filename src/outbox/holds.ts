@@ -33,6 +33,11 @@ export const STREAM_RETRY_MS = { first: 50, max: 2_000 } as const;
  */
 export const MAX_AGGREGATE_HOLDS = 64;
 
+/** A row the client could not even send (its headers or subject refused while the publish was made): its own failure. */
+export class UnsendableRowError extends Error {
+  override readonly name = "UnsendableRowError";
+}
+
 /** JetStream's codes of a publish refused for the message itself: larger than the stream takes (10054), headers too (10097). */
 const ROW_CODES: ReadonlySet<number> = new Set([10054, 10097]);
 
@@ -77,7 +82,7 @@ export function outcomeUnknown(err: unknown): boolean {
  */
 export function refusesRow(err: unknown): boolean {
   if (!(err instanceof Error) || isTransientJetStreamError(err)) return false;
-  if (err.name === "InvalidArgumentError" || err.name === "InvalidSubjectError") return true;
+  if (err.name === "InvalidArgumentError" || err.name === "InvalidSubjectError" || err.name === "UnsendableRowError") return true;
   const code = jetStreamCode(err);
   return code !== undefined && ROW_CODES.has(code);
 }

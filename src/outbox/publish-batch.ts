@@ -11,6 +11,7 @@ import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
 import { SpanKind, activeTracer, endSpan, startSpan } from "../tracing/index.js";
 import { eventHeaders } from "./event-headers.js";
+import { UnsendableRowError } from "./holds.js";
 import { eachAtMost } from "../support/each-at-most.js";
 
 /** What a batch needs from its relay: one object per relay, made once (the hot path allocates no more per batch). */
@@ -55,9 +56,9 @@ export interface BatchResult {
 }
 
 /**
- * Publishes `rows` (in seq order) as described above; with `verifyAll` (the first pass after a start or
- * a failure) every aggregate's first row is looked up in the stream first, else only those of
- * partitions the context names.
+ * Publishes `rows` (in seq order) as described above; with `verifyAll` every aggregate's queue is looked up
+ * in the stream first, else those the context says must be (ctx.mustVerify: the relay's checks after a
+ * start, a failure, a partition acquired).
  */
 export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyAll: boolean): Promise<BatchResult> {
   const queues = new Map<string, OutboxRow[]>();
@@ -104,8 +105,9 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
           span = tracer && startSpan(tracer, `publish ${row.event_type}`, SpanKind.PRODUCER, row, { "messaging.destination.name": row.subject, "messaging.message.id": row.event_id });
           publishing = ctx.js.publish(row.subject, row.body, { headers: h });
         } catch (err) {
-          // A row the client cannot even send (a header it refuses): a failure of this row, as a refusal.
-          publishing = Promise.reject(err);
+          // A row the client cannot even send (a header it refuses): this row's failure, as a refusal is
+          // (it holds back its aggregate alone), whatever the error's kind.
+          publishing = Promise.reject(new UnsendableRowError(err instanceof Error ? err.message : String(err), { cause: err }));
         }
         publishing
           .then(

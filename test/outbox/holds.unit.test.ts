@@ -4,7 +4,7 @@
  * escalation from many refused aggregates to their stream, and what the relay's reads leave out.
  */
 import { describe, expect, it } from "vitest";
-import { MAX_AGGREGATE_HOLDS, ROW_RETRY_MS, RelayHolds, STREAM_RETRY_MS, jetStreamCode, outcomeUnknown, refusesRow } from "../../src/outbox/holds.js";
+import { MAX_AGGREGATE_HOLDS, ROW_RETRY_MS, RelayHolds, STREAM_RETRY_MS, jetStreamCode, outcomeUnknown, refusesRow, UnsendableRowError } from "../../src/outbox/holds.js";
 
 /** As @nats-io/jetstream's JetStreamApiError (and its subclasses: StreamNotFoundError, …) looks. */
 const apiError = (code: number, name = "JetStreamApiError"): Error => Object.assign(new Error(`api error ${code}`), { name, code, apiError: () => ({ err_code: code }) });
@@ -21,6 +21,8 @@ describe("the classification of failures", () => {
     expect(refusesRow(Object.assign(new Error("jetstream is not enabled"), { name: "JetStreamNotEnabled" }))).toBe(false);
     expect(refusesRow(Object.assign(new Error("timeout"), { name: "TimeoutError" }))).toBe(false);
     expect(refusesRow("no")).toBe(false);
+    // Whatever the client threw while the publish was made (a header it refuses): the row's own.
+    expect(refusesRow(new UnsendableRowError("bad header"))).toBe(true);
   });
 
   it("knows which failures leave the outcome unknown: all but the stream's own answers and no responders", () => {

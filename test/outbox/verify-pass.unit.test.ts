@@ -139,4 +139,23 @@ describe("the relay's verification pass", () => {
     expect(acked).toHaveLength(3);
     expect(c.skipped()).toBe(1);
   });
+
+  it("takes a publish the client throws at while it is made as that row's failure alone (a refusal), and goes on", async () => {
+    const c = context(async () => null);
+    const seen: Array<{ id: string; err: string }> = [];
+    const ctx = {
+      ...c.ctx,
+      js: {
+        publish: (subject: string) => {
+          if (subject.endsWith(".u2")) throw new Error("invalid header value");
+          return Promise.resolve({ duplicate: false });
+        },
+      } as unknown as JetStreamClient,
+      failed: (r: OutboxRow, err: unknown) => void seen.push({ id: r.aggregate_id, err: (err as Error).name }),
+    };
+    const { acked, failures } = await publishBatch([row(1), row(2), row(3)], ctx, false);
+    expect(failures).toBe(1);
+    expect(seen).toEqual([{ id: "u2", err: "UnsendableRowError" }]);
+    expect(acked).toEqual([2, 4]);
+  });
 });
