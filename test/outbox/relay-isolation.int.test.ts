@@ -96,12 +96,11 @@ describe("OutboxRelay: one failure holds back only what it concerns", () => {
     await writer.submit(write("User", "users", "poison", 2));
     const ids = Array.from({ length: 1000 }, (_, i) => `c${i}`);
     for (let v = 1; v <= 5; v++) await Promise.all(ids.map((id) => writer.submit(write("User", "users", id, v))));
-    const started = Date.now();
     relay.start();
     await until("the other aggregates' 5,000 events are stored", async () => (await repo.outboxSize()) === 2, 10_000);
-    const took = Date.now() - started;
-    // As fast as without the refused row (about 1 s here); it took over 10 s for 2,000 before.
-    expect(took).toBeLessThan(5000);
+    // Not held back by it: the refused row was tried a few times on its back-off (0.5 s doubling) while the
+    // 5,000 went out (about 1 s here), not once a pass (before: every pass failed at it, 2,000 in over 10 s).
+    expect(relay.stats.failures).toBeLessThan(10);
     expect(relay.held).toEqual({ streams: 0, aggregates: 1 });
     // Its rows wait in the table, not for JetStream: the writers' admission does not hold commits back for them.
     expect(relay.room(0, 1000)).toBeUndefined();
