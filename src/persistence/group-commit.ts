@@ -102,8 +102,13 @@ export const DELETE_LINGER_MS = 20;
  */
 export const OUTCOME_WAIT_MS = 5000;
 
-/** Pause before retrying a delete-only transaction that failed. */
+/**
+ * Pause before retrying a delete-only transaction that failed, doubled after each failure in a row up to
+ * {@link DELETE_RETRY_MAX_MS}: a database away for minutes was asked (and the failure logged) every 220 ms.
+ * Writes do not wait for it: they carry the deletes with them.
+ */
 const DELETE_RETRY_MS = 200;
+const DELETE_RETRY_MAX_MS = 5_000;
 
 class DeletesFailed extends Error {
   constructor(cause: unknown) {
@@ -286,6 +291,9 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
     });
   }
 
+  /** Delete-only transactions failed in a row (the back-off's exponent); 0 after a drain that ends well. */
+  #failuresInARow = 0;
+
   async #drain(): Promise<void> {
     const inflight: Promise<void>[] = [];
     try {
@@ -309,6 +317,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
         committing.catch(() => undefined);
         inflight.push(committing);
       }
+      this.#failuresInARow = 0;
     } catch (err) {
       // Whatever else is in flight settles before the drain ends: no more than `pipeline` at a time.
       await Promise.allSettled(inflight);
@@ -316,10 +325,11 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
       // A write's own failure rejects that write in #commit; only deletions and bugs arrive here.
       if (this.listenerCount("error") > 0) this.emit("error", err instanceof DeletesFailed ? err.cause : err);
       if (!this.#closed) {
+        const delay = Math.min(DELETE_RETRY_MAX_MS, DELETE_RETRY_MS * 2 ** this.#failuresInARow++);
         this.#retryTimer ??= setTimeout(() => {
           this.#retryTimer = undefined;
           if (!this.#closed) this.#schedule();
-        }, DELETE_RETRY_MS).unref();
+        }, delay).unref();
       }
     } finally {
       this.#running = false;
