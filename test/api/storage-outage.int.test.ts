@@ -4,7 +4,7 @@
  * TCP proxy the test cuts and restores.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { captureLog, command, postgresAvailable, query, startTestNerve, tcpProxy, tempPostgres, until, type CapturedLog, type TcpProxy, type TempPostgres, type TestNerve } from "../support/index.js";
+import { captureLog, command, postgresAvailable, query, startTestNerve, proxiedPostgres, until, type CapturedLog, type TcpProxy, type TempPostgres, type TestNerve } from "../support/index.js";
 
 const available = await postgresAvailable();
 
@@ -14,12 +14,10 @@ describe.skipIf(!available)("requests while the database is out of reach", () =>
   let t: TestNerve;
   let log: CapturedLog;
   beforeAll(async () => {
-    pg = await tempPostgres();
-    const url = new URL(pg.url);
-    proxy = await tcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
-    url.host = `127.0.0.1:${proxy.port}`;
+    let url: string;
+    ({ pg, proxy, url } = await proxiedPostgres());
     log = captureLog("warn");
-    t = await startTestNerve({ NERVE_DB: url.toString() }, { logger: log.logger });
+    t = await startTestNerve({ NERVE_DB: url }, { logger: log.logger });
   });
   afterAll(async () => {
     await proxy?.restore();

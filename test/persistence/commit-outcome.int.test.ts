@@ -12,7 +12,7 @@ import { nanos } from "@nats-io/nats-core";
 import { createLogger } from "../../src/log/index.js";
 import { OutboxRelay } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
-import { postgresAvailable, profileWrite, tcpProxy, tempPostgres, useNatsWithStreams, type NatsWithStreams, type TcpProxy, type TempPostgres } from "../support/index.js";
+import { postgresAvailable, profileWrite, proxiedPostgres, useNatsWithStreams, type NatsWithStreams, type TcpProxy, type TempPostgres } from "../support/index.js";
 import { nextEventId, streamed } from "../outbox/support.js";
 
 const available = await postgresAvailable();
@@ -30,12 +30,10 @@ describe.skipIf(!available)("a PostgreSQL commit whose answer was lost", () => {
   /** Straight to the server: what the test reads. */
   let direct: Database;
   beforeAll(async () => {
-    pg = await tempPostgres();
+    let url: string;
+    ({ pg, proxy, url } = await proxiedPostgres());
     direct = await openDatabase({ url: pg.url });
-    const url = new URL(pg.url);
-    proxy = await tcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
-    url.port = String(proxy.port);
-    db = await openDatabase({ url: url.toString() });
+    db = await openDatabase({ url });
   });
   afterAll(async () => {
     await db?.close();

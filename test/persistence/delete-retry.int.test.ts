@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
-import { postgresAvailable, profileWrite, tcpProxy, tempPostgres, type TcpProxy, type TempPostgres } from "../support/index.js";
+import { postgresAvailable, profileWrite, proxiedPostgres, type TcpProxy, type TempPostgres } from "../support/index.js";
 
 const available = await postgresAvailable();
 
@@ -14,11 +14,9 @@ describe.skipIf(!available)("deletes of published outbox rows while PostgreSQL i
   let proxy: TcpProxy;
   let db: Database;
   beforeAll(async () => {
-    pg = await tempPostgres();
-    const url = new URL(pg.url);
-    proxy = await tcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
-    url.port = String(proxy.port);
-    db = await openDatabase({ url: url.toString() });
+    let url: string;
+    ({ pg, proxy, url } = await proxiedPostgres());
+    db = await openDatabase({ url });
   });
   afterAll(async () => {
     await db?.close();

@@ -11,7 +11,7 @@ import { usersModule } from "../../src/aggregates/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type Database } from "../../src/persistence/index.js";
 import { ActorSystem, CommandBus } from "../../src/runtime/index.js";
-import { postgresAvailable, tcpProxy, tempPostgres, type TcpProxy, type TempPostgres } from "../support/index.js";
+import { postgresAvailable, proxiedPostgres, type TcpProxy, type TempPostgres } from "../support/index.js";
 
 const available = await postgresAvailable();
 
@@ -23,11 +23,9 @@ describe.skipIf(!available)("CommandBus on PostgreSQL when a commit's answer is 
   let system: ActorSystem;
   let bus: CommandBus;
   beforeAll(async () => {
-    pg = await tempPostgres();
-    const url = new URL(pg.url);
-    proxy = await tcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
-    url.port = String(proxy.port);
-    db = await openDatabase({ url: url.toString() });
+    let url: string;
+    ({ pg, proxy, url } = await proxiedPostgres());
+    db = await openDatabase({ url });
     const repo = new Repository(db);
     writer = new GroupCommitWriter(db, { outcomeWaitMs: 300 });
     system = new ActorSystem({ load: (t, id) => repo.loadSnapshot(t, id), mailboxSize: 64, maxActors: 1000, idleMs: 60_000 });

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { EntitySchema } from "@mikro-orm/core";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { tempSqlitePath } from "./tmp.js";
+import { tcpProxy, type TcpProxy } from "./tcp-proxy.js";
 
 /** The server's admin URL (trust auth on this machine; NERVE_TEST_PG overrides it). */
 export const PG_ADMIN_URL = process.env.NERVE_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -43,6 +44,15 @@ export async function tempPostgres(): Promise<TempPostgres> {
         throw new Error(`could not drop database ${name} at ${PG_ADMIN_URL}`, { cause: err });
       }),
   };
+}
+
+/** A fresh database reached through a TCP proxy (outages a test switches on and off): `url` goes through `proxy`. */
+export async function proxiedPostgres(): Promise<{ pg: TempPostgres; proxy: TcpProxy; url: string }> {
+  const pg = await tempPostgres();
+  const url = new URL(pg.url);
+  const proxy = await tcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+  url.host = `127.0.0.1:${proxy.port}`;
+  return { pg, proxy, url: url.toString() };
 }
 
 /**
