@@ -9,8 +9,8 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { headers as natsHeaders, nanos, type NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { encodeMsgPack } from "../../contracts/index.js";
-import { OutboxRelay } from "../../src/outbox/index.js";
-import { GroupCommitWriter, Repository, openDatabase, type AggregateWrite } from "../../src/persistence/index.js";
+import { OutboxRelay, type PublishedRowDeleter } from "../../src/outbox/index.js";
+import { GroupCommitWriter, Repository, openDatabase, type AggregateWrite, type OutboxRow } from "../../src/persistence/index.js";
 import { captureLog, profileWrite, tempSqlitePath, useNatsWithStreams } from "../support/index.js";
 import { byAggregate, nextEventId, streamed, until, versions } from "./support.js";
 
@@ -39,13 +39,22 @@ function tooLarge(type: string, context: string, id: string, v: number): Aggrega
 }
 
 /** A SQLite database with a writer, and a relay on it wired as Nerve wires them (not started); all closed when the test ends. */
-async function wired(opts: { window?: number; batchSize?: number } = {}) {
+async function wired(opts: { window?: number; batchSize?: number; deleter?: PublishedRowDeleter; releaseWaitMs?: number } = {}) {
   const tmp = await tempSqlitePath();
   const db = await openDatabase({ url: `sqlite:${tmp.path}` });
   const writer = new GroupCommitWriter(db);
   const repo = new Repository(db);
   const log = captureLog("warn");
-  const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: log.logger, window: opts.window ?? 64, deleter: writer, ...(opts.batchSize ? { batchSize: opts.batchSize } : {}) });
+  const relay = new OutboxRelay({
+    repo,
+    js: jetstream(nc),
+    jsm,
+    logger: log.logger,
+    window: opts.window ?? 64,
+    deleter: opts.deleter ?? writer,
+    ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
+    ...(opts.releaseWaitMs ? { releaseWaitMs: opts.releaseWaitMs } : {}),
+  });
   writer.on("committed", (rows) => relay.offer(rows));
   onTestFinished(async () => {
     await relay.stop();
@@ -54,6 +63,20 @@ async function wired(opts: { window?: number; batchSize?: number } = {}) {
     await tmp.cleanup();
   });
   return { writer, repo, relay, log };
+}
+
+/**
+ * Stores `rows` in their stream as a relay that died had published them (acknowledged, their rows not
+ * deleted), then lets EVENTS_COURSES's duplicate window (1 s) pass, as a restart after a longer downtime.
+ */
+async function publishedBeforeTheCrash(rows: readonly OutboxRow[]): Promise<void> {
+  const js = jetstream(nc);
+  for (const r of rows) {
+    const h = natsHeaders();
+    h.set("Nats-Msg-Id", r.event_id);
+    await js.publish(r.subject, r.body, { headers: h });
+  }
+  await new Promise((r) => setTimeout(r, 1200));
 }
 
 const stored = async (stream: string, subjects: string, prefix: string) => byAggregate((await streamed(nc, jsm, stream, subjects)).filter((s) => s.startsWith(prefix)));
@@ -129,14 +152,7 @@ describe("OutboxRelay: one failure holds back only what it concerns", () => {
     // process died; the duplicate window has passed since.
     const courses = Array.from({ length: 100 }, (_, i) => `c${i}`);
     for (let v = 1; v <= 2; v++) await Promise.all(courses.map((id) => writer.submit(write("Course", "courses", id, v))));
-    const js = jetstream(nc);
-    const rows = await repo.pendingOutbox(10_000);
-    for (const r of rows.filter((r) => r.aggregate_type === "Course")) {
-      const h = natsHeaders();
-      h.set("Nats-Msg-Id", r.event_id);
-      await js.publish(r.subject, r.body, { headers: h });
-    }
-    await new Promise((r) => setTimeout(r, 1200));
+    await publishedBeforeTheCrash((await repo.pendingOutbox(10_000)).filter((r) => r.aggregate_type === "Course"));
 
     relay.start();
     await until("the courses' rows are deleted", async () => (await repo.outboxSize()) === 1500, 10_000);
@@ -160,14 +176,8 @@ describe("OutboxRelay: one failure holds back only what it concerns", () => {
     // 1,500 rows, three reads of 500, all stored in the stream already (acknowledged, not deleted: a crash).
     const ids = Array.from({ length: 300 }, (_, i) => `k${i}`);
     for (let v = 1; v <= 5; v++) await Promise.all(ids.map((id) => writer.submit(write("Course", "courses", id, v))));
-    const js = jetstream(nc);
     const before = (await jsm.streams.info("EVENTS_COURSES")).state.messages;
-    for (const r of await repo.pendingOutbox(10_000)) {
-      const h = natsHeaders();
-      h.set("Nats-Msg-Id", r.event_id);
-      await js.publish(r.subject, r.body, { headers: h });
-    }
-    await new Promise((r) => setTimeout(r, 1200));
+    await publishedBeforeTheCrash(await repo.pendingOutbox(10_000));
     relay.start();
     expect(await relay.flush(20_000)).toBe(true);
     expect((await jsm.streams.info("EVENTS_COURSES")).state.messages - before).toBe(1500);
@@ -182,14 +192,8 @@ describe("OutboxRelay: one failure holds back only what it concerns", () => {
     for (let v = 1; v <= 1000; v++) await writer.submit(write("Course", "courses", `x-${stuck.slice(-4)}`, v));
     const others = Array.from({ length: 100 }, (_, i) => `y${i}`);
     for (let v = 1; v <= 2; v++) await Promise.all(others.map((id) => writer.submit(write("Course", "courses", id, v))));
-    const js = jetstream(nc);
     const before = (await jsm.streams.info("EVENTS_COURSES")).state.messages;
-    for (const r of (await repo.pendingOutbox(10_000)).filter((r) => r.aggregate_id.startsWith("y"))) {
-      const h = natsHeaders();
-      h.set("Nats-Msg-Id", r.event_id);
-      await js.publish(r.subject, r.body, { headers: h });
-    }
-    await new Promise((r) => setTimeout(r, 1200));
+    await publishedBeforeTheCrash((await repo.pendingOutbox(10_000)).filter((r) => r.aggregate_id.startsWith("y")));
     relay.start();
     expect(await relay.flush(30_000)).toBe(true);
     expect((await jsm.streams.info("EVENTS_COURSES")).state.messages - before).toBe(1200);
@@ -197,20 +201,10 @@ describe("OutboxRelay: one failure holds back only what it concerns", () => {
   }, 60_000);
 
   it("reads rows whose deletes stall (the database's writes stuck) with the stream check: published once, not again every few seconds past the duplicate window (third review)", async () => {
-    const tmp = await tempSqlitePath();
-    const db = await openDatabase({ url: `sqlite:${tmp.path}` });
-    const writer = new GroupCommitWriter(db);
-    const repo = new Repository(db);
     // A deleter whose deletes never commit: the relay reads the table anyway after releaseWaitMs.
     const stalled = { release: () => undefined, released: () => new Promise<void>(() => undefined) };
     // Reads of 10: the first ten rows are read again at every pass while their deletes do not come.
-    const relay = new OutboxRelay({ repo, js: jetstream(nc), jsm, logger: captureLog("warn").logger, window: 8, deleter: stalled, releaseWaitMs: 200, batchSize: 10 });
-    onTestFinished(async () => {
-      await relay.stop();
-      await writer.flushed();
-      await db.close();
-      await tmp.cleanup();
-    });
+    const { writer, relay } = await wired({ window: 8, batchSize: 10, deleter: stalled, releaseWaitMs: 200 });
     const ids = Array.from({ length: 10 }, (_, i) => `d${i}`);
     for (let v = 1; v <= 2; v++) await Promise.all(ids.map((id) => writer.submit(write("Course", "courses", id, v))));
     const before = (await jsm.streams.info("EVENTS_COURSES")).state.messages;
