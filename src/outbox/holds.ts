@@ -95,8 +95,6 @@ interface Hold {
   delayMs: number;
   /** When it may be tried again (performance.now()). */
   retryAt: number;
-  /** When the failure was last logged (performance.now()): at most once a minute per hold. */
-  loggedAt: number;
 }
 
 interface TypeHold extends Hold {
@@ -174,10 +172,8 @@ export class RelayHolds {
     const max = before !== undefined && before >= pace.max ? ROW_RETRY_MS.max : pace.max;
     const delayMs = before === undefined ? pace.first : Math.max(pace.first, Math.min(max, before * 2));
     this.#retrying.delete(key);
-    const loggedAt = this.#loggedAt.get(key) ?? -Infinity;
-    const report = now - loggedAt >= LOG_EVERY_MS ? { fresh: before === undefined, retryInMs: delayMs } : undefined;
-    if (report) this.#loggedAt.set(key, now);
-    this.#types.set(type, { stream: streamOfType(type), delayMs, retryAt: now + delayMs, loggedAt: report ? now : loggedAt });
+    const report = this.#sayNow(key, now) ? { fresh: before === undefined, retryInMs: delayMs } : undefined;
+    this.#types.set(type, { stream: streamOfType(type), delayMs, retryAt: now + delayMs });
     // Its aggregates held one by one are covered by it now.
     for (const [k, a] of this.#aggregates) if (a.type === type) this.#aggregates.delete(k);
     this.#perType.delete(type);
@@ -206,22 +202,22 @@ export class RelayHolds {
     const before = this.#retrying.get(key);
     const delayMs = before === undefined ? ROW_RETRY_MS.first : Math.min(ROW_RETRY_MS.max, before * 2);
     this.#retrying.delete(key);
-    this.#prune(now);
-    const loggedAt = this.#loggedAt.get(key) ?? -Infinity;
-    const report = now - loggedAt >= LOG_EVERY_MS ? { fresh: before === undefined, retryInMs: delayMs } : undefined;
-    if (report) this.#loggedAt.set(key, now);
-    this.#aggregates.set(key, { type: row.aggregate_type, id: row.aggregate_id, partition, delayMs, retryAt: now + delayMs, loggedAt: report ? now : loggedAt });
+    const report = this.#sayNow(key, now) ? { fresh: before === undefined, retryInMs: delayMs } : undefined;
+    this.#aggregates.set(key, { type: row.aggregate_type, id: row.aggregate_id, partition, delayMs, retryAt: now + delayMs });
     this.#perType.set(row.aggregate_type, (this.#perType.get(row.aggregate_type) ?? 0) + 1);
     this.#version++;
     return report;
   }
 
-  /** When each hold was last logged, for a minute (pruned as it grows: one entry per aggregate ever refused otherwise). */
+  /** When each hold (`t<type>`, or an aggregate's key) was last logged, for a minute (pruned as it grows: one entry per aggregate ever refused otherwise). */
   readonly #loggedAt = new Map<string, number>();
 
-  #prune(now: number): void {
-    if (this.#loggedAt.size < 1024) return;
-    for (const [k, at] of this.#loggedAt) if (now - at >= LOG_EVERY_MS) this.#loggedAt.delete(k);
+  /** Whether the failure of `key` is to be logged now: at most once a minute each. */
+  #sayNow(key: string, now: number): boolean {
+    if (now - (this.#loggedAt.get(key) ?? -Infinity) < LOG_EVERY_MS) return false;
+    if (this.#loggedAt.size >= 1024) for (const [k, at] of this.#loggedAt) if (now - at >= LOG_EVERY_MS) this.#loggedAt.delete(k);
+    this.#loggedAt.set(key, now);
+    return true;
   }
 
   /** Held types whose probe is due: each to be released ({@link releaseType}) or held longer ({@link probeFailed}). */
@@ -252,10 +248,7 @@ export class RelayHolds {
     if (!h) return undefined;
     h.delayMs = Math.max(h.delayMs, Math.min(STREAM_RETRY_MS.max, h.delayMs * 2));
     h.retryAt = now + h.delayMs;
-    if (now - h.loggedAt < LOG_EVERY_MS) return undefined;
-    h.loggedAt = now;
-    this.#loggedAt.set(`t${type}`, now);
-    return { fresh: false, retryInMs: h.delayMs };
+    return this.#sayNow(`t${type}`, now) ? { fresh: false, retryInMs: h.delayMs } : undefined;
   }
 
   /** Releases the held aggregates whose retry is due; returns how many (their rows go out again, in order, from the table). */

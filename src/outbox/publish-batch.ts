@@ -11,7 +11,7 @@ import type { OutboxRow } from "../persistence/index.js";
 import { partitionOfRow } from "./held-partitions.js";
 import { SpanKind, activeTracer, endSpan, startSpan } from "../tracing/index.js";
 import { eventHeaders } from "./event-headers.js";
-import { UnsendableRowError } from "./holds.js";
+import { UnsendableRowError, aggregateKey } from "./holds.js";
 import { eachAtMost } from "../support/each-at-most.js";
 
 /** What a batch needs from its relay: one object per relay, made once (the hot path allocates no more per batch). */
@@ -63,7 +63,7 @@ export interface BatchResult {
 export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyAll: boolean): Promise<BatchResult> {
   const queues = new Map<string, OutboxRow[]>();
   for (const r of rows) {
-    const key = `${r.aggregate_type}\u0000${r.aggregate_id}`;
+    const key = aggregateKey(r.aggregate_type, r.aggregate_id);
     const q = queues.get(key);
     if (q) q.push(r);
     else queues.set(key, [r]);
