@@ -12,7 +12,7 @@
 import { EventEmitter } from "node:events";
 import type { Logger } from "../log/index.js";
 import type { Database } from "../persistence/index.js";
-import { reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
+import { FailureSpell, reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
 import { placeOf } from "./rendezvous.js";
 
 /** Options of a lease manager. */
@@ -99,10 +99,13 @@ export class Leases extends EventEmitter<LeaseEvents> {
   #stopped = false;
   /** Sitting out: not eligible at the last round (said once per spell). */
   #sittingOut = false;
+  /** Failed rounds, said at most once a minute (the database away fails one a second). */
+  readonly #roundFailures: FailureSpell;
 
   constructor(opts: LeaseOptions) {
     super();
     this.#o = { ttlMs: 5000, renewEveryMs: 1000, ...opts };
+    this.#roundFailures = new FailureSpell(opts.logger, `leases ${opts.group}`, "lease round failed; the next one runs on time");
   }
 
   /** This instance's name. */
@@ -188,9 +191,10 @@ export class Leases extends EventEmitter<LeaseEvents> {
         const round = (this.#round ??= this.tick().finally(() => (this.#round = undefined)));
         try {
           await bounded(round, this.#o.ttlMs, "lease round");
+          this.#roundFailures.succeeded();
         } catch (err) {
           this.stats.failedRounds++;
-          reportFailure(this.#o.logger, `leases ${group}`, err, "lease round failed; the next one runs on time");
+          this.#roundFailures.failed(err);
         }
       }
     });

@@ -1,5 +1,6 @@
 /** The outbox relay: publishes committed events to JetStream exactly once, in per-aggregate order. */
 import { partitionClause, type OutboxRow } from "../persistence/index.js";
+import { FailureSpell } from "../supervision/index.js";
 import { PARTITIONS } from "../cluster/partition.js";
 import { HeldPartitions, partitionOfRow } from "./held-partitions.js";
 import { RelayHolds, aggregateKey, jetStreamCode, outcomeUnknown, refusesRow, streamOfType, type FailureStage, type HoldReport } from "./holds.js";
@@ -109,10 +110,13 @@ export class OutboxRelay {
   readonly stats: RelayStats = { published: 0, duplicates: 0, failures: 0, verified: 0, gaps: 0, lateScans: 0, scans: 0, livePasses: 0, dropped: 0, overflows: 0 };
   /** What each batch reports back to, made once. */
   readonly #batch: BatchContext;
+  /** Failed passes (the database away fails each), said at most once a minute. */
+  readonly #passFailures: FailureSpell;
 
   constructor(opts: RelayOptions) {
     const { ownership, publishAck, ...rest } = opts;
     this.#o = { batchSize: 1000, pollMs: 1000, deleter: undefined, memoryLimit: 50_000, memoryBytesLimit: MEMORY_BYTES_LIMIT, rescanMs: RESCAN_MS, releaseWaitMs: RELEASE_WAIT_MS, ...rest };
+    this.#passFailures = new FailureSpell(this.#o.logger, "outbox relay", "outbox relay pass failed");
     this.#held = new HeldPartitions(ownership, {
       gained: (p) => {
         // Its former owner (or this instance, before a pause) may have left rows only the table has,
@@ -316,8 +320,9 @@ export class OutboxRelay {
         this.#checkRoom();
         full = ok.full;
         backoff = ok.published ? 0 : Math.min(2000, backoff ? backoff * 2 : 50);
+        this.#passFailures.succeeded();
       } catch (err) {
-        this.#o.logger.error({ err }, "outbox relay pass failed");
+        this.#passFailures.failed(err);
         this.#live = false;
         this.#checkRoom();
         backoff = Math.min(2000, backoff ? backoff * 2 : 50);

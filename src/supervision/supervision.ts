@@ -125,3 +125,59 @@ export function sayingAtMostEvery(everyMs = 60_000): () => boolean {
     return true;
   };
 }
+
+/**
+ * The log of a failure that every try repeats while it lasts — the database away fails every lease round,
+ * relay pass and timer poll, several a second between them. Each failure is counted
+ * (`nerve_background_failures_total`, under `task`) and said at most once per `everyMs` (a minute by
+ * default), with how many went unsaid since the line before; the first success after a spell that was said
+ * says how long it lasted and how many tries failed. A flapping dependency (a blip every few seconds) is
+ * bounded the same way: the gate spans spells. Before, each try wrote its own error line (123 lines in a
+ * 20 s cut of PostgreSQL).
+ */
+export class FailureSpell {
+  #startedAt: number | undefined;
+  #saidAt = -Infinity;
+  #spellSaid = false;
+  #failures = 0;
+  #unsaid = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly task: string,
+    private readonly message: string,
+    private readonly everyMs = 60_000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Whether the last try failed. */
+  get failing(): boolean {
+    return this.#startedAt !== undefined;
+  }
+
+  /** One try failed: counted, and said unless a line was said less than `everyMs` ago. */
+  failed(err: unknown): void {
+    backgroundFailures.set(this.task, (backgroundFailures.get(this.task) ?? 0) + 1);
+    const now = this.now();
+    this.#startedAt ??= now;
+    this.#failures++;
+    if (now - this.#saidAt < this.everyMs) {
+      this.#unsaid++;
+      return;
+    }
+    this.#saidAt = now;
+    this.#spellSaid = true;
+    const repeats = this.#failures > 1 || this.#unsaid > 0 ? { failures_in_a_row: this.#failures, unsaid_since_last_line: this.#unsaid } : {};
+    this.#unsaid = 0;
+    this.logger.error({ task: this.task, err, ...repeats }, this.#failures > 1 ? `${this.message} (still failing)` : this.message);
+  }
+
+  /** A try succeeded: ends a spell (said when the spell was). */
+  succeeded(): void {
+    if (this.#startedAt === undefined) return;
+    if (this.#spellSaid) this.logger.info({ task: this.task, failures: this.#failures, lasted_ms: Math.round(this.now() - this.#startedAt) }, `${this.task}: working again`);
+    this.#startedAt = undefined;
+    this.#spellSaid = false;
+    this.#failures = 0;
+  }
+}

@@ -1,5 +1,5 @@
 /** Durable timers: rows written with the aggregate's state, fired by polling, so downtime delays but never loses them. */
-import { reportFailure, sayingAtMostEvery } from "../supervision/index.js";
+import { FailureSpell, reportFailure, sayingAtMostEvery } from "../supervision/index.js";
 import { isTransientFailure } from "../consumers/transient.js";
 import type { Logger } from "../log/index.js";
 import { Repository, exclusively, partitionClause, type Database, type ExclusiveWriter, type TimerRow } from "../persistence/index.js";
@@ -93,11 +93,14 @@ export class TimerService {
   /** A failure for now repeats at every poll while it lasts (every row of a full mailbox's aggregate…): said once a minute. */
   readonly #sayFailedForNow = sayingAtMostEvery();
   #failedForNowUnsaid = 0;
+  /** Failed polls (the database away fails one a second), said at most once a minute. */
+  readonly #pollFailures: FailureSpell;
 
   constructor(opts: TimerServiceOptions) {
     this.#o = opts;
     this.#known = kindsClause(opts.kinds);
     this.#followUps = new FollowUpWriter(opts.db, opts.writer);
+    this.#pollFailures = new FailureSpell(opts.logger, "timers", "timer poll failed; polling again");
   }
 
   /** Starts polling; the first poll runs at once (catching up on what fell due while down). */
@@ -106,7 +109,8 @@ export class TimerService {
     const run = () => {
       // A failed poll (the database away) is reported and the next tick polls again.
       this.#tick ??= this.#catchUp()
-        .catch((err: unknown) => reportFailure(this.#o.logger, "timers", err, "timer poll failed; polling again"))
+        .then(() => this.#pollFailures.succeeded())
+        .catch((err: unknown) => this.#pollFailures.failed(err))
         .finally(() => (this.#tick = undefined));
     };
     run();

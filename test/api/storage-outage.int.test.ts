@@ -16,7 +16,7 @@ describe.skipIf(!available)("requests while the database is out of reach", () =>
   beforeAll(async () => {
     let url: string;
     ({ pg, proxy, url } = await proxiedPostgres());
-    log = captureLog("warn");
+    log = captureLog("info");
     t = await startTestNerve({ NERVE_DB: url }, { logger: log.logger });
   });
   afterAll(async () => {
@@ -61,4 +61,22 @@ describe.skipIf(!available)("requests while the database is out of reach", () =>
       await t.nerve.db.execute("alter table learner_access_gone rename to learner_access", [], "run");
     }
   });
+
+  it("writes one line per background task for a cut of seconds, not one per try, and says when each works again", async () => {
+    const from = log.lines.length;
+    await proxy.cut();
+    // Eight seconds: a lease round a second for each of the two groups and a timer poll a second, each of
+    // which wrote its own error line (123 lines in a 20 s cut, with the relay's passes when it reads the table).
+    await new Promise((r) => setTimeout(r, 8000));
+    await proxy.restore();
+    const tasks = ["leases partitions", "leases consumers", "timers"];
+    await until("every background task works again", () => tasks.every((task) => log.lines.slice(from).some((l) => l.task === task && l.msg === `${task}: working again`)), 20_000);
+    const failed = log.lines.slice(from).filter((l) => l.level >= 50 && [...tasks, "outbox relay"].includes(String(l.task)));
+    for (const task of tasks) expect(failed.filter((l) => l.task === task), task).toHaveLength(1);
+    // The relay reads the table only when it has a reason to (live, it is handed its rows): at most one line.
+    expect(failed.filter((l) => l.task === "outbox relay").length).toBeLessThanOrEqual(1);
+    const back = log.lines.slice(from).filter((l) => tasks.includes(String(l.task)) && String(l.msg).endsWith("working again"));
+    // Each counted its tries: several failed during the cut, every one of them counted.
+    for (const l of back) expect(Number(l.failures), String(l.task)).toBeGreaterThan(1);
+  }, 60_000);
 });

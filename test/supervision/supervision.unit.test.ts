@@ -2,7 +2,7 @@
 import { Writable } from "node:stream";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
-import { backgroundFailures, installProcessGuards, sayingAtMostEvery, supervise, watch } from "../../src/supervision/index.js";
+import { FailureSpell, backgroundFailures, installProcessGuards, sayingAtMostEvery, supervise, watch } from "../../src/supervision/index.js";
 
 function capture() {
   const lines: { level: number; msg: string; task?: string }[] = [];
@@ -73,5 +73,64 @@ describe("sayingAtMostEvery", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe("FailureSpell (a failure every try repeats while it lasts: the database away)", () => {
+  const spell = () => {
+    const { logger, lines } = capture();
+    let now = 0;
+    const s = new FailureSpell(logger, "leases partitions", "lease round failed", 60_000, () => now);
+    return { s, lines, at: (ms: number) => (now = ms), errors: () => lines.filter((l) => l.level >= 50) };
+  };
+
+  it("given a spell of 120 failed tries a second apart, says its first at once and then at most one line a minute with how many went unsaid, counting every one", () => {
+    const { s, at, errors } = spell();
+    for (let i = 0; i < 120; i++) {
+      at(i * 1000);
+      s.failed(new Error("Connection terminated unexpectedly"));
+    }
+    expect(backgroundFailures.get("leases partitions")).toBe(120);
+    const said = errors() as unknown as { msg: string; failures_in_a_row?: number; unsaid_since_last_line?: number }[];
+    // At 0 s and at 60 s (the 61st try, after 59 unsaid); the 59 since wait for the next minute.
+    expect(said.map((l) => l.msg)).toEqual(["lease round failed", "lease round failed (still failing)"]);
+    expect(said.map((l) => [l.failures_in_a_row, l.unsaid_since_last_line])).toEqual([
+      [undefined, undefined],
+      [61, 59],
+    ]);
+    expect(s.failing).toBe(true);
+  });
+
+  it("when a try succeeds after a spell that was said, says how long it lasted and how many failed; a success outside a spell says nothing", () => {
+    const { s, at, lines } = spell();
+    s.succeeded();
+    expect(lines).toHaveLength(0);
+    at(1000);
+    s.failed(new Error("away"));
+    at(1500);
+    s.failed(new Error("away"));
+    at(4000);
+    s.succeeded();
+    expect(s.failing).toBe(false);
+    const back = lines.filter((l) => l.level === 30) as unknown as { msg: string; failures: number; lasted_ms: number }[];
+    expect(back).toEqual([expect.objectContaining({ msg: "leases partitions: working again", failures: 2, lasted_ms: 3000 })]);
+  });
+
+  it("bounds a flapping dependency too: blips every two seconds for a minute are one error line and one 'working again', not sixty", () => {
+    const { s, at, lines, errors } = spell();
+    for (let t = 0; t < 60_000; t += 2000) {
+      at(t);
+      s.failed(new Error("blip"));
+      at(t + 1000);
+      s.succeeded();
+    }
+    expect(backgroundFailures.get("leases partitions")).toBe(30);
+    expect(errors()).toHaveLength(1);
+    expect(lines.filter((l) => l.level === 30)).toHaveLength(1);
+    // The next line after the minute carries the blips it did not say.
+    at(61_000);
+    s.failed(new Error("blip"));
+    expect(errors()).toHaveLength(2);
+    expect((errors()[1] as unknown as { unsaid_since_last_line: number }).unsaid_since_last_line).toBe(29);
   });
 });
