@@ -313,8 +313,13 @@ export class Leases extends EventEmitter<LeaseEvents> {
     );
     const renewed = new Set(rows.map((r) => r.lease_key));
     for (const [k, h] of held) {
+      // Released (a hand-off) or lost while this renewal was on its way: its end is said where it happened.
+      if (this.#held.get(k) !== h) continue;
       if (renewed.has(leaseName(group, k))) h.validUntil = sent + this.#validity;
-      else this.#lose(k, "lease taken over");
+      // Being handed off: its release may have landed before this renewal (not renewed: owner null), and
+      // the hand-off forgets it as released. A lapse during the hand-off serves nothing either (`fence`
+      // answers nothing while it is released). Was: "lease lost: lease taken over", counted as lost.
+      else if (!this.#releasing.has(k)) this.#lose(k, "lease taken over");
     }
   }
 

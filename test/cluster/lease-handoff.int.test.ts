@@ -1,19 +1,19 @@
 /**
  * A hand-off whose drain never ends (a flush waiting on something that does not come) gives the lease up
  * after drainTimeoutMs, to lapse for its next holder — before, it was renewed for good and served by nobody.
- * Real PostgreSQL.
+ * A hand-off whose release lands while a renewal is on its way is a release, not a lost lease. Real PostgreSQL.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { Leases, clusterEntities } from "../../src/cluster/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
-import { postgresAvailable, tempPostgres, until, type TempPostgres } from "../support/index.js";
+import { captureLog, postgresAvailable, tempPostgres, until, type TempPostgres } from "../support/index.js";
 
 const available = await postgresAvailable();
 const quiet = pino({ level: "silent" });
 const KEYS = Array.from({ length: 8 }, (_, i) => `k${i}`);
 
-describe.skipIf(!available)("a lease hand-off whose drain never ends", () => {
+describe.skipIf(!available)("lease hand-offs", () => {
   let pg: TempPostgres | undefined;
   const dbs: Database[] = [];
   const managers: Leases[] = [];
@@ -23,7 +23,7 @@ describe.skipIf(!available)("a lease hand-off whose drain never ends", () => {
     await pg?.drop();
   });
 
-  it("is given up after drainTimeoutMs and lapses for the member it belongs to (was: renewed for good, served by nobody)", async () => {
+  it("whose drain never ends is given up after drainTimeoutMs and lapses for the member it belongs to (was: renewed for good, served by nobody)", async () => {
     pg = await tempPostgres();
     const manager = async (instanceId: string, drain?: () => Promise<void>) => {
       const db = await openDatabase({ url: pg!.url, entities: clusterEntities });
@@ -39,5 +39,55 @@ describe.skipIf(!available)("a lease hand-off whose drain never ends", () => {
     await until("the keys that belong to the new member are its", () => next.held().length > 0 && stuck.held().length + next.held().length === KEYS.length, 15_000);
     expect(stuck.stats.lost).toBe(next.held().length);
     expect(stuck.stats.released).toBe(0);
+  });
+
+  it("a release that lands while a renewal of the same lease is on its way is a release: not logged nor counted as lost (was: 'lease lost: lease taken over')", async () => {
+    pg = await tempPostgres();
+    const open = async () => {
+      const db = await openDatabase({ url: pg!.url, entities: clusterEntities });
+      dbs.push(db);
+      return db;
+    };
+    // The old owner's statements, with its renewals held back (once a hand-off began) until a release has
+    // landed: the renewal was sent while the lease was still held, and the database answers it after the release.
+    let armed = false;
+    let released!: () => void;
+    const releaseLanded = new Promise<void>((r) => (released = r));
+    const db = await open();
+    const racing = new Proxy(db, {
+      get(target, prop, receiver) {
+        if (prop === "leaseExecute") {
+          return async (...args: Parameters<Database["leaseExecute"]>) => {
+            const sql = args[0];
+            if (armed && sql.includes("set lease_until")) await Promise.race([releaseLanded, new Promise((r) => setTimeout(r, 5000))]);
+            const result = await target.leaseExecute(...args);
+            if (armed && sql.includes("set owner = null")) released();
+            return result;
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const log = captureLog("info");
+    // Each drain spans a renewal round (200 ms apart), so that a renewal is sent while it runs.
+    const drain = () => {
+      armed = true;
+      return new Promise<void>((r) => setTimeout(r, 300));
+    };
+    const old = new Leases({ db: racing, instanceId: "old", logger: log.logger, group: "handoff", keys: KEYS, ttlMs: 1200, renewEveryMs: 200, drain });
+    managers.push(old);
+    await old.start();
+    expect(old.held()).toHaveLength(KEYS.length);
+    const next = new Leases({ db: await open(), instanceId: "next", logger: quiet, group: "handoff", keys: KEYS, ttlMs: 1200, renewEveryMs: 200 });
+    managers.push(next);
+    await next.start();
+    await until("the keys that belong to the new member are its", () => next.held().length > 0 && old.held().length + next.held().length === KEYS.length, 15_000);
+    await releaseLanded;
+    const handed = next.held().length;
+    expect(log.lines.filter((l) => l.msg === "lease released")).toHaveLength(handed);
+    expect(log.lines.filter((l) => l.msg === "lease lost")).toEqual([]);
+    expect(old.stats.lost).toBe(0);
+    expect(old.stats.released).toBe(handed);
   });
 });
