@@ -17,6 +17,7 @@ import { TimerService } from "../timers/index.js";
 import { reportFailure, sayingAtMostEvery, watch } from "../supervision/index.js";
 import { Leases, NoOwnership, PartitionLeases, SoleOwnership, checkFences, clusterEntities, partitionOf, type Ownership } from "../cluster/index.js";
 import { registerServiceMetrics } from "./metrics.js";
+import { ShutdownSteps } from "./shutdown-steps.js";
 import { registerInboxPruneMetrics } from "./inbox-prune-metrics.js";
 import { registerTimerMetrics } from "./timer-metrics.js";
 import { LatencyMetrics } from "./latency-metrics.js";
@@ -220,52 +221,43 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     },
   });
   const stop = async (): Promise<void> => {
-    const deadline = Date.now() + config.NERVE_SHUTDOWN_MS;
-    const left = () => Math.max(0, deadline - Date.now());
-    // Each step on its own: one that fails (the database gone during a failover, say) is logged and
-    // counted, and the rest still run — the leases released, NATS drained, the files closed. Before,
-    // the first failure skipped every step after it and the process waited out its bound.
-    const failed: string[] = [];
-    const step = async (name: string, work: () => unknown): Promise<void> => {
-      try {
-        await work();
-      } catch (err) {
-        failed.push(name);
-        reportFailure(logger, `shutdown: ${name}`, err, "a shutdown step failed; the next steps run all the same");
-      }
-    };
+    // Each step on its own and bounded (src/app/shutdown-steps.ts): one that fails is logged and the rest
+    // still run; one that does not end in time (an actor's commit waiting for a lock) is left running and the
+    // leases are released all the same.
+    const steps = new ShutdownSteps(logger, config.NERVE_SHUTDOWN_MS);
     clearInterval(prune);
     clearInterval(inboxPruneTimer);
     statusAnswers.unsubscribe();
     consumerAnswers.unsubscribe();
     // A pass in progress ends after its slice: no background deletes beside the drain.
-    await step("consumer inbox prune", () => inboxPrune?.stop());
-    await step("gateway", () => gateway?.stop());
-    await step("api", () => api?.stop());
-    await step("timers", () => timers.stop());
-    await step("actors", () => system.drain());
-    await step("writes", () => writer.flushed());
-    await step("outbox", async () => {
-      if (!(await relay.flush(left()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
+    await steps.drain("consumer inbox prune", () => inboxPrune?.stop());
+    await steps.drain("gateway", () => gateway?.stop());
+    await steps.drain("api", () => api?.stop());
+    await steps.drain("timers", () => timers.stop());
+    await steps.drain("actors", () => system.drain());
+    await steps.drain("writes", () => writer.flushed());
+    await steps.drain("outbox", async () => {
+      if (!(await relay.flush(steps.drainLeft()))) logger.warn("outbox not empty at shutdown; the next start publishes the rest");
     });
-    await step("relay", () => relay.stop());
-    await step("writes", () => writer.flushed());
+    await steps.drain("relay", () => relay.stop());
+    await steps.drain("writes", () => writer.flushed());
     nudges.unsubscribe();
-    await step("partitions", () => ownership.stop?.());
+    await steps.release("partitions", () => ownership.stop?.());
     // The partitions are released: tell the others now rather than at their next round, and serve
     // (`unavailable`) each partition's subscription until its next owner has one.
     if (ownership.fenced) conn.publish(RELEASED_SUBJECT);
-    await step("partition subscriptions", () => api?.releasePartitions());
-    await step("consumers", () => consumers.stop());
-    await step("idempotency prune", () => idempotencyPrune.stop());
+    await steps.release("partition subscriptions", () => api?.releasePartitions());
+    await steps.release("consumers", () => consumers.stop());
+    await steps.release("idempotency prune", () => idempotencyPrune.stop());
     system.close();
-    await conn.drain().catch(() => conn.close());
+    await steps.release("nats", () => conn.drain().catch(() => conn.close()));
     // Last: the consumers' process managers may have committed until they stopped.
-    await step("writer", () => writer.close());
-    await step("database", () => db.close());
+    await steps.release("writer", () => writer.close());
+    await steps.release("database", () => db.close());
     // The last spans go out now, within what is left of the shutdown's bound.
-    if (tracing) await Promise.race([tracing.shutdown().catch((err) => logger.warn({ err }, "flushing spans failed")), new Promise((r) => setTimeout(r, Math.max(1000, left())).unref())]);
-    if (failed.length > 0) throw new Error(`nerve stopped, but these shutdown steps failed: ${[...new Set(failed)].join(", ")} (logged above)`);
+    if (tracing) await Promise.race([tracing.shutdown().catch((err) => logger.warn({ err }, "flushing spans failed")), new Promise((r) => setTimeout(r, Math.max(1000, steps.left())).unref())]);
+    const outcome = steps.outcome();
+    if (outcome) throw outcome;
     logger.info("nerve stopped");
   };
 

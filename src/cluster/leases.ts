@@ -288,9 +288,17 @@ export class Leases extends EventEmitter<LeaseEvents> {
       await bounded(
         (async () => {
           // One statement for all of them: the next owner waits for the last release (it nudges after).
-          await this.#release(held.filter(({ key }) => !unreleased(key)).map(({ key, h }) => [key, h.epoch]));
+          const releasing = held.filter(({ key }) => !unreleased(key));
+          const released = await this.#release(
+            releasing.map(({ key, h }) => [key, h.epoch]),
+            true,
+          );
           await this.#o.db.leaseExecute("delete from nerve_instances where grp = ? and instance_id = ?", [this.#o.group, this.#o.instanceId], "run");
-          this.#o.logger.info({ group: this.#o.group, released: held.filter(({ key }) => !unreleased(key)).length, held: held.length }, "leases released");
+          this.#o.logger.info({ group: this.#o.group, released: released.size, held: held.length }, "leases released");
+          const lapsing = releasing.filter(({ key }) => !released.has(key)).map(({ key }) => key);
+          if (lapsing.length > 0) {
+            this.#o.logger.warn({ group: this.#o.group, keys: lapsing }, "leases a commit still in flight holds (or no longer this instance's) are left to lapse: their next holder takes them once that commit ended");
+          }
         })(),
         this.#o.ttlMs,
         "releasing leases",
@@ -367,7 +375,8 @@ export class Leases extends EventEmitter<LeaseEvents> {
           }
           const h = this.#held.get(key);
           if (h && !this.#stopped) {
-            await this.#release([[key, h.epoch]]);
+            // Drained: its commits have ended, so the release waits for no fence (at most for a renewal's statement).
+            await this.#release([[key, h.epoch]], false);
             this.#o.logger.info({ group: this.#o.group, key }, "lease released");
             this.#forget(key, "released");
             this.#o.released?.(key);
@@ -379,14 +388,26 @@ export class Leases extends EventEmitter<LeaseEvents> {
     );
   }
 
-  // Releases leases still ours under those epochs (owner null: the next holder knows nothing is in flight).
-  async #release(leases: [key: string, epoch: number][]): Promise<void> {
-    if (leases.length === 0) return;
-    await this.#o.db.leaseExecute(
-      `update nerve_leases set owner = null, lease_until = now() where owner = ? and (lease_key, epoch) in (${leases.map(() => "(?, ?)").join(",")})`,
-      [this.#o.instanceId, ...leases.flatMap(([k, epoch]) => [leaseName(this.#o.group, k), epoch])],
-      "run",
+  /**
+   * Releases leases still ours under those epochs (owner null: the next holder knows nothing is in flight)
+   * and answers those it released. With `skipLocked` (at shutdown, the renewals stopped) a lease row a
+   * commit still holds under its fence (`for key share`: a commit left running by a stop that ran out of
+   * time, waiting for a lock) is skipped, not waited for: it lapses, and its next holder's acquisition waits
+   * for that commit's end all the same. Waiting failed the one statement of them all after the leases'
+   * lock_timeout, and every lease lapsed instead of one. (A hand-off waits: a renewal's statement, on the
+   * other lease connection, may lock the row for a moment.)
+   */
+  async #release(leases: [key: string, epoch: number][], skipLocked: boolean): Promise<Set<string>> {
+    if (leases.length === 0) return new Set();
+    const { group } = this.#o;
+    const rows = await this.#o.db.leaseExecute<{ lease_key: string }[]>(
+      `update nerve_leases l set owner = null, lease_until = now()
+       from (select lease_key from nerve_leases where owner = ? and (lease_key, epoch) in (${leases.map(() => "(?, ?)").join(",")}) for update${skipLocked ? " skip locked" : ""}) r
+       where l.lease_key = r.lease_key returning l.lease_key`,
+      [this.#o.instanceId, ...leases.flatMap(([k, epoch]) => [leaseName(group, k), epoch])],
+      "all",
     );
+    return new Set(rows.map((r) => r.lease_key.slice(group.length + 1)));
   }
 
   #lose(key: string, why: string): void {
