@@ -499,7 +499,10 @@ export class OutboxRelay {
     const now = performance.now();
     const code = jetStreamCode(err);
     if (stage === "publish" && refusesRow(err)) {
-      const r = this.#holds.holdAggregate(row, partitionOfRow(row), now);
+      // A refusal that lands after its partition went (a hand-off during the publish): the row is its next
+      // owner's to try, and a hold made here would outlive the partition's (dropped when it went).
+      const p = partitionOfRow(row);
+      const r = this.#held.has(p) ? this.#holds.holdAggregate(row, p, now) : undefined;
       if (r) {
         const what = { event_id: row.event_id, subject: row.subject, aggregate_type: row.aggregate_type, aggregate_id: row.aggregate_id, aggregate_version: Number(row.aggregate_version), seq: Number(row.seq), code, err: String(err), retry_in_ms: r.retryInMs };
         if (r.type) this.#o.logger.error({ ...what, stream: streamOfType(row.aggregate_type), held_aggregates: this.#holds.aggregates }, "JetStream refuses the rows of many aggregates of this stream: all of its events wait in the outbox, retried with back-off (the other streams' go on)");

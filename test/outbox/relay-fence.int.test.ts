@@ -4,44 +4,15 @@
  * and when the partition is its own again it reads the table before taking rows from memory, so every
  * aggregate's versions reach the stream once each and in order.
  */
-import { EventEmitter } from "node:events";
 import { describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { createLogger } from "../../src/log/index.js";
 import { OutboxRelay } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, type Database } from "../../src/persistence/index.js";
-import { PARTITIONS, type Fence, type Ownership, type OwnershipEvents } from "../../src/cluster/index.js";
+import type { Ownership } from "../../src/cluster/index.js";
 import { profileWrite } from "../support/index.js";
-import { byAggregate, idsWhere, nextEventId, streamed, until, useRelayHarness, versions } from "./support.js";
-
-/** An ownership the test moves by hand: `pause` takes a fence away without an event, `lose`/`acquire` emit. */
-class ManualOwnership extends EventEmitter<OwnershipEvents> implements Ownership {
-  readonly instanceId = "manual";
-  readonly fenced = true;
-  readonly #held = new Set(Array.from({ length: PARTITIONS }, (_, p) => p));
-  readonly #paused = new Set<number>();
-  #epoch = 1;
-
-  fence(p: number): Fence | undefined {
-    return this.#held.has(p) && !this.#paused.has(p) ? { partition: p, epoch: this.#epoch } : undefined;
-  }
-  held(): number[] {
-    return [...this.#held].filter((p) => !this.#paused.has(p)).sort((a, b) => a - b);
-  }
-  pause(p: number, paused: boolean): void {
-    if (paused) this.#paused.add(p);
-    else this.#paused.delete(p);
-  }
-  lose(p: number): void {
-    this.#held.delete(p);
-    this.emit("lost", p);
-  }
-  acquire(p: number): void {
-    this.#held.add(p);
-    this.emit("acquired", p, ++this.#epoch);
-  }
-}
+import { ManualOwnership, byAggregate, idsWhere, nextEventId, streamed, until, useRelayHarness, versions } from "./support.js";
 
 let nc: NatsConnection;
 let jsm: JetStreamManager;

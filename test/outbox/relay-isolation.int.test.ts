@@ -7,12 +7,13 @@
  */
 import { describe, expect, it, onTestFinished } from "vitest";
 import { headers as natsHeaders, nanos, type NatsConnection } from "@nats-io/nats-core";
-import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { partitionOf, type Ownership } from "../../src/cluster/index.js";
 import { encodeMsgPack } from "../../contracts/index.js";
 import { OutboxRelay, type PublishedRowDeleter } from "../../src/outbox/index.js";
 import { GroupCommitWriter, Repository, openDatabase, type AggregateWrite, type OutboxRow } from "../../src/persistence/index.js";
 import { captureLog, profileWrite, tempSqlitePath, useNatsWithStreams } from "../support/index.js";
-import { byAggregate, nextEventId, streamed, until, versions } from "./support.js";
+import { ManualOwnership, byAggregate, nextEventId, streamed, until, versions } from "./support.js";
 
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -39,7 +40,7 @@ function tooLarge(type: string, context: string, id: string, v: number): Aggrega
 }
 
 /** A SQLite database with a writer, and a relay on it wired as Nerve wires them (not started); all closed when the test ends. */
-async function wired(opts: { window?: number; batchSize?: number; deleter?: PublishedRowDeleter; releaseWaitMs?: number } = {}) {
+async function wired(opts: { window?: number; batchSize?: number; deleter?: PublishedRowDeleter; releaseWaitMs?: number; ownership?: Ownership; js?: JetStreamClient } = {}) {
   const tmp = await tempSqlitePath();
   const db = await openDatabase({ url: `sqlite:${tmp.path}` });
   const writer = new GroupCommitWriter(db);
@@ -47,10 +48,11 @@ async function wired(opts: { window?: number; batchSize?: number; deleter?: Publ
   const log = captureLog("warn");
   const relay = new OutboxRelay({
     repo,
-    js: jetstream(nc),
+    js: opts.js ?? jetstream(nc),
     jsm,
     logger: log.logger,
     window: opts.window ?? 64,
+    ...(opts.ownership ? { ownership: opts.ownership } : {}),
     deleter: opts.deleter ?? writer,
     ...(opts.batchSize ? { batchSize: opts.batchSize } : {}),
     ...(opts.releaseWaitMs ? { releaseWaitMs: opts.releaseWaitMs } : {}),
@@ -217,4 +219,29 @@ describe("OutboxRelay: one failure holds back only what it concerns", () => {
     expect(relay.stats.verified).toBeGreaterThan(0);
     // (Its next ten wait for the deletes: a read goes from the bottom of the table. Left as it is: the database's writes are stuck.)
   }, 30_000);
+
+  it("makes no hold of a refusal that lands after its partition went: the row is its next owner's, and a hold would outlive the partition (review: it did, for good, and its age fired NerveOutboxStuck)", async () => {
+    const own = new ManualOwnership();
+    const real = jetstream(nc);
+    // The partition goes (a hand-off's lease, say) while the poison row's first publish is on its way.
+    let first = true;
+    const js = {
+      publish: (subject: string, ...rest: unknown[]) => {
+        if (subject.endsWith(".gone") && first) {
+          first = false;
+          own.lose(partitionOf("gone"));
+        }
+        return (real.publish as (...a: unknown[]) => ReturnType<JetStreamClient["publish"]>)(subject, ...rest);
+      },
+    } as unknown as JetStreamClient;
+    const { writer, relay, log } = await wired({ ownership: own, js });
+    await writer.submit(tooLarge("User", "users", "gone", 1));
+    relay.start();
+    await until("JetStream refused the row", () => relay.stats.failures > 0, 5000);
+    expect(log.lines.some((l) => l.code === 10054)).toBe(false);
+    expect(relay.held).toEqual({ streams: 0, aggregates: 0 });
+    // Its next owner (this one, again) tries it from the table, and holds it there.
+    own.acquire(partitionOf("gone"));
+    await until("the row is held by its owner", () => relay.held.aggregates === 1, 5000);
+  });
 });

@@ -5,7 +5,8 @@ import { jetstream, type JetStreamManager } from "@nats-io/jetstream";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { tempSqlitePath, until as untilHolds, useNatsWithStreams } from "../support/index.js";
 import { decodeMsgPack } from "../../contracts/index.js";
-import { partitionOf } from "../../src/cluster/index.js";
+import { EventEmitter } from "node:events";
+import { PARTITIONS, partitionOf, type Fence, type Ownership, type OwnershipEvents } from "../../src/cluster/index.js";
 
 /** Every message on `subject` in stream order: `<aggregate id>@<version>` of each. */
 export async function streamed(nc: NatsConnection, jsm: JetStreamManager, stream: string, subject: string): Promise<string[]> {
@@ -89,4 +90,32 @@ export function useRelayHarness(set: (h: RelayHarness) => void): void {
     await h?.db.close();
     await cleanup?.();
   });
+}
+
+/** An ownership the test moves by hand: `pause` takes a fence away without an event, `lose`/`acquire` emit. */
+export class ManualOwnership extends EventEmitter<OwnershipEvents> implements Ownership {
+  readonly instanceId = "manual";
+  readonly fenced = true;
+  readonly #held = new Set(Array.from({ length: PARTITIONS }, (_, p) => p));
+  readonly #paused = new Set<number>();
+  #epoch = 1;
+
+  fence(p: number): Fence | undefined {
+    return this.#held.has(p) && !this.#paused.has(p) ? { partition: p, epoch: this.#epoch } : undefined;
+  }
+  held(): number[] {
+    return [...this.#held].filter((p) => !this.#paused.has(p)).sort((a, b) => a - b);
+  }
+  pause(p: number, paused: boolean): void {
+    if (paused) this.#paused.add(p);
+    else this.#paused.delete(p);
+  }
+  lose(p: number): void {
+    this.#held.delete(p);
+    this.emit("lost", p);
+  }
+  acquire(p: number): void {
+    this.#held.add(p);
+    this.emit("acquired", p, ++this.#epoch);
+  }
 }
