@@ -253,7 +253,10 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await steps.release("nats", () => conn.drain().catch(() => conn.close()));
     // Last: the consumers' process managers may have committed until they stopped.
     await steps.release("writer", () => writer.close());
-    await steps.release("database", () => db.close());
+    // A writer left running may still commit (SQLite's write worker, a PostgreSQL commit waiting for a lock):
+    // the database stays open under it — closing it gave up SQLite's instance lock while the worker wrote.
+    if (steps.overran("writer")) logger.warn("the database is left open: its writer did not end");
+    else await steps.release("database", () => db.close());
     // The last spans go out now, within what is left of the shutdown's bound.
     if (tracing) await Promise.race([tracing.shutdown().catch((err) => logger.warn({ err }, "flushing spans failed")), new Promise((r) => setTimeout(r, Math.max(1000, steps.left())).unref())]);
     const outcome = steps.outcome();

@@ -10,8 +10,13 @@
 import type { Logger } from "../log/index.js";
 import { reportFailure } from "../supervision/index.js";
 
-/** A releasing step that starts at or after the deadline still gets this long (ms). */
-const RELEASE_FLOOR_MS = 500;
+/**
+ * What the releasing steps get past the deadline between them, at most (ms), and each at least: under the
+ * 2 s main.ts waits past NERVE_SHUTDOWN_MS before it exits anyway. (Each got 500 ms of its own: seven steps
+ * left running reached past that exit, before the files were closed.)
+ */
+const RELEASE_GRACE_MS = 1000;
+const RELEASE_STEP_FLOOR_MS = 100;
 
 export class ShutdownSteps {
   readonly #logger: Logger;
@@ -22,6 +27,8 @@ export class ShutdownSteps {
   readonly #drainBy: number;
   readonly #failed: string[] = [];
   readonly #overran: string[] = [];
+  /** When the releasing steps must have ended, set by the first of them. */
+  #releaseBy: number | undefined;
 
   constructor(logger: Logger, shutdownMs: number, now: () => number = Date.now) {
     this.#logger = logger;
@@ -46,9 +53,19 @@ export class ShutdownSteps {
     return this.#run(name, work, this.#drainBy);
   }
 
-  /** A step that gives up or closes (the leases, NATS, the files): bounded by the deadline, at least {@link RELEASE_FLOOR_MS}. */
+  /**
+   * A step that gives up or closes (the leases, NATS, the files): bounded by the deadline, or — for those
+   * that start late — by one grace shared by all of them, with a floor each.
+   */
   release(name: string, work: () => unknown): Promise<void> {
-    return this.#run(name, work, Math.max(this.#deadline, this.#now() + RELEASE_FLOOR_MS));
+    const now = this.#now();
+    this.#releaseBy ??= Math.max(this.#deadline, now + RELEASE_GRACE_MS);
+    return this.#run(name, work, Math.max(this.#releaseBy, now + RELEASE_STEP_FLOOR_MS));
+  }
+
+  /** Whether step `name` was left running. */
+  overran(name: string): boolean {
+    return this.#overran.includes(name);
   }
 
   /** Undefined when every step ended well; else an error naming the steps that failed or were left running. */

@@ -89,6 +89,8 @@ export class Leases extends EventEmitter<LeaseEvents> {
   readonly #held = new Map<string, Held>();
   /** Leases being handed off: held (and renewed) but no longer counted as held. */
   readonly #releasing = new Set<string>();
+  /** Leases being handed off whose release statement was sent: a renewal that missed them is explained by it. */
+  readonly #releaseSent = new Set<string>();
   /** The round in progress of the renewal loop. */
   #round: Promise<void> | undefined;
   #loop: Supervised | undefined;
@@ -284,20 +286,31 @@ export class Leases extends EventEmitter<LeaseEvents> {
     clearInterval(this.#watchdog);
     await this.#loop?.stop();
     const held = [...this.#held].map(([key, h]) => ({ key, h }));
+    let released = new Set<string>();
     try {
       await bounded(
         (async () => {
           // One statement for all of them: the next owner waits for the last release (it nudges after).
           const releasing = held.filter(({ key }) => !unreleased(key));
-          const released = await this.#release(
+          released = await this.#release(
             releasing.map(({ key, h }) => [key, h.epoch]),
             true,
           );
           await this.#o.db.leaseExecute("delete from nerve_instances where grp = ? and instance_id = ?", [this.#o.group, this.#o.instanceId], "run");
           this.#o.logger.info({ group: this.#o.group, released: released.size, held: held.length }, "leases released");
-          const lapsing = releasing.filter(({ key }) => !released.has(key)).map(({ key }) => key);
-          if (lapsing.length > 0) {
-            this.#o.logger.warn({ group: this.#o.group, keys: lapsing }, "leases a commit still in flight holds (or no longer this instance's) are left to lapse: their next holder takes them once that commit ended");
+          const skipped = releasing.filter(({ key }) => !released.has(key));
+          if (skipped.length > 0) {
+            // Skipped: held by a commit's fence, or being released by a hand-off's statement right then. Read
+            // `for key share`, which waits for a release's lock but not for a commit's fence: those still ours lapse.
+            const rows = await this.#o.db.leaseExecute<{ lease_key: string }[]>(
+              `select lease_key from nerve_leases where owner = ? and (lease_key, epoch) in (${skipped.map(() => "(?, ?)").join(",")}) for key share`,
+              [this.#o.instanceId, ...skipped.flatMap(({ key, h }) => [leaseName(this.#o.group, key), h.epoch])],
+              "all",
+            );
+            const lapsing = rows.map((r) => r.lease_key.slice(this.#o.group.length + 1));
+            if (lapsing.length > 0) {
+              this.#o.logger.warn({ group: this.#o.group, keys: lapsing }, "leases a commit still in flight holds are left to lapse: their next holder takes them once that commit ended");
+            }
           }
         })(),
         this.#o.ttlMs,
@@ -306,7 +319,8 @@ export class Leases extends EventEmitter<LeaseEvents> {
     } catch (err) {
       reportFailure(this.#o.logger, `leases ${this.#o.group}`, err, "releasing leases at shutdown failed; they lapse by themselves");
     }
-    for (const { key } of held) this.#forget(key, "released");
+    // Those not released here lapse (or were released by a hand-off, which counted them): not counted as released.
+    for (const { key } of held) this.#forget(key, released.has(key) ? "released" : "lost");
   }
 
   async #renew(sent: number): Promise<void> {
@@ -324,10 +338,10 @@ export class Leases extends EventEmitter<LeaseEvents> {
       // Released (a hand-off) or lost while this renewal was on its way: its end is said where it happened.
       if (this.#held.get(k) !== h) continue;
       if (renewed.has(leaseName(group, k))) h.validUntil = sent + this.#validity;
-      // Being handed off: its release may have landed before this renewal (not renewed: owner null), and
-      // the hand-off forgets it as released. A lapse during the hand-off serves nothing either (`fence`
-      // answers nothing while it is released). Was: "lease lost: lease taken over", counted as lost.
-      else if (!this.#releasing.has(k)) this.#lose(k, "lease taken over");
+      // Its hand-off's release was sent: it may have landed before this renewal (not renewed: owner null),
+      // and the release's answer tells released from taken over. Was: "lease lost: lease taken over" for a
+      // plain release. Before the release is sent (the drain running), not renewed means taken over.
+      else if (!this.#releaseSent.has(k)) this.#lose(k, "lease taken over");
     }
   }
 
@@ -376,13 +390,20 @@ export class Leases extends EventEmitter<LeaseEvents> {
           const h = this.#held.get(key);
           if (h && !this.#stopped) {
             // Drained: its commits have ended, so the release waits for no fence (at most for a renewal's statement).
-            await this.#release([[key, h.epoch]], false);
+            this.#releaseSent.add(key);
+            if (!(await this.#release([[key, h.epoch]], false)).has(key)) {
+              // Not ours under that epoch any more: taken over during the hand-off (its renewals failed, or
+              // the database's clock ran ahead). The renewals skip a lease being handed off, so it is said here.
+              this.#lose(key, "taken over during its hand-off");
+              return;
+            }
             this.#o.logger.info({ group: this.#o.group, key }, "lease released");
             this.#forget(key, "released");
             this.#o.released?.(key);
           }
         } finally {
           this.#releasing.delete(key);
+          this.#releaseSent.delete(key);
         }
       })(),
     );

@@ -129,15 +129,17 @@ export function sayingAtMostEvery(everyMs = 60_000): () => boolean {
 /**
  * The log of a failure that every try repeats while it lasts — the database away fails every lease round,
  * relay pass and timer poll, several a second between them. Each failure is counted
- * (`nerve_background_failures_total`, under `task`) and said at most once per `everyMs` (a minute by
- * default), with how many went unsaid since the line before; the first success after a spell that was said
- * says how long it lasted and how many tries failed. A flapping dependency (a blip every few seconds) is
- * bounded the same way: the gate spans spells. Before, each try wrote its own error line (123 lines in a
- * 20 s cut of PostgreSQL).
+ * (`nerve_background_failures_total`, under `task`); an error of a kind (its name and code) is said at most
+ * once per `everyMs` (a minute by default), with how many failures went unsaid since the line before: a
+ * different error (a bug beside the outage) is said at once. A spell none of whose failures was said (a
+ * blip just said) is said once it has lasted `spellMs` (5 s): a flapping dependency stays bounded, a real
+ * outage after it is not silent. The first success after a spell that was said says how long it lasted and
+ * how many tries failed. Before, each try wrote its own error line (123 lines in a 20 s cut of PostgreSQL).
  */
 export class FailureSpell {
   #startedAt: number | undefined;
-  #saidAt = -Infinity;
+  /** When each kind of error was last said. */
+  readonly #saidAt = new Map<string, number>();
   #spellSaid = false;
   #failures = 0;
   #unsaid = 0;
@@ -148,24 +150,23 @@ export class FailureSpell {
     private readonly message: string,
     private readonly everyMs = 60_000,
     private readonly now: () => number = () => performance.now(),
+    private readonly spellMs = 5_000,
   ) {}
 
-  /** Whether the last try failed. */
-  get failing(): boolean {
-    return this.#startedAt !== undefined;
-  }
-
-  /** One try failed: counted, and said unless a line was said less than `everyMs` ago. */
+  /** One try failed: counted, and said unless an error of its kind was said less than `everyMs` ago. */
   failed(err: unknown): void {
     backgroundFailures.set(this.task, (backgroundFailures.get(this.task) ?? 0) + 1);
     const now = this.now();
     this.#startedAt ??= now;
     this.#failures++;
-    if (now - this.#saidAt < this.everyMs) {
+    const kind = kindOf(err);
+    const fresh = now - (this.#saidAt.get(kind) ?? -Infinity) >= this.everyMs;
+    const overdue = !this.#spellSaid && now - this.#startedAt >= this.spellMs;
+    if (!fresh && !overdue) {
       this.#unsaid++;
       return;
     }
-    this.#saidAt = now;
+    this.#saidAt.set(kind, now);
     this.#spellSaid = true;
     const repeats = this.#failures > 1 || this.#unsaid > 0 ? { failures_in_a_row: this.#failures, unsaid_since_last_line: this.#unsaid } : {};
     this.#unsaid = 0;
@@ -180,4 +181,11 @@ export class FailureSpell {
     this.#spellSaid = false;
     this.#failures = 0;
   }
+}
+
+/** An error's kind for {@link FailureSpell}: its name and code (`Error:ECONNREFUSED`), not its message (ports, ids). */
+function kindOf(err: unknown): string {
+  if (!(err instanceof Error)) return typeof err;
+  const code = (err as { code?: unknown }).code;
+  return `${err.name}:${typeof code === "string" || typeof code === "number" ? code : ""}`;
 }

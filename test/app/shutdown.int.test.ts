@@ -100,7 +100,8 @@ describe.skipIf(!(await postgresAvailable()))("a stop while an actor's commit ne
         );
         const took = Date.now() - started;
         // Was: never, while the job waited (its leases renewed all along, every partition served by nobody).
-        expect(took).toBeLessThan(2000 + 1500);
+        // Within the bound and the releasing steps' shared second past it (main.ts exits 2 s past it anyway).
+        expect(took).toBeLessThan(2000 + 1000 + 400);
         expect(stopped?.message).toMatch(/did not end within NERVE_SHUTDOWN_MS \(2000 ms\) and were left running: actors/);
         expect(log.lines.some((l) => l.msg?.startsWith("shutdown: a step did not end in time") && l.step === "actors")).toBe(true);
         const owned = await watcher.execute<{ lease_key: string }[]>("select lease_key from nerve_leases where lease_key like 'partitions/%' and owner is not null", [], "all");
@@ -112,8 +113,9 @@ describe.skipIf(!(await postgresAvailable()))("a stop while an actor's commit ne
         await holding?.catch(() => undefined);
         await watcher.close();
       }
-      // Once the lock is gone the job ends one way or the other (its connection was closed under it).
-      expect(await hung).toBeDefined();
+      // Once the lock is gone the commit left running lands, under the fence it checked before the release
+      // (the lapsing lease keeps its next holder waiting for it); its reply has nowhere to go (NATS drained).
+      expect(await hung).toMatchObject({ ok: true, aggregate_version: 2 });
     } finally {
       unlock?.();
       await holding?.catch(() => undefined);

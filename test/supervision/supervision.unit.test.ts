@@ -98,7 +98,6 @@ describe("FailureSpell (a failure every try repeats while it lasts: the database
       [undefined, undefined],
       [61, 59],
     ]);
-    expect(s.failing).toBe(true);
   });
 
   it("when a try succeeds after a spell that was said, says how long it lasted and how many failed; a success outside a spell says nothing", () => {
@@ -111,7 +110,6 @@ describe("FailureSpell (a failure every try repeats while it lasts: the database
     s.failed(new Error("away"));
     at(4000);
     s.succeeded();
-    expect(s.failing).toBe(false);
     const back = lines.filter((l) => l.level === 30) as unknown as { msg: string; failures: number; lasted_ms: number }[];
     expect(back).toEqual([expect.objectContaining({ msg: "leases partitions: working again", failures: 2, lasted_ms: 3000 })]);
   });
@@ -132,5 +130,37 @@ describe("FailureSpell (a failure every try repeats while it lasts: the database
     s.failed(new Error("blip"));
     expect(errors()).toHaveLength(2);
     expect((errors()[1] as unknown as { unsaid_since_last_line: number }).unsaid_since_last_line).toBe(29);
+  });
+
+  it("says a different error at once (a bug beside the outage), each kind at most once a minute", () => {
+    const { s, at, errors } = spell();
+    const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    at(0);
+    s.failed(refused());
+    at(1000);
+    s.failed(new TypeError("Cannot read properties of undefined (reading 'seq')"));
+    at(2000);
+    s.failed(refused());
+    at(3000);
+    s.failed(new TypeError("Cannot read properties of undefined (reading 'seq')"));
+    expect(errors().map((l) => (l as unknown as { err: { type: string } }).err.type)).toEqual(["Error", "TypeError"]);
+    expect(backgroundFailures.get("leases partitions")).toBe(4);
+  });
+
+  it("says an outage that starts just after a blip was said once it has lasted 5 s, not a minute later (review)", () => {
+    const { s, at, errors } = spell();
+    at(0);
+    s.failed(new Error("blip"));
+    at(500);
+    s.succeeded();
+    // A 47 s outage from 12 s: within the minute of the blip's line.
+    for (let t = 12_000; t < 59_000; t += 1000) {
+      at(t);
+      s.failed(new Error("away"));
+    }
+    at(59_000);
+    s.succeeded();
+    expect(errors()).toHaveLength(2);
+    expect(errors()[1]).toMatchObject({ failures_in_a_row: 6, unsaid_since_last_line: 5 });
   });
 });
