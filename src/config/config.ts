@@ -4,6 +4,7 @@ import { z } from "zod";
 import { jwksLocation } from "./jwks-location.js";
 import { parseExternalConsumers } from "./external-consumers.js";
 import { natsServers } from "./nats-url.js";
+import { isInMemorySqlite } from "../persistence/sqlite-lock.js";
 
 /** The development JWT secret, used (with a warning) when none is set outside production. */
 export const DEV_JWT_SECRET = "nerve-development-secret-do-not-use-in-production";
@@ -76,6 +77,9 @@ export const ConfigSchema = z
       .string()
       .regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)$/, "must be sqlite:<path> or a postgres:// URL")
       .refine((v) => v.startsWith("sqlite:") || isPostgresUrl(v), "must be a postgres:// URL naming its database, like postgres://user@host:5432/nerve (any %-escape valid)")
+      // SQLite's in-memory database took every answered command and lost it at the next start; a blank
+      // path failed later with "disk I/O error", naming no variable.
+      .refine((v) => !v.startsWith("sqlite:") || !isInMemorySqlite(v.slice(7).trim()), "sqlite:<path> must name a file: an in-memory database (:memory:, mode=memory) loses every answered command at a restart")
       .default("sqlite:./data/nerve.sqlite"),
     NERVE_HTTP_PORT: int(8080).pipe(z.number().max(65535)),
     NERVE_JWT_SECRET: z

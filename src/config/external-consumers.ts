@@ -30,6 +30,11 @@ function parsePair(pair: string): ExternalConsumer | string {
   if (tokens[0] !== "events" || tokens.length < 3 || !CONTEXTS.includes(context)) {
     return `the filter must lie within one stream's subjects: events.<context>.…, context one of ${CONTEXTS.join(", ")}`;
   }
+  // Event subjects have four tokens (events.<context>.<type>.<id>): a filter that matches none of them
+  // made a durable that silently never received anything.
+  if (tokens.at(-1) === ">" ? tokens.length > 4 : tokens.length !== 4) {
+    return "the filter matches no event subject: they have four tokens, events.<context>.<EventType>.<aggregate id> (use * for any, or end with > after the context or the type)";
+  }
   return { name, stream: Contexts[context].stream, filter };
 }
 

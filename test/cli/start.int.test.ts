@@ -39,7 +39,8 @@ describe("npm start", () => {
 
   it("exits with a clear message naming both remedies when nothing answers at NATS_URL", async () => {
     const port = await freePort();
-    const { code, out } = await run({ NATS_URL: `nats://127.0.0.1:${port}`, NERVE_DB: "sqlite::memory:", LOG_LEVEL: "info" });
+    const db = await tempSqlitePath();
+    const { code, out } = await run({ NATS_URL: `nats://127.0.0.1:${port}`, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "info" }).finally(() => db.cleanup());
     expect(code).toBe(1);
     expect(out).toContain(`nothing answers at NATS_URL=nats://127.0.0.1:${port}`);
     expect(out).toContain("nats-server -c nats.conf");

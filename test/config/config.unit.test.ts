@@ -28,6 +28,10 @@ describe("loadConfig", () => {
     for (const db of ["postgres://%zz/db", "postgres://localhost", "postgres://localhost/", "postgres://h/%zz"]) {
       expect(() => loadConfig({ NERVE_DB: db }), db).toThrow(/NERVE_DB: must be a postgres:\/\/ URL naming its database/);
     }
+    // SQLite's in-memory database answered commands and lost them at the next start; a blank path failed later, naming no variable.
+    for (const db of ["sqlite::memory:", "sqlite: ", "sqlite:file:x?mode=memory"]) {
+      expect(() => loadConfig({ NERVE_DB: db }), db).toThrow(/NERVE_DB: sqlite:<path> must name a file: an in-memory database/);
+    }
     expect(() => loadConfig({ NERVE_JWT_SECRET: " ".repeat(16) })).toThrow(/NERVE_JWT_SECRET: must hold at least 16 characters other than white space/);
     for (const v of [" ", "issuer ", " aud"]) {
       expect(() => loadConfig({ NERVE_JWT_ISSUER: v, NERVE_JWT_AUDIENCE: v })).toThrow(/NERVE_JWT_ISSUER: must not be blank[\s\S]*NERVE_JWT_AUDIENCE: must not be blank/);

@@ -22,6 +22,10 @@ describe("NERVE_EXTERNAL_CONSUMERS", () => {
     ["bi:events.>", "within one stream's subjects"],
     ["bi:events.*.X", "within one stream's subjects"],
     ["bi:events.access.>.x", "not a valid subject"],
+    // Event subjects have four tokens: these matched none, and their durables silently got nothing.
+    ["bi:events.access.ProgressUpdated", "matches no event subject"],
+    ["bi:events.access.ProgressUpdated.a.b", "matches no event subject"],
+    ["bi:events.access.ProgressUpdated.a.>", "matches no event subject"],
     ["bi:events.access.>,bi:events.access.CourseCompleted.*", "already filters events.access.> on EVENTS_ACCESS"],
   ])("refuses %s at start, naming the pair", (value, why) => {
     expect(() => loadConfig({ NERVE_EXTERNAL_CONSUMERS: value })).toThrow(/NERVE_EXTERNAL_CONSUMERS/);
