@@ -1,13 +1,18 @@
 /** The dead-letter store: events a consumer gave up on, listable and retryable by an operator. */
 import { EnvelopeBase, errors, upcasters } from "../../contracts/index.js";
-import { INTEGER_COLUMN_MAX, exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
+import { INTEGER_COLUMN_MAX, exclusively, isValueOutOfRange, type Database, type ExclusiveWriter } from "../persistence/index.js";
+import { PoisonEventError } from "./subscriber.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 import type { DeadLetterRow } from "./entities.js";
 import type { EventHandler, RetryOutcome } from "./event-handler.js";
 import { withinBytes } from "../support/byte-budget.js";
 
 /** A dead letter as an operator sees it. */
-export type DeadLetter = Omit<DeadLetterRow, "envelope"> & { envelope: unknown };
+export type DeadLetter = Omit<DeadLetterRow, "envelope"> & {
+  envelope: unknown;
+  /** Set when the letter alone would not fit in a page: its envelope (null here) took this many bytes as JSON. */
+  envelope_omitted_bytes?: number;
+};
 
 export { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 
@@ -64,7 +69,10 @@ export class DeadLetters {
         : "select * from consumer_dead_letters where consumer = ? and id > ? order by id limit ?",
       opts.consumer === undefined ? [after, limit + 1] : [opts.consumer, after, limit + 1],
     );
-    const items = withinBytes(rows.slice(0, limit).map(letterOf), DEAD_LETTER_PAGE.maxBytes);
+    const items = withinBytes(
+      rows.slice(0, limit).map((r) => fitting(letterOf(r))),
+      DEAD_LETTER_PAGE.maxBytes,
+    );
     const more = items.length < rows.length;
     return { items, next: more ? items.at(-1)!.id : null };
   }
@@ -88,11 +96,31 @@ export class DeadLetters {
     const parsed = EnvelopeBase.safeParse(row.envelope ? JSON.parse(row.envelope) : null);
     if (!parsed.success) throw errors.ruleViolated(`dead letter ${id} holds no valid event: it cannot be retried`);
     // A letter parked before its event type's current version is upcast as the stream's readers do.
-    const outcome = await handler.retry(upcasters.upcast(parsed.data));
+    const outcome = await handler.retry(upcasters.upcast(parsed.data)).catch((err: unknown) => {
+      // The event itself breaks the contract, or holds a number its read model cannot: no retry mends it.
+      // (Was `internal` with an error logged, and a number out of range blamed on the request.)
+      if (err instanceof PoisonEventError || isValueOutOfRange(err)) throw errors.ruleViolated(`dead letter ${id} cannot be applied: ${String((err as Error).message)}`);
+      throw err;
+    });
     if (outcome === "stale") return outcome;
     await exclusively(this.writer, () => this.db.execute("delete from consumer_dead_letters where id = ?", [id], "run"));
     return outcome;
   }
+}
+
+/** Most bytes of a letter's `reason` in a page once the letter had to lose its envelope to fit. */
+const REASON_BYTES = 8 * 1024;
+
+/**
+ * A letter as a page can carry it. One that would not fit in a page alone (a huge event, whose control
+ * characters take six bytes each as JSON) is listed without its envelope, and its reason cut to 8 KiB: it
+ * was listed whole, the page's reply went over the server's max_payload, and every listing from the start
+ * answered `internal` for good. Its id still serves `retry-dead-letter`.
+ */
+function fitting(letter: DeadLetter): DeadLetter {
+  if (Buffer.byteLength(JSON.stringify(letter)) <= DEAD_LETTER_PAGE.maxBytes) return letter;
+  const reason = Buffer.byteLength(letter.reason) > REASON_BYTES ? `${Buffer.from(letter.reason).subarray(0, REASON_BYTES).toString().replace(/\uFFFD$/u, "")}… (cut)` : letter.reason;
+  return { ...letter, reason, envelope: null, envelope_omitted_bytes: Buffer.byteLength(JSON.stringify(letter.envelope)) };
 }
 
 function letterOf(r: DeadLetterRow): DeadLetter {

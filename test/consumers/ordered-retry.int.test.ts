@@ -145,6 +145,23 @@ describe("a failed event is retried before any later event", () => {
       await until("the floor covers them", async () => (await jsm.consumers.info("EVENTS_COURSES", "ordered-probe")).num_ack_pending === 0);
     });
 
+    it("one with a number its column cannot hold (PostgreSQL's 22003) is parked at once, not retried in place while every later event waits (hostile-input audit)", async () => {
+      const tooLarge = new Set(["n2"]);
+      const numbers: Subscriber = {
+        ...probe,
+        async apply(e, tx) {
+          if (tooLarge.has(e.aggregate_id)) throw Object.assign(new Error('value "2147483648" is out of range for type integer'), { code: "22003" });
+          await probe.apply!(e, tx);
+        },
+      };
+      for (const id of ["n1", "n2", "n3"]) await publish(created(id), "courses");
+      const runner = await run(numbers, { maxDeliver: 3, backoffMs: [5_000] });
+      await until("n1 and n3 applied", async () => (await applied()).length === 2);
+      expect(await applied()).toEqual(["CourseCreated n1", "CourseCreated n3"]);
+      expect(runner.stats.retries).toBe(0);
+      expect(await new DeadLetters(m.db).list("ordered-probe")).toMatchObject([{ event_id: expect.any(String), attempts: 1, reason: expect.stringContaining("out of range") }]);
+    });
+
     it("a stop while one is being retried does not wait it out, and leaves it and every later event unacknowledged", async () => {
       failuresOf.set("s2", 1_000_000);
       for (const id of ["s1", "s2", "s3"]) await publish(created(id), "courses");
