@@ -76,6 +76,11 @@ describe.skipIf(!available)("requests while the database is out of reach", () =>
     // The relay reads the table only when it has a reason to (live, it is handed its rows): at most one line.
     expect(failed.filter((l) => l.task === "outbox relay").length).toBeLessThanOrEqual(1);
     const back = log.lines.slice(from).filter((l) => tasks.includes(String(l.task)) && String(l.msg).endsWith("working again"));
+    // Every lease lapsed and came back: a line per group and round, not one per lease (74 each way before).
+    const leaseLines = (msgs: string[]) => log.lines.slice(from).filter((l) => msgs.includes(String(l.msg)));
+    expect(leaseLines(["lease lost", "leases lost"]).reduce((n, l) => n + Number(l.count ?? 1), 0)).toBeGreaterThan(60);
+    expect(leaseLines(["lease lost", "leases lost"]).length).toBeLessThanOrEqual(6);
+    expect(leaseLines(["lease acquired", "leases acquired"]).length).toBeLessThanOrEqual(6);
     // Each counted its tries: several failed during the cut, every one of them counted.
     for (const l of back) expect(Number(l.failures), String(l.task)).toBeGreaterThan(1);
   }, 60_000);
