@@ -149,7 +149,7 @@ describe("deploy/prometheus/nerve-alerts.yml", () => {
       expect(anchors.has(anchor ?? ""), `${a.alert}: runbook anchor ${anchor}`).toBe(true);
     }
     const reads = (m: string) => alerts.some((a) => a.expr.includes(m));
-    for (const m of ["nerve:consumer_lag:max", "nerve_outbox_pending", "nerve_outbox_oldest_pending_age_seconds", "nerve_timers_oldest_overdue_age_seconds", "nerve_consumer_dead_letters", "nerve_ready", "nerve_partitions_owned", "nerve:request_errors:ratio_rate5m", "nerve_sqlite_queries_total", "nerve_pg_queries_total", "nerve_sqlite_wal_frames"]) expect(reads(m), m).toBe(true);
+    for (const m of ["nerve:consumer_lag:sum", "nerve_outbox_pending", "nerve_outbox_oldest_pending_age_seconds", "nerve_timers_oldest_overdue_age_seconds", "nerve_consumer_dead_letters", "nerve_ready", "nerve_partitions_owned", "nerve:request_errors:ratio_rate5m", "nerve_sqlite_queries_total", "nerve_pg_queries_total", "nerve_sqlite_wal_frames"]) expect(reads(m), m).toBe(true);
   });
 
   it.skipIf(!existsSync(PROMTOOL))("passes promtool check rules and its unit tests", async () => {
