@@ -34,6 +34,12 @@ export interface InstanceStatus {
   timers: { pending: number; overdue: number; oldest_overdue_ms: number | null };
   /** Dead letters by consumer (only consumers that have some). */
   dead_letters: Record<string, number>;
+  /**
+   * The live instances its lease groups' membership names at their last round, itself included (absent
+   * on SQLite, and from instances of an older version): `status` waits for each of them, and names those
+   * that did not answer.
+   */
+  members?: string[];
 }
 
 /** What an instance reads its status from. */
@@ -49,6 +55,8 @@ export interface InstanceStatusSources {
   consumers: ConsumerManager;
   /** The outbox relay (what it holds back after a failure). */
   relay?: { heldStreams(): string[]; readonly held: { aggregates: number } };
+  /** The live members of its lease groups (PostgreSQL). */
+  members?: () => string[];
   logger: Logger;
 }
 
@@ -99,5 +107,6 @@ async function readInstanceStatus(s: InstanceStatusSources, startedAt: string): 
     timers: { pending: count(timerCount), overdue: count(overdue), oldest_overdue_ms: ageOf(overdue?.oldest) },
     dead_letters: Object.fromEntries(dead),
     ...(s.relay ? { relay: { held_streams: s.relay.heldStreams(), held_aggregates: s.relay.held.aggregates } } : {}),
+    ...(s.members ? { members: s.members() } : {}),
   };
 }

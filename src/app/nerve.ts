@@ -206,7 +206,8 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
   let api: Api | undefined;
   let gateway: Gateway | undefined;
   // Every instance, whatever its roles, answers the CLI's `status` for itself.
-  const statusAnswers = serveInstanceStatus({ nc, db, repo, instanceId, version: NERVE_VERSION, roles, ownership, consumers, relay, logger });
+  const members = ownership instanceof PartitionLeases || consumerLeases ? () => [...new Set([...(ownership instanceof PartitionLeases ? ownership.leases.members() : []), ...(consumerLeases?.members() ?? [])])].sort() : undefined;
+  const statusAnswers = serveInstanceStatus({ nc, db, repo, instanceId, version: NERVE_VERSION, roles, ownership, consumers, relay, members, logger });
   // And its own replays and dead-letter retries, forwarded to it by whichever instance the service's request reached.
   const consumerAdmin = new ConsumerAdmin({ nc, consumers, instanceId, logger });
   const consumerAnswers = consumerAdmin.serve();

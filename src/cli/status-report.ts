@@ -57,26 +57,61 @@ export interface StatusReport {
   timers: InstanceStatus["timers"] | null;
 }
 
-/** Asks every instance for its status; those that answer within `waitMs` (then 500 ms of quiet) count. */
-export async function gatherInstances(nc: NatsConnection, waitMs: number, failures: string[] = []): Promise<InstanceStatus[]> {
+/** Quiet after the last answer that ends the gathering when no answer names the members to wait for (SQLite: one instance). */
+const STALL_MS = 500;
+/** Quiet after the last answer once every named member answered. */
+const SETTLE_MS = 100;
+
+/**
+ * Asks every instance for its status. When the answers name their lease groups' live members
+ * (PostgreSQL), waits until each member answered or `waitMs` passed, and puts those that did not in
+ * `missing`; else takes answers until `waitMs`, or 500 ms without one. (It stopped at 500 ms of quiet
+ * whatever the members: an instance paused for 800 ms — a GC pause, a starved CPU — was left out, and its
+ * partitions and consumers reported as owned by nobody, `--wait` or not.)
+ */
+export async function gatherInstances(nc: NatsConnection, waitMs: number, failures: string[] = [], missing: string[] = []): Promise<InstanceStatus[]> {
   const out: InstanceStatus[] = [];
+  const answered = new Set<string>();
+  const members = new Set<string>();
+  const started = performance.now();
   try {
-    const answers = await nc.requestMany(AdminSubjects.Status, encodeJson({}), { strategy: "stall", maxWait: waitMs, stall: 500 });
-    for await (const m of answers) {
-      const d = decodeJson(m.data);
-      const reply = d.ok ? (d.value as { ok?: boolean; result?: InstanceStatus; error?: { message?: unknown } }) : undefined;
-      if (reply?.ok && reply.result) out.push(reply.result);
-      else {
-        // An instance that answered but could not read its status: said, not taken for absent (its
-        // partitions would read as unowned, its consumers as running nowhere).
-        const who = m.headers?.get(INSTANCE_HEADER) || "an instance";
-        failures.push(`${who} answered but could not read its status: ${String(reply?.error?.message ?? (d.ok ? "not a status reply" : "an undecodable reply")).slice(0, 300)}`);
+    const answers = await nc.requestMany(AdminSubjects.Status, encodeJson({}), { strategy: "timer", maxWait: waitMs });
+    const it = answers[Symbol.asyncIterator]();
+    let lastAt = started;
+    try {
+      for (;;) {
+        // Members named and all answered: a short quiet for answers naming more (a list read before one joined).
+        const allIn = members.size > 0 && [...members].every((id) => answered.has(id));
+        const until = members.size > 0 && !allIn ? started + waitMs : Math.min(started + waitMs, lastAt + (allIn ? SETTLE_MS : STALL_MS));
+        let timer: NodeJS.Timeout | undefined;
+        const next = await Promise.race([it.next(), new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), Math.max(0, until - performance.now()))))]).finally(() => clearTimeout(timer));
+        if (!next || next.done) break;
+        lastAt = performance.now();
+        const m = next.value;
+        const who = m.headers?.get(INSTANCE_HEADER) || undefined;
+        if (who) answered.add(who);
+        const d = decodeJson(m.data);
+        const reply = d.ok ? (d.value as { ok?: boolean; result?: InstanceStatus; error?: { message?: unknown } }) : undefined;
+        if (reply?.ok && reply.result) {
+          out.push(reply.result);
+          answered.add(reply.result.instance);
+          for (const id of reply.result.members ?? []) members.add(id);
+        } else {
+          // An instance that answered but could not read its status: said, not taken for absent (its
+          // partitions would read as unowned, its consumers as running nowhere).
+          failures.push(`${who ?? "an instance"} answered but could not read its status: ${String(reply?.error?.message ?? (d.ok ? "not a status reply" : "an undecodable reply")).slice(0, 300)}`);
+        }
       }
+    } finally {
+      // Ends the iterator now: its return() would wait for the next() still out after a quiet spell, until
+      // the request's maxWait. (The request's own timer ends it at maxWait.)
+      (answers as unknown as { stop(): void }).stop();
     }
   } catch (err) {
     // No responders: no instance runs. Anything else is the request's own failure.
     if (!(err instanceof Error && /no responders/i.test(`${err.name} ${err.message}`))) throw err;
   }
+  missing.push(...[...members].filter((id) => !answered.has(id)).sort());
   return out.sort((a, b) => a.instance.localeCompare(b.instance));
 }
 
@@ -99,7 +134,11 @@ export async function readStreams(nc: NatsConnection): Promise<{ streams: Stream
 /** Gathers everything and applies the health rules. */
 export async function statusReport(nc: NatsConnection, natsUrl: string, waitMs: number, limits: HealthLimits): Promise<StatusReport> {
   const failures: string[] = [];
-  const [instances, { streams, lags }] = await Promise.all([gatherInstances(nc, waitMs, failures), readStreams(nc)]);
+  const missing: string[] = [];
+  const [instances, { streams, lags }] = await Promise.all([gatherInstances(nc, waitMs, failures, missing), readStreams(nc)]);
+  for (const id of missing) {
+    failures.push(`instance ${id} is a live member (it renewed its membership within a lease) but did not answer within ${waitMs} ms — paused, overloaded or cut off from NATS: what it owns shows as owned by nobody below (--wait for longer)`);
+  }
   const first = instances[0];
   const nerveConsumers = new Set<string>(instances.length > 0 ? instances.flatMap((i) => i.consumers.known) : Object.values(Consumers));
   const byName = new Map<string, ConsumerReport>();

@@ -101,6 +101,7 @@ export class Leases extends EventEmitter<LeaseEvents> {
   #stopped = false;
   /** Sitting out: not eligible at the last round (said once per spell). */
   #sittingOut = false;
+  #members: string[] = [];
   /** Failed rounds, said at most once a minute (the database away fails one a second). */
   readonly #roundFailures: FailureSpell;
 
@@ -113,6 +114,11 @@ export class Leases extends EventEmitter<LeaseEvents> {
   /** This instance's name. */
   get instanceId(): string {
     return this.#o.instanceId;
+  }
+
+  /** The live members of every lease group at the last round (those that renewed a membership within a lease), this one included. */
+  members(): string[] {
+    return this.#members;
   }
 
   /** The lease's length (ms). */
@@ -248,7 +254,10 @@ export class Leases extends EventEmitter<LeaseEvents> {
       [group, me, ttlMs, serving],
       "run",
     );
-    const rows = await db.leaseExecute<{ instance_id: string; serving: boolean }[]>("select instance_id, serving from nerve_instances where grp = ? and seen_until > now()", [group], "all");
+    // Every group's live members (an instance with some roles only is in some groups only), this group's for placement.
+    const all = await db.leaseExecute<{ grp: string; instance_id: string; serving: boolean }[]>("select grp, instance_id, serving from nerve_instances where seen_until > now()", [], "all");
+    const rows = all.filter((r) => r.grp === group);
+    this.#members = [...new Set(all.map((r) => r.instance_id))].sort();
     // Members that died without leaving (kill -9, a pod gone) are forgotten after an hour.
     if (this.stats.rounds % 600 === 1) await db.leaseExecute("delete from nerve_instances where grp = ? and seen_until < now() - interval '1 hour'", [group], "run");
     const others = rows.filter((r) => r.instance_id !== me);

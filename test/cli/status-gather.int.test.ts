@@ -1,4 +1,8 @@
-/** `nerve status` against an instance that answers but cannot read its status (its database failing). */
+/**
+ * `nerve status` gathering the instances' answers: one that answers but cannot read its status (its
+ * database failing); members named by the answers waited for (one paused past 500 ms was left out, its
+ * partitions reported owned by nobody), and named when they do not answer.
+ */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { headers } from "@nats-io/nats-core";
@@ -42,5 +46,58 @@ describe("gathering the instances' status", () => {
     const failures: string[] = [];
     expect(await gatherInstances(nc, 500, failures)).toEqual([]);
     expect(failures).toEqual([]);
+  });
+
+  /** Answers the status request as instance `id`, naming `members`, after `delayMs`; never when delayMs is undefined. */
+  const instance = (id: string, members: string[] | undefined, delayMs: number | undefined) =>
+    nc.subscribe(AdminSubjects.Status, {
+      callback: (_err, msg) => {
+        if (delayMs === undefined) return;
+        const h = headers();
+        h.set(INSTANCE_HEADER, id);
+        const result = { instance: id, partitions: [], ...(members ? { members } : {}) };
+        setTimeout(() => msg.respond(encodeJson({ ok: true, result }), { headers: h }), delayMs);
+      },
+    });
+
+  it("waits for every live member the answers name: one that answers 800 ms after the first counts (was: left out after 500 ms of quiet)", async () => {
+    const subs = [instance("a", ["a", "b"], 0), instance("b", ["a", "b"], 800)];
+    await nc.flush();
+    try {
+      const missing: string[] = [];
+      const t0 = performance.now();
+      const got = await gatherInstances(nc, 3000, [], missing);
+      expect(got.map((i) => i.instance)).toEqual(["a", "b"]);
+      expect(missing).toEqual([]);
+      // Done once both answered, not at --wait.
+      expect(performance.now() - t0).toBeLessThan(2500);
+    } finally {
+      for (const s of subs) s.unsubscribe();
+    }
+  });
+
+  it("names a live member that does not answer within --wait", async () => {
+    const subs = [instance("a", ["a", "c"], 0), instance("c", ["a", "c"], undefined)];
+    await nc.flush();
+    try {
+      const missing: string[] = [];
+      const got = await gatherInstances(nc, 1200, [], missing);
+      expect(got.map((i) => i.instance)).toEqual(["a"]);
+      expect(missing).toEqual(["c"]);
+    } finally {
+      for (const s of subs) s.unsubscribe();
+    }
+  });
+
+  it("without members named (SQLite: one instance), ends 500 ms after the last answer, not at --wait", async () => {
+    const sub = instance("solo", undefined, 0);
+    await nc.flush();
+    try {
+      const t0 = performance.now();
+      expect((await gatherInstances(nc, 10_000)).map((i) => i.instance)).toEqual(["solo"]);
+      expect(performance.now() - t0).toBeLessThan(3000);
+    } finally {
+      sub.unsubscribe();
+    }
   });
 });

@@ -15,6 +15,7 @@ import { createLogger } from "../../src/log/index.js";
 import { AdminSubjects } from "../../src/api/admin-subjects.js";
 import { command, postgresAvailable, query, request, startNatsServer, tempPostgres, until, type NatsServerHandle, type TempPostgres } from "../support/index.js";
 import { nerve } from "../cli/support.js";
+import { gatherInstances } from "../../src/cli/status-report.js";
 
 const available = await postgresAvailable();
 
@@ -41,6 +42,16 @@ describe.skipIf(!available)("roles split over two processes", () => {
     await owner?.stop().catch(() => undefined);
     await nats?.stop();
     await pg?.drop(); // last: it throws when the database stays behind
+  });
+
+  it("each answers `status` naming both as its lease groups' live members, and the CLI's gathering waits for both", async () => {
+    // Each reads the membership at its lease rounds (a second apart): the first started may not know the second yet.
+    await until("each knows both", async () => (await gatherInstances(client, 5000)).every((i) => i.members?.length === 2), 5000);
+    const missing: string[] = [];
+    const got = await gatherInstances(client, 5000, [], missing);
+    expect(got.map((i) => i.instance)).toEqual(["owner", "workers"]);
+    for (const i of got) expect(i.members, i.instance).toEqual(["owner", "workers"]);
+    expect(missing).toEqual([]);
   });
 
   it("gives every partition to the commands process and every consumer to the other", async () => {

@@ -18,7 +18,7 @@ the outbox, timers and dead letters of the database); streams and durable consum
 through JetStream. External subscribers' durables are shown, never judged.
 
 Unhealthy (exit code 1) when any of these holds; each is printed under "problems":
-  - no instance answers within --wait;
+  - no instance answers within --wait, or a live member (PostgreSQL) does not;
   - one of the five event streams is missing;
   - a partition (of 64) has no owner: commands for its aggregates get no answer;
   - one of Nerve's consumers runs on no instance, has a dead letter, or is more than
@@ -31,7 +31,7 @@ examples: npm run nerve -- status
           npm run nerve -- status --json | jq .problems`,
   options: {
     json: { type: "boolean", description: "print the whole report as one JSON object" },
-    wait: { type: "string", value: "ms", description: `how long to wait for the first instance's answer (default ${STATUS_DEFAULTS.waitMs}); more are taken until 500 ms pass without one` },
+    wait: { type: "string", value: "ms", description: `how long to wait for the instances' answers (default ${STATUS_DEFAULTS.waitMs}): on PostgreSQL until every live member answered, which the answers name (one that does not is a problem); on SQLite until 500 ms pass without one` },
     "max-lag": { type: "string", value: "events", description: `lag above which a consumer is unhealthy (default ${STATUS_DEFAULTS.maxLag})` },
     "max-outbox-age": { type: "string", value: "seconds", description: `oldest unpublished event's wait above which the outbox is not draining (default ${STATUS_DEFAULTS.maxOutboxAgeS})` },
     "max-timer-delay": { type: "string", value: "seconds", description: `lateness above which a due timer counts as not firing (default ${STATUS_DEFAULTS.maxTimerDelayS})` },
