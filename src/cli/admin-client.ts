@@ -47,3 +47,13 @@ export async function adminRequest<T = unknown>(nc: NatsConnection, subject: str
 function isCause(err: unknown, type: new (...args: never[]) => Error): boolean {
   return err instanceof type || (err as Error | undefined)?.cause instanceof type;
 }
+
+/** Whether `err` (a {@link CliError} of {@link serviceRequest}) says nothing answers the subject. */
+export function isNoResponders(err: unknown): boolean {
+  return isCause(err, natsErrors.NoRespondersError) || isCause((err as Error | undefined)?.cause, natsErrors.NoRespondersError);
+}
+
+/** Whether `err` (a {@link CliError} of {@link serviceRequest}) says no answer came in time. */
+export function isTimedOut(err: unknown): boolean {
+  return isCause(err, natsErrors.TimeoutError) || isCause((err as Error | undefined)?.cause, natsErrors.TimeoutError);
+}

@@ -4,6 +4,9 @@ import { errors } from "../../contracts/index.js";
 import type { ConsumerRunner } from "./runner.js";
 import { sleep } from "../supervision/index.js";
 
+/** How long the reads of a replay's progress may fail in a row before the replay is reported failed (ms). */
+export const FOLLOW_GIVE_UP_MS = 60_000;
+
 /** Progress of a replay. */
 export interface ReplayProgress {
   consumer: string;
@@ -38,11 +41,25 @@ export async function replayEnd(runner: ConsumerRunner, jsm: JetStreamManager): 
  * total. Stops with `unavailable` once `here()` says the consumer no longer belongs here: its next holder
  * reads on.
  */
-export async function followReplay(runner: ConsumerRunner, { total, lastSeq }: ReplayEnd, here: () => boolean, onProgress: (p: ReplayProgress) => void): Promise<ReplayProgress> {
+export async function followReplay(runner: ConsumerRunner, { total, lastSeq }: ReplayEnd, here: () => boolean, onProgress: (p: ReplayProgress) => void, giveUpAfterMs = FOLLOW_GIVE_UP_MS): Promise<ReplayProgress> {
   const name = runner.name;
   let done = 0;
+  let failingSince: number | undefined;
   for (;;) {
-    const floors = await runner.ackFloors();
+    let floors: Awaited<ReturnType<ConsumerRunner["ackFloors"]>>;
+    try {
+      floors = await runner.ackFloors();
+      failingSince = undefined;
+    } catch (err) {
+      // A read of the durables that failed (NATS away for a moment, a stream leader's election) stops
+      // nothing: the runner reads on. One such failure ended the following and the replay was reported
+      // failed ("timeout") while it went on to the end; it is read again until it has failed for a minute.
+      failingSince ??= performance.now();
+      if (performance.now() - failingSince >= giveUpAfterMs) throw err;
+      if (!here()) throw errors.unavailable(`consumer ${name} no longer runs here: its next holder goes on with the replay (${done} of ${total} done here)`);
+      await sleep(500);
+      continue;
+    }
     const pending = floors.reduce((n, l) => n + l.pending + l.ackPending, 0);
     const caughtUp = replayCaughtUp(floors, lastSeq);
     // What arrived since the start is pending too: without the max, live traffic would move done back.

@@ -190,3 +190,23 @@ describe("npm run nerve -- dead-letters, many of them", () => {
     }
   });
 });
+
+describe("npm run nerve -- replay, when the instance running it leaves", () => {
+  it("says the instance left and the consumer's next holder reads on (exit 1); was: 'no Nerve service answers …: start it with npm start first'", async () => {
+    // A bare server where the service's replay is answered as an instance `gone` would, which then stops
+    // answering its own subject: a SIGTERM while it replayed (ops audit).
+    const bare = await startNatsServer();
+    const nc = await connect({ servers: bare.url, noAsyncTraces: true });
+    try {
+      nc.subscribe(AdminSubjects.Replay, { callback: (_e, m) => m.respond(JSON.stringify({ ok: true, result: { consumer: "notifications", done: 0, total: 12_000, running: true, instance: "gone" } })) });
+      await nc.flush();
+      const { code, out } = await nerve({ NATS_URL: bare.url }, "replay", "notifications");
+      expect(code).toBe(1);
+      expect(out).toMatch(/instance gone left during the replay of notifications: the consumer's next holder reads on from where it stopped/);
+      expect(out).not.toMatch(/npm start/);
+    } finally {
+      await nc.close();
+      await bare.stop();
+    }
+  });
+});

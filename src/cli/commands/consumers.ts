@@ -4,7 +4,7 @@ import { AdminSubjects, ConsumerOps, instanceAdminSubject } from "../../api/admi
 import type { ReplayState } from "../../api/consumer-admin.js";
 import type { ConsumerLag } from "../../consumers/index.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "../../consumers/dead-letter-page.js";
-import { adminRequest } from "../admin-client.js";
+import { adminRequest, isNoResponders, isTimedOut } from "../admin-client.js";
 import { CliError, ExitCodes, usageError } from "../cli-error.js";
 import { numberOption, type CliCommand, type OptionValues } from "../command.js";
 
@@ -31,6 +31,7 @@ example: npm run nerve -- replay catalog`,
     void interrupted.then(() => (stopWatching = true));
     // The instance running the replay answers its progress; a service that names none, through its queue group.
     const statusSubject = typeof started.instance === "string" ? instanceAdminSubject(started.instance, ConsumerOps.ReplayStatus) : AdminSubjects.ReplayStatus;
+    let quietSince: number | undefined;
     const bar = new SingleBar({ format: `replay ${consumer} [{bar}] {percentage}% | {value}/{total} events | {duration}s`, stream: process.stderr }, Presets.shades_classic);
     bar.start(1, 0);
     try {
@@ -41,7 +42,21 @@ example: npm run nerve -- replay catalog`,
           warn(`stopped watching; the replay of ${consumer} goes on in the service${typeof started.instance === "string" ? ` (instance ${started.instance})` : ""}: \`npm run nerve -- lag\` shows it catch up`);
           return ExitCodes.Interrupted;
         }
-        const s = await adminRequest<Partial<ReplayState>>(nc, statusSubject, { consumer });
+        let s: Partial<ReplayState>;
+        try {
+          s = await adminRequest<Partial<ReplayState>>(nc, statusSubject, { consumer });
+          quietSince = undefined;
+        } catch (err) {
+          // A poll without an answer (NATS away for a moment, the instance busy) is asked again, for a minute.
+          if (isTimedOut(err) && performance.now() - (quietSince ??= performance.now()) < 60_000) continue;
+          // The instance running it left (stopped, or crashed): the consumer's next holder reads on from where it
+          // stopped. Was: "no Nerve service answers …: start it with npm start first".
+          if (isNoResponders(err) && statusSubject !== AdminSubjects.ReplayStatus) {
+            bar.stop();
+            throw new CliError(`instance ${started.instance} left during the replay of ${consumer}: the consumer's next holder reads on from where it stopped (its progress cannot be followed from here); \`npm run nerve -- lag\` shows it catch up`);
+          }
+          throw err;
+        }
         bar.setTotal(Math.max(1, s.total ?? 0));
         bar.update(s.done ?? 0);
         if (!s.running) {
