@@ -53,6 +53,22 @@ export function registerTimerMetrics(registry: Registry, timers: TimerService): 
     },
   });
   new Gauge({
+    name: "nerve_timers_failing",
+    help: "Durable timers whose last fire here failed for good (not for now) and that have not fired since: each is tried again after a back-off of 15 s to 15 min, its due time moved on, so it is not counted in nerve_timers_overdue (since this process started)",
+    registers: [registry],
+    collect() {
+      this.set(timers.failing().count);
+    },
+  });
+  new Gauge({
+    name: "nerve_timers_failing_oldest_age_seconds",
+    help: "How long ago the oldest of nerve_timers_failing first failed in its spell (0 when none fails)",
+    registers: [registry],
+    collect() {
+      this.set(timers.failing().oldestAgeMs / 1000);
+    },
+  });
+  new Gauge({
     name: "nerve_timers_unknown_kind_due",
     help: "Due durable timers of kinds this version does not know (left for an instance that does), of the partitions it owned at its latest look (once a minute; counted up to 10,000), by kind",
     labelNames: ["kind"],

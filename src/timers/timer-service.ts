@@ -85,8 +85,8 @@ export class TimerService {
    * the latest look (once a minute; at most 10,000 counted): left for an instance that knows them.
    */
   readonly unknownDue = new Map<string, number>();
-  /** Consecutive failures per timer row, for its back-off; a row leaves on its first success. */
-  readonly #failures = new Map<string, number>();
+  /** Consecutive failures per timer row, for its back-off, and when the first of them was; a row leaves on its first success. */
+  readonly #failures = new Map<string, { n: number; since: number }>();
   readonly #known: Clause;
   readonly #followUps: FollowUpWriter;
   readonly #lookForUnknown = sayingAtMostEvery();
@@ -144,8 +144,9 @@ export class TimerService {
    * fire decides and records comes from the aggregate's state (an access's own expires_at).
    */
   async #backOff(row: TimerRow, now: string, err: unknown): Promise<void> {
-    const failures = (this.#failures.get(rowKey(row)) ?? 0) + 1;
-    this.#failures.set(rowKey(row), failures);
+    const before = this.#failures.get(rowKey(row));
+    const failures = (before?.n ?? 0) + 1;
+    this.#failures.set(rowKey(row), { n: failures, since: before?.since ?? Date.parse(now) });
     this.failed++;
     this.#failuresOf(row).permanent++;
     reportFailure(this.#o.logger, "timers", err, `timer failed (${failures} in a row); tried again in ${timerRetryDelayMs(failures) / 1000} s`);
@@ -154,6 +155,18 @@ export class TimerService {
     // Should the database be what failed, the row stays due and the next poll tries it again.
     await exclusively(this.#o.writer, () => this.#o.db.execute(op.sql, op.params, "run")).catch(() => undefined);
     if (this.#failures.size > 10_000) this.#failures.clear();
+  }
+
+  /**
+   * The timers whose last fire failed for good (not for now) and that have not fired since, and how long
+   * ago the first failure of the oldest such spell was: their due_at moves on with each back-off, so they
+   * never show as overdue (`nerve_timers_overdue` stayed 0 while an access was never expired). Since this
+   * process started: a restart forgets them until they fail again.
+   */
+  failing(): { count: number; oldestAgeMs: number } {
+    let oldest = Infinity;
+    for (const f of this.#failures.values()) oldest = Math.min(oldest, f.since);
+    return { count: this.#failures.size, oldestAgeMs: this.#failures.size > 0 ? Math.max(0, (this.#o.clock?.() ?? new Date()).getTime() - oldest) : 0 };
   }
 
   /**

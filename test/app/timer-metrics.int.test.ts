@@ -98,6 +98,9 @@ describe.each(dialects)("timer metrics (%s)", (_name, runs, open) => {
     // Still due: the two failing for now and the four of an unknown kind; the oldest is of those.
     expect(now.get("nerve_timers_overdue")).toBe(2 + 4);
     expect(now.get("nerve_timers_oldest_overdue_age_seconds")).toBe(20 * 60);
+    // The broken one is not overdue (its due time moved on with its back-off): the failing gauges say it.
+    expect(now.get("nerve_timers_failing")).toBe(1);
+    expect(now.get("nerve_timers_failing_oldest_age_seconds")).toBe(0);
     // Six failures for now, one warning.
     expect(log.lines.filter((l) => l.msg?.includes("failed for now"))).toHaveLength(1);
   });

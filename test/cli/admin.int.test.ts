@@ -198,7 +198,7 @@ describe("npm run nerve -- replay, when the instance running it leaves", () => {
     const bare = await startNatsServer();
     const nc = await connect({ servers: bare.url, noAsyncTraces: true });
     try {
-      nc.subscribe(AdminSubjects.Replay, { callback: (_e, m) => m.respond(JSON.stringify({ ok: true, result: { consumer: "notifications", done: 0, total: 12_000, running: true, instance: "gone" } })) });
+      nc.subscribe(AdminSubjects.Replay, { callback: (_e, m) => void m.respond(JSON.stringify({ ok: true, result: { consumer: "notifications", done: 0, total: 12_000, running: true, instance: "gone" } })) });
       await nc.flush();
       const { code, out } = await nerve({ NATS_URL: bare.url }, "replay", "notifications");
       expect(code).toBe(1);
