@@ -4,7 +4,7 @@
  * server restart, so every gateway instance sees the same events in stream order and keeps no state
  * on the server. On start it replays the last `replayMs` of the stream to warm the event log.
  */
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos, type NatsConnection } from "@nats-io/nats-core";
 import { EnvelopeBase, EventSchemas, EventVersions, Streams, decodeMsgPack, eventTypeOfSubject, upcasters } from "../../contracts/index.js";
 import type { z } from "zod";
@@ -35,6 +35,7 @@ export interface AccessFeedDeps {
 /** The running reader of EVENTS_ACCESS. */
 export class AccessFeed {
   #messages: ConsumerMessages | undefined;
+  #consumer: Consumer | undefined;
   #startSeq = 0;
   #warmAt = 0;
   #warm: () => void = () => undefined;
@@ -68,6 +69,7 @@ export class AccessFeed {
     );
     if (lastSeq < startSeq) this.#warm();
     const consumer = await jetstream(nc).consumers.get(ACCESS_STREAM, { opt_start_seq: startSeq });
+    this.#consumer = consumer;
     // Short pulls: after a server restart the client recreates the consumer but may keep counting the
     // old pull as pending; a pull that expires every few seconds bounds that stall.
     this.#messages = await consumer.consume({ max_messages: 1024, expires: 5000, callback: (m) => this.#handle(m) });
@@ -93,11 +95,23 @@ export class AccessFeed {
     return { read: Math.min(of, Math.max(0, this.#deps.log.head - this.#startSeq + 1)), of };
   }
 
-  /** Stops reading. */
+  /**
+   * Stops reading, and deletes its ordered consumer on EVENTS_ACCESS rather than leaving it to the server's
+   * inactivity threshold (5 minutes: a crash loop or a rolling deploy piled them up on the stream). At most
+   * a second for the delete: with NATS away the server drops it by itself later.
+   */
   async stop(): Promise<void> {
     const messages = this.#messages;
+    const consumer = this.#consumer;
     this.#messages = undefined;
+    this.#consumer = undefined;
     await messages?.close().catch(() => undefined);
+    if (!consumer) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deleted = Promise.resolve()
+      .then(() => consumer.delete())
+      .catch(() => false);
+    await Promise.race([deleted, new Promise((r) => (timer = setTimeout(r, 1000)))]).finally(() => clearTimeout(timer));
   }
 
   #handle(m: JsMsg): void {

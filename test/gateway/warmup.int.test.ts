@@ -173,4 +173,23 @@ describe("the start-up replay", () => {
     expect(backgroundFailures.get("gateway warm-up") ?? 0).toBe(failuresBefore);
     expect(unhandled).toEqual([]);
   });
+
+  it("deletes its ordered consumer on EVENTS_ACCESS at stop (was: left to the server's 5-minute inactivity threshold, piling up in a crash loop)", async () => {
+    const names = async () => {
+      const out: string[] = [];
+      for await (const c of h.jsm.consumers.list("EVENTS_ACCESS")) if (!c.config.durable_name) out.push(c.name);
+      return out;
+    };
+    const before = await names();
+    const { nc, started } = await starting();
+    try {
+      const gw = await started;
+      await gw.warmedUp;
+      expect((await names()).length).toBe(before.length + 1);
+      await gw.stop();
+      expect(await names()).toEqual(before);
+    } finally {
+      await nc.close();
+    }
+  });
 });
