@@ -240,7 +240,11 @@ export class TimerService {
     const partitions = ownership?.held();
     const only = partitionClause(partitions);
     const scope = dueScope(partitions, now);
-    if (scope === null) return { read: 0, fired: 0 };
+    if (scope === null) {
+      // No partition held: none of its due timers is this instance's to count (it kept its last counts).
+      this.unknownDue.clear();
+      return { read: 0, fired: 0 };
+    }
     // A read of some partitions only would miss rows older than the column: they get theirs first.
     if (only && !this.#filled) {
       await new Repository(db).fillPartitions("nerve_timers");

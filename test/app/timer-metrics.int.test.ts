@@ -27,11 +27,13 @@ afterEach(async () => {
 
 /** The ownership of the even partitions only, as one of two instances holds them. */
 class EvenPartitions extends SoleOwnership {
+  /** Set to hold none (every partition handed off). */
+  none = false;
   override fence(partition: number) {
-    return partition % 2 === 0 ? super.fence(partition) : undefined;
+    return partition % 2 === 0 && !this.none ? super.fence(partition) : undefined;
   }
   override held() {
-    return super.held().filter((p) => p % 2 === 0);
+    return this.none ? [] : super.held().filter((p) => p % 2 === 0);
   }
 }
 
@@ -76,7 +78,8 @@ describe.each(dialects)("timer metrics (%s)", (_name, runs, open) => {
       readState: async () => ({ state: null, version: 0 }),
     } as unknown as CommandBus;
     const log = captureLog("warn");
-    const timers = new TimerService({ db, bus, logger: log.logger, kinds: [expire], ownership: new EvenPartitions("even"), clock: () => NOW });
+    const ownership = new EvenPartitions("even");
+    const timers = new TimerService({ db, bus, logger: log.logger, kinds: [expire], ownership, clock: () => NOW });
     const registry = new Registry();
     registerTimerMetrics(registry, timers);
 
@@ -103,6 +106,11 @@ describe.each(dialects)("timer metrics (%s)", (_name, runs, open) => {
     expect(now.get("nerve_timers_failing_oldest_age_seconds")).toBe(0);
     // Six failures for now, one warning.
     expect(log.lines.filter((l) => l.msg?.includes("failed for now"))).toHaveLength(1);
+
+    // Every partition handed off: the unknown kinds' count is no longer this instance's (ops audit: it kept its last).
+    ownership.none = true;
+    await timers.poll();
+    expect((await scrape(registry)).get('nerve_timers_unknown_kind_due{kind="Order/timeout"}')).toBeUndefined();
   });
 });
 
