@@ -86,7 +86,7 @@ export class TimerService {
    */
   readonly unknownDue = new Map<string, number>();
   /** Consecutive failures per timer row, for its back-off, and when the first of them was; a row leaves on its first success. */
-  readonly #failures = new Map<string, { n: number; since: number }>();
+  readonly #failures = new Map<string, { n: number; since: number; partition: number }>();
   readonly #known: Clause;
   readonly #followUps: FollowUpWriter;
   readonly #lookForUnknown = sayingAtMostEvery();
@@ -146,7 +146,7 @@ export class TimerService {
   async #backOff(row: TimerRow, now: string, err: unknown): Promise<void> {
     const before = this.#failures.get(rowKey(row));
     const failures = (before?.n ?? 0) + 1;
-    this.#failures.set(rowKey(row), { n: failures, since: before?.since ?? Date.parse(now) });
+    this.#failures.set(rowKey(row), { n: failures, since: before?.since ?? Date.parse(now), partition: row.partition_no ?? partitionOf(row.aggregate_id) });
     this.failed++;
     this.#failuresOf(row).permanent++;
     reportFailure(this.#o.logger, "timers", err, `timer failed (${failures} in a row); tried again in ${timerRetryDelayMs(failures) / 1000} s`);
@@ -164,9 +164,17 @@ export class TimerService {
    * process started: a restart forgets them until they fail again.
    */
   failing(): { count: number; oldestAgeMs: number } {
+    // Of the partitions held now: one handed off is its new owner's to fire (and to count), and would
+    // otherwise stay here, failing for good in this count, after it fired there.
+    const held = this.#o.ownership ? new Set(this.#o.ownership.held()) : undefined;
+    let count = 0;
     let oldest = Infinity;
-    for (const f of this.#failures.values()) oldest = Math.min(oldest, f.since);
-    return { count: this.#failures.size, oldestAgeMs: this.#failures.size > 0 ? Math.max(0, (this.#o.clock?.() ?? new Date()).getTime() - oldest) : 0 };
+    for (const f of this.#failures.values()) {
+      if (held && !held.has(f.partition)) continue;
+      count++;
+      oldest = Math.min(oldest, f.since);
+    }
+    return { count, oldestAgeMs: count > 0 ? Math.max(0, (this.#o.clock?.() ?? new Date()).getTime() - oldest) : 0 };
   }
 
   /**
