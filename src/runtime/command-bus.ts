@@ -296,7 +296,16 @@ export class CommandBus implements Lookups {
       await actor.reload().catch((reloadErr: unknown) => this.#deps.logger.warn({ err: reloadErr, correlation_id: correlation }, "reloading the actor after a failed commit failed too; it is loaded afresh at its next use"));
       if (err instanceof StaleWriteError) throw errors.unavailable("the aggregate changed concurrently; retry");
       if (err instanceof FencedError) throw errors.unavailable("the aggregate's partition moved to another instance; retry");
-      if (isUniqueViolation(err)) throw errors.conflict("a unique value is already taken");
+      if (isUniqueViolation(err)) {
+        // The same key committed meanwhile by another run of the command (two actors of one aggregate for a
+        // moment: a partition lost and taken back while this one was busy, and the client's retry made a new
+        // one): the first reply, as for any repeat of the key — not `conflict`, which was answered for a
+        // keyed no-op retried then (idempotency audit).
+        const seen = req.idempotencyKey ? await this.#deps.repo.findIdempotencyKey(m.aggregateType, req.aggregateId, req.idempotencyKey).catch(() => undefined) : undefined;
+        if (seen?.fingerprint === print) return JSON.parse(seen.reply) as CommandSuccess;
+        if (seen) throw errors.conflict("Idempotency-Key was used for a different command", { idempotency_key: req.idempotencyKey });
+        throw errors.conflict("a unique value is already taken");
+      }
       this.#deps.logger.error({ err, correlation_id: correlation }, "commit failed");
       throw errors.unavailable("storage is unavailable; retry");
     }
