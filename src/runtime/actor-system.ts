@@ -70,7 +70,8 @@ export class ActorSystem {
    * Forgets every idle actor whose id matches, and those that become idle within `settleMs`: their next
    * use loads them from storage again. Called when a partition is lost or handed off — whoever owns it
    * next may change those aggregates. A job still running on a forgotten actor finishes; its commit
-   * then fails the fence check. Resolves with the number of actors forgotten.
+   * then fails the fence check; the jobs queued behind it refuse (the actor is `retired`). Resolves with
+   * the number of actors forgotten.
    */
   async forget(match: (aggregateId: string) => boolean, settleMs = 0): Promise<number> {
     const until = Date.now() + settleMs;
@@ -81,6 +82,9 @@ export class ActorSystem {
         if (!match(a.aggregateId)) continue;
         if (a.idle || Date.now() >= until) {
           this.#actors.delete(key);
+          // Its queued jobs refuse (unavailable): beside the next actor of its aggregate they decided on
+          // its old state, and a keyed command and its retry ran on both (idempotency audit).
+          if (!a.idle) a.retired = true;
           forgotten++;
         } else busy++;
       }

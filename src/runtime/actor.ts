@@ -25,6 +25,12 @@ export class Actor {
   /** Whether activation or a reload failed: the system then replaces the actor instead of using it. */
   failed = false;
 
+  /**
+   * Forgotten while busy (its partition lost or handed off): the system made or will make another actor
+   * for its aggregate, so the jobs still queued on this one must not decide (see CommandBus).
+   */
+  retired = false;
+
   /** Resolves once the actor's state has been loaded. */
   get ready(): Promise<void> {
     return this.#ready;

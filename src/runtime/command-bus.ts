@@ -216,6 +216,9 @@ export class CommandBus implements Lookups {
 
   async #run(m: AggregateModule, actor: Actor, req: CommandRequest, internal?: (state: unknown, now: string) => DomainEvent[], trace?: CommandTrace, enqueued?: number): Promise<CommandSuccess> {
     const started = performance.now();
+    // Queued on an actor forgotten while it was busy (its partition lost, perhaps taken back under a new
+    // epoch): another actor of the aggregate may be deciding beside it. Refused, to be retried on that one.
+    if (actor.retired) throw errors.unavailable(`the aggregate's partition ${partitionOf(req.aggregateId)} moved or is moving between instances; retry`, { partition: partitionOf(req.aggregateId) });
     const fence = this.#fence(req.aggregateId);
     const commandId = uuidv7();
     const print = req.idempotencyKey ? fingerprint({ type: req.type, body: req.body }) : "";

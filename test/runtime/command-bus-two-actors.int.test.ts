@@ -49,7 +49,7 @@ describe.skipIf(!available)("a keyed command run by two actors of one aggregate 
     await pg?.drop();
   });
 
-  const update = (bus: CommandBus, key: string, bio: string) => bus.execute({ context: "users", type: "UpdateUserProfile", aggregateId: "two", body: { profile_data: { bio } }, idempotencyKey: key });
+  const update = (bus: CommandBus, key: string, bio: string, id = "two") => bus.execute({ context: "users", type: "UpdateUserProfile", aggregateId: id, body: { profile_data: { bio } }, idempotencyKey: key });
 
   it("answers the second commit of the key with the first reply (was: conflict), and a different command under it conflict", async () => {
     await first.execute({ context: "users", type: "RegisterUser", aggregateId: "two", body: { email: "two@example.com", name: "T" } });
@@ -84,5 +84,34 @@ describe.skipIf(!available)("a keyed command run by two actors of one aggregate 
     const refused = await other;
     expect(isNerveError(refused, "conflict"), String(refused)).toBe(true);
     expect((refused as Error).message).toMatch(/Idempotency-Key was used for a different command/);
+  });
+
+  it("refuses, unavailable, the commands still queued on an actor forgotten while busy (its partition lost): its aggregate's next actor runs them on retry, once", async () => {
+    const system = systems[0]!;
+    await first.execute({ context: "users", type: "RegisterUser", aggregateId: "three", body: { email: "three@example.com", name: "T" } });
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    atGate = false;
+    // One command waits to commit on the actor; another, keyed, is queued behind it.
+    const running = update(first, "R1", "running", "three").then(
+      (r) => r,
+      (e: unknown) => e,
+    );
+    await until("the first waits to commit", () => atGate, 5000);
+    const queued = update(first, "R2", "queued", "three").then(
+      (r) => r,
+      (e: unknown) => e,
+    );
+    // The partition is lost: the busy actor is forgotten at once (src/app/nerve.ts's `lost`).
+    expect(await system.forget((id) => id === "three")).toBe(1);
+    gate = undefined;
+    open();
+    expect(await running).toMatchObject({ ok: true });
+    const refused = await queued;
+    expect(isNerveError(refused, "unavailable"), String(refused)).toBe(true);
+    // The retry runs on a new actor, once.
+    const retried = await update(first, "R2", "queued", "three");
+    expect(retried).toMatchObject({ ok: true, events: [{ event_type: "UserProfileUpdated" }] });
+    expect(await update(first, "R2", "queued", "three")).toEqual(retried);
   });
 });
