@@ -121,13 +121,34 @@ export const SEARCH_LIMITS = { default: 20, max: 100 } as const;
  */
 export const SEARCH_MAX_WORDS = 8;
 
-/** The words of a user's text that can match anything (each has a letter or a digit): the first {@link SEARCH_MAX_WORDS}. */
+/**
+ * The words of a user's text that can match anything (each has a letter or a digit): the first
+ * {@link SEARCH_MAX_WORDS}. Composed (NFC), not folded (NFKC): the index holds titles as written, and a
+ * title with a ligature or full-width letters ("Eﬃcient", "Ｐｙｔｈｏｎ") was not found by its own text,
+ * folded to "Efficient" and "Python" (read-model audit).
+ */
 export function searchTokens(text: string): string[] {
   return text
-    .normalize("NFKC")
+    .normalize("NFC")
     .split(/\s+/u)
     .filter((t) => /[\p{L}\p{N}]/u.test(t))
     .slice(0, SEARCH_MAX_WORDS);
+}
+
+// Marks around a word that FTS5's tokenizer ignores (as it ignores everything but letters and digits), and
+// that a PostgreSQL pattern would require: `rust:`, `"rust"`, `-rust` found nothing there (read-model audit).
+// Not `+` or `#`, which end words like "c++" and "c#" (their pattern keeps them: "%c%" would match almost all).
+const WRAPPING = /^(?:(?![+#])[\p{P}\p{S}])+|(?:(?![+#])[\p{P}\p{S}])+$/gu;
+
+/**
+ * A word's PostgreSQL patterns: the word less the marks around it, in its composed form and, when they
+ * differ, its decomposed one — a title stored decomposed (NFD, as some keyboards send it) was not found
+ * by its composed spelling, nor the other way round (read-model audit). Either matches.
+ */
+export function likePatternsOf(word: string): string[] {
+  const bare = word.replace(WRAPPING, "") || word;
+  const forms = new Set([bare.normalize("NFC"), bare.normalize("NFD")]);
+  return [...forms].map(likePatternOf);
 }
 
 // The terms FTS5's unicode61 tokenizer makes of a word: runs of letters, digits and private-use characters
@@ -207,10 +228,11 @@ export function searchCatalog(tx: Tx) {
     } else {
       const tokens = searchTokens(body.text);
       if (tokens.length === 0) return { items: [] };
-      const where = tokens.map(() => "(d.title ilike ? escape '\\' or d.description ilike ? escape '\\')").join(" and ");
+      const patterns = tokens.map(likePatternsOf);
+      const where = patterns.map((ps) => `(${ps.map(() => "d.title ilike ? escape '\\' or d.description ilike ? escape '\\'").join(" or ")})`).join(" and ");
       rows = await tx.execute<CourseRow[]>(
         `select ${columns} from search_documents d where d.status = ? and ${where} order by d.title, d.course_id limit ?`,
-        ["active", ...tokens.flatMap((t) => [likePatternOf(t), likePatternOf(t)]), limit],
+        ["active", ...patterns.flatMap((ps) => ps.flatMap((p) => [p, p])), limit],
         "all",
       );
     }
