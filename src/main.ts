@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ChildProcess } from "node:child_process";
 import { ServiceExitCodes, startNerve, stopOnSignals } from "./app/index.js";
-import { findNatsServer, isListening, startLocalNats, withDevelopmentUser } from "./cli/local-nats.js";
+import { findNatsServer, isListening, isNatsAuthError, startBeside, startLocalNats, withDevelopmentUser } from "./cli/local-nats.js";
 import { ConfigSchema, DEV_EXTERNAL_CONSUMERS, loadConfig, parseExternalConsumers, unknownNerveVariables } from "./config/index.js";
 import { createLogger } from "./log/index.js";
 import { withoutCredentials } from "./nats/index.js";
@@ -12,7 +12,7 @@ import { installProcessGuards } from "./supervision/index.js";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 async function main(): Promise<void> {
-  let config;
+  let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig();
   } catch (err) {
@@ -47,7 +47,20 @@ async function main(): Promise<void> {
     if (process.env.NERVE_EXTERNAL_CONSUMERS === undefined) config = { ...config, NERVE_EXTERNAL_CONSUMERS: parseExternalConsumers(DEV_EXTERNAL_CONSUMERS) };
   }
 
-  const nerve = await startNerve(config, logger);
+  let nerve;
+  try {
+    const first = config;
+    nerve = await startBeside(() => startNerve(first, logger), localNats);
+  } catch (err) {
+    // A server already there that asks for credentials, none set, outside production: most likely one started
+    // with the repository's nats.conf (`nats-server -c nats.conf`, as the message above advises) — connect as
+    // its development user, as the CLI does. Was: "Authorization Violation", and no way named.
+    if (localNats || !isNatsAuthError(err) || config.NATS_USER || config.NATS_CREDS || config.NODE_ENV === "production") throw err;
+    logger.warn("NATS asks for credentials and none are set: connecting as nats.conf's development user (set NATS_USER and NATS_PASSWORD, or NATS_CREDS, for any other server)");
+    config = withDevelopmentUser(config);
+    if (process.env.NERVE_EXTERNAL_CONSUMERS === undefined) config = { ...config, NERVE_EXTERNAL_CONSUMERS: parseExternalConsumers(DEV_EXTERNAL_CONSUMERS) };
+    nerve = await startNerve(config, logger);
+  }
   stopOnSignals(nerve, logger, config.NERVE_SHUTDOWN_MS, () => localNats?.kill("SIGTERM"));
 }
 

@@ -16,6 +16,13 @@ export function stopOnSignals(nerve: Pick<Nerve, "stop">, logger: Logger, shutdo
     logger.info({ signal }, "shutting down");
     const timer = setTimeout(() => {
       logger.error("shutdown took too long; exiting");
+      // Also then: a nats-server this process started must not outlive it (it did, and the next
+      // `npm start`, finding it, connected without credentials and was refused).
+      try {
+        after();
+      } catch (err) {
+        logger.error({ err }, "stopping what the service started beside it failed");
+      }
       process.exit(ServiceExitCodes.Failed);
     }, shutdownMs + 2000);
     let code: number = ServiceExitCodes.Stopped;

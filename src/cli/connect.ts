@@ -4,7 +4,7 @@ import { pino } from "pino";
 import type { ConnectionConfig } from "../config/index.js";
 import { connectNats, withoutCredentials } from "../nats/index.js";
 import { CliError, ExitCodes } from "./cli-error.js";
-import { DEV_NATS_USER, withDevelopmentUser } from "./local-nats.js";
+import { DEV_NATS_USER, isNatsAuthError, withDevelopmentUser } from "./local-nats.js";
 
 // Warnings (a lost connection, say) go to stderr: stdout is the command's output, maybe JSON.
 const logger = pino({ level: "warn", base: undefined }, pino.destination(2));
@@ -21,7 +21,7 @@ export async function connectCli(config: ConnectionConfig): Promise<NatsConnecti
   try {
     return await attempt(config);
   } catch (err) {
-    if (!isAuthError(err)) throw unreachable(url, err);
+    if (!isNatsAuthError(err)) throw unreachable(url, err);
     if (explicit) throw refused(url, config.NATS_CREDS ? `the credentials in NATS_CREDS=${config.NATS_CREDS}` : `user "${config.NATS_USER}" (NATS_USER, NATS_PASSWORD)`, err);
     if (config.NODE_ENV === "production") {
       throw new CliError(`NATS at ${url} asks for credentials: set NATS_USER and NATS_PASSWORD, or NATS_CREDS (nats.conf's development user is not tried when NODE_ENV=production)`, ExitCodes.Connection, { cause: err });
@@ -30,17 +30,13 @@ export async function connectCli(config: ConnectionConfig): Promise<NatsConnecti
   try {
     return await attempt(withDevelopmentUser(config));
   } catch (err) {
-    if (!isAuthError(err)) throw unreachable(url, err);
+    if (!isNatsAuthError(err)) throw unreachable(url, err);
     throw refused(url, `nats.conf's development user "${DEV_NATS_USER.user}" (tried because neither NATS_USER nor NATS_CREDS is set)`, err);
   }
 }
 
 function attempt(config: ConnectionConfig): Promise<NatsConnection> {
   return connectNats({ url: config.NATS_URL, user: config.NATS_USER, password: config.NATS_PASSWORD, creds: config.NATS_CREDS, name: "nerve-cli", inboxPrefix: config.NATS_INBOX_PREFIX }, logger);
-}
-
-function isAuthError(err: unknown): boolean {
-  return err instanceof natsErrors.AuthorizationError || (err as Error | undefined)?.cause instanceof natsErrors.AuthorizationError;
 }
 
 function refused(url: string, who: string, cause: unknown): CliError {

@@ -4,9 +4,29 @@ import { accessSync, constants } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { delimiter, join } from "node:path";
 import { natsServers } from "../config/nats-url.js";
+import { errors as natsErrors } from "@nats-io/nats-core";
 
 /** The development user of the repository's nats.conf that `npm start` connects as when it started that server itself. */
 export const DEV_NATS_USER = { user: "nerve", password: "nerve-dev" } as const;
+
+/** Whether `err` (or its cause) is NATS refusing the connection's credentials (none given, or wrong ones). */
+export function isNatsAuthError(err: unknown): boolean {
+  return err instanceof natsErrors.AuthorizationError || (err as Error | undefined)?.cause instanceof natsErrors.AuthorizationError;
+}
+
+/**
+ * Starts the service with `start`; should that fail, stops the nats-server this process started for it
+ * (`local`) before the failure goes on: a failed `npm start` (its port taken, say) left it running, and the
+ * next `npm start`, finding a server there, connected without credentials and was refused.
+ */
+export async function startBeside<T>(start: () => Promise<T>, local: { kill(signal: NodeJS.Signals): unknown } | undefined): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    local?.kill("SIGTERM");
+    throw err;
+  }
+}
 
 /** The configuration with nats.conf's development user where no credentials are set. */
 export function withDevelopmentUser<C extends { NATS_USER?: string | undefined; NATS_PASSWORD?: string | undefined }>(config: C): C {

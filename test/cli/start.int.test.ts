@@ -37,6 +37,23 @@ describe("npm start", () => {
     }
   }, 60_000);
 
+  it("connects as nats.conf's development user to a server that asks for credentials when none are set (was: Authorization Violation)", async () => {
+    const [nats, db] = await Promise.all([startNatsServer({ config: join(root, "nats.conf") }), tempSqlitePath()]);
+    const service = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "info" }, probeAs: { user: "nerve", pass: "nerve-dev" } });
+    const client = await connect({ servers: nats.url, user: "client", pass: "client-dev", noAsyncTraces: true });
+    try {
+      expect(service.output()).toContain("connecting as nats.conf's development user");
+      const r = await command(client, "users", "RegisterUser", "u-dev", { email: "u-dev@example.com", name: "Dev" }, { timeout: 10_000 });
+      expect(r.body).toMatchObject({ ok: true, aggregate_version: 1 });
+      expect(await service.stop(), service.output()).toBe(0);
+    } finally {
+      await client.close();
+      await service.kill9();
+      await nats.stop();
+      await db.cleanup();
+    }
+  }, 60_000);
+
   it("exits with a clear message naming both remedies when nothing answers at NATS_URL", async () => {
     const port = await freePort();
     const db = await tempSqlitePath();

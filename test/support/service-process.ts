@@ -12,6 +12,8 @@ export interface ServiceProcessOptions {
   env: Record<string, string>;
   /** How long to wait until the service answers `$SRV.PING.nerve` (default 20 s). */
   readyTimeoutMs?: number;
+  /** Who asks `$SRV.PING.nerve` (default: the child's NATS_USER and NATS_PASSWORD). */
+  probeAs?: { user: string; pass: string };
 }
 
 /** A running service child process. */
@@ -111,7 +113,7 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
   };
 
   // As the service: with its credentials, where the server asks for them (the repository's nats.conf).
-  const probe = await connect({ servers: url, user: opts.env.NATS_USER, pass: opts.env.NATS_PASSWORD, noAsyncTraces: true, reconnect: false });
+  const probe = await connect({ servers: url, user: opts.probeAs?.user ?? opts.env.NATS_USER, pass: opts.probeAs?.pass ?? opts.env.NATS_PASSWORD, noAsyncTraces: true, reconnect: false });
   try {
     const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
     while (Date.now() < deadline) {
