@@ -6,26 +6,14 @@
  * it, so a retry applies whatever no later event replaced; a retry the read model cannot take (its row is
  * absent, or kept no such versions) is answered `stale`, rolled back, and the letter stays.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { isNerveError, type EnvelopeBase } from "../../contracts/index.js";
 import { DEAD_LETTER_PAGE, DeadLetters, EventHandler } from "../../src/consumers/index.js";
 import { catalogCourse, searchCatalog } from "../../src/projections/index.js";
-import { postgresAvailable, tempPostgres } from "../support/index.js";
-import { envelope, openReadModels, type ReadModels } from "../projections/fixtures.js";
+import { postgresAvailable } from "../support/index.js";
+import { envelope, readModelsFor, type ReadModels } from "../projections/fixtures.js";
 
 const available = await postgresAvailable();
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
-
-async function open(pg: boolean): Promise<ReadModels> {
-  const db = pg ? await tempPostgres() : undefined;
-  if (db) cleanups.push(() => db.drop());
-  const m = await openReadModels({ url: db?.url });
-  cleanups.push(() => m.close());
-  return m;
-}
 
 /** Parks `e` as the runner does after its attempts: the envelope as JSON. */
 async function park(m: ReadModels, consumer: string, e: EnvelopeBase, seq: number): Promise<number> {
@@ -47,7 +35,7 @@ describe.each([
   ["PostgreSQL", true, !available],
 ] as const)("a dead letter retried after later events of its aggregate (%s)", (_name, pg, skip) => {
   it.skipIf(skip)("CourseUpdated after a CoursePolicyChanged: its title is applied, the later policy stays, the letter leaves (catalog and search)", async () => {
-    const m = await open(pg);
+    const m = await readModelsFor(pg);
     for (const consumer of ["catalog", "search"]) {
       await m.handle(consumer, created);
       const id = await park(m, consumer, updated, 2);
@@ -65,7 +53,7 @@ describe.each([
   });
 
   it.skipIf(skip)("ProgressUpdated after an AccessRevoked: the progress is applied, the record stays revoked, the letter leaves (learner-progress)", async () => {
-    const m = await open(pg);
+    const m = await readModelsFor(pg);
     const id = "acc_0123456789abcdef0123456789abcdef";
     const granted = envelope("CourseAccessGranted", id, 1, { access_id: id, user_id: "u1", course_id: "c1", expires_at: null, order_id: null });
     const progressed = envelope("ProgressUpdated", id, 2, { access_id: id, user_id: "u1", course_id: "c1", progress: 40 });
@@ -83,7 +71,7 @@ describe.each([
   });
 
   it.skipIf(skip)("a CourseUpdated of a course the catalog has no row of is stale: rolled back, the letter stays; retried after its creation, it is handled", async () => {
-    const m = await open(pg);
+    const m = await readModelsFor(pg);
     const creation = await park(m, "catalog", created, 1);
     const update = await park(m, "catalog", updated, 2);
 
@@ -98,7 +86,7 @@ describe.each([
   });
 
   it.skipIf(skip)("a letter whose event breaks the contract, or holds a version past 2^31 − 1, is refused rule_violated on retry and stays (was: internal, logged; or invalid_request blaming the request)", async () => {
-    const m = await open(pg);
+    const m = await readModelsFor(pg);
     const id = "acc_0123456789abcdef0123456789abcdee";
     const granted = envelope("CourseAccessGranted", id, 1, { access_id: id, user_id: "u1", course_id: "c1", expires_at: null, order_id: null });
     await m.handle("learner-progress", granted);
@@ -115,7 +103,7 @@ describe.each([
   });
 
   it.skipIf(skip)("a letter too large for a page alone is listed without its envelope, with its size, and the letters after it are listed too (was: every listing internal, for good)", async () => {
-    const m = await open(pg);
+    const m = await readModelsFor(pg);
     const dl = new DeadLetters(m.db);
     // 400 KB of control characters: six bytes each as JSON, 2.4 MB, over a page's 256 KiB and the server's max_payload.
     const huge = { ...updated, payload: { ...(updated.payload as object), junk: "\u0001".repeat(400_000) } };
@@ -130,7 +118,7 @@ describe.each([
   });
 
   it.skipIf(skip)("a row from before the per-group versions, moved past the letter's event, is stale: it cannot tell what the retry would overwrite", async () => {
-    const m = await open(pg);
+    const m = await readModelsFor(pg);
     await m.handle("catalog", created);
     const id = await park(m, "catalog", updated, 2);
     await m.handle("catalog", moved);
@@ -147,7 +135,7 @@ describe.each([
 
 describe("a row's events applied in any order after its creation", () => {
   it("give the row the aggregate's own fold gives: each group of columns holds its latest event's values", async () => {
-    const m = await open(false);
+    const m = await readModelsFor(false);
     const later = [
       envelope("CourseUpdated", "c9", 2, { course_id: "c9", title: "Two", description: "two", price: null }),
       envelope("CoursePolicyChanged", "c9", 3, { course_id: "c9", old_policy_id: "p1", new_policy_id: "p3" }),
@@ -165,7 +153,7 @@ describe("a row's events applied in any order after its creation", () => {
   });
 
   it("give the learner's access record the aggregate's fold gives: a re-grant's expiry and order, the latest progress, the completion", async () => {
-    const m = await open(false);
+    const m = await readModelsFor(false);
     const id = "acc_fedcba9876543210fedcba9876543210";
     const access = { access_id: id, user_id: "u9", course_id: "c9" };
     const later = [

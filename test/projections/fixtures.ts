@@ -8,7 +8,9 @@ import { EventHandler, consumerEntities, txOf, type Subscriber, type Tx } from "
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { createSubscribers, readModelEntities, type SubscriberDeps } from "../../src/projections/index.js";
 import type { CommandBus, CommandRequest } from "../../src/runtime/index.js";
+import { onTestFinished } from "vitest";
 import { tempSqlitePath } from "../support/tmp.js";
+import { tempPostgres } from "../support/postgres.js";
 
 /** Publishes `e` into its stream as the relay does for the consumers: on its subject, MessagePack, with its Event-Type header. */
 export async function publishEvent(nc: NatsConnection, e: EnvelopeBase): Promise<void> {
@@ -108,6 +110,25 @@ export interface ReadModels {
   /** Rows of a table, ordered by `order`. */
   rows(table: string, order: string): Promise<any[]>;
   close(): Promise<void>;
+}
+
+/**
+ * {@link openReadModels} on a temporary SQLite file or, with `pg`, on a temporary PostgreSQL database; for
+ * one test: closed (and the database dropped) when it ends.
+ */
+export async function readModelsFor(pg: boolean): Promise<ReadModels> {
+  const db = pg ? await tempPostgres() : undefined;
+  try {
+    const m = await openReadModels({ url: db?.url });
+    onTestFinished(async () => {
+      await m.close().catch(() => undefined);
+      await db?.drop().catch(() => undefined);
+    });
+    return m;
+  } catch (err) {
+    await db?.drop().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** Opens a fresh read-model database — a temporary SQLite file, or the empty database at `url` — and runs every subscriber's setup. */

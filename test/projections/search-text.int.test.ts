@@ -3,24 +3,12 @@
  * decomposed accent — and, on PostgreSQL, by a word with punctuation around it, as FTS5 does on SQLite
  * (read-model audit: none of these was found). Real SQLite with FTS5 and real PostgreSQL.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { likePatternsOf, searchCatalog } from "../../src/projections/index.js";
-import { postgresAvailable, tempPostgres } from "../support/index.js";
-import { envelope, openReadModels, type ReadModels } from "./fixtures.js";
+import { postgresAvailable } from "../support/index.js";
+import { envelope, readModelsFor } from "./fixtures.js";
 
 const available = await postgresAvailable();
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
-
-async function open(pg: boolean): Promise<ReadModels> {
-  const db = pg ? await tempPostgres() : undefined;
-  if (db) cleanups.push(() => db.drop());
-  const m = await openReadModels({ url: db?.url });
-  cleanups.push(() => m.close());
-  return m;
-}
 
 const COURSES = {
   lig: "E\uFB03cient Algorithms",
@@ -34,7 +22,7 @@ describe.each([
   ["PostgreSQL", true, !available],
 ] as const)("SearchCatalog by a title's own text (%s)", (_name, pg, skip) => {
   it.skipIf(skip)("finds each course by its title as written, a decomposed one by its composed spelling too, and a word with punctuation around it", async () => {
-    const m = await open(pg);
+    const m = await readModelsFor(pg);
     for (const [id, title] of Object.entries(COURSES)) await m.handle("search", envelope("CourseCreated", id, 1, { course_id: id, title, instructor_id: "i1", policy_id: "p1" }));
     const ids = async (text: string) => (await searchCatalog(m.tx)({ text })).items.map((i) => i.course_id);
     expect(await ids(COURSES.lig)).toEqual(["lig"]);
