@@ -3,9 +3,9 @@
  * after drainTimeoutMs, to lapse for its next holder — before, it was renewed for good and served by nobody.
  * A hand-off whose release lands while a renewal is on its way is a release, not a lost lease. Real PostgreSQL.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
-import { Leases, clusterEntities } from "../../src/cluster/index.js";
+import { Leases, clusterEntities, type LeaseOptions } from "../../src/cluster/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { captureLog, postgresAvailable, tempPostgres, until, type TempPostgres } from "../support/index.js";
 
@@ -17,37 +17,40 @@ describe.skipIf(!available)("lease hand-offs", () => {
   let pg: TempPostgres | undefined;
   const dbs: Database[] = [];
   const managers: Leases[] = [];
+  beforeEach(async () => {
+    pg = await tempPostgres();
+  });
   afterEach(async () => {
     for (const m of managers.splice(0)) await m.stop().catch(() => undefined);
     for (const db of dbs.splice(0)) await db.close().catch(() => undefined);
     await pg?.drop();
   });
 
+  /** A connection of its own to the test's database. */
+  const open = async () => {
+    const db = await openDatabase({ url: pg!.url, entities: clusterEntities });
+    dbs.push(db);
+    return db;
+  };
+
+  /** A started member of the group "handoff" over KEYS (leases of 1.2 s renewed every 0.2 s), on a connection of its own unless `db` is given. */
+  const started = async (instanceId: string, opts: Partial<Omit<LeaseOptions, "instanceId">> = {}) => {
+    const m = new Leases({ db: opts.db ?? (await open()), instanceId, logger: quiet, group: "handoff", keys: KEYS, ttlMs: 1200, renewEveryMs: 200, ...opts });
+    managers.push(m);
+    await m.start();
+    return m;
+  };
+
   it("whose drain never ends is given up after drainTimeoutMs and lapses for the member it belongs to (was: renewed for good, served by nobody)", async () => {
-    pg = await tempPostgres();
-    const manager = async (instanceId: string, drain?: () => Promise<void>) => {
-      const db = await openDatabase({ url: pg!.url, entities: clusterEntities });
-      dbs.push(db);
-      const m = new Leases({ db, instanceId, logger: quiet, group: "handoff", keys: KEYS, ttlMs: 1200, renewEveryMs: 200, drain, drainTimeoutMs: 500 });
-      managers.push(m);
-      await m.start();
-      return m;
-    };
-    const stuck = await manager("stuck", () => new Promise<void>(() => undefined));
+    const stuck = await started("stuck", { drain: () => new Promise<void>(() => undefined), drainTimeoutMs: 500 });
     expect(stuck.held()).toHaveLength(KEYS.length);
-    const next = await manager("next");
+    const next = await started("next", { drainTimeoutMs: 500 });
     await until("the keys that belong to the new member are its", () => next.held().length > 0 && stuck.held().length + next.held().length === KEYS.length, 15_000);
     expect(stuck.stats.lost).toBe(next.held().length);
     expect(stuck.stats.released).toBe(0);
   });
 
   it("a release that lands while a renewal of the same lease is on its way is a release: not logged nor counted as lost (was: 'lease lost: lease taken over')", async () => {
-    pg = await tempPostgres();
-    const open = async () => {
-      const db = await openDatabase({ url: pg!.url, entities: clusterEntities });
-      dbs.push(db);
-      return db;
-    };
     // The old owner's statements, with its renewals held back (once a hand-off began) until a release has
     // landed: the renewal was sent while the lease was still held, and the database answers it after the release.
     let armed = false;
@@ -75,13 +78,9 @@ describe.skipIf(!available)("lease hand-offs", () => {
       armed = true;
       return new Promise<void>((r) => setTimeout(r, 300));
     };
-    const old = new Leases({ db: racing, instanceId: "old", logger: log.logger, group: "handoff", keys: KEYS, ttlMs: 1200, renewEveryMs: 200, drain });
-    managers.push(old);
-    await old.start();
+    const old = await started("old", { db: racing, logger: log.logger, drain });
     expect(old.held()).toHaveLength(KEYS.length);
-    const next = new Leases({ db: await open(), instanceId: "next", logger: quiet, group: "handoff", keys: KEYS, ttlMs: 1200, renewEveryMs: 200 });
-    managers.push(next);
-    await next.start();
+    const next = await started("next");
     await until("the keys that belong to the new member are its", () => next.held().length > 0 && old.held().length + next.held().length === KEYS.length, 15_000);
     await releaseLanded;
     const handed = next.held().length;
@@ -92,22 +91,12 @@ describe.skipIf(!available)("lease hand-offs", () => {
   });
 
   it("a lease taken over while its hand-off drains is lost at the next renewal, not counted as released once the drain ends (review)", async () => {
-    pg = await tempPostgres();
-    const open = async () => {
-      const db = await openDatabase({ url: pg!.url, entities: clusterEntities });
-      dbs.push(db);
-      return db;
-    };
     const log = captureLog("info");
     const draining: string[] = [];
     let endDrains!: () => void;
     const drained = new Promise<void>((r) => (endDrains = r));
-    const old = new Leases({ db: await open(), instanceId: "old", logger: log.logger, group: "handoff", keys: KEYS, ttlMs: 1200, renewEveryMs: 200, drain: (key) => (draining.push(key), drained) });
-    managers.push(old);
-    await old.start();
-    const next = new Leases({ db: await open(), instanceId: "next", logger: quiet, group: "handoff", keys: KEYS, ttlMs: 1200, renewEveryMs: 200 });
-    managers.push(next);
-    await next.start();
+    const old = await started("old", { logger: log.logger, drain: (key) => (draining.push(key), drained) });
+    const next = await started("next");
     await until("a hand-off drains", () => draining.length > 0, 10_000);
     const stolen = draining[0]!;
     // Taken by a third party under a new epoch while the drain runs (a clock jump of the database, a bug elsewhere).
