@@ -2,7 +2,8 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { connect } from "@nats-io/transport-node";
-import { command, freePort, startNatsServer, startServiceProcess, tempSqlitePath, until } from "../support/index.js";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { command, freePort, startNatsServer, startServiceProcess, tempSqlitePath, until, type ServiceProcess } from "../support/index.js";
 
 const root = join(import.meta.dirname, "..", "..");
 
@@ -17,41 +18,44 @@ function run(env: Record<string, string>): Promise<{ code: number | null; out: s
 }
 
 describe("npm start", () => {
-  it("serves commands through the repository's nats.conf: the partition mapping routes them to its pcmd.<p> subscriptions", async () => {
+  /**
+   * The service on a nats-server of the repository's nats.conf and a temporary SQLite file (with `env`), and a
+   * connection as nats.conf's `client` user (which may only send commands and queries); all stopped after `test`.
+   */
+  async function onRepositoryNatsConf(env: Record<string, string>, probeAs: { user: string; pass: string } | undefined, test: (service: ServiceProcess, client: NatsConnection) => Promise<void>): Promise<void> {
     const [nats, db] = await Promise.all([startNatsServer({ config: join(root, "nats.conf") }), tempSqlitePath()]);
-    // nats.conf's development users: the service's own, and a client that may only send commands and queries.
-    const env = { NATS_URL: nats.url, NATS_USER: "nerve", NATS_PASSWORD: "nerve-dev", NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "info" };
-    const service = await startServiceProcess({ env });
-    const client = await connect({ servers: nats.url, user: "client", pass: "client-dev", noAsyncTraces: true });
+    let service: ServiceProcess | undefined;
+    let client: NatsConnection | undefined;
     try {
+      service = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "info", ...env }, ...(probeAs ? { probeAs } : {}) });
+      client = await connect({ servers: nats.url, user: "client", pass: "client-dev", noAsyncTraces: true });
+      await test(service, client);
+    } finally {
+      await client?.close();
+      await service?.kill9();
+      await nats.stop();
+      await db.cleanup();
+    }
+  }
+
+  it("serves commands through the repository's nats.conf: the partition mapping routes them to its pcmd.<p> subscriptions", async () => {
+    // nats.conf's development user of the service.
+    await onRepositoryNatsConf({ NATS_USER: "nerve", NATS_PASSWORD: "nerve-dev" }, undefined, async (service, client) => {
       await until("the routing probe has run", () => service.output().includes('"routing":'), 10_000);
       expect(service.output()).toContain('"routing":"mapped"');
       const r = await command(client, "users", "RegisterUser", "u-start", { email: "u-start@example.com", name: "Start" }, { timeout: 10_000 });
       expect(r.body).toMatchObject({ ok: true, aggregate_id: "u-start", aggregate_version: 1 });
       expect(await service.stop(), service.output()).toBe(0);
-    } finally {
-      await client.close();
-      await service.kill9();
-      await nats.stop();
-      await db.cleanup();
-    }
+    });
   }, 60_000);
 
   it("connects as nats.conf's development user to a server that asks for credentials when none are set (was: Authorization Violation)", async () => {
-    const [nats, db] = await Promise.all([startNatsServer({ config: join(root, "nats.conf") }), tempSqlitePath()]);
-    const service = await startServiceProcess({ env: { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "info" }, probeAs: { user: "nerve", pass: "nerve-dev" } });
-    const client = await connect({ servers: nats.url, user: "client", pass: "client-dev", noAsyncTraces: true });
-    try {
+    await onRepositoryNatsConf({}, { user: "nerve", pass: "nerve-dev" }, async (service, client) => {
       expect(service.output()).toContain("connecting as nats.conf's development user");
       const r = await command(client, "users", "RegisterUser", "u-dev", { email: "u-dev@example.com", name: "Dev" }, { timeout: 10_000 });
       expect(r.body).toMatchObject({ ok: true, aggregate_version: 1 });
       expect(await service.stop(), service.output()).toBe(0);
-    } finally {
-      await client.close();
-      await service.kill9();
-      await nats.stop();
-      await db.cleanup();
-    }
+    });
   }, 60_000);
 
   it("exits with a clear message naming both remedies when nothing answers at NATS_URL", async () => {
