@@ -1,7 +1,7 @@
 /** The dead-letter store: events a consumer gave up on, listable and retryable by an operator. */
 import { EnvelopeBase, errors, upcasters } from "../../contracts/index.js";
-import { INTEGER_COLUMN_MAX, exclusively, isValueOutOfRange, type Database, type ExclusiveWriter } from "../persistence/index.js";
-import { PoisonEventError } from "./subscriber.js";
+import { INTEGER_COLUMN_MAX, exclusively, type Database, type ExclusiveWriter } from "../persistence/index.js";
+import { isPoisonFailure } from "./transient.js";
 import { DEAD_LETTER_PAGE, type DeadLetterPage } from "./dead-letter-page.js";
 import type { DeadLetterRow } from "./entities.js";
 import type { EventHandler, RetryOutcome } from "./event-handler.js";
@@ -70,7 +70,7 @@ export class DeadLetters {
       opts.consumer === undefined ? [after, limit + 1] : [opts.consumer, after, limit + 1],
     );
     const items = withinBytes(
-      rows.slice(0, limit).map((r) => fitting(letterOf(r))),
+      rows.slice(0, limit).map((r) => fitting(letterOf(r), r)),
       DEAD_LETTER_PAGE.maxBytes,
     );
     const more = items.length < rows.length;
@@ -99,7 +99,7 @@ export class DeadLetters {
     const outcome = await handler.retry(upcasters.upcast(parsed.data)).catch((err: unknown) => {
       // The event itself breaks the contract, or holds a number its read model cannot: no retry mends it.
       // (Was `internal` with an error logged, and a number out of range blamed on the request.)
-      if (err instanceof PoisonEventError || isValueOutOfRange(err)) throw errors.ruleViolated(`dead letter ${id} cannot be applied: ${String((err as Error).message)}`);
+      if (isPoisonFailure(err)) throw errors.ruleViolated(`dead letter ${id} cannot be applied: ${String((err as Error).message)}`);
       throw err;
     });
     if (outcome === "stale") return outcome;
@@ -107,6 +107,9 @@ export class DeadLetters {
     return outcome;
   }
 }
+
+/** More than a letter's other fields take as JSON (ids, names, a timestamp, the keys). */
+const FIELDS_BYTES = 1024;
 
 /** Most bytes of a letter's `reason` in a page once the letter had to lose its envelope to fit. */
 const REASON_BYTES = 8 * 1024;
@@ -117,7 +120,10 @@ const REASON_BYTES = 8 * 1024;
  * was listed whole, the page's reply went over the server's max_payload, and every listing from the start
  * answered `internal` for good. Its id still serves `retry-dead-letter`.
  */
-function fitting(letter: DeadLetter): DeadLetter {
+function fitting(letter: DeadLetter, stored: DeadLetterRow): DeadLetter {
+  // The stored texts (the envelope as JSON) far under a page: the letter fits, without serialising it here
+  // (withinBytes does, once); near it, the letter is measured as it goes out.
+  if (Buffer.byteLength(stored.envelope ?? "") + Buffer.byteLength(stored.reason) + FIELDS_BYTES <= DEAD_LETTER_PAGE.maxBytes) return letter;
   if (Buffer.byteLength(JSON.stringify(letter)) <= DEAD_LETTER_PAGE.maxBytes) return letter;
   const reason = Buffer.byteLength(letter.reason) > REASON_BYTES ? `${Buffer.from(letter.reason).subarray(0, REASON_BYTES).toString().replace(/\uFFFD$/u, "")}… (cut)` : letter.reason;
   return { ...letter, reason, envelope: null, envelope_omitted_bytes: Buffer.byteLength(JSON.stringify(letter.envelope)) };

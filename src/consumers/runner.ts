@@ -9,10 +9,10 @@ import type { EventHandler } from "./event-handler.js";
 import { PoisonEventError } from "./subscriber.js";
 import { retryTransient } from "../nats/index.js";
 import { activeTracer, traceHeadersOf, type TraceHeaders } from "../tracing/index.js";
-import { isTransientFailure } from "./transient.js";
+import { isPoisonFailure, isTransientFailure } from "./transient.js";
 import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
 import { ReaderBacklog } from "./backlog.js";
-import { BatchBeforeFailed, BatchLink, isValueOutOfRange } from "../persistence/index.js";
+import { BatchBeforeFailed, BatchLink } from "../persistence/index.js";
 import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
 
 import { reportFailure, sleep, supervise, watch, type Supervised } from "../supervision/index.js";
@@ -770,9 +770,8 @@ export class ConsumerRunner {
         return true;
       } catch (err) {
         const transient = isTransientFailure(err);
-        // A number its read model's column cannot hold (PostgreSQL's 22003: a version past 2^31 − 1) fails
-        // every retry alike: parked at once, not retried in place for every later event's wait.
-        const poison = err instanceof PoisonEventError || isValueOutOfRange(err);
+        // Parked at once, not retried in place while every later event waits.
+        const poison = isPoisonFailure(err);
         if (poison || (!transient && (attempts >= this.retry.maxDeliver || goingRound))) {
           const message = String((err as Error)?.message ?? err);
           const reason = poison || attempts >= this.retry.maxDeliver ? message : `delivered ${deliveries} times, parked at its first failure in this process: ${message}`;

@@ -13,6 +13,17 @@ import { isTransientJetStreamError } from "../nats/index.js";
 import { QueriesOverloaded, QueryUnavailable } from "../persistence/query-thread.js";
 import { CommitOutcomeUnknown } from "../persistence/commit-outcome.js";
 import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
+import { isValueOutOfRange } from "../persistence/integer-column.js";
+import { PoisonEventError } from "./subscriber.js";
+
+/**
+ * Whether an event's failure is its own and the same at every try: it breaks the contract, or holds a
+ * number its read model's column cannot (PostgreSQL's 22003: a version past 2^31 − 1). Parked at once by
+ * the runner; a dead letter's retry of it is refused `rule_violated`.
+ */
+export function isPoisonFailure(err: unknown): boolean {
+  return err instanceof PoisonEventError || isValueOutOfRange(err);
+}
 
 /** Node's socket errors of a database connection that went away or never came. */
 const SOCKET_CODES: ReadonlySet<string> = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
