@@ -11,6 +11,16 @@ import { installProcessGuards } from "./supervision/index.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
+/**
+ * The configuration for a nats-server of the repository's nats.conf: it asks for credentials, so the service
+ * uses its development user unless told otherwise; and its analytics user reads the durables `bi`, provided
+ * unless NERVE_EXTERNAL_CONSUMERS says otherwise.
+ */
+function onRepositoryNatsConf(config: ReturnType<typeof loadConfig>): ReturnType<typeof loadConfig> {
+  const withUser = withDevelopmentUser(config);
+  return process.env.NERVE_EXTERNAL_CONSUMERS === undefined ? { ...withUser, NERVE_EXTERNAL_CONSUMERS: parseExternalConsumers(DEV_EXTERNAL_CONSUMERS) } : withUser;
+}
+
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
   try {
@@ -41,10 +51,7 @@ async function main(): Promise<void> {
     }
     logger.info({ binary }, "no NATS at the default URL: starting nats-server with nats.conf");
     localNats = await startLocalNats(binary, join(root, "nats.conf"), config.NATS_URL, root);
-    // nats.conf asks for credentials: the service uses its own development user unless told otherwise.
-    config = withDevelopmentUser(config);
-    // nats.conf's analytics user reads the durables `bi`: provide them unless told otherwise.
-    if (process.env.NERVE_EXTERNAL_CONSUMERS === undefined) config = { ...config, NERVE_EXTERNAL_CONSUMERS: parseExternalConsumers(DEV_EXTERNAL_CONSUMERS) };
+    config = onRepositoryNatsConf(config);
   }
 
   let nerve;
@@ -57,8 +64,7 @@ async function main(): Promise<void> {
     // its development user, as the CLI does. Was: "Authorization Violation", and no way named.
     if (localNats || !isNatsAuthError(err) || config.NATS_USER || config.NATS_CREDS || config.NODE_ENV === "production") throw err;
     logger.warn("NATS asks for credentials and none are set: connecting as nats.conf's development user (set NATS_USER and NATS_PASSWORD, or NATS_CREDS, for any other server)");
-    config = withDevelopmentUser(config);
-    if (process.env.NERVE_EXTERNAL_CONSUMERS === undefined) config = { ...config, NERVE_EXTERNAL_CONSUMERS: parseExternalConsumers(DEV_EXTERNAL_CONSUMERS) };
+    config = onRepositoryNatsConf(config);
     nerve = await startNerve(config, logger);
   }
   stopOnSignals(nerve, logger, config.NERVE_SHUTDOWN_MS, () => localNats?.kill("SIGTERM"));
