@@ -9,9 +9,14 @@ import type { Logger } from "../log/index.js";
 /** Failures of background tasks since start, by task name; read by /metrics. */
 export const backgroundFailures = new Map<string, number>();
 
+/** Counts one failure of a background task (`nerve_background_failures_total`). */
+function countFailure(task: string): void {
+  backgroundFailures.set(task, (backgroundFailures.get(task) ?? 0) + 1);
+}
+
 /** Counts and logs one failure of a background task. */
 export function reportFailure(logger: Logger, task: string, err: unknown, message = "background task failed"): void {
-  backgroundFailures.set(task, (backgroundFailures.get(task) ?? 0) + 1);
+  countFailure(task);
   logger.error({ task, err }, message);
 }
 
@@ -155,7 +160,7 @@ export class FailureSpell {
 
   /** One try failed: counted, and said unless an error of its kind was said less than `everyMs` ago. */
   failed(err: unknown): void {
-    backgroundFailures.set(this.task, (backgroundFailures.get(this.task) ?? 0) + 1);
+    countFailure(this.task);
     const now = this.now();
     this.#startedAt ??= now;
     this.#failures++;
