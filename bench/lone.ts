@@ -1,7 +1,7 @@
 /**
  * `npm run bench:lone [-- KEY=VALUE …]`: section 2c of the command bench alone, for trying a change to the
- * command path quickly. One Nerve on a private nats-server, UpdateUserProfile one at a time and then an
- * open loop at a given rate, with the service's own breakdown of where each command's time went. The
+ * command path quickly. One Nerve on a private nats-server, warmed up (`BENCH_LONE_WARM_UP` commands at 256
+ * in flight, default 5,000, not counted), UpdateUserProfile one at a time and then an open loop at a given rate, with the service's own breakdown of where each command's time went. The
  * KEY=VALUE arguments are added to the Nerve's environment (NERVE_ROLES=commands leaves the consumers out,
  * NERVE_SQLITE_WRITER=main takes the main connection); BENCH_LONE_RATE sets the open loop's rate (default
  * 2,000/s). It also prints what paused the main thread in each phase (bench/pauses.ts: the event loop's
@@ -13,6 +13,7 @@
  * `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts),
  * `BENCH_CPU_PROFILE=<file>` writes a CPU profile of the main thread in the one-at-a-time phase (bench/cpu-profile.ts).
  * Last, with Nerve stopped, the durable floor (bench/durable-floor.ts: the least a durable command can be,
+ * warmed up the same way,
  * its store on the main thread when NERVE_SQLITE_WRITER is inline or main, else a write worker) under the
  * same two loads, for the client side's table. It writes nothing to bench/results: `npm run bench:commands` is the record.
  */
@@ -36,6 +37,7 @@ import { benchFloor } from "./floor.js";
 const cleanup = new Cleanup();
 const USERS = 1_000;
 const LONE = 2_000;
+const WARM_UP = Number(process.env.BENCH_LONE_WARM_UP ?? 5_000);
 const PACED_SECONDS = 10;
 const rate = Number(process.env.BENCH_LONE_RATE ?? 2000);
 const extra = Object.fromEntries(process.argv.slice(2).map((a) => a.split("=", 2) as [string, string]));
@@ -52,6 +54,13 @@ async function main(): Promise<void> {
   const ids = userIds(USERS);
   await registerUsers(load, ids, 256, after(30_000));
   await waitConfirmed(nerve, client, ids.length, after(30_000));
+  // A warm-up of the same command, not counted (BENCH_LONE_WARM_UP, default 5,000 at 256 in flight): cold,
+  // the first commands ran unoptimized while V8's compiler threads took the other core (stop 48).
+  if (WARM_UP > 0) {
+    const w = await load.run({ kind: "profile", ids, count: WARM_UP, inflight: 256, tag: "warm-up", deadline: after(60_000) });
+    if (failures(w) > 0 || w.cutShort) throw new Error(`warm-up: ${failures(w)} failed, ${w.sent} sent`);
+    await waitConfirmed(nerve, client, ids.length + w.events, after(60_000));
+  }
   const pauses: Pauses[] = [];
   // Per phase and command: this process (Nerve or the durable floor, with the load generator) and nats-server.
   const counted: (ProcessCounters | undefined)[][] = [];
@@ -93,6 +102,7 @@ async function main(): Promise<void> {
     pauses.push(watch.stop());
     return r;
   };
+  if (WARM_UP > 0) await benchFloor(nats.url, load, { ids, count: WARM_UP, inflight: 256, deadline: after(60_000), readers, durable: store });
   const floorLone = await watchedFloor(() => benchFloor(nats.url, load, { ids, count: LONE, inflight: 1, deadline: after(60_000), readers, durable: store }));
   const floorPaced = await watchedFloor(() => benchFloor(nats.url, load, { ids, count: rate * PACED_SECONDS, inflight: 4096, rate, deadline: after(PACED_SECONDS * 1000 + 15_000), readers, durable: store }));
   console.log(`environment: ${JSON.stringify(extra)}`);
