@@ -754,7 +754,7 @@ export class ConsumerRunner {
    * update never the creation it changes), and the messages this reader holds are kept from being
    * redelivered. A transient failure ({@link isTransientFailure}) is retried for as long as it lasts, the
    * back-off growing to its last step (also a fenced one: this instance lost the consumer's lease, and
-   * its runner is stopped); any other is parked in the dead letters on the policy's last attempt, its
+   * its runner is stopped); any other is parked in the dead letters at the policy's last such failure (transient ones not counted), its
    * failures counted in this process (on its first, once delivered {@link crashLoopDelivery} times). False
    * when the runner stops meanwhile: the reader halts, the event and everything after it stay
    * unacknowledged, for the consumer's next holder.
@@ -763,6 +763,9 @@ export class ConsumerRunner {
     // Failures are counted here, from the first; the deliveries only bound them (crashLoopDelivery).
     const deliveries = m.info.deliveryCount;
     const goingRound = deliveries >= crashLoopDelivery(this.retry);
+    // Only failures that are not transient count towards parking: an owner moving for a while (answered
+    // `unavailable`) then one bug must not park the event at that first bug (cross-context flows audit).
+    let failures = 0;
     for (let attempts = 1; ; attempts++) {
       try {
         this.#count([await this.handler.handle(e, trace)]);
@@ -772,9 +775,10 @@ export class ConsumerRunner {
         const transient = isTransientFailure(err);
         // Parked at once, not retried in place while every later event waits.
         const poison = isPoisonFailure(err);
-        if (poison || (!transient && (attempts >= this.retry.maxDeliver || goingRound))) {
+        if (!transient) failures++;
+        if (poison || (!transient && (failures >= this.retry.maxDeliver || goingRound))) {
           const message = String((err as Error)?.message ?? err);
-          const reason = poison || attempts >= this.retry.maxDeliver ? message : `delivered ${deliveries} times, parked at its first failure in this process: ${message}`;
+          const reason = poison || failures >= this.retry.maxDeliver ? message : `delivered ${deliveries} times, parked at its first failure in this process: ${message}`;
           if (await this.#deadLetter(b, acks, m, e, reason, attempts, signal)) return true;
           // Stopped before the letter could be stored: nothing after it may go through.
           gate.halted = true;
@@ -786,7 +790,7 @@ export class ConsumerRunner {
         }
         this.stats.retries++;
         const delay = this.retry.backoffMs[Math.min(attempts - 1, this.retry.backoffMs.length - 1)] ?? 1000;
-        this.logger.warn({ consumer: this.name, event_id: e.event_id, event_type: e.event_type, attempts, deliveries, transient, retry_in_ms: delay, err: String(err) }, "event failed; retrying it before any later event");
+        this.logger.warn({ consumer: this.name, event_id: e.event_id, event_type: e.event_type, attempts, failures, deliveries, transient, retry_in_ms: delay, err: String(err) }, "event failed; retrying it before any later event");
         // What went through before it is acknowledged now, not after the retries.
         acks.flush();
         for (let left = delay; left > 0 && !signal.aborted; left -= KEEP_ALIVE_MS) {

@@ -94,6 +94,20 @@ describe("a failed event is retried before any later event", () => {
     expect(await new DeadLetters(m.db).list("access-grants")).toEqual([]);
   });
 
+  it("counts only the failures that are not transient towards parking: unavailable for a while, then one bug, then applied", async () => {
+    // Was: one counter for every attempt, so the first `internal` after maxDeliver − 1 `unavailable`s parked
+    // the payment (a learner without access until an operator's retry).
+    const answers = ["unavailable", "unavailable", "unavailable", "unavailable", "internal"] as const;
+    let i = 0;
+    m.bus.fail = (req) => (req.type === "GrantCourseAccess" && i < answers.length ? nerveError(answers[i++]!) : undefined);
+    await publish(paid("o6", "u6", ["c1"]), "orders");
+    const runner = await run(m.subscriber("access-grants"), { maxDeliver: 3, backoffMs: [10, 20] });
+    await until("granted", () => runner.stats.handled >= 1);
+    expect(i).toBe(answers.length);
+    expect(runner.stats.deadLettered).toBe(0);
+    expect(await new DeadLetters(m.db).list("access-grants")).toEqual([]);
+  });
+
   it("parks an event that keeps failing otherwise on the policy's last attempt, then goes on in order", async () => {
     m.bus.fail = (req) => (req.type === "GrantCourseAccess" && (req.body as { course_id: string }).course_id === "c-bad" ? nerveError("internal") : undefined);
     await publish(paid("o4", "u4", ["c-bad"]), "orders");
