@@ -9,6 +9,7 @@ import { ErrorReply, decodeJson, decodeMsgPack, encodeMsgPack } from "../../cont
 import { jetstreamManager } from "@nats-io/jetstream";
 import { captureLog, command, query, startTestNerve, until, type CapturedLog, type TestNerve } from "../support/index.js";
 import { RawNats, headerBlock } from "./raw-nats.js";
+import { remoteCommands } from "../../src/api/remote-commands.js";
 
 let t: TestNerve;
 let log: CapturedLog;
@@ -127,6 +128,21 @@ describe("request headers a client gets wrong", () => {
     expect(second?.error?.code, JSON.stringify(second)).toBe("conflict");
     const history = await t.nerve.bus.repo.history("User", id);
     expect(history.map((e) => e.correlation_id)).toEqual(["\u3000corr\u00A0"]);
+  });
+
+  it("sends a process manager's command to another instance with its id headers exactly as they are", async () => {
+    // Was: through nats.js's headers, which trim any Unicode white space: a correlation id ending in a
+    // no-break space was another id once the command went to the owner on another instance.
+    const send = remoteCommands(t.client);
+    const id = `r-${Math.random().toString(36).slice(2, 10)}`;
+    const exact = { idempotencyKey: "k3\u00A0", correlationId: "\u3000checkout-42\u00A0", causationId: "cause\v" };
+    const ok = await send({ context: "users", type: "RegisterUser", aggregateId: id, body: { email: `${id}@example.com`, name: "R" }, ...exact });
+    expect(ok.ok).toBe(true);
+    const history = await t.nerve.bus.repo.history("User", id);
+    expect(history.map((e) => [e.correlation_id, e.causation_id])).toEqual([[exact.correlationId, exact.causationId]]);
+    // The key as sent: "k3" is another key (the command runs again and the user exists).
+    await expect(send({ context: "users", type: "RegisterUser", aggregateId: id, body: { email: `${id}@example.com`, name: "R" }, idempotencyKey: "k3" })).rejects.toMatchObject({ code: "conflict" });
+    expect(await send({ context: "users", type: "RegisterUser", aggregateId: id, body: { email: `${id}@example.com`, name: "R" }, ...exact })).toEqual(ok);
   });
 
   it("reads an id header with a control character exactly, whatever else the block holds: k\\v and k are two keys", async () => {
