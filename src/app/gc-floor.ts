@@ -6,6 +6,7 @@
  * system a while later.)
  */
 import { PerformanceObserver, constants } from "node:perf_hooks";
+import { getHeapStatistics } from "node:v8";
 
 let latest: { heapUsed: number } | undefined;
 
@@ -17,7 +18,9 @@ export function heapAfterMajorGc(): { readonly heapUsed: number } {
   new PerformanceObserver((list) => {
     // A gc entry's `detail` (Node ≥ 16) names the kind of collection; @types/node 20 leaves it out.
     if (list.getEntries().some((e) => (e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR)) {
-      figures.heapUsed = process.memoryUsage().heapUsed;
+      // V8's own figure: process.memoryUsage() also reads the RSS from /proc, which throws when the process is
+      // out of file descriptors (EMFILE), and a throw here, in an observer's callback, ended the process.
+      figures.heapUsed = getHeapStatistics().used_heap_size;
     }
   }).observe({ entryTypes: ["gc"] });
   return figures;

@@ -192,7 +192,7 @@ export class SqliteQueryThread {
  */
 const QUERY_THREAD = `
 const { parentPort, workerData } = require("node:worker_threads");
-const { getHeapSpaceStatistics } = require("node:v8");
+const { getHeapSpaceStatistics, getHeapStatistics } = require("node:v8");
 let db;
 try {
   const Database = require(workerData.driver);
@@ -221,7 +221,8 @@ parentPort.on("message", (m) => {
     return;
   }
   if (m.heap) {
-    const { heapTotal, heapUsed, external } = process.memoryUsage();
+    // V8's figures, not process.memoryUsage(), which also reads the RSS from /proc and throws out of file descriptors.
+    const { total_heap_size: heapTotal, used_heap_size: heapUsed, external_memory: external } = getHeapStatistics();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
     parentPort.postMessage({ heap: { heapTotal, heapUsed, external, spaces } });
     return;

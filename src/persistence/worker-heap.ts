@@ -1,5 +1,5 @@
 /** The persistence layer's threads (the write worker, the query thread): their young generation, their heap. */
-import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8";
+import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString } from "node:v8";
 import type { Worker } from "node:worker_threads";
 
 /** Semi-space of a worker thread's young generation, MiB: each allocates little, and what it allocates dies young. */
@@ -56,7 +56,8 @@ export interface WorkerHeap {
 
 /** The calling thread's {@link WorkerHeap}. */
 export function thisThreadHeap(): WorkerHeap {
-  const { heapTotal, heapUsed, external } = process.memoryUsage();
+  // V8's figures, not process.memoryUsage(), which also reads the RSS from /proc and throws out of file descriptors.
+  const { total_heap_size: heapTotal, used_heap_size: heapUsed, external_memory: external } = getHeapStatistics();
   const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
   return { heapTotal, heapUsed, external, spaces };
 }

@@ -21,3 +21,23 @@ describe("heap used after the latest major collection", () => {
     });
   });
 });
+
+describe("out of file descriptors", () => {
+  it("a major collection's reading survives EMFILE (process.memoryUsage() threw there, from an observer's callback: the end of the process)", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const script = `
+      import { openSync } from "node:fs";
+      import { heapAfterMajorGc } from "./src/app/gc-floor.ts";
+      const figures = heapAfterMajorGc();
+      const held = [];
+      try { for (;;) held.push(openSync("/dev/null", "r")); } catch (err) { if (err.code !== "EMFILE") throw err; }
+      globalThis.gc();
+      setTimeout(() => { console.log(JSON.stringify({ heapUsed: figures.heapUsed, held: held.length })); }, 200);
+    `;
+    const r = spawnSync("prlimit", ["--nofile=64:64", "--", process.execPath, "--expose-gc", "--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", cwd: `${__dirname}/../..`, timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as { heapUsed: number; held: number };
+    expect(out.held).toBeGreaterThan(0);
+    expect(out.heapUsed).toBeGreaterThan(0);
+  });
+});
