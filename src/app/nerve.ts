@@ -290,6 +290,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
       devTokens: config.NERVE_DEV_TOKENS,
       retention: { maxEvents: config.NERVE_GATEWAY_BUFFER_EVENTS },
       maxSocketsPerUser: config.NERVE_GATEWAY_SOCKETS_PER_USER,
+      maxSockets: config.NERVE_GATEWAY_MAX_SOCKETS || undefined,
     });
     registerServiceMetrics(gateway.metrics.registry, {
       api, system, writer, relay, repo, consumers, ownership, checkpoints: db.checkpoints, queries: db.queries, queryThreadHeap: db.queryThreadHeap, queryGate: db.queryGate,

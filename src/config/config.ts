@@ -105,6 +105,11 @@ export const ConfigSchema = z
     /** WebSockets one learner (a token's `sub`) may have open at once on one gateway; more are refused with 429. */
     NERVE_GATEWAY_SOCKETS_PER_USER: int(16, 1),
     /**
+     * WebSockets one gateway may have open at once, over all learners; more are refused with 503 and Retry-After.
+     * 0 (the default): the process's open-files limit less a reserve (a tenth, at least 256; src/gateway/socket-budget.ts).
+     */
+    NERVE_GATEWAY_MAX_SOCKETS: int(0, 0),
+    /**
      * Events a projection of this process may fall behind before commands wait for it (src/consumers/backlog.ts);
      * 0 never waits. Replaying, stalled (1 s without progress) and process-manager consumers are never waited for.
      */

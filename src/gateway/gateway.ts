@@ -27,7 +27,8 @@ import { openJwks } from "./jwks.js";
 import { GatewayMetrics } from "./metrics.js";
 import { ProgressQuery } from "./progress-query.js";
 import { Sessions } from "./session.js";
-import { assertNativeApp, loadUws, type us_listen_socket } from "./uws.js";
+import { assertNativeApp, loadUws, type HttpResponse, type us_listen_socket } from "./uws.js";
+import { defaultSocketBudget } from "./socket-budget.js";
 import { supervise } from "../supervision/index.js";
 import { trackConnectivity } from "../nats/connectivity.js";
 
@@ -84,6 +85,11 @@ export interface GatewayDeps {
   maxFrameBytes?: number;
   /** Sockets one learner (a token's `sub`) may have open at once (default 16); an upgrade past them is refused with 429. */
   maxSocketsPerUser?: number;
+  /**
+   * Sockets this gateway may have open at once, over all learners (default: the process's descriptor limit
+   * less a reserve, socket-budget.ts); an upgrade past them is refused with 503 and Retry-After.
+   */
+  maxSockets?: number;
   /**
    * Serves learners' WebSockets (`/v1/ws`) and reads EVENTS_ACCESS for them (default true). False
    * leaves only health, readiness, metrics and the page: a process without the `gateway` role.
@@ -144,6 +150,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const feed = new AccessFeed({ nc, log, logger, metrics, replayMs: deps.replayMs ?? DAY_MS, onEntry: (e) => hub.deliver(e) });
   const websocket = deps.websocket ?? true;
   const maxSocketsPerUser = deps.maxSocketsPerUser ?? 16;
+  const maxSockets = deps.maxSockets ?? defaultSocketBudget();
+  // Refused before the token's check too (cheap), and again once it passed (other upgrades may have opened meanwhile).
+  const full = (res: HttpResponse): boolean => {
+    if (hub.all.size < maxSockets) return false;
+    metrics.closes.inc({ reason: "instance_full" });
+    res.writeStatus("503 Service Unavailable").writeHeader("Retry-After", "5").end(`this gateway has its most sockets open (${maxSockets}); retry shortly, or another instance`);
+    return true;
+  };
   // Without the role there is nothing to replay; with it, not ready until the replay is done.
   let warm = !websocket;
   let stopping = false;
@@ -168,6 +182,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       if (!websocket) return void res.writeStatus("404 Not Found").end("this instance runs no WebSocket gateway (NERVE_ROLES)");
       // Before the token check: the refusal is cheap, and the client retries (elsewhere, or here shortly).
       if (!warm) return void res.writeStatus("503 Service Unavailable").writeHeader("Retry-After", "2").end("warming up: the gateway is replaying EVENTS_ACCESS; retry shortly");
+      if (full(res)) return;
       let aborted = false;
       res.onAborted(() => (aborted = true));
       // uWS is called again from a macrotask, not from the promise job of the verification.
@@ -179,6 +194,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
             if (stopping) return void res.cork(() => res.writeStatus("503 Service Unavailable").end("stopping"));
             // Counted by the hub when a socket opens, which res.upgrade does before it returns: no other
             // upgrade of the learner can pass this check in between.
+            let refused = false;
+            res.cork(() => (refused = full(res)));
+            if (refused) return;
             if (hub.socketsOf(id.userId) >= maxSocketsPerUser) {
               metrics.closes.inc({ reason: "too_many_sockets" });
               return void res.cork(() => res.writeStatus("429 Too Many Requests").end(`too many sockets: at most ${maxSocketsPerUser} open at once per user; close one first`));

@@ -7,6 +7,8 @@ describe("loadConfig", () => {
     const c = loadConfig({});
     expect(c).toMatchObject({ NATS_URL: "nats://127.0.0.1:4222", NERVE_DB: "sqlite:./data/nerve.sqlite", NERVE_HTTP_PORT: 8080, LOG_LEVEL: "info", NERVE_GATEWAY_SOCKETS_PER_USER: 16 });
     expect(loadConfig({ NERVE_GATEWAY_SOCKETS_PER_USER: "4" }).NERVE_GATEWAY_SOCKETS_PER_USER).toBe(4);
+    expect(c.NERVE_GATEWAY_MAX_SOCKETS).toBe(0);
+    expect(loadConfig({ NERVE_GATEWAY_MAX_SOCKETS: "5000" }).NERVE_GATEWAY_MAX_SOCKETS).toBe(5000);
     expect(c.jwtSecret).toBe(DEV_JWT_SECRET);
     expect(c.jwtSecretIsDevelopment).toBe(true);
   });

@@ -114,3 +114,39 @@ describe("sockets per user", () => {
     }
   });
 });
+
+describe("sockets per gateway", () => {
+  it("refuses any learner's socket past the gateway's budget with 503 and Retry-After, and takes one again once another closed", async () => {
+    // Was: no bound over all learners, so enough of them took every file descriptor: uWS's accept then
+    // failed on every turn of its loop (a core spinning) and nothing else in the process could open a file.
+    const small = await startTestGateway(t.nats.url, { maxSockets: 2 });
+    try {
+      const open = [await TestClient.ready(small.port, "ida"), await TestClient.ready(small.port, "jo")];
+      expect(await refusal(small.port, await token("kim"))).toBe("503 this gateway has its most sockets open (2); retry shortly, or another instance");
+      const headers = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${small.port}/v1/ws`);
+        ws.once("unexpected-response", (_req, res) => {
+          resolve(res.headers);
+          ws.terminate();
+        });
+        ws.once("error", reject);
+      });
+      expect(headers["retry-after"]).toBe("5");
+      await open.pop()!.close();
+      await until("the gateway saw the close", () => small.connections() === 1);
+      open.push(await TestClient.ready(small.port, "kim"));
+      const metrics = await (await fetch(`http://127.0.0.1:${small.port}/metrics`)).text();
+      expect(metrics).toMatch(/nerve_gateway_closes_total\{reason="instance_full"\} 2/);
+      await Promise.all(open.map((c) => c.close()));
+      // Upgrades that arrive together: the budget holds (checked again once each token passed).
+      await until("every socket closed", () => small.connections() === 0);
+      const burst = await Promise.all(["l1", "l2", "l3", "l4", "l5"].map(async (u) => TestClient.connect(small.port, { token: await token(u) }).then((c) => c, (err: { status?: number }) => err.status)));
+      const opened = burst.filter((b): b is TestClient => b instanceof TestClient);
+      expect(opened).toHaveLength(2);
+      expect(burst.filter((b) => b === 503)).toHaveLength(3);
+      await Promise.all(opened.map((c) => c.close()));
+    } finally {
+      await small.close();
+    }
+  });
+});
