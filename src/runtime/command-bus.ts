@@ -83,6 +83,9 @@ export class CommandBus implements Lookups {
   /** Commands answered unavailable because their facts could not be read; said at most once a minute. */
   #factsUnavailable = 0;
   readonly #sayFactsUnavailable = sayingAtMostEvery();
+  /** Commits refused by storage that is out of reach, locked or full; said at most once a minute. */
+  #commitsUnavailable = 0;
+  readonly #sayCommitsUnavailable = sayingAtMostEvery();
 
   constructor(deps: CommandBusDeps) {
     this.#deps = deps;
@@ -309,7 +312,16 @@ export class CommandBus implements Lookups {
         if (seen) throw errors.conflict("Idempotency-Key was used for a different command", { idempotency_key: req.idempotencyKey });
         throw errors.conflict("a unique value is already taken");
       }
-      this.#deps.logger.error({ err, correlation_id: correlation }, "commit failed");
+      if (isTransientFailure(err)) {
+        // The storage's own state (full, locked, out of reach): the same for every command meanwhile, said once a
+        // minute with the count, not as an error line with its stack per command (written to that full disk).
+        this.#commitsUnavailable++;
+        if (this.#sayCommitsUnavailable()) {
+          this.#deps.logger.warn({ err, correlation_id: correlation, unavailable_so_far: this.#commitsUnavailable }, "commit failed: storage unavailable, answered unavailable (said at most once a minute)");
+        }
+      } else {
+        this.#deps.logger.error({ err, correlation_id: correlation }, "commit failed");
+      }
       throw errors.unavailable("storage is unavailable; retry");
     }
     endSpan(committing);
