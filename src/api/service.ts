@@ -51,6 +51,12 @@ export interface ApiDeps {
   ownership?: Ownership;
   /** Reply latencies of commands and of queries (forwarded commands are their owner's). */
   observe?: { command: ReplyObserver; query: ReplyObserver };
+  /**
+   * Requests (commands and queries) handled at once, and their bodies' bytes: one past either is answered
+   * `unavailable` at once, before anything is decoded (defaults 8,192 and 64 MiB). Without it a flood a
+   * client sends faster than commits go kept every request in memory until the heap ran out.
+   */
+  admission?: { requests: number; bytes: number };
 }
 
 /** Figures of the API. */
@@ -61,6 +67,10 @@ export interface ApiStats {
   forwarded: number;
   /** Requests dropped unanswered for a reply subject Nerve must not publish to (`$…`, its own subjects: see reply-guard.ts). */
   refusedReplies: number;
+  /** Requests answered `unavailable` at once because the instance had its most in hand (see {@link ApiDeps.admission}: NERVE_MAX_IN_HAND, NERVE_MAX_IN_HAND_BYTES). */
+  overloaded: number;
+  /** Requests in hand now, and their bodies' bytes. */
+  inHand: { requests: number; bytes: number };
 }
 
 /** The running API. */
@@ -85,11 +95,15 @@ export interface Api {
   releasePartitions(): Promise<void>;
 }
 
+/** Requests one instance handles at once by default, and their bodies' bytes (see {@link ApiDeps.admission}). */
+export const DEFAULT_ADMISSION = { requests: 8192, bytes: 64 * 1024 * 1024 };
+
 const QUERY_CONTEXTS = [...new Set(Object.values(QueryDefinitions).map((q) => q.context))];
 
 /** Starts the `nerve` service with endpoints `cmd.<context>.>` and `query.<context>.>`. */
 export async function startApi(deps: ApiDeps): Promise<Api> {
-  const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0, refusedReplies: 0 };
+  const stats: ApiStats = { ok: 0, failed: {}, forwarded: 0, refusedReplies: 0, overloaded: 0, inHand: { requests: 0, bytes: 0 } };
+  const admission = deps.admission ?? DEFAULT_ADMISSION;
   // What callers outside Nerve reach (the service, with its $SRV handlers, and the partitions'
   // subscriptions) sees no request whose reply subject Nerve must not publish to; said at most once a minute.
   const sayRefused = sayingAtMostEvery();
@@ -103,12 +117,39 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   // The handlers running, awaited at stop; not a Set (see ChurnTable): one comes and goes with every request.
   const inflight = new ChurnTable<Promise<void>>();
   let nextRequest = 0;
-  const track = (request: Promise<void>) => {
+  const sayOverloaded = sayingAtMostEvery();
+  const track = (msg: ServiceMsg, handle: (msg: ServiceMsg) => Promise<void>) => {
+    const bytes = msg.data.length;
+    const held = stats.inHand;
+    if (held.requests >= admission.requests || (held.requests > 0 && held.bytes + bytes > admission.bytes)) return overloaded(msg);
+    held.requests++;
+    held.bytes += bytes;
     // A handler answers every failure itself; what still escapes (the reply could not be sent) is logged.
-    const p = request.catch((err: unknown) => reportFailure(deps.logger, "api", err, "request handler failed"));
+    const p = handle(msg).catch((err: unknown) => reportFailure(deps.logger, "api", err, "request handler failed"));
     const id = nextRequest++;
     inflight.set(id, p);
-    void p.finally(() => inflight.delete(id));
+    void p.finally(() => {
+      inflight.delete(id);
+      held.requests--;
+      held.bytes -= bytes;
+    });
+  };
+  // More in hand than the instance takes: `unavailable` now, nothing decoded (the headers only, for the reply's form).
+  const overloaded = (msg: ServiceMsg): void => {
+    stats.overloaded++;
+    if (sayOverloaded()) {
+      deps.logger.warn({ subject: msg.subject, in_hand: stats.inHand, most: admission, refused_so_far: stats.overloaded }, "requests answered unavailable: this instance has its most requests in hand (said at most once a minute)");
+    }
+    if (!msg.reply) return;
+    let ct: ContentType | undefined;
+    try {
+      ct = requestContentType(msg);
+    } catch {
+      ct = undefined;
+    }
+    const e = errors.unavailable(`this instance has its most requests in hand (${admission.requests} requests or ${admission.bytes} bytes); retry shortly`);
+    stats.failed[e.code] = (stats.failed[e.code] ?? 0) + 1;
+    replyError(msg, ct, e, deps.instanceId);
   };
   // A storage or NATS failure that passes by itself (the database restarting or out of reach, a lock held
   // elsewhere) met on a read — an idempotency lookup, an actor's load, a query — is `unavailable`, retry,
@@ -139,7 +180,7 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
 
   const routing = await detectRouting(deps.nc);
   deps.logger.info({ routing }, routing === "mapped" ? "commands reach partition owners through the server's mapping" : "no partition mapping on the server: instances forward commands to their owners");
-  const partitions = ownership ? new PartitionSubscriptions(callers, ownership, (msg) => track(handleCommand(msg)), deps.logger) : undefined;
+  const partitions = ownership ? new PartitionSubscriptions(callers, ownership, (msg) => track(msg, handleCommand), deps.logger) : undefined;
   await partitions?.start();
   // The service last, its endpoints right after it: once it answers $SRV.PING (what callers and the
   // tests take for ready), every endpoint follows in the same flush — not after the routing probe's
@@ -149,11 +190,11 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     service.addEndpoint(`cmd-${context}`, {
       subject: `cmd.${context}.>`,
       metadata: { commands: Object.keys(CommandDefinitions).filter((t) => isCommandOf(context, t)).join(",") },
-      handler: (_err, msg) => track(handleCommand(msg)),
+      handler: (_err, msg) => track(msg, handleCommand),
     });
   }
   for (const context of QUERY_CONTEXTS) {
-    service.addEndpoint(`query-${context}`, { subject: `query.${context}.>`, handler: (_err, msg) => track(handleQuery(msg)) });
+    service.addEndpoint(`query-${context}`, { subject: `query.${context}.>`, handler: (_err, msg) => track(msg, handleQuery) });
   }
 
   // @nats-io/services closes the whole service when one endpoint's subscription ends or errs (a

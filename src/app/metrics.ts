@@ -70,6 +70,12 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
     for (const [code, n] of Object.entries(s.api.stats.failed)) g.set({ result: code }, n);
     g.set({ result: "forwarded" }, s.api.stats.forwarded);
   });
+  counter("nerve_requests_overloaded_total", "Requests answered unavailable at once because the instance had its most in hand (NERVE_MAX_IN_HAND, NERVE_MAX_IN_HAND_BYTES); also counted in nerve_requests_total{result=\"unavailable\"}", [], (g) => {
+    if (s.api) g.set({}, s.api.stats.overloaded);
+  });
+  gauge("nerve_requests_in_hand", "Command and query requests this instance is handling now (the most: NERVE_MAX_IN_HAND)", [], (g) => {
+    if (s.api) g.set(s.api.stats.inHand.requests);
+  });
   counter("nerve_background_failures_total", "Failures of background tasks (consumer loops, polls, dead-lettering, unhandled rejections), each logged and retried", ["task"], (g) => {
     for (const [task, n] of backgroundFailures) g.set({ task }, n);
   });

@@ -273,7 +273,7 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await ownership.start?.();
     if (roles.has("consumers")) await consumers.start();
     if (commandsRole) {
-      api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership, observe: { command: latency.command, query: latency.query } });
+      api = await startApi({ nc, bus, queries: { ...aggregateQueries(bus), ...projectionQueries(deps) }, logger, version: NERVE_VERSION, instanceId, ownership, observe: { command: latency.command, query: latency.query }, admission: { requests: config.NERVE_MAX_IN_HAND, bytes: config.NERVE_MAX_IN_HAND_BYTES } });
       addAdminEndpoints(api.service, consumers, consumerAdmin, logger);
     }
     const servingApi = api;

@@ -94,6 +94,10 @@ export const ConfigSchema = z
     /** When set, every token must carry this `aud`. */
     NERVE_JWT_AUDIENCE: tokenClaim,
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** Most requests (commands and queries) one instance handles at once; more are answered `unavailable` at once. */
+    NERVE_MAX_IN_HAND: int(8192, 1),
+    /** Most bytes of request bodies one instance holds at once; more are answered `unavailable` at once. */
+    NERVE_MAX_IN_HAND_BYTES: int(64 * 1024 * 1024, 1024 * 1024),
     /** Most commands waiting in one actor's mailbox before `unavailable`. */
     NERVE_MAILBOX_SIZE: int(256, 1),
     /** Most live actors before the least recently used idle ones are passivated. */
