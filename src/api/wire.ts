@@ -14,6 +14,7 @@ import {
   errors,
   isText,
   NOT_TEXT_MESSAGE,
+  withoutOws,
   type ContentType,
 } from "../../contracts/index.js";
 import { validTraceparent, validTracestate, type TraceHeaders } from "../tracing/index.js";
@@ -22,6 +23,9 @@ import type { ReplyRoom } from "../support/byte-budget.js";
 
 /** Largest request body accepted (the server's max_payload may be larger). */
 export const MAX_BODY_BYTES = 64 * 1024;
+
+/** The largest header block a request may carry (bytes); past it `invalid_request`, nothing else read. */
+export const MAX_HEADER_BYTES = 16 * 1024;
 
 /** Optional request headers of a command. */
 export interface RequestHeaders {
@@ -67,6 +71,10 @@ const MALFORMED_HEADERS = "malformed message headers: every header line must be 
  * spaces and tabs only.
  */
 function headersOf(msg: ServiceMsg): HeaderReader | undefined {
+  // Before anything reads them: the contract's headers take a few hundred bytes; a block of megabytes only
+  // costs (nats.js's decoding, every lookup).
+  const size = headerBytes(msg);
+  if (size > MAX_HEADER_BYTES) throw errors.invalidRequest(`message headers are larger than ${MAX_HEADER_BYTES} bytes`);
   let h: MsgHdrs | undefined;
   try {
     h = msg.headers;
@@ -105,6 +113,11 @@ export function forwardedHeaders(msg: ServiceMsg): MsgHdrs | undefined {
   return block === undefined ? msg.headers : new WireHeaders([], Uint8Array.from(block));
 }
 
+// The header block's length as it came (0 without one).
+function headerBytes(msg: ServiceMsg): number {
+  return (msg as unknown as { msg?: { _msg?: { hdr?: number } } }).msg?._msg?.hdr ?? 0;
+}
+
 // The header block as it came (nats.js's message keeps the bytes, headers and payload, and the block's
 // length; a ServiceMsg, @nats-io/services' or routing.ts's, holds the message as `msg`).
 function rawHeaderBlock(msg: ServiceMsg): Uint8Array | undefined {
@@ -126,7 +139,7 @@ class ExactHeaders implements HeaderReader {
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i]!;
       const colon = line.indexOf(":");
-      if (colon >= 0) this.#lines.push([line.slice(0, colon), line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "")]);
+      if (colon >= 0) this.#lines.push([line.slice(0, colon), withoutOws(line.slice(colon + 1))]);
     }
   }
 

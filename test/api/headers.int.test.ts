@@ -130,6 +130,20 @@ describe("request headers a client gets wrong", () => {
     expect(history.map((e) => e.correlation_id)).toEqual(["\u3000corr\u00A0"]);
   });
 
+  it("refuses a header block over 16 KiB before reading it, and a long run of spaces in a header costs nothing", async () => {
+    // Was: a Content-Type of 120,000 spaces and a letter held the event loop 26 s (a quadratic trim), every
+    // other request of the instance waiting behind it.
+    const id = `w-${Math.random().toString(36).slice(2, 10)}`;
+    const big = await refused(`cmd.users.RegisterUser.${id}`, headerBlock([`Content-Type: application/json${" ".repeat(120_000)}x`]), body(id), "application/json");
+    expect(big.error.message).toBe("message headers are larger than 16384 bytes");
+    await refused("query.users.GetUser", headerBlock([`X-Padding: ${"p".repeat(17_000)}`]), encodeMsgPack({ user_id: id }), "application/json");
+    // Within the bound, a value padded with spaces on both ends is read as its text.
+    const spaced = await raw.request(`cmd.users.RegisterUser.${id}`, headerBlock([`Content-Type: ${" ".repeat(7000)}application/msgpack${"\t".repeat(7000)}`]), body(id));
+    if (spaced === "timeout") throw new Error("no reply");
+    const d = decodeMsgPack(spaced.data);
+    expect(d.ok && (d.value as { ok: boolean }).ok).toBe(true);
+  });
+
   it("sends a process manager's command to another instance with its id headers exactly as they are", async () => {
     // Was: through nats.js's headers, which trim any Unicode white space: a correlation id ending in a
     // no-break space was another id once the command went to the owner on another instance.
