@@ -92,13 +92,19 @@ export class AckFloor<M> {
   /**
    * A delivery arrived (in the order they arrive). One at or under the floor this reader sent is held
    * too: the server redelivers only what it has outstanding, so its ack was not taken (yet: an ack in
-   * flight; or never: a nats-server that restarted from a consumer state older than its last acks).
-   * Such a delivery is never acknowledged alone; the next floor above it covers it.
+   * flight; or never: lost with the connection — nats.js drops what it had not written when it
+   * reconnects —, or a nats-server that restarted from a consumer state older than its last acks). The
+   * reader is then not clean: the runner reads the consumer's info and sends that floor again
+   * ({@link forgotten}). Waiting for a floor above it was not enough: a quiet durable has none to send
+   * (the batch came back every ack_wait, for days), and one at max_ack_pending gets no newer delivery
+   * to send one with (stopped for good).
    */
   received(deliverySeq: number, streamSeq: number, msg: M): void {
     // Anything but the next delivery sequence: one went elsewhere, arrived out of order, or the server
     // numbers again from an older state (restarted). Not clean.
     if (deliverySeq !== this.#lastDelivery + 1) this.#clean = false;
+    // Back again though acknowledged by a floor this reader sent (or the server's floor it read): that ack was not taken.
+    if (streamSeq <= this.#ackedStream) this.#clean = false;
     // The latest arrival, not the highest: after a restart from an older state the server's numbering is the one to follow.
     this.#lastDelivery = deliverySeq;
     const i = this.#at(streamSeq);

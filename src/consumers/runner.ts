@@ -162,11 +162,13 @@ class FloorAcks {
   /** A message arrived. */
   received(m: JsMsg): void {
     const wasClean = this.#floor.clean;
+    const acked = m.seq <= this.#floor.acked;
     this.#floor.received(m.info.deliverySequence, m.seq, m);
     if (wasClean && !this.#floor.clean) {
       this.stats.ackHolds++;
       this.#holdingSince = performance.now();
-      this.logger.warn({ delivery_seq: m.info.deliverySequence }, "a delivery of this durable went to another reader: acks wait until its outstanding deliveries are this reader's");
+      if (acked) this.logger.warn({ delivery_seq: m.info.deliverySequence, stream_seq: m.seq, floor_sent: this.#floor.acked }, "a delivery this reader acknowledged came back: the ack was lost (with the connection, or a restarted server); asking the server, to send it again");
+      else this.logger.warn({ delivery_seq: m.info.deliverySequence }, "a delivery of this durable went to another reader: acks wait until its outstanding deliveries are this reader's");
     }
   }
 
@@ -227,7 +229,7 @@ class FloorAcks {
         const again = this.#floor.forgotten(position);
         if (again) {
           this.reack((again.msg as unknown as { reply: string }).reply);
-          this.logger.warn({ ack_floor: info.ack_floor.stream_seq, sent: again.streamSeq }, "the server's ack floor is below the one this reader sent (nats-server restarted from an older state): sent again");
+          this.logger.warn({ ack_floor: info.ack_floor.stream_seq, sent: again.streamSeq }, "the server's ack floor is below the one this reader sent (the ack was lost with the connection, or nats-server restarted from an older state): sent again");
         }
         const held = this.#floor.held;
         if (this.#floor.reconcile(position)) {

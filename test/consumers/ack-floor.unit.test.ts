@@ -145,21 +145,39 @@ describe("AckFloor", () => {
     expect(f.next()).toEqual({ streamSeq: 5, deliverySeq: 5, msg: "s5" });
   });
 
-  it("holds a redelivery at or under its floor (an ack in flight) without acking it alone; the next floor covers it", () => {
+  it("takes a redelivery at or under its floor for an ack not taken: not clean, its floor sent again, clean once the server has it", () => {
+    // Was: held as an ack in flight, to be covered by the next floor — which a quiet durable never sends,
+    // and one at max_ack_pending never gets a delivery for: the batch came back every ack_wait, for good.
+    const f = given([1, 2]);
+    f.done(1);
+    f.done(2);
+    f.sent(f.next()!);
+    // The ack was lost with the connection: after ack_wait the server redelivers s1, s2 as d3, d4.
+    f.received(3, 1, "s1 again");
+    expect(f.clean).toBe(false);
+    f.received(4, 2, "s2 again");
+    f.done(1);
+    f.done(2);
+    expect(f.next()).toBeUndefined();
+    expect(f.forgotten({ ackFloorStream: 0, ackFloorDelivery: 0, delivered: 4, ackPending: 2 })).toEqual({ streamSeq: 2, deliverySeq: 2, msg: "s2" });
+    // Sent again and taken: nothing outstanding, the server's floor at s2.
+    expect(f.reconcile({ ackFloorStream: 2, ackFloorDelivery: 2, delivered: 4, ackPending: 0 })).toBe(true);
+    expect(f.held).toBe(0);
+    f.received(5, 3, "s3");
+    f.done(3);
+    expect(f.next()).toEqual({ streamSeq: 3, deliverySeq: 5, msg: "s3" });
+  });
+
+  it("takes a redelivery of an ack still in flight the same way: nothing to send again once the server has it", () => {
     const f = given([1, 2]);
     f.done(1);
     f.done(2);
     f.sent(f.next()!);
     f.received(3, 2, "s2 again");
-    expect(f.held).toBe(1);
-    expect(f.clean).toBe(true);
-    expect(f.next()).toBeUndefined();
-    f.done(2);
-    expect(f.next()).toBeUndefined(); // settled again, but at the floor: an ack of it alone changes nothing
-    f.received(4, 3, "s3");
-    f.done(3);
-    f.sent(f.next()!);
-    expect(f.acked).toBe(3);
+    expect(f.clean).toBe(false);
+    // The ack landed meanwhile: the server's floor is the one sent, the redelivery settled by it.
+    expect(f.forgotten({ ackFloorStream: 2, ackFloorDelivery: 2, delivered: 3, ackPending: 0 })).toBeUndefined();
+    expect(f.reconcile({ ackFloorStream: 2, ackFloorDelivery: 2, delivered: 3, ackPending: 0 })).toBe(true);
     expect(f.held).toBe(0);
   });
 
