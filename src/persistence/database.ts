@@ -5,7 +5,7 @@ import { MikroORM, type EntitySchema, type Options } from "@mikro-orm/core";
 import type { AbstractSqlConnection } from "@mikro-orm/knex";
 import { writeSideEntities } from "./entities.js";
 import { SqliteQueryThread, type QueryThreadStats } from "./query-thread.js";
-import { PG_LEASE_LOCK_TIMEOUT_MS, PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, openPostgresSidePools, pgPoolOptions, underSchemaLock, updatePostgresSchema, withLocalSettings, type QueryTimeoutSetBy } from "./postgres.js";
+import { PG_LEASE_LOCK_TIMEOUT_MS, PG_POOL, PG_QUERIES, PG_QUERY_TIMEOUT_MS, failWaitingOnConnectFailures, openPostgresSidePools, pgPoolOptions, underSchemaLock, updatePostgresSchema, withLocalSettings, type QueryTimeoutSetBy } from "./postgres.js";
 import type { QueryGateStats } from "./query-gate.js";
 import type { WorkerHeap } from "./worker-heap.js";
 import { betterSqlite3Path, isInMemorySqlite, lockSqliteInstance, openSqlite, preparedStatements, sqliteValues, writerPragmas, type SqliteHandle } from "./sqlite-lock.js";
@@ -225,6 +225,7 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
     const max = Math.max(2, Math.floor(opts.pgPool ?? PG_POOL));
     const pool = pgPoolOptions({ min: 2, max }, { idle_in_transaction_session_timeout: idleInTransactionMs });
     orm = await MikroORM.init({ ...common, driver: PostgreSqlDriver, clientUrl: opts.url, driverOptions: { ...driverOptions, ...pool } } as Options);
+    failWaitingOnConnectFailures(orm.em.getConnection() as AbstractSqlConnection);
   } else {
     throw new Error(`NERVE_DB must be sqlite:<path> or a postgres:// URL, got ${opts.url}`);
   }

@@ -55,11 +55,14 @@ const KEEPALIVE_IDLE_MS = 10_000;
 
 /**
  * Knex's options of a pool of `min`..`max` connections whose sessions start with `settings` (sent as the
- * startup option `-c name=value`; whole numbers only, so nothing needs quoting).
+ * startup option `-c name=value`; whole numbers only, so nothing needs quoting). Its pool, once made,
+ * gets {@link failWaitingOnConnectFailures}.
  */
 export function pgPoolOptions(pool: { min: number; max: number }, settings: Record<string, number>): Record<string, unknown> {
   return {
-    pool,
+    // A failed connect fails a waiting statement only as failWaitingOnConnectFailures says: not the refusal
+    // of a connection over the server's limits (tarn's propagateCreateError, Knex's default, failed one for it).
+    pool: { ...pool, propagateCreateError: false },
     // A failed statement's error keeps its `$n` placeholders, not the values (a learner's email): it is logged.
     compileSqlOnError: false,
     acquireConnectionTimeout: PG_ACQUIRE_TIMEOUT_MS,
@@ -72,6 +75,38 @@ export function pgPoolOptions(pool: { min: number; max: number }, settings: Reco
       connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
     },
   };
+}
+
+/** PostgreSQL's SQLSTATE too_many_connections: max_connections, or a role's or database's CONNECTION LIMIT, reached. */
+const TOO_MANY_CONNECTIONS = "53300";
+
+/** What {@link failWaitingOnConnectFailures} needs of Knex's (tarn's) pool. */
+interface TarnPool {
+  on(event: "createFail", handler: (eventId: number, err: unknown) => void): void;
+  /** Protected in tarn's typings: the statements waiting for a connection, first come first. */
+  readonly pendingAcquires?: readonly { reject(err: unknown): void }[];
+}
+
+/**
+ * How a failed connect meets the statements waiting for a connection of `connection`'s pool (made with
+ * {@link pgPoolOptions}, whose pool keeps them waiting, and tries to connect again 200 ms later):
+ *
+ * - The server refused it for a connection limit (max_connections, the role's CONNECTION LIMIT): they
+ *   wait on, up to the acquire timeout, for the connections the pool has, which serve them in
+ *   milliseconds. Failing one of them at once per refusal (Knex's default, tarn's propagateCreateError)
+ *   failed a third of a burst's commands and some lease rounds, beside connections about to be free.
+ * - Any other failure (the server out of reach, starting, shutting down; a connect timeout): the first
+ *   waiting statement fails at once with it, as by Knex's default. Waiting would not mend those within
+ *   the acquire timeout: a statement, a lease round, a request waited it out (3 s) instead of failing
+ *   at once, so a cut of the database held each request 3 s longer and cost the instance its leases.
+ */
+export function failWaitingOnConnectFailures(connection: AbstractSqlConnection): void {
+  const pool = (connection.getKnex().client as { pool?: TarnPool }).pool;
+  pool?.on("createFail", (_eventId, err) => {
+    if ((err as { code?: unknown } | undefined)?.code === TOO_MANY_CONNECTIONS) return;
+    // What tarn does with propagateCreateError (Pool.js, _doCreate): the first waiting acquire fails with it.
+    pool.pendingAcquires?.[0]?.reject(err);
+  });
 }
 
 /**
@@ -103,6 +138,7 @@ export async function openPostgresSidePools(orm: MikroORM, url: string, o: { que
   const side = (max: number, settings: Record<string, number>) => {
     const c = new PostgreSqlConnection(orm.config, { clientUrl: url, driverOptions: pgPoolOptions({ min: 0, max }, settings) }, "read");
     c.connect(); // Makes the Knex pool (no connection yet), which close() destroys.
+    failWaitingOnConnectFailures(c);
     return c;
   };
   const idle = { idle_in_transaction_session_timeout: o.idleInTransactionMs };

@@ -2,15 +2,18 @@
  * PostgreSQL's connection budgets, on a real server: a burst of slow read-model queries neither takes
  * the leases' connections (the instance keeps every partition, its renewals go on) nor the main pool's
  * (a command path's statement is answered); the queries beyond the budget are answered `unavailable`;
- * a query past its statement_timeout is cut off, `unavailable` too.
+ * a query past its statement_timeout is cut off, `unavailable` too. A connect the server refuses for its
+ * connection limits leaves the statements waiting for the open connections; a server out of reach fails
+ * them at once.
  */
 import { afterEach, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { pino } from "pino";
 import { NerveError } from "../../contracts/index.js";
 import { PARTITIONS, PartitionLeases, clusterEntities } from "../../src/cluster/index.js";
 import { queryTxOf } from "../../src/consumers/index.js";
+import { isTransientFailure } from "../../src/consumers/transient.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
-import { postgresAvailable, tcpProxy, tempPostgres, withoutStartupOptions, type TempPostgres } from "../support/index.js";
+import { PG_ADMIN_URL, postgresAvailable, tcpProxy, tempPostgres, withoutStartupOptions, type TempPostgres } from "../support/index.js";
 
 const available = await postgresAvailable();
 const quiet = pino({ level: "silent" });
@@ -119,5 +122,58 @@ describe.skipIf(!available)("PostgreSQL's connection budgets", () => {
     expect(await db.query<{ n: number }[]>("select ?::int as n union all select ?::int", [1, 2], "all")).toEqual([{ n: 1 }, { n: 2 }]);
     // The leases' lock_timeout likewise, per statement.
     expect(await db.leaseExecute("select current_setting(?) as l, current_setting(?) as idle", ["lock_timeout", "idle_in_transaction_session_timeout"], "get")).toEqual({ l: "1s", idle: "2s" });
+  });
+
+  it("a pool the server will not let grow serves its statements on the connections it has, none refused at once", async () => {
+    // Was: Knex's default propagateCreateError, under which one refused connect (max_connections or the
+    // role's limit reached) failed every statement waiting for a connection at once, although the open
+    // ones would have served them in milliseconds: a third of a burst's commands and lease rounds failed.
+    const role = `nerve_test_limited_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+    const name = new URL(pg.url).pathname.slice(1);
+    const admin = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
+    try {
+      await admin.execute(`create role ${role} login connection limit 5`, [], "run");
+      await admin.execute(`alter database ${name} owner to ${role}`, [], "run");
+    } finally {
+      await admin.close();
+    }
+    onTestFinished(async () => {
+      const a = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
+      try {
+        await a.execute(`drop database if exists ${name} with (force)`, [], "run");
+        await a.execute(`drop role if exists ${role}`, [], "run");
+      } finally {
+        await a.close();
+      }
+    });
+    const url = new URL(pg.url);
+    url.username = role;
+    const db = await openDatabase({ url: url.toString(), entities: clusterEntities, pgPool: 10 });
+    dbs.push(db);
+    const answers = await Promise.all(Array.from({ length: 100 }, () => db.execute("select pg_sleep(?) as slept", [0.01], "get").then(() => "answered", (err: unknown) => String((err as Error)?.message ?? err))));
+    expect(answers.filter((a) => a !== "answered")).toEqual([]);
+  });
+
+  it("a server out of reach fails every pool's statements at once, not after the acquire timeout", async () => {
+    // Unlike the refusal above, nothing open serves them. Waiting out the acquire timeout (3 s) for a
+    // connect that could not succeed held every request and lease round that long during a cut: the
+    // instance lost its partitions, and a command forwarded to one right after went unanswered.
+    const server = new URL(pg.url);
+    const proxy = await tcpProxy({ host: server.hostname, port: Number(server.port || 5432) });
+    onTestFinished(() => proxy.close());
+    const url = new URL(pg.url);
+    url.port = String(proxy.port);
+    const db = await openDatabase({ url: url.href, entities: clusterEntities });
+    dbs.push(db);
+    await proxy.cut();
+    for (const [pool, run] of [["main", db.execute], ["leases", db.leaseExecute], ["queries", db.query]] as const) {
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        const err = await run("select 1 as one", [], "get").then(() => undefined, (e: unknown) => e);
+        expect(err, pool).toBeDefined();
+        expect(isTransientFailure(err), `${pool}: ${String(err)}`).toBe(true);
+        expect(performance.now() - started, pool).toBeLessThan(1000);
+      }
+    }
   });
 });
