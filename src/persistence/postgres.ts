@@ -83,6 +83,8 @@ const TOO_MANY_CONNECTIONS = "53300";
 /** What {@link failWaitingOnConnectFailures} needs of Knex's (tarn's) pool. */
 interface TarnPool {
   on(event: "createFail", handler: (eventId: number, err: unknown) => void): void;
+  numUsed(): number;
+  numFree(): number;
   /** Protected in tarn's typings: the statements waiting for a connection, first come first. */
   readonly pendingAcquires?: readonly { reject(err: unknown): void }[];
 }
@@ -91,9 +93,9 @@ interface TarnPool {
  * How a failed connect meets the statements waiting for a connection of `connection`'s pool (made with
  * {@link pgPoolOptions}, whose pool keeps them waiting, and tries to connect again 200 ms later):
  *
- * - The server refused it for a connection limit (max_connections, the role's CONNECTION LIMIT): they
- *   wait on, up to the acquire timeout, for the connections the pool has, which serve them in
- *   milliseconds. Failing one of them at once per refusal (Knex's default, tarn's propagateCreateError)
+ * - The server refused it for a connection limit (max_connections, the role's CONNECTION LIMIT) while
+ *   the pool has connections: they wait on, up to the acquire timeout, for those, which serve them in
+ *   milliseconds (a pool with none fails the first at once, with the server's refusal). Failing one of them at once per refusal (Knex's default, tarn's propagateCreateError)
  *   failed a third of a burst's commands and some lease rounds, beside connections about to be free.
  * - Any other failure (the server out of reach, starting, shutting down; a connect timeout): the first
  *   waiting statement fails at once with it, as by Knex's default. Waiting would not mend those within
@@ -103,7 +105,10 @@ interface TarnPool {
 export function failWaitingOnConnectFailures(connection: AbstractSqlConnection): void {
   const pool = (connection.getKnex().client as { pool?: TarnPool }).pool;
   pool?.on("createFail", (_eventId, err) => {
-    if ((err as { code?: unknown } | undefined)?.code === TOO_MANY_CONNECTIONS) return;
+    // Only while the pool has a connection to wait for: one with none open (a side pool's first statement,
+    // any pool after a restart) would wait out the acquire timeout for nothing, and fail with Knex's "pool
+    // is probably full" instead of the server's own refusal (review).
+    if ((err as { code?: unknown } | undefined)?.code === TOO_MANY_CONNECTIONS && pool.numUsed() + pool.numFree() > 0) return;
     // What tarn does with propagateCreateError (Pool.js, _doCreate): the first waiting acquire fails with it.
     pool.pendingAcquires?.[0]?.reject(err);
   });

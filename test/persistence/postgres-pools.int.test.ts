@@ -154,6 +154,39 @@ describe.skipIf(!available)("PostgreSQL's connection budgets", () => {
     expect(answers.filter((a) => a !== "answered")).toEqual([]);
   });
 
+  it("a pool with no connection open fails its statement at once when the server refuses for its limit", async () => {
+    // Nothing to wait for: was 3 s (the acquire timeout), then Knex's "the pool is probably full" instead of
+    // the server's own refusal (review).
+    const role = `nerve_test_limited_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+    const name = new URL(pg.url).pathname.slice(1);
+    const admin = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
+    try {
+      await admin.execute(`create role ${role} login connection limit 3`, [], "run");
+      await admin.execute(`alter database ${name} owner to ${role}`, [], "run");
+    } finally {
+      await admin.close();
+    }
+    onTestFinished(async () => {
+      const a = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
+      try {
+        await a.execute(`drop database if exists ${name} with (force)`, [], "run");
+        await a.execute(`drop role if exists ${role}`, [], "run");
+      } finally {
+        await a.close();
+      }
+    });
+    const url = new URL(pg.url);
+    url.username = role;
+    const db = await openDatabase({ url: url.toString(), entities: clusterEntities, pgPool: 10 });
+    dbs.push(db);
+    // The main pool's two and the queries' one take the role's three: the leases' pool has none and can make none.
+    await db.query("select 1 as one", [], "get");
+    const started = performance.now();
+    const err = await db.leaseExecute("select 1 as one", [], "get").then(() => undefined, (e: unknown) => e);
+    expect(String((err as Error)?.message)).toMatch(/too many connections/);
+    expect(performance.now() - started).toBeLessThan(1500);
+  });
+
   it("a server out of reach fails every pool's statements at once, not after the acquire timeout", async () => {
     // Unlike the refusal above, nothing open serves them. Waiting out the acquire timeout (3 s) for a
     // connect that could not succeed held every request and lease round that long during a cut: the
