@@ -52,8 +52,9 @@ export interface ApiDeps {
   /** Reply latencies of commands and of queries (forwarded commands are their owner's). */
   observe?: { command: ReplyObserver; query: ReplyObserver };
   /**
-   * Requests (commands and queries) handled at once, and their bodies' bytes: one past either is answered
-   * `unavailable` at once, before anything is decoded (defaults 8,192 and 64 MiB). Without it a flood a
+   * Requests (commands and queries) handled at once, and their bodies' bytes: one past either, that this
+   * instance would run itself (not a command it passes on to its partition's owner), is answered
+   * `unavailable` at once, before its body is decoded (defaults 8,192 and 64 MiB). Without it a flood a
    * client sends faster than commits go kept every request in memory until the heap ran out.
    */
   admission?: { requests: number; bytes: number };
@@ -121,7 +122,6 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   const track = (msg: ServiceMsg, handle: (msg: ServiceMsg) => Promise<void>) => {
     const bytes = msg.data.length;
     const held = stats.inHand;
-    if (held.requests >= admission.requests || (held.requests > 0 && held.bytes + bytes > admission.bytes)) return overloaded(msg);
     held.requests++;
     held.bytes += bytes;
     // A handler answers every failure itself; what still escapes (the reply could not be sent) is logged.
@@ -134,22 +134,17 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       held.bytes -= bytes;
     });
   };
-  // More in hand than the instance takes: `unavailable` now, nothing decoded (the headers only, for the reply's form).
-  const overloaded = (msg: ServiceMsg): void => {
+  // Called by a handler once it knows the request is this instance's to run (a command for a partition held
+  // elsewhere is only passed on, whatever this instance holds), before its body is decoded: more in hand
+  // than the instance takes (this one counted) is `unavailable` at once.
+  const admit = (msg: ServiceMsg): void => {
+    const held = stats.inHand;
+    if (held.requests <= admission.requests && (held.requests <= 1 || held.bytes <= admission.bytes)) return;
     stats.overloaded++;
     if (sayOverloaded()) {
-      deps.logger.warn({ subject: msg.subject, in_hand: stats.inHand, most: admission, refused_so_far: stats.overloaded }, "requests answered unavailable: this instance has its most requests in hand (said at most once a minute)");
+      deps.logger.warn({ subject: msg.subject, in_hand: held, most: admission, refused_so_far: stats.overloaded }, "requests answered unavailable: this instance has its most requests in hand (said at most once a minute)");
     }
-    if (!msg.reply) return;
-    let ct: ContentType | undefined;
-    try {
-      ct = requestContentType(msg);
-    } catch {
-      ct = undefined;
-    }
-    const e = errors.unavailable(`this instance has its most requests in hand (${admission.requests} requests or ${admission.bytes} bytes); retry shortly`);
-    stats.failed[e.code] = (stats.failed[e.code] ?? 0) + 1;
-    replyError(msg, ct, e, deps.instanceId);
+    throw errors.unavailable(`this instance has its most requests in hand (${admission.requests} requests or ${admission.bytes} bytes); retry shortly`);
   };
   // A storage or NATS failure that passes by itself (the database restarting or out of reach, a lock held
   // elsewhere) met on a read — an idempotency lookup, an actor's load, a query — is `unavailable`, retry,
@@ -241,6 +236,7 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
           return;
         }
       }
+      admit(msg);
       const def = CommandDefinitions[parts.commandType];
       const body = parseBody(msg, ct, def.body);
       const headers = requestHeaders(msg);
@@ -275,6 +271,7 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       knownContext = context;
       knownType = type!;
       const tracer = activeTracer();
+      admit(msg);
       if (tracer) span = startSpan(tracer, `query ${type}`, SpanKind.SERVER, requestTrace(msg), { "nerve.context": context }, received);
       const body = parseBody(msg, ct, def.body);
       const handler = deps.queries[type as QueryType];
