@@ -15,7 +15,7 @@ import {
   type DomainEvent,
 } from "../../contracts/index.js";
 import type { Logger } from "../log/index.js";
-import { StaleWriteError, type AggregateWrite, type EventWrite, type GroupCommitWriter, type Repository } from "../persistence/index.js";
+import { CommitOutcomeUnknown, StaleWriteError, type AggregateWrite, type EventWrite, type GroupCommitWriter, type Repository } from "../persistence/index.js";
 import type { Actor } from "./actor.js";
 import type { ActorSystem } from "./actor-system.js";
 import type { AggregateModule, Lookups } from "./aggregate-module.js";
@@ -312,7 +312,8 @@ export class CommandBus implements Lookups {
         if (seen) throw errors.conflict("Idempotency-Key was used for a different command", { idempotency_key: req.idempotencyKey });
         throw errors.conflict("a unique value is already taken");
       }
-      if (isTransientFailure(err)) {
+      // A commit whose outcome is unknown (it may have landed) keeps its own error line, with the correlation id to find it by.
+      if (isTransientFailure(err) && !(err instanceof CommitOutcomeUnknown)) {
         // The storage's own state (full, locked, out of reach): the same for every command meanwhile, said once a
         // minute with the count, not as an error line with its stack per command (written to that full disk).
         this.#commitsUnavailable++;
