@@ -167,7 +167,7 @@ class FloorAcks {
     if (wasClean && !this.#floor.clean) {
       this.stats.ackHolds++;
       this.#holdingSince = performance.now();
-      if (acked) this.logger.warn({ delivery_seq: m.info.deliverySequence, stream_seq: m.seq, floor_sent: this.#floor.acked }, "a delivery this reader acknowledged came back: the ack was lost (with the connection, or a restarted server); asking the server, to send it again");
+      if (acked) this.logger.warn({ delivery_seq: m.info.deliverySequence, stream_seq: m.seq, floor: this.#floor.acked }, "a delivery this reader acknowledged came back: the ack was lost (with the connection, or a restarted server); asking the server, to send it again");
       else this.logger.warn({ delivery_seq: m.info.deliverySequence }, "a delivery of this durable went to another reader: acks wait until its outstanding deliveries are this reader's");
     }
   }

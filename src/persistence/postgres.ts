@@ -95,8 +95,9 @@ interface TarnPool {
  *
  * - The server refused it for a connection limit (max_connections, the role's CONNECTION LIMIT) while
  *   the pool has connections: they wait on, up to the acquire timeout, for those, which serve them in
- *   milliseconds (a pool with none fails the first at once, with the server's refusal). Failing one of them at once per refusal (Knex's default, tarn's propagateCreateError)
- *   failed a third of a burst's commands and some lease rounds, beside connections about to be free.
+ *   milliseconds (a pool with none fails the first at once, with the server's refusal). Failing one of
+ *   them at once per refusal (Knex's default, tarn's propagateCreateError) failed a third of a burst's
+ *   commands and some lease rounds, beside connections about to be free.
  * - Any other failure (the server out of reach, starting, shutting down; a connect timeout): the first
  *   waiting statement fails at once with it, as by Knex's default. Waiting would not mend those within
  *   the acquire timeout: a statement, a lease round, a request waited it out (3 s) instead of failing
