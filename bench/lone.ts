@@ -1,8 +1,8 @@
 /**
  * `npm run bench:lone [-- KEY=VALUE …]`: section 2c of the command bench alone, for trying a change to the
  * command path quickly. One Nerve on a private nats-server, warmed up (`BENCH_LONE_WARM_UP` commands at 256
- * in flight, default 5,000, not counted), UpdateUserProfile one at a time and then an open loop at a given rate, with the service's own breakdown of where each command's time went. The
- * KEY=VALUE arguments are added to the Nerve's environment (NERVE_ROLES=commands leaves the consumers out,
+ * in flight, default 5,000, not counted), UpdateUserProfile one at a time and then an open loop at a given
+ * rate, with the service's own breakdown of where each command's time went. The KEY=VALUE arguments are added to the Nerve's environment (NERVE_ROLES=commands leaves the consumers out,
  * NERVE_SQLITE_WRITER=main takes the main connection); BENCH_LONE_RATE sets the open loop's rate (default
  * 2,000/s). It also prints what paused the main thread in each phase (bench/pauses.ts: the event loop's
  * delay, V8's collections by kind) and the CPU of each of this process's threads per command (the main
@@ -13,8 +13,7 @@
  * `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts),
  * `BENCH_CPU_PROFILE=<file>` writes a CPU profile of the main thread in the one-at-a-time phase (bench/cpu-profile.ts).
  * Last, with Nerve stopped, the durable floor (bench/durable-floor.ts: the least a durable command can be,
- * warmed up the same way,
- * its store on the main thread when NERVE_SQLITE_WRITER is inline or main, else a write worker) under the
+ * warmed up the same way, its store on the main thread when NERVE_SQLITE_WRITER is inline or main, else a write worker) under the
  * same two loads, for the client side's table. It writes nothing to bench/results: `npm run bench:commands` is the record.
  */
 import { startNerve } from "../src/app/index.js";
