@@ -13,6 +13,8 @@ import { typedEvent } from "./typed-event.js";
 
 /** Stranded courses read per statement on a PolicyDeprecated. */
 const STRANDED_PAGE = 500;
+/** A course's status in the index once it is on a deprecated policy with nowhere to go. */
+const STRANDED = "stranded";
 /** Courses moved at once: each move is reads and a command in the course's mailbox. */
 export const MOVES_AT_ONCE = 16;
 
@@ -102,16 +104,26 @@ export function policySync(deps: PolicySyncDeps): Subscriber {
     }
   }
 
-  async function move(courseId: string, cause: EnvelopeBase): Promise<void> {
+  /**
+   * Moves a course off a deprecated policy, if it is on one and there is somewhere to go. With nowhere to go
+   * it is marked `stranded` in the index (until an event of its own changes it): a deprecation only ever
+   * takes destinations away, so later ones cannot give it one, and the walk of every PolicyDeprecated
+   * skips it — it read every such course again, and warned for each, on every deprecation of any policy
+   * (two cheap requests made N reads and N warnings; client-driven volume audit). With a default policy
+   * configured the walk still takes them (a default set since may take them in). Says "stranded" so the
+   * walk can count them for its one line.
+   */
+  async function move(courseId: string, cause: EnvelopeBase, alone = true): Promise<"stranded" | undefined> {
     const { state: course, version } = await deps.bus.readState<CourseState>("Course", courseId);
-    if (course === null) return;
+    if (course === null) return undefined;
     await indexCourse(courseId, course.policy_id, course.status, version);
-    if (course.status !== "active") return;
+    if (course.status !== "active") return undefined;
     const to = await destination(course.policy_id);
-    if (to === undefined) return;
+    if (to === undefined) return undefined;
     if (to === null) {
-      logger.warn({ course_id: courseId, policy_id: course.policy_id, event_id: cause.event_id }, "deprecated policy has no replacement and no default is configured; the course stays");
-      return;
+      await tx.execute("update policy_sync_courses set status = ? where course_id = ? and version = ? and status = ?", [STRANDED, courseId, version, "active"], "run");
+      if (alone) logger.warn({ course_id: courseId, policy_id: course.policy_id, event_id: cause.event_id }, "deprecated policy has no replacement and no default is configured; the course stays");
+      return "stranded";
     }
     const reply = await issueCommand(deps.bus, logger, {
       context: "courses",
@@ -123,6 +135,7 @@ export function policySync(deps: PolicySyncDeps): Subscriber {
       causationId: cause.event_id,
     });
     if (reply) await indexCourse(courseId, to, course.status, reply.aggregate_version);
+    return undefined;
   }
 
   return {
@@ -153,16 +166,22 @@ export function policySync(deps: PolicySyncDeps): Subscriber {
           // moved a few at a time: a policy may have thousands of courses (and courses with nowhere to
           // go stay in this set for good), which must neither sit in memory at once nor flood mailboxes.
           let failure: { err: unknown } | undefined;
+          let stranded = 0;
+          // Stranded ones only where a default policy may take them now.
+          const statuses = deps.defaultPolicyId === undefined ? ["active", "active"] : ["active", STRANDED];
           for (let after = ""; ; ) {
             const page = await tx.execute<{ course_id: string }[]>(
-              "select c.course_id from policy_sync_courses c join policy_sync_deprecated_policies d on d.policy_id = c.policy_id where c.status = ? and c.course_id > ? order by c.course_id limit ?",
-              ["active", after, STRANDED_PAGE],
+              "select c.course_id from policy_sync_courses c join policy_sync_deprecated_policies d on d.policy_id = c.policy_id where c.status in (?, ?) and c.course_id > ? order by c.course_id limit ?",
+              [...statuses, after, STRANDED_PAGE],
               "all",
             );
             if (page.length === 0) break;
-            await eachAtMost(page, MOVES_AT_ONCE, (r) => move(r.course_id, e)).catch((err: unknown) => (failure ??= { err }));
+            await eachAtMost(page, MOVES_AT_ONCE, async (r) => {
+              if ((await move(r.course_id, e, false)) === "stranded") stranded++;
+            }).catch((err: unknown) => (failure ??= { err }));
             after = page.at(-1)!.course_id;
           }
+          if (stranded > 0) logger.warn({ policy_id: e.payload.policy_id, event_id: e.event_id, stranded }, "courses on a deprecated policy with no replacement and no default configured stay where they are");
           if (failure) throw failure.err;
           return;
         }

@@ -6,6 +6,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { Contexts, EventContexts, EventSchemas, EventVersions, Headers, NerveError, encodeMsgPack, type CommandSuccess, type EnvelopeBase, type EventType, type PayloadOf } from "../../contracts/index.js";
 import { EventHandler, consumerEntities, txOf, type Subscriber, type Tx } from "../../src/consumers/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
+import type { Logger } from "../../src/log/index.js";
 import { createSubscribers, readModelEntities, type SubscriberDeps } from "../../src/projections/index.js";
 import type { CommandBus, CommandRequest } from "../../src/runtime/index.js";
 import { onTestFinished } from "vitest";
@@ -132,11 +133,11 @@ export async function readModelsFor(pg: boolean): Promise<ReadModels> {
 }
 
 /** Opens a fresh read-model database — a temporary SQLite file, or the empty database at `url` — and runs every subscriber's setup. */
-export async function openReadModels(opts: { defaultPolicyId?: string; url?: string } = {}): Promise<ReadModels> {
+export async function openReadModels(opts: { defaultPolicyId?: string; url?: string; logger?: Logger } = {}): Promise<ReadModels> {
   const file = opts.url === undefined ? await tempSqlitePath() : undefined;
   const db = await openDatabase({ url: opts.url ?? `sqlite:${file!.path}`, entities: [...consumerEntities, ...readModelEntities] });
   const bus = new FakeBus();
-  const deps: SubscriberDeps = { bus: bus.bus, db, logger: quiet, defaultPolicyId: opts.defaultPolicyId };
+  const deps: SubscriberDeps = { bus: bus.bus, db, logger: opts.logger ?? quiet, defaultPolicyId: opts.defaultPolicyId };
   const subscribers = new Map(createSubscribers(deps).map((s) => [s.name as string, s]));
   const tx = txOf(db);
   // As ConsumerManager.start runs them: one schema change (on PostgreSQL, a transaction under the schema lock).

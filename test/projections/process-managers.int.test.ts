@@ -4,6 +4,7 @@ import { Consumers, deriveAccessId } from "../../contracts/index.js";
 import { EventHandler, PoisonEventError } from "../../src/consumers/index.js";
 import { MOVES_AT_ONCE, createSubscribers, idempotencyKeyOf } from "../../src/projections/index.js";
 import { envelope, nerveError, openReadModels, type ReadModels } from "./fixtures.js";
+import { captureLog } from "../support/index.js";
 
 let m: ReadModels;
 beforeEach(async () => {
@@ -188,6 +189,44 @@ describe("policy-sync", () => {
     course("c2", "pol-b", "active", 2); // the aggregate already moved on; the index has not heard yet
     await m.handle("policy-sync", createdOn("c2", "pol-a"), deprecated("pol-a", "pol-c"));
     expect(moves()).toEqual([]);
+  });
+
+  it("marks courses with nowhere to go stranded: a later deprecation reads none of them again, and one line says how many stayed", async () => {
+    // Was: every PolicyDeprecated of any policy read every such course again and warned once per course —
+    // a CreatePolicy and a DeprecatePolicy made N reads and N warnings (client-driven volume audit).
+    const log = captureLog("warn");
+    const lone = await openReadModels({ logger: log.logger });
+    try {
+      const reads: string[] = [];
+      const read = lone.bus.readState.bind(lone.bus);
+      lone.bus.readState = async (type: string, id: string) => {
+        if (type === "Course") reads.push(id);
+        return read(type, id);
+      };
+      lone.bus.set("RefundPolicy", "pol-x", { policy_id: "pol-x", status: "deprecated", replacement_policy_id: null });
+      const ids = ["s1", "s2", "s3"];
+      for (const id of ids) {
+        lone.bus.set("Course", id, { course_id: id, policy_id: "pol-x", status: "active" });
+        await lone.handle("policy-sync", createdOn(id, "pol-x"));
+      }
+      await lone.handle("policy-sync", envelope("PolicyDeprecated", "pol-x", 2, { policy_id: "pol-x", name: "x", replacement_policy_id: null }));
+      expect(reads.sort()).toEqual(ids);
+      expect(log.lines.filter((l) => String(l.msg).includes("no replacement"))).toEqual([expect.objectContaining({ stranded: 3, policy_id: "pol-x" })]);
+      // Another policy deprecated: the stranded courses are not read again, nothing more is said.
+      lone.bus.set("RefundPolicy", "pol-y", { policy_id: "pol-y", status: "deprecated", replacement_policy_id: null });
+      await lone.handle("policy-sync", envelope("PolicyDeprecated", "pol-y", 2, { policy_id: "pol-y", name: "y", replacement_policy_id: null }));
+      expect(reads).toHaveLength(3);
+      expect(log.lines.filter((l) => String(l.msg).includes("no replacement"))).toHaveLength(1);
+      expect(lone.bus.calls).toEqual([]);
+      // A course's own change brings it back into the index as active: moved once there is somewhere to go.
+      lone.bus.set("RefundPolicy", "pol-z", { policy_id: "pol-z", status: "active", replacement_policy_id: null });
+      lone.bus.set("Course", "s1", { course_id: "s1", policy_id: "pol-y", status: "active" }, 2);
+      lone.bus.set("RefundPolicy", "pol-y", { policy_id: "pol-y", status: "deprecated", replacement_policy_id: "pol-z" });
+      await lone.handle("policy-sync", envelope("CoursePolicyChanged", "s1", 2, { course_id: "s1", old_policy_id: "pol-x", new_policy_id: "pol-y" }));
+      expect(lone.bus.calls.map((c) => [c.aggregateId, (c.body as { new_policy_id: string }).new_policy_id])).toEqual([["s1", "pol-z"]]);
+    } finally {
+      await lone.close();
+    }
   });
 
   it("moves a policy's many courses a page at a time and a few at once, every one of them", async () => {
