@@ -88,9 +88,13 @@ async function insert(tx: Tx, n: Omit<NotificationRow, "notification_id">, role:
  */
 async function rememberEmail(tx: Tx, userId: string, version: number, since: string, email: string): Promise<void> {
   await tx.execute("insert into notification_emails (user_id, version, since, email) values (?, ?, ?, ?) on conflict (user_id, version) do nothing", [userId, version, since, email], "run");
+  // Only notices from this address's moment on can take it (the address of a notice is the one valid when it
+  // was made), and only those whose address changes are written: the update rewrote every learner notice of
+  // the user on every address change — thousands of rows (dead tuples on PostgreSQL) for a user with many
+  // revocations, one request each (client-driven volume audit).
   await tx.execute(
-    `update notifications set to_address = (${EMAIL_AT_NOTICE}) where user_id = ? and kind in (?, ?)`,
-    [userId, ...LEARNER_KINDS],
+    `update notifications set to_address = (${EMAIL_AT_NOTICE}) where user_id = ? and kind in (?, ?) and created_on >= ? and to_address is distinct from (${EMAIL_AT_NOTICE})`,
+    [userId, ...LEARNER_KINDS, since],
     "run",
   );
 }
