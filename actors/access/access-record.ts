@@ -69,6 +69,9 @@ export const holdsAccess = (s: AccessRecordState | null, now: string): boolean =
 /** The record's paying order; null when none is known (also for a snapshot older than `order_id`). */
 export const orderOf = (s: AccessRecordState | null): string | null => s?.order_id ?? null;
 
+/** The most orders a record remembers as paying for it (the latest ones; see `paid_by`). */
+export const MAX_PAYING_ORDERS = 50;
+
 /** Every order that paid for the access since it was last granted afresh, oldest first (see `paid_by`). */
 export const payingOrders = (s: AccessRecordState | null): string[] => s?.paid_by ?? (orderOf(s) === null ? [] : [orderOf(s)!]);
 
@@ -148,7 +151,11 @@ export const accessRecordDecider: Decider<AccessRecordState, AccessCommand, Acce
         // The orders that paid for access still held when this grant came (not one past its expires_at
         // whose timer had not fired: that access was over, and what paid for it with it).
         const earlier = holdsAccess(state, event.occurred_on) ? payingOrders(state).filter((o) => o !== p.order_id) : [];
-        const paid = p.order_id === null ? earlier : [...earlier, p.order_id];
+        // The latest MAX_PAYING_ORDERS only: refunded orders stay in the list until the access is granted afresh
+        // (the record cannot tell them), so every paid-then-refunded order for the course grew every snapshot and
+        // each later write of it for good (client-driven volume audit: 16 KB after 300). A learner does not pay
+        // for one course fifty times at once; past that, a refund of the one named moves the access among these.
+        const paid = (p.order_id === null ? earlier : [...earlier, p.order_id]).slice(-MAX_PAYING_ORDERS);
         return {
           access_id: p.access_id,
           user_id: p.user_id,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { deriveAccessId, domainEvent } from "../../../contracts/index.js";
-import { accessRecordDecider, accessView, expire, nextDeadline, payingOrders } from "../../../actors/access/index.js";
+import { MAX_PAYING_ORDERS, accessRecordDecider, accessView, expire, nextDeadline, payingOrders } from "../../../actors/access/index.js";
 import { deciderSpec } from "../../support/decider-spec.js";
 
 const now = "2026-05-01T08:00:00.000Z";
@@ -111,6 +111,13 @@ describe("AccessRecord: GrantCourseAccess with the paying order (CourseAccessGra
     spec.given([granted(later, "o-1")]).when(paid("o-2", later)).then([granted(later, "o-2")]);
     // Moved back to the first (its payment still stands after the second's refund): both remembered, the first last.
     expect(spec.given([granted(null, "o-1"), granted(null, "o-2")]).when(paid("o-1")).then([granted(null, "o-1")])).toMatchObject({ order_id: "o-1", paid_by: ["o-2", "o-1"] });
+  });
+
+  it(`remembers the latest ${MAX_PAYING_ORDERS} paying orders only: refunded ones cannot pile up in the state for good`, () => {
+    const orders = Array.from({ length: MAX_PAYING_ORDERS + 10 }, (_, i) => `o-${i}`);
+    const state = spec.given(orders.slice(0, -1).map((o) => granted(null, o))).when(paid(orders.at(-1)!)).then([granted(null, orders.at(-1)!)]);
+    expect(payingOrders(state)).toEqual(orders.slice(-MAX_PAYING_ORDERS));
+    expect(state?.order_id).toBe(orders.at(-1));
   });
 
   it("does nothing when the order it names pays again, or a grant names none", () => {
