@@ -8,7 +8,7 @@ import { EventHandler } from "./event-handler.js";
 import { resetReadModel } from "./read-model-reset.js";
 import { followReplay, replayEnd, type ReplayEnd, type ReplayProgress } from "./replay-progress.js";
 import { LAG_STALLED_MS } from "./backlog.js";
-import { ConsumerRunner, DEFAULT_RETRY, type BacklogWatch, type RetryPolicy } from "./runner.js";
+import { ConsumerRunner, DEFAULT_RETRY, isConsumerNotFound, type BacklogWatch, type RetryPolicy } from "./runner.js";
 import { RoomWaiters } from "../outbox/room-waiters.js";
 import type { Subscriber } from "./subscriber.js";
 import { FencedError, checkLeases, leaseName, type Leases } from "../cluster/index.js";
@@ -244,7 +244,10 @@ export class ConsumerManager {
     this.#notBefore.set(name, notBefore);
     if (graceful) await this.#unstranded(runner, delay);
     else await sleep(delay, this.#halt.signal);
-    if (this.#notBefore.get(name) === notBefore) this.#notBefore.delete(name);
+    // Cut short by a stop, the wait is not over: kept, so that the stop lets this lease lapse instead of
+    // releasing it (a released lease's next holder pulls at once, before the crashed holder's deliveries
+    // come back; the stop's abort ended the sleep, and the lease was released: chaos audit).
+    if (!this.#halt.signal.aborted && this.#notBefore.get(name) === notBefore) this.#notBefore.delete(name);
     await this.#startWhileHere(name, runner, epoch);
   }
 
@@ -294,8 +297,12 @@ export class ConsumerManager {
       let out: number;
       try {
         out = (await runner.lag()).reduce((n, l) => n + l.ackPending, 0);
-      } catch {
-        return; // No durable yet (or no answer): nothing of a former holder can be out.
+      } catch (err) {
+        // No durable yet: nothing of a former holder can be out. No answer (JetStream restarting, a timeout):
+        // not known, so waited on like deliveries out — pulling at once could apply a user's later events
+        // before earlier ones stranded with the former holder (chaos audit).
+        if (isConsumerNotFound(err)) return;
+        out = -1;
       }
       if (out === 0 || this.#stopping || performance.now() >= until) return;
       await sleep(Math.min(250, Math.max(0, until - performance.now())));

@@ -101,6 +101,19 @@ describe.skipIf(!available)("consumer leases", () => {
     expect(runner.stats.ackHolds).toBe(0);
   }, 60_000);
 
+  it("a stop during the wait for a crashed holder's deliveries lets the lease lapse, not release it", async () => {
+    // Was: the stop's abort ended the wait's sleep, which then forgot the wait, and the stop released the
+    // lease: its next holder took it gracefully and pulled before the crashed holder's deliveries came back
+    // (chaos audit, on a PostgreSQL cluster under kill -9 and SIGTERM).
+    await db.execute("insert into nerve_leases (lease_key, owner, epoch, lease_until) values (?, 'crashed', 1, now() - interval '1 second')", [leaseName(CONSUMER_GROUP, "catalog")], "run");
+    await start(10_000);
+    expect(leases.fence("catalog")?.epoch).toBe(2);
+    await consumers.stop();
+    const row = (await db.execute("select owner, lease_until > now() as live from nerve_leases where lease_key = ?", [leaseName(CONSUMER_GROUP, "catalog")], "get")) as { owner: string | null; live: boolean };
+    // Left to lapse: still this instance's, its validity running out (a release writes owner null).
+    expect(row.owner).toBe("a");
+  });
+
   it("tries a failed start again while it holds the lease, and reads once the cause is gone", async () => {
     // A durable the runner refuses to use (it filters one type, catalog reads several): its start fails.
     await jsm.consumers.add("EVENTS_COURSES", { durable_name: "catalog", ack_policy: AckPolicy.All, filter_subject: "events.courses.CourseCreated.*" });
