@@ -13,7 +13,7 @@ import { PARTITIONS, PartitionLeases, clusterEntities } from "../../src/cluster/
 import { queryTxOf } from "../../src/consumers/index.js";
 import { isTransientFailure } from "../../src/consumers/transient.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
-import { PG_ADMIN_URL, postgresAvailable, tcpProxy, tempPostgres, withoutStartupOptions, type TempPostgres } from "../support/index.js";
+import { pgAdmin, postgresAvailable, tcpProxy, tempPostgres, withoutStartupOptions, type TempPostgres } from "../support/index.js";
 
 const available = await postgresAvailable();
 const quiet = pino({ level: "silent" });
@@ -124,32 +124,29 @@ describe.skipIf(!available)("PostgreSQL's connection budgets", () => {
     expect(await db.leaseExecute("select current_setting(?) as l, current_setting(?) as idle", ["lock_timeout", "idle_in_transaction_session_timeout"], "get")).toEqual({ l: "1s", idle: "2s" });
   });
 
-  it("a pool the server will not let grow serves its statements on the connections it has, none refused at once", async () => {
-    // Was: Knex's default propagateCreateError, under which one refused connect (max_connections or the
-    // role's limit reached) failed every statement waiting for a connection at once, although the open
-    // ones would have served them in milliseconds: a third of a burst's commands and lease rounds failed.
+  // The test's database, owned by and opened as a new role the server lets open `connections` at once (pool of 10);
+  // the database and the role are dropped when the test ends.
+  const openAsRoleLimitedTo = async (connections: number): Promise<Database> => {
     const role = `nerve_test_limited_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
     const name = new URL(pg.url).pathname.slice(1);
-    const admin = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
-    try {
-      await admin.execute(`create role ${role} login connection limit 5`, [], "run");
-      await admin.execute(`alter database ${name} owner to ${role}`, [], "run");
-    } finally {
-      await admin.close();
-    }
+    await pgAdmin(`create role ${role} login connection limit ${connections}`);
+    await pgAdmin(`alter database ${name} owner to ${role}`);
     onTestFinished(async () => {
-      const a = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
-      try {
-        await a.execute(`drop database if exists ${name} with (force)`, [], "run");
-        await a.execute(`drop role if exists ${role}`, [], "run");
-      } finally {
-        await a.close();
-      }
+      await pgAdmin(`drop database if exists ${name} with (force)`);
+      await pgAdmin(`drop role if exists ${role}`);
     });
     const url = new URL(pg.url);
     url.username = role;
     const db = await openDatabase({ url: url.toString(), entities: clusterEntities, pgPool: 10 });
     dbs.push(db);
+    return db;
+  };
+
+  it("a pool the server will not let grow serves its statements on the connections it has, none refused at once", async () => {
+    // Was: Knex's default propagateCreateError, under which one refused connect (max_connections or the
+    // role's limit reached) failed every statement waiting for a connection at once, although the open
+    // ones would have served them in milliseconds: a third of a burst's commands and lease rounds failed.
+    const db = await openAsRoleLimitedTo(5);
     const answers = await Promise.all(Array.from({ length: 100 }, () => db.execute("select pg_sleep(?) as slept", [0.01], "get").then(() => "answered", (err: unknown) => String((err as Error)?.message ?? err))));
     expect(answers.filter((a) => a !== "answered")).toEqual([]);
   });
@@ -157,28 +154,7 @@ describe.skipIf(!available)("PostgreSQL's connection budgets", () => {
   it("a pool with no connection open fails its statement at once when the server refuses for its limit", async () => {
     // Nothing to wait for: was 3 s (the acquire timeout), then Knex's "the pool is probably full" instead of
     // the server's own refusal (review).
-    const role = `nerve_test_limited_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
-    const name = new URL(pg.url).pathname.slice(1);
-    const admin = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
-    try {
-      await admin.execute(`create role ${role} login connection limit 3`, [], "run");
-      await admin.execute(`alter database ${name} owner to ${role}`, [], "run");
-    } finally {
-      await admin.close();
-    }
-    onTestFinished(async () => {
-      const a = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
-      try {
-        await a.execute(`drop database if exists ${name} with (force)`, [], "run");
-        await a.execute(`drop role if exists ${role}`, [], "run");
-      } finally {
-        await a.close();
-      }
-    });
-    const url = new URL(pg.url);
-    url.username = role;
-    const db = await openDatabase({ url: url.toString(), entities: clusterEntities, pgPool: 10 });
-    dbs.push(db);
+    const db = await openAsRoleLimitedTo(3);
     // The main pool's two and the queries' one take the role's three: the leases' pool has none and can make none.
     await db.query("select 1 as one", [], "get");
     const started = performance.now();

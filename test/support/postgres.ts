@@ -9,7 +9,7 @@ import { tcpProxy, type TcpProxy } from "./tcp-proxy.js";
 export const PG_ADMIN_URL = process.env.NERVE_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 /** Runs `sql` as the admin user; throws what the server or the connection said. */
-async function admin(sql: string): Promise<void> {
+export async function pgAdmin(sql: string): Promise<void> {
   const db = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
   try {
     await db.execute(sql, [], "run");
@@ -19,7 +19,7 @@ async function admin(sql: string): Promise<void> {
 }
 
 /** Whether a PostgreSQL server answers at {@link PG_ADMIN_URL}. */
-export const postgresAvailable = (): Promise<boolean> => admin("select 1").then(
+export const postgresAvailable = (): Promise<boolean> => pgAdmin("select 1").then(
   () => true,
   () => false,
 );
@@ -34,13 +34,13 @@ export interface TempPostgres {
 /** Creates an empty database with a random name (dropped with `drop`). */
 export async function tempPostgres(): Promise<TempPostgres> {
   const name = `nerve_test_${randomBytes(6).toString("hex")}`;
-  await admin(`create database ${name}`).catch((err: unknown) => {
+  await pgAdmin(`create database ${name}`).catch((err: unknown) => {
     throw new Error(`could not create database ${name} at ${PG_ADMIN_URL}`, { cause: err });
   });
   return {
     url: PG_ADMIN_URL.replace(/\/[^/]*$/, `/${name}`),
     drop: () =>
-      admin(`drop database if exists ${name} with (force)`).catch((err: unknown) => {
+      pgAdmin(`drop database if exists ${name} with (force)`).catch((err: unknown) => {
         throw new Error(`could not drop database ${name} at ${PG_ADMIN_URL}`, { cause: err });
       }),
   };
