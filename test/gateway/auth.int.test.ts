@@ -84,6 +84,12 @@ function refusal(port: number, tok: string): Promise<string> {
   });
 }
 
+/** Upgrades sent together, one per token: the sockets that opened, and the HTTP statuses of those refused. */
+async function upgradeBurst(port: number, tokens: string[]): Promise<{ opened: TestClient[]; refused: (number | undefined)[] }> {
+  const burst = await Promise.all(tokens.map((tok) => TestClient.connect(port, { token: tok }).then((c) => c, (err: { status?: number }) => err.status)));
+  return { opened: burst.filter((b): b is TestClient => b instanceof TestClient), refused: burst.filter((b): b is number | undefined => !(b instanceof TestClient)) };
+}
+
 describe("sockets per user", () => {
   it("refuses a learner's socket past the cap with 429, counts it, and takes one again once another closed", async () => {
     const small = await startTestGateway(t.nats.url, { maxSocketsPerUser: 3 });
@@ -104,10 +110,9 @@ describe("sockets per user", () => {
       await Promise.all([...open, hal].map((c) => c.close()));
       await until("every socket closed", () => small.connections() === 0);
       // Upgrades that arrive together: the cap holds (each is counted as it opens).
-      const burst = await Promise.all(Array.from({ length: 6 }, () => TestClient.connect(small.port, { token: gil }).then((c) => c, (err: { status?: number }) => err.status)));
-      const opened = burst.filter((b): b is TestClient => b instanceof TestClient);
+      const { opened, refused } = await upgradeBurst(small.port, Array.from({ length: 6 }, () => gil));
       expect(opened).toHaveLength(3);
-      expect(burst.filter((b) => b === 429)).toHaveLength(3);
+      expect(refused.filter((status) => status === 429)).toHaveLength(3);
       await Promise.all(opened.map((c) => c.close()));
     } finally {
       await small.close();
@@ -140,10 +145,9 @@ describe("sockets per gateway", () => {
       await Promise.all(open.map((c) => c.close()));
       // Upgrades that arrive together: the budget holds (checked again once each token passed).
       await until("every socket closed", () => small.connections() === 0);
-      const burst = await Promise.all(["l1", "l2", "l3", "l4", "l5"].map(async (u) => TestClient.connect(small.port, { token: await token(u) }).then((c) => c, (err: { status?: number }) => err.status)));
-      const opened = burst.filter((b): b is TestClient => b instanceof TestClient);
+      const { opened, refused } = await upgradeBurst(small.port, await Promise.all(["l1", "l2", "l3", "l4", "l5"].map((u) => token(u))));
       expect(opened).toHaveLength(2);
-      expect(burst.filter((b) => b === 503)).toHaveLength(3);
+      expect(refused.filter((status) => status === 503)).toHaveLength(3);
       await Promise.all(opened.map((c) => c.close()));
     } finally {
       await small.close();
