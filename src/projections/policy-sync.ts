@@ -168,10 +168,10 @@ export function policySync(deps: PolicySyncDeps): Subscriber {
           let failure: { err: unknown } | undefined;
           let stranded = 0;
           // Stranded ones only where a default policy may take them now.
-          const statuses = deps.defaultPolicyId === undefined ? ["active", "active"] : ["active", STRANDED];
+          const statuses = deps.defaultPolicyId === undefined ? ["active"] : ["active", STRANDED];
           for (let after = ""; ; ) {
             const page = await tx.execute<{ course_id: string }[]>(
-              "select c.course_id from policy_sync_courses c join policy_sync_deprecated_policies d on d.policy_id = c.policy_id where c.status in (?, ?) and c.course_id > ? order by c.course_id limit ?",
+              `select c.course_id from policy_sync_courses c join policy_sync_deprecated_policies d on d.policy_id = c.policy_id where c.status in (${statuses.map(() => "?").join(", ")}) and c.course_id > ? order by c.course_id limit ?`,
               [...statuses, after, STRANDED_PAGE],
               "all",
             );
