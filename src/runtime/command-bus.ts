@@ -226,11 +226,8 @@ export class CommandBus implements Lookups {
     const commandId = uuidv7();
     const print = req.idempotencyKey ? fingerprint({ type: req.type, body: req.body }) : "";
     if (req.idempotencyKey) {
-      const seen = await this.#deps.repo.findIdempotencyKey(m.aggregateType, req.aggregateId, req.idempotencyKey);
-      if (seen) {
-        if (seen.fingerprint !== print) throw errors.conflict("Idempotency-Key was used for a different command", { idempotency_key: req.idempotencyKey });
-        return JSON.parse(seen.reply) as CommandSuccess;
-      }
+      const stored = this.#storedReply(await this.#deps.repo.findIdempotencyKey(m.aggregateType, req.aggregateId, req.idempotencyKey), req, print);
+      if (stored) return stored;
     }
     const now = (this.#deps.clock?.() ?? new Date()).toISOString();
     const command = { type: req.type, aggregate_id: req.aggregateId, body: req.body, now } as Command;
@@ -308,8 +305,8 @@ export class CommandBus implements Lookups {
         // one): the first reply, as for any repeat of the key — not `conflict`, which was answered for a
         // keyed no-op retried then (idempotency audit).
         const seen = req.idempotencyKey ? await this.#deps.repo.findIdempotencyKey(m.aggregateType, req.aggregateId, req.idempotencyKey).catch(() => undefined) : undefined;
-        if (seen?.fingerprint === print) return JSON.parse(seen.reply) as CommandSuccess;
-        if (seen) throw errors.conflict("Idempotency-Key was used for a different command", { idempotency_key: req.idempotencyKey });
+        const stored = this.#storedReply(seen, req, print);
+        if (stored) return stored;
         throw errors.conflict("a unique value is already taken");
       }
       // A commit whose outcome is unknown (it may have landed) keeps its own error line, with the correlation id to find it by.
@@ -330,6 +327,14 @@ export class CommandBus implements Lookups {
     actor.state = state;
     actor.version = version;
     return reply;
+  }
+
+  // The reply stored under the request's Idempotency-Key, when the same command made it; `conflict` when another
+  // command did; undefined when nothing is stored.
+  #storedReply(seen: { fingerprint: string; reply: string } | undefined, req: CommandRequest, print: string): CommandSuccess | undefined {
+    if (!seen) return undefined;
+    if (seen.fingerprint !== print) throw errors.conflict("Idempotency-Key was used for a different command", { idempotency_key: req.idempotencyKey });
+    return JSON.parse(seen.reply) as CommandSuccess;
   }
 
   // Tells the stages' observer (if any) a command's times, from performance.now() readings; `committed` absent when it wrote nothing.
