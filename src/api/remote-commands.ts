@@ -8,7 +8,7 @@ import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats
 import { CommandSuccess, ContentTypes, ErrorBody, Headers, NerveError, commandSubject, decodeMsgPack, encodeMsgPack, errors } from "../../contracts/index.js";
 import { z } from "zod";
 import type { CommandRequest } from "../runtime/index.js";
-import { WireHeaders } from "../nats/wire-headers.js";
+import { WireHeaders, writableHeaderValue } from "../nats/wire-headers.js";
 
 const Failure = z.object({ ok: z.literal(false), error: ErrorBody });
 
@@ -30,7 +30,7 @@ export function remoteCommands(nc: NatsConnection, timeoutMs = REMOTE_COMMAND_TI
     // what a client sent, trimmed of spaces and tabs only — a correlation id ending in a no-break space was
     // another id once the command went to another instance (cross-context flows audit). A value with a line
     // break cannot be written so (the API refuses one from a client); nats-core refuses it too.
-    const h = pairs.every(([, v]) => !/[\r\n]/.test(v)) ? new WireHeaders(pairs) : natsCoreHeaders(pairs);
+    const h = pairs.every(([, v]) => writableHeaderValue(v)) ? new WireHeaders(pairs) : natsCoreHeaders(pairs);
     let data: Uint8Array;
     try {
       data = (await nc.request(commandSubject(req.context, req.type, req.aggregateId), encodeMsgPack(req.body), { timeout: timeoutMs, headers: h })).data;

@@ -15,9 +15,14 @@
  */
 import { headers as natsHeaders, type Match, type MsgHdrs } from "@nats-io/nats-core";
 
+/** Whether `v` can be written in a header block at all: no CR or LF (nats-core refuses one too). */
+export function writableHeaderValue(v: string): boolean {
+  return !/[\r\n]/.test(v);
+}
+
 /** Whether nats-core would store `v` as it is: no CR or LF (refused), no surrounding white space (trimmed). */
 export function plainHeaderValue(v: string): boolean {
-  return !/[\r\n]/.test(v) && v.trim() === v;
+  return writableHeaderValue(v) && v.trim() === v;
 }
 
 /** The header block of `pairs` as on the wire: `NATS/1.0`, a line per header, an empty line (what nats-core's `encode` gives). */
