@@ -92,7 +92,7 @@ const plan = {
   forwardPoint: !quick && !handoffOnly,
   /** Load standbys only while nothing is measured (else they load meanwhile). */
   cleanStandbyBoot: !quick,
-  /** Before a point, wait until the users' stream's consumers have caught up (after a kill -9, its consumers resume only after ack_wait: 30 s). */
+  /** Before a point, wait until the users' stream's consumers have caught up (after a kill -9, a consumer that had deliveries out resumes once they are due again: up to ack_wait, 30 s). */
   waitForConsumers: !quick,
 };
 
@@ -240,7 +240,7 @@ async function drained(s: Server, sqlite = false, ms = 60_000): Promise<boolean>
         const row = await s.db.execute<{ n: string | number }>("select count(*) as n from nerve_outbox", [], "get");
         if (Number(row.n) > 0) return false;
       }
-      // A quick run does not wait for consumers (after a kill -9 the dead instance's resume only after ack_wait, 30 s).
+      // A quick run does not wait for consumers (after a kill -9 the dead instance's, if they had deliveries out, resume only once those are due again: up to ack_wait, 30 s).
       if (!plan.waitForConsumers) return true;
       const consumers = await jsm.consumers.list("EVENTS_USERS").next();
       return consumers.every((c) => c.num_pending + c.num_ack_pending === 0);

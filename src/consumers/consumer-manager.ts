@@ -10,6 +10,7 @@ import { followReplay, replayEnd, type ReplayEnd, type ReplayProgress } from "./
 import { LAG_STALLED_MS } from "./backlog.js";
 import { ConsumerRunner, DEFAULT_RETRY, isConsumerNotFound, type BacklogWatch, type RetryPolicy } from "./runner.js";
 import { RoomWaiters } from "../outbox/room-waiters.js";
+import { clearIn, serverClock } from "./stranded.js";
 import type { Subscriber } from "./subscriber.js";
 import { FencedError, checkLeases, leaseName, type Leases } from "../cluster/index.js";
 import { reportFailure, sleep, watch } from "../supervision/index.js";
@@ -51,8 +52,8 @@ export interface ConsumerManagerOptions {
    */
   leases?: Leases;
   /**
-   * After a takeover from an instance that did not release (a crash), how long to wait before pulling:
-   * its deliveries are redelivered only after ack_wait, and pulling earlier could apply later events first.
+   * After a take, the longest wait before pulling while the former holder's deliveries may still be out
+   * (#clear): they are redelivered only after ack_wait, and pulling earlier could apply later events first.
    */
   takeoverDelayMs?: number;
   /** Where each consumer's handle times go (seconds per event, its read-model transaction included). */
@@ -66,8 +67,11 @@ export interface ConsumerManagerOptions {
   backlogLimit?: number;
 }
 
-/** ack_wait of every durable consumer (runner.ts), the default {@link ConsumerManagerOptions.takeoverDelayMs}. */
+/** ack_wait of every durable consumer (runner.ts), the default of {@link ConsumerManagerOptions.takeoverDelayMs}. */
 export const CONSUMER_ACK_WAIT_MS = 30_000;
+
+/** How soon a take waiting for what a former holder left out looks again, when its wait is not known. */
+const LOOK_AGAIN_MS = 250;
 
 /** First and longest wait before a consumer whose start failed is started again. */
 const START_RETRY_MIN_MS = 1000;
@@ -173,7 +177,7 @@ export class ConsumerManager {
     await this.setup();
     const leases = this.#o.leases;
     if (leases) {
-      leases.on("acquired", (name, epoch, graceful) => watch(this.#o.logger, "consumer lease", this.#take(name, epoch, graceful)));
+      leases.on("acquired", (name, epoch) => watch(this.#o.logger, "consumer lease", this.#take(name, epoch)));
       leases.on("lost", (name) => {
         this.#active.delete(name);
         this.#notBefore.delete(name);
@@ -197,8 +201,8 @@ export class ConsumerManager {
 
   /**
    * Stops every runner after its batch in progress, then releases the consumers' leases — but for one
-   * still waiting out a crashed holder's ack_wait: released, its next holder would pull at once, before
-   * the crashed holder's deliveries come back; left to lapse, the next holder waits ack_wait itself.
+   * still waiting for a former holder's deliveries to come back, left to lapse: its next holder takes it
+   * as from a crash. (Its next holder waits for them either way, #clear; the lapse is kept from before.)
    */
   async stop(): Promise<void> {
     clearInterval(this.#lagTimer);
@@ -212,13 +216,11 @@ export class ConsumerManager {
   }
 
   /**
-   * The drain of a consumer lease being handed off: waits out what is left of a crashed holder's
-   * ack_wait (the next holder, taking a released lease, pulls at once) and a replay's reset, then stops
-   * the runner.
+   * The drain of a consumer lease being handed off: waits for a replay's reset, then stops the runner. A
+   * take still waiting for a former holder's stranded deliveries is not waited for: the next holder reads
+   * the same durable and waits for them itself (#clear).
    */
   async handOff(name: string): Promise<void> {
-    const left = this.#waiting(name);
-    if (left > 0) await sleep(left);
     // A replay's reset holds the lease row until it commits (its fence): released before, the hand-off's
     // release would wait for it and fail; the drain waits for it instead (the replay's start then stands).
     while (this.#resetting.has(name)) await this.#resetting.get(name);
@@ -226,29 +228,66 @@ export class ConsumerManager {
     await this.runners.get(name)?.stop();
   }
 
-  // How long a consumer taken over from a crashed holder must still not be pulled (ms; 0: not waiting).
+  // How long a consumer just taken may still wait before it is pulled (ms; 0: not waiting).
   #waiting(name: string): number {
     return Math.max(0, (this.#notBefore.get(name) ?? 0) - performance.now());
   }
 
   /**
-   * Starts a consumer whose lease this instance took under `epoch`; after a crash of its holder, only
-   * after ack_wait. A take whose lease lapsed and was taken again meanwhile (a newer epoch, with its own
-   * take and its own wait) does nothing.
+   * Starts a consumer whose lease this instance took under `epoch`, once nothing its former holder left
+   * unacknowledged can still come back after newer messages (#clear). A take whose lease lapsed and was
+   * taken again meanwhile (a newer epoch, with its own take and its own wait) does nothing.
    */
-  async #take(name: string, epoch: number, graceful: boolean): Promise<void> {
+  async #take(name: string, epoch: number): Promise<void> {
     const runner = this.runners.get(name);
     if (!runner) return;
-    const delay = this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS;
-    const notBefore = performance.now() + delay;
+    const bound = this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS;
+    const notBefore = performance.now() + bound;
     this.#notBefore.set(name, notBefore);
-    if (graceful) await this.#unstranded(runner, delay);
-    else await sleep(delay, this.#halt.signal);
+    await this.#clear(name, epoch, runner, bound);
     // Cut short by a stop, the wait is not over: kept, so that the stop lets this lease lapse instead of
-    // releasing it (a released lease's next holder pulls at once, before the crashed holder's deliveries
-    // come back; the stop's abort ended the sleep, and the lease was released: chaos audit).
+    // releasing it (chaos audit: the stop's abort ended the wait, the lease was released, and a next
+    // holder of a release before #clear pulled at once, before the crashed holder's deliveries came back).
     if (!this.#halt.signal.aborted && this.#notBefore.get(name) === notBefore) this.#notBefore.delete(name);
     await this.#startWhileHere(name, runner, epoch);
+  }
+
+  /**
+   * Waits until the durables of a consumer just taken may be pulled (stranded.ts): at once when nothing is
+   * out and no reader waits at the server — the usual case, whether the former holder released the lease
+   * or crashed; else until the deliveries out are due again, by the server's clock; at most `bound` ms
+   * (ack_wait: every delivery out was made before this take). A durable that cannot be read, a reader still
+   * waiting at the server, or the server's clock unread: not known, so looked at again until the bound.
+   * Ends early once the consumer no longer belongs here under `epoch`, or at the stop.
+   */
+  async #clear(name: string, epoch: number, runner: ConsumerRunner, bound: number): Promise<void> {
+    const until = performance.now() + bound;
+    let clock: ((at?: number) => number) | undefined;
+    while (bound > 0 && this.#here(name, epoch)) {
+      let wait: number | undefined;
+      try {
+        const out = await runner.outstanding();
+        const stranded = out.find((d) => d.ackPending > 0 && d.waiting === 0);
+        if (stranded && !clock) {
+          clock = await serverClock(this.#o.jsm, stranded.stream).catch((err: unknown) => {
+            this.#o.logger.debug({ consumer: name, err }, "could not read the server's clock; looking again");
+            return undefined;
+          });
+        }
+        wait = clearIn(out, clock?.());
+        if (wait !== undefined && wait > 0) {
+          const due = out.filter((d) => d.ackPending > 0).map((d) => ({ stream: d.stream, ack_pending: d.ackPending }));
+          this.#o.logger.info({ consumer: name, wait_ms: Math.min(wait, Math.round(until - performance.now())), out: due }, "waiting for a former holder's deliveries to come back before pulling");
+        }
+      } catch {
+        // No answer (JetStream restarting, a timeout): not known, so waited on like deliveries out —
+        // pulling at once could apply a user's later events before earlier ones stranded (chaos audit).
+        wait = undefined;
+      }
+      const left = until - performance.now();
+      if (wait === 0 || left <= 0) return;
+      await sleep(Math.min(wait ?? LOOK_AGAIN_MS, left), this.#halt.signal);
+    }
   }
 
   /** Whether `name` still belongs here as it did when `epoch` was taken (no leases: until the stop). */
@@ -282,30 +321,6 @@ export class ConsumerManager {
       }
       await sleep(backoff, this.#halt.signal);
       backoff = Math.min(START_RETRY_MAX_MS, backoff * 2);
-    }
-  }
-
-  /**
-   * After a graceful hand-off: waits until the consumer has no delivery out (at most `bound` ms, its
-   * ack_wait). Messages that reached the former holder after its last batch (its pull was still open
-   * when it stopped) stay unacknowledged until ack_wait; pulling before they come back would apply later
-   * events first. Usually nothing is out and this returns after one look.
-   */
-  async #unstranded(runner: ConsumerRunner, bound: number): Promise<void> {
-    const until = performance.now() + bound;
-    for (;;) {
-      let out: number;
-      try {
-        out = (await runner.lag()).reduce((n, l) => n + l.ackPending, 0);
-      } catch (err) {
-        // No durable yet: nothing of a former holder can be out. No answer (JetStream restarting, a timeout):
-        // not known, so waited on like deliveries out — pulling at once could apply a user's later events
-        // before earlier ones stranded with the former holder (chaos audit).
-        if (isConsumerNotFound(err)) return;
-        out = -1;
-      }
-      if (out === 0 || this.#stopping || performance.now() >= until) return;
-      await sleep(Math.min(250, Math.max(0, until - performance.now())));
     }
   }
 

@@ -12,6 +12,7 @@ import { activeTracer, traceHeadersOf, type TraceHeaders } from "../tracing/inde
 import { isPoisonFailure, isTransientFailure } from "./transient.js";
 import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
 import { ReaderBacklog } from "./backlog.js";
+import { serverTime, type DurableOut } from "./stranded.js";
 import { BatchBeforeFailed, BatchLink } from "../persistence/index.js";
 import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
 
@@ -523,6 +524,31 @@ export class ConsumerRunner {
       const stream = this.bindings[i]!.stream;
       return r.status === "fulfilled" ? { stream, pending: r.value.num_pending, ackPending: r.value.num_ack_pending } : { stream, err: r.reason as unknown };
     });
+  }
+
+  /**
+   * Per binding, what its durable has out for whoever reads it (stranded.ts), with the stream it is on; a
+   * durable not found has nothing out and is left out. Any other failure to read one rejects.
+   */
+  async outstanding(): Promise<(DurableOut & { stream: string })[]> {
+    const read = await Promise.all(
+      this.bindings.map(async (b) => {
+        const info = await this.jsm.consumers.info(b.stream, this.name).catch((err: unknown) => {
+          if (isConsumerNotFound(err)) return undefined;
+          throw err;
+        });
+        if (!info) return undefined;
+        return {
+          stream: b.stream,
+          ackPending: info.num_ack_pending,
+          waiting: info.num_waiting,
+          lastDelivered: serverTime(info.delivered.last_active),
+          // Unset: the server's default, 30 s.
+          ackWaitMs: info.config.ack_wait ? Math.ceil(info.config.ack_wait / 1e6) : 30_000,
+        };
+      }),
+    );
+    return read.filter((r) => r !== undefined);
   }
 
   /** Per binding, the durable's ack floor: the stream sequence up to which every message it reads is acknowledged. */

@@ -8,7 +8,7 @@
  * nothing acknowledged is lost, nothing runs twice, and JetStream holds each aggregate's events once,
  * in version order. The instance killed runs the `notifications` consumer: it resumes elsewhere, and its
  * read model ends identical to a single-instance replay of the same events (checked last, as its
- * takeovers each wait out ack_wait while the other faults run).
+ * takeovers may wait for its deliveries out to be due again, ack_wait, while the other faults run).
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { connect } from "@nats-io/transport-node";
@@ -160,8 +160,9 @@ describe.skipIf(!available)("three instances on one PostgreSQL, under faults", (
   }, 120_000);
 
   it("kill -9 of the instance running a durable consumer: it resumes elsewhere; its read model ends as a single-instance run's", async () => {
-    // Every takeover from a crashed or frozen holder waits out ack_wait (30 s) before pulling: the
-    // first began with the kill -9 above, so most of the wait is behind by now.
+    // A takeover from a crashed or frozen holder that left deliveries out waits until they are due again
+    // (ack_wait, 30 s, after its last delivery): the first began with the kill -9 above, so most of any
+    // such wait is behind by now.
     const jsm = await jetstreamManager(nc);
     const lastSeq = (await jsm.streams.info("EVENTS_USERS")).state.last_seq;
     const started = Date.now();
