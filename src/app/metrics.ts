@@ -180,6 +180,12 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   counter("nerve_consumer_retries_total", "Attempts of a failed event again, in place and before any later event of its stream (transient failures are retried for as long as they last)", ["consumer"], (g) => {
     for (const [name, r] of s.consumers.runners) g.set({ consumer: name }, r.stats.retries);
   });
+  counter("nerve_consumer_takes_total", "Leases of a durable consumer this instance took, from a release or after a crash (each waits for what its former holder left out: nerve_consumer_take_wait_seconds_total)", ["consumer"], (c) => {
+    for (const [name, t] of s.consumers.takes) c.set({ consumer: name }, t.takes);
+  });
+  counter("nerve_consumer_take_wait_seconds_total", "Time consumers taken here waited before their first pull, for deliveries their former holder left unacknowledged to be due again (at most ack_wait, 30 s, a take)", ["consumer"], (c) => {
+    for (const [name, t] of s.consumers.takes) c.set({ consumer: name }, t.waitedMs / 1000);
+  });
   gauge("nerve_partitions_owned", "Partitions (of 64) this instance owns now: all of them alone on SQLite, its share when several instances run", [], (g) => {
     if (s.ownership) g.set(s.ownership.held().length);
   });

@@ -95,6 +95,8 @@ export class ConsumerManager {
   #recheck: NodeJS.Timeout | undefined;
   /** Group commits that waited for a projection's backlog. */
   backlogWaits = 0;
+  /** By consumer: the leases taken here, and how long they waited in all before pulling (#clear). */
+  readonly takes = new Map<string, { takes: number; waitedMs: number }>();
   #setup: Promise<void> | undefined;
   /** The consumers with a replay running here. */
   readonly #replaying = new Set<string>();
@@ -244,7 +246,10 @@ export class ConsumerManager {
     const bound = this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS;
     const notBefore = performance.now() + bound;
     this.#notBefore.set(name, notBefore);
+    const taken = performance.now();
     await this.#clear(name, epoch, runner, bound);
+    const t = this.takes.get(name) ?? { takes: 0, waitedMs: 0 };
+    this.takes.set(name, { takes: t.takes + 1, waitedMs: t.waitedMs + (performance.now() - taken) });
     // Cut short by a stop, the wait is not over: kept, so that the stop lets this lease lapse instead of
     // releasing it (chaos audit: the stop's abort ended the wait, the lease was released, and a next
     // holder of a release before #clear pulled at once, before the crashed holder's deliveries came back).

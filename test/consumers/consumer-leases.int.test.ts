@@ -132,6 +132,8 @@ describe.skipIf(!available)("consumer leases", () => {
     await start(20_000);
     await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
     expect(performance.now() - takenAt).toBeLessThan(5_000);
+    expect(consumers.takes.get("catalog")?.takes).toBe(1);
+    expect(consumers.takes.get("catalog")?.waitedMs).toBeLessThan(5_000);
     const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
     await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
   }, 60_000);
@@ -146,6 +148,8 @@ describe.skipIf(!available)("consumer leases", () => {
     expect(startedAt - pulledAt).toBeGreaterThanOrEqual(3000);
     expect(startedAt - pulledAt).toBeLessThan(15_000);
     expect(lines.some((l) => l.msg === "waiting for a former holder's deliveries to come back before pulling")).toBe(true);
+    expect(consumers.takes.get("catalog")?.takes).toBe(1);
+    expect(consumers.takes.get("catalog")?.waitedMs).toBeGreaterThanOrEqual(2500);
     const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
     await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
     // The three came back to the first pull, before any newer message: had the reader pulled while they were
