@@ -10,7 +10,7 @@ import { followReplay, replayEnd, type ReplayEnd, type ReplayProgress } from "./
 import { LAG_STALLED_MS } from "./backlog.js";
 import { ConsumerRunner, DEFAULT_RETRY, isConsumerNotFound, type BacklogWatch, type RetryPolicy } from "./runner.js";
 import { RoomWaiters } from "../outbox/room-waiters.js";
-import { clearIn, serverClock } from "./stranded.js";
+import { DUE_MARGIN_MS, clearIn, serverClock } from "./stranded.js";
 import type { Subscriber } from "./subscriber.js";
 import { FencedError, checkLeases, leaseName, type Leases } from "../cluster/index.js";
 import { reportFailure, sleep, watch } from "../supervision/index.js";
@@ -244,7 +244,8 @@ export class ConsumerManager {
     const runner = this.runners.get(name);
     if (!runner) return;
     const bound = this.#o.takeoverDelayMs ?? CONSUMER_ACK_WAIT_MS;
-    const notBefore = performance.now() + bound;
+    // #clear waits at most this long (its limit).
+    const notBefore = performance.now() + 2 * bound + DUE_MARGIN_MS;
     this.#notBefore.set(name, notBefore);
     const taken = performance.now();
     await this.#clear(name, epoch, runner, bound);
@@ -260,18 +261,25 @@ export class ConsumerManager {
   /**
    * Waits until the durables of a consumer just taken may be pulled (stranded.ts): at once when nothing is
    * out and no reader waits at the server — the usual case, whether the former holder released the lease
-   * or crashed; else until the deliveries out are due again, by the server's clock; at most `bound` ms
-   * (ack_wait: every delivery out was made before this take). A durable that cannot be read, a reader still
-   * waiting at the server, or the server's clock unread: not known, so looked at again until the bound.
-   * Ends early once the consumer no longer belongs here under `epoch`, or at the stop.
+   * or crashed; else until the deliveries out are due again, by the server's clock (a known wait is always
+   * waited out). Not known — a durable that cannot be read, another reader's pull request waiting at the
+   * server, the server's clock unread — it looks again, at most `bound` (ack_wait) plus the margin after the
+   * later of the take and the last look that saw a request waiting: a delivery to another reader happens
+   * only into such a request (a frozen holder's stays open up to its expiry, 30 s, past the take: review).
+   * Past twice that after the take nothing is waited for any longer (said): every delivery made into a
+   * request opened before the take is due by then; what still holds it is a reader pulling without its lease. Ends early once the consumer no longer belongs here under `epoch`, or at the stop.
    */
   async #clear(name: string, epoch: number, runner: ConsumerRunner, bound: number): Promise<void> {
-    const until = performance.now() + bound;
+    if (bound <= 0) return;
+    const taken = performance.now();
+    const limit = taken + 2 * bound + DUE_MARGIN_MS;
+    let open = taken;
     let clock: ((at?: number) => number) | undefined;
-    while (bound > 0 && this.#here(name, epoch)) {
+    while (this.#here(name, epoch)) {
       let wait: number | undefined;
       try {
         const out = await runner.outstanding();
+        if (out.some((d) => d.waiting > 0)) open = performance.now();
         const stranded = out.find((d) => d.ackPending > 0 && d.waiting === 0);
         if (stranded && !clock) {
           clock = await serverClock(this.#o.jsm, stranded.stream).catch((err: unknown) => {
@@ -282,16 +290,25 @@ export class ConsumerManager {
         wait = clearIn(out, clock?.());
         if (wait !== undefined && wait > 0) {
           const due = out.filter((d) => d.ackPending > 0).map((d) => ({ stream: d.stream, ack_pending: d.ackPending }));
-          this.#o.logger.info({ consumer: name, wait_ms: Math.min(wait, Math.round(until - performance.now())), out: due }, "waiting for a former holder's deliveries to come back before pulling");
+          this.#o.logger.info({ consumer: name, wait_ms: wait, out: due }, "waiting for a former holder's deliveries to come back before pulling");
         }
       } catch {
         // No answer (JetStream restarting, a timeout): not known, so waited on like deliveries out —
         // pulling at once could apply a user's later events before earlier ones stranded (chaos audit).
         wait = undefined;
       }
-      const left = until - performance.now();
-      if (wait === 0 || left <= 0) return;
-      await sleep(Math.min(wait ?? LOOK_AGAIN_MS, left), this.#halt.signal);
+      if (wait === 0) return;
+      const now = performance.now();
+      if (now >= limit) {
+        this.#o.logger.warn({ consumer: name, waited_ms: Math.round(now - taken) }, "another reader still took deliveries of this consumer twice ack_wait after the take (one pulling without its lease?): pulling now");
+        return;
+      }
+      if (wait === undefined) {
+        const cap = Math.min(open + bound + DUE_MARGIN_MS, limit);
+        if (now >= cap) return;
+        wait = Math.min(LOOK_AGAIN_MS, cap - now);
+      }
+      await sleep(Math.min(wait, limit - now), this.#halt.signal);
     }
   }
 

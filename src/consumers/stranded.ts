@@ -11,7 +11,7 @@
  * (see {@link serverClock}). Nothing out and nobody waiting: nothing can be stranded, pull at once.
  */
 import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/nats-core";
+import { nanos, nuid } from "@nats-io/nats-core";
 
 /** What one durable has out, as its info said. */
 export interface DurableOut {
@@ -28,7 +28,8 @@ export interface DurableOut {
 /**
  * Beyond ack_wait, how long after the last delivery a stranded one is taken as due again: the server's
  * redelivery timer and the clocks of a cluster's servers (the consumer's leader stamps deliveries, the
- * meta leader stamps {@link serverClock}'s reading) are not exact.
+ * meta leader stamps {@link serverClock}'s reading) are not exact. A cluster's servers must keep their
+ * clocks well within it of each other (NTP; RUNBOOK).
  */
 export const DUE_MARGIN_MS = 1000;
 
@@ -63,6 +64,8 @@ export function serverTime(value: unknown): number | undefined {
  */
 export async function serverClock(jsm: JetStreamManager, stream: string): Promise<(at?: number) => number> {
   const info = await jsm.consumers.add(stream, {
+    // Named so that a listing tells what it is (it never reads).
+    name: `nerve_clock_${nuid.next()}`,
     ack_policy: AckPolicy.None,
     deliver_policy: DeliverPolicy.New,
     inactive_threshold: nanos(10_000),

@@ -193,6 +193,32 @@ describe.skipIf(!available)("consumer leases", () => {
     await waiting;
   }, 60_000);
 
+  it("does not pull before a delivery made after the take, into a former holder's request still open, is due again", async () => {
+    // A frozen holder's pull request stays open past the take (up to its expiry): what is published
+    // meanwhile goes to it. Was (review): the wait's bound, ack_wait from the take, ran out first and the
+    // new reader pulled newer messages before that one came back.
+    await strand(0, 3, 3000);
+    const former = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
+    for await (const m of await former.fetch({ max_messages: 1000, expires: 1_000 })) await m.ackAck();
+    const frozen = (async () => {
+      for await (const _ of await former.fetch({ max_messages: 1, expires: 5_000 })) void _;
+    })();
+    await until("the request waits", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).num_waiting === 1, 5_000, 20);
+    await leftBy(db, "crashed");
+    const runner = await start(2_000);
+    await sleep(500);
+    const publishedAt = performance.now();
+    await publishCourse("into-the-frozen-request");
+    await frozen;
+    for (let i = 0; i < 5; i++) await publishCourse(`after-frozen-${i}`);
+    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    // Due 3 s after its delivery, which came after the publish: not 2 s (the bound) after the take.
+    expect(performance.now() - publishedAt).toBeGreaterThanOrEqual(3000);
+    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
+    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+    expect(runner.stats.ackHolds).toBe(0);
+  }, 60_000);
+
   it("a stop during the wait for a crashed holder's deliveries lets the lease lapse, not release it", async () => {
     // Was: the stop's abort ended the wait's sleep, which then forgot the wait, and the stop released the
     // lease: its next holder took it gracefully and pulled before the crashed holder's deliveries came back
