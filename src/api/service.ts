@@ -20,7 +20,7 @@ import { reportFailure, sayingAtMostEvery } from "../supervision/index.js";
 import { replyGuarded } from "../nats/reply-guard.js";
 import type { CommandBus } from "../runtime/index.js";
 import { SpanKind, activeTracer, endSpan, headersOf, startSpan, type Span } from "../tracing/index.js";
-import { answerTooLarge, correlationOf, fitsOneMessage, forwardedHeaders, outOfRange, parseBody, replyError, replyOk, replyOkEncoded, replyRoom, requestContentType, requestHeaders, requestTrace } from "./wire.js";
+import { answerTooLarge, correlationOf, fitsOneMessage, forwardedHeaders, outOfRange, parseBody, replyError, replyOk, replyOkEncoded, replyRoom, requestContentType, requestHeaderReader, requestHeaders, requestTrace } from "./wire.js";
 import type { ReplyRoom } from "../support/byte-budget.js";
 import { uuidv7 } from "../runtime/uuid7.js";
 import { detectRouting, PartitionSubscriptions, type RoutingMode } from "./routing.js";
@@ -218,7 +218,9 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     let span: Span | undefined;
     let failure: NerveError | undefined;
     try {
-      ct = requestContentType(msg);
+      // Read once for the content type and the command's headers (each read checks the whole block).
+      const h = requestHeaderReader(msg);
+      ct = requestContentType(msg, h);
       const routed = msg.subject.startsWith("pcmd.") ? parsePartitionSubject(msg.subject) : undefined;
       const parts = routed ?? parseCommandSubject(msg.subject);
       if (!parts) throw errors.invalidRequest("subject must be cmd.<context>.<CommandType>.<aggregate_id> with a safe id");
@@ -239,7 +241,7 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
       admit(msg);
       const def = CommandDefinitions[parts.commandType];
       const body = parseBody(msg, ct, def.body);
-      const headers = requestHeaders(msg);
+      const headers = requestHeaders(msg, h);
       const tracer = activeTracer();
       if (tracer) {
         // The request's span: its events and everything they cause carry it on (CONTRACT.md §2).

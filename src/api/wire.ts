@@ -46,7 +46,33 @@ export interface RequestHeaders {
  */
 function headerValue(h: HeaderReader | undefined, name: string): string | undefined {
   if (!h) return undefined;
-  return h.has(name) ? h.get(name) : h.get(name, Match.IgnoreCase);
+  if (h.has(name)) return h.get(name);
+  // nats.js's ignore-case lookup copies its keys into an array, filters them into another and lowercases
+  // each: five of them for every command, most for headers it does not carry. Its map is walked instead.
+  const names = (h as { headers?: unknown }).headers;
+  if (!(names instanceof Map)) return h.get(name, Match.IgnoreCase);
+  for (const key of (names as Map<string, unknown>).keys()) if (sameIgnoringCase(key, name)) return h.get(key);
+  return "";
+}
+
+/** `a.toLowerCase() === b.toLowerCase()`, without the two copies when both are ASCII (header names nearly always are). */
+function sameIgnoringCase(a: string, b: string): boolean {
+  if (a.length !== b.length) return !isAsciiText(a) || !isAsciiText(b) ? a.toLowerCase() === b.toLowerCase() : false;
+  for (let i = 0; i < a.length; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0x80 || y >= 0x80) return a.toLowerCase() === b.toLowerCase();
+    if (x >= 0x41 && x <= 0x5a) x += 0x20;
+    if (y >= 0x41 && y <= 0x5a) y += 0x20;
+    if (x !== y) return false;
+  }
+  return true;
+}
+
+function isAsciiText(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
+  return true;
 }
 
 function header(h: HeaderReader | undefined, name: string, max: number): string | undefined {
@@ -70,7 +96,7 @@ const MALFORMED_HEADERS = "malformed message headers: every header line must be 
  * reads the same either way; any other must be valid UTF-8, and its values are read exactly, trimmed of
  * spaces and tabs only.
  */
-function headersOf(msg: ServiceMsg): HeaderReader | undefined {
+export function requestHeaderReader(msg: ServiceMsg): HeaderReader | undefined {
   // Before anything reads them: the contract's headers take a few hundred bytes; a block of megabytes only
   // costs (nats.js's decoding, every lookup).
   const size = headerBytes(msg);
@@ -128,7 +154,7 @@ function rawHeaderBlock(msg: ServiceMsg): Uint8Array | undefined {
 }
 
 /** What the request's headers are read through: nats.js's headers, or {@link ExactHeaders}. */
-type HeaderReader = Pick<MsgHdrs, "has" | "get">;
+export type HeaderReader = Pick<MsgHdrs, "has" | "get">;
 
 /** The header lines of a decoded block, their values trimmed of spaces and tabs only (nats.js's `append` trims any white space). */
 class ExactHeaders implements HeaderReader {
@@ -155,8 +181,8 @@ class ExactHeaders implements HeaderReader {
 }
 
 /** Reads the content type; an unsupported one, or a malformed header block, is `invalid_request` (answered in JSON). */
-export function requestContentType(msg: ServiceMsg): ContentType {
-  const value = headerValue(headersOf(msg), Headers.ContentType);
+export function requestContentType(msg: ServiceMsg, h: HeaderReader | undefined = requestHeaderReader(msg)): ContentType {
+  const value = headerValue(h, Headers.ContentType);
   if (value !== undefined && !isText(value)) throw errors.invalidRequest(`${Headers.ContentType} ${NOT_TEXT_MESSAGE}`);
   const ct = contentTypeOf(value);
   if (!ct) throw errors.invalidRequest("Content-Type must be application/msgpack or application/json");
@@ -171,8 +197,7 @@ function traceHeader(h: HeaderReader | undefined, name: string): string | undefi
 }
 
 /** The request's trace context (W3C `traceparent` and `tracestate`), when it carries a valid one. */
-export function requestTrace(msg: ServiceMsg): TraceHeaders | undefined {
-  const h = headersOf(msg);
+export function requestTrace(msg: ServiceMsg, h: HeaderReader | undefined = requestHeaderReader(msg)): TraceHeaders | undefined {
   const traceparent = validTraceparent(traceHeader(h, Headers.TraceParent));
   const tracestate = traceHeader(h, Headers.TraceState);
   return traceparent ? { traceparent, tracestate: validTracestate(tracestate) } : undefined;
@@ -181,16 +206,15 @@ export function requestTrace(msg: ServiceMsg): TraceHeaders | undefined {
 /** The request's Correlation-Id when it carries a valid one (for a failure's log line: never throws). */
 export function correlationOf(msg: ServiceMsg): string | undefined {
   try {
-    return header(headersOf(msg), Headers.CorrelationId, 128);
+    return header(requestHeaderReader(msg), Headers.CorrelationId, 128);
   } catch {
     return undefined;
   }
 }
 
 /** Reads the optional causal, idempotency and trace context headers. */
-export function requestHeaders(msg: ServiceMsg): RequestHeaders {
-  const trace = requestTrace(msg);
-  const h = headersOf(msg);
+export function requestHeaders(msg: ServiceMsg, h: HeaderReader | undefined = requestHeaderReader(msg)): RequestHeaders {
+  const trace = requestTrace(msg, h);
   return {
     idempotencyKey: header(h, Headers.IdempotencyKey, 128),
     correlationId: header(h, Headers.CorrelationId, 128),
