@@ -3,12 +3,19 @@
 /** Loads an aggregate's committed state from storage. */
 export type StateLoader = (aggregateType: string, aggregateId: string) => Promise<{ state: unknown; version: number } | undefined>;
 
+/** A queued exclusive job and the settling of its caller's promise. */
+interface Job {
+  job: (actor: Actor) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
 /** An aggregate instance in memory. Its state is always the committed one: commands swap it only after commit. */
 export class Actor {
   state: unknown = null;
   version = 0;
   lastUsed = Date.now();
-  readonly #queue: Array<() => Promise<void>> = [];
+  readonly #queue: Job[] = [];
   #running = false;
   #inJob = 0;
   #ready: Promise<void>;
@@ -68,8 +75,8 @@ export class Actor {
   enqueue<T>(job: (actor: Actor) => Promise<T>): Promise<T> {
     this.lastUsed = Date.now();
     return new Promise<T>((resolve, reject) => {
-      // A failed activation fails the job: never decide on a state that could not be loaded.
-      this.#queue.push(() => this.#ready.then(() => job(this)).then(resolve, reject));
+      // One record per job, not a closure over two promise chains of its own: one is queued with every command.
+      this.#queue.push({ job, resolve: resolve as (value: unknown) => void, reject });
       if (!this.#running) void this.#run();
     });
   }
@@ -80,7 +87,13 @@ export class Actor {
       await this.#ready.catch(() => undefined);
       for (let next = this.#queue.shift(); next; next = this.#queue.shift()) {
         this.#inJob = 1;
-        await next();
+        try {
+          // A failed activation (or reload) fails the job: never decide on a state that could not be loaded.
+          await this.#ready;
+          next.resolve(await next.job(this));
+        } catch (err) {
+          next.reject(err);
+        }
         this.#inJob = 0;
       }
     } finally {
