@@ -32,14 +32,21 @@ export function headerBlock(pairs: readonly (readonly [string, string])[]): Uint
   return Buffer.from(`${s}\r\n\r\n`, "utf8");
 }
 
-/** Headers written as one block; `block`, when given, is that of `pairs` already encoded (shared, never written to). */
+/** Header names and values in wire order. */
+type Pairs = readonly (readonly [string, string])[];
+
+/**
+ * Headers written as one block; `block`, when given, is that of `pairs` already encoded (shared, never written
+ * to). `pairs` may be a function that makes them, for a caller that wrote the block itself: they are only
+ * needed when something other than `encode` is asked.
+ */
 export class WireHeaders implements MsgHdrs {
-  readonly #pairs: readonly (readonly [string, string])[];
+  #pairs: Pairs | (() => Pairs);
   #block: Uint8Array | undefined;
   /** nats-core's copy, once anything but `encode` is asked (and from then on, the headers themselves). */
   #full: MsgHdrs | undefined;
 
-  constructor(pairs: readonly (readonly [string, string])[], block?: Uint8Array) {
+  constructor(pairs: Pairs | (() => Pairs), block?: Uint8Array) {
     this.#pairs = pairs;
     this.#block = block;
   }
@@ -47,13 +54,18 @@ export class WireHeaders implements MsgHdrs {
   /** The block as on the wire (nats-core's publish calls this, and nothing else, on the headers it is given). */
   encode(): Uint8Array {
     if (this.#full) return (this.#full as unknown as { encode(): Uint8Array }).encode();
-    return (this.#block ??= headerBlock(this.#pairs));
+    return (this.#block ??= headerBlock(this.#list()));
+  }
+
+  #list(): Pairs {
+    if (typeof this.#pairs === "function") this.#pairs = this.#pairs();
+    return this.#pairs;
   }
 
   #copy(): MsgHdrs {
     if (!this.#full) {
       const h = natsHeaders();
-      for (const [k, v] of this.#pairs) h.append(k, v);
+      for (const [k, v] of this.#list()) h.append(k, v);
       this.#full = h;
     }
     return this.#full;
