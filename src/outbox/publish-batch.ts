@@ -109,30 +109,39 @@ export async function publishBatch(rows: OutboxRow[], ctx: BatchContext, verifyA
           // (it holds back its aggregate alone), whatever the error's kind.
           publishing = Promise.reject(new UnsendableRowError(err instanceof Error ? err.message : String(err), { cause: err }));
         }
-        publishing
-          .then(
-            (ack) => {
+        // Each outcome settles the publish itself: a `.finally` after the `.then` cost every row two more
+        // promises and closures of its own.
+        const settle = (): void => {
+          inflight--;
+          ctx.settled(p);
+          if (inflight === 0 && ready.length === 0) resolve();
+          else pump();
+        };
+        publishing.then(
+          (ack) => {
+            try {
               ctx.publishAck?.((performance.now() - sentAt) / 1000);
               endSpan(span);
               acked.push(Number(row.seq));
               ctx.stored(row, p, ack.duplicate ? "duplicate" : "published");
               if (queue.length > 0) ready.push(key);
-            },
-            (err) => {
+            } finally {
+              settle();
+            }
+          },
+          (err) => {
+            try {
               endSpan(span, err);
               failures.n++;
               ctx.failed(row, err, "publish");
               // Its later rows wait behind it, in the table.
               if (queue.length > 0) ctx.skipped(queue.length);
               queue.length = 0;
-            },
-          )
-          .finally(() => {
-            inflight--;
-            ctx.settled(p);
-            if (inflight === 0 && ready.length === 0) resolve();
-            else pump();
-          });
+            } finally {
+              settle();
+            }
+          },
+        );
       }
       if (inflight === 0) resolve();
     };
