@@ -19,6 +19,7 @@ import { CommitOutcomeUnknown, StaleWriteError, type AggregateWrite, type EventW
 import type { Actor } from "./actor.js";
 import type { ActorSystem } from "./actor-system.js";
 import type { AggregateModule, Lookups } from "./aggregate-module.js";
+import type { RecordedEvent } from "../../actors/decider.js";
 import { fingerprint } from "./stable-json.js";
 import { isTransientFailure, transientReason } from "../consumers/transient.js";
 import { sayingAtMostEvery } from "../supervision/index.js";
@@ -167,7 +168,7 @@ export class CommandBus implements Lookups {
     const tracer = activeTracer();
     if (tracer) return this.#traced(tracer, m, req, internal);
     // Untraced here, a command outside any trace still starts one: its events carry it (CONTRACT.md §2).
-    if (!req.traceparent) req = { ...req, traceparent: rootTraceparent(), tracestate: undefined };
+    if (!req.traceparent) req = withTrace(req, rootTraceparent());
     const enqueued = performance.now();
     return this.#deps.system.exclusive(m.aggregateType, req.aggregateId, (actor) => this.#run(m, actor, req, internal, undefined, enqueued));
   }
@@ -254,7 +255,8 @@ export class CommandBus implements Lookups {
     const events: EventWrite[] = [];
     try {
       for (const e of domainEvents) {
-        state = m.decider.evolve(state, { ...e, occurred_on: now });
+        // The recorded event written out (evolve reads its type, payload and time), not spread from the decided one.
+        state = m.decider.evolve(state, { event_type: e.event_type, payload: e.payload, occurred_on: now } as RecordedEvent);
         version++;
         events.push(this.#envelope(m, req.aggregateId, version, e, now, correlation, causation));
       }
@@ -358,7 +360,21 @@ export class CommandBus implements Lookups {
     // A decider bug must never reach the wire: every event is checked against the contract.
     const checked = EventSchemas[e.event_type].safeParse(envelope);
     if (!checked.success) throw new Error(`decider emitted an invalid ${e.event_type}: ${checked.error.message}`);
-    return { ...envelope, subject: eventSubject(m.context, e.event_type, aggregateId), body: encodeMsgPack(envelope) };
+    // The write's own fields only, as one literal: a spread of the envelope with two more fields took a
+    // second backing store, and its aggregate_type and aggregate_id (the write's already) crossed to the
+    // write worker with every event.
+    return {
+      event_id: envelope.event_id,
+      event_type: e.event_type,
+      event_version: envelope.event_version,
+      occurred_on: now,
+      aggregate_version: version,
+      correlation_id: correlation,
+      causation_id: causation,
+      payload: e.payload,
+      subject: eventSubject(m.context, e.event_type, aggregateId),
+      body: encodeMsgPack(envelope),
+    };
   }
 
   async #asNerveError(err: unknown, actor: Actor, req: CommandRequest, commandId: string): Promise<NerveError> {
@@ -381,6 +397,24 @@ export class CommandBus implements Lookups {
     await actor.reload().catch(() => undefined);
     return errors.internal(`${req.type} failed unexpectedly`, err, { correlation_id });
   }
+}
+
+/**
+ * `req` in a new trace: `{ ...req, traceparent, tracestate: undefined }` written out field by field, one
+ * object of a fixed shape (a spread that then adds or overwrites fields took a second backing store).
+ */
+function withTrace(req: CommandRequest, traceparent: string): CommandRequest {
+  return {
+    context: req.context,
+    type: req.type,
+    aggregateId: req.aggregateId,
+    body: req.body,
+    idempotencyKey: req.idempotencyKey,
+    correlationId: req.correlationId,
+    causationId: req.causationId,
+    traceparent,
+    tracestate: undefined,
+  };
 }
 
 function isUniqueViolation(err: unknown): boolean {
