@@ -124,15 +124,22 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
     const held = stats.inHand;
     held.requests++;
     held.bytes += bytes;
-    // A handler answers every failure itself; what still escapes (the reply could not be sent) is logged.
-    const p = handle(msg).catch((err: unknown) => reportFailure(deps.logger, "api", err, "request handler failed"));
     const id = nextRequest++;
-    inflight.set(id, p);
-    void p.finally(() => {
+    const settled = () => {
       inflight.delete(id);
       held.requests--;
       held.bytes -= bytes;
+    };
+    // A handler answers every failure itself; what still escapes (the reply could not be sent) is logged.
+    // One reaction for either outcome, not a `.catch` and then a `.finally` (two more promises per request).
+    const p = handle(msg).then(settled, (err: unknown) => {
+      try {
+        reportFailure(deps.logger, "api", err, "request handler failed");
+      } finally {
+        settled();
+      }
     });
+    inflight.set(id, p);
   };
   // Called by a handler once it knows the request is this instance's to run (a command for a partition held
   // elsewhere is only passed on, whatever this instance holds), before its body is decoded: more in hand
@@ -248,7 +255,18 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
         span = startSpan(tracer, `command ${type}`, SpanKind.SERVER, headers, { "nerve.context": context, "nerve.aggregate_id": parts.aggregateId }, received);
         Object.assign(headers, headersOf(span));
       }
-      const reply = await deps.bus.execute({ context: def.context, type: parts.commandType, aggregateId: parts.aggregateId, body, ...headers });
+      // Written out rather than spread from the headers: one object of a fixed shape per command.
+      const reply = await deps.bus.execute({
+        context: def.context,
+        type: parts.commandType,
+        aggregateId: parts.aggregateId,
+        body,
+        idempotencyKey: headers.idempotencyKey,
+        correlationId: headers.correlationId,
+        causationId: headers.causationId,
+        traceparent: headers.traceparent,
+        tracestate: headers.tracestate,
+      });
       stats.ok++;
       replyOk(msg, ct, reply, deps.instanceId);
     } catch (err) {

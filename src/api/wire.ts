@@ -226,8 +226,10 @@ export function requestHeaders(msg: ServiceMsg, h: HeaderReader | undefined = re
 
 /** Decodes and validates a body against a schema; every failure is a clear `invalid_request`. */
 export function parseBody<T extends z.ZodType>(msg: ServiceMsg, ct: ContentType, schema: T): z.infer<T> {
-  if (msg.data.length > MAX_BODY_BYTES) throw errors.invalidRequest(`body is larger than ${MAX_BODY_BYTES} bytes`);
-  const decoded = decode(ct, msg.data);
+  // nats.js makes a new view of the payload at every read of `data`.
+  const data = msg.data;
+  if (data.length > MAX_BODY_BYTES) throw errors.invalidRequest(`body is larger than ${MAX_BODY_BYTES} bytes`);
+  const decoded = decode(ct, data);
   if (!decoded.ok) throw decoded.error;
   if (decoded.value === null || typeof decoded.value !== "object" || Array.isArray(decoded.value)) {
     throw errors.invalidRequest("body must be a map");
