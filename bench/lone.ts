@@ -10,7 +10,7 @@
  * write worker), and per command for each phase, Nerve's and the durable floor's alike, the CPU, sleeps
  * (a thread waiting to be woken), preemptions and write system calls of this process and of nats-server
  * (bench/thread-cpu.ts's processCounters: where an extra wake-up per command would show).
- * `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts),
+ * `BENCH_ALLOC_PROFILE=<file>` also samples the open loop's allocations (bench/alloc-profile.ts), `BENCH_ALLOC_PROFILE_FLOOR=<file>` the durable floor's,
  * `BENCH_CPU_PROFILE=<file>` writes a CPU profile of the main thread in the one-at-a-time phase (bench/cpu-profile.ts).
  * Last, with Nerve stopped, the durable floor (bench/durable-floor.ts: the least a durable command can be,
  * warmed up the same way, its store on the main thread when NERVE_SQLITE_WRITER is inline or main, else a write worker) under the
@@ -103,7 +103,11 @@ async function main(): Promise<void> {
   };
   if (WARM_UP > 0) await benchFloor(nats.url, load, { ids, count: WARM_UP, inflight: 256, deadline: after(60_000), readers, durable: store });
   const floorLone = await watchedFloor(() => benchFloor(nats.url, load, { ids, count: LONE, inflight: 1, deadline: after(60_000), readers, durable: store }));
+  // BENCH_ALLOC_PROFILE_FLOOR samples the durable floor's open loop as BENCH_ALLOC_PROFILE does Nerve's: the two side by side.
+  const floorAllocFile = process.env.BENCH_ALLOC_PROFILE_FLOOR;
+  const stopFloorAllocations = floorAllocFile ? await startAllocationProfile() : undefined;
   const floorPaced = await watchedFloor(() => benchFloor(nats.url, load, { ids, count: rate * PACED_SECONDS, inflight: 4096, rate, deadline: after(PACED_SECONDS * 1000 + 15_000), readers, durable: store }));
+  await stopFloorAllocations?.(floorAllocFile!, floorPaced.load.sent);
   console.log(`environment: ${JSON.stringify(extra)}`);
   console.log(
     table(
