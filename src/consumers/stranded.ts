@@ -26,12 +26,13 @@ export interface DurableOut {
 }
 
 /**
- * Beyond ack_wait, how long after the last delivery a stranded one is taken as due again. The server's
- * redelivery timer runs late on a busy machine: in a chaos run on this one (three instances, PostgreSQL and
- * nats-server on 2 cores) stranded deliveries came back up to ~1.5 s after their ack_wait, and a reader
- * that pulled at 1 s read newer events first (its acks held behind them; stop 49). And a cluster's servers'
- * clocks differ (the consumer's leader stamps deliveries, the meta leader stamps {@link serverClock}'s
- * reading): they must agree well within this (NTP; RUNBOOK).
+ * Beyond ack_wait, how long after the last delivery a stranded one is taken as due again: room for the
+ * server's redelivery timer, which a starved CPU delays (a Go timer), and for a cluster's servers' clocks,
+ * which differ (the consumer's leader stamps deliveries, the meta leader stamps {@link serverClock}'s
+ * reading; they must agree well within this: NTP, RUNBOOK). A guess, not a measured figure: no late
+ * redelivery was seen in the chaos runs of stop 49 (the "deliveries of an earlier reader are outstanding"
+ * a reader logs as it opens is its floor's caution before the redeliveries reach it, not one). It costs
+ * a take with deliveries out 3 s of a ~30 s wait.
  */
 export const DUE_MARGIN_MS = 3000;
 
