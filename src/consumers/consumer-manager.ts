@@ -8,7 +8,7 @@ import { EventHandler } from "./event-handler.js";
 import { resetReadModel } from "./read-model-reset.js";
 import { followReplay, replayEnd, type ReplayEnd, type ReplayProgress } from "./replay-progress.js";
 import { LAG_STALLED_MS } from "./backlog.js";
-import { ConsumerRunner, DEFAULT_RETRY, isConsumerNotFound, type BacklogWatch, type RetryPolicy } from "./runner.js";
+import { ConsumerRunner, DEFAULT_RETRY, type BacklogWatch, type RetryPolicy } from "./runner.js";
 import { RoomWaiters } from "../outbox/room-waiters.js";
 import { DUE_MARGIN_MS, clearIn, serverClock } from "./stranded.js";
 import type { Subscriber } from "./subscriber.js";
@@ -267,7 +267,8 @@ export class ConsumerManager {
    * later of the take and the last look that saw a request waiting: a delivery to another reader happens
    * only into such a request (a frozen holder's stays open up to its expiry, 30 s, past the take: review).
    * Past twice that after the take nothing is waited for any longer (said): every delivery made into a
-   * request opened before the take is due by then; what still holds it is a reader pulling without its lease. Ends early once the consumer no longer belongs here under `epoch`, or at the stop.
+   * request opened before the take is due by then; what still holds it is a reader pulling without its
+   * lease. Ends early once the consumer no longer belongs here under `epoch`, or at the stop.
    */
   async #clear(name: string, epoch: number, runner: ConsumerRunner, bound: number): Promise<void> {
     if (bound <= 0) return;
