@@ -183,7 +183,7 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   counter("nerve_consumer_takes_total", "Leases of a durable consumer this instance took, from a release or after a crash (each waits for what its former holder left out: nerve_consumer_take_wait_seconds_total)", ["consumer"], (c) => {
     for (const [name, t] of s.consumers.takes) c.set({ consumer: name }, t.takes);
   });
-  counter("nerve_consumer_take_wait_seconds_total", "Time consumers taken here waited before their first pull, for deliveries their former holder left unacknowledged to be due again (their last delivery + ack_wait + 3 s; twice ack_wait a take at most)", ["consumer"], (c) => {
+  counter("nerve_consumer_take_wait_seconds_total", "Time consumers taken here waited before their first pull: for a former holder's open pull request to end, or for deliveries it left unacknowledged to be handed back (NAKs) or, failing that, due again (twice ack_wait a take at most)", ["consumer"], (c) => {
     for (const [name, t] of s.consumers.takes) c.set({ consumer: name }, t.waitedMs / 1000);
   });
   gauge("nerve_partitions_owned", "Partitions (of 64) this instance owns now: all of them alone on SQLite, its share when several instances run", [], (g) => {

@@ -56,6 +56,8 @@ export interface ConsumerManagerOptions {
    * (#clear): they are redelivered only after ack_wait, and pulling earlier could apply later events first.
    */
   takeoverDelayMs?: number;
+  /** Most stream sequences above a durable's floor a take hands back to JetStream (stranded.ts MAX_RETURNED; 0: never, wait instead). */
+  maxHandedBack?: number;
   /** Where each consumer's handle times go (seconds per event, its read-model transaction included). */
   handleTime?: (consumer: string) => (seconds: number) => void;
   /** The SQLite write worker, when the service has one: write-only projections' batches and the process managers' inbox rows go through it. */
@@ -261,8 +263,9 @@ export class ConsumerManager {
   /**
    * Waits until the durables of a consumer just taken may be pulled (stranded.ts): at once when nothing is
    * out and no reader waits at the server — the usual case, whether the former holder released the lease
-   * or crashed; else until the deliveries out are due again, by the server's clock (a known wait is always
-   * waited out). Not known — a durable that cannot be read, another reader's pull request waiting at the
+   * or crashed; at once too when deliveries are out but no reader waits, once they are handed back (NAKs:
+   * they then come first); else — handing back failed, or too many to name — until they are due again, by
+   * the server's clock (a known wait is always waited out). Not known — a durable that cannot be read, another reader's pull request waiting at the
    * server, the server's clock unread — it looks again, at most `bound` (ack_wait) plus the margin after the
    * later of the take and the last look that saw a request waiting: a delivery to another reader happens
    * only into such a request (a frozen holder's stays open up to its expiry, 30 s, past the take: review).
@@ -281,6 +284,18 @@ export class ConsumerManager {
       try {
         const out = await runner.outstanding();
         if (out.some((d) => d.waiting > 0)) open = performance.now();
+        else if (out.some((d) => d.ackPending > 0)) {
+          // Nobody can take more of them: handed back, they come before anything newer, at once.
+          const returned = await runner.returnStranded(out, this.#o.maxHandedBack).catch((err: unknown) => {
+            this.#o.logger.debug({ consumer: name, err }, "could not hand a former holder's deliveries back; waiting for them");
+            return false;
+          });
+          if (returned) {
+            const back = out.filter((d) => d.ackPending > 0).map((d) => ({ stream: d.stream, ack_pending: d.ackPending }));
+            this.#o.logger.info({ consumer: name, out: back }, "handed a former holder's deliveries back to JetStream before pulling");
+            return;
+          }
+        }
         const stranded = out.find((d) => d.ackPending > 0 && d.waiting === 0);
         if (stranded && !clock) {
           clock = await serverClock(this.#o.jsm, stranded.stream).catch((err: unknown) => {

@@ -12,7 +12,7 @@ import { activeTracer, traceHeadersOf, type TraceHeaders } from "../tracing/inde
 import { isPoisonFailure, isTransientFailure } from "./transient.js";
 import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
 import { ReaderBacklog } from "./backlog.js";
-import { serverTime, type DurableOut } from "./stranded.js";
+import { nakSubjects, serverTime, type DurableOut } from "./stranded.js";
 import { BatchBeforeFailed, BatchLink } from "../persistence/index.js";
 import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
 
@@ -113,6 +113,7 @@ export interface RunnerStats {
 
 /** JetStream's ack body. */
 const ACK = "+ACK";
+const NAK = "-NAK";
 
 /** The connection under a JetStream manager (nats.js has it, its types do not say so). */
 function connectionOf(jsm: JetStreamManager): NatsConnection | undefined {
@@ -545,10 +546,36 @@ export class ConsumerRunner {
           lastDelivered: serverTime(info.delivered.last_active),
           // Unset: the server's default, 30 s.
           ackWaitMs: info.config.ack_wait ? Math.ceil(info.config.ack_wait / 1e6) : 30_000,
+          floor: info.ack_floor.stream_seq,
+          delivered: { stream: info.delivered.stream_seq, consumer: info.delivered.consumer_seq },
         };
       }),
     );
     return read.filter((r) => r !== undefined);
+  }
+
+  /**
+   * Hands back to JetStream at once (NAKs, stranded.ts) every delivery out above each durable's floor, as
+   * `out` read them — for a reader just taken over, whose former holder will never handle them and, when
+   * no pull request of its waits at the server, can take no more. Resolves true once the server has put
+   * them all back (they then come before anything newer, in stream order); false when one durable has too
+   * many to name, or the connection is away: then they are waited for.
+   */
+  async returnStranded(out: readonly (DurableOut & { stream: string })[], max?: number): Promise<boolean> {
+    const nc = connectionOf(this.jsm);
+    if (!nc) return false;
+    const all: string[][] = [];
+    for (const d of out) {
+      if (d.ackPending === 0) continue;
+      const subjects = nakSubjects(d.stream, this.name, d, max);
+      if (!subjects) return false;
+      all.push(subjects);
+    }
+    for (const subjects of all) {
+      for (const subject of subjects.slice(0, -1)) nc.publish(subject, NAK);
+      await nc.request(subjects.at(-1)!, NAK, { timeout: 5000 });
+    }
+    return true;
   }
 
   /** Per binding, the durable's ack floor: the stream sequence up to which every message it reads is acknowledged. */

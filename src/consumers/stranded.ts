@@ -23,6 +23,33 @@ export interface DurableOut {
   lastDelivered?: number;
   /** The durable's ack_wait (ms). */
   ackWaitMs: number;
+  /** The stream sequence up to which everything is acknowledged (the ack floor). */
+  floor?: number;
+  /** The stream and delivery sequences of the last delivery. */
+  delivered?: { stream: number; consumer: number };
+}
+
+/** Most stream sequences above a durable's ack floor that {@link nakSubjects} names one by one; past it, the deliveries are waited for. */
+export const MAX_RETURNED = 4096;
+
+/**
+ * The ack subjects that hand every delivery above the durable's floor back to JetStream at once (a NAK),
+ * in stream order; undefined when there is nothing to hand back, or too much to name one by one.
+ *
+ * A NAK needs no subject of the delivery itself: nats-server reads the stream sequence from the subject's
+ * sixth token and acts when a delivery of it is out (`pending`), and it takes any delivery sequence between
+ * the floor's and the last one's (`processNak`, the same from 2.9.10 to 2.12). Sequences between them that
+ * this durable does not read, or that are out with nobody, are ignored. The server answers a NAK sent as a
+ * request once it has put the delivery back: the last one is sent so, and all before it are in by then.
+ */
+export function nakSubjects(stream: string, durable: string, d: DurableOut, max = MAX_RETURNED): string[] | undefined {
+  if (d.ackPending === 0 || d.floor === undefined || !d.delivered) return undefined;
+  const from = d.floor + 1;
+  const to = d.delivered.stream;
+  if (to < from || to - from + 1 > max) return undefined;
+  const subjects: string[] = [];
+  for (let seq = from; seq <= to; seq++) subjects.push(`$JS.ACK.${stream}.${durable}.1.${seq}.${d.delivered.consumer}.0.0`);
+  return subjects;
 }
 
 /**

@@ -1,6 +1,6 @@
 /** When a consumer taken over may be pulled (stranded.ts): given what its durables have out, when asked, then how long to wait. */
 import { describe, expect, it } from "vitest";
-import { clearIn, serverTime, type DurableOut } from "../../src/consumers/stranded.js";
+import { MAX_RETURNED, clearIn, nakSubjects, serverTime, type DurableOut } from "../../src/consumers/stranded.js";
 
 const T = Date.parse("2026-12-06T11:00:00Z");
 const out = (o: Partial<DurableOut>): DurableOut => ({ ackPending: 0, waiting: 0, ackWaitMs: 30_000, ...o });
@@ -43,5 +43,24 @@ describe("serverTime", () => {
     expect(serverTime(123)).toBeUndefined();
     expect(serverTime("0001-01-01T00:00:00Z")).toBeUndefined();
     expect(serverTime("soon")).toBeUndefined();
+  });
+});
+
+describe("nakSubjects", () => {
+  it("names every stream sequence above the floor up to the last delivery, in order, with the last delivery's sequence", () => {
+    expect(nakSubjects("EVENTS_ACCESS", "learner-progress", out({ ackPending: 2, floor: 40, delivered: { stream: 43, consumer: 17 } }))).toEqual([
+      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.41.17.0.0",
+      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.42.17.0.0",
+      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.43.17.0.0",
+    ]);
+  });
+
+  it("names nothing when nothing is out, the positions are unknown, or there are too many", () => {
+    expect(nakSubjects("S", "c", out({ ackPending: 0, floor: 1, delivered: { stream: 5, consumer: 5 } }))).toBeUndefined();
+    expect(nakSubjects("S", "c", out({ ackPending: 1 }))).toBeUndefined();
+    expect(nakSubjects("S", "c", out({ ackPending: 1, floor: 5, delivered: { stream: 5, consumer: 5 } }))).toBeUndefined();
+    expect(nakSubjects("S", "c", out({ ackPending: 1, floor: 0, delivered: { stream: MAX_RETURNED + 1, consumer: 9 } }))).toBeUndefined();
+    expect(nakSubjects("S", "c", out({ ackPending: 1, floor: 0, delivered: { stream: MAX_RETURNED, consumer: 9 } }))).toHaveLength(MAX_RETURNED);
+    expect(nakSubjects("S", "c", out({ ackPending: 1, floor: 0, delivered: { stream: 3, consumer: 3 } }), 0)).toBeUndefined();
   });
 });
