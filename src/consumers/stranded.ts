@@ -37,8 +37,8 @@ export const MAX_RETURNED = 4096;
  * in stream order; undefined when there is nothing to hand back, or too much to name one by one.
  *
  * A NAK needs no subject of the delivery itself: nats-server reads the stream sequence from the subject's
- * sixth token and acts when a delivery of it is out (`pending`), and it takes any delivery sequence between
- * the floor's and the last one's (`processNak`, the same from 2.9.10 to 2.12). Sequences between them that
+ * sixth token and acts when a delivery of it is out (`pending`), and it takes any delivery sequence above
+ * the floor's and not past the next one it will give (`processNak`, the same from 2.9.10 to 2.12). Sequences between them that
  * this durable does not read, or that are out with nobody, are ignored. The server answers a NAK sent as a
  * request once it has put the delivery back: the last one is sent so, and all before it are in by then.
  */
@@ -48,7 +48,10 @@ export function nakSubjects(stream: string, durable: string, d: DurableOut, max 
   const to = d.delivered.stream;
   if (to < from || to - from + 1 > max) return undefined;
   const subjects: string[] = [];
-  for (let seq = from; seq <= to; seq++) subjects.push(`$JS.ACK.${stream}.${durable}.1.${seq}.${d.delivered.consumer}.0.0`);
+  // The delivery sequence the server will give next: above its floor's whatever was acknowledged last (the
+  // last delivery's own, when that was a redelivery acknowledged by floor, is not: review), and never past it.
+  const dseq = d.delivered.consumer + 1;
+  for (let seq = from; seq <= to; seq++) subjects.push(`$JS.ACK.${stream}.${durable}.1.${seq}.${dseq}.0.0`);
   return subjects;
 }
 

@@ -9,7 +9,7 @@ import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { AckPolicy, DeliverPolicy, jetstream, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import type { EnvelopeBase } from "../../contracts/index.js";
 import { CONSUMER_GROUP, ConsumerManager, consumerEntities } from "../../src/consumers/index.js";
@@ -138,6 +138,32 @@ describe.skipIf(!available)("consumer leases", () => {
     await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
     // The three came back to the first pull, before any newer message: had the reader read newer ones while
     // they were out, it would have held its acks behind them.
+    expect(runner.stats.ackHolds).toBe(0);
+  }, 60_000);
+
+  it("hands them back when the former holder's last delivery was a redelivery it acknowledged", async () => {
+    // Its ack by floor put the floor's delivery sequence on the last delivery: a NAK naming that sequence is
+    // ignored by the server, and the reader pulled newer messages while two were still out (review).
+    await strand(0, 10, 20_000);
+    const former = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
+    const first: JsMsg[] = [];
+    for await (const m of await former.fetch({ max_messages: 3, expires: 2_000 })) first.push(m);
+    // Sent as a request: the server has queued it again once it answers.
+    await nc.request((first[0] as JsMsg & { reply: string }).reply, new TextEncoder().encode("-NAK"), { timeout: 2_000 });
+    for await (const m of await former.fetch({ max_messages: 1, expires: 2_000 })) {
+      expect(m.redelivered).toBe(true);
+      await m.ackAck();
+    }
+    const info = await jsm.consumers.info("EVENTS_COURSES", "catalog");
+    expect(info.num_ack_pending).toBe(2);
+    expect(info.ack_floor.consumer_seq).toBe(info.delivered.consumer_seq);
+    await leftBy(db, "crashed");
+    const takenAt = performance.now();
+    const runner = await start(20_000);
+    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    expect(performance.now() - takenAt).toBeLessThan(5_000);
+    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
+    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
     expect(runner.stats.ackHolds).toBe(0);
   }, 60_000);
 

@@ -47,11 +47,13 @@ describe("serverTime", () => {
 });
 
 describe("nakSubjects", () => {
-  it("names every stream sequence above the floor up to the last delivery, in order, with the last delivery's sequence", () => {
+  it("names every stream sequence above the floor up to the last delivery, in order, with the next delivery's sequence", () => {
+    // The next one's, not the last one's: a redelivery acknowledged last puts the floor's delivery sequence
+    // on the last one, and the server ignores a NAK at or below it (review).
     expect(nakSubjects("EVENTS_ACCESS", "learner-progress", out({ ackPending: 2, floor: 40, delivered: { stream: 43, consumer: 17 } }))).toEqual([
-      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.41.17.0.0",
-      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.42.17.0.0",
-      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.43.17.0.0",
+      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.41.18.0.0",
+      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.42.18.0.0",
+      "$JS.ACK.EVENTS_ACCESS.learner-progress.1.43.18.0.0",
     ]);
   });
 
