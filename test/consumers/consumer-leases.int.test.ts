@@ -93,6 +93,14 @@ describe.skipIf(!available)("consumer leases", () => {
     return consumers.runners.get("catalog")!;
   };
 
+  // Until the runner reads, once a take's wait is over.
+  const runnerStarted = () => until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+  // Until catalog has acknowledged everything the stream holds now.
+  const floorAtStreamEnd = async () => {
+    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
+    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+  };
+
   it("starts one reader when the lease lapses and is taken again while it waits for a crashed holder's deliveries, once they are due", async () => {
     // The last holder crashed holding 3 deliveries (ack_wait 4 s): its lease lapsed without a release. They
     // are waited for here (nothing handed back), so that the lease lapses and is taken again meanwhile.
@@ -112,15 +120,14 @@ describe.skipIf(!available)("consumer leases", () => {
 
     // Only the second take may start the runner, once, and not before the stranded deliveries are due
     // (4 s after they were pulled); and well before the 20 s bound, which it no longer waits out.
-    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    await runnerStarted();
     const startedAt = performance.now();
     expect(runner.backlogs.size).toBe(1);
     expect(startedAt - pulledAt).toBeGreaterThanOrEqual(4000);
     expect(startedAt - pulledAt).toBeLessThan(15_000);
 
     for (let i = 0; i < 30; i++) await publishCourse(`lease-${i}`);
-    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
-    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+    await floorAtStreamEnd();
     expect(runner.stats.ackHolds).toBe(0);
   }, 60_000);
 
@@ -131,11 +138,10 @@ describe.skipIf(!available)("consumer leases", () => {
     await leftBy(db, "crashed");
     const takenAt = performance.now();
     const runner = await start(20_000);
-    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    await runnerStarted();
     expect(performance.now() - takenAt).toBeLessThan(5_000);
     expect(lines.some((l) => l.msg === "handed a former holder's deliveries back to JetStream before pulling")).toBe(true);
-    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
-    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+    await floorAtStreamEnd();
     // The three came back to the first pull, before any newer message: had the reader read newer ones while
     // they were out, it would have held its acks behind them.
     expect(runner.stats.ackHolds).toBe(0);
@@ -160,10 +166,9 @@ describe.skipIf(!available)("consumer leases", () => {
     await leftBy(db, "crashed");
     const takenAt = performance.now();
     const runner = await start(20_000);
-    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    await runnerStarted();
     expect(performance.now() - takenAt).toBeLessThan(5_000);
-    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
-    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+    await floorAtStreamEnd();
     expect(runner.stats.ackHolds).toBe(0);
   }, 60_000);
 
@@ -174,12 +179,11 @@ describe.skipIf(!available)("consumer leases", () => {
     await leftBy(db, "crashed");
     const takenAt = performance.now();
     await start(20_000);
-    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    await runnerStarted();
     expect(performance.now() - takenAt).toBeLessThan(5_000);
     expect(consumers.takes.get("catalog")?.takes).toBe(1);
     expect(consumers.takes.get("catalog")?.waitedMs).toBeLessThan(5_000);
-    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
-    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+    await floorAtStreamEnd();
   }, 60_000);
 
   it("waits for a crashed holder's deliveries it cannot hand back until they are due by the server's clock, then reads them first", async () => {
@@ -187,7 +191,7 @@ describe.skipIf(!available)("consumer leases", () => {
     await leftBy(db, "crashed");
     // 0: too many to name, whatever they are.
     const runner = await start(20_000, 0);
-    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    await runnerStarted();
     const startedAt = performance.now();
     // Due 3 s after their delivery (plus a margin), not a whole bound after the take.
     expect(startedAt - pulledAt).toBeGreaterThanOrEqual(3000);
@@ -195,8 +199,7 @@ describe.skipIf(!available)("consumer leases", () => {
     expect(lines.some((l) => l.msg === "waiting for a former holder's deliveries to come back before pulling")).toBe(true);
     expect(consumers.takes.get("catalog")?.takes).toBe(1);
     expect(consumers.takes.get("catalog")?.waitedMs).toBeGreaterThanOrEqual(2500);
-    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
-    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+    await floorAtStreamEnd();
     // The three came back to the first pull, before any newer message: had the reader pulled while they were
     // out with the former holder, it would have held its acks behind them (a gap below its deliveries).
     expect(runner.stats.ackHolds).toBe(0);
@@ -211,10 +214,9 @@ describe.skipIf(!available)("consumer leases", () => {
     await leftBy(db, "released");
     const takenAt = performance.now();
     await start(20_000);
-    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    await runnerStarted();
     expect(performance.now() - takenAt).toBeLessThan(5_000);
-    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
-    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+    await floorAtStreamEnd();
   }, 60_000);
 
   it("does not pull while a former holder's pull request still waits at the server", async () => {
@@ -232,7 +234,7 @@ describe.skipIf(!available)("consumer leases", () => {
     const waitingSince = performance.now();
     await leftBy(db, "crashed");
     await start(20_000);
-    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    await runnerStarted();
     expect(performance.now() - waitingSince).toBeGreaterThanOrEqual(3_500);
     expect(performance.now() - waitingSince).toBeLessThan(15_000);
     await waiting;
@@ -256,10 +258,9 @@ describe.skipIf(!available)("consumer leases", () => {
     await publishCourse("into-the-frozen-request");
     await frozen;
     for (let i = 0; i < 5; i++) await publishCourse(`after-frozen-${i}`);
-    await until("the runner started", () => consumers.active().includes("catalog"), 20_000, 20);
+    await runnerStarted();
     // That delivery (handed back, or due) came to the first pull, before the five after it.
-    const last = (await jsm.streams.info("EVENTS_COURSES")).state.last_seq;
-    await until("the floor reaches the stream's end", async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).ack_floor.stream_seq === last, 15_000);
+    await floorAtStreamEnd();
     expect(runner.stats.ackHolds).toBe(0);
   }, 60_000);
 
