@@ -283,31 +283,27 @@ export class ConsumerManager {
       let wait: number | undefined;
       try {
         const out = await runner.outstanding();
+        const stranded = out.filter((d) => d.ackPending > 0);
+        const summary = () => stranded.map((d) => ({ stream: d.stream, ack_pending: d.ackPending }));
         if (out.some((d) => d.waiting > 0)) open = performance.now();
-        else if (out.some((d) => d.ackPending > 0)) {
+        else if (stranded.length > 0) {
           // Nobody can take more of them: handed back, they come before anything newer, at once.
           const returned = await runner.returnStranded(out, this.#o.maxHandedBack).catch((err: unknown) => {
             this.#o.logger.debug({ consumer: name, err }, "could not hand a former holder's deliveries back; waiting for them");
             return false;
           });
           if (returned) {
-            const back = out.filter((d) => d.ackPending > 0).map((d) => ({ stream: d.stream, ack_pending: d.ackPending }));
-            this.#o.logger.info({ consumer: name, out: back }, "handed a former holder's deliveries back to JetStream before pulling");
+            this.#o.logger.info({ consumer: name, out: summary() }, "handed a former holder's deliveries back to JetStream before pulling");
             return;
           }
-        }
-        const stranded = out.find((d) => d.ackPending > 0 && d.waiting === 0);
-        if (stranded && !clock) {
-          clock = await serverClock(this.#o.jsm, stranded.stream).catch((err: unknown) => {
+          // Not handed back: waited for until due, by the server's clock (read while nobody waits: only then is it used).
+          clock ??= await serverClock(this.#o.jsm, stranded[0]!.stream).catch((err: unknown) => {
             this.#o.logger.debug({ consumer: name, err }, "could not read the server's clock; looking again");
             return undefined;
           });
         }
         wait = clearIn(out, clock?.());
-        if (wait !== undefined && wait > 0) {
-          const due = out.filter((d) => d.ackPending > 0).map((d) => ({ stream: d.stream, ack_pending: d.ackPending }));
-          this.#o.logger.info({ consumer: name, wait_ms: wait, out: due }, "waiting for a former holder's deliveries to come back before pulling");
-        }
+        if (wait !== undefined && wait > 0) this.#o.logger.info({ consumer: name, wait_ms: wait, out: summary() }, "waiting for a former holder's deliveries to come back before pulling");
       } catch {
         // No answer (JetStream restarting, a timeout): not known, so waited on like deliveries out —
         // pulling at once could apply a user's later events before earlier ones stranded (chaos audit).

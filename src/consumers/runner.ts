@@ -357,10 +357,7 @@ export class ConsumerRunner {
 
   async #ensure(): Promise<void> {
     for (const b of this.bindings) {
-      const existing = await this.jsm.consumers.info(b.stream, this.name).catch((err: unknown) => {
-        if (isConsumerNotFound(err)) return undefined;
-        throw err;
-      });
+      const existing = await this.#infoIfAny(b.stream);
       if (!existing) {
         await this.jsm.consumers.add(b.stream, this.#config(b, { deliver_policy: DeliverPolicy.All }));
         continue;
@@ -527,6 +524,14 @@ export class ConsumerRunner {
     });
   }
 
+  // The durable's info on `stream`; undefined when it does not exist. Any other failure rejects.
+  async #infoIfAny(stream: string): Promise<ConsumerInfo | undefined> {
+    return this.jsm.consumers.info(stream, this.name).catch((err: unknown) => {
+      if (isConsumerNotFound(err)) return undefined;
+      throw err;
+    });
+  }
+
   /**
    * Per binding, what its durable has out for whoever reads it (stranded.ts), with the stream it is on; a
    * durable not found has nothing out and is left out. Any other failure to read one rejects.
@@ -534,10 +539,7 @@ export class ConsumerRunner {
   async outstanding(): Promise<(DurableOut & { stream: string })[]> {
     const read = await Promise.all(
       this.bindings.map(async (b) => {
-        const info = await this.jsm.consumers.info(b.stream, this.name).catch((err: unknown) => {
-          if (isConsumerNotFound(err)) return undefined;
-          throw err;
-        });
+        const info = await this.#infoIfAny(b.stream);
         if (!info) return undefined;
         return {
           stream: b.stream,

@@ -1,14 +1,15 @@
 /**
  * When a consumer taken over from another instance may be pulled: not before every delivery the former
- * holder left unacknowledged ("stranded") is due again. JetStream redelivers a delivery once its ack_wait
- * has run out, before any newer message, but only to a pull: pulling earlier could apply an aggregate's
- * later events before the earlier ones still out with the former holder.
+ * holder left unacknowledged ("stranded") is back with JetStream, which then redelivers it before any
+ * newer message — pulling earlier could apply an aggregate's later events before the earlier ones still
+ * out with the former holder.
  *
  * What a durable's info tells: the deliveries out (`num_ack_pending`), the pull requests waiting
- * (`num_waiting`: a reader still there, which could still be handed messages), and when the last delivery
- * was made (`delivered.last_active`, by the server's clock). Every delivery out was made then or before,
- * so all of them are due by that moment plus ack_wait — read by the server's clock, never this host's
- * (see {@link serverClock}). Nothing out and nobody waiting: nothing can be stranded, pull at once.
+ * (`num_waiting`: a reader still there, which could still be handed messages), its ack floor and last
+ * delivery, and when that delivery was made (`delivered.last_active`, by the server's clock). Nothing out
+ * and nobody waiting: nothing can be stranded, pull at once. Deliveries out and nobody waiting: they are
+ * handed back ({@link nakSubjects}); failing that, every one of them is due by the last delivery's moment
+ * plus ack_wait — read by the server's clock, never this host's ({@link serverClock}, {@link clearIn}).
  */
 import { AckPolicy, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { nanos, nuid } from "@nats-io/nats-core";
@@ -38,9 +39,10 @@ export const MAX_RETURNED = 4096;
  *
  * A NAK needs no subject of the delivery itself: nats-server reads the stream sequence from the subject's
  * sixth token and acts when a delivery of it is out (`pending`), and it takes any delivery sequence above
- * the floor's and not past the next one it will give (`processNak`, the same from 2.9.10 to 2.12). Sequences between them that
- * this durable does not read, or that are out with nobody, are ignored. The server answers a NAK sent as a
- * request once it has put the delivery back: the last one is sent so, and all before it are in by then.
+ * the floor's and not past the next one it will give (`processNak`, the same from 2.9.10 to 2.12).
+ * Sequences between them that this durable does not read, or that are out with nobody, are ignored. The
+ * server answers a NAK sent as a request once it has put the delivery back: the last one is sent so, and
+ * all before it are in by then.
  */
 export function nakSubjects(stream: string, durable: string, d: DurableOut, max = MAX_RETURNED): string[] | undefined {
   if (d.ackPending === 0 || d.floor === undefined || !d.delivered) return undefined;
