@@ -3,6 +3,7 @@ import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core"
 import { decodeMsgPack, encodeMsgPack } from "../contracts/index.js";
 import { shareOver, summarize, TAIL_MS, type LatencySummary } from "./percentiles.js";
 import { atRate, runWindowed } from "./window.js";
+import { table } from "./table.js";
 
 /** A command load, as plain data so it can cross into the load worker. */
 export interface LoadSpec {
@@ -41,6 +42,13 @@ export interface CommandLoadResult {
   cutShort: boolean;
   /** Epoch ms when the first command was sent. */
   startedAt: number;
+  /**
+   * Open loop only: each latency split in two — from the command's due time until the client sent it (the
+   * sender's own lateness: its 2 ms tick, and its thread waiting for a core or for its event loop), and from
+   * the send until the reply arrived (NATS both ways, the service, the client's thread taking the reply).
+   * Their tails tell a late sender from a slow service.
+   */
+  split?: { sendLag: LatencySummary; sendLagOver: Record<number, number>; roundTrip: LatencySummary; roundTripOver: Record<number, number> };
 }
 
 /** The i-th command of a load: subject and body. */
@@ -54,6 +62,7 @@ export function commandOf(spec: LoadSpec, i: number): { subject: string; body: u
 /** Sends the load's MessagePack commands, `inflight` at a time (or paced at `rate`), and times every reply. */
 export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promise<CommandLoadResult> {
   const latencies = new Float64Array(spec.count);
+  const sendLags = spec.rate ? new Float64Array(spec.count) : undefined;
   const failed: Record<string, number> = {};
   let ok = 0;
   let events = 0;
@@ -65,6 +74,7 @@ export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promis
     const c = commandOf(spec, i);
     const data = encodeMsgPack(c.body);
     const t0 = dueMs ?? performance.now();
+    if (sendLags) sendLags[i] = performance.now() - t0;
     let reply;
     try {
       reply = await nc.request(c.subject, data, { timeout: spec.timeoutMs ?? 30_000, headers: h });
@@ -97,6 +107,7 @@ export async function runCommandLoad(nc: NatsConnection, spec: LoadSpec): Promis
     over: shareOver(latencies.subarray(0, run.done), TAIL_MS),
     cutShort: run.cutShort,
     startedAt,
+    split: sendLags && splitOf(latencies.subarray(0, run.done), sendLags.subarray(0, run.done)),
   };
 }
 
@@ -110,6 +121,27 @@ async function paced(spec: LoadSpec, rate: number, send: (i: number, dueMs: numb
     return true;
   });
   return { done: phase.sent, ms: phase.seconds * 1000, cutShort: ms < wanted };
+}
+
+// The latencies split into the sender's lateness and the round trip after it.
+function splitOf(latencies: Float64Array, sendLags: Float64Array): NonNullable<CommandLoadResult["split"]> {
+  const roundTrips = latencies.map((l, i) => l - sendLags[i]!);
+  return { sendLag: summarize(sendLags), sendLagOver: shareOver(sendLags, TAIL_MS), roundTrip: summarize(roundTrips), roundTripOver: shareOver(roundTrips, TAIL_MS) };
+}
+
+/**
+ * The open loops' latencies split, a row pair per load: from due to sent and from sent to reply. A tail in
+ * the round trip that the service's reply stage does not have (stage-breakdown.ts's tails) lies on the way
+ * in or out: NATS, or a thread of the path waiting for a core or for its event loop.
+ */
+export function splitTable(rows: [string, CommandLoadResult][]): string {
+  const pct = (x: number | undefined) => ((x ?? 0) * 100).toFixed(2);
+  const line = (name: string, l: LatencySummary, over: Record<number, number>) => [name, l.p50, l.p99, l.p999, l.max, ...TAIL_MS.map((b) => pct(over[b]))];
+  return table(
+    "The open loops' latencies split: from due to sent (the sender late, its 2 ms tick included) and from sent to reply (ms, and % of commands over each bound)",
+    ["load", "p50", "p99", "p99.9", "max", ...TAIL_MS.map((b) => `over ${b} ms %`)],
+    rows.flatMap(([name, r]) => (r.split ? [line(`${name}: late sending`, r.split.sendLag, r.split.sendLagOver), line(`${name}: round trip`, r.split.roundTrip, r.split.roundTripOver)] : [])),
+  );
 }
 
 /** The number of failed commands of a load. */

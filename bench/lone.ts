@@ -21,7 +21,7 @@ import { loadConfig } from "../src/config/index.js";
 import { createLogger } from "../src/log/index.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
-import { failures, type CommandLoadResult } from "./command-load.js";
+import { failures, splitTable, type CommandLoadResult } from "./command-load.js";
 import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
 import { startRig } from "./rig.js";
 import { measureDiskFloor } from "./disk-floor.js";
@@ -124,6 +124,7 @@ async function main(): Promise<void> {
       }),
     ),
   );
+  console.log(splitTable([[`Nerve, open loop ${rate}/s`, paced], [`durable floor, open loop ${rate}/s`, floorPaced.load]]));
   console.log(stagesTable("Inside the service (means per command; a transaction at the write worker = wait + run + answer)", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(tailsTable("The tails: commands the client saw over each bound, and the service's stages over it (transactions and their parts per transaction)", [["one at a time", lone.over, loneStages], ["open loop", paced.over, pacedStages]]));
   const phases = ["Nerve, one at a time", "Nerve, open loop", "durable floor, one at a time", "durable floor, open loop"];

@@ -25,7 +25,7 @@ import { openDatabase } from "../src/persistence/index.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { benchActivation, benchActorMemory } from "./actor-activation.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
-import { failures, type CommandLoadResult } from "./command-load.js";
+import { failures, splitTable, type CommandLoadResult } from "./command-load.js";
 import { profileLoad, registerUsers, userIds, usersStreamMessages, waitConfirmed, type DurablePhase } from "./durable-commands.js";
 import { profiled } from "./cpu-profile.js";
 import { collector } from "./gc.js";
@@ -337,6 +337,7 @@ async function main(): Promise<void> {
   results.storageFloor = storage;
   results.latency = { targets: LATENCY_TARGETS, halfRate, lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, durableFloor: durableLatency, stages: { lone: loneStages, paced: pacedStages }, disk };
   console.log(latencyTable(halfRate, { lone, paced, floorLone: floorLone.load, floorPaced: floorPaced.load, durableLatency }));
+  console.log(splitTable([["Nerve", paced], ["floor", floorPaced.load], ...durableLatency.map((d): [string, CommandLoadResult] => [`durable floor (${d.on})`, d.paced])]));
   console.log(stagesTable("2c. Inside the service, means per command (from its histograms' sums): reply = mailbox + prepare + commit (+ the API's own share); a transaction at the write worker = wait + run + answer", [["one at a time", loneStages], ["open loop", pacedStages]]));
   console.log(tailsTable("2c. The tails: commands the client saw over each bound, and the service's stages over it (transactions and their parts per transaction)", [["one at a time", lone.over, loneStages], ["open loop", paced.over, pacedStages]]));
   console.log(diskFloorTable(disk, floorLone.load.latency.p50, LATENCY_TARGETS.loneP50));
