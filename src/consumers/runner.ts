@@ -109,6 +109,12 @@ export interface RunnerStats {
    * before them failed) or lost (the worker stopped): each once the batch before had settled.
    */
   retriedBehind: number;
+  /**
+   * Times what arrived was held back, not applied, until another reader's deliveries came back (FloorAcks.holding),
+   * and of those the holds whose bound ran out first (applied without them).
+   */
+  heldBack: number;
+  heldBackTimedOut: number;
 }
 
 /** JetStream's ack body. */
@@ -145,6 +151,10 @@ class FloorAcks {
   /** Since when (performance.now()) acks are held, and when that was last said. */
   #holdingSince: number | undefined;
   #toldAt = 0;
+  /** How long what arrives may wait for clean before it is applied anyway: twice the durable's ack_wait. */
+  readonly #holdMaxMs: number;
+  /** Readers waiting in {@link settled}. */
+  #waiters: (() => void)[] = [];
 
   constructor(
     start: ConsumerInfo,
@@ -155,9 +165,59 @@ class FloorAcks {
     private readonly stats: RunnerStats,
   ) {
     this.#floor = new AckFloor<JsMsg>(positionOf(start));
+    this.#holdMaxMs = 2 * (start.config.ack_wait ? Math.ceil(start.config.ack_wait / 1e6) : 30_000);
     if (!this.#floor.clean) {
       this.#holdingSince = performance.now();
-      this.logger.info({ ack_pending: start.num_ack_pending }, "deliveries of an earlier reader are outstanding: acks wait until they are this reader's");
+      this.logger.info({ ack_pending: start.num_ack_pending }, "deliveries of an earlier reader are outstanding: what arrives is applied, in stream order, once they are this reader's");
+    }
+  }
+
+  /** True while every outstanding delivery of the durable is this reader's. */
+  get clean(): boolean {
+    return this.#floor.clean;
+  }
+
+  /**
+   * Whether what arrives must wait before it is applied: the durable has deliveries out that are not this
+   * reader's (an earlier reader's, or one that went elsewhere), and {@link settled}'s bound has not run out.
+   * An event of theirs may come back below what arrived meanwhile — a takeover whose hand-back was lost
+   * (an R3 consumer leader's change empties its redelivery queue), a frozen former holder woken to NAK or
+   * pull what it held —, and applied after a later event of its aggregate it would leave a read model wrong
+   * for good (an update or a deprecation before the creation it changes: the update finds no row, the
+   * creation then writes its older values). Held back until every outstanding delivery is this reader's,
+   * the earlier reader's events are here too, and the lot is applied in stream order.
+   */
+  get holding(): boolean {
+    return !this.#floor.clean && this.#holdingSince !== undefined && performance.now() - this.#holdingSince < this.#holdMaxMs;
+  }
+
+  /**
+   * Resolves once the reader is clean again, once the hold's bound (twice ack_wait from when it began) has
+   * run out — past it, what still keeps deliveries is a reader alive beside this one, and its events are
+   * applied in stream order among what has arrived, as before the hold existed —, or when the reader closes
+   * or `signal` aborts. Meanwhile the server is asked every {@link RECONCILE_MS} and the held deliveries are
+   * kept from being redelivered (`+WPI` every {@link KEEP_ALIVE_MS}).
+   */
+  async settled(signal: AbortSignal): Promise<void> {
+    const left = this.#holdMaxMs - (performance.now() - (this.#holdingSince ?? performance.now()));
+    if (!this.holding || this.#closed || signal.aborted || left <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    let keepAlive: NodeJS.Timeout | undefined;
+    let done: (() => void) | undefined;
+    try {
+      await new Promise<void>((resolve) => {
+        done = () => resolve();
+        this.#waiters.push(done);
+        signal.addEventListener("abort", done, { once: true });
+        timer = setTimeout(done, left);
+        keepAlive = setInterval(() => this.keepAlive(), KEEP_ALIVE_MS);
+        this.flush();
+      });
+    } finally {
+      clearTimeout(timer);
+      clearInterval(keepAlive);
+      if (done) signal.removeEventListener("abort", done);
+      this.#waiters = this.#waiters.filter((w) => w !== done);
     }
   }
 
@@ -170,7 +230,7 @@ class FloorAcks {
       this.stats.ackHolds++;
       this.#holdingSince = performance.now();
       if (acked) this.logger.warn({ delivery_seq: m.info.deliverySequence, stream_seq: m.seq, floor: this.#floor.acked }, "a delivery this reader acknowledged came back: the ack was lost (with the connection, or a restarted server); asking the server, to send it again");
-      else this.logger.warn({ delivery_seq: m.info.deliverySequence }, "a delivery of this durable went to another reader: acks wait until its outstanding deliveries are this reader's");
+      else this.logger.warn({ delivery_seq: m.info.deliverySequence }, "a delivery of this durable went to another reader: acks, and what arrives, wait until its outstanding deliveries are this reader's");
     }
   }
 
@@ -219,6 +279,12 @@ class FloorAcks {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#wake();
+  }
+
+  // Ends every wait of settled().
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
   }
 
   // Reads the durable's info and, should the outstanding deliveries be exactly this reader's, acks again.
@@ -237,6 +303,7 @@ class FloorAcks {
         if (this.#floor.reconcile(position)) {
           this.#holdingSince = undefined;
           this.logger.info({ held }, "every outstanding delivery of the durable is this reader's: acks resume");
+          this.#wake();
           return;
         }
         // Past ack_wait, every delivery of an earlier reader is back: what still holds is a reader alive beside this one.
@@ -304,6 +371,15 @@ interface Gate {
   halted: boolean;
 }
 
+/** Puts a buffer of deliveries in ascending stream sequence, keeping the latest delivery of each (an earlier one is a redelivery's). */
+function inStreamOrder(buffer: JsMsg[]): void {
+  const latest = new Map<number, JsMsg>();
+  for (const m of buffer) latest.set(m.seq, m);
+  const sorted = [...latest.values()].sort((a, b) => a.seq - b.seq);
+  buffer.length = 0;
+  for (const m of sorted) buffer.push(m);
+}
+
 /** How often a reader retrying an event in place tells the server it still works on what it holds: well inside ack_wait. */
 const KEEP_ALIVE_MS = 10_000;
 
@@ -320,7 +396,7 @@ export interface BacklogWatch {
 
 /** Consumes a subscriber's bindings until stopped. */
 export class ConsumerRunner {
-  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, retries: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0, retriedBehind: 0 };
+  readonly stats: RunnerStats = { handled: 0, duplicates: 0, skipped: 0, deadLettered: 0, retries: 0, failures: 0, deadLetterFailures: 0, batches: 0, acks: 0, ackHolds: 0, retriedBehind: 0, heldBack: 0, heldBackTimedOut: 0 };
   readonly bindings: Binding[];
   /** The run from start() to stop(): aborted by stop(), its supervised readers, its start. */
   #run: { ctl: AbortController; tasks: Supervised[]; starting: Promise<void> } | undefined;
@@ -665,6 +741,25 @@ export class ConsumerRunner {
           if (done) applying = older = link = undefined;
           // Woken: what else arrives in this turn joins the batch.
           else await new Promise<void>((r) => setImmediate(r));
+          continue;
+        }
+        // Deliveries of another reader are out: what arrived waits until they are here too, then all of it
+        // goes in stream order (FloorAcks.holding). Stopped meanwhile, it stays unacknowledged, for the next holder.
+        if (acks.holding) {
+          this.stats.heldBack++;
+          const since = performance.now();
+          await acks.settled(signal);
+          if (signal.aborted) {
+            buffer.length = 0;
+            continue;
+          }
+          inStreamOrder(buffer);
+          if (!acks.clean) {
+            this.stats.heldBackTimedOut++;
+            this.logger.warn({ consumer: this.name, stream: b.stream, held: buffer.length, waited_ms: Math.round(performance.now() - since) }, "another reader still keeps deliveries of this durable: applying what arrived without them, in stream order");
+          } else if (buffer.length > 0) {
+            this.logger.info({ consumer: this.name, stream: b.stream, held: buffer.length, waited_ms: Math.round(performance.now() - since) }, "an earlier reader's deliveries are back: applying what was held, in stream order");
+          }
           continue;
         }
         const batch = buffer.splice(0, 256);

@@ -47,7 +47,11 @@ export interface Subscriber {
    * whatever order — without its inbox row: version guards, rows keyed by ids derived from the event,
    * values that only go up. Its inbox rows are then forgotten once their events are older than
    * `NERVE_INBOX_RETENTION_DAYS` (InboxPrune): the inbox spares it the work of a redelivery, it is not
-   * what keeps it right. Never on a process manager, whose `react` issues commands.
+   * what keeps it right. Never on a process manager, whose `react` issues commands. "Again" is the word:
+   * an event's *first* application must still follow the events before it of its aggregate — on catalog,
+   * search and learner-progress an update, a deprecation or a revocation applied before the creation or
+   * grant it changes finds no row and is lost, the creation then writing its older values. Keeping that
+   * order is the runner's (FloorAcks.holding, for deliveries an earlier reader held).
    */
   readonly idempotentWithoutInbox?: boolean;
   /**

@@ -203,33 +203,64 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
     expect((await jsm.consumers.info("EVENTS_COURSES", "catalog")).num_ack_pending).toBe(0);
   });
 
-  it("never acks past deliveries another reader holds, and acks them once they came back and were applied", async () => {
+  // The catalog's rows in the order they were first written: SQLite's rowid grows with each insert.
+  const applied = async (prefix: string) => ((await m.rows("catalog_courses", "rowid")) as { course_id: string }[]).map((r) => r.course_id).filter((id) => id.startsWith(prefix));
+  const ackPending = async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).num_ack_pending;
+
+  it("holds back what arrives while another reader holds deliveries, and applies it all in stream order once they came back (acks likewise)", async () => {
     await publishCourses("before", 5);
     await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
     await runner.stop();
 
     // A zombie reader (say, an instance that lost its lease while stalled) pulls 3 events of the durable and sits on them.
     const zombie = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
-    await publishCourses("taken", 3);
+    await publishCourses("kept", 3);
     const taken = [];
-    for await (const m of await zombie.fetch({ max_messages: 3, expires: 2_000 })) taken.push(m);
+    for await (const msg of await zombie.fetch({ max_messages: 3, expires: 2_000 })) taken.push(msg);
     expect(taken).toHaveLength(3);
     const firstTaken = taken[0]!.seq;
 
     await runner.start();
-    await publishCourses("after", 20);
-    await until("the later events are applied", async () => (await catalogCourse(m.tx, "after-19")) !== undefined);
-    await new Promise((r) => setTimeout(r, 300));
-    // The runner applied what it got but holds its acks: the floor stays below the zombie's deliveries.
+    await publishCourses("late", 20);
+    await until("the later events are delivered to the runner", async () => (await ackPending()) === 23);
+    await new Promise((r) => setTimeout(r, 1_200));
+    // Delivered but not applied (before: applied at once, ahead of the zombie's older events), and not acknowledged.
+    expect(await applied("late-")).toEqual([]);
     expect(await floorOf()).toBeLessThan(firstTaken);
-    expect(await catalogCourse(m.tx, "taken-0")).toBeUndefined();
+    expect(runner.stats.heldBack).toBeGreaterThan(0);
 
     // The zombie's deliveries come back (here at once: a nak; after ack_wait they would by themselves).
     for (const t of taken) t.nak();
     const last = await lastSeq();
     await until("the floor reaches the stream's last event", async () => (await floorOf()) === last);
-    for (const i of [0, 1, 2]) expect(await catalogCourse(m.tx, `taken-${i}`)).toBeDefined();
+    expect(await applied("kept-")).toEqual(["kept-0", "kept-1", "kept-2"]);
+    expect((await applied("")).filter((id) => id.startsWith("kept-") || id.startsWith("late-"))).toEqual([...["kept-0", "kept-1", "kept-2"], ...Array.from({ length: 20 }, (_, i) => `late-${i}`)]);
+    expect(runner.stats.heldBackTimedOut).toBe(0);
     expect(lines.some((l) => l.msg === "every outstanding delivery of the durable is this reader's: acks resume")).toBe(true);
+    expect(lines.some((l) => l.msg === "an earlier reader's deliveries are back: applying what was held, in stream order")).toBe(true);
+  });
+
+  it("never lets a course's deprecation overtake its creation that an earlier reader held: the catalog ends deprecated", async () => {
+    await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
+    await runner.stop();
+    // An earlier reader took the creation and kept it; the deprecation (version 2) comes to the runner first.
+    const earlier = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
+    const c = created("order-1");
+    await publish(`events.courses.CourseCreated.${c.aggregate_id}`, encodeMsgPack(c), "CourseCreated");
+    const held = [];
+    for await (const msg of await earlier.fetch({ max_messages: 1, expires: 2_000 })) held.push(msg);
+    expect(held).toHaveLength(1);
+    const d = envelope("CourseDeprecated", c.aggregate_id, 2, { course_id: c.aggregate_id, title: `Course ${c.aggregate_id}` });
+    await publish(`events.courses.CourseDeprecated.${d.aggregate_id}`, encodeMsgPack(d), "CourseDeprecated");
+
+    await runner.start();
+    await until("the deprecation is delivered to the runner", async () => (await ackPending()) === 2);
+    // Before: applied at once, it found no row (nothing to deprecate, its inbox row written); the creation,
+    // back later, wrote the course active — for good.
+    held[0]!.nak();
+    const last = await lastSeq();
+    await until("the floor reaches the stream's last event", async () => (await floorOf()) === last);
+    expect(await catalogCourse(m.tx, c.aggregate_id)).toMatchObject({ status: "deprecated", version: 2 });
   });
 
   it("acks on to the stream's end after nats-server is killed and restarted from its store", async () => {
