@@ -180,6 +180,12 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
   counter("nerve_consumer_retries_total", "Attempts of a failed event again, in place and before any later event of its stream (transient failures are retried for as long as they last)", ["consumer"], (g) => {
     for (const [name, r] of s.consumers.runners) g.set({ consumer: name }, r.stats.retries);
   });
+  counter("nerve_consumer_holds_total", "Times a consumer held back what arrived, unapplied, while another reader's deliveries of its durable were out (after a take, or a gap in the deliveries), to apply it all in stream order once they were back", ["consumer"], (c) => {
+    for (const [name, r] of s.consumers.runners) c.set({ consumer: name }, r.stats.heldBack);
+  });
+  counter("nerve_consumer_hold_timeouts_total", "Holds of nerve_consumer_holds_total that ran out (twice ack_wait) before the other reader's deliveries came back: what had arrived was applied without them, which may then come in after newer events of their aggregates", ["consumer"], (c) => {
+    for (const [name, r] of s.consumers.runners) c.set({ consumer: name }, r.stats.heldBackTimedOut);
+  });
   counter("nerve_consumer_takes_total", "Leases of a durable consumer this instance took, from a release or after a crash (each waits for what its former holder left out: nerve_consumer_take_wait_seconds_total)", ["consumer"], (c) => {
     for (const [name, t] of s.consumers.takes) c.set({ consumer: name }, t.takes);
   });
