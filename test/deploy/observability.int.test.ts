@@ -101,7 +101,7 @@ describe("/metrics", () => {
   it("declares every family of Nerve's named `_total` a counter", () => {
     const totals = [...exposition.matchAll(/^# TYPE (\S+_total) (\S+)$/gm)].map(([, name, type]) => ({ name: name!, type })).filter((f) => !PROM_CLIENT_GAUGES.has(f.name));
     // The service's own (requests, background failures, group commits, outbox, leases, …) and the gateway's.
-    expect(totals.map((f) => f.name)).toEqual(expect.arrayContaining(["nerve_requests_total", "nerve_background_failures_total", "nerve_outbox_published_total", "nerve_lease_changes_total", "nerve_consumer_takes_total", "nerve_consumer_take_wait_seconds_total", "nerve_sqlite_checkpoints_total", "nerve_gateway_frames_sent_total"]));
+    expect(totals.map((f) => f.name)).toEqual(expect.arrayContaining(["nerve_requests_total", "nerve_background_failures_total", "nerve_outbox_published_total", "nerve_lease_changes_total", "nerve_consumer_takes_total", "nerve_consumer_take_wait_seconds_total", "nerve_consumer_holds_total", "nerve_consumer_hold_timeouts_total", "nerve_sqlite_checkpoints_total", "nerve_gateway_frames_sent_total"]));
     expect(totals.filter((f) => f.type !== "counter")).toEqual([]);
   });
 
