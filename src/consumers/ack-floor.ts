@@ -84,6 +84,16 @@ export class AckFloor<M> {
     for (let i = this.#head; i < this.#held.length; i++) yield this.#held[i]!.msg;
   }
 
+  /** Whether a delivery of stream sequence `streamSeq` is held here, not yet acknowledged. */
+  holds(streamSeq: number): boolean {
+    return this.#held[this.#at(streamSeq)]?.streamSeq === streamSeq;
+  }
+
+  /** The highest floor this reader sent (0: none yet); the server's can be lower a moment, or after a restart. */
+  get sentFloor(): number {
+    return this.#lastSent?.streamSeq ?? 0;
+  }
+
   /** The stream sequence acknowledged so far, as this reader knows it. */
   get acked(): number {
     return this.#ackedStream;

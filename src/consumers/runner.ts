@@ -12,7 +12,7 @@ import { activeTracer, traceHeadersOf, type TraceHeaders } from "../tracing/inde
 import { isPoisonFailure, isTransientFailure } from "./transient.js";
 import { AckFloor, type ConsumerPosition } from "./ack-floor.js";
 import { ReaderBacklog } from "./backlog.js";
-import { nakSubjects, serverTime, type DurableOut } from "./stranded.js";
+import { MAX_RETURNED, nakSubject, nakSubjects, serverTime, type DurableOut } from "./stranded.js";
 import { BatchBeforeFailed, BatchLink } from "../persistence/index.js";
 import { WriteWorkerStopped } from "../persistence/sqlite-write-worker.js";
 
@@ -155,12 +155,16 @@ class FloorAcks {
   readonly #holdMaxMs: number;
   /** Readers waiting in {@link settled}. */
   #waiters: (() => void)[] = [];
+  /** Stream sequences handed back (NAKed) since the reader was last clean: each once. */
+  #handedBack = new Set<number>();
 
   constructor(
     start: ConsumerInfo,
     private readonly info: () => Promise<ConsumerInfo>,
     /** Sends an ack again (the message's own `ack()` sends once only). */
     private readonly reack: (reply: string) => void,
+    /** NAKs stream sequences of the durable, with the delivery sequence the server gives next (stranded.ts). */
+    private readonly handBack: (seqs: readonly number[], nextDelivery: number) => void,
     private readonly logger: Logger,
     private readonly stats: RunnerStats,
   ) {
@@ -287,6 +291,30 @@ class FloorAcks {
     for (const w of this.#waiters.splice(0)) w();
   }
 
+  /**
+   * Hands back to JetStream (a NAK each) the deliveries out above the durable's floor that this reader does
+   * not hold, so that they come to it now rather than after ack_wait: lost in flight with a connection (a
+   * NATS restart or reconnect: nobody else has them), left by an earlier reader, or taken by a reader
+   * beside this one (a holder that lost its lease: its commits are fenced, the NAK brings its events here).
+   * Each sequence once a hold; a range of more than MAX_RETURNED sequences is waited for instead, as a take's.
+   */
+  #handBackMissing(info: ConsumerInfo): void {
+    // Nothing out but this reader's own: none to hand back.
+    if (info.num_ack_pending <= this.#floor.held) return;
+    // Never at or under a floor this reader sent: the info may predate it (a floor sent again just now), and
+    // nats-server 2.9.10 takes a NAK of an acknowledged sequence while nothing else is out (`processNak`
+    // looks the sequence up only in a non-empty pending set), then delivers it again for good, below its floor.
+    const from = Math.max(info.ack_floor.stream_seq, this.#floor.sentFloor) + 1;
+    const to = info.delivered.stream_seq;
+    if (to < from || to - from + 1 > MAX_RETURNED) return;
+    const seqs: number[] = [];
+    for (let seq = from; seq <= to; seq++) if (!this.#floor.holds(seq) && !this.#handedBack.has(seq)) seqs.push(seq);
+    if (seqs.length === 0) return;
+    for (const seq of seqs) this.#handedBack.add(seq);
+    this.handBack(seqs, info.delivered.consumer_seq + 1);
+    this.logger.info({ handed_back: seqs.length, from: seqs[0], to: seqs.at(-1) }, "handed deliveries this reader lacks back to JetStream, to have them in order");
+  }
+
   // Reads the durable's info and, should the outstanding deliveries be exactly this reader's, acks again.
   #ask(): void {
     this.#asking = true;
@@ -302,10 +330,12 @@ class FloorAcks {
         const held = this.#floor.held;
         if (this.#floor.reconcile(position)) {
           this.#holdingSince = undefined;
+          this.#handedBack.clear();
           this.logger.info({ held }, "every outstanding delivery of the durable is this reader's: acks resume");
           this.#wake();
           return;
         }
+        this.#handBackMissing(info);
         // Past ack_wait, every delivery of an earlier reader is back: what still holds is a reader alive beside this one.
         const s = ((performance.now() - (this.#holdingSince ?? performance.now())) / 1000) | 0;
         if (s * 1000 > HOLD_WARN_MS && performance.now() - this.#toldAt > HOLD_WARN_MS) {
@@ -369,6 +399,12 @@ interface Prepared {
  */
 interface Gate {
   halted: boolean;
+}
+
+/** Whether a buffer of deliveries is in strictly ascending stream sequence (the usual case: one look at each). */
+function ascending(buffer: readonly JsMsg[]): boolean {
+  for (let i = 1; i < buffer.length; i++) if (buffer[i]!.seq <= buffer[i - 1]!.seq) return false;
+  return true;
 }
 
 /** Puts a buffer of deliveries in ascending stream sequence, keeping the latest delivery of each (an earlier one is a redelivery's). */
@@ -674,7 +710,11 @@ export class ConsumerRunner {
     const consumer = await this.js.consumers.get(b.stream, this.name);
     const info = await consumer.info(true);
     if (info.config.ack_policy !== AckPolicy.All) throw new Error(`consumer ${this.name} on ${b.stream} acks ${info.config.ack_policy}, not by floor; recreating it`);
-    const acks = new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), (reply) => connectionOf(this.jsm)?.publish(reply, ACK), this.logger.child({ stream: b.stream }), this.stats);
+    const handBack = (seqs: readonly number[], nextDelivery: number) => {
+      const nc = connectionOf(this.jsm);
+      for (const seq of seqs) nc?.publish(nakSubject(b.stream, this.name, seq, nextDelivery), NAK);
+    };
+    const acks = new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), (reply) => connectionOf(this.jsm)?.publish(reply, ACK), handBack, this.logger.child({ stream: b.stream }), this.stats);
     const messages = await consumer.consume({ max_messages: 256, abort_on_missing_resource: true });
     watch(
       this.logger,
@@ -705,6 +745,8 @@ export class ConsumerRunner {
   async #loop(b: Binding, { messages, acks, pending }: Reader, signal: AbortSignal): Promise<void> {
     const buffer: JsMsg[] = [];
     const gate: Gate = { halted: false };
+    // The iteration of the durable's messages is over.
+    let ended = false;
     let working: Promise<void> | undefined;
     const watched = this.backlogWatch;
     const backlog = watched && new ReaderBacklog(watched.limit, performance.now(), pending);
@@ -749,7 +791,9 @@ export class ConsumerRunner {
           this.stats.heldBack++;
           const since = performance.now();
           await acks.settled(signal);
-          if (signal.aborted) {
+          // Stopped, or the iteration ended (the durable deleted, the connection closed): what is held stays
+          // unacknowledged, for the next reader, in order.
+          if (signal.aborted || ended) {
             buffer.length = 0;
             continue;
           }
@@ -762,6 +806,9 @@ export class ConsumerRunner {
           }
           continue;
         }
+        // Clean again while the loop was busy elsewhere (an event retried in place, a batch one by one): what
+        // came back meanwhile sits behind newer deliveries.
+        if (!ascending(buffer)) inStreamOrder(buffer);
         const batch = buffer.splice(0, 256);
         let prepared: Prepared;
         try {
@@ -817,9 +864,11 @@ export class ConsumerRunner {
       }
     } finally {
       signal.removeEventListener("abort", abort);
+      // Ends a hold at once (acks of batches applying still go out).
+      ended = true;
+      acks.close();
       await working;
       if (backlog) this.backlogs.delete(backlog);
-      acks.close();
       messages.stop();
     }
   }

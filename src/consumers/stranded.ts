@@ -53,8 +53,13 @@ export function nakSubjects(stream: string, durable: string, d: DurableOut, max 
   // The delivery sequence the server will give next: above its floor's whatever was acknowledged last (the
   // last delivery's own, when that was a redelivery acknowledged by floor, is not: review), and never past it.
   const dseq = d.delivered.consumer + 1;
-  for (let seq = from; seq <= to; seq++) subjects.push(`$JS.ACK.${stream}.${durable}.1.${seq}.${dseq}.0.0`);
+  for (let seq = from; seq <= to; seq++) subjects.push(nakSubject(stream, durable, seq, dseq));
   return subjects;
+}
+
+/** The ack subject a NAK of stream sequence `seq` of the durable is sent to, with delivery sequence `dseq` (see {@link nakSubjects}). */
+export function nakSubject(stream: string, durable: string, seq: number, dseq: number): string {
+  return `$JS.ACK.${stream}.${durable}.1.${seq}.${dseq}.0.0`;
 }
 
 /**

@@ -24,6 +24,19 @@ describe("AckFloor", () => {
     expect(f.next()).toEqual({ streamSeq: 2, deliverySeq: 2, msg: "s2" });
   });
 
+  it("tells which stream sequences it holds, and the highest floor it sent (what a reader must never hand back)", () => {
+    const f = given([10, 11, 13]);
+    expect([9, 10, 11, 12, 13, 14].map((s) => f.holds(s))).toEqual([false, true, true, false, true, false]);
+    expect(f.sentFloor).toBe(0);
+    for (const s of [10, 11]) f.done(s);
+    f.sent(f.next()!);
+    expect(f.sentFloor).toBe(11);
+    expect([10, 11, 13].map((s) => f.holds(s))).toEqual([false, false, true]);
+    // The server's floor read lower (an older state) does not lower what this reader sent.
+    f.reconcile({ ackFloorStream: 9, ackFloorDelivery: 0, delivered: 3, ackPending: 2 });
+    expect(f.sentFloor).toBe(11);
+  });
+
   it("forgets what an ack settled and goes on from there", () => {
     const f = given([10, 11, 12]);
     for (const s of [10, 11]) f.done(s);

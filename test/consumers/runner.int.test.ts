@@ -7,7 +7,7 @@ import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { AckPolicy, DeliverPolicy, jetstream, type JetStreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Headers, encodeMsgPack, upcasters, type EnvelopeBase } from "../../contracts/index.js";
 import { ConsumerRunner, DeadLetters, EventHandler, bindingsOf } from "../../src/consumers/index.js";
 import { catalogCourse } from "../../src/projections/index.js";
@@ -207,37 +207,97 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
   const applied = async (prefix: string) => ((await m.rows("catalog_courses", "rowid")) as { course_id: string }[]).map((r) => r.course_id).filter((id) => id.startsWith(prefix));
   const ackPending = async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).num_ack_pending;
 
-  it("holds back what arrives while another reader holds deliveries, and applies it all in stream order once they came back (acks likewise)", async () => {
+  it("holds back what arrives while another reader holds deliveries, hands those back to JetStream itself, and applies it all in stream order (acks likewise)", async () => {
     await publishCourses("before", 5);
     await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
     await runner.stop();
 
-    // A zombie reader (say, an instance that lost its lease while stalled) pulls 3 events of the durable and sits on them.
+    // A zombie reader (say, an instance that lost its lease while stalled, or deliveries lost in flight with
+    // a connection) takes 3 events of the durable and never gives them back.
     const zombie = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
     await publishCourses("kept", 3);
     const taken = [];
     for await (const msg of await zombie.fetch({ max_messages: 3, expires: 2_000 })) taken.push(msg);
     expect(taken).toHaveLength(3);
-    const firstTaken = taken[0]!.seq;
 
     await runner.start();
     await publishCourses("late", 20);
-    await until("the later events are delivered to the runner", async () => (await ackPending()) === 23);
-    await new Promise((r) => setTimeout(r, 1_200));
-    // Delivered but not applied (before: applied at once, ahead of the zombie's older events), and not acknowledged.
-    expect(await applied("late-")).toEqual([]);
-    expect(await floorOf()).toBeLessThan(firstTaken);
-    expect(runner.stats.heldBack).toBeGreaterThan(0);
-
-    // The zombie's deliveries come back (here at once: a nak; after ack_wait they would by themselves).
-    for (const t of taken) t.nak();
+    // Before the hold: the later events applied at once, ahead of the zombie's; with the hold alone, they
+    // waited for ack_wait (30 s) to bring the zombie's back.
     const last = await lastSeq();
-    await until("the floor reaches the stream's last event", async () => (await floorOf()) === last);
-    expect(await applied("kept-")).toEqual(["kept-0", "kept-1", "kept-2"]);
+    await until("the floor reaches the stream's last event", async () => (await floorOf()) === last, 10_000);
     expect((await applied("")).filter((id) => id.startsWith("kept-") || id.startsWith("late-"))).toEqual([...["kept-0", "kept-1", "kept-2"], ...Array.from({ length: 20 }, (_, i) => `late-${i}`)]);
+    expect(runner.stats.heldBack).toBeGreaterThan(0);
     expect(runner.stats.heldBackTimedOut).toBe(0);
+    expect(lines.some((l) => l.msg === "handed deliveries this reader lacks back to JetStream, to have them in order")).toBe(true);
     expect(lines.some((l) => l.msg === "every outstanding delivery of the durable is this reader's: acks resume")).toBe(true);
-    expect(lines.some((l) => l.msg === "an earlier reader's deliveries are back: applying what was held, in stream order")).toBe(true);
+  });
+
+  it("keeps stream order when another reader's delivery goes out and comes back while the reader retries an event in place (the loop not waiting in the hold)", async () => {
+    await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
+    // The database is busy for one course (SQLITE_BUSY: transient, retried in place) until released.
+    let released = false;
+    const busy = () => Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+    const h = runner.handler as unknown as { applyBatch: (...a: unknown[]) => Promise<unknown>; handle: (...a: unknown[]) => Promise<unknown> };
+    const [applyBatch, handle] = [h.applyBatch.bind(h), h.handle.bind(h)];
+    h.applyBatch = async (...a: unknown[]) => {
+      if (!released && (a[0] as EnvelopeBase[]).some((e) => e.aggregate_id === "busy-0")) throw busy();
+      return applyBatch(...a);
+    };
+    h.handle = async (...a: unknown[]) => {
+      if (!released && (a[0] as EnvelopeBase).aggregate_id === "busy-0") throw busy();
+      return handle(...a);
+    };
+    const b0 = created("busy-0");
+    await publish(`events.courses.CourseCreated.${b0.aggregate_id}`, encodeMsgPack(b0), "CourseCreated");
+    await until("the busy course is retried in place", () => runner.stats.retries > 0);
+    // Another reader's pull request waits beside the runner's and takes one of the creations.
+    const zombie = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
+    const taken: JsMsg[] = [];
+    const fetching = (async () => {
+      for await (const msg of await zombie.fetch({ max_messages: 1, expires: 5_000 })) taken.push(msg);
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    // Creations one at a time until the zombie's request has taken one (the server serves waiting requests in turn).
+    const ids: string[] = [];
+    for (let i = 0; i < 20 && taken.length === 0; i++) {
+      const id = `busy-${i + 1}`;
+      ids.push(id);
+      await publish(`events.courses.CourseCreated.${id}`, encodeMsgPack(created(id)), "CourseCreated");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await fetching;
+    expect(taken).toHaveLength(1);
+    for (const id of ids) await publish(`events.courses.CourseDeprecated.${id}`, encodeMsgPack(envelope("CourseDeprecated", id, 2, { course_id: id, title: `Course ${id}` })), "CourseDeprecated");
+    // Given back by the zombie (or by the runner itself), it arrives behind the deprecations.
+    taken[0]!.nak();
+    await until("clean again while the retry goes on", () => lines.some((l) => l.msg === "every outstanding delivery of the durable is this reader's: acks resume"), 15_000);
+    released = true;
+    const last = await lastSeq();
+    await until("the floor reaches the stream's last event", async () => (await floorOf()) === last, 20_000);
+    // Before: applied in arrival order, the creation the zombie took behind its deprecation — active for good.
+    for (const id of ids) expect(await catalogCourse(m.tx, id)).toMatchObject({ status: "deprecated" });
+  });
+
+  it("ends a hold at once when the durable's messages end (deleted behind its back), leaving what it held for the next reader", async () => {
+    await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
+    await runner.stop();
+    const earlier = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
+    const c = created("gone-1");
+    await publish(`events.courses.CourseCreated.${c.aggregate_id}`, encodeMsgPack(c), "CourseCreated");
+    const held = [];
+    for await (const msg of await earlier.fetch({ max_messages: 1, expires: 2_000 })) held.push(msg);
+    expect(held).toHaveLength(1);
+    await publish(`events.courses.CourseDeprecated.${c.aggregate_id}`, encodeMsgPack(envelope("CourseDeprecated", c.aggregate_id, 2, { course_id: c.aggregate_id, title: "Course gone-1" })), "CourseDeprecated");
+    await runner.start();
+    await until("the runner holds", () => runner.stats.heldBack > 0, 15_000, 10);
+    const t0 = performance.now();
+    await jsm.consumers.delete("EVENTS_COURSES", "catalog");
+    // Before: the loop waited out the whole hold (60 s), then applied the deprecation without its creation.
+    await until("the reader is open again on the recreated durable and at the stream's end", async () => (await floorOf().catch(() => -1)) === (await lastSeq()), 15_000);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    expect(runner.stats.heldBackTimedOut).toBe(0);
+    expect(await catalogCourse(m.tx, c.aggregate_id)).toMatchObject({ status: "deprecated", version: 2 });
   });
 
   it("never lets a course's deprecation overtake its creation that an earlier reader held: the catalog ends deprecated", async () => {
