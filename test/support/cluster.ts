@@ -34,10 +34,10 @@ export interface Instance {
 
 /**
  * Starts the first instance of a test cluster (it makes the schema), then opens the database beside it
- * and waits until the instance holds every partition.
+ * and waits until the instance holds every partition. `onLine` gets each line it writes (its JSON log).
  */
-export async function startFirstInstance(env: Record<string, string>, id: string, readyTimeoutMs?: number): Promise<{ instance: Instance; db: Database }> {
-  const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id }, readyTimeoutMs });
+export async function startFirstInstance(env: Record<string, string>, id: string, readyTimeoutMs?: number, onLine?: (line: string) => void): Promise<{ instance: Instance; db: Database }> {
+  const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id }, readyTimeoutMs, onLine });
   const db = await openDatabase({ url: env.NERVE_DB!, entities: clusterEntities });
   await until(`${id} holds every partition`, async () => (await partitionOwners(db)).size === 64, 20_000);
   return { instance: { id, proc }, db };
@@ -98,10 +98,10 @@ export async function partitionOwners(db: Database): Promise<Map<number, string>
 
 /**
  * Starts an instance and waits until every partition is held where rendezvous places it among
- * `expected`: the hand-offs its arrival caused are over.
+ * `expected`: the hand-offs its arrival caused are over. `onLine` gets each line it writes.
  */
-export async function startInstance(env: Record<string, string>, id: string, db: Database, expected: string[]): Promise<Instance> {
-  const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id } });
+export async function startInstance(env: Record<string, string>, id: string, db: Database, expected: string[], onLine?: (line: string) => void): Promise<Instance> {
+  const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id }, onLine });
   let owners = new Map<number, string>();
   await until(
     `the partitions are placed over ${expected.join(", ")}`,

@@ -14,6 +14,8 @@ export interface ServiceProcessOptions {
   readyTimeoutMs?: number;
   /** Who asks `$SRV.PING.nerve` (default: the child's NATS_USER and NATS_PASSWORD). */
   probeAs?: { user: string; pass: string };
+  /** Called with each whole line of the child's stdout and stderr (its JSON log lines), all of them, not only the tail kept for {@link ServiceProcess.output}. */
+  onLine?: (line: string) => void;
 }
 
 /** A running service child process. */
@@ -87,8 +89,21 @@ export async function startServiceProcess(opts: ServiceProcessOptions): Promise<
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-OUTPUT_TAIL);
   };
+  const lines = (keepLine: (line: string) => void) => {
+    let partial = "";
+    return (chunk: Buffer) => {
+      const parts = (partial + chunk.toString()).split("\n");
+      partial = parts.pop()!;
+      for (const line of parts) keepLine(line);
+    };
+  };
   child.stdout?.on("data", keep);
   child.stderr?.on("data", keep);
+  // Each stream split apart: a line of stdout and one of stderr may arrive interleaved.
+  if (opts.onLine) {
+    child.stdout?.on("data", lines(opts.onLine));
+    child.stderr?.on("data", lines(opts.onLine));
+  }
   child.once("error", (err) => keep(Buffer.from(`\nspawn error: ${err.message}`)));
 
   const gone = () => goneChild(child);
