@@ -1,0 +1,177 @@
+/**
+ * Chaos, opt-in (`npm run test:chaos`, never part of `npm test`): three Nerve processes on one fresh
+ * PostgreSQL database and one nats-server, keyed client stories running throughout, and a fault every
+ * 8–20 s on one instance at a time (CHAOS_MODE: `mixed` kill -9 / SIGSTOP+SIGCONT / SIGTERM, or
+ * `freezekill`), for CHAOS_SECONDS (120). Then the faults stop, everything settles (bounded), and the run
+ * checks CONTRACT.md §8's promises: every acknowledged command's events once in the log and once in their
+ * stream, per-aggregate version order everywhere, every consumer at its streams' end, each consumer's inbox
+ * in version order, and read models equal to a single fresh instance's replay of the streams. It prints the
+ * time from each consumer lease taken to the consumer's first event applied, and writes a JSON result to
+ * CHAOS_OUT when set. CHAOS_SEED replays the same fault schedule and story choices.
+ */
+import { writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { openDatabase, type Database } from "../../src/persistence/index.js";
+import {
+  PG_ADMIN_URL,
+  assertConsistent,
+  postgresAvailable,
+  registerUsers,
+  retryingLoad,
+  startFirstInstance,
+  startInstance,
+  startNatsServer,
+  startServiceProcess,
+  tearDownCluster,
+  tempPostgres,
+  until,
+  type Instance,
+  type NatsServerHandle,
+  type TempPostgres,
+} from "../support/index.js";
+import { assertInboxOrder, assertLogAndStreams, assertReadModelsAsReplayed, consumersBehind, wholeLog } from "./checks.js";
+import { runFaults, type Fault } from "./faults.js";
+import { LogBook } from "./log-book.js";
+import { chaosSettings, seeded } from "./settings.js";
+import { CarefulClient, setUpCatalog, storyLoad } from "./stories.js";
+import { measureTakeovers, medianMax, takeoverTable } from "./takeovers.js";
+
+const available = await postgresAvailable();
+const settings = chaosSettings();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long the end waits for the relay and the consumers to settle. */
+const SETTLE_MS = 240_000;
+
+/** Whether a database of `name` exists on the test server. */
+async function databaseExists(name: string): Promise<boolean> {
+  const admin = await openDatabase({ url: PG_ADMIN_URL, entities: [] });
+  try {
+    const row = await admin.execute<{ n: string | number }>("select count(*) as n from pg_database where datname = ?", [name], "get");
+    return Number(row.n) > 0;
+  } finally {
+    await admin.close();
+  }
+}
+
+describe.skipIf(!available)(`chaos: three instances, ${settings.mode} faults for ${settings.seconds} s (seed ${settings.seed})`, () => {
+  let nats: NatsServerHandle | undefined;
+  let pg: TempPostgres | undefined;
+  let db: Database | undefined;
+  let nc: NatsConnection | undefined;
+  let env: Record<string, string>;
+  const instances = new Map<string, Instance>();
+  const book = new LogBook(join(tmpdir(), `nerve-chaos-${settings.seed}-${Date.now()}`));
+  const faultsStop = new AbortController();
+  let faultsDone: Promise<Fault[]> | undefined;
+  const started = Date.now();
+  const result: Record<string, unknown> = { seed: settings.seed, mode: settings.mode, seconds: settings.seconds, logs: book.dir, passed: false };
+  const say = (line: string) => console.info(`[chaos +${Math.round((Date.now() - started) / 1000)} s] ${line}`);
+
+  const restart = async (id: string): Promise<Instance> => {
+    const ready = book.started(id);
+    ready.catch(() => undefined); // awaited below; a failed spawn must not leave it unhandled
+    const proc = await startServiceProcess({ env: { ...env, NERVE_INSTANCE_ID: id }, onLine: book.lineOf(id) });
+    await ready.catch(async (err: unknown) => {
+      await proc.kill9();
+      throw err;
+    });
+    return { id, proc };
+  };
+
+  beforeAll(async () => {
+    say(`seed ${settings.seed}, mode ${settings.mode}, ${settings.seconds} s of faults; instance logs in ${book.dir}`);
+    nats = await startNatsServer();
+    pg = await tempPostgres();
+    env = { NATS_URL: nats.url, NERVE_DB: pg.url, NERVE_HTTP_PORT: "0", LOG_LEVEL: "info" };
+    const first = await startFirstInstance(env, "a", undefined, book.lineOf("a"));
+    instances.set("a", first.instance);
+    db = first.db;
+    for (const id of ["b", "c"]) instances.set(id, await startInstance(env, id, db, [...instances.keys(), id], book.lineOf(id)));
+    nc = await connect({ servers: nats.url, noAsyncTraces: true });
+  }, 120_000);
+
+  afterAll(async () => {
+    faultsStop.abort();
+    await Promise.race([faultsDone, sleep(60_000)]).catch(() => undefined);
+    const dbName = pg?.url.slice(pg.url.lastIndexOf("/") + 1);
+    try {
+      await tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => nats?.stop(), () => book.close());
+    } finally {
+      const running = [...instances.values()].filter((i) => !i.proc.exited).map((i) => i.id);
+      const dropped = dbName === undefined || !(await databaseExists(dbName).catch(() => true));
+      result.cleanup = { instancesRunning: running, database: dbName, dropped };
+      result.durationMs = Date.now() - started;
+      if (settings.out) writeFileSync(settings.out, `${JSON.stringify(result, null, 2)}\n`);
+      say(`cleanup: ${running.length} instances running, database ${dbName} ${dropped ? "dropped" : "LEFT BEHIND"}, nats-server stopped; ${Math.round((Date.now() - started) / 1000)} s in all${settings.out ? `; result in ${settings.out}` : ""}`);
+    }
+  }, 180_000);
+
+  it("keeps every acknowledged command, in order, through the faults; every consumer catches up and builds what one instance would", async () => {
+    const client = new CarefulClient(nc!);
+    await setUpCatalog(client);
+    expect(client.wrong, "setting up the catalog").toEqual([]);
+    const users = Array.from({ length: 60 }, (_, i) => `chaos-${i}`);
+    expect(await registerUsers(nc!, users)).toEqual([]);
+
+    const stories = storyLoad(client, settings.seed, String(settings.seed), 12);
+    const load = retryingLoad(nc!, users, 4, "chaos");
+    const faultsFrom = Date.now();
+    faultsDone = runFaults({ mode: settings.mode, rng: seeded(settings.seed), instances, restart, say }, faultsStop.signal);
+    let faults: Fault[] = [];
+    void faultsDone.then((f) => (faults = f));
+    const progress = setInterval(() => say(`stories ${stories.stories}, acked ${client.acked.length} + ${load.acked.length} profile updates, retries ${client.retries + load.retries}, gave up ${client.gaveUp.length + load.gaveUp.length}, wrong ${client.wrong.length + load.wrong.length}, takes ${book.takes.filter((t) => t.at >= faultsFrom).length}`), 10_000);
+    try {
+      await sleep(settings.seconds * 1000);
+      faultsStop.abort();
+      faults = await faultsDone;
+      say(`faults stopped after ${faults.length}; letting the stories in progress finish`);
+      await Promise.all([stories.stop(), load.stop()]);
+    } finally {
+      clearInterval(progress);
+    }
+    const loadEnded = Date.now();
+    result.faults = faults;
+    const commands = { acked: client.acked.length, profileUpdates: load.acked.length, stories: stories.stories, retries: client.retries + load.retries, failures: Object.fromEntries([...client.failures, ...load.failures]), gaveUp: [...client.gaveUp, ...load.gaveUp], wrong: [...client.wrong, ...load.wrong] };
+    result.commands = commands;
+    say(`load stopped: ${stories.stories} stories, ${client.acked.length} commands and ${load.acked.length} profile updates acknowledged, ${client.retries + load.retries} retries ${JSON.stringify(commands.failures)}`);
+
+    // Settle: the relay publishes the whole log, then every durable consumer reaches its streams' end.
+    const logged = (await wholeLog(db!)).length;
+    let behind: string[] = [];
+    let lastSaid = Date.now();
+    await until("every durable consumer is at its streams' end", async () => {
+      behind = await consumersBehind(nc!);
+      if (Date.now() - lastSaid >= 10_000) {
+        lastSaid = Date.now();
+        say(`settling: ${behind.length} durables behind ${JSON.stringify(behind.slice(0, 4))}`);
+      }
+      return behind.length === 0;
+    }, SETTLE_MS, 500).catch((err: Error) => {
+      throw new Error(`${err.message}: ${behind.join("; ")} (seed ${settings.seed})`);
+    });
+    result.settleMs = Date.now() - loadEnded;
+    say(`settled in ${result.settleMs} ms (${logged} events logged)`);
+
+    const takeovers = await measureTakeovers(db!, book.takes, faults, faultsFrom);
+    const applied = takeovers.flatMap((t) => (t.firstAppliedMs === undefined ? [] : [t.firstAppliedMs]));
+    result.takeovers = { ...medianMax(applied), takes: takeovers.length, list: takeovers, logLines: Object.fromEntries(book.counts) };
+    say(`consumer lease taken → first event applied (inbox), per take during the faults:\n${takeoverTable(takeovers)}`);
+    result.warnings = book.noted.length;
+
+    expect(faults.filter((f) => f.error), "faults whose restart failed").toEqual([]);
+    expect(faults.filter((f) => f.exitCode !== undefined && f.exitCode !== 0), "SIGTERMs that did not end in an orderly exit").toEqual([]);
+    expect(commands.gaveUp, "commands given up on").toEqual([]);
+    expect(commands.wrong, "answers no retry can change").toEqual([]);
+    const { logged: inLog, streamed } = await assertLogAndStreams(nc!, db!, client.acked);
+    await assertConsistent(nc!, db!, load.acked);
+    const inboxed = await assertInboxOrder(db!);
+    const rows = await assertReadModelsAsReplayed(nc!, db!);
+    result.checks = { logged: inLog, streamed, inboxRowsChecked: inboxed, readModelRowsCompared: rows };
+    result.passed = true;
+    say(`checks passed: ${inLog} events in the log, ${streamed} in the streams, ${inboxed} inbox rows in order, ${rows} read-model rows = a single instance's replay`);
+  }, settings.seconds * 1000 + SETTLE_MS + 300_000);
+});
