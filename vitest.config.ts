@@ -10,7 +10,13 @@ const retry = process.env.CI ? 2 : 0;
 // and throws it away.
 const props = "test/**/*.props.*";
 
-/** Three tiers, told apart by file name; `npm test` runs them all. */
+// The chaos run (test/chaos/) is opt-in: its project exists only under NERVE_CHAOS (npm run test:chaos),
+// and its suffix `.chaos.test.ts` matches none of the tiers' patterns, so `npm test` never runs it.
+const chaos = process.env.NERVE_CHAOS
+  ? [{ test: { name: "chaos", include: ["test/chaos/**/*.chaos.test.ts"], testTimeout: 1_800_000, hookTimeout: 180_000, retry: 0 } }]
+  : [];
+
+/** Three tiers, told apart by file name; `npm test` runs them all (and the chaos run only when asked). */
 export default defineConfig({
   test: {
     reporters: process.env.CI_JSON_REPORT
@@ -21,6 +27,7 @@ export default defineConfig({
       { test: { name: "int", include: ["test/**/*.int.test.ts"], exclude: [...configDefaults.exclude, props], testTimeout: 60_000, hookTimeout: 60_000, retry } },
       { test: { name: "int-props", include: ["test/**/*.props.int.test.ts"], testTimeout: 60_000, hookTimeout: 60_000, retry: 0 } },
       { test: { name: "e2e", include: ["test/**/*.e2e.test.ts"], exclude: [...configDefaults.exclude, props], testTimeout: 120_000, hookTimeout: 60_000, retry } },
+      ...chaos,
     ],
   },
 });
