@@ -13,7 +13,7 @@ import { openReadModels } from "../projections/fixtures.js";
 import type { Ack } from "./stories.js";
 
 /** One logged event. */
-interface Logged {
+export interface Logged {
   event_id: string;
   event_type: string;
   aggregate_type: string;
@@ -57,9 +57,10 @@ const byAggregate = <T extends { aggregate_type: string; aggregate_id: string }>
 /**
  * Log and streams: gap-free versions, each acknowledged command's events logged under its aggregate with
  * the acknowledged version last, every stream = its part of the log (once each, in version order), and
- * no event a client did not cause but for the process managers' grants and revocations.
+ * among the aggregates `ours` names (those only `acked`'s commands touch) no event a client did not cause
+ * but for the access-grants process manager's grants and revocations.
  */
-export async function assertLogAndStreams(nc: NatsConnection, db: Database, acked: Ack[]): Promise<{ logged: number; streamed: number }> {
+export async function assertLogAndStreams(nc: NatsConnection, db: Database, acked: Ack[], ours: (e: Logged) => boolean): Promise<{ logged: number; streamed: number }> {
   const log = await wholeLog(db);
   const byId = new Map(log.map((e) => [e.event_id, e]));
   for (const [k, events] of byAggregate(log)) expect(events.map((e) => e.aggregate_version), `${k}: gap-free`).toEqual(events.map((_, i) => i + 1));
@@ -71,7 +72,7 @@ export async function assertLogAndStreams(nc: NatsConnection, db: Database, acke
   const keysOf = new Map<string, string>();
   for (const a of acked) for (const id of a.eventIds) keysOf.set(id, keysOf.get(id) ?? a.key);
   // Every event is some acknowledged command's, but for what the access-grants process manager issues.
-  const uncaused = log.filter((e) => !keysOf.has(e.event_id) && !(e.aggregate_type === "AccessRecord" && (e.event_type === "CourseAccessGranted" || e.event_type === "AccessRevoked")));
+  const uncaused = log.filter((e) => ours(e) && !keysOf.has(e.event_id) && !(e.aggregate_type === "AccessRecord" && (e.event_type === "CourseAccessGranted" || e.event_type === "AccessRevoked")));
   expect(uncaused.slice(0, 5), `events no acknowledged command caused (${uncaused.length}): a command that ran twice, or a lost reply`).toEqual([]);
   const perAccess = byAggregate(log.filter((e) => e.aggregate_type === "AccessRecord"));
   const doubled = [...perAccess].filter(([, es]) => es.filter((e) => e.event_type === "CourseAccessGranted").length > 1 || es.filter((e) => e.event_type === "AccessRevoked").length > 1);
@@ -90,17 +91,27 @@ export async function assertLogAndStreams(nc: NatsConnection, db: Database, acke
   return { logged: log.length, streamed };
 }
 
-/** The durable consumers of every stream that still have pending or unacknowledged messages (empty: all caught up). */
-export async function consumersBehind(nc: NatsConnection): Promise<string[]> {
+/** How many events the five streams hold. */
+export async function streamedCount(nc: NatsConnection): Promise<number> {
+  const jsm = await jetstreamManager(nc);
+  let n = 0;
+  for (const { stream } of Object.values(Contexts)) n += (await jsm.streams.info(stream)).state.messages;
+  return n;
+}
+
+/** The durables of every stream, and those of them with pending or unacknowledged messages (none: all caught up). */
+export async function consumersBehind(nc: NatsConnection): Promise<{ durables: number; behind: string[] }> {
   const jsm = await jetstreamManager(nc);
   const behind: string[] = [];
+  let durables = 0;
   for (const { stream } of Object.values(Contexts)) {
     for await (const c of jsm.consumers.list(stream)) {
       if (!c.config.durable_name || c.name.startsWith("nerve_clock_")) continue;
+      durables++;
       if (c.num_pending + c.num_ack_pending > 0) behind.push(`${stream}/${c.name}: ${c.num_pending} pending, ${c.num_ack_pending} unacknowledged`);
     }
   }
-  return behind;
+  return { durables, behind };
 }
 
 /**

@@ -40,9 +40,8 @@ export interface FaultOptions {
   say(line: string): void;
 }
 
-/** Injects faults until `signal` aborts, then resolves with what was done (a fault in progress ends first). */
-export async function runFaults(o: FaultOptions, signal: AbortSignal): Promise<Fault[]> {
-  const done: Fault[] = [];
+/** Injects faults until `signal` aborts, each pushed onto `done` as it starts; resolves with `done` (a fault in progress ends first). */
+export async function runFaults(o: FaultOptions, signal: AbortSignal, done: Fault[] = []): Promise<Fault[]> {
   const wait = (ms: number) => new Promise<void>((r) => {
     const t = setTimeout(r, ms);
     signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
