@@ -7,7 +7,7 @@
 import { expect } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { Contexts, decodeMsgPack, type EnvelopeBase } from "../../contracts/index.js";
+import { Contexts, decodeMsgPack, deriveAccessId, type EnvelopeBase } from "../../contracts/index.js";
 import type { Database } from "../../src/persistence/index.js";
 import { openReadModels } from "../projections/fixtures.js";
 import type { Ack } from "./stories.js";
@@ -97,6 +97,31 @@ export async function streamedCount(nc: NatsConnection): Promise<number> {
   let n = 0;
   for (const { stream } of Object.values(Contexts)) n += (await jsm.streams.info(stream)).state.messages;
   return n;
+}
+
+/**
+ * The access-grants process manager's effects, once each: every course of an order paid and never
+ * refunded is granted, and the access to a refunded order's course ends revoked (or was never granted:
+ * the refund came before its grant, which the process manager then refuses). Returns the orders checked.
+ */
+export async function assertGrants(db: Database, acked: Ack[]): Promise<number> {
+  const log = byAggregate((await wholeLog(db)).filter((e) => e.aggregate_type === "AccessRecord"));
+  const done = (type: string) => new Set(acked.filter((a) => a.type === type).map((a) => a.aggregateId));
+  const [paid, refunded] = [done("MarkOrderPaid"), done("RefundOrder")];
+  const wrong: string[] = [];
+  let orders = 0;
+  for (const a of acked.filter((x) => x.type === "PlaceOrder" && paid.has(x.aggregateId))) {
+    orders++;
+    const { user_id, course_ids } = a.body as { user_id: string; course_ids: string[] };
+    for (const course of course_ids) {
+      const types = (log.get(`AccessRecord/${deriveAccessId(user_id, course)}`) ?? []).map((e) => e.event_type);
+      if (refunded.has(a.aggregateId) ? types.length > 0 && types.at(-1) !== "AccessRevoked" : !types.includes("CourseAccessGranted")) {
+        wrong.push(`${a.aggregateId} ${course}${refunded.has(a.aggregateId) ? " (refunded)" : ""}: ${types.join(", ") || "no events"}`);
+      }
+    }
+  }
+  expect(wrong.slice(0, 10), `paid orders whose access the process manager did not grant or revoke (${wrong.length})`).toEqual([]);
+  return orders;
 }
 
 /** The durables of every stream, and those of them with pending or unacknowledged messages (none: all caught up). */

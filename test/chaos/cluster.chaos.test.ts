@@ -33,7 +33,7 @@ import {
   type NatsServerHandle,
   type TempPostgres,
 } from "../support/index.js";
-import { assertInboxOrder, assertLogAndStreams, assertReadModelsAsReplayed, consumersBehind, streamedCount, wholeLog } from "./checks.js";
+import { assertGrants, assertInboxOrder, assertLogAndStreams, assertReadModelsAsReplayed, consumersBehind, streamedCount, wholeLog } from "./checks.js";
 import { runFaults, type Fault } from "./faults.js";
 import { LogBook } from "./log-book.js";
 import { chaosSettings, seeded } from "./settings.js";
@@ -174,10 +174,11 @@ describe.skipIf(!available)(`chaos: three instances, ${settings.mode} faults for
     expect(commands.wrong, "answers no retry can change").toEqual([]);
     const { logged: inLog, streamed: inStreams } = await assertLogAndStreams(nc!, db!, client.acked, (e) => !(e.aggregate_type === "User" && users.includes(e.aggregate_id)));
     await assertConsistent(nc!, db!, load.acked);
+    const paidOrders = await assertGrants(db!, client.acked);
     const inboxed = await assertInboxOrder(db!);
     const rows = await assertReadModelsAsReplayed(nc!, db!);
-    result.checks = { logged: inLog, streamed: inStreams, inboxRowsChecked: inboxed, readModelRowsCompared: rows };
+    result.checks = { logged: inLog, streamed: inStreams, paidOrders, inboxRowsChecked: inboxed, readModelRowsCompared: rows };
     result.passed = true;
-    say(`checks passed: ${inLog} events in the log, ${inStreams} in the streams, ${inboxed} inbox rows in order, ${rows} read-model rows = a single instance's replay`);
+    say(`checks passed: ${inLog} events in the log, ${inStreams} in the streams, ${paidOrders} paid orders granted (or refunded and revoked) once, ${inboxed} inbox rows in order, ${rows} read-model rows = a single instance's replay`);
   }, settings.seconds * 1000 + SETTLE_MS + 300_000);
 });

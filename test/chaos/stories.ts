@@ -16,6 +16,8 @@ export interface Ack {
   context: keyof typeof Contexts;
   type: string;
   aggregateId: string;
+  /** The command's body, as sent. */
+  body: unknown;
   key: string;
   version: number;
   eventIds: string[];
@@ -57,7 +59,7 @@ export class CarefulClient {
       try {
         const r = await command(this.nc, context, type, id, body, { timeout: 3000, headers: { "Idempotency-Key": key } });
         if (r.body.ok) {
-          const ack: Ack = { context, type, aggregateId: id, key, version: r.body.aggregate_version, eventIds: r.body.events.map((e: { event_id: string }) => e.event_id), instance: r.headers["Nerve-Instance"] ?? "", took: Date.now() - started };
+          const ack: Ack = { context, type, aggregateId: id, body, key, version: r.body.aggregate_version, eventIds: r.body.events.map((e: { event_id: string }) => e.event_id), instance: r.headers["Nerve-Instance"] ?? "", took: Date.now() - started };
           this.acked.push(ack);
           return ack;
         }
