@@ -42,6 +42,8 @@ import { measureTakeovers, medianMax, takeoverTable } from "./takeovers.js";
 
 const available = await postgresAvailable();
 const settings = chaosSettings();
+// Only vitest.config.ts reads it; the service processes inherit this environment and warn about a NERVE_* variable they do not know.
+delete process.env.NERVE_CHAOS;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long the end waits for the relay and the consumers to settle. */
 const SETTLE_MS = 240_000;
@@ -67,6 +69,8 @@ describe.skipIf(!available)(`chaos: three instances, ${settings.mode} faults for
   const book = new LogBook(join(tmpdir(), `nerve-chaos-${settings.seed}-${Date.now()}`));
   const faultsStop = new AbortController();
   let faultsDone: Promise<Fault[]> | undefined;
+  /** The client loads' stops, for afterAll when the test ended before it stopped them (a failure, a timeout). */
+  const loadStops: (() => Promise<void>)[] = [];
   const started = Date.now();
   const result: Record<string, unknown> = { seed: settings.seed, mode: settings.mode, seconds: settings.seconds, logs: book.dir, passed: false };
   const say = (line: string) => console.info(`[chaos +${Math.round((Date.now() - started) / 1000)} s] ${line}`);
@@ -96,7 +100,7 @@ describe.skipIf(!available)(`chaos: three instances, ${settings.mode} faults for
 
   afterAll(async () => {
     faultsStop.abort();
-    await Promise.race([faultsDone, sleep(60_000)]).catch(() => undefined);
+    await Promise.race([Promise.all([faultsDone, ...loadStops.map((stop) => stop())]), sleep(60_000)]).catch(() => undefined);
     const dbName = pg?.url.slice(pg.url.lastIndexOf("/") + 1);
     try {
       await tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => nats?.stop(), () => book.close());
@@ -119,6 +123,7 @@ describe.skipIf(!available)(`chaos: three instances, ${settings.mode} faults for
 
     const stories = storyLoad(client, settings.seed, String(settings.seed), 12);
     const load = retryingLoad(nc!, users, 4, "chaos");
+    loadStops.push(() => stories.stop(), () => load.stop());
     const faultsFrom = Date.now();
     const faults: Fault[] = [];
     faultsDone = runFaults({ mode: settings.mode, rng: seeded(settings.seed), instances, restart, say }, faultsStop.signal, faults);
