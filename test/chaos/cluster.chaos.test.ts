@@ -47,6 +47,8 @@ delete process.env.NERVE_CHAOS;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long the end waits for the relay and the consumers to settle. */
 const SETTLE_MS = 240_000;
+/** How long the load runs on after the last fault. */
+const TAIL_MS = 15_000;
 
 /** Whether a database of `name` exists on the test server. */
 async function databaseExists(name: string): Promise<boolean> {
@@ -132,7 +134,9 @@ describe.skipIf(!available)(`chaos: three instances, ${settings.mode} faults for
       await sleep(settings.seconds * 1000);
       faultsStop.abort();
       await faultsDone;
-      say(`faults stopped after ${faults.length}; letting the stories in progress finish`);
+      // The load goes on a little: the takeovers of the last fault have something to read, and are measured.
+      say(`faults stopped after ${faults.length}; the load runs ${TAIL_MS / 1000} s more, then the stories in progress finish`);
+      await sleep(TAIL_MS);
       await Promise.all([stories.stop(), load.stop()]);
     } finally {
       clearInterval(progress);
@@ -185,5 +189,5 @@ describe.skipIf(!available)(`chaos: three instances, ${settings.mode} faults for
     result.checks = { logged: inLog, streamed: inStreams, paidOrders, inboxRowsChecked: inboxed, readModelRowsCompared: rows };
     result.passed = true;
     say(`checks passed: ${inLog} events in the log, ${inStreams} in the streams, ${paidOrders} paid orders granted (or refunded and revoked) once, ${inboxed} inbox rows in order, ${rows} read-model rows = a single instance's replay`);
-  }, settings.seconds * 1000 + SETTLE_MS + 300_000);
+  }, settings.seconds * 1000 + TAIL_MS + SETTLE_MS + 300_000);
 });
