@@ -129,6 +129,8 @@ function connectionOf(jsm: JetStreamManager): NatsConnection | undefined {
 
 /** How long a reader that is not clean waits between looks at its durable's info. */
 const RECONCILE_MS = 500;
+/** How soon a reader that begins to hold what arrives first looks at its durable's info. */
+const FIRST_LOOK_MS = 50;
 /** After how long held acks are worth a warning (twice ack_wait), and how often it is repeated. */
 const HOLD_WARN_MS = 60_000;
 
@@ -199,8 +201,9 @@ class FloorAcks {
    * Resolves once the reader is clean again, once the hold's bound (twice ack_wait from when it began) has
    * run out — past it, what still keeps deliveries is a reader alive beside this one, and its events are
    * applied in stream order among what has arrived, as before the hold existed —, or when the reader closes
-   * or `signal` aborts. Meanwhile the server is asked every {@link RECONCILE_MS} and the held deliveries are
-   * kept from being redelivered (`+WPI` every {@link KEEP_ALIVE_MS}).
+   * or `signal` aborts. Meanwhile the server is asked (first after {@link FIRST_LOOK_MS}, then every
+   * {@link RECONCILE_MS}) and the held deliveries are kept from being redelivered (`+WPI` every
+   * {@link KEEP_ALIVE_MS}).
    */
   async settled(signal: AbortSignal): Promise<void> {
     const left = this.#holdMaxMs - (performance.now() - (this.#holdingSince ?? performance.now()));
@@ -215,7 +218,9 @@ class FloorAcks {
         signal.addEventListener("abort", done, { once: true });
         timer = setTimeout(done, left);
         keepAlive = setInterval(() => this.keepAlive(), KEEP_ALIVE_MS);
-        this.flush();
+        // The first look soon: after a take's hand-back the deliveries were back at the server before the
+        // first pull, and are here with it (then every RECONCILE_MS).
+        this.flush(FIRST_LOOK_MS);
       });
     } finally {
       clearTimeout(timer);
@@ -257,8 +262,8 @@ class FloorAcks {
     }
   }
 
-  /** After a batch: sends the floor the settled messages allow. */
-  flush(): void {
+  /** After a batch: sends the floor the settled messages allow; while not clean, asks the server in `askInMs`. */
+  flush(askInMs = RECONCILE_MS): void {
     const ack = this.#floor.next();
     if (ack) {
       try {
@@ -273,7 +278,7 @@ class FloorAcks {
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.#ask();
-      }, RECONCILE_MS);
+      }, askInMs);
       this.#timer.unref();
     }
   }
