@@ -13,7 +13,7 @@ import { ConsumerRunner, DeadLetters, EventHandler, bindingsOf } from "../../src
 import { catalogCourse } from "../../src/projections/index.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
 import { until, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
-import { envelope, openReadModels, quiet, type ReadModels } from "../projections/fixtures.js";
+import { envelope, openReadModels, publishEvent, quiet, type ReadModels } from "../projections/fixtures.js";
 
 let nats: NatsServerHandle;
 let nc: NatsConnection;
@@ -33,6 +33,7 @@ async function publish(subject: string, data: Uint8Array, eventType: string): Pr
 }
 
 const created = (id: string): EnvelopeBase => envelope("CourseCreated", id, 1, { course_id: id, title: `Course ${id}`, instructor_id: "i1", policy_id: "p1" });
+const deprecated = (id: string): EnvelopeBase => envelope("CourseDeprecated", id, 2, { course_id: id, title: `Course ${id}` });
 
 useNatsWithStreams((h) => ({ nats, nc, jsm } = h));
 
@@ -206,6 +207,21 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
   // The catalog's rows in the order they were first written: SQLite's rowid grows with each insert.
   const applied = async (prefix: string) => ((await m.rows("catalog_courses", "rowid")) as { course_id: string }[]).map((r) => r.course_id).filter((id) => id.startsWith(prefix));
   const ackPending = async () => (await jsm.consumers.info("EVENTS_COURSES", "catalog")).num_ack_pending;
+  /**
+   * With the runner caught up and stopped: the course's creation published and taken, unacknowledged, by an
+   * earlier reader of the durable, then its deprecation (version 2) published. Resolves with the held delivery.
+   */
+  const creationHeldByAnEarlierReader = async (id: string): Promise<JsMsg> => {
+    await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
+    await runner.stop();
+    const earlier = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
+    await publishEvent(nc, created(id));
+    const held: JsMsg[] = [];
+    for await (const msg of await earlier.fetch({ max_messages: 1, expires: 2_000 })) held.push(msg);
+    expect(held).toHaveLength(1);
+    await publishEvent(nc, deprecated(id));
+    return held[0]!;
+  };
 
   it("holds back what arrives while another reader holds deliveries, hands those back to JetStream itself, and applies it all in stream order (acks likewise)", async () => {
     await publishCourses("before", 5);
@@ -248,8 +264,7 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
       if (!released && (a[0] as EnvelopeBase).aggregate_id === "busy-0") throw busy();
       return handle(...a);
     };
-    const b0 = created("busy-0");
-    await publish(`events.courses.CourseCreated.${b0.aggregate_id}`, encodeMsgPack(b0), "CourseCreated");
+    await publishEvent(nc, created("busy-0"));
     await until("the busy course is retried in place", () => runner.stats.retries > 0);
     // Another reader's pull request waits beside the runner's and takes one of the creations.
     const zombie = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
@@ -263,12 +278,12 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
     for (let i = 0; i < 20 && taken.length === 0; i++) {
       const id = `busy-${i + 1}`;
       ids.push(id);
-      await publish(`events.courses.CourseCreated.${id}`, encodeMsgPack(created(id)), "CourseCreated");
+      await publishEvent(nc, created(id));
       await new Promise((r) => setTimeout(r, 100));
     }
     await fetching;
     expect(taken).toHaveLength(1);
-    for (const id of ids) await publish(`events.courses.CourseDeprecated.${id}`, encodeMsgPack(envelope("CourseDeprecated", id, 2, { course_id: id, title: `Course ${id}` })), "CourseDeprecated");
+    for (const id of ids) await publishEvent(nc, deprecated(id));
     // Given back by the zombie (or by the runner itself), it arrives behind the deprecations.
     taken[0]!.nak();
     await until("clean again while the retry goes on", () => lines.some((l) => l.msg === "every outstanding delivery of the durable is this reader's: acks resume"), 15_000);
@@ -280,15 +295,8 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
   });
 
   it("ends a hold at once when the durable's messages end (deleted behind its back), leaving what it held for the next reader", async () => {
-    await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
-    await runner.stop();
-    const earlier = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
     const c = created("gone-1");
-    await publish(`events.courses.CourseCreated.${c.aggregate_id}`, encodeMsgPack(c), "CourseCreated");
-    const held = [];
-    for await (const msg of await earlier.fetch({ max_messages: 1, expires: 2_000 })) held.push(msg);
-    expect(held).toHaveLength(1);
-    await publish(`events.courses.CourseDeprecated.${c.aggregate_id}`, encodeMsgPack(envelope("CourseDeprecated", c.aggregate_id, 2, { course_id: c.aggregate_id, title: "Course gone-1" })), "CourseDeprecated");
+    await creationHeldByAnEarlierReader(c.aggregate_id);
     await runner.start();
     await until("the runner holds", () => runner.stats.heldBack > 0, 15_000, 10);
     const t0 = performance.now();
@@ -301,23 +309,15 @@ describe("ConsumerRunner's acks (AckPolicy.All: the floor of what it committed)"
   });
 
   it("never lets a course's deprecation overtake its creation that an earlier reader held: the catalog ends deprecated", async () => {
-    await until("the runner is caught up", async () => (await floorOf()) === (await lastSeq()));
-    await runner.stop();
-    // An earlier reader took the creation and kept it; the deprecation (version 2) comes to the runner first.
-    const earlier = await jetstream(nc).consumers.get("EVENTS_COURSES", "catalog");
     const c = created("order-1");
-    await publish(`events.courses.CourseCreated.${c.aggregate_id}`, encodeMsgPack(c), "CourseCreated");
-    const held = [];
-    for await (const msg of await earlier.fetch({ max_messages: 1, expires: 2_000 })) held.push(msg);
-    expect(held).toHaveLength(1);
-    const d = envelope("CourseDeprecated", c.aggregate_id, 2, { course_id: c.aggregate_id, title: `Course ${c.aggregate_id}` });
-    await publish(`events.courses.CourseDeprecated.${d.aggregate_id}`, encodeMsgPack(d), "CourseDeprecated");
+    // An earlier reader took the creation and kept it; the deprecation comes to the runner first.
+    const held = await creationHeldByAnEarlierReader(c.aggregate_id);
 
     await runner.start();
     await until("the deprecation is delivered to the runner", async () => (await ackPending()) === 2);
     // Before: applied at once, it found no row (nothing to deprecate, its inbox row written); the creation,
     // back later, wrote the course active — for good.
-    held[0]!.nak();
+    held.nak();
     const last = await lastSeq();
     await until("the floor reaches the stream's last event", async () => (await floorOf()) === last);
     expect(await catalogCourse(m.tx, c.aggregate_id)).toMatchObject({ status: "deprecated", version: 2 });
