@@ -802,7 +802,7 @@ export class ConsumerRunner {
             buffer.length = 0;
             continue;
           }
-          inStreamOrder(buffer);
+          // Put in stream order below, before the first batch, as any buffer that is not.
           if (!acks.clean) {
             this.stats.heldBackTimedOut++;
             this.logger.warn({ consumer: this.name, stream: b.stream, held: buffer.length, waited_ms: Math.round(performance.now() - since) }, "another reader still keeps deliveries of this durable: applying what arrived without them, in stream order");
@@ -811,8 +811,8 @@ export class ConsumerRunner {
           }
           continue;
         }
-        // Clean again while the loop was busy elsewhere (an event retried in place, a batch one by one): what
-        // came back meanwhile sits behind newer deliveries.
+        // After a hold, or clean again while the loop was busy elsewhere (an event retried in place, a batch one
+        // by one): what came back meanwhile sits behind newer deliveries.
         if (!ascending(buffer)) inStreamOrder(buffer);
         const batch = buffer.splice(0, 256);
         let prepared: Prepared;
