@@ -265,10 +265,11 @@ export class ConsumerManager {
    * out and no reader waits at the server — the usual case, whether the former holder released the lease
    * or crashed; at once too when deliveries are out but no reader waits, once they are handed back (NAKs:
    * they then come first); else — handing back failed, or too many to name — until they are due again, by
-   * the server's clock (a known wait is always waited out). Not known — a durable that cannot be read, another reader's pull request waiting at the
-   * server, the server's clock unread — it looks again, at most `bound` (ack_wait) plus the margin after the
-   * later of the take and the last look that saw a request waiting: a delivery to another reader happens
-   * only into such a request (a frozen holder's stays open up to its expiry, 30 s, past the take: review).
+   * the server's clock (a known wait is always waited out). Not known — a durable that cannot be read,
+   * another reader's pull request waiting at the server, the server's clock unread — it looks again, at
+   * most `bound` (ack_wait) plus the margin after the later of the take and the last look that saw a
+   * request waiting: a delivery to another reader happens only into such a request (a frozen holder's
+   * stays open up to its expiry, 30 s, past the take: review).
    * Past twice that after the take nothing is waited for any longer (said): every delivery made into a
    * request opened before the take is due by then; what still holds it is a reader pulling without its
    * lease. Ends early once the consumer no longer belongs here under `epoch`, or at the stop.
