@@ -188,10 +188,10 @@ class FloorAcks {
    * reader's (an earlier reader's, or one that went elsewhere), and {@link settled}'s bound has not run out.
    * An event of theirs may come back below what arrived meanwhile — a takeover whose hand-back was lost
    * (an R3 consumer leader's change empties its redelivery queue), a frozen former holder woken to NAK or
-   * pull what it held —, and applied after a later event of its aggregate it would leave a read model wrong
-   * for good (an update or a deprecation before the creation it changes: the update finds no row, the
-   * creation then writes its older values). Held back until every outstanding delivery is this reader's,
-   * the earlier reader's events are here too, and the lot is applied in stream order.
+   * pull what it held —, and applied after a later event of its aggregate it could leave a read model wrong
+   * for good (the version-guarded projections take any order since a pending row waits for its creation,
+   * course-rows.ts; a projection without such guards does not). Held back until every outstanding delivery
+   * is this reader's, the earlier reader's events are here too, and the lot is applied in stream order.
    */
   get holding(): boolean {
     return !this.#floor.clean && this.#holdingSince !== undefined && performance.now() - this.#holdingSince < this.#holdMaxMs;

@@ -47,18 +47,18 @@ export interface Subscriber {
    * whatever order — without its inbox row: version guards, rows keyed by ids derived from the event,
    * values that only go up. Its inbox rows are then forgotten once their events are older than
    * `NERVE_INBOX_RETENTION_DAYS` (InboxPrune): the inbox spares it the work of a redelivery, it is not
-   * what keeps it right. Never on a process manager, whose `react` issues commands. "Again" is the word:
-   * an event's *first* application must still follow the events before it of its aggregate — on catalog,
-   * search and learner-progress an update, a deprecation or a revocation applied before the creation or
-   * grant it changes finds no row and is lost, the creation then writing its older values. Keeping that
-   * order is the runner's (FloorAcks.holding, for deliveries an earlier reader held).
+   * what keeps it right. Never on a process manager, whose `react` issues commands. Catalog, search and
+   * learner-progress take a first application out of order too, the creation or grant included (an event
+   * that finds no row makes a pending one, which the creation fills in); a projection that cannot must
+   * have the events before it of its aggregate applied first, which the runner keeps (FloorAcks.holding,
+   * for deliveries an earlier reader held).
    */
   readonly idempotentWithoutInbox?: boolean;
   /**
    * A projection whose statements are guarded by versions: whether its read model shows `event` once
    * `apply` has run in `tx` (it may read there) — what the event sets holds its values, or a later
    * event's that replaced them. False when a guard left the event out and the read model cannot tell
-   * whether a later event replaced it (its row is absent, or kept no version to compare). Asked by a dead
+   * whether a later event replaced it (its row kept no version to compare). Asked by a dead
    * letter's retry (EventHandler.retry), which answers `stale` on false and commits nothing.
    */
   shows?(event: EnvelopeBase, tx: Tx): Promise<boolean>;

@@ -1,6 +1,6 @@
 /** `learner-progress`: every learner's access records, and GetLearnerProgress (CONTRACT.md §5). */
 import { EntitySchema } from "@mikro-orm/core";
-import { Consumers, type QueryResult } from "../../contracts/index.js";
+import { Consumers, type EventEnvelope, type QueryResult } from "../../contracts/index.js";
 import type { Subscriber, Tx } from "../consumers/index.js";
 import { bool, num } from "./sql-values.js";
 import { typedEvent } from "./typed-event.js";
@@ -24,7 +24,7 @@ export interface LearnerAccessRow {
   version: number;
   /** The version of the event that last set the status; null on a row from before the column ({@link version} bounds it). */
   status_version: number | null;
-  /** The version of the grant that last set expires_at and order_id; null as status_version. */
+  /** The version of the grant that last set expires_at and order_id; null as status_version, 0 while no grant has come ({@link PENDING_GRANT}). */
   grant_version: number | null;
   /** The version of the event that last set the progress; null as status_version. */
   progress_version: number | null;
@@ -55,6 +55,13 @@ const at = (group: string) => `coalesce(learner_access.${group}, learner_access.
 // Sets `column` to the grant's value where its group's version is below the grant's.
 const granted = (column: string, group: string) => `${column} = case when ${at(group)} < excluded.version then excluded.${column} else learner_access.${column} end`;
 
+const ACCESS_EVENTS = ["CourseAccessGranted", "AccessRevoked", "AccessExpired", "ProgressUpdated", "CourseCompleted"] as const;
+type AccessEvent = EventEnvelope<(typeof ACCESS_EVENTS)[number]>;
+const isAccessEvent = (e: EventEnvelope): e is AccessEvent => (ACCESS_EVENTS as readonly string[]).includes(e.event_type);
+
+/** The status of a record no grant has reached yet: a later event of it came first. GetLearnerProgress leaves it out. */
+export const PENDING_GRANT = "pending";
+
 /**
  * The learner-progress projection: every access event, applied like the aggregate's own evolve. That fold
  * sets whole groups of fields — a grant the status, expiry and paying order (keeping progress and
@@ -62,12 +69,16 @@ const granted = (column: string, group: string) => `${column} = case when ${at(g
  * completion (only ever to true) — so each group keeps the version of the event that last set it, and an
  * event changes a group only when that version is lower (as course rows do, course-rows.ts): an event
  * already reflected changes nothing, and one applied after later events of its record (a dead letter
- * retried) sets what no later event replaced.
+ * retried) sets what no later event replaced. That holds for the grant too: an event that finds no record
+ * makes one with its own group set and the others at version 0 ({@link PENDING_GRANT}, hidden from
+ * GetLearnerProgress), which the grant then fills in — a consumer taken over can deliver a revocation or a
+ * progress before the grant another reader holds, and they were lost (the record active, or at progress 0,
+ * for good).
  */
 export function learnerProgress(): Subscriber {
   return {
     name: LEARNER_PROGRESS,
-    handles: { access: ["CourseAccessGranted", "AccessRevoked", "AccessExpired", "ProgressUpdated", "CourseCompleted"] },
+    handles: { access: [...ACCESS_EVENTS] },
     entities: [LearnerAccessSchema],
     // Each event is one insert or guarded update, whatever the read model holds.
     writesOnly: true,
@@ -75,33 +86,47 @@ export function learnerProgress(): Subscriber {
     idempotentWithoutInbox: true,
     async apply(raw, tx) {
       const e = typedEvent(raw);
+      if (!isAccessEvent(e)) return;
       const v = e.aggregate_version;
+      const { access_id, user_id, course_id } = e.payload;
       // The record's version is its latest event's: raised, never lowered.
-      const latest = "version = case when version < ? then ? else version end";
-      // Sets one group of columns, and its version, where that version is below the event's.
-      const set = (group: string, assignments: string, params: unknown[]) =>
-        tx.execute(`update learner_access set ${assignments}, ${group} = ?, ${latest} where access_id = ? and ${at(group)} < ?`, [...params, v, v, v, e.aggregate_id, v], "run");
+      const latest = "version = case when learner_access.version < excluded.version then excluded.version else learner_access.version end";
+      if (e.event_type === "CourseAccessGranted") {
+        const { expires_at, order_id } = e.payload;
+        // A re-grant keeps progress and completion, as the aggregate does. A grant sets no progress: a new
+        // record's progress group stays at 0, for a ProgressUpdated of an earlier grant that comes after it.
+        await tx.execute(
+          `insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version, status_version, grant_version, progress_version) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set ${granted("status", "status_version")}, status_version = case when ${at("status_version")} < excluded.version then excluded.version else learner_access.status_version end, ${granted("expires_at", "grant_version")}, ${granted("order_id", "grant_version")}, grant_version = case when ${at("grant_version")} < excluded.version then excluded.version else learner_access.grant_version end, ${latest} where ${at("status_version")} < excluded.version or ${at("grant_version")} < excluded.version`,
+          [access_id, user_id, course_id, "active", 0, false, expires_at, order_id, v, v, v, 0],
+          "run",
+        );
+        return;
+      }
+      // The record as this event makes it when no grant has come yet (PENDING_GRANT, hidden from
+      // GetLearnerProgress until one does): its own group set, the others at version 0.
+      const row = { status: PENDING_GRANT, progress: 0, completed: false, status_version: 0, progress_version: 0 };
+      let update = "";
       switch (e.event_type) {
-        case "CourseAccessGranted": {
-          const { access_id, user_id, course_id, expires_at, order_id } = e.payload;
-          // A re-grant keeps progress and completion, as the aggregate does.
-          await tx.execute(
-            `insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version, status_version, grant_version, progress_version) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set ${granted("status", "status_version")}, status_version = case when ${at("status_version")} < excluded.version then excluded.version else learner_access.status_version end, ${granted("expires_at", "grant_version")}, ${granted("order_id", "grant_version")}, grant_version = case when ${at("grant_version")} < excluded.version then excluded.version else learner_access.grant_version end, version = case when learner_access.version < excluded.version then excluded.version else learner_access.version end where ${at("status_version")} < excluded.version or ${at("grant_version")} < excluded.version`,
-            [access_id, user_id, course_id, "active", 0, false, expires_at, order_id, v, v, v, v],
-            "run",
-          );
-          return;
-        }
         case "AccessRevoked":
-          return void (await set("status_version", "status = ?", ["revoked"]));
         case "AccessExpired":
-          return void (await set("status_version", "status = ?", ["expired"]));
+          Object.assign(row, { status: e.event_type === "AccessRevoked" ? "revoked" : "expired", status_version: v });
+          update = `status = excluded.status, status_version = excluded.status_version, ${latest} where ${at("status_version")} < excluded.version`;
+          break;
         case "ProgressUpdated":
-          return void (await set("progress_version", "progress = ?", [e.payload.progress]));
+          Object.assign(row, { progress: e.payload.progress, progress_version: v });
+          update = `progress = excluded.progress, progress_version = excluded.progress_version, ${latest} where ${at("progress_version")} < excluded.version`;
+          break;
         case "CourseCompleted":
           // Completion is never undone: set once, whatever came after it.
-          return void (await tx.execute(`update learner_access set completed = ?, ${latest} where access_id = ? and not completed`, [true, v, v, e.aggregate_id], "run"));
+          row.completed = true;
+          update = `completed = excluded.completed, ${latest} where not learner_access.completed`;
+          break;
       }
+      await tx.execute(
+        `insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version, status_version, grant_version, progress_version) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set ${update}`,
+        [access_id, user_id, course_id, row.status, row.progress, row.completed, null, null, v, row.status_version, 0, row.progress_version],
+        "run",
+      );
     },
     async shows(raw, tx) {
       const e = typedEvent(raw);
@@ -133,7 +158,7 @@ export function learnerProgress(): Subscriber {
 /** GetLearnerProgress: a learner's access records, by course. */
 export function getLearnerProgress(tx: Tx) {
   return async (body: { user_id: string }): Promise<QueryResult<"GetLearnerProgress">> => {
-    const rows = await boundedRows<LearnerAccessRow>(tx, "select * from learner_access where user_id = ? order by course_id", [body.user_id], `the access records of ${body.user_id}`);
+    const rows = await boundedRows<LearnerAccessRow>(tx, "select * from learner_access where user_id = ? and (grant_version is null or grant_version > 0) order by course_id", [body.user_id], `the access records of ${body.user_id}`);
     return {
       items: rows.map((r) => ({
         access_id: r.access_id,

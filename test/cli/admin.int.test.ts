@@ -120,14 +120,20 @@ describe("npm run nerve", () => {
       event_version: 1,
       occurred_on: new Date().toISOString(),
       aggregate_type: "Course",
-      aggregate_id: "dl-no-row",
+      aggregate_id: "dl-old-row",
       aggregate_version: 2,
       correlation_id: "c-dl2",
       causation_id: null,
-      payload: { course_id: "dl-no-row", title: "T", description: "d", price: null },
+      payload: { course_id: "dl-old-row", title: "T", description: "d", price: null },
     };
     const dead = t.nerve.consumers.deadLetters;
-    // Its course's creation was never applied: the catalog has no row for the update.
+    // The course's row is from before the groups' versions (they are null) and is past the update: whether
+    // a later event replaced what the update sets, only a replay tells.
+    await t.nerve.db.execute(
+      "insert into catalog_courses (course_id, title, description, price_amount, price_currency, instructor_id, policy_id, status, version, updated_on) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ["dl-old-row", "Later", "", null, null, "i1", "p1", "active", 3, new Date().toISOString()],
+      "run",
+    );
     await dead.add({ consumer: "catalog", stream: "EVENTS_COURSES", stream_seq: 2, event_id: updated.event_id, event_type: "CourseUpdated", envelope: JSON.stringify(updated), reason: "test", attempts: 5 });
     const [letter] = await dead.list("catalog");
     const run = await cli("retry-dead-letter", String(letter!.id));
