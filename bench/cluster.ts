@@ -441,6 +441,9 @@ async function main(): Promise<void> {
   // Standbys load (tsx compiles Nerve in each) before anything is measured; in a quick run they load meanwhile.
   const spawnAt = performance.now();
   const initialStandbys = plan.cleanStandbyBoot ? pool.ensure(handoffOnly ? 3 : plan.forwardPoint ? 6 : 4) : pool.ensure(1).then(() => pool.spawnInBackground(3));
+  // Awaited below, after NATS, PostgreSQL and the first server: a standby that dies meanwhile must not leave
+  // it unhandled (the process would end there, without its results or its cleanup).
+  initialStandbys.catch(() => undefined);
 
   const confDir = await mkdtemp(join(tmpdir(), "nerve-bench-cluster-"));
   cleanup.add("nats config dir", () => rm(confDir, { recursive: true, force: true }));
@@ -563,6 +566,8 @@ async function main(): Promise<void> {
       const takeover = timeUntilHeldBy(overlap ? [joinId, next] : [joinId], tKill);
       await y.kill9();
       const replacementStart = overlap ? pool.start(next, env) : undefined;
+      // Awaited only after the takeover and its acks: a start that fails meanwhile must not leave it unhandled.
+      replacementStart?.catch(() => undefined);
       const takeoverMs = await takeover;
       await ackedAfter(load, movedCrash, tKill, 20_000, `run ${run}, kill -9`);
       const crash = gapsOf(load.acks, movedCrash, tKill, tKill + takeoverMs);
