@@ -134,6 +134,8 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
       expect(takenOver).toBe(false);
       committed = true;
     });
+    // Handled at once as well: a failure before it is awaited must not leave its rejection unhandled.
+    inTx.catch(() => undefined);
     await checked;
     const takeover = other.execute("update nerve_leases set owner = ?, epoch = epoch + 1, lease_until = now() + interval '5 seconds' where lease_key = ? returning epoch", ["b", `partitions/${p}`], "all").then((rows) => {
       takenOver = true;
@@ -182,6 +184,8 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
       expect(takenOver).toBe(false);
       committed = true;
     });
+    // Handled at once as well: a failure before it is awaited must not leave its rejection unhandled.
+    inTx.catch(() => undefined);
     await checked;
     // Sampled until the transaction is about to commit, the takeover's wait included.
     const shortfalls: string[] = [];
@@ -228,6 +232,8 @@ describe.skipIf(!available)("partition leases on PostgreSQL", () => {
       ended = true;
       return ending;
     });
+    // Handled at once as well: a failure before it is awaited must not leave its rejection unhandled.
+    inTx.catch(() => undefined);
     await checked;
 
     // Waiting for that row held b's start (and then each of its rounds) up for as long as the transaction ran.

@@ -93,6 +93,8 @@ describe("a JetStream that is not answering yet", () => {
 
       const log = captureLog("warn");
       const ensuring = ensureStreams(jsm, { logger: log.logger, retryMs: 20_000 });
+      // Handled at once as well: a failure before it is awaited must not leave its rejection unhandled.
+      ensuring.catch(() => undefined);
       await expect.poll(() => log.lines.length, { timeout: 5_000 }).toBeGreaterThanOrEqual(2);
       server.kill("SIGKILL");
       await exited(server);
