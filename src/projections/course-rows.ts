@@ -110,11 +110,26 @@ export async function applyCourseEvent(tx: Tx, table: string, e: CourseEvent): P
       assignments = ["policy_id"];
       break;
   }
-  await tx.execute(
-    `insert into ${table} (course_id, title, description, price_amount, price_currency, instructor_id, policy_id, status, version, details_version, status_version, policy_version, created_version, updated_on) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (course_id) do update set ${assignments.map((c) => `${c} = excluded.${c}`).join(", ")}, ${group} = excluded.${group}, ${latest} where coalesce(${table}.${group}, ${table}.version) < excluded.${group}`,
-    [e.aggregate_id, row.title, row.description, row.price_amount, row.price_currency, "", row.policy_id, row.status, v, row.details_version, row.status_version, row.policy_version, 0, e.occurred_on],
-    "run",
-  );
+  const columns = "course_id, title, description, price_amount, price_currency, instructor_id, policy_id, status, version, details_version, status_version, policy_version, created_version, updated_on";
+  const values = [e.aggregate_id, row.title, row.description, row.price_amount, row.price_currency, "", row.policy_id, row.status, v, row.details_version, row.status_version, row.policy_version, 0, e.occurred_on];
+  const upsert = `on conflict (course_id) do update set ${assignments.map((c) => `${c} = excluded.${c}`).join(", ")}, ${group} = excluded.${group}, ${latest} where coalesce(${table}.${group}, ${table}.version) < excluded.${group}`;
+  if (tx.dialect === "postgresql") {
+    // PostgreSQL's upsert draws a value of the serial search_documents.doc_id (int4) even where it updates: every
+    // event used one, and at the sequence's end every event failed. The row, where there is one, takes a guarded
+    // update; the insert, of typed values (a select's are text), only a course without one (or, raced, the upsert).
+    await tx.execute(
+      `update ${table} set ${assignments.map((c) => `${c} = ?`).join(", ")}, ${group} = ?, version = case when version < ? then ? else version end, updated_on = case when version < ? then ? else updated_on end where course_id = ? and coalesce(${group}, version) < ?`,
+      [...assignments.map((c) => row[c as keyof typeof row]), v, v, v, v, e.occurred_on, e.aggregate_id, v],
+      "run",
+    );
+    await tx.execute(
+      `insert into ${table} (${columns}) select ?, ?, ?, cast(? as bigint), ?, ?, ?, ?, cast(? as integer), cast(? as integer), cast(? as integer), cast(? as integer), cast(? as integer), ? where not exists (select 1 from ${table} where course_id = ?) ${upsert}`,
+      [...values, e.aggregate_id],
+      "run",
+    );
+    return;
+  }
+  await tx.execute(`insert into ${table} (${columns}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${upsert}`, values, "run");
 }
 
 /**
