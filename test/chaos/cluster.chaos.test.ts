@@ -7,7 +7,9 @@
  * stream, per-aggregate version order everywhere, every consumer at its streams' end, each consumer's inbox
  * in version order, and read models equal to a single fresh instance's replay of the streams. It prints the
  * time from each consumer lease taken to the consumer's first event applied, and writes a JSON result to
- * CHAOS_OUT when set. CHAOS_SEED replays the same fault schedule and story choices.
+ * CHAOS_OUT when set. CHAOS_SEED replays the same fault schedule and story choices. CHAOS_NATS=r3 runs it on
+ * a three-node NATS cluster with R3 streams instead, a third of the faults a kill -9 of one node (restarted
+ * after 3–10 s), and the settle waits through the stream leader elections those cause.
  */
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -24,12 +26,14 @@ import {
   retryingLoad,
   startFirstInstance,
   startInstance,
+  startNatsCluster,
   startNatsServer,
   startServiceProcess,
   tearDownCluster,
   tempPostgres,
   until,
   type Instance,
+  type NatsCluster,
   type NatsServerHandle,
   type TempPostgres,
 } from "../support/index.js";
@@ -46,8 +50,9 @@ const settings = chaosSettings();
 // Only vitest.config.ts reads it; the service processes inherit this environment and warn about a NERVE_* variable they do not know.
 delete process.env.NERVE_CHAOS;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** How long the end waits for the relay and the consumers to settle. */
-const SETTLE_MS = 240_000;
+const r3 = settings.nats === "r3";
+/** How long the end waits for the relay and the consumers to settle (longer on a cluster: a node's restart may leave elections behind). */
+const SETTLE_MS = r3 ? 360_000 : 240_000;
 /** How long the load runs on after the last fault. */
 const TAIL_MS = 15_000;
 
@@ -62,8 +67,9 @@ async function databaseExists(name: string): Promise<boolean> {
   }
 }
 
-describe(`chaos: three instances, ${settings.mode} faults for ${settings.seconds} s (seed ${settings.seed})`, () => {
+describe(`chaos: three instances${r3 ? " on a 3-node NATS cluster (R3)" : ""}, ${settings.mode} faults for ${settings.seconds} s (seed ${settings.seed})`, () => {
   let nats: NatsServerHandle | undefined;
+  let cluster: NatsCluster | undefined;
   let pg: TempPostgres | undefined;
   let db: Database | undefined;
   let nc: NatsConnection | undefined;
@@ -75,7 +81,7 @@ describe(`chaos: three instances, ${settings.mode} faults for ${settings.seconds
   /** The client loads' stops, for afterAll when the test ended before it stopped them (a failure, a timeout). */
   const loadStops: (() => Promise<void>)[] = [];
   const started = Date.now();
-  const result: Record<string, unknown> = { seed: settings.seed, mode: settings.mode, seconds: settings.seconds, logs: book.dir, passed: false };
+  const result: Record<string, unknown> = { seed: settings.seed, mode: settings.mode, nats: settings.nats, seconds: settings.seconds, logs: book.dir, passed: false };
   const say = (line: string) => console.info(`[chaos +${Math.round((Date.now() - started) / 1000)} s] ${line}`);
 
   const restart = async (id: string): Promise<Instance> => {
@@ -90,15 +96,18 @@ describe(`chaos: three instances, ${settings.mode} faults for ${settings.seconds
   };
 
   beforeAll(async () => {
-    say(`seed ${settings.seed}, mode ${settings.mode}, ${settings.seconds} s of faults; instance logs in ${book.dir}`);
-    nats = await startNatsServer();
+    say(`seed ${settings.seed}, mode ${settings.mode}, ${settings.seconds} s of faults${r3 ? ", NATS: 3 nodes, R3 streams, node kills among the faults" : ""}; instance logs in ${book.dir}`);
+    if (r3) cluster = await startNatsCluster(3);
+    else nats = await startNatsServer();
     pg = await tempPostgres();
-    env = { NATS_URL: nats.url, NERVE_DB: pg.url, NERVE_HTTP_PORT: "0", LOG_LEVEL: "info" };
-    const first = await startFirstInstance(env, "a", undefined, book.lineOf("a"));
+    env = { NATS_URL: cluster?.urls ?? nats!.url, NERVE_DB: pg.url, NERVE_HTTP_PORT: "0", LOG_LEVEL: "info", ...(r3 ? { NERVE_STREAM_REPLICAS: "3" } : {}) };
+    const first = await startFirstInstance(env, "a", r3 ? 60_000 : undefined, book.lineOf("a"));
     instances.set("a", first.instance);
     db = first.db;
     for (const id of ["b", "c"]) instances.set(id, await startInstance(env, id, db, [...instances.keys(), id], book.lineOf(id)));
-    nc = await connect({ servers: nats.url, noAsyncTraces: true });
+    nc = cluster
+      ? await connect({ servers: cluster.urls.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 })
+      : await connect({ servers: nats!.url, noAsyncTraces: true });
   }, 120_000);
 
   afterAll(async () => {
@@ -106,14 +115,14 @@ describe(`chaos: three instances, ${settings.mode} faults for ${settings.seconds
     await Promise.race([Promise.all([faultsDone, ...loadStops.map((stop) => stop())]), sleep(60_000)]).catch(() => undefined);
     const dbName = pg?.url.slice(pg.url.lastIndexOf("/") + 1);
     try {
-      await tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => nats?.stop(), () => book.close());
+      await tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => nats?.stop(), () => cluster?.stop(), () => book.close());
     } finally {
       const running = [...instances.values()].filter((i) => !i.proc.exited).map((i) => i.id);
       const dropped = dbName === undefined || !(await databaseExists(dbName).catch(() => true));
       result.cleanup = { instancesRunning: running, database: dbName, dropped };
       result.durationMs = Date.now() - started;
       if (settings.out) writeFileSync(settings.out, `${JSON.stringify(result, null, 2)}\n`);
-      say(`cleanup: ${running.length} instances running, database ${dbName} ${dropped ? "dropped" : "LEFT BEHIND"}, nats-server stopped; ${Math.round((Date.now() - started) / 1000)} s in all${settings.out ? `; result in ${settings.out}` : ""}`);
+      say(`cleanup: ${running.length} instances running, database ${dbName} ${dropped ? "dropped" : "LEFT BEHIND"}, ${r3 ? "NATS cluster" : "nats-server"} stopped; ${Math.round((Date.now() - started) / 1000)} s in all${settings.out ? `; result in ${settings.out}` : ""}`);
     }
   }, 180_000);
 
@@ -129,7 +138,7 @@ describe(`chaos: three instances, ${settings.mode} faults for ${settings.seconds
     loadStops.push(() => stories.stop(), () => load.stop());
     const faultsFrom = Date.now();
     const faults: Fault[] = [];
-    faultsDone = runFaults({ mode: settings.mode, rng: seeded(settings.seed), instances, restart, say }, faultsStop.signal, faults);
+    faultsDone = runFaults({ mode: settings.mode, rng: seeded(settings.seed), instances, restart, say, natsNodes: cluster?.servers }, faultsStop.signal, faults);
     const progress = setInterval(() => say(`faults ${faults.length}, stories ${stories.stories}, acked ${client.acked.length} + ${load.acked.length} profile updates, retries ${client.retries + load.retries}, gave up ${client.gaveUp.length + load.gaveUp.length}, wrong ${client.wrong.length + load.wrong.length}, takes ${book.takes.filter((t) => t.at >= faultsFrom).length}`), 10_000);
     try {
       await sleep(settings.seconds * 1000);
@@ -155,19 +164,32 @@ describe(`chaos: three instances, ${settings.mode} faults for ${settings.seconds
     let behind: string[] = [];
     let durables = 0;
     let lastSaid = Date.now();
+    /** On a cluster, the last JetStream API error of a look (a stream without a leader for a few seconds), and how many looks met one. */
+    let apiError: string | undefined;
+    let apiErrors = 0;
     await until("the log is published and every durable consumer is at its streams' end", async () => {
       const before = logged;
-      logged = (await wholeLog(db!)).length;
-      streamed = await streamedCount(nc!);
-      ({ behind, durables } = await consumersBehind(nc!));
+      try {
+        logged = (await wholeLog(db!)).length;
+        streamed = await streamedCount(nc!);
+        ({ behind, durables } = await consumersBehind(nc!));
+        apiError = undefined;
+      } catch (err) {
+        // Only on a cluster: an election's "jetstream is not enabled" or a timeout is a look to repeat.
+        if (!r3) throw err;
+        apiError = String(err);
+        apiErrors++;
+        logged = -1;
+      }
       if (Date.now() - lastSaid >= 10_000) {
         lastSaid = Date.now();
-        say(`settling: ${streamed} of ${logged} events published, ${behind.length} durables behind ${JSON.stringify(behind.slice(0, 4))}`);
+        say(`settling: ${streamed} of ${logged} events published, ${behind.length} durables behind ${JSON.stringify(behind.slice(0, 4))}${apiError ? `; JetStream API: ${apiError.slice(0, 200)}` : ""}`);
       }
-      return behind.length === 0 && streamed === logged && before === logged;
+      return apiError === undefined && behind.length === 0 && streamed === logged && before === logged;
     }, SETTLE_MS, 500).catch((err: Error) => {
-      throw new Error(`${err.message}: ${streamed} of ${logged} published; ${behind.join("; ")} (seed ${settings.seed})`);
+      throw new Error(`${err.message}: ${streamed} of ${logged} published; ${behind.join("; ")}${apiError ? `; last JetStream API error: ${apiError}` : ""} (seed ${settings.seed})`);
     });
+    if (apiErrors > 0) say(`settling met ${apiErrors} JetStream API errors (stream leader elections), retried`);
     result.settleMs = Date.now() - loadEnded;
     say(`settled in ${result.settleMs} ms: ${durables} durables at their streams' end, ${logged} events logged`);
     expect(durables, "durable consumers found").toBeGreaterThan(10);

@@ -13,17 +13,19 @@ const Settings = z.object({
   CHAOS_SEED: z.coerce.number().int().nonnegative().optional(),
   /** Where the JSON result is written, if anywhere. */
   CHAOS_OUT: z.string().min(1).optional(),
+  /** `single`: one nats-server; `r3`: a three-node cluster, R3 streams, and a kill -9 of a node among the faults. */
+  CHAOS_NATS: z.enum(["single", "r3"]).default("single"),
 });
 
 /** The parsed settings, the seed always set. */
-export type ChaosSettings = { seconds: number; mode: "mixed" | "freezekill"; seed: number; out: string | undefined };
+export type ChaosSettings = { seconds: number; mode: "mixed" | "freezekill"; seed: number; out: string | undefined; nats: "single" | "r3" };
 
 /** Parses the CHAOS_* variables of `env`; throws naming what is wrong. */
 export function chaosSettings(env: NodeJS.ProcessEnv = process.env): ChaosSettings {
   const parsed = Settings.safeParse(env);
   if (!parsed.success) throw new Error(`chaos settings: ${parsed.error.message}`);
   const s = parsed.data;
-  return { seconds: s.CHAOS_SECONDS, mode: s.CHAOS_MODE, seed: s.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31), out: s.CHAOS_OUT };
+  return { seconds: s.CHAOS_SECONDS, mode: s.CHAOS_MODE, seed: s.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31), out: s.CHAOS_OUT, nats: s.CHAOS_NATS };
 }
 
 /** A seeded pseudo-random source (mulberry32): the same seed, the same choices. */
