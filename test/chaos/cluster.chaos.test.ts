@@ -42,7 +42,7 @@ import { runFaults, type Fault } from "./faults.js";
 import { LogBook } from "./log-book.js";
 import { chaosSettings, seeded } from "./settings.js";
 import { CarefulClient, setUpCatalog, storyLoad } from "./stories.js";
-import { measureTakeovers, medianMax, takeoverTable } from "./takeovers.js";
+import { measureNatsKills, measureTakeovers, medianMax, takeoverTable } from "./takeovers.js";
 
 // Asked for by name (npm run test:chaos): without PostgreSQL it fails, rather than pass having checked nothing.
 if (!(await postgresAvailable())) throw new Error("the chaos run needs PostgreSQL at 127.0.0.1:5432 (user postgres): none answers");
@@ -195,9 +195,16 @@ describe(`chaos: three instances${r3 ? " on a 3-node NATS cluster (R3)" : ""}, $
     expect(durables, "durable consumers found").toBeGreaterThan(10);
 
     const takeovers = await measureTakeovers(db!, book.takes, faults, faultsFrom);
+    // A node's kill is not a take (the leases stay): each consumer measured from the kill, shown in the table apart from "all".
+    const natsKills = r3 ? await measureNatsKills(db!, faults) : [];
     const applied = takeovers.flatMap((t) => (t.firstAppliedMs === undefined ? [] : [t.firstAppliedMs]));
     result.takeovers = { ...medianMax(applied), takes: takeovers.length, list: takeovers, logLines: Object.fromEntries(book.counts) };
-    say(`consumer lease taken → first event applied (inbox), per take during the faults:\n${takeoverTable(takeovers)}`);
+    say(`consumer lease taken → first event applied (inbox), per take during the faults:\n${takeoverTable([...takeovers, ...natsKills])}`);
+    if (r3) {
+      result.natsKills = natsKills;
+      const slow = natsKills.filter((k) => (k.firstAppliedMs ?? Infinity) > 10_000).map((k) => `${k.cause} ${k.consumer} ${k.firstAppliedMs ?? "none"} ms`);
+      say(`NATS node kill → each consumer's first event applied after it: ${slow.length} over 10 s${slow.length ? ` (${slow.join(", ")})` : ""}`);
+    }
     result.warnings = book.noted.length;
 
     expect(faults.filter((f) => f.error), "faults whose restart failed").toEqual([]);

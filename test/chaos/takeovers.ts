@@ -41,6 +41,24 @@ export async function measureTakeovers(db: Database, takes: Take[], faults: Faul
   return out;
 }
 
+/**
+ * For each NATS node killed (CHAOS_NATS=r3), each consumer's time from the kill to its first event applied
+ * afterwards (its leases stay put: the wait is the stream and consumer leaders' elections and the readers'
+ * pulls coming back), as takeovers of cause `natskill <node>`, so the table shows them beside the others.
+ * Idle time counts too: upper bounds, like the takes'.
+ */
+export async function measureNatsKills(db: Database, faults: Fault[]): Promise<Takeover[]> {
+  const consumers = (await db.execute<{ consumer: string }[]>("select distinct consumer from consumer_inbox order by consumer", [], "all")).map((r) => r.consumer);
+  const out: Takeover[] = [];
+  for (const f of faults.filter((x) => x.kind === "natskill")) {
+    for (const consumer of consumers) {
+      const row = await db.execute<{ handled_on: string } | undefined>("select min(handled_on) as handled_on from consumer_inbox where consumer = ? and handled_on > ?", [consumer, new Date(f.at).toISOString()], "get");
+      out.push({ consumer, instance: f.instance, epoch: 0, at: f.at, cause: `natskill ${f.instance}`, firstAppliedMs: row?.handled_on ? Date.parse(row.handled_on) - f.at : undefined });
+    }
+  }
+  return out;
+}
+
 /** A table of the takeovers by fault kind: count, applied-after, median and max, one line each. */
 export function takeoverTable(takeovers: Takeover[]): string {
   const groups = new Map<string, Takeover[]>();
@@ -49,7 +67,8 @@ export function takeoverTable(takeovers: Takeover[]): string {
     groups.set(kind, [...(groups.get(kind) ?? []), t]);
   }
   const lines = ["cause        takes  applied  median ms  max ms"];
-  for (const [kind, ts] of [...groups, ["all", takeovers] as const]) {
+  // "all" is the takes: a NATS node's kill (natskill) takes no lease.
+  for (const [kind, ts] of [...groups, ["all", takeovers.filter((t) => !t.cause.startsWith("natskill"))] as const]) {
     const m = medianMax(ts.flatMap((t) => (t.firstAppliedMs === undefined ? [] : [t.firstAppliedMs])));
     lines.push(`${kind.padEnd(12)} ${String(ts.length).padStart(5)}  ${String(m.n).padStart(7)}  ${String(m.median ?? "-").padStart(9)}  ${String(m.max ?? "-").padStart(6)}`);
   }
