@@ -269,7 +269,7 @@ export class ConsumerManager {
    * another reader's pull request waiting at the server, the server's clock unread — it looks again, at
    * most `bound` (ack_wait) plus the margin after the later of the take and the last look that saw a
    * request waiting: a delivery to another reader happens only into such a request (a frozen holder's
-   * stays open up to its expiry, 30 s, past the take: review).
+   * stays open up to its expiry, runner.ts's PULL_EXPIRES_MS, past the take: review).
    * Past twice that after the take nothing is waited for any longer (said): every delivery made into a
    * request opened before the take is due by then; what still holds it is a reader pulling without its
    * lease. Ends early once the consumer no longer belongs here under `epoch`, or at the stop.

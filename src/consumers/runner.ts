@@ -127,6 +127,15 @@ function connectionOf(jsm: JetStreamManager): NatsConnection | undefined {
   return typeof get === "function" ? get.call(jsm) : undefined;
 }
 
+/**
+ * How long each pull request of a reader lasts (nats.js: idle heartbeats every half of it, a new pull after
+ * two missed). A pull request lives only on the durable's leader: when that nats-server dies (R3), the
+ * request dies with it, the new leader sends nothing, and only the missed heartbeats bring a new pull —
+ * with nats.js's default of 30 s, 30–60 s without an event after every election
+ * (test/e2e/consumer-leader-kill.e2e.test.ts). The gateway's access feed pulls the same way.
+ */
+const PULL_EXPIRES_MS = 5_000;
+
 /** How long a reader that is not clean waits between looks at its durable's info. */
 const RECONCILE_MS = 500;
 /** How soon a reader that begins to hold what arrives first looks at its durable's info. */
@@ -720,7 +729,7 @@ export class ConsumerRunner {
       for (const seq of seqs) nc?.publish(nakSubject(b.stream, this.name, seq, nextDelivery), NAK);
     };
     const acks = new FloorAcks(info, () => this.jsm.consumers.info(b.stream, this.name), (reply) => connectionOf(this.jsm)?.publish(reply, ACK), handBack, this.logger.child({ stream: b.stream }), this.stats);
-    const messages = await consumer.consume({ max_messages: 256, abort_on_missing_resource: true });
+    const messages = await consumer.consume({ max_messages: 256, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
     watch(
       this.logger,
       `consumer ${this.name} status`,
