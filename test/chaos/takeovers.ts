@@ -35,7 +35,8 @@ export async function measureTakeovers(db: Database, takes: Take[], faults: Faul
       [t.consumer, new Date(t.at).toISOString(), new Date(next?.at ?? Date.now() + 3_600_000).toISOString()],
       "get",
     );
-    const fault = [...faults].reverse().find((f) => f.at <= t.at && t.at - f.at < 30_000);
+    // A NATS node's kill moves no lease (they are in the database): a take is an instance fault's, or a rebalance.
+    const fault = [...faults].reverse().find((f) => f.kind !== "natskill" && f.at <= t.at && t.at - f.at < 30_000);
     out.push({ ...t, cause: fault ? `${fault.kind} ${fault.instance}` : "rebalance", firstAppliedMs: row?.handled_on ? Date.parse(row.handled_on) - t.at : undefined });
   }
   return out;
