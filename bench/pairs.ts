@@ -21,7 +21,8 @@
  * floors' figures.
  *
  * `BENCH_PAIRS_ROUNDS` (6), `BENCH_PAIRS_COMMANDS` (20,000 per saturation load), `BENCH_PAIRS_PACED_SECONDS`
- * (5); `BENCH_QUICK=1` a tiny smoke run. Writes `bench/results/<time>-pairs.json` (and `latest-pairs.json`).
+ * (5), `BENCH_PAIRS_LONE` (2,000); `BENCH_QUICK=1` a tiny smoke run; `NERVE_*` settings in its environment reach
+ * the Nerves it starts. Writes `bench/results/<time>-pairs.json` (and `latest-pairs.json`).
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
@@ -57,7 +58,9 @@ const USERS = quick ? 100 : 1_000;
 const INFLIGHT = 256;
 
 const cleanup = new Cleanup();
-const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, targets: TARGETS };
+/** `NERVE_*` settings of the bench's own environment reach its Nerves (e.g. `NERVE_SQLITE_WRITER=inline npm run bench:pairs`), recorded with the run. */
+const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_"))) as Record<string, string>;
+const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, targets: TARGETS, serviceSettings: inherited };
 
 /** One subject's figures in one round. */
 interface Measured {
@@ -89,7 +92,7 @@ async function readersCaughtUp(client: NatsConnection, deadline: number): Promis
 
 /** Nerve over `dbPath`, started afresh and warmed up (a fifth of the load, not counted). */
 async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[]): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
-  const env = { NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
+  const env = { ...inherited, NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
   const nerve = await startNerve(loadConfig(env), createLogger("silent"));
   const stop = cleanup.add("nerve", () => nerve.stop());
   const jsm = await jetstreamManager(client);
@@ -134,7 +137,7 @@ function verdict(values: number[], meets: (v: number) => boolean): string {
 async function main(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg();
-  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}, ${COMMANDS} commands per saturation load`);
+  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}, ${COMMANDS} commands per saturation load${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
   if (loadBefore[0]! > 0.5) console.log(`note: load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before the run — other work shares these ${cpus().length} cores`);
   const { nats, client, load } = await startRig(cleanup, "main");
   const sqlite = await tempSqlitePath();
@@ -147,7 +150,7 @@ async function main(): Promise<void> {
   // The users, and the rate of every open loop: half of Nerve's saturation, measured once (not a round).
   let rate: number;
   {
-    const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
+    const env = { ...inherited, NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
     const nerve = await startNerve(loadConfig(env), createLogger("silent"));
     const stop = cleanup.add("nerve", () => nerve.stop());
     await registerUsers(load, ids, INFLIGHT, after(30_000));
@@ -247,8 +250,10 @@ async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const json = `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`;
   await writeFile(join(RESULTS_DIR, `${stamp}-${suffix}.json`), json);
-  if (ok) await writeFile(join(RESULTS_DIR, `latest-${suffix}.json`), json);
-  console.log(`\nresults: bench/results/${stamp}-${suffix}.json${ok ? ` and latest-${suffix}.json` : " (failed run; latest untouched)"}`);
+  // A run with settings of its own is not the service's default: it does not become the latest figures.
+  const latest = ok && Object.keys(inherited).length === 0;
+  if (latest) await writeFile(join(RESULTS_DIR, `latest-${suffix}.json`), json);
+  console.log(`\nresults: bench/results/${stamp}-${suffix}.json${latest ? ` and latest-${suffix}.json` : ` (${ok ? "settings of its own" : "failed run"}; latest untouched)`}`);
 }
 
 runToEnd(main, { budgetMs: quick ? 120_000 : 30 * 60_000, cleanup, writeResults });
