@@ -37,6 +37,12 @@ export class AccessFeed {
   #messages: ConsumerMessages | undefined;
   #consumer: Consumer | undefined;
   #startSeq = 0;
+  /** Bumped by every consumer opened: a callback or status of a replaced one is ignored. */
+  #generation = 0;
+  #replacing = false;
+  #stopped = false;
+  /** Bumped by every stop: a replacement begun before it gives up. */
+  #run = 0;
   #warmAt = 0;
   #warm: () => void = () => undefined;
   /** The start-up replay is done: what is read now is live. */
@@ -53,6 +59,7 @@ export class AccessFeed {
    */
   async start(signal?: AbortSignal): Promise<void> {
     const { nc, log } = this.#deps;
+    this.#stopped = false;
     const jsm = await jetstreamManager(nc);
     const { startSeq, lastSeq } = await replayStart(jsm, Date.now() - this.#deps.replayMs);
     if (signal?.aborted) return;
@@ -68,16 +75,7 @@ export class AccessFeed {
         }),
     );
     if (lastSeq < startSeq) this.#warm();
-    const consumer = await jetstream(nc).consumers.get(ACCESS_STREAM, { opt_start_seq: startSeq });
-    this.#consumer = consumer;
-    // Short pulls: after a server restart the client recreates the consumer but may keep counting the
-    // old pull as pending; a pull that expires every few seconds bounds that stall.
-    this.#messages = await consumer.consume({ max_messages: 1024, expires: 5000, callback: (m) => this.#handle(m) });
-    void (async () => {
-      for await (const s of this.#messages!.status()) {
-        if (s.type === "ordered_consumer_recreated" || s.type === "stream_not_found" || s.type === "heartbeats_missed") this.#deps.logger.warn({ status: s.type }, "access feed");
-      }
-    })().catch(() => undefined);
+    await this.#open(startSeq);
     if (signal?.aborted) return;
     signal?.addEventListener("abort", () => this.#warm(), { once: true });
     await warm;
@@ -101,6 +99,9 @@ export class AccessFeed {
    * a second for the delete: with NATS away the server drops it by itself later.
    */
   async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#run++;
+    this.#generation++;
     const messages = this.#messages;
     const consumer = this.#consumer;
     this.#messages = undefined;
@@ -112,6 +113,69 @@ export class AccessFeed {
       .then(() => consumer.delete())
       .catch(() => false);
     await Promise.race([deleted, new Promise((r) => (timer = setTimeout(r, 1000)))]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Opens an ordered consumer from stream sequence `from`. Short pulls: a pull that expires every few
+   * seconds (its idle heartbeat half that) bounds how long a lost pull goes unnoticed.
+   */
+  async #open(from: number): Promise<void> {
+    const generation = ++this.#generation;
+    const consumer = await jetstream(this.#deps.nc).consumers.get(ACCESS_STREAM, { opt_start_seq: from });
+    if (generation !== this.#generation) {
+      void consumer.delete().catch(() => false);
+      return;
+    }
+    this.#consumer = consumer;
+    const messages = await consumer.consume({ max_messages: 1024, expires: 5000, callback: (m) => void (generation === this.#generation && this.#handle(m)) });
+    if (generation !== this.#generation) {
+      void messages.close().catch(() => undefined);
+      void consumer.delete().catch(() => false);
+      return;
+    }
+    this.#messages = messages;
+    void (async () => {
+      for await (const s of messages.status()) {
+        if (s.type === "ordered_consumer_recreated" || s.type === "stream_not_found" || s.type === "heartbeats_missed") this.#deps.logger.warn({ status: s.type }, "access feed");
+        // nats.js recovers from these itself, but slowly: after missed heartbeats it asks for the consumer's info,
+        // and while the node holding that R1 consumer is down the request fails and is retried every 2.5–7.5 s
+        // until the node is back (consumer.js resetPendingWithInfo); then the restarted node's empty consumer
+        // delivers from its start again and is recreated (reset), whose first pull asks for the batch less the
+        // old pulls still counted as pending, so little or nothing comes until two more heartbeats are missed.
+        // Learners saw no push for 15–25 s after a node's kill. A fresh consumer from the next sequence, on a
+        // node that is up, instead: the log drops what it already holds, so no gap and no duplicate.
+        if ((s.type === "heartbeats_missed" || s.type === "ordered_consumer_recreated") && generation === this.#generation) this.#replace();
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Drops the current consumer and opens another from the sequence after the log's head, retrying until one is made or the feed stops. */
+  #replace(): void {
+    if (this.#replacing || this.#stopped) return;
+    this.#replacing = true;
+    const messages = this.#messages;
+    const consumer = this.#consumer;
+    this.#generation++; // the old one's messages are ignored from now
+    void messages?.close().catch(() => undefined);
+    void Promise.resolve()
+      .then(() => consumer?.delete())
+      .catch(() => false); // on a node that is down: the server drops it after its inactivity threshold
+    const run = this.#run;
+    void (async () => {
+      // Until one is made, or the feed stops (or stops and starts again: a new run).
+      for (let attempt = 0; !this.#stopped && run === this.#run; attempt++) {
+        try {
+          await this.#open(this.#deps.log.head + 1);
+          if (this.#stopped || run !== this.#run) return;
+          this.#deps.logger.warn({ from: this.#deps.log.head + 1, attempt }, "access feed: consumer replaced");
+          return;
+        } catch (err) {
+          // No stream leader yet (an election), or no answer: again shortly.
+          if (attempt % 10 === 0) this.#deps.logger.warn({ err, attempt }, "access feed: consumer not replaced yet");
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    })().finally(() => (this.#replacing = false));
   }
 
   #handle(m: JsMsg): void {
