@@ -21,6 +21,7 @@ import { openDatabase, type Database } from "../../src/persistence/index.js";
 import {
   PG_ADMIN_URL,
   assertConsistent,
+  connectToCluster,
   postgresAvailable,
   registerUsers,
   retryingLoad,
@@ -106,7 +107,7 @@ describe(`chaos: three instances${r3 ? " on a 3-node NATS cluster (R3)" : ""}, $
     db = first.db;
     for (const id of ["b", "c"]) instances.set(id, await startInstance(env, id, db, [...instances.keys(), id], book.lineOf(id)));
     nc = cluster
-      ? await connect({ servers: cluster.urls.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 })
+      ? await connectToCluster(cluster)
       : await connect({ servers: nats!.url, noAsyncTraces: true });
   }, 120_000);
 

@@ -9,24 +9,9 @@
  * on a grant with it).
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
-import type { Database } from "../../src/persistence/index.js";
-import {
-  outputsOf,
-  postgresAvailable,
-  registerUsers,
-  retryingLoad,
-  startFirstInstance,
-  startNatsCluster,
-  tearDownCluster,
-  tempPostgres,
-  until,
-  type Instance,
-  type NatsCluster,
-  type TempPostgres,
-} from "../support/index.js";
+import { outputsOf, postgresAvailable, registerUsers, retryingLoad, startR3Platform, until, type Instance, type NatsCluster, type R3Platform } from "../support/index.js";
 
 const available = await postgresAvailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -36,24 +21,19 @@ const CONSUMER = "notifications";
 const BOUND_MS = 25_000;
 
 describe.skipIf(!available)("kill -9 of the nats-server leading a durable consumer (3-node cluster, R3)", () => {
+  let platform: R3Platform | undefined;
   let cluster: NatsCluster;
-  let pg: TempPostgres;
-  let db: Database;
   let nc: NatsConnection;
-  const instances = new Map<string, Instance>();
+  let instances: Map<string, Instance>;
   const users = Array.from({ length: 50 }, (_, i) => `cl-${i}`);
 
   beforeAll(async () => {
-    [cluster, pg] = await Promise.all([startNatsCluster(3), tempPostgres()]);
-    const env = { NATS_URL: cluster.urls, NERVE_DB: pg.url, NERVE_STREAM_REPLICAS: "3", NERVE_HTTP_PORT: "0", LOG_LEVEL: "warn" };
-    const first = await startFirstInstance(env, "a", 40_000);
-    instances.set("a", first.instance);
-    db = first.db;
-    nc = await connect({ servers: cluster.urls.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    platform = await startR3Platform();
+    ({ cluster, nc, instances } = platform);
     expect(await registerUsers(nc, users), outputsOf(instances.values())).toEqual([]);
   }, 90_000);
 
-  afterAll(() => tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => cluster?.stop()));
+  afterAll(() => platform?.tearDown());
 
   it("the consumer acknowledges events again within seconds of its leader's kill, not after nats.js's 30 s pull has lapsed twice over", async () => {
     const jsm = await jetstreamManager(await cluster.connection(), { checkAPI: false, timeout: 2000 });

@@ -10,15 +10,13 @@
  * or the one the gateway is connected to instead (both recovered within a second of the election already).
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { decodeMsgPack, deriveAccessId } from "../../contracts/index.js";
 import { decodeCursor } from "../../src/gateway/cursor.js";
 import { startGateway, type Gateway } from "../../src/gateway/index.js";
 import { createLogger } from "../../src/log/index.js";
-import type { Database } from "../../src/persistence/index.js";
-import { command, outputsOf, postgresAvailable, startFirstInstance, startNatsCluster, tearDownCluster, tempPostgres, until, type Instance, type NatsCluster, type TempPostgres } from "../support/index.js";
+import { command, connectToCluster, outputsOf, postgresAvailable, startR3Platform, until, type Instance, type NatsCluster, type R3Platform } from "../support/index.js";
 import { SECRET, TestClient, type Frame } from "../gateway/support.js";
 
 const available = await postgresAvailable();
@@ -33,44 +31,29 @@ const LAG_MS = 12_000;
 const KILL = (process.env.FEED_KILL ?? "consumer") as "consumer" | "stream" | "connection";
 
 describe.skipIf(!available)(`kill -9 of a nats-server under the gateway's access feed (3-node cluster, R3; the ${KILL} node)`, () => {
+  let platform: R3Platform | undefined;
   let cluster: NatsCluster;
-  let pg: TempPostgres;
-  let db: Database;
   let nc: NatsConnection;
   let gnc: NatsConnection;
   let gw: Gateway;
-  const instances = new Map<string, Instance>();
+  let instances = new Map<string, Instance>();
   const outputs = () => outputsOf(instances.values());
 
   beforeAll(async () => {
-    [cluster, pg] = await Promise.all([startNatsCluster(3), tempPostgres()]);
     // No gateway in the Nerve process: the only ordered consumer on EVENTS_ACCESS is the test's gateway's.
-    const env = { NATS_URL: cluster.urls, NERVE_DB: pg.url, NERVE_STREAM_REPLICAS: "3", NERVE_HTTP_PORT: "0", LOG_LEVEL: "warn", NERVE_ROLES: "commands,consumers" };
-    const first = await startFirstInstance(env, "a", 40_000);
-    instances.set("a", first.instance);
-    db = first.db;
-    nc = await connect({ servers: cluster.urls.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    platform = await startR3Platform({ NERVE_ROLES: "commands,consumers" });
+    ({ cluster, nc, instances } = platform);
     for (const course of COURSES) {
       const r = await command(nc, "access", "GrantCourseAccess", deriveAccessId(USER, course), { user_id: USER, course_id: course, expires_at: null }, { timeout: 5000 });
       expect(r.body.ok, JSON.stringify(r.body)).toBe(true);
     }
     // The gateway's own connection, as connectNats makes it (src/nats/connection.ts).
-    gnc = await connect({ servers: cluster.urls.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 10_000 });
+    gnc = await connectToCluster(cluster, { pingInterval: 10_000 });
     gw = await startGateway({ nc: gnc, port: 0, host: "127.0.0.1", jwtSecret: SECRET, logger: createLogger(process.env.GATEWAY_TEST_LOG ?? "silent") });
     await gw.warmedUp;
   }, 90_000);
 
-  afterAll(() =>
-    tearDownCluster(
-      instances.values(),
-      () => gw?.stop(),
-      () => gnc?.close(),
-      () => nc?.close(),
-      () => db?.close(),
-      () => pg?.drop(),
-      () => cluster?.stop(),
-    ),
-  );
+  afterAll(() => platform?.tearDown(() => gw?.stop(), () => gnc?.close()));
 
   async function victimName(jsm: JetStreamManager): Promise<string | undefined> {
     if (KILL === "stream") return cluster.leaderOf(STREAM);

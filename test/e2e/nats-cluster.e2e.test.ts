@@ -8,7 +8,6 @@
  * stream, and the stream ends equal to the event log.
  */
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
-import { connect } from "@nats-io/transport-node";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Database } from "../../src/persistence/index.js";
@@ -18,15 +17,12 @@ import {
   postgresAvailable,
   registerUsers,
   retryingLoad,
-  startFirstInstance,
   startInstance,
-  startNatsCluster,
-  tearDownCluster,
-  tempPostgres,
+  startR3Platform,
   until,
   type Instance,
   type NatsCluster,
-  type TempPostgres,
+  type R3Platform,
 } from "../support/index.js";
 
 const available = await postgresAvailable();
@@ -34,30 +30,26 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const STREAM = "EVENTS_USERS";
 
 describe.skipIf(!available)("kill -9 of the nats-server leading the streams (3-node cluster, R3)", () => {
+  let platform: R3Platform | undefined;
   let cluster: NatsCluster;
-  let pg: TempPostgres;
   let db: Database;
   let nc: NatsConnection;
-  const instances = new Map<string, Instance>();
+  let instances = new Map<string, Instance>();
   const users = Array.from({ length: 200 }, (_, i) => `nc-${i}`);
   const outputs = () => outputsOf(instances.values());
   const outboxRows = async () => Number((await db.execute<{ n: number }>("select count(*) as n from nerve_outbox", [], "get")).n);
 
   beforeAll(async () => {
-    [cluster, pg] = await Promise.all([startNatsCluster(3), tempPostgres()]);
-    const env = { NATS_URL: cluster.urls, NERVE_DB: pg.url, NERVE_STREAM_REPLICAS: "3", NERVE_HTTP_PORT: "0", LOG_LEVEL: "warn" };
     // The first instance makes the schema and the R3 streams; the test reads leases and the log beside it.
-    const first = await startFirstInstance(env, "a", 40_000);
-    instances.set("a", first.instance);
-    db = first.db;
-    instances.set("b", await startInstance(env, "b", db, ["a", "b"]));
-    nc = await connect({ servers: cluster.urls.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+    platform = await startR3Platform();
+    ({ cluster, db, nc, instances } = platform);
+    instances.set("b", await startInstance(platform.env, "b", db, ["a", "b"]));
     // startInstance returns once both hold partitions, possibly before every hand-off is over: a
     // registration may meet one (unavailable, or a timeout) and is retried with its Idempotency-Key.
     expect(await registerUsers(nc, users), outputs()).toEqual([]);
   }, 90_000);
 
-  afterAll(() => tearDownCluster(instances.values(), () => nc?.close(), () => db?.close(), () => pg?.drop(), () => cluster?.stop()));
+  afterAll(() => platform?.tearDown());
 
   it("0 acknowledged lost, 0 doubled, per-aggregate order kept; the relay resumes on the new leader and drains its outbox", async () => {
     const streams = await jetstreamManager(await cluster.connection(), { checkAPI: false, timeout: 1000 });

@@ -12,8 +12,12 @@ import { decodeMsgPack } from "../../contracts/index.js";
 import { openDatabase, type Database } from "../../src/persistence/index.js";
 import { PARTITION_GROUP, clusterEntities, leaseName, placeOf } from "../../src/cluster/index.js";
 import { CONSUMER_GROUP } from "../../src/consumers/index.js";
+import { connect } from "@nats-io/transport-node";
+import type { ConnectionOptions } from "@nats-io/nats-core";
 import { command } from "./nerve.js";
 import { startServiceProcess, type ServiceProcess } from "./service-process.js";
+import { startNatsCluster, type NatsCluster } from "./nats-cluster.js";
+import { tempPostgres, type TempPostgres } from "./postgres.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -266,4 +270,56 @@ export async function assertConsistent(nc: NatsConnection, db: Database, acked: 
   for (const s of stream) perAggregate.set(s.envelope.aggregate_id, [...(perAggregate.get(s.envelope.aggregate_id) ?? []), s.envelope.aggregate_version]);
   for (const [id, versions] of perAggregate) expect(versions, `${id}: stream order`).toEqual(versions.map((_, i) => i + 1));
   return { logged };
+}
+
+/** A client connection to every node of `cluster` that keeps reconnecting through the faults (as Nerve's own does). */
+export function connectToCluster(cluster: NatsCluster, opts: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {
+  return connect({ servers: cluster.urls.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...opts });
+}
+
+/** The frame of the failover tests on a NATS cluster: what {@link startR3Platform} starts. */
+export interface R3Platform {
+  cluster: NatsCluster;
+  pg: TempPostgres;
+  /** The instances' environment: every node's URL, the database, R3 streams, and the settings given. */
+  env: Record<string, string>;
+  /** The database, opened beside the instances. */
+  db: Database;
+  /** A client connected to every node ({@link connectToCluster}). */
+  nc: NatsConnection;
+  /** The instances by id: `a`, and any the test adds. */
+  instances: Map<string, Instance>;
+  /** Kills the instances, runs `first` in order, then closes the client and the database, drops it and stops NATS. */
+  tearDown(...first: (() => Promise<unknown> | undefined)[]): Promise<void>;
+}
+
+/**
+ * A 3-node NATS cluster and a fresh PostgreSQL database, Nerve's first instance `a` on them with R3 streams
+ * (`settings` added to its environment), the database opened beside it and a client on every node. What it
+ * started is stopped again when a step fails.
+ */
+export async function startR3Platform(settings: Record<string, string> = {}): Promise<R3Platform> {
+  const [started, made] = await Promise.allSettled([startNatsCluster(3), tempPostgres()]);
+  if (started.status === "rejected" || made.status === "rejected") {
+    if (started.status === "fulfilled") await started.value.stop().catch(() => undefined);
+    if (made.status === "fulfilled") await made.value.drop().catch(() => undefined);
+    throw started.status === "rejected" ? started.reason : (made as PromiseRejectedResult).reason;
+  }
+  const [cluster, pg] = [started.value, made.value];
+  const instances = new Map<string, Instance>();
+  let db: Database | undefined;
+  let nc: NatsConnection | undefined;
+  const tearDown = (...first: (() => Promise<unknown> | undefined)[]) =>
+    tearDownCluster(instances.values(), ...first, () => nc?.close(), () => db?.close(), () => pg.drop(), () => cluster.stop());
+  try {
+    const env = { NATS_URL: cluster.urls, NERVE_DB: pg.url, NERVE_STREAM_REPLICAS: "3", NERVE_HTTP_PORT: "0", LOG_LEVEL: "warn", ...settings };
+    const first = await startFirstInstance(env, "a", 40_000);
+    instances.set("a", first.instance);
+    db = first.db;
+    nc = await connectToCluster(cluster);
+    return { cluster, pg, env, db, nc, instances, tearDown };
+  } catch (err) {
+    await tearDown().catch(() => undefined);
+    throw err;
+  }
 }
