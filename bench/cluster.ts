@@ -34,7 +34,7 @@
  * PostgreSQL at postgres://postgres@127.0.0.1:5432 (NERVE_TEST_PG overrides it).
  */
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -46,6 +46,7 @@ import { openDatabase, type Database } from "../src/persistence/index.js";
 import { startNatsServer, type NatsServerHandle } from "../test/support/nats-server.js";
 import { PG_ADMIN_URL, postgresAvailable, tempPostgres } from "../test/support/postgres.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
+import { writeResultsFile } from "./results-file.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures, type CommandLoadResult } from "./command-load.js";
 import { cpuWindow, scrapeMetrics, spawnStandby, type NodeProcess, type Standby } from "./cluster-procs.js";
@@ -57,7 +58,6 @@ import { benchRawPublish } from "./raw-publish.js";
 import { percentile } from "./percentiles.js";
 import { table } from "./table.js";
 
-const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
 const MAPPING = join(REPO, "deploy", "nats", "partition-mapping.conf");
 /** Issue #11: fencing and routing add at most this much machine CPU per command. */
@@ -740,13 +740,9 @@ function fmtInt(n: number): string {
 async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   results.ok = ok;
   if (error) results.error = String((error as Error)?.stack ?? error);
-  const stamp = (results.startedAt as string).replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
   const suffix = `cluster${quick ? "-quick" : ""}${handoffOnly ? "-handoff" : ""}`;
-  await mkdir(RESULTS_DIR, { recursive: true });
-  const json = `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`;
-  await writeFile(join(RESULTS_DIR, `${stamp}-${suffix}.json`), json);
-  if (ok) await writeFile(join(RESULTS_DIR, `latest-${suffix}.json`), json);
-  console.log(`\nresults: bench/results/${stamp}-${suffix}.json${ok ? ` and latest-${suffix}.json` : " (failed run; latest untouched)"}`);
+  const file = await writeResultsFile(results as { startedAt: string }, suffix, ok);
+  console.log(`\nresults: ${file}${ok ? ` and latest-${suffix}.json` : " (failed run; latest untouched)"}`);
 }
 
 runToEnd(main, { budgetMs: plan.budgetMs, cleanup, writeResults });

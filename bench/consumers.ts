@@ -13,10 +13,8 @@
  * 0 on success, 1 on an error, 2 past its time budget, 130 on a signal; its nats-server and temporary
  * database are removed in every case.
  */
-import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg, totalmem } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { EnvelopeBase, Streams, decodeMsgPack, upcasters } from "../contracts/index.js";
@@ -27,6 +25,7 @@ import { SqliteWriteWorker } from "../src/persistence/sqlite-write-worker.js";
 import { catalog, readModelEntities, search, typedEvent } from "../src/projections/index.js";
 import { startNatsServer } from "../test/support/nats-server.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
+import { writeResultsFile } from "./results-file.js";
 import { Cleanup } from "./cleanup.js";
 import { profiled } from "./cpu-profile.js";
 import { ProjectionUnderTest, type ProjectionRun } from "./projection-run.js";
@@ -78,7 +77,6 @@ export interface ConsumerBenchResult {
   seconds: number;
 }
 
-const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
 const SIZES = { full: { events: 50_000, budgetMs: 120_000 }, quick: { events: 2_000, budgetMs: 60_000 } } as const;
 const PUBLISH_WINDOW = 256;
 const FILTER = Streams[COURSE_STREAM].subjects;
@@ -260,15 +258,10 @@ function phaseCpu(spent: CpuSpent, events: number, seconds: number): PhaseCpu {
 }
 
 async function writeResults(result: ConsumerBenchResult): Promise<string> {
-  const stamp = result.startedAt.replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
   const suffix = result.quick ? "consumers-quick" : "consumers";
-  const json = `${JSON.stringify(result, (_k, v) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`;
-  await mkdir(RESULTS_DIR, { recursive: true });
-  await writeFile(join(RESULTS_DIR, `${stamp}-${suffix}.json`), json);
   // A profiled run is slower than a plain one, so it never becomes the latest figures.
-  if (result.cpuProfile) return `bench/results/${stamp}-${suffix}.json (profiled run; latest untouched)`;
-  await writeFile(join(RESULTS_DIR, `latest-${suffix}.json`), json);
-  return `bench/results/${stamp}-${suffix}.json and latest-${suffix}.json`;
+  const file = await writeResultsFile(result, suffix, !result.cpuProfile);
+  return result.cpuProfile ? `${file} (profiled run; latest untouched)` : `${file} and latest-${suffix}.json`;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {

@@ -24,10 +24,7 @@
  * (5), `BENCH_PAIRS_LONE` (2,000); `BENCH_QUICK=1` a tiny smoke run; `NERVE_*` settings in its environment reach
  * the Nerves it starts. Writes `bench/results/<time>-pairs.json` (and `latest-pairs.json`).
  */
-import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import { startNerve, type Nerve } from "../src/app/index.js";
@@ -39,11 +36,12 @@ import { failures, type CommandLoadResult } from "./command-load.js";
 import { registerUsers, userIds, USERS_STREAM, waitConfirmed } from "./durable-commands.js";
 import { benchFloor, machineCpuUs } from "./floor.js";
 import type { LoadClient } from "./load-client.js";
+import { median } from "./percentiles.js";
+import { writeResultsFile } from "./results-file.js";
 import { startRig } from "./rig.js";
 import { table } from "./table.js";
 import { cpuMeter } from "./thread-cpu.js";
 
-const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
 /** Issue #12's targets this bench judges. */
 const TARGETS = { cpu: 2.0, rate: 0.5, loneP50Ms: 1.5, loneP99Ms: 5, pacedP99Ms: 20 } as const;
 const SUBJECTS = ["floor", "durable floor (worker)", "durable floor (main thread)", "Nerve"] as const;
@@ -90,11 +88,16 @@ async function readersCaughtUp(client: NatsConnection, deadline: number): Promis
   }
 }
 
-/** Nerve over `dbPath`, started afresh and warmed up (a fifth of the load, not counted). */
-async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[]): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
+/** Nerve over `dbPath` with the bench's settings; stopping it is registered for cleanup. */
+async function nerveOn(natsUrl: string, dbPath: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
   const env = { ...inherited, NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
   const nerve = await startNerve(loadConfig(env), createLogger("silent"));
-  const stop = cleanup.add("nerve", () => nerve.stop());
+  return { nerve, stop: cleanup.add("nerve", () => nerve.stop()) };
+}
+
+/** Nerve over `dbPath`, started afresh and warmed up (a fifth of the load, not counted). */
+async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[]): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
+  const { nerve, stop } = await nerveOn(natsUrl, dbPath);
   const jsm = await jetstreamManager(client);
   const before = (await jsm.streams.info(USERS_STREAM)).state.messages;
   const w = checked(await load.run({ kind: "profile", ids, count: Math.round(COMMANDS / 5), inflight: INFLIGHT, tag: "pairs-warm-up", deadline: after(60_000) }), "Nerve's warm-up");
@@ -113,13 +116,6 @@ async function nerveSaturation(nerve: Nerve, client: NatsConnection, load: LoadC
   await readersCaughtUp(client, after(60_000));
   const spent = cpu();
   return { load: r, cpuUs: ((spent.processMs + (spent.serverMs ?? NaN)) * 1000) / r.sent };
-}
-
-/** The median of `xs` (not empty). */
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /**
@@ -150,9 +146,7 @@ async function main(): Promise<void> {
   // The users, and the rate of every open loop: half of Nerve's saturation, measured once (not a round).
   let rate: number;
   {
-    const env = { ...inherited, NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
-    const nerve = await startNerve(loadConfig(env), createLogger("silent"));
-    const stop = cleanup.add("nerve", () => nerve.stop());
+    const { nerve, stop } = await nerveOn(nats.url, sqlite.path);
     await registerUsers(load, ids, INFLIGHT, after(30_000));
     await waitConfirmed(nerve, client, ids.length, after(30_000));
     await stop();
@@ -245,15 +239,11 @@ async function main(): Promise<void> {
 async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   results.ok = ok;
   if (error) results.error = String((error as Error)?.stack ?? error);
-  const stamp = (results.startedAt as string).replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
   const suffix = quick ? "pairs-quick" : "pairs";
-  await mkdir(RESULTS_DIR, { recursive: true });
-  const json = `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`;
-  await writeFile(join(RESULTS_DIR, `${stamp}-${suffix}.json`), json);
   // A run with settings of its own is not the service's default: it does not become the latest figures.
   const latest = ok && Object.keys(inherited).length === 0;
-  if (latest) await writeFile(join(RESULTS_DIR, `latest-${suffix}.json`), json);
-  console.log(`\nresults: bench/results/${stamp}-${suffix}.json${latest ? ` and latest-${suffix}.json` : ` (${ok ? "settings of its own" : "failed run"}; latest untouched)`}`);
+  const file = await writeResultsFile(results as { startedAt: string }, suffix, latest);
+  console.log(`\nresults: ${file}${latest ? ` and latest-${suffix}.json` : ` (${ok ? "settings of its own" : "failed run"}; latest untouched)`}`);
 }
 
 runToEnd(main, { budgetMs: quick ? 120_000 : 30 * 60_000, cleanup, writeResults });

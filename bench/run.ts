@@ -14,15 +14,13 @@
  * Any `NERVE_*` setting in its environment reaches the Nerves it starts (recorded as `serviceSettings`).
  * The heap figures need a collector: `--expose-gc` is used when given, else it is enabled at run time.
  */
-import { mkdir, writeFile } from "node:fs/promises";
 import { cpus, loadavg, totalmem } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { startNerve, type Nerve } from "../src/app/index.js";
 import { loadConfig } from "../src/config/index.js";
 import { createLogger } from "../src/log/index.js";
 import { openDatabase } from "../src/persistence/index.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
+import { writeResultsFile } from "./results-file.js";
 import { benchActivation, benchActorMemory } from "./actor-activation.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures, splitTable, type CommandLoadResult } from "./command-load.js";
@@ -48,7 +46,6 @@ const RATIO_TARGET = 0.5;
 /** The efficiency issue's latency targets (ms): one command at a time, and an open loop at half saturation. */
 const LATENCY_TARGETS = { loneP50: 1.5, loneP99: 5, pacedP99: 20 } as const;
 const P99_TARGET_MS = 25;
-const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
 
 const plan = benchPlan();
 const cleanup = new Cleanup();
@@ -388,15 +385,11 @@ async function main(): Promise<void> {
 async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   results.ok = ok;
   if (error) results.error = String((error as Error)?.stack ?? error);
-  const stamp = (results.startedAt as string).replace(/:/g, "-").replace(/\.\d+Z$/, "Z");
   const suffix = plan.quick ? "command-path-quick" : "command-path";
-  await mkdir(RESULTS_DIR, { recursive: true });
-  const json = `${JSON.stringify(results, (_k, v) => (typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`;
-  await writeFile(join(RESULTS_DIR, `${stamp}-${suffix}.json`), json);
   // A profiled run is slower than a plain one, and one with settings of its own is not the service's default: neither becomes the latest figures.
   const latest = ok && !profileFile && Object.keys(inherited).length === 0;
-  if (latest) await writeFile(join(RESULTS_DIR, `latest-${suffix}.json`), json);
-  console.log(`\nresults: bench/results/${stamp}-${suffix}.json${latest ? ` and latest-${suffix}.json` : ` (${!ok ? "failed" : profileFile ? "profiled" : "settings of its own"} run; latest untouched)`}`);
+  const file = await writeResultsFile(results as { startedAt: string }, suffix, latest);
+  console.log(`\nresults: ${file}${latest ? ` and latest-${suffix}.json` : ` (${!ok ? "failed" : profileFile ? "profiled" : "settings of its own"} run; latest untouched)`}`);
 }
 
 runToEnd(main, { budgetMs: plan.budgetMs, cleanup, writeResults });
