@@ -60,6 +60,9 @@ const GROUP_VERSION = { CourseUpdated: "details_version", CourseDeprecated: "sta
  */
 export const PENDING = "pending";
 
+// A course row's columns, in the order every insert of one gives them.
+const COLUMNS = "course_id, title, description, price_amount, price_currency, instructor_id, policy_id, status, version, details_version, status_version, policy_version, created_version, updated_on";
+
 /**
  * Applies a course event to `table` (keyed by a unique `course_id`). The aggregate's fold sets whole
  * groups of fields — CourseUpdated title, description and price, CourseDeprecated the status,
@@ -84,7 +87,7 @@ export async function applyCourseEvent(tx: Tx, table: string, e: CourseEvent): P
     const fill = (group: string, ...columns: string[]) =>
       [...columns.map((c) => `${c} = case when ${table}.${group} = 0 then excluded.${c} else ${table}.${c} end`), `${group} = case when ${table}.${group} = 0 then excluded.${group} else ${table}.${group} end`].join(", ");
     await tx.execute(
-      `insert into ${table} (course_id, title, description, price_amount, price_currency, instructor_id, policy_id, status, version, details_version, status_version, policy_version, created_version, updated_on) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (course_id) do update set ${fill("details_version", "title", "description", "price_amount", "price_currency")}, ${fill("status_version", "status")}, ${fill("policy_version", "policy_id")}, instructor_id = excluded.instructor_id, created_version = excluded.created_version, ${latest} where ${table}.created_version = 0`,
+      `insert into ${table} (${COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (course_id) do update set ${fill("details_version", "title", "description", "price_amount", "price_currency")}, ${fill("status_version", "status")}, ${fill("policy_version", "policy_id")}, instructor_id = excluded.instructor_id, created_version = excluded.created_version, ${latest} where ${table}.created_version = 0`,
       [p.course_id, p.title, "", null, null, p.instructor_id, p.policy_id, "active", v, v, v, v, v, e.occurred_on],
       "run",
     );
@@ -110,7 +113,6 @@ export async function applyCourseEvent(tx: Tx, table: string, e: CourseEvent): P
       assignments = ["policy_id"];
       break;
   }
-  const columns = "course_id, title, description, price_amount, price_currency, instructor_id, policy_id, status, version, details_version, status_version, policy_version, created_version, updated_on";
   const values = [e.aggregate_id, row.title, row.description, row.price_amount, row.price_currency, "", row.policy_id, row.status, v, row.details_version, row.status_version, row.policy_version, 0, e.occurred_on];
   const upsert = `on conflict (course_id) do update set ${assignments.map((c) => `${c} = excluded.${c}`).join(", ")}, ${group} = excluded.${group}, ${latest} where coalesce(${table}.${group}, ${table}.version) < excluded.${group}`;
   if (tx.dialect === "postgresql") {
@@ -123,13 +125,13 @@ export async function applyCourseEvent(tx: Tx, table: string, e: CourseEvent): P
       "run",
     );
     await tx.execute(
-      `insert into ${table} (${columns}) select ?, ?, ?, cast(? as bigint), ?, ?, ?, ?, cast(? as integer), cast(? as integer), cast(? as integer), cast(? as integer), cast(? as integer), ? where not exists (select 1 from ${table} where course_id = ?) ${upsert}`,
+      `insert into ${table} (${COLUMNS}) select ?, ?, ?, cast(? as bigint), ?, ?, ?, ?, cast(? as integer), cast(? as integer), cast(? as integer), cast(? as integer), cast(? as integer), ? where not exists (select 1 from ${table} where course_id = ?) ${upsert}`,
       [...values, e.aggregate_id],
       "run",
     );
     return;
   }
-  await tx.execute(`insert into ${table} (${columns}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${upsert}`, values, "run");
+  await tx.execute(`insert into ${table} (${COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ${upsert}`, values, "run");
 }
 
 /**

@@ -55,6 +55,9 @@ const at = (group: string) => `coalesce(learner_access.${group}, learner_access.
 // Sets `column` to the grant's value where its group's version is below the grant's.
 const granted = (column: string, group: string) => `${column} = case when ${at(group)} < excluded.version then excluded.${column} else learner_access.${column} end`;
 
+// An access record's insert: every column, in this order.
+const INSERT = "insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version, status_version, grant_version, progress_version) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
 const ACCESS_EVENTS = ["CourseAccessGranted", "AccessRevoked", "AccessExpired", "ProgressUpdated", "CourseCompleted"] as const;
 type AccessEvent = EventEnvelope<(typeof ACCESS_EVENTS)[number]>;
 const isAccessEvent = (e: EventEnvelope): e is AccessEvent => (ACCESS_EVENTS as readonly string[]).includes(e.event_type);
@@ -96,7 +99,7 @@ export function learnerProgress(): Subscriber {
         // A re-grant keeps progress and completion, as the aggregate does. A grant sets no progress: a new
         // record's progress group stays at 0, for a ProgressUpdated of an earlier grant that comes after it.
         await tx.execute(
-          `insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version, status_version, grant_version, progress_version) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set ${granted("status", "status_version")}, status_version = case when ${at("status_version")} < excluded.version then excluded.version else learner_access.status_version end, ${granted("expires_at", "grant_version")}, ${granted("order_id", "grant_version")}, grant_version = case when ${at("grant_version")} < excluded.version then excluded.version else learner_access.grant_version end, ${latest} where ${at("status_version")} < excluded.version or ${at("grant_version")} < excluded.version`,
+          `${INSERT} on conflict (access_id) do update set ${granted("status", "status_version")}, status_version = case when ${at("status_version")} < excluded.version then excluded.version else learner_access.status_version end, ${granted("expires_at", "grant_version")}, ${granted("order_id", "grant_version")}, grant_version = case when ${at("grant_version")} < excluded.version then excluded.version else learner_access.grant_version end, ${latest} where ${at("status_version")} < excluded.version or ${at("grant_version")} < excluded.version`,
           [access_id, user_id, course_id, "active", 0, false, expires_at, order_id, v, v, v, 0],
           "run",
         );
@@ -123,7 +126,7 @@ export function learnerProgress(): Subscriber {
           break;
       }
       await tx.execute(
-        `insert into learner_access (access_id, user_id, course_id, status, progress, completed, expires_at, order_id, version, status_version, grant_version, progress_version) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (access_id) do update set ${update}`,
+        `${INSERT} on conflict (access_id) do update set ${update}`,
         [access_id, user_id, course_id, row.status, row.progress, row.completed, null, null, v, row.status_version, 0, row.progress_version],
         "run",
       );
