@@ -106,13 +106,8 @@ export class AccessFeed {
     const consumer = this.#consumer;
     this.#messages = undefined;
     this.#consumer = undefined;
-    await messages?.close().catch(() => undefined);
-    if (!consumer) return;
     let timer: NodeJS.Timeout | undefined;
-    const deleted = Promise.resolve()
-      .then(() => consumer.delete())
-      .catch(() => false);
-    await Promise.race([deleted, new Promise((r) => (timer = setTimeout(r, 1000)))]).finally(() => clearTimeout(timer));
+    await Promise.race([discard(messages, consumer), new Promise((r) => (timer = setTimeout(r, 1000)))]).finally(() => clearTimeout(timer));
   }
 
   /**
@@ -122,17 +117,10 @@ export class AccessFeed {
   async #open(from: number): Promise<void> {
     const generation = ++this.#generation;
     const consumer = await jetstream(this.#deps.nc).consumers.get(ACCESS_STREAM, { opt_start_seq: from });
-    if (generation !== this.#generation) {
-      void consumer.delete().catch(() => false);
-      return;
-    }
+    if (generation !== this.#generation) return void discard(undefined, consumer);
     this.#consumer = consumer;
     const messages = await consumer.consume({ max_messages: 1024, expires: 5000, callback: (m) => void (generation === this.#generation && this.#handle(m)) });
-    if (generation !== this.#generation) {
-      void messages.close().catch(() => undefined);
-      void consumer.delete().catch(() => false);
-      return;
-    }
+    if (generation !== this.#generation) return void discard(messages, consumer);
     this.#messages = messages;
     void (async () => {
       for await (const s of messages.status()) {
@@ -156,17 +144,14 @@ export class AccessFeed {
     const messages = this.#messages;
     const consumer = this.#consumer;
     this.#generation++; // the old one's messages are ignored from now
-    void messages?.close().catch(() => undefined);
-    void Promise.resolve()
-      .then(() => consumer?.delete())
-      .catch(() => false); // on a node that is down: the server drops it after its inactivity threshold
+    void discard(messages, consumer);
     const run = this.#run;
     void (async () => {
-      // Until one is made, or the feed stops (or stops and starts again: a new run).
-      for (let attempt = 0; !this.#stopped && run === this.#run; attempt++) {
+      // Until one is made, or the feed stops (every stop starts a new run).
+      for (let attempt = 0; run === this.#run; attempt++) {
         try {
           await this.#open(this.#deps.log.head + 1);
-          if (this.#stopped || run !== this.#run) return;
+          if (run !== this.#run) return;
           this.#deps.logger.warn({ from: this.#deps.log.head + 1, attempt }, "access feed: consumer replaced");
           return;
         } catch (err) {
@@ -248,6 +233,17 @@ export function entryFieldsOf(event: { aggregate_id: string; aggregate_version: 
 /** The `event` frame of a validated learner event at stream sequence `seq` (CONTRACT.md: the WebSocket protocol). */
 export function eventFrame(event: object, seq: number): string {
   return JSON.stringify({ type: "event", cursor: encodeCursor(seq), event });
+}
+
+/**
+ * Closes a replaced or stopped consumer's message stream and deletes the consumer, whatever fails (on a node
+ * that is down the server drops it after its inactivity threshold); settles when both have.
+ */
+async function discard(messages: ConsumerMessages | undefined, consumer: Consumer | undefined): Promise<void> {
+  await messages?.close().catch(() => undefined);
+  await Promise.resolve()
+    .then(() => consumer?.delete())
+    .catch(() => false);
 }
 
 /**
