@@ -43,7 +43,7 @@ import { runFaults, type Fault } from "./faults.js";
 import { LogBook } from "./log-book.js";
 import { chaosSettings, seeded } from "./settings.js";
 import { CarefulClient, setUpCatalog, storyLoad } from "./stories.js";
-import { measureNatsKills, measureTakeovers, medianMax, takeoverTable } from "./takeovers.js";
+import { measureNatsKills, measureStaleness, measureTakeovers, medianMax, splitAtStream, STALENESS_WINDOW_MS, takeoverTable } from "./takeovers.js";
 
 // Asked for by name (npm run test:chaos): without PostgreSQL it fails, rather than pass having checked nothing.
 if (!(await postgresAvailable())) throw new Error("the chaos run needs PostgreSQL at 127.0.0.1:5432 (user postgres): none answers");
@@ -204,7 +204,14 @@ describe(`chaos: three instances${r3 ? " on a 3-node NATS cluster (R3)" : ""}, $
     if (r3) {
       result.natsKills = natsKills;
       const slow = natsKills.filter((k) => (k.firstAppliedMs ?? Infinity) > 10_000).map((k) => `${k.cause} ${k.consumer} ${k.firstAppliedMs ?? "none"} ms`);
-      say(`NATS node kill → each consumer's first event applied after it: ${slow.length} over 10 s${slow.length ? ` (${slow.join(", ")})` : ""}`);
+      say(`NATS node kill → each consumer's first event applied after it (idle time included): ${slow.length} over 10 s${slow.length ? ` (${slow.join(", ")})` : ""}`);
+      // What a reader of each read model saw: an event's occurrence to its application, over the minute after each kill.
+      const staleness = await measureStaleness(db!, faults);
+      await splitAtStream(nc!, staleness.filter((s) => (s.worstMs ?? 0) > 10_000)).catch((err: Error) => say(`the stream's times of the stalest events: not read (${err.message})`));
+      result.natsKillStaleness = staleness;
+      const worst = medianMax(staleness.flatMap((s) => (s.worstMs === undefined ? [] : [s.worstMs])));
+      const stale = staleness.filter((s) => (s.worstMs ?? 0) > 10_000).map((s) => `${s.cause} ${s.consumer} ${s.worstMs} ms${s.beforeStreamMs === undefined ? "" : `, ${s.beforeStreamMs} ms of it before the stream had it`} (${s.worst?.subject})`);
+      say(`NATS node kill → each consumer's worst event occurred → applied within ${STALENESS_WINDOW_MS / 1000} s after it (or until the next): median ${worst.median ?? "-"} ms, max ${worst.max ?? "-"} ms over ${worst.n}; ${stale.length} over 10 s${stale.length ? ` (${stale.join(", ")})` : ""}`);
     }
     result.warnings = book.noted.length;
 

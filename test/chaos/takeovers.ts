@@ -5,6 +5,9 @@
  * counts its idle time too, so the figures are upper bounds; under the stories' load the access and
  * orders consumers read something every few hundred ms.
  */
+import { jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/nats-core";
+import { contextOf, Contexts, eventSubject, type AggregateType, type Context } from "../../contracts/index.js";
 import type { Database } from "../../src/persistence/index.js";
 import type { Fault } from "./faults.js";
 import type { Take } from "./log-book.js";
@@ -60,6 +63,55 @@ export async function measureNatsKills(db: Database, faults: Fault[]): Promise<T
   return out;
 }
 
+/** One consumer's read model after one NATS node's kill: how stale it got. */
+export interface Staleness {
+  consumer: string;
+  cause: string;
+  /** Events applied after the kill, within {@link STALENESS_WINDOW_MS} and before the next NATS node's kill. */
+  applied: number;
+  /** The longest any of them waited, from its `occurred_on` to its inbox row's `handled_on` (ms); undefined when none. */
+  worstMs: number | undefined;
+  /** That event, and when it occurred and was applied. */
+  worst?: { eventId: string; subject: string; occurredOn: string; handledOn: string };
+  /** Of `worstMs`, the part before JetStream stored the event (the relay's), when the stream told ({@link splitAtStream}). */
+  beforeStreamMs?: number;
+}
+
+/** How long after a kill the staleness looks ({@link measureStaleness}). */
+export const STALENESS_WINDOW_MS = 60_000;
+
+/**
+ * For each NATS node killed, each consumer's worst wait between an event's occurrence and its application
+ * over the minute after the kill: what a reader of its read model saw. Unlike {@link measureNatsKills}'
+ * first event applied, a consumer whose events are rare (security reads e-mail changes only) shows no wait
+ * for events that did not exist; an event that waited out the elections and the pulls' expiry shows it.
+ */
+export async function measureStaleness(db: Database, faults: Fault[]): Promise<Staleness[]> {
+  const out: Staleness[] = [];
+  const kills = faults.filter((x) => x.kind === "natskill").sort((a, b) => a.at - b.at);
+  for (const [k, f] of kills.entries()) {
+    const until = Math.min(f.at + STALENESS_WINDOW_MS, kills[k + 1]?.at ?? Infinity);
+    const rows = await db.execute<{ consumer: string; handled_on: string; occurred_on: string; event_id: string; event_type: string; aggregate_type: AggregateType; aggregate_id: string }[]>(
+      "select i.consumer, i.handled_on, e.occurred_on, e.event_id, e.event_type, e.aggregate_type, e.aggregate_id from consumer_inbox i join nerve_events e on e.event_id = i.event_id where i.handled_on > ? and i.handled_on <= ?",
+      [new Date(f.at).toISOString(), new Date(until).toISOString()],
+      "all",
+    );
+    const by = new Map<string, Staleness>();
+    for (const r of rows) {
+      const s = by.get(r.consumer) ?? { consumer: r.consumer, cause: `natskill ${f.instance}`, applied: 0, worstMs: undefined };
+      const waited = Date.parse(r.handled_on) - Date.parse(r.occurred_on);
+      s.applied++;
+      if (s.worstMs === undefined || waited > s.worstMs) {
+        s.worstMs = waited;
+        s.worst = { eventId: r.event_id, subject: eventSubject(contextOf(r.aggregate_type), r.event_type, r.aggregate_id), occurredOn: r.occurred_on, handledOn: r.handled_on };
+      }
+      by.set(r.consumer, s);
+    }
+    out.push(...[...by.values()].sort((a, b) => a.consumer.localeCompare(b.consumer)));
+  }
+  return out;
+}
+
 /** A table of the takeovers by fault kind: count, applied-after, median and max, one line each. */
 export function takeoverTable(takeovers: Takeover[]): string {
   const groups = new Map<string, Takeover[]>();
@@ -74,4 +126,35 @@ export function takeoverTable(takeovers: Takeover[]): string {
     lines.push(`${kind.padEnd(12)} ${String(ts.length).padStart(5)}  ${String(m.n).padStart(7)}  ${String(m.median ?? "-").padStart(9)}  ${String(m.max ?? "-").padStart(6)}`);
   }
   return lines.join("\n");
+}
+
+/**
+ * Sets each measure's {@link Staleness.beforeStreamMs}: when JetStream stored its worst event (the message's
+ * timestamp, found by reading the event's subject through an ordered consumer until its Nats-Msg-Id). Tells
+ * a relay that waited out the stream's election from a consumer that read late.
+ */
+export async function splitAtStream(nc: NatsConnection, measures: Staleness[]): Promise<void> {
+  const js = jetstream(nc);
+  for (const m of measures) {
+    if (!m.worst) continue;
+    const stream = Contexts[contextOfSubject(m.worst.subject)].stream;
+    const c = await js.consumers.get(stream, { filter_subjects: m.worst.subject });
+    try {
+      for (;;) {
+        const msg = await c.next({ expires: 2_000 });
+        if (!msg) break;
+        if (msg.headers?.get("Nats-Msg-Id") === m.worst.eventId) {
+          m.beforeStreamMs = Math.round(msg.info.timestampNanos / 1e6 - Date.parse(m.worst.occurredOn));
+          break;
+        }
+        if (msg.info.pending === 0) break;
+      }
+    } finally {
+      await c.delete().catch(() => false);
+    }
+  }
+}
+
+function contextOfSubject(subject: string): Context {
+  return subject.split(".")[1] as Context;
 }
