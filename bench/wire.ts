@@ -103,6 +103,7 @@ async function main(): Promise<void> {
   const wire0 = await connections(nats.httpPort);
   const threads0 = threads(process.pid);
   const server0 = processCpuMs(nats.pid) ?? NaN;
+  const writer0 = { ...nerve.writer.stats };
   const started = performance.now();
   const r = await load.run({ kind: "profile", ids, count: COMMANDS, inflight: RATE ? 4096 : 256, rate: RATE, tag: "wire", deadline: Date.now() + 120_000 });
   if (failures(r) > 0 || r.cutShort) throw new Error(`${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short" : ""}`);
@@ -110,9 +111,13 @@ async function main(): Promise<void> {
   const wallMs = performance.now() - started;
   const threads1 = threads(process.pid);
   const serverUs = (((processCpuMs(nats.pid) ?? NaN) - server0) * 1000) / COMMANDS;
+  const writer1 = nerve.writer.stats;
   const wire1 = await connections(nats.httpPort);
   const per = (v: number) => (v / COMMANDS).toFixed(2);
   console.log(`environment: ${JSON.stringify(extra)}; ${COMMANDS.toLocaleString()} commands, ${Math.round(r.perSecond).toLocaleString()}/s ${RATE ? "(open loop)" : "(256 in flight)"}, p50 / p99 ${r.latency.p50.toFixed(2)} / ${r.latency.p99.toFixed(2)} ms; counted over ${(wallMs / 1000).toFixed(1)} s`);
+  // How the commands shared their transactions: fewer, larger group commits spread each one's fixed cost wider.
+  const commits = writer1.transactions - writer0.transactions;
+  console.log(`group commits: ${commits.toLocaleString()} with writes (${((writer1.writes - writer0.writes) / Math.max(1, commits)).toFixed(1)} writes each, the largest ${writer1.largestBatch} since start), ${(writer1.deleteOnlyTransactions - writer0.deleteOnlyTransactions).toLocaleString()} with the relay's deletes only`);
   console.log(
     table("Per command on the wire (nats-server's view of each connection)", ["connection", "msgs to server", "bytes to server", "msgs from server", "bytes from server"], [...wire1.values()].map((c) => {
       const b = wire0.get(c.cid) ?? { in_msgs: 0, in_bytes: 0, out_msgs: 0, out_bytes: 0 };
