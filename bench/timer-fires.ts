@@ -12,6 +12,7 @@
  * 2 s from the due moment until the last timer has fired; each window's fires and the probe's p50 / p99 /
  * max are printed as it ends (the drain's progress). `BENCH_TIMERS_PROBE=0` leaves the probe out.
  */
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { deriveAccessId } from "../contracts/index.js";
 import { startNerve, type Nerve } from "../src/app/index.js";
 import { loadConfig } from "../src/config/index.js";
@@ -37,8 +38,26 @@ function probe(load: LoadClient, ids: string[], seconds: number, tag: string): P
   return load.run({ kind: "profile", ids, count, inflight: 1024, rate: PROBE_RATE, tag, deadline: Date.now() + seconds * 1000 + 30_000, timeoutMs: 30_000 });
 }
 
-function probeRow(label: string, fires: number | string, r: CommandLoadResult): Cell[] {
-  return [label, fires, r.ok, failures(r), r.latency.p50, r.latency.p99, r.latency.max];
+/** What else a window saw: the main thread's longest event-loop delay (ms) and the WAL checkpoints' longest (ms, since start), for telling a stall of the process from a wait. */
+interface WindowSide {
+  loopMaxMs: number;
+  checkpointMs: number;
+}
+
+function probeRow(label: string, fires: number | string, r: CommandLoadResult, side: WindowSide): Cell[] {
+  return [label, fires, r.ok, failures(r), r.latency.p50, r.latency.p99, r.latency.max, side.loopMaxMs, side.checkpointMs];
+}
+
+/** Runs `fn` with the event loop's delay watched; returns its result and the window's {@link WindowSide}. */
+async function watched<T>(nerve: Nerve, fn: () => Promise<T>): Promise<[T, WindowSide]> {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  try {
+    const out = await fn();
+    return [out, { loopMaxMs: Math.round(h.max / 1e5) / 10, checkpointMs: Math.round(nerve.db.checkpoints?.longestMs ?? 0) }];
+  } finally {
+    h.disable();
+  }
 }
 
 async function grantAll(nerve: Nerve, expiresAt: string): Promise<void> {
@@ -75,11 +94,12 @@ async function main(): Promise<void> {
     const firedBefore = nerve.timers.fired;
     const writerBefore = { ...nerve.writer.stats };
     const rows: Cell[][] = [];
-    const header = ["window", "fires", "probe ok", "failed", "p50 ms", "p99 ms", "max ms"];
+    const header = ["window", "fires", "probe ok", "failed", "p50 ms", "p99 ms", "max ms", "loop max ms", "checkpoint max ms"];
     // The idle baseline ends a second before the due moment, so that it measures none of the drain.
     if (load && wait > 6_000) {
       await new Promise((r) => setTimeout(r, wait - 6_000));
-      rows.push(probeRow("5 s before the expiry (idle)", 0, await probe(load, ids, 5, "idle")));
+      const l = load;
+      rows.push(probeRow("5 s before the expiry (idle)", 0, ...(await watched(nerve, () => probe(l, ids, 5, "idle")))));
       console.log(table(`Live UpdateUserProfile at ${PROBE_RATE}/s (open loop, ms from each one's due time) before and during the expiry of ${N} access records`, header, rows));
     }
     await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(expiresAt) - Date.now())));
@@ -104,8 +124,9 @@ async function main(): Promise<void> {
       // Windows back to back until every timer has fired; each printed as it ends.
       for (let w = 0; doneAt === undefined && performance.now() - start < 30 * 60_000; w++) {
         const before = fired();
-        const r = await probe(load, ids, WINDOW_S, `drain-${w}`);
-        const row = probeRow(`${w * WINDOW_S}–${(w + 1) * WINDOW_S} s after the due moment`, fired() - before, r);
+        const l = load;
+        const [r, side] = await watched(nerve, () => probe(l, ids, WINDOW_S, `drain-${w}`));
+        const row = probeRow(`${w * WINDOW_S}–${(w + 1) * WINDOW_S} s after the due moment`, fired() - before, r, side);
         rows.push(row);
         process.stderr.write(`  ${row.join("  ")}\n`);
       }
