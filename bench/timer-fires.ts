@@ -94,13 +94,14 @@ async function main(): Promise<void> {
     const firedBefore = nerve.timers.fired;
     const writerBefore = { ...nerve.writer.stats };
     const rows: Cell[][] = [];
+    const title = `Live UpdateUserProfile at ${PROBE_RATE}/s (open loop, ms from each one's due time) before and during the expiry of ${N} access records`;
     const header = ["window", "fires", "probe ok", "failed", "p50 ms", "p99 ms", "max ms", "loop max ms", "checkpoint max ms"];
     // The idle baseline ends a second before the due moment, so that it measures none of the drain.
     if (load && wait > 6_000) {
       await new Promise((r) => setTimeout(r, wait - 6_000));
       const l = load;
       rows.push(probeRow("5 s before the expiry (idle)", 0, ...(await watched(nerve, () => probe(l, ids, 5, "idle")))));
-      console.log(table(`Live UpdateUserProfile at ${PROBE_RATE}/s (open loop, ms from each one's due time) before and during the expiry of ${N} access records`, header, rows));
+      console.log(table(title, header, rows));
     }
     await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(expiresAt) - Date.now())));
     const start = performance.now();
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
         rows.push(row);
         process.stderr.write(`  ${row.join("  ")}\n`);
       }
-      console.log(table(`Live UpdateUserProfile at ${PROBE_RATE}/s (open loop, ms from each one's due time) before and during the expiry of ${N} access records`, header, rows));
+      console.log(table(title, header, rows));
     }
     const s = ((await drained) - start) / 1000;
     console.log(`${N} grants in ${(granted / 1000).toFixed(1)} s; ${N} expiries fired in ${s.toFixed(1)} s: ${Math.round(N / s)} fires/s (${env.NERVE_DB!.split(":")[0]}, roles ${env.NERVE_ROLES ?? "all"})`);

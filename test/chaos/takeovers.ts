@@ -7,7 +7,7 @@
  */
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { contextOf, Contexts, eventSubject, type AggregateType, type Context } from "../../contracts/index.js";
+import { contextOf, Contexts, eventSubject, type AggregateType } from "../../contracts/index.js";
 import type { Database } from "../../src/persistence/index.js";
 import type { Fault } from "./faults.js";
 import type { Take } from "./log-book.js";
@@ -72,7 +72,7 @@ export interface Staleness {
   /** The longest any of them waited, from its `occurred_on` to its inbox row's `handled_on` (ms); undefined when none. */
   worstMs: number | undefined;
   /** That event, and when it occurred and was applied. */
-  worst?: { eventId: string; subject: string; occurredOn: string; handledOn: string };
+  worst?: { eventId: string; stream: string; subject: string; occurredOn: string; handledOn: string };
   /** Of `worstMs`, the part before JetStream stored the event (the relay's), when the stream told ({@link splitAtStream}). */
   beforeStreamMs?: number;
 }
@@ -103,7 +103,8 @@ export async function measureStaleness(db: Database, faults: Fault[]): Promise<S
       s.applied++;
       if (s.worstMs === undefined || waited > s.worstMs) {
         s.worstMs = waited;
-        s.worst = { eventId: r.event_id, subject: eventSubject(contextOf(r.aggregate_type), r.event_type, r.aggregate_id), occurredOn: r.occurred_on, handledOn: r.handled_on };
+        const context = contextOf(r.aggregate_type);
+        s.worst = { eventId: r.event_id, stream: Contexts[context].stream, subject: eventSubject(context, r.event_type, r.aggregate_id), occurredOn: r.occurred_on, handledOn: r.handled_on };
       }
       by.set(r.consumer, s);
     }
@@ -137,8 +138,7 @@ export async function splitAtStream(nc: NatsConnection, measures: Staleness[]): 
   const js = jetstream(nc);
   for (const m of measures) {
     if (!m.worst) continue;
-    const stream = Contexts[contextOfSubject(m.worst.subject)].stream;
-    const c = await js.consumers.get(stream, { filter_subjects: m.worst.subject });
+    const c = await js.consumers.get(m.worst.stream, { filter_subjects: m.worst.subject });
     try {
       for (;;) {
         const msg = await c.next({ expires: 2_000 });
@@ -153,8 +153,4 @@ export async function splitAtStream(nc: NatsConnection, measures: Staleness[]): 
       await c.delete().catch(() => false);
     }
   }
-}
-
-function contextOfSubject(subject: string): Context {
-  return subject.split(".")[1] as Context;
 }
