@@ -110,6 +110,7 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
       g.set({ mode: "passive" }, cp.runs - cp.restarts);
       g.set({ mode: "restart" }, cp.restarts);
     });
+    counter("nerve_sqlite_checkpoint_restarts_blocked_total", "WAL RESTART checkpoints SQLite reported blocked (a writer or an older snapshot's reader outlasted the busy timeout): the WAL does not start over and grows until one completes", [], (g) => g.set(cp.restartsBlocked));
     counter("nerve_sqlite_checkpoint_failures_total", "WAL checkpoints that failed (retried at the next tick)", [], (g) => g.set(cp.failures));
     counter("nerve_sqlite_checkpoint_threads_started_total", "Checkpoint threads started: the first, and one for each that died", [], (g) => g.set(cp.threadStarts));
     gauge("nerve_sqlite_checkpoint_longest_seconds", "The longest WAL checkpoint so far", [], (g) => g.set(cp.longestMs / 1000));

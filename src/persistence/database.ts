@@ -304,6 +304,8 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
 export interface CheckpointStats {
   runs: number;
   restarts: number;
+  /** RESTARTs that SQLite reported blocked (its `busy` column: a writer or a reader of an older snapshot outlasted the busy timeout): the WAL was copied as far as it could be but does not start over, so it keeps growing until a later one completes. */
+  restartsBlocked: number;
   failures: number;
   longestMs: number;
   /** Frames in the WAL, and of them copied into the database, at the latest checkpoint. */
@@ -323,12 +325,12 @@ export interface CheckpointStats {
  * calling thread, and a checkpoint copies megabytes and syncs the file — not for the event loop.
  */
 class Checkpointer {
-  readonly stats: CheckpointStats = { runs: 0, restarts: 0, failures: 0, longestMs: 0, walFrames: 0, checkpointedFrames: 0, threadStarts: 1 };
+  readonly stats: CheckpointStats = { runs: 0, restarts: 0, restartsBlocked: 0, failures: 0, longestMs: 0, walFrames: 0, checkpointedFrames: 0, threadStarts: 1 };
   #running: Promise<void> | undefined;
   #closed = false;
   readonly #timer: NodeJS.Timeout;
   /** The checkpoint asked of the thread and not yet answered: one at a time (the timer waits for #running, close() too). */
-  #pending: { resolve: (row: { log: number; checkpointed: number }) => void; reject: (err: Error) => void } | undefined;
+  #pending: { resolve: (row: { busy: boolean; log: number; checkpointed: number }) => void; reject: (err: Error) => void } | undefined;
   #dead: Error | undefined;
 
   private constructor(
@@ -373,7 +375,7 @@ class Checkpointer {
       const p = this.#pending;
       this.#pending = undefined;
       if (m.error !== undefined || !m.row) p?.reject(new Error(m.error ?? "no checkpoint result"));
-      else p?.resolve({ log: Number(m.row.log), checkpointed: Number(m.row.checkpointed) });
+      else p?.resolve({ busy: Number(m.row.busy) !== 0, log: Number(m.row.log), checkpointed: Number(m.row.checkpointed) });
     });
     // A thread that ends fails what it was asked; the next tick starts another (a failure until then).
     const fail = (err: Error) => {
@@ -428,15 +430,18 @@ class Checkpointer {
     this.stats.threadStarts++;
   }
 
-  async #run(mode: "PASSIVE" | "RESTART"): Promise<{ log: number; checkpointed: number }> {
+  async #run(mode: "PASSIVE" | "RESTART"): Promise<{ busy: boolean; log: number; checkpointed: number }> {
     if (this.#dead) throw this.#dead;
     const started = performance.now();
-    const out = await new Promise<{ log: number; checkpointed: number }>((resolve, reject) => {
+    const out = await new Promise<{ busy: boolean; log: number; checkpointed: number }>((resolve, reject) => {
       this.#pending = { resolve, reject };
       this.thread.postMessage({ mode });
     });
     this.stats.runs++;
-    if (mode === "RESTART") this.stats.restarts++;
+    if (mode === "RESTART") {
+      this.stats.restarts++;
+      if (out.busy) this.stats.restartsBlocked++;
+    }
     this.stats.longestMs = Math.max(this.stats.longestMs, performance.now() - started);
     this.stats.walFrames = out.log;
     this.stats.checkpointedFrames = out.checkpointed;

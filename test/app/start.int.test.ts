@@ -47,6 +47,7 @@ describe("start-up", () => {
       let checkpoints = "";
       await until("a WAL checkpoint ran", async () => /^nerve_sqlite_checkpoints_total\{mode="passive"\} [1-9]/m.test((checkpoints = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())), 5_000);
       expect(checkpoints).toMatch(/^nerve_sqlite_checkpoint_failures_total 0$/m);
+      expect(checkpoints).toMatch(/^nerve_sqlite_checkpoint_restarts_blocked_total 0$/m);
       expect(checkpoints).toMatch(/^nerve_sqlite_wal_frames\{state="total"\} \d+$/m);
       // The dead letters' gauge is read as a query: earlier scrapes ran some on the query thread, one thread, none failed.
       expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="ok"\} [1-9]/m);

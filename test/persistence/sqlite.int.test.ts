@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rename, stat } from "node:fs/promises";
 import { GroupCommitWriter, Repository, WAL_SIZE_LIMIT, openDatabase, type Database } from "../../src/persistence/index.js";
+import { openSqlite } from "../../src/persistence/sqlite-lock.js";
 import { profileWrite, tempSqlitePath, until } from "../support/index.js";
 
 let db: Database;
@@ -74,6 +75,32 @@ describe("openDatabase on SQLite", () => {
     // ... and the first commit after the restart cut the file back to the limit.
     expect((await stat(`${path}-wal`)).size).toBeLessThanOrEqual(WAL_SIZE_LIMIT);
     expect(cp.failures).toBe(0);
+  });
+  it("counts a RESTART that a reader of an older snapshot blocks, and starts the WAL over once that reader ends", async () => {
+    const tmp = await tempSqlitePath();
+    const own = await openDatabase({ url: `sqlite:${tmp.path}` });
+    // A reader in this process (through the process's one copy of SQLite, as an operator's tool would not be,
+    // but its locks are the same) holding a snapshot from before the WAL filled up.
+    const reader = openSqlite(tmp.path, 1000, { readonly: true });
+    try {
+      const cp = own.checkpoints!;
+      await own.execute("create table filler (b blob)", [], "run");
+      reader.exec("begin");
+      reader.prepare("select count(*) from filler").get();
+      await own.execute("insert into filler (b) values (zeroblob(?))", [12 * 2 ** 20], "run");
+      await until("a RESTART blocked by the reader", () => cp.restartsBlocked > 0, 10_000);
+      expect(cp.failures).toBe(0); // blocked is not failed: SQLite answers, with its busy column set
+      expect(cp.walFrames).toBeGreaterThan(2000);
+      reader.exec("commit");
+      const completed = cp.restarts - cp.restartsBlocked;
+      await until("a RESTART that completed", () => cp.restarts - cp.restartsBlocked > completed, 10_000);
+      await own.execute("insert into filler (b) values (zeroblob(?))", [1024], "run");
+      await until("the WAL started over", () => cp.walFrames > 0 && cp.walFrames < 100, 10_000);
+    } finally {
+      reader.close();
+      await own.close();
+      await tmp.cleanup();
+    }
   });
   it("starts another checkpoint thread when its thread dies: the WAL is still copied (the writers never checkpoint)", async () => {
     const cp = db.checkpoints!;
