@@ -17,6 +17,9 @@ export interface ServiceSample {
   loopP99Ms: number;
   openFds: number;
   walBytes: number;
+  /** Cumulative WAL RESTART checkpoints, and of them those SQLite reported blocked (0 from a service without the counters). */
+  walRestarts: number;
+  walRestartsBlocked: number;
   outboxPending: number;
   /** Undelivered events by durable consumer, summed and the worst one. */
   lagSum: number;
@@ -119,6 +122,8 @@ export async function sampleService(httpPort: number, dbPath: string, atMs: numb
     loopP99Ms: one(`${DEFAULTS}nodejs_eventloop_lag_p99_seconds`) * 1000,
     openFds: one(`${DEFAULTS}process_open_fds`),
     walBytes: wal,
+    walRestarts: m.get('nerve_sqlite_checkpoints_total{mode="restart"}')?.[0] ?? 0,
+    walRestartsBlocked: m.get("nerve_sqlite_checkpoint_restarts_blocked_total")?.[0] ?? 0,
     outboxPending: one("nerve_outbox_pending"),
     lagSum: lag.reduce((a, b) => a + b, 0),
     lagMax: Math.max(0, ...lag),
@@ -213,6 +218,7 @@ export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMi
     // (16 MiB after each truncation, up to ~60 under a burst); one sample of it is the phase of the saw,
     // and a WAL that grows for good (checkpoints starved) raises the floor.
     walMb: Math.min(...samples.map((s) => s.walBytes)) / MIB,
+    walRestarts: { run: last.walRestarts - (previous?.walRestarts ?? samples[0]!.walRestarts), blocked: last.walRestartsBlocked - (previous?.walRestartsBlocked ?? samples[0]!.walRestartsBlocked) },
     outbox: last.outboxPending,
     lagSum: last.lagSum,
     lagMax: last.lagMax,

@@ -38,6 +38,8 @@ export interface SoakMinute {
   openFds: number;
   /** SQLite WAL file size at the end of the minute, MiB. */
   walMb: number;
+  /** WAL RESTART checkpoints this minute, and of them those SQLite reported blocked (the WAL did not start over). */
+  walRestarts?: { run: number; blocked: number };
   /** Committed events not yet in JetStream, at the end of the minute. */
   outbox: number;
   /** Events the durable consumers have not yet been delivered, summed and worst single consumer. */

@@ -145,9 +145,9 @@ describe("soak plot and metrics", () => {
 
   it("takes the minute's lowest RSS and WAL, and heap after the latest major GC where the service reports it, else the minute's floor", () => {
     const MiB = 2 ** 20;
-    const sample = (rss: number, heap: number, afterGc: number, wal = 4): ServiceSample => ({
+    const sample = (rss: number, heap: number, afterGc: number, wal = 4, restarts = 0, blocked = 0): ServiceSample => ({
       atMs: 0, rssBytes: rss * MiB, heapUsedBytes: heap * MiB, heapAfterGcBytes: afterGc * MiB,
-      loopP99Ms: heap / 10, openFds: 1000, walBytes: wal * MiB, outboxPending: 3, lagSum: 5, lagMax: 4, ackPendingSum: 0, deadLetters: 0, actorsLive: 10, gatewayBuffered: 20,
+      loopP99Ms: heap / 10, openFds: 1000, walBytes: wal * MiB, walRestarts: restarts, walRestartsBlocked: blocked, outboxPending: 3, lagSum: 5, lagMax: 4, ackPendingSum: 0, deadLetters: 0, actorsLive: 10, gatewayBuffered: 20,
       heapTotalBytes: (heap + 100) * MiB, newSpaceBytes: 40 * MiB, admissionWaitSeconds: rss / 100, commitBuckets: [], ackBuckets: [], replyBuckets: [], stageBuckets: { mailbox: [], prepare: [], commit: [] },
     });
     const load = { sent: 4, ok: 3, failed: 1, failedByCode: { transport: 1 }, samples: Float64Array.of(5, 1, 9, 3) };
@@ -158,6 +158,9 @@ describe("soak plot and metrics", () => {
     expect(afterGc).toMatchObject({ rssMb: 450, heapMb: 140, rssLessYoungMb: 410, youngMb: 40, heapCommittedMb: 300, nativeMb: 100 });
     // The admission wait is counted from the previous minute's last sample.
     expect(minuteRow(4, [sample(600, 1, 0)], load, 0, cpu, sample(500, 1, 0)).stages?.admissionWaitS).toBeCloseTo(1);
+    // So are the WAL's RESTARTs and the blocked ones among them (cumulative counters); the first minute counts from its first sample.
+    expect(minuteRow(5, [sample(600, 1, 0, 4, 30, 7)], load, 0, cpu, sample(600, 1, 0, 4, 21, 2)).walRestarts).toEqual({ run: 9, blocked: 5 });
+    expect(minuteRow(1, [sample(600, 1, 0, 4, 3, 1), sample(600, 1, 0, 4, 8, 1)], load, 0, cpu).walRestarts).toEqual({ run: 5, blocked: 0 });
   });
 
   it("sums a histogram's buckets over its label sets and reads a percentile of what it counted between two readings", () => {
