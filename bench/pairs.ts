@@ -21,7 +21,8 @@
  * floors' figures.
  *
  * `BENCH_PAIRS_ROUNDS` (6), `BENCH_PAIRS_COMMANDS` (20,000 per saturation load), `BENCH_PAIRS_PACED_SECONDS`
- * (5), `BENCH_PAIRS_LONE` (2,000); `BENCH_QUICK=1` a tiny smoke run; `NERVE_*` settings in its environment reach
+ * (5), `BENCH_PAIRS_LONE` (2,000), `BENCH_PAIRS_ENGINES` (e.g. `inline,worker`: a Nerve per SQLite writer in
+ * every round, the two compared within each round); `BENCH_QUICK=1` a tiny smoke run; `NERVE_*` settings in its environment reach
  * the Nerves it starts. Writes `bench/results/<time>-pairs.json` (and `latest-pairs.json`).
  */
 import { cpus, loadavg } from "node:os";
@@ -44,8 +45,25 @@ import { cpuMeter } from "./thread-cpu.js";
 
 /** Issue #12's targets this bench judges. */
 const TARGETS = { cpu: 2.0, rate: 0.5, loneP50Ms: 1.5, loneP99Ms: 5, pacedP99Ms: 20 } as const;
-const SUBJECTS = ["floor", "durable floor (worker)", "durable floor (main thread)", "Nerve"] as const;
-type Subject = (typeof SUBJECTS)[number];
+const FLOORS = ["floor", "durable floor (worker)", "durable floor (main thread)"] as const;
+/**
+ * `BENCH_PAIRS_ENGINES=inline,worker`: a Nerve per SQLite writer (NERVE_SQLITE_WRITER) in every round,
+ * "Nerve (inline)" and "Nerve (worker)", compared within each round too; else one Nerve with the
+ * environment's settings (the default engine by the machine's cores).
+ */
+const ENGINES = (process.env.BENCH_PAIRS_ENGINES ?? "").split(",").map((e) => e.trim()).filter(Boolean);
+for (const e of ENGINES) if (!["worker", "inline", "main"].includes(e)) throw new Error(`BENCH_PAIRS_ENGINES: "${e}" is not worker, inline or main`);
+const NERVES = ENGINES.length > 0 ? ENGINES.map((e) => `Nerve (${e})`) : ["Nerve"];
+const SUBJECTS: string[] = [...FLOORS, ...NERVES];
+type Subject = string;
+/** A round's figures by subject (the floors always among them). */
+type Round = Record<(typeof FLOORS)[number], Measured> & Record<Subject, Measured>;
+const of = (round: Round, subject: Subject): Measured => {
+  const m = round[subject];
+  if (!m) throw new Error(`no figures for ${subject}`);
+  return m;
+};
+const engineOf = (subject: Subject) => /^Nerve \((\w+)\)$/.exec(subject)?.[1];
 
 const quick = process.env.BENCH_QUICK === "1" || process.env.BENCH_QUICK === "true";
 const ROUNDS = Number(process.env.BENCH_PAIRS_ROUNDS ?? (quick ? 2 : 6));
@@ -88,16 +106,16 @@ async function readersCaughtUp(client: NatsConnection, deadline: number): Promis
   }
 }
 
-/** Nerve over `dbPath` with the bench's settings; stopping it is registered for cleanup. */
-async function nerveOn(natsUrl: string, dbPath: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
-  const env = { ...inherited, NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
+/** Nerve over `dbPath` with the bench's settings (and `engine` as its NERVE_SQLITE_WRITER, when given); stopping it is registered for cleanup. */
+async function nerveOn(natsUrl: string, dbPath: string, engine?: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
+  const env = { ...inherited, ...(engine && { NERVE_SQLITE_WRITER: engine }), NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
   const nerve = await startNerve(loadConfig(env), createLogger("silent"));
   return { nerve, stop: cleanup.add("nerve", () => nerve.stop()) };
 }
 
 /** Nerve over `dbPath`, started afresh and warmed up (a fifth of the load, not counted). */
-async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[]): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
-  const { nerve, stop } = await nerveOn(natsUrl, dbPath);
+async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[], engine?: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
+  const { nerve, stop } = await nerveOn(natsUrl, dbPath, engine);
   const jsm = await jetstreamManager(client);
   const before = (await jsm.streams.info(USERS_STREAM)).state.messages;
   const w = checked(await load.run({ kind: "profile", ids, count: Math.round(COMMANDS / 5), inflight: INFLIGHT, tag: "pairs-warm-up", deadline: after(60_000) }), "Nerve's warm-up");
@@ -159,14 +177,14 @@ async function main(): Promise<void> {
   // The floors' code warmed up once (a fifth of the load each, not counted), as Nerve's is by its calibration.
   for (const durable of [undefined, "worker", "main"] as const) await floorRun(durable, { count: Math.round(COMMANDS / 5) });
 
-  const rounds: Record<Subject, Measured>[] = [];
+  const rounds: Round[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const order = SUBJECTS.map((_, i) => SUBJECTS[(i + r) % SUBJECTS.length]!);
-    const round = {} as Record<Subject, Measured>;
+    const round = {} as Round;
     for (const subject of order) {
       const paced = rate * PACED_SECONDS;
-      if (subject === "Nerve") {
-        const n = await freshNerve(nats.url, sqlite.path, client, load, ids);
+      if (NERVES.includes(subject)) {
+        const n = await freshNerve(nats.url, sqlite.path, client, load, ids, engineOf(subject));
         const s = await nerveSaturation(n.nerve, client, load, ids, nats.pid);
         const before = (await (await jetstreamManager(client)).streams.info(USERS_STREAM)).state.messages;
         const l = checked(await load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
@@ -190,13 +208,14 @@ async function main(): Promise<void> {
     console.log(
       `round ${r + 1} of ${ROUNDS} (${order.join(" → ")}): ` +
         SUBJECTS.slice(1)
-          .map((s) => `${s} ${(round[s].cpuUs / f.cpuUs).toFixed(2)} × CPU, ${(round[s].perSecond / f.perSecond).toFixed(3)} × rate, lone ${round[s].loneP50Ms.toFixed(2)} / ${round[s].loneP99Ms.toFixed(2)} ms, open loop p99 ${round[s].pacedP99Ms.toFixed(1)} ms`)
+          .map((s) => [s, of(round, s)] as const)
+          .map(([s, m]) => `${s} ${(m.cpuUs / f.cpuUs).toFixed(2)} × CPU, ${(m.perSecond / f.perSecond).toFixed(3)} × rate, lone ${m.loneP50Ms.toFixed(2)} / ${m.loneP99Ms.toFixed(2)} ms, open loop p99 ${m.pacedP99Ms.toFixed(1)} ms`)
           .join("; ") +
         `; the floor ${f.cpuUs.toFixed(1)} µs, ${Math.round(f.perSecond)}/s, p99 ${f.pacedP99Ms.toFixed(1)} ms`,
     );
   }
 
-  const perRound = (s: Subject, f: (m: Measured, floor: Measured) => number) => rounds.map((r) => f(r[s], r.floor));
+  const perRound = (s: Subject, f: (m: Measured, floor: Measured) => number) => rounds.map((r) => f(of(r, s), r.floor));
   const figures = SUBJECTS.slice(1).map((s) => ({
     subject: s,
     cpu: perRound(s, (m, f) => m.cpuUs / f.cpuUs),
@@ -225,9 +244,23 @@ async function main(): Promise<void> {
       ]),
     ),
   );
-  const nerve = rounds.map((r) => r.Nerve.cpuUs);
   const worker = rounds.map((r) => r["durable floor (worker)"].cpuUs);
-  console.log(`Nerve above the durable floor (worker), machine CPU per command within each round: ${fmt(nerve.map((n, i) => n - worker[i]!), 1)} µs; the floor's 2 × leaves the durable floor (worker) ${fmt(rounds.map((r) => 2 * r.floor.cpuUs - r["durable floor (worker)"].cpuUs), 1)} µs for a runtime`);
+  for (const s of NERVES) {
+    const nerve = rounds.map((r) => of(r, s).cpuUs);
+    console.log(`${s} above the durable floor (worker), machine CPU per command within each round: ${fmt(nerve.map((n, i) => n - worker[i]!), 1)} µs`);
+  }
+  console.log(`the floor's 2 × leaves the durable floor (worker) ${fmt(rounds.map((r) => 2 * r.floor.cpuUs - r["durable floor (worker)"].cpuUs), 1)} µs for a runtime`);
+  // Two engines: which spends less, round by round (the same sign test: every round one way, or not shown).
+  if (NERVES.length === 2) {
+    const [a, b] = NERVES as [string, string];
+    const diff = (f: (m: Measured) => number) => rounds.map((r) => f(of(r, a)) - f(of(r, b)));
+    const lower = (xs: number[]) => `${xs.filter((x) => x < 0).length} of ${xs.length} rounds lower (${verdict(xs, (x) => x < 0).split(": ")[1]})`;
+    const cpu = diff((m) => m.cpuUs);
+    const lone99 = diff((m) => m.loneP99Ms);
+    const paced = diff((m) => m.pacedP99Ms);
+    console.log(`${a} − ${b} within each round: machine CPU ${fmt(cpu, 1)} µs a command, ${a} ${lower(cpu)}; lone p99 ${fmt(lone99, 2)} ms, ${lower(lone99)}; open loop p99 ${fmt(paced, 1)} ms, ${lower(paced)}`);
+    results.engines = { a, b, cpuUsDiff: cpu, loneP99MsDiff: lone99, pacedP99MsDiff: paced };
+  }
   results.rate = rate;
   results.roundsMeasured = rounds;
   results.summary = Object.fromEntries(figures.map((x) => [x.subject, { cpuPerFloor: x.cpu, ratePerFloor: x.rate, pacedP99Ms: x.pacedP99, loneP50Ms: x.loneP50, loneP99Ms: x.loneP99, medians: { cpu: median(x.cpu), rate: median(x.rate), loneP50Ms: median(x.loneP50), loneP99Ms: median(x.loneP99), pacedP99Ms: median(x.pacedP99) } }]));
@@ -240,8 +273,8 @@ async function writeResults(ok: boolean, error?: unknown): Promise<void> {
   results.ok = ok;
   if (error) results.error = String((error as Error)?.stack ?? error);
   const suffix = quick ? "pairs-quick" : "pairs";
-  // A run with settings of its own is not the service's default: it does not become the latest figures.
-  const latest = ok && Object.keys(inherited).length === 0;
+  // A run with settings of its own (or engines of its own) is not the service's default: it does not become the latest figures.
+  const latest = ok && Object.keys(inherited).length === 0 && ENGINES.length === 0;
   const file = await writeResultsFile(results as { startedAt: string }, suffix, latest);
   console.log(`\nresults: ${file}${latest ? ` and latest-${suffix}.json` : ` (${ok ? "settings of its own" : "failed run"}; latest untouched)`}`);
 }
