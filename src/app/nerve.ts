@@ -304,7 +304,9 @@ export async function startNerve(config: Config, logger: Logger, overrides: Nerv
     await stop().catch(() => undefined);
     throw err;
   }
-  logger.info({ db: db.dialect, http_port: gateway.port, instance: instanceId, roles: [...roles] }, "nerve started");
+  // Where SQLite's commits run (NERVE_SQLITE_WRITER, `auto` resolved by the cores): the write thread, inline on the main thread, or the main connection.
+  const sqliteWriter = writer.sqliteWorker ? (writer.sqliteWorker.where === "thread" ? "worker" : "inline") : db.sqliteFile ? "main" : undefined;
+  logger.info({ db: db.dialect, ...(sqliteWriter && { sqlite_writer: sqliteWriter }), http_port: gateway.port, instance: instanceId, roles: [...roles] }, "nerve started");
   return { db, nc, system, writer, relay, bus, timers, consumers, inboxPrune, api, gateway, ownership, stop: () => (stopping ??= stop()) };
 }
 

@@ -1,10 +1,20 @@
 /** Configuration, parsed once at start-up from the environment (CONTRACT.md §7) by one zod schema. */
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { z } from "zod";
 import { jwksLocation } from "./jwks-location.js";
 import { parseExternalConsumers } from "./external-consumers.js";
 import { natsServers } from "./nats-url.js";
 import { isInMemorySqlite } from "../persistence/sqlite-lock.js";
+
+/**
+ * Where SQLite's commits run when `NERVE_SQLITE_WRITER=auto`, by the cores this process may use (Node's
+ * availableParallelism: the CPU affinity, not a container's CPU quota): on the main thread on two or
+ * fewer, where a write thread of its own only adds a thread that waits for a core, and in the write
+ * worker on more.
+ */
+export function sqliteWriterFor(cores: number): "inline" | "worker" {
+  return cores <= 2 ? "inline" : "worker";
+}
 
 /** The development JWT secret, used (with a warning) when none is set outside production. */
 export const DEV_JWT_SECRET = "nerve-development-secret-do-not-use-in-production";
@@ -135,11 +145,18 @@ export const ConfigSchema = z
      * Who commits on a SQLite file: a worker thread with a connection of its own (group commits, write-only
      * projections' batches, process managers' inbox rows), the same engine and connection on the main
      * thread (`inline`: no hop between threads, but the event loop waits out each transaction), or the main
-     * connection. The worker by default: the soak saturated at 1,912 requests/s with it against 1,130–1,208
-     * on the main connection; inline measured 7 % less machine CPU per command than the worker in
-     * bench:wire and no clear difference in bench:commands (README, stop 37).
+     * connection. `auto` (the default) is inline on a machine with two cores or fewer and the worker on
+     * more ({@link sqliteWriterFor}). The worker beat the main connection (the soak saturated at 1,912
+     * requests/s with it against 1,130–1,208); on two cores the worker's thread waits for a core with the
+     * main thread, NATS and the V8 helpers, and inline spent less CPU per command in every pair measured
+     * (bench:pairs 2.63 against 2.94 × the floor, bench:wire 6–33 µs less a command, the 30-minute soak 15
+     * points less of a core at 850/s), at the price of each commit's fsync on the event loop (README,
+     * stops 51–53).
      */
-    NERVE_SQLITE_WRITER: z.enum(["worker", "inline", "main"]).default("worker"),
+    NERVE_SQLITE_WRITER: z
+      .enum(["auto", "worker", "inline", "main"])
+      .default("auto")
+      .transform((v) => (v === "auto" ? sqliteWriterFor(availableParallelism()) : v)),
     /** This instance's name: in leases, logs and the Nerve-Instance reply header. */
     NERVE_INSTANCE_ID: z
       .string()

@@ -181,11 +181,15 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   /** Exclusive runs that came while requests were held: they wait for those to be sent first. */
   #turnWaiters: (() => void)[] = [];
 
+  /** Where the engine runs: a thread of its own, or the main thread (`NERVE_SQLITE_WRITER=inline`). */
+  readonly where: "thread" | "inline";
+
   /** `onFailure` hears of every death of the worker (its batches are failed or settled already); `timings` of each group commit's parts. */
   constructor(db: Database, onFailure: (err: Error) => void, timings?: WorkerTimings, where: "thread" | "inline" = "thread") {
     if (!db.sqliteFile) throw new Error("the SQLite write worker needs a SQLite file");
     this.#db = db;
     this.#inline = where === "inline";
+    this.where = where;
     this.#setup = { ...db.sqliteFile, walSizeLimit: WAL_SIZE_LIMIT };
     this.#onFailure = onFailure;
     this.#timings = timings;

@@ -1,5 +1,5 @@
 /**
- * The service's consumer inbox prune as `startNerve` wires it (SQLite, the write worker, a real nats-server):
+ * The service's consumer inbox prune as `startNerve` wires it (SQLite, its commits where NERVE_SQLITE_WRITER's default puts them, a real nats-server):
  * a pass forgets the projections' rows past NERVE_INBOX_RETENTION_DAYS and no process manager's, /metrics
  * counts it, and `off` leaves it out.
  */

@@ -101,9 +101,14 @@ describe("start-up", () => {
     }
   });
 
-  it("commits on the main thread with NERVE_SQLITE_WRITER=inline: commands and a write-only projection's batches, no write worker's heap", async () => {
+  // `auto` (the default) picks one of the two by the machine's cores (inline on CI's two): each is run here whatever the machine.
+  const engines = [
+    { writer: "inline", where: "on the main thread", heap: "no write worker's heap" },
+    { writer: "worker", where: "in the write worker's thread", heap: "the write worker's heap on its own" },
+  ] as const;
+  for (const { writer, where, heap } of engines) it(`commits with NERVE_SQLITE_WRITER=${writer} (${where}): commands and a write-only projection's batches, ${heap}`, async () => {
     const db = await tempSqlitePath();
-    const nerve = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", NERVE_SQLITE_WRITER: "inline" }), createLogger("silent"));
+    const nerve = await startNerve(loadConfig({ NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, NERVE_HTTP_PORT: "0", NERVE_SQLITE_WRITER: writer }), createLogger("silent"));
     const client = await connect({ servers: nats.url, noAsyncTraces: true });
     try {
       expect((await command(client, "users", "RegisterUser", "in1", { email: "in1@example.com", name: "In" })).body.ok).toBe(true);
@@ -114,8 +119,10 @@ describe("start-up", () => {
       await until("security handled the e-mail change", async () => Number((await nerve.db.execute<{ n: number }>("select count(*) as n from consumer_inbox where consumer = ?", ["security"], "get")).n) === 1, 10_000);
       const metrics = await (await fetch(`http://127.0.0.1:${nerve.gateway.port}/metrics`)).text();
       expect(metrics).toMatch(/^nerve_sqlite_write_seconds_count\{phase="run"\} [1-9]/m);
-      // No thread of its own: the engine's heap is the main thread's, not told apart.
-      expect(metrics).not.toContain("nerve_sqlite_writer_heap_bytes{");
+      expect(nerve.writer.sqliteWorker?.where).toBe(writer === "inline" ? "inline" : "thread");
+      // Inline, no thread of its own: the engine's heap is the main thread's, not told apart.
+      if (writer === "inline") expect(metrics).not.toContain("nerve_sqlite_writer_heap_bytes{");
+      else expect(metrics).toMatch(/^nerve_sqlite_writer_heap_bytes\{state="total",space="all"\} [1-9]/m);
       expect(nerve.writer.sqliteWorker?.restarts).toBe(0);
     } finally {
       await client.close();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { DEV_JWT_SECRET, loadConfig, loadConnectionConfig, unknownNerveVariables } from "../../src/config/index.js";
+import { availableParallelism } from "node:os";
+import { DEV_JWT_SECRET, loadConfig, loadConnectionConfig, sqliteWriterFor, unknownNerveVariables } from "../../src/config/index.js";
 import { natsServers } from "../../src/config/nats-url.js";
 
 describe("loadConfig", () => {
@@ -110,6 +111,14 @@ describe("loadConfig", () => {
     expect(loadConfig({ NERVE_INBOX_RETENTION_DAYS: "30" }).NERVE_INBOX_RETENTION_DAYS).toBe(30);
     for (const off of ["0", "off", " OFF "]) expect(loadConfig({ NERVE_INBOX_RETENTION_DAYS: off }).NERVE_INBOX_RETENTION_DAYS, off).toBe(0);
     for (const bad of ["", "1.5", "-1", "7d", "never"]) expect(() => loadConfig({ NERVE_INBOX_RETENTION_DAYS: bad }), bad).toThrow(/NERVE_INBOX_RETENTION_DAYS/);
+  });
+
+  it("runs SQLite's commits inline on two cores or fewer and in the write worker on more, unless told where", () => {
+    expect([1, 2, 3, 4, 64].map(sqliteWriterFor)).toEqual(["inline", "inline", "worker", "worker", "worker"]);
+    expect(loadConfig({}).NERVE_SQLITE_WRITER).toBe(availableParallelism() <= 2 ? "inline" : "worker");
+    expect(loadConfig({ NERVE_SQLITE_WRITER: "auto" }).NERVE_SQLITE_WRITER).toBe(sqliteWriterFor(availableParallelism()));
+    for (const w of ["worker", "inline", "main"] as const) expect(loadConfig({ NERVE_SQLITE_WRITER: w }).NERVE_SQLITE_WRITER).toBe(w);
+    expect(() => loadConfig({ NERVE_SQLITE_WRITER: "thread" })).toThrow(/NERVE_SQLITE_WRITER/);
   });
 
   it("names every bad variable at once", () => {

@@ -1,5 +1,5 @@
 /**
- * The live relay's look for rows it was never handed, with the SQLite write worker (the default): the
+ * The live relay's look for rows it was never handed, with the SQLite write worker (the default on more than two cores): the
  * worker commits and the main thread hears of it (committed → offer) only after a message hop, so the
  * relay's look at the table can meet rows that are committed and on their way to it. Those are not
  * late; a row that really was never handed over still is.

@@ -1,7 +1,7 @@
 /**
  * What InboxPrune relies on: a projection that applies an event again after its inbox row was forgotten —
  * after later events, in any order — ends with the read model it had. Every projection through its
- * EventHandler (on SQLite its batches through the write worker, as the service runs them; and on
+ * EventHandler (on SQLite its batches through the write worker, as the service runs them on more than two cores; and on
  * PostgreSQL), then the catalog and notifications through the whole consumer path: a nats-server, their
  * durables, the events published again after the prune.
  */
