@@ -183,7 +183,12 @@ describe("kill -9 of the service under load, then a restart", () => {
     nats = await startNatsServer();
     db = await tempSqlitePath();
     const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${db.path}`, LOG_LEVEL: "warn", NERVE_HTTP_PORT: "0" };
-    svc = await startServiceProcess({ env });
+    // Each start commits through the other engine: the write worker's thread, then inline on the main
+    // thread (NERVE_SQLITE_WRITER=auto picks one by the cores; both are killed mid-commit here whatever the machine).
+    const engines = ["worker", "inline"] as const;
+    let starts = 0;
+    const start = () => startServiceProcess({ env: { ...env, NERVE_SQLITE_WRITER: engines[starts++ % engines.length]! } });
+    svc = await start();
     const nc = (client = await connect({ servers: nats.url, noAsyncTraces: true }));
     const probe = await query(nc, "users", "GetUser", { user_id: "nobody" });
     expect(probe.body.error?.code).toBe("not_found");
@@ -221,8 +226,8 @@ describe("kill -9 of the service under load, then a restart", () => {
       // Replies the process sent before it died may arrive after the kill: they count as answered too.
       expect(load.answered.length).toBeGreaterThanOrEqual(answeredAtKill);
       answered.push(...load.answered);
-      cycles.push(`killed after ${answeredAtKill} answers with ${inFlightAtKill} in flight and ${publishedAtKill} events published`);
-      svc = await startServiceProcess({ env });
+      cycles.push(`${engines[cycle % engines.length]} killed after ${answeredAtKill} answers with ${inFlightAtKill} in flight and ${publishedAtKill} events published`);
+      svc = await start();
     }
 
     const history = new Map<string, string[]>();
