@@ -77,6 +77,8 @@ const cleanup = new Cleanup();
 /** `NERVE_*` settings of the bench's own environment reach its Nerves (e.g. `NERVE_SQLITE_WRITER=inline npm run bench:pairs`), recorded with the run. */
 const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_"))) as Record<string, string>;
 const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, targets: TARGETS, serviceSettings: inherited };
+/** Where the one Nerve's SQLite commits run (NERVE_SQLITE_WRITER, `auto` resolved by this machine's cores); with BENCH_PAIRS_ENGINES, each Nerve's name says. */
+if (ENGINES.length === 0) results.sqliteWriter = loadConfig(inherited.NERVE_SQLITE_WRITER ? { NERVE_SQLITE_WRITER: inherited.NERVE_SQLITE_WRITER } : {}).NERVE_SQLITE_WRITER;
 
 /** One subject's figures in one round. */
 interface Measured {
@@ -151,7 +153,7 @@ function verdict(values: number[], meets: (v: number) => boolean): string {
 async function main(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg();
-  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}, ${COMMANDS} commands per saturation load${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
+  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}${results.sqliteWriter ? ` (its SQLite engine ${results.sqliteWriter as string})` : ""}, ${COMMANDS} commands per saturation load${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
   if (loadBefore[0]! > 0.5) console.log(`note: load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before the run — other work shares these ${cpus().length} cores`);
   const { nats, client, load } = await startRig(cleanup, "main");
   const sqlite = await tempSqlitePath();

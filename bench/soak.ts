@@ -15,6 +15,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
+import { loadConfig } from "../src/config/index.js";
 import { signToken } from "../src/gateway/index.js";
 import { openDatabase } from "../src/persistence/index.js";
 import { freePort, startNatsServer } from "../test/support/nats-server.js";
@@ -122,13 +123,15 @@ async function main(): Promise<boolean> {
   // Settings from the soak's own environment reach the service too (e.g. NERVE_SQLITE_WRITER=worker npm run soak): recorded with the run.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_")));
   result.serviceSettings = { ...inherited, NERVE_GATEWAY_BUFFER_EVENTS: GATEWAY_BUFFER_EVENTS, NERVE_ACTOR_IDLE_MS: serviceEnv.NERVE_ACTOR_IDLE_MS };
+  // Where the service's SQLite commits run (NERVE_SQLITE_WRITER, `auto` resolved by this machine's cores, as the service resolves it).
+  result.sqliteWriter = loadConfig(inherited.NERVE_SQLITE_WRITER ? { NERVE_SQLITE_WRITER: inherited.NERVE_SQLITE_WRITER } : {}).NERVE_SQLITE_WRITER;
   result.serviceNodeFlags = SERVICE_NODE_FLAGS;
   result.serviceEnv = serviceProcessEnv();
   const service: ServiceProcess = await startServiceProcess({ env: serviceEnv, readyTimeoutMs: 60_000 });
   cleanup.add("service", () => service.stop());
   result.allocator = allocatorOf(service.pid);
   say(`service allocator: ${result.allocator as string}${result.allocator === "jemalloc" ? "" : " (no libjemalloc2 on this machine: the deployed service preloads it)"}`);
-  say(`service: gateway resume buffer ${fmt(GATEWAY_BUFFER_EVENTS)} events, no idle passivation of actors (so the bounded caches are full within the warm-up)`);
+  say(`service: SQLite engine ${result.sqliteWriter as string}, gateway resume buffer ${fmt(GATEWAY_BUFFER_EVENTS)} events, no idle passivation of actors (so the bounded caches are full within the warm-up)`);
   const nc = await connect({ servers: nats.url, name: "soak-load", noAsyncTraces: true });
   cleanup.add("nats connection", () => nc.close());
   await workload.createCatalog(nc, onAck);
