@@ -148,10 +148,10 @@ export const ConfigSchema = z
      * connection. `auto` (the default) is inline on a machine with two cores or fewer and the worker on
      * more ({@link sqliteWriterFor}). The worker beat the main connection (the soak saturated at 1,912
      * requests/s with it against 1,130–1,208); on two cores the worker's thread waits for a core with the
-     * main thread, NATS and the V8 helpers, and inline spent less CPU per command in every pair measured
-     * (bench:pairs 2.63 against 2.94 × the floor, bench:wire 6–33 µs less a command, the 30-minute soak 15
+     * main thread, NATS and the V8 helpers, and inline spent 2.9–12.8 µs less machine CPU per command in
+     * each of six rounds of `BENCH_PAIRS_ENGINES=inline,worker npm run bench:pairs` (the 30-minute soak: 15
      * points less of a core at 850/s), at the price of each commit's fsync on the event loop (README,
-     * stops 51–53).
+     * stops 52–53).
      */
     NERVE_SQLITE_WRITER: z
       .enum(["auto", "worker", "inline", "main"])
