@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   const wire1 = await connections(nats.httpPort);
   const per = (v: number) => (v / COMMANDS).toFixed(2);
   console.log(`environment: ${JSON.stringify(extra)}; ${COMMANDS.toLocaleString()} commands, ${Math.round(r.perSecond).toLocaleString()}/s ${RATE ? "(open loop)" : "(256 in flight)"}, p50 / p99 ${r.latency.p50.toFixed(2)} / ${r.latency.p99.toFixed(2)} ms; counted over ${(wallMs / 1000).toFixed(1)} s`);
-  // The WAL's checkpoints over the load (a RESTART that cannot get the writers' lock in time fails, and the WAL grows meanwhile).
+  // The WAL's checkpoints over the load (a RESTART that a writer or an older snapshot's reader holds up past its 250 ms is blocked: the WAL does not start over and grows meanwhile).
   const cp = nerve.db.checkpoints;
   if (cp) console.log(`WAL checkpoints: ${cp.runs - (checkpoints0.runs ?? 0)} run, ${cp.restarts - (checkpoints0.restarts ?? 0)} of them RESTARTs (${cp.restartsBlocked - (checkpoints0.restartsBlocked ?? 0)} blocked), ${cp.failures - (checkpoints0.failures ?? 0)} failed; the longest since start ${cp.longestMs.toFixed(0)} ms; the WAL's frames at the latest ${cp.walFrames}`);
   // How the commands shared their transactions: fewer, larger group commits spread each one's fixed cost wider.
