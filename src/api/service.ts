@@ -198,6 +198,15 @@ export async function startApi(deps: ApiDeps): Promise<Api> {
   for (const context of QUERY_CONTEXTS) {
     service.addEndpoint(`query-${context}`, { subject: `query.${context}.>`, handler: (_err, msg) => track(msg, handleQuery) });
   }
+  // Every other subject under cmd.> and query.> — a context Nerve does not have, a subject with too few
+  // tokens — is answered `invalid_request` by the same handlers instead of the server's "no responders".
+  // These endpoints overlap the ones above, in the same queue group (the service's default, `q`):
+  // nats-server puts every queue subscription of one name that a message matches into one group, whatever
+  // their subjects (v2.9.10 server/sublist.go, addNodeToResults/findQSlot), so a command on cmd.users.… still
+  // goes to one subscription of one instance — either endpoint, the same handler — also beside older
+  // instances that have only the per-context endpoints (test/nats/queue-groups.int.test.ts shows the server's side).
+  service.addEndpoint("cmd-any", { subject: "cmd.>", metadata: { serves: "any cmd.> subject: unknown contexts and malformed subjects are answered invalid_request" }, handler: (_err, msg) => track(msg, handleCommand) });
+  service.addEndpoint("query-any", { subject: "query.>", metadata: { serves: "any query.> subject: unknown contexts and queries are answered invalid_request" }, handler: (_err, msg) => track(msg, handleQuery) });
 
   // @nats-io/services closes the whole service when one endpoint's subscription ends or errs (a
   // permissions violation after a server's configuration reload, say): every cmd.* and query.* then

@@ -127,15 +127,15 @@ const subjectArb = (): fc.Arbitrary<string> =>
     );
 
 /**
- * Whether the `nerve` service has an endpoint for `subject`: `cmd.<context>.>`, `query.<context>.>`,
- * and `pcmd.<p>.>` for each partition the instance holds.
+ * Whether the `nerve` service has an endpoint for `subject`: `cmd.<context>.>` and `query.<context>.>`, the
+ * catch-alls `cmd.>` and `query.>` (any context: two tokens or more), and `pcmd.<p>.>` for each partition
+ * the instance holds.
  */
 function served(subject: string, partitions: readonly number[]): boolean {
   const t = subject.split(".");
-  if (t.length < 3 || t.some((x) => x === "")) return false;
-  if (t[0] === "cmd") return (CONTEXTS as string[]).includes(t[1]!);
-  if (t[0] === "query") return QUERY_CONTEXTS.includes(t[1]!);
-  if (t[0] === "pcmd") return partitions.some((p) => String(p) === t[1]);
+  if (t.length < 2 || t.some((x) => x === "")) return false;
+  if (t[0] === "cmd" || t[0] === "query") return true;
+  if (t[0] === "pcmd") return t.length >= 3 && partitions.some((p) => String(p) === t[1]);
   return false;
 }
 

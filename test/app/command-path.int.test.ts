@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { EventSchemas, decodeMsgPack } from "../../contracts/index.js";
+import { EventSchemas, decodeMsgPack, encodeMsgPack } from "../../contracts/index.js";
 import { command, query, request, startTestNerve, type TestNerve } from "../support/index.js";
 
 let t: TestNerve;
@@ -96,6 +96,10 @@ describe("the durable command path (User)", () => {
     ["an unknown command", "cmd.users.DeleteEverything.g6", { body: {} }],
     ["an oversized body", "cmd.users.RegisterUser.g7", { body: { email: "g7@example.com", name: "x".repeat(70_000) } }],
     ["a body that is not a map", "cmd.users.RegisterUser.g8", { body: [1, 2, 3] }],
+    // Answered by the catch-all endpoint (cmd.>), no longer the server's "no responders".
+    ["an unknown context", "cmd.nosuch.RegisterUser.g9", { body: { email: "g9@example.com", name: "x" } }],
+    ["a subject of two tokens", "cmd.users", { body: {} }],
+    ["a subject of three tokens", "cmd.users.RegisterUser", { body: { email: "g10@example.com", name: "x" } }],
   ])("refuses %s with invalid_request and stores nothing", async (_what, subject, o: any) => {
     const r = await request(t.client, subject, o.body, { raw: o.raw });
     expect(r.body.ok).toBe(false);
@@ -105,6 +109,31 @@ describe("the durable command path (User)", () => {
     if (/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
       expect(await t.nerve.bus.repo.history("User", id)).toEqual([]);
     }
+  });
+
+  it("answers a query for an unknown context or query with invalid_request, not the server's no responders", async () => {
+    for (const subject of ["query.nosuch.GetUser", "query.users.NoSuchQuery", "query.users", "query.users.GetUser.extra"]) {
+      const r = await request(t.client, subject, { user_id: "u1" });
+      expect(r.body, subject).toMatchObject({ ok: false, error: { code: "invalid_request" } });
+      expect(r.headers["Nats-Service-Error-Code"]).toBe("400");
+    }
+  });
+
+  it("answers each command once though cmd.users.> and the catch-all cmd.> both match it (one queue group)", async () => {
+    await command(t.client, "users", "RegisterUser", "once", { email: "once@example.com", name: "Once" });
+    const inbox = t.client.subscribe("_INBOX.once-replies.*");
+    const replies: string[] = [];
+    void (async () => {
+      for await (const m of inbox) replies.push(m.subject);
+    })();
+    const N = 60;
+    for (let i = 0; i < N; i++) t.client.publish("cmd.users.UpdateUserProfile.once", encodeMsgPack({ profile_data: { bio: `b${i}` } }), { reply: `_INBOX.once-replies.${i}` });
+    await waitFor(async () => replies, (r) => r.length >= N);
+    await new Promise((r) => setTimeout(r, 300)); // a second reply to any of them would be here by now
+    inbox.unsubscribe();
+    expect(replies.length).toBe(N);
+    expect(new Set(replies).size).toBe(N);
+    expect((await t.nerve.bus.repo.history("User", "once")).length).toBe(N + 1);
   });
 
   it("answers a no-op update with no events and the unchanged version", async () => {
@@ -154,6 +183,7 @@ describe("the durable command path (User)", () => {
     const info = JSON.parse(new TextDecoder().decode(m.data));
     expect(info.name).toBe("nerve");
     expect(info.endpoints.map((e: { subject: string }) => e.subject)).toContain("cmd.users.>");
+    expect(info.endpoints.map((e: { subject: string }) => e.subject)).toEqual(expect.arrayContaining(["cmd.>", "query.>"]));
   });
 
   it("creates the five streams with file storage and a duplicate window of at least two minutes", async () => {
