@@ -300,6 +300,9 @@ async function openUnlocked(opts: DatabaseOptions): Promise<Database> {
   };
 }
 
+/** One checkpoint's answer: SQLite's `busy` (a RESTART that could not finish), the WAL's frames, and of them those copied into the database. */
+type CheckpointResult = { busy: boolean; log: number; checkpointed: number };
+
 /** What the checkpointer has done: checkpoints run (of them RESTARTs) and failed, and the longest one (ms). */
 export interface CheckpointStats {
   runs: number;
@@ -330,7 +333,7 @@ class Checkpointer {
   #closed = false;
   readonly #timer: NodeJS.Timeout;
   /** The checkpoint asked of the thread and not yet answered: one at a time (the timer waits for #running, close() too). */
-  #pending: { resolve: (row: { busy: boolean; log: number; checkpointed: number }) => void; reject: (err: Error) => void } | undefined;
+  #pending: { resolve: (row: CheckpointResult) => void; reject: (err: Error) => void } | undefined;
   #dead: Error | undefined;
 
   private constructor(
@@ -430,10 +433,10 @@ class Checkpointer {
     this.stats.threadStarts++;
   }
 
-  async #run(mode: "PASSIVE" | "RESTART"): Promise<{ busy: boolean; log: number; checkpointed: number }> {
+  async #run(mode: "PASSIVE" | "RESTART"): Promise<CheckpointResult> {
     if (this.#dead) throw this.#dead;
     const started = performance.now();
-    const out = await new Promise<{ busy: boolean; log: number; checkpointed: number }>((resolve, reject) => {
+    const out = await new Promise<CheckpointResult>((resolve, reject) => {
       this.#pending = { resolve, reject };
       this.thread.postMessage({ mode });
     });

@@ -161,7 +161,6 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   readonly #setup: WorkerSetup;
   readonly #onFailure: (err: Error) => void;
   readonly #timings: WorkerTimings | undefined;
-  readonly #inline: boolean;
   #worker: Worker | InlineEngine | undefined;
   /** By request id; not a Map (see ChurnTable): a request comes and goes with every group commit. */
   readonly #inflight = new ChurnTable<InFlight>();
@@ -184,11 +183,14 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   /** Where the engine runs: a thread of its own, or the main thread (`NERVE_SQLITE_WRITER=inline`). */
   readonly where: "thread" | "inline";
 
+  get #isInline(): boolean {
+    return this.where === "inline";
+  }
+
   /** `onFailure` hears of every death of the worker (its batches are failed or settled already); `timings` of each group commit's parts. */
   constructor(db: Database, onFailure: (err: Error) => void, timings?: WorkerTimings, where: "thread" | "inline" = "thread") {
     if (!db.sqliteFile) throw new Error("the SQLite write worker needs a SQLite file");
     this.#db = db;
-    this.#inline = where === "inline";
     this.where = where;
     this.#setup = { ...db.sqliteFile, walSizeLimit: WAL_SIZE_LIMIT };
     this.#onFailure = onFailure;
@@ -200,7 +202,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   commit(writes: AggregateWrite[], published: readonly number[] = []): Promise<OutboxRow[]> {
     const encoded = encodeWrites(writes);
     // Inline, nothing crosses to another thread: the bodies are read where they are.
-    const transfer = this.#inline ? [] : packBodies(encoded);
+    const transfer = this.#isInline ? [] : packBodies(encoded);
     return new Promise((resolve, reject) =>
       this.#send({ kind: "commit", writes, resolve, reject, sentMs: this.#timings ? monotonicMs() : 0 }, (id) => ({ id, writes: encoded, published }), transfer),
     );
@@ -303,7 +305,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   heap(): Promise<WorkerHeap | undefined> {
     const worker = this.#worker;
     // Inline, the engine's heap is the main thread's.
-    if (!worker || this.#closed || this.#inline) return Promise.resolve(undefined);
+    if (!worker || this.#closed || this.#isInline) return Promise.resolve(undefined);
     worker.ref();
     return new Promise((resolve) => {
       this.#heapWaiters.push(resolve);
@@ -334,7 +336,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   }
 
   #start(): Worker | InlineEngine {
-    const worker = this.#inline ? new InlineEngine(this.#setup) : withWorkerSemiSpace(() => new Worker(BOOT, { eval: true, workerData: { ...this.#setup, entry: THREAD_URL.href }, execArgv: [] }));
+    const worker = this.#isInline ? new InlineEngine(this.#setup) : withWorkerSemiSpace(() => new Worker(BOOT, { eval: true, workerData: { ...this.#setup, entry: THREAD_URL.href }, execArgv: [] }));
     this.#worker = worker;
     let failure: Error | undefined;
     worker.unref();
