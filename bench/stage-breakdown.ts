@@ -19,6 +19,9 @@ export interface StageReading {
   deleteOnly: number;
   /** Batches applied by the consumer runners so far. */
   consumerBatches: number;
+  /** The writer's waits for admission (the relay's backlog, or a projection's lag) so far, and their time (ms). */
+  admissionWaits: number;
+  admissionWaitMs: number;
 }
 
 /** Means per command (ms) between two readings, and the write path's work per command. */
@@ -42,6 +45,9 @@ export interface StageBreakdown {
   transactionsPerCommand: number;
   deleteOnlyPerCommand: number;
   consumerBatchesPerCommand: number;
+  /** Group commits that waited for admission (the relay's backlog, a projection's lag), per command, and the time they waited per command (ms). */
+  admissionWaitsPerCommand: number;
+  admissionWaitMsPerCommand: number;
   /**
    * Of the replies, commit stages and group-commit transactions, the shares (0–1) that took longer than
    * each of {@link TAIL_MS}: whether an open loop's tail is the service's, and which stage's.
@@ -82,7 +88,8 @@ export async function readStages(nerve: Nerve): Promise<StageReading> {
   await read("nerve_group_commit_seconds", () => "transaction");
   await read("nerve_sqlite_write_seconds", (l) => ({ wait: "workerWait", run: "workerRun", answer: "workerAnswer" })[String(l.phase)]);
   const consumerBatches = [...nerve.consumers.runners.values()].reduce((n, r) => n + r.stats.batches, 0);
-  return { sums, counts, within, transactions: nerve.writer.stats.transactions, deleteOnly: nerve.writer.stats.deleteOnlyTransactions, consumerBatches };
+  const w = nerve.writer.stats;
+  return { sums, counts, within, transactions: w.transactions, deleteOnly: w.deleteOnlyTransactions, consumerBatches, admissionWaits: w.admissionWaits, admissionWaitMs: w.admissionWaitMs };
 }
 
 /** The breakdown between `before` and `after`. */
@@ -105,6 +112,8 @@ export function stageBreakdown(before: StageReading, after: StageReading): Stage
     transactionsPerCommand: per(after.transactions - before.transactions),
     deleteOnlyPerCommand: per(after.deleteOnly - before.deleteOnly),
     consumerBatchesPerCommand: per(after.consumerBatches - before.consumerBatches),
+    admissionWaitsPerCommand: per(after.admissionWaits - before.admissionWaits),
+    admissionWaitMsPerCommand: per(after.admissionWaitMs - before.admissionWaitMs),
     over: Object.fromEntries(TAIL_STAGES.map((k) => [k, over(k)])) as StageBreakdown["over"],
   };
 }
@@ -114,8 +123,8 @@ export function stagesTable(title: string, rows: [string, StageBreakdown][]): st
   const ms = (x: number) => x.toFixed(3);
   return table(
     title,
-    ["load", "commands", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one transaction ms", "at the worker: wait ms", "run ms", "answer ms", "transactions / cmd", "delete-only txns / cmd", "consumer batches / cmd"],
-    rows.map(([name, s]) => [name, s.commands, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), ms(s.workerWaitMs), ms(s.workerRunMs), ms(s.workerAnswerMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2)]),
+    ["load", "commands", "reply ms", "mailbox ms", "prepare ms", "commit ms", "one transaction ms", "at the worker: wait ms", "run ms", "answer ms", "transactions / cmd", "delete-only txns / cmd", "consumer batches / cmd", "admission waits / cmd", "admission ms / cmd"],
+    rows.map(([name, s]) => [name, s.commands, ms(s.replyMs), ms(s.mailboxMs), ms(s.prepareMs), ms(s.commitMs), ms(s.transactionMs), ms(s.workerWaitMs), ms(s.workerRunMs), ms(s.workerAnswerMs), s.transactionsPerCommand.toFixed(2), s.deleteOnlyPerCommand.toFixed(2), s.consumerBatchesPerCommand.toFixed(2), s.admissionWaitsPerCommand.toFixed(4), s.admissionWaitMsPerCommand.toFixed(3)]),
   );
 }
 
