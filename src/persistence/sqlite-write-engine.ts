@@ -39,8 +39,12 @@ export interface EngineHost {
   reply(m: WorkerReply | { stats: SharedStats } | { heap: WorkerHeap }): void;
   /** A message sent while a transaction ran, not yet delivered (the thread's receiveMessageOnPort); none inline. */
   pull(): EngineMessage | undefined;
-  /** Starts a drain: at once on the thread; inline, at the end of this turn of the event loop, so the turn's requests share it. */
-  defer(drain: () => void): void;
+  /**
+   * Starts a drain: at once on the thread. Inline, `soon` (a group commit arrived: commands wait for it) once
+   * the code now running is done (a microtask); otherwise (consumer batches only) at the end of this turn of
+   * the event loop, so that they share the transaction of the group commit the turn's end brings, if any.
+   */
+  defer(drain: () => void, soon: boolean): void;
   /** The engine closed its connection after a close was asked. */
   closed(): void;
   /** Ends abruptly (a bug in the drain, or a test's exitBeforeCommit): the thread exits; inline, the host decides. */
@@ -263,7 +267,10 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
 
   const queue: WorkerRequest[] = [];
   let draining: Promise<void> | undefined;
-  let deferred = false;
+  /** A drain asked of the host and not yet started: `soon` or at the turn's end ({@link EngineHost.defer}). */
+  let deferred: "soon" | "turn" | undefined;
+  /** Counts the drains asked of the host: one made stale (asked again sooner) does nothing when it comes. */
+  let asked = 0;
   let closeAsked = false;
 
   /**
@@ -324,14 +331,20 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
   return {
     take(msg) {
       received(msg);
-      if ((queue.length === 0 && !closeAsked) || draining || deferred) return;
-      deferred = true;
+      if ((queue.length === 0 && !closeAsked) || draining) return;
+      // A group commit's commands wait for its answer: it does not wait for the turn's end (inline, that was a
+      // whole further pass of the event loop for every command). A close does not either.
+      const soon = "writes" in msg || closeAsked;
+      if (deferred === "soon" || (deferred === "turn" && !soon)) return;
+      deferred = soon ? "soon" : "turn";
+      const mine = ++asked;
       host.defer(() => {
-        deferred = false;
+        if (mine !== asked) return;
+        deferred = undefined;
         // Nothing in drain() should throw (each request's failure is its reply); if it does, the host ends
         // the engine (the thread exits), and the main side settles what was in flight and starts another.
         draining ??= drain().catch((err: unknown) => host.crash(err));
-      });
+      }, soon);
     },
     abort() {
       try {

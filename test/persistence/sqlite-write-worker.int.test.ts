@@ -81,6 +81,33 @@ describe.each(["thread", "inline"] as const)("SqliteWriteWorker (%s)", (where) =
       expect(await eventCount("heap-inline")).toBe(1);
       await worker.close();
     });
+
+    it("commits a group commit before the turn of the event loop ends, and holds consumer batches alone until it ends, to share a group commit's transaction", async () => {
+      const worker = new SqliteWriteWorker(db, () => undefined, undefined, "inline");
+      await db.execute("create table turn_inbox (event_id text primary key)", [], "run");
+      await db.execute("create table turn_rows (id text primary key)", [], "run");
+      const batch = (id: string) => oneEventBatch("turn_inbox", id, "insert into turn_rows (id) values (?)");
+      await worker.commit([profileWrite("turn-warm", 1, "0190a0e0-0000-7000-8000-000000000601")]);
+      const turnEnd = (order: string[]) => new Promise<void>((done) => setImmediate(() => done(void order.push("turn ended"))));
+      // A group commit sent after the turn's end was asked for is answered before it: no further pass of the event loop.
+      const commitOrder: string[] = [];
+      const ended = turnEnd(commitOrder);
+      await Promise.all([worker.commit([profileWrite("turn-commit", 1, "0190a0e0-0000-7000-8000-000000000602")]).then(() => void commitOrder.push("committed")), ended]);
+      expect(commitOrder).toEqual(["committed", "turn ended"]);
+      // A consumer batch alone waits for the turn's end.
+      const batchOrder: string[] = [];
+      const ended2 = turnEnd(batchOrder);
+      await Promise.all([worker.applyConsumerBatch(batch("t1")).then(() => void batchOrder.push("applied")), ended2]);
+      expect(batchOrder).toEqual(["turn ended", "applied"]);
+      // One sent with a group commit in the same turn shares its transaction.
+      const before = await worker.sharedTransactions();
+      await Promise.all([worker.applyConsumerBatch(batch("t2")), worker.commit([profileWrite("turn-shared", 1, "0190a0e0-0000-7000-8000-000000000603")])]);
+      const after = await worker.sharedTransactions();
+      expect({ transactions: after.transactions - before.transactions, requests: after.requests - before.requests }).toEqual({ transactions: 1, requests: 2 });
+      expect((await db.execute<{ id: string }[]>("select id from turn_rows order by id", [], "all")).map((r) => r.id)).toEqual(["t1", "t2"]);
+      expect(await eventCount("turn-commit")).toBe(1);
+      await worker.close();
+    });
   } else it("reports its thread's own V8 heap while it runs, and nothing once closed", async () => {
     const worker = new SqliteWriteWorker(db, () => undefined);
     await worker.commit([profileWrite("heap-a", 1, "0190a0e0-0000-7000-8000-000000000201")]);
