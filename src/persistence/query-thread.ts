@@ -15,6 +15,17 @@ import { withWorkerSemiSpace, type WorkerHeap } from "./worker-heap.js";
 const KEPT_STATEMENTS = 64;
 
 /**
+ * How far the thread's V8 heap may grow past what it held after its last full collection before it runs
+ * one itself, once idle. Left to V8, the rows each query makes and drops reached the old generation and
+ * stayed there as garbage: its first full collection comes only near a limit sized from the process's
+ * `--max-old-space-size` (hundreds of MiB), and the thread's heap grew 5.5 → 10.0 MiB in the 60-minute soak
+ * (0.8 MiB/10 min); a collection forced at the end of a 14-minute one took it back below where it began
+ * (6.5 → 5.0 MiB committed). A collection of a heap this small takes a few milliseconds of the query
+ * thread, not of the event loop.
+ */
+export const QUERY_THREAD_COLLECT_AFTER_BYTES = 8 * 2 ** 20;
+
+/**
  * Queries that may wait for the thread at once; one more is refused ({@link QueriesOverloaded}) rather than
  * queued without end: 64 searches of 50 ms are already 3 s behind.
  */
@@ -55,6 +66,8 @@ export interface QueryThreadStats {
   refused: number;
   /** Threads started (the first, and one after each that ended). */
   starts: number;
+  /** Full collections the thread ran itself ({@link QUERY_THREAD_COLLECT_AFTER_BYTES}), as of its latest heap reading. */
+  collections: number;
 }
 
 interface Pending {
@@ -64,7 +77,9 @@ interface Pending {
 
 /** Reads of a SQLite file on a worker thread; started at the first query, again after one that ended. */
 export class SqliteQueryThread {
-  readonly stats: QueryThreadStats = { queries: 0, failures: 0, refused: 0, starts: 0 };
+  readonly stats: QueryThreadStats = { queries: 0, failures: 0, refused: 0, starts: 0, collections: 0 };
+  /** Collections counted by the threads that ended. */
+  #collectionsBefore = 0;
   #thread: Promise<Worker> | undefined;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
@@ -76,6 +91,7 @@ export class SqliteQueryThread {
     private readonly path: string,
     private readonly busyTimeoutMs: number,
     private readonly maxWaiting = MAX_WAITING_QUERIES,
+    private readonly collectAfterBytes = QUERY_THREAD_COLLECT_AFTER_BYTES,
   ) {}
 
   /** Runs one read (`all` rows or the first, `get`); a statement that writes is refused. */
@@ -131,7 +147,8 @@ export class SqliteQueryThread {
   }
 
   async #start(): Promise<Worker> {
-    const thread = withWorkerSemiSpace(() => new Worker(QUERY_THREAD, { eval: true, workerData: { driver: betterSqlite3Path(), path: this.path, busyTimeoutMs: this.busyTimeoutMs, keep: KEPT_STATEMENTS }, execArgv: [] }));
+    const workerData = { driver: betterSqlite3Path(), path: this.path, busyTimeoutMs: this.busyTimeoutMs, keep: KEPT_STATEMENTS, collectAfterBytes: this.collectAfterBytes };
+    const thread = withWorkerSemiSpace(() => new Worker(QUERY_THREAD, { eval: true, workerData, execArgv: [] }), { exposeGc: true });
     try {
       await new Promise<void>((ok, fail) => {
         thread.once("error", fail);
@@ -147,8 +164,9 @@ export class SqliteQueryThread {
       throw err;
     }
     this.stats.starts++;
-    thread.on("message", (m: { id: number; rows?: unknown; error?: { message: string; code?: string } } | { heap: WorkerHeap }) => {
+    thread.on("message", (m: { id: number; rows?: unknown; error?: { message: string; code?: string } } | { heap: WorkerHeap; collections: number }) => {
       if ("heap" in m) {
+        this.stats.collections = this.#collectionsBefore + m.collections;
         if (this.#pending.size === 0) thread.unref();
         for (const w of this.#heapWaiters.splice(0)) w(m.heap);
         return;
@@ -169,6 +187,7 @@ export class SqliteQueryThread {
       if (over) return;
       over = true;
       this.#thread = undefined;
+      this.#collectionsBefore = this.stats.collections;
       for (const p of this.#pending.values()) p.reject(err);
       for (const w of this.#heapWaiters.splice(0)) w(undefined);
       this.stats.queries += this.#pending.size;
@@ -186,7 +205,9 @@ export class SqliteQueryThread {
  * The query thread (plain CommonJS, run with `eval`): a read-only connection through the process's one copy
  * of better-sqlite3 (its path in workerData), temporary storage in memory; each message `{ id, sql, params,
  * method }` is answered `{ id, rows }` or `{ id, error }`, one at a time; `{ heap: true }` with its V8 heap
- * (as worker-heap.ts's thisThreadHeap, which it cannot import); `{ close: true }` ends it. Not a module of
+ * (as worker-heap.ts's thisThreadHeap, which it cannot import) and the full collections it ran itself
+ * (once idle, when its heap grew `collectAfterBytes` past what the last one left; `gc` is exposed to it
+ * by withWorkerSemiSpace); `{ close: true }` ends it. Not a module of
  * its own booted through tsx as the write worker is: registering tsx in a new thread made the first query
  * take ~590 ms instead of ~90.
  */
@@ -204,6 +225,21 @@ try {
   process.exit(1);
 }
 const kept = new Map();
+// What the heap held after the thread's last full collection (or at its start), and the collections it ran.
+let floor = getHeapStatistics().used_heap_size;
+let collections = 0;
+let collecting = false;
+function tidy() {
+  if (collecting || typeof globalThis.gc !== "function" || getHeapStatistics().used_heap_size - floor < workerData.collectAfterBytes) return;
+  collecting = true;
+  // Once the messages waiting now are answered: a collection never stands between a query and its rows.
+  setImmediate(() => {
+    collecting = false;
+    globalThis.gc();
+    collections++;
+    floor = getHeapStatistics().used_heap_size;
+  });
+}
 function statement(sql) {
   let st = kept.get(sql);
   if (st) kept.delete(sql);
@@ -224,7 +260,7 @@ parentPort.on("message", (m) => {
     // V8's figures, not process.memoryUsage(), which also reads the RSS from /proc and throws out of file descriptors.
     const { total_heap_size: heapTotal, used_heap_size: heapUsed, external_memory: external } = getHeapStatistics();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
-    parentPort.postMessage({ heap: { heapTotal, heapUsed, external, spaces } });
+    parentPort.postMessage({ heap: { heapTotal, heapUsed, external, spaces }, collections });
     return;
   }
   try {
@@ -234,5 +270,6 @@ parentPort.on("message", (m) => {
   } catch (err) {
     parentPort.postMessage({ id: m.id, error: { message: String(err && err.message), code: err && typeof err.code === "string" ? err.code : undefined } });
   }
+  tidy();
 });
 `;

@@ -15,23 +15,45 @@ export function processSemiSpaceMb(argv: readonly string[] = process.execArgv, n
   return mb;
 }
 
+/** Whether the process was started with `--expose-gc` (its flags or NODE_OPTIONS). */
+export function processExposesGc(argv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ""): boolean {
+  let exposed = false;
+  for (const arg of [...nodeOptions.split(/\s+/), ...argv]) {
+    if (/^--expose[-_]gc$/.test(arg)) exposed = true;
+    else if (/^--no[-_]expose[-_]gc$/.test(arg)) exposed = false;
+  }
+  return exposed;
+}
+
 /**
  * Starts a worker with a young generation of its own size. V8's heap flags are the whole process's, and a
  * Worker's `resourceLimits` do not override them: the service's `--max-semi-space-size=64`, sized for
  * the main thread's allocation rate, gave the write worker a young generation of 128 MiB committed for
  * about 13 MiB used (the soak's `nerve_sqlite_writer_heap_bytes{space="new_space"}`). V8 reads the flag
  * when an isolate is made, so it is lowered until the new thread runs JavaScript, then put back; the
- * main isolate's heap, configured at start, is not touched.
+ * main isolate's heap, configured at start, is not touched. `exposeGc` gives the new thread `gc()` the same
+ * way (a flag V8 reads as it makes the thread's context).
  */
-export function withWorkerSemiSpace(start: () => Worker): Worker {
+export function withWorkerSemiSpace(start: () => Worker, opts: { exposeGc?: boolean } = {}): Worker {
+  const set: string[] = [];
+  const back: string[] = [];
   const mainMb = processSemiSpaceMb();
-  if (mainMb === undefined || mainMb <= WORKER_SEMI_SPACE_MB) return start();
-  setFlagsFromString(`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`);
+  if (mainMb !== undefined && mainMb > WORKER_SEMI_SPACE_MB) {
+    set.push(`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`);
+    back.push(`--max-semi-space-size=${mainMb}`);
+  }
+  // `gc()` in the new thread (the query thread's own collections); not left exposed to threads started later.
+  if (opts.exposeGc && !processExposesGc()) {
+    set.push("--expose-gc");
+    back.push("--no-expose-gc");
+  }
+  if (set.length === 0) return start();
+  for (const flag of set) setFlagsFromString(flag);
   let restored = false;
   const restore = () => {
     if (restored) return;
     restored = true;
-    setFlagsFromString(`--max-semi-space-size=${mainMb}`);
+    for (const flag of back) setFlagsFromString(flag);
   };
   try {
     const worker = start();

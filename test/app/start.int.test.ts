@@ -53,6 +53,7 @@ describe("start-up", () => {
       expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="ok"\} [1-9]/m);
       expect(checkpoints).toMatch(/^nerve_sqlite_queries_total\{outcome="failed"\} 0$/m);
       expect(checkpoints).toMatch(/^nerve_sqlite_query_thread_starts_total 1$/m);
+      expect(checkpoints).toMatch(/^nerve_sqlite_query_thread_collections_total 0$/m);
       // That thread's own heap, small: a young generation of its own size (worker-heap.ts), a few statements' rows.
       const queryHeap = Number(/^nerve_sqlite_query_thread_heap_bytes\{state="total",space="all"\} (\d+)$/m.exec(checkpoints)?.[1]);
       expect(queryHeap).toBeGreaterThan(1 << 20);

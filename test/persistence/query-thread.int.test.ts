@@ -3,7 +3,9 @@
  * read connection does, a long one leaves the event loop free, a failure comes back as an error with
  * SQLite's code, a write is refused, and a thread that ends fails what it was asked and is replaced.
  */
+import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
+import { processExposesGc } from "../../src/persistence/worker-heap.js";
 import { MAX_WAITING_QUERIES, QueriesOverloaded, QueryFailed, SqliteQueryThread, type Database } from "../../src/persistence/index.js";
 import { queryTxOf } from "../../src/consumers/index.js";
 import { useSqliteDatabase } from "../support/index.js";
@@ -74,12 +76,37 @@ describe("SqliteQueryThread's end", () => {
       await thread.terminateForTest();
       expect(await inFlight).toMatchObject({ name: "QueryUnavailable", message: expect.stringMatching(/the query thread ended/) });
       expect(await thread.query("select 2 as two", [], "get")).toEqual({ two: 2 });
-      expect(thread.stats).toEqual({ starts: 2, failures: 1, queries: 3, refused: 0 });
+      expect(thread.stats).toEqual({ starts: 2, failures: 1, queries: 3, refused: 0, collections: 0 });
     } finally {
       await thread.close();
     }
     await expect(thread.query("select 3")).rejects.toThrow(/closed/);
     expect(await thread.heap()).toBeUndefined();
+  });
+});
+
+describe("SqliteQueryThread's heap", () => {
+  useSqliteDatabase((d) => (db = d));
+
+  it("runs a full collection itself once its heap has grown past the bound, and leaves gc() exposed to no thread started after it", async () => {
+    // A bound of 1 MiB: each query's rows (2,000 strings of 200 characters) are about half of it.
+    const thread = new SqliteQueryThread(db.sqliteFile!.path, 5000, 64, 2 ** 20);
+    const ROWS = "with recursive c(x) as (select 1 union all select x + 1 from c where x < 2000) select x, printf('%0200d', x) as pad from c";
+    try {
+      for (let i = 0; i < 40; i++) expect(await thread.query<unknown[]>(ROWS)).toHaveLength(2000);
+      // The collection runs once the thread is idle; the heap reading after it counts it.
+      await new Promise((r) => setTimeout(r, 50));
+      const heap = await thread.heap();
+      expect(thread.stats.collections).toBeGreaterThan(0);
+      expect(heap!.heapUsed).toBeLessThan(32 * 2 ** 20);
+      if (!processExposesGc()) {
+        const later = new Worker("require('node:worker_threads').parentPort.postMessage(typeof gc)", { eval: true });
+        expect(await new Promise((r) => later.once("message", r))).toBe("undefined");
+        await later.terminate();
+      }
+    } finally {
+      await thread.close();
+    }
   });
 });
 

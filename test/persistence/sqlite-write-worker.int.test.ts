@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { BatchLink, GroupCommitWriter, type Database, type OutboxRow } from "../../src/persistence/index.js";
 import { processSemiSpaceMb, SqliteWriteWorker, WORKER_SEMI_SPACE_MB } from "../../src/persistence/sqlite-write-worker.js";
+import { processExposesGc } from "../../src/persistence/worker-heap.js";
 import { backgroundFailures } from "../../src/supervision/index.js";
 import { monotonicMs } from "../../src/support/monotonic.js";
 import { openSqlite } from "../../src/persistence/sqlite-lock.js";
@@ -443,6 +444,13 @@ describe("the write worker's young generation", () => {
     expect(processSemiSpaceMb([], "--max-old-space-size=768 --max_semi_space_size=32")).toBe(32);
     expect(processSemiSpaceMb(["--max-semi-space-size=16"], "--max-semi-space-size=32")).toBe(16);
     expect(processSemiSpaceMb(["--max-old-space-size=768"], "")).toBeUndefined();
+  });
+
+  it("reads whether the process exposes gc() from its flags and NODE_OPTIONS, the last one winning", () => {
+    expect(processExposesGc(["--expose-gc", "--import", "tsx"], "")).toBe(true);
+    expect(processExposesGc([], "--expose_gc")).toBe(true);
+    expect(processExposesGc(["--no-expose-gc"], "--expose-gc")).toBe(false);
+    expect(processExposesGc(["--max-semi-space-size=64"], "")).toBe(false);
   });
 
   it("is its own size under the service's --max-semi-space-size=64, which the main thread keeps", async () => {
