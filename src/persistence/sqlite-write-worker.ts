@@ -102,9 +102,10 @@ const BOOT = `const { workerData } = require("node:worker_threads");
  * event loop. A group commit runs as soon as the code that sent it is done (a microtask): the writer's batch
  * already holds a whole turn's writes, and waiting for the next turn's end as well made every command pass
  * through the event loop once more (at 6,000 commands/s the turn takes milliseconds: in `npm run
- * bench:lone` the open loop's reply p50 was 9.0–11.1 ms that way, 6.8–8.0 this way). Consumer batches
- * alone wait for the turn's end, so that they share the transaction of a group commit that comes with
- * it, as what a busy thread finds waiting does. It never waits for the write lock inside SQLite (EngineHost.yielding): a lock another
+ * bench:lone` the open loop's p50 at that rate was 9.0–11.1 ms that way, 6.8–8.0 this way). Consumer
+ * batches alone wait for the turn's end, so that they share the transaction of a group commit that comes
+ * with it, as what a busy thread finds waiting does. It never waits for the write lock inside SQLite
+ * (EngineHost.yielding): a lock another
  * connection holds is asked for again on a timer, and each transaction after a drain's first waits a
  * turn, so that what its answers set going can write on the main connection first.
  */
