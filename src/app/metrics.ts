@@ -127,7 +127,7 @@ export function registerServiceMetrics(registry: Registry, s: ServiceMetricSourc
       g.set({ outcome: "refused" }, q.refused);
     });
     counter("nerve_sqlite_query_thread_starts_total", "Query threads started: the first, and one after each that ended", [], (g) => g.set(q.starts));
-    counter("nerve_sqlite_query_thread_collections_total", "Full collections the query thread ran itself, once idle, when its V8 heap had grown 8 MiB past what the last one left (as of the latest heap reading: each scrape reads it)", [], (g) => g.set(q.collections));
+    counter("nerve_sqlite_query_thread_collections_total", "Full collections the query thread ran itself, once idle, when its V8 heap had grown 8 MiB past what the last one left", [], (g) => g.set(q.collections));
     const heap = s.queryThreadHeap;
     if (heap) gauge("nerve_sqlite_query_thread_heap_bytes", "The query thread's V8 heap (not in nodejs_heap_size_*), committed and used, in all and by space; none before the first query", ["state", "space"], heapOf(heap));
   }

@@ -66,7 +66,7 @@ export interface QueryThreadStats {
   refused: number;
   /** Threads started (the first, and one after each that ended). */
   starts: number;
-  /** Full collections the thread ran itself ({@link QUERY_THREAD_COLLECT_AFTER_BYTES}), as of its latest heap reading. */
+  /** Full collections the thread ran itself ({@link QUERY_THREAD_COLLECT_AFTER_BYTES}). */
   collections: number;
 }
 
@@ -78,8 +78,6 @@ interface Pending {
 /** Reads of a SQLite file on a worker thread; started at the first query, again after one that ended. */
 export class SqliteQueryThread {
   readonly stats: QueryThreadStats = { queries: 0, failures: 0, refused: 0, starts: 0, collections: 0 };
-  /** Collections counted by the threads that ended. */
-  #collectionsBefore = 0;
   #thread: Promise<Worker> | undefined;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
@@ -164,9 +162,12 @@ export class SqliteQueryThread {
       throw err;
     }
     this.stats.starts++;
-    thread.on("message", (m: { id: number; rows?: unknown; error?: { message: string; code?: string } } | { heap: WorkerHeap; collections: number }) => {
+    thread.on("message", (m: { id: number; rows?: unknown; error?: { message: string; code?: string } } | { heap: WorkerHeap } | { collected: true }) => {
+      if ("collected" in m) {
+        this.stats.collections++;
+        return;
+      }
       if ("heap" in m) {
-        this.stats.collections = this.#collectionsBefore + m.collections;
         if (this.#pending.size === 0) thread.unref();
         for (const w of this.#heapWaiters.splice(0)) w(m.heap);
         return;
@@ -187,7 +188,6 @@ export class SqliteQueryThread {
       if (over) return;
       over = true;
       this.#thread = undefined;
-      this.#collectionsBefore = this.stats.collections;
       for (const p of this.#pending.values()) p.reject(err);
       for (const w of this.#heapWaiters.splice(0)) w(undefined);
       this.stats.queries += this.#pending.size;
@@ -205,9 +205,9 @@ export class SqliteQueryThread {
  * The query thread (plain CommonJS, run with `eval`): a read-only connection through the process's one copy
  * of better-sqlite3 (its path in workerData), temporary storage in memory; each message `{ id, sql, params,
  * method }` is answered `{ id, rows }` or `{ id, error }`, one at a time; `{ heap: true }` with its V8 heap
- * (as worker-heap.ts's thisThreadHeap, which it cannot import) and the full collections it ran itself
- * (once idle, when its heap grew `collectAfterBytes` past what the last one left; `gc` is exposed to it
- * by withWorkerSemiSpace); `{ close: true }` ends it. Not a module of
+ * (as worker-heap.ts's thisThreadHeap, which it cannot import); `{ close: true }` ends it. Once idle, when
+ * its heap has grown `collectAfterBytes` past what its last full collection left, it runs one (`gc` is
+ * exposed to it by withWorkerSemiSpace) and tells `{ collected: true }`. Not a module of
  * its own booted through tsx as the write worker is: registering tsx in a new thread made the first query
  * take ~590 ms instead of ~90.
  */
@@ -225,9 +225,8 @@ try {
   process.exit(1);
 }
 const kept = new Map();
-// What the heap held after the thread's last full collection (or at its start), and the collections it ran.
+// What the heap held after the thread's last full collection (or at its start).
 let floor = getHeapStatistics().used_heap_size;
-let collections = 0;
 let collecting = false;
 function tidy() {
   if (collecting || typeof globalThis.gc !== "function" || getHeapStatistics().used_heap_size - floor < workerData.collectAfterBytes) return;
@@ -236,8 +235,8 @@ function tidy() {
   setImmediate(() => {
     collecting = false;
     globalThis.gc();
-    collections++;
     floor = getHeapStatistics().used_heap_size;
+    parentPort.postMessage({ collected: true });
   });
 }
 function statement(sql) {
@@ -260,7 +259,7 @@ parentPort.on("message", (m) => {
     // V8's figures, not process.memoryUsage(), which also reads the RSS from /proc and throws out of file descriptors.
     const { total_heap_size: heapTotal, used_heap_size: heapUsed, external_memory: external } = getHeapStatistics();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }]));
-    parentPort.postMessage({ heap: { heapTotal, heapUsed, external, spaces }, collections });
+    parentPort.postMessage({ heap: { heapTotal, heapUsed, external, spaces } });
     return;
   }
   try {

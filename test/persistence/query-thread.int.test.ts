@@ -94,7 +94,7 @@ describe("SqliteQueryThread's heap", () => {
     const ROWS = "with recursive c(x) as (select 1 union all select x + 1 from c where x < 2000) select x, printf('%0200d', x) as pad from c";
     try {
       for (let i = 0; i < 40; i++) expect(await thread.query<unknown[]>(ROWS)).toHaveLength(2000);
-      // The collection runs once the thread is idle; the heap reading after it counts it.
+      // The collection runs once the thread is idle; its message comes before the answer to a later heap reading.
       await new Promise((r) => setTimeout(r, 50));
       const heap = await thread.heap();
       expect(thread.stats.collections).toBeGreaterThan(0);
