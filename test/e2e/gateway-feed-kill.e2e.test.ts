@@ -28,6 +28,11 @@ const COURSES = ["c0", "c1", "c2", "c3", "c4", "c5"];
 const BOUND_MS = 25_000;
 /** An event stored after the kill → its frame: two idle heartbeats missed (5–7.5 s) and a new consumer, with room; it was 17–23 s. */
 const LAG_MS = 12_000;
+/**
+ * Added to LAG_MS when the killed node also led the meta group: the new consumer is created only once
+ * another node leads it (an election of 4–9 s on 2.9). CI once saw 12.2 s against the 12 s alone.
+ */
+const META_ELECTION_MS = 9_000;
 const KILL = (process.env.FEED_KILL ?? "consumer") as "consumer" | "stream" | "connection";
 
 describe.skipIf(!available)(`kill -9 of a nats-server under the gateway's access feed (3-node cluster, R3; the ${KILL} node)`, () => {
@@ -95,6 +100,8 @@ describe.skipIf(!available)(`kill -9 of a nats-server under the gateway's access
     const node = cluster.servers.find((s) => s.name === name);
     expect(node, `the ${KILL} node`).toBeDefined();
     const streamLeader = await cluster.leaderOf(STREAM);
+    const metaLeader = await cluster.metaLeader();
+    const lagBound = LAG_MS + (name === metaLeader ? META_ELECTION_MS : 0);
     const killedAt = Date.now();
     await node!.kill9();
     await sleep(6000);
@@ -129,13 +136,13 @@ describe.skipIf(!available)(`kill -9 of a nats-server under the gateway's access
     }
     console.info(`killedAt ${killedAt}; [seq, stored ms after kill, frame ms after stored]: ${JSON.stringify(lags)}`);
     console.info(
-      `${KILL} node ${name} kill -9 (stream leader was ${streamLeader}, gateway on ${gnc.getServer()}), restarted after ${restartedAt - killedAt} ms → first frame of an event committed after the kill ${gapMs} ms after it; ${seqs.length} event frames (${recovered} after the kill), ${sent} updates acknowledged`,
+      `${KILL} node ${name} kill -9 (stream leader was ${streamLeader}, meta leader ${metaLeader}, gateway on ${gnc.getServer()}), restarted after ${restartedAt - killedAt} ms → first frame of an event committed after the kill ${gapMs} ms after it; ${seqs.length} event frames (${recovered} after the kill), ${sent} updates acknowledged`,
     );
     expect(client.closed).toBeUndefined();
     expect(seqs).toEqual(stream);
     expect(gapMs, "kill → the first frame of an event committed after it (ms)").toBeLessThan(BOUND_MS);
     const worst = Math.max(...lags.filter(([, storedAfterKill]) => storedAfterKill > 0).map(([, , lag]) => lag));
-    expect(worst, "an event stored after the kill → its frame, at worst (ms)").toBeLessThan(LAG_MS);
+    expect(worst, `an event stored after the kill → its frame, at worst (ms; the meta leader was ${metaLeader})`).toBeLessThan(lagBound);
     await client.close();
   }, 150_000);
 });
