@@ -9,7 +9,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { betterSqlite3Path, sqliteValues } from "./sqlite-lock.js";
-import { withWorkerSemiSpace, type WorkerHeap } from "./worker-heap.js";
+import { withWorkerFlags, type WorkerHeap } from "./worker-heap.js";
 
 /** Statements the thread keeps prepared (the most recently used). */
 const KEPT_STATEMENTS = 64;
@@ -146,7 +146,7 @@ export class SqliteQueryThread {
 
   async #start(): Promise<Worker> {
     const workerData = { driver: betterSqlite3Path(), path: this.path, busyTimeoutMs: this.busyTimeoutMs, keep: KEPT_STATEMENTS, collectAfterBytes: this.collectAfterBytes };
-    const thread = withWorkerSemiSpace(() => new Worker(QUERY_THREAD, { eval: true, workerData, execArgv: [] }), { exposeGc: true });
+    const thread = withWorkerFlags(() => new Worker(QUERY_THREAD, { eval: true, workerData, execArgv: [] }), { exposeGc: true });
     try {
       await new Promise<void>((ok, fail) => {
         thread.once("error", fail);
@@ -207,7 +207,7 @@ export class SqliteQueryThread {
  * method }` is answered `{ id, rows }` or `{ id, error }`, one at a time; `{ heap: true }` with its V8 heap
  * (as worker-heap.ts's thisThreadHeap, which it cannot import); `{ close: true }` ends it. Once idle, when
  * its heap has grown `collectAfterBytes` past what its last full collection left, it runs one (`gc` is
- * exposed to it by withWorkerSemiSpace) and tells `{ collected: true }`. Not a module of
+ * exposed to it by withWorkerFlags) and tells `{ collected: true }`. Not a module of
  * its own booted through tsx as the write worker is: registering tsx in a new thread made the first query
  * take ~590 ms instead of ~90.
  */

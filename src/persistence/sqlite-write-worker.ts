@@ -14,7 +14,7 @@ import { BatchBeforeFailed, type BatchLink, type ConsumerBatch, type ConsumerBat
 import { ChurnTable } from "../support/churn-table.js";
 import { monotonicMs } from "../support/monotonic.js";
 import { startWriteEngine, type EngineMessage, type WriteEngine } from "./sqlite-write-engine.js";
-import { withWorkerSemiSpace, type WorkerHeap } from "./worker-heap.js";
+import { withWorkerFlags, type WorkerHeap } from "./worker-heap.js";
 
 /** What the worker thread is started with. */
 export interface WorkerSetup {
@@ -69,7 +69,7 @@ export interface SharedTransactionStats {
 }
 
 // The worker thread's own V8 heap (outside the main thread's heap figures: process RSS counts it), and its young generation.
-export { WORKER_SEMI_SPACE_MB, processSemiSpaceMb, withWorkerSemiSpace, type WorkerHeap } from "./worker-heap.js";
+export { WORKER_SEMI_SPACE_MB, processSemiSpaceMb, withWorkerFlags, type WorkerHeap } from "./worker-heap.js";
 
 /** The write worker stopped (crashed, exited) with this batch in flight, which did not commit. Retrying can help: it restarts. */
 export class WriteWorkerStopped extends Error {
@@ -341,7 +341,7 @@ export class SqliteWriteWorker implements ConsumerBatchWriter {
   }
 
   #start(): Worker | InlineEngine {
-    const worker = this.#isInline ? new InlineEngine(this.#setup) : withWorkerSemiSpace(() => new Worker(BOOT, { eval: true, workerData: { ...this.#setup, entry: THREAD_URL.href }, execArgv: [] }));
+    const worker = this.#isInline ? new InlineEngine(this.#setup) : withWorkerFlags(() => new Worker(BOOT, { eval: true, workerData: { ...this.#setup, entry: THREAD_URL.href }, execArgv: [] }));
     this.#worker = worker;
     let failure: Error | undefined;
     worker.unref();

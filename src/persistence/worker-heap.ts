@@ -5,20 +5,25 @@ import type { Worker } from "node:worker_threads";
 /** Semi-space of a worker thread's young generation, MiB: each allocates little, and what it allocates dies young. */
 export const WORKER_SEMI_SPACE_MB = 8;
 
+/** The process's V8 flags, NODE_OPTIONS' first and then its own (a later one wins over an earlier one). */
+function processFlags(argv: readonly string[], nodeOptions: string): string[] {
+  return [...nodeOptions.split(/\s+/), ...argv];
+}
+
 /** The process's `--max-semi-space-size` (MiB) from its flags or NODE_OPTIONS, the last one given; undefined without one. */
 export function processSemiSpaceMb(argv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ""): number | undefined {
   let mb: number | undefined;
-  for (const arg of [...nodeOptions.split(/\s+/), ...argv]) {
+  for (const arg of processFlags(argv, nodeOptions)) {
     const m = /^--max[-_]semi[-_]space[-_]size=(\d+)$/.exec(arg);
     if (m) mb = Number(m[1]);
   }
   return mb;
 }
 
-/** Whether the process was started with `--expose-gc` (its flags or NODE_OPTIONS). */
+/** Whether the process was started with `--expose-gc` (its flags or NODE_OPTIONS), the last of it and `--no-expose-gc` winning. */
 export function processExposesGc(argv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ""): boolean {
   let exposed = false;
-  for (const arg of [...nodeOptions.split(/\s+/), ...argv]) {
+  for (const arg of processFlags(argv, nodeOptions)) {
     if (/^--expose[-_]gc$/.test(arg)) exposed = true;
     else if (/^--no[-_]expose[-_]gc$/.test(arg)) exposed = false;
   }
@@ -26,7 +31,7 @@ export function processExposesGc(argv: readonly string[] = process.execArgv, nod
 }
 
 /**
- * Starts a worker with a young generation of its own size. V8's heap flags are the whole process's, and a
+ * Starts a worker with V8 flags of its own: a young generation of its own size, and `gc()` when asked. V8's heap flags are the whole process's, and a
  * Worker's `resourceLimits` do not override them: the service's `--max-semi-space-size=64`, sized for
  * the main thread's allocation rate, gave the write worker a young generation of 128 MiB committed for
  * about 13 MiB used (the soak's `nerve_sqlite_writer_heap_bytes{space="new_space"}`). V8 reads the flag
@@ -34,7 +39,7 @@ export function processExposesGc(argv: readonly string[] = process.execArgv, nod
  * main isolate's heap, configured at start, is not touched. `exposeGc` gives the new thread `gc()` the same
  * way (a flag V8 reads as it makes the thread's context).
  */
-export function withWorkerSemiSpace(start: () => Worker, opts: { exposeGc?: boolean } = {}): Worker {
+export function withWorkerFlags(start: () => Worker, opts: { exposeGc?: boolean } = {}): Worker {
   const set: string[] = [];
   const back: string[] = [];
   const mainMb = processSemiSpaceMb();
