@@ -1,8 +1,8 @@
 /** Runs commands on actors: idempotency, facts, decide, one durable write, then the reply. */
 import { uuidv7 } from "./uuid7.js";
 import {
-  EventSchemas,
   EventVersions,
+  decidedEventProblem,
   NerveError,
   encodeMsgPack,
   errors,
@@ -357,9 +357,11 @@ export class CommandBus implements Lookups {
       causation_id: causation,
       payload: e.payload,
     };
-    // A decider bug must never reach the wire: every event is checked against the contract.
-    const checked = EventSchemas[e.event_type].safeParse(envelope);
-    if (!checked.success) throw new Error(`decider emitted an invalid ${e.event_type}: ${checked.error.message}`);
+    // A decider bug must never reach the wire: what it chose of every event (the type and the payload) is
+    // checked against the contract; the other fields are this function's own (decidedEventProblem says why
+    // the whole envelope's schema is not run here).
+    const problem = decidedEventProblem(m.context, e);
+    if (problem !== undefined) throw new Error(`decider emitted an invalid ${e.event_type}: ${problem}`);
     // The write's own fields only, as one literal: a spread of the envelope with two more fields took a
     // second backing store, and its aggregate_type and aggregate_id (the write's already) crossed to the
     // write worker with every event.
