@@ -43,6 +43,8 @@ export interface ServiceSample {
   rssShmemBytes?: number;
   writerHeapBytes?: number;
   queryHeapBytes?: number;
+  /** The query thread's own full collections so far (it runs one once idle after its heap grew 8 MiB); absent where the service does not report them. */
+  queryCollections?: number;
   /** Cumulative seconds group commits waited for the relay's backlog (admission). */
   admissionWaitSeconds: number;
   /** Cumulative histogram buckets (upper bound in seconds → count): group-commit transactions, relay publish → ack, command replies (all commands). */
@@ -140,6 +142,7 @@ export async function sampleService(httpPort: number, dbPath: string, atMs: numb
     rssShmemBytes: m.get('nerve_process_resident_memory_split_bytes{kind="shmem"}')?.[0],
     writerHeapBytes: m.get('nerve_sqlite_writer_heap_bytes{state="total",space="all"}')?.[0] ?? m.get('nerve_sqlite_writer_heap_bytes{state="total"}')?.[0],
     queryHeapBytes: m.get('nerve_sqlite_query_thread_heap_bytes{state="total",space="all"}')?.[0],
+    queryCollections: m.get("nerve_sqlite_query_thread_collections_total")?.[0],
     admissionWaitSeconds: m.get("nerve_group_commit_admission_wait_seconds_total")?.[0] ?? 0,
     commitBuckets: histogramBuckets(text, "nerve_group_commit_seconds"),
     ackBuckets: histogramBuckets(text, "nerve_relay_publish_ack_seconds"),
@@ -201,6 +204,7 @@ export function minuteRow(minute: number, samples: ServiceSample[], load: LoadMi
     ...(last.rssShmemBytes !== undefined && { rssShmemMb: last.rssShmemBytes / MIB }),
     ...(last.writerHeapBytes !== undefined && { writerHeapMb: last.writerHeapBytes / MIB }),
     ...(last.queryHeapBytes !== undefined && { queryHeapMb: last.queryHeapBytes / MIB }),
+    ...(last.queryCollections !== undefined && { queryCollections: last.queryCollections - (previous?.queryCollections ?? samples[0]!.queryCollections ?? 0) }),
     stages: {
       admissionWaitS: last.admissionWaitSeconds - (previous?.admissionWaitSeconds ?? samples[0]!.admissionWaitSeconds),
       commitP99Ms: bucketPercentileMs(previous?.commitBuckets, last.commitBuckets, 99),

@@ -19,6 +19,8 @@ export interface SoakMinute {
   writerHeapMb?: number;
   /** The query thread's own V8 heap (committed), part of native; absent in runs before stop 40. */
   queryHeapMb?: number;
+  /** The query thread's own full collections this minute (src/persistence/query-thread.ts); absent in runs before stop 55. */
+  queryCollections?: number;
   /** V8's young generation as committed at the end of the minute, MiB. */
   youngMb?: number;
   /** V8's old space as committed at the end of the minute, and the free space inside it, MiB; absent in runs before they were sampled. */

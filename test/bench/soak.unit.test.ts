@@ -161,6 +161,11 @@ describe("soak plot and metrics", () => {
     // So are the WAL's RESTARTs and the blocked ones among them (cumulative counters); the first minute counts from its first sample.
     expect(minuteRow(5, [sample(600, 1, 0, 4, 30, 7)], load, 0, cpu, sample(600, 1, 0, 4, 21, 2)).walRestarts).toEqual({ run: 9, blocked: 5 });
     expect(minuteRow(1, [sample(600, 1, 0, 4, 3, 1), sample(600, 1, 0, 4, 8, 1)], load, 0, cpu).walRestarts).toEqual({ run: 5, blocked: 0 });
+    // The query thread's own collections, likewise; absent where the service does not report them.
+    const collected = (n: number): ServiceSample => ({ ...sample(600, 1, 0), queryCollections: n });
+    expect(minuteRow(6, [collected(3)], load, 0, cpu, collected(1)).queryCollections).toBe(2);
+    expect(minuteRow(1, [collected(0), collected(1)], load, 0, cpu).queryCollections).toBe(1);
+    expect(minuteRow(1, [sample(600, 1, 0)], load, 0, cpu)).not.toHaveProperty("queryCollections");
   });
 
   it("sums a histogram's buckets over its label sets and reads a percentile of what it counted between two readings", () => {
