@@ -210,9 +210,10 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
       shared.oneStatement++;
       return { id: req.id, seqs: one.seqs };
     }
-    const seqs = await writeStatements(exec, req.writes, req.published);
-    // AUTOINCREMENT numbered these past every seq given before; the next one-statement commit goes on from them.
-    if (nextSeq !== undefined) for (const s of seqs) nextSeq = Math.max(nextSeq, s + 1);
+    // Numbered here, as one statement's are (batch-statements.ts, OwnNumbering); a failure forgets the count (run, runTogether).
+    const numbered = { nextSeq: nextSeq ?? (statement(NEXT_SEQ_SQL).get() as { next: number }).next };
+    const seqs = await writeStatements(exec, req.writes, req.published, undefined, undefined, numbered);
+    nextSeq = numbered.nextSeq;
     return { id: req.id, seqs };
   }
 

@@ -106,6 +106,33 @@ describe("a small group commit on the write worker", () => {
     expect(await worker.sharedTransactions()).toMatchObject({ oneStatement: 1 });
   }, 30_000);
 
+  it("numbers a large group commit's outbox rows itself, each seq its event's row, and numbers on after a stale one from where the table is", async () => {
+    worker = new SqliteWriteWorker(db, () => undefined, undefined, "inline");
+    const big = (prefix: string, version = 1) => Array.from({ length: 40 }, (_, i) => profileWrite(`${prefix}-${i}`, version, eventId()));
+    const rowOf = async (seq: number) => db.execute<{ event_id: string; aggregate_id: string } | undefined>("select event_id, aggregate_id from nerve_outbox where seq = ?", [seq], "get");
+    const first = await worker.commit(big("L"));
+    expect(await worker.sharedTransactions()).toMatchObject({ oneStatement: 0 });
+    // Consecutive, and each the row of the event it was answered for.
+    expect(first.map((r) => r.seq)).toEqual(first.map((_, i) => first[0]!.seq + i));
+    for (const r of first) expect(await rowOf(r.seq)).toEqual({ event_id: r.event_id, aggregate_id: r.aggregate_id });
+    // A stale write in a large batch: nothing of it stays (the changes counted), the delete riding along neither.
+    const published = first.slice(0, 10).map((r) => r.seq);
+    const before = await outboxSeqs();
+    await expect(worker.commit([...big("M"), profileWrite("L-7", 1, eventId())], published)).rejects.toMatchObject({ name: "StaleWriteError" });
+    expect(await outboxSeqs()).toEqual(before);
+    expect(await db.execute("select aggregate_id from nerve_snapshots where aggregate_id like 'M-%'", [], "all")).toEqual([]);
+    // After a transaction that failed the engine reads the table again: a row written beside it meanwhile (the
+    // main connection writes outbox rows only where there is no engine) is never given again.
+    await db.execute("insert into nerve_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, subject, event_type, event_version, body, partition_no) values (?, 'User', 'beside', 1, 'events.users.UserProfileUpdated.beside', 'UserProfileUpdated', 1, x'00', 0)", [eventId()], "run");
+    const beside = Math.max(...(await outboxSeqs()));
+    expect(beside).toBe(first.at(-1)!.seq + 1);
+    await expect(worker.commit([profileWrite("L-3", 1, eventId())])).rejects.toMatchObject({ name: "StaleWriteError" });
+    const next = await worker.commit(big("L", 2), published);
+    expect(next[0]!.seq).toBe(beside + 1);
+    for (const r of next) expect(await rowOf(r.seq)).toEqual({ event_id: r.event_id, aggregate_id: r.aggregate_id });
+    for (const s of published) expect(await rowOf(s)).toBeUndefined();
+  }, 30_000);
+
   it("runs a write's further statements (a timer, an e-mail's rows) in it through triggers of their own, with their failures", async () => {
     worker = new SqliteWriteWorker(db, () => undefined);
     const expiry = { aggregateType: "AccessRecord", kind: "expiry" };
