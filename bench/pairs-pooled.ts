@@ -28,7 +28,7 @@ export interface PairsRun {
   quick?: boolean;
   ok?: boolean;
   serviceSettings?: Record<string, string>;
-  /** Where the one Nerve's SQLite engine ran (recorded since stop 55's runs). */
+  /** Where the one Nerve's SQLite engine ran (recorded since 086fefd, stop 53, when the run measures one Nerve). */
   sqliteWriter?: string;
   summary?: Record<string, PairsSummary>;
 }
