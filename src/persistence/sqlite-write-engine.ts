@@ -197,8 +197,9 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
   // A request's statements, inside the caller's transaction (or, for a group commit that fits, as the one statement of its own).
   async function statementsOf(req: WorkerRequest): Promise<WorkerReply> {
     if ("consumerBatch" in req) return { id: req.id, handled: await runConsumerBatch(exec, req.consumerBatch) };
+    // A group commit's outbox rows are numbered here, whichever way it is written; a failure forgets the count (run, runTogether).
+    nextSeq ??= (statement(NEXT_SEQ_SQL).get() as { next: number }).next;
     if (fitsOneStatement(req.writes, req.published, extras)) {
-      nextSeq ??= (statement(NEXT_SEQ_SQL).get() as { next: number }).next;
       const one = oneStatement(req.writes, req.published, nextSeq, extras)!;
       try {
         await exec(one.sql, one.params, "run");
@@ -210,8 +211,8 @@ export function startWriteEngine(setup: WorkerSetup, host: EngineHost): WriteEng
       shared.oneStatement++;
       return { id: req.id, seqs: one.seqs };
     }
-    // Numbered here, as one statement's are (batch-statements.ts, OwnNumbering); a failure forgets the count (run, runTogether).
-    const numbered = { nextSeq: nextSeq ?? (statement(NEXT_SEQ_SQL).get() as { next: number }).next };
+    // As one statement's are (batch-statements.ts, OwnNumbering).
+    const numbered = { nextSeq };
     const seqs = await writeStatements(exec, req.writes, req.published, undefined, undefined, numbered);
     nextSeq = numbered.nextSeq;
     return { id: req.id, seqs };
