@@ -12,6 +12,7 @@ import { runInNewContext } from "node:vm";
 import { Contexts, EVENT_TYPES, EventContexts, EventSchemas, EventVersions, decidedEventProblem, type EventType } from "../contracts/index.js";
 import { uuidv7 } from "../src/runtime/uuid7.js";
 import { payloadSamples } from "../test/contracts/samples.js";
+import { median } from "./percentiles.js";
 import { table } from "./table.js";
 
 const N = 200_000;
@@ -61,7 +62,6 @@ function measure(samples: Sample[], check: (s: Sample) => boolean): [number, num
     for (let i = 0; i < ALLOCATING; i++) check(samples[i % samples.length]!);
     bytes.push((process.memoryUsage().heapUsed - heap0) / ALLOCATING);
   }
-  const median = (xs: number[]) => xs.sort((x, y) => x - y)[2]!;
   return [Math.round(median(ns)), Math.round(median(bytes))];
 }
 
