@@ -38,13 +38,14 @@ import { registerUsers, userIds, USERS_STREAM, waitConfirmed } from "./durable-c
 import { benchFloor, machineCpuUs } from "./floor.js";
 import type { LoadClient } from "./load-client.js";
 import { median } from "./percentiles.js";
+import { ISSUE_12_TARGETS } from "./pairs-pooled.js";
 import { writeResultsFile } from "./results-file.js";
 import { startRig } from "./rig.js";
 import { table } from "./table.js";
 import { cpuMeter } from "./thread-cpu.js";
 
 /** Issue #12's targets this bench judges. */
-const TARGETS = { cpu: 2.0, rate: 0.5, loneP50Ms: 1.5, loneP99Ms: 5, pacedP99Ms: 20 } as const;
+const TARGETS = ISSUE_12_TARGETS;
 const FLOORS = ["floor", "durable floor (worker)", "durable floor (main thread)"] as const;
 /**
  * `BENCH_PAIRS_ENGINES=inline,worker`: a Nerve per SQLite writer (NERVE_SQLITE_WRITER) in every round,
