@@ -10,9 +10,22 @@
  * flight), so the gap between this floor and Nerve is the runtime's own. With `on: "main"` the same
  * statements run on the main thread instead (better-sqlite3, synchronously: the event loop waits out each
  * commit's fsync), the design Nerve left for the worker: no hop between threads, nothing in parallel.
+ *
+ * With `contract`, the main-thread store also does what CONTRACT.md asks of every command beyond that, each
+ * the least way (Nerve's own readers of the contract's rules where it has them): the request's headers read
+ * and checked (its Content-Type, Idempotency-Key, Correlation-Id, Causation-Id and trace context — §3), a
+ * fresh UUIDv7 command id that defaults the event's correlation and causation ids, a new trace when the
+ * request carries none (§2: every event message carries the `traceparent` of its command's trace), stored
+ * with the outbox row so the event's headers survive a restart, `aggregate_type` in the envelope, the body
+ * decoded and the reply encoded in the request's encoding, and the reply's `Nerve-Instance` header (§8).
+ * The caller serves it through the NATS service API (§3), not a bare subscription. Still no actor, mailbox,
+ * command bus, relay, idempotency store (the bench sends no key), tracing spans, metrics or fences.
  */
 import type { Msg } from "@nats-io/nats-core";
-import { CommandDefinitions, decodeMsgPack, encodeMsgPack } from "../contracts/index.js";
+import type { ServiceMsg } from "@nats-io/services";
+import { CommandDefinitions, ContentTypes, decode, decodeMsgPack, encode, encodeMsgPack, type ContentType, type NerveError } from "../contracts/index.js";
+import { okHeaders, requestContentType, requestHeaderReader, requestHeaders, type RequestHeaders } from "../src/api/wire.js";
+import { rootTraceparent } from "../src/tracing/index.js";
 import { openDatabase, type Database } from "../src/persistence/index.js";
 import { SqliteWriteWorker } from "../src/persistence/sqlite-write-worker.js";
 import { encodeWrites, type AggregateWrite } from "../src/persistence/commit-batch.js";
@@ -26,12 +39,15 @@ export interface Committed {
   subject: string;
   msgID: string;
   body: Uint8Array;
+  /** The command's trace (the contract floor's events carry it). */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
   published: () => void;
 }
 
 /** Takes commands, commits them, answers them and hands their events on. */
 export interface DurableStore {
-  /** Takes one UpdateUserProfile request for `id`; answers it once its group commit has committed. */
+  /** Takes one UpdateUserProfile request for `id` (a service API message with `contract`); answers it once its group commit has committed. */
   take(msg: Msg, id: string): void;
   /** Group commits and the writes in them. */
   readonly stats: { commits: number; writes: number; rejected: number };
@@ -54,7 +70,7 @@ const body = CommandDefinitions.UpdateUserProfile.body;
  * Opens a fresh SQLite file with Nerve's schema, registers `ids` in it (not timed: base version 0), and
  * returns the store; each committed event goes to `publish`, on the subject `subjectOf` gives its aggregate.
  */
-export async function startDurableStore(ids: string[], subjectOf: (id: string) => string, publish: (e: Committed) => void, on: "worker" | "main" = "worker"): Promise<DurableStore> {
+export async function startDurableStore(ids: string[], subjectOf: (id: string) => string, publish: (e: Committed) => void, on: "worker" | "main" = "worker", contract?: { instance: string }): Promise<DurableStore> {
   const tmp = await tempSqlitePath();
   let db: Database | undefined;
   let w: Committer | undefined;
@@ -79,7 +95,7 @@ export async function startDurableStore(ids: string[], subjectOf: (id: string) =
   const commit = w.commit.bind(w);
 
   const stats = { commits: 0, writes: 0, rejected: 0 };
-  let pending: { msg: Msg; write: AggregateWrite; reply: Uint8Array }[] = [];
+  let pending: { msg: Msg; write: AggregateWrite; reply: Uint8Array; ct: ContentType }[] = [];
   let acked: number[] = [];
   let inFlight = 0;
   let scheduled = false;
@@ -99,10 +115,11 @@ export async function startDurableStore(ids: string[], subjectOf: (id: string) =
       (rows) => {
         // One outbox row per write, in the batch's order.
         for (const [i, b] of batch.entries()) {
-          b.msg.respond(b.reply);
+          if (contract) b.msg.respond(b.reply, { headers: okHeaders(b.ct, contract.instance) });
+          else b.msg.respond(b.reply);
           const e = b.write.events[0]!;
           const seq = rows[i]!.seq;
-          publish({ subject: e.subject, msgID: e.event_id, body: e.body, published: () => acked.push(seq) });
+          publish({ subject: e.subject, msgID: e.event_id, body: e.body, traceparent: b.write.traceparent, tracestate: b.write.tracestate, published: () => acked.push(seq) });
         }
       },
       (err: unknown) => {
@@ -122,12 +139,26 @@ export async function startDurableStore(ids: string[], subjectOf: (id: string) =
   return {
     stats,
     take(msg, id) {
-      const decoded = decodeMsgPack(msg.data);
+      // The contract's headers (a client's mistake in them is invalid_request, answered in JSON).
+      let ct: ContentType = ContentTypes.MsgPack;
+      let h: RequestHeaders = {};
+      if (contract) {
+        try {
+          const reader = requestHeaderReader(msg as ServiceMsg);
+          ct = requestContentType(msg as ServiceMsg, reader);
+          h = requestHeaders(msg as ServiceMsg, reader);
+        } catch (err) {
+          stats.rejected++;
+          msg.respond(encode(ContentTypes.Json, { ok: false, error: { code: "invalid_request", message: (err as NerveError).message } }));
+          return;
+        }
+      }
+      const decoded = contract ? decode(ct, msg.data) : decodeMsgPack(msg.data);
       const parsed = decoded.ok ? body.safeParse(decoded.value) : undefined;
       const current = states.get(id);
       if (!parsed?.success || !current) {
         stats.rejected++;
-        msg.respond(encodeMsgPack({ ok: false, error: { code: current ? "invalid_request" : "not_found", message: "rejected" } }));
+        msg.respond(encode(ct, { ok: false, error: { code: current ? "invalid_request" : "not_found", message: "rejected" } }));
         return;
       }
       // decide and evolve: the new profile, version + 1, one UserProfileUpdated.
@@ -137,8 +168,14 @@ export async function startDurableStore(ids: string[], subjectOf: (id: string) =
       const state: UserState = { ...current.state, profile_data: { ...current.state.profile_data, ...parsed.data.profile_data } };
       states.set(id, { version, state });
       const eventId = uuidv7(at);
+      // The contract's causal chain: a command id of its own, the defaults of both ids; the floor without it uses the event's id and no cause.
+      const commandId = contract ? uuidv7(at) : eventId;
+      const correlationId = h.correlationId ?? commandId;
+      const causationId = contract ? (h.causationId ?? commandId) : null;
       const payload = { user_id: id, profile_data: parsed.data.profile_data };
-      const envelope = { event_id: eventId, event_type: "UserProfileUpdated", event_version: 1, occurred_on: occurred, aggregate_id: id, aggregate_version: version, correlation_id: eventId, causation_id: null, payload };
+      const envelope = contract
+        ? { event_id: eventId, event_type: "UserProfileUpdated", event_version: 1, occurred_on: occurred, aggregate_type: "User", aggregate_id: id, aggregate_version: version, correlation_id: correlationId, causation_id: causationId, payload }
+        : { event_id: eventId, event_type: "UserProfileUpdated", event_version: 1, occurred_on: occurred, aggregate_id: id, aggregate_version: version, correlation_id: correlationId, causation_id: causationId, payload };
       const write: AggregateWrite = {
         aggregateType: "User",
         aggregateId: id,
@@ -146,10 +183,11 @@ export async function startDurableStore(ids: string[], subjectOf: (id: string) =
         version,
         state,
         now: occurred,
-        events: [{ event_id: eventId, event_type: "UserProfileUpdated", event_version: 1, occurred_on: occurred, aggregate_version: version, correlation_id: eventId, causation_id: null, payload, subject: subjectOf(id), body: encodeMsgPack(envelope) }],
+        events: [{ event_id: eventId, event_type: "UserProfileUpdated", event_version: 1, occurred_on: occurred, aggregate_version: version, correlation_id: correlationId, causation_id: causationId, payload, subject: subjectOf(id), body: encodeMsgPack(envelope) }],
+        ...(contract ? { traceparent: h.traceparent ?? rootTraceparent(), tracestate: h.tracestate } : {}),
       };
-      const reply = encodeMsgPack({ ok: true, aggregate_id: id, aggregate_version: version, events: [{ event_id: eventId, event_type: "UserProfileUpdated" }] });
-      pending.push({ msg, write, reply });
+      const reply = encode(ct, { ok: true, aggregate_id: id, aggregate_version: version, events: [{ event_id: eventId, event_type: "UserProfileUpdated" }] });
+      pending.push({ msg, write, reply, ct });
       schedule();
     },
     async close() {

@@ -5,8 +5,9 @@
  * durable command needs. Nerve can only be slower; its ratio to the raw publish rate can only be lower.
  */
 import { AckPolicy, jetstream, jetstreamManager, StorageType, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
+import { Svcm, type Service } from "@nats-io/services";
 import { encodeMsgPack } from "../contracts/index.js";
 import type { CommandLoadResult } from "./command-load.js";
 import type { LoadClient } from "./load-client.js";
@@ -71,9 +72,12 @@ const WINDOW = 256;
 /**
  * Runs the floor: `count` UpdateUserProfile-shaped requests over `ids`, `inflight` at a time. With `durable`,
  * the durable floor (section 1d): each request decoded, checked and committed with its event and outbox row
- * before its reply, the event published from the commit and its row deleted in a later one (durable-floor.ts).
+ * before its reply, the event published from the commit and its row deleted in a later one (durable-floor.ts);
+ * `"contract"`, the contract floor: the main-thread durable floor plus what CONTRACT.md asks of every command
+ * (served through the service API, headers read, a command id, the trace carried into the event's headers,
+ * the reply's Nerve-Instance header: durable-floor.ts).
  */
-export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number; readers?: { count: number; ack: "explicit" | "all" }; durable?: "worker" | "main" }): Promise<FloorResult> {
+export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number; readers?: { count: number; ack: "explicit" | "all" }; durable?: "worker" | "main" | "contract" }): Promise<FloorResult> {
   const nc: NatsConnection = await connect({ servers: url, name: "bench-floor", noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: STREAM, subjects: ["bench.floor.>"], storage: StorageType.File, num_replicas: 1 });
@@ -81,7 +85,7 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
   const body = new Uint8Array(300);
   const reply = encodeMsgPack({ ok: true, aggregate_id: "x", aggregate_version: 1, events: [{ event_type: "UserProfileUpdated" }] });
   // What to publish: the floor's fixed body, or a committed event's own (and what to tell once JetStream has it).
-  const queue: { subject: string; id: string; body?: Uint8Array; published?: () => void }[] = [];
+  const queue: { subject: string; id: string; body?: Uint8Array; published?: () => void; traceparent?: string | undefined; tracestate?: string | undefined }[] = [];
   let inflight = 0;
   let published = 0;
   let failed = 0;
@@ -89,11 +93,13 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
   const run = Date.now().toString(36);
   const pump = (): void => {
     while (inflight < WINDOW && queue.length > 0) {
-      const { subject, id, body: own, published: told } = queue.shift()!;
+      const { subject, id, body: own, published: told, traceparent, tracestate } = queue.shift()!;
       const h = natsHeaders();
       h.set("Content-Type", "application/msgpack");
       h.set("Event-Type", "UserProfileUpdated");
       h.set("Event-Version", "1");
+      if (traceparent) h.set("traceparent", traceparent);
+      if (tracestate) h.set("tracestate", tracestate);
       inflight++;
       js.publish(subject, own ?? body, { msgID: id, headers: h }).then(
         () => {
@@ -111,23 +117,37 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
   try {
     store = o.durable
       ? await startDurableStore(o.ids, (id) => `bench.floor.${id}`, (e) => {
-          queue.push({ subject: e.subject, id: e.msgID, body: e.body, published: e.published });
+          queue.push({ subject: e.subject, id: e.msgID, body: e.body, published: e.published, traceparent: e.traceparent, tracestate: e.tracestate });
           pump();
-        }, o.durable)
+        }, o.durable === "contract" ? "main" : o.durable, o.durable === "contract" ? { instance: `bench-floor-${process.pid}` } : undefined)
       : undefined;
   } catch (err) {
     await nc.close();
     throw err;
   }
-  const sub = nc.subscribe("cmd.users.UpdateUserProfile.*", {
-    callback: (_err, msg) => {
-      const id = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
-      if (store) return store.take(msg, id);
-      msg.respond(reply);
-      queue.push({ subject: `bench.floor.${id}`, id: `${run}-${n++}` });
-      pump();
-    },
-  });
+  const take = (msg: Msg): void => {
+    const id = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+    if (store) return store.take(msg, id);
+    msg.respond(reply);
+    queue.push({ subject: `bench.floor.${id}`, id: `${run}-${n++}` });
+    pump();
+  };
+  // The contract floor is served as the contract asks (§3: the NATS service API, its stats kept per request); the others by a bare subscription.
+  let service: Service | undefined;
+  const sub =
+    o.durable === "contract"
+      ? undefined
+      : nc.subscribe("cmd.users.UpdateUserProfile.*", { callback: (_err, msg) => take(msg) });
+  if (o.durable === "contract") {
+    try {
+      service = await new Svcm(nc).add({ name: "nerve-floor", version: "1.0.0" });
+      service.addEndpoint("cmd-users", { subject: "cmd.users.UpdateUserProfile.*", handler: (_err, msg) => take(msg) });
+    } catch (err) {
+      await store?.close();
+      await nc.close();
+      throw err;
+    }
+  }
   await nc.flush();
   const readers = o.readers && o.readers.count > 0 ? await startReaders(nc, o.readers.count, o.readers.ack) : undefined;
   try {
@@ -153,7 +173,8 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
     };
   } finally {
     await readers?.stop().catch(() => undefined);
-    sub.unsubscribe();
+    sub?.unsubscribe();
+    await service?.stop().catch(() => undefined);
     await store?.close();
     await jsm.streams.delete(STREAM).catch(() => undefined);
     await nc.close();

@@ -3,12 +3,13 @@
  * moves by a quarter between minutes, and `bench:commands` measures the floor, the durable floors and
  * Nerve once each, minutes apart: one run's ratio says little (Nerve 1.94 and 2.86 × the floor's CPU in two
  * runs two minutes apart, stop 50). Here they are measured in rounds, close together, their order turned
- * each round (floor, durable floor with the write worker, durable floor on the main thread, Nerve), each
+ * each round (floor, durable floor with the write worker, durable floor on the main thread, the contract floor
+ * — the main-thread durable floor plus what CONTRACT.md asks of every command, bench/durable-floor.ts — Nerve), each
  * round's ratios taken within the round, and each target judged over the rounds with a sign test: when
  * every one of R rounds falls on the same side of a target, the median falls there with confidence
  * 1 − 2^−R (the rounds are independent draws of the same ratio; with R = 6, 98.4 %). A target the durable
  * floors miss so is out of reach of any implementation on this machine: they are the least a durable
- * command does (bench/durable-floor.ts), and the open loops all run at Nerve's half rate, below a cheaper
+ * command does, the contract floor the least one that serves the contract's clients (bench/durable-floor.ts), and the open loops all run at Nerve's half rate, below a cheaper
  * implementation's own.
  *
  * Per round and subject: a saturation load (UpdateUserProfile over 1,000 users, 256 in flight), machine
@@ -46,7 +47,9 @@ import { cpuMeter } from "./thread-cpu.js";
 
 /** Issue #12's targets this bench judges. */
 const TARGETS = ISSUE_12_TARGETS;
-const FLOORS = ["floor", "durable floor (worker)", "durable floor (main thread)"] as const;
+const FLOORS = ["floor", "durable floor (worker)", "durable floor (main thread)", "contract floor"] as const;
+/** How benchFloor runs each floor (floor.ts). */
+const FLOOR_KIND: Record<(typeof FLOORS)[number], "worker" | "main" | "contract" | undefined> = { floor: undefined, "durable floor (worker)": "worker", "durable floor (main thread)": "main", "contract floor": "contract" };
 /**
  * `BENCH_PAIRS_ENGINES=inline,worker`: a Nerve per SQLite writer (NERVE_SQLITE_WRITER) in every round,
  * "Nerve (inline)" and "Nerve (worker)", compared within each round too; else one Nerve with the
@@ -161,7 +164,7 @@ async function main(): Promise<void> {
   cleanup.add("sqlite", () => sqlite.cleanup());
   const ids = userIds(USERS);
   const readers = { count: 1, ack: "all" as const };
-  const floorRun = (durable: "worker" | "main" | undefined, o: { count: number; rate?: number; seconds?: number; inflight?: number }) =>
+  const floorRun = (durable: "worker" | "main" | "contract" | undefined, o: { count: number; rate?: number; seconds?: number; inflight?: number }) =>
     benchFloor(nats.url, load, { ids, count: o.count, inflight: o.inflight ?? (o.rate ? 4096 : INFLIGHT), deadline: after((o.seconds ?? 30) * 1000 + 30_000), serverPid: nats.pid, ...(o.rate ? { rate: o.rate } : {}), ...(durable ? { readers, durable } : {}) });
 
   // The users, and the rate of every open loop: half of Nerve's saturation, measured once (not a round).
@@ -178,7 +181,7 @@ async function main(): Promise<void> {
     console.log(`calibration: Nerve ${Math.round(s.load.perSecond)} commands/s at ${s.cpuUs.toFixed(1)} µs each; every open loop at ${rate}/s for ${PACED_SECONDS} s`);
   }
   // The floors' code warmed up once (a fifth of the load each, not counted), as Nerve's is by its calibration.
-  for (const durable of [undefined, "worker", "main"] as const) await floorRun(durable, { count: Math.round(COMMANDS / 5) });
+  for (const durable of Object.values(FLOOR_KIND)) await floorRun(durable, { count: Math.round(COMMANDS / 5) });
 
   const rounds: Round[] = [];
   for (let r = 0; r < ROUNDS; r++) {
@@ -196,7 +199,7 @@ async function main(): Promise<void> {
         await n.stop();
         round[subject] = { cpuUs: s.cpuUs, perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, pacedP99Ms: p.latency.p99, pacedP999Ms: p.latency.p999 };
       } else {
-        const durable = subject === "floor" ? undefined : subject.includes("worker") ? "worker" : "main";
+        const durable = FLOOR_KIND[subject as (typeof FLOORS)[number]];
         const s = await floorRun(durable, { count: COMMANDS });
         const l = await floorRun(durable, { count: LONE, inflight: 1 });
         const p = await floorRun(durable, { count: paced, rate, seconds: PACED_SECONDS });
@@ -248,10 +251,14 @@ async function main(): Promise<void> {
     ),
   );
   const worker = rounds.map((r) => r["durable floor (worker)"].cpuUs);
+  const mainThread = rounds.map((r) => r["durable floor (main thread)"].cpuUs);
+  const contract = rounds.map((r) => r["contract floor"].cpuUs);
   for (const s of NERVES) {
     const nerve = rounds.map((r) => of(r, s).cpuUs);
     console.log(`${s} above the durable floor (worker), machine CPU per command within each round: ${fmt(nerve.map((n, i) => n - worker[i]!), 1)} µs`);
+    console.log(`${s} above the contract floor, the same: ${fmt(nerve.map((n, i) => n - contract[i]!), 1)} µs`);
   }
+  console.log(`the contract floor above the durable floor (main thread), the same — what the contract's per-command asks cost at the least: ${fmt(contract.map((c, i) => c - mainThread[i]!), 1)} µs`);
   console.log(`the floor's 2 × leaves the durable floor (worker) ${fmt(rounds.map((r) => 2 * r.floor.cpuUs - r["durable floor (worker)"].cpuUs), 1)} µs for a runtime`);
   // Two engines: which spends less, round by round (the same sign test: every round one way, or not shown).
   if (NERVES.length === 2) {
