@@ -39,7 +39,7 @@ export interface Committed {
   subject: string;
   msgID: string;
   body: Uint8Array;
-  /** The command's trace (the contract floor's events carry it). */
+  /** The command's trace (the events of the durable floor + contract carry it). */
   traceparent?: string | undefined;
   tracestate?: string | undefined;
   published: () => void;

@@ -73,7 +73,7 @@ const WINDOW = 256;
  * Runs the floor: `count` UpdateUserProfile-shaped requests over `ids`, `inflight` at a time. With `durable`,
  * the durable floor (section 1d): each request decoded, checked and committed with its event and outbox row
  * before its reply, the event published from the commit and its row deleted in a later one (durable-floor.ts);
- * `"contract"`, the contract floor: the main-thread durable floor plus what CONTRACT.md asks of every command
+ * `"contract"`, the durable floor + contract: the main-thread durable floor plus what CONTRACT.md asks of every command
  * (served through the service API, headers read, a command id, the trace carried into the event's headers,
  * the reply's Nerve-Instance header: durable-floor.ts).
  */
@@ -132,7 +132,7 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
     queue.push({ subject: `bench.floor.${id}`, id: `${run}-${n++}` });
     pump();
   };
-  // The contract floor is served as the contract asks (§3: the NATS service API, its stats kept per request); the others by a bare subscription.
+  // The durable floor + contract is served as the contract asks (§3: the NATS service API, its stats kept per request); the others by a bare subscription.
   let service: Service | undefined;
   const sub =
     o.durable === "contract"

@@ -70,9 +70,11 @@ export function pooledVerdict(met: number, n: number, level = 0.01): { p: number
 /**
  * The subject a run's summary key stands for: Nerve with its SQLite engine named (as the run recorded it, or
  * its NERVE_SQLITE_WRITER, or the default of its day: the write worker before stop 53's `auto`,
- * 2026-12-06T22:00Z, inline on two cores after).
+ * 2026-12-06T22:00Z, inline on two cores after); "durable floor + contract" under the name its first runs
+ * gave it ("contract floor", which bench:commands' section 1c already meant otherwise).
  */
 export function subjectOf(key: string, run: PairsRun): string {
+  if (key === "contract floor") return "durable floor + contract";
   if (key !== "Nerve") return key;
   const engine = run.sqliteWriter ?? run.serviceSettings?.NERVE_SQLITE_WRITER;
   if (engine === "inline" || engine === "main") return "Nerve (inline)";

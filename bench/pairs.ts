@@ -3,13 +3,14 @@
  * moves by a quarter between minutes, and `bench:commands` measures the floor, the durable floors and
  * Nerve once each, minutes apart: one run's ratio says little (Nerve 1.94 and 2.86 × the floor's CPU in two
  * runs two minutes apart, stop 50). Here they are measured in rounds, close together, their order turned
- * each round (floor, durable floor with the write worker, durable floor on the main thread, the contract floor
- * — the main-thread durable floor plus what CONTRACT.md asks of every command, bench/durable-floor.ts — Nerve), each
+ * each round (floor, durable floor with the write worker, durable floor on the main thread, the durable floor
+ * + contract — the main-thread durable floor plus what CONTRACT.md asks of every command, bench/durable-floor.ts —
+ * Nerve), each
  * round's ratios taken within the round, and each target judged over the rounds with a sign test: when
  * every one of R rounds falls on the same side of a target, the median falls there with confidence
  * 1 − 2^−R (the rounds are independent draws of the same ratio; with R = 6, 98.4 %). A target the durable
  * floors miss so is out of reach of any implementation on this machine: they are the least a durable
- * command does, the contract floor the least one that serves the contract's clients (bench/durable-floor.ts), and the open loops all run at Nerve's half rate, below a cheaper
+ * command does, the durable floor + contract the least one that serves the contract's clients (bench/durable-floor.ts), and the open loops all run at Nerve's half rate, below a cheaper
  * implementation's own.
  *
  * Per round and subject: a saturation load (UpdateUserProfile over 1,000 users, 256 in flight), machine
@@ -47,9 +48,9 @@ import { cpuMeter } from "./thread-cpu.js";
 
 /** Issue #12's targets this bench judges. */
 const TARGETS = ISSUE_12_TARGETS;
-const FLOORS = ["floor", "durable floor (worker)", "durable floor (main thread)", "contract floor"] as const;
+const FLOORS = ["floor", "durable floor (worker)", "durable floor (main thread)", "durable floor + contract"] as const;
 /** How benchFloor runs each floor (floor.ts). */
-const FLOOR_KIND: Record<(typeof FLOORS)[number], "worker" | "main" | "contract" | undefined> = { floor: undefined, "durable floor (worker)": "worker", "durable floor (main thread)": "main", "contract floor": "contract" };
+const FLOOR_KIND: Record<(typeof FLOORS)[number], "worker" | "main" | "contract" | undefined> = { floor: undefined, "durable floor (worker)": "worker", "durable floor (main thread)": "main", "durable floor + contract": "contract" };
 /**
  * `BENCH_PAIRS_ENGINES=inline,worker`: a Nerve per SQLite writer (NERVE_SQLITE_WRITER) in every round,
  * "Nerve (inline)" and "Nerve (worker)", compared within each round too; else one Nerve with the
@@ -252,13 +253,13 @@ async function main(): Promise<void> {
   );
   const worker = rounds.map((r) => r["durable floor (worker)"].cpuUs);
   const mainThread = rounds.map((r) => r["durable floor (main thread)"].cpuUs);
-  const contract = rounds.map((r) => r["contract floor"].cpuUs);
+  const contract = rounds.map((r) => r["durable floor + contract"].cpuUs);
   for (const s of NERVES) {
     const nerve = rounds.map((r) => of(r, s).cpuUs);
     console.log(`${s} above the durable floor (worker), machine CPU per command within each round: ${fmt(nerve.map((n, i) => n - worker[i]!), 1)} µs`);
-    console.log(`${s} above the contract floor, the same: ${fmt(nerve.map((n, i) => n - contract[i]!), 1)} µs`);
+    console.log(`${s} above the durable floor + contract, the same: ${fmt(nerve.map((n, i) => n - contract[i]!), 1)} µs`);
   }
-  console.log(`the contract floor above the durable floor (main thread), the same — what the contract's per-command asks cost at the least: ${fmt(contract.map((c, i) => c - mainThread[i]!), 1)} µs`);
+  console.log(`the durable floor + contract above the durable floor (main thread), the same — what the contract's per-command asks cost at the least: ${fmt(contract.map((c, i) => c - mainThread[i]!), 1)} µs`);
   console.log(`the floor's 2 × leaves the durable floor (worker) ${fmt(rounds.map((r) => 2 * r.floor.cpuUs - r["durable floor (worker)"].cpuUs), 1)} µs for a runtime`);
   // Two engines: which spends less, round by round (the same sign test: every round one way, or not shown).
   if (NERVES.length === 2) {

@@ -28,6 +28,9 @@ describe("bench:pairs-pooled", () => {
     expect(subjectOf("Nerve", { startedAt: "2026-12-07T05:18:24Z", sqliteWriter: "worker" })).toBe("Nerve (worker)");
     expect(subjectOf("Nerve (worker)", { startedAt: "2026-12-07T05:18:24Z" })).toBe("Nerve (worker)");
     expect(subjectOf("durable floor (main thread)", { startedAt: "2026-12-06T17:27:17Z" })).toBe("durable floor (main thread)");
+    // The durable floor + contract, under the name its first runs recorded, is one subject with the later ones.
+    expect(subjectOf("contract floor", { startedAt: "2026-12-07T07:36:07Z" })).toBe("durable floor + contract");
+    expect(subjectOf("durable floor + contract", { startedAt: "2026-12-07T09:00:00Z" })).toBe("durable floor + contract");
   });
 
   it("pools the rounds of every full run per subject and target, and leaves quick and failed runs out", () => {

@@ -1,5 +1,5 @@
 /**
- * The contract floor (bench/durable-floor.ts with `contract`) is issue #12's proof that a CPU target is out
+ * The durable floor + contract (bench/durable-floor.ts with `contract`) is issue #12's proof that a CPU target is out
  * of reach of any implementation the contract's clients can use: that holds only if it does what CONTRACT.md
  * asks of a command. Served by benchFloor against a real nats-server, its replies and events are checked
  * here as a client and a subscriber would read them.
@@ -18,7 +18,7 @@ import { startNatsServer, type NatsServerHandle } from "../support/nats-server.j
 const UUIDV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-describe("the contract floor", () => {
+describe("the durable floor + contract", () => {
   let nats: NatsServerHandle;
   let nc: NatsConnection;
   let load: LoadClient;
