@@ -172,8 +172,6 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   #wake: (() => void) | undefined;
   #idle: Promise<void> = Promise.resolve();
   readonly #lingerMs: number;
-  /** The engine runs on this thread (sqliteWriter "inline"): an idle writer starts at once ({@link #start}). */
-  readonly #startsInline: boolean;
   /** Set while released rows wait for a write ({@link DELETE_LINGER_MS}): starts the transaction now. */
   #cutLinger: (() => void) | undefined;
   /** Set while a failed transaction waits {@link DELETE_RETRY_MS} to be retried. */
@@ -204,7 +202,6 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
         : undefined;
     // One connection runs one transaction at a time: only the worker's queue can take a second.
     this.#pipeline = this.sqliteWorker ? WORKER_PIPELINE : 1;
-    this.#startsInline = this.sqliteWorker !== undefined && opts.sqliteWriter === "inline";
   }
 
   /** Resolves once the write is committed; rejects with the database's error when it is not. */
@@ -281,30 +278,17 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
         });
       };
       if (this.#queue.length > 0 || this.#lingerMs <= 0) {
-        this.#start(go);
+        // setImmediate lets every write of the current turn of the event loop join the first batch.
+        setImmediate(go);
         return;
       }
       const timer = setTimeout(go, this.#lingerMs);
       this.#cutLinger = () => {
         this.#cutLinger = undefined;
         clearTimeout(timer);
-        this.#start(go);
+        setImmediate(go);
       };
     });
-  }
-
-  /**
-   * Starts an idle writer's drain. Through a thread or a PostgreSQL connection, at the end of the turn
-   * (setImmediate): every write of the current turn of the event loop joins the first batch. With the engine
-   * inline, once the code running now is done (a microtask): its transaction holds the event loop anyway, and
-   * the writes of one turn's messages reach `submit` in step (each command's chain takes the same hops), so
-   * they still share the batch; the turn's end cost a lone command a pass through the event loop's other
-   * callbacks first (`npm run bench:lone`, three alternating pairs: the commit stage outside its transaction
-   * 0.084–0.112 ms against 0.154–0.173, transactions per command in the open loop at 4,000/s unchanged).
-   */
-  #start(go: () => void): void {
-    if (this.#startsInline) queueMicrotask(go);
-    else setImmediate(go);
   }
 
   /** Delete-only transactions failed in a row (the back-off's exponent); 0 after a drain that ends well. */

@@ -164,34 +164,6 @@ describe("GroupCommitWriter", () => {
     await writer.close();
   });
 
-  it("with the engine inline, starts an idle writer before the turn ends, and the writes of one turn's messages still share its batch", async () => {
-    const writer = new GroupCommitWriter(db, { sqliteWriter: "inline" });
-    try {
-      await writer.submit(write("t0", 1));
-      await writer.flushed();
-      await new Promise((r) => setImmediate(r));
-      // An idle writer's first write commits before the callbacks already waiting for the turn's end run.
-      const before = writer.stats.transactions;
-      let committedBeforeTurnEnd: boolean | undefined;
-      setImmediate(() => (committedBeforeTurnEnd = writer.stats.transactions > before));
-      await writer.submit(write("t1", 1));
-      await new Promise((r) => setImmediate(r));
-      expect(committedBeforeTurnEnd).toBe(true);
-      // Three commands read from one message chunk: each reaches submit after the same hops, as the command path's do.
-      const seen: string[][] = [];
-      writer.on("committed", (rows) => seen.push(rows.map((r) => r.aggregate_id)));
-      const command = async (id: string) => {
-        await null;
-        await null;
-        return writer.submit(write(id, 1));
-      };
-      await Promise.all(["t2", "t3", "t4"].map(command));
-      expect(seen).toEqual([["t2", "t3", "t4"]]);
-    } finally {
-      await writer.close();
-    }
-  });
-
   it("through the write worker, lets the batch behind a failed one commit, retries the failed one's writes alone and deletes its released rows with them", async () => {
     const writer = new GroupCommitWriter(db, { sqliteWriter: "worker" });
     const seen: string[] = [];
