@@ -5,7 +5,7 @@
  * durable command needs. Nerve can only be slower; its ratio to the raw publish rate can only be lower.
  */
 import { AckPolicy, jetstream, jetstreamManager, StorageType, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/nats-core";
+import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
 import { Svcm, type Service } from "@nats-io/services";
 import { encodeMsgPack } from "../contracts/index.js";
@@ -63,6 +63,9 @@ async function startReaders(nc: NatsConnection, count: number, ack: "explicit" |
   return { consumed, stop: () => Promise.all(streams.map((m) => m.close())) };
 }
 
+/** Which durable floor benchFloor runs: its store on a write worker, on the main thread, or the main thread's with the contract's per-command asks (durable-floor.ts). */
+export type DurableFloorKind = "worker" | "main" | "contract";
+
 /** Machine CPU per request of a floor run: this process and nats-server, µs (NaN without the server's figure). */
 export const machineCpuUs = (f: FloorResult): number => f.processCpuUsPerRequest + (f.serverCpuUsPerRequest ?? NaN);
 
@@ -77,7 +80,7 @@ const WINDOW = 256;
  * (served through the service API, headers read, a command id, the trace carried into the event's headers,
  * the reply's Nerve-Instance header: durable-floor.ts).
  */
-export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number; readers?: { count: number; ack: "explicit" | "all" }; durable?: "worker" | "main" | "contract" }): Promise<FloorResult> {
+export async function benchFloor(url: string, load: LoadClient, o: { ids: string[]; count: number; inflight: number; deadline: number; serverPid?: number; rate?: number; readers?: { count: number; ack: "explicit" | "all" }; durable?: DurableFloorKind }): Promise<FloorResult> {
   const nc: NatsConnection = await connect({ servers: url, name: "bench-floor", noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: STREAM, subjects: ["bench.floor.>"], storage: StorageType.File, num_replicas: 1 });
@@ -134,10 +137,7 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
   };
   // The durable floor + contract is served as the contract asks (§3: the NATS service API, its stats kept per request); the others by a bare subscription.
   let service: Service | undefined;
-  const sub =
-    o.durable === "contract"
-      ? undefined
-      : nc.subscribe("cmd.users.UpdateUserProfile.*", { callback: (_err, msg) => take(msg) });
+  let sub: Subscription | undefined;
   if (o.durable === "contract") {
     try {
       service = await new Svcm(nc).add({ name: "nerve-floor", version: "1.0.0" });
@@ -147,7 +147,7 @@ export async function benchFloor(url: string, load: LoadClient, o: { ids: string
       await nc.close();
       throw err;
     }
-  }
+  } else sub = nc.subscribe("cmd.users.UpdateUserProfile.*", { callback: (_err, msg) => take(msg) });
   await nc.flush();
   const readers = o.readers && o.readers.count > 0 ? await startReaders(nc, o.readers.count, o.readers.ack) : undefined;
   try {

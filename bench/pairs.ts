@@ -37,7 +37,7 @@ import { tempSqlitePath } from "../test/support/tmp.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures, type CommandLoadResult } from "./command-load.js";
 import { registerUsers, userIds, USERS_STREAM, waitConfirmed } from "./durable-commands.js";
-import { benchFloor, machineCpuUs } from "./floor.js";
+import { benchFloor, machineCpuUs, type DurableFloorKind } from "./floor.js";
 import type { LoadClient } from "./load-client.js";
 import { median } from "./percentiles.js";
 import { ISSUE_12_TARGETS } from "./pairs-pooled.js";
@@ -48,9 +48,10 @@ import { cpuMeter } from "./thread-cpu.js";
 
 /** Issue #12's targets this bench judges. */
 const TARGETS = ISSUE_12_TARGETS;
-const FLOORS = ["floor", "durable floor (worker)", "durable floor (main thread)", "durable floor + contract"] as const;
-/** How benchFloor runs each floor (floor.ts). */
-const FLOOR_KIND: Record<(typeof FLOORS)[number], "worker" | "main" | "contract" | undefined> = { floor: undefined, "durable floor (worker)": "worker", "durable floor (main thread)": "main", "durable floor + contract": "contract" };
+/** The floors, in the order of a round's first turn, and how benchFloor runs each (floor.ts; the floor itself without a store). */
+const FLOOR_KIND = { floor: undefined, "durable floor (worker)": "worker", "durable floor (main thread)": "main", "durable floor + contract": "contract" } as const satisfies Record<string, DurableFloorKind | undefined>;
+type Floor = keyof typeof FLOOR_KIND;
+const FLOORS = Object.keys(FLOOR_KIND) as Floor[];
 /**
  * `BENCH_PAIRS_ENGINES=inline,worker`: a Nerve per SQLite writer (NERVE_SQLITE_WRITER) in every round,
  * "Nerve (inline)" and "Nerve (worker)", compared within each round too; else one Nerve with the
@@ -62,7 +63,7 @@ const NERVES = ENGINES.length > 0 ? ENGINES.map((e) => `Nerve (${e})`) : ["Nerve
 const SUBJECTS: string[] = [...FLOORS, ...NERVES];
 type Subject = string;
 /** A round's figures by subject (the floors always among them). */
-type Round = Record<(typeof FLOORS)[number], Measured> & Record<Subject, Measured>;
+type Round = Record<Floor, Measured> & Record<Subject, Measured>;
 const of = (round: Round, subject: Subject): Measured => {
   const m = round[subject];
   if (!m) throw new Error(`no figures for ${subject}`);
@@ -165,7 +166,7 @@ async function main(): Promise<void> {
   cleanup.add("sqlite", () => sqlite.cleanup());
   const ids = userIds(USERS);
   const readers = { count: 1, ack: "all" as const };
-  const floorRun = (durable: "worker" | "main" | "contract" | undefined, o: { count: number; rate?: number; seconds?: number; inflight?: number }) =>
+  const floorRun = (durable: DurableFloorKind | undefined, o: { count: number; rate?: number; seconds?: number; inflight?: number }) =>
     benchFloor(nats.url, load, { ids, count: o.count, inflight: o.inflight ?? (o.rate ? 4096 : INFLIGHT), deadline: after((o.seconds ?? 30) * 1000 + 30_000), serverPid: nats.pid, ...(o.rate ? { rate: o.rate } : {}), ...(durable ? { readers, durable } : {}) });
 
   // The users, and the rate of every open loop: half of Nerve's saturation, measured once (not a round).
@@ -200,7 +201,7 @@ async function main(): Promise<void> {
         await n.stop();
         round[subject] = { cpuUs: s.cpuUs, perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, pacedP99Ms: p.latency.p99, pacedP999Ms: p.latency.p999 };
       } else {
-        const durable = FLOOR_KIND[subject as (typeof FLOORS)[number]];
+        const durable = FLOOR_KIND[subject as Floor];
         const s = await floorRun(durable, { count: COMMANDS });
         const l = await floorRun(durable, { count: LONE, inflight: 1 });
         const p = await floorRun(durable, { count: paced, rate, seconds: PACED_SECONDS });
