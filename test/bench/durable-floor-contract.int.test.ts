@@ -7,13 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/nats-core";
 import { jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { benchFloor } from "../../bench/floor.js";
 import { startLoadClient, type LoadClient } from "../../bench/load-client.js";
 import { userIds } from "../../bench/durable-commands.js";
 import { decodeMsgPack, EventSchemas } from "../../contracts/index.js";
 import { validTraceparent } from "../../src/tracing/index.js";
-import { startNatsServer, type NatsServerHandle } from "../support/nats-server.js";
+import { useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 
 const UUIDV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -22,15 +21,13 @@ describe("the durable floor + contract", () => {
   let nats: NatsServerHandle;
   let nc: NatsConnection;
   let load: LoadClient;
+  // The floor makes its own stream.
+  useNatsWithStreams((h) => ({ nats, nc } = h), async () => undefined);
   beforeAll(async () => {
-    nats = await startNatsServer();
-    nc = await connect({ servers: nats.url, noAsyncTraces: true });
     load = await startLoadClient(nats.url, "main");
   });
   afterAll(async () => {
     await load?.close();
-    await nc?.close();
-    await nats?.stop();
   });
 
   it("answers and publishes as CONTRACT.md asks: the service API, the request's encoding, Nerve-Instance, a command id, the trace in the event's headers", async () => {

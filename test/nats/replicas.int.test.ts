@@ -1,30 +1,20 @@
 /** NERVE_STREAM_REPLICAS against a single nats-server: 1 matches; a mismatch or an impossible count is a clear start-up error. */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { connect } from "@nats-io/transport-node";
-import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/nats-core";
+import { beforeEach, describe, expect, it } from "vitest";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import { Streams } from "../../contracts/index.js";
 import { startNerve, type Nerve } from "../../src/app/index.js";
 import { loadConfig } from "../../src/config/index.js";
 import { createLogger } from "../../src/log/index.js";
 import { StreamReplicasError, ensureStreams } from "../../src/nats/index.js";
-import { captureLog, startNatsServer, tempSqlitePath, type NatsServerHandle } from "../support/index.js";
+import { captureLog, tempSqlitePath, useNatsWithStreams, type NatsServerHandle } from "../support/index.js";
 
 /** A retry bound no test lives to see (the int tests time out after 60 s). */
 const NEVER_MS = 10 * 60_000;
 
 let nats: NatsServerHandle;
-let nc: NatsConnection;
 let jsm: JetStreamManager;
-beforeAll(async () => {
-  nats = await startNatsServer();
-  nc = await connect({ servers: nats.url, noAsyncTraces: true });
-  jsm = await jetstreamManager(nc);
-});
-afterAll(async () => {
-  await nc?.close();
-  await nats?.stop();
-});
+// No streams made up front: each test starts from none (beforeEach) and makes what it needs.
+useNatsWithStreams((h) => ({ nats, jsm } = h), async () => undefined);
 beforeEach(async () => {
   for (const s of Object.values(Streams)) await jsm.streams.delete(s.name).catch(() => false);
 });
