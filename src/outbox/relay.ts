@@ -46,6 +46,8 @@ export class OutboxRelay {
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #pendingWake = false;
+  /** A wake queued for the end of the turn ({@link #wakeAfterTurn}). */
+  #wakeQueued = false;
   /**
    * After a start (and once rows were found never handed over), any aggregate's rows may be stored in
    * JetStream already (acknowledged, their delete not committed at a crash): every aggregate is looked
@@ -237,7 +239,24 @@ export class OutboxRelay {
         if (Number(r.seq) > this.#handed[p]!) this.#handed[p] = Number(r.seq);
       }
     }
-    this.wake();
+    this.#wakeAfterTurn();
+  }
+
+  /**
+   * Wakes the relay once this turn of the event loop is over (setImmediate) rather than at once. Offered
+   * rows come from a commit whose commands are answered in the microtasks of the same turn: woken at once,
+   * the relay's pass ran first, its JavaScript and its own socket write ahead of every reply (one at a
+   * time, ~0.13 ms of a command's p50: bench:lone, stop 57). A pass in progress sees #pendingWake and goes
+   * round again without sleeping, as before; under load the relay is seldom asleep, so this changes nothing there.
+   */
+  #wakeAfterTurn(): void {
+    this.#pendingWake = true;
+    if (this.#wakeQueued || !this.#wake) return;
+    this.#wakeQueued = true;
+    setImmediate(() => {
+      this.#wakeQueued = false;
+      this.#wake?.();
+    });
   }
 
   /** Starts the publishing loop. */

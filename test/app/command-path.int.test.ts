@@ -178,6 +178,28 @@ describe("the durable command path (User)", () => {
     expect(events.map((e) => e.envelope.aggregate_version)).toEqual(Array.from({ length: 41 }, (_, i) => i + 1));
   });
 
+  it("writes a lone command's reply before its event: the relay publishes after the turn that answers", async () => {
+    await command(t.client, "users", "RegisterUser", "lone1", { email: "lone1@example.com", name: "L" });
+    // What reaches this connection, in the order Nerve's one connection wrote it (callbacks, not promises:
+    // a request's promise would resolve a microtask after the message behind it was dispatched).
+    const seen: string[] = [];
+    const events = t.client.subscribe("events.users.UserProfileUpdated.lone1", { callback: () => seen.push("event") });
+    const inbox = t.client.subscribe(`_INBOX.lone1.${Date.now()}`, { callback: () => seen.push("reply") });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const before = seen.length;
+        t.client.publish(`cmd.users.UpdateUserProfile.lone1`, encodeMsgPack({ profile_data: { bio: `lone ${i}` } }), { reply: inbox.getSubject() });
+        await waitFor(async () => seen.length, (n) => n === before + 2);
+        // Each command alone: its reply, then its event (woken at once, the relay used to publish first).
+        expect(seen.slice(before)).toEqual(["reply", "event"]);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      events.unsubscribe();
+      inbox.unsubscribe();
+    }
+  });
+
   it("is discoverable as the NATS service `nerve`", async () => {
     const m = await t.client.request("$SRV.INFO.nerve", new Uint8Array(), { timeout: 2000 });
     const info = JSON.parse(new TextDecoder().decode(m.data));
