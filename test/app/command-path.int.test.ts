@@ -183,8 +183,8 @@ describe("the durable command path (User)", () => {
     // What reaches this connection, in the order Nerve's one connection wrote it (callbacks, not promises:
     // a request's promise would resolve a microtask after the message behind it was dispatched).
     const seen: string[] = [];
-    const events = t.client.subscribe("events.users.UserProfileUpdated.lone1", { callback: () => seen.push("event") });
-    const inbox = t.client.subscribe(`_INBOX.lone1.${Date.now()}`, { callback: () => seen.push("reply") });
+    const events = t.client.subscribe("events.users.UserProfileUpdated.lone1", { callback: () => void seen.push("event") });
+    const inbox = t.client.subscribe(`_INBOX.lone1.${Date.now()}`, { callback: () => void seen.push("reply") });
     try {
       for (let i = 0; i < 5; i++) {
         const before = seen.length;
