@@ -91,23 +91,35 @@ export async function writeBatch(conn: AbstractSqlConnection, trx: Transaction, 
   return outboxRows(batch, await writeStatements(exec, encodeWrites(batch), published, fences, transaction));
 }
 
-/** Encodes a batch's JSON columns (and partitions) for {@link writeStatements}. */
+/**
+ * Encodes a batch's JSON columns (and partitions) for {@link writeStatements}. The arrays are built by push,
+ * packed whatever the batch (see group-commit.ts `writesOf`): `map` made some holey, and the functions they
+ * reach were compiled again each time the other kind came by.
+ */
 export function encodeWrites(batch: readonly AggregateWrite[]): EncodedWrite[] {
-  return batch.map((w) => ({
+  const out: EncodedWrite[] = [];
+  for (const w of batch) out.push(encodeWrite(w));
+  return out;
+}
+
+function encodeWrite(w: AggregateWrite): EncodedWrite {
+  const events: EncodedEvent[] = [];
+  for (const e of w.events) events.push(encodeEvent(e));
+  return {
     aggregateType: w.aggregateType,
     aggregateId: w.aggregateId,
     baseVersion: w.baseVersion,
     version: w.version,
     state: JSON.stringify(w.state),
     now: w.now,
-    events: w.events.map(encodeEvent),
+    events,
     idempotency: w.idempotency && { key: w.idempotency.key, fingerprint: w.idempotency.fingerprint, reply: JSON.stringify(w.idempotency.reply) },
     extra: w.extra,
     // The partition comes from the id (what the relays filter on), not from the fence, which a write may lack.
     partition: partitionOf(w.aggregateId),
     traceparent: w.traceparent,
     tracestate: w.tracestate,
-  }));
+  };
 }
 
 /**
