@@ -246,7 +246,7 @@ export class OutboxRelay {
    * Wakes the relay once this turn of the event loop is over (setImmediate) rather than at once. Offered
    * rows come from a commit whose commands are answered in the microtasks of the same turn: woken at once,
    * the relay's pass ran first, its JavaScript and its own socket write ahead of every reply (one at a
-   * time, ~0.13 ms of a command's p50: bench:lone, stop 57). A pass in progress sees #pendingWake and goes
+   * time, 0.11–0.17 ms of a command's p50 in alternating pairs; `npm run bench:lone-trace` shows the legs, stop 57). A pass in progress sees #pendingWake and goes
    * round again without sleeping, as before; under load the relay is seldom asleep, so this changes nothing there.
    */
   #wakeAfterTurn(): void {
