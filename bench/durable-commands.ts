@@ -1,10 +1,15 @@
 /** Sections 2 and 3: durable commands through the running service, their confirmation in JetStream, and scaling with aggregates. */
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import type { Nerve } from "../src/app/index.js";
+import { startNerve, type Nerve } from "../src/app/index.js";
+import { loadConfig } from "../src/config/index.js";
+import { createLogger } from "../src/log/index.js";
+import { tempSqlitePath } from "../test/support/tmp.js";
+import type { Cleanup } from "./cleanup.js";
 import type { WriterStats } from "../src/persistence/index.js";
 import { failures, type CommandLoadResult } from "./command-load.js";
 import type { LoadClient } from "./load-client.js";
+import type { Rig } from "./rig.js";
 import { cpuMeter } from "./thread-cpu.js";
 
 /** The users' stream, where every User event lands. */
@@ -126,4 +131,21 @@ export async function waitConfirmed(nerve: Nerve, client: NatsConnection, expect
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * A silent Nerve on a temporary SQLite file of its own (both released by `cleanup`), with `extra` on top of the
+ * benches' settings, and `users` users registered through the rig's load client and confirmed in the stream;
+ * `stop` ends it before the cleanup does (once).
+ */
+export async function startNerveWithUsers(cleanup: Cleanup, rig: Rig, users: number, extra: Record<string, string>): Promise<{ nerve: Nerve; stop: () => Promise<void>; ids: string[] }> {
+  const sqlite = await tempSqlitePath();
+  cleanup.add("sqlite", () => sqlite.cleanup());
+  const env = { NATS_URL: rig.nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096", ...extra };
+  const nerve = await startNerve(loadConfig(env), createLogger("silent"));
+  const stop = cleanup.add("nerve", () => nerve.stop());
+  const ids = userIds(users);
+  await registerUsers(rig.load, ids, 256, Date.now() + 30_000);
+  await waitConfirmed(nerve, rig.client, ids.length, Date.now() + 30_000);
+  return { nerve, stop, ids };
 }

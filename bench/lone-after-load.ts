@@ -11,6 +11,7 @@ import type { CommandLoadResult, LoadSpec } from "./command-load.js";
 import { userIds } from "./durable-commands.js";
 import { benchFloor } from "./floor.js";
 import type { LoadClient } from "./load-client.js";
+import { median } from "./percentiles.js";
 import { startRig } from "./rig.js";
 
 const cleanup = new Cleanup();
@@ -51,8 +52,7 @@ async function main(): Promise<void> {
       }
     }
   }
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  console.log(`median p99: fresh ${med(out.fresh!).toFixed(2)}, after its own load ${med(out.afterLoad!).toFixed(2)}`);
+  console.log(`median p99: fresh ${median(out.fresh!).toFixed(2)}, after its own load ${median(out.afterLoad!).toFixed(2)}`);
 }
 
 runToEnd(main, { budgetMs: 600_000, cleanup, writeResults: async () => undefined });

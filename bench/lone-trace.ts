@@ -23,18 +23,14 @@ import { PerformanceObserver } from "node:perf_hooks";
 import { connect } from "@nats-io/transport-node";
 import { Parser } from "@nats-io/nats-core/internal";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
-import { startNerve } from "../src/app/index.js";
-import { loadConfig } from "../src/config/index.js";
-import { createLogger } from "../src/log/index.js";
 import { encodeMsgPack } from "../contracts/index.js";
-import { tempSqlitePath } from "../test/support/tmp.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
 import { commandOf, failures, type CommandLoadResult, type LoadSpec } from "./command-load.js";
-import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
+import { startNerveWithUsers, waitConfirmed } from "./durable-commands.js";
 import { benchFloor } from "./floor.js";
 import type { LoadClient } from "./load-client.js";
 import { CAUSES, CLIENT, kindOf, legsOf, SLOW_MS, type Legs, type Phase, type WireEvent } from "./lone-legs.js";
-import { median } from "./percentiles.js";
+import { median, percentile } from "./percentiles.js";
 import { startRig } from "./rig.js";
 import { table } from "./table.js";
 
@@ -141,14 +137,13 @@ async function lonePhase(nc: NatsConnection, ids: string[], tag: string): Promis
 function report(name: string, p: Phase, service: string): { row: (string | number)[]; causes: Map<string, number>; slowest: Legs[] } {
   const legs = legsOf(p, service);
   const sorted = legs.map((l) => l.ms).sort((a, b) => a - b);
-  const q = (f: number) => sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))]!;
   const ok = (xs: number[]) => xs.filter((x) => !Number.isNaN(x));
   const slow = legs.filter((l) => l.cause);
   const causes = new Map<string, number>();
   for (const l of slow) causes.set(l.cause!, (causes.get(l.cause!) ?? 0) + 1);
   const ms = (us: number) => (us / 1000).toFixed(3);
   return {
-    row: [name, legs.length, p.failed, q(0.5).toFixed(2), q(0.99).toFixed(2), slow.length, ms(median(ok(legs.map((l) => l.toService)))), ms(median(ok(legs.map((l) => l.inService)))), ms(median(ok(legs.map((l) => l.back)))), ms(median(Array.from(p.run))), ms(median(Array.from(p.wait))), p.gcs.length],
+    row: [name, legs.length, p.failed, percentile(sorted, 50).toFixed(2), percentile(sorted, 99).toFixed(2), slow.length, ms(median(ok(legs.map((l) => l.toService)))), ms(median(ok(legs.map((l) => l.inService)))), ms(median(ok(legs.map((l) => l.back)))), ms(median(Array.from(p.run))), ms(median(Array.from(p.wait))), p.gcs.length],
     causes,
     slowest: [...slow].sort((a, b) => b.ms - a.ms).slice(0, 8),
   };
@@ -156,15 +151,9 @@ function report(name: string, p: Phase, service: string): { row: (string | numbe
 
 async function main(): Promise<void> {
   const after = (ms: number) => Date.now() + ms;
-  const { nats, client, load } = await startRig(cleanup, "main");
-  const sqlite = await tempSqlitePath();
-  cleanup.add("sqlite", () => sqlite.cleanup());
-  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096", ...extra };
-  const nerve = await startNerve(loadConfig(env), createLogger("silent"));
-  const stopNerve = cleanup.add("nerve", () => nerve.stop());
-  const ids = userIds(USERS);
-  await registerUsers(load, ids, 256, after(30_000));
-  await waitConfirmed(nerve, client, ids.length, after(30_000));
+  const rig = await startRig(cleanup, "main");
+  const { nats, client, load } = rig;
+  const { nerve, stop: stopNerve, ids } = await startNerveWithUsers(cleanup, rig, USERS, extra);
   const nc = await connect({ servers: nats.url, name: CLIENT, noAsyncTraces: true });
   cleanup.add("trace client", () => nc.close());
   const w = await load.run({ kind: "profile", ids, count: WARM_UP, inflight: 256, tag: "warm-up", deadline: after(120_000) });

@@ -16,13 +16,9 @@
  * warmed up the same way, its store on the main thread when NERVE_SQLITE_WRITER is inline or main, else a write worker) under the
  * same two loads, for the client side's table. It writes nothing to bench/results: `npm run bench:commands` is the record.
  */
-import { startNerve } from "../src/app/index.js";
-import { loadConfig } from "../src/config/index.js";
-import { createLogger } from "../src/log/index.js";
-import { tempSqlitePath } from "../test/support/tmp.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures, splitTable, type CommandLoadResult } from "./command-load.js";
-import { registerUsers, userIds, waitConfirmed } from "./durable-commands.js";
+import { startNerveWithUsers, waitConfirmed } from "./durable-commands.js";
 import { startRig } from "./rig.js";
 import { measureDiskFloor } from "./disk-floor.js";
 import { readStages, stageBreakdown, stagesTable, tailsTable, type StageBreakdown } from "./stage-breakdown.js";
@@ -44,15 +40,9 @@ const extra = Object.fromEntries(process.argv.slice(2).map((a) => a.split("=", 2
 async function main(): Promise<void> {
   const after = (ms: number) => Date.now() + ms;
   // BENCH_CLIENT=worker runs the load generator in a worker thread (bench/load-client.ts), off the service's event loop.
-  const { nats, client, load } = await startRig(cleanup, process.env.BENCH_CLIENT === "worker" ? "worker" : "main");
-  const sqlite = await tempSqlitePath();
-  cleanup.add("sqlite", () => sqlite.cleanup());
-  const env = { NATS_URL: nats.url, NERVE_DB: `sqlite:${sqlite.path}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096", ...extra };
-  const nerve = await startNerve(loadConfig(env), createLogger("silent"));
-  const stopNerve = cleanup.add("nerve", () => nerve.stop());
-  const ids = userIds(USERS);
-  await registerUsers(load, ids, 256, after(30_000));
-  await waitConfirmed(nerve, client, ids.length, after(30_000));
+  const rig = await startRig(cleanup, process.env.BENCH_CLIENT === "worker" ? "worker" : "main");
+  const { nats, client, load } = rig;
+  const { nerve, stop: stopNerve, ids } = await startNerveWithUsers(cleanup, rig, USERS, extra);
   // A warm-up of the same command, not counted (BENCH_LONE_WARM_UP, default 5,000 at 256 in flight): cold,
   // the first commands ran unoptimized while V8's compiler threads took the other core (stop 48).
   if (WARM_UP > 0) {
