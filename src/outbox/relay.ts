@@ -253,11 +253,14 @@ export class OutboxRelay {
     this.#pendingWake = true;
     if (this.#wakeQueued || !this.#wake) return;
     this.#wakeQueued = true;
-    setImmediate(() => {
-      this.#wakeQueued = false;
-      this.#wake?.();
-    });
+    setImmediate(this.#queuedWake);
   }
+
+  /** What {@link #wakeAfterTurn} runs at the turn's end (made once, not a closure per commit). */
+  readonly #queuedWake = (): void => {
+    this.#wakeQueued = false;
+    this.#wake?.();
+  };
 
   /** Starts the publishing loop. */
   start(): void {
