@@ -19,7 +19,8 @@ interface Profile {
 }
 
 /**
- * Profiles `fn` into `file` (when given) at a 1 ms sampling interval; returns what `fn` returns. With
+ * Profiles `fn` into `file` (when given) at a 1 ms sampling interval (`BENCH_CPU_PROFILE_INTERVAL_US` another, e.g. 100 to see
+ * the main thread's short busy spells); returns what `fn` returns. With
  * `operations` (told `fn`'s result), prints the profile's summary ({@link profileSummary}).
  */
 export async function profiled<T>(file: string | undefined, fn: () => Promise<T>, operations?: (result: T) => number): Promise<T> {
@@ -28,7 +29,7 @@ export async function profiled<T>(file: string | undefined, fn: () => Promise<T>
   session.connect();
   try {
     await session.post("Profiler.enable");
-    await session.post("Profiler.setSamplingInterval", { interval: 1000 });
+    await session.post("Profiler.setSamplingInterval", { interval: Number(process.env.BENCH_CPU_PROFILE_INTERVAL_US ?? 1000) });
     await session.post("Profiler.start");
     const result = await fn();
     const { profile } = await session.post("Profiler.stop");
