@@ -7,7 +7,8 @@
  * rounds is on, across the hours and VMs the runs had: the one-sided binomial probability of at most (or at
  * least) that many rounds meeting the target were its median exactly at the target; at ≤ 1 % the verdict
  * is given, else "not shown". Rounds of one run share their hour, so this is a verdict on the median over
- * the runs' conditions, not on any one hour. Reads only; prints one table.
+ * the runs' conditions, not on any one hour. Runs of different one-at-a-time methods (`loneMethod`, below) are
+ * pooled apart: a row per subject and method. Reads only; prints one table.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -31,7 +32,21 @@ export interface PairsRun {
   /** Where the one Nerve's SQLite engine ran (recorded since 086fefd, stop 53, when the run measures one Nerve). */
   sqliteWriter?: string;
   summary?: Record<string, PairsSummary>;
+  /** How the run measured each subject one at a time (recorded since stop 58; the runs before it: `asymmetric`). */
+  loneMethod?: LoneMethod;
 }
+
+/**
+ * How a pairs run measures one command at a time. `fresh` (since stop 58): every subject on an instance
+ * started for the phase alone — a new Nerve over the same file, a new floor store — after a lone warm-up
+ * (one command per user, not counted). `asymmetric` (every run before): Nerve right after its own saturation
+ * load on the same instance, each floor on a fresh store without a warm-up.
+ */
+export type LoneMethod = "fresh" | "asymmetric";
+export const LONE_METHODS: readonly LoneMethod[] = ["fresh", "asymmetric"];
+
+/** The method a recorded run used (`asymmetric` for the runs that did not record one). */
+export const loneMethodOf = (run: PairsRun): LoneMethod => run.loneMethod ?? "asymmetric";
 
 /** Issue #12's command-path targets (bench/pairs.ts judges each run by them, and records them). */
 export const ISSUE_12_TARGETS = { cpu: 2.0, rate: 0.5, loneP50Ms: 1.5, loneP99Ms: 5, pacedP99Ms: 20 } as const;
@@ -82,13 +97,16 @@ export function subjectOf(key: string, run: PairsRun): string {
   return run.startedAt < "2026-12-06T22:00:00Z" ? "Nerve (worker)" : "Nerve (inline)";
 }
 
-/** Rounds met and rounds measured per subject and target, over `runs` (quick or failed runs left out). */
+/**
+ * Rounds met and rounds measured per subject and target, over `runs` (quick or failed runs left out); the
+ * key is the subject and the run's one-at-a-time method ("Nerve (inline), one at a time fresh").
+ */
 export function pool(runs: PairsRun[]): Map<string, { runs: number; met: number[]; n: number[] }> {
   const out = new Map<string, { runs: number; met: number[]; n: number[] }>();
   for (const run of runs) {
     if (run.quick || run.ok === false || !run.summary) continue;
     for (const [key, s] of Object.entries(run.summary)) {
-      const subject = subjectOf(key, run);
+      const subject = `${subjectOf(key, run)}, one at a time ${loneMethodOf(run)}`;
       const t = out.get(subject) ?? { runs: 0, met: POOLED_TARGETS.map(() => 0), n: POOLED_TARGETS.map(() => 0) };
       t.runs++;
       POOLED_TARGETS.forEach((target, i) => {
@@ -114,7 +132,7 @@ function main(): void {
   };
   console.log(
     table(
-      `Issue #12's command-path targets over every recorded pairs run (${used.length} runs, ${used[0]?.startedAt ?? "–"} to ${used.at(-1)?.startedAt ?? "–"}): rounds met, and the sign test's verdict on the median at 1 %`,
+      `Issue #12's command-path targets over every recorded pairs run (${used.length} runs, ${used[0]?.startedAt ?? "–"} to ${used.at(-1)?.startedAt ?? "–"}; ${LONE_METHODS.map((m) => `${used.filter((r) => loneMethodOf(r) === m).length} measured one at a time ${m}`).join(", ")}): rounds met, and the sign test's verdict on the median at 1 %`,
       ["subject", "runs", ...POOLED_TARGETS.map((t) => t.name)],
       [...pooled].map(([subject, t]) => [subject, t.runs, ...POOLED_TARGETS.map((_, i) => cell(t.met[i]!, t.n[i]!))]),
     ),

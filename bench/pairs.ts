@@ -16,14 +16,22 @@
  * Per round and subject: a saturation load (UpdateUserProfile over 1,000 users, 256 in flight), machine
  * CPU per command (this process and nats-server) until every event is in its stream and read by every
  * durable reader of EVENTS_USERS (Nerve's: its outbox empty and its consumers' durables at the stream's
- * end, as the floors count their readers' catch-up), `BENCH_PAIRS_LONE` (2,000) commands one at a time, and an open loop at one fixed rate — half of Nerve's
+ * end, as the floors count their readers' catch-up), an open loop at one fixed rate — half of Nerve's
  * saturation, measured once before the rounds — whose p99 is the ≤ 20 ms target's figure (from each
- * command's due time). Nerve is started afresh over the same SQLite file each round (warmed up with a
+ * command's due time), and `BENCH_PAIRS_LONE` (2,000) commands one at a time. Nerve is started afresh over the same SQLite file each round (warmed up with a
  * fifth of the load, not counted) and stopped before anything else runs: nothing of it idles under the
  * floors' figures.
  *
+ * One at a time (`BENCH_PAIRS_LONE_METHOD`, recorded with the run as `loneMethod`; pairs-pooled pools the
+ * methods apart): `fresh` (the default since stop 58) measures every subject the same way — on an instance
+ * started for the phase alone (a new Nerve over the same file once its consumers are caught up; a floor's new
+ * store), after `BENCH_PAIRS_LONE_WARM_UP` commands one at a time not counted (one per user: Nerve's actors
+ * loaded, as a floor's states are from its start) — the issue's "one at a time on an idle machine".
+ * `asymmetric`, every run before: Nerve right after its own saturation load on the same instance, each floor
+ * fresh without a warm-up (bench:lone-after-load measured what that difference alone does to a floor).
+ *
  * `BENCH_PAIRS_ROUNDS` (6), `BENCH_PAIRS_COMMANDS` (20,000 per saturation load), `BENCH_PAIRS_PACED_SECONDS`
- * (5), `BENCH_PAIRS_LONE` (2,000), `BENCH_PAIRS_ENGINES` (e.g. `inline,worker`: a Nerve per SQLite writer in
+ * (5), `BENCH_PAIRS_LONE` (2,000), `BENCH_PAIRS_LONE_METHOD` (fresh), `BENCH_PAIRS_LONE_WARM_UP` (1,000), `BENCH_PAIRS_ENGINES` (e.g. `inline,worker`: a Nerve per SQLite writer in
  * every round, the two compared within each round); `BENCH_QUICK=1` a tiny smoke run; `NERVE_*` settings in its environment reach
  * the Nerves it starts. Writes `bench/results/<time>-pairs.json` (and `latest-pairs.json`).
  */
@@ -35,12 +43,12 @@ import { loadConfig } from "../src/config/index.js";
 import { createLogger } from "../src/log/index.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
-import { failures, type CommandLoadResult } from "./command-load.js";
+import { failures, type CommandLoadResult, type LoadSpec } from "./command-load.js";
 import { registerUsers, userIds, USERS_STREAM, waitConfirmed } from "./durable-commands.js";
 import { benchFloor, machineCpuUs, type DurableFloorKind } from "./floor.js";
 import type { LoadClient } from "./load-client.js";
 import { median } from "./percentiles.js";
-import { ISSUE_12_TARGETS } from "./pairs-pooled.js";
+import { ISSUE_12_TARGETS, LONE_METHODS, type LoneMethod } from "./pairs-pooled.js";
 import { writeResultsFile } from "./results-file.js";
 import { startRig } from "./rig.js";
 import { table } from "./table.js";
@@ -78,11 +86,15 @@ const PACED_SECONDS = Number(process.env.BENCH_PAIRS_PACED_SECONDS ?? (quick ? 1
 const LONE = Number(process.env.BENCH_PAIRS_LONE ?? (quick ? 100 : 2_000));
 const USERS = quick ? 100 : 1_000;
 const INFLIGHT = 256;
+const LONE_METHOD = (process.env.BENCH_PAIRS_LONE_METHOD ?? "fresh") as LoneMethod;
+if (!LONE_METHODS.includes(LONE_METHOD)) throw new Error(`BENCH_PAIRS_LONE_METHOD: "${LONE_METHOD}" is not ${LONE_METHODS.join(" or ")}`);
+/** Commands one at a time before the counted ones, with the fresh method: one per user by default (the load takes the ids in turn). */
+const LONE_WARM_UP = Number(process.env.BENCH_PAIRS_LONE_WARM_UP ?? USERS);
 
 const cleanup = new Cleanup();
 /** `NERVE_*` settings of the bench's own environment reach its Nerves (e.g. `NERVE_SQLITE_WRITER=inline npm run bench:pairs`), recorded with the run. */
 const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_"))) as Record<string, string>;
-const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, targets: TARGETS, serviceSettings: inherited };
+const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, lone: LONE, loneMethod: LONE_METHOD, ...(LONE_METHOD === "fresh" && { loneWarmUp: LONE_WARM_UP }), targets: TARGETS, serviceSettings: inherited };
 /** Where the one Nerve's SQLite commits run (NERVE_SQLITE_WRITER, `auto` resolved by this machine's cores); with BENCH_PAIRS_ENGINES, each Nerve's name says. */
 if (ENGINES.length === 0) results.sqliteWriter = loadConfig(inherited.NERVE_SQLITE_WRITER ? { NERVE_SQLITE_WRITER: inherited.NERVE_SQLITE_WRITER } : {}).NERVE_SQLITE_WRITER;
 
@@ -144,6 +156,40 @@ async function nerveSaturation(nerve: Nerve, client: NatsConnection, load: LoadC
   return { load: r, cpuUs: ((spent.processMs + (spent.serverMs ?? NaN)) * 1000) / r.sent };
 }
 
+const streamMessages = async (client: NatsConnection): Promise<number> => (await (await jetstreamManager(client)).streams.info(USERS_STREAM)).state.messages;
+
+/** `load`, each run preceded by LONE_WARM_UP commands of the same kind one at a time, not counted; `counted()` is the last run's result. */
+function warmedUp(load: LoadClient): LoadClient & { counted: () => CommandLoadResult; warmUpEvents: () => number } {
+  let last: CommandLoadResult | undefined;
+  let warmUpEvents = 0;
+  return {
+    placement: load.placement,
+    run: async (spec: LoadSpec) => {
+      if (LONE_WARM_UP > 0) warmUpEvents += checked(await load.run({ ...spec, count: LONE_WARM_UP, inflight: 1, tag: "pairs-lone-warm-up" }), "one at a time, the warm-up").events;
+      last = await load.run(spec);
+      return last;
+    },
+    close: async () => undefined,
+    warmUpEvents: () => warmUpEvents,
+    counted: () => {
+      if (!last) throw new Error("no one-at-a-time phase ran");
+      return last;
+    },
+  };
+}
+
+/** One at a time, fresh: a Nerve started for the phase alone over `dbPath`, once its consumers are caught up; its first LONE_WARM_UP commands not counted. */
+async function nerveLone(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[], engine?: string): Promise<CommandLoadResult> {
+  const { nerve, stop } = await nerveOn(natsUrl, dbPath, engine);
+  await readersCaughtUp(client, after(60_000));
+  const before = await streamMessages(client);
+  const warmed = warmedUp(load);
+  const l = checked(await warmed.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
+  await waitConfirmed(nerve, client, before + warmed.warmUpEvents() + l.events, after(60_000));
+  await stop();
+  return l;
+}
+
 /**
  * A target judged over the rounds: how many rounds met it, and the sign test's verdict — every round on one
  * side puts the median there with confidence 1 − 2^−R; anything else is not shown either way.
@@ -159,15 +205,22 @@ function verdict(values: number[], meets: (v: number) => boolean): string {
 async function main(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg();
-  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}${results.sqliteWriter ? ` (its SQLite engine ${results.sqliteWriter as string})` : ""}, ${COMMANDS} commands per saturation load${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
+  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}${results.sqliteWriter ? ` (its SQLite engine ${results.sqliteWriter as string})` : ""}, ${COMMANDS} commands per saturation load, ${LONE} one at a time (${LONE_METHOD}${LONE_METHOD === "fresh" ? `, after ${LONE_WARM_UP} not counted` : ""})${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
   if (loadBefore[0]! > 0.5) console.log(`note: load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before the run — other work shares these ${cpus().length} cores`);
   const { nats, client, load } = await startRig(cleanup, "main");
   const sqlite = await tempSqlitePath();
   cleanup.add("sqlite", () => sqlite.cleanup());
   const ids = userIds(USERS);
   const readers = { count: 1, ack: "all" as const };
-  const floorRun = (durable: DurableFloorKind | undefined, o: { count: number; rate?: number; seconds?: number; inflight?: number }) =>
-    benchFloor(nats.url, load, { ids, count: o.count, inflight: o.inflight ?? (o.rate ? 4096 : INFLIGHT), deadline: after((o.seconds ?? 30) * 1000 + 30_000), serverPid: nats.pid, ...(o.rate ? { rate: o.rate } : {}), ...(durable ? { readers, durable } : {}) });
+  const floorRun = (durable: DurableFloorKind | undefined, o: { count: number; rate?: number; seconds?: number; inflight?: number }, through: LoadClient = load) =>
+    benchFloor(nats.url, through, { ids, count: o.count, inflight: o.inflight ?? (o.rate ? 4096 : INFLIGHT), deadline: after((o.seconds ?? 30) * 1000 + 30_000), serverPid: nats.pid, ...(o.rate ? { rate: o.rate } : {}), ...(durable ? { readers, durable } : {}) });
+
+  // One at a time, fresh: a floor's own call (a new store), its first LONE_WARM_UP commands not counted.
+  const floorLone = async (durable: DurableFloorKind | undefined): Promise<CommandLoadResult> => {
+    const warmed = warmedUp(load);
+    await floorRun(durable, { count: LONE, inflight: 1, seconds: 60 }, warmed);
+    return warmed.counted();
+  };
 
   // The users, and the rate of every open loop: half of Nerve's saturation, measured once (not a round).
   let rate: number;
@@ -192,23 +245,34 @@ async function main(): Promise<void> {
     for (const subject of order) {
       const paced = rate * PACED_SECONDS;
       if (NERVES.includes(subject)) {
-        const n = await freshNerve(nats.url, sqlite.path, client, load, ids, engineOf(subject));
+        const engine = engineOf(subject);
+        const n = await freshNerve(nats.url, sqlite.path, client, load, ids, engine);
         const s = await nerveSaturation(n.nerve, client, load, ids, nats.pid);
-        const before = (await (await jetstreamManager(client)).streams.info(USERS_STREAM)).state.messages;
-        const l = checked(await load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
-        const p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
-        await waitConfirmed(n.nerve, client, before + l.events + p.events, after(60_000));
-        await n.stop();
+        let l: CommandLoadResult;
+        let p: CommandLoadResult;
+        if (LONE_METHOD === "asymmetric") {
+          const before = await streamMessages(client);
+          l = checked(await load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
+          p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
+          await waitConfirmed(n.nerve, client, before + l.events + p.events, after(60_000));
+          await n.stop();
+        } else {
+          const before = await streamMessages(client);
+          p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
+          await waitConfirmed(n.nerve, client, before + p.events, after(60_000));
+          await n.stop();
+          l = await nerveLone(nats.url, sqlite.path, client, load, ids, engine);
+        }
         round[subject] = { cpuUs: s.cpuUs, perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, pacedP99Ms: p.latency.p99, pacedP999Ms: p.latency.p999 };
       } else {
         const durable = FLOOR_KIND[subject as Floor];
         const s = await floorRun(durable, { count: COMMANDS });
-        const l = await floorRun(durable, { count: LONE, inflight: 1 });
+        const l = LONE_METHOD === "asymmetric" ? (await floorRun(durable, { count: LONE, inflight: 1 })).load : await floorLone(durable);
         const p = await floorRun(durable, { count: paced, rate, seconds: PACED_SECONDS });
         checked(s.load, `${subject}'s saturation load`);
-        checked(l.load, `${subject} one at a time`);
+        checked(l, `${subject} one at a time`);
         checked(p.load, `${subject}'s open loop`);
-        round[subject] = { cpuUs: machineCpuUs(s), perSecond: s.load.perSecond, loneP50Ms: l.load.latency.p50, loneP99Ms: l.load.latency.p99, pacedP99Ms: p.load.latency.p99, pacedP999Ms: p.load.latency.p999 };
+        round[subject] = { cpuUs: machineCpuUs(s), perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, pacedP99Ms: p.load.latency.p99, pacedP999Ms: p.load.latency.p999 };
       }
     }
     rounds.push(round);

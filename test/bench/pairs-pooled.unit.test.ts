@@ -1,6 +1,6 @@
 /** bench/pairs-pooled.ts: the sign test over pooled rounds, and which Nerve each recorded run measured. */
 import { describe, expect, it } from "vitest";
-import { binomialAtMost, pool, pooledVerdict, subjectOf, type PairsRun, type PairsSummary } from "../../bench/pairs-pooled.js";
+import { binomialAtMost, loneMethodOf, pool, pooledVerdict, subjectOf, type PairsRun, type PairsSummary } from "../../bench/pairs-pooled.js";
 
 const summary = (cpu: number[], lone99 = cpu.map(() => 3)): PairsSummary => ({ cpuPerFloor: cpu, ratePerFloor: cpu.map((c) => 1 / c), loneP50Ms: cpu.map(() => 1), loneP99Ms: lone99, pacedP99Ms: cpu.map(() => 30) });
 
@@ -41,9 +41,23 @@ describe("bench:pairs-pooled", () => {
       { startedAt: "2026-12-07T04:00:00Z", ok: false, summary: { Nerve: summary([1, 1]) } },
     ];
     const pooled = pool(runs);
-    expect([...pooled.keys()]).toEqual(["Nerve (inline)", "durable floor (main thread)"]);
+    expect([...pooled.keys()]).toEqual(["Nerve (inline), one at a time asymmetric", "durable floor (main thread), one at a time asymmetric"]);
     // CPU ≤ 2: 1 of 5 for Nerve (inline) over the two runs; the lone p99 ≤ 5 ms: 2 of 3 for the durable floor.
-    expect(pooled.get("Nerve (inline)")).toMatchObject({ runs: 2, met: [1, 1, 5, 5, 0], n: [5, 5, 5, 5, 5] });
-    expect(pooled.get("durable floor (main thread)")).toMatchObject({ runs: 1, met: [2, 2, 3, 2, 0], n: [3, 3, 3, 3, 3] });
+    expect(pooled.get("Nerve (inline), one at a time asymmetric")).toMatchObject({ runs: 2, met: [1, 1, 5, 5, 0], n: [5, 5, 5, 5, 5] });
+    expect(pooled.get("durable floor (main thread), one at a time asymmetric")).toMatchObject({ runs: 1, met: [2, 2, 3, 2, 0], n: [3, 3, 3, 3, 3] });
+  });
+
+  it("pools runs of different one-at-a-time methods apart (a run without one recorded is asymmetric)", () => {
+    const runs: PairsRun[] = [
+      { startedAt: "2026-12-07T01:00:00Z", summary: { Nerve: summary([2.5, 1.9], [6, 7]) } },
+      { startedAt: "2026-12-08T01:00:00Z", loneMethod: "fresh", summary: { Nerve: summary([2.5, 2.5, 2.5], [4, 4, 6]), "durable floor + contract": summary([1.5], [3]) } },
+      { startedAt: "2026-12-08T02:00:00Z", loneMethod: "asymmetric", summary: { Nerve: summary([1.5], [5]) } },
+    ];
+    expect(loneMethodOf(runs[0]!)).toBe("asymmetric");
+    const pooled = pool(runs);
+    expect([...pooled.keys()].sort()).toEqual(["Nerve (inline), one at a time asymmetric", "Nerve (inline), one at a time fresh", "durable floor + contract, one at a time fresh"]);
+    // The lone p99 ≤ 5 ms: 1 of 3 in the asymmetric runs (6, 7, 5), 2 of 3 in the fresh one (4, 4, 6).
+    expect(pooled.get("Nerve (inline), one at a time asymmetric")).toMatchObject({ runs: 2, met: [2, 2, 3, 1, 0], n: [3, 3, 3, 3, 3] });
+    expect(pooled.get("Nerve (inline), one at a time fresh")).toMatchObject({ runs: 1, met: [0, 0, 3, 2, 0], n: [3, 3, 3, 3, 3] });
   });
 });
