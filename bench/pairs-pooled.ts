@@ -34,6 +34,8 @@ export interface PairsRun {
   summary?: Record<string, PairsSummary>;
   /** How the run measured each subject one at a time (recorded since stop 58; the runs before it: `asymmetric`). */
   loneMethod?: LoneMethod;
+  /** Where that phase's client ran (recorded since stop 58; the runs before it: `main`). */
+  loneClient?: LoneClient;
 }
 
 /**
@@ -45,8 +47,12 @@ export interface PairsRun {
 export type LoneMethod = "fresh" | "asymmetric";
 export const LONE_METHODS: readonly LoneMethod[] = ["fresh", "asymmetric"];
 
-/** The method a recorded run used (`asymmetric` for the runs that did not record one). */
-export const loneMethodOf = (run: PairsRun): LoneMethod => run.loneMethod ?? "asymmetric";
+/** Where a pairs run's one-at-a-time client ran: the bench's main thread, beside every subject's service, or a thread of its own. */
+export type LoneClient = "main" | "worker";
+export const LONE_CLIENTS: readonly LoneClient[] = ["main", "worker"];
+
+/** The method a recorded run used (`asymmetric` for the runs that did not record one), and where its client ran, as pooling names them. */
+export const loneMethodOf = (run: PairsRun): string => `${run.loneMethod ?? "asymmetric"}${(run.loneClient ?? "main") === "worker" ? ", client on a thread of its own" : ""}`;
 
 /** Issue #12's command-path targets (bench/pairs.ts judges each run by them, and records them). */
 export const ISSUE_12_TARGETS = { cpu: 2.0, rate: 0.5, loneP50Ms: 1.5, loneP99Ms: 5, pacedP99Ms: 20 } as const;
@@ -132,7 +138,7 @@ function main(): void {
   };
   console.log(
     table(
-      `Issue #12's command-path targets over every recorded pairs run (${used.length} runs, ${used[0]?.startedAt ?? "–"} to ${used.at(-1)?.startedAt ?? "–"}; ${LONE_METHODS.map((m) => `${used.filter((r) => loneMethodOf(r) === m).length} measured one at a time ${m}`).join(", ")}): rounds met, and the sign test's verdict on the median at 1 %`,
+      `Issue #12's command-path targets over every recorded pairs run (${used.length} runs, ${used[0]?.startedAt ?? "–"} to ${used.at(-1)?.startedAt ?? "–"}; ${[...new Set(used.map(loneMethodOf))].map((m) => `${used.filter((r) => loneMethodOf(r) === m).length} measured one at a time ${m}`).join("; ")}): rounds met, and the sign test's verdict on the median at 1 %`,
       ["subject", "runs", ...POOLED_TARGETS.map((t) => t.name)],
       [...pooled].map(([subject, t]) => [subject, t.runs, ...POOLED_TARGETS.map((_, i) => cell(t.met[i]!, t.n[i]!))]),
     ),

@@ -31,7 +31,7 @@
  * fresh without a warm-up (bench:lone-after-load measured what that difference alone does to a floor).
  *
  * `BENCH_PAIRS_ROUNDS` (6), `BENCH_PAIRS_COMMANDS` (20,000 per saturation load), `BENCH_PAIRS_PACED_SECONDS`
- * (5), `BENCH_PAIRS_LONE` (2,000), `BENCH_PAIRS_LONE_METHOD` (fresh), `BENCH_PAIRS_LONE_WARM_UP` (1,000), `BENCH_PAIRS_ENGINES` (e.g. `inline,worker`: a Nerve per SQLite writer in
+ * (5), `BENCH_PAIRS_LONE` (2,000), `BENCH_PAIRS_LONE_METHOD` (fresh), `BENCH_PAIRS_LONE_WARM_UP` (1,000), `BENCH_PAIRS_LONE_CLIENT` (worker), `BENCH_PAIRS_ENGINES` (e.g. `inline,worker`: a Nerve per SQLite writer in
  * every round, the two compared within each round); `BENCH_QUICK=1` a tiny smoke run; `NERVE_*` settings in its environment reach
  * the Nerves it starts. Writes `bench/results/<time>-pairs.json` (and `latest-pairs.json`).
  */
@@ -46,9 +46,9 @@ import { Cleanup, runToEnd } from "./cleanup.js";
 import { failures, type CommandLoadResult, type LoadSpec } from "./command-load.js";
 import { registerUsers, userIds, USERS_STREAM, waitConfirmed } from "./durable-commands.js";
 import { benchFloor, machineCpuUs, type DurableFloorKind } from "./floor.js";
-import type { LoadClient } from "./load-client.js";
+import { startLoadClient, type LoadClient } from "./load-client.js";
 import { median } from "./percentiles.js";
-import { ISSUE_12_TARGETS, LONE_METHODS, type LoneMethod } from "./pairs-pooled.js";
+import { ISSUE_12_TARGETS, LONE_CLIENTS, LONE_METHODS, type LoneClient, type LoneMethod } from "./pairs-pooled.js";
 import { writeResultsFile } from "./results-file.js";
 import { startRig } from "./rig.js";
 import { table } from "./table.js";
@@ -88,13 +88,23 @@ const USERS = quick ? 100 : 1_000;
 const INFLIGHT = 256;
 const LONE_METHOD = (process.env.BENCH_PAIRS_LONE_METHOD ?? "fresh") as LoneMethod;
 if (!LONE_METHODS.includes(LONE_METHOD)) throw new Error(`BENCH_PAIRS_LONE_METHOD: "${LONE_METHOD}" is not ${LONE_METHODS.join(" or ")}`);
+/**
+ * Where the one-at-a-time phases' client runs (`BENCH_PAIRS_LONE_CLIENT`, recorded as `loneClient`): `worker`
+ * (the default since stop 58), a NATS connection on a thread of its own — a caller apart from the service, as
+ * the issue's "tried as a user would (… a lean client …)" and every user's service are: it reads a reply when
+ * it arrives, not once the service's thread has done what followed the reply (publishing the event, the
+ * acks), which on the main thread counted in every subject's latency, the more for the subject that does more
+ * after its reply; `main`, on the bench's main thread beside every subject's service (every run before stop 58).
+ */
+const LONE_CLIENT = (process.env.BENCH_PAIRS_LONE_CLIENT ?? "worker") as LoneClient;
+if (!LONE_CLIENTS.includes(LONE_CLIENT)) throw new Error(`BENCH_PAIRS_LONE_CLIENT: "${LONE_CLIENT}" is not ${LONE_CLIENTS.join(" or ")}`);
 /** Commands one at a time before the counted ones, with the fresh method: one per user by default (the load takes the ids in turn). */
 const LONE_WARM_UP = Number(process.env.BENCH_PAIRS_LONE_WARM_UP ?? USERS);
 
 const cleanup = new Cleanup();
 /** `NERVE_*` settings of the bench's own environment reach its Nerves (e.g. `NERVE_SQLITE_WRITER=inline npm run bench:pairs`), recorded with the run. */
 const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_"))) as Record<string, string>;
-const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, lone: LONE, loneMethod: LONE_METHOD, ...(LONE_METHOD === "fresh" && { loneWarmUp: LONE_WARM_UP }), targets: TARGETS, serviceSettings: inherited };
+const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, lone: LONE, loneMethod: LONE_METHOD, loneClient: LONE_CLIENT, ...(LONE_METHOD === "fresh" && { loneWarmUp: LONE_WARM_UP }), targets: TARGETS, serviceSettings: inherited };
 /** Where the one Nerve's SQLite commits run (NERVE_SQLITE_WRITER, `auto` resolved by this machine's cores); with BENCH_PAIRS_ENGINES, each Nerve's name says. */
 if (ENGINES.length === 0) results.sqliteWriter = loadConfig(inherited.NERVE_SQLITE_WRITER ? { NERVE_SQLITE_WRITER: inherited.NERVE_SQLITE_WRITER } : {}).NERVE_SQLITE_WRITER;
 
@@ -205,9 +215,15 @@ function verdict(values: number[], meets: (v: number) => boolean): string {
 async function main(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg();
-  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}${results.sqliteWriter ? ` (its SQLite engine ${results.sqliteWriter as string})` : ""}, ${COMMANDS} commands per saturation load, ${LONE} one at a time (${LONE_METHOD}${LONE_METHOD === "fresh" ? `, after ${LONE_WARM_UP} not counted` : ""})${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
+  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}${results.sqliteWriter ? ` (its SQLite engine ${results.sqliteWriter as string})` : ""}, ${COMMANDS} commands per saturation load, ${LONE} one at a time (${LONE_METHOD}${LONE_METHOD === "fresh" ? `, after ${LONE_WARM_UP} not counted` : ""}; the client on ${LONE_CLIENT === "worker" ? "a thread of its own" : "the main thread"})${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
   if (loadBefore[0]! > 0.5) console.log(`note: load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before the run — other work shares these ${cpus().length} cores`);
   const { nats, client, load } = await startRig(cleanup, "main");
+  // The one-at-a-time phases' client: the rig's, on this thread, or one on a thread of its own.
+  let loneLoad = load;
+  if (LONE_CLIENT === "worker") {
+    loneLoad = await startLoadClient(nats.url, "worker");
+    cleanup.add("one-at-a-time client", () => loneLoad.close());
+  }
   const sqlite = await tempSqlitePath();
   cleanup.add("sqlite", () => sqlite.cleanup());
   const ids = userIds(USERS);
@@ -217,7 +233,7 @@ async function main(): Promise<void> {
 
   // One at a time, fresh: a floor's own call (a new store), its first LONE_WARM_UP commands not counted.
   const floorLone = async (durable: DurableFloorKind | undefined): Promise<CommandLoadResult> => {
-    const warmed = warmedUp(load);
+    const warmed = warmedUp(loneLoad);
     await floorRun(durable, { count: LONE, inflight: 1, seconds: 60 }, warmed);
     return warmed.counted();
   };
@@ -252,7 +268,7 @@ async function main(): Promise<void> {
         let p: CommandLoadResult;
         if (LONE_METHOD === "asymmetric") {
           const before = await streamMessages(client);
-          l = checked(await load.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
+          l = checked(await loneLoad.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
           p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
           await waitConfirmed(n.nerve, client, before + l.events + p.events, after(60_000));
           await n.stop();
@@ -261,13 +277,13 @@ async function main(): Promise<void> {
           p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
           await waitConfirmed(n.nerve, client, before + p.events, after(60_000));
           await n.stop();
-          l = await nerveLone(nats.url, sqlite.path, client, load, ids, engine);
+          l = await nerveLone(nats.url, sqlite.path, client, loneLoad, ids, engine);
         }
         round[subject] = { cpuUs: s.cpuUs, perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, pacedP99Ms: p.latency.p99, pacedP999Ms: p.latency.p999 };
       } else {
         const durable = FLOOR_KIND[subject as Floor];
         const s = await floorRun(durable, { count: COMMANDS });
-        const l = LONE_METHOD === "asymmetric" ? (await floorRun(durable, { count: LONE, inflight: 1 })).load : await floorLone(durable);
+        const l = LONE_METHOD === "asymmetric" ? (await floorRun(durable, { count: LONE, inflight: 1 }, loneLoad)).load : await floorLone(durable);
         const p = await floorRun(durable, { count: paced, rate, seconds: PACED_SECONDS });
         checked(s.load, `${subject}'s saturation load`);
         checked(l, `${subject} one at a time`);

@@ -59,5 +59,10 @@ describe("bench:pairs-pooled", () => {
     // The lone p99 ≤ 5 ms: 1 of 3 in the asymmetric runs (6, 7, 5), 2 of 3 in the fresh one (4, 4, 6).
     expect(pooled.get("Nerve (inline), one at a time asymmetric")).toMatchObject({ runs: 2, met: [2, 2, 3, 1, 0], n: [3, 3, 3, 3, 3] });
     expect(pooled.get("Nerve (inline), one at a time fresh")).toMatchObject({ runs: 1, met: [0, 0, 3, 2, 0], n: [3, 3, 3, 3, 3] });
+    // The client's thread is part of the method: a run with its client on a thread of its own is pooled apart.
+    const own = pool([...runs, { startedAt: "2026-12-08T03:00:00Z", loneMethod: "fresh", loneClient: "worker", summary: { Nerve: summary([2.5], [4]) } }]);
+    expect(own.get("Nerve (inline), one at a time fresh")).toMatchObject({ runs: 1 });
+    expect(own.get("Nerve (inline), one at a time fresh, client on a thread of its own")).toMatchObject({ runs: 1, met: [0, 0, 1, 1, 0], n: [1, 1, 1, 1, 1] });
+    expect(loneMethodOf({ startedAt: "2026-12-08T03:00:00Z", loneClient: "main" })).toBe("asymmetric");
   });
 });
