@@ -48,6 +48,7 @@ import { registerUsers, userIds, USERS_STREAM, waitConfirmed } from "./durable-c
 import { benchFloor, machineCpuUs, type DurableFloorKind } from "./floor.js";
 import { startLoadClient, type LoadClient } from "./load-client.js";
 import { median } from "./percentiles.js";
+import { watchPauses, type Pauses } from "./pauses.js";
 import { ISSUE_12_TARGETS, LONE_CLIENTS, LONE_METHODS, type LoneClient, type LoneMethod } from "./pairs-pooled.js";
 import { writeResultsFile } from "./results-file.js";
 import { startRig } from "./rig.js";
@@ -116,7 +117,15 @@ interface Measured {
   loneP99Ms: number;
   pacedP99Ms: number;
   pacedP999Ms: number;
+  /** V8's collections on the main thread during the counted one-at-a-time commands (the fresh method). */
+  loneGc?: { count: number; totalMs: number; maxMs: number };
 }
+
+/** Every kind of collection together. */
+const collections = (gc: Pauses["gc"]): { count: number; totalMs: number; maxMs: number } => {
+  const all = Object.values(gc);
+  return { count: all.reduce((n, k) => n + k.count, 0), totalMs: Math.round(all.reduce((n, k) => n + k.totalMs, 0) * 100) / 100, maxMs: Math.round(Math.max(0, ...all.map((k) => k.maxMs)) * 100) / 100 };
+};
 
 const after = (ms: number) => Date.now() + ms;
 
@@ -169,18 +178,26 @@ async function nerveSaturation(nerve: Nerve, client: NatsConnection, load: LoadC
 const streamMessages = async (client: NatsConnection): Promise<number> => (await (await jetstreamManager(client)).streams.info(USERS_STREAM)).state.messages;
 
 /** `load`, each run preceded by LONE_WARM_UP commands of the same kind one at a time, not counted; `counted()` is the last run's result. */
-function warmedUp(load: LoadClient): LoadClient & { counted: () => CommandLoadResult; warmUpEvents: () => number } {
+function warmedUp(load: LoadClient): LoadClient & { counted: () => CommandLoadResult; warmUpEvents: () => number; gc: () => Pauses["gc"] } {
   let last: CommandLoadResult | undefined;
   let warmUpEvents = 0;
+  let gc: Pauses["gc"] = {};
   return {
     placement: load.placement,
     run: async (spec: LoadSpec) => {
       if (LONE_WARM_UP > 0) warmUpEvents += checked(await load.run({ ...spec, count: LONE_WARM_UP, inflight: 1, tag: "pairs-lone-warm-up" }), "one at a time, the warm-up").events;
-      last = await load.run(spec);
+      // V8's collections on this thread (every subject's service runs on it) during the counted commands.
+      const watch = watchPauses({ loop: false });
+      try {
+        last = await load.run(spec);
+      } finally {
+        gc = watch.stop().gc;
+      }
       return last;
     },
     close: async () => undefined,
     warmUpEvents: () => warmUpEvents,
+    gc: () => gc,
     counted: () => {
       if (!last) throw new Error("no one-at-a-time phase ran");
       return last;
@@ -189,7 +206,7 @@ function warmedUp(load: LoadClient): LoadClient & { counted: () => CommandLoadRe
 }
 
 /** One at a time, fresh: a Nerve started for the phase alone over `dbPath`, once its consumers are caught up; its first LONE_WARM_UP commands not counted. */
-async function nerveLone(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[], engine?: string): Promise<CommandLoadResult> {
+async function nerveLone(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[], engine?: string): Promise<{ l: CommandLoadResult; gc: Pauses["gc"] }> {
   const { nerve, stop } = await nerveOn(natsUrl, dbPath, engine);
   await readersCaughtUp(client, after(60_000));
   const before = await streamMessages(client);
@@ -197,7 +214,7 @@ async function nerveLone(natsUrl: string, dbPath: string, client: NatsConnection
   const l = checked(await warmed.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
   await waitConfirmed(nerve, client, before + warmed.warmUpEvents() + l.events, after(60_000));
   await stop();
-  return l;
+  return { l, gc: warmed.gc() };
 }
 
 /**
@@ -232,10 +249,10 @@ async function main(): Promise<void> {
     benchFloor(nats.url, through, { ids, count: o.count, inflight: o.inflight ?? (o.rate ? 4096 : INFLIGHT), deadline: after((o.seconds ?? 30) * 1000 + 30_000), serverPid: nats.pid, ...(o.rate ? { rate: o.rate } : {}), ...(durable ? { readers, durable } : {}) });
 
   // One at a time, fresh: a floor's own call (a new store), its first LONE_WARM_UP commands not counted.
-  const floorLone = async (durable: DurableFloorKind | undefined): Promise<CommandLoadResult> => {
+  const floorLone = async (durable: DurableFloorKind | undefined): Promise<{ l: CommandLoadResult; gc: Pauses["gc"] }> => {
     const warmed = warmedUp(loneLoad);
     await floorRun(durable, { count: LONE, inflight: 1, seconds: 60 }, warmed);
-    return warmed.counted();
+    return { l: warmed.counted(), gc: warmed.gc() };
   };
 
   // The users, and the rate of every open loop: half of Nerve's saturation, measured once (not a round).
@@ -266,6 +283,7 @@ async function main(): Promise<void> {
         const s = await nerveSaturation(n.nerve, client, load, ids, nats.pid);
         let l: CommandLoadResult;
         let p: CommandLoadResult;
+        let gc: Pauses["gc"] | undefined;
         if (LONE_METHOD === "asymmetric") {
           const before = await streamMessages(client);
           l = checked(await loneLoad.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
@@ -277,18 +295,18 @@ async function main(): Promise<void> {
           p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
           await waitConfirmed(n.nerve, client, before + p.events, after(60_000));
           await n.stop();
-          l = await nerveLone(nats.url, sqlite.path, client, loneLoad, ids, engine);
+          ({ l, gc } = await nerveLone(nats.url, sqlite.path, client, loneLoad, ids, engine));
         }
-        round[subject] = { cpuUs: s.cpuUs, perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, pacedP99Ms: p.latency.p99, pacedP999Ms: p.latency.p999 };
+        round[subject] = { cpuUs: s.cpuUs, perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, ...(gc && { loneGc: collections(gc) }), pacedP99Ms: p.latency.p99, pacedP999Ms: p.latency.p999 };
       } else {
         const durable = FLOOR_KIND[subject as Floor];
         const s = await floorRun(durable, { count: COMMANDS });
-        const l = LONE_METHOD === "asymmetric" ? (await floorRun(durable, { count: LONE, inflight: 1 }, loneLoad)).load : await floorLone(durable);
+        const { l, gc } = LONE_METHOD === "asymmetric" ? { l: (await floorRun(durable, { count: LONE, inflight: 1 }, loneLoad)).load, gc: undefined } : await floorLone(durable);
         const p = await floorRun(durable, { count: paced, rate, seconds: PACED_SECONDS });
         checked(s.load, `${subject}'s saturation load`);
         checked(l, `${subject} one at a time`);
         checked(p.load, `${subject}'s open loop`);
-        round[subject] = { cpuUs: machineCpuUs(s), perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, pacedP99Ms: p.load.latency.p99, pacedP999Ms: p.load.latency.p999 };
+        round[subject] = { cpuUs: machineCpuUs(s), perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, ...(gc && { loneGc: collections(gc) }), pacedP99Ms: p.load.latency.p99, pacedP999Ms: p.load.latency.p999 };
       }
     }
     rounds.push(round);
@@ -297,7 +315,7 @@ async function main(): Promise<void> {
       `round ${r + 1} of ${ROUNDS} (${order.join(" → ")}): ` +
         SUBJECTS.slice(1)
           .map((s) => [s, of(round, s)] as const)
-          .map(([s, m]) => `${s} ${(m.cpuUs / f.cpuUs).toFixed(2)} × CPU, ${(m.perSecond / f.perSecond).toFixed(3)} × rate, lone ${m.loneP50Ms.toFixed(2)} / ${m.loneP99Ms.toFixed(2)} ms, open loop p99 ${m.pacedP99Ms.toFixed(1)} ms`)
+          .map(([s, m]) => `${s} ${(m.cpuUs / f.cpuUs).toFixed(2)} × CPU, ${(m.perSecond / f.perSecond).toFixed(3)} × rate, lone ${m.loneP50Ms.toFixed(2)} / ${m.loneP99Ms.toFixed(2)} ms${m.loneGc ? ` (GC ${m.loneGc.count}×, longest ${m.loneGc.maxMs.toFixed(1)} ms)` : ""}, open loop p99 ${m.pacedP99Ms.toFixed(1)} ms`)
           .join("; ") +
         `; the floor ${f.cpuUs.toFixed(1)} µs, ${Math.round(f.perSecond)}/s, p99 ${f.pacedP99Ms.toFixed(1)} ms`,
     );

@@ -21,10 +21,10 @@ const KINDS: Record<number, string> = {
   [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weak callbacks",
 };
 
-/** Starts watching; `stop()` ends it and returns what it saw. */
-export function watchPauses(): { stop: () => Pauses } {
+/** Starts watching; `stop()` ends it and returns what it saw. `loop: false` leaves the event loop's delay out (its 1 ms timer wakes the thread): collections only, the delays 0. */
+export function watchPauses(o: { loop?: boolean } = {}): { stop: () => Pauses } {
   const loop = monitorEventLoopDelay({ resolution: 1 });
-  loop.enable();
+  if (o.loop !== false) loop.enable();
   const gc: Pauses["gc"] = {};
   const observer = new PerformanceObserver((list) => {
     for (const e of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) {
@@ -41,6 +41,7 @@ export function watchPauses(): { stop: () => Pauses } {
       loop.disable();
       observer.disconnect();
       const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+      if (o.loop === false) return { loopDelayP50Ms: 0, loopDelayP99Ms: 0, loopDelayMaxMs: 0, gc };
       return { loopDelayP50Ms: ms(loop.percentile(50)), loopDelayP99Ms: ms(loop.percentile(99)), loopDelayMaxMs: ms(loop.max), gc };
     },
   };
