@@ -152,11 +152,13 @@ async function nerveOn(natsUrl: string, dbPath: string, engine?: string): Promis
   return { nerve, stop: cleanup.add("nerve", () => nerve.stop()) };
 }
 
+/** How many messages the users' stream holds. */
+const streamMessages = async (client: NatsConnection): Promise<number> => (await (await jetstreamManager(client)).streams.info(USERS_STREAM)).state.messages;
+
 /** Nerve over `dbPath`, started afresh and warmed up (a fifth of the load, not counted). */
 async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[], engine?: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
   const { nerve, stop } = await nerveOn(natsUrl, dbPath, engine);
-  const jsm = await jetstreamManager(client);
-  const before = (await jsm.streams.info(USERS_STREAM)).state.messages;
+  const before = await streamMessages(client);
   const w = checked(await load.run({ kind: "profile", ids, count: Math.round(COMMANDS / 5), inflight: INFLIGHT, tag: "pairs-warm-up", deadline: after(60_000) }), "Nerve's warm-up");
   await waitConfirmed(nerve, client, before + w.events, after(60_000));
   await readersCaughtUp(client, after(60_000));
@@ -165,8 +167,7 @@ async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnectio
 
 /** Nerve's saturation load: machine CPU per command until its events are in the stream and read by every durable. */
 async function nerveSaturation(nerve: Nerve, client: NatsConnection, load: LoadClient, ids: string[], serverPid: number): Promise<{ load: CommandLoadResult; cpuUs: number }> {
-  const jsm = await jetstreamManager(client);
-  const before = (await jsm.streams.info(USERS_STREAM)).state.messages;
+  const before = await streamMessages(client);
   const cpu = cpuMeter(serverPid);
   const r = checked(await load.run({ kind: "profile", ids, count: COMMANDS, inflight: INFLIGHT, tag: "pairs-nerve", deadline: after(60_000) }), "Nerve's saturation load");
   await waitConfirmed(nerve, client, before + r.events, after(60_000));
@@ -175,11 +176,8 @@ async function nerveSaturation(nerve: Nerve, client: NatsConnection, load: LoadC
   return { load: r, cpuUs: ((spent.processMs + (spent.serverMs ?? NaN)) * 1000) / r.sent };
 }
 
-const streamMessages = async (client: NatsConnection): Promise<number> => (await (await jetstreamManager(client)).streams.info(USERS_STREAM)).state.messages;
-
-/** `load`, each run preceded by LONE_WARM_UP commands of the same kind one at a time, not counted; `counted()` is the last run's result. */
-function warmedUp(load: LoadClient): LoadClient & { counted: () => CommandLoadResult; warmUpEvents: () => number; gc: () => Pauses["gc"] } {
-  let last: CommandLoadResult | undefined;
+/** `load`, each run preceded by LONE_WARM_UP commands of the same kind one at a time, not counted; the collections of the last counted run. */
+function warmedUp(load: LoadClient): LoadClient & { warmUpEvents: () => number; gc: () => Pauses["gc"] } {
   let warmUpEvents = 0;
   let gc: Pauses["gc"] = {};
   return {
@@ -189,19 +187,14 @@ function warmedUp(load: LoadClient): LoadClient & { counted: () => CommandLoadRe
       // V8's collections on this thread (every subject's service runs on it) during the counted commands.
       const watch = watchPauses({ loop: false });
       try {
-        last = await load.run(spec);
+        return await load.run(spec);
       } finally {
         gc = watch.stop().gc;
       }
-      return last;
     },
     close: async () => undefined,
     warmUpEvents: () => warmUpEvents,
     gc: () => gc,
-    counted: () => {
-      if (!last) throw new Error("no one-at-a-time phase ran");
-      return last;
-    },
   };
 }
 
@@ -251,8 +244,8 @@ async function main(): Promise<void> {
   // One at a time, fresh: a floor's own call (a new store), its first LONE_WARM_UP commands not counted.
   const floorLone = async (durable: DurableFloorKind | undefined): Promise<{ l: CommandLoadResult; gc: Pauses["gc"] }> => {
     const warmed = warmedUp(loneLoad);
-    await floorRun(durable, { count: LONE, inflight: 1, seconds: 60 }, warmed);
-    return { l: warmed.counted(), gc: warmed.gc() };
+    const l = (await floorRun(durable, { count: LONE, inflight: 1, seconds: 60 }, warmed)).load;
+    return { l, gc: warmed.gc() };
   };
 
   // The users, and the rate of every open loop: half of Nerve's saturation, measured once (not a round).
@@ -281,22 +274,13 @@ async function main(): Promise<void> {
         const engine = engineOf(subject);
         const n = await freshNerve(nats.url, sqlite.path, client, load, ids, engine);
         const s = await nerveSaturation(n.nerve, client, load, ids, nats.pid);
-        let l: CommandLoadResult;
-        let p: CommandLoadResult;
-        let gc: Pauses["gc"] | undefined;
-        if (LONE_METHOD === "asymmetric") {
-          const before = await streamMessages(client);
-          l = checked(await loneLoad.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
-          p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
-          await waitConfirmed(n.nerve, client, before + l.events + p.events, after(60_000));
-          await n.stop();
-        } else {
-          const before = await streamMessages(client);
-          p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
-          await waitConfirmed(n.nerve, client, before + p.events, after(60_000));
-          await n.stop();
-          ({ l, gc } = await nerveLone(nats.url, sqlite.path, client, loneLoad, ids, engine));
-        }
+        // The asymmetric method's lone phase runs on this instance, before the open loop; the fresh one on an instance of its own, after it.
+        const before = await streamMessages(client);
+        const onThis = LONE_METHOD === "asymmetric" ? checked(await loneLoad.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time") : undefined;
+        const p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
+        await waitConfirmed(n.nerve, client, before + (onThis?.events ?? 0) + p.events, after(60_000));
+        await n.stop();
+        const { l, gc } = onThis ? { l: onThis, gc: undefined } : await nerveLone(nats.url, sqlite.path, client, loneLoad, ids, engine);
         round[subject] = { cpuUs: s.cpuUs, perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, ...(gc && { loneGc: collections(gc) }), pacedP99Ms: p.latency.p99, pacedP999Ms: p.latency.p999 };
       } else {
         const durable = FLOOR_KIND[subject as Floor];
