@@ -42,10 +42,12 @@ export interface PairsRun {
  * How a pairs run measures one command at a time. `fresh` (since stop 58): every subject on an instance
  * started for the phase alone — a new Nerve over the same file, a new floor store — after a lone warm-up
  * (one command per user, not counted). `asymmetric` (every run before): Nerve right after its own saturation
- * load on the same instance, each floor on a fresh store without a warm-up.
+ * load on the same instance, each floor on a fresh store without a warm-up. `process` (since stop 59): as
+ * `fresh`, each subject's service in a process of its own for the phase (bench/pairs-lone-child.ts), its
+ * client in the bench's.
  */
-export type LoneMethod = "fresh" | "asymmetric";
-export const LONE_METHODS: readonly LoneMethod[] = ["fresh", "asymmetric"];
+export type LoneMethod = "fresh" | "asymmetric" | "process";
+export const LONE_METHODS: readonly LoneMethod[] = ["fresh", "asymmetric", "process"];
 
 /** Where a pairs run's one-at-a-time client ran: the bench's main thread, beside every subject's service, or a thread of its own. */
 export type LoneClient = "main" | "worker";

@@ -29,6 +29,9 @@
  * loaded, as a floor's states are from its start) — the issue's "one at a time on an idle machine".
  * `asymmetric`, every run before: Nerve right after its own saturation load on the same instance, each floor
  * fresh without a warm-up (bench:lone-after-load measured what that difference alone does to a floor).
+ * `process`: as `fresh`, with each subject's service started in a child process for the phase alone
+ * (bench/pairs-lone-child.ts, the same code), its client in this one — service and caller as a user runs them,
+ * nothing of the bench's loads, other subjects or heap in the service's process.
  *
  * `BENCH_PAIRS_ROUNDS` (6), `BENCH_PAIRS_COMMANDS` (20,000 per saturation load), `BENCH_PAIRS_PACED_SECONDS`
  * (5), `BENCH_PAIRS_LONE` (2,000), `BENCH_PAIRS_LONE_METHOD` (fresh), `BENCH_PAIRS_LONE_WARM_UP` (1,000), `BENCH_PAIRS_LONE_CLIENT` (worker), `BENCH_PAIRS_ENGINES` (e.g. `inline,worker`: a Nerve per SQLite writer in
@@ -36,19 +39,19 @@
  * the Nerves it starts. Writes `bench/results/<time>-pairs.json` (and `latest-pairs.json`).
  */
 import { cpus, loadavg } from "node:os";
-import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
-import { startNerve, type Nerve } from "../src/app/index.js";
+import type { Nerve } from "../src/app/index.js";
 import { loadConfig } from "../src/config/index.js";
-import { createLogger } from "../src/log/index.js";
 import { tempSqlitePath } from "../test/support/tmp.js";
 import { Cleanup, runToEnd } from "./cleanup.js";
-import { failures, type CommandLoadResult, type LoadSpec } from "./command-load.js";
-import { registerUsers, userIds, USERS_STREAM, waitConfirmed } from "./durable-commands.js";
+import type { CommandLoadResult } from "./command-load.js";
+import { registerUsers, userIds, usersStreamMessages, waitConfirmed } from "./durable-commands.js";
 import { benchFloor, machineCpuUs, type DurableFloorKind } from "./floor.js";
 import { startLoadClient, type LoadClient } from "./load-client.js";
 import { median } from "./percentiles.js";
-import { watchPauses, type Pauses } from "./pauses.js";
+import type { Pauses } from "./pauses.js";
+import { loneInChild } from "./pairs-lone-child.js";
+import { after, checked, floorLone, nerveLone, nerveOn as nerveOnWith, readersCaughtUp, type LoneResult } from "./pairs-lone.js";
 import { ISSUE_12_TARGETS, LONE_CLIENTS, LONE_METHODS, type LoneClient, type LoneMethod } from "./pairs-pooled.js";
 import { writeResultsFile } from "./results-file.js";
 import { startRig } from "./rig.js";
@@ -105,7 +108,7 @@ const LONE_WARM_UP = Number(process.env.BENCH_PAIRS_LONE_WARM_UP ?? USERS);
 const cleanup = new Cleanup();
 /** `NERVE_*` settings of the bench's own environment reach its Nerves (e.g. `NERVE_SQLITE_WRITER=inline npm run bench:pairs`), recorded with the run. */
 const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("NERVE_"))) as Record<string, string>;
-const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, lone: LONE, loneMethod: LONE_METHOD, loneClient: LONE_CLIENT, ...(LONE_METHOD === "fresh" && { loneWarmUp: LONE_WARM_UP }), targets: TARGETS, serviceSettings: inherited };
+const results: Record<string, unknown> = { startedAt: new Date().toISOString(), quick, rounds: ROUNDS, commands: COMMANDS, pacedSeconds: PACED_SECONDS, lone: LONE, loneMethod: LONE_METHOD, loneClient: LONE_CLIENT, ...(LONE_METHOD !== "asymmetric" && { loneWarmUp: LONE_WARM_UP }), targets: TARGETS, serviceSettings: inherited };
 /** Where the one Nerve's SQLite commits run (NERVE_SQLITE_WRITER, `auto` resolved by this machine's cores); with BENCH_PAIRS_ENGINES, each Nerve's name says. */
 if (ENGINES.length === 0) results.sqliteWriter = loadConfig(inherited.NERVE_SQLITE_WRITER ? { NERVE_SQLITE_WRITER: inherited.NERVE_SQLITE_WRITER } : {}).NERVE_SQLITE_WRITER;
 
@@ -127,38 +130,13 @@ const collections = (gc: Pauses["gc"]): { count: number; totalMs: number; maxMs:
   return { count: all.reduce((n, k) => n + k.count, 0), totalMs: Math.round(all.reduce((n, k) => n + k.totalMs, 0) * 100) / 100, maxMs: Math.round(Math.max(0, ...all.map((k) => k.maxMs)) * 100) / 100 };
 };
 
-const after = (ms: number) => Date.now() + ms;
-
-function checked(r: CommandLoadResult, what: string): CommandLoadResult {
-  if (failures(r) > 0 || r.cutShort) throw new Error(`${what}: ${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short by its deadline" : ""}`);
-  return r;
-}
-
-/** Waits until every durable consumer of the users' stream has read (and had acked) all of it. */
-async function readersCaughtUp(client: NatsConnection, deadline: number): Promise<void> {
-  const jsm = await jetstreamManager(client);
-  for (;;) {
-    const behind = (await jsm.consumers.list(USERS_STREAM).next()).filter((c) => c.config.durable_name && (c.num_pending > 0 || c.num_ack_pending > 0));
-    if (behind.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`consumers of ${USERS_STREAM} still behind: ${behind.map((c) => `${c.name} ${c.num_pending} pending, ${c.num_ack_pending} unacked`).join("; ")}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Nerve over `dbPath` with the bench's settings (and `engine` as its NERVE_SQLITE_WRITER, when given); stopping it is registered for cleanup. */
-async function nerveOn(natsUrl: string, dbPath: string, engine?: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
-  const env = { ...inherited, ...(engine && { NERVE_SQLITE_WRITER: engine }), NATS_URL: natsUrl, NERVE_DB: `sqlite:${dbPath}`, NERVE_HTTP_PORT: "0", LOG_LEVEL: "silent", NERVE_MAILBOX_SIZE: "4096" };
-  const nerve = await startNerve(loadConfig(env), createLogger("silent"));
-  return { nerve, stop: cleanup.add("nerve", () => nerve.stop()) };
-}
-
-/** How many messages the users' stream holds. */
-const streamMessages = async (client: NatsConnection): Promise<number> => (await (await jetstreamManager(client)).streams.info(USERS_STREAM)).state.messages;
+/** Nerve over `dbPath` with the bench's settings (`engine` as its NERVE_SQLITE_WRITER, when given). */
+const nerveOn = (natsUrl: string, dbPath: string, engine?: string) => nerveOnWith(cleanup, inherited, natsUrl, dbPath, engine);
 
 /** Nerve over `dbPath`, started afresh and warmed up (a fifth of the load, not counted). */
 async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[], engine?: string): Promise<{ nerve: Nerve; stop: () => Promise<void> }> {
   const { nerve, stop } = await nerveOn(natsUrl, dbPath, engine);
-  const before = await streamMessages(client);
+  const before = await usersStreamMessages(client);
   const w = checked(await load.run({ kind: "profile", ids, count: Math.round(COMMANDS / 5), inflight: INFLIGHT, tag: "pairs-warm-up", deadline: after(60_000) }), "Nerve's warm-up");
   await waitConfirmed(nerve, client, before + w.events, after(60_000));
   await readersCaughtUp(client, after(60_000));
@@ -167,47 +145,13 @@ async function freshNerve(natsUrl: string, dbPath: string, client: NatsConnectio
 
 /** Nerve's saturation load: machine CPU per command until its events are in the stream and read by every durable. */
 async function nerveSaturation(nerve: Nerve, client: NatsConnection, load: LoadClient, ids: string[], serverPid: number): Promise<{ load: CommandLoadResult; cpuUs: number }> {
-  const before = await streamMessages(client);
+  const before = await usersStreamMessages(client);
   const cpu = cpuMeter(serverPid);
   const r = checked(await load.run({ kind: "profile", ids, count: COMMANDS, inflight: INFLIGHT, tag: "pairs-nerve", deadline: after(60_000) }), "Nerve's saturation load");
   await waitConfirmed(nerve, client, before + r.events, after(60_000));
   await readersCaughtUp(client, after(60_000));
   const spent = cpu();
   return { load: r, cpuUs: ((spent.processMs + (spent.serverMs ?? NaN)) * 1000) / r.sent };
-}
-
-/** `load`, each run preceded by LONE_WARM_UP commands of the same kind one at a time, not counted; the collections of the last counted run. */
-function warmedUp(load: LoadClient): LoadClient & { warmUpEvents: () => number; gc: () => Pauses["gc"] } {
-  let warmUpEvents = 0;
-  let gc: Pauses["gc"] = {};
-  return {
-    placement: load.placement,
-    run: async (spec: LoadSpec) => {
-      if (LONE_WARM_UP > 0) warmUpEvents += checked(await load.run({ ...spec, count: LONE_WARM_UP, inflight: 1, tag: "pairs-lone-warm-up" }), "one at a time, the warm-up").events;
-      // V8's collections on this thread (every subject's service runs on it) during the counted commands.
-      const watch = watchPauses({ loop: false });
-      try {
-        return await load.run(spec);
-      } finally {
-        gc = watch.stop().gc;
-      }
-    },
-    close: async () => undefined,
-    warmUpEvents: () => warmUpEvents,
-    gc: () => gc,
-  };
-}
-
-/** One at a time, fresh: a Nerve started for the phase alone over `dbPath`, once its consumers are caught up; its first LONE_WARM_UP commands not counted. */
-async function nerveLone(natsUrl: string, dbPath: string, client: NatsConnection, load: LoadClient, ids: string[], engine?: string): Promise<{ l: CommandLoadResult; gc: Pauses["gc"] }> {
-  const { nerve, stop } = await nerveOn(natsUrl, dbPath, engine);
-  await readersCaughtUp(client, after(60_000));
-  const before = await streamMessages(client);
-  const warmed = warmedUp(load);
-  const l = checked(await warmed.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time");
-  await waitConfirmed(nerve, client, before + warmed.warmUpEvents() + l.events, after(60_000));
-  await stop();
-  return { l, gc: warmed.gc() };
 }
 
 /**
@@ -225,7 +169,7 @@ function verdict(values: number[], meets: (v: number) => boolean): string {
 async function main(): Promise<void> {
   const began = Date.now();
   const loadBefore = loadavg();
-  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}${results.sqliteWriter ? ` (its SQLite engine ${results.sqliteWriter as string})` : ""}, ${COMMANDS} commands per saturation load, ${LONE} one at a time (${LONE_METHOD}${LONE_METHOD === "fresh" ? `, after ${LONE_WARM_UP} not counted` : ""}; the client on ${LONE_CLIENT === "worker" ? "a thread of its own" : "the main thread"})${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
+  console.log(`Nerve pairs bench${quick ? " (BENCH_QUICK: tiny sizes, figures are not meaningful)" : ""}: ${ROUNDS} rounds of ${SUBJECTS.join(", ")}${results.sqliteWriter ? ` (its SQLite engine ${results.sqliteWriter as string})` : ""}, ${COMMANDS} commands per saturation load, ${LONE} one at a time (${LONE_METHOD}${LONE_METHOD !== "asymmetric" ? `, after ${LONE_WARM_UP} not counted` : ""}; the client on ${LONE_CLIENT === "worker" ? "a thread of its own" : "the main thread"})${Object.keys(inherited).length > 0 ? `; Nerve's settings from the environment: ${JSON.stringify(inherited)}` : ""}`);
   if (loadBefore[0]! > 0.5) console.log(`note: load average ${loadBefore.map((l) => l.toFixed(2)).join(" ")} before the run — other work shares these ${cpus().length} cores`);
   const { nats, client, load } = await startRig(cleanup, "main");
   // The one-at-a-time phases' client: the rig's, on this thread, or one on a thread of its own.
@@ -241,12 +185,13 @@ async function main(): Promise<void> {
   const floorRun = (durable: DurableFloorKind | undefined, o: { count: number; rate?: number; seconds?: number; inflight?: number }, through: LoadClient = load) =>
     benchFloor(nats.url, through, { ids, count: o.count, inflight: o.inflight ?? (o.rate ? 4096 : INFLIGHT), deadline: after((o.seconds ?? 30) * 1000 + 30_000), serverPid: nats.pid, ...(o.rate ? { rate: o.rate } : {}), ...(durable ? { readers, durable } : {}) });
 
-  // One at a time, fresh: a floor's own call (a new store), its first LONE_WARM_UP commands not counted.
-  const floorLone = async (durable: DurableFloorKind | undefined): Promise<{ l: CommandLoadResult; gc: Pauses["gc"] }> => {
-    const warmed = warmedUp(loneLoad);
-    const l = (await floorRun(durable, { count: LONE, inflight: 1, seconds: 60 }, warmed)).load;
-    return { l, gc: warmed.gc() };
-  };
+  // One at a time, fresh: a floor's own call (a new store), its first LONE_WARM_UP commands not counted — here, or in a process of its own.
+  const sizes = { lone: LONE, warmUp: LONE_WARM_UP };
+  const floorLoneOf = (durable: DurableFloorKind | undefined): Promise<LoneResult> =>
+    LONE_METHOD === "process" ? loneInChild({ subject: "floor", durable, natsUrl: nats.url, ids, inherited, ...sizes }, loneLoad) : floorLone({ natsUrl: nats.url, load: loneLoad, ids, durable, serverPid: nats.pid, ...sizes });
+  // One at a time, fresh: a Nerve started for the phase alone over the same file — here, or in a process of its own.
+  const nerveLoneOf = (engine: string | undefined): Promise<LoneResult> =>
+    LONE_METHOD === "process" ? loneInChild({ subject: "nerve", dbPath: sqlite.path, engine, natsUrl: nats.url, ids, inherited, ...sizes }, loneLoad) : nerveLone({ cleanup, inherited, natsUrl: nats.url, dbPath: sqlite.path, client, load: loneLoad, ids, engine, ...sizes });
 
   // The users, and the rate of every open loop: half of Nerve's saturation, measured once (not a round).
   let rate: number;
@@ -275,17 +220,17 @@ async function main(): Promise<void> {
         const n = await freshNerve(nats.url, sqlite.path, client, load, ids, engine);
         const s = await nerveSaturation(n.nerve, client, load, ids, nats.pid);
         // The asymmetric method's lone phase runs on this instance, before the open loop; the fresh one on an instance of its own, after it.
-        const before = await streamMessages(client);
+        const before = await usersStreamMessages(client);
         const onThis = LONE_METHOD === "asymmetric" ? checked(await loneLoad.run({ kind: "profile", ids, count: LONE, inflight: 1, tag: "pairs-lone", deadline: after(60_000) }), "Nerve one at a time") : undefined;
         const p = checked(await load.run({ kind: "profile", ids, count: paced, inflight: 4096, rate, tag: "pairs-paced", deadline: after(PACED_SECONDS * 1000 + 30_000) }), "Nerve's open loop");
         await waitConfirmed(n.nerve, client, before + (onThis?.events ?? 0) + p.events, after(60_000));
         await n.stop();
-        const { l, gc } = onThis ? { l: onThis, gc: undefined } : await nerveLone(nats.url, sqlite.path, client, loneLoad, ids, engine);
+        const { l, gc } = onThis ? { l: onThis, gc: undefined } : await nerveLoneOf(engine);
         round[subject] = { cpuUs: s.cpuUs, perSecond: s.load.perSecond, loneP50Ms: l.latency.p50, loneP99Ms: l.latency.p99, ...(gc && { loneGc: collections(gc) }), pacedP99Ms: p.latency.p99, pacedP999Ms: p.latency.p999 };
       } else {
         const durable = FLOOR_KIND[subject as Floor];
         const s = await floorRun(durable, { count: COMMANDS });
-        const { l, gc } = LONE_METHOD === "asymmetric" ? { l: (await floorRun(durable, { count: LONE, inflight: 1 }, loneLoad)).load, gc: undefined } : await floorLone(durable);
+        const { l, gc } = LONE_METHOD === "asymmetric" ? { l: (await floorRun(durable, { count: LONE, inflight: 1 }, loneLoad)).load, gc: undefined } : await floorLoneOf(durable);
         const p = await floorRun(durable, { count: paced, rate, seconds: PACED_SECONDS });
         checked(s.load, `${subject}'s saturation load`);
         checked(l, `${subject} one at a time`);
