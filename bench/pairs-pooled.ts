@@ -36,6 +36,8 @@ export interface PairsRun {
   loneMethod?: LoneMethod;
   /** Where that phase's client ran (recorded since stop 58; the runs before it: `main`). */
   loneClient?: LoneClient;
+  /** Commands one at a time not counted before that phase (recorded since stop 58 with the fresh and process methods). */
+  loneWarmUp?: number;
 }
 
 /**
@@ -53,8 +55,15 @@ export const LONE_METHODS: readonly LoneMethod[] = ["fresh", "asymmetric", "proc
 export type LoneClient = "main" | "worker";
 export const LONE_CLIENTS: readonly LoneClient[] = ["main", "worker"];
 
-/** The method a recorded run used (`asymmetric` for the runs that did not record one), and where its client ran, as pooling names them. */
-export const loneMethodOf = (run: PairsRun): string => `${run.loneMethod ?? "asymmetric"}${(run.loneClient ?? "main") === "worker" ? ", client on a thread of its own" : ""}`;
+/** The fresh method's warm-up in every run recorded before stop 59: one command per user. */
+const USUAL_WARM_UP = 1_000;
+
+/**
+ * The method a recorded run used (`asymmetric` for the runs that did not record one), where its client ran, and
+ * its warm-up when not the usual one (the process method's default since stop 59), as pooling names them.
+ */
+export const loneMethodOf = (run: PairsRun): string =>
+  `${run.loneMethod ?? "asymmetric"}${(run.loneClient ?? "main") === "worker" ? ", client on a thread of its own" : ""}${run.loneWarmUp !== undefined && run.loneWarmUp !== USUAL_WARM_UP ? `, after ${run.loneWarmUp} not counted` : ""}`;
 
 /** Issue #12's command-path targets (bench/pairs.ts judges each run by them, and records them). */
 export const ISSUE_12_TARGETS = { cpu: 2.0, rate: 0.5, loneP50Ms: 1.5, loneP99Ms: 5, pacedP99Ms: 20 } as const;

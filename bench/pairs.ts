@@ -31,10 +31,13 @@
  * fresh without a warm-up (bench:lone-after-load measured what that difference alone does to a floor).
  * `process`: as `fresh`, with each subject's service started in a child process for the phase alone
  * (bench/pairs-lone-child.ts, the same code), its client in this one — service and caller as a user runs them,
- * nothing of the bench's loads, other subjects or heap in the service's process.
+ * nothing of the bench's loads, other subjects or heap in the service's process. A child starts cold: with the
+ * default warm-up its JIT is still at work in the counted phase (stop 59: every subject's lone p99 higher than
+ * `fresh`'s in the same hour, 3.9–4.3 ms against 1.8–2.2; 5,000 commands not counted brought a child's down
+ * to 1.9–3.4), so its default warm-up is five commands per user.
  *
  * `BENCH_PAIRS_ROUNDS` (6), `BENCH_PAIRS_COMMANDS` (20,000 per saturation load), `BENCH_PAIRS_PACED_SECONDS`
- * (5), `BENCH_PAIRS_LONE` (2,000), `BENCH_PAIRS_LONE_METHOD` (fresh), `BENCH_PAIRS_LONE_WARM_UP` (1,000), `BENCH_PAIRS_LONE_CLIENT` (worker), `BENCH_PAIRS_ENGINES` (e.g. `inline,worker`: a Nerve per SQLite writer in
+ * (5), `BENCH_PAIRS_LONE` (2,000), `BENCH_PAIRS_LONE_METHOD` (fresh), `BENCH_PAIRS_LONE_WARM_UP` (1,000; 5,000 with `process`), `BENCH_PAIRS_LONE_CLIENT` (worker), `BENCH_PAIRS_ENGINES` (e.g. `inline,worker`: a Nerve per SQLite writer in
  * every round, the two compared within each round); `BENCH_QUICK=1` a tiny smoke run; `NERVE_*` settings in its environment reach
  * the Nerves it starts. Writes `bench/results/<time>-pairs.json` (and `latest-pairs.json`).
  */
@@ -102,8 +105,11 @@ if (!LONE_METHODS.includes(LONE_METHOD)) throw new Error(`BENCH_PAIRS_LONE_METHO
  */
 const LONE_CLIENT = (process.env.BENCH_PAIRS_LONE_CLIENT ?? "worker") as LoneClient;
 if (!LONE_CLIENTS.includes(LONE_CLIENT)) throw new Error(`BENCH_PAIRS_LONE_CLIENT: "${LONE_CLIENT}" is not ${LONE_CLIENTS.join(" or ")}`);
-/** Commands one at a time before the counted ones, with the fresh method: one per user by default (the load takes the ids in turn). */
-const LONE_WARM_UP = Number(process.env.BENCH_PAIRS_LONE_WARM_UP ?? USERS);
+/**
+ * Commands one at a time before the counted ones, with the fresh method: one per user by default (the load takes
+ * the ids in turn); with the process method five per user, for a child's cold JIT (see above).
+ */
+const LONE_WARM_UP = Number(process.env.BENCH_PAIRS_LONE_WARM_UP ?? (LONE_METHOD === "process" ? 5 * USERS : USERS));
 
 const cleanup = new Cleanup();
 /** `NERVE_*` settings of the bench's own environment reach its Nerves (e.g. `NERVE_SQLITE_WRITER=inline npm run bench:pairs`), recorded with the run. */

@@ -64,5 +64,9 @@ describe("bench:pairs-pooled", () => {
     expect(own.get("Nerve (inline), one at a time fresh")).toMatchObject({ runs: 1 });
     expect(own.get("Nerve (inline), one at a time fresh, client on a thread of its own")).toMatchObject({ runs: 1, met: [0, 0, 1, 1, 0], n: [1, 1, 1, 1, 1] });
     expect(loneMethodOf({ startedAt: "2026-12-08T03:00:00Z", loneClient: "main" })).toBe("asymmetric");
+    // So is a warm-up other than the usual one command per user (the process method's default).
+    const warmer = pool([...runs, { startedAt: "2026-12-08T04:00:00Z", loneMethod: "process", loneClient: "worker", loneWarmUp: 5_000, summary: { Nerve: summary([2.5], [4]) } }, { startedAt: "2026-12-08T05:00:00Z", loneMethod: "process", loneClient: "worker", loneWarmUp: 1_000, summary: { Nerve: summary([2.5], [6]) } }]);
+    expect(warmer.get("Nerve (inline), one at a time process, client on a thread of its own, after 5000 not counted")).toMatchObject({ runs: 1, met: [0, 0, 1, 1, 0] });
+    expect(warmer.get("Nerve (inline), one at a time process, client on a thread of its own")).toMatchObject({ runs: 1, met: [0, 0, 1, 0, 0] });
   });
 });
