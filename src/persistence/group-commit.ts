@@ -39,6 +39,8 @@ export interface WriterStats {
   /** Batches that waited for admission (the relay's backlog), and how long in all. */
   admissionWaits: number;
   admissionWaitMs: number;
+  /** Turns of the event loop the drain let happen after {@link DRAIN_SLICE_MS} without one (writes kept arriving in microtasks). */
+  drainYields: number;
 }
 
 /** Options of the group-commit writer. */
@@ -93,6 +95,15 @@ export const WORKER_PIPELINE = 2;
  * command's time. Whoever waits for the deletion ({@link GroupCommitWriter.released}) cuts it short.
  */
 export const DELETE_LINGER_MS = 20;
+
+/**
+ * Longest the drain goes on committing without a turn of the event loop. Writes that arrive in microtasks —
+ * a caller that submits as soon as its last write committed, when each commit settles in a microtask (the
+ * inline engine) — would otherwise keep it from ever turning: no I/O, no timer, no reply flushed until they
+ * stop. Past this the drain lets one turn happen before its next transaction. Commands arrive as I/O, so
+ * under their load the loop turns long before it.
+ */
+export const DRAIN_SLICE_MS = 50;
 
 /**
  * How long the writer asks after a PostgreSQL commit whose answer never came (the connection cut during
@@ -178,7 +189,7 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   #retryTimer: NodeJS.Timeout | undefined;
   /** Closed: no retry of failed deletions is scheduled any more (it would run against a closed database). */
   #closed = false;
-  readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0, deleteOnlyTransactions: 0, admissionWaits: 0, admissionWaitMs: 0 };
+  readonly stats: WriterStats = { transactions: 0, writes: 0, largestBatch: 0, retriedAlone: 0, outboxRowsDeleted: 0, deleteOnlyTransactions: 0, admissionWaits: 0, admissionWaitMs: 0, drainYields: 0 };
 
   constructor(db: Database, opts: GroupCommitOptions = {}) {
     super();
@@ -294,14 +305,34 @@ export class GroupCommitWriter extends EventEmitter<{ committed: [rows: OutboxRo
   /** Delete-only transactions failed in a row (the back-off's exponent); 0 after a drain that ends well. */
   #failuresInARow = 0;
 
+  /** When the event loop last turned during a drain (a setImmediate armed by the drain ran), and whether one is armed. */
+  #turnedAt = 0;
+  #turnArmed = false;
+  readonly #turned = (): void => {
+    this.#turnArmed = false;
+    this.#turnedAt = performance.now();
+  };
+
   async #drain(): Promise<void> {
     const inflight: Promise<void>[] = [];
+    // The drain starts in a turn of its own (setImmediate or the linger's timer).
+    this.#turnedAt = performance.now();
     try {
       // No write came along during the linger: the released rows get a transaction of their own.
       if (this.#queue.length === 0 && this.#deletes.seqs.length > 0) await this.#commit([]);
       while (this.#queue.length > 0 || inflight.length > 0) {
         if (this.#queue.length === 0 || inflight.length >= this.#pipeline) {
           await this.#nextTurn(inflight);
+          continue;
+        }
+        // Whether the loop turns between transactions: a setImmediate armed here runs only if it does.
+        if (!this.#turnArmed) {
+          this.#turnArmed = true;
+          setImmediate(this.#turned);
+        }
+        if (performance.now() - this.#turnedAt > DRAIN_SLICE_MS) {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          this.stats.drainYields++;
           continue;
         }
         const wait = this.#admission?.();

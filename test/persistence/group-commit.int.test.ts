@@ -3,7 +3,7 @@
  * deleted. And, on SQLite and PostgreSQL, a wait for the writes submitted so far that ends under load.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { GroupCommitWriter, Repository, StaleWriteError, openDatabase, type Database, type GroupCommitOptions, type OutboxRow } from "../../src/persistence/index.js";
+import { DRAIN_SLICE_MS, GroupCommitWriter, Repository, StaleWriteError, openDatabase, type Database, type GroupCommitOptions, type OutboxRow } from "../../src/persistence/index.js";
 import { lockSqliteFile, postgresAvailable, profileWrite, tempPostgres, until, useSqliteDatabase, type TempPostgres } from "../support/index.js";
 
 const pgAvailable = await postgresAvailable();
@@ -210,6 +210,39 @@ describe("GroupCommitWriter", () => {
     // The second came while the first waited for the lock (on this thread, synchronously) or after it committed: a transaction each.
     expect(writer.stats.transactions).toBe(2);
     expect(writer.stats.largestBatch).toBe(1);
+  });
+
+  it("lets the event loop turn while a writer submits right after each commit (the inline engine: each commit settles in a microtask)", async () => {
+    const writer = new GroupCommitWriter(db, { sqliteWriter: "inline" });
+    // A turn of the event loop is a setImmediate that runs: the longest gap between two, while the writer loops.
+    let turns = 0;
+    let longest = 0;
+    let last = performance.now();
+    let looping = true;
+    const tick = () => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+      turns++;
+      if (looping) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const started = performance.now();
+    let written = 0;
+    try {
+      // A second of writes, each submitted as soon as the one before it is committed (no I/O between them).
+      while (performance.now() - started < 1_000) await writer.submit(write(`turns-${written++}`, 1));
+    } finally {
+      looping = false;
+      await writer.close();
+    }
+    expect(written).toBeGreaterThan(20);
+    // On the old code the loop never turned while the writer wrote: one gap of the whole second.
+    expect(turns).toBeGreaterThan(5);
+    expect(longest).toBeLessThan(DRAIN_SLICE_MS + 400);
+    expect(writer.stats.drainYields).toBeGreaterThan(0);
+    // Its thousands of outbox rows would bury the next tests' (they read the first 1,000).
+    await db.execute("delete from nerve_outbox where aggregate_id like ?", ["turns-%"], "run");
   });
 
   it("arms no retry of failed deletions after close(): none runs against a closed database", async () => {
