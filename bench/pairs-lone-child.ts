@@ -5,7 +5,7 @@
  * comes over IPC, its result goes back), as a user's client and service are two processes. What runs here is
  * the same code as the `fresh` method's (bench/pairs-lone.ts), so the two methods differ only in the process.
  *
- * Started by `startLoneChild` (below, for bench/pairs.ts) with the task in BENCH_PAIRS_LONE_TASK; answers with
+ * Started by `loneInChild` (below, for bench/pairs.ts) with the task in BENCH_PAIRS_LONE_TASK; answers with
  * `{ done: LoneResult }` or `{ failed: string }` and exits.
  */
 import { fork } from "node:child_process";

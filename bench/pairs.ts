@@ -33,7 +33,7 @@
  * (bench/pairs-lone-child.ts, the same code), its client in this one — service and caller as a user runs them,
  * nothing of the bench's loads, other subjects or heap in the service's process. A child starts cold: with the
  * default warm-up its JIT is still at work in the counted phase (stop 59: every subject's lone p99 higher than
- * `fresh`'s in the same hour, 3.9–4.3 ms against 1.8–2.2; 5,000 commands not counted brought a child's down
+ * `fresh`'s in the same hour, run medians 3.9–4.9 ms against 1.8–2.2; 5,000 commands not counted brought a child's down
  * to 1.9–3.4), so its default warm-up is five commands per user.
  *
  * `BENCH_PAIRS_ROUNDS` (6), `BENCH_PAIRS_COMMANDS` (20,000 per saturation load), `BENCH_PAIRS_PACED_SECONDS`
