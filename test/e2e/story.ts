@@ -46,9 +46,14 @@ export async function dump(t: TestNerve, sql: string): Promise<unknown[]> {
   return t.nerve.db.execute(sql, [], "all");
 }
 
-/** Waits until no consumer has pending or unacknowledged events. */
+/**
+ * Waits until every committed event is in its stream (the outbox empty) and no consumer has pending or
+ * unacknowledged events. Without the first, a check right after the last reply could pass before the relay had
+ * published the last events: nothing pending yet, and a read model one update behind (seen once in CI, stop 59).
+ */
 export async function caughtUp(t: TestNerve, consumers?: string[]): Promise<void> {
   await eventually(async () => {
+    expect(await t.nerve.bus.repo.outboxSize(), "committed events not yet in their streams").toBe(0);
     const behind = (await t.nerve.consumers.lag()).filter((l) => (!consumers || consumers.includes(l.consumer)) && l.pending + l.ackPending > 0);
     expect(behind, JSON.stringify({ behind, stats: Object.fromEntries([...t.nerve.consumers.runners].map(([n, r]) => [n, r.stats])) })).toEqual([]);
   });
