@@ -29,6 +29,9 @@ export interface LoneResult {
 
 export const after = (ms: number) => Date.now() + ms;
 
+/** The durable floors' readers in every bench:pairs phase: one durable reader acking the latest of each turn (floor.ts). */
+export const FLOOR_READERS = { count: 1, ack: "all" as const };
+
 /** `r`, or an error naming `what` when a command failed or the load was cut short. */
 export function checked(r: CommandLoadResult, what: string): CommandLoadResult {
   if (failures(r) > 0 || r.cutShort) throw new Error(`${what}: ${failures(r)} failed, ${r.sent} sent${r.cutShort ? ", cut short by its deadline" : ""}`);
@@ -90,6 +93,6 @@ export async function nerveLone(o: { cleanup: Cleanup; inherited: Record<string,
 /** One at a time, fresh: a floor's own call (a new store; `durable` undefined: the floor itself), its first `warmUp` commands not counted. */
 export async function floorLone(o: { natsUrl: string; load: LoadClient; ids: string[]; durable: DurableFloorKind | undefined; serverPid?: number } & LoneSizes): Promise<LoneResult> {
   const warmed = warmedUp(o.load, o.warmUp);
-  const { load: l } = await benchFloor(o.natsUrl, warmed, { ids: o.ids, count: o.lone, inflight: 1, deadline: after(90_000), ...(o.serverPid !== undefined && { serverPid: o.serverPid }), ...(o.durable && { readers: { count: 1, ack: "all" as const }, durable: o.durable }) });
+  const { load: l } = await benchFloor(o.natsUrl, warmed, { ids: o.ids, count: o.lone, inflight: 1, deadline: after(90_000), ...(o.serverPid !== undefined && { serverPid: o.serverPid }), ...(o.durable && { readers: FLOOR_READERS, durable: o.durable }) });
   return { l: checked(l, "one at a time"), gc: warmed.gc() };
 }

@@ -54,7 +54,7 @@ import { startLoadClient, type LoadClient } from "./load-client.js";
 import { median } from "./percentiles.js";
 import type { Pauses } from "./pauses.js";
 import { loneInChild } from "./pairs-lone-child.js";
-import { after, checked, floorLone, nerveLone, nerveOn as nerveOnWith, readersCaughtUp, type LoneResult } from "./pairs-lone.js";
+import { after, checked, FLOOR_READERS, floorLone, nerveLone, nerveOn as nerveOnWith, readersCaughtUp, type LoneResult } from "./pairs-lone.js";
 import { ISSUE_12_TARGETS, LONE_CLIENTS, LONE_METHODS, type LoneClient, type LoneMethod } from "./pairs-pooled.js";
 import { writeResultsFile } from "./results-file.js";
 import { startRig } from "./rig.js";
@@ -187,9 +187,8 @@ async function main(): Promise<void> {
   const sqlite = await tempSqlitePath();
   cleanup.add("sqlite", () => sqlite.cleanup());
   const ids = userIds(USERS);
-  const readers = { count: 1, ack: "all" as const };
   const floorRun = (durable: DurableFloorKind | undefined, o: { count: number; rate?: number; seconds?: number; inflight?: number }, through: LoadClient = load) =>
-    benchFloor(nats.url, through, { ids, count: o.count, inflight: o.inflight ?? (o.rate ? 4096 : INFLIGHT), deadline: after((o.seconds ?? 30) * 1000 + 30_000), serverPid: nats.pid, ...(o.rate ? { rate: o.rate } : {}), ...(durable ? { readers, durable } : {}) });
+    benchFloor(nats.url, through, { ids, count: o.count, inflight: o.inflight ?? (o.rate ? 4096 : INFLIGHT), deadline: after((o.seconds ?? 30) * 1000 + 30_000), serverPid: nats.pid, ...(o.rate ? { rate: o.rate } : {}), ...(durable ? { readers: FLOOR_READERS, durable } : {}) });
 
   // One at a time, fresh: a floor's own call (a new store), its first LONE_WARM_UP commands not counted — here, or in a process of its own.
   const sizes = { lone: LONE, warmUp: LONE_WARM_UP };
